@@ -1,0 +1,86 @@
+"""Users, roles and API tokens (service functions; the session is passed in)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from api.security import hash_password, hash_token, new_token, verify_password
+from core.errors import Conflict, InvalidInput, NotFound
+from core.tables import ApiToken, User, utcnow
+
+#: Ordered from least to most privileged; a role may do all that the roles before it may.
+ROLES = ("viewer", "staff", "analyst", "admin")
+ROLE_NAMES_ZH = {"viewer": "只读", "staff": "工作人员", "analyst": "分析员", "admin": "管理员"}
+
+
+def role_rank(role: str) -> int:
+    return ROLES.index(role)
+
+
+def create_user(session: Session, *, username: str, role: str, password: str | None = None,
+                display_name: str | None = None, email: str | None = None) -> User:
+    if role not in ROLES:
+        raise InvalidInput(f"未知角色 '{role}'：可选 {', '.join(ROLES)}")
+    if not username.strip():
+        raise InvalidInput("用户名不能为空")
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise Conflict(f"用户 '{username}' 已存在")
+    user = User(username=username, role=role, display_name=display_name, email=email,
+                password_hash=hash_password(password) if password else None)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def get_user(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"用户 '{username}' 不存在：先用 `yuqing users add {username} --role staff` 创建")
+    return user
+
+
+def set_password(session: Session, user: User, password: str) -> None:
+    user.password_hash = hash_password(password)
+
+
+def authenticate_password(session: Session, username: str, password: str) -> User | None:
+    user = session.scalar(select(User).where(User.username == username, User.is_active.is_(True)))
+    if user is None or not verify_password(user.password_hash, password):
+        return None
+    user.last_login_at = utcnow()
+    return user
+
+
+def create_token(session: Session, user: User, name: str, *, kind: str = "user",
+                 expires_at: dt.datetime | None = None) -> str:
+    """Make a token for ``user`` and return it in clear (the only time it is visible)."""
+    token = new_token()
+    session.add(ApiToken(user_id=user.id, name=name, kind=kind, token_hash=hash_token(token),
+                         prefix=token[:10], expires_at=expires_at))
+    session.flush()
+    return token
+
+
+def user_for_token(session: Session, token: str) -> tuple[User, ApiToken] | None:
+    row = session.execute(
+        select(User, ApiToken).join(ApiToken.user).where(ApiToken.token_hash == hash_token(token))
+    ).first()
+    if row is None:
+        return None
+    user, tok = row
+    now = utcnow()
+    if tok.revoked_at is not None or not user.is_active or (tok.expires_at and tok.expires_at < now):
+        return None
+    # Touch at most once a minute: a write per request would serialise SQLite readers.
+    if tok.last_used_at is None or now - tok.last_used_at > dt.timedelta(minutes=1):
+        tok.last_used_at = now
+    return user, tok
+
+
+def list_users(session: Session, *, offset: int = 0, limit: int = 50) -> tuple[list[User], int]:
+    total = session.scalar(select(func.count()).select_from(User)) or 0
+    users = list(session.scalars(select(User).order_by(User.id).offset(offset).limit(limit)))
+    return users, total

@@ -1,0 +1,29 @@
+"""The FastAPI application factory. Routers are mounted here, nowhere else."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from api.problems import install_problem_handlers
+from api.routes import health, users
+from core.db import get_engine, session_factory
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(engine: Engine | None = None) -> FastAPI:
+    """Build the app; ``engine`` defaults to the configured database (tests pass their own)."""
+    app = FastAPI(
+        title="舆情哨兵 yuqing API",
+        version="0.1.0",
+        description="谣言与热点关切监测：预警、审核流程、辟谣库、话题、日报、模型。除 /health 外均需 Bearer 令牌。",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.engine = engine or get_engine()
+    app.state.sessionmaker = session_factory(app.state.engine)
+    install_problem_handlers(app)
+    app.include_router(health.router)
+    app.include_router(users.router, prefix=API_PREFIX)
+    return app

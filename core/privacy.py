@@ -1,0 +1,28 @@
+"""Privacy by default: stable pseudonyms for chat senders, masking of personal numbers.
+
+Both run inside core.ingest, so no write path can skip them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+
+# Mainland mobile numbers (optionally +86 / 86 prefixed, with spaces or dashes) and 18-digit
+# resident ID numbers. Landlines and short hotlines (12345, 0571-...) are public and kept.
+_MOBILE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?(1[3-9]\d)[- ]?(\d{4})[- ]?(\d{4})(?!\d)")
+_ID_CARD = re.compile(r"(?<![0-9A-Za-z])(\d{6})(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx](?![0-9A-Za-z])")
+# QQ numbers only appear as sender ids in exports; a bare 5-11 digit run in text is too ambiguous.
+
+
+def mask_personal_data(text: str) -> str:
+    """Mask mobile and ID-card numbers: ``13812345678`` -> ``138****5678``."""
+    text = _ID_CARD.sub(lambda m: m.group(1) + "********" + m.group(0)[-4:], text)
+    return _MOBILE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
+
+
+def pseudonym(identity: str, secret: bytes, *, prefix: str = "用户") -> str:
+    """A stable, non-reversible name for a sender: the same person always maps to the same value."""
+    digest = hmac.new(secret, identity.strip().encode("utf-8"), hashlib.sha256).hexdigest()
+    return f"{prefix}{digest[:10]}"

@@ -1,0 +1,79 @@
+"""Settings for every stage, read from ``YUQING_*`` environment variables and ``.env``.
+
+Never build settings at import time: call :func:`get_settings` (cached) so tests and the CLI
+can change the environment first and call ``get_settings.cache_clear()``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The repository (or installed package) root: the folder holding core/, models/, ...
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """All configuration. Every field can be set as ``YUQING_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="YUQING_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Field(Path("var"), description="Working folder: SQLite file, caches, crawl state.")
+    database_url: str = Field("", description="SQLAlchemy URL; empty means sqlite:///<data_dir>/yuqing.db")
+    secret_key: SecretStr | None = Field(
+        None, description="Instance secret (HMAC for pseudonyms, sessions). Empty: kept in <data_dir>/secret.key"
+    )
+    model_dir: Path = Field(PROJECT_ROOT / "models", description="Trained model registry folder.")
+    sources_file: Path | None = Field(None, description="YAML list of crawl sources.")
+    config_dir: Path | None = Field(None, description="Folder with office config (rules, taxonomy, places).")
+    redis_url: str | None = Field(None, description="Redis for distributed crawling (scrapy-redis).")
+    timezone: str = "Asia/Shanghai"
+    retention_days: int = Field(180, ge=1, description="Raw chat messages older than this are purged.")
+    pseudonymize_senders: bool = Field(True, description="Replace chat sender ids/nicknames by HMAC pseudonyms.")
+    mask_personal_data: bool = Field(True, description="Mask phone and ID-card numbers in post text.")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    base_url: str = "http://127.0.0.1:8000"
+    log_level: str = "INFO"
+    user_agent: str = "yuqing-crawler/0.1 (+https://github.com/yuqing/yuqing; public-opinion monitoring)"
+
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: str = Field("none", description="none | starttls | ssl")
+    smtp_sender: str = "yuqing@localhost"
+    digest_time: str = Field("18:00", description="Local time the daily digest is built and sent.")
+
+    @field_validator("data_dir", "model_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'yuqing.db'}"
+
+    def secret(self) -> bytes:
+        """The instance secret; generated once into ``<data_dir>/secret.key`` if not configured."""
+        if self.secret_key is not None and self.secret_key.get_secret_value():
+            return self.secret_key.get_secret_value().encode()
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip().encode()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

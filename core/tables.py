@@ -1,0 +1,497 @@
+"""The whole product's schema, in one file (SQLAlchemy 2.0 typed mappings).
+
+Data flows one way (crawler -> store -> nlp -> alerts -> api/digest) and so does this file:
+collection tables first, then analysis, then decisions, then people and delivery.
+
+Times are stored as UTC. SQLite has no time zones, so :class:`UTCDateTime` stores naive UTC
+and hands back aware datetimes on both dialects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Named constraints: Alembic's SQLite batch mode needs names to alter them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware datetimes in, aware UTC datetimes out; stored as naive UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: give a time zone (UTC or Asia/Shanghai)")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+#: BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+def _pk() -> Mapped[int]:
+    return mapped_column(BigId, primary_key=True, autoincrement=True)
+
+
+# --------------------------------------------------------------------------- collection
+
+
+class Source(Base):
+    """A configured place we collect from (a site, feed, API), or a chat import/bot route."""
+
+    __tablename__ = "sources"
+    id: Mapped[int] = _pk()
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))  # feed | html | json | custom | chat_export | bot | api
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    interval_seconds: Mapped[int | None] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    last_run_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SourceRun(Base):
+    """One crawl or import run of one source, with what it did and what went wrong."""
+
+    __tablename__ = "source_runs"
+    id: Mapped[int] = _pk()
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"), index=True)
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running | ok | partial | failed
+    pages_fetched: Mapped[int] = mapped_column(Integer, default=0)
+    items_new: Mapped[int] = mapped_column(Integer, default=0)
+    items_updated: Mapped[int] = mapped_column(Integer, default=0)
+    items_unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    items_dropped: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[list[Any]] = mapped_column(default=list)  # [{"url":..., "reason":...}]
+    stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class FetchState(Base):
+    """HTTP validators and content hash per fetched URL, for incremental crawling."""
+
+    __tablename__ = "fetch_state"
+    id: Mapped[int] = _pk()
+    url: Mapped[str] = mapped_column(String(2048), unique=True)
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"), index=True)
+    etag: Mapped[str | None] = mapped_column(String(512))
+    last_modified: Mapped[str | None] = mapped_column(String(128))
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[int | None] = mapped_column(Integer)
+    last_fetched_at: Mapped[dt.datetime | None]
+
+
+class ChatGroup(Base):
+    """A chat group (WeChat/QQ/Telegram) or a public board treated as one."""
+
+    __tablename__ = "chat_groups"
+    __table_args__ = (UniqueConstraint("platform", "external_id"),)
+    id: Mapped[int] = _pk()
+    platform: Mapped[str] = mapped_column(String(20))  # qq | wechat | telegram | web | other
+    external_id: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200))
+    member_count: Mapped[int | None] = mapped_column(Integer)
+    tags: Mapped[list[Any]] = mapped_column(default=list)  # village, school, business, ...
+    keep_names: Mapped[bool] = mapped_column(Boolean, default=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Post(Base):
+    """A public post (channel 'web') or a chat message (channel 'chat'): one table, one pipeline.
+
+    ``dedup_key`` is the stable identity used by core.ingest: source + external id, else the
+    canonical URL, else the content hash. ``analyzed_at`` is NULL until nlp has processed the
+    current text (an update resets it), which makes ``yuqing analyze`` incremental.
+    """
+
+    __tablename__ = "posts"
+    __table_args__ = (
+        Index("ix_posts_published_at", "published_at"),
+        Index("ix_posts_analyzed_at", "analyzed_at"),
+        Index("ix_posts_group_published", "group_id", "published_at"),
+    )
+    id: Mapped[int] = _pk()
+    dedup_key: Mapped[str] = mapped_column(String(600), unique=True)
+    channel: Mapped[str] = mapped_column(String(10))  # web | chat
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"), index=True)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("chat_groups.id", ondelete="SET NULL"))
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    url: Mapped[str | None] = mapped_column(String(2048))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id", ondelete="SET NULL"))
+    parent_key: Mapped[str | None] = mapped_column(String(600))  # dedup_key of the thread/quoted post
+    title: Mapped[str | None] = mapped_column(String(1000))
+    author: Mapped[str | None] = mapped_column(String(255))  # a pseudonym for chat senders by default
+    published_at: Mapped[dt.datetime | None]
+    collected_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    raw_text: Mapped[str] = mapped_column(Text)  # as collected, personal numbers masked
+    norm_text: Mapped[str | None] = mapped_column(Text)  # normalised by nlp
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    is_forward: Mapped[bool] = mapped_column(Boolean, default=False)
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    analyzed_at: Mapped[dt.datetime | None]
+    story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id", ondelete="SET NULL"), index=True)
+    topic_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id", ondelete="SET NULL"), index=True)
+    category: Mapped[str | None] = mapped_column(String(50))
+    negativity: Mapped[float | None] = mapped_column(Float)
+    is_local: Mapped[bool | None] = mapped_column(Boolean)
+    places: Mapped[list[Any]] = mapped_column(default=list)
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+class ModelVersion(Base):
+    """A trained classifier version; exactly one per name is 'active'."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+    id: Mapped[int] = _pk()
+    name: Mapped[str] = mapped_column(String(100), default="rumor")
+    version: Mapped[str] = mapped_column(String(100))
+    path: Mapped[str] = mapped_column(String(1000))
+    status: Mapped[str] = mapped_column(String(20), default="candidate")  # candidate | active | retired
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    card: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    reference_distribution: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    trained_at: Mapped[dt.datetime | None]
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    promoted_at: Mapped[dt.datetime | None]
+    promoted_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    note: Mapped[str | None] = mapped_column(Text)  # e.g. the reason for a forced promotion
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class PostScore(Base):
+    """The rumor score of one post by one model version, with the terms that raised it."""
+
+    __tablename__ = "post_scores"
+    __table_args__ = (UniqueConstraint("post_id", "model_version_id"),)
+    id: Mapped[int] = _pk()
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), index=True)
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    rumor_probability: Mapped[float] = mapped_column(Float)
+    label: Mapped[int] = mapped_column(Integer)
+    explanation: Mapped[list[Any]] = mapped_column(default=list)  # [[term, weight], ...]
+    scored_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AnalysisRun(Base):
+    """One `yuqing analyze` run: counts, timings and the score distribution (for drift)."""
+
+    __tablename__ = "analysis_runs"
+    id: Mapped[int] = _pk()
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    posts_processed: Mapped[int] = mapped_column(Integer, default=0)
+    score_histogram: Mapped[list[Any]] = mapped_column(default=list)
+    mean_score: Mapped[float | None] = mapped_column(Float)
+    high_share: Mapped[float | None] = mapped_column(Float)
+    stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Story(Base):
+    """Near-duplicate posts (forwards, small edits) across groups and sites: one story."""
+
+    __tablename__ = "stories"
+    id: Mapped[int] = _pk()
+    # No FK: posts already point at stories/topics, and a cycle would complicate every migration.
+    representative_post_id: Mapped[int | None] = mapped_column(BigId)
+    title: Mapped[str | None] = mapped_column(String(500))
+    first_seen: Mapped[dt.datetime]
+    last_seen: Mapped[dt.datetime]
+    post_count: Mapped[int] = mapped_column(Integer, default=0)
+    group_count: Mapped[int] = mapped_column(Integer, default=0)
+    source_count: Mapped[int] = mapped_column(Integer, default=0)
+    hourly_counts: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"2026-11-28T14": n}
+    max_rumor_probability: Mapped[float | None] = mapped_column(Float)
+    debunk_id: Mapped[int | None] = mapped_column(ForeignKey("debunks.id", ondelete="SET NULL"))
+    debunk_similarity: Mapped[float | None] = mapped_column(Float)
+    topic_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id", ondelete="SET NULL"))
+    signature: Mapped[bytes | None] = mapped_column(LargeBinary)  # MinHash of the representative text
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Topic(Base):
+    """A hot-concern topic tracked over time (today's continues yesterday's)."""
+
+    __tablename__ = "topics"
+    id: Mapped[int] = _pk()
+    label: Mapped[str] = mapped_column(String(500))
+    keywords: Mapped[list[Any]] = mapped_column(default=list)
+    # No FK: posts already point at stories/topics, and a cycle would complicate every migration.
+    representative_post_id: Mapped[int | None] = mapped_column(BigId)
+    category: Mapped[str | None] = mapped_column(String(50))
+    places: Mapped[list[Any]] = mapped_column(default=list)
+    negativity: Mapped[float | None] = mapped_column(Float)
+    first_seen: Mapped[dt.datetime]
+    last_seen: Mapped[dt.datetime]
+    post_count: Mapped[int] = mapped_column(Integer, default=0)
+    group_count: Mapped[int] = mapped_column(Integer, default=0)
+    hourly_counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    is_hot: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    burst_score: Mapped[float | None] = mapped_column(Float)
+    centroid: Mapped[bytes | None] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active | dormant
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Debunk(Base):
+    """A known, already-refuted rumor with its official refutation."""
+
+    __tablename__ = "debunks"
+    id: Mapped[int] = _pk()
+    dedup_key: Mapped[str] = mapped_column(String(64), unique=True)  # hash of the normalised claim
+    claim: Mapped[str] = mapped_column(Text)
+    refutation: Mapped[str] = mapped_column(Text)
+    publisher: Mapped[str | None] = mapped_column(String(200))
+    url: Mapped[str | None] = mapped_column(String(2048))
+    published_at: Mapped[dt.datetime | None]
+    category: Mapped[str | None] = mapped_column(String(50))
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DebunkMatch(Base):
+    __tablename__ = "debunk_matches"
+    __table_args__ = (UniqueConstraint("post_id", "debunk_id"),)
+    id: Mapped[int] = _pk()
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), index=True)
+    debunk_id: Mapped[int] = mapped_column(ForeignKey("debunks.id", ondelete="CASCADE"), index=True)
+    similarity: Mapped[float] = mapped_column(Float)
+    method: Mapped[str] = mapped_column(String(20))  # minhash | tfidf
+    matched_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+class Alert(Base):
+    """What staff work from: one alert per story (new posts fold in), with its risk parts."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index("ix_alerts_status_severity", "status", "severity_rank", "updated_at"),
+        Index("ix_alerts_story", "story_id"),
+    )
+    id: Mapped[int] = _pk()
+    story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id", ondelete="SET NULL"))
+    topic_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(20))  # rumor | debunk_match | spread | concern | keyword | manual
+    title: Mapped[str] = mapped_column(String(500))
+    summary: Mapped[str | None] = mapped_column(Text)
+    severity: Mapped[str] = mapped_column(String(10))  # low | medium | high | urgent
+    severity_rank: Mapped[int] = mapped_column(Integer)  # 0..3, for sorting
+    risk_score: Mapped[float] = mapped_column(Float)
+    score_parts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    rules_fired: Mapped[list[Any]] = mapped_column(default=list)
+    category: Mapped[str | None] = mapped_column(String(50))
+    status: Mapped[str] = mapped_column(String(30), default="new")
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    escalated_at: Mapped[dt.datetime | None]
+    acknowledged_at: Mapped[dt.datetime | None]
+    post_count_at_close: Mapped[int | None] = mapped_column(Integer)  # re-alert margin after dismissal
+    suggested_response: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AlertPost(Base):
+    """Evidence: the posts an alert stands on."""
+
+    __tablename__ = "alert_posts"
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True)
+    added_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AlertEvent(Base):
+    """Append-only history of an alert: who did what, when."""
+
+    __tablename__ = "alert_events"
+    id: Mapped[int] = _pk()
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))  # NULL: system
+    action: Mapped[str] = mapped_column(String(30))  # created|folded|status|assigned|comment|responded|escalated
+    from_status: Mapped[str | None] = mapped_column(String(30))
+    to_status: Mapped[str | None] = mapped_column(String(30))
+    comment: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Response(Base):
+    """What the office published in answer (refutation or reply), and its measured effect."""
+
+    __tablename__ = "responses"
+    id: Mapped[int] = _pk()
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    channels: Mapped[list[Any]] = mapped_column(default=list)
+    url: Mapped[str | None] = mapped_column(String(2048))
+    published_at: Mapped[dt.datetime]
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    spread_before: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    spread_after: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Label(Base):
+    """A human verdict on a text, for retraining (from reviews, manual labelling or imports)."""
+
+    __tablename__ = "labels"
+    id: Mapped[int] = _pk()
+    dedup_key: Mapped[str] = mapped_column(String(200), unique=True)
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id", ondelete="SET NULL"), index=True)
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL"))
+    text: Mapped[str] = mapped_column(Text)
+    text_hash: Mapped[str] = mapped_column(String(64), index=True)
+    label: Mapped[int] = mapped_column(Integer)  # 1 rumor, 0 not
+    category: Mapped[str | None] = mapped_column(String(50))
+    origin: Mapped[str] = mapped_column(String(20))  # review | manual | import
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# --------------------------------------------------------------------------- people and delivery
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = _pk()
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(20))  # admin | analyst | staff | viewer
+    password_hash: Mapped[str | None] = mapped_column(String(300))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[dt.datetime | None]
+    tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+
+class ApiToken(Base):
+    """A bearer token, stored as its SHA-256 only. ``kind='bot'`` tokens may only push messages."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = _pk()
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(10), default="user")  # user | bot
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[dt.datetime | None]
+    expires_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class Digest(Base):
+    """A daily digest as built and sent (one per day per recipient list unless forced)."""
+
+    __tablename__ = "digests"
+    __table_args__ = (UniqueConstraint("day", "recipients_key", "revision"),)
+    id: Mapped[int] = _pk()
+    day: Mapped[dt.date] = mapped_column(Date)
+    recipients_key: Mapped[str] = mapped_column(String(64))
+    revision: Mapped[int] = mapped_column(Integer, default=0)  # bumped by --force
+    recipients: Mapped[list[Any]] = mapped_column(default=list)
+    subject: Mapped[str] = mapped_column(String(300))
+    html: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    figures: Mapped[dict[str, Any]] = mapped_column(default=dict)  # cid -> {"content_type":..., "b64":...}
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the figures behind the text
+    status: Mapped[str] = mapped_column(String(20), default="built")  # built | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Notification(Base):
+    """Outbox: written in the same transaction as the change it reports, delivered later."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_due", "status", "next_attempt_at"),)
+    id: Mapped[int] = _pk()
+    dedup_key: Mapped[str] = mapped_column(String(300), unique=True)
+    channel: Mapped[str] = mapped_column(String(20))  # email | dingtalk | wecom | feishu | webhook
+    target: Mapped[str] = mapped_column(String(1000))
+    subject: Mapped[str | None] = mapped_column(String(500))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending | sent | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[dt.datetime | None]
+
+
+class NotificationAttempt(Base):
+    __tablename__ = "notification_attempts"
+    id: Mapped[int] = _pk()
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id", ondelete="CASCADE"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+
+
+metadata = Base.metadata

@@ -1,0 +1,58 @@
+"""Health is open; every other route needs a valid token and the right role."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+
+def test_health_needs_no_token(api_client: TestClient) -> None:
+    response = api_client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok"}
+
+
+def test_missing_and_invalid_tokens_get_401(api_client: TestClient) -> None:
+    missing = api_client.get("/api/v1/me")
+    assert missing.status_code == 401
+    assert missing.headers["content-type"].startswith("application/problem+json")
+    assert "Bearer" in missing.json()["detail"]
+    invalid = api_client.get("/api/v1/me", headers={"Authorization": "Bearer yq_not-a-real-token"})
+    assert invalid.status_code == 401
+
+
+def test_wrong_role_gets_403_and_right_role_passes(api_client: TestClient, make_user) -> None:
+    staff = make_user("staff")
+    admin = make_user("admin")
+    assert api_client.get("/api/v1/me", headers=staff).json()["role"] == "staff"
+    assert api_client.get("/api/v1/users", headers=staff).status_code == 403
+    listed = api_client.get("/api/v1/users", headers=admin)
+    assert listed.status_code == 200
+    body = listed.json()
+    assert set(body) == {"items", "total", "page", "page_size"} and body["total"] == 2
+
+
+def test_bad_payload_is_422_problem_not_500(api_client: TestClient, make_user) -> None:
+    admin = make_user("admin")
+    bad = api_client.post("/api/v1/users", json={"username": "", "role": "god"}, headers=admin)
+    assert bad.status_code == 422
+    assert bad.json()["errors"]
+    assert api_client.get("/api/v1/users?page=0", headers=admin).status_code == 422
+    garbage = api_client.post("/api/v1/users", content=b"\xff\xfe{", headers=admin | {"content-type": "application/json"})
+    assert garbage.status_code == 422
+
+
+def test_created_token_works_and_is_stored_hashed(api_client: TestClient, make_user, api_engine) -> None:
+    from sqlalchemy import text
+
+    admin = make_user("admin")
+    assert api_client.post("/api/v1/users", json={"username": "wang", "role": "viewer",
+                                                  "password": "longenough1"}, headers=admin).status_code == 201
+    created = api_client.post("/api/v1/users/wang/tokens", json={"name": "script"}, headers=admin)
+    token = created.json()["token"]
+    assert api_client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).json()["username"] == "wang"
+    with api_engine.connect() as conn:
+        stored = [r[0] for r in conn.execute(text("SELECT token_hash FROM api_tokens"))]
+        hashes = [r[0] for r in conn.execute(text("SELECT password_hash FROM users"))]
+    assert token not in stored and all(len(h) == 64 for h in stored)
+    assert all(h.startswith("$argon2") for h in hashes)
+    assert api_client.post("/api/v1/users/nobody/tokens", json={"name": "x"}, headers=admin).status_code == 404

@@ -1,0 +1,167 @@
+"""Shared fixtures: a real database (SQLite by default, PostgreSQL with YUQING_TEST_DATABASE=postgres).
+
+- ``db_url``: a migrated database for the whole test session.
+- ``session``: a Session in a transaction that is rolled back after the test.
+- ``fresh_db_url``: a new, migrated, empty database for one test (for subprocesses and servers).
+- ``api_client`` / ``make_user``: a TestClient on the app, and users with tokens per role.
+
+Tests that use any of these get the ``db`` marker, so `make test` can re-run just them on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.orm import Session
+
+from core.db import make_engine
+from core.migrate import upgrade
+from core.settings import get_settings
+
+PG_ADMIN_URL = os.environ.get("YUQING_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+DB_FIXTURES = {"db_url", "engine", "session", "fresh_db_url", "api_client", "make_user"}
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("YUQING_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def backend() -> str:
+    return os.environ.get("YUQING_TEST_DATABASE", "sqlite")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if DB_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.db)
+
+
+def pytest_report_header() -> str:
+    return f"yuqing test database: {backend()}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Point every test at a temp data dir and a test secret; nothing touches ./var."""
+    data_dir = tmp_path_factory.mktemp("yuqing-data")
+    old = {k: os.environ.get(k) for k in ("YUQING_DATA_DIR", "YUQING_SECRET_KEY", "YUQING_DATABASE_URL")}
+    os.environ["YUQING_DATA_DIR"] = str(data_dir)
+    os.environ["YUQING_SECRET_KEY"] = "test-secret-not-for-production"
+    os.environ.pop("YUQING_DATABASE_URL", None)
+    get_settings.cache_clear()
+    yield data_dir
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    get_settings.cache_clear()
+
+
+def _pg_admin() -> Engine:
+    return create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+
+
+def _pg_url(name: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+class _PgDatabases:
+    """Creates migrated PostgreSQL databases from one template, and drops them all at the end."""
+
+    def __init__(self) -> None:
+        self.admin = _pg_admin()
+        try:
+            with self.admin.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as err:  # pragma: no cover - depends on the machine
+            if os.environ.get("YUQING_TEST_REQUIRE_POSTGRES"):
+                raise RuntimeError(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {err}") from err
+            pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+        self.prefix = f"yqt_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        self.created: list[str] = []
+        self.template = self._create(f"{self.prefix}_tpl")
+        upgrade(_pg_url(self.template))
+
+    def _create(self, name: str, template: str | None = None) -> str:
+        with self.admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            tpl = f' TEMPLATE "{template}"' if template else ""
+            conn.execute(text(f'CREATE DATABASE "{name}"{tpl}'))
+        self.created.append(name)
+        return name
+
+    def new(self) -> str:
+        return _pg_url(self._create(f"{self.prefix}_{len(self.created)}", self.template))
+
+    def drop_all(self) -> None:
+        with self.admin.connect() as conn:
+            for name in reversed(self.created):
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        self.admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], str]]:
+    if backend() == "postgres":
+        pg = _PgDatabases()
+        yield pg.new
+        pg.drop_all()
+        return
+    folder = tmp_path_factory.mktemp("sqlite-dbs")
+    template = folder / "template.db"
+    upgrade(f"sqlite:///{template}")
+    counter = iter(range(1_000_000))
+
+    def new() -> str:
+        target = folder / f"db{next(counter)}.db"
+        target.write_bytes(template.read_bytes())
+        return f"sqlite:///{target}"
+
+    yield new
+
+
+@pytest.fixture(scope="session")
+def db_url(_databases: Callable[[], str]) -> str:
+    """One migrated database shared by the session (use ``session`` for isolation)."""
+    return _databases()
+
+
+@pytest.fixture(scope="session")
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    """A session whose work is rolled back after the test (commits become savepoints)."""
+    conn = engine.connect()
+    trans = conn.begin()
+    sess = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    yield sess
+    sess.close()
+    trans.rollback()
+    conn.close()
+
+
+@pytest.fixture
+def fresh_db_url(_databases: Callable[[], str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new migrated database, also set as YUQING_DATABASE_URL (for the CLI and servers)."""
+    url = _databases()
+    monkeypatch.setenv("YUQING_DATABASE_URL", url)
+    get_settings.cache_clear()
+    yield url
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data, or skip cleanly when it is absent."""
+    if not (SHARED_DATA / "README.md").exists():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA

@@ -1,0 +1,242 @@
+"""The `yuqing` command line: the only module that may import every stage."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from core.settings import get_settings
+from yuqing.logs import configure_logging
+
+app = typer.Typer(
+    help="舆情哨兵 yuqing：监测公开帖子和群消息中的谣言与热点关切。每个子命令都有 --help。",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="数据库：建表与升级。", no_args_is_help=True)
+users_app = typer.Typer(help="用户与角色（admin 管理员 / analyst 分析员 / staff 工作人员 / viewer 只读）。",
+                        no_args_is_help=True)
+tokens_app = typer.Typer(help="API 令牌：给脚本和机器人使用。", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+
+console = Console()
+err_console = Console(stderr=True)
+log = logging.getLogger("yuqing")
+
+
+@app.callback()
+def _main(
+    log_level: Annotated[str, typer.Option(help="日志级别：DEBUG / INFO / WARNING")] = "",
+) -> None:
+    configure_logging(log_level or get_settings().log_level)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[red]错误：[/red]{message}")
+    return typer.Exit(code)
+
+
+# ----------------------------------------------------------------------------- db
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or upgrade the database schema to the latest version (safe to run again)."""
+    from sqlalchemy.exc import OperationalError
+
+    from core.migrate import upgrade
+
+    url = get_settings().effective_database_url
+    try:
+        upgrade(url)
+    except OperationalError as err:
+        raise _fail(f"无法连接数据库 {_safe_url(url)}：{err.orig}。请检查 YUQING_DATABASE_URL 和数据库服务。") from err
+    console.print(f"数据库已是最新结构：{_safe_url(url)}")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# ----------------------------------------------------------------------------- users and tokens
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("密码", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        raise _fail("密码至少 8 个字符。")
+    return password
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="登录名")],
+    role: Annotated[str, typer.Option("--role", help="admin | analyst | staff | viewer")] = "staff",
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="从标准输入读取密码（一行）")] = False,
+    display_name: Annotated[str | None, typer.Option(help="显示名，如 张科长")] = None,
+    email: Annotated[str | None, typer.Option(help="邮箱，用于预警与日报")] = None,
+) -> None:
+    """Add a user with a role and print a new API bearer token once (the password is asked for)."""
+    from api import accounts
+    from core.db import session_scope
+    from core.errors import YuqingError
+
+    password = _read_password(password_stdin)
+    try:
+        with session_scope() as session:
+            user = accounts.create_user(session, username=name, role=role, password=password,
+                                        display_name=display_name, email=email)
+            token = accounts.create_token(session, user, f"{name}-cli")
+    except YuqingError as err:
+        raise _fail(str(err)) from err
+    console.print(f"已创建用户 {name}（{accounts.ROLE_NAMES_ZH[role]}）。")
+    console.print("API 令牌（只显示这一次，请妥善保存）：")
+    print(token)
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List users with their roles."""
+    from api import accounts
+    from core.db import session_scope
+
+    with session_scope() as session:
+        users, total = accounts.list_users(session, limit=10_000)
+        table = Table("ID", "用户名", "角色", "显示名", "启用", "最近登录")
+        for u in users:
+            table.add_row(str(u.id), u.username, u.role, u.display_name or "", "是" if u.is_active else "否",
+                          u.last_login_at.isoformat(timespec="minutes") if u.last_login_at else "-")
+    console.print(table)
+    console.print(f"共 {total} 个用户")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    name: Annotated[str, typer.Argument(help="令牌名称，如 qq-bot-1 或 report-script")],
+    user: Annotated[str, typer.Option("--user", help="令牌属于哪个用户")] = "admin",
+    bot: Annotated[bool, typer.Option("--bot", help="机器人令牌：只能推送消息 (/api/v1/ingest)")] = False,
+) -> None:
+    """Create an API token for a user and print it once."""
+    from api import accounts
+    from core.db import session_scope
+    from core.errors import YuqingError
+
+    try:
+        with session_scope() as session:
+            owner = accounts.get_user(session, user)
+            token = accounts.create_token(session, owner, name, kind="bot" if bot else "user")
+    except YuqingError as err:
+        raise _fail(str(err)) from err
+    console.print(f"已为 {user} 创建令牌 '{name}'（只显示这一次）：")
+    print(token)
+
+
+# ----------------------------------------------------------------------------- serving and the main job
+
+
+def _serve(host: str, port: int) -> None:
+    import uvicorn
+
+    from api.app import create_app
+
+    uvicorn.run(create_app(), host=host, port=port, log_level="warning", proxy_headers=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="监听地址")] = "",
+    port: Annotated[int, typer.Option(help="端口")] = 0,
+) -> None:
+    """Serve the API and the review console (default http://127.0.0.1:8000)."""
+    settings = get_settings()
+    host, port = host or settings.api_host, port or settings.api_port
+    console.print(f"API 与审核台：http://{host}:{port}/  （接口文档 /docs）")
+    _serve(host, port)
+
+
+def ensure_demo_admin(data_dir: Path) -> None:
+    """Create the demo admin once and print its password once (kept nowhere in clear)."""
+    from api import accounts
+    from api.security import new_password
+    from core.db import session_scope
+    from core.tables import User
+
+    with session_scope() as session:
+        if session.query(User).filter_by(username="admin").first() is not None:
+            console.print("演示管理员 admin 已存在（密码在第一次运行时显示过；忘记可运行 `yuqing users passwd admin`）。")
+            return
+        password = new_password()
+        user = accounts.create_user(session, username="admin", role="admin", password=password,
+                                    display_name="演示管理员")
+        token = accounts.create_token(session, user, "demo")
+    console.print("[bold]已创建演示管理员[/bold] 用户名 admin  密码 " + password + "（只显示这一次）")
+    console.print("API 令牌：" + token)
+
+
+@users_app.command("passwd")
+def users_passwd(
+    name: Annotated[str, typer.Argument(help="登录名")],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="从标准输入读取密码")] = False,
+) -> None:
+    """Set a user's password."""
+    from api import accounts
+    from core.db import session_scope
+    from core.errors import YuqingError
+
+    password = _read_password(password_stdin)
+    try:
+        with session_scope() as session:
+            accounts.set_password(session, accounts.get_user(session, name), password)
+    except YuqingError as err:
+        raise _fail(str(err)) from err
+    console.print(f"已更新 {name} 的密码。")
+
+
+@app.command()
+def run(
+    demo: Annotated[bool, typer.Option("--demo", help="演示模式：建库、建演示管理员、在本机提供示例信息源")] = False,
+    host: Annotated[str, typer.Option(help="监听地址")] = "",
+    port: Annotated[int, typer.Option(help="端口")] = 0,
+) -> None:
+    """The main job: crawl, import, analyse, alert, notify and send digests on schedule, while serving the API."""
+    from yuqing.scheduler import build_scheduler, collect_jobs
+
+    settings = get_settings()
+    if demo:
+        db_upgrade()
+        ensure_demo_admin(settings.data_dir)
+    jobs = collect_jobs(settings)
+    scheduler = build_scheduler(settings, jobs)
+    scheduler.start()
+    host, port = host or settings.api_host, port or settings.api_port
+    console.print(f"定时任务 {len(jobs)} 个已启动。审核台：http://{host}:{port}/  接口文档：http://{host}:{port}/docs")
+    console.print("按 Ctrl+C 停止。")
+    try:
+        _serve(host, port)
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    app()
+
+
+if __name__ == "__main__":
+    main()

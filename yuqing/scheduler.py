@@ -1,0 +1,59 @@
+"""The jobs of `yuqing run` on APScheduler.
+
+Each stage contributes jobs through a function here; the scheduler runs them in a small thread
+pool next to the API server. Jobs never overlap themselves (max_instances=1, coalesce).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    id: str
+    func: Callable[[], object]
+    seconds: int | None = None  # run every N seconds
+    cron: str | None = None  # or at a local time "HH:MM" every day
+    run_now: bool = False  # also once right at start
+
+
+def collect_jobs(settings: Settings) -> list[Job]:
+    """Every periodic job of the product. Stages add theirs here as they land."""
+    jobs: list[Job] = []
+    return jobs
+
+
+def _guarded(job: Job) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            job.func()
+        except Exception:  # a failing job must not stop the scheduler; it runs again next time
+            log.exception("job %s failed; it will run again at its next time", job.id)
+
+    return run
+
+
+def build_scheduler(settings: Settings, jobs: list[Job] | None = None) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(timezone=settings.timezone,
+                                    job_defaults={"coalesce": True, "max_instances": 1})
+    for job in jobs if jobs is not None else collect_jobs(settings):
+        if job.cron:
+            hour, minute = job.cron.split(":")
+            trigger: object = CronTrigger(hour=int(hour), minute=int(minute), timezone=settings.timezone)
+        else:
+            trigger = IntervalTrigger(seconds=job.seconds or 60)
+        extra = {"next_run_time": dt.datetime.now(dt.UTC)} if job.run_now else {}
+        scheduler.add_job(_guarded(job), trigger, id=job.id, name=job.id, replace_existing=True, **extra)
+    return scheduler
