@@ -233,6 +233,10 @@ def run(
         scheduler.shutdown(wait=False)
 
 
+# ----------------------------------------------------------------------------- stage commands
+# Each stage keeps its subcommands in yuqing/commands/<stage>.py and registers them here.
+
+
 def main() -> None:
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")
     app()

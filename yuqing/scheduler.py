@@ -32,6 +32,7 @@ class Job:
 def collect_jobs(settings: Settings) -> list[Job]:
     """Every periodic job of the product. Stages add theirs here as they land."""
     jobs: list[Job] = []
+    # Stages add their jobs below, one block each.
     return jobs
 
 

@@ -1,0 +1,1 @@
+"""Subcommands of `yuqing`, one module per stage; registered in yuqing/cli.py."""
