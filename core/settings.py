@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     base_url: str = "http://127.0.0.1:8000"
     log_level: str = "INFO"
     user_agent: str = "yuqing-crawler/0.1 (+https://github.com/yuqing/yuqing; public-opinion monitoring)"
+    crawl_autothrottle: bool = Field(True, description="AutoThrottle on for every source (per-source override).")
+    crawl_concurrency: int = Field(16, ge=1, description="Concurrent requests of one crawl process.")
+    crawl_batch_size: int = Field(100, ge=1, description="Posts per database batch in the crawl pipeline.")
+    crawl_max_page_mb: float = Field(10.0, gt=0, description="Larger pages are abandoned (and reported).")
+    crawl_max_idle_seconds: int = Field(10, ge=1, description="Distributed workers stop after this long idle.")
+    redis_prefix: str = Field("yuqing", description="Prefix of every Redis key (queues, duplicate filter).")
+    demo_site_port: int = Field(0, ge=0, description="Port of the bundled demo site for `run --demo`; 0 = random.")
 
     smtp_host: str | None = None
     smtp_port: int = 25

@@ -221,6 +221,8 @@ def run(
     if demo:
         db_upgrade()
         ensure_demo_admin(settings.data_dir)
+        _crawl.start_demo_sources(settings)  # the bundled sample site on loopback, and sources pointing at it
+        settings = get_settings()
     jobs = collect_jobs(settings)
     scheduler = build_scheduler(settings, jobs)
     scheduler.start()
@@ -235,6 +237,11 @@ def run(
 
 # ----------------------------------------------------------------------------- stage commands
 # Each stage keeps its subcommands in yuqing/commands/<stage>.py and registers them here.
+
+from yuqing.commands import crawl as _crawl  # noqa: E402 - registered below the core commands
+
+app.command("crawl")(_crawl.crawl)
+app.add_typer(_crawl.sources_app, name="sources")
 
 
 def main() -> None:

@@ -33,6 +33,13 @@ def collect_jobs(settings: Settings) -> list[Job]:
     """Every periodic job of the product. Stages add theirs here as they land."""
     jobs: list[Job] = []
     # Stages add their jobs below, one block each.
+
+    # crawler: each source on its own interval; each crawl is a subprocess (Twisted's reactor cannot
+    # restart in one process), see yuqing/commands/crawl.py. Disabled sources are skipped at run time.
+    from yuqing.commands.crawl import crawl_schedule
+
+    for job_id, seconds, func in crawl_schedule(settings):
+        jobs.append(Job(id=job_id, func=func, seconds=seconds, run_now=True))
     return jobs
 
 
