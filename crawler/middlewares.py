@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from scrapy import Request
+from scrapy.dupefilters import RFPDupeFilter
 from scrapy.http import Response, TextResponse
 
 from crawler.encoding import declared_encoding, detect_encoding, widen
@@ -68,3 +69,16 @@ class ChineseEncodingMiddleware:
             return response  # XML declares its encoding itself; feedparser reads it
         self.crawler.stats.inc_value("yuqing/encoding_detected")
         return response.replace(encoding=detect_encoding(response.body))
+
+
+class ReportingDupeFilter(RFPDupeFilter):
+    """Scrapy's duplicate filter, which also reports a redirect back to a page already seen.
+
+    A redirect loop (a -> b -> a) ends at the duplicate filter, silently; staff should hear about it.
+    """
+
+    def log(self, request: Request, spider: Any) -> None:
+        super().log(request, spider)
+        if request.meta.get("redirect_times") and hasattr(spider, "record_error"):
+            first = (request.meta.get("redirect_urls") or [request.url])[0]
+            spider.record_error(first, "重定向循环：页面跳转回到已访问过的地址", kind="fetch")

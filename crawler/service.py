@@ -59,9 +59,7 @@ def source_enabled(session: Session, name: str) -> bool | None:
 
 
 def set_enabled(session: Session, source_id: int, enabled: bool) -> Source:
-    row = session.get(Source, source_id)
-    if row is None:
-        raise NotFound(f"信息源 {source_id} 不存在：请先用 `yuqing sources validate` 检查文件，再运行一次 `yuqing crawl`。")
+    row = get_source(session, source_id)
     row.enabled = enabled
     session.flush()
     return row
@@ -186,3 +184,18 @@ def recent_runs(session: Session, source_id: int, *, limit: int = 20) -> list[So
 
 def utc_iso(value: dt.datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") if value else None
+
+
+def get_source(session: Session, source_id: int) -> Source:
+    row = session.get(Source, source_id)
+    if row is None:
+        raise NotFound(f"信息源 {source_id} 不存在。")
+    return row
+
+
+def source_with_run(session: Session, source_id: int) -> SourceWithRun:
+    src = get_source(session, source_id)
+    last = session.scalar(select(SourceRun).where(SourceRun.source_id == source_id)
+                          .order_by(SourceRun.id.desc()).limit(1))
+    count = session.scalar(select(func.count()).select_from(Post).where(Post.source_id == source_id)) or 0
+    return SourceWithRun(src, last, count)

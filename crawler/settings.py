@@ -38,3 +38,4 @@ EXTENSIONS = {"crawler.extensions.RunRecorder": 500}
 LOG_LEVEL = "WARNING"
 REQUEST_FINGERPRINTER_IMPLEMENTATION = "2.7"
 FEED_EXPORT_ENCODING = "utf-8"
+DUPEFILTER_CLASS = "crawler.middlewares.ReportingDupeFilter"

@@ -57,7 +57,9 @@ def _when(entry: dict[str, Any], now: dt.datetime) -> tuple[str, dt.datetime]:
             return f"昨天 {moment:%H:%M}", moment
         return f"{moment:%Y-%m-%d %H:%M}", moment
     text = str(entry.get("time", ""))
-    return text, now
+    from crawler.dates import parse_published
+
+    return text, parse_published(text, now=now, tz=TZ) or now
 
 
 class Site:
@@ -67,8 +69,10 @@ class Site:
                  now: Callable[[], dt.datetime] | None = None) -> None:
         self.content = content
         self.static_dir = static_dir
-        self.now = now or (lambda: dt.datetime.now(TZ))
         self.started = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        # Times are relative to the moment the site started, so pages and feeds do not change
+        # between requests (ETag / 304 work) while still looking fresh.
+        self.now = now or (lambda: self.started.astimezone(TZ))
         self.requests: Counter[str] = Counter()
         self.lock = threading.Lock()
         self.per_page = int(content.get("per_page", 4))
@@ -269,6 +273,13 @@ class SiteHandler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A crawler that gives up on a slow or huge page resets the connection: not our problem.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def serve(site: Site, host: str = "127.0.0.1", port: int = 0) -> tuple[ThreadingHTTPServer, str]:
