@@ -172,12 +172,3 @@ def test_a_source_that_fails_entirely_exits_nonzero(site: FixtureSite, fresh_db_
     runs = _runs(fresh_db_url)
     assert runs["宕机的网站"][-1].status == "failed"
     assert runs["青禾镇RSS"][-1].status == "ok" and len(_posts(fresh_db_url, "青禾镇RSS")) == 10
-
-
-def test_unknown_source_name_and_missing_file_are_clear_errors(fresh_db_url: str, tmp_path: Path, site: FixtureSite
-                                                               ) -> None:
-    sources = write_sources(tmp_path / "s.yaml", source(RSS, site.base, "/feed/rss.xml"))
-    unknown = run_crawl("--sources", str(sources), "--source", "不存在的源")
-    assert unknown.returncode == 1 and "没有名为 '不存在的源' 的信息源" in unknown.stderr
-    missing = run_crawl("--sources", str(tmp_path / "nope.yaml"))
-    assert missing.returncode == 1 and "不存在" in missing.stderr

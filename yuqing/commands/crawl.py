@@ -23,8 +23,8 @@ from core.errors import YuqingError
 from core.settings import PROJECT_ROOT, Settings, get_settings
 
 log = logging.getLogger(__name__)
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 sources_app = typer.Typer(help="信息源：检查和查看信息源配置文件（YAML）。", no_args_is_help=True)
 
