@@ -133,6 +133,9 @@ class Known:
     urls: set[str] = field(default_factory=set)  # canonical URLs of stored posts
     external_ids: set[str] = field(default_factory=set)
     fetch: dict[str, tuple[str | None, str | None, str | None]] = field(default_factory=dict)
+    # Stop paging at known items only after a clean last run: a killed or failed run may have left
+    # older pages unread, so the next run pages through everything (stored detail pages still skipped).
+    last_run_ok: bool = False
 
     def has_url(self, url: str) -> bool:
         return canonical_url(url) in self.urls
@@ -142,6 +145,9 @@ def load_known(session: Session, source_name: str, fetch_urls: Iterable[str] = (
     known = Known()
     sid = session.scalar(select(Source.id).where(Source.name == source_name))
     if sid is not None:
+        last = session.scalar(select(SourceRun.status).where(SourceRun.source_id == sid)
+                              .order_by(SourceRun.id.desc()).limit(1))
+        known.last_run_ok = last == "ok"
         for url, ext in session.execute(select(Post.url, Post.external_id).where(Post.source_id == sid)):
             if url:
                 known.urls.add(canonical_url(url))

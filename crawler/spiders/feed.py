@@ -76,7 +76,7 @@ class FeedSpider(SourceSpider):
                         last_modified=_header(response, b"Last-Modified"), content_hash=digest)
         page = int(response.meta.get("page", 1))
         next_links = [lk.get("href") for lk in parsed.feed.get("links", []) if lk.get("rel") == "next"]
-        if fresh and next_links and next_links[0] and page < self.source.max_pages:
+        if (fresh or not self.known.last_run_ok) and next_links and next_links[0] and page < self.source.max_pages:
             yield self.start_request(response.urljoin(next_links[0]),
                                      {"feed": True, "conditional": True, "page": page + 1})
 

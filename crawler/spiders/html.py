@@ -50,7 +50,7 @@ class HtmlSpider(SourceSpider):
             fresh += 1
             yield scrapy.Request(link, callback=self.parse_detail, errback=self.on_error,
                                  meta={"role": "detail"}, priority=10)
-        if links and fresh == 0:
+        if links and fresh == 0 and self.known.last_run_ok:
             self.crawler.stats.inc_value("yuqing/stopped_at_known")
             return  # this page holds only known items: older pages do too
         if lst.next_page and page < self.source.max_pages:

@@ -65,7 +65,7 @@ class JsonSpider(SourceSpider):
                 parent_external_id=_text(dotted(row, fields.get("parent_id"))),
             )
         template, page = response.meta.get("template"), int(response.meta.get("page", 1))
-        if not rows or fresh == 0:
+        if not rows or (fresh == 0 and self.known.last_run_ok):
             if rows:
                 self.crawler.stats.inc_value("yuqing/stopped_at_known")
             return
