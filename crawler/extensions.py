@@ -43,7 +43,9 @@ class RunSummary:
 RESULTS: dict[str, RunSummary] = {}
 
 
-def classify(pages_ok: int, errors: int, spilled: int) -> str:
+def classify(pages_ok: int, errors: int, spilled: int, *, distributed: bool = False) -> str:
+    if distributed and pages_ok == 0 and not errors:
+        return "ok"  # the other workers took all the work
     if pages_ok == 0 or spilled:
         return "failed"
     return "partial" if errors else "ok"
@@ -80,7 +82,8 @@ class RunRecorder:
         summary = RunSummary(
             source=spider.source.name,
             run_id=self.run_id,
-            status=classify(pages_ok, len(spider.run_errors), int(get("yuqing/spilled", 0))),
+            status=classify(pages_ok, len(spider.run_errors), int(get("yuqing/spilled", 0)),
+                            distributed=self.crawler.settings.getbool("YUQING_DISTRIBUTED")),
             pages_fetched=int(get("response_received_count", 0)) - int(get("robotstxt/response_count", 0)),
             items_new=int(get("yuqing/items_new", 0)),
             items_updated=int(get("yuqing/items_updated", 0)),

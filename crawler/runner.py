@@ -21,8 +21,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from typing import Any
 
+from scrapy import signals
 from scrapy.crawler import CrawlerProcess
 from scrapy.settings import Settings as ScrapySettings
 from scrapy_redis.spiders import RedisMixin
@@ -93,7 +95,14 @@ class _Distributed(RedisMixin):
         spider = super().from_crawler(crawler, *args, **kwargs)  # type: ignore[misc]
         spider.setup_redis(crawler)
         spider.seed_round(crawler.settings)
+        # RedisMixin counts idle time from a class attribute set at import, and resets it only when
+        # start URLs wait in Redis: count from the last response instead, so a busy worker stays.
+        spider.spider_idle_start_time = int(time.time())
+        crawler.signals.connect(spider._touch, signal=signals.response_received)
         return spider
+
+    def _touch(self, *args: Any, **kwargs: Any) -> None:
+        self.spider_idle_start_time = int(time.time())
 
     async def start(self) -> Any:
         # Nothing from start_urls: the idle handler of RedisMixin pulls start requests from Redis.
@@ -133,8 +142,8 @@ def run_crawl(sources: list[SourceConfig], *, refresh: bool = False, distributed
     settings = get_settings()
     scrapy_level = os.environ.get("YUQING_SCRAPY_LOG_LEVEL", "WARNING")
     logging.getLogger("scrapy").setLevel(scrapy_level)
-    process = CrawlerProcess(scrapy_settings(settings, distributed=distributed, overrides=overrides),
-                             install_root_handler=False)
+    process = CrawlerProcess(scrapy_settings(settings, distributed=distributed,
+                                             overrides={"LOG_INSTALL_ROOT_HANDLER": False} | (overrides or {})))
     # Scrapy's own logging set-up leaves its loggers at the root level; keep them at LOG_LEVEL.
     logging.getLogger("scrapy").setLevel(process.settings.get("LOG_LEVEL", "WARNING"))
     RESULTS.clear()

@@ -21,6 +21,9 @@ RETRY_TIMES = 2
 REDIRECT_MAX_TIMES = 10
 COOKIES_ENABLED = False
 TELNETCONSOLE_ENABLED = False
+# Scrapy 2.19 starts an HTTP server that runs Python code sent to it (token in the user's profile
+# folder). Not on a machine that also holds the office's data.
+REMOTE_CONTROL_ENABLED = False
 
 AUTOTHROTTLE_ENABLED = True
 AUTOTHROTTLE_START_DELAY = 1.0

@@ -25,6 +25,7 @@ def _html_to_text(value: str | None) -> str:
 
 
 class FeedSpider(SourceSpider):
+    name = "yuqing-feed"
     kind = "feed"
 
     def initial(self) -> list[tuple[str, dict[str, Any]]]:

@@ -14,6 +14,7 @@ from crawler.spiders.base import SourceSpider, text_hash
 
 
 class HtmlSpider(SourceSpider):
+    name = "yuqing-html"
     kind = "html"
 
     def initial(self) -> list[tuple[str, dict[str, Any]]]:

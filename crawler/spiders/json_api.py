@@ -23,6 +23,7 @@ def _text(value: Any) -> str | None:
 
 
 class JsonSpider(SourceSpider):
+    name = "yuqing-json"
     kind = "json"
 
     def initial(self) -> list[tuple[str, dict[str, Any]]]:
