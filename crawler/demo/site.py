@@ -104,16 +104,18 @@ class Site:
         return self.page(f"新闻列表 第{n}页", f'<ul class="news-list">\n{rows}{extra}\n</ul>\n{pager}')
 
     def article(self, ident: str) -> bytes | None:
-        for e in self.news():
-            if str(e["id"]) == ident:
-                shown, _ = _when(e, self.now())
-                paras = "".join(f"<p>{html.escape(p)}</p>" for p in str(e["body"]).split("\n") if p.strip())
-                body = (f'<h1 class="title">{html.escape(e["title"])}</h1>\n'
-                        f'<div class="meta">来源：<span class="author">{html.escape(e.get("author", "青禾镇融媒体中心"))}'
-                        f'</span> 发布时间：<span class="time">{html.escape(shown)}</span></div>\n'
-                        f'<div class="article-body">{paras}<script>var tracker = "不应出现在正文";</script></div>')
-                return self.page(e["title"], body)
-        return None
+        if not hasattr(self, "_by_id"):
+            self._by_id = {str(e["id"]): e for e in self.news()}
+        e = self._by_id.get(ident)
+        if e is None:
+            return None
+        shown, _ = _when(e, self.now())
+        paras = "".join(f"<p>{html.escape(p)}</p>" for p in str(e["body"]).split("\n") if p.strip())
+        body = (f'<h1 class="title">{html.escape(e["title"])}</h1>\n'
+                f'<div class="meta">来源：<span class="author">{html.escape(e.get("author", "青禾镇融媒体中心"))}'
+                f'</span> 发布时间：<span class="time">{html.escape(shown)}</span></div>\n'
+                f'<div class="article-body">{paras}<script>var tracker = "不应出现在正文";</script></div>')
+        return self.page(e["title"], body)
 
     def forum(self) -> bytes:
         rows = "\n".join(
