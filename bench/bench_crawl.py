@@ -16,6 +16,7 @@ to bench/results/crawl.json and crawl.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -49,7 +50,8 @@ def content(articles: int) -> dict[str, Any]:
 
 def serve(articles: int) -> None:
     """Child process: serve the generated site, print READY <base>, serve until stdin closes."""
-    from crawler.demo.site import Site, serve as start
+    from crawler.demo.site import Site
+    from crawler.demo.site import serve as start
 
     server, base = start(Site(content(articles)))
     print(f"READY {base}", flush=True)
@@ -103,10 +105,8 @@ def _run_measured(cmd: list[str], env: dict[str, str]) -> tuple[int, float, floa
     ps = psutil.Process(proc.pid)
     peak = 0
     while proc.poll() is None:
-        try:
+        with contextlib.suppress(psutil.Error):
             peak = max(peak, ps.memory_info().rss)
-        except psutil.Error:
-            pass
         time.sleep(0.05)
     if proc.returncode:
         sys.stderr.write(proc.stderr.read() if proc.stderr else "")

@@ -147,9 +147,8 @@ class SourceConfig(_Strict):
 
     @model_validator(mode="after")
     def _per_kind(self) -> SourceConfig:
-        if self.kind == "html":
-            if self.detail is None:
-                raise ValueError("html 类信息源必须有 detail（详情页的 title / body 等选择器）")
+        if self.kind == "html" and self.detail is None:
+            raise ValueError("html 类信息源必须有 detail（详情页的 title / body 等选择器）")
         if self.kind == "json":
             if not self.items or not self.fields:
                 raise ValueError("json 类信息源必须有 items（列表路径）和 fields（字段对应）")

@@ -19,7 +19,8 @@ _SKIP = {"script", "style", "noscript", "template", "head"}
 _SPACES = re.compile(r"[ \t\r\f\v\u00a0\u3000]+")
 
 
-def select(node: Selector | SelectorList[Selector], spec: str) -> SelectorList[Selector]:
+def select(node: Any, spec: str) -> SelectorList[Selector]:
+    """Matches of a selector in a Selector, SelectorList or Scrapy response."""
     spec = spec.strip()
     if spec.startswith("xpath:"):
         return node.xpath(spec[len("xpath:"):])
@@ -67,7 +68,7 @@ def _clean(text: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def first_text(node: Selector | SelectorList[Selector], spec: str | None) -> str | None:
+def first_text(node: Any, spec: str | None) -> str | None:
     """The first match as text (visible text for elements), or None when nothing matched."""
     if not spec:
         return None
@@ -75,14 +76,12 @@ def first_text(node: Selector | SelectorList[Selector], spec: str | None) -> str
     if not found:
         return None
     texts = [visible_text(s) for s in found]
-    if _is_element(found[0]):
-        text = "\n".join(t for t in texts if t)
-    else:
-        text = _clean(" ".join(texts))  # several ::text nodes of one element
+    # Elements: one block each; ::text nodes of one element: joined on one line.
+    text = "\n".join(t for t in texts if t) if _is_element(found[0]) else _clean(" ".join(texts))
     return text or None
 
 
-def all_values(node: Selector | SelectorList[Selector], spec: str) -> list[str]:
+def all_values(node: Any, spec: str) -> list[str]:
     """Every match as a string (for links): attribute values, text nodes or element text."""
     out = []
     for sel in select(node, spec):

@@ -92,7 +92,7 @@ class _Distributed(RedisMixin):
 
     @classmethod
     def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> Any:
-        spider = super().from_crawler(crawler, *args, **kwargs)  # type: ignore[misc]
+        spider = super().from_crawler(crawler, *args, **kwargs)
         spider.setup_redis(crawler)
         spider.seed_round(crawler.settings)
         # RedisMixin counts idle time from a class attribute set at import, and resets it only when
@@ -119,14 +119,14 @@ class _Distributed(RedisMixin):
         names = {"spider": self.name}
         self.server.delete(settings.get("SCHEDULER_QUEUE_KEY") % names,
                            settings.get("SCHEDULER_DUPEFILTER_KEY") % names, self.redis_key)
-        for url, meta in self.initial():  # type: ignore[attr-defined]
+        for url, meta in self.initial():
             self.server.rpush(self.redis_key, json.dumps({"url": url, "meta": meta}, ensure_ascii=False))
         log.info("source %r: seeded a new distributed round (%s)", self.name, self.redis_key)
         return True
 
     def make_request_from_data(self, data: bytes) -> Any:
         payload = json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
-        return self.start_request(payload["url"], payload.get("meta") or {})  # type: ignore[attr-defined]
+        return self.start_request(payload["url"], payload.get("meta") or {})
 
 
 def distributed_class(cls: type[SourceSpider]) -> type[SourceSpider]:

@@ -88,7 +88,8 @@ def list_sources(session: Session, *, offset: int = 0, limit: int = 50,
             latest[run.source_id] = run
         for sid, n in session.execute(select(Post.source_id, func.count()).where(Post.source_id.in_(ids))
                                       .group_by(Post.source_id)):
-            counts[sid] = n
+            if sid is not None:
+                counts[sid] = n
     return [SourceWithRun(r, latest.get(r.id), counts.get(r.id, 0)) for r in rows], total
 
 

@@ -8,11 +8,17 @@ from typing import Any, ClassVar
 
 import scrapy
 from scrapy.crawler import Crawler
-from scrapy.exceptions import DownloadCancelledError, DownloadTimeoutError, IgnoreRequest, ResponseDataLossError
+from scrapy.exceptions import (
+    DownloadCancelledError,
+    DownloadTimeoutError,
+    IgnoreRequest,
+    ResponseDataLossError,
+)
 from scrapy.http import Response
 from scrapy.spidermiddlewares.httperror import HttpError
 from sqlalchemy.orm import Session
-from twisted.internet.defer import CancelledError, TimeoutError as DeferTimeoutError
+from twisted.internet.defer import CancelledError
+from twisted.internet.defer import TimeoutError as DeferTimeoutError
 from twisted.internet.error import ConnectionRefusedError, DNSLookupError, TCPTimedOutError
 from twisted.internet.error import TimeoutError as TwistedTimeoutError
 from twisted.python.failure import Failure
@@ -119,7 +125,7 @@ class SourceSpider(scrapy.Spider):
 
 def describe_failure(failure: Failure) -> str:
     if failure.check(HttpError):
-        status = failure.value.response.status
+        status = failure.value.response.status  # type: ignore[union-attr]
         return f"HTTP {status}" + ("（服务器错误，已重试）" if status >= 500 else "（页面不存在或无权访问）")
     if failure.check(TwistedTimeoutError, TCPTimedOutError, DeferTimeoutError, DownloadTimeoutError):
         return "超时：网站响应太慢（已重试）"
@@ -134,7 +140,8 @@ def describe_failure(failure: Failure) -> str:
         return "内容不完整：连接在传输中断开（已重试）"
     if failure.check(IgnoreRequest) and "redirect" in text.lower():
         return "重定向次数过多（可能是重定向循环）"
-    return f"{failure.type.__name__}: {text}"[:500]
+    kind = failure.type.__name__ if failure.type is not None else "Error"
+    return f"{kind}: {text}"[:500]
 
 
 def text_hash(*parts: str | None) -> str:

@@ -58,7 +58,7 @@ class FeedSpider(SourceSpider):
         for entry in parsed.entries:
             link = entry.get("link")
             ident = entry.get("id") or link
-            if link and self.is_known_url(link) or (not self.refresh and ident in self.known.external_ids):
+            if (link and self.is_known_url(link)) or (not self.refresh and ident in self.known.external_ids):
                 self.crawler.stats.inc_value("yuqing/known_skipped")
                 continue
             content = entry.get("content")

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -182,11 +183,10 @@ def crawl_schedule(settings: Settings) -> list[tuple[str, int, Callable[[], obje
     except YuqingError as err:
         log.error("sources file not usable, no crawl jobs: %s", err)
         return []
-    jobs = []
+    jobs: list[tuple[str, int, Callable[[], object]]] = []
     for src in parsed.sources:
         timeout = max(600.0, src.interval * 3.0)
-        jobs.append((f"crawl:{src.name}", src.interval,
-                     lambda n=src.name, t=timeout: crawl_subprocess(n, path, t)))
+        jobs.append((f"crawl:{src.name}", src.interval, partial(crawl_subprocess, src.name, path, timeout)))
     return jobs
 
 
