@@ -69,11 +69,13 @@ def scrapy_settings(settings: Settings, *, distributed: bool = False,
             "REDIS_START_URLS_KEY": f"{prefix}:%(name)s:start_urls",
             "MAX_IDLE_TIME_BEFORE_CLOSE": settings.crawl_max_idle_seconds,
         }
-    result.setdict(values | (overrides or {}), priority="cmdline")
+    # "project" priority, so a source's own settings (spider custom_settings) can override them.
+    result.setdict(values, priority="project")
+    result.setdict(overrides or {}, priority="cmdline")
     return result
 
 
-def per_source_settings(source: SourceConfig) -> dict[str, Any]:
+def per_source_settings(source: SourceConfig, *, distributed: bool = False) -> dict[str, Any]:
     custom: dict[str, Any] = {
         "ROBOTSTXT_OBEY": source.obey_robots,
         "CONCURRENT_REQUESTS_PER_DOMAIN": source.concurrency,
@@ -82,6 +84,10 @@ def per_source_settings(source: SourceConfig) -> dict[str, Any]:
     }
     if source.autothrottle is not None:
         custom["AUTOTHROTTLE_ENABLED"] = source.autothrottle
+    if distributed:
+        # The engine takes requests from the scheduler while the downloader has room (16 by
+        # default), so a worker would hoard the shared queue: take only what it can fetch now.
+        custom["CONCURRENT_REQUESTS"] = source.concurrency
     return custom
 
 
@@ -99,6 +105,7 @@ class _Distributed(RedisMixin):
         # start URLs wait in Redis: count from the last response instead, so a busy worker stays.
         spider.spider_idle_start_time = int(time.time())
         crawler.signals.connect(spider._touch, signal=signals.response_received)
+        crawler.signals.connect(spider._touch, signal=signals.spider_opened)
         return spider
 
     def _touch(self, *args: Any, **kwargs: Any) -> None:
@@ -150,7 +157,7 @@ def run_crawl(sources: list[SourceConfig], *, refresh: bool = False, distributed
     for source in sources:
         base = spider_class(source)
         cls = distributed_class(base) if distributed else base
-        custom = dict(getattr(base, "custom_settings", None) or {}) | per_source_settings(source)
+        custom = dict(getattr(base, "custom_settings", None) or {}) | per_source_settings(source, distributed=distributed)
         spidercls = type(cls.__name__, (cls,), {"custom_settings": custom})
         process.crawl(spidercls, source=source, refresh=refresh)
     process.start()

@@ -38,7 +38,7 @@ class FixtureSite:
         urllib.request.urlopen(f"{self.base}/__reset", timeout=5).read()
 
 
-def _start_site(*extra: str) -> tuple[subprocess.Popen[str], str]:
+def start_site(*extra: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen([sys.executable, "-m", "tests.crawler.site_server", *extra], cwd=REPO,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             env=os.environ | {"PYTHONPATH": str(REPO)})
@@ -51,7 +51,7 @@ def _start_site(*extra: str) -> tuple[subprocess.Popen[str], str]:
 @pytest.fixture(scope="session")
 def site() -> Iterator[FixtureSite]:
     """The fixture site (see tests/crawler/site_server.py for its pages) on a random port."""
-    proc, base = _start_site()
+    proc, base = start_site()
     yield FixtureSite(base)
     assert proc.stdin is not None
     proc.stdin.close()

@@ -17,7 +17,7 @@
 - /faults/truncated.html          Content-Length promises more than is sent, then the connection closes
 - /faults/missing.html            404
 - /private/secret.html            exists, but robots.txt forbids it
-- /slow-news/list-{n}.html, /slow-news/{id}.html  ``--big N`` articles, 0.15 s per article (kill/resume test)
+- /slow-news/list-{n}.html, /slow-news/{id}.html  ``--big N`` articles, ``--delay`` s each (0.15)
 - /__requests, /__reset           request counts per path (for "fetched exactly once" assertions)
 """
 
@@ -45,7 +45,7 @@ def _html(body: bytes, charset: str = "utf-8") -> tuple[int, dict[str, str], byt
     return 200, {"Content-Type": f"text/html; charset={charset}"}, body
 
 
-def build_site(big: int = 40) -> Site:
+def build_site(big: int = 40, delay: float = 0.15) -> Site:
     site = Site(load_content(FIXTURES / "qinghe.yaml"), static_dir=FIXTURES / "qinghe")
 
     def fault_list(handler: SiteHandler, query: Any) -> Any:
@@ -103,7 +103,7 @@ def build_site(big: int = 40) -> Site:
 
     def slow_article(i: int) -> Any:
         def route(handler: SiteHandler, query: Any) -> Any:
-            time.sleep(0.15)
+            time.sleep(delay)
             return _html(site.page(f"青禾镇简讯{i}", f'<h1 class="title">青禾镇简讯第{i}号</h1>'
                                    f'<span class="time">2026-11-27 08:{i % 60:02d}</span>'
                                    f'<div class="article-body">东湾村简讯第{i}号：今日天气晴，村道畅通。</div>'))
@@ -120,8 +120,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--big", type=int, default=40)
+    parser.add_argument("--delay", type=float, default=0.15, help="seconds per /slow-news/ article")
     args = parser.parse_args(argv)
-    server, base = serve(build_site(args.big), port=args.port)
+    server, base = serve(build_site(args.big, args.delay), port=args.port)
     print(f"READY {base}", flush=True)
     try:
         sys.stdin.read()  # serve until the parent closes our stdin (or kills us)

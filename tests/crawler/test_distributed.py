@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from core.db import make_engine
 from core.tables import Post, SourceRun
-from tests.crawler.conftest import NEWS, REPO, FixtureSite, crawl_env, source, write_sources
+from tests.crawler.conftest import NEWS, REPO, FixtureSite, crawl_env, source, start_site, write_sources
 
 REDIS_URL = os.environ.get("YUQING_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -46,8 +46,19 @@ def redis_prefix() -> Iterator[str]:
     client.close()
 
 
-def test_two_workers_fetch_each_page_once(site: FixtureSite, fresh_db_url: str, tmp_path: Path,
+@pytest.fixture
+def slow_site() -> Iterator[FixtureSite]:
+    """Its own fixture site with slower articles, so both workers are surely up while work remains."""
+    proc, base = start_site("--delay", "0.4")
+    yield FixtureSite(base)
+    assert proc.stdin is not None
+    proc.stdin.close()
+    proc.wait(timeout=10)
+
+
+def test_two_workers_fetch_each_page_once(slow_site: FixtureSite, fresh_db_url: str, tmp_path: Path,
                                           redis_prefix: str) -> None:
+    site = slow_site
     slow = source(NEWS, site.base, "/slow-news/list-1.html", name="分布式新闻", concurrency=1, max_pages=10)
     sources = write_sources(tmp_path / "s.yaml", slow)
     env = crawl_env(YUQING_REDIS_URL=REDIS_URL, YUQING_REDIS_PREFIX=redis_prefix,
