@@ -165,10 +165,16 @@ def test_faults_are_reported_and_the_crawl_goes_on(site: FixtureSite, fresh_db_u
 
 def test_a_source_that_fails_entirely_exits_nonzero(site: FixtureSite, fresh_db_url: str, tmp_path: Path) -> None:
     broken = source(NEWS, site.base, "/faults/500.html", name="宕机的网站")
-    sources = write_sources(tmp_path / "s.yaml", broken, source(RSS, site.base, "/feed/rss.xml"))
+    custom = {"name": "自定义爬虫", "kind": "custom", "spider": "tests.crawler.custom_spider.NoticeBoardSpider",
+              "urls": [site.base + "/bbs/forum.html"], "interval": "1h"}
+    sources = write_sources(tmp_path / "s.yaml", broken, source(RSS, site.base, "/feed/rss.xml"), custom)
     result = run_crawl("--sources", str(sources))
     assert result.returncode == 1
     assert "宕机的网站" in result.stderr and "完全失败" in result.stderr
     runs = _runs(fresh_db_url)
     assert runs["宕机的网站"][-1].status == "failed"
     assert runs["青禾镇RSS"][-1].status == "ok" and len(_posts(fresh_db_url, "青禾镇RSS")) == 10
+    # A site that needs code: its own spider class, named in the sources file.
+    assert runs["自定义爬虫"][-1].status == "ok"
+    assert {p.title for p in _posts(fresh_db_url, "自定义爬虫")} == {
+        "听说下周要封城？有没有人知道", "石桥村停水到底什么时候恢复"}
