@@ -38,16 +38,22 @@ def database_url(crawler: Crawler) -> str:
 
 
 def crawler_engine(crawler: Crawler) -> Engine:
-    """An engine for this crawl; SQLite's busy timeout can be shortened (tests of lock faults)."""
+    """An engine for this crawl. ``YUQING_DB_LOCK_TIMEOUT_MS`` bounds how long a write waits for a
+    lock (SQLite busy timeout, PostgreSQL lock_timeout); the default waits 30 s / forever."""
     engine = make_engine(database_url(crawler))
-    busy_ms = crawler.settings.getint("YUQING_SQLITE_BUSY_MS", 0)
-    if busy_ms and engine.dialect.name == "sqlite":
-        def _busy(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
-            cur.close()
+    wait_ms = crawler.settings.getint("YUQING_DB_LOCK_TIMEOUT_MS", 0)
+    if wait_ms:
+        statement = (f"PRAGMA busy_timeout={wait_ms}" if engine.dialect.name == "sqlite"
+                     else f"SET lock_timeout = {wait_ms}")
 
-        event.listen(engine, "connect", _busy)
+        def _bound(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute(statement)
+            cur.close()
+            if engine.dialect.name == "postgresql":
+                dbapi_conn.commit()
+
+        event.listen(engine, "connect", _bound)
     return engine
 
 

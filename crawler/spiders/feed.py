@@ -8,7 +8,7 @@ from typing import Any
 import feedparser
 import scrapy
 from parsel import Selector
-from scrapy.http import Response
+from scrapy.http import Response, TextResponse
 
 from crawler.dates import parse_published
 from crawler.extract import visible_text
@@ -48,7 +48,10 @@ class FeedSpider(SourceSpider):
             self.crawler.stats.inc_value("yuqing/not_modified")
             return
         headers = {k.decode("latin-1").lower(): v[0].decode("latin-1") for k, v in response.headers.items() if v}
-        parsed = feedparser.parse(response.body, response_headers=headers)
+        # feedparser reads the XML's own encoding; an `encoding:` override in the source wins.
+        data: bytes | str = response.text if self.source.encoding and isinstance(response, TextResponse) \
+            else response.body
+        parsed = feedparser.parse(data, response_headers=headers)
         if not parsed.entries and (parsed.bozo or not parsed.get("version")):
             reason = getattr(parsed, "bozo_exception", None)
             self.record_error(url, f"不是有效的 RSS/Atom 订阅：{reason or '没有条目'}", kind="page")
