@@ -39,16 +39,16 @@ def sync_sources(session: Session, sources: Iterable[SourceConfig]) -> dict[str,
     ids: dict[str, int] = {}
     for src in sources:
         config = src.public()
+        # Several crawler processes may sync the same file at once: insert-if-absent, then update.
+        session.execute(_insert(session, Source.__table__).on_conflict_do_nothing(index_elements=["name"]),
+                        [{"name": src.name, "kind": src.kind, "config": config, "interval_seconds": src.interval,
+                          "enabled": src.enabled, "created_at": utcnow(), "updated_at": utcnow()}])
         row = session.scalar(select(Source).where(Source.name == src.name))
-        if row is None:
-            row = Source(name=src.name, kind=src.kind, config=config, interval_seconds=src.interval,
-                         enabled=src.enabled)
-            session.add(row)
-        else:
-            previous = (row.config or {}).get("enabled")
-            if previous is None or previous != src.enabled:
-                row.enabled = src.enabled
-            row.kind, row.config, row.interval_seconds = src.kind, config, src.interval
+        assert row is not None
+        previous = (row.config or {}).get("enabled")
+        if previous is None or previous != src.enabled:
+            row.enabled = src.enabled
+        row.kind, row.config, row.interval_seconds = src.kind, config, src.interval
         session.flush()
         ids[src.name] = row.id
     return ids
