@@ -42,9 +42,17 @@ class SourceSpider(scrapy.Spider):
     kind: ClassVar[str] = ""
 
     def __init__(self, source: SourceConfig | dict[str, Any] | None = None, refresh: bool | str = False,
-                 **kwargs: Any) -> None:
+                 source_name: str | None = None, **kwargs: Any) -> None:
+        if source is None and source_name:
+            # `scrapy crawl yuqing-html -a source_name=青禾论坛` with YUQING_SOURCES_FILE set.
+            from crawler.config import SourcesFileError, load_sources
+
+            path = get_settings().sources_file
+            if path is None:
+                raise SourcesFileError("请设置 YUQING_SOURCES_FILE（信息源文件），再用 -a source_name=名称")
+            source = load_sources(path).get(source_name)
         if source is None:
-            raise ValueError("SourceSpider needs a source config (source=...)")
+            raise ValueError("SourceSpider needs a source config (source=...) or -a source_name=NAME")
         self.source = source if isinstance(source, SourceConfig) else SourceConfig.model_validate(source)
         super().__init__(name=self.source.name, **kwargs)
         self.refresh = refresh in (True, "1", "true", "yes")

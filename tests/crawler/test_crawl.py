@@ -105,18 +105,15 @@ def test_crawl_stores_every_kind_and_rerun_stores_nothing_new(
         assert state is not None and state.etag and state.content_hash
     engine.dispose()
 
-
-def test_refresh_fetches_stored_pages_again_without_duplicates(
-        site: FixtureSite, fresh_db_url: str, tmp_path: Path) -> None:
-    sources = write_sources(tmp_path / "s.yaml", source(FORUM, site.base, "/bbs/forum.html"))
-    assert run_crawl("--sources", str(sources)).returncode == 0
+    # --refresh fetches stored pages again (one source chosen by name), and stores nothing twice.
     site.reset()
-    again = run_crawl("--sources", str(sources), "--refresh")
+    again = run_crawl("--sources", str(sources), "--source", "青禾论坛", "--refresh")
     assert again.returncode == 0, again.stderr
     assert site.requests().get("/bbs/thread-1.html") == 1
     run = _runs(fresh_db_url)["青禾论坛"][-1]
     assert run.items_new == 0 and run.items_unchanged == 6
     assert len(_posts(fresh_db_url, "青禾论坛")) == 6
+    assert len(_runs(fresh_db_url)["青禾镇RSS"]) == 2  # only the named source ran
 
 
 def test_faults_are_reported_and_the_crawl_goes_on(site: FixtureSite, fresh_db_url: str, tmp_path: Path) -> None:
