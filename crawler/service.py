@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -20,6 +20,9 @@ from core.ingest import canonical_url
 from core.tables import FetchState, Post, Source, SourceRun, utcnow
 from crawler.config import SourceConfig
 from crawler.items import FetchMark
+
+#: A run still 'running' after this long (or 3 intervals) was killed; the scheduler's timeout is the same.
+STALE_RUN_SECONDS = 600
 
 
 def _insert(session: Session, table: Any) -> Any:
@@ -97,7 +100,17 @@ def list_sources(session: Session, *, offset: int = 0, limit: int = 50,
 
 
 def start_run(session: Session, source: SourceConfig, *, stats: dict[str, Any] | None = None) -> int:
+    """Record a new run; runs of this source still 'running' long after any crawl could take
+    (killed, or stopped by the scheduler's timeout) are closed as failed."""
     ids = sync_sources(session, [source])
+    now = utcnow()
+    cutoff = now - dt.timedelta(seconds=max(STALE_RUN_SECONDS, 3 * source.interval))
+    session.execute(
+        update(SourceRun)
+        .where(SourceRun.source_id == ids[source.name], SourceRun.status == "running", SourceRun.started_at < cutoff)
+        .values(status="failed", finished_at=now,
+                errors=[{"url": None, "reason": "运行中断：抓取进程在结束前被终止（超时或被杀死）", "kind": "run"}])
+    )
     run = SourceRun(source_id=ids[source.name], status="running", errors=[], stats=stats or {})
     session.add(run)
     session.flush()

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from core.db import session_scope
 from core.ingest import ingest_posts
@@ -80,3 +81,19 @@ def test_only_admins_enable_and_disable(api_client: TestClient, api_engine: Engi
     for bad in ({"enabled": "maybe"}, {}, {"enabled": True, "name": "x"}):
         assert api_client.patch(f"/api/v1/sources/{sid}", headers=admin, json=bad).status_code == 422
     assert api_client.patch("/api/v1/sources/999999", headers=admin, json={"enabled": True}).status_code == 404
+
+
+def test_runs_left_running_by_a_killed_crawl_are_closed(session: Session) -> None:
+    src = parse_sources({"sources": [{"name": "被杀的源", "kind": "feed", "urls": ["https://k.example.cn/rss"],
+                                      "interval": "1m"}]}).sources[0]
+    sid = service.sync_sources(session, [src])["被杀的源"]
+    old = SourceRun(source_id=sid, status="running", started_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=2))
+    recent = SourceRun(source_id=sid, status="running", started_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
+    session.add_all([old, recent])
+    session.flush()
+    new_id = service.start_run(session, src)
+    session.refresh(old)
+    session.refresh(recent)
+    assert old.status == "failed" and "运行中断" in old.errors[0]["reason"] and old.finished_at is not None
+    assert recent.status == "running"  # might still be alive (another worker, a manual run)
+    assert session.get(SourceRun, new_id).status == "running"
