@@ -162,6 +162,10 @@ def load_known(session: Session, source_name: str, fetch_urls: Iterable[str] = (
         last = session.scalar(select(SourceRun.status).where(SourceRun.source_id == sid)
                               .order_by(SourceRun.id.desc()).limit(1))
         known.last_run_ok = last == "ok"
+        rows = session.execute(select(FetchState.url, FetchState.etag, FetchState.last_modified,
+                                      FetchState.content_hash).where(FetchState.source_id == sid))
+        for url, etag, modified, chash in rows:
+            known.fetch[url] = (etag, modified, chash)
         for url, ext in session.execute(select(Post.url, Post.external_id).where(Post.source_id == sid)):
             if url:
                 known.urls.add(canonical_url(url))

@@ -9,7 +9,7 @@ Pages served (``{base}`` is the server's root URL):
 - ``/news/list-{n}.html``              news list, ``per_page`` links each, ``下一页`` link to page n+1
 - ``/news/{id}.html``                  a news article (h1.title, span.author, span.time, div.article-body)
 - ``/bbs/forum.html``                  forum board listing the threads (a.thread-title)
-- ``/bbs/thread-{id}.html``            a thread with its replies (div.reply[data-pid])
+- ``/bbs/thread-{id}.html``            a thread with its replies (div.reply[data-pid]), with ETag (304)
 - ``/feed/rss.xml`` / ``/feed/atom.xml``  the news as RSS 2.0 / Atom, with ETag and Last-Modified (304)
 - ``/api/posts?page={n}``              JSON ``{"code": 0, "data": {"list": [...], "page": n}}``
 - ``/private/...``                     forbidden by robots.txt
@@ -210,7 +210,7 @@ class Site:
             return 200, html_type, self.forum()
         if path.startswith("/bbs/thread-") and path.endswith(".html"):
             body = self.thread(path[len("/bbs/thread-"):-5])
-            return (200, html_type, body) if body else _not_found()
+            return self._conditional(handler, body, html_type["Content-Type"]) if body else _not_found()
         if path in ("/feed/rss.xml", "/feed/atom.xml"):
             body = self.rss(base) if path.endswith("rss.xml") else self.atom(base)
             return self._conditional(handler, body, "application/xml; charset=utf-8")

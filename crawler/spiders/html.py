@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import scrapy
@@ -10,6 +11,7 @@ from scrapy.http import Response, TextResponse
 from core.ingest import canonical_url
 from crawler.dates import parse_published
 from crawler.extract import all_values, first_text, select
+from crawler.items import FetchMark
 from crawler.spiders.base import SourceSpider, text_hash
 
 
@@ -46,7 +48,14 @@ class HtmlSpider(SourceSpider):
         fresh = 0
         for link in dict.fromkeys(links):
             if self.is_known_url(link):
-                self.crawler.stats.inc_value("yuqing/known_skipped")
+                if self.source.detail is not None and self.source.detail.replies is not None:
+                    # A stored thread may have new replies: ask again, conditionally (ETag / hash).
+                    self.crawler.stats.inc_value("yuqing/threads_rechecked")
+                    yield scrapy.Request(link, callback=self.parse_detail, errback=self.on_error, priority=5,
+                                         meta={"role": "detail", "conditional": True,
+                                               "handle_httpstatus_list": [304]})
+                else:
+                    self.crawler.stats.inc_value("yuqing/known_skipped")
                 continue
             fresh += 1
             yield scrapy.Request(link, callback=self.parse_detail, errback=self.on_error,
@@ -70,6 +79,10 @@ class HtmlSpider(SourceSpider):
         assert detail is not None
         self.page_ok(response)
         url = (response.meta.get("redirect_urls") or [response.url])[0]
+        digest = hashlib.sha256(response.body).hexdigest()
+        if response.status == 304 or (not self.refresh and self.known.fetch.get(url, (None, None, None))[2] == digest):
+            self.crawler.stats.inc_value("yuqing/not_modified")
+            return
         if "dataloss" in response.flags:
             self.record_error(url, "内容不完整（传输中断），已按收到的部分解析", kind="page")
         title = first_text(response, detail.title)
@@ -89,6 +102,9 @@ class HtmlSpider(SourceSpider):
             )
         if detail.replies is not None:
             yield from self.parse_replies(response, url)
+            # Written with the thread's posts, so the next run can ask "changed since?".
+            yield FetchMark(url=url, status=response.status, etag=_header(response, b"ETag"),
+                            last_modified=_header(response, b"Last-Modified"), content_hash=digest)
 
     def parse_replies(self, response: Response, thread_url: str) -> Any:
         cfg = self.source.detail.replies  # type: ignore[union-attr]
@@ -109,3 +125,8 @@ class HtmlSpider(SourceSpider):
                 published_at=parse_published(published_raw, tz=self.tz),
                 extra={"reply_to": thread_url, "position": position},
             )
+
+
+def _header(response: Response, name: bytes) -> str | None:
+    value = response.headers.get(name)
+    return value.decode("latin-1") if value else None

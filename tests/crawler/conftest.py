@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +37,13 @@ class FixtureSite:
 
     def reset(self) -> None:
         urllib.request.urlopen(f"{self.base}/__reset", timeout=5).read()
+
+    def add_reply(self, thread: int, id: int, body: str) -> None:
+        query = urllib.parse.urlencode({"thread": thread, "id": id, "body": body})
+        urllib.request.urlopen(f"{self.base}/__add_reply?{query}", timeout=5).read()
+
+    def drop_added_replies(self) -> None:
+        urllib.request.urlopen(f"{self.base}/__drop_added_replies", timeout=5).read()
 
 
 def start_site(*extra: str) -> tuple[subprocess.Popen[str], str]:

@@ -19,6 +19,7 @@
 - /private/secret.html            exists, but robots.txt forbids it
 - /slow-news/list-{n}.html, /slow-news/{id}.html  ``--big N`` articles, ``--delay`` s each (0.15)
 - /__requests, /__reset           request counts per path (for "fetched exactly once" assertions)
+- /__add_reply?thread=&id=&body=, /__drop_added_replies   a new reply on a thread, and undo
 """
 
 from __future__ import annotations
@@ -84,7 +85,24 @@ def build_site(big: int = 40, delay: float = 0.15) -> Site:
     def secret(handler: SiteHandler, query: Any) -> Any:
         return _html(site.page("内部", '<h1 class="title">不该被抓取</h1><div class="article-body">robots 禁止</div>'))
 
+    added: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+    def add_reply(handler: SiteHandler, query: Any) -> Any:
+        thread = next(t for t in site.content["threads"] if str(t["id"]) == query["thread"][0])
+        reply = {"id": int(query["id"][0]), "author": "南坪村新网友", "time": "2026-11-28 07:00",
+                 "body": query["body"][0]}
+        thread["replies"].append(reply)
+        added.append((thread, reply))
+        return 200, {"Content-Type": "text/plain"}, b"ok"
+
+    def drop_added(handler: SiteHandler, query: Any) -> Any:
+        while added:
+            thread, reply = added.pop()
+            thread["replies"].remove(reply)
+        return 200, {"Content-Type": "text/plain"}, b"ok"
+
     site.routes.update({
+        "/__add_reply": add_reply, "/__drop_added_replies": drop_added,
         "/faults/list.html": fault_list, "/enc/gbk-header.html": gbk_header, "/faults/slow.html": slow,
         "/faults/500.html": error, "/faults/loop-a.html": loop("/faults/loop-b.html"),
         "/faults/loop-b.html": loop("/faults/loop-a.html"), "/faults/huge.html": huge,
