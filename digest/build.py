@@ -500,6 +500,6 @@ def headline(s: dict[str, Any]) -> str:
         names = "、".join(f"“{c['label']}”（{c['trend']}）" for c in s["concerns"][:3])
         more = f"等 {s['hot_count']} 个" if s["hot_count"] > 3 else ""
         rising = [c["label"] for c in s["concerns"] if c["mood_rising"]]
-        mood = f"；“{rising[0]}”相关情绪明显转负，需关注" if rising else ""
+        mood = f"；其中“{rising[0]}”相关情绪明显转负，需关注" if rising else ""
         parts.append(f"热点关切：{names}{more}{mood}。")
     return "".join(parts)

@@ -41,6 +41,7 @@ TEXT_COLOR = "#333333"
 GRID_COLOR = "#e6e6e6"
 DPI = 200
 MAX_CATEGORIES = 8
+UNCATEGORISED = "未分类"
 
 _lock = threading.Lock()  # rc_context changes process-wide rcParams while a chart is drawn
 
@@ -80,7 +81,7 @@ def _rc(families: Sequence[str]) -> dict[str, object]:
         "font.family": "sans-serif",
         "font.sans-serif": [*families, "DejaVu Sans"],
         "axes.unicode_minus": False,  # the CJK fonts lack U+2212
-        "font.size": 9,
+        "font.size": 10,
         "axes.edgecolor": "#bbbbbb",
         "axes.labelcolor": TEXT_COLOR,
         "xtick.color": TEXT_COLOR,
@@ -102,7 +103,7 @@ def spread_chart(hourly: Sequence[int], hourly_rumor: Sequence[int], *, families
     if len(hourly) != 24 or len(hourly_rumor) != 24:
         raise ValueError("hourly counts must have 24 values")
     with _lock, rc_context(_rc(families)):
-        fig = Figure(figsize=(4.6, 2.5))
+        fig = Figure(figsize=(4.0, 2.4))
         ax = fig.add_subplot()
         hours = list(range(24))
         ax.bar(hours, hourly, color=BASE_COLOR, width=0.8, label="全部帖子与群消息")
@@ -116,7 +117,8 @@ def spread_chart(hourly: Sequence[int], hourly_rumor: Sequence[int], *, families
         ax.set_axisbelow(True)
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
-        ax.legend(loc="upper left", frameon=False, fontsize=8)
+        ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, frameon=False, fontsize=9,
+                  borderaxespad=0.2, handlelength=1.2)
         fig.tight_layout(pad=0.4)
         return _png(fig)
 
@@ -124,12 +126,14 @@ def spread_chart(hourly: Sequence[int], hourly_rumor: Sequence[int], *, families
 def category_chart(categories: Sequence[Sequence[object]], *, families: Sequence[str]) -> bytes:
     """Horizontal bars of posts per concern category, largest first (the tail merged as 其他)."""
     items = [(str(name), int(n)) for name, n in categories if int(n) > 0]  # type: ignore[call-overload]
+    # largest first, but "未分类" (not yet classified) last: it is not a concern of its own
+    items.sort(key=lambda item: (item[0] == UNCATEGORISED, -item[1], item[0]))
     if len(items) > MAX_CATEGORIES:
         head, tail = items[: MAX_CATEGORIES - 1], items[MAX_CATEGORIES - 1:]
         items = [*head, ("其他", sum(n for _, n in tail))]
     items.reverse()  # barh draws bottom-up
     with _lock, rc_context(_rc(families)):
-        fig = Figure(figsize=(4.6, 0.34 * max(len(items), 1) + 0.5))
+        fig = Figure(figsize=(4.0, 0.32 * max(len(items), 1) + 0.4))
         ax = fig.add_subplot()
         names = [name for name, _ in items]
         values = [n for _, n in items]
@@ -137,7 +141,7 @@ def category_chart(categories: Sequence[Sequence[object]], *, families: Sequence
         top = max(values, default=1)
         for bar, value in zip(bars, values, strict=True):
             ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2, str(value),
-                    va="center", fontsize=8)
+                    va="center", fontsize=9)
         ax.set_xlim(0, top * 1.15)
         ax.xaxis.set_visible(False)
         for side in ("top", "right", "bottom"):

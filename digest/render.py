@@ -51,6 +51,14 @@ def _pct(change: float | None) -> str:
     return f"{'增加' if change > 0 else '减少'} {abs(change):g}%"
 
 
+def _pct_short(change: float | None) -> str:
+    if change is None:
+        return "—"
+    if abs(change) < 0.05:
+        return "持平"
+    return f"{'+' if change > 0 else '−'}{abs(change):.0f}%"
+
+
 def _num(value: float) -> str:
     return f"{value:g}"
 
@@ -72,8 +80,12 @@ def _safe_url(url: str | None) -> str:
     return url if scheme in ("http", "https") else ""
 
 
-def environment(template_dir: Path | None = None) -> Environment:
-    """The Jinja2 environment: the admin's folder first, then ours (also as ``default/``)."""
+def environment(template_dir: Path | None = None, *, for_text: bool = False) -> Environment:
+    """The Jinja2 environment: the admin's folder first, then ours (also as ``default/``).
+
+    HTML ignores whitespace, so its templates get trim_blocks; the text template keeps every
+    newline as written (it strips lines with ``{%-`` itself).
+    """
     ours = FileSystemLoader(str(TEMPLATES))
     loaders: list[Any] = []
     if template_dir is not None:
@@ -87,11 +99,11 @@ def environment(template_dir: Path | None = None) -> Environment:
         loader=ChoiceLoader(loaders),
         autoescape=select_autoescape(enabled_extensions=("html", "htm"), default_for_string=False),
         undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
+        trim_blocks=not for_text,
+        lstrip_blocks=not for_text,
         keep_trailing_newline=True,
     )
-    env.filters.update(pct=_pct, num=_num, hours=_hours, safe_url=_safe_url)
+    env.filters.update(pct=_pct, pct_short=_pct_short, num=_num, hours=_hours, safe_url=_safe_url)
     env.globals.update(severity_zh=SEVERITY_ZH, trend_arrow=TREND_ARROW)
     return env
 
@@ -134,7 +146,7 @@ def render(
     template_dir: Path | None = None,
 ) -> Rendered:
     """Subject, HTML and text for one recipient list. ``images`` maps chart name -> Content-ID."""
-    env = environment(template_dir)
+    html_env, text_env = environment(template_dir), environment(template_dir, for_text=True)
     context = {
         "s": summary,
         "title": title,
@@ -144,8 +156,8 @@ def render(
         "console_url": console_url,
     }
     try:
-        html = env.get_template("digest.html").render(context)
-        text = env.get_template("digest.txt").render(context)
+        html = html_env.get_template("digest.html").render(context)
+        text = text_env.get_template("digest.txt").render(context)
     except TemplateNotFound as err:
         raise DigestConfigError(f"找不到日报模板 {err.name}：模板目录里需要 digest.html 和 digest.txt。") from err
     except TemplateSyntaxError as err:
