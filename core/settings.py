@@ -49,7 +49,8 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_security: str = Field("none", description="none | starttls | ssl")
     smtp_sender: str = "yuqing@localhost"
-    digest_time: str = Field("18:00", description="Local time the daily digest is built and sent.")
+    digest_time: str = Field("18:00", pattern=r"^([01]?\d|2[0-3]):[0-5]\d$",
+                             description="Local time (HH:MM) the daily digest is built and sent.")
     digest_recipients_file: Path | None = Field(
         None, description="YAML with the digest's title, recipients and per-recipient sections."
     )

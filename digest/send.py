@@ -76,6 +76,20 @@ def build_message(
     return msg
 
 
+def _login(smtp: smtplib.SMTP, user: str, password: str) -> None:
+    """Log in; smtplib only sends ASCII credentials, so others go as UTF-8 AUTH PLAIN (RFC 4616)."""
+    if user.isascii() and password.isascii():
+        smtp.login(user, password)
+        return
+    smtp.ehlo_or_helo_if_needed()
+    if not smtp.has_extn("auth") or "PLAIN" not in smtp.esmtp_features.get("auth", "").upper().split():
+        raise smtplib.SMTPNotSupportedError("AUTH PLAIN (needed for a non-ASCII user name or password)")
+    token = base64.b64encode(b"\0" + user.encode("utf-8") + b"\0" + password.encode("utf-8")).decode("ascii")
+    code, reply = smtp.docmd("AUTH", "PLAIN " + token)
+    if code not in (235, 503):
+        raise smtplib.SMTPAuthenticationError(code, reply)
+
+
 def _where(settings: Settings) -> str:
     return f"{settings.smtp_host}:{settings.smtp_port}"
 
@@ -105,7 +119,7 @@ def deliver(msg: EmailMessage, settings: Settings) -> dict[str, Any]:
             if security == "starttls":
                 smtp.starttls(context=context)
             if settings.smtp_user:
-                smtp.login(settings.smtp_user, password)
+                _login(smtp, settings.smtp_user, password)
             refused = smtp.send_message(msg)
     except smtplib.SMTPAuthenticationError as err:
         raise DigestSendError(

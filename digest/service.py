@@ -128,12 +128,14 @@ def send_day(
     only_missing: bool = False,
     settings: Settings | None = None,
     now: dt.datetime | None = None,
+    prepared: Prepared | None = None,
 ) -> list[Outcome]:
     """Build, store and send ``day``'s digest to every configured recipient list.
 
     Idempotent: a list whose digest for the day was sent gets nothing (unless ``force``, which
     stores and sends a new revision). ``only_missing`` sends only to lists with no row yet for
-    the day (the scheduler's catch-up). Commits as it goes.
+    the day (the scheduler's catch-up). ``prepared`` reuses figures already built for the day.
+    Commits as it goes.
     """
     settings = settings or get_settings()
     now = now or utcnow()
@@ -143,7 +145,8 @@ def send_day(
         raise DigestConfigError(
             "没有配置日报收件人：请在 YUQING_DIGEST_RECIPIENTS_FILE 指向的 YAML 文件中填写 recipients。"
         )
-    prepared: Prepared | None = None
+    if prepared is not None and prepared.day != day:
+        prepared = None
     outcomes = []
     for audience in lists:
         key = audience.key
@@ -220,11 +223,14 @@ def _attempt(session: Session, row: Digest, *, settings: Settings, now: dt.datet
                         message_id=row.message_id or new_message_id(settings, f"digest-{row.id}"), date=now)
     try:
         refused = deliver(msg, settings)
-    except DigestError as err:
-        row.status, row.last_error = "failed", str(err)
+    except Exception as err:  # whatever happens, the row must not stay 'sending'
+        message = str(err) if isinstance(err, DigestError) else f"发送日报时出错：{type(err).__name__}: {err}"
+        if not isinstance(err, DigestError):
+            log.exception("digest %s: unexpected error while sending", row.id)
+        row.status, row.last_error = "failed", message
         session.commit()
-        log.warning("digest %s (%s) not sent, attempt %d: %s", row.id, row.day, row.attempts, err)
-        return Outcome(row.id, emails, "failed", row.revision, str(err))
+        log.warning("digest %s (%s) not sent, attempt %d: %s", row.id, row.day, row.attempts, message)
+        return Outcome(row.id, emails, "failed", row.revision, message)
     row.status, row.sent_at = "sent", now
     row.last_error = ("部分收件人被邮件服务器拒收：" + "；".join(f"{a}（{r}）" for a, r in refused.items())
                       if refused else None)

@@ -10,13 +10,31 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
+from core.db import make_engine
+
 from tests.digest.scenario import ARTIFACTS, BusyDay, seed_busy_day
 from tests.digest.smtp import Inbox, SmtpServer, authenticator, free_port, self_signed, smtp_server_at
 
 
 @pytest.fixture
-def busy_day(session: Session) -> BusyDay:
-    return seed_busy_day(session)
+def db(fresh_db_url: str) -> Iterator[Session]:
+    """A session on a new, empty, migrated database of its own.
+
+    The digest commits as it goes (store, claim, send, mark), so its tests need a database they
+    own rather than the shared rolled-back ``session`` (on SQLite, pysqlite's savepoints would
+    let those commits through to the shared database).
+    """
+    engine = make_engine(fresh_db_url)
+    with Session(engine, expire_on_commit=False) as s:
+        yield s
+    engine.dispose()
+
+
+@pytest.fixture
+def busy_day(db: Session) -> BusyDay:
+    day = seed_busy_day(db)
+    db.commit()
+    return day
 
 
 @pytest.fixture
@@ -51,7 +69,9 @@ def tls_servers(tmp_path: Path) -> Iterator[dict[str, Any]]:
     inbox = Inbox()
     starttls = smtp_server_at(free_port(), inbox, tls_context=ctx, require_starttls=True, auth_require_tls=True,
                               authenticator=authenticator(inbox))
-    implicit = smtp_server_at(free_port(), inbox, ssl_context=ctx, authenticator=authenticator(inbox))
+    # implicit TLS: aiosmtpd does not count it as TLS for auth_require_tls, but it is encrypted
+    implicit = smtp_server_at(free_port(), inbox, ssl_context=ctx, auth_require_tls=False,
+                              authenticator=authenticator(inbox))
     starttls.start()
     implicit.start()
     yield {"starttls": starttls, "ssl": implicit, "ca": cert, "inbox": inbox}

@@ -18,46 +18,46 @@ SETTINGS = Settings(timezone="Asia/Shanghai", base_url="http://127.0.0.1:8000")
 AFTER_DAY = local(DAY + dt.timedelta(days=1), 9)  # built the next morning: the whole day
 
 
-def _posts_between(session: Session, start: dt.datetime, end: dt.datetime, channel: str | None = None) -> int:
+def _posts_between(db: Session, start: dt.datetime, end: dt.datetime, channel: str | None = None) -> int:
     q = select(func.count()).select_from(Post).where(Post.published_at >= start, Post.published_at < end)
     if channel:
         q = q.where(Post.channel == channel)
-    return session.scalar(q) or 0
+    return db.scalar(q) or 0
 
 
-def test_figures_match_the_database(session: Session, busy_day: BusyDay) -> None:
-    s = build_summary(session, DAY, settings=SETTINGS, now=AFTER_DAY)
+def test_figures_match_the_database(db: Session, busy_day: BusyDay) -> None:
+    s = build_summary(db, DAY, settings=SETTINGS, now=AFTER_DAY)
     start, end = local(DAY, 0), local(DAY + dt.timedelta(days=1), 0)
 
-    web, chat = _posts_between(session, start, end, "web"), _posts_between(session, start, end, "chat")
+    web, chat = _posts_between(db, start, end, "web"), _posts_between(db, start, end, "chat")
     assert (s["volume"]["web"], s["volume"]["chat"]) == (web, chat) == (12, 30)
     assert s["volume"]["total"] == web + chat
-    prev = _posts_between(session, start - dt.timedelta(days=1), start)
+    prev = _posts_between(db, start - dt.timedelta(days=1), start)
     assert s["volume"]["previous_total"] == prev
-    week = [_posts_between(session, start - dt.timedelta(days=k), start - dt.timedelta(days=k - 1))
+    week = [_posts_between(db, start - dt.timedelta(days=k), start - dt.timedelta(days=k - 1))
             for k in range(1, 8)]
     assert s["volume"]["week_avg"] == round(sum(week) / 7, 1)
     assert s["volume"]["change_vs_previous"] == round((web + chat - prev) / prev * 100, 1)
     assert sum(s["hourly"]) == web + chat
 
     day_posts = select(Post.id).where(Post.published_at >= start, Post.published_at < end)
-    rumor_ids = set(session.scalars(select(PostScore.post_id).where(PostScore.label == 1,
+    rumor_ids = set(db.scalars(select(PostScore.post_id).where(PostScore.label == 1,
                                                                     PostScore.post_id.in_(day_posts))))
-    rumor_ids |= set(session.scalars(select(DebunkMatch.post_id).where(DebunkMatch.post_id.in_(day_posts))))
+    rumor_ids |= set(db.scalars(select(DebunkMatch.post_id).where(DebunkMatch.post_id.in_(day_posts))))
     assert s["rumor_posts"] == sum(s["hourly_rumor"]) == len(rumor_ids) == 5
     assert s["hourly_rumor"][10] == 2
 
-    created = session.execute(select(Alert.severity, func.count()).where(
+    created = db.execute(select(Alert.severity, func.count()).where(
         Alert.created_at >= start, Alert.created_at < end).group_by(Alert.severity)).all()
     assert {k: v for k, v in s["alerts"]["by_severity"].items() if v} == dict(created)
     assert s["alerts"]["total"] == 4
-    confirmed = session.scalar(select(func.count(AlertEvent.alert_id.distinct())).where(
+    confirmed = db.scalar(select(func.count(AlertEvent.alert_id.distinct())).where(
         AlertEvent.to_status == "confirmed_rumor", AlertEvent.at >= start, AlertEvent.at < end))
     assert s["rumors_confirmed"] == confirmed == 1
-    assert s["responses"] == session.scalar(select(func.count()).select_from(Response).where(
+    assert s["responses"] == db.scalar(select(func.count()).select_from(Response).where(
         Response.published_at >= start, Response.published_at < end)) == 1
 
-    open_now = session.scalar(select(func.count()).select_from(Alert).where(
+    open_now = db.scalar(select(func.count()).select_from(Alert).where(
         Alert.status.in_(("new", "acknowledged", "confirmed_rumor", "confirmed_concern"))))
     assert s["open_count"] == open_now == 3
     a = busy_day.alerts
@@ -83,14 +83,14 @@ def test_figures_match_the_database(session: Session, busy_day: BusyDay) -> None
     assert hot["mood"] == "不满" and hot["mood_rising"] is True
 
     cats = dict(s["categories"])
-    assert cats["物资供应"] == session.scalar(select(func.count()).select_from(Post).where(
+    assert cats["物资供应"] == db.scalar(select(func.count()).select_from(Post).where(
         Post.category == "物资供应", Post.published_at >= start, Post.published_at < end))
     assert sum(cats.values()) == web + chat
     assert s["quiet"] is False and s["partial"] is False
 
 
-def test_headline_and_text_state_the_database_numbers(session: Session, busy_day: BusyDay) -> None:
-    s = build_summary(session, DAY, settings=SETTINGS, now=AFTER_DAY)
+def test_headline_and_text_state_the_database_numbers(db: Session, busy_day: BusyDay) -> None:
+    s = build_summary(db, DAY, settings=SETTINGS, now=AFTER_DAY)
     h = s["headline"]
     assert "2026年11月20日" in h
     assert "公开帖子 12 条、群消息 30 条，合计 42 条" in h
@@ -108,14 +108,14 @@ def test_headline_and_text_state_the_database_numbers(session: Session, busy_day
     assert out.subject == "青禾镇舆情日报｜11月20日｜预警 4 条，确认谣言 1 条，待处理 3 项，超时 2 项"
 
 
-def test_partial_day_compares_the_same_hours(session: Session, busy_day: BusyDay) -> None:
+def test_partial_day_compares_the_same_hours(db: Session, busy_day: BusyDay) -> None:
     """At 10:30 only the morning counts, compared with the mornings before; later events not yet."""
     now = local(DAY, 10, 30)
-    s = build_summary(session, DAY, settings=SETTINGS, now=now)
+    s = build_summary(db, DAY, settings=SETTINGS, now=now)
     start = local(DAY, 0)
     assert s["partial"] is True and s["cutoff_local"] == "10:30"
-    assert s["volume"]["total"] == _posts_between(session, start, now)
-    assert s["volume"]["previous_total"] == _posts_between(session, start - dt.timedelta(days=1),
+    assert s["volume"]["total"] == _posts_between(db, start, now)
+    assert s["volume"]["previous_total"] == _posts_between(db, start - dt.timedelta(days=1),
                                                            now - dt.timedelta(days=1))
     assert sum(s["hourly"][11:]) == 0
     a = busy_day.alerts
@@ -125,18 +125,18 @@ def test_partial_day_compares_the_same_hours(session: Session, busy_day: BusyDay
     assert "截至 10:30" in s["headline"] and "前一日同期" in s["headline"]
 
 
-def test_status_is_replayed_for_a_past_day(session: Session, busy_day: BusyDay) -> None:
+def test_status_is_replayed_for_a_past_day(db: Session, busy_day: BusyDay) -> None:
     """The day before, a4 was open (acknowledged) and a6 still open until its closing at 12:00 two days before."""
     a = busy_day.alerts
     three_days_before = DAY - dt.timedelta(days=3)
-    s = build_summary(session, three_days_before, settings=SETTINGS, now=AFTER_DAY)
+    s = build_summary(db, three_days_before, settings=SETTINGS, now=AFTER_DAY)
     assert {i["id"]: i["status"] for i in s["open_items"]} == {a["a4"].id: "new"}
-    two_before = build_summary(session, DAY - dt.timedelta(days=2), settings=SETTINGS, now=AFTER_DAY)
+    two_before = build_summary(db, DAY - dt.timedelta(days=2), settings=SETTINGS, now=AFTER_DAY)
     assert {i["id"]: i["status"] for i in two_before["open_items"]} == {a["a4"].id: "acknowledged"}
 
 
-def test_empty_day_gives_the_short_digest(session: Session) -> None:
-    s = build_summary(session, dt.date(2026, 6, 1), settings=SETTINGS, now=local(dt.date(2026, 6, 2), 8))
+def test_empty_day_gives_the_short_digest(db: Session) -> None:
+    s = build_summary(db, dt.date(2026, 6, 1), settings=SETTINGS, now=local(dt.date(2026, 6, 2), 8))
     assert s["quiet"] is True
     assert s["volume"]["total"] == 0 and s["volume"]["change_vs_previous"] is None
     assert "今日无异常" in s["headline"] and "未监测到新的公开帖子和群消息" in s["headline"]
@@ -146,23 +146,23 @@ def test_empty_day_gives_the_short_digest(session: Session) -> None:
     assert len(out.text.splitlines()) < 12
 
 
-def test_ordinary_day_without_incidents_is_quiet_but_counts_posts(session: Session) -> None:
+def test_ordinary_day_without_incidents_is_quiet_but_counts_posts(db: Session) -> None:
     day = dt.date(2026, 6, 3)
     for i in range(3):
-        make_post(session, text=f"石桥村今天赶集 {i}", at=local(day, 9 + i), channel="chat")
-    make_post(session, text="没有发布时间的帖子", at=local(day, 12), dated=False)
-    s = build_summary(session, day, settings=SETTINGS, now=local(day + dt.timedelta(days=1), 8))
+        make_post(db, text=f"石桥村今天赶集 {i}", at=local(day, 9 + i), channel="chat")
+    make_post(db, text="没有发布时间的帖子", at=local(day, 12), dated=False)
+    s = build_summary(db, day, settings=SETTINGS, now=local(day + dt.timedelta(days=1), 8))
     assert s["quiet"] is True and s["volume"]["total"] == 4  # the undated one counts at collection time
     assert "群消息 3 条" in s["headline"] and "今日无异常" in s["headline"]
 
 
-def test_an_open_alert_makes_a_day_not_quiet(session: Session) -> None:
+def test_an_open_alert_makes_a_day_not_quiet(db: Session) -> None:
     day = dt.date(2026, 6, 5)
-    alert = make_alert(session, title="柳树村停水", created_at=local(day - dt.timedelta(days=1), 9), severity="medium")
-    s = build_summary(session, day, settings=SETTINGS, now=local(day, 20))
+    alert = make_alert(db, title="柳树村停水", created_at=local(day - dt.timedelta(days=1), 9), severity="medium")
+    s = build_summary(db, day, settings=SETTINGS, now=local(day, 20))
     assert s["quiet"] is False and s["open_count"] == 1
-    move(session, alert, "closed", at=local(day, 8))
-    s = build_summary(session, day, settings=SETTINGS, now=local(day, 20))
+    move(db, alert, "closed", at=local(day, 8))
+    s = build_summary(db, day, settings=SETTINGS, now=local(day, 20))
     assert s["open_count"] == 0
 
 
