@@ -263,21 +263,19 @@ def build_summary(
     by_severity = dict.fromkeys(SEVERITIES, 0)
     for severity, n in alerts_today:
         by_severity[severity if severity in by_severity else "low"] += n
+    in_day = (AlertEvent.at >= win.start) & (AlertEvent.at < win.cutoff)
     confirmed_ids = set(session.scalars(
-        select(AlertEvent.alert_id).where(
-            AlertEvent.to_status == "confirmed_rumor", AlertEvent.at >= win.start, AlertEvent.at < win.cutoff)
-    ))
+        select(AlertEvent.alert_id).where(AlertEvent.to_status == "confirmed_rumor", in_day)))
     concern_ids = set(session.scalars(
-        select(AlertEvent.alert_id).where(
-            AlertEvent.to_status == "confirmed_concern", AlertEvent.at >= win.start, AlertEvent.at < win.cutoff)
-    ))
+        select(AlertEvent.alert_id).where(AlertEvent.to_status == "confirmed_concern", in_day)))
     responses_today = session.scalars(
         select(Response).where(Response.published_at >= win.start, Response.published_at < win.cutoff)
         .order_by(Response.published_at)
     ).all()
 
     # ---- alerts open at the cutoff (current status open, or changed since: replay history)
-    changed_since = select(AlertEvent.alert_id).where(AlertEvent.at > win.cutoff, AlertEvent.to_status.is_not(None))
+    changed_since = select(AlertEvent.alert_id).where(AlertEvent.at > win.cutoff,
+                                                      AlertEvent.to_status.is_not(None))
     candidates = session.scalars(
         select(Alert).where(
             Alert.created_at < win.cutoff,
@@ -306,7 +304,8 @@ def build_summary(
     ).all()
     rumor_status = _status_at(session, rumor_alerts, win.cutoff)
     rumor_alerts = [a for a in rumor_alerts if rumor_status[a.id] not in ("dismissed", "confirmed_concern")]
-    rumor_alerts.sort(key=lambda a: (-a.severity_rank, -story_today.get(a.story_id or -1, 0), -a.risk_score, a.id))
+    rumor_alerts.sort(key=lambda a: (-a.severity_rank, -story_today.get(a.story_id or -1, 0),
+                                     -a.risk_score, a.id))
 
     holders = _holders(session, [a.assignee_id for a in open_alerts] + [a.assignee_id for a in rumor_alerts])
     limits = settings.digest_overdue_hours
@@ -343,7 +342,8 @@ def build_summary(
         select(Debunk).where(Debunk.id.in_([s.debunk_id for s in stories.values() if s.debunk_id])))}
     latest_response: dict[int, Response] = {}
     for resp in session.scalars(
-        select(Response).where(Response.alert_id.in_([a.id for a in shown]), Response.published_at < win.cutoff)
+        select(Response)
+        .where(Response.alert_id.in_([a.id for a in shown]), Response.published_at < win.cutoff)
         .order_by(Response.published_at, Response.id)
     ):
         latest_response[resp.alert_id] = resp
@@ -374,7 +374,8 @@ def build_summary(
 
     # ---- hot concerns
     hot_topics = session.scalars(
-        select(Topic).where(Topic.is_hot.is_(True), Topic.last_seen >= win.start, Topic.first_seen < win.cutoff)
+        select(Topic)
+        .where(Topic.is_hot.is_(True), Topic.last_seen >= win.start, Topic.first_seen < win.cutoff)
     ).all()
     topic_yesterday: Counter[int] = Counter()
     topic_neg_yesterday: dict[int, list[float]] = defaultdict(list)

@@ -19,11 +19,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # before anything else of matplotlib is imported
 
-from matplotlib import font_manager, rc_context  # noqa: E402
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib import font_manager, rc_context
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-from core.errors import YuqingError  # noqa: E402
+from core.errors import YuqingError
 
 log = logging.getLogger(__name__)
 

@@ -91,7 +91,9 @@ def recipients_key(emails: Sequence[str]) -> str:
 
 def load_recipients(path: Path) -> RecipientsFile:
     if not path.is_file():
-        raise DigestConfigError(f"日报收件人配置文件不存在：{path}。请创建它，或修改 YUQING_DIGEST_RECIPIENTS_FILE。")
+        raise DigestConfigError(
+            f"日报收件人配置文件不存在：{path}。请创建它，或修改 YUQING_DIGEST_RECIPIENTS_FILE。"
+        )
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as err:

@@ -91,7 +91,8 @@ def environment(template_dir: Path | None = None, *, for_text: bool = False) -> 
     if template_dir is not None:
         if not template_dir.is_dir():
             raise DigestConfigError(
-                f"日报模板目录不存在：{template_dir}。请创建该目录，或清空 YUQING_DIGEST_TEMPLATE_DIR 使用默认模板。"
+                f"日报模板目录不存在：{template_dir}。请创建该目录，"
+                "或清空 YUQING_DIGEST_TEMPLATE_DIR 使用默认模板。"
             )
         loaders.append(FileSystemLoader(str(template_dir)))
     loaders += [ours, PrefixLoader({"default": ours})]
@@ -159,7 +160,9 @@ def render(
         html = html_env.get_template("digest.html").render(context)
         text = text_env.get_template("digest.txt").render(context)
     except TemplateNotFound as err:
-        raise DigestConfigError(f"找不到日报模板 {err.name}：模板目录里需要 digest.html 和 digest.txt。") from err
+        raise DigestConfigError(
+            f"找不到日报模板 {err.name}：模板目录里需要 digest.html 和 digest.txt。"
+        ) from err
     except TemplateSyntaxError as err:
         raise DigestConfigError(
             f"日报模板 {err.filename or err.name} 第 {err.lineno} 行语法错误：{err.message}。请修改模板。"

@@ -101,11 +101,13 @@ def deliver(msg: EmailMessage, settings: Settings) -> dict[str, Any]:
     server and what to check.
     """
     if not settings.smtp_host:
-        raise DigestSendError("未配置邮件服务器：请设置 YUQING_SMTP_HOST（以及 PORT / SECURITY / USER / PASSWORD）。"
-                              "日报已保存，配置后会自动重试。")
+        raise DigestSendError("未配置邮件服务器：请设置 YUQING_SMTP_HOST"
+                              "（以及 PORT / SECURITY / USER / PASSWORD）。日报已保存，配置后会自动重试。")
     security = settings.smtp_security.strip().lower()
     if security not in SECURITY_MODES:
-        raise DigestConfigError(f"YUQING_SMTP_SECURITY 的值 '{settings.smtp_security}' 无效：可选 none、starttls、ssl。")
+        raise DigestConfigError(
+            f"YUQING_SMTP_SECURITY 的值 '{settings.smtp_security}' 无效：可选 none、starttls、ssl。"
+        )
     context = ssl.create_default_context(cafile=str(settings.smtp_ca_file) if settings.smtp_ca_file else None)
     password = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
     try:
@@ -132,7 +134,8 @@ def deliver(msg: EmailMessage, settings: Settings) -> dict[str, Any]:
         ) from err
     except smtplib.SMTPNotSupportedError as err:
         raise DigestSendError(
-            f"邮件服务器 {_where(settings)} 不支持所需功能（{err}）：请检查 YUQING_SMTP_SECURITY（none/starttls/ssl）。"
+            f"邮件服务器 {_where(settings)} 不支持所需功能（{err}）："
+            "请检查 YUQING_SMTP_SECURITY（none/starttls/ssl）。"
         ) from err
     except ssl.SSLError as err:
         raise DigestSendError(
@@ -154,6 +157,8 @@ def _smtp_text(err: Any) -> str:
         code, text = err
         return f"{code} {text.decode(errors='replace') if isinstance(text, bytes) else text}"
     if isinstance(err, smtplib.SMTPResponseException):
-        message = err.smtp_error.decode(errors="replace") if isinstance(err.smtp_error, bytes) else err.smtp_error
+        message = err.smtp_error
+        if isinstance(message, bytes):
+            message = message.decode(errors="replace")
         return f"{err.smtp_code} {message}"
     return str(err) or type(err).__name__

@@ -101,8 +101,8 @@ def compose(prepared: Prepared, *, title: str, sections: tuple[str, ...] | list[
         for name, png in prepared.charts.items():
             cid = _cid(name, prepared.day, key, revision)
             images[name] = cid
-            figures[cid] = {"content_type": "image/png", "filename": f"{name}.png", "title": CHART_TITLES[name],
-                            "b64": base64.b64encode(png).decode("ascii")}
+            figures[cid] = {"content_type": "image/png", "filename": f"{name}.png",
+                            "title": CHART_TITLES[name], "b64": base64.b64encode(png).decode("ascii")}
     rendered = render(prepared.summary, title=title, sections=sections, images=images,
                       charts_note=prepared.charts_note, console_url=settings.base_url,
                       template_dir=settings.digest_template_dir)
@@ -117,7 +117,9 @@ def _latest(session: Session, day: dt.date, key: str) -> Digest | None:
 
 
 def _is_stale_sending(row: Digest, now: dt.datetime) -> bool:
-    return row.status == "sending" and (row.last_attempt_at is None or now - row.last_attempt_at > SENDING_STALE)
+    if row.status != "sending":
+        return False
+    return row.last_attempt_at is None or now - row.last_attempt_at > SENDING_STALE
 
 
 def send_day(
@@ -151,16 +153,17 @@ def send_day(
     for audience in lists:
         key = audience.key
         latest = _latest(session, day, key)
-        if latest is not None and not force:
-            if only_missing or latest.status == "sent" or (
-                latest.status == "sending" and not _is_stale_sending(latest, now)
-            ):
-                outcomes.append(Outcome(latest.id, audience.emails, "skipped", latest.revision,
-                                        _skip_reason(latest, settings)))
-                continue
+        busy = latest is not None and latest.status == "sending" and not _is_stale_sending(latest, now)
+        if latest is not None and not force and (only_missing or latest.status == "sent" or busy):
+            outcomes.append(Outcome(latest.id, audience.emails, "skipped", latest.revision,
+                                    _skip_reason(latest, settings)))
+            continue
         if prepared is None:
             prepared = prepare(session, day, settings=settings, now=now)
-        revision = latest.revision + 1 if (latest is not None and force) else (latest.revision if latest else 0)
+        if latest is None:
+            revision = 0
+        else:
+            revision = latest.revision + 1 if force else latest.revision
         rendered, figures = compose(prepared, title=title, sections=audience.sections, key=key,
                                     revision=revision, settings=settings)
         row = latest if (latest is not None and not force) else None
@@ -179,14 +182,16 @@ def send_day(
 def _skip_reason(row: Digest, settings: Settings) -> str:
     if row.status == "sent":
         when = row.sent_at.astimezone(ZoneInfo(settings.timezone)).strftime("%m-%d %H:%M") if row.sent_at else ""
-        return f"{row.day} 的日报已于 {when} 发送给这些收件人（第 {row.revision + 1} 版），未重复发送；如需重发请加 --force。"
+        return (f"{row.day} 的日报已于 {when} 发送给这些收件人（第 {row.revision + 1} 版），未重复发送；"
+                "如需重发请加 --force。")
     if row.status == "sending":
         return f"{row.day} 的日报正在发送中，未重复发送。"
     return f"{row.day} 的日报已生成（状态 {row.status}），由定时任务负责重试。"
 
 
 def _store(session: Session, row: Digest | None, *, day: dt.date, audience: Audience, revision: int,
-           rendered: Rendered, figures: dict[str, Any], summary: dict[str, Any], settings: Settings) -> Digest:
+           rendered: Rendered, figures: dict[str, Any], summary: dict[str, Any],
+           settings: Settings) -> Digest:
     if row is None:
         row = Digest(day=day, recipients_key=audience.key, revision=revision, attempts=0,
                      message_id=new_message_id(settings, f"digest-{day.isoformat()}-r{revision}"))
@@ -205,11 +210,10 @@ def _store(session: Session, row: Digest | None, *, day: dt.date, audience: Audi
 
 def _attempt(session: Session, row: Digest, *, settings: Settings, now: dt.datetime) -> Outcome:
     """Claim ``row`` and send it as stored; record the result. Never raises on a mail failure."""
-    stale_before = now - SENDING_STALE
+    stale = (Digest.status == "sending") & (Digest.last_attempt_at < now - SENDING_STALE)
     claimed = session.execute(
         update(Digest)
-        .where(Digest.id == row.id, or_(Digest.status.in_(("built", "failed")),
-                                         (Digest.status == "sending") & (Digest.last_attempt_at < stale_before)))
+        .where(Digest.id == row.id, or_(Digest.status.in_(("built", "failed")), stale))
         .values(status="sending", attempts=Digest.attempts + 1, last_attempt_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
@@ -265,9 +269,9 @@ def retry_failed(session: Session, *, settings: Settings | None = None,
     ).all()
     outcomes = []
     for row in rows:
-        if row.last_attempt_at is not None and now < row.last_attempt_at + retry_delay(row.attempts, settings):
-            continue
-        outcomes.append(_attempt(session, row, settings=settings, now=now))
+        due = row.last_attempt_at is None or now >= row.last_attempt_at + retry_delay(row.attempts, settings)
+        if due:
+            outcomes.append(_attempt(session, row, settings=settings, now=now))
     return outcomes
 
 

@@ -43,7 +43,7 @@ class DigestPublic(BaseModel):
     revision: int = Field(description="0 为首版；--force 重发时递增")
     subject: str
     recipients: list[DigestRecipient]
-    status: str = Field(description="built 已生成 | sending 发送中 | sent 已发送 | failed 发送失败（会自动重试）")
+    status: str = Field(description="built 已生成 | sending 发送中 | sent 已发送 | failed 失败（自动重试）")
     attempts: int
     last_error: str | None
     sent_at: dt.datetime | None
@@ -114,7 +114,8 @@ def list_digests(
 def get_digest(digest_id: DigestId, _: ViewerUser, session: SessionDep) -> DigestDetail:
     row = _get(session, digest_id)
     return DigestDetail.model_validate(
-        _public(row) | {"html": row.html, "text": row.text, "figures": row.figures or {}, "summary": row.summary or {}}
+        _public(row)
+        | {"html": row.html, "text": row.text, "figures": row.figures or {}, "summary": row.summary or {}}
     )
 
 
@@ -125,7 +126,8 @@ def preview_digest(digest_id: DigestId, _: ViewerUser, session: SessionDep) -> H
     for cid, fig in (row.figures or {}).items():
         data_uri = f"data:{fig.get('content_type', 'image/png')};base64,{fig.get('b64', '')}"
         html = html.replace(f'src="cid:{cid}"', f'src="{data_uri}"')
-    return HTMLResponse(html, headers={"Content-Security-Policy": PREVIEW_CSP, "X-Content-Type-Options": "nosniff"})
+    headers = {"Content-Security-Policy": PREVIEW_CSP, "X-Content-Type-Options": "nosniff"}
+    return HTMLResponse(html, headers=headers)
 
 
 @router.get("/{digest_id}/figures/{cid}", summary="日报中的一张图表（PNG）",

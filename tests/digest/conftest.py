@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy.orm import Session
 
 from core.db import make_engine
-
 from tests.digest.scenario import ARTIFACTS, BusyDay, seed_busy_day
 from tests.digest.smtp import Inbox, SmtpServer, authenticator, free_port, self_signed, smtp_server_at
 

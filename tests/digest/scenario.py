@@ -21,7 +21,6 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from core.tables import DebunkMatch, PostScore
-
 from tests.digest.factories import (
     local,
     make_alert,

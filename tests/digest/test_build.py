@@ -11,8 +11,8 @@ from core.settings import Settings
 from core.tables import Alert, AlertEvent, DebunkMatch, Post, PostScore, Response
 from digest.build import build_summary, make_window
 from digest.render import render
-from tests.digest.scenario import DAY, BusyDay
 from tests.digest.factories import local, make_alert, make_post, move
+from tests.digest.scenario import DAY, BusyDay
 
 SETTINGS = Settings(timezone="Asia/Shanghai", base_url="http://127.0.0.1:8000")
 AFTER_DAY = local(DAY + dt.timedelta(days=1), 9)  # built the next morning: the whole day

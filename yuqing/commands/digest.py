@@ -41,10 +41,14 @@ def _parse_day(value: str | None, tz_name: str) -> dt.date:
 
 
 def digest_command(
-    date: Annotated[str | None, typer.Option("--date", help="日期 YYYY-MM-DD；默认今天（按 YUQING_TIMEZONE）")] = None,
-    send: Annotated[bool, typer.Option("--send", help="发送给配置的收件人；同一天同一收件人列表只发一次")] = False,
-    force: Annotated[bool, typer.Option("--force", help="与 --send 一起用：已发送过也生成新版本并重新发送")] = False,
-    out: Annotated[Path | None, typer.Option("--out", help="把 digest.html、digest.txt 和图表 PNG 写到此目录")] = None,
+    date: Annotated[str | None, typer.Option(
+        "--date", help="日期 YYYY-MM-DD；默认今天（按 YUQING_TIMEZONE）")] = None,
+    send: Annotated[bool, typer.Option(
+        "--send", help="发送给配置的收件人；同一天同一收件人列表只发一次")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="与 --send 一起用：已发送过也生成新版本并重新发送")] = False,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="把 digest.html、digest.txt 和图表 PNG 写到此目录")] = None,
 ) -> None:
     """Build the daily digest for a day: print it, write it to a folder (--out), or email it (--send)."""
     from sqlalchemy.exc import OperationalError, ProgrammingError
@@ -61,7 +65,8 @@ def digest_command(
     try:
         title, lists = audiences(settings)
         if send and not lists:
-            raise _fail("没有配置日报收件人：在 YAML 文件中写好 recipients，并用 YUQING_DIGEST_RECIPIENTS_FILE 指向它。")
+            raise _fail("没有配置日报收件人：在 YAML 文件中写好 recipients，"
+                        "并用 YUQING_DIGEST_RECIPIENTS_FILE 指向它。")
         with session_scope() as session:
             prepared = prepare(session, day, settings=settings)
             if out is not None:
@@ -77,7 +82,8 @@ def digest_command(
                 return
             outcomes = send_day(session, day, force=force, settings=settings, prepared=prepared)
     except (OperationalError, ProgrammingError) as err:
-        raise _fail(f"读取数据库失败：{getattr(err, 'orig', err)}。数据库是否已初始化？请先运行 `yuqing db upgrade`。") from err
+        raise _fail(f"读取数据库失败：{getattr(err, 'orig', err)}。"
+                    "数据库是否已初始化？请先运行 `yuqing db upgrade`。") from err
     except YuqingError as err:
         raise _fail(str(err)) from err
     failed = False
@@ -90,8 +96,8 @@ def digest_command(
             console.print(f"未发送（{who}）：{o.message}", highlight=False)
         else:
             failed = True
-            err_console.print(f"[red]发送失败[/red]（{who}）：{o.message}\n日报已保存，`yuqing run` 的定时任务会自动重试。",
-                              highlight=False)
+            err_console.print(f"[red]发送失败[/red]（{who}）：{o.message}\n"
+                              "日报已保存，`yuqing run` 的定时任务会自动重试。", highlight=False)
     if failed:
         raise typer.Exit(1)
 
