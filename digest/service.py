@@ -160,10 +160,7 @@ def send_day(
             continue
         if prepared is None:
             prepared = prepare(session, day, settings=settings, now=now)
-        if latest is None:
-            revision = 0
-        else:
-            revision = latest.revision + 1 if force else latest.revision
+        revision = 0 if latest is None else latest.revision + int(force)
         rendered, figures = compose(prepared, title=title, sections=audience.sections, key=key,
                                     revision=revision, settings=settings)
         row = latest if (latest is not None and not force) else None
