@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
+from sqlalchemy.orm import Session
 
 from core.settings import Settings, get_settings
 from core.tables import (
@@ -107,17 +107,26 @@ def _post_time_in(start: dt.datetime, end: dt.datetime) -> ColumnElement[bool]:
     )
 
 
-def _is_rumor_post() -> ColumnElement[bool]:
-    """A post counts as a rumor post if its latest score says so, it matches a known rumor,
-    or it is evidence of an alert confirmed as a rumor."""
-    other = aliased(PostScore)
-    latest = select(func.max(other.id)).where(other.post_id == Post.id).correlate(Post).scalar_subquery()
-    scored = exists().where(PostScore.post_id == Post.id, PostScore.id == latest, PostScore.label == 1)
-    matched = exists().where(DebunkMatch.post_id == Post.id)
-    confirmed = exists().where(
-        AlertPost.post_id == Post.id, AlertPost.alert_id == Alert.id, Alert.status == "confirmed_rumor"
+def _rumor_post_ids(session: Session, day_posts: Select[tuple[int]]) -> set[int]:
+    """Which of ``day_posts`` count as rumor posts: the post's latest score says so, it matches a
+    known rumor, or it is evidence of an alert confirmed as a rumor.
+
+    Three set-based queries (semi-joins on the day's post ids) rather than one correlated
+    subquery per post, which PostgreSQL may run as a nested loop on fresh statistics.
+    """
+    latest = (
+        select(func.max(PostScore.id).label("id"))
+        .where(PostScore.post_id.in_(day_posts))
+        .group_by(PostScore.post_id)
+        .subquery()
     )
-    return or_(scored, matched, confirmed)
+    ids = set(session.scalars(
+        select(PostScore.post_id).join(latest, PostScore.id == latest.c.id).where(PostScore.label == 1)))
+    ids |= set(session.scalars(select(DebunkMatch.post_id).where(DebunkMatch.post_id.in_(day_posts))))
+    ids |= set(session.scalars(
+        select(AlertPost.post_id).join(Alert, Alert.id == AlertPost.alert_id)
+        .where(Alert.status == "confirmed_rumor", AlertPost.post_id.in_(day_posts))))
+    return ids
 
 
 def _count_posts(session: Session, start: dt.datetime, end: dt.datetime) -> dict[str, int]:
@@ -223,9 +232,10 @@ def build_summary(
     # ---- volume, per hour, per category
     rows = session.execute(
         select(Post.id, Post.channel, Post.published_at, Post.collected_at, Post.category,
-               Post.story_id, Post.topic_id, Post.negativity, _is_rumor_post().label("is_rumor"))
+               Post.story_id, Post.topic_id, Post.negativity)
         .where(_post_time_in(win.start, win.cutoff))
     ).all()
+    rumor_ids = _rumor_post_ids(session, select(Post.id).where(_post_time_in(win.start, win.cutoff)))
     hourly = [0] * 24
     hourly_rumor = [0] * 24
     categories: Counter[str] = Counter()
@@ -238,7 +248,7 @@ def build_summary(
         hour = (row.published_at or row.collected_at).astimezone(win.tz).hour
         hourly[hour] += 1
         volume["chat" if row.channel == "chat" else "web"] += 1
-        if row.is_rumor:
+        if row.id in rumor_ids:
             hourly_rumor[hour] += 1
             rumor_posts += 1
         categories[row.category or UNCATEGORISED] += 1
