@@ -94,3 +94,18 @@ def test_a_font_file_can_be_given(family: str) -> None:
     if not path.exists():
         pytest.skip("fonts-wqy-microhei is not installed")
     assert charts.find_cjk_family(path) == "WenQuanYi Micro Hei"
+
+
+def test_font_installed_after_matplotlib_built_its_cache(monkeypatch: pytest.MonkeyPatch, family: str) -> None:
+    """A font cache from before `apt-get install fonts-wqy-microhei` lacks the font: we find it on disk."""
+    from matplotlib import font_manager
+
+    if not any(Path(d).is_dir() and any(Path(d).rglob("wqy-microhei.ttc")) for d in charts._FONT_DIRS):
+        pytest.skip("fonts-wqy-microhei is not installed")
+    stale = [f for f in font_manager.fontManager.ttflist if f.name not in charts.CJK_FAMILIES]
+    monkeypatch.setattr(font_manager.fontManager, "ttflist", stale)
+    assert charts.find_cjk_family() == "WenQuanYi Micro Hei"
+    assert "WenQuanYi Micro Hei" in {f.name for f in font_manager.fontManager.ttflist}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=r"Glyph .* missing")
+        charts.text_image("谣言", families=["WenQuanYi Micro Hei"])
