@@ -45,6 +45,11 @@ class Recipient(BaseModel):
             raise ValueError(f"'{value}' 不是有效的邮箱地址")
         return value
 
+    @field_validator("name")
+    @classmethod
+    def _one_line_name(cls, value: str | None) -> str | None:
+        return " ".join(value.split()) if value else None
+
     @field_validator("sections")
     @classmethod
     def _sections(cls, value: list[str] | None) -> list[str] | None:
@@ -55,6 +60,11 @@ class RecipientsFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     title: str | None = Field(None, max_length=100)
     recipients: list[Recipient] = Field(default_factory=list)
+
+    @field_validator("title")
+    @classmethod
+    def _one_line_title(cls, value: str | None) -> str | None:
+        return " ".join(value.split()) if value else None  # it goes into the Subject header
 
     @field_validator("recipients", mode="before")
     @classmethod

@@ -313,7 +313,7 @@ def write_files(prepared: Prepared, out: Path, *, title: str, settings: Settings
     written = []
     html = rendered.html
     for name, filename in images.items():
-        html = html.replace(f'src="cid:{filename}"', f'src="{filename}"')
+        html = html.replace(f"cid:{filename}", filename)
         (out / filename).write_bytes(prepared.charts[name])
         written.append(out / filename)
     (out / "digest.html").write_text(html, encoding="utf-8")

@@ -125,7 +125,7 @@ def preview_digest(digest_id: DigestId, _: ViewerUser, session: SessionDep) -> H
     html = row.html
     for cid, fig in (row.figures or {}).items():
         data_uri = f"data:{fig.get('content_type', 'image/png')};base64,{fig.get('b64', '')}"
-        html = html.replace(f'src="cid:{cid}"', f'src="{data_uri}"')
+        html = html.replace(f"cid:{cid}", data_uri)
     headers = {"Content-Security-Policy": PREVIEW_CSP, "X-Content-Type-Options": "nosniff"}
     return HTMLResponse(html, headers=headers)
 

@@ -193,6 +193,21 @@ def test_bad_recipients_file_says_what_is_wrong(db: Session, tmp_path: Path, con
     assert db.query(Digest).count() == 0
 
 
+def test_title_and_names_cannot_break_headers(db: Session, smtp_server: SmtpServer, tmp_path: Path) -> None:
+    path = tmp_path / "digest.yaml"
+    path.write_text(yaml.safe_dump({"title": "青禾镇\n舆情日报\r\nBcc: x@evil.example",
+                                    "recipients": [{"email": "a@qinghe.example", "name": "王\n书记"}]},
+                                   allow_unicode=True), encoding="utf-8")
+    settings = Settings(digest_recipients_file=path, smtp_host=smtp_server.host, smtp_port=smtp_server.port)
+    day = dt.date(2026, 6, 1)
+    assert send_day(db, day, settings=settings, now=local(day, 18))[0].status == "sent"
+    (envelope,) = smtp_server.inbox.envelopes
+    assert envelope[1] == ["a@qinghe.example"]
+    (msg,) = smtp_server.inbox.messages
+    assert msg["Subject"].startswith("青禾镇 舆情日报 Bcc: x@evil.example｜") and msg["Bcc"] is None
+    assert "王 书记" in str(msg["To"])
+
+
 def test_no_recipients_is_a_clear_error(db: Session) -> None:
     with pytest.raises(DigestConfigError, match="YUQING_DIGEST_RECIPIENTS_FILE"):
         send_day(db, DAY, settings=Settings(), now=NOW)
