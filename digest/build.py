@@ -399,8 +399,22 @@ def build_summary(
             if negativity is not None:
                 topic_neg_yesterday[topic_id].append(negativity)
     hot_topics = sorted(hot_topics, key=lambda t: (-(t.burst_score or 0.0), -topic_today[t.id], t.id))
+    shown_topics = hot_topics[:top_n]
+    # the office's handling of each concern: its latest alert (status at the cutoff) and any response
+    topic_alerts: dict[int, Alert] = {}
+    for alert in session.scalars(
+        select(Alert).where(Alert.topic_id.in_([t.id for t in shown_topics]), Alert.created_at < win.cutoff)
+        .order_by(Alert.created_at, Alert.id)
+    ):
+        topic_alerts[alert.topic_id] = alert  # type: ignore[index]
+    topic_status = _status_at(session, list(topic_alerts.values()), win.cutoff)
+    answered = set(session.scalars(
+        select(Response.alert_id).where(Response.alert_id.in_([a.id for a in topic_alerts.values()]),
+                                        Response.published_at < win.cutoff)))
+    topic_holders = _holders(session, [a.assignee_id for a in topic_alerts.values()])
     concerns = []
-    for topic in hot_topics[:top_n]:
+    for topic in shown_topics:
+        handling = topic_alerts.get(topic.id)
         neg_today = topic_neg_today.get(topic.id)
         neg_before = topic_neg_yesterday.get(topic.id)
         negativity = round(sum(neg_today) / len(neg_today), 2) if neg_today else topic.negativity
@@ -418,6 +432,11 @@ def build_summary(
             "negativity": negativity,
             "mood": _mood(negativity),
             "mood_rising": mood_rising,
+            "alert": ({"id": handling.id, "status": topic_status[handling.id],
+                       "status_zh": STATUS_ZH.get(topic_status[handling.id], topic_status[handling.id]),
+                       "holder": topic_holders.get(handling.assignee_id or -1, "未分配"),
+                       "responded": handling.id in answered, "link": alert_link(settings, handling.id)}
+                      if handling else None),
         })
 
     summary: dict[str, Any] = {

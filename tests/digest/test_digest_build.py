@@ -81,6 +81,8 @@ def test_figures_match_the_database(db: Session, busy_day: BusyDay) -> None:
     assert (hot["posts_today"], hot["posts_yesterday"]) == (8, 3)
     assert hot["places"] == ["东湾村", "柳树村"] and hot["category"] == "物资供应"
     assert hot["mood"] == "不满" and hot["mood_rising"] is True
+    assert hot["alert"]["id"] == a["a3"].id and hot["alert"]["status_zh"] == "确认关切"
+    assert hot["alert"]["holder"] == "王芳" and hot["alert"]["responded"] is False
 
     cats = dict(s["categories"])
     assert cats["物资供应"] == db.scalar(select(func.count()).select_from(Post).where(
