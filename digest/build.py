@@ -107,7 +107,7 @@ def _post_time_in(start: dt.datetime, end: dt.datetime) -> ColumnElement[bool]:
     )
 
 
-def _rumor_post_ids(session: Session, day_posts: Select[tuple[int]]) -> set[int]:
+def _rumor_post_ids(session: Session, day_posts: Select[Any]) -> set[int]:
     """Which of ``day_posts`` count as rumor posts: the post's latest score says so, it matches a
     known rumor, or it is evidence of an alert confirmed as a rumor.
 
@@ -164,7 +164,7 @@ def _status_at(session: Session, alerts: Sequence[Alert], cutoff: dt.datetime) -
         ).all()
         for alert_id, at, from_status, to_status in events:
             if at <= cutoff:
-                before[alert_id] = to_status
+                before[alert_id] = str(to_status)
             elif alert_id not in after and from_status:
                 after[alert_id] = from_status
     return {a.id: before.get(a.id) or after.get(a.id) or a.status for a in alerts}
@@ -360,7 +360,7 @@ def build_summary(
     for alert in shown:
         story = stories.get(alert.story_id or -1)
         debunk = debunks.get(story.debunk_id) if story and story.debunk_id else None
-        resp = latest_response.get(alert.id)
+        answer = latest_response.get(alert.id)
         top_rumors.append({
             "id": alert.id,
             "title": _clip(alert.title, 80),
@@ -375,10 +375,10 @@ def build_summary(
             "groups": story.group_count if story else None,
             "debunk": ({"claim": _clip(debunk.claim, 80), "publisher": debunk.publisher, "url": debunk.url}
                        if debunk else None),
-            "response": ({"text": _clip(resp.text, 120), "channels": [str(c) for c in resp.channels],
-                          "url": resp.url,
-                          "at": resp.published_at.astimezone(win.tz).strftime("%m-%d %H:%M")}
-                         if resp else None),
+            "response": ({"text": _clip(answer.text, 120), "channels": [str(c) for c in answer.channels],
+                          "url": answer.url,
+                          "at": answer.published_at.astimezone(win.tz).strftime("%m-%d %H:%M")}
+                         if answer else None),
             "link": alert_link(settings, alert.id),
         })
 
@@ -395,6 +395,8 @@ def build_summary(
             select(Post.topic_id, Post.negativity)
             .where(Post.topic_id.in_([t.id for t in hot_topics]), _post_time_in(y_start, y_end))
         ):
+            if topic_id is None:
+                continue
             topic_yesterday[topic_id] += 1
             if negativity is not None:
                 topic_neg_yesterday[topic_id].append(negativity)

@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -22,6 +23,7 @@ matplotlib.use("Agg")  # before anything else of matplotlib is imported
 from matplotlib import font_manager, rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from core.errors import YuqingError
 
@@ -76,7 +78,7 @@ def find_cjk_family(font_file: Path | None = None) -> str:
     )
 
 
-def _rc(families: Sequence[str]) -> dict[str, object]:
+def _rc(families: Sequence[str]) -> Any:  # rc_context's typing lists every key as a Literal
     return {
         "font.family": "sans-serif",
         "font.sans-serif": [*families, "DejaVu Sans"],
@@ -112,7 +114,7 @@ def spread_chart(hourly: Sequence[int], hourly_rumor: Sequence[int], *, families
         ax.set_xticks(range(0, 24, 3), [f"{h}时" for h in range(0, 24, 3)])
         ax.set_xlim(-0.7, 23.7)
         ax.set_ylabel("条数")
-        ax.yaxis.get_major_locator().set_params(integer=True)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(axis="y", color=GRID_COLOR, linewidth=0.6)
         ax.set_axisbelow(True)
         for side in ("top", "right"):

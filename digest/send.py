@@ -67,6 +67,7 @@ def build_message(
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
     html_part = msg.get_payload()[1]  # type: ignore[index]
+    assert isinstance(html_part, EmailMessage)
     for cid, fig in figures.items():
         maintype, _, subtype = str(fig.get("content_type", "image/png")).partition("/")
         html_part.add_related(

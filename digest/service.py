@@ -21,10 +21,10 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -208,12 +208,12 @@ def _store(session: Session, row: Digest | None, *, day: dt.date, audience: Audi
 def _attempt(session: Session, row: Digest, *, settings: Settings, now: dt.datetime) -> Outcome:
     """Claim ``row`` and send it as stored; record the result. Never raises on a mail failure."""
     stale = (Digest.status == "sending") & (Digest.last_attempt_at < now - SENDING_STALE)
-    claimed = session.execute(
+    claimed = cast(CursorResult[Any], session.execute(
         update(Digest)
         .where(Digest.id == row.id, or_(Digest.status.in_(("built", "failed")), stale))
         .values(status="sending", attempts=Digest.attempts + 1, last_attempt_at=now)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )).rowcount
     session.commit()
     session.refresh(row)
     emails = [r["email"] for r in row.recipients]
