@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 from sqlalchemy.orm import Session
@@ -37,6 +37,7 @@ from core.tables import (
     Topic,
     User,
 )
+from digest.errors import DigestConfigError
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,15 @@ def _local_midnight(day: dt.date, tz: ZoneInfo) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(0), tzinfo=tz).astimezone(dt.UTC)
 
 
+def zone(tz_name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise DigestConfigError(f"时区 '{tz_name}' 无效：请检查 YUQING_TIMEZONE（例如 Asia/Shanghai）。") from err
+
+
 def make_window(day: dt.date, tz_name: str, now: dt.datetime | None = None) -> Window:
-    tz = ZoneInfo(tz_name)
+    tz = zone(tz_name)
     start = _local_midnight(day, tz)
     end = _local_midnight(day + dt.timedelta(days=1), tz)
     now = now or dt.datetime.now(dt.UTC)
@@ -93,7 +101,7 @@ def make_window(day: dt.date, tz_name: str, now: dt.datetime | None = None) -> W
 
 
 def today(tz_name: str, now: dt.datetime | None = None) -> dt.date:
-    return (now or dt.datetime.now(dt.UTC)).astimezone(ZoneInfo(tz_name)).date()
+    return (now or dt.datetime.now(dt.UTC)).astimezone(zone(tz_name)).date()
 
 
 # --------------------------------------------------------------------------- queries

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.settings import Settings
 from core.tables import Alert, AlertEvent, DebunkMatch, Post, PostScore, Response
 from digest.build import build_summary, make_window
+from digest.errors import DigestConfigError
 from digest.render import render
 from tests.digest.factories import local, make_alert, make_post, move
 from tests.digest.scenario import DAY, BusyDay
@@ -176,3 +178,16 @@ def test_window_is_the_local_calendar_day() -> None:
     assert future.cutoff == future.start
 
 
+
+
+def test_window_follows_daylight_saving_days() -> None:
+    day = dt.date(2026, 3, 29)  # clocks go forward in Berlin: a 23-hour day
+    win = make_window(day, "Europe/Berlin", now=dt.datetime(2026, 4, 1, tzinfo=dt.UTC))
+    assert win.end - win.start == dt.timedelta(hours=23)
+    start, end = win.shifted(1)
+    assert end - start == dt.timedelta(hours=23) and start == dt.datetime(2026, 3, 27, 23, tzinfo=dt.UTC)
+
+
+def test_bad_timezone_is_explained() -> None:
+    with pytest.raises(DigestConfigError, match="YUQING_TIMEZONE"):
+        make_window(DAY, "Mars/Olympus_Mons")

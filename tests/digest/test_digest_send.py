@@ -18,7 +18,7 @@ from digest.errors import DigestConfigError
 from digest.service import retry_delay, retry_failed, scheduled_retry, send_day
 from tests.digest.factories import local
 from tests.digest.scenario import DAY, BusyDay
-from tests.digest.smtp import PASSWORD, USER, SmtpServer
+from tests.digest.smtp import PASSWORD, USER, Inbox, SmtpServer, free_port, smtp_server_at
 
 NOW = local(DAY, 18)
 LEADERS = [{"email": "shuji@qinghe.example", "name": "王书记"}, {"email": "zhenzhang@qinghe.example", "name": "赵镇长"}]
@@ -206,6 +206,29 @@ def test_title_and_names_cannot_break_headers(db: Session, smtp_server: SmtpServ
     (msg,) = smtp_server.inbox.messages
     assert msg["Subject"].startswith("青禾镇 舆情日报 Bcc: x@evil.example｜") and msg["Bcc"] is None
     assert "王 书记" in str(msg["To"])
+
+
+def test_a_refused_recipient_does_not_hold_back_the_others(db: Session, tmp_path: Path) -> None:
+    class Picky(Inbox):
+        async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # aiosmtpd hook
+            if address.startswith("gone@"):
+                return "550 5.1.1 mailbox unavailable"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+    server = smtp_server_at(free_port(), Picky())
+    server.start()
+    try:
+        settings = _settings(tmp_path, server, [{"email": "shuji@qinghe.example"}, {"email": "gone@qinghe.example"}])
+        day = dt.date(2026, 6, 1)
+        (o,) = send_day(db, day, settings=settings, now=local(day, 18))
+    finally:
+        server.stop()
+    assert o.status == "sent" and "gone@qinghe.example" in o.message and "550" in o.message
+    assert server.inbox.envelopes[0][1] == ["shuji@qinghe.example"]
+    row = db.get(Digest, o.digest_id)
+    assert row.status == "sent" and "gone@qinghe.example" in row.last_error
+    assert retry_failed(db, settings=settings, now=local(day, 20)) == []  # not resent to the others
 
 
 def test_no_recipients_is_a_clear_error(db: Session) -> None:
