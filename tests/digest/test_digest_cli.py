@@ -107,6 +107,13 @@ def test_bad_options_are_explained(cli_db: str, args: list[str], needle: str) ->
     assert result.exit_code == 2 and needle in result.output
 
 
+def test_bad_timezone_is_explained(cli_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YUQING_TIMEZONE", "Asia/Qinghe")
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["digest"])
+    assert result.exit_code == 2 and "YUQING_TIMEZONE" in result.output
+
+
 def test_send_without_recipients_is_explained(cli_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("YUQING_DIGEST_RECIPIENTS_FILE")
     get_settings.cache_clear()

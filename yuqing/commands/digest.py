@@ -61,7 +61,10 @@ def digest_command(
     settings = get_settings()
     if force and not send:
         raise _fail("--force 只能和 --send 一起使用（例如 yuqing digest --send --force）。", 2)
-    day = _parse_day(date, settings.timezone)
+    try:
+        day = _parse_day(date, settings.timezone)
+    except YuqingError as err:
+        raise _fail(str(err), 2) from err
     try:
         title, lists = audiences(settings)
         if send and not lists:
