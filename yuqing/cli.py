@@ -235,6 +235,10 @@ def run(
 # ----------------------------------------------------------------------------- stage commands
 # Each stage keeps its subcommands in yuqing/commands/<stage>.py and registers them here.
 
+from yuqing.commands.digest import digest_command  # noqa: E402
+
+app.command("digest")(digest_command)
+
 
 def main() -> None:
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")
