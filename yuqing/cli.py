@@ -242,6 +242,10 @@ from yuqing.commands import crawl as _crawl  # noqa: E402 - registered below the
 app.command("crawl")(_crawl.crawl)
 app.add_typer(_crawl.sources_app, name="sources")
 
+from yuqing.commands.digest import digest_command  # noqa: E402
+
+app.command("digest")(digest_command)
+
 
 def main() -> None:
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")

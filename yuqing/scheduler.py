@@ -40,6 +40,12 @@ def collect_jobs(settings: Settings) -> list[Job]:
 
     for job_id, seconds, func in crawl_schedule(settings):
         jobs.append(Job(id=job_id, func=func, seconds=seconds, run_now=True))
+
+    # Digest: build and send at digest_time; retry failed sends (and catch up a missed day).
+    from yuqing.commands import digest as digest_jobs
+
+    jobs.append(Job("digest-daily", digest_jobs.daily_job, cron=settings.digest_time))
+    jobs.append(Job("digest-retry", digest_jobs.retry_job, seconds=60 * settings.digest_retry_minutes))
     return jobs
 
 
