@@ -8,7 +8,8 @@ in its own process on loopback, then runs, each in its own process:
 - ``yuqing``: `yuqing crawl` of the same site into a fresh SQLite database (ingest batches,
   incremental state, encoding middleware, run records): what staff get.
 
-Both with AutoThrottle off (it is on for real sites and would halve local throughput) and the same
+The ceiling is the faster of two bare runs (before and after ours). The site itself is a Python
+server on the same CPUs, so it bounds both crawls. Both with AutoThrottle off (it is on for real sites and would halve local throughput) and the same
 concurrency. Writes pages/s, items/s, their ratio (target >= 0.70) and each process's peak memory
 to bench/results/crawl.json and crawl.md.
 """
@@ -162,10 +163,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "bare.json"
-            code, wall, peak = _run_measured([sys.executable, "-m", "bench.bench_crawl", "--bare", base, str(out)], env)
-            ceiling = json.loads(out.read_text()) | {"exit": code, "wall_seconds": round(wall, 2),
-                                                    "peak_rss_mb": round(peak, 1)}
+
+            def run_bare() -> dict[str, Any]:
+                code, wall, peak = _run_measured(
+                    [sys.executable, "-m", "bench.bench_crawl", "--bare", base, str(out)], env)
+                return json.loads(out.read_text()) | {"exit": code, "wall_seconds": round(wall, 2),
+                                                      "peak_rss_mb": round(peak, 1)}
+
+            # The ceiling is the better of two bare runs, one before and one after ours (less order bias).
+            first = run_bare()
             result = ours(base, Path(tmp), env)
+            second = run_bare()
+            ceiling = min((first, second), key=lambda r: r["seconds"])
     finally:
         site.stdin.close()
         site.wait(timeout=10)
