@@ -136,7 +136,7 @@ def crawl(
         for e in r.errors[:10]:
             console.print(f"  [{r.source}] {e.get('reason')}  {e.get('url') or ''}")
         if len(r.errors) > 10:
-            console.print(f"  [{r.source}] ……另有 {len(r.errors) - 10} 条错误，见 `yuqing sources list` 或审核台")
+            console.print(f"  [{r.source}] ……另有 {len(r.errors) - 10} 条错误，见接口 /api/v1/sources/{{id}}/runs")
     failed = [r.source for r in results if r.status == "failed"]
     if failed:
         raise _fail(f"以下信息源完全失败：{'、'.join(failed)}。请检查网址、网络或选择器。")
