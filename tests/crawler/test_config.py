@@ -106,3 +106,15 @@ def test_crawl_command_errors_before_crawling(tmp_path: Path, fresh_db_url: str)
     assert unknown.exit_code == 1 and "没有名为 '不存在的源' 的信息源" in unknown.output
     missing = runner.invoke(app, ["crawl", "--sources", str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 1 and "不存在" in missing.output
+
+
+def test_distributed_without_redis_is_a_clear_error(tmp_path: Path, fresh_db_url: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.settings import get_settings
+
+    monkeypatch.delenv("YUQING_REDIS_URL", raising=False)
+    get_settings.cache_clear()
+    good = tmp_path / "good.yaml"
+    good.write_text(demo_sources_text("http://127.0.0.1:1"), encoding="utf-8")
+    result = runner.invoke(app, ["crawl", "--sources", str(good), "--distributed"])
+    assert result.exit_code == 1 and "YUQING_REDIS_URL" in result.output
