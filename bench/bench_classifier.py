@@ -34,17 +34,17 @@ console = Console()
 
 BASE = dict(training.SHIPPED_PARAMS)
 CANDIDATES: dict[str, dict] = {
-    "char1-4 + word1-2, SVC": {**BASE, "clf__members": ("svc",)},
-    "char1-4 + word1-2, NB-SVC": {**BASE, "clf__members": ("nbsvc",)},
-    "char1-4 + word1-2, LR (C=30)": {**BASE, "clf__members": ("lr",)},
-    "char1-4 + word1-2, SVC + NB-SVC (shipped)": BASE,
-    "char1-4 + word1-2, SVC + NB-SVC + LR + NB-LR": {**BASE, "clf__members": ("svc", "nbsvc", "lr", "nblr")},
-    "char1-4 + word1-2, SVC + NB-SVC, no cues": {**BASE, "features__cue_weight": 0.0},
-    "char1-3 + word1-2, SVC + NB-SVC": {**BASE, "features__char_ngram_range": (1, 3)},
-    "char1-5 + word1-3, SVC + NB-SVC": {**BASE, "features__char_ngram_range": (1, 5),
-                                        "features__word_ngram_range": (1, 3)},
-    "char1-4 only, SVC + NB-SVC": {**BASE, "features__word_weight": 0.0},
-    "word1-2 only, SVC + NB-SVC": {**BASE, "features__char_weight": 0.0},
+    "shipped: char1-3 + word1-2 + cues, SVC(C=2) + NB-SVC": BASE,
+    "SVC only": {**BASE, "clf__members": ("svc",)},
+    "NB-SVC only": {**BASE, "clf__members": ("nbsvc",)},
+    "LR only (C=30)": {**BASE, "clf__members": ("lr",)},
+    "SVC + NB-SVC + LR + NB-LR": {**BASE, "clf__members": ("svc", "nbsvc", "lr", "nblr")},
+    "no cue features": {**BASE, "features__cue_weight": 0.0},
+    "char1-4 instead of 1-3": {**BASE, "features__char_ngram_range": (1, 4)},
+    "char1-5 + word1-3": {**BASE, "features__char_ngram_range": (1, 5), "features__word_ngram_range": (1, 3)},
+    "char n-grams only": {**BASE, "features__word_weight": 0.0},
+    "word n-grams only": {**BASE, "features__char_weight": 0.0},
+    "2^18 hashed columns per block": {**BASE, "features__n_features": 2**18},
 }
 
 

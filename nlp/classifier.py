@@ -201,7 +201,7 @@ class HashedTextFeatures(TransformerMixin, BaseEstimator):
     def __init__(
         self,
         *,
-        char_ngram_range: tuple[int, int] = (1, 4),
+        char_ngram_range: tuple[int, int] = (1, 3),
         word_ngram_range: tuple[int, int] = (1, 2),
         n_features: int = 2**20,
         sublinear_tf: bool = True,
@@ -232,19 +232,35 @@ class HashedTextFeatures(TransformerMixin, BaseEstimator):
     def _tokens(self, norm: str) -> list[str]:
         return [w if w in _PH_CHARS else w.lower() for w in self._seg().cut(norm)]
 
-    def _counts(self, norms: Sequence[str]) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    def _counts(self, norms: Sequence[str], entries: dict[str, Any] | None = None
+                ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """Hashed count matrices; with ``entries`` (a dict) also keep every hashed n-gram's
+        (row, column, position, n) and the analysed strings, for explanations."""
         n, nf = len(norms), self.n_features
         if self.char_weight:
-            r, c, _, _ = hash_char_ngrams([_char_text(t) for t in norms], *self.char_ngram_range, nf)
+            ctexts = [_char_text(t) for t in norms]
+            r, c, a, k = hash_char_ngrams(ctexts, *self.char_ngram_range, nf)
             xc = _count_matrix(r, c, n, nf)
+            if entries is not None:
+                entries["char"] = (r, c, a, k, "\x00".join(ctexts))
         else:
             xc = sp.csr_matrix((n, nf), dtype=np.float32)
         if self.word_weight:
-            r, c, _, _ = hash_word_ngrams([self._tokens(t) for t in norms], *self.word_ngram_range, nf)
+            toks = [self._tokens(t) for t in norms]
+            r, c, a, k = hash_word_ngrams(toks, *self.word_ngram_range, nf)
             xw = _count_matrix(r, c, n, nf)
+            if entries is not None:
+                entries["word"] = (r, c + nf, a, k, [t for d in toks for t in d])
         else:
             xw = sp.csr_matrix((n, nf), dtype=np.float32)
         return xc, xw
+
+    def transform_with_entries(self, norms: Sequence[str]) -> tuple[sp.csr_matrix, dict[str, Any]]:
+        """`transform_normalized` plus the hashed n-gram entries (see `_counts`)."""
+        check_is_fitted(self, "char_idf_")
+        entries: dict[str, Any] = {}
+        xc, xw = self._counts(norms, entries)
+        return self._stack(xc, xw, norms), entries
 
     @staticmethod
     def _idf(x: sp.csr_matrix) -> np.ndarray:
@@ -349,7 +365,7 @@ class LinearEnsembleClassifier(ClassifierMixin, BaseEstimator):
         self,
         *,
         members: tuple[str, ...] = ("svc", "nbsvc"),
-        C_svc: float = 1.0,
+        C_svc: float = 2.0,
         C_nb: float = 1.0,
         C_lr: float = 30.0,
         nb_alpha: float = 0.005,
@@ -501,43 +517,81 @@ class RumorModel:
 
     def explain(self, texts: Sequence[str], k: int = 5) -> list[list[tuple[str, float]]]:
         """For each text, up to ``k`` terms or cues that pushed its rumor score up, with
-        their contribution to the margin (largest first). Overlapping n-grams are merged:
-        a term is skipped if it overlaps a term already chosen."""
+        their contribution to the margin (largest first).
+
+        Terms come from the text itself: its n-grams are hashed again and matched to the
+        columns with the largest positive contributions (weight x feature value). A term
+        overlapping one already chosen (a substring or superstring) is skipped.
+        """
         texts = list(texts)
         if not texts:
             return []
         norms = [normalize(t) for t in texts]
         feats = self.features
-        X = feats.transform_normalized(norms)
-        coef = self.clf.coef_
-        out: list[list[tuple[str, float]]] = []
-        for i, norm in enumerate(norms):
-            row = X[i]
-            contrib = row.data * coef[row.indices]
-            pos = contrib > 0
-            if not pos.any():
-                out.append([])
+        X, entries = feats.transform_with_entries(norms)
+        contrib = X.multiply(self.clf.coef_.reshape(1, -1)).tocsr()
+        contrib.data[contrib.data < 0] = 0
+        contrib.eliminate_zeros()
+        n_cols = X.shape[1]
+        cue_base = 2 * feats.n_features
+        # candidate (row, column) pairs: each row's strongest positive columns
+        top = 4 * k + 8
+        cand_rows, cand_cols, cand_vals = [], [], []
+        for i in range(contrib.shape[0]):
+            lo, hi = contrib.indptr[i], contrib.indptr[i + 1]
+            if hi == lo:
                 continue
-            cols = row.indices[pos]
-            vals = contrib[pos]
-            names = feats.feature_names_for(norm)
-            by_term: dict[str, float] = {}
-            for j, v in zip(cols.tolist(), vals.tolist(), strict=True):
-                name = names.get(j)
-                if name is None:
+            vals = contrib.data[lo:hi]
+            sel = np.argpartition(-vals, top)[:top] if hi - lo > top else np.arange(hi - lo)
+            cand_rows.append(np.full(len(sel), i, dtype=np.int64))
+            cand_cols.append(contrib.indices[lo:hi][sel].astype(np.int64))
+            cand_vals.append(vals[sel])
+        out: list[list[tuple[str, float]]] = [[] for _ in texts]
+        if not cand_rows:
+            return out
+        rows = np.concatenate(cand_rows)
+        cols = np.concatenate(cand_cols)
+        vals = np.concatenate(cand_vals)
+        value = dict(zip((rows * n_cols + cols).tolist(), vals.tolist(), strict=True))
+        # name the candidate columns from the input's own n-grams (longest term wins)
+        names: dict[int, str] = {}
+        keys = np.fromiter(value.keys(), dtype=np.int64, count=len(value))
+        for kind in ("char", "word"):
+            if kind not in entries:
+                continue
+            er, ec, ea, en, src = entries[kind]
+            ek = er * n_cols + ec
+            hit = np.flatnonzero(np.isin(ek, keys))
+            for key, a, n in zip(ek[hit].tolist(), ea[hit].tolist(), en[hit].tolist(), strict=True):
+                term = src[a : a + n] if kind == "char" else "".join(src[a : a + n])
+                prev = names.get(key)
+                if prev is None or len(term) > len(prev):
+                    names[key] = term
+        per_row: dict[int, list[tuple[str, float]]] = {}
+        for key, v in value.items():
+            i, j = divmod(key, n_cols)
+            if j >= cue_base:
+                term = "cue:" + CUE_NAMES[j - cue_base]
+            else:
+                term = names.get(key)
+                if term is None:
                     continue
-                term = _display(name.replace(" ", "")) if not name.startswith("cue:") else name
-                by_term[term] = by_term.get(term, 0.0) + v
+                term = _display(term)
+            per_row.setdefault(i, []).append((term, v))
+        for i, items in per_row.items():
+            merged: dict[str, float] = {}
+            for term, v in items:  # the same string as char n-gram and as word: add up
+                merged[term] = merged.get(term, 0.0) + v
             chosen: list[tuple[str, float]] = []
-            for term, v in sorted(by_term.items(), key=lambda kv: -kv[1]):
+            for term, v in sorted(merged.items(), key=lambda kv: -kv[1]):
                 if not term.startswith("cue:") and any(
-                    (term in t or t in term) for t, _ in chosen if not t.startswith("cue:")
+                    term in t or t in term for t, _ in chosen if not t.startswith("cue:")
                 ):
                     continue
                 chosen.append((term, round(float(v), 4)))
                 if len(chosen) >= k:
                     break
-            out.append(chosen)
+            out[i] = chosen
         return out
 
     # -- persistence

@@ -29,12 +29,12 @@ SEED = 20261101
 
 # Chosen on the weibo21 official *validation* split (see bench/results/classifier.md).
 SHIPPED_PARAMS: dict[str, Any] = {
-    "features__char_ngram_range": (1, 4),
+    "features__char_ngram_range": (1, 3),
     "features__word_ngram_range": (1, 2),
     "features__n_features": 2**20,
     "features__cue_weight": 0.05,
     "clf__members": ("svc", "nbsvc"),
-    "clf__C_svc": 1.0,
+    "clf__C_svc": 2.0,
     "clf__C_nb": 1.0,
     "clf__nb_alpha": 0.005,
     "clf__calibration_cv": 3,
@@ -88,7 +88,7 @@ Text-only rumor / non-rumor classifier for Chinese social-media posts (P(rumor) 
 Trained {date} with `python -m nlp.training ship --version {version}` (seed {seed}).
 
 ## Model
-- Features: character 1-4-grams and word 1-2-grams (rjieba + our domain dictionary), each
+- Features: character {cr}-grams and word {wr}-grams (rjieba + our domain dictionary), each
   hashed into 2^20 columns with sublinear TF-IDF, plus {n_cues} hand-written cue values
   (`nlp/cues.py`).
 - Classifier: LinearSVC + NB-scaled LinearSVC (log-count ratio), summed into one linear
@@ -153,7 +153,9 @@ def write_card(directory: Path, model: RumorModel, metrics: dict[str, Any]) -> N
 
     text = CARD_TEMPLATE.format(
         version=model.version, date=model.card.get("trained_at", ""), seed=model.card.get("seed"),
-        n_cues=len(CUE_NAMES), params=json.dumps({k: repr(v) for k, v in SHIPPED_PARAMS.items()},
+        n_cues=len(CUE_NAMES),
+        cr="-".join(map(str, SHIPPED_PARAMS["features__char_ngram_range"])),
+        wr="-".join(map(str, SHIPPED_PARAMS["features__word_ngram_range"])), params=json.dumps({k: repr(v) for k, v in SHIPPED_PARAMS.items()},
                                                  ensure_ascii=False),
         n_train=model.card.get("n_train"), metric_rows="\n".join(rows),
     )
