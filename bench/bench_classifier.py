@@ -69,7 +69,8 @@ def speed(model: RumorModel) -> dict:
     texts = s.texts
     short = [t for t in texts if len(t) <= 80]
     res = {}
-    for name, sample in [("all posts (mean %d chars)" % np.mean([len(t) for t in texts]), texts),
+    mean_len = int(np.mean([len(t) for t in texts]))
+    for name, sample in [(f"all posts (mean {mean_len} chars)", texts),
                          ("short posts <=80 chars", short)]:
         model.predict_proba(sample[:50])
         t0 = time.perf_counter()
@@ -114,7 +115,8 @@ def segmenters() -> dict:
         agree += len(sa & sb)
         total += max(len(sa), len(sb))
     out["token_agreement"] = agree / total
-    out["identical_posts"] = float(np.mean([a == b for a, b in zip(toks["rjieba"], toks["jieba"], strict=True)]))
+    pairs = zip(toks["rjieba"], toks["jieba"], strict=True)
+    out["identical_posts"] = float(np.mean([a == b for a, b in pairs]))
     return out
 
 
@@ -132,7 +134,8 @@ def write_md(res: dict) -> str:
          "## Ablation (fit on weibo21 official train; choose on val; test only reported)", "",
          "| candidate | val macro-F1 | test (dedup) | test (full) |", "|---|---|---|---|"]
     for k, v in res["ablation"].items():
-        L.append(f"| {k} | {v['val_macro_f1']:.4f} | {v['test_dedup_macro_f1']:.4f} | {v['test_full_macro_f1']:.4f} |")
+        L.append(f"| {k} | {v['val_macro_f1']:.4f} | {v['test_dedup_macro_f1']:.4f} "
+                 f"| {v['test_full_macro_f1']:.4f} |")
     L += ["", "## Shipped configuration, all protocols (calibrated)", "",
           "| protocol | n | macro-F1 | acc | rumor P / R / F1 | ECE |", "|---|---|---|---|---|---|"]
     for sub, m in res["protocols"]["weibo21"].items():

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 from sklearn.model_selection import StratifiedKFold
@@ -390,7 +390,8 @@ class LinearEnsembleClassifier(ClassifierMixin, BaseEstimator):
         for m in self.members:
             Xm = X @ sp.diags(r) if m.startswith("nb") else X
             if m.endswith("svc"):
-                est: Any = LinearSVC(C=self.C_nb if m == "nbsvc" else self.C_svc, random_state=self.random_state)
+                c = self.C_nb if m == "nbsvc" else self.C_svc
+                est: Any = LinearSVC(C=c, random_state=self.random_state)
             else:
                 est = LogisticRegression(C=self.C_lr, max_iter=3000, random_state=self.random_state)
             est.fit(Xm, y)
@@ -403,21 +404,21 @@ class LinearEnsembleClassifier(ClassifierMixin, BaseEstimator):
             intercept += b / s
         return coef, intercept
 
-    def fit(self, X: sp.csr_matrix, y: Sequence[int]) -> LinearEnsembleClassifier:
+    def fit(self, X: sp.csr_matrix, y: Sequence[int] | np.ndarray) -> LinearEnsembleClassifier:
         X = sp.csr_matrix(X, dtype=np.float64)
-        y = np.asarray(y).astype(int)
+        labels = np.asarray(y).astype(int)
         self.classes_ = np.array([0, 1])
         # out-of-fold scores for calibration
         oof = np.zeros(X.shape[0])
         if self.calibration_cv and self.calibration_cv > 1:
             skf = StratifiedKFold(self.calibration_cv, shuffle=True, random_state=self.random_state)
-            for tr, te in skf.split(np.zeros(len(y)), y):
-                c, b = self._fit_linear(X[tr], y[tr])
+            for tr, te in skf.split(np.zeros(len(labels)), labels):
+                c, b = self._fit_linear(X[tr], labels[tr])
                 oof[te] = X[te] @ c + b
-        coef, intercept = self._fit_linear(X, y)
+        coef, intercept = self._fit_linear(X, labels)
         if not (self.calibration_cv and self.calibration_cv > 1):
             oof = X @ coef + intercept
-        cal = LogisticRegression(C=1e4).fit(oof.reshape(-1, 1), y)
+        cal = LogisticRegression(C=1e4).fit(oof.reshape(-1, 1), labels)
         self.calib_a_ = float(cal.coef_[0, 0])
         self.calib_b_ = float(cal.intercept_[0])
         # float32 halves the artifact; scores change by ~1e-7
@@ -488,7 +489,9 @@ def default_model_path() -> Path:
 class RumorModel:
     """A trained rumor classifier plus its version and model card."""
 
-    def __init__(self, pipeline: Pipeline, *, version: str = "dev", card: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, pipeline: Pipeline, *, version: str = "dev", card: dict[str, Any] | None = None
+    ) -> None:
         self.pipeline = pipeline
         self.version = version
         self.card: dict[str, Any] = dict(card or {})
@@ -615,7 +618,9 @@ class RumorModel:
         p = Path(path) if path is not None else default_model_path()
         file = p / "model.skops" if p.is_dir() else p
         if not file.is_file():
-            raise FileNotFoundError(f"rumor model file {file} not found (train one with `python -m nlp.training ship`)")
+            raise FileNotFoundError(
+                f"rumor model file {file} not found (train one with `python -m nlp.training ship`)"
+            )
         pipeline = _load_pipeline(file)
         card_file = file.parent / "card.json"
         card = json.loads(card_file.read_text(encoding="utf-8")) if card_file.is_file() else {}
@@ -686,7 +691,7 @@ def evaluate(model: RumorModel, texts: Sequence[str], labels: Sequence[int]) -> 
     pred = (p >= 0.5).astype(int)
     prec, rec, f1, _ = precision_recall_fscore_support(y, pred, labels=[1], zero_division=0)
     return {
-        "n": int(len(y)),
+        "n": len(y),
         "macro_f1": float(f1_score(y, pred, average="macro")),
         "accuracy": float(accuracy_score(y, pred)),
         "rumor_precision": float(prec[0]),

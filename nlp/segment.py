@@ -19,7 +19,7 @@ from typing import Any
 
 from nlp.normalize import PLACEHOLDER_RE
 
-__all__ = ["DICT_DIR", "DOMAIN_DICT", "STOPWORDS", "Segmenter", "read_user_dict", "load_stopwords"]
+__all__ = ["DICT_DIR", "DOMAIN_DICT", "STOPWORDS", "Segmenter", "load_stopwords", "read_user_dict"]
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,9 @@ def read_user_dict(path: str | os.PathLike[str]) -> list[tuple[str, int | None, 
     entries: list[tuple[str, int | None, str | None]] = []
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"user dictionary {p} does not exist: pass an existing file (word [freq] [tag] per line)")
+        raise FileNotFoundError(
+            f"user dictionary {p} does not exist: pass an existing file (word [freq] [tag] per line)"
+        )
     for lineno, raw in enumerate(p.read_text(encoding="utf-8-sig").splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -190,10 +192,8 @@ class Segmenter:
 
     # -- cutting
     def _cut_plain(self, tok: Any, text: str) -> list[str]:
-        if self._backend_used == "rjieba":
-            words = tok.cut(text, self.hmm)
-        else:
-            words = tok.lcut(text, HMM=self.hmm)
+        rj = self._backend_used == "rjieba"
+        words = tok.cut(text, self.hmm) if rj else tok.lcut(text, HMM=self.hmm)
         return [w for w in words if w.strip()]
 
     def cut(self, text: str) -> list[str]:

@@ -1,6 +1,7 @@
 """Rebuild and measure the shipped rumor model.
 
-    python -m nlp.training ship --version 2026.11.0     # train on all three datasets, write models/rumor/<version>/
+    # train on all three datasets, write models/rumor/<version>/
+    python -m nlp.training ship --version 2026.11.0
     python -m nlp.training protocols                    # print the evaluation protocols only
 
 The training data (``../shared/data``) is research-only: the artifact holds numbers only and
@@ -105,8 +106,10 @@ dropped; weibo21 items of category 无法确定 excluded.
 
 | dataset | source | terms |
 |---|---|---|
-| weibo21 (MDFEND) | kennqiang/MDFEND-Weibo21 | no license stated; "may not be used for any purpose other than research" |
-| weibo_ma2016 | Ma et al. Weibo events (ww-rm/weibo-rmdt mirror, labels TianBian95/BiGCN) | no license stated for the data |
+| weibo21 (MDFEND) | kennqiang/MDFEND-Weibo21 | no license stated; "may not be used for any purpose \
+other than research" |
+| weibo_ma2016 | Ma et al. Weibo events (ww-rm/weibo-rmdt mirror, labels TianBian95/BiGCN) | \
+no license stated for the data |
 | weibo_ced | thunlp/Chinese_Rumor_Dataset (CED) | no license stated |
 
 Because the data is research-only, this model is a starting point for research and
@@ -115,8 +118,10 @@ takes any texts and labels) before relying on it. The data is from 2010-2021 Sin
 expect drift on today's posts, other platforms and group chats.
 
 Please cite:
-- Song, Tu, Yang, Liu, Sun. *CED: Credible Early Detection of Social Media Rumors.* arXiv:1811.04175 (TKDE 2019).
-- Ma, Gao, Mitra, Kwon, Jansen, Wong, Cha. *Detecting Rumors from Microblogs with Recurrent Neural Networks.* IJCAI 2016.
+- Song, Tu, Yang, Liu, Sun. *CED: Credible Early Detection of Social Media Rumors.* \
+arXiv:1811.04175 (TKDE 2019).
+- Ma, Gao, Mitra, Kwon, Jansen, Wong, Cha. *Detecting Rumors from Microblogs with Recurrent \
+Neural Networks.* IJCAI 2016.
 - Nan, Qian, Wang, Zhu, Sheng. *MDFEND: Multi-domain Fake News Detection.* CIKM 2021.
 
 ## Metrics (same parameters, seed {seed})
@@ -155,7 +160,8 @@ def write_card(directory: Path, model: RumorModel, metrics: dict[str, Any]) -> N
         version=model.version, date=model.card.get("trained_at", ""), seed=model.card.get("seed"),
         n_cues=len(CUE_NAMES),
         cr="-".join(map(str, SHIPPED_PARAMS["features__char_ngram_range"])),
-        wr="-".join(map(str, SHIPPED_PARAMS["features__word_ngram_range"])), params=json.dumps({k: repr(v) for k, v in SHIPPED_PARAMS.items()},
+        wr="-".join(map(str, SHIPPED_PARAMS["features__word_ngram_range"])),
+        params=json.dumps({k: repr(v) for k, v in SHIPPED_PARAMS.items()},
                                                  ensure_ascii=False),
         n_train=model.card.get("n_train"), metric_rows="\n".join(rows),
     )
@@ -217,7 +223,8 @@ def main(argv: list[str] | None = None) -> None:
             out = ship(a.version, models_dir=a.models_dir, metrics=metrics)
             print(f"模型已保存到 {out}")
         else:
-            res = {"weibo21": protocol_weibo21(SHIPPED_PARAMS), "cross_weibo_ced": protocol_cross(SHIPPED_PARAMS)}
+            res = {"weibo21": protocol_weibo21(SHIPPED_PARAMS),
+                   "cross_weibo_ced": protocol_cross(SHIPPED_PARAMS)}
             print(json.dumps(res, ensure_ascii=False, indent=2))
     except data.SharedDataMissing as e:
         raise SystemExit(f"找不到训练数据：{e}") from e

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from nlp.normalize import normalize
 from nlp.classifier import (
     HashedTextFeatures,
     LinearEnsembleClassifier,
@@ -15,6 +14,7 @@ from nlp.classifier import (
     evaluate,
     train_rumor_model,
 )
+from nlp.normalize import normalize
 
 # Our own sentences (never taken from the research data).
 RUMOR_LIKE = [
@@ -48,7 +48,8 @@ def small_model() -> RumorModel:
 
 
 def test_clone_and_get_params():
-    for est in (HashedTextFeatures(cue_weight=0.1), LinearEnsembleClassifier(C_svc=0.5), build_pipeline(SMALL)):
+    ests = (HashedTextFeatures(cue_weight=0.1), LinearEnsembleClassifier(C_svc=0.5), build_pipeline(SMALL))
+    for est in ests:
         c = clone(est)
         assert c.get_params().keys() == est.get_params().keys()
         assert type(c) is type(est)
@@ -69,7 +70,9 @@ def test_n_features_power_of_two():
 
 
 def test_predict_and_explain(small_model):
-    p = small_model.predict_proba(["紧急扩散！！内部消息：明天封城，快去抢购", "县卫生健康局通报：今日新增确诊病例0例"])
+    p = small_model.predict_proba(
+        ["紧急扩散！！内部消息：明天封城，快去抢购", "县卫生健康局通报：今日新增确诊病例0例"]
+    )
     assert p.shape == (2,) and p[0] > p[1]
     for text, terms in zip(TEXTS, small_model.explain(TEXTS, k=3), strict=True):
         assert len(terms) <= 3

@@ -52,7 +52,8 @@ def test_global_instances_untouched():
 def test_user_dict_parser(tmp_path):
     p = tmp_path / "d.txt"
     p.write_text("# comment\n甲乙\n丙丁 5\n戊己 n\n庚辛 3 v\n", encoding="utf-8")
-    assert read_user_dict(p) == [("甲乙", None, None), ("丙丁", 5, None), ("戊己", None, "n"), ("庚辛", 3, "v")]
+    expected = [("甲乙", None, None), ("丙丁", 5, None), ("戊己", None, "n"), ("庚辛", 3, "v")]
+    assert read_user_dict(p) == expected
     assert len(read_user_dict(DOMAIN_DICT)) >= 300
 
 
