@@ -399,12 +399,12 @@ class LinearEnsembleClassifier(ClassifierMixin, BaseEstimator):
             else:
                 est = LogisticRegression(C=self.C_lr, max_iter=3000, random_state=self.random_state)
             est.fit(Xm, y, sample_weight=w)
-            w = est.coef_.ravel().astype(np.float64)
+            wm = est.coef_.ravel().astype(np.float64)
             if m.startswith("nb"):
-                w = w * r
+                wm = wm * r
             b = float(est.intercept_[0])
-            s = float(np.std(X @ w + b)) or 1.0
-            coef += w / s
+            s = float(np.std(X @ wm + b)) or 1.0
+            coef += wm / s
             intercept += b / s
         return coef, intercept
 
