@@ -534,12 +534,19 @@ class RumorModel:
         columns with the largest positive contributions (weight x feature value). A term
         overlapping one already chosen (a substring or superstring) is skipped.
         """
+        return self.predict_and_explain(texts, k)[1]
+
+    def predict_and_explain(
+        self, texts: Sequence[str], k: int = 5
+    ) -> tuple[np.ndarray, list[list[tuple[str, float]]]]:
+        """`predict_proba` and `explain` from one featurisation (cheaper than calling both)."""
         texts = list(texts)
         if not texts:
-            return []
+            return np.zeros(0), []
         norms = [normalize(t) for t in texts]
         feats = self.features
         X, entries = feats.transform_with_entries(norms)
+        proba = self.clf.predict_proba(X)[:, 1]
         contrib = X.multiply(self.clf.coef_.reshape(1, -1)).tocsr()
         contrib.data[contrib.data < 0] = 0
         contrib.eliminate_zeros()
@@ -559,7 +566,7 @@ class RumorModel:
             cand_vals.append(vals[sel])
         out: list[list[tuple[str, float]]] = [[] for _ in texts]
         if not cand_rows:
-            return out
+            return proba, out
         rows = np.concatenate(cand_rows)
         cols = np.concatenate(cand_cols)
         vals = np.concatenate(cand_vals)
@@ -603,7 +610,7 @@ class RumorModel:
                 if len(chosen) >= k:
                     break
             out[i] = chosen
-        return out
+        return proba, out
 
     # -- persistence
     def save(self, directory: str | os.PathLike[str]) -> Path:
