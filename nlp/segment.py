@@ -108,7 +108,7 @@ class Segmenter:
         self.use_domain_dict = use_domain_dict
         self.cache_dir = None if cache_dir is None else str(cache_dir)
         self._tok: Any = None
-        self._stop: frozenset[str] = frozenset()
+        self._stop: frozenset[str] | None = None
         self._backend_used: str | None = None
         self._lock = threading.Lock()
 
@@ -116,7 +116,7 @@ class Segmenter:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_tok"] = None
-        state["_stop"] = frozenset()
+        state["_stop"] = None  # rebuilt with the tokenizer; None keeps skops' type list short
         state["_backend_used"] = None
         state.pop("_lock", None)
         return state
@@ -212,7 +212,7 @@ class Segmenter:
         else:
             out = self._cut_plain(tok, text)
         if self.drop_stopwords:
-            stop = self._stop
+            stop = self._stop or frozenset()
             out = [w for w in out if w not in stop]
         return out
 
