@@ -235,6 +235,13 @@ def run(
 # ----------------------------------------------------------------------------- stage commands
 # Each stage keeps its subcommands in yuqing/commands/<stage>.py and registers them here.
 
+from yuqing.commands import models as _models  # noqa: E402
+
+app.command("train")(_models.train)
+app.command("rescore")(_models.rescore)
+app.add_typer(_models.models_app, name="models")
+app.add_typer(_models.labels_app, name="labels")
+
 
 def main() -> None:
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")
