@@ -22,7 +22,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput
-from nlp.classifier import RumorModel, evaluate, train_rumor_model
+from nlp.classifier import evaluate, train_rumor_model
 from nlp.labels import parse_label, text_key, training_labels
 from nlp.registry import MODEL_NAME, register_version, trained_dir
 

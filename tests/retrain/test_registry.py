@@ -44,7 +44,7 @@ def test_train_promote_refuse_force_rollback(session: Session, isolated_registry
     assert good.path.is_dir() and (good.path / "card.md").is_file()
     assert good.metrics["evalset"]["macro_f1"] > 0.9 and good.metrics["cv"]["folds"] == 2
     assert RumorModel.load(good.path).version == "good"
-    texts, labels = load_evalset()
+    texts, _ = load_evalset()
     assert texts and evalset_path().is_file()
 
     registry.promote(session, "good")

@@ -12,8 +12,6 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 
-
-
 def _console() -> Console:
     # Made at use time so that COLUMNS set by the caller (or a test) is honoured.
     return Console()
