@@ -33,6 +33,17 @@ def collect_jobs(settings: Settings) -> list[Job]:
     """Every periodic job of the product. Stages add theirs here as they land."""
     jobs: list[Job] = []
     # Stages add their jobs below, one block each.
+
+    # chats: delete raw chat messages past YUQING_RETENTION_DAYS, daily at night (alert evidence stays)
+    def purge_old_chat_messages() -> None:
+        from core.db import session_scope
+        from crawler.chats import purge_chat_messages
+
+        with session_scope() as session:
+            result = purge_chat_messages(session)
+        log.info("purged chat messages", extra={"deleted": result.deleted, "kept": result.kept_as_evidence})
+
+    jobs.append(Job(id="chats.purge", func=purge_old_chat_messages, cron="03:30"))
     return jobs
 
 
