@@ -74,13 +74,14 @@ class MessageSink:
 
     def __init__(self, session: Session, *, source: str, source_kind: str, group_name: str | None = None,
                  fallback_group: str | None = None, batch_size: int = BATCH_SIZE,
-                 commit_each_batch: bool = False) -> None:
+                 commit_each_batch: bool = False, on_flush: Callable[[], None] | None = None) -> None:
         self.session = session
         self.source, self.source_kind = source, source_kind
         self.group_name = group_name  # --group: overrides the export's group name
         self.fallback_group = fallback_group  # the file name, when the export names no group
         self.batch_size = batch_size
         self.commit_each_batch = commit_each_batch
+        self.on_flush = on_flush
         self.counts = SinkCounts()
         self.had_replies = False
         self._secret = get_settings().secret()
@@ -181,6 +182,8 @@ class MessageSink:
         self._lines.clear()
         if self.commit_each_batch:
             self.session.commit()
+        if self.on_flush is not None:
+            self.on_flush()
 
     def finish(self) -> None:
         self.flush()
@@ -241,8 +244,12 @@ def import_chat_file(session: Session, path: Path | str, *, fmt: str = "auto", g
     run = SourceRun(source_id=source.id, status="running", stats={"file": path.name, "format": fmt})
     session.add(run)
     session.commit()
+    def flushed() -> None:
+        if progress is not None:
+            progress(bytes_read(), sink.counts.messages)
+
     sink = MessageSink(session, source=source.name, source_kind="chat_export", group_name=group,
-                       fallback_group=stem, batch_size=batch_size, commit_each_batch=True)
+                       fallback_group=stem, batch_size=batch_size, commit_each_batch=True, on_flush=flushed)
     report.counts = sink.counts
     started = time.perf_counter()
     try:
@@ -255,7 +262,7 @@ def import_chat_file(session: Session, path: Path | str, *, fmt: str = "auto", g
                 report.issue_count += 1
                 if len(report.issues) < MAX_ISSUES:
                     report.issues.append(event)
-            if progress is not None and n % 2000 == 0:
+            if progress is not None and n % 5000 == 0:
                 progress(bytes_read(), sink.counts.messages)
         sink.finish()
         report.completed = True

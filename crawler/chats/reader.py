@@ -31,11 +31,21 @@ def sniff_encoding(sample: bytes) -> str:
         return "utf-8-sig"
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
-    except UnicodeDecodeError:
-        return "gb18030"
-    return "utf-8-sig"
+    # Decide line by line: a file mixing encodings goes with its majority. (GB18030 decodes almost
+    # any bytes, so "does it decode as GB18030" says nothing; "does it decode as UTF-8" does.)
+    lines = sample.split(b"\n")
+    if len(sample) == SAMPLE_BYTES and len(lines) > 1:
+        lines.pop()  # maybe cut in the middle of a character
+    utf8 = other = 0
+    for raw in lines:
+        if raw.isascii():
+            continue
+        try:
+            raw.decode("utf-8")
+            utf8 += 1
+        except UnicodeDecodeError:
+            other += 1
+    return "utf-8-sig" if utf8 >= other else "gb18030"
 
 
 class LineReader:
