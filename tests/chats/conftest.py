@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from core.db import make_engine
+from tests.api.conftest import api_client, api_engine, make_user  # noqa: F401  (the API fixtures, reused)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "chats"
 
