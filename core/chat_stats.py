@@ -30,8 +30,9 @@ def _hour_expr(session: Session):  # type: ignore[no-untyped-def]
     return func.strftime("%Y-%m-%d %H", Post.published_at)
 
 
-def hourly_counts(session: Session, since: dt.datetime, until: dt.datetime, *,
-                  group_ids: Iterable[int] | None = None) -> list[HourCount]:
+def hourly_counts(
+    session: Session, since: dt.datetime, until: dt.datetime, *, group_ids: Iterable[int] | None = None
+) -> list[HourCount]:
     """Chat messages per group per UTC hour with ``since <= published_at < until``, ordered by group, hour.
 
     Hours without messages are absent. Counted in the database (one GROUP BY), so it is cheap
@@ -40,8 +41,12 @@ def hourly_counts(session: Session, since: dt.datetime, until: dt.datetime, *,
     hour = _hour_expr(session).label("hour")
     stmt = (
         select(Post.group_id, hour, func.count().label("n"))
-        .where(Post.channel == "chat", Post.group_id.is_not(None),
-               Post.published_at >= since, Post.published_at < until)
+        .where(
+            Post.channel == "chat",
+            Post.group_id.is_not(None),
+            Post.published_at >= since,
+            Post.published_at < until,
+        )
         .group_by(Post.group_id, hour)
         .order_by(Post.group_id, hour)
     )
@@ -54,8 +59,9 @@ def hourly_counts(session: Session, since: dt.datetime, until: dt.datetime, *,
     return out
 
 
-def hourly_counts_by_group(session: Session, since: dt.datetime, until: dt.datetime, *,
-                           group_ids: Iterable[int] | None = None) -> dict[int, dict[dt.datetime, int]]:
+def hourly_counts_by_group(
+    session: Session, since: dt.datetime, until: dt.datetime, *, group_ids: Iterable[int] | None = None
+) -> dict[int, dict[dt.datetime, int]]:
     """The same as a mapping ``{group_id: {hour: count}}``."""
     out: dict[int, dict[dt.datetime, int]] = defaultdict(dict)
     for row in hourly_counts(session, since, until, group_ids=group_ids):

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     pseudonymize_senders: bool = Field(True, description="Replace chat sender ids/nicknames by HMAC pseudonyms.")
     mask_personal_data: bool = Field(True, description="Mask phone and ID-card numbers in post text.")
     onebot_secret: SecretStr | None = Field(
-        None, description="OneBot v11 secret: pushes to /api/v1/ingest/onebot must carry X-Signature (HMAC-SHA1)."
+        None, description="OneBot v11 secret: pushes to /api/v1/ingest/onebot need X-Signature (HMAC-SHA1)."
     )
     api_host: str = "127.0.0.1"
     api_port: int = 8000

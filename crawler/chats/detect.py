@@ -18,7 +18,9 @@ def detect_format(path: Path) -> str:
         head_bytes = f.read(64 * 1024)
     if not head_bytes.strip():
         raise ChatFormatError(f"文件 {path} 是空的，没有可导入的消息。")
-    if is_telegram_json(head_bytes) or (path.suffix.lower() == ".json" and head_bytes.lstrip().startswith(b"{")):
+    if is_telegram_json(head_bytes) or (
+        path.suffix.lower() == ".json" and head_bytes.lstrip().startswith(b"{")
+    ):
         return "telegram-json"
     head = LineReader(path).head(60)
     if is_qq_txt(head) and path.suffix.lower() != ".csv":
@@ -26,13 +28,16 @@ def detect_format(path: Path) -> str:
     if is_wechat_csv(head):
         return "wechat-csv"
     raise ChatFormatError(
-        f"无法识别 {path.name} 的格式：不是 QQ 文本导出（.txt，含“消息对象:”或“2026-11-20 08:00:00 昵称(QQ号)”行）、"
+        f"无法识别 {path.name} 的格式：不是 QQ 文本导出"
+        "（.txt，含“消息对象:”或“2026-11-20 08:00:00 昵称(QQ号)”行）、"
         "微信 CSV 导出（带表头的 .csv）或 Telegram 的 result.json。"
         "请确认文件，或用 --format qq-txt / wechat-csv / telegram-json 指定格式。"
     )
 
 
-def open_events(path: Path, fmt: str, *, file_group: str | None = None) -> tuple[Iterator[ParseEvent], Callable[[], int]]:
+def open_events(
+    path: Path, fmt: str, *, file_group: str | None = None
+) -> tuple[Iterator[ParseEvent], Callable[[], int]]:
     """The parser's event stream for a file, and a function telling how many bytes it has read."""
     if fmt not in FORMATS:
         raise ChatFormatError(f"未知格式 '{fmt}'：可选 auto、{'、'.join(FORMATS)}。")

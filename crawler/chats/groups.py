@@ -15,8 +15,16 @@ from core.tables import ChatGroup, Post
 PLATFORMS = ("qq", "wechat", "telegram", "web", "other")
 
 
-def list_groups(session: Session, *, platform: str | None = None, q: str | None = None, tag: str | None = None,
-                enabled: bool | None = None, offset: int = 0, limit: int = 50) -> tuple[list[dict[str, Any]], int]:
+def list_groups(
+    session: Session,
+    *,
+    platform: str | None = None,
+    q: str | None = None,
+    tag: str | None = None,
+    enabled: bool | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[list[dict[str, Any]], int]:
     """Groups with their stored message count and last message time, most active first."""
     counts = (
         select(Post.group_id.label("gid"), func.count().label("n"), func.max(Post.published_at).label("last"))
@@ -57,9 +65,17 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
 
 
 def group_dict(group: ChatGroup) -> dict[str, Any]:
-    return {"id": group.id, "platform": group.platform, "external_id": group.external_id, "name": group.name,
-            "member_count": group.member_count, "tags": list(group.tags or []), "keep_names": group.keep_names,
-            "enabled": group.enabled, "created_at": group.created_at}
+    return {
+        "id": group.id,
+        "platform": group.platform,
+        "external_id": group.external_id,
+        "name": group.name,
+        "member_count": group.member_count,
+        "tags": list(group.tags or []),
+        "keep_names": group.keep_names,
+        "enabled": group.enabled,
+        "created_at": group.created_at,
+    }
 
 
 def get_group(session: Session, group_id: int) -> ChatGroup:
@@ -75,7 +91,9 @@ def update_group(session: Session, group_id: int, changes: dict[str, Any]) -> Ch
     allowed = {"name", "tags", "member_count", "keep_names", "enabled"}
     unknown = set(changes) - allowed
     if unknown:
-        raise InvalidInput(f"不能修改群的字段：{', '.join(sorted(unknown))}；可改 {', '.join(sorted(allowed))}")
+        raise InvalidInput(
+            f"不能修改群的字段：{', '.join(sorted(unknown))}；可改 {', '.join(sorted(allowed))}"
+        )
     if "name" in changes and not str(changes["name"] or "").strip():
         raise InvalidInput("群名不能为空")
     if "tags" in changes:

@@ -23,10 +23,25 @@ from crawler.chats.model import ChatMessage
 
 _CQ = re.compile(r"\[CQ:([A-Za-z0-9_.\-]+)((?:,[^,\]]*)*)\]")
 _PLACEHOLDERS = {
-    "face": "[表情]", "mface": "[表情]", "bface": "[表情]", "sface": "[表情]", "marketface": "[表情]",
-    "image": "[图片]", "record": "[语音]", "video": "[视频]", "file": "[文件]", "poke": "[戳一戳]",
-    "dice": "[骰子]", "rps": "[猜拳]", "contact": "[名片]", "music": "[音乐]", "xml": "[卡片]",
-    "redbag": "[红包]", "shake": "[窗口抖动]", "anonymous": "", "gift": "[礼物]",
+    "face": "[表情]",
+    "mface": "[表情]",
+    "bface": "[表情]",
+    "sface": "[表情]",
+    "marketface": "[表情]",
+    "image": "[图片]",
+    "record": "[语音]",
+    "video": "[视频]",
+    "file": "[文件]",
+    "poke": "[戳一戳]",
+    "dice": "[骰子]",
+    "rps": "[猜拳]",
+    "contact": "[名片]",
+    "music": "[音乐]",
+    "xml": "[卡片]",
+    "redbag": "[红包]",
+    "shake": "[窗口抖动]",
+    "anonymous": "",
+    "gift": "[礼物]",
 }
 
 
@@ -40,7 +55,7 @@ def parse_cq(message: str) -> list[dict[str, Any]]:
     pos = 0
     for match in _CQ.finditer(message):
         if match.start() > pos:
-            segments.append({"type": "text", "data": {"text": _unescape(message[pos:match.start()])}})
+            segments.append({"type": "text", "data": {"text": _unescape(message[pos : match.start()])}})
         data: dict[str, str] = {}
         for param in match.group(2).split(",")[1:]:
             key, _, value = param.partition("=")
@@ -151,10 +166,16 @@ class OneBotEvent(BaseModel):
             name = str(self.anonymous.get("name") or "匿名") or name
             sender_id = f"anonymous:{self.anonymous.get('id', '')}"
         return ChatMessage(
-            platform="qq", time=dt.datetime.fromtimestamp(self.time, dt.UTC), text=text,
-            sender_name=name, sender_id=sender_id, group_id=str(self.group_id),
+            platform="qq",
+            time=dt.datetime.fromtimestamp(self.time, dt.UTC),
+            text=text,
+            sender_name=name,
+            sender_id=sender_id,
+            group_id=str(self.group_id),
             group_name=(self.group_name or "").strip() or f"QQ群{self.group_id}",
-            message_id=str(self.message_id), reply_to=reply_to, is_forward=forward,
+            message_id=str(self.message_id),
+            reply_to=reply_to,
+            is_forward=forward,
             extra={"via": "onebot", "sub_type": self.sub_type} if self.sub_type else {"via": "onebot"},
         )
 

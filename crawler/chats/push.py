@@ -30,15 +30,21 @@ class PushResult(BaseModel):
     updated: int = Field(0, description="内容有变化而更新的消息数")
     unchanged: int = Field(0, description="已存在、未变化的消息数（重复推送）")
     rejected: list[dict[str, Any]] = Field(default_factory=list, description="未入库的消息：序号与原因")
-    skipped: dict[str, int] = Field(default_factory=dict, description="按原因跳过的消息数，如 disabled=群已停用")
+    skipped: dict[str, int] = Field(
+        default_factory=dict, description="按原因跳过的消息数，如 disabled=群已停用"
+    )
     ignored: str | None = Field(None, description="整个事件被忽略的原因（如心跳、私聊）")
 
 
 def _result(sink: MessageSink) -> PushResult:
     c = sink.counts
-    return PushResult(new=c.new, updated=c.updated, unchanged=c.unchanged,
-                      rejected=[{"index": line, "reason": reason} for line, reason in c.rejected],
-                      skipped=dict(c.skipped))
+    return PushResult(
+        new=c.new,
+        updated=c.updated,
+        unchanged=c.unchanged,
+        rejected=[{"index": line, "reason": reason} for line, reason in c.rejected],
+        skipped=dict(c.skipped),
+    )
 
 
 def store_onebot_event(session: Session, event: OneBotEvent) -> PushResult:
@@ -56,14 +62,18 @@ def store_onebot_event(session: Session, event: OneBotEvent) -> PushResult:
 
 class GroupIn(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
-    platform: str = Field(pattern=r"^(qq|wechat|telegram|web|other)$", description="qq | wechat | telegram | web | other")
+    platform: str = Field(
+        pattern=r"^(qq|wechat|telegram|web|other)$", description="qq | wechat | telegram | web | other"
+    )
     external_id: Id = Field(description="平台上的群号 / 群 ID")
     name: str | None = Field(None, max_length=200)
 
 
 class MessageIn(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
-    id: Annotated[str | int | None, Field(description="平台消息 ID；没有时按 (群, 时间, 发送者, 内容) 生成")] = None
+    id: Annotated[
+        str | int | None, Field(description="平台消息 ID；没有时按 (群, 时间, 发送者, 内容) 生成")
+    ] = None
     group: GroupIn | None = Field(None, description="所属群；整批同一个群时可只写在外层")
     time: dt.datetime = Field(description="发送时间，ISO 8601；不带时区时按 YUQING_TIMEZONE 理解")
     sender: str | None = Field(None, max_length=255, description="发送者昵称（默认以化名保存）")
@@ -92,13 +102,20 @@ def store_message_batch(session: Session, batch: MessageBatch) -> PushResult:
     for index, m in enumerate(batch.messages):
         group = m.group or batch.group
         assert group is not None  # checked by the model
-        sink.add(ChatMessage(
-            platform=group.platform, time=m.time, text=m.text, sender_name=m.sender,
-            sender_id=str(m.sender_id) if m.sender_id is not None else None,
-            group_id=group.external_id, group_name=group.name,
-            message_id=str(m.id) if m.id is not None else None,
-            reply_to=str(m.reply_to) if m.reply_to is not None else None,
-            is_forward=m.is_forward, line=index,
-        ))
+        sink.add(
+            ChatMessage(
+                platform=group.platform,
+                time=m.time,
+                text=m.text,
+                sender_name=m.sender,
+                sender_id=str(m.sender_id) if m.sender_id is not None else None,
+                group_id=group.external_id,
+                group_name=group.name,
+                message_id=str(m.id) if m.id is not None else None,
+                reply_to=str(m.reply_to) if m.reply_to is not None else None,
+                is_forward=m.is_forward,
+                line=index,
+            )
+        )
     sink.finish()
     return _result(sink)

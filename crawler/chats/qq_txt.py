@@ -75,8 +75,15 @@ def parse_qq_txt(reader: LineReader) -> Iterator[ParseEvent]:
             return Skipped("system", msg.line, text[:60])
         if not text:
             return Skipped("empty", msg.line)
-        return ChatMessage(platform="qq", time=msg.time, text=text, sender_name=msg.name or None,
-                           sender_id=msg.sender_id, group_name=group, line=msg.line)
+        return ChatMessage(
+            platform="qq",
+            time=msg.time,
+            text=text,
+            sender_name=msg.name or None,
+            sender_id=msg.sender_id,
+            group_name=group,
+            line=msg.line,
+        )
 
     for line in reader:
         text = line.text.rstrip("\r\n")
@@ -120,9 +127,8 @@ def parse_qq_txt(reader: LineReader) -> Iterator[ParseEvent]:
             continue
         if current is not None:
             current.lines.append(text)
-        elif text.strip() and not broken and not orphan_reported and line.number > 1:
-            if not text.startswith("消息记录"):
-                orphan_reported = True
-                yield ParseIssue(line.number, f"不属于任何消息的内容，已跳过：{text[:40]}")
+        elif text.strip() and not (broken or orphan_reported or text.startswith("消息记录")):
+            orphan_reported = True
+            yield ParseIssue(line.number, f"不属于任何消息的内容，已跳过：{text[:40]}")
     if current is not None:
         yield finish(current)

@@ -83,7 +83,7 @@ class LineReader:
         for number, raw in enumerate(f, start=1):
             self.bytes_read += len(raw)
             if number == 1 and raw.startswith(codecs.BOM_UTF8):
-                raw = raw[len(codecs.BOM_UTF8):]
+                raw = raw[len(codecs.BOM_UTF8) :]
             try:
                 yield Line(number, raw.decode(primary))
             except UnicodeDecodeError:

@@ -47,21 +47,27 @@ def _kept():  # type: ignore[no-untyped-def]
     return Post.id.in_(evidence) | Post.id.in_(story_reps) | Post.id.in_(topic_reps)
 
 
-def purge_chat_messages(session: Session, *, days: int | None = None, now: dt.datetime | None = None,
-                        dry_run: bool = False, commit: bool = True) -> PurgeResult:
+def purge_chat_messages(
+    session: Session,
+    *,
+    days: int | None = None,
+    now: dt.datetime | None = None,
+    dry_run: bool = False,
+    commit: bool = True,
+) -> PurgeResult:
     """Delete chat messages older than ``days`` (default YUQING_RETENTION_DAYS) except evidence."""
     days = days if days is not None else get_settings().retention_days
     if days < 1:
         raise ValueError("保留天数至少为 1 天")
     cutoff = (now or utcnow()) - dt.timedelta(days=days)
     result = PurgeResult(cutoff=cutoff)
-    result.kept_as_evidence = session.scalar(
-        select(func.count()).select_from(Post).where(*_old_chat(cutoff), _kept())
-    ) or 0
+    result.kept_as_evidence = (
+        session.scalar(select(func.count()).select_from(Post).where(*_old_chat(cutoff), _kept())) or 0
+    )
     if dry_run:
-        result.deleted = session.scalar(
-            select(func.count()).select_from(Post).where(*_old_chat(cutoff), ~_kept())
-        ) or 0
+        result.deleted = (
+            session.scalar(select(func.count()).select_from(Post).where(*_old_chat(cutoff), ~_kept())) or 0
+        )
         return result
     while True:
         ids = list(session.scalars(select(Post.id).where(*_old_chat(cutoff), ~_kept()).limit(CHUNK)))

@@ -26,10 +26,18 @@ from crawler.chats.reader import CountingFile
 
 _MESSAGE_PREFIXES = ("messages.item", "chats.list.item.messages.item", "left_chats.list.item.messages.item")
 _CHAT_PREFIXES = ("", "chats.list.item", "left_chats.list.item")
-_META_PREFIXES = {(f"{p}.{field}" if p else field): field for p in _CHAT_PREFIXES for field in ("name", "type", "id")}
+_META_PREFIXES = {
+    (f"{p}.{field}" if p else field): field for p in _CHAT_PREFIXES for field in ("name", "type", "id")
+}
 PRIVATE_TYPES = {"personal_chat", "bot_chat", "saved_messages"}
-_MEDIA = {"voice_message": "[语音]", "video_file": "[视频]", "video_message": "[视频]", "audio_file": "[音频]",
-          "animation": "[动图]", "sticker": "[表情]"}
+_MEDIA = {
+    "voice_message": "[语音]",
+    "video_file": "[视频]",
+    "video_message": "[视频]",
+    "audio_file": "[音频]",
+    "animation": "[动图]",
+    "sticker": "[表情]",
+}
 
 
 def is_telegram_json(head: bytes) -> bool:
@@ -91,10 +99,15 @@ def parse_telegram_json(path: Path, *, counter: list[CountingFile] | None = None
                 elif prefix in _META_PREFIXES and event in ("string", "number", "null"):
                     setattr(chat, _META_PREFIXES[prefix], None if value is None else str(value))
         except ijson.common.IncompleteJSONError as err:
-            yield ParseIssue(number + 1, f"JSON 文件不完整或格式错误（第 {number} 条消息之后），其余无法读取：{_first_line(err)}",
-                             unit="条")
+            yield ParseIssue(
+                number + 1,
+                f"JSON 文件不完整或格式错误（第 {number} 条消息之后），其余无法读取：{_first_line(err)}",
+                unit="条",
+            )
         except ijson.common.JSONError as err:
-            yield ParseIssue(number + 1, f"JSON 格式错误（第 {number} 条消息之后）：{_first_line(err)}", unit="条")
+            yield ParseIssue(
+                number + 1, f"JSON 格式错误（第 {number} 条消息之后）：{_first_line(err)}", unit="条"
+            )
 
 
 def _first_line(err: Exception) -> str:
@@ -139,11 +152,16 @@ def _message(obj: Any, chat: _Chat, number: int) -> ParseEvent:
     sender_id = obj.get("from_id") or obj.get("actor_id")
     reply = obj.get("reply_to_message_id")
     return ChatMessage(
-        platform="telegram", time=when, text=text,
-        sender_name=obj.get("from") or None, sender_id=str(sender_id) if sender_id else None,
-        group_id=chat.id, group_name=chat.name,
+        platform="telegram",
+        time=when,
+        text=text,
+        sender_name=obj.get("from") or None,
+        sender_id=str(sender_id) if sender_id else None,
+        group_id=chat.id,
+        group_name=chat.name,
         message_id=str(obj["id"]) if obj.get("id") is not None else None,
         reply_to=str(reply) if reply is not None else None,
         is_forward=bool(obj.get("forwarded_from") or obj.get("forwarded_from_id")),
-        line=number, extra={"msg_type": "message"},
+        line=number,
+        extra={"msg_type": "message"},
     )

@@ -37,10 +37,41 @@ from crawler.chats.reader import LineReader
 
 # Each role, with the header names that fill it, in order of preference.
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "time": ("createtime", "strtime", "time", "datetime", "date", "timestamp", "时间", "发送时间", "消息时间", "日期"),
+    "time": (
+        "createtime",
+        "strtime",
+        "time",
+        "datetime",
+        "date",
+        "timestamp",
+        "时间",
+        "发送时间",
+        "消息时间",
+        "日期",
+    ),
     "content": ("strcontent", "msg", "content", "text", "message", "内容", "消息内容", "消息"),
-    "sender_id": ("sender", "talker", "sender_id", "senderid", "wxid", "user_id", "发送者id", "发送人id", "微信号"),
-    "sender_name": ("remark", "nickname", "sender_name", "name", "from", "发送者", "发送人", "昵称", "群昵称"),
+    "sender_id": (
+        "sender",
+        "talker",
+        "sender_id",
+        "senderid",
+        "wxid",
+        "user_id",
+        "发送者id",
+        "发送人id",
+        "微信号",
+    ),
+    "sender_name": (
+        "remark",
+        "nickname",
+        "sender_name",
+        "name",
+        "from",
+        "发送者",
+        "发送人",
+        "昵称",
+        "群昵称",
+    ),
     "message_id": ("msgsvrid", "msg_id", "msgid", "message_id", "localid", "id", "消息id"),
     "type": ("type", "type_name", "msg_type", "类型", "消息类型"),
     "subtype": ("subtype",),
@@ -50,10 +81,25 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "is_forward": ("is_forward", "forwarded", "转发"),
 }
 # "sender" is an id column in MemoTrace/PyWxDump but a name in simple tables: decided per layout.
-_TYPE_PLACEHOLDERS = {"3": "[图片]", "34": "[语音]", "43": "[视频]", "47": "[表情]", "48": "[位置]",
-                      "42": "[名片]", "50": "[通话]"}
-_TYPE_NAME_PLACEHOLDERS = {"图片": "[图片]", "语音": "[语音]", "视频": "[视频]", "动画表情": "[表情]",
-                           "表情": "[表情]", "位置": "[位置]", "名片": "[名片]", "文件": "[文件]"}
+_TYPE_PLACEHOLDERS = {
+    "3": "[图片]",
+    "34": "[语音]",
+    "43": "[视频]",
+    "47": "[表情]",
+    "48": "[位置]",
+    "42": "[名片]",
+    "50": "[通话]",
+}
+_TYPE_NAME_PLACEHOLDERS = {
+    "图片": "[图片]",
+    "语音": "[语音]",
+    "视频": "[视频]",
+    "动画表情": "[表情]",
+    "表情": "[表情]",
+    "位置": "[位置]",
+    "名片": "[名片]",
+    "文件": "[文件]",
+}
 _XML_TITLE = re.compile(r"<title>(?:<!\[CDATA\[)?(.*?)(?:\]\]>)?</title>", re.S)
 _XML_SVRID = re.compile(r"<refermsg>.*?<svrid>(\d+)</svrid>", re.S)
 _TRUE = {"1", "true", "yes", "是", "y"}
@@ -85,7 +131,8 @@ class _Layout:
         if missing:
             raise ChatFormatError(
                 "无法识别的微信 CSV 表头：" + ", ".join(h.strip() for h in header) + "。"
-                "至少需要：时间列（CreateTime / StrTime / time / 时间）、内容列（StrContent / msg / content / 内容）"
+                "至少需要：时间列（CreateTime / StrTime / time / 时间）、"
+                "内容列（StrContent / msg / content / 内容）"
                 "和发送者列（Sender / NickName / talker / sender / 发送者）。"
                 "支持 MemoTrace(留痕)、PyWxDump 的导出，或表头为 time,sender,content 的简单表格。"
             )
@@ -107,8 +154,14 @@ def parse_time(value: str) -> dt.datetime | None:
     if value.isdigit() and len(value) in (10, 13):
         seconds = int(value) / (1000 if len(value) == 13 else 1)
         return dt.datetime.fromtimestamp(seconds, dt.UTC)
-    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M",
-                "%Y-%m-%dT%H:%M:%S", "%Y年%m月%d日 %H:%M:%S"):
+    for fmt in (
+        "%Y-%m-%d %H:%M:%S",
+        "%Y/%m/%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y/%m/%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y年%m月%d日 %H:%M:%S",
+    ):
         try:
             return dt.datetime.strptime(value, fmt)
         except ValueError:
@@ -220,10 +273,16 @@ def _row_event(layout: _Layout, row: list[str], line_no: int, file_group: str | 
         return Skipped("empty", line_no)
     group_id = layout.get(row, "group_id") or None
     return ChatMessage(
-        platform="wechat", time=when, text=text,
+        platform="wechat",
+        time=when,
+        text=text,
         sender_name=layout.get(row, "sender_name") or None,
         sender_id=layout.get(row, "sender_id") or None,
-        group_id=group_id, group_name=layout.get(row, "group_name") or file_group,
-        message_id=layout.get(row, "message_id") or None, reply_to=reply_to, is_forward=is_forward,
-        line=line_no, extra={"msg_type": mtype} if mtype else {},
+        group_id=group_id,
+        group_name=layout.get(row, "group_name") or file_group,
+        message_id=layout.get(row, "message_id") or None,
+        reply_to=reply_to,
+        is_forward=is_forward,
+        line=line_no,
+        extra={"msg_type": mtype} if mtype else {},
     )

@@ -31,8 +31,17 @@ def test_import_chats_reports_and_is_idempotent(fresh_db_url: str) -> None:
 
 
 def test_import_chats_group_and_format_options(fresh_db_url: str) -> None:
-    res = runner.invoke(app, ["import-chats", str(FIXTURES / "simple_liushu.csv"), "--group", "柳树村网格群",
-                              "--format", "wechat-csv"])
+    res = runner.invoke(
+        app,
+        [
+            "import-chats",
+            str(FIXTURES / "simple_liushu.csv"),
+            "--group",
+            "柳树村网格群",
+            "--format",
+            "wechat-csv",
+        ],
+    )
     assert res.exit_code == 0 and "柳树村网格群（4）" in res.output
     wrong = runner.invoke(app, ["import-chats", str(FIXTURES / "simple_liushu.csv"), "--format", "qq-csv"])
     assert wrong.exit_code == 1 and "未知格式" in wrong.output

@@ -17,10 +17,24 @@ from crawler.chats import import_chat_file, purge_chat_messages
 from crawler.chats.importer import name_group_id
 from tests.chats.conftest import FIXTURES, qq_export
 
-ALL = ["qq_dongwan.txt", "qq_owners_gbk.txt", "石桥村群_utf8.csv", "pywxdump_nanping.csv", "simple_liushu.csv",
-       "telegram_result.json", "telegram_single.json"]
-EXPECTED = {"qq_dongwan.txt": 6, "qq_owners_gbk.txt": 3, "石桥村群_utf8.csv": 6, "pywxdump_nanping.csv": 4,
-            "simple_liushu.csv": 4, "telegram_result.json": 5, "telegram_single.json": 2}
+ALL = [
+    "qq_dongwan.txt",
+    "qq_owners_gbk.txt",
+    "石桥村群_utf8.csv",
+    "pywxdump_nanping.csv",
+    "simple_liushu.csv",
+    "telegram_result.json",
+    "telegram_single.json",
+]
+EXPECTED = {
+    "qq_dongwan.txt": 6,
+    "qq_owners_gbk.txt": 3,
+    "石桥村群_utf8.csv": 6,
+    "pywxdump_nanping.csv": 4,
+    "simple_liushu.csv": 4,
+    "telegram_result.json": 5,
+    "telegram_single.json": 2,
+}
 
 
 def chat_count(db: Session) -> int:
@@ -36,18 +50,30 @@ def test_every_fixture_imports_and_reimport_stores_nothing_twice(db: Session) ->
     assert chat_count(db) == total
     for name in ALL:
         again = import_chat_file(db, FIXTURES / name)
-        assert (again.counts.new, again.counts.updated, again.counts.unchanged) == (0, 0, EXPECTED[name]), name
+        assert (again.counts.new, again.counts.updated, again.counts.unchanged) == (0, 0, EXPECTED[name]), (
+            name
+        )
     assert chat_count(db) == total
     keys = db.scalars(select(Post.dedup_key).where(Post.channel == "chat")).all()
     assert len(set(keys)) == len(keys) == total
     groups = {g.name: g for g in db.scalars(select(ChatGroup))}
-    assert set(groups) == {"东湾村村民群", "青禾镇业主群", "石桥村群", "pywxdump_nanping", "simple_liushu",
-                           "青禾镇志愿者群", "南坪村通知频道"}
+    assert set(groups) == {
+        "东湾村村民群",
+        "青禾镇业主群",
+        "石桥村群",
+        "pywxdump_nanping",
+        "simple_liushu",
+        "青禾镇志愿者群",
+        "南坪村通知频道",
+    }
     assert groups["东湾村村民群"].external_id == name_group_id("东湾村村民群")
     assert groups["青禾镇志愿者群"].external_id == "1987654321"
     runs = db.scalars(select(SourceRun).order_by(SourceRun.id)).all()
     assert len(runs) == 2 * len(ALL)
-    assert runs[0].status == "partial" and {"line": 28, "reason": runs[0].errors[0]["reason"]} == runs[0].errors[0]
+    assert (
+        runs[0].status == "partial"
+        and {"line": 28, "reason": runs[0].errors[0]["reason"]} == runs[0].errors[0]
+    )
 
 
 def test_replies_forwards_and_masking_are_stored(db: Session) -> None:
@@ -63,8 +89,15 @@ def test_replies_forwards_and_masking_are_stored(db: Session) -> None:
 
 
 def test_interrupted_import_resumes_without_duplicates(db: Session, tmp_path: Path) -> None:
-    rows = [(f"2026-11-20 10:{i // 60:02d}:{i % 60:02d}", f"村民{i % 7}", str(100000 + i % 7), f"第{i}条：东湾村停水吗")
-            for i in range(95)]
+    rows = [
+        (
+            f"2026-11-20 10:{i // 60:02d}:{i % 60:02d}",
+            f"村民{i % 7}",
+            str(100000 + i % 7),
+            f"第{i}条：东湾村停水吗",
+        )
+        for i in range(95)
+    ]
     path = tmp_path / "东湾村.txt"
     path.write_text(qq_export(rows), encoding="utf-8")
     calls = Counter()
@@ -87,9 +120,19 @@ def test_interrupted_import_resumes_without_duplicates(db: Session, tmp_path: Pa
 
 def test_group_option_name_resolution_keep_names_and_disabled_groups(db: Session, tmp_path: Path) -> None:
     # A group first seen from a bot push (numeric id) is found again by its name in a QQ text export.
-    ingest_posts(db, [{"channel": "chat", "group": {"platform": "qq", "external_id": "880001",
-                                                          "name": "东湾村村民群"},
-                            "external_id": "1", "author": "x", "author_id": "20002", "text": "推送来的消息"}])
+    ingest_posts(
+        db,
+        [
+            {
+                "channel": "chat",
+                "group": {"platform": "qq", "external_id": "880001", "name": "东湾村村民群"},
+                "external_id": "1",
+                "author": "x",
+                "author_id": "20002",
+                "text": "推送来的消息",
+            }
+        ],
+    )
     import_chat_file(db, FIXTURES / "qq_dongwan.txt")
     group = db.scalar(select(ChatGroup).where(ChatGroup.external_id == "880001"))
     assert db.scalar(select(func.count()).select_from(Post).where(Post.group_id == group.id)) == 7
@@ -125,7 +168,8 @@ def test_hourly_counts_per_group(db: Session) -> None:
     assert all(r.hour.tzinfo is not None for r in rows)
     dongwan = db.scalar(select(ChatGroup.id).where(ChatGroup.name == "东湾村村民群"))
     assert hourly_counts_by_group(db, since, until, group_ids=[dongwan]) == {
-        dongwan: {dt.datetime(2026, 11, 20, 0, tzinfo=dt.UTC): 6}}
+        dongwan: {dt.datetime(2026, 11, 20, 0, tzinfo=dt.UTC): 6}
+    }
     # the window is half-open and in UTC
     start = dt.datetime(2026, 11, 20, 0, 5, tzinfo=dt.UTC)  # messages at 00:07:30 and 00:09:00 UTC
     assert hourly_counts(db, start, start.replace(minute=9), group_ids=[dongwan])[0].count == 1
@@ -135,16 +179,37 @@ def test_hourly_counts_per_group(db: Session) -> None:
 def test_purge_keeps_alert_evidence_and_stories(db: Session) -> None:
     import_chat_file(db, FIXTURES / "qq_dongwan.txt")
     import_chat_file(db, FIXTURES / "telegram_single.json")
-    ingest_posts(db, [{"source": "青禾镇论坛", "external_id": "old-web", "text": "旧帖子",
-                            "published_at": "2026-01-01T00:00:00+08:00"}])
+    ingest_posts(
+        db,
+        [
+            {
+                "source": "青禾镇论坛",
+                "external_id": "old-web",
+                "text": "旧帖子",
+                "published_at": "2026-01-01T00:00:00+08:00",
+            }
+        ],
+    )
     posts = db.scalars(select(Post).where(Post.channel == "chat").order_by(Post.id)).all()
     evidence, representative = posts[0], posts[1]
-    story = Story(representative_post_id=representative.id, first_seen=evidence.published_at,
-                  last_seen=evidence.published_at, post_count=8, group_count=2, hourly_counts={"2026-11-20T08": 8})
+    story = Story(
+        representative_post_id=representative.id,
+        first_seen=evidence.published_at,
+        last_seen=evidence.published_at,
+        post_count=8,
+        group_count=2,
+        hourly_counts={"2026-11-20T08": 8},
+    )
     db.add(story)
     db.flush()
-    alert = Alert(story_id=story.id, kind="rumor", title="东湾村封村谣言", severity="high", severity_rank=2,
-                  risk_score=0.9)
+    alert = Alert(
+        story_id=story.id,
+        kind="rumor",
+        title="东湾村封村谣言",
+        severity="high",
+        severity_rank=2,
+        risk_score=0.9,
+    )
     db.add(alert)
     db.flush()
     db.add(AlertPost(alert_id=alert.id, post_id=evidence.id))

@@ -26,11 +26,18 @@ def messages(evs: list) -> list[ChatMessage]:
     return [e for e in evs if isinstance(e, ChatMessage)]
 
 
-@pytest.mark.parametrize(("name", "fmt"), [
-    ("qq_dongwan.txt", "qq-txt"), ("qq_owners_gbk.txt", "qq-txt"), ("石桥村群_utf8.csv", "wechat-csv"),
-    ("pywxdump_nanping.csv", "wechat-csv"), ("simple_liushu.csv", "wechat-csv"),
-    ("telegram_result.json", "telegram-json"), ("telegram_single.json", "telegram-json"),
-])
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("qq_dongwan.txt", "qq-txt"),
+        ("qq_owners_gbk.txt", "qq-txt"),
+        ("石桥村群_utf8.csv", "wechat-csv"),
+        ("pywxdump_nanping.csv", "wechat-csv"),
+        ("simple_liushu.csv", "wechat-csv"),
+        ("telegram_result.json", "telegram-json"),
+        ("telegram_single.json", "telegram-json"),
+    ],
+)
 def test_formats_are_detected(name: str, fmt: str) -> None:
     assert detect_format(FIXTURES / name) == fmt
 
@@ -38,7 +45,7 @@ def test_formats_are_detected(name: str, fmt: str) -> None:
 def test_unknown_files_get_a_clear_chinese_error(tmp_path: Path) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text("今天天气不错\n明天也不错\n", encoding="utf-8")
-    with pytest.raises(ChatFormatError, match="无法识别.*--format"):
+    with pytest.raises(ChatFormatError, match=r"无法识别.*--format"):
         detect_format(notes)
     empty = tmp_path / "empty.txt"
     empty.write_bytes(b"")
@@ -49,7 +56,14 @@ def test_unknown_files_get_a_clear_chinese_error(tmp_path: Path) -> None:
 def test_qq_text_export() -> None:
     evs = events(FIXTURES / "qq_dongwan.txt")
     msgs = messages(evs)
-    assert [m.sender_name for m in msgs] == ["村委会王主任", "李大姐", "张小军", "张小军", "村委会王主任", "柳树村老周"]
+    assert [m.sender_name for m in msgs] == [
+        "村委会王主任",
+        "李大姐",
+        "张小军",
+        "张小军",
+        "村委会王主任",
+        "柳树村老周",
+    ]
     assert {m.group_name for m in msgs} == {"东湾村村民群"}
     first = msgs[0]
     assert first.text == "各位村民：明天上午九点在村委会门口发放口罩，每户两包。\n请带好户口本。"
@@ -109,7 +123,10 @@ def test_wechat_memotrace_layout() -> None:
     assert msgs[3].text == "谢谢周站长🙏" and msgs[3].reply_to == "9001"
     assert msgs[4].is_forward and not msgs[3].is_forward
     assert [(s.kind, s.line) for s in evs if isinstance(s, Skipped)] == [("system", 7), ("system", 11)]
-    assert [(i.line, i.reason[:6]) for i in evs if isinstance(i, ParseIssue)] == [(10, "时间无法识别"), (12, "列数不足（3")]
+    assert [(i.line, i.reason[:6]) for i in evs if isinstance(i, ParseIssue)] == [
+        (10, "时间无法识别"),
+        (12, "列数不足（3"),
+    ]
 
 
 def test_wechat_pywxdump_and_simple_layouts() -> None:
@@ -140,7 +157,11 @@ def test_telegram_full_export() -> None:
     assert msgs[2].is_forward and msgs[0].sender_id == "user707070707"
     assert msgs[3].text == "[图片]" and msgs[4].text == "[表情]👍"
     assert msgs[0].time == dt.datetime(2026, 11, 24, 0, 1, tzinfo=dt.UTC)
-    assert [(s.kind, s.line) for s in evs if isinstance(s, Skipped)] == [("system", 1), ("empty", 8), ("private", 9)]
+    assert [(s.kind, s.line) for s in evs if isinstance(s, Skipped)] == [
+        ("system", 1),
+        ("empty", 8),
+        ("private", 9),
+    ]
     issues = [e for e in evs if isinstance(e, ParseIssue)]
     assert [(i.line, i.unit) for i in issues] == [(7, "条")]
     # the contacts section (with phone numbers) is never read into a message
@@ -153,44 +174,81 @@ def test_truncated_telegram_export_keeps_what_was_read() -> None:
     assert isinstance(evs[-1], ParseIssue) and "不完整" in evs[-1].reason
 
 
-_name = st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Zl", "Zp", "Zs")),
-                min_size=1, max_size=8).filter(lambda s: not any(c in s for c in "()<>") and s not in SYSTEM_NAMES)
-_line = st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1,
-                max_size=30).map(str.strip).filter(lambda s: bool(s) and "撤回" not in s and "群" not in s
-                                                      and not s[:1].isdigit() and "=====" not in s
-                                                      and not s.startswith(("消息分组", "消息对象")))
+_name = st.text(
+    st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Zl", "Zp", "Zs")), min_size=1, max_size=8
+).filter(lambda s: not any(c in s for c in "()<>") and s not in SYSTEM_NAMES)
+_line = (
+    st.text(
+        st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=30
+    )
+    .map(str.strip)
+    .filter(
+        lambda s: (
+            bool(s)
+            and "撤回" not in s
+            and "群" not in s
+            and not s[:1].isdigit()
+            and "=====" not in s
+            and not s.startswith(("消息分组", "消息对象"))
+        )
+    )
+)
 
 
 _qq = st.integers(10_001, 9_999_999_999).filter(lambda q: str(q) not in SYSTEM_IDS)
 
 
 @settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 86_399), _name, _qq,
-                          st.lists(_line, min_size=1, max_size=3)), min_size=1, max_size=8))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 86_399), _name, _qq, st.lists(_line, min_size=1, max_size=3)),
+        min_size=1,
+        max_size=8,
+    )
+)
 def test_qq_round_trip(tmp_path_factory: pytest.TempPathFactory, rows: list) -> None:
     base = dt.datetime(2026, 11, 20)
-    rendered = [((base + dt.timedelta(seconds=s)).strftime("%Y-%m-%d %H:%M:%S"), name, str(qq), "\n".join(lines))
-                for s, name, qq, lines in rows]
+    rendered = [
+        ((base + dt.timedelta(seconds=s)).strftime("%Y-%m-%d %H:%M:%S"), name, str(qq), "\n".join(lines))
+        for s, name, qq, lines in rows
+    ]
     path = tmp_path_factory.mktemp("qq") / "export.txt"
     path.write_text(qq_export(rendered), encoding="utf-8")
     got = messages(events(path, "qq-txt"))
-    assert [(m.time.strftime("%Y-%m-%d %H:%M:%S"), m.sender_name, m.sender_id, m.text) for m in got] == rendered
+    assert [
+        (m.time.strftime("%Y-%m-%d %H:%M:%S"), m.sender_name, m.sender_id, m.text) for m in got
+    ] == rendered
 
 
 def test_onebot_segments_and_cq_codes() -> None:
-    segs = parse_cq("[CQ:reply,id=52000][CQ:at,qq=20002] 你好&#91;测试&#93;[CQ:image,file=a.jpg,url=http://x/y?a=1&amp;b=2]")
+    segs = parse_cq(
+        "[CQ:reply,id=52000][CQ:at,qq=20002] 你好&#91;测试&#93;[CQ:image,file=a.jpg,url=http://x/y?a=1&amp;b=2]"
+    )
     assert segs[0] == {"type": "reply", "data": {"id": "52000"}}
     assert segs[3]["data"]["url"] == "http://x/y?a=1&b=2"
     text, reply, forward = render_segments(segs)
     assert text == "@某成员  你好[测试][图片]" and reply == "52000" and not forward
     assert "20002" not in text  # a mentioned member's QQ number never enters the text
-    text, _, forward = render_segments([{"type": "forward", "data": {"id": "abc"}},
-                                        {"type": "json", "data": {"data": '{"prompt": "[分享]县政府通知"}'}},
-                                        {"type": "at", "data": {"qq": "all"}}])
+    text, _, forward = render_segments(
+        [
+            {"type": "forward", "data": {"id": "abc"}},
+            {"type": "json", "data": {"data": '{"prompt": "[分享]县政府通知"}'}},
+            {"type": "at", "data": {"qq": "all"}},
+        ]
+    )
     assert forward and text == "[合并转发][卡片] [分享]县政府通知@全体成员"
-    event = OneBotEvent.model_validate({"time": 1764036000, "post_type": "message", "message_type": "group",
-                                        "message_id": 1, "group_id": 880001, "user_id": 20002,
-                                        "raw_message": "口罩[CQ:face,id=1]", "sender": {"card": " ", "nickname": "张三"}})
+    event = OneBotEvent.model_validate(
+        {
+            "time": 1764036000,
+            "post_type": "message",
+            "message_type": "group",
+            "message_id": 1,
+            "group_id": 880001,
+            "user_id": 20002,
+            "raw_message": "口罩[CQ:face,id=1]",
+            "sender": {"card": " ", "nickname": "张三"},
+        }
+    )
     msg = event.to_message()
     assert (msg.text, msg.sender_name, msg.group_name) == ("口罩[表情]", "张三", "QQ群880001")
 
@@ -199,6 +257,8 @@ def test_onebot_signature() -> None:
     body = b'{"post_type":"meta_event"}'
     sig = signature(b"s3cret", body)
     assert sig.startswith("sha1=") and len(sig) == 45
-    assert signature_ok(b"s3cret", body, sig) and signature_ok(b"s3cret", body, sig.upper().replace("SHA1", "sha1"))
+    assert signature_ok(b"s3cret", body, sig) and signature_ok(
+        b"s3cret", body, sig.upper().replace("SHA1", "sha1")
+    )
     assert not signature_ok(b"s3cret", body + b" ", sig)
     assert not signature_ok(b"s3cret", body, None) and not signature_ok(b"s3cret", body, "sha1=签名")

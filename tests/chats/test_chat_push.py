@@ -28,12 +28,22 @@ def bot(api_engine) -> dict[str, str]:
 
 
 def event(message_id: int = 52001, **over) -> dict:
-    body = {"time": 1764036000, "self_id": 10001, "post_type": "message", "message_type": "group",
-            "sub_type": "normal", "message_id": message_id, "group_id": 880001, "user_id": 3141592653,
-            "message": [{"type": "text", "data": {"text": "听说东湾村要封村了？电话13912345678"}},
-                        {"type": "image", "data": {"file": "a.jpg"}}],
-            "raw_message": "听说东湾村要封村了？[CQ:image,file=a.jpg]",
-            "sender": {"user_id": 3141592653, "nickname": "张小军", "card": "东湾村-张小军"}}
+    body = {
+        "time": 1764036000,
+        "self_id": 10001,
+        "post_type": "message",
+        "message_type": "group",
+        "sub_type": "normal",
+        "message_id": message_id,
+        "group_id": 880001,
+        "user_id": 3141592653,
+        "message": [
+            {"type": "text", "data": {"text": "听说东湾村要封村了？电话13912345678"}},
+            {"type": "image", "data": {"file": "a.jpg"}},
+        ],
+        "raw_message": "听说东湾村要封村了？[CQ:image,file=a.jpg]",
+        "sender": {"user_id": 3141592653, "nickname": "张小军", "card": "东湾村-张小军"},
+    }
     return body | over
 
 
@@ -45,8 +55,14 @@ def posts(api_engine) -> list[Post]:
 def test_onebot_push_is_stored_once(api_client: TestClient, api_engine, bot: dict) -> None:
     first = api_client.post(ONEBOT, json=event(), headers=bot)
     assert first.status_code == 200, first.text
-    assert first.json() | {"rejected": []} == {"new": 1, "updated": 0, "unchanged": 0, "rejected": [],
-                                                "skipped": {}, "ignored": None}
+    assert first.json() | {"rejected": []} == {
+        "new": 1,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": [],
+        "skipped": {},
+        "ignored": None,
+    }
     again = api_client.post(ONEBOT, json=event(), headers=bot)
     assert again.json()["unchanged"] == 1 and again.json()["new"] == 0
     stored = posts(api_engine)
@@ -94,7 +110,9 @@ def test_malformed_pushes_are_422_and_store_nothing(api_client: TestClient, api_
 
 def test_tokens(api_client: TestClient, api_engine, bot: dict, make_user: Callable[[str], dict]) -> None:
     assert api_client.post(ONEBOT, json=event()).status_code == 401
-    assert api_client.post(ONEBOT, json=event(), headers={"Authorization": "Bearer yq_wrong"}).status_code == 401
+    assert (
+        api_client.post(ONEBOT, json=event(), headers={"Authorization": "Bearer yq_wrong"}).status_code == 401
+    )
     assert api_client.post(ONEBOT, json=event(), headers=make_user("viewer")).status_code == 403
     assert api_client.post(ONEBOT, json=event(), headers=make_user("staff")).status_code == 200
     # a bot token pushes, and nothing else
@@ -102,8 +120,9 @@ def test_tokens(api_client: TestClient, api_engine, bot: dict, make_user: Callab
     assert api_client.get("/api/v1/me", headers=bot).status_code == 403
 
 
-def test_signature_when_a_secret_is_set(api_client: TestClient, api_engine, bot: dict,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_signature_when_a_secret_is_set(
+    api_client: TestClient, api_engine, bot: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("YUQING_ONEBOT_SECRET", "qinghe-bot-secret")
     get_settings.cache_clear()
     body = json.dumps(event(), ensure_ascii=False).encode("utf-8")
@@ -115,7 +134,9 @@ def test_signature_when_a_secret_is_set(api_client: TestClient, api_engine, bot:
     # a signed body that was changed on the way
     tampered = body.replace("封村".encode(), "解封".encode())
     sig = signature(b"qinghe-bot-secret", body)
-    assert api_client.post(ONEBOT, content=tampered, headers=headers | {"X-Signature": sig}).status_code == 401
+    assert (
+        api_client.post(ONEBOT, content=tampered, headers=headers | {"X-Signature": sig}).status_code == 401
+    )
     assert posts(api_engine) == []
     ok = api_client.post(ONEBOT, content=body, headers=headers | {"X-Signature": sig})
     assert ok.status_code == 200 and ok.json()["new"] == 1
@@ -126,14 +147,27 @@ def test_signature_when_a_secret_is_set(api_client: TestClient, api_engine, bot:
 
 
 def test_generic_batch(api_client: TestClient, api_engine, bot: dict) -> None:
-    batch = {"group": {"platform": "wechat", "external_id": "20261122@chatroom", "name": "南坪村村民群"},
-             "messages": [
-                 {"id": "m1", "time": "2026-11-22T10:00:00+08:00", "sender": "南坪村老李", "sender_id": "wxid_li",
-                  "text": "南坪村菜市场明天关门？"},
-                 {"id": "m2", "time": "2026-11-22T10:01:00", "sender": "网格员", "text": "照常营业", "reply_to": "m1"},
-                 {"time": "2026-11-22T10:02:00", "sender": "网格员", "text": "没有 id 的消息"},
-                 {"time": "2099-01-01T00:00:00", "sender": "网格员", "text": "时间在未来"},
-             ]}
+    batch = {
+        "group": {"platform": "wechat", "external_id": "20261122@chatroom", "name": "南坪村村民群"},
+        "messages": [
+            {
+                "id": "m1",
+                "time": "2026-11-22T10:00:00+08:00",
+                "sender": "南坪村老李",
+                "sender_id": "wxid_li",
+                "text": "南坪村菜市场明天关门？",
+            },
+            {
+                "id": "m2",
+                "time": "2026-11-22T10:01:00",
+                "sender": "网格员",
+                "text": "照常营业",
+                "reply_to": "m1",
+            },
+            {"time": "2026-11-22T10:02:00", "sender": "网格员", "text": "没有 id 的消息"},
+            {"time": "2099-01-01T00:00:00", "sender": "网格员", "text": "时间在未来"},
+        ],
+    }
     res = api_client.post(BATCH, json=batch, headers=bot)
     assert res.status_code == 200, res.text
     body = res.json()
@@ -143,18 +177,33 @@ def test_generic_batch(api_client: TestClient, api_engine, bot: dict) -> None:
     assert (again["new"], again["unchanged"]) == (0, 3)
     stored = posts(api_engine)
     assert len(stored) == 3 and stored[1].parent_id == stored[0].id
-    other_group = {"messages": [{"group": {"platform": "qq", "external_id": "880002", "name": "石桥村群"},
-                                 "time": "2026-11-22T11:00:00", "text": "各有各的群"}]}
+    other_group = {
+        "messages": [
+            {
+                "group": {"platform": "qq", "external_id": "880002", "name": "石桥村群"},
+                "time": "2026-11-22T11:00:00",
+                "text": "各有各的群",
+            }
+        ]
+    }
     assert api_client.post(BATCH, json=other_group, headers=bot).json()["new"] == 1
 
 
 BAD_BATCHES = [
     {"messages": []},
     {"messages": [{"time": "2026-11-22T10:00:00", "text": "没有群"}]},
-    {"group": {"platform": "weibo", "external_id": "1"}, "messages": [{"time": "2026-11-22T10:00:00", "text": "x"}]},
+    {
+        "group": {"platform": "weibo", "external_id": "1"},
+        "messages": [{"time": "2026-11-22T10:00:00", "text": "x"}],
+    },
     {"group": {"platform": "qq", "external_id": "1"}, "messages": [{"time": "不是时间", "text": "x"}]},
-    {"group": {"platform": "qq", "external_id": "1"},
-     "messages": [{"time": "2026-11-22T10:00:00", "text": "好的"}, {"time": "2026-11-22T10:00:00", "text": ""}]},
+    {
+        "group": {"platform": "qq", "external_id": "1"},
+        "messages": [
+            {"time": "2026-11-22T10:00:00", "text": "好的"},
+            {"time": "2026-11-22T10:00:00", "text": ""},
+        ],
+    },
 ]
 
 
@@ -176,7 +225,9 @@ def test_groups_api(api_client: TestClient, api_engine, bot: dict, make_user: Ca
     assert first["name"] == "QQ群880001" and first["last_message_at"].startswith("2025-11-25T02:00")
     gid = first["id"]
     patch = {"name": "东湾村村民群", "tags": ["村民群", "东湾村"], "member_count": 312, "keep_names": True}
-    assert api_client.patch(f"/api/v1/groups/{gid}", json=patch, headers=make_user("staff")).status_code == 403
+    assert (
+        api_client.patch(f"/api/v1/groups/{gid}", json=patch, headers=make_user("staff")).status_code == 403
+    )
     res = api_client.patch(f"/api/v1/groups/{gid}", json=patch, headers=admin)
     assert res.status_code == 200 and res.json()["tags"] == ["东湾村", "村民群"] and res.json()["keep_names"]
     tagged = api_client.get("/api/v1/groups", params={"tag": "村民群"}, headers=viewer).json()
@@ -186,19 +237,24 @@ def test_groups_api(api_client: TestClient, api_engine, bot: dict, make_user: Ca
     # keep_names: new messages of this group keep the sender's group card
     api_client.post(ONEBOT, json=event(52003), headers=bot)
     assert posts(api_engine)[-1].author == "东湾村-张小军"
-    assert api_client.patch(f"/api/v1/groups/{gid}", json={"enabled": False}, headers=admin).status_code == 200
+    assert (
+        api_client.patch(f"/api/v1/groups/{gid}", json={"enabled": False}, headers=admin).status_code == 200
+    )
     res = api_client.post(ONEBOT, json=event(52004), headers=bot).json()
     assert res["new"] == 0 and res["skipped"] == {"disabled": 1}
     assert api_client.patch("/api/v1/groups/99999", json={"enabled": True}, headers=admin).status_code == 404
     assert api_client.patch(f"/api/v1/groups/{gid}", json={"colour": "red"}, headers=admin).status_code == 422
-    assert api_client.patch(f"/api/v1/groups/{gid}", json={"member_count": -1}, headers=admin).status_code == 422
+    assert (
+        api_client.patch(f"/api/v1/groups/{gid}", json={"member_count": -1}, headers=admin).status_code == 422
+    )
     assert api_client.get(f"/api/v1/groups/{gid}", headers=viewer).json()["member_count"] == 312
     with session_scope(api_engine) as s:
         assert s.scalar(select(func.count()).select_from(ChatGroup)) == 2
 
 
-def test_activity_and_openapi_examples(api_client: TestClient, api_engine, bot: dict,
-                                       make_user: Callable[[str], dict]) -> None:
+def test_activity_and_openapi_examples(
+    api_client: TestClient, api_engine, bot: dict, make_user: Callable[[str], dict]
+) -> None:
     import time
 
     now = int(time.time())

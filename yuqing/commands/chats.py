@@ -36,8 +36,12 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def import_chats(
-    paths: Annotated[list[Path], typer.Argument(help="一个或多个导出文件（QQ .txt、微信 .csv、Telegram result.json）")],
-    group: Annotated[str | None, typer.Option("--group", help="群名：文件里没有群名时使用，或覆盖文件里的群名")] = None,
+    paths: Annotated[
+        list[Path], typer.Argument(help="一个或多个导出文件（QQ .txt、微信 .csv、Telegram result.json）")
+    ],
+    group: Annotated[
+        str | None, typer.Option("--group", help="群名：文件里没有群名时使用，或覆盖文件里的群名")
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="auto | qq-txt | wechat-csv | telegram-json")] = "auto",
     batch_size: Annotated[int, typer.Option(help="每批入库条数", min=1, max=20_000)] = 1000,
 ) -> None:
@@ -52,9 +56,17 @@ def import_chats(
         raise _fail(f"找不到文件：{'、'.join(missing)}。请检查路径。")
     failed = 0
     for path in paths:
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(), DownloadColumn(),
-                      TransferSpeedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[messages]} 条"),
-                      console=console, transient=False) as bar:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[messages]} 条"),
+            console=console,
+            transient=False,
+        ) as bar:
             task = bar.add_task(path.name, total=path.stat().st_size or 1, messages=0)
 
             def progress(done: int, messages: int, task: int = task, bar: Progress = bar) -> None:
@@ -62,14 +74,17 @@ def import_chats(
 
             try:
                 with session_scope() as session:
-                    report = import_chat_file(session, path, fmt=fmt, group=group, batch_size=batch_size,
-                                              progress=progress)
+                    report = import_chat_file(
+                        session, path, fmt=fmt, group=group, batch_size=batch_size, progress=progress
+                    )
             except ChatFormatError as err:
                 failed += 1
                 err_console.print(f"[red]错误：[/red]{path}：{err}")
                 continue
             except KeyboardInterrupt:
-                err_console.print(f"已中断：{path} 已入库的部分保留；重新运行同一命令即可继续，不会重复保存。")
+                err_console.print(
+                    f"已中断：{path} 已入库的部分保留；重新运行同一命令即可继续，不会重复保存。"
+                )
                 raise typer.Exit(130) from None
         _summary(report)
     if failed:
@@ -95,14 +110,16 @@ def _summary(report) -> None:  # type: ignore[no-untyped-def]
         for text in problems[:SHOW_ISSUES]:
             console.print(f"  {text}", markup=False, highlight=False)
         if len(problems) > SHOW_ISSUES or report.issue_count + c.rejected_count > len(problems):
-            console.print(f"  …… 其余见数据库 source_runs 表（共 {report.issue_count + c.rejected_count} 处）")
+            console.print(
+                f"  …… 其余见数据库 source_runs 表（共 {report.issue_count + c.rejected_count} 处）"
+            )
 
 
 def purge(
     days: Annotated[int | None, typer.Option(help="保留天数；默认 YUQING_RETENTION_DAYS", min=1)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="只统计，不删除")] = False,
 ) -> None:
-    """Delete raw chat messages older than the retention period (alert evidence, stories and statistics stay)."""
+    """Delete raw chat messages older than the retention period (alert evidence and stories stay)."""
     from core.db import session_scope
     from crawler.chats import purge_chat_messages
 
@@ -110,7 +127,9 @@ def purge(
         result = purge_chat_messages(session, days=days, dry_run=dry_run)
     when = result.cutoff.astimezone(ZoneInfo(get_settings().timezone)).strftime("%Y-%m-%d %H:%M")
     verb = "将删除" if dry_run else "已删除"
-    console.print(f"{verb} {when} 之前的群消息 {result.deleted} 条；作为预警证据保留 {result.kept_as_evidence} 条。")
+    console.print(
+        f"{verb} {when} 之前的群消息 {result.deleted} 条；作为预警证据保留 {result.kept_as_evidence} 条。"
+    )
 
 
 @groups_app.command("list")
@@ -128,8 +147,16 @@ def groups_list(
     table = Table("ID", "平台", "群名", "消息数", "最近消息", "标签", "保留昵称", "启用")
     for r in rows:
         last = r["last_message_at"].astimezone(tz).strftime("%Y-%m-%d %H:%M") if r["last_message_at"] else "-"
-        table.add_row(str(r["id"]), r["platform"], r["name"], str(r["message_count"]), last,
-                      "、".join(r["tags"]) or "-", "是" if r["keep_names"] else "否", "是" if r["enabled"] else "否")
+        table.add_row(
+            str(r["id"]),
+            r["platform"],
+            r["name"],
+            str(r["message_count"]),
+            last,
+            "、".join(r["tags"]) or "-",
+            "是" if r["keep_names"] else "否",
+            "是" if r["enabled"] else "否",
+        )
     console.print(table)
     console.print(f"共 {total} 个群")
 
@@ -140,8 +167,12 @@ def groups_set(
     name: Annotated[str | None, typer.Option(help="新群名")] = None,
     tags: Annotated[str | None, typer.Option(help="标签，逗号分隔，如 村民群,东湾村")] = None,
     member_count: Annotated[int | None, typer.Option(help="成员数", min=0)] = None,
-    keep_names: Annotated[bool | None, typer.Option("--keep-names/--pseudonymize", help="保存昵称 / 以化名保存")] = None,
-    enabled: Annotated[bool | None, typer.Option("--enable/--disable", help="启用 / 停用（停用后不再收消息）")] = None,
+    keep_names: Annotated[
+        bool | None, typer.Option("--keep-names/--pseudonymize", help="保存昵称 / 以化名保存")
+    ] = None,
+    enabled: Annotated[
+        bool | None, typer.Option("--enable/--disable", help="启用 / 停用（停用后不再收消息）")
+    ] = None,
 ) -> None:
     """Change a group's name, tags, member count, name keeping or enabled flag."""
     from core.db import session_scope
@@ -160,7 +191,9 @@ def groups_set(
     if enabled is not None:
         changes["enabled"] = enabled
     if not changes:
-        raise _fail("没有要修改的内容：加 --name / --tags / --member-count / --keep-names / --disable 等选项。")
+        raise _fail(
+            "没有要修改的内容：加 --name / --tags / --member-count / --keep-names / --disable 等选项。"
+        )
     try:
         with session_scope() as session:
             group = update_group(session, group_id, changes)
