@@ -1,7 +1,9 @@
 """Pushes from chat bots and scripts: OneBot v11 events and a generic JSON batch.
 
 Tokens: a bot token (``yuqing tokens create qq-bot-1 --bot``) may call only these routes; staff
-and above may call them too. When ``YUQING_ONEBOT_SECRET`` is set, OneBot pushes must carry
+and above may call them too. OneBot's HTTP POST reporting has no header for a token in several
+frameworks (go-cqhttp), so the token may also come as ``?access_token=`` (OneBot's own
+convention). When ``YUQING_ONEBOT_SECRET`` is set, OneBot pushes must carry
 ``X-Signature: sha1=<HMAC-SHA1 of the raw body>`` as OneBot implementations send it.
 """
 
@@ -9,10 +11,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.accounts import role_rank
-from api.deps import CurrentUser, SessionDep
+from api.accounts import role_rank, user_for_token
+from api.deps import SessionDep
 from api.problems import Problem
 from core.settings import get_settings
 from core.tables import User
@@ -20,14 +23,34 @@ from crawler.chats.onebot import OneBotEvent, signature_ok
 from crawler.chats.push import MessageBatch, PushResult, store_message_batch, store_onebot_event
 
 router = APIRouter(prefix="/ingest", tags=["ingest"])
+_bearer = HTTPBearer(auto_error=False, description="机器人令牌：`yuqing tokens create qq-bot-1 --bot`")
 
 
-def pusher(request: Request, user: CurrentUser) -> User:
-    """A bot token, or a user of role staff or above."""
-    if getattr(request.state, "token_kind", None) != "bot" and role_rank(user.role) < role_rank("staff"):
-        raise Problem(
-            403, "权限不足", "推送消息需要机器人令牌（yuqing tokens create NAME --bot）或工作人员以上角色。"
-        )
+def pusher(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    access_token: Annotated[
+        str | None,
+        Query(max_length=200, description="令牌也可放在查询参数里（OneBot 惯例，供不能设请求头的框架）"),
+    ] = None,
+) -> User:
+    """A bot token, or a user of role staff or above; from the Authorization header or ?access_token=."""
+    token = credentials.credentials if credentials is not None else access_token
+    if not token:
+        raise Problem(401, "需要登录",
+                      "推送缺少令牌：加请求头 'Authorization: Bearer <令牌>'，或在地址后加 ?access_token=<令牌>。",
+                      headers={"WWW-Authenticate": "Bearer"})
+    found = user_for_token(session, token)
+    if found is None:
+        raise Problem(401, "令牌无效",
+                      "令牌无效、已过期或已吊销：请用 `yuqing tokens create NAME --bot` 重新生成。",
+                      headers={"WWW-Authenticate": "Bearer"})
+    user, tok = found
+    if tok.kind != "bot" and role_rank(user.role) < role_rank("staff"):
+        raise Problem(403, "权限不足",
+                      "推送消息需要机器人令牌（yuqing tokens create NAME --bot）或工作人员以上角色。")
+    request.state.token_kind = tok.kind
     return user
 
 
@@ -127,8 +150,8 @@ BATCH_EXAMPLES: dict[str, Any] = {
     dependencies=[Depends(onebot_signature)],
     description=(
         "把 go-cqhttp / NapCat / LLOneBot / Lagrange 等 OneBot v11 实现的 **HTTP POST 上报地址** 设为 "
-        "`http://<服务器>/api/v1/ingest/onebot`，`access_token` 填机器人令牌"
-        "（请求头 `Authorization: Bearer <令牌>`）。"
+        "`http://<服务器>/api/v1/ingest/onebot`，机器人令牌放在请求头 `Authorization: Bearer <令牌>`；"
+        "框架不能设置请求头时（如 go-cqhttp 的 post 配置）改用 `…/onebot?access_token=<令牌>`。"
         "配置了 `YUQING_ONEBOT_SECRET` 时，必须带 `X-Signature: sha1=<请求体的 HMAC-SHA1>`。"
         "只保存群消息；心跳、通知、私聊会被接受并忽略。发送者 QQ 号与昵称以化名保存，手机号、身份证号打码。"
         "重复推送同一条消息只保存一次（按群号 + message_id）。"

@@ -115,6 +115,10 @@ def test_tokens(api_client: TestClient, api_engine, bot: dict, make_user: Callab
     )
     assert api_client.post(ONEBOT, json=event(), headers=make_user("viewer")).status_code == 403
     assert api_client.post(ONEBOT, json=event(), headers=make_user("staff")).status_code == 200
+    # OneBot's convention for frameworks that cannot set headers: ?access_token=
+    token = bot["Authorization"].split()[1]
+    assert api_client.post(ONEBOT, params={"access_token": token}, json=event(52077)).json()["new"] == 1
+    assert api_client.post(ONEBOT, params={"access_token": "yq_nope"}, json=event()).status_code == 401
     # a bot token pushes, and nothing else
     assert api_client.get("/api/v1/groups", headers=bot).status_code == 403
     assert api_client.get("/api/v1/me", headers=bot).status_code == 403
