@@ -39,7 +39,8 @@ def pusher(
     token = credentials.credentials if credentials is not None else access_token
     if not token:
         raise Problem(401, "需要登录",
-                      "推送缺少令牌：加请求头 'Authorization: Bearer <令牌>'，或在地址后加 ?access_token=<令牌>。",
+                      "推送缺少令牌：加请求头 'Authorization: Bearer <令牌>'，"
+                      "或在地址后加 ?access_token=<令牌>。",
                       headers={"WWW-Authenticate": "Bearer"})
     found = user_for_token(session, token)
     if found is None:
