@@ -63,3 +63,23 @@ def test_purge_dry_run_and_real(fresh_db_url: str) -> None:
     real = runner.invoke(app, ["purge", "--days", "1"])
     assert real.exit_code == 0 and "已删除" in real.output and "群消息 6 条" in real.output
     assert "群消息 0 条" in runner.invoke(app, ["purge", "--days", "1"]).output
+
+
+def test_nightly_purge_job_is_scheduled_and_runs(fresh_db_url: str, monkeypatch) -> None:
+    from sqlalchemy import func, select
+
+    from core.db import session_scope
+    from core.settings import get_settings
+    from core.tables import Post
+    from yuqing.scheduler import collect_jobs
+
+    runner.invoke(app, ["import-chats", str(FIXTURES / "qq_dongwan.txt")])
+    monkeypatch.setenv("YUQING_RETENTION_DAYS", "1")
+    get_settings.cache_clear()
+    job = next(j for j in collect_jobs(get_settings()) if j.id == "chats.purge")
+    assert job.cron == "03:30"
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Post)) == 6
+    job.func()
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Post)) == 0
