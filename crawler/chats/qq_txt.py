@@ -50,12 +50,29 @@ def is_qq_txt(head: list[str]) -> bool:
     return any(HEADER.match(line.rstrip("\r\n")) for line in head)
 
 
+#: Longer messages are cut (and reported): memory stays bounded even for a file that is one huge message.
+MAX_MESSAGE_CHARS = 200_000
+
+
 class _Pending:
-    __slots__ = ("line", "lines", "name", "sender_id", "time")
+    __slots__ = ("chars", "line", "lines", "name", "sender_id", "time", "truncated")
 
     def __init__(self, line: int, time: dt.datetime, name: str, sender_id: str) -> None:
         self.line, self.time, self.name, self.sender_id = line, time, name, sender_id
         self.lines: list[str] = []
+        self.chars = 0
+        self.truncated = False
+
+    def add(self, text: str) -> bool:
+        """Append a content line; False (once) when the message has just become too long."""
+        if self.truncated:
+            return True
+        if self.chars + len(text) + 1 > MAX_MESSAGE_CHARS:
+            self.truncated = True
+            return False
+        self.lines.append(text)
+        self.chars += len(text) + 1
+        return True
 
 
 def parse_qq_txt(reader: LineReader) -> Iterator[ParseEvent]:
@@ -126,7 +143,8 @@ def parse_qq_txt(reader: LineReader) -> Iterator[ParseEvent]:
             yield ParseIssue(line.number, f"消息头不完整，整条消息跳过：{text[:40]}")
             continue
         if current is not None:
-            current.lines.append(text)
+            if not current.add(text):
+                yield ParseIssue(line.number, f"消息超过 {MAX_MESSAGE_CHARS} 字，其后内容已截断")
         elif text.strip() and not (broken or orphan_reported or text.startswith("消息记录")):
             orphan_reported = True
             yield ParseIssue(line.number, f"不属于任何消息的内容，已跳过：{text[:40]}")

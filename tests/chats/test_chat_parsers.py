@@ -111,6 +111,20 @@ def test_utf16_and_mixed_encodings_read_the_same(tmp_path: Path) -> None:
     assert len(bad) == 1 and "编码" in bad[0].reason and bad[0].line == head.count(b"\n") + 5
 
 
+def test_huge_messages_are_cut_and_reported(tmp_path: Path) -> None:
+    from crawler.chats.qq_txt import MAX_MESSAGE_CHARS
+
+    line = "东湾村" * 300
+    body = "\n".join([line] * (MAX_MESSAGE_CHARS // len(line) + 50))
+    path = tmp_path / "huge.txt"
+    path.write_text(qq_export([("2026-11-20 09:00:00", "甲", "11111", body),
+                               ("2026-11-20 09:01:00", "乙", "22222", "下一条")]), encoding="utf-8")
+    evs = events(path)
+    msgs = messages(evs)
+    assert len(msgs[0].text) <= MAX_MESSAGE_CHARS and msgs[1].text == "下一条"
+    assert [i.reason[:5] for i in evs if isinstance(i, ParseIssue)] == ["消息超过 "]
+
+
 def test_wechat_memotrace_layout() -> None:
     evs = events(FIXTURES / "石桥村群_utf8.csv")
     msgs = messages(evs)
