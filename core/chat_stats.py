@@ -10,6 +10,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -24,7 +25,7 @@ class HourCount:
     count: int
 
 
-def _hour_expr(session: Session):  # type: ignore[no-untyped-def]
+def _hour_expr(session: Session) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         return func.to_char(func.date_trunc("hour", Post.published_at), "YYYY-MM-DD HH24")
     return func.strftime("%Y-%m-%d %H", Post.published_at)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -36,11 +37,11 @@ class PurgeResult:
     kept_as_evidence: int = 0
 
 
-def _old_chat(cutoff: dt.datetime):  # type: ignore[no-untyped-def]
+def _old_chat(cutoff: dt.datetime) -> tuple[Any, ...]:
     return (Post.channel == "chat", func.coalesce(Post.published_at, Post.collected_at) < cutoff)
 
 
-def _kept():  # type: ignore[no-untyped-def]
+def _kept() -> Any:
     evidence = select(AlertPost.post_id)
     story_reps = select(Story.representative_post_id).where(Story.representative_post_id.is_not(None))
     topic_reps = select(Topic.representative_post_id).where(Topic.representative_post_id.is_not(None))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
 import typer
@@ -12,6 +12,7 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeRemainingColumn,
@@ -20,6 +21,9 @@ from rich.progress import (
 from rich.table import Table
 
 from core.settings import get_settings
+
+if TYPE_CHECKING:
+    from crawler.chats import ImportReport
 
 console = Console()
 err_console = Console(stderr=True)
@@ -69,7 +73,7 @@ def import_chats(
         ) as bar:
             task = bar.add_task(path.name, total=path.stat().st_size or 1, messages=0)
 
-            def progress(done: int, messages: int, task: int = task, bar: Progress = bar) -> None:
+            def progress(done: int, messages: int, task: TaskID = task, bar: Progress = bar) -> None:
                 bar.update(task, completed=done, messages=messages)
 
             try:
@@ -91,7 +95,7 @@ def import_chats(
         raise typer.Exit(1)
 
 
-def _summary(report) -> None:  # type: ignore[no-untyped-def]
+def _summary(report: ImportReport) -> None:
     c = report.counts
     skipped = "，".join(f"{SKIP_NAMES.get(k, k)} {v}" for k, v in sorted(c.skipped.items())) or "0"
     table = Table(title=f"{Path(report.path).name}（{report.format}）", show_header=False)
