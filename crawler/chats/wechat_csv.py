@@ -72,10 +72,10 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "昵称",
         "群昵称",
     ),
-    "message_id": ("msgsvrid", "msg_id", "msgid", "message_id", "localid", "id", "消息id"),
+    "message_id": ("msgsvrid", "msg_id", "msgid", "message_id", "id", "消息id"),
     "type": ("type", "type_name", "msg_type", "类型", "消息类型"),
     "subtype": ("subtype",),
-    "group_id": ("room_name", "talkerid", "group_id", "chatroom", "群id", "群号"),
+    "group_id": ("room_name", "group_id", "chatroom", "群id", "群号"),
     "group_name": ("group", "group_name", "群名", "群聊", "群名称"),
     "reply_to": ("reply_to", "quote_id", "回复", "引用"),
     "is_forward": ("is_forward", "forwarded", "转发"),
@@ -114,6 +114,12 @@ class _Layout:
         memotrace = "strcontent" in names or "talkerid" in names
         self.kind = "memotrace" if memotrace else "pywxdump" if "type_name" in names else "simple"
         roles = dict(COLUMNS)
+        # Only ids that mean the same on every phone identify a message or group: WeChat's server
+        # id (MsgSvrID) and chat-room id do; MemoTrace's localId/TalkerId and PyWxDump's id are row
+        # numbers of one phone's database or one export, and two staff phones exporting the same
+        # group would collide. Without a global id, the importer derives one from the content.
+        if self.kind != "simple":
+            roles["message_id"] = ("msgsvrid",)
         if self.kind == "simple":
             # a bare "sender" column in a simple table is the sender's display name
             roles["sender_id"] = tuple(n for n in roles["sender_id"] if n != "sender")

@@ -68,6 +68,8 @@ def test_every_fixture_imports_and_reimport_stores_nothing_twice(db: Session) ->
     }
     assert groups["东湾村村民群"].external_id == name_group_id("东湾村村民群")
     assert groups["青禾镇志愿者群"].external_id == "1987654321"
+    assert groups["石桥村群"].external_id == name_group_id("石桥村群")  # MemoTrace: by its file name
+    assert groups["pywxdump_nanping"].external_id == "20261122@chatroom"
     runs = db.scalars(select(SourceRun).order_by(SourceRun.id)).all()
     assert len(runs) == 2 * len(ALL)
     assert (
@@ -226,3 +228,20 @@ def test_purge_keeps_alert_evidence_and_stories(db: Session) -> None:
     assert (story.post_count, story.group_count, story.hourly_counts) == (8, 2, {"2026-11-20T08": 8})
     assert db.scalar(select(Post.id).where(Post.external_id == "old-web")) is not None  # web posts stay
     assert purge_chat_messages(db, days=3, now=now).deleted == 0
+
+
+def test_same_group_exported_from_two_phones_is_stored_once(db: Session, tmp_path: Path) -> None:
+    import csv
+
+    original = FIXTURES / "石桥村群_utf8.csv"
+    rows = list(csv.reader(original.read_text(encoding="utf-8-sig").splitlines(keepends=True)))
+    for row in rows[1:]:
+        if len(row) == 12:
+            row[0], row[1] = str(int(row[0]) + 5000), "42"  # another phone: other localId and TalkerId
+    other = tmp_path / "石桥村群_utf8.csv"
+    with other.open("w", encoding="utf-8-sig", newline="") as f:
+        csv.writer(f).writerows(rows)
+    first = import_chat_file(db, original)
+    second = import_chat_file(db, other)
+    assert first.counts.new == 6 and (second.counts.new, second.counts.unchanged) == (0, 6)
+    assert chat_count(db) == 6

@@ -128,7 +128,9 @@ def test_huge_messages_are_cut_and_reported(tmp_path: Path) -> None:
 def test_wechat_memotrace_layout() -> None:
     evs = events(FIXTURES / "石桥村群_utf8.csv")
     msgs = messages(evs)
-    assert [m.message_id for m in msgs] == ["101", "102", "103", "105", "106", "110"]
+    # localId / TalkerId are one phone's row numbers: not used as identities
+    assert [m.line for m in msgs] == [2, 3, 6, 8, 9, 13]
+    assert all(m.message_id is None and m.group_id is None for m in msgs)
     assert msgs[0].sender_name == "石桥村小陈"  # empty Remark falls back to NickName
     assert msgs[1].sender_name == "周站长" and msgs[1].sender_id == "wxid_zhou_power77"
     assert msgs[1].text.count("\n") == 2 and msgs[1].line == 3  # a quoted multi-line field
