@@ -54,6 +54,19 @@ def test_import_chats_bad_files(fresh_db_url: str, tmp_path) -> None:
     assert "至少需要" in res.output and "南坪村通知频道（2）" in res.output  # the good file still imports
     gone = runner.invoke(app, ["import-chats", str(tmp_path / "nothing.txt")])
     assert gone.exit_code == 1 and "找不到文件" in gone.output
+    assert "没有" in runner.invoke(app, ["import-chats", str(tmp_path)]).output
+
+
+def test_import_a_whole_folder(fresh_db_url: str, tmp_path) -> None:
+    import shutil
+
+    for name in ("qq_dongwan.txt", "simple_liushu.csv", "telegram_single.json"):
+        shutil.copy(FIXTURES / name, tmp_path / name)
+    (tmp_path / "readme.md").write_text("不是导出文件", encoding="utf-8")
+    res = runner.invoke(app, ["import-chats", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "qq_dongwan.txt（qq-txt）" in res.output and "telegram_single.json（telegram-json）" in res.output
+    assert "readme" not in res.output
 
 
 def test_purge_dry_run_and_real(fresh_db_url: str) -> None:

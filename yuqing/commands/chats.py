@@ -31,12 +31,24 @@ err_console = Console(stderr=True)
 groups_app = typer.Typer(help="群：列表、标签、保留昵称、停用。", no_args_is_help=True)
 
 SHOW_ISSUES = 50
+EXPORT_SUFFIXES = {".txt", ".csv", ".json"}
 SKIP_NAMES = {"system": "系统消息", "private": "私聊", "empty": "无内容", "disabled": "群已停用"}
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
     err_console.print(f"[red]错误：[/red]{message}")
     return typer.Exit(code)
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    """Files as given; a folder stands for every export file in it and below, in name order."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out += sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in EXPORT_SUFFIXES)
+        else:
+            out.append(path)
+    return out
 
 
 def import_chats(
@@ -55,9 +67,12 @@ def import_chats(
 
     if fmt not in ("auto", "qq-txt", "wechat-csv", "telegram-json"):
         raise _fail(f"未知格式 '{fmt}'：可选 auto、qq-txt、wechat-csv、telegram-json。")
-    missing = [str(p) for p in paths if not p.is_file()]
+    missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise _fail(f"找不到文件：{'、'.join(missing)}。请检查路径。")
+    paths = _expand(paths)
+    if not paths:
+        raise _fail("文件夹里没有 .txt / .csv / .json 导出文件。")
     failed = 0
     for path in paths:
         with Progress(
