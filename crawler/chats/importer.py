@@ -153,7 +153,7 @@ class MessageSink:
         occurrence = self._seen[(who, msg.text)]
         self._seen[(who, msg.text)] += 1
         material = "\x1f".join((msg.platform, group_external_id, stamp, who, msg.text, str(occurrence)))
-        digest = hmac.new(self._secret, material.encode("utf-8"), hashlib.sha256).hexdigest()[:24]
+        digest = hmac.digest(self._secret, material.encode("utf-8"), "sha256").hex()[:24]
         # time first: keys of a chronological export arrive in index order (B-tree appends, not
         # random inserts), which keeps a multi-million-message import fast
         return f"t{msg.time:%Y%m%d%H%M%S}-{digest}"

@@ -106,7 +106,8 @@ def parse_qq_txt(reader: LineReader) -> Iterator[ParseEvent]:
         text = line.text.rstrip("\r\n")
         if line.bad_encoding:
             yield ParseIssue(line.number, "编码无法识别，无法解码的字节已替换为 �")
-        header = HEADER.match(text)
+        first = text[:1]
+        header = HEADER.match(text) if first.isdigit() else None
         if header:
             if current is not None:
                 yield finish(current)
@@ -123,8 +124,8 @@ def parse_qq_txt(reader: LineReader) -> Iterator[ParseEvent]:
             sender_id = header.group(8) or header.group(9) or ""
             current = _Pending(line.number, when, header.group(7).strip(), sender_id)
             continue
-        meta = _META.match(text)
-        if meta or _SEPARATOR.match(text):
+        meta = _META.match(text) if first == "消" else None
+        if meta or (first == "=" and _SEPARATOR.match(text)):
             if current is not None:
                 yield finish(current)
                 current = None
@@ -135,7 +136,7 @@ def parse_qq_txt(reader: LineReader) -> Iterator[ParseEvent]:
             elif meta:
                 group = meta.group(2) or None
             continue
-        if _HEADER_START.match(text):
+        if first.isdigit() and _HEADER_START.match(text):
             if current is not None:
                 yield finish(current)
                 current = None
