@@ -69,8 +69,14 @@ def name_group_id(name: str) -> str:
 
 
 def _clean(value: str | None) -> str | None:
-    # PostgreSQL refuses NUL in text; exports of broken files sometimes carry them.
-    return value.replace("\x00", "") if value else value
+    """Text both databases accept: no NUL (PostgreSQL refuses it), no lone surrogates (JSON "\\ud800")."""
+    if not value:
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value.replace("\x00", "") if "\x00" in value else value
 
 
 class MessageSink:
@@ -113,14 +119,14 @@ class MessageSink:
         if info is not None:
             return info
         name = name or self.fallback_group
-        external_id = msg.group_id or self._id_for_name(msg.platform, name or "未命名群")
+        external_id = _clean(msg.group_id) or self._id_for_name(msg.platform, _clean(name) or "未命名群")
         existing = self.session.scalar(
             select(ChatGroup).where(ChatGroup.platform == msg.platform, ChatGroup.external_id == external_id)
         )
         ref = {
             "platform": msg.platform,
             "external_id": external_id,
-            "name": (name or (existing.name if existing else None) or external_id)[:200],
+            "name": _clean((name or (existing.name if existing else None) or external_id)[:200]),
         }
         info = GroupInfo(ref, existing.enabled if existing is not None else True)
         self._groups[key] = info
@@ -165,7 +171,7 @@ class MessageSink:
         if not group.enabled:
             self.counts.skipped["disabled"] += 1
             return
-        external_id = msg.message_id or self.derived_id(msg, group.ref["external_id"])
+        external_id = _clean(msg.message_id) or self.derived_id(msg, group.ref["external_id"])
         if msg.reply_to:
             self.had_replies = True
         self._batch.append(
@@ -175,7 +181,7 @@ class MessageSink:
                 "source_kind": self.source_kind,
                 "group": group.ref,
                 "external_id": external_id[:200],
-                "parent_external_id": msg.reply_to[:200] if msg.reply_to else None,
+                "parent_external_id": _clean(msg.reply_to[:200]) if msg.reply_to else None,
                 "text": _clean(msg.text),
                 "author": _clean(msg.sender_name[:255]) if msg.sender_name else None,
                 "author_id": _clean(msg.sender_id[:255]) if msg.sender_id else None,

@@ -184,6 +184,12 @@ def test_telegram_full_export() -> None:
     assert "13800002222" not in repr(evs) and "老李" not in repr(msgs)
 
 
+def test_clean_text_for_both_databases() -> None:
+    from crawler.chats.importer import _clean
+
+    assert _clean("东湾\x00村") == "东湾村" and _clean("a\ud800b") == "a?b" and _clean(None) is None
+
+
 def test_truncated_telegram_export_keeps_what_was_read() -> None:
     evs = events(FIXTURES / "telegram_truncated.json")
     assert [m.message_id for m in messages(evs)] == ["1"]

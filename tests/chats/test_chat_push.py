@@ -79,6 +79,16 @@ def test_onebot_push_is_stored_once(api_client: TestClient, api_engine, bot: dic
         assert (group.platform, group.external_id, group.name) == ("qq", "880001", "QQ群880001")
 
 
+def test_nul_is_cleaned_and_lone_surrogates_are_422(api_client: TestClient, api_engine, bot: dict) -> None:
+    headers = bot | {"Content-Type": "application/json"}
+    broken = json.dumps(event(message="坏字符\ud800", group_name="东湾\ud83d村")).encode()
+    assert api_client.post(ONEBOT, content=broken, headers=headers).status_code == 422
+    body = json.dumps(event(message="坏字符\x00在这里", sender={"nickname": "张\x00三"})).encode()
+    res = api_client.post(ONEBOT, content=body, headers=headers)
+    assert res.status_code == 200 and res.json()["new"] == 1, res.text
+    assert posts(api_engine)[0].raw_text == "坏字符在这里"
+
+
 def test_non_group_events_are_acknowledged_and_ignored(api_client: TestClient, api_engine, bot: dict) -> None:
     beat = {"time": 1764036000, "self_id": 10001, "post_type": "meta_event", "meta_event_type": "heartbeat"}
     res = api_client.post(ONEBOT, json=beat, headers=bot)
