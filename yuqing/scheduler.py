@@ -41,7 +41,7 @@ def collect_jobs(settings: Settings) -> list[Job]:
 
         with session_scope() as session:
             result = purge_chat_messages(session)
-        log.info("purged chat messages", extra={"deleted": result.deleted, "kept": result.kept_as_evidence})
+        log.info("purged %d chat messages (kept %d as evidence)", result.deleted, result.kept_as_evidence)
 
     jobs.append(Job(id="chats.purge", func=purge_old_chat_messages, cron="03:30"))
     return jobs
