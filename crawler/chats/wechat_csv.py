@@ -3,13 +3,16 @@
 Accepted layouts (the header row decides; names are matched case-insensitively):
 
 * **MemoTrace / WeChatMsg (留痕)**: ``localId,TalkerId,Type,SubType,IsSender,CreateTime,Status,
-  StrContent,StrTime,Remark,NickName,Sender`` (one file per chat, named ``<群名>_utf8.csv``).
+  StrContent,StrTime,Remark,NickName,Sender`` (one file per chat, named ``<群名>_utf8.csv``;
+  the group is known by that name, and messages get content-derived ids, because ``localId`` and
+  ``TalkerId`` are row numbers of one phone's database).
   ``Type`` is WeChat's numeric type (1 text, 3 image, 34 voice, 43 video, 47 sticker, 49 app
   message with sub-types 57 quote-reply and 19 merged forward, 10000/10002 system and recall).
 * **PyWxDump (and the WeClone/WeFlow exports that reuse it)**: ``id,MsgSvrID,type_name,
   is_sender,talker,room_name,msg|content,src,CreateTime``; ``room_name`` is the group id
-  (``…@chatroom``), ``talker`` the sender's wxid, ``type_name`` a Chinese type (文本, 图片,
-  引用回复, 合并转发的聊天记录, 系统通知, …).
+  (``…@chatroom``), ``talker`` the sender's wxid, ``MsgSvrID`` the server's message id (``id``
+  is an export row number, not used), ``type_name`` a Chinese type (文本, 图片, 引用回复,
+  合并转发的聊天记录, 系统通知, …).
 * **Simple tables** (e.g. typed by hand or saved from a spreadsheet): ``time,sender,content`` or
   ``时间,发送者,内容``, with optional ``id``/``消息ID``, ``sender_id``/``发送者ID``, ``group``/``群名``,
   ``group_id``/``群ID``, ``type``/``类型``, ``reply_to``/``回复``, ``is_forward``/``转发``.
