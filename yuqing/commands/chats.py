@@ -53,7 +53,7 @@ def _expand(paths: list[Path]) -> list[Path]:
 
 def import_chats(
     paths: Annotated[
-        list[Path], typer.Argument(help="一个或多个导出文件（QQ .txt、微信 .csv、Telegram result.json）")
+        list[Path], typer.Argument(help="导出文件或文件夹（QQ .txt、微信 .csv、Telegram result.json）")
     ],
     group: Annotated[
         str | None, typer.Option("--group", help="群名：文件里没有群名时使用，或覆盖文件里的群名")
@@ -61,7 +61,7 @@ def import_chats(
     fmt: Annotated[str, typer.Option("--format", help="auto | qq-txt | wechat-csv | telegram-json")] = "auto",
     batch_size: Annotated[int, typer.Option(help="每批入库条数", min=1, max=20_000)] = 1000,
 ) -> None:
-    """Import chat export files (streamed; re-running stores nothing twice)."""
+    """Import chat export files or folders (streamed; re-running stores nothing twice)."""
     from core.db import session_scope
     from crawler.chats import ChatFormatError, import_chat_file
 
