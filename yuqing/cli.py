@@ -235,6 +235,10 @@ def run(
 # ----------------------------------------------------------------------------- stage commands
 # Each stage keeps its subcommands in yuqing/commands/<stage>.py and registers them here.
 
+from yuqing.commands.digest import digest_command  # noqa: E402
+
+app.command("digest")(digest_command)
+
 from yuqing.commands import chats as _chats_commands  # noqa: E402
 
 _chats_commands.register(app)
