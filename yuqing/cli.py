@@ -245,6 +245,10 @@ app.command("rescore")(_models.rescore)
 app.add_typer(_models.models_app, name="models")
 app.add_typer(_models.labels_app, name="labels")
 
+from yuqing.commands import chats as _chats_commands  # noqa: E402
+
+_chats_commands.register(app)
+
 
 def main() -> None:
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")
