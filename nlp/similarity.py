@@ -227,15 +227,19 @@ def jaccard_estimate(a: np.ndarray, b: np.ndarray) -> float:
 class BandedIndex:
     """MinHash LSH by banding: ``insert`` ids with signatures, ``query`` candidates above a threshold.
 
-    Bands and rows come from datasketch's ``_optimal_param`` (equal weight on false positives
-    and negatives). Candidates are verified against the stored signatures, so band-key
-    collisions cost time, never correctness.
+    Bands and rows come from datasketch's ``_optimal_param`` for a candidate threshold set
+    below the verification threshold (default 0.2 lower): with 64 permutations, banding tuned
+    for 0.5 misses a pair of true Jaccard 0.6 one time in seven; tuned for 0.3 (21 bands of 3
+    rows) one time in 170. Candidates are then verified against the stored signatures, so
+    extra candidates and band-key collisions cost time, never correctness.
     """
 
-    def __init__(self, threshold: float = 0.5, num_perm: int = NUM_PERM) -> None:
+    def __init__(self, threshold: float = 0.5, num_perm: int = NUM_PERM,
+                 candidate_threshold: float | None = None) -> None:
         self.threshold = threshold
         self.num_perm = num_perm
-        self.bands, self.rows = _optimal_param(threshold, num_perm, 0.5, 0.5)
+        lsh_threshold = max(0.1, threshold - 0.2) if candidate_threshold is None else candidate_threshold
+        self.bands, self.rows = _optimal_param(lsh_threshold, num_perm, 0.5, 0.5)
         rng = np.random.RandomState(SEED)
         self._mult = rng.randint(1, 2**62, size=self.rows, dtype=np.int64).astype(np.uint64) | np.uint64(1)
         self._salt = rng.randint(1, 2**62, size=self.bands, dtype=np.int64).astype(np.uint64)
