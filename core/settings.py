@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     smtp_sender: str = "yuqing@localhost"
     digest_time: str = Field("18:00", description="Local time the daily digest is built and sent.")
 
+    analyze_interval_seconds: int = Field(60, ge=5, description="How often `yuqing run` analyses new posts.")
+    story_window_days: int = Field(14, ge=1, description="New posts join stories active within this many days.")
+
     @field_validator("data_dir", "model_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path) -> Path:

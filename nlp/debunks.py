@@ -38,7 +38,15 @@ from sqlalchemy.orm import Session
 from core.errors import Conflict, InvalidInput, NotFound
 from core.tables import Debunk, utcnow
 from nlp.normalize import normalize
-from nlp.similarity import N_FEATURES, BandedIndex, match_key, ngram_counts, shingle_batch
+from nlp.similarity import (
+    N_FEATURES,
+    BandedIndex,
+    match_key,
+    ngram_counts,
+    place_marks,
+    places_conflict,
+    shingle_batch,
+)
 
 __all__ = [
     "DebunkHit",
@@ -358,6 +366,7 @@ class DebunkMatcher:
         self.keys = [keys[i] for i in keep]
         self.index = BandedIndex(minhash_threshold)
         self._claim_grams: list[np.ndarray] = []
+        self._places = [place_marks(k) for k in self.keys]
         if not self.keys:
             self._matrix = sp.csr_matrix((0, N_FEATURES))
             self._idf = np.ones(N_FEATURES)
@@ -405,11 +414,15 @@ class DebunkMatcher:
         for i, key in enumerate(keys):
             if not key:
                 continue
-            near = self.index.best(sigs[i], band_keys[i])
+            places = place_marks(key)
+            near = self.index.best(sigs[i], band_keys[i],
+                                   accept=lambda pos, p=places: not places_conflict(p, self._places[pos]))
             if near is not None:
                 out[i] = DebunkHit(int(self.ids[near[0]]), round(near[1], 4), "minhash")
                 continue
             c = float(best_cos[i])
+            if places_conflict(places, self._places[int(best_claim[i])]):
+                continue
             if c >= self.cosine_threshold:
                 out[i] = DebunkHit(int(self.ids[best_claim[i]]), round(c, 4), "tfidf")
             elif c >= self.containment_min_cosine:

@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +32,8 @@ __all__ = [
     "jaccard_estimate",
     "match_key",
     "pack_signature",
+    "place_marks",
+    "places_conflict",
     "shingle_batch",
     "to_datasketch",
     "unpack_signature",
@@ -77,6 +79,22 @@ def match_key(norm_text: str | None) -> str:
             break
         text = stripped
     return _NON_WORD_RE.sub("", text.lower())
+
+
+# Administrative suffixes: "东湾村", "青禾镇", "青禾县", "城关区" ... The two characters before one
+# of these plus the suffix are a place mark. Two texts that each name a place the other does not
+# are about different places: "东湾村封村了" and "柳树村封村了" share most bigrams but are two stories.
+_PLACE_SUFFIXES = frozenset("村镇乡县区市")
+
+
+def place_marks(key: str) -> frozenset[str]:
+    """Place-like trigrams (two characters + an administrative suffix) of a match key."""
+    return frozenset(key[i - 2:i + 1] for i in range(2, len(key)) if key[i] in _PLACE_SUFFIXES)
+
+
+def places_conflict(a: frozenset[str], b: frozenset[str]) -> bool:
+    """True when each side names a place the other does not."""
+    return bool(a - b) and bool(b - a)
 
 
 # ----------------------------------------------------------------------------- shingling
@@ -285,9 +303,9 @@ class BandedIndex:
                 found.update(members)
         return found
 
-    def best(self, sig: np.ndarray, band_keys: np.ndarray | None = None,
-             threshold: float | None = None) -> tuple[int, float] | None:
-        """The most similar indexed key at or above the threshold, with its estimated Jaccard."""
+    def best(self, sig: np.ndarray, band_keys: np.ndarray | None = None, threshold: float | None = None,
+             accept: Callable[[int], bool] | None = None) -> tuple[int, float] | None:
+        """The most similar indexed key at or above the threshold (and ``accept``-ed), with its Jaccard."""
         keys = self.band_keys(sig)[0] if band_keys is None else band_keys
         cands = self.candidates(keys)
         if not cands:
@@ -296,6 +314,7 @@ class BandedIndex:
         best: tuple[int, float] | None = None
         for cand in cands:
             sim = float(np.count_nonzero(self._sigs[cand] == sig)) / self.num_perm
-            if sim >= limit and (best is None or sim > best[1] or (sim == best[1] and cand < best[0])):
+            if sim >= limit and (best is None or sim > best[1] or (sim == best[1] and cand < best[0])) \
+                    and (accept is None or accept(cand)):
                 best = (cand, sim)
         return best

@@ -4,7 +4,8 @@ A story is founded by its first post; its ``signature`` is that post's MinHash (
 match key, so "转发：", "【转】", "紧急扩散！" and "不转不是中国人" do not count). A new post joins
 the indexed story whose signature is most similar (estimated Jaccard >= threshold), else it
 founds a new story. Only founders are indexed, never members, so a chain of small edits cannot
-drift a story into another topic.
+drift a story into another topic. Two texts that each name a place the other does not ("东湾村
+封村了" / "柳树村封村了") never join, however similar the rest (:func:`nlp.similarity.places_conflict`).
 
 Incremental by design: :class:`StoryIndex` is rebuilt at the start of a run from
 ``stories.signature`` of the stories seen in a recent window (14 days by default) and is then
@@ -29,7 +30,15 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from core.tables import Post, Story, utcnow
-from nlp.similarity import NUM_PERM, BandedIndex, pack_signature, unpack_signature
+from nlp.similarity import (
+    NUM_PERM,
+    BandedIndex,
+    match_key,
+    pack_signature,
+    place_marks,
+    places_conflict,
+    unpack_signature,
+)
 
 __all__ = ["StoryIndex", "StoryMember", "StoryUpdate", "assign_stories", "hour_bucket", "write_stories"]
 
@@ -51,6 +60,7 @@ class StoryIndex:
     def __init__(self, threshold: float = DEFAULT_THRESHOLD, num_perm: int = NUM_PERM) -> None:
         self.lsh = BandedIndex(threshold, num_perm)
         self._exact: dict[bytes, int] = {}
+        self._places: dict[int, frozenset[str]] = {}
 
     def __len__(self) -> int:
         return len(self.lsh)
@@ -60,26 +70,30 @@ class StoryIndex:
              threshold: float = DEFAULT_THRESHOLD) -> StoryIndex:
         index = cls(threshold)
         since = (now or utcnow()) - dt.timedelta(days=window_days)
-        stmt = (select(Story.id, Story.signature).where(Story.last_seen >= since, Story.signature.is_not(None))
-                .order_by(Story.id))
+        stmt = (select(Story.id, Story.signature, Story.title)
+                .where(Story.last_seen >= since, Story.signature.is_not(None)).order_by(Story.id))
         ids: list[int] = []
         sigs: list[np.ndarray] = []
-        for story_id, blob in session.execute(stmt):
+        places: list[frozenset[str]] = []
+        for story_id, blob, title in session.execute(stmt):
             sig = unpack_signature(blob, index.lsh.num_perm)
             if sig is not None:
                 ids.append(story_id)
                 sigs.append(sig)
+                places.append(place_marks(match_key(title or "")))
         if sigs:
             matrix = np.vstack(sigs)
             band_keys = index.lsh.band_keys(matrix)
             for pos, story_id in enumerate(ids):
-                index.add(story_id, matrix[pos], band_keys[pos])
+                index.add(story_id, matrix[pos], band_keys[pos], places[pos])
         log.info("story index loaded", extra={"stories": len(ids), "window_days": window_days})
         return index
 
-    def add(self, story_id: int, sig: np.ndarray, band_keys: np.ndarray | None = None) -> None:
+    def add(self, story_id: int, sig: np.ndarray, band_keys: np.ndarray | None = None,
+            places: frozenset[str] = frozenset()) -> None:
         self.lsh.insert(story_id, sig, band_keys)
         self._exact.setdefault(sig.tobytes(), story_id)
+        self._places[story_id] = places
 
     def rename(self, old: int, new: int) -> None:
         sig = self.lsh._sigs.get(old)
@@ -87,15 +101,18 @@ class StoryIndex:
             return
         self.lsh.remove(old)
         self.lsh.insert(new, sig)
+        self._places[new] = self._places.pop(old, frozenset())
         raw = sig.tobytes()
         if self._exact.get(raw) == old:
             self._exact[raw] = new
 
-    def find(self, sig: np.ndarray, band_keys: np.ndarray) -> tuple[int, float] | None:
+    def find(self, sig: np.ndarray, band_keys: np.ndarray,
+             places: frozenset[str] = frozenset()) -> tuple[int, float] | None:
         exact = self._exact.get(sig.tobytes())
         if exact is not None:
             return exact, 1.0
-        return self.lsh.best(sig, band_keys)
+        return self.lsh.best(sig, band_keys,
+                             accept=lambda story: not places_conflict(places, self._places.get(story, frozenset())))
 
 
 @dataclass
@@ -151,13 +168,14 @@ def assign_stories(index: StoryIndex, members: Sequence[StoryMember], signatures
     for i, member in enumerate(members):
         story_id: int | None = None
         if len(member.key) >= min_chars:
-            found = index.find(signatures[i], band_keys[i])
+            places = place_marks(member.key)
+            found = index.find(signatures[i], band_keys[i], places)
             if found is not None:
                 story_id = found[0]
             else:
                 story_id = next_temp
                 next_temp -= 1
-                index.add(story_id, signatures[i], band_keys[i])
+                index.add(story_id, signatures[i], band_keys[i], places)
                 updates[story_id] = StoryUpdate(story_id, signature=signatures[i], founder=member)
         assigned.append(story_id)
         old = member.old_story_id

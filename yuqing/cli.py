@@ -236,6 +236,10 @@ def run(
 # ----------------------------------------------------------------------------- stage commands
 # Each stage keeps its subcommands in yuqing/commands/<stage>.py and registers them here.
 
+from yuqing.commands import nlp as _nlp_commands  # noqa: E402  (analyze, classify, debunks)
+
+_nlp_commands.register(app)
+
 
 def main() -> None:
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")
