@@ -9,7 +9,7 @@ Matching (:class:`DebunkMatcher`) combines two signals on the same character n-g
 
 * MinHash LSH on bigrams finds near-duplicates of a claim (forwards, small edits): method
   ``minhash``, similarity = estimated Jaccard;
-* TF-IDF cosine on hashed 2-3-grams (IDF from the library) finds posts that quote the claim
+* TF-IDF cosine on hashed bigrams (IDF from the library) finds posts that quote the claim
   inside a longer text or paraphrase it: method ``tfidf``, similarity = cosine. Because a
   long post that quotes a short claim has a low cosine, the best TF-IDF candidate also passes
   when most of the claim's bigrams occur in the post: method ``containment``, similarity = the
@@ -42,7 +42,7 @@ from nlp.similarity import (
     N_FEATURES,
     BandedIndex,
     match_key,
-    ngram_counts,
+    ShingleBatch,
     place_marks,
     places_conflict,
     shingle_batch,
@@ -377,7 +377,7 @@ class DebunkMatcher:
         for pos in range(len(self.keys)):
             self.index.insert(pos, sigs[pos], band_keys[pos])
         self._claim_grams = [shingles.doc_hashes(pos) for pos in range(len(self.keys))]
-        counts = ngram_counts(self.keys)
+        counts = shingles.counts()
         df = np.bincount(counts.indices, minlength=N_FEATURES)
         n = len(self.keys)
         self._idf = np.log((1.0 + n) / (1.0 + df)) + 1.0  # sklearn's smooth idf
@@ -399,36 +399,44 @@ class DebunkMatcher:
         norms[norms == 0] = 1.0
         return sp.csr_matrix(sp.diags(1.0 / norms) @ m)
 
-    def match(self, keys: Sequence[str], signatures: np.ndarray | None = None) -> list[DebunkHit | None]:
-        """The best debunk for each post key, or None."""
+    def match(self, keys: Sequence[str], signatures: np.ndarray | None = None,
+              shingles: ShingleBatch | None = None) -> list[DebunkHit | None]:
+        """The best debunk for each post key, or None.
+
+        ``signatures`` / ``shingles`` may be passed when the caller already has them (the
+        pipeline computes them once per batch for stories and debunks alike).
+        """
         out: list[DebunkHit | None] = [None] * len(keys)
         if not self.keys or not keys:
             return out
-        shingles = shingle_batch(keys)
+        shingles = shingle_batch(keys) if shingles is None else shingles
         sigs = shingles.signatures() if signatures is None else signatures
-        band_keys = self.index.band_keys(sigs)
-        cos = (self._tfidf(ngram_counts(keys)) @ self._matrix).toarray()  # (posts x claims)
+        near = self.index.query_many(sigs)
+        cos = (self._tfidf(shingles.counts()) @ self._matrix).toarray()  # (posts x claims)
         best_claim = cos.argmax(axis=1)
         best_cos = cos[np.arange(len(keys)), best_claim]
         offsets = np.concatenate(([0], np.cumsum(shingles.sizes)))
-        for i, key in enumerate(keys):
+        todo = np.flatnonzero(best_cos >= min(self.cosine_threshold, self.containment_min_cosine)).tolist()
+        todo = sorted(set(todo) | {i for i, hits in enumerate(near) if hits})
+        for i in todo:
+            key = keys[i]
             if not key:
                 continue
             places = place_marks(key)
-            near = self.index.best(sigs[i], band_keys[i],
-                                   accept=lambda pos, p=places: not places_conflict(p, self._places[pos]))
-            if near is not None:
-                out[i] = DebunkHit(int(self.ids[near[0]]), round(near[1], 4), "minhash")
+            hit = next(((pos, sim) for pos, sim in near[i] if not places_conflict(places, self._places[pos])), None)
+            if hit is not None:
+                out[i] = DebunkHit(int(self.ids[hit[0]]), round(hit[1], 4), "minhash")
                 continue
+            claim_pos = int(best_claim[i])
             c = float(best_cos[i])
-            if places_conflict(places, self._places[int(best_claim[i])]):
+            if places_conflict(places, self._places[claim_pos]):
                 continue
             if c >= self.cosine_threshold:
-                out[i] = DebunkHit(int(self.ids[best_claim[i]]), round(c, 4), "tfidf")
+                out[i] = DebunkHit(int(self.ids[claim_pos]), round(c, 4), "tfidf")
             elif c >= self.containment_min_cosine:
-                claim = self._claim_grams[int(best_claim[i])]
+                claim = self._claim_grams[claim_pos]
                 post = shingles.hashes[offsets[i]:offsets[i + 1]]
-                contained = np.isin(claim, post).mean() if len(claim) else 0.0
+                contained = float(np.isin(claim, post).mean()) if len(claim) else 0.0
                 if contained >= self.containment_threshold:
-                    out[i] = DebunkHit(int(self.ids[best_claim[i]]), round(float(contained), 4), "containment")
+                    out[i] = DebunkHit(int(self.ids[claim_pos]), round(contained, 4), "containment")
         return out

@@ -124,10 +124,12 @@ def text_features(texts: Sequence[str], model: Classifier, matcher: DebunkMatche
         if norm else []
     t3 = time.perf_counter()
     timings["explain"] = t3 - t2
-    signatures = shingle_batch(keys).signatures()
+    shingles = shingle_batch(keys)
+    signatures = shingles.signatures()
     t4 = time.perf_counter()
     timings["signatures"] = t4 - t3
-    debunks = matcher.match(keys, signatures) if matcher is not None and len(matcher) else [None] * len(texts)
+    debunks = matcher.match(keys, signatures, shingles) if matcher is not None and len(matcher) \
+        else [None] * len(texts)
     timings["debunks"] = time.perf_counter() - t4
     return TextFeatures(norm, keys, signatures, proba, explanations, debunks, timings)
 
@@ -262,9 +264,12 @@ def story_stage(ctx: AnalysisContext, batch: Batch) -> None:
                     debunk_similarity=f.debunks[i].similarity if f.debunks[i] else None)
         for i, r in enumerate(batch.rows)
     ]
+    tick = _Ticker(ctx, "stories.")
     assigned, updates = assign_stories(ctx.stories, members, f.signatures)
+    tick("assign")
     ctx.count("stories_new", sum(1 for s in updates if s < 0))
     batch.story_ids = write_stories(ctx.session, ctx.stories, assigned, updates)
+    tick("write")
     ctx.state.setdefault("_touched_stories", set()).update(s for s in updates if s > 0)
     ctx.state["_batch_stories"] = sorted({s for s in batch.story_ids if s is not None}
                                          | {s for s in updates if s > 0})
@@ -275,6 +280,7 @@ def write_stage(ctx: AnalysisContext, batch: Batch) -> None:
     session, f, now = ctx.session, batch._f(), utcnow()
     conn = session.connection()
     ids = batch.ids
+    tick = _Ticker(ctx, "write.")
     # Matches of a re-analysed post are replaced, not accumulated.
     for start in range(0, len(ids), _CHUNK):
         conn.execute(delete(DebunkMatch.__table__).where(DebunkMatch.__table__.c.post_id.in_(ids[start:start + _CHUNK])))
@@ -283,6 +289,7 @@ def write_stage(ctx: AnalysisContext, batch: Batch) -> None:
     if matches:
         conn.execute(DebunkMatch.__table__.insert(), matches)
     ctx.count("debunk_matches", len(matches))
+    tick("matches")
 
     scores = []
     for i, r in enumerate(batch.rows):
@@ -295,6 +302,7 @@ def write_stage(ctx: AnalysisContext, batch: Batch) -> None:
         scores.append({"post_id": r.id, "model_version_id": ctx.model_version_id, "rumor_probability": p,
                        "label": label, "explanation": explanation, "scored_at": now})
     _upsert_scores(session, scores)
+    tick("scores")
 
     table = Post.__table__
     extra_cols = {name: values for name, values in batch.post_columns.items() if values is not None}
@@ -312,8 +320,23 @@ def write_stage(ctx: AnalysisContext, batch: Batch) -> None:
             p[f"_x_{name}"] = col[i]
         params.append(p)
     conn.execute(stmt, params)
+    tick("posts")
     refresh_counts(session, ctx.state.pop("_batch_stories", []))
+    tick("story_counts")
     ctx.count("posts", len(batch))
+
+
+class _Ticker:
+    """Adds the time since the last tick to ``ctx.timings[prefix + name]``."""
+
+    def __init__(self, ctx: AnalysisContext, prefix: str) -> None:
+        self.ctx, self.prefix, self.last = ctx, prefix, time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        key = self.prefix + name
+        self.ctx.timings[key] = self.ctx.timings.get(key, 0.0) + now - self.last
+        self.last = now
 
 
 STAGES: list[Stage] = [Stage("text", text_stage), Stage("stories", story_stage), Stage("write", write_stage)]

@@ -61,6 +61,8 @@ class StoryIndex:
         self.lsh = BandedIndex(threshold, num_perm)
         self._exact: dict[bytes, int] = {}
         self._places: dict[int, frozenset[str]] = {}
+        # Stories founded by the current batch, indexed once they have ids (write_stories).
+        self.pending: dict[int, tuple[np.ndarray, np.ndarray, frozenset[str]]] = {}
 
     def __len__(self) -> int:
         return len(self.lsh)
@@ -94,17 +96,6 @@ class StoryIndex:
         self.lsh.insert(story_id, sig, band_keys)
         self._exact.setdefault(sig.tobytes(), story_id)
         self._places[story_id] = places
-
-    def rename(self, old: int, new: int) -> None:
-        sig = self.lsh._sigs.get(old)
-        if sig is None:
-            return
-        self.lsh.remove(old)
-        self.lsh.insert(new, sig)
-        self._places[new] = self._places.pop(old, frozenset())
-        raw = sig.tobytes()
-        if self._exact.get(raw) == old:
-            self._exact[raw] = new
 
     def find(self, sig: np.ndarray, band_keys: np.ndarray,
              places: frozenset[str] = frozenset()) -> tuple[int, float] | None:
@@ -160,23 +151,47 @@ def assign_stories(index: StoryIndex, members: Sequence[StoryMember], signatures
     """Story id per post (negative: new in this batch; None: too short to group) and per-story effects.
 
     Posts are taken in order, so a later post of the batch joins a story an earlier one founded.
+    Stories known before the batch are looked up for the whole batch at once
+    (:meth:`BandedIndex.query_many`); stories founded in the batch live in a small local index
+    until :func:`write_stories` gives them their ids.
     """
-    band_keys = index.lsh.band_keys(signatures) if len(members) else np.zeros((0, index.lsh.bands))
+    n = len(members)
+    lsh = index.lsh
+    band_keys = lsh.band_keys(signatures) if n else np.zeros((0, lsh.bands), dtype=np.uint64)
+    groupable = [len(m.key) >= min_chars for m in members]
+    known = lsh.query_many(signatures, band_keys) if n else []
+    local = BandedIndex(lsh.threshold, lsh.num_perm)
+    local_places: dict[int, frozenset[str]] = {}
+    local_exact: dict[bytes, int] = {}
     updates: dict[int, StoryUpdate] = {}
     assigned: list[int | None] = []
     next_temp = -1
     for i, member in enumerate(members):
         story_id: int | None = None
-        if len(member.key) >= min_chars:
+        if groupable[i]:
+            sig = signatures[i]
+            raw = sig.tobytes()
             places = place_marks(member.key)
-            found = index.find(signatures[i], band_keys[i], places)
-            if found is not None:
-                story_id = found[0]
-            else:
+            story_id = index._exact.get(raw)
+            if story_id is None:
+                for cand, _sim in known[i]:
+                    if not places_conflict(places, index._places.get(cand, frozenset())):
+                        story_id = cand
+                        break
+            if story_id is None:
+                story_id = local_exact.get(raw)
+            if story_id is None and len(local):
+                found = local.best(sig, band_keys[i],
+                                   accept=lambda s, p=places: not places_conflict(p, local_places[s]))
+                story_id = found[0] if found else None
+            if story_id is None:
                 story_id = next_temp
                 next_temp -= 1
-                index.add(story_id, signatures[i], band_keys[i], places)
-                updates[story_id] = StoryUpdate(story_id, signature=signatures[i], founder=member)
+                local.insert(story_id, sig, band_keys[i])
+                local_places[story_id] = places
+                local_exact.setdefault(raw, story_id)
+                updates[story_id] = StoryUpdate(story_id, signature=sig, founder=member)
+                index.pending[story_id] = (sig, band_keys[i], places)
         assigned.append(story_id)
         old = member.old_story_id
         if old is not None and old != story_id:  # a re-analysed post left its story
@@ -212,7 +227,9 @@ def write_stories(session: Session, index: StoryIndex, assigned: list[int | None
                               rows).scalars().all()
         for u, story_id in zip(new, ids, strict=True):
             real[u.story_id] = story_id
-            index.rename(u.story_id, story_id)
+            sig, band_keys, places = index.pending.pop(u.story_id)
+            index.add(story_id, sig, band_keys, places)
+    index.pending.clear()
     old = [u for u in updates.values() if u.story_id > 0]
     if old:
         current: dict[int, Any] = {}
