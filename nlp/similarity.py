@@ -84,12 +84,13 @@ def match_key(norm_text: str | None) -> str:
 # Administrative suffixes: "东湾村", "青禾镇", "青禾县", "城关区" ... The two characters before one
 # of these plus the suffix are a place mark. Two texts that each name a place the other does not
 # are about different places: "东湾村封村了" and "柳树村封村了" share most bigrams but are two stories.
-_PLACE_SUFFIXES = frozenset("村镇乡县区市")
+_PLACE_RE = re.compile(r"(?=(..[村镇乡县区市]))")
+_EMPTY: frozenset[str] = frozenset()
 
 
 def place_marks(key: str) -> frozenset[str]:
     """Place-like trigrams (two characters + an administrative suffix) of a match key."""
-    return frozenset(key[i - 2:i + 1] for i in range(2, len(key)) if key[i] in _PLACE_SUFFIXES)
+    return frozenset(_PLACE_RE.findall(key)) if key else _EMPTY
 
 
 def places_conflict(a: frozenset[str], b: frozenset[str]) -> bool:
@@ -256,8 +257,8 @@ class BandedIndex:
                  candidate_threshold: float | None = None) -> None:
         self.threshold = threshold
         self.num_perm = num_perm
-        lsh_threshold = max(0.1, threshold - 0.2) if candidate_threshold is None else candidate_threshold
-        self.bands, self.rows = _optimal_param(lsh_threshold, num_perm, 0.5, 0.5)
+        self.candidate_threshold = max(0.1, threshold - 0.2) if candidate_threshold is None else candidate_threshold
+        self.bands, self.rows = _optimal_param(self.candidate_threshold, num_perm, 0.5, 0.5)
         rng = np.random.RandomState(SEED)
         self._mult = rng.randint(1, 2**62, size=self.rows, dtype=np.int64).astype(np.uint64) | np.uint64(1)
         self._salt = rng.randint(1, 2**62, size=self.bands, dtype=np.int64).astype(np.uint64)
@@ -362,6 +363,41 @@ class BandedIndex:
             key = self._keys[int(r_idx[j])]
             if key is not None:
                 out[int(p_idx[j])].append((key, float(sims[j])))
+        return out
+
+    def batch_pairs(self, sigs: np.ndarray, band_keys: np.ndarray | None = None,
+                    threshold: float | None = None) -> list[list[tuple[int, float]]]:
+        """Within one batch: for each signature j, the earlier positions i < j at or above the
+        threshold, most similar first (ties: earliest). Same banding as the index, no index needed."""
+        n = len(sigs)
+        out: list[list[tuple[int, float]]] = [[] for _ in range(n)]
+        if n < 2:
+            return out
+        band_keys = self.band_keys(sigs) if band_keys is None else band_keys
+        firsts: list[int] = []
+        seconds: list[int] = []
+        cap = self.max_bucket
+        for b in range(self.bands):
+            col = band_keys[:, b]
+            order = np.argsort(col, kind="stable")
+            sorted_keys = col[order]
+            starts = np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
+            ends = np.concatenate((starts[1:], [n]))
+            for lo, hi in zip(starts[ends - starts > 1].tolist(), ends[ends - starts > 1].tolist(), strict=True):
+                members = order[lo:hi].tolist()  # ascending positions (stable sort)
+                for x, j in enumerate(members):
+                    earlier = members[max(0, x - cap):x]
+                    firsts.extend(earlier)
+                    seconds.extend([j] * len(earlier))
+        if not firsts:
+            return out
+        pair = np.unique(np.asarray(seconds, dtype=np.int64) * n + np.asarray(firsts, dtype=np.int64))
+        j_idx, i_idx = np.divmod(pair, n)
+        sims = np.count_nonzero(sigs[i_idx] == sigs[j_idx], axis=1) / self.num_perm
+        keep = sims >= (self.threshold if threshold is None else threshold)
+        j_idx, i_idx, sims = j_idx[keep], i_idx[keep], sims[keep]
+        for k in np.lexsort((i_idx, -sims, j_idx)).tolist():
+            out[int(j_idx[k])].append((int(i_idx[k]), float(sims[k])))
         return out
 
     def candidates(self, band_keys: np.ndarray) -> set[int]:

@@ -48,6 +48,7 @@ DEFAULT_THRESHOLD = 0.5
 DEFAULT_WINDOW_DAYS = 14
 MIN_KEY_CHARS = 6  # "收到", "好的", "+1": chat noise founds no story
 _CHUNK = 500
+_NO_PLACES: frozenset[str] = frozenset()
 
 
 def hour_bucket(when: dt.datetime) -> str:
@@ -118,6 +119,8 @@ class StoryMember:
     rumor_probability: float | None = None
     debunk_id: int | None = None
     debunk_similarity: float | None = None
+    group_id: int | None = None
+    source_id: int | None = None
 
 
 @dataclass
@@ -133,8 +136,16 @@ class StoryUpdate:
     max_prob: float | None = None
     debunk_id: int | None = None
     debunk_similarity: float | None = None
+    posts: int = 0
+    groups: set[int] = field(default_factory=set)
+    sources: set[int] = field(default_factory=set)
 
     def add(self, member: StoryMember, count_hour: bool = True) -> None:
+        self.posts += 1
+        if member.group_id is not None:
+            self.groups.add(member.group_id)
+        if member.source_id is not None:
+            self.sources.add(member.source_id)
         if count_hour:
             self.hourly[hour_bucket(member.when)] += 1
         self.first_seen = member.when if self.first_seen is None else min(self.first_seen, member.when)
@@ -158,37 +169,38 @@ def assign_stories(index: StoryIndex, members: Sequence[StoryMember], signatures
     n = len(members)
     lsh = index.lsh
     band_keys = lsh.band_keys(signatures) if n else np.zeros((0, lsh.bands), dtype=np.uint64)
-    groupable = [len(m.key) >= min_chars for m in members]
     known = lsh.query_many(signatures, band_keys) if n else []
-    local = BandedIndex(lsh.threshold, lsh.num_perm)
-    local_places: dict[int, frozenset[str]] = {}
+    earlier = lsh.batch_pairs(signatures, band_keys) if n else []
+    founder_story: dict[int, int] = {}  # batch position of a founder -> its temporary story id
+    places_at: list[frozenset[str]] = []
     local_exact: dict[bytes, int] = {}
     updates: dict[int, StoryUpdate] = {}
     assigned: list[int | None] = []
     next_temp = -1
     for i, member in enumerate(members):
         story_id: int | None = None
-        if groupable[i]:
+        places = place_marks(member.key)
+        places_at.append(places)
+        if len(member.key) >= min_chars:
             sig = signatures[i]
             raw = sig.tobytes()
-            places = place_marks(member.key)
             story_id = index._exact.get(raw)
             if story_id is None:
                 for cand, _sim in known[i]:
-                    if not places_conflict(places, index._places.get(cand, frozenset())):
+                    if not places_conflict(places, index._places.get(cand, _NO_PLACES)):
                         story_id = cand
                         break
             if story_id is None:
                 story_id = local_exact.get(raw)
-            if story_id is None and len(local):
-                found = local.best(sig, band_keys[i],
-                                   accept=lambda s, p=places: not places_conflict(p, local_places[s]))
-                story_id = found[0] if found else None
+            if story_id is None:
+                for pos, _sim in earlier[i]:
+                    if pos in founder_story and not places_conflict(places, places_at[pos]):
+                        story_id = founder_story[pos]
+                        break
             if story_id is None:
                 story_id = next_temp
                 next_temp -= 1
-                local.insert(story_id, sig, band_keys[i])
-                local_places[story_id] = places
+                founder_story[i] = story_id
                 local_exact.setdefault(raw, story_id)
                 updates[story_id] = StoryUpdate(story_id, signature=sig, founder=member)
                 index.pending[story_id] = (sig, band_keys[i], places)
@@ -206,7 +218,8 @@ def write_stories(session: Session, index: StoryIndex, assigned: list[int | None
                   updates: dict[int, StoryUpdate]) -> list[int | None]:
     """Insert the batch's new stories and update touched ones; returns the real story id per post.
 
-    The distinct-count stats are recounted by :func:`refresh_counts` once the posts point here.
+    New stories get their counts here; the counts of older ones are recounted by
+    :func:`refresh_counts` once the posts point at them (distinct groups need the database).
     """
     now = utcnow()
     new = [u for u in updates.values() if u.story_id < 0]
@@ -217,8 +230,8 @@ def write_stories(session: Session, index: StoryIndex, assigned: list[int | None
             assert u.founder is not None and u.signature is not None
             rows.append({
                 "representative_post_id": u.founder.post_id, "title": u.founder.title[:500],
-                "first_seen": u.first_seen, "last_seen": u.last_seen, "post_count": 0, "group_count": 0,
-                "source_count": 0, "hourly_counts": {k: v for k, v in u.hourly.items() if v > 0},
+                "first_seen": u.first_seen, "last_seen": u.last_seen, "post_count": u.posts,
+                "group_count": len(u.groups), "source_count": len(u.sources), "hourly_counts": {k: v for k, v in u.hourly.items() if v > 0},
                 "max_rumor_probability": u.max_prob, "debunk_id": u.debunk_id,
                 "debunk_similarity": u.debunk_similarity, "signature": pack_signature(u.signature),
                 "created_at": now, "updated_at": now,
@@ -261,12 +274,12 @@ def write_stories(session: Session, index: StoryIndex, assigned: list[int | None
                 "first_seen": min(t for t in (row.first_seen, u.first_seen) if t is not None),
                 "last_seen": max(t for t in (row.last_seen, u.last_seen) if t is not None),
                 "hourly_counts": hourly, "max_rumor_probability": max(probs) if probs else None,
-                "debunk_id": debunk_id, "debunk_similarity": debunk_sim, "updated_at": now,
+                "debunk_id": debunk_id, "debunk_similarity": debunk_sim,
             })
         if params:
             table = Story.__table__
             stmt = update(table).where(table.c.id == bindparam("_id")).values(
-                {k: bindparam(k) for k in params[0] if k != "_id"})
+                {k: bindparam(k) for k in params[0] if k != "_id"} | {"updated_at": now})
             session.connection().execute(stmt, params)
     return [None if s is None else real.get(s, s) for s in assigned]
 
