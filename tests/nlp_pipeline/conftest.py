@@ -64,3 +64,7 @@ def rumor_model():
     from nlp.classifier import RumorModel
 
     return RumorModel.load()
+
+
+# The API fixtures (app on a fresh database, users per role) are shared with tests/api.
+from tests.api.conftest import api_client, api_engine, make_user  # noqa: E402, F401
