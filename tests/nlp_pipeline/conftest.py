@@ -68,3 +68,22 @@ def rumor_model():
 
 # The API fixtures (app on a fresh database, users per role) are shared with tests/api.
 from tests.api.conftest import api_client, api_engine, make_user  # noqa: E402, F401
+
+
+@pytest.fixture
+def db(fresh_db_url: str):
+    """A session on a fresh database, for code that commits (``analyze`` commits per batch).
+
+    The shared ``session`` fixture rolls back a SAVEPOINT, but on SQLite (pysqlite emits no
+    BEGIN before the first SAVEPOINT) releasing that savepoint on commit commits for real, so
+    committed work would leak into later tests.
+    """
+    from sqlalchemy.orm import Session
+
+    from core.db import make_engine
+
+    engine = make_engine(fresh_db_url)
+    session = Session(engine, expire_on_commit=False)
+    yield session
+    session.close()
+    engine.dispose()
