@@ -257,7 +257,7 @@ class BandedIndex:
                  candidate_threshold: float | None = None) -> None:
         self.threshold = threshold
         self.num_perm = num_perm
-        self.candidate_threshold = max(0.1, threshold - 0.2) if candidate_threshold is None else candidate_threshold
+        self.candidate_threshold = max(0.1, threshold - 0.1) if candidate_threshold is None else candidate_threshold
         self.bands, self.rows = _optimal_param(self.candidate_threshold, num_perm, 0.5, 0.5)
         rng = np.random.RandomState(SEED)
         self._mult = rng.randint(1, 2**62, size=self.rows, dtype=np.int64).astype(np.uint64) | np.uint64(1)

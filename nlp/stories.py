@@ -234,10 +234,11 @@ def write_stories(session: Session, index: StoryIndex, assigned: list[int | None
                 "group_count": len(u.groups), "source_count": len(u.sources), "hourly_counts": {k: v for k, v in u.hourly.items() if v > 0},
                 "max_rumor_probability": u.max_prob, "debunk_id": u.debunk_id,
                 "debunk_similarity": u.debunk_similarity, "signature": pack_signature(u.signature),
-                "created_at": now, "updated_at": now,
             })
-        ids = session.execute(insert(Story.__table__).returning(Story.__table__.c.id, sort_by_parameter_order=True),
-                              rows).scalars().all()
+        # Constant columns as literal values: converted once per statement, not once per row.
+        stmt = (insert(Story.__table__).values(created_at=now, updated_at=now)
+                .returning(Story.__table__.c.id, sort_by_parameter_order=True))
+        ids = session.execute(stmt, rows).scalars().all()
         for u, story_id in zip(new, ids, strict=True):
             real[u.story_id] = story_id
             sig, band_keys, places = index.pending.pop(u.story_id)
