@@ -13,6 +13,7 @@ Writes bench/results/analyze.json and analyze.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -32,11 +33,11 @@ sys.path.insert(0, str(REPO))
 
 
 def build_database(path: Path, n_posts: int) -> dict[str, float]:
+    from bench.synth_posts import synthetic_posts
     from core.db import make_engine, session_scope
     from core.ingest import ingest_posts
     from core.migrate import upgrade
     from nlp.debunks import import_debunks
-    from bench.synth_posts import synthetic_posts
 
     url = f"sqlite:///{path}"
     upgrade(url)
@@ -82,9 +83,19 @@ def run_variant(url: str, backend: str, workers: int | None) -> None:
     with session_scope(engine) as session:
         result = analyze(session, model=model, model_version_id=version_id, workers=workers)
     wall = time.perf_counter() - t1
-    print(json.dumps({"posts": result.posts, "seconds": round(wall, 2), "posts_per_second": round(result.posts / wall, 1),
-                      "workers": result.workers, "timings": {k: round(v, 2) for k, v in result.timings.items()},
-                      "counts": result.counts, "model_load_seconds_in_run": round(load_s, 2)}))
+    print(
+        json.dumps(
+            {
+                "posts": result.posts,
+                "seconds": round(wall, 2),
+                "posts_per_second": round(result.posts / wall, 1),
+                "workers": result.workers,
+                "timings": {k: round(v, 2) for k, v in result.timings.items()},
+                "counts": result.counts,
+                "model_load_seconds_in_run": round(load_s, 2),
+            }
+        )
+    )
 
 
 def _sample_peak(proc: subprocess.Popen, stop: threading.Event, out: dict[str, float]) -> None:
@@ -94,10 +105,8 @@ def _sample_peak(proc: subprocess.Popen, stop: threading.Event, out: dict[str, f
         try:
             total = parent.memory_info().rss
             for child in parent.children(recursive=True):
-                try:
+                with contextlib.suppress(psutil.Error):
                     total += child.memory_info().rss
-                except psutil.Error:
-                    pass
             peak = max(peak, total)
         except psutil.Error:
             break
@@ -126,23 +135,38 @@ def measure_variant(db: Path, backend: str, workers: int | None) -> dict:
 
 def cold_load() -> dict[str, float]:
     """Fresh interpreter: import + load the shipped model + score one post."""
-    code = ("import time; t0=time.perf_counter(); from nlp.classifier import RumorModel; m=RumorModel.load(); "
-            "t1=time.perf_counter(); m.predict_proba(['青禾镇明天封城，赶紧囤货']); t2=time.perf_counter(); "
-            "print(round(t1-t0,3), round(t2-t0,3))")
+    code = (
+        "import time; t0=time.perf_counter(); from nlp.classifier import RumorModel; m=RumorModel.load(); "
+        "t1=time.perf_counter(); m.predict_proba(['青禾镇明天封城，赶紧囤货']); t2=time.perf_counter(); "
+        "print(round(t1-t0,3), round(t2-t0,3))"
+    )
     runs = []
     for _ in range(3):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
-                             env=os.environ | {"PYTHONPATH": str(REPO)}, check=True).stdout.split()
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=os.environ | {"PYTHONPATH": str(REPO)},
+            check=True,
+        ).stdout.split()
         runs.append((float(out[0]), float(out[1])))
-    return {"model_load_seconds": min(r[0] for r in runs), "load_and_first_score_seconds": min(r[1] for r in runs)}
+    return {
+        "model_load_seconds": min(r[0] for r in runs),
+        "load_and_first_score_seconds": min(r[1] for r in runs),
+    }
 
 
 def shares(timings: dict[str, float]) -> dict[str, dict[str, float]]:
     text = {k: timings.get(k, 0.0) for k in ("normalize", "classify", "explain", "signatures", "debunks")}
-    main = {k: timings.get(k, 0.0) for k in ("load_indexes", "read", "wait_workers", "stories", "write", "commit")}
+    main = {
+        k: timings.get(k, 0.0) for k in ("load_indexes", "read", "wait_workers", "stories", "write", "commit")
+    }
     total_text, total_main = sum(text.values()) or 1.0, sum(main.values()) or 1.0
-    return {"text_stage_cpu_share": {k: round(v / total_text, 3) for k, v in text.items()},
-            "main_process_share": {k: round(v / total_main, 3) for k, v in main.items()}}
+    return {
+        "text_stage_cpu_share": {k: round(v / total_text, 3) for k, v in text.items()},
+        "main_process_share": {k: round(v / total_main, 3) for k, v in main.items()},
+    }
 
 
 def main() -> None:
@@ -162,8 +186,15 @@ def main() -> None:
         base = Path(tmp) / "base.db"
         print(f"building a {args.posts}-post SQLite table ...", file=sys.stderr)
         build = build_database(base, args.posts)
-        results: dict = {"posts": args.posts, "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                                          "platform": platform.platform()}, "build": build}
+        results: dict = {
+            "posts": args.posts,
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+            },
+            "build": build,
+        }
         results["cold_start"] = cold_load()
         variants = [("default", args.workers)] + ([] if args.skip_jieba else [("jieba", args.workers)])
         for backend, workers in variants:
@@ -181,9 +212,13 @@ def main() -> None:
         "model_load<1s": results["cold_start"]["model_load_seconds"] < 1.0,
     }
     if "jieba" in results:
-        results["speedup_vs_plain_jieba"] = round(main_run["posts_per_second"] / results["jieba"]["posts_per_second"], 2)
+        results["speedup_vs_plain_jieba"] = round(
+            main_run["posts_per_second"] / results["jieba"]["posts_per_second"], 2
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "analyze.json").write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    (RESULTS / "analyze.json").write_text(
+        json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
     (RESULTS / "analyze.md").write_text(render_md(results), encoding="utf-8")
     print(render_md(results))
 
@@ -202,9 +237,16 @@ def render_md(r: dict) -> str:
     for name in ("rjieba", "jieba"):
         if name in r:
             v = r[name]
-            lines.append(f"| {name} | {v['posts_per_second']:,.0f} | {v['seconds']} | {v['workers']} | {v['peak_rss_mb']} |")
-    lines += ["", f"Model cold start (fresh interpreter, import + load): {r['cold_start']['model_load_seconds']} s; "
-              f"with the first score: {r['cold_start']['load_and_first_score_seconds']} s.", ""]
+            lines.append(
+                f"| {name} | {v['posts_per_second']:,.0f} | {v['seconds']} | {v['workers']} "
+                f"| {v['peak_rss_mb']} |"
+            )
+    lines += [
+        "",
+        f"Model cold start (fresh interpreter, import + load): {r['cold_start']['model_load_seconds']} s; "
+        f"with the first score: {r['cold_start']['load_and_first_score_seconds']} s.",
+        "",
+    ]
     if "speedup_vs_plain_jieba" in r:
         lines.append(f"Speed-up over the same pipeline with plain jieba: {r['speedup_vs_plain_jieba']}x.")
         lines.append("")
@@ -212,8 +254,13 @@ def render_md(r: dict) -> str:
     lines += [f"| {k} | {v:.1%} |" for k, v in m["text_stage_cpu_share"].items()]
     lines += ["", "Main process (wall time) shares:", "", "| step | share |", "|---|---|"]
     lines += [f"| {k} | {v:.1%} |" for k, v in m["main_process_share"].items()]
-    lines += ["", f"Counts: {json.dumps(m['counts'], ensure_ascii=False)}", "",
-              "Targets: " + ", ".join(f"{k}: {'met' if ok else 'NOT met'}" for k, ok in r["targets"].items()), ""]
+    lines += [
+        "",
+        f"Counts: {json.dumps(m['counts'], ensure_ascii=False)}",
+        "",
+        "Targets: " + ", ".join(f"{k}: {'met' if ok else 'NOT met'}" for k, ok in r["targets"].items()),
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -51,7 +51,9 @@ PER_CASCADE = 20
 
 
 def grams(text: str, n: int = 5) -> set[str]:
-    return {text[i:i + n] for i in range(len(text) - n + 1)} if len(text) >= n else {text} if text else set()
+    return (
+        {text[i : i + n] for i in range(len(text) - n + 1)} if len(text) >= n else {text} if text else set()
+    )
 
 
 def quotes(source_grams: set[str], repost_key: str) -> bool:
@@ -148,7 +150,7 @@ def bench_debunks(sources: list[dict], cascades: dict[str, list[dict]], ma_sourc
     t1 = time.perf_counter()
     hits = []
     for lo in range(0, len(queries), 2000):
-        chunk = queries[lo:lo + 2000]
+        chunk = queries[lo : lo + 2000]
         shingles = shingle_batch(chunk)
         hits.extend(matcher.match(chunk, shingles.signatures(), shingles))
     match_s = time.perf_counter() - t1
@@ -162,33 +164,48 @@ def bench_debunks(sources: list[dict], cascades: dict[str, list[dict]], ma_sourc
             ok = exp is not None and hit.debunk_id in exp
             correct += ok
             pos_correct += ok
-        return {"precision": round(correct / returned, 4) if returned else None,
-                "recall": round(pos_correct / n_pos, 4) if n_pos else None, "returned": returned}
+        return {
+            "precision": round(correct / returned, 4) if returned else None,
+            "recall": round(pos_correct / n_pos, 4) if n_pos else None,
+            "returned": returned,
+        }
 
     by_method = defaultdict(lambda: [0, 0])
     for hit, exp in zip(hits, expected, strict=True):
         if hit is not None:
             by_method[hit.method][0] += 1
             by_method[hit.method][1] += int(exp is not None and hit.debunk_id in exp)
-    false_pos_on_negatives = sum(1 for h, e in zip(hits, expected, strict=True) if h is not None and e is None)
+    false_pos_on_negatives = sum(
+        1 for h, e in zip(hits, expected, strict=True) if h is not None and e is None
+    )
     by_method = defaultdict(lambda: [0, 0])
     for hit, exp in zip(hits, expected_rumor, strict=True):
         if hit is not None:
             by_method[hit.method][0] += 1
             by_method[hit.method][1] += int(exp is not None and hit.debunk_id in exp)
     return {
-        "library": len(rumors), "positives": n_pos, "negatives": len(queries) - n_pos,
+        "library": len(rumors),
+        "positives": n_pos,
+        "negatives": len(queries) - n_pos,
         "default": score(lambda h: True, expected_rumor),
         "strict_same_text": score(lambda h: True, expected),
-        "sweep_min_similarity": {str(t): score(lambda h, t=t: h.similarity >= t, expected_rumor)
-                                 for t in (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)},
+        "sweep_min_similarity": {
+            str(t): score(lambda h, t=t: h.similarity >= t, expected_rumor)
+            for t in (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
+        },
         "by_method": {m: {"returned": r, "correct": c} for m, (r, c) in by_method.items()},
         "false_matches_on_non_rumors": false_pos_on_negatives,
-        "thresholds": {"minhash": matcher.minhash_threshold, "cosine": matcher.cosine_threshold,
-                       "containment": matcher.containment_threshold,
-                       "containment_min_cosine": matcher.containment_min_cosine},
-        "seconds": {"build_library": round(build_s, 2), "match": round(match_s, 2),
-                    "queries_per_second": round(len(queries) / match_s)},
+        "thresholds": {
+            "minhash": matcher.minhash_threshold,
+            "cosine": matcher.cosine_threshold,
+            "containment": matcher.containment_threshold,
+            "containment_min_cosine": matcher.containment_min_cosine,
+        },
+        "seconds": {
+            "build_library": round(build_s, 2),
+            "match": round(match_s, 2),
+            "queries_per_second": round(len(queries) / match_s),
+        },
     }
 
 
@@ -220,8 +237,12 @@ def bench_stories(sources: list[dict], cascades: dict[str, list[dict]], ma_sourc
     for row in jsonl_gz(DATA / "weibo_ma2016" / "ma2016_reposts_first50.jsonl.gz"):
         s = by_eid.get(row["eid"])
         if s is not None:
-            add_cascade("ma:" + row["eid"], s["text"], float(s.get("timestamp") or 0),
-                        [(float(r.get("t") or 0), r.get("text", "")) for r in row.get("reposts_first", [])])
+            add_cascade(
+                "ma:" + row["eid"],
+                s["text"],
+                float(s.get("timestamp") or 0),
+                [(float(r.get("t") or 0), r.get("text", "")) for r in row.get("reposts_first", [])],
+            )
     items.sort(key=lambda x: x[0])
     keys = [k for _, _, k in items]
     gold = [g for _, g, _ in items]
@@ -231,8 +252,11 @@ def bench_stories(sources: list[dict], cascades: dict[str, list[dict]], ma_sourc
     predicted: list[int | None] = []
     next_id = 1
     for lo in range(0, len(keys), 2000):
-        chunk = keys[lo:lo + 2000]
-        members = [StoryMember(post_id=lo + i, key=k, when=now, old_story_id=None, title=k) for i, k in enumerate(chunk)]
+        chunk = keys[lo : lo + 2000]
+        members = [
+            StoryMember(post_id=lo + i, key=k, when=now, old_story_id=None, title=k)
+            for i, k in enumerate(chunk)
+        ]
         assigned, _ = assign_stories(index, members, shingle_batch(chunk).signatures())
         real = {}
         for temp, (sig, band_keys, places) in index.pending.items():
@@ -250,12 +274,18 @@ def bench_stories(sources: list[dict], cascades: dict[str, list[dict]], ma_sourc
     merge = near_identical_groups(source_keys)
     merged_gold = [merge[g] for g in gold]
     m_precision, m_recall = bcubed(pred, merged_gold)
-    return {"posts": len(items), "gold_stories": len(set(merged_gold)), "gold_cascades": len(set(gold)),
-            "predicted_stories": len(set(pred)),
-            "bcubed_precision": round(m_precision, 4), "bcubed_recall": round(m_recall, 4),
-            "bcubed_f1": round(2 * m_precision * m_recall / (m_precision + m_recall), 4),
-            "strict_cascades": {"bcubed_precision": round(precision, 4), "bcubed_recall": round(recall, 4)},
-            "seconds": round(seconds, 2), "posts_per_second": round(len(items) / seconds)}
+    return {
+        "posts": len(items),
+        "gold_stories": len(set(merged_gold)),
+        "gold_cascades": len(set(gold)),
+        "predicted_stories": len(set(pred)),
+        "bcubed_precision": round(m_precision, 4),
+        "bcubed_recall": round(m_recall, 4),
+        "bcubed_f1": round(2 * m_precision * m_recall / (m_precision + m_recall), 4),
+        "strict_cascades": {"bcubed_precision": round(precision, 4), "bcubed_recall": round(recall, 4)},
+        "seconds": round(seconds, 2),
+        "posts_per_second": round(len(items) / seconds),
+    }
 
 
 def bcubed(pred: list, gold: list) -> tuple[float, float]:
@@ -280,17 +310,24 @@ def main() -> None:
         print(f"shared data not found at {DATA}: skipped")
         return
     sources, cascades = load_ced()
-    ma_sources = [json.loads(line) for line in (DATA / "weibo_ma2016" / "ma2016_weibo.jsonl").open(encoding="utf-8")]
-    results = {"debunk_matching": bench_debunks(sources, cascades, ma_sources),
-               "story_grouping": bench_stories(sources, cascades, ma_sources)}
+    ma_sources = [
+        json.loads(line) for line in (DATA / "weibo_ma2016" / "ma2016_weibo.jsonl").open(encoding="utf-8")
+    ]
+    results = {
+        "debunk_matching": bench_debunks(sources, cascades, ma_sources),
+        "story_grouping": bench_stories(sources, cascades, ma_sources),
+    }
     d, s = results["debunk_matching"]["default"], results["story_grouping"]
     results["targets"] = {
-        "debunk precision>=0.95 at recall>=0.8": bool(d["precision"] and d["precision"] >= 0.95
-                                                      and d["recall"] and d["recall"] >= 0.8),
+        "debunk precision>=0.95 at recall>=0.8": bool(
+            d["precision"] and d["precision"] >= 0.95 and d["recall"] and d["recall"] >= 0.8
+        ),
         "story B-cubed precision>=0.95": s["bcubed_precision"] >= 0.95,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "matching.json").write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    (RESULTS / "matching.json").write_text(
+        json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
     (RESULTS / "matching.md").write_text(render_md(results), encoding="utf-8")
     print(render_md(results))
 
@@ -298,31 +335,45 @@ def main() -> None:
 def render_md(r: dict) -> str:
     d, s = r["debunk_matching"], r["story_grouping"]
     lines = [
-        "# Debunk matching and story grouping (bench/bench_matching.py)", "",
-        "Data: ../shared/data (weibo_ced, weibo_ma2016). See the script's docstring for the protocol.", "",
-        "## Debunk matching", "",
+        "# Debunk matching and story grouping (bench/bench_matching.py)",
+        "",
+        "Data: ../shared/data (weibo_ced, weibo_ma2016). See the script's docstring for the protocol.",
+        "",
+        "## Debunk matching",
+        "",
         f"Library: {d['library']} rumor source posts. Queries: {d['positives']} quoting reposts/comments "
-        f"(>= {QUOTE_SHARE:.0%} of the source's 5-grams) and {d['negatives']} non-rumor posts.", "",
+        f"(>= {QUOTE_SHARE:.0%} of the source's 5-grams) and {d['negatives']} non-rumor posts.",
+        "",
         "| correct when | precision (top match) | recall | matches returned | false matches on non-rumors |",
         "|---|---|---|---|---|",
         f"| same rumor (near-identical library entries are one) | {d['default']['precision']} | "
         f"{d['default']['recall']} | {d['default']['returned']} | {d['false_matches_on_non_rumors']} |",
         f"| exactly the quoted source text (strict) | {d['strict_same_text']['precision']} | "
-        f"{d['strict_same_text']['recall']} | {d['strict_same_text']['returned']} | |", "",
-        "By method (returned / correct): " + ", ".join(f"{m} {v['returned']}/{v['correct']}"
-                                                       for m, v in d["by_method"].items()), "",
+        f"{d['strict_same_text']['recall']} | {d['strict_same_text']['returned']} | |",
+        "",
+        "By method (returned / correct): "
+        + ", ".join(f"{m} {v['returned']}/{v['correct']}" for m, v in d["by_method"].items()),
+        "",
         f"Thresholds: {json.dumps(d['thresholds'])}. Speed: {d['seconds']['queries_per_second']} queries/s "
-        f"(library built in {d['seconds']['build_library']} s).", "",
-        "## Story grouping", "",
-        f"{s['posts']} posts (sources + reposts carrying the source text) from {s['gold_cascades']} cascades, "
+        f"(library built in {d['seconds']['build_library']} s).",
+        "",
+        "## Story grouping",
+        "",
+        f"{s['posts']} posts (sources + reposts carrying the source text) "
+        f"from {s['gold_cascades']} cascades, "
         f"{s['gold_stories']} gold stories once cascades with near-identical sources are merged; "
-        f"predicted {s['predicted_stories']} stories.", "",
-        "| gold | B-cubed precision | B-cubed recall | F1 | posts/s |", "|---|---|---|---|---|",
-        f"| near-identical sources merged | {s['bcubed_precision']} | {s['bcubed_recall']} | {s['bcubed_f1']} | "
+        f"predicted {s['predicted_stories']} stories.",
+        "",
+        "| gold | B-cubed precision | B-cubed recall | F1 | posts/s |",
+        "|---|---|---|---|---|",
+        f"| near-identical sources merged | {s['bcubed_precision']} | {s['bcubed_recall']} "
+        f"| {s['bcubed_f1']} | "
         f"{s['posts_per_second']} |",
         f"| every cascade apart (strict) | {s['strict_cascades']['bcubed_precision']} | "
-        f"{s['strict_cascades']['bcubed_recall']} | | |", "",
-        "Targets: " + ", ".join(f"{k}: {'met' if ok else 'NOT met'}" for k, ok in r["targets"].items()), "",
+        f"{s['strict_cascades']['bcubed_recall']} | | |",
+        "",
+        "Targets: " + ", ".join(f"{k}: {'met' if ok else 'NOT met'}" for k, ok in r["targets"].items()),
+        "",
     ]
     return "\n".join(lines)
 

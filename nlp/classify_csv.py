@@ -10,7 +10,9 @@ from nlp.pipeline import LABEL_THRESHOLD, Classifier, _positive_column
 __all__ = ["classify_frame"]
 
 
-def classify_frame(frame: pd.DataFrame, model: Classifier, text_column: str = "text", k: int = 5) -> pd.DataFrame:
+def classify_frame(
+    frame: pd.DataFrame, model: Classifier, text_column: str = "text", k: int = 5
+) -> pd.DataFrame:
     """A copy of ``frame`` with ``rumor_probability``, ``label`` (1 = likely rumor) and ``top_terms``.
 
     ``top_terms`` lists the terms that pushed the score up, as ``term:weight`` joined by spaces.
@@ -28,5 +30,7 @@ def classify_frame(frame: pd.DataFrame, model: Classifier, text_column: str = "t
     explained = model.explain(texts, k=k)
     out["rumor_probability"] = proba.round(4)
     out["label"] = (proba >= LABEL_THRESHOLD).astype(int)
-    out["top_terms"] = [" ".join(f"{term}:{weight:.3f}" for term, weight in row if weight > 0) for row in explained]
+    out["top_terms"] = [
+        " ".join(f"{term}:{weight:.3f}" for term, weight in row if weight > 0) for row in explained
+    ]
     return out

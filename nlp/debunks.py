@@ -41,8 +41,8 @@ from nlp.normalize import normalize
 from nlp.similarity import (
     N_FEATURES,
     BandedIndex,
-    match_key,
     ShingleBatch,
+    match_key,
     place_marks,
     places_conflict,
     shingle_batch,
@@ -92,8 +92,11 @@ class DebunkIn(BaseModel):
         if value is None or value == "":
             return []
         if isinstance(value, str):  # CSV: "封城;青禾镇" or "封城,青禾镇"
-            return [t.strip() for t in value.replace("，", ",").replace(";", ",").replace("；", ",").split(",")
-                    if t.strip()]
+            return [
+                t.strip()
+                for t in value.replace("，", ",").replace(";", ",").replace("；", ",").split(",")
+                if t.strip()
+            ]
         return value
 
     @field_validator("publisher", "url", "category", mode="before")
@@ -160,8 +163,9 @@ class ImportResult:
     ids: list[int] = field(default_factory=list)
 
 
-def read_debunk_file(path: str | Path, *, data: bytes | None = None,
-                     fmt: str | None = None) -> list[dict[str, Any]]:
+def read_debunk_file(
+    path: str | Path, *, data: bytes | None = None, fmt: str | None = None
+) -> list[dict[str, Any]]:
     """Rows of a debunk file: CSV with a header row, or YAML (a list, or ``{debunks: [...]}``).
 
     ``data`` lets the API pass an upload's bytes; ``path`` then only names it.
@@ -181,8 +185,10 @@ def read_debunk_file(path: str | Path, *, data: bytes | None = None,
         header = [h.strip() for h in (reader.fieldnames or [])]
         missing = [c for c in ("claim", "refutation") if c not in header]
         if missing:
-            raise InvalidInput(f"CSV 文件 {p.name} 缺少列 {', '.join(missing)}；需要的列：{', '.join(FIELDS)}"
-                               f"（现有列：{', '.join(header) or '无'}）。")
+            raise InvalidInput(
+                f"CSV 文件 {p.name} 缺少列 {', '.join(missing)}；需要的列：{', '.join(FIELDS)}"
+                f"（现有列：{', '.join(header) or '无'}）。"
+            )
         return [{(k or "").strip(): v for k, v in row.items()} for row in reader]
     if kind in {"yaml", "yml"}:
         try:
@@ -192,14 +198,16 @@ def read_debunk_file(path: str | Path, *, data: bytes | None = None,
         if isinstance(loaded, Mapping):
             loaded = loaded.get("debunks")
         if not isinstance(loaded, list) or not all(isinstance(r, Mapping) for r in loaded):
-            raise InvalidInput(f"YAML 文件 {p.name} 应是辟谣条目的列表（或 debunks: 下的列表），"
-                               f"每条含 claim 和 refutation。")
+            raise InvalidInput(
+                f"YAML 文件 {p.name} 应是辟谣条目的列表（或 debunks: 下的列表），每条含 claim 和 refutation。"
+            )
         return [dict(r) for r in loaded]
     raise InvalidInput(f"不支持的辟谣库文件类型 '{p.suffix or kind}'：请用 .csv 或 .yaml/.yml。")
 
 
-def _validate_rows(rows: Sequence[Mapping[str, Any] | DebunkIn]) -> tuple[list[tuple[int, DebunkIn]],
-                                                                           list[tuple[int, str]]]:
+def _validate_rows(
+    rows: Sequence[Mapping[str, Any] | DebunkIn],
+) -> tuple[list[tuple[int, DebunkIn]], list[tuple[int, str]]]:
     good: list[tuple[int, DebunkIn]] = []
     bad: list[tuple[int, str]] = []
     for number, row in enumerate(rows, 1):
@@ -219,16 +227,24 @@ def _validate_rows(rows: Sequence[Mapping[str, Any] | DebunkIn]) -> tuple[list[t
 
 
 def _values(item: DebunkIn) -> dict[str, Any]:
-    return {"claim": item.claim, "refutation": item.refutation, "publisher": item.publisher, "url": item.url,
-            "published_at": item.published_at, "category": item.category, "tags": list(item.tags)}
+    return {
+        "claim": item.claim,
+        "refutation": item.refutation,
+        "publisher": item.publisher,
+        "url": item.url,
+        "published_at": item.published_at,
+        "category": item.category,
+        "tags": list(item.tags),
+    }
 
 
 def _same(row: Any, values: Mapping[str, Any]) -> bool:
     return all(getattr(row, k) == v for k, v in values.items())
 
 
-def upsert_debunks(session: Session, items: Sequence[Mapping[str, Any] | DebunkIn], *,
-                   created_by: int | None = None) -> ImportResult:
+def upsert_debunks(
+    session: Session, items: Sequence[Mapping[str, Any] | DebunkIn], *, created_by: int | None = None
+) -> ImportResult:
     """Insert new debunks and update changed ones, keyed by the claim's hash. Set-based."""
     good, rejected = _validate_rows(items)
     result = ImportResult(rejected=rejected)
@@ -240,11 +256,14 @@ def upsert_debunks(session: Session, items: Sequence[Mapping[str, Any] | DebunkI
     existing: dict[str, Any] = {}
     keys = list(batch)
     for start in range(0, len(keys), _CHUNK):
-        for row in session.scalars(select(Debunk).where(Debunk.dedup_key.in_(keys[start:start + _CHUNK]))):
+        for row in session.scalars(select(Debunk).where(Debunk.dedup_key.in_(keys[start : start + _CHUNK]))):
             existing[row.dedup_key] = row
     now = utcnow()
-    fresh = [{"dedup_key": k, **v, "active": True, "created_by": created_by, "created_at": now, "updated_at": now}
-             for k, v in batch.items() if k not in existing]
+    fresh = [
+        {"dedup_key": k, **v, "active": True, "created_by": created_by, "created_at": now, "updated_at": now}
+        for k, v in batch.items()
+        if k not in existing
+    ]
     changed = [(existing[k], v) for k, v in batch.items() if k in existing and not _same(existing[k], v)]
     if fresh:
         session.execute(_insert(session).on_conflict_do_nothing(index_elements=["dedup_key"]), fresh)
@@ -254,7 +273,9 @@ def upsert_debunks(session: Session, items: Sequence[Mapping[str, Any] | DebunkI
     result.updated = len(changed)
     result.unchanged = len(batch) - len(fresh) - len(changed)
     for start in range(0, len(keys), _CHUNK):
-        result.ids.extend(session.scalars(select(Debunk.id).where(Debunk.dedup_key.in_(keys[start:start + _CHUNK]))))
+        result.ids.extend(
+            session.scalars(select(Debunk.id).where(Debunk.dedup_key.in_(keys[start : start + _CHUNK])))
+        )
     session.expire_all()
     return result
 
@@ -266,8 +287,14 @@ def _insert(session: Session) -> Any:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Debunk.__table__)
 
 
-def import_debunks(session: Session, path: str | Path, *, data: bytes | None = None, fmt: str | None = None,
-                   created_by: int | None = None) -> ImportResult:
+def import_debunks(
+    session: Session,
+    path: str | Path,
+    *,
+    data: bytes | None = None,
+    fmt: str | None = None,
+    created_by: int | None = None,
+) -> ImportResult:
     """Import a CSV or YAML debunk file (idempotent); bad rows are reported, good rows kept."""
     return upsert_debunks(session, read_debunk_file(path, data=data, fmt=fmt), created_by=created_by)
 
@@ -321,14 +348,21 @@ def delete_debunk(session: Session, debunk_id: int) -> None:
     session.execute(delete(Debunk).where(Debunk.id == debunk_id))
 
 
-def list_debunks(session: Session, *, q: str | None = None, active: bool | None = None, offset: int = 0,
-                 limit: int = 50) -> tuple[list[Debunk], int]:
+def list_debunks(
+    session: Session, *, q: str | None = None, active: bool | None = None, offset: int = 0, limit: int = 50
+) -> tuple[list[Debunk], int]:
     """Newest first; ``q`` searches claim, refutation, publisher and category."""
     stmt = select(Debunk)
     if q:
         like = f"%{q.strip()}%"
-        stmt = stmt.where(or_(Debunk.claim.ilike(like), Debunk.refutation.ilike(like),
-                              Debunk.publisher.ilike(like), Debunk.category.ilike(like)))
+        stmt = stmt.where(
+            or_(
+                Debunk.claim.ilike(like),
+                Debunk.refutation.ilike(like),
+                Debunk.publisher.ilike(like),
+                Debunk.category.ilike(like),
+            )
+        )
     if active is not None:
         stmt = stmt.where(Debunk.active.is_(active))
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
@@ -352,9 +386,17 @@ class DebunkMatcher:
     Thresholds were chosen on the weibo_ced benchmark (bench/bench_matching.py).
     """
 
-    def __init__(self, ids: Sequence[int], claims: Sequence[str], *, minhash_threshold: float = 0.5,
-                 cosine_threshold: float = 0.5, containment_threshold: float = 0.7,
-                 containment_min_cosine: float = 0.2, min_claim_chars: int = 4) -> None:
+    def __init__(
+        self,
+        ids: Sequence[int],
+        claims: Sequence[str],
+        *,
+        minhash_threshold: float = 0.5,
+        cosine_threshold: float = 0.5,
+        containment_threshold: float = 0.7,
+        containment_min_cosine: float = 0.2,
+        min_claim_chars: int = 4,
+    ) -> None:
         self.minhash_threshold = minhash_threshold
         self.cosine_threshold = cosine_threshold
         self.containment_threshold = containment_threshold
@@ -385,8 +427,9 @@ class DebunkMatcher:
 
     @classmethod
     def from_session(cls, session: Session, **kwargs: Any) -> DebunkMatcher:
-        rows = session.execute(select(Debunk.id, Debunk.claim).where(Debunk.active.is_(True))
-                               .order_by(Debunk.id)).all()
+        rows = session.execute(
+            select(Debunk.id, Debunk.claim).where(Debunk.active.is_(True)).order_by(Debunk.id)
+        ).all()
         return cls([r.id for r in rows], [r.claim for r in rows], **kwargs)
 
     def __len__(self) -> int:
@@ -399,8 +442,9 @@ class DebunkMatcher:
         norms[norms == 0] = 1.0
         return sp.csr_matrix(sp.diags(1.0 / norms) @ m)
 
-    def match(self, keys: Sequence[str], signatures: np.ndarray | None = None,
-              shingles: ShingleBatch | None = None) -> list[DebunkHit | None]:
+    def match(
+        self, keys: Sequence[str], signatures: np.ndarray | None = None, shingles: ShingleBatch | None = None
+    ) -> list[DebunkHit | None]:
         """The best debunk for each post key, or None.
 
         ``signatures`` / ``shingles`` may be passed when the caller already has them (the
@@ -423,7 +467,9 @@ class DebunkMatcher:
             if not key:
                 continue
             places = place_marks(key)
-            hit = next(((pos, sim) for pos, sim in near[i] if not places_conflict(places, self._places[pos])), None)
+            hit = next(
+                ((pos, sim) for pos, sim in near[i] if not places_conflict(places, self._places[pos])), None
+            )
             if hit is not None:
                 out[i] = DebunkHit(int(self.ids[hit[0]]), round(hit[1], 4), "minhash")
                 continue
@@ -435,7 +481,7 @@ class DebunkMatcher:
                 out[i] = DebunkHit(int(self.ids[claim_pos]), round(c, 4), "tfidf")
             elif c >= self.containment_min_cosine:
                 claim = self._claim_grams[claim_pos]
-                post = shingles.hashes[offsets[i]:offsets[i + 1]]
+                post = shingles.hashes[offsets[i] : offsets[i + 1]]
                 contained = float(np.isin(claim, post).mean()) if len(claim) else 0.0
                 if contained >= self.containment_threshold:
                     out[i] = DebunkHit(int(self.ids[claim_pos]), round(contained, 4), "containment")

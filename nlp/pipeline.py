@@ -47,7 +47,14 @@ from core.tables import AnalysisRun, DebunkMatch, ModelVersion, Post, PostScore,
 from nlp.debunks import DebunkHit, DebunkMatcher
 from nlp.normalize import normalize
 from nlp.similarity import match_key, shingle_batch
-from nlp.stories import DEFAULT_WINDOW_DAYS, StoryIndex, StoryMember, assign_stories, refresh_counts, write_stories
+from nlp.stories import (
+    DEFAULT_WINDOW_DAYS,
+    StoryIndex,
+    StoryMember,
+    assign_stories,
+    refresh_counts,
+    write_stories,
+)
 
 __all__ = [
     "STAGES",
@@ -108,8 +115,9 @@ def _positive_column(proba: Any) -> np.ndarray:
     return arr[:, 1] if arr.ndim == 2 else arr
 
 
-def text_features(texts: Sequence[str], model: Classifier, matcher: DebunkMatcher | None,
-                  explain_k: int = EXPLAIN_TERMS) -> TextFeatures:
+def text_features(
+    texts: Sequence[str], model: Classifier, matcher: DebunkMatcher | None, explain_k: int = EXPLAIN_TERMS
+) -> TextFeatures:
     """Normalise, classify + explain, sign and match debunks: the CPU-heavy, database-free part."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -120,16 +128,22 @@ def text_features(texts: Sequence[str], model: Classifier, matcher: DebunkMatche
     proba = _predict_normalized(model, norm) if norm else np.zeros(0)
     t2 = time.perf_counter()
     timings["classify"] = t2 - t1
-    explanations = [[(str(term), float(w)) for term, w in row] for row in model.explain(norm, k=explain_k)] \
-        if norm else []
+    explanations = (
+        [[(str(term), float(w)) for term, w in row] for row in model.explain(norm, k=explain_k)]
+        if norm
+        else []
+    )
     t3 = time.perf_counter()
     timings["explain"] = t3 - t2
     shingles = shingle_batch(keys)
     signatures = shingles.signatures()
     t4 = time.perf_counter()
     timings["signatures"] = t4 - t3
-    debunks = matcher.match(keys, signatures, shingles) if matcher is not None and len(matcher) \
+    debunks = (
+        matcher.match(keys, signatures, shingles)
+        if matcher is not None and len(matcher)
         else [None] * len(texts)
+    )
     timings["debunks"] = time.perf_counter() - t4
     return TextFeatures(norm, keys, signatures, proba, explanations, debunks, timings)
 
@@ -271,11 +285,18 @@ def text_stage(ctx: AnalysisContext, batch: Batch) -> None:
 def story_stage(ctx: AnalysisContext, batch: Batch) -> None:
     f = batch._f()
     members = [
-        StoryMember(post_id=r.id, key=f.keys[i], when=r.when, old_story_id=r.story_id, title=f.norm[i][:200],
-                    group_id=r.group_id, source_id=r.source_id,
-                    rumor_probability=float(f.proba[i]),
-                    debunk_id=f.debunks[i].debunk_id if f.debunks[i] else None,
-                    debunk_similarity=f.debunks[i].similarity if f.debunks[i] else None)
+        StoryMember(
+            post_id=r.id,
+            key=f.keys[i],
+            when=r.when,
+            old_story_id=r.story_id,
+            title=f.norm[i][:200],
+            group_id=r.group_id,
+            source_id=r.source_id,
+            rumor_probability=float(f.proba[i]),
+            debunk_id=f.debunks[i].debunk_id if f.debunks[i] else None,
+            debunk_similarity=f.debunks[i].similarity if f.debunks[i] else None,
+        )
         for i, r in enumerate(batch.rows)
     ]
     tick = _Ticker(ctx, "stories.")
@@ -297,11 +318,18 @@ def write_stage(ctx: AnalysisContext, batch: Batch) -> None:
     tick = _Ticker(ctx, "write.")
     # Matches of a re-analysed post are replaced, not accumulated.
     for start in range(0, len(ids), _CHUNK):
-        conn.execute(delete(DebunkMatch.__table__).where(DebunkMatch.__table__.c.post_id.in_(ids[start:start + _CHUNK])))
+        conn.execute(
+            delete(DebunkMatch.__table__).where(
+                DebunkMatch.__table__.c.post_id.in_(ids[start : start + _CHUNK])
+            )
+        )
     # Constant columns are literal values, not per-row parameters: SQLAlchemy then converts them
     # once per statement instead of once per row (3x faster executemany on SQLite here).
-    matches = [{"post_id": r.id, "debunk_id": hit.debunk_id, "similarity": hit.similarity, "method": hit.method}
-               for r, hit in zip(batch.rows, f.debunks, strict=True) if hit is not None]
+    matches = [
+        {"post_id": r.id, "debunk_id": hit.debunk_id, "similarity": hit.similarity, "method": hit.method}
+        for r, hit in zip(batch.rows, f.debunks, strict=True)
+        if hit is not None
+    ]
     if matches:
         conn.execute(DebunkMatch.__table__.insert().values(matched_at=now), matches)
     ctx.count("debunk_matches", len(matches))
@@ -326,8 +354,11 @@ def write_stage(ctx: AnalysisContext, batch: Batch) -> None:
             raise ValueError(f"post_columns[{name!r}] has {len(values)} values for {len(batch)} posts")
     values = {"norm_text": bindparam("_norm"), "story_id": bindparam("_story"), "analyzed_at": now}
     values |= {name: bindparam(f"_x_{name}") for name in extra_cols}
-    stmt = update(table).where(table.c.id == bindparam("_id"), table.c.content_hash == bindparam("_hash")
-                               ).values(values)
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("_id"), table.c.content_hash == bindparam("_hash"))
+        .values(values)
+    )
     params = []
     for i, r in enumerate(batch.rows):
         p = {"_id": r.id, "_hash": r.content_hash, "_norm": f.norm[i], "_story": batch.story_ids[i]}
@@ -367,8 +398,9 @@ def register_stage(stage: Stage, *, before: str = "write") -> None:
     STAGES.insert(names.index(before) if before in names else len(STAGES), stage)
 
 
-def _upsert_scores(session: Session, rows: list[dict[str, Any]], model_version_id: int | None,
-                   now: dt.datetime) -> None:
+def _upsert_scores(
+    session: Session, rows: list[dict[str, Any]], model_version_id: int | None, now: dt.datetime
+) -> None:
     if not rows:
         return
     from sqlalchemy.dialects import postgresql, sqlite
@@ -379,13 +411,17 @@ def _upsert_scores(session: Session, rows: list[dict[str, Any]], model_version_i
         # NULL never conflicts in a unique index: replace by delete + insert instead.
         ids = [r["post_id"] for r in rows]
         for start in range(0, len(ids), _CHUNK):
-            conn.execute(delete(table).where(table.c.post_id.in_(ids[start:start + _CHUNK]),
-                                             table.c.model_version_id.is_(None)))
+            conn.execute(
+                delete(table).where(
+                    table.c.post_id.in_(ids[start : start + _CHUNK]), table.c.model_version_id.is_(None)
+                )
+            )
         conn.execute(table.insert().values(model_version_id=None, scored_at=now), rows)
         return
     dialect = session.get_bind().dialect.name
     ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).values(
-        model_version_id=model_version_id, scored_at=now)
+        model_version_id=model_version_id, scored_at=now
+    )
     stmt = ins.on_conflict_do_update(
         index_elements=["post_id", "model_version_id"],
         set_={c: ins.excluded[c] for c in ("rumor_probability", "label", "explanation", "scored_at")},
@@ -399,19 +435,28 @@ def _upsert_scores(session: Session, rows: list[dict[str, Any]], model_version_i
 def ensure_model_version(session: Session, model: Classifier, path: str | Path | None = None) -> int:
     """The ``model_versions`` row of this model, registered on first use (active if none is)."""
     version = str(getattr(model, "version", "") or "unknown")
-    found = session.scalar(select(ModelVersion).where(ModelVersion.name == MODEL_NAME,
-                                                      ModelVersion.version == version))
+    found = session.scalar(
+        select(ModelVersion).where(ModelVersion.name == MODEL_NAME, ModelVersion.version == version)
+    )
     if found is not None:
         return found.id
-    has_active = session.scalar(select(func.count()).select_from(ModelVersion).where(
-        ModelVersion.name == MODEL_NAME, ModelVersion.status == "active"))
+    has_active = session.scalar(
+        select(func.count())
+        .select_from(ModelVersion)
+        .where(ModelVersion.name == MODEL_NAME, ModelVersion.status == "active")
+    )
     card = getattr(model, "card", None)
     metrics = getattr(model, "metrics", None)
-    row = ModelVersion(name=MODEL_NAME, version=version, path=str(path or getattr(model, "path", "") or ""),
-                       status="candidate" if has_active else "active",
-                       metrics=metrics if isinstance(metrics, dict) else {},
-                       card=card if isinstance(card, dict) else {},
-                       promoted_at=None if has_active else utcnow(), note=None if has_active else "首次使用时自动登记")
+    row = ModelVersion(
+        name=MODEL_NAME,
+        version=version,
+        path=str(path or getattr(model, "path", "") or ""),
+        status="candidate" if has_active else "active",
+        metrics=metrics if isinstance(metrics, dict) else {},
+        card=card if isinstance(card, dict) else {},
+        promoted_at=None if has_active else utcnow(),
+        note=None if has_active else "首次使用时自动登记",
+    )
     session.add(row)
     session.flush()
     log.info("model registered", extra={"version": version, "status": row.status})
@@ -422,13 +467,17 @@ def load_active_model(session: Session) -> tuple[Classifier, int]:
     """The active rumor model (from ``model_versions``), else the shipped default, registered as active."""
     from nlp.classifier import RumorModel, default_model_path
 
-    active = session.scalar(select(ModelVersion).where(ModelVersion.name == MODEL_NAME,
-                                                       ModelVersion.status == "active")
-                            .order_by(ModelVersion.promoted_at.desc().nulls_last(), ModelVersion.id.desc()))
+    active = session.scalar(
+        select(ModelVersion)
+        .where(ModelVersion.name == MODEL_NAME, ModelVersion.status == "active")
+        .order_by(ModelVersion.promoted_at.desc().nulls_last(), ModelVersion.id.desc())
+    )
     if active is not None and active.path and Path(active.path).exists():
         return RumorModel.load(active.path), active.id
     if active is not None:
-        log.warning("active model %s: path %r is missing; using the shipped default", active.version, active.path)
+        log.warning(
+            "active model %s: path %r is missing; using the shipped default", active.version, active.path
+        )
     path = default_model_path()
     model = RumorModel.load(path)
     return model, ensure_model_version(session, model, path)
@@ -449,14 +498,25 @@ def backlog(session: Session) -> int:
 
 def _read_batches(session: Session, batch_size: int, limit: int | None) -> Iterator[list[PostRow]]:
     t = Post.__table__
-    cols = [t.c.id, t.c.title, t.c.raw_text, t.c.content_hash, t.c.channel, t.c.group_id, t.c.source_id,
-            t.c.published_at, t.c.collected_at, t.c.story_id]
+    cols = [
+        t.c.id,
+        t.c.title,
+        t.c.raw_text,
+        t.c.content_hash,
+        t.c.channel,
+        t.c.group_id,
+        t.c.source_id,
+        t.c.published_at,
+        t.c.collected_at,
+        t.c.story_id,
+    ]
     last = 0
     taken = 0
     while limit is None or taken < limit:
         size = batch_size if limit is None else min(batch_size, limit - taken)
-        rows = session.execute(select(*cols).where(t.c.analyzed_at.is_(None), t.c.id > last)
-                               .order_by(t.c.id).limit(size)).all()
+        rows = session.execute(
+            select(*cols).where(t.c.analyzed_at.is_(None), t.c.id > last).order_by(t.c.id).limit(size)
+        ).all()
         if not rows:
             return
         last = rows[-1].id
@@ -511,8 +571,14 @@ def analyze(
     t0 = time.perf_counter()
     matcher = DebunkMatcher.from_session(session)
     index = StoryIndex.load(session, now=now, window_days=window_days)
-    ctx = AnalysisContext(session=session, model=model, model_version_id=model_version_id, matcher=matcher,
-                          stories=index, now=now or utcnow())
+    ctx = AnalysisContext(
+        session=session,
+        model=model,
+        model_version_id=model_version_id,
+        matcher=matcher,
+        stories=index,
+        now=now or utcnow(),
+    )
     ctx.timings["load_indexes"] = time.perf_counter() - t0
     pipeline = list(stages) if stages is not None else list(STAGES)
     if workers is None:
@@ -521,8 +587,12 @@ def analyze(
     if workers > 1 and total > batch_size:
         import multiprocessing  # spawn: a forked child would share (and close) our DB connections
 
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_worker_init, initargs=(model, matcher, ctx.explain_k))
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(model, matcher, ctx.explain_k),
+        )
     else:
         workers = 0
     probas: list[np.ndarray] = []
@@ -571,13 +641,25 @@ def analyze(
     mean = float(proba.mean()) if len(proba) else None
     high = float((proba >= HIGH_SCORE).mean()) if len(proba) else None
     if done:
-        run = AnalysisRun(started_at=run_started_at, finished_at=utcnow(), model_version_id=model_version_id,
-                          posts_processed=done, score_histogram=score_histogram(proba), mean_score=mean,
-                          high_share=high,
-                          stats={"seconds": round(seconds, 3), "posts_per_second": round(done / seconds, 1),
-                                 "workers": workers, "batch_size": batch_size, "counts": dict(ctx.counts),
-                                 "timings": {k: round(v, 3) for k, v in ctx.timings.items()},
-                                 "histogram_bins": HIST_BINS, "high_threshold": HIGH_SCORE})
+        run = AnalysisRun(
+            started_at=run_started_at,
+            finished_at=utcnow(),
+            model_version_id=model_version_id,
+            posts_processed=done,
+            score_histogram=score_histogram(proba),
+            mean_score=mean,
+            high_share=high,
+            stats={
+                "seconds": round(seconds, 3),
+                "posts_per_second": round(done / seconds, 1),
+                "workers": workers,
+                "batch_size": batch_size,
+                "counts": dict(ctx.counts),
+                "timings": {k: round(v, 3) for k, v in ctx.timings.items()},
+                "histogram_bins": HIST_BINS,
+                "high_threshold": HIGH_SCORE,
+            },
+        )
         session.add(run)
         session.commit()
         run_id = run.id

@@ -100,8 +100,9 @@ def places_conflict(a: frozenset[str], b: frozenset[str]) -> bool:
 
 # ----------------------------------------------------------------------------- shingling
 
-_M = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93],
-              dtype=np.uint64)
+_M = np.array(
+    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93], dtype=np.uint64
+)
 
 
 def _mix64(h: np.ndarray) -> np.ndarray:
@@ -182,7 +183,7 @@ class ShingleBatch:
     def doc_hashes(self, d: int) -> np.ndarray:
         """The distinct gram hashes of one document (sorted)."""
         start = int(self.sizes[:d].sum())
-        return np.unique(self.hashes[start:start + int(self.sizes[d])])
+        return np.unique(self.hashes[start : start + int(self.sizes[d])])
 
 
 def shingle_batch(keys: Sequence[str], k: int = 2) -> ShingleBatch:
@@ -199,12 +200,14 @@ def shingle_batch(keys: Sequence[str], k: int = 2) -> ShingleBatch:
     last = len(codes) - k + 1
     h = np.full(last, np.uint64((k * 0x632BE59BD9B4E019) & 0xFFFFFFFFFFFFFFFF), dtype=np.uint64)
     for j in range(k):
-        h += codes[j:j + last] * _M[j % len(_M)]
-    valid = doc_of_char[:last] == doc_of_char[k - 1:k - 1 + last]
+        h += codes[j : j + last] * _M[j % len(_M)]
+    valid = doc_of_char[:last] == doc_of_char[k - 1 : k - 1 + last]
     return ShingleBatch(n, k, doc_of_char[:last][valid], _mix64(h[valid]), sizes)
 
 
-def ngram_counts(keys: Sequence[str], ks: Iterable[int] = (2, 3), n_features: int = N_FEATURES) -> sp.csr_matrix:
+def ngram_counts(
+    keys: Sequence[str], ks: Iterable[int] = (2, 3), n_features: int = N_FEATURES
+) -> sp.csr_matrix:
     """Hashed character n-gram counts for several n (summed): the input of TF-IDF cosine."""
     total: sp.csr_matrix | None = None
     for k in ks:
@@ -232,8 +235,13 @@ def unpack_signature(blob: bytes | None, num_perm: int = NUM_PERM) -> np.ndarray
 def to_datasketch(sig: np.ndarray) -> MinHash:
     """A datasketch MinHash with these hash values (for analysts' own LSH experiments)."""
     num_perm = len(sig)
-    return MinHash(num_perm=num_perm, seed=SEED, hashvalues=sig, scheme="affine32",
-                   permutations=_PERMS.get(num_perm, _permutations(num_perm)))
+    return MinHash(
+        num_perm=num_perm,
+        seed=SEED,
+        hashvalues=sig,
+        scheme="affine32",
+        permutations=_PERMS.get(num_perm, _permutations(num_perm)),
+    )
 
 
 def jaccard_estimate(a: np.ndarray, b: np.ndarray) -> float:
@@ -253,11 +261,14 @@ class BandedIndex:
     extra candidates and band-key collisions cost time, never correctness.
     """
 
-    def __init__(self, threshold: float = 0.5, num_perm: int = NUM_PERM,
-                 candidate_threshold: float | None = None) -> None:
+    def __init__(
+        self, threshold: float = 0.5, num_perm: int = NUM_PERM, candidate_threshold: float | None = None
+    ) -> None:
         self.threshold = threshold
         self.num_perm = num_perm
-        self.candidate_threshold = max(0.1, threshold - 0.1) if candidate_threshold is None else candidate_threshold
+        self.candidate_threshold = (
+            max(0.1, threshold - 0.1) if candidate_threshold is None else candidate_threshold
+        )
         self.bands, self.rows = _optimal_param(self.candidate_threshold, num_perm, 0.5, 0.5)
         rng = np.random.RandomState(SEED)
         self._mult = rng.randint(1, 2**62, size=self.rows, dtype=np.int64).astype(np.uint64) | np.uint64(1)
@@ -322,8 +333,9 @@ class BandedIndex:
                 rows.extend(members)
         return rows
 
-    def query_many(self, sigs: np.ndarray, band_keys: np.ndarray | None = None,
-                   threshold: float | None = None) -> list[list[tuple[int, float]]]:
+    def query_many(
+        self, sigs: np.ndarray, band_keys: np.ndarray | None = None, threshold: float | None = None
+    ) -> list[list[tuple[int, float]]]:
         """For each signature, the indexed keys at or above the threshold, most similar first.
 
         One pass of dict lookups per band over the whole batch, then one vectorised comparison
@@ -349,7 +361,9 @@ class BandedIndex:
         if not posts:
             return out
         limit = self.threshold if threshold is None else threshold
-        pair = np.unique(np.asarray(posts, dtype=np.int64) * len(self._keys) + np.asarray(rows, dtype=np.int64))
+        pair = np.unique(
+            np.asarray(posts, dtype=np.int64) * len(self._keys) + np.asarray(rows, dtype=np.int64)
+        )
         p_idx, r_idx = np.divmod(pair, len(self._keys))
         sims = np.empty(len(pair))
         step = 200_000
@@ -365,8 +379,9 @@ class BandedIndex:
                 out[int(p_idx[j])].append((key, float(sims[j])))
         return out
 
-    def batch_pairs(self, sigs: np.ndarray, band_keys: np.ndarray | None = None,
-                    threshold: float | None = None) -> list[list[tuple[int, float]]]:
+    def batch_pairs(
+        self, sigs: np.ndarray, band_keys: np.ndarray | None = None, threshold: float | None = None
+    ) -> list[list[tuple[int, float]]]:
         """Within one batch: for each signature j, the earlier positions i < j at or above the
         threshold, most similar first (ties: earliest). Same banding as the index, no index needed."""
         n = len(sigs)
@@ -383,10 +398,12 @@ class BandedIndex:
             sorted_keys = col[order]
             starts = np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
             ends = np.concatenate((starts[1:], [n]))
-            for lo, hi in zip(starts[ends - starts > 1].tolist(), ends[ends - starts > 1].tolist(), strict=True):
+            for lo, hi in zip(
+                starts[ends - starts > 1].tolist(), ends[ends - starts > 1].tolist(), strict=True
+            ):
                 members = order[lo:hi].tolist()  # ascending positions (stable sort)
                 for x, j in enumerate(members):
-                    earlier = members[max(0, x - cap):x]
+                    earlier = members[max(0, x - cap) : x]
                     firsts.extend(earlier)
                     seconds.extend([j] * len(earlier))
         if not firsts:
@@ -403,8 +420,13 @@ class BandedIndex:
     def candidates(self, band_keys: np.ndarray) -> set[int]:
         return {k for r in self._candidate_rows(band_keys) if (k := self._keys[r]) is not None}
 
-    def best(self, sig: np.ndarray, band_keys: np.ndarray | None = None, threshold: float | None = None,
-             accept: Callable[[int], bool] | None = None) -> tuple[int, float] | None:
+    def best(
+        self,
+        sig: np.ndarray,
+        band_keys: np.ndarray | None = None,
+        threshold: float | None = None,
+        accept: Callable[[int], bool] | None = None,
+    ) -> tuple[int, float] | None:
         """The most similar indexed key at or above the threshold (and ``accept``-ed), with its Jaccard."""
         rows = self._candidate_rows(self.band_keys(sig)[0] if band_keys is None else band_keys)
         if not rows:

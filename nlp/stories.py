@@ -69,12 +69,21 @@ class StoryIndex:
         return len(self.lsh)
 
     @classmethod
-    def load(cls, session: Session, *, now: dt.datetime | None = None, window_days: int = DEFAULT_WINDOW_DAYS,
-             threshold: float = DEFAULT_THRESHOLD) -> StoryIndex:
+    def load(
+        cls,
+        session: Session,
+        *,
+        now: dt.datetime | None = None,
+        window_days: int = DEFAULT_WINDOW_DAYS,
+        threshold: float = DEFAULT_THRESHOLD,
+    ) -> StoryIndex:
         index = cls(threshold)
         since = (now or utcnow()) - dt.timedelta(days=window_days)
-        stmt = (select(Story.id, Story.signature, Story.title)
-                .where(Story.last_seen >= since, Story.signature.is_not(None)).order_by(Story.id))
+        stmt = (
+            select(Story.id, Story.signature, Story.title)
+            .where(Story.last_seen >= since, Story.signature.is_not(None))
+            .order_by(Story.id)
+        )
         ids: list[int] = []
         sigs: list[np.ndarray] = []
         places: list[frozenset[str]] = []
@@ -92,19 +101,28 @@ class StoryIndex:
         log.info("story index loaded", extra={"stories": len(ids), "window_days": window_days})
         return index
 
-    def add(self, story_id: int, sig: np.ndarray, band_keys: np.ndarray | None = None,
-            places: frozenset[str] = frozenset()) -> None:
+    def add(
+        self,
+        story_id: int,
+        sig: np.ndarray,
+        band_keys: np.ndarray | None = None,
+        places: frozenset[str] = frozenset(),
+    ) -> None:
         self.lsh.insert(story_id, sig, band_keys)
         self._exact.setdefault(sig.tobytes(), story_id)
         self._places[story_id] = places
 
-    def find(self, sig: np.ndarray, band_keys: np.ndarray,
-             places: frozenset[str] = frozenset()) -> tuple[int, float] | None:
+    def find(
+        self, sig: np.ndarray, band_keys: np.ndarray, places: frozenset[str] = frozenset()
+    ) -> tuple[int, float] | None:
         exact = self._exact.get(sig.tobytes())
         if exact is not None:
             return exact, 1.0
-        return self.lsh.best(sig, band_keys,
-                             accept=lambda story: not places_conflict(places, self._places.get(story, frozenset())))
+        return self.lsh.best(
+            sig,
+            band_keys,
+            accept=lambda story: not places_conflict(places, self._places.get(story, frozenset())),
+        )
 
 
 @dataclass
@@ -152,13 +170,19 @@ class StoryUpdate:
         self.last_seen = member.when if self.last_seen is None else max(self.last_seen, member.when)
         if member.rumor_probability is not None:
             self.max_prob = max(self.max_prob or 0.0, member.rumor_probability)
-        if member.debunk_id is not None and (self.debunk_similarity is None
-                                             or (member.debunk_similarity or 0) > self.debunk_similarity):
+        if member.debunk_id is not None and (
+            self.debunk_similarity is None or (member.debunk_similarity or 0) > self.debunk_similarity
+        ):
             self.debunk_id, self.debunk_similarity = member.debunk_id, member.debunk_similarity
 
 
-def assign_stories(index: StoryIndex, members: Sequence[StoryMember], signatures: np.ndarray,
-                   *, min_chars: int = MIN_KEY_CHARS) -> tuple[list[int | None], dict[int, StoryUpdate]]:
+def assign_stories(
+    index: StoryIndex,
+    members: Sequence[StoryMember],
+    signatures: np.ndarray,
+    *,
+    min_chars: int = MIN_KEY_CHARS,
+) -> tuple[list[int | None], dict[int, StoryUpdate]]:
     """Story id per post (negative: new in this batch; None: too short to group) and per-story effects.
 
     Posts are taken in order, so a later post of the batch joins a story an earlier one founded.
@@ -214,8 +238,9 @@ def assign_stories(index: StoryIndex, members: Sequence[StoryMember], signatures
     return assigned, updates
 
 
-def write_stories(session: Session, index: StoryIndex, assigned: list[int | None],
-                  updates: dict[int, StoryUpdate]) -> list[int | None]:
+def write_stories(
+    session: Session, index: StoryIndex, assigned: list[int | None], updates: dict[int, StoryUpdate]
+) -> list[int | None]:
     """Insert the batch's new stories and update touched ones; returns the real story id per post.
 
     New stories get their counts here; the counts of older ones are recounted by
@@ -228,16 +253,28 @@ def write_stories(session: Session, index: StoryIndex, assigned: list[int | None
         rows = []
         for u in new:
             assert u.founder is not None and u.signature is not None
-            rows.append({
-                "representative_post_id": u.founder.post_id, "title": u.founder.title[:500],
-                "first_seen": u.first_seen, "last_seen": u.last_seen, "post_count": u.posts,
-                "group_count": len(u.groups), "source_count": len(u.sources), "hourly_counts": {k: v for k, v in u.hourly.items() if v > 0},
-                "max_rumor_probability": u.max_prob, "debunk_id": u.debunk_id,
-                "debunk_similarity": u.debunk_similarity, "signature": pack_signature(u.signature),
-            })
+            rows.append(
+                {
+                    "representative_post_id": u.founder.post_id,
+                    "title": u.founder.title[:500],
+                    "first_seen": u.first_seen,
+                    "last_seen": u.last_seen,
+                    "post_count": u.posts,
+                    "group_count": len(u.groups),
+                    "source_count": len(u.sources),
+                    "hourly_counts": {k: v for k, v in u.hourly.items() if v > 0},
+                    "max_rumor_probability": u.max_prob,
+                    "debunk_id": u.debunk_id,
+                    "debunk_similarity": u.debunk_similarity,
+                    "signature": pack_signature(u.signature),
+                }
+            )
         # Constant columns as literal values: converted once per statement, not once per row.
-        stmt = (insert(Story.__table__).values(created_at=now, updated_at=now)
-                .returning(Story.__table__.c.id, sort_by_parameter_order=True))
+        stmt = (
+            insert(Story.__table__)
+            .values(created_at=now, updated_at=now)
+            .returning(Story.__table__.c.id, sort_by_parameter_order=True)
+        )
         ids = session.execute(stmt, rows).scalars().all()
         for u, story_id in zip(new, ids, strict=True):
             real[u.story_id] = story_id
@@ -249,9 +286,15 @@ def write_stories(session: Session, index: StoryIndex, assigned: list[int | None
         current: dict[int, Any] = {}
         ids_old = [u.story_id for u in old]
         for start in range(0, len(ids_old), _CHUNK):
-            stmt = select(Story.id, Story.first_seen, Story.last_seen, Story.hourly_counts,
-                          Story.max_rumor_probability, Story.debunk_id, Story.debunk_similarity
-                          ).where(Story.id.in_(ids_old[start:start + _CHUNK]))
+            stmt = select(
+                Story.id,
+                Story.first_seen,
+                Story.last_seen,
+                Story.hourly_counts,
+                Story.max_rumor_probability,
+                Story.debunk_id,
+                Story.debunk_similarity,
+            ).where(Story.id.in_(ids_old[start : start + _CHUNK]))
             for row in session.execute(stmt):
                 current[row.id] = row
         params = []
@@ -270,17 +313,24 @@ def write_stories(session: Session, index: StoryIndex, assigned: list[int | None
             if u.debunk_id is not None and (debunk_sim is None or (u.debunk_similarity or 0) > debunk_sim):
                 debunk_id, debunk_sim = u.debunk_id, u.debunk_similarity
             probs = [p for p in (row.max_rumor_probability, u.max_prob) if p is not None]
-            params.append({
-                "_id": u.story_id,
-                "first_seen": min(t for t in (row.first_seen, u.first_seen) if t is not None),
-                "last_seen": max(t for t in (row.last_seen, u.last_seen) if t is not None),
-                "hourly_counts": hourly, "max_rumor_probability": max(probs) if probs else None,
-                "debunk_id": debunk_id, "debunk_similarity": debunk_sim,
-            })
+            params.append(
+                {
+                    "_id": u.story_id,
+                    "first_seen": min(t for t in (row.first_seen, u.first_seen) if t is not None),
+                    "last_seen": max(t for t in (row.last_seen, u.last_seen) if t is not None),
+                    "hourly_counts": hourly,
+                    "max_rumor_probability": max(probs) if probs else None,
+                    "debunk_id": debunk_id,
+                    "debunk_similarity": debunk_sim,
+                }
+            )
         if params:
             table = Story.__table__
-            stmt = update(table).where(table.c.id == bindparam("_id")).values(
-                {k: bindparam(k) for k in params[0] if k != "_id"} | {"updated_at": now})
+            stmt = (
+                update(table)
+                .where(table.c.id == bindparam("_id"))
+                .values({k: bindparam(k) for k in params[0] if k != "_id"} | {"updated_at": now})
+            )
             session.connection().execute(stmt, params)
     return [None if s is None else real.get(s, s) for s in assigned]
 
@@ -293,17 +343,34 @@ def refresh_counts(session: Session, story_ids: Sequence[int]) -> None:
     table = Post.__table__
     params = []
     for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start:start + _CHUNK]
-        stmt = (select(table.c.story_id, func.count(), func.count(table.c.group_id.distinct()),
-                       func.count(table.c.source_id.distinct()))
-                .where(table.c.story_id.in_(chunk)).group_by(table.c.story_id))
+        chunk = ids[start : start + _CHUNK]
+        stmt = (
+            select(
+                table.c.story_id,
+                func.count(),
+                func.count(table.c.group_id.distinct()),
+                func.count(table.c.source_id.distinct()),
+            )
+            .where(table.c.story_id.in_(chunk))
+            .group_by(table.c.story_id)
+        )
         seen = set()
         for story_id, posts, groups, sources in session.execute(stmt):
             seen.add(story_id)
-            params.append({"_id": story_id, "post_count": posts, "group_count": groups, "source_count": sources})
-        params.extend({"_id": s, "post_count": 0, "group_count": 0, "source_count": 0} for s in chunk if s not in seen)
+            params.append(
+                {"_id": story_id, "post_count": posts, "group_count": groups, "source_count": sources}
+            )
+        params.extend(
+            {"_id": s, "post_count": 0, "group_count": 0, "source_count": 0} for s in chunk if s not in seen
+        )
     stories = Story.__table__
-    stmt = update(stories).where(stories.c.id == bindparam("_id")).values(
-        post_count=bindparam("post_count"), group_count=bindparam("group_count"),
-        source_count=bindparam("source_count"))
+    stmt = (
+        update(stories)
+        .where(stories.c.id == bindparam("_id"))
+        .values(
+            post_count=bindparam("post_count"),
+            group_count=bindparam("group_count"),
+            source_count=bindparam("source_count"),
+        )
+    )
     session.connection().execute(stmt, params)

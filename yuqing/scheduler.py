@@ -42,7 +42,8 @@ def collect_jobs(settings: Settings) -> list[Job]:
         with session_scope() as session:
             analyze(session, window_days=settings.story_window_days)
 
-    jobs.append(Job("nlp.analyze", analyze_new_posts, seconds=settings.analyze_interval_seconds, run_now=True))
+    jobs.append(Job("nlp.analyze", analyze_new_posts, seconds=settings.analyze_interval_seconds,
+                    run_now=True))
     return jobs
 
 

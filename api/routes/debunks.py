@@ -52,19 +52,29 @@ def list_debunks(
     _: ViewerUser,
     session: SessionDep,
     page: PageDep,
-    q: Annotated[str | None, Query(max_length=200, description="关键词：谣言、辟谣内容、发布机构或类别")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="关键词：谣言、辟谣内容、发布机构或类别")
+    ] = None,
     active: Annotated[bool | None, Query(description="只看启用（true）或停用（false）的条目")] = None,
 ) -> Page[DebunkPublic]:
     rows, total = service.list_debunks(session, q=q, active=active, offset=page.offset, limit=page.page_size)
-    return Page(items=[DebunkPublic.model_validate(r) for r in rows], total=total, page=page.page,
-                page_size=page.page_size)
+    return Page(
+        items=[DebunkPublic.model_validate(r) for r in rows],
+        total=total,
+        page=page.page,
+        page_size=page.page_size,
+    )
 
 
 @router.get("/{debunk_id}", response_model=DebunkDetail, summary="辟谣条目详情")
 def get_debunk(debunk_id: DebunkId, _: ViewerUser, session: SessionDep) -> DebunkDetail:
     row = service.get_debunk(session, debunk_id)
-    matches = session.scalar(select(func.count()).select_from(DebunkMatch).where(DebunkMatch.debunk_id == row.id))
-    return DebunkDetail.model_validate({**DebunkPublic.model_validate(row).model_dump(), "match_count": matches or 0})
+    matches = session.scalar(
+        select(func.count()).select_from(DebunkMatch).where(DebunkMatch.debunk_id == row.id)
+    )
+    return DebunkDetail.model_validate(
+        {**DebunkPublic.model_validate(row).model_dump(), "match_count": matches or 0}
+    )
 
 
 @router.post("", response_model=DebunkPublic, status_code=201, summary="新增辟谣条目（工作人员）")
@@ -73,7 +83,9 @@ def create_debunk(body: service.DebunkIn, user: StaffUser, session: SessionDep) 
 
 
 @router.patch("/{debunk_id}", response_model=DebunkPublic, summary="修改辟谣条目（工作人员）")
-def update_debunk(debunk_id: DebunkId, body: service.DebunkUpdate, _: StaffUser, session: SessionDep) -> DebunkPublic:
+def update_debunk(
+    debunk_id: DebunkId, body: service.DebunkUpdate, _: StaffUser, session: SessionDep
+) -> DebunkPublic:
     return DebunkPublic.model_validate(service.update_debunk(session, debunk_id, body))
 
 
@@ -87,8 +99,10 @@ def delete_debunk(debunk_id: DebunkId, _: AnalystUser, session: SessionDep) -> R
 async def import_debunks(
     user: StaffUser,
     session: SessionDep,
-    file: Annotated[UploadFile, File(description="CSV（表头 claim,refutation,publisher,url,published_at,category,tags）"
-                                                 "或 YAML")],
+    file: Annotated[
+        UploadFile,
+        File(description="CSV（表头 claim,refutation,publisher,url,published_at,category,tags）或 YAML"),
+    ],
 ) -> ImportSummary:
     data = await file.read(MAX_UPLOAD_BYTES + 1)
     if len(data) > MAX_UPLOAD_BYTES:
@@ -99,5 +113,9 @@ async def import_debunks(
         ctype = (file.content_type or "").lower()
         suffix = "yaml" if "yaml" in ctype else "csv"
     result = service.import_debunks(session, name, data=data, fmt=suffix, created_by=user.id)
-    return ImportSummary(new=result.new, updated=result.updated, unchanged=result.unchanged,
-                         rejected=[reason for _, reason in result.rejected])
+    return ImportSummary(
+        new=result.new,
+        updated=result.updated,
+        unchanged=result.unchanged,
+        rejected=[reason for _, reason in result.rejected],
+    )

@@ -50,8 +50,12 @@ def chat(text: str, n: int, group: str = "qh-1", minute: int = 0, day: int = 28)
 def sample_items() -> list[dict[str, Any]]:
     items = []
     n = 0
-    for texts, groups in ((STORY_A, ["qh-1", "qh-2", "dw-1", "lsc-1"]), (STORY_B, ["qh-1", "nanping"]),
-                          (STORY_C, ["dw-1", "qh-2"]), (ORDINARY, ["qh-1", "dw-1", "qh-2", "qh-1"])):
+    for texts, groups in (
+        (STORY_A, ["qh-1", "qh-2", "dw-1", "lsc-1"]),
+        (STORY_B, ["qh-1", "nanping"]),
+        (STORY_C, ["dw-1", "qh-2"]),
+        (ORDINARY, ["qh-1", "dw-1", "qh-2", "qh-1"]),
+    ):
         for text, group in zip(texts, groups, strict=True):
             items.append(chat(text, n, group, minute=n))
             n += 1

@@ -15,7 +15,9 @@ from tests.nlp_pipeline.conftest import DEMO_DEBUNKS, ORDINARY, STORY_A, STORY_B
 
 
 def _scores(session: Session) -> dict[str, PostScore]:
-    rows = session.execute(select(Post.raw_text, PostScore).join(PostScore, PostScore.post_id == Post.id)).all()
+    rows = session.execute(
+        select(Post.raw_text, PostScore).join(PostScore, PostScore.post_id == Post.id)
+    ).all()
     return {text: score for text, score in rows}
 
 
@@ -69,8 +71,12 @@ def test_analyze_scores_matches_groups_and_is_idempotent(db: Session, rumor_mode
 
 def test_an_edited_post_is_rescored_and_moves_story(db: Session, rumor_model) -> None:
     import_debunks(db, DEMO_DEBUNKS)
-    items = [chat(t, n, group) for n, (t, group) in enumerate(
-        [(STORY_A[0], "qh-1"), (STORY_A[1], "qh-2"), (STORY_B[0], "qh-1"), (ORDINARY[0], "qh-3")])]
+    items = [
+        chat(t, n, group)
+        for n, (t, group) in enumerate(
+            [(STORY_A[0], "qh-1"), (STORY_A[1], "qh-2"), (STORY_B[0], "qh-1"), (ORDINARY[0], "qh-3")]
+        )
+    ]
     ingest_posts(db, items)
     analyze(db, model=rumor_model, workers=0)
     post = db.scalar(select(Post).where(Post.raw_text == STORY_A[1]))

@@ -39,17 +39,21 @@ def test_yaml_import_is_idempotent(session: Session) -> None:
 
 def test_csv_import_updates_changed_rows_and_reports_bad_ones(session: Session, tmp_path) -> None:
     path = tmp_path / "debunks.csv"
-    path.write_text(CSV_HEADER
-                    + "石桥村的石桥要拆了,石桥只是例行检修,青禾镇人民政府,,2026-11-24,城乡建设,石桥村;拆迁\n"
-                    + ",没有谣言内容的一行,,,,,\n"
-                    + "南坪村猪肉是病死猪肉,经检查均有检疫合格证明,青禾县市场监督管理局,,not-a-date,,\n",
-                    encoding="utf-8")
+    path.write_text(
+        CSV_HEADER
+        + "石桥村的石桥要拆了,石桥只是例行检修,青禾镇人民政府,,2026-11-24,城乡建设,石桥村;拆迁\n"
+        + ",没有谣言内容的一行,,,,,\n"
+        + "南坪村猪肉是病死猪肉,经检查均有检疫合格证明,青禾县市场监督管理局,,not-a-date,,\n",
+        encoding="utf-8",
+    )
     result = import_debunks(session, path)
     assert result.new == 1 and len(result.rejected) == 2
     assert all("第" in reason for _, reason in result.rejected)
     # Same claim with other punctuation and a forward prefix is the same debunk: updated, not duplicated.
-    path.write_text(CSV_HEADER + "转发：石桥村的石桥要拆了！！,石桥只是例行检修，不会拆除。,青禾镇人民政府,,,,\n",
-                    encoding="utf-8")
+    path.write_text(
+        CSV_HEADER + "转发：石桥村的石桥要拆了！！,石桥只是例行检修，不会拆除。,青禾镇人民政府,,,,\n",
+        encoding="utf-8",
+    )
     updated = import_debunks(session, path)
     assert (updated.new, updated.updated) == (0, 1)
     row = session.get(Debunk, updated.ids[0])
@@ -76,12 +80,16 @@ def test_bad_files_get_clear_chinese_errors(tmp_path) -> None:
 
 
 def test_service_create_update_delete(session: Session) -> None:
-    item = DebunkIn(claim="柳树村小学有学生被人贩子抢走", refutation="经派出所调查，没有发生此事。", tags=["柳树村"])
+    item = DebunkIn(
+        claim="柳树村小学有学生被人贩子抢走", refutation="经派出所调查，没有发生此事。", tags=["柳树村"]
+    )
     row = create_debunk(session, item)
     assert row.dedup_key == claim_key("【转】柳树村小学有学生被人贩子抢走！！")
     with pytest.raises(Conflict):
         create_debunk(session, item)
-    changed = update_debunk(session, row.id, DebunkUpdate(claim="柳树村小学有学生被人贩子抢走了", active=False))
+    changed = update_debunk(
+        session, row.id, DebunkUpdate(claim="柳树村小学有学生被人贩子抢走了", active=False)
+    )
     assert changed.dedup_key == claim_key("柳树村小学有学生被人贩子抢走了") and changed.active is False
     rows, total = list_debunks(session, q="人贩子")
     assert total == 1 and rows[0].id == row.id
@@ -118,5 +126,5 @@ def test_matcher_flags_known_rumors_and_only_them() -> None:
         assert word in rows[hit.debunk_id - 1].claim, (text, hit)
         assert 0 < hit.similarity <= 1 and hit.method in {"minhash", "tfidf", "containment"}
     assert hits[0].method == "minhash" and hits[0].similarity >= 0.9
-    assert hits[len(POSTS):] == [None] * len(UNRELATED)
+    assert hits[len(POSTS) :] == [None] * len(UNRELATED)
     assert DebunkMatcher([], []).match(keys) == [None] * len(keys)

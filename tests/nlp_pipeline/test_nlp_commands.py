@@ -5,12 +5,11 @@ from __future__ import annotations
 import csv
 import json
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from typer.testing import CliRunner
 
-from core.db import make_engine
+from core.db import make_engine, session_scope
 from core.ingest import ingest_posts
-from core.db import session_scope
 from tests.nlp_pipeline.conftest import DEMO_DEBUNKS, ORDINARY, STORY_A, sample_items
 from yuqing.cli import app
 
@@ -60,8 +59,21 @@ def test_classify_csv_streams_in_chunks(tmp_path, rumor_model) -> None:
         writer.writeheader()
         writer.writerows(rows)
     out = tmp_path / "scored.csv"
-    result = runner.invoke(app, ["classify", "--input", str(source), "--output", str(out), "--text-column",
-                                 "content", "--chunk-size", "3", "--quiet"])
+    result = runner.invoke(
+        app,
+        [
+            "classify",
+            "--input",
+            str(source),
+            "--output",
+            str(out),
+            "--text-column",
+            "content",
+            "--chunk-size",
+            "3",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     with out.open(encoding="utf-8") as fh:
         scored = list(csv.DictReader(fh))
@@ -80,9 +92,15 @@ def test_classify_missing_column_says_which_columns_exist(tmp_path) -> None:
     source.write_text("id,正文\n1,青禾镇明天封城\n", encoding="utf-8")
     result = runner.invoke(app, ["classify", "--input", str(source), "--output", str(tmp_path / "o.csv")])
     assert result.exit_code == 1
-    assert "没有名为 'text' 的列" in result.output and "正文" in result.output and "--text-column" in result.output
+    assert (
+        "没有名为 'text' 的列" in result.output
+        and "正文" in result.output
+        and "--text-column" in result.output
+    )
     assert not (tmp_path / "o.csv").exists()
-    missing = runner.invoke(app, ["classify", "--input", str(tmp_path / "nope.csv"), "--output", str(tmp_path / "o.csv")])
+    missing = runner.invoke(
+        app, ["classify", "--input", str(tmp_path / "nope.csv"), "--output", str(tmp_path / "o.csv")]
+    )
     assert missing.exit_code == 1 and "不存在" in missing.output
     same = runner.invoke(app, ["classify", "--input", str(source), "--output", str(source)])
     assert same.exit_code == 1 and "不能和输入文件相同" in same.output

@@ -27,9 +27,12 @@ def key(text: str) -> str:
 def test_forward_decorations_do_not_change_the_key() -> None:
     plain = key("青禾镇明天封城，所有人不准出门")
     assert plain == "青禾镇明天封城所有人不准出门"
-    for decorated in ("转发：青禾镇明天封城，所有人不准出门", "【转】青禾镇明天封城，所有人不准出门！！",
-                      "紧急扩散！！！青禾镇明天封城,所有人不准出门 不转不是中国人",
-                      "紧急扩散！转发：青禾镇明天封城，所有人不准出门。转发扩散 http://t.cn/abc123 @青禾小灵通"):
+    for decorated in (
+        "转发：青禾镇明天封城，所有人不准出门",
+        "【转】青禾镇明天封城，所有人不准出门！！",
+        "紧急扩散！！！青禾镇明天封城,所有人不准出门 不转不是中国人",
+        "紧急扩散！转发：青禾镇明天封城，所有人不准出门。转发扩散 http://t.cn/abc123 @青禾小灵通",
+    ):
         assert key(decorated) == plain, decorated
     assert key("") == "" and key(None) == "" and key("！！！😀") == ""
 
@@ -48,9 +51,13 @@ def test_signatures_are_datasketch_minhashes() -> None:
 
 
 def test_index_finds_edited_copies_and_keeps_other_stories_apart() -> None:
-    texts = ["青禾镇明天封城所有人不准出门赶紧去超市囤货", "青禾镇明天要封城所有人都不准出门赶紧去超市囤货吧",
-             "青禾镇自来水被污染了千万不要喝自来水快去买桶装水", "东湾村封村了大家不要去东湾村走亲戚",
-             "柳树村封村了大家不要去柳树村走亲戚"]
+    texts = [
+        "青禾镇明天封城所有人不准出门赶紧去超市囤货",
+        "青禾镇明天要封城所有人都不准出门赶紧去超市囤货吧",
+        "青禾镇自来水被污染了千万不要喝自来水快去买桶装水",
+        "东湾村封村了大家不要去东湾村走亲戚",
+        "柳树村封村了大家不要去柳树村走亲戚",
+    ]
     sigs = shingle_batch(texts).signatures()
     assert jaccard_estimate(sigs[0], sigs[1]) >= 0.5
     index = BandedIndex(0.5)
@@ -61,8 +68,12 @@ def test_index_finds_edited_copies_and_keeps_other_stories_apart() -> None:
     assert index.best(sigs[2]) == (2, 1.0)
     # Same wording, another village: similar bigrams, but a different story.
     assert index.best(sigs[4]) is not None and places_conflict(place_marks(texts[4]), place_marks(texts[3]))
-    assert index.best(sigs[4], accept=lambda c: not places_conflict(place_marks(texts[4]),
-                                                                    place_marks(texts[c]))) is None
+    assert (
+        index.best(
+            sigs[4], accept=lambda c: not places_conflict(place_marks(texts[4]), place_marks(texts[c]))
+        )
+        is None
+    )
     assert not places_conflict(place_marks(texts[0]), place_marks(texts[1]))
     index.remove(0)
     assert index.best(sigs[1]) is None and len(index) == 2

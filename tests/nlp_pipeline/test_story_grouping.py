@@ -20,8 +20,17 @@ UTC = dt.UTC
 
 def _group(session: Session, index: StoryIndex, posts: list[Post]) -> list[int | None]:
     keys = [match_key(normalize(p.raw_text)) for p in posts]
-    members = [StoryMember(post_id=p.id, key=k, when=p.published_at, old_story_id=p.story_id,
-                           title=normalize(p.raw_text), rumor_probability=0.5) for p, k in zip(posts, keys, strict=True)]
+    members = [
+        StoryMember(
+            post_id=p.id,
+            key=k,
+            when=p.published_at,
+            old_story_id=p.story_id,
+            title=normalize(p.raw_text),
+            rumor_probability=0.5,
+        )
+        for p, k in zip(posts, keys, strict=True)
+    ]
     assigned, updates = assign_stories(index, members, shingle_batch(keys).signatures())
     ids = write_stories(session, index, assigned, updates)
     for post, story_id in zip(posts, ids, strict=True):
@@ -32,7 +41,9 @@ def _group(session: Session, index: StoryIndex, posts: list[Post]) -> list[int |
     return ids
 
 
-def _ingest(session: Session, texts_groups: list[tuple[str, str]], start: int = 0, day: int = 28) -> list[Post]:
+def _ingest(
+    session: Session, texts_groups: list[tuple[str, str]], start: int = 0, day: int = 28
+) -> list[Post]:
     items = [chat(text, start + i, group, minute=i, day=day) for i, (text, group) in enumerate(texts_groups)]
     result = ingest_posts(session, items)
     assert not result.rejected
@@ -48,11 +59,11 @@ def test_forwards_join_one_story_and_other_stories_stay_apart(session: Session) 
     ids = _group(session, StoryIndex(), posts)
     a, b, c = len(STORY_A), len(STORY_B), len(STORY_C)
     assert len(set(ids[:a])) == 1 and ids[0] is not None
-    assert len(set(ids[a:a + b])) == 1 and ids[a] not in ids[:a]
-    assert len(set(ids[a + b:a + b + c])) == 1 and ids[a + b] not in ids[:a + b]
-    ordinary = ids[a + b + c:a + b + c + len(ORDINARY)]
+    assert len(set(ids[a : a + b])) == 1 and ids[a] not in ids[:a]
+    assert len(set(ids[a + b : a + b + c])) == 1 and ids[a + b] not in ids[: a + b]
+    ordinary = ids[a + b + c : a + b + c + len(ORDINARY)]
     assert ordinary[-1] is None  # "收到" founds no story
-    assert len(set(ordinary[:-1])) == len(ORDINARY) - 1 and not set(ordinary) & set(ids[:a + b + c])
+    assert len(set(ordinary[:-1])) == len(ORDINARY) - 1 and not set(ordinary) & set(ids[: a + b + c])
     assert ids[-1] not in ids[:-1]  # 柳树村 is not 东湾村
 
     story = session.get(Story, ids[0])
@@ -69,8 +80,12 @@ def test_a_later_run_continues_earlier_stories(session: Session) -> None:
     # A new run: the index is rebuilt from stories.signature, nothing else.
     index = StoryIndex.load(session, now=dt.datetime(2026, 11, 29, tzinfo=UTC))
     assert len(index) >= 2
-    later = _ingest(session, [(STORY_A[3], "nanping"), (STORY_B[1], "dw-1"), ("石桥村的石桥要拆了，以后只能绕远路", "sq-1")],
-                    start=200, day=29)
+    later = _ingest(
+        session,
+        [(STORY_A[3], "nanping"), (STORY_B[1], "dw-1"), ("石桥村的石桥要拆了，以后只能绕远路", "sq-1")],
+        start=200,
+        day=29,
+    )
     more = _group(session, index, later)
     assert more[0] == ids[0] and more[1] == ids[1] and more[2] not in ids
     story = session.get(Story, ids[0])

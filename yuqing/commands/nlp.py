@@ -26,7 +26,9 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 def analyze(
     batch_size: Annotated[int, typer.Option(min=1, max=100_000, help="每批处理的帖子数")] = 2000,
-    workers: Annotated[int | None, typer.Option(min=0, max=64, help="文本分析的进程数（默认：积压多时用全部 CPU）")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=0, max=64, help="文本分析的进程数（默认：积压多时用全部 CPU）")
+    ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="最多处理多少条（默认全部）")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="不显示进度条")] = False,
 ) -> None:
@@ -53,8 +55,14 @@ def analyze(
                 bar.update(done - bar.n)
 
             try:
-                result = run_analyze(session, batch_size=batch_size, workers=workers, limit=limit,
-                                     progress=progress, window_days=get_settings().story_window_days)
+                result = run_analyze(
+                    session,
+                    batch_size=batch_size,
+                    workers=workers,
+                    limit=limit,
+                    progress=progress,
+                    window_days=get_settings().story_window_days,
+                )
             finally:
                 bar.close()
     except FileNotFoundError as err:
@@ -65,9 +73,13 @@ def analyze(
     console.print(
         f"已分析 {result.posts} 条（{result.posts_per_second:.0f} 条/秒），"
         f"匹配辟谣库 {c.get('debunk_matches', 0)} 条，新故事 {c.get('stories_new', 0)} 个。"
-        + (f" 平均谣言概率 {result.mean_score:.2f}，高分（≥0.8）占 {result.high_share:.1%}。"
-           if result.mean_score is not None and result.high_share is not None else ""),
-        highlight=False, markup=False,
+        + (
+            f" 平均谣言概率 {result.mean_score:.2f}，高分（≥0.8）占 {result.high_share:.1%}。"
+            if result.mean_score is not None and result.high_share is not None
+            else ""
+        ),
+        highlight=False,
+        markup=False,
     )
 
 
@@ -76,7 +88,9 @@ def classify(
     output: Annotated[Path, typer.Option("--output", "-o", help="输出 CSV 文件")],
     text_column: Annotated[str, typer.Option(help="正文所在的列名")] = "text",
     chunk_size: Annotated[int, typer.Option(min=1, max=1_000_000, help="每次读入的行数")] = 5000,
-    model_path: Annotated[Path | None, typer.Option("--model", help="模型目录（默认：随软件发布的模型）")] = None,
+    model_path: Annotated[
+        Path | None, typer.Option("--model", help="模型目录（默认：随软件发布的模型）")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="不显示进度条")] = False,
 ) -> None:
     """Score any CSV without touching the database: adds rumor_probability, label and top_terms."""
@@ -94,8 +108,11 @@ def classify(
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise _fail(f"无法读取 CSV 文件 {input}：{err}。请确认它是 UTF-8 编码、带表头的 CSV。") from err
     if text_column not in header:
-        raise _fail(f"CSV 文件 {input.name} 没有名为 '{text_column}' 的列；现有的列：{', '.join(map(str, header)) or '无'}。"
-                    f"请用 --text-column 指定正文所在的列。")
+        raise _fail(
+            f"CSV 文件 {input.name} 没有名为 '{text_column}' 的列；"
+            f"现有的列：{', '.join(map(str, header)) or '无'}。"
+            f"请用 --text-column 指定正文所在的列。"
+        )
     try:
         model = _load_model(model_path)
     except FileNotFoundError as err:
@@ -107,11 +124,19 @@ def classify(
     written = 0
     flagged = 0
     try:
-        reader = pd.read_csv(input, chunksize=chunk_size, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+        reader = pd.read_csv(
+            input, chunksize=chunk_size, encoding="utf-8-sig", dtype=str, keep_default_na=False
+        )
         for n, chunk in enumerate(reader):
             scored = classify_frame(chunk, model, text_column)
-            scored.to_csv(tmp, mode="w" if n == 0 else "a", header=n == 0, index=False, encoding="utf-8",
-                          quoting=csv.QUOTE_MINIMAL)
+            scored.to_csv(
+                tmp,
+                mode="w" if n == 0 else "a",
+                header=n == 0,
+                index=False,
+                encoding="utf-8",
+                quoting=csv.QUOTE_MINIMAL,
+            )
             written += len(scored)
             flagged += int(scored["label"].sum())
             bar.update(len(scored))
@@ -123,7 +148,9 @@ def classify(
     if written == 0:
         pd.DataFrame(columns=[*header, "rumor_probability", "label", "top_terms"]).to_csv(tmp, index=False)
     tmp.replace(output)
-    console.print(f"已打分 {written} 行，其中疑似谣言 {flagged} 行，结果写入 {output}", highlight=False, markup=False)
+    console.print(
+        f"已打分 {written} 行，其中疑似谣言 {flagged} 行，结果写入 {output}", highlight=False, markup=False
+    )
 
 
 def _load_model(path: Path | None):  # -> RumorModel
@@ -134,8 +161,12 @@ def _load_model(path: Path | None):  # -> RumorModel
 
 @debunks_app.command("import")
 def debunks_import(
-    file: Annotated[Path, typer.Argument(help="辟谣库文件：.csv（表头 claim,refutation,publisher,url,published_at,"
-                                              "category,tags）或 .yaml")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="辟谣库文件：.csv（表头 claim,refutation,publisher,url,published_at,category,tags）或 .yaml"
+        ),
+    ],
 ) -> None:
     """Import debunks from CSV or YAML; importing the same file again changes nothing."""
     from core.db import session_scope
@@ -147,8 +178,12 @@ def debunks_import(
             result = import_debunks(session, file)
     except YuqingError as err:
         raise _fail(str(err)) from err
-    console.print(f"辟谣库导入完成：新增 {result.new} 条，更新 {result.updated} 条，未变 {result.unchanged} 条，"
-                  f"无效 {len(result.rejected)} 条。", highlight=False, markup=False)
+    console.print(
+        f"辟谣库导入完成：新增 {result.new} 条，更新 {result.updated} 条，未变 {result.unchanged} 条，"
+        f"无效 {len(result.rejected)} 条。",
+        highlight=False,
+        markup=False,
+    )
     for _, reason in result.rejected[:20]:
         err_console.print(f"  跳过 {reason}", highlight=False, markup=False)
     if result.rejected and not (result.new or result.updated or result.unchanged):
@@ -157,7 +192,9 @@ def debunks_import(
 
 @debunks_app.command("list")
 def debunks_list(
-    search: Annotated[str | None, typer.Option("--search", "-s", help="按关键词搜索谣言、辟谣内容或发布机构")] = None,
+    search: Annotated[
+        str | None, typer.Option("--search", "-s", help="按关键词搜索谣言、辟谣内容或发布机构")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="最多显示多少条")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False,
 ) -> None:
@@ -167,17 +204,31 @@ def debunks_list(
 
     with session_scope() as session:
         rows, total = list_debunks(session, q=search, limit=limit)
-        items = [{"id": r.id, "claim": r.claim, "publisher": r.publisher, "category": r.category,
-                  "published_at": r.published_at.isoformat() if r.published_at else None, "active": r.active}
-                 for r in rows]
+        items = [
+            {
+                "id": r.id,
+                "claim": r.claim,
+                "publisher": r.publisher,
+                "category": r.category,
+                "published_at": r.published_at.isoformat() if r.published_at else None,
+                "active": r.active,
+            }
+            for r in rows
+        ]
     if as_json:
         print(json.dumps({"total": total, "items": items}, ensure_ascii=False, indent=1))
         return
     table = Table("ID", "谣言", "辟谣机构", "类别", "发布时间", "启用")
     for it in items:
         claim = it["claim"] if len(it["claim"]) <= 40 else it["claim"][:39] + "…"
-        table.add_row(str(it["id"]), Text(claim), Text(it["publisher"] or ""), Text(it["category"] or ""),
-                      (it["published_at"] or "")[:10], "是" if it["active"] else "否")
+        table.add_row(
+            str(it["id"]),
+            Text(claim),
+            Text(it["publisher"] or ""),
+            Text(it["category"] or ""),
+            (it["published_at"] or "")[:10],
+            "是" if it["active"] else "否",
+        )
     console.print(table)
     console.print(f"共 {total} 条")
 
