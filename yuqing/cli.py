@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -235,6 +234,10 @@ def run(
 
 # ----------------------------------------------------------------------------- stage commands
 # Each stage keeps its subcommands in yuqing/commands/<stage>.py and registers them here.
+
+from yuqing.commands.digest import digest_command  # noqa: E402
+
+app.command("digest")(digest_command)
 
 from yuqing.commands import nlp as _nlp_commands  # noqa: E402  (analyze, classify, debunks)
 

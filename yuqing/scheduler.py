@@ -34,6 +34,12 @@ def collect_jobs(settings: Settings) -> list[Job]:
     jobs: list[Job] = []
     # Stages add their jobs below, one block each.
 
+    # Digest: build and send at digest_time; retry failed sends (and catch up a missed day).
+    from yuqing.commands import digest as digest_jobs
+
+    jobs.append(Job("digest-daily", digest_jobs.daily_job, cron=settings.digest_time))
+    jobs.append(Job("digest-retry", digest_jobs.retry_job, seconds=60 * settings.digest_retry_minutes))
+
     # nlp: score, match debunks and group stories for new posts (incremental; a no-op when none wait)
     def analyze_new_posts() -> None:
         from core.db import session_scope
