@@ -55,6 +55,18 @@ def hour_bucket(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H")
 
 
+@dataclass
+class _Stats:
+    """The incrementally kept stats of a story (as last written by this run)."""
+
+    first_seen: dt.datetime | None
+    last_seen: dt.datetime | None
+    hourly_counts: dict[str, int]
+    max_rumor_probability: float | None
+    debunk_id: int | None
+    debunk_similarity: float | None
+
+
 class StoryIndex:
     """LSH over the signatures of recently active stories, plus an exact-signature shortcut."""
 
@@ -62,6 +74,8 @@ class StoryIndex:
         self.lsh = BandedIndex(threshold, num_perm)
         self._exact: dict[bytes, int] = {}
         self._places: dict[int, frozenset[str]] = {}
+        # Stats of the stories written in this run, so the next batches need not read them back.
+        self.stats: dict[int, _Stats] = {}
         # Stories founded by the current batch, indexed once they have ids (write_stories).
         self.pending: dict[int, tuple[np.ndarray, np.ndarray, frozenset[str]]] = {}
 
@@ -276,15 +290,26 @@ def write_stories(
             .returning(Story.__table__.c.id, sort_by_parameter_order=True)
         )
         ids = session.execute(stmt, rows).scalars().all()
-        for u, story_id in zip(new, ids, strict=True):
+        for u, story_id, row in zip(new, ids, rows, strict=True):
             real[u.story_id] = story_id
             sig, band_keys, places = index.pending.pop(u.story_id)
             index.add(story_id, sig, band_keys, places)
+            index.stats[story_id] = _Stats(
+                row["first_seen"],
+                row["last_seen"],
+                row["hourly_counts"],
+                row["max_rumor_probability"],
+                row["debunk_id"],
+                row["debunk_similarity"],
+            )
     index.pending.clear()
     old = [u for u in updates.values() if u.story_id > 0]
     if old:
-        current: dict[int, Any] = {}
-        ids_old = [u.story_id for u in old]
+        # Stats of stories this run already wrote come from memory; the others from the database.
+        current: dict[int, Any] = {
+            u.story_id: index.stats[u.story_id] for u in old if u.story_id in index.stats
+        }
+        ids_old = [u.story_id for u in old if u.story_id not in current]
         for start in range(0, len(ids_old), _CHUNK):
             stmt = select(
                 Story.id,
@@ -296,13 +321,13 @@ def write_stories(
                 Story.debunk_similarity,
             ).where(Story.id.in_(ids_old[start : start + _CHUNK]))
             for row in session.execute(stmt):
-                current[row.id] = row
+                current[row.id] = _Stats(*row[1:])
         params = []
         for u in old:
             row = current.get(u.story_id)
             if row is None:  # deleted meanwhile
                 continue
-            hourly = dict(row.hourly_counts or {})
+            hourly = dict(row.hourly_counts or {})  # a copy: the cached one may be rolled back
             for bucket, delta in u.hourly.items():
                 value = hourly.get(bucket, 0) + delta
                 if value > 0:
@@ -323,6 +348,10 @@ def write_stories(
                     "debunk_id": debunk_id,
                     "debunk_similarity": debunk_sim,
                 }
+            )
+            p = params[-1]
+            index.stats[u.story_id] = _Stats(
+                p["first_seen"], p["last_seen"], hourly, p["max_rumor_probability"], debunk_id, debunk_sim
             )
         if params:
             table = Story.__table__
