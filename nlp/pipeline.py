@@ -69,6 +69,7 @@ __all__ = [
     "ensure_model_version",
     "load_active_model",
     "register_stage",
+    "run_analysis",
     "score_histogram",
     "text_features",
 ]
@@ -540,7 +541,57 @@ class AnalysisResult:
         return self.posts / self.seconds if self.seconds else 0.0
 
 
-def analyze(
+class RunLock:
+    """One `analyze` run at a time per data folder (the scheduler's job and a manual run).
+
+    A ``flock`` on ``<data_dir>/analyze.lock``: released by the OS if the process dies. It guards
+    one machine; several machines on one PostgreSQL database need their own coordination.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: Any = None
+
+    def acquire(self) -> bool:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = self.path.open("a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            return False
+        self._fh = fh
+        return True
+
+    def release(self) -> None:
+        if self._fh is not None:
+            import fcntl
+
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
+def analyze(session: Session, **kwargs: Any) -> AnalysisResult:
+    """Analyse every post with ``analyzed_at IS NULL``; see :func:`run_analysis` for the options.
+
+    Returns at once (``counts == {"skipped_busy": 1}``) when another run holds the lock.
+    """
+    from core.settings import get_settings
+
+    lock = RunLock(get_settings().data_dir / "analyze.lock")
+    if not lock.acquire():
+        log.info("another analyze run is in progress; skipped")
+        return AnalysisResult(None, 0, 0.0, {"skipped_busy": 1}, {}, None, None, 0)
+    try:
+        return run_analysis(session, **kwargs)
+    finally:
+        lock.release()
+
+
+def run_analysis(
     session: Session,
     *,
     model: Classifier | None = None,

@@ -144,3 +144,19 @@ def test_default_model_is_registered_once(db: Session) -> None:
     assert first.posts == second.posts == 1
     rows = db.scalars(select(ModelVersion)).all()
     assert len(rows) == 1 and rows[0].status == "active" and rows[0].path
+
+
+def test_a_second_run_waits_for_the_first(db: Session, rumor_model) -> None:
+    from core.settings import get_settings
+    from nlp.pipeline import RunLock
+
+    ingest_posts(db, [chat(STORY_B[0], 1)])
+    db.commit()
+    held = RunLock(get_settings().data_dir / "analyze.lock")
+    assert held.acquire()
+    try:
+        busy = analyze(db, model=rumor_model, workers=0)
+        assert busy.counts == {"skipped_busy": 1} and busy.posts == 0 and backlog(db) == 1
+    finally:
+        held.release()
+    assert analyze(db, model=rumor_model, workers=0).posts == 1

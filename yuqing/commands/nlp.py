@@ -70,6 +70,9 @@ def analyze(
     except YuqingError as err:
         raise _fail(str(err)) from err
     c = result.counts
+    if c.get("skipped_busy"):
+        console.print("另一个分析任务正在运行（例如 yuqing run 的定时任务），本次跳过；稍后再试。")
+        return
     console.print(
         f"已分析 {result.posts} 条（{result.posts_per_second:.0f} 条/秒），"
         f"匹配辟谣库 {c.get('debunk_matches', 0)} 条，新故事 {c.get('stories_new', 0)} 个。"
