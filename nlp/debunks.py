@@ -49,6 +49,7 @@ from nlp.similarity import (
 )
 
 __all__ = [
+    "DEMO_DEBUNKS",
     "DebunkHit",
     "DebunkIn",
     "DebunkMatcher",
@@ -67,6 +68,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: The sample library of the demo (fictional refutations about 青禾镇).
+DEMO_DEBUNKS = Path(__file__).resolve().parent / "demo" / "debunks.yaml"
 FIELDS = ("claim", "refutation", "publisher", "url", "published_at", "category", "tags")
 _CHUNK = 500
 

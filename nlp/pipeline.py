@@ -460,7 +460,7 @@ def ensure_model_version(session: Session, model: Classifier, path: str | Path |
     )
     session.add(row)
     session.flush()
-    log.info("model registered", extra={"version": version, "status": row.status})
+    log.debug("model registered", extra={"version": version, "status": row.status})
     return row.id
 
 

@@ -112,7 +112,7 @@ class StoryIndex:
             band_keys = index.lsh.band_keys(matrix)
             for pos, story_id in enumerate(ids):
                 index.add(story_id, matrix[pos], band_keys[pos], places[pos])
-        log.info("story index loaded", extra={"stories": len(ids), "window_days": window_days})
+        log.debug("story index loaded", extra={"stories": len(ids), "window_days": window_days})
         return index
 
     def add(
