@@ -464,9 +464,27 @@ def ensure_model_version(session: Session, model: Classifier, path: str | Path |
     return row.id
 
 
+_MODELS: dict[str, tuple[float, Classifier]] = {}  # path -> (mtime, model): the scheduler runs every minute
+
+
+def _load_model(path: str | Path) -> Classifier:
+    """RumorModel.load, cached per process while the model file is unchanged (loading takes seconds)."""
+    from nlp.classifier import RumorModel
+
+    p = Path(path)
+    file = p / "model.skops" if p.is_dir() else p
+    mtime = file.stat().st_mtime if file.exists() else -1.0
+    cached = _MODELS.get(str(p))
+    if cached is not None and cached[0] == mtime:
+        return cached[1]
+    model = RumorModel.load(p)
+    _MODELS[str(p)] = (mtime, model)
+    return model
+
+
 def load_active_model(session: Session) -> tuple[Classifier, int]:
     """The active rumor model (from ``model_versions``), else the shipped default, registered as active."""
-    from nlp.classifier import RumorModel, default_model_path
+    from nlp.classifier import default_model_path
 
     active = session.scalar(
         select(ModelVersion)
@@ -474,13 +492,13 @@ def load_active_model(session: Session) -> tuple[Classifier, int]:
         .order_by(ModelVersion.promoted_at.desc().nulls_last(), ModelVersion.id.desc())
     )
     if active is not None and active.path and Path(active.path).exists():
-        return RumorModel.load(active.path), active.id
+        return _load_model(active.path), active.id
     if active is not None:
         log.warning(
             "active model %s: path %r is missing; using the shipped default", active.version, active.path
         )
     path = default_model_path()
-    model = RumorModel.load(path)
+    model = _load_model(path)
     return model, ensure_model_version(session, model, path)
 
 
