@@ -350,22 +350,26 @@ def write_stage(ctx: AnalysisContext, batch: Batch) -> None:
 
     table = Post.__table__
     extra_cols = {name: values for name, values in batch.post_columns.items() if values is not None}
-    for name, values in extra_cols.items():
-        if len(values) != len(batch):
-            raise ValueError(f"post_columns[{name!r}] has {len(values)} values for {len(batch)} posts")
-    values = {"norm_text": bindparam("_norm"), "story_id": bindparam("_story"), "analyzed_at": now}
-    values |= {name: bindparam(f"_x_{name}") for name in extra_cols}
+    for name, column in extra_cols.items():
+        if len(column) != len(batch):
+            raise ValueError(f"post_columns[{name!r}] has {len(column)} values for {len(batch)} posts")
+    new_values: dict[str, Any] = {
+        "norm_text": bindparam("_norm"),
+        "story_id": bindparam("_story"),
+        "analyzed_at": now,
+    }
+    new_values |= {name: bindparam(f"_x_{name}") for name in extra_cols}
     stmt = (
         update(table)
         .where(table.c.id == bindparam("_id"), table.c.content_hash == bindparam("_hash"))
-        .values(values)
+        .values(new_values)
     )
-    params = []
+    params: list[dict[str, Any]] = []
     for i, r in enumerate(batch.rows):
-        p = {"_id": r.id, "_hash": r.content_hash, "_norm": f.norm[i], "_story": batch.story_ids[i]}
-        for name, col in extra_cols.items():
-            p[f"_x_{name}"] = col[i]
-        params.append(p)
+        row = {"_id": r.id, "_hash": r.content_hash, "_norm": f.norm[i], "_story": batch.story_ids[i]}
+        for name, column in extra_cols.items():
+            row[f"_x_{name}"] = column[i]
+        params.append(row)
     conn.execute(stmt, params)
     tick("posts")
     refresh_counts(session, ctx.state.pop("_recount_stories", []))
