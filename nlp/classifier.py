@@ -343,10 +343,13 @@ class HashedTextFeatures(TransformerMixin, BaseEstimator):
         return out
 
 
-def _nb_ratio(X: sp.csr_matrix, y: np.ndarray, alpha: float) -> np.ndarray:
+def _nb_ratio(
+    X: sp.csr_matrix, y: np.ndarray, alpha: float, w: np.ndarray | None = None
+) -> np.ndarray:
     """NB log-count ratio per column (Wang & Manning 2012), on TF-IDF values."""
-    p = alpha + np.asarray(X[y == 1].sum(axis=0)).ravel()
-    q = alpha + np.asarray(X[y == 0].sum(axis=0)).ravel()
+    w = np.ones(X.shape[0]) if w is None else w
+    p = alpha + np.asarray(X.T @ (w * (y == 1))).ravel()
+    q = alpha + np.asarray(X.T @ (w * (y == 0))).ravel()
     return np.log((p / p.sum()) / (q / q.sum())).astype(np.float64)
 
 
@@ -380,13 +383,14 @@ class LinearEnsembleClassifier(ClassifierMixin, BaseEstimator):
         self.calibration_cv = calibration_cv
         self.random_state = random_state
 
-    def _fit_linear(self, X: sp.csr_matrix, y: np.ndarray) -> tuple[np.ndarray, float]:
+    def _fit_linear(self, X: sp.csr_matrix, y: np.ndarray, w: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, float]:
         unknown = set(self.members) - {"svc", "nbsvc", "lr", "nblr"}
         if unknown or not self.members:
             raise ValueError(f"unknown ensemble members {sorted(unknown)}: use svc, nbsvc, lr, nblr")
         coef = np.zeros(X.shape[1], dtype=np.float64)
         intercept = 0.0
-        r = _nb_ratio(X, y, self.nb_alpha) if any(m.startswith("nb") for m in self.members) else None
+        r = _nb_ratio(X, y, self.nb_alpha, w) if any(m.startswith("nb") for m in self.members) else None
         for m in self.members:
             Xm = X @ sp.diags(r) if m.startswith("nb") else X
             if m.endswith("svc"):
@@ -394,28 +398,32 @@ class LinearEnsembleClassifier(ClassifierMixin, BaseEstimator):
                 est: Any = LinearSVC(C=c, random_state=self.random_state)
             else:
                 est = LogisticRegression(C=self.C_lr, max_iter=3000, random_state=self.random_state)
-            est.fit(Xm, y)
-            w = est.coef_.ravel().astype(np.float64)
+            est.fit(Xm, y, sample_weight=w)
+            wm = est.coef_.ravel().astype(np.float64)
             if m.startswith("nb"):
-                w = w * r
+                wm = wm * r
             b = float(est.intercept_[0])
-            s = float(np.std(X @ w + b)) or 1.0
-            coef += w / s
+            s = float(np.std(X @ wm + b)) or 1.0
+            coef += wm / s
             intercept += b / s
         return coef, intercept
 
-    def fit(self, X: sp.csr_matrix, y: Sequence[int] | np.ndarray) -> LinearEnsembleClassifier:
+    def fit(self, X: sp.csr_matrix, y: Sequence[int] | np.ndarray,
+            sample_weight: np.ndarray | None = None) -> LinearEnsembleClassifier:
+        """Fit; ``sample_weight`` weights the members' training (not the calibration, which
+        should reflect the unweighted label mix)."""
         X = sp.csr_matrix(X, dtype=np.float64)
         labels = np.asarray(y).astype(int)
+        w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         self.classes_ = np.array([0, 1])
         # out-of-fold scores for calibration
         oof = np.zeros(X.shape[0])
         if self.calibration_cv and self.calibration_cv > 1:
             skf = StratifiedKFold(self.calibration_cv, shuffle=True, random_state=self.random_state)
             for tr, te in skf.split(np.zeros(len(labels)), labels):
-                c, b = self._fit_linear(X[tr], labels[tr])
+                c, b = self._fit_linear(X[tr], labels[tr], None if w is None else w[tr])
                 oof[te] = X[te] @ c + b
-        coef, intercept = self._fit_linear(X, labels)
+        coef, intercept = self._fit_linear(X, labels, w)
         if not (self.calibration_cv and self.calibration_cv > 1):
             oof = X @ coef + intercept
         cal = LogisticRegression(C=1e4).fit(oof.reshape(-1, 1), labels)
@@ -526,12 +534,19 @@ class RumorModel:
         columns with the largest positive contributions (weight x feature value). A term
         overlapping one already chosen (a substring or superstring) is skipped.
         """
+        return self.predict_and_explain(texts, k)[1]
+
+    def predict_and_explain(
+        self, texts: Sequence[str], k: int = 5
+    ) -> tuple[np.ndarray, list[list[tuple[str, float]]]]:
+        """`predict_proba` and `explain` from one featurisation (cheaper than calling both)."""
         texts = list(texts)
         if not texts:
-            return []
+            return np.zeros(0), []
         norms = [normalize(t) for t in texts]
         feats = self.features
         X, entries = feats.transform_with_entries(norms)
+        proba = self.clf.predict_proba(X)[:, 1]
         contrib = X.multiply(self.clf.coef_.reshape(1, -1)).tocsr()
         contrib.data[contrib.data < 0] = 0
         contrib.eliminate_zeros()
@@ -551,7 +566,7 @@ class RumorModel:
             cand_vals.append(vals[sel])
         out: list[list[tuple[str, float]]] = [[] for _ in texts]
         if not cand_rows:
-            return out
+            return proba, out
         rows = np.concatenate(cand_rows)
         cols = np.concatenate(cand_cols)
         vals = np.concatenate(cand_vals)
@@ -595,7 +610,7 @@ class RumorModel:
                 if len(chosen) >= k:
                     break
             out[i] = chosen
-        return out
+        return proba, out
 
     # -- persistence
     def save(self, directory: str | os.PathLike[str]) -> Path:
@@ -655,12 +670,16 @@ def train_rumor_model(
     params: dict[str, Any] | None = None,
     version: str = "dev",
     card: dict[str, Any] | None = None,
+    sample_weight: Sequence[float] | None = None,
 ) -> RumorModel:
     """Fit a `RumorModel` on raw texts and 0/1 labels (1 = rumor)."""
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
     pipe = build_pipeline(params, seed=seed)
-    pipe.fit(list(texts), np.asarray(labels, dtype=int))
+    fit_params = {}
+    if sample_weight is not None:
+        fit_params["clf__sample_weight"] = np.asarray(sample_weight, dtype=float)
+    pipe.fit(list(texts), np.asarray(labels, dtype=int), **fit_params)
     info = {
         "trained_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "n_train": len(texts),

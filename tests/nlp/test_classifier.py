@@ -163,3 +163,15 @@ def test_shipped_card_files():
     card = (d / "card.md").read_text(encoding="utf-8")
     for s in ("research", "1811.04175", "IJCAI 2016", "CIKM 2021", "retrain"):
         assert s in card
+
+
+def test_sample_weight_accepted():
+    w = [2.0] * len(RUMOR_LIKE) + [1.0] * len(OFFICIAL_LIKE)
+    m = train_rumor_model(TEXTS, LABELS, seed=0, params=SMALL, sample_weight=w)
+    assert m.predict_proba(TEXTS).shape == (len(TEXTS),)
+
+
+def test_predict_and_explain_matches(small_model):
+    p, e = small_model.predict_and_explain(TEXTS, k=4)
+    np.testing.assert_allclose(p, small_model.predict_proba(TEXTS))
+    assert e == small_model.explain(TEXTS, k=4)
