@@ -438,27 +438,36 @@ def _upsert_scores(
 
 
 def ensure_model_version(session: Session, model: Classifier, path: str | Path | None = None) -> int:
-    """The ``model_versions`` row of this model, registered on first use (active if none is)."""
+    """The ``model_versions`` id of a model passed in by the caller (tests, benchmarks, notebooks).
+
+    The shipped model is registered through :mod:`nlp.registry` (with its path and card); any
+    other version is recorded as a candidate, or as active when nothing is.
+    """
+    from nlp import registry
+    from nlp.classifier import default_model_path
+
     version = str(getattr(model, "version", "") or "unknown")
     found = session.scalar(
         select(ModelVersion).where(ModelVersion.name == MODEL_NAME, ModelVersion.version == version)
     )
     if found is not None:
         return found.id
-    has_active = session.scalar(
-        select(func.count())
-        .select_from(ModelVersion)
-        .where(ModelVersion.name == MODEL_NAME, ModelVersion.status == "active")
-    )
-    card = getattr(model, "card", None)
-    metrics = getattr(model, "metrics", None)
+    try:
+        shipped = default_model_path()
+    except FileNotFoundError:
+        shipped = None
+    if shipped is not None and shipped.name == version:
+        active = registry.ensure_registered(session)
+        if active.version == version:
+            return active.id
+        return registry.register_version(session, shipped).id
+    has_active = registry.active_count(session)
     row = ModelVersion(
         name=MODEL_NAME,
         version=version,
         path=str(path or getattr(model, "path", "") or ""),
         status="candidate" if has_active else "active",
-        metrics=metrics if isinstance(metrics, dict) else {},
-        card=card if isinstance(card, dict) else {},
+        card=dict(getattr(model, "card", {}) or {}),
         promoted_at=None if has_active else utcnow(),
         note=None if has_active else "首次使用时自动登记",
     )
@@ -468,42 +477,11 @@ def ensure_model_version(session: Session, model: Classifier, path: str | Path |
     return row.id
 
 
-_MODELS: dict[str, tuple[float, Classifier]] = {}  # path -> (mtime, model): the scheduler runs every minute
-
-
-def _load_model(path: str | Path) -> Classifier:
-    """RumorModel.load, cached per process while the model file is unchanged (loading takes seconds)."""
-    from nlp.classifier import RumorModel
-
-    p = Path(path)
-    file = p / "model.skops" if p.is_dir() else p
-    mtime = file.stat().st_mtime if file.exists() else -1.0
-    cached = _MODELS.get(str(p))
-    if cached is not None and cached[0] == mtime:
-        return cached[1]
-    model = RumorModel.load(p)
-    _MODELS[str(p)] = (mtime, model)
-    return model
-
-
 def load_active_model(session: Session) -> tuple[Classifier, int]:
-    """The active rumor model (from ``model_versions``), else the shipped default, registered as active."""
-    from nlp.classifier import default_model_path
+    """The active rumor model and its id, from the registry (hot-swapped when another is promoted)."""
+    from nlp.registry import load_active_model as registry_load
 
-    active = session.scalar(
-        select(ModelVersion)
-        .where(ModelVersion.name == MODEL_NAME, ModelVersion.status == "active")
-        .order_by(ModelVersion.promoted_at.desc().nulls_last(), ModelVersion.id.desc())
-    )
-    if active is not None and active.path and Path(active.path).exists():
-        return _load_model(active.path), active.id
-    if active is not None:
-        log.warning(
-            "active model %s: path %r is missing; using the shipped default", active.version, active.path
-        )
-    path = default_model_path()
-    model = _load_model(path)
-    return model, ensure_model_version(session, model, path)
+    return registry_load(session)
 
 
 # ----------------------------------------------------------------------------- the run
