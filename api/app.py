@@ -6,8 +6,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api.problems import install_problem_handlers
-from api.routes import digests, groups, health, ingest, models, users
-from api.routes import sources as sources_routes
+from api.routes import debunks, digests, groups, health, ingest, models, sources as sources_routes, users
 from core.db import get_engine, session_factory
 
 API_PREFIX = "/api/v1"
@@ -32,4 +31,5 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     app.include_router(models.router, prefix=API_PREFIX)
     app.include_router(ingest.router, prefix=API_PREFIX)
     app.include_router(groups.router, prefix=API_PREFIX)
+    app.include_router(debunks.router, prefix=API_PREFIX)
     return app

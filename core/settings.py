@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     smtp_ca_file: Path | None = Field(None, description="CA bundle to verify the mail server (private CA).")
     smtp_timeout: float = Field(30.0, gt=0, description="Seconds before an SMTP connection attempt gives up.")
 
+    analyze_interval_seconds: int = Field(60, ge=5, description="How often `yuqing run` analyses new posts.")
+    story_window_days: int = Field(14, ge=1, description="New posts join stories active within this many days.")
+
     @field_validator("data_dir", "model_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path) -> Path:

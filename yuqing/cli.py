@@ -256,6 +256,10 @@ from yuqing.commands import chats as _chats_commands  # noqa: E402
 
 _chats_commands.register(app)
 
+from yuqing.commands import nlp as _nlp_commands  # noqa: E402  (analyze, classify, debunks)
+
+_nlp_commands.register(app)
+
 
 def main() -> None:
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")

@@ -57,6 +57,17 @@ def collect_jobs(settings: Settings) -> list[Job]:
         log.info("purged %d chat messages (kept %d as evidence)", result.deleted, result.kept_as_evidence)
 
     jobs.append(Job(id="chats.purge", func=purge_old_chat_messages, cron="03:30"))
+
+    # nlp: score, match debunks and group stories for new posts (incremental; a no-op when none wait)
+    def analyze_new_posts() -> None:
+        from core.db import session_scope
+        from nlp.pipeline import analyze
+
+        with session_scope() as session:
+            analyze(session, window_days=settings.story_window_days)
+
+    jobs.append(Job("nlp.analyze", analyze_new_posts, seconds=settings.analyze_interval_seconds,
+                    run_now=True))
     return jobs
 
 
