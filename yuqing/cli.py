@@ -207,6 +207,16 @@ def users_passwd(
     console.print(f"已更新 {name} 的密码。")
 
 
+def load_demo_debunks() -> None:
+    """The sample debunk library (fictional 青禾镇 refutations); importing it again changes nothing."""
+    from core.db import session_scope
+    from nlp.debunks import DEMO_DEBUNKS, import_debunks
+
+    with session_scope() as session:
+        result = import_debunks(session, DEMO_DEBUNKS)
+    console.print(f"示例辟谣库：{DEMO_DEBUNKS.name}（新增 {result.new} 条）")
+
+
 @app.command()
 def run(
     demo: Annotated[bool, typer.Option("--demo", help="演示模式：建库、建演示管理员、在本机提供示例信息源")] = False,
@@ -221,6 +231,7 @@ def run(
         db_upgrade()
         ensure_demo_admin(settings.data_dir)
         _crawl.start_demo_sources(settings)  # the bundled sample site on loopback, and sources pointing at it
+        load_demo_debunks()
         settings = get_settings()
     jobs = collect_jobs(settings)
     scheduler = build_scheduler(settings, jobs)
