@@ -52,10 +52,21 @@ log = logging.getLogger(__name__)
 DEFAULT_NOTIFY_FILE = Path(__file__).resolve().parent / "notify.yaml"
 CHANNELS = ("email", "dingtalk", "wecom", "feishu", "webhook")
 EVENTS = ("created", "rising", "escalated", "realert", "manual")
-KIND_ZH = {"rumor": "疑似谣言", "debunk_match": "已辟谣信息再传播", "spread": "多群扩散", "concern": "热点关切",
-           "keyword": "监测方案命中", "manual": "人工预警"}
-EVENT_ZH = {"created": "新预警", "rising": "预警升级", "escalated": "预警未处理，已升级", "realert": "再次预警",
-            "manual": "人工预警"}
+KIND_ZH = {
+    "rumor": "疑似谣言",
+    "debunk_match": "已辟谣信息再传播",
+    "spread": "多群扩散",
+    "concern": "热点关切",
+    "keyword": "监测方案命中",
+    "manual": "人工预警",
+}
+EVENT_ZH = {
+    "created": "新预警",
+    "rising": "预警升级",
+    "escalated": "预警未处理，已升级",
+    "realert": "再次预警",
+    "manual": "人工预警",
+}
 #: How long a claimed notification stays invisible to other delivery workers.
 CLAIM_SECONDS = 120
 
@@ -73,7 +84,8 @@ class Route(BaseModel):
     channel: Literal["email", "dingtalk", "wecom", "feishu", "webhook"]
     to: list[str] = Field(default_factory=list, description="email addresses")
     to_roles: list[Literal["viewer", "staff", "analyst", "admin"]] = Field(
-        default_factory=list, description="email every active user of these roles who has an address")
+        default_factory=list, description="email every active user of these roles who has an address"
+    )
     url: str | None = Field(None, description="webhook / robot URL")
     secret: str | None = Field(None, description="signing secret (DingTalk, Feishu, webhook)")
     secret_env: str | None = Field(None, description="... or the environment variable that holds it")
@@ -107,10 +119,13 @@ class Route(BaseModel):
         return None
 
     def wants(self, alert: Alert, event: str) -> bool:
-        return (self.enabled and event.split(":")[0] in self.events
-                and SEVERITIES.index(alert.severity) >= SEVERITIES.index(self.min_severity)
-                and (not self.categories or alert.category in self.categories)
-                and (not self.kinds or alert.kind in self.kinds))
+        return (
+            self.enabled
+            and event.split(":")[0] in self.events
+            and SEVERITIES.index(alert.severity) >= SEVERITIES.index(self.min_severity)
+            and (not self.categories or alert.category in self.categories)
+            and (not self.kinds or alert.kind in self.kinds)
+        )
 
 
 class QuietHours(BaseModel):
@@ -122,7 +137,8 @@ class QuietHours(BaseModel):
 class EscalationLevel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     after_minutes: dict[Severity, Annotated[float, Field(gt=0)]] = Field(
-        description="minutes without acknowledgement, per severity (others never escalate)")
+        description="minutes without acknowledgement, per severity (others never escalate)"
+    )
     routes: list[Route] = Field(default_factory=list)
 
 
@@ -212,8 +228,11 @@ def render_message(alert: Alert, event: str, settings: Settings, note: str | Non
     title = _clean(alert.title, 80)
     headline = EVENT_ZH.get(event.split(":")[0], "预警")
     link = f"{settings.base_url.rstrip('/')}/alerts/{alert.id}"
-    reasons = [str(p.get("text")) for k, p in (alert.score_parts or {}).items()
-               if isinstance(p, dict) and p.get("points") and k != "rules"]
+    reasons = [
+        str(p.get("text"))
+        for k, p in (alert.score_parts or {}).items()
+        if isinstance(p, dict) and p.get("points") and k != "rules"
+    ]
     fired = "、".join(str(r.get("name")) for r in alert.rules_fired or [] if isinstance(r, dict)) or "无"
     lines = [
         f"类型：{kind}",
@@ -235,15 +254,28 @@ def render_message(alert: Alert, event: str, settings: Settings, note: str | Non
 def _emails_for(session: Session, route: Route) -> list[str]:
     found = list(route.to)
     if route.to_roles:
-        found += [e for e in session.scalars(
-            select(User.email).where(User.role.in_(route.to_roles), User.is_active.is_(True),
-                                     User.email.is_not(None)).order_by(User.id)) if e]
+        found += [
+            e
+            for e in session.scalars(
+                select(User.email)
+                .where(User.role.in_(route.to_roles), User.is_active.is_(True), User.email.is_not(None))
+                .order_by(User.id)
+            )
+            if e
+        ]
     return sorted(dict.fromkeys(a.strip() for a in found if a and a.strip()))
 
 
-def enqueue(session: Session, alert: Alert, event: str, *, now: dt.datetime | None = None,
-            routes: list[Route] | None = None, config: NotifyConfig | None = None,
-            note: str | None = None) -> list[Notification]:
+def enqueue(
+    session: Session,
+    alert: Alert,
+    event: str,
+    *,
+    now: dt.datetime | None = None,
+    routes: list[Route] | None = None,
+    config: NotifyConfig | None = None,
+    note: str | None = None,
+) -> list[Notification]:
     """Write the outbox rows for one alert event, in the caller's transaction. Idempotent:
     the dedup key (alert, event, route) makes a repeated call add nothing."""
     settings = get_settings()
@@ -269,15 +301,35 @@ def enqueue(session: Session, alert: Alert, event: str, *, now: dt.datetime | No
             target = route.url or ""
         due = quiet_end if (quiet_end and route.quiet_hours and alert.severity != "urgent") else now
         payload = {
-            "route": route.name, "event": event, **message,
-            "alert": {"id": alert.id, "title": alert.title, "kind": alert.kind, "severity": alert.severity,
-                      "risk_score": alert.risk_score, "category": alert.category, "status": alert.status,
-                      "post_count": alert.post_count, "group_count": alert.group_count,
-                      "story_id": alert.story_id, "topic_id": alert.topic_id},
+            "route": route.name,
+            "event": event,
+            **message,
+            "alert": {
+                "id": alert.id,
+                "title": alert.title,
+                "kind": alert.kind,
+                "severity": alert.severity,
+                "risk_score": alert.risk_score,
+                "category": alert.category,
+                "status": alert.status,
+                "post_count": alert.post_count,
+                "group_count": alert.group_count,
+                "story_id": alert.story_id,
+                "topic_id": alert.topic_id,
+            },
         }
-        row = Notification(dedup_key=key[:300], channel=route.channel, target=target[:1000],
-                           subject=message["subject"][:500], payload=payload, alert_id=alert.id,
-                           status="pending", attempts=0, next_attempt_at=due, created_at=now)
+        row = Notification(
+            dedup_key=key[:300],
+            channel=route.channel,
+            target=target[:1000],
+            subject=message["subject"][:500],
+            payload=payload,
+            alert_id=alert.id,
+            status="pending",
+            attempts=0,
+            next_attempt_at=due,
+            created_at=now,
+        )
         session.add(row)
         created.append(row)
     session.flush()
@@ -307,8 +359,9 @@ def send_email(n: Notification, settings: Settings) -> int | None:
     security = settings.smtp_security.lower()
     try:
         if security == "ssl":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port, timeout=timeout,
-                                                  context=ssl.create_default_context())
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                settings.smtp_host, settings.smtp_port, timeout=timeout, context=ssl.create_default_context()
+            )
         else:
             smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=timeout)
         with smtp:
@@ -350,22 +403,34 @@ def build_request(n: Notification, route: Route | None) -> tuple[str, bytes, dic
     headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "yuqing-notify/0.1"}
     url = n.target
     if n.channel == "dingtalk":
-        body: dict[str, Any] = {"msgtype": "markdown", "markdown": {"title": p.get("subject", ""),
-                                                                  "text": p.get("markdown", "")}}
+        body: dict[str, Any] = {
+            "msgtype": "markdown",
+            "markdown": {"title": p.get("subject", ""), "text": p.get("markdown", "")},
+        }
         url = _dingtalk_url(url, secret)
     elif n.channel == "wecom":
         body = {"msgtype": "markdown", "markdown": {"content": p.get("markdown", "")}}
     elif n.channel == "feishu":
-        body = {"msg_type": "interactive", "card": {
-            "header": {"title": {"tag": "plain_text", "content": p.get("subject", "")}},
-            "elements": [{"tag": "markdown", "content": p.get("markdown", "")}]}}
+        body = {
+            "msg_type": "interactive",
+            "card": {
+                "header": {"title": {"tag": "plain_text", "content": p.get("subject", "")}},
+                "elements": [{"tag": "markdown", "content": p.get("markdown", "")}],
+            },
+        }
         if secret:
             ts = int(time.time())
             body = {"timestamp": str(ts), "sign": feishu_sign(secret, ts)} | body
     else:
-        body = {"event": p.get("event"), "delivery": n.dedup_key, "sent_at": utcnow().isoformat(),
-                "subject": p.get("subject"), "text": p.get("text"), "link": p.get("link"),
-                "alert": p.get("alert", {})}
+        body = {
+            "event": p.get("event"),
+            "delivery": n.dedup_key,
+            "sent_at": utcnow().isoformat(),
+            "subject": p.get("subject"),
+            "text": p.get("text"),
+            "link": p.get("link"),
+            "alert": p.get("alert", {}),
+        }
     raw = json.dumps(body, ensure_ascii=False).encode("utf-8")
     headers["X-Yuqing-Delivery"] = n.dedup_key.encode("ascii", "backslashreplace").decode()[:200]
     headers["X-Yuqing-Notification"] = str(n.id)
@@ -377,20 +442,25 @@ def build_request(n: Notification, route: Route | None) -> tuple[str, bytes, dic
 def send_webhook(n: Notification, route: Route | None, settings: Settings) -> int | None:
     url, raw, headers = build_request(n, route)
     try:
-        with httpx.Client(timeout=settings.notify_timeout_seconds, follow_redirects=False, trust_env=False) as c:
+        with httpx.Client(
+            timeout=settings.notify_timeout_seconds, follow_redirects=False, trust_env=False
+        ) as c:
             response = c.post(url, content=raw, headers=headers)
     except httpx.HTTPError as err:
         raise DeliveryError(f"无法连接 {n.channel} 接口：{type(err).__name__} {err}") from err
     if response.status_code >= 300:
-        raise DeliveryError(f"{n.channel} 接口返回 HTTP {response.status_code}：{response.text[:200]}",
-                            response.status_code)
+        raise DeliveryError(
+            f"{n.channel} 接口返回 HTTP {response.status_code}：{response.text[:200]}", response.status_code
+        )
     if n.channel in ("dingtalk", "wecom", "feishu"):
         # The robots answer HTTP 200 with an error code in the body (bad token, rate limit, ...).
         try:
             data = response.json()
         except ValueError:
             data = {}
-        code = data.get("errcode", data.get("code", data.get("StatusCode", 0))) if isinstance(data, dict) else 0
+        code = (
+            data.get("errcode", data.get("code", data.get("StatusCode", 0))) if isinstance(data, dict) else 0
+        )
         if code not in (0, None):
             msg = data.get("errmsg") or data.get("msg") or data.get("StatusMessage") or ""
             raise DeliveryError(f"{n.channel} 机器人返回错误 {code}：{msg}", response.status_code)
@@ -421,11 +491,19 @@ class DeliveryStats:
 
 def backoff_seconds(attempts: int, settings: Settings) -> float:
     """Delay before retry number ``attempts`` (1 = after the first failure): base * 2^(n-1), capped."""
-    return min(settings.notify_backoff_max_seconds, settings.notify_backoff_seconds * 2 ** max(0, attempts - 1))
+    return min(
+        settings.notify_backoff_max_seconds, settings.notify_backoff_seconds * 2 ** max(0, attempts - 1)
+    )
 
 
-def deliver_due(engine: Engine | None = None, *, now: Callable[[], dt.datetime] = utcnow, limit: int = 100,
-                config: NotifyConfig | None = None, sender: Sender = send) -> DeliveryStats:
+def deliver_due(
+    engine: Engine | None = None,
+    *,
+    now: Callable[[], dt.datetime] = utcnow,
+    limit: int = 100,
+    config: NotifyConfig | None = None,
+    sender: Sender = send,
+) -> DeliveryStats:
     """Send every due notification (at most ``limit``); one short transaction per step.
 
     Each row is first *claimed* (its next attempt moved past the claim window by a conditional
@@ -440,19 +518,28 @@ def deliver_due(engine: Engine | None = None, *, now: Callable[[], dt.datetime] 
         log.error("notification config unusable, routes unknown (messages are still sent): %s", err)
         config = NotifyConfig()
     with session_scope(engine) as s:
-        due_ids = list(s.scalars(
-            select(Notification.id).where(Notification.status == "pending", Notification.next_attempt_at <= now())
-            .order_by(Notification.next_attempt_at, Notification.id).limit(limit)))
+        due_ids = list(
+            s.scalars(
+                select(Notification.id)
+                .where(Notification.status == "pending", Notification.next_attempt_at <= now())
+                .order_by(Notification.next_attempt_at, Notification.id)
+                .limit(limit)
+            )
+        )
     stats.due = len(due_ids)
     for nid in due_ids:
         start = now()
         with session_scope(engine) as s:
             claimed = s.execute(
                 update(Notification)
-                .where(Notification.id == nid, Notification.status == "pending",
-                       Notification.next_attempt_at <= start)
+                .where(
+                    Notification.id == nid,
+                    Notification.status == "pending",
+                    Notification.next_attempt_at <= start,
+                )
                 .values(next_attempt_at=start + dt.timedelta(seconds=CLAIM_SECONDS))
-                .execution_options(synchronize_session=False)).rowcount
+                .execution_options(synchronize_session=False)
+            ).rowcount
             if not claimed:
                 continue  # another worker has it
             n = s.get(Notification, nid)
@@ -473,8 +560,16 @@ def deliver_due(engine: Engine | None = None, *, now: Callable[[], dt.datetime] 
             row = s.get(Notification, nid)
             assert row is not None
             row.attempts += 1
-            s.add(NotificationAttempt(notification_id=nid, at=finished, ok=ok, status_code=code, error=error,
-                                      duration_ms=round(duration, 2)))
+            s.add(
+                NotificationAttempt(
+                    notification_id=nid,
+                    at=finished,
+                    ok=ok,
+                    status_code=code,
+                    error=error,
+                    duration_ms=round(duration, 2),
+                )
+            )
             if ok:
                 row.status, row.sent_at, row.last_error = "sent", finished, None
                 stats.sent += 1
@@ -483,6 +578,12 @@ def deliver_due(engine: Engine | None = None, *, now: Callable[[], dt.datetime] 
                 row.next_attempt_at = finished + dt.timedelta(seconds=backoff_seconds(row.attempts, settings))
                 stats.failed += 1
                 stats.errors.append(f"#{nid} {n.channel}: {error}")
-                log.warning("notification %s (%s) failed, attempt %s, retry at %s: %s", nid, n.channel,
-                            row.attempts, row.next_attempt_at.isoformat(), error)
+                log.warning(
+                    "notification %s (%s) failed, attempt %s, retry at %s: %s",
+                    nid,
+                    n.channel,
+                    row.attempts,
+                    row.next_attempt_at.isoformat(),
+                    error,
+                )
     return stats

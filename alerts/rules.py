@@ -34,7 +34,9 @@ class _Rule(BaseModel):
     id: Annotated[str, Field(min_length=1, max_length=60, pattern=r"^[\w\-]+$")]
     name: Annotated[str, Field(min_length=1, max_length=100)]
     enabled: bool = True
-    severity: Annotated[float, Field(ge=0, le=100, description="risk points this rule adds when it fires")] = 0.0
+    severity: Annotated[
+        float, Field(ge=0, le=100, description="risk points this rule adds when it fires")
+    ] = 0.0
 
 
 class RumorProbabilityRule(_Rule):
@@ -144,7 +146,8 @@ class RulesConfig(BaseModel):
     category_weights: dict[str, float] = Field(default_factory=dict)
     default_category_weight: float = Field(0.3, ge=0, le=1)
     min_severity: Literal["low", "medium", "high", "urgent"] = Field(
-        "low", description="a subject whose rules fire is still not alerted below this severity")
+        "low", description="a subject whose rules fire is still not alerted below this severity"
+    )
     folding: Folding = Field(default_factory=Folding)
     office_name: str = Field("我们", max_length=100, description="{office} in response templates")
     response_hours: int = Field(6, ge=1, le=168, description="hours before/after a response to compare")
@@ -170,8 +173,10 @@ class RulesConfig(BaseModel):
             try:
                 template.format(**_TEMPLATE_SAMPLE)
             except (KeyError, IndexError, ValueError) as err:
-                raise ValueError(f"回应模板 '{category}' 有无法识别的占位符 {err}：可用 "
-                                 f"{', '.join('{' + k + '}' for k in _TEMPLATE_SAMPLE)}") from err
+                raise ValueError(
+                    f"回应模板 '{category}' 有无法识别的占位符 {err}：可用 "
+                    f"{', '.join('{' + k + '}' for k in _TEMPLATE_SAMPLE)}"
+                ) from err
         return self
 
     def enabled(self, kind: str) -> list[Any]:

@@ -72,20 +72,41 @@ def risk(features: Features, cfg: RulesConfig, fired: list[dict[str, Any]]) -> t
     prob = f.rumor_probability or 0.0
     part("rumor", round(prob, 4), _clamp(prob), w.rumor, f"谣言概率 {prob:.2f}")
     sim = f.debunk_similarity or 0.0
-    part("debunk", round(sim, 4), _clamp(sim), w.debunk,
-         f"与已辟谣信息相似度 {sim:.2f}" if f.debunk_id else "未匹配已辟谣信息")
-    part("velocity", round(f.velocity, 2), _saturating(f.velocity, cfg.velocity_full), w.velocity,
-         f"最近 {cfg.velocity_window_hours} 小时平均每小时 {f.velocity:.1f} 条")
-    part("groups", f.groups, _saturating(f.groups, cfg.groups_full), w.groups, f"在 {f.groups} 个群或来源出现")
+    part(
+        "debunk",
+        round(sim, 4),
+        _clamp(sim),
+        w.debunk,
+        f"与已辟谣信息相似度 {sim:.2f}" if f.debunk_id else "未匹配已辟谣信息",
+    )
+    part(
+        "velocity",
+        round(f.velocity, 2),
+        _saturating(f.velocity, cfg.velocity_full),
+        w.velocity,
+        f"最近 {cfg.velocity_window_hours} 小时平均每小时 {f.velocity:.1f} 条",
+    )
+    part(
+        "groups", f.groups, _saturating(f.groups, cfg.groups_full), w.groups, f"在 {f.groups} 个群或来源出现"
+    )
     places = "、".join(f.places[:5])
-    part("local", round(f.local_share, 3), _clamp(f.local_share), w.local,
-         f"{f.local_share:.0%} 的帖子涉及本地" + (f"（{places}）" if places else ""))
+    part(
+        "local",
+        round(f.local_share, 3),
+        _clamp(f.local_share),
+        w.local,
+        f"{f.local_share:.0%} 的帖子涉及本地" + (f"（{places}）" if places else ""),
+    )
     cw = cfg.category_weight(f.category)
     part("category", f.category, cw, w.category, f"类别：{f.category or '未分类'}（权重 {cw:.1f}）")
     neg = f.negativity or 0.0
     part("negativity", round(neg, 3), _clamp(neg), w.negativity, f"负面情绪 {neg:.2f}")
     rule_points = sum(r["points"] for r in fired)
-    parts["rules"] = {"value": [r["id"] for r in fired], "points": round(rule_points, 2), "max": None,
-                      "text": "触发规则：" + ("、".join(r["name"] for r in fired) or "无")}
+    parts["rules"] = {
+        "value": [r["id"] for r in fired],
+        "points": round(rule_points, 2),
+        "max": None,
+        "text": "触发规则：" + ("、".join(r["name"] for r in fired) or "无"),
+    }
     total = sum(p["points"] for p in parts.values())
     return round(min(100.0, total), 2), parts
