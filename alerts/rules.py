@@ -116,9 +116,9 @@ class Thresholds(BaseModel):
     """Risk score (0-100) at which each severity starts; below ``medium`` is low."""
 
     model_config = ConfigDict(extra="forbid")
-    medium: float = Field(30, ge=0, le=100)
-    high: float = Field(50, ge=0, le=100)
-    urgent: float = Field(70, ge=0, le=100)
+    medium: float = Field(35, ge=0, le=100)
+    high: float = Field(55, ge=0, le=100)
+    urgent: float = Field(75, ge=0, le=100)
 
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:

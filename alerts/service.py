@@ -338,8 +338,10 @@ def fire_rules(f: Features, cfg: RulesConfig, subject_kind: str) -> list[dict[st
     return fired
 
 
-def _kind(fired: list[dict[str, Any]], default: str) -> str:
+def _kind(fired: list[dict[str, Any]], default: str, subject_kind: str = "story") -> str:
     kinds = {_KIND_OF_RULE[r["kind"]] for r in fired}
+    if subject_kind == "topic" and "concern" in kinds:
+        return "concern"  # a topic is a concern first, whatever else it also meets
     return next((k for k in _KIND_ORDER if k in kinds), default)
 
 
@@ -595,7 +597,9 @@ def _apply(
         ):
             return
         event = "realert"
-    alert = _create(session, subject, cfg, fired, score, parts, severity, now, kind=_kind(fired, "rumor"))
+    alert = _create(
+        session, subject, cfg, fired, score, parts, severity, now, kind=_kind(fired, "rumor", subject.kind)
+    )
     note = None
     if existing is not None:
         note = (
