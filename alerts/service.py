@@ -1309,10 +1309,14 @@ def list_alerts(
     return items, total
 
 
+def _pairs(result: Any) -> dict[Any, Any]:
+    return {row[0]: row[1] for row in result}
+
+
 def _usernames(session: Session, ids: set[int]) -> dict[int, str]:
     if not ids:
         return {}
-    return dict(session.execute(select(User.id, User.username).where(User.id.in_(ids))).tuples())
+    return _pairs(session.execute(select(User.id, User.username).where(User.id.in_(ids))))
 
 
 def highlight(text: str, terms: Iterable[str]) -> tuple[str, list[list[Any]]]:
@@ -1531,11 +1535,11 @@ def alert_detail(
 
 
 def alert_stats(session: Session) -> dict[str, Any]:
-    by_status = dict(session.execute(select(Alert.status, func.count()).group_by(Alert.status)).tuples())
-    open_by_sev = dict(
+    by_status = _pairs(session.execute(select(Alert.status, func.count()).group_by(Alert.status)))
+    open_by_sev = _pairs(
         session.execute(
             select(Alert.severity, func.count()).where(Alert.status.in_(OPEN_STATES)).group_by(Alert.severity)
-        ).tuples()
+        )
     )
     unassigned = (
         session.scalar(

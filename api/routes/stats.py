@@ -36,9 +36,8 @@ def stats(_: ViewerUser, session: SessionDep) -> Stats:
     def count(*where: Any, table: Any = Post) -> int:
         return int(session.scalar(select(func.count()).select_from(table).where(*where)) or 0)
 
-    by_status = dict(
-        session.execute(select(Notification.status, func.count()).group_by(Notification.status)).tuples()
-    )
+    grouped = session.execute(select(Notification.status, func.count()).group_by(Notification.status))
+    by_status = {status: n for status, n in grouped}
     failing = count(Notification.status == "pending", Notification.attempts > 0, table=Notification)
     return Stats(
         generated_at=now,

@@ -107,7 +107,8 @@ def test_robot_and_webhook_formats_and_signature(fresh_db_url: str, webhook) -> 
     engine = make_engine(fresh_db_url)
     config = parse_notify_config(f"""
 routes:
-  - {{name: 钉钉, channel: dingtalk, url: "{webhook.url}?access_token=t1", secret: dsecret, min_severity: low}}
+  - {{name: 钉钉, channel: dingtalk, url: "{webhook.url}?access_token=t1", secret: dsecret,
+      min_severity: low}}
   - {{name: 企业微信, channel: wecom, url: "{webhook.url}?key=k1", min_severity: low}}
   - {{name: 飞书, channel: feishu, url: "{webhook.url}/feishu", secret: fsecret, min_severity: low}}
   - {{name: 系统, channel: webhook, url: "{webhook.url}/generic", secret: wsecret, min_severity: low}}
@@ -209,9 +210,8 @@ def test_receiver_down_mid_run_every_notification_delivered_exactly_once(
 
 
 def test_smtp_unreachable_delays_and_never_drops(fresh_db_url: str, monkeypatch) -> None:
-    from tests.alerts.conftest import free_port
-
     from core.settings import get_settings
+    from tests.alerts.receivers import free_port
 
     monkeypatch.setenv("YUQING_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("YUQING_SMTP_PORT", str(free_port()))  # nobody listens there
