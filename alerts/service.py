@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, column, delete, func, select, text
+from sqlalchemy import Connection, bindparam, column, delete, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -462,6 +462,7 @@ def evaluate(
     post_since = last.post_watermark - WATERMARK_OVERLAP if last and last.post_watermark else None
     topic_since = last.topic_watermark - WATERMARK_OVERLAP if last and last.topic_watermark else None
     run = AlertRun(started_at=now)
+    pending = _Pending()
     session.add(run)
 
     # 1. new posts: which stories they touch, and the watched keywords they contain
@@ -501,7 +502,7 @@ def evaluate(
     latest = _latest_alerts(session, Alert.story_id, story_ids)
     for sid, subject in subjects.items():
         subject.new_post_ids = new_by_story[sid]
-        _apply(session, subject, latest.get(sid), cfg, now, notifier, result)
+        _apply(session, subject, latest.get(sid), cfg, now, notifier, result, pending)
 
     # 3. hot topics changed since the last run
     tq = select(Topic).where(Topic.is_hot.is_(True))
@@ -517,11 +518,12 @@ def evaluate(
     for t in topics:
         subject = _topic_subject(session, t, cfg)
         subject.new_post_ids = subject.post_ids
-        _apply(session, subject, latest_t.get(t.id), cfg, now, notifier, result)
+        _apply(session, subject, latest_t.get(t.id), cfg, now, notifier, result, pending)
 
     # 4. watched keywords in posts that belong to no story
     if lone:
-        known = set()
+        known = {e["post_id"] for e in pending.evidence}
+        known |= {pid for _a, subj, *_rest in pending.created for pid in subj.post_ids}
         for chunk in _chunks([pid for pid, _ in lone]):
             known |= set(session.scalars(select(AlertPost.post_id).where(AlertPost.post_id.in_(chunk))))
         for pid, text in lone:
@@ -547,8 +549,9 @@ def evaluate(
                 post_ids=[pid],
                 new_post_ids=[pid],
             )
-            _apply(session, subject, None, cfg, now, notifier, result)
+            _apply(session, subject, None, cfg, now, notifier, result, pending)
 
+    _finish(session, pending, now, notifier, result)
     result.responses_measured = _remeasure_responses(session, now, cfg)
     result.notifications = notifier.count
     run.finished_at = utcnow()
@@ -572,6 +575,16 @@ def _latest_alerts(
     return latest
 
 
+@dataclass
+class _Pending:
+    """Alerts made in this run, inserted together at the end (one flush, one evidence insert)."""
+
+    created: list[tuple[Alert, Subject, list[dict[str, Any]], str, Alert | None, int]] = field(
+        default_factory=list
+    )
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+
+
 def _apply(
     session: Session,
     subject: Subject,
@@ -580,17 +593,18 @@ def _apply(
     now: dt.datetime,
     notifier: _Notifier,
     result: EvaluateResult,
+    pending: _Pending,
 ) -> None:
     fired = fire_rules(subject.features, cfg, subject.kind)
     if existing is not None and existing.status in OPEN_STATES:
-        _fold(session, existing, subject, cfg, fired, now, notifier, result)
+        _fold(session, existing, subject, cfg, fired, now, notifier, result, pending)
         return
     if not fired:
         return
     score, parts, severity = _score(subject, cfg, fired)
     if severity_rank(severity) < SEVERITIES.index(cfg.min_severity):
         return
-    event = "created"
+    base = 0
     if existing is not None:  # dismissed or closed: only a clear growth re-alerts
         base = existing.post_count_at_close or existing.post_count or 0
         grown = subject.features.post_count - base
@@ -598,28 +612,115 @@ def _apply(
             1 + cfg.folding.realert_ratio
         ):
             return
-        event = "realert"
-    alert = _create(
+    alert = _build(
         session, subject, cfg, fired, score, parts, severity, now, kind=_kind(fired, "rumor", subject.kind)
     )
-    note = None
-    if existing is not None:
-        note = (
-            f"此前的预警 #{existing.id} 已{STATE_ZH[existing.status]}，"
-            f"之后帖子从 {base} 条增至 {subject.features.post_count} 条"
-        )
-        session.add(
-            AlertEvent(
-                alert_id=alert.id,
-                at=now,
-                action="realert",
-                comment=note,
-                detail={"previous_alert_id": existing.id, "previous_post_count": base},
+    session.add(alert)
+    pending.created.append((alert, subject, fired, severity, existing, base))
+
+
+def _finish(
+    session: Session, pending: _Pending, now: dt.datetime, notifier: _Notifier, result: EvaluateResult
+) -> None:
+    """Insert the alerts made in this run, their evidence and history, then their notifications."""
+    if pending.created:
+        session.flush()  # one batched INSERT ... RETURNING for every new alert
+    events: list[dict[str, Any]] = []
+    for alert, subject, fired, severity, _existing, _base in pending.created:
+        pending.evidence += [
+            {"alert_id": alert.id, "post_id": pid, "added_at": now} for pid in subject.post_ids
+        ]
+        events.append(_created_event(alert, subject, fired, severity, now, None))
+    _insert_ignore(session, AlertPost.__table__, pending.evidence)
+    for alert, subject, _fired, _severity, existing, base in pending.created:
+        note = None
+        if existing is not None:
+            note = (
+                f"此前的预警 #{existing.id} 已{STATE_ZH[existing.status]}，"
+                f"之后帖子从 {base} 条增至 {subject.features.post_count} 条"
             )
-        )
-        result.realerted.append(alert.id)
-    result.created.append(alert.id)
-    notifier(session, alert, event, now, note)
+            events.append(
+                {
+                    "alert_id": alert.id,
+                    "at": now,
+                    "actor_id": None,
+                    "action": "realert",
+                    "from_status": None,
+                    "to_status": None,
+                    "comment": note,
+                    "detail": {"previous_alert_id": existing.id, "previous_post_count": base},
+                }
+            )
+            result.realerted.append(alert.id)
+        result.created.append(alert.id)
+        notifier(session, alert, "realert" if existing is not None else "created", now, note)
+    if events:
+        session.execute(insert(AlertEvent), events)
+
+
+def _created_event(
+    alert: Alert,
+    subject: Subject,
+    fired: list[dict[str, Any]],
+    severity: str,
+    now: dt.datetime,
+    actor_id: int | None,
+) -> dict[str, Any]:
+    return {
+        "alert_id": alert.id,
+        "at": now,
+        "actor_id": actor_id,
+        "action": "created",
+        "from_status": None,
+        "to_status": "new",
+        "comment": None,
+        "detail": {
+            "severity": severity,
+            "risk_score": alert.risk_score,
+            "post_count": subject.features.post_count,
+            "rules": [r["id"] for r in fired],
+            "subject": subject.kind,
+        },
+    }
+
+
+def _build(
+    session: Session,
+    subject: Subject,
+    cfg: RulesConfig,
+    fired: list[dict[str, Any]],
+    score: float,
+    parts: dict[str, Any],
+    severity: str,
+    now: dt.datetime,
+    *,
+    kind: str,
+    title: str | None = None,
+) -> Alert:
+    f = subject.features
+    return Alert(
+        story_id=subject.id if subject.kind == "story" else None,
+        topic_id=subject.id if subject.kind == "topic" else None,
+        kind=kind,
+        title=(title or subject.title or "（无标题）")[:500],
+        summary=subject.summary,
+        severity=severity,
+        severity_rank=severity_rank(severity),
+        risk_score=score,
+        score_parts=parts,
+        rules_fired=fired,
+        category=f.category,
+        status="new",
+        escalation_level=0,
+        post_count=f.post_count,
+        group_count=f.groups,
+        noted_post_count=f.post_count,
+        created_at=now,
+        updated_at=now,
+        suggested_response=suggest_response(
+            session, debunk_id=f.debunk_id, category=f.category, title=subject.title, places=f.places, cfg=cfg
+        ),
+    )
 
 
 def _create(
@@ -636,29 +737,8 @@ def _create(
     actor_id: int | None = None,
     title: str | None = None,
 ) -> Alert:
-    f = subject.features
-    alert = Alert(
-        story_id=subject.id if subject.kind == "story" else None,
-        topic_id=subject.id if subject.kind == "topic" else None,
-        kind=kind,
-        title=(title or subject.title or "（无标题）")[:500],
-        summary=subject.summary,
-        severity=severity,
-        severity_rank=severity_rank(severity),
-        risk_score=score,
-        score_parts=parts,
-        rules_fired=fired,
-        category=f.category,
-        status="new",
-        post_count=f.post_count,
-        group_count=f.groups,
-        noted_post_count=f.post_count,
-        created_at=now,
-        updated_at=now,
-        suggested_response=suggest_response(
-            session, debunk_id=f.debunk_id, category=f.category, title=subject.title, places=f.places, cfg=cfg
-        ),
-    )
+    """One alert with its evidence and its 'created' event (manual alerts)."""
+    alert = _build(session, subject, cfg, fired, score, parts, severity, now, kind=kind, title=title)
     session.add(alert)
     session.flush()
     _insert_ignore(
@@ -666,22 +746,7 @@ def _create(
         AlertPost.__table__,
         [{"alert_id": alert.id, "post_id": pid, "added_at": now} for pid in subject.post_ids],
     )
-    session.add(
-        AlertEvent(
-            alert_id=alert.id,
-            at=now,
-            actor_id=actor_id,
-            action="created",
-            to_status="new",
-            detail={
-                "severity": severity,
-                "risk_score": score,
-                "post_count": f.post_count,
-                "rules": [r["id"] for r in fired],
-                "subject": subject.kind,
-            },
-        )
-    )
+    session.execute(insert(AlertEvent), [_created_event(alert, subject, fired, severity, now, actor_id)])
     return alert
 
 
@@ -694,14 +759,13 @@ def _fold(
     now: dt.datetime,
     notifier: _Notifier,
     result: EvaluateResult,
+    pending: _Pending,
 ) -> None:
     """New posts of a story already under an open alert: grow the evidence, maybe raise severity."""
     f = subject.features
-    _insert_ignore(
-        session,
-        AlertPost.__table__,
-        [{"alert_id": alert.id, "post_id": pid, "added_at": now} for pid in subject.new_post_ids],
-    )
+    pending.evidence += [
+        {"alert_id": alert.id, "post_id": pid, "added_at": now} for pid in subject.new_post_ids
+    ]
     # Rules that fired before stay fired (they stand on evidence already shown to staff).
     fired_ids = {r["id"] for r in fired}
     fired = fired + [
