@@ -530,7 +530,7 @@ def deliver_due(
     for nid in due_ids:
         start = now()
         with session_scope(engine) as s:
-            claimed = s.execute(
+            claimed = s.execute(  # type: ignore[attr-defined]
                 update(Notification)
                 .where(
                     Notification.id == nid,

@@ -183,8 +183,8 @@ def _story_features(
             ).where(Post.story_id.in_(chunk))
         ):
             rows_by_story[row.story_id].append(row)
-    prob: dict[int, float] = {}
-    debunk: dict[int, tuple[int, float]] = {}
+    prob: dict[int | None, float] = {}
+    debunk: dict[int | None, tuple[int, float]] = {}
     need_prob = [s.id for s in stories if s.max_rumor_probability is None]
     for chunk in _chunks(need_prob):
         for sid, p in session.execute(
@@ -196,13 +196,13 @@ def _story_features(
             prob[sid] = float(p)
     need_debunk = [s.id for s in stories if s.debunk_id is None]
     for chunk in _chunks(need_debunk):
-        for sid, did, sim in session.execute(
+        for sid, match_id, match_sim in session.execute(
             select(Post.story_id, DebunkMatch.debunk_id, DebunkMatch.similarity)
             .join(DebunkMatch, DebunkMatch.post_id == Post.id)
             .where(Post.story_id.in_(chunk))
         ):
-            if sid not in debunk or sim > debunk[sid][1]:
-                debunk[sid] = (did, float(sim))
+            if sid not in debunk or match_sim > debunk[sid][1]:
+                debunk[sid] = (match_id, float(match_sim))
     reps = {s.representative_post_id for s in stories if s.representative_post_id}
     rep_text: dict[int, tuple[str | None, str]] = {}
     for chunk in _chunks(list(reps)):
@@ -231,11 +231,10 @@ def _story_features(
             for r in rows:
                 t = r.published_at or r.collected_at
                 hourly[hour_key(t)] = hourly.get(hour_key(t), 0) + 1
-        did, sim = (
-            (story.debunk_id, story.debunk_similarity)
-            if story.debunk_id
-            else debunk.get(story.id, (None, None))
-        )
+        did: int | None = story.debunk_id
+        sim: float | None = story.debunk_similarity
+        if did is None and story.id in debunk:
+            did, sim = debunk[story.id]
         f = Features(
             post_count=max(story.post_count or 0, len(rows)),
             rumor_probability=story.max_rumor_probability
@@ -1096,8 +1095,8 @@ def spread_around(
     start = at.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
     before = [(hour_key(start - dt.timedelta(hours=i)), 0) for i in range(hours, 0, -1)]
     after = [(hour_key(start + dt.timedelta(hours=i)), 0) for i in range(hours)]
-    before_s = [{"hour": k, "count": hourly.get(k, 0)} for k, _ in before]
-    after_s = [{"hour": k, "count": hourly.get(k, 0)} for k, _ in after]
+    before_s: list[dict[str, Any]] = [{"hour": k, "count": hourly.get(k, 0)} for k, _ in before]
+    after_s: list[dict[str, Any]] = [{"hour": k, "count": hourly.get(k, 0)} for k, _ in after]
     elapsed = (now - start).total_seconds() / 3600
     observed = max(0, min(hours, int(elapsed) + (1 if elapsed > int(elapsed) else 0)))
     after_s = after_s[:observed] if observed else []
@@ -1291,10 +1290,10 @@ def create_manual(
 
 @dataclass
 class AlertFilters:
-    status: list[str] = field(default_factory=list)
-    severity: list[str] = field(default_factory=list)
-    category: list[str] = field(default_factory=list)
-    kind: list[str] = field(default_factory=list)
+    status: Sequence[str] = field(default_factory=list)
+    severity: Sequence[str] = field(default_factory=list)
+    category: Sequence[str] = field(default_factory=list)
+    kind: Sequence[str] = field(default_factory=list)
     assignee_id: int | None = None
     unassigned: bool = False
     since: dt.datetime | None = None
@@ -1603,7 +1602,7 @@ def alert_detail(
     story = session.get(Story, alert.story_id) if alert.story_id else None
     if story is not None and story.debunk_id:
         matches[story.debunk_id] = max(matches.get(story.debunk_id, 0.0), story.debunk_similarity or 0.0)
-    debunks = []
+    debunks: list[dict[str, Any]] = []
     if matches:
         for d in session.scalars(select(Debunk).where(Debunk.id.in_(list(matches)))):
             debunks.append(
