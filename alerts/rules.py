@@ -217,7 +217,25 @@ def parse_rules(text: str, *, origin: str = "<text>") -> RulesConfig:
 
 
 def rules_path() -> Path:
-    return get_settings().alert_rules_file or DEFAULT_RULES_FILE
+    """The rules in force: YUQING_ALERT_RULES_FILE, else rules saved through the API into the data
+    folder, else the defaults shipped with yuqing."""
+    settings = get_settings()
+    if settings.alert_rules_file:
+        return settings.alert_rules_file
+    saved = settings.data_dir / "alert_rules.yaml"
+    return saved if saved.exists() else DEFAULT_RULES_FILE
+
+
+def save_rules(text: str) -> tuple[Path, RulesConfig]:
+    """Validate and store new rules (atomically) where :func:`rules_path` will find them."""
+    cfg = parse_rules(text, origin="提交的规则")
+    settings = get_settings()
+    path = settings.alert_rules_file or settings.data_dir / "alert_rules.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path, cfg
 
 
 def load_rules(path: Path | None = None) -> RulesConfig:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import time
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -21,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerts import service
-from alerts.rules import AlertsConfigError, load_rules, parse_rules, rules_path
+from alerts.rules import AlertsConfigError, load_rules, parse_rules, rules_path, save_rules
 from api.deps import AnalystUser, SessionDep, StaffUser, ViewerUser, get_current_user, require_role
 from api.pagination import Page
 from api.problems import Problem
@@ -30,6 +31,7 @@ from core.settings import get_settings
 from core.tables import Notification, NotificationAttempt
 
 router = APIRouter(tags=["alerts"])
+log = logging.getLogger(__name__)
 
 Status = Literal[
     "new", "acknowledged", "confirmed_rumor", "confirmed_concern", "dismissed", "responded", "closed"
@@ -561,4 +563,27 @@ def validate_rules(
         rules=len(cfg.rules),
         enabled=enabled,
         message=f"规则有效：共 {len(cfg.rules)} 条，启用 {enabled} 条",
+    )
+
+
+@router.put(
+    "/alert-rules", response_model=RulesValidation, summary="保存新的预警规则（分析员；先检查，无效则不保存）"
+)
+def put_rules(
+    user: AnalystUser,
+    text: Annotated[
+        str, Body(media_type="text/plain", max_length=200_000, description="规则文件的 YAML 全文")
+    ],
+) -> RulesValidation:
+    try:
+        path, cfg = save_rules(text)
+    except AlertsConfigError as err:
+        raise Problem(422, "规则无效", f"{err}。规则没有保存。") from err
+    enabled = sum(1 for r in cfg.rules if r.enabled)
+    log.info("alert rules saved to %s by %s (%s rules)", path, user.username, len(cfg.rules))
+    return RulesValidation(
+        ok=True,
+        rules=len(cfg.rules),
+        enabled=enabled,
+        message=f"规则已保存到 {path}：共 {len(cfg.rules)} 条，启用 {enabled} 条，立即生效",
     )

@@ -310,12 +310,22 @@ ROUTES = [
     ("GET", "/api/v1/stats", None, "viewer"),
     ("GET", "/api/v1/alert-rules", None, "analyst"),
     ("POST", "/api/v1/alert-rules/validate", "rules: []\n", "analyst"),
+    ("PUT", "/api/v1/alert-rules", "version: 1\n", "analyst"),
 ]
 LOWER = {"viewer": None, "staff": "viewer", "analyst": "staff"}
 
 
-def test_every_route_right_role_passes_wrong_role_403(api_client: TestClient, api_engine, make_user) -> None:
+def test_every_route_right_role_passes_wrong_role_403(
+    api_client: TestClient, api_engine, make_user, monkeypatch, tmp_path
+) -> None:
     """Each route: no token 401, the role just below the one required 403, the required role 2xx."""
+    from core.settings import get_settings
+
+    from alerts.rules import DEFAULT_RULES_FILE
+
+    (tmp_path / "rules.yaml").write_bytes(DEFAULT_RULES_FILE.read_bytes())
+    monkeypatch.setenv("YUQING_ALERT_RULES_FILE", str(tmp_path / "rules.yaml"))  # PUT writes there
+    get_settings.cache_clear()
     tokens = {role: make_user(role) for role in ("viewer", "staff", "analyst")}
     for method, path, body, role in ROUTES:
         with session_scope(api_engine) as s:
@@ -345,7 +355,14 @@ def test_every_route_right_role_passes_wrong_role_403(api_client: TestClient, ap
         assert allowed.status_code in (200, 201), (method, path, allowed.text)
 
 
-def test_rules_endpoints(api_client: TestClient, make_user) -> None:
+def test_rules_endpoints(api_client: TestClient, make_user, monkeypatch, tmp_path) -> None:
+    from core.settings import get_settings
+
+    from alerts.rules import DEFAULT_RULES_FILE
+
+    (tmp_path / "office_rules.yaml").write_bytes(DEFAULT_RULES_FILE.read_bytes())
+    monkeypatch.setenv("YUQING_ALERT_RULES_FILE", str(tmp_path / "office_rules.yaml"))
+    get_settings.cache_clear()
     analyst = make_user("analyst")
     rules = api_client.get("/api/v1/alert-rules", headers=analyst).json()
     assert rules["path"].endswith("rules.yaml") and rules["rules"]["thresholds"]["urgent"] == 75
@@ -362,12 +379,36 @@ def test_rules_endpoints(api_client: TestClient, make_user) -> None:
     ).json()
     assert good["ok"] is True
 
+    text_headers = analyst | {"content-type": "text/plain"}
+    mine = "rules:\n  - {id: watch-masks, name: 口罩断货, kind: keyword, any: [口罩], severity: 5}\n"
+    saved = api_client.put("/api/v1/alert-rules", content=mine.encode(), headers=text_headers)
+    assert saved.status_code == 200 and saved.json()["rules"] == 1
+    assert (tmp_path / "office_rules.yaml").read_text(encoding="utf-8") == mine
+    assert (
+        api_client.get("/api/v1/alert-rules", headers=analyst).json()["rules"]["rules"][0]["id"]
+        == "watch-masks"
+    )
+    broken = api_client.put("/api/v1/alert-rules", content=b"rules: [", headers=text_headers)
+    assert broken.status_code == 422 and "没有保存" in broken.json()["detail"]
+    assert (tmp_path / "office_rules.yaml").read_text(encoding="utf-8") == mine
+    staff = make_user("staff") | {"content-type": "text/plain"}
+    assert api_client.put("/api/v1/alert-rules", content=mine.encode(), headers=staff).status_code == 403
 
-def test_no_route_returns_500_under_schemathesis(api_client: TestClient, make_user, api_engine) -> None:
+
+def test_no_route_returns_500_under_schemathesis(
+    api_client: TestClient, make_user, api_engine, monkeypatch, tmp_path
+) -> None:
     """Property-based calls generated from our OpenAPI schema, bounded, with a valid admin token."""
     import schemathesis
     from hypothesis import HealthCheck, given, settings
 
+    from alerts.rules import DEFAULT_RULES_FILE
+    from core.settings import get_settings
+
+    # PUT /alert-rules may save what it is sent: keep it away from the shared test data folder
+    (tmp_path / "rules.yaml").write_bytes(DEFAULT_RULES_FILE.read_bytes())
+    monkeypatch.setenv("YUQING_ALERT_RULES_FILE", str(tmp_path / "rules.yaml"))
+    get_settings.cache_clear()
     admin = make_user("admin")
     with session_scope(api_engine) as s:
         story, _ = story_with_posts(s, 2, groups=2)
