@@ -319,9 +319,8 @@ def test_every_route_right_role_passes_wrong_role_403(
     api_client: TestClient, api_engine, make_user, monkeypatch, tmp_path
 ) -> None:
     """Each route: no token 401, the role just below the one required 403, the required role 2xx."""
-    from core.settings import get_settings
-
     from alerts.rules import DEFAULT_RULES_FILE
+    from core.settings import get_settings
 
     (tmp_path / "rules.yaml").write_bytes(DEFAULT_RULES_FILE.read_bytes())
     monkeypatch.setenv("YUQING_ALERT_RULES_FILE", str(tmp_path / "rules.yaml"))  # PUT writes there
@@ -356,9 +355,8 @@ def test_every_route_right_role_passes_wrong_role_403(
 
 
 def test_rules_endpoints(api_client: TestClient, make_user, monkeypatch, tmp_path) -> None:
-    from core.settings import get_settings
-
     from alerts.rules import DEFAULT_RULES_FILE
+    from core.settings import get_settings
 
     (tmp_path / "office_rules.yaml").write_bytes(DEFAULT_RULES_FILE.read_bytes())
     monkeypatch.setenv("YUQING_ALERT_RULES_FILE", str(tmp_path / "office_rules.yaml"))
