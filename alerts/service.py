@@ -24,6 +24,7 @@ import hashlib
 import html
 import logging
 import re
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -1406,6 +1407,8 @@ def _statement(sql: str) -> Any:
 #: other processes' writes show within COUNT_TTL seconds. The page rows themselves are always fresh.
 COUNT_TTL = 2.0
 _count_cache: dict[Any, tuple[float, int]] = {}
+_count_locks: dict[Any, threading.Lock] = {}
+_locks_guard = threading.Lock()
 
 
 def forget_counts() -> None:
@@ -1433,17 +1436,37 @@ def _bind(session: Session | Connection) -> Any:
 
 
 def count_alerts(session: Session | Connection, filters: AlertFilters) -> int:
+    """How many alerts match, cached for COUNT_TTL seconds. One caller per filter counts at a time:
+    the others wait for it, or, when an older figure exists, use that meanwhile (a slow count, such
+    as a text search over 100,000 alerts, must not be run 32 times at once)."""
     bind = _bind(session)
     key = (str(bind.engine.url), _filters_key(filters))
     hit = _count_cache.get(key)
-    now = time.monotonic()
-    if hit is not None and now - hit[0] < COUNT_TTL:
+    if hit is not None and time.monotonic() - hit[0] < COUNT_TTL:
         return hit[1]
-    where, params = _where(filters, bind.dialect.name)
-    total = int(session.execute(_statement("SELECT count(*) FROM alerts a" + where), params).scalar() or 0)
-    if len(_count_cache) > 1000:
-        _count_cache.clear()
-    _count_cache[key] = (now, total)
+    with _locks_guard:
+        if len(_count_locks) > 1000:
+            _count_locks.clear()
+        lock = _count_locks.setdefault(key, threading.Lock())
+    if hit is not None:
+        if not lock.acquire(blocking=False):
+            return hit[1]
+    else:
+        lock.acquire()
+        hit = _count_cache.get(key)
+        if hit is not None and time.monotonic() - hit[0] < COUNT_TTL:
+            lock.release()
+            return hit[1]
+    try:
+        where, params = _where(filters, bind.dialect.name)
+        total = int(
+            session.execute(_statement("SELECT count(*) FROM alerts a" + where), params).scalar() or 0
+        )
+        if len(_count_cache) > 1000:
+            _count_cache.clear()
+        _count_cache[key] = (time.monotonic(), total)
+    finally:
+        lock.release()
     return total
 
 
