@@ -96,6 +96,7 @@ _KIND_OF_RULE = {
 _KIND_ORDER = ("debunk_match", "rumor", "spread", "keyword", "concern", "manual")
 #: Re-read this much before the last watermark: rows committed late by a concurrent analyze.
 WATERMARK_OVERLAP = dt.timedelta(minutes=10)
+EVALUATE_LOCK_KEY = 72_416_001  # pg_advisory_xact_lock key of `evaluate`
 _CHUNK = 500
 MAX_LABEL_POSTS = 1000
 
@@ -452,6 +453,16 @@ def evaluate(
     cfg = rules or load_rules()
     notifier = _Notifier(notify_config)
     result = EvaluateResult()
+    # One evaluation at a time (the scheduler's and a CLI run may overlap): otherwise both could
+    # see a story without an alert and raise two. PostgreSQL: a transaction-level advisory lock.
+    # SQLite: writing first takes the database's write lock, and this transaction's reads then
+    # start after the other one's commit.
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVALUATE_LOCK_KEY})
+    run = AlertRun(started_at=now)
+    session.add(run)
+    session.flush()
+    pending = _Pending()
     last = (
         None
         if full
@@ -461,9 +472,6 @@ def evaluate(
     )
     post_since = last.post_watermark - WATERMARK_OVERLAP if last and last.post_watermark else None
     topic_since = last.topic_watermark - WATERMARK_OVERLAP if last and last.topic_watermark else None
-    run = AlertRun(started_at=now)
-    pending = _Pending()
-    session.add(run)
 
     # 1. new posts: which stories they touch, and the watched keywords they contain
     q = select(Post.id, Post.story_id, Post.title, Post.raw_text, Post.norm_text, Post.analyzed_at).where(
@@ -480,8 +488,8 @@ def evaluate(
     for row in session.execute(q.order_by(Post.analyzed_at)):
         result.posts_seen += 1
         post_mark = row.analyzed_at if post_mark is None or row.analyzed_at > post_mark else post_mark
-        text = f"{row.title or ''} {row.norm_text or row.raw_text}"
-        hits = {r.id: r.hits(text) for r in keyword_rules if r.matches(text)}
+        scored = f"{row.title or ''} {row.norm_text or row.raw_text}"
+        hits = {r.id: r.hits(scored) for r in keyword_rules if r.matches(scored)}
         if row.story_id is not None:
             new_by_story[row.story_id].append(row.id)
             for rid, words in hits.items():
@@ -526,7 +534,7 @@ def evaluate(
         known |= {pid for _a, subj, *_rest in pending.created for pid in subj.post_ids}
         for chunk in _chunks([pid for pid, _ in lone]):
             known |= set(session.scalars(select(AlertPost.post_id).where(AlertPost.post_id.in_(chunk))))
-        for pid, text in lone:
+        for pid, lone_text in lone:
             if pid in known:
                 continue
             post = session.get(Post, pid)
@@ -543,8 +551,8 @@ def evaluate(
             subject = Subject(
                 kind="post",
                 id=pid,
-                title=_title(text),
-                summary=_title(text, 300),
+                title=_title(lone_text),
+                summary=_title(lone_text, 300),
                 features=f,
                 post_ids=[pid],
                 new_post_ids=[pid],

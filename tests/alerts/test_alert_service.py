@@ -369,3 +369,40 @@ def test_rules_validation_names_the_field() -> None:
     with pytest.raises(InvalidInput, match="占位符"):
         parse_rules("response_templates: {其他: '关于{topic}'}\n")
     assert parse_rules("").rules == []
+
+
+def test_concurrent_evaluations_raise_one_alert_per_story(fresh_db_url: str) -> None:
+    """The scheduler's run and a CLI run at the same moment must not raise two alerts for a story."""
+    import threading
+
+    from core.db import make_engine, session_scope
+
+    engine = make_engine(fresh_db_url)
+    with session_scope(engine) as s:
+        ids = [story_with_posts(s, 3, groups=3, probability=0.95, now=NOW)[0].id for _ in range(5)]
+    barrier = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            with session_scope(engine) as s:
+                service.evaluate(s, now=NOW, notify_config=QUIET)
+        except BaseException as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    with session_scope(engine) as s:
+        per_story = dict(
+            s.execute(
+                select(Alert.story_id, func.count()).where(Alert.story_id.in_(ids)).group_by(Alert.story_id)
+            ).all()
+        )
+        assert per_story == dict.fromkeys(ids, 1)
+        assert s.scalar(select(func.count()).select_from(AlertRun)) == 3
+    engine.dispose()
