@@ -402,6 +402,7 @@ class EvaluateResult:
     realerted: list[int] = field(default_factory=list)
     notifications: int = 0
     responses_measured: int = 0
+    notify_error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -423,6 +424,7 @@ class _Notifier:
     def __init__(self, config: notify.NotifyConfig | None) -> None:
         self.config = config
         self.count = 0
+        self.error: str | None = None
 
     def __call__(
         self,
@@ -434,7 +436,13 @@ class _Notifier:
         routes: list[notify.Route] | None = None,
     ) -> None:
         if self.config is None:
-            self.config = notify.load_notify_config()
+            try:
+                self.config = notify.load_notify_config()
+            except InvalidInput as err:
+                # A broken routing file must not stop alerts from being raised: they still show in
+                # the console; the error is logged and reported by `yuqing alerts evaluate`.
+                log.error("no notifications written: %s", err)
+                self.error, self.config = str(err), notify.NotifyConfig()
         self.count += len(
             notify.enqueue(session, alert, event, now=now, config=self.config, note=note, routes=routes)
         )
@@ -562,6 +570,7 @@ def evaluate(
     _finish(session, pending, now, notifier, result)
     result.responses_measured = _remeasure_responses(session, now, cfg)
     result.notifications = notifier.count
+    result.notify_error = notifier.error
     run.finished_at = utcnow()
     run.stats = result.as_dict()
     session.flush()
@@ -903,7 +912,8 @@ def transition(
             comment=comment,
         )
     )
-    if to == "confirmed_rumor" or (to == "dismissed" and alert.kind != "concern"):
+    # A dismissed concern is not a verdict on rumors; a confirmed rumor always is.
+    if to == "confirmed_rumor" or (to == "dismissed" and alert.kind != "concern" and alert.topic_id is None):
         _review_labels(session, alert, 1 if to == "confirmed_rumor" else 0, actor_id, now)
     session.flush()
     forget_counts()

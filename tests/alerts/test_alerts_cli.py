@@ -70,3 +70,21 @@ def test_scheduler_has_the_alert_jobs() -> None:
     jobs = {job.id: job for job in collect_jobs(get_settings())}
     assert {"alerts-evaluate", "notify-deliver", "alerts-escalate"} <= set(jobs)
     assert jobs["notify-deliver"].seconds == 30
+
+
+def test_broken_routing_file_still_raises_alerts_and_warns(
+    fresh_db_url: str, tmp_path: Path, monkeypatch
+) -> None:
+    broken = tmp_path / "notify.yaml"
+    broken.write_text("routes:\n  - {name: x, channel: dingtalk}\n", encoding="utf-8")
+    monkeypatch.setenv("YUQING_NOTIFY_CONFIG_FILE", str(broken))
+    get_settings.cache_clear()
+    engine = make_engine(fresh_db_url)
+    with session_scope(engine) as s:
+        story_with_posts(s, 4, groups=3, probability=0.95)
+    result = runner.invoke(app, ["alerts", "evaluate"])
+    assert result.exit_code == 0, result.output
+    assert "没有写入通知" in result.output and "url" in result.output
+    with session_scope(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Alert)) == 1
+    engine.dispose()

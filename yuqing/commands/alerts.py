@@ -33,7 +33,10 @@ def evaluate_job(full: bool = False) -> dict[str, int]:
     from core.db import session_scope
 
     with session_scope() as session:
-        return service.evaluate(session, full=full).as_dict()
+        result = service.evaluate(session, full=full)
+    if result.notify_error:
+        err_console.print(f"[yellow]警告：[/yellow]预警已生成，但没有写入通知：{result.notify_error}")
+    return result.as_dict()
 
 
 def escalate_job() -> int:
