@@ -17,7 +17,15 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -39,7 +47,16 @@ Status = Literal[
 Severity = Literal["low", "medium", "high", "urgent"]
 Kind = Literal["rumor", "debunk_match", "spread", "concern", "keyword", "manual"]
 AlertId = Annotated[int, Path(ge=1, le=2**62, description="预警编号")]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000)]
+
+
+def _no_nul(value: str | None) -> str | None:
+    if value is not None and "\x00" in value:
+        raise ValueError("文本里不能有 NUL（\\x00）字符")
+    return value
+
+
+NoNul = AfterValidator(_no_nul)
+Text = Annotated[str, NoNul, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000)]
 
 
 # ----------------------------------------------------------------------------- schemas
@@ -167,7 +184,7 @@ class AlertDetail(BaseModel):
 class TransitionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     to: Status = Field(description="目标状态")
-    comment: Annotated[str | None, StringConstraints(max_length=5000)] = None
+    comment: Annotated[str, NoNul, StringConstraints(max_length=5000)] | None = None
 
 
 class AssignBody(BaseModel):
@@ -182,27 +199,27 @@ class CommentBody(BaseModel):
 
 class RespondBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20000)] = Field(
-        description="发布的辟谣或答复全文"
+    text: Annotated[str, NoNul, StringConstraints(strip_whitespace=True, min_length=1, max_length=20000)] = (
+        Field(description="发布的辟谣或答复全文")
     )
     channels: Annotated[
-        list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]],
+        list[Annotated[str, NoNul, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]],
         Field(max_length=20),
     ] = Field(default_factory=list, description="发布渠道，如 镇政府公众号、村村通广播、村民群")
-    url: Annotated[str | None, StringConstraints(max_length=2048, pattern=r"^https?://\S+$")] = None
+    url: Annotated[str, NoNul, StringConstraints(max_length=2048, pattern=r"^https?://\S+$")] | None = None
     published_at: AwareDatetime | None = Field(None, description="发布时间（带时区）；缺省为现在")
 
 
 class ManualAlertBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    topic_id: Annotated[int | None, Field(ge=1)] = None
-    story_id: Annotated[int | None, Field(ge=1)] = None
-    post_id: Annotated[int | None, Field(ge=1)] = None
-    title: Annotated[str | None, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)] = (
-        None
-    )
+    topic_id: Annotated[int | None, Field(ge=1, le=2**62)] = None
+    story_id: Annotated[int | None, Field(ge=1, le=2**62)] = None
+    post_id: Annotated[int | None, Field(ge=1, le=2**62)] = None
+    title: (
+        Annotated[str, NoNul, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)] | None
+    ) = None
     severity: Severity | None = None
-    comment: Annotated[str | None, StringConstraints(max_length=5000)] = None
+    comment: Annotated[str, NoNul, StringConstraints(max_length=5000)] | None = None
 
 
 class CommentPublic(BaseModel):
@@ -299,16 +316,16 @@ class AlertQuery(BaseModel):
     page_size: int = Field(20, ge=1, le=200, description="每页条数")
     status: list[Status] = Field(default_factory=list, description="状态，可多选")
     severity: list[Severity] = Field(default_factory=list, description="等级，可多选")
-    category: list[Annotated[str, StringConstraints(max_length=50)]] = Field(
+    category: list[Annotated[str, NoNul, StringConstraints(max_length=50)]] = Field(
         default_factory=list, description="类别，可多选"
     )
     kind: list[Kind] = Field(default_factory=list, description="类型，可多选")
-    assignee: Annotated[str | None, StringConstraints(max_length=30)] = Field(
+    assignee: Annotated[str, NoNul, StringConstraints(max_length=30)] | None = Field(
         None, description="me、none（未指派）或用户 ID"
     )
     since: dt.datetime | None = Field(None, description="创建时间不早于（无时区按本地时间）")
     until: dt.datetime | None = Field(None, description="创建时间早于")
-    q: Annotated[str | None, StringConstraints(max_length=200)] = Field(
+    q: Annotated[str, NoNul, StringConstraints(max_length=200)] | None = Field(
         None, description="在标题和摘要中搜索"
     )
     story_id: int | None = Field(None, ge=1, le=2**62)

@@ -109,9 +109,11 @@ def search_posts(
 ) -> dict[str, Any]:
     query, best = _base()
     conds: list[Any] = []
+    q = q.replace("\x00", "") if q else q
     if q and q.strip():
         pattern = _like(q.strip())
         conds.append(Post.raw_text.ilike(pattern, escape="\\") | Post.title.ilike(pattern, escape="\\"))
+    category = category.replace("\x00", "") if category else category
     for column, value in (
         (Post.channel, channel),
         (Post.source_id, source_id),

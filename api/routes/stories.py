@@ -85,6 +85,7 @@ def list_stories(
     has_debunk: Annotated[bool | None, Query(description="只看与已辟谣信息匹配的")] = None,
 ) -> dict[str, Any]:
     conds: list[Any] = []
+    q = q.replace("\x00", "") if q else q
     if q and q.strip():
         conds.append(Story.title.ilike(_like(q.strip()), escape="\\"))
     if since is not None:
