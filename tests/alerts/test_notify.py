@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import hmac
 import json
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import func, select
@@ -122,6 +124,11 @@ routes:
     ding = next(r for r in webhook.received if "access_token=t1" in r["path"])
     assert ding["json"]["msgtype"] == "markdown" and "timestamp=" in ding["path"] and "sign=" in ding["path"]
     assert "](http://evil)" not in ding["json"]["markdown"]["text"]  # untrusted text cannot make links
+    query = parse_qs(urlsplit(ding["path"]).query)
+    expected_sign = base64.b64encode(
+        hmac.new(b"dsecret", f"{query['timestamp'][0]}\ndsecret".encode(), hashlib.sha256).digest()
+    ).decode()
+    assert query["sign"][0] == expected_sign and query["access_token"] == ["t1"]
     wecom = next(r for r in webhook.received if "key=k1" in r["path"])
     assert wecom["json"]["msgtype"] == "markdown" and "东湾村" in wecom["json"]["markdown"]["content"]
     feishu = by_path["feishu"]["json"]
