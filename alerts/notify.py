@@ -357,25 +357,51 @@ def send_email(n: Notification, settings: Settings) -> int | None:
     msg.set_content(str(n.payload.get("text", "")))
     timeout = settings.notify_timeout_seconds
     security = settings.smtp_security.lower()
+    if security not in ("none", "starttls", "ssl"):
+        raise DeliveryError(
+            f"YUQING_SMTP_SECURITY 的值 '{settings.smtp_security}' 无效：可选 none、starttls、ssl"
+        )
+    ca_file = getattr(settings, "smtp_ca_file", None)  # a private CA, if the office has one
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     try:
         if security == "ssl":
             smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                settings.smtp_host, settings.smtp_port, timeout=timeout, context=ssl.create_default_context()
+                settings.smtp_host, settings.smtp_port, timeout=timeout, context=context
             )
         else:
             smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=timeout)
         with smtp:
             if security == "starttls":
-                smtp.starttls(context=ssl.create_default_context())
+                smtp.starttls(context=context)
             if settings.smtp_user:
                 password = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
-                smtp.login(settings.smtp_user, password)
+                _smtp_login(smtp, settings.smtp_user, password)
             refused = smtp.send_message(msg, to_addrs=[a for a in n.target.split(",") if a])
-    except (OSError, smtplib.SMTPException) as err:
+    except smtplib.SMTPAuthenticationError as err:
+        raise DeliveryError(
+            f"邮件服务器 {settings.smtp_host}:{settings.smtp_port} 拒绝登录（用户 {settings.smtp_user}）："
+            "请检查 YUQING_SMTP_USER 和 YUQING_SMTP_PASSWORD；通知会保留并自动重试"
+        ) from err
+    except (OSError, smtplib.SMTPException, UnicodeError) as err:
         raise DeliveryError(f"邮件发送失败（{settings.smtp_host}:{settings.smtp_port}）：{err}") from err
     if refused:
         raise DeliveryError(f"邮件服务器拒收：{', '.join(refused)}")
     return 250
+
+
+def _smtp_login(smtp: smtplib.SMTP, user: str, password: str) -> None:
+    """Log in; smtplib sends only ASCII credentials, so others go as UTF-8 AUTH PLAIN (RFC 4616).
+    (The digest has the same helper; both could move to core.)"""
+    if user.isascii() and password.isascii():
+        smtp.login(user, password)
+        return
+    smtp.ehlo_or_helo_if_needed()
+    if "PLAIN" not in smtp.esmtp_features.get("auth", "").upper().split():
+        raise smtplib.SMTPNotSupportedError("AUTH PLAIN (needed for a non-ASCII user name or password)")
+    token = base64.b64encode(b"\0" + user.encode("utf-8") + b"\0" + password.encode("utf-8")).decode("ascii")
+    code, reply = smtp.docmd("AUTH", "PLAIN " + token)
+    if code not in (235, 503):
+        raise smtplib.SMTPAuthenticationError(code, reply)
 
 
 def _dingtalk_url(url: str, secret: str | None) -> str:

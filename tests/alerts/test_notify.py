@@ -278,3 +278,48 @@ def test_message_text_is_chinese_and_escapes_markdown() -> None:
     assert "](x)" not in message["markdown"] and "**紧急**" not in message["markdown"]
     assert "已辟谣信息再传播" in message["text"] and "相似度 0.93" in message["text"]
     assert json.dumps(message, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("mode", ["starttls", "ssl"])
+def test_email_over_tls_with_login(fresh_db_url: str, tmp_path, monkeypatch, mode: str) -> None:
+    """STARTTLS and implicit TLS with login, trusting the office's own CA (YUQING_SMTP_CA_FILE)."""
+    import ssl
+
+    from core.settings import get_settings
+    from tests.alerts.receivers import free_port
+    from tests.digest.smtp import PASSWORD, USER, Inbox, authenticator, self_signed, smtp_server_at
+
+    cert, key = self_signed(tmp_path)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    inbox = Inbox()
+    tls = (
+        {"tls_context": ctx, "require_starttls": True, "auth_require_tls": True}
+        if mode == "starttls"
+        else {"ssl_context": ctx, "auth_require_tls": False}
+    )
+    server = smtp_server_at(free_port(), inbox, authenticator=authenticator(inbox), **tls)
+    server.start()
+    for key_, value in {
+        "HOST": "127.0.0.1",
+        "PORT": str(server.port),
+        "SECURITY": mode,
+        "USER": USER,
+        "PASSWORD": PASSWORD,
+        "CA_FILE": str(cert),
+    }.items():
+        monkeypatch.setenv(f"YUQING_SMTP_{key_}", value)
+    get_settings.cache_clear()
+    engine = make_engine(fresh_db_url)
+    config = parse_notify_config(
+        "routes:\n  - {name: m, channel: email, to: [duty@qinghe.example.org], min_severity: low}\n"
+    )
+    try:
+        with session_scope(engine) as s:
+            notify.enqueue(s, make_alert(s, title="柳树村停水"), "created", now=NOON, config=config)
+        stats = deliver_due(engine, now=lambda: NOON, config=config)
+        assert stats.sent == 1, stats.errors
+        assert inbox.logins == [USER] and inbox.messages[0]["Subject"].endswith("柳树村停水")
+    finally:
+        server.stop()
+        engine.dispose()
