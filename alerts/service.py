@@ -780,9 +780,16 @@ def _fold(
 ) -> None:
     """New posts of a story already under an open alert: grow the evidence, maybe raise severity."""
     f = subject.features
-    pending.evidence += [
-        {"alert_id": alert.id, "post_id": pid, "added_at": now} for pid in subject.new_post_ids
-    ]
+    # Runs re-read a little of the previous run's window: only posts not yet in evidence are new.
+    known: set[int] = set()
+    for chunk in _chunks(subject.new_post_ids):
+        known |= set(
+            session.scalars(
+                select(AlertPost.post_id).where(AlertPost.alert_id == alert.id, AlertPost.post_id.in_(chunk))
+            )
+        )
+    new_ids = [pid for pid in subject.new_post_ids if pid not in known]
+    pending.evidence += [{"alert_id": alert.id, "post_id": pid, "added_at": now} for pid in new_ids]
     # Rules that fired before stay fired (they stand on evidence already shown to staff).
     fired_ids = {r["id"] for r in fired}
     fired = fired + [
@@ -790,9 +797,9 @@ def _fold(
     ]
     score, parts, severity = _score(subject, cfg, fired)
     old_rank, old_count = alert.severity_rank, alert.noted_post_count or alert.post_count
-    changed = f.post_count != alert.post_count or score != alert.risk_score
-    if not changed and not subject.new_post_ids:
-        return
+    changed = f.post_count != alert.post_count or f.groups != alert.group_count or parts != alert.score_parts
+    if not changed and not new_ids:
+        return  # nothing new: the alert keeps its place in the queue
     alert.post_count, alert.group_count = f.post_count, f.groups
     alert.score_parts, alert.rules_fired = parts, fired
     alert.risk_score = max(score, alert.risk_score) if severity_rank(severity) <= old_rank else score

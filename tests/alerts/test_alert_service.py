@@ -60,8 +60,10 @@ def test_a_likely_rumor_story_raises_one_alert_with_stored_parts(session: Sessio
     evidence = set(session.scalars(select(AlertPost.post_id).where(AlertPost.alert_id == alert.id)))
     assert evidence == {p.id for p in posts}
     # a second run over the same analysis changes nothing (idempotent)
-    again = evaluate(session, now=NOW + dt.timedelta(minutes=1))
-    assert again.created == [] and len(alerts_for(session, story.id)) == 1
+    updated = alert.updated_at
+    again = evaluate(session, now=NOW + dt.timedelta(minutes=1))  # re-reads the same posts (overlap)
+    assert again.posts_seen == 6 and again.created == [] and again.folded == []
+    assert len(alerts_for(session, story.id)) == 1 and alert.updated_at == updated
     assert session.scalar(select(func.count()).select_from(AlertRun)) == 2
 
 
