@@ -147,6 +147,7 @@ class Subject:
     new_post_ids: list[int] = field(default_factory=list)
     hourly: dict[str, int] = field(default_factory=dict)
     debunk_id: int | None = None
+    known_evidence: set[int] | None = None  # new_post_ids already in the open alert's evidence
 
 
 def _title(text: str | None, limit: int = 60) -> str:
@@ -516,8 +517,20 @@ def evaluate(
     result.stories_seen = len(stories)
     subjects = _story_features(session, stories, cfg, hits_by_story)
     latest = _latest_alerts(session, Alert.story_id, story_ids)
+    # which of the new posts are already evidence of their story's open alert (one pass, not one
+    # query per alert: the run re-reads a little of the previous run's window on purpose)
+    open_alert_story = {a.id: sid for sid, a in latest.items() if a.status in OPEN_STATES}
+    known_by_story: dict[int, set[int]] = defaultdict(set)
+    all_new = [pid for sid in story_ids for pid in new_by_story[sid]]
+    for chunk in _chunks(all_new):
+        for alert_id, post_id in session.execute(
+            select(AlertPost.alert_id, AlertPost.post_id).where(AlertPost.post_id.in_(chunk))
+        ):
+            if alert_id in open_alert_story:
+                known_by_story[open_alert_story[alert_id]].add(post_id)
     for sid, subject in subjects.items():
         subject.new_post_ids = new_by_story[sid]
+        subject.known_evidence = known_by_story.get(sid, set())
         _apply(session, subject, latest.get(sid), cfg, now, notifier, result, pending)
 
     # 3. hot topics changed since the last run
@@ -781,13 +794,18 @@ def _fold(
     """New posts of a story already under an open alert: grow the evidence, maybe raise severity."""
     f = subject.features
     # Runs re-read a little of the previous run's window: only posts not yet in evidence are new.
-    known: set[int] = set()
-    for chunk in _chunks(subject.new_post_ids):
-        known |= set(
-            session.scalars(
-                select(AlertPost.post_id).where(AlertPost.alert_id == alert.id, AlertPost.post_id.in_(chunk))
-            )
-        )
+    known = subject.known_evidence
+    if known is None:
+        known = set()
+        with session.no_autoflush:  # the alerts changed so far are flushed once, at the end of the run
+            for chunk in _chunks(subject.new_post_ids):
+                known |= set(
+                    session.scalars(
+                        select(AlertPost.post_id).where(
+                            AlertPost.alert_id == alert.id, AlertPost.post_id.in_(chunk)
+                        )
+                    )
+                )
     new_ids = [pid for pid in subject.new_post_ids if pid not in known]
     pending.evidence += [{"alert_id": alert.id, "post_id": pid, "added_at": now} for pid in new_ids]
     # Rules that fired before stay fired (they stand on evidence already shown to staff).
