@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api.problems import install_problem_handlers
-from api.routes import alerts, digests, health, posts, stats, stories, users
+from api.routes import alerts, digests, groups, health, ingest, models, posts, stats, stories, users
 from core.db import get_engine, session_factory
 
 API_PREFIX = "/api/v1"
@@ -31,4 +31,7 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     app.include_router(posts.router, prefix=API_PREFIX)
     app.include_router(stats.router, prefix=API_PREFIX)
     app.include_router(digests.router, prefix=API_PREFIX)
+    app.include_router(models.router, prefix=API_PREFIX)
+    app.include_router(ingest.router, prefix=API_PREFIX)
+    app.include_router(groups.router, prefix=API_PREFIX)
     return app

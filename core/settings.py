@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     retention_days: int = Field(180, ge=1, description="Raw chat messages older than this are purged.")
     pseudonymize_senders: bool = Field(True, description="Replace chat sender ids/nicknames by HMAC pseudonyms.")
     mask_personal_data: bool = Field(True, description="Mask phone and ID-card numbers in post text.")
+    onebot_secret: SecretStr | None = Field(
+        None, description="OneBot v11 secret: pushes to /api/v1/ingest/onebot need X-Signature (HMAC-SHA1)."
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     base_url: str = "http://127.0.0.1:8000"

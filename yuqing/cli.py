@@ -243,6 +243,16 @@ app.add_typer(notify_app, name="notify")
 from yuqing.commands.digest import digest_command  # noqa: E402
 
 app.command("digest")(digest_command)
+from yuqing.commands import models as _models  # noqa: E402
+
+app.command("train")(_models.train)
+app.command("rescore")(_models.rescore)
+app.add_typer(_models.models_app, name="models")
+app.add_typer(_models.labels_app, name="labels")
+
+from yuqing.commands import chats as _chats_commands  # noqa: E402
+
+_chats_commands.register(app)
 
 
 def main() -> None:

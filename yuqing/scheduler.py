@@ -48,6 +48,17 @@ def collect_jobs(settings: Settings) -> list[Job]:
 
     jobs.append(Job("digest-daily", digest_jobs.daily_job, cron=settings.digest_time))
     jobs.append(Job("digest-retry", digest_jobs.retry_job, seconds=60 * settings.digest_retry_minutes))
+
+    # chats: delete raw chat messages past YUQING_RETENTION_DAYS, daily at night (alert evidence stays)
+    def purge_old_chat_messages() -> None:
+        from core.db import session_scope
+        from crawler.chats import purge_chat_messages
+
+        with session_scope() as session:
+            result = purge_chat_messages(session)
+        log.info("purged %d chat messages (kept %d as evidence)", result.deleted, result.kept_as_evidence)
+
+    jobs.append(Job(id="chats.purge", func=purge_old_chat_messages, cron="03:30"))
     return jobs
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 01:10:48.265596
+Create Date: 2026-11-29 01:32:09.768901
 """
 from __future__ import annotations
 
