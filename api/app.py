@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api.problems import install_problem_handlers
-from api.routes import debunks, digests, groups, health, ingest, models, sources as sources_routes, users
+from api.routes import alerts, debunks, digests, groups, health, ingest, models, posts, sources as sources_routes, stats, stories, users
 from core.db import get_engine, session_factory
 
 API_PREFIX = "/api/v1"
@@ -27,6 +27,10 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(users.router, prefix=API_PREFIX)
     app.include_router(sources_routes.router, prefix=API_PREFIX)
+    app.include_router(alerts.router, prefix=API_PREFIX)
+    app.include_router(stories.router, prefix=API_PREFIX)
+    app.include_router(posts.router, prefix=API_PREFIX)
+    app.include_router(stats.router, prefix=API_PREFIX)
     app.include_router(digests.router, prefix=API_PREFIX)
     app.include_router(models.router, prefix=API_PREFIX)
     app.include_router(ingest.router, prefix=API_PREFIX)

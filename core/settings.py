@@ -81,6 +81,13 @@ class Settings(BaseSettings):
 
     analyze_interval_seconds: int = Field(60, ge=5, description="How often `yuqing run` analyses new posts.")
     story_window_days: int = Field(14, ge=1, description="New posts join stories active within this many days.")
+    alert_rules_file: Path | None = Field(None, description="Alert rules YAML; empty: alerts/rules.yaml.")
+    notify_config_file: Path | None = Field(None, description="Notification routing YAML; empty: alerts/notify.yaml.")
+    notify_backoff_seconds: float = Field(30.0, gt=0, description="First retry delay of a failed notification.")
+    notify_backoff_max_seconds: float = Field(1800.0, gt=0, description="Longest delay between retries.")
+    notify_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one delivery attempt.")
+    notify_interval_seconds: int = Field(30, ge=1, description="How often the outbox is delivered.")
+    alerts_interval_seconds: int = Field(60, ge=1, description="How often new analysis is turned into alerts.")
 
     @field_validator("data_dir", "model_dir", mode="after")
     @classmethod

@@ -252,6 +252,10 @@ from yuqing.commands import crawl as _crawl  # noqa: E402 - registered below the
 
 app.command("crawl")(_crawl.crawl)
 app.add_typer(_crawl.sources_app, name="sources")
+from yuqing.commands.alerts import alerts_app, notify_app  # noqa: E402 (registered at this marked place)
+
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(notify_app, name="notify")
 
 from yuqing.commands.digest import digest_command  # noqa: E402
 

@@ -40,6 +40,14 @@ def collect_jobs(settings: Settings) -> list[Job]:
 
     for job_id, seconds, func in crawl_schedule(settings):
         jobs.append(Job(id=job_id, func=func, seconds=seconds, run_now=True))
+    # alerts: new analysis -> alerts; the notification outbox; escalation of unacknowledged alerts
+    from yuqing.commands.alerts import deliver_job, escalate_job, evaluate_job
+
+    jobs += [
+        Job("alerts-evaluate", evaluate_job, seconds=settings.alerts_interval_seconds),
+        Job("notify-deliver", deliver_job, seconds=settings.notify_interval_seconds, run_now=True),
+        Job("alerts-escalate", escalate_job, seconds=60),
+    ]
 
     # Digest: build and send at digest_time; retry failed sends (and catch up a missed day).
     from yuqing.commands import digest as digest_jobs
