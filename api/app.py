@@ -6,7 +6,8 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api.problems import install_problem_handlers
-from api.routes import alerts, debunks, digests, groups, health, ingest, models, posts, sources as sources_routes, stats, stories, users
+from api.routes import alerts, debunks, digests, groups, health, ingest, models, posts, stats, stories, users
+from api.routes import sources as sources_routes
 from core.db import get_engine, session_factory
 
 API_PREFIX = "/api/v1"

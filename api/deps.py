@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -74,3 +74,7 @@ ViewerUser = Annotated[User, Depends(require_role("viewer"))]
 StaffUser = Annotated[User, Depends(require_role("staff"))]
 AnalystUser = Annotated[User, Depends(require_role("analyst"))]
 AdminUser = Annotated[User, Depends(require_role("admin"))]
+
+
+#: A row id in a URL path: bounded so that no integer reaches the database driver as an overflow.
+RowId = Annotated[int, Path(ge=1, le=2**62, description="编号")]

@@ -156,12 +156,18 @@ def to_simplified(text: str) -> str:
 
 
 # --------------------------------------------------------------------------- normalize
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def normalize(text: str | None) -> str:
     """Canonical form of a raw post. Idempotent: ``normalize(normalize(t)) == normalize(t)``."""
     if not text:
         return ""
     # NFKC first: full-width ＜ ＞ ＆ would otherwise hide markup from the stripper.
     text = unicodedata.normalize("NFKC", text)
+    # Control characters carry no meaning and NUL is the hashers' token separator.
+    if _CONTROL_RE.search(text):
+        text = _CONTROL_RE.sub(" ", text)
     if _HAS_MARKUP.search(text):
         if "<" in text:
             text = _TAG_RE.sub(_strip_tag, text)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import AdminUser, SessionDep, ViewerUser
+from api.deps import AdminUser, RowId, SessionDep, ViewerUser
 from api.pagination import Page, PageDep
 from core.chat_stats import hourly_counts
 from core.tables import utcnow
@@ -82,14 +82,14 @@ def activity(
 
 
 @router.get("/{group_id}", response_model=GroupPublic, summary="一个群")
-def get_group(group_id: int, _: ViewerUser, session: SessionDep) -> GroupPublic:
+def get_group(group_id: RowId, _: ViewerUser, session: SessionDep) -> GroupPublic:
     return GroupPublic.model_validate(service.group_dict(service.get_group(session, group_id)))
 
 
 @router.patch(
     "/{group_id}", response_model=GroupPublic, summary="修改群：名称、标签、人数、保留昵称、启用（管理员）"
 )
-def update_group(group_id: int, body: GroupUpdate, _: AdminUser, session: SessionDep) -> GroupPublic:
+def update_group(group_id: RowId, body: GroupUpdate, _: AdminUser, session: SessionDep) -> GroupPublic:
     # an explicit null clears member_count; for the other fields it means "leave as is"
     changes = {
         k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None or k == "member_count"

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import AdminUser, SessionDep, ViewerUser
+from api.deps import AdminUser, RowId, SessionDep, ViewerUser
 from api.pagination import Page, PageDep
 from crawler import service
 
@@ -71,12 +71,12 @@ def list_sources(_: ViewerUser, session: SessionDep, page: PageDep) -> Page[Sour
 
 
 @router.get("/sources/{source_id}/runs", response_model=list[RunPublic], summary="某信息源最近的抓取记录")
-def source_runs(source_id: int, _: ViewerUser, session: SessionDep) -> list[RunPublic]:
+def source_runs(source_id: RowId, _: ViewerUser, session: SessionDep) -> list[RunPublic]:
     service.get_source(session, source_id)
     return [r for r in (_run(run) for run in service.recent_runs(session, source_id)) if r is not None]
 
 
 @router.patch("/sources/{source_id}", response_model=SourcePublic, summary="启用或停用信息源（管理员）")
-def update_source(source_id: int, body: SourceUpdate, _: AdminUser, session: SessionDep) -> SourcePublic:
+def update_source(source_id: RowId, body: SourceUpdate, _: AdminUser, session: SessionDep) -> SourcePublic:
     service.set_enabled(session, source_id, body.enabled)
     return _public(service.source_with_run(session, source_id))

@@ -71,3 +71,7 @@ def test_t2s_fast_path_exact_on_real_data(shared_data):
     sample = texts.sample(1500, random_state=0).tolist()
     missed = [t for t in sample if not needs_t2s(t) and conv.convert(t) != t]
     assert not missed
+
+
+def test_control_characters_are_dropped() -> None:
+    assert normalize("口罩\x00没\x07了") == "口罩 没 了"
