@@ -73,6 +73,8 @@ def collect_jobs(settings: Settings) -> list[Job]:
 
         with session_scope() as session:
             analyze(session, window_days=settings.story_window_days)
+        # Alerts right after the analysis they read, instead of up to a minute later.
+        evaluate_job()
 
     jobs.append(Job("nlp.analyze", analyze_new_posts, seconds=settings.analyze_interval_seconds,
                     run_now=True))
