@@ -485,7 +485,16 @@ def build_summary(
         or summary["responses"] or open_items or hot_topics or rumor_posts or rumor_alerts
     )
     summary["headline"] = headline(summary)
+    summary["model_drift"] = _model_drift(session, win)
     return summary
+
+
+def _model_drift(session: Session, win: Window) -> str | None:
+    """The drift warning of the rumor model for the day, or None when the scores look normal."""
+    from nlp.drift import drift_status
+
+    status = drift_status(session, now=win.cutoff)
+    return status.message if status.drifting else None
 
 
 # --------------------------------------------------------------------------- the headline

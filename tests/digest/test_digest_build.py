@@ -191,3 +191,23 @@ def test_window_follows_daylight_saving_days() -> None:
 def test_bad_timezone_is_explained() -> None:
     with pytest.raises(DigestConfigError, match="YUQING_TIMEZONE"):
         make_window(DAY, "Mars/Olympus_Mons")
+
+
+def test_model_drift_is_a_line_in_the_digest(db: Session, busy_day: BusyDay) -> None:
+    from core.tables import AnalysisRun, ModelVersion
+
+    active = db.scalar(select(ModelVersion).where(ModelVersion.status == "active"))
+    if active is None:
+        active = ModelVersion(name="rumor", version="drift-test", path="-", status="active")
+        db.add(active)
+    active.reference_distribution = {"bins": [400, 200, 100, 50, 50, 50, 50, 20, 20, 10]}
+    db.flush()
+    quiet = build_summary(db, DAY, settings=SETTINGS, now=AFTER_DAY)
+    assert quiet["model_drift"] is None
+    db.add(AnalysisRun(model_version_id=active.id, started_at=local(DAY, 15),
+                       score_histogram=[50, 20, 20, 20, 20, 20, 20, 30, 200, 300]))
+    db.flush()
+    s = build_summary(db, DAY, settings=SETTINGS, now=AFTER_DAY)
+    assert s["model_drift"] and "评分分布明显升高" in s["model_drift"]
+    out = render(s, title="青禾镇舆情日报")
+    assert "模型提示" in out.text and "模型提示" in out.html and "评分分布明显升高" in out.text
