@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from api.console import install as install_console
 from api.problems import install_problem_handlers
 from api.routes import health, users
 from core.db import get_engine, session_factory
@@ -26,4 +27,5 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(users.router, prefix=API_PREFIX)
+    install_console(app)  # the review console at /, last: its pages must not shadow the API
     return app

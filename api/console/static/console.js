@@ -1,0 +1,104 @@
+/* 舆情哨兵 console: the little JS there is. No framework; the pages work without it.
+ * - queue: "N 条新预警" notice by light polling (the list is never replaced under the reader)
+ * - queue: keyboard shortcuts j/k (move), Enter/o (open), a (claim), d (dismiss), / (search)
+ * - forms: confirm where asked, no double submit, filters apply on change
+ */
+(function () {
+  "use strict";
+  var csrf = document.body.getAttribute("data-csrf") || "";
+  var POLL_MS = 60000;
+
+  function post(action, fields) {
+    var form = document.createElement("form");
+    form.method = "post";
+    form.action = action;
+    fields.csrf_token = csrf;
+    fields.next = location.pathname + location.search;
+    Object.keys(fields).forEach(function (k) {
+      var input = document.createElement("input");
+      input.type = "hidden"; input.name = k; input.value = fields[k];
+      form.appendChild(input);
+    });
+    document.body.appendChild(form);
+    form.submit();
+  }
+
+  // Forms: confirmation and no double submit.
+  document.addEventListener("submit", function (ev) {
+    var form = ev.target;
+    var question = form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) { ev.preventDefault(); return; }
+    if (form.method.toLowerCase() === "post") {
+      setTimeout(function () {
+        Array.prototype.forEach.call(form.querySelectorAll("button[type=submit]"), function (b) { b.disabled = true; });
+      }, 0);
+    }
+  });
+
+  // Filters apply as soon as a choice changes.
+  Array.prototype.forEach.call(document.querySelectorAll("form.filters select, form.filters input[type=checkbox]"),
+    function (el) { el.addEventListener("change", function () { el.form.submit(); }); });
+
+  var queue = document.getElementById("queue");
+  if (!queue) return;
+
+  // ---- the "N 条新预警" notice
+  var news = document.getElementById("news");
+  var baseTitle = document.title;
+  function poll() {
+    if (document.hidden || !window.fetch) return;
+    fetch(queue.getAttribute("data-news"), { credentials: "same-origin", headers: { "Accept": "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (data) {
+        if (!data) return;
+        var parts = [];
+        if (data["new"] > 0) parts.push(data["new"] + " 条新预警");
+        if (data.rising > 0) parts.push(data.rising + " 条有新进展");
+        if (parts.length) {
+          news.textContent = parts.join("，") + " · 点击刷新";
+          news.hidden = false;
+          document.title = "(" + (data["new"] + data.rising) + ") " + baseTitle;
+        }
+      })
+      .catch(function () { /* offline for a moment: try again later */ });
+  }
+  setInterval(poll, POLL_MS);
+  document.addEventListener("visibilitychange", function () { if (!document.hidden) poll(); });
+
+  // ---- keyboard shortcuts
+  var rows = Array.prototype.slice.call(queue.querySelectorAll("li.row"));
+  var canAct = queue.getAttribute("data-can-act") === "1";
+  var current = -1;
+  function select(i) {
+    if (!rows.length) return;
+    i = Math.max(0, Math.min(rows.length - 1, i));
+    if (current >= 0) rows[current].classList.remove("selected");
+    current = i;
+    rows[i].classList.add("selected");
+    rows[i].scrollIntoView({ block: "nearest" });
+    try { sessionStorage.setItem("yq-sel", rows[i].getAttribute("data-id")); } catch (e) { /* private mode */ }
+  }
+  try {
+    var remembered = sessionStorage.getItem("yq-sel");
+    rows.forEach(function (r, i) { if (r.getAttribute("data-id") === remembered) select(i); });
+  } catch (e) { /* private mode */ }
+
+  document.addEventListener("keydown", function (ev) {
+    var tag = (ev.target.tagName || "").toLowerCase();
+    if (tag === "input" || tag === "textarea" || tag === "select" || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    var row = current >= 0 ? rows[current] : null;
+    var id = row && row.getAttribute("data-id");
+    switch (ev.key) {
+      case "j": select(current + 1); break;
+      case "k": select(current < 0 ? 0 : current - 1); break;
+      case "Enter": case "o": if (row) location.href = "/alerts/" + id; break;
+      case "/": var q = document.querySelector("form.filters input[name=q]"); if (q) { q.focus(); ev.preventDefault(); } return;
+      case "a": if (row && canAct) post("/alerts/" + id + "/claim", {}); break;
+      case "d":
+        if (row && canAct && window.confirm("确定排除这条预警吗？")) post("/alerts/" + id + "/status", { to: "dismissed" });
+        break;
+      default: return;
+    }
+    ev.preventDefault();
+  });
+})();
