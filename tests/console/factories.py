@@ -161,3 +161,109 @@ def add_topic(session: Session, label: str, *, keywords: list[str], category: st
     session.add(t)
     session.flush()
     return t
+
+
+# --------------------------------------------------------------------------- a whole scene
+
+
+@dataclass
+class Scene:
+    users: dict[str, int]
+    alerts: dict[str, int]
+    topics: list[int]
+
+
+PASSWORD = "qinghe-2026"
+
+
+def seed_scene(session: Session, now: dt.datetime | None = None) -> Scene:
+    """A small but complete office day in 青禾镇: users, debunks, alerts in every state, topics,
+    sources with runs, groups, a digest and model versions."""
+    from api import accounts
+    from core.tables import Digest, ModelVersion, Source, SourceRun
+
+    now = now or utcnow()
+    users = {}
+    for name, role, display in [("zhangmin", "staff", "张敏"), ("liwei", "staff", "李伟"),
+                                ("wangfang", "analyst", "王芳"), ("chenkz", "viewer", "陈科长"),
+                                ("admin", "admin", "管理员")]:
+        users[name] = accounts.create_user(session, username=name, role=role, password=PASSWORD,
+                                           display_name=display).id
+    road = add_debunk(session, "青禾镇明天起封路，所有车辆禁止进出",
+                      "经核实，青禾镇没有任何封路计划，各村道路通行正常，请勿轻信、转发不实信息。",
+                      category="交通出行")
+    water = add_debunk(session, "自来水被污染了，不能喝",
+                       "县水务公司今日检测青禾镇供水各项指标均合格，可放心饮用。", publisher="青禾县水务公司",
+                       url="https://www.qinghe.example/piyao/2", category="公共安全")
+    supply = add_topic(session, "超市 蔬菜 涨价 囤货", keywords=["超市", "蔬菜", "涨价", "囤货", "鸡蛋"],
+                       category="物价", places=["青禾镇", "东湾村"], negativity=0.62,
+                       counts=[1, 0, 2, 1, 3, 2, 4, 3, 2, 5, 6, 4, 8, 7, 9, 12, 10, 14, 18, 15, 21, 19, 24, 27],
+                       burst=4.2, now=now)
+    school = add_topic(session, "学校 停课 网课 通知", keywords=["停课", "网课", "学校", "通知"],
+                       category="教育", places=["石桥村"], negativity=0.35,
+                       counts=[0, 0, 1, 0, 0, 2, 1, 1, 3, 2, 2, 4, 3, 5, 4, 6, 5, 5, 7, 6, 8, 7, 6, 9],
+                       burst=2.6, now=now)
+    alerts = {}
+    alerts["road"] = seed_alert(
+        session, title="网传“青禾镇明天起封路，车辆禁止进出”", severity="urgent", kind="debunk_match",
+        category="交通出行", probability=0.91, debunk=road, debunk_similarity=0.93, age_hours=0.4, now=now,
+        explanation=[["封路", 1.2], ["禁止进出", 0.9], ["赶紧", 0.4], ["通知", -0.2]],
+        summary="多个村民群转发“明天起封路”的说法，与县融媒体中心已辟谣内容高度相似。",
+        suggested_response="【辟谣】近日网传“青禾镇明天起封路，所有车辆禁止进出”。经核实，青禾镇没有任何封路计划，"
+                           "各村道路通行正常。请以官方发布为准，不信谣、不传谣。（青禾县融媒体中心）",
+        said=[Said("东湾村", "紧急通知！青禾镇明天起封路，所有车辆禁止进出，赶紧去超市囤菜！", 5),
+              Said("柳树村", "转：青禾镇明天起封路，车辆禁止进出，大家提前准备", 4),
+              Said("南坪村", "听说明天封路了，是真的吗？", 3),
+              Said("青禾镇", "明天起封路！禁止进出！转给家人", 2),
+              Said("石桥村", "家长们注意，明天封路，孩子接送怎么办", 1.5),
+              Said("青禾论坛", "有人知道明天是不是要封路？镇上超市已经排长队了", 1)]).alert_id
+    alerts["water"] = seed_alert(
+        session, title="柳树村群内称“自来水被污染不能喝”", severity="high", kind="rumor", category="公共安全",
+        probability=0.78, debunk=water, debunk_similarity=0.81, age_hours=2, now=now, status="acknowledged",
+        assignee_id=users["zhangmin"], explanation=[["污染", 1.0], ["不能喝", 0.8]],
+        said=[Said("柳树村", "自来水被污染了，不能喝，大家去买桶装水", 3),
+              Said("东湾村", "柳树村那边说自来水污染了，我们这也是一个水厂吧", 2.5)]).alert_id
+    alerts["eggs"] = seed_alert(
+        session, title="东湾村超市鸡蛋蔬菜涨价、有人囤货", severity="medium", kind="concern", category="物价",
+        probability=0.22, age_hours=3, now=now, topic_id=supply.id,
+        said=[Said("东湾村", "超市鸡蛋涨到八块一斤了，还有人一箱一箱地买", 4),
+              Said("青禾镇", "蔬菜价格一天一个样，镇上管不管？", 3)]).alert_id
+    alerts["mask"] = seed_alert(
+        session, title="网传“南坪村发现确诊病例，全村隔离”", severity="high", kind="spread",
+        category="疫情防控措施/隔离", probability=0.69, age_hours=5, now=now, status="confirmed_rumor",
+        assignee_id=users["liwei"], explanation=[["确诊", 0.9], ["隔离", 0.6]],
+        said=[Said("南坪村", "南坪村发现确诊病例了，全村都要隔离！", 7),
+              Said("柳树村", "南坪村全村隔离，别往那边去", 6),
+              Said("青禾镇", "南坪村确诊？有没有官方消息", 5)]).alert_id
+    alerts["school"] = seed_alert(
+        session, title="石桥村家长询问学校是否停课改网课", severity="low", kind="concern", category="教育",
+        probability=0.12, age_hours=8, now=now, status="responded", assignee_id=users["zhangmin"],
+        topic_id=school.id, said=[Said("石桥村", "学校下周是不是要停课上网课？有没有通知", 9)]).alert_id
+    alerts["dismissed"] = seed_alert(
+        session, title="青禾论坛帖子提到“免费发口罩”", severity="low", kind="keyword", category="物资供应",
+        probability=0.3, age_hours=20, now=now, status="dismissed",
+        said=[Said("青禾论坛", "镇卫生院门口今天免费发口罩，每人两个", 22)]).alert_id
+
+    src = session.scalar(select(Source).where(Source.name == "青禾论坛"))
+    if src is not None:
+        src.kind = "html"
+        session.add(SourceRun(source_id=src.id, started_at=now - dt.timedelta(minutes=20),
+                              finished_at=now - dt.timedelta(minutes=19), status="ok", pages_fetched=12, items_new=7))
+    feed = Source(name="青禾县政府网站", kind="feed", config={}, enabled=True, last_run_at=now - dt.timedelta(hours=1))
+    session.add(feed)
+    session.flush()
+    session.add(SourceRun(source_id=feed.id, started_at=now - dt.timedelta(hours=1), status="partial",
+                          pages_fetched=3, items_new=1, errors=[{"url": "https://www.qinghe.example/rss",
+                                                                 "reason": "HTTP 503 服务暂不可用"}]))
+    session.add(Digest(day=(now - dt.timedelta(days=1)).date(), recipients_key="leaders", recipients=["a@x", "b@x"],
+                       subject="青禾镇舆情日报（昨日）", status="sent", sent_at=now - dt.timedelta(hours=15),
+                       html="<h1>青禾镇舆情日报</h1><p>昨日共监测到帖子 <b>328</b> 条，谣言预警 3 条。</p>",
+                       text="青禾镇舆情日报\n昨日共监测到帖子 328 条，谣言预警 3 条。"))
+    session.add(ModelVersion(name="rumor", version="2026.11.20", path="models/rumor/2026.11.20", status="active",
+                             metrics={"macro_f1": 0.874, "auc": 0.93, "precision": 0.86, "recall": 0.82},
+                             trained_at=now - dt.timedelta(days=8), promoted_at=now - dt.timedelta(days=7),
+                             promoted_by=users["wangfang"]))
+    session.add(ModelVersion(name="rumor", version="2026.10.01", path="models/rumor/2026.10.01", status="retired",
+                             metrics={"macro_f1": 0.851, "auc": 0.91}, trained_at=now - dt.timedelta(days=58)))
+    session.flush()
+    return Scene(users=users, alerts=alerts, topics=[supply.id, school.id])
