@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     smtp_sender: str = "yuqing@localhost"
     digest_time: str = Field("18:00", description="Local time the daily digest is built and sent.")
 
+    alert_rules_file: Path | None = Field(None, description="Alert rules YAML; empty: alerts/rules.yaml.")
+    notify_config_file: Path | None = Field(None, description="Notification routing YAML; empty: alerts/notify.yaml.")
+    notify_backoff_seconds: float = Field(30.0, gt=0, description="First retry delay of a failed notification.")
+    notify_backoff_max_seconds: float = Field(1800.0, gt=0, description="Longest delay between retries.")
+    notify_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one delivery attempt.")
+    notify_interval_seconds: int = Field(30, ge=1, description="How often the outbox is delivered.")
+    alerts_interval_seconds: int = Field(60, ge=1, description="How often new analysis is turned into alerts.")
+
     @field_validator("data_dir", "model_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path) -> Path:

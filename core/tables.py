@@ -326,6 +326,7 @@ class Alert(Base):
     __table_args__ = (
         Index("ix_alerts_status_severity", "status", "severity_rank", "updated_at"),
         Index("ix_alerts_story", "story_id"),
+        Index("ix_alerts_rank_updated", "severity_rank", "updated_at"),
     )
     id: Mapped[int] = _pk()
     story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id", ondelete="SET NULL"))
@@ -346,8 +347,24 @@ class Alert(Base):
     acknowledged_at: Mapped[dt.datetime | None]
     post_count_at_close: Mapped[int | None] = mapped_column(Integer)  # re-alert margin after dismissal
     suggested_response: Mapped[str | None] = mapped_column(Text)
+    post_count: Mapped[int] = mapped_column(Integer, default=0)  # evidence posts, for the list and margins
+    group_count: Mapped[int] = mapped_column(Integer, default=0)  # distinct groups/sources reached
+    noted_post_count: Mapped[int] = mapped_column(Integer, default=0)  # post count at the last "rising" note
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AlertRun(Base):
+    """One `yuqing alerts evaluate` run: the analysis watermark it reached and what it did."""
+
+    __tablename__ = "alert_runs"
+    id: Mapped[int] = _pk()
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+    # Highest posts.analyzed_at / topics.updated_at seen; the next run starts a little before it.
+    post_watermark: Mapped[dt.datetime | None]
+    topic_watermark: Mapped[dt.datetime | None]
+    stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class AlertPost(Base):
