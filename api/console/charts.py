@@ -30,8 +30,12 @@ def parse_hour(key: str) -> dt.datetime | None:
 
 
 def hourly_series(counts: Mapping[str, Any], *, end: dt.datetime | None = None,
-                  max_hours: int = 168) -> list[tuple[dt.datetime, int]]:
-    """A gap-free per-hour series from the first to the last hour (or ``end``), at most ``max_hours``."""
+                  max_hours: int = 168, min_hours: int = 1) -> list[tuple[dt.datetime, int]]:
+    """A gap-free per-hour series from the first to the last hour (or ``end``).
+
+    At most ``max_hours`` (the latest ones); at least ``min_hours`` (padded with earlier zeros, so
+    a story of two hours still reads as a burst against a quiet background).
+    """
     points: dict[dt.datetime, int] = {}
     for key, value in (counts or {}).items():
         hour = parse_hour(str(key))
@@ -47,6 +51,7 @@ def hourly_series(counts: Mapping[str, Any], *, end: dt.datetime | None = None,
     if end is not None:
         last = max(last, end.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0))
     first = max(first, last - (max_hours - 1) * HOUR)
+    first = min(first, last - (min_hours - 1) * HOUR)
     out = []
     hour = first
     while hour <= last:
@@ -56,41 +61,35 @@ def hourly_series(counts: Mapping[str, Any], *, end: dt.datetime | None = None,
 
 
 def bar_chart(series: Sequence[tuple[dt.datetime, int]], tz: ZoneInfo, *,
-              marker: dt.datetime | None = None, marker_label: str = "回应",
-              width: int = 640, height: int = 160) -> Markup:
-    """Bars per hour with the peak and the time range labelled; an optional vertical marker."""
+              marker: dt.datetime | None = None, marker_label: str = "回应") -> Markup:
+    """Bars per hour; labels are HTML around the SVG so they stay legible at any width."""
     if not series:
         return Markup('<p class="muted">暂无按小时的传播数据。</p>')
-    pad_l, pad_r, pad_t, pad_b = 28, 8, 14, 22
-    plot_w, plot_h = width - pad_l - pad_r, height - pad_t - pad_b
     peak = max(v for _, v in series) or 1
-    step = plot_w / len(series)
-    bar_w = max(step - 1, 1)
-    parts = [
-        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="每小时帖子数，峰值 {peak}" preserveAspectRatio="none">',
-        f'<line class="axis" x1="{pad_l}" y1="{pad_t + plot_h}" x2="{width - pad_r}" y2="{pad_t + plot_h}"/>',
-        f'<text class="lbl" x="{pad_l - 4}" y="{pad_t + 4}" text-anchor="end">{peak}</text>',
-        f'<text class="lbl" x="{pad_l - 4}" y="{pad_t + plot_h}" text-anchor="end">0</text>',
-    ]
+    n = len(series)
+    bars = []
     for i, (hour, value) in enumerate(series):
-        h = plot_h * value / peak
-        x = pad_l + i * step
+        h = 100 * value / peak
         title = f"{hour.astimezone(tz):%m-%d %H}时：{value} 条"
-        parts.append(f'<rect x="{x:.1f}" y="{pad_t + plot_h - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}">'
-                     f"<title>{escape(title)}</title></rect>")
+        bars.append(f'<rect x="{i * 10 + 1}" y="{100 - h:.2f}" width="8" height="{h:.2f}">'
+                    f"<title>{escape(title)}</title></rect>")
+    mid = series[n // 2][0].astimezone(tz)
     first, last = series[0][0].astimezone(tz), series[-1][0].astimezone(tz)
-    parts.append(f'<text class="lbl" x="{pad_l}" y="{height - 6}">{first:%m-%d %H}时</text>')
-    parts.append(f'<text class="lbl" x="{width - pad_r}" y="{height - 6}" text-anchor="end">{last:%m-%d %H}时</text>')
+    marker_html = ""
     if marker is not None:
-        start = series[0][0]
-        offset = (marker.astimezone(dt.UTC) - start) / HOUR
-        if 0 <= offset <= len(series):
-            x = pad_l + offset * step
-            parts.append(f'<line class="marker" x1="{x:.1f}" y1="{pad_t - 4}" x2="{x:.1f}" y2="{pad_t + plot_h}"/>')
-            parts.append(f'<text class="lbl marker-lbl" x="{x + 3:.1f}" y="{pad_t + 4}">{escape(marker_label)}</text>')
-    parts.append("</svg>")
-    return Markup("".join(parts))
+        offset = (marker.astimezone(dt.UTC) - series[0][0]) / HOUR
+        if 0 <= offset <= n:
+            left = 100 * offset / n
+            marker_html = (f'<span class="marker" style="left:{left:.2f}%">'
+                           f"<b>{escape(marker_label)} {marker.astimezone(tz):%H:%M}</b></span>")
+    return Markup(
+        f'<figure class="chart" role="img" aria-label="每小时帖子数，共 {n} 小时，峰值 {peak} 条">'
+        f'<div class="plot"><span class="ymax">{peak}</span>'
+        f'<svg viewBox="0 0 {n * 10} 100" preserveAspectRatio="none" aria-hidden="true">{"".join(bars)}</svg>'
+        f"{marker_html}</div>"
+        f'<figcaption><span>{first:%m-%d %H}时</span><span>{mid:%m-%d %H}时</span>'
+        f"<span>{last:%m-%d %H}时</span></figcaption></figure>"
+    )
 
 
 def sparkline(values: Sequence[int], *, width: int = 120, height: int = 28) -> Markup:

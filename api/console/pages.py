@@ -4,14 +4,16 @@ through :mod:`api.console.queries` and act through the owning stage's service fu
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from alerts import service
 from api import accounts
 from api.console import charts, queries
-from api.console.render import OPEN_STATUSES, SEVERITIES, STATUSES, driving_terms, render, tz
+from api.console.render import OPEN_STATUSES, SEVERITIES, STATUSES, driving_terms, render, safe_href, tz
 from api.console.session import LOGIN_COOKIE, SESSION_COOKIE, SESSION_HOURS, dump_session, new_csrf_token
 from api.console.web import (
     ConsolePageError,
@@ -24,6 +26,7 @@ from api.console.web import (
     throttle,
 )
 from api.deps import SessionDep
+from core.errors import NotFound, YuqingError
 from core.tables import Digest, utcnow
 
 # Pages are not part of the JSON API: keep them out of the OpenAPI schema.
@@ -137,44 +140,42 @@ def queue_news(user: PageUser, session: SessionDep, f: QueueFilterDep,
 # --------------------------------------------------------------------------- one alert
 
 
-def score_sentences(parts: dict[str, Any], story: Any, debunks: list[dict[str, Any]]) -> list[str]:
-    """The risk score's parts in plain words: "在 5 个群出现", "与已辟谣信息相似度 0.93", ..."""
+def score_lines(parts: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The risk score's parts in plain words ("在 5 个群或来源出现", "与已辟谣信息相似度 0.93"),
+    as the alert service stored them, biggest contribution first; parts that added nothing are left out."""
+    lines = []
+    for name, part in (parts or {}).items():
+        if not isinstance(part, dict) or name == "rules":
+            continue
+        text, points, top = part.get("text"), part.get("points"), part.get("max")
+        if not isinstance(text, str) or not text:
+            continue
+        points = float(points) if isinstance(points, int | float) else None
+        if points is not None and points <= 0 and name != "manual":
+            continue
+        share = min(1.0, points / top) if points is not None and isinstance(top, int | float) and top else None
+        lines.append({"name": name, "text": text, "points": points, "max": top, "share": share})
+    lines.sort(key=lambda x: -(x["points"] or 0))
+    return lines
+
+
+def keyword_terms(rules_fired: Any) -> list[str]:
+    """The watched words a keyword rule hit ("命中关键词：封路、青禾镇"), to highlight them too."""
     out: list[str] = []
-    seen: set[str] = set()
-
-    def add(key: str, sentence: str) -> None:
-        if key not in seen:
-            seen.add(key)
-            out.append(sentence)
-
-    p = parts or {}
-    groups = p.get("group_count", p.get("groups", story.group_count if story else None))
-    sources = p.get("source_count", p.get("sources", story.source_count if story else None))
-    posts = p.get("post_count", p.get("posts", story.post_count if story else None))
-    prob = p.get("rumor_probability", story.max_rumor_probability if story else None)
-    sim = p.get("debunk_similarity", story.debunk_similarity if story else None)
-    if sim is None and debunks:
-        sim = debunks[0]["similarity"]
-    if isinstance(prob, int | float):
-        add("rumor_probability", f"谣言模型判断为谣言的概率 {prob:.0%}")
-    if isinstance(sim, int | float):
-        add("debunk_similarity", f"与已辟谣信息相似度 {sim:.2f}")
-    if isinstance(groups, int) and groups:
-        add("group_count", f"在 {groups} 个群出现")
-    if isinstance(sources, int) and sources:
-        add("source_count", f"{sources} 个网站/信息源转载")
-    if isinstance(posts, int) and posts:
-        add("post_count", f"共 {posts} 条相关帖子")
-    velocity = p.get("velocity", p.get("posts_per_hour"))
-    if isinstance(velocity, int | float):
-        add("velocity", f"传播速度 每小时 {velocity:.1f} 条")
-    local = p.get("local", p.get("local_relevance", p.get("is_local")))
-    if local:
-        add("local", "涉及本地地名" if local is True or local == 1 else f"本地相关度 {float(local):.2f}")
-    neg = p.get("negativity")
-    if isinstance(neg, int | float):
-        add("negativity", f"负面情绪 {neg:.0%}")
+    for rule in rules_fired or ():
+        if isinstance(rule, dict) and rule.get("kind") == "keyword" and isinstance(rule.get("why"), str):
+            out += [w.strip() for w in rule["why"].split("：", 1)[-1].split("、") if w.strip()]
     return out
+
+
+#: The buttons for the service's transitions (status -> label, style, confirmation question).
+TRANSITION_BUTTONS = {
+    "confirmed_rumor": ("确认谣言", "danger", None),
+    "confirmed_concern": ("确认关切", "warn", None),
+    "dismissed": ("排除", "ghost", "确定排除这条预警吗？排除后如果帖子明显增多会重新预警。"),
+    "acknowledged": ("重新打开", "ghost", None),
+    "closed": ("关闭", "ghost", "确定关闭这条预警吗？关闭后不能再更改。"),
+}
 
 
 @router.get("/alerts/{alert_id}")
@@ -184,16 +185,121 @@ def alert_page(request: Request, alert_id: int, user: PageUser, session: Session
         raise ConsolePageError(404, f"预警 #{alert_id} 不存在（可能已被删除）。")
     alert, story = detail["alert"], detail["story"]
     terms = driving_terms(detail["score"]["explanation"] if detail["score"] else [])
+    terms += [t for t in keyword_terms(alert.rules_fired) if t not in terms]
     marker = detail["responses"][0]["published_at"] if detail["responses"] else None
-    series = charts.hourly_series(story.hourly_counts if story else {}, end=marker)
+    hourly = story.hourly_counts if story else (detail["topic"].hourly_counts if detail["topic"] else {})
+    series = charts.hourly_series(hourly, end=marker, min_hours=12)
     chart = charts.bar_chart(series, tz(), marker=marker)
+    allowed = service.allowed_transitions(alert.status)
+    actions = [{"to": to, "label": TRANSITION_BUTTONS[to][0], "style": TRANSITION_BUTTONS[to][1],
+                "confirm": TRANSITION_BUTTONS[to][2]}
+               for to in allowed if to in TRANSITION_BUTTONS and not (to == "acknowledged" and alert.status == "new")]
+    names = {"comment"}
+    if alert.status != "closed":
+        names.add("assign")
+    if alert.status in RESPONDABLE:
+        names.add("respond")
     return render(request, "alert.html", {
-        "nav": "queue", **detail, "terms": terms, "chart": chart,
-        "sentences": score_sentences(alert.score_parts, story, detail["debunks"]),
+        "nav": "queue", **detail, "terms": terms, "chart": chart, "score_lines": score_lines(alert.score_parts),
         "can_act": accounts.role_rank(user.role) >= accounts.role_rank("staff"),
-        "actions": [], "action_names": set(), "assignees": queries.staff_users(session),
+        "actions": actions, "action_names": names, "assignees": queries.staff_users(session),
         "now": utcnow(),
     })
+
+
+# --------------------------------------------------------------------------- actions (alerts.service)
+
+RESPONDABLE = ("confirmed_rumor", "confirmed_concern", "responded")
+
+
+def _done(alert_id: int, next_url: str | None, msg: str) -> Response:
+    target = safe_next(next_url) if next_url else f"/alerts/{alert_id}"
+    return back(target, msg=msg)
+
+
+def _act(session: SessionDep, user: PageUser, alert_id: int, next_url: str | None, msg: str,
+         work: Callable[[], object]) -> Response:
+    """Run one service call for a staff member; a refused action comes back as a message."""
+    need_role(user, "staff", "处理预警")
+    try:
+        work()
+        session.commit()  # before the redirect, so the next page shows the change
+    except YuqingError as err:
+        session.rollback()
+        if isinstance(err, NotFound):
+            raise ConsolePageError(404, str(err)) from err
+        return back(f"/alerts/{alert_id}", err=str(err))
+    return _done(alert_id, next_url, msg)
+
+
+NextField = Annotated[str | None, Form(max_length=2000)]
+
+
+@router.post("/alerts/{alert_id}/claim")
+def claim(alert_id: int, user: PageUser, session: SessionDep, next: NextField = None) -> Response:
+    """认领: assign to me, and acknowledge it if nobody had."""
+    def work() -> None:
+        service.assign(session, alert_id, user.id, actor=user)
+        if service.get_alert(session, alert_id).status == "new":
+            service.transition(session, alert_id, "acknowledged", actor=user)
+
+    return _act(session, user, alert_id, next, f"已认领预警 #{alert_id}", work)
+
+
+@router.post("/alerts/{alert_id}/assign")
+def assign(alert_id: int, user: PageUser, session: SessionDep,
+           user_id: Annotated[str, Form(max_length=20)] = "", next: NextField = None) -> Response:
+    target = int(user_id) if user_id.isdigit() else None
+    return _act(session, user, alert_id, next, "已更新负责人",
+                lambda: service.assign(session, alert_id, target, actor=user))
+
+
+@router.post("/alerts/{alert_id}/status")
+def change_status(alert_id: int, user: PageUser, session: SessionDep,
+                  to: Annotated[str, Form(max_length=30)] = "",
+                  comment: Annotated[str, Form(max_length=5000)] = "", next: NextField = None) -> Response:
+    label = service.STATE_ZH.get(to, to)
+    return _act(session, user, alert_id, next, f"预警 #{alert_id} 已改为「{label}」",
+                lambda: service.transition(session, alert_id, to, actor=user, comment=comment.strip() or None))
+
+
+@router.post("/alerts/{alert_id}/comment")
+def comment(alert_id: int, user: PageUser, session: SessionDep,
+            comment: Annotated[str, Form(max_length=5000)] = "", next: NextField = None) -> Response:
+    return _act(session, user, alert_id, next, "已添加评论",
+                lambda: service.add_comment(session, alert_id, comment, actor=user))
+
+
+@router.post("/alerts/{alert_id}/respond")
+def respond(
+    alert_id: int, user: PageUser, session: SessionDep,
+    text: Annotated[str, Form(max_length=5000)] = "",
+    channels: Annotated[list[str] | None, Form(max_length=100)] = None,
+    url: Annotated[str, Form(max_length=2000)] = "",
+    published_at: Annotated[str, Form(max_length=40)] = "",
+    next: NextField = None,
+) -> Response:
+    when = parse_local_datetime(published_at)
+    if published_at.strip() and when is None:
+        return back(f"/alerts/{alert_id}", err=f"发布时间“{published_at}”无法识别：请用页面上的日期时间选择器填写。")
+    link = url.strip() or None
+    if link and not safe_href(link):
+        return back(f"/alerts/{alert_id}", err="链接需以 http:// 或 https:// 开头。")
+    return _act(session, user, alert_id, next, "已记录回应，系统会比较回应前后的传播量",
+                lambda: service.respond(session, alert_id, text=text, channels=channels or [], url=link,
+                                        published_at=when, actor=user))
+
+
+def parse_local_datetime(value: str) -> dt.datetime | None:
+    """``2026-11-28T15:30`` from a datetime-local input, read in the office's time zone."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz())
 
 
 # --------------------------------------------------------------------------- other pages

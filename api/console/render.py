@@ -21,6 +21,7 @@ from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from alerts import service
 from api.accounts import ROLE_NAMES_ZH, role_rank
 from api.console import charts
 from core.settings import get_settings
@@ -31,10 +32,7 @@ STATIC = HERE / "static"
 
 SEVERITY_ZH = {"urgent": "紧急", "high": "高", "medium": "中", "low": "低"}
 SEVERITIES = ("urgent", "high", "medium", "low")
-STATUS_ZH = {
-    "new": "新预警", "acknowledged": "已认领", "confirmed_rumor": "确认谣言", "confirmed_concern": "确认关切",
-    "dismissed": "已排除", "responded": "已回应", "closed": "已关闭",
-}
+STATUS_ZH = dict(service.STATE_ZH)  # the alert service's own names for its states
 STATUSES = tuple(STATUS_ZH)
 #: What still needs someone: the queue shows these by default.
 OPEN_STATUSES = ("new", "acknowledged", "confirmed_rumor", "confirmed_concern")

@@ -77,6 +77,56 @@ def add_posts(session: Session, said: list[Said], now: dt.datetime) -> list[int]
     return [by_key[k] for k in keys]
 
 
+def build_story(
+    session: Session,
+    *,
+    title: str | None,
+    said: list[Said],
+    probability: float = 0.87,
+    explanation: list[list[Any]] | None = None,
+    debunk: Debunk | None = None,
+    debunk_similarity: float = 0.93,
+    category: str | None = "疫情防控措施/隔离",
+    negativity: float = 0.5,
+    places: list[str] | None = None,
+    topic_id: int | None = None,
+    now: dt.datetime | None = None,
+) -> int:
+    """Posts (through core.ingest) plus what nlp would write about them: one story, scores, matches."""
+    now = now or utcnow()
+    post_ids = add_posts(session, said, now)
+    posts = list(session.scalars(select(Post).where(Post.id.in_(post_ids)).order_by(Post.id)))
+    hours = Counter(p.published_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H") for p in posts if p.published_at)
+    times = [p.published_at for p in posts if p.published_at]
+    story = Story(representative_post_id=post_ids[0], title=title, first_seen=min(times),
+                  last_seen=max(times), post_count=len(posts),
+                  group_count=len({p.group_id for p in posts if p.group_id}),
+                  source_count=len({p.source_id for p in posts if p.group_id is None and p.source_id}),
+                  hourly_counts=dict(hours), max_rumor_probability=probability,
+                  debunk_id=debunk.id if debunk else None,
+                  debunk_similarity=debunk_similarity if debunk else None, topic_id=topic_id)
+    session.add(story)
+    session.flush()
+    for i, p in enumerate(posts):
+        p.story_id, p.topic_id, p.analyzed_at = story.id, topic_id, now
+        p.norm_text, p.category, p.negativity = p.raw_text, category, negativity
+        p.places = places or []
+        p.is_local = bool(places)
+        session.add(PostScore(post_id=p.id, rumor_probability=max(0.05, probability - 0.03 * i),
+                              label=1 if probability >= 0.5 else 0, explanation=explanation or []))
+        if debunk is not None:
+            session.add(DebunkMatch(post_id=p.id, debunk_id=debunk.id,
+                                    similarity=max(0.5, debunk_similarity - 0.02 * i), method="minhash"))
+    session.flush()
+    return story.id
+
+
+def alert_for_story(session: Session, story_id: int) -> int:
+    alert_id = session.scalar(select(Alert.id).where(Alert.story_id == story_id).order_by(Alert.id.desc()))
+    assert alert_id is not None, f"the alert service raised no alert for story {story_id}"
+    return alert_id
+
+
 def seed_alert(
     session: Session,
     *,
@@ -87,54 +137,28 @@ def seed_alert(
     kind: str = "rumor",
     category: str | None = "疫情防控措施/隔离",
     probability: float = 0.87,
-    explanation: list[list[Any]] | None = None,
-    summary: str | None = None,
-    suggested_response: str | None = None,
-    debunk: Debunk | None = None,
-    debunk_similarity: float = 0.93,
     assignee_id: int | None = None,
-    topic_id: int | None = None,
     age_hours: float = 0.5,
     now: dt.datetime | None = None,
 ) -> Seeded:
+    """An alert row written directly (for volume and for states the test wants exactly)."""
     now = now or utcnow()
-    post_ids = add_posts(session, said, now)
-    posts = list(session.scalars(select(Post).where(Post.id.in_(post_ids))))
-    hours = Counter(p.published_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H") for p in posts if p.published_at)
-    times = [p.published_at for p in posts if p.published_at]
-    story = Story(representative_post_id=post_ids[0], title=title, first_seen=min(times), last_seen=max(times),
-                  post_count=len(posts), group_count=len({p.group_id for p in posts if p.group_id}),
-                  source_count=len({p.source_id for p in posts if p.group_id is None and p.source_id}),
-                  hourly_counts=dict(hours), max_rumor_probability=probability,
-                  debunk_id=debunk.id if debunk else None,
-                  debunk_similarity=debunk_similarity if debunk else None, topic_id=topic_id)
-    session.add(story)
-    session.flush()
-    for i, p in enumerate(posts):
-        p.story_id = story.id
-        p.topic_id = topic_id
-        session.add(PostScore(post_id=p.id, rumor_probability=max(0.05, probability - 0.03 * i),
-                              label=1 if probability >= 0.5 else 0,
-                              explanation=explanation if i == 0 and explanation else []))
-        if debunk is not None:
-            session.add(DebunkMatch(post_id=p.id, debunk_id=debunk.id,
-                                    similarity=max(0.5, debunk_similarity - 0.02 * i), method="minhash"))
+    story_id = build_story(session, title=title, said=said, probability=probability, category=category, now=now)
+    post_ids = list(session.scalars(select(Post.id).where(Post.story_id == story_id)))
     created = now - dt.timedelta(hours=age_hours)
-    alert = Alert(story_id=story.id, topic_id=topic_id, kind=kind, title=title, summary=summary or said[0].text[:120],
-                  severity=severity, severity_rank=SEVERITY_RANK[severity],
-                  risk_score={"low": 0.3, "medium": 0.5, "high": 0.72, "urgent": 0.9}[severity],
-                  score_parts={"rumor_probability": probability, "group_count": story.group_count,
-                               "post_count": story.post_count}
-                  | ({"debunk_similarity": debunk_similarity} if debunk else {}),
+    alert = Alert(story_id=story_id, kind=kind, title=title, summary=said[0].text[:120], severity=severity,
+                  severity_rank=SEVERITY_RANK[severity], risk_score=60.0,
+                  score_parts={"rumor": {"value": probability, "points": 25.0, "max": 30,
+                                         "text": f"谣言概率 {probability:.2f}"}},
                   rules_fired=[], category=category, status=status, assignee_id=assignee_id,
-                  suggested_response=suggested_response, created_at=created, updated_at=created)
+                  post_count=len(post_ids), created_at=created, updated_at=created)
     session.add(alert)
     session.flush()
     for pid in post_ids:
         session.add(AlertPost(alert_id=alert.id, post_id=pid, added_at=created))
     session.add(AlertEvent(alert_id=alert.id, at=created, action="created", to_status="new"))
     session.flush()
-    return Seeded(alert_id=alert.id, post_ids=post_ids, story_id=story.id)
+    return Seeded(alert_id=alert.id, post_ids=post_ids, story_id=story_id)
 
 
 def add_debunk(session: Session, claim: str, refutation: str, *, publisher: str = "青禾县融媒体中心",
@@ -177,8 +201,10 @@ PASSWORD = "qinghe-2026"
 
 
 def seed_scene(session: Session, now: dt.datetime | None = None) -> Scene:
-    """A small but complete office day in 青禾镇: users, debunks, alerts in every state, topics,
-    sources with runs, groups, a digest and model versions."""
+    """A small but complete office day in 青禾镇: users, debunks, stories and topics that the alert
+    service (alerts.service.evaluate) turns into alerts, then worked through the service's own
+    workflow; sources with runs, groups, a digest and model versions."""
+    from alerts import service
     from api import accounts
     from core.tables import Digest, ModelVersion, Source, SourceRun
 
@@ -203,58 +229,75 @@ def seed_scene(session: Session, now: dt.datetime | None = None) -> Scene:
                        category="教育", places=["石桥村"], negativity=0.35,
                        counts=[0, 0, 1, 0, 0, 2, 1, 1, 3, 2, 2, 4, 3, 5, 4, 6, 5, 5, 7, 6, 8, 7, 6, 9],
                        burst=2.6, now=now)
-    alerts = {}
-    alerts["road"] = seed_alert(
-        session, title="网传“青禾镇明天起封路，车辆禁止进出”", severity="urgent", kind="debunk_match",
-        category="交通出行", probability=0.91, debunk=road, debunk_similarity=0.93, age_hours=0.4, now=now,
+    add_posts(session, [Said("东湾村", "超市鸡蛋涨到八块一斤了，还有人一箱一箱地买", 4),
+                        Said("青禾镇", "蔬菜价格一天一个样，镇上管不管？", 3)], now)
+    session.execute(Post.__table__.update().where(Post.story_id.is_(None), Post.raw_text.like("%涨%"))
+                    .values(topic_id=supply.id))
+    add_posts(session, [Said("石桥村", "学校下周是不是要停课上网课？有没有通知", 9)], now)
+    session.execute(Post.__table__.update().where(Post.story_id.is_(None), Post.raw_text.like("%停课%"))
+                    .values(topic_id=school.id))
+
+    stories = {}
+    stories["road"] = build_story(
+        session, title="网传“青禾镇明天起封路，车辆禁止进出”", category="交通出行", probability=0.93,
+        debunk=road, debunk_similarity=0.93, negativity=0.8, places=["青禾镇", "东湾村"], now=now,
         explanation=[["封路", 1.2], ["禁止进出", 0.9], ["赶紧", 0.4], ["通知", -0.2]],
-        summary="多个村民群转发“明天起封路”的说法，与县融媒体中心已辟谣内容高度相似。",
-        suggested_response="【辟谣】近日网传“青禾镇明天起封路，所有车辆禁止进出”。经核实，青禾镇没有任何封路计划，"
-                           "各村道路通行正常。请以官方发布为准，不信谣、不传谣。（青禾县融媒体中心）",
         said=[Said("东湾村", "紧急通知！青禾镇明天起封路，所有车辆禁止进出，赶紧去超市囤菜！", 5),
               Said("柳树村", "转：青禾镇明天起封路，车辆禁止进出，大家提前准备", 4),
               Said("南坪村", "听说明天封路了，是真的吗？", 3),
               Said("青禾镇", "明天起封路！禁止进出！转给家人", 2),
               Said("石桥村", "家长们注意，明天封路，孩子接送怎么办", 1.5),
-              Said("青禾论坛", "有人知道明天是不是要封路？镇上超市已经排长队了", 1)]).alert_id
-    alerts["water"] = seed_alert(
-        session, title="柳树村群内称“自来水被污染不能喝”", severity="high", kind="rumor", category="公共安全",
-        probability=0.78, debunk=water, debunk_similarity=0.81, age_hours=2, now=now, status="acknowledged",
-        assignee_id=users["zhangmin"], explanation=[["污染", 1.0], ["不能喝", 0.8]],
+              Said("青禾论坛", "有人知道明天是不是要封路？镇上超市已经排长队了", 1),
+              Said("东湾村", "封路是真的，我表哥在镇上上班说的", 0.5),
+              Said("柳树村", "明天封路，赶紧加油、买菜", 0.3)])
+    stories["water"] = build_story(
+        session, title="柳树村群内称“自来水被污染不能喝”", category="公共安全", probability=0.86,
+        debunk=water, debunk_similarity=0.81, negativity=0.7, places=["柳树村"], now=now,
+        explanation=[["污染", 1.0], ["不能喝", 0.8]],
         said=[Said("柳树村", "自来水被污染了，不能喝，大家去买桶装水", 3),
-              Said("东湾村", "柳树村那边说自来水污染了，我们这也是一个水厂吧", 2.5)]).alert_id
-    alerts["eggs"] = seed_alert(
-        session, title="东湾村超市鸡蛋蔬菜涨价、有人囤货", severity="medium", kind="concern", category="物价",
-        probability=0.22, age_hours=3, now=now, topic_id=supply.id,
-        said=[Said("东湾村", "超市鸡蛋涨到八块一斤了，还有人一箱一箱地买", 4),
-              Said("青禾镇", "蔬菜价格一天一个样，镇上管不管？", 3)]).alert_id
-    alerts["mask"] = seed_alert(
-        session, title="网传“南坪村发现确诊病例，全村隔离”", severity="high", kind="spread",
-        category="疫情防控措施/隔离", probability=0.69, age_hours=5, now=now, status="confirmed_rumor",
-        assignee_id=users["liwei"], explanation=[["确诊", 0.9], ["隔离", 0.6]],
+              Said("东湾村", "柳树村那边说自来水污染了，我们这也是一个水厂吧", 2.5),
+              Said("南坪村", "自来水不能喝了？谁有准信", 2)])
+    stories["quarantine"] = build_story(
+        session, title="网传“南坪村发现确诊病例，全村隔离”", category="疫情防控措施/隔离", probability=0.84,
+        negativity=0.75, places=["南坪村"], now=now, explanation=[["确诊", 0.9], ["隔离", 0.6]],
         said=[Said("南坪村", "南坪村发现确诊病例了，全村都要隔离！", 7),
               Said("柳树村", "南坪村全村隔离，别往那边去", 6),
-              Said("青禾镇", "南坪村确诊？有没有官方消息", 5)]).alert_id
-    alerts["school"] = seed_alert(
-        session, title="石桥村家长询问学校是否停课改网课", severity="low", kind="concern", category="教育",
-        probability=0.12, age_hours=8, now=now, status="responded", assignee_id=users["zhangmin"],
-        topic_id=school.id, said=[Said("石桥村", "学校下周是不是要停课上网课？有没有通知", 9)]).alert_id
-    alerts["dismissed"] = seed_alert(
-        session, title="青禾论坛帖子提到“免费发口罩”", severity="low", kind="keyword", category="物资供应",
-        probability=0.3, age_hours=20, now=now, status="dismissed",
-        said=[Said("青禾论坛", "镇卫生院门口今天免费发口罩，每人两个", 22)]).alert_id
+              Said("青禾镇", "南坪村确诊？有没有官方消息", 5)])
+    stories["mask"] = build_story(
+        session, title="青禾论坛帖子提到“免费发口罩”", category="物资供应", probability=0.82, negativity=0.1,
+        now=now, explanation=[["免费", 0.7]],
+        said=[Said("青禾论坛", "镇卫生院门口今天免费发口罩，每人两个", 22)])
+    session.flush()
+
+    service.evaluate(session, now=now, full=True)
+    alerts = {name: alert_for_story(session, sid) for name, sid in stories.items()}
+    topic_alert = session.scalar(select(Alert.id).where(Alert.topic_id == supply.id, Alert.story_id.is_(None)))
+    if topic_alert is None:
+        topic_alert = service.create_manual(session, actor=users["zhangmin"], topic_id=supply.id).id
+    alerts["eggs"] = topic_alert
+
+    # Work some of them through the service's own workflow.
+    service.assign(session, alerts["water"], users["zhangmin"], actor=users["zhangmin"], now=now)
+    service.transition(session, alerts["water"], "acknowledged", actor=users["zhangmin"], now=now)
+    service.assign(session, alerts["quarantine"], users["liwei"], actor=users["liwei"], now=now)
+    service.transition(session, alerts["quarantine"], "confirmed_rumor", actor=users["liwei"], now=now,
+                       comment="已电话联系南坪村村委，没有确诊病例。")
+    service.transition(session, alerts["mask"], "dismissed", actor=users["liwei"], now=now,
+                       comment="卫生院确有发放，属实，不是谣言。")
 
     src = session.scalar(select(Source).where(Source.name == "青禾论坛"))
     if src is not None:
         src.kind = "html"
         session.add(SourceRun(source_id=src.id, started_at=now - dt.timedelta(minutes=20),
-                              finished_at=now - dt.timedelta(minutes=19), status="ok", pages_fetched=12, items_new=7))
-    feed = Source(name="青禾县政府网站", kind="feed", config={}, enabled=True, last_run_at=now - dt.timedelta(hours=1))
+                              finished_at=now - dt.timedelta(minutes=19), status="ok", pages_fetched=12,
+                              items_new=7))
+    feed = Source(name="青禾县政府网站", kind="feed", config={}, enabled=True,
+                  last_run_at=now - dt.timedelta(hours=1))
     session.add(feed)
     session.flush()
     session.add(SourceRun(source_id=feed.id, started_at=now - dt.timedelta(hours=1), status="partial",
-                          pages_fetched=3, items_new=1, errors=[{"url": "https://www.qinghe.example/rss",
-                                                                 "reason": "HTTP 503 服务暂不可用"}]))
+                          pages_fetched=3, items_new=1,
+                          errors=[{"url": "https://www.qinghe.example/rss", "reason": "HTTP 503 服务暂不可用"}]))
     session.add(Digest(day=(now - dt.timedelta(days=1)).date(), recipients_key="leaders", recipients=["a@x", "b@x"],
                        subject="青禾镇舆情日报（昨日）", status="sent", sent_at=now - dt.timedelta(hours=15),
                        html="<h1>青禾镇舆情日报</h1><p>昨日共监测到帖子 <b>328</b> 条，谣言预警 3 条。</p>",
