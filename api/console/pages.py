@@ -14,10 +14,19 @@ from alerts import service
 from api import accounts
 from api.console import charts, queries
 from api.console.render import OPEN_STATUSES, SEVERITIES, STATUSES, driving_terms, render, safe_href, tz
-from api.console.session import LOGIN_COOKIE, SESSION_COOKIE, SESSION_HOURS, dump_session, new_csrf_token
+from api.console.session import (
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    SESSION_HOURS,
+    dump_session,
+    new_csrf_token,
+    revoked,
+    tokens_match,
+)
 from api.console.web import (
     ConsolePageError,
     PageUser,
+    back,
     check_csrf,
     cookie_secure,
     need_role,
@@ -64,8 +73,6 @@ def login(
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
     target = safe_next(next)
-    from api.console.session import tokens_match
-
     if not tokens_match(getattr(request.state, "login_cookie", None), login_token):
         return _login_form(request, next=target, username=username, status=400,
                            error="登录页面已过期（或浏览器禁用了 Cookie），请重新输入后登录。")
@@ -90,6 +97,9 @@ def login(
 
 @router.post("/logout")
 def logout(request: Request) -> Response:
+    csrf = getattr(request.state, "csrf_token", None)
+    if csrf:
+        revoked.add(csrf)
     response = RedirectResponse("/login?msg=" + "已退出登录", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=cookie_secure(request))
     return response
@@ -100,7 +110,7 @@ def logout(request: Request) -> Response:
 
 def _queue_filter(
     status: str = "open", severity: str = "", category: str = "", assignee: str = "", mine: str = "",
-    q: str = "", sort: str = "severity", page: int = 1,
+    q: str = "", sort: str = "severity", page: str = "1",
 ) -> queries.QueueFilter:
     return queries.QueueFilter(
         status=status if status in (*STATUSES, "open", "all") else "open",
@@ -110,7 +120,7 @@ def _queue_filter(
         mine=mine in ("1", "on", "true"),
         q=q.strip()[:100] or None,
         sort=sort if sort in ("severity", "recent") else "severity",
-        page=max(1, min(page, 100_000)),
+        page=max(1, min(int(page), 100_000)) if page.isdigit() else 1,
     )
 
 
@@ -130,7 +140,8 @@ def queue_page(request: Request, user: PageUser, session: SessionDep, f: QueueFi
 
 @router.get("/queue/news")
 def queue_news(user: PageUser, session: SessionDep, f: QueueFilterDep,
-               after: Annotated[int, Query(ge=0)] = 0, since: Annotated[float, Query(ge=0)] = 0) -> JSONResponse:
+               after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+               since: Annotated[float, Query(ge=0, le=4e9)] = 0) -> JSONResponse:
     """Light polling for the "N 条新预警" notice: counts only, the page is not replaced."""
     since_dt = dt.datetime.fromtimestamp(since, dt.UTC) if since else utcnow()
     news = queries.queue_news(session, f, user.id, after, since_dt)
@@ -316,12 +327,12 @@ def concerns_page(request: Request, user: PageUser, session: SessionDep, show: s
 
 
 @router.get("/debunks")
-def debunks_page(request: Request, user: PageUser, session: SessionDep, q: str = "",
-                 page: Annotated[int, Query(ge=1, le=100_000)] = 1) -> Response:
+def debunks_page(request: Request, user: PageUser, session: SessionDep, q: str = "", page: str = "1") -> Response:
     size = 30
-    rows, total = queries.search_debunks(session, q[:100], offset=(page - 1) * size, limit=size)
+    page_no = max(1, min(int(page), 100_000)) if page.isdigit() else 1
+    rows, total = queries.search_debunks(session, q[:100], offset=(page_no - 1) * size, limit=size)
     return render(request, "debunks.html", {
-        "nav": "debunks", "rows": rows, "total": total, "q": q[:100], "page": page,
+        "nav": "debunks", "rows": rows, "total": total, "q": q[:100], "page": page_no,
         "pages": max(1, -(-total // size)), "matches": queries.debunk_match_counts(session, [d.id for d in rows]),
         "can_edit": accounts.role_rank(user.role) >= accounts.role_rank("staff"), "can_write": False,
     })

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import threading
+import time
 from http.cookies import SimpleCookie
 from typing import Any
 
@@ -54,6 +56,27 @@ def load_session(value: str) -> dict[str, Any] | None:
     if not isinstance(data, dict) or not isinstance(data.get("u"), int) or not isinstance(data.get("c"), str):
         return None
     return data
+
+
+class _Revoked:
+    """Sessions ended by 退出 before their cookie expired (the cookie is signed, not stored, so the
+    server remembers the ended ones until they would have expired anyway)."""
+
+    def __init__(self) -> None:
+        self._ended: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def add(self, csrf: str) -> None:
+        now = time.time()
+        with self._lock:
+            self._ended = {k: t for k, t in self._ended.items() if now - t < SESSION_HOURS * 3600}
+            self._ended[csrf] = now
+
+    def __contains__(self, csrf: str) -> bool:
+        return csrf in self._ended
+
+
+revoked = _Revoked()
 
 
 def tokens_match(expected: str | None, given: str | None) -> bool:
@@ -112,6 +135,8 @@ class ConsoleSessionMiddleware:
         state["login_cookie"] = cookies.get(LOGIN_COOKIE)
         bearer = _header(scope, b"authorization")
         data = load_session(cookies[SESSION_COOKIE]) if SESSION_COOKIE in cookies else None
+        if data is not None and data["c"] in revoked:
+            data = None
         if data is not None and not bearer:
             csrf = data["c"]
             state["csrf_token"] = csrf

@@ -17,6 +17,7 @@ import uvicorn
 from sqlalchemy import Engine
 
 from api.app import create_app
+from api.console.session import SESSION_COOKIE
 from core.db import make_engine, session_scope
 from tests.console.factories import PASSWORD, Scene, seed_scene
 
@@ -67,6 +68,19 @@ def live(console_engine: Engine, scene: Scene) -> Iterator[Live]:
     sock.close()
 
 
+def session_cookie(engine: Engine, username: str) -> str:
+    """A signed session cookie for ``username``, as the login form would set it (skips Argon2)."""
+    from sqlalchemy import select
+
+    from api.console.session import dump_session, new_csrf_token
+    from core.tables import User
+
+    with session_scope(engine) as s:
+        user_id = s.scalar(select(User.id).where(User.username == username))
+    assert user_id is not None, username
+    return dump_session(user_id, new_csrf_token())
+
+
 def login_client(base_url: str, username: str, password: str = PASSWORD) -> httpx.Client:
     """An HTTP client holding a console session (logged in through the real form)."""
     client = httpx.Client(base_url=base_url, follow_redirects=False, timeout=10)
@@ -90,7 +104,8 @@ def client_as(live: Live) -> Iterator[Callable[[str], httpx.Client]]:
     made: list[httpx.Client] = []
 
     def make(username: str) -> httpx.Client:
-        c = login_client(live.url, username)
+        c = httpx.Client(base_url=live.url, follow_redirects=False, timeout=10,
+                         cookies={SESSION_COOKIE: session_cookie(live.engine, username)})
         made.append(c)
         return c
 
@@ -129,6 +144,13 @@ def new_page(browser, live: Live):
     yield make
     for ctx in contexts:
         ctx.close()
+
+
+def browser_as(page, live: Live, username: str) -> None:
+    """Give the page's browser context a session for ``username`` (the login form has its own test)."""
+    host = live.url.split("//", 1)[1].split(":")[0]
+    page.context.add_cookies([{"name": SESSION_COOKIE, "value": session_cookie(live.engine, username),
+                               "domain": host, "path": "/", "httpOnly": True, "sameSite": "Lax"}])
 
 
 def browser_login(page, username: str, password: str = PASSWORD) -> None:

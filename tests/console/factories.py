@@ -198,6 +198,25 @@ class Scene:
 
 
 PASSWORD = "qinghe-2026"
+_HASHES: dict[str, str] = {}
+
+
+def password_hash(password: str = PASSWORD) -> str:
+    """Argon2 takes most of a second here: hash the shared test password once per run."""
+    from api.security import hash_password
+
+    if password not in _HASHES:
+        _HASHES[password] = hash_password(password)
+    return _HASHES[password]
+
+
+def add_user(session: Session, username: str, role: str, display_name: str | None = None) -> int:
+    from api import accounts
+
+    user = accounts.create_user(session, username=username, role=role, display_name=display_name)
+    user.password_hash = password_hash()
+    session.flush()
+    return user.id
 
 
 def seed_scene(session: Session, now: dt.datetime | None = None) -> Scene:
@@ -205,7 +224,6 @@ def seed_scene(session: Session, now: dt.datetime | None = None) -> Scene:
     service (alerts.service.evaluate) turns into alerts, then worked through the service's own
     workflow; sources with runs, groups, a digest and model versions."""
     from alerts import service
-    from api import accounts
     from core.tables import Digest, ModelVersion, Source, SourceRun
 
     now = now or utcnow()
@@ -213,8 +231,7 @@ def seed_scene(session: Session, now: dt.datetime | None = None) -> Scene:
     for name, role, display in [("zhangmin", "staff", "张敏"), ("liwei", "staff", "李伟"),
                                 ("wangfang", "analyst", "王芳"), ("chenkz", "viewer", "陈科长"),
                                 ("admin", "admin", "管理员")]:
-        users[name] = accounts.create_user(session, username=name, role=role, password=PASSWORD,
-                                           display_name=display).id
+        users[name] = add_user(session, name, role, display)
     road = add_debunk(session, "青禾镇明天起封路，所有车辆禁止进出",
                       "经核实，青禾镇没有任何封路计划，各村道路通行正常，请勿轻信、转发不实信息。",
                       category="交通出行")

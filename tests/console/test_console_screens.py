@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.console.conftest import browser_login, shot
+from tests.console.conftest import browser_as, browser_login, shot
 
 pytestmark = pytest.mark.browser
 
@@ -30,7 +30,7 @@ def test_main_pages_render_at_office_and_phone_sizes(live, new_page) -> None:
     assert errors == []
 
     phone = new_page(390, 844, is_mobile=True, has_touch=True)
-    browser_login(phone, "zhangmin")
+    browser_as(phone, live, "zhangmin")
     for name, path in [("queue-phone", "/"), ("alert-phone", f"/alerts/{road}")]:
         phone.goto(path)
         assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), path

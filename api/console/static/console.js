@@ -46,8 +46,8 @@
   var news = document.getElementById("news");
   var baseTitle = document.title;
   function poll() {
-    if (document.hidden || !window.fetch) return;
-    fetch(queue.getAttribute("data-news"), { credentials: "same-origin", headers: { "Accept": "application/json" } })
+    if (document.hidden || !window.fetch) return Promise.resolve();
+    return fetch(queue.getAttribute("data-news"), { credentials: "same-origin", headers: { "Accept": "application/json" } })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (data) {
         if (!data) return;
@@ -63,6 +63,7 @@
       .catch(function () { /* offline for a moment: try again later */ });
   }
   setInterval(poll, POLL_MS);
+  window.yuqingPoll = poll;  // "check now" (also used by the browser tests)
   document.addEventListener("visibilitychange", function () { if (!document.hidden) poll(); });
 
   // ---- keyboard shortcuts
