@@ -214,6 +214,7 @@ def alert_page(request: Request, alert_id: int, user: PageUser, session: Session
         "nav": "queue", **detail, "terms": terms, "chart": chart, "score_lines": score_lines(alert.score_parts),
         "can_act": accounts.role_rank(user.role) >= accounts.role_rank("staff"),
         "actions": actions, "action_names": names, "assignees": queries.staff_users(session),
+        "user_names": queries.user_names(session),
         "now": utcnow(),
     })
 
@@ -322,8 +323,24 @@ def concerns_page(request: Request, user: PageUser, session: SessionDep, show: s
     now = utcnow()
     for t in topics:
         t["trend"] = charts.last_hours(t["topic"].hourly_counts, 24, now)
-    return render(request, "concerns.html", {"nav": "concerns", "topics": topics, "show": show,
-                                             "can_create_alert": False})
+    return render(request, "concerns.html", {
+        "nav": "concerns", "topics": topics, "show": show,
+        "can_create_alert": accounts.role_rank(user.role) >= accounts.role_rank("staff")})
+
+
+@router.post("/concerns/{topic_id}/alert")
+def alert_from_topic(topic_id: int, user: PageUser, session: SessionDep) -> Response:
+    """A manual alert for a hot topic (the alert service keeps one open alert per topic)."""
+    need_role(user, "staff", "创建预警")
+    try:
+        alert = service.create_manual(session, actor=user, topic_id=topic_id)
+        session.commit()
+    except YuqingError as err:
+        session.rollback()
+        if isinstance(err, NotFound):
+            raise ConsolePageError(404, str(err)) from err
+        return back("/concerns", err=str(err))
+    return back(f"/alerts/{alert.id}", msg="已为此话题创建预警")
 
 
 @router.get("/debunks")

@@ -208,6 +208,10 @@ def staff_users(session: Session) -> list[dict[str, Any]]:
     return [{"id": r.id, "name": r.display_name or r.username, "role": r.role} for r in rows]
 
 
+def user_names(session: Session) -> dict[int, str]:
+    return dict(session.execute(select(User.id, func.coalesce(User.display_name, User.username))).all())
+
+
 # --------------------------------------------------------------------------- one alert
 
 

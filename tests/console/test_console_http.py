@@ -11,7 +11,7 @@ from api import accounts
 from core.db import session_scope
 from core.tables import Alert, AlertEvent, User
 from tests.console.conftest import csrf_of, login_client
-from tests.console.factories import PASSWORD, Said, seed_alert
+from tests.console.factories import PASSWORD, Said, add_topic, seed_alert
 
 
 def _events(engine, alert_id: int, action: str) -> int:
@@ -272,3 +272,28 @@ def test_queue_page_is_light(live, client_as) -> None:
     assets = sum(len(c.get(p).content) for p in ("/static/console.css", "/static/console.js",
                                                  "/static/favicon.svg"))
     assert wire + assets < 300_000
+
+
+def test_staff_raise_an_alert_for_a_hot_topic_once(live, client_as) -> None:
+    supply, _ = live.scene.topics
+    with session_scope(live.engine) as s:
+        school = add_topic(s, "班车 停运 县城", keywords=["班车", "停运"], category="交通出行", places=["南坪村"],
+                           negativity=0.4, counts=[0, 1, 0, 2, 3, 5], burst=3.1).id
+    c = client_as("zhangmin")
+    page = c.get("/concerns")
+    assert page.status_code == 200
+    assert f"/concerns/{school}/alert" in page.text  # no alert yet: the button is there
+    token = csrf_of(page.text)
+    r = c.post(f"/concerns/{school}/alert", data={"csrf_token": token})
+    assert r.status_code == 303 and r.headers["location"].startswith("/alerts/")
+    alert_id = int(r.headers["location"].split("/")[2].split("?")[0])
+    with session_scope(live.engine) as s:
+        alert = s.get(Alert, alert_id)
+        assert (alert.topic_id, alert.kind) == (school, "manual")
+    assert f"/concerns/{school}/alert" not in c.get("/concerns").text
+    again = c.post(f"/concerns/{school}/alert", data={"csrf_token": token})
+    assert again.status_code == 303 and "err=" in again.headers["location"]
+    viewer = client_as("chenkz")
+    vpage = viewer.get("/concerns").text
+    assert "/alert\"" not in vpage and "为此创建预警" not in vpage
+    assert viewer.post(f"/concerns/{supply}/alert", data={"csrf_token": csrf_of(vpage)}).status_code == 403
