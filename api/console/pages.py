@@ -4,16 +4,28 @@ through :mod:`api.console.queries` and act through the owning stage's service fu
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import ValidationError
 
 from alerts import service
 from api import accounts
-from api.console import charts, queries
-from api.console.render import OPEN_STATUSES, SEVERITIES, STATUSES, driving_terms, render, safe_href, tz
+from api.console import charts, queries, services
+from api.console.render import (
+    OPEN_STATUSES,
+    SEVERITIES,
+    STATUSES,
+    driving_terms,
+    local_time,
+    render,
+    safe_href,
+    tz,
+)
 from api.console.session import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
@@ -36,7 +48,7 @@ from api.console.web import (
 )
 from api.deps import SessionDep
 from core.errors import NotFound, YuqingError
-from core.tables import Digest, utcnow
+from core.tables import Debunk, Digest, utcnow
 
 # Pages are not part of the JSON API: keep them out of the OpenAPI schema.
 router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf)])
@@ -351,7 +363,8 @@ def debunks_page(request: Request, user: PageUser, session: SessionDep, q: str =
     return render(request, "debunks.html", {
         "nav": "debunks", "rows": rows, "total": total, "q": q[:100], "page": page_no,
         "pages": max(1, -(-total // size)), "matches": queries.debunk_match_counts(session, [d.id for d in rows]),
-        "can_edit": accounts.role_rank(user.role) >= accounts.role_rank("staff"), "can_write": False,
+        "can_edit": accounts.role_rank(user.role) >= accounts.role_rank("staff"),
+        "can_write": services.debunks() is not None,
     })
 
 
@@ -395,3 +408,156 @@ def models_page(request: Request, user: PageUser, session: SessionDep) -> Respon
     rows = queries.models(session)
     active = [r for r in rows if r["model"].status == "active"]
     return render(request, "models.html", {"nav": "models", "rows": rows, "active": active})
+
+
+# --------------------------------------------------------------------------- debunk library (nlp.debunks)
+
+DEBUNK_FIELDS = ("claim", "refutation", "publisher", "url", "published_at", "category", "tags")
+
+
+def _debunk_service(user: Any) -> Any:
+    need_role(user, "staff", "编辑辟谣库")
+    svc = services.debunks()
+    if svc is None:
+        raise ConsolePageError(404, "辟谣库的编辑功能尚未安装（nlp.debunks）：目前只能查看。")
+    return svc
+
+
+def _debunk_form(request: Request, *, values: dict[str, Any], debunk_id: int | None = None,
+                 error: str | None = None, active: bool = True, status: int = 200) -> Response:
+    return render(request, "debunk_form.html", {"nav": "debunks", "values": values, "debunk_id": debunk_id,
+                                                "error": error, "active": active}, status=status)
+
+
+def _debunk_values(form: Any) -> dict[str, Any]:
+    values = {k: (form.get(k) or "").strip() for k in DEBUNK_FIELDS if isinstance(form.get(k) or "", str)}
+    return values
+
+
+def _debunk_payload(values: dict[str, Any]) -> dict[str, Any]:
+    """Form strings -> the service's fields (blank optional fields become None)."""
+    out: dict[str, Any] = {"claim": values.get("claim", ""), "refutation": values.get("refutation", "")}
+    for key in ("publisher", "url", "category"):
+        out[key] = values.get(key) or None
+    when = values.get("published_at") or ""
+    out["published_at"] = parse_local_datetime(when if "T" in when or not when else when + "T00:00")
+    out["tags"] = [t.strip() for t in re.split(r"[,，;；\s]+", values.get("tags", "")) if t.strip()]
+    return out
+
+
+def _validation_message(err: ValidationError) -> str:
+    names = {"claim": "谣言说法", "refutation": "辟谣内容", "publisher": "发布单位", "url": "链接",
+             "published_at": "发布日期", "category": "类别", "tags": "标签"}
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first.get("loc", ()))
+    return f"{names.get(field, field)}：{first.get('msg', '')}"
+
+
+@router.get("/debunks/new")
+def debunk_new(request: Request, user: PageUser) -> Response:
+    _debunk_service(user)
+    return _debunk_form(request, values={})
+
+
+@router.post("/debunks")
+async def debunk_create(request: Request, user: PageUser, session: SessionDep) -> Response:
+    svc = _debunk_service(user)
+    values = _debunk_values(await request.form())
+    payload = _debunk_payload(values)
+    if values.get("published_at") and payload["published_at"] is None:
+        return _debunk_form(request, values=values, error="发布日期无法识别：请用日期选择器填写。", status=422)
+    if payload["url"] and not safe_href(payload["url"]):
+        return _debunk_form(request, values=values, error="链接需以 http:// 或 https:// 开头。", status=422)
+    try:
+        row = svc.create_debunk(session, svc.DebunkIn(**payload), created_by=user.id)
+        session.commit()
+    except ValidationError as err:
+        return _debunk_form(request, values=values, error=_validation_message(err), status=422)
+    except YuqingError as err:
+        session.rollback()
+        return _debunk_form(request, values=values, error=str(err), status=err.status_code)
+    return back(f"/debunks?q={quote(row.claim[:20])}", msg="已添加到辟谣库")
+
+
+@router.get("/debunks/{debunk_id:int}/edit")
+def debunk_edit(request: Request, debunk_id: int, user: PageUser, session: SessionDep) -> Response:
+    _debunk_service(user)
+    row = session.get(Debunk, debunk_id)
+    if row is None:
+        raise ConsolePageError(404, f"辟谣条目 #{debunk_id} 不存在。")
+    values = {k: getattr(row, k) or "" for k in ("claim", "refutation", "publisher", "url", "category")}
+    values["published_at"] = local_time(row.published_at, "%Y-%m-%d") if row.published_at else ""
+    values["tags"] = "、".join(row.tags or [])
+    return _debunk_form(request, values=values, debunk_id=debunk_id, active=row.active)
+
+
+@router.post("/debunks/{debunk_id:int}")
+async def debunk_update(request: Request, debunk_id: int, user: PageUser, session: SessionDep) -> Response:
+    svc = _debunk_service(user)
+    form = await request.form()
+    values = _debunk_values(form)
+    active = form.get("active") == "1"
+    payload = _debunk_payload(values)
+    if values.get("published_at") and payload["published_at"] is None:
+        return _debunk_form(request, values=values, debunk_id=debunk_id, active=active,
+                            error="发布日期无法识别：请用日期选择器填写。", status=422)
+    if payload["url"] and not safe_href(payload["url"]):
+        return _debunk_form(request, values=values, debunk_id=debunk_id, active=active,
+                            error="链接需以 http:// 或 https:// 开头。", status=422)
+    try:
+        svc.update_debunk(session, debunk_id, svc.DebunkUpdate(**payload, active=active))
+        session.commit()
+    except ValidationError as err:
+        return _debunk_form(request, values=values, debunk_id=debunk_id, active=active,
+                            error=_validation_message(err), status=422)
+    except NotFound as err:
+        raise ConsolePageError(404, str(err)) from err
+    except YuqingError as err:
+        session.rollback()
+        return _debunk_form(request, values=values, debunk_id=debunk_id, active=active, error=str(err),
+                            status=err.status_code)
+    return back("/debunks", msg=f"已保存辟谣条目 #{debunk_id}")
+
+
+MAX_IMPORT_BYTES = 5 * 1024 * 1024
+
+
+@router.post("/debunks/import")
+async def debunk_import(request: Request, user: PageUser, session: SessionDep) -> Response:
+    """Import a CSV file; Excel on Chinese Windows saves GBK, so that is accepted and converted."""
+    svc = _debunk_service(user)
+    form = await request.form()
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str) or not upload.filename:
+        return back("/debunks", err="请选择要导入的 CSV 文件。")
+    data = await upload.read(MAX_IMPORT_BYTES + 1)
+    if len(data) > MAX_IMPORT_BYTES:
+        return back("/debunks", err="文件超过 5 MB：请分成几个文件导入。")
+    data = to_utf8(data)
+    if data is None:
+        return back("/debunks", err=f"文件 {upload.filename} 既不是 UTF-8 也不是 GBK 编码：请在 Excel 中另存为“CSV UTF-8”。")
+    name = upload.filename if upload.filename.lower().endswith(".csv") else upload.filename + ".csv"
+    try:
+        result = svc.import_debunks(session, name, data=data, fmt="csv", created_by=user.id)
+        session.commit()
+    except YuqingError as err:
+        session.rollback()
+        return back("/debunks", err=str(err))
+    msg = f"导入完成：新增 {result.new} 条，更新 {result.updated} 条，未变 {result.unchanged} 条"
+    if result.rejected:
+        msg += f"；{len(result.rejected)} 行有误未导入（" + "；".join(r for _, r in result.rejected[:3]) + "）"
+        return back("/debunks", err=msg)
+    return back("/debunks", msg=msg)
+
+
+def to_utf8(data: bytes) -> bytes | None:
+    """UTF-8 (with or without BOM) as is; GBK/GB18030 converted; anything else None."""
+    try:
+        data.decode("utf-8")
+        return data
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("gb18030").encode("utf-8")
+    except UnicodeDecodeError:
+        return None
