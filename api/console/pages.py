@@ -372,8 +372,44 @@ def debunks_page(request: Request, user: PageUser, session: SessionDep, q: str =
 def sources_page(request: Request, user: PageUser, session: SessionDep) -> Response:
     return render(request, "sources.html", {
         "nav": "sources", "sources": queries.sources_overview(session), "groups": queries.groups_overview(session),
-        "is_admin": user.role == "admin", "can_toggle": False,
+        "is_admin": user.role == "admin", "can_toggle_sources": services.sources() is not None,
+        "can_toggle_groups": services.groups() is not None,
     })
+
+
+def _toggle(user: Any, session: SessionDep, what: str, work: Callable[[], object], msg: str) -> Response:
+    need_role(user, "admin", f"启用或停用{what}")
+    try:
+        work()
+        session.commit()
+    except NotFound as err:
+        raise ConsolePageError(404, str(err)) from err
+    except YuqingError as err:
+        session.rollback()
+        return back("/sources", err=str(err))
+    return back("/sources", msg=msg)
+
+
+@router.post("/sources/{source_id}/enabled")
+def source_enabled(source_id: int, user: PageUser, session: SessionDep,
+                   enabled: Annotated[str, Form(max_length=5)] = "") -> Response:
+    svc = services.sources()
+    if svc is None:
+        raise ConsolePageError(404, "信息源管理功能尚未安装（crawler.service）。")
+    on = enabled == "1"
+    return _toggle(user, session, "信息源", lambda: svc.set_enabled(session, source_id, on),
+                   f"已{'启用' if on else '停用'}信息源 #{source_id}")
+
+
+@router.post("/groups/{group_id}/enabled")
+def group_enabled(group_id: int, user: PageUser, session: SessionDep,
+                  enabled: Annotated[str, Form(max_length=5)] = "") -> Response:
+    svc = services.groups()
+    if svc is None:
+        raise ConsolePageError(404, "群组管理功能尚未安装（crawler.chats.groups）。")
+    on = enabled == "1"
+    return _toggle(user, session, "群组", lambda: svc.update_group(session, group_id, {"enabled": on}),
+                   f"已{'启用' if on else '停用'}群组 #{group_id}")
 
 
 @router.get("/digests")
@@ -441,7 +477,7 @@ def _debunk_payload(values: dict[str, Any]) -> dict[str, Any]:
         out[key] = values.get(key) or None
     when = values.get("published_at") or ""
     out["published_at"] = parse_local_datetime(when if "T" in when or not when else when + "T00:00")
-    out["tags"] = [t.strip() for t in re.split(r"[,，;；\s]+", values.get("tags", "")) if t.strip()]
+    out["tags"] = [t.strip() for t in re.split(r"[,，;；、\s]+", values.get("tags", "")) if t.strip()]
     return out
 
 
