@@ -43,7 +43,7 @@ def populate(url: str, n: int, seed: int = 7) -> dict[str, int]:
     from api import accounts
     from core.db import make_engine, session_scope
     from core.migrate import upgrade
-    from core.tables import Alert, AlertEvent, Story, User
+    from core.tables import Alert, AlertEvent, Story
 
     upgrade(url)
     engine = make_engine(url)

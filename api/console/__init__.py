@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from api.console.render import STATIC, render
 from api.console.session import ConsoleSessionMiddleware
@@ -22,7 +23,7 @@ _TITLES = {400: "请求无效", 403: "权限不足", 404: "页面不存在", 409
 class _Static(StaticFiles):
     """Static assets are versioned by a query string, so browsers may keep them for a day."""
 
-    async def get_response(self, path: str, scope):  # type: ignore[no-untyped-def]
+    async def get_response(self, path: str, scope: Scope) -> Response:
         response = await super().get_response(path, scope)
         response.headers.setdefault("Cache-Control", "public, max-age=86400")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")

@@ -18,10 +18,7 @@ HOUR = dt.timedelta(hours=1)
 def parse_hour(key: str) -> dt.datetime | None:
     """``"2026-11-28T14"`` (UTC hour, as nlp stores it) -> aware datetime; None if unreadable."""
     try:
-        if len(key) == 13:
-            value = dt.datetime.strptime(key, "%Y-%m-%dT%H")
-        else:
-            value = dt.datetime.fromisoformat(key)
+        value = dt.datetime.strptime(key, "%Y-%m-%dT%H") if len(key) == 13 else dt.datetime.fromisoformat(key)
     except ValueError:
         return None
     if value.tzinfo is None:

@@ -173,12 +173,12 @@ def score_lines(parts: dict[str, Any] | None) -> list[dict[str, Any]]:
         text, points, top = part.get("text"), part.get("points"), part.get("max")
         if not isinstance(text, str) or not text:
             continue
-        points = float(points) if isinstance(points, int | float) else None
-        if points is not None and points <= 0 and name != "manual":
+        value = float(points) if isinstance(points, int | float) else None
+        if value is not None and value <= 0 and name != "manual":
             continue
-        share = min(1.0, points / top) if points is not None and isinstance(top, int | float) and top else None
-        lines.append({"name": name, "text": text, "points": points, "max": top, "share": share})
-    lines.sort(key=lambda x: -(x["points"] or 0))
+        share = min(1.0, value / top) if value is not None and isinstance(top, int | float) and top else None
+        lines.append({"name": name, "text": text, "points": value, "max": top, "share": share})
+    lines.sort(key=lambda x: -float(x["points"] or 0))
     return lines
 
 
@@ -566,10 +566,10 @@ async def debunk_import(request: Request, user: PageUser, session: SessionDep) -
     upload = form.get("file")
     if upload is None or isinstance(upload, str) or not upload.filename:
         return back("/debunks", err="请选择要导入的 CSV 文件。")
-    data = await upload.read(MAX_IMPORT_BYTES + 1)
-    if len(data) > MAX_IMPORT_BYTES:
+    raw = await upload.read(MAX_IMPORT_BYTES + 1)
+    if len(raw) > MAX_IMPORT_BYTES:
         return back("/debunks", err="文件超过 5 MB：请分成几个文件导入。")
-    data = to_utf8(data)
+    data = to_utf8(raw)
     if data is None:
         return back("/debunks", err=f"文件 {upload.filename} 既不是 UTF-8 也不是 GBK 编码：请在 Excel 中另存为“CSV UTF-8”。")
     name = upload.filename if upload.filename.lower().endswith(".csv") else upload.filename + ".csv"

@@ -124,10 +124,10 @@ def queue(session: Session, f: QueueFilter, user_id: int | None, page_size: int 
     sqlite = dialect == "sqlite"
     # SQLite would group along the status index and fetch every row it names in random order;
     # grouping by an expression (status || '') makes it read the table straight through.
-    group_key = Alert.status.concat("") if sqlite and _narrowed(f) else Alert.status
-    counts_stmt = select(group_key, func.count()).group_by(group_key)
+    group_key: Any = Alert.status.concat("") if sqlite and _narrowed(f) else Alert.status
+    counts_stmt: Select[Any] = select(group_key, func.count()).group_by(group_key)
     counts_stmt = _filtered(counts_stmt, f, user_id, with_status=False, dialect=dialect)
-    counts = {status: n for status, n in session.execute(counts_stmt)}
+    counts: dict[str, int] = {str(status): int(n) for status, n in session.execute(counts_stmt)}
     counts["open"] = sum(counts.get(s, 0) for s in OPEN_STATUSES)
     counts["all"] = sum(n for s, n in counts.items() if s != "open")
     total = counts.get(f.status, 0)
@@ -185,7 +185,8 @@ _CACHE: dict[tuple[str, str], tuple[float, Any]] = {}
 
 
 def _cached(session: Session, key: str, ttl: float, compute: Any) -> Any:
-    bind_key = (str(session.get_bind().url), key)
+    bind = session.get_bind()
+    bind_key = (str(getattr(bind, "url", id(bind))), key)
     hit = _CACHE.get(bind_key)
     now = time.monotonic()
     if hit and now - hit[0] < ttl:
@@ -260,7 +261,7 @@ def alert_detail(session: Session, alert_id: int) -> dict[str, Any] | None:
     # Scores of every shown post, for a per-post probability.
     ids = [p["id"] for p in posts]
     if ids:
-        latest = {}
+        latest: dict[int, tuple[float, dt.datetime]] = {}
         for pid, prob, at in session.execute(
                 select(PostScore.post_id, PostScore.rumor_probability, PostScore.scored_at)
                 .where(PostScore.post_id.in_(ids))):
@@ -409,9 +410,11 @@ def digests(session: Session, *, limit: int = 100) -> list[dict[str, Any]]:
 def models(session: Session) -> list[dict[str, Any]]:
     users = dict(session.execute(select(User.id, func.coalesce(User.display_name, User.username))).all())
     out = []
-    for m in session.scalars(select(ModelVersion).order_by(ModelVersion.name,
-                                                           ModelVersion.created_at.desc(), ModelVersion.id.desc())):
-        out.append({"model": m, "promoted_by": users.get(m.promoted_by), "created_by": users.get(m.created_by)})
+    order = (ModelVersion.name, ModelVersion.trained_at.desc().nulls_last(), ModelVersion.created_at.desc(),
+             ModelVersion.id.desc())
+    for m in session.scalars(select(ModelVersion).order_by(*order)):
+        out.append({"model": m, "promoted_by": users.get(m.promoted_by or -1),
+                    "created_by": users.get(m.created_by or -1)})
     return out
 
 

@@ -46,6 +46,8 @@ SOURCE_KIND_ZH = {"feed": "RSS 订阅", "html": "网页", "json": "接口", "cus
 PLATFORM_ZH = {"qq": "QQ 群", "wechat": "微信群", "telegram": "Telegram", "web": "网页版块", "other": "其他"}
 RUN_STATUS_ZH = {"running": "运行中", "ok": "正常", "partial": "部分失败", "failed": "失败"}
 MODEL_STATUS_ZH = {"candidate": "候选", "active": "在用", "retired": "已停用"}
+METRIC_ZH = {"macro_f1": "宏平均 F1", "f1": "F1", "auc": "AUC", "accuracy": "准确率", "precision": "精确率",
+             "recall": "召回率", "brier": "Brier 分数", "ece": "校准误差"}
 DIGEST_STATUS_ZH = {"built": "已生成", "sent": "已发送", "failed": "发送失败"}
 
 
@@ -177,7 +179,7 @@ def environment() -> Environment:
         role_zh=lambda s: ROLE_NAMES_ZH.get(s, s), source_kind_zh=lambda s: SOURCE_KIND_ZH.get(s, s),
         platform_zh=lambda s: PLATFORM_ZH.get(s, s), run_status_zh=lambda s: RUN_STATUS_ZH.get(s, s),
         model_status_zh=lambda s: MODEL_STATUS_ZH.get(s, s),
-        digest_status_zh=lambda s: DIGEST_STATUS_ZH.get(s, s),
+        digest_status_zh=lambda s: DIGEST_STATUS_ZH.get(s, s), metric_zh=lambda s: METRIC_ZH.get(s, s),
     )
     env.globals.update(
         SEVERITIES=SEVERITIES, SEVERITY_ZH=SEVERITY_ZH, STATUSES=STATUSES, STATUS_ZH=STATUS_ZH,

@@ -195,6 +195,7 @@ class Scene:
     users: dict[str, int]
     alerts: dict[str, int]
     topics: list[int]
+    digest_id: int
 
 
 PASSWORD = "qinghe-2026"
@@ -315,10 +316,14 @@ def seed_scene(session: Session, now: dt.datetime | None = None) -> Scene:
     session.add(SourceRun(source_id=feed.id, started_at=now - dt.timedelta(hours=1), status="partial",
                           pages_fetched=3, items_new=1,
                           errors=[{"url": "https://www.qinghe.example/rss", "reason": "HTTP 503 服务暂不可用"}]))
-    session.add(Digest(day=(now - dt.timedelta(days=1)).date(), recipients_key="leaders", recipients=["a@x", "b@x"],
-                       subject="青禾镇舆情日报（昨日）", status="sent", sent_at=now - dt.timedelta(hours=15),
-                       html="<h1>青禾镇舆情日报</h1><p>昨日共监测到帖子 <b>328</b> 条，谣言预警 3 条。</p>",
-                       text="青禾镇舆情日报\n昨日共监测到帖子 328 条，谣言预警 3 条。"))
+    digest = Digest(day=(now - dt.timedelta(days=1)).date(), recipients_key="leaders", recipients=["a@x", "b@x"],
+                    subject="青禾镇舆情日报（昨日）", status="sent", sent_at=now - dt.timedelta(hours=15),
+                    html=('<h1>青禾镇舆情日报</h1><p style="color:#333">昨日共监测到帖子 <b>328</b> 条，'
+                          '谣言预警 3 条。</p><img src="cid:trend" alt="走势" width="240">'
+                          "<script>parent.document.title='pwned'</script>"),
+                    text="青禾镇舆情日报\n昨日共监测到帖子 328 条，谣言预警 3 条。",
+                    figures={"trend": {"content_type": "image/png", "filename": "trend.png", "b64": _png_b64()}})
+    session.add(digest)
     session.add(ModelVersion(name="rumor", version="2026.11.20", path="models/rumor/2026.11.20", status="active",
                              metrics={"macro_f1": 0.874, "auc": 0.93, "precision": 0.86, "recall": 0.82},
                              trained_at=now - dt.timedelta(days=8), promoted_at=now - dt.timedelta(days=7),
@@ -326,4 +331,23 @@ def seed_scene(session: Session, now: dt.datetime | None = None) -> Scene:
     session.add(ModelVersion(name="rumor", version="2026.10.01", path="models/rumor/2026.10.01", status="retired",
                              metrics={"macro_f1": 0.851, "auc": 0.91}, trained_at=now - dt.timedelta(days=58)))
     session.flush()
-    return Scene(users=users, alerts=alerts, topics=[supply.id, school.id])
+    return Scene(users=users, alerts=alerts, topics=[supply.id, school.id], digest_id=digest.id)
+
+
+def _png_b64() -> str:
+    """A small bar chart as PNG, drawn here (the digest stores its charts this way)."""
+    import base64
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3, 1.2), dpi=80)
+    ax.bar(range(7), [3, 5, 4, 9, 12, 8, 6], color="#5b8fd1")
+    ax.set_axis_off()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()

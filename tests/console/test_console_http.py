@@ -12,7 +12,7 @@ from api import accounts
 from api.console import services
 from core.db import session_scope
 from core.tables import Alert, AlertEvent, User
-from tests.console.conftest import csrf_of, login_client
+from tests.console.conftest import csrf_of
 from tests.console.factories import PASSWORD, Said, add_topic, seed_alert
 
 
