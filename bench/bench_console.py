@@ -79,7 +79,7 @@ def populate(url: str, n: int, seed: int = 7) -> dict[str, int]:
                 events.append({"alert_id": sid, "at": at - dt.timedelta(hours=1), "action": "created",
                                "to_status": "new", "detail": {}})
                 if rng.random() < 0.2:
-                    events.append({"alert_id": sid, "at": at, "action": "folded", "to_status": None, "detail": {}})
+                    events.append({"alert_id": sid, "at": at, "action": "rising", "to_status": None, "detail": {}})
             conn.execute(insert(Story), stories)
             conn.execute(insert(Alert), alerts)
             conn.execute(insert(AlertEvent), events)

@@ -158,7 +158,7 @@ def queue(session: Session, f: QueueFilter, user_id: int | None, page_size: int 
         by_id = {r.id: r._asdict() for r in session.execute(stmt)}
         since = utcnow() - RISING_WINDOW
         rising = set(session.scalars(
-            select(AlertEvent.alert_id).where(AlertEvent.alert_id.in_(ids), AlertEvent.action == "folded",
+            select(AlertEvent.alert_id).where(AlertEvent.alert_id.in_(ids), AlertEvent.action == "rising",
                                               AlertEvent.at >= since).distinct()))
         for alert_id in ids:
             row = by_id[alert_id]
@@ -177,7 +177,7 @@ def queue_news(session: Session, f: QueueFilter, user_id: int | None, after_id: 
     grown = session.scalar(
         _filtered(select(func.count(func.distinct(AlertEvent.alert_id))).select_from(AlertEvent)
                   .join(Alert, AlertEvent.alert_id == Alert.id), f, user_id, with_status=True, dialect=dialect)
-        .where(AlertEvent.action == "folded", AlertEvent.at > since, Alert.id <= after_id)) or 0
+        .where(AlertEvent.action == "rising", AlertEvent.at > since, Alert.id <= after_id)) or 0
     return {"new": int(new), "rising": int(grown)}
 
 

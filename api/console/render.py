@@ -38,7 +38,7 @@ STATUSES = tuple(STATUS_ZH)
 OPEN_STATUSES = ("new", "acknowledged", "confirmed_rumor", "confirmed_concern")
 KIND_ZH = {"rumor": "疑似谣言", "debunk_match": "匹配已辟谣", "spread": "跨群扩散", "concern": "热点关切",
            "keyword": "关键词命中", "manual": "人工创建"}
-ACTION_ZH = {"created": "创建预警", "folded": "新增帖子", "status": "状态变更", "assigned": "指派",
+ACTION_ZH = {"created": "创建预警", "rising": "正在扩散", "realert": "重新预警", "status": "状态变更", "assigned": "指派",
              "comment": "评论", "responded": "记录回应", "escalated": "升级提醒", "reopened": "重新打开",
              "severity": "级别变化"}
 SOURCE_KIND_ZH = {"feed": "RSS 订阅", "html": "网页", "json": "接口", "custom": "定制", "chat_export": "群聊导出",

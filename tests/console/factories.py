@@ -121,6 +121,28 @@ def build_story(
     return story.id
 
 
+def grow_story(session: Session, story_id: int, said: list[Said], now: dt.datetime | None = None) -> None:
+    """More posts of an existing story, as nlp would attach them (for the alert service to fold in)."""
+    now = now or utcnow()
+    story = session.get(Story, story_id)
+    assert story is not None
+    ids = add_posts(session, said, now)
+    posts = list(session.scalars(select(Post).where(Post.id.in_(ids))))
+    counts = dict(story.hourly_counts or {})
+    for p in posts:
+        p.story_id, p.analyzed_at, p.norm_text = story_id, now, p.raw_text
+        session.add(PostScore(post_id=p.id, rumor_probability=story.max_rumor_probability or 0.8, label=1,
+                              explanation=[]))
+        key = p.published_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H")
+        counts[key] = counts.get(key, 0) + 1
+    all_posts = list(session.scalars(select(Post).where(Post.story_id == story_id)))
+    story.hourly_counts = counts
+    story.post_count = len(all_posts)
+    story.group_count = len({p.group_id for p in all_posts if p.group_id})
+    story.last_seen = max(p.published_at for p in all_posts if p.published_at)
+    session.flush()
+
+
 def alert_for_story(session: Session, story_id: int) -> int:
     alert_id = session.scalar(select(Alert.id).where(Alert.story_id == story_id).order_by(Alert.id.desc()))
     assert alert_id is not None, f"the alert service raised no alert for story {story_id}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import httpx
 import pytest
@@ -13,7 +14,7 @@ from api.console import services
 from core.db import session_scope
 from core.tables import Alert, AlertEvent, User
 from tests.console.conftest import csrf_of
-from tests.console.factories import PASSWORD, Said, add_topic, seed_alert
+from tests.console.factories import PASSWORD, Said, add_topic, grow_story, seed_alert
 
 
 def _events(engine, alert_id: int, action: str) -> int:
@@ -334,3 +335,26 @@ def test_admin_disables_and_enables_a_source_and_a_group(live, client_as) -> Non
     with session_scope(live.engine) as s:
         assert s.get(ChatGroup, group_id).enabled is True
     assert admin.post("/sources/999999/enabled", data={"enabled": "1", "csrf_token": token}).status_code == 404
+
+
+def test_a_story_that_keeps_spreading_is_flagged_in_the_queue_and_the_notice(live, client_as) -> None:
+    from alerts import service
+    from core.tables import Story
+
+    c = client_as("zhangmin")
+    home = c.get("/").text
+    url = re.search(r'data-news="([^"]+)"', home).group(1).replace("&amp;", "&")
+    url = re.sub(r"since=\d+", f"since={int(time.time()) - 5}", url)
+    water = live.scene.alerts["water"]
+    with session_scope(live.engine) as s:
+        story_id = s.get(Alert, water).story_id
+        before = s.get(Story, story_id).post_count
+        grow_story(s, story_id, [Said(v, f"{v}也有人说自来水污染了，不能喝 {i}", 0.2)
+                                 for i, v in enumerate(["石桥村", "青禾镇", "南坪村", "东湾村"])])
+        service.evaluate(s)
+        alert = s.get(Alert, water)
+        assert alert.post_count >= before + 4
+    assert c.get(url).json() == {"new": 0, "rising": 1}
+    row = re.search(rf'<li class="row [^"]*" data-id="{water}">(.*?)</li>', c.get("/").text, re.S).group(1)
+    assert "正在扩散" in row
+    assert "正在扩散" in c.get(f"/alerts/{water}").text  # the history note

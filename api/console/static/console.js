@@ -39,6 +39,19 @@
   Array.prototype.forEach.call(document.querySelectorAll("form.filters select, form.filters input[type=checkbox]"),
     function (el) { el.addEventListener("change", function () { el.form.submit(); }); });
 
+  // "← 返回预警队列": go back in history when we came from the queue, so its filters, page
+  // and scroll position are exactly as the reader left them.
+  Array.prototype.forEach.call(document.querySelectorAll("a[data-back]"), function (a) {
+    a.addEventListener("click", function (ev) {
+      var ref = document.referrer;
+      if (ref && ref.indexOf(location.origin + "/") === 0 && /^\/(\?|$)/.test(ref.slice(location.origin.length))
+          && history.length > 1) {
+        ev.preventDefault();
+        history.back();
+      }
+    });
+  });
+
   var queue = document.getElementById("queue");
   if (!queue) return;
 
@@ -53,7 +66,7 @@
         if (!data) return;
         var parts = [];
         if (data["new"] > 0) parts.push(data["new"] + " 条新预警");
-        if (data.rising > 0) parts.push(data.rising + " 条有新进展");
+        if (data.rising > 0) parts.push(data.rising + " 条正在扩散");
         if (parts.length) {
           news.textContent = parts.join("，") + " · 点击刷新";
           news.hidden = false;
