@@ -358,3 +358,14 @@ def test_a_story_that_keeps_spreading_is_flagged_in_the_queue_and_the_notice(liv
     row = re.search(rf'<li class="row [^"]*" data-id="{water}">(.*?)</li>', c.get("/").text, re.S).group(1)
     assert "正在扩散" in row
     assert "正在扩散" in c.get(f"/alerts/{water}").text  # the history note
+
+
+def test_repeated_wrong_passwords_are_slowed_down(live) -> None:
+    with httpx.Client(base_url=live.url, follow_redirects=False) as c:
+        codes = []
+        for _ in range(6):
+            token = re.search(r'name="login_token" value="([^"]+)"', c.get("/login").text).group(1)
+            r = c.post("/login", data={"username": "nobody-here", "password": "guess", "login_token": token})
+            codes.append(r.status_code)
+        assert codes == [401] * 5 + [429]
+        assert "登录失败次数过多" in r.text

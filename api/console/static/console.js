@@ -79,6 +79,13 @@
   window.yuqingPoll = poll;  // "check now" (also used by the browser tests)
   document.addEventListener("visibilitychange", function () { if (!document.hidden) poll(); });
 
+  // A click anywhere on a row opens it (big targets on phones); links and buttons keep their own.
+  queue.addEventListener("click", function (ev) {
+    if (ev.target.closest("a, button, input, select")) return;
+    var row = ev.target.closest("li.row");
+    if (row && !(window.getSelection && String(window.getSelection()))) location.href = "/alerts/" + row.getAttribute("data-id");
+  });
+
   // ---- keyboard shortcuts
   var rows = Array.prototype.slice.call(queue.querySelectorAll("li.row"));
   var canAct = queue.getAttribute("data-can-act") === "1";
