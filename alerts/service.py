@@ -24,12 +24,13 @@ import hashlib
 import html
 import logging
 import re
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import Connection, bindparam, column, delete, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -205,10 +206,10 @@ def _story_features(
     reps = {s.representative_post_id for s in stories if s.representative_post_id}
     rep_text: dict[int, tuple[str | None, str]] = {}
     for chunk in _chunks(list(reps)):
-        for pid, title, text in session.execute(
+        for pid, title, body in session.execute(
             select(Post.id, Post.title, Post.raw_text).where(Post.id.in_(chunk))
         ):
-            rep_text[pid] = (title, text)
+            rep_text[pid] = (title, body)
 
     subjects: dict[int, Subject] = {}
     for story in stories:
@@ -461,6 +462,7 @@ def evaluate(
     post_since = last.post_watermark - WATERMARK_OVERLAP if last and last.post_watermark else None
     topic_since = last.topic_watermark - WATERMARK_OVERLAP if last and last.topic_watermark else None
     run = AlertRun(started_at=now)
+    pending = _Pending()
     session.add(run)
 
     # 1. new posts: which stories they touch, and the watched keywords they contain
@@ -500,7 +502,7 @@ def evaluate(
     latest = _latest_alerts(session, Alert.story_id, story_ids)
     for sid, subject in subjects.items():
         subject.new_post_ids = new_by_story[sid]
-        _apply(session, subject, latest.get(sid), cfg, now, notifier, result)
+        _apply(session, subject, latest.get(sid), cfg, now, notifier, result, pending)
 
     # 3. hot topics changed since the last run
     tq = select(Topic).where(Topic.is_hot.is_(True))
@@ -516,11 +518,12 @@ def evaluate(
     for t in topics:
         subject = _topic_subject(session, t, cfg)
         subject.new_post_ids = subject.post_ids
-        _apply(session, subject, latest_t.get(t.id), cfg, now, notifier, result)
+        _apply(session, subject, latest_t.get(t.id), cfg, now, notifier, result, pending)
 
     # 4. watched keywords in posts that belong to no story
     if lone:
-        known = set()
+        known = {e["post_id"] for e in pending.evidence}
+        known |= {pid for _a, subj, *_rest in pending.created for pid in subj.post_ids}
         for chunk in _chunks([pid for pid, _ in lone]):
             known |= set(session.scalars(select(AlertPost.post_id).where(AlertPost.post_id.in_(chunk))))
         for pid, text in lone:
@@ -546,14 +549,16 @@ def evaluate(
                 post_ids=[pid],
                 new_post_ids=[pid],
             )
-            _apply(session, subject, None, cfg, now, notifier, result)
+            _apply(session, subject, None, cfg, now, notifier, result, pending)
 
+    _finish(session, pending, now, notifier, result)
     result.responses_measured = _remeasure_responses(session, now, cfg)
     result.notifications = notifier.count
     run.finished_at = utcnow()
     run.stats = result.as_dict()
     session.flush()
     log.info("alerts evaluated: %s", run.stats)
+    forget_counts()
     return result
 
 
@@ -570,6 +575,16 @@ def _latest_alerts(
     return latest
 
 
+@dataclass
+class _Pending:
+    """Alerts made in this run, inserted together at the end (one flush, one evidence insert)."""
+
+    created: list[tuple[Alert, Subject, list[dict[str, Any]], str, Alert | None, int]] = field(
+        default_factory=list
+    )
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+
+
 def _apply(
     session: Session,
     subject: Subject,
@@ -578,17 +593,18 @@ def _apply(
     now: dt.datetime,
     notifier: _Notifier,
     result: EvaluateResult,
+    pending: _Pending,
 ) -> None:
     fired = fire_rules(subject.features, cfg, subject.kind)
     if existing is not None and existing.status in OPEN_STATES:
-        _fold(session, existing, subject, cfg, fired, now, notifier, result)
+        _fold(session, existing, subject, cfg, fired, now, notifier, result, pending)
         return
     if not fired:
         return
     score, parts, severity = _score(subject, cfg, fired)
     if severity_rank(severity) < SEVERITIES.index(cfg.min_severity):
         return
-    event = "created"
+    base = 0
     if existing is not None:  # dismissed or closed: only a clear growth re-alerts
         base = existing.post_count_at_close or existing.post_count or 0
         grown = subject.features.post_count - base
@@ -596,28 +612,115 @@ def _apply(
             1 + cfg.folding.realert_ratio
         ):
             return
-        event = "realert"
-    alert = _create(
+    alert = _build(
         session, subject, cfg, fired, score, parts, severity, now, kind=_kind(fired, "rumor", subject.kind)
     )
-    note = None
-    if existing is not None:
-        note = (
-            f"此前的预警 #{existing.id} 已{STATE_ZH[existing.status]}，"
-            f"之后帖子从 {base} 条增至 {subject.features.post_count} 条"
-        )
-        session.add(
-            AlertEvent(
-                alert_id=alert.id,
-                at=now,
-                action="realert",
-                comment=note,
-                detail={"previous_alert_id": existing.id, "previous_post_count": base},
+    session.add(alert)
+    pending.created.append((alert, subject, fired, severity, existing, base))
+
+
+def _finish(
+    session: Session, pending: _Pending, now: dt.datetime, notifier: _Notifier, result: EvaluateResult
+) -> None:
+    """Insert the alerts made in this run, their evidence and history, then their notifications."""
+    if pending.created:
+        session.flush()  # one batched INSERT ... RETURNING for every new alert
+    events: list[dict[str, Any]] = []
+    for alert, subject, fired, severity, _existing, _base in pending.created:
+        pending.evidence += [
+            {"alert_id": alert.id, "post_id": pid, "added_at": now} for pid in subject.post_ids
+        ]
+        events.append(_created_event(alert, subject, fired, severity, now, None))
+    _insert_ignore(session, AlertPost.__table__, pending.evidence)
+    for alert, subject, _fired, _severity, existing, base in pending.created:
+        note = None
+        if existing is not None:
+            note = (
+                f"此前的预警 #{existing.id} 已{STATE_ZH[existing.status]}，"
+                f"之后帖子从 {base} 条增至 {subject.features.post_count} 条"
             )
-        )
-        result.realerted.append(alert.id)
-    result.created.append(alert.id)
-    notifier(session, alert, event, now, note)
+            events.append(
+                {
+                    "alert_id": alert.id,
+                    "at": now,
+                    "actor_id": None,
+                    "action": "realert",
+                    "from_status": None,
+                    "to_status": None,
+                    "comment": note,
+                    "detail": {"previous_alert_id": existing.id, "previous_post_count": base},
+                }
+            )
+            result.realerted.append(alert.id)
+        result.created.append(alert.id)
+        notifier(session, alert, "realert" if existing is not None else "created", now, note)
+    if events:
+        session.execute(insert(AlertEvent), events)
+
+
+def _created_event(
+    alert: Alert,
+    subject: Subject,
+    fired: list[dict[str, Any]],
+    severity: str,
+    now: dt.datetime,
+    actor_id: int | None,
+) -> dict[str, Any]:
+    return {
+        "alert_id": alert.id,
+        "at": now,
+        "actor_id": actor_id,
+        "action": "created",
+        "from_status": None,
+        "to_status": "new",
+        "comment": None,
+        "detail": {
+            "severity": severity,
+            "risk_score": alert.risk_score,
+            "post_count": subject.features.post_count,
+            "rules": [r["id"] for r in fired],
+            "subject": subject.kind,
+        },
+    }
+
+
+def _build(
+    session: Session,
+    subject: Subject,
+    cfg: RulesConfig,
+    fired: list[dict[str, Any]],
+    score: float,
+    parts: dict[str, Any],
+    severity: str,
+    now: dt.datetime,
+    *,
+    kind: str,
+    title: str | None = None,
+) -> Alert:
+    f = subject.features
+    return Alert(
+        story_id=subject.id if subject.kind == "story" else None,
+        topic_id=subject.id if subject.kind == "topic" else None,
+        kind=kind,
+        title=(title or subject.title or "（无标题）")[:500],
+        summary=subject.summary,
+        severity=severity,
+        severity_rank=severity_rank(severity),
+        risk_score=score,
+        score_parts=parts,
+        rules_fired=fired,
+        category=f.category,
+        status="new",
+        escalation_level=0,
+        post_count=f.post_count,
+        group_count=f.groups,
+        noted_post_count=f.post_count,
+        created_at=now,
+        updated_at=now,
+        suggested_response=suggest_response(
+            session, debunk_id=f.debunk_id, category=f.category, title=subject.title, places=f.places, cfg=cfg
+        ),
+    )
 
 
 def _create(
@@ -634,29 +737,8 @@ def _create(
     actor_id: int | None = None,
     title: str | None = None,
 ) -> Alert:
-    f = subject.features
-    alert = Alert(
-        story_id=subject.id if subject.kind == "story" else None,
-        topic_id=subject.id if subject.kind == "topic" else None,
-        kind=kind,
-        title=(title or subject.title or "（无标题）")[:500],
-        summary=subject.summary,
-        severity=severity,
-        severity_rank=severity_rank(severity),
-        risk_score=score,
-        score_parts=parts,
-        rules_fired=fired,
-        category=f.category,
-        status="new",
-        post_count=f.post_count,
-        group_count=f.groups,
-        noted_post_count=f.post_count,
-        created_at=now,
-        updated_at=now,
-        suggested_response=suggest_response(
-            session, debunk_id=f.debunk_id, category=f.category, title=subject.title, places=f.places, cfg=cfg
-        ),
-    )
+    """One alert with its evidence and its 'created' event (manual alerts)."""
+    alert = _build(session, subject, cfg, fired, score, parts, severity, now, kind=kind, title=title)
     session.add(alert)
     session.flush()
     _insert_ignore(
@@ -664,22 +746,7 @@ def _create(
         AlertPost.__table__,
         [{"alert_id": alert.id, "post_id": pid, "added_at": now} for pid in subject.post_ids],
     )
-    session.add(
-        AlertEvent(
-            alert_id=alert.id,
-            at=now,
-            actor_id=actor_id,
-            action="created",
-            to_status="new",
-            detail={
-                "severity": severity,
-                "risk_score": score,
-                "post_count": f.post_count,
-                "rules": [r["id"] for r in fired],
-                "subject": subject.kind,
-            },
-        )
-    )
+    session.execute(insert(AlertEvent), [_created_event(alert, subject, fired, severity, now, actor_id)])
     return alert
 
 
@@ -692,14 +759,13 @@ def _fold(
     now: dt.datetime,
     notifier: _Notifier,
     result: EvaluateResult,
+    pending: _Pending,
 ) -> None:
     """New posts of a story already under an open alert: grow the evidence, maybe raise severity."""
     f = subject.features
-    _insert_ignore(
-        session,
-        AlertPost.__table__,
-        [{"alert_id": alert.id, "post_id": pid, "added_at": now} for pid in subject.new_post_ids],
-    )
+    pending.evidence += [
+        {"alert_id": alert.id, "post_id": pid, "added_at": now} for pid in subject.new_post_ids
+    ]
     # Rules that fired before stay fired (they stand on evidence already shown to staff).
     fired_ids = {r["id"] for r in fired}
     fired = fired + [
@@ -832,6 +898,7 @@ def transition(
     if to == "confirmed_rumor" or (to == "dismissed" and alert.kind != "concern"):
         _review_labels(session, alert, 1 if to == "confirmed_rumor" else 0, actor_id, now)
     session.flush()
+    forget_counts()
     return alert
 
 
@@ -912,6 +979,7 @@ def assign(
         )
     )
     session.flush()
+    forget_counts()
     return alert
 
 
@@ -994,6 +1062,7 @@ def respond(
         )
     )
     session.flush()
+    forget_counts()
     return response
 
 
@@ -1117,6 +1186,7 @@ def escalate(
                 notifier(session, alert, f"escalated:{level}", now, note, routes=routes)
                 escalated.append(alert.id)
     session.flush()
+    forget_counts()
     return escalated
 
 
@@ -1212,6 +1282,7 @@ def create_manual(
         )
     _Notifier(None)(session, alert, "manual", now, comment)
     session.flush()
+    forget_counts()
     return alert
 
 
@@ -1233,86 +1304,174 @@ class AlertFilters:
     topic_id: int | None = None
 
 
-LIST_COLUMNS = (
-    Alert.id,
-    Alert.kind,
-    Alert.title,
-    Alert.severity,
-    Alert.risk_score,
-    Alert.category,
-    Alert.status,
-    Alert.assignee_id,
-    Alert.story_id,
-    Alert.topic_id,
-    Alert.post_count,
-    Alert.group_count,
-    Alert.escalation_level,
-    Alert.created_at,
-    Alert.updated_at,
-)
-
-
 def _like(q: str) -> str:
     return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def _conditions(f: AlertFilters) -> list[Any]:
-    conds: list[Any] = []
-    for values, column in (
-        (f.status, Alert.status),
-        (f.severity, Alert.severity),
-        (f.category, Alert.category),
-        (f.kind, Alert.kind),
-    ):
-        if values:
-            conds.append(column.in_(values) if len(values) > 1 else column == values[0])
+# The alert queue is the most requested query of the product (every open console polls it), so
+# it is written as plain SQL that both dialects accept: building it through the ORM cost 4x the
+# query itself. Typed binds and result columns keep times as aware UTC, as everywhere else.
+_LIST_SELECT = (
+    "SELECT a.id, a.kind, a.title, a.severity, a.risk_score, a.category, a.status, a.assignee_id, "
+    "a.story_id, a.topic_id, a.post_count, a.group_count, a.escalation_level, a.created_at, a.updated_at, "
+    "u.username AS assignee FROM alerts a LEFT OUTER JOIN users u ON u.id = a.assignee_id"
+)
+_ORDER = " ORDER BY a.severity_rank DESC, a.updated_at DESC, a.id DESC LIMIT :limit OFFSET :offset"
+_TIME = Alert.__table__.c.created_at.type
+_statements: dict[tuple[str, str], Any] = {}
+
+
+def _where(f: AlertFilters, dialect: str) -> tuple[str, dict[str, Any]]:
+    parts: list[str] = []
+    params: dict[str, Any] = {}
+
+    def one_of(column: str, name: str, values: Sequence[Any]) -> None:
+        if not values:
+            return
+        names = [f"{name}{i}" for i in range(len(values))]
+        params.update(zip(names, values, strict=True))
+        if len(names) == 1:
+            parts.append(f"{column} = :{names[0]}")
+        else:
+            parts.append(f"{column} IN ({', '.join(':' + n for n in names)})")
+
+    # Severity is filtered on its rank: (status, severity_rank, updated_at) is a covering index.
+    ranks = sorted({severity_rank(s) for s in f.severity if s in SEVERITIES})
+    if f.severity and not ranks:
+        parts.append("1 = 0")
+    one_of("a.status", "status", f.status)
+    one_of("a.severity_rank", "rank", ranks)
+    one_of("a.category", "category", f.category)
+    one_of("a.kind", "kind", f.kind)
     if f.unassigned:
-        conds.append(Alert.assignee_id.is_(None))
+        parts.append("a.assignee_id IS NULL")
     elif f.assignee_id is not None:
-        conds.append(Alert.assignee_id == f.assignee_id)
+        parts.append("a.assignee_id = :assignee")
+        params["assignee"] = f.assignee_id
     if f.since is not None:
-        conds.append(Alert.created_at >= f.since)
+        parts.append("a.created_at >= :since")
+        params["since"] = f.since
     if f.until is not None:
-        conds.append(Alert.created_at < f.until)
-    if f.story_id is not None:
-        conds.append(Alert.story_id == f.story_id)
-    if f.topic_id is not None:
-        conds.append(Alert.topic_id == f.topic_id)
+        parts.append("a.created_at < :until")
+        params["until"] = f.until
+    for name, value in (("story_id", f.story_id), ("topic_id", f.topic_id)):
+        if value is not None:
+            parts.append(f"a.{name} = :{name}")
+            params[name] = value
     if f.q:
-        pattern = _like(f.q.strip())
-        conds.append(or_(Alert.title.ilike(pattern, escape="\\"), Alert.summary.ilike(pattern, escape="\\")))
-    return conds
+        like = "ILIKE" if dialect == "postgresql" else "LIKE"  # SQLite's LIKE ignores ASCII case already
+        parts.append(f"(a.title {like} :q ESCAPE '\\' OR a.summary {like} :q ESCAPE '\\')")
+        params["q"] = _like(f.q)
+    return (" WHERE " + " AND ".join(parts)) if parts else "", params
+
+
+def _statement(sql: str) -> Any:
+    stmt = _statements.get(("", sql))
+    if stmt is None:
+        stmt = text(sql)
+        binds = [bindparam(n, type_=_TIME) for n in ("since", "until") if f":{n}" in sql]
+        if binds:
+            stmt = stmt.bindparams(*binds)
+        if sql.startswith("SELECT a.id"):
+            stmt = stmt.columns(
+                *(
+                    column(n)
+                    for n in (
+                        "id",
+                        "kind",
+                        "title",
+                        "severity",
+                        "risk_score",
+                        "category",
+                        "status",
+                        "assignee_id",
+                        "story_id",
+                        "topic_id",
+                        "post_count",
+                        "group_count",
+                        "escalation_level",
+                    )
+                ),
+                column("created_at", _TIME),
+                column("updated_at", _TIME),
+                column("assignee"),
+            )
+        if len(_statements) > 500:
+            _statements.clear()
+        _statements[("", sql)] = stmt
+    return stmt
+
+
+#: Totals of the alert list, per filter, for a moment: counting tens of thousands of index entries
+#: on every poll of the queue costs more than the page itself. Writes through this module clear it;
+#: other processes' writes show within COUNT_TTL seconds. The page rows themselves are always fresh.
+COUNT_TTL = 2.0
+_count_cache: dict[Any, tuple[float, int]] = {}
+
+
+def forget_counts() -> None:
+    _count_cache.clear()
+
+
+def _filters_key(f: AlertFilters) -> Any:
+    return (
+        tuple(f.status),
+        tuple(f.severity),
+        tuple(f.category),
+        tuple(f.kind),
+        f.assignee_id,
+        f.unassigned,
+        f.since,
+        f.until,
+        f.q,
+        f.story_id,
+        f.topic_id,
+    )
+
+
+def _bind(session: Session | Connection) -> Any:
+    return session if isinstance(session, Connection) else session.get_bind()
+
+
+def count_alerts(session: Session | Connection, filters: AlertFilters) -> int:
+    bind = _bind(session)
+    key = (str(bind.engine.url), _filters_key(filters))
+    hit = _count_cache.get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < COUNT_TTL:
+        return hit[1]
+    where, params = _where(filters, bind.dialect.name)
+    total = int(session.execute(_statement("SELECT count(*) FROM alerts a" + where), params).scalar() or 0)
+    if len(_count_cache) > 1000:
+        _count_cache.clear()
+    _count_cache[key] = (now, total)
+    return total
 
 
 def list_alerts(
-    session: Session, filters: AlertFilters, *, offset: int = 0, limit: int = 20
+    session: Session | Connection, filters: AlertFilters, *, offset: int = 0, limit: int = 20
 ) -> tuple[list[dict[str, Any]], int]:
-    """Alerts matching ``filters``, most severe first, then most recently updated."""
-    conds = _conditions(filters)
-    where = and_(*conds) if conds else None
-    count_q = select(func.count()).select_from(Alert)
-    q = select(*LIST_COLUMNS)
-    if where is not None:
-        count_q, q = count_q.where(where), q.where(where)
-    total = session.scalar(count_q) or 0
+    """Alerts matching ``filters``, most severe first, then most recently updated (a Session or a
+    plain Connection: the queue endpoint skips the ORM)."""
+    where, params = _where(filters, _bind(session).dialect.name)
     rows = session.execute(
-        q.order_by(Alert.severity_rank.desc(), Alert.updated_at.desc(), Alert.id.desc())
-        .offset(offset)
-        .limit(limit)
-    ).all()
-    names = _usernames(session, {r.assignee_id for r in rows if r.assignee_id})
-    items = []
-    for r in rows:
-        d = r._asdict()
-        d["assignee"] = names.get(r.assignee_id)
-        items.append(d)
-    return items, total
+        _statement(_LIST_SELECT + where + _ORDER), params | {"limit": limit, "offset": offset}
+    )
+    keys = list(rows.keys())
+    items = [dict(zip(keys, row, strict=True)) for row in rows.all()]
+    if len(items) < limit and (items or offset == 0):
+        return items, offset + len(items)  # the last page tells the exact total for free
+    return items, count_alerts(session, filters)
+
+
+def _pairs(result: Any) -> dict[Any, Any]:
+    return {row[0]: row[1] for row in result}
 
 
 def _usernames(session: Session, ids: set[int]) -> dict[int, str]:
     if not ids:
         return {}
-    return dict(session.execute(select(User.id, User.username).where(User.id.in_(ids))).tuples())
+    return _pairs(session.execute(select(User.id, User.username).where(User.id.in_(ids))))
 
 
 def highlight(text: str, terms: Iterable[str]) -> tuple[str, list[list[Any]]]:
@@ -1531,11 +1690,11 @@ def alert_detail(
 
 
 def alert_stats(session: Session) -> dict[str, Any]:
-    by_status = dict(session.execute(select(Alert.status, func.count()).group_by(Alert.status)).tuples())
-    open_by_sev = dict(
+    by_status = _pairs(session.execute(select(Alert.status, func.count()).group_by(Alert.status)))
+    open_by_sev = _pairs(
         session.execute(
             select(Alert.severity, func.count()).where(Alert.status.in_(OPEN_STATES)).group_by(Alert.severity)
-        ).tuples()
+        )
     )
     unassigned = (
         session.scalar(

@@ -235,6 +235,11 @@ def run(
 # ----------------------------------------------------------------------------- stage commands
 # Each stage keeps its subcommands in yuqing/commands/<stage>.py and registers them here.
 
+from yuqing.commands.alerts import alerts_app, notify_app  # noqa: E402 (registered at this marked place)
+
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(notify_app, name="notify")
+
 
 def main() -> None:
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")

@@ -33,6 +33,15 @@ def collect_jobs(settings: Settings) -> list[Job]:
     """Every periodic job of the product. Stages add theirs here as they land."""
     jobs: list[Job] = []
     # Stages add their jobs below, one block each.
+
+    # alerts: new analysis -> alerts; the notification outbox; escalation of unacknowledged alerts
+    from yuqing.commands.alerts import deliver_job, escalate_job, evaluate_job
+
+    jobs += [
+        Job("alerts-evaluate", evaluate_job, seconds=settings.alerts_interval_seconds),
+        Job("notify-deliver", deliver_job, seconds=settings.notify_interval_seconds, run_now=True),
+        Job("alerts-escalate", escalate_job, seconds=60),
+    ]
     return jobs
 
 

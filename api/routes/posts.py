@@ -1,0 +1,178 @@
+"""Search posts and messages (viewers and up)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel
+from sqlalchemy import func, select
+
+from api.deps import SessionDep, ViewerUser
+from api.pagination import Page, PageDep
+from core.errors import NotFound
+from core.tables import AlertPost, ChatGroup, Debunk, DebunkMatch, Post, PostScore, Source
+
+router = APIRouter(tags=["posts"])
+PostId = Annotated[int, Path(ge=1, le=2**62, description="帖子编号")]
+BigInt = Annotated[int | None, Query(ge=1, le=2**62)]
+
+
+class PostPublic(BaseModel):
+    id: int
+    channel: str
+    title: str | None
+    text: str
+    url: str | None
+    author: str | None
+    published_at: dt.datetime | None
+    collected_at: dt.datetime
+    source_id: int | None
+    source: str | None
+    group_id: int | None
+    group: str | None
+    story_id: int | None
+    topic_id: int | None
+    category: str | None
+    negativity: float | None
+    is_local: bool | None
+    places: list[Any]
+    rumor_probability: float | None
+
+
+class PostDetail(PostPublic):
+    explanation: list[Any]
+    debunk_matches: list[dict[str, Any]]
+    alert_ids: list[int]
+
+
+def _like(q: str) -> str:
+    return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    return value if value is None or value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _base() -> Any:
+    best = (
+        select(PostScore.post_id, func.max(PostScore.rumor_probability).label("p"))
+        .group_by(PostScore.post_id)
+        .subquery()
+    )
+    q = (
+        select(
+            Post.id,
+            Post.channel,
+            Post.title,
+            Post.raw_text.label("text"),
+            Post.url,
+            Post.author,
+            Post.published_at,
+            Post.collected_at,
+            Post.source_id,
+            Source.name.label("source"),
+            Post.group_id,
+            ChatGroup.name.label("group"),
+            Post.story_id,
+            Post.topic_id,
+            Post.category,
+            Post.negativity,
+            Post.is_local,
+            Post.places,
+            best.c.p.label("rumor_probability"),
+        )
+        .outerjoin(Source, Source.id == Post.source_id)
+        .outerjoin(ChatGroup, ChatGroup.id == Post.group_id)
+        .outerjoin(best, best.c.post_id == Post.id)
+    )
+    return q, best
+
+
+@router.get("/posts", response_model=Page[PostPublic], summary="搜索帖子和群消息（最新的在前）")
+def search_posts(
+    _: ViewerUser,
+    session: SessionDep,
+    page: PageDep,
+    q: Annotated[str | None, Query(max_length=200, description="在标题和正文中搜索")] = None,
+    channel: Annotated[Literal["web", "chat"] | None, Query()] = None,
+    source_id: BigInt = None,
+    group_id: BigInt = None,
+    story_id: BigInt = None,
+    topic_id: BigInt = None,
+    category: Annotated[str | None, Query(max_length=50)] = None,
+    is_local: Annotated[bool | None, Query()] = None,
+    min_probability: Annotated[float | None, Query(ge=0, le=1, description="谣言概率不低于")] = None,
+    since: Annotated[dt.datetime | None, Query(description="发布时间不早于")] = None,
+    until: Annotated[dt.datetime | None, Query(description="发布时间早于")] = None,
+) -> dict[str, Any]:
+    query, best = _base()
+    conds: list[Any] = []
+    if q and q.strip():
+        pattern = _like(q.strip())
+        conds.append(Post.raw_text.ilike(pattern, escape="\\") | Post.title.ilike(pattern, escape="\\"))
+    for column, value in (
+        (Post.channel, channel),
+        (Post.source_id, source_id),
+        (Post.group_id, group_id),
+        (Post.story_id, story_id),
+        (Post.topic_id, topic_id),
+        (Post.category, category),
+        (Post.is_local, is_local),
+    ):
+        if value is not None:
+            conds.append(column == value)
+    if min_probability is not None:
+        conds.append(best.c.p >= min_probability)
+    if since is not None:
+        conds.append(Post.published_at >= _aware(since))
+    if until is not None:
+        conds.append(Post.published_at < _aware(until))
+    count_q = select(func.count()).select_from(Post).where(*conds)
+    if min_probability is not None:
+        count_q = count_q.outerjoin(best, best.c.post_id == Post.id)
+    total = session.scalar(count_q) or 0
+    rows = session.execute(
+        query.where(*conds)
+        .order_by(Post.published_at.desc(), Post.id.desc())
+        .offset(page.offset)
+        .limit(page.page_size)
+    ).all()
+    return {
+        "items": [r._asdict() for r in rows],
+        "total": total,
+        "page": page.page,
+        "page_size": page.page_size,
+    }
+
+
+@router.get(
+    "/posts/{post_id}", response_model=PostDetail, summary="帖子详情：得分、解释、匹配的辟谣、所在预警"
+)
+def get_post(post_id: PostId, _: ViewerUser, session: SessionDep) -> dict[str, Any]:
+    query, _best = _base()
+    row = session.execute(query.where(Post.id == post_id)).first()
+    if row is None:
+        raise NotFound(f"帖子 #{post_id} 不存在")
+    explanation = (
+        session.scalar(
+            select(PostScore.explanation)
+            .where(PostScore.post_id == post_id)
+            .order_by(PostScore.scored_at.desc())
+            .limit(1)
+        )
+        or []
+    )
+    matches = session.execute(
+        select(Debunk.id, Debunk.claim, Debunk.url, DebunkMatch.similarity, DebunkMatch.method)
+        .join(DebunkMatch, DebunkMatch.debunk_id == Debunk.id)
+        .where(DebunkMatch.post_id == post_id)
+        .order_by(DebunkMatch.similarity.desc())
+    ).all()
+    alert_ids = list(session.scalars(select(AlertPost.alert_id).where(AlertPost.post_id == post_id)))
+    return row._asdict() | {
+        "explanation": explanation,
+        "debunk_matches": [m._asdict() for m in matches],
+        "alert_ids": sorted(alert_ids),
+    }
