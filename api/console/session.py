@@ -111,8 +111,11 @@ def _origin_ok(scope: Scope) -> bool:
         # Old browsers send no Origin on same-site form posts; 'null' comes from sandboxed frames
         # and privacy settings: neither proves anything, the CSRF token decides.
         return True
-    host = _header(scope, b"host") or ""
-    return origin.split("://", 1)[-1].rstrip("/") == host
+    given = origin.split("://", 1)[-1].rstrip("/")
+    # Our own host as the browser addressed it, or the public address behind a reverse proxy
+    # that does not pass the Host header on.
+    public = get_settings().base_url.split("://", 1)[-1].split("/", 1)[0]
+    return given in {_header(scope, b"host") or "", public}
 
 
 def is_console_path(path: str) -> bool:

@@ -369,3 +369,19 @@ def test_repeated_wrong_passwords_are_slowed_down(live) -> None:
             codes.append(r.status_code)
         assert codes == [401] * 5 + [429]
         assert "登录失败次数过多" in r.text
+
+
+def test_posts_through_a_reverse_proxy_that_keeps_its_own_host_header(live, client_as, monkeypatch) -> None:
+    from core.settings import get_settings
+
+    monkeypatch.setenv("YUQING_BASE_URL", "https://yuqing.qinghe.example")
+    get_settings.cache_clear()
+    alert_id = live.scene.alerts["road"]
+    c = client_as("zhangmin")
+    token = csrf_of(c.get(f"/alerts/{alert_id}").text)
+    r = c.post(f"/alerts/{alert_id}/comment", data={"comment": "经代理提交", "csrf_token": token},
+               headers={"Origin": "https://yuqing.qinghe.example"})
+    assert r.status_code == 303
+    r = c.post(f"/alerts/{alert_id}/comment", data={"comment": "别的网站", "csrf_token": token},
+               headers={"Origin": "https://evil.example"})
+    assert r.status_code == 403

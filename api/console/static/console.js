@@ -61,7 +61,15 @@
   function poll() {
     if (document.hidden || !window.fetch) return Promise.resolve();
     return fetch(queue.getAttribute("data-news"), { credentials: "same-origin", headers: { "Accept": "application/json" } })
-      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (r) {
+        if (r.redirected && r.url.indexOf("/login") >= 0) {
+          news.textContent = "登录已过期，点击重新登录";
+          news.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+          news.hidden = false;
+          return null;
+        }
+        return r.ok ? r.json() : null;
+      })
       .then(function (data) {
         if (!data) return;
         var parts = [];
