@@ -248,6 +248,7 @@ def _act(session: SessionDep, user: PageUser, alert_id: int, next_url: str | Non
     try:
         work()
         session.commit()  # before the redirect, so the next page shows the change
+        queries.forget_counts()
     except YuqingError as err:
         session.rollback()
         if isinstance(err, NotFound):

@@ -385,3 +385,19 @@ def test_posts_through_a_reverse_proxy_that_keeps_its_own_host_header(live, clie
     r = c.post(f"/alerts/{alert_id}/comment", data={"comment": "别的网站", "csrf_token": token},
                headers={"Origin": "https://evil.example"})
     assert r.status_code == 403
+
+
+def _tab_count(html: str, label: str) -> int:
+    return int(re.search(rf">\s*{label}\s*<b>(\d+)</b>", html).group(1))
+
+
+def test_counts_follow_an_action_at_once(live, client_as) -> None:
+    c = client_as("zhangmin")
+    home = c.get("/").text
+    dismissed, waiting = _tab_count(home, "已排除"), _tab_count(home, "待处理")
+    alert_id = live.scene.alerts["road"]
+    token = csrf_of(c.get(f"/alerts/{alert_id}").text)
+    r = c.post(f"/alerts/{alert_id}/status", data={"to": "dismissed", "csrf_token": token, "next": "/"})
+    assert r.status_code == 303 and r.headers["location"].startswith("/?msg=")
+    after = c.get(r.headers["location"]).text
+    assert (_tab_count(after, "已排除"), _tab_count(after, "待处理")) == (dismissed + 1, waiting - 1)
