@@ -49,7 +49,25 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_security: str = Field("none", description="none | starttls | ssl")
     smtp_sender: str = "yuqing@localhost"
-    digest_time: str = Field("18:00", description="Local time the daily digest is built and sent.")
+    digest_time: str = Field("18:00", pattern=r"^([01]?\d|2[0-3]):[0-5]\d$",
+                             description="Local time (HH:MM) the daily digest is built and sent.")
+    digest_recipients_file: Path | None = Field(
+        None, description="YAML with the digest's title, recipients and per-recipient sections."
+    )
+    digest_template_dir: Path | None = Field(
+        None, description="Folder whose digest.html / digest.txt override the shipped digest templates."
+    )
+    digest_title: str = Field("舆情日报", description="Digest title, e.g. 青禾镇舆情日报 (the YAML may override).")
+    digest_top_n: int = Field(5, ge=1, le=50, description="Rumors and hot concerns listed in the digest.")
+    digest_overdue_hours: dict[str, float] = Field(
+        default_factory=lambda: {"urgent": 2.0, "high": 8.0, "medium": 24.0, "low": 72.0},
+        description="An open alert older than this (hours, per severity) is listed as overdue.",
+    )
+    digest_retry_minutes: int = Field(5, ge=1, description="First retry delay of a failed digest (doubles).")
+    digest_max_attempts: int = Field(12, ge=1, description="Send attempts before a digest is left failed.")
+    digest_font: Path | None = Field(None, description="A CJK font file for the charts (default: WenQuanYi).")
+    smtp_ca_file: Path | None = Field(None, description="CA bundle to verify the mail server (private CA).")
+    smtp_timeout: float = Field(30.0, gt=0, description="Seconds before an SMTP connection attempt gives up.")
 
     alert_rules_file: Path | None = Field(None, description="Alert rules YAML; empty: alerts/rules.yaml.")
     notify_config_file: Path | None = Field(None, description="Notification routing YAML; empty: alerts/notify.yaml.")

@@ -239,6 +239,9 @@ from yuqing.commands.alerts import alerts_app, notify_app  # noqa: E402 (registe
 
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(notify_app, name="notify")
+from yuqing.commands.digest import digest_command  # noqa: E402
+
+app.command("digest")(digest_command)
 
 
 def main() -> None:

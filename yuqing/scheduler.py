@@ -42,6 +42,11 @@ def collect_jobs(settings: Settings) -> list[Job]:
         Job("notify-deliver", deliver_job, seconds=settings.notify_interval_seconds, run_now=True),
         Job("alerts-escalate", escalate_job, seconds=60),
     ]
+    # Digest: build and send at digest_time; retry failed sends (and catch up a missed day).
+    from yuqing.commands import digest as digest_jobs
+
+    jobs.append(Job("digest-daily", digest_jobs.daily_job, cron=settings.digest_time))
+    jobs.append(Job("digest-retry", digest_jobs.retry_job, seconds=60 * settings.digest_retry_minutes))
     return jobs
 
 

@@ -2,14 +2,14 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 00:10:23.802581
+Create Date: 2026-11-29 01:05:13.341342
 """
 from __future__ import annotations
 
-import sqlalchemy as sa
 from alembic import op
-
+import sqlalchemy as sa
 import core.tables
+
 
 revision = '0001'
 down_revision = None
@@ -56,6 +56,8 @@ def upgrade() -> None:
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('sent_at', core.tables.UTCDateTime(), nullable=True),
+    sa.Column('last_attempt_at', core.tables.UTCDateTime(), nullable=True),
+    sa.Column('message_id', sa.String(length=300), nullable=True),
     sa.Column('created_at', core.tables.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_digests')),
     sa.UniqueConstraint('day', 'recipients_key', 'revision', name=op.f('uq_digests_day_recipients_key_revision'))
