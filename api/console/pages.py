@@ -436,7 +436,8 @@ def digest_srcdoc(digest: Digest) -> str:
     for cid, fig in (digest.figures or {}).items():
         if isinstance(fig, dict) and fig.get("b64") and str(fig.get("content_type", "")).startswith("image/"):
             html = html.replace(f"cid:{cid}", f"data:{fig['content_type']};base64,{fig['b64']}")
-    return html
+    # Links in the digest (to alerts in this console) open in the whole window, not in the frame.
+    return '<base target="_top">' + html
 
 
 @router.get("/models")

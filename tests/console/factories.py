@@ -342,6 +342,7 @@ def seed_scene(session: Session, now: dt.datetime | None = None) -> Scene:
                     subject="青禾镇舆情日报（昨日）", status="sent", sent_at=now - dt.timedelta(hours=15),
                     html=('<h1>青禾镇舆情日报</h1><p style="color:#333">昨日共监测到帖子 <b>328</b> 条，'
                           '谣言预警 3 条。</p><img src="cid:trend" alt="走势" width="240">'
+                          f'<p><a href="/alerts/{alerts["road"]}">封路传言（预警）</a></p>'
                           "<script>parent.document.title='pwned'</script>"),
                     text="青禾镇舆情日报\n昨日共监测到帖子 328 条，谣言预警 3 条。",
                     figures={"trend": {"content_type": "image/png", "filename": "trend.png", "b64": _png_b64()}})

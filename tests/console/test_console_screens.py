@@ -36,6 +36,8 @@ def test_main_pages_render_at_office_and_phone_sizes(live, new_page) -> None:
     assert "pwned" not in page.title()  # the digest's own <script> is blocked by the sandbox
     blocked = [e for e in errors if "about:srcdoc" in e and "sandboxed" in e]
     assert blocked and [e for e in errors if e not in blocked] == []
+    frame.get_by_text("封路传言（预警）").click()  # a link in the digest opens the alert in the window
+    page.wait_for_url(f"**/alerts/{road}")
 
     phone = new_page(390, 844, is_mobile=True, has_touch=True)
     browser_as(phone, live, "zhangmin")
