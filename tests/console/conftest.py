@@ -117,8 +117,10 @@ def client_as(live: Live) -> Iterator[Callable[[str], httpx.Client]]:
 # --------------------------------------------------------------------------- the browser
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One chromium per test module: a Playwright left running would make any other test's
+    sync_playwright() fail ("Sync API inside the asyncio loop"), so it ends with the module."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not installed (apt-get install -y chromium; scripts/system-deps.sh)")
     from playwright.sync_api import sync_playwright
