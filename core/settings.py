@@ -37,11 +37,21 @@ class Settings(BaseSettings):
     retention_days: int = Field(180, ge=1, description="Raw chat messages older than this are purged.")
     pseudonymize_senders: bool = Field(True, description="Replace chat sender ids/nicknames by HMAC pseudonyms.")
     mask_personal_data: bool = Field(True, description="Mask phone and ID-card numbers in post text.")
+    onebot_secret: SecretStr | None = Field(
+        None, description="OneBot v11 secret: pushes to /api/v1/ingest/onebot need X-Signature (HMAC-SHA1)."
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     base_url: str = "http://127.0.0.1:8000"
     log_level: str = "INFO"
     user_agent: str = "yuqing-crawler/0.1 (+https://github.com/yuqing/yuqing; public-opinion monitoring)"
+    crawl_autothrottle: bool = Field(True, description="AutoThrottle on for every source (per-source override).")
+    crawl_concurrency: int = Field(16, ge=1, description="Concurrent requests of one crawl process.")
+    crawl_batch_size: int = Field(100, ge=1, description="Posts per database batch in the crawl pipeline.")
+    crawl_max_page_mb: float = Field(10.0, gt=0, description="Larger pages are abandoned (and reported).")
+    crawl_max_idle_seconds: int = Field(10, ge=1, description="Distributed workers stop after this long idle.")
+    redis_prefix: str = Field("yuqing", description="Prefix of every Redis key (queues, duplicate filter).")
+    demo_site_port: int = Field(0, ge=0, description="Port of the bundled demo site for `run --demo`; 0 = random.")
 
     smtp_host: str | None = None
     smtp_port: int = 25
@@ -76,6 +86,8 @@ class Settings(BaseSettings):
     notify_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one delivery attempt.")
     notify_interval_seconds: int = Field(30, ge=1, description="How often the outbox is delivered.")
     alerts_interval_seconds: int = Field(60, ge=1, description="How often new analysis is turned into alerts.")
+    analyze_interval_seconds: int = Field(60, ge=5, description="How often `yuqing run` analyses new posts.")
+    story_window_days: int = Field(14, ge=1, description="New posts join stories active within this many days.")
 
     @field_validator("data_dir", "model_dir", mode="after")
     @classmethod

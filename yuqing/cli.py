@@ -207,6 +207,16 @@ def users_passwd(
     console.print(f"已更新 {name} 的密码。")
 
 
+def load_demo_debunks() -> None:
+    """The sample debunk library (fictional 青禾镇 refutations); importing it again changes nothing."""
+    from core.db import session_scope
+    from nlp.debunks import DEMO_DEBUNKS, import_debunks
+
+    with session_scope() as session:
+        result = import_debunks(session, DEMO_DEBUNKS)
+    console.print(f"示例辟谣库：{DEMO_DEBUNKS.name}（新增 {result.new} 条）")
+
+
 @app.command()
 def run(
     demo: Annotated[bool, typer.Option("--demo", help="演示模式：建库、建演示管理员、在本机提供示例信息源")] = False,
@@ -220,6 +230,9 @@ def run(
     if demo:
         db_upgrade()
         ensure_demo_admin(settings.data_dir)
+        _crawl.start_demo_sources(settings)  # the bundled sample site on loopback, and sources pointing at it
+        load_demo_debunks()
+        settings = get_settings()
     jobs = collect_jobs(settings)
     scheduler = build_scheduler(settings, jobs)
     scheduler.start()
@@ -239,9 +252,28 @@ from yuqing.commands.alerts import alerts_app, notify_app  # noqa: E402 (registe
 
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(notify_app, name="notify")
+from yuqing.commands import crawl as _crawl  # noqa: E402 - registered below the core commands
+
+app.command("crawl")(_crawl.crawl)
+app.add_typer(_crawl.sources_app, name="sources")
+
 from yuqing.commands.digest import digest_command  # noqa: E402
 
 app.command("digest")(digest_command)
+from yuqing.commands import models as _models  # noqa: E402
+
+app.command("train")(_models.train)
+app.command("rescore")(_models.rescore)
+app.add_typer(_models.models_app, name="models")
+app.add_typer(_models.labels_app, name="labels")
+
+from yuqing.commands import chats as _chats_commands  # noqa: E402
+
+_chats_commands.register(app)
+
+from yuqing.commands import nlp as _nlp_commands  # noqa: E402  (analyze, classify, debunks)
+
+_nlp_commands.register(app)
 
 
 def main() -> None:

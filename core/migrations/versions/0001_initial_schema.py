@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 01:05:13.341342
+Create Date: 2026-11-29 01:38:54.715248
 """
 from __future__ import annotations
 

@@ -1,0 +1,130 @@
+"""The debunk library: idempotent imports, service rules, and matching posts we wrote."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.errors import Conflict, InvalidInput, NotFound
+from core.tables import Debunk
+from nlp.debunks import (
+    DebunkIn,
+    DebunkMatcher,
+    DebunkUpdate,
+    claim_key,
+    create_debunk,
+    delete_debunk,
+    import_debunks,
+    list_debunks,
+    read_debunk_file,
+    update_debunk,
+)
+from nlp.normalize import normalize
+from nlp.similarity import match_key
+from tests.nlp_pipeline.conftest import DEMO_DEBUNKS
+
+CSV_HEADER = "claim,refutation,publisher,url,published_at,category,tags\n"
+
+
+def test_yaml_import_is_idempotent(session: Session) -> None:
+    first = import_debunks(session, DEMO_DEBUNKS)
+    assert first.new == len(read_debunk_file(DEMO_DEBUNKS)) >= 6 and not first.rejected
+    again = import_debunks(session, DEMO_DEBUNKS)
+    assert (again.new, again.updated, again.unchanged) == (0, 0, first.new)
+    assert session.scalar(select(func.count()).select_from(Debunk)) == first.new
+    row = session.scalar(select(Debunk).where(Debunk.publisher == "青禾县水务局"))
+    assert row is not None and "自来水" in row.claim and row.published_at.tzinfo is not None
+
+
+def test_csv_import_updates_changed_rows_and_reports_bad_ones(session: Session, tmp_path) -> None:
+    path = tmp_path / "debunks.csv"
+    path.write_text(
+        CSV_HEADER
+        + "石桥村的石桥要拆了,石桥只是例行检修,青禾镇人民政府,,2026-11-24,城乡建设,石桥村;拆迁\n"
+        + ",没有谣言内容的一行,,,,,\n"
+        + "南坪村猪肉是病死猪肉,经检查均有检疫合格证明,青禾县市场监督管理局,,not-a-date,,\n",
+        encoding="utf-8",
+    )
+    result = import_debunks(session, path)
+    assert result.new == 1 and len(result.rejected) == 2
+    assert all("第" in reason for _, reason in result.rejected)
+    # Same claim with other punctuation and a forward prefix is the same debunk: updated, not duplicated.
+    path.write_text(
+        CSV_HEADER + "转发：石桥村的石桥要拆了！！,石桥只是例行检修，不会拆除。,青禾镇人民政府,,,,\n",
+        encoding="utf-8",
+    )
+    updated = import_debunks(session, path)
+    assert (updated.new, updated.updated) == (0, 1)
+    row = session.get(Debunk, updated.ids[0])
+    assert row.refutation.endswith("不会拆除。") and row.tags == []
+
+
+def test_bad_files_get_clear_chinese_errors(tmp_path) -> None:
+    missing = tmp_path / "x.csv"
+    missing.write_text("text,label\n青禾镇封城,1\n", encoding="utf-8")
+    with pytest.raises(InvalidInput, match="缺少列 claim, refutation"):
+        read_debunk_file(missing)
+    with pytest.raises(InvalidInput, match="不存在"):
+        read_debunk_file(tmp_path / "nope.yaml")
+    gbk = tmp_path / "gbk.csv"
+    gbk.write_bytes((CSV_HEADER + "青禾镇封城,假的,,,,,\n").encode("gbk"))
+    with pytest.raises(InvalidInput, match="UTF-8"):
+        read_debunk_file(gbk)
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("debunks: {claim: 只有一个}\n", encoding="utf-8")
+    with pytest.raises(InvalidInput, match="列表"):
+        read_debunk_file(bad_yaml)
+    with pytest.raises(InvalidInput, match=r"\.csv 或 \.yaml"):
+        read_debunk_file(tmp_path / "x.xlsx", data=b"")
+
+
+def test_service_create_update_delete(session: Session) -> None:
+    item = DebunkIn(
+        claim="柳树村小学有学生被人贩子抢走", refutation="经派出所调查，没有发生此事。", tags=["柳树村"]
+    )
+    row = create_debunk(session, item)
+    assert row.dedup_key == claim_key("【转】柳树村小学有学生被人贩子抢走！！")
+    with pytest.raises(Conflict):
+        create_debunk(session, item)
+    changed = update_debunk(
+        session, row.id, DebunkUpdate(claim="柳树村小学有学生被人贩子抢走了", active=False)
+    )
+    assert changed.dedup_key == claim_key("柳树村小学有学生被人贩子抢走了") and changed.active is False
+    rows, total = list_debunks(session, q="人贩子")
+    assert total == 1 and rows[0].id == row.id
+    assert list_debunks(session, q="人贩子", active=True)[1] == 0
+    delete_debunk(session, row.id)
+    with pytest.raises(NotFound):
+        delete_debunk(session, row.id)
+
+
+POSTS = {
+    "转发：青禾镇明天封城，所有人不准出门，赶紧去超市囤货！！不转不是中国人": "封城",
+    "紧急扩散！青禾镇自来水被污染了，千万不要喝自来水，快去买桶装水": "自来水",
+    "家人们，群里都在说喝板蓝根和熏醋可以预防新型病毒，药店板蓝根要卖断货了，是真的吗": "板蓝根",
+    "【转】东湾村出现大量确诊病例，整个村已经被封锁了！！": "东湾村",
+}
+UNRELATED = [
+    "青禾镇今天的集市很热闹，大家都去买年货了",
+    "柳树村出现大量确诊病例，整个村已经被封锁了",  # another village: not the 东湾村 debunk
+    "东湾村今天开了村民大会，讨论修路的事情，大家都很支持",
+    "青禾镇人民政府通知：本周六上午在镇文化站举办健康讲座，欢迎居民参加",
+    "石桥村的桥修好了吗？想周末去镇上赶集",
+    "收到",
+    "",
+]
+
+
+def test_matcher_flags_known_rumors_and_only_them() -> None:
+    rows = [DebunkIn.model_validate(r) for r in read_debunk_file(DEMO_DEBUNKS)]
+    matcher = DebunkMatcher(list(range(1, len(rows) + 1)), [r.claim for r in rows])
+    keys = [match_key(normalize(t)) for t in [*POSTS, *UNRELATED]]
+    hits = matcher.match(keys)
+    for (text, word), hit in zip(POSTS.items(), hits, strict=False):
+        assert hit is not None, text
+        assert word in rows[hit.debunk_id - 1].claim, (text, hit)
+        assert 0 < hit.similarity <= 1 and hit.method in {"minhash", "tfidf", "containment"}
+    assert hits[0].method == "minhash" and hits[0].similarity >= 0.9
+    assert hits[len(POSTS) :] == [None] * len(UNRELATED)
+    assert DebunkMatcher([], []).match(keys) == [None] * len(keys)
