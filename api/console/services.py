@@ -1,31 +1,25 @@
-"""The other stages' write services the console calls, looked up when they are installed.
+"""The other stages' write services the console calls (the console never writes their tables itself).
 
 Debunks belong to nlp (``nlp.debunks``), sources to the crawler (``crawler.service``), chat groups
-to the chat importers (``crawler.chats.groups``). Each stage lands on main on its own schedule;
-until its service is there, the console shows its pages read-only and hides those buttons.
+to the chat importers (``crawler.chats.groups``).
 """
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 
-
-def _module(name: str, *needed: str) -> ModuleType | None:
-    try:
-        module = importlib.import_module(name)
-    except ImportError:
-        return None
-    return module if all(hasattr(module, attr) for attr in needed) else None
+from crawler import service as crawler_service
+from crawler.chats import groups as chat_groups
+from nlp import debunks as nlp_debunks
 
 
-def debunks() -> ModuleType | None:
-    return _module("nlp.debunks", "create_debunk", "update_debunk", "import_debunks", "DebunkIn", "DebunkUpdate")
+def debunks() -> ModuleType:
+    return nlp_debunks
 
 
-def sources() -> ModuleType | None:
-    return _module("crawler.service", "set_enabled")
+def sources() -> ModuleType:
+    return crawler_service
 
 
-def groups() -> ModuleType | None:
-    return _module("crawler.chats.groups", "update_group")
+def groups() -> ModuleType:
+    return chat_groups

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import select
 
 from core.db import session_scope
@@ -21,13 +20,6 @@ def test_library_search_is_read_only_for_viewers(live, client_as) -> None:
     assert viewer.get("/debunks", params={"q": "%_"}).status_code == 200
 
 
-needs_service = pytest.mark.skipif(
-    __import__("api.console.services", fromlist=["debunks"]).debunks() is None,
-    reason="nlp.debunks not merged into this branch yet",
-)
-
-
-@needs_service
 def test_staff_add_edit_and_import_debunks(live, client_as) -> None:
     c = client_as("zhangmin")
     token = csrf_of(c.get("/debunks/new").text)

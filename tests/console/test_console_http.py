@@ -6,11 +6,9 @@ import re
 import time
 
 import httpx
-import pytest
 from sqlalchemy import func, select
 
 from api import accounts
-from api.console import services
 from core.db import session_scope
 from core.tables import Alert, AlertEvent, User
 from tests.console.conftest import csrf_of
@@ -302,10 +300,6 @@ def test_staff_raise_an_alert_for_a_hot_topic_once(live, client_as) -> None:
     assert viewer.post(f"/concerns/{supply}/alert", data={"csrf_token": csrf_of(vpage)}).status_code == 403
 
 
-needs_sources = pytest.mark.skipif(services.sources() is None or services.groups() is None,
-                                   reason="crawler.service / crawler.chats.groups not merged into this branch yet")
-
-
 def test_sources_page_shows_runs_and_errors(live, client_as) -> None:
     page = client_as("zhangmin").get("/sources")
     assert page.status_code == 200
@@ -313,7 +307,6 @@ def test_sources_page_shows_runs_and_errors(live, client_as) -> None:
     assert "东湾村村民群" in page.text and "/enabled" not in page.text  # staff: no switches
 
 
-@needs_sources
 def test_admin_disables_and_enables_a_source_and_a_group(live, client_as) -> None:
     from core.tables import ChatGroup, Source
 
