@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from api.console import install as install_console
 from api.problems import install_problem_handlers
 from api.routes import alerts, debunks, digests, groups, health, ingest, models, posts, stats, stories, users
 from api.routes import sources as sources_routes
@@ -37,4 +38,5 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     app.include_router(ingest.router, prefix=API_PREFIX)
     app.include_router(groups.router, prefix=API_PREFIX)
     app.include_router(debunks.router, prefix=API_PREFIX)
+    install_console(app)  # the review console at /, last: its pages must not shadow the API
     return app

@@ -1,0 +1,48 @@
+"""The review console: server-rendered pages in Simplified Chinese at ``/`` (the API stays at /api/v1).
+
+:func:`install` adds everything to the app in one call: the session middleware, the static
+files (served by us: offices are often offline), the pages and their error pages.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.types import Scope
+
+from api.console.render import STATIC, render
+from api.console.session import ConsoleSessionMiddleware
+from api.console.web import ConsolePageError, LoginRequired, login_redirect
+
+__all__ = ["install"]
+
+_TITLES = {400: "请求无效", 403: "权限不足", 404: "页面不存在", 409: "操作冲突", 422: "输入有误"}
+
+
+class _Static(StaticFiles):
+    """Static assets are versioned by a query string, so browsers may keep them for a day."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers.setdefault("Cache-Control", "public, max-age=86400")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+
+def install(app: FastAPI) -> None:
+    from api.console.pages import auth_router, router
+
+    app.add_middleware(ConsoleSessionMiddleware)
+    app.mount("/static", _Static(directory=str(STATIC)), name="console-static")
+    app.include_router(auth_router)
+    app.include_router(router)
+
+    @app.exception_handler(LoginRequired)
+    async def _login(request: Request, _: LoginRequired) -> RedirectResponse:
+        return login_redirect(request)
+
+    @app.exception_handler(ConsolePageError)
+    async def _page_error(request: Request, exc: ConsolePageError) -> Response:
+        return render(request, "error.html", {"status": exc.status, "title": _TITLES.get(exc.status, "出错了"),
+                                              "message": exc.message}, status=exc.status)

@@ -1,0 +1,593 @@
+"""The console's pages: server-rendered, in Simplified Chinese. Routes stay thin: they read
+through :mod:`api.console.queries` and act through the owning stage's service functions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import ValidationError
+
+from alerts import service
+from api import accounts
+from api.console import charts, queries, services
+from api.console.render import (
+    OPEN_STATUSES,
+    SEVERITIES,
+    STATUSES,
+    driving_terms,
+    local_time,
+    render,
+    safe_href,
+    tz,
+)
+from api.console.session import (
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    SESSION_HOURS,
+    dump_session,
+    new_csrf_token,
+    revoked,
+    tokens_match,
+)
+from api.console.web import (
+    ConsolePageError,
+    PageUser,
+    back,
+    check_csrf,
+    cookie_secure,
+    need_role,
+    new_login_token,
+    safe_next,
+    throttle,
+)
+from api.deps import SessionDep
+from core.errors import NotFound, YuqingError
+from core.tables import Debunk, Digest, utcnow
+
+# Pages are not part of the JSON API: keep them out of the OpenAPI schema.
+router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf)])
+auth_router = APIRouter(include_in_schema=False)
+
+
+# --------------------------------------------------------------------------- login / logout
+
+
+@auth_router.get("/login")
+def login_page(request: Request, next: str = "/") -> Response:
+    if getattr(request.state, "user_id", None) is not None:
+        return RedirectResponse(safe_next(next), status_code=303)
+    return _login_form(request, next=safe_next(next))
+
+
+def _login_form(request: Request, *, next: str, error: str | None = None, username: str = "",
+                status: int = 200) -> Response:
+    token = new_login_token()
+    response = render(request, "login.html", {"next": next, "error": error, "username": username,
+                                              "login_token": token}, status=status)
+    response.set_cookie(LOGIN_COOKIE, token, max_age=3600, httponly=True, samesite="lax",
+                        secure=cookie_secure(request), path="/login")
+    return response
+
+
+@auth_router.post("/login")
+def login(
+    request: Request,
+    session: SessionDep,
+    username: Annotated[str, Form(max_length=100)] = "",
+    password: Annotated[str, Form(max_length=200)] = "",
+    login_token: Annotated[str, Form(max_length=100)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "/",
+) -> Response:
+    target = safe_next(next)
+    if not tokens_match(getattr(request.state, "login_cookie", None), login_token):
+        return _login_form(request, next=target, username=username, status=400,
+                           error="登录页面已过期（或浏览器禁用了 Cookie），请重新输入后登录。")
+    username = username.strip()
+    key = (request.client.host if request.client else "-", username.lower())
+    wait = throttle.wait_seconds(key)
+    if wait:
+        return _login_form(request, next=target, username=username, status=429,
+                           error=f"登录失败次数过多，请 {wait} 秒后再试。")
+    user = accounts.authenticate_password(session, username, password) if username and password else None
+    if user is None:
+        throttle.failed(key)
+        return _login_form(request, next=target, username=username, status=401,
+                           error="用户名或密码错误。忘记密码请联系管理员（yuqing users passwd 用户名）。")
+    throttle.succeeded(key)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(SESSION_COOKIE, dump_session(user.id, new_csrf_token()), max_age=SESSION_HOURS * 3600,
+                        httponly=True, samesite="lax", secure=cookie_secure(request), path="/")
+    response.delete_cookie(LOGIN_COOKIE, path="/login")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    csrf = getattr(request.state, "csrf_token", None)
+    if csrf:
+        revoked.add(csrf)
+    response = RedirectResponse("/login?msg=" + "已退出登录", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=cookie_secure(request))
+    return response
+
+
+# --------------------------------------------------------------------------- the queue
+
+
+def _queue_filter(
+    status: str = "open", severity: str = "", category: str = "", assignee: str = "", mine: str = "",
+    q: str = "", sort: str = "severity", page: str = "1",
+) -> queries.QueueFilter:
+    return queries.QueueFilter(
+        status=status if status in (*STATUSES, "open", "all") else "open",
+        severity=severity if severity in SEVERITIES else None,
+        category=category[:50] or None,
+        assignee=assignee if assignee == "none" or assignee.isdigit() else None,
+        mine=mine in ("1", "on", "true"),
+        q=q.strip()[:100] or None,
+        sort=sort if sort in ("severity", "recent") else "severity",
+        page=max(1, min(int(page), 100_000)) if page.isdigit() else 1,
+    )
+
+
+QueueFilterDep = Annotated[queries.QueueFilter, Depends(_queue_filter)]
+
+
+@router.get("/")
+def queue_page(request: Request, user: PageUser, session: SessionDep, f: QueueFilterDep) -> Response:
+    result = queries.queue(session, f, user.id)
+    return render(request, "queue.html", {
+        "nav": "queue", "f": f, "result": result, "categories": queries.alert_categories(session),
+        "assignees": queries.staff_users(session),
+        "status_tabs": ["open", *OPEN_STATUSES, "dismissed", "responded", "closed", "all"],
+        "can_act": accounts.role_rank(user.role) >= accounts.role_rank("staff"),
+    })
+
+
+@router.get("/queue/news")
+def queue_news(user: PageUser, session: SessionDep, f: QueueFilterDep,
+               after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+               since: Annotated[float, Query(ge=0, le=4e9)] = 0) -> JSONResponse:
+    """Light polling for the "N 条新预警" notice: counts only, the page is not replaced."""
+    since_dt = dt.datetime.fromtimestamp(since, dt.UTC) if since else utcnow()
+    news = queries.queue_news(session, f, user.id, after, since_dt)
+    return JSONResponse(news, headers={"Cache-Control": "no-store"})
+
+
+# --------------------------------------------------------------------------- one alert
+
+
+def score_lines(parts: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The risk score's parts in plain words ("在 5 个群或来源出现", "与已辟谣信息相似度 0.93"),
+    as the alert service stored them, biggest contribution first; parts that added nothing are left out."""
+    lines = []
+    for name, part in (parts or {}).items():
+        if not isinstance(part, dict) or name == "rules":
+            continue
+        text, points, top = part.get("text"), part.get("points"), part.get("max")
+        if not isinstance(text, str) or not text:
+            continue
+        value = float(points) if isinstance(points, int | float) else None
+        if value is not None and value <= 0 and name != "manual":
+            continue
+        share = min(1.0, value / top) if value is not None and isinstance(top, int | float) and top else None
+        lines.append({"name": name, "text": text, "points": value, "max": top, "share": share})
+    lines.sort(key=lambda x: -float(x["points"] or 0))
+    return lines
+
+
+def keyword_terms(rules_fired: Any) -> list[str]:
+    """The watched words a keyword rule hit ("命中关键词：封路、青禾镇"), to highlight them too."""
+    out: list[str] = []
+    for rule in rules_fired or ():
+        if isinstance(rule, dict) and rule.get("kind") == "keyword" and isinstance(rule.get("why"), str):
+            out += [w.strip() for w in rule["why"].split("：", 1)[-1].split("、") if w.strip()]
+    return out
+
+
+#: The buttons for the service's transitions (status -> label, style, confirmation question).
+TRANSITION_BUTTONS = {
+    "confirmed_rumor": ("确认谣言", "danger", None),
+    "confirmed_concern": ("确认关切", "warn", None),
+    "dismissed": ("排除", "ghost", "确定排除这条预警吗？排除后如果帖子明显增多会重新预警。"),
+    "acknowledged": ("重新打开", "ghost", None),
+    "closed": ("关闭", "ghost", "确定关闭这条预警吗？关闭后不能再更改。"),
+}
+
+
+@router.get("/alerts/{alert_id}")
+def alert_page(request: Request, alert_id: int, user: PageUser, session: SessionDep) -> Response:
+    detail = queries.alert_detail(session, alert_id)
+    if detail is None:
+        raise ConsolePageError(404, f"预警 #{alert_id} 不存在（可能已被删除）。")
+    alert, story = detail["alert"], detail["story"]
+    terms = driving_terms(detail["score"]["explanation"] if detail["score"] else [])
+    terms += [t for t in keyword_terms(alert.rules_fired) if t not in terms]
+    marker = detail["responses"][0]["published_at"] if detail["responses"] else None
+    hourly = story.hourly_counts if story else (detail["topic"].hourly_counts if detail["topic"] else {})
+    series = charts.hourly_series(hourly, end=marker, min_hours=12)
+    chart = charts.bar_chart(series, tz(), marker=marker)
+    allowed = service.allowed_transitions(alert.status)
+    actions = [{"to": to, "label": TRANSITION_BUTTONS[to][0], "style": TRANSITION_BUTTONS[to][1],
+                "confirm": TRANSITION_BUTTONS[to][2]}
+               for to in allowed if to in TRANSITION_BUTTONS and not (to == "acknowledged" and alert.status == "new")]
+    names = {"comment"}
+    if alert.status != "closed":
+        names.add("assign")
+    if alert.status in RESPONDABLE:
+        names.add("respond")
+    return render(request, "alert.html", {
+        "nav": "queue", **detail, "terms": terms, "chart": chart, "score_lines": score_lines(alert.score_parts),
+        "can_act": accounts.role_rank(user.role) >= accounts.role_rank("staff"),
+        "actions": actions, "action_names": names, "assignees": queries.staff_users(session),
+        "user_names": queries.user_names(session),
+        "now": utcnow(),
+    })
+
+
+# --------------------------------------------------------------------------- actions (alerts.service)
+
+RESPONDABLE = ("confirmed_rumor", "confirmed_concern", "responded")
+
+
+def _done(alert_id: int, next_url: str | None, msg: str) -> Response:
+    target = safe_next(next_url) if next_url else f"/alerts/{alert_id}"
+    return back(target, msg=msg)
+
+
+def _act(session: SessionDep, user: PageUser, alert_id: int, next_url: str | None, msg: str,
+         work: Callable[[], object]) -> Response:
+    """Run one service call for a staff member; a refused action comes back as a message."""
+    need_role(user, "staff", "处理预警")
+    try:
+        work()
+        session.commit()  # before the redirect, so the next page shows the change
+        queries.forget_counts()
+    except YuqingError as err:
+        session.rollback()
+        if isinstance(err, NotFound):
+            raise ConsolePageError(404, str(err)) from err
+        return back(f"/alerts/{alert_id}", err=str(err))
+    return _done(alert_id, next_url, msg)
+
+
+NextField = Annotated[str | None, Form(max_length=2000)]
+
+
+@router.post("/alerts/{alert_id}/claim")
+def claim(alert_id: int, user: PageUser, session: SessionDep, next: NextField = None) -> Response:
+    """认领: assign to me, and acknowledge it if nobody had."""
+    def work() -> None:
+        service.assign(session, alert_id, user.id, actor=user)
+        if service.get_alert(session, alert_id).status == "new":
+            service.transition(session, alert_id, "acknowledged", actor=user)
+
+    return _act(session, user, alert_id, next, f"已认领预警 #{alert_id}", work)
+
+
+@router.post("/alerts/{alert_id}/assign")
+def assign(alert_id: int, user: PageUser, session: SessionDep,
+           user_id: Annotated[str, Form(max_length=20)] = "", next: NextField = None) -> Response:
+    target = int(user_id) if user_id.isdigit() else None
+    return _act(session, user, alert_id, next, "已更新负责人",
+                lambda: service.assign(session, alert_id, target, actor=user))
+
+
+@router.post("/alerts/{alert_id}/status")
+def change_status(alert_id: int, user: PageUser, session: SessionDep,
+                  to: Annotated[str, Form(max_length=30)] = "",
+                  comment: Annotated[str, Form(max_length=5000)] = "", next: NextField = None) -> Response:
+    label = service.STATE_ZH.get(to, to)
+    return _act(session, user, alert_id, next, f"预警 #{alert_id} 已改为「{label}」",
+                lambda: service.transition(session, alert_id, to, actor=user, comment=comment.strip() or None))
+
+
+@router.post("/alerts/{alert_id}/comment")
+def comment(alert_id: int, user: PageUser, session: SessionDep,
+            comment: Annotated[str, Form(max_length=5000)] = "", next: NextField = None) -> Response:
+    return _act(session, user, alert_id, next, "已添加评论",
+                lambda: service.add_comment(session, alert_id, comment, actor=user))
+
+
+@router.post("/alerts/{alert_id}/respond")
+def respond(
+    alert_id: int, user: PageUser, session: SessionDep,
+    text: Annotated[str, Form(max_length=5000)] = "",
+    channels: Annotated[list[str] | None, Form(max_length=100)] = None,
+    url: Annotated[str, Form(max_length=2000)] = "",
+    published_at: Annotated[str, Form(max_length=40)] = "",
+    next: NextField = None,
+) -> Response:
+    when = parse_local_datetime(published_at)
+    if published_at.strip() and when is None:
+        return back(f"/alerts/{alert_id}", err=f"发布时间“{published_at}”无法识别：请用页面上的日期时间选择器填写。")
+    link = url.strip() or None
+    if link and not safe_href(link):
+        return back(f"/alerts/{alert_id}", err="链接需以 http:// 或 https:// 开头。")
+    return _act(session, user, alert_id, next, "已记录回应，系统会比较回应前后的传播量",
+                lambda: service.respond(session, alert_id, text=text, channels=channels or [], url=link,
+                                        published_at=when, actor=user))
+
+
+def parse_local_datetime(value: str) -> dt.datetime | None:
+    """``2026-11-28T15:30`` from a datetime-local input, read in the office's time zone."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz())
+
+
+# --------------------------------------------------------------------------- other pages
+
+
+@router.get("/concerns")
+def concerns_page(request: Request, user: PageUser, session: SessionDep, show: str = "hot") -> Response:
+    topics = queries.hot_topics(session, show_all=show == "all")
+    now = utcnow()
+    for t in topics:
+        t["trend"] = charts.last_hours(t["topic"].hourly_counts, 24, now)
+    return render(request, "concerns.html", {
+        "nav": "concerns", "topics": topics, "show": show,
+        "can_create_alert": accounts.role_rank(user.role) >= accounts.role_rank("staff")})
+
+
+@router.post("/concerns/{topic_id}/alert")
+def alert_from_topic(topic_id: int, user: PageUser, session: SessionDep) -> Response:
+    """A manual alert for a hot topic (the alert service keeps one open alert per topic)."""
+    need_role(user, "staff", "创建预警")
+    try:
+        alert = service.create_manual(session, actor=user, topic_id=topic_id)
+        session.commit()
+    except YuqingError as err:
+        session.rollback()
+        if isinstance(err, NotFound):
+            raise ConsolePageError(404, str(err)) from err
+        return back("/concerns", err=str(err))
+    return back(f"/alerts/{alert.id}", msg="已为此话题创建预警")
+
+
+@router.get("/debunks")
+def debunks_page(request: Request, user: PageUser, session: SessionDep, q: str = "", page: str = "1") -> Response:
+    size = 30
+    page_no = max(1, min(int(page), 100_000)) if page.isdigit() else 1
+    rows, total = queries.search_debunks(session, q[:100], offset=(page_no - 1) * size, limit=size)
+    return render(request, "debunks.html", {
+        "nav": "debunks", "rows": rows, "total": total, "q": q[:100], "page": page_no,
+        "pages": max(1, -(-total // size)), "matches": queries.debunk_match_counts(session, [d.id for d in rows]),
+        "can_edit": accounts.role_rank(user.role) >= accounts.role_rank("staff"),
+        "can_write": True,
+    })
+
+
+@router.get("/sources")
+def sources_page(request: Request, user: PageUser, session: SessionDep) -> Response:
+    return render(request, "sources.html", {
+        "nav": "sources", "sources": queries.sources_overview(session), "groups": queries.groups_overview(session),
+        "is_admin": user.role == "admin", "can_toggle_sources": True, "can_toggle_groups": True,
+    })
+
+
+def _toggle(user: Any, session: SessionDep, what: str, work: Callable[[], object], msg: str) -> Response:
+    need_role(user, "admin", f"启用或停用{what}")
+    try:
+        work()
+        session.commit()
+    except NotFound as err:
+        raise ConsolePageError(404, str(err)) from err
+    except YuqingError as err:
+        session.rollback()
+        return back("/sources", err=str(err))
+    return back("/sources", msg=msg)
+
+
+@router.post("/sources/{source_id}/enabled")
+def source_enabled(source_id: int, user: PageUser, session: SessionDep,
+                   enabled: Annotated[str, Form(max_length=5)] = "") -> Response:
+    svc = services.sources()
+    on = enabled == "1"
+    return _toggle(user, session, "信息源", lambda: svc.set_enabled(session, source_id, on),
+                   f"已{'启用' if on else '停用'}信息源 #{source_id}")
+
+
+@router.post("/groups/{group_id}/enabled")
+def group_enabled(group_id: int, user: PageUser, session: SessionDep,
+                  enabled: Annotated[str, Form(max_length=5)] = "") -> Response:
+    svc = services.groups()
+    on = enabled == "1"
+    return _toggle(user, session, "群组", lambda: svc.update_group(session, group_id, {"enabled": on}),
+                   f"已{'启用' if on else '停用'}群组 #{group_id}")
+
+
+@router.get("/digests")
+def digests_page(request: Request, user: PageUser, session: SessionDep) -> Response:
+    return render(request, "digests.html", {"nav": "digests", "rows": queries.digests(session)})
+
+
+@router.get("/digests/{digest_id}")
+def digest_page(request: Request, digest_id: int, user: PageUser, session: SessionDep) -> Response:
+    digest = session.get(Digest, digest_id)
+    if digest is None:
+        raise ConsolePageError(404, f"日报 #{digest_id} 不存在。")
+    return render(request, "digest.html", {"nav": "digests", "d": digest, "srcdoc": digest_srcdoc(digest)})
+
+
+def digest_srcdoc(digest: Digest) -> str:
+    """The digest's HTML as sent, with its inline images (cid:) turned into data: URLs.
+
+    It is shown in a sandboxed iframe (no scripts, no same-origin), so even a flaw in the
+    digest's own escaping could not reach the console.
+    """
+    html = digest.html or ""
+    for cid, fig in (digest.figures or {}).items():
+        if isinstance(fig, dict) and fig.get("b64") and str(fig.get("content_type", "")).startswith("image/"):
+            html = html.replace(f"cid:{cid}", f"data:{fig['content_type']};base64,{fig['b64']}")
+    # Links in the digest (to alerts in this console) open in the whole window, not in the frame.
+    return '<base target="_top">' + html
+
+
+@router.get("/models")
+def models_page(request: Request, user: PageUser, session: SessionDep) -> Response:
+    need_role(user, "analyst", "查看模型")
+    rows = queries.models(session)
+    active = [r for r in rows if r["model"].status == "active"]
+    return render(request, "models.html", {"nav": "models", "rows": rows, "active": active})
+
+
+# --------------------------------------------------------------------------- debunk library (nlp.debunks)
+
+DEBUNK_FIELDS = ("claim", "refutation", "publisher", "url", "published_at", "category", "tags")
+
+
+def _debunk_service(user: Any) -> Any:
+    need_role(user, "staff", "编辑辟谣库")
+    return services.debunks()
+
+
+def _debunk_form(request: Request, *, values: dict[str, Any], debunk_id: int | None = None,
+                 error: str | None = None, active: bool = True, status: int = 200) -> Response:
+    return render(request, "debunk_form.html", {"nav": "debunks", "values": values, "debunk_id": debunk_id,
+                                                "error": error, "active": active}, status=status)
+
+
+def _debunk_values(form: Any) -> dict[str, Any]:
+    values = {k: (form.get(k) or "").strip() for k in DEBUNK_FIELDS if isinstance(form.get(k) or "", str)}
+    return values
+
+
+def _debunk_payload(values: dict[str, Any]) -> dict[str, Any]:
+    """Form strings -> the service's fields (blank optional fields become None)."""
+    out: dict[str, Any] = {"claim": values.get("claim", ""), "refutation": values.get("refutation", "")}
+    for key in ("publisher", "url", "category"):
+        out[key] = values.get(key) or None
+    when = values.get("published_at") or ""
+    out["published_at"] = parse_local_datetime(when if "T" in when or not when else when + "T00:00")
+    out["tags"] = [t.strip() for t in re.split(r"[,，;；、\s]+", values.get("tags", "")) if t.strip()]
+    return out
+
+
+def _validation_message(err: ValidationError) -> str:
+    names = {"claim": "谣言说法", "refutation": "辟谣内容", "publisher": "发布单位", "url": "链接",
+             "published_at": "发布日期", "category": "类别", "tags": "标签"}
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first.get("loc", ()))
+    return f"{names.get(field, field)}：{first.get('msg', '')}"
+
+
+@router.get("/debunks/new")
+def debunk_new(request: Request, user: PageUser) -> Response:
+    _debunk_service(user)
+    return _debunk_form(request, values={})
+
+
+@router.post("/debunks")
+async def debunk_create(request: Request, user: PageUser, session: SessionDep) -> Response:
+    svc = _debunk_service(user)
+    values = _debunk_values(await request.form())
+    payload = _debunk_payload(values)
+    if values.get("published_at") and payload["published_at"] is None:
+        return _debunk_form(request, values=values, error="发布日期无法识别：请用日期选择器填写。", status=422)
+    if payload["url"] and not safe_href(payload["url"]):
+        return _debunk_form(request, values=values, error="链接需以 http:// 或 https:// 开头。", status=422)
+    try:
+        row = svc.create_debunk(session, svc.DebunkIn(**payload), created_by=user.id)
+        session.commit()
+    except ValidationError as err:
+        return _debunk_form(request, values=values, error=_validation_message(err), status=422)
+    except YuqingError as err:
+        session.rollback()
+        return _debunk_form(request, values=values, error=str(err), status=err.status_code)
+    return back(f"/debunks?q={quote(row.claim[:20])}", msg="已添加到辟谣库")
+
+
+@router.get("/debunks/{debunk_id:int}/edit")
+def debunk_edit(request: Request, debunk_id: int, user: PageUser, session: SessionDep) -> Response:
+    _debunk_service(user)
+    row = session.get(Debunk, debunk_id)
+    if row is None:
+        raise ConsolePageError(404, f"辟谣条目 #{debunk_id} 不存在。")
+    values = {k: getattr(row, k) or "" for k in ("claim", "refutation", "publisher", "url", "category")}
+    values["published_at"] = local_time(row.published_at, "%Y-%m-%d") if row.published_at else ""
+    values["tags"] = "、".join(row.tags or [])
+    return _debunk_form(request, values=values, debunk_id=debunk_id, active=row.active)
+
+
+@router.post("/debunks/{debunk_id:int}")
+async def debunk_update(request: Request, debunk_id: int, user: PageUser, session: SessionDep) -> Response:
+    svc = _debunk_service(user)
+    form = await request.form()
+    values = _debunk_values(form)
+    active = form.get("active") == "1"
+    payload = _debunk_payload(values)
+    if values.get("published_at") and payload["published_at"] is None:
+        return _debunk_form(request, values=values, debunk_id=debunk_id, active=active,
+                            error="发布日期无法识别：请用日期选择器填写。", status=422)
+    if payload["url"] and not safe_href(payload["url"]):
+        return _debunk_form(request, values=values, debunk_id=debunk_id, active=active,
+                            error="链接需以 http:// 或 https:// 开头。", status=422)
+    try:
+        svc.update_debunk(session, debunk_id, svc.DebunkUpdate(**payload, active=active))
+        session.commit()
+    except ValidationError as err:
+        return _debunk_form(request, values=values, debunk_id=debunk_id, active=active,
+                            error=_validation_message(err), status=422)
+    except NotFound as err:
+        raise ConsolePageError(404, str(err)) from err
+    except YuqingError as err:
+        session.rollback()
+        return _debunk_form(request, values=values, debunk_id=debunk_id, active=active, error=str(err),
+                            status=err.status_code)
+    return back("/debunks", msg=f"已保存辟谣条目 #{debunk_id}")
+
+
+MAX_IMPORT_BYTES = 5 * 1024 * 1024
+
+
+@router.post("/debunks/import")
+async def debunk_import(request: Request, user: PageUser, session: SessionDep) -> Response:
+    """Import a CSV file; Excel on Chinese Windows saves GBK, so that is accepted and converted."""
+    svc = _debunk_service(user)
+    form = await request.form()
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str) or not upload.filename:
+        return back("/debunks", err="请选择要导入的 CSV 文件。")
+    raw = await upload.read(MAX_IMPORT_BYTES + 1)
+    if len(raw) > MAX_IMPORT_BYTES:
+        return back("/debunks", err="文件超过 5 MB：请分成几个文件导入。")
+    data = to_utf8(raw)
+    if data is None:
+        return back("/debunks", err=f"文件 {upload.filename} 既不是 UTF-8 也不是 GBK 编码：请在 Excel 中另存为“CSV UTF-8”。")
+    name = upload.filename if upload.filename.lower().endswith(".csv") else upload.filename + ".csv"
+    try:
+        result = svc.import_debunks(session, name, data=data, fmt="csv", created_by=user.id)
+        session.commit()
+    except YuqingError as err:
+        session.rollback()
+        return back("/debunks", err=str(err))
+    msg = f"导入完成：新增 {result.new} 条，更新 {result.updated} 条，未变 {result.unchanged} 条"
+    if result.rejected:
+        msg += f"；{len(result.rejected)} 行有误未导入（" + "；".join(r for _, r in result.rejected[:3]) + "）"
+        return back("/debunks", err=msg)
+    return back("/debunks", msg=msg)
+
+
+def to_utf8(data: bytes) -> bytes | None:
+    """UTF-8 (with or without BOM) as is; GBK/GB18030 converted; anything else None."""
+    try:
+        data.decode("utf-8")
+        return data
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("gb18030").encode("utf-8")
+    except UnicodeDecodeError:
+        return None

@@ -1,0 +1,147 @@
+"""Login, the per-request user, CSRF checks and error pages of the console (HTTP plumbing only)."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import Depends, Request
+from fastapi.responses import RedirectResponse
+
+from api.accounts import role_rank
+from api.console.session import SAFE_METHODS, tokens_match
+from api.deps import SessionDep, get_current_user
+from api.problems import Problem
+from core.settings import get_settings
+from core.tables import User
+
+
+@dataclass(frozen=True)
+class Me:
+    id: int
+    username: str
+    display_name: str | None
+    role: str
+
+
+class LoginRequired(Exception):
+    """No valid session: the browser is sent to the login page."""
+
+
+class ConsolePageError(Exception):
+    """An error shown as a Chinese HTML page (403 / 404 / 400)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def console_user(request: Request, session: SessionDep) -> User:
+    """The logged-in user, through the API's own dependency (one place decides who this is)."""
+    try:
+        user = get_current_user(request, session, None)
+    except Problem as err:
+        raise LoginRequired() from err
+    # A plain copy for templates: error pages render after the DB session has been closed.
+    request.state.console_user = Me(user.id, user.username, user.display_name, user.role)
+    return user
+
+
+PageUser = Annotated[User, Depends(console_user)]
+
+
+def need_role(user: User, role: str, what: str = "此操作") -> None:
+    if role_rank(user.role) < role_rank(role):
+        from api.accounts import ROLE_NAMES_ZH
+
+        raise ConsolePageError(403, f"{what}需要“{ROLE_NAMES_ZH[role]}”或更高角色，"
+                                    f"您当前是“{ROLE_NAMES_ZH.get(user.role, user.role)}”。如需权限请联系管理员。")
+
+
+async def check_csrf(request: Request) -> None:
+    """Every unsafe console request must carry the session's CSRF token (form field or header)."""
+    if request.method in SAFE_METHODS:
+        return
+    state = request.state
+    if getattr(state, "csrf_header_ok", False):
+        return
+    expected = getattr(state, "csrf_token", None)
+    given = None
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        form = await request.form()
+        value = form.get("csrf_token")
+        given = value if isinstance(value, str) else None
+    if expected is None and getattr(state, "user_id", None) is None and request.headers.get("authorization"):
+        return  # a bearer-token script: no cookie, nothing to forge
+    if not tokens_match(expected, given):
+        raise ConsolePageError(403, "表单已过期或来源不明（CSRF 校验失败）：请刷新页面后重试。")
+
+
+def safe_next(value: str | None) -> str:
+    """Only local paths are valid redirect targets after login (no open redirect)."""
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/"
+
+
+def login_redirect(request: Request) -> RedirectResponse:
+    target = request.url.path + (("?" + request.url.query) if request.url.query else "")
+    return RedirectResponse("/login?next=" + quote(target, safe=""), status_code=303)
+
+
+def back(path: str, *, msg: str | None = None, err: str | None = None) -> RedirectResponse:
+    """Redirect after a POST (so reload does not repeat it), with a message to show."""
+    sep = "&" if "?" in path else "?"
+    if msg:
+        path += f"{sep}msg={quote(msg)}"
+    elif err:
+        path += f"{sep}err={quote(err)}"
+    return RedirectResponse(path, status_code=303)
+
+
+def cookie_secure(request: Request) -> bool:
+    return request.url.scheme == "https" or get_settings().base_url.startswith("https://")
+
+
+def new_login_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+# --------------------------------------------------------------------------- login throttling
+
+
+class LoginThrottle:
+    """After 5 failures for one name from one address, wait a little (grows to 5 minutes)."""
+
+    def __init__(self, free: int = 5, window: float = 900.0) -> None:
+        self.free, self.window = free, window
+        self._fails: dict[tuple[str, str], list[float]] = {}
+        self._lock = threading.Lock()
+
+    def wait_seconds(self, key: tuple[str, str]) -> int:
+        now = time.monotonic()
+        with self._lock:
+            fails = [t for t in self._fails.get(key, []) if now - t < self.window]
+            self._fails[key] = fails
+            if len(fails) < self.free:
+                return 0
+            delay = min(300, 15 * 2 ** (len(fails) - self.free))
+            return max(0, int(fails[-1] + delay - now))
+
+    def failed(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._fails.setdefault(key, []).append(time.monotonic())
+            if len(self._fails) > 10_000:  # bounded memory under a spray of names
+                self._fails.clear()
+
+    def succeeded(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._fails.pop(key, None)
+
+
+throttle = LoginThrottle()
