@@ -1,0 +1,223 @@
+"""Chinese word segmentation with our domain dictionary.
+
+`Segmenter` is picklable (it stores only dictionary paths and options) and builds its
+tokenizer lazily on first use, so it can live inside a saved sklearn model and be sent to
+worker processes. It prefers rjieba (jieba-rs, ~19x faster, 99% token agreement) and falls
+back to jieba. Neither library's global default instance is touched: rjieba gets its own
+``rjieba.Jieba()``, jieba its own ``jieba.Tokenizer``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from nlp.normalize import PLACEHOLDER_RE
+
+__all__ = ["DICT_DIR", "DOMAIN_DICT", "STOPWORDS", "Segmenter", "read_user_dict", "load_stopwords"]
+
+log = logging.getLogger(__name__)
+
+DICT_DIR = Path(__file__).resolve().parent / "dicts"
+DOMAIN_DICT = DICT_DIR / "domain.txt"
+STOPWORDS = DICT_DIR / "stopwords.txt"
+
+
+def read_user_dict(path: str | os.PathLike[str]) -> list[tuple[str, int | None, str | None]]:
+    """Entries of a jieba user dictionary (``word [freq] [tag]`` per line, ``#`` comments).
+
+    Our own parser because rjieba has no ``load_userdict`` and jieba's would add comment
+    lines as words.
+    """
+    entries: list[tuple[str, int | None, str | None]] = []
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"user dictionary {p} does not exist: pass an existing file (word [freq] [tag] per line)")
+    for lineno, raw in enumerate(p.read_text(encoding="utf-8-sig").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
+        word, freq, tag = parts[0], None, None
+        if len(parts) >= 2:
+            if parts[1].isdigit():
+                freq = int(parts[1])
+                tag = parts[2] if len(parts) >= 3 else None
+            else:
+                tag = parts[1]
+        if len(parts) > 3:
+            log.warning("user dictionary %s line %d: extra fields ignored: %r", p, lineno, raw)
+        entries.append((word, freq, tag))
+    return entries
+
+
+def load_stopwords(path: str | os.PathLike[str] = STOPWORDS) -> frozenset[str]:
+    """One stopword per line, ``#`` comments."""
+    lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+    return frozenset(w.strip() for w in lines if w.strip() and not w.startswith("#"))
+
+
+def _default_cache_dir() -> str:
+    return os.environ.get("YUQING_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "yuqing-cache")
+
+
+class Segmenter:
+    """Word segmenter: ``cut(text) -> list[str]``.
+
+    Parameters
+    ----------
+    extra_dicts:
+        Further user dictionaries (e.g. local place names), applied after ``nlp/dicts/domain.txt``.
+    backend:
+        ``"auto"`` (rjieba if importable, else jieba), ``"rjieba"`` or ``"jieba"``.
+    hmm:
+        Let the HMM glue unknown words (names, new slang).
+    drop_stopwords:
+        Remove words listed in ``stopwords`` (default ``nlp/dicts/stopwords.txt``).
+    cache_dir:
+        Where jieba keeps its prefix-dictionary cache (default ``$YUQING_CACHE_DIR`` or a
+        temp folder). Unused by rjieba.
+
+    Placeholder tokens from `nlp.normalize` (``<URL>``, ``<AT>`` ...) always come out as one
+    token; whitespace never comes out.
+    """
+
+    def __init__(
+        self,
+        extra_dicts: Sequence[str | os.PathLike[str]] = (),
+        *,
+        backend: str = "auto",
+        hmm: bool = True,
+        drop_stopwords: bool = False,
+        stopwords: str | os.PathLike[str] | None = None,
+        use_domain_dict: bool = True,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if backend not in {"auto", "rjieba", "jieba"}:
+            raise ValueError(f"Segmenter backend {backend!r} is unknown: use 'auto', 'rjieba' or 'jieba'")
+        self.extra_dicts = tuple(str(p) for p in extra_dicts)
+        self.backend = backend
+        self.hmm = hmm
+        self.drop_stopwords = drop_stopwords
+        self.stopwords = None if stopwords is None else str(stopwords)
+        self.use_domain_dict = use_domain_dict
+        self.cache_dir = None if cache_dir is None else str(cache_dir)
+        self._tok: Any = None
+        self._stop: frozenset[str] = frozenset()
+        self._backend_used: str | None = None
+        self._lock = threading.Lock()
+
+    # -- pickling: keep only the parameters; the tokenizer is rebuilt on first use
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_tok"] = None
+        state["_stop"] = frozenset()
+        state["_backend_used"] = None
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"Segmenter(extra_dicts={self.extra_dicts!r}, backend={self.backend!r}, hmm={self.hmm}, "
+            f"drop_stopwords={self.drop_stopwords})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Segmenter) and self.__getstate__() == other.__getstate__()
+
+    def __hash__(self) -> int:
+        return hash((self.extra_dicts, self.backend, self.hmm, self.drop_stopwords, self.stopwords))
+
+    # -- building
+    def _dict_paths(self) -> list[Path]:
+        paths = [DOMAIN_DICT] if self.use_domain_dict else []
+        return paths + [Path(p) for p in self.extra_dicts]
+
+    @property
+    def backend_used(self) -> str:
+        """The library actually in use ("rjieba" or "jieba"); builds the tokenizer."""
+        self._ensure()
+        assert self._backend_used is not None
+        return self._backend_used
+
+    def _ensure(self) -> Any:
+        tok = self._tok
+        if tok is not None:
+            return tok
+        with self._lock:
+            if self._tok is None:
+                self._tok = self._build()
+        return self._tok
+
+    def _build(self) -> Any:
+        entries = [e for p in self._dict_paths() for e in read_user_dict(p)]
+        if self.drop_stopwords:
+            self._stop = load_stopwords(self.stopwords or STOPWORDS)
+        backend = self.backend
+        if backend in {"auto", "rjieba"}:
+            try:
+                import rjieba
+            except ImportError:
+                if backend == "rjieba":
+                    raise
+                backend = "jieba"
+            else:
+                tok = rjieba.Jieba()  # independent instance; module-level add_word would be global
+                for word, freq, tag in entries:
+                    tok.add_word(word, freq, tag)
+                self._backend_used = "rjieba"
+                return tok
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)
+        cache_dir = Path(self.cache_dir or _default_cache_dir())
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tok = jieba.Tokenizer()
+        tok.tmp_dir = str(cache_dir)  # jieba names the cache file after the dictionary's hash
+        for word, freq, tag in entries:
+            tok.add_word(word, freq, tag)
+        self._backend_used = "jieba"
+        return tok
+
+    # -- cutting
+    def _cut_plain(self, tok: Any, text: str) -> list[str]:
+        if self._backend_used == "rjieba":
+            words = tok.cut(text, self.hmm)
+        else:
+            words = tok.lcut(text, HMM=self.hmm)
+        return [w for w in words if w.strip()]
+
+    def cut(self, text: str) -> list[str]:
+        """Words of one (normalised) text; placeholders stay whole."""
+        tok = self._ensure()
+        if "<" in text and PLACEHOLDER_RE.search(text):
+            out: list[str] = []
+            pos = 0
+            for m in PLACEHOLDER_RE.finditer(text):
+                if m.start() > pos:
+                    out.extend(self._cut_plain(tok, text[pos : m.start()]))
+                out.append(m.group(0))
+                pos = m.end()
+            if pos < len(text):
+                out.extend(self._cut_plain(tok, text[pos:]))
+        else:
+            out = self._cut_plain(tok, text)
+        if self.drop_stopwords:
+            stop = self._stop
+            out = [w for w in out if w not in stop]
+        return out
+
+    def cut_many(self, texts: Iterable[str]) -> list[list[str]]:
+        """`cut` for each text."""
+        return [self.cut(t) for t in texts]
+
+    __call__ = cut
