@@ -51,6 +51,21 @@ class Settings(BaseSettings):
     smtp_sender: str = "yuqing@localhost"
     digest_time: str = Field("18:00", description="Local time the daily digest is built and sent.")
 
+    # Hot concerns (nlp/concerns): topic clustering and burst detection.
+    topic_similarity: float = Field(0.35, gt=0, lt=1, description="Cosine a post needs to join a topic.")
+    topic_window_hours: int = Field(72, ge=1, description="Topics quiet for longer go dormant (not joined).")
+    burst_window_hours: int = Field(2, ge=1, description="Recent hours whose rate is compared to the baseline.")
+    burst_baseline_hours: int = Field(48, ge=1, description="Hours before the recent window forming the baseline.")
+    burst_z: float = Field(4.0, gt=0, description="Burst z-score (vs own baseline) needed to be hot.")
+    burst_min_posts: int = Field(5, ge=1, description="Posts in the recent window needed to be hot.")
+    burst_min_ratio: float = Field(2.0, ge=1, description="Recent rate must be at least this times the baseline.")
+    burst_prior_rate: float = Field(0.5, ge=0, description="Posts/hour assumed for a topic with little history.")
+    burst_prior_hours: float = Field(3.0, ge=0, description="Weight of that prior, in hours of history.")
+    burst_overdispersion: float = Field(
+        0.05, ge=0, description="Extra variance (phi * mean^2) over Poisson: social counts are bursty."
+    )
+    local_priority_boost: float = Field(1.0, ge=0, description="Priority bonus for topics about our own places.")
+
     @field_validator("data_dir", "model_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
