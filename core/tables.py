@@ -291,6 +291,7 @@ class Topic(Base):
     hourly_negativity: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"2026-11-28T14": sum}
     representative_score: Mapped[float | None] = mapped_column(Float)  # cosine of the representative post
     hot_since: Mapped[dt.datetime | None]  # when the current hot spell began (NULL when not hot)
+    facets: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"categories": {c: n}, "places": {p: n}}
 
 
 class TopicBurst(Base):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 00:08:52.825450
+Create Date: 2026-11-29 00:10:36.613888
 """
 from __future__ import annotations
 
@@ -105,6 +105,7 @@ def upgrade() -> None:
     sa.Column('hourly_negativity', sa.JSON(), nullable=False),
     sa.Column('representative_score', sa.Float(), nullable=True),
     sa.Column('hot_since', core.tables.UTCDateTime(), nullable=True),
+    sa.Column('facets', sa.JSON(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_topics'))
     )
     with op.batch_alter_table('topics', schema=None) as batch_op:

@@ -1,0 +1,442 @@
+"""The concern stage of `yuqing analyze`: categories, places, mood, topics and bursts.
+
+`update_concerns` takes a batch of posts that the pipeline has normalised and segmented and
+writes back, in a few set-based statements:
+
+* on each post: ``category``, ``negativity``, ``is_local``, ``places``, ``topic_id``;
+* topics: new ones, and for touched ones counts, hourly volume and mood, label, keywords,
+  representative post, category, places, distinct groups/sources, centroid;
+* keyword counts per hour (keyword bursts), hashed document frequencies (TF-IDF);
+* bursts: every touched or currently hot topic is scored against its own baseline at ``now``;
+  hot hours are recorded in ``topic_bursts``.
+
+Re-running a batch is safe: a post that already belongs to a topic is first taken out of it
+(its keywords are not counted twice), then assigned again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from core.settings import Settings, get_settings
+from core.tables import ConcernState, KeywordCount, Post, Story, Topic, TopicBurst
+from nlp.concerns import topics as tp
+from nlp.concerns.bursts import HOUR, BurstParams, burst, hour_floor, hour_key
+from nlp.concerns.mood import mood
+from nlp.concerns.places import Gazetteer, load_gazetteer
+from nlp.concerns.taxonomy import Taxonomy, load_taxonomy
+
+log = logging.getLogger(__name__)
+
+DF_STATE = "topic_docfreq"
+KEEP_HOURLY = dt.timedelta(days=30)
+KEYWORD_RETENTION = dt.timedelta(days=8)
+TOPIC_KEYWORDS = 30  # keyword counts kept per topic
+LABEL_WORDS = 4
+SINGLETON_MATCH_HOURS = 24  # one-post topics older than this are no longer offered for joining
+_IN_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class PostView:
+    """What the concern stage needs of a post (the pipeline builds these)."""
+
+    id: int
+    norm_text: str
+    tokens: Sequence[str]
+    published_at: dt.datetime | None = None
+    group_id: int | None = None
+    source_id: int | None = None
+    story_id: int | None = None
+
+
+@dataclass
+class ConcernStats:
+    posts: int = 0
+    local_posts: int = 0
+    concern_posts: int = 0  # questions, complaints, clearly negative
+    in_topics: int = 0
+    topics_new: int = 0
+    topics_updated: int = 0
+    hot_topic_ids: list[int] = field(default_factory=list)
+    newly_hot_ids: list[int] = field(default_factory=list)
+    categories: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class ConcernAnalyzer:
+    """Loaded configuration of the stage (taxonomy, gazetteer, stopwords, thresholds)."""
+
+    def __init__(self, settings: Settings | None = None, taxonomy: Taxonomy | None = None,
+                 gazetteer: Gazetteer | None = None, stopwords: frozenset[str] | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.taxonomy = taxonomy or load_taxonomy()
+        self.gazetteer = gazetteer or load_gazetteer()
+        if stopwords is None:
+            try:
+                from nlp.segment import load_stopwords
+
+                stopwords = load_stopwords()
+            except (ImportError, FileNotFoundError):  # the segmenter's list is optional here
+                stopwords = frozenset()
+        self.stopwords = stopwords
+        self.burst_params = BurstParams.from_settings(self.settings)
+
+
+def _chunks(seq: Sequence[Any], n: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+def _load_docfreq(session: Session) -> tp.DocFreq:
+    row = session.get(ConcernState, DF_STATE)
+    if row is None:
+        return tp.DocFreq()
+    return tp.DocFreq.loads(row.value, float(row.meta.get("n_docs", 0)))
+
+
+def _save_docfreq(session: Session, dfreq: tp.DocFreq) -> None:
+    row = session.get(ConcernState, DF_STATE)
+    if row is None:
+        session.add(ConcernState(name=DF_STATE, value=dfreq.dumps(), meta={"n_docs": dfreq.n_docs}))
+    else:
+        row.value = dfreq.dumps()
+        row.meta = {"n_docs": dfreq.n_docs}
+
+
+def _upsert(session: Session, table: Any) -> Any:
+    return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def update_concerns(session: Session, posts: Sequence[PostView], *, now: dt.datetime,
+                    analyzer: ConcernAnalyzer | None = None) -> ConcernStats:
+    """Run the concern stage on one batch of analysed posts (see the module docstring)."""
+    started = time.perf_counter()
+    if now.tzinfo is None:
+        raise ValueError(f"now={now!r} is naive: pass an aware datetime (UTC)")
+    an = analyzer or ConcernAnalyzer()
+    stats = ConcernStats(posts=len(posts))
+    touched: dict[int, Topic] = {}
+    if posts:
+        _process(session, an, sorted(posts, key=lambda p: (p.published_at or now, p.id)), now, stats, touched)
+    _evaluate_bursts(session, an, now, touched, stats)
+    _retire(session, an, now)
+    session.flush()
+    stats.seconds = round(time.perf_counter() - started, 4)
+    return stats
+
+
+def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: dt.datetime,
+             stats: ConcernStats, touched: dict[int, Topic]) -> None:
+    times = [p.published_at.astimezone(dt.UTC) if p.published_at else now for p in posts]
+    moods = [mood(p.norm_text or "") for p in posts]
+    cats = [an.taxonomy.classify(p.norm_text or "").category for p in posts]
+    places = [an.gazetteer.find(p.norm_text or "") for p in posts]
+    local = [an.gazetteer.is_local(pl) for pl in places]
+    # Place names join the keywords whole, however the segmenter cut them ("石桥" "村").
+    kws = [tp.keywords(p.tokens, an.stopwords) + pl for p, pl in zip(posts, places, strict=True)]
+    stats.local_posts = sum(local)
+    stats.concern_posts = sum(m.is_concern for m in moods)
+    stats.categories = dict(Counter(cats))
+
+    ids = [p.id for p in posts]
+    previous = _take_out_previous(session, ids, touched)
+
+    # IDF from the posts before this batch: a matter that bursts in this batch must not make
+    # its own words look common.
+    dfreq = _load_docfreq(session)
+    fresh = [i for i, p in enumerate(posts) if p.id not in previous]
+    X = tp.vectorize(kws, dfreq)
+    dfreq.add([[tp.feature_index(w) for w in kws[i]] for i in fresh])
+
+    # Active topics offered for joining.
+    window_start = now - dt.timedelta(hours=an.settings.topic_window_hours)
+    singleton_start = now - dt.timedelta(hours=SINGLETON_MATCH_HOURS)
+    rows = session.execute(
+        select(Topic.id, Topic.centroid, Topic.post_count).where(
+            Topic.status == "active", Topic.last_seen >= window_start,
+            (Topic.post_count >= 2) | (Topic.last_seen >= singleton_start))
+    ).all()
+    clusters = [tp.Cluster(r.id, tp.centroid_matrix(r.centroid), float(min(max(r.post_count, 1), tp.MAX_WEIGHT)))
+                for r in rows if r.centroid]
+    labels, _ = tp.assign(X, clusters, an.settings.topic_similarity, [len(k) for k in kws])
+
+    # Topics: create the new ones, load the touched ones.
+    new_topics: dict[int, Topic] = {}
+    for ci, cl in enumerate(clusters):
+        if cl.key is None and cl.members:
+            first = min(times[m] for m in cl.members)
+            t = Topic(label="", keywords=[], first_seen=first, last_seen=first, post_count=0, group_count=0,
+                      source_count=0, local_count=0, hourly_counts={}, hourly_negativity={}, facets={},
+                      places=[], status="active", is_hot=False)
+            session.add(t)
+            new_topics[ci] = t
+    if new_topics:
+        session.flush()
+    stats.topics_new = len(new_topics)
+    old_ids = [cl.key for cl in clusters if cl.key is not None and cl.members and cl.key not in touched]
+    for chunk in _chunks(old_ids):
+        for t in session.scalars(select(Topic).where(Topic.id.in_(chunk))):
+            touched[t.id] = t
+    topic_of: dict[int, Topic] = {}
+    for ci, cl in enumerate(clusters):
+        if cl.members:
+            topic_of[ci] = new_topics[ci] if cl.key is None else touched[cl.key]
+
+    for ci, topic in topic_of.items():
+        cl = clusters[ci]
+        _fold(topic, cl, [posts[m] for m in cl.members], [times[m] for m in cl.members],
+              [moods[m].negativity for m in cl.members], [cats[m] for m in cl.members],
+              [places[m] for m in cl.members], [local[m] for m in cl.members], [kws[m] for m in cl.members],
+              X[cl.members], dfreq, an)
+        touched[topic.id] = topic
+    stats.topics_updated = len(topic_of) - len(new_topics)
+    stats.in_topics = int((labels >= 0).sum())
+
+    # Posts.
+    post_rows = [
+        {"b_id": p.id, "b_topic": topic_of[int(labels[i])].id if labels[i] >= 0 else None, "b_cat": cats[i],
+         "b_neg": moods[i].negativity, "b_local": local[i], "b_places": places[i]}
+        for i, p in enumerate(posts)
+    ]
+    session.flush()
+    session.connection().execute(
+        update(Post.__table__).where(Post.__table__.c.id == bindparam("b_id")).values(
+            topic_id=bindparam("b_topic"), category=bindparam("b_cat"), negativity=bindparam("b_neg"),
+            is_local=bindparam("b_local"), places=bindparam("b_places")),
+        post_rows,
+    )
+    story_rows = [{"b_story": p.story_id, "b_topic": topic_of[int(labels[i])].id}
+                  for i, p in enumerate(posts) if p.story_id is not None and labels[i] >= 0]
+    if story_rows:
+        st = Story.__table__
+        session.connection().execute(
+            update(st).where(st.c.id == bindparam("b_story"), st.c.topic_id.is_(None))
+            .values(topic_id=bindparam("b_topic")), story_rows)
+    # Topics emptied by re-analysis (all their posts moved elsewhere) go.
+    for tid in [tid for tid, t in touched.items() if (t.post_count or 0) <= 0]:
+        session.delete(touched.pop(tid))
+    session.flush()
+    _count_distinct(session, list(touched.values()))
+    _count_keywords(session, [kws[i] for i in fresh], [times[i] for i in fresh])
+    _save_docfreq(session, dfreq)
+
+
+def _take_out_previous(session: Session, ids: list[int], touched: dict[int, Topic]) -> set[int]:
+    """Posts of this batch that were already in a topic: remove them from it (re-analysis)."""
+    found: list[Any] = []
+    for chunk in _chunks(ids):
+        found.extend(session.execute(
+            select(Post.id, Post.topic_id, Post.published_at, Post.negativity, Post.is_local)
+            .where(Post.id.in_(chunk), Post.topic_id.is_not(None))).all())
+    if not found:
+        return set()
+    topic_ids = sorted({r.topic_id for r in found})
+    for chunk in _chunks(topic_ids):
+        for t in session.scalars(select(Topic).where(Topic.id.in_(chunk))):
+            touched[t.id] = t
+    for r in found:
+        t = touched.get(r.topic_id)
+        if t is None:
+            continue
+        t.post_count = max(0, t.post_count - 1)
+        if r.is_local:
+            t.local_count = max(0, t.local_count - 1)
+        if r.published_at is not None:
+            key = hour_key(r.published_at)
+            hourly = dict(t.hourly_counts)
+            if hourly.get(key, 0) > 0:
+                hourly[key] -= 1
+                t.hourly_counts = hourly
+                neg = dict(t.hourly_negativity)
+                neg[key] = max(0.0, neg.get(key, 0.0) - (r.negativity or 0.0))
+                t.hourly_negativity = neg
+    return {r.id for r in found}
+
+
+def _fold(topic: Topic, cl: tp.Cluster, posts: list[PostView], times: list[dt.datetime], negs: list[float],
+          cats: list[str], places: list[list[str]], local: list[bool], kws: list[list[str]], Xm: Any,
+          dfreq: tp.DocFreq, an: ConcernAnalyzer) -> None:
+    """Fold a batch's member posts into a topic's counts, label and facets."""
+    n_old = topic.post_count or 0
+    hourly = dict(topic.hourly_counts or {})
+    neg_hourly = dict(topic.hourly_negativity or {})
+    for t, neg in zip(times, negs, strict=True):
+        key = hour_key(t)
+        hourly[key] = hourly.get(key, 0) + 1
+        neg_hourly[key] = round(neg_hourly.get(key, 0.0) + neg, 4)
+    cutoff = hour_key(max(times) - KEEP_HOURLY)
+    topic.hourly_counts = {k: v for k, v in sorted(hourly.items()) if k >= cutoff and v > 0}
+    topic.hourly_negativity = {k: v for k, v in sorted(neg_hourly.items()) if k in topic.hourly_counts}
+    topic.negativity = round(((topic.negativity or 0.0) * n_old + sum(negs)) / (n_old + len(negs)), 4)
+    topic.post_count = n_old + len(posts)
+    topic.local_count = (topic.local_count or 0) + sum(local)
+    topic.first_seen = min(topic.first_seen, min(times)) if topic.first_seen else min(times)
+    topic.last_seen = max(topic.last_seen, max(times)) if topic.last_seen else max(times)
+    if topic.status != "active":
+        topic.status = "active"
+
+    facets = dict(topic.facets or {})
+    cat_counts = Counter(facets.get("categories", {}))
+    cat_counts.update(cats)
+    place_counts = Counter(facets.get("places", {}))
+    for pl in places:
+        place_counts.update(pl)
+    facets["categories"] = dict(cat_counts)
+    facets["places"] = dict(place_counts)
+    topic.facets = facets
+    default = an.taxonomy.default
+    specific = [(n, c) for c, n in cat_counts.items() if c != default]
+    # A topic is about its most frequent specific category when that covers a fair share of it.
+    if specific and max(specific)[0] >= 0.2 * sum(cat_counts.values()):
+        topic.category = max(specific)[1]
+    else:
+        topic.category = default
+    topic.places = [p for p, _ in place_counts.most_common(8)]
+
+    words = Counter({w: c for w, c in (topic.keywords or [])})
+    for k in kws:
+        words.update(set(k))
+    top = words.most_common(TOPIC_KEYWORDS)
+    topic.keywords = [[w, c] for w, c in top]
+    if top:
+        idf = dfreq.idf(np.array([tp.feature_index(w) for w, _ in top]))
+        scored = sorted(zip(top, idf, strict=True), key=lambda x: -math.log1p(x[0][1]) * x[1])
+        label_words = [w for (w, _), _ in scored[:LABEL_WORDS]]
+    else:
+        label_words = []
+
+    mean = cl.mean
+    topic.centroid = tp.encode_centroid(mean)
+    sims = tp.similarity_to(Xm, mean)
+    best = int(np.argmax(sims)) if len(sims) else 0
+    if len(sims) and (topic.representative_score is None or sims[best] >= topic.representative_score
+                      or topic.representative_post_id is None):
+        topic.representative_post_id = posts[best].id
+        topic.representative_score = round(float(sims[best]), 4)
+    topic.label = "、".join(label_words)[:500] or (posts[best].norm_text[:40] if posts else "")
+
+
+def _count_distinct(session: Session, topics: list[Topic]) -> None:
+    ids = [t.id for t in topics]
+    by_id = {t.id: t for t in topics}
+    for chunk in _chunks(ids):
+        for tid, groups, sources in session.execute(
+            select(Post.topic_id, func.count(func.distinct(Post.group_id)), func.count(func.distinct(Post.source_id)))
+            .where(Post.topic_id.in_(chunk)).group_by(Post.topic_id)
+        ):
+            by_id[tid].group_count = int(groups)
+            by_id[tid].source_count = int(sources)
+
+
+def _count_keywords(session: Session, kws: list[list[str]], times: list[dt.datetime]) -> None:
+    counts: Counter[tuple[str, dt.datetime]] = Counter()
+    for words, t in zip(kws, times, strict=True):
+        h = hour_floor(t)
+        for w in set(words):
+            counts[(w[:100], h)] += 1
+    if not counts:
+        return
+    table = KeywordCount.__table__
+    stmt = _upsert(session, table)
+    stmt = stmt.on_conflict_do_update(index_elements=["keyword", "hour"],
+                                      set_={"count": table.c.count + stmt.excluded.count})
+    rows = [{"keyword": w, "hour": h, "count": c} for (w, h), c in counts.items()]
+    for i in range(0, len(rows), 5000):
+        session.connection().execute(stmt, rows[i : i + 5000])
+
+
+def _evaluate_bursts(session: Session, an: ConcernAnalyzer, now: dt.datetime, touched: dict[int, Topic],
+                     stats: ConcernStats) -> None:
+    """Score touched and currently hot topics at ``now``; keep is_hot, hot_since, priority, history."""
+    hot_ids = session.scalars(select(Topic.id).where(Topic.is_hot.is_(True))).all()
+    missing = [i for i in hot_ids if i not in touched]
+    for chunk in _chunks(missing):
+        for t in session.scalars(select(Topic).where(Topic.id.in_(chunk))):
+            touched[t.id] = t
+    params = an.burst_params
+    hour = hour_floor(now)
+    burst_rows = []
+    for topic in touched.values():
+        b = burst(topic.hourly_counts or {}, now, params, topic.first_seen)
+        was_hot = bool(topic.is_hot)
+        topic.is_hot = b.is_hot
+        topic.burst_score = b.z
+        if b.is_hot and not was_hot:
+            topic.hot_since = now
+            stats.newly_hot_ids.append(topic.id)
+        elif not b.is_hot:
+            topic.hot_since = None
+        local_share = (topic.local_count or 0) / max(topic.post_count or 1, 1)
+        topic.priority = round(max(b.z, 0.0) * (1.0 + an.settings.local_priority_boost * local_share)
+                               * (1.0 + (topic.negativity or 0.0)), 4)
+        if b.is_hot:
+            stats.hot_topic_ids.append(topic.id)
+            burst_rows.append({"topic_id": topic.id, "hour": hour, "burst_score": b.z, "recent_count": b.recent,
+                               "expected": b.expected, "evaluated_at": now})
+    session.flush()
+    if burst_rows:
+        table = TopicBurst.__table__
+        stmt = _upsert(session, table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["topic_id", "hour"],
+            set_={"burst_score": func.max(table.c.burst_score, stmt.excluded.burst_score)
+                  if session.get_bind().dialect.name == "sqlite"
+                  else func.greatest(table.c.burst_score, stmt.excluded.burst_score),
+                  "recent_count": stmt.excluded.recent_count, "expected": stmt.excluded.expected,
+                  "evaluated_at": stmt.excluded.evaluated_at})
+        session.connection().execute(stmt, burst_rows)
+
+
+def _retire(session: Session, an: ConcernAnalyzer, now: dt.datetime) -> None:
+    """Topics quiet for longer than the window go dormant; old keyword counts are dropped."""
+    cutoff = now - dt.timedelta(hours=an.settings.topic_window_hours)
+    session.execute(update(Topic).where(Topic.status == "active", Topic.last_seen < cutoff,
+                                        Topic.is_hot.is_(False)).values(status="dormant"))
+    session.execute(KeywordCount.__table__.delete().where(KeywordCount.hour < now - KEYWORD_RETENTION))
+
+
+def hot_keywords(session: Session, *, now: dt.datetime, params: BurstParams | None = None,
+                 limit: int = 20) -> list[dict[str, Any]]:
+    """Keywords whose recent hourly rate rose significantly over their own baseline."""
+    params = params or BurstParams.from_settings(get_settings())
+    window_start = hour_floor(now) - (params.window_hours - 1) * HOUR
+    base_start = window_start - params.baseline_hours * HOUR
+    kc = KeywordCount.__table__
+    recent_sum = func.sum(kc.c.count).filter(kc.c.hour >= window_start)
+    candidates = session.execute(
+        select(kc.c.keyword).where(kc.c.hour >= window_start, kc.c.hour <= now)
+        .group_by(kc.c.keyword).having(func.sum(kc.c.count) >= params.min_posts)
+        .order_by(recent_sum.desc()).limit(2000)
+    ).scalars().all()
+    data_start = session.scalar(select(func.min(kc.c.hour)))
+    if data_start is not None and data_start.tzinfo is None:
+        data_start = data_start.replace(tzinfo=dt.UTC)
+    out = []
+    for chunk in _chunks(list(candidates)):
+        series: dict[str, dict[str, int]] = {}
+        for kw, h, c in session.execute(select(kc.c.keyword, kc.c.hour, kc.c.count).where(
+                kc.c.keyword.in_(chunk), kc.c.hour >= base_start, kc.c.hour <= now)):
+            series.setdefault(kw, {})[hour_key(h if h.tzinfo else h.replace(tzinfo=dt.UTC))] = c
+        for kw, hourly in series.items():
+            # Every keyword is counted, so hours without it are true zeros since our data began.
+            b = burst(hourly, now, params, first_seen=data_start)
+            if b.is_hot:
+                out.append({"keyword": kw, "recent": b.recent, "expected": b.expected, "z": b.z})
+    out.sort(key=lambda d: -d["z"])
+    return out[:limit]
