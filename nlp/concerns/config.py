@@ -26,9 +26,15 @@ def read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError as err:
-        raise ConcernConfigError(f"配置文件 {path} 不存在：请检查路径，或删除 YUQING_CONFIG_DIR 中的同名文件以使用默认配置。") from err
+        raise ConcernConfigError(
+            f"配置文件 {path} 不存在：请检查路径，或删除 YUQING_CONFIG_DIR 中的同名文件以使用默认配置。"
+        ) from err
     except yaml.YAMLError as err:
-        raise ConcernConfigError(f"配置文件 {path} 不是有效的 YAML：{err}。请修正格式（注意缩进和冒号）。") from err
+        raise ConcernConfigError(
+            f"配置文件 {path} 不是有效的 YAML：{err}。请修正格式（注意缩进和冒号）。"
+        ) from err
     if not isinstance(data, dict):
-        raise ConcernConfigError(f"配置文件 {path} 的顶层应是键值对（如 categories: ...），现在是 {type(data).__name__}。")
+        raise ConcernConfigError(
+            f"配置文件 {path} 的顶层应是键值对（如 categories: ...），现在是 {type(data).__name__}。"
+        )
     return data

@@ -55,7 +55,8 @@ _WINDOW = 4
 QUESTION_WORDS = ("吗", "什么时候", "啥时候", "何时", "怎么办", "怎么", "咋", "为什么", "为啥", "能不能",
                   "有没有", "是不是", "会不会", "要不要", "多久", "还要等", "谁管", "找谁", "哪里", "多少")
 _QUESTION_RE = re.compile(r"\?|" + "|".join(QUESTION_WORDS))
-COMPLAINT_WORDS = ("投诉", "凭什么", "没人管", "没有人管", "太过分", "不满", "举报", "抗议", "不公平", "乱收费", "欠薪")
+COMPLAINT_WORDS = ("投诉", "凭什么", "没人管", "没有人管", "太过分", "不满", "举报", "抗议", "不公平",
+                   "乱收费", "欠薪")
 _COMPLAINT_RE = re.compile("|".join(COMPLAINT_WORDS))
 
 _LEXICON: dict[str, float] = {**POSITIVE, **NEGATIVE, **LACK}
@@ -80,11 +81,9 @@ class Mood:
 def _negated(text: str, start: int) -> bool:
     lo = max(0, start - _WINDOW)
     window = text[lo:start]
-    brk = None
-    for brk in _CLAUSE_BREAK.finditer(window):
-        pass
-    if brk is not None:
-        window = window[brk.end():]
+    breaks = [m.end() for m in _CLAUSE_BREAK.finditer(window)]
+    if breaks:
+        window = window[breaks[-1]:]
     return len(_NEGATOR_RE.findall(window)) % 2 == 1
 
 

@@ -53,7 +53,8 @@ class Gazetteer:
         for place in spec.places:
             if place.parent is not None and place.parent not in places:
                 raise ConcernConfigError(
-                    f"地名表 {source}：“{place.name}”的上级“{place.parent}”不在表中，请先添加它或改正 parent。"
+                    f"地名表 {source}：“{place.name}”的上级“{place.parent}”不在表中，"
+                    "请先添加它或改正 parent。"
                 )
             for word in [place.name, *place.aliases]:
                 word = word.strip()
@@ -104,7 +105,8 @@ class Gazetteer:
 
     def user_dict_lines(self) -> list[str]:
         """Every name and alias as a jieba user-dict line, for the segmenter's extra dictionary."""
-        return [f"{word} 3000 ns" for word in sorted(self.alias_to_name, key=lambda w: (-len(w), w)) if len(word) > 1]
+        words = sorted(self.alias_to_name, key=lambda w: (-len(w), w))
+        return [f"{word} 3000 ns" for word in words if len(word) > 1]
 
 
 @lru_cache(maxsize=8)

@@ -172,8 +172,8 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
             Topic.status == "active", Topic.last_seen >= window_start,
             (Topic.post_count >= 2) | (Topic.last_seen >= singleton_start))
     ).all()
-    clusters = [tp.Cluster(r.id, tp.centroid_matrix(r.centroid), float(min(max(r.post_count, 1), tp.MAX_WEIGHT)))
-                for r in rows if r.centroid]
+    clusters = [tp.Cluster(r.id, tp.centroid_matrix(r.centroid),
+                           float(min(max(r.post_count, 1), tp.MAX_WEIGHT))) for r in rows if r.centroid]
     labels, _ = tp.assign(X, clusters, an.settings.topic_similarity, [len(k) for k in kws])
 
     # Topics: create the new ones, load the touched ones.
@@ -337,7 +337,8 @@ def _count_distinct(session: Session, topics: list[Topic]) -> None:
     by_id = {t.id: t for t in topics}
     for chunk in _chunks(ids):
         for tid, groups, sources in session.execute(
-            select(Post.topic_id, func.count(func.distinct(Post.group_id)), func.count(func.distinct(Post.source_id)))
+            select(Post.topic_id, func.count(func.distinct(Post.group_id)),
+                   func.count(func.distinct(Post.source_id)))
             .where(Post.topic_id.in_(chunk)).group_by(Post.topic_id)
         ):
             by_id[tid].group_count = int(groups)
@@ -387,8 +388,8 @@ def _evaluate_bursts(session: Session, an: ConcernAnalyzer, now: dt.datetime, to
                                * (1.0 + (topic.negativity or 0.0)), 4)
         if b.is_hot:
             stats.hot_topic_ids.append(topic.id)
-            burst_rows.append({"topic_id": topic.id, "hour": hour, "burst_score": b.z, "recent_count": b.recent,
-                               "expected": b.expected, "evaluated_at": now})
+            burst_rows.append({"topic_id": topic.id, "hour": hour, "burst_score": b.z,
+                               "recent_count": b.recent, "expected": b.expected, "evaluated_at": now})
     session.flush()
     if burst_rows:
         table = TopicBurst.__table__

@@ -68,7 +68,9 @@ class Taxonomy:
         names = [c.name for c in spec.categories]
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})
-            raise ConcernConfigError(f"分类文件 {source}：类别名称重复：{'、'.join(dup)}。每个类别只能出现一次。")
+            raise ConcernConfigError(
+                f"分类文件 {source}：类别名称重复：{'、'.join(dup)}。每个类别只能出现一次。"
+            )
         if spec.default not in names:
             names.append(spec.default)
         weights: dict[str, list[tuple[int, float]]] = {}

@@ -40,7 +40,13 @@ CHUNK = 2000
 
 # Words too general to tell concerns apart (on top of the segmenter's stopwords).
 GENERAL_WORDS = frozenset(
-    ["什么", "时候", "今天", "明天", "昨天", "现在", "大家", "知道", "听说", "有人", "还是", "已经", "可以", "怎么", "这么", "那么", "然后", "因为", "所以", "但是", "如果", "就是", "不是", "没有", "一下", "一些", "一直", "真的", "自己", "我们", "你们", "他们", "这里", "那里", "哪里", "还有", "而且", "或者", "其实", "只是", "可能", "应该", "需要", "开始", "一样", "这样", "那样", "东西", "事情", "问题", "情况", "消息", "朋友", "群里", "转发", "微博", "回复", "谢谢", "请问", "有没有", "是不是", "能不能", "会不会", "要不要", "为什么", "怎么办", "多少", "一个", "两个", "几个", "这个", "那个", "哈哈", "哈哈哈", "呵呵", "好的", "收到", "还要", "多久", "村里", "镇里", "到底", "时间", "一点", "一下子", "地方", "这边", "那边", "今年", "去年", "刚才", "刚刚", "马上", "赶紧"]
+    """什么 时候 今天 明天 昨天 现在 大家 知道 听说 有人 还是 已经 可以 怎么 这么
+    那么 然后 因为 所以 但是 如果 就是 不是 没有 一下 一些 一直 真的 自己 我们
+    你们 他们 这里 那里 哪里 还有 而且 或者 其实 只是 可能 应该 需要 开始 一样
+    这样 那样 东西 事情 问题 情况 消息 朋友 群里 转发 微博 回复 谢谢 请问 有没有
+    是不是 能不能 会不会 要不要 为什么 怎么办 多少 一个 两个 几个 这个 那个 哈哈
+    哈哈哈 呵呵 好的 收到 还要 多久 村里 镇里 到底 时间 一点 一下子 地方 这边
+    那边 今年 去年 刚才 刚刚 马上 赶紧""".split()  # noqa: SIM905
 )
 _WORD_RE = re.compile(r"[\u4e00-\u9fff]{2,}|[A-Za-z][A-Za-z0-9]{1,}")
 
@@ -220,7 +226,8 @@ def _assign_chunk(Xc: sp.csr_matrix, offset: int, clusters: list[Cluster], thres
     valid = np.flatnonzero(local >= 0)
     if not valid.size:
         return
-    indicator = sp.csr_matrix((np.ones(valid.size), (local[valid], valid)), shape=(len(clusters), Xc.shape[0]))
+    indicator = sp.csr_matrix((np.ones(valid.size), (local[valid], valid)),
+                              shape=(len(clusters), Xc.shape[0]))
     sums = (indicator @ Xc).tocsr()
     sizes = np.bincount(local[valid], minlength=len(clusters))
     for c in np.unique(local[valid]):

@@ -35,7 +35,8 @@ def views(session: Session, ids: Sequence[int] | None = None) -> list[PostView]:
     out = []
     for p in session.scalars(q):
         norm = normalize(p.raw_text)
-        out.append(PostView(p.id, norm, segmenter().cut(norm), p.published_at, p.group_id, p.source_id, p.story_id))
+        out.append(PostView(p.id, norm, segmenter().cut(norm), p.published_at, p.group_id, p.source_id,
+                            p.story_id))
     return out
 
 
@@ -50,7 +51,8 @@ def run_stage(session: Session, posts: list[dict], now: dt.datetime) -> ConcernS
 # --------------------------------------------------------------------------- a synthetic day
 
 _VILLAGES = ["东湾村", "柳树村", "石桥村", "南坪村"]
-_GROUPS = [("wechat", f"qh-{i}", f"青禾{name}群") for i, name in enumerate(["东湾村民", "柳树村民", "石桥", "南坪", "镇上商户"])]
+_GROUPS = [("wechat", f"qh-{i}", f"青禾{name}群")
+           for i, name in enumerate(["东湾村民", "柳树村民", "石桥", "南坪", "镇上商户"])]
 
 # The steady matter: vegetable prices at the market, asked about all day.
 _STEADY = [

@@ -44,7 +44,8 @@ def test_burst_at_14_is_hot_in_the_next_run_and_steady_topic_is_not(session: Ses
     assert masks.local_count > 0 and masks.negativity > market.negativity
     assert masks.group_count >= 2
     assert masks.hot_since is not None
-    assert session.scalar(select(func.count()).select_from(TopicBurst).where(TopicBurst.topic_id == masks.id)) == 1
+    bursts = select(func.count()).select_from(TopicBurst).where(TopicBurst.topic_id == masks.id)
+    assert session.scalar(bursts) == 1
     assert "口罩" in masks.label
     rep = session.get(Post, masks.representative_post_id)
     assert rep is not None and rep.topic_id == masks.id and "口罩" in rep.raw_text
@@ -81,8 +82,9 @@ def test_same_matter_tomorrow_continues_the_topic(session: Session) -> None:
     other = ["南坪村小学明天开学吗，网课上到什么时候", "南坪村小学开学时间定了没有，孩子网课上不下去了"]
 
     def items(texts: list[str], day: int, tag: str) -> list[dict]:
+        start = DAY + dt.timedelta(days=day, hours=9)
         return [{"source": "青禾镇论坛", "external_id": f"{tag}{i}", "text": t,
-                 "published_at": DAY + dt.timedelta(days=day, hours=9, minutes=10 * i)} for i, t in enumerate(texts)]
+                 "published_at": start + dt.timedelta(minutes=10 * i)} for i, t in enumerate(texts)]
 
     run_stage(session, items(day1, 0, "a"), now=DAY + dt.timedelta(hours=12))
     topic_ids = set(session.scalars(select(Post.topic_id)))
