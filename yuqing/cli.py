@@ -236,6 +236,10 @@ def run(
 # ----------------------------------------------------------------------------- stage commands
 # Each stage keeps its subcommands in yuqing/commands/<stage>.py and registers them here.
 
+from yuqing.commands import topics as _topics_cmd  # noqa: E402  (hot concerns)
+
+app.command("topics")(_topics_cmd.topics)
+
 
 def main() -> None:
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")

@@ -149,7 +149,8 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     places = [an.gazetteer.find(p.norm_text or "") for p in posts]
     local = [an.gazetteer.is_local(pl) for pl in places]
     # Place names join the keywords whole, however the segmenter cut them ("石桥" "村").
-    kws = [tp.keywords(p.tokens, an.stopwords) + pl for p, pl in zip(posts, places, strict=True)]
+    kws = [_with_places(tp.keywords(p.tokens, an.stopwords), pl, an.gazetteer)
+           for p, pl in zip(posts, places, strict=True)]
     stats.local_posts = sum(local)
     stats.concern_posts = sum(m.is_concern for m in moods)
     stats.categories = dict(Counter(cats))
@@ -235,6 +236,14 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     _count_distinct(session, list(touched.values()))
     _count_keywords(session, [kws[i] for i in fresh], [times[i] for i in fresh])
     _save_docfreq(session, dfreq)
+
+
+def _with_places(words: list[str], places: list[str], gazetteer: Gazetteer) -> list[str]:
+    """Keywords with each mentioned place once, by its canonical name (no "东湾" next to "东湾村")."""
+    if not places:
+        return words
+    names = [w for w, name in gazetteer.alias_to_name.items() if name in places]
+    return [w for w in words if not any(w in n for n in names)] + places
 
 
 def _take_out_previous(session: Session, ids: list[int], touched: dict[int, Topic]) -> set[int]:

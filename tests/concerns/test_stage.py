@@ -25,7 +25,7 @@ def test_burst_at_14_is_hot_in_the_next_run_and_steady_topic_is_not(session: Ses
     first = run_stage(session, synthetic_day(until_hour=14), now=DAY + dt.timedelta(hours=14))
     assert first.posts > 14 * 30
     masks = _topic_with(session, "口罩")
-    market = _topic_with(session, "菜市场")
+    market = _topic_with(session, "青禾菜市场")
     assert masks.id != market.id
     assert not masks.is_hot and not market.is_hot  # nothing has risen yet
     assert market.post_count > 5 * masks.post_count  # the market matter is by far the bigger one
@@ -37,6 +37,9 @@ def test_burst_at_14_is_hot_in_the_next_run_and_steady_topic_is_not(session: Ses
     assert masks.is_hot, f"mask topic not hot: burst_score={masks.burst_score}"
     assert masks.id in second.newly_hot_ids
     assert not market.is_hot, f"steady topic reported hot: burst_score={market.burst_score}"
+    steady = [t for t in session.scalars(select(Topic)) if any(w == "青禾菜市场" for w, _ in t.keywords)]
+    assert steady and not any(t.is_hot for t in steady)
+    assert sum(t.post_count for t in steady) > 14 * 25
     assert masks.burst_score > 4 > market.burst_score
     # what the office sees about it
     assert masks.category == "物资供应"
