@@ -65,6 +65,9 @@ class Settings(BaseSettings):
         0.05, ge=0, description="Extra variance (phi * mean^2) over Poisson: social counts are bursty."
     )
     local_priority_boost: float = Field(1.0, ge=0, description="Priority bonus for topics about our own places.")
+    concern_category_model: Path | None = Field(
+        None, description="Saved category classifier (skops) for posts the taxonomy rules leave in 其他."
+    )
 
     @field_validator("data_dir", "model_dir", mode="after")
     @classmethod

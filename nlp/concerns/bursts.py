@@ -79,7 +79,7 @@ def surprise(count: float, expected: float, overdispersion: float) -> float:
     if count <= expected:
         var = expected + overdispersion * expected * expected
         return (count - expected) / math.sqrt(var)
-    k = int(math.ceil(count)) - 1
+    k = math.ceil(count) - 1
     if overdispersion > 0:
         n = 1.0 / overdispersion
         tail = float(stats.nbinom.sf(k, n, n / (n + expected)))

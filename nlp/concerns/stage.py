@@ -96,6 +96,11 @@ class ConcernAnalyzer:
                 stopwords = frozenset()
         self.stopwords = stopwords
         self.burst_params = BurstParams.from_settings(self.settings)
+        self.category_model: Any = None
+        if self.settings.concern_category_model is not None:
+            from nlp.concerns.classifier import load
+
+            self.category_model = load(self.settings.concern_category_model)
 
 
 def _chunks(seq: Sequence[Any], n: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
@@ -146,6 +151,13 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     times = [p.published_at.astimezone(dt.UTC) if p.published_at else now for p in posts]
     moods = [mood(p.norm_text or "") for p in posts]
     cats = [an.taxonomy.classify(p.norm_text or "").category for p in posts]
+    if an.category_model is not None:
+        # The learned model decides where the rules found nothing.
+        todo = [i for i, c in enumerate(cats) if c == an.taxonomy.default and posts[i].norm_text]
+        for i, c in zip(todo, an.category_model.predict_confident([posts[i].norm_text for i in todo]),
+                        strict=True):
+            if c is not None:
+                cats[i] = c
     places = [an.gazetteer.find(p.norm_text or "") for p in posts]
     local = [an.gazetteer.is_local(pl) for pl in places]
     # Place names join the keywords whole, however the segmenter cut them ("石桥" "村").

@@ -54,7 +54,8 @@ def test_parse_since_rejects_nonsense(bad: str) -> None:
 
 def test_topics_command_prints_the_hot_topic(fresh_db_url: str) -> None:
     _fill(fresh_db_url)
-    result = runner.invoke(app, ["topics", "--since", "24h", "--now", "2026-11-28T15:00"], env={"COLUMNS": "200"})
+    result = runner.invoke(app, ["topics", "--since", "24h", "--now", "2026-11-28T15:00"],
+                           env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "热点话题" in result.output and "口罩" in result.output and "物资供应" in result.output
     assert "东湾村" in result.output and "热点中" in result.output
