@@ -17,7 +17,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from w3lib.url import canonicalize_url
@@ -27,6 +27,7 @@ from core.settings import get_settings
 from core.tables import ChatGroup, Post, Source, utcnow
 
 log = logging.getLogger(__name__)
+POSTS: Table = Post.__table__  # type: ignore[assignment]
 
 MAX_TEXT_CHARS = 200_000
 EARLIEST_PLAUSIBLE = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
@@ -178,7 +179,7 @@ def _ensure_sources(session: Session, items: Iterable[PostItem]) -> dict[str, in
     wanted = {i.source: i.source_kind for i in items if i.source}
     if not wanted:
         return {}
-    rows = [{"name": n, "kind": k, "config": {}, "enabled": True} for n, k in wanted.items()]
+    rows: list[dict[str, Any]] = [{"name": n, "kind": k, "config": {}, "enabled": True} for n, k in wanted.items()]
     session.execute(_insert(session, Source.__table__).on_conflict_do_nothing(index_elements=["name"]), rows)
     found = session.execute(select(Source.id, Source.name).where(Source.name.in_(list(wanted))))
     return {name: sid for sid, name in found}
@@ -191,7 +192,7 @@ def _ensure_groups(session: Session, items: Iterable[PostItem]) -> dict[tuple[st
             wanted[(i.group.platform, i.group.external_id)] = i.group
     if not wanted:
         return {}
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"platform": p, "external_id": e, "name": g.name or e, "member_count": g.member_count, "tags": []}
         for (p, e), g in wanted.items()
     ]
@@ -323,7 +324,7 @@ def _update_changed(session: Session, rows: list[dict[str, Any]]) -> None:
     """Changed content is stored and queued for analysis again (analyzed_at reset)."""
     if not rows:
         return
-    table = Post.__table__
+    table = POSTS
     stmt = (
         update(table)
         .where(table.c.dedup_key == bindparam("_key"))
@@ -338,7 +339,7 @@ def _link_parents(session: Session, keys: list[str]) -> None:
     """Resolve parent_key -> parent_id for the given rows (parents may arrive in the same batch)."""
     if not keys:
         return
-    table = Post.__table__
+    table = POSTS
     parent = table.alias("parent")
     sub = select(parent.c.id).where(parent.c.dedup_key == table.c.parent_key).scalar_subquery()
     for start in range(0, len(keys), _CHUNK):
@@ -348,7 +349,7 @@ def _link_parents(session: Session, keys: list[str]) -> None:
 
 def link_orphans(session: Session) -> int:
     """Link replies whose parent arrived in a later batch. Cheap; run after an import or crawl."""
-    table = Post.__table__
+    table = POSTS
     parent = table.alias("parent")
     sub = select(parent.c.id).where(parent.c.dedup_key == table.c.parent_key).scalar_subquery()
     res = session.execute(
@@ -357,4 +358,4 @@ def link_orphans(session: Session) -> int:
         .values(parent_id=sub)
         .execution_options(synchronize_session=False)
     )
-    return int(res.rowcount or 0)
+    return int(getattr(res, "rowcount", 0) or 0)

@@ -6,10 +6,10 @@ Create Date: 2026-11-29 00:10:36.613888
 """
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
-import core.tables
+from alembic import op
 
+import core.tables
 
 revision = '0001'
 down_revision = None

@@ -1,0 +1,1 @@
+"""Benchmarks: each ``bench_*.py`` module measures one stage and writes bench/results/<name>.json/.md."""
