@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api.problems import install_problem_handlers
-from api.routes import health, topics, users
+from api.routes import debunks, health, topics, users
 from core.db import get_engine, session_factory
 
 API_PREFIX = "/api/v1"
@@ -27,4 +27,5 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(users.router, prefix=API_PREFIX)
     app.include_router(topics.router, prefix=API_PREFIX)
+    app.include_router(debunks.router, prefix=API_PREFIX)
     return app

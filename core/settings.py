@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     concern_category_model: Path | None = Field(
         None, description="Saved category classifier (skops) for posts the taxonomy rules leave in 其他."
     )
+    analyze_interval_seconds: int = Field(60, ge=5, description="How often `yuqing run` analyses new posts.")
+    story_window_days: int = Field(14, ge=1, description="New posts join stories active within this many days.")
 
     @field_validator("data_dir", "model_dir", mode="after")
     @classmethod

@@ -239,6 +239,10 @@ from yuqing.commands import topics as _topics_cmd  # noqa: E402  (hot concerns)
 
 app.command("topics")(_topics_cmd.topics)
 
+from yuqing.commands import nlp as _nlp_commands  # noqa: E402  (analyze, classify, debunks)
+
+_nlp_commands.register(app)
+
 
 def main() -> None:
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")

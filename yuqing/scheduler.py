@@ -33,6 +33,16 @@ def collect_jobs(settings: Settings) -> list[Job]:
     """Every periodic job of the product. Stages add theirs here as they land."""
     jobs: list[Job] = []
     # Stages add their jobs below, one block each.
+
+    # nlp: score, match debunks and group stories for new posts (incremental; a no-op when none wait)
+    def analyze_new_posts() -> None:
+        from core.db import session_scope
+        from nlp.pipeline import analyze
+
+        with session_scope() as session:
+            analyze(session, window_days=settings.story_window_days)
+
+    jobs.append(Job("nlp.analyze", analyze_new_posts, seconds=settings.analyze_interval_seconds, run_now=True))
     return jobs
 
 

@@ -2,14 +2,14 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 00:10:36.613888
+Create Date: 2026-11-29 00:23:35.334300
 """
 from __future__ import annotations
 
-import sqlalchemy as sa
 from alembic import op
-
+import sqlalchemy as sa
 import core.tables
+
 
 revision = '0001'
 down_revision = None

@@ -1,0 +1,434 @@
+"""The debunk library (known rumors with their official refutations) and matching posts against it.
+
+Service functions take the session as a keyword-only argument and run in the caller's
+transaction. Every write is idempotent: a debunk's identity is ``Debunk.dedup_key``, the
+SHA-256 of the claim's match key (normalised, forward decoration and punctuation removed),
+so importing the same file twice, or the same claim with other punctuation, changes nothing.
+
+Matching (:class:`DebunkMatcher`) combines two signals on the same character n-grams:
+
+* MinHash LSH on bigrams finds near-duplicates of a claim (forwards, small edits): method
+  ``minhash``, similarity = estimated Jaccard;
+* TF-IDF cosine on hashed 2-3-grams (IDF from the library) finds posts that quote the claim
+  inside a longer text or paraphrase it: method ``tfidf``, similarity = cosine. Because a
+  long post that quotes a short claim has a low cosine, the best TF-IDF candidate also passes
+  when most of the claim's bigrams occur in the post: method ``containment``, similarity = the
+  share of the claim's bigrams found in the post.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from core.errors import Conflict, InvalidInput, NotFound
+from core.tables import Debunk, utcnow
+from nlp.normalize import normalize
+from nlp.similarity import (
+    N_FEATURES,
+    BandedIndex,
+    match_key,
+    ngram_counts,
+    place_marks,
+    places_conflict,
+    shingle_batch,
+)
+
+__all__ = [
+    "DebunkHit",
+    "DebunkIn",
+    "DebunkMatcher",
+    "DebunkUpdate",
+    "ImportResult",
+    "claim_key",
+    "create_debunk",
+    "delete_debunk",
+    "get_debunk",
+    "import_debunks",
+    "list_debunks",
+    "read_debunk_file",
+    "update_debunk",
+    "upsert_debunks",
+]
+
+log = logging.getLogger(__name__)
+
+FIELDS = ("claim", "refutation", "publisher", "url", "published_at", "category", "tags")
+_CHUNK = 500
+
+
+# ----------------------------------------------------------------------------- schemas
+
+
+class DebunkIn(BaseModel):
+    """One debunk as imported or created: the rumor's claim and the official refutation."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    claim: str = Field(min_length=2, max_length=5000, description="谣言内容（原话或概括）")
+    refutation: str = Field(min_length=2, max_length=20000, description="官方辟谣内容")
+    publisher: str | None = Field(None, max_length=200, description="发布机构，如 青禾镇人民政府")
+    url: str | None = Field(None, max_length=2048)
+    published_at: dt.datetime | None = None
+    category: str | None = Field(None, max_length=50)
+    tags: list[str] = Field(default_factory=list, max_length=50)
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _split_tags(cls, value: Any) -> Any:
+        if value is None or value == "":
+            return []
+        if isinstance(value, str):  # CSV: "封城;青禾镇" or "封城,青禾镇"
+            return [t.strip() for t in value.replace("，", ",").replace(";", ",").replace("；", ",").split(",")
+                    if t.strip()]
+        return value
+
+    @field_validator("publisher", "url", "category", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("published_at", mode="before")
+    @classmethod
+    def _blank_date(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            return dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC)
+        return value
+
+    @field_validator("published_at", mode="after")
+    @classmethod
+    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            from zoneinfo import ZoneInfo
+
+            from core.settings import get_settings
+
+            value = value.replace(tzinfo=ZoneInfo(get_settings().timezone))
+        return value
+
+    @field_validator("claim", mode="after")
+    @classmethod
+    def _has_content(cls, value: str) -> str:
+        if len(match_key(normalize(value))) < 2:
+            raise ValueError("谣言内容至少要有两个汉字、字母或数字")
+        return value
+
+
+class DebunkUpdate(BaseModel):
+    """A partial update: only the fields given change."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    claim: str | None = Field(None, min_length=2, max_length=5000)
+    refutation: str | None = Field(None, min_length=2, max_length=20000)
+    publisher: str | None = Field(None, max_length=200)
+    url: str | None = Field(None, max_length=2048)
+    published_at: dt.datetime | None = None
+    category: str | None = Field(None, max_length=50)
+    tags: list[str] | None = Field(None, max_length=50)
+    active: bool | None = None
+
+
+def claim_key(claim: str) -> str:
+    """``Debunk.dedup_key``: SHA-256 of the claim's match key."""
+    return hashlib.sha256(match_key(normalize(claim)).encode("utf-8")).hexdigest()
+
+
+# ----------------------------------------------------------------------------- reading files
+
+
+@dataclass
+class ImportResult:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)  # (row number, reason)
+    ids: list[int] = field(default_factory=list)
+
+
+def read_debunk_file(path: str | Path, *, data: bytes | None = None,
+                     fmt: str | None = None) -> list[dict[str, Any]]:
+    """Rows of a debunk file: CSV with a header row, or YAML (a list, or ``{debunks: [...]}``).
+
+    ``data`` lets the API pass an upload's bytes; ``path`` then only names it.
+    """
+    p = Path(path)
+    kind = (fmt or p.suffix.lstrip(".")).lower()
+    if data is None:
+        if not p.is_file():
+            raise InvalidInput(f"辟谣库文件不存在：{p}。请检查路径。")
+        data = p.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise InvalidInput(f"辟谣库文件 {p.name} 不是 UTF-8 编码：请另存为 UTF-8 后再导入。") from err
+    if kind == "csv":
+        reader = csv.DictReader(io.StringIO(text))
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        missing = [c for c in ("claim", "refutation") if c not in header]
+        if missing:
+            raise InvalidInput(f"CSV 文件 {p.name} 缺少列 {', '.join(missing)}；需要的列：{', '.join(FIELDS)}"
+                               f"（现有列：{', '.join(header) or '无'}）。")
+        return [{(k or "").strip(): v for k, v in row.items()} for row in reader]
+    if kind in {"yaml", "yml"}:
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise InvalidInput(f"YAML 文件 {p.name} 格式错误：{err}") from err
+        if isinstance(loaded, Mapping):
+            loaded = loaded.get("debunks")
+        if not isinstance(loaded, list) or not all(isinstance(r, Mapping) for r in loaded):
+            raise InvalidInput(f"YAML 文件 {p.name} 应是辟谣条目的列表（或 debunks: 下的列表），"
+                               f"每条含 claim 和 refutation。")
+        return [dict(r) for r in loaded]
+    raise InvalidInput(f"不支持的辟谣库文件类型 '{p.suffix or kind}'：请用 .csv 或 .yaml/.yml。")
+
+
+def _validate_rows(rows: Sequence[Mapping[str, Any] | DebunkIn]) -> tuple[list[tuple[int, DebunkIn]],
+                                                                           list[tuple[int, str]]]:
+    good: list[tuple[int, DebunkIn]] = []
+    bad: list[tuple[int, str]] = []
+    for number, row in enumerate(rows, 1):
+        if isinstance(row, DebunkIn):
+            good.append((number, row))
+            continue
+        try:
+            good.append((number, DebunkIn.model_validate(row)))
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "?"
+            bad.append((number, f"第 {number} 条：字段 {where} 无效：{first['msg']}"))
+    return good, bad
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _values(item: DebunkIn) -> dict[str, Any]:
+    return {"claim": item.claim, "refutation": item.refutation, "publisher": item.publisher, "url": item.url,
+            "published_at": item.published_at, "category": item.category, "tags": list(item.tags)}
+
+
+def _same(row: Any, values: Mapping[str, Any]) -> bool:
+    return all(getattr(row, k) == v for k, v in values.items())
+
+
+def upsert_debunks(session: Session, items: Sequence[Mapping[str, Any] | DebunkIn], *,
+                   created_by: int | None = None) -> ImportResult:
+    """Insert new debunks and update changed ones, keyed by the claim's hash. Set-based."""
+    good, rejected = _validate_rows(items)
+    result = ImportResult(rejected=rejected)
+    batch: dict[str, dict[str, Any]] = {}
+    for _, item in good:  # the last row for a claim wins
+        batch[claim_key(item.claim)] = _values(item)
+    if not batch:
+        return result
+    existing: dict[str, Any] = {}
+    keys = list(batch)
+    for start in range(0, len(keys), _CHUNK):
+        for row in session.scalars(select(Debunk).where(Debunk.dedup_key.in_(keys[start:start + _CHUNK]))):
+            existing[row.dedup_key] = row
+    now = utcnow()
+    fresh = [{"dedup_key": k, **v, "active": True, "created_by": created_by, "created_at": now, "updated_at": now}
+             for k, v in batch.items() if k not in existing]
+    changed = [(existing[k], v) for k, v in batch.items() if k in existing and not _same(existing[k], v)]
+    if fresh:
+        session.execute(_insert(session).on_conflict_do_nothing(index_elements=["dedup_key"]), fresh)
+    for row, values in changed:
+        session.execute(update(Debunk).where(Debunk.id == row.id).values(**values, updated_at=now))
+    result.new = len(fresh)
+    result.updated = len(changed)
+    result.unchanged = len(batch) - len(fresh) - len(changed)
+    for start in range(0, len(keys), _CHUNK):
+        result.ids.extend(session.scalars(select(Debunk.id).where(Debunk.dedup_key.in_(keys[start:start + _CHUNK]))))
+    session.expire_all()
+    return result
+
+
+def _insert(session: Session) -> Any:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Debunk.__table__)
+
+
+def import_debunks(session: Session, path: str | Path, *, data: bytes | None = None, fmt: str | None = None,
+                   created_by: int | None = None) -> ImportResult:
+    """Import a CSV or YAML debunk file (idempotent); bad rows are reported, good rows kept."""
+    return upsert_debunks(session, read_debunk_file(path, data=data, fmt=fmt), created_by=created_by)
+
+
+def create_debunk(session: Session, item: DebunkIn, *, created_by: int | None = None) -> Debunk:
+    """Add one debunk; the same claim again is a conflict (use update instead)."""
+    key = claim_key(item.claim)
+    found = session.scalar(select(Debunk).where(Debunk.dedup_key == key))
+    if found is not None:
+        raise Conflict(f"辟谣库中已有相同的谣言（编号 {found.id}）：请修改那一条，不要重复添加。")
+    row = Debunk(dedup_key=key, created_by=created_by, active=True, **_values(item))
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_debunk(session: Session, debunk_id: int) -> Debunk:
+    row = session.get(Debunk, debunk_id)
+    if row is None:
+        raise NotFound(f"辟谣条目 {debunk_id} 不存在。")
+    return row
+
+
+def update_debunk(session: Session, debunk_id: int, changes: DebunkUpdate) -> Debunk:
+    row = get_debunk(session, debunk_id)
+    values = changes.model_dump(exclude_unset=True)
+    for name in ("claim", "refutation"):
+        if name in values and values[name] is None:
+            raise InvalidInput(f"字段 {name} 不能为空。")
+    if "claim" in values:
+        DebunkIn(claim=values["claim"], refutation=values.get("refutation") or row.refutation)
+        key = claim_key(values["claim"])
+        other = session.scalar(select(Debunk.id).where(Debunk.dedup_key == key, Debunk.id != row.id))
+        if other is not None:
+            raise Conflict(f"辟谣库中已有相同的谣言（编号 {other}）。")
+        row.dedup_key = key
+    if "published_at" in values and values["published_at"] is not None:
+        values["published_at"] = DebunkIn._aware(values["published_at"])  # type: ignore[call-arg]
+    for name, value in values.items():
+        if name == "tags" and value is None:
+            value = []
+        setattr(row, name, value)
+    row.updated_at = utcnow()
+    session.flush()
+    return row
+
+
+def delete_debunk(session: Session, debunk_id: int) -> None:
+    """Remove a debunk and its matches (stories keep their history but lose the link)."""
+    get_debunk(session, debunk_id)
+    session.execute(delete(Debunk).where(Debunk.id == debunk_id))
+
+
+def list_debunks(session: Session, *, q: str | None = None, active: bool | None = None, offset: int = 0,
+                 limit: int = 50) -> tuple[list[Debunk], int]:
+    """Newest first; ``q`` searches claim, refutation, publisher and category."""
+    stmt = select(Debunk)
+    if q:
+        like = f"%{q.strip()}%"
+        stmt = stmt.where(or_(Debunk.claim.ilike(like), Debunk.refutation.ilike(like),
+                              Debunk.publisher.ilike(like), Debunk.category.ilike(like)))
+    if active is not None:
+        stmt = stmt.where(Debunk.active.is_(active))
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = session.scalars(stmt.order_by(Debunk.id.desc()).offset(offset).limit(limit)).all()
+    return list(rows), int(total)
+
+
+# ----------------------------------------------------------------------------- matching
+
+
+@dataclass(frozen=True)
+class DebunkHit:
+    debunk_id: int
+    similarity: float
+    method: str  # minhash | tfidf | containment
+
+
+class DebunkMatcher:
+    """Matches post keys against the active debunks; picklable (plain arrays), so workers can use it.
+
+    Thresholds were chosen on the weibo_ced benchmark (bench/bench_matching.py).
+    """
+
+    def __init__(self, ids: Sequence[int], claims: Sequence[str], *, minhash_threshold: float = 0.5,
+                 cosine_threshold: float = 0.5, containment_threshold: float = 0.7,
+                 containment_min_cosine: float = 0.2, min_claim_chars: int = 4) -> None:
+        self.minhash_threshold = minhash_threshold
+        self.cosine_threshold = cosine_threshold
+        self.containment_threshold = containment_threshold
+        self.containment_min_cosine = containment_min_cosine
+        self.min_claim_chars = min_claim_chars
+        keys = [match_key(normalize(c)) for c in claims]
+        keep = [i for i, k in enumerate(keys) if len(k) >= min_claim_chars]
+        self.ids = np.array([ids[i] for i in keep], dtype=np.int64)
+        self.keys = [keys[i] for i in keep]
+        self.index = BandedIndex(minhash_threshold)
+        self._claim_grams: list[np.ndarray] = []
+        self._places = [place_marks(k) for k in self.keys]
+        if not self.keys:
+            self._matrix = sp.csr_matrix((0, N_FEATURES))
+            self._idf = np.ones(N_FEATURES)
+            return
+        shingles = shingle_batch(self.keys)
+        sigs = shingles.signatures()
+        band_keys = self.index.band_keys(sigs)
+        for pos in range(len(self.keys)):
+            self.index.insert(pos, sigs[pos], band_keys[pos])
+        self._claim_grams = [shingles.doc_hashes(pos) for pos in range(len(self.keys))]
+        counts = ngram_counts(self.keys)
+        df = np.bincount(counts.indices, minlength=N_FEATURES)
+        n = len(self.keys)
+        self._idf = np.log((1.0 + n) / (1.0 + df)) + 1.0  # sklearn's smooth idf
+        self._matrix = self._tfidf(counts).T.tocsr()
+
+    @classmethod
+    def from_session(cls, session: Session, **kwargs: Any) -> DebunkMatcher:
+        rows = session.execute(select(Debunk.id, Debunk.claim).where(Debunk.active.is_(True))
+                               .order_by(Debunk.id)).all()
+        return cls([r.id for r in rows], [r.claim for r in rows], **kwargs)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def _tfidf(self, counts: sp.csr_matrix) -> sp.csr_matrix:
+        m = counts.astype(np.float64, copy=True)
+        m.data = (1.0 + np.log(m.data)) * self._idf[m.indices]  # sublinear tf
+        norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+        norms[norms == 0] = 1.0
+        return sp.csr_matrix(sp.diags(1.0 / norms) @ m)
+
+    def match(self, keys: Sequence[str], signatures: np.ndarray | None = None) -> list[DebunkHit | None]:
+        """The best debunk for each post key, or None."""
+        out: list[DebunkHit | None] = [None] * len(keys)
+        if not self.keys or not keys:
+            return out
+        shingles = shingle_batch(keys)
+        sigs = shingles.signatures() if signatures is None else signatures
+        band_keys = self.index.band_keys(sigs)
+        cos = (self._tfidf(ngram_counts(keys)) @ self._matrix).toarray()  # (posts x claims)
+        best_claim = cos.argmax(axis=1)
+        best_cos = cos[np.arange(len(keys)), best_claim]
+        offsets = np.concatenate(([0], np.cumsum(shingles.sizes)))
+        for i, key in enumerate(keys):
+            if not key:
+                continue
+            places = place_marks(key)
+            near = self.index.best(sigs[i], band_keys[i],
+                                   accept=lambda pos, p=places: not places_conflict(p, self._places[pos]))
+            if near is not None:
+                out[i] = DebunkHit(int(self.ids[near[0]]), round(near[1], 4), "minhash")
+                continue
+            c = float(best_cos[i])
+            if places_conflict(places, self._places[int(best_claim[i])]):
+                continue
+            if c >= self.cosine_threshold:
+                out[i] = DebunkHit(int(self.ids[best_claim[i]]), round(c, 4), "tfidf")
+            elif c >= self.containment_min_cosine:
+                claim = self._claim_grams[int(best_claim[i])]
+                post = shingles.hashes[offsets[i]:offsets[i + 1]]
+                contained = np.isin(claim, post).mean() if len(claim) else 0.0
+                if contained >= self.containment_threshold:
+                    out[i] = DebunkHit(int(self.ids[best_claim[i]]), round(float(contained), 4), "containment")
+        return out

@@ -1,0 +1,542 @@
+"""`yuqing analyze`: score every unanalysed post, match it against the debunk library, group it
+into a story, and write everything back in set-based statements.
+
+The run is a loop over batches of posts with ``analyzed_at IS NULL`` (keyset by id), each batch
+going through :data:`STAGES` in order:
+
+``text``
+    normalise, classify with explanations, MinHash-sign and match debunks. Pure (no database),
+    so for a large backlog it runs ahead in a process pool (:func:`text_features`), one batch
+    per worker, while the main process groups and writes the previous batches.
+``stories``
+    join each post to a story or found one (:mod:`nlp.stories`).
+``write``
+    post_scores / debunk_matches upserts, one executemany UPDATE of posts (norm_text, story_id,
+    analyzed_at and any ``batch.post_columns``), story stats. Then the batch commits.
+
+Adding a stage (e.g. hot concerns): write ``def my_stage(ctx: AnalysisContext, batch: Batch) ->
+None`` that reads ``batch.norm`` / ``batch.tokens`` / ``batch.rows`` and puts per-post values in
+``batch.post_columns["topic_id"] = [...]`` (one value per post, written by the ``write`` stage
+in the same UPDATE), or writes its own tables with ``ctx.session``; keep per-run state (an index
+loaded once) in ``ctx.state``. Then ``register_stage(Stage("concerns", my_stage), before="write")``
+or pass ``stages=`` to :func:`analyze`.
+
+Idempotent and incremental: a post is analysed once per text (core.ingest resets
+``analyzed_at`` when the text changes, and the final UPDATE only marks a post whose
+``content_hash`` is still the one that was analysed); re-running with nothing new does nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from core.tables import AnalysisRun, DebunkMatch, ModelVersion, Post, PostScore, utcnow
+from nlp.debunks import DebunkHit, DebunkMatcher
+from nlp.normalize import normalize
+from nlp.similarity import match_key, shingle_batch
+from nlp.stories import DEFAULT_WINDOW_DAYS, StoryIndex, StoryMember, assign_stories, refresh_counts, write_stories
+
+__all__ = [
+    "STAGES",
+    "AnalysisContext",
+    "AnalysisResult",
+    "Batch",
+    "Classifier",
+    "Stage",
+    "TextFeatures",
+    "analyze",
+    "backlog",
+    "ensure_model_version",
+    "load_active_model",
+    "register_stage",
+    "score_histogram",
+    "text_features",
+]
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "rumor"
+HIST_BINS = 20
+HIGH_SCORE = 0.8
+LABEL_THRESHOLD = 0.5
+EXPLAIN_TERMS = 5
+PARALLEL_MIN_POSTS = 6_000  # below this a process pool costs more (start + model load) than it saves
+_CHUNK = 500
+
+
+class Classifier(Protocol):
+    """What the pipeline needs from a rumor model (nlp.classifier.RumorModel has it)."""
+
+    version: str
+
+    def predict_proba(self, texts: Sequence[str]) -> Any: ...
+
+    def explain(self, texts: Sequence[str], k: int = 5) -> list[list[tuple[str, float]]]: ...
+
+
+# ----------------------------------------------------------------------------- the pure text part
+
+
+@dataclass
+class TextFeatures:
+    """Everything computed from the texts alone (picklable, returned by worker processes)."""
+
+    norm: list[str]
+    keys: list[str]
+    signatures: np.ndarray
+    proba: np.ndarray
+    explanations: list[list[tuple[str, float]]]
+    debunks: list[DebunkHit | None]
+    timings: dict[str, float]
+
+
+def _positive_column(proba: Any) -> np.ndarray:
+    arr = np.asarray(proba, dtype=np.float64)
+    return arr[:, 1] if arr.ndim == 2 else arr
+
+
+def text_features(texts: Sequence[str], model: Classifier, matcher: DebunkMatcher | None,
+                  explain_k: int = EXPLAIN_TERMS) -> TextFeatures:
+    """Normalise, classify + explain, sign and match debunks: the CPU-heavy, database-free part."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    norm = [normalize(t) for t in texts]
+    keys = [match_key(n) for n in norm]
+    t1 = time.perf_counter()
+    timings["normalize"] = t1 - t0
+    proba = _positive_column(model.predict_proba(norm)) if norm else np.zeros(0)
+    t2 = time.perf_counter()
+    timings["classify"] = t2 - t1
+    explanations = [[(str(term), float(w)) for term, w in row] for row in model.explain(norm, k=explain_k)] \
+        if norm else []
+    t3 = time.perf_counter()
+    timings["explain"] = t3 - t2
+    signatures = shingle_batch(keys).signatures()
+    t4 = time.perf_counter()
+    timings["signatures"] = t4 - t3
+    debunks = matcher.match(keys, signatures) if matcher is not None and len(matcher) else [None] * len(texts)
+    timings["debunks"] = time.perf_counter() - t4
+    return TextFeatures(norm, keys, signatures, proba, explanations, debunks, timings)
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(model: Classifier, matcher: DebunkMatcher | None, explain_k: int) -> None:
+    _WORKER.update(model=model, matcher=matcher, explain_k=explain_k)
+    logging.getLogger("jieba").setLevel(logging.WARNING)
+
+
+def _worker_run(texts: list[str]) -> TextFeatures:
+    return text_features(texts, _WORKER["model"], _WORKER["matcher"], _WORKER["explain_k"])
+
+
+# ----------------------------------------------------------------------------- batches and stages
+
+
+@dataclass
+class PostRow:
+    id: int
+    title: str | None
+    raw_text: str
+    content_hash: str
+    channel: str
+    group_id: int | None
+    source_id: int | None
+    published_at: dt.datetime | None
+    collected_at: dt.datetime
+    story_id: int | None
+
+    @property
+    def text(self) -> str:
+        return f"{self.title}\n{self.raw_text}" if self.title else self.raw_text
+
+    @property
+    def when(self) -> dt.datetime:
+        return self.published_at or self.collected_at
+
+
+@dataclass
+class Batch:
+    """One batch of posts on its way through the stages; lists are parallel to ``rows``."""
+
+    rows: list[PostRow]
+    features: TextFeatures | None = None
+    story_ids: list[int | None] = field(default_factory=list)
+    post_columns: dict[str, list[Any]] = field(default_factory=dict)
+    pending: Future[TextFeatures] | None = None
+    segmenter: Any = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def ids(self) -> list[int]:
+        return [r.id for r in self.rows]
+
+    def _f(self) -> TextFeatures:
+        if self.features is None:
+            raise RuntimeError("the 'text' stage has not run on this batch yet")
+        return self.features
+
+    @property
+    def norm(self) -> list[str]:
+        return self._f().norm
+
+    @property
+    def proba(self) -> np.ndarray:
+        return self._f().proba
+
+    @property
+    def debunks(self) -> list[DebunkHit | None]:
+        return self._f().debunks
+
+    @cached_property
+    def tokens(self) -> list[list[str]]:
+        """Words of each normalised post (computed on first use, for stages that need them)."""
+        if self.segmenter is None:
+            from nlp.segment import Segmenter
+
+            self.segmenter = Segmenter()
+        return self.segmenter.cut_many(self.norm)
+
+
+@dataclass
+class AnalysisContext:
+    """Per-run state shared by the stages."""
+
+    session: Session
+    model: Classifier
+    model_version_id: int | None
+    matcher: DebunkMatcher
+    stories: StoryIndex
+    now: dt.datetime
+    explain_k: int = EXPLAIN_TERMS
+    timings: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    segmenter: Any = None
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[[AnalysisContext, Batch], None]
+
+
+def text_stage(ctx: AnalysisContext, batch: Batch) -> None:
+    """Normalise, classify, explain, sign, match debunks (here, or collect a worker's result)."""
+    if batch.pending is not None:
+        t0 = time.perf_counter()
+        batch.features = batch.pending.result()
+        batch.pending = None
+        ctx.timings["wait_workers"] = ctx.timings.get("wait_workers", 0.0) + time.perf_counter() - t0
+    elif batch.features is None:
+        batch.features = text_features([r.text for r in batch.rows], ctx.model, ctx.matcher, ctx.explain_k)
+    for name, seconds in batch.features.timings.items():
+        ctx.timings[name] = ctx.timings.get(name, 0.0) + seconds
+
+
+def story_stage(ctx: AnalysisContext, batch: Batch) -> None:
+    f = batch._f()
+    members = [
+        StoryMember(post_id=r.id, key=f.keys[i], when=r.when, old_story_id=r.story_id, title=f.norm[i][:200],
+                    rumor_probability=float(f.proba[i]),
+                    debunk_id=f.debunks[i].debunk_id if f.debunks[i] else None,
+                    debunk_similarity=f.debunks[i].similarity if f.debunks[i] else None)
+        for i, r in enumerate(batch.rows)
+    ]
+    assigned, updates = assign_stories(ctx.stories, members, f.signatures)
+    ctx.count("stories_new", sum(1 for s in updates if s < 0))
+    batch.story_ids = write_stories(ctx.session, ctx.stories, assigned, updates)
+    ctx.state.setdefault("_touched_stories", set()).update(s for s in updates if s > 0)
+    ctx.state["_batch_stories"] = sorted({s for s in batch.story_ids if s is not None}
+                                         | {s for s in updates if s > 0})
+
+
+def write_stage(ctx: AnalysisContext, batch: Batch) -> None:
+    """Everything back to the database in a handful of executemany statements."""
+    session, f, now = ctx.session, batch._f(), utcnow()
+    conn = session.connection()
+    ids = batch.ids
+    # Matches of a re-analysed post are replaced, not accumulated.
+    for start in range(0, len(ids), _CHUNK):
+        conn.execute(delete(DebunkMatch.__table__).where(DebunkMatch.__table__.c.post_id.in_(ids[start:start + _CHUNK])))
+    matches = [{"post_id": r.id, "debunk_id": hit.debunk_id, "similarity": hit.similarity, "method": hit.method,
+                "matched_at": now} for r, hit in zip(batch.rows, f.debunks, strict=True) if hit is not None]
+    if matches:
+        conn.execute(DebunkMatch.__table__.insert(), matches)
+    ctx.count("debunk_matches", len(matches))
+
+    scores = []
+    for i, r in enumerate(batch.rows):
+        p = float(f.proba[i])
+        hit = f.debunks[i]
+        explanation = [[t, round(w, 4)] for t, w in f.explanations[i]]
+        if hit is not None:  # a known rumor is flagged whatever the classifier says
+            explanation.insert(0, [f"辟谣库#{hit.debunk_id}", hit.similarity])
+        label = 1 if (p >= LABEL_THRESHOLD or hit is not None) else 0
+        scores.append({"post_id": r.id, "model_version_id": ctx.model_version_id, "rumor_probability": p,
+                       "label": label, "explanation": explanation, "scored_at": now})
+    _upsert_scores(session, scores)
+
+    table = Post.__table__
+    extra_cols = {name: values for name, values in batch.post_columns.items() if values is not None}
+    for name, values in extra_cols.items():
+        if len(values) != len(batch):
+            raise ValueError(f"post_columns[{name!r}] has {len(values)} values for {len(batch)} posts")
+    values = {"norm_text": bindparam("_norm"), "story_id": bindparam("_story"), "analyzed_at": bindparam("_now")}
+    values |= {name: bindparam(f"_x_{name}") for name in extra_cols}
+    stmt = update(table).where(table.c.id == bindparam("_id"), table.c.content_hash == bindparam("_hash")
+                               ).values(values)
+    params = []
+    for i, r in enumerate(batch.rows):
+        p = {"_id": r.id, "_hash": r.content_hash, "_norm": f.norm[i], "_story": batch.story_ids[i], "_now": now}
+        for name, col in extra_cols.items():
+            p[f"_x_{name}"] = col[i]
+        params.append(p)
+    conn.execute(stmt, params)
+    refresh_counts(session, ctx.state.pop("_batch_stories", []))
+    ctx.count("posts", len(batch))
+
+
+STAGES: list[Stage] = [Stage("text", text_stage), Stage("stories", story_stage), Stage("write", write_stage)]
+
+
+def register_stage(stage: Stage, *, before: str = "write") -> None:
+    """Insert a stage into the default pipeline (idempotent by name)."""
+    global STAGES
+    names = [s.name for s in STAGES]
+    if stage.name in names:
+        STAGES = [stage if s.name == stage.name else s for s in STAGES]
+        return
+    STAGES.insert(names.index(before) if before in names else len(STAGES), stage)
+
+
+def _upsert_scores(session: Session, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = session.get_bind().dialect.name
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(PostScore.__table__)
+    stmt = ins.on_conflict_do_update(
+        index_elements=["post_id", "model_version_id"],
+        set_={c: ins.excluded[c] for c in ("rumor_probability", "label", "explanation", "scored_at")},
+    )
+    if rows[0]["model_version_id"] is None:
+        # NULL never conflicts in a unique index: replace by delete + insert instead.
+        ids = [r["post_id"] for r in rows]
+        table = PostScore.__table__
+        for start in range(0, len(ids), _CHUNK):
+            session.connection().execute(delete(table).where(table.c.post_id.in_(ids[start:start + _CHUNK]),
+                                                             table.c.model_version_id.is_(None)))
+        session.connection().execute(table.insert(), rows)
+        return
+    session.connection().execute(stmt, rows)
+
+
+# ----------------------------------------------------------------------------- the model registry
+
+
+def ensure_model_version(session: Session, model: Classifier, path: str | Path | None = None) -> int:
+    """The ``model_versions`` row of this model, registered on first use (active if none is)."""
+    version = str(getattr(model, "version", "") or "unknown")
+    found = session.scalar(select(ModelVersion).where(ModelVersion.name == MODEL_NAME,
+                                                      ModelVersion.version == version))
+    if found is not None:
+        return found.id
+    has_active = session.scalar(select(func.count()).select_from(ModelVersion).where(
+        ModelVersion.name == MODEL_NAME, ModelVersion.status == "active"))
+    card = getattr(model, "card", None)
+    metrics = getattr(model, "metrics", None)
+    row = ModelVersion(name=MODEL_NAME, version=version, path=str(path or getattr(model, "path", "") or ""),
+                       status="candidate" if has_active else "active",
+                       metrics=metrics if isinstance(metrics, dict) else {},
+                       card=card if isinstance(card, dict) else {},
+                       promoted_at=None if has_active else utcnow(), note=None if has_active else "首次使用时自动登记")
+    session.add(row)
+    session.flush()
+    log.info("model registered", extra={"version": version, "status": row.status})
+    return row.id
+
+
+def load_active_model(session: Session) -> tuple[Classifier, int]:
+    """The active rumor model (from ``model_versions``), else the shipped default, registered as active."""
+    from nlp.classifier import RumorModel, default_model_path
+
+    active = session.scalar(select(ModelVersion).where(ModelVersion.name == MODEL_NAME,
+                                                       ModelVersion.status == "active")
+                            .order_by(ModelVersion.promoted_at.desc().nulls_last(), ModelVersion.id.desc()))
+    if active is not None and active.path and Path(active.path).exists():
+        return RumorModel.load(active.path), active.id
+    if active is not None:
+        log.warning("active model %s: path %r is missing; using the shipped default", active.version, active.path)
+    path = default_model_path()
+    model = RumorModel.load(path)
+    return model, ensure_model_version(session, model, path)
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def score_histogram(proba: np.ndarray, bins: int = HIST_BINS) -> list[int]:
+    counts, _ = np.histogram(np.clip(proba, 0.0, 1.0), bins=bins, range=(0.0, 1.0))
+    return [int(c) for c in counts]
+
+
+def backlog(session: Session) -> int:
+    """How many posts wait for analysis."""
+    return int(session.scalar(select(func.count()).select_from(Post).where(Post.analyzed_at.is_(None))) or 0)
+
+
+def _read_batches(session: Session, batch_size: int, limit: int | None) -> Iterator[list[PostRow]]:
+    t = Post.__table__
+    cols = [t.c.id, t.c.title, t.c.raw_text, t.c.content_hash, t.c.channel, t.c.group_id, t.c.source_id,
+            t.c.published_at, t.c.collected_at, t.c.story_id]
+    last = 0
+    taken = 0
+    while limit is None or taken < limit:
+        size = batch_size if limit is None else min(batch_size, limit - taken)
+        rows = session.execute(select(*cols).where(t.c.analyzed_at.is_(None), t.c.id > last)
+                               .order_by(t.c.id).limit(size)).all()
+        if not rows:
+            return
+        last = rows[-1].id
+        taken += len(rows)
+        yield [PostRow(*row) for row in rows]
+
+
+@dataclass
+class AnalysisResult:
+    run_id: int | None
+    posts: int
+    seconds: float
+    counts: dict[str, int]
+    timings: dict[str, float]
+    mean_score: float | None
+    high_share: float | None
+    workers: int
+
+    @property
+    def posts_per_second(self) -> float:
+        return self.posts / self.seconds if self.seconds else 0.0
+
+
+def analyze(
+    session: Session,
+    *,
+    model: Classifier | None = None,
+    model_version_id: int | None = None,
+    batch_size: int = 2000,
+    workers: int | None = None,
+    limit: int | None = None,
+    stages: Sequence[Stage] | None = None,
+    window_days: int = DEFAULT_WINDOW_DAYS,
+    progress: Callable[[int, int], None] | None = None,
+    now: dt.datetime | None = None,
+) -> AnalysisResult:
+    """Analyse every post with ``analyzed_at IS NULL``; commits after each batch.
+
+    ``model`` defaults to the active model (registered on first use). ``workers``: processes for
+    the text stage (None: both cores when the backlog is large, else none; 0 or 1: in-process).
+    ``progress(done, total)`` is called after each batch.
+    """
+    started = time.perf_counter()
+    run_started_at = utcnow()
+    if model is None:
+        model, model_version_id = load_active_model(session)
+    elif model_version_id is None:
+        model_version_id = ensure_model_version(session, model)
+    total = backlog(session)
+    if limit is not None:
+        total = min(total, limit)
+    t0 = time.perf_counter()
+    matcher = DebunkMatcher.from_session(session)
+    index = StoryIndex.load(session, now=now, window_days=window_days)
+    ctx = AnalysisContext(session=session, model=model, model_version_id=model_version_id, matcher=matcher,
+                          stories=index, now=now or utcnow())
+    ctx.timings["load_indexes"] = time.perf_counter() - t0
+    pipeline = list(stages) if stages is not None else list(STAGES)
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1) if total >= PARALLEL_MIN_POSTS else 0
+    pool: ProcessPoolExecutor | None = None
+    if workers > 1 and total > batch_size:
+        import multiprocessing  # spawn: a forked child would share (and close) our DB connections
+
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_worker_init, initargs=(model, matcher, ctx.explain_k))
+    else:
+        workers = 0
+    probas: list[np.ndarray] = []
+    done = 0
+    try:
+        reader = _read_batches(session, batch_size, limit)
+        queue: list[Batch] = []
+        depth = workers + 1 if pool else 1
+
+        def refill() -> None:
+            while len(queue) < depth:
+                t_read = time.perf_counter()
+                rows = next(reader, None)
+                ctx.timings["read"] = ctx.timings.get("read", 0.0) + time.perf_counter() - t_read
+                if rows is None:
+                    return
+                batch = Batch(rows=rows, segmenter=ctx.segmenter)
+                if pool is not None:
+                    batch.pending = pool.submit(_worker_run, [r.text for r in rows])
+                queue.append(batch)
+
+        refill()
+        while queue:
+            batch = queue.pop(0)
+            for stage in pipeline:
+                t_stage = time.perf_counter()
+                stage.run(ctx, batch)
+                if stage.name != "text":
+                    ctx.timings[stage.name] = ctx.timings.get(stage.name, 0.0) + time.perf_counter() - t_stage
+            t_commit = time.perf_counter()
+            session.commit()
+            ctx.timings["commit"] = ctx.timings.get("commit", 0.0) + time.perf_counter() - t_commit
+            probas.append(batch.proba)
+            done += len(batch)
+            if progress is not None:
+                progress(done, total)
+            refill()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    proba = np.concatenate(probas) if probas else np.zeros(0)
+    seconds = time.perf_counter() - started
+    run_id = None
+    mean = float(proba.mean()) if len(proba) else None
+    high = float((proba >= HIGH_SCORE).mean()) if len(proba) else None
+    if done:
+        run = AnalysisRun(started_at=run_started_at, finished_at=utcnow(), model_version_id=model_version_id,
+                          posts_processed=done, score_histogram=score_histogram(proba), mean_score=mean,
+                          high_share=high,
+                          stats={"seconds": round(seconds, 3), "posts_per_second": round(done / seconds, 1),
+                                 "workers": workers, "batch_size": batch_size, "counts": dict(ctx.counts),
+                                 "timings": {k: round(v, 3) for k, v in ctx.timings.items()},
+                                 "histogram_bins": HIST_BINS, "high_threshold": HIGH_SCORE})
+        session.add(run)
+        session.commit()
+        run_id = run.id
+    log.info("analyze done", extra={"posts": done, "seconds": round(seconds, 2), "workers": workers})
+    return AnalysisResult(run_id, done, seconds, dict(ctx.counts), dict(ctx.timings), mean, high, workers)

@@ -1,0 +1,278 @@
+"""Story grouping: forwards and near-duplicate copies of one message become one story.
+
+A story is founded by its first post; its ``signature`` is that post's MinHash (bigrams of the
+match key, so "转发：", "【转】", "紧急扩散！" and "不转不是中国人" do not count). A new post joins
+the indexed story whose signature is most similar (estimated Jaccard >= threshold), else it
+founds a new story. Only founders are indexed, never members, so a chain of small edits cannot
+drift a story into another topic. Two texts that each name a place the other does not ("东湾村
+封村了" / "柳树村封村了") never join, however similar the rest (:func:`nlp.similarity.places_conflict`).
+
+Incremental by design: :class:`StoryIndex` is rebuilt at the start of a run from
+``stories.signature`` of the stories seen in a recent window (14 days by default) and is then
+updated in memory as posts arrive; nothing is ever re-clustered.
+
+Stats per story: first/last seen, post count, distinct groups and sources (recounted in the
+database for the stories a batch touched), per-hour counts in UTC (``{"2026-11-28T14": n}``),
+the highest rumor probability, and the best-matching debunk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from core.tables import Post, Story, utcnow
+from nlp.similarity import (
+    NUM_PERM,
+    BandedIndex,
+    match_key,
+    pack_signature,
+    place_marks,
+    places_conflict,
+    unpack_signature,
+)
+
+__all__ = ["StoryIndex", "StoryMember", "StoryUpdate", "assign_stories", "hour_bucket", "write_stories"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_WINDOW_DAYS = 14
+MIN_KEY_CHARS = 6  # "收到", "好的", "+1": chat noise founds no story
+_CHUNK = 500
+
+
+def hour_bucket(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H")
+
+
+class StoryIndex:
+    """LSH over the signatures of recently active stories, plus an exact-signature shortcut."""
+
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD, num_perm: int = NUM_PERM) -> None:
+        self.lsh = BandedIndex(threshold, num_perm)
+        self._exact: dict[bytes, int] = {}
+        self._places: dict[int, frozenset[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self.lsh)
+
+    @classmethod
+    def load(cls, session: Session, *, now: dt.datetime | None = None, window_days: int = DEFAULT_WINDOW_DAYS,
+             threshold: float = DEFAULT_THRESHOLD) -> StoryIndex:
+        index = cls(threshold)
+        since = (now or utcnow()) - dt.timedelta(days=window_days)
+        stmt = (select(Story.id, Story.signature, Story.title)
+                .where(Story.last_seen >= since, Story.signature.is_not(None)).order_by(Story.id))
+        ids: list[int] = []
+        sigs: list[np.ndarray] = []
+        places: list[frozenset[str]] = []
+        for story_id, blob, title in session.execute(stmt):
+            sig = unpack_signature(blob, index.lsh.num_perm)
+            if sig is not None:
+                ids.append(story_id)
+                sigs.append(sig)
+                places.append(place_marks(match_key(title or "")))
+        if sigs:
+            matrix = np.vstack(sigs)
+            band_keys = index.lsh.band_keys(matrix)
+            for pos, story_id in enumerate(ids):
+                index.add(story_id, matrix[pos], band_keys[pos], places[pos])
+        log.info("story index loaded", extra={"stories": len(ids), "window_days": window_days})
+        return index
+
+    def add(self, story_id: int, sig: np.ndarray, band_keys: np.ndarray | None = None,
+            places: frozenset[str] = frozenset()) -> None:
+        self.lsh.insert(story_id, sig, band_keys)
+        self._exact.setdefault(sig.tobytes(), story_id)
+        self._places[story_id] = places
+
+    def rename(self, old: int, new: int) -> None:
+        sig = self.lsh._sigs.get(old)
+        if sig is None:
+            return
+        self.lsh.remove(old)
+        self.lsh.insert(new, sig)
+        self._places[new] = self._places.pop(old, frozenset())
+        raw = sig.tobytes()
+        if self._exact.get(raw) == old:
+            self._exact[raw] = new
+
+    def find(self, sig: np.ndarray, band_keys: np.ndarray,
+             places: frozenset[str] = frozenset()) -> tuple[int, float] | None:
+        exact = self._exact.get(sig.tobytes())
+        if exact is not None:
+            return exact, 1.0
+        return self.lsh.best(sig, band_keys,
+                             accept=lambda story: not places_conflict(places, self._places.get(story, frozenset())))
+
+
+@dataclass
+class StoryMember:
+    """What grouping needs to know about one post."""
+
+    post_id: int
+    key: str
+    when: dt.datetime
+    old_story_id: int | None
+    title: str
+    rumor_probability: float | None = None
+    debunk_id: int | None = None
+    debunk_similarity: float | None = None
+
+
+@dataclass
+class StoryUpdate:
+    """The effect of a batch on one story (``story_id`` < 0: a story founded in this batch)."""
+
+    story_id: int
+    signature: np.ndarray | None = None
+    founder: StoryMember | None = None
+    hourly: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    first_seen: dt.datetime | None = None
+    last_seen: dt.datetime | None = None
+    max_prob: float | None = None
+    debunk_id: int | None = None
+    debunk_similarity: float | None = None
+
+    def add(self, member: StoryMember, count_hour: bool = True) -> None:
+        if count_hour:
+            self.hourly[hour_bucket(member.when)] += 1
+        self.first_seen = member.when if self.first_seen is None else min(self.first_seen, member.when)
+        self.last_seen = member.when if self.last_seen is None else max(self.last_seen, member.when)
+        if member.rumor_probability is not None:
+            self.max_prob = max(self.max_prob or 0.0, member.rumor_probability)
+        if member.debunk_id is not None and (self.debunk_similarity is None
+                                             or (member.debunk_similarity or 0) > self.debunk_similarity):
+            self.debunk_id, self.debunk_similarity = member.debunk_id, member.debunk_similarity
+
+
+def assign_stories(index: StoryIndex, members: Sequence[StoryMember], signatures: np.ndarray,
+                   *, min_chars: int = MIN_KEY_CHARS) -> tuple[list[int | None], dict[int, StoryUpdate]]:
+    """Story id per post (negative: new in this batch; None: too short to group) and per-story effects.
+
+    Posts are taken in order, so a later post of the batch joins a story an earlier one founded.
+    """
+    band_keys = index.lsh.band_keys(signatures) if len(members) else np.zeros((0, index.lsh.bands))
+    updates: dict[int, StoryUpdate] = {}
+    assigned: list[int | None] = []
+    next_temp = -1
+    for i, member in enumerate(members):
+        story_id: int | None = None
+        if len(member.key) >= min_chars:
+            places = place_marks(member.key)
+            found = index.find(signatures[i], band_keys[i], places)
+            if found is not None:
+                story_id = found[0]
+            else:
+                story_id = next_temp
+                next_temp -= 1
+                index.add(story_id, signatures[i], band_keys[i], places)
+                updates[story_id] = StoryUpdate(story_id, signature=signatures[i], founder=member)
+        assigned.append(story_id)
+        old = member.old_story_id
+        if old is not None and old != story_id:  # a re-analysed post left its story
+            gone = updates.setdefault(old, StoryUpdate(old))
+            gone.hourly[hour_bucket(member.when)] -= 1
+        if story_id is not None:
+            updates.setdefault(story_id, StoryUpdate(story_id)).add(member, count_hour=old != story_id)
+    return assigned, updates
+
+
+def write_stories(session: Session, index: StoryIndex, assigned: list[int | None],
+                  updates: dict[int, StoryUpdate]) -> list[int | None]:
+    """Insert the batch's new stories and update touched ones; returns the real story id per post.
+
+    The distinct-count stats are recounted by :func:`refresh_counts` once the posts point here.
+    """
+    now = utcnow()
+    new = [u for u in updates.values() if u.story_id < 0]
+    real: dict[int, int] = {}
+    if new:
+        rows = []
+        for u in new:
+            assert u.founder is not None and u.signature is not None
+            rows.append({
+                "representative_post_id": u.founder.post_id, "title": u.founder.title[:500],
+                "first_seen": u.first_seen, "last_seen": u.last_seen, "post_count": 0, "group_count": 0,
+                "source_count": 0, "hourly_counts": {k: v for k, v in u.hourly.items() if v > 0},
+                "max_rumor_probability": u.max_prob, "debunk_id": u.debunk_id,
+                "debunk_similarity": u.debunk_similarity, "signature": pack_signature(u.signature),
+                "created_at": now, "updated_at": now,
+            })
+        ids = session.execute(insert(Story.__table__).returning(Story.__table__.c.id, sort_by_parameter_order=True),
+                              rows).scalars().all()
+        for u, story_id in zip(new, ids, strict=True):
+            real[u.story_id] = story_id
+            index.rename(u.story_id, story_id)
+    old = [u for u in updates.values() if u.story_id > 0]
+    if old:
+        current: dict[int, Any] = {}
+        ids_old = [u.story_id for u in old]
+        for start in range(0, len(ids_old), _CHUNK):
+            stmt = select(Story.id, Story.first_seen, Story.last_seen, Story.hourly_counts,
+                          Story.max_rumor_probability, Story.debunk_id, Story.debunk_similarity
+                          ).where(Story.id.in_(ids_old[start:start + _CHUNK]))
+            for row in session.execute(stmt):
+                current[row.id] = row
+        params = []
+        for u in old:
+            row = current.get(u.story_id)
+            if row is None:  # deleted meanwhile
+                continue
+            hourly = dict(row.hourly_counts or {})
+            for bucket, delta in u.hourly.items():
+                value = hourly.get(bucket, 0) + delta
+                if value > 0:
+                    hourly[bucket] = value
+                else:
+                    hourly.pop(bucket, None)
+            debunk_id, debunk_sim = row.debunk_id, row.debunk_similarity
+            if u.debunk_id is not None and (debunk_sim is None or (u.debunk_similarity or 0) > debunk_sim):
+                debunk_id, debunk_sim = u.debunk_id, u.debunk_similarity
+            probs = [p for p in (row.max_rumor_probability, u.max_prob) if p is not None]
+            params.append({
+                "_id": u.story_id,
+                "first_seen": min(t for t in (row.first_seen, u.first_seen) if t is not None),
+                "last_seen": max(t for t in (row.last_seen, u.last_seen) if t is not None),
+                "hourly_counts": hourly, "max_rumor_probability": max(probs) if probs else None,
+                "debunk_id": debunk_id, "debunk_similarity": debunk_sim, "updated_at": now,
+            })
+        if params:
+            table = Story.__table__
+            stmt = update(table).where(table.c.id == bindparam("_id")).values(
+                {k: bindparam(k) for k in params[0] if k != "_id"})
+            session.connection().execute(stmt, params)
+    return [None if s is None else real.get(s, s) for s in assigned]
+
+
+def refresh_counts(session: Session, story_ids: Sequence[int]) -> None:
+    """Recount posts, distinct groups and distinct sources of these stories from the posts table."""
+    ids = sorted({s for s in story_ids if s is not None and s > 0})
+    if not ids:
+        return
+    table = Post.__table__
+    params = []
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start:start + _CHUNK]
+        stmt = (select(table.c.story_id, func.count(), func.count(table.c.group_id.distinct()),
+                       func.count(table.c.source_id.distinct()))
+                .where(table.c.story_id.in_(chunk)).group_by(table.c.story_id))
+        seen = set()
+        for story_id, posts, groups, sources in session.execute(stmt):
+            seen.add(story_id)
+            params.append({"_id": story_id, "post_count": posts, "group_count": groups, "source_count": sources})
+        params.extend({"_id": s, "post_count": 0, "group_count": 0, "source_count": 0} for s in chunk if s not in seen)
+    stories = Story.__table__
+    stmt = update(stories).where(stories.c.id == bindparam("_id")).values(
+        post_count=bindparam("post_count"), group_count=bindparam("group_count"),
+        source_count=bindparam("source_count"))
+    session.connection().execute(stmt, params)

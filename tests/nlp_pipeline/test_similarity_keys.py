@@ -1,0 +1,68 @@
+"""Match keys, MinHash signatures and the banded LSH index on sentences we wrote."""
+
+from __future__ import annotations
+
+import numpy as np
+from datasketch import MinHash
+
+from nlp.normalize import normalize
+from nlp.similarity import (
+    SEED,
+    BandedIndex,
+    jaccard_estimate,
+    match_key,
+    pack_signature,
+    place_marks,
+    places_conflict,
+    shingle_batch,
+    to_datasketch,
+    unpack_signature,
+)
+
+
+def key(text: str) -> str:
+    return match_key(normalize(text))
+
+
+def test_forward_decorations_do_not_change_the_key() -> None:
+    plain = key("青禾镇明天封城，所有人不准出门")
+    assert plain == "青禾镇明天封城所有人不准出门"
+    for decorated in ("转发：青禾镇明天封城，所有人不准出门", "【转】青禾镇明天封城，所有人不准出门！！",
+                      "紧急扩散！！！青禾镇明天封城,所有人不准出门 不转不是中国人",
+                      "紧急扩散！转发：青禾镇明天封城，所有人不准出门。转发扩散 http://t.cn/abc123 @青禾小灵通"):
+        assert key(decorated) == plain, decorated
+    assert key("") == "" and key(None) == "" and key("！！！😀") == ""
+
+
+def test_signatures_are_datasketch_minhashes() -> None:
+    keys = ["青禾镇自来水被污染了千万别喝", "好", "东湾村今天开了村民大会讨论修路"]
+    batch = shingle_batch(keys)
+    sigs = batch.signatures()
+    for d, text in enumerate(keys):
+        reference = MinHash(num_perm=sigs.shape[1], seed=SEED, hashfunc=lambda x: x)
+        reference.update_batch([int(h >> np.uint64(32)) for h in batch.doc_hashes(d)])
+        assert np.array_equal(reference.hashvalues, sigs[d]), text
+        assert to_datasketch(sigs[d]).jaccard(reference) == 1.0
+    assert np.array_equal(unpack_signature(pack_signature(sigs[0])), sigs[0])
+    assert unpack_signature(b"") is None and unpack_signature(b"\x07" + sigs[0].tobytes()) is None
+
+
+def test_index_finds_edited_copies_and_keeps_other_stories_apart() -> None:
+    texts = ["青禾镇明天封城所有人不准出门赶紧去超市囤货", "青禾镇明天要封城所有人都不准出门赶紧去超市囤货吧",
+             "青禾镇自来水被污染了千万不要喝自来水快去买桶装水", "东湾村封村了大家不要去东湾村走亲戚",
+             "柳树村封村了大家不要去柳树村走亲戚"]
+    sigs = shingle_batch(texts).signatures()
+    assert jaccard_estimate(sigs[0], sigs[1]) >= 0.5
+    index = BandedIndex(0.5)
+    index.insert(0, sigs[0])
+    index.insert(2, sigs[2])
+    index.insert(3, sigs[3])
+    assert index.best(sigs[1])[0] == 0
+    assert index.best(sigs[2]) == (2, 1.0)
+    # Same wording, another village: similar bigrams, but a different story.
+    assert index.best(sigs[4]) is not None and places_conflict(place_marks(texts[4]), place_marks(texts[3]))
+    assert index.best(sigs[4], accept=lambda c: not places_conflict(place_marks(texts[4]),
+                                                                    place_marks(texts[c]))) is None
+    assert not places_conflict(place_marks(texts[0]), place_marks(texts[1]))
+    index.remove(0)
+    assert index.best(sigs[1]) is None and len(index) == 2
