@@ -65,6 +65,7 @@ class Settings(BaseSettings):
         0.05, ge=0, description="Extra variance (phi * mean^2) over Poisson: social counts are bursty."
     )
     local_priority_boost: float = Field(1.0, ge=0, description="Priority bonus for topics about our own places.")
+    topic_refresh_seconds: int = Field(600, ge=30, description="How often bursts are re-scored without new posts.")
     concern_category_model: Path | None = Field(
         None, description="Saved category classifier (skops) for posts the taxonomy rules leave in 其他."
     )

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 00:23:35.334300
+Create Date: 2026-11-29 00:24:34.527878
 """
 from __future__ import annotations
 
