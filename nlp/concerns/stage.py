@@ -60,6 +60,7 @@ class PostView:
     group_id: int | None = None
     source_id: int | None = None
     story_id: int | None = None
+    parent_id: int | None = None  # the post this one replies to or forwards (read from posts if None)
 
 
 @dataclass
@@ -187,7 +188,8 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     ).all()
     clusters = [tp.Cluster(r.id, tp.centroid_matrix(r.centroid),
                            float(min(max(r.post_count, 1), tp.MAX_WEIGHT))) for r in rows if r.centroid]
-    labels, _ = tp.assign(X, clusters, an.settings.topic_similarity, [len(k) for k in kws])
+    parents = _parent_links(session, posts, clusters)
+    labels, _ = tp.assign(X, clusters, an.settings.topic_similarity, [len(k) for k in kws], parents=parents)
 
     # Topics: create the new ones, load the touched ones.
     new_topics: dict[int, Topic] = {}
@@ -248,6 +250,36 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     _count_distinct(session, list(touched.values()))
     _count_keywords(session, [kws[i] for i in fresh], [times[i] for i in fresh])
     _save_docfreq(session, dfreq)
+
+
+def _parent_links(session: Session, posts: list[PostView], clusters: list[tp.Cluster]) -> list[int]:
+    """Per post: its parent's row in the batch, or ``-2 - cluster position`` of its topic, or -1."""
+    parent_of = {p.id: p.parent_id for p in posts if p.parent_id is not None}
+    missing = [p.id for p in posts if p.parent_id is None]
+    for chunk in _chunks(missing):
+        parent_of.update(session.execute(select(Post.id, Post.parent_id)
+                                         .where(Post.id.in_(chunk), Post.parent_id.is_not(None))).all())
+    if not parent_of:
+        return [-1] * len(posts)
+    row_of = {p.id: i for i, p in enumerate(posts)}
+    outside = sorted({pid for pid in parent_of.values() if pid not in row_of})
+    topic_of: dict[int, int] = {}
+    for chunk in _chunks(outside):
+        topic_of.update(session.execute(select(Post.id, Post.topic_id)
+                                        .where(Post.id.in_(chunk), Post.topic_id.is_not(None))).all())
+    position = {cl.key: ci for ci, cl in enumerate(clusters) if cl.key is not None}
+    out = []
+    for i, p in enumerate(posts):
+        parent = parent_of.get(p.id)
+        if parent is None:
+            out.append(-1)
+        elif parent in row_of:
+            out.append(row_of[parent] if row_of[parent] < i else -1)
+        elif topic_of.get(parent) in position:
+            out.append(-2 - position[topic_of[parent]])
+        else:
+            out.append(-1)
+    return out
 
 
 def _with_places(words: list[str], places: list[str], gazetteer: Gazetteer) -> list[str]:

@@ -162,24 +162,41 @@ def assign(
     n_keywords: Sequence[int] | None = None,
     chunk: int = CHUNK,
     max_weight: float = MAX_WEIGHT,
+    parents: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Single-pass clustering of the time-ordered rows of ``X`` into ``clusters`` (grown in place).
 
+    ``parents`` (optional, per row) links replies and forwards to what they answer: the row
+    index of the parent within ``X`` (it must come earlier) as a value >= 0, or the position of
+    the parent's cluster in ``clusters`` encoded as ``-2 - position``, or -1 for none. A reply
+    whose text matches no topic (short comments: "转发微博", "真的假的") joins its parent's topic.
+
     Returns each row's cluster position in ``clusters`` (-1: empty vector or too few keywords
-    to start a topic) and its cosine with that cluster when it joined (1.0 for founders).
+    to start a topic, and no parent) and its cosine with that cluster when it joined (1.0 for
+    founders, 0.0 for replies that joined through their parent).
     """
     n = X.shape[0]
     labels = np.full(n, -1, dtype=np.int64)
     sims = np.zeros(n)
+    par = np.asarray(parents if parents is not None else np.full(n, -1), dtype=np.int64)
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
-        _assign_chunk(X[lo:hi], lo, clusters, threshold, labels, sims, n_keywords, max_weight)
+        _assign_chunk(X[lo:hi], lo, clusters, threshold, labels, sims, n_keywords, max_weight, par)
     return labels, sims
+
+
+def _parent_cluster(i: int, offset: int, par: np.ndarray, labels: np.ndarray, local: np.ndarray) -> int:
+    p = int(par[offset + i])
+    if p <= -2:
+        return -2 - p
+    if p < 0 or p >= offset + i:
+        return -1
+    return int(labels[p]) if p < offset else int(local[p - offset])
 
 
 def _assign_chunk(Xc: sp.csr_matrix, offset: int, clusters: list[Cluster], threshold: float,
                   labels: np.ndarray, sims: np.ndarray, n_keywords: Sequence[int] | None,
-                  max_weight: float) -> None:
+                  max_weight: float, par: np.ndarray) -> None:
     k0 = len(clusters)
     C = _stack(clusters)
     weights = np.array([c.weight for c in clusters], dtype=np.float64)
@@ -193,6 +210,8 @@ def _assign_chunk(Xc: sp.csr_matrix, offset: int, clusters: list[Cluster], thres
     Sp, Si, Sd = S.indptr, S.indices, S.data
     for i in range(Xc.shape[0]):
         if row_nnz[i] == 0:
+            # No words to compare: only a reply can join (its parent's topic); the centroid is unchanged.
+            local[i] = _parent_cluster(i, offset, par, labels, local)
             continue
         acc: dict[int, float] = {}
         for t in range(Pp[i], Pp[i + 1]):
@@ -210,10 +229,14 @@ def _assign_chunk(Xc: sp.csr_matrix, offset: int, clusters: list[Cluster], thres
             sim = dot / math.sqrt(norm2)
             if sim > best_sim:
                 best, best_sim = c, sim
+        parent = -1 if best >= 0 and best_sim >= threshold else _parent_cluster(i, offset, par, labels, local)
         if best >= 0 and best_sim >= threshold:
             local[i] = best
             cnorm2[best] += 2.0 * acc[best] + 1.0
             sims[offset + i] = min(best_sim, 1.0)
+        elif parent >= 0:
+            local[i] = parent
+            cnorm2[parent] += 2.0 * acc.get(parent, 0.0) + 1.0
         elif n_keywords is None or n_keywords[offset + i] >= MIN_KEYWORDS_TO_START:
             local[i] = len(cnorm2)
             cnorm2.append(1.0)

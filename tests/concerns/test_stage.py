@@ -130,3 +130,24 @@ def test_rerunning_a_batch_counts_nothing_twice(session: Session) -> None:
     after = snapshot()
     assert after == before
     assert session.scalar(select(func.count()).select_from(Topic).where(Topic.post_count == 0)) == 0
+
+
+def test_short_replies_join_their_parents_topic(session: Session) -> None:
+    start = DAY + dt.timedelta(hours=9)
+    thread = [{"source": "青禾镇论坛", "external_id": "t1", "text": "南坪村的自来水发黄了，还能喝吗？",
+               "published_at": start},
+              {"source": "青禾镇论坛", "external_id": "t2", "text": "南坪村自来水发黄，村里有人去问了吗",
+               "published_at": start + dt.timedelta(minutes=5)}]
+    replies = [{"source": "青禾镇论坛", "external_id": f"r{i}", "text": text, "parent_external_id": "t1",
+                "published_at": start + dt.timedelta(minutes=10 + i)}
+               for i, text in enumerate(["顶", "同问", "+1 我家也是", "转发"])]
+    unrelated = [{"source": "青禾镇论坛", "external_id": "u1", "text": "同问", "published_at": start}]
+    run_stage(session, thread + replies + unrelated, now=start + dt.timedelta(hours=1))
+    topic_of = dict(session.execute(select(Post.external_id, Post.topic_id)).all())
+    assert topic_of["t1"] is not None and topic_of["t2"] == topic_of["t1"]
+    assert all(topic_of[f"r{i}"] == topic_of["t1"] for i in range(4))
+    assert topic_of["u1"] is None  # a bare "同问" with nothing to answer belongs nowhere
+    # a reply arriving in a later run joins the topic too
+    run_stage(session, [{"source": "青禾镇论坛", "external_id": "r9", "text": "顶一下", "parent_external_id": "t2",
+                         "published_at": start + dt.timedelta(hours=2)}], now=start + dt.timedelta(hours=3))
+    assert session.scalar(select(Post.topic_id).where(Post.external_id == "r9")) == topic_of["t1"]
