@@ -149,11 +149,6 @@ class Cluster:
     members: list[int] = field(default_factory=list)  # positions in the batch
 
 
-def _stack(clusters: Sequence[Cluster]) -> sp.csr_matrix:
-    if not clusters:
-        return sp.csr_matrix((0, N_FEATURES))
-    return sp.vstack([c.mean for c in clusters], format="csr")
-
 
 def assign(
     X: sp.csr_matrix,
@@ -179,10 +174,30 @@ def assign(
     labels = np.full(n, -1, dtype=np.int64)
     sims = np.zeros(n)
     par = np.asarray(parents if parents is not None else np.full(n, -1), dtype=np.int64)
-    for lo in range(0, n, chunk):
-        hi = min(n, lo + chunk)
-        _assign_chunk(X[lo:hi], lo, clusters, threshold, labels, sims, n_keywords, max_weight, par)
+    # Work in the columns actually used (a few thousand, not 2^20): scipy's sparse sums and
+    # products cost time in proportion to the number of columns.
+    cols = np.unique(np.concatenate([X.indices.astype(np.int64)]
+                                    + [c.mean.indices.astype(np.int64) for c in clusters]))
+    m = max(len(cols), 1)
+    Xc = _to_cols(X, cols, m)
+    for c in clusters:
+        c.mean = _to_cols(c.mean, cols, m)
+    try:
+        for lo in range(0, n, chunk):
+            hi = min(n, lo + chunk)
+            _assign_chunk(Xc[lo:hi], lo, clusters, threshold, labels, sims, n_keywords, max_weight, par)
+    finally:
+        for c in clusters:
+            mean = c.mean.tocsr()
+            c.mean = sp.csr_matrix((mean.data, cols[mean.indices], mean.indptr), shape=(1, N_FEATURES))
     return labels, sims
+
+
+def _to_cols(M: sp.csr_matrix, cols: np.ndarray, m: int) -> sp.csr_matrix:
+    M = sp.csr_matrix(M)
+    if M.shape[1] == m:  # already compact (a cluster born in this call)
+        return M
+    return sp.csr_matrix((M.data, np.searchsorted(cols, M.indices), M.indptr), shape=(M.shape[0], m))
 
 
 def _parent_cluster(i: int, offset: int, par: np.ndarray, labels: np.ndarray, local: np.ndarray) -> int:
@@ -198,12 +213,12 @@ def _assign_chunk(Xc: sp.csr_matrix, offset: int, clusters: list[Cluster], thres
                   labels: np.ndarray, sims: np.ndarray, n_keywords: Sequence[int] | None,
                   max_weight: float, par: np.ndarray) -> None:
     k0 = len(clusters)
-    C = _stack(clusters)
+    C = sp.vstack([c.mean for c in clusters], format="csr") if clusters else sp.csr_matrix((0, Xc.shape[1]))
     weights = np.array([c.weight for c in clusters], dtype=np.float64)
     P = (Xc @ C.T).tocsr() if k0 else sp.csr_matrix((Xc.shape[0], 0))
     S = sp.tril(Xc @ Xc.T, k=-1, format="csr")
     # Squared norms of weight * mean: ||w m||^2.
-    cnorm2 = [w * w * float(c.mean.multiply(c.mean).sum()) for w, c in zip(weights, clusters, strict=True)]
+    cnorm2 = [w * w * float(np.dot(c.mean.data, c.mean.data)) for w, c in zip(weights, clusters, strict=True)]
     local = np.full(Xc.shape[0], -1, dtype=np.int64)
     row_nnz = np.diff(Xc.indptr)
     Pp, Pi, Pd = P.indptr, P.indices, P.data
@@ -240,7 +255,7 @@ def _assign_chunk(Xc: sp.csr_matrix, offset: int, clusters: list[Cluster], thres
         elif n_keywords is None or n_keywords[offset + i] >= MIN_KEYWORDS_TO_START:
             local[i] = len(cnorm2)
             cnorm2.append(1.0)
-            clusters.append(Cluster(None, sp.csr_matrix((1, N_FEATURES)), 0.0))
+            clusters.append(Cluster(None, sp.csr_matrix((1, Xc.shape[1])), 0.0))
             sims[offset + i] = 1.0
     # Fold the chunk's members into the clusters' means.
     labels[offset : offset + Xc.shape[0]] = local
@@ -262,7 +277,7 @@ def _assign_chunk(Xc: sp.csr_matrix, offset: int, clusters: list[Cluster], thres
         cl.mean.eliminate_zeros()
         if cl.mean.nnz > CENTROID_TERMS * 4:  # keep the mean sparse as it grows
             idx, val = decode_centroid(encode_centroid(cl.mean, CENTROID_TERMS * 2))
-            cl.mean = sp.csr_matrix((val.astype(np.float64), idx, [0, len(idx)]), shape=(1, N_FEATURES))
+            cl.mean = sp.csr_matrix((val.astype(np.float64), idx, [0, len(idx)]), shape=(1, Xc.shape[1]))
         cl.weight = min(total, max_weight)
 
 
@@ -272,8 +287,15 @@ def centroid_matrix(blob: bytes | None) -> sp.csr_matrix:
 
 
 def similarity_to(X: sp.csr_matrix, mean: sp.csr_matrix) -> np.ndarray:
-    """Cosine of each row of ``X`` with one mean vector."""
-    norm = math.sqrt(float(mean.multiply(mean).sum()))
-    if norm == 0:
+    """Cosine of each row of ``X`` with one mean vector (by index lookup, no wide sparse ops)."""
+    mean = sp.csr_matrix(mean)
+    mean.sort_indices()
+    idx, val = mean.indices, mean.data
+    norm = math.sqrt(float(np.dot(val, val)))
+    X = sp.csr_matrix(X)
+    if norm == 0 or not len(idx) or not X.nnz:
         return np.zeros(X.shape[0])
-    return np.asarray((X @ mean.T).todense()).ravel() / norm
+    pos = np.minimum(np.searchsorted(idx, X.indices), len(idx) - 1)
+    contrib = np.where(idx[pos] == X.indices, X.data * val[pos], 0.0)
+    row = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    return np.bincount(row, weights=contrib, minlength=X.shape[0]) / norm
