@@ -130,6 +130,7 @@ def _event_run(data: Path, workdir: Path, n_events: int, seed: int, links: bool)
     from core.tables import Post, TopicBurst
     from nlp.concerns import ConcernAnalyzer, PostView, update_concerns
     from nlp.concerns import topics as tp
+    from nlp.concerns.stage import _with_places
     from nlp.normalize import normalize
     from nlp.segment import Segmenter
 
@@ -201,7 +202,8 @@ def _event_run(data: Path, workdir: Path, n_events: int, seed: int, links: bool)
     from sklearn.cluster import KMeans
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    kws = [tp.keywords(t, analyzer.stopwords) + analyzer.gazetteer.find(n) for t, n in zip(tokens, norm, strict=True)]
+    kws = [_with_places(tp.keywords(t, analyzer.stopwords), analyzer.gazetteer.find(n), analyzer.gazetteer)
+           for t, n in zip(tokens, norm, strict=True)]
     t0 = time.perf_counter()
     X = TfidfVectorizer(analyzer=lambda x: x, sublinear_tf=True).fit_transform(kws)
     km = KMeans(n_clusters=len(first_post), n_init=3, random_state=seed).fit(X)
@@ -287,7 +289,7 @@ def speed(data: Path, workdir: Path, n_posts: int = 100_000, seed: int = 0) -> d
     except Exception:  # the model is another stage's artifact; measure the rest without it
         model, model_name = _FlatRumorModel(), "constant stand-in (nlp.classifier not available)"
     base_stages = [st for st in pipeline.STAGES if st.name != STAGE_NAME]
-    with_stages = base_stages[:-1] + [pipeline.Stage(STAGE_NAME, concerns_stage)] + base_stages[-1:]
+    with_stages = [*base_stages[:-1], pipeline.Stage(STAGE_NAME, concerns_stage), *base_stages[-1:]]
     now = start + dt.timedelta(hours=24)
     out: dict = {"posts": n_posts, "ingest_seconds": round(ingest_s, 1), "rumor_model": model_name}
     for name, stages in (("without_concerns", base_stages), ("with_concerns", with_stages)):
