@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -39,6 +39,11 @@ from nlp.concerns.places import Gazetteer, load_gazetteer
 from nlp.concerns.taxonomy import Taxonomy, load_taxonomy
 
 log = logging.getLogger(__name__)
+
+_POSTS: Table = Post.__table__  # type: ignore[assignment]
+_STORIES: Table = Story.__table__  # type: ignore[assignment]
+_KEYWORDS: Table = KeywordCount.__table__  # type: ignore[assignment]
+_BURSTS: Table = TopicBurst.__table__  # type: ignore[assignment]
 
 DF_STATE = "topic_docfreq"
 KEEP_HOURLY = dt.timedelta(days=30)
@@ -231,7 +236,7 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     ]
     session.flush()
     session.connection().execute(
-        update(Post.__table__).where(Post.__table__.c.id == bindparam("b_id")).values(
+        update(_POSTS).where(_POSTS.c.id == bindparam("b_id")).values(
             topic_id=bindparam("b_topic"), category=bindparam("b_cat"), negativity=bindparam("b_neg"),
             is_local=bindparam("b_local"), places=bindparam("b_places")),
         post_rows,
@@ -239,7 +244,7 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     story_rows = [{"b_story": p.story_id, "b_topic": topic_of[int(labels[i])].id}
                   for i, p in enumerate(posts) if p.story_id is not None and labels[i] >= 0]
     if story_rows:
-        st = Story.__table__
+        st = _STORIES
         session.connection().execute(
             update(st).where(st.c.id == bindparam("b_story"), st.c.topic_id.is_(None))
             .values(topic_id=bindparam("b_topic")), story_rows)
@@ -257,16 +262,20 @@ def _parent_links(session: Session, posts: list[PostView], clusters: list[tp.Clu
     parent_of = {p.id: p.parent_id for p in posts if p.parent_id is not None}
     missing = [p.id for p in posts if p.parent_id is None]
     for chunk in _chunks(missing):
-        parent_of.update(session.execute(select(Post.id, Post.parent_id)
-                                         .where(Post.id.in_(chunk), Post.parent_id.is_not(None))).all())
+        for pid, parent in session.execute(select(Post.id, Post.parent_id)
+                                           .where(Post.id.in_(chunk), Post.parent_id.is_not(None))):
+            if parent is not None:
+                parent_of[pid] = parent
     if not parent_of:
         return [-1] * len(posts)
     row_of = {p.id: i for i, p in enumerate(posts)}
     outside = sorted({pid for pid in parent_of.values() if pid not in row_of})
     topic_of: dict[int, int] = {}
     for chunk in _chunks(outside):
-        topic_of.update(session.execute(select(Post.id, Post.topic_id)
-                                        .where(Post.id.in_(chunk), Post.topic_id.is_not(None))).all())
+        for pid, tid in session.execute(select(Post.id, Post.topic_id)
+                                        .where(Post.id.in_(chunk), Post.topic_id.is_not(None))):
+            if tid is not None:
+                topic_of[pid] = tid
     position = {cl.key: ci for ci, cl in enumerate(clusters) if cl.key is not None}
     out = []
     for i, p in enumerate(posts):
@@ -304,9 +313,10 @@ def _take_out_previous(session: Session, ids: list[int], touched: dict[int, Topi
         for t in session.scalars(select(Topic).where(Topic.id.in_(chunk))):
             touched[t.id] = t
     for r in found:
-        t = touched.get(r.topic_id)
-        if t is None:
+        old = touched.get(r.topic_id)
+        if old is None:
             continue
+        t = old
         t.post_count = max(0, t.post_count - 1)
         if r.is_local:
             t.local_count = max(0, t.local_count - 1)
@@ -394,8 +404,9 @@ def _count_distinct(session: Session, topics: list[Topic]) -> None:
                    func.count(func.distinct(Post.source_id)))
             .where(Post.topic_id.in_(chunk)).group_by(Post.topic_id)
         ):
-            by_id[tid].group_count = int(groups)
-            by_id[tid].source_count = int(sources)
+            if tid is not None:
+                by_id[tid].group_count = int(groups)
+                by_id[tid].source_count = int(sources)
 
 
 def _count_keywords(session: Session, kws: list[list[str]], times: list[dt.datetime]) -> None:
@@ -406,7 +417,7 @@ def _count_keywords(session: Session, kws: list[list[str]], times: list[dt.datet
             counts[(w[:100], h)] += 1
     if not counts:
         return
-    table = KeywordCount.__table__
+    table = _KEYWORDS
     stmt = _upsert(session, table)
     stmt = stmt.on_conflict_do_update(index_elements=["keyword", "hour"],
                                       set_={"count": table.c.count + stmt.excluded.count})
@@ -445,7 +456,7 @@ def _evaluate_bursts(session: Session, an: ConcernAnalyzer, now: dt.datetime, to
                                "recent_count": b.recent, "expected": b.expected, "evaluated_at": now})
     session.flush()
     if burst_rows:
-        table = TopicBurst.__table__
+        table = _BURSTS
         stmt = _upsert(session, table)
         stmt = stmt.on_conflict_do_update(
             index_elements=["topic_id", "hour"],
@@ -462,7 +473,7 @@ def _retire(session: Session, an: ConcernAnalyzer, now: dt.datetime) -> None:
     cutoff = now - dt.timedelta(hours=an.settings.topic_window_hours)
     session.execute(update(Topic).where(Topic.status == "active", Topic.last_seen < cutoff,
                                         Topic.is_hot.is_(False)).values(status="dormant"))
-    session.execute(KeywordCount.__table__.delete().where(KeywordCount.hour < now - KEYWORD_RETENTION))
+    session.execute(_KEYWORDS.delete().where(KeywordCount.hour < now - KEYWORD_RETENTION))
 
 
 def hot_keywords(session: Session, *, now: dt.datetime, params: BurstParams | None = None,
@@ -471,7 +482,7 @@ def hot_keywords(session: Session, *, now: dt.datetime, params: BurstParams | No
     params = params or BurstParams.from_settings(get_settings())
     window_start = hour_floor(now) - (params.window_hours - 1) * HOUR
     base_start = window_start - params.baseline_hours * HOUR
-    kc = KeywordCount.__table__
+    kc = _KEYWORDS
     recent_sum = func.sum(kc.c.count).filter(kc.c.hour >= window_start)
     candidates = session.execute(
         select(kc.c.keyword).where(kc.c.hour >= window_start, kc.c.hour <= now)
@@ -481,7 +492,7 @@ def hot_keywords(session: Session, *, now: dt.datetime, params: BurstParams | No
     data_start = session.scalar(select(func.min(kc.c.hour)))
     if data_start is not None and data_start.tzinfo is None:
         data_start = data_start.replace(tzinfo=dt.UTC)
-    out = []
+    out: list[dict[str, Any]] = []
     for chunk in _chunks(list(candidates)):
         series: dict[str, dict[str, int]] = {}
         for kw, h, c in session.execute(select(kc.c.keyword, kc.c.hour, kc.c.count).where(
@@ -492,5 +503,5 @@ def hot_keywords(session: Session, *, now: dt.datetime, params: BurstParams | No
             b = burst(hourly, now, params, first_seen=data_start)
             if b.is_hot:
                 out.append({"keyword": kw, "recent": b.recent, "expected": b.expected, "z": b.z})
-    out.sort(key=lambda d: -d["z"])
+    out.sort(key=lambda d: -float(d["z"]))
     return out[:limit]

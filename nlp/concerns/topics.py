@@ -259,8 +259,8 @@ def _assign_chunk(Xc: sp.csr_matrix, offset: int, clusters: list[Cluster], thres
             sims[offset + i] = 1.0
     # Fold the chunk's members into the clusters' means.
     labels[offset : offset + Xc.shape[0]] = local
-    for i in np.flatnonzero(local >= 0):
-        clusters[int(local[i])].members.append(offset + int(i))
+    for j in np.flatnonzero(local >= 0):
+        clusters[int(local[j])].members.append(offset + int(j))
     valid = np.flatnonzero(local >= 0)
     if not valid.size:
         return
