@@ -238,6 +238,7 @@ def run(
 from yuqing.commands import topics as _topics_cmd  # noqa: E402  (hot concerns)
 
 app.command("topics")(_topics_cmd.topics)
+app.command("categories-train")(_topics_cmd.categories_train)
 
 from yuqing.commands import nlp as _nlp_commands  # noqa: E402  (analyze, classify, debunks)
 

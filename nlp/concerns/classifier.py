@@ -82,8 +82,10 @@ class CategoryClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         return self.svm_.predict(self.tfidf_.transform(self._features(list(texts))))
 
-    def predict_confident(self, texts: Sequence[str], margin: float = 0.0) -> list[str | None]:
-        """The predicted category where the model is sure enough (top score above ``margin``)."""
+    def predict_confident(self, texts: Sequence[str], margin: float = 0.2) -> list[str | None]:
+        """The predicted category where the model is sure enough: its score leads the runner-up
+        by at least ``margin`` (one-vs-rest scores of small training sets are often all negative,
+        so the lead, not the sign, tells a clear case)."""
         if not texts:
             return []
         scores = np.atleast_2d(self.decision_function(texts))
@@ -91,8 +93,11 @@ class CategoryClassifier(ClassifierMixin, BaseEstimator):
             scores = scores.T
         if scores.shape[1] == 1:
             scores = np.hstack([-scores, scores])
-        best = scores.argmax(axis=1)
-        return [str(self.classes_[b]) if scores[i, b] > margin else None for i, b in enumerate(best)]
+        order = np.argsort(-scores, axis=1)
+        best, second = order[:, 0], order[:, 1]
+        rows = np.arange(len(best))
+        lead = scores[rows, best] - scores[rows, second]
+        return [str(self.classes_[b]) if lead[i] >= margin else None for i, b in enumerate(best)]
 
 
 def save(model: CategoryClassifier, path: str | Path) -> None:
@@ -116,3 +121,33 @@ def load(path: str | Path) -> CategoryClassifier:
         )
     model: Any = sio.load(path, trusted=untrusted)
     return model
+
+
+MIN_PER_CATEGORY = 5
+
+
+def train_from_labels(session: Any, *, min_per_category: int = MIN_PER_CATEGORY) -> tuple[CategoryClassifier, dict]:
+    """Train on the office's labelled categories (``labels.category``); returns the model and counts.
+
+    Categories with fewer than ``min_per_category`` labels are left out (the rules keep them).
+    """
+    from collections import Counter
+
+    from sqlalchemy import select
+
+    from core.tables import Label
+    from nlp.concerns.errors import ConcernConfigError
+    from nlp.normalize import normalize
+
+    rows = session.execute(select(Label.text, Label.category).where(Label.category.is_not(None))).all()
+    counts = Counter(c for _, c in rows)
+    keep = {c for c, n in counts.items() if n >= min_per_category}
+    data = [(normalize(t), c) for t, c in rows if c in keep and t]
+    if len(keep) < 2:
+        raise ConcernConfigError(
+            f"带类别的标注不足：至少需要 2 个类别、每类至少 {min_per_category} 条（现有 {dict(counts)}）。"
+            "请先在审核台为帖子标注类别。"
+        )
+    model = CategoryClassifier().fit([t for t, _ in data], [c for _, c in data])
+    return model, {"labels": len(data), "categories": {c: counts[c] for c in sorted(keep)},
+                   "skipped": {c: n for c, n in counts.items() if c not in keep}}

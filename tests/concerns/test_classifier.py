@@ -38,4 +38,51 @@ def test_learns_and_round_trips(tmp_path: Path) -> None:
     save(model, path)
     again = load(path)
     assert list(again.predict(tests)) == list(model.predict(tests))
-    assert again.predict_confident(tests, margin=-10.0) == list(model.predict(tests))
+    assert again.predict_confident(tests, margin=0.0) == list(model.predict(tests))
+    assert again.predict_confident(tests, margin=100.0) == [None, None, None]
+
+
+def test_train_from_office_labels_and_use_in_the_stage(fresh_db_url: str, tmp_path: Path,
+                                                       monkeypatch) -> None:
+    import datetime as dt
+    import hashlib
+
+    from sqlalchemy import select
+    from typer.testing import CliRunner
+
+    from core.db import make_engine, session_scope
+    from core.settings import get_settings
+    from core.tables import Label, Post
+    from nlp.concerns import ConcernAnalyzer, update_concerns
+    from tests.concerns.conftest import DAY, views
+    from yuqing.cli import app
+
+    runner = CliRunner()
+    engine = make_engine(fresh_db_url)
+    out = tmp_path / "category.skops"
+    try:
+        few = runner.invoke(app, ["categories-train", "--output", str(out)])
+        assert few.exit_code == 1 and "标注不足" in few.output and not out.exists()
+        # The office labels a category our rules do not know: 防汛 (flood control).
+        flood = ["河堤有裂缝了", "南坪村河边水位涨得很快", "上游水库要泄洪吗", "河堤加固什么时候开始",
+                 "昨晚河水漫过了桥面", "沙袋在哪里领"]
+        with session_scope(engine) as s:
+            for i, (text, cat) in enumerate([(t, "防汛") for t in flood] + TRAIN):
+                s.add(Label(dedup_key=f"l{i}", text=text, text_hash=hashlib.sha256(text.encode()).hexdigest(),
+                            label=0, category=cat, origin="manual"))
+        done = runner.invoke(app, ["categories-train", "--output", str(out)])
+        assert done.exit_code == 0, done.output
+        assert out.exists() and "4 类" in done.output
+
+        monkeypatch.setenv("YUQING_CONCERN_CATEGORY_MODEL", str(out))
+        get_settings.cache_clear()
+        from core.ingest import ingest_posts
+
+        with session_scope(engine) as s:
+            ingest_posts(s, [{"source": "青禾镇论坛", "external_id": "x1", "text": "河水涨到河堤了，要不要转移",
+                              "published_at": DAY}])
+            update_concerns(s, views(s), now=DAY + dt.timedelta(hours=1), analyzer=ConcernAnalyzer())
+            assert s.scalar(select(Post.category).where(Post.external_id == "x1")) == "防汛"
+    finally:
+        engine.dispose()
+        get_settings.cache_clear()

@@ -90,3 +90,27 @@ def topics(
     if rising:
         words = "、".join(f"{escape(k['keyword'])}({k['recent']})" for k in rising)
         console.print(f"突增关键词：{words}")
+
+
+def categories_train(
+    output: Annotated[str, typer.Option("--output", help="模型保存路径（.skops）")] = "",
+    min_per_category: Annotated[int, typer.Option("--min-per-category", min=2, help="每类至少几条标注")] = 5,
+) -> None:
+    """Train the concern-category classifier on labelled categories; use it via YUQING_CONCERN_CATEGORY_MODEL."""
+    from pathlib import Path
+
+    from core.db import session_scope
+    from core.errors import YuqingError
+    from nlp.concerns.classifier import save, train_from_labels
+
+    settings = get_settings()
+    path = Path(output) if output else settings.model_dir / "category" / "category.skops"
+    try:
+        with session_scope() as session:
+            model, info = train_from_labels(session, min_per_category=min_per_category)
+    except YuqingError as err:
+        err_console.print(f"[red]错误：[/red]{err}")
+        raise typer.Exit(1) from err
+    save(model, path)
+    Console().print(f"已用 {info['labels']} 条标注训练类别模型（{len(info['categories'])} 类），保存到 {path}。")
+    Console().print(f"启用：设置 YUQING_CONCERN_CATEGORY_MODEL={path}")
