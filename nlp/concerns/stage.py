@@ -191,16 +191,21 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
             Topic.status == "active", Topic.last_seen >= window_start,
             (Topic.post_count >= 2) | (Topic.last_seen >= singleton_start))
     ).all()
-    clusters = [tp.Cluster(r.id, tp.centroid_matrix(r.centroid),
-                           float(min(max(r.post_count, 1), tp.MAX_WEIGHT))) for r in rows if r.centroid]
+    rows = [r for r in rows if r.centroid]
+    clusters = tp.ClusterSet.from_centroids([r.id for r in rows], [r.centroid for r in rows],
+                                            [float(min(max(r.post_count, 1), tp.MAX_WEIGHT)) for r in rows])
     parents = _parent_links(session, posts, clusters)
     labels, _ = tp.assign(X, clusters, an.settings.topic_similarity, [len(k) for k in kws], parents=parents)
+    rep_sims = tp.member_similarity(X, labels, clusters)
+    members: dict[int, list[int]] = {}
+    for i in np.flatnonzero(labels >= 0):
+        members.setdefault(int(labels[i]), []).append(int(i))
 
     # Topics: create the new ones, load the touched ones.
     new_topics: dict[int, Topic] = {}
-    for ci, cl in enumerate(clusters):
-        if cl.key is None and cl.members:
-            first = min(times[m] for m in cl.members)
+    for ci, mem in members.items():
+        if clusters.keys[ci] is None:
+            first = min(times[m] for m in mem)
             t = Topic(label="", keywords=[], first_seen=first, last_seen=first, post_count=0, group_count=0,
                       source_count=0, local_count=0, hourly_counts={}, hourly_negativity={}, facets={},
                       places=[], status="active", is_hot=False)
@@ -209,21 +214,21 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     if new_topics:
         session.flush()
     stats.topics_new = len(new_topics)
-    old_ids = [cl.key for cl in clusters if cl.key is not None and cl.members and cl.key not in touched]
+    old_ids = [k for ci in members if (k := clusters.keys[ci]) is not None and k not in touched]
     for chunk in _chunks(old_ids):
         for t in session.scalars(select(Topic).where(Topic.id.in_(chunk))):
             touched[t.id] = t
     topic_of: dict[int, Topic] = {}
-    for ci, cl in enumerate(clusters):
-        if cl.members:
-            topic_of[ci] = new_topics[ci] if cl.key is None else touched[cl.key]
+    for ci in members:
+        key = clusters.keys[ci]
+        topic_of[ci] = new_topics[ci] if key is None else touched[key]
 
     for ci, topic in topic_of.items():
-        cl = clusters[ci]
-        _fold(topic, cl, [posts[m] for m in cl.members], [times[m] for m in cl.members],
-              [moods[m].negativity for m in cl.members], [cats[m] for m in cl.members],
-              [places[m] for m in cl.members], [local[m] for m in cl.members], [kws[m] for m in cl.members],
-              X[cl.members], dfreq, an)
+        mem = members[ci]
+        _fold(topic, clusters.centroid(ci), [posts[m] for m in mem], [times[m] for m in mem],
+              [moods[m].negativity for m in mem], [cats[m] for m in mem],
+              [places[m] for m in mem], [local[m] for m in mem], [kws[m] for m in mem],
+              rep_sims[mem], dfreq, an)
         touched[topic.id] = topic
     stats.topics_updated = len(topic_of) - len(new_topics)
     stats.in_topics = int((labels >= 0).sum())
@@ -257,7 +262,7 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     _save_docfreq(session, dfreq)
 
 
-def _parent_links(session: Session, posts: list[PostView], clusters: list[tp.Cluster]) -> list[int]:
+def _parent_links(session: Session, posts: list[PostView], clusters: tp.ClusterSet) -> list[int]:
     """Per post: its parent's row in the batch, or ``-2 - cluster position`` of its topic, or -1."""
     parent_of = {p.id: p.parent_id for p in posts if p.parent_id is not None}
     missing = [p.id for p in posts if p.parent_id is None]
@@ -276,7 +281,7 @@ def _parent_links(session: Session, posts: list[PostView], clusters: list[tp.Clu
                                         .where(Post.id.in_(chunk), Post.topic_id.is_not(None))):
             if tid is not None:
                 topic_of[pid] = tid
-    position = {cl.key: ci for ci, cl in enumerate(clusters) if cl.key is not None}
+    position = {key: ci for ci, key in enumerate(clusters.keys) if key is not None}
     out = []
     for i, p in enumerate(posts):
         parent = parent_of.get(p.id)
@@ -332,8 +337,8 @@ def _take_out_previous(session: Session, ids: list[int], touched: dict[int, Topi
     return {r.id for r in found}
 
 
-def _fold(topic: Topic, cl: tp.Cluster, posts: list[PostView], times: list[dt.datetime], negs: list[float],
-          cats: list[str], places: list[list[str]], local: list[bool], kws: list[list[str]], Xm: Any,
+def _fold(topic: Topic, centroid: bytes, posts: list[PostView], times: list[dt.datetime], negs: list[float],
+          cats: list[str], places: list[list[str]], local: list[bool], kws: list[list[str]], sims: np.ndarray,
           dfreq: tp.DocFreq, an: ConcernAnalyzer) -> None:
     """Fold a batch's member posts into a topic's counts, label and facets."""
     n_old = topic.post_count or 0
@@ -384,9 +389,7 @@ def _fold(topic: Topic, cl: tp.Cluster, posts: list[PostView], times: list[dt.da
     else:
         label_words = []
 
-    mean = cl.mean
-    topic.centroid = tp.encode_centroid(mean)
-    sims = tp.similarity_to(Xm, mean)
+    topic.centroid = centroid
     best = int(np.argmax(sims)) if len(sims) else 0
     if len(sims) and (topic.representative_score is None or sims[best] >= topic.representative_score
                       or topic.representative_post_id is None):

@@ -25,7 +25,7 @@ import math
 import re
 import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -124,7 +124,11 @@ def vectorize(docs: Sequence[Sequence[str]], dfreq: DocFreq, top_terms: int = TO
 def encode_centroid(vec: sp.csr_matrix | np.ndarray, keep: int = CENTROID_TERMS) -> bytes:
     """A sparse mean vector as bytes: its ``keep`` strongest (index, value) pairs."""
     row = sp.csr_matrix(vec)
-    idx, val = row.indices.astype(np.int32), row.data.astype(np.float32)
+    return encode_arrays(row.indices, row.data, keep)
+
+
+def encode_arrays(indices: np.ndarray, data: np.ndarray, keep: int = CENTROID_TERMS) -> bytes:
+    idx, val = np.asarray(indices).astype(np.int32), np.asarray(data).astype(np.float32)
     if len(idx) > keep:
         top = np.argpartition(-np.abs(val), keep)[:keep]
         idx, val = idx[top], val[top]
@@ -140,19 +144,50 @@ def decode_centroid(blob: bytes | None) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass
-class Cluster:
-    """A topic as the clusterer sees it: the mean member vector and its weight."""
+class ClusterSet:
+    """Topics as the clusterer sees them: one row per topic in ``means`` (the mean member
+    vector, K x N_FEATURES), its weight, and its topic id (None for a topic born in this run)."""
 
-    key: int | None  # topic id, None for a topic born in this run
-    mean: sp.csr_matrix  # 1 x N_FEATURES
-    weight: float
-    members: list[int] = field(default_factory=list)  # positions in the batch
+    keys: list[int | None]
+    means: sp.csr_matrix
+    weights: np.ndarray
 
+    @classmethod
+    def from_centroids(cls, keys: Sequence[int | None], blobs: Sequence[bytes | None],
+                       weights: Sequence[float]) -> ClusterSet:
+        indptr = [0]
+        idx_parts: list[np.ndarray] = []
+        val_parts: list[np.ndarray] = []
+        for blob in blobs:
+            idx, val = decode_centroid(blob)
+            idx_parts.append(idx.astype(np.int64))
+            val_parts.append(val.astype(np.float64))
+            indptr.append(indptr[-1] + len(idx))
+        ind = np.concatenate(idx_parts) if idx_parts else np.zeros(0, dtype=np.int64)
+        dat = np.concatenate(val_parts) if val_parts else np.zeros(0)
+        means = sp.csr_matrix((dat, ind, np.asarray(indptr)), shape=(len(keys), N_FEATURES))
+        return cls(list(keys), means, np.asarray(weights, dtype=np.float64))
+
+    @classmethod
+    def empty(cls) -> ClusterSet:
+        return cls([], sp.csr_matrix((0, N_FEATURES)), np.zeros(0))
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def centroid(self, k: int) -> bytes:
+        """Row ``k`` encoded for ``topics.centroid``."""
+        a, b = self.means.indptr[k], self.means.indptr[k + 1]
+        return encode_arrays(self.means.indices[a:b], self.means.data[a:b])
+
+
+def _row_norm2(M: sp.csr_matrix) -> np.ndarray:
+    return np.asarray(M.multiply(M).sum(axis=1)).ravel()
 
 
 def assign(
     X: sp.csr_matrix,
-    clusters: list[Cluster],
+    clusters: ClusterSet,
     threshold: float,
     n_keywords: Sequence[int] | None = None,
     chunk: int = CHUNK,
@@ -176,27 +211,21 @@ def assign(
     par = np.asarray(parents if parents is not None else np.full(n, -1), dtype=np.int64)
     # Work in the columns actually used (a few thousand, not 2^20): scipy's sparse sums and
     # products cost time in proportion to the number of columns.
-    cols = np.unique(np.concatenate([X.indices.astype(np.int64)]
-                                    + [c.mean.indices.astype(np.int64) for c in clusters]))
+    cols = np.unique(np.concatenate([X.indices.astype(np.int64), clusters.means.indices.astype(np.int64)]))
     m = max(len(cols), 1)
     Xc = _to_cols(X, cols, m)
-    for c in clusters:
-        c.mean = _to_cols(c.mean, cols, m)
-    try:
-        for lo in range(0, n, chunk):
-            hi = min(n, lo + chunk)
-            _assign_chunk(Xc[lo:hi], lo, clusters, threshold, labels, sims, n_keywords, max_weight, par)
-    finally:
-        for c in clusters:
-            mean = c.mean.tocsr()
-            c.mean = sp.csr_matrix((mean.data, cols[mean.indices], mean.indptr), shape=(1, N_FEATURES))
+    state = [_to_cols(clusters.means, cols, m), clusters.weights.astype(np.float64)]
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        _assign_chunk(Xc[lo:hi], lo, clusters.keys, state, threshold, labels, sims, n_keywords, max_weight, par)
+    M = state[0].tocsr()
+    clusters.means = sp.csr_matrix((M.data, cols[M.indices], M.indptr), shape=(M.shape[0], N_FEATURES))
+    clusters.weights = state[1]
     return labels, sims
 
 
 def _to_cols(M: sp.csr_matrix, cols: np.ndarray, m: int) -> sp.csr_matrix:
     M = sp.csr_matrix(M)
-    if M.shape[1] == m:  # already compact (a cluster born in this call)
-        return M
     return sp.csr_matrix((M.data, np.searchsorted(cols, M.indices), M.indptr), shape=(M.shape[0], m))
 
 
@@ -209,16 +238,16 @@ def _parent_cluster(i: int, offset: int, par: np.ndarray, labels: np.ndarray, lo
     return int(labels[p]) if p < offset else int(local[p - offset])
 
 
-def _assign_chunk(Xc: sp.csr_matrix, offset: int, clusters: list[Cluster], threshold: float,
+def _assign_chunk(Xc: sp.csr_matrix, offset: int, keys: list[int | None], state: list, threshold: float,
                   labels: np.ndarray, sims: np.ndarray, n_keywords: Sequence[int] | None,
                   max_weight: float, par: np.ndarray) -> None:
-    k0 = len(clusters)
-    C = sp.vstack([c.mean for c in clusters], format="csr") if clusters else sp.csr_matrix((0, Xc.shape[1]))
-    weights = np.array([c.weight for c in clusters], dtype=np.float64)
-    P = (Xc @ C.T).tocsr() if k0 else sp.csr_matrix((Xc.shape[0], 0))
+    M, weights = state
+    k0 = M.shape[0]
+    P = (Xc @ M.T).tocsr() if k0 else sp.csr_matrix((Xc.shape[0], 0))
     S = sp.tril(Xc @ Xc.T, k=-1, format="csr")
     # Squared norms of weight * mean: ||w m||^2.
-    cnorm2 = [w * w * float(np.dot(c.mean.data, c.mean.data)) for w, c in zip(weights, clusters, strict=True)]
+    cnorm2 = list(weights * weights * _row_norm2(M)) if k0 else []
+    wl = list(weights)
     local = np.full(Xc.shape[0], -1, dtype=np.int64)
     row_nnz = np.diff(Xc.indptr)
     Pp, Pi, Pd = P.indptr, P.indices, P.data
@@ -231,7 +260,7 @@ def _assign_chunk(Xc: sp.csr_matrix, offset: int, clusters: list[Cluster], thres
         acc: dict[int, float] = {}
         for t in range(Pp[i], Pp[i + 1]):
             k = int(Pi[t])
-            acc[k] = weights[k] * Pd[t]
+            acc[k] = wl[k] * Pd[t]
         for t in range(Sp[i], Sp[i + 1]):
             c = int(local[Si[t]])
             if c >= 0:
@@ -255,35 +284,39 @@ def _assign_chunk(Xc: sp.csr_matrix, offset: int, clusters: list[Cluster], thres
         elif n_keywords is None or n_keywords[offset + i] >= MIN_KEYWORDS_TO_START:
             local[i] = len(cnorm2)
             cnorm2.append(1.0)
-            clusters.append(Cluster(None, sp.csr_matrix((1, Xc.shape[1])), 0.0))
+            keys.append(None)
             sims[offset + i] = 1.0
-    # Fold the chunk's members into the clusters' means.
     labels[offset : offset + Xc.shape[0]] = local
-    for j in np.flatnonzero(local >= 0):
-        clusters[int(local[j])].members.append(offset + int(j))
+    # Fold the chunk's members into the means, all clusters at once:
+    # new mean = (w * mean + sum of members) / (w + members), weight capped at max_weight.
+    k1 = len(cnorm2)
+    if k1 > k0:
+        M = sp.vstack([M, sp.csr_matrix((k1 - k0, M.shape[1]))], format="csr")
+        weights = np.concatenate([weights, np.zeros(k1 - k0)])
     valid = np.flatnonzero(local >= 0)
-    if not valid.size:
-        return
-    indicator = sp.csr_matrix((np.ones(valid.size), (local[valid], valid)),
-                              shape=(len(clusters), Xc.shape[0]))
-    sums = (indicator @ Xc).tocsr()
-    sizes = np.bincount(local[valid], minlength=len(clusters))
-    for c in np.unique(local[valid]):
-        member_sum = sums[int(c)]
-        cl = clusters[int(c)]
-        m = int(sizes[c])
-        total = cl.weight + m
-        cl.mean = ((cl.mean * cl.weight + member_sum) / total).tocsr()
-        cl.mean.eliminate_zeros()
-        if cl.mean.nnz > CENTROID_TERMS * 4:  # keep the mean sparse as it grows
-            idx, val = decode_centroid(encode_centroid(cl.mean, CENTROID_TERMS * 2))
-            cl.mean = sp.csr_matrix((val.astype(np.float64), idx, [0, len(idx)]), shape=(1, Xc.shape[1]))
-        cl.weight = min(total, max_weight)
+    if valid.size:
+        indicator = sp.csr_matrix((np.ones(valid.size), (local[valid], valid)), shape=(k1, Xc.shape[0]))
+        sizes = np.bincount(local[valid], minlength=k1).astype(np.float64)
+        total = weights + sizes
+        scale = np.divide(1.0, total, out=np.zeros_like(total), where=total > 0)
+        M = (sp.diags(weights * scale) @ M + sp.diags(scale) @ (indicator @ Xc)).tocsr()
+        M.eliminate_zeros()
+        weights = np.minimum(np.where(sizes > 0, total, weights), max_weight)
+    state[0], state[1] = M, weights
 
 
-def centroid_matrix(blob: bytes | None) -> sp.csr_matrix:
-    idx, val = decode_centroid(blob)
-    return sp.csr_matrix((val.astype(np.float64), idx.astype(np.int64), [0, len(idx)]), shape=(1, N_FEATURES))
+def member_similarity(X: sp.csr_matrix, labels: np.ndarray, clusters: ClusterSet) -> np.ndarray:
+    """Cosine of each row with its cluster's mean (0 for rows in no cluster)."""
+    out = np.zeros(X.shape[0])
+    rows = np.flatnonzero(labels >= 0)
+    if not rows.size:
+        return out
+    norms = np.sqrt(_row_norm2(clusters.means))
+    means = clusters.means[labels[rows]]
+    dots = np.asarray(X[rows].multiply(means).sum(axis=1)).ravel()
+    denom = norms[labels[rows]]
+    out[rows] = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+    return out
 
 
 def similarity_to(X: sp.csr_matrix, mean: sp.csr_matrix) -> np.ndarray:
