@@ -18,6 +18,7 @@ import datetime as dt
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from scipy import stats
 
@@ -37,8 +38,9 @@ def hour_key(t: dt.datetime) -> str:
     return hour_floor(t).strftime("%Y-%m-%dT%H")
 
 
+@lru_cache(maxsize=65536)
 def parse_hour_key(key: str) -> dt.datetime:
-    return dt.datetime.strptime(key, "%Y-%m-%dT%H").replace(tzinfo=dt.UTC)
+    return dt.datetime(int(key[0:4]), int(key[5:7]), int(key[8:10]), int(key[11:13]), tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)

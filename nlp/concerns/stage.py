@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -144,8 +144,11 @@ def update_concerns(session: Session, posts: Sequence[PostView], *, now: dt.date
     stats = ConcernStats(posts=len(posts))
     touched: dict[int, Topic] = {}
     if posts:
-        _process(session, an, sorted(posts, key=lambda p: (p.published_at or now, p.id)), now, stats, touched)
-    _evaluate_bursts(session, an, now, touched, stats)
+        drafts = _process(session, an, sorted(posts, key=lambda p: (p.published_at or now, p.id)), now, stats,
+                          touched)
+    else:
+        drafts = []
+    _evaluate_bursts(session, an, now, touched, stats, drafts)
     _retire(session, an, now)
     session.flush()
     stats.seconds = round(time.perf_counter() - started, 4)
@@ -153,7 +156,7 @@ def update_concerns(session: Session, posts: Sequence[PostView], *, now: dt.date
 
 
 def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: dt.datetime,
-             stats: ConcernStats, touched: dict[int, Topic]) -> None:
+             stats: ConcernStats, touched: dict[int, Topic]) -> list[_Draft]:
     times = [p.published_at.astimezone(dt.UTC) if p.published_at else now for p in posts]
     moods = [mood(p.norm_text or "") for p in posts]
     cats = [an.taxonomy.classify(p.norm_text or "").category for p in posts]
@@ -201,24 +204,15 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     for i in np.flatnonzero(labels >= 0):
         members.setdefault(int(labels[i]), []).append(int(i))
 
-    # Topics: create the new ones, load the touched ones.
-    new_topics: dict[int, Topic] = {}
-    for ci, mem in members.items():
-        if clusters.keys[ci] is None:
-            first = min(times[m] for m in mem)
-            t = Topic(label="", keywords=[], first_seen=first, last_seen=first, post_count=0, group_count=0,
-                      source_count=0, local_count=0, hourly_counts={}, hourly_negativity={}, facets={},
-                      places=[], status="active", is_hot=False)
-            session.add(t)
-            new_topics[ci] = t
-    if new_topics:
-        session.flush()
+    # Topics: new ones are folded in memory and inserted in one statement; touched ones are loaded.
+    new_topics: dict[int, _Draft] = {ci: _Draft(min(times[m] for m in mem))
+                                     for ci, mem in members.items() if clusters.keys[ci] is None}
     stats.topics_new = len(new_topics)
     old_ids = [k for ci in members if (k := clusters.keys[ci]) is not None and k not in touched]
     for chunk in _chunks(old_ids):
         for t in session.scalars(select(Topic).where(Topic.id.in_(chunk))):
             touched[t.id] = t
-    topic_of: dict[int, Topic] = {}
+    topic_of: dict[int, Any] = {}
     for ci in members:
         key = clusters.keys[ci]
         topic_of[ci] = new_topics[ci] if key is None else touched[key]
@@ -229,7 +223,17 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
               [moods[m].negativity for m in mem], [cats[m] for m in mem],
               [places[m] for m in mem], [local[m] for m in mem], [kws[m] for m in mem],
               rep_sims[mem], dfreq, an)
-        touched[topic.id] = topic
+    drafts = list(new_topics.items())
+    for ci, draft in drafts:
+        mem = members[ci]  # all of a new topic's posts are in this batch: count exactly here
+        draft.group_count = len({posts[m].group_id for m in mem if posts[m].group_id is not None})
+        draft.source_count = len({posts[m].source_id for m in mem if posts[m].source_id is not None})
+        draft.burst = _score(draft, an, now)
+    if drafts:
+        ids = session.scalars(insert(Topic).returning(Topic.id, sort_by_parameter_order=True),
+                              [d.row() for _, d in drafts]).all()
+        for (_, draft), tid in zip(drafts, ids, strict=True):
+            draft.id = tid
     stats.topics_updated = len(topic_of) - len(new_topics)
     stats.in_topics = int((labels >= 0).sum())
 
@@ -260,6 +264,38 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     _count_distinct(session, list(touched.values()))
     _count_keywords(session, [kws[i] for i in fresh], [times[i] for i in fresh])
     _save_docfreq(session, dfreq)
+    return [d for _, d in drafts]
+
+
+class _Draft:
+    """A topic born in this run: folded in memory like a Topic, then inserted with the others."""
+
+    COLUMNS = ("label", "keywords", "representative_post_id", "representative_score", "category", "places",
+               "negativity", "first_seen", "last_seen", "post_count", "group_count", "source_count",
+               "local_count", "hourly_counts", "hourly_negativity", "facets", "is_hot", "burst_score", "hot_since",
+               "priority", "centroid", "status")
+
+    def __init__(self, first: dt.datetime) -> None:
+        self.id: int | None = None
+        self.label, self.keywords, self.category, self.places = "", [], None, []
+        self.representative_post_id: int | None = None
+        self.representative_score: float | None = None
+        self.negativity: float | None = None
+        self.first_seen = self.last_seen = first
+        self.post_count = self.group_count = self.source_count = self.local_count = 0
+        self.hourly_counts: dict[str, Any] = {}
+        self.hourly_negativity: dict[str, Any] = {}
+        self.facets: dict[str, Any] = {}
+        self.is_hot = False
+        self.burst_score: float | None = None
+        self.hot_since: dt.datetime | None = None
+        self.priority: float | None = None
+        self.centroid: bytes | None = None
+        self.status = "active"
+        self.burst: Any = None
+
+    def row(self) -> dict[str, Any]:
+        return {c: getattr(self, c) for c in self.COLUMNS}
 
 
 def _parent_links(session: Session, posts: list[PostView], clusters: tp.ClusterSet) -> list[int]:
@@ -337,7 +373,7 @@ def _take_out_previous(session: Session, ids: list[int], touched: dict[int, Topi
     return {r.id for r in found}
 
 
-def _fold(topic: Topic, centroid: bytes, posts: list[PostView], times: list[dt.datetime], negs: list[float],
+def _fold(topic: Any, centroid: bytes, posts: list[PostView], times: list[dt.datetime], negs: list[float],
           cats: list[str], places: list[list[str]], local: list[bool], kws: list[list[str]], sims: np.ndarray,
           dfreq: tp.DocFreq, an: ConcernAnalyzer) -> None:
     """Fold a batch's member posts into a topic's counts, label and facets."""
@@ -429,30 +465,37 @@ def _count_keywords(session: Session, kws: list[list[str]], times: list[dt.datet
         session.connection().execute(stmt, rows[i : i + 5000])
 
 
+def _score(topic: Any, an: ConcernAnalyzer, now: dt.datetime) -> tuple[Any, bool]:
+    """Burst-score one topic at ``now`` and set is_hot, burst_score, hot_since, priority on it."""
+    b = burst(topic.hourly_counts or {}, now, an.burst_params, topic.first_seen)
+    was_hot = bool(topic.is_hot)
+    topic.is_hot = b.is_hot
+    topic.burst_score = b.z
+    newly = b.is_hot and not was_hot
+    if newly:
+        topic.hot_since = now
+    elif not b.is_hot:
+        topic.hot_since = None
+    local_share = (topic.local_count or 0) / max(topic.post_count or 1, 1)
+    topic.priority = round(max(b.z, 0.0) * (1.0 + an.settings.local_priority_boost * local_share)
+                           * (1.0 + (topic.negativity or 0.0)), 4)
+    return b, newly
+
+
 def _evaluate_bursts(session: Session, an: ConcernAnalyzer, now: dt.datetime, touched: dict[int, Topic],
-                     stats: ConcernStats) -> None:
+                     stats: ConcernStats, drafts: list[_Draft]) -> None:
     """Score touched and currently hot topics at ``now``; keep is_hot, hot_since, priority, history."""
     hot_ids = session.scalars(select(Topic.id).where(Topic.is_hot.is_(True))).all()
     missing = [i for i in hot_ids if i not in touched]
     for chunk in _chunks(missing):
         for t in session.scalars(select(Topic).where(Topic.id.in_(chunk))):
             touched[t.id] = t
-    params = an.burst_params
     hour = hour_floor(now)
     burst_rows = []
-    for topic in touched.values():
-        b = burst(topic.hourly_counts or {}, now, params, topic.first_seen)
-        was_hot = bool(topic.is_hot)
-        topic.is_hot = b.is_hot
-        topic.burst_score = b.z
-        if b.is_hot and not was_hot:
-            topic.hot_since = now
+    scored = [(t, *_score(t, an, now)) for t in touched.values()] + [(d, *d.burst) for d in drafts]
+    for topic, b, newly in scored:
+        if newly:
             stats.newly_hot_ids.append(topic.id)
-        elif not b.is_hot:
-            topic.hot_since = None
-        local_share = (topic.local_count or 0) / max(topic.post_count or 1, 1)
-        topic.priority = round(max(b.z, 0.0) * (1.0 + an.settings.local_priority_boost * local_share)
-                               * (1.0 + (topic.negativity or 0.0)), 4)
         if b.is_hot:
             stats.hot_topic_ids.append(topic.id)
             burst_rows.append({"topic_id": topic.id, "hour": hour, "burst_score": b.z,
