@@ -201,8 +201,8 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     labels, _ = tp.assign(X, clusters, an.settings.topic_similarity, [len(k) for k in kws], parents=parents)
     rep_sims = tp.member_similarity(X, labels, clusters)
     members: dict[int, list[int]] = {}
-    for i in np.flatnonzero(labels >= 0):
-        members.setdefault(int(labels[i]), []).append(int(i))
+    for pos in np.flatnonzero(labels >= 0):
+        members.setdefault(int(labels[pos]), []).append(int(pos))
 
     # Topics: new ones are folded in memory and inserted in one statement; touched ones are loaded.
     new_topics: dict[int, _Draft] = {ci: _Draft(min(times[m] for m in mem))
@@ -230,9 +230,9 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
         draft.source_count = len({posts[m].source_id for m in mem if posts[m].source_id is not None})
         draft.burst = _score(draft, an, now)
     if drafts:
-        ids = session.scalars(insert(Topic).returning(Topic.id, sort_by_parameter_order=True),
-                              [d.row() for _, d in drafts]).all()
-        for (_, draft), tid in zip(drafts, ids, strict=True):
+        new_ids = session.scalars(insert(Topic).returning(Topic.id, sort_by_parameter_order=True),
+                                  [d.row() for _, d in drafts]).all()
+        for (_, draft), tid in zip(drafts, new_ids, strict=True):
             draft.id = tid
     stats.topics_updated = len(topic_of) - len(new_topics)
     stats.in_topics = int((labels >= 0).sum())
@@ -262,7 +262,12 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
         session.delete(touched.pop(tid))
     session.flush()
     _count_distinct(session, list(touched.values()))
-    _count_keywords(session, [kws[i] for i in fresh], [times[i] for i in fresh])
+    # Keyword rates: each post's strongest terms (those in its vector), not every word of a long post.
+    strongest = []
+    for i in fresh:
+        kept = set(X.indices[X.indptr[i]:X.indptr[i + 1]].tolist())
+        strongest.append([w for w in set(kws[i]) if tp.feature_index(w) in kept])
+    _count_keywords(session, strongest, [times[i] for i in fresh])
     _save_docfreq(session, dfreq)
     return [d for _, d in drafts]
 
@@ -277,7 +282,10 @@ class _Draft:
 
     def __init__(self, first: dt.datetime) -> None:
         self.id: int | None = None
-        self.label, self.keywords, self.category, self.places = "", [], None, []
+        self.label = ""
+        self.keywords: list[Any] = []
+        self.category: str | None = None
+        self.places: list[Any] = []
         self.representative_post_id: int | None = None
         self.representative_score: float | None = None
         self.negativity: float | None = None
@@ -396,9 +404,9 @@ def _fold(topic: Any, centroid: bytes, posts: list[PostView], times: list[dt.dat
         topic.status = "active"
 
     facets = dict(topic.facets or {})
-    cat_counts = Counter(facets.get("categories", {}))
+    cat_counts: Counter[str] = Counter(facets.get("categories", {}))
     cat_counts.update(cats)
-    place_counts = Counter(facets.get("places", {}))
+    place_counts: Counter[str] = Counter(facets.get("places", {}))
     for pl in places:
         place_counts.update(pl)
     facets["categories"] = dict(cat_counts)
