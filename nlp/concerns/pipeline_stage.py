@@ -30,6 +30,9 @@ def concerns_stage(ctx: Any, batch: Any) -> None:
     ctx.count("topics_new", stats.topics_new)
     ctx.count("topics_hot", len(stats.hot_topic_ids))
     ctx.count("local_posts", stats.local_posts)
+    for name, seconds in stats.timings.items():
+        ctx.state.setdefault("concerns_timings", {})
+        ctx.state["concerns_timings"][name] = ctx.state["concerns_timings"].get(name, 0.0) + seconds
 
 
 def install() -> None:

@@ -80,9 +80,18 @@ class ConcernStats:
     newly_hot_ids: list[int] = field(default_factory=list)
     categories: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
+
+    def lap(self, name: str) -> None:
+        """Charge the time since the last lap to ``name``."""
+        t = time.perf_counter()
+        last = self.__dict__.setdefault("_t", t)
+        self.timings[name] = round(self.timings.get(name, 0.0) + t - last, 4)
+        self.__dict__["_t"] = t
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
 
 
 class ConcernAnalyzer:
@@ -142,6 +151,7 @@ def update_concerns(session: Session, posts: Sequence[PostView], *, now: dt.date
         raise ValueError(f"now={now!r} is naive: pass an aware datetime (UTC)")
     an = analyzer or ConcernAnalyzer()
     stats = ConcernStats(posts=len(posts))
+    stats.lap("start")
     touched: dict[int, Topic] = {}
     if posts:
         drafts = _process(session, an, sorted(posts, key=lambda p: (p.published_at or now, p.id)), now, stats,
@@ -149,8 +159,11 @@ def update_concerns(session: Session, posts: Sequence[PostView], *, now: dt.date
     else:
         drafts = []
     _evaluate_bursts(session, an, now, touched, stats, drafts)
+    stats.lap("bursts")
     _retire(session, an, now)
     session.flush()
+    stats.lap("retire")
+    stats.timings.pop("start", None)
     stats.seconds = round(time.perf_counter() - started, 4)
     return stats
 
@@ -175,6 +188,7 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     stats.local_posts = sum(local)
     stats.concern_posts = sum(m.is_concern for m in moods)
     stats.categories = dict(Counter(cats))
+    stats.lap("rules")
 
     ids = [p.id for p in posts]
     previous = _take_out_previous(session, ids, touched)
@@ -185,6 +199,7 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     fresh = [i for i, p in enumerate(posts) if p.id not in previous]
     X = tp.vectorize(kws, dfreq)
     dfreq.add([[tp.feature_index(w) for w in kws[i]] for i in fresh])
+    stats.lap("vectors")
 
     # Active topics offered for joining.
     window_start = now - dt.timedelta(hours=an.settings.topic_window_hours)
@@ -200,6 +215,7 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     parents = _parent_links(session, posts, clusters)
     labels, _ = tp.assign(X, clusters, an.settings.topic_similarity, [len(k) for k in kws], parents=parents)
     rep_sims = tp.member_similarity(X, labels, clusters)
+    stats.lap("cluster")
     members: dict[int, list[int]] = {}
     for pos in np.flatnonzero(labels >= 0):
         members.setdefault(int(labels[pos]), []).append(int(pos))
@@ -223,6 +239,7 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
               [moods[m].negativity for m in mem], [cats[m] for m in mem],
               [places[m] for m in mem], [local[m] for m in mem], [kws[m] for m in mem],
               rep_sims[mem], dfreq, an)
+    stats.lap("fold")
     drafts = list(new_topics.items())
     for ci, draft in drafts:
         mem = members[ci]  # all of a new topic's posts are in this batch: count exactly here
@@ -235,6 +252,7 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
         for (_, draft), tid in zip(drafts, new_ids, strict=True):
             draft.id = tid
     stats.topics_updated = len(topic_of) - len(new_topics)
+    stats.lap("insert_topics")
     stats.in_topics = int((labels >= 0).sum())
 
     # Posts.
@@ -262,13 +280,16 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
         session.delete(touched.pop(tid))
     session.flush()
     _count_distinct(session, list(touched.values()))
+    stats.lap("write_posts_topics")
     # Keyword rates: each post's strongest terms (those in its vector), not every word of a long post.
     strongest = []
     for i in fresh:
         kept = set(X.indices[X.indptr[i]:X.indptr[i + 1]].tolist())
         strongest.append([w for w in set(kws[i]) if tp.feature_index(w) in kept])
     _count_keywords(session, strongest, [times[i] for i in fresh])
+    stats.lap("keywords")
     _save_docfreq(session, dfreq)
+    stats.lap("docfreq")
     return [d for _, d in drafts]
 
 
