@@ -6,7 +6,8 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from api.problems import install_problem_handlers
-from api.routes import debunks, health, topics, users
+from api.routes import debunks, digests, groups, health, ingest, models, topics, users
+from api.routes import sources as sources_routes
 from core.db import get_engine, session_factory
 
 API_PREFIX = "/api/v1"
@@ -28,4 +29,9 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     app.include_router(users.router, prefix=API_PREFIX)
     app.include_router(topics.router, prefix=API_PREFIX)
     app.include_router(debunks.router, prefix=API_PREFIX)
+    app.include_router(sources_routes.router, prefix=API_PREFIX)
+    app.include_router(digests.router, prefix=API_PREFIX)
+    app.include_router(models.router, prefix=API_PREFIX)
+    app.include_router(ingest.router, prefix=API_PREFIX)
+    app.include_router(groups.router, prefix=API_PREFIX)
     return app

@@ -16,6 +16,9 @@ from core.settings import get_settings
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # pysqlite's own transaction handling breaks SAVEPOINTs (a savepoint opened before the first
+    # write becomes the outer transaction): turn it off and let SQLAlchemy emit BEGIN itself.
+    dbapi_conn.isolation_level = None
     # WAL lets the API read while the crawler writes; foreign keys are off by default in SQLite.
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -23,6 +26,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -34,6 +41,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     if parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)

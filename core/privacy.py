@@ -24,5 +24,6 @@ def mask_personal_data(text: str) -> str:
 
 def pseudonym(identity: str, secret: bytes, *, prefix: str = "用户") -> str:
     """A stable, non-reversible name for a sender: the same person always maps to the same value."""
-    digest = hmac.new(secret, identity.strip().encode("utf-8"), hashlib.sha256).hexdigest()
+    # hmac.digest is the one-shot C path: several times faster than hmac.new() per message.
+    digest = hmac.digest(secret, identity.strip().encode("utf-8"), hashlib.sha256).hex()
     return f"{prefix}{digest[:10]}"

@@ -37,11 +37,21 @@ class Settings(BaseSettings):
     retention_days: int = Field(180, ge=1, description="Raw chat messages older than this are purged.")
     pseudonymize_senders: bool = Field(True, description="Replace chat sender ids/nicknames by HMAC pseudonyms.")
     mask_personal_data: bool = Field(True, description="Mask phone and ID-card numbers in post text.")
+    onebot_secret: SecretStr | None = Field(
+        None, description="OneBot v11 secret: pushes to /api/v1/ingest/onebot need X-Signature (HMAC-SHA1)."
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     base_url: str = "http://127.0.0.1:8000"
     log_level: str = "INFO"
     user_agent: str = "yuqing-crawler/0.1 (+https://github.com/yuqing/yuqing; public-opinion monitoring)"
+    crawl_autothrottle: bool = Field(True, description="AutoThrottle on for every source (per-source override).")
+    crawl_concurrency: int = Field(16, ge=1, description="Concurrent requests of one crawl process.")
+    crawl_batch_size: int = Field(100, ge=1, description="Posts per database batch in the crawl pipeline.")
+    crawl_max_page_mb: float = Field(10.0, gt=0, description="Larger pages are abandoned (and reported).")
+    crawl_max_idle_seconds: int = Field(10, ge=1, description="Distributed workers stop after this long idle.")
+    redis_prefix: str = Field("yuqing", description="Prefix of every Redis key (queues, duplicate filter).")
+    demo_site_port: int = Field(0, ge=0, description="Port of the bundled demo site for `run --demo`; 0 = random.")
 
     smtp_host: str | None = None
     smtp_port: int = 25
@@ -49,7 +59,25 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_security: str = Field("none", description="none | starttls | ssl")
     smtp_sender: str = "yuqing@localhost"
-    digest_time: str = Field("18:00", description="Local time the daily digest is built and sent.")
+    digest_time: str = Field("18:00", pattern=r"^([01]?\d|2[0-3]):[0-5]\d$",
+                             description="Local time (HH:MM) the daily digest is built and sent.")
+    digest_recipients_file: Path | None = Field(
+        None, description="YAML with the digest's title, recipients and per-recipient sections."
+    )
+    digest_template_dir: Path | None = Field(
+        None, description="Folder whose digest.html / digest.txt override the shipped digest templates."
+    )
+    digest_title: str = Field("舆情日报", description="Digest title, e.g. 青禾镇舆情日报 (the YAML may override).")
+    digest_top_n: int = Field(5, ge=1, le=50, description="Rumors and hot concerns listed in the digest.")
+    digest_overdue_hours: dict[str, float] = Field(
+        default_factory=lambda: {"urgent": 2.0, "high": 8.0, "medium": 24.0, "low": 72.0},
+        description="An open alert older than this (hours, per severity) is listed as overdue.",
+    )
+    digest_retry_minutes: int = Field(5, ge=1, description="First retry delay of a failed digest (doubles).")
+    digest_max_attempts: int = Field(12, ge=1, description="Send attempts before a digest is left failed.")
+    digest_font: Path | None = Field(None, description="A CJK font file for the charts (default: WenQuanYi).")
+    smtp_ca_file: Path | None = Field(None, description="CA bundle to verify the mail server (private CA).")
+    smtp_timeout: float = Field(30.0, gt=0, description="Seconds before an SMTP connection attempt gives up.")
 
     # Hot concerns (nlp/concerns): topic clustering and burst detection.
     topic_similarity: float = Field(0.35, gt=0, lt=1, description="Cosine a post needs to join a topic.")

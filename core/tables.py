@@ -498,10 +498,12 @@ class Digest(Base):
     text: Mapped[str] = mapped_column(Text)
     figures: Mapped[dict[str, Any]] = mapped_column(default=dict)  # cid -> {"content_type":..., "b64":...}
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the figures behind the text
-    status: Mapped[str] = mapped_column(String(20), default="built")  # built | sent | failed
+    status: Mapped[str] = mapped_column(String(20), default="built")  # built | sending | sent | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[dt.datetime | None]
+    last_attempt_at: Mapped[dt.datetime | None]  # with attempts, spaces out the retries
+    message_id: Mapped[str | None] = mapped_column(String(300))  # the Message-ID the mail was sent with
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

@@ -21,8 +21,8 @@ from nlp.normalize import normalize
 
 __all__ = [
     "DATASETS",
-    "Split",
     "SharedDataMissing",
+    "Split",
     "all_three_dedup",
     "cross_dataset",
     "load_combined",

@@ -28,8 +28,8 @@ from pathlib import Path
 __all__ = [
     "PLACEHOLDERS",
     "PLACEHOLDER_RE",
-    "normalize",
     "needs_t2s",
+    "normalize",
     "to_simplified",
 ]
 

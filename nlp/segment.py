@@ -19,7 +19,7 @@ from typing import Any
 
 from nlp.normalize import PLACEHOLDER_RE
 
-__all__ = ["DICT_DIR", "DOMAIN_DICT", "STOPWORDS", "Segmenter", "read_user_dict", "load_stopwords"]
+__all__ = ["DICT_DIR", "DOMAIN_DICT", "STOPWORDS", "Segmenter", "load_stopwords", "read_user_dict"]
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,9 @@ def read_user_dict(path: str | os.PathLike[str]) -> list[tuple[str, int | None, 
     entries: list[tuple[str, int | None, str | None]] = []
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"user dictionary {p} does not exist: pass an existing file (word [freq] [tag] per line)")
+        raise FileNotFoundError(
+            f"user dictionary {p} does not exist: pass an existing file (word [freq] [tag] per line)"
+        )
     for lineno, raw in enumerate(p.read_text(encoding="utf-8-sig").splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -108,7 +110,7 @@ class Segmenter:
         self.use_domain_dict = use_domain_dict
         self.cache_dir = None if cache_dir is None else str(cache_dir)
         self._tok: Any = None
-        self._stop: frozenset[str] = frozenset()
+        self._stop: frozenset[str] | None = None
         self._backend_used: str | None = None
         self._lock = threading.Lock()
 
@@ -116,7 +118,7 @@ class Segmenter:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_tok"] = None
-        state["_stop"] = frozenset()
+        state["_stop"] = None  # rebuilt with the tokenizer; None keeps skops' type list short
         state["_backend_used"] = None
         state.pop("_lock", None)
         return state
@@ -190,10 +192,8 @@ class Segmenter:
 
     # -- cutting
     def _cut_plain(self, tok: Any, text: str) -> list[str]:
-        if self._backend_used == "rjieba":
-            words = tok.cut(text, self.hmm)
-        else:
-            words = tok.lcut(text, HMM=self.hmm)
+        rj = self._backend_used == "rjieba"
+        words = tok.cut(text, self.hmm) if rj else tok.lcut(text, HMM=self.hmm)
         return [w for w in words if w.strip()]
 
     def cut(self, text: str) -> list[str]:
@@ -212,7 +212,7 @@ class Segmenter:
         else:
             out = self._cut_plain(tok, text)
         if self.drop_stopwords:
-            stop = self._stop
+            stop = self._stop or frozenset()
             out = [w for w in out if w not in stop]
         return out
 

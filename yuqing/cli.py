@@ -220,6 +220,8 @@ def run(
     if demo:
         db_upgrade()
         ensure_demo_admin(settings.data_dir)
+        _crawl.start_demo_sources(settings)  # the bundled sample site on loopback, and sources pointing at it
+        settings = get_settings()
     jobs = collect_jobs(settings)
     scheduler = build_scheduler(settings, jobs)
     scheduler.start()
@@ -243,6 +245,25 @@ app.command("categories-train")(_topics_cmd.categories_train)
 from yuqing.commands import nlp as _nlp_commands  # noqa: E402  (analyze, classify, debunks)
 
 _nlp_commands.register(app)
+
+from yuqing.commands import crawl as _crawl  # noqa: E402 - registered below the core commands
+
+app.command("crawl")(_crawl.crawl)
+app.add_typer(_crawl.sources_app, name="sources")
+
+from yuqing.commands.digest import digest_command  # noqa: E402
+
+app.command("digest")(digest_command)
+from yuqing.commands import models as _models  # noqa: E402
+
+app.command("train")(_models.train)
+app.command("rescore")(_models.rescore)
+app.add_typer(_models.models_app, name="models")
+app.add_typer(_models.labels_app, name="labels")
+
+from yuqing.commands import chats as _chats_commands  # noqa: E402
+
+_chats_commands.register(app)
 
 
 def main() -> None:

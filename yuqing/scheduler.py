@@ -54,6 +54,30 @@ def collect_jobs(settings: Settings) -> list[Job]:
             refresh(session)
 
     jobs.append(Job("nlp.concerns.refresh", refresh_topic_bursts, seconds=settings.topic_refresh_seconds))
+
+    # crawler: each source on its own interval; each crawl is a subprocess (Twisted's reactor cannot
+    # restart in one process), see yuqing/commands/crawl.py. Disabled sources are skipped at run time.
+    from yuqing.commands.crawl import crawl_schedule
+
+    for job_id, seconds, func in crawl_schedule(settings):
+        jobs.append(Job(id=job_id, func=func, seconds=seconds, run_now=True))
+
+    # Digest: build and send at digest_time; retry failed sends (and catch up a missed day).
+    from yuqing.commands import digest as digest_jobs
+
+    jobs.append(Job("digest-daily", digest_jobs.daily_job, cron=settings.digest_time))
+    jobs.append(Job("digest-retry", digest_jobs.retry_job, seconds=60 * settings.digest_retry_minutes))
+
+    # chats: delete raw chat messages past YUQING_RETENTION_DAYS, daily at night (alert evidence stays)
+    def purge_old_chat_messages() -> None:
+        from core.db import session_scope
+        from crawler.chats import purge_chat_messages
+
+        with session_scope() as session:
+            result = purge_chat_messages(session)
+        log.info("purged %d chat messages (kept %d as evidence)", result.deleted, result.kept_as_evidence)
+
+    jobs.append(Job(id="chats.purge", func=purge_old_chat_messages, cron="03:30"))
     return jobs
 
 

@@ -105,3 +105,19 @@ def test_large_batch_is_one_pass(session: Session) -> None:
     batch = [{"source": "批量", "external_id": str(i), "text": f"第{i}条消息"} for i in range(2_000)]
     assert ingest_posts(session, batch).new == 2_000
     assert ingest_posts(session, batch).unchanged == 2_000
+
+
+def test_session_fixture_really_rolls_back(engine) -> None:
+    """Commits inside the `session` fixture are savepoints: nothing leaks into the next test."""
+    from sqlalchemy.orm import Session as PlainSession
+
+    conn = engine.connect()
+    trans = conn.begin()
+    inner = PlainSession(bind=conn, join_transaction_mode="create_savepoint")
+    ingest_posts(inner, [{"source": "回滚测试", "external_id": "x", "text": "不应留下"}])
+    inner.commit()
+    inner.close()
+    trans.rollback()
+    conn.close()
+    with PlainSession(engine) as check:
+        assert check.scalar(select(func.count()).select_from(Source).where(Source.name == "回滚测试")) == 0

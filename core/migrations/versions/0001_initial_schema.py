@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 00:24:34.527878
+Create Date: 2026-11-29 01:36:39.010568
 """
 from __future__ import annotations
 
@@ -54,6 +54,8 @@ def upgrade() -> None:
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('sent_at', core.tables.UTCDateTime(), nullable=True),
+    sa.Column('last_attempt_at', core.tables.UTCDateTime(), nullable=True),
+    sa.Column('message_id', sa.String(length=300), nullable=True),
     sa.Column('created_at', core.tables.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_digests')),
     sa.UniqueConstraint('day', 'recipients_key', 'revision', name=op.f('uq_digests_day_recipients_key_revision'))

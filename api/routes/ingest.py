@@ -1,0 +1,186 @@
+"""Pushes from chat bots and scripts: OneBot v11 events and a generic JSON batch.
+
+Tokens: a bot token (``yuqing tokens create qq-bot-1 --bot``) may call only these routes; staff
+and above may call them too. OneBot's HTTP POST reporting has no header for a token in several
+frameworks (go-cqhttp), so the token may also come as ``?access_token=`` (OneBot's own
+convention). When ``YUQING_ONEBOT_SECRET`` is set, OneBot pushes must carry
+``X-Signature: sha1=<HMAC-SHA1 of the raw body>`` as OneBot implementations send it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.accounts import role_rank, user_for_token
+from api.deps import SessionDep
+from api.problems import Problem
+from core.settings import get_settings
+from core.tables import User
+from crawler.chats.onebot import OneBotEvent, signature_ok
+from crawler.chats.push import MessageBatch, PushResult, store_message_batch, store_onebot_event
+
+router = APIRouter(prefix="/ingest", tags=["ingest"])
+_bearer = HTTPBearer(auto_error=False, description="机器人令牌：`yuqing tokens create qq-bot-1 --bot`")
+
+
+def pusher(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    access_token: Annotated[
+        str | None,
+        Query(max_length=200, description="令牌也可放在查询参数里（OneBot 惯例，供不能设请求头的框架）"),
+    ] = None,
+) -> User:
+    """A bot token, or a user of role staff or above; from the Authorization header or ?access_token=."""
+    token = credentials.credentials if credentials is not None else access_token
+    if not token:
+        raise Problem(401, "需要登录",
+                      "推送缺少令牌：加请求头 'Authorization: Bearer <令牌>'，"
+                      "或在地址后加 ?access_token=<令牌>。",
+                      headers={"WWW-Authenticate": "Bearer"})
+    found = user_for_token(session, token)
+    if found is None:
+        raise Problem(401, "令牌无效",
+                      "令牌无效、已过期或已吊销：请用 `yuqing tokens create NAME --bot` 重新生成。",
+                      headers={"WWW-Authenticate": "Bearer"})
+    user, tok = found
+    if tok.kind != "bot" and role_rank(user.role) < role_rank("staff"):
+        raise Problem(403, "权限不足",
+                      "推送消息需要机器人令牌（yuqing tokens create NAME --bot）或工作人员以上角色。")
+    request.state.token_kind = tok.kind
+    return user
+
+
+Pusher = Annotated[User, Depends(pusher)]
+
+
+async def onebot_signature(request: Request, _: Pusher) -> None:
+    """Check OneBot's X-Signature when a secret is configured (after the token, before the body)."""
+    secret = get_settings().onebot_secret
+    if secret is None or not secret.get_secret_value():
+        return
+    body = await request.body()
+    if not signature_ok(secret.get_secret_value().encode("utf-8"), body, request.headers.get("X-Signature")):
+        raise Problem(
+            401,
+            "签名无效",
+            "X-Signature 缺失或与请求体不符：请在机器人框架里填写与 YUQING_ONEBOT_SECRET 相同的 secret。",
+        )
+
+
+ONEBOT_EXAMPLES: dict[str, Any] = {
+    "segments": {
+        "summary": "群消息（消息段数组，含回复）",
+        "value": {
+            "time": 1764036000,
+            "self_id": 10001,
+            "post_type": "message",
+            "message_type": "group",
+            "sub_type": "normal",
+            "message_id": 52001,
+            "group_id": 880001,
+            "user_id": 20002,
+            "message": [
+                {"type": "reply", "data": {"id": "52000"}},
+                {"type": "text", "data": {"text": "听说东湾村要封村了？"}},
+                {"type": "image", "data": {"file": "a.jpg"}},
+            ],
+            "raw_message": "[CQ:reply,id=52000]听说东湾村要封村了？[CQ:image,file=a.jpg]",
+            "sender": {"user_id": 20002, "nickname": "张三", "card": "东湾村-张三"},
+        },
+    },
+    "cq_string": {
+        "summary": "群消息（CQ 码字符串）",
+        "value": {
+            "time": 1764036060,
+            "post_type": "message",
+            "message_type": "group",
+            "message_id": 52002,
+            "group_id": 880001,
+            "user_id": 20003,
+            "message": "没有封村，别信谣言[CQ:face,id=14]",
+            "sender": {"user_id": 20003, "nickname": "村委会"},
+        },
+    },
+    "heartbeat": {
+        "summary": "心跳（被忽略）",
+        "value": {
+            "time": 1764036000,
+            "self_id": 10001,
+            "post_type": "meta_event",
+            "meta_event_type": "heartbeat",
+        },
+    },
+}
+
+BATCH_EXAMPLES: dict[str, Any] = {
+    "wechat": {
+        "summary": "一批微信群消息",
+        "value": {
+            "group": {"platform": "wechat", "external_id": "20261122@chatroom", "name": "南坪村村民群"},
+            "messages": [
+                {
+                    "id": "m1",
+                    "time": "2026-11-22T10:00:00+08:00",
+                    "sender": "南坪村老李",
+                    "sender_id": "wxid_li",
+                    "text": "南坪村菜市场明天关门？",
+                },
+                {
+                    "id": "m2",
+                    "time": "2026-11-22T10:01:00+08:00",
+                    "sender": "网格员",
+                    "sender_id": "wxid_wang",
+                    "text": "没听说，照常营业",
+                    "reply_to": "m1",
+                },
+            ],
+        },
+    },
+}
+
+
+@router.post(
+    "/onebot",
+    response_model=PushResult,
+    summary="接收 OneBot v11 群消息推送（QQ 机器人）",
+    dependencies=[Depends(onebot_signature)],
+    description=(
+        "把 go-cqhttp / NapCat / LLOneBot / Lagrange 等 OneBot v11 实现的 **HTTP POST 上报地址** 设为 "
+        "`http://<服务器>/api/v1/ingest/onebot`，机器人令牌放在请求头 `Authorization: Bearer <令牌>`；"
+        "框架不能设置请求头时（如 go-cqhttp 的 post 配置）改用 `…/onebot?access_token=<令牌>`。"
+        "配置了 `YUQING_ONEBOT_SECRET` 时，必须带 `X-Signature: sha1=<请求体的 HMAC-SHA1>`。"
+        "只保存群消息；心跳、通知、私聊会被接受并忽略。发送者 QQ 号与昵称以化名保存，手机号、身份证号打码。"
+        "重复推送同一条消息只保存一次（按群号 + message_id）。"
+    ),
+)
+def push_onebot(
+    event: Annotated[OneBotEvent, Body(openapi_examples=ONEBOT_EXAMPLES)], session: SessionDep, _: Pusher
+) -> PushResult:
+    if event.is_group_message:
+        missing = event.missing_fields()
+        if missing:
+            raise Problem(
+                422, "输入无效", f"群消息缺少字段：{', '.join(missing)}。", extra={"missing": missing}
+            )
+    return store_onebot_event(session, event)
+
+
+@router.post(
+    "/messages",
+    response_model=PushResult,
+    summary="批量推送群消息（通用 JSON）",
+    description=(
+        "供其他采集脚本使用：一次最多 5000 条。`group` 可写在外层（整批同一群）或每条消息里。"
+        "没有 `id` 的消息按 (群, 时间, 发送者, 内容, 同秒内序号) 生成稳定 ID，重复推送不会重复保存。"
+        "格式错误时返回 422，且一条都不保存；单条内容不合理（如时间在未来）时其余照常保存，见 `rejected`。"
+    ),
+)
+def push_messages(
+    batch: Annotated[MessageBatch, Body(openapi_examples=BATCH_EXAMPLES)], session: SessionDep, _: Pusher
+) -> PushResult:
+    return store_message_batch(session, batch)

@@ -1,0 +1,168 @@
+"""Model versions (promote, roll back), scoring with the active model, labels for retraining."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, UploadFile
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import AnalystUser, SessionDep, StaffUser
+from api.pagination import Page, PageDep
+from nlp import labels as label_service
+from nlp import registry
+
+router = APIRouter(tags=["models"])
+
+
+class ModelVersionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    name: str
+    version: str
+    status: str
+    metrics: dict[str, Any]
+    trained_at: dt.datetime | None
+    promoted_at: dt.datetime | None
+    note: str | None
+
+
+class PromoteBody(BaseModel):
+    force: bool = False
+    reason: Annotated[str | None, Field(max_length=1000)] = None
+
+
+class PromoteResult(BaseModel):
+    active: ModelVersionPublic
+    evalset_size: int | None
+    candidate_macro_f1: float | None
+    previous_macro_f1: float | None
+
+
+class ScoreBody(BaseModel):
+    texts: Annotated[list[Annotated[str, Field(max_length=20_000)]], Field(min_length=1, max_length=500)]
+
+
+class Scored(BaseModel):
+    rumor_probability: float
+    label: int
+    top_terms: list[tuple[str, float]]
+
+
+class ScoreResult(BaseModel):
+    model_version: str
+    items: list[Scored]
+
+
+class LabelBody(BaseModel):
+    post_id: Annotated[int, Field(ge=1, le=2**62)]
+    label: Annotated[int, Field(ge=0, le=1, description="1 谣言，0 非谣言")]
+    category: Annotated[str | None, Field(max_length=50)] = None
+
+
+class LabelPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    post_id: int | None
+    label: int
+    origin: str
+    created_at: dt.datetime
+
+
+class LabelImportResult(BaseModel):
+    new: int
+    unchanged: int
+    errors: list[str]
+
+
+class ConflictPublic(BaseModel):
+    text: str
+    rumor_votes: int
+    not_rumor_votes: int
+    origins: list[str]
+
+
+class QueueItemPublic(BaseModel):
+    post_id: int
+    text: str
+    rumor_probability: float
+    reach: int
+    priority: float
+
+
+@router.get("/models", response_model=Page[ModelVersionPublic], summary="模型版本列表")
+def list_models(_: AnalystUser, session: SessionDep, page: PageDep) -> Page[ModelVersionPublic]:
+    versions = registry.list_versions(session)
+    chunk = versions[page.offset:page.offset + page.page_size]
+    return Page(items=[ModelVersionPublic.model_validate(v) for v in chunk], total=len(versions),
+                page=page.page, page_size=page.page_size)
+
+
+@router.post("/models/{version}/promote", response_model=PromoteResult, summary="启用模型版本（评估更差时拒绝）")
+def promote_model(version: str, body: PromoteBody, user: AnalystUser, session: SessionDep) -> PromoteResult:
+    row, comparison = registry.promote(session, version, force=body.force, reason=body.reason, user_id=user.id)
+    return PromoteResult(active=ModelVersionPublic.model_validate(row),
+                         evalset_size=comparison.n if comparison else None,
+                         candidate_macro_f1=comparison.candidate["macro_f1"] if comparison else None,
+                         previous_macro_f1=comparison.active["macro_f1"] if comparison else None)
+
+
+@router.post("/models/rollback", response_model=ModelVersionPublic, summary="回滚到上一个模型版本")
+def rollback_model(user: AnalystUser, session: SessionDep) -> ModelVersionPublic:
+    return ModelVersionPublic.model_validate(registry.rollback(session, user_id=user.id))
+
+
+@router.post("/models/score", response_model=ScoreResult, summary="用当前模型给文本打谣言分")
+def score_texts(body: ScoreBody, _: StaffUser, session: SessionDep) -> ScoreResult:
+    _, model = registry.holder.get(session)
+    proba = model.predict_proba(body.texts)
+    reasons = model.explain(body.texts, k=5)
+    return ScoreResult(model_version=model.version, items=[
+        Scored(rumor_probability=float(p), label=int(p >= 0.5), top_terms=why)
+        for p, why in zip(proba, reasons, strict=True)
+    ])
+
+
+@router.post("/labels", response_model=LabelPublic, status_code=201, summary="给帖子打标注（分析员）")
+def create_label(body: LabelBody, user: AnalystUser, session: SessionDep) -> LabelPublic:
+    row = label_service.label_post(session, post_id=body.post_id, label=body.label, user_id=user.id,
+                                   category=body.category)
+    return LabelPublic.model_validate(row)
+
+
+@router.post("/labels/import", response_model=LabelImportResult, summary="导入标注 CSV（text,label）")
+def import_labels(user: AnalystUser, session: SessionDep,
+                  file: Annotated[UploadFile, File(description="CSV，UTF-8，列 text,label")]) -> LabelImportResult:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "labels.csv"
+        path.write_bytes(file.file.read(50 * 1024 * 1024))
+        try:
+            path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as err:
+            from core.errors import InvalidInput
+
+            raise InvalidInput("CSV 不是 UTF-8 编码：请另存为 UTF-8 后再上传") from err
+        result = label_service.import_labels_csv(session, path, user_id=user.id)
+    return LabelImportResult(new=result.new, unchanged=result.unchanged, errors=result.errors)
+
+
+@router.get("/labels/conflicts", response_model=Page[ConflictPublic], summary="互相矛盾的标注")
+def list_conflicts(_: AnalystUser, session: SessionDep, page: PageDep) -> Page[ConflictPublic]:
+    conflicts = label_service.label_conflicts(session)
+    chunk = conflicts[page.offset:page.offset + page.page_size]
+    return Page(items=[ConflictPublic(text=c.text, rumor_votes=c.labels.get(1, 0), not_rumor_votes=c.labels.get(0, 0),
+                                      origins=c.origins) for c in chunk],
+                total=len(conflicts), page=page.page, page_size=page.page_size)
+
+
+@router.get("/labels/queue", response_model=Page[QueueItemPublic], summary="主动学习：最值得标注的帖子")
+def labelling_queue(_: AnalystUser, session: SessionDep, page: PageDep) -> Page[QueueItemPublic]:
+    active = registry.active_version(session)
+    items, total = label_service.active_learning_queue(session, model_version_id=active.id,
+                                                       limit=page.page_size, offset=page.offset)
+    return Page(items=[QueueItemPublic(post_id=i.post_id, text=i.text, rumor_probability=i.rumor_probability,
+                                       reach=i.reach, priority=i.priority) for i in items],
+                total=total, page=page.page, page_size=page.page_size)

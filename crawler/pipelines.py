@@ -1,0 +1,210 @@
+"""The item pipeline: posts reach the database through core.ingest, in batches.
+
+A batch is written every ``YUQING_BATCH_SIZE`` items, every ``YUQING_FLUSH_SECONDS`` and at close,
+in one transaction together with the fetch marks of the responses the posts came from. A database
+error (OperationalError, a dropped connection) is retried with backoff; if the database stays
+away, the batch stays in memory and is tried again, and at close it is spilled to a JSON-lines
+file under ``<data_dir>/crawl-spill/`` that the next run of the source writes first. Nothing is
+dropped silently: every rejected item is counted and reported with its URL and reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from scrapy.crawler import Crawler
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+from twisted.internet import task
+
+from core.db import make_engine
+from core.ingest import ingest_posts, link_orphans
+from core.settings import get_settings
+from crawler import service
+from crawler.items import FetchMark
+
+log = logging.getLogger(__name__)
+
+
+def database_url(crawler: Crawler) -> str:
+    return crawler.settings.get("YUQING_DATABASE_URL") or get_settings().effective_database_url
+
+
+def crawler_engine(crawler: Crawler) -> Engine:
+    """An engine for this crawl. ``YUQING_DB_LOCK_TIMEOUT_MS`` bounds how long a write waits for a
+    lock (SQLite busy timeout, PostgreSQL lock_timeout); the default waits 30 s / forever."""
+    engine = make_engine(database_url(crawler))
+    wait_ms = crawler.settings.getint("YUQING_DB_LOCK_TIMEOUT_MS", 0)
+    if wait_ms:
+        statement = (f"PRAGMA busy_timeout={wait_ms}" if engine.dialect.name == "sqlite"
+                     else f"SET lock_timeout = {wait_ms}")
+
+        def _bound(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute(statement)
+            cur.close()
+            if engine.dialect.name == "postgresql":
+                dbapi_conn.commit()
+
+        event.listen(engine, "connect", _bound)
+    return engine
+
+
+def _is_transient(err: Exception) -> bool:
+    return isinstance(err, OperationalError) or (isinstance(err, DBAPIError) and err.connection_invalidated)
+
+
+def _jsonable(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in item.items()}
+
+
+class IngestPipeline:
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        s = crawler.settings
+        self.batch_size = s.getint("YUQING_BATCH_SIZE", 100)
+        self.flush_seconds = s.getfloat("YUQING_FLUSH_SECONDS", 2.0)
+        self.attempts = s.getint("YUQING_DB_ATTEMPTS", 5)
+        self.retry_seconds = s.getfloat("YUQING_DB_RETRY_SECONDS", 0.5)
+        self.spill_dir = Path(s.get("YUQING_SPILL_DIR") or get_settings().data_dir / "crawl-spill")
+        self.posts: list[dict[str, Any]] = []
+        self.marks: list[FetchMark] = []
+        self.replayed: list[Path] = []
+        self.failed_since: int = 0  # items added since the last failed flush (wait a batch before retrying)
+        self.engine: Engine | None = None
+        self._loop: task.LoopingCall | None = None
+        self._last_flush = time.monotonic()
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> IngestPipeline:
+        return cls(crawler)
+
+    # ------------------------------------------------------------------ scrapy hooks
+
+    def open_spider(self) -> None:
+        self.engine = crawler_engine(self.crawler)
+        self._replay_spills()
+        self._loop = task.LoopingCall(self._tick)
+        self._loop.start(self.flush_seconds, now=False)
+
+    def process_item(self, item: Any) -> Any:
+        if isinstance(item, FetchMark):
+            self.marks.append(item)
+        else:
+            self.posts.append(dict(item))
+            self.failed_since += 1
+        if len(self.posts) >= self.batch_size and (self.failed_since >= self.batch_size or not self._failing):
+            self.flush()
+        return item
+
+    def close_spider(self) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        ok = self.flush()
+        if not ok and self.posts:
+            self._spill()
+        if self.engine is not None:
+            try:
+                with Session(self.engine) as session, session.begin():
+                    link_orphans(session)
+            except DBAPIError as err:
+                log.warning("link_orphans failed: %s", err)
+            self.engine.dispose()
+
+    # ------------------------------------------------------------------ internals
+
+    _failing = False
+
+    @property
+    def spider(self) -> Any:
+        return self.crawler.spider
+
+    def _tick(self) -> None:
+        if (self.posts or self.marks) and time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> bool:
+        """Write what is buffered; True when the buffer is empty afterwards."""
+        if not self.posts and not self.marks:
+            return True
+        assert self.engine is not None
+        posts, marks = list(self.posts), list(self.marks)
+        stats = self.crawler.stats
+        name = self.spider.source.name
+        last_error: Exception | None = None
+        for attempt in range(1, self.attempts + 1):
+            try:
+                with Session(self.engine) as session, session.begin():
+                    result = ingest_posts(session, posts)
+                    if marks:
+                        service.record_fetches(session, marks, service.source_id(session, name))
+                break
+            except DBAPIError as err:
+                if not _is_transient(err):
+                    raise
+                last_error = err
+                stats.inc_value("yuqing/db_retries")
+                log.warning("source %r: database write failed (attempt %d/%d, %d posts kept): %s",
+                            name, attempt, self.attempts, len(posts), err.orig)
+                if attempt < self.attempts:
+                    time.sleep(self.retry_seconds * 2 ** (attempt - 1))
+        else:
+            self._failing = True
+            self.failed_since = 0
+            self._last_flush = time.monotonic()
+            self.spider.record_error(None, f"数据库写入失败（已重试 {self.attempts} 次），{len(posts)} 条暂存待重试："
+                                           f"{getattr(last_error, 'orig', last_error)}", kind="database")
+            return False
+        self._failing = False
+        self._last_flush = time.monotonic()
+        del self.posts[:len(posts)]
+        del self.marks[:len(marks)]
+        stats.inc_value("yuqing/items_new", result.new)
+        stats.inc_value("yuqing/items_updated", result.updated)
+        stats.inc_value("yuqing/items_unchanged", result.unchanged)
+        stats.inc_value("yuqing/batches")
+        for rejected in result.rejected:
+            item = posts[rejected.index]
+            stats.inc_value("yuqing/items_dropped")
+            self.spider.record_error(item.get("url") or rejected.key, f"入库被拒：{rejected.reason}", kind="item")
+        for path in self.replayed:
+            path.unlink(missing_ok=True)
+        self.replayed.clear()
+        return True
+
+    def _spill_path(self) -> Path:
+        digest = hashlib.sha1(self.spider.source.name.encode()).hexdigest()[:12]
+        return self.spill_dir / f"{digest}-{int(time.time() * 1000)}.jsonl"
+
+    def _spill(self) -> None:
+        path = self._spill_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as fh:
+            for post in self.posts:
+                fh.write(json.dumps(_jsonable(post), ensure_ascii=False) + "\n")
+        for old in self.replayed:  # their posts are in the new file now
+            old.unlink(missing_ok=True)
+        self.spider.record_error(None, f"数据库不可用：{len(self.posts)} 条已暂存到 {path}，下次运行时自动补写",
+                                 kind="database")
+        self.crawler.stats.set_value("yuqing/spilled", len(self.posts))
+        log.error("source %r: %d posts spilled to %s", self.spider.source.name, len(self.posts), path)
+
+    def _replay_spills(self) -> None:
+        digest = hashlib.sha1(self.spider.source.name.encode()).hexdigest()[:12]
+        if not self.spill_dir.exists():
+            return
+        for path in sorted(self.spill_dir.glob(f"{digest}-*.jsonl")):
+            with path.open(encoding="utf-8") as fh:
+                for line in fh:
+                    if line.strip():
+                        self.posts.append(json.loads(line))
+            self.replayed.append(path)
+            self.crawler.stats.inc_value("yuqing/replayed_from_spill", 1)
+            log.info("source %r: replaying spilled posts from %s", self.spider.source.name, path)

@@ -1,0 +1,132 @@
+"""HTML sites: list pages (with pagination) lead to detail pages; a thread page may carry replies."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import scrapy
+from scrapy.http import Response, TextResponse
+
+from core.ingest import canonical_url
+from crawler.dates import parse_published
+from crawler.extract import all_values, first_text, select
+from crawler.items import FetchMark
+from crawler.spiders.base import SourceSpider, text_hash
+
+
+class HtmlSpider(SourceSpider):
+    name = "yuqing-html"
+    kind = "html"
+
+    def initial(self) -> list[tuple[str, dict[str, Any]]]:
+        role = "list" if self.source.list_ is not None else "detail"
+        return [(url, {"role": role, "page": 1}) for url in self.source.urls]
+
+    def start_request(self, url: str, meta: dict[str, Any]) -> scrapy.Request:
+        if meta.get("role") == "detail":
+            return scrapy.Request(url, callback=self.parse_detail, errback=self.on_error, meta=meta,
+                                  dont_filter=True)
+        return super().start_request(url, meta)
+
+    # ------------------------------------------------------------------ list pages
+
+    def parse(self, response: Response, **kwargs: Any) -> Any:
+        if not isinstance(response, TextResponse):
+            self.record_error(response.url, "不是网页（无法解析为 HTML）")
+            return
+        lst = self.source.list_
+        if lst is None:  # start URLs are detail pages
+            yield from self.parse_detail(response)
+            return
+        self.page_ok(response)
+        page = int(response.meta.get("page", 1))
+        links = [response.urljoin(link) for link in all_values(response, lst.item_links)]
+        if not links:
+            self.record_error(response.url, f"选择器 '{lst.item_links}'（list.item_links）在第 {page} 页没有匹配到任何链接",
+                              kind="selector")
+        fresh = 0
+        for link in dict.fromkeys(links):
+            if self.is_known_url(link):
+                if self.source.detail is not None and self.source.detail.replies is not None:
+                    # A stored thread may have new replies: ask again, conditionally (ETag / hash).
+                    self.crawler.stats.inc_value("yuqing/threads_rechecked")
+                    yield scrapy.Request(link, callback=self.parse_detail, errback=self.on_error, priority=5,
+                                         meta={"role": "detail", "conditional": True,
+                                               "handle_httpstatus_list": [304]})
+                else:
+                    self.crawler.stats.inc_value("yuqing/known_skipped")
+                continue
+            fresh += 1
+            yield scrapy.Request(link, callback=self.parse_detail, errback=self.on_error,
+                                 meta={"role": "detail"}, priority=10)
+        if links and fresh == 0 and self.known.last_run_ok:
+            self.crawler.stats.inc_value("yuqing/stopped_at_known")
+            return  # this page holds only known items: older pages do too
+        if lst.next_page and page < self.source.max_pages:
+            nxt = all_values(response, lst.next_page)
+            if nxt:
+                yield scrapy.Request(response.urljoin(nxt[0]), callback=self.parse, errback=self.on_error,
+                                     meta={"role": "list", "page": page + 1})
+
+    # ------------------------------------------------------------------ detail pages
+
+    def parse_detail(self, response: Response, **kwargs: Any) -> Any:
+        if not isinstance(response, TextResponse):
+            self.record_error(response.url, "不是网页（无法解析为 HTML）")
+            return
+        detail = self.source.detail
+        assert detail is not None
+        self.page_ok(response)
+        url = (response.meta.get("redirect_urls") or [response.url])[0]
+        digest = hashlib.sha256(response.body).hexdigest()
+        if response.status == 304 or (not self.refresh and self.known.fetch.get(url, (None, None, None))[2] == digest):
+            self.crawler.stats.inc_value("yuqing/not_modified")
+            return
+        if "dataloss" in response.flags:
+            self.record_error(url, "内容不完整（传输中断），已按收到的部分解析", kind="page")
+        title = first_text(response, detail.title)
+        body = first_text(response, detail.body)
+        if body is None:
+            self.record_error(url, f"选择器 '{detail.body}'（detail.body）没有匹配到内容", kind="selector")
+        if detail.title and title is None:
+            self.record_error(url, f"选择器 '{detail.title}'（detail.title）没有匹配到内容", kind="selector")
+        if body is None and title is None:
+            self.drop(url, "页面没有标题也没有正文，未入库")
+        else:
+            published_raw = first_text(response, detail.published)
+            yield self.post(
+                url=url, title=title, text=body or "", author=first_text(response, detail.author),
+                published_at=parse_published(published_raw, tz=self.tz),
+                extra={"published_raw": published_raw} if published_raw else {},
+            )
+        if detail.replies is not None:
+            yield from self.parse_replies(response, url)
+            # Written with the thread's posts, so the next run can ask "changed since?".
+            yield FetchMark(url=url, status=response.status, etag=_header(response, b"ETag"),
+                            last_modified=_header(response, b"Last-Modified"), content_hash=digest)
+
+    def parse_replies(self, response: Response, thread_url: str) -> Any:
+        cfg = self.source.detail.replies  # type: ignore[union-attr]
+        assert cfg is not None
+        parent_key = f"url|{canonical_url(thread_url)}"
+        for position, node in enumerate(select(response, cfg.each), start=1):
+            body = first_text(node, cfg.body)
+            if not body:
+                self.drop(thread_url, f"第 {position} 条回复：选择器 '{cfg.body}'（replies.body）没有匹配到内容")
+                continue
+            author = first_text(node, cfg.author)
+            published_raw = first_text(node, cfg.published)
+            reply_id = first_text(node, cfg.id) if cfg.id else None
+            ident = reply_id or text_hash(thread_url, author, published_raw, body)
+            yield self.post(
+                url=f"{thread_url}#reply-{ident}", external_id=f"reply:{text_hash(thread_url)}:{ident}"[:200],
+                parent_key=parent_key, text=body, author=author,
+                published_at=parse_published(published_raw, tz=self.tz),
+                extra={"reply_to": thread_url, "position": position},
+            )
+
+
+def _header(response: Response, name: bytes) -> str | None:
+    value = response.headers.get(name)
+    return value.decode("latin-1") if value else None

@@ -1,0 +1,284 @@
+"""Training candidate models from reviewed labels and CSVs, with a fixed evaluation set.
+
+The evaluation set is fixed by construction: a text belongs to it when the hash of its
+normalised form falls in bucket 0 of 5. Membership never changes, so no version is ever
+trained on a text another version was judged on, and the set only grows as new labels come in.
+Its texts are kept with the registry (``<data_dir>/models/<name>/evalset.csv``), which stays on
+this machine. Every text in it is removed from the training data (by normalised text).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from core.errors import InvalidInput
+from nlp.classifier import evaluate, train_rumor_model
+from nlp.labels import parse_label, text_key, training_labels
+from nlp.registry import MODEL_NAME, register_version, trained_dir
+
+log = logging.getLogger(__name__)
+
+EVAL_MODULUS = 5
+DEFAULT_SEED = 20261128
+RESEARCH_TERMS = (
+    "Parts of the training data come from public research datasets of Sina Weibo rumors "
+    "(weibo21 / MDFEND, Nan et al. CIKM 2021; weibo_ced, Song et al. arXiv:1811.04175; "
+    "Ma et al. IJCAI 2016). No license is stated for them and some say research use only: "
+    "the model holds numeric weights only (hashed features, no vocabulary, no texts). "
+    "Deployers should retrain on their own reviewed labels."
+)
+
+
+def in_evalset(key: str) -> bool:
+    return int(key[:8], 16) % EVAL_MODULUS == 0
+
+
+def evalset_path(name: str = MODEL_NAME) -> Path:
+    return trained_dir(name) / "evalset.csv"
+
+
+def load_evalset(name: str = MODEL_NAME) -> tuple[list[str], list[int]]:
+    path = evalset_path(name)
+    if not path.is_file():
+        return [], []
+    texts, labels = [], []
+    with path.open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            texts.append(row["text"])
+            labels.append(int(row["label"]))
+    return texts, labels
+
+
+def _grow_evalset(name: str, rows: list[tuple[str, str, int]]) -> int:
+    """Append new evaluation texts (key, text, label); returns the set's size."""
+    path = evalset_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    known: set[str] = set()
+    if path.is_file():
+        with path.open(encoding="utf-8", newline="") as handle:
+            known = {row["text_hash"] for row in csv.DictReader(handle)}
+    fresh = [r for r in rows if r[0] not in known]
+    new_file = not path.is_file()
+    with path.open("a", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        if new_file:
+            writer.writerow(["text_hash", "text", "label"])
+        for key, text, label in fresh:
+            writer.writerow([key, text, label])
+    return len(known) + len(fresh)
+
+
+@dataclass
+class Dataset:
+    """Labelled texts from several origins, deduplicated by normalised text."""
+
+    texts: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    origins: dict[str, int] = field(default_factory=dict)
+    conflicts: int = 0
+
+    def add(self, origin: str, texts: Sequence[str], labels: Sequence[int]) -> None:
+        index = {k: i for i, k in enumerate(self.keys)}
+        added = 0
+        for text, label in zip(texts, labels, strict=True):
+            key = text_key(text)
+            if key in index:
+                if self.labels[index[key]] != label:
+                    self.conflicts += 1
+                    self.labels[index[key]] = -1  # conflicting verdicts: dropped below
+                continue
+            index[key] = len(self.keys)
+            self.keys.append(key)
+            self.texts.append(text)
+            self.labels.append(int(label))
+            added += 1
+        self.origins[origin] = self.origins.get(origin, 0) + added
+
+    def clean(self) -> None:
+        keep = [i for i, y in enumerate(self.labels) if y in (0, 1)]
+        self.texts = [self.texts[i] for i in keep]
+        self.labels = [self.labels[i] for i in keep]
+        self.keys = [self.keys[i] for i in keep]
+
+
+def read_labelled_csv(path: Path, text_column: str = "text", label_column: str = "label") -> tuple[list[str], list[int]]:
+    if not path.is_file():
+        raise InvalidInput(f"找不到训练数据文件 {path}")
+    texts, labels = [], []
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not {text_column, label_column} <= set(reader.fieldnames or []):
+            raise InvalidInput(f"{path.name}: 需要列 {text_column},{label_column}；现有列：{', '.join(reader.fieldnames or [])}")
+        for row in reader:
+            text = (row.get(text_column) or "").strip()
+            if text:
+                texts.append(text)
+                labels.append(parse_label(row.get(label_column)))
+    return texts, labels
+
+
+def gather(session: Session | None, *, data: Sequence[Path] = (), include_db_labels: bool = False,
+           base: str = "none") -> Dataset:
+    dataset = Dataset()
+    if base == "shipped":
+        from nlp.data import SharedDataMissing, all_three_dedup
+
+        try:
+            split = all_three_dedup()
+        except SharedDataMissing as err:
+            raise InvalidInput(f"--base shipped 需要研究数据 ../shared/data（{err}）；没有时请用 --base none") from err
+        dataset.add("shared-data (weibo21 + weibo_ced + weibo_ma2016)", list(split.texts), list(split.labels))
+    elif base != "none":
+        raise InvalidInput(f"--base 只能是 shipped 或 none，收到 '{base}'")
+    for path in data:
+        texts, labels = read_labelled_csv(Path(path))
+        dataset.add(f"csv:{Path(path).name}", texts, labels)
+    if include_db_labels:
+        if session is None:
+            raise InvalidInput("--include-db-labels 需要数据库")
+        texts, labels, _ = training_labels(session)
+        dataset.add("database labels", texts, labels)
+    dataset.clean()
+    return dataset
+
+
+def cross_validate(texts: list[str], labels: list[int], *, folds: int, seed: int,
+                   progress: Callable[[str], None] | None = None) -> dict[str, float]:
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(labels)
+    folds = min(folds, int(np.bincount(y).min()))
+    if folds < 2:
+        return {}
+    scores: list[dict[str, float]] = []
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for i, (tr, te) in enumerate(splitter.split(np.zeros(len(y)), y), 1):
+        if progress:
+            progress(f"交叉验证 {i}/{folds}")
+        model = train_rumor_model([texts[j] for j in tr], y[tr].tolist(), seed=seed)
+        scores.append(evaluate(model, [texts[j] for j in te], y[te].tolist()))
+    keys = [k for k in scores[0] if k != "n"]
+    return {"folds": folds} | {k: float(np.mean([s[k] for s in scores])) for k in keys}
+
+
+@dataclass
+class TrainResult:
+    version: str
+    path: Path
+    metrics: dict[str, Any]
+    version_id: int | None
+
+
+def train_candidate(session: Session | None, *, data: Sequence[Path] = (), include_db_labels: bool = False,
+                    base: str = "none", name: str | None = None, seed: int = DEFAULT_SEED, cv_folds: int = 5,
+                    progress: Callable[[str], None] | None = None, user_id: int | None = None) -> TrainResult:
+    """Train, evaluate and register a candidate version (not active until promoted)."""
+    step = progress or (lambda _msg: None)
+    step("收集标注数据")
+    dataset = gather(session, data=data, include_db_labels=include_db_labels, base=base)
+    if len(set(dataset.labels)) < 2 or len(dataset.labels) < 10:
+        raise InvalidInput(f"训练数据不足：{len(dataset.labels)} 条，且需要同时有谣言和非谣言标注")
+    held = [i for i, k in enumerate(dataset.keys) if in_evalset(k)]
+    train_idx = [i for i, k in enumerate(dataset.keys) if not in_evalset(k)]
+    eval_size = _grow_evalset(MODEL_NAME, [(dataset.keys[i], dataset.texts[i], dataset.labels[i]) for i in held])
+    eval_texts, eval_labels = load_evalset(MODEL_NAME)
+    eval_keys = {text_key(t) for t in eval_texts}
+    train_texts = [dataset.texts[i] for i in train_idx if dataset.keys[i] not in eval_keys]
+    train_labels = [dataset.labels[i] for i in train_idx if dataset.keys[i] not in eval_keys]
+
+    cv = cross_validate(train_texts, train_labels, folds=cv_folds, seed=seed, progress=step) if cv_folds else {}
+    step("训练最终模型")
+    version = name or dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    model = train_rumor_model(train_texts, train_labels, seed=seed, version=version)
+    step("在固定评估集上评估")
+    held_out = evaluate(model, eval_texts, eval_labels) if len(set(eval_labels)) == 2 else {}
+    proba = model.predict_proba(train_texts[:5000])
+    reference = {"bins": np.histogram(proba, bins=10, range=(0, 1))[0].tolist(),
+                 "mean": float(proba.mean()), "high_share": float((proba >= 0.8).mean())}
+    metrics = {"cv": cv, "evalset": held_out, "evalset_size": eval_size}
+    model.card.update({
+        "data": dataset.origins, "n_train": len(train_texts), "conflicts_dropped": dataset.conflicts,
+        "metrics": metrics, "reference_distribution": reference, "seed": seed,
+        "terms": RESEARCH_TERMS if base == "shipped" else "Trained on this office's own labels.",
+    })
+    path = trained_dir() / version
+    if path.exists():
+        raise InvalidInput(f"版本 {version} 已存在：换一个 --name")
+    model.save(path)
+    (path / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2), encoding="utf-8")
+    (path / "card.md").write_text(render_card(model.card, version), encoding="utf-8")
+    version_id = None
+    if session is not None:
+        version_id = register_version(session, path, user_id=user_id).id
+    return TrainResult(version, path, metrics, version_id)
+
+
+def _fmt(metrics: dict[str, Any]) -> str:
+    keys = ("macro_f1", "accuracy", "rumor_precision", "rumor_recall", "rumor_f1", "ece")
+    return " | ".join(f"{metrics[k]:.4f}" if k in metrics else "-" for k in keys)
+
+
+def render_card(card: dict[str, Any], version: str) -> str:
+    metrics = card.get("metrics", {})
+    lines = [
+        f"# Rumor classifier {version}", "",
+        f"- Trained: {card.get('trained_at', '-')} (seed {card.get('seed')})",
+        f"- Training texts: {card.get('n_train')} (conflicting labels dropped: {card.get('conflicts_dropped', 0)})",
+        "- Data: " + ", ".join(f"{k}: {v}" for k, v in card.get("data", {}).items()),
+        f"- Terms: {card.get('terms', '')}", "",
+        "| set | macro-F1 | accuracy | rumor P | rumor R | rumor F1 | ECE |", "|---|---|---|---|---|---|---|",
+        f"| {metrics.get('cv', {}).get('folds', 0)}-fold CV | {_fmt(metrics.get('cv', {}))} |",
+        f"| fixed evaluation set ({metrics.get('evalset_size', 0)} texts) | {_fmt(metrics.get('evalset', {}))} |",
+        "", "The evaluation set is every labelled text whose normalised-text hash falls in bucket 0 of 5; "
+        "none of them is used for training.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def rescore(session: Session, *, since: dt.datetime, batch_size: int = 2_000,
+            progress: Callable[[int], None] | None = None) -> int:
+    """Score posts published since ``since`` with the active model where it has not scored them.
+
+    Each batch is committed on its own, so an interrupted run resumes where it stopped.
+    """
+    from sqlalchemy import and_, exists, select
+
+    from core.tables import Post, PostScore
+    from nlp.registry import load_active_model
+
+    model, version_id = load_active_model(session)
+    done = 0
+    last_id = 0
+    while True:
+        scored = exists().where(and_(PostScore.post_id == Post.id, PostScore.model_version_id == version_id))
+        rows = session.execute(
+            select(Post.id, Post.title, Post.raw_text)
+            .where(Post.id > last_id, Post.published_at >= since, ~scored)
+            .order_by(Post.id).limit(batch_size)
+        ).all()
+        if not rows:
+            return done
+        texts = [f"{title}\n{text}" if title else text for _, title, text in rows]
+        proba = model.predict_proba(texts)
+        reasons = model.explain(texts, k=5)
+        session.execute(PostScore.__table__.insert(), [
+            {"post_id": pid, "model_version_id": version_id, "rumor_probability": float(p),
+             "label": int(p >= 0.5), "explanation": [[t, w] for t, w in why], "scored_at": dt.datetime.now(dt.UTC)}
+            for (pid, _, _), p, why in zip(rows, proba, reasons, strict=True)
+        ])
+        session.commit()
+        done += len(rows)
+        last_id = rows[-1][0]
+        if progress:
+            progress(len(rows))

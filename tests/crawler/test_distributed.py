@@ -1,0 +1,88 @@
+"""Two crawler processes share one queue and duplicate filter on the real Redis (scrapy-redis).
+
+Every page is fetched exactly once across both, and every item stored exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.db import make_engine
+from core.tables import Post, SourceRun
+from tests.crawler.conftest import NEWS, REPO, FixtureSite, crawl_env, source, start_site, write_sources
+
+REDIS_URL = os.environ.get("YUQING_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of our own (parallel test runs never collide); every key is removed after."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError as err:
+        if os.environ.get("YUQING_TEST_REQUIRE_REDIS"):
+            raise
+        pytest.skip(f"Redis not reachable at {REDIS_URL}: {err}")
+    prefix = f"yqtest-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    yield prefix
+    keys = list(client.scan_iter(f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)
+    assert not list(client.scan_iter(f"{prefix}:*"))
+    client.close()
+
+
+@pytest.fixture
+def slow_site() -> Iterator[FixtureSite]:
+    """Its own fixture site with slower articles, so both workers are surely up while work remains."""
+    proc, base = start_site("--delay", "0.4")
+    yield FixtureSite(base)
+    assert proc.stdin is not None
+    proc.stdin.close()
+    proc.wait(timeout=10)
+
+
+def test_two_workers_fetch_each_page_once(slow_site: FixtureSite, fresh_db_url: str, tmp_path: Path,
+                                          redis_prefix: str) -> None:
+    site = slow_site
+    slow = source(NEWS, site.base, "/slow-news/list-1.html", name="分布式新闻", concurrency=1, max_pages=10)
+    sources = write_sources(tmp_path / "s.yaml", slow)
+    env = crawl_env(YUQING_REDIS_URL=REDIS_URL, YUQING_REDIS_PREFIX=redis_prefix,
+                    YUQING_CRAWL_MAX_IDLE_SECONDS="3")
+    site.reset()
+    cmd = [sys.executable, "-m", "yuqing.cli", "crawl", "--distributed", "--sources", str(sources)]
+    workers = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]
+    outputs = [w.communicate(timeout=150)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+
+    counts = site.requests()
+    articles = {p: n for p, n in counts.items() if p.startswith("/slow-news/") and "list" not in p}
+    lists = {p: n for p, n in counts.items() if p.startswith("/slow-news/list-")}
+    assert len(articles) == 40 and set(articles.values()) == {1}, articles
+    assert len(lists) == 4 and set(lists.values()) == {1}, lists
+
+    engine = make_engine(fresh_db_url)
+    with Session(engine) as s:
+        urls = list(s.scalars(select(Post.url)))
+        runs = list(s.scalars(select(SourceRun)))
+    engine.dispose()
+    assert len(urls) == len(set(urls)) == 40
+    assert len(runs) == 2 and all(r.status == "ok" and r.stats["distributed"] for r in runs)
+    assert sum(r.items_new for r in runs) == 40 and sum(r.items_unchanged for r in runs) == 0
+    assert all(r.pages_fetched > 0 for r in runs), [r.pages_fetched for r in runs]  # both did work
+    assert sum(r.pages_fetched for r in runs) == 44

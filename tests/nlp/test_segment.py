@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from nlp.segment import DOMAIN_DICT, Segmenter, read_user_dict
+
+BACKENDS = ["rjieba", "jieba"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_domain_words_stay_whole(backend, tmp_path):
+    seg = Segmenter(backend=backend, cache_dir=tmp_path)
+    toks = seg.cut("紧急扩散，县卫生健康局说明天全员核酸，不要囤货")
+    for w in ("紧急扩散", "县卫生健康局", "全员核酸", "囤货"):
+        assert w in toks, (w, toks)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_placeholders_are_single_tokens(backend, tmp_path):
+    toks = Segmenter(backend=backend, cache_dir=tmp_path).cut("快看 <URL> 转给 <AT> 吧! <REPEAT_PUNCT>")
+    assert "<URL>" in toks and "<AT>" in toks and "<REPEAT_PUNCT>" in toks
+    assert " " not in toks
+
+
+def test_extra_dictionary(tmp_path):
+    d = tmp_path / "places.txt"
+    d.write_text("# 地名\n青禾镇 100 ns\n", encoding="utf-8")
+    assert "青禾镇" in Segmenter([d]).cut("青禾镇今天停水")
+
+
+def test_pickle_round_trip():
+    seg = Segmenter(drop_stopwords=True)
+    before = seg.cut("我们的县政府发布了通知")
+    seg2 = pickle.loads(pickle.dumps(seg))
+    assert seg2._tok is None
+    assert seg2 == seg and seg2.cut("我们的县政府发布了通知") == before
+    assert "的" not in before
+
+
+def test_global_instances_untouched():
+    import jieba
+    import rjieba
+
+    Segmenter(backend="rjieba").cut("全员核酸")
+    Segmenter(backend="jieba").cut("全员核酸")
+    assert "全员核酸" not in rjieba.cut("全员核酸")
+    assert jieba.dt.FREQ.get("紧急扩散") is None
+
+
+def test_user_dict_parser(tmp_path):
+    p = tmp_path / "d.txt"
+    p.write_text("# comment\n甲乙\n丙丁 5\n戊己 n\n庚辛 3 v\n", encoding="utf-8")
+    expected = [("甲乙", None, None), ("丙丁", 5, None), ("戊己", None, "n"), ("庚辛", 3, "v")]
+    assert read_user_dict(p) == expected
+    assert len(read_user_dict(DOMAIN_DICT)) >= 300
+
+
+def test_bad_backend():
+    with pytest.raises(ValueError):
+        Segmenter(backend="thulac")

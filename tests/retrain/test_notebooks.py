@@ -1,0 +1,68 @@
+"""The analyst notebooks run top to bottom on a small fixture database, and are stored without outputs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from core.db import make_engine, session_scope
+from core.ingest import ingest_posts
+from core.settings import get_settings
+from nlp.labels import import_labels_csv
+from tests.fixtures.labelled_texts import labelled_texts, write_csv
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+REPO = NOTEBOOKS.parent
+
+
+def test_notebooks_are_stored_without_outputs() -> None:
+    books = sorted(NOTEBOOKS.glob("*.ipynb"))
+    assert [b.name for b in books][:3] == ["01_explore_data.ipynb", "02_error_analysis.ipynb",
+                                           "03_retrain_and_compare.ipynb"]
+    for book in books:
+        for cell in nbformat.read(book, as_version=4).cells:
+            if cell.cell_type == "code":
+                assert not cell.outputs and cell.execution_count is None, f"{book.name}: strip outputs"
+
+
+@pytest.fixture
+def notebook_db(fresh_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shipped_model_dir: Path) -> Path:
+    texts, labels = labelled_texts(80, seed=21)
+    engine = make_engine(fresh_db_url)
+    items = [{"source": "青禾论坛" if i % 2 else None, "channel": "web" if i % 2 else "chat",
+              "group": None if i % 2 else {"platform": "qq", "external_id": "g1", "name": "东湾村村民群"},
+              "external_id": f"n{i}", "text": t, "published_at": f"2026-11-{20 + i % 5}T10:00:00"}
+             for i, t in enumerate(texts[:100])]
+    write_csv(tmp_path / "db_labels.csv", texts[:100], labels[:100])
+    write_csv(tmp_path / "labels.csv", texts[100:], labels[100:])
+    with session_scope(engine) as s:
+        ingest_posts(s, items)
+        import_labels_csv(s, tmp_path / "db_labels.csv")
+    engine.dispose()
+    monkeypatch.setenv("YUQING_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("LABELS_CSV", str(tmp_path / "labels.csv"))
+    monkeypatch.setenv("CV_FOLDS", "0")
+    monkeypatch.setenv("PYTHONPATH", str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    get_settings.cache_clear()
+    return tmp_path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["01_explore_data", "02_error_analysis", "03_retrain_and_compare"])
+def test_notebook_runs(name: str, notebook_db: Path) -> None:
+    book = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    NotebookClient(book, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(notebook_db)}}).execute()
+    text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+                     for c in book.cells if c.cell_type == "code" for o in c.outputs)
+    assert "Traceback" not in text
+    if name == "01_explore_data":
+        assert "100 posts and messages" in text
+    if name == "02_error_analysis":
+        assert "active model: tiny-shipped" in text and "labelled texts: 100" in text
+    if name == "03_retrain_and_compare":
+        assert "candidate:" in text and ("promoted" in text)

@@ -1,0 +1,204 @@
+"""`yuqing crawl`, `yuqing sources ...`, and the crawl jobs of `yuqing run` (with its demo site).
+
+Why a subprocess per scheduled crawl: Scrapy runs on Twisted's reactor, which can be started only
+once per process. `yuqing run` therefore starts `python -m yuqing.cli crawl --source NAME` for
+each source on its interval; a crash or a memory-hungry site then never takes the API down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from core.errors import YuqingError
+from core.settings import PROJECT_ROOT, Settings, get_settings
+
+log = logging.getLogger(__name__)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+sources_app = typer.Typer(help="信息源：检查和查看信息源配置文件（YAML）。", no_args_is_help=True)
+
+STATUS_ZH = {"ok": "正常", "partial": "部分出错", "failed": "失败", "running": "运行中"}
+
+
+
+def _sources_path(path: Path | None) -> Path:
+    found = path or get_settings().sources_file
+    if found is None:
+        raise typer.BadParameter(
+            "没有指定信息源文件：请用 --sources 文件路径，或设置 YUQING_SOURCES_FILE（示例见 crawler/demo/sources.yaml）。",
+            param_hint="--sources")
+    return Path(found)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[red]错误：[/red]{message}")
+    return typer.Exit(code)
+
+
+@sources_app.command("validate")
+def sources_validate(
+    file: Annotated[Path | None, typer.Argument(help="信息源 YAML 文件；不写则用 YUQING_SOURCES_FILE")] = None,
+) -> None:
+    """Check a sources file and point at the exact source and key of every error."""
+    from crawler.config import load_sources
+    from crawler.spiders import spider_class
+
+    path = _sources_path(file)
+    try:
+        parsed = load_sources(path)
+        for src in parsed.sources:
+            spider_class(src)  # custom spiders must import
+    except YuqingError as err:
+        raise _fail(str(err)) from err
+    table = Table("名称", "类型", "网址数", "间隔", "启用", "遵守 robots")
+    for src in parsed.sources:
+        table.add_row(src.name, src.kind, str(len(src.urls)), _human_interval(src.interval),
+                      "是" if src.enabled else "否", "是" if src.obey_robots else "否")
+    console.print(table)
+    console.print(f"[green]{path} 检查通过[/green]：共 {len(parsed.sources)} 个信息源。")
+
+
+@sources_app.command("list")
+def sources_list() -> None:
+    """List the sources in the database with their last run."""
+    from core.db import session_scope
+    from crawler import service
+
+    with session_scope() as session:
+        rows, total = service.list_sources(session, limit=10_000)
+        table = Table("ID", "名称", "类型", "启用", "最近运行", "状态", "新增", "错误", "已存帖子")
+        for row in rows:
+            run = row.last_run
+            table.add_row(str(row.source.id), row.source.name, row.source.kind, "是" if row.source.enabled else "否",
+                          service.utc_iso(run.started_at) if run else "-",
+                          STATUS_ZH.get(run.status, run.status) if run else "-",
+                          str(run.items_new) if run else "-", str(len(run.errors or [])) if run else "-",
+                          str(row.post_count))
+    console.print(table)
+    console.print(f"共 {total} 个信息源")
+
+
+def _human_interval(seconds: int) -> str:
+    for unit, size in (("天", 86400), ("小时", 3600), ("分钟", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}秒"
+
+
+def crawl(
+    source: Annotated[list[str] | None, typer.Option("--source", "-s", help="只抓这个信息源（可重复）")] = None,
+    sources_file: Annotated[Path | None, typer.Option("--sources", help="信息源 YAML 文件")] = None,
+    refresh: Annotated[bool, typer.Option("--refresh", help="重新抓取已入库的页面（忽略增量记录）")] = False,
+    distributed: Annotated[bool, typer.Option("--distributed",
+                                              help="多进程/多机共享 Redis 队列抓取（需要 YUQING_REDIS_URL）")] = False,
+) -> None:
+    """Crawl the sources once and print a summary; exits 1 only when a source failed entirely."""
+    from core.db import session_scope
+    from crawler import service
+    from crawler.config import load_sources
+    from crawler.runner import run_crawl
+
+    path = _sources_path(sources_file)
+    try:
+        parsed = load_sources(path)
+        if source:
+            chosen = [parsed.get(name) for name in source]
+        else:
+            with session_scope() as session:
+                service.sync_sources(session, parsed.sources)
+                chosen = [s for s in parsed.sources if service.source_enabled(session, s.name)]
+        if not chosen:
+            console.print("没有启用的信息源，未抓取。")
+            return
+        results = run_crawl(chosen, refresh=refresh, distributed=distributed)
+    except YuqingError as err:
+        raise _fail(str(err)) from err
+    table = Table("信息源", "状态", "页面", "新增", "更新", "未变", "丢弃", "错误", title="抓取结果")
+    for r in results:
+        style = {"ok": "green", "partial": "yellow", "failed": "red"}.get(r.status, "")
+        table.add_row(r.source, f"[{style}]{STATUS_ZH.get(r.status, r.status)}[/{style}]", str(r.pages_fetched),
+                      str(r.items_new), str(r.items_updated), str(r.items_unchanged), str(r.items_dropped),
+                      str(r.stats.get("errors_total", len(r.errors))))
+    console.print(table)
+    for r in results:
+        for e in r.errors[:10]:
+            console.print(f"  [{r.source}] {e.get('reason')}  {e.get('url') or ''}")
+        if len(r.errors) > 10:
+            console.print(f"  [{r.source}] ……另有 {len(r.errors) - 10} 条错误，见接口 /api/v1/sources/{{id}}/runs")
+    failed = [r.source for r in results if r.status == "failed"]
+    if failed:
+        raise _fail(f"以下信息源完全失败：{'、'.join(failed)}。请检查网址、网络或选择器。")
+
+
+# ----------------------------------------------------------------------------- `yuqing run`
+
+
+def crawl_subprocess(name: str, sources_file: Path, timeout: float) -> int:
+    """Run one source's crawl in a child process (see the module docstring for why)."""
+    from core.db import session_scope
+    from crawler import service
+
+    with session_scope() as session:
+        if service.source_enabled(session, name) is False:
+            log.info("source %r is disabled; not crawling", name)
+            return 0
+    cmd = [sys.executable, "-m", "yuqing.cli", "crawl", "--source", name, "--sources", str(sources_file)]
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                                     os.environ.get("PYTHONPATH")]))}
+    try:
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        log.error("crawl of %r took longer than %.0f s and was stopped", name, timeout)
+        return -1
+    level = logging.INFO if done.returncode == 0 else logging.WARNING
+    log.log(level, "crawl of %r finished with code %d\n%s", name, done.returncode, done.stdout[-2000:])
+    return done.returncode
+
+
+def crawl_schedule(settings: Settings) -> list[tuple[str, int, Callable[[], object]]]:
+    """(job id, interval seconds, function) for every source in the sources file."""
+    from core.db import session_scope
+    from crawler import service
+    from crawler.config import load_sources
+
+    if settings.sources_file is None:
+        return []
+    path = Path(settings.sources_file)
+    try:
+        parsed = load_sources(path)
+        with session_scope() as session:
+            service.sync_sources(session, parsed.sources)
+    except YuqingError as err:
+        log.error("sources file not usable, no crawl jobs: %s", err)
+        return []
+    jobs: list[tuple[str, int, Callable[[], object]]] = []
+    for src in parsed.sources:
+        timeout = max(600.0, src.interval * 3.0)
+        jobs.append((f"crawl:{src.name}", src.interval, partial(crawl_subprocess, src.name, path, timeout)))
+    return jobs
+
+
+def start_demo_sources(settings: Settings) -> str:
+    """Serve the bundled demo site on loopback and point the sources file at it; returns its URL."""
+    from crawler.demo import demo_sources_text, serve_demo_site
+
+    base = serve_demo_site(port=settings.demo_site_port)
+    target = settings.data_dir / "demo-sources.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(demo_sources_text(base), encoding="utf-8")
+    os.environ["YUQING_SOURCES_FILE"] = str(target)
+    get_settings.cache_clear()
+    console.print(f"演示信息源网站：{base}/  （信息源文件 {target}）")
+    return base
