@@ -377,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(res["speed"], ensure_ascii=False))
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "topics-quick" if args.quick else "topics"
+    previous = RESULTS / f"{name}.json"
+    if args.only and previous.exists():  # a partial run updates its parts of the last full results
+        res = json.loads(previous.read_text(encoding="utf-8")) | res
     (RESULTS / f"{name}.json").write_text(json.dumps(res, ensure_ascii=False, indent=2), encoding="utf-8")
     (RESULTS / f"{name}.md").write_text(_markdown(res), encoding="utf-8")
     return 0
