@@ -7,7 +7,20 @@ from sqlalchemy import Engine
 
 from api.console import install as install_console
 from api.problems import install_problem_handlers
-from api.routes import alerts, debunks, digests, groups, health, ingest, models, posts, stats, stories, users
+from api.routes import (
+    alerts,
+    debunks,
+    digests,
+    groups,
+    health,
+    ingest,
+    models,
+    posts,
+    stats,
+    stories,
+    topics,
+    users,
+)
 from api.routes import sources as sources_routes
 from core.db import get_engine, session_factory
 
@@ -38,5 +51,6 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     app.include_router(ingest.router, prefix=API_PREFIX)
     app.include_router(groups.router, prefix=API_PREFIX)
     app.include_router(debunks.router, prefix=API_PREFIX)
+    app.include_router(topics.router, prefix=API_PREFIX)
     install_console(app)  # the review console at /, last: its pages must not shadow the API
     return app

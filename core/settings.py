@@ -79,6 +79,24 @@ class Settings(BaseSettings):
     smtp_ca_file: Path | None = Field(None, description="CA bundle to verify the mail server (private CA).")
     smtp_timeout: float = Field(30.0, gt=0, description="Seconds before an SMTP connection attempt gives up.")
 
+    # Hot concerns (nlp/concerns): topic clustering and burst detection.
+    topic_similarity: float = Field(0.35, gt=0, lt=1, description="Cosine a post needs to join a topic.")
+    topic_window_hours: int = Field(72, ge=1, description="Topics quiet for longer go dormant (not joined).")
+    burst_window_hours: int = Field(2, ge=1, description="Recent hours whose rate is compared to the baseline.")
+    burst_baseline_hours: int = Field(48, ge=1, description="Hours before the recent window forming the baseline.")
+    burst_z: float = Field(4.0, gt=0, description="Burst z-score (vs own baseline) needed to be hot.")
+    burst_min_posts: int = Field(5, ge=1, description="Posts in the recent window needed to be hot.")
+    burst_min_ratio: float = Field(2.0, ge=1, description="Recent rate must be at least this times the baseline.")
+    burst_prior_rate: float = Field(0.5, ge=0, description="Posts/hour assumed for a topic with little history.")
+    burst_prior_hours: float = Field(3.0, ge=0, description="Weight of that prior, in hours of history.")
+    burst_overdispersion: float = Field(
+        0.05, ge=0, description="Extra variance (phi * mean^2) over Poisson: social counts are bursty."
+    )
+    local_priority_boost: float = Field(1.0, ge=0, description="Priority bonus for topics about our own places.")
+    topic_refresh_seconds: int = Field(600, ge=30, description="How often bursts are re-scored without new posts.")
+    concern_category_model: Path | None = Field(
+        None, description="Saved category classifier (skops) for posts the taxonomy rules leave in 其他."
+    )
     analyze_interval_seconds: int = Field(60, ge=5, description="How often `yuqing run` analyses new posts.")
     story_window_days: int = Field(14, ge=1, description="New posts join stories active within this many days.")
     alert_rules_file: Path | None = Field(None, description="Alert rules YAML; empty: alerts/rules.yaml.")

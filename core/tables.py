@@ -284,6 +284,48 @@ class Topic(Base):
     status: Mapped[str] = mapped_column(String(20), default="active")  # active | dormant
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Added by nlp/concerns: distinct sources, local posts, priority and mood over time.
+    source_count: Mapped[int] = mapped_column(Integer, default=0)
+    local_count: Mapped[int] = mapped_column(Integer, default=0)
+    priority: Mapped[float | None] = mapped_column(Float)  # burst x locality x negativity, for sorting
+    hourly_negativity: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"2026-11-28T14": sum}
+    representative_score: Mapped[float | None] = mapped_column(Float)  # cosine of the representative post
+    hot_since: Mapped[dt.datetime | None]  # when the current hot spell began (NULL when not hot)
+    facets: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"categories": {c: n}, "places": {p: n}}
+
+
+class TopicBurst(Base):
+    """One hour in which a topic was hot: the history behind "hot by day"."""
+
+    __tablename__ = "topic_bursts"
+    __table_args__ = (UniqueConstraint("topic_id", "hour"), Index("ix_topic_bursts_hour", "hour"))
+    id: Mapped[int] = _pk()
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id", ondelete="CASCADE"))
+    hour: Mapped[dt.datetime]  # start of the UTC hour of the evaluation
+    burst_score: Mapped[float] = mapped_column(Float)
+    recent_count: Mapped[int] = mapped_column(Integer)
+    expected: Mapped[float] = mapped_column(Float)
+    evaluated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class KeywordCount(Base):
+    """Posts per keyword per UTC hour (for keyword bursts and topic labels' document frequency)."""
+
+    __tablename__ = "keyword_counts"
+    __table_args__ = (Index("ix_keyword_counts_hour", "hour"),)
+    keyword: Mapped[str] = mapped_column(String(100), primary_key=True)
+    hour: Mapped[dt.datetime] = mapped_column(primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ConcernState(Base):
+    """Named state blobs of the concern stage (e.g. hashed document frequencies for TF-IDF)."""
+
+    __tablename__ = "concern_state"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class Debunk(Base):

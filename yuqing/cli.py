@@ -248,6 +248,11 @@ def run(
 # ----------------------------------------------------------------------------- stage commands
 # Each stage keeps its subcommands in yuqing/commands/<stage>.py and registers them here.
 
+from yuqing.commands import topics as _topics_cmd  # noqa: E402  (hot concerns; installs the analyze stage)
+
+app.command("topics")(_topics_cmd.topics)
+app.command("categories-train")(_topics_cmd.categories_train)
+
 from yuqing.commands import crawl as _crawl  # noqa: E402 - registered below the core commands
 
 app.command("crawl")(_crawl.crawl)

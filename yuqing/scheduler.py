@@ -78,6 +78,17 @@ def collect_jobs(settings: Settings) -> list[Job]:
 
     jobs.append(Job("nlp.analyze", analyze_new_posts, seconds=settings.analyze_interval_seconds,
                     run_now=True))
+
+    # nlp.concerns: topics are scored during analyze; this re-scores bursts when no posts arrive,
+    # so a hot topic cools down on time.
+    def refresh_topic_bursts() -> None:
+        from core.db import session_scope
+        from nlp.concerns.pipeline_stage import refresh
+
+        with session_scope() as session:
+            refresh(session)
+
+    jobs.append(Job("nlp.concerns.refresh", refresh_topic_bursts, seconds=settings.topic_refresh_seconds))
     return jobs
 
 

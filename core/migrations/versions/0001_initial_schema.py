@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 01:32:09.768901
+Create Date: 2026-11-29 01:55:10.629540
 """
 from __future__ import annotations
 
@@ -41,6 +41,13 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_chat_groups')),
     sa.UniqueConstraint('platform', 'external_id', name=op.f('uq_chat_groups_platform_external_id'))
     )
+    op.create_table('concern_state',
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('value', sa.LargeBinary(), nullable=False),
+    sa.Column('meta', sa.JSON(), nullable=False),
+    sa.Column('updated_at', core.tables.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('name', name=op.f('pk_concern_state'))
+    )
     op.create_table('digests',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('day', sa.Date(), nullable=False),
@@ -62,6 +69,15 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_digests')),
     sa.UniqueConstraint('day', 'recipients_key', 'revision', name=op.f('uq_digests_day_recipients_key_revision'))
     )
+    op.create_table('keyword_counts',
+    sa.Column('keyword', sa.String(length=100), nullable=False),
+    sa.Column('hour', core.tables.UTCDateTime(), nullable=False),
+    sa.Column('count', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('keyword', 'hour', name=op.f('pk_keyword_counts'))
+    )
+    with op.batch_alter_table('keyword_counts', schema=None) as batch_op:
+        batch_op.create_index('ix_keyword_counts_hour', ['hour'], unique=False)
+
     op.create_table('sources',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
@@ -94,6 +110,13 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('created_at', core.tables.UTCDateTime(), nullable=False),
     sa.Column('updated_at', core.tables.UTCDateTime(), nullable=False),
+    sa.Column('source_count', sa.Integer(), nullable=False),
+    sa.Column('local_count', sa.Integer(), nullable=False),
+    sa.Column('priority', sa.Float(), nullable=True),
+    sa.Column('hourly_negativity', sa.JSON(), nullable=False),
+    sa.Column('representative_score', sa.Float(), nullable=True),
+    sa.Column('hot_since', core.tables.UTCDateTime(), nullable=True),
+    sa.Column('facets', sa.JSON(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_topics'))
     )
     with op.batch_alter_table('topics', schema=None) as batch_op:
@@ -202,6 +225,21 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('source_runs', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_source_runs_source_id'), ['source_id'], unique=False)
+
+    op.create_table('topic_bursts',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('topic_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('hour', core.tables.UTCDateTime(), nullable=False),
+    sa.Column('burst_score', sa.Float(), nullable=False),
+    sa.Column('recent_count', sa.Integer(), nullable=False),
+    sa.Column('expected', sa.Float(), nullable=False),
+    sa.Column('evaluated_at', core.tables.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['topic_id'], ['topics.id'], name=op.f('fk_topic_bursts_topic_id_topics'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_topic_bursts')),
+    sa.UniqueConstraint('topic_id', 'hour', name=op.f('uq_topic_bursts_topic_id_hour'))
+    )
+    with op.batch_alter_table('topic_bursts', schema=None) as batch_op:
+        batch_op.create_index('ix_topic_bursts_hour', ['hour'], unique=False)
 
     op.create_table('analysis_runs',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -506,6 +544,10 @@ def downgrade() -> None:
     op.drop_table('alerts')
     op.drop_table('stories')
     op.drop_table('analysis_runs')
+    with op.batch_alter_table('topic_bursts', schema=None) as batch_op:
+        batch_op.drop_index('ix_topic_bursts_hour')
+
+    op.drop_table('topic_bursts')
     with op.batch_alter_table('source_runs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_source_runs_source_id'))
 
@@ -526,7 +568,12 @@ def downgrade() -> None:
 
     op.drop_table('topics')
     op.drop_table('sources')
+    with op.batch_alter_table('keyword_counts', schema=None) as batch_op:
+        batch_op.drop_index('ix_keyword_counts_hour')
+
+    op.drop_table('keyword_counts')
     op.drop_table('digests')
+    op.drop_table('concern_state')
     op.drop_table('chat_groups')
     op.drop_table('alert_runs')
     # ### end Alembic commands ###

@@ -1,0 +1,47 @@
+"""The concern stage as a step of `yuqing analyze` (nlp.pipeline), plus a refresh for quiet times.
+
+`install()` registers the stage before the pipeline's ``write`` step; it reads the batch's
+normalised texts and tokens and runs `update_concerns` with the run's ``now``. The analyzer
+(taxonomy, gazetteer, thresholds) is loaded once per run and kept in ``ctx.state``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from nlp.concerns.stage import ConcernAnalyzer, ConcernStats, PostView, update_concerns
+
+STAGE_NAME = "concerns"
+
+
+def concerns_stage(ctx: Any, batch: Any) -> None:
+    """nlp.pipeline stage: categories, places, mood, topics and bursts for one batch."""
+    analyzer = ctx.state.get("concerns_analyzer")
+    if analyzer is None:
+        analyzer = ctx.state["concerns_analyzer"] = ConcernAnalyzer()
+    norm, tokens = batch.norm, batch.tokens
+    views = [PostView(r.id, norm[i], tokens[i], r.when, r.group_id, r.source_id,
+                      batch.story_ids[i] if batch.story_ids else r.story_id)
+             for i, r in enumerate(batch.rows)]
+    stats = update_concerns(ctx.session, views, now=ctx.now, analyzer=analyzer)
+    ctx.count("topics_new", stats.topics_new)
+    ctx.count("topics_hot", len(stats.hot_topic_ids))
+    ctx.count("local_posts", stats.local_posts)
+    for name, seconds in stats.timings.items():
+        ctx.state.setdefault("concerns_timings", {})
+        ctx.state["concerns_timings"][name] = ctx.state["concerns_timings"].get(name, 0.0) + seconds
+
+
+def install() -> None:
+    """Add the concern stage to the default `yuqing analyze` pipeline (idempotent)."""
+    from nlp.pipeline import Stage, register_stage
+
+    register_stage(Stage(STAGE_NAME, concerns_stage), before="write")
+
+
+def refresh(session: Session, *, now: dt.datetime | None = None) -> ConcernStats:
+    """Re-score bursts with no new posts (hot topics cool down even when nothing arrives)."""
+    return update_concerns(session, [], now=now or dt.datetime.now(dt.UTC))

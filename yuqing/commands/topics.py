@@ -1,0 +1,116 @@
+"""`yuqing topics`: the hot concerns as a table (what people worry about, rising now)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from core.settings import get_settings
+from nlp.concerns.pipeline_stage import install as _install_stage
+
+err_console = Console(stderr=True)
+
+# `yuqing analyze` (and `yuqing run`'s analyze job) compute topics, bursts, categories, places and
+# mood as one more pipeline stage.
+_install_stage()
+
+
+def _parse_now(value: str) -> dt.datetime:
+    if not value:
+        return dt.datetime.now(dt.UTC)
+    try:
+        t = dt.datetime.fromisoformat(value)
+    except ValueError as err:
+        raise typer.BadParameter(f"时间“{value}”无效：请用 ISO 格式，如 2026-11-28T15:00") from err
+    return t.replace(tzinfo=ZoneInfo(get_settings().timezone)) if t.tzinfo is None else t
+
+
+def topics(
+    since: Annotated[str, typer.Option("--since", help="时间范围：如 90m、24h、3d、1w")] = "24h",
+    limit: Annotated[int, typer.Option("--limit", min=1, max=500, help="最多显示几个话题")] = 20,
+    now: Annotated[str, typer.Option("--now", help="以此时间为“现在”（复盘用，ISO 格式，默认当前时间）")
+                   ] = "",
+    keywords: Annotated[bool, typer.Option("--keywords/--no-keywords", help="同时列出突增的关键词")] = True,
+) -> None:
+    """Print the hot topics (significant rises over their own baseline) of the last --since."""
+    from core.db import session_scope
+    from core.errors import YuqingError
+    from nlp.concerns import hot_keywords
+    from nlp.concerns.queries import hot_topics, parse_since
+
+    console = Console()  # built per call so it sees the terminal's current width
+    settings = get_settings()
+    zone = ZoneInfo(settings.timezone)
+    at = _parse_now(now)
+    try:
+        window = parse_since(since)
+    except YuqingError as err:
+        err_console.print(f"[red]错误：[/red]{err}")
+        raise typer.Exit(2) from err
+    with session_scope() as session:
+        found, total = hot_topics(session, now=at, since=window, limit=limit)
+        rising = hot_keywords(session, now=at, limit=15) if keywords else []
+    local_now = at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    if not found:
+        console.print(f"最近 {since} 没有热点话题（截至 {local_now}）。")
+    else:
+        table = Table(title=f"热点话题：最近 {since}，截至 {local_now}（共 {total} 个）", show_lines=False)
+        columns = ("ID", "话题", "类别", "地点", "窗口内/总帖", "群/来源",
+                   "负面度", "爆发分", "首次出现", "状态")
+        for col in columns:
+            table.add_column(col, overflow="fold")
+        for t in found:
+            mood = f"{t.negativity:.2f}" if t.negativity is not None else "-"
+            if t.negativity_rising:
+                mood += " ↑情绪升温"
+            state = "热点中" if t.is_hot else "已回落"
+            if t.is_local:
+                state += " · 本地"
+            peak = t.peak_burst_score if t.peak_burst_score is not None else t.burst_score
+            table.add_row(
+                str(t.id),
+                # Post text is untrusted: escape rich markup.
+                escape(t.label) + ("\n[dim]" + escape((t.representative_text or "")[:60]) + "[/dim]"),
+                escape(t.category or "-"),
+                escape("、".join(t.places[:3]) or "-"),
+                f"{t.recent_count}/{t.post_count}",
+                f"{t.group_count}/{t.source_count}",
+                mood,
+                f"{peak:.1f}" if peak is not None else "-",
+                t.first_seen.astimezone(zone).strftime("%m-%d %H:%M"),
+                state,
+            )
+        console.print(table)
+    if rising:
+        words = "、".join(f"{escape(k['keyword'])}({k['recent']})" for k in rising)
+        console.print(f"突增关键词：{words}")
+
+
+def categories_train(
+    output: Annotated[str, typer.Option("--output", help="模型保存路径（.skops）")] = "",
+    min_per_category: Annotated[int, typer.Option("--min-per-category", min=2, help="每类至少几条标注")] = 5,
+) -> None:
+    """Train the concern-category classifier on labelled categories; use it via YUQING_CONCERN_CATEGORY_MODEL."""
+    from pathlib import Path
+
+    from core.db import session_scope
+    from core.errors import YuqingError
+    from nlp.concerns.classifier import save, train_from_labels
+
+    settings = get_settings()
+    path = Path(output) if output else settings.model_dir / "category" / "category.skops"
+    try:
+        with session_scope() as session:
+            model, info = train_from_labels(session, min_per_category=min_per_category)
+    except YuqingError as err:
+        err_console.print(f"[red]错误：[/red]{err}")
+        raise typer.Exit(1) from err
+    save(model, path)
+    Console().print(f"已用 {info['labels']} 条标注训练类别模型（{len(info['categories'])} 类），保存到 {path}。")
+    Console().print(f"启用：设置 YUQING_CONCERN_CATEGORY_MODEL={path}")
