@@ -16,9 +16,6 @@ from core.settings import get_settings
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    # pysqlite's own transaction handling breaks SAVEPOINTs (a savepoint opened before the first
-    # write becomes the outer transaction): turn it off and let SQLAlchemy emit BEGIN itself.
-    dbapi_conn.isolation_level = None
     # WAL lets the API read while the crawler writes; foreign keys are off by default in SQLite.
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -28,12 +25,23 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _sqlite_explicit_transactions(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None
+
+
 def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN")
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine; for SQLite make the folder and turn on WAL and foreign keys."""
+def make_engine(url: str, *, sqlite_savepoints: bool = False, **kwargs: Any) -> Engine:
+    """Create an engine; for SQLite make the folder and turn on WAL and foreign keys.
+
+    By default pysqlite opens a write transaction only at the first INSERT/UPDATE, so a job that
+    reads and then writes waits for other writers (busy_timeout) instead of failing on a stale
+    snapshot. ``sqlite_savepoints=True`` lets SQLAlchemy emit BEGIN itself, which SAVEPOINTs need
+    to nest properly (the tests' rolled-back session); its reads then pin a snapshot, so a
+    concurrent writer makes later writes fail with "database is locked": not for the service.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -41,7 +49,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
+        if sqlite_savepoints:
+            event.listen(engine, "connect", _sqlite_explicit_transactions)
+            event.listen(engine, "begin", _sqlite_begin)
         return engine
     if parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)

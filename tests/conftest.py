@@ -132,7 +132,7 @@ def db_url(_databases: Callable[[], str]) -> str:
 
 @pytest.fixture(scope="session")
 def engine(db_url: str) -> Iterator[Engine]:
-    eng = make_engine(db_url)
+    eng = make_engine(db_url, sqlite_savepoints=True)
     yield eng
     eng.dispose()
 
