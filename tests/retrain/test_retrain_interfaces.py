@@ -132,3 +132,26 @@ def test_running_server_swaps_model_without_restart(env: Path, fresh_db_url: str
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_rescore_scores_recent_posts_once_and_resumes(env: Path, fresh_db_url: str) -> None:
+    import datetime as dt
+
+    from sqlalchemy import func, select
+
+    from core.tables import PostScore
+
+    engine = make_engine(fresh_db_url)
+    recent = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
+    with session_scope(engine) as s:
+        ingest_posts(s, [{"source": "重评", "external_id": f"r{i}", "text": f"南坪村第{i}条消息，听说要停电？",
+                          "published_at": (recent if i < 5 else old).isoformat()} for i in range(7)])
+    first = runner.invoke(app, ["rescore", "--days", "7", "--batch-size", "2"])
+    assert first.exit_code == 0, first.output
+    assert "评分 5 条" in first.output
+    with session_scope(engine) as s:
+        assert s.scalar(select(func.count()).select_from(PostScore)) == 5
+    again = runner.invoke(app, ["rescore", "--days", "7"])
+    assert again.exit_code == 0 and "评分 0 条" in again.output
+    engine.dispose()
