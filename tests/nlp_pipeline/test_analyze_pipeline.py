@@ -113,7 +113,8 @@ def test_extra_stage_columns_are_written_with_the_batch(db: Session, rumor_model
     saved = list(pipeline.STAGES)
     try:
         register_stage(Stage("places", places), before="write")
-        assert [s.name for s in pipeline.STAGES] == ["text", "stories", "places", "write"]
+        names = [s.name for s in pipeline.STAGES]  # other stages (hot concerns) may be installed too
+        assert names[:2] == ["text", "stories"] and names[-2:] == ["places", "write"]
         ingest_posts(db, [chat(STORY_A[0], 1), chat(ORDINARY[1], 2)])
         result = analyze(db, model=rumor_model, workers=0)
     finally:
