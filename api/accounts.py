@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -46,9 +47,18 @@ def set_password(session: Session, user: User, password: str) -> None:
     user.password_hash = hash_password(password)
 
 
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    return hash_password("no such user: this hash only makes unknown names cost the same time")
+
+
 def authenticate_password(session: Session, username: str, password: str) -> User | None:
     user = session.scalar(select(User).where(User.username == username, User.is_active.is_(True)))
-    if user is None or not verify_password(user.password_hash, password):
+    if user is None or not user.password_hash:
+        # Verify anyway, so the answer takes as long as for a real user (names can't be probed).
+        verify_password(_dummy_hash(), password)
+        return None
+    if not verify_password(user.password_hash, password):
         return None
     user.last_login_at = utcnow()
     return user
