@@ -94,3 +94,17 @@ def list_users(session: Session, *, offset: int = 0, limit: int = 50) -> tuple[l
     total = session.scalar(select(func.count()).select_from(User)) or 0
     users = list(session.scalars(select(User).order_by(User.id).offset(offset).limit(limit)))
     return users, total
+
+
+def list_tokens(session: Session, user: User) -> list[ApiToken]:
+    return list(session.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)))
+
+
+def revoke_token(session: Session, token_id: int) -> ApiToken:
+    """Revoke a token (idempotent): it stops working at once and stays listed as revoked."""
+    token = session.get(ApiToken, token_id)
+    if token is None:
+        raise NotFound(f"令牌 {token_id} 不存在")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+    return token

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import accounts
-from api.deps import AdminUser, CurrentUser, SessionDep
+from api.deps import AdminUser, CurrentUser, RowId, SessionDep
 from api.pagination import Page, PageDep
 
 router = APIRouter(tags=["users"])
@@ -68,3 +68,28 @@ def create_user(body: UserCreate, _: AdminUser, session: SessionDep) -> UserPubl
 def create_token(username: str, body: TokenCreate, _: AdminUser, session: SessionDep) -> TokenCreated:
     user = accounts.get_user(session, username)
     return TokenCreated(token=accounts.create_token(session, user, body.name), name=body.name)
+
+
+class TokenPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    name: str
+    kind: str
+    prefix: str = Field(description="令牌开头几个字符，便于辨认")
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+
+@router.get("/users/{username}/tokens", response_model=Page[TokenPublic], summary="用户的 API 令牌（管理员）")
+def list_tokens(username: str, _: AdminUser, session: SessionDep, page: PageDep) -> Page[TokenPublic]:
+    tokens = accounts.list_tokens(session, accounts.get_user(session, username))
+    chunk = tokens[page.offset:page.offset + page.page_size]
+    return Page(items=[TokenPublic.model_validate(t) for t in chunk], total=len(tokens),
+                page=page.page, page_size=page.page_size)
+
+
+@router.delete("/tokens/{token_id}", response_model=TokenPublic, summary="吊销 API 令牌（管理员）")
+def revoke_token(token_id: RowId, _: AdminUser, session: SessionDep) -> TokenPublic:
+    return TokenPublic.model_validate(accounts.revoke_token(session, token_id))

@@ -56,3 +56,19 @@ def test_created_token_works_and_is_stored_hashed(api_client: TestClient, make_u
     assert token not in stored and all(len(h) == 64 for h in stored)
     assert all(h.startswith("$argon2") for h in hashes)
     assert api_client.post("/api/v1/users/nobody/tokens", json={"name": "x"}, headers=admin).status_code == 404
+
+
+def test_admin_lists_and_revokes_tokens(api_client: TestClient, make_user) -> None:
+    admin, staff = make_user("admin"), make_user("staff")
+    me = api_client.get("/api/v1/me", headers=staff).json()["username"]
+    assert api_client.get(f"/api/v1/users/{me}/tokens", headers=staff).status_code == 403
+    listed = api_client.get(f"/api/v1/users/{me}/tokens", headers=admin).json()
+    assert listed["total"] == 1 and listed["items"][0]["revoked_at"] is None
+    assert "token_hash" not in listed["items"][0]
+    token_id = listed["items"][0]["id"]
+    assert api_client.delete(f"/api/v1/tokens/{token_id}", headers=staff).status_code == 403
+    revoked = api_client.delete(f"/api/v1/tokens/{token_id}", headers=admin)
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+    assert api_client.get("/api/v1/me", headers=staff).status_code == 401  # stops working at once
+    assert api_client.delete("/api/v1/tokens/999999", headers=admin).status_code == 404
+    assert api_client.delete("/api/v1/tokens/0", headers=admin).status_code == 422
