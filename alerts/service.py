@@ -1706,17 +1706,7 @@ def alert_detail(
         for e, name in events
     ]
     responses = [
-        {
-            "id": r.id,
-            "text": r.text,
-            "channels": r.channels,
-            "url": r.url,
-            "published_at": r.published_at,
-            "created_by": r.created_by,
-            "created_at": r.created_at,
-            "spread_before": r.spread_before,
-            "spread_after": r.spread_after,
-        }
+        response_dict(r)
         for r in session.scalars(select(Response).where(Response.alert_id == alert.id).order_by(Response.id))
     ]
     names = _usernames(session, {alert.assignee_id} if alert.assignee_id else set())
@@ -1809,3 +1799,18 @@ __all__ = [
     "suggest_response",
     "transition",
 ]
+
+
+def response_dict(r: Response) -> dict[str, Any]:
+    """A recorded response as plain data (the API and the alert detail share this shape)."""
+    return {
+        "id": r.id,
+        "text": r.text,
+        "channels": r.channels,
+        "url": r.url,
+        "published_at": r.published_at,
+        "created_by": r.created_by,
+        "created_at": r.created_at,
+        "spread_before": r.spread_before,
+        "spread_after": r.spread_after,
+    }

@@ -490,17 +490,7 @@ def respond(alert_id: AlertId, body: RespondBody, user: StaffUser, session: Sess
         published_at=body.published_at,
         actor=user,
     )
-    return {
-        "id": r.id,
-        "text": r.text,
-        "channels": r.channels,
-        "url": r.url,
-        "published_at": r.published_at,
-        "created_by": r.created_by,
-        "created_at": r.created_at,
-        "spread_before": r.spread_before,
-        "spread_after": r.spread_after,
-    }
+    return service.response_dict(r)
 
 
 @router.get(
