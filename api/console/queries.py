@@ -25,6 +25,7 @@ from core.tables import (
     Debunk,
     DebunkMatch,
     Digest,
+    Label,
     ModelVersion,
     Post,
     PostScore,
@@ -36,6 +37,8 @@ from core.tables import (
     User,
     utcnow,
 )
+from nlp.drift import DriftStatus, drift_status
+from nlp.labels import text_key
 
 OPEN_STATUSES = ("new", "acknowledged", "confirmed_rumor", "confirmed_concern")
 PAGE_SIZE = 50
@@ -451,3 +454,45 @@ def open_alert_counts(session: Session) -> dict[str, int]:
     """Open alerts per severity, for the navigation badge."""
     return dict(session.execute(select(Alert.severity, func.count()).where(
         and_(Alert.status.in_(OPEN_STATUSES))).group_by(Alert.severity)).all())
+
+
+# --------------------------------------------------------------------------- labels and drift
+
+
+def label_info(session: Session, posts: Sequence[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """For each shown post (``id``, ``raw_text``): its labels (who, when) and, when people disagree
+    about its text (here or on a copy of it), the votes on each side."""
+    ids = [p["id"] for p in posts]
+    out: dict[int, dict[str, Any]] = {pid: {"labels": [], "conflict": None} for pid in ids}
+    if not ids:
+        return out
+    who = func.coalesce(User.display_name, User.username)
+    for row in session.execute(
+            select(Label.post_id, Label.label, Label.origin, Label.user_id, Label.created_at, who.label("who"))
+            .outerjoin(User, User.id == Label.user_id).where(Label.post_id.in_(ids))
+            .order_by(Label.created_at, Label.id)):
+        out[row.post_id]["labels"].append(row._asdict())
+    keys = {p["id"]: text_key(p["raw_text"] or "") for p in posts}
+    votes: dict[str, dict[int, int]] = {}
+    for text_hash, label, n in session.execute(
+            select(Label.text_hash, Label.label, func.count()).where(Label.text_hash.in_(set(keys.values())))
+            .group_by(Label.text_hash, Label.label)):
+        votes.setdefault(text_hash, {})[int(label)] = int(n)
+    for pid, key in keys.items():
+        if len(votes.get(key, {})) > 1:
+            out[pid]["conflict"] = votes[key]
+    return out
+
+
+DRIFT_TTL = 60.0
+
+
+def drift(session: Session) -> DriftStatus:
+    """The active model's drift status (nlp.drift), cached for a minute: every page's header shows it."""
+    return _cached(session, "drift", DRIFT_TTL, lambda: drift_status(session))
+
+
+def forget_drift() -> None:
+    """After a promotion or rollback the active model, and so its reference, has changed."""
+    for key in [k for k in _CACHE if k[1] == "drift"]:
+        _CACHE.pop(key, None)
