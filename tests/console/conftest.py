@@ -176,7 +176,7 @@ def shot(page, name: str) -> Path:
 
 @pytest.fixture
 def trained_models(live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                   shipped_model_dir: Path) -> Iterator[dict[str, str]]:
+                   shipped_model_dir: Path) -> Iterator[dict[str, str]]:  # noqa: F811 (the fixture)
     """Real model versions for promote/rollback: the scene's active row gets the tiny shipped model's
     files, then nlp.retrain trains "good" (clean labels) and "bad" (half the labels flipped), both
     registered as candidates, with the registry's evaluation set in this test's data folder."""

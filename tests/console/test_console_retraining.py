@@ -193,6 +193,8 @@ def test_promote_is_refused_when_worse_then_forced_with_a_reason_then_rolled_bac
     assert _active(live).version == "good"
     page = c.get(r.headers["location"]).text
     assert "当前在用：rumor good" in page and f"回滚到 {trained_models['active']}" in page
+    active_panel = page.split('class="panel active-model"', 1)[1].split("</section>", 1)[0]
+    assert "<span>宏平均 F1</span>" in active_panel and "以上为固定评估集" in active_panel
 
     # A worse candidate is refused, with the reason in Chinese and the force option opened.
     r = c.post("/models/bad/promote", data={"csrf_token": token})
