@@ -100,6 +100,9 @@ class EvidencePost(BaseModel):
     category: str | None
     is_local: bool | None
     rumor_probability: float | None
+    refutes: bool = Field(description="帖子在辟谣/澄清它引用的说法：列为证据，但不计入传播，不触发也不升级预警")
+    stance: str | None = Field(description="立场标记：辟谣/澄清；传播或其他为 null")
+    refutation_cues: list[str] = Field(description="判断为辟谣的依据（命中的提示词类别），如 谣言、没有…安排")
 
 
 class HourCount(BaseModel):
