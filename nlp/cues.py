@@ -116,7 +116,11 @@ NOT_REFUTATION: tuple[str, ...] = (
     r"(?:别|不要|勿)(?:相)?信(?:官方|政府|镇里|县里|通报|上面)",
 )
 # The post asserts the claim: then it spreads it, whatever denial words it also holds.
-AFFIRMATION = r"(?<!不)是真的|(?<!不是)真的?要|确有其事|千真万确|(?<!不)属实"
+# Hearsay or a call to act also asserts it: "谣言满天飞，听说明天封城" spreads while naming rumors.
+# A refutation that starts from hearsay ("听说要封城？经核实不实") then counts as spreading: an
+# extra alert for staff to dismiss costs less than a missed rumor.
+AFFIRMATION = (r"(?<!不)是真的|(?<!不是)真的?要|确有其事|千真万确|(?<!不)属实"
+               r"|听说|据说|内部消息|小道消息|赶紧|赶快|快去|抓紧")
 
 _REFUTATION_RES = {
     kind: [(name, re.compile(pattern)) for name, pattern in cues] for kind, cues in REFUTATION_CUES.items()

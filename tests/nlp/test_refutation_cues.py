@@ -33,7 +33,9 @@ def test_refutations_name_their_cues(text: str, expected: set[str]) -> None:
     "官方通报：明天起全镇封城",  # an authority alone, the shape of a fake notice
     "别信官方的说法，明天就封城，赶紧囤菜",  # distrust of the authorities is not a refutation
     "有人辟谣了，可我亲戚在镇里上班，说真要封城了",  # denial word, but the claim is affirmed
-    "没有通知就突然安排封城了",  # "没有…安排" only where the arrangement ends the clause
+    "没有通知就突然安排封城了",
+    "谣言满天飞，听说明天封城",  # hearsay: naming rumors while spreading one
+    "别管什么谣言不谣言，赶紧去超市囤米",  # "没有…安排" only where the arrangement ends the clause
 ])
 def test_spreading_posts_and_look_alikes_are_not_refutations(text: str) -> None:
     assert refutation_cues(text) == ()
