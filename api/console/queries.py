@@ -266,13 +266,15 @@ def alert_detail(session: Session, alert_id: int) -> dict[str, Any] | None:
     evidence_where = _evidence_filter(alert)
 
     post_cols = (Post.id, Post.title, Post.raw_text, Post.url, Post.author, Post.published_at,
-                 Post.collected_at, Post.channel, Post.is_forward, Post.places,
+                 Post.collected_at, Post.channel, Post.is_forward, Post.places, Post.norm_text,
                  Source.name.label("source_name"), ChatGroup.name.label("group_name"),
                  ChatGroup.platform.label("platform"))
     posts_stmt = (select(*post_cols).outerjoin(Source, Source.id == Post.source_id)
                   .outerjoin(ChatGroup, ChatGroup.id == Post.group_id).where(evidence_where)
                   .order_by(func.coalesce(Post.published_at, Post.collected_at), Post.id).limit(EVIDENCE_LIMIT))
     posts = [r._asdict() for r in session.execute(posts_stmt)]
+    for p in posts:  # a post that refutes the claim it quotes is marked, as in the API's evidence
+        p["refutation_cues"] = service.refutation_of(p.pop("norm_text"))
     evidence_total = session.scalar(select(func.count()).select_from(Post).where(evidence_where)) or 0
 
     # The representative post: the story's, else the alert's first evidence post.

@@ -394,3 +394,15 @@ def test_counts_follow_an_action_at_once(live, client_as) -> None:
     assert r.status_code == 303 and r.headers["location"].startswith("/?msg=")
     after = c.get(r.headers["location"]).text
     assert (_tab_count(after, "已排除"), _tab_count(after, "待处理")) == (dismissed + 1, waiting - 1)
+
+
+def test_evidence_marks_a_post_that_refutes_the_rumor(live, client_as) -> None:
+    with session_scope(live.engine) as s:
+        seeded = seed_alert(s, title="网传青禾镇下周封城", said=[
+            Said("东湾村", "听说青禾镇下周要封城了，赶紧囤米囤油！", hours_ago=3),
+            Said("南坪村", "镇政府已经发了说明，没有封城安排，大家不要转发谣言", hours_ago=1)])
+    html = client_as("zhangmin").get(f"/alerts/{seeded.alert_id}").text
+    items = {int(m.group(1)): m.group(2) for m in re.finditer(r'<li id="post-(\d+)">(.*?)</li>', html, re.S)}
+    spreading, refuting = seeded.post_ids
+    assert "辟谣/澄清" in items[refuting] and "没有…安排" in items[refuting]
+    assert "辟谣/澄清" not in items[spreading]
