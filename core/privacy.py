@@ -22,7 +22,7 @@ def mask_personal_data(text: str) -> str:
     """Mask mobile, ID-card and marked QQ numbers: ``13812345678`` -> ``138****5678``,
     ``QQ：2718281828`` -> ``QQ：27******28``."""
     text = _ID_CARD.sub(lambda m: m.group(1) + "********" + m.group(0)[-4:], text)
-    text = _QQ.sub(lambda m: m.group(1) + m.group(2)[:2] + "*" * (len(m.group(2)) - 4) + m.group(2)[-2:], text)
+    text = _QQ.sub(lambda m: m.group(1) + m.group(2)[:2] + "*" * max(3, len(m.group(2)) - 4) + m.group(2)[-2:], text)
     return _MOBILE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
 
 
