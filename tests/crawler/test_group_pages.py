@@ -11,15 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.chat_stats import hourly_counts_by_group
 from core.db import make_engine
 from core.tables import ChatGroup, Post, Source, SourceRun
 from crawler.config import SourcesFileError, parse_sources
-from tests.chats.test_chat_privacy import _every_text
+from tests.chats.conftest import every_text, sqlite_file_bytes
 from tests.crawler.conftest import FixtureSite, run_crawl, source, write_sources
 
 BOARD = {
@@ -137,14 +136,11 @@ def test_board_and_channel_become_group_messages(site: FixtureSite, fresh_db_url
                                       dt.datetime(2026, 11, 26, 2, tzinfo=utc): 1}
 
     # no nickname, user id, QQ number or phone number reaches the database in clear
-    everything = _every_text(engine)
+    everything = every_text(engine)
     for raw in NICKNAMES + RAW_IDS + RAW_NUMBERS:
         assert raw not in everything, raw
-    url = make_url(fresh_db_url)
-    if url.get_backend_name() == "sqlite":
-        with engine.connect() as conn:
-            conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
-        data = Path(url.database).read_bytes()
+    data = sqlite_file_bytes(engine, fresh_db_url)
+    if data is not None:
         for raw in NICKNAMES + RAW_NUMBERS:
             assert raw.encode("utf-8") not in data, raw
 
