@@ -63,6 +63,7 @@ class SourceSpider(scrapy.Spider):
         self.robots_skipped: list[str] = []
         self.tz = get_settings().timezone
         self.group_ref = group_ref(self.source)
+        self.group_enabled = True  # read from the groups table when the crawl starts
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> SourceSpider:
@@ -88,8 +89,13 @@ class SourceSpider(scrapy.Spider):
     def _ensure_group(self, session: Session) -> None:
         cfg, ref = self.source.group, self.group_ref
         assert cfg is not None and ref is not None
-        ensure_group(session, platform=ref["platform"], external_id=ref["external_id"], name=ref["name"],
-                     tags=cfg.tags, keep_names=cfg.keep_names if "keep_names" in cfg.model_fields_set else None)
+        group = ensure_group(session, platform=ref["platform"], external_id=ref["external_id"], name=ref["name"],
+                             tags=cfg.tags,
+                             keep_names=cfg.keep_names if "keep_names" in cfg.model_fields_set else None)
+        self.group_enabled = group.enabled
+        if not group.enabled:
+            log.info("source %r: group %r is switched off; its messages are not stored", self.source.name,
+                     ref["name"])
 
     # ------------------------------------------------------------------ start requests
 
@@ -109,12 +115,16 @@ class SourceSpider(scrapy.Spider):
 
     # ------------------------------------------------------------------ helpers for subclasses
 
-    def post(self, **fields: Any) -> dict[str, Any]:
+    def post(self, **fields: Any) -> dict[str, Any] | None:
         """A post for core.ingest, tagged with this source; a message of the group for a group source.
 
         core.ingest pseudonymises the senders of group messages and masks personal numbers, the
-        same as for chat imports.
+        same as for chat imports. None (Scrapy ignores it) when an admin has switched the group
+        off: like an import, a disabled group takes no new messages.
         """
+        if not self.group_enabled:
+            self.crawler.stats.inc_value("yuqing/skipped_group_disabled")
+            return None
         item = {"channel": "web", "source": self.source.name, "source_kind": self.source.kind}
         item.update({k: v for k, v in fields.items() if v is not None})
         if self.group_ref is not None:

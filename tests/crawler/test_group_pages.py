@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from core.chat_stats import hourly_counts_by_group
 from core.db import make_engine
 from core.tables import ChatGroup, Post, Source, SourceRun
+from crawler.chats.groups import ensure_group, update_group
 from crawler.config import SourcesFileError, parse_sources
 from tests.chats.conftest import every_text, sqlite_file_bytes
 from tests.crawler.conftest import FixtureSite, run_crawl, source, write_sources
@@ -157,8 +158,10 @@ def test_board_and_channel_become_group_messages(site: FixtureSite, fresh_db_url
     engine.dispose()
 
 
-def test_keep_names_stores_nicknames(site: FixtureSite, fresh_db_url: str, tmp_path: Path) -> None:
-    _crawl(_sources(tmp_path, site, keep_names=True), "--source", "东湾村村民交流区")
+def test_keep_names_stores_nicknames_and_a_disabled_group_takes_nothing(
+        site: FixtureSite, fresh_db_url: str, tmp_path: Path) -> None:
+    sources = _sources(tmp_path, site, keep_names=True)
+    _crawl(sources, "--source", "东湾村村民交流区")
     engine = make_engine(fresh_db_url)
     with Session(engine) as s:
         board = _group(s, "forum")
@@ -167,7 +170,32 @@ def test_keep_names_stores_nicknames(site: FixtureSite, fresh_db_url: str, tmp_p
         assert floors["东湾村的自来水是不是被污染了？"].author == "东湾村老王"
         assert floors["70013"].author == "热心的张师傅"
         assert "138****5678" in floors["70013"].raw_text  # numbers are masked whatever keep_names says
+        # an admin switches the group off (console / PATCH /api/v1/groups/{id}) and deletes a message
+        update_group(s, board.id, {"enabled": False})
+        s.delete(floors["70015"])
+        s.commit()
+
+    _crawl(sources, "--source", "东湾村村民交流区", "--refresh")
+    with Session(engine) as s:
+        board = _group(s, "forum")
+        assert not board.enabled  # the file does not switch it back on
+        assert len(_messages(s, board)) == 7  # nothing taken while it is off
+        run = _last_run(s, "东湾村村民交流区")
+        assert run.status == "partial"  # pages read; only the malformed floor is an error, as before
+        assert run.items_new == 0 and run.stats["skipped_group_disabled"] == 8
     engine.dispose()
+
+
+def test_ensure_group_is_idempotent_and_leaves_console_settings(session: Session) -> None:
+    first = ensure_group(session, platform="forum", external_id="name:石桥村论坛", name="石桥村论坛", tags=["村"])
+    again = ensure_group(session, platform="forum", external_id="name:石桥村论坛", name="石桥村论坛", tags=["村"])
+    assert again.id == first.id and again.tags == ["村"] and not again.keep_names
+    update_group(session, first.id, {"keep_names": True, "tags": ["村", "水务"], "enabled": False})
+    kept = ensure_group(session, platform="forum", external_id="name:石桥村论坛", name="石桥村论坛", tags=["学校"])
+    assert kept.keep_names and not kept.enabled and kept.tags == ["学校", "村", "水务"]
+    reset = ensure_group(session, platform="forum", external_id="name:石桥村论坛", name="石桥村交流区", keep_names=False)
+    assert not reset.keep_names and reset.name == "石桥村交流区"
+    assert session.query(ChatGroup).filter_by(platform="forum").count() == 1
 
 
 def _group_errors(**changes: Any) -> str:
