@@ -125,7 +125,7 @@ class SourceSpider(scrapy.Spider):
         if not self.group_enabled:
             self.crawler.stats.inc_value("yuqing/skipped_group_disabled")
             return None
-        item = {"channel": "web", "source": self.source.name, "source_kind": self.source.kind}
+        item: dict[str, Any] = {"channel": "web", "source": self.source.name, "source_kind": self.source.kind}
         item.update({k: v for k, v in fields.items() if v is not None})
         if self.group_ref is not None:
             item |= {"channel": "chat", "group": self.group_ref}
