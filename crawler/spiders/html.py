@@ -91,14 +91,17 @@ class HtmlSpider(SourceSpider):
             self.record_error(url, f"选择器 '{detail.body}'（detail.body）没有匹配到内容", kind="selector")
         if detail.title and title is None:
             self.record_error(url, f"选择器 '{detail.title}'（detail.title）没有匹配到内容", kind="selector")
+        published_raw = first_text(response, detail.published)
+        published = parse_published(published_raw, tz=self.tz)
         if body is None and title is None:
             self.drop(url, "页面没有标题也没有正文，未入库")
+        elif self.is_group and published is None:
+            self.drop(url, f"帖子的发送时间 '{published_raw or ''}' 缺失或无法识别（detail.published），未入库")
         else:
-            published_raw = first_text(response, detail.published)
             yield self.post(
-                url=url, title=title, text=body or "", author=first_text(response, detail.author),
-                published_at=parse_published(published_raw, tz=self.tz),
-                extra={"published_raw": published_raw} if published_raw else {},
+                url=url, external_id=thread_id(url) if self.is_group else None, title=title, text=body or "",
+                author=first_text(response, detail.author), author_id=first_text(response, detail.author_id),
+                published_at=published, extra={"published_raw": published_raw} if published_raw else {},
             )
         if detail.replies is not None:
             yield from self.parse_replies(response, url)
@@ -107,9 +110,13 @@ class HtmlSpider(SourceSpider):
                             last_modified=_header(response, b"Last-Modified"), content_hash=digest)
 
     def parse_replies(self, response: Response, thread_url: str) -> Any:
+        """Each reply is its own post, linked to the reply it quotes, else to the thread."""
         cfg = self.source.detail.replies  # type: ignore[union-attr]
         assert cfg is not None
-        parent_key = f"url|{canonical_url(thread_url)}"
+        # A group's messages link by id within the group; web posts by the thread's URL key.
+        thread_link = ({"parent_external_id": thread_id(thread_url)} if self.is_group
+                       else {"parent_key": f"url|{canonical_url(thread_url)}"})
+        prefix = f"reply:{text_hash(thread_url)}:"
         for position, node in enumerate(select(response, cfg.each), start=1):
             body = first_text(node, cfg.body)
             if not body:
@@ -117,14 +124,25 @@ class HtmlSpider(SourceSpider):
                 continue
             author = first_text(node, cfg.author)
             published_raw = first_text(node, cfg.published)
-            reply_id = first_text(node, cfg.id) if cfg.id else None
-            ident = reply_id or text_hash(thread_url, author, published_raw, body)
+            published = parse_published(published_raw, tz=self.tz)
+            if self.is_group and published is None:
+                self.drop(thread_url, f"第 {position} 条回复：发送时间 '{published_raw or ''}' 缺失或无法识别"
+                                      "（replies.published）")
+                continue
+            ident = (first_text(node, cfg.id) if cfg.id else None) or self.derived_id(
+                thread_url, author, published_raw, body)
+            quoted = first_text(node, cfg.quote) if cfg.quote else None
             yield self.post(
-                url=f"{thread_url}#reply-{ident}", external_id=f"reply:{text_hash(thread_url)}:{ident}"[:200],
-                parent_key=parent_key, text=body, author=author,
-                published_at=parse_published(published_raw, tz=self.tz),
+                url=f"{thread_url}#reply-{ident}", external_id=f"{prefix}{ident}"[:200],
+                text=body, author=author, author_id=first_text(node, cfg.author_id), published_at=published,
                 extra={"reply_to": thread_url, "position": position},
+                **({"parent_external_id": f"{prefix}{quoted}"[:200]} if quoted else thread_link),
             )
+
+
+def thread_id(thread_url: str) -> str:
+    """The external id of a thread's opening post in a group (its replies point at it)."""
+    return f"thread:{text_hash(canonical_url(thread_url))}"
 
 
 def _header(response: Response, name: bytes) -> str | None:

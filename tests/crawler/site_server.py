@@ -5,6 +5,10 @@
 - everything of crawler.demo.site.Site with tests/fixtures/sites/qinghe.yaml: news list (3 pages) and
   10 articles, forum with 2 threads and replies, RSS and Atom feeds (ETag / 304), JSON API (2 pages),
   robots.txt forbidding /private/
+- /group/board-{1,2}.html, /group/topic-{7001,7002}.html   the group board 东湾村村民交流区: one topic per
+  board page; 7 reply floors, two quoting another floor, one with a QQ number and a phone number in its
+  text, one malformed floor (no time, no content)
+- /group/channel?page={n}         a channel's JSON API: 4 messages, 3 per page (replies by reply_to_message_id)
 - tests/fixtures/sites/qinghe/ as static files: enc/gbk-meta.html (GB2312 in a meta tag),
   enc/gbk-none.html (GBK, declared nowhere), enc/big5-meta.html (Big5), faults/broken.html
   (malformed HTML), faults/ok-1.html, faults/empty.html (no title/body elements)
