@@ -71,9 +71,11 @@ class RepliesConfig(_Strict):
     author_id: str | None = Field(None, description="selector of the author's user id (pseudonymised in groups)")
     published: str | None = None
     id: str | None = Field(None, description="selector of a stable reply id, e.g. '::attr(data-pid)'")
+    next_page: str | None = Field(None, description="link to the thread's next page of replies (followed up to "
+                                                    "max_pages)")
     quote: str | None = Field(None, description="selector of the id of the reply this one quotes")
 
-    _sel = field_validator("each", "body", "author", "author_id", "published", "id", "quote")(
+    _sel = field_validator("each", "body", "author", "author_id", "published", "id", "quote", "next_page")(
         lambda v: check_selector(v) if v is not None else v)
 
 

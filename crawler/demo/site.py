@@ -14,7 +14,8 @@ Pages served (``{base}`` is the server's root URL):
 - ``/api/posts?page={n}``              JSON ``{"code": 0, "data": {"list": [...], "page": n}}``
 - ``/group/board-{n}.html``            a public group board (content ``group_board``): topic links
                                        (a.topic), ``per_page`` each, ``下一页`` link (a.next)
-- ``/group/topic-{id}.html``           a topic: opening floor and reply floors (div.floor[data-pid], a.user
+- ``/group/topic-{id}[-{n}].html``      a topic's page n (``replies_per_page`` floors, ``下一页`` link
+                                       a.next-floors): opening floor (page 1 only) and reply floors (div.floor[data-pid], a.user
                                        with data-uid, span.time, div.content, blockquote.quote[data-quote-pid]
                                        when quoting); a reply with ``broken: true`` renders without content
                                        and time. With ETag (304)
@@ -221,12 +222,26 @@ class Site:
                 f'<div class="content">{html.escape(entry["body"])}</div></div>')
 
     def group_topic(self, ident: str) -> bytes | None:
-        for t in (self.content.get("group_board") or {}).get("topics", []):
-            if str(t["id"]) == ident:
-                now = self.now()
-                floors = "\n".join(self._floor(r, "reply", now) for r in t.get("replies", []))
-                return self.page(t["title"], f'<h1 class="topic-title">{html.escape(t["title"])}</h1>\n'
-                                             f'{self._floor(t, "first", now)}\n<div class="floors">{floors}</div>')
+        """Page ``n`` of a topic (``7001`` is page 1, ``7001-2`` page 2): ``replies_per_page`` floors
+        each; the opening floor only on page 1, as on Tieba."""
+        board = self.content.get("group_board") or {}
+        topic_id, _, n_raw = ident.partition("-")
+        n = _int(n_raw) if n_raw else 1
+        for t in board.get("topics", []):
+            if str(t["id"]) != topic_id:
+                continue
+            replies = list(t.get("replies", []))
+            size = int(board.get("replies_per_page", 0)) or max(1, len(replies))
+            pages = max(1, -(-len(replies) // size))
+            if n < 1 or n > pages:
+                return None
+            now = self.now()
+            floors = "\n".join(self._floor(r, "reply", now) for r in replies[(n - 1) * size:n * size])
+            opening = self._floor(t, "first", now) if n == 1 else ""
+            pager = (f'<a class="next-floors" href="/group/topic-{topic_id}-{n + 1}.html">下一页</a>'
+                     if n < pages else "")
+            return self.page(t["title"], f'<h1 class="topic-title">{html.escape(t["title"])}</h1>\n'
+                                         f'{opening}\n<div class="floors">{floors}</div>\n{pager}')
         return None
 
     def group_channel(self, page: int) -> bytes:

@@ -23,7 +23,8 @@
 - /private/secret.html            exists, but robots.txt forbids it
 - /slow-news/list-{n}.html, /slow-news/{id}.html  ``--big N`` articles, ``--delay`` s each (0.15)
 - /__requests, /__reset           request counts per path (for "fetched exactly once" assertions)
-- /__add_reply?thread=&id=&body=, /__drop_added_replies   a new reply on a thread, and undo
+- /__add_reply?thread=&id=&body=[&board=1], /__drop_added_replies   a new reply on a thread (or a
+  group board topic), and undo
 """
 
 from __future__ import annotations
@@ -92,8 +93,9 @@ def build_site(big: int = 40, delay: float = 0.15) -> Site:
     added: list[tuple[dict[str, Any], dict[str, Any]]] = []
 
     def add_reply(handler: SiteHandler, query: Any) -> Any:
-        thread = next(t for t in site.content["threads"] if str(t["id"]) == query["thread"][0])
-        reply = {"id": int(query["id"][0]), "author": "南坪村新网友", "time": "2026-11-28 07:00",
+        threads = site.content["group_board"]["topics"] if "board" in query else site.content["threads"]
+        thread = next(t for t in threads if str(t["id"]) == query["thread"][0])
+        reply = {"id": int(query["id"][0]), "author": "南坪村新网友", "uid": "u1099", "time": "2026-11-28 07:00",
                  "body": query["body"][0]}
         thread["replies"].append(reply)
         added.append((thread, reply))

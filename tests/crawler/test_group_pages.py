@@ -31,7 +31,8 @@ BOARD = {
                "published": "div.first span.time::text",
                "replies": {"each": "div.floor.reply", "id": "::attr(data-pid)", "body": "div.content",
                            "author": "a.user::text", "author_id": "a.user::attr(data-uid)",
-                           "published": "span.time::text", "quote": "blockquote.quote::attr(data-quote-pid)"}},
+                           "published": "span.time::text", "quote": "blockquote.quote::attr(data-quote-pid)",
+                           "next_page": "a.next-floors::attr(href)"}},
 }
 CHANNEL = {
     "name": "青禾镇便民频道", "kind": "json", "interval": "5m", "items": "result.messages",
@@ -89,6 +90,7 @@ def test_board_and_channel_become_group_messages(site: FixtureSite, fresh_db_url
     fetched = site.requests()
     assert {"/group/board-1.html", "/group/board-2.html", "/group/topic-7001.html",
             "/group/topic-7002.html"} <= set(fetched)  # the board's second page was followed
+    assert "/group/topic-7001-2.html" in fetched  # and the second page of a topic's replies
 
     engine = make_engine(fresh_db_url)
     with Session(engine) as s:
@@ -155,6 +157,27 @@ def test_board_and_channel_become_group_messages(site: FixtureSite, fresh_db_url
         refreshed = _last_run(s, "东湾村村民交流区")
         assert (refreshed.items_new, refreshed.items_unchanged) == (0, 8)
         assert _last_run(s, "青禾镇便民频道").items_new == 0
+    engine.dispose()
+
+
+def test_a_new_reply_on_a_later_page_of_a_known_topic_is_found(
+        site: FixtureSite, fresh_db_url: str, tmp_path: Path) -> None:
+    sources = _sources(tmp_path, site)
+    _crawl(sources)
+    # Page one of the topic stays the same; the new floor lands on its second page.
+    site.add_reply(7001, 70016, "检测结果出来了，水质合格，放水几分钟就清了。", board=True)
+    try:
+        site.reset()
+        _crawl(sources)
+        fetched = site.requests()
+    finally:
+        site.drop_added_replies()
+    assert fetched.get("/group/topic-7001.html") == 1 and fetched.get("/group/topic-7001-2.html") == 1
+    engine = make_engine(fresh_db_url)
+    with Session(engine) as s:
+        floors = _by_floor(_messages(s, _group(s, "forum")))
+        assert floors["70016"].parent_id == floors["东湾村的自来水是不是被污染了？"].id
+        assert (_last_run(s, "东湾村村民交流区").items_new, len(floors)) == (1, 9)
     engine.dispose()
 
 
