@@ -406,3 +406,14 @@ def test_evidence_marks_a_post_that_refutes_the_rumor(live, client_as) -> None:
     spreading, refuting = seeded.post_ids
     assert "辟谣/澄清" in items[refuting] and "没有…安排" in items[refuting]
     assert "辟谣/澄清" not in items[spreading]
+
+
+def test_unknown_pages_answer_a_console_page_and_the_api_keeps_json(live, client_as) -> None:
+    c = client_as("zhangmin")
+    page = c.get("/no-such-page", headers={"Accept": "text/html,application/xhtml+xml"})
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "没有这个页面" in page.text
+    api = c.get("/api/v1/no-such-route", headers={"Accept": "text/html"})
+    assert api.status_code == 404 and api.headers["content-type"].startswith("application/problem+json")
+    script = httpx.get(f"{live.url}/no-such-page", timeout=10)  # no browser Accept header: JSON
+    assert script.status_code == 404 and "json" in script.headers["content-type"]
