@@ -5,17 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
-from api.deps import SessionDep, ViewerUser
+from api.deps import SessionDep, ViewerUser, row_id
 from api.pagination import Page, PageDep
 from core.errors import NotFound
 from core.tables import AlertPost, ChatGroup, Debunk, DebunkMatch, Post, PostScore, Source
 
 router = APIRouter(tags=["posts"])
-PostId = Annotated[int, Path(ge=1, le=2**62, description="帖子编号")]
+PostId = row_id("帖子编号")
 BigInt = Annotated[int | None, Query(ge=1, le=2**62)]
 
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from alerts.service import hour_key, parse_hour
-from api.deps import SessionDep, ViewerUser
+from api.deps import SessionDep, ViewerUser, row_id
 from api.pagination import Page, PageDep
 from core.errors import NotFound
 from core.tables import Alert, ChatGroup, Debunk, Post, Source, Story
 
 router = APIRouter(tags=["stories"])
-StoryId = Annotated[int, Path(ge=1, le=2**62, description="事件编号")]
+StoryId = row_id("事件编号")
 
 
 class StoryPublic(BaseModel):
