@@ -196,12 +196,6 @@ class HashedTextFeatures(TransformerMixin, BaseEstimator):
     Each n-gram block has ``n_features`` hashed columns, sublinear tf, an idf learned per
     hashed column (numbers only) and its own l2 norm; blocks are weighted and stacked. The
     cue block holds `nlp.cues.CUE_NAMES` in order, times ``cue_weight``.
-
-    ``strip_chars`` are replaced by spaces before the n-grams: 【headline】 brackets and
-    #hashtag# marks are publication formatting that one corpus uses far more than another
-    (weibo21's real news: 54% open with 【, weibo_ced's: 39%), so n-grams on them teach the
-    source's house style rather than rumor language. The cue block still counts them.
-    Measured in bench/results/classifier_quality_experiments.json.
     """
 
     def __init__(
@@ -213,8 +207,7 @@ class HashedTextFeatures(TransformerMixin, BaseEstimator):
         sublinear_tf: bool = True,
         char_weight: float = 1.0,
         word_weight: float = 1.0,
-        cue_weight: float = 0.02,
-        strip_chars: str = "【】#",
+        cue_weight: float = 0.05,
         segmenter: Segmenter | None = None,
     ) -> None:
         self.char_ngram_range = char_ngram_range
@@ -224,7 +217,6 @@ class HashedTextFeatures(TransformerMixin, BaseEstimator):
         self.char_weight = char_weight
         self.word_weight = word_weight
         self.cue_weight = cue_weight
-        self.strip_chars = strip_chars
         self.segmenter = segmenter
 
     # -- analysis (shared by transform and explain)
@@ -240,21 +232,11 @@ class HashedTextFeatures(TransformerMixin, BaseEstimator):
     def _tokens(self, norm: str) -> list[str]:
         return [w if w in _PH_CHARS else w.lower() for w in self._seg().cut(norm)]
 
-    def _strip(self, norms: Sequence[str]) -> Sequence[str]:
-        """``strip_chars`` become spaces before n-grams (cues still see them)."""
-        # models saved before the parameter existed have no attribute: nothing stripped
-        chars = self.__dict__.get("strip_chars", "")
-        if not chars:
-            return norms
-        table = str.maketrans(dict.fromkeys(chars, " "))
-        return [t.translate(table) for t in norms]
-
     def _counts(self, norms: Sequence[str], entries: dict[str, Any] | None = None
                 ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """Hashed count matrices; with ``entries`` (a dict) also keep every hashed n-gram's
         (row, column, position, n) and the analysed strings, for explanations."""
         n, nf = len(norms), self.n_features
-        norms = self._strip(norms)
         if self.char_weight:
             ctexts = [_char_text(t) for t in norms]
             r, c, a, k = hash_char_ngrams(ctexts, *self.char_ngram_range, nf)
@@ -340,7 +322,6 @@ class HashedTextFeatures(TransformerMixin, BaseEstimator):
         """
         out: dict[int, str] = {}
         nf = self.n_features
-        norm = self._strip([norm])[0]
         if self.char_weight:
             ct = _char_text(norm)
             _, cols, starts, ns = hash_char_ngrams([ct], *self.char_ngram_range, nf)

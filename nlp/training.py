@@ -28,15 +28,12 @@ log = logging.getLogger(__name__)
 DEFAULT_VERSION = "2026.11.0"
 SEED = 20261101
 
-# Chosen on the weibo21 official *validation* split and, for transfer to unseen sources, on
-# a cross-dataset proxy (train weibo21 + weibo_ced, test weibo_ma2016): see
-# bench/results/classifier.md and classifier_quality_experiments.json.
+# Chosen on the weibo21 official *validation* split (see bench/results/classifier.md).
 SHIPPED_PARAMS: dict[str, Any] = {
     "features__char_ngram_range": (1, 3),
     "features__word_ngram_range": (1, 2),
     "features__n_features": 2**20,
-    "features__cue_weight": 0.02,
-    "features__strip_chars": "【】#",
+    "features__cue_weight": 0.05,
     "clf__members": ("svc", "nbsvc"),
     "clf__C_svc": 2.0,
     "clf__C_nb": 1.0,

@@ -175,32 +175,3 @@ def test_predict_and_explain_matches(small_model):
     p, e = small_model.predict_and_explain(TEXTS, k=4)
     np.testing.assert_allclose(p, small_model.predict_proba(TEXTS))
     assert e == small_model.explain(TEXTS, k=4)
-
-
-# Headline brackets and hashtag marks are formatting, not language: the n-gram blocks see the
-# same text as with spaces in their place (the cue block still counts them).
-FORMATTED = "【紧急通知】#本县新闻# 明天上午全县停水，请提前储水"
-UNFORMATTED = " 紧急通知  本县新闻  明天上午全县停水，请提前储水"
-
-
-def _ngram_block(features: HashedTextFeatures, text: str) -> np.ndarray:
-    x = features.transform([text])
-    return x[:, : 2 * features.n_features].toarray()
-
-
-def test_strip_chars_leave_ngrams_as_if_spaces(small_model):
-    f = small_model.features
-    assert f.strip_chars
-    np.testing.assert_array_equal(_ngram_block(f, FORMATTED), _ngram_block(f, UNFORMATTED))
-    terms = [t for t, _ in small_model.explain([FORMATTED], k=10)[0]]
-    assert not any(c in t for t in terms for c in "【】#")
-
-
-def test_strip_chars_off_keeps_formatting():
-    f = HashedTextFeatures(n_features=2**12, strip_chars="").fit([*TEXTS, FORMATTED])
-    assert not np.array_equal(_ngram_block(f, FORMATTED), _ngram_block(f, UNFORMATTED))
-
-
-def test_shipped_model_ignores_formatting_in_ngrams(shipped):
-    f = shipped.features
-    np.testing.assert_array_equal(_ngram_block(f, FORMATTED), _ngram_block(f, UNFORMATTED))
