@@ -8,7 +8,12 @@ linear fits. Selection protocols (never the test sets):
 * ``proxy``: train weibo21 + weibo_ced minus texts shared with weibo_ma2016, test weibo_ma2016.
 
 Reported only for the chosen candidates: weibo21 train(+val) -> test (dedup) and the
-cross-dataset weibo_ced protocol.
+cross-dataset weibo_ced protocol (with the real training code, `nlp.training`).
+
+    /work/venv/bin/python bench/exp_quality.py [VARIANT ...]   # default: every variant
+
+prints val and proxy scores of the calibrated variants (results of a full run:
+bench/results/classifier_quality_experiments.{json,md}).
 """
 
 from __future__ import annotations
@@ -246,3 +251,33 @@ def counts_stripped(df, chars, nf=2**20, char_range=(1, 3), word_range=(1, 2)):
     out = (xc.tocsr(), xw.tocsr(), cues)
     f.write_bytes(pickle.dumps(out, protocol=5))
     return out
+
+
+# Calibrated variants: (characters stripped before n-grams, hashed width, harness config).
+VARIANTS: dict[str, tuple[str | None, int, dict]] = {
+    "base": (None, 2**20, {}),
+    "strip 【】#": ("【】#", 2**20, {}),
+    "strip PUNCT": ("PUNCT", 2**20, {}),
+    "cue_w 0": (None, 2**20, {"cue_w": 0.0}),
+    "nb_alpha 0.05": (None, 2**20, {"nb_alpha": 0.05}),
+    "nf 2^18": (None, 2**18, {}),
+    "strip + cue_w 0": ("【】#", 2**20, {"cue_w": 0.0}),
+    "strip + cue_w 0.02": ("【】#", 2**20, {"cue_w": 0.02}),
+}
+
+
+def main(names: list[str]) -> None:
+    import json
+
+    df = frame()
+    y = df["label"].to_numpy()
+    prots = protocols(df)
+    for name in names or list(VARIANTS):
+        strip, nf, cfg = VARIANTS[name]
+        mats = counts(df, nf=nf) if strip is None else counts_stripped(df, strip, nf=nf)
+        res = {k: run_cal(mats, y, *prots[k], cfg, groups=dup_groups(df, prots[k][0])) for k in ("val", "proxy")}
+        print(name, json.dumps(res, ensure_ascii=False), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
