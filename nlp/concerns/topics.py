@@ -37,6 +37,7 @@ CENTROID_TERMS = 64  # strongest terms kept per stored centroid
 MAX_WEIGHT = 200.0  # a centroid never outweighs this many new posts
 MIN_KEYWORDS_TO_START = 2  # a post with fewer keywords may join a topic but not start one
 CHUNK = 2000
+MERGE_SIMILARITY = 0.1  # a topic born in a run joins a bigger one whose mean is at least this similar
 
 # Words too general to tell concerns apart (on top of the segmenter's stopwords).
 GENERAL_WORDS = frozenset(
@@ -193,6 +194,7 @@ def assign(
     chunk: int = CHUNK,
     max_weight: float = MAX_WEIGHT,
     parents: Sequence[int] | None = None,
+    merge_threshold: float | None = MERGE_SIMILARITY,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Single-pass clustering of the time-ordered rows of ``X`` into ``clusters`` (grown in place).
 
@@ -200,6 +202,11 @@ def assign(
     index of the parent within ``X`` (it must come earlier) as a value >= 0, or the position of
     the parent's cluster in ``clusters`` encoded as ``-2 - position``, or -1 for none. A reply
     whose text matches no topic (short comments: "转发微博", "真的假的") joins its parent's topic.
+
+    Then the topics born in this run get a second look (``merge_threshold``, None: none): a
+    post that came before the words its matter is known by started a topic of its own; once
+    the run is over, such a fragment whose mean matches a bigger topic's mean is folded into it.
+    Topics of earlier runs are never merged away, so no stored post has to move.
 
     Returns each row's cluster position in ``clusters`` (-1: empty vector or too few keywords
     to start a topic, and no parent) and its cosine with that cluster when it joined (1.0 for
@@ -215,13 +222,64 @@ def assign(
     m = max(len(cols), 1)
     Xc = _to_cols(X, cols, m)
     state = [_to_cols(clusters.means, cols, m), clusters.weights.astype(np.float64)]
+    k_old = len(clusters.keys)
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
         _assign_chunk(Xc[lo:hi], lo, clusters.keys, state, threshold, labels, sims, n_keywords, max_weight, par)
+    if merge_threshold is not None:
+        _merge_new(state, clusters.keys, labels, k_old, merge_threshold, max_weight)
     M = state[0].tocsr()
     clusters.means = sp.csr_matrix((M.data, cols[M.indices], M.indptr), shape=(M.shape[0], N_FEATURES))
     clusters.weights = state[1]
     return labels, sims
+
+
+def _merge_new(state: list, keys: list[int | None], labels: np.ndarray, k_old: int, threshold: float,
+               max_weight: float) -> None:
+    """Fold each topic born in this run (rows from ``k_old``) into the most similar topic at least
+    as big, if their means' cosine reaches ``threshold``; relabel posts and drop merged rows."""
+    M, weights = state[0].tocsr(), state[1]
+    k = M.shape[0]
+    if k <= k_old:
+        return
+    target = _merge_targets(M, weights, k_old, threshold)
+    if (target == np.arange(k)).all():
+        return
+    keep = np.flatnonzero(target == np.arange(k))
+    pos = np.full(k, -1, dtype=np.int64)
+    pos[keep] = np.arange(len(keep))
+    # merged mean = weighted mean of the parts
+    A = sp.csr_matrix((weights, (pos[target], np.arange(k))), shape=(len(keep), k))
+    total = np.asarray(A.sum(axis=1)).ravel()
+    scale = np.divide(1.0, total, out=np.zeros_like(total), where=total > 0)
+    state[0] = (sp.diags(scale) @ A @ M).tocsr()
+    state[1] = np.minimum(total, max_weight)
+    inside = labels >= 0
+    labels[inside] = pos[target[labels[inside]]]
+    keys[:] = [keys[i] for i in keep]
+
+
+def _merge_targets(M: sp.csr_matrix, weights: np.ndarray, k_old: int, threshold: float) -> np.ndarray:
+    """Per row of ``M``: the row it is merged into (itself if none). Smallest new topics go first,
+    so a fragment joins its matter's main topic rather than another fragment."""
+    k = M.shape[0]
+    norms = np.sqrt(_row_norm2(M))
+    U = (sp.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ M).tocsr()
+    C = (U[k_old:] @ U.T).tocsr()
+    target = np.arange(k)
+    for r in np.argsort(weights[k_old:], kind="stable"):
+        f = k_old + int(r)
+        row = slice(C.indptr[r], C.indptr[r + 1])
+        best, best_sim = -1, threshold
+        for g, sim in zip(C.indices[row], C.data[row], strict=True):
+            if g != f and target[g] == g and weights[g] >= weights[f] and sim >= best_sim:
+                best, best_sim = int(g), float(sim)
+        if best >= 0:
+            target[f] = best
+    for f in range(k_old, k):  # follow chains: f -> g -> h
+        while target[target[f]] != target[f]:
+            target[f] = target[target[f]]
+    return target
 
 
 def _to_cols(M: sp.csr_matrix, cols: np.ndarray, m: int) -> sp.csr_matrix:
