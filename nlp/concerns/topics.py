@@ -266,16 +266,17 @@ def _merge_targets(M: sp.csr_matrix, weights: np.ndarray, k_old: int, threshold:
     norms = np.sqrt(_row_norm2(M))
     U = (sp.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ M).tocsr()
     C = (U[k_old:] @ U.T).tocsr()
+    C.data[C.data < threshold] = 0.0
+    C.eliminate_zeros()
     target = np.arange(k)
-    for r in np.argsort(weights[k_old:], kind="stable"):
+    rows = np.flatnonzero(np.diff(C.indptr) > 0)
+    for r in rows[np.argsort(weights[k_old + rows], kind="stable")]:
         f = k_old + int(r)
-        row = slice(C.indptr[r], C.indptr[r + 1])
-        best, best_sim = -1, threshold
-        for g, sim in zip(C.indices[row], C.data[row], strict=True):
-            if g != f and target[g] == g and weights[g] >= weights[f] and sim >= best_sim:
-                best, best_sim = int(g), float(sim)
-        if best >= 0:
-            target[f] = best
+        g = C.indices[C.indptr[r] : C.indptr[r + 1]]
+        sim = C.data[C.indptr[r] : C.indptr[r + 1]]
+        ok = (g != f) & (target[g] == g) & (weights[g] >= weights[f])
+        if ok.any():
+            target[f] = int(g[ok][np.argmax(sim[ok])])
     for f in range(k_old, k):  # follow chains: f -> g -> h
         while target[target[f]] != target[f]:
             target[f] = target[target[f]]
