@@ -38,6 +38,7 @@ MAX_WEIGHT = 200.0  # a centroid never outweighs this many new posts
 MIN_KEYWORDS_TO_START = 2  # a post with fewer keywords may join a topic but not start one
 CHUNK = 2000
 MERGE_SIMILARITY = 0.1  # a topic born in a run joins a bigger one whose mean is at least this similar
+MERGE_MAX_POSTS = 5  # only fragments are merged: a topic born in a run with more posts is a matter of its own
 
 # Words too general to tell concerns apart (on top of the segmenter's stopwords).
 GENERAL_WORDS = frozenset(
@@ -205,7 +206,8 @@ def assign(
 
     Then the topics born in this run get a second look (``merge_threshold``, None: none): a
     post that came before the words its matter is known by started a topic of its own; once
-    the run is over, such a fragment whose mean matches a bigger topic's mean is folded into it.
+    the run is over, such a small fragment whose mean matches a bigger topic's mean is folded
+    into it.
     Topics of earlier runs are never merged away, so no stored post has to move.
 
     Returns each row's cluster position in ``clusters`` (-1: empty vector or too few keywords
@@ -260,8 +262,10 @@ def _merge_new(state: list, keys: list[int | None], labels: np.ndarray, k_old: i
 
 
 def _merge_targets(M: sp.csr_matrix, weights: np.ndarray, k_old: int, threshold: float) -> np.ndarray:
-    """Per row of ``M``: the row it is merged into (itself if none). Smallest new topics go first,
-    so a fragment joins its matter's main topic rather than another fragment."""
+    """Per row of ``M``: the row it is merged into (itself if none). Only new topics of at most
+    ``MERGE_MAX_POSTS`` posts move (a bigger one, e.g. a thread held together by reply links, is a
+    matter of its own; merging those cost precision); smallest first, so a fragment joins its
+    matter's main topic rather than another fragment."""
     k = M.shape[0]
     norms = np.sqrt(_row_norm2(M))
     U = (sp.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ M).tocsr()
@@ -269,7 +273,7 @@ def _merge_targets(M: sp.csr_matrix, weights: np.ndarray, k_old: int, threshold:
     C.data[C.data < threshold] = 0.0
     C.eliminate_zeros()
     target = np.arange(k)
-    rows = np.flatnonzero(np.diff(C.indptr) > 0)
+    rows = np.flatnonzero((np.diff(C.indptr) > 0) & (weights[k_old:] <= MERGE_MAX_POSTS))
     for r in rows[np.argsort(weights[k_old + rows], kind="stable")]:
         f = k_old + int(r)
         g = C.indices[C.indptr[r] : C.indptr[r + 1]]
