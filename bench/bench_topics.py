@@ -409,6 +409,14 @@ def _event_markdown(ev: dict) -> list[str]:
             kb = b["posts_with_keywords"]
             lines.append(f"| one-shot k-means, true k | | | {kb['bcubed_f1']} (P {kb['bcubed_precision']}) |")
         lines.append("")
+    if ceiling and "kmeans_true_k_wordless_alone" in ev:
+        share = 1 - ev["posts_with_keywords"] / ev["posts"]
+        lines += [f"Reading it: {share:.0%} of the posts have no keyword, so text alone cannot place them and ours "
+                  "leaves them out of every topic (each counts as its own cluster). k-means draws its recall from "
+                  "putting all of them (zero vectors) into one cluster, hence its precision of "
+                  f"{b['bcubed_precision']}; it is also told k and sees the whole stream at once. The text ceiling "
+                  f"bounds any keyword-overlap method at B3 F1 {ceiling['bcubed_f1']}. Reply links, which the "
+                  "product has for reposts and replies, place the posts that text cannot.", ""]
     return lines
 
 

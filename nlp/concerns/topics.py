@@ -13,6 +13,12 @@ number of members, at most ``MAX_WEIGHT``), so a topic follows its matter as it 
 posts fade: together with dropping topics quiet for ``topic_window_hours`` this is the sliding
 window. Topics persist: tomorrow's posts on the same matter join today's topic.
 
+Single pass is greedy: a short post that comes before the words its matter is known by starts
+a topic of its own. So at the end of each run, small topics born in it get a second look and
+are folded into a bigger topic whose mean they now match (``MERGE_SIMILARITY``; a lower value
+gains recall and loses precision, see bench/results/topics.md). Topics of earlier runs are
+never merged away, so no stored post moves.
+
 To stay fast, a batch is handled in chunks: one sparse product gives each post's similarity to
 the existing centroids, another its similarity to the earlier posts of the chunk; the exact
 cosine with a growing cluster then follows from sums of those numbers (no vector is rebuilt
