@@ -174,7 +174,7 @@ def cold_load() -> dict[str, float]:
 
 
 def shares(timings: dict[str, float]) -> dict[str, dict[str, float]]:
-    text = {k: timings.get(k, 0.0) for k in ("normalize", "classify", "explain", "signatures", "debunks")}
+    text = {k: timings.get(k, 0.0) for k in ("normalize", "classify_explain", "signatures", "debunks")}
     main = {
         k: timings.get(k, 0.0) for k in ("load_indexes", "read", "wait_workers", "stories", "write", "commit")
     }

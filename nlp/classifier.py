@@ -22,6 +22,7 @@ import datetime as _dt
 import json
 import logging
 import os
+import re
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -543,74 +544,20 @@ class RumorModel:
         texts = list(texts)
         if not texts:
             return np.zeros(0), []
-        norms = [normalize(t) for t in texts]
+        return self.predict_and_explain_normalized([normalize(t) for t in texts], k)
+
+    def predict_and_explain_normalized(
+        self, norms: Sequence[str], k: int = 5
+    ) -> tuple[np.ndarray, list[list[tuple[str, float]]]]:
+        """`predict_and_explain` for texts already passed through `normalize` (the pipeline
+        normalises once for every stage)."""
+        norms = list(norms)
+        if not norms:
+            return np.zeros(0), []
         feats = self.features
         X, entries = feats.transform_with_entries(norms)
         proba = self.clf.predict_proba(X)[:, 1]
-        contrib = X.multiply(self.clf.coef_.reshape(1, -1)).tocsr()
-        contrib.data[contrib.data < 0] = 0
-        contrib.eliminate_zeros()
-        n_cols = X.shape[1]
-        cue_base = 2 * feats.n_features
-        # candidate (row, column) pairs: each row's strongest positive columns
-        top = 4 * k + 8
-        cand_rows, cand_cols, cand_vals = [], [], []
-        for i in range(contrib.shape[0]):
-            lo, hi = contrib.indptr[i], contrib.indptr[i + 1]
-            if hi == lo:
-                continue
-            vals = contrib.data[lo:hi]
-            sel = np.argpartition(-vals, top)[:top] if hi - lo > top else np.arange(hi - lo)
-            cand_rows.append(np.full(len(sel), i, dtype=np.int64))
-            cand_cols.append(contrib.indices[lo:hi][sel].astype(np.int64))
-            cand_vals.append(vals[sel])
-        out: list[list[tuple[str, float]]] = [[] for _ in texts]
-        if not cand_rows:
-            return proba, out
-        rows = np.concatenate(cand_rows)
-        cols = np.concatenate(cand_cols)
-        vals = np.concatenate(cand_vals)
-        value = dict(zip((rows * n_cols + cols).tolist(), vals.tolist(), strict=True))
-        # name the candidate columns from the input's own n-grams (longest term wins)
-        names: dict[int, str] = {}
-        keys = np.fromiter(value.keys(), dtype=np.int64, count=len(value))
-        for kind in ("char", "word"):
-            if kind not in entries:
-                continue
-            er, ec, ea, en, src = entries[kind]
-            ek = er * n_cols + ec
-            hit = np.flatnonzero(np.isin(ek, keys))
-            for key, a, n in zip(ek[hit].tolist(), ea[hit].tolist(), en[hit].tolist(), strict=True):
-                term = src[a : a + n] if kind == "char" else "".join(src[a : a + n])
-                prev = names.get(key)
-                if prev is None or len(term) > len(prev):
-                    names[key] = term
-        per_row: dict[int, list[tuple[str, float]]] = {}
-        for key, v in value.items():
-            i, j = divmod(key, n_cols)
-            if j >= cue_base:
-                term = "cue:" + CUE_NAMES[j - cue_base]
-            else:
-                term = names.get(key)
-                if term is None:
-                    continue
-                term = _display(term)
-            per_row.setdefault(i, []).append((term, v))
-        for i, items in per_row.items():
-            merged: dict[str, float] = {}
-            for term, v in items:  # the same string as char n-gram and as word: add up
-                merged[term] = merged.get(term, 0.0) + v
-            chosen: list[tuple[str, float]] = []
-            for term, v in sorted(merged.items(), key=lambda kv: -kv[1]):
-                if not term.startswith("cue:") and any(
-                    term in t or t in term for t, _ in chosen if not t.startswith("cue:")
-                ):
-                    continue
-                chosen.append((term, round(float(v), 4)))
-                if len(chosen) >= k:
-                    break
-            out[i] = chosen
-        return proba, out
+        return proba, _top_terms(X, entries, self.clf.coef_, 2 * feats.n_features, norms, k)
 
     # -- persistence
     def save(self, directory: str | os.PathLike[str]) -> Path:
@@ -644,6 +591,134 @@ class RumorModel:
 
     def __repr__(self) -> str:
         return f"RumorModel(version={self.version!r})"
+
+
+# --------------------------------------------------------------------------- explanations
+_PH_CHAR_RE = re.compile(f"[{min(_PH_NAMES)}-{max(_PH_NAMES)}]")
+
+
+def _top_terms(
+    X: sp.csr_matrix,
+    entries: dict[str, Any],
+    coef: np.ndarray,
+    cue_base: int,
+    norms: Sequence[str],
+    k: int,
+) -> list[list[tuple[str, float]]]:
+    """Up to ``k`` terms per row of ``X`` with the largest positive contribution to the margin.
+
+    A contribution is feature value x coefficient. Each row keeps its ``4k + 8`` strongest
+    columns; a column is named by the longest of the row's own n-grams hashed into it
+    (``entries`` from `HashedTextFeatures.transform_with_entries`), cue columns by
+    ``cue:<name>``. Equal strings (a char n-gram that is also a word) add up; then the
+    strongest terms are taken, skipping one that overlaps (substring or superstring) a term
+    already chosen. Everything up to the per-row choice is whole-batch numpy: the Python
+    loop only sees the few candidates of each row.
+    """
+    n_rows, n_cols = X.shape
+    out: list[list[tuple[str, float]]] = [[] for _ in range(n_rows)]
+    if not X.has_sorted_indices:
+        X = X.sorted_indices()
+    row_of = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(X.indptr))
+    contrib = X.data * coef[X.indices]
+    pos = np.flatnonzero(contrib > 0)
+    if not len(pos):
+        return out
+    # each row's strongest positive columns, strongest first
+    rows, vals = row_of[pos], contrib[pos]
+    order = np.lexsort((-vals, rows))
+    pos, rows, vals = pos[order], rows[order], vals[order]
+    keep = np.arange(len(rows)) - np.searchsorted(rows, rows) < 4 * k + 8
+    pos, rows, vals = pos[keep], rows[keep], vals[keep]
+    slot = np.full(len(X.data), -1, dtype=np.int64)
+    slot[pos] = np.arange(len(pos))
+    names = _name_candidates(X, row_of, n_cols, slot, len(pos), entries)
+    cols = X.indices[pos]
+    for i in np.flatnonzero(cols >= cue_base).tolist():
+        names[i] = "cue:" + CUE_NAMES[cols[i] - cue_base]
+    placeholder_rows = {i for i, t in enumerate(norms) if "<" in t or _PH_CHAR_RE.search(t)}
+    # the per-row choice (candidates arrive grouped by row, strongest first)
+    row_list, val_list = rows.tolist(), vals.tolist()
+    start = 0
+    n = len(row_list)
+    while start < n:
+        i = row_list[start]
+        stop = start
+        while stop < n and row_list[stop] == i:
+            stop += 1
+        merged: dict[str, float] = {}
+        for term, v in zip(names[start:stop], val_list[start:stop], strict=True):
+            if term is None:
+                continue
+            if i in placeholder_rows:
+                term = _display(term)
+            merged[term] = merged.get(term, 0.0) + v
+        out[i] = _choose_terms(merged, k)
+        start = stop
+    return out
+
+
+def _name_candidates(
+    X: sp.csr_matrix,
+    row_of: np.ndarray,
+    n_cols: int,
+    slot: np.ndarray,
+    n_slots: int,
+    entries: dict[str, Any],
+) -> list[str | None]:
+    """The longest n-gram of its own row hashed into each candidate (row, column) slot; on a
+    tie the first hashed (char before word, shorter n first, earlier position first)."""
+    x_keys = row_of * n_cols + X.indices
+    parts = []  # (slot, length, kind, start, n) of the entries that land on a candidate
+    for kind in ("char", "word"):
+        if kind not in entries:
+            continue
+        er, ec, ea, en, src = entries[kind]
+        at = np.searchsorted(x_keys, er * n_cols + ec)
+        s = slot[np.minimum(at, len(slot) - 1)]
+        hit = np.flatnonzero(s >= 0)
+        a, m = ea[hit], en[hit]
+        if kind == "char":
+            length = m
+        else:
+            ends = np.concatenate([[0], np.cumsum([len(t) for t in src])])
+            length = ends[a + m] - ends[a]
+        parts.append((s[hit], length, np.full(len(hit), len(parts)), a, m, hit, kind, src))
+    names: list[str | None] = [None] * n_slots
+    if not parts:
+        return names
+    s_all = np.concatenate([p[0] for p in parts])
+    len_all = np.concatenate([p[1] for p in parts])
+    kind_all = np.concatenate([p[2] for p in parts])
+    seq_all = np.concatenate([p[5] for p in parts])
+    order = np.lexsort((seq_all, kind_all, -len_all, s_all))
+    s_sorted = s_all[order]
+    first = order[np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])]
+    offsets = np.cumsum([0] + [len(p[0]) for p in parts])
+    for j, (_s, _len, _kind, a, m, _hit, kind, src) in enumerate(parts):
+        mine = first[(first >= offsets[j]) & (first < offsets[j + 1])] - offsets[j]
+        slots = _s[mine].tolist()
+        if kind == "char":
+            for sl, st, nn in zip(slots, a[mine].tolist(), m[mine].tolist(), strict=True):
+                names[sl] = src[st : st + nn]
+        else:
+            for sl, st, nn in zip(slots, a[mine].tolist(), m[mine].tolist(), strict=True):
+                names[sl] = "".join(src[st : st + nn])
+    return names
+
+
+def _choose_terms(merged: dict[str, float], k: int) -> list[tuple[str, float]]:
+    """The ``k`` strongest terms, skipping a term that overlaps one already chosen."""
+    chosen: list[tuple[str, float]] = []
+    for term, v in sorted(merged.items(), key=lambda kv: -kv[1]):
+        if not term.startswith("cue:") and any(
+            term in t or t in term for t, _ in chosen if not t.startswith("cue:")
+        ):
+            continue
+        chosen.append((term, round(float(v), 4)))
+        if len(chosen) >= k:
+            break
+    return chosen
 
 
 # --------------------------------------------------------------------------- training

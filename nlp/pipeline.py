@@ -126,20 +126,13 @@ def text_features(
     keys = [match_key(n) for n in norm]
     t1 = time.perf_counter()
     timings["normalize"] = t1 - t0
-    proba = _predict_normalized(model, norm) if norm else np.zeros(0)
+    proba, explanations = _classify_and_explain(model, norm, explain_k)
     t2 = time.perf_counter()
-    timings["classify"] = t2 - t1
-    explanations = (
-        [[(str(term), float(w)) for term, w in row] for row in model.explain(norm, k=explain_k)]
-        if norm
-        else []
-    )
-    t3 = time.perf_counter()
-    timings["explain"] = t3 - t2
+    timings["classify_explain"] = t2 - t1
     shingles = shingle_batch(keys)
     signatures = shingles.signatures()
     t4 = time.perf_counter()
-    timings["signatures"] = t4 - t3
+    timings["signatures"] = t4 - t2
     debunks = (
         matcher.match(keys, signatures, shingles)
         if matcher is not None and len(matcher)
@@ -149,17 +142,22 @@ def text_features(
     return TextFeatures(norm, keys, signatures, proba, explanations, debunks, timings)
 
 
-def _predict_normalized(model: Classifier, norm: Sequence[str]) -> np.ndarray:
-    """P(rumor) of already-normalised texts, skipping the model's own normalisation when it allows.
+def _classify_and_explain(
+    model: Classifier, norm: Sequence[str], k: int
+) -> tuple[np.ndarray, list[list[tuple[str, float]]]]:
+    """P(rumor) and the top terms of already-normalised texts.
 
-    RumorModel.predict_proba normalises again (idempotent but ~8 µs per post); its feature
-    step has a ``transform_normalized`` entry that we use when present.
+    RumorModel featurises once for both (``predict_and_explain_normalized``); any other
+    `Classifier` is asked twice (normalisation is idempotent, so passing ``norm`` is safe).
     """
-    features = getattr(model, "features", None)
-    clf = getattr(model, "clf", None)
-    if features is not None and clf is not None and hasattr(features, "transform_normalized"):
-        return _positive_column(clf.predict_proba(features.transform_normalized(list(norm))))
-    return _positive_column(model.predict_proba(norm))
+    if not norm:
+        return np.zeros(0), []
+    both = getattr(model, "predict_and_explain_normalized", None)
+    if both is not None:
+        proba, explained = both(norm, k)
+    else:
+        proba, explained = _positive_column(model.predict_proba(norm)), model.explain(norm, k=k)
+    return proba, [[(str(term), float(w)) for term, w in row] for row in explained]
 
 
 _WORKER: dict[str, Any] = {}

@@ -59,7 +59,7 @@ def test_analyze_scores_matches_groups_and_is_idempotent(db: Session, rumor_mode
     run = db.get(AnalysisRun, first.run_id)
     assert run.posts_processed == len(items) and len(run.score_histogram) == HIST_BINS
     assert sum(run.score_histogram) == len(items) and run.finished_at is not None
-    assert {"normalize", "classify", "stories", "write"} <= set(run.stats["timings"])
+    assert {"normalize", "classify_explain", "stories", "write"} <= set(run.stats["timings"])
 
     n_stories = db.scalar(select(func.count()).select_from(Story))
     again = analyze(db, model=rumor_model, workers=0)
