@@ -163,6 +163,14 @@ def _classify_and_explain(
 _WORKER: dict[str, Any] = {}
 
 
+def _portable(model: Classifier) -> Classifier:
+    """What a worker process gets: RumorModel's sklearn-free twin (unpickling the sklearn
+    pipeline would import scikit-learn, about a second of CPU per worker), else the model."""
+    portable = getattr(model, "portable", None)
+    return portable() if portable is not None else model
+
+
+
 def _worker_init(model: Classifier, matcher: DebunkMatcher | None, explain_k: int) -> None:
     _WORKER.update(model=model, matcher=matcher, explain_k=explain_k)
     logging.getLogger("jieba").setLevel(logging.WARNING)
@@ -640,7 +648,7 @@ def run_analysis(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_worker_init,
-            initargs=(model, matcher, ctx.explain_k),
+            initargs=(_portable(model), matcher, ctx.explain_k),
         )
     else:
         workers = 0
