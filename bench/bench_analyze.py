@@ -149,28 +149,45 @@ def measure_variant(db: Path, backend: str, workers: int | None) -> dict:
     return result
 
 
-def cold_load() -> dict[str, float]:
-    """Fresh interpreter: import + load the shipped model + score one post."""
-    code = (
-        "import time; t0=time.perf_counter(); from nlp.classifier import RumorModel; m=RumorModel.load(); "
-        "t1=time.perf_counter(); m.predict_proba(['青禾镇明天封城，赶紧囤货']); t2=time.perf_counter(); "
-        "print(round(t1-t0,3), round(t2-t0,3))"
-    )
-    runs = []
-    for _ in range(3):
-        out = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            env=os.environ | {"PYTHONPATH": str(REPO)},
-            check=True,
-        ).stdout.split()
-        runs.append((float(out[0]), float(out[1])))
-    return {
-        "model_load_seconds": min(r[0] for r in runs),
-        "load_and_first_score_seconds": min(r[1] for r in runs),
-    }
+COLD_START = {
+    # the scoring entry point: nlp.scoring reads the model file without scikit-learn or skops
+    "scorer": "from nlp.scoring import load_scorer; m = load_scorer()",
+    # the trainable model (skops + scikit-learn), for comparison
+    "rumor_model": "from nlp.classifier import RumorModel; m = RumorModel.load()",
+}
+
+
+def cold_load(runs: int = 3) -> dict[str, dict[str, float]]:
+    """Fresh interpreter: import the entry point + load the shipped model + score one post.
+
+    Wall seconds from the first import, and the process's CPU seconds (interpreter start
+    included), which a busy shared machine does not inflate; the best of ``runs``.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for name, load in COLD_START.items():
+        code = (
+            "import time, resource; t0 = time.perf_counter(); " + load + "; t1 = time.perf_counter(); "
+            "m.predict_proba(['青禾镇明天封城，赶紧囤货']); t2 = time.perf_counter(); "
+            "r = resource.getrusage(resource.RUSAGE_SELF); "
+            "print(round(t1 - t0, 3), round(t2 - t0, 3), round(r.ru_utime + r.ru_stime, 3))"
+        )
+        results = []
+        for _ in range(runs):
+            printed = subprocess.run(
+                [sys.executable, "-c", code],
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+                env=os.environ | {"PYTHONPATH": str(REPO)},
+                check=True,
+            ).stdout.split()
+            results.append([float(v) for v in printed])
+        out[name] = {
+            "load_seconds": min(r[0] for r in results),
+            "load_and_first_score_seconds": min(r[1] for r in results),
+            "load_and_first_score_cpu_seconds": min(r[2] for r in results),
+        }
+    return out
 
 
 def shares(timings: dict[str, float]) -> dict[str, dict[str, float]]:
@@ -227,7 +244,10 @@ def main() -> None:
         "posts_per_second>=4000 (CPU bound on idle cores)": main_run["idle_machine_posts_per_second_bound"]
         >= 4000,
         "peak_memory<1.5GB": main_run["peak_rss_mb"] < 1536,
-        "model_load<1s": results["cold_start"]["model_load_seconds"] < 1.0,
+        "model_load<1s (scorer: import + load + first score, wall)": results["cold_start"]["scorer"][
+            "load_and_first_score_seconds"
+        ]
+        < 1.0,
     }
     if "jieba" in results:
         results["speedup_vs_plain_jieba"] = round(
@@ -270,8 +290,19 @@ def render_md(r: dict) -> str:
     ]
     lines += [
         "",
-        f"Model cold start (fresh interpreter, import + load): {r['cold_start']['model_load_seconds']} s; "
-        f"with the first score: {r['cold_start']['load_and_first_score_seconds']} s.",
+        "Model cold start (fresh interpreter: import the entry point, load the shipped model, score one "
+        "post; best of 3; CPU includes the interpreter's own start):",
+        "",
+        "| entry point | import + load s | + first score s | CPU s |",
+        "|---|---|---|---|",
+        *(
+            f"| {name} | {c['load_seconds']} | {c['load_and_first_score_seconds']} "
+            f"| {c['load_and_first_score_cpu_seconds']} |"
+            for name, c in r["cold_start"].items()
+        ),
+        "",
+        "`scorer` is `nlp.scoring.load_scorer` (what `yuqing analyze`, its workers and the API load); "
+        "`rumor_model` is `nlp.classifier.RumorModel.load` (skops + scikit-learn, for retraining).",
         "",
     ]
     if "speedup_vs_plain_jieba" in r:
