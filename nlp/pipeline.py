@@ -44,6 +44,7 @@ from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from core.tables import AnalysisRun, DebunkMatch, ModelVersion, Post, PostScore, utcnow
+from nlp.bulk import constant
 from nlp.debunks import DebunkHit, DebunkMatcher
 from nlp.normalize import normalize
 from nlp.similarity import match_key, shingle_batch
@@ -106,7 +107,7 @@ class TextFeatures:
     keys: list[str]
     signatures: np.ndarray
     proba: np.ndarray
-    explanations: list[list[tuple[str, float]]]
+    explanations: list[list[list[Any]]]  # per post: [term, weight] pairs, as stored (JSON)
     debunks: list[DebunkHit | None]
     timings: dict[str, float]
 
@@ -144,8 +145,9 @@ def text_features(
 
 def _classify_and_explain(
     model: Classifier, norm: Sequence[str], k: int
-) -> tuple[np.ndarray, list[list[tuple[str, float]]]]:
-    """P(rumor) and the top terms of already-normalised texts.
+) -> tuple[np.ndarray, list[list[list[Any]]]]:
+    """P(rumor) and the top terms of already-normalised texts, as stored ([term, weight] pairs,
+    built here so the worker processes do it rather than the main one).
 
     RumorModel featurises once for both (``predict_and_explain_normalized``); any other
     `Classifier` is asked twice (normalisation is idempotent, so passing ``norm`` is safe).
@@ -157,7 +159,7 @@ def _classify_and_explain(
         proba, explained = both(norm, k)
     else:
         proba, explained = _positive_column(model.predict_proba(norm)), model.explain(norm, k=k)
-    return proba, [[(str(term), float(w)) for term, w in row] for row in explained]
+    return proba, [[[str(term), round(float(w), 4)] for term, w in row] for row in explained]
 
 
 _WORKER: dict[str, Any] = {}
@@ -330,15 +332,15 @@ def write_stage(ctx: AnalysisContext, batch: Batch) -> None:
                 DebunkMatch.__table__.c.post_id.in_(ids[start : start + _CHUNK])
             )
         )
-    # Constant columns are literal values, not per-row parameters: SQLAlchemy then converts them
-    # once per statement instead of once per row (3x faster executemany on SQLite here).
+    # Constant columns are values converted once (nlp.bulk.constant), not per-row parameters.
     matches = [
         {"post_id": r.id, "debunk_id": hit.debunk_id, "similarity": hit.similarity, "method": hit.method}
         for r, hit in zip(batch.rows, f.debunks, strict=True)
         if hit is not None
     ]
     if matches:
-        conn.execute(DebunkMatch.__table__.insert().values(matched_at=now), matches)
+        match_table = DebunkMatch.__table__
+        conn.execute(match_table.insert().values(matched_at=constant(conn, match_table.c.matched_at, now)), matches)
     ctx.count("debunk_matches", len(matches))
     tick("matches")
 
@@ -346,9 +348,9 @@ def write_stage(ctx: AnalysisContext, batch: Batch) -> None:
     for i, r in enumerate(batch.rows):
         p = float(f.proba[i])
         hit = f.debunks[i]
-        explanation = [[t, round(w, 4)] for t, w in f.explanations[i]]
+        explanation = f.explanations[i]
         if hit is not None:  # a known rumor is flagged whatever the classifier says
-            explanation.insert(0, [f"辟谣库#{hit.debunk_id}", hit.similarity])
+            explanation = [[f"辟谣库#{hit.debunk_id}", hit.similarity], *explanation]
         label = 1 if (p >= LABEL_THRESHOLD or hit is not None) else 0
         scores.append({"post_id": r.id, "rumor_probability": p, "label": label, "explanation": explanation})
     _upsert_scores(session, scores, ctx.model_version_id, now)
@@ -362,7 +364,7 @@ def write_stage(ctx: AnalysisContext, batch: Batch) -> None:
     new_values: dict[str, Any] = {
         "norm_text": bindparam("_norm"),
         "story_id": bindparam("_story"),
-        "analyzed_at": now,
+        "analyzed_at": constant(conn, table.c.analyzed_at, now),
     }
     new_values |= {name: bindparam(f"_x_{name}") for name in extra_cols}
     stmt = (
@@ -418,6 +420,7 @@ def _upsert_scores(
 
     table = PostScore.__table__
     conn = session.connection()
+    scored_at = constant(conn, table.c.scored_at, now)
     if model_version_id is None:
         # NULL never conflicts in a unique index: replace by delete + insert instead.
         ids = [r["post_id"] for r in rows]
@@ -427,11 +430,11 @@ def _upsert_scores(
                     table.c.post_id.in_(ids[start : start + _CHUNK]), table.c.model_version_id.is_(None)
                 )
             )
-        conn.execute(table.insert().values(model_version_id=None, scored_at=now), rows)
+        conn.execute(table.insert().values(model_version_id=None, scored_at=scored_at), rows)
         return
     dialect = session.get_bind().dialect.name
     ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).values(
-        model_version_id=model_version_id, scored_at=now
+        model_version_id=model_version_id, scored_at=scored_at
     )
     stmt = ins.on_conflict_do_update(
         index_elements=["post_id", "model_version_id"],

@@ -167,11 +167,11 @@ def _count_matrix(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) 
 
 def _l2_normalize_rows(x: sp.csr_matrix) -> None:
     """Scale each row of ``x`` to unit l2 norm in place (all-zero rows stay zero)."""
-    sq = np.square(x.data, dtype=np.float64)
-    norms = np.sqrt(np.add.reduceat(sq, x.indptr[:-1])) if len(sq) else np.zeros(x.shape[0])
-    empty = x.indptr[1:] == x.indptr[:-1]
-    norms[empty | (norms == 0)] = 1.0
-    x.data /= np.repeat(norms, np.diff(x.indptr)).astype(x.data.dtype)
+    per_row = np.diff(x.indptr)
+    rows = np.repeat(np.arange(x.shape[0]), per_row)
+    norms = np.sqrt(np.bincount(rows, weights=np.square(x.data, dtype=np.float64), minlength=x.shape[0]))
+    norms[norms == 0] = 1.0
+    x.data /= np.repeat(norms, per_row).astype(x.data.dtype)
 
 
 class NotFittedYet(RuntimeError):
@@ -503,9 +503,9 @@ def _name_candidates(
             length = ends[a + m] - ends[a]
         parts.append((s[hit], length, np.full(len(hit), len(parts)), a, m, hit, kind, src))
     names: list[str | None] = [None] * n_slots
-    if not parts:
+    s_all = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+    if not len(s_all):
         return names
-    s_all = np.concatenate([p[0] for p in parts])
     len_all = np.concatenate([p[1] for p in parts])
     kind_all = np.concatenate([p[2] for p in parts])
     seq_all = np.concatenate([p[5] for p in parts])

@@ -23,6 +23,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from core.tables import Post, Story, utcnow
+from nlp.bulk import constant
 from nlp.similarity import (
     NUM_PERM,
     BandedIndex,
@@ -52,7 +54,14 @@ _NO_PLACES: frozenset[str] = frozenset()
 
 
 def hour_bucket(when: dt.datetime) -> str:
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H")
+    """The UTC hour of ``when`` as ``2026-11-28T14``."""
+    return _hour_label(int(when.timestamp() // 3600))
+
+
+@lru_cache(maxsize=4096)
+def _hour_label(hour: int) -> str:
+    # One label per hour: a batch's posts share a few hours, and strftime is the slow part.
+    return dt.datetime.fromtimestamp(hour * 3600, dt.UTC).strftime("%Y-%m-%dT%H")
 
 
 @dataclass
@@ -283,10 +292,15 @@ def write_stories(
                     "signature": pack_signature(u.signature),
                 }
             )
-        # Constant columns as literal values: converted once per statement, not once per row.
+        # Constant columns converted once (nlp.bulk.constant), not once per row.
+        conn = session.connection()
+        table = Story.__table__
         stmt = (
-            insert(Story.__table__)
-            .values(created_at=now, updated_at=now)
+            insert(table)
+            .values(
+                created_at=constant(conn, table.c.created_at, now),
+                updated_at=constant(conn, table.c.updated_at, now),
+            )
             .returning(Story.__table__.c.id, sort_by_parameter_order=True)
         )
         ids = session.execute(stmt, rows).scalars().all()
@@ -358,7 +372,10 @@ def write_stories(
             stmt = (
                 update(table)
                 .where(table.c.id == bindparam("_id"))
-                .values({k: bindparam(k) for k in params[0] if k != "_id"} | {"updated_at": now})
+                .values(
+                    {k: bindparam(k) for k in params[0] if k != "_id"}
+                    | {"updated_at": constant(session.connection(), table.c.updated_at, now)}
+                )
             )
             session.connection().execute(stmt, params)
     return [None if s is None else real.get(s, s) for s in assigned]

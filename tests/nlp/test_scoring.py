@@ -173,3 +173,11 @@ def test_shipped_model_scores_in_a_fresh_interpreter_without_sklearn():
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
     )
     assert out.stdout.strip() == "none"
+
+
+def test_empty_texts_anywhere_in_a_batch(small_model):
+    batch = ["", TEXTS[0], "", "   ", TEXTS[5], ""]
+    proba, explained = small_model.predict_and_explain(batch, k=3)
+    singles = [small_model.predict_and_explain([t], k=3) for t in batch]
+    np.testing.assert_allclose(proba, [p[0] for p, _ in singles], rtol=1e-6)
+    assert explained == [e[0] for _, e in singles]
