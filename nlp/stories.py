@@ -135,6 +135,15 @@ class StoryIndex:
         self._exact.setdefault(sig.tobytes(), story_id)
         self._places[story_id] = places
 
+    def add_many(
+        self, story_ids: Sequence[int], sigs: np.ndarray, band_keys: np.ndarray, places: Sequence[frozenset[str]]
+    ) -> None:
+        """`add` for the stories a batch founded, in one pass."""
+        self.lsh.insert_many(story_ids, sigs, band_keys)
+        for story_id, sig, marks in zip(story_ids, sigs, places, strict=True):
+            self._exact.setdefault(sig.tobytes(), story_id)
+            self._places[story_id] = marks
+
     def find(
         self, sig: np.ndarray, band_keys: np.ndarray, places: frozenset[str] = frozenset()
     ) -> tuple[int, float] | None:
@@ -304,10 +313,15 @@ def write_stories(
             .returning(Story.__table__.c.id, sort_by_parameter_order=True)
         )
         ids = session.execute(stmt, rows).scalars().all()
+        founded = [index.pending.pop(u.story_id) for u in new]
+        index.add_many(
+            ids,
+            np.vstack([f[0] for f in founded]),
+            np.vstack([f[1] for f in founded]),
+            [f[2] for f in founded],
+        )
         for u, story_id, row in zip(new, ids, rows, strict=True):
             real[u.story_id] = story_id
-            sig, band_keys, places = index.pending.pop(u.story_id)
-            index.add(story_id, sig, band_keys, places)
             index.stats[story_id] = _Stats(
                 row["first_seen"],
                 row["last_seen"],
