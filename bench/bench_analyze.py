@@ -191,7 +191,9 @@ def cold_load(runs: int = 3) -> dict[str, dict[str, float]]:
 
 
 def shares(timings: dict[str, float]) -> dict[str, dict[str, float]]:
-    text = {k: timings.get(k, 0.0) for k in ("normalize", "classify_explain", "signatures", "debunks")}
+    text = {
+        k: timings.get(k, 0.0) for k in ("normalize", "classify_explain", "signatures", "debunks", "story_prep")
+    }
     main = {
         k: timings.get(k, 0.0) for k in ("load_indexes", "read", "wait_workers", "stories", "write", "commit")
     }

@@ -47,12 +47,14 @@ from core.tables import AnalysisRun, DebunkMatch, ModelVersion, Post, PostScore,
 from nlp.bulk import constant
 from nlp.debunks import DebunkHit, DebunkMatcher
 from nlp.normalize import normalize
-from nlp.similarity import match_key, shingle_batch
+from nlp.similarity import BandedIndex, match_key, shingle_batch
 from nlp.stories import (
     DEFAULT_WINDOW_DAYS,
+    BatchPrep,
     StoryIndex,
     StoryMember,
     assign_stories,
+    prepare_batch,
     refresh_counts,
     write_stories,
 )
@@ -110,6 +112,7 @@ class TextFeatures:
     explanations: list[list[list[Any]]]  # per post: [term, weight] pairs, as stored (JSON)
     debunks: list[DebunkHit | None]
     timings: dict[str, float]
+    story_prep: BatchPrep | None = None
 
 
 def _positive_column(proba: Any) -> np.ndarray:
@@ -118,9 +121,17 @@ def _positive_column(proba: Any) -> np.ndarray:
 
 
 def text_features(
-    texts: Sequence[str], model: Classifier, matcher: DebunkMatcher | None, explain_k: int = EXPLAIN_TERMS
+    texts: Sequence[str],
+    model: Classifier,
+    matcher: DebunkMatcher | None,
+    explain_k: int = EXPLAIN_TERMS,
+    banding: BandedIndex | None = None,
 ) -> TextFeatures:
-    """Normalise, classify + explain, sign and match debunks: the CPU-heavy, database-free part."""
+    """Normalise, classify + explain, sign and match debunks: the CPU-heavy, database-free part.
+
+    With ``banding`` (the story index, or its empty twin) also the story grouping's
+    `prepare_batch`, so the main process only looks stories up.
+    """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     norm = [normalize(t) for t in texts]
@@ -139,8 +150,11 @@ def text_features(
         if matcher is not None and len(matcher)
         else [None] * len(texts)
     )
-    timings["debunks"] = time.perf_counter() - t4
-    return TextFeatures(norm, keys, signatures, proba, explanations, debunks, timings)
+    t5 = time.perf_counter()
+    timings["debunks"] = t5 - t4
+    prep = prepare_batch(banding, keys, signatures) if banding is not None else None
+    timings["story_prep"] = time.perf_counter() - t5
+    return TextFeatures(norm, keys, signatures, proba, explanations, debunks, timings, prep)
 
 
 def _classify_and_explain(
@@ -173,13 +187,15 @@ def _portable(model: Classifier) -> Classifier:
 
 
 
-def _worker_init(model: Classifier, matcher: DebunkMatcher | None, explain_k: int) -> None:
-    _WORKER.update(model=model, matcher=matcher, explain_k=explain_k)
+def _worker_init(
+    model: Classifier, matcher: DebunkMatcher | None, explain_k: int, banding: BandedIndex | None
+) -> None:
+    _WORKER.update(model=model, matcher=matcher, explain_k=explain_k, banding=banding)
     logging.getLogger("jieba").setLevel(logging.WARNING)
 
 
 def _worker_run(texts: list[str]) -> TextFeatures:
-    return text_features(texts, _WORKER["model"], _WORKER["matcher"], _WORKER["explain_k"])
+    return text_features(texts, _WORKER["model"], _WORKER["matcher"], _WORKER["explain_k"], _WORKER["banding"])
 
 
 # ----------------------------------------------------------------------------- batches and stages
@@ -286,7 +302,9 @@ def text_stage(ctx: AnalysisContext, batch: Batch) -> None:
         batch.pending = None
         ctx.timings["wait_workers"] = ctx.timings.get("wait_workers", 0.0) + time.perf_counter() - t0
     elif batch.features is None:
-        batch.features = text_features([r.text for r in batch.rows], ctx.model, ctx.matcher, ctx.explain_k)
+        batch.features = text_features(
+            [r.text for r in batch.rows], ctx.model, ctx.matcher, ctx.explain_k, ctx.stories.lsh
+        )
     for name, seconds in batch.features.timings.items():
         ctx.timings[name] = ctx.timings.get(name, 0.0) + seconds
 
@@ -309,7 +327,7 @@ def story_stage(ctx: AnalysisContext, batch: Batch) -> None:
         for i, r in enumerate(batch.rows)
     ]
     tick = _Ticker(ctx, "stories.")
-    assigned, updates = assign_stories(ctx.stories, members, f.signatures)
+    assigned, updates = assign_stories(ctx.stories, members, f.signatures, prep=f.story_prep)
     tick("assign")
     ctx.count("stories_new", sum(1 for s in updates if s < 0))
     batch.story_ids = write_stories(ctx.session, ctx.stories, assigned, updates)
@@ -651,7 +669,7 @@ def run_analysis(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_worker_init,
-            initargs=(_portable(model), matcher, ctx.explain_k),
+            initargs=(_portable(model), matcher, ctx.explain_k, index.lsh.empty_like()),
         )
     else:
         workers = 0

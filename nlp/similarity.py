@@ -283,6 +283,13 @@ class BandedIndex:
     def __len__(self) -> int:
         return len(self._row)
 
+    def empty_like(self) -> BandedIndex:
+        """An empty index with the same banding and thresholds (small to pickle: for worker
+        processes that compute band keys and in-batch pairs)."""
+        twin = BandedIndex(self.threshold, self.num_perm, self.candidate_threshold)
+        twin.max_bucket = self.max_bucket
+        return twin
+
     def __contains__(self, key: int) -> bool:
         return key in self._row
 

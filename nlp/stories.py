@@ -42,7 +42,16 @@ from nlp.similarity import (
     unpack_signature,
 )
 
-__all__ = ["StoryIndex", "StoryMember", "StoryUpdate", "assign_stories", "hour_bucket", "write_stories"]
+__all__ = [
+    "BatchPrep",
+    "StoryIndex",
+    "StoryMember",
+    "StoryUpdate",
+    "assign_stories",
+    "hour_bucket",
+    "prepare_batch",
+    "write_stories",
+]
 
 log = logging.getLogger(__name__)
 
@@ -208,25 +217,47 @@ class StoryUpdate:
             self.debunk_id, self.debunk_similarity = member.debunk_id, member.debunk_similarity
 
 
+@dataclass
+class BatchPrep:
+    """What grouping computes from a batch's own keys and signatures, before any lookup in the
+    index: band keys, the earlier similar posts of the batch, the place names of each key.
+    Pure, so `yuqing analyze` has its worker processes do it (`prepare_batch`)."""
+
+    band_keys: np.ndarray
+    earlier: list[list[tuple[int, float]]]
+    places: list[frozenset[str]]
+
+
+def prepare_batch(lsh: BandedIndex, keys: Sequence[str], signatures: np.ndarray) -> BatchPrep:
+    """`BatchPrep` of a batch, with the banding of ``lsh`` (an empty twin will do)."""
+    if not len(keys):
+        return BatchPrep(np.zeros((0, lsh.bands), dtype=np.uint64), [], [])
+    band_keys = lsh.band_keys(signatures)
+    return BatchPrep(band_keys, lsh.batch_pairs(signatures, band_keys), [place_marks(k) for k in keys])
+
+
 def assign_stories(
     index: StoryIndex,
     members: Sequence[StoryMember],
     signatures: np.ndarray,
     *,
     min_chars: int = MIN_KEY_CHARS,
+    prep: BatchPrep | None = None,
 ) -> tuple[list[int | None], dict[int, StoryUpdate]]:
     """Story id per post (negative: new in this batch; None: too short to group) and per-story effects.
 
     Posts are taken in order, so a later post of the batch joins a story an earlier one founded.
     Stories known before the batch are looked up for the whole batch at once
     (:meth:`BandedIndex.query_many`); stories founded in the batch live in a small local index
-    until :func:`write_stories` gives them their ids.
+    until :func:`write_stories` gives them their ids. ``prep``: the batch's `prepare_batch`,
+    when a worker process computed it already.
     """
     n = len(members)
     lsh = index.lsh
-    band_keys = lsh.band_keys(signatures) if n else np.zeros((0, lsh.bands), dtype=np.uint64)
+    if prep is None:
+        prep = prepare_batch(lsh, [m.key for m in members], signatures)
+    band_keys, earlier = prep.band_keys, prep.earlier
     known = lsh.query_many(signatures, band_keys) if n else []
-    earlier = lsh.batch_pairs(signatures, band_keys) if n else []
     founder_story: dict[int, int] = {}  # batch position of a founder -> its temporary story id
     places_at: list[frozenset[str]] = []
     local_exact: dict[bytes, int] = {}
@@ -235,7 +266,7 @@ def assign_stories(
     next_temp = -1
     for i, member in enumerate(members):
         story_id: int | None = None
-        places = place_marks(member.key)
+        places = prep.places[i]
         places_at.append(places)
         if len(member.key) >= min_chars:
             sig = signatures[i]

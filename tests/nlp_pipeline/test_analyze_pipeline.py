@@ -135,6 +135,11 @@ def test_worker_processes_give_the_same_result(db: Session, rumor_model) -> None
     assert np.allclose([scores[i["text"]].rumor_probability for i in items], expected, atol=1e-6)
     story_ids = {db.scalar(select(Post.story_id).where(Post.raw_text == t)) for t in STORY_A}
     assert len(story_ids) == 1 and None not in story_ids
+    # the workers' sklearn-free model explains exactly like the model itself
+    texts = [i["text"] for i in items]
+    for text, terms in zip(texts, rumor_model.explain(texts, k=5), strict=True):
+        stored = [e for e in scores[text].explanation if not str(e[0]).startswith("辟谣库#")]
+        assert stored == [[term, weight] for term, weight in terms], text
 
 
 def test_default_model_is_registered_once(db: Session) -> None:
