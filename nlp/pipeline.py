@@ -29,11 +29,13 @@ Idempotent and incremental: a post is analysed once per text (core.ingest resets
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -86,6 +88,12 @@ LABEL_THRESHOLD = 0.5
 EXPLAIN_TERMS = 5
 PARALLEL_MIN_POSTS = 6_000  # below this a process pool costs more (start + model load) than it saves
 _CHUNK = 500
+# CPython's cyclic collector runs a young collection every 700 net allocations and now and then a
+# full one that walks every live object. A run keeps millions of small long-lived objects (story
+# index buckets, per-story stats, the model) and allocates millions more per batch: with the
+# default thresholds a quarter of the main process's CPU went to the collector (40k posts: 6.3 s
+# of CPU -> 4.6 s) and a sixth of the workers'. Garbage cycles are still collected, less often.
+GC_YOUNG_THRESHOLD = 50_000
 
 
 class Classifier(Protocol):
@@ -176,6 +184,17 @@ def _classify_and_explain(
     return proba, [[[str(term), round(float(w), 4)] for term, w in row] for row in explained]
 
 
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Raise the collector's young-generation threshold for the block (see GC_YOUNG_THRESHOLD)."""
+    before = gc.get_threshold()
+    gc.set_threshold(max(before[0], GC_YOUNG_THRESHOLD), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
 _WORKER: dict[str, Any] = {}
 
 
@@ -191,6 +210,8 @@ def _worker_init(
     model: Classifier, matcher: DebunkMatcher | None, explain_k: int, banding: BandedIndex | None
 ) -> None:
     _WORKER.update(model=model, matcher=matcher, explain_k=explain_k, banding=banding)
+    young, *older = gc.get_threshold()
+    gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), *older)  # our own process: for its lifetime
     logging.getLogger("jieba").setLevel(logging.WARNING)
 
 
@@ -618,6 +639,7 @@ def analyze(session: Session, **kwargs: Any) -> AnalysisResult:
         lock.release()
 
 
+@_fewer_collections()
 def run_analysis(
     session: Session,
     *,
