@@ -456,23 +456,18 @@ def _top_terms(
         names[i] = "cue:" + CUE_NAMES[cols[i] - cue_base]
     placeholder_rows = {i for i, t in enumerate(norms) if "<" in t or _PH_CHAR_RE.search(t)}
     # the per-row choice (candidates arrive grouped by row, strongest first)
-    row_list, val_list = rows.tolist(), vals.tolist()
-    start = 0
-    n = len(row_list)
-    while start < n:
-        i = row_list[start]
-        stop = start
-        while stop < n and row_list[stop] == i:
-            stop += 1
+    val_list = vals.tolist()
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    bounds = [*starts.tolist(), len(val_list)]
+    for i, lo, hi in zip(rows[starts].tolist(), bounds, bounds[1:], strict=False):
         merged: dict[str, float] = {}
-        for term, v in zip(names[start:stop], val_list[start:stop], strict=True):
-            if term is None:
-                continue
-            if i in placeholder_rows:
-                term = _display(term)
-            merged[term] = merged.get(term, 0.0) + v
+        shown = i in placeholder_rows
+        for term, v in zip(names[lo:hi], val_list[lo:hi], strict=True):
+            if term is not None:
+                if shown:
+                    term = _display(term)
+                merged[term] = merged.get(term, 0.0) + v
         out[i] = _choose_terms(merged, k)
-        start = stop
     return out
 
 
@@ -528,15 +523,20 @@ def _name_candidates(
 def _choose_terms(merged: dict[str, float], k: int) -> list[tuple[str, float]]:
     """The ``k`` strongest terms, skipping a term that overlaps one already chosen."""
     chosen: list[tuple[str, float]] = []
-    for term, v in sorted(merged.items(), key=lambda kv: -kv[1]):
-        if not term.startswith("cue:") and any(
-            term in t or t in term for t, _ in chosen if not t.startswith("cue:")
-        ):
-            continue
-        chosen.append((term, round(float(v), 4)))
+    words: list[str] = []  # the chosen terms that are not cues, for the overlap test
+    for term, v in sorted(merged.items(), key=_by_weight):
+        if not term.startswith("cue:"):
+            if any(term in t or t in term for t in words):
+                continue
+            words.append(term)
+        chosen.append((term, round(v, 4)))
         if len(chosen) >= k:
             break
     return chosen
+
+
+def _by_weight(item: tuple[str, float]) -> float:
+    return -item[1]
 
 
 # --------------------------------------------------------------------------- loading
