@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Column, bindparam
+from sqlalchemy import ColumnElement, bindparam
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.types import UserDefinedType
@@ -21,7 +21,7 @@ class _Converted(UserDefinedType[Any]):
         raise NotImplementedError("_Converted types bind values only")
 
 
-def constant(conn: Connection, column: Column[Any], value: Any) -> BindParameter[Any]:
+def constant(conn: Connection, column: ColumnElement[Any], value: Any) -> BindParameter[Any]:
     """``value`` for ``column`` in every row of an executemany, converted by the column type once.
 
     SQLAlchemy runs a bound value through its type's processors for every parameter set of an

@@ -24,6 +24,7 @@ import os
 import re
 import zipfile
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -482,7 +483,7 @@ def _name_candidates(
     """The longest n-gram of its own row hashed into each candidate (row, column) slot; on a
     tie the first hashed (char before word, shorter n first, earlier position first)."""
     x_keys = row_of * n_cols + X.indices
-    parts = []  # (slot, length, kind, start, n) of the entries that land on a candidate
+    parts: list[Any] = []  # (slot, length, kind, start, n) of the entries that land on a candidate
     for kind in ("char", "word"):
         if kind not in entries:
             continue
@@ -572,6 +573,14 @@ class _LoadedLinear(_Fitted, LinearScoreMath):
     pass
 
 
+@dataclass(frozen=True)
+class _Object:
+    """An object node of the schema: its type and its attributes (never instantiated)."""
+
+    kind: str
+    state: dict[str, Any]
+
+
 class _SchemaReader:
     """Rebuilds the values of a skops schema: JSON scalars, lists, tuples, dicts, numpy arrays
     (``allow_pickle=False``) and objects of `MODEL_TYPES` as plain attribute dicts."""
@@ -583,7 +592,7 @@ class _SchemaReader:
         loader = node.get("__loader__")
         if loader not in _PLAIN:
             raise ModelFileError(f"model file {self.file}: unsupported node {loader!r}")
-        content = node.get("content")
+        content: Any = node.get("content")
         if loader == "JsonNode":
             return json.loads(content)
         if loader in ("ListNode", "TupleNode"):
@@ -602,8 +611,7 @@ class _SchemaReader:
                 f"model file {self.file} contains type {kind} outside yuqing's allowlist; "
                 "refusing to load it (retrain with nlp.training or check where the file came from)"
             )
-        state = self.value(content)
-        return kind, state
+        return _Object(kind, self.value(content))
 
 
 def _segmenter(state: dict[str, Any]) -> Segmenter:
@@ -614,25 +622,32 @@ def _segmenter(state: dict[str, Any]) -> Segmenter:
 
 def read_model_file(file: Path) -> tuple[HashedFeatureMath, LinearScoreMath]:
     """The fitted features and classifier of a ``model.skops`` file, as plain objects."""
-    with zipfile.ZipFile(file) as archive:
-        schema = json.loads(archive.read("schema.json"))
-        kind, pipeline = _SchemaReader(archive, file).value(schema)
-    steps = dict(pipeline.get("steps") or [])
+    try:
+        with zipfile.ZipFile(file) as archive:
+            root = _SchemaReader(archive, file).value(json.loads(archive.read("schema.json")))
+    except (zipfile.BadZipFile, KeyError, ValueError) as e:
+        if isinstance(e, ModelFileError):
+            raise
+        raise ModelFileError(f"model file {file} is not a skops archive we can read: {e}") from e
+    steps = dict(root.state.get("steps") or []) if isinstance(root, _Object) else {}
     feats, clf = steps.get("features"), steps.get("clf")
     if (
-        kind != "sklearn.pipeline.Pipeline"
+        not isinstance(root, _Object)
+        or root.kind != "sklearn.pipeline.Pipeline"
         or set(steps) != {"features", "clf"}
-        or feats[0] != "nlp.classifier.HashedTextFeatures"
-        or clf[0] != "nlp.classifier.LinearEnsembleClassifier"
+        or not isinstance(feats, _Object)
+        or feats.kind != "nlp.classifier.HashedTextFeatures"
+        or not isinstance(clf, _Object)
+        or clf.kind != "nlp.classifier.LinearEnsembleClassifier"
     ):
         raise ModelFileError(f"model file {file} is not a yuqing rumor pipeline (features + clf)")
-    fstate = dict(feats[1])
+    fstate = dict(feats.state)
     seg = fstate.get("segmenter")
     if seg is not None:
-        if seg[0] != "nlp.segment.Segmenter":
-            raise ModelFileError(f"model file {file}: segmenter is a {seg[0]}")
-        fstate["segmenter"] = _segmenter(seg[1])
-    return _LoadedFeatures(fstate), _LoadedLinear(clf[1])
+        if not isinstance(seg, _Object) or seg.kind != "nlp.segment.Segmenter":
+            raise ModelFileError(f"model file {file}: the segmenter is not an nlp.segment.Segmenter")
+        fstate["segmenter"] = _segmenter(seg.state)
+    return _LoadedFeatures(fstate), _LoadedLinear(clf.state)
 
 
 def default_model_path() -> Path:

@@ -153,6 +153,19 @@ def test_foreign_type_in_model_file_is_refused(small_model, tmp_path):
         load_scorer(tmp_path / "missing")
 
 
+def test_files_that_are_not_a_rumor_pipeline_are_refused(tmp_path):
+    import skops.io as sio
+
+    plain = tmp_path / "plain.skops"
+    sio.dump({"a": 1, "b": 2}, plain)  # readable, but not a model
+    with pytest.raises(ModelFileError, match="not a yuqing rumor pipeline"):
+        load_scorer(plain)
+    junk = tmp_path / "junk.skops"
+    junk.write_bytes(b"not a zip archive")
+    with pytest.raises(ModelFileError, match="not a skops archive"):
+        load_scorer(junk)
+
+
 def test_shipped_model_scores_in_a_fresh_interpreter_without_sklearn():
     try:
         default_model_path()
