@@ -149,32 +149,51 @@ def measure_variant(db: Path, backend: str, workers: int | None) -> dict:
     return result
 
 
-def cold_load() -> dict[str, float]:
-    """Fresh interpreter: import + load the shipped model + score one post."""
-    code = (
-        "import time; t0=time.perf_counter(); from nlp.classifier import RumorModel; m=RumorModel.load(); "
-        "t1=time.perf_counter(); m.predict_proba(['青禾镇明天封城，赶紧囤货']); t2=time.perf_counter(); "
-        "print(round(t1-t0,3), round(t2-t0,3))"
-    )
-    runs = []
-    for _ in range(3):
-        out = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            env=os.environ | {"PYTHONPATH": str(REPO)},
-            check=True,
-        ).stdout.split()
-        runs.append((float(out[0]), float(out[1])))
-    return {
-        "model_load_seconds": min(r[0] for r in runs),
-        "load_and_first_score_seconds": min(r[1] for r in runs),
-    }
+COLD_START = {
+    # the scoring entry point: nlp.scoring reads the model file without scikit-learn or skops
+    "scorer": "from nlp.scoring import load_scorer; m = load_scorer()",
+    # the trainable model (skops + scikit-learn), for comparison
+    "rumor_model": "from nlp.classifier import RumorModel; m = RumorModel.load()",
+}
+
+
+def cold_load(runs: int = 3) -> dict[str, dict[str, float]]:
+    """Fresh interpreter: import the entry point + load the shipped model + score one post.
+
+    Wall seconds from the first import, and the process's CPU seconds (interpreter start
+    included), which a busy shared machine does not inflate; the best of ``runs``.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for name, load in COLD_START.items():
+        code = (
+            "import time, resource; t0 = time.perf_counter(); " + load + "; t1 = time.perf_counter(); "
+            "m.predict_proba(['青禾镇明天封城，赶紧囤货']); t2 = time.perf_counter(); "
+            "r = resource.getrusage(resource.RUSAGE_SELF); "
+            "print(round(t1 - t0, 3), round(t2 - t0, 3), round(r.ru_utime + r.ru_stime, 3))"
+        )
+        results = []
+        for _ in range(runs):
+            printed = subprocess.run(
+                [sys.executable, "-c", code],
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+                env=os.environ | {"PYTHONPATH": str(REPO)},
+                check=True,
+            ).stdout.split()
+            results.append([float(v) for v in printed])
+        out[name] = {
+            "load_seconds": min(r[0] for r in results),
+            "load_and_first_score_seconds": min(r[1] for r in results),
+            "load_and_first_score_cpu_seconds": min(r[2] for r in results),
+        }
+    return out
 
 
 def shares(timings: dict[str, float]) -> dict[str, dict[str, float]]:
-    text = {k: timings.get(k, 0.0) for k in ("normalize", "classify", "explain", "signatures", "debunks")}
+    text = {
+        k: timings.get(k, 0.0) for k in ("normalize", "classify_explain", "signatures", "debunks", "story_prep")
+    }
     main = {
         k: timings.get(k, 0.0) for k in ("load_indexes", "read", "wait_workers", "stories", "write", "commit")
     }
@@ -227,11 +246,19 @@ def main() -> None:
         "posts_per_second>=4000 (CPU bound on idle cores)": main_run["idle_machine_posts_per_second_bound"]
         >= 4000,
         "peak_memory<1.5GB": main_run["peak_rss_mb"] < 1536,
-        "model_load<1s": results["cold_start"]["model_load_seconds"] < 1.0,
+        "model_load<1s (scorer: import + load + first score, wall)": results["cold_start"]["scorer"][
+            "load_and_first_score_seconds"
+        ]
+        < 1.0,
     }
     if "jieba" in results:
         results["speedup_vs_plain_jieba"] = round(
             main_run["posts_per_second"] / results["jieba"]["posts_per_second"], 2
+        )
+        results["speedup_vs_plain_jieba_cpu_bound"] = round(
+            main_run["idle_machine_posts_per_second_bound"]
+            / results["jieba"]["idle_machine_posts_per_second_bound"],
+            2,
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "analyze.json").write_text(
@@ -270,12 +297,27 @@ def render_md(r: dict) -> str:
     ]
     lines += [
         "",
-        f"Model cold start (fresh interpreter, import + load): {r['cold_start']['model_load_seconds']} s; "
-        f"with the first score: {r['cold_start']['load_and_first_score_seconds']} s.",
+        "Model cold start (fresh interpreter: import the entry point, load the shipped model, score one "
+        "post; best of 3; CPU includes the interpreter's own start):",
+        "",
+        "| entry point | import + load s | + first score s | CPU s |",
+        "|---|---|---|---|",
+        *(
+            f"| {name} | {c['load_seconds']} | {c['load_and_first_score_seconds']} "
+            f"| {c['load_and_first_score_cpu_seconds']} |"
+            for name, c in r["cold_start"].items()
+        ),
+        "",
+        "`scorer` is `nlp.scoring.load_scorer` (what `yuqing analyze`, its workers and the API load); "
+        "`rumor_model` is `nlp.classifier.RumorModel.load` (skops + scikit-learn, for retraining).",
         "",
     ]
     if "speedup_vs_plain_jieba" in r:
-        lines.append(f"Speed-up over the same pipeline with plain jieba: {r['speedup_vs_plain_jieba']}x.")
+        lines.append(
+            f"Speed-up over the same pipeline with plain jieba: {r['speedup_vs_plain_jieba']}x measured, "
+            f"{r.get('speedup_vs_plain_jieba_cpu_bound', '?')}x CPU bound (workers' CPU: "
+            f"{r['rjieba']['cpu_seconds']['workers']} s vs {r['jieba']['cpu_seconds']['workers']} s)."
+        )
         lines.append("")
     lines += ["Text stage (worker CPU time) shares:", "", "| step | share |", "|---|---|"]
     lines += [f"| {k} | {v:.1%} |" for k, v in m["text_stage_cpu_share"].items()]

@@ -12,6 +12,9 @@ Why this shape:
   text's own n-grams: no vocabulary needed.
 * **Calibrated.** A sigmoid fitted on out-of-fold ensemble scores maps the margin to
   P(rumor).
+* **Scoring without scikit-learn.** The transform and scoring math lives in `nlp.scoring`
+  (the estimators here inherit it), so a scorer loads and scores without importing
+  scikit-learn (`nlp.scoring.load_scorer`); this module adds training and persistence.
 
 Public API (stable): `RumorModel`, `train_rumor_model`, `evaluate`, `default_model_path`.
 """
@@ -34,12 +37,21 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import normalize as l2_normalize
 from sklearn.svm import LinearSVC
 from sklearn.utils.validation import check_is_fitted
 
-from nlp.cues import CUE_NAMES, cue_matrix
-from nlp.normalize import PLACEHOLDER_RE, PLACEHOLDERS, normalize
+from nlp.cues import CUE_NAMES
+from nlp.normalize import normalize
+from nlp.scoring import (
+    MODEL_TYPES,
+    REPO_ROOT,  # noqa: F401  (re-exported: nlp.training reads it from here)
+    HashedFeatureMath,
+    LinearScoreMath,
+    RumorScorer,
+    default_model_path,
+    model_file,
+    read_card,
+)
 from nlp.segment import Segmenter
 
 __all__ = [
@@ -56,141 +68,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MODEL_FORMAT = 1
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-# Placeholders become one private-use character each before character n-grams, so "<URL>"
-# is a single "character" and never produces n-grams like "RL>".
-_PH_CHARS = {f"<{name}>": chr(0xE000 + i) for i, name in enumerate(sorted(PLACEHOLDERS))}
-_PH_NAMES = {c: p for p, c in _PH_CHARS.items()}
 
 
-def _ph_char(m: Any) -> str:
-    return _PH_CHARS[m.group(0)]
-
-
-def _char_text(norm: str) -> str:
-    if "<" in norm:
-        norm = PLACEHOLDER_RE.sub(_ph_char, norm)
-    return norm.replace(" ", "").lower()
-
-
-def _char_ngrams(t: str, lo: int, hi: int) -> list[str]:
-    out: list[str] = []
-    n_chars = len(t)
-    for n in range(lo, hi + 1):
-        out.extend([t[i : i + n] for i in range(n_chars - n + 1)])
-    return out
-
-
-def _word_ngrams(toks: list[str], lo: int, hi: int) -> list[str]:
-    out: list[str] = toks[:] if lo <= 1 else []
-    for n in range(max(lo, 2), hi + 1):
-        out.extend([" ".join(toks[i : i + n]) for i in range(len(toks) - n + 1)])
-    return out
-
-
-def _display(term: str) -> str:
-    """Human-readable form of a char/word n-gram (placeholders restored)."""
-    if any(c in _PH_NAMES for c in term):
-        term = "".join(_PH_NAMES.get(c, c) for c in term)
-    return term
-
-
-# --------------------------------------------------------------------------- hashing
-# A vectorised n-gram hasher. sklearn's FeatureHasher hashes one Python string at a time
-# (~0.5 us per n-gram: under 2,000 posts/s for char 1-4-grams); this one hashes every
-# n-gram of a batch with a few numpy operations on the code points (~10x faster).
-# splitmix64 mixing, wrapping uint64 arithmetic: deterministic on every platform.
-_U = np.uint64
-_C1, _C2, _C3 = _U(0xBF58476D1CE4E5B9), _U(0x94D049BB133111EB), _U(0x9E3779B97F4A7C15)
-_SEED_CHAR, _SEED_WORD = _U(0x5EED0001), _U(0x5EED0002)
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    x = x ^ (x >> _U(30))
-    x = x * _C1
-    x = x ^ (x >> _U(27))
-    x = x * _C2
-    return x ^ (x >> _U(31))
-
-
-def _codepoints(strings: Sequence[str]) -> np.ndarray:
-    """Code points of the strings joined by NUL (the separator is code point 0)."""
-    return np.frombuffer("\x00".join(strings).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-
-
-def hash_char_ngrams(texts: Sequence[str], lo: int, hi: int, n_features: int):
-    """(row, column, start, n) of every char n-gram (lo <= n <= hi) of every text.
-
-    ``start`` is the offset in the text joined with NUL separators (see `_codepoints`);
-    explanations use it to cut the n-gram back out of the input.
-    """
-    mask = _U(n_features - 1)
-    cp = _codepoints(texts)
-    sep = cp == 0
-    doc = np.cumsum(sep)
-    sep_cum = np.concatenate([[0], np.cumsum(sep)])
-    base = _mix(cp + _SEED_CHAR)
-    rows, cols, starts, ns = [], [], [], []
-    h = base
-    for n in range(1, hi + 1):
-        if n > 1:
-            h = _mix(h[:-1] * _C3 + base[n - 1 :])
-        if n < lo:
-            continue
-        m = len(h)
-        ok = (sep_cum[n : n + m] - sep_cum[:m]) == 0
-        idx = np.flatnonzero(ok)
-        rows.append(doc[idx])
-        cols.append((h[idx] & mask).astype(np.int64))
-        starts.append(idx)
-        ns.append(np.full(len(idx), n, dtype=np.int64))
-    if not rows:
-        e = np.zeros(0, dtype=np.int64)
-        return e, e, e, e
-    return np.concatenate(rows), np.concatenate(cols), np.concatenate(starts), np.concatenate(ns)
-
-
-def hash_word_ngrams(docs: Sequence[Sequence[str]], lo: int, hi: int, n_features: int):
-    """(row, column, first token index, n) of every word n-gram of every token list."""
-    mask = _U(n_features - 1)
-    lens = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
-    tokens = [t for d in docs for t in d]
-    e = np.zeros(0, dtype=np.int64)
-    if not tokens:
-        return e, e, e, e
-    cp = _codepoints(tokens)
-    sep = cp == 0
-    tok_id = np.cumsum(sep)
-    starts_tok = np.concatenate([[0], np.flatnonzero(sep) + 1])
-    pos = np.arange(len(cp)) - starts_tok[tok_id]
-    vals = _mix(cp + pos.astype(np.uint64) * _C3 + _SEED_WORD)
-    vals[sep] = _U(0)
-    th = _mix(np.add.reduceat(vals, starts_tok))  # one hash per token (order-sensitive)
-    tdoc = np.repeat(np.arange(len(docs)), lens)
-    rows, cols, firsts, ns = [], [], [], []
-    h = th
-    for n in range(1, hi + 1):
-        if n > 1:
-            h = _mix(h[:-1] * _C3 + th[n - 1 :])
-        if n < lo:
-            continue
-        m = len(h)
-        idx = np.flatnonzero(tdoc[:m] == tdoc[n - 1 : n - 1 + m])
-        rows.append(tdoc[idx])
-        cols.append((h[idx] & mask).astype(np.int64))
-        firsts.append(idx)
-        ns.append(np.full(len(idx), n, dtype=np.int64))
-    return np.concatenate(rows), np.concatenate(cols), np.concatenate(firsts), np.concatenate(ns)
-
-
-def _count_matrix(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> sp.csr_matrix:
-    x = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n_rows, n_cols))
-    x.sum_duplicates()
-    return x
-
-
-class HashedTextFeatures(TransformerMixin, BaseEstimator):
+class HashedTextFeatures(HashedFeatureMath, TransformerMixin, BaseEstimator):
     """Raw texts -> [char n-gram TF-IDF | word n-gram TF-IDF | cue values], all hashed.
 
     Each n-gram block has ``n_features`` hashed columns, sublinear tf, an idf learned per
@@ -219,66 +99,14 @@ class HashedTextFeatures(TransformerMixin, BaseEstimator):
         self.cue_weight = cue_weight
         self.segmenter = segmenter
 
-    # -- analysis (shared by transform and explain)
-    def _seg(self) -> Segmenter:
-        seg = self.segmenter
-        if seg is None:
-            # a per-estimator default, kept out of get_params so clone() stays exact
-            seg = self.__dict__.get("_default_seg")
-            if seg is None:
-                seg = self.__dict__["_default_seg"] = Segmenter()
-        return seg
-
-    def _tokens(self, norm: str) -> list[str]:
-        return [w if w in _PH_CHARS else w.lower() for w in self._seg().cut(norm)]
-
-    def _counts(self, norms: Sequence[str], entries: dict[str, Any] | None = None
-                ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-        """Hashed count matrices; with ``entries`` (a dict) also keep every hashed n-gram's
-        (row, column, position, n) and the analysed strings, for explanations."""
-        n, nf = len(norms), self.n_features
-        if self.char_weight:
-            ctexts = [_char_text(t) for t in norms]
-            r, c, a, k = hash_char_ngrams(ctexts, *self.char_ngram_range, nf)
-            xc = _count_matrix(r, c, n, nf)
-            if entries is not None:
-                entries["char"] = (r, c, a, k, "\x00".join(ctexts))
-        else:
-            xc = sp.csr_matrix((n, nf), dtype=np.float32)
-        if self.word_weight:
-            toks = [self._tokens(t) for t in norms]
-            r, c, a, k = hash_word_ngrams(toks, *self.word_ngram_range, nf)
-            xw = _count_matrix(r, c, n, nf)
-            if entries is not None:
-                entries["word"] = (r, c + nf, a, k, [t for d in toks for t in d])
-        else:
-            xw = sp.csr_matrix((n, nf), dtype=np.float32)
-        return xc, xw
-
-    def transform_with_entries(self, norms: Sequence[str]) -> tuple[sp.csr_matrix, dict[str, Any]]:
-        """`transform_normalized` plus the hashed n-gram entries (see `_counts`)."""
+    def _check_fitted(self) -> None:
         check_is_fitted(self, "char_idf_")
-        entries: dict[str, Any] = {}
-        xc, xw = self._counts(norms, entries)
-        return self._stack(xc, xw, norms), entries
 
     @staticmethod
     def _idf(x: sp.csr_matrix) -> np.ndarray:
         df = np.bincount(x.indices, minlength=x.shape[1])
         n = x.shape[0]
         return (np.log((1.0 + n) / (1.0 + df)) + 1.0).astype(np.float32)
-
-    def _weight(self, x: sp.csr_matrix, idf: np.ndarray, w: float) -> sp.csr_matrix:
-        x = x.astype(np.float32, copy=True)
-        x.sum_duplicates()
-        if self.sublinear_tf:
-            np.log(x.data, out=x.data)
-            x.data += 1.0
-        x.data *= idf[x.indices]
-        x = l2_normalize(x, copy=False)
-        if w != 1.0:
-            x.data *= w
-        return x
 
     def fit(self, X: Iterable[str], y: Any = None) -> HashedTextFeatures:
         self.fit_transform(X, y)
@@ -294,53 +122,6 @@ class HashedTextFeatures(TransformerMixin, BaseEstimator):
         self.n_features_out_ = 2 * self.n_features + len(CUE_NAMES)
         return self._stack(xc, xw, norms)
 
-    def transform(self, X: Iterable[str]) -> sp.csr_matrix:
-        check_is_fitted(self, "char_idf_")
-        norms = [normalize(t) for t in X]
-        return self._stack(*self._counts(norms), norms)
-
-    def transform_normalized(self, norms: Sequence[str]) -> sp.csr_matrix:
-        """`transform` for texts already passed through `normalize`."""
-        check_is_fitted(self, "char_idf_")
-        return self._stack(*self._counts(norms), norms)
-
-    def _stack(self, xc: sp.csr_matrix, xw: sp.csr_matrix, norms: Sequence[str]) -> sp.csr_matrix:
-        blocks = [
-            self._weight(xc, self.char_idf_, self.char_weight),
-            self._weight(xw, self.word_idf_, self.word_weight),
-        ]
-        cues = cue_matrix(list(norms), normalized=True) if self.cue_weight else np.zeros(
-            (len(norms), len(CUE_NAMES)), dtype=np.float32)
-        blocks.append(sp.csr_matrix(cues * np.float32(self.cue_weight)))
-        return sp.hstack(blocks, format="csr", dtype=np.float32)
-
-    def feature_names_for(self, norm: str) -> dict[int, str]:
-        """Column index -> readable term, for the n-grams present in one normalised text.
-
-        Hashes the text's own n-grams (that is how explanations work without a vocabulary).
-        Where several terms share a column, the longest wins.
-        """
-        out: dict[int, str] = {}
-        nf = self.n_features
-        if self.char_weight:
-            ct = _char_text(norm)
-            _, cols, starts, ns = hash_char_ngrams([ct], *self.char_ngram_range, nf)
-            for j, a, n in zip(cols.tolist(), starts.tolist(), ns.tolist(), strict=True):
-                prev = out.get(j)
-                if prev is None or n > len(prev):
-                    out[j] = ct[a : a + n]
-        if self.word_weight:
-            toks = self._tokens(norm)
-            _, cols, firsts, ns = hash_word_ngrams([toks], *self.word_ngram_range, nf)
-            for j, a, n in zip(cols.tolist(), firsts.tolist(), ns.tolist(), strict=True):
-                term = " ".join(toks[a : a + n])
-                prev = out.get(j + nf)
-                if prev is None or len(term) > len(prev):
-                    out[j + nf] = term
-        base = 2 * nf
-        for i, name in enumerate(CUE_NAMES):
-            out[base + i] = "cue:" + name
-        return out
 
 
 def _nb_ratio(
@@ -353,7 +134,7 @@ def _nb_ratio(
     return np.log((p / p.sum()) / (q / q.sum())).astype(np.float64)
 
 
-class LinearEnsembleClassifier(ClassifierMixin, BaseEstimator):
+class LinearEnsembleClassifier(LinearScoreMath, ClassifierMixin, BaseEstimator):
     """LinearSVC and/or NB-scaled LinearSVC / LogisticRegression, summed into one linear
     model and Platt-calibrated on out-of-fold scores.
 
@@ -435,17 +216,8 @@ class LinearEnsembleClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         return self
 
-    def decision_function(self, X: sp.csr_matrix) -> np.ndarray:
+    def _check_fitted(self) -> None:
         check_is_fitted(self, "coef_")
-        return np.asarray(X @ self.coef_, dtype=np.float64).ravel() + self.intercept_
-
-    def predict_proba(self, X: sp.csr_matrix) -> np.ndarray:
-        z = self.calib_a_ * self.decision_function(X) + self.calib_b_
-        p1 = 1.0 / (1.0 + np.exp(-z))
-        return np.column_stack([1.0 - p1, p1])
-
-    def predict(self, X: sp.csr_matrix) -> np.ndarray:
-        return (self.decision_function(X) > 0).astype(int)
 
 
 # --------------------------------------------------------------------------- persistence
@@ -454,14 +226,7 @@ class UntrustedModelError(RuntimeError):
 
 
 # Types a yuqing model file may contain beyond skops' own defaults (numpy, scipy, builtins).
-TRUSTED_TYPES: frozenset[str] = frozenset(
-    {
-        "nlp.classifier.HashedTextFeatures",
-        "nlp.classifier.LinearEnsembleClassifier",
-        "nlp.segment.Segmenter",
-        "sklearn.pipeline.Pipeline",
-    }
-)
+TRUSTED_TYPES: frozenset[str] = MODEL_TYPES
 
 
 def _load_pipeline(file: Path) -> Pipeline:
@@ -477,25 +242,9 @@ def _load_pipeline(file: Path) -> Pipeline:
     return sio.load(file, trusted=list(untrusted))
 
 
-def _repo_root() -> Path:
-    return REPO_ROOT
-
-
-def default_model_path() -> Path:
-    """The shipped model directory: ``$YUQING_MODEL_DIR`` (or ``<repo>/models``) +
-    ``rumor/<version in rumor/ACTIVE>/``."""
-    base = Path(os.environ.get("YUQING_MODEL_DIR") or (_repo_root() / "models"))
-    rumor = base / "rumor"
-    active = rumor / "ACTIVE"
-    if not active.is_file():
-        raise FileNotFoundError(
-            f"no active rumor model: {active} is missing (train one with `python -m nlp.training ship`)"
-        )
-    return rumor / active.read_text(encoding="utf-8").strip()
-
-
-class RumorModel:
-    """A trained rumor classifier plus its version and model card."""
+class RumorModel(RumorScorer):
+    """A trained rumor classifier (an sklearn pipeline) plus its version and model card; scores,
+    explains and does both like any `RumorScorer`."""
 
     def __init__(
         self, pipeline: Pipeline, *, version: str = "dev", card: dict[str, Any] | None = None
@@ -511,106 +260,6 @@ class RumorModel:
     @property
     def clf(self) -> LinearEnsembleClassifier:
         return self.pipeline.named_steps["clf"]
-
-    # -- scoring
-    def decision_function(self, texts: Sequence[str]) -> np.ndarray:
-        norms = [normalize(t) for t in texts]
-        return self.clf.decision_function(self.features.transform_normalized(norms))
-
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """P(rumor) for each raw text, shape (n,)."""
-        texts = list(texts)
-        if not texts:
-            return np.zeros(0)
-        norms = [normalize(t) for t in texts]
-        X = self.features.transform_normalized(norms)
-        return self.clf.predict_proba(X)[:, 1]
-
-    def explain(self, texts: Sequence[str], k: int = 5) -> list[list[tuple[str, float]]]:
-        """For each text, up to ``k`` terms or cues that pushed its rumor score up, with
-        their contribution to the margin (largest first).
-
-        Terms come from the text itself: its n-grams are hashed again and matched to the
-        columns with the largest positive contributions (weight x feature value). A term
-        overlapping one already chosen (a substring or superstring) is skipped.
-        """
-        return self.predict_and_explain(texts, k)[1]
-
-    def predict_and_explain(
-        self, texts: Sequence[str], k: int = 5
-    ) -> tuple[np.ndarray, list[list[tuple[str, float]]]]:
-        """`predict_proba` and `explain` from one featurisation (cheaper than calling both)."""
-        texts = list(texts)
-        if not texts:
-            return np.zeros(0), []
-        norms = [normalize(t) for t in texts]
-        feats = self.features
-        X, entries = feats.transform_with_entries(norms)
-        proba = self.clf.predict_proba(X)[:, 1]
-        contrib = X.multiply(self.clf.coef_.reshape(1, -1)).tocsr()
-        contrib.data[contrib.data < 0] = 0
-        contrib.eliminate_zeros()
-        n_cols = X.shape[1]
-        cue_base = 2 * feats.n_features
-        # candidate (row, column) pairs: each row's strongest positive columns
-        top = 4 * k + 8
-        cand_rows, cand_cols, cand_vals = [], [], []
-        for i in range(contrib.shape[0]):
-            lo, hi = contrib.indptr[i], contrib.indptr[i + 1]
-            if hi == lo:
-                continue
-            vals = contrib.data[lo:hi]
-            sel = np.argpartition(-vals, top)[:top] if hi - lo > top else np.arange(hi - lo)
-            cand_rows.append(np.full(len(sel), i, dtype=np.int64))
-            cand_cols.append(contrib.indices[lo:hi][sel].astype(np.int64))
-            cand_vals.append(vals[sel])
-        out: list[list[tuple[str, float]]] = [[] for _ in texts]
-        if not cand_rows:
-            return proba, out
-        rows = np.concatenate(cand_rows)
-        cols = np.concatenate(cand_cols)
-        vals = np.concatenate(cand_vals)
-        value = dict(zip((rows * n_cols + cols).tolist(), vals.tolist(), strict=True))
-        # name the candidate columns from the input's own n-grams (longest term wins)
-        names: dict[int, str] = {}
-        keys = np.fromiter(value.keys(), dtype=np.int64, count=len(value))
-        for kind in ("char", "word"):
-            if kind not in entries:
-                continue
-            er, ec, ea, en, src = entries[kind]
-            ek = er * n_cols + ec
-            hit = np.flatnonzero(np.isin(ek, keys))
-            for key, a, n in zip(ek[hit].tolist(), ea[hit].tolist(), en[hit].tolist(), strict=True):
-                term = src[a : a + n] if kind == "char" else "".join(src[a : a + n])
-                prev = names.get(key)
-                if prev is None or len(term) > len(prev):
-                    names[key] = term
-        per_row: dict[int, list[tuple[str, float]]] = {}
-        for key, v in value.items():
-            i, j = divmod(key, n_cols)
-            if j >= cue_base:
-                term = "cue:" + CUE_NAMES[j - cue_base]
-            else:
-                term = names.get(key)
-                if term is None:
-                    continue
-                term = _display(term)
-            per_row.setdefault(i, []).append((term, v))
-        for i, items in per_row.items():
-            merged: dict[str, float] = {}
-            for term, v in items:  # the same string as char n-gram and as word: add up
-                merged[term] = merged.get(term, 0.0) + v
-            chosen: list[tuple[str, float]] = []
-            for term, v in sorted(merged.items(), key=lambda kv: -kv[1]):
-                if not term.startswith("cue:") and any(
-                    term in t or t in term for t, _ in chosen if not t.startswith("cue:")
-                ):
-                    continue
-                chosen.append((term, round(float(v), 4)))
-                if len(chosen) >= k:
-                    break
-            out[i] = chosen
-        return proba, out
 
     # -- persistence
     def save(self, directory: str | os.PathLike[str]) -> Path:
@@ -630,16 +279,9 @@ class RumorModel:
 
         Only types on our allowlist are accepted (`UntrustedModelError` otherwise).
         """
-        p = Path(path) if path is not None else default_model_path()
-        file = p / "model.skops" if p.is_dir() else p
-        if not file.is_file():
-            raise FileNotFoundError(
-                f"rumor model file {file} not found (train one with `python -m nlp.training ship`)"
-            )
+        file = model_file(path)
         pipeline = _load_pipeline(file)
-        card_file = file.parent / "card.json"
-        card = json.loads(card_file.read_text(encoding="utf-8")) if card_file.is_file() else {}
-        version = str(card.get("version") or file.parent.name)
+        version, card = read_card(file)
         return cls(pipeline, version=version, card=card)
 
     def __repr__(self) -> str:

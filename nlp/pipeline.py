@@ -29,11 +29,13 @@ Idempotent and incremental: a post is analysed once per text (core.ingest resets
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -44,14 +46,17 @@ from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from core.tables import AnalysisRun, DebunkMatch, ModelVersion, Post, PostScore, utcnow
+from nlp.bulk import constant
 from nlp.debunks import DebunkHit, DebunkMatcher
 from nlp.normalize import normalize
-from nlp.similarity import match_key, shingle_batch
+from nlp.similarity import BandedIndex, match_key, shingle_batch
 from nlp.stories import (
     DEFAULT_WINDOW_DAYS,
+    BatchPrep,
     StoryIndex,
     StoryMember,
     assign_stories,
+    prepare_batch,
     refresh_counts,
     write_stories,
 )
@@ -83,6 +88,12 @@ LABEL_THRESHOLD = 0.5
 EXPLAIN_TERMS = 5
 PARALLEL_MIN_POSTS = 6_000  # below this a process pool costs more (start + model load) than it saves
 _CHUNK = 500
+# CPython's cyclic collector runs a young collection every 700 net allocations and now and then a
+# full one that walks every live object. A run keeps millions of small long-lived objects (story
+# index buckets, per-story stats, the model) and allocates millions more per batch: with the
+# default thresholds a quarter of the main process's CPU went to the collector (40k posts: 6.3 s
+# of CPU -> 4.6 s) and a sixth of the workers'. Garbage cycles are still collected, less often.
+GC_YOUNG_THRESHOLD = 50_000
 
 
 class Classifier(Protocol):
@@ -106,9 +117,10 @@ class TextFeatures:
     keys: list[str]
     signatures: np.ndarray
     proba: np.ndarray
-    explanations: list[list[tuple[str, float]]]
+    explanations: list[list[list[Any]]]  # per post: [term, weight] pairs, as stored (JSON)
     debunks: list[DebunkHit | None]
     timings: dict[str, float]
+    story_prep: BatchPrep | None = None
 
 
 def _positive_column(proba: Any) -> np.ndarray:
@@ -117,61 +129,94 @@ def _positive_column(proba: Any) -> np.ndarray:
 
 
 def text_features(
-    texts: Sequence[str], model: Classifier, matcher: DebunkMatcher | None, explain_k: int = EXPLAIN_TERMS
+    texts: Sequence[str],
+    model: Classifier,
+    matcher: DebunkMatcher | None,
+    explain_k: int = EXPLAIN_TERMS,
+    banding: BandedIndex | None = None,
 ) -> TextFeatures:
-    """Normalise, classify + explain, sign and match debunks: the CPU-heavy, database-free part."""
+    """Normalise, classify + explain, sign and match debunks: the CPU-heavy, database-free part.
+
+    With ``banding`` (the story index, or its empty twin) also the story grouping's
+    `prepare_batch`, so the main process only looks stories up.
+    """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     norm = [normalize(t) for t in texts]
     keys = [match_key(n) for n in norm]
     t1 = time.perf_counter()
     timings["normalize"] = t1 - t0
-    proba = _predict_normalized(model, norm) if norm else np.zeros(0)
+    proba, explanations = _classify_and_explain(model, norm, explain_k)
     t2 = time.perf_counter()
-    timings["classify"] = t2 - t1
-    explanations = (
-        [[(str(term), float(w)) for term, w in row] for row in model.explain(norm, k=explain_k)]
-        if norm
-        else []
-    )
-    t3 = time.perf_counter()
-    timings["explain"] = t3 - t2
+    timings["classify_explain"] = t2 - t1
     shingles = shingle_batch(keys)
     signatures = shingles.signatures()
     t4 = time.perf_counter()
-    timings["signatures"] = t4 - t3
+    timings["signatures"] = t4 - t2
     debunks = (
         matcher.match(keys, signatures, shingles)
         if matcher is not None and len(matcher)
         else [None] * len(texts)
     )
-    timings["debunks"] = time.perf_counter() - t4
-    return TextFeatures(norm, keys, signatures, proba, explanations, debunks, timings)
+    t5 = time.perf_counter()
+    timings["debunks"] = t5 - t4
+    prep = prepare_batch(banding, keys, signatures) if banding is not None else None
+    timings["story_prep"] = time.perf_counter() - t5
+    return TextFeatures(norm, keys, signatures, proba, explanations, debunks, timings, prep)
 
 
-def _predict_normalized(model: Classifier, norm: Sequence[str]) -> np.ndarray:
-    """P(rumor) of already-normalised texts, skipping the model's own normalisation when it allows.
+def _classify_and_explain(
+    model: Classifier, norm: Sequence[str], k: int
+) -> tuple[np.ndarray, list[list[list[Any]]]]:
+    """P(rumor) and the top terms of already-normalised texts, as stored ([term, weight] pairs,
+    built here so the worker processes do it rather than the main one).
 
-    RumorModel.predict_proba normalises again (idempotent but ~8 µs per post); its feature
-    step has a ``transform_normalized`` entry that we use when present.
+    RumorModel featurises once for both (``predict_and_explain_normalized``); any other
+    `Classifier` is asked twice (normalisation is idempotent, so passing ``norm`` is safe).
     """
-    features = getattr(model, "features", None)
-    clf = getattr(model, "clf", None)
-    if features is not None and clf is not None and hasattr(features, "transform_normalized"):
-        return _positive_column(clf.predict_proba(features.transform_normalized(list(norm))))
-    return _positive_column(model.predict_proba(norm))
+    if not norm:
+        return np.zeros(0), []
+    both = getattr(model, "predict_and_explain_normalized", None)
+    if both is not None:
+        proba, explained = both(norm, k)
+    else:
+        proba, explained = _positive_column(model.predict_proba(norm)), model.explain(norm, k=k)
+    return proba, [[[str(term), round(float(w), 4)] for term, w in row] for row in explained]
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Raise the collector's young-generation threshold for the block (see GC_YOUNG_THRESHOLD)."""
+    before = gc.get_threshold()
+    gc.set_threshold(max(before[0], GC_YOUNG_THRESHOLD), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(model: Classifier, matcher: DebunkMatcher | None, explain_k: int) -> None:
-    _WORKER.update(model=model, matcher=matcher, explain_k=explain_k)
+def _portable(model: Classifier) -> Classifier:
+    """What a worker process gets: RumorModel's sklearn-free twin (unpickling the sklearn
+    pipeline would import scikit-learn, about a second of CPU per worker), else the model."""
+    portable = getattr(model, "portable", None)
+    return portable() if portable is not None else model
+
+
+
+def _worker_init(
+    model: Classifier, matcher: DebunkMatcher | None, explain_k: int, banding: BandedIndex | None
+) -> None:
+    _WORKER.update(model=model, matcher=matcher, explain_k=explain_k, banding=banding)
+    young, *older = gc.get_threshold()
+    gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), *older)  # our own process: for its lifetime
     logging.getLogger("jieba").setLevel(logging.WARNING)
 
 
 def _worker_run(texts: list[str]) -> TextFeatures:
-    return text_features(texts, _WORKER["model"], _WORKER["matcher"], _WORKER["explain_k"])
+    return text_features(texts, _WORKER["model"], _WORKER["matcher"], _WORKER["explain_k"], _WORKER["banding"])
 
 
 # ----------------------------------------------------------------------------- batches and stages
@@ -278,7 +323,9 @@ def text_stage(ctx: AnalysisContext, batch: Batch) -> None:
         batch.pending = None
         ctx.timings["wait_workers"] = ctx.timings.get("wait_workers", 0.0) + time.perf_counter() - t0
     elif batch.features is None:
-        batch.features = text_features([r.text for r in batch.rows], ctx.model, ctx.matcher, ctx.explain_k)
+        batch.features = text_features(
+            [r.text for r in batch.rows], ctx.model, ctx.matcher, ctx.explain_k, ctx.stories.lsh
+        )
     for name, seconds in batch.features.timings.items():
         ctx.timings[name] = ctx.timings.get(name, 0.0) + seconds
 
@@ -301,7 +348,7 @@ def story_stage(ctx: AnalysisContext, batch: Batch) -> None:
         for i, r in enumerate(batch.rows)
     ]
     tick = _Ticker(ctx, "stories.")
-    assigned, updates = assign_stories(ctx.stories, members, f.signatures)
+    assigned, updates = assign_stories(ctx.stories, members, f.signatures, prep=f.story_prep)
     tick("assign")
     ctx.count("stories_new", sum(1 for s in updates if s < 0))
     batch.story_ids = write_stories(ctx.session, ctx.stories, assigned, updates)
@@ -324,15 +371,15 @@ def write_stage(ctx: AnalysisContext, batch: Batch) -> None:
                 DebunkMatch.__table__.c.post_id.in_(ids[start : start + _CHUNK])
             )
         )
-    # Constant columns are literal values, not per-row parameters: SQLAlchemy then converts them
-    # once per statement instead of once per row (3x faster executemany on SQLite here).
+    # Constant columns are values converted once (nlp.bulk.constant), not per-row parameters.
     matches = [
         {"post_id": r.id, "debunk_id": hit.debunk_id, "similarity": hit.similarity, "method": hit.method}
         for r, hit in zip(batch.rows, f.debunks, strict=True)
         if hit is not None
     ]
     if matches:
-        conn.execute(DebunkMatch.__table__.insert().values(matched_at=now), matches)
+        match_table = DebunkMatch.__table__
+        conn.execute(match_table.insert().values(matched_at=constant(conn, match_table.c.matched_at, now)), matches)
     ctx.count("debunk_matches", len(matches))
     tick("matches")
 
@@ -340,9 +387,9 @@ def write_stage(ctx: AnalysisContext, batch: Batch) -> None:
     for i, r in enumerate(batch.rows):
         p = float(f.proba[i])
         hit = f.debunks[i]
-        explanation = [[t, round(w, 4)] for t, w in f.explanations[i]]
+        explanation = f.explanations[i]
         if hit is not None:  # a known rumor is flagged whatever the classifier says
-            explanation.insert(0, [f"辟谣库#{hit.debunk_id}", hit.similarity])
+            explanation = [[f"辟谣库#{hit.debunk_id}", hit.similarity], *explanation]
         label = 1 if (p >= LABEL_THRESHOLD or hit is not None) else 0
         scores.append({"post_id": r.id, "rumor_probability": p, "label": label, "explanation": explanation})
     _upsert_scores(session, scores, ctx.model_version_id, now)
@@ -356,7 +403,7 @@ def write_stage(ctx: AnalysisContext, batch: Batch) -> None:
     new_values: dict[str, Any] = {
         "norm_text": bindparam("_norm"),
         "story_id": bindparam("_story"),
-        "analyzed_at": now,
+        "analyzed_at": constant(conn, table.c.analyzed_at, now),
     }
     new_values |= {name: bindparam(f"_x_{name}") for name in extra_cols}
     stmt = (
@@ -412,6 +459,7 @@ def _upsert_scores(
 
     table = PostScore.__table__
     conn = session.connection()
+    scored_at = constant(conn, table.c.scored_at, now)
     if model_version_id is None:
         # NULL never conflicts in a unique index: replace by delete + insert instead.
         ids = [r["post_id"] for r in rows]
@@ -421,11 +469,11 @@ def _upsert_scores(
                     table.c.post_id.in_(ids[start : start + _CHUNK]), table.c.model_version_id.is_(None)
                 )
             )
-        conn.execute(table.insert().values(model_version_id=None, scored_at=now), rows)
+        conn.execute(table.insert().values(model_version_id=None, scored_at=scored_at), rows)
         return
     dialect = session.get_bind().dialect.name
     ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).values(
-        model_version_id=model_version_id, scored_at=now
+        model_version_id=model_version_id, scored_at=scored_at
     )
     stmt = ins.on_conflict_do_update(
         index_elements=["post_id", "model_version_id"],
@@ -591,6 +639,7 @@ def analyze(session: Session, **kwargs: Any) -> AnalysisResult:
         lock.release()
 
 
+@_fewer_collections()
 def run_analysis(
     session: Session,
     *,
@@ -642,7 +691,7 @@ def run_analysis(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_worker_init,
-            initargs=(model, matcher, ctx.explain_k),
+            initargs=(_portable(model), matcher, ctx.explain_k, index.lsh.empty_like()),
         )
     else:
         workers = 0

@@ -25,6 +25,7 @@ from core.errors import Conflict, InvalidInput, NotFound
 from core.settings import get_settings
 from core.tables import ModelVersion, utcnow
 from nlp.classifier import RumorModel, default_model_path
+from nlp.scoring import ModelFileError, RumorScorer, load_scorer
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +207,16 @@ def active_count(session: Session, name: str = MODEL_NAME) -> int:
                               .where(ModelVersion.name == name, ModelVersion.status == "active")) or 0)
 
 
+def load_for_scoring(path: str | Path) -> RumorScorer:
+    """A model for scoring: the fast reader (`nlp.scoring.load_scorer`, no scikit-learn), or
+    `RumorModel.load` for a file layout it does not know (both enforce the same allowlist)."""
+    try:
+        return load_scorer(path)
+    except ModelFileError as e:
+        log.warning("fast model reader declined; loading with skops", extra={"path": str(path), "reason": str(e)})
+        return RumorModel.load(path)
+
+
 class ModelHolder:
     """The active model of a running process, switched without a restart when another is promoted.
 
@@ -215,17 +226,17 @@ class ModelHolder:
 
     def __init__(self, name: str = MODEL_NAME) -> None:
         self.name = name
-        self._current: tuple[int, str, RumorModel] | None = None
+        self._current: tuple[int, str, RumorScorer] | None = None
         self._lock = threading.Lock()
 
-    def get(self, session: Session) -> tuple[int, RumorModel]:
+    def get(self, session: Session) -> tuple[int, RumorScorer]:
         row = active_version(session, self.name)
         current = self._current
         if current is not None and current[:2] == (row.id, row.path):
             return current[0], current[2]
         with self._lock:
             if self._current is None or self._current[:2] != (row.id, row.path):
-                model = RumorModel.load(row.path)
+                model = load_for_scoring(row.path)
                 self._current = (row.id, row.path, model)  # one assignment: the atomic switch
                 log.info("active model loaded", extra={"version": row.version})
             return self._current[0], self._current[2]
@@ -235,7 +246,7 @@ class ModelHolder:
 holder = ModelHolder()
 
 
-def load_active_model(session: Session) -> tuple[RumorModel, int]:
+def load_active_model(session: Session) -> tuple[RumorScorer, int]:
     """The active rumor model and its ``model_versions`` id (the shipped one on a fresh database)."""
     version_id, model = holder.get(session)
     return model, version_id

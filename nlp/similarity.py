@@ -283,6 +283,13 @@ class BandedIndex:
     def __len__(self) -> int:
         return len(self._row)
 
+    def empty_like(self) -> BandedIndex:
+        """An empty index with the same banding and thresholds (small to pickle: for worker
+        processes that compute band keys and in-batch pairs)."""
+        twin = BandedIndex(self.threshold, self.num_perm, self.candidate_threshold)
+        twin.max_bucket = self.max_bucket
+        return twin
+
     def __contains__(self, key: int) -> bool:
         return key in self._row
 
@@ -312,6 +319,40 @@ class BandedIndex:
                 bucket[bk] = [row]
             else:
                 members.append(row)
+
+    def insert_many(self, keys: Sequence[int], sigs: np.ndarray, band_keys: np.ndarray) -> None:
+        """`insert` for many keys at once: one copy into the matrix, one pass per band (the
+        buckets end up exactly as with one `insert` per key, in order)."""
+        fresh: list[int] = []
+        seen: set[int] = set()
+        for pos, key in enumerate(keys):
+            if key not in self._row and key not in seen:
+                seen.add(key)
+                fresh.append(pos)
+        if not fresh:
+            return
+        start = len(self._keys)
+        stop = start + len(fresh)
+        if stop > len(self._matrix):
+            size = len(self._matrix)
+            while size < stop:
+                size *= 2
+            grown = np.zeros((size, self.num_perm), dtype=self._matrix.dtype)
+            grown[:start] = self._matrix[:start]
+            self._matrix = grown
+        picked = np.asarray(fresh, dtype=np.int64)
+        self._matrix[start:stop] = sigs[picked]
+        for row, pos in enumerate(fresh, start):
+            self._row[keys[pos]] = row
+            self._keys.append(keys[pos])
+        rows = range(start, stop)
+        for bucket, column in zip(self._buckets, band_keys[picked].T.tolist(), strict=True):
+            for row, bk in zip(rows, column, strict=True):
+                members = bucket.get(bk)
+                if members is None:
+                    bucket[bk] = [row]
+                else:
+                    members.append(row)
 
     def remove(self, key: int) -> None:
         row = self._row.pop(key, None)

@@ -23,6 +23,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from core.tables import Post, Story, utcnow
+from nlp.bulk import constant
 from nlp.similarity import (
     NUM_PERM,
     BandedIndex,
@@ -40,7 +42,16 @@ from nlp.similarity import (
     unpack_signature,
 )
 
-__all__ = ["StoryIndex", "StoryMember", "StoryUpdate", "assign_stories", "hour_bucket", "write_stories"]
+__all__ = [
+    "BatchPrep",
+    "StoryIndex",
+    "StoryMember",
+    "StoryUpdate",
+    "assign_stories",
+    "hour_bucket",
+    "prepare_batch",
+    "write_stories",
+]
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +63,14 @@ _NO_PLACES: frozenset[str] = frozenset()
 
 
 def hour_bucket(when: dt.datetime) -> str:
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H")
+    """The UTC hour of ``when`` as ``2026-11-28T14``."""
+    return _hour_label(int(when.timestamp() // 3600))
+
+
+@lru_cache(maxsize=4096)
+def _hour_label(hour: int) -> str:
+    # One label per hour: a batch's posts share a few hours, and strftime is the slow part.
+    return dt.datetime.fromtimestamp(hour * 3600, dt.UTC).strftime("%Y-%m-%dT%H")
 
 
 @dataclass
@@ -126,6 +144,15 @@ class StoryIndex:
         self._exact.setdefault(sig.tobytes(), story_id)
         self._places[story_id] = places
 
+    def add_many(
+        self, story_ids: Sequence[int], sigs: np.ndarray, band_keys: np.ndarray, places: Sequence[frozenset[str]]
+    ) -> None:
+        """`add` for the stories a batch founded, in one pass."""
+        self.lsh.insert_many(story_ids, sigs, band_keys)
+        for story_id, sig, marks in zip(story_ids, sigs, places, strict=True):
+            self._exact.setdefault(sig.tobytes(), story_id)
+            self._places[story_id] = marks
+
     def find(
         self, sig: np.ndarray, band_keys: np.ndarray, places: frozenset[str] = frozenset()
     ) -> tuple[int, float] | None:
@@ -190,25 +217,47 @@ class StoryUpdate:
             self.debunk_id, self.debunk_similarity = member.debunk_id, member.debunk_similarity
 
 
+@dataclass
+class BatchPrep:
+    """What grouping computes from a batch's own keys and signatures, before any lookup in the
+    index: band keys, the earlier similar posts of the batch, the place names of each key.
+    Pure, so `yuqing analyze` has its worker processes do it (`prepare_batch`)."""
+
+    band_keys: np.ndarray
+    earlier: list[list[tuple[int, float]]]
+    places: list[frozenset[str]]
+
+
+def prepare_batch(lsh: BandedIndex, keys: Sequence[str], signatures: np.ndarray) -> BatchPrep:
+    """`BatchPrep` of a batch, with the banding of ``lsh`` (an empty twin will do)."""
+    if not len(keys):
+        return BatchPrep(np.zeros((0, lsh.bands), dtype=np.uint64), [], [])
+    band_keys = lsh.band_keys(signatures)
+    return BatchPrep(band_keys, lsh.batch_pairs(signatures, band_keys), [place_marks(k) for k in keys])
+
+
 def assign_stories(
     index: StoryIndex,
     members: Sequence[StoryMember],
     signatures: np.ndarray,
     *,
     min_chars: int = MIN_KEY_CHARS,
+    prep: BatchPrep | None = None,
 ) -> tuple[list[int | None], dict[int, StoryUpdate]]:
     """Story id per post (negative: new in this batch; None: too short to group) and per-story effects.
 
     Posts are taken in order, so a later post of the batch joins a story an earlier one founded.
     Stories known before the batch are looked up for the whole batch at once
     (:meth:`BandedIndex.query_many`); stories founded in the batch live in a small local index
-    until :func:`write_stories` gives them their ids.
+    until :func:`write_stories` gives them their ids. ``prep``: the batch's `prepare_batch`,
+    when a worker process computed it already.
     """
     n = len(members)
     lsh = index.lsh
-    band_keys = lsh.band_keys(signatures) if n else np.zeros((0, lsh.bands), dtype=np.uint64)
+    if prep is None:
+        prep = prepare_batch(lsh, [m.key for m in members], signatures)
+    band_keys, earlier = prep.band_keys, prep.earlier
     known = lsh.query_many(signatures, band_keys) if n else []
-    earlier = lsh.batch_pairs(signatures, band_keys) if n else []
     founder_story: dict[int, int] = {}  # batch position of a founder -> its temporary story id
     places_at: list[frozenset[str]] = []
     local_exact: dict[bytes, int] = {}
@@ -217,7 +266,7 @@ def assign_stories(
     next_temp = -1
     for i, member in enumerate(members):
         story_id: int | None = None
-        places = place_marks(member.key)
+        places = prep.places[i]
         places_at.append(places)
         if len(member.key) >= min_chars:
             sig = signatures[i]
@@ -283,17 +332,27 @@ def write_stories(
                     "signature": pack_signature(u.signature),
                 }
             )
-        # Constant columns as literal values: converted once per statement, not once per row.
+        # Constant columns converted once (nlp.bulk.constant), not once per row.
+        conn = session.connection()
+        table = Story.__table__
         stmt = (
-            insert(Story.__table__)
-            .values(created_at=now, updated_at=now)
+            insert(table)
+            .values(
+                created_at=constant(conn, table.c.created_at, now),
+                updated_at=constant(conn, table.c.updated_at, now),
+            )
             .returning(Story.__table__.c.id, sort_by_parameter_order=True)
         )
         ids = session.execute(stmt, rows).scalars().all()
+        founded = [index.pending.pop(u.story_id) for u in new]
+        index.add_many(
+            ids,
+            np.vstack([f[0] for f in founded]),
+            np.vstack([f[1] for f in founded]),
+            [f[2] for f in founded],
+        )
         for u, story_id, row in zip(new, ids, rows, strict=True):
             real[u.story_id] = story_id
-            sig, band_keys, places = index.pending.pop(u.story_id)
-            index.add(story_id, sig, band_keys, places)
             index.stats[story_id] = _Stats(
                 row["first_seen"],
                 row["last_seen"],
@@ -358,7 +417,10 @@ def write_stories(
             stmt = (
                 update(table)
                 .where(table.c.id == bindparam("_id"))
-                .values({k: bindparam(k) for k in params[0] if k != "_id"} | {"updated_at": now})
+                .values(
+                    {k: bindparam(k) for k in params[0] if k != "_id"}
+                    | {"updated_at": constant(session.connection(), table.c.updated_at, now)}
+                )
             )
             session.connection().execute(stmt, params)
     return [None if s is None else real.get(s, s) for s in assigned]

@@ -59,7 +59,7 @@ def test_analyze_scores_matches_groups_and_is_idempotent(db: Session, rumor_mode
     run = db.get(AnalysisRun, first.run_id)
     assert run.posts_processed == len(items) and len(run.score_histogram) == HIST_BINS
     assert sum(run.score_histogram) == len(items) and run.finished_at is not None
-    assert {"normalize", "classify", "stories", "write"} <= set(run.stats["timings"])
+    assert {"normalize", "classify_explain", "stories", "write"} <= set(run.stats["timings"])
 
     n_stories = db.scalar(select(func.count()).select_from(Story))
     again = analyze(db, model=rumor_model, workers=0)
@@ -135,6 +135,11 @@ def test_worker_processes_give_the_same_result(db: Session, rumor_model) -> None
     assert np.allclose([scores[i["text"]].rumor_probability for i in items], expected, atol=1e-6)
     story_ids = {db.scalar(select(Post.story_id).where(Post.raw_text == t)) for t in STORY_A}
     assert len(story_ids) == 1 and None not in story_ids
+    # the workers' sklearn-free model explains exactly like the model itself
+    texts = [i["text"] for i in items]
+    for text, terms in zip(texts, rumor_model.explain(texts, k=5), strict=True):
+        stored = [e for e in scores[text].explanation if not str(e[0]).startswith("辟谣库#")]
+        assert stored == [[term, weight] for term, weight in terms], text
 
 
 def test_default_model_is_registered_once(db: Session) -> None:

@@ -77,3 +77,20 @@ def test_index_finds_edited_copies_and_keeps_other_stories_apart() -> None:
     assert not places_conflict(place_marks(texts[0]), place_marks(texts[1]))
     index.remove(0)
     assert index.best(sigs[1]) is None and len(index) == 2
+
+
+def test_insert_many_builds_the_same_index_as_one_insert_at_a_time() -> None:
+    texts = [f"青禾镇{place}明天{event}，大家注意" for place in ("东湾村", "柳树村", "石桥村") for event in
+             ("停电三天", "停水两天", "封路一周", "举办集市")] * 2  # repeats: equal signatures share buckets
+    sigs = shingle_batch([match_key(normalize(t)) for t in texts]).signatures()
+    one, many = BandedIndex(0.5), BandedIndex(0.5)
+    one.insert(1000, sigs[0])
+    many.insert(1000, sigs[0])
+    keys = [1000, *range(1, len(texts))]  # 1000 is already there: skipped by both
+    for key, sig in zip(keys, sigs, strict=True):
+        one.insert(key, sig)
+    many.insert_many(keys, sigs, many.band_keys(sigs))
+    assert one._row == many._row and one._keys == many._keys
+    assert one._buckets == many._buckets
+    np.testing.assert_array_equal(one._matrix[: len(one._keys)], many._matrix[: len(many._keys)])
+    assert many.query_many(sigs) == one.query_many(sigs)

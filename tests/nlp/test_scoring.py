@@ -1,0 +1,196 @@
+"""Scoring without scikit-learn (nlp.scoring): the same scores and explanations as the trained
+RumorModel, a model file read without running anything in it, and explanations that mean what
+they say (the terms of the text that pushed its score up)."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nlp.classifier import RumorModel, default_model_path, train_rumor_model
+from nlp.normalize import normalize
+from nlp.scoring import ModelFileError, RumorScorer, _display, load_scorer
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Our own sentences (never taken from the research data).
+RUMORS = [
+    "紧急扩散！！内部消息：明天全镇封路，赶紧去超市抢购大米",
+    "听说水库的水被污染了，千万别喝自来水，转给家里人！！",
+    "不转不是中国人！这种蔬菜有毒，吃了会致癌！！http://t.cn/abc",
+    "@青禾小王 网传镇上要拆迁，每户赔五十万，消息可靠😀",
+    "震惊！！！有人开面包车在小学门口抢孩子，看到的都转",
+]
+OFFICIAL = [
+    "镇卫生院通报：今日全镇新增病例0例，请居民继续做好个人防护",
+    "镇政府公告：冬季取暖补贴将于下周一开始发放，详见公告",
+    "经核实，网传本镇封路消息不实，请以官方发布为准",
+    "镇气象站发布大风蓝色预警，请注意出行安全",
+    "镇派出所提醒：谨防冒充客服的电信诈骗，遇到可疑电话请报警",
+]
+TEXTS = RUMORS + OFFICIAL
+LABELS = [1] * len(RUMORS) + [0] * len(OFFICIAL)
+
+
+@pytest.fixture(scope="module")
+def small_model() -> RumorModel:
+    params = {"features__n_features": 2**12, "clf__calibration_cv": 2}
+    return train_rumor_model(TEXTS * 2, LABELS * 2, seed=3, params=params)
+
+
+@pytest.fixture(scope="module")
+def saved(small_model, tmp_path_factory) -> Path:
+    return small_model.save(tmp_path_factory.mktemp("model") / "m")
+
+
+@pytest.fixture(scope="module")
+def shipped() -> RumorModel:
+    try:
+        return RumorModel.load(default_model_path())
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+
+
+def _reference(model: RumorModel, text: str, k: int, *, with_ties: bool) -> dict[str, float]:
+    """The terms of ``text`` with their positive contribution to the margin, one text at a time:
+    feature value x coefficient of each of the row's ``4k + 8`` strongest columns (with or
+    without the columns tied with the last one), each column named by the longest of the
+    text's own n-grams hashed into it, equal strings added up."""
+    feats, coef = model.features, model.clf.coef_
+    norm = normalize(text)
+    x = feats.transform_normalized([norm])
+    names = feats.feature_names_for(norm)
+    contrib = x.data * coef[x.indices]
+    positive = np.sort(contrib[contrib > 0])[::-1]
+    top = 4 * k + 8
+    if len(positive) > top:
+        cut = positive[top - 1]
+        keep = (contrib >= cut) if with_ties else (contrib > cut)
+    else:
+        keep = contrib > 0
+    merged: dict[str, float] = {}
+    for j, v in zip(x.indices[keep].tolist(), contrib[keep].tolist(), strict=True):
+        term = names[j] if names[j].startswith("cue:") else _display(names[j].replace(" ", ""))
+        merged[term] = merged.get(term, 0.0) + v
+    return merged
+
+
+def _overlap(a: str, b: str) -> bool:
+    return not a.startswith("cue:") and not b.startswith("cue:") and (a in b or b in a)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_explanations_agree_with_a_per_text_reference(shipped, k):
+    proba, explained = shipped.predict_and_explain(TEXTS, k=k)
+    np.testing.assert_allclose(proba, shipped.predict_proba(TEXTS), rtol=1e-12)
+    assert explained == shipped.explain(TEXTS, k=k)
+    for text, terms in zip(TEXTS, explained, strict=True):
+        low, high = _reference(shipped, text, k, with_ties=False), _reference(shipped, text, k, with_ties=True)
+        assert 0 < len(terms) <= k
+        values = [v for _, v in terms]
+        assert values == sorted(values, reverse=True)
+        for n, (term, v) in enumerate(terms):
+            assert term in high and low.get(term, 0.0) - 1e-4 <= v <= high[term] + 1e-4, (text, term)
+            assert not any(_overlap(term, t) for t, _ in terms[:n]), (text, term)
+        # nothing stronger was left out, unless it overlaps a chosen term at least as strong
+        weakest = values[-1] if len(terms) == k else 0.0
+        chosen = {t for t, _ in terms}
+        for term, v in low.items():
+            if v > weakest + 1e-4 and term not in chosen:
+                assert any(_overlap(term, t) and w >= v - 1e-4 for t, w in terms), (text, term, v)
+
+
+def test_small_model_scores_and_explains_in_one_pass(small_model):
+    proba, explained = small_model.predict_and_explain(TEXTS, k=3)
+    np.testing.assert_allclose(proba, small_model.predict_proba(TEXTS), rtol=1e-12)
+    assert explained == small_model.explain(TEXTS, k=3)
+    for text, terms in zip(TEXTS, explained, strict=True):
+        norm = normalize(text).replace(" ", "").lower()
+        assert all(w >= 0 and (t.startswith("cue:") or t.lower() in norm) for t, w in terms), (text, terms)
+
+
+def test_the_pipeline_entry_skips_normalisation_only(small_model):
+    norms = [normalize(t) for t in TEXTS]
+    p1, e1 = small_model.predict_and_explain_normalized(norms, k=4)
+    p2, e2 = small_model.predict_and_explain(TEXTS, k=4)
+    np.testing.assert_array_equal(p1, p2)
+    assert e1 == e2
+    assert small_model.predict_and_explain_normalized([], k=4)[0].shape == (0,)
+
+
+def test_load_scorer_matches_the_trained_model(small_model, saved):
+    scorer = load_scorer(saved)
+    assert isinstance(scorer, RumorScorer) and scorer.version == small_model.version
+    np.testing.assert_allclose(scorer.predict_proba(TEXTS), small_model.predict_proba(TEXTS), rtol=1e-12)
+    assert scorer.explain(TEXTS, k=5) == small_model.explain(TEXTS, k=5)
+
+
+def test_portable_scorer_pickles_without_sklearn_types(small_model):
+    portable = small_model.portable()
+    blob = pickle.dumps(portable)
+    assert b"sklearn" not in blob
+    back = pickle.loads(blob)
+    np.testing.assert_array_equal(back.predict_proba(TEXTS), small_model.predict_proba(TEXTS))
+    assert back.explain(TEXTS) == small_model.explain(TEXTS)
+
+
+def test_foreign_type_in_model_file_is_refused(small_model, tmp_path):
+    import skops.io as sio
+    from sklearn.preprocessing import FunctionTransformer
+
+    bad = tmp_path / "model.skops"
+    pipe = small_model.pipeline
+    pipe_bad = type(pipe)([("features", pipe.named_steps["features"]), ("clf", FunctionTransformer())])
+    sio.dump(pipe_bad, bad)
+    with pytest.raises(ModelFileError, match="FunctionTransformer"):
+        load_scorer(bad)
+    with pytest.raises(FileNotFoundError):
+        load_scorer(tmp_path / "missing")
+
+
+def test_files_that_are_not_a_rumor_pipeline_are_refused(tmp_path):
+    import skops.io as sio
+
+    plain = tmp_path / "plain.skops"
+    sio.dump({"a": 1, "b": 2}, plain)  # readable, but not a model
+    with pytest.raises(ModelFileError, match="not a yuqing rumor pipeline"):
+        load_scorer(plain)
+    junk = tmp_path / "junk.skops"
+    junk.write_bytes(b"not a zip archive")
+    with pytest.raises(ModelFileError, match="not a skops archive"):
+        load_scorer(junk)
+
+
+def test_shipped_model_scores_in_a_fresh_interpreter_without_sklearn():
+    try:
+        default_model_path()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    code = (
+        "import sys\n"
+        "from nlp.scoring import load_scorer\n"
+        "s = load_scorer()\n"
+        "p = s.predict_proba(['紧急扩散！！内部消息：明天全县封城，赶紧去超市抢购，不转不是中国人',"
+        " '县卫生健康局通报：今日全县新增确诊病例0例，请市民继续做好个人防护'])\n"
+        "assert p[0] > 0.5 > p[1], p\n"
+        "heavy = sorted(m for m in ('sklearn', 'pandas', 'skops', 'sqlalchemy') if m in sys.modules)\n"
+        "print(','.join(heavy) or 'none')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+    assert out.stdout.strip() == "none"
+
+
+def test_empty_texts_anywhere_in_a_batch(small_model):
+    batch = ["", TEXTS[0], "", "   ", TEXTS[5], ""]
+    proba, explained = small_model.predict_and_explain(batch, k=3)
+    singles = [small_model.predict_and_explain([t], k=3) for t in batch]
+    np.testing.assert_allclose(proba, [p[0] for p, _ in singles], rtol=1e-6)
+    assert explained == [e[0] for _, e in singles]
