@@ -165,3 +165,28 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "README.md").exists():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+# --------------------------------------------------------------------------- a tiny shipped model
+
+
+@pytest.fixture(scope="session")
+def tiny_shipped_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder holding the tiny model as rumor/ACTIVE (built once per session)."""
+    base = tmp_path_factory.mktemp("shipped-models")
+    from nlp.classifier import train_rumor_model
+    from tests.fixtures.labelled_texts import labelled_texts
+
+    texts, labels = labelled_texts(60, seed=1)
+    model = train_rumor_model(texts, labels, seed=1, version="tiny-shipped")
+    model.save(base / "rumor" / "tiny-shipped")
+    (base / "rumor" / "ACTIVE").write_text("tiny-shipped\n", encoding="utf-8")
+    return base
+
+
+@pytest.fixture
+def shipped_model_dir(tiny_shipped_models: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The tiny model as the shipped one, for this test only (tests of the real shipped model that
+    run later in the session must not see it)."""
+    monkeypatch.setenv("YUQING_MODEL_DIR", str(tiny_shipped_models))
+    return tiny_shipped_models

@@ -20,7 +20,6 @@ from api.app import create_app
 from api.console.session import SESSION_COOKIE
 from core.db import make_engine, session_scope
 from tests.console.factories import PASSWORD, Scene, seed_scene
-from tests.retrain.conftest import shipped_model_dir  # noqa: F401  (the tiny model the registry ships)
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
@@ -176,7 +175,7 @@ def shot(page, name: str) -> Path:
 
 @pytest.fixture
 def trained_models(live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                   shipped_model_dir: Path) -> Iterator[dict[str, str]]:  # noqa: F811 (the fixture)
+                   shipped_model_dir: Path) -> Iterator[dict[str, str]]:
     """Real model versions for promote/rollback: the scene's active row gets the tiny shipped model's
     files, then nlp.retrain trains "good" (clean labels) and "bad" (half the labels flipped), both
     registered as candidates, with the registry's evaluation set in this test's data folder."""
