@@ -130,13 +130,10 @@ def shipped() -> RumorModel:
     return RumorModel.load(path)
 
 
-def test_shipped_model_cold_load_fast():
-    import time
-
+def test_shipped_model_loads_with_its_card():
+    # How fast it loads is measured in bench/ (cold start), not asserted here.
     path = default_model_path()
-    t0 = time.perf_counter()
     m = RumorModel.load(path)
-    assert time.perf_counter() - t0 < 1.0
     assert m.version == path.name and m.card
 
 
