@@ -288,7 +288,7 @@ def speed(data: Path, workdir: Path, n_posts: int = 100_000, seed: int = 0) -> d
         model, model_name = RumorModel.load(), "shipped rumor model"
     except Exception:  # the model is another stage's artifact; measure the rest without it
         model, model_name = _FlatRumorModel(), "constant stand-in (nlp.classifier not available)"
-    base_stages = [st for st in pipeline.STAGES if st.name != STAGE_NAME]
+    base_stages = pipeline.stages_without(STAGE_NAME)
     phases: dict[str, float] = {}
 
     def timed_stage(ctx, batch) -> None:  # the concern stage, keeping its per-phase timings

@@ -1,7 +1,7 @@
 """The concern stage as a step of `yuqing analyze` (nlp.pipeline), plus a refresh for quiet times.
 
-`install()` registers the stage before the pipeline's ``write`` step; it reads the batch's
-normalised texts and tokens and runs `update_concerns` with the run's ``now``. The analyzer
+nlp.pipeline lists the stage in its default ``STAGES``, before the ``write`` step; it reads the
+batch's normalised texts and tokens and runs `update_concerns` with the run's ``now``. The analyzer
 (taxonomy, gazetteer, thresholds) is loaded once per run and kept in ``ctx.state``.
 """
 
@@ -36,7 +36,7 @@ def concerns_stage(ctx: Any, batch: Any) -> None:
 
 
 def install() -> None:
-    """Add the concern stage to the default `yuqing analyze` pipeline (idempotent)."""
+    """Put the concern stage back into the default pipeline after someone replaced it (idempotent)."""
     from nlp.pipeline import Stage, register_stage
 
     register_stage(Stage(STAGE_NAME, concerns_stage), before="write")

@@ -12,13 +12,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from core.settings import get_settings
-from nlp.concerns.pipeline_stage import install as _install_stage
 
 err_console = Console(stderr=True)
-
-# `yuqing analyze` (and `yuqing run`'s analyze job) compute topics, bursts, categories, places and
-# mood as one more pipeline stage.
-_install_stage()
 
 
 def _parse_now(value: str) -> dt.datetime:
