@@ -129,8 +129,6 @@ def _event_run(data: Path, workdir: Path, n_events: int, seed: int, links: bool)
     from core.migrate import upgrade
     from core.tables import Post, TopicBurst
     from nlp.concerns import ConcernAnalyzer, PostView, update_concerns
-    from nlp.concerns import topics as tp
-    from nlp.concerns.stage import _with_places
     from nlp.normalize import normalize
     from nlp.segment import Segmenter
 
@@ -202,8 +200,7 @@ def _event_run(data: Path, workdir: Path, n_events: int, seed: int, links: bool)
     from sklearn.cluster import KMeans
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    kws = [_with_places(tp.keywords(t, analyzer.stopwords), analyzer.gazetteer.find(n), analyzer.gazetteer)
-           for t, n in zip(tokens, norm, strict=True)]
+    kws = [analyzer.with_places(analyzer.keywords(t), analyzer.gazetteer.find(n)) for t, n in zip(tokens, norm, strict=True)]
     t0 = time.perf_counter()
     X = TfidfVectorizer(analyzer=lambda x: x, sublinear_tf=True).fit_transform(kws)
     km = KMeans(n_clusters=len(first_post), n_init=3, random_state=seed).fit(X)

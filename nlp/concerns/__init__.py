@@ -7,6 +7,7 @@ clustering), `bursts` (rise over a topic's own baseline), `classifier` (category
 labels exist), `queries` (read side for the CLI, API and digest).
 """
 
-from nlp.concerns.stage import ConcernAnalyzer, ConcernStats, PostView, hot_keywords, update_concerns
+from nlp.concerns.keyword_rates import hot_keywords
+from nlp.concerns.stage import ConcernAnalyzer, ConcernStats, PostView, update_concerns
 
 __all__ = ["ConcernAnalyzer", "ConcernStats", "PostView", "hot_keywords", "update_concerns"]

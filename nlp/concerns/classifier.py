@@ -102,6 +102,13 @@ class CategoryClassifier(ClassifierMixin, BaseEstimator):
         return [str(self.classes_[b]) if lead[i] >= margin else None for i, b in enumerate(best)]
 
 
+def load_for_taxonomy(settings: Any, taxonomy: Any) -> CategoryClassifier | None:
+    """The office's trained model, if any (placeholder: the configured path)."""
+    if settings.concern_category_model is None:
+        return None
+    return load(settings.concern_category_model)
+
+
 def save(model: CategoryClassifier, path: str | Path) -> None:
     import skops.io as sio
 

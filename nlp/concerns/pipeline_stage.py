@@ -26,7 +26,8 @@ def concerns_stage(ctx: Any, batch: Any) -> None:
     views = [PostView(r.id, norm[i], tokens[i], r.when, r.group_id, r.source_id,
                       batch.story_ids[i] if batch.story_ids else r.story_id)
              for i, r in enumerate(batch.rows)]
-    stats = update_concerns(ctx.session, views, now=ctx.now, analyzer=analyzer)
+    # The per-post columns ride on the write stage's UPDATE of the batch (one statement, not two).
+    stats = update_concerns(ctx.session, views, now=ctx.now, analyzer=analyzer, post_columns=batch.post_columns)
     ctx.count("topics_new", stats.topics_new)
     ctx.count("topics_hot", len(stats.hot_topic_ids))
     ctx.count("local_posts", stats.local_posts)
