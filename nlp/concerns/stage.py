@@ -256,17 +256,22 @@ def _apply_rules(an: ConcernAnalyzer, posts: list[PostView], now: dt.datetime) -
 def _categories(an: ConcernAnalyzer, texts: list[str]) -> list[str]:
     """Each text's category: the office's trained model where it is confident, the keyword rules otherwise.
 
-    The model learned from the office's own labels, so where it is sure it knows the office's
-    meaning of a category better than a fixed word list (it sees context: "口罩" in a price
-    complaint is 物价); the rules still decide whatever the model is unsure about, including
-    categories with too few labels to learn.
+    The model learned from the office's own labels, so where it is sure it knows what the office
+    means by a category better than a fixed word list does (it weighs the whole text: "口罩涨到
+    五块一个" is 物价 to the office although "口罩" is a 物资供应 keyword). Where its lead over the
+    runner-up category is small (short or unusual texts, categories with few labels) the rules
+    decide; categories the taxonomy no longer has are never taken from it.
     """
+    from nlp.concerns.classifier import CONFIDENT_MARGIN
+
     cats = [an.taxonomy.classify(t).category for t in texts]
     if an.category_model is None:
         return cats
+    allowed = set(an.taxonomy.categories)
     todo = [i for i, t in enumerate(texts) if t]
-    for i, c in zip(todo, an.category_model.predict_confident([texts[i] for i in todo]), strict=True):
-        if c is not None:
+    guesses = an.category_model.predict_confident([texts[i] for i in todo], margin=CONFIDENT_MARGIN)
+    for i, c in zip(todo, guesses, strict=True):
+        if c is not None and c in allowed:
             cats[i] = c
     return cats
 
