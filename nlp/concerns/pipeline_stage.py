@@ -8,6 +8,7 @@ batch's normalised texts and tokens and runs `update_concerns` with the run's ``
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -22,7 +23,9 @@ def concerns_stage(ctx: Any, batch: Any) -> None:
     analyzer = ctx.state.get("concerns_analyzer")
     if analyzer is None:
         analyzer = ctx.state["concerns_analyzer"] = ConcernAnalyzer()
-    norm, tokens = batch.norm, batch.tokens
+    t, c = time.perf_counter(), time.process_time()
+    norm, tokens = batch.norm, batch.tokens  # tokens: segmented here, on first use
+    segment = {"segment": time.perf_counter() - t}, {"segment": time.process_time() - c}
     views = [PostView(r.id, norm[i], tokens[i], r.when, r.group_id, r.source_id,
                       batch.story_ids[i] if batch.story_ids else r.story_id)
              for i, r in enumerate(batch.rows)]
@@ -31,9 +34,11 @@ def concerns_stage(ctx: Any, batch: Any) -> None:
     ctx.count("topics_new", stats.topics_new)
     ctx.count("topics_hot", len(stats.hot_topic_ids))
     ctx.count("local_posts", stats.local_posts)
-    for name, seconds in stats.timings.items():
-        ctx.state.setdefault("concerns_timings", {})
-        ctx.state["concerns_timings"][name] = ctx.state["concerns_timings"].get(name, 0.0) + seconds
+    for key, timings in (("concerns_timings", segment[0] | stats.timings),
+                         ("concerns_cpu_timings", segment[1] | stats.cpu_timings)):
+        total = ctx.state.setdefault(key, {})
+        for name, seconds in timings.items():
+            total[name] = total.get(name, 0.0) + seconds
 
 
 def install() -> None:
