@@ -35,7 +35,8 @@ def hour_floor(t: dt.datetime) -> dt.datetime:
 
 def hour_key(t: dt.datetime) -> str:
     """The key of a UTC hour in ``hourly_counts`` (same format as stories): ``2026-11-28T14``."""
-    return hour_floor(t).strftime("%Y-%m-%dT%H")
+    # isoformat is several times faster than strftime, and this runs for every post.
+    return t.astimezone(dt.UTC).isoformat()[:13]
 
 
 @lru_cache(maxsize=65536)

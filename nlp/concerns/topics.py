@@ -101,9 +101,15 @@ class DocFreq:
         return cls(df, n_docs)
 
 
+def feature_indices(words: Iterable[str]) -> list[int]:
+    """`feature_index` of each word (the memo read inline: this runs for every token of a batch)."""
+    memo = _FEATURE_INDEX
+    return [memo[w] if w in memo else feature_index(w) for w in words]
+
+
 def vectorize(docs: Sequence[Sequence[str]], dfreq: DocFreq, top_terms: int = TOP_TERMS) -> sp.csr_matrix:
     """L2-normalised TF-IDF rows of keyword lists, each cut to its ``top_terms`` strongest terms."""
-    return vectorize_hashed([[feature_index(w) for w in words] for words in docs], dfreq, top_terms)
+    return vectorize_hashed([feature_indices(words) for words in docs], dfreq, top_terms)
 
 
 def vectorize_hashed(docs: Sequence[Sequence[int]], dfreq: DocFreq, top_terms: int = TOP_TERMS) -> sp.csr_matrix:
