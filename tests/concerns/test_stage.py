@@ -152,3 +152,44 @@ def test_short_replies_join_their_parents_topic(session: Session) -> None:
     run_stage(session, [{"source": "青禾镇论坛", "external_id": "r9", "text": "顶一下", "parent_external_id": "t2",
                          "published_at": start + dt.timedelta(hours=2)}], now=start + dt.timedelta(hours=3))
     assert session.scalar(select(Post.topic_id).where(Post.external_id == "r9")) == topic_of["t1"]
+
+
+def test_a_lone_post_waits_pending_until_a_second_post_joins(session: Session) -> None:
+    from nlp.concerns import pending
+
+    start = DAY + dt.timedelta(hours=9)
+
+    def post(ext: str, text: str, minutes: int) -> dict:
+        return {"source": "青禾镇论坛", "external_id": ext, "text": text,
+                "published_at": start + dt.timedelta(minutes=minutes)}
+
+    first = run_stage(session, [post("w1", "柳树村的路灯坏了好几天，晚上走路看不见", 0)], now=start + dt.timedelta(hours=1))
+    # One post is no topic yet: no row, no topic on the post, but it waits in the pending pool.
+    assert first.topics_new == 0 and first.pending == 1
+    assert session.scalar(select(func.count()).select_from(Topic)) == 0
+    assert session.scalar(select(Post.topic_id).where(Post.external_id == "w1")) is None
+    assert session.scalar(select(Post.category).where(Post.external_id == "w1")) is not None
+    pool = pending.load(session, 1 << 20)
+    assert len(pool) == 1 and pool.post(0).keywords
+
+    second = run_stage(session, [post("w2", "柳树村路灯坏了，晚上看不见路，谁来修一下", 90)],
+                       now=start + dt.timedelta(hours=2))
+    assert second.topics_new == 1 and second.pending == 0
+    (topic,) = session.scalars(select(Topic)).all()
+    topic_of = dict(session.execute(select(Post.external_id, Post.topic_id)).all())
+    assert topic_of == {"w1": topic.id, "w2": topic.id}  # the first post joined its topic too
+    assert topic.post_count == 2 == sum(topic.hourly_counts.values()) and len(topic.hourly_counts) == 2
+    assert topic.first_seen == start and "柳树村" in topic.places and "路灯" in topic.label
+
+    # Re-analysing both posts counts nothing twice.
+    update_concerns(session, views(session), now=start + dt.timedelta(hours=2))
+    session.expire_all()
+    (again,) = session.scalars(select(Topic)).all()
+    assert again.post_count == 2 and len(pending.load(session, 1 << 20)) == 0
+
+    # A lone post older than a day is no longer offered: it expires from the pool.
+    run_stage(session, [post("w3", "南坪村的垃圾桶满了没人清理", 180)], now=start + dt.timedelta(hours=4))
+    assert len(pending.load(session, 1 << 20)) == 1
+    late = run_stage(session, [post("w4", "南坪村垃圾桶满了好几天没人清理", 60 * 30)], now=start + dt.timedelta(hours=31))
+    assert late.topics_new == 0 and late.pending == 1
+    assert session.scalar(select(Post.topic_id).where(Post.external_id == "w4")) is None
