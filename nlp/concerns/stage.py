@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import heapq
 import itertools
 import logging
 import math
@@ -239,6 +240,7 @@ class _Rules:
     """Per-post results of the rules (category, mood, places) and keywords, in batch order."""
 
     times: list[dt.datetime]
+    hours: list[str]  # hour_key of each time
     moods: list[Mood]
     cats: list[str]
     places: list[list[str]]
@@ -264,7 +266,7 @@ def _apply_rules(an: ConcernAnalyzer, posts: list[PostView], now: dt.datetime) -
     local = [an.gazetteer.is_local(pl) for pl in places]
     # Place names join the keywords whole, however the segmenter cut them ("石桥" "村").
     kws = [an.with_places(k, pl) for k, pl in zip(an.keywords_many([p.tokens for p in posts]), places, strict=True)]
-    return _Rules(times, moods, cats, places, local, kws)
+    return _Rules(times, [hour_key(t) for t in times], moods, cats, places, local, kws)
 
 
 def _categories(an: ConcernAnalyzer, texts: list[str]) -> list[str]:
@@ -340,7 +342,7 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
             if first:
                 promoted.append((first[0], topic))
                 sim = _cosine_with_row(pool.vectors, ci - n_topics, clusters.means, ci)
-                head = [_Member(first[0].id, first[0].time, first[0].negativity, first[0].category, first[0].places,
+                head = [_Member(first[0].id, first[0].time, hour_key(first[0].time), first[0].negativity, first[0].category, first[0].places,
                                 first[0].local, first[0].keywords, sim, first[0].group_id, first[0].source_id)]
             else:
                 head = []
@@ -397,6 +399,7 @@ class _Member:
 
     id: int
     time: dt.datetime
+    hour: str  # hour_key(time)
     negativity: float
     category: str
     places: list[str]
@@ -410,7 +413,7 @@ class _Member:
 
 def _member(posts: list[PostView], r: _Rules, i: int, sims: np.ndarray) -> _Member:
     p = posts[i]
-    return _Member(p.id, r.times[i], r.moods[i].negativity, r.cats[i], r.places[i], r.local[i], r.strongest[i],
+    return _Member(p.id, r.times[i], r.hours[i], r.moods[i].negativity, r.cats[i], r.places[i], r.local[i], r.strongest[i],
                    float(sims[i]), p.group_id, p.source_id, (p.norm_text or "")[:40])
 
 
@@ -668,35 +671,46 @@ def _member_facets(session: Session, topics: list[_TopicRow]) -> None:
 
 def _fold(topic: _TopicRow, centroid: bytes, members: list[_Member], dfreq: tp.DocFreq,
           an: ConcernAnalyzer) -> None:
-    """Fold a batch's member posts into a topic's counts, label and facets."""
+    """Fold a batch's member posts into a topic's counts, label and facets (plain dict work:
+    this runs for every touched topic of every batch)."""
     n_old = topic.post_count or 0
-    times = [m.time for m in members]
-    negs = [m.negativity for m in members]
     hourly = dict(topic.hourly_counts or {})
     neg_hourly = dict(topic.hourly_negativity or {})
-    for t, neg in zip(times, negs, strict=True):
-        key = hour_key(t)
+    last_key = next(reversed(hourly), "") if hourly else ""
+    in_order = True
+    neg_sum = 0.0
+    for m in members:
+        key = m.hour
+        if key not in hourly:
+            in_order = in_order and key > last_key
+            last_key = max(last_key, key)
         hourly[key] = hourly.get(key, 0) + 1
-        neg_hourly[key] = round(neg_hourly.get(key, 0.0) + neg, 4)
-    cutoff = hour_key(max(times) - KEEP_HOURLY)
-    topic.hourly_counts = {k: v for k, v in sorted(hourly.items()) if k >= cutoff and v > 0}
-    topic.hourly_negativity = {k: v for k, v in sorted(neg_hourly.items()) if k in topic.hourly_counts}
-    topic.negativity = round(((topic.negativity or 0.0) * n_old + sum(negs)) / (n_old + len(negs)), 4)
+        neg_hourly[key] = round(neg_hourly.get(key, 0.0) + m.negativity, 4)
+        neg_sum += m.negativity
+    first, last = min(m.time for m in members), max(m.time for m in members)
+    cutoff = hour_key(last - KEEP_HOURLY)
+    # Keys stay in time order; old hours and hours emptied by re-analysis go.
+    if not in_order or next(iter(hourly)) < cutoff or 0 in hourly.values():
+        hourly = {k: v for k, v in sorted(hourly.items()) if k >= cutoff and v > 0}
+    topic.hourly_counts = hourly
+    topic.hourly_negativity = {k: neg_hourly[k] for k in hourly}
+    topic.negativity = round(((topic.negativity or 0.0) * n_old + neg_sum) / (n_old + len(members)), 4)
     topic.post_count = n_old + len(members)
     topic.local_count = (topic.local_count or 0) + sum(m.local for m in members)
-    topic.first_seen = min(topic.first_seen, min(times)) if topic.first_seen else min(times)
-    topic.last_seen = max(topic.last_seen, max(times)) if topic.last_seen else max(times)
+    topic.first_seen = min(topic.first_seen, first) if topic.first_seen else first
+    topic.last_seen = max(topic.last_seen, last) if topic.last_seen else last
     if topic.status != "active":
         topic.status = "active"
 
     facets = dict(topic.facets or {})
-    cat_counts: Counter[str] = Counter(facets.get("categories", {}))
-    cat_counts.update(m.category for m in members)
-    place_counts: Counter[str] = Counter(facets.get("places", {}))
+    cat_counts: dict[str, int] = dict(facets.get("categories") or {})
+    place_counts: dict[str, int] = dict(facets.get("places") or {})
     for m in members:
-        place_counts.update(m.places)
-    facets["categories"] = dict(cat_counts)
-    facets["places"] = dict(place_counts)
+        cat_counts[m.category] = cat_counts.get(m.category, 0) + 1
+        for p in m.places:
+            place_counts[p] = place_counts.get(p, 0) + 1
+    facets["categories"] = cat_counts
+    facets["places"] = place_counts
     topic.facets = facets
     _count_members(topic, [(m.group_id, m.source_id) for m in members], +1)
     default = an.taxonomy.default
@@ -706,27 +720,28 @@ def _fold(topic: _TopicRow, centroid: bytes, members: list[_Member], dfreq: tp.D
         topic.category = max(specific)[1]
     else:
         topic.category = default
-    topic.places = [p for p, _ in place_counts.most_common(8)]
+    topic.places = heapq.nlargest(8, place_counts, key=place_counts.__getitem__)
 
-    words = Counter({w: c for w, c in (topic.keywords or [])})
+    words: dict[str, int] = {w: c for w, c in (topic.keywords or [])}
     for m in members:
-        words.update(m.keywords)
-    top = words.most_common(TOPIC_KEYWORDS)
+        for w in m.keywords:
+            words[w] = words.get(w, 0) + 1
+    top = heapq.nlargest(TOPIC_KEYWORDS, words.items(), key=lambda wc: wc[1])
     topic.keywords = [[w, c] for w, c in top]
     if top:
-        idf = dfreq.idf(np.array(tp.feature_indices([w for w, _ in top])))
-        scored = sorted(zip(top, idf.tolist(), strict=True), key=lambda x: -math.log1p(x[0][1]) * x[1])
-        label_words = [w for (w, _), _ in scored[:LABEL_WORDS]]
+        idf = dfreq.idf(np.array(tp.feature_indices([w for w, _ in top]))).tolist()
+        scored = sorted(range(len(top)), key=lambda i: -math.log1p(top[i][1]) * idf[i])
+        label_words = [top[i][0] for i in scored[:LABEL_WORDS]]
     else:
         label_words = []
 
     topic.centroid = centroid
-    best = max(range(len(members)), key=lambda i: members[i].similarity)
-    if topic.representative_score is None or members[best].similarity >= topic.representative_score \
+    best = max(members, key=lambda m: m.similarity)
+    if topic.representative_score is None or best.similarity >= topic.representative_score \
             or topic.representative_post_id is None:
-        topic.representative_post_id = members[best].id
-        topic.representative_score = round(members[best].similarity, 4)
-    topic.label = "、".join(label_words)[:500] or members[best].text or topic.label
+        topic.representative_post_id = best.id
+        topic.representative_score = round(best.similarity, 4)
+    topic.label = "、".join(label_words)[:500] or best.text or topic.label
 
 
 def _score(topic: _TopicRow, an: ConcernAnalyzer, now: dt.datetime) -> tuple[Any, bool]:
