@@ -393,7 +393,7 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
             "is_local": r.local, "places": r.places}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Member:
     """One post joining a topic, as the fold needs it."""
 

@@ -101,10 +101,12 @@ class DocFreq:
         return cls(df, n_docs)
 
 
-def feature_indices(words: Iterable[str]) -> list[int]:
+def feature_indices(words: Sequence[str]) -> list[int]:
     """`feature_index` of each word (the memo read inline: this runs for every token of a batch)."""
-    memo = _FEATURE_INDEX
-    return [memo[w] if w in memo else feature_index(w) for w in words]
+    out = list(map(_FEATURE_INDEX.get, words))
+    if None in out:
+        out = [feature_index(w) if i is None else i for w, i in zip(words, out, strict=True)]
+    return out
 
 
 def vectorize(docs: Sequence[Sequence[str]], dfreq: DocFreq, top_terms: int = TOP_TERMS) -> sp.csr_matrix:
