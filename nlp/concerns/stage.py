@@ -512,12 +512,15 @@ class _TopicRow:
         return {c: getattr(self, c) for c in self.COLUMNS}
 
 
-def _load_topics(session: Session, ids: Sequence[int], into: dict[int, _TopicRow]) -> None:
-    cols = [_TOPICS.c.id, *(_TOPICS.c[c] for c in _TopicRow.COLUMNS)]
+def _load_topics(session: Session, ids: Sequence[int], into: dict[int, _TopicRow],
+                 columns: Sequence[str] = _TopicRow.COLUMNS) -> None:
+    """Topics by id as plain rows; with ``columns`` only those (rows only re-scored for bursts)."""
+    cols = [_TOPICS.c.id, *(_TOPICS.c[c] for c in columns)]
     found = []
     for chunk in _chunks(list(ids)):
         found.extend(_TopicRow.from_row(row) for row in session.execute(select(*cols).where(_TOPICS.c.id.in_(chunk))))
-    _member_facets(session, [t for t in found if "groups" not in (t.facets or {})])
+    if "facets" in columns:
+        _member_facets(session, [t for t in found if "groups" not in (t.facets or {})])
     into.update((t.id, t) for t in found)
 
 
@@ -530,15 +533,29 @@ def _insert_topics(session: Session, rows: list[_TopicRow]) -> None:
         topic.id = tid
 
 
-_UPDATE_TOPIC = (update(_TOPICS).where(_TOPICS.c.id == bindparam("b_id"))
-                 .values({c: bindparam(f"b_{c}") for c in _TopicRow.COLUMNS}))
+def _update_statement(columns: Sequence[str]) -> Any:
+    return update(_TOPICS).where(_TOPICS.c.id == bindparam("b_id")).values({c: bindparam(f"b_{c}") for c in columns})
+
+
+# What burst scoring reads and writes: hot topics that got no post in this batch are loaded and
+# written back with these columns only (no JSON but the hourly counts).
+_SCORE_READ = ("hourly_counts", "first_seen", "is_hot", "hot_since", "local_count", "post_count", "negativity")
+_SCORE_WRITE = ("is_hot", "burst_score", "hot_since", "priority")
+_UPDATE_TOPIC = _update_statement(_TopicRow.COLUMNS)
+_UPDATE_SCORE = _update_statement(_SCORE_WRITE)
 
 
 def _update_topics(session: Session, rows: Iterable[_TopicRow]) -> None:
-    """Every loaded (folded or re-scored) topic back in one executemany UPDATE."""
-    params = [{"b_id": t.id, **{f"b_{c}": v for c, v in t.values().items()}} for t in rows]
-    if params:
-        session.connection().execute(_UPDATE_TOPIC, params)
+    """Loaded topics back in executemany UPDATEs: whole rows if folded or taken from, else the scores."""
+    full, scored = [], []
+    for t in rows:
+        if "label" in t.__dict__:
+            full.append({"b_id": t.id, **{f"b_{c}": getattr(t, c) for c in _TopicRow.COLUMNS}})
+        else:
+            scored.append({"b_id": t.id, **{f"b_{c}": getattr(t, c) for c in _SCORE_WRITE}})
+    for stmt, params in ((_UPDATE_TOPIC, full), (_UPDATE_SCORE, scored)):
+        if params:
+            session.connection().execute(stmt, params)
 
 
 def _write_posts(session: Session, ids: list[int], columns: dict[str, list[Any]]) -> None:
@@ -765,7 +782,7 @@ def _evaluate_bursts(session: Session, an: ConcernAnalyzer, now: dt.datetime, lo
                      stats: ConcernStats, new_rows: list[_TopicRow]) -> None:
     """Score loaded and currently hot topics at ``now``; keep is_hot, hot_since, priority, history."""
     hot_ids = session.execute(select(_TOPICS.c.id).where(_TOPICS.c.is_hot.is_(True))).scalars().all()
-    _load_topics(session, [i for i in hot_ids if i not in loaded], loaded)
+    _load_topics(session, [i for i in hot_ids if i not in loaded], loaded, _SCORE_READ)
     hour = hour_floor(now)
     burst_rows = []
     scored = [(t, *_score(t, an, now)) for t in loaded.values()] + [(t, *t.burst) for t in new_rows]
