@@ -39,7 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from core.settings import Settings, get_settings
-from core.tables import ConcernState, Post, Story, Topic, TopicBurst
+from core.tables import ConcernState, Post, Story, Topic, TopicBurst, utcnow
 from nlp.concerns import keyword_rates
 from nlp.concerns import pending as pend
 from nlp.concerns import topics as tp
@@ -127,6 +127,9 @@ class ConcernAnalyzer:
         from nlp.concerns.classifier import load_for_taxonomy
 
         self.category_model = load_for_taxonomy(self.settings, self.taxonomy)
+        # Topic rows as this analyzer last wrote them (valid while the row's updated_at is unchanged):
+        # a topic touched in batch after batch is not read and JSON-decoded again each time.
+        self.topic_cache: dict[int, _TopicRow] = {}
         # Memo of "is this token a keyword" (tokens repeat endlessly; the test is a regex).
         self._seen: set[str] = set()
         self._ok: set[str] = set()
@@ -225,7 +228,8 @@ def _update_concerns(session: Session, posts: Sequence[PostView], *, now: dt.dat
             _write_posts(session, [posts[i].id for i in order], columns)
         stats.lap("write_posts_topics")
     _evaluate_bursts(session, an, now, loaded, stats, new_rows)
-    _update_topics(session, loaded.values())
+    stamp = utcnow()
+    _update_topics(session, loaded.values(), stamp, an.topic_cache)
     stats.lap("bursts")
     _retire(session, an, now)
     stats.lap("retire")
@@ -302,7 +306,7 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     stats.lap("rules")
 
     ids = [p.id for p in posts]
-    previous = _take_out_previous(session, ids, loaded)
+    previous = _take_out_previous(session, ids, loaded, an.topic_cache)
     pool = pend.load(session, tp.N_FEATURES).without(ids).since(now - dt.timedelta(hours=SINGLETON_MATCH_HOURS))
     stats.lap("pending")
 
@@ -328,7 +332,8 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     for pos in np.flatnonzero(labels >= 0):
         members.setdefault(int(labels[pos]), []).append(int(pos))
     first_new = n_topics + len(pool)
-    _load_topics(session, [k for ci in members if ci < n_topics and (k := clusters.keys[ci]) not in loaded], loaded)
+    _load_topics(session, [k for ci in members if ci < n_topics and (k := clusters.keys[ci]) not in loaded], loaded,
+                 cache=an.topic_cache)
     topic_of: dict[int, _TopicRow] = {}  # cluster position -> its topic (None: still one post, pending)
     promoted: list[tuple[pend.PendingPost, _TopicRow]] = []
     singles: list[int] = []
@@ -358,7 +363,7 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
 
     for topic in new_rows:
         topic.burst = _score(topic, an, now)
-    _insert_topics(session, new_rows)
+    _insert_topics(session, new_rows, utcnow(), an.topic_cache)
     stats.lap("insert_topics")
 
     pool = pool.keep(~np.isin(np.arange(len(pool)), [ci - n_topics for ci in members if n_topics <= ci < first_new]))
@@ -383,6 +388,7 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
         session.connection().execute(delete(_TOPICS).where(_TOPICS.c.id.in_(chunk)))
     for tid in gone:
         del loaded[tid]
+        an.topic_cache.pop(tid, None)
     stats.lap("write_posts_topics")
 
     keyword_rates.add(session, [r.strongest[i] for i in fresh], [r.times[i] for i in fresh])
@@ -489,6 +495,7 @@ class _TopicRow:
     priority: float | None
     centroid: bytes | None
     status: str
+    updated_at: dt.datetime | None
     burst: Any
 
     @classmethod
@@ -498,7 +505,7 @@ class _TopicRow:
                           category=None, places=[], negativity=None, first_seen=None, last_seen=None, post_count=0,
                           group_count=0, source_count=0, local_count=0, hourly_counts={}, hourly_negativity={},
                           facets={}, is_hot=False, burst_score=None, hot_since=None, priority=None, centroid=None,
-                          status="active", burst=None)
+                          status="active", updated_at=None, burst=None)
         return t
 
     @classmethod
@@ -511,10 +518,29 @@ class _TopicRow:
     def values(self) -> dict[str, Any]:
         return {c: getattr(self, c) for c in self.COLUMNS}
 
+    def copy(self) -> _TopicRow:
+        """A shallow copy (folding replaces the nested dicts and lists, it never edits them)."""
+        t = _TopicRow()
+        t.__dict__.update(self.__dict__)
+        return t
+
 
 def _load_topics(session: Session, ids: Sequence[int], into: dict[int, _TopicRow],
-                 columns: Sequence[str] = _TopicRow.COLUMNS) -> None:
-    """Topics by id as plain rows; with ``columns`` only those (rows only re-scored for bursts)."""
+                 columns: Sequence[str] | None = None, cache: dict[int, _TopicRow] | None = None) -> None:
+    """Topics by id as plain rows; with ``columns`` only those (rows only re-scored for bursts).
+
+    Whole rows come from ``cache`` when the database still holds what was cached (same
+    ``updated_at``: nothing else wrote them since, and the write was committed).
+    """
+    ids = list(ids)
+    if columns is None and cache:
+        known = [i for i in ids if i in cache]
+        for chunk in _chunks(known):
+            for tid, stamp in session.execute(select(_TOPICS.c.id, _TOPICS.c.updated_at).where(_TOPICS.c.id.in_(chunk))):
+                if cache[tid].updated_at == stamp:
+                    into[tid] = cache[tid].copy()
+        ids = [i for i in ids if i not in into]
+    columns = columns or (*_TopicRow.COLUMNS, "updated_at")
     cols = [_TOPICS.c.id, *(_TOPICS.c[c] for c in columns)]
     found = []
     for chunk in _chunks(list(ids)):
@@ -524,13 +550,15 @@ def _load_topics(session: Session, ids: Sequence[int], into: dict[int, _TopicRow
     into.update((t.id, t) for t in found)
 
 
-def _insert_topics(session: Session, rows: list[_TopicRow]) -> None:
+def _insert_topics(session: Session, rows: list[_TopicRow], stamp: dt.datetime,
+                   cache: dict[int, _TopicRow]) -> None:
     if not rows:
         return
     stmt = insert(_TOPICS).returning(_TOPICS.c.id, sort_by_parameter_order=True)
-    ids = session.connection().execute(stmt, [t.values() for t in rows]).scalars().all()
+    ids = session.connection().execute(stmt, [{**t.values(), "updated_at": stamp} for t in rows]).scalars().all()
     for topic, tid in zip(rows, ids, strict=True):
-        topic.id = tid
+        topic.id, topic.updated_at = tid, stamp
+        cache[tid] = topic.copy()
 
 
 def _update_statement(columns: Sequence[str]) -> Any:
@@ -541,16 +569,19 @@ def _update_statement(columns: Sequence[str]) -> Any:
 # written back with these columns only (no JSON but the hourly counts).
 _SCORE_READ = ("hourly_counts", "first_seen", "is_hot", "hot_since", "local_count", "post_count", "negativity")
 _SCORE_WRITE = ("is_hot", "burst_score", "hot_since", "priority")
-_UPDATE_TOPIC = _update_statement(_TopicRow.COLUMNS)
+_UPDATE_TOPIC = _update_statement((*_TopicRow.COLUMNS, "updated_at"))
 _UPDATE_SCORE = _update_statement(_SCORE_WRITE)
 
 
-def _update_topics(session: Session, rows: Iterable[_TopicRow]) -> None:
+def _update_topics(session: Session, rows: Iterable[_TopicRow], stamp: dt.datetime,
+                   cache: dict[int, _TopicRow]) -> None:
     """Loaded topics back in executemany UPDATEs: whole rows if folded or taken from, else the scores."""
     full, scored = [], []
     for t in rows:
         if "label" in t.__dict__:
-            full.append({"b_id": t.id, **{f"b_{c}": getattr(t, c) for c in _TopicRow.COLUMNS}})
+            t.updated_at = stamp
+            cache[t.id] = t.copy()
+            full.append({"b_id": t.id, "b_updated_at": stamp, **{f"b_{c}": getattr(t, c) for c in _TopicRow.COLUMNS}})
         else:
             scored.append({"b_id": t.id, **{f"b_{c}": getattr(t, c) for c in _SCORE_WRITE}})
     for stmt, params in ((_UPDATE_TOPIC, full), (_UPDATE_SCORE, scored)):
@@ -614,7 +645,8 @@ def _parent_links(session: Session, posts: list[PostView], clusters: tp.ClusterS
     return out
 
 
-def _take_out_previous(session: Session, ids: list[int], loaded: dict[int, _TopicRow]) -> set[int]:
+def _take_out_previous(session: Session, ids: list[int], loaded: dict[int, _TopicRow],
+                       cache: dict[int, _TopicRow]) -> set[int]:
     """Posts of this batch that were analysed before (re-analysis): take them out of their topics.
 
     The stage sets every post's category, so a category marks a post it has seen (in a topic,
@@ -628,7 +660,8 @@ def _take_out_previous(session: Session, ids: list[int], loaded: dict[int, _Topi
             .where(p.id.in_(chunk), p.category.is_not(None))).all())
     if not found:
         return set()
-    _load_topics(session, sorted({r.topic_id for r in found if r.topic_id is not None} - set(loaded)), loaded)
+    _load_topics(session, sorted({r.topic_id for r in found if r.topic_id is not None} - set(loaded)), loaded,
+                 cache=cache)
     for r in found:
         t = loaded.get(r.topic_id) if r.topic_id is not None else None
         if t is None:

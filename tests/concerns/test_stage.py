@@ -193,3 +193,33 @@ def test_a_lone_post_waits_pending_until_a_second_post_joins(session: Session) -
     late = run_stage(session, [post("w4", "南坪村垃圾桶满了好几天没人清理", 60 * 30)], now=start + dt.timedelta(hours=31))
     assert late.topics_new == 0 and late.pending == 1
     assert session.scalar(select(Post.topic_id).where(Post.external_id == "w4")) is None
+
+
+def test_an_analyzer_reused_across_runs_sees_what_others_wrote(session: Session) -> None:
+    """Topic rows cached between batches are used only while nobody else has written them."""
+    from sqlalchemy import update
+
+    from core.tables import utcnow
+    from nlp.concerns import ConcernAnalyzer
+
+    analyzer = ConcernAnalyzer()
+    start = DAY + dt.timedelta(hours=9)
+    texts = ["石桥村停水了，自来水什么时候恢复", "石桥村自来水停水一天了，什么时候恢复", "石桥村还在停水，自来水到底什么时候恢复"]
+
+    def batch(i: int) -> list:
+        before = set(session.scalars(select(Post.id)))
+        from core.ingest import ingest_posts
+
+        ingest_posts(session, [{"source": "青禾镇论坛", "external_id": f"s{i}", "text": texts[i],
+                                "published_at": start + dt.timedelta(minutes=10 * i)}])
+        return [v for v in views(session) if v.id not in before]
+
+    update_concerns(session, batch(0) + batch(1), now=start + dt.timedelta(hours=1), analyzer=analyzer)
+    (topic,) = session.scalars(select(Topic)).all()
+    assert topic.post_count == 2 and topic.id in analyzer.topic_cache
+    # Someone else writes the row (here by hand; in production the burst refresh or retirement).
+    session.execute(update(Topic).where(Topic.id == topic.id).values(post_count=Topic.post_count + 100,
+                                                                      updated_at=utcnow()))
+    update_concerns(session, batch(2), now=start + dt.timedelta(hours=1), analyzer=analyzer)
+    session.expire_all()
+    assert session.get(Topic, topic.id).post_count == 103
