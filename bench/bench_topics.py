@@ -392,6 +392,13 @@ def _markdown(res: dict) -> str:
                   f"{sp.get('concerns_stage_cpu_seconds', '-')} CPU s (main process).", "",
                   f"Concern stage phases, CPU s: {sp.get('concerns_cpu_phases')}", "",
                   f"Concern stage phases, wall s: {sp.get('concerns_phases')}", ""]
+    prev = res.get("speed_previous")
+    if sp and prev:  # an earlier version of the stage, measured with this harness (kept for comparison)
+        lines += [f"Earlier code ({prev['code']}): concern stage {prev['concerns_stage_cpu_seconds']} CPU s, "
+                  f"{prev['concerns_stage_seconds']} s wall; analyze with concerns bound "
+                  f"{prev['with_concerns']['bound_seconds']} s vs {prev['without_concerns']['bound_seconds']} s "
+                  f"without (added {prev['concerns_added_share_bound']:.1%} bound, {prev['concerns_added_share']:.1%} "
+                  f"measured); phases, wall s: {prev['concerns_phases']}", ""]
     return "\n".join(lines)
 
 
