@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session
 
 from alerts.rules import SEVERITIES, SEVERITY_ZH, AlertsConfigError, _format_errors
 from core.db import session_scope
+from core.mail import smtp_login
 from core.settings import Settings, get_settings
 from core.tables import Alert, Notification, NotificationAttempt, User, utcnow
 
@@ -375,7 +376,7 @@ def send_email(n: Notification, settings: Settings) -> int | None:
                 smtp.starttls(context=context)
             if settings.smtp_user:
                 password = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
-                _smtp_login(smtp, settings.smtp_user, password)
+                smtp_login(smtp, settings.smtp_user, password)
             refused = smtp.send_message(msg, to_addrs=[a for a in n.target.split(",") if a])
     except smtplib.SMTPAuthenticationError as err:
         raise DeliveryError(
@@ -387,21 +388,6 @@ def send_email(n: Notification, settings: Settings) -> int | None:
     if refused:
         raise DeliveryError(f"邮件服务器拒收：{', '.join(refused)}")
     return 250
-
-
-def _smtp_login(smtp: smtplib.SMTP, user: str, password: str) -> None:
-    """Log in; smtplib sends only ASCII credentials, so others go as UTF-8 AUTH PLAIN (RFC 4616).
-    (The digest has the same helper; both could move to core.)"""
-    if user.isascii() and password.isascii():
-        smtp.login(user, password)
-        return
-    smtp.ehlo_or_helo_if_needed()
-    if "PLAIN" not in smtp.esmtp_features.get("auth", "").upper().split():
-        raise smtplib.SMTPNotSupportedError("AUTH PLAIN (needed for a non-ASCII user name or password)")
-    token = base64.b64encode(b"\0" + user.encode("utf-8") + b"\0" + password.encode("utf-8")).decode("ascii")
-    code, reply = smtp.docmd("AUTH", "PLAIN " + token)
-    if code not in (235, 503):
-        raise smtplib.SMTPAuthenticationError(code, reply)
 
 
 def _dingtalk_url(url: str, secret: str | None) -> str:

@@ -57,6 +57,7 @@ from core.tables import (
     User,
     utcnow,
 )
+from nlp.cues import refutation_cues
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,16 @@ class Subject:
     known_evidence: set[int] | None = None  # new_post_ids already in the open alert's evidence
 
 
+#: How a post that refutes the claim it quotes is marked in an alert's evidence.
+REFUTES_ZH = "辟谣/澄清"
+
+
+def refutation_of(norm_text: str | None) -> tuple[str, ...]:
+    """The refutation cues of an analysed post (its text as nlp normalised it), or () when it does
+    not refute. A post without normalised text has not been analysed: it counts as spreading."""
+    return refutation_cues(norm_text, normalized=True) if norm_text else ()
+
+
 def _title(text: str | None, limit: int = 60) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -167,9 +178,16 @@ def _velocity(hourly: dict[str, Any], last_seen: dt.datetime | None, window: int
 def _story_features(
     session: Session, stories: list[Story], cfg: RulesConfig, keyword_hits: dict[int, dict[str, list[str]]]
 ) -> dict[int, Subject]:
-    """Features of many stories in a few set-based queries."""
+    """Features of many stories in a few set-based queries.
+
+    Posts that refute the story's claim stay in its evidence but are left out of every feature:
+    they neither open an alert nor raise its severity. The story's own aggregates (counts, hourly
+    counts, best score and debunk match) include them, so a story holding refutations is measured
+    from its spreading posts instead.
+    """
     ids = [s.id for s in stories]
     rows_by_story: dict[int, list[Any]] = defaultdict(list)
+    refuting: set[int] = set()
     for chunk in _chunks(ids):
         for row in session.execute(
             select(
@@ -183,29 +201,21 @@ def _story_features(
                 Post.negativity,
                 Post.category,
                 Post.places,
+                Post.norm_text,
             ).where(Post.story_id.in_(chunk))
         ):
             rows_by_story[row.story_id].append(row)
-    prob: dict[int | None, float] = {}
-    debunk: dict[int | None, tuple[int, float]] = {}
-    need_prob = [s.id for s in stories if s.max_rumor_probability is None]
-    for chunk in _chunks(need_prob):
-        for sid, p in session.execute(
-            select(Post.story_id, func.max(PostScore.rumor_probability))
-            .join(PostScore, PostScore.post_id == Post.id)
-            .where(Post.story_id.in_(chunk))
-            .group_by(Post.story_id)
-        ):
-            prob[sid] = float(p)
-    need_debunk = [s.id for s in stories if s.debunk_id is None]
-    for chunk in _chunks(need_debunk):
-        for sid, match_id, match_sim in session.execute(
-            select(Post.story_id, DebunkMatch.debunk_id, DebunkMatch.similarity)
-            .join(DebunkMatch, DebunkMatch.post_id == Post.id)
-            .where(Post.story_id.in_(chunk))
-        ):
-            if sid not in debunk or match_sim > debunk[sid][1]:
-                debunk[sid] = (match_id, float(match_sim))
+            if refutation_of(row.norm_text):
+                refuting.add(row.id)
+    mixed = {sid for sid, rows in rows_by_story.items() if any(r.id in refuting for r in rows)}
+    spreading_of_mixed = [r.id for sid in mixed for r in rows_by_story[sid] if r.id not in refuting]
+    # Mixed stories: from their spreading posts; the others: only what the story does not hold.
+    need_prob = [s.id for s in stories if s.max_rumor_probability is None and s.id not in mixed]
+    prob = _max_probability(session, Post.story_id, need_prob)
+    prob |= _max_probability(session, Post.id, spreading_of_mixed)
+    need_debunk = [s.id for s in stories if s.debunk_id is None and s.id not in mixed]
+    debunk = _best_debunk(session, Post.story_id, need_debunk)
+    debunk |= _best_debunk(session, Post.id, spreading_of_mixed)
     reps = {s.representative_post_id for s in stories if s.representative_post_id}
     rep_text: dict[int, tuple[str | None, str]] = {}
     for chunk in _chunks(list(reps)):
@@ -217,38 +227,44 @@ def _story_features(
     subjects: dict[int, Subject] = {}
     for story in stories:
         rows = rows_by_story.get(story.id, [])
-        groups = {("g", r.group_id) for r in rows if r.group_id} | {
-            ("s", r.source_id) for r in rows if r.source_id and not r.group_id
+        spreading = [r for r in rows if r.id not in refuting]
+        groups = {("g", r.group_id) for r in spreading if r.group_id} | {
+            ("s", r.source_id) for r in spreading if r.source_id and not r.group_id
         }
         window_start = (story.last_seen or utcnow()) - dt.timedelta(hours=_spread_window(cfg))
         in_window = {
             ("g", r.group_id) if r.group_id else ("s", r.source_id)
-            for r in rows
+            for r in spreading
             if (r.group_id or r.source_id) and (r.published_at or r.collected_at) >= window_start
         }
-        negs = [r.negativity for r in rows if r.negativity is not None]
-        cats = Counter(r.category for r in rows if r.category)
-        places = Counter(p for r in rows for p in (r.places or []) if isinstance(p, str))
-        hourly = {k: int(v) for k, v in (story.hourly_counts or {}).items() if isinstance(v, (int, float))}
-        if not hourly:
-            for r in rows:
-                t = r.published_at or r.collected_at
-                hourly[hour_key(t)] = hourly.get(hour_key(t), 0) + 1
-        did: int | None = story.debunk_id
-        sim: float | None = story.debunk_similarity
-        if did is None and story.id in debunk:
-            did, sim = debunk[story.id]
+        negs = [r.negativity for r in spreading if r.negativity is not None]
+        cats = Counter(r.category for r in spreading if r.category)
+        places = Counter(p for r in spreading for p in (r.places or []) if isinstance(p, str))
+        if story.id in mixed:
+            post_count, reached = len(spreading), len(groups)
+            hourly = _hourly_of(spreading)
+            probability = prob.get(story.id)
+            did, sim = debunk.get(story.id, (None, None))
+        else:
+            post_count = max(story.post_count or 0, len(rows))
+            reached = max(story.group_count + story.source_count, len(groups))
+            counts = (story.hourly_counts or {}).items()
+            hourly = {k: int(v) for k, v in counts if isinstance(v, (int, float))} or _hourly_of(rows)
+            probability = (
+                story.max_rumor_probability if story.max_rumor_probability is not None else prob.get(story.id)
+            )
+            did, sim = story.debunk_id, story.debunk_similarity
+            if did is None and story.id in debunk:
+                did, sim = debunk[story.id]
         f = Features(
-            post_count=max(story.post_count or 0, len(rows)),
-            rumor_probability=story.max_rumor_probability
-            if story.max_rumor_probability is not None
-            else prob.get(story.id),
+            post_count=post_count,
+            rumor_probability=probability,
             debunk_id=did,
             debunk_similarity=sim if did else None,
             velocity=_velocity(hourly, story.last_seen, cfg.velocity_window_hours),
-            groups=max(story.group_count + story.source_count, len(groups)),
+            groups=reached,
             groups_in_window=len(in_window),
-            local_share=(sum(1 for r in rows if r.is_local) / len(rows)) if rows else 0.0,
+            local_share=(sum(1 for r in spreading if r.is_local) / len(spreading)) if spreading else 0.0,
             category=cats.most_common(1)[0][0] if cats else None,
             negativity=sum(negs) / len(negs) if negs else None,
             places=[p for p, _ in places.most_common(5)],
@@ -266,6 +282,41 @@ def _story_features(
             debunk_id=did,
         )
     return subjects
+
+
+def _hourly_of(rows: Sequence[Any]) -> dict[str, int]:
+    hourly: dict[str, int] = defaultdict(int)
+    for r in rows:
+        hourly[hour_key(r.published_at or r.collected_at)] += 1
+    return dict(hourly)
+
+
+def _max_probability(session: Session, key: Any, keys: Sequence[int]) -> dict[int, float]:
+    """Best rumor probability per story, over the posts whose ``key`` (story or post id) is in ``keys``."""
+    best: dict[int, float] = {}
+    for chunk in _chunks(keys):
+        for sid, p in session.execute(
+            select(Post.story_id, func.max(PostScore.rumor_probability))
+            .join(PostScore, PostScore.post_id == Post.id)
+            .where(key.in_(chunk))
+            .group_by(Post.story_id)
+        ):
+            best[sid] = max(best.get(sid, 0.0), float(p))  # a chunk of post ids may split a story
+    return best
+
+
+def _best_debunk(session: Session, key: Any, keys: Sequence[int]) -> dict[int, tuple[int, float]]:
+    """Most similar debunk match per story, over the posts whose ``key`` is in ``keys``."""
+    best: dict[int, tuple[int, float]] = {}
+    for chunk in _chunks(keys):
+        for sid, match_id, match_sim in session.execute(
+            select(Post.story_id, DebunkMatch.debunk_id, DebunkMatch.similarity)
+            .join(DebunkMatch, DebunkMatch.post_id == Post.id)
+            .where(key.in_(chunk))
+        ):
+            if sid not in best or match_sim > best[sid][1]:
+                best[sid] = (match_id, float(match_sim))
+    return best
 
 
 def _spread_window(cfg: RulesConfig) -> float:
@@ -498,7 +549,9 @@ def evaluate(
         result.posts_seen += 1
         post_mark = row.analyzed_at if post_mark is None or row.analyzed_at > post_mark else post_mark
         scored = f"{row.title or ''} {row.norm_text or row.raw_text}"
-        hits = {r.id: r.hits(scored) for r in keyword_rules if r.matches(scored)}
+        # A refutation that quotes the watched words is not the thing being watched for.
+        refutes = bool(keyword_rules) and bool(refutation_of(row.norm_text))
+        hits = {} if refutes else {r.id: r.hits(scored) for r in keyword_rules if r.matches(scored)}
         if row.story_id is not None:
             new_by_story[row.story_id].append(row.id)
             for rid, words in hits.items():
@@ -1595,6 +1648,7 @@ def alert_detail(
             Post.source_id,
             Post.category,
             Post.is_local,
+            Post.norm_text,
             ChatGroup.name.label("group_name"),
             Source.name.label("source_name"),
         )
@@ -1619,6 +1673,7 @@ def alert_detail(
         prob, expl = scores.get(r.id, (None, []))
         terms = _terms(expl) + keyword_terms
         text_html, spans = highlight(r.raw_text, terms)
+        cues = refutation_of(r.norm_text)
         posts.append(
             {
                 "id": r.id,
@@ -1637,6 +1692,10 @@ def alert_detail(
                 "category": r.category,
                 "is_local": r.is_local,
                 "rumor_probability": prob,
+                # Shown, marked, and not counted as spreading (see _story_features).
+                "refutes": bool(cues),
+                "stance": REFUTES_ZH if cues else None,
+                "refutation_cues": list(cues),
             }
         )
     # groups and sources reached, over all the evidence (not only the page of posts above)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
 from pydantic import BaseModel
+from sqlalchemy import Select
+from sqlalchemy.orm import Session
 
 T = TypeVar("T")
 
@@ -34,3 +36,11 @@ def page_params(
 
 
 PageDep = Annotated[PageParams, Depends(page_params)]
+
+
+def fetch_page(session: Session, rows: Select[Any], count: Select[Any], page: PageParams) -> dict[str, Any]:
+    """One page of ``rows`` (already filtered and ordered) with the ``count`` of all of them."""
+    total = session.scalar(count) or 0
+    items = session.execute(rows.offset(page.offset).limit(page.page_size)).all()
+    return {"items": [r._asdict() for r in items], "total": total, "page": page.page,
+            "page_size": page.page_size}

@@ -68,10 +68,14 @@ class RepliesConfig(_Strict):
     each: str
     body: str
     author: str | None = None
+    author_id: str | None = Field(None, description="selector of the author's user id (pseudonymised in groups)")
     published: str | None = None
     id: str | None = Field(None, description="selector of a stable reply id, e.g. '::attr(data-pid)'")
+    next_page: str | None = Field(None, description="link to the thread's next page of replies (followed up to "
+                                                    "max_pages)")
+    quote: str | None = Field(None, description="selector of the id of the reply this one quotes")
 
-    _sel = field_validator("each", "body", "author", "published", "id")(
+    _sel = field_validator("each", "body", "author", "author_id", "published", "id", "quote", "next_page")(
         lambda v: check_selector(v) if v is not None else v)
 
 
@@ -86,11 +90,44 @@ class DetailConfig(_Strict):
     title: str | None = None
     body: str
     author: str | None = None
+    author_id: str | None = None
     published: str | None = None
     replies: RepliesConfig | None = None
 
-    _sel = field_validator("title", "body", "author", "published")(
+    _sel = field_validator("title", "body", "author", "author_id", "published")(
         lambda v: check_selector(v) if v is not None else v)
+
+
+class GroupConfig(_Strict):
+    """A public group board or channel: its posts and replies are messages of this group."""
+
+    name: str = Field(min_length=1, max_length=200)
+    platform: str | None = Field(None, description="forum / tieba / telegram-channel ...; default by kind")
+    id: str | None = Field(None, min_length=1, max_length=200,
+                           description="stable group id (e.g. the channel's username); default: the name")
+    tags: list[str] = Field(default_factory=list)
+    keep_names: bool = Field(False, description="store nicknames as shown instead of pseudonyms")
+
+    @field_validator("platform")
+    @classmethod
+    def _platform(cls, value: str | None) -> str | None:
+        if value is not None and not _PLATFORM.match(value):
+            raise ValueError(f"平台 '{value}' 无效：只能用小写字母、数字和连字符，最多 20 个字符（如 forum / tieba / "
+                             "telegram-channel）")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, tags: list[str]) -> list[str]:
+        clean = [t.strip() for t in tags if t.strip()]
+        if any(len(t) > 50 for t in clean):
+            raise ValueError("每个标签最多 50 个字符")
+        return sorted(set(clean))
+
+
+_PLATFORM = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+#: The platform of a group source that names none, by source kind.
+DEFAULT_GROUP_PLATFORM = {"html": "forum", "json": "web"}
 
 
 class SourceConfig(_Strict):
@@ -113,6 +150,8 @@ class SourceConfig(_Strict):
     fields: dict[str, str] | None = None
     # custom
     spider: str | None = None
+    # html / json: a public group board or channel whose posts are messages of this group
+    group: GroupConfig | None = None
     # optional politeness / robustness knobs
     download_delay: float = Field(0.0, ge=0, le=60)
     concurrency: int = Field(4, ge=1, le=32, description="concurrent requests to this source's sites")
@@ -159,14 +198,34 @@ class SourceConfig(_Strict):
                 raise ValueError("fields 至少要有 body 或 title")
         if self.kind == "custom" and not self.spider:
             raise ValueError("custom 类信息源必须写 spider: 爬虫类的完整路径（如 mypkg.spiders.MySpider）")
+        if self.group is not None:
+            self._check_group()
         return self
+
+    def _check_group(self) -> None:
+        """Group messages need a time (per-hour counts) and, for JSON, an id per message (re-crawls)."""
+        assert self.group is not None
+        if self.kind not in DEFAULT_GROUP_PLATFORM:
+            raise ValueError(f"group 只能用于 html 或 json 类信息源，不能用于 {self.kind}")
+        if self.group.platform is None:
+            self.group.platform = DEFAULT_GROUP_PLATFORM[self.kind]
+        if self.kind == "html":
+            assert self.detail is not None
+            if not self.detail.published:
+                raise ValueError("群版块（group）的 detail 必须有 published：每条消息都要有发送时间")
+            if self.detail.replies is not None and not self.detail.replies.published:
+                raise ValueError("群版块（group）的 detail.replies 必须有 published：每条回复都要有发送时间")
+        else:
+            missing = [key for key in ("id", "body", "published") if key not in (self.fields or {})]
+            if missing:
+                raise ValueError(f"群频道（group）的 fields 必须有 {' / '.join(missing)}：每条消息都要有 ID、正文和发送时间")
 
     def public(self) -> dict[str, Any]:
         """The config as stored in ``sources.config`` (JSON-safe)."""
         return self.model_dump(mode="json", exclude_none=True, by_alias=True)
 
 
-JSON_FIELDS = {"id", "title", "body", "url", "author", "published", "parent_id"}
+JSON_FIELDS = {"id", "title", "body", "url", "author", "author_id", "published", "parent_id"}
 
 
 class SourcesFile(_Strict):

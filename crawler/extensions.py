@@ -105,6 +105,7 @@ class RunRecorder:
             "encoding_detected": int(get("yuqing/encoding_detected", 0)),
             "errors_total": int(get("yuqing/errors", 0)),
             "spilled": int(get("yuqing/spilled", 0)),
+            "skipped_group_disabled": int(get("yuqing/skipped_group_disabled", 0)),
         }
         RESULTS[spider.source.name] = summary
         if self.run_id is None:

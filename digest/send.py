@@ -25,6 +25,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
+from core.mail import smtp_login
 from core.settings import Settings
 from digest.errors import DigestConfigError, DigestSendError
 
@@ -77,20 +78,6 @@ def build_message(
     return msg
 
 
-def _login(smtp: smtplib.SMTP, user: str, password: str) -> None:
-    """Log in; smtplib only sends ASCII credentials, so others go as UTF-8 AUTH PLAIN (RFC 4616)."""
-    if user.isascii() and password.isascii():
-        smtp.login(user, password)
-        return
-    smtp.ehlo_or_helo_if_needed()
-    if not smtp.has_extn("auth") or "PLAIN" not in smtp.esmtp_features.get("auth", "").upper().split():
-        raise smtplib.SMTPNotSupportedError("AUTH PLAIN (needed for a non-ASCII user name or password)")
-    token = base64.b64encode(b"\0" + user.encode("utf-8") + b"\0" + password.encode("utf-8")).decode("ascii")
-    code, reply = smtp.docmd("AUTH", "PLAIN " + token)
-    if code not in (235, 503):
-        raise smtplib.SMTPAuthenticationError(code, reply)
-
-
 def _where(settings: Settings) -> str:
     return f"{settings.smtp_host}:{settings.smtp_port}"
 
@@ -122,7 +109,7 @@ def deliver(msg: EmailMessage, settings: Settings) -> dict[str, Any]:
             if security == "starttls":
                 smtp.starttls(context=context)
             if settings.smtp_user:
-                _login(smtp, settings.smtp_user, password)
+                smtp_login(smtp, settings.smtp_user, password)
             refused = smtp.send_message(msg)
     except smtplib.SMTPAuthenticationError as err:
         raise DigestSendError(

@@ -3,6 +3,8 @@
 The cue vocabulary below is our own (written for this project, not taken from any dataset).
 `cue_features` returns a fixed set of named, bounded numbers so the classifier can use them
 as a small dense block and `RumorModel.explain` can name them (``cue:urgent_spread``).
+`refutation_cues` is a stance signal for the alert stage: whether a post says a claim is false
+(辟谣/澄清), often while quoting it, rather than spreading it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Mapping
 
 from nlp.normalize import normalize
 
-__all__ = ["CUE_GROUPS", "CUE_NAMES", "cue_features", "cue_matrix"]
+__all__ = ["CUE_GROUPS", "CUE_NAMES", "REFUTATION_CUES", "cue_features", "cue_matrix", "refutation_cues"]
 
 # Each group is one feature: log1p(number of phrase hits). Phrases are matched on the
 # normalised (simplified, half-width) text.
@@ -76,6 +78,74 @@ CUE_GROUPS: Mapping[str, tuple[str, ...]] = {
     "first_person": ("我", "我们", "我家", "我妈", "我爸", "本人", "亲眼"),
     "emotion": ("哭了", "心痛", "愤怒", "可怜", "心寒", "气愤", "悲哀", "痛心", "泪", "伤心"),
 }
+
+# Refutation stance. A post refutes a claim when, on its normalised text, at least one *denial*
+# cue is left after the look-alike phrases in NOT_REFUTATION are removed, and it does not also
+# affirm the claim (AFFIRMATION). Each cue is (name shown to staff, pattern).
+REFUTATION_CUES: Mapping[str, tuple[tuple[str, str], ...]] = {
+    # the post says the claim is false: one of these is needed
+    "denial": (
+        ("辟谣", r"辟谣"),
+        ("不实", r"不实|不属实|失实"),
+        ("谣言", r"谣言|谣传|造谣"),
+        ("假消息", r"假消息|假新闻|虚假(?:信息|消息)"),
+        ("别信", r"别信|不要(?:相)?信|勿信|不信谣|不传谣"),
+        ("并非", r"并非"),
+        ("纯属", r"纯属(?:谣言|谣传|虚构|捏造|编造|造谣|子虚乌有|无稽之谈|假)"),
+        # "没有封城安排", "没有任何封控计划": the arrangement ends the clause (so "没有通知就安排封城"
+        # is not one)
+        ("没有…安排", r"没有(?:任何)?[\u4e00-\u9fff]{0,6}?(?:的)?(?:安排|计划)(?![\u4e00-\u9fff])"),
+    ),
+    # an authority has spoken: shown with a denial, never enough alone ("官方通报：明天起封城" is a
+    # classic fake notice)
+    "source": (
+        ("官方说明", r"(?:官方|政府|镇里|县里|村委会?|派出所|警方|公安)(?:已经?|刚刚?)?"
+                     r"(?:发了?|发布了?|出了?|作出了?)?(?:说明|通报|回应|澄清)"),
+        ("经核实", r"经(?:核实|核查|调查)"),
+    ),
+}
+# Phrases that contain a denial word but do not deny: a denied denial ("不是谣言", "并非假消息"), a
+# question ("是谣言吗?"), a call for a refutation that has not come ("求辟谣", "官方还没辟谣"), and
+# distrust of the authorities ("别信官方的", a spreader's line).
+NOT_REFUTATION: tuple[str, ...] = (
+    r"(?:不是|并不是|并非|不算|哪是|哪里是|绝不是|才不是|可不是|根本不是)(?:什么)?"
+    r"(?:谣言|谣传|假消息|假新闻|不实|造谣)",
+    r"是不是(?:谣言|谣传|假消息|假新闻|造谣)",
+    r"(?:谣言|谣传|假消息|假新闻|不实|辟谣)(?:吗|么|嘛|\?)",
+    r"(?:求|请|希望|等|盼|还没|没有)(?:官方|政府)?(?:出来)?辟谣",
+    r"(?:别|不要|勿)(?:相)?信(?:官方|政府|镇里|县里|通报|上面)",
+)
+# The post asserts the claim: then it spreads it, whatever denial words it also holds.
+# Hearsay or a call to act also asserts it: "谣言满天飞，听说明天封城" spreads while naming rumors.
+# A refutation that starts from hearsay ("听说要封城？经核实不实") then counts as spreading: an
+# extra alert for staff to dismiss costs less than a missed rumor.
+AFFIRMATION = (r"(?<!不)是真的|(?<!不是)真的?要|确有其事|千真万确|(?<!不)属实"
+               r"|听说|据说|内部消息|小道消息|赶紧|赶快|快去|抓紧")
+
+_REFUTATION_RES = {
+    kind: [(name, re.compile(pattern)) for name, pattern in cues] for kind, cues in REFUTATION_CUES.items()
+}
+_ANY_DENIAL_RE = re.compile("|".join(pattern for _name, pattern in REFUTATION_CUES["denial"]))
+_NOT_REFUTATION_RE = re.compile("|".join(NOT_REFUTATION))
+_AFFIRMATION_RE = re.compile(AFFIRMATION)
+
+
+def refutation_cues(text: str, *, normalized: bool = False) -> tuple[str, ...]:
+    """The names of the refutation cues in a post (denials first), or () when it does not refute.
+
+    Missing a spreading post costs more than missing a refutation, so the rule leans to "spreads":
+    a denied or questioned denial word is not a cue, an authority alone is not a denial, and a post
+    that also says the claim is true is not a refutation.
+    """
+    t = text if normalized else normalize(text)
+    # Most posts hold no denial word at all: one search answers for them (the alert stage asks
+    # this of every post of every story it looks at).
+    if not _ANY_DENIAL_RE.search(t) or _AFFIRMATION_RE.search(t):
+        return ()
+    t = _NOT_REFUTATION_RE.sub(" ", t)
+    found = {kind: tuple(name for name, rx in cues if rx.search(t)) for kind, cues in _REFUTATION_RES.items()}
+    return (*found["denial"], *found["source"]) if found["denial"] else ()
+
 
 _GROUP_RES = {
     name: re.compile("|".join(re.escape(p) for p in sorted(set(phrases), key=len, reverse=True)))

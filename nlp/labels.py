@@ -77,6 +77,11 @@ def _upsert(session: Session, *, dedup_key: str, text: str, label: int, origin: 
     return True
 
 
+def post_label_key(post_id: int, user_id: int | None, origin: str = "manual") -> str:
+    """One label per user, post and origin: labelling the same post again replaces it."""
+    return f"{origin}:post{post_id}:user{user_id or 0}"
+
+
 def label_post(session: Session, *, post_id: int, label: int, user_id: int | None,
                origin: str = "manual", category: str | None = None) -> Label:
     """An analyst's verdict on a stored post (one per user and post; labelling again replaces it)."""
@@ -86,10 +91,20 @@ def label_post(session: Session, *, post_id: int, label: int, user_id: int | Non
     if label not in (0, 1):
         raise InvalidInput("标注只能是 1（谣言）或 0（非谣言）")
     category = check_category(category)
-    key = f"{origin}:post{post_id}:user{user_id or 0}"
+    key = post_label_key(post_id, user_id, origin)
     _upsert(session, dedup_key=key, text=post.raw_text, label=label, origin=origin, post_id=post_id,
             user_id=user_id, category=category)
     return session.scalars(select(Label).where(Label.dedup_key == key)).one()
+
+
+def clear_post_label(session: Session, *, post_id: int, user_id: int | None, origin: str = "manual") -> bool:
+    """Withdraw a user's own verdict on a post; True when there was one (clearing twice is a no-op)."""
+    row = session.scalar(select(Label).where(Label.dedup_key == post_label_key(post_id, user_id, origin)))
+    if row is None:
+        return False
+    session.delete(row)
+    session.flush()
+    return True
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:

@@ -173,6 +173,17 @@ def promote(session: Session, version: str, *, force: bool = False, reason: str 
     return candidate, comparison
 
 
+def rollback_target(session: Session, name: str = MODEL_NAME) -> ModelVersion | None:
+    """The version :func:`rollback` would re-activate (the last one active before the current), if any."""
+    current = active_version(session, name)
+    return session.scalar(
+        select(ModelVersion)
+        .where(ModelVersion.name == name, ModelVersion.status == "retired", ModelVersion.promoted_at.is_not(None),
+               ModelVersion.id != current.id)
+        .order_by(ModelVersion.promoted_at.desc(), ModelVersion.id.desc())
+    )
+
+
 def rollback(session: Session, *, user_id: int | None = None, name: str = MODEL_NAME) -> ModelVersion:
     """Re-activate the version that was active before the current one.
 
@@ -180,12 +191,7 @@ def rollback(session: Session, *, user_id: int | None = None, name: str = MODEL_
     rollbacks walk back through history instead of toggling), but it can be promoted again.
     """
     current = active_version(session, name)
-    previous = session.scalar(
-        select(ModelVersion)
-        .where(ModelVersion.name == name, ModelVersion.status == "retired", ModelVersion.promoted_at.is_not(None),
-               ModelVersion.id != current.id)
-        .order_by(ModelVersion.promoted_at.desc(), ModelVersion.id.desc())
-    )
+    previous = rollback_target(session, name)
     if previous is None:
         raise Conflict("没有可以回滚到的历史版本")
     current.status = "rolled_back"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
 from api.console.render import STATIC, render
@@ -32,11 +33,13 @@ class _Static(StaticFiles):
 
 def install(app: FastAPI) -> None:
     from api.console.pages import auth_router, router
+    from api.console.retraining import router as retraining_router
 
     app.add_middleware(ConsoleSessionMiddleware)
     app.mount("/static", _Static(directory=str(STATIC)), name="console-static")
     app.include_router(auth_router)
     app.include_router(router)
+    app.include_router(retraining_router)
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, _: LoginRequired) -> RedirectResponse:
@@ -46,3 +49,22 @@ def install(app: FastAPI) -> None:
     async def _page_error(request: Request, exc: ConsolePageError) -> Response:
         return render(request, "error.html", {"status": exc.status, "title": _TITLES.get(exc.status, "出错了"),
                                               "message": exc.message}, status=exc.status)
+
+    api_http_handler = app.exception_handlers.get(StarletteHTTPException)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _unknown_page(request: Request, exc: StarletteHTTPException) -> Response:
+        # A browser that follows a stale link gets a console page, not JSON; API clients and
+        # everything under /api keep the problem+json answer.
+        if exc.status_code == 404 and _wants_page(request):
+            return render(request, "error.html", {"status": 404, "title": _TITLES[404],
+                                                  "message": "没有这个页面。请从上方导航进入，或返回预警列表。"},
+                          status=404)
+        assert api_http_handler is not None
+        return await api_http_handler(request, exc)
+
+
+def _wants_page(request: Request) -> bool:
+    path = request.url.path
+    return (not path.startswith(("/api/", "/static/", "/docs", "/openapi")) and request.method == "GET"
+            and "text/html" in request.headers.get("accept", ""))

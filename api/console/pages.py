@@ -43,6 +43,7 @@ from api.console.web import (
     cookie_secure,
     need_role,
     new_login_token,
+    note_drift,
     safe_next,
     throttle,
 )
@@ -51,7 +52,7 @@ from core.errors import NotFound, YuqingError
 from core.tables import Debunk, Digest, utcnow
 
 # Pages are not part of the JSON API: keep them out of the OpenAPI schema.
-router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf)])
+router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf), Depends(note_drift)])
 auth_router = APIRouter(include_in_schema=False)
 
 
@@ -227,6 +228,8 @@ def alert_page(request: Request, alert_id: int, user: PageUser, session: Session
         "can_act": accounts.role_rank(user.role) >= accounts.role_rank("staff"),
         "actions": actions, "action_names": names, "assignees": queries.staff_users(session),
         "user_names": queries.user_names(session),
+        "labels": queries.label_info(session, detail["posts"]),
+        "can_label": accounts.role_rank(user.role) >= accounts.role_rank("analyst"),
         "now": utcnow(),
     })
 
@@ -433,14 +436,6 @@ def digest_srcdoc(digest: Digest) -> str:
             html = html.replace(f"cid:{cid}", f"data:{fig['content_type']};base64,{fig['b64']}")
     # Links in the digest (to alerts in this console) open in the whole window, not in the frame.
     return '<base target="_top">' + html
-
-
-@router.get("/models")
-def models_page(request: Request, user: PageUser, session: SessionDep) -> Response:
-    need_role(user, "analyst", "查看模型")
-    rows = queries.models(session)
-    active = [r for r in rows if r["model"].status == "active"]
-    return render(request, "models.html", {"nav": "models", "rows": rows, "active": active})
 
 
 # --------------------------------------------------------------------------- debunk library (nlp.debunks)

@@ -25,6 +25,7 @@ from core.tables import (
     Debunk,
     DebunkMatch,
     Digest,
+    Label,
     ModelVersion,
     Post,
     PostScore,
@@ -36,6 +37,8 @@ from core.tables import (
     User,
     utcnow,
 )
+from nlp.drift import DriftStatus, drift_status
+from nlp.labels import text_key
 
 OPEN_STATUSES = ("new", "acknowledged", "confirmed_rumor", "confirmed_concern")
 PAGE_SIZE = 50
@@ -263,13 +266,15 @@ def alert_detail(session: Session, alert_id: int) -> dict[str, Any] | None:
     evidence_where = _evidence_filter(alert)
 
     post_cols = (Post.id, Post.title, Post.raw_text, Post.url, Post.author, Post.published_at,
-                 Post.collected_at, Post.channel, Post.is_forward, Post.places,
+                 Post.collected_at, Post.channel, Post.is_forward, Post.places, Post.norm_text,
                  Source.name.label("source_name"), ChatGroup.name.label("group_name"),
                  ChatGroup.platform.label("platform"))
     posts_stmt = (select(*post_cols).outerjoin(Source, Source.id == Post.source_id)
                   .outerjoin(ChatGroup, ChatGroup.id == Post.group_id).where(evidence_where)
                   .order_by(func.coalesce(Post.published_at, Post.collected_at), Post.id).limit(EVIDENCE_LIMIT))
     posts = [r._asdict() for r in session.execute(posts_stmt)]
+    for p in posts:  # a post that refutes the claim it quotes is marked, as in the API's evidence
+        p["refutation_cues"] = service.refutation_of(p.pop("norm_text"))
     evidence_total = session.scalar(select(func.count()).select_from(Post).where(evidence_where)) or 0
 
     # The representative post: the story's, else the alert's first evidence post.
@@ -451,3 +456,49 @@ def open_alert_counts(session: Session) -> dict[str, int]:
     """Open alerts per severity, for the navigation badge."""
     return dict(session.execute(select(Alert.severity, func.count()).where(
         and_(Alert.status.in_(OPEN_STATUSES))).group_by(Alert.severity)).all())
+
+
+# --------------------------------------------------------------------------- labels and drift
+
+
+def label_info(session: Session, posts: Sequence[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """For each shown post (``id``, ``raw_text``): its labels (who, when) and, when people disagree
+    about its text (here or on a copy of it), the votes on each side."""
+    ids = [p["id"] for p in posts]
+    out: dict[int, dict[str, Any]] = {pid: {"labels": [], "conflict": None} for pid in ids}
+    if not ids:
+        return out
+    who = func.coalesce(User.display_name, User.username)
+    for row in session.execute(
+            select(Label.post_id, Label.label, Label.origin, Label.user_id, Label.created_at, who.label("who"))
+            .outerjoin(User, User.id == Label.user_id).where(Label.post_id.in_(ids))
+            .order_by(Label.created_at, Label.id)):
+        out[row.post_id]["labels"].append(row._asdict())
+    # Hashing every shown text costs ~0.1 ms a post: only when some text is in conflict at all.
+    disputed = select(Label.text_hash).group_by(Label.text_hash).having(func.count(func.distinct(Label.label)) > 1)
+    if session.scalar(select(func.count()).select_from(disputed.limit(1).subquery())):
+        keys = {p["id"]: text_key(p["raw_text"] or "") for p in posts}
+        votes: dict[str, dict[int, int]] = {}
+        for text_hash, label, n in session.execute(
+                select(Label.text_hash, Label.label, func.count())
+                .where(Label.text_hash.in_(set(keys.values())), Label.text_hash.in_(disputed))
+                .group_by(Label.text_hash, Label.label)):
+            votes.setdefault(text_hash, {})[int(label)] = int(n)
+        for pid, key in keys.items():
+            if key in votes:
+                out[pid]["conflict"] = votes[key]
+    return out
+
+
+DRIFT_TTL = 60.0
+
+
+def drift(session: Session) -> DriftStatus:
+    """The active model's drift status (nlp.drift), cached for a minute: every page's header shows it."""
+    return _cached(session, "drift", DRIFT_TTL, lambda: drift_status(session))
+
+
+def forget_drift() -> None:
+    """After a promotion or rollback the active model, and so its reference, has changed."""
+    for key in [k for k in _CACHE if k[1] == "drift"]:
+        _CACHE.pop(key, None)

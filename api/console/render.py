@@ -45,9 +45,14 @@ SOURCE_KIND_ZH = {"feed": "RSS 订阅", "html": "网页", "json": "接口", "cus
                   "bot": "群机器人", "api": "接口推送"}
 PLATFORM_ZH = {"qq": "QQ 群", "wechat": "微信群", "telegram": "Telegram", "web": "网页版块", "other": "其他"}
 RUN_STATUS_ZH = {"running": "运行中", "ok": "正常", "partial": "部分失败", "failed": "失败"}
-MODEL_STATUS_ZH = {"candidate": "候选", "active": "在用", "retired": "已停用"}
+MODEL_STATUS_ZH = {"candidate": "候选", "active": "在用", "retired": "已停用", "rolled_back": "已回滚"}
+LABEL_ORIGIN_ZH = {"review": "复核结论", "manual": "人工标注", "import": "导入"}
 METRIC_ZH = {"macro_f1": "宏平均 F1", "f1": "F1", "auc": "AUC", "accuracy": "准确率", "precision": "精确率",
-             "recall": "召回率", "brier": "Brier 分数", "ece": "校准误差"}
+             "recall": "召回率", "brier": "Brier 分数", "ece": "校准误差", "rumor_precision": "谣言精确率",
+             "rumor_recall": "谣言召回率", "rumor_f1": "谣言 F1", "n": "评估条数"}
+#: The headline metrics of a model version, in this order (the rest stay in its model card).
+MAIN_METRICS = ("macro_f1", "rumor_f1", "rumor_precision", "rumor_recall", "f1", "auc", "accuracy", "precision",
+                "recall", "ece")
 DIGEST_STATUS_ZH = {"built": "已生成", "sent": "已发送", "failed": "发送失败"}
 
 
@@ -134,6 +139,15 @@ def driving_terms(explanation: Sequence[Any] | None, limit: int = 8) -> list[str
     return [t for _, t in terms[:limit]]
 
 
+def model_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
+    """A version's headline numbers: those on the fixed evaluation set when it was trained here
+    (``metrics["evalset"]``), else the flat numbers a shipped or older model recorded."""
+    metrics = metrics or {}
+    source = metrics.get("evalset") if isinstance(metrics.get("evalset"), Mapping) and metrics["evalset"] else metrics
+    return {k: float(source[k]) for k in MAIN_METRICS
+            if isinstance(source.get(k), int | float) and not isinstance(source.get(k), bool)}
+
+
 def percent(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.0f}%"
 
@@ -178,7 +192,7 @@ def environment() -> Environment:
         kind_zh=lambda s: KIND_ZH.get(s, s), action_zh=lambda s: ACTION_ZH.get(s, s),
         role_zh=lambda s: ROLE_NAMES_ZH.get(s, s), source_kind_zh=lambda s: SOURCE_KIND_ZH.get(s, s),
         platform_zh=lambda s: PLATFORM_ZH.get(s, s), run_status_zh=lambda s: RUN_STATUS_ZH.get(s, s),
-        model_status_zh=lambda s: MODEL_STATUS_ZH.get(s, s),
+        model_status_zh=lambda s: MODEL_STATUS_ZH.get(s, s), model_metrics=model_metrics, label_origin_zh=lambda s: LABEL_ORIGIN_ZH.get(s, s),
         digest_status_zh=lambda s: DIGEST_STATUS_ZH.get(s, s), metric_zh=lambda s: METRIC_ZH.get(s, s),
     )
     env.globals.update(
@@ -203,6 +217,7 @@ def render(request: Request, template: str, context: Mapping[str, Any], *, statu
         "request": request,
         "user": getattr(state, "console_user", None),
         "csrf_token": getattr(state, "csrf_token", "") or "",
+        "drift": getattr(state, "drift", None),
         "flash": request.query_params.get("msg"),
         "flash_error": request.query_params.get("err"),
         "url_with": lambda **kw: url_with(request, **kw),

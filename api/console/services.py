@@ -1,7 +1,8 @@
 """The other stages' write services the console calls (the console never writes their tables itself).
 
 Debunks belong to nlp (``nlp.debunks``), sources to the crawler (``crawler.service``), chat groups
-to the chat importers (``crawler.chats.groups``).
+to the chat importers (``crawler.chats.groups``), labels and model versions to nlp (``nlp.labels``,
+``nlp.registry``: the same functions the API's /labels and /models routes call).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from types import ModuleType
 from crawler import service as crawler_service
 from crawler.chats import groups as chat_groups
 from nlp import debunks as nlp_debunks
+from nlp import labels as nlp_labels
+from nlp import registry as nlp_registry
 
 
 def debunks() -> ModuleType:
@@ -23,3 +26,11 @@ def sources() -> ModuleType:
 
 def groups() -> ModuleType:
     return chat_groups
+
+
+def labels() -> ModuleType:
+    return nlp_labels
+
+
+def models() -> ModuleType:
+    return nlp_registry

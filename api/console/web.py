@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse
 
 from api.accounts import role_rank
+from api.console import queries
 from api.console.session import SAFE_METHODS, tokens_match
 from api.deps import SessionDep, get_current_user
 from api.problems import Problem
@@ -82,6 +83,12 @@ async def check_csrf(request: Request) -> None:
         raise ConsolePageError(403, "表单已过期或来源不明（CSRF 校验失败）：请刷新页面后重试。")
 
 
+def note_drift(request: Request, session: SessionDep) -> None:
+    """Put the active model's drift status on the request for the header badge (logged-in pages only)."""
+    if getattr(request.state, "user_id", None) is not None:
+        request.state.drift = queries.drift(session)
+
+
 def safe_next(value: str | None) -> str:
     """Only local paths are valid redirect targets after login (no open redirect)."""
     if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
@@ -96,12 +103,13 @@ def login_redirect(request: Request) -> RedirectResponse:
 
 def back(path: str, *, msg: str | None = None, err: str | None = None) -> RedirectResponse:
     """Redirect after a POST (so reload does not repeat it), with a message to show."""
+    path, hash_, fragment = path.partition("#")  # the message goes in the query, before any #anchor
     sep = "&" if "?" in path else "?"
     if msg:
         path += f"{sep}msg={quote(msg)}"
     elif err:
         path += f"{sep}err={quote(err)}"
-    return RedirectResponse(path, status_code=303)
+    return RedirectResponse(path + hash_ + fragment, status_code=303)
 
 
 def cookie_secure(request: Request) -> bool:

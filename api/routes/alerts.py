@@ -13,7 +13,7 @@ import time
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from alerts import service
 from alerts.rules import AlertsConfigError, load_rules, parse_rules, rules_path, save_rules
-from api.deps import AnalystUser, SessionDep, StaffUser, ViewerUser, get_current_user, require_role
+from api.deps import AnalystUser, SessionDep, StaffUser, ViewerUser, get_current_user, require_role, row_id
 from api.pagination import Page
 from api.problems import Problem
 from api.security import hash_token
@@ -46,7 +46,7 @@ Status = Literal[
 ]
 Severity = Literal["low", "medium", "high", "urgent"]
 Kind = Literal["rumor", "debunk_match", "spread", "concern", "keyword", "manual"]
-AlertId = Annotated[int, Path(ge=1, le=2**62, description="预警编号")]
+AlertId = row_id("预警编号")
 
 
 def _no_nul(value: str | None) -> str | None:
@@ -100,6 +100,9 @@ class EvidencePost(BaseModel):
     category: str | None
     is_local: bool | None
     rumor_probability: float | None
+    refutes: bool = Field(description="帖子在辟谣/澄清它引用的说法：列为证据，但不计入传播，不触发也不升级预警")
+    stance: str | None = Field(description="立场标记：辟谣/澄清；传播或其他为 null")
+    refutation_cues: list[str] = Field(description="判断为辟谣的依据（命中的提示词类别），如 谣言、没有…安排")
 
 
 class HourCount(BaseModel):

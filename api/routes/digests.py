@@ -13,19 +13,19 @@ import binascii
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
-from api.deps import SessionDep, ViewerUser
+from api.deps import SessionDep, ViewerUser, row_id
 from api.pagination import Page, PageDep
 from api.problems import Problem
 from core.tables import Digest
 
 router = APIRouter(prefix="/digests", tags=["digests"])
 
-DigestId = Annotated[int, Path(ge=1, le=2**63 - 1, description="日报 ID")]
+DigestId = row_id("日报 ID")
 PREVIEW_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'self'"
 
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
-from api.deps import SessionDep, ViewerUser
-from api.pagination import Page, PageDep
+from api.deps import SessionDep, ViewerUser, row_id
+from api.pagination import Page, PageDep, fetch_page
 from core.errors import NotFound
 from core.tables import AlertPost, ChatGroup, Debunk, DebunkMatch, Post, PostScore, Source
 
 router = APIRouter(tags=["posts"])
-PostId = Annotated[int, Path(ge=1, le=2**62, description="帖子编号")]
+PostId = row_id("帖子编号")
 BigInt = Annotated[int | None, Query(ge=1, le=2**62)]
 
 
@@ -134,19 +134,8 @@ def search_posts(
     count_q = select(func.count()).select_from(Post).where(*conds)
     if min_probability is not None:
         count_q = count_q.outerjoin(best, best.c.post_id == Post.id)
-    total = session.scalar(count_q) or 0
-    rows = session.execute(
-        query.where(*conds)
-        .order_by(Post.published_at.desc(), Post.id.desc())
-        .offset(page.offset)
-        .limit(page.page_size)
-    ).all()
-    return {
-        "items": [r._asdict() for r in rows],
-        "total": total,
-        "page": page.page,
-        "page_size": page.page_size,
-    }
+    return fetch_page(session, query.where(*conds).order_by(Post.published_at.desc(), Post.id.desc()),
+                      count_q, page)
 
 
 @router.get(

@@ -5,18 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from alerts.service import hour_key, parse_hour
-from api.deps import SessionDep, ViewerUser
-from api.pagination import Page, PageDep
+from api.deps import SessionDep, ViewerUser, row_id
+from api.pagination import Page, PageDep, fetch_page
 from core.errors import NotFound
 from core.tables import Alert, ChatGroup, Debunk, Post, Source, Story
 
 router = APIRouter(tags=["stories"])
-StoryId = Annotated[int, Path(ge=1, le=2**62, description="事件编号")]
+StoryId = row_id("事件编号")
 
 
 class StoryPublic(BaseModel):
@@ -96,20 +96,8 @@ def list_stories(
         conds.append(Story.group_count + Story.source_count >= min_groups)
     if has_debunk is not None:
         conds.append(Story.debunk_id.is_not(None) if has_debunk else Story.debunk_id.is_(None))
-    total = session.scalar(select(func.count()).select_from(Story).where(*conds)) or 0
-    rows = session.execute(
-        select(*_COLUMNS)
-        .where(*conds)
-        .order_by(Story.last_seen.desc(), Story.id.desc())
-        .offset(page.offset)
-        .limit(page.page_size)
-    ).all()
-    return {
-        "items": [r._asdict() for r in rows],
-        "total": total,
-        "page": page.page,
-        "page_size": page.page_size,
-    }
+    return fetch_page(session, select(*_COLUMNS).where(*conds).order_by(Story.last_seen.desc(), Story.id.desc()),
+                      select(func.count()).select_from(Story).where(*conds), page)
 
 
 @router.get("/stories/{story_id}", response_model=StoryDetail, summary="事件详情：每小时传播、覆盖的群、帖子")

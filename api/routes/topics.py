@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from api.deps import SessionDep, ViewerUser
+from api.deps import RowId, SessionDep, ViewerUser
 from api.pagination import Page, PageDep
 from api.problems import Problem
 from core.errors import YuqingError
@@ -91,5 +91,5 @@ def list_hot_keywords(_: ViewerUser, session: SessionDep,
 
 @router.get("/{topic_id}", response_model=TopicPublic, summary="单个话题")
 def get_topic(_: ViewerUser, session: SessionDep,
-              topic_id: Annotated[int, Path(ge=1, le=2**62)]) -> TopicPublic:
+              topic_id: RowId) -> TopicPublic:
     return _public([topic(session, topic_id, now=dt.datetime.now(dt.UTC))])[0]

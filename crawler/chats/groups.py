@@ -102,3 +102,33 @@ def update_group(session: Session, group_id: int, changes: dict[str, Any]) -> Ch
         setattr(group, key, value)
     session.flush()
     return group
+
+
+def ensure_group(
+    session: Session,
+    *,
+    platform: str,
+    external_id: str,
+    name: str,
+    tags: list[str] | None = None,
+    keep_names: bool | None = None,
+) -> ChatGroup:
+    """Create the group if it is new, then apply the settings given (idempotent).
+
+    Tags given are added to the group's tags; ``keep_names`` is changed only when given, so a
+    switch made in the console stays unless the caller (the sources file) says otherwise.
+    ``enabled`` is never touched here: switching a group off is the admin's decision.
+    """
+    group = session.scalar(
+        select(ChatGroup).where(ChatGroup.platform == platform, ChatGroup.external_id == external_id)
+    )
+    if group is None:
+        group = ChatGroup(platform=platform, external_id=external_id, name=name, tags=[], keep_names=False)
+        session.add(group)
+        session.flush()
+    changes: dict[str, Any] = {"name": name}
+    if tags:
+        changes["tags"] = list(group.tags or []) + list(tags)
+    if keep_names is not None:
+        changes["keep_names"] = keep_names
+    return update_group(session, group.id, changes)

@@ -68,7 +68,13 @@ def name_group_id(name: str) -> str:
     return "name:" + clean if len(clean) <= 190 else "name#" + hashlib.sha256(clean.encode()).hexdigest()
 
 
-def _clean(value: str | None) -> str | None:
+def keyed_digest(secret: bytes, *parts: str) -> str:
+    """A stable message id from its parts, keyed with the instance secret (no raw sender id in it)."""
+    material = "\x1f".join(parts)
+    return hmac.digest(secret, material.encode("utf-8"), "sha256").hex()[:24]
+
+
+def clean_text(value: str | None) -> str | None:
     """Text both databases accept: no NUL (PostgreSQL refuses it), no lone surrogates (JSON "\\ud800")."""
     if not value:
         return value
@@ -119,14 +125,14 @@ class MessageSink:
         if info is not None:
             return info
         name = name or self.fallback_group
-        external_id = _clean(msg.group_id) or self._id_for_name(msg.platform, _clean(name) or "未命名群")
+        external_id = clean_text(msg.group_id) or self._id_for_name(msg.platform, clean_text(name) or "未命名群")
         existing = self.session.scalar(
             select(ChatGroup).where(ChatGroup.platform == msg.platform, ChatGroup.external_id == external_id)
         )
         ref = {
             "platform": msg.platform,
             "external_id": external_id,
-            "name": _clean((name or (existing.name if existing else None) or external_id)[:200]),
+            "name": clean_text((name or (existing.name if existing else None) or external_id)[:200]),
         }
         info = GroupInfo(ref, existing.enabled if existing is not None else True)
         self._groups[key] = info
@@ -158,8 +164,7 @@ class MessageSink:
             self._seen.clear()
         occurrence = self._seen[(who, msg.text)]
         self._seen[(who, msg.text)] += 1
-        material = "\x1f".join((msg.platform, group_external_id, stamp, who, msg.text, str(occurrence)))
-        digest = hmac.digest(self._secret, material.encode("utf-8"), "sha256").hex()[:24]
+        digest = keyed_digest(self._secret, msg.platform, group_external_id, stamp, who, msg.text, str(occurrence))
         # time first: keys of a chronological export arrive in index order (B-tree appends, not
         # random inserts), which keeps a multi-million-message import fast
         return f"t{msg.time:%Y%m%d%H%M%S}-{digest}"
@@ -171,7 +176,7 @@ class MessageSink:
         if not group.enabled:
             self.counts.skipped["disabled"] += 1
             return
-        external_id = _clean(msg.message_id) or self.derived_id(msg, group.ref["external_id"])
+        external_id = clean_text(msg.message_id) or self.derived_id(msg, group.ref["external_id"])
         if msg.reply_to:
             self.had_replies = True
         self._batch.append(
@@ -181,10 +186,10 @@ class MessageSink:
                 "source_kind": self.source_kind,
                 "group": group.ref,
                 "external_id": external_id[:200],
-                "parent_external_id": _clean(msg.reply_to[:200]) if msg.reply_to else None,
-                "text": _clean(msg.text),
-                "author": _clean(msg.sender_name[:255]) if msg.sender_name else None,
-                "author_id": _clean(msg.sender_id[:255]) if msg.sender_id else None,
+                "parent_external_id": clean_text(msg.reply_to[:200]) if msg.reply_to else None,
+                "text": clean_text(msg.text),
+                "author": clean_text(msg.sender_name[:255]) if msg.sender_name else None,
+                "author_id": clean_text(msg.sender_id[:255]) if msg.sender_id else None,
                 "published_at": msg.time,
                 "is_forward": msg.is_forward,
                 "extra": msg.extra,

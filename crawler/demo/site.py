@@ -12,6 +12,16 @@ Pages served (``{base}`` is the server's root URL):
 - ``/bbs/thread-{id}.html``            a thread with its replies (div.reply[data-pid]), with ETag (304)
 - ``/feed/rss.xml`` / ``/feed/atom.xml``  the news as RSS 2.0 / Atom, with ETag and Last-Modified (304)
 - ``/api/posts?page={n}``              JSON ``{"code": 0, "data": {"list": [...], "page": n}}``
+- ``/group/board-{n}.html``            a public group board (content ``group_board``): topic links
+                                       (a.topic), ``per_page`` each, ``下一页`` link (a.next)
+- ``/group/topic-{id}[-{n}].html``      a topic's page n (``replies_per_page`` floors, ``下一页`` link
+                                       a.next-floors): opening floor (page 1 only) and reply floors (div.floor[data-pid], a.user
+                                       with data-uid, span.time, div.content, blockquote.quote[data-quote-pid]
+                                       when quoting); a reply with ``broken: true`` renders without content
+                                       and time. With ETag (304)
+- ``/group/channel?page={n}``          a channel's JSON API (content ``group_channel``):
+                                       ``{"ok": true, "result": {"messages": [{id, from: {name, id}, text,
+                                       date, reply_to_message_id}]}}``
 - ``/private/...``                     forbidden by robots.txt
 - anything under ``static_dir``        served as stored (bytes), e.g. hand-written GBK pages
 
@@ -182,6 +192,67 @@ class Site:
                         "share_url": f"{base}/app/post/{r['id']}"})
         return json.dumps({"code": 0, "data": {"list": out, "page": page}}, ensure_ascii=False).encode()
 
+    # ------------------------------------------------------------------ group board and channel
+
+    def group_board(self, n: int) -> bytes | None:
+        board = self.content.get("group_board") or {}
+        topics = list(board.get("topics", []))
+        size = int(board.get("per_page", 10))
+        pages = max(1, -(-len(topics) // size))
+        if not board or n < 1 or n > pages:
+            return None
+        rows = "\n".join(f'<li><a class="topic" href="/group/topic-{t["id"]}.html">{html.escape(t["title"])}</a>'
+                         f' <span class="count">{len(t.get("replies", []))}</span></li>'
+                         for t in topics[(n - 1) * size:n * size])
+        pager = f'<a class="next" href="/group/board-{n + 1}.html">下一页</a>' if n < pages else ""
+        return self.page(board["name"], f'<h1 class="board-name">{html.escape(board["name"])}</h1>\n'
+                                        f'<ul class="topics">\n{rows}\n</ul>\n{pager}')
+
+    def _floor(self, entry: dict[str, Any], css: str, now: dt.datetime) -> str:
+        user = (f'<a class="user" data-uid="{html.escape(str(entry["uid"]))}">{html.escape(entry["author"])}</a>'
+                if "author" in entry else "")
+        if entry.get("broken"):  # a floor the board mangled: no time, no content
+            return f'<div class="floor {css}" data-pid="{entry["id"]}">{user}<span class="tail">该楼层加载失败</span></div>'
+        quote = ""
+        if "quote" in entry:
+            quote = (f'<blockquote class="quote" data-quote-pid="{entry["quote"]}">'
+                     f'{html.escape(str(entry.get("quote_text", "")))}</blockquote>')
+        return (f'<div class="floor {css}" data-pid="{entry["id"]}">{user}'
+                f' <span class="time">{html.escape(_when(entry, now)[0])}</span>{quote}'
+                f'<div class="content">{html.escape(entry["body"])}</div></div>')
+
+    def group_topic(self, ident: str) -> bytes | None:
+        """Page ``n`` of a topic (``7001`` is page 1, ``7001-2`` page 2): ``replies_per_page`` floors
+        each; the opening floor only on page 1, as on Tieba."""
+        board = self.content.get("group_board") or {}
+        topic_id, _, n_raw = ident.partition("-")
+        n = _int(n_raw) if n_raw else 1
+        for t in board.get("topics", []):
+            if str(t["id"]) != topic_id:
+                continue
+            replies = list(t.get("replies", []))
+            size = int(board.get("replies_per_page", 0)) or max(1, len(replies))
+            pages = max(1, -(-len(replies) // size))
+            if n < 1 or n > pages:
+                return None
+            now = self.now()
+            floors = "\n".join(self._floor(r, "reply", now) for r in replies[(n - 1) * size:n * size])
+            opening = self._floor(t, "first", now) if n == 1 else ""
+            pager = (f'<a class="next-floors" href="/group/topic-{topic_id}-{n + 1}.html">下一页</a>'
+                     if n < pages else "")
+            return self.page(t["title"], f'<h1 class="topic-title">{html.escape(t["title"])}</h1>\n'
+                                         f'{opening}\n<div class="floors">{floors}</div>\n{pager}')
+        return None
+
+    def group_channel(self, page: int) -> bytes:
+        channel = self.content.get("group_channel") or {}
+        size = int(channel.get("page_size", 20))
+        chunk = list(channel.get("posts", []))[(page - 1) * size:page * size] if page >= 1 else []
+        now = self.now()
+        out = [{"id": m["id"], "from": {"name": m["author"], "id": m["uid"]}, "text": m["text"],
+                "date": _when(m, now)[1].isoformat(), "reply_to_message_id": m.get("reply_to")} for m in chunk]
+        return json.dumps({"ok": True, "result": {"messages": out}}, ensure_ascii=False).encode()
+
     # ------------------------------------------------------------------ routing
 
     def respond(self, handler: SiteHandler) -> tuple[int, dict[str, str], bytes]:
@@ -211,6 +282,15 @@ class Site:
         if path.startswith("/bbs/thread-") and path.endswith(".html"):
             body = self.thread(path[len("/bbs/thread-"):-5])
             return self._conditional(handler, body, html_type["Content-Type"]) if body else _not_found()
+        if path.startswith("/group/board-") and path.endswith(".html"):
+            body = self.group_board(_int(path[len("/group/board-"):-5]))
+            return (200, html_type, body) if body else _not_found()
+        if path.startswith("/group/topic-") and path.endswith(".html"):
+            body = self.group_topic(path[len("/group/topic-"):-5])
+            return self._conditional(handler, body, html_type["Content-Type"]) if body else _not_found()
+        if path == "/group/channel":
+            page = _int((query.get("page") or ["1"])[0])
+            return 200, {"Content-Type": "application/json; charset=utf-8"}, self.group_channel(page)
         if path in ("/feed/rss.xml", "/feed/atom.xml"):
             body = self.rss(base) if path.endswith("rss.xml") else self.atom(base)
             return self._conditional(handler, body, "application/xml; charset=utf-8")

@@ -57,12 +57,16 @@ class JsonSpider(SourceSpider):
             if not title and not body:
                 self.drop(link or response.url, f"条目 {ident or '?'} 没有标题也没有正文")
                 continue
+            published_raw = dotted(row, fields.get("published"))
+            published = parse_published(published_raw, tz=self.tz)
+            if self.is_group and published is None:
+                self.drop(link or response.url, f"条目 {ident or '?'} 的发送时间 '{published_raw or ''}' 缺失或无法识别")
+                continue
             fresh += 1
-            published = dotted(row, fields.get("published"))
             yield self.post(
                 external_id=ident, url=link, title=title, text=body or "",
                 author=_text(dotted(row, fields.get("author"))),
-                published_at=parse_published(published, tz=self.tz),
+                author_id=_text(dotted(row, fields.get("author_id"))), published_at=published,
                 parent_external_id=_text(dotted(row, fields.get("parent_id"))),
             )
         template, page = response.meta.get("template"), int(response.meta.get("page", 1))

@@ -13,6 +13,12 @@ number of members, at most ``MAX_WEIGHT``), so a topic follows its matter as it 
 posts fade: together with dropping topics quiet for ``topic_window_hours`` this is the sliding
 window. Topics persist: tomorrow's posts on the same matter join today's topic.
 
+Single pass is greedy: a short post that comes before the words its matter is known by starts
+a topic of its own. So at the end of each run, small topics born in it get a second look and
+are folded into a bigger topic whose mean they now match (``MERGE_SIMILARITY``; a lower value
+gains recall and loses precision, see bench/results/topics.md). Topics of earlier runs are
+never merged away, so no stored post moves.
+
 To stay fast, a batch is handled in chunks: one sparse product gives each post's similarity to
 the existing centroids, another its similarity to the earlier posts of the chunk; the exact
 cosine with a growing cluster then follows from sums of those numbers (no vector is rebuilt
@@ -38,6 +44,8 @@ CENTROID_TERMS = 64  # strongest terms kept per stored centroid
 MAX_WEIGHT = 200.0  # a centroid never outweighs this many new posts
 MIN_KEYWORDS_TO_START = 2  # a post with fewer keywords may join a topic but not start one
 CHUNK = 2000
+MERGE_SIMILARITY = 0.1  # a topic born in a run joins a bigger one whose mean is at least this similar
+MERGE_MAX_POSTS = 5  # only fragments are merged: a topic born in a run with more posts is a matter of its own
 
 # Words too general to tell concerns apart (on top of the segmenter's stopwords).
 GENERAL_WORDS = frozenset(
@@ -207,6 +215,7 @@ def assign(
     chunk: int = CHUNK,
     max_weight: float = MAX_WEIGHT,
     parents: Sequence[int] | None = None,
+    merge_threshold: float | None = MERGE_SIMILARITY,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Single-pass clustering of the time-ordered rows of ``X`` into ``clusters`` (grown in place).
 
@@ -214,6 +223,12 @@ def assign(
     index of the parent within ``X`` (it must come earlier) as a value >= 0, or the position of
     the parent's cluster in ``clusters`` encoded as ``-2 - position``, or -1 for none. A reply
     whose text matches no topic (short comments: "转发微博", "真的假的") joins its parent's topic.
+
+    Then the topics born in this run get a second look (``merge_threshold``, None: none): a
+    post that came before the words its matter is known by started a topic of its own; once
+    the run is over, such a small fragment whose mean matches a bigger topic's mean is folded
+    into it.
+    Topics of earlier runs are never merged away, so no stored post has to move.
 
     Returns each row's cluster position in ``clusters`` (-1: empty vector or too few keywords
     to start a topic, and no parent) and its cosine with that cluster when it joined (1.0 for
@@ -229,13 +244,67 @@ def assign(
     m = max(len(cols), 1)
     Xc = _to_cols(X, cols, m)
     state = [_to_cols(clusters.means, cols, m), clusters.weights.astype(np.float64)]
+    k_old = len(clusters.keys)
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
         _assign_chunk(Xc[lo:hi], lo, clusters.keys, state, threshold, labels, sims, n_keywords, max_weight, par)
+    if merge_threshold is not None:
+        _merge_new(state, clusters.keys, labels, k_old, merge_threshold, max_weight)
     M = state[0].tocsr()
     clusters.means = sp.csr_matrix((M.data, cols[M.indices], M.indptr), shape=(M.shape[0], N_FEATURES))
     clusters.weights = state[1]
     return labels, sims
+
+
+def _merge_new(state: list, keys: list[int | None], labels: np.ndarray, k_old: int, threshold: float,
+               max_weight: float) -> None:
+    """Fold each topic born in this run (rows from ``k_old``) into the most similar topic at least
+    as big, if their means' cosine reaches ``threshold``; relabel posts and drop merged rows."""
+    M, weights = state[0].tocsr(), state[1]
+    k = M.shape[0]
+    if k <= k_old:
+        return
+    target = _merge_targets(M, weights, k_old, threshold)
+    if (target == np.arange(k)).all():
+        return
+    keep = np.flatnonzero(target == np.arange(k))
+    pos = np.full(k, -1, dtype=np.int64)
+    pos[keep] = np.arange(len(keep))
+    # merged mean = weighted mean of the parts
+    A = sp.csr_matrix((weights, (pos[target], np.arange(k))), shape=(len(keep), k))
+    total = np.asarray(A.sum(axis=1)).ravel()
+    scale = np.divide(1.0, total, out=np.zeros_like(total), where=total > 0)
+    state[0] = (sp.diags(scale) @ A @ M).tocsr()
+    state[1] = np.minimum(total, max_weight)
+    inside = labels >= 0
+    labels[inside] = pos[target[labels[inside]]]
+    keys[:] = [keys[i] for i in keep]
+
+
+def _merge_targets(M: sp.csr_matrix, weights: np.ndarray, k_old: int, threshold: float) -> np.ndarray:
+    """Per row of ``M``: the row it is merged into (itself if none). Only new topics of at most
+    ``MERGE_MAX_POSTS`` posts move (a bigger one, e.g. a thread held together by reply links, is a
+    matter of its own; merging those cost precision); smallest first, so a fragment joins its
+    matter's main topic rather than another fragment."""
+    k = M.shape[0]
+    norms = np.sqrt(_row_norm2(M))
+    U = (sp.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ M).tocsr()
+    C = (U[k_old:] @ U.T).tocsr()
+    C.data[C.data < threshold] = 0.0
+    C.eliminate_zeros()
+    target = np.arange(k)
+    rows = np.flatnonzero((np.diff(C.indptr) > 0) & (weights[k_old:] <= MERGE_MAX_POSTS))
+    for r in rows[np.argsort(weights[k_old + rows], kind="stable")]:
+        f = k_old + int(r)
+        g = C.indices[C.indptr[r] : C.indptr[r + 1]]
+        sim = C.data[C.indptr[r] : C.indptr[r + 1]]
+        ok = (g != f) & (target[g] == g) & (weights[g] >= weights[f])
+        if ok.any():
+            target[f] = int(g[ok][np.argmax(sim[ok])])
+    for f in range(k_old, k):  # follow chains: f -> g -> h
+        while target[target[f]] != target[f]:
+            target[f] = target[target[f]]
+    return target
 
 
 def _to_cols(M: sp.csr_matrix, cols: np.ndarray, m: int) -> sp.csr_matrix:

@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy import text as sql
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from core.db import make_engine
+from core.tables import metadata
 from tests.api.conftest import api_client, api_engine, make_user  # noqa: F401  (the API fixtures, reused)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "chats"
@@ -20,6 +24,27 @@ QQ_HEADER = (
     "消息对象:{group}\n"
     "================================================================\n\n"
 )
+
+
+def every_text(engine: Engine) -> str:
+    """Every row of every table as text, for "this value is stored nowhere" assertions."""
+    chunks = []
+    with engine.connect() as conn:
+        for table in metadata.sorted_tables:
+            for row in conn.execute(select(table)):
+                chunks.append(repr(tuple(row)))
+    return "\n".join(chunks)
+
+
+def sqlite_file_bytes(engine: Engine, url: str) -> bytes | None:
+    """The raw SQLite file after a WAL checkpoint (None on PostgreSQL): nothing hides in free pages,
+    indexes or the write-ahead log."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    with engine.connect() as conn:
+        conn.execute(sql("PRAGMA wal_checkpoint(TRUNCATE)"))
+    return Path(str(parsed.database)).read_bytes()
 
 
 def qq_export(messages: list[tuple[str, str, str, str]], group: str = "东湾村村民群") -> str:

@@ -185,9 +185,9 @@ def test_telegram_full_export() -> None:
 
 
 def test_clean_text_for_both_databases() -> None:
-    from crawler.chats.importer import _clean
+    from crawler.chats.importer import clean_text
 
-    assert _clean("东湾\x00村") == "东湾村" and _clean("a\ud800b") == "a?b" and _clean(None) is None
+    assert clean_text("东湾\x00村") == "东湾村" and clean_text("a\ud800b") == "a?b" and clean_text(None) is None
 
 
 def test_truncated_telegram_export_keeps_what_was_read() -> None:

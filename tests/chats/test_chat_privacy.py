@@ -6,17 +6,13 @@ column of every table back as text (and, on SQLite, the raw database file) and l
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi.testclient import TestClient
-from sqlalchemy import inspect, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect
 
 from api import accounts
 from core.db import session_scope
-from core.tables import metadata
 from crawler.chats import import_chat_file
-from tests.chats.conftest import FIXTURES
+from tests.chats.conftest import FIXTURES, every_text, sqlite_file_bytes
 
 RAW_SENDER_IDS = [
     "3141592653",
@@ -56,15 +52,6 @@ NAMES = [
 ]  # as senders (周站长 is also thanked in a text)
 
 
-def _every_text(engine) -> str:
-    chunks = []
-    with engine.connect() as conn:
-        for table in metadata.sorted_tables:
-            for row in conn.execute(select(table)):
-                chunks.append(repr(tuple(row)))
-    return "\n".join(chunks)
-
-
 def test_nothing_personal_reaches_the_database(api_client: TestClient, api_engine, fresh_db_url: str) -> None:
     with session_scope(api_engine) as s:
         token = accounts.create_token(
@@ -102,7 +89,7 @@ def test_nothing_personal_reaches_the_database(api_client: TestClient, api_engin
     }
     assert api_client.post("/api/v1/ingest/messages", json=batch, headers=headers).json()["new"] == 1
 
-    everything = _every_text(api_engine)
+    everything = every_text(api_engine)
     assert "139****5678" in everything and "137****1111" in everything  # the data is there, masked
     for raw in RAW_SENDER_IDS + RAW_PERSONAL + NAMES:
         # (wxid_pushed_user was typed into a message by its sender: text is kept, so it may appear)
@@ -110,11 +97,8 @@ def test_nothing_personal_reaches_the_database(api_client: TestClient, api_engin
             continue
         assert raw not in everything, raw
     # the raw file too (SQLite): nothing hides in free pages, indexes or the write-ahead log
-    url = make_url(fresh_db_url)
-    if url.get_backend_name() == "sqlite":
-        with api_engine.connect() as conn:
-            conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
-        data = Path(url.database).read_bytes()
+    data = sqlite_file_bytes(api_engine, fresh_db_url)
+    if data is not None:
         for raw in RAW_SENDER_IDS[:-1] + RAW_PERSONAL + NAMES:
             assert raw.encode("utf-8") not in data, raw
     assert "posts" in inspect(api_engine).get_table_names()

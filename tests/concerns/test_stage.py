@@ -190,7 +190,7 @@ def test_a_lone_post_waits_pending_until_a_second_post_joins(session: Session) -
     # A lone post older than a day is no longer offered: it expires from the pool.
     run_stage(session, [post("w3", "南坪村的垃圾桶满了没人清理", 180)], now=start + dt.timedelta(hours=4))
     assert len(pending.load(session, 1 << 20)) == 1
-    late = run_stage(session, [post("w4", "南坪村垃圾桶满了好几天没人清理", 60 * 30)], now=start + dt.timedelta(hours=31))
+    late = run_stage(session, [post("w4", "南坪村垃圾桶满了，一直没人清理", 60 * 30)], now=start + dt.timedelta(hours=31))
     assert late.topics_new == 0 and late.pending == 1
     assert session.scalar(select(Post.topic_id).where(Post.external_id == "w4")) is None
 

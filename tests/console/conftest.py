@@ -20,6 +20,7 @@ from api.app import create_app
 from api.console.session import SESSION_COOKIE
 from core.db import make_engine, session_scope
 from tests.console.factories import PASSWORD, Scene, seed_scene
+from tests.retrain.conftest import shipped_model_dir  # noqa: F401  (the tiny model the registry ships)
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
@@ -168,3 +169,39 @@ def shot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+# --------------------------------------------------------------------------- retraining
+
+
+@pytest.fixture
+def trained_models(live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                   shipped_model_dir: Path) -> Iterator[dict[str, str]]:  # noqa: F811 (the fixture)
+    """Real model versions for promote/rollback: the scene's active row gets the tiny shipped model's
+    files, then nlp.retrain trains "good" (clean labels) and "bad" (half the labels flipped), both
+    registered as candidates, with the registry's evaluation set in this test's data folder."""
+    import random
+
+    from sqlalchemy import select
+
+    from core.settings import get_settings
+    from core.tables import ModelVersion
+    from nlp.retrain import train_candidate
+    from tests.fixtures.labelled_texts import labelled_texts, write_csv
+
+    monkeypatch.setenv("YUQING_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    files = {}
+    for name, seed, flip in (("good", 3, 0.0), ("bad", 4, 0.5)):
+        texts, labels = labelled_texts(110, seed=seed)
+        rng = random.Random(seed)
+        files[name] = tmp_path / f"{name}.csv"
+        write_csv(files[name], texts, [1 - y if rng.random() < flip else y for y in labels])
+    with session_scope(live.engine) as s:
+        active = s.scalars(select(ModelVersion).where(ModelVersion.status == "active")).one()
+        active.path = str(shipped_model_dir / "rumor" / "tiny-shipped")
+        for name, path in files.items():
+            train_candidate(s, data=[path], name=name, cv_folds=0)
+        versions = {"active": active.version, "good": "good", "bad": "bad"}
+    yield versions
+    get_settings.cache_clear()

@@ -374,3 +374,32 @@ def _png_b64() -> str:
     fig.savefig(buf, format="png")
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
+
+
+# --------------------------------------------------------------------------- retraining
+
+
+@dataclass
+class Uncertain:
+    """A post the active model scored ``probability``, in a story that reached ``reach`` posts."""
+
+    text: str
+    probability: float
+    reach: int = 1
+
+
+def add_scored_posts(session: Session, items: list[Uncertain], model_version_id: int,
+                     now: dt.datetime | None = None) -> list[int]:
+    """Posts (through core.ingest) with the scores the active model gave them, each in its own story."""
+    now = now or utcnow()
+    post_ids = add_posts(session, [Said("青禾论坛", u.text, 2) for u in items], now)
+    for pid, u in zip(post_ids, items, strict=True):
+        story = Story(representative_post_id=pid, title=None, first_seen=now, last_seen=now, post_count=u.reach,
+                      group_count=0, source_count=1, hourly_counts={}, max_rumor_probability=u.probability)
+        session.add(story)
+        session.flush()
+        session.get(Post, pid).story_id = story.id
+        session.add(PostScore(post_id=pid, model_version_id=model_version_id, rumor_probability=u.probability,
+                              label=int(u.probability >= 0.5), explanation=[]))
+    session.flush()
+    return post_ids

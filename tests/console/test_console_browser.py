@@ -11,9 +11,16 @@ from sqlalchemy import select
 
 from api.console.render import OPEN_STATUSES
 from core.db import session_scope
-from core.tables import Alert, AlertEvent, Response
+from core.tables import Alert, AlertEvent, Label, ModelVersion, Response
 from tests.console.conftest import browser_as, browser_login, shot
-from tests.console.factories import Said, alert_for_story, build_story, seed_alert
+from tests.console.factories import (
+    Said,
+    Uncertain,
+    add_scored_posts,
+    alert_for_story,
+    build_story,
+    seed_alert,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -188,3 +195,42 @@ def test_keyboard_claims_and_the_notice_announces_new_alerts(live, new_page) -> 
     assert page.title().startswith("(1)")
     page.locator("#news").click()
     expect(rows).to_have_count(count + 1)
+
+
+def test_analyst_labels_from_the_active_learning_list_and_promotes_a_model(live, new_page, trained_models) -> None:
+    with session_scope(live.engine) as s:
+        active_id = s.scalars(select(ModelVersion.id).where(ModelVersion.status == "active")).one()
+        unsure, other = add_scored_posts(s, [Uncertain("听说青禾镇明天全天停水，是真的吗？", 0.52, reach=30),
+                                             Uncertain("东湾村好像要修路了", 0.7, reach=2)], active_id)
+    page = new_page(1366, 768)
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.accept()))
+    browser_login(page, "wangfang")
+
+    page.get_by_role("navigation", name="主导航").get_by_role("link", name="待标注").click()
+    page.wait_for_url("**/labels")
+    items = page.locator("ol.label-queue li.queue-item")
+    expect(items).to_have_count(2)
+    expect(items.first).to_have_attribute("id", f"post-{unsure}")  # least sure and widest first
+    expect(items.first.locator(".post-text")).to_have_text("听说青禾镇明天全天停水，是真的吗？")
+    shot(page, "labels-1-queue")
+    items.first.get_by_role("button", name="谣言", exact=True).click()
+    expect(page.locator(".flash.ok")).to_contain_text(f"已将帖子 #{unsure} 标注为「谣言」")
+    expect(items).to_have_count(1)
+    expect(items.first).to_have_attribute("id", f"post-{other}")
+    with session_scope(live.engine) as s:
+        label = s.scalars(select(Label).where(Label.post_id == unsure)).one()
+        assert (label.label, label.origin, label.user_id) == (1, "manual", live.scene.users["wangfang"])
+
+    page.get_by_role("navigation", name="主导航").get_by_role("link", name="模型").click()
+    page.locator("tr", has=page.locator("code", has_text=re.compile("^good$"))).get_by_role("link", name="启用…").click()
+    page.wait_for_url("**/models/good/promote")
+    expect(page.locator("h1")).to_have_text("启用模型 good？")
+    page.get_by_role("button", name="确认启用").click()
+    page.wait_for_url(re.compile(r"/models\?msg="))
+    expect(page.locator(".flash.ok")).to_contain_text("已启用模型 good")
+    expect(page.locator(".active-model h2")).to_have_text("当前在用：rumor good")
+    shot(page, "labels-2-promoted")
+    with session_scope(live.engine) as s:
+        assert s.scalars(select(ModelVersion.version).where(ModelVersion.status == "active")).one() == "good"
+    assert dialogs == []

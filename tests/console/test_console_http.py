@@ -394,3 +394,26 @@ def test_counts_follow_an_action_at_once(live, client_as) -> None:
     assert r.status_code == 303 and r.headers["location"].startswith("/?msg=")
     after = c.get(r.headers["location"]).text
     assert (_tab_count(after, "已排除"), _tab_count(after, "待处理")) == (dismissed + 1, waiting - 1)
+
+
+def test_evidence_marks_a_post_that_refutes_the_rumor(live, client_as) -> None:
+    with session_scope(live.engine) as s:
+        seeded = seed_alert(s, title="网传青禾镇下周封城", said=[
+            Said("东湾村", "听说青禾镇下周要封城了，赶紧囤米囤油！", hours_ago=3),
+            Said("南坪村", "镇政府已经发了说明，没有封城安排，大家不要转发谣言", hours_ago=1)])
+    html = client_as("zhangmin").get(f"/alerts/{seeded.alert_id}").text
+    items = {int(m.group(1)): m.group(2) for m in re.finditer(r'<li id="post-(\d+)">(.*?)</li>', html, re.S)}
+    spreading, refuting = seeded.post_ids
+    assert "辟谣/澄清" in items[refuting] and "没有…安排" in items[refuting]
+    assert "辟谣/澄清" not in items[spreading]
+
+
+def test_unknown_pages_answer_a_console_page_and_the_api_keeps_json(live, client_as) -> None:
+    c = client_as("zhangmin")
+    page = c.get("/no-such-page", headers={"Accept": "text/html,application/xhtml+xml"})
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "没有这个页面" in page.text
+    api = c.get("/api/v1/no-such-route", headers={"Accept": "text/html"})
+    assert api.status_code == 404 and api.headers["content-type"].startswith("application/problem+json")
+    script = httpx.get(f"{live.url}/no-such-page", timeout=10)  # no browser Accept header: JSON
+    assert script.status_code == 404 and "json" in script.headers["content-type"]

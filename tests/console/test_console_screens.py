@@ -21,7 +21,7 @@ def test_main_pages_render_at_office_and_phone_sizes(live, new_page) -> None:
     road = live.scene.alerts["road"]
     for name, path in [("queue", "/"), ("alert", f"/alerts/{road}"), ("concerns", "/concerns"),
                        ("debunks", "/debunks"), ("sources", "/sources"), ("digests", "/digests"),
-                       ("models", "/models"), ("digest", f"/digests/{live.scene.digest_id}")]:
+                       ("models", "/models"), ("labels", "/labels"), ("digest", f"/digests/{live.scene.digest_id}")]:
         response = page.goto(path)
         assert response is not None and response.status == 200, (path, response and response.status)
         assert page.locator("h1").first.is_visible()

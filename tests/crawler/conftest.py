@@ -38,8 +38,8 @@ class FixtureSite:
     def reset(self) -> None:
         urllib.request.urlopen(f"{self.base}/__reset", timeout=5).read()
 
-    def add_reply(self, thread: int, id: int, body: str) -> None:
-        query = urllib.parse.urlencode({"thread": thread, "id": id, "body": body})
+    def add_reply(self, thread: int, id: int, body: str, *, board: bool = False) -> None:
+        query = urllib.parse.urlencode({"thread": thread, "id": id, "body": body, **({"board": 1} if board else {})})
         urllib.request.urlopen(f"{self.base}/__add_reply?{query}", timeout=5).read()
 
     def drop_added_replies(self) -> None:

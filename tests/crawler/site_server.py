@@ -5,6 +5,10 @@
 - everything of crawler.demo.site.Site with tests/fixtures/sites/qinghe.yaml: news list (3 pages) and
   10 articles, forum with 2 threads and replies, RSS and Atom feeds (ETag / 304), JSON API (2 pages),
   robots.txt forbidding /private/
+- /group/board-{1,2}.html, /group/topic-{7001,7002}.html   the group board 东湾村村民交流区: one topic per
+  board page; 7 reply floors, two quoting another floor, one with a QQ number and a phone number in its
+  text, one malformed floor (no time, no content)
+- /group/channel?page={n}         a channel's JSON API: 4 messages, 3 per page (replies by reply_to_message_id)
 - tests/fixtures/sites/qinghe/ as static files: enc/gbk-meta.html (GB2312 in a meta tag),
   enc/gbk-none.html (GBK, declared nowhere), enc/big5-meta.html (Big5), faults/broken.html
   (malformed HTML), faults/ok-1.html, faults/empty.html (no title/body elements)
@@ -19,7 +23,8 @@
 - /private/secret.html            exists, but robots.txt forbids it
 - /slow-news/list-{n}.html, /slow-news/{id}.html  ``--big N`` articles, ``--delay`` s each (0.15)
 - /__requests, /__reset           request counts per path (for "fetched exactly once" assertions)
-- /__add_reply?thread=&id=&body=, /__drop_added_replies   a new reply on a thread, and undo
+- /__add_reply?thread=&id=&body=[&board=1], /__drop_added_replies   a new reply on a thread (or a
+  group board topic), and undo
 """
 
 from __future__ import annotations
@@ -88,8 +93,9 @@ def build_site(big: int = 40, delay: float = 0.15) -> Site:
     added: list[tuple[dict[str, Any], dict[str, Any]]] = []
 
     def add_reply(handler: SiteHandler, query: Any) -> Any:
-        thread = next(t for t in site.content["threads"] if str(t["id"]) == query["thread"][0])
-        reply = {"id": int(query["id"][0]), "author": "南坪村新网友", "time": "2026-11-28 07:00",
+        threads = site.content["group_board"]["topics"] if "board" in query else site.content["threads"]
+        thread = next(t for t in threads if str(t["id"]) == query["thread"][0])
+        reply = {"id": int(query["id"][0]), "author": "南坪村新网友", "uid": "u1099", "time": "2026-11-28 07:00",
                  "body": query["body"][0]}
         thread["replies"].append(reply)
         added.append((thread, reply))

@@ -18,7 +18,8 @@ def test_issue_example_is_valid(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text(demo_sources_text("http://127.0.0.1:1"), encoding="utf-8")
     parsed = load_sources(path)
-    assert [s.kind for s in parsed.sources] == ["html", "html", "feed", "feed", "json"]
+    assert [s.kind for s in parsed.sources] == ["html", "html", "html", "feed", "feed", "json"]
+    assert parsed.get("东湾村村民交流区").group is not None
     forum = parsed.get("青禾论坛")
     assert forum.interval == 120 and forum.obey_robots and forum.enabled
     assert forum.detail is not None and forum.detail.replies is not None
@@ -86,7 +87,7 @@ def test_validate_command(tmp_path: Path) -> None:
     good.write_text(demo_sources_text("http://127.0.0.1:1"), encoding="utf-8")
     ok = runner.invoke(app, ["sources", "validate", str(good)])
     assert ok.exit_code == 0, ok.output
-    assert "检查通过" in ok.output and "共 5 个信息源" in ok.output
+    assert "检查通过" in ok.output and "共 6 个信息源" in ok.output
     bad = tmp_path / "bad.yaml"
     bad.write_text(good.read_text(encoding="utf-8").replace("interval: 2m", "interval: soon", 1), encoding="utf-8")
     failed = runner.invoke(app, ["sources", "validate", str(bad)])

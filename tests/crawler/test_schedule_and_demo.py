@@ -93,14 +93,17 @@ def test_run_demo_crawls_the_bundled_site(tmp_path: Path) -> None:
                     names = {r[0] for r in rows}
                 except sqlite3.OperationalError:
                     pass  # not migrated yet
-            if len(names) == 5:
+            if len(names) == 6:
                 break
             time.sleep(1)
     finally:
         proc.terminate()
         out = proc.communicate(timeout=30)[0]
-    assert names == {"青禾镇新闻网", "青禾论坛", "青禾镇融媒体RSS", "青禾镇政府公告", "青禾生活App"}, out
+    assert names == {"青禾镇新闻网", "青禾论坛", "东湾村村民交流区", "青禾镇融媒体RSS", "青禾镇政府公告", "青禾生活App"}, out
     assert "演示信息源网站：http://127.0.0.1:" in out
     with sqlite3.connect(db) as conn:
         posts = conn.execute("SELECT count(*), sum(raw_text LIKE '%封城%') FROM posts").fetchone()
+        group_messages = conn.execute("SELECT count(*), sum(author LIKE '用户%') FROM posts WHERE channel = 'chat'"
+                                      " AND group_id IS NOT NULL").fetchone()
     assert posts[0] >= 40 and posts[1] >= 3
+    assert group_messages == (4, 4)  # the demo group board: pseudonymous senders

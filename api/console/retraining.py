@@ -1,0 +1,167 @@
+"""The console's retraining pages: labelling posts, the active-learning list, promoting and rolling
+back model versions. Routes stay thin: they call the same nlp functions as the API's /labels and
+/models routes (``nlp.labels``, ``nlp.registry``) and read through :mod:`api.console.queries`.
+
+Every action is a plain form POST with the session's CSRF token, answered by a redirect with a
+message (works without JS on a slow office PC); promotion and rollback first show a confirmation
+page instead of a script dialog.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import Response
+
+from api.console import queries, services
+from api.console.render import render
+from api.console.web import ConsolePageError, PageUser, back, check_csrf, need_role, note_drift, safe_next
+from api.deps import SessionDep
+from core.errors import NotFound, YuqingError
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf), Depends(note_drift)])
+
+LABEL_PAGE_SIZE = 20
+LABEL_ZH = {"1": "谣言", "0": "非谣言"}
+NextField = Annotated[str | None, Form(max_length=2000)]
+
+
+def _page_number(page: str) -> int:
+    return max(1, min(int(page), 100_000)) if page.isdigit() else 1
+
+
+# --------------------------------------------------------------------------- labels (nlp.labels)
+
+
+@router.get("/labels")
+def labels_page(request: Request, user: PageUser, session: SessionDep, page: str = "1") -> Response:
+    """待标注: the posts the active model is least sure about, weighted by reach (as GET /api/v1/labels/queue)."""
+    need_role(user, "analyst", "查看待标注帖子")
+    page_no = _page_number(page)
+    active = services.models().active_version(session)
+    items, total = services.labels().active_learning_queue(
+        session, model_version_id=active.id, limit=LABEL_PAGE_SIZE, offset=(page_no - 1) * LABEL_PAGE_SIZE)
+    posts = [{"id": i.post_id, "raw_text": i.text} for i in items]
+    conflicts = services.labels().label_conflicts(session)
+    return render(request, "labels.html", {
+        "nav": "labels", "items": items, "info": queries.label_info(session, posts), "total": total,
+        "page": page_no, "pages": max(1, -(-total // LABEL_PAGE_SIZE)), "page_size": LABEL_PAGE_SIZE,
+        "active": active, "conflicts": conflicts[:20], "conflict_total": len(conflicts), "can_label": True,
+    })
+
+
+@router.post("/posts/{post_id}/label")
+def label_post(post_id: int, user: PageUser, session: SessionDep,
+               label: Annotated[str, Form(max_length=10)] = "", next: NextField = None) -> Response:
+    """Label a post 谣言 (1) / 非谣言 (0), or clear one's own label ("clear"); labelling again replaces."""
+    need_role(user, "analyst", "标注帖子")
+    target = safe_next(next) if next else "/labels"
+    svc = services.labels()
+    try:
+        if label == "clear":
+            cleared = svc.clear_post_label(session, post_id=post_id, user_id=user.id)
+            msg = f"已清除您对帖子 #{post_id} 的标注" if cleared else f"您没有标注过帖子 #{post_id}，无需清除"
+        elif label in LABEL_ZH:
+            svc.label_post(session, post_id=post_id, label=int(label), user_id=user.id)
+            msg = f"已将帖子 #{post_id} 标注为「{LABEL_ZH[label]}」"
+        else:
+            return back(target, err="标注只能是“谣言”或“非谣言”，请用页面上的按钮。")
+        session.commit()
+    except NotFound as err:
+        session.rollback()
+        raise ConsolePageError(404, str(err)) from err
+    except YuqingError as err:
+        session.rollback()
+        return back(target, err=str(err))
+    return back(target, msg=msg)
+
+
+# --------------------------------------------------------------------------- model versions (nlp.registry)
+
+
+@router.get("/models")
+def models_page(request: Request, user: PageUser, session: SessionDep) -> Response:
+    need_role(user, "analyst", "查看模型")
+    reg = services.models()
+    rows = queries.models(session)
+    active = [r for r in rows if r["model"].status == "active"]
+    target = reg.rollback_target(session) if active else None
+    return render(request, "models.html", {"nav": "models", "rows": rows, "active": active,
+                                           "rollback_to": target, "drift_status": queries.drift(session)})
+
+
+def _version_or_404(session: Any, version: str) -> Any:
+    try:
+        return services.models().get_version(session, version)
+    except NotFound as err:
+        raise ConsolePageError(404, str(err)) from err
+
+
+def _promote_url(version: str) -> str:
+    return f"/models/{quote(version, safe='')}/promote"
+
+
+@router.get("/models/{version}/promote")
+def promote_confirm(request: Request, version: str, user: PageUser, session: SessionDep,
+                    refused: str = "") -> Response:
+    """The confirmation step: what will change, and (after a refusal) the force option with a reason."""
+    need_role(user, "analyst", "启用模型")
+    candidate = _version_or_404(session, version)
+    return render(request, "model_promote.html", {
+        "nav": "models", "m": candidate, "current": services.models().active_version(session),
+        "refused": refused == "1", "action": _promote_url(version)})
+
+
+@router.post("/models/{version}/promote")
+def promote(version: str, user: PageUser, session: SessionDep,
+            force: Annotated[str, Form(max_length=5)] = "",
+            reason: Annotated[str, Form(max_length=1000)] = "") -> Response:
+    need_role(user, "analyst", "启用模型")
+    forced, reason = force == "1", reason.strip()
+    confirm = _promote_url(version) + "?refused=1"
+    if forced and not reason:
+        return back(confirm, err="强制启用必须填写理由（会记录在模型备注中）。")
+    try:
+        row, comparison = services.models().promote(session, version, force=forced, reason=reason or None,
+                                                    user_id=user.id)
+        session.commit()
+    except NotFound as err:
+        session.rollback()
+        raise ConsolePageError(404, str(err)) from err
+    except YuqingError as err:
+        session.rollback()
+        return back(confirm, err=str(err))
+    except FileNotFoundError:
+        session.rollback()
+        return back(confirm, err=f"模型 {version} 或当前模型的文件找不到，无法比较：请检查模型目录或重新训练。")
+    queries.forget_drift()
+    msg = f"已启用模型 {row.version}，正在运行的服务会自动切换到新模型"
+    if comparison is not None:
+        msg += (f"（固定评估集 {comparison.n} 条：宏平均 F1 {comparison.candidate['macro_f1']:.3f}，"
+                f"原模型 {comparison.active['macro_f1']:.3f}）")
+    if forced:
+        msg += "；强制启用的理由已记录"
+    return back("/models", msg=msg)
+
+
+@router.get("/models/rollback")
+def rollback_confirm(request: Request, user: PageUser, session: SessionDep) -> Response:
+    need_role(user, "analyst", "回滚模型")
+    reg = services.models()
+    return render(request, "model_rollback.html", {
+        "nav": "models", "current": reg.active_version(session), "target": reg.rollback_target(session)})
+
+
+@router.post("/models/rollback")
+def rollback(user: PageUser, session: SessionDep) -> Response:
+    need_role(user, "analyst", "回滚模型")
+    try:
+        row = services.models().rollback(session, user_id=user.id)
+        session.commit()
+    except YuqingError as err:
+        session.rollback()
+        return back("/models", err=str(err))
+    queries.forget_drift()
+    return back("/models", msg=f"已回滚到模型 {row.version}，正在运行的服务会自动切换")
