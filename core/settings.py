@@ -95,7 +95,8 @@ class Settings(BaseSettings):
     local_priority_boost: float = Field(1.0, ge=0, description="Priority bonus for topics about our own places.")
     topic_refresh_seconds: int = Field(600, ge=30, description="How often bursts are re-scored without new posts.")
     concern_category_model: Path | None = Field(
-        None, description="Saved category classifier (skops) for posts the taxonomy rules leave in 其他."
+        None, description="Saved concern-category classifier (skops); empty: <data_dir>/models/category/category.skops "
+        "when `yuqing categories-train` has saved one."
     )
     analyze_interval_seconds: int = Field(60, ge=5, description="How often `yuqing run` analyses new posts.")
     story_window_days: int = Field(14, ge=1, description="New posts join stories active within this many days.")

@@ -308,16 +308,6 @@ class TopicBurst(Base):
     evaluated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-class KeywordCount(Base):
-    """Posts per keyword per UTC hour (for keyword bursts and topic labels' document frequency)."""
-
-    __tablename__ = "keyword_counts"
-    __table_args__ = (Index("ix_keyword_counts_hour", "hour"),)
-    keyword: Mapped[str] = mapped_column(String(100), primary_key=True)
-    hour: Mapped[dt.datetime] = mapped_column(primary_key=True)
-    count: Mapped[int] = mapped_column(Integer, default=0)
-
-
 class ConcernState(Base):
     """Named state blobs of the concern stage (e.g. hashed document frequencies for TF-IDF)."""
 

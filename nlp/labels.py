@@ -48,6 +48,19 @@ class LabelImport:
     errors: list[str] = field(default_factory=list)  # "第 N 行: reason"
 
 
+def check_category(category: str | None) -> str | None:
+    """A label's concern category, which must be one of the office's taxonomy (or empty)."""
+    category = (category or "").strip() or None
+    if category is None:
+        return None
+    from nlp.concerns.taxonomy import load_taxonomy
+
+    taxonomy = load_taxonomy()
+    if category not in taxonomy.categories:
+        raise InvalidInput(f"类别“{category}”不在分类文件中；可用的类别：{'、'.join(taxonomy.categories)}")
+    return category
+
+
 def _upsert(session: Session, *, dedup_key: str, text: str, label: int, origin: str,
             post_id: int | None = None, alert_id: int | None = None, user_id: int | None = None,
             category: str | None = None) -> bool:
@@ -77,6 +90,7 @@ def label_post(session: Session, *, post_id: int, label: int, user_id: int | Non
         raise NotFound(f"帖子 {post_id} 不存在")
     if label not in (0, 1):
         raise InvalidInput("标注只能是 1（谣言）或 0（非谣言）")
+    category = check_category(category)
     key = post_label_key(post_id, user_id, origin)
     _upsert(session, dedup_key=key, text=post.raw_text, label=label, origin=origin, post_id=post_id,
             user_id=user_id, category=category)
@@ -121,12 +135,13 @@ def import_labels_csv(session: Session, path: Path, *, user_id: int | None = Non
             continue
         try:
             label = parse_label(row.get("label"))
+            category = check_category(row.get("category"))
         except InvalidInput as err:
             result.errors.append(f"第 {line} 行：{err}")
             continue
         key = f"import:{text_key(text)}:{label}"
         changed = _upsert(session, dedup_key=key, text=text, label=label, origin="import", user_id=user_id,
-                          category=(row.get("category") or "").strip() or None)
+                          category=category)
         if changed:
             result.new += 1
         else:

@@ -10,15 +10,18 @@ going through :data:`STAGES` in order:
     per worker, while the main process groups and writes the previous batches.
 ``stories``
     join each post to a story or found one (:mod:`nlp.stories`).
+``concerns``
+    hot concerns (:mod:`nlp.concerns`): category, mood and places of each post, topics and
+    bursts. Run analyze without it with ``stages=stages_without("concerns")``.
 ``write``
     post_scores / debunk_matches upserts, one executemany UPDATE of posts (norm_text, story_id,
     analyzed_at and any ``batch.post_columns``), story stats. Then the batch commits.
 
-Adding a stage (e.g. hot concerns): write ``def my_stage(ctx: AnalysisContext, batch: Batch) ->
+Adding a stage: write ``def my_stage(ctx: AnalysisContext, batch: Batch) ->
 None`` that reads ``batch.norm`` / ``batch.tokens`` / ``batch.rows`` and puts per-post values in
 ``batch.post_columns["topic_id"] = [...]`` (one value per post, written by the ``write`` stage
 in the same UPDATE), or writes its own tables with ``ctx.session``; keep per-run state (an index
-loaded once) in ``ctx.state``. Then ``register_stage(Stage("concerns", my_stage), before="write")``
+loaded once) in ``ctx.state``. Then ``register_stage(Stage("my_stage", my_stage), before="write")``
 or pass ``stages=`` to :func:`analyze`.
 
 Idempotent and incremental: a post is analysed once per text (core.ingest resets
@@ -47,6 +50,8 @@ from sqlalchemy.orm import Session
 
 from core.tables import AnalysisRun, DebunkMatch, ModelVersion, Post, PostScore, utcnow
 from nlp.bulk import constant
+from nlp.concerns.pipeline_stage import STAGE_NAME as CONCERNS_STAGE
+from nlp.concerns.pipeline_stage import concerns_stage
 from nlp.debunks import DebunkHit, DebunkMatcher
 from nlp.normalize import normalize
 from nlp.similarity import BandedIndex, match_key, shingle_batch
@@ -76,6 +81,7 @@ __all__ = [
     "register_stage",
     "run_analysis",
     "score_histogram",
+    "stages_without",
     "text_features",
 ]
 
@@ -437,7 +443,20 @@ class _Ticker:
         self.last = now
 
 
-STAGES: list[Stage] = [Stage("text", text_stage), Stage("stories", story_stage), Stage("write", write_stage)]
+STAGES: list[Stage] = [
+    Stage("text", text_stage),
+    Stage("stories", story_stage),
+    Stage(CONCERNS_STAGE, concerns_stage),
+    Stage("write", write_stage),
+]
+
+
+def stages_without(*names: str) -> list[Stage]:
+    """The default pipeline minus the named stages (e.g. a rumor-only run: ``"concerns"``)."""
+    unknown = set(names) - {s.name for s in STAGES}
+    if unknown:
+        raise ValueError(f"unknown stage(s) {sorted(unknown)}; the pipeline has {[s.name for s in STAGES]}")
+    return [s for s in STAGES if s.name not in names]
 
 
 def register_stage(stage: Stage, *, before: str = "write") -> None:

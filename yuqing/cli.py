@@ -248,7 +248,7 @@ def run(
 # ----------------------------------------------------------------------------- stage commands
 # Each stage keeps its subcommands in yuqing/commands/<stage>.py and registers them here.
 
-from yuqing.commands import topics as _topics_cmd  # noqa: E402  (hot concerns; installs the analyze stage)
+from yuqing.commands import topics as _topics_cmd  # noqa: E402  (hot concerns)
 
 app.command("topics")(_topics_cmd.topics)
 app.command("categories-train")(_topics_cmd.categories_train)

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from scipy import stats
+from scipy import special
 
 from core.settings import Settings
 
@@ -35,7 +35,8 @@ def hour_floor(t: dt.datetime) -> dt.datetime:
 
 def hour_key(t: dt.datetime) -> str:
     """The key of a UTC hour in ``hourly_counts`` (same format as stories): ``2026-11-28T14``."""
-    return hour_floor(t).strftime("%Y-%m-%dT%H")
+    # isoformat is several times faster than strftime, and this runs for every post.
+    return t.astimezone(dt.UTC).isoformat()[:13]
 
 
 @lru_cache(maxsize=65536)
@@ -82,14 +83,17 @@ def surprise(count: float, expected: float, overdispersion: float) -> float:
         var = expected + overdispersion * expected * expected
         return (count - expected) / math.sqrt(var)
     k = math.ceil(count) - 1
+    # scipy.special's functions, not scipy.stats' distribution objects: the same numbers
+    # (nbinom.sf(k; n, p) = I_{1-p}(k + 1, n), poisson.sf = pdtrc, norm.isf = -ndtri) at ~1 µs
+    # instead of ~80 µs a call; every touched topic is scored in every run.
     if overdispersion > 0:
         n = 1.0 / overdispersion
-        tail = float(stats.nbinom.sf(k, n, n / (n + expected)))
+        tail = float(special.betainc(k + 1, n, expected / (n + expected)))
     else:
-        tail = float(stats.poisson.sf(k, expected))
+        tail = float(special.pdtrc(k, expected))
     if tail <= 0.0:
         return MAX_Z
-    return float(min(stats.norm.isf(tail), MAX_Z))
+    return float(min(-special.ndtri(tail), MAX_Z))
 
 
 def burst(hourly: Mapping[str, int | float], now: dt.datetime, params: BurstParams,

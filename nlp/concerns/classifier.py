@@ -1,9 +1,10 @@
 """A learned concern-category classifier, for when the office has labelled categories.
 
-The keyword rules of `taxonomy` need no labels; once staff have labelled enough posts with a
-category, this model learns from them and takes over the posts the rules leave in the default
-category (``ConcernAnalyzer`` does that when ``YUQING_CONCERN_CATEGORY_MODEL`` points at a saved
-model). Features are hashed (word unigrams/bigrams from our segmenter plus character 1-3-grams),
+The keyword rules of `taxonomy` need no labels. Once staff have labelled posts with categories of
+the office's taxonomy (``labels.category``, or a ``text,category`` CSV), ``yuqing
+categories-train`` fits this model and saves it under ``<data_dir>/models/category/``; from then
+on the concern stage lets it decide a post's category where it is confident and keeps the rules
+for the rest (see ``nlp.concerns.stage._categories``). Features are hashed (word unigrams/bigrams from our segmenter plus character 1-3-grams),
 so a saved model holds numbers only, no vocabulary strings or texts; it is persisted with skops
 and loaded with an explicit list of trusted types.
 """
@@ -11,7 +12,9 @@ and loaded with an explicit list of trusted types.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,8 @@ from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.svm import LinearSVC
 
 from nlp.segment import Segmenter
+
+log = logging.getLogger(__name__)
 
 TRUSTED_TYPES = [
     "nlp.concerns.classifier.CategoryClassifier",
@@ -74,7 +79,7 @@ class CategoryClassifier(ClassifierMixin, BaseEstimator):
         X = self._features(list(texts))
         self.tfidf_ = TfidfTransformer(sublinear_tf=True).fit(X)
         # Balanced class weights: office labels are uneven (weibo21 test: macro-F1 0.726 -> 0.756).
-        self.svm_ = LinearSVC(C=self.C, class_weight=self.class_weight).fit(self.tfidf_.transform(X), list(labels))
+        self.svm_ = LinearSVC(C=self.C, class_weight=self.class_weight, random_state=0).fit(self.tfidf_.transform(X), list(labels))
         self.classes_ = self.svm_.classes_
         return self
 
@@ -126,30 +131,148 @@ def load(path: str | Path) -> CategoryClassifier:
 
 
 MIN_PER_CATEGORY = 5
+PRODUCT_FEATURES = 1 << 18  # per n-gram kind: ~40 MB of weights for ten categories, not 160 MB
+CONFIDENT_MARGIN = 0.2
 
 
-def train_from_labels(session: Any, *, min_per_category: int = MIN_PER_CATEGORY) -> tuple[CategoryClassifier, dict]:
-    """Train on the office's labelled categories (``labels.category``); returns the model and counts.
+def default_path(settings: Any) -> Path:
+    """Where `yuqing categories-train` saves the office's model, and analyze looks for it."""
+    return Path(settings.data_dir) / "models" / "category" / "category.skops"
 
-    Categories with fewer than ``min_per_category`` labels are left out (the rules keep them).
+
+def model_path(settings: Any) -> Path:
+    return Path(settings.concern_category_model) if settings.concern_category_model else default_path(settings)
+
+
+@lru_cache(maxsize=2)
+def _cached(path: str, mtime: float) -> CategoryClassifier:
+    return load(path)
+
+
+def load_for_taxonomy(settings: Any, taxonomy: Any) -> CategoryClassifier | None:
+    """The office's trained category model, if one was saved (None: the keyword rules alone).
+
+    Categories the model knows but the taxonomy no longer has are ignored by the stage, so an
+    edited taxonomy never yields a category the office removed.
     """
-    from collections import Counter
+    path = model_path(settings)
+    try:
+        mtime = path.stat().st_mtime
+    except FileNotFoundError:
+        if settings.concern_category_model:
+            from nlp.concerns.errors import ConcernConfigError
 
+            raise ConcernConfigError(
+                f"类别模型 {path} 不存在：请检查 YUQING_CONCERN_CATEGORY_MODEL，或运行 yuqing categories-train。"
+            ) from None
+        return None
+    model = _cached(str(path), mtime)
+    unknown = sorted(set(map(str, model.classes_)) - set(taxonomy.categories))
+    if unknown:
+        log.warning("category model knows categories the taxonomy lacks; they are ignored",
+                    extra={"model": str(path), "categories": unknown})
+    return model
+
+
+@dataclass(frozen=True)
+class LabelledText:
+    text: str
+    category: str
+    origin: str  # "labels" (the labels table) or "<file>:<line>"
+
+
+def read_category_csv(path: str | Path, taxonomy: Any) -> list[LabelledText]:
+    """Rows of a CSV with columns ``text,category``, every category checked against the taxonomy."""
+    import csv
+
+    from nlp.concerns.errors import ConcernConfigError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConcernConfigError(f"找不到类别标注文件 {p}：请检查路径。")
+    out: list[LabelledText] = []
+    problems: list[str] = []
+    with p.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"text", "category"} - set(reader.fieldnames or [])
+        if missing:
+            raise ConcernConfigError(
+                f"{p.name}：缺少列 {', '.join(sorted(missing))}。需要表头 text,category；"
+                f"现有列：{', '.join(reader.fieldnames or []) or '无'}。"
+            )
+        for row in reader:
+            text, cat = (row.get("text") or "").strip(), (row.get("category") or "").strip()
+            if not text or not cat:
+                problems.append(f"第 {reader.line_num} 行：text 或 category 为空")
+                continue
+            out.append(LabelledText(text, cat, f"{p.name}:{reader.line_num}"))
+    check_categories(out, taxonomy, problems)
+    return out
+
+
+def check_categories(rows: Sequence[LabelledText], taxonomy: Any, problems: list[str] | None = None) -> None:
+    """Every category must be one of the taxonomy's; else one error naming each unknown one and where."""
+    from nlp.concerns.errors import ConcernConfigError
+
+    problems = list(problems or [])
+    allowed = set(taxonomy.categories)
+    unknown: dict[str, list[str]] = {}
+    for r in rows:
+        if r.category not in allowed:
+            unknown.setdefault(r.category, []).append(r.origin)
+    for cat, where in sorted(unknown.items()):
+        shown = "、".join(where[:5]) + (f" 等 {len(where)} 处" if len(where) > 5 else "")
+        problems.append(f"类别“{cat}”不在分类文件中（{shown}）")
+    if problems:
+        raise ConcernConfigError(
+            "类别标注有误：" + "；".join(problems[:20]) + f"。可用的类别：{'、'.join(taxonomy.categories)}。"
+            f"请改正标注，或先在分类文件 {taxonomy.source or 'taxonomy.yaml'} 中添加类别。"
+        )
+
+
+def labels_from_table(session: Any) -> list[LabelledText]:
+    """Category labels analysts gave posts (``labels.category``, via the console, API or label import)."""
     from sqlalchemy import select
 
     from core.tables import Label
+
+    rows = session.execute(select(Label.id, Label.text, Label.category).where(Label.category.is_not(None))).all()
+    return [LabelledText(t, c, f"标注#{i}") for i, t, c in rows if t and c]
+
+
+def train_categories(rows: Sequence[LabelledText], *, min_per_category: int = MIN_PER_CATEGORY,
+                     n_features: int = PRODUCT_FEATURES) -> tuple[CategoryClassifier, dict]:
+    """Train on labelled texts (one label per distinct normalised text, the last given wins).
+
+    Categories with fewer than ``min_per_category`` texts are left out (the rules keep them).
+    """
+    from collections import Counter
+
     from nlp.concerns.errors import ConcernConfigError
     from nlp.normalize import normalize
 
-    rows = session.execute(select(Label.text, Label.category).where(Label.category.is_not(None))).all()
-    counts = Counter(c for _, c in rows)
+    by_text = {normalize(r.text): r.category for r in rows}
+    counts = Counter(by_text.values())
     keep = {c for c, n in counts.items() if n >= min_per_category}
-    data = [(normalize(t), c) for t, c in rows if c in keep and t]
     if len(keep) < 2:
         raise ConcernConfigError(
-            f"带类别的标注不足：至少需要 2 个类别、每类至少 {min_per_category} 条（现有 {dict(counts)}）。"
-            "请先在审核台为帖子标注类别。"
+            f"带类别的标注不足：至少需要 2 个类别、每类至少 {min_per_category} 条不同的文本（现有 {dict(counts)}）。"
+            "请先在审核台为帖子标注类别，或用 --csv 提供 text,category 文件。"
         )
-    model = CategoryClassifier().fit([t for t, _ in data], [c for _, c in data])
+    data = [(t, c) for t, c in by_text.items() if c in keep]
+    model = CategoryClassifier(n_features=n_features).fit([t for t, _ in data], [c for _, c in data])
     return model, {"labels": len(data), "categories": {c: counts[c] for c in sorted(keep)},
-                   "skipped": {c: n for c, n in counts.items() if c not in keep}}
+                   "skipped": {c: n for c, n in sorted(counts.items()) if c not in keep}}
+
+
+def save_with_card(model: CategoryClassifier, path: str | Path, info: dict, taxonomy: Any) -> Path:
+    """Save the model and, next to it, its card (what it was trained on, when)."""
+    import datetime as dt
+    import json
+
+    save(model, path)
+    card = Path(path).with_suffix(".card.json")
+    card.write_text(json.dumps({**info, "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                                "taxonomy": taxonomy.source, "n_features": model.n_features},
+                               ensure_ascii=False, indent=2), encoding="utf-8")
+    return card

@@ -1,13 +1,14 @@
 """The concern stage as a step of `yuqing analyze` (nlp.pipeline), plus a refresh for quiet times.
 
-`install()` registers the stage before the pipeline's ``write`` step; it reads the batch's
-normalised texts and tokens and runs `update_concerns` with the run's ``now``. The analyzer
+nlp.pipeline lists the stage in its default ``STAGES``, before the ``write`` step; it reads the
+batch's normalised texts and tokens and runs `update_concerns` with the run's ``now``. The analyzer
 (taxonomy, gazetteer, thresholds) is loaded once per run and kept in ``ctx.state``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -22,21 +23,26 @@ def concerns_stage(ctx: Any, batch: Any) -> None:
     analyzer = ctx.state.get("concerns_analyzer")
     if analyzer is None:
         analyzer = ctx.state["concerns_analyzer"] = ConcernAnalyzer()
-    norm, tokens = batch.norm, batch.tokens
+    t, c = time.perf_counter(), time.process_time()
+    norm, tokens = batch.norm, batch.tokens  # tokens: segmented here, on first use
+    segment = {"segment": time.perf_counter() - t}, {"segment": time.process_time() - c}
     views = [PostView(r.id, norm[i], tokens[i], r.when, r.group_id, r.source_id,
                       batch.story_ids[i] if batch.story_ids else r.story_id)
              for i, r in enumerate(batch.rows)]
-    stats = update_concerns(ctx.session, views, now=ctx.now, analyzer=analyzer)
+    # The per-post columns ride on the write stage's UPDATE of the batch (one statement, not two).
+    stats = update_concerns(ctx.session, views, now=ctx.now, analyzer=analyzer, post_columns=batch.post_columns)
     ctx.count("topics_new", stats.topics_new)
     ctx.count("topics_hot", len(stats.hot_topic_ids))
     ctx.count("local_posts", stats.local_posts)
-    for name, seconds in stats.timings.items():
-        ctx.state.setdefault("concerns_timings", {})
-        ctx.state["concerns_timings"][name] = ctx.state["concerns_timings"].get(name, 0.0) + seconds
+    for key, timings in (("concerns_timings", segment[0] | stats.timings),
+                         ("concerns_cpu_timings", segment[1] | stats.cpu_timings)):
+        total = ctx.state.setdefault(key, {})
+        for name, seconds in timings.items():
+            total[name] = total.get(name, 0.0) + seconds
 
 
 def install() -> None:
-    """Add the concern stage to the default `yuqing analyze` pipeline (idempotent)."""
+    """Put the concern stage back into the default pipeline after someone replaced it (idempotent)."""
     from nlp.pipeline import Stage, register_stage
 
     register_stage(Stage(STAGE_NAME, concerns_stage), before="write")

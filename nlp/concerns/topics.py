@@ -27,6 +27,7 @@ per post).
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import zlib
@@ -64,8 +65,16 @@ def keywords(tokens: Iterable[str], stopwords: frozenset[str] = frozenset()) -> 
     return [t for t in tokens if _WORD_RE.fullmatch(t) and t not in GENERAL_WORDS and t not in stopwords]
 
 
+_FEATURE_INDEX: dict[str, int] = {}  # words repeat endlessly; one murmurhash call costs ~1 µs
+
+
 def feature_index(word: str) -> int:
-    return murmurhash3_32(word, seed=0, positive=True) % N_FEATURES
+    i = _FEATURE_INDEX.get(word)
+    if i is None:
+        if len(_FEATURE_INDEX) >= 1 << 20:  # bound the memo (a long-running `yuqing run`)
+            _FEATURE_INDEX.clear()
+        i = _FEATURE_INDEX[word] = murmurhash3_32(word, seed=0, positive=True) % N_FEATURES
+    return i
 
 
 class DocFreq:
@@ -100,33 +109,38 @@ class DocFreq:
         return cls(df, n_docs)
 
 
+def feature_indices(words: Sequence[str]) -> list[int]:
+    """`feature_index` of each word (the memo read inline: this runs for every token of a batch)."""
+    out = list(map(_FEATURE_INDEX.get, words))
+    if None in out:
+        out = [feature_index(w) if i is None else i for w, i in zip(words, out, strict=True)]
+    return out
+
+
 def vectorize(docs: Sequence[Sequence[str]], dfreq: DocFreq, top_terms: int = TOP_TERMS) -> sp.csr_matrix:
     """L2-normalised TF-IDF rows of keyword lists, each cut to its ``top_terms`` strongest terms."""
-    indptr = [0]
-    indices: list[np.ndarray] = []
-    values: list[np.ndarray] = []
-    for words in docs:
-        if not words:
-            indptr.append(indptr[-1])
-            continue
-        counts: dict[int, int] = {}
-        for w in words:
-            h = feature_index(w)
-            counts[h] = counts.get(h, 0) + 1
-        idx = np.fromiter(counts, dtype=np.int64, count=len(counts))
-        tf = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))
-        val = tf * dfreq.idf(idx)
-        if len(idx) > top_terms:
-            keep = np.argpartition(-val, top_terms)[:top_terms]
-            idx, val = idx[keep], val[keep]
-        val = val / np.sqrt(np.dot(val, val))
-        order = np.argsort(idx)
-        indices.append(idx[order])
-        values.append(val[order])
-        indptr.append(indptr[-1] + len(idx))
-    ind = np.concatenate(indices) if indices else np.zeros(0, dtype=np.int64)
-    dat = np.concatenate(values) if values else np.zeros(0)
-    return sp.csr_matrix((dat, ind, np.asarray(indptr)), shape=(len(docs), N_FEATURES))
+    return vectorize_hashed([feature_indices(words) for words in docs], dfreq, top_terms)
+
+
+def vectorize_hashed(docs: Sequence[Sequence[int]], dfreq: DocFreq, top_terms: int = TOP_TERMS) -> sp.csr_matrix:
+    """`vectorize` of already hashed keyword lists (``feature_index`` of each word), in whole-batch
+    numpy steps: count (row, term) pairs, weight, keep each row's strongest terms, normalise."""
+    n = len(docs)
+    lens = np.fromiter(map(len, docs), dtype=np.int64, count=n)
+    flat = np.fromiter(itertools.chain.from_iterable(docs), dtype=np.int64, count=int(lens.sum()))
+    pairs, tf = np.unique(np.repeat(np.arange(n, dtype=np.int64), lens) * N_FEATURES + flat, return_counts=True)
+    rows, idx = pairs // N_FEATURES, pairs % N_FEATURES
+    val = (1.0 + np.log(tf)) * dfreq.idf(idx)
+    # Rank the terms within each row by weight (rows stay sorted) and keep the first top_terms.
+    order = np.lexsort((-val, rows))
+    ranked_rows = rows[order]
+    rank = np.arange(len(order)) - np.searchsorted(ranked_rows, ranked_rows, side="left")
+    keep = np.sort(order[rank < top_terms])  # back to (row, index) order
+    rows, idx, val = rows[keep], idx[keep], val[keep]
+    norms = np.sqrt(np.bincount(rows, weights=val * val, minlength=n))
+    val = val / norms[rows] if len(val) else val
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
+    return sp.csr_matrix((val, idx, indptr), shape=(n, N_FEATURES))
 
 
 def encode_centroid(vec: sp.csr_matrix | np.ndarray, keep: int = CENTROID_TERMS) -> bytes:

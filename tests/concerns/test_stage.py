@@ -8,8 +8,8 @@ import datetime as dt
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.tables import KeywordCount, Post, Topic, TopicBurst
-from nlp.concerns import update_concerns
+from core.tables import Post, Topic, TopicBurst
+from nlp.concerns import keyword_rates, update_concerns
 from tests.concerns.conftest import DAY, run_stage, synthetic_day, views
 
 
@@ -118,8 +118,9 @@ def test_rerunning_a_batch_counts_nothing_twice(session: Session) -> None:
                                        .group_by(Post.topic_id)).all())
         for t in topics:  # every topic's counts agree with its member posts
             assert t.post_count == members.get(t.id, 0) == sum(t.hourly_counts.values()), t.label
-        keywords = session.execute(select(KeywordCount.keyword, KeywordCount.hour, KeywordCount.count)
-                                   .order_by(KeywordCount.keyword, KeywordCount.hour)).all()
+        keywords = sorted((h, w, n) for h, counts in keyword_rates.hourly(session, DAY, now).items()
+                          for w, n in counts.items())
+        assert keywords
         cats = session.execute(select(Post.id, Post.category, Post.negativity).order_by(Post.id)).all()
         return sum(members.values()), [tuple(k) for k in keywords], [tuple(c) for c in cats]
 
@@ -151,3 +152,74 @@ def test_short_replies_join_their_parents_topic(session: Session) -> None:
     run_stage(session, [{"source": "青禾镇论坛", "external_id": "r9", "text": "顶一下", "parent_external_id": "t2",
                          "published_at": start + dt.timedelta(hours=2)}], now=start + dt.timedelta(hours=3))
     assert session.scalar(select(Post.topic_id).where(Post.external_id == "r9")) == topic_of["t1"]
+
+
+def test_a_lone_post_waits_pending_until_a_second_post_joins(session: Session) -> None:
+    from nlp.concerns import pending
+
+    start = DAY + dt.timedelta(hours=9)
+
+    def post(ext: str, text: str, minutes: int) -> dict:
+        return {"source": "青禾镇论坛", "external_id": ext, "text": text,
+                "published_at": start + dt.timedelta(minutes=minutes)}
+
+    first = run_stage(session, [post("w1", "柳树村的路灯坏了好几天，晚上走路看不见", 0)], now=start + dt.timedelta(hours=1))
+    # One post is no topic yet: no row, no topic on the post, but it waits in the pending pool.
+    assert first.topics_new == 0 and first.pending == 1
+    assert session.scalar(select(func.count()).select_from(Topic)) == 0
+    assert session.scalar(select(Post.topic_id).where(Post.external_id == "w1")) is None
+    assert session.scalar(select(Post.category).where(Post.external_id == "w1")) is not None
+    pool = pending.load(session, 1 << 20)
+    assert len(pool) == 1 and pool.post(0).keywords
+
+    second = run_stage(session, [post("w2", "柳树村路灯坏了，晚上看不见路，谁来修一下", 90)],
+                       now=start + dt.timedelta(hours=2))
+    assert second.topics_new == 1 and second.pending == 0
+    (topic,) = session.scalars(select(Topic)).all()
+    topic_of = dict(session.execute(select(Post.external_id, Post.topic_id)).all())
+    assert topic_of == {"w1": topic.id, "w2": topic.id}  # the first post joined its topic too
+    assert topic.post_count == 2 == sum(topic.hourly_counts.values()) and len(topic.hourly_counts) == 2
+    assert topic.first_seen == start and "柳树村" in topic.places and "路灯" in topic.label
+
+    # Re-analysing both posts counts nothing twice.
+    update_concerns(session, views(session), now=start + dt.timedelta(hours=2))
+    session.expire_all()
+    (again,) = session.scalars(select(Topic)).all()
+    assert again.post_count == 2 and len(pending.load(session, 1 << 20)) == 0
+
+    # A lone post older than a day is no longer offered: it expires from the pool.
+    run_stage(session, [post("w3", "南坪村的垃圾桶满了没人清理", 180)], now=start + dt.timedelta(hours=4))
+    assert len(pending.load(session, 1 << 20)) == 1
+    late = run_stage(session, [post("w4", "南坪村垃圾桶满了，一直没人清理", 60 * 30)], now=start + dt.timedelta(hours=31))
+    assert late.topics_new == 0 and late.pending == 1
+    assert session.scalar(select(Post.topic_id).where(Post.external_id == "w4")) is None
+
+
+def test_an_analyzer_reused_across_runs_sees_what_others_wrote(session: Session) -> None:
+    """Topic rows cached between batches are used only while nobody else has written them."""
+    from sqlalchemy import update
+
+    from core.tables import utcnow
+    from nlp.concerns import ConcernAnalyzer
+
+    analyzer = ConcernAnalyzer()
+    start = DAY + dt.timedelta(hours=9)
+    texts = ["石桥村停水了，自来水什么时候恢复", "石桥村自来水停水一天了，什么时候恢复", "石桥村还在停水，自来水到底什么时候恢复"]
+
+    def batch(i: int) -> list:
+        before = set(session.scalars(select(Post.id)))
+        from core.ingest import ingest_posts
+
+        ingest_posts(session, [{"source": "青禾镇论坛", "external_id": f"s{i}", "text": texts[i],
+                                "published_at": start + dt.timedelta(minutes=10 * i)}])
+        return [v for v in views(session) if v.id not in before]
+
+    update_concerns(session, batch(0) + batch(1), now=start + dt.timedelta(hours=1), analyzer=analyzer)
+    (topic,) = session.scalars(select(Topic)).all()
+    assert topic.post_count == 2 and topic.id in analyzer.topic_cache
+    # Someone else writes the row (here by hand; in production the burst refresh or retirement).
+    session.execute(update(Topic).where(Topic.id == topic.id).values(post_count=Topic.post_count + 100,
+                                                                      updated_at=utcnow()))
+    update_concerns(session, batch(2), now=start + dt.timedelta(hours=1), analyzer=analyzer)
+    session.expire_all()
+    assert session.get(Topic, topic.id).post_count == 103

@@ -12,13 +12,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from core.settings import get_settings
-from nlp.concerns.pipeline_stage import install as _install_stage
 
 err_console = Console(stderr=True)
-
-# `yuqing analyze` (and `yuqing run`'s analyze job) compute topics, bursts, categories, places and
-# mood as one more pipeline stage.
-_install_stage()
 
 
 def _parse_now(value: str) -> dt.datetime:
@@ -93,24 +88,46 @@ def topics(
 
 
 def categories_train(
-    output: Annotated[str, typer.Option("--output", help="模型保存路径（.skops）")] = "",
+    csv_file: Annotated[str, typer.Option("--csv", help="另附 text,category 两列的 CSV（类别须在分类文件中）")] = "",
+    output: Annotated[str, typer.Option("--output", help="模型保存路径（.skops），默认 <数据目录>/models/category/")
+                      ] = "",
     min_per_category: Annotated[int, typer.Option("--min-per-category", min=2, help="每类至少几条标注")] = 5,
 ) -> None:
-    """Train the concern-category classifier on labelled categories; use it via YUQING_CONCERN_CATEGORY_MODEL."""
+    """Train the concern-category classifier on category labels; `yuqing analyze` then uses it."""
     from pathlib import Path
 
     from core.db import session_scope
     from core.errors import YuqingError
-    from nlp.concerns.classifier import save, train_from_labels
+    from nlp.concerns.classifier import (
+        check_categories,
+        labels_from_table,
+        model_path,
+        read_category_csv,
+        save_with_card,
+        train_categories,
+    )
+    from nlp.concerns.taxonomy import load_taxonomy
 
     settings = get_settings()
-    path = Path(output) if output else settings.model_dir / "category" / "category.skops"
+    path = Path(output) if output else model_path(settings)
     try:
+        taxonomy = load_taxonomy()
         with session_scope() as session:
-            model, info = train_from_labels(session, min_per_category=min_per_category)
+            rows = labels_from_table(session)
+        check_categories(rows, taxonomy)
+        if csv_file:
+            rows += read_category_csv(csv_file, taxonomy)
+        model, info = train_categories(rows, min_per_category=min_per_category)
     except YuqingError as err:
-        err_console.print(f"[red]错误：[/red]{err}")
+        err_console.print(f"[red]错误：[/red]{escape(str(err))}")
         raise typer.Exit(1) from err
-    save(model, path)
-    Console().print(f"已用 {info['labels']} 条标注训练类别模型（{len(info['categories'])} 类），保存到 {path}。")
-    Console().print(f"启用：设置 YUQING_CONCERN_CATEGORY_MODEL={path}")
+    save_with_card(model, path, info, taxonomy)
+    out = Console()
+    counts = "、".join(f"{c} {n}" for c, n in info["categories"].items())
+    out.print(f"已用 {info['labels']} 条标注训练类别模型（{len(info['categories'])} 类：{escape(counts)}），保存到 {path}。")
+    if info["skipped"]:
+        out.print(f"标注太少、仍按关键词规则判断的类别：{escape('、'.join(info['skipped']))}")
+    if path == model_path(settings):
+        out.print("下次 yuqing analyze 起自动使用：模型有把握时按模型判断类别，其余按关键词规则。")
+    else:
+        out.print(f"启用：设置 YUQING_CONCERN_CATEGORY_MODEL={path}")

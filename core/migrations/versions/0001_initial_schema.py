@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 01:55:10.629540
+Create Date: 2026-11-29 03:21:07.052803
 """
 from __future__ import annotations
 
@@ -69,15 +69,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_digests')),
     sa.UniqueConstraint('day', 'recipients_key', 'revision', name=op.f('uq_digests_day_recipients_key_revision'))
     )
-    op.create_table('keyword_counts',
-    sa.Column('keyword', sa.String(length=100), nullable=False),
-    sa.Column('hour', core.tables.UTCDateTime(), nullable=False),
-    sa.Column('count', sa.Integer(), nullable=False),
-    sa.PrimaryKeyConstraint('keyword', 'hour', name=op.f('pk_keyword_counts'))
-    )
-    with op.batch_alter_table('keyword_counts', schema=None) as batch_op:
-        batch_op.create_index('ix_keyword_counts_hour', ['hour'], unique=False)
-
     op.create_table('sources',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
@@ -568,10 +559,6 @@ def downgrade() -> None:
 
     op.drop_table('topics')
     op.drop_table('sources')
-    with op.batch_alter_table('keyword_counts', schema=None) as batch_op:
-        batch_op.drop_index('ix_keyword_counts_hour')
-
-    op.drop_table('keyword_counts')
     op.drop_table('digests')
     op.drop_table('concern_state')
     op.drop_table('chat_groups')
