@@ -40,7 +40,7 @@ def concerns_stage(ctx: Any, batch: Any) -> None:
     if texts is None:
         tokens, texts = batch.tokens, [None] * len(batch)  # tokens: segmented here, on first use
     else:
-        tokens = [t.tokens for t in texts]
+        tokens = [()] * len(batch)  # not needed: the text part used them
     segment = {"segment": time.perf_counter() - t}, {"segment": time.process_time() - c}
     views = [PostView(r.id, norm[i], tokens[i], r.when, r.group_id, r.source_id,
                       batch.story_ids[i] if batch.story_ids else r.story_id, text=texts[i])

@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -44,7 +44,7 @@ from nlp.concerns import keyword_rates
 from nlp.concerns import pending as pend
 from nlp.concerns import topics as tp
 from nlp.concerns.bursts import BurstParams, burst, hour_floor, hour_key
-from nlp.concerns.mood import Mood, mood
+from nlp.concerns.mood import mood
 from nlp.concerns.places import Gazetteer, load_gazetteer
 from nlp.concerns.taxonomy import Taxonomy, load_taxonomy
 
@@ -108,13 +108,13 @@ class ConcernStats:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-@dataclass(slots=True)
-class PostText:
+class PostText(NamedTuple):
     """What the stage derives from one post's normalised text alone (no database, no run state):
-    computed by `ConcernText`, in the pipeline's worker processes for a large backlog."""
+    computed by `ConcernText`, in the pipeline's worker processes for a large backlog (a tuple of
+    plain values: it is pickled back to the main process, 100k of them per 100k posts)."""
 
-    tokens: list[str]
-    mood: Mood
+    negativity: float
+    concern: bool  # Mood.is_concern
     category: str
     places: list[str]
     local: bool
@@ -156,11 +156,12 @@ class ConcernText:
             tokens = self.segmenter.cut_many(texts)
         cats = self.categories(texts)
         out = []
-        for text, toks, cat, kws in zip(texts, tokens, cats, self.keywords_many(tokens), strict=True):
+        for text, cat, kws in zip(texts, cats, self.keywords_many(tokens), strict=True):
             places = self.gazetteer.find(text)
             # Place names join the keywords whole, however the segmenter cut them ("石桥" "村").
             kws = self.with_places(kws, places)
-            out.append(PostText(list(toks), mood(text), cat, places, self.gazetteer.is_local(places), kws,
+            m = mood(text)
+            out.append(PostText(m.negativity, m.is_concern, cat, places, self.gazetteer.is_local(places), kws,
                                 tp.feature_indices(kws)))
         return out
 
@@ -327,7 +328,8 @@ class _Rules:
 
     times: list[dt.datetime]
     hours: list[str]  # hour_key of each time
-    moods: list[Mood]
+    negativity: list[float]
+    concern: list[bool]  # questions, complaints, clearly negative (Mood.is_concern)
     cats: list[str]
     places: list[list[str]]
     local: list[bool]
@@ -356,10 +358,8 @@ def _post_texts(an: ConcernAnalyzer, posts: list[PostView]) -> list[PostText]:
 
 def _apply_rules(an: ConcernAnalyzer, posts: list[PostView], now: dt.datetime) -> _Rules:
     times = [p.published_at.astimezone(dt.UTC) if p.published_at else now for p in posts]
-    pt = _post_texts(an, posts)
-    places = [t.places for t in pt]
-    return _Rules(times, [hour_key(t) for t in times], [t.mood for t in pt], [t.category for t in pt], places,
-                  [t.local for t in pt], [t.keywords for t in pt], [t.hashed for t in pt])
+    neg, concern, cats, places, local, kws, hashed = (list(c) for c in zip(*_post_texts(an, posts), strict=True))
+    return _Rules(times, [hour_key(t) for t in times], neg, concern, cats, places, local, kws, hashed)
 
 
 def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: dt.datetime,
@@ -367,7 +367,7 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     """Rules, clustering and topic folding of one time-ordered batch; returns the per-post columns."""
     r = _apply_rules(an, posts, now)
     stats.local_posts = sum(r.local)
-    stats.concern_posts = sum(m.is_concern for m in r.moods)
+    stats.concern_posts = sum(r.concern)
     stats.categories = dict(Counter(r.cats))
     stats.lap("rules")
 
@@ -461,7 +461,7 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     stats.lap("keywords")
     _save_docfreq(session, dfreq)
     stats.lap("docfreq")
-    return {"topic_id": topic_ids, "category": r.cats, "negativity": [m.negativity for m in r.moods],
+    return {"topic_id": topic_ids, "category": r.cats, "negativity": r.negativity,
             "is_local": r.local, "places": r.places}
 
 
@@ -485,12 +485,12 @@ class _Member:
 
 def _member(posts: list[PostView], r: _Rules, i: int, sims: np.ndarray) -> _Member:
     p = posts[i]
-    return _Member(p.id, r.times[i], r.hours[i], r.moods[i].negativity, r.cats[i], r.places[i], r.local[i], r.strongest[i],
+    return _Member(p.id, r.times[i], r.hours[i], r.negativity[i], r.cats[i], r.places[i], r.local[i], r.strongest[i],
                    float(sims[i]), p.group_id, p.source_id, (p.norm_text or "")[:40])
 
 
 def _pending(p: PostView, r: _Rules, i: int) -> pend.PendingPost:
-    return pend.PendingPost(p.id, r.times[i], r.moods[i].negativity, r.cats[i], r.places[i], r.local[i],
+    return pend.PendingPost(p.id, r.times[i], r.negativity[i], r.cats[i], r.places[i], r.local[i],
                             p.group_id, p.source_id, p.story_id, sorted(r.strongest[i]))
 
 
