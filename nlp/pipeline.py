@@ -97,6 +97,7 @@ HIST_BINS = 20
 HIGH_SCORE = 0.8
 LABEL_THRESHOLD = 0.5
 EXPLAIN_TERMS = 5
+RECENT_TEXTS = 20_000  # texts a shared segmenter remembers: a batch or more, cut by the model then a stage
 PARALLEL_MIN_POSTS = 6_000  # below this a process pool costs more (start + model load) than it saves
 _CHUNK = 500
 # CPython's cyclic collector runs a young collection every 700 net allocations and now and then a
@@ -228,6 +229,19 @@ def _portable(model: Classifier) -> Classifier:
 
 
 
+def _share_segmenter(model: Classifier, parts: dict[str, TextPart]) -> None:
+    """Let text parts that segment (``share_segmenter``) reuse the words the model's featuriser
+    has just cut from the same batch, instead of segmenting every text a second time."""
+    wants = [p for p in parts.values() if hasattr(p, "share_segmenter")]
+    features = getattr(model, "features", None)
+    seg = getattr(features, "segmenter", None) if features is not None else None
+    if not wants or seg is None or not hasattr(seg, "remember_recent"):
+        return
+    seg.remember_recent(RECENT_TEXTS)
+    for part in wants:
+        part.share_segmenter(seg)
+
+
 def _worker_init(
     model: Classifier,
     matcher: DebunkMatcher | None,
@@ -235,6 +249,7 @@ def _worker_init(
     banding: BandedIndex | None,
     parts: dict[str, TextPart],
 ) -> None:
+    _share_segmenter(model, parts)
     _WORKER.update(model=model, matcher=matcher, explain_k=explain_k, banding=banding, parts=parts)
     young, *older = gc.get_threshold()
     gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), *older)  # our own process: for its lifetime

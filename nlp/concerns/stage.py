@@ -145,6 +145,14 @@ class ConcernText:
         state["_seen"], state["_ok"] = set(), set()  # a memo, rebuilt where it is used
         return state
 
+    def share_segmenter(self, segmenter: Any) -> None:
+        """Segment with ``segmenter`` (the rumor model's, which has just cut the same texts and
+        remembers them) when it cuts as the stage's own default would."""
+        from nlp.segment import Segmenter
+
+        if segmenter is not None and segmenter == Segmenter():
+            self.segmenter = segmenter
+
     def __call__(self, norms: Sequence[str], tokens: Sequence[Sequence[str]] | None = None) -> list[PostText]:
         """`PostText` of each normalised text (``tokens``: their words, segmented here if None)."""
         texts = [t or "" for t in norms]
