@@ -322,7 +322,7 @@ def speed(data: Path, workdir: Path, n_posts: int = 100_000, seed: int = 0) -> d
     from core.ingest import ingest_posts
     from core.migrate import upgrade
     from nlp import pipeline
-    from nlp.concerns.pipeline_stage import STAGE_NAME, concerns_stage
+    from nlp.concerns.pipeline_stage import STAGE_NAME, concerns_stage, concerns_text_part
 
     texts = [t for t in pd.read_csv(data / "combined_text_label.csv")["text"].dropna() if len(t) > 5]
     rng = random.Random(seed)
@@ -357,7 +357,9 @@ def speed(data: Path, workdir: Path, n_posts: int = 100_000, seed: int = 0) -> d
         phases.update(ctx.state.get("concerns_timings", {}))
         cpu_phases.update(ctx.state.get("concerns_cpu_timings", {}))
 
-    with_stages = [*base_stages[:-1], pipeline.Stage(STAGE_NAME, timed_stage), *base_stages[-1:]]
+    # the stage's per-text part runs with the text stage, in the workers, as in the default pipeline
+    timed = pipeline.Stage(STAGE_NAME, timed_stage, text_part=concerns_text_part)
+    with_stages = [*base_stages[:-1], timed, *base_stages[-1:]]
     now = start + dt.timedelta(hours=24)
     out: dict = {"posts": n_posts, "ingest_seconds": round(ingest_s, 1), "rumor_model": model_name}
     for name, stages in (("without_concerns", base_stages), ("with_concerns", with_stages)):

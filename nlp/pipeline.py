@@ -24,6 +24,11 @@ in the same UPDATE), or writes its own tables with ``ctx.session``; keep per-run
 loaded once) in ``ctx.state``. Then ``register_stage(Stage("my_stage", my_stage), before="write")``
 or pass ``stages=`` to :func:`analyze`.
 
+Work that depends only on each post's text can run with the ``text`` stage, in its worker
+processes: give the stage ``text_part=`` a function of the context that returns a picklable
+callable (module-level class or function) ``part(norm_texts) -> result``; its result for the
+batch comes back as ``batch.extra("my_stage")`` (None where the text stage ran without it).
+
 Idempotent and incremental: a post is analysed once per text (core.ingest resets
 ``analyzed_at`` when the text changes, and the final UPDATE only marks a post whose
 ``content_hash`` is still the one that was analysed); re-running with nothing new does nothing.
@@ -51,7 +56,7 @@ from sqlalchemy.orm import Session
 from core.tables import AnalysisRun, DebunkMatch, ModelVersion, Post, PostScore, utcnow
 from nlp.bulk import constant
 from nlp.concerns.pipeline_stage import STAGE_NAME as CONCERNS_STAGE
-from nlp.concerns.pipeline_stage import concerns_stage
+from nlp.concerns.pipeline_stage import concerns_stage, concerns_text_part
 from nlp.debunks import DebunkHit, DebunkMatcher
 from nlp.normalize import normalize
 from nlp.similarity import BandedIndex, match_key, shingle_batch
@@ -92,6 +97,7 @@ HIST_BINS = 20
 HIGH_SCORE = 0.8
 LABEL_THRESHOLD = 0.5
 EXPLAIN_TERMS = 5
+RECENT_TEXTS = 20_000  # texts a shared segmenter remembers: a batch or more, cut by the model then a stage
 PARALLEL_MIN_POSTS = 6_000  # below this a process pool costs more (start + model load) than it saves
 _CHUNK = 500
 # CPython's cyclic collector runs a young collection every 700 net allocations and now and then a
@@ -127,6 +133,10 @@ class TextFeatures:
     debunks: list[DebunkHit | None]
     timings: dict[str, float]
     story_prep: BatchPrep | None = None
+    extras: dict[str, Any] = field(default_factory=dict)  # stage name -> its text part's result
+
+
+TextPart = Callable[[list[str]], Any]
 
 
 def _positive_column(proba: Any) -> np.ndarray:
@@ -140,11 +150,13 @@ def text_features(
     matcher: DebunkMatcher | None,
     explain_k: int = EXPLAIN_TERMS,
     banding: BandedIndex | None = None,
+    parts: dict[str, TextPart] | None = None,
 ) -> TextFeatures:
     """Normalise, classify + explain, sign and match debunks: the CPU-heavy, database-free part.
 
     With ``banding`` (the story index, or its empty twin) also the story grouping's
-    `prepare_batch`, so the main process only looks stories up.
+    `prepare_batch`, so the main process only looks stories up. ``parts``: the stages' per-text
+    parts (`Stage.text_part`), each run on the normalised texts into ``extras[stage name]``.
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -168,7 +180,12 @@ def text_features(
     timings["debunks"] = t5 - t4
     prep = prepare_batch(banding, keys, signatures) if banding is not None else None
     timings["story_prep"] = time.perf_counter() - t5
-    return TextFeatures(norm, keys, signatures, proba, explanations, debunks, timings, prep)
+    extras = {}
+    for name, part in (parts or {}).items():
+        t6 = time.perf_counter()
+        extras[name] = part(norm)
+        timings[f"{name}.text"] = time.perf_counter() - t6
+    return TextFeatures(norm, keys, signatures, proba, explanations, debunks, timings, prep, extras)
 
 
 def _classify_and_explain(
@@ -212,17 +229,36 @@ def _portable(model: Classifier) -> Classifier:
 
 
 
+def _share_segmenter(model: Classifier, parts: dict[str, TextPart]) -> None:
+    """Let text parts that segment (``share_segmenter``) reuse the words the model's featuriser
+    has just cut from the same batch, instead of segmenting every text a second time."""
+    wants = [p for p in parts.values() if hasattr(p, "share_segmenter")]
+    features = getattr(model, "features", None)
+    seg = getattr(features, "segmenter", None) if features is not None else None
+    if not wants or seg is None or not hasattr(seg, "remember_recent"):
+        return
+    seg.remember_recent(RECENT_TEXTS)
+    for part in wants:
+        part.share_segmenter(seg)
+
+
 def _worker_init(
-    model: Classifier, matcher: DebunkMatcher | None, explain_k: int, banding: BandedIndex | None
+    model: Classifier,
+    matcher: DebunkMatcher | None,
+    explain_k: int,
+    banding: BandedIndex | None,
+    parts: dict[str, TextPart],
 ) -> None:
-    _WORKER.update(model=model, matcher=matcher, explain_k=explain_k, banding=banding)
+    _share_segmenter(model, parts)
+    _WORKER.update(model=model, matcher=matcher, explain_k=explain_k, banding=banding, parts=parts)
     young, *older = gc.get_threshold()
     gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), *older)  # our own process: for its lifetime
     logging.getLogger("jieba").setLevel(logging.WARNING)
 
 
 def _worker_run(texts: list[str]) -> TextFeatures:
-    return text_features(texts, _WORKER["model"], _WORKER["matcher"], _WORKER["explain_k"], _WORKER["banding"])
+    w = _WORKER
+    return text_features(texts, w["model"], w["matcher"], w["explain_k"], w["banding"], w["parts"])
 
 
 # ----------------------------------------------------------------------------- batches and stages
@@ -285,6 +321,10 @@ class Batch:
     def debunks(self) -> list[DebunkHit | None]:
         return self._f().debunks
 
+    def extra(self, stage: str) -> Any:
+        """What ``stage``'s text part computed for this batch (None if it did not run)."""
+        return self._f().extras.get(stage)
+
     @cached_property
     def tokens(self) -> list[list[str]]:
         """Words of each normalised post (computed on first use, for stages that need them)."""
@@ -310,6 +350,7 @@ class AnalysisContext:
     counts: dict[str, int] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     segmenter: Any = None
+    text_parts: dict[str, TextPart] = field(default_factory=dict)  # see Stage.text_part
 
     def count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
@@ -319,6 +360,9 @@ class AnalysisContext:
 class Stage:
     name: str
     run: Callable[[AnalysisContext, Batch], None]
+    # Builds, once per run, this stage's per-text part: run with the text stage (see the module
+    # docstring), its result reaches `run` as batch.extra(name).
+    text_part: Callable[[AnalysisContext], TextPart] | None = None
 
 
 def text_stage(ctx: AnalysisContext, batch: Batch) -> None:
@@ -330,7 +374,7 @@ def text_stage(ctx: AnalysisContext, batch: Batch) -> None:
         ctx.timings["wait_workers"] = ctx.timings.get("wait_workers", 0.0) + time.perf_counter() - t0
     elif batch.features is None:
         batch.features = text_features(
-            [r.text for r in batch.rows], ctx.model, ctx.matcher, ctx.explain_k, ctx.stories.lsh
+            [r.text for r in batch.rows], ctx.model, ctx.matcher, ctx.explain_k, ctx.stories.lsh, ctx.text_parts
         )
     for name, seconds in batch.features.timings.items():
         ctx.timings[name] = ctx.timings.get(name, 0.0) + seconds
@@ -446,7 +490,7 @@ class _Ticker:
 STAGES: list[Stage] = [
     Stage("text", text_stage),
     Stage("stories", story_stage),
-    Stage(CONCERNS_STAGE, concerns_stage),
+    Stage(CONCERNS_STAGE, concerns_stage, text_part=concerns_text_part),
     Stage("write", write_stage),
 ]
 
@@ -700,6 +744,7 @@ def run_analysis(
     )
     ctx.timings["load_indexes"] = time.perf_counter() - t0
     pipeline = list(stages) if stages is not None else list(STAGES)
+    ctx.text_parts = {s.name: s.text_part(ctx) for s in pipeline if s.text_part is not None}
     if workers is None:
         workers = min(2, os.cpu_count() or 1) if total >= PARALLEL_MIN_POSTS else 0
     pool: ProcessPoolExecutor | None = None
@@ -710,7 +755,7 @@ def run_analysis(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_worker_init,
-            initargs=(_portable(model), matcher, ctx.explain_k, index.lsh.empty_like()),
+            initargs=(_portable(model), matcher, ctx.explain_k, index.lsh.empty_like(), ctx.text_parts),
         )
     else:
         workers = 0

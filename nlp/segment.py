@@ -113,6 +113,8 @@ class Segmenter:
         self._stop: frozenset[str] | None = None
         self._backend_used: str | None = None
         self._lock = threading.Lock()
+        self._recent: dict[str, list[str]] | None = None  # see remember_recent
+        self._recent_limit = 0
 
     # -- pickling: keep only the parameters; the tokenizer is rebuilt on first use
     def __getstate__(self) -> dict[str, Any]:
@@ -121,11 +123,21 @@ class Segmenter:
         state["_stop"] = None  # rebuilt with the tokenizer; None keeps skops' type list short
         state["_backend_used"] = None
         state.pop("_lock", None)
+        state.pop("_recent", None)
+        state.pop("_recent_limit", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self._recent, self._recent_limit = None, 0
+
+    def remember_recent(self, limit: int) -> None:
+        """Keep the words of up to ``limit`` recent texts, so that two users of this segmenter
+        cutting the same texts in turn (the rumor model's features, then the concern stage, on
+        one batch) segment each text once. The lists returned are then shared: do not mutate them.
+        """
+        self._recent, self._recent_limit = ({} if limit > 0 else None), limit
 
     def __repr__(self) -> str:
         return (
@@ -198,6 +210,17 @@ class Segmenter:
 
     def cut(self, text: str) -> list[str]:
         """Words of one (normalised) text; placeholders stay whole."""
+        recent = self._recent
+        if recent is None:
+            return self._cut(text)
+        out = recent.get(text)
+        if out is None:
+            if len(recent) >= self._recent_limit:
+                recent.clear()
+            out = recent[text] = self._cut(text)
+        return out
+
+    def _cut(self, text: str) -> list[str]:
         tok = self._ensure()
         if "<" in text and PLACEHOLDER_RE.search(text):
             out: list[str] = []

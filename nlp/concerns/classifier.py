@@ -4,7 +4,7 @@ The keyword rules of `taxonomy` need no labels. Once staff have labelled posts w
 the office's taxonomy (``labels.category``, or a ``text,category`` CSV), ``yuqing
 categories-train`` fits this model and saves it under ``<data_dir>/models/category/``; from then
 on the concern stage lets it decide a post's category where it is confident and keeps the rules
-for the rest (see ``nlp.concerns.stage._categories``). Features are hashed (word unigrams/bigrams from our segmenter plus character 1-3-grams),
+for the rest (see ``nlp.concerns.stage.ConcernText.categories``). Features are hashed (word unigrams/bigrams from our segmenter plus character 1-3-grams),
 so a saved model holds numbers only, no vocabulary strings or texts; it is persisted with skops
 and loaded with an explicit list of trusted types.
 """

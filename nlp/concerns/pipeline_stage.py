@@ -13,21 +13,37 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from nlp.concerns.stage import ConcernAnalyzer, ConcernStats, PostView, update_concerns
+from nlp.concerns.stage import ConcernAnalyzer, ConcernStats, ConcernText, PostView, update_concerns
 
 STAGE_NAME = "concerns"
 
 
-def concerns_stage(ctx: Any, batch: Any) -> None:
-    """nlp.pipeline stage: categories, places, mood, topics and bursts for one batch."""
+def _analyzer(ctx: Any) -> ConcernAnalyzer:
+    """The run's analyzer (taxonomy, gazetteer, models), loaded once and kept in ``ctx.state``."""
     analyzer = ctx.state.get("concerns_analyzer")
     if analyzer is None:
         analyzer = ctx.state["concerns_analyzer"] = ConcernAnalyzer()
+    return analyzer
+
+
+def concerns_text_part(ctx: Any) -> ConcernText:
+    """The stage's per-text part (nlp.pipeline runs it with the text stage, in its workers)."""
+    return _analyzer(ctx).text
+
+
+def concerns_stage(ctx: Any, batch: Any) -> None:
+    """nlp.pipeline stage: categories, places, mood, topics and bursts for one batch."""
+    analyzer = _analyzer(ctx)
     t, c = time.perf_counter(), time.process_time()
-    norm, tokens = batch.norm, batch.tokens  # tokens: segmented here, on first use
+    norm = batch.norm
+    texts = batch.extra(STAGE_NAME)  # the ConcernText results, when the text stage computed them
+    if texts is None:
+        tokens, texts = batch.tokens, [None] * len(batch)  # tokens: segmented here, on first use
+    else:
+        tokens = [()] * len(batch)  # not needed: the text part used them
     segment = {"segment": time.perf_counter() - t}, {"segment": time.process_time() - c}
     views = [PostView(r.id, norm[i], tokens[i], r.when, r.group_id, r.source_id,
-                      batch.story_ids[i] if batch.story_ids else r.story_id)
+                      batch.story_ids[i] if batch.story_ids else r.story_id, text=texts[i])
              for i, r in enumerate(batch.rows)]
     # The per-post columns ride on the write stage's UPDATE of the batch (one statement, not two).
     stats = update_concerns(ctx.session, views, now=ctx.now, analyzer=analyzer, post_columns=batch.post_columns)
@@ -45,7 +61,7 @@ def install() -> None:
     """Put the concern stage back into the default pipeline after someone replaced it (idempotent)."""
     from nlp.pipeline import Stage, register_stage
 
-    register_stage(Stage(STAGE_NAME, concerns_stage), before="write")
+    register_stage(Stage(STAGE_NAME, concerns_stage, text_part=concerns_text_part), before="write")
 
 
 def refresh(session: Session, *, now: dt.datetime | None = None) -> ConcernStats:

@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -44,7 +44,7 @@ from nlp.concerns import keyword_rates
 from nlp.concerns import pending as pend
 from nlp.concerns import topics as tp
 from nlp.concerns.bursts import BurstParams, burst, hour_floor, hour_key
-from nlp.concerns.mood import Mood, mood
+from nlp.concerns.mood import mood
 from nlp.concerns.places import Gazetteer, load_gazetteer
 from nlp.concerns.taxonomy import Taxonomy, load_taxonomy
 
@@ -77,6 +77,7 @@ class PostView:
     source_id: int | None = None
     story_id: int | None = None
     parent_id: int | None = None  # the post this one replies to or forwards (read from posts if None)
+    text: PostText | None = None  # what ConcernText derived from norm_text (computed by the stage if None)
 
 
 @dataclass
@@ -107,38 +108,92 @@ class ConcernStats:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-class ConcernAnalyzer:
-    """Loaded configuration of the stage (taxonomy, gazetteer, stopwords, thresholds, models)."""
+class PostText(NamedTuple):
+    """What the stage derives from one post's normalised text alone (no database, no run state):
+    computed by `ConcernText`, in the pipeline's worker processes for a large backlog (a tuple of
+    plain values: it is pickled back to the main process, 100k of them per 100k posts)."""
 
-    def __init__(self, settings: Settings | None = None, taxonomy: Taxonomy | None = None,
-                 gazetteer: Gazetteer | None = None, stopwords: frozenset[str] | None = None) -> None:
-        self.settings = settings or get_settings()
-        self.taxonomy = taxonomy or load_taxonomy()
-        self.gazetteer = gazetteer or load_gazetteer()
-        if stopwords is None:
-            try:
-                from nlp.segment import load_stopwords
+    negativity: float
+    concern: bool  # Mood.is_concern
+    category: str
+    places: list[str]
+    local: bool
+    keywords: list[str]  # place names whole, see ConcernText.with_places
+    hashed: list[int]  # topics.feature_index of each keyword
 
-                stopwords = load_stopwords()
-            except (ImportError, FileNotFoundError):  # the segmenter's list is optional here
-                stopwords = frozenset()
-        self.stopwords = stopwords
-        self.burst_params = BurstParams.from_settings(self.settings)
-        from nlp.concerns.classifier import load_for_taxonomy
 
-        self.category_model = load_for_taxonomy(self.settings, self.taxonomy)
-        # Topic rows as this analyzer last wrote them (valid while the row's updated_at is unchanged):
-        # a topic touched in batch after batch is not read and JSON-decoded again each time.
-        self.topic_cache: dict[int, _TopicRow] = {}
+class ConcernText:
+    """The per-text part of the stage (segment, keywords, mood, category, places, hashed terms).
+
+    Picklable and free of run state, so `nlp.pipeline` can run it where the text stage runs (a
+    worker process) and hand the main process finished `PostText` values.
+    """
+
+    def __init__(self, taxonomy: Taxonomy, gazetteer: Gazetteer, stopwords: frozenset[str],
+                 category_model: Any = None, segmenter: Any = None) -> None:
+        self.taxonomy, self.gazetteer, self.stopwords = taxonomy, gazetteer, stopwords
+        self.category_model = category_model
+        self.segmenter = segmenter
+        self._place_words = {name: [w for w, n in gazetteer.alias_to_name.items() if n == name]
+                             for name in gazetteer.places}
         # Memo of "is this token a keyword" (tokens repeat endlessly; the test is a regex).
         self._seen: set[str] = set()
         self._ok: set[str] = set()
-        self._place_words = {name: [w for w, n in self.gazetteer.alias_to_name.items() if n == name]
-                             for name in self.gazetteer.places}
 
-    def keywords(self, tokens: Iterable[str]) -> list[str]:
-        """`topics.keywords` of one post, memoised per token."""
-        return self.keywords_many([list(tokens)])[0]
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_seen"], state["_ok"] = set(), set()  # a memo, rebuilt where it is used
+        return state
+
+    def share_segmenter(self, segmenter: Any) -> None:
+        """Segment with ``segmenter`` (the rumor model's, which has just cut the same texts and
+        remembers them) when it cuts as the stage's own default would."""
+        from nlp.segment import Segmenter
+
+        if segmenter is not None and segmenter == Segmenter():
+            self.segmenter = segmenter
+
+    def __call__(self, norms: Sequence[str], tokens: Sequence[Sequence[str]] | None = None) -> list[PostText]:
+        """`PostText` of each normalised text (``tokens``: their words, segmented here if None)."""
+        texts = [t or "" for t in norms]
+        if tokens is None:
+            if self.segmenter is None:
+                from nlp.segment import Segmenter
+
+                self.segmenter = Segmenter()
+            tokens = self.segmenter.cut_many(texts)
+        cats = self.categories(texts)
+        out = []
+        for text, cat, kws in zip(texts, cats, self.keywords_many(tokens), strict=True):
+            places = self.gazetteer.find(text)
+            # Place names join the keywords whole, however the segmenter cut them ("石桥" "村").
+            kws = self.with_places(kws, places)
+            m = mood(text)
+            out.append(PostText(m.negativity, m.is_concern, cat, places, self.gazetteer.is_local(places), kws,
+                                tp.feature_indices(kws)))
+        return out
+
+    def categories(self, texts: list[str]) -> list[str]:
+        """Each text's category: the office's trained model where it is confident, the keyword rules otherwise.
+
+        The model learned from the office's own labels, so where it is sure it knows what the office
+        means by a category better than a fixed word list does (it weighs the whole text: "口罩涨到
+        五块一个" is 物价 to the office although "口罩" is a 物资供应 keyword). Where its lead over the
+        runner-up category is small (short or unusual texts, categories with few labels) the rules
+        decide; categories the taxonomy no longer has are never taken from it.
+        """
+        from nlp.concerns.classifier import CONFIDENT_MARGIN
+
+        cats = [self.taxonomy.classify(t).category for t in texts]
+        if self.category_model is None:
+            return cats
+        allowed = set(self.taxonomy.categories)
+        todo = [i for i, t in enumerate(texts) if t]
+        guesses = self.category_model.predict_confident([texts[i] for i in todo], margin=CONFIDENT_MARGIN)
+        for i, c in zip(todo, guesses, strict=True):
+            if c is not None and c in allowed:
+                cats[i] = c
+        return cats
 
     def keywords_many(self, docs: Sequence[Sequence[str]]) -> list[list[str]]:
         """`topics.keywords` of each post: the regex test once per new distinct token of the batch."""
@@ -159,6 +214,42 @@ class ConcernAnalyzer:
             return words
         names = [w for name in places for w in self._place_words.get(name, ())]
         return [w for w in words if not any(w in n for n in names)] + places
+
+
+class ConcernAnalyzer:
+    """Loaded configuration of the stage (taxonomy, gazetteer, stopwords, thresholds, models)."""
+
+    def __init__(self, settings: Settings | None = None, taxonomy: Taxonomy | None = None,
+                 gazetteer: Gazetteer | None = None, stopwords: frozenset[str] | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.taxonomy = taxonomy or load_taxonomy()
+        self.gazetteer = gazetteer or load_gazetteer()
+        if stopwords is None:
+            try:
+                from nlp.segment import load_stopwords
+
+                stopwords = load_stopwords()
+            except (ImportError, FileNotFoundError):  # the segmenter's list is optional here
+                stopwords = frozenset()
+        self.stopwords = stopwords
+        self.burst_params = BurstParams.from_settings(self.settings)
+        from nlp.concerns.classifier import load_for_taxonomy
+
+        self.category_model = load_for_taxonomy(self.settings, self.taxonomy)
+        self.text = ConcernText(self.taxonomy, self.gazetteer, stopwords, self.category_model)
+        # Topic rows as this analyzer last wrote them (valid while the row's updated_at is unchanged):
+        # a topic touched in batch after batch is not read and JSON-decoded again each time.
+        self.topic_cache: dict[int, _TopicRow] = {}
+
+    def keywords(self, tokens: Iterable[str]) -> list[str]:
+        """`topics.keywords` of one post, memoised per token."""
+        return self.text.keywords_many([list(tokens)])[0]
+
+    def keywords_many(self, docs: Sequence[Sequence[str]]) -> list[list[str]]:
+        return self.text.keywords_many(docs)
+
+    def with_places(self, words: list[str], places: list[str]) -> list[str]:
+        return self.text.with_places(words, places)
 
 
 def _chunks(seq: Sequence[Any], n: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
@@ -245,11 +336,13 @@ class _Rules:
 
     times: list[dt.datetime]
     hours: list[str]  # hour_key of each time
-    moods: list[Mood]
+    negativity: list[float]
+    concern: list[bool]  # questions, complaints, clearly negative (Mood.is_concern)
     cats: list[str]
     places: list[list[str]]
     local: list[bool]
     kws: list[list[str]]
+    hashed: list[list[int]]
     strongest: list[set[str]] = field(default_factory=list)
 
 
@@ -261,39 +354,20 @@ def _strongest(X: sp.csr_matrix, kws: list[list[str]], hashed: list[list[int]]) 
     return out
 
 
+def _post_texts(an: ConcernAnalyzer, posts: list[PostView]) -> list[PostText]:
+    """Each post's `PostText`: as the pipeline's workers computed it, or computed here."""
+    todo = [i for i, p in enumerate(posts) if p.text is None]
+    done = an.text([posts[i].norm_text for i in todo], [posts[i].tokens for i in todo]) if todo else []
+    out: list[Any] = [p.text for p in posts]
+    for i, t in zip(todo, done, strict=True):
+        out[i] = t
+    return out
+
+
 def _apply_rules(an: ConcernAnalyzer, posts: list[PostView], now: dt.datetime) -> _Rules:
-    texts = [p.norm_text or "" for p in posts]
     times = [p.published_at.astimezone(dt.UTC) if p.published_at else now for p in posts]
-    moods = [mood(t) for t in texts]
-    cats = _categories(an, texts)
-    places = [an.gazetteer.find(t) for t in texts]
-    local = [an.gazetteer.is_local(pl) for pl in places]
-    # Place names join the keywords whole, however the segmenter cut them ("石桥" "村").
-    kws = [an.with_places(k, pl) for k, pl in zip(an.keywords_many([p.tokens for p in posts]), places, strict=True)]
-    return _Rules(times, [hour_key(t) for t in times], moods, cats, places, local, kws)
-
-
-def _categories(an: ConcernAnalyzer, texts: list[str]) -> list[str]:
-    """Each text's category: the office's trained model where it is confident, the keyword rules otherwise.
-
-    The model learned from the office's own labels, so where it is sure it knows what the office
-    means by a category better than a fixed word list does (it weighs the whole text: "口罩涨到
-    五块一个" is 物价 to the office although "口罩" is a 物资供应 keyword). Where its lead over the
-    runner-up category is small (short or unusual texts, categories with few labels) the rules
-    decide; categories the taxonomy no longer has are never taken from it.
-    """
-    from nlp.concerns.classifier import CONFIDENT_MARGIN
-
-    cats = [an.taxonomy.classify(t).category for t in texts]
-    if an.category_model is None:
-        return cats
-    allowed = set(an.taxonomy.categories)
-    todo = [i for i, t in enumerate(texts) if t]
-    guesses = an.category_model.predict_confident([texts[i] for i in todo], margin=CONFIDENT_MARGIN)
-    for i, c in zip(todo, guesses, strict=True):
-        if c is not None and c in allowed:
-            cats[i] = c
-    return cats
+    neg, concern, cats, places, local, kws, hashed = (list(c) for c in zip(*_post_texts(an, posts), strict=True))
+    return _Rules(times, [hour_key(t) for t in times], neg, concern, cats, places, local, kws, hashed)
 
 
 def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: dt.datetime,
@@ -301,7 +375,7 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     """Rules, clustering and topic folding of one time-ordered batch; returns the per-post columns."""
     r = _apply_rules(an, posts, now)
     stats.local_posts = sum(r.local)
-    stats.concern_posts = sum(m.is_concern for m in r.moods)
+    stats.concern_posts = sum(r.concern)
     stats.categories = dict(Counter(r.cats))
     stats.lap("rules")
 
@@ -314,7 +388,7 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     # its own words look common.
     dfreq = _load_docfreq(session)
     fresh = [i for i, p in enumerate(posts) if p.id not in previous]
-    hashed = [tp.feature_indices(k) for k in r.kws]
+    hashed = r.hashed
     X = tp.vectorize_hashed(hashed, dfreq)
     dfreq.add([hashed[i] for i in fresh])
     # Each post's strongest terms (those kept in its vector): what it adds to its topic's keywords
@@ -395,7 +469,7 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     stats.lap("keywords")
     _save_docfreq(session, dfreq)
     stats.lap("docfreq")
-    return {"topic_id": topic_ids, "category": r.cats, "negativity": [m.negativity for m in r.moods],
+    return {"topic_id": topic_ids, "category": r.cats, "negativity": r.negativity,
             "is_local": r.local, "places": r.places}
 
 
@@ -419,12 +493,12 @@ class _Member:
 
 def _member(posts: list[PostView], r: _Rules, i: int, sims: np.ndarray) -> _Member:
     p = posts[i]
-    return _Member(p.id, r.times[i], r.hours[i], r.moods[i].negativity, r.cats[i], r.places[i], r.local[i], r.strongest[i],
+    return _Member(p.id, r.times[i], r.hours[i], r.negativity[i], r.cats[i], r.places[i], r.local[i], r.strongest[i],
                    float(sims[i]), p.group_id, p.source_id, (p.norm_text or "")[:40])
 
 
 def _pending(p: PostView, r: _Rules, i: int) -> pend.PendingPost:
-    return pend.PendingPost(p.id, r.times[i], r.moods[i].negativity, r.cats[i], r.places[i], r.local[i],
+    return pend.PendingPost(p.id, r.times[i], r.negativity[i], r.cats[i], r.places[i], r.local[i],
                             p.group_id, p.source_id, p.story_id, sorted(r.strongest[i]))
 
 

@@ -312,7 +312,7 @@ def _to_cols(M: sp.csr_matrix, cols: np.ndarray, m: int) -> sp.csr_matrix:
     return sp.csr_matrix((M.data, np.searchsorted(cols, M.indices), M.indptr), shape=(M.shape[0], m))
 
 
-def _parent_cluster(i: int, offset: int, par: np.ndarray, labels: np.ndarray, local: np.ndarray) -> int:
+def _parent_cluster(i: int, offset: int, par: np.ndarray, labels: np.ndarray, local: list[int]) -> int:
     p = int(par[offset + i])
     if p <= -2:
         return -2 - p
@@ -329,12 +329,14 @@ def _assign_chunk(Xc: sp.csr_matrix, offset: int, keys: list[int | None], state:
     P = (Xc @ M.T).tocsr() if k0 else sp.csr_matrix((Xc.shape[0], 0))
     S = sp.tril(Xc @ Xc.T, k=-1, format="csr")
     # Squared norms of weight * mean: ||w m||^2.
-    cnorm2 = list(weights * weights * _row_norm2(M)) if k0 else []
-    wl = list(weights)
-    local = np.full(Xc.shape[0], -1, dtype=np.int64)
-    row_nnz = np.diff(Xc.indptr)
-    Pp, Pi, Pd = P.indptr, P.indices, P.data
-    Sp, Si, Sd = S.indptr, S.indices, S.data
+    # The loop below runs once per post: it reads plain Python lists (indexing a numpy array
+    # and computing with its scalars costs several times more than with ints and floats).
+    cnorm2 = (weights * weights * _row_norm2(M)).tolist() if k0 else []
+    wl = weights.tolist()
+    local = [-1] * Xc.shape[0]
+    row_nnz = np.diff(Xc.indptr).tolist()
+    Pp, Pi, Pd = P.indptr.tolist(), P.indices.tolist(), P.data.tolist()
+    Sp, Si, Sd = S.indptr.tolist(), S.indices.tolist(), S.data.tolist()
     for i in range(Xc.shape[0]):
         if row_nnz[i] == 0:
             # No words to compare: only a reply can join (its parent's topic); the centroid is unchanged.
@@ -342,10 +344,10 @@ def _assign_chunk(Xc: sp.csr_matrix, offset: int, keys: list[int | None], state:
             continue
         acc: dict[int, float] = {}
         for t in range(Pp[i], Pp[i + 1]):
-            k = int(Pi[t])
+            k = Pi[t]
             acc[k] = wl[k] * Pd[t]
         for t in range(Sp[i], Sp[i + 1]):
-            c = int(local[Si[t]])
+            c = local[Si[t]]
             if c >= 0:
                 acc[c] = acc.get(c, 0.0) + Sd[t]
         best, best_sim = -1, 0.0
@@ -369,6 +371,7 @@ def _assign_chunk(Xc: sp.csr_matrix, offset: int, keys: list[int | None], state:
             cnorm2.append(1.0)
             keys.append(None)
             sims[offset + i] = 1.0
+    local = np.asarray(local, dtype=np.int64)
     labels[offset : offset + Xc.shape[0]] = local
     # Fold the chunk's members into the means, all clusters at once:
     # new mean = (w * mean + sum of members) / (w + members), weight capped at max_weight.

@@ -60,3 +60,16 @@ def test_user_dict_parser(tmp_path):
 def test_bad_backend():
     with pytest.raises(ValueError):
         Segmenter(backend="thulac")
+
+
+def test_remembered_texts_are_cut_once_and_alike(tmp_path):
+    seg = Segmenter(cache_dir=tmp_path)
+    texts = ["县卫生健康局说明天全员核酸", "不要囤货 <URL>", "县卫生健康局说明天全员核酸"]
+    plain = [seg.cut(t) for t in texts]
+    seg.remember_recent(2)
+    first = seg.cut(texts[0])
+    assert first == plain[0] and seg.cut(texts[0]) is first  # the second cut is the remembered list
+    assert [seg.cut(t) for t in texts] == plain  # the memo is bounded (cleared when full), never wrong
+    assert seg == Segmenter(cache_dir=tmp_path) and pickle.loads(pickle.dumps(seg)).cut(texts[1]) == plain[1]
+    seg.remember_recent(0)
+    assert seg.cut(texts[0]) is not first

@@ -142,6 +142,23 @@ def test_worker_processes_give_the_same_result(db: Session, rumor_model) -> None
         assert stored == [[term, weight] for term, weight in terms], text
 
 
+def test_concern_text_part_runs_in_the_workers_with_the_same_result(db: Session, rumor_model) -> None:
+    """The concern stage's per-text part (segment, category, mood, places) travels back from the
+    worker processes and gives the columns the in-process path gives."""
+    from nlp.concerns.stage import ConcernAnalyzer
+
+    items = [*sample_items(), chat("青禾镇药店没有口罩了，怎么办？", 90), chat("不是没有口罩，药店有货", 91)]
+    ingest_posts(db, items)
+    result = analyze(db, model=rumor_model, workers=2, batch_size=4)
+    assert result.workers == 2 and result.timings.get("concerns.text", 0.0) > 0.0
+    rows = db.execute(select(Post.norm_text, Post.category, Post.negativity, Post.places, Post.is_local)).all()
+    assert len(rows) == len(items)
+    expected = ConcernAnalyzer().text([r.norm_text for r in rows])
+    got = [(r.category, round(r.negativity, 4), r.places, r.is_local) for r in rows]
+    assert got == [(e.category, round(e.negativity, 4), e.places, e.local) for e in expected]
+    assert any(r.is_local for r in rows) and len({r.negativity for r in rows}) > 1
+
+
 def test_default_model_is_registered_once(db: Session) -> None:
     ingest_posts(db, [chat(STORY_B[0], 1)])
     first = analyze(db, workers=0)
