@@ -85,9 +85,11 @@ class DocFreq:
         self.n_docs = float(n_docs)
 
     def add(self, docs: Sequence[Sequence[int]]) -> None:
-        idx = np.fromiter((i for d in docs for i in set(d)), dtype=np.int64)
+        idx = np.fromiter(itertools.chain.from_iterable(map(set, docs)), dtype=np.int64)
         if idx.size:
-            np.add.at(self.df, idx, 1.0)
+            # Counts added at once (exact: whole numbers far below float32's 2^24).
+            used, counts = np.unique(idx, return_counts=True)
+            self.df[used] += counts.astype(np.float32)
         self.n_docs += len(docs)
 
     def idf(self, idx: np.ndarray) -> np.ndarray:
@@ -397,11 +399,27 @@ def member_similarity(X: sp.csr_matrix, labels: np.ndarray, clusters: ClusterSet
     rows = np.flatnonzero(labels >= 0)
     if not rows.size:
         return out
-    norms = np.sqrt(_row_norm2(clusters.means))
-    means = clusters.means[labels[rows]]
-    dots = np.asarray(X[rows].multiply(means).sum(axis=1)).ravel()
+    means = sp.csr_matrix(clusters.means)
+    norms = np.sqrt(_row_norm2(means))
+    # Look each row's few terms up in its cluster's mean (keys cluster * N_FEATURES + term, sorted)
+    # rather than copying a mean, which may have thousands of terms, once per member row.
+    mean_rows = np.repeat(np.arange(means.shape[0], dtype=np.int64), np.diff(means.indptr))
+    keys = mean_rows * N_FEATURES + means.indices.astype(np.int64)
+    order = np.argsort(keys, kind="stable")
+    keys, mean_data = keys[order], means.data[order]
+    X = sp.csr_matrix(X)
+    x_rows = np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(X.indptr))
+    inside = labels[x_rows] >= 0
+    x_rows, x_cols, x_data = x_rows[inside], X.indices[inside].astype(np.int64), X.data[inside]
+    wanted = labels[x_rows] * N_FEATURES + x_cols
+    dots = np.zeros(X.shape[0])
+    if keys.size and wanted.size:
+        pos = np.minimum(np.searchsorted(keys, wanted), keys.size - 1)
+        hit = keys[pos] == wanted
+        dots = np.bincount(x_rows[hit], weights=x_data[hit].astype(np.float64) * mean_data[pos[hit]],
+                           minlength=X.shape[0])
     denom = norms[labels[rows]]
-    out[rows] = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+    out[rows] = np.divide(dots[rows], denom, out=np.zeros(rows.size), where=denom > 0)
     return out
 
 
