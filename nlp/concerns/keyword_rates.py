@@ -11,6 +11,7 @@ compares (window + baseline).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -34,12 +35,16 @@ def _name(hour: dt.datetime) -> str:
     return PREFIX + hour_key(hour)
 
 
-def add(session: Session, kws: Sequence[Iterable[str]], times: Sequence[dt.datetime]) -> None:
-    """Count each post's (distinct) keywords in the hour it was posted."""
-    by_hour: dict[str, Counter[str]] = {}
-    for words, t in zip(kws, times, strict=True):
-        by_hour.setdefault(_name(t), Counter()).update(words)
-    by_hour = {name: c for name, c in by_hour.items() if c}
+def add(session: Session, kws: Sequence[Iterable[str]], times: Sequence[dt.datetime],
+        hours: Sequence[str] | None = None) -> None:
+    """Count each post's (distinct) keywords in the hour it was posted (``hours``: the
+    `hour_key` of each time, if the caller has them)."""
+    posts_of: dict[str, list[Iterable[str]]] = {}
+    keys = hours if hours is not None else [hour_key(t) for t in times]
+    for words, key in zip(kws, keys, strict=True):
+        posts_of.setdefault(PREFIX + key, []).append(words)
+    # One count per hour over all its posts' words (Counter counts an iterable in C).
+    by_hour = {name: c for name, posts in posts_of.items() if (c := Counter(itertools.chain.from_iterable(posts)))}
     if not by_hour:
         return
     stored = dict(session.execute(select(_STATE.c.name, _STATE.c.value)

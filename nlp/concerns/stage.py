@@ -347,10 +347,21 @@ class _Rules:
 
 
 def _strongest(X: sp.csr_matrix, kws: list[list[str]], hashed: list[list[int]]) -> list[set[str]]:
-    out = []
-    for i, (words, idx) in enumerate(zip(kws, hashed, strict=True)):
-        kept = set(X.indices[X.indptr[i]:X.indptr[i + 1]].tolist())
-        out.append({w for w, h in zip(words, idx, strict=True) if h in kept})
+    """Each post's keywords whose term its row of ``X`` kept (one whole-batch membership test)."""
+    n = len(hashed)
+    lens = np.fromiter(map(len, hashed), dtype=np.int64, count=n)
+    if not lens.sum():
+        return [set() for _ in range(n)]
+    flat = np.fromiter(itertools.chain.from_iterable(hashed), dtype=np.int64, count=int(lens.sum()))
+    rows = np.repeat(np.arange(n, dtype=np.int64), lens)
+    x_rows = np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(X.indptr))
+    kept = np.isin(rows * tp.N_FEATURES + flat, x_rows * tp.N_FEATURES + X.indices.astype(np.int64))
+    words = list(itertools.compress(itertools.chain.from_iterable(kws), kept.tolist()))
+    ends = np.cumsum(np.bincount(rows[kept], minlength=n)).tolist()
+    out, start = [], 0
+    for end in ends:
+        out.append(set(words[start:end]))
+        start = end
     return out
 
 
@@ -465,7 +476,8 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
         an.topic_cache.pop(tid, None)
     stats.lap("write_posts_topics")
 
-    keyword_rates.add(session, [r.strongest[i] for i in fresh], [r.times[i] for i in fresh])
+    keyword_rates.add(session, [r.strongest[i] for i in fresh], [r.times[i] for i in fresh],
+                      [r.hours[i] for i in fresh])
     stats.lap("keywords")
     _save_docfreq(session, dfreq)
     stats.lap("docfreq")
