@@ -378,7 +378,8 @@ def _post_texts(an: ConcernAnalyzer, posts: list[PostView]) -> list[PostText]:
 def _apply_rules(an: ConcernAnalyzer, posts: list[PostView], now: dt.datetime) -> _Rules:
     times = [p.published_at.astimezone(dt.UTC) if p.published_at else now for p in posts]
     neg, concern, cats, places, local, kws, hashed = (list(c) for c in zip(*_post_texts(an, posts), strict=True))
-    return _Rules(times, [hour_key(t) for t in times], neg, concern, cats, places, local, kws, hashed)
+    # The times are UTC already: hour_key without its conversion (this runs for every post).
+    return _Rules(times, [t.isoformat()[:13] for t in times], neg, concern, cats, places, local, kws, hashed)
 
 
 def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: dt.datetime,
