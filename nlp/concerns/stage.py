@@ -423,10 +423,11 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     topic_of: dict[int, _TopicRow] = {}  # cluster position -> its topic (None: still one post, pending)
     promoted: list[tuple[pend.PendingPost, _TopicRow]] = []
     singles: list[int] = []
+    folded: list[tuple[_TopicRow, str]] = []  # each folded topic and its label of last resort
     for ci, mem in members.items():
         if ci < n_topics:
             topic = loaded[clusters.keys[ci]]  # type: ignore[index]
-            _fold(topic, clusters.centroid(ci), [_member(posts, r, m, rep_sims) for m in mem], dfreq, an)
+            folded.append((topic, _fold(topic, clusters.centroid(ci), [_member(posts, r, m, rep_sims) for m in mem], an)))
         elif ci < first_new or len(mem) > 1:
             first = [pool.post(ci - n_topics)] if ci < first_new else []
             topic = _TopicRow.new()
@@ -437,12 +438,14 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
                                 first[0].local, first[0].keywords, sim, first[0].group_id, first[0].source_id)]
             else:
                 head = []
-            _fold(topic, clusters.centroid(ci), head + [_member(posts, r, m, rep_sims) for m in mem], dfreq, an)
+            folded.append((topic, _fold(topic, clusters.centroid(ci), head + [_member(posts, r, m, rep_sims) for m in mem],
+                                        an)))
             new_rows.append(topic)
         else:
             singles.append(mem[0])
             continue
         topic_of[ci] = topic
+    _label_topics(folded, dfreq)
     stats.topics_new = len(new_rows)
     stats.topics_updated = len(topic_of) - len(new_rows)
     stats.lap("fold")
@@ -806,10 +809,10 @@ def _member_facets(session: Session, topics: list[_TopicRow]) -> None:
                 f["sources"][str(source)] = f["sources"].get(str(source), 0) + n
 
 
-def _fold(topic: _TopicRow, centroid: bytes, members: list[_Member], dfreq: tp.DocFreq,
-          an: ConcernAnalyzer) -> None:
-    """Fold a batch's member posts into a topic's counts, label and facets (plain dict work:
-    this runs for every touched topic of every batch)."""
+def _fold(topic: _TopicRow, centroid: bytes, members: list[_Member], an: ConcernAnalyzer) -> str:
+    """Fold a batch's member posts into a topic's counts, keywords and facets (plain dict work:
+    this runs for every touched topic of every batch); returns the start of its best member's
+    text, the label of last resort (labels are made for all folded topics at once, `_label_topics`)."""
     n_old = topic.post_count or 0
     hourly = dict(topic.hourly_counts or {})
     neg_hourly = dict(topic.hourly_negativity or {})
@@ -859,18 +862,10 @@ def _fold(topic: _TopicRow, centroid: bytes, members: list[_Member], dfreq: tp.D
         topic.category = default
     topic.places = heapq.nlargest(8, place_counts, key=place_counts.__getitem__)
 
-    words: dict[str, int] = {w: c for w, c in (topic.keywords or [])}
-    for m in members:
-        for w in m.keywords:
-            words[w] = words.get(w, 0) + 1
+    words: Counter[str] = Counter(dict(topic.keywords or []))
+    words.update(itertools.chain.from_iterable(m.keywords for m in members))  # counted in C, same order
     top = heapq.nlargest(TOPIC_KEYWORDS, words.items(), key=lambda wc: wc[1])
     topic.keywords = [[w, c] for w, c in top]
-    if top:
-        idf = dfreq.idf(np.array(tp.feature_indices([w for w, _ in top]))).tolist()
-        scored = sorted(range(len(top)), key=lambda i: -math.log1p(top[i][1]) * idf[i])
-        label_words = [top[i][0] for i in scored[:LABEL_WORDS]]
-    else:
-        label_words = []
 
     topic.centroid = centroid
     best = max(members, key=lambda m: m.similarity)
@@ -878,7 +873,21 @@ def _fold(topic: _TopicRow, centroid: bytes, members: list[_Member], dfreq: tp.D
             or topic.representative_post_id is None:
         topic.representative_post_id = best.id
         topic.representative_score = round(best.similarity, 4)
-    topic.label = "、".join(label_words)[:500] or best.text or topic.label
+    return best.text
+
+
+def _label_topics(folded: list[tuple[_TopicRow, str]], dfreq: tp.DocFreq) -> None:
+    """Each folded topic's label: its keywords with the most weight (count and IDF), or
+    ``fallback``; the IDF of all their keywords in one lookup."""
+    words = [w for topic, _ in folded for w, _ in topic.keywords]
+    idf = dfreq.idf(np.array(tp.feature_indices(words), dtype=np.int64)).tolist() if words else []
+    at = 0
+    for topic, fallback in folded:
+        top, w_idf = topic.keywords, idf[at : at + len(topic.keywords)]
+        at += len(top)
+        scored = sorted(range(len(top)), key=lambda i: -math.log1p(top[i][1]) * w_idf[i])
+        label_words = [top[i][0] for i in scored[:LABEL_WORDS]]
+        topic.label = "、".join(label_words)[:500] or fallback or topic.label
 
 
 def _score(topic: _TopicRow, an: ConcernAnalyzer, now: dt.datetime) -> tuple[Any, bool]:
