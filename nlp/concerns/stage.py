@@ -312,7 +312,7 @@ def _update_concerns(session: Session, posts: Sequence[PostView], *, now: dt.dat
         order = sorted(range(len(posts)), key=lambda i: (posts[i].published_at or now, posts[i].id))
         columns = _process(session, an, [posts[i] for i in order], now, stats, loaded, new_rows)
         if post_columns is not None:
-            back = np.argsort(np.asarray(order))  # from time order back to the caller's order
+            back = np.argsort(np.asarray(order)).tolist()  # from time order back to the caller's order
             for name, values in columns.items():
                 post_columns[name] = [values[i] for i in back]
         else:
@@ -462,7 +462,7 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     stats.in_topics = sum(len(members[ci]) for ci in topic_of)
     stats.lap("pending")
 
-    topic_ids = [topic_of[int(c)].id if c >= 0 and int(c) in topic_of else None for c in labels]
+    topic_ids = [topic_of[c].id if c >= 0 and c in topic_of else None for c in labels.tolist()]
     _write_promoted(session, promoted)
     story_rows = [{"b_story": p.story_id, "b_topic": topic_ids[i]}
                   for i, p in enumerate(posts) if p.story_id is not None and topic_ids[i] is not None]
