@@ -415,8 +415,9 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     stats.lap("cluster")
 
     members: dict[int, list[int]] = {}
-    for pos in np.flatnonzero(labels >= 0):
-        members.setdefault(int(labels[pos]), []).append(int(pos))
+    for pos, ci in enumerate(labels.tolist()):
+        if ci >= 0:
+            members.setdefault(ci, []).append(pos)
     first_new = n_topics + len(pool)
     _load_topics(session, [k for ci in members if ci < n_topics and (k := clusters.keys[ci]) not in loaded], loaded,
                  cache=an.topic_cache)
