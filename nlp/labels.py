@@ -107,14 +107,17 @@ def clear_post_label(session: Session, *, post_id: int, user_id: int | None, ori
     return True
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+def csv_rows(path: Path, columns: tuple[str, ...], header: str,
+             error: type[Exception] = InvalidInput) -> Iterator[tuple[int, dict[str, str]]]:
+    """Rows of a labelled CSV (UTF-8, BOM allowed) with their line numbers; a missing column is one
+    ``error`` that names the header to write."""
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
-        missing = {"text", "label"} - set(reader.fieldnames or [])
+        missing = set(columns) - set(reader.fieldnames or [])
         if missing:
-            raise InvalidInput(
-                f"{path.name}: 缺少列 {', '.join(sorted(missing))}。需要表头 text,label（可选 category）；"
-                f"现有列：{', '.join(reader.fieldnames or []) or '无'}"
+            raise error(
+                f"{path.name}：缺少列 {', '.join(sorted(missing))}。需要表头 {header}；"
+                f"现有列：{', '.join(reader.fieldnames or []) or '无'}。"
             )
         for row in reader:
             yield reader.line_num, row
@@ -125,7 +128,7 @@ def import_labels_csv(session: Session, path: Path, *, user_id: int | None = Non
     if not path.is_file():
         raise NotFound(f"找不到文件 {path}")
     result = LabelImport()
-    for line, row in _csv_rows(path):
+    for line, row in csv_rows(path, ("text", "label"), "text,label（可选 category）"):
         text = (row.get("text") or "").strip()
         if not text:
             result.errors.append(f"第 {line} 行：text 为空")

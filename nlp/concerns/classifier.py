@@ -183,29 +183,20 @@ class LabelledText:
 
 def read_category_csv(path: str | Path, taxonomy: Any) -> list[LabelledText]:
     """Rows of a CSV with columns ``text,category``, every category checked against the taxonomy."""
-    import csv
-
     from nlp.concerns.errors import ConcernConfigError
+    from nlp.labels import csv_rows
 
     p = Path(path)
     if not p.is_file():
         raise ConcernConfigError(f"找不到类别标注文件 {p}：请检查路径。")
     out: list[LabelledText] = []
     problems: list[str] = []
-    with p.open(encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"text", "category"} - set(reader.fieldnames or [])
-        if missing:
-            raise ConcernConfigError(
-                f"{p.name}：缺少列 {', '.join(sorted(missing))}。需要表头 text,category；"
-                f"现有列：{', '.join(reader.fieldnames or []) or '无'}。"
-            )
-        for row in reader:
-            text, cat = (row.get("text") or "").strip(), (row.get("category") or "").strip()
-            if not text or not cat:
-                problems.append(f"第 {reader.line_num} 行：text 或 category 为空")
-                continue
-            out.append(LabelledText(text, cat, f"{p.name}:{reader.line_num}"))
+    for line, row in csv_rows(p, ("text", "category"), "text,category", ConcernConfigError):
+        text, cat = (row.get("text") or "").strip(), (row.get("category") or "").strip()
+        if not text or not cat:
+            problems.append(f"第 {line} 行：text 或 category 为空")
+            continue
+        out.append(LabelledText(text, cat, f"{p.name}:{line}"))
     check_categories(out, taxonomy, problems)
     return out
 
