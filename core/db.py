@@ -8,11 +8,23 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import get_settings
+
+
+def json_dumps(value: Any) -> str:
+    """The text stored in JSON columns: UTF-8 as is (no \\u escapes), via orjson.
+
+    Every engine serialises JSON columns with it (``json_serializer``). The stdlib encoder cost
+    the concern stage seconds per 100k posts (five JSON columns on every touched topic row,
+    places on every post); orjson does the same work several times faster. Integer dict keys
+    become strings and numpy scalars numbers, as the stdlib encoder would give or better.
+    """
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -43,6 +55,8 @@ def make_engine(url: str, *, sqlite_savepoints: bool = False, **kwargs: Any) -> 
     concurrent writer makes later writes fail with "database is locked": not for the service.
     """
     parsed = make_url(url)
+    kwargs.setdefault("json_serializer", json_dumps)
+    kwargs.setdefault("json_deserializer", orjson.loads)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

@@ -6,9 +6,10 @@ import datetime as dt
 import json
 from typing import Any
 
-from sqlalchemy import String, cast, func, select
+from sqlalchemy import String, cast, func, or_, select
 from sqlalchemy.orm import Session
 
+from core.db import json_dumps
 from core.errors import InvalidInput, NotFound
 from core.tables import ChatGroup, Post
 
@@ -39,7 +40,10 @@ def list_groups(
         filters.append(ChatGroup.name.contains(q, autoescape=True))
     if tag:
         # tags are a JSON list; match the JSON-encoded string so "村" does not match "村委"
-        filters.append(cast(ChatGroup.tags, String).contains(json.dumps(tag), autoescape=True))
+        # (as stored now, and \\u-escaped as rows written before core.db.json_dumps were)
+        stored = cast(ChatGroup.tags, String)
+        filters.append(or_(stored.contains(json_dumps(tag), autoescape=True),
+                           stored.contains(json.dumps(tag), autoescape=True)))
     if enabled is not None:
         filters.append(ChatGroup.enabled.is_(enabled))
     total = session.scalar(select(func.count()).select_from(ChatGroup).where(*filters)) or 0

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import Table, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -51,10 +51,10 @@ def add(session: Session, kws: Sequence[Iterable[str]], times: Sequence[dt.datet
                                   .where(_STATE.c.name.in_(sorted(by_hour)))).all())
     rows = []
     for name, counts in sorted(by_hour.items()):
-        merged: dict[str, int] = json.loads(stored[name]) if name in stored else {}
+        merged: dict[str, int] = orjson.loads(stored[name]) if name in stored else {}
         for word, n in counts.items():
             merged[word] = merged.get(word, 0) + n
-        rows.append({"name": name, "value": json.dumps(merged, ensure_ascii=False).encode("utf-8"),
+        rows.append({"name": name, "value": orjson.dumps(merged),
                      "meta": {"keywords": len(merged), "posts_counted": sum(merged.values())}})
     ins = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(_STATE)
     session.connection().execute(
@@ -66,7 +66,7 @@ def hourly(session: Session, start: dt.datetime, end: dt.datetime) -> dict[dt.da
     """Counts of the hours from ``start`` to ``end`` (inclusive) that have any."""
     rows = session.execute(select(_STATE.c.name, _STATE.c.value).where(
         _STATE.c.name >= _name(start), _STATE.c.name <= _name(end))).all()
-    return {parse_hour_key(name[len(PREFIX):]): json.loads(value) for name, value in rows}
+    return {parse_hour_key(name[len(PREFIX):]): orjson.loads(value) for name, value in rows}
 
 
 def first_hour(session: Session) -> dt.datetime | None:

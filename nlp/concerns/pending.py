@@ -15,16 +15,17 @@ posts loads and saves in milliseconds.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 import scipy.sparse as sp
 from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from core.db import json_dumps
 from core.tables import ConcernState
 
 STATE_NAME = "topic_pending"
@@ -48,13 +49,12 @@ class PendingPost:
     keywords: list[str]
 
     def dumps(self) -> str:
-        return json.dumps([self.negativity, self.category, self.places, self.local, self.group_id,
-                           self.source_id, self.story_id, self.keywords], ensure_ascii=False,
-                          separators=(",", ":"))
+        return json_dumps([self.negativity, self.category, self.places, self.local, self.group_id,
+                           self.source_id, self.story_id, self.keywords])
 
     @classmethod
     def loads(cls, post_id: int, when: float, line: str) -> PendingPost:
-        neg, cat, places, local, group, source, story, kws = json.loads(line)
+        neg, cat, places, local, group, source, story, kws = orjson.loads(line)
         return cls(post_id, dt.datetime.fromtimestamp(when, dt.UTC), neg, cat, places, local, group, source,
                    story, kws)
 
