@@ -323,42 +323,75 @@ def _parent_cluster(i: int, offset: int, par: np.ndarray, labels: np.ndarray, lo
     return int(labels[p]) if p < offset else int(local[p - offset])
 
 
+def _at_least(P: sp.csr_matrix, weights: np.ndarray, cn: np.ndarray, threshold: float) -> sp.csr_matrix:
+    """The entries of ``P`` (post . mean) whose cosine, w * product / ||w mean||, reaches ``threshold``."""
+    if not P.nnz:
+        return P
+    k = P.indices
+    norm = np.sqrt(cn[k])
+    cos = np.divide(weights[k] * P.data, norm, out=np.zeros(P.nnz), where=norm > 0)
+    keep = cos >= threshold
+    rows = np.repeat(np.arange(P.shape[0]), np.diff(P.indptr))[keep]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=P.shape[0]))])
+    return sp.csr_matrix((P.data[keep], k[keep], indptr), shape=P.shape)
+
+
 def _assign_chunk(Xc: sp.csr_matrix, offset: int, keys: list[int | None], state: list, threshold: float,
                   labels: np.ndarray, sims: np.ndarray, n_keywords: Sequence[int] | None,
                   max_weight: float, par: np.ndarray) -> None:
     M, weights = state
     k0 = M.shape[0]
     P = (Xc @ M.T).tocsr() if k0 else sp.csr_matrix((Xc.shape[0], 0))
+    P.sort_indices()
     S = sp.tril(Xc @ Xc.T, k=-1, format="csr")
     # Squared norms of weight * mean: ||w m||^2.
+    cn = weights * weights * _row_norm2(M) if k0 else np.zeros(0)
+    # Most (post, topic) products are small (a shared common word): about 2% reach the threshold
+    # on real text. Only those are walked. A topic below it can still take the post if members
+    # that this chunk gave it bring it up; it then shows up through S and its product is looked up
+    # in P. Without such members its cosine can only have fallen (its norm grows, products are
+    # >= 0), so it stays below. The result is exactly that of walking every product.
+    K = _at_least(P, weights, cn, threshold)
     # The loop below runs once per post: it reads plain Python lists (indexing a numpy array
     # and computing with its scalars costs several times more than with ints and floats).
-    cnorm2 = (weights * weights * _row_norm2(M)).tolist() if k0 else []
+    cnorm2 = cn.tolist()
     wl = weights.tolist()
     local = [-1] * Xc.shape[0]
     row_nnz = np.diff(Xc.indptr).tolist()
-    Pp, Pi, Pd = P.indptr.tolist(), P.indices.tolist(), P.data.tolist()
+    Kp, Ki, Kd = K.indptr.tolist(), K.indices.tolist(), K.data.tolist()
     Sp, Si, Sd = S.indptr.tolist(), S.indices.tolist(), S.data.tolist()
+    Pp = P.indptr.tolist()
+    row: list = [-1, {}]  # the post whose products are in the dict, and the dict
+
+    def product(i: int, c: int) -> float:
+        """w_c * (post i . mean c), from P (0 for topics born in this run)."""
+        if c >= k0:
+            return 0.0
+        if row[0] != i:
+            row[0], row[1] = i, dict(zip(P.indices[Pp[i]:Pp[i + 1]].tolist(), P.data[Pp[i]:Pp[i + 1]].tolist(),
+                                         strict=True))
+        return wl[c] * row[1].get(c, 0.0)
+
     for i in range(Xc.shape[0]):
         if row_nnz[i] == 0:
             # No words to compare: only a reply can join (its parent's topic); the centroid is unchanged.
             local[i] = _parent_cluster(i, offset, par, labels, local)
             continue
         acc: dict[int, float] = {}
-        for t in range(Pp[i], Pp[i + 1]):
-            k = Pi[t]
-            acc[k] = wl[k] * Pd[t]
+        for t in range(Kp[i], Kp[i + 1]):
+            k = Ki[t]
+            acc[k] = wl[k] * Kd[t]
         for t in range(Sp[i], Sp[i + 1]):
             c = local[Si[t]]
             if c >= 0:
-                acc[c] = acc.get(c, 0.0) + Sd[t]
+                acc[c] = (acc[c] if c in acc else product(i, c)) + Sd[t]
         best, best_sim = -1, 0.0
         for c, dot in acc.items():
             norm2 = cnorm2[c]
             if norm2 <= 0:
                 continue
             sim = dot / math.sqrt(norm2)
-            if sim > best_sim:
+            if sim > best_sim or (sim == best_sim and 0 <= c < best):  # a tie goes to the older topic
                 best, best_sim = c, sim
         parent = -1 if best >= 0 and best_sim >= threshold else _parent_cluster(i, offset, par, labels, local)
         if best >= 0 and best_sim >= threshold:
@@ -367,7 +400,7 @@ def _assign_chunk(Xc: sp.csr_matrix, offset: int, keys: list[int | None], state:
             sims[offset + i] = min(best_sim, 1.0)
         elif parent >= 0:
             local[i] = parent
-            cnorm2[parent] += 2.0 * acc.get(parent, 0.0) + 1.0
+            cnorm2[parent] += 2.0 * (acc[parent] if parent in acc else product(i, parent)) + 1.0
         elif n_keywords is None or n_keywords[offset + i] >= MIN_KEYWORDS_TO_START:
             local[i] = len(cnorm2)
             cnorm2.append(1.0)

@@ -43,3 +43,69 @@ def test_short_posts_join_their_matter_and_another_matter_stays_apart(session: S
     assert len(bus) == 1 and None not in bus, f"the bus matter is split: {bus}"
     assert len(masks) == 1 and None not in masks, f"the mask matter is split: {masks}"
     assert bus.isdisjoint(masks)
+
+
+def _single_pass_by_definition(X, clusters, threshold: float, chunk: int) -> list[int]:
+    """The clustering `topics.assign` promises, written plainly: each post joins the topic with the
+    highest cosine to the sum of (weight x stored mean) and the posts the run gave it so far (ties:
+    the older topic) if that reaches ``threshold``, else starts one; stored means and weights are
+    updated at the end of each chunk."""
+    import numpy as np
+
+    from nlp.concerns import topics as tp
+
+    cols = np.union1d(X.indices, clusters.means.indices)  # dense in the used columns only
+    dense = X.tocsc()[:, cols].toarray()
+    means = list(clusters.means.tocsc()[:, cols].toarray())
+    weights = list(clusters.weights)
+    labels: list[int] = []
+    for lo in range(0, len(dense), chunk):
+        sums = [w * m for w, m in zip(weights, means, strict=True)]
+        joined: list[list[int]] = [[] for _ in sums]
+        for i in range(lo, min(lo + chunk, len(dense))):
+            x = dense[i]
+            if not x.any():
+                labels.append(-1)
+                continue
+            cos = [float(x @ s) / np.linalg.norm(s) if np.linalg.norm(s) > 0 else 0.0 for s in sums]
+            best = max(range(len(cos)), key=lambda c: (cos[c], -c), default=-1)
+            if best < 0 or cos[best] < threshold:
+                best = len(sums)
+                sums.append(np.zeros_like(x))
+                means.append(np.zeros_like(x))
+                weights.append(0.0)
+                joined.append([])
+            sums[best] = sums[best] + x
+            joined[best].append(i)
+            labels.append(best)
+        for c, members in enumerate(joined):
+            if members:
+                total = weights[c] + len(members)
+                means[c] = (weights[c] * means[c] + dense[members].sum(axis=0)) / total
+                weights[c] = min(total, tp.MAX_WEIGHT)
+    return labels
+
+
+def test_clustering_walks_only_the_strong_products_and_gives_the_plain_result() -> None:
+    """`assign` skips the (post, topic) products below the threshold; on word lists made to
+    overlap a lot (shared words, repeated posts, so ties too) it must still give exactly what the
+    plain definition gives, over several chunks and a second run that starts from the first's topics."""
+    import random
+
+    import numpy as np
+
+    from nlp.concerns import topics as tp
+
+    rng = random.Random(7)
+    matters = [[f"词{rng.randrange(60)}" for _ in range(5)] for _ in range(25)]
+    docs = [rng.sample(rng.choice(matters), rng.randint(1, 5)) + [f"词{rng.randrange(60)}"] * rng.randint(0, 2)
+            for _ in range(700)]
+    X = tp.vectorize(docs, tp.DocFreq())
+    clusters = tp.ClusterSet.empty()
+    first, _ = tp.assign(X[:400], clusters, 0.4, chunk=150, merge_threshold=None)
+    offered = tp.ClusterSet(list(clusters.keys), clusters.means.copy(), clusters.weights.copy())
+    second, _ = tp.assign(X[400:], clusters, 0.4, chunk=150, merge_threshold=None)
+    assert first.tolist() == _single_pass_by_definition(X[:400], tp.ClusterSet.empty(), 0.4, 150)
+    assert second.tolist() == _single_pass_by_definition(X[400:], offered, 0.4, 150)
+    assert len(set(second.tolist()) & set(range(len(offered)))) > 5  # the second run did join old topics
+    assert np.unique(first).size > 10
