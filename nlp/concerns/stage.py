@@ -346,16 +346,13 @@ class _Rules:
     strongest: list[set[str]] = field(default_factory=list)
 
 
-def _strongest(X: sp.csr_matrix, kws: list[list[str]], hashed: list[list[int]]) -> list[set[str]]:
-    """Each post's keywords whose term its row of ``X`` kept (one whole-batch membership test)."""
-    n = len(hashed)
-    lens = np.fromiter(map(len, hashed), dtype=np.int64, count=n)
-    if not lens.sum():
+def _strongest(kws: list[list[str]], kept: np.ndarray) -> list[set[str]]:
+    """Each post's keywords whose term its vector kept (``kept``: per keyword, flattened in order)."""
+    n = len(kws)
+    if not kept.size:
         return [set() for _ in range(n)]
-    flat = np.fromiter(itertools.chain.from_iterable(hashed), dtype=np.int64, count=int(lens.sum()))
+    lens = np.fromiter(map(len, kws), dtype=np.int64, count=n)
     rows = np.repeat(np.arange(n, dtype=np.int64), lens)
-    x_rows = np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(X.indptr))
-    kept = np.isin(rows * tp.N_FEATURES + flat, x_rows * tp.N_FEATURES + X.indices.astype(np.int64))
     words = list(itertools.compress(itertools.chain.from_iterable(kws), kept.tolist()))
     ends = np.cumsum(np.bincount(rows[kept], minlength=n)).tolist()
     out, start = [], 0
@@ -401,11 +398,11 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     dfreq = _load_docfreq(session)
     fresh = [i for i, p in enumerate(posts) if p.id not in previous]
     hashed = r.hashed
-    X = tp.vectorize_hashed(hashed, dfreq)
+    X, kept = tp.vectorize_hashed_kept(hashed, dfreq)
     dfreq.add([hashed[i] for i in fresh])
     # Each post's strongest terms (those kept in its vector): what it adds to its topic's keywords
     # and to the keyword rates, rather than every word of a long post.
-    r.strongest = _strongest(X, r.kws, hashed)
+    r.strongest = _strongest(r.kws, kept)
     stats.lap("vectors")
 
     clusters, n_topics = _offered_clusters(session, an, now, pool)
@@ -865,8 +862,7 @@ def _fold(topic: _TopicRow, centroid: bytes, members: list[_Member], an: Concern
 
     words: Counter[str] = Counter(dict(topic.keywords or []))
     words.update(itertools.chain.from_iterable(m.keywords for m in members))  # counted in C, same order
-    top = heapq.nlargest(TOPIC_KEYWORDS, words.items(), key=lambda wc: wc[1])
-    topic.keywords = [[w, c] for w, c in top]
+    topic.keywords = [[w, c] for w, c in words.most_common(TOPIC_KEYWORDS)]
 
     topic.centroid = centroid
     best = max(members, key=lambda m: m.similarity)
@@ -881,13 +877,24 @@ def _label_topics(folded: list[tuple[_TopicRow, str]], dfreq: tp.DocFreq) -> Non
     """Each folded topic's label: its keywords with the most weight (count and IDF), or
     ``fallback``; the IDF of all their keywords in one lookup."""
     words = [w for topic, _ in folded for w, _ in topic.keywords]
-    idf = dfreq.idf(np.array(tp.feature_indices(words), dtype=np.int64)).tolist() if words else []
-    at = 0
-    for topic, fallback in folded:
-        top, w_idf = topic.keywords, idf[at : at + len(topic.keywords)]
-        at += len(top)
-        scored = sorted(range(len(top)), key=lambda i: -math.log1p(top[i][1]) * w_idf[i])
-        label_words = [top[i][0] for i in scored[:LABEL_WORDS]]
+    if not words:
+        for topic, fallback in folded:
+            topic.label = fallback or topic.label
+        return
+    counts = np.fromiter((c for topic, _ in folded for _, c in topic.keywords), dtype=np.float64, count=len(words))
+    weight = np.log1p(counts) * dfreq.idf(np.array(tp.feature_indices(words), dtype=np.int64))
+    # Each topic's LABEL_WORDS heaviest keywords (ties: in keyword order), for all topics in one sort:
+    # by topic, then weight descending, then position.
+    topic_of = np.repeat(np.arange(len(folded)), [len(topic.keywords) for topic, _ in folded])
+    order = np.lexsort((np.arange(len(words)), -weight, topic_of))
+    starts = np.searchsorted(topic_of[order], np.arange(len(folded)))
+    rank = np.arange(len(order)) - np.repeat(starts, np.bincount(topic_of, minlength=len(folded)))
+    chosen = order[rank < LABEL_WORDS].tolist()  # grouped by topic, heaviest first
+    labels: list[list[str]] = [[] for _ in folded]
+    owner = topic_of.tolist()
+    for j in chosen:
+        labels[owner[j]].append(words[j])
+    for (topic, fallback), label_words in zip(folded, labels, strict=True):
         topic.label = "、".join(label_words)[:500] or fallback or topic.label
 
 

@@ -127,10 +127,18 @@ def vectorize(docs: Sequence[Sequence[str]], dfreq: DocFreq, top_terms: int = TO
 def vectorize_hashed(docs: Sequence[Sequence[int]], dfreq: DocFreq, top_terms: int = TOP_TERMS) -> sp.csr_matrix:
     """`vectorize` of already hashed keyword lists (``feature_index`` of each word), in whole-batch
     numpy steps: count (row, term) pairs, weight, keep each row's strongest terms, normalise."""
+    return vectorize_hashed_kept(docs, dfreq, top_terms)[0]
+
+
+def vectorize_hashed_kept(docs: Sequence[Sequence[int]], dfreq: DocFreq,
+                          top_terms: int = TOP_TERMS) -> tuple[sp.csr_matrix, np.ndarray]:
+    """`vectorize_hashed`, and for each word of ``docs`` (flattened in order) whether its row kept
+    its term (True for every copy of a kept term)."""
     n = len(docs)
     lens = np.fromiter(map(len, docs), dtype=np.int64, count=n)
     flat = np.fromiter(itertools.chain.from_iterable(docs), dtype=np.int64, count=int(lens.sum()))
-    pairs, tf = np.unique(np.repeat(np.arange(n, dtype=np.int64), lens) * N_FEATURES + flat, return_counts=True)
+    pairs, inverse, tf = np.unique(np.repeat(np.arange(n, dtype=np.int64), lens) * N_FEATURES + flat,
+                                   return_inverse=True, return_counts=True)
     rows, idx = pairs // N_FEATURES, pairs % N_FEATURES
     val = (1.0 + np.log(tf)) * dfreq.idf(idx)
     # Rank the terms within each row by weight (rows stay sorted) and keep the first top_terms.
@@ -138,11 +146,13 @@ def vectorize_hashed(docs: Sequence[Sequence[int]], dfreq: DocFreq, top_terms: i
     ranked_rows = rows[order]
     rank = np.arange(len(order)) - np.searchsorted(ranked_rows, ranked_rows, side="left")
     keep = np.sort(order[rank < top_terms])  # back to (row, index) order
+    kept = np.zeros(len(pairs), dtype=bool)
+    kept[keep] = True
     rows, idx, val = rows[keep], idx[keep], val[keep]
     norms = np.sqrt(np.bincount(rows, weights=val * val, minlength=n))
     val = val / norms[rows] if len(val) else val
     indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
-    return sp.csr_matrix((val, idx, indptr), shape=(n, N_FEATURES))
+    return sp.csr_matrix((val, idx, indptr), shape=(n, N_FEATURES)), kept[inverse.ravel()]
 
 
 def encode_centroid(vec: sp.csr_matrix | np.ndarray, keep: int = CENTROID_TERMS) -> bytes:
@@ -364,9 +374,7 @@ def _assign_chunk(Xc: sp.csr_matrix, offset: int, keys: list[int | None], state:
     row: list = [-1, {}]  # the post whose products are in the dict, and the dict
 
     def product(i: int, c: int) -> float:
-        """w_c * (post i . mean c), from P (0 for topics born in this run)."""
-        if c >= k0:
-            return 0.0
+        """w_c * (post i . mean c) of a topic offered to the run (c < k0), from P."""
         if row[0] != i:
             row[0], row[1] = i, dict(zip(P.indices[Pp[i]:Pp[i + 1]].tolist(), P.data[Pp[i]:Pp[i + 1]].tolist(),
                                          strict=True))
@@ -384,7 +392,10 @@ def _assign_chunk(Xc: sp.csr_matrix, offset: int, keys: list[int | None], state:
         for t in range(Sp[i], Sp[i + 1]):
             c = local[Si[t]]
             if c >= 0:
-                acc[c] = (acc[c] if c in acc else product(i, c)) + Sd[t]
+                if c in acc:
+                    acc[c] += Sd[t]
+                else:
+                    acc[c] = (product(i, c) if c < k0 else 0.0) + Sd[t]
         best, best_sim = -1, 0.0
         for c, dot in acc.items():
             norm2 = cnorm2[c]
@@ -400,7 +411,7 @@ def _assign_chunk(Xc: sp.csr_matrix, offset: int, keys: list[int | None], state:
             sims[offset + i] = min(best_sim, 1.0)
         elif parent >= 0:
             local[i] = parent
-            cnorm2[parent] += 2.0 * (acc[parent] if parent in acc else product(i, parent)) + 1.0
+            cnorm2[parent] += 2.0 * (acc.get(parent, 0.0) if parent in acc or parent >= k0 else product(i, parent)) + 1.0
         elif n_keywords is None or n_keywords[offset + i] >= MIN_KEYWORDS_TO_START:
             local[i] = len(cnorm2)
             cnorm2.append(1.0)
