@@ -425,7 +425,7 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     for ci, mem in members.items():
         if ci < n_topics:
             topic = loaded[clusters.keys[ci]]  # type: ignore[index]
-            folded.append((topic, _fold(topic, clusters.centroid(ci), [_member(posts, r, m, rep_sims) for m in mem], an)))
+            folded.append((topic, _fold(topic, [_member(posts, r, m, rep_sims) for m in mem], an)))
         elif ci < first_new or len(mem) > 1:
             first = [pool.post(ci - n_topics)] if ci < first_new else []
             topic = _TopicRow.new()
@@ -436,13 +436,14 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
                                 first[0].local, first[0].keywords, sim, first[0].group_id, first[0].source_id)]
             else:
                 head = []
-            folded.append((topic, _fold(topic, clusters.centroid(ci), head + [_member(posts, r, m, rep_sims) for m in mem],
-                                        an)))
+            folded.append((topic, _fold(topic, head + [_member(posts, r, m, rep_sims) for m in mem], an)))
             new_rows.append(topic)
         else:
             singles.append(mem[0])
             continue
         topic_of[ci] = topic
+    for topic, blob in zip(topic_of.values(), clusters.centroids(list(topic_of)), strict=True):
+        topic.centroid = blob
     _label_topics(folded, dfreq)
     stats.topics_new = len(new_rows)
     stats.topics_updated = len(topic_of) - len(new_rows)
@@ -807,7 +808,7 @@ def _member_facets(session: Session, topics: list[_TopicRow]) -> None:
                 f["sources"][str(source)] = f["sources"].get(str(source), 0) + n
 
 
-def _fold(topic: _TopicRow, centroid: bytes, members: list[_Member], an: ConcernAnalyzer) -> str:
+def _fold(topic: _TopicRow, members: list[_Member], an: ConcernAnalyzer) -> str:
     """Fold a batch's member posts into a topic's counts, keywords and facets (plain dict work:
     this runs for every touched topic of every batch); returns the start of its best member's
     text, the label of last resort (labels are made for all folded topics at once, `_label_topics`)."""
@@ -864,7 +865,6 @@ def _fold(topic: _TopicRow, centroid: bytes, members: list[_Member], an: Concern
     words.update(itertools.chain.from_iterable(m.keywords for m in members))  # counted in C, same order
     topic.keywords = [[w, c] for w, c in words.most_common(TOPIC_KEYWORDS)]
 
-    topic.centroid = centroid
     best = max(members, key=lambda m: m.similarity)
     if topic.representative_score is None or best.similarity >= topic.representative_score \
             or topic.representative_post_id is None:

@@ -214,6 +214,26 @@ class ClusterSet:
         a, b = self.means.indptr[k], self.means.indptr[k + 1]
         return encode_arrays(self.means.indices[a:b], self.means.data[a:b])
 
+    def centroids(self, rows: Sequence[int], keep: int = CENTROID_TERMS) -> list[bytes]:
+        """`centroid` of each of ``rows``, the top-``keep`` cut done for all rows in one sort."""
+        if not len(rows):
+            return []
+        M = sp.csr_matrix(self.means)[np.asarray(rows, dtype=np.int64)]
+        owner = np.repeat(np.arange(len(rows)), np.diff(M.indptr))
+        # strongest first within each row; ties: lower column first (argpartition picks arbitrarily
+        # among ties at the cut, so the cut is where the two may differ; both keep ``keep`` terms)
+        order = np.lexsort((M.indices, -np.abs(M.data), owner))
+        starts = np.repeat(M.indptr[:-1], np.diff(M.indptr))
+        top = order[(np.arange(len(order)) - starts) < keep]
+        top = top[np.lexsort((M.indices[top], owner[top]))]  # back to (row, column) order
+        idx, val = M.indices[top].astype(np.int32), M.data[top].astype(np.float32)
+        ends = np.cumsum(np.minimum(np.diff(M.indptr), keep)).tolist()
+        out, a = [], 0
+        for b in ends:
+            out.append(idx[a:b].tobytes() + val[a:b].tobytes())
+            a = b
+        return out
+
 
 def _row_norm2(M: sp.csr_matrix) -> np.ndarray:
     return np.asarray(M.multiply(M).sum(axis=1)).ravel()

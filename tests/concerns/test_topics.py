@@ -109,3 +109,19 @@ def test_clustering_walks_only_the_strong_products_and_gives_the_plain_result() 
     assert second.tolist() == _single_pass_by_definition(X[400:], offered, 0.4, 150)
     assert len(set(second.tolist()) & set(range(len(offered)))) > 5  # the second run did join old topics
     assert np.unique(first).size > 10
+
+
+def test_centroids_of_many_rows_encode_as_one_row_at_a_time() -> None:
+    import numpy as np
+    import scipy.sparse as sp
+
+    from nlp.concerns import topics as tp
+
+    rng = np.random.default_rng(3)
+    means = sp.random(40, tp.N_FEATURES, density=90 / tp.N_FEATURES, format="csr", random_state=3)
+    means.data = rng.random(means.nnz)  # distinct weights: the top-64 cut is unambiguous
+    means = sp.vstack([means, sp.csr_matrix((1, tp.N_FEATURES))], format="csr")  # and an empty row
+    clusters = tp.ClusterSet([None] * 41, means, np.ones(41))
+    rows = [7, 0, 40, 39, 7]
+    assert clusters.centroids(rows) == [clusters.centroid(r) for r in rows]
+    assert {len(b) // 8 for b in clusters.centroids(rows[:2])} == {tp.CENTROID_TERMS}
