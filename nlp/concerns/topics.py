@@ -385,6 +385,7 @@ def _assign_chunk(Xc: sp.csr_matrix, offset: int, keys: list[int | None], state:
     # The loop below runs once per post: it reads plain Python lists (indexing a numpy array
     # and computing with its scalars costs several times more than with ints and floats).
     cnorm2 = cn.tolist()
+    below = (threshold * np.sqrt(cn)).tolist()  # bound on w * (post . mean) of a topic not in K
     wl = weights.tolist()
     local = [-1] * Xc.shape[0]
     row_nnz = np.diff(Xc.indptr).tolist()
@@ -405,17 +406,25 @@ def _assign_chunk(Xc: sp.csr_matrix, offset: int, keys: list[int | None], state:
             # No words to compare: only a reply can join (its parent's topic); the centroid is unchanged.
             local[i] = _parent_cluster(i, offset, par, labels, local)
             continue
-        acc: dict[int, float] = {}
+        acc: dict[int, float] = {}  # exact dot products: topics whose stored mean reaches the threshold
         for t in range(Kp[i], Kp[i + 1]):
             k = Ki[t]
             acc[k] = wl[k] * Kd[t]
+        more: dict[int, float] = {}  # other topics: the part of the dot product from this chunk's members
         for t in range(Sp[i], Sp[i + 1]):
             c = local[Si[t]]
             if c >= 0:
                 if c in acc:
                     acc[c] += Sd[t]
                 else:
-                    acc[c] = (product(i, c) if c < k0 else 0.0) + Sd[t]
+                    more[c] = more.get(c, 0.0) + Sd[t]
+        for c, part in more.items():
+            # Its stored mean's share is below threshold * ||w m|| (else it would be in acc): look
+            # that share up only if it could bring the topic up to the threshold.
+            if c >= k0:
+                acc[c] = part
+            elif (below[c] + part) ** 2 >= threshold * threshold * cnorm2[c]:
+                acc[c] = product(i, c) + part
         best, best_sim = -1, 0.0
         for c, dot in acc.items():
             norm2 = cnorm2[c]
@@ -431,7 +440,11 @@ def _assign_chunk(Xc: sp.csr_matrix, offset: int, keys: list[int | None], state:
             sims[offset + i] = min(best_sim, 1.0)
         elif parent >= 0:
             local[i] = parent
-            cnorm2[parent] += 2.0 * (acc.get(parent, 0.0) if parent in acc or parent >= k0 else product(i, parent)) + 1.0
+            if parent in acc:
+                dot = acc[parent]
+            else:
+                dot = (product(i, parent) if parent < k0 else 0.0) + more.get(parent, 0.0)
+            cnorm2[parent] += 2.0 * dot + 1.0
         elif n_keywords is None or n_keywords[offset + i] >= MIN_KEYWORDS_TO_START:
             local[i] = len(cnorm2)
             cnorm2.append(1.0)
