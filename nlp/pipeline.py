@@ -54,7 +54,7 @@ from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from core.tables import AnalysisRun, DebunkMatch, ModelVersion, Post, PostScore, utcnow
-from nlp.bulk import constant
+from nlp.bulk import constant, executemany
 from nlp.concerns.pipeline_stage import STAGE_NAME as CONCERNS_STAGE
 from nlp.concerns.pipeline_stage import concerns_stage, concerns_text_part
 from nlp.debunks import DebunkHit, DebunkMatcher
@@ -467,7 +467,7 @@ def write_stage(ctx: AnalysisContext, batch: Batch) -> None:
         for name, column in extra_cols.items():
             row[f"_x_{name}"] = column[i]
         params.append(row)
-    conn.execute(stmt, params)
+    executemany(conn, stmt, params)
     tick("posts")
     refresh_counts(session, ctx.state.pop("_recount_stories", []))
     tick("story_counts")

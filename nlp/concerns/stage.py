@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from core.settings import Settings, get_settings
 from core.tables import ConcernState, Post, Story, Topic, TopicBurst, utcnow
+from nlp.bulk import constant, executemany
 from nlp.concerns import keyword_rates
 from nlp.concerns import pending as pend
 from nlp.concerns import topics as tp
@@ -658,7 +659,7 @@ def _update_statement(columns: Sequence[str]) -> Any:
 # written back with these columns only (no JSON but the hourly counts).
 _SCORE_READ = ("hourly_counts", "first_seen", "is_hot", "hot_since", "local_count", "post_count", "negativity")
 _SCORE_WRITE = ("is_hot", "burst_score", "hot_since", "priority")
-_UPDATE_TOPIC = _update_statement((*_TopicRow.COLUMNS, "updated_at"))
+_UPDATE_TOPIC = _update_statement(_TopicRow.COLUMNS)
 _UPDATE_SCORE = _update_statement(_SCORE_WRITE)
 
 
@@ -670,12 +671,14 @@ def _update_topics(session: Session, rows: Iterable[_TopicRow], stamp: dt.dateti
         if "label" in t.__dict__:
             t.updated_at = stamp
             cache[t.id] = t.copy()
-            full.append({"b_id": t.id, "b_updated_at": stamp, **{f"b_{c}": getattr(t, c) for c in _TopicRow.COLUMNS}})
+            full.append({"b_id": t.id, **{f"b_{c}": getattr(t, c) for c in _TopicRow.COLUMNS}})
         else:
             scored.append({"b_id": t.id, **{f"b_{c}": getattr(t, c) for c in _SCORE_WRITE}})
-    for stmt, params in ((_UPDATE_TOPIC, full), (_UPDATE_SCORE, scored)):
-        if params:
-            session.connection().execute(stmt, params)
+    conn = session.connection()
+    if full:
+        executemany(conn, _UPDATE_TOPIC.values(updated_at=constant(conn, _TOPICS.c.updated_at, stamp)), full)
+    if scored:
+        executemany(conn, _UPDATE_SCORE, scored)
 
 
 def _write_posts(session: Session, ids: list[int], columns: dict[str, list[Any]]) -> None:
