@@ -376,8 +376,17 @@ def _post_texts(an: ConcernAnalyzer, posts: list[PostView]) -> list[PostText]:
 def _apply_rules(an: ConcernAnalyzer, posts: list[PostView], now: dt.datetime) -> _Rules:
     times = [p.published_at.astimezone(dt.UTC) if p.published_at else now for p in posts]
     neg, concern, cats, places, local, kws, hashed = (list(c) for c in zip(*_post_texts(an, posts), strict=True))
-    # The times are UTC already: hour_key without its conversion (this runs for every post).
-    return _Rules(times, [t.isoformat()[:13] for t in times], neg, concern, cats, places, local, kws, hashed)
+    # The times are UTC already: hour_key without its conversion, once per hour (this runs for
+    # every post, and isoformat of an aware datetime costs microseconds).
+    keys: dict[tuple[int, int, int, int], str] = {}
+    hours = []
+    for t in times:
+        h = (t.year, t.month, t.day, t.hour)
+        key = keys.get(h)
+        if key is None:
+            key = keys[h] = t.isoformat()[:13]
+        hours.append(key)
+    return _Rules(times, hours, neg, concern, cats, places, local, kws, hashed)
 
 
 def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: dt.datetime,
@@ -399,11 +408,14 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     dfreq = _load_docfreq(session)
     fresh = [i for i, p in enumerate(posts) if p.id not in previous]
     hashed = r.hashed
-    X, kept = tp.vectorize_hashed_kept(hashed, dfreq)
-    dfreq.add([hashed[i] for i in fresh])
+    vec = tp.vectorize_batch(hashed, dfreq)
+    X = vec.X
+    is_fresh = np.zeros(len(posts), dtype=bool)
+    is_fresh[fresh] = True
+    dfreq.add_terms(vec.terms[is_fresh[vec.rows]], len(fresh))
     # Each post's strongest terms (those kept in its vector): what it adds to its topic's keywords
     # and to the keyword rates, rather than every word of a long post.
-    r.strongest = _strongest(r.kws, kept)
+    r.strongest = _strongest(r.kws, vec.kept)
     stats.lap("vectors")
 
     clusters, n_topics = _offered_clusters(session, an, now, pool)
@@ -464,13 +476,17 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
 
     topic_ids = [topic_of[c].id if c >= 0 and c in topic_of else None for c in labels.tolist()]
     _write_promoted(session, promoted)
-    story_rows = [{"b_story": p.story_id, "b_topic": topic_ids[i]}
-                  for i, p in enumerate(posts) if p.story_id is not None and topic_ids[i] is not None]
-    if story_rows:
-        st = _STORIES
-        session.connection().execute(
-            update(st).where(st.c.id == bindparam("b_story"), st.c.topic_id.is_(None))
-            .values(topic_id=bindparam("b_topic")), story_rows)
+    # A story without a topic takes that of its first post in a topic (one row per story: the
+    # later rows of a story could not match "topic_id IS NULL" any more).
+    story_topic: dict[int, int] = {}
+    for i, p in enumerate(posts):
+        if p.story_id is not None and topic_ids[i] is not None:
+            story_topic.setdefault(p.story_id, topic_ids[i])
+    if story_topic:
+        st, conn = _STORIES, session.connection()
+        executemany(conn, update(st).where(st.c.id == bindparam("b_story"), st.c.topic_id.is_(None))
+                    .values(topic_id=bindparam("b_topic"), updated_at=constant(conn, st.c.updated_at, utcnow())),
+                    [{"b_story": sid, "b_topic": tid} for sid, tid in story_topic.items()])
     # Topics emptied by re-analysis (all their posts moved elsewhere) go.
     gone = [tid for tid, t in loaded.items() if (t.post_count or 0) <= 0]
     for chunk in _chunks(gone):

@@ -33,6 +33,7 @@ import re
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -92,13 +93,19 @@ class DocFreq:
             self.df[used] += counts.astype(np.float32)
         self.n_docs += len(docs)
 
+    def add_terms(self, terms: np.ndarray, n_docs: int) -> None:
+        """Count ``n_docs`` documents whose distinct terms, all together, are ``terms``."""
+        if terms.size:
+            self.df += np.bincount(terms, minlength=N_FEATURES).astype(np.float32)
+        self.n_docs += n_docs
+
     def idf(self, idx: np.ndarray) -> np.ndarray:
         return np.log((1.0 + self.n_docs) / (1.0 + self.df[idx])) + 1.0
 
     def dumps(self) -> bytes:
         nz = np.flatnonzero(self.df).astype(np.int32)
         payload = nz.tobytes() + self.df[nz].astype(np.float32).tobytes()
-        return zlib.compress(len(nz).to_bytes(4, "little") + payload, 3)
+        return zlib.compress(len(nz).to_bytes(4, "little") + payload, 1)  # written every batch: the fast level
 
     @classmethod
     def loads(cls, blob: bytes, n_docs: float) -> DocFreq:
@@ -127,19 +134,25 @@ def vectorize(docs: Sequence[Sequence[str]], dfreq: DocFreq, top_terms: int = TO
 def vectorize_hashed(docs: Sequence[Sequence[int]], dfreq: DocFreq, top_terms: int = TOP_TERMS) -> sp.csr_matrix:
     """`vectorize` of already hashed keyword lists (``feature_index`` of each word), in whole-batch
     numpy steps: count (row, term) pairs, weight, keep each row's strongest terms, normalise."""
-    return vectorize_hashed_kept(docs, dfreq, top_terms)[0]
+    return vectorize_batch(docs, dfreq, top_terms).X
 
 
-def vectorize_hashed_kept(docs: Sequence[Sequence[int]], dfreq: DocFreq,
-                          top_terms: int = TOP_TERMS) -> tuple[sp.csr_matrix, np.ndarray]:
-    """`vectorize_hashed`, and for each word of ``docs`` (flattened in order) whether its row kept
-    its term (True for every copy of a kept term)."""
+class BatchVectors(NamedTuple):
+    X: sp.csr_matrix  # `vectorize_hashed` of the docs
+    kept: np.ndarray  # per word of the docs (flattened in order): did its row keep its term
+    rows: np.ndarray  # the distinct (doc, term) pairs of the docs: doc positions ...
+    terms: np.ndarray  # ... and terms (what document frequencies count)
+
+
+def vectorize_batch(docs: Sequence[Sequence[int]], dfreq: DocFreq, top_terms: int = TOP_TERMS) -> BatchVectors:
+    """`vectorize_hashed`, with what the concern stage needs besides the vectors (`BatchVectors`)."""
     n = len(docs)
     lens = np.fromiter(map(len, docs), dtype=np.int64, count=n)
     flat = np.fromiter(itertools.chain.from_iterable(docs), dtype=np.int64, count=int(lens.sum()))
     pairs, inverse, tf = np.unique(np.repeat(np.arange(n, dtype=np.int64), lens) * N_FEATURES + flat,
                                    return_inverse=True, return_counts=True)
     rows, idx = pairs // N_FEATURES, pairs % N_FEATURES
+    all_rows, all_idx = rows, idx
     val = (1.0 + np.log(tf)) * dfreq.idf(idx)
     # Rank the terms within each row by weight (rows stay sorted) and keep the first top_terms.
     order = np.lexsort((-val, rows))
@@ -152,7 +165,8 @@ def vectorize_hashed_kept(docs: Sequence[Sequence[int]], dfreq: DocFreq,
     norms = np.sqrt(np.bincount(rows, weights=val * val, minlength=n))
     val = val / norms[rows] if len(val) else val
     indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
-    return sp.csr_matrix((val, idx, indptr), shape=(n, N_FEATURES)), kept[inverse.ravel()]
+    return BatchVectors(sp.csr_matrix((val, idx, indptr), shape=(n, N_FEATURES)), kept[inverse.ravel()],
+                        all_rows, all_idx)
 
 
 def encode_centroid(vec: sp.csr_matrix | np.ndarray, keep: int = CENTROID_TERMS) -> bytes:
