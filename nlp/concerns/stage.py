@@ -837,16 +837,23 @@ def _fold(topic: _TopicRow, members: list[_Member], an: ConcernAnalyzer) -> str:
     last_key = next(reversed(hourly), "") if hourly else ""
     in_order = True
     neg_sum = 0.0
+    touched: set[str] = set()
     for m in members:
         key = m.hour
         if key not in hourly:
             in_order = in_order and key > last_key
             last_key = max(last_key, key)
-        hourly[key] = hourly.get(key, 0) + 1
-        neg_hourly[key] = round(neg_hourly.get(key, 0.0) + m.negativity, 4)
+            hourly[key] = 1
+            neg_hourly[key] = m.negativity
+        else:
+            hourly[key] += 1
+            neg_hourly[key] = neg_hourly.get(key, 0.0) + m.negativity
+        touched.add(key)
         neg_sum += m.negativity
+    for key in touched:
+        neg_hourly[key] = round(neg_hourly[key], 4)
     first, last = min(m.time for m in members), max(m.time for m in members)
-    cutoff = hour_key(last - KEEP_HOURLY)
+    cutoff = (last - KEEP_HOURLY).isoformat()[:13]  # hour_key: member times are UTC already
     # Keys stay in time order; old hours and hours emptied by re-analysis go.
     if not in_order or next(iter(hourly)) < cutoff or 0 in hourly.values():
         hourly = {k: v for k, v in sorted(hourly.items()) if k >= cutoff and v > 0}
