@@ -14,7 +14,7 @@ from starlette.types import Scope
 
 from api.console.render import STATIC, render
 from api.console.session import ConsoleSessionMiddleware
-from api.console.web import ConsolePageError, LoginRequired, login_redirect
+from api.console.web import ConsolePageError, GoBack, LoginRequired, back, login_redirect
 
 __all__ = ["install"]
 
@@ -44,6 +44,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, _: LoginRequired) -> RedirectResponse:
         return login_redirect(request)
+
+    @app.exception_handler(GoBack)
+    async def _go_back(_request: Request, exc: GoBack) -> RedirectResponse:
+        return back(exc.path, err=exc.message)
 
     @app.exception_handler(ConsolePageError)
     async def _page_error(request: Request, exc: ConsolePageError) -> Response:

@@ -40,6 +40,7 @@ from api.console.web import (
     PageUser,
     back,
     check_csrf,
+    committing,
     cookie_secure,
     need_role,
     new_login_token,
@@ -248,15 +249,9 @@ def _act(session: SessionDep, user: PageUser, alert_id: int, next_url: str | Non
          work: Callable[[], object]) -> Response:
     """Run one service call for a staff member; a refused action comes back as a message."""
     need_role(user, "staff", "处理预警")
-    try:
+    with committing(session, f"/alerts/{alert_id}"):
         work()
-        session.commit()  # before the redirect, so the next page shows the change
-        queries.forget_counts()
-    except YuqingError as err:
-        session.rollback()
-        if isinstance(err, NotFound):
-            raise ConsolePageError(404, str(err)) from err
-        return back(f"/alerts/{alert_id}", err=str(err))
+    queries.forget_counts()
     return _done(alert_id, next_url, msg)
 
 
@@ -348,14 +343,8 @@ def concerns_page(request: Request, user: PageUser, session: SessionDep, show: s
 def alert_from_topic(topic_id: int, user: PageUser, session: SessionDep) -> Response:
     """A manual alert for a hot topic (the alert service keeps one open alert per topic)."""
     need_role(user, "staff", "创建预警")
-    try:
+    with committing(session, "/concerns"):
         alert = service.create_manual(session, actor=user, topic_id=topic_id)
-        session.commit()
-    except YuqingError as err:
-        session.rollback()
-        if isinstance(err, NotFound):
-            raise ConsolePageError(404, str(err)) from err
-        return back("/concerns", err=str(err))
     return back(f"/alerts/{alert.id}", msg="已为此话题创建预警")
 
 
@@ -382,14 +371,8 @@ def sources_page(request: Request, user: PageUser, session: SessionDep) -> Respo
 
 def _toggle(user: Any, session: SessionDep, what: str, work: Callable[[], object], msg: str) -> Response:
     need_role(user, "admin", f"启用或停用{what}")
-    try:
+    with committing(session, "/sources"):
         work()
-        session.commit()
-    except NotFound as err:
-        raise ConsolePageError(404, str(err)) from err
-    except YuqingError as err:
-        session.rollback()
-        return back("/sources", err=str(err))
     return back("/sources", msg=msg)
 
 
@@ -562,12 +545,8 @@ async def debunk_import(request: Request, user: PageUser, session: SessionDep) -
     if data is None:
         return back("/debunks", err=f"文件 {upload.filename} 既不是 UTF-8 也不是 GBK 编码：请在 Excel 中另存为“CSV UTF-8”。")
     name = upload.filename if upload.filename.lower().endswith(".csv") else upload.filename + ".csv"
-    try:
+    with committing(session, "/debunks"):
         result = svc.import_debunks(session, name, data=data, fmt="csv", created_by=user.id)
-        session.commit()
-    except YuqingError as err:
-        session.rollback()
-        return back("/debunks", err=str(err))
     msg = f"导入完成：新增 {result.new} 条，更新 {result.updated} 条，未变 {result.unchanged} 条"
     if result.rejected:
         msg += f"；{len(result.rejected)} 行有误未导入（" + "；".join(r for _, r in result.rejected[:3]) + "）"

@@ -17,9 +17,18 @@ from fastapi.responses import Response
 
 from api.console import queries, services
 from api.console.render import render
-from api.console.web import ConsolePageError, PageUser, back, check_csrf, need_role, note_drift, safe_next
+from api.console.web import (
+    ConsolePageError,
+    PageUser,
+    back,
+    check_csrf,
+    committing,
+    need_role,
+    note_drift,
+    safe_next,
+)
 from api.deps import SessionDep
-from core.errors import NotFound, YuqingError
+from core.errors import NotFound
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf), Depends(note_drift)])
 
@@ -59,22 +68,15 @@ def label_post(post_id: int, user: PageUser, session: SessionDep,
     need_role(user, "analyst", "标注帖子")
     target = safe_next(next) if next else "/labels"
     svc = services.labels()
-    try:
+    if label != "clear" and label not in LABEL_ZH:
+        return back(target, err="标注只能是“谣言”或“非谣言”，请用页面上的按钮。")
+    with committing(session, target):
         if label == "clear":
             cleared = svc.clear_post_label(session, post_id=post_id, user_id=user.id)
             msg = f"已清除您对帖子 #{post_id} 的标注" if cleared else f"您没有标注过帖子 #{post_id}，无需清除"
-        elif label in LABEL_ZH:
+        else:
             svc.label_post(session, post_id=post_id, label=int(label), user_id=user.id)
             msg = f"已将帖子 #{post_id} 标注为「{LABEL_ZH[label]}」"
-        else:
-            return back(target, err="标注只能是“谣言”或“非谣言”，请用页面上的按钮。")
-        session.commit()
-    except NotFound as err:
-        session.rollback()
-        raise ConsolePageError(404, str(err)) from err
-    except YuqingError as err:
-        session.rollback()
-        return back(target, err=str(err))
     return back(target, msg=msg)
 
 
@@ -124,15 +126,9 @@ def promote(version: str, user: PageUser, session: SessionDep,
     if forced and not reason:
         return back(confirm, err="强制启用必须填写理由（会记录在模型备注中）。")
     try:
-        row, comparison = services.models().promote(session, version, force=forced, reason=reason or None,
-                                                    user_id=user.id)
-        session.commit()
-    except NotFound as err:
-        session.rollback()
-        raise ConsolePageError(404, str(err)) from err
-    except YuqingError as err:
-        session.rollback()
-        return back(confirm, err=str(err))
+        with committing(session, confirm):
+            row, comparison = services.models().promote(session, version, force=forced, reason=reason or None,
+                                                        user_id=user.id)
     except FileNotFoundError:
         session.rollback()
         return back(confirm, err=f"模型 {version} 或当前模型的文件找不到，无法比较：请检查模型目录或重新训练。")
@@ -157,11 +153,7 @@ def rollback_confirm(request: Request, user: PageUser, session: SessionDep) -> R
 @router.post("/models/rollback")
 def rollback(user: PageUser, session: SessionDep) -> Response:
     need_role(user, "analyst", "回滚模型")
-    try:
+    with committing(session, "/models"):
         row = services.models().rollback(session, user_id=user.id)
-        session.commit()
-    except YuqingError as err:
-        session.rollback()
-        return back("/models", err=str(err))
     queries.forget_drift()
     return back("/models", msg=f"已回滚到模型 {row.version}，正在运行的服务会自动切换")

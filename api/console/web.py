@@ -5,8 +5,10 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, Request
@@ -17,6 +19,7 @@ from api.console import queries
 from api.console.session import SAFE_METHODS, tokens_match
 from api.deps import SessionDep, get_current_user
 from api.problems import Problem
+from core.errors import NotFound, YuqingError
 from core.settings import get_settings
 from core.tables import User
 
@@ -39,6 +42,30 @@ class ConsolePageError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status, self.message = status, message
+
+
+class GoBack(Exception):
+    """A refused console action: the browser goes back to ``path`` with the refusal shown (see `committing`)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path, self.message = path, message
+
+
+@contextmanager
+def committing(session: Any, back_to: str) -> Iterator[None]:
+    """Run a console action's service calls and commit them before the redirect (so the next page
+    shows the change). A missing row is the 404 page; any other refusal of a service (its Chinese
+    message says what to do) rolls back and goes back to ``back_to`` with that message."""
+    try:
+        yield
+        session.commit()
+    except NotFound as err:
+        session.rollback()
+        raise ConsolePageError(404, str(err)) from err
+    except YuqingError as err:
+        session.rollback()
+        raise GoBack(back_to, str(err)) from err
 
 
 def console_user(request: Request, session: SessionDep) -> User:
