@@ -31,7 +31,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from core.tables import Post, Story, utcnow
-from nlp.bulk import constant
+from nlp.bulk import constant, executemany
 from nlp.similarity import (
     NUM_PERM,
     BandedIndex,
@@ -422,7 +422,7 @@ def write_stories(
                     | {"updated_at": constant(session.connection(), table.c.updated_at, now)}
                 )
             )
-            session.connection().execute(stmt, params)
+            executemany(session.connection(), stmt, params)
     return [None if s is None else real.get(s, s) for s in assigned]
 
 
@@ -455,6 +455,7 @@ def refresh_counts(session: Session, story_ids: Sequence[int]) -> None:
             {"_id": s, "post_count": 0, "group_count": 0, "source_count": 0} for s in chunk if s not in seen
         )
     stories = Story.__table__
+    conn = session.connection()
     stmt = (
         update(stories)
         .where(stories.c.id == bindparam("_id"))
@@ -462,6 +463,8 @@ def refresh_counts(session: Session, story_ids: Sequence[int]) -> None:
             post_count=bindparam("post_count"),
             group_count=bindparam("group_count"),
             source_count=bindparam("source_count"),
+            # one stamp for the batch, converted once (else `onupdate` runs per row)
+            updated_at=constant(conn, stories.c.updated_at, utcnow()),
         )
     )
-    session.connection().execute(stmt, params)
+    executemany(conn, stmt, params)
