@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam
+from sqlalchemy import ColumnElement, UpdateBase, bindparam
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.types import UserDefinedType
 
@@ -36,7 +35,7 @@ def constant(conn: Connection, column: ColumnElement[Any], value: Any) -> BindPa
     return bindparam(None, process(value) if process else value, type_=_Converted(), unique=True)
 
 
-def executemany(conn: Connection, stmt: Executable, rows: Sequence[Mapping[str, Any]]) -> None:
+def executemany(conn: Connection, stmt: UpdateBase, rows: Sequence[Mapping[str, Any]]) -> None:
     """``conn.execute(stmt, rows)`` for a plain UPDATE/INSERT run once per row, with less work per row.
 
     SQLAlchemy builds each parameter set through its general machinery (measured on the topic

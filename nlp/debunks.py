@@ -26,13 +26,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy.sparse as sp
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Table, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.errors import Conflict, InvalidInput, NotFound
@@ -287,7 +287,7 @@ def _insert(session: Session) -> Any:
     from sqlalchemy.dialects import postgresql, sqlite
 
     dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Debunk.__table__)
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(cast(Table, Debunk.__table__))
 
 
 def import_debunks(
@@ -335,7 +335,7 @@ def update_debunk(session: Session, debunk_id: int, changes: DebunkUpdate) -> De
             raise Conflict(f"辟谣库中已有相同的谣言（编号 {other}）。")
         row.dedup_key = key
     if "published_at" in values and values["published_at"] is not None:
-        values["published_at"] = DebunkIn._aware(values["published_at"])  # type: ignore[call-arg]
+        values["published_at"] = DebunkIn._aware(values["published_at"])
     for name, value in values.items():
         if name == "tags" and value is None:
             value = []

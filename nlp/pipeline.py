@@ -47,10 +47,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from core.tables import AnalysisRun, DebunkMatch, ModelVersion, Post, PostScore, utcnow
@@ -171,7 +171,7 @@ def text_features(
     signatures = shingles.signatures()
     t4 = time.perf_counter()
     timings["signatures"] = t4 - t2
-    debunks = (
+    debunks: list[DebunkHit | None] = (
         matcher.match(keys, signatures, shingles)
         if matcher is not None and len(matcher)
         else [None] * len(texts)
@@ -392,10 +392,10 @@ def story_stage(ctx: AnalysisContext, batch: Batch) -> None:
             group_id=r.group_id,
             source_id=r.source_id,
             rumor_probability=float(f.proba[i]),
-            debunk_id=f.debunks[i].debunk_id if f.debunks[i] else None,
-            debunk_similarity=f.debunks[i].similarity if f.debunks[i] else None,
+            debunk_id=hit.debunk_id if hit else None,
+            debunk_similarity=hit.similarity if hit else None,
         )
-        for i, r in enumerate(batch.rows)
+        for i, (r, hit) in enumerate(zip(batch.rows, f.debunks, strict=True))
     ]
     tick = _Ticker(ctx, "stories.")
     assigned, updates = assign_stories(ctx.stories, members, f.signatures, prep=f.story_prep)
@@ -415,12 +415,9 @@ def write_stage(ctx: AnalysisContext, batch: Batch) -> None:
     ids = batch.ids
     tick = _Ticker(ctx, "write.")
     # Matches of a re-analysed post are replaced, not accumulated.
+    match_table = cast(Table, DebunkMatch.__table__)
     for start in range(0, len(ids), _CHUNK):
-        conn.execute(
-            delete(DebunkMatch.__table__).where(
-                DebunkMatch.__table__.c.post_id.in_(ids[start : start + _CHUNK])
-            )
-        )
+        conn.execute(delete(match_table).where(match_table.c.post_id.in_(ids[start : start + _CHUNK])))
     # Constant columns are values converted once (nlp.bulk.constant), not per-row parameters.
     matches = [
         {"post_id": r.id, "debunk_id": hit.debunk_id, "similarity": hit.similarity, "method": hit.method}
@@ -428,7 +425,6 @@ def write_stage(ctx: AnalysisContext, batch: Batch) -> None:
         if hit is not None
     ]
     if matches:
-        match_table = DebunkMatch.__table__
         conn.execute(match_table.insert().values(matched_at=constant(conn, match_table.c.matched_at, now)), matches)
     ctx.count("debunk_matches", len(matches))
     tick("matches")
@@ -445,7 +441,7 @@ def write_stage(ctx: AnalysisContext, batch: Batch) -> None:
     _upsert_scores(session, scores, ctx.model_version_id, now)
     tick("scores")
 
-    table = Post.__table__
+    table = cast(Table, Post.__table__)
     extra_cols = {name: values for name, values in batch.post_columns.items() if values is not None}
     for name, column in extra_cols.items():
         if len(column) != len(batch):
@@ -520,7 +516,7 @@ def _upsert_scores(
         return
     from sqlalchemy.dialects import postgresql, sqlite
 
-    table = PostScore.__table__
+    table = cast(Table, PostScore.__table__)
     conn = session.connection()
     scored_at = constant(conn, table.c.scored_at, now)
     if model_version_id is None:

@@ -16,9 +16,10 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput
@@ -272,7 +273,7 @@ def rescore(session: Session, *, since: dt.datetime, batch_size: int = 2_000,
         texts = [f"{title}\n{text}" if title else text for _, title, text in rows]
         proba = model.predict_proba(texts)
         reasons = model.explain(texts, k=5)
-        session.execute(PostScore.__table__.insert(), [
+        session.execute(cast(Table, PostScore.__table__).insert(), [
             {"post_id": pid, "model_version_id": version_id, "rumor_probability": float(p),
              "label": int(p >= 0.5), "explanation": [[t, w] for t, w in why], "scored_at": dt.datetime.now(dt.UTC)}
             for (pid, _, _), p, why in zip(rows, proba, reasons, strict=True)

@@ -24,10 +24,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from core.tables import Post, Story, utcnow
@@ -313,7 +313,7 @@ def write_stories(
     new = [u for u in updates.values() if u.story_id < 0]
     real: dict[int, int] = {}
     if new:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for u in new:
             assert u.founder is not None and u.signature is not None
             rows.append(
@@ -334,16 +334,16 @@ def write_stories(
             )
         # Constant columns converted once (nlp.bulk.constant), not once per row.
         conn = session.connection()
-        table = Story.__table__
-        stmt = (
+        table = cast(Table, Story.__table__)
+        ins = (
             insert(table)
             .values(
                 created_at=constant(conn, table.c.created_at, now),
                 updated_at=constant(conn, table.c.updated_at, now),
             )
-            .returning(Story.__table__.c.id, sort_by_parameter_order=True)
+            .returning(table.c.id, sort_by_parameter_order=True)
         )
-        ids = session.execute(stmt, rows).scalars().all()
+        ids = session.execute(ins, rows).scalars().all()
         founded = [index.pending.pop(u.story_id) for u in new]
         index.add_many(
             ids,
@@ -351,15 +351,15 @@ def write_stories(
             np.vstack([f[1] for f in founded]),
             [f[2] for f in founded],
         )
-        for u, story_id, row in zip(new, ids, rows, strict=True):
+        for u, story_id, values in zip(new, ids, rows, strict=True):
             real[u.story_id] = story_id
             index.stats[story_id] = _Stats(
-                row["first_seen"],
-                row["last_seen"],
-                row["hourly_counts"],
-                row["max_rumor_probability"],
-                row["debunk_id"],
-                row["debunk_similarity"],
+                values["first_seen"],
+                values["last_seen"],
+                values["hourly_counts"],
+                values["max_rumor_probability"],
+                values["debunk_id"],
+                values["debunk_similarity"],
             )
     index.pending.clear()
     old = [u for u in updates.values() if u.story_id > 0]
@@ -370,7 +370,7 @@ def write_stories(
         }
         ids_old = [u.story_id for u in old if u.story_id not in current]
         for start in range(0, len(ids_old), _CHUNK):
-            stmt = select(
+            query = select(
                 Story.id,
                 Story.first_seen,
                 Story.last_seen,
@@ -379,8 +379,8 @@ def write_stories(
                 Story.debunk_id,
                 Story.debunk_similarity,
             ).where(Story.id.in_(ids_old[start : start + _CHUNK]))
-            for row in session.execute(stmt):
-                current[row.id] = _Stats(*row[1:])
+            for found in session.execute(query):
+                current[found.id] = _Stats(*found[1:])
         params = []
         for u in old:
             row = current.get(u.story_id)
@@ -413,7 +413,7 @@ def write_stories(
                 p["first_seen"], p["last_seen"], hourly, p["max_rumor_probability"], debunk_id, debunk_sim
             )
         if params:
-            table = Story.__table__
+            table = cast(Table, Story.__table__)
             stmt = (
                 update(table)
                 .where(table.c.id == bindparam("_id"))
@@ -435,7 +435,7 @@ def refresh_counts(session: Session, story_ids: Sequence[int]) -> None:
     params = []
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
-        stmt = (
+        query = (
             select(
                 table.c.story_id,
                 func.count(),
@@ -446,7 +446,7 @@ def refresh_counts(session: Session, story_ids: Sequence[int]) -> None:
             .group_by(table.c.story_id)
         )
         seen = set()
-        for story_id, posts, groups, sources in session.execute(stmt):
+        for story_id, posts, groups, sources in session.execute(query):
             seen.add(story_id)
             params.append(
                 {"_id": story_id, "post_count": posts, "group_count": groups, "source_count": sources}
@@ -454,7 +454,7 @@ def refresh_counts(session: Session, story_ids: Sequence[int]) -> None:
         params.extend(
             {"_id": s, "post_count": 0, "group_count": 0, "source_count": 0} for s in chunk if s not in seen
         )
-    stories = Story.__table__
+    stories = cast(Table, Story.__table__)
     conn = session.connection()
     stmt = (
         update(stories)

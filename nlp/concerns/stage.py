@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -429,8 +429,9 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
         if ci >= 0:
             members.setdefault(ci, []).append(pos)
     first_new = n_topics + len(pool)
-    _load_topics(session, [k for ci in members if ci < n_topics and (k := clusters.keys[ci]) not in loaded], loaded,
-                 cache=an.topic_cache)
+    # Positions below n_topics are topics: their keys are topic ids, never None.
+    _load_topics(session, [k for ci in members if ci < n_topics and (k := cast(int, clusters.keys[ci])) not in loaded],
+                 loaded, cache=an.topic_cache)
     topic_of: dict[int, _TopicRow] = {}  # cluster position -> its topic (None: still one post, pending)
     promoted: list[tuple[pend.PendingPost, _TopicRow]] = []
     singles: list[int] = []
@@ -480,8 +481,9 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     # later rows of a story could not match "topic_id IS NULL" any more).
     story_topic: dict[int, int] = {}
     for i, p in enumerate(posts):
-        if p.story_id is not None and topic_ids[i] is not None:
-            story_topic.setdefault(p.story_id, topic_ids[i])
+        topic_id = topic_ids[i]
+        if p.story_id is not None and topic_id is not None:
+            story_topic.setdefault(p.story_id, topic_id)
     if story_topic:
         st, conn = _STORIES, session.connection()
         executemany(conn, update(st).where(st.c.id == bindparam("b_story"), st.c.topic_id.is_(None))
@@ -648,7 +650,7 @@ def _load_topics(session: Session, ids: Sequence[int], into: dict[int, _TopicRow
         ids = [i for i in ids if i not in into]
     columns = columns or (*_TopicRow.COLUMNS, "updated_at")
     cols = [_TOPICS.c.id, *(_TOPICS.c[c] for c in columns)]
-    found = []
+    found: list[_TopicRow] = []
     for chunk in _chunks(list(ids)):
         found.extend(_TopicRow.from_row(row) for row in session.execute(select(*cols).where(_TOPICS.c.id.in_(chunk))))
     if "facets" in columns:

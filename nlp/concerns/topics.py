@@ -33,7 +33,7 @@ import re
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -123,7 +123,7 @@ def feature_indices(words: Sequence[str]) -> list[int]:
     out = list(map(_FEATURE_INDEX.get, words))
     if None in out:
         out = [feature_index(w) if i is None else i for w, i in zip(words, out, strict=True)]
-    return out
+    return cast(list[int], out)  # no None left
 
 
 def vectorize(docs: Sequence[Sequence[str]], dfreq: DocFreq, top_terms: int = TOP_TERMS) -> sp.csr_matrix:
@@ -464,18 +464,18 @@ def _assign_chunk(Xc: sp.csr_matrix, offset: int, keys: list[int | None], state:
             cnorm2.append(1.0)
             keys.append(None)
             sims[offset + i] = 1.0
-    local = np.asarray(local, dtype=np.int64)
-    labels[offset : offset + Xc.shape[0]] = local
+    chunk_labels = np.asarray(local, dtype=np.int64)
+    labels[offset : offset + Xc.shape[0]] = chunk_labels
     # Fold the chunk's members into the means, all clusters at once:
     # new mean = (w * mean + sum of members) / (w + members), weight capped at max_weight.
     k1 = len(cnorm2)
     if k1 > k0:
         M = sp.vstack([M, sp.csr_matrix((k1 - k0, M.shape[1]))], format="csr")
         weights = np.concatenate([weights, np.zeros(k1 - k0)])
-    valid = np.flatnonzero(local >= 0)
+    valid = np.flatnonzero(chunk_labels >= 0)
     if valid.size:
-        indicator = sp.csr_matrix((np.ones(valid.size), (local[valid], valid)), shape=(k1, Xc.shape[0]))
-        sizes = np.bincount(local[valid], minlength=k1).astype(np.float64)
+        indicator = sp.csr_matrix((np.ones(valid.size), (chunk_labels[valid], valid)), shape=(k1, Xc.shape[0]))
+        sizes = np.bincount(chunk_labels[valid], minlength=k1).astype(np.float64)
         total = weights + sizes
         scale = np.divide(1.0, total, out=np.zeros_like(total), where=total > 0)
         M = (sp.diags(weights * scale) @ M + sp.diags(scale) @ (indicator @ Xc)).tocsr()
