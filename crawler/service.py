@@ -166,9 +166,9 @@ def load_known(session: Session, source_name: str, fetch_urls: Iterable[str] = (
                                       FetchState.content_hash).where(FetchState.source_id == sid))
         for url, etag, modified, chash in rows:
             known.fetch[url] = (etag, modified, chash)
-        for url, ext in session.execute(select(Post.url, Post.external_id).where(Post.source_id == sid)):
-            if url:
-                known.urls.add(canonical_url(url))
+        for post_url, ext in session.execute(select(Post.url, Post.external_id).where(Post.source_id == sid)):
+            if post_url:
+                known.urls.add(canonical_url(post_url))
             if ext:
                 known.external_ids.add(ext)
     wanted = list(fetch_urls)
