@@ -38,7 +38,8 @@ def page_params(
 PageDep = Annotated[PageParams, Depends(page_params)]
 
 
-def fetch_page(session: Session, rows: Select[Any], count: Select[Any], page: PageParams) -> dict[str, Any]:
+def fetch_page(session: Session, rows: Select[*tuple[Any, ...]], count: Select[Any],
+               page: PageParams) -> dict[str, Any]:
     """One page of ``rows`` (already filtered and ordered) with the ``count`` of all of them."""
     total = session.scalar(count) or 0
     items = session.execute(rows.offset(page.offset).limit(page.page_size)).all()

@@ -6,6 +6,9 @@ files (served by us: offices are often offline), the pages and their error pages
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import cast
+
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -54,7 +57,9 @@ def install(app: FastAPI) -> None:
         return render(request, "error.html", {"status": exc.status, "title": _TITLES.get(exc.status, "出错了"),
                                               "message": exc.message}, status=exc.status)
 
-    api_http_handler = app.exception_handlers.get(StarletteHTTPException)
+    # The problem+json handler api.problems registered (a coroutine function) stays the fallback.
+    api_http_handler = cast(Callable[[Request, Exception], Awaitable[Response]] | None,
+                            app.exception_handlers.get(StarletteHTTPException))
 
     @app.exception_handler(StarletteHTTPException)
     async def _unknown_page(request: Request, exc: StarletteHTTPException) -> Response:

@@ -143,7 +143,8 @@ def model_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
     """A version's headline numbers: those on the fixed evaluation set when it was trained here
     (``metrics["evalset"]``), else the flat numbers a shipped or older model recorded."""
     metrics = metrics or {}
-    source = metrics.get("evalset") if isinstance(metrics.get("evalset"), Mapping) and metrics["evalset"] else metrics
+    evalset = metrics.get("evalset")
+    source: Mapping[str, Any] = evalset if isinstance(evalset, Mapping) and evalset else metrics
     return {k: float(source[k]) for k in MAIN_METRICS
             if isinstance(source.get(k), int | float) and not isinstance(source.get(k), bool)}
 

@@ -13,7 +13,7 @@ import time
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -31,7 +31,15 @@ from sqlalchemy.orm import Session
 
 from alerts import service
 from alerts.rules import AlertsConfigError, load_rules, parse_rules, rules_path, save_rules
-from api.deps import AnalystUser, SessionDep, StaffUser, ViewerUser, get_current_user, require_role, row_id
+from api.deps import (
+    MAX_ROW_ID,
+    AnalystUser,
+    SessionDep,
+    StaffUser,
+    ViewerUser,
+    get_current_user,
+    require_role,
+)
 from api.pagination import Page
 from api.problems import Problem
 from api.security import hash_token
@@ -46,7 +54,7 @@ Status = Literal[
 ]
 Severity = Literal["low", "medium", "high", "urgent"]
 Kind = Literal["rumor", "debunk_match", "spread", "concern", "keyword", "manual"]
-AlertId = row_id("预警编号")
+AlertId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="预警编号")]
 
 
 def _no_nul(value: str | None) -> str | None:

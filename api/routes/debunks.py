@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, Response, UploadFile
+from fastapi import APIRouter, File, Path, Query, Response, UploadFile
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select
 
-from api.deps import AnalystUser, SessionDep, StaffUser, ViewerUser, row_id
+from api.deps import MAX_ROW_ID, AnalystUser, SessionDep, StaffUser, ViewerUser
 from api.pagination import Page, PageDep
 from api.problems import Problem
 from core.tables import DebunkMatch
@@ -18,7 +18,7 @@ from nlp import debunks as service
 router = APIRouter(prefix="/debunks", tags=["debunks"])
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
-DebunkId = row_id("辟谣条目编号")
+DebunkId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="辟谣条目编号")]
 
 
 class DebunkPublic(BaseModel):

@@ -13,19 +13,19 @@ import binascii
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
-from api.deps import SessionDep, ViewerUser, row_id
+from api.deps import MAX_ROW_ID, SessionDep, ViewerUser
 from api.pagination import Page, PageDep
 from api.problems import Problem
 from core.tables import Digest
 
 router = APIRouter(prefix="/digests", tags=["digests"])
 
-DigestId = row_id("日报 ID")
+DigestId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="日报 ID")]
 PREVIEW_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'self'"
 
 

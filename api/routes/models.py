@@ -117,7 +117,7 @@ def rollback_model(user: AnalystUser, session: SessionDep) -> ModelVersionPublic
 
 @router.post("/models/score", response_model=ScoreResult, summary="用当前模型给文本打谣言分")
 def score_texts(body: ScoreBody, _: StaffUser, session: SessionDep) -> ScoreResult:
-    _, model = registry.holder.get(session)
+    _version_id, model = registry.holder.get(session)
     proba = model.predict_proba(body.texts)
     reasons = model.explain(body.texts, k=5)
     return ScoreResult(model_version=model.version, items=[

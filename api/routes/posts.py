@@ -5,17 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
-from api.deps import SessionDep, ViewerUser, row_id
+from api.deps import MAX_ROW_ID, SessionDep, ViewerUser
 from api.pagination import Page, PageDep, fetch_page
 from core.errors import NotFound
 from core.tables import AlertPost, ChatGroup, Debunk, DebunkMatch, Post, PostScore, Source
 
 router = APIRouter(tags=["posts"])
-PostId = row_id("帖子编号")
+PostId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="帖子编号")]
 BigInt = Annotated[int | None, Query(ge=1, le=2**62)]
 
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from alerts.service import hour_key, parse_hour
-from api.deps import SessionDep, ViewerUser, row_id
+from api.deps import MAX_ROW_ID, SessionDep, ViewerUser
 from api.pagination import Page, PageDep, fetch_page
 from core.errors import NotFound
 from core.tables import Alert, ChatGroup, Debunk, Post, Source, Story
 
 router = APIRouter(tags=["stories"])
-StoryId = row_id("事件编号")
+StoryId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="事件编号")]
 
 
 class StoryPublic(BaseModel):
