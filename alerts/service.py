@@ -301,6 +301,8 @@ def _max_probability(session: Session, key: Any, keys: Sequence[int]) -> dict[in
             .where(key.in_(chunk))
             .group_by(Post.story_id)
         ):
+            if sid is None:  # a post without a story (by post id): it counts for none
+                continue
             best[sid] = max(best.get(sid, 0.0), float(p))  # a chunk of post ids may split a story
     return best
 
@@ -314,6 +316,8 @@ def _best_debunk(session: Session, key: Any, keys: Sequence[int]) -> dict[int, t
             .join(DebunkMatch, DebunkMatch.post_id == Post.id)
             .where(key.in_(chunk))
         ):
+            if sid is None:  # a post without a story (by post id): it counts for none
+                continue
             if sid not in best or match_sim > best[sid][1]:
                 best[sid] = (match_id, float(match_sim))
     return best
