@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def _console() -> Console:
@@ -24,7 +27,7 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _user_id(session, username: str | None) -> int | None:  # type: ignore[no-untyped-def]
+def _user_id(session: Session, username: str | None) -> int | None:
     if not username:
         return None
     from api.accounts import get_user

@@ -6,7 +6,7 @@ import csv
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -209,7 +209,7 @@ def debunks_list(
 
     with session_scope() as session:
         rows, total = list_debunks(session, q=search, limit=limit)
-        items = [
+        items: list[dict[str, Any]] = [
             {
                 "id": r.id,
                 "claim": r.claim,
