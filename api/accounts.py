@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from functools import lru_cache
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from api.security import hash_password, hash_token, new_token, verify_password
 from core.errors import Conflict, InvalidInput, NotFound
-from core.tables import ApiToken, User, utcnow
+from core.tables import ApiToken, EndedSession, User, utcnow
 
 #: Ordered from least to most privileged; a role may do all that the roles before it may.
 ROLES = ("viewer", "staff", "analyst", "admin")
@@ -44,7 +44,32 @@ def get_user(session: Session, username: str) -> User:
 
 
 def set_password(session: Session, user: User, password: str) -> None:
+    """Set the password; console sessions signed before now stop working (a cookie copied by
+    someone who knew the old password must not outlive it)."""
     user.password_hash = hash_password(password)
+    # whole seconds: the cookie's signed timestamp has no fraction, and a login right after the
+    # change must still count as after it
+    user.sessions_valid_from = utcnow().replace(microsecond=0)
+
+
+def end_console_session(session: Session, user_id: int, csrf: str, *, keep: dt.timedelta) -> None:
+    """Record that the console session with this CSRF token has ended (idempotent), and forget
+    ended sessions older than ``keep`` (their signed cookies have expired by then)."""
+    now = utcnow()
+    session.execute(delete(EndedSession).where(EndedSession.ended_at < now - keep))
+    key = hash_token(csrf)
+    if session.get(EndedSession, key) is None:
+        session.add(EndedSession(token_hash=key, user_id=user_id, ended_at=now))
+    session.flush()
+
+
+def console_session_live(session: Session, user: User, csrf: str, signed_at: dt.datetime) -> bool:
+    """Whether a validly signed console cookie still opens the console for ``user``."""
+    if not user.is_active:
+        return False
+    if user.sessions_valid_from is not None and signed_at < user.sessions_valid_from:
+        return False
+    return session.get(EndedSession, hash_token(csrf)) is None
 
 
 @lru_cache(maxsize=1)

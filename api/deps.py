@@ -9,7 +9,7 @@ from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from api.accounts import role_rank, user_for_token
+from api.accounts import console_session_live, role_rank, user_for_token
 from api.problems import Problem
 from core.tables import User
 
@@ -40,7 +40,9 @@ def get_current_user(
     cookie_user = getattr(request.state, "user_id", None)
     if credentials is None and cookie_user is not None:
         user = session.get(User, cookie_user)
-        if user is not None and user.is_active:
+        if user is not None and console_session_live(
+            session, user, request.state.csrf_token, request.state.session_signed_at
+        ):
             return user
     if credentials is None:
         raise Problem(401, "需要登录", "请求缺少 API 令牌：在请求头加 'Authorization: Bearer <令牌>'。",

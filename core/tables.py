@@ -470,7 +470,20 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[dt.datetime | None]
+    # Console sessions signed before this instant are void (set when the password changes).
+    sessions_valid_from: Mapped[dt.datetime | None]
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+
+class EndedSession(Base):
+    """A console session ended by 退出 before its signed cookie expired, kept by the SHA-256 of its
+    CSRF token until it would have expired anyway. In the database, not in process memory, so a
+    copied cookie stays dead after a restart and on every worker of a scaled-out console."""
+
+    __tablename__ = "ended_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    ended_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
 
 
 class ApiToken(Base):

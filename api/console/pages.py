@@ -32,7 +32,6 @@ from api.console.session import (
     SESSION_HOURS,
     dump_session,
     new_csrf_token,
-    revoked,
     tokens_match,
 )
 from api.console.web import (
@@ -110,10 +109,12 @@ def login(
 
 
 @router.post("/logout")
-def logout(request: Request) -> Response:
+def logout(request: Request, session: SessionDep) -> Response:
     csrf = getattr(request.state, "csrf_token", None)
-    if csrf:
-        revoked.add(csrf)
+    user_id = getattr(request.state, "user_id", None)
+    if csrf and user_id is not None:
+        accounts.end_console_session(session, user_id, csrf, keep=dt.timedelta(hours=SESSION_HOURS))
+        session.commit()
     response = RedirectResponse("/login?msg=" + "已退出登录", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=cookie_secure(request))
     return response

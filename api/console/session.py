@@ -3,7 +3,9 @@
 The cookie holds only ``{"u": user id, "c": csrf token}``, signed with the instance secret
 (itsdangerous, with a timestamp so it expires). The middleware puts the user id on
 ``request.state.user_id``, which :func:`api.deps.get_current_user` already accepts, so the
-console and the API share one notion of "who is this" and one set of role checks.
+console and the API share one notion of "who is this" and one set of role checks. A session
+ended early (退出, or a new password) is recorded in the database and refused there
+(`api.accounts.console_session_live`), so it stays ended across restarts and workers.
 
 CSRF: every unsafe request (POST, ...) that rides on the cookie must prove it came from our
 own page: either an ``X-CSRF-Token`` header (scripts on our pages) or a ``csrf_token`` form
@@ -16,8 +18,6 @@ from __future__ import annotations
 
 import hmac
 import secrets
-import threading
-import time
 from http.cookies import SimpleCookie
 from typing import Any
 
@@ -48,35 +48,17 @@ def dump_session(user_id: int, csrf: str) -> str:
 
 
 def load_session(value: str) -> dict[str, Any] | None:
-    """The session payload, or None when the cookie is forged, malformed or expired."""
+    """The session payload plus ``"t"``, when it was signed (aware UTC), or None when the cookie
+    is forged, malformed or expired. Whether it was ended since (退出, a new password) is the
+    database's answer: `api.accounts.console_session_live`."""
     try:
-        data = _serializer("yuqing-console-session").loads(value, max_age=SESSION_HOURS * 3600)
+        data, signed_at = _serializer("yuqing-console-session").loads(
+            value, max_age=SESSION_HOURS * 3600, return_timestamp=True)
     except (BadSignature, ValueError, TypeError):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("u"), int) or not isinstance(data.get("c"), str):
         return None
-    return data
-
-
-class _Revoked:
-    """Sessions ended by 退出 before their cookie expired (the cookie is signed, not stored, so the
-    server remembers the ended ones until they would have expired anyway)."""
-
-    def __init__(self) -> None:
-        self._ended: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def add(self, csrf: str) -> None:
-        now = time.time()
-        with self._lock:
-            self._ended = {k: t for k, t in self._ended.items() if now - t < SESSION_HOURS * 3600}
-            self._ended[csrf] = now
-
-    def __contains__(self, csrf: str) -> bool:
-        return csrf in self._ended
-
-
-revoked = _Revoked()
+    return data | {"t": signed_at}
 
 
 def tokens_match(expected: str | None, given: str | None) -> bool:
@@ -138,11 +120,10 @@ class ConsoleSessionMiddleware:
         state["login_cookie"] = cookies.get(LOGIN_COOKIE)
         bearer = _header(scope, b"authorization")
         data = load_session(cookies[SESSION_COOKIE]) if SESSION_COOKIE in cookies else None
-        if data is not None and data["c"] in revoked:
-            data = None
         if data is not None and not bearer:
             csrf = data["c"]
             state["csrf_token"] = csrf
+            state["session_signed_at"] = data["t"]
             header_ok = tokens_match(csrf, _header(scope, CSRF_HEADER))
             state["csrf_header_ok"] = header_ok
             if method in SAFE_METHODS:

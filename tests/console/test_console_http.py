@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 
@@ -10,8 +11,10 @@ from sqlalchemy import func, select
 
 from api import accounts
 from core.db import session_scope
-from core.tables import Alert, AlertEvent, User
-from tests.console.conftest import csrf_of
+from api.console.session import SESSION_HOURS
+from api.security import hash_token
+from core.tables import Alert, AlertEvent, EndedSession, User, utcnow
+from tests.console.conftest import csrf_of, login_client
 from tests.console.factories import PASSWORD, Said, add_topic, grow_story, seed_alert
 
 
@@ -78,15 +81,55 @@ def test_secure_cookie_behind_https(live, monkeypatch) -> None:
         assert "Secure" in r.headers["set-cookie"] and "HttpOnly" in r.headers["set-cookie"]
 
 
-def test_logout_ends_the_session_even_for_a_copied_cookie(client_as) -> None:
+def test_logout_ends_the_session_even_for_a_copied_cookie(live, client_as) -> None:
     c = client_as("zhangmin")
     page = c.get("/")
     assert page.status_code == 200
     stolen = dict(c.cookies)
-    r = c.post("/logout", data={"csrf_token": csrf_of(page.text)})
+    csrf = csrf_of(page.text)
+    r = c.post("/logout", data={"csrf_token": csrf})
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
     with httpx.Client(base_url=str(c.base_url), cookies=stolen, follow_redirects=False) as replay:
         assert replay.get("/").status_code == 303
+        assert replay.get("/api/v1/me").status_code == 401
+        # logging out again with the copied cookie records nothing new
+        assert replay.post("/logout", data={"csrf_token": csrf}).status_code == 303
+    # The end is in the database (so a restart or another worker refuses the cookie too), kept
+    # by the token's hash only.
+    with session_scope(live.engine) as s:
+        ended = s.scalars(select(EndedSession).where(EndedSession.token_hash == hash_token(csrf))).all()
+        assert len(ended) == 1
+        assert ended[0].user_id == s.scalar(select(User.id).where(User.username == "zhangmin"))
+        assert s.scalar(select(func.count()).select_from(EndedSession)
+                        .where(EndedSession.token_hash == csrf)) == 0
+
+
+def test_an_ended_session_is_forgotten_once_its_cookie_has_expired(live, client_as) -> None:
+    with session_scope(live.engine) as s:
+        user_id = s.scalar(select(User.id).where(User.username == "liwei"))
+        s.add(EndedSession(token_hash="0" * 64, user_id=user_id,
+                           ended_at=utcnow() - dt.timedelta(hours=SESSION_HOURS + 1)))
+    c = client_as("liwei")
+    page = c.get("/")
+    assert c.post("/logout", data={"csrf_token": csrf_of(page.text)}).status_code == 303
+    with session_scope(live.engine) as s:
+        hashes = s.scalars(select(EndedSession.token_hash)).all()
+        assert "0" * 64 not in hashes and hash_token(csrf_of(page.text)) in hashes
+
+
+def test_a_new_password_ends_the_sessions_signed_before_it(live, client_as) -> None:
+    c = client_as("liwei")
+    assert c.get("/").status_code == 200
+    time.sleep(1.1)  # the cookie's signed timestamp has whole seconds
+    with session_scope(live.engine) as s:
+        accounts.set_password(s, accounts.get_user(s, "liwei"), "a-new-passphrase-2026")
+    assert c.get("/").status_code == 303
+    assert c.get("/api/v1/me").status_code == 401
+    fresh = login_client(live.url, "liwei", "a-new-passphrase-2026")
+    try:
+        assert fresh.get("/").status_code == 200
+    finally:
+        fresh.close()
 
 
 def test_forged_or_tampered_cookie_is_no_session(live) -> None:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 03:21:07.052803
+Create Date: 2026-11-29 09:55:14.052331
 """
 from __future__ import annotations
 
@@ -123,6 +123,7 @@ def upgrade() -> None:
     sa.Column('is_active', sa.Boolean(), nullable=False),
     sa.Column('created_at', core.tables.UTCDateTime(), nullable=False),
     sa.Column('last_login_at', core.tables.UTCDateTime(), nullable=True),
+    sa.Column('sessions_valid_from', core.tables.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
     sa.UniqueConstraint('username', name=op.f('uq_users_username'))
     )
@@ -162,6 +163,17 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_debunks')),
     sa.UniqueConstraint('dedup_key', name=op.f('uq_debunks_dedup_key'))
     )
+    op.create_table('ended_sessions',
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('ended_at', core.tables.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_ended_sessions_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('token_hash', name=op.f('pk_ended_sessions'))
+    )
+    with op.batch_alter_table('ended_sessions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_ended_sessions_ended_at'), ['ended_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_ended_sessions_user_id'), ['user_id'], unique=False)
+
     op.create_table('fetch_state',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('url', sa.String(length=2048), nullable=False),
@@ -548,6 +560,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_fetch_state_source_id'))
 
     op.drop_table('fetch_state')
+    with op.batch_alter_table('ended_sessions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_ended_sessions_user_id'))
+        batch_op.drop_index(batch_op.f('ix_ended_sessions_ended_at'))
+
+    op.drop_table('ended_sessions')
     op.drop_table('debunks')
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_api_tokens_user_id'))
