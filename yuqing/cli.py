@@ -193,7 +193,7 @@ def users_passwd(
     name: Annotated[str, typer.Argument(help="登录名")],
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="从标准输入读取密码")] = False,
 ) -> None:
-    """Set a user's password."""
+    """Set a user's password; the user's open console sessions end (log in again)."""
     from api import accounts
     from core.db import session_scope
     from core.errors import YuqingError
@@ -204,7 +204,7 @@ def users_passwd(
             accounts.set_password(session, accounts.get_user(session, name), password)
     except YuqingError as err:
         raise _fail(str(err)) from err
-    console.print(f"已更新 {name} 的密码。")
+    console.print(f"已更新 {name} 的密码；该用户已登录的控制台会话均已失效，需重新登录。")
 
 
 def load_demo_debunks() -> None:
