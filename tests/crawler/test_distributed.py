@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.db import make_engine
-from core.tables import Post, SourceRun
+from core.tables import ChatGroup, Post, SourceRun
 from tests.crawler.conftest import NEWS, REPO, FixtureSite, crawl_env, source, start_site, write_sources
 
 REDIS_URL = os.environ.get("YUQING_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -86,3 +86,46 @@ def test_two_workers_fetch_each_page_once(slow_site: FixtureSite, fresh_db_url: 
     assert sum(r.items_new for r in runs) == 40 and sum(r.items_unchanged for r in runs) == 0
     assert all(r.pages_fetched > 0 for r in runs), [r.pages_fetched for r in runs]  # both did work
     assert sum(r.pages_fetched for r in runs) == 44
+
+
+def test_two_workers_crawl_group_pages_into_the_same_messages(site: FixtureSite, fresh_db_url: str,
+                                                               tmp_path: Path, redis_prefix: str) -> None:
+    """Public group boards and channels through the shared queue: each page once, each message once,
+    replies still linked to the floor they quote, the malformed floor counted once."""
+    from tests.crawler.test_group_pages import BOARD, CHANNEL
+
+    sources = write_sources(tmp_path / "g.yaml", source(BOARD, site.base, "/group/board-1.html"),
+                            source(CHANNEL, site.base, "/group/channel?page={page}"))
+    env = crawl_env(YUQING_REDIS_URL=REDIS_URL, YUQING_REDIS_PREFIX=redis_prefix,
+                    YUQING_CRAWL_MAX_IDLE_SECONDS="3")
+    site.reset()
+    cmd = [sys.executable, "-m", "yuqing.cli", "crawl", "--distributed", "--sources", str(sources)]
+    workers = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]
+    outputs = [w.communicate(timeout=150)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+
+    group_pages = {p: n for p, n in site.requests().items() if p.startswith("/group/")}
+    assert {"/group/board-1.html", "/group/board-2.html", "/group/topic-7001.html",
+            "/group/topic-7001-2.html", "/group/topic-7002.html"} <= set(group_pages)
+    assert set(group_pages.values()) == {1}, group_pages
+
+    engine = make_engine(fresh_db_url)
+    with Session(engine) as s:
+        groups = {g.platform: g for g in s.scalars(select(ChatGroup))}
+        assert set(groups) == {"forum", "telegram-channel"}
+        board = {p.external_id: p for p in s.scalars(select(Post).where(Post.group_id == groups["forum"].id))}
+        channel = {p.external_id: p for p in
+                   s.scalars(select(Post).where(Post.group_id == groups["telegram-channel"].id))}
+        runs = list(s.scalars(select(SourceRun)))
+    engine.dispose()
+    assert len(board) == 8 and sorted(channel) == ["301", "302", "303", "304"]
+    floor = {ext.rsplit(":", 1)[1]: p for ext, p in board.items() if not ext.startswith("thread:")}
+    assert floor["70012"].parent_id == floor["70011"].id and floor["70022"].parent_id == floor["70021"].id
+    assert channel["302"].parent_id == channel["301"].id and channel["303"].parent_id == channel["302"].id
+    assert all(r.stats["distributed"] for r in runs)
+    assert sum(r.items_new for r in runs) == 12
+    # the malformed floor is skipped and counted once, by whichever worker read its page
+    assert sum(r.items_dropped for r in runs) == 1
+    assert sorted(r.status for r in runs if r.items_dropped) == ["partial"]
+    assert all(r.status == "ok" for r in runs if not r.items_dropped), [(r.status, r.errors) for r in runs]
