@@ -216,7 +216,8 @@ def _story_features(
     need_debunk = [s.id for s in stories if s.debunk_id is None and s.id not in mixed]
     debunk = _best_debunk(session, Post.story_id, need_debunk)
     debunk |= _best_debunk(session, Post.id, spreading_of_mixed)
-    reps = {s.representative_post_id for s in stories if s.representative_post_id}
+    title_post = {s.id: _title_post(s, rows_by_story.get(s.id, []), refuting) for s in stories}
+    reps = {pid for pid in title_post.values() if pid}
     rep_text: dict[int, tuple[str | None, str]] = {}
     for chunk in _chunks(list(reps)):
         for pid, title, body in session.execute(
@@ -270,11 +271,13 @@ def _story_features(
             places=[p for p, _ in places.most_common(5)],
             keyword_hits=keyword_hits.get(story.id, {}),
         )
-        title, text = rep_text.get(story.representative_post_id or -1, (None, ""))
+        title_pid = title_post[story.id]
+        title, text = rep_text.get(title_pid or -1, (None, ""))
+        own_title = story.title if title_pid == story.representative_post_id else None  # the founder's
         subjects[story.id] = Subject(
             kind="story",
             id=story.id,
-            title=_title(story.title or title or text),
+            title=_title(own_title or title or text),
             summary=_title(text, 300),
             features=f,
             post_ids=[r.id for r in rows],
@@ -282,6 +285,19 @@ def _story_features(
             debunk_id=did,
         )
     return subjects
+
+
+def _title_post(story: Story, rows: Sequence[Any], refuting: set[int]) -> int | None:
+    """The post an alert on ``story`` is titled and summarised by: its founder, unless the founder
+    refutes the claim ("网传…不实") and a post spreads it; then the first spreading post, since the
+    alert is about the claim going round and staff should read the claim, not its denial."""
+    rep = story.representative_post_id
+    if rep not in refuting:
+        return rep
+    spreading = [r for r in rows if r.id not in refuting]
+    if not spreading:
+        return rep
+    return min(spreading, key=lambda r: (r.published_at or r.collected_at, r.id)).id
 
 
 def _hourly_of(rows: Sequence[Any]) -> dict[str, int]:

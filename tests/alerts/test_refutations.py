@@ -158,3 +158,19 @@ def test_story_with_both_is_scored_on_spreading_posts_and_marks_refutations_in_e
         assert post["refutes"] is True and post["stance"] == "辟谣/澄清"
     assert {"没有…安排", "谣言", "官方说明"} <= set(shown[ids[REFUTING]]["refutation_cues"])
     assert {"不实", "经核实"} <= set(shown[ids[REFUTING_TOO]]["refutation_cues"])
+
+
+def test_a_story_founded_by_a_refutation_is_titled_by_its_first_spreading_post(session: Session) -> None:
+    """Staff read the claim going round in the alert's title, not the denial that happened to come first."""
+    debunk = _debunk(session)
+    later = NOW + dt.timedelta(minutes=20)
+    story, _ = _story_of(session, (REFUTING_TOO, 0.9, 0.93), debunk=debunk)
+    story.title = REFUTING_TOO[:30]  # as nlp titles a story: by its founder
+    _add_post(session, story, SPREADING, probability=0.8, debunk=debunk, similarity=0.85, now=later)
+    _add_post(session, story, NEGATED, probability=0.8, debunk=debunk, similarity=0.8,
+              now=later + dt.timedelta(minutes=5))
+    service.evaluate(session, now=later + dt.timedelta(minutes=10), notify_config=QUIET)
+    [alert] = _alerts(session, story)
+    assert alert.title.startswith("听说青禾镇下周要封城了") and "不实" not in alert.title
+    assert alert.summary.startswith("听说青禾镇下周要封城了")
+
