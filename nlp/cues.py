@@ -119,8 +119,11 @@ NOT_REFUTATION: tuple[str, ...] = (
 # Hearsay or a call to act also asserts it: "谣言满天飞，听说明天封城" spreads while naming rumors.
 # A refutation that starts from hearsay ("听说要封城？经核实不实") then counts as spreading: an
 # extra alert for staff to dismiss costs less than a missed rumor.
+# So does a witness ("亲眼看到") or the claim come true ("真封了", not asked: "真封了？"): "都说是谣言，结果今天真封了"
+# names a rumor to say it was not one.
 AFFIRMATION = (r"(?<!不)是真的|(?<!不是)真的?要|确有其事|千真万确|(?<!不)属实"
-               r"|听说|据说|内部消息|小道消息|赶紧|赶快|快去|抓紧")
+               r"|听说|据说|内部消息|小道消息|赶紧|赶快|快去|抓紧"
+               r"|亲眼|亲耳|(?<![没不])真(?:的)?(?:封|关|停|拆|涨|来)了(?![?吗么])|结果(?:还是|真)")
 
 _REFUTATION_RES = {
     kind: [(name, re.compile(pattern)) for name, pattern in cues] for kind, cues in REFUTATION_CUES.items()

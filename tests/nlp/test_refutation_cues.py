@@ -15,6 +15,7 @@ from nlp.normalize import normalize
     ("网传石桥村水库决堤并非事实", {"并非"}),
     ("纯属捏造！青禾镇没有任何封控计划", {"纯属", "没有…安排"}),
     ("關於封城的傳言，鎮政府已經闢謠了", {"辟谣"}),  # traditional script, normalised first
+    ("网传东湾村真封了？经核实不实，村里一切正常", {"不实", "经核实"}),  # quoting the claim as a question
 ])
 def test_refutations_name_their_cues(text: str, expected: set[str]) -> None:
     assert set(refutation_cues(text)) == expected
@@ -36,6 +37,8 @@ def test_refutations_name_their_cues(text: str, expected: set[str]) -> None:
     "没有通知就突然安排封城了",
     "谣言满天飞，听说明天封城",  # hearsay: naming rumors while spreading one
     "别管什么谣言不谣言，赶紧去超市囤米",  # "没有…安排" only where the arrangement ends the clause
+    "网上都说是谣言，可我表哥亲眼看到路口设卡了",  # a witness affirms it
+    "都说是谣言，结果今天真封了",  # the claim came true
 ])
 def test_spreading_posts_and_look_alikes_are_not_refutations(text: str) -> None:
     assert refutation_cues(text) == ()
