@@ -11,21 +11,15 @@ from sqlalchemy.orm import Session
 
 from api.accounts import console_session_live, role_rank, user_for_token
 from api.problems import Problem
+from core.db import transaction
 from core.tables import User
 
 _bearer = HTTPBearer(auto_error=False, description="API token from `yuqing tokens create NAME`")
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    session: Session = request.app.state.sessionmaker()
-    try:
+    with transaction(request.app.state.sessionmaker()) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

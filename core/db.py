@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -88,9 +88,9 @@ def session_factory(engine: Engine | None = None) -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope(engine: Engine | None = None) -> Iterator[Session]:
-    """A session that commits on success and rolls back on error."""
-    session = session_factory(engine)()
+def transaction(session: Session) -> Iterator[Session]:
+    """Commit ``session`` on success, roll it back on any error, close it either way (the API's
+    per-request session and `session_scope` share this)."""
     try:
         yield session
         session.commit()
@@ -99,6 +99,11 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def session_scope(engine: Engine | None = None) -> AbstractContextManager[Session]:
+    """A session that commits on success and rolls back on error."""
+    return transaction(session_factory(engine)())
 
 
 def is_postgres(engine_or_session: Engine | Session) -> bool:
