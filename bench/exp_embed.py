@@ -152,7 +152,30 @@ def corpus_mask(name: str, corpus=None) -> tuple[np.ndarray, dict]:
     return ok, info
 
 
+def train_side_sentences(prot: str) -> list[list[str]]:
+    """Hashed unigram columns of the labelled TRAINING texts of protocol ``prot`` (no labels
+    used; the test side never enters)."""
+    from bench import exp_quality as q
+    df = q.frame()
+    tr = q.protocols(df)[prot][0]
+    X = unigram_counts(df)[tr].tocsr()
+    from nlp.classifier import HashedTextFeatures
+    from nlp.scoring import hash_word_ngrams
+    f = HashedTextFeatures()
+    toks = [f._tokens(t) for t in df["norm"].to_numpy()[tr]]
+    r, c, _, _ = hash_word_ngrams(toks, 1, 1, NF)
+    del X
+    ptr = np.concatenate([[0], np.cumsum([len(t) for t in toks])])
+    return [[str(x) for x in c[ptr[i]:ptr[i + 1]].tolist()] for i in range(len(toks)) if ptr[i + 1] > ptr[i]]
+
+
 def sentences(name: str):
+    if name.endswith("+train"):  # "<prot>+train": the protocol's repost corpus + its training texts
+        prot = name[: -len("+train")]
+        out, info = sentences(CORPUS[prot])
+        extra = train_side_sentences(prot)
+        info.update(corpus=name, train_texts=len(extra), tokens=info["tokens"] + sum(len(x) for x in extra))
+        return out + extra, info
     c = load_corpus()
     ok, info = corpus_mask(name, c)
     keep = ok[c["casc"]]
@@ -194,8 +217,14 @@ def table(tag: str, B: int, sif_a: float | None = None) -> tuple[np.ndarray, dic
     """float16 (B, dim) table: row ``col % B`` = count-weighted mean of the Word2Vec vectors of
     the 2^20 unigram columns in that bucket (times the SIF weight a / (a + p(bucket)) when
     ``sif_a``). Buckets no corpus word falls in stay zero."""
-    z = np.load(CACHE / f"w2v_{tag}.npz")
+    import re
+    m = re.search(r"_rand(\d*)_", tag)  # control: same words and buckets, random Gaussian vectors
+    rand = m is not None
+    base_tag = re.sub(r"_rand\d*_", "_", tag)
+    z = np.load(CACHE / f"w2v_{base_tag}.npz")
     cols, cnt, vec = z["cols"], z["cnt"].astype(np.float64), z["vec"].astype(np.float64)
+    if rand:
+        vec = np.random.default_rng(int(m.group(1) or 0)).standard_normal(vec.shape) * vec.std()
     bk = cols % B
     T = np.zeros((B, vec.shape[1]))
     np.add.at(T, bk, vec * cnt[:, None])
@@ -380,6 +409,15 @@ VARIANTS: dict[str, dict] = {
     "d100 aug w.75": {"mode": "aug", "w": 0.75, "tag": "d100_sg1_e10"},
     "d100 stack": {"mode": "stack", "tag": "d100_sg1_e10"},
     "d100 clu K1024 w.5": {"K": 1024, "w_clu": 0.5, "tag": "d100_sg1_e10"},
+    "pt d100 aug w.25": {"mode": "aug", "w": 0.25, "tag": "pt_d100_sg1_e10"},
+    "pt d100 aug w.5": {"mode": "aug", "w": 0.5, "tag": "pt_d100_sg1_e10"},
+    "rand d100 aug w.25": {"mode": "aug", "w": 0.25, "tag": "rand_d100_sg1_e10"},
+    "rand d100 aug w.5": {"mode": "aug", "w": 0.5, "tag": "rand_d100_sg1_e10"},
+    "rand1 d100 aug w.25": {"mode": "aug", "w": 0.25, "tag": "rand1_d100_sg1_e10"},
+    "rand2 d100 aug w.25": {"mode": "aug", "w": 0.25, "tag": "rand2_d100_sg1_e10"},
+    "pt d100 aug w.25 B2^17": {"mode": "aug", "w": 0.25, "tag": "pt_d100_sg1_e10", "B": 2**17},
+    "pt d100 aug w.25 B2^16": {"mode": "aug", "w": 0.25, "tag": "pt_d100_sg1_e10", "B": 2**16},
+    "pt d100 stack": {"mode": "stack", "tag": "pt_d100_sg1_e10"},
     "clu K256 w.3": {"K": 256, "w_clu": 0.3},
     "clu K256 w.5": {"K": 256, "w_clu": 0.5},
     "clu K1024 w.3": {"K": 1024, "w_clu": 0.3},
@@ -427,7 +465,7 @@ class Ctx:
         e = {kk: cfg.get(kk, v) for kk, v in EMB.items()}
         key = (k, e["tag"], e["B"], e["weighting"], e["sif_a"])
         if key not in self._e:
-            tag = f"{CORPUS[k]}_{e['tag'].replace('d', 'd', 1)}"
+            tag = f"{k}+train_{e['tag'][3:]}" if e["tag"].startswith("pt_") else f"{CORPUS[k]}_{e['tag']}"
             T, info = table(tag, e["B"], e["sif_a"])
             self.tables[key] = {"table": tag, **info}
             tr, te = self.prots[k]
