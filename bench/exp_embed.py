@@ -19,7 +19,14 @@ text_key is in that protocol's test set (see `corpus_mask`).
     /work/venv/bin/python bench/exp_embed.py prep          # normalise + segment + hash (cached)
     /work/venv/bin/python bench/exp_embed.py train CORPUS  # Word2Vec on one corpus (cached)
     /work/venv/bin/python bench/exp_embed.py run [--seeds 0,1,2] [--out F.jsonl] [VARIANT ...]
-    /work/venv/bin/python bench/exp_embed.py test VARIANT [--seed S]  # the test protocols, once
+
+``train val+train`` / ``train proxy+train5``: the protocol's repost corpus plus its own labelled
+TRAINING texts (text only; 1 or 5 copies). Variants (``VARIANTS``): ``aug`` (dense block
+appended to the sparse features, shipped ensemble, NB ratio on the sparse columns only),
+``stack`` (LR on the embeddings, its margin combined with the ensemble's by a logistic fit on
+out-of-fold margins), ``clu`` (bag of k-means word clusters), ``rand*`` (control: random
+vectors in the same hashed table). Results: bench/results/classifier_embed_experiments.{md,jsonl}.
+No variant met the bar for the test protocols, so no test mode was written.
 """
 
 from __future__ import annotations
@@ -170,10 +177,10 @@ def train_side_sentences(prot: str) -> list[list[str]]:
 
 
 def sentences(name: str):
-    if name.endswith("+train"):  # "<prot>+train": the protocol's repost corpus + its training texts
-        prot = name[: -len("+train")]
+    if "+train" in name:  # "<prot>+train[N]": the protocol's repost corpus + its training texts (N copies)
+        prot, rep = name.split("+train")
         out, info = sentences(CORPUS[prot])
-        extra = train_side_sentences(prot)
+        extra = train_side_sentences(prot) * int(rep or 1)
         info.update(corpus=name, train_texts=len(extra), tokens=info["tokens"] + sum(len(x) for x in extra))
         return out + extra, info
     c = load_corpus()
@@ -418,6 +425,11 @@ VARIANTS: dict[str, dict] = {
     "pt d100 aug w.25 B2^17": {"mode": "aug", "w": 0.25, "tag": "pt_d100_sg1_e10", "B": 2**17},
     "pt d100 aug w.25 B2^16": {"mode": "aug", "w": 0.25, "tag": "pt_d100_sg1_e10", "B": 2**16},
     "pt d100 stack": {"mode": "stack", "tag": "pt_d100_sg1_e10"},
+    "pt5 d100 aug w.25": {"mode": "aug", "w": 0.25, "tag": "pt5_d100_sg1_e10"},
+    "pt5 d100 aug w.5": {"mode": "aug", "w": 0.5, "tag": "pt5_d100_sg1_e10"},
+    "rand clu K1024 w.3": {"K": 1024, "w_clu": 0.3, "tag": "rand_d64_sg1_e5"},
+    "combo: pt d100 aug w.25 + clu K1024 w.3": {"mode": "aug", "w": 0.25, "tag": "pt_d100_sg1_e10",
+                                                "K": 1024, "w_clu": 0.3, "clu_tag": "d64_sg1_e5"},
     "clu K256 w.3": {"K": 256, "w_clu": 0.3},
     "clu K256 w.5": {"K": 256, "w_clu": 0.5},
     "clu K1024 w.3": {"K": 1024, "w_clu": 0.3},
@@ -449,6 +461,7 @@ class Ctx:
     def clusters(self, k, cfg):
         """Weighted (log tf, train idf, l2, weight cfg["w_clu"]) bag-of-clusters block."""
         e = {kk: cfg.get(kk, v) for kk, v in EMB.items()}
+        e["tag"] = cfg.get("clu_tag", e["tag"])
         key = ("clu", k, e["tag"], e["B"], cfg["K"], cfg.get("w_clu", 0.5))
         if key not in self._e:
             T, _ = table(f"{CORPUS[k]}_{e['tag']}", e["B"])
@@ -465,7 +478,7 @@ class Ctx:
         e = {kk: cfg.get(kk, v) for kk, v in EMB.items()}
         key = (k, e["tag"], e["B"], e["weighting"], e["sif_a"])
         if key not in self._e:
-            tag = f"{k}+train_{e['tag'][3:]}" if e["tag"].startswith("pt_") else f"{CORPUS[k]}_{e['tag']}"
+            tag = f"{k}+train{e['tag'][2:]}" if e["tag"].startswith("pt") else f"{CORPUS[k]}_{e['tag']}"
             T, info = table(tag, e["B"], e["sif_a"])
             self.tables[key] = {"table": tag, **info}
             tr, te = self.prots[k]
