@@ -91,7 +91,7 @@ def prep(batch: int = 20000) -> None:
     t0 = time.time()
     for i in range(0, len(texts), batch):
         toks = [feats._tokens(normalize(t)) for t in texts[i : i + batch]]
-        r, c, _, _ = hash_word_ngrams(toks, 1, 1, NF)
+        _, c, _, _ = hash_word_ngrams(toks, 1, 1, NF)
         cols.append(c.astype(np.int32))
         lens.append(np.array([len(x) for x in toks], dtype=np.int64))
         if (i // batch) % 10 == 0:
@@ -170,7 +170,7 @@ def train_side_sentences(prot: str) -> list[list[str]]:
     from nlp.scoring import hash_word_ngrams
     f = HashedTextFeatures()
     toks = [f._tokens(t) for t in df["norm"].to_numpy()[tr]]
-    r, c, _, _ = hash_word_ngrams(toks, 1, 1, NF)
+    _, c, _, _ = hash_word_ngrams(toks, 1, 1, NF)
     del X
     ptr = np.concatenate([[0], np.cumsum([len(t) for t in toks])])
     return [[str(x) for x in c[ptr[i]:ptr[i + 1]].tolist()] for i in range(len(toks)) if ptr[i + 1] > ptr[i]]
@@ -529,12 +529,6 @@ if __name__ == "__main__":
         kw = {k: (float(v) if "." in v or "e-" in v else int(v)) for k, v in (a.split("=") for a in sys.argv[3:])}
         train(sys.argv[2], **kw)
     elif cmd == "run":
-        args, seeds, out = sys.argv[2:], (0,), None
-        while args and args[0].startswith("--"):
-            flag, val = args[0], args[1]
-            args = args[2:]
-            if flag == "--seeds":
-                seeds = tuple(int(x) for x in val.split(","))
-            elif flag == "--out":
-                out = val
-        main(args, seeds, out)
+        from bench.exp_quality import seeds_and_out
+
+        main(*seeds_and_out(sys.argv[2:]))

@@ -524,18 +524,23 @@ def main(names: list[str]) -> None:
         print(name, json.dumps(res, ensure_ascii=False), flush=True)
 
 
+def seeds_and_out(args: list[str]) -> tuple[list[str], tuple[int, ...], Path | None]:
+    """``[--seeds 0,1,2] [--out FILE.jsonl] VARIANT ...`` -> (variants, seeds, out file)."""
+    seeds: tuple[int, ...] = (0,)
+    out = None
+    while args and args[0].startswith("--"):
+        flag, val = args[0], args[1]
+        args = args[2:]
+        if flag == "--seeds":
+            seeds = tuple(int(x) for x in val.split(","))
+        elif flag == "--out":
+            out = Path(val)
+    return args, seeds, out
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--round2"]:
         # --round2 [--seeds 0,1,2] [--out FILE.jsonl] [VARIANT ...]
-        args = sys.argv[2:]
-        seeds, out = (0,), None
-        while args and args[0].startswith("--"):
-            flag, val = args[0], args[1]
-            args = args[2:]
-            if flag == "--seeds":
-                seeds = tuple(int(x) for x in val.split(","))
-            elif flag == "--out":
-                out = Path(val)
-        main2(args, seeds, out)
+        main2(*seeds_and_out(sys.argv[2:]))
     else:
         main(sys.argv[1:])

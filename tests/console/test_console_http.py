@@ -10,9 +10,9 @@ import httpx
 from sqlalchemy import func, select
 
 from api import accounts
-from core.db import session_scope
 from api.console.session import SESSION_HOURS
 from api.security import hash_token
+from core.db import session_scope
 from core.tables import Alert, AlertEvent, EndedSession, User, utcnow
 from tests.console.conftest import csrf_of, login_client
 from tests.console.factories import PASSWORD, Said, add_topic, grow_story, seed_alert
