@@ -14,12 +14,13 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session
 
-from core.db import make_engine
+from core.db import make_engine, session_scope
 from core.migrate import upgrade
 from core.settings import get_settings
 
@@ -190,3 +191,42 @@ def shipped_model_dir(tiny_shipped_models: Path, monkeypatch: pytest.MonkeyPatch
     run later in the session must not see it)."""
     monkeypatch.setenv("YUQING_MODEL_DIR", str(tiny_shipped_models))
     return tiny_shipped_models
+
+
+# --------------------------------------------------------------------------- the API
+
+
+@pytest.fixture
+def api_engine(fresh_db_url: str) -> Iterator[Engine]:
+    eng = make_engine(fresh_db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def api_client(api_engine: Engine) -> Iterator[Any]:
+    """The app (API + console) on a fresh database, through Starlette's TestClient."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    with TestClient(create_app(api_engine), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture
+def make_user(api_engine: Engine) -> Callable[..., dict[str, str]]:
+    """make_user("staff") -> {"Authorization": "Bearer ..."} for a new user of that role; the user
+    id is in headers["X-User-Id"] (the API ignores that header)."""
+    from api import accounts
+
+    counter = iter(range(10_000))
+
+    def make(role: str, email: str | None = None) -> dict[str, str]:
+        with session_scope(api_engine) as s:
+            user = accounts.create_user(s, username=f"{role}{next(counter)}", role=role, email=email)
+            token = accounts.create_token(s, user, "test")
+            uid = user.id
+        return {"Authorization": f"Bearer {token}", "X-User-Id": str(uid)}
+
+    return make

@@ -1,46 +1,14 @@
-"""Alert test fixtures: the API on a fresh database (as in tests/api), users by role, a quiet
-routing config, and notification receivers on loopback (a real SMTP server and a webhook server)."""
+"""Alert test fixtures: a quiet routing config and notification receivers on loopback (a real SMTP
+server and a webhook server). The API on a fresh database and users by role are tests/conftest.py's."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
-from fastapi.testclient import TestClient
 
 from alerts.notify import NotifyConfig
-from api import accounts
-from api.app import create_app
-from core.db import make_engine, session_scope
 from tests.alerts.receivers import MailSink, WebhookReceiver, free_port
-
-
-@pytest.fixture
-def api_engine(fresh_db_url: str):
-    eng = make_engine(fresh_db_url)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture
-def api_client(api_engine) -> Iterator[TestClient]:
-    with TestClient(create_app(api_engine), raise_server_exceptions=False) as client:
-        yield client
-
-
-@pytest.fixture
-def make_user(api_engine) -> Callable[..., dict[str, str]]:
-    """make_user("staff") -> {"Authorization": "Bearer ..."}; the user id is in headers["X-User-Id"]."""
-    counter = iter(range(10_000))
-
-    def make(role: str, email: str | None = None) -> dict[str, str]:
-        with session_scope(api_engine) as s:
-            user = accounts.create_user(s, username=f"{role}{next(counter)}", role=role, email=email)
-            token = accounts.create_token(s, user, "test")
-            uid = user.id
-        return {"Authorization": f"Bearer {token}", "X-User-Id": str(uid)}
-
-    return make
 
 
 @pytest.fixture

@@ -52,9 +52,11 @@ def test_created_token_works_and_is_stored_hashed(api_client: TestClient, make_u
     assert api_client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).json()["username"] == "wang"
     with api_engine.connect() as conn:
         stored = [r[0] for r in conn.execute(text("SELECT token_hash FROM api_tokens"))]
-        hashes = [r[0] for r in conn.execute(text("SELECT password_hash FROM users"))]
+        hashes = dict(conn.execute(text("SELECT username, password_hash FROM users")).all())
     assert token not in stored and all(len(h) == 64 for h in stored)
-    assert all(h.startswith("$argon2") for h in hashes)
+    # the password given to the API is stored as an Argon2 hash; token-only users have none
+    assert hashes["wang"].startswith("$argon2") and "longenough1" not in hashes["wang"]
+    assert all(h is None or h.startswith("$argon2") for h in hashes.values())
     assert api_client.post("/api/v1/users/nobody/tokens", json={"name": "x"}, headers=admin).status_code == 404
 
 

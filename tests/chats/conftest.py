@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 
 from core.db import make_engine
 from core.tables import metadata
-from tests.api.conftest import api_client, api_engine, make_user  # noqa: F401  (the API fixtures, reused)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "chats"
 

@@ -17,7 +17,6 @@ from core.tables import Post
 from nlp.concerns import ConcernStats, PostView, update_concerns
 from nlp.normalize import normalize
 from nlp.segment import Segmenter
-from tests.api.conftest import api_client, api_engine, make_user  # noqa: F401  (API fixtures)
 
 CST = dt.timezone(dt.timedelta(hours=8))
 DAY = dt.datetime(2026, 11, 28, tzinfo=CST)

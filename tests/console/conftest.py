@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 
 from api.app import create_app
 from api.console.session import SESSION_COOKIE
-from core.db import make_engine, session_scope
+from core.db import session_scope
 from tests.console.factories import PASSWORD, Scene, seed_scene
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -35,26 +35,19 @@ class Live:
 
 
 @pytest.fixture
-def console_engine(fresh_db_url: str) -> Iterator[Engine]:
-    eng = make_engine(fresh_db_url)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture
-def scene(console_engine: Engine) -> Scene:
-    with session_scope(console_engine) as s:
+def scene(api_engine: Engine) -> Scene:
+    with session_scope(api_engine) as s:
         return seed_scene(s)
 
 
 @pytest.fixture
-def live(console_engine: Engine, scene: Scene) -> Iterator[Live]:
+def live(api_engine: Engine, scene: Scene) -> Iterator[Live]:
     """The whole app (API + console) served by uvicorn on 127.0.0.1:<random port>."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(console_engine), log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(create_app(api_engine), log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -62,7 +55,7 @@ def live(console_engine: Engine, scene: Scene) -> Iterator[Live]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
-    yield Live(f"http://127.0.0.1:{port}", console_engine, scene)
+    yield Live(f"http://127.0.0.1:{port}", api_engine, scene)
     server.should_exit = True
     thread.join(timeout=10)
     sock.close()

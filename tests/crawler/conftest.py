@@ -20,8 +20,6 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.api.conftest import api_client, api_engine, make_user  # noqa: F401 - shared API fixtures
-
 REPO = Path(__file__).resolve().parents[2]
 
 

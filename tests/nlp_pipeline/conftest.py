@@ -70,10 +70,6 @@ def rumor_model():
     return RumorModel.load()
 
 
-# The API fixtures (app on a fresh database, users per role) are shared with tests/api.
-from tests.api.conftest import api_client, api_engine, make_user  # noqa: E402, F401
-
-
 @pytest.fixture
 def db(fresh_db_url: str):
     """A session on a fresh database, for code that commits (``analyze`` commits per batch).
