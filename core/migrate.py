@@ -22,6 +22,35 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
+def missing_schema(url: str) -> list[str]:
+    """Tables and columns of this version's models that the database lacks ("table" or
+    "table.column"). Empty for a database made by this version's migrations.
+
+    Before the first release the initial revision is regenerated in place (`regenerate_initial`),
+    so a database made by an older checkout is "at head" for Alembic and still lacks what was
+    added since: this is how such a database is found, instead of a failure at the first query.
+    """
+    from sqlalchemy import inspect
+
+    from core.db import make_engine
+    from core.tables import metadata
+
+    engine = make_engine(url)
+    try:
+        found = inspect(engine)
+        tables = set(found.get_table_names())
+        missing: list[str] = []
+        for name, table in metadata.tables.items():
+            if name not in tables:
+                missing.append(name)
+                continue
+            have = {c["name"] for c in found.get_columns(name)}
+            missing += [f"{name}.{c.name}" for c in table.columns if c.name not in have]
+        return missing
+    finally:
+        engine.dispose()
+
+
 def current_heads(url: str) -> list[str]:
     from alembic.script import ScriptDirectory
 

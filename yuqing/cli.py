@@ -54,13 +54,20 @@ def db_upgrade() -> None:
     """Create or upgrade the database schema to the latest version (safe to run again)."""
     from sqlalchemy.exc import OperationalError
 
-    from core.migrate import upgrade
+    from core.migrate import missing_schema, upgrade
 
     url = get_settings().effective_database_url
     try:
         upgrade(url)
+        missing = missing_schema(url)
     except OperationalError as err:
         raise _fail(f"无法连接数据库 {_safe_url(url)}：{err.orig}。请检查 YUQING_DATABASE_URL 和数据库服务。") from err
+    if missing:
+        raise _fail(
+            f"数据库 {_safe_url(url)} 是用较早的开发版建的，缺少本版本的 {', '.join(missing[:8])}"
+            f"{' 等' if len(missing) > 8 else ''}。发布前的结构变更没有升级脚本：请备份后删除该数据库"
+            "（演示库在 var/yuqing.db）再运行，或换一个新的 YUQING_DATABASE_URL。"
+        )
     console.print(f"数据库已是最新结构：{_safe_url(url)}")
 
 

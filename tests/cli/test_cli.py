@@ -57,6 +57,23 @@ def test_users_add_and_list(fresh_db_url: str) -> None:
     assert missing.exit_code == 1 and "不存在" in missing.output
 
 
+def test_db_upgrade_names_what_an_older_development_database_lacks(fresh_db_url: str) -> None:
+    from sqlalchemy import text
+
+    from core.db import make_engine
+
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0  # a current database passes
+    engine = make_engine(fresh_db_url)
+    with engine.begin() as conn:  # as a database made before these were added would be
+        conn.execute(text("DROP TABLE ended_sessions"))
+        conn.execute(text("ALTER TABLE users DROP COLUMN sessions_valid_from"))
+    engine.dispose()
+    result = runner.invoke(app, ["db", "upgrade"])
+    assert result.exit_code == 1
+    assert "ended_sessions" in result.output and "users.sessions_valid_from" in result.output
+    assert "删除该数据库" in result.output
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
