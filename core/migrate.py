@@ -30,25 +30,24 @@ def missing_schema(url: str) -> list[str]:
     so a database made by an older checkout is "at head" for Alembic and still lacks what was
     added since: this is how such a database is found, instead of a failure at the first query.
     """
-    from sqlalchemy import inspect
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
 
     from core.db import make_engine
     from core.tables import metadata
 
     engine = make_engine(url)
     try:
-        found = inspect(engine)
-        tables = set(found.get_table_names())
-        missing: list[str] = []
-        for name, table in metadata.tables.items():
-            if name not in tables:
-                missing.append(name)
-                continue
-            have = {c["name"] for c in found.get_columns(name)}
-            missing += [f"{name}.{c.name}" for c in table.columns if c.name not in have]
-        return missing
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
     finally:
         engine.dispose()
+    # Alembic's own model/database comparison; only what is absent matters here (a list entry is
+    # a group of column changes, never an addition).
+    adds = [d for d in diff if isinstance(d, tuple)]
+    return [d[1].name for d in adds if d[0] == "add_table"] + [
+        f"{d[2]}.{d[3].name}" for d in adds if d[0] == "add_column"
+    ]
 
 
 def current_heads(url: str) -> list[str]:
