@@ -31,14 +31,13 @@ from sklearn.model_selection import GroupKFold  # noqa: E402
 
 from bench.exp_quality import (  # noqa: E402
     CACHE,
-    best_threshold_f1,
+    calibrated_report,
     counts,
     dup_groups,
     frame,
     idf,
     paired_se,
     protocols,
-    scores,
     weight,
 )
 from nlp import data  # noqa: E402
@@ -144,14 +143,9 @@ def run(df, mats, casc, prot, cfg, seed):
         oof[b] = fit(X_all[a], y_all[a], w_all[a], seed).decision_function(X_all[b])
     cal = LogisticRegression(C=1e4).fit(oof.reshape(-1, 1), y[tr])
     clf = fit(X_all, y_all, w_all, seed)
-    s = clf.decision_function(features(allc, te, icf, iwf))
-    p = cal.predict_proba(s.reshape(-1, 1))[:, 1]
-    r = scores(y[te], p)
-    r["thr_margin"] = round(-float(cal.intercept_[0]) / float(cal.coef_[0, 0]), 3)
-    r["oracle"] = best_threshold_f1(y[te], s)
-    r["m0"] = scores(y[te], (s > 0).astype(float))["f1"]
+    r, pred = calibrated_report(y[te], clf.decision_function(features(allc, te, icf, iwf)), cal)
     r["n_cascade_texts"] = len(c_rows)
-    return r, (p >= 0.5).astype(int)
+    return r, pred
 
 
 VARIANTS = {

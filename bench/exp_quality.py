@@ -198,6 +198,17 @@ def dedup_rows(df, rows):
     return np.sort(s["_row"].to_numpy())
 
 
+def calibrated_report(y_te, s, cal):
+    """Scores of test margins ``s`` under the Platt fit ``cal``, with the margin where P = 0.5, the
+    ranking oracle and the margin-0 score; and the 0/1 predictions (for paired SEs)."""
+    p = cal.predict_proba(s.reshape(-1, 1))[:, 1]
+    r = scores(y_te, p)
+    r["thr_margin"] = round(-float(cal.intercept_[0]) / float(cal.coef_[0, 0]), 3)
+    r["oracle"] = best_threshold_f1(y_te, s)
+    r["m0"] = scores(y_te, (s > 0).astype(float))["f1"]
+    return r, (p >= 0.5).astype(int)
+
+
 def run_cal(mats, y, tr, te, cfg, seed=0, groups=None, folds=3):
     """Like `run` with out-of-fold Platt; ``groups`` (per train row) keep copies in one fold."""
     from sklearn.model_selection import GroupKFold
@@ -213,13 +224,7 @@ def run_cal(mats, y, tr, te, cfg, seed=0, groups=None, folds=3):
     cw = np.where(ytr == 1, 0.5 / ytr.mean(), 0.5 / (1 - ytr.mean())) if cfg.get("balanced") else None
     cal = LogisticRegression(C=1e4).fit(oof.reshape(-1, 1), ytr, sample_weight=cw)
     clf = fit_clf(Xtr, ytr, cfg, seed)
-    s = clf.decision_function(Xte)
-    p = cal.predict_proba(s.reshape(-1, 1))[:, 1]
-    r = scores(y[te], p)
-    r["thr_margin"] = round(-float(cal.intercept_[0]) / float(cal.coef_[0, 0]), 3)
-    r["oracle"] = best_threshold_f1(y[te], s)
-    r["m0"] = scores(y[te], (s > 0).astype(float))["f1"]
-    return r
+    return calibrated_report(y[te], clf.decision_function(Xte), cal)[0]
 
 
 def dup_groups(df, rows):
@@ -403,13 +408,7 @@ def run_cal2(mats, y, tr, te, cfg, seed=0, groups=None, src=None, folds=3):
     cal = LogisticRegression(C=1e4).fit(oof.reshape(-1, 1), ytr)
     gall = None if groups is None else np.unique(groups, return_inverse=True)[1]
     clf = fit_ens(Xtr, ytr, cfg, seed, s_tr, gall)
-    s = clf.decision_function(Xte)
-    p = cal.predict_proba(s.reshape(-1, 1))[:, 1]
-    r = scores(y[te], p)
-    r["thr_margin"] = round(-float(cal.intercept_[0]) / float(cal.coef_[0, 0]), 3)
-    r["oracle"] = best_threshold_f1(y[te], s)
-    r["m0"] = scores(y[te], (s > 0).astype(float))["f1"]
-    return r, (p >= 0.5).astype(int)
+    return calibrated_report(y[te], clf.decision_function(Xte), cal)
 
 
 def paired_se(y, a, b, n_boot=1000, seed=0):

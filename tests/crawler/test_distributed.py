@@ -56,19 +56,24 @@ def slow_site() -> Iterator[FixtureSite]:
     proc.wait(timeout=10)
 
 
-def test_two_workers_fetch_each_page_once(slow_site: FixtureSite, fresh_db_url: str, tmp_path: Path,
-                                          redis_prefix: str) -> None:
-    site = slow_site
-    slow = source(NEWS, site.base, "/slow-news/list-1.html", name="分布式新闻", concurrency=1, max_pages=10)
-    sources = write_sources(tmp_path / "s.yaml", slow)
+def _crawl_with_two_workers(sources: Path, redis_prefix: str) -> None:
+    """`yuqing crawl --distributed` in two processes on one Redis queue; both must succeed."""
     env = crawl_env(YUQING_REDIS_URL=REDIS_URL, YUQING_REDIS_PREFIX=redis_prefix,
                     YUQING_CRAWL_MAX_IDLE_SECONDS="3")
-    site.reset()
     cmd = [sys.executable, "-m", "yuqing.cli", "crawl", "--distributed", "--sources", str(sources)]
     workers = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                for _ in range(2)]
     outputs = [w.communicate(timeout=150)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
+
+
+def test_two_workers_fetch_each_page_once(slow_site: FixtureSite, fresh_db_url: str, tmp_path: Path,
+                                          redis_prefix: str) -> None:
+    site = slow_site
+    slow = source(NEWS, site.base, "/slow-news/list-1.html", name="分布式新闻", concurrency=1, max_pages=10)
+    sources = write_sources(tmp_path / "s.yaml", slow)
+    site.reset()
+    _crawl_with_two_workers(sources, redis_prefix)
 
     counts = site.requests()
     articles = {p: n for p, n in counts.items() if p.startswith("/slow-news/") and "list" not in p}
@@ -96,14 +101,8 @@ def test_two_workers_crawl_group_pages_into_the_same_messages(site: FixtureSite,
 
     sources = write_sources(tmp_path / "g.yaml", source(BOARD, site.base, "/group/board-1.html"),
                             source(CHANNEL, site.base, "/group/channel?page={page}"))
-    env = crawl_env(YUQING_REDIS_URL=REDIS_URL, YUQING_REDIS_PREFIX=redis_prefix,
-                    YUQING_CRAWL_MAX_IDLE_SECONDS="3")
     site.reset()
-    cmd = [sys.executable, "-m", "yuqing.cli", "crawl", "--distributed", "--sources", str(sources)]
-    workers = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-               for _ in range(2)]
-    outputs = [w.communicate(timeout=150)[0] for w in workers]
-    assert [w.returncode for w in workers] == [0, 0], outputs
+    _crawl_with_two_workers(sources, redis_prefix)
 
     group_pages = {p: n for p, n in site.requests().items() if p.startswith("/group/")}
     assert {"/group/board-1.html", "/group/board-2.html", "/group/topic-7001.html",
