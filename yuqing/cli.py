@@ -275,6 +275,7 @@ app.command("digest")(digest_command)
 from yuqing.commands import models as _models  # noqa: E402
 
 app.command("train")(_models.train)
+app.command("recalibrate")(_models.recalibrate)
 app.command("rescore")(_models.rescore)
 app.add_typer(_models.models_app, name="models")
 app.add_typer(_models.labels_app, name="labels")

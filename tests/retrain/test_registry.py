@@ -16,16 +16,6 @@ from nlp.retrain import evalset_path, in_evalset, load_evalset, train_candidate
 from tests.fixtures.labelled_texts import labelled_texts, write_csv
 
 
-@pytest.fixture
-def isolated_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shipped_model_dir: Path) -> Path:
-    from core.settings import get_settings
-
-    monkeypatch.setenv("YUQING_DATA_DIR", str(tmp_path))
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
-
-
 def _csv(tmp_path: Path, *, flip: float = 0.0, seed: int = 3) -> Path:
     texts, labels = labelled_texts(110, seed=seed)
     rng = random.Random(seed)

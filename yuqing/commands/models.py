@@ -1,4 +1,4 @@
-"""`yuqing train`, `yuqing models ...`, `yuqing labels ...`, `yuqing rescore`: retraining for analysts."""
+"""`yuqing train`, `yuqing recalibrate`, `yuqing models ...`, `yuqing labels ...`, `yuqing rescore`: retraining for analysts."""
 
 from __future__ import annotations
 
@@ -65,6 +65,36 @@ def train(
     _console().print(f"已训练候选模型 [bold]{result.version}[/bold]：{result.path}")
     _console().print(f"固定评估集（{result.metrics['evalset_size']} 条）macro-F1 {_f(ev.get('macro_f1'))}；"
                   f"交叉验证 macro-F1 {_f(cv.get('macro_f1'))}")
+    _console().print(f"启用：yuqing models promote {result.version}")
+
+
+def recalibrate(
+    data: Annotated[list[Path] | None, typer.Option("--data", help="标注 CSV（列 text,label），可多次指定")] = None,
+    include_db_labels: Annotated[bool, typer.Option("--include-db-labels", help="加入数据库中的审核与人工标注")] = False,
+    name: Annotated[str | None, typer.Option(help="版本名，默认按时间生成")] = None,
+) -> None:
+    """Refit only the current model's probability threshold on your own labels (a candidate).
+
+    Keeps the weights; needs at least 20 rumor and 20 non-rumor labels outside the evaluation
+    set. Use it when alerts on your posts run too high or too low but the ranking looks right;
+    retrain (`yuqing train`) when the model misses whole kinds of rumor.
+    """
+    from core.db import session_scope
+    from core.errors import YuqingError
+    from nlp.retrain import recalibrate_candidate
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=_console()) as bar:
+        task = bar.add_task("准备", total=None)
+        try:
+            with session_scope() as session:
+                result = recalibrate_candidate(session, data=data or [], include_db_labels=include_db_labels, name=name,
+                                               progress=lambda msg: bar.update(task, description=msg))
+        except YuqingError as err:
+            raise _fail(str(err)) from err
+    before, after = result.metrics.get("evalset_before", {}), result.metrics.get("evalset", {})
+    _console().print(f"已校准候选模型 [bold]{result.version}[/bold]：{result.path}")
+    _console().print(f"固定评估集（{result.metrics['evalset_size']} 条）macro-F1 {_f(before.get('macro_f1'))} -> "
+                     f"{_f(after.get('macro_f1'))}")
     _console().print(f"启用：yuqing models promote {result.version}")
 
 
