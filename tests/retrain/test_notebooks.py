@@ -66,3 +66,4 @@ def test_notebook_runs(name: str, notebook_db: Path) -> None:
         assert "active model: tiny-shipped" in text and "labelled texts: 100" in text
     if name == "03_retrain_and_compare":
         assert "candidate:" in text and ("promoted" in text)
+        assert "recalibrated:" in text and "from tiny-shipped" in text
