@@ -16,7 +16,6 @@ part alone on an unseen corpus). Run:
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -26,7 +25,6 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.metrics import f1_score  # noqa: E402
 from sklearn.model_selection import GroupKFold  # noqa: E402
 
 from bench.exp_quality import (  # noqa: E402
@@ -36,9 +34,10 @@ from bench.exp_quality import (  # noqa: E402
     dup_groups,
     fit_ens,
     frame,
-    paired_se,
     protocols,
+    record,
     seeds_and_out,
+    versus_base,
 )
 
 
@@ -162,18 +161,8 @@ def main(names: list[str], seeds: tuple[int, ...], out: Path | None,
                 if k == "proxy":
                     dom[ds == "weibo_ma2016"] = -1  # the unseen corpus
                 r, pred = run(mats, y, *prots[k], dom, cfg, seed, groups[k], n_dom)
-                if name == "base":
-                    base[(k, seed)] = pred
-                elif (k, seed) in base:
-                    yt = y[prots[k][1]]
-                    r["d_vs_base"] = round(r["f1"] - float(f1_score(yt, base[(k, seed)], average="macro")), 4)
-                    r["d_se"] = round(paired_se(yt, base[(k, seed)], pred), 4)
-                res[k] = r
-            line = json.dumps({"name": name, "seed": seed, **res}, ensure_ascii=False)
-            print(line, flush=True)
-            if out is not None:
-                with out.open("a", encoding="utf-8") as f:
-                    f.write(line + "\n")
+                res[k] = versus_base(r, pred, y[prots[k][1]], base, (k, seed), is_base=name == "base")
+            record(out, {"name": name, "seed": seed, **res})
 
 
 if __name__ == "__main__":

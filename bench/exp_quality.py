@@ -480,7 +480,6 @@ def extra_views(df, views):
 
 
 def main2(names: list[str], seeds: tuple[int, ...] = (0,), out: Path | None = None) -> None:
-    import json
 
     df = frame()
     y = df["label"].to_numpy()
@@ -496,18 +495,31 @@ def main2(names: list[str], seeds: tuple[int, ...] = (0,), out: Path | None = No
             res = {}
             for k in ("val", "proxy"):
                 r, pred = run_cal2(m, y, *prots[k], cfg, seed, groups[k], src)
-                if name == "r2 base":
-                    base_pred[(k, seed)] = pred
-                elif (k, seed) in base_pred:
-                    yt = y[prots[k][1]]
-                    r["d_vs_base"] = round(r["f1"] - float(f1_score(yt, base_pred[(k, seed)], average="macro")), 4)
-                    r["d_se"] = round(paired_se(yt, base_pred[(k, seed)], pred), 4)
-                res[k] = r
-            line = json.dumps({"name": name, "seed": seed, **res}, ensure_ascii=False)
-            print(line, flush=True)
-            if out is not None:
-                with out.open("a", encoding="utf-8") as f:
-                    f.write(line + "\n")
+                res[k] = versus_base(r, pred, y[prots[k][1]], base_pred, (k, seed), is_base=name == "r2 base")
+            record(out, {"name": name, "seed": seed, **res})
+
+
+def versus_base(r: dict, pred: np.ndarray, y_te: np.ndarray, base_pred: dict, key: tuple[str, int], *,
+                is_base: bool) -> dict:
+    """Remember the base's predictions, or add a variant's difference to them (with a paired
+    bootstrap SE) to its result ``r``."""
+    if is_base:
+        base_pred[key] = pred
+    elif key in base_pred:
+        r["d_vs_base"] = round(r["f1"] - float(f1_score(y_te, base_pred[key], average="macro")), 4)
+        r["d_se"] = round(paired_se(y_te, base_pred[key], pred), 4)
+    return r
+
+
+def record(out: Path | None, row: dict) -> None:
+    """Print one result line and append it to ``out`` (JSON lines)."""
+    import json
+
+    line = json.dumps(row, ensure_ascii=False)
+    print(line, flush=True)
+    if out is not None:
+        with out.open("a", encoding="utf-8") as f:
+            f.write(line + "\n")
 
 
 def main(names: list[str]) -> None:

@@ -12,7 +12,11 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sqlalchemy.orm import Session
+
+    from nlp.retrain import TrainResult
 
 
 def _console() -> Console:
@@ -39,6 +43,20 @@ def _f(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, float) else "-"
 
 
+def _candidate_with_progress(make: Callable[[Session, Callable[[str], None]], TrainResult]) -> TrainResult:
+    """Run a candidate-making step in one transaction, its progress messages on a spinner line."""
+    from core.db import session_scope
+    from core.errors import YuqingError
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=_console()) as bar:
+        task = bar.add_task("准备", total=None)
+        try:
+            with session_scope() as session:
+                return make(session, lambda msg: bar.update(task, description=msg))
+        except YuqingError as err:
+            raise _fail(str(err)) from err
+
+
 def train(
     data: Annotated[list[Path] | None, typer.Option("--data", help="标注 CSV（列 text,label），可多次指定")] = None,
     include_db_labels: Annotated[bool, typer.Option("--include-db-labels", help="加入数据库中的审核与人工标注")] = False,
@@ -48,19 +66,11 @@ def train(
     cv_folds: Annotated[int, typer.Option(help="交叉验证折数，0 为跳过")] = 5,
 ) -> None:
     """Train a candidate rumor model (not used until `yuqing models promote`)."""
-    from core.db import session_scope
-    from core.errors import YuqingError
     from nlp.retrain import train_candidate
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=_console()) as bar:
-        task = bar.add_task("准备", total=None)
-        try:
-            with session_scope() as session:
-                result = train_candidate(session, data=data or [], include_db_labels=include_db_labels, base=base,
-                                         name=name, seed=seed, cv_folds=cv_folds,
-                                         progress=lambda msg: bar.update(task, description=msg))
-        except YuqingError as err:
-            raise _fail(str(err)) from err
+    result = _candidate_with_progress(lambda session, progress: train_candidate(
+        session, data=data or [], include_db_labels=include_db_labels, base=base, name=name, seed=seed,
+        cv_folds=cv_folds, progress=progress))
     ev, cv = result.metrics.get("evalset", {}), result.metrics.get("cv", {})
     _console().print(f"已训练候选模型 [bold]{result.version}[/bold]：{result.path}")
     _console().print(f"固定评估集（{result.metrics['evalset_size']} 条）macro-F1 {_f(ev.get('macro_f1'))}；"
@@ -79,18 +89,10 @@ def recalibrate(
     set. Use it when alerts on your posts run too high or too low but the ranking looks right;
     retrain (`yuqing train`) when the model misses whole kinds of rumor.
     """
-    from core.db import session_scope
-    from core.errors import YuqingError
     from nlp.retrain import recalibrate_candidate
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=_console()) as bar:
-        task = bar.add_task("准备", total=None)
-        try:
-            with session_scope() as session:
-                result = recalibrate_candidate(session, data=data or [], include_db_labels=include_db_labels, name=name,
-                                               progress=lambda msg: bar.update(task, description=msg))
-        except YuqingError as err:
-            raise _fail(str(err)) from err
+    result = _candidate_with_progress(lambda session, progress: recalibrate_candidate(
+        session, data=data or [], include_db_labels=include_db_labels, name=name, progress=progress))
     before, after = result.metrics.get("evalset_before", {}), result.metrics.get("evalset", {})
     _console().print(f"已校准候选模型 [bold]{result.version}[/bold]：{result.path}")
     _console().print(f"固定评估集（{result.metrics['evalset_size']} 条）macro-F1 {_f(before.get('macro_f1'))} -> "
