@@ -286,6 +286,11 @@ def recalibrate_candidate(session: Session, *, data: Sequence[Path] = (), includ
     before = evaluate(model, eval_texts, eval_labels) if len(set(eval_labels)) == 2 else {}
     old = (model.clf.calib_a_, model.clf.calib_b_)
     cal = LogisticRegression(C=RECALIBRATION_C).fit(model.decision_function(texts).reshape(-1, 1), y)
+    if cal.coef_[0, 0] <= 0:
+        # A sigmoid falling with the score would turn the model upside down (and its
+        # explanations with it): the labels disagree with its ranking, not with its threshold.
+        raise InvalidInput(f"这些标注与模型 {active.version} 的排序不一致（得分越高越不像谣言），只调阈值无济于事："
+                           "请检查标注，或用 `yuqing train` 重新训练")
     model.clf.calib_a_, model.clf.calib_b_ = float(cal.coef_[0, 0]), float(cal.intercept_[0])
     model.version = version
     step("在固定评估集上评估")

@@ -64,6 +64,16 @@ def test_recalibration_needs_enough_labels_of_each_class(session: Session, isola
     assert not (isolated_registry / "models" / "rumor" / "few").exists()
 
 
+def test_recalibration_refuses_labels_that_reverse_the_ranking(session: Session, isolated_registry: Path) -> None:
+    active = RumorModel.load(registry.active_version(session).path)
+    texts, _ = labelled_texts(200, seed=5)
+    margins = active.decision_function(texts)
+    path = isolated_registry / "reversed.csv"
+    write_csv(path, texts, [int(m < np.median(margins)) for m in margins])
+    with pytest.raises(InvalidInput, match="排序不一致"):
+        recalibrate_candidate(session, data=[path], name="upside-down")
+
+
 def test_cli_recalibrate(isolated_registry: Path, fresh_db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     runner = CliRunner()
