@@ -207,14 +207,14 @@ def _reference(model: RumorModel, texts: list[str]) -> dict[str, Any]:
 
 
 def _save_candidate(session: Session | None, model: RumorModel, metrics: dict[str, Any],
-                    user_id: int | None) -> TrainResult:
+                    user_id: int | None, note: str | None = None) -> TrainResult:
     path = trained_dir() / model.version
     model.save(path)
     (path / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2), encoding="utf-8")
     (path / "card.md").write_text(render_card(model.card, model.version), encoding="utf-8")
     version_id = None
     if session is not None:
-        version_id = register_version(session, path, user_id=user_id).id
+        version_id = register_version(session, path, user_id=user_id, note=note).id
     return TrainResult(model.version, path, metrics, version_id)
 
 
@@ -306,7 +306,8 @@ def recalibrate_candidate(session: Session, *, data: Sequence[Path] = (), includ
                                   "threshold_margin": -model.clf.calib_b_ / model.clf.calib_a_}},
         "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     })
-    return _save_candidate(session, model, metrics, user_id)
+    return _save_candidate(session, model, metrics, user_id,
+                           note=f"由 {active.version} 重新校准（{len(texts)} 条标注）")
 
 
 def _fmt(metrics: dict[str, Any]) -> str:

@@ -82,6 +82,7 @@ def test_cli_recalibrate(isolated_registry: Path, fresh_db_url: str, monkeypatch
     out = runner.invoke(app, ["recalibrate", "--data", str(csv_path), "--name", "cli-cal"])
     assert out.exit_code == 0, out.output
     assert "cli-cal" in out.output and "->" in out.output
-    assert "cli-cal" in runner.invoke(app, ["models", "list"]).output
+    listed = runner.invoke(app, ["models", "list"]).output
+    assert "cli-cal" in listed and "由 tiny-shipped 重新校准" in listed
     again = runner.invoke(app, ["recalibrate", "--data", str(csv_path), "--name", "cli-cal"])
     assert again.exit_code == 1 and "已存在" in again.output
