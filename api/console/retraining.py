@@ -1,5 +1,5 @@
-"""The console's retraining pages: labelling posts, the active-learning list, promoting and rolling
-back model versions. Routes stay thin: they call the same nlp functions as the API's /labels and
+"""The console's retraining pages: labelling posts, the active-learning list, recalibrating,
+promoting and rolling back model versions. Routes stay thin: they call the same nlp functions as the API's /labels and
 /models routes (``nlp.labels``, ``nlp.registry``) and read through :mod:`api.console.queries`.
 
 Every action is a plain form POST with the session's CSRF token, answered by a redirect with a
@@ -140,6 +140,21 @@ def promote(version: str, user: PageUser, session: SessionDep,
     if forced:
         msg += "；强制启用的理由已记录"
     return back("/models", msg=msg)
+
+
+@router.post("/models/recalibrate")
+def recalibrate(user: PageUser, session: SessionDep) -> Response:
+    """A candidate with the active model's weights and its sigmoid refitted on this office's labels
+    (`yuqing recalibrate --include-db-labels`); it is promoted like any other candidate."""
+    need_role(user, "analyst", "校准模型")
+    with committing(session, "/models"):
+        result = services.retraining().recalibrate_candidate(session, include_db_labels=True, user_id=user.id)
+    before = (result.metrics.get("evalset_before") or {}).get("macro_f1")
+    after = (result.metrics.get("evalset") or {}).get("macro_f1")
+    msg = f"已生成候选模型 {result.version}（只重新校准了谣言概率的换算）"
+    if before is not None and after is not None:
+        msg += f"：固定评估集 {result.metrics['evalset_size']} 条上宏平均 F1 {before:.3f} → {after:.3f}"
+    return back("/models", msg=msg + "。确认无误后在下方点“启用…”。")
 
 
 @router.get("/models/rollback")

@@ -2,7 +2,8 @@
 
 Debunks belong to nlp (``nlp.debunks``), sources to the crawler (``crawler.service``), chat groups
 to the chat importers (``crawler.chats.groups``), labels and model versions to nlp (``nlp.labels``,
-``nlp.registry``: the same functions the API's /labels and /models routes call).
+``nlp.registry``: the same functions the API's /labels and /models routes call; ``nlp.retrain`` for
+recalibration, the same call as `yuqing recalibrate`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from crawler.chats import groups as chat_groups
 from nlp import debunks as nlp_debunks
 from nlp import labels as nlp_labels
 from nlp import registry as nlp_registry
+from nlp import retrain as nlp_retrain
 
 
 def debunks() -> ModuleType:
@@ -34,3 +36,7 @@ def labels() -> ModuleType:
 
 def models() -> ModuleType:
     return nlp_registry
+
+
+def retraining() -> ModuleType:
+    return nlp_retrain

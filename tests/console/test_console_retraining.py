@@ -246,6 +246,50 @@ def test_model_actions_need_an_analyst_and_the_csrf_token(live, client_as) -> No
     assert analyst.get("/models/no-such-version/promote").status_code == 404
 
 
+def test_analyst_recalibrates_on_the_offices_labels_then_promotes(live, client_as, trained_models, tmp_path) -> None:
+    import numpy as np
+
+    from nlp.classifier import RumorModel
+    from nlp.labels import import_labels_csv
+    from tests.fixtures.labelled_texts import labelled_texts, write_csv
+
+    staff = client_as("zhangmin")
+    r = staff.post("/models/recalibrate", data={"csrf_token": csrf_of(staff.get("/").text)})
+    assert r.status_code == 403 and "分析员" in r.text
+    c = client_as("wangfang")
+    page = c.get("/models").text
+    assert 'action="/models/recalibrate"' in page
+    token = csrf_of(page)
+    assert c.post("/models/recalibrate", data={}).status_code == 403  # no CSRF token
+
+    # Too few labels in the database: refused, with what to do.
+    r = c.post("/models/recalibrate", data={"csrf_token": token})
+    assert r.status_code == 303 and "至少 20 条谣言" in unquote(r.headers["location"])
+
+    # The office calls only the most alarming third of these texts rumors: same ranking, a stricter threshold.
+    active = RumorModel.load(_active(live).path)
+    texts, _ = labelled_texts(200, seed=5)
+    margins = active.decision_function(texts)
+    csv_file = tmp_path / "office.csv"
+    write_csv(csv_file, texts, [int(m > np.quantile(margins, 0.66)) for m in margins])
+    with session_scope(live.engine) as s:
+        import_labels_csv(s, csv_file)
+    r = c.post("/models/recalibrate", data={"csrf_token": token})
+    assert r.status_code == 303, r.text
+    msg = unquote(r.headers["location"])
+    assert "已生成候选模型" in msg and "宏平均 F1" in msg
+    version = re.search(r"候选模型 (\S+?)（", msg).group(1)
+    with session_scope(live.engine) as s:
+        row = s.scalars(select(ModelVersion).where(ModelVersion.version == version)).one()
+        assert row.status == "candidate" and row.created_by is not None
+        assert row.note.startswith(f"由 {trained_models['active']} 重新校准")
+    page = c.get(r.headers["location"]).text
+    assert "已生成候选模型" in page and f'href="/models/{version}/promote"' in page
+    r = c.post(f"/models/{version}/promote", data={"csrf_token": token})
+    assert r.status_code == 303 and f"已启用模型 {version}" in unquote(r.headers["location"])
+    assert _active(live).version == version
+
+
 # --------------------------------------------------------------------------- drift
 
 
