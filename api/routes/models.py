@@ -1,4 +1,4 @@
-"""Model versions (promote, roll back), scoring with the active model, labels for retraining."""
+"""Model versions (recalibrate, promote, roll back), scoring with the active model, labels for retraining."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import AnalystUser, SessionDep, StaffUser
 from api.pagination import Page, PageDep
 from nlp import labels as label_service
-from nlp import registry
+from nlp import registry, retrain
 
 router = APIRouter(tags=["models"])
 
@@ -108,6 +108,16 @@ def promote_model(version: str, body: PromoteBody, user: AnalystUser, session: S
                          evalset_size=comparison.n if comparison else None,
                          candidate_macro_f1=comparison.candidate["macro_f1"] if comparison else None,
                          previous_macro_f1=comparison.active["macro_f1"] if comparison else None)
+
+
+@router.post("/models/recalibrate", response_model=ModelVersionPublic, status_code=201,
+             summary="用本单位的标注重新校准当前模型（生成候选版本）")
+def recalibrate_model(user: AnalystUser, session: SessionDep) -> ModelVersionPublic:
+    """Keeps the active model's weights and refits its rumor-probability sigmoid on the database's
+    labels outside the fixed evaluation set (at least 20 per class); the result is a candidate,
+    promoted like any other. Same as `yuqing recalibrate --include-db-labels`."""
+    result = retrain.recalibrate_candidate(session, include_db_labels=True, user_id=user.id)
+    return ModelVersionPublic.model_validate(registry.get_version(session, result.version))
 
 
 @router.post("/models/rollback", response_model=ModelVersionPublic, summary="回滚到上一个模型版本")

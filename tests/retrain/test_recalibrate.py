@@ -86,3 +86,35 @@ def test_cli_recalibrate(isolated_registry: Path, fresh_db_url: str, monkeypatch
     assert "cli-cal" in listed and "由 tiny-shipped 重新校准" in listed
     again = runner.invoke(app, ["recalibrate", "--data", str(csv_path), "--name", "cli-cal"])
     assert again.exit_code == 1 and "已存在" in again.output
+
+
+def test_api_recalibrate(isolated_registry: Path, fresh_db_url: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from api import accounts
+    from api.app import create_app
+    from core.db import make_engine, session_scope
+    from nlp.labels import import_labels_csv
+
+    engine = make_engine(fresh_db_url)
+    headers = {}
+    with session_scope(engine) as s:
+        for role in ("analyst", "staff"):
+            user = accounts.create_user(s, username=f"u-{role}", role=role, password="password123")
+            headers[role] = {"Authorization": f"Bearer {accounts.create_token(s, user, 't')}"}
+    with TestClient(create_app(engine)) as client:
+        assert client.post("/api/v1/models/recalibrate", headers=headers["staff"]).status_code == 403
+        assert client.post("/api/v1/models/recalibrate").status_code == 401
+        few = client.post("/api/v1/models/recalibrate", headers=headers["analyst"])
+        assert few.status_code == 422 and "至少 20 条谣言" in few.text
+        csv_path, _ = _stricter_office(isolated_registry / "office.csv", RumorModel.load(registry.default_model_path()))
+        with session_scope(engine) as s:
+            import_labels_csv(s, csv_path)
+        made = client.post("/api/v1/models/recalibrate", headers=headers["analyst"])
+        assert made.status_code == 201, made.text
+        body = made.json()
+        assert body["status"] == "candidate" and body["note"].startswith("由 tiny-shipped 重新校准")
+        assert body["metrics"]["evalset"]["macro_f1"] > body["metrics"]["evalset_before"]["macro_f1"]
+        promoted = client.post(f"/api/v1/models/{body['version']}/promote", json={}, headers=headers["analyst"])
+        assert promoted.status_code == 200 and promoted.json()["active"]["version"] == body["version"]
+    engine.dispose()
