@@ -84,6 +84,8 @@ def test_cli_recalibrate(isolated_registry: Path, fresh_db_url: str, monkeypatch
     assert "cli-cal" in out.output and "->" in out.output
     listed = runner.invoke(app, ["models", "list"]).output
     assert "cli-cal" in listed and "由 tiny-shipped 重新校准" in listed
+    bare = runner.invoke(app, ["recalibrate"])
+    assert bare.exit_code == 1 and "--include-db-labels" in bare.output
     again = runner.invoke(app, ["recalibrate", "--data", str(csv_path), "--name", "cli-cal"])
     assert again.exit_code == 1 and "已存在" in again.output
 

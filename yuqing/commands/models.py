@@ -91,6 +91,8 @@ def recalibrate(
     """
     from nlp.retrain import recalibrate_candidate
 
+    if not data and not include_db_labels:
+        raise _fail("没有标注可用：用 --include-db-labels 使用数据库中的审核与人工标注，或用 --data 给出标注 CSV")
     result = _candidate_with_progress(lambda session, progress: recalibrate_candidate(
         session, data=data or [], include_db_labels=include_db_labels, name=name, progress=progress))
     before, after = result.metrics.get("evalset_before", {}), result.metrics.get("evalset", {})
