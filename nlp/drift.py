@@ -90,5 +90,5 @@ def drift_status(session: Session, *, now: dt.datetime | None = None,
         return DriftStatus(True, (
             f"模型 {version.version} 评分分布明显{direction}：高分（≥{HIGH}）占比 {recent.high_share:.0%}"
             f"（基准 {reference.high_share:.0%}），平均分 {recent.mean:.2f}（基准 {reference.mean:.2f}）。"
-            "建议抽查近期帖子并用新标注重新训练。"), recent, reference)
+            "建议抽查并标注近期帖子：谣言大多仍排在前面时，在模型页生成校准版本（yuqing recalibrate）；漏判整类谣言时用新标注重新训练。"), recent, reference)
     return DriftStatus(False, f"模型 {version.version} 评分分布正常（近 24 小时 {recent.n} 条）", recent, reference)
