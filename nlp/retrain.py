@@ -244,9 +244,9 @@ def train_candidate(session: Session | None, *, data: Sequence[Path] = (), inclu
     return _save_candidate(session, model, metrics, user_id)
 
 
-#: Fewest labels of each class (outside the evaluation set) a recalibration is fitted on.
-#: bench/results/classifier_recalibration.md: with 50 reviewed posts of a new corpus the refitted
-#: threshold is already within about 0.01 macro-F1 of the best one; 25 is hit and miss.
+#: Fewest labels of each class (outside the evaluation set) a recalibration is fitted on: fewer
+#: let a handful of labels set the threshold. bench/results/recalibration.md: with 100 reviewed
+#: posts of a new corpus (about 35 rumors outside the evaluation set) every draw reached 0.88.
 MIN_CALIBRATION_PER_CLASS = 20
 #: L2 strength of the refitted sigmoid (sklearn's C): a few dozen labels would otherwise let the
 #: slope run off on a lucky separation. The harness used the same value.
@@ -278,8 +278,8 @@ def recalibrate_candidate(session: Session, *, data: Sequence[Path] = (), includ
     if min(per_class) < MIN_CALIBRATION_PER_CLASS:
         raise InvalidInput(
             f"校准需要评估集之外至少 {MIN_CALIBRATION_PER_CLASS} 条谣言和 {MIN_CALIBRATION_PER_CLASS} 条非谣言标注，"
-            f"现有 {per_class[0]} / {per_class[1]}：先在控制台审核预警、用 `yuqing labels queue` 标注，"
-            "或用 --data 给出标注 CSV")
+            f"现有 {per_class[0]} / {per_class[1]}：先审核预警，或在控制台“待标注”页补标注"
+            "（命令行：`yuqing labels queue`，或用 --data 给出标注 CSV）")
     active = active_version(session)
     step(f"用 {len(texts)} 条标注重新校准模型 {active.version}")
     model = RumorModel.load(active.path)
