@@ -41,3 +41,21 @@ def test_quick_fit_on_real_data(shared_data):
                           params={"features__n_features": 2**18, "clf__calibration_cv": 0})
     r = evaluate(m, o["val"].texts[:800], o["val"].labels[:800])
     assert r["macro_f1"] > 0.8
+
+
+def test_weibo21_train_val_test_has_no_val_copies(shared_data):
+    tv = data.weibo21_train_val()
+    seen = {normalize(t) for t in tv["train"].texts}
+    assert not any(normalize(t) in seen for t in tv["test"].texts)
+    assert 1600 < len(tv["test"]) < len(data.weibo21_official()["test"])
+
+
+def test_weibo21_with_others_never_sees_a_test_text(shared_data):
+    official = data.weibo21_official()
+    for with_val, same_test in ((False, official), (True, data.weibo21_train_val())):
+        s = data.weibo21_with_others(with_val=with_val)
+        assert s["test"].texts == same_test["test"].texts
+        test_norm = {normalize(t) for t in s["test"].texts}
+        assert not any(normalize(t) in test_norm for t in s["train"].texts)
+        own = len(official["train"]) + (len(official["val"]) if with_val else 0)
+        assert len(s["train"]) > own + 6000  # most of weibo_ced and weibo_ma2016 stay
