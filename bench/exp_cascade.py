@@ -91,6 +91,15 @@ def cascade_counts(per_cascade: int, min_cjk: int):
     return out
 
 
+def _quote_cosine(a, b):
+    """Row-wise cosine of two aligned count matrices (a repost and its source, char n-grams)."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    dot = np.asarray(a.multiply(b).sum(axis=1)).ravel()
+    na = np.sqrt(np.asarray(a.multiply(a).sum(axis=1)).ravel())
+    nb = np.sqrt(np.asarray(b.multiply(b).sum(axis=1)).ravel())
+    return dot / np.maximum(na * nb, 1e-12)
+
+
 def features(mats, rows, icf, iwf):
     xc, xw, cues = mats
     return sp.hstack([weight(xc[rows], icf), weight(xw[rows], iwf), sp.csr_matrix(cues[rows] * np.float32(0.05))],
@@ -115,13 +124,17 @@ def run(df, mats, casc, prot, cfg, seed):
     wc = cfg.get("w", 0.0)
     if wc == 0:
         c_rows, c_src = c_rows[:0], c_src[:0]
+    if cfg.get("max_quote") is not None and len(c_rows):  # drop reposts that restate their source
+        keep = _quote_cosine(cxc[c_rows], mats[0][c_src]) < cfg["max_quote"]
+        c_rows, c_src = c_rows[keep], c_src[keep]
     n = len(df)
     allc = (sp.vstack([mats[0], cxc]).tocsr(), sp.vstack([mats[1], cxw]).tocsr(), np.vstack([mats[2], ccues]))
     aug = np.concatenate([tr, n + c_rows])
     src_rows = tr if not cfg.get("idf_with_cascades") else aug
     icf, iwf = idf(allc[0][src_rows]), idf(allc[1][src_rows])
     X_all = features(allc, aug, icf, iwf)
-    y_all = np.concatenate([y[tr], y[c_src]])
+    y_casc = np.zeros(len(c_src), dtype=y.dtype) if cfg.get("label_zero") else y[c_src]
+    y_all = np.concatenate([y[tr], y_casc])
     w_all = np.concatenate([np.ones(len(tr)), np.full(len(c_rows), wc)])
     if cfg.get("balance_cascades") and len(c_rows):  # cascade texts: both classes weigh the same in all
         yc = y[c_src]
@@ -155,6 +168,13 @@ VARIANTS = {
     "casc10 w.1 bal": {"w": 0.1, "k": 10, "balance_cascades": True},
     "casc30 w.05": {"w": 0.05, "k": 30},
     "casc30 w.1 bal": {"w": 0.1, "k": 30, "balance_cascades": True},
+    # round 5: a reaction is not a rumor. Every repost/comment that does not restate its source
+    # (char n-gram cosine below max_quote) is a non-rumor example, whatever its cascade.
+    "zero k10 w.1 q.3": {"w": 0.1, "k": 10, "label_zero": True, "max_quote": 0.3},
+    "zero k10 w.3 q.3": {"w": 0.3, "k": 10, "label_zero": True, "max_quote": 0.3},
+    "zero k10 w.1 q.3 cjk20": {"w": 0.1, "k": 10, "min_cjk": 20, "label_zero": True, "max_quote": 0.3},
+    "zero k30 w.1 q.3 cjk20": {"w": 0.1, "k": 30, "min_cjk": 20, "label_zero": True, "max_quote": 0.3},
+    "zero k10 w1 q.3 cjk20": {"w": 1.0, "k": 10, "min_cjk": 20, "label_zero": True, "max_quote": 0.3},
 }
 
 

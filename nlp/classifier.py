@@ -225,7 +225,9 @@ class LinearEnsembleClassifier(LinearScoreMath, ClassifierMixin, BaseEstimator):
         """
         groups = _identical_row_groups(X)
         zeros = np.zeros(len(labels))
-        if len(np.unique(groups)) == len(groups):
+        # grouping needs each class in more groups than folds (else a fold trains on one class)
+        fewest = min(len(np.unique(groups[labels == c])) for c in (0, 1))
+        if len(np.unique(groups)) == len(groups) or fewest < self.calibration_cv:
             return StratifiedKFold(self.calibration_cv, shuffle=True,
                                    random_state=self.random_state).split(zeros, labels)
         return StratifiedGroupKFold(self.calibration_cv, shuffle=True,

@@ -125,7 +125,7 @@ evaluation. **Deployers should retrain on their own reviewed labels** (`yuqing t
 Sina Weibo; expect drift on today's posts, other platforms and group chats. The first thing to
 drift is the threshold: on a corpus left out of training (weibo_ced, row "cross-dataset" below)
 the ranking is good enough for macro-F1 0.896 at the best threshold (experiment harness), while
-the shipped calibration gives 0.870. `yuqing recalibrate` refits only the calibration on an
+the shipped calibration gives 0.876. `yuqing recalibrate` refits only the calibration on an
 office's own reviewed posts; with 100 of them weibo_ced reaches 0.892 on average
 (`bench/results/recalibration.md`).
 

@@ -206,3 +206,10 @@ def test_copies_do_not_make_the_calibration_overconfident():
     # out-of-fold scores of copies whose twin was trained on would be training scores: a far
     # steeper sigmoid. With copies kept together the slope stays that of the distinct texts.
     assert 0.6 < thrice.calib_a_ / once.calib_a_ < 1.6
+
+
+def test_a_class_with_fewer_distinct_texts_than_folds_still_trains():
+    texts = [RUMOR_LIKE[0]] * 3 + OFFICIAL_LIKE
+    labels = [1] * 3 + [0] * len(OFFICIAL_LIKE)
+    m = train_rumor_model(texts, labels, seed=0, params={**SMALL, "clf__calibration_cv": 3})
+    assert m.predict_proba([RUMOR_LIKE[0]])[0] > m.predict_proba([OFFICIAL_LIKE[0]])[0]
