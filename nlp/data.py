@@ -119,8 +119,7 @@ def weibo21_official(*, dedup_test: bool = True) -> dict[str, Split]:
     With ``dedup_test`` the test side also loses every text whose ``text_key`` or normalised
     text occurs in train (211 texts repeat across the official splits).
     """
-    df = load_combined()
-    w = df[df["dataset"] == "weibo21"]
+    w = _weibo21()
     train, val, test = (w[w["split"] == s] for s in ("train", "val", "test"))
     if dedup_test:
         test = _drop_seen(test, train)
