@@ -297,6 +297,11 @@ class RumorModel(RumorScorer):
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         sio.dump(self.pipeline, d / "model.skops", compression=zipfile.ZIP_DEFLATED, compresslevel=6)
+        return self.save_card(d)
+
+    def save_card(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``card.json`` only (the weights in ``model.skops`` stay as they are)."""
+        d = Path(directory)
         card = {**self.card, "version": self.version, "format": MODEL_FORMAT}
         (d / "card.json").write_text(json.dumps(card, ensure_ascii=False, indent=2), encoding="utf-8")
         return d

@@ -211,9 +211,7 @@ def ship(version: str = DEFAULT_VERSION, *, models_dir: Path | None = None,
     base = (models_dir or REPO_ROOT / "models") / "rumor"
     out = base / version
     model.save(out)
-    (out / "metrics.json").write_text(json.dumps({"version": version, "date": _dt.date.today().isoformat(),
-                                                  **metrics}, ensure_ascii=False, indent=2), encoding="utf-8")
-    write_card(out, model, metrics)
+    _write_metrics_and_card(out, model, metrics)
     if activate:
         (base / "ACTIVE").write_text(version + "\n", encoding="utf-8")
     log.info("rumor model %s written to %s", version, out)
@@ -228,12 +226,15 @@ def refresh_card(metrics: dict[str, Any], version: str = DEFAULT_VERSION, *,
     out = (models_dir or REPO_ROOT / "models") / "rumor" / version
     model = RumorModel.load(out)
     model.card["metrics"] = metrics
-    card = {**model.card, "version": model.version}
-    (out / "card.json").write_text(json.dumps(card, ensure_ascii=False, indent=2), encoding="utf-8")
-    (out / "metrics.json").write_text(json.dumps({"version": version, "date": _dt.date.today().isoformat(),
+    model.save_card(out)
+    _write_metrics_and_card(out, model, metrics)
+    return out
+
+
+def _write_metrics_and_card(out: Path, model: RumorModel, metrics: dict[str, Any]) -> None:
+    (out / "metrics.json").write_text(json.dumps({"version": model.version, "date": _dt.date.today().isoformat(),
                                                   **metrics}, ensure_ascii=False, indent=2), encoding="utf-8")
     write_card(out, model, metrics)
-    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -268,6 +269,9 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps(res, ensure_ascii=False, indent=2))
     except data.SharedDataMissing as e:
         raise SystemExit(f"找不到训练数据：{e}") from e
+    except (OSError, json.JSONDecodeError, KeyError) as e:
+        raise SystemExit(f"读写模型或评估结果失败：{e}（--metrics 应是本命令或 bench/bench_classifier.py "
+                         "写出的 JSON，--version 应是 models/rumor/ 下已有的版本）") from e
 
 
 if __name__ == "__main__":

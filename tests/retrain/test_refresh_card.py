@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from nlp import training
 
 
@@ -29,3 +31,8 @@ def test_card_command_rewrites_metrics_and_keeps_the_weights(tmp_path: Path) -> 
     assert card["version"] == training.DEFAULT_VERSION
     saved = json.loads((target / "metrics.json").read_text(encoding="utf-8"))
     assert saved["weibo21"]["made-up->row"]["macro_f1"] == 0.5
+
+
+def test_card_command_says_what_to_give_when_the_metrics_file_is_missing(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="--metrics"):
+        training.main(["card", "--metrics", str(tmp_path / "nowhere.json"), "--models-dir", str(tmp_path)])
