@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from nlp.cues import CUE_NAMES, cue_matrix
 from nlp.normalize import PLACEHOLDER_RE, PLACEHOLDERS, normalize
-from nlp.segment import Segmenter
+from nlp.segment import Segmenter, load_stopwords
 
 __all__ = [
     "HashedFeatureMath",
@@ -44,6 +44,7 @@ __all__ = [
     "default_model_path",
     "hash_char_ngrams",
     "hash_word_ngrams",
+    "is_telling_term",
     "load_scorer",
 ]
 
@@ -521,13 +522,24 @@ def _name_candidates(
     return names
 
 
+# Terms a reader learns nothing from ("了", "被", "的是"): the model may lean on them, but staff
+# reading "why was this flagged" should see the next strongest term instead.
+_STOPWORDS = load_stopwords()
+_FUNCTION_CHARS = frozenset(w for w in _STOPWORDS if len(w) == 1) | frozenset(" ,，.。、:：;；")
+
+
+def is_telling_term(term: str) -> bool:
+    """False for a term made only of stopword characters and separators, or a stopword."""
+    return term not in _STOPWORDS and not all(ch in _FUNCTION_CHARS for ch in term)
+
+
 def _choose_terms(merged: dict[str, float], k: int) -> list[tuple[str, float]]:
-    """The ``k`` strongest terms, skipping a term that overlaps one already chosen."""
+    """The ``k`` strongest telling terms, skipping a term that overlaps one already chosen."""
     chosen: list[tuple[str, float]] = []
     words: list[str] = []  # the chosen terms that are not cues, for the overlap test
     for term, v in sorted(merged.items(), key=_by_weight):
         if not term.startswith("cue:"):
-            if any(term in t or t in term for t in words):
+            if not is_telling_term(term) or any(term in t or t in term for t in words):
                 continue
             words.append(term)
         chosen.append((term, round(v, 4)))

@@ -14,7 +14,7 @@ import pytest
 
 from nlp.classifier import RumorModel, default_model_path, train_rumor_model
 from nlp.normalize import normalize
-from nlp.scoring import ModelFileError, RumorScorer, _display, load_scorer
+from nlp.scoring import ModelFileError, RumorScorer, _display, is_telling_term, load_scorer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,7 +77,7 @@ def _reference(model: RumorModel, text: str, k: int, *, with_ties: bool) -> dict
     for j, v in zip(x.indices[keep].tolist(), contrib[keep].tolist(), strict=True):
         term = names[j] if names[j].startswith("cue:") else _display(names[j].replace(" ", ""))
         merged[term] = merged.get(term, 0.0) + v
-    return merged
+    return {t: v for t, v in merged.items() if t.startswith("cue:") or is_telling_term(t)}
 
 
 def _overlap(a: str, b: str) -> bool:
@@ -194,3 +194,18 @@ def test_empty_texts_anywhere_in_a_batch(small_model):
     singles = [small_model.predict_and_explain([t], k=3) for t in batch]
     np.testing.assert_allclose(proba, [p[0] for p, _ in singles], rtol=1e-6)
     assert explained == [e[0] for _, e in singles]
+
+
+def test_function_words_are_not_shown_as_reasons():
+    assert not is_telling_term("了") and not is_telling_term("被") and not is_telling_term("的了")
+    assert not is_telling_term("，") and not is_telling_term("一个")
+    assert is_telling_term("封城") and is_telling_term("是真是假") and is_telling_term("紧急扩散")
+    assert is_telling_term("<URL>")
+
+
+def test_shipped_explanations_skip_function_words(shipped):
+    text = "听说下周要封城了？超市米面都被抢光了，群里都在传，说是所有路口都要设卡，有没有人知道是真是假？"
+    (terms,) = shipped.explain([text], k=5)
+    shown = [t for t, _ in terms if not t.startswith("cue:")]
+    assert shown and all(is_telling_term(t) for t in shown)
+    assert "了" not in shown and "被" not in shown
