@@ -273,11 +273,12 @@ def _story_features(
         )
         title_pid = title_post[story.id]
         title, text = rep_text.get(title_pid or -1, (None, ""))
-        own_title = story.title if title_pid == story.representative_post_id else None  # the founder's
         subjects[story.id] = Subject(
             kind="story",
             id=story.id,
-            title=_title(own_title or title or text),
+            # the post as written (a forum post's own title, else its text), not the story's
+            # normalised title: staff read "封城了？" with the poster's full-width marks
+            title=_title(title or text or story.title),
             summary=_title(text, 300),
             features=f,
             post_ids=[r.id for r in rows],

@@ -67,6 +67,20 @@ def test_a_likely_rumor_story_raises_one_alert_with_stored_parts(session: Sessio
     assert session.scalar(select(func.count()).select_from(AlertRun)) == 2
 
 
+def test_alert_is_titled_by_the_post_as_written(session: Session) -> None:
+    """A forum post's own title, with its full-width marks, not the story's normalised text."""
+    body = "群里都在传青禾镇下周要封城，我刚去超市米面都快被抢光了，有没有人知道是真是假？"
+    story, [post] = story_with_posts(session, 1, probability=0.95, now=NOW, text=body,
+                                     title="听说下周要封城了？超市米面都被抢光了")
+    story.title = "听说下周要封城了?超市米面都被抢光了 群里都在传青禾镇下周要封城,"  # as nlp stores it
+    story.representative_post_id = post.id
+    session.flush()
+    evaluate(session)
+    [alert] = alerts_for(session, story.id)
+    assert alert.title == "听说下周要封城了？超市米面都被抢光了"
+    assert alert.summary == body
+
+
 def test_severity_orders_the_risks(session: Session) -> None:
     """A debunked rumor spreading fast in many local groups outranks a lone borderline post."""
     cfg = load_rules()
