@@ -147,11 +147,37 @@ def _count_posts(session: Session, start: dt.datetime, end: dt.datetime) -> dict
     return counts
 
 
+def _keyword_words(keywords: Sequence[Any] | None, limit: int) -> list[str]:
+    """The words of a topic's keywords, as nlp stores them: ``[word, count]`` pairs."""
+    words = [k[0] if isinstance(k, (list, tuple)) and k else k for k in (keywords or [])]
+    return [str(w) for w in words if isinstance(w, str) and w][:limit]
+
+
 def _change(current: float, base: float) -> float | None:
     """Relative change in percent, or None when the base is zero."""
     if base <= 0:
         return None
     return round((current - base) / base * 100, 1)
+
+
+# Under this many posts a day, a percentage says more about the small base than about the day
+# ("增加 2000%" for 2 -> 42): the digest states the difference in posts instead.
+SMALL_BASE = 10
+
+
+def change_words(current: float, base: float) -> dict[str, str]:
+    """How ``current`` compares with ``base``, in Chinese: ``long`` for sentences and tables
+    ("增加 35%", "增加 40 条", "基本持平", "无可比数据"), ``short`` for a figure tile."""
+    if base <= 0:
+        return {"long": "无可比数据", "short": "—"}
+    pct = (current - base) / base * 100
+    if abs(pct) < 5:
+        return {"long": "基本持平", "short": "持平"}
+    word, sign = ("增加", "+") if current > base else ("减少", "−")
+    if base < SMALL_BASE:
+        n = f"{round(abs(current - base), 1):g}"
+        return {"long": f"{word} {n} 条", "short": f"{sign}{n} 条"}
+    return {"long": f"{word} {round(abs(pct), 1):g}%", "short": f"{sign}{abs(pct):.0f}%"}
 
 
 def _status_at(session: Session, alerts: Sequence[Alert], cutoff: dt.datetime) -> dict[int, str]:
@@ -433,7 +459,7 @@ def build_summary(
         concerns.append({
             "id": topic.id,
             "label": _clip(topic.label, 40),
-            "keywords": [str(k) for k in topic.keywords[:5]],
+            "keywords": _keyword_words(topic.keywords, 5),
             "category": topic.category or UNCATEGORISED,
             "places": [p for p in (_place_name(p) for p in topic.places) if p][:5],
             "posts_today": topic_today[topic.id],
@@ -462,6 +488,8 @@ def build_summary(
             "previous_total": previous_total, "week_avg": week_avg,
             "change_vs_previous": _change(total, previous_total),
             "change_vs_week": _change(total, week_avg),
+            "vs_previous": change_words(total, previous_total),
+            "vs_week": change_words(total, week_avg),
         },
         "rumor_posts": rumor_posts,
         "hourly": hourly,
@@ -500,13 +528,12 @@ def _model_drift(session: Session, win: Window) -> str | None:
 # --------------------------------------------------------------------------- the headline
 
 
-def _change_phrase(change: float | None, what: str) -> str:
-    if change is None:
+def _change_phrase(words: dict[str, str], what: str) -> str:
+    if words["long"] == "无可比数据":
         return f"{what}无可比数据"
-    if abs(change) < 5:
+    if words["long"] == "基本持平":
         return f"与{what}基本持平"
-    direction = "增加" if change > 0 else "减少"
-    return f"较{what}{direction} {abs(change):g}%"
+    return f"较{what}{words['long']}"
 
 
 def headline(s: dict[str, Any]) -> str:
@@ -522,9 +549,9 @@ def headline(s: dict[str, Any]) -> str:
         return f"{day}{until}今日无异常：{seen}，未发现谣言和热点关切，无新增预警，无待处理事项。"
     parts = [
         f"{day}{until}共监测到公开帖子 {v['web']} 条、群消息 {v['chat']} 条，合计 {v['total']} 条，"
-        f"{_change_phrase(v['change_vs_previous'], '前一日同期' if s['partial'] else '前一日')}"
+        f"{_change_phrase(v['vs_previous'], '前一日同期' if s['partial'] else '前一日')}"
         f"（{v['previous_total']} 条），"
-        f"{_change_phrase(v['change_vs_week'], '近 7 日日均')}（{v['week_avg']:g} 条）"
+        f"{_change_phrase(v['vs_week'], '近 7 日日均')}（{v['week_avg']:g} 条）"
     ]
     if s["rumor_posts"]:
         parts[-1] += f"，其中疑似谣言 {s['rumor_posts']} 条"

@@ -57,7 +57,7 @@ def make_story(session: Session, *, title: str, first_seen: dt.datetime, last_se
 
 def make_topic(session: Session, *, label: str, first_seen: dt.datetime, last_seen: dt.datetime | None = None,
                is_hot: bool = False, category: str | None = None, places: list[Any] | None = None,
-               negativity: float | None = None, keywords: list[str] | None = None,
+               negativity: float | None = None, keywords: list[Any] | None = None,
                burst_score: float | None = None) -> Topic:
     topic = Topic(label=label, first_seen=first_seen, last_seen=last_seen or first_seen, is_hot=is_hot,
                   category=category, places=places or [], negativity=negativity, keywords=keywords or [],

@@ -57,7 +57,7 @@ def seed_busy_day(session: Session, day: dt.date = DAY) -> BusyDay:
                        post_count=9, group_count=4, debunk=debunk)
     hot = make_topic(session, label="药店口罩断货", first_seen=local(day - dt.timedelta(days=1), 9),
                      last_seen=local(day, 17), is_hot=True, category="物资供应", places=["东湾村", {"name": "柳树村"}],
-                     negativity=0.5, keywords=["口罩", "药店", "断货"], burst_score=4.2)
+                     negativity=0.5, keywords=[["口罩", 6], ["药店", 5], ["断货", 4]], burst_score=4.2)
     calm = make_topic(session, label="石桥村修路", first_seen=local(day, 9), is_hot=False, category="交通出行")
     out.topics = {"hot": hot, "calm": calm}
 

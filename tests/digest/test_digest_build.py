@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from core.settings import Settings
 from core.tables import Alert, AlertEvent, DebunkMatch, Post, PostScore, Response
-from digest.build import build_summary, make_window
+from digest.build import build_summary, change_words, make_window
 from digest.errors import DigestConfigError
 from digest.render import render
 from tests.digest.factories import local, make_alert, make_post, move
@@ -40,6 +40,7 @@ def test_figures_match_the_database(db: Session, busy_day: BusyDay) -> None:
             for k in range(1, 8)]
     assert s["volume"]["week_avg"] == round(sum(week) / 7, 1)
     assert s["volume"]["change_vs_previous"] == round((web + chat - prev) / prev * 100, 1)
+    assert s["volume"]["vs_previous"] == change_words(web + chat, prev)
     assert sum(s["hourly"]) == web + chat
 
     day_posts = select(Post.id).where(Post.published_at >= start, Post.published_at < end)
@@ -80,6 +81,7 @@ def test_figures_match_the_database(db: Session, busy_day: BusyDay) -> None:
 
     (hot,) = s["concerns"]
     assert hot["label"] == "药店口罩断货" and hot["trend"] == "上升"
+    assert hot["keywords"] == ["口罩", "药店", "断货"]  # the words of nlp's [word, count] pairs
     assert (hot["posts_today"], hot["posts_yesterday"]) == (8, 3)
     assert hot["places"] == ["东湾村", "柳树村"] and hot["category"] == "物资供应"
     assert hot["mood"] == "不满" and hot["mood_rising"] is True
@@ -99,6 +101,7 @@ def test_headline_and_text_state_the_database_numbers(db: Session, busy_day: Bus
     assert "2026年11月20日" in h
     assert "公开帖子 12 条、群消息 30 条，合计 42 条" in h
     assert f"（{s['volume']['previous_total']} 条）" in h
+    assert f"较前一日{s['volume']['vs_previous']['long']}（" in h
     assert "新增预警 4 条（紧急 1 条、高 2 条、中 1 条）" in h
     assert "确认谣言 1 条" in h and "发布回应 1 次" in h
     assert "仍有 3 项待处理，其中 2 项已超时，1 项尚未指派" in h
@@ -108,6 +111,7 @@ def test_headline_and_text_state_the_database_numbers(db: Session, busy_day: Bus
         assert "公开帖子 12 条" in text and "合计 42 条" in text
         assert "东湾村要封村" in text and "李明" in text and "王芳" in text
         assert "药店口罩断货" in text and "东湾村、柳树村" in text
+        assert "关键词：口罩、药店、断货" in text
     assert "待处理事项】（3 项，超时 2 项）" in out.text
     assert out.subject == "青禾镇舆情日报｜11月20日｜预警 4 条，确认谣言 1 条，待处理 3 项，超时 2 项"
 
@@ -211,3 +215,16 @@ def test_model_drift_is_a_line_in_the_digest(db: Session, busy_day: BusyDay) -> 
     assert s["model_drift"] and "评分分布明显升高" in s["model_drift"]
     out = render(s, title="青禾镇舆情日报")
     assert "模型提示" in out.text and "模型提示" in out.html and "评分分布明显升高" in out.text
+
+
+@pytest.mark.parametrize(("current", "base", "long", "short"), [
+    (42, 2, "增加 40 条", "+40 条"),          # a percentage of a tiny base says nothing
+    (1, 9.5, "减少 8.5 条", "−8.5 条"),
+    (135, 100, "增加 35%", "+35%"),
+    (60, 120, "减少 50%", "−50%"),
+    (102, 100, "基本持平", "持平"),
+    (5, 0, "无可比数据", "—"),
+])
+def test_changes_are_worded_for_a_reader(current, base, long, short) -> None:
+    assert change_words(current, base) == {"long": long, "short": short}
+
