@@ -293,6 +293,11 @@ class Topic(Base):
     hot_since: Mapped[dt.datetime | None]  # when the current hot spell began (NULL when not hot)
     facets: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"categories": {c: n}, "places": {p: n}}
 
+    def keyword_words(self, limit: int | None = None) -> list[str]:
+        """The words of ``keywords``, strongest first (nlp stores ``[word, count]`` pairs)."""
+        words = [k[0] if isinstance(k, (list, tuple)) and k else k for k in (self.keywords or [])]
+        return [w for w in words if isinstance(w, str) and w][:limit]
+
 
 class TopicBurst(Base):
     """One hour in which a topic was hot: the history behind "hot by day"."""

@@ -147,12 +147,6 @@ def _count_posts(session: Session, start: dt.datetime, end: dt.datetime) -> dict
     return counts
 
 
-def _keyword_words(keywords: Sequence[Any] | None, limit: int) -> list[str]:
-    """The words of a topic's keywords, as nlp stores them: ``[word, count]`` pairs."""
-    words = [k[0] if isinstance(k, (list, tuple)) and k else k for k in (keywords or [])]
-    return [str(w) for w in words if isinstance(w, str) and w][:limit]
-
-
 def _change(current: float, base: float) -> float | None:
     """Relative change in percent, or None when the base is zero."""
     if base <= 0:
@@ -459,7 +453,7 @@ def build_summary(
         concerns.append({
             "id": topic.id,
             "label": _clip(topic.label, 40),
-            "keywords": _keyword_words(topic.keywords, 5),
+            "keywords": topic.keyword_words(5),
             "category": topic.category or UNCATEGORISED,
             "places": [p for p in (_place_name(p) for p in topic.places) if p][:5],
             "posts_today": topic_today[topic.id],

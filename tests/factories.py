@@ -129,7 +129,7 @@ def make_topic(session: Session, **kw: Any) -> Topic:
     now = kw.pop("now", None) or utcnow()
     values: dict[str, Any] = {
         "label": "东湾村药店口罩断货",
-        "keywords": ["口罩", "药店", "断货"],
+        "keywords": [["口罩", 5], ["药店", 3], ["断货", 2]],  # [word, count], as nlp stores them
         "category": "物资供应",
         "places": ["东湾村"],
         "negativity": 0.6,

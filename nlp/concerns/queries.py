@@ -94,7 +94,7 @@ def summarize(session: Session, topics: list[Topic], *, now: dt.datetime, since:
                      if parse_hour_key(k) + HOUR > start and parse_hour_key(k) <= now)
         neg_recent, rising = _mood_trend(t, now)
         out.append(TopicSummary(
-            id=t.id, label=t.label, keywords=[w for w, _ in (t.keywords or [])[:8]], category=t.category,
+            id=t.id, label=t.label, keywords=t.keyword_words(8), category=t.category,
             places=list(t.places or []), is_local=(t.local_count or 0) > 0, negativity=t.negativity,
             negativity_recent=neg_recent, negativity_rising=rising, post_count=t.post_count,
             recent_count=recent, group_count=t.group_count, source_count=t.source_count or 0,

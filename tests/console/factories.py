@@ -200,7 +200,8 @@ def add_topic(session: Session, label: str, *, keywords: list[str], category: st
     end = now.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
     hourly = {(end - dt.timedelta(hours=len(counts) - 1 - i)).strftime("%Y-%m-%dT%H"): c
               for i, c in enumerate(counts) if c}
-    t = Topic(label=label, keywords=keywords, category=category, places=places, negativity=negativity,
+    pairs = [[w, len(keywords) - i] for i, w in enumerate(keywords)]  # [word, count], as nlp stores them
+    t = Topic(label=label, keywords=pairs, category=category, places=places, negativity=negativity,
               first_seen=now - dt.timedelta(hours=len(counts)), last_seen=now - dt.timedelta(minutes=10),
               post_count=sum(counts), group_count=min(len(places) + 1, 5), hourly_counts=hourly, is_hot=True,
               burst_score=burst)

@@ -327,6 +327,7 @@ def test_staff_raise_an_alert_for_a_hot_topic_once(live, client_as) -> None:
     page = c.get("/concerns")
     assert page.status_code == 200
     assert f"/concerns/{school}/alert" in page.text  # no alert yet: the button is there
+    assert "关键词：班车、停运" in page.text and "[&#39;" not in page.text
     token = csrf_of(page.text)
     r = c.post(f"/concerns/{school}/alert", data={"csrf_token": token})
     assert r.status_code == 303 and r.headers["location"].startswith("/alerts/")
