@@ -86,11 +86,27 @@ def match_key(norm_text: str | None) -> str:
 # are about different places: "东湾村封村了" and "柳树村封村了" share most bigrams but are two stories.
 _PLACE_RE = re.compile(r"(?=(..[村镇乡县区市]))")
 _EMPTY: frozenset[str] = frozenset()
+# Everyday words that end in a suffix but name no place: without them "我刚去超市" and
+# "米面都被抢光了，超市" made "去超市" / "了超市" two places, and two copies of one rumor conflicted.
+# ("新区", "新村" stay: they end real place names.)
+_NOT_PLACES = frozenset({
+    "超市", "城市", "菜市", "股市", "门市", "夜市", "集市", "早市", "上市", "黑市",
+    "楼市", "车市", "花市", "鱼市", "都市", "闹市", "开市", "休市", "罢市", "街市",
+    "小区", "社区", "景区", "城区", "郊区", "园区", "校区", "专区", "疫区", "地区",
+    "山区", "市区", "辖区", "灾区", "病区", "营区", "误区",
+    "农村", "乡村", "山村", "渔村",
+    "城镇", "乡镇", "小镇", "古镇", "重镇", "集镇", "坐镇",
+    "城乡", "家乡", "老乡", "故乡", "下乡", "回乡", "思乡", "异乡", "他乡", "同乡",
+    "区县", "市县", "郡县",
+})
 
 
 def place_marks(key: str) -> frozenset[str]:
-    """Place-like trigrams (two characters + an administrative suffix) of a match key."""
-    return frozenset(_PLACE_RE.findall(key)) if key else _EMPTY
+    """Place-like trigrams (two characters + an administrative suffix) of a match key, except
+    where the last character and the suffix make an everyday word (超市, 小区, 农村)."""
+    if not key:
+        return _EMPTY
+    return frozenset(m for m in _PLACE_RE.findall(key) if m[1:] not in _NOT_PLACES)
 
 
 def places_conflict(a: frozenset[str], b: frozenset[str]) -> bool:

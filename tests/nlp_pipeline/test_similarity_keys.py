@@ -94,3 +94,15 @@ def test_insert_many_builds_the_same_index_as_one_insert_at_a_time() -> None:
     assert one._buckets == many._buckets
     np.testing.assert_array_equal(one._matrix[: len(one._keys)], many._matrix[: len(many._keys)])
     assert many.query_many(sigs) == one.query_many(sigs)
+
+
+def test_everyday_words_are_not_places() -> None:
+    """"超市", "小区", "农村" end in a place suffix; the words around them must not make two
+    copies of one rumor look like two places."""
+    a = "青禾镇下周要封城所有路口都要设卡超市米面都被抢光了"
+    b = "群里都在传青禾镇下周要封城我刚去超市米面都快被抢光了"
+    assert place_marks(a) == place_marks(b) == {"青禾镇"}
+    assert not places_conflict(place_marks(a), place_marks(b))
+    assert place_marks("住在老小区回农村的都说城市里") == frozenset()
+    assert place_marks("东湾新村和南坪村") == {"湾新村", "南坪村"}  # 新村 still ends a name
+    assert places_conflict(place_marks("东湾村超市断货了"), place_marks("柳树村超市断货了"))
