@@ -1,0 +1,62 @@
+"""The command line's help in Chinese, one line per command.
+
+The commands' docstrings stay in English (they document the code, like every docstring here);
+the people who run the commands read Chinese, so `--help` shows these. `apply` is called once
+the command tree is built; a test checks that every command has a line here.
+"""
+
+from __future__ import annotations
+
+import typer
+
+COMMAND_HELP: dict[str, str] = {
+    "serve": "启动接口和审核台（默认 http://127.0.0.1:8000）。",
+    "run": "主任务：按计划抓取、导入、分析、生成预警、发送通知和日报，同时提供接口和审核台。",
+    "topics": "列出最近一段时间（--since）明显高于自身基线的热点话题。",
+    "categories-train": "用类别标注训练关切类别分类器；之后 `yuqing analyze` 会使用它。",
+    "crawl": "抓取一次全部信息源并打印汇总；只有某个信息源完全失败时才以代码 1 退出。",
+    "digest": "生成某天的舆情日报：打印、写入文件夹（--out）或发送邮件（--send）。",
+    "train": "训练一个候选谣言识别模型（用 `yuqing models promote` 启用之前不会被使用）。",
+    "recalibrate": (
+        "只用本单位的标注重新校准当前模型的概率换算，生成候选版本。\n\n"
+        "保留模型权重；需要评估集之外至少 20 条谣言和 20 条非谣言标注。预警普遍偏高或偏低、"
+        "但真正的谣言大多排在前面时使用；模型漏掉整类谣言时应重新训练（`yuqing train`）。"
+    ),
+    "rescore": "用当前启用的模型重新评分近期帖子（可中断后继续；已评分的帖子会跳过）。",
+    "import-chats": "导入群聊导出文件或文件夹（流式读取；重复导入不会重复保存）。",
+    "purge": "删除超过保留期限的群消息原文（预警证据和事件保留）。",
+    "analyze": "分析所有未分析的帖子：谣言概率及理由、辟谣库匹配、事件归并。",
+    "classify": "为任意 CSV 评分，不使用数据库：增加 rumor_probability、label 和 top_terms 三列。",
+    "db upgrade": "创建或升级数据库表结构到最新版本（可重复运行）。",
+    "users add": "添加用户并指定角色，打印一次新的 API 令牌（会提示输入密码）。",
+    "users list": "列出用户及其角色。",
+    "users passwd": "设置用户密码；该用户已登录的审核台会话全部失效（需重新登录）。",
+    "tokens create": "为用户创建 API 令牌，只打印一次。",
+    "sources validate": "检查信息源配置文件，逐条指出出错的信息源和字段。",
+    "sources list": "列出数据库中的信息源及其最近一次运行情况。",
+    "alerts evaluate": "根据上次运行以来分析过的帖子、事件和热点话题生成或合并预警。",
+    "alerts escalate": "升级超时无人认领的高级和紧急预警（见通知路由配置）。",
+    "alerts rules validate": "检查预警规则 YAML 文件（可同时检查通知路由文件）；无效时以代码 1 退出。",
+    "notify deliver": "发送到期的通知；失败的稍后按退避间隔重试，不会丢弃。",
+    "models list": "列出模型版本及其状态和指标。",
+    "models promote": "启用某个版本；在评估集上比当前版本差时会被拒绝。",
+    "models rollback": "重新启用上一个启用过的版本。",
+    "labels import": "导入训练标注（重复导入同一文件不会有变化）。",
+    "labels conflicts": "同一文本既被标为谣言又被标为非谣言的情况（解决之前不参与训练）。",
+    "labels queue": "模型最拿不准、传播又广的帖子：先标注这些。",
+    "groups list": "列出群及其消息数。",
+    "groups set": "修改群的名称、标签、成员数、是否保留昵称或是否停用。",
+    "debunks import": "从 CSV 或 YAML 导入辟谣条目；重复导入同一文件不会有变化。",
+    "debunks list": "列出辟谣库，最新的在前。",
+}
+
+
+def apply(app: typer.Typer, prefix: str = "") -> None:
+    """Set the Chinese help of every command of ``app`` (and of its sub-apps) found in the table."""
+    for info in app.registered_commands:
+        name = info.name or (info.callback.__name__.replace("_", "-") if info.callback else "")
+        if f"{prefix}{name}" in COMMAND_HELP:
+            info.help = COMMAND_HELP[f"{prefix}{name}"]
+    for group in app.registered_groups:
+        if group.typer_instance is not None and group.name:
+            apply(group.typer_instance, f"{prefix}{group.name} ")
