@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import Table, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from core.encoding import decode_text
 from core.errors import Conflict, InvalidInput, NotFound
 from core.tables import Debunk, utcnow
 from nlp.normalize import normalize
@@ -180,9 +181,9 @@ def read_debunk_file(
             raise InvalidInput(f"辟谣库文件不存在：{p}。请检查路径。")
         data = p.read_bytes()
     try:
-        text = data.decode("utf-8-sig")
+        text = decode_text(data)
     except UnicodeDecodeError as err:
-        raise InvalidInput(f"辟谣库文件 {p.name} 不是 UTF-8 编码：请另存为 UTF-8 后再导入。") from err
+        raise InvalidInput(f"辟谣库文件 {p.name} 的编码无法识别：请另存为 UTF-8 或 GBK 后再导入。") from err
     if kind == "csv":
         reader = csv.DictReader(io.StringIO(text))
         header = [h.strip() for h in (reader.fieldnames or [])]

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.encoding import file_encoding
 from core.errors import InvalidInput, NotFound
 from core.tables import Label, Post, PostScore, Story, utcnow
 from nlp.normalize import normalize
@@ -109,18 +110,22 @@ def clear_post_label(session: Session, *, post_id: int, user_id: int | None, ori
 
 def csv_rows(path: Path, columns: tuple[str, ...], header: str,
              error: type[Exception] = InvalidInput) -> Iterator[tuple[int, dict[str, str]]]:
-    """Rows of a labelled CSV (UTF-8, BOM allowed) with their line numbers; a missing column is one
-    ``error`` that names the header to write."""
-    with path.open(encoding="utf-8-sig", newline="") as handle:
+    """Rows of a labelled CSV (UTF-8, GBK or UTF-16, as Excel saves it) with their line numbers; a
+    missing column is one ``error`` that names the header to write."""
+    with path.open(encoding=file_encoding(path), newline="") as handle:
         reader = csv.DictReader(handle)
-        missing = set(columns) - set(reader.fieldnames or [])
-        if missing:
-            raise error(
-                f"{path.name}：缺少列 {', '.join(sorted(missing))}。需要表头 {header}；"
-                f"现有列：{', '.join(reader.fieldnames or []) or '无'}。"
-            )
-        for row in reader:
-            yield reader.line_num, row
+        try:
+            missing = set(columns) - set(reader.fieldnames or [])
+            if missing:
+                raise error(
+                    f"{path.name}：缺少列 {', '.join(sorted(missing))}。需要表头 {header}；"
+                    f"现有列：{', '.join(reader.fieldnames or []) or '无'}。"
+                )
+            for row in reader:
+                yield reader.line_num, row
+        except UnicodeDecodeError as err:
+            raise error(f"{path.name}：第 {reader.line_num + 1} 行附近的字符无法识别（不是 UTF-8、GBK 或 UTF-16"
+                        "文本）：请在 Excel 中另存为“CSV UTF-8”后再导入。") from err
 
 
 def import_labels_csv(session: Session, path: Path, *, user_id: int | None = None) -> LabelImport:

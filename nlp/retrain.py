@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput
 from nlp.classifier import RumorModel, evaluate, train_rumor_model
-from nlp.labels import parse_label, text_key, training_labels
+from nlp.labels import csv_rows, parse_label, text_key, training_labels
 from nlp.registry import MODEL_NAME, register_version, trained_dir
 
 log = logging.getLogger(__name__)
@@ -117,15 +117,11 @@ def read_labelled_csv(path: Path, text_column: str = "text", label_column: str =
     if not path.is_file():
         raise InvalidInput(f"找不到训练数据文件 {path}")
     texts, labels = [], []
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not {text_column, label_column} <= set(reader.fieldnames or []):
-            raise InvalidInput(f"{path.name}: 需要列 {text_column},{label_column}；现有列：{', '.join(reader.fieldnames or [])}")
-        for row in reader:
-            text = (row.get(text_column) or "").strip()
-            if text:
-                texts.append(text)
-                labels.append(parse_label(row.get(label_column)))
+    for _, row in csv_rows(path, (text_column, label_column), f"{text_column},{label_column}"):
+        text = (row.get(text_column) or "").strip()
+        if text:
+            texts.append(text)
+            labels.append(parse_label(row.get(label_column)))
     return texts, labels
 
 

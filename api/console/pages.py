@@ -542,27 +542,11 @@ async def debunk_import(request: Request, user: PageUser, session: SessionDep) -
     raw = await upload.read(MAX_IMPORT_BYTES + 1)
     if len(raw) > MAX_IMPORT_BYTES:
         return back("/debunks", err="文件超过 5 MB：请分成几个文件导入。")
-    data = to_utf8(raw)
-    if data is None:
-        return back("/debunks", err=f"文件 {upload.filename} 既不是 UTF-8 也不是 GBK 编码：请在 Excel 中另存为“CSV UTF-8”。")
     name = upload.filename if upload.filename.lower().endswith(".csv") else upload.filename + ".csv"
-    with committing(session, "/debunks"):
-        result = svc.import_debunks(session, name, data=data, fmt="csv", created_by=user.id)
+    with committing(session, "/debunks"):  # the reader takes UTF-8, GBK or UTF-16 (core.encoding)
+        result = svc.import_debunks(session, name, data=raw, fmt="csv", created_by=user.id)
     msg = f"导入完成：新增 {result.new} 条，更新 {result.updated} 条，未变 {result.unchanged} 条"
     if result.rejected:
         msg += f"；{len(result.rejected)} 行有误未导入（" + "；".join(r for _, r in result.rejected[:3]) + "）"
         return back("/debunks", err=msg)
     return back("/debunks", msg=msg)
-
-
-def to_utf8(data: bytes) -> bytes | None:
-    """UTF-8 (with or without BOM) as is; GBK/GB18030 converted; anything else None."""
-    try:
-        data.decode("utf-8")
-        return data
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("gb18030").encode("utf-8")
-    except UnicodeDecodeError:
-        return None

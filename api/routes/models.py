@@ -145,16 +145,11 @@ def create_label(body: LabelBody, user: AnalystUser, session: SessionDep) -> Lab
 
 @router.post("/labels/import", response_model=LabelImportResult, summary="导入标注 CSV（text,label）")
 def import_labels(user: AnalystUser, session: SessionDep,
-                  file: Annotated[UploadFile, File(description="CSV，UTF-8，列 text,label")]) -> LabelImportResult:
+                  file: Annotated[UploadFile, File(description="CSV（UTF-8 或 GBK），列 text,label")]
+                  ) -> LabelImportResult:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "labels.csv"
         path.write_bytes(file.file.read(50 * 1024 * 1024))
-        try:
-            path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as err:
-            from core.errors import InvalidInput
-
-            raise InvalidInput("CSV 不是 UTF-8 编码：请另存为 UTF-8 后再上传") from err
         result = label_service.import_labels_csv(session, path, user_id=user.id)
     return LabelImportResult(new=result.new, unchanged=result.unchanged, errors=result.errors)
 

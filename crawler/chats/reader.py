@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-SAMPLE_BYTES = 256 * 1024
+from core.encoding import SAMPLE_BYTES, sniff_encoding
+
 _CHUNK = 1024 * 1024
 
 
@@ -23,29 +24,6 @@ class Line:
     number: int
     text: str  # with its line ending
     bad_encoding: bool = False
-
-
-def sniff_encoding(sample: bytes) -> str:
-    """``utf-8-sig``, ``utf-16`` or ``gb18030`` (a superset of GBK), from the first bytes of a file."""
-    if sample.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
-    # Decide line by line: a file mixing encodings goes with its majority. (GB18030 decodes almost
-    # any bytes, so "does it decode as GB18030" says nothing; "does it decode as UTF-8" does.)
-    lines = sample.split(b"\n")
-    if len(sample) == SAMPLE_BYTES and len(lines) > 1:
-        lines.pop()  # maybe cut in the middle of a character
-    utf8 = other = 0
-    for raw in lines:
-        if raw.isascii():
-            continue
-        try:
-            raw.decode("utf-8")
-            utf8 += 1
-        except UnicodeDecodeError:
-            other += 1
-    return "utf-8-sig" if utf8 >= other else "gb18030"
 
 
 class LineReader:

@@ -67,10 +67,12 @@ def test_bad_files_get_clear_chinese_errors(tmp_path) -> None:
         read_debunk_file(missing)
     with pytest.raises(InvalidInput, match="不存在"):
         read_debunk_file(tmp_path / "nope.yaml")
-    gbk = tmp_path / "gbk.csv"
+    gbk = tmp_path / "gbk.csv"  # as Excel on Chinese Windows saves it: read, not refused
     gbk.write_bytes((CSV_HEADER + "青禾镇封城,假的,,,,,\n").encode("gbk"))
-    with pytest.raises(InvalidInput, match="UTF-8"):
-        read_debunk_file(gbk)
+    assert [r["claim"] for r in read_debunk_file(gbk)] == ["青禾镇封城"]
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_bytes((CSV_HEADER + "青禾镇封城,假的,,,,,\n").encode("utf-16"))
+    assert [r["refutation"] for r in read_debunk_file(utf16)] == ["假的"]
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text("debunks: {claim: 只有一个}\n", encoding="utf-8")
     with pytest.raises(InvalidInput, match="列表"):

@@ -77,7 +77,8 @@ def test_classify_csv_streams_in_chunks(tmp_path, rumor_model) -> None:
         ],
     )
     assert result.exit_code == 0, result.output
-    with out.open(encoding="utf-8") as fh:
+    assert out.read_bytes().startswith(b"\xef\xbb\xbfid,") and out.read_bytes().count(b"\xef\xbb\xbf") == 1
+    with out.open(encoding="utf-8-sig") as fh:  # one BOM, at the start: Excel reads it as UTF-8
         scored = list(csv.DictReader(fh))
     assert [r["id"] for r in scored] == [r["id"] for r in rows]
     assert list(scored[0]) == ["id", "content", "group", "rumor_probability", "label", "top_terms"]
@@ -87,6 +88,24 @@ def test_classify_csv_streams_in_chunks(tmp_path, rumor_model) -> None:
         assert row["label"] == ("1" if p >= 0.5 else "0")
     assert any(r["top_terms"] for r in scored)
     assert not (tmp_path / "scored.csv.part").exists()
+
+
+def test_classify_reads_a_gbk_csv_as_excel_saves_it(tmp_path) -> None:
+    source = tmp_path / "excel.csv"
+    source.write_bytes("编号,正文\r\n1,紧急扩散！！明天全县封城，赶紧去超市抢购\r\n2,县卫生健康局通报今日新增病例0例\r\n"
+                       .encode("gbk"))
+    out = tmp_path / "o.csv"
+    result = runner.invoke(app, ["classify", "-i", str(source), "-o", str(out), "--text-column", "正文", "-q"])
+    assert result.exit_code == 0, result.output
+    with out.open(encoding="utf-8-sig") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["正文"][:4] for r in rows] == ["紧急扩散", "县卫生健"]
+    assert rows[0]["label"] == "1" and rows[1]["label"] == "0"
+    garbage = tmp_path / "garbage.csv"
+    garbage.write_bytes(b"\xe6\xad\xa3\xe6\x96\x87\n" + b"\x80\xff\x80\n" * 3)
+    bad = runner.invoke(app, ["classify", "-i", str(garbage), "-o", str(tmp_path / "g.csv"), "--text-column", "正文", "-q"])
+    said = " ".join(bad.output.split())  # rich wraps long lines at the runner's width
+    assert bad.exit_code == 1 and "CSV UTF-8" in said and not (tmp_path / "g.csv").exists()
 
 
 def test_classify_missing_column_says_which_columns_exist(tmp_path) -> None:

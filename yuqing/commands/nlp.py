@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from core.encoding import file_encoding
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -87,8 +89,8 @@ def analyze(
 
 
 def classify(
-    input: Annotated[Path, typer.Option("--input", "-i", help="输入 CSV 文件（UTF-8）")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="输出 CSV 文件")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="输入 CSV 文件（UTF-8 或 GBK，带表头）")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="输出 CSV 文件（带 BOM 的 UTF-8，Excel 可直接打开）")],
     text_column: Annotated[str, typer.Option(help="正文所在的列名")] = "text",
     chunk_size: Annotated[int, typer.Option(min=1, max=1_000_000, help="每次读入的行数")] = 5000,
     model_path: Annotated[
@@ -106,10 +108,11 @@ def classify(
         raise _fail(f"输入文件不存在：{input}")
     if input.resolve() == output.resolve():
         raise _fail("输出文件不能和输入文件相同：请换一个 --output 路径。")
+    encoding = file_encoding(input)  # Excel on Chinese Windows saves CSV as GBK
     try:
-        header = pd.read_csv(input, nrows=0, encoding="utf-8-sig").columns.tolist()
+        header = pd.read_csv(input, nrows=0, encoding=encoding).columns.tolist()
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise _fail(f"无法读取 CSV 文件 {input}：{err}。请确认它是 UTF-8 编码、带表头的 CSV。") from err
+        raise _fail(f"无法读取 CSV 文件 {input}：{err}。请确认它是带表头的 CSV（UTF-8 或 GBK 编码）；编码不对时请在 Excel 中另存为“CSV UTF-8”。") from err
     if text_column not in header:
         raise _fail(
             f"CSV 文件 {input.name} 没有名为 '{text_column}' 的列；"
@@ -128,7 +131,7 @@ def classify(
     flagged = 0
     try:
         reader = pd.read_csv(
-            input, chunksize=chunk_size, encoding="utf-8-sig", dtype=str, keep_default_na=False
+            input, chunksize=chunk_size, encoding=encoding, dtype=str, keep_default_na=False
         )
         for n, chunk in enumerate(reader):
             scored = classify_frame(chunk, model, text_column)
@@ -137,7 +140,7 @@ def classify(
                 mode="w" if n == 0 else "a",
                 header=n == 0,
                 index=False,
-                encoding="utf-8",
+                encoding="utf-8-sig" if n == 0 else "utf-8",  # a BOM once: Excel then reads it as UTF-8
                 quoting=csv.QUOTE_MINIMAL,
             )
             written += len(scored)
@@ -146,10 +149,16 @@ def classify(
     except pd.errors.ParserError as err:
         tmp.unlink(missing_ok=True)
         raise _fail(f"CSV 文件 {input.name} 第 {written + 1} 行附近格式错误：{err}") from err
+    except UnicodeDecodeError as err:
+        tmp.unlink(missing_ok=True)
+        raise _fail(f"CSV 文件 {input.name} 第 {written + 1} 行之后有无法识别的字符（不是 UTF-8 或 GBK 文本）："
+                    "请在 Excel 中另存为“CSV UTF-8”。") from err
     finally:
         bar.close()
     if written == 0:
-        pd.DataFrame(columns=[*header, "rumor_probability", "label", "top_terms"]).to_csv(tmp, index=False)
+        pd.DataFrame(columns=[*header, "rumor_probability", "label", "top_terms"]).to_csv(
+            tmp, index=False, encoding="utf-8-sig"
+        )
     tmp.replace(output)
     console.print(
         f"已打分 {written} 行，其中疑似谣言 {flagged} 行，结果写入 {output}", highlight=False, markup=False
