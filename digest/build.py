@@ -522,12 +522,13 @@ def _model_drift(session: Session, win: Window) -> str | None:
 # --------------------------------------------------------------------------- the headline
 
 
-def _change_phrase(words: dict[str, str], what: str) -> str:
+def _change_phrase(words: dict[str, str], what: str, base: float) -> str:
+    """"较前一日（2 条）增加 40 条", "与近 7 日日均（30 条）基本持平", "前一日无可比数据"."""
     if words["long"] == "无可比数据":
         return f"{what}无可比数据"
     if words["long"] == "基本持平":
-        return f"与{what}基本持平"
-    return f"较{what}{words['long']}"
+        return f"与{what}（{base:g} 条）基本持平"
+    return f"较{what}（{base:g} 条）{words['long']}"
 
 
 def headline(s: dict[str, Any]) -> str:
@@ -543,9 +544,8 @@ def headline(s: dict[str, Any]) -> str:
         return f"{day}{until}今日无异常：{seen}，未发现谣言和热点关切，无新增预警，无待处理事项。"
     parts = [
         f"{day}{until}共监测到公开帖子 {v['web']} 条、群消息 {v['chat']} 条，合计 {v['total']} 条，"
-        f"{_change_phrase(v['vs_previous'], '前一日同期' if s['partial'] else '前一日')}"
-        f"（{v['previous_total']} 条），"
-        f"{_change_phrase(v['vs_week'], '近 7 日日均')}（{v['week_avg']:g} 条）"
+        f"{_change_phrase(v['vs_previous'], '前一日同期' if s['partial'] else '前一日', v['previous_total'])}，"
+        f"{_change_phrase(v['vs_week'], '近 7 日日均', v['week_avg'])}"
     ]
     if s["rumor_posts"]:
         parts[-1] += f"，其中疑似谣言 {s['rumor_posts']} 条"

@@ -100,8 +100,7 @@ def test_headline_and_text_state_the_database_numbers(db: Session, busy_day: Bus
     h = s["headline"]
     assert "2026年11月20日" in h
     assert "公开帖子 12 条、群消息 30 条，合计 42 条" in h
-    assert f"（{s['volume']['previous_total']} 条）" in h
-    assert f"较前一日{s['volume']['vs_previous']['long']}（" in h
+    assert f"较前一日（{s['volume']['previous_total']} 条）{s['volume']['vs_previous']['long']}" in h
     assert "新增预警 4 条（紧急 1 条、高 2 条、中 1 条）" in h
     assert "确认谣言 1 条" in h and "发布回应 1 次" in h
     assert "仍有 3 项待处理，其中 2 项已超时，1 项尚未指派" in h
