@@ -177,15 +177,35 @@ class TrainResult:
     version_id: int | None
 
 
-def _split_evalset(dataset: Dataset) -> tuple[list[str], list[int], int, list[str], list[int]]:
-    """Grow the fixed evaluation set with ``dataset``'s evaluation-bucket texts; returns the
-    texts and labels left to fit on (none of them in the evaluation set), its size, and the set."""
-    held = [i for i, k in enumerate(dataset.keys) if in_evalset(k)]
-    eval_size = _grow_evalset(MODEL_NAME, [(dataset.keys[i], dataset.texts[i], dataset.labels[i]) for i in held])
+@dataclass
+class _EvalSplit:
+    """The texts to fit on and the fixed evaluation set including ``dataset``'s evaluation-bucket
+    texts; ``new_rows`` are written to the set only once a candidate is saved (`_keep_evalset`),
+    so a refused command changes nothing on disk. (Bucket texts are never fitted on either way:
+    membership is by hash.)"""
+
+    texts: list[str]
+    labels: list[int]
+    eval_texts: list[str]
+    eval_labels: list[int]
+    new_rows: list[tuple[str, str, int]]
+
+
+def _split_evalset(dataset: Dataset) -> _EvalSplit:
     eval_texts, eval_labels = load_evalset(MODEL_NAME)
     eval_keys = {text_key(t) for t in eval_texts}
+    new_rows: list[tuple[str, str, int]] = []
+    for key, text, label in zip(dataset.keys, dataset.texts, dataset.labels, strict=True):
+        if in_evalset(key) and key not in eval_keys:
+            eval_keys.add(key)
+            new_rows.append((key, text, label))
     fit = [i for i, k in enumerate(dataset.keys) if not in_evalset(k) and k not in eval_keys]
-    return ([dataset.texts[i] for i in fit], [dataset.labels[i] for i in fit], eval_size, eval_texts, eval_labels)
+    return _EvalSplit([dataset.texts[i] for i in fit], [dataset.labels[i] for i in fit],
+                      eval_texts + [t for _, t, _ in new_rows], eval_labels + [y for _, _, y in new_rows], new_rows)
+
+
+def _keep_evalset(split: _EvalSplit) -> None:
+    _grow_evalset(MODEL_NAME, split.new_rows)
 
 
 def _version_name(name: str | None) -> str:
@@ -224,7 +244,9 @@ def train_candidate(session: Session | None, *, data: Sequence[Path] = (), inclu
     if len(set(dataset.labels)) < 2 or len(dataset.labels) < 10:
         raise InvalidInput(f"训练数据不足：{len(dataset.labels)} 条，且需要同时有谣言和非谣言标注")
     version = _version_name(name)
-    train_texts, train_labels, eval_size, eval_texts, eval_labels = _split_evalset(dataset)
+    split = _split_evalset(dataset)
+    train_texts, train_labels, eval_texts, eval_labels = split.texts, split.labels, split.eval_texts, split.eval_labels
+    eval_size = len(eval_texts)
 
     cv = cross_validate(train_texts, train_labels, folds=cv_folds, seed=seed, progress=step) if cv_folds else {}
     step("训练最终模型")
@@ -237,7 +259,9 @@ def train_candidate(session: Session | None, *, data: Sequence[Path] = (), inclu
         "metrics": metrics, "reference_distribution": _reference(model, train_texts), "seed": seed,
         "terms": RESEARCH_TERMS if base == "shipped" else "Trained on this office's own labels.",
     })
-    return _save_candidate(session, model, metrics, user_id)
+    result = _save_candidate(session, model, metrics, user_id)
+    _keep_evalset(split)
+    return result
 
 
 #: Fewest labels of each class (outside the evaluation set) a recalibration is fitted on: fewer
@@ -268,7 +292,9 @@ def recalibrate_candidate(session: Session, *, data: Sequence[Path] = (), includ
     step("收集标注数据")
     dataset = gather(session, data=data, include_db_labels=include_db_labels)
     version = _version_name(name)
-    texts, labels, eval_size, eval_texts, eval_labels = _split_evalset(dataset)
+    split = _split_evalset(dataset)
+    texts, labels, eval_texts, eval_labels = split.texts, split.labels, split.eval_texts, split.eval_labels
+    eval_size = len(eval_texts)
     y = np.asarray(labels, dtype=int)
     per_class = (int((y == 1).sum()), int((y == 0).sum()))
     if min(per_class) < MIN_CALIBRATION_PER_CLASS:
@@ -302,8 +328,10 @@ def recalibrate_candidate(session: Session, *, data: Sequence[Path] = (), includ
                                   "threshold_margin": -model.clf.calib_b_ / model.clf.calib_a_}},
         "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     })
-    return _save_candidate(session, model, metrics, user_id,
-                           note=f"由 {active.version} 重新校准（{len(texts)} 条标注）")
+    result = _save_candidate(session, model, metrics, user_id,
+                             note=f"由 {active.version} 重新校准（{len(texts)} 条标注）")
+    _keep_evalset(split)
+    return result
 
 
 def _fmt(metrics: dict[str, Any]) -> str:

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from core.errors import InvalidInput
 from nlp import registry
 from nlp.classifier import RumorModel
-from nlp.retrain import recalibrate_candidate
+from nlp.labels import text_key
+from nlp.retrain import evalset_path, in_evalset, load_evalset, recalibrate_candidate
 from nlp.scoring import load_scorer
 from tests.fixtures.labelled_texts import labelled_texts, write_csv
 from yuqing.cli import app
@@ -59,9 +60,19 @@ def test_recalibration_needs_enough_labels_of_each_class(session: Session, isola
     rumors = [t for t, y in zip(texts, labels, strict=True) if y == 1][:8]
     others = [t for t, y in zip(texts, labels, strict=True) if y == 0][:60]
     write_csv(path, rumors + others, [1] * len(rumors) + [0] * len(others))
+    evalset = evalset_path()
+    kept = evalset.read_bytes() if evalset.exists() else None
     with pytest.raises(InvalidInput, match="至少 20 条谣言"):
         recalibrate_candidate(session, data=[path], name="few")
     assert not (isolated_registry / "models" / "rumor" / "few").exists()
+    # a refused command leaves the fixed evaluation set as it was
+    assert (evalset.read_bytes() if evalset.exists() else None) == kept
+    enough = isolated_registry / "enough.csv"
+    write_csv(enough, texts, labels)
+    recalibrate_candidate(session, data=[enough], name="enough")
+    grown, _ = load_evalset()
+    assert any(in_evalset(text_key(t)) for t in texts) and {text_key(t) for t in texts if in_evalset(text_key(t))} <= {
+        text_key(t) for t in grown}
 
 
 def test_recalibration_refuses_labels_that_reverse_the_ranking(session: Session, isolated_registry: Path) -> None:
