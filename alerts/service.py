@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, column, delete, func, insert, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from alerts import notify
 from alerts.rules import SEVERITIES, SEVERITY_ZH, KeywordRule, RulesConfig, load_rules
 from alerts.severity import Features, risk, severity_for, severity_rank
+from core.db import upsert_insert
 from core.errors import Conflict, InvalidInput, NotFound
 from core.tables import (
     Alert,
@@ -111,10 +111,7 @@ def _insert_ignore(session: Session, table: Any, rows: list[dict[str, Any]]) -> 
     """INSERT ... ON CONFLICT DO NOTHING on both dialects (idempotent evidence rows)."""
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    stmt = (
-        postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-    ).on_conflict_do_nothing()
+    stmt = upsert_insert(session, table).on_conflict_do_nothing()
     for chunk in _chunks(rows, 2000):
         session.execute(stmt, list(chunk))
 

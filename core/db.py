@@ -109,3 +109,12 @@ def session_scope(engine: Engine | None = None) -> AbstractContextManager[Sessio
 def is_postgres(engine_or_session: Engine | Session) -> bool:
     bind = engine_or_session.get_bind() if isinstance(engine_or_session, Session) else engine_or_session
     return bind.dialect.name == "postgresql"
+
+
+def upsert_insert(session: Session, table: Any) -> Any:
+    """``INSERT`` for ``table`` in the session's dialect, with ``on_conflict_do_nothing`` /
+    ``on_conflict_do_update`` (PostgreSQL and SQLite both have them). Every write path that may
+    race with another process (two crawler workers creating one group) inserts through this."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert(table) if is_postgres(session) else sqlite.insert(table)

@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import Table, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from w3lib.url import canonicalize_url
 
+from core.db import upsert_insert
 from core.privacy import mask_personal_data, pseudonym
 from core.settings import get_settings
 from core.tables import ChatGroup, Post, Source, utcnow
@@ -170,17 +170,12 @@ def _validate(raw: Sequence[Mapping[str, Any] | PostItem]) -> tuple[list[tuple[i
     return good, bad
 
 
-def _insert(session: Session, table: Any) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table))
-
-
 def _ensure_sources(session: Session, items: Iterable[PostItem]) -> dict[str, int]:
     wanted = {i.source: i.source_kind for i in items if i.source}
     if not wanted:
         return {}
     rows: list[dict[str, Any]] = [{"name": n, "kind": k, "config": {}, "enabled": True} for n, k in wanted.items()]
-    session.execute(_insert(session, Source.__table__).on_conflict_do_nothing(index_elements=["name"]), rows)
+    session.execute(upsert_insert(session, Source.__table__).on_conflict_do_nothing(index_elements=["name"]), rows)
     found = session.execute(select(Source.id, Source.name).where(Source.name.in_(list(wanted))))
     return {name: sid for sid, name in found}
 
@@ -196,7 +191,7 @@ def _ensure_groups(session: Session, items: Iterable[PostItem]) -> dict[tuple[st
         {"platform": p, "external_id": e, "name": g.name or e, "member_count": g.member_count, "tags": []}
         for (p, e), g in wanted.items()
     ]
-    stmt = _insert(session, ChatGroup.__table__).on_conflict_do_nothing(index_elements=["platform", "external_id"])
+    stmt = upsert_insert(session, ChatGroup.__table__).on_conflict_do_nothing(index_elements=["platform", "external_id"])
     session.execute(stmt, rows)
     out: dict[tuple[str, str], ChatGroup] = {}
     for platform in {p for p, _ in wanted}:
@@ -305,7 +300,7 @@ def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[str]:
         row["collected_at"] = now
         row["updated_at"] = now
     stmt = (
-        _insert(session, Post.__table__)
+        upsert_insert(session, Post.__table__)
         .on_conflict_do_nothing(index_elements=["dedup_key"])
         .returning(Post.__table__.c.dedup_key)
     )

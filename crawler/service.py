@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from core.db import upsert_insert
 from core.errors import NotFound
 from core.ingest import canonical_url
 from core.tables import FetchState, Post, Source, SourceRun, utcnow
@@ -23,10 +23,6 @@ from crawler.items import FetchMark
 
 #: A run still 'running' after this long (or 3 intervals) was killed; the scheduler's timeout is the same.
 STALE_RUN_SECONDS = 600
-
-
-def _insert(session: Session, table: Any) -> Any:
-    return postgresql.insert(table) if session.get_bind().dialect.name == "postgresql" else sqlite.insert(table)
 
 
 # ----------------------------------------------------------------------------- sources
@@ -43,7 +39,7 @@ def sync_sources(session: Session, sources: Iterable[SourceConfig]) -> dict[str,
     for src in sources:
         config = src.public()
         # Several crawler processes may sync the same file at once: insert-if-absent, then update.
-        session.execute(_insert(session, Source.__table__).on_conflict_do_nothing(index_elements=["name"]),
+        session.execute(upsert_insert(session, Source.__table__).on_conflict_do_nothing(index_elements=["name"]),
                         [{"name": src.name, "kind": src.kind, "config": config, "interval_seconds": src.interval,
                           "enabled": src.enabled, "created_at": utcnow(), "updated_at": utcnow()}])
         row = session.scalar(select(Source).where(Source.name == src.name))
@@ -188,7 +184,7 @@ def record_fetches(session: Session, marks: Sequence[FetchMark], source_id: int 
     latest: dict[str, FetchMark] = {m.url: m for m in marks}
     rows = [{"url": m.url[:2048], "source_id": source_id, "etag": m.etag, "last_modified": m.last_modified,
              "content_hash": m.content_hash, "status": m.status, "last_fetched_at": now} for m in latest.values()]
-    stmt = _insert(session, FetchState.__table__)
+    stmt = upsert_insert(session, FetchState.__table__)
     stmt = stmt.on_conflict_do_update(
         index_elements=["url"],
         set_={c: stmt.excluded[c] for c in ("etag", "last_modified", "content_hash", "status",

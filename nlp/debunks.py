@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import Table, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from core.db import upsert_insert
 from core.encoding import decode_text
 from core.errors import Conflict, InvalidInput, NotFound
 from core.tables import Debunk, utcnow
@@ -285,10 +286,7 @@ def upsert_debunks(
 
 
 def _insert(session: Session) -> Any:
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(cast(Table, Debunk.__table__))
+    return upsert_insert(session, cast(Table, Debunk.__table__))
 
 
 def import_debunks(

@@ -53,6 +53,7 @@ import numpy as np
 from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from core.db import upsert_insert
 from core.tables import AnalysisRun, DebunkMatch, ModelVersion, Post, PostScore, utcnow
 from nlp.bulk import constant, executemany
 from nlp.concerns.pipeline_stage import STAGE_NAME as CONCERNS_STAGE
@@ -514,8 +515,6 @@ def _upsert_scores(
 ) -> None:
     if not rows:
         return
-    from sqlalchemy.dialects import postgresql, sqlite
-
     table = cast(Table, PostScore.__table__)
     conn = session.connection()
     scored_at = constant(conn, table.c.scored_at, now)
@@ -530,8 +529,7 @@ def _upsert_scores(
             )
         conn.execute(table.insert().values(model_version_id=None, scored_at=scored_at), rows)
         return
-    dialect = session.get_bind().dialect.name
-    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).values(
+    ins = upsert_insert(session, table).values(
         model_version_id=model_version_id, scored_at=scored_at
     )
     stmt = ins.on_conflict_do_update(

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import String, cast, func, or_, select
 from sqlalchemy.orm import Session
 
-from core.db import json_dumps
+from core.db import json_dumps, upsert_insert
 from core.errors import InvalidInput, NotFound
 from core.tables import ChatGroup, Post
 
@@ -123,13 +123,15 @@ def ensure_group(
     switch made in the console stays unless the caller (the sources file) says otherwise.
     ``enabled`` is never touched here: switching a group off is the admin's decision.
     """
-    group = session.scalar(
-        select(ChatGroup).where(ChatGroup.platform == platform, ChatGroup.external_id == external_id)
+    # Insert-if-absent, then read: crawler workers starting together each create the group, and a
+    # select-then-add raced (one worker's spider failed to open on the unique key).
+    session.execute(
+        upsert_insert(session, ChatGroup.__table__).on_conflict_do_nothing(index_elements=["platform", "external_id"]),
+        [{"platform": platform, "external_id": external_id, "name": name, "tags": [], "keep_names": False}],
     )
-    if group is None:
-        group = ChatGroup(platform=platform, external_id=external_id, name=name, tags=[], keep_names=False)
-        session.add(group)
-        session.flush()
+    group = session.scalars(
+        select(ChatGroup).where(ChatGroup.platform == platform, ChatGroup.external_id == external_id)
+    ).one()
     changes: dict[str, Any] = {"name": name}
     if tags:
         changes["tags"] = list(group.tags or []) + list(tags)

@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Table, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from core.db import upsert_insert
 from core.settings import get_settings
 from core.tables import ConcernState
 from nlp.concerns.bursts import HOUR, BurstParams, burst, hour_floor, hour_key, parse_hour_key
@@ -56,7 +56,7 @@ def add(session: Session, kws: Sequence[Iterable[str]], times: Sequence[dt.datet
             merged[word] = merged.get(word, 0) + n
         rows.append({"name": name, "value": orjson.dumps(merged),
                      "meta": {"keywords": len(merged), "posts_counted": sum(merged.values())}})
-    ins = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(_STATE)
+    ins = upsert_insert(session, _STATE)
     session.connection().execute(
         ins.on_conflict_do_update(index_elements=["name"], set_={"value": ins.excluded.value,
                                                                   "meta": ins.excluded.meta}), rows)

@@ -22,10 +22,9 @@ import numpy as np
 import orjson
 import scipy.sparse as sp
 from sqlalchemy import Table, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from core.db import json_dumps
+from core.db import json_dumps, upsert_insert
 from core.tables import ConcernState
 
 STATE_NAME = "topic_pending"
@@ -136,8 +135,7 @@ def load(session: Session, n_features: int) -> PendingPool:
 
 
 def save(session: Session, pool: PendingPool) -> None:
-    dialect = session.get_bind().dialect.name
-    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_STATE)
+    ins = upsert_insert(session, _STATE)
     stmt = ins.values(name=STATE_NAME, value=pool.dumps(), meta={"posts": len(pool)})
     session.connection().execute(stmt.on_conflict_do_update(
         index_elements=["name"], set_={"value": stmt.excluded.value, "meta": stmt.excluded.meta}))

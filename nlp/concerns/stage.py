@@ -35,9 +35,9 @@ from typing import Any, NamedTuple, cast
 import numpy as np
 import scipy.sparse as sp
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from core.db import upsert_insert
 from core.settings import Settings, get_settings
 from core.tables import ConcernState, Post, Story, Topic, TopicBurst, utcnow
 from nlp.bulk import constant, executemany
@@ -275,7 +275,7 @@ def _save_docfreq(session: Session, dfreq: tp.DocFreq) -> None:
 
 
 def _upsert(session: Session, table: Any) -> Any:
-    return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
+    return upsert_insert(session, table)
 
 
 def update_concerns(session: Session, posts: Sequence[PostView], *, now: dt.datetime,

@@ -221,6 +221,40 @@ def test_ensure_group_is_idempotent_and_leaves_console_settings(session: Session
     assert session.query(ChatGroup).filter_by(platform="forum").count() == 1
 
 
+@pytest.mark.db
+def test_workers_creating_one_group_at_once_both_succeed(fresh_db_url: str) -> None:
+    """Two crawler workers open the same group source together: each ensures the group, neither
+    fails on the unique key (the select-then-insert this replaced did, once in a while)."""
+    import threading
+
+    engine = make_engine(fresh_db_url)
+    ids = [f"name:并发论坛{i}" for i in range(12)]
+    start = threading.Barrier(2)
+    failures: list[BaseException] = []
+    seen: list[list[int]] = [[], []]
+
+    def worker(n: int) -> None:
+        try:
+            for ext in ids:
+                start.wait(timeout=30)
+                with Session(engine) as s, s.begin():
+                    seen[n].append(ensure_group(s, platform="forum", external_id=ext, name=ext[5:], tags=["村"]).id)
+        except BaseException as err:  # reported below, with the worker it happened in
+            failures.append(err)
+            start.abort()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    with Session(engine) as s:
+        rows = list(s.scalars(select(ChatGroup).where(ChatGroup.platform == "forum")))
+    engine.dispose()
+    assert failures == []
+    assert seen[0] == seen[1] and len(rows) == len(ids) and all(r.tags == ["村"] for r in rows)
+
+
 def _group_errors(**changes: Any) -> str:
     entry = {"name": "村民论坛", "urls": ["https://bbs.example.cn/"], "interval": "10m"} | changes
     with pytest.raises(SourcesFileError) as err:
