@@ -190,6 +190,18 @@ def test_hot_local_concern_and_keyword_watch(session: Session) -> None:
     assert session.scalar(select(AlertPost).where(AlertPost.post_id == ignored.id)) is None  # excluded word
 
 
+def test_concern_alert_reads_what_people_say_not_the_official_answer(session: Session) -> None:
+    topic = make_topic(session, now=NOW, post_count=25, group_count=4, hourly_counts={"2026-11-28T06": 20})
+    asked = make_post(session, "东湾村药店的口罩卖完了，什么时候补货？", topic_id=topic.id, is_local=True, now=NOW)
+    official = make_post(session, "经核实，网传东湾村口罩断货的消息不实，镇卫生院口罩储备充足", topic_id=topic.id,
+                         is_local=True, now=NOW)
+    topic.representative_post_id = official.id  # the most central post is the refutation
+    session.flush()
+    evaluate(session)
+    [concern] = session.scalars(select(Alert).where(Alert.topic_id == topic.id))
+    assert concern.summary == asked.raw_text
+
+
 def test_workflow_state_machine_history_and_labels(session: Session) -> None:
     staff, other = make_user(session, "staff"), make_user(session, "analyst")
     story, posts = story_with_posts(session, 3, groups=3, probability=0.95, now=NOW)
