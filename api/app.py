@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 
 from api.console import install as install_console
@@ -29,7 +30,9 @@ API_PREFIX = "/api/v1"
 
 def create_app(engine: Engine | None = None) -> FastAPI:
     """Build the app; ``engine`` defaults to the configured database (tests pass their own)."""
-    app = FastAPI(
+    # FastAPIOffline: FastAPI whose /docs loads Swagger UI from the package instead of a CDN, so
+    # the API documentation works on an office network without internet.
+    app = FastAPIOffline(
         title="舆情哨兵 yuqing API",
         version="0.1.0",
         description="谣言与热点关切监测：预警、审核流程、辟谣库、话题、日报、模型。除 /health 外均需 Bearer 令牌。",

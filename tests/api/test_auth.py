@@ -74,3 +74,17 @@ def test_admin_lists_and_revokes_tokens(api_client: TestClient, make_user) -> No
     assert api_client.get("/api/v1/me", headers=staff).status_code == 401  # stops working at once
     assert api_client.delete("/api/v1/tokens/999999", headers=admin).status_code == 404
     assert api_client.delete("/api/v1/tokens/0", headers=admin).status_code == 422
+
+
+def test_api_docs_work_without_internet(api_client: TestClient) -> None:
+    """/docs loads Swagger UI from our own server (offices often have no internet), and the
+    schema it renders comes from /openapi.json."""
+    page = api_client.get("/docs")
+    assert page.status_code == 200
+    assert "cdn.jsdelivr" not in page.text and "https://" not in page.text.split("<body>")[0]
+    scripts = [s for s in ("swagger-ui-bundle.js", "swagger-ui.css") if s in page.text]
+    assert scripts == ["swagger-ui-bundle.js", "swagger-ui.css"]
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        got = api_client.get(f"/static-offline-docs/{asset}")
+        assert got.status_code == 200 and len(got.content) > 100_000
+    assert api_client.get("/openapi.json").json()["info"]["title"] == "舆情哨兵 yuqing API"

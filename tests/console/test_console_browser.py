@@ -234,3 +234,15 @@ def test_analyst_labels_from_the_active_learning_list_and_promotes_a_model(live,
     with session_scope(live.engine) as s:
         assert s.scalars(select(ModelVersion.version).where(ModelVersion.status == "active")).one() == "good"
     assert dialogs == []
+
+
+def test_api_docs_render_without_internet(live, new_page) -> None:
+    """Swagger UI comes from our own server: /docs shows the API's operations offline (chromium
+    here has no route to a CDN, which the stock FastAPI page needs)."""
+    page = new_page(1366, 768)
+    external: list[str] = []
+    page.on("request", lambda r: external.append(r.url) if not r.url.startswith(live.url) else None)
+    page.goto("/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("舆情哨兵 yuqing API")
+    expect(page.locator(".opblock").first).to_be_visible()
+    assert external == []
