@@ -162,16 +162,16 @@ SMALL_BASE = 10
 def change_words(current: float, base: float) -> dict[str, str]:
     """How ``current`` compares with ``base``, in Chinese: ``long`` for sentences and tables
     ("增加 35%", "增加 40 条", "基本持平", "无可比数据"), ``short`` for a figure tile."""
-    if base <= 0:
+    pct = _change(current, base)
+    if pct is None:
         return {"long": "无可比数据", "short": "—"}
-    pct = (current - base) / base * 100
     if abs(pct) < 5:
         return {"long": "基本持平", "short": "持平"}
     word, sign = ("增加", "+") if current > base else ("减少", "−")
     if base < SMALL_BASE:
         n = f"{round(abs(current - base), 1):g}"
         return {"long": f"{word} {n} 条", "short": f"{sign}{n} 条"}
-    return {"long": f"{word} {round(abs(pct), 1):g}%", "short": f"{sign}{abs(pct):.0f}%"}
+    return {"long": f"{word} {abs(pct):g}%", "short": f"{sign}{abs(pct):.0f}%"}
 
 
 def _status_at(session: Session, alerts: Sequence[Alert], cutoff: dt.datetime) -> dict[int, str]:

@@ -43,22 +43,6 @@ class Rendered:
     text: str
 
 
-def _pct(change: float | None) -> str:
-    if change is None:
-        return "无可比数据"
-    if abs(change) < 0.05:
-        return "持平"
-    return f"{'增加' if change > 0 else '减少'} {abs(change):g}%"
-
-
-def _pct_short(change: float | None) -> str:
-    if change is None:
-        return "—"
-    if abs(change) < 0.05:
-        return "持平"
-    return f"{'+' if change > 0 else '−'}{abs(change):.0f}%"
-
-
 def _num(value: float) -> str:
     return f"{value:g}"
 
@@ -104,7 +88,7 @@ def environment(template_dir: Path | None = None, *, for_text: bool = False) -> 
         lstrip_blocks=not for_text,
         keep_trailing_newline=True,
     )
-    env.filters.update(pct=_pct, pct_short=_pct_short, num=_num, hours=_hours, safe_url=_safe_url)
+    env.filters.update(num=_num, hours=_hours, safe_url=_safe_url)
     env.globals.update(severity_zh=SEVERITY_ZH, trend_arrow=TREND_ARROW)
     return env
 

@@ -26,13 +26,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import Table, delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.db import upsert_insert
@@ -271,7 +271,7 @@ def upsert_debunks(
     ]
     changed = [(existing[k], v) for k, v in batch.items() if k in existing and not _same(existing[k], v)]
     if fresh:
-        session.execute(_insert(session).on_conflict_do_nothing(index_elements=["dedup_key"]), fresh)
+        session.execute(upsert_insert(session, Debunk.__table__).on_conflict_do_nothing(index_elements=["dedup_key"]), fresh)
     for row, values in changed:
         session.execute(update(Debunk).where(Debunk.id == row.id).values(**values, updated_at=now))
     result.new = len(fresh)
@@ -283,10 +283,6 @@ def upsert_debunks(
         )
     session.expire_all()
     return result
-
-
-def _insert(session: Session) -> Any:
-    return upsert_insert(session, cast(Table, Debunk.__table__))
 
 
 def import_debunks(

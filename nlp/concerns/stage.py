@@ -274,10 +274,6 @@ def _save_docfreq(session: Session, dfreq: tp.DocFreq) -> None:
         row.meta = {"n_docs": dfreq.n_docs}
 
 
-def _upsert(session: Session, table: Any) -> Any:
-    return upsert_insert(session, table)
-
-
 def update_concerns(session: Session, posts: Sequence[PostView], *, now: dt.datetime,
                     analyzer: ConcernAnalyzer | None = None,
                     post_columns: dict[str, list[Any]] | None = None) -> ConcernStats:
@@ -960,7 +956,7 @@ def _evaluate_bursts(session: Session, an: ConcernAnalyzer, now: dt.datetime, lo
                                "recent_count": b.recent, "expected": b.expected, "evaluated_at": now})
     if burst_rows:
         table = _BURSTS
-        stmt = _upsert(session, table)
+        stmt = upsert_insert(session, table)
         stmt = stmt.on_conflict_do_update(
             index_elements=["topic_id", "hour"],
             set_={"burst_score": func.max(table.c.burst_score, stmt.excluded.burst_score)
