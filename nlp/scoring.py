@@ -23,8 +23,10 @@ import json
 import os
 import re
 import zipfile
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,8 @@ __all__ = [
     "hash_word_ngrams",
     "is_telling_term",
     "load_scorer",
+    "snap_to_words",
+    "word_text",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -236,6 +240,7 @@ class HashedFeatureMath:
             xw = _count_matrix(r, c, n, nf)
             if entries is not None:
                 entries["word"] = (r, c + nf, a, k, [t for d in toks for t in d])
+                entries["word_starts"] = np.cumsum([0] + [len(d) for d in toks]).tolist()
         else:
             xw = sp.csr_matrix((n, nf), dtype=np.float32)
         return xc, xw
@@ -452,7 +457,7 @@ def _top_terms(
     pos, rows, vals = pos[keep], rows[keep], vals[keep]
     slot = np.full(len(X.data), -1, dtype=np.int64)
     slot[pos] = np.arange(len(pos))
-    names = _name_candidates(X, row_of, n_cols, slot, len(pos), entries)
+    names, from_chars = _name_candidates(X, row_of, n_cols, slot, len(pos), entries)
     cols = X.indices[pos]
     for i in np.flatnonzero(cols >= cue_base).tolist():
         names[i] = "cue:" + CUE_NAMES[cols[i] - cue_base]
@@ -461,11 +466,18 @@ def _top_terms(
     val_list = vals.tolist()
     starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
     bounds = [*starts.tolist(), len(val_list)]
+    tokens: list[str] | None = entries["word"][4] if "word" in entries else None
+    word_starts: list[int] = entries.get("word_starts", [])
     for i, lo, hi in zip(rows[starts].tolist(), bounds, bounds[1:], strict=False):
         merged: dict[str, float] = {}
         shown = i in placeholder_rows
-        for term, v in zip(names[lo:hi], val_list[lo:hi], strict=True):
+        spans = word_text(tokens[word_starts[i] : word_starts[i + 1]]) if tokens is not None else None
+        for term, v, char_ngram in zip(names[lo:hi], val_list[lo:hi], from_chars[lo:hi], strict=True):
             if term is not None:
+                if char_ngram:  # word n-grams are whole words already
+                    term = snap_to_words(term, *spans) if spans is not None else _longest_piece(term)
+                elif not term.startswith("cue:"):
+                    term = _longest_piece(term)
                 if shown:
                     term = _display(term)
                 merged[term] = merged.get(term, 0.0) + v
@@ -480,9 +492,10 @@ def _name_candidates(
     slot: np.ndarray,
     n_slots: int,
     entries: dict[str, Any],
-) -> list[str | None]:
+) -> tuple[list[str | None], list[bool]]:
     """The longest n-gram of its own row hashed into each candidate (row, column) slot; on a
-    tie the first hashed (char before word, shorter n first, earlier position first)."""
+    tie the first hashed (char before word, shorter n first, earlier position first); and
+    whether that name is a char n-gram (the ones `snap_to_words` widens to whole words)."""
     x_keys = row_of * n_cols + X.indices
     parts: list[Any] = []  # (slot, length, kind, start, n) of the entries that land on a candidate
     for kind in ("char", "word"):
@@ -500,9 +513,10 @@ def _name_candidates(
             length = ends[a + m] - ends[a]
         parts.append((s[hit], length, np.full(len(hit), len(parts)), a, m, hit, kind, src))
     names: list[str | None] = [None] * n_slots
+    from_chars = [False] * n_slots
     s_all = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
     if not len(s_all):
-        return names
+        return names, from_chars
     len_all = np.concatenate([p[1] for p in parts])
     kind_all = np.concatenate([p[2] for p in parts])
     seq_all = np.concatenate([p[5] for p in parts])
@@ -516,10 +530,64 @@ def _name_candidates(
         if kind == "char":
             for sl, st, nn in zip(slots, a[mine].tolist(), m[mine].tolist(), strict=True):
                 names[sl] = src[st : st + nn]
+                from_chars[sl] = True
         else:
             for sl, st, nn in zip(slots, a[mine].tolist(), m[mine].tolist(), strict=True):
                 names[sl] = "".join(src[st : st + nn])
-    return names
+    return names, from_chars
+
+
+# Punctuation a shown term should not start or end with ("开幕，" -> "开幕").
+_EDGE_PUNCT = " ,，.。、:：;；!！?？\"'“”‘’()（）[]【】《》…~～-—·/|#@"
+_SNAP_LIMIT = 6  # characters: a fragment inside a long run of short words stays as it is
+
+
+def word_text(tokens: Sequence[str]) -> tuple[str, list[int]]:
+    """A row's character text (as char n-grams see it) rebuilt from its words, and the end
+    offset of each word in it (a whitespace word ends where the word before it does)."""
+    parts = [_PH_CHARS.get(w, w) for w in tokens]
+    if any(" " in w for w in parts):
+        parts = [w.replace(" ", "") for w in parts]
+    return "".join(parts), list(accumulate(map(len, parts)))
+
+
+def snap_to_words(term: str, text: str, ends: list[int]) -> str:
+    """The whole words a char n-gram cuts through ("正式通" -> "正式通知", "管" -> "管道"),
+    without punctuation.
+
+    Character n-grams carry much of the model's weight but often straddle words ("午临",
+    "罩等生"); staff reading why a post was flagged should see words. ``text`` and ``ends``
+    come from `word_text`. When the words run past `_SNAP_LIMIT` characters, the covered word
+    sharing most characters with the term is shown; a term not found is kept. A term spanning
+    punctuation ("持平。对") keeps its longest piece.
+    """
+    at = text.find(term)
+    if at >= 0 and ends:
+        i = bisect_right(ends, at)
+        j = bisect_left(ends, at + len(term))
+        if j < len(ends):
+            starts = [0, *ends]
+            snapped = _longest_piece(text[starts[i] : ends[j]])
+            if not snapped or len(snapped) > _SNAP_LIMIT:
+                covered = [(min(ends[n], at + len(term)) - max(starts[n], at), text[starts[n] : ends[n]])
+                           for n in range(i, j + 1)]
+                snapped = _longest_piece(max(covered, key=_overlap_size)[1])
+            if snapped and len(snapped) <= _SNAP_LIMIT:
+                return snapped
+    return _longest_piece(term)
+
+
+def _overlap_size(item: tuple[int, str]) -> int:
+    return item[0]
+
+
+_PUNCT_RUN_RE = re.compile("[" + re.escape(_EDGE_PUNCT) + "]+")
+
+
+def _longest_piece(term: str) -> str:
+    """The longest run of ``term`` between punctuation (the first of equal length)."""
+    pieces = _PUNCT_RUN_RE.split(term)
+    return max(pieces, key=len) if len(pieces) > 1 else term
 
 
 # Terms a reader learns nothing from ("了", "被", "的是"): the model may lean on them, but staff
@@ -529,8 +597,10 @@ _FUNCTION_CHARS = frozenset(w for w in _STOPWORDS if len(w) == 1) | frozenset(" 
 
 
 def is_telling_term(term: str) -> bool:
-    """False for a term made only of stopword characters and separators, or a stopword."""
-    return term not in _STOPWORDS and not all(ch in _FUNCTION_CHARS for ch in term)
+    """False for a stopword, a term made only of stopword characters and separators, or one
+    with no letter at all (digits of a phone number, punctuation)."""
+    return (term not in _STOPWORDS and not all(ch in _FUNCTION_CHARS for ch in term)
+            and any(ch.isalpha() for ch in term))
 
 
 def _choose_terms(merged: dict[str, float], k: int) -> list[tuple[str, float]]:

@@ -14,7 +14,15 @@ import pytest
 
 from nlp.classifier import RumorModel, default_model_path, train_rumor_model
 from nlp.normalize import normalize
-from nlp.scoring import ModelFileError, RumorScorer, _display, is_telling_term, load_scorer
+from nlp.scoring import (
+    ModelFileError,
+    RumorScorer,
+    _display,
+    is_telling_term,
+    load_scorer,
+    snap_to_words,
+    word_text,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,9 +81,11 @@ def _reference(model: RumorModel, text: str, k: int, *, with_ties: bool) -> dict
         keep = (contrib >= cut) if with_ties else (contrib > cut)
     else:
         keep = contrib > 0
+    spans = word_text(feats._tokens(norm))
     merged: dict[str, float] = {}
     for j, v in zip(x.indices[keep].tolist(), contrib[keep].tolist(), strict=True):
-        term = names[j] if names[j].startswith("cue:") else _display(names[j].replace(" ", ""))
+        name = names[j]
+        term = name if name.startswith("cue:") else _display(snap_to_words(name.replace(" ", ""), *spans))
         merged[term] = merged.get(term, 0.0) + v
     return {t: v for t, v in merged.items() if t.startswith("cue:") or is_telling_term(t)}
 
@@ -201,6 +211,22 @@ def test_function_words_are_not_shown_as_reasons():
     assert not is_telling_term("，") and not is_telling_term("一个")
     assert is_telling_term("封城") and is_telling_term("是真是假") and is_telling_term("紧急扩散")
     assert is_telling_term("<URL>")
+    assert not is_telling_term("12345") and not is_telling_term(":2")
+
+
+def _snap(term: str, words: list[str]) -> str:
+    return snap_to_words(term, *word_text(words))
+
+
+def test_explained_fragments_snap_to_whole_words():
+    words = ["停水", "是因为", "主管道", "维修", "，", "有", "正式", "通知", "。"]
+    assert _snap("正式通", words) == "正式通知"  # straddles two words: both, whole
+    assert _snap("管", words) == "主管道"  # inside one word: that word
+    assert _snap("维修，", words) == "维修"  # punctuation at an edge goes
+    assert _snap("修，有", words) == "维修"  # across punctuation: the longest piece
+    assert _snap("停水是因为主", words) == "是因为"  # past six characters: the word it covers most
+    assert _snap("水库", words) == "水库"  # not in the text: kept
+    assert _snap("<URL>", ["看", "<URL>"]) == "<URL>"
 
 
 def test_shipped_explanations_skip_function_words(shipped):
