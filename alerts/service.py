@@ -1616,11 +1616,14 @@ def _usernames(session: Session, ids: set[int]) -> dict[int, str]:
 
 
 def highlight(text: str, terms: Iterable[str]) -> tuple[str, list[list[Any]]]:
-    """Escaped HTML with ``<mark>`` around the terms, and the ``[start, end, term]`` spans (on ``text``)."""
+    """Escaped HTML with ``<mark>`` around the terms, and the ``[start, end, term]`` spans (on ``text``).
+
+    Case-insensitive: the model's terms are lower-cased ("qq", "covid"), the post is not.
+    """
     words = sorted({t for t in terms if isinstance(t, str) and t.strip()}, key=len, reverse=True)
     if not words:
         return html.escape(text), []
-    pattern = re.compile("|".join(re.escape(w) for w in words))
+    pattern = re.compile("|".join(re.escape(w) for w in words), re.IGNORECASE)
     spans: list[list[Any]] = []
     out: list[str] = []
     pos = 0

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
@@ -105,24 +105,10 @@ def ago(value: dt.datetime | None, now: dt.datetime | None = None) -> str:
 
 
 def highlight(text: str | None, terms: Iterable[str]) -> Markup:
-    """Escape ``text``, then wrap every occurrence of ``terms`` in ``<mark>``.
-
-    Splitting the raw text first (and escaping each piece) means a term can never match
-    inside an entity such as ``&lt;`` that escaping produced.
-    """
-    text = text or ""
-    wanted = sorted({t for t in terms if t and t.strip()}, key=len, reverse=True)
-    if not wanted:
-        return Markup(escape(text))
-    pattern = re.compile("(" + "|".join(re.escape(t) for t in wanted) + ")")
-    pieces = pattern.split(text)
-    out = []
-    for i, piece in enumerate(pieces):
-        if i % 2:
-            out.append(Markup("<mark>") + escape(piece) + Markup("</mark>"))
-        else:
-            out.append(escape(piece))
-    return Markup("").join(out)
+    """``text`` escaped, every occurrence of ``terms`` wrapped in ``<mark>`` (see
+    `alerts.service.highlight`: it splits the raw text first and escapes each piece, so a term
+    never matches inside an entity that escaping produced)."""
+    return Markup(service.highlight(text or "", terms)[0])
 
 
 def driving_terms(explanation: Sequence[Any] | None, limit: int = 8) -> list[str]:

@@ -383,6 +383,12 @@ def test_highlight_escapes_untrusted_text() -> None:
     assert spans[0] == [0, 4, "<img"]
 
 
+def test_highlight_ignores_case() -> None:
+    # the model's terms are lower-cased; the post keeps its own case
+    html_text, spans = service.highlight("加我QQ：2718，口罩", ["qq", "口罩"])
+    assert "<mark>QQ</mark>" in html_text and [s[2] for s in spans] == ["QQ", "口罩"]
+
+
 def test_rules_validation_names_the_field() -> None:
     with pytest.raises(InvalidInput, match=r"rules\.0"):
         parse_rules("rules:\n  - {id: x, name: y, kind: keyword, excluded: [a]}\n", origin="mine.yaml")
