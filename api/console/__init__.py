@@ -17,7 +17,7 @@ from starlette.types import Scope
 
 from api.console.render import STATIC, render
 from api.console.session import ConsoleSessionMiddleware
-from api.console.web import ConsolePageError, GoBack, LoginRequired, back, login_redirect
+from api.console.web import ConsolePageError, GoBack, LoginRequired, back, identify_for_page, login_redirect
 
 __all__ = ["install"]
 
@@ -66,6 +66,7 @@ def install(app: FastAPI) -> None:
         # A browser that follows a stale link gets a console page, not JSON; API clients and
         # everything under /api keep the problem+json answer.
         if exc.status_code == 404 and _wants_page(request):
+            identify_for_page(request)
             return render(request, "error.html", {"status": 404, "title": _TITLES[404],
                                                   "message": "没有这个页面。请从上方导航进入，或返回预警列表。"},
                           status=404)

@@ -19,6 +19,7 @@ from api.console import queries
 from api.console.session import SAFE_METHODS, tokens_match
 from api.deps import SessionDep, get_current_user
 from api.problems import Problem
+from core.db import transaction
 from core.errors import NotFound, YuqingError
 from core.settings import get_settings
 from core.tables import User
@@ -80,6 +81,18 @@ def console_user(request: Request, session: SessionDep) -> User:
 
 
 PageUser = Annotated[User, Depends(console_user)]
+
+
+def identify_for_page(request: Request) -> None:
+    """Set ``request.state.console_user`` for a page rendered outside any route (the 404 page of
+    an unknown path), so a logged-in user still gets the navigation; anonymous stays anonymous."""
+    if getattr(request.state, "console_user", None) is not None or getattr(request.state, "user_id", None) is None:
+        return
+    with transaction(request.app.state.sessionmaker()) as session:
+        try:
+            console_user(request, session)
+        except LoginRequired:
+            pass
 
 
 def need_role(user: User, role: str, what: str = "此操作") -> None:

@@ -457,6 +457,9 @@ def test_unknown_pages_answer_a_console_page_and_the_api_keeps_json(live, client
     page = c.get("/no-such-page", headers={"Accept": "text/html,application/xhtml+xml"})
     assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
     assert "没有这个页面" in page.text
+    assert 'aria-label="主导航"' in page.text  # the page says "use the navigation above": it is there
+    anonymous = httpx.get(f"{live.url}/no-such-page", headers={"Accept": "text/html"}, timeout=10)
+    assert anonymous.status_code == 404 and 'aria-label="主导航"' not in anonymous.text
     api = c.get("/api/v1/no-such-route", headers={"Accept": "text/html"})
     assert api.status_code == 404 and api.headers["content-type"].startswith("application/problem+json")
     script = httpx.get(f"{live.url}/no-such-page", timeout=10)  # no browser Accept header: JSON
