@@ -6,7 +6,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -89,10 +89,8 @@ def identify_for_page(request: Request) -> None:
     if getattr(request.state, "console_user", None) is not None or getattr(request.state, "user_id", None) is None:
         return
     with transaction(request.app.state.sessionmaker()) as session:
-        try:
+        with suppress(LoginRequired):
             console_user(request, session)
-        except LoginRequired:
-            pass
 
 
 def need_role(user: User, role: str, what: str = "此操作") -> None:
