@@ -88,9 +88,8 @@ def identify_for_page(request: Request) -> None:
     an unknown path), so a logged-in user still gets the navigation; anonymous stays anonymous."""
     if getattr(request.state, "console_user", None) is not None or getattr(request.state, "user_id", None) is None:
         return
-    with transaction(request.app.state.sessionmaker()) as session:
-        with suppress(LoginRequired):
-            console_user(request, session)
+    with transaction(request.app.state.sessionmaker()) as session, suppress(LoginRequired):
+        console_user(request, session)
 
 
 def need_role(user: User, role: str, what: str = "此操作") -> None:
