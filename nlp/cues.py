@@ -15,7 +15,17 @@ from collections.abc import Mapping
 
 from nlp.normalize import normalize
 
-__all__ = ["CUE_GROUPS", "CUE_NAMES", "REFUTATION_CUES", "cue_features", "cue_matrix", "refutation_cues"]
+__all__ = [
+    "CUE_GROUPS",
+    "CUE_LABELS_ZH",
+    "CUE_NAMES",
+    "DEBUNK_TERM_PREFIX",
+    "REFUTATION_CUES",
+    "cue_features",
+    "cue_matrix",
+    "refutation_cues",
+    "term_label",
+]
 
 # Each group is one feature: log1p(number of phrase hits). Phrases are matched on the
 # normalised (simplified, half-width) text.
@@ -187,6 +197,50 @@ CUE_NAMES: tuple[str, ...] = (
     "length",
     "short",
 )
+
+# What staff read for a cue that raised a post's score (explanations name cues "cue:<name>").
+CUE_LABELS_ZH: Mapping[str, str] = {
+    "urgent_spread": "催促转发（扩散、速转）",
+    "share_pressure": "道德绑架式转发（不转不是…）",
+    "deletion_claim": "声称马上会被删",
+    "hearsay": "消息来源不明（听说、网传、内部消息）",
+    "sensational": "耸人听闻的措辞（震惊、突发）",
+    "health_scare": "健康恐慌（致癌、千万别吃）",
+    "panic_supply": "封控或物资恐慌（封城、抢购、停水）",
+    "crime_scare": "治安恐慌（人贩子、拐卖）",
+    "official_source": "官方或新闻用语",
+    "debunk": "辟谣用语",
+    "first_person": "第一人称讲述",
+    "emotion": "情绪化用语",
+    "exclaim": "感叹号多",
+    "question": "问号多",
+    "repeat_punct": "连续标点（！！！）",
+    "url": "带链接",
+    "mention": "@他人",
+    "emoji": "表情符号",
+    "numbers": "数字多",
+    "caps_words": "全大写英文",
+    "caps_ratio": "大写字母比例高",
+    "hashtag": "话题标签（#…#）",
+    "headline": "标题式开头（【…】）",
+    "masked_pii": "含已遮蔽的个人信息",
+    "length": "篇幅",
+    "short": "篇幅很短",
+}
+
+
+# The explanation term `nlp.pipeline` puts first when a post matches a debunk ("辟谣库#12").
+DEBUNK_TERM_PREFIX = "辟谣库#"
+
+
+def term_label(term: str) -> str:
+    """What staff read for an explanation term: a cue's Chinese label ("cue:hearsay" ->
+    "消息来源不明（…）"), a debunk match as "与辟谣库 #12 相符"; a word as it is."""
+    if term.startswith("cue:"):
+        return CUE_LABELS_ZH.get(term[4:], term[4:])
+    if term.startswith(DEBUNK_TERM_PREFIX):
+        return f"与辟谣库 #{term[len(DEBUNK_TERM_PREFIX):]} 相符"
+    return term
 
 
 def cue_features(text: str, *, normalized: bool = False) -> dict[str, float]:

@@ -58,6 +58,7 @@ from core.tables import AnalysisRun, DebunkMatch, ModelVersion, Post, PostScore,
 from nlp.bulk import constant, executemany
 from nlp.concerns.pipeline_stage import STAGE_NAME as CONCERNS_STAGE
 from nlp.concerns.pipeline_stage import concerns_stage, concerns_text_part
+from nlp.cues import DEBUNK_TERM_PREFIX
 from nlp.debunks import DebunkHit, DebunkMatcher
 from nlp.normalize import normalize
 from nlp.similarity import BandedIndex, match_key, shingle_batch
@@ -436,7 +437,7 @@ def write_stage(ctx: AnalysisContext, batch: Batch) -> None:
         hit = f.debunks[i]
         explanation = f.explanations[i]
         if hit is not None:  # a known rumor is flagged whatever the classifier says
-            explanation = [[f"辟谣库#{hit.debunk_id}", hit.similarity], *explanation]
+            explanation = [[f"{DEBUNK_TERM_PREFIX}{hit.debunk_id}", hit.similarity], *explanation]
         label = 1 if (p >= LABEL_THRESHOLD or hit is not None) else 0
         scores.append({"post_id": r.id, "rumor_probability": p, "label": label, "explanation": explanation})
     _upsert_scores(session, scores, ctx.model_version_id, now)

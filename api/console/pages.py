@@ -50,6 +50,7 @@ from api.console.web import (
 from api.deps import SessionDep
 from core.errors import NotFound, YuqingError
 from core.tables import Debunk, Digest, utcnow
+from nlp.cues import DEBUNK_TERM_PREFIX, term_label
 
 # Pages are not part of the JSON API: keep them out of the OpenAPI schema.
 router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf), Depends(note_drift)])
@@ -210,8 +211,11 @@ def alert_page(request: Request, alert_id: int, user: PageUser, session: Session
     if detail is None:
         raise ConsolePageError(404, f"预警 #{alert_id} 不存在（可能已被删除）。")
     alert, story = detail["alert"], detail["story"]
-    terms = driving_terms(detail["score"]["explanation"] if detail["score"] else [])
-    terms += [t for t in keyword_terms(alert.rules_fired) if t not in terms]
+    drivers = driving_terms(detail["score"]["explanation"] if detail["score"] else [])
+    drivers += [t for t in keyword_terms(alert.rules_fired) if t not in drivers]
+    # cues and the debunk match are reasons, not words of the post: shown, never highlighted
+    terms = [t for t in drivers if not t.startswith(("cue:", DEBUNK_TERM_PREFIX))]
+    reasons = [term_label(t) for t in drivers]
     marker = detail["responses"][0]["published_at"] if detail["responses"] else None
     hourly = story.hourly_counts if story else (detail["topic"].hourly_counts if detail["topic"] else {})
     series = charts.hourly_series(hourly, end=marker, min_hours=12)
@@ -226,7 +230,7 @@ def alert_page(request: Request, alert_id: int, user: PageUser, session: Session
     if alert.status in RESPONDABLE:
         names.add("respond")
     return render(request, "alert.html", {
-        "nav": "queue", **detail, "terms": terms, "chart": chart, "score_lines": score_lines(alert.score_parts),
+        "nav": "queue", **detail, "terms": terms, "reasons": reasons, "chart": chart, "score_lines": score_lines(alert.score_parts),
         "can_act": accounts.role_rank(user.role) >= accounts.role_rank("staff"),
         "actions": actions, "action_names": names, "assignees": queries.staff_users(session),
         "user_names": queries.user_names(session),

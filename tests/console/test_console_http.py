@@ -7,13 +7,13 @@ import re
 import time
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from api import accounts
 from api.console.session import SESSION_HOURS
 from api.security import hash_token
 from core.db import session_scope
-from core.tables import Alert, AlertEvent, EndedSession, User, utcnow
+from core.tables import Alert, AlertEvent, EndedSession, PostScore, User, utcnow
 from tests.console.conftest import csrf_of, login_client
 from tests.console.factories import PASSWORD, Said, add_topic, grow_story, seed_alert
 
@@ -450,6 +450,17 @@ def test_evidence_marks_a_post_that_refutes_the_rumor(live, client_as) -> None:
     spreading, refuting = seeded.post_ids
     assert "辟谣/澄清" in items[refuting] and "没有…安排" in items[refuting]
     assert "辟谣/澄清" not in items[spreading]
+
+
+def test_reasons_name_cues_in_chinese_and_only_words_are_highlighted(live, client_as) -> None:
+    with session_scope(live.engine) as s:
+        seeded = seed_alert(s, title="听说要封城", said=[Said("东湾村", "听说青禾镇下周要封城了", hours_ago=1)])
+        s.execute(update(PostScore).where(PostScore.post_id == seeded.post_ids[0]).values(
+            explanation=[["辟谣库#3", 0.9], ["封城", 1.1], ["cue:hearsay", 0.6]]))
+    html = client_as("zhangmin").get(f"/alerts/{seeded.alert_id}").text
+    assert "cue:" not in html and "消息来源不明" in html and "与辟谣库 #3 相符" in html
+    rep = re.search(r'<blockquote class="post-text rep">(.*?)</blockquote>', html, re.S)
+    assert rep and "<mark>封城</mark>" in rep.group(1) and "<mark>" not in rep.group(1).replace("<mark>封城</mark>", "")
 
 
 def test_unknown_pages_answer_a_console_page_and_the_api_keeps_json(live, client_as) -> None:
