@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     model_dir: Path = Field(PROJECT_ROOT / "models", description="Trained model registry folder.")
     sources_file: Path | None = Field(None, description="YAML list of crawl sources.")
     config_dir: Path | None = Field(None, description="Folder with office config (rules, taxonomy, places).")
+    segment_dict: Path | None = Field(
+        None, description="Extra jieba user dictionary (word [freq] [tag] per line), e.g. local names; "
+                          "models trained here carry its lines, with the place names of places.yaml."
+    )
     redis_url: str | None = Field(None, description="Redis for distributed crawling (scrapy-redis).")
     timezone: str = "Asia/Shanghai"
     retention_days: int = Field(180, ge=1, description="Raw chat messages older than this are purged.")

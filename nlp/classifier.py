@@ -325,11 +325,13 @@ class RumorModel(RumorScorer):
 DEFAULT_PARAMS: dict[str, Any] = {}
 
 
-def build_pipeline(params: dict[str, Any] | None = None, *, seed: int = 0) -> Pipeline:
-    """The untrained pipeline; ``params`` use Pipeline names (``features__cue_weight``)."""
+def build_pipeline(params: dict[str, Any] | None = None, *, seed: int = 0,
+                   segmenter: Segmenter | None = None) -> Pipeline:
+    """The untrained pipeline; ``params`` use Pipeline names (``features__cue_weight``);
+    ``segmenter`` defaults to ours with the domain dictionary only."""
     pipe = Pipeline(
         [
-            ("features", HashedTextFeatures(segmenter=Segmenter())),
+            ("features", HashedTextFeatures(segmenter=segmenter or Segmenter())),
             ("clf", LinearEnsembleClassifier(random_state=seed)),
         ]
     )
@@ -346,11 +348,12 @@ def train_rumor_model(
     version: str = "dev",
     card: dict[str, Any] | None = None,
     sample_weight: Sequence[float] | None = None,
+    segmenter: Segmenter | None = None,
 ) -> RumorModel:
-    """Fit a `RumorModel` on raw texts and 0/1 labels (1 = rumor)."""
+    """Fit a `RumorModel` on raw texts and 0/1 labels (1 = rumor); ``segmenter`` see `build_pipeline`."""
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
-    pipe = build_pipeline(params, seed=seed)
+    pipe = build_pipeline(params, seed=seed, segmenter=segmenter)
     fit_params = {}
     if sample_weight is not None:
         fit_params["clf__sample_weight"] = np.asarray(sample_weight, dtype=float)

@@ -22,10 +22,14 @@ import numpy as np
 from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
+from core.encoding import decode_text
 from core.errors import InvalidInput
+from core.settings import get_settings
 from nlp.classifier import RumorModel, evaluate, train_rumor_model
+from nlp.concerns.places import load_gazetteer
 from nlp.labels import csv_rows, parse_label, text_key, training_labels
 from nlp.registry import MODEL_NAME, register_version, trained_dir
+from nlp.segment import Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +154,25 @@ def gather(session: Session | None, *, data: Sequence[Path] = (), include_db_lab
     return dataset
 
 
+def local_segmenter() -> Segmenter:
+    """Our segmenter plus this office's words: every place name and alias in places.yaml and the
+    lines of ``YUQING_SEGMENT_DICT``. A model trained with it keeps the lines inside itself, so
+    "石桥村" stays one word in its features and explanations wherever the model is loaded."""
+    lines = load_gazetteer().user_dict_lines()
+    extra = get_settings().segment_dict
+    if extra is not None:
+        try:
+            text = decode_text(extra.read_bytes())
+        except (OSError, ValueError) as err:
+            raise InvalidInput(f"分词词典 {extra} 无法读取（{err}）：请检查 YUQING_SEGMENT_DICT "
+                               "指向的文件（每行：词 [词频] [词性]，UTF-8 或 GBK）。") from err
+        lines += [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return Segmenter(extra_entries=lines)
+
+
 def cross_validate(texts: list[str], labels: list[int], *, folds: int, seed: int,
-                   progress: Callable[[str], None] | None = None) -> dict[str, float]:
+                   progress: Callable[[str], None] | None = None,
+                   segmenter: Segmenter | None = None) -> dict[str, float]:
     from sklearn.model_selection import StratifiedKFold
 
     y = np.asarray(labels)
@@ -163,7 +184,7 @@ def cross_validate(texts: list[str], labels: list[int], *, folds: int, seed: int
     for i, (tr, te) in enumerate(splitter.split(np.zeros(len(y)), y), 1):
         if progress:
             progress(f"交叉验证 {i}/{folds}")
-        model = train_rumor_model([texts[j] for j in tr], y[tr].tolist(), seed=seed)
+        model = train_rumor_model([texts[j] for j in tr], y[tr].tolist(), seed=seed, segmenter=segmenter)
         scores.append(evaluate(model, [texts[j] for j in te], y[te].tolist()))
     keys = [k for k in scores[0] if k != "n"]
     return {"folds": folds} | {k: float(np.mean([s[k] for s in scores])) for k in keys}
@@ -248,15 +269,18 @@ def train_candidate(session: Session | None, *, data: Sequence[Path] = (), inclu
     train_texts, train_labels, eval_texts, eval_labels = split.texts, split.labels, split.eval_texts, split.eval_labels
     eval_size = len(eval_texts)
 
-    cv = cross_validate(train_texts, train_labels, folds=cv_folds, seed=seed, progress=step) if cv_folds else {}
+    segmenter = local_segmenter()
+    cv = (cross_validate(train_texts, train_labels, folds=cv_folds, seed=seed, progress=step, segmenter=segmenter)
+          if cv_folds else {})
     step("训练最终模型")
-    model = train_rumor_model(train_texts, train_labels, seed=seed, version=version)
+    model = train_rumor_model(train_texts, train_labels, seed=seed, version=version, segmenter=segmenter)
     step("在固定评估集上评估")
     held_out = evaluate(model, eval_texts, eval_labels) if len(set(eval_labels)) == 2 else {}
     metrics = {"cv": cv, "evalset": held_out, "evalset_size": eval_size}
     model.card.update({
         "data": dataset.origins, "n_train": len(train_texts), "conflicts_dropped": dataset.conflicts,
         "metrics": metrics, "reference_distribution": _reference(model, train_texts), "seed": seed,
+        "local_dictionary_lines": len(segmenter.extra_entries),
         "terms": RESEARCH_TERMS if base == "shipped" else "Trained on this office's own labels.",
     })
     result = _save_candidate(session, model, metrics, user_id)
@@ -349,6 +373,9 @@ def render_card(card: dict[str, Any], version: str) -> str:
         "- Data: " + ", ".join(f"{k}: {v}" for k, v in card.get("data", {}).items()),
         f"- Terms: {card.get('terms', '')}",
     ]
+    if card.get("local_dictionary_lines"):
+        lines.append(f"- Segmenter: our domain dictionary plus {card['local_dictionary_lines']} local lines "
+                     "(places.yaml names and YUQING_SEGMENT_DICT), kept inside the model")
     if card.get("recalibrated_from"):
         cal = card.get("calibration", {})
         lines.append(

@@ -30,6 +30,26 @@ def test_extra_dictionary(tmp_path):
     assert "青禾镇" in Segmenter([d]).cut("青禾镇今天停水")
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dictionary_lines_kept_inside_the_segmenter(backend, tmp_path):
+    plain = Segmenter(backend=backend, cache_dir=tmp_path)
+    local = Segmenter(backend=backend, cache_dir=tmp_path, extra_entries=["# 本镇", "石桥村 3000 ns", "柳絮坪"])
+    text = "石桥村又停水了，柳絮坪的路也封了"
+    assert "石桥村" not in plain.cut(text) and "柳絮坪" not in plain.cut(text)
+    assert {"石桥村", "柳絮坪"} <= set(local.cut(text))
+    again = pickle.loads(pickle.dumps(local))  # the lines travel with it (into a model, to workers)
+    assert again == local and hash(again) == hash(local) and again != plain
+    assert {"石桥村", "柳絮坪"} <= set(again.cut(text))
+
+
+def test_a_segmenter_saved_before_dictionary_lines_existed_loads_as_the_default():
+    state = Segmenter().__getstate__()
+    del state["extra_entries"]
+    old = Segmenter.__new__(Segmenter)
+    old.__setstate__(state)
+    assert old.extra_entries == () and old == Segmenter()
+
+
 def test_pickle_round_trip():
     seg = Segmenter(drop_stopwords=True)
     before = seg.cut("我们的县政府发布了通知")

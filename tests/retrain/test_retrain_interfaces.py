@@ -18,6 +18,8 @@ from core.db import make_engine, session_scope
 from core.ingest import ingest_posts
 from core.settings import get_settings
 from core.tables import Post
+from nlp.registry import trained_dir
+from nlp.scoring import load_scorer
 from tests.fixtures.labelled_texts import labelled_texts, write_csv
 from yuqing.cli import app
 
@@ -41,6 +43,25 @@ def _token(url: str, role: str) -> dict[str, str]:
         token = accounts.create_token(s, user, "t")
     engine.dispose()
     return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.mark.slow
+def test_a_model_trained_here_keeps_the_office_words(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the place names of places.yaml (石桥村) and the lines of YUQING_SEGMENT_DICT (a GBK file, as
+    # Notepad on a Chinese Windows saves it) become words of the new model, inside its file
+    (env / "local.txt").write_bytes("# 本地词\n柳絮坪 ns\n".encode("gbk"))
+    monkeypatch.setenv("YUQING_SEGMENT_DICT", str(env / "local.txt"))
+    get_settings.cache_clear()
+    trained = runner.invoke(app, ["train", "--data", str(env / "labels.csv"), "--name", "local-words",
+                                  "--cv-folds", "0"])
+    assert trained.exit_code == 0, trained.output
+    folder = trained_dir() / "local-words"
+    (env / "local.txt").unlink()  # the model no longer needs the file
+    scorer = load_scorer(folder / "model.skops")
+    assert {"石桥村", "柳絮坪"} <= set(scorer.features.segmenter.cut("石桥村又停水了，柳絮坪的路也封了"))
+    assert "local lines" in (folder / "card.md").read_text(encoding="utf-8")
+    missing = runner.invoke(app, ["train", "--data", str(env / "labels.csv"), "--name", "no-dict", "--cv-folds", "0"])
+    assert missing.exit_code == 1 and "YUQING_SEGMENT_DICT" in missing.output
 
 
 @pytest.mark.slow
