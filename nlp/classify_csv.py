@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from nlp.cues import term_label
 from nlp.normalize import normalize
 from nlp.pipeline import LABEL_THRESHOLD, Classifier, _positive_column
 
@@ -15,7 +16,8 @@ def classify_frame(
 ) -> pd.DataFrame:
     """A copy of ``frame`` with ``rumor_probability``, ``label`` (1 = likely rumor) and ``top_terms``.
 
-    ``top_terms`` lists the terms that pushed the score up, as ``term:weight`` joined by spaces.
+    ``top_terms`` lists the terms that pushed the score up, as ``term:weight`` joined by spaces;
+    cues are named as staff read them (`nlp.cues.term_label`: "消息来源不明（…）", not "cue:hearsay").
     """
     if text_column not in frame.columns:
         raise KeyError(text_column)
@@ -31,6 +33,6 @@ def classify_frame(
     out["rumor_probability"] = proba.round(4)
     out["label"] = (proba >= LABEL_THRESHOLD).astype(int)
     out["top_terms"] = [
-        " ".join(f"{term}:{weight:.3f}" for term, weight in row if weight > 0) for row in explained
+        " ".join(f"{term_label(term)}:{weight:.3f}" for term, weight in row if weight > 0) for row in explained
     ]
     return out

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from core.db import make_engine, session_scope
 from core.ingest import ingest_posts
+from nlp.cues import term_label
 from nlp.debunks import read_debunk_file
 from tests.nlp_pipeline.conftest import DEMO_DEBUNKS, ORDINARY, STORY_A, sample_items
 from yuqing.cli import app
@@ -87,6 +88,11 @@ def test_classify_csv_streams_in_chunks(tmp_path, rumor_model) -> None:
         assert abs(float(row["rumor_probability"]) - p) < 1e-3
         assert row["label"] == ("1" if p >= 0.5 else "0")
     assert any(r["top_terms"] for r in scored)
+    # the same terms the model explains, cues named in Chinese as staff read them
+    explained = rumor_model.explain([r["content"] for r in rows], k=5)
+    for row, terms in zip(scored, explained, strict=True):
+        assert [t.rsplit(":", 1)[0] for t in row["top_terms"].split()] == [term_label(t) for t, w in terms if w > 0]
+    assert not any("cue:" in r["top_terms"] for r in scored)
     assert not (tmp_path / "scored.csv.part").exists()
 
 
