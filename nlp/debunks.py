@@ -394,8 +394,12 @@ class DebunkMatcher:
         containment_threshold: float = 0.7,
         containment_min_cosine: float = 0.2,
         min_claim_chars: int = 4,
+        place_parents: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         self.minhash_threshold = minhash_threshold
+        # place mark -> the marks of the places it lies in (石桥村 -> 青禾镇, 青禾县): a debunk about
+        # the town covers a post about one of its villages, not the other way round
+        self.place_parents = dict(place_parents or {})
         self.cosine_threshold = cosine_threshold
         self.containment_threshold = containment_threshold
         self.containment_min_cosine = containment_min_cosine
@@ -425,10 +429,19 @@ class DebunkMatcher:
 
     @classmethod
     def from_session(cls, session: Session, **kwargs: Any) -> DebunkMatcher:
+        """The matcher of the active debunks, with the place hierarchy of the office's gazetteer."""
         rows = session.execute(
             select(Debunk.id, Debunk.claim).where(Debunk.active.is_(True)).order_by(Debunk.id)
         ).all()
+        kwargs.setdefault("place_parents", gazetteer_place_parents())
         return cls([r.id for r in rows], [r.claim for r in rows], **kwargs)
+
+    def _post_places(self, key: str) -> frozenset[str]:
+        """The places a post names, with the places they lie in."""
+        places = place_marks(key)
+        if not self.place_parents or not places:
+            return places
+        return places.union(*(self.place_parents.get(p, ()) for p in places))
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -464,7 +477,7 @@ class DebunkMatcher:
             key = keys[i]
             if not key:
                 continue
-            places = place_marks(key)
+            places = self._post_places(key)
             hit = next(
                 ((pos, sim) for pos, sim in near[i] if not places_conflict(places, self._places[pos])), None
             )
@@ -484,3 +497,24 @@ class DebunkMatcher:
                 if contained >= self.containment_threshold:
                     out[i] = DebunkHit(int(self.ids[claim_pos]), round(contained, 4), "containment")
         return out
+
+
+def gazetteer_place_parents() -> dict[str, frozenset[str]]:
+    """Place mark -> marks of its ancestors, from the office's gazetteer (places.yaml); empty,
+    with a warning, when the gazetteer cannot be read (matching then treats places as unrelated)."""
+    from nlp.concerns.errors import ConcernConfigError
+    from nlp.concerns.places import load_gazetteer
+
+    try:
+        gaz = load_gazetteer()
+    except ConcernConfigError as err:
+        log.warning("debunk matching without the place hierarchy: %s", err)
+        return {}
+    out: dict[str, frozenset[str]] = {}
+    for word, name in gaz.alias_to_name.items():
+        above = frozenset(m for up in gaz.ancestors(name) for m in place_marks(match_key(up)))
+        key = match_key(word)
+        for mark in place_marks(key):
+            if above and key.endswith(mark):  # the name's own suffix, not "东湾村委会"'s village
+                out[mark] = out.get(mark, frozenset()) | above
+    return out

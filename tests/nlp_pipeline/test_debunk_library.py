@@ -130,3 +130,18 @@ def test_matcher_flags_known_rumors_and_only_them() -> None:
     assert hits[0].method == "minhash" and hits[0].similarity >= 0.9
     assert hits[len(POSTS) :] == [None] * len(UNRELATED)
     assert DebunkMatcher([], []).match(keys) == [None] * len(keys)
+
+
+def test_a_debunk_about_the_town_covers_its_villages_not_the_reverse(session: Session) -> None:
+    # places.yaml: 石桥村 and 东湾村 lie in 青禾镇
+    create_debunk(session, DebunkIn(claim="网传青禾镇自来水被工厂污染了，千万别喝", refutation="经检测水质合格。"))
+    create_debunk(session, DebunkIn(claim="东湾村明天开始封村，所有人不准出门", refutation="没有封村安排。"))
+    matcher = DebunkMatcher.from_session(session)  # the product's path: hierarchy from places.yaml
+    posts = ["石桥村的自来水被工厂污染了，千万别喝", "青禾镇明天开始封村，所有人不准出门",
+             "柳树村明天开始封村，所有人不准出门"]
+    hits = matcher.match([match_key(normalize(t)) for t in posts])
+    assert hits[0] is not None and "青禾镇" in session.get(Debunk, hits[0].debunk_id).claim
+    assert hits[1] is None  # a village's debunk says nothing about the whole town
+    assert hits[2] is None  # nor about another village
+    flat = DebunkMatcher(matcher.ids.tolist(), [session.get(Debunk, i).claim for i in matcher.ids.tolist()])
+    assert flat.match([match_key(normalize(posts[0]))]) == [None]  # without the hierarchy: two places
