@@ -94,6 +94,12 @@ class Gazetteer:
     def is_local(self, names: list[str]) -> bool:
         return any(self.places[n].local for n in names if n in self.places)
 
+    def home(self) -> frozenset[str]:
+        """The office's own area: the local places with no local parent (青禾镇 in the default table).
+        Nearly every local post is about it, so it names no particular matter."""
+        return frozenset(name for name, p in self.places.items()
+                         if p.local and (p.parent is None or not self.places[p.parent].local))
+
     def ancestors(self, name: str) -> list[str]:
         """The chain of parents of a place, nearest first (东湾村 -> [青禾镇, 青禾县])."""
         out: list[str] = []

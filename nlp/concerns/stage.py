@@ -61,6 +61,7 @@ KEEP_HOURLY = dt.timedelta(days=30)
 TOPIC_KEYWORDS = 30  # keyword counts kept per topic
 LABEL_WORDS = 4
 SINGLETON_MATCH_HOURS = 24  # pending one-post matters older than this are no longer offered for joining
+COLD_START_DOCS = 1_000  # posts seen before the stored document frequencies are trusted for IDF
 _IN_CHUNK = 500
 # The per-post columns the stage sets (the pipeline's write stage can take them, see update_concerns).
 POST_COLUMNS = ("topic_id", "category", "negativity", "is_local", "places")
@@ -137,6 +138,7 @@ class ConcernText:
         self.segmenter = segmenter
         self._place_words = {name: [w for w, n in gazetteer.alias_to_name.items() if n == name]
                              for name in gazetteer.places}
+        self._home = gazetteer.home()
         # Memo of "is this token a keyword" (tokens repeat endlessly; the test is a regex).
         self._seen: set[str] = set()
         self._ok: set[str] = set()
@@ -210,11 +212,16 @@ class ConcernText:
         return [[t for t in doc if t in ok] for doc in docs]
 
     def with_places(self, words: list[str], places: list[str]) -> list[str]:
-        """Keywords with each mentioned place once, by its canonical name (no "东湾" next to "东湾村")."""
+        """Keywords with each mentioned place once, by its canonical name (no "东湾" next to "东湾村").
+
+        The office's own area (`Gazetteer.home`, 青禾镇) is left out of the keywords (it stays
+        among the post's places): shared by nearly every post, it glued unrelated notices
+        (供暖, 森林防火, 运动会) into one topic while the document frequencies were still young.
+        """
         if not places:
             return words
         names = [w for name in places for w in self._place_words.get(name, ())]
-        return [w for w in words if not any(w in n for n in names)] + places
+        return [w for w in words if not any(w in n for n in names)] + [p for p in places if p not in self._home]
 
 
 class ConcernAnalyzer:
@@ -400,15 +407,22 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     stats.lap("pending")
 
     # IDF from the posts before this batch: a matter that bursts in this batch must not make
-    # its own words look common.
+    # its own words look common. Until COLD_START_DOCS posts have been seen there is no such
+    # history, and without IDF boilerplate ("关于", "各村", the town's name) ties every notice to
+    # every other: the batch's own frequencies stand in.
     dfreq = _load_docfreq(session)
     fresh = [i for i, p in enumerate(posts) if p.id not in previous]
     hashed = r.hashed
-    vec = tp.vectorize_batch(hashed, dfreq)
-    X = vec.X
     is_fresh = np.zeros(len(posts), dtype=bool)
     is_fresh[fresh] = True
-    dfreq.add_terms(vec.terms[is_fresh[vec.rows]], len(fresh))
+    cold = dfreq.n_docs < COLD_START_DOCS
+    if cold:
+        own = tp.vectorize_batch(hashed, dfreq)
+        dfreq.add_terms(own.terms[is_fresh[own.rows]], len(fresh))
+    vec = tp.vectorize_batch(hashed, dfreq)
+    X = vec.X
+    if not cold:
+        dfreq.add_terms(vec.terms[is_fresh[vec.rows]], len(fresh))
     # Each post's strongest terms (those kept in its vector): what it adds to its topic's keywords
     # and to the keyword rates, rather than every word of a long post.
     r.strongest = _strongest(r.kws, vec.kept)

@@ -92,3 +92,44 @@ def test_analyze_runs_the_concern_stage(fresh_db_url: str) -> None:
             assert analyze(session, model=FlatRumorModel(), workers=0).posts == 0
     finally:
         engine.dispose()
+
+
+# A fresh install's first batch (the demo's, in short): official notices that share only their
+# boilerplate and the town's name, and one rumor wave.
+FIRST_BATCH = [
+    "青禾镇关于冬季集中供暖的通知 青禾镇各村集中供暖将于下月一日开始，请居民提前检查暖气管道。",
+    "青禾镇冬季森林防火通告 即日起至明年三月为森林防火期，严禁野外用火，各村做好巡查。",
+    "青禾镇中心小学举行冬季运动会 青禾镇中心小学冬季运动会今天开幕，全校三百多名学生参加。",
+    "镇政府召开民生实事推进会 青禾镇召开民生实事推进会，部署农村道路、饮水安全等十项工作。",
+    "关于网传青禾镇下周封城的情况说明 经核实，该消息为谣言，青禾镇没有任何封控计划，各村道路正常。",
+    "柳树村合作社草莓进入采摘期，欢迎游客前来采摘，青禾镇各村游客都可以来。",
+    "听说下周要封城了？超市米面都被抢光了，群里都在传青禾镇下周要封城",
+    "有人说要封城了，大家都在抢米抢油，南坪村超市排了好长的队",
+    "菜价也涨了，白菜比上周贵了一倍，肯定是要封城了",
+    "东湾村也在抢米抢油，是不是真的要封城了",
+    "石桥村主管道维修，明日上午临时停水，请村民提前储水",
+    "石桥村又停水了，听说水被污染了，大家千万别喝自来水",
+]
+
+
+def test_a_fresh_install_does_not_glue_unrelated_notices_into_one_topic(fresh_db_url: str) -> None:
+    engine = make_engine(fresh_db_url)
+    try:
+        with session_scope(engine) as session:
+            stored = ingest_posts(session, [
+                {"channel": "chat", "group": {"platform": "wechat", "external_id": "g1", "name": "青禾镇居民群"},
+                 "author": f"用户{i}", "external_id": f"n{i}", "text": text,
+                 "published_at": DAY + dt.timedelta(hours=8, minutes=5 * i)}
+                for i, text in enumerate(FIRST_BATCH)])
+            assert stored.new == len(FIRST_BATCH), stored.rejected
+        with session_scope(engine) as session:
+            analyze(session, model=FlatRumorModel(), workers=0, now=DAY + dt.timedelta(hours=10))
+            topic_of = dict(session.execute(select(Post.raw_text, Post.topic_id)).tuples().all())
+        notices = [topic_of[t] for t in FIRST_BATCH[:4]]
+        assert len({t for t in notices if t is not None}) == sum(t is not None for t in notices), notices
+        wave = [topic_of[t] for t in FIRST_BATCH[6:10]]
+        assert wave[0] is not None and len(set(wave)) == 1, wave  # the rumor wave is one matter
+        heating = topic_of[FIRST_BATCH[0]]
+        assert heating is None or heating not in {topic_of[t] for t in FIRST_BATCH[4:]}
+    finally:
+        engine.dispose()

@@ -77,6 +77,7 @@ def test_gazetteer_finds_places_and_aliases() -> None:
     assert not gaz.is_local(["青禾县"])  # the county is recorded but is not our own place
     assert gaz.ancestors("东湾村卫生室") == ["东湾村", "青禾镇", "青禾县"]
     assert "青禾镇卫生院 3000 ns" in gaz.user_dict_lines()
+    assert gaz.home() == {"青禾镇"}  # the office's own area: local, its parent (the county) is not
 
 
 def test_gazetteer_rejects_ambiguous_aliases(tmp_path: Path) -> None:
