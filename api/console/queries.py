@@ -362,6 +362,20 @@ def debunks_for(session: Session, evidence_where: Any, story: Story | None) -> l
 # --------------------------------------------------------------------------- other pages
 
 
+def _one_per_story(posts: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """The first ``limit`` posts of different stories: one notice copied by two sites is one sample."""
+    seen: set[Any] = set()
+    out = []
+    for p in posts:
+        key = p["story_id"] if p["story_id"] is not None else ("post", p["id"])
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+            if len(out) == limit:
+                break
+    return out
+
+
 def hot_topics(session: Session, *, limit: int = 30, show_all: bool = False) -> list[dict[str, Any]]:
     stmt = select(Topic)
     if not show_all:
@@ -371,11 +385,11 @@ def hot_topics(session: Session, *, limit: int = 30, show_all: bool = False) -> 
     samples: dict[int, list[dict[str, Any]]] = {t.id: [] for t in topics}
     for t in topics:
         rows = session.execute(
-            select(Post.id, Post.raw_text, Post.title, Post.url, Post.published_at, ChatGroup.name.label("group_name"),
-                   Source.name.label("source_name"))
+            select(Post.id, Post.story_id, Post.raw_text, Post.title, Post.url, Post.published_at,
+                   ChatGroup.name.label("group_name"), Source.name.label("source_name"))
             .outerjoin(ChatGroup, ChatGroup.id == Post.group_id).outerjoin(Source, Source.id == Post.source_id)
-            .where(Post.topic_id == t.id).order_by(Post.published_at.desc().nulls_last()).limit(3))
-        samples[t.id] = [r._asdict() for r in rows]
+            .where(Post.topic_id == t.id).order_by(Post.published_at.desc().nulls_last()).limit(30))
+        samples[t.id] = _one_per_story([r._asdict() for r in rows], 3)
     alert_of = dict(session.execute(
         select(Alert.topic_id, func.max(Alert.id)).where(Alert.topic_id.in_(list(samples)))
         .group_by(Alert.topic_id)).all()) if samples else {}

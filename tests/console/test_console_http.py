@@ -13,9 +13,9 @@ from api import accounts
 from api.console.session import SESSION_HOURS
 from api.security import hash_token
 from core.db import session_scope
-from core.tables import Alert, AlertEvent, EndedSession, PostScore, User, utcnow
+from core.tables import Alert, AlertEvent, EndedSession, Post, PostScore, User, utcnow
 from tests.console.conftest import csrf_of, login_client
-from tests.console.factories import PASSWORD, Said, add_topic, grow_story, seed_alert
+from tests.console.factories import PASSWORD, Said, add_topic, build_story, grow_story, seed_alert
 
 
 def _events(engine, alert_id: int, action: str) -> int:
@@ -316,6 +316,19 @@ def test_queue_page_is_light(live, client_as) -> None:
     assets = sum(len(c.get(p).content) for p in ("/static/console.css", "/static/console.js",
                                                  "/static/favicon.svg"))
     assert wire + assets < 300_000
+
+
+def test_a_concern_shows_one_sample_per_story(live, client_as) -> None:
+    notice = "东湾村今晚八点停电检修，请村民提前做好准备"
+    with session_scope(live.engine) as s:
+        topic = add_topic(s, "停电 东湾村", keywords=["停电", "检修"], category="公共安全", places=["东湾村"],
+                          negativity=0.5, counts=[0, 1, 2, 6], burst=4.2)
+        copied = build_story(s, title="东湾村停电通知", said=[Said("东湾村", notice, hours_ago=2),
+                                                         Said("南坪村", notice, hours_ago=1)])
+        other = build_story(s, title="停电", said=[Said("东湾村", "停电要停到几点？冰箱里的东西怎么办", hours_ago=0.5)])
+        s.execute(update(Post).where(Post.story_id.in_([copied, other])).values(topic_id=topic.id))
+    page = client_as("zhangmin").get("/concerns").text
+    assert page.count(notice) == 1 and "冰箱里的东西怎么办" in page  # the copy is not shown twice
 
 
 def test_staff_raise_an_alert_for_a_hot_topic_once(live, client_as) -> None:
