@@ -58,10 +58,12 @@ GENERAL_WORDS = frozenset(
     哈哈哈 呵呵 好的 收到 还要 多久 村里 镇里 到底 时间 一点 一下子 地方 这边
     那边 今年 去年 刚才 刚刚 马上 赶紧
     关于 通知 通告 公告 说明 近日 即日起 各村 所有 任何 一起 发布 信息 为准 相关 有关
-    进行 目前 表示 提前 居民 群众 广大群众 工作 部门""".split()  # noqa: SIM905
+    进行 目前 表示 提前 居民 群众 广大群众 工作 部门
+    下周 上周 本周 这周 下个月 明日 今晚 今早 今日 昨日 最近 近期""".split()  # noqa: SIM905
 )
-# The last line: the boilerplate of official notices ("关于…的通知", "各村…", "以…发布的信息为准"),
-# which tied unrelated notices (供暖, 封城辟谣) into one topic.
+# The last two lines: the boilerplate of official notices ("关于…的通知", "各村…", "以…发布的信息
+# 为准"), which tied unrelated notices (供暖, 封城辟谣) into one topic; and relative times, which
+# say when, not what ("下周" made half of a topic's label "封城、下周").
 _WORD_RE = re.compile(r"[\u4e00-\u9fff]{2,}|[A-Za-z][A-Za-z0-9]{1,}")
 
 
