@@ -342,6 +342,23 @@ def _spread_window(cfg: RulesConfig) -> float:
     return max(windows) if windows else 6.0
 
 
+def topic_voice(session: Session, topic: Topic) -> tuple[int, str] | None:
+    """The post (id, raw text) that shows what a topic's people say: its representative (most
+    central) post, unless that is the official answer ("经核实…不实"), then the latest post that
+    does not refute it."""
+    rep = (session.execute(select(Post.id, Post.raw_text, Post.norm_text)
+                           .where(Post.id == topic.representative_post_id)).first()
+           if topic.representative_post_id else None)
+    if rep is not None and not refutation_of(rep.norm_text):
+        return rep.id, rep.raw_text
+    latest = session.execute(select(Post.id, Post.raw_text, Post.norm_text).where(Post.topic_id == topic.id)
+                             .order_by(Post.id.desc()).limit(500))
+    saying = next((r for r in latest if not refutation_of(r.norm_text)), None)
+    if saying is not None:
+        return saying.id, saying.raw_text
+    return (rep.id, rep.raw_text) if rep is not None else None
+
+
 def _topic_subject(session: Session, topic: Topic, cfg: RulesConfig) -> Subject:
     rows = session.execute(
         select(Post.id, Post.is_local, Post.raw_text, Post.norm_text)
@@ -349,16 +366,8 @@ def _topic_subject(session: Session, topic: Topic, cfg: RulesConfig) -> Subject:
         .order_by(Post.id.desc())
         .limit(500)
     ).all()
-    rep_row = (
-        session.execute(select(Post.raw_text, Post.norm_text).where(Post.id == topic.representative_post_id)).first()
-        if topic.representative_post_id
-        else None
-    )
-    rep = rep_row.raw_text if rep_row else None
-    if rep_row is not None and refutation_of(rep_row.norm_text):
-        # The topic's most central post is the official answer ("经核实…不实"): staff should read
-        # what people are saying about the concern, so the latest post that does not refute it.
-        rep = next((r.raw_text for r in rows if not refutation_of(r.norm_text)), rep)
+    voice = topic_voice(session, topic)
+    rep = voice[1] if voice else None
     local = 1.0 if topic.places else (sum(1 for r in rows if r.is_local) / len(rows) if rows else 0.0)
     hourly = {k: int(v) for k, v in (topic.hourly_counts or {}).items() if isinstance(v, (int, float))}
     f = Features(

@@ -195,6 +195,8 @@ def keyword_terms(rules_fired: Any) -> list[str]:
     return out
 
 
+TOPIC_WORDS_SHOWN = 6
+
 #: The buttons for the service's transitions (status -> label, style, confirmation question).
 TRANSITION_BUTTONS = {
     "confirmed_rumor": ("确认谣言", "danger", None),
@@ -211,7 +213,13 @@ def alert_page(request: Request, alert_id: int, user: PageUser, session: Session
     if detail is None:
         raise ConsolePageError(404, f"预警 #{alert_id} 不存在（可能已被删除）。")
     alert, story = detail["alert"], detail["story"]
-    drivers = driving_terms(detail["score"]["explanation"] if detail["score"] else [])
+    if story is None and detail["topic"] is not None:
+        # a concern is about what people say, not a rumor score: its words are the topic's keywords
+        drivers = detail["topic"].keyword_words(TOPIC_WORDS_SHOWN)
+        reasons_label = "话题关键词"
+    else:
+        drivers = driving_terms(detail["score"]["explanation"] if detail["score"] else [])
+        reasons_label = "推高谣言分的词和特征"
     drivers += [t for t in keyword_terms(alert.rules_fired) if t not in drivers]
     # cues and the debunk match are reasons, not words of the post: shown, never highlighted
     terms = [t for t in drivers if not t.startswith(("cue:", DEBUNK_TERM_PREFIX))]
@@ -230,7 +238,7 @@ def alert_page(request: Request, alert_id: int, user: PageUser, session: Session
     if alert.status in RESPONDABLE:
         names.add("respond")
     return render(request, "alert.html", {
-        "nav": "queue", **detail, "terms": terms, "reasons": reasons, "chart": chart, "score_lines": score_lines(alert.score_parts),
+        "nav": "queue", **detail, "terms": terms, "reasons": reasons, "reasons_label": reasons_label, "chart": chart, "score_lines": score_lines(alert.score_parts),
         "can_act": accounts.role_rank(user.role) >= accounts.role_rank("staff"),
         "actions": actions, "action_names": names, "assignees": queries.staff_users(session),
         "user_names": queries.user_names(session),

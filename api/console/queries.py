@@ -277,9 +277,10 @@ def alert_detail(session: Session, alert_id: int) -> dict[str, Any] | None:
         p["refutation_cues"] = service.refutation_of(p.pop("norm_text"))
     evidence_total = session.scalar(select(func.count()).select_from(Post).where(evidence_where)) or 0
 
-    # The representative post: the story's, else the alert's first evidence post.
-    rep_id = story.representative_post_id if story and story.representative_post_id else (
-        posts[0]["id"] if posts else None)
+    # The representative post: the story's, or what the topic's people say, else the first evidence post.
+    voice = service.topic_voice(session, topic) if topic and not story else None
+    rep_id = (story.representative_post_id if story and story.representative_post_id
+              else voice[0] if voice else posts[0]["id"] if posts else None)
     representative = None
     score = None
     if rep_id is not None:

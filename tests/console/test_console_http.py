@@ -13,7 +13,7 @@ from api import accounts
 from api.console.session import SESSION_HOURS
 from api.security import hash_token
 from core.db import session_scope
-from core.tables import Alert, AlertEvent, EndedSession, Post, PostScore, User, utcnow
+from core.tables import Alert, AlertEvent, EndedSession, Post, PostScore, Topic, User, utcnow
 from tests.console.conftest import csrf_of, login_client
 from tests.console.factories import PASSWORD, Said, add_topic, build_story, grow_story, seed_alert
 
@@ -355,6 +355,34 @@ def test_staff_raise_an_alert_for_a_hot_topic_once(live, client_as) -> None:
     vpage = viewer.get("/concerns").text
     assert "/alert\"" not in vpage and "为此创建预警" not in vpage
     assert viewer.post(f"/concerns/{supply}/alert", data={"csrf_token": csrf_of(vpage)}).status_code == 403
+
+
+def test_a_concern_alert_shows_what_people_say_and_the_topic_words(live, client_as) -> None:
+    early = "镇区新开了一家药店，退烧药和口罩都有货，价格也正常"
+    central = "柳树村药店的口罩已经卖断货了，听说下周口罩要限购，哪里还能买到？"
+    answer = "经核实，网传口罩限购系谣言，各药店口罩供应充足，请勿听信"
+    with session_scope(live.engine) as s:
+        topic = add_topic(s, "口罩 药店 限购", keywords=["口罩", "药店", "限购"], category="物资供应",
+                          places=["柳树村"], negativity=0.6, counts=[0, 1, 2, 5], burst=4.5)
+        ids = []
+        for i, text in enumerate([early, central, answer]):
+            story = build_story(s, title=None, said=[Said("柳树村", text, hours_ago=3 - i)])
+            ids.append(s.scalar(select(Post.id).where(Post.story_id == story)))
+        s.execute(update(Post).where(Post.id.in_(ids)).values(topic_id=topic.id))
+        s.get(Topic, topic.id).representative_post_id = ids[1]
+        topic_id = topic.id
+    c = client_as("zhangmin")
+    r = c.post(f"/concerns/{topic_id}/alert", data={"csrf_token": csrf_of(c.get("/concerns").text)})
+    html = c.get(r.headers["location"].split("?")[0]).text
+    rep = re.search(r'<blockquote class="post-text rep">(.*?)</blockquote>', html, re.S)
+    # the topic's central post, not its first one; its words are the topic's, not a rumor score's
+    assert rep and "卖断货" in rep.group(1) and "<mark>口罩</mark>" in rep.group(1)
+    assert "话题关键词：" in html and "推高谣言分" not in html
+    with session_scope(live.engine) as s:  # when the central post is the official answer: what people say
+        s.get(Topic, topic_id).representative_post_id = ids[2]
+    html = c.get(r.headers["location"].split("?")[0]).text
+    rep = re.search(r'<blockquote class="post-text rep">(.*?)</blockquote>', html, re.S)
+    assert rep and "经核实" not in rep.group(1) and "卖断货" in rep.group(1)
 
 
 def test_sources_page_shows_runs_and_errors(live, client_as) -> None:
