@@ -124,7 +124,7 @@ def test_a_fresh_install_does_not_glue_unrelated_notices_into_one_topic(fresh_db
             assert stored.new == len(FIRST_BATCH), stored.rejected
         with session_scope(engine) as session:
             analyze(session, model=FlatRumorModel(), workers=0, now=DAY + dt.timedelta(hours=10))
-            topic_of = dict(session.execute(select(Post.raw_text, Post.topic_id)).tuples().all())
+            topic_of = {text: topic for text, topic in session.execute(select(Post.raw_text, Post.topic_id))}
         notices = [topic_of[t] for t in FIRST_BATCH[:4]]
         assert len({t for t in notices if t is not None}) == sum(t is not None for t in notices), notices
         wave = [topic_of[t] for t in FIRST_BATCH[6:10]]
