@@ -211,12 +211,15 @@ class QueueItem:
 
 def active_learning_queue(session: Session, *, model_version_id: int | None = None, limit: int = 50,
                           offset: int = 0, band: tuple[float, float] = (0.15, 0.85)) -> tuple[list[QueueItem], int]:
-    """Unlabelled posts the model is least sure about, weighted by how far their story spread.
+    """Unlabelled texts the model is least sure about, weighted by how far their story spread.
 
     priority = uncertainty x (1 + ln(1 + posts in the story + groups reached)), where
-    uncertainty = 1 - |2p - 1| (1 at p = 0.5, 0 at p = 0 or 1).
+    uncertainty = 1 - |2p - 1| (1 at p = 0.5, 0 at p = 0 or 1). A label is a verdict on a text
+    (`text_key`), so a text appears once (its highest-priority copy: one notice copied by two
+    sites is one question) and not at all once any copy of it is labelled.
     """
     labelled = select(Label.post_id).where(Label.post_id.is_not(None))
+    labelled_texts = set(session.scalars(select(Label.text_hash)))
     stmt = (
         select(PostScore.post_id, PostScore.rumor_probability, Post.raw_text,
                func.coalesce(Story.post_count, 1), func.coalesce(Story.group_count, 0))
@@ -226,10 +229,23 @@ def active_learning_queue(session: Session, *, model_version_id: int | None = No
     )
     if model_version_id is not None:
         stmt = stmt.where(PostScore.model_version_id == model_version_id)
-    items = []
+    best: dict[str, QueueItem] = {}
+    key_of: dict[str, str] = {}  # copies repeat the same raw text: normalise it once
     for post_id, p, text, posts, groups in session.execute(stmt.limit(20_000)):
+        key = key_of.get(text)
+        if key is None:
+            key = key_of[text] = text_key(text)
+        if key in labelled_texts:
+            continue
         uncertainty = 1.0 - abs(2.0 * p - 1.0)
         reach = int(posts) + int(groups)
-        items.append(QueueItem(post_id, text, p, uncertainty, reach, uncertainty * (1.0 + math.log1p(reach))))
-    items.sort(key=lambda i: (-i.priority, i.post_id))
+        item = QueueItem(post_id, text, p, uncertainty, reach, uncertainty * (1.0 + math.log1p(reach)))
+        kept = best.get(key)
+        if kept is None or _queue_order(item) < _queue_order(kept):
+            best[key] = item
+    items = sorted(best.values(), key=_queue_order)
     return items[offset:offset + limit], len(items)
+
+
+def _queue_order(item: QueueItem) -> tuple[float, int]:
+    return -item.priority, item.post_id

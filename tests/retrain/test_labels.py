@@ -81,3 +81,22 @@ def test_active_learning_prefers_uncertain_and_far_reaching(session: Session) ->
     assert ids == [unsure_big, unsure_small, fairly]
     label_post(session, post_id=unsure_big, label=1, user_id=None)
     assert [q.post_id for q in active_learning_queue(session, model_version_id=mv.id)[0]] == [unsure_small, fairly]
+
+
+def test_the_queue_asks_about_a_text_once(session: Session) -> None:
+    mv = ModelVersion(name="rumor", version="t2", path="-", status="active")
+    session.add(mv)
+    session.flush()
+    # one notice copied by two sites (a trailing space and a full-width comma apart): one question
+    ids = []
+    for ext, text in (("site-a", "石桥村明日临时停水，请提前储水"), ("site-b", "石桥村明日临时停水,请提前储水 ")):
+        ingest_posts(session, [{"source": f"站点{ext}", "external_id": ext, "text": text}])
+        post = session.query(Post).filter_by(external_id=ext).one()
+        session.add(PostScore(post_id=post.id, model_version_id=mv.id, rumor_probability=0.5, label=1))
+        ids.append(post.id)
+    other = _post_with_score(session, "other", 0.6, 1, mv.id)
+    session.flush()
+    queue, total = active_learning_queue(session, model_version_id=mv.id)
+    assert total == 2 and [q.post_id for q in queue] == [ids[0], other]
+    label_post(session, post_id=ids[0], label=0, user_id=None)  # the verdict covers the copy too
+    assert [q.post_id for q in active_learning_queue(session, model_version_id=mv.id)[0]] == [other]
