@@ -313,3 +313,16 @@ def test_drift_badge_says_what_shifted(live, client_as, username) -> None:
     if username == "wangfang":
         models = c.get("/models").text
         assert 'class="panel drift drifting"' in models and "基准" in models
+
+
+def test_the_shipped_model_shows_its_cross_validation_until_an_evaluation_set_exists() -> None:
+    import json
+
+    from api.console.render import SHIPPED_CV, model_metrics
+    from nlp.scoring import default_model_path
+
+    shipped = json.loads((default_model_path() / "metrics.json").read_text(encoding="utf-8"))
+    numbers = model_metrics(shipped)  # the real card: research-data CV, not an empty column
+    assert numbers["macro_f1"] == pytest.approx(shipped[SHIPPED_CV]["macro_f1"]) and len(numbers) >= 4
+    trained_here = {**shipped, "evalset": {"macro_f1": 0.81, "rumor_f1": 0.8}}
+    assert model_metrics(trained_here) == {"macro_f1": 0.81, "rumor_f1": 0.8}
