@@ -502,6 +502,8 @@ class DebunkMatcher:
 def gazetteer_place_parents() -> dict[str, frozenset[str]]:
     """Place mark -> marks of its ancestors, from the office's gazetteer (places.yaml); empty,
     with a warning, when the gazetteer cannot be read (matching then treats places as unrelated)."""
+    # Imported here: the nlp.concerns package loads the whole concern stage, which the API's
+    # debunk routes (they import this module) never need.
     from nlp.concerns.errors import ConcernConfigError
     from nlp.concerns.places import load_gazetteer
 
