@@ -183,6 +183,13 @@ class Post(Base):
     negativity: Mapped[float | None] = mapped_column(Float)
     is_local: Mapped[bool | None] = mapped_column(Boolean)
     places: Mapped[list[Any]] = mapped_column(default=list)
+    # What the post does in its matter (nlp.roles): claim | question | reaction | refutation |
+    # notice | complaint | other; NULL until analysed.
+    role: Mapped[str | None] = mapped_column(String(12))
+    role_confidence: Mapped[float | None] = mapped_column(Float)
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"), index=True
+    )
 
 
 # --------------------------------------------------------------------------- analysis
@@ -353,6 +360,57 @@ class DebunkMatch(Base):
     matched_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class Incident(Base):
+    """One matter (一件事), the unit staff work on: a rumor's claim with its copies (stories) and
+    paraphrases, the questions and reactions it draws, and the refutations and notices about it;
+    or one concern's complaints and questions. Built incrementally by nlp.incidents; staff can
+    merge, split and move posts (``incident_constraints`` keeps what they decided)."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_status_last_seen", "status", "last_seen"),)
+    id: Mapped[int] = _pk()
+    kind: Mapped[str] = mapped_column(String(20), default="unknown")  # rumor | concern | notice | unknown
+    title: Mapped[str | None] = mapped_column(String(500))  # a headline a person would write (~30 chars)
+    representative_post_id: Mapped[int | None] = mapped_column(BigId)  # a claim (or complaint) that says it
+    first_seen: Mapped[dt.datetime]
+    last_seen: Mapped[dt.datetime]
+    post_count: Mapped[int] = mapped_column(Integer, default=0)
+    group_count: Mapped[int] = mapped_column(Integer, default=0)
+    source_count: Mapped[int] = mapped_column(Integer, default=0)
+    role_counts: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"claim": 3, "question": 2, ...}
+    hourly_counts: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"2026-11-28T14": n}, UTC
+    spread: Mapped[dict[str, Any]] = mapped_column(default=dict)  # per group/source: {"g:12": n, "s:3": n}
+    max_rumor_probability: Mapped[float | None] = mapped_column(Float)  # over its claims
+    risk: Mapped[float | None] = mapped_column(Float)  # rumor risk of the matter, 0..1
+    risk_parts: Mapped[dict[str, Any]] = mapped_column(default=dict)  # explained parts of `risk`
+    debunk_id: Mapped[int | None] = mapped_column(ForeignKey("debunks.id", ondelete="SET NULL"))
+    debunk_similarity: Mapped[float | None] = mapped_column(Float)
+    category: Mapped[str | None] = mapped_column(String(50))
+    places: Mapped[list[Any]] = mapped_column(default=list)
+    anchors: Mapped[dict[str, Any]] = mapped_column(default=dict)  # numbers, amounts, named things
+    centroid: Mapped[bytes | None] = mapped_column(LargeBinary)  # content vector for grouping
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active | dormant | merged
+    merged_into_id: Mapped[int | None] = mapped_column(BigId)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class IncidentConstraint(Base):
+    """What staff decided about grouping, kept so the grouping follows it from then on:
+    ``must_link`` (these two posts are one matter) or ``cannot_link`` (never one matter), from a
+    merge, a split or a move."""
+
+    __tablename__ = "incident_constraints"
+    __table_args__ = (UniqueConstraint("kind", "post_id", "other_post_id"),)
+    id: Mapped[int] = _pk()
+    kind: Mapped[str] = mapped_column(String(12))  # must_link | cannot_link
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), index=True)
+    other_post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), index=True)
+    action: Mapped[str] = mapped_column(String(12))  # merge | split | move
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 # --------------------------------------------------------------------------- decisions
 
 
@@ -368,7 +426,10 @@ class Alert(Base):
     id: Mapped[int] = _pk()
     story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id", ondelete="SET NULL"))
     topic_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id", ondelete="SET NULL"))
-    kind: Mapped[str] = mapped_column(String(20))  # rumor | debunk_match | spread | concern | keyword | manual
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"), index=True
+    )  # one alert per incident (matter)
+    kind: Mapped[str] = mapped_column(String(20))  # rumor | debunk_match | spread | concern | keyword | manual | notice
     title: Mapped[str] = mapped_column(String(500))
     summary: Mapped[str | None] = mapped_column(Text)
     severity: Mapped[str] = mapped_column(String(10))  # low | medium | high | urgent

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 09:55:14.052331
+Create Date: 2026-12-06 10:42:13.170603
 """
 from __future__ import annotations
 
@@ -257,6 +257,38 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['model_version_id'], ['model_versions.id'], name=op.f('fk_analysis_runs_model_version_id_model_versions'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_analysis_runs'))
     )
+    op.create_table('incidents',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('kind', sa.String(length=20), nullable=False),
+    sa.Column('title', sa.String(length=500), nullable=True),
+    sa.Column('representative_post_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('first_seen', core.tables.UTCDateTime(), nullable=False),
+    sa.Column('last_seen', core.tables.UTCDateTime(), nullable=False),
+    sa.Column('post_count', sa.Integer(), nullable=False),
+    sa.Column('group_count', sa.Integer(), nullable=False),
+    sa.Column('source_count', sa.Integer(), nullable=False),
+    sa.Column('role_counts', sa.JSON(), nullable=False),
+    sa.Column('hourly_counts', sa.JSON(), nullable=False),
+    sa.Column('spread', sa.JSON(), nullable=False),
+    sa.Column('max_rumor_probability', sa.Float(), nullable=True),
+    sa.Column('risk', sa.Float(), nullable=True),
+    sa.Column('risk_parts', sa.JSON(), nullable=False),
+    sa.Column('debunk_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('debunk_similarity', sa.Float(), nullable=True),
+    sa.Column('category', sa.String(length=50), nullable=True),
+    sa.Column('places', sa.JSON(), nullable=False),
+    sa.Column('anchors', sa.JSON(), nullable=False),
+    sa.Column('centroid', sa.LargeBinary(), nullable=True),
+    sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('merged_into_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('created_at', core.tables.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', core.tables.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['debunk_id'], ['debunks.id'], name=op.f('fk_incidents_debunk_id_debunks'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_incidents'))
+    )
+    with op.batch_alter_table('incidents', schema=None) as batch_op:
+        batch_op.create_index('ix_incidents_status_last_seen', ['status', 'last_seen'], unique=False)
+
     op.create_table('stories',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('representative_post_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
@@ -282,6 +314,7 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('story_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('topic_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('incident_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('kind', sa.String(length=20), nullable=False),
     sa.Column('title', sa.String(length=500), nullable=False),
     sa.Column('summary', sa.Text(), nullable=True),
@@ -304,12 +337,14 @@ def upgrade() -> None:
     sa.Column('created_at', core.tables.UTCDateTime(), nullable=False),
     sa.Column('updated_at', core.tables.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['assignee_id'], ['users.id'], name=op.f('fk_alerts_assignee_id_users'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['incident_id'], ['incidents.id'], name=op.f('fk_alerts_incident_id_incidents'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['story_id'], ['stories.id'], name=op.f('fk_alerts_story_id_stories'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['topic_id'], ['topics.id'], name=op.f('fk_alerts_topic_id_topics'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_alerts'))
     )
     with op.batch_alter_table('alerts', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_alerts_assignee_id'), ['assignee_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_alerts_incident_id'), ['incident_id'], unique=False)
         batch_op.create_index('ix_alerts_rank_updated', ['severity_rank', 'updated_at'], unique=False)
         batch_op.create_index('ix_alerts_status_severity', ['status', 'severity_rank', 'updated_at'], unique=False)
         batch_op.create_index('ix_alerts_story', ['story_id'], unique=False)
@@ -341,7 +376,11 @@ def upgrade() -> None:
     sa.Column('negativity', sa.Float(), nullable=True),
     sa.Column('is_local', sa.Boolean(), nullable=True),
     sa.Column('places', sa.JSON(), nullable=False),
+    sa.Column('role', sa.String(length=12), nullable=True),
+    sa.Column('role_confidence', sa.Float(), nullable=True),
+    sa.Column('incident_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.ForeignKeyConstraint(['group_id'], ['chat_groups.id'], name=op.f('fk_posts_group_id_chat_groups'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['incident_id'], ['incidents.id'], name=op.f('fk_posts_incident_id_incidents'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['parent_id'], ['posts.id'], name=op.f('fk_posts_parent_id_posts'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['source_id'], ['sources.id'], name=op.f('fk_posts_source_id_sources'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['story_id'], ['stories.id'], name=op.f('fk_posts_story_id_stories'), ondelete='SET NULL'),
@@ -353,6 +392,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_posts_analyzed_at', ['analyzed_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_posts_content_hash'), ['content_hash'], unique=False)
         batch_op.create_index('ix_posts_group_published', ['group_id', 'published_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_posts_incident_id'), ['incident_id'], unique=False)
         batch_op.create_index('ix_posts_published_at', ['published_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_posts_source_id'), ['source_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_posts_story_id'), ['story_id'], unique=False)
@@ -398,6 +438,24 @@ def upgrade() -> None:
     with op.batch_alter_table('debunk_matches', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_debunk_matches_debunk_id'), ['debunk_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_debunk_matches_post_id'), ['post_id'], unique=False)
+
+    op.create_table('incident_constraints',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('kind', sa.String(length=12), nullable=False),
+    sa.Column('post_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('other_post_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('action', sa.String(length=12), nullable=False),
+    sa.Column('created_by', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('created_at', core.tables.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['created_by'], ['users.id'], name=op.f('fk_incident_constraints_created_by_users'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['other_post_id'], ['posts.id'], name=op.f('fk_incident_constraints_other_post_id_posts'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['post_id'], ['posts.id'], name=op.f('fk_incident_constraints_post_id_posts'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_incident_constraints')),
+    sa.UniqueConstraint('kind', 'post_id', 'other_post_id', name=op.f('uq_incident_constraints_kind_post_id_other_post_id'))
+    )
+    with op.batch_alter_table('incident_constraints', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_incident_constraints_other_post_id'), ['other_post_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_incident_constraints_post_id'), ['post_id'], unique=False)
 
     op.create_table('labels',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -518,6 +576,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_labels_post_id'))
 
     op.drop_table('labels')
+    with op.batch_alter_table('incident_constraints', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_incident_constraints_post_id'))
+        batch_op.drop_index(batch_op.f('ix_incident_constraints_other_post_id'))
+
+    op.drop_table('incident_constraints')
     with op.batch_alter_table('debunk_matches', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_debunk_matches_post_id'))
         batch_op.drop_index(batch_op.f('ix_debunk_matches_debunk_id'))
@@ -533,6 +596,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_posts_story_id'))
         batch_op.drop_index(batch_op.f('ix_posts_source_id'))
         batch_op.drop_index('ix_posts_published_at')
+        batch_op.drop_index(batch_op.f('ix_posts_incident_id'))
         batch_op.drop_index('ix_posts_group_published')
         batch_op.drop_index(batch_op.f('ix_posts_content_hash'))
         batch_op.drop_index('ix_posts_analyzed_at')
@@ -542,10 +606,15 @@ def downgrade() -> None:
         batch_op.drop_index('ix_alerts_story')
         batch_op.drop_index('ix_alerts_status_severity')
         batch_op.drop_index('ix_alerts_rank_updated')
+        batch_op.drop_index(batch_op.f('ix_alerts_incident_id'))
         batch_op.drop_index(batch_op.f('ix_alerts_assignee_id'))
 
     op.drop_table('alerts')
     op.drop_table('stories')
+    with op.batch_alter_table('incidents', schema=None) as batch_op:
+        batch_op.drop_index('ix_incidents_status_last_seen')
+
+    op.drop_table('incidents')
     op.drop_table('analysis_runs')
     with op.batch_alter_table('topic_bursts', schema=None) as batch_op:
         batch_op.drop_index('ix_topic_bursts_hour')
