@@ -234,6 +234,9 @@ def validate_evening(ev: Evening) -> list[str]:
             problems.append(f"{where}: matter {m.id} has kind {m.kind!r}, not one of {KINDS}")
         if m.kind == "rumor" and m.truth is True:
             problems.append(f"{where}: rumor {m.id} is true: make it a notice")
+    if ev.date > dt.datetime.now(TZ).date():
+        # the product refuses posts dated more than a day ahead, so a future evening is never stored
+        problems.append(f"{where}: the evening's date {ev.date} is in the future; date evenings in the past")
     ids = Counter(m.id for m in ev.messages)
     problems += [f"{where}: message id {i} used {n} times" for i, n in ids.items() if n > 1]
     seen: set[str] = set()
