@@ -115,6 +115,11 @@ class TownshipRun:
     rounds: int = 0
     columns: dict[str, bool] = field(default_factory=dict)
     seconds: float = 0.0
+    debunk_matter: dict[str, str] = field(default_factory=dict)  # corpus debunk id -> matter id
+    debunk_imported: dict[str, int] = field(default_factory=dict)  # corpus debunk id -> round imported
+    message_round: dict[Message, int] = field(default_factory=dict)  # the round a message was pushed in
+    matches: list[tuple[int, str | None]] = field(default_factory=list)  # (post id, corpus debunk id)
+    incident_debunks: dict[int, str] = field(default_factory=dict)  # incident id -> corpus debunk id
 
 
 def _stable_int(text_: str, digits: int = 9) -> int:
@@ -194,7 +199,8 @@ def _debunk_time(raw: str) -> dt.datetime | None:
     return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
 
 
-def _import_due_debunks(session: Any, evenings: list[Evening], until: dt.datetime, done: set[str]) -> None:
+def _import_due_debunks(session: Any, evenings: list[Evening], until: dt.datetime,
+                        done: dict[str, int], round_no: int) -> None:
     """The township's debunks published by ``until``, through the library's own import path."""
     from nlp.debunks import upsert_debunks
 
@@ -204,7 +210,7 @@ def _import_due_debunks(session: Any, evenings: list[Evening], until: dt.datetim
         if d.id not in done and (at is None or at <= until):
             rows.append({"claim": d.claim, "refutation": d.refutation, "publisher": d.publisher or None,
                          "published_at": d.published_at or None})
-            done.add(d.id)
+            done[d.id] = round_no
     if rows:
         result = upsert_debunks(session, rows)
         if result.rejected:
@@ -299,18 +305,20 @@ def run_township(evenings: list[Evening], url: str, *, round_minutes: int = 60,
                 slug=first.slug, part=first.part, township=first.township,
                 matters={(ev.slug, m.id): m for ev in evenings for m in ev.matters},
                 messages=sum(len(ev.messages) for ev in evenings),
+                debunk_matter={d.id: d.matter for d in first.debunks},
             )
-            quiet, debunked = NotifyConfig(), set[str]()
+            quiet = NotifyConfig()
             timeline = [(ev, m) for ev in evenings for m in ev.messages]
             with TestClient(create_app(engine), raise_server_exceptions=True) as client:
                 for end, window in rounds(timeline, round_minutes):
+                    run.message_round.update({m: run.rounds for _, m in window})
                     for ev in evenings:
                         mine = [m for e, m in window if e is ev]
                         if mine:
                             run.rejected += push(client, headers, ev, mine)
                     now = end.astimezone(dt.UTC)
                     with session_scope(engine) as s:
-                        _import_due_debunks(s, evenings, now, debunked)
+                        _import_due_debunks(s, evenings, now, run.debunk_imported, run.rounds)
                     with session_scope(engine) as s:
                         analyze(s, workers=0, now=now)
                     with session_scope(engine) as s:
@@ -370,6 +378,14 @@ def read_back(engine: Engine, evenings: list[Evening], run: TownshipRun) -> None
             ev_posts = evidence.get(aid, [])
             rep = rep_i or rep_s or rep_t or (ev_posts[0] if ev_posts else None)
             run.alerts.append(AlertView(aid, kind, title, created, ev_posts, rep, inc))
+        by_claim = {d.claim.strip(): d.id for d in evenings[0].debunks}
+        corpus_debunk = {did: by_claim.get(claim.strip()) for did, claim in conn.execute(text("SELECT id, claim FROM debunks"))}
+        run.matches = [(pid, corpus_debunk.get(did))
+                       for pid, did in conn.execute(text("SELECT post_id, debunk_id FROM debunk_matches"))]
+        if cols["incidents"] and "debunk_id" in {c["name"] for c in inspect(engine).get_columns("incidents")}:
+            for iid, did in conn.execute(text("SELECT id, debunk_id FROM incidents WHERE debunk_id IS NOT NULL")):
+                if corpus_debunk.get(did):
+                    run.incident_debunks[iid] = corpus_debunk[did]  # type: ignore[assignment]
 
 
 # --------------------------------------------------------------------------- scoring
@@ -457,6 +473,7 @@ def score(runs: list[TownshipRun]) -> dict[str, Any]:
     grouping_all = b_cubed([(cluster(k, pt), gold(k, pt)) for k, pt in posts.items()])
     grouping_matters = b_cubed([(cluster(k, pt), gold(k, pt)) for k, pt in posts.items() if pt.matter is not None])
 
+    debunking = score_debunks(runs)
     per_matter = []
     for k in sorted(matters):
         m = matters[k]
@@ -491,10 +508,58 @@ def score(runs: list[TownshipRun]) -> dict[str, Any]:
         "grouping_by": use,
         "grouping_b3_all_posts": grouping_all,
         "grouping_b3_matter_posts": grouping_matters,
+        "debunks": debunking,
         "per_matter": per_matter,
         "alert_rows": rows,
         "columns": runs[0].columns if runs else {},
         "seconds": round(sum(r.seconds for r in runs), 1),
+    }
+
+
+def score_debunks(runs: list[TownshipRun]) -> dict[str, Any]:
+    """Debunk matching on reworded claims: claim posts of a debunked matter matched to its debunk
+    (split by whether the debunk was in the library when the post was analysed), matches to the
+    wrong matter or to chatter, and debunked matters linked to their debunk (by a post's match or
+    by an incident whose posts are mostly that matter)."""
+    claims_before = claims_after = hit_before = hit_after = wrong = total = 0
+    linked: set[tuple[str, str]] = set()
+    debunked: set[tuple[str, str]] = set()
+    for r in runs:
+        debunked |= {(r.slug, m) for m in r.debunk_matter.values()}
+        own = {(pid, d) for pid, d in r.matches if d is not None}
+        for pid, d in r.matches:
+            total += 1
+            pt = r.posts.get(pid)
+            if d is None or pt is None or pt.matter != (r.slug, r.debunk_matter[d]):
+                wrong += 1
+            else:
+                linked.add(pt.matter)
+        for pt in r.posts.values():
+            if pt.message.role != "claim" or pt.matter is None:
+                continue
+            mine = [d for d, m in r.debunk_matter.items() if m == pt.matter[1]]
+            if not mine:
+                continue
+            imported = r.debunk_imported.get(mine[0])
+            hit = any((pt.post_id, d) in own for d in mine)
+            # a round pushes its messages, imports the debunks due, then analyses
+            if imported is not None and r.message_round.get(pt.message, -1) >= imported:
+                claims_after, hit_after = claims_after + 1, hit_after + hit
+            else:
+                claims_before, hit_before = claims_before + 1, hit_before + hit
+        for iid, d in r.incident_debunks.items():
+            members = Counter(pt.matter for pt in r.posts.values() if pt.incident_id == iid)
+            if members and members.most_common(1)[0][0] == (r.slug, r.debunk_matter[d]):
+                linked.add((r.slug, r.debunk_matter[d]))
+    return {
+        "debunked_matters": len(debunked),
+        "debunked_matters_linked": len(linked & debunked),
+        "claims_analysed_with_debunk_in_library": claims_after,
+        "of_which_matched": hit_after,
+        "claims_analysed_before_the_debunk": claims_before,
+        "of_which_matched_later": hit_before,
+        "matches": total,
+        "wrong_matches": wrong,
     }
 
 
@@ -506,7 +571,7 @@ def _fmt(v: Any) -> str:
 
 
 def render_part(name: str, s: dict[str, Any]) -> list[str]:
-    b3a, b3m = s["grouping_b3_all_posts"], s["grouping_b3_matter_posts"]
+    b3a, b3m, d = s["grouping_b3_all_posts"], s["grouping_b3_matter_posts"], s["debunks"]
     lines = [
         f"## {name}: {', '.join(s['townships'])}",
         "",
@@ -532,6 +597,13 @@ def render_part(name: str, s: dict[str, Any]) -> list[str]:
         f"{b3a['precision']} / {b3a['recall']} / {b3a['f1']} | |",
         f"| grouping B3 P / R / F1 by {s['grouping_by']}, matter posts | "
         f"{b3m['precision']} / {b3m['recall']} / {b3m['f1']} | |",
+        f"| debunked rumor matters linked to their debunk (a post matched, or its incident) | "
+        f"{d['debunked_matters_linked']} / {d['debunked_matters']} | all |",
+        f"| claims matched to their debunk, debunk already in the library | "
+        f"{d['of_which_matched']} / {d['claims_analysed_with_debunk_in_library']} | |",
+        f"| claims analysed before their debunk, matched later | "
+        f"{d['of_which_matched_later']} / {d['claims_analysed_before_the_debunk']} | |",
+        f"| debunk matches to another matter or chatter | {d['wrong_matches']} of {d['matches']} | 0 |",
         "",
     ]
     if s["role_confusion"]:
