@@ -115,7 +115,7 @@ class TownshipRun:
     rounds: int = 0
     columns: dict[str, bool] = field(default_factory=dict)
     seconds: float = 0.0
-    debunk_matter: dict[str, str] = field(default_factory=dict)  # corpus debunk id -> matter id
+    debunk_matter: dict[str, str | None] = field(default_factory=dict)  # corpus debunk id -> matter id
     debunk_imported: dict[str, int] = field(default_factory=dict)  # corpus debunk id -> round imported
     message_round: dict[Message, int] = field(default_factory=dict)  # the round a message was pushed in
     matches: list[tuple[int, str | None]] = field(default_factory=list)  # (post id, corpus debunk id)
@@ -525,7 +525,7 @@ def score_debunks(runs: list[TownshipRun]) -> dict[str, Any]:
     linked: set[tuple[str, str]] = set()
     debunked: set[tuple[str, str]] = set()
     for r in runs:
-        debunked |= {(r.slug, m) for m in r.debunk_matter.values()}
+        debunked |= {(r.slug, m) for m in r.debunk_matter.values() if m is not None}
         own = {(pid, d) for pid, d in r.matches if d is not None}
         for pid, d in r.matches:
             total += 1
@@ -540,7 +540,8 @@ def score_debunks(runs: list[TownshipRun]) -> dict[str, Any]:
             mine = [d for d, m in r.debunk_matter.items() if m == pt.matter[1]]
             if not mine:
                 continue
-            imported = r.debunk_imported.get(mine[0])
+            rounds_in = [r.debunk_imported[d] for d in mine if d in r.debunk_imported]
+            imported = min(rounds_in) if rounds_in else None
             hit = any((pt.post_id, d) in own for d in mine)
             # a round pushes its messages, imports the debunks due, then analyses
             if imported is not None and r.message_round.get(pt.message, -1) >= imported:
@@ -549,8 +550,9 @@ def score_debunks(runs: list[TownshipRun]) -> dict[str, Any]:
                 claims_before, hit_before = claims_before + 1, hit_before + hit
         for iid, d in r.incident_debunks.items():
             members = Counter(pt.matter for pt in r.posts.values() if pt.incident_id == iid)
-            if members and members.most_common(1)[0][0] == (r.slug, r.debunk_matter[d]):
-                linked.add((r.slug, r.debunk_matter[d]))
+            truth = r.debunk_matter[d]
+            if truth is not None and members and members.most_common(1)[0][0] == (r.slug, truth):
+                linked.add((r.slug, truth))
     return {
         "debunked_matters": len(debunked),
         "debunked_matters_linked": len(linked & debunked),
