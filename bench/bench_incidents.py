@@ -369,13 +369,22 @@ def read_back(engine: Engine, evenings: list[Evening], run: TownshipRun) -> None
         a_incident = "a.incident_id" if cols["alerts.incident_id"] else "NULL"
         i_rep = ("(SELECT i.representative_post_id FROM incidents i WHERE i.id = a.incident_id)"
                  if cols["alerts.incident_id"] and cols["incidents"] else "NULL")
-        for aid, kind, title, created, inc, rep_i, rep_s, rep_t in conn.execute(text(
-            f"SELECT a.id, a.kind, a.title, a.created_at, {a_incident}, {i_rep}, "
+        members: dict[tuple[str, int], list[int]] = defaultdict(list)  # posts of an incident/story/topic
+        for pt in run.posts.values():
+            for what, key in (("incident", pt.incident_id), ("story", pt.story_id)):
+                if key is not None:
+                    members[(what, key)].append(pt.post_id)
+        for pid, topic in conn.execute(text("SELECT id, topic_id FROM posts WHERE topic_id IS NOT NULL")):
+            members[("topic", topic)].append(pid)
+        for aid, kind, title, created, inc, story, topic, rep_i, rep_s, rep_t in conn.execute(text(
+            f"SELECT a.id, a.kind, a.title, a.created_at, {a_incident}, a.story_id, a.topic_id, {i_rep}, "
             "(SELECT s.representative_post_id FROM stories s WHERE s.id = a.story_id), "
             "(SELECT t.representative_post_id FROM topics t WHERE t.id = a.topic_id) "
             "FROM alerts a ORDER BY a.id"
         )):
-            ev_posts = evidence.get(aid, [])
+            # evidence rows when the alert service writes them, else the posts of what it stands for
+            ev_posts = evidence.get(aid) or next(
+                (members[k] for k in (("incident", inc), ("story", story), ("topic", topic)) if members.get(k)), [])
             rep = rep_i or rep_s or rep_t or (ev_posts[0] if ev_posts else None)
             run.alerts.append(AlertView(aid, kind, title, created, ev_posts, rep, inc))
         by_claim = {d.claim.strip(): d.id for d in evenings[0].debunks}
@@ -429,6 +438,7 @@ def score(runs: list[TownshipRun]) -> dict[str, Any]:
     touching: dict[tuple[str, str], set[int]] = defaultdict(set)
     per_matter_alerted: dict[tuple[str, str], list[int]] = defaultdict(list)
     false_alerts, qr_alerts, rows = [], [], []
+    empty = 0
     for r, a in alerts:
         for pid in a.evidence:
             pt = r.posts.get(pid)
@@ -438,14 +448,17 @@ def score(runs: list[TownshipRun]) -> dict[str, Any]:
         rep = r.posts.get(a.representative) if a.representative is not None else None
         rep_role = rep.message.role if rep is not None else None
         kind_of_label = matters[label].kind if label is not None else "chatter"
-        if label is None or (kind_of_label in ("notice", "concern") and a.kind in RUMOR_ALERT_KINDS):
+        if not a.evidence:
+            empty += 1
+        elif label is None or (kind_of_label in ("notice", "concern") and a.kind in RUMOR_ALERT_KINDS):
             false_alerts.append(a.id)
         if label is not None:
             per_matter_alerted[label].append(a.id)
         if rep_role in ("question", "reaction"):
             qr_alerts.append(a.id)
         rows.append({"township": r.slug, "alert": a.id, "kind": a.kind, "title": a.title[:30],
-                     "evidence": len(a.evidence), "mostly": "chatter" if label is None else label[1],
+                     "evidence": len(a.evidence),
+                     "mostly": ("-" if not a.evidence else "chatter") if label is None else label[1],
                      "share": round(share, 2), "representative_role": rep_role or "-",
                      "false": a.id in false_alerts})
     alerted_matters = [k for k in touching if touching[k]]
@@ -500,6 +513,7 @@ def score(runs: list[TownshipRun]) -> dict[str, Any]:
         "missed": [f"{k[0]}/{k[1]}" for k in rumor_keys if k not in rumors_alerted],
         "false_alerts": len(false_alerts),
         "false_alerts_chatter": sum(1 for row in rows if row["mostly"] == "chatter"),
+        "alerts_without_evidence": empty,
         "question_or_reaction_alerts": len(qr_alerts),
         "role_accuracy": accuracy(stored),
         "role_accuracy_matter_posts": accuracy([pt for pt in stored if pt.matter is not None]),
@@ -579,7 +593,8 @@ def render_part(name: str, s: dict[str, Any]) -> list[str]:
         "",
         f"{s['messages']} messages pushed in {s['rounds']} rounds, {s['posts_stored']} stored "
         f"({s['rejected']} rejected); {s['matters']} matters ({s['rumor_matters']} rumors); "
-        f"{s['alerts']} alerts {s['alerts_by_kind']}; {s['seconds']} s.",
+        f"{s['alerts']} alerts {s['alerts_by_kind']} ({s['alerts_without_evidence']} without evidence); "
+        f"{s['seconds']} s.",
         "",
         "| figure | measured | target |",
         "|---|---|---|",
