@@ -353,6 +353,14 @@ def _columns(engine: Engine) -> dict[str, bool]:
             "alerts.incident_id": "incident_id" in alerts, "incidents": insp.has_table("incidents")}
 
 
+def _utc(value: Any) -> dt.datetime | None:
+    """A timestamp read with plain SQL (a string on SQLite, naive UTC on PostgreSQL) as aware UTC."""
+    if value is None:
+        return None
+    at = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+    return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
+
+
 def read_back(engine: Engine, evenings: list[Evening], run: TownshipRun) -> None:
     """Posts with their truth, and alerts with their evidence and representative post."""
     cols = _columns(engine)
@@ -395,7 +403,7 @@ def read_back(engine: Engine, evenings: list[Evening], run: TownshipRun) -> None
             ev_posts = evidence.get(aid) or next(
                 (members[k] for k in (("incident", inc), ("story", story), ("topic", topic)) if members.get(k)), [])
             rep = rep_i or rep_s or rep_t or (ev_posts[0] if ev_posts else None)
-            run.alerts.append(AlertView(aid, kind, title, created, ev_posts, rep, inc))
+            run.alerts.append(AlertView(aid, kind, title, _utc(created), ev_posts, rep, inc))
         by_claim = {d.claim.strip(): d.id for d in evenings[0].debunks}
         corpus_debunk = {did: by_claim.get(claim.strip()) for did, claim in conn.execute(text("SELECT id, claim FROM debunks"))}
         run.matches = [(pid, corpus_debunk.get(did))
@@ -496,13 +504,26 @@ def score(runs: list[TownshipRun]) -> dict[str, Any]:
     grouping_matters = b_cubed([(cluster(k, pt), gold(k, pt)) for k, pt in posts.items() if pt.matter is not None])
 
     debunking = score_debunks(runs)
+    created = {(r.slug, a.id): a.created_at for r, a in alerts}
+    first_claim: dict[tuple[str, str], dt.datetime] = {}
+    for pt in stored:
+        if pt.matter is not None and pt.message.role == "claim":
+            t = pt.message.time.astimezone(dt.UTC)
+            first_claim[pt.matter] = min(t, first_claim.get(pt.matter, t))
+    latency: dict[tuple[str, str], float] = {}
+    for k, ids in per_matter_alerted.items():
+        times = [t for t in (created.get((k[0], i)) for i in ids) if t is not None]
+        if times and k in first_claim:
+            latency[k] = round((min(times) - first_claim[k]).total_seconds() / 60, 1)
+    rumor_latency = sorted(latency[k] for k in rumors_alerted if k in latency)
     per_matter = []
     for k in sorted(matters):
         m = matters[k]
         n = sum(1 for pt in stored if pt.matter == k)
         per_matter.append({"township": k[0], "matter": k[1], "kind": m.kind, "truth": m.truth, "title": m.title,
                            "posts": n, "alerts_touching": len(touching.get(k, ())),
-                           "alerts_mostly_it": len(per_matter_alerted.get(k, ()))})
+                           "alerts_mostly_it": len(per_matter_alerted.get(k, ())),
+                           "minutes_first_claim_to_alert": latency.get(k)})
     return {
         "townships": sorted({r.slug for r in runs}),
         "messages": sum(r.messages for r in runs),
@@ -520,6 +541,8 @@ def score(runs: list[TownshipRun]) -> dict[str, Any]:
         "rumor_matters_alerted": len(rumors_alerted),
         "rumor_matters_missed": len(rumor_keys) - len(rumors_alerted),
         "missed": [f"{k[0]}/{k[1]}" for k in rumor_keys if k not in rumors_alerted],
+        "median_minutes_first_claim_to_alert": (rumor_latency[len(rumor_latency) // 2]
+                                                 if rumor_latency else None),
         "false_alerts": len(false_alerts),
         "false_alerts_chatter": sum(1 for row in rows if row["mostly"] == "chatter"),
         "alerts_without_evidence": empty,
@@ -609,6 +632,8 @@ def render_part(name: str, s: dict[str, Any]) -> list[str]:
         "|---|---|---|",
         f"| rumor matters alerted | {s['rumor_matters_alerted']} / {s['rumor_matters']} | all |",
         f"| rumor matters missed | {s['rumor_matters_missed']} {s['missed'] or ''} | {TARGETS['rumor_matters_missed']} |",
+        f"| median minutes from a rumor's first claim to its first alert (alerts run at each round's end) | "
+        f"{_fmt(s['median_minutes_first_claim_to_alert'])} | |",
         f"| alerts per matter (all kinds; alerts holding its evidence / matters with one) | "
         f"{_fmt(s['alerts_per_matter'])} over {s['alerted_matters']} matters | {TARGETS['alerts_per_matter']} |",
         f"| alerts per rumor matter | {_fmt(s['alerts_per_rumor_matter'])} | {TARGETS['alerts_per_matter']} |",
@@ -641,11 +666,11 @@ def render_part(name: str, s: dict[str, Any]) -> list[str]:
         lines.append("")
     else:
         lines += ["Role confusion: n/a (posts.role is NULL: the roles stage has not run).", ""]
-    lines += ["Per matter:", "", "| township | matter | kind | truth | posts | alerts holding it | alerts mostly it |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["Per matter:", "", "| township | matter | kind | truth | posts | alerts holding it | alerts mostly it "
+              "| minutes to first alert |", "|---|---|---|---|---|---|---|---|"]
     for m in s["per_matter"]:
         lines.append(f"| {m['township']} | {m['matter']} | {m['kind']} | {_fmt(m['truth'])} | {m['posts']} | "
-                     f"{m['alerts_touching']} | {m['alerts_mostly_it']} |")
+                     f"{m['alerts_touching']} | {m['alerts_mostly_it']} | {_fmt(m['minutes_first_claim_to_alert'])} |")
     lines += ["", "Alerts (mostly: the label most of its evidence carries; representative: the true role of "
               "the post it stands for):", "",
               "| township | alert | kind | title | evidence | mostly | share | representative | false |",
