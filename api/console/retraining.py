@@ -91,7 +91,8 @@ def models_page(request: Request, user: PageUser, session: SessionDep) -> Respon
     active = [r for r in rows if r["model"].status == "active"]
     target = reg.rollback_target(session) if active else None
     return render(request, "models.html", {"nav": "models", "rows": rows, "active": active,
-                                           "rollback_to": target, "drift_status": queries.drift(session)})
+                                           "rollback_to": target, "drift_status": queries.drift(session),
+                                           "history": queries.model_history(session)})
 
 
 def _version_or_404(session: Any, version: str) -> Any:
@@ -111,9 +112,33 @@ def promote_confirm(request: Request, version: str, user: PageUser, session: Ses
     """The confirmation step: what will change, and (after a refusal) the force option with a reason."""
     need_role(user, "analyst", "启用模型")
     candidate = _version_or_404(session, version)
+    current = services.models().active_version(session)
+    ctx = _comparison(session, candidate.version, current.version) if candidate.id != current.id else {}
     return render(request, "model_promote.html", {
-        "nav": "models", "m": candidate, "current": services.models().active_version(session),
-        "refused": refused == "1", "action": _promote_url(version)})
+        "nav": "models", "m": candidate, "current": current, "refused": refused == "1",
+        "action": _promote_url(version), **ctx})
+
+
+def _comparison(session: Any, candidate: str, active: str) -> dict[str, Any]:
+    """The dry-run comparison for a template (``cmp``, ``sentence``), or why it could not run."""
+    try:
+        cmp = services.models().compare_versions(session, candidate, active)
+    except FileNotFoundError:
+        return {"compare_error": f"模型 {candidate} 或 {active} 的文件找不到，无法比较：请检查模型目录。"}
+    return {"cmp": cmp.as_dict(), "sentence": cmp.sentence()}
+
+
+@router.get("/models/compare")
+def compare_page(request: Request, user: PageUser, session: SessionDep, candidate: str = "",
+                 active: str = "") -> Response:
+    """Two versions side by side on the evaluation texts neither was trained on; writes nothing."""
+    need_role(user, "analyst", "比较模型")
+    reg = services.models()
+    a = _version_or_404(session, candidate) if candidate else None
+    b = _version_or_404(session, active) if active else reg.active_version(session)
+    ctx = _comparison(session, a.version, b.version) if a is not None and a.id != b.id else {}
+    return render(request, "model_compare.html", {
+        "nav": "models", "versions": [r["model"] for r in queries.models(session)], "a": a, "b": b, **ctx})
 
 
 @router.post("/models/{version}/promote")
@@ -135,8 +160,7 @@ def promote(version: str, user: PageUser, session: SessionDep,
     queries.forget_drift()
     msg = f"已启用模型 {row.version}，正在运行的服务会自动切换到新模型"
     if comparison is not None:
-        msg += (f"（固定评估集 {comparison.n} 条：宏平均 F1 {comparison.candidate['macro_f1']:.3f}，"
-                f"原模型 {comparison.active['macro_f1']:.3f}）")
+        msg += f"（{comparison.sentence()}）"
     if forced:
         msg += "；强制启用的理由已记录"
     return back("/models", msg=msg)

@@ -144,6 +144,42 @@ def list_models(_: AnalystUser, session: SessionDep, page: PageDep) -> Page[Mode
                 page=page.page, page_size=page.page_size)
 
 
+class ModelEventPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    version: str
+    action: str
+    previous_version: str | None
+    reason: str | None
+    detail: dict[str, Any]
+    user_id: int | None
+    at: dt.datetime
+
+
+@router.get("/models/compare", summary="比较两个模型版本（只读，只用两者都没训练过的评估标注）")
+def compare_models(
+    _: AnalystUser, session: SessionDep,
+    candidate: Annotated[str, Query(max_length=100, description="候选版本")],
+    active: Annotated[str | None, Query(max_length=100, description="对照版本，默认为在用版本")] = None,
+) -> dict[str, Any]:
+    """Both versions on the fixed evaluation set's texts that neither was trained on: n, a paired
+    bootstrap interval of the macro-F1 difference, per category/source/channel, the texts they
+    disagree on, calibration. Nothing is written."""
+    cmp = registry.compare_versions(session, candidate, active)
+    return cmp.as_dict() | {"sentence": cmp.sentence(), "refusal": registry.gate(cmp)}
+
+
+@router.get("/models/history", response_model=list[ModelEventPublic], summary="模型操作记录")
+def model_history(_: AnalystUser, session: SessionDep) -> list[ModelEventPublic]:
+    return [ModelEventPublic.model_validate(e) for e in registry.model_history(session)]
+
+
+@router.delete("/models/{version}", status_code=204, summary="删除从未启用过的候选版本")
+def delete_model(version: Annotated[str, Path(max_length=100)], user: AnalystUser, session: SessionDep) -> Response:
+    registry.delete_version(session, version, user_id=user.id)
+    return Response(status_code=204)
+
+
 @router.post("/models/{version}/promote", response_model=PromoteResult, summary="启用模型版本（评估更差时拒绝）")
 def promote_model(version: str, body: PromoteBody, user: AnalystUser, session: SessionDep) -> PromoteResult:
     row, comparison = registry.promote(session, version, force=body.force, reason=body.reason, user_id=user.id)

@@ -103,12 +103,16 @@ def recalibrate(
 
 
 @models_app.command("list")
-def models_list() -> None:
+def models_list(as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False) -> None:
     """List model versions with their status and metrics."""
     from core.db import session_scope
     from nlp.registry import list_versions
 
     with session_scope() as session:
+        if as_json:
+            _print_json([{k: getattr(v, k) for k in ("version", "status", "metrics", "trained_at", "promoted_at",
+                                                     "note", "path")} for v in list_versions(session)])
+            return
         table = Table("版本", "状态", "训练时间", "评估集 macro-F1", "交叉验证 macro-F1", "备注")
         for v in list_versions(session):
             m = v.metrics or {}
@@ -137,8 +141,88 @@ def models_promote(
     except YuqingError as err:
         raise _fail(str(err)) from err
     if comparison is not None:
-        _console().print(f"评估集 {comparison.n} 条：新 {comparison.candidate['macro_f1']:.4f} / 旧 {comparison.active['macro_f1']:.4f}")
+        _console().print(comparison.sentence())
     _console().print(f"已启用模型 {row.version}；运行中的服务会自动切换。")
+
+
+@models_app.command("compare")
+def models_compare(
+    candidate: Annotated[str, typer.Argument(help="候选版本")],
+    other: Annotated[str | None, typer.Argument(help="对照版本，默认为当前在用的版本")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="输出 JSON（含分类别、来源、渠道的结果和判断不同的文本）")] = False,
+) -> None:
+    """Compare two versions on the evaluation texts neither was trained on (a dry run: writes nothing)."""
+    from core.db import session_scope
+    from core.errors import YuqingError
+    from nlp.registry import compare_versions, gate
+
+    try:
+        with session_scope() as session:
+            cmp = compare_versions(session, candidate, other)
+            session.rollback()  # a dry run, whatever a lazy registration did
+    except YuqingError as err:
+        raise _fail(str(err)) from err
+    except FileNotFoundError as err:
+        raise _fail(f"模型文件找不到：{err}") from err
+    if as_json:
+        _print_json(cmp.as_dict())
+        return
+    _console().print(cmp.sentence())
+    verdict = gate(cmp)
+    _console().print(verdict.split("。确需")[0] if verdict else "可以启用：候选模型不比对照版本明显更差。")
+    for dim, title in (("category", "类别"), ("source", "来源"), ("channel", "渠道")):
+        rows = cmp.slices.get(dim) or []
+        if rows:
+            table = Table(title, "条数", "谣言", cmp.candidate_version, cmp.active_version)
+            for r in rows[:15]:
+                table.add_row(str(r["value"]), str(r["n"]), str(r["rumors"]), f"{r['candidate_macro_f1']:.3f}",
+                              f"{r['active_macro_f1']:.3f}")
+            _console().print(table)
+    if cmp.disagreements:
+        _console().print(f"判断不同的文本 {len(cmp.disagreements)} 条（--json 查看全部），前 5 条：")
+        for d in cmp.disagreements[:5]:
+            _console().print(f"  [{'谣言' if d['label'] else '非谣言'}] {d['candidate']:.2f} / {d['active']:.2f}  {d['text'][:40]}")
+
+
+@models_app.command("delete")
+def models_delete(
+    version: Annotated[str, typer.Argument(help="要删除的候选版本（从未启用过）")],
+    user: Annotated[str | None, typer.Option(help="操作人用户名")] = None,
+) -> None:
+    """Delete a candidate that was never active (its files under this instance's registry too)."""
+    from core.db import session_scope
+    from core.errors import YuqingError
+    from nlp.registry import delete_version
+
+    try:
+        with session_scope() as session:
+            delete_version(session, version, user_id=_user_id(session, user))
+    except YuqingError as err:
+        raise _fail(str(err)) from err
+    _console().print(f"已删除候选模型 {version}。")
+
+
+_EVENT_ZH = {"registered": "登记", "trained": "训练", "recalibrated": "校准", "promoted": "启用",
+             "forced": "强制启用", "rolled_back": "回滚", "deleted": "删除"}
+
+
+@models_app.command("history")
+def models_history(as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False) -> None:
+    """The registry's log: trained, recalibrated, promoted, forced (with the reason), rolled back, deleted."""
+    from core.db import session_scope
+    from nlp.registry import model_history
+
+    with session_scope() as session:
+        events = [{"at": e.at, "action": e.action, "version": e.version, "previous_version": e.previous_version,
+                   "reason": e.reason, "user_id": e.user_id, "detail": e.detail} for e in model_history(session)]
+    if as_json:
+        _print_json(events)
+        return
+    table = Table("时间", "操作", "版本", "之前在用", "理由")
+    for e in events:
+        table.add_row(e["at"].isoformat(timespec="minutes"), _EVENT_ZH.get(str(e["action"]), str(e["action"])),
+                      str(e["version"]), str(e["previous_version"] or "-"), str(e["reason"] or ""))
+    _console().print(table)
 
 
 @models_app.command("rollback")
