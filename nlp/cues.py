@@ -293,13 +293,13 @@ def cue_matrix(texts: list[str], *, normalized: bool = True):  # -> np.ndarray (
 ROLE_CUES: Mapping[str, tuple[str, ...]] = {
     # asking whether a claim is true (Zhao, Resnick & Mei 2015: enquiries are the early signal)
     "truth_question": (
-        r"真的假的", r"真的还是假的", r"是不是真的", r"(?<!不)是真的(?:吗|么|嘛|\?)", r"真的(?:吗|么|嘛)",
-        r"真的\?", r"假的(?:吧|吗|么|\?)", r"是不是(?:谣言|谣传|假消息|假的)", r"(?<![不非])是(?:谣言|谣传|假消息|假的)(?:吗|么|嘛|吧|\?)",
+        r"真的假的", r"真的还是假的", r"是不是真的", r"是(?<!不是)真的(?:吗|么|嘛|\?)", r"真的(?:吗|么|嘛)",
+        r"真的\?", r"假的(?:吧|吗|么|\?)", r"是不是(?:谣言|谣传|假消息|假的)", r"是(?<![不非]是)(?:谣言|谣传|假消息|假的)(?:吗|么|嘛|吧|\?)",
         r"(?:谣言|谣传|假消息)(?:吗|么|嘛|\?)", r"有没有(?:正式|官方|正规)?(?:的)?(?:通知|文件|消息|说法)",
         r"有(?:正式|官方)?(?:的)?(?:通知|文件|消息|说法)(?:吗|么|没)", r"官方(?:怎么说|说了吗|有说法吗)",
         r"(?:谁|有人|有谁|哪位)(?:能|可以)?(?:知道|清楚|了解)", r"知道的(?:人)?(?:说一下|说说|讲讲|回一下)",
         r"求证", r"求辟谣", r"求真相", r"(?:靠谱|可信|可靠|属实|确定|准|当真)(?:吗|么|嘛|不)",
-        r"(?<![没不])有这(?:回|么回)?事(?:吗|么|儿吗|\?)", r"真有(?:此|这)事(?:吗|么|\?)", r"(?:什么|啥|咋|怎么)(?:情况|回事)",
+        r"有(?<![没不]有)这(?:回|么回)?事(?:吗|么|儿吗|\?)", r"真有(?:此|这)事(?:吗|么|\?)", r"(?:什么|啥|咋|怎么)(?:情况|回事)",
         r"(?:哪|哪里|哪儿)(?:来|听|看)的(?:消息)?", r"谁说的", r"(?:消息|说法)(?:来源|出处)",
         r"是(?:不是)?真(?:的)?要", r"会不会(?:真的)?", r"(?:确认|证实)(?:一下|了吗|过吗)", r"核实一下",
     ),
@@ -313,14 +313,14 @@ ROLE_CUES: Mapping[str, tuple[str, ...]] = {
     ),
     # a denial in chat words (refutation_cues holds the written ones): "假的别传", "没有这回事"
     "chat_denial": (
-        r"(?<![不是])假的(?!吧|吗|么|\?)", r"别(?:再|乱|瞎)?传了?", r"不要(?:再|乱|瞎)?传", r"没有?这(?:回|么回)?事",
+        r"假(?<![不是]假)的(?!吧|吗|么|\?)", r"别(?:再|乱|瞎)?传了?", r"不要(?:再|乱|瞎)?传", r"没有?这(?:回|么回)?事",
         r"没有的事", r"(?:瞎|胡|乱)(?:说|讲|扯|编)", r"(?:已经|早就|官方|镇里|村里|政府)(?:已经|早就)?辟谣",
-        r"(?<!是)不是真的(?!吗|么|\?)", r"根本没有", r"(?:我|刚)(?:刚)?(?:问|打电话问)(?:过|了).{0,12}?没有",
+        r"不(?<!是不)是真的(?!吗|么|\?)", r"根本没有", r"(?:我|刚)(?:刚)?(?:问|打电话问)(?:过|了).{0,12}?没有",
     ),
     # a denial word that does not deny: the claim affirmed ("不是谣言，是真的"), witnessed, come true
     "affirm": (
-        r"(?<!不)是真的(?![吗么嘛?])", r"确有其事", r"千真万确", r"(?<!不)属实(?![吗么嘛?])", r"亲眼", r"亲耳",
-        r"(?<![没不])真(?:的)?(?:封|关|停|拆|涨|来|死|抓)了(?![?吗么])",
+        r"是(?<!不是)真的(?![吗么嘛?])", r"确有其事", r"千真万确", r"属(?<!不属)实(?![吗么嘛?])", r"亲眼", r"亲耳",
+        r"真(?<![没不]真)(?:的)?(?:封|关|停|拆|涨|来|死|抓)了(?![?吗么])",
         r"(?:不是|并非|可不是|根本不是)(?:什么)?(?:谣言|谣传|假的|假消息)",
     ),
     # official information: an opener or a body addressed to residents
@@ -367,9 +367,22 @@ ROLE_CUES: Mapping[str, tuple[str, ...]] = {
         r"^\[(?:图片|语音|视频|表情|动画表情|文件|链接)\]$",
     ),
 }
-_ROLE_CUE_RES: dict[str, re.Pattern[str]] = {
-    name: re.compile("|".join(f"(?:{p})" for p in patterns)) for name, patterns in ROLE_CUES.items()
-}
+
+
+def _role_cue_re(patterns: tuple[str, ...]) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
+    """(anchored, floating) regexes of one group. Roles run on every post (>= 20,000 lines/s on one
+    core): a floating alternation whose every branch starts with a character lets the regex engine
+    skip positions by that first character, so anchored branches are matched apart and lookbehinds
+    sit after a branch's first character ("是(?<!不是)真的", not "(?<!不)是真的")."""
+    anchored = [p for p in patterns if p.startswith("^")]
+    floating = [p for p in patterns if not p.startswith("^")]
+    return (
+        re.compile("|".join(f"(?:{p[1:]})" for p in anchored)) if anchored else None,
+        re.compile("|".join(f"(?:{p})" for p in floating)) if floating else None,
+    )
+
+
+_ROLE_CUE_RES = {name: _role_cue_re(patterns) for name, patterns in ROLE_CUES.items()}
 # "Spreads a claim" is the rumor cue groups above, reused, not copied: "hearsay" (unverifiable
 # sources, share pressure, "it will be deleted") and "spread_call" (a bare call to pass it on, which
 # real notices also make: "请相互转告").
@@ -390,7 +403,10 @@ def role_cues(text: str, *, normalized: bool = True) -> frozenset[str]:
     and denied denials); "chat_denial" is the chat form and is not guarded: nlp.roles weighs it.
     """
     t = text if normalized else normalize(text)
-    found = {name for name, rx in _ROLE_CUE_RES.items() if rx.search(t)}
+    found = set()
+    for name, (anchored, floating) in _ROLE_CUE_RES.items():
+        if (floating is not None and floating.search(t)) or (anchored is not None and anchored.match(t)):
+            found.add(name)
     if _HEARSAY_RE.search(t):
         found.add("hearsay")
     if _SPREAD_CALL_RE.search(t):

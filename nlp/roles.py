@@ -22,12 +22,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
 
 from nlp.cues import role_cues
 from nlp.normalize import PLACEHOLDER_RE
+from nlp.role_model import RoleModel, dense_row, load_role_model
 
 __all__ = [
     "ROLES",
@@ -88,15 +88,16 @@ def role_rules(norm_text: str, context: RoleContext | None = None) -> tuple[str,
     ("真的假的？我家孩子也在中心小学" asks); a denial outranks its official source; an affirmed
     denial word is a claim ("不是谣言，是真的"); a claim's own cues outrank chatter words.
     """
-    ctx = context or _DEFAULT_CONTEXT
-    words = words_of(norm_text)
+    return _rules(norm_text, words_of(norm_text), role_cues(norm_text), context or _DEFAULT_CONTEXT)
+
+
+def _rules(norm_text: str, words: str, cues: frozenset[str], ctx: RoleContext) -> tuple[str, float] | None:
     if not words:
         return ("other", 0.95)  # an emoji, a picture, a link alone
     if _BARE_ENQUIRY_RE.match(words):
         # Alone and without a question mark, "真的吗" may be surprise at anything; as a reply, or
         # asked, it asks about a claim.
         return ("question", 0.95 if ctx.is_reply or "?" in norm_text else 0.7)
-    cues = role_cues(norm_text)
     if "truth_question" in cues:
         if "refutation" in cues and not _asks(norm_text):
             return ("refutation", 0.8)  # "有人问是不是真的？经核实不实"
@@ -126,9 +127,8 @@ def role_rules(norm_text: str, context: RoleContext | None = None) -> tuple[str,
     return None
 
 
-def fallback_role(norm_text: str) -> tuple[str, float]:
+def fallback_role(cues: frozenset[str]) -> tuple[str, float]:
     """The role without a model: a line about a matter asserts it; anything else is chatter."""
-    cues = role_cues(norm_text)
     if "matter" in cues:
         return ("claim", 0.55)
     if "reaction" in cues:
@@ -139,8 +139,8 @@ def fallback_role(norm_text: str) -> tuple[str, float]:
 class RoleClassifier:
     """Rules first, the model for the rest. Picklable; holds only numbers after load."""
 
-    def __init__(self, model: Any | None = None) -> None:
-        self.model = model  # nlp.role_model.RoleModel or None
+    def __init__(self, model: RoleModel | None = None) -> None:
+        self.model = model
 
     def predict(
         self, norm_texts: Sequence[str], contexts: Sequence[RoleContext] | None = None
@@ -155,22 +155,26 @@ class RoleClassifier:
         roles: list[str] = [""] * n
         conf = np.zeros(n, dtype=np.float64)
         undecided: list[int] = []
+        dense: list[list[float]] = []
         for i, t in enumerate(norm_texts):
-            ruled = role_rules(t or "", contexts[i] if contexts is not None else None)
-            if ruled is None:
-                undecided.append(i)
-            else:
+            t = t or ""
+            ctx = contexts[i] if contexts is not None else _DEFAULT_CONTEXT
+            words = words_of(t)
+            cues = role_cues(t) if words else frozenset()
+            ruled = _rules(t, words, cues, ctx)
+            if ruled is not None:
                 roles[i], conf[i] = ruled
-        if undecided:
-            if self.model is not None:
-                texts = [norm_texts[i] or "" for i in undecided]
-                ctxs = [contexts[i] for i in undecided] if contexts is not None else None
-                m_roles, m_conf = self.model.predict(texts, ctxs)
-                for j, i in enumerate(undecided):
-                    roles[i], conf[i] = m_roles[j], float(m_conf[j])
+            elif self.model is None:
+                roles[i], conf[i] = fallback_role(cues)
             else:
-                for i in undecided:
-                    roles[i], conf[i] = fallback_role(norm_texts[i] or "")
+                undecided.append(i)
+                dense.append(dense_row(cues, len(words), t, ctx))
+        if undecided and self.model is not None:
+            m_roles, m_conf = self.model.predict(
+                [norm_texts[i] or "" for i in undecided], np.asarray(dense, dtype=np.float32)
+            )
+            for j, i in enumerate(undecided):
+                roles[i], conf[i] = m_roles[j], float(m_conf[j])
         return roles, conf
 
     def __repr__(self) -> str:
@@ -180,4 +184,4 @@ class RoleClassifier:
 @lru_cache(maxsize=1)
 def load_role_classifier() -> RoleClassifier:
     """The rules plus the shipped role model when one is present (cached)."""
-    return RoleClassifier(model=None)
+    return RoleClassifier(model=load_role_model())
