@@ -17,6 +17,7 @@ evaluation bucket, so it scored 0.999 there and refused every retrain. Now:
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -170,7 +171,7 @@ def calibration_bins(y: np.ndarray, p: np.ndarray, bins: int = 5) -> list[dict[s
     """Reliability table: per score band, how many texts, mean score and share of rumors."""
     out = []
     edges = np.linspace(0, 1, bins + 1)
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         mask = (p >= lo) & ((p < hi) if hi < 1 else (p <= hi))
         if mask.any():
             out.append({"from": round(float(lo), 2), "to": round(float(hi), 2), "n": int(mask.sum()),

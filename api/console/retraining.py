@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import Response
 
 from api.console import queries, services
@@ -35,6 +35,7 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf), D
 LABEL_PAGE_SIZE = 20
 LABEL_ZH = {"1": "谣言", "0": "非谣言"}
 NextField = Annotated[str | None, Form(max_length=2000)]
+LabelId = Annotated[int, Path(ge=1, le=2**62)]
 
 
 def _page_number(page: str) -> int:
@@ -45,7 +46,7 @@ def _page_number(page: str) -> int:
 
 
 @router.get("/labels")
-def labels_page(request: Request, user: PageUser, session: SessionDep, page: str = "1") -> Response:
+def labels_page(request: Request, user: PageUser, session: SessionDep, page: str = "1", q: str = "") -> Response:
     """待标注: the posts the active model is least sure about, weighted by reach (as GET /api/v1/labels/queue)."""
     need_role(user, "analyst", "查看待标注帖子")
     page_no = _page_number(page)
@@ -54,11 +55,58 @@ def labels_page(request: Request, user: PageUser, session: SessionDep, page: str
         session, model_version_id=active.id, limit=LABEL_PAGE_SIZE, offset=(page_no - 1) * LABEL_PAGE_SIZE)
     posts = [{"id": i.post_id, "raw_text": i.text} for i in items]
     conflicts = services.labels().label_conflicts(session)
+    q = q.strip()[:200].replace("\x00", "")
+    labels, label_total = services.labels().list_labels(
+        session, services.labels().LabelFilters(q=q or None), limit=LABEL_PAGE_SIZE)
     return render(request, "labels.html", {
         "nav": "labels", "items": items, "info": queries.label_info(session, posts), "total": total,
         "page": page_no, "pages": max(1, -(-total // LABEL_PAGE_SIZE)), "page_size": LABEL_PAGE_SIZE,
         "active": active, "conflicts": conflicts[:20], "conflict_total": len(conflicts), "can_label": True,
+        "labels": labels, "label_total": label_total, "q": q,
     })
+
+
+@router.post("/labels/resolve")
+def resolve_conflict(user: PageUser, session: SessionDep, text_hash: Annotated[str, Form(max_length=64)] = "",
+                     label: Annotated[str, Form(max_length=2)] = "") -> Response:
+    """Decide a conflict: every label on that text takes the chosen verdict (as the API's resolve)."""
+    need_role(user, "analyst", "裁定标注")
+    if label not in LABEL_ZH:
+        return back("/labels#conflicts", err="请用页面上的按钮选择“谣言”或“非谣言”。")
+    with committing(session, "/labels#conflicts"):
+        changed = services.labels().resolve_conflict(session, text_hash, label=int(label), user_id=user.id)
+    return back("/labels#conflicts", msg=f"已裁定为「{LABEL_ZH[label]}」，更改了 {changed} 条标注")
+
+
+@router.post("/labels/{label_id}/set")
+def correct_label(label_id: LabelId, user: PageUser, session: SessionDep,
+                  label: Annotated[str, Form(max_length=2)] = "") -> Response:
+    need_role(user, "analyst", "更正标注")
+    if label not in LABEL_ZH:
+        return back("/labels#all-labels", err="请用页面上的按钮更正标注。")
+    with committing(session, "/labels#all-labels"):
+        services.labels().correct_label(session, label_id, label=int(label), user_id=user.id)
+    return back("/labels#all-labels", msg=f"标注 {label_id} 已改为「{LABEL_ZH[label]}」（原结论记入修改记录）")
+
+
+@router.post("/labels/{label_id}/delete")
+def delete_label(label_id: LabelId, user: PageUser, session: SessionDep) -> Response:
+    need_role(user, "analyst", "删除标注")
+    with committing(session, "/labels#all-labels"):
+        services.labels().delete_label(session, label_id, user_id=user.id)
+    return back("/labels#all-labels", msg=f"已删除标注 {label_id}（修改记录保留）")
+
+
+@router.get("/labels/export.csv")
+def export_labels(user: PageUser, session: SessionDep) -> Response:
+    need_role(user, "analyst", "导出标注")
+    import io
+
+    buffer = io.StringIO()
+    buffer.write("\ufeff")  # Excel on Chinese Windows opens UTF-8 with a BOM as it is
+    services.labels().write_export(session, buffer)
+    return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="labels.csv"'})
 
 
 @router.post("/posts/{post_id}/label")

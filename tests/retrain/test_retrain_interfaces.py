@@ -31,7 +31,7 @@ def env(fresh_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ship
     monkeypatch.setenv("YUQING_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("COLUMNS", "200")
     get_settings.cache_clear()
-    texts, labels = labelled_texts(110, seed=11)
+    texts, labels = labelled_texts(150, seed=11)  # enough that promotion can decide (one in five is evaluated)
     write_csv(tmp_path / "labels.csv", texts, labels)
     return tmp_path
 

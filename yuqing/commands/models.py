@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -213,7 +213,7 @@ def models_history(as_json: Annotated[bool, typer.Option("--json", help="输出 
     from nlp.registry import model_history
 
     with session_scope() as session:
-        events = [{"at": e.at, "action": e.action, "version": e.version, "previous_version": e.previous_version,
+        events: list[dict[str, Any]] = [{"at": e.at, "action": e.action, "version": e.version, "previous_version": e.previous_version,
                    "reason": e.reason, "user_id": e.user_id, "detail": e.detail} for e in model_history(session)]
     if as_json:
         _print_json(events)
