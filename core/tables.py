@@ -518,8 +518,45 @@ class Label(Base):
     label: Mapped[int] = mapped_column(Integer)  # 1 rumor, 0 not
     category: Mapped[str | None] = mapped_column(String(50))
     origin: Mapped[str] = mapped_column(String(20))  # review | manual | import
+    role: Mapped[str | None] = mapped_column(String(12))  # the post's role (nlp.roles) where known
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime | None]  # last correction
+
+
+class LabelEvent(Base):
+    """Append-only history of labels: created, corrected, deleted, resolved (a conflict decided).
+
+    Kept when the label itself is deleted, so an analyst can see who changed which verdict."""
+
+    __tablename__ = "label_events"
+    id: Mapped[int] = _pk()
+    label_id: Mapped[int | None] = mapped_column(BigId, index=True)  # no FK: history outlives the label
+    text_hash: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(12))  # created | corrected | deleted | resolved
+    old_label: Mapped[int | None] = mapped_column(Integer)
+    new_label: Mapped[int | None] = mapped_column(Integer)
+    old_category: Mapped[str | None] = mapped_column(String(50))
+    new_category: Mapped[str | None] = mapped_column(String(50))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ModelEvent(Base):
+    """Append-only log of the model registry: trained, recalibrated, promoted, forced (with the
+    reason), rolled back, deleted, and who did each. Notes on versions are never overwritten;
+    this log is the history."""
+
+    __tablename__ = "model_events"
+    id: Mapped[int] = _pk()
+    name: Mapped[str] = mapped_column(String(100), default="rumor")
+    version: Mapped[str] = mapped_column(String(100), index=True)
+    action: Mapped[str] = mapped_column(String(20))  # registered | trained | recalibrated | promoted | forced | rolled_back | deleted
+    previous_version: Mapped[str | None] = mapped_column(String(100))
+    reason: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 # --------------------------------------------------------------------------- people and delivery

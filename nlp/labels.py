@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 
 from core.encoding import file_encoding
 from core.errors import InvalidInput, NotFound
-from core.tables import Label, Post, PostScore, Story, utcnow
+from core.ingest import content_hash
+from core.tables import Label, LabelEvent, Post, PostScore, Story, User, utcnow
 from nlp.normalize import normalize
 
 _POSITIVE = {"1", "rumor", "fake", "true", "yes", "谣言", "是", "假"}
@@ -62,19 +63,39 @@ def check_category(category: str | None) -> str | None:
     return category
 
 
+def _event(session: Session, *, action: str, text_hash: str, label_id: int | None,
+           old: tuple[int | None, str | None] = (None, None), new: tuple[int | None, str | None] = (None, None),
+           user_id: int | None = None) -> None:
+    session.add(LabelEvent(label_id=label_id, text_hash=text_hash, action=action, old_label=old[0],
+                           new_label=new[0], old_category=old[1], new_category=new[1], user_id=user_id))
+
+
+def _set(session: Session, row: Label, label: int, category: str | None, *, action: str,
+         user_id: int | None) -> bool:
+    """Change a label's verdict in place and record it in the history; True when it changed."""
+    if row.label == label and row.category == category:
+        return False
+    _event(session, action=action, text_hash=row.text_hash, label_id=row.id, old=(row.label, row.category),
+           new=(label, category), user_id=user_id)
+    row.label, row.category, row.updated_at = label, category, utcnow()
+    return True
+
+
 def _upsert(session: Session, *, dedup_key: str, text: str, label: int, origin: str,
             post_id: int | None = None, alert_id: int | None = None, user_id: int | None = None,
             category: str | None = None) -> bool:
-    """Insert or update one label; True when it was new or changed."""
+    """Insert or correct one label; True when it was new or changed. Both are recorded in the
+    label history (`label_events`)."""
     row = session.scalar(select(Label).where(Label.dedup_key == dedup_key))
     if row is not None:
-        if row.label == label and row.category == category:
-            return False
-        row.label, row.category, row.created_at = label, category, utcnow()
-        return True
-    session.add(Label(dedup_key=dedup_key, text=text, text_hash=text_key(text), label=label, origin=origin,
-                      post_id=post_id, alert_id=alert_id, user_id=user_id, category=category))
+        return _set(session, row, label, category, action="corrected", user_id=user_id)
+    role = session.scalar(select(Post.role).where(Post.id == post_id)) if post_id is not None else None
+    row = Label(dedup_key=dedup_key, text=text, text_hash=text_key(text), label=label, origin=origin,
+                post_id=post_id, alert_id=alert_id, user_id=user_id, category=category, role=role)
+    session.add(row)
     session.flush()
+    _event(session, action="created", text_hash=row.text_hash, label_id=row.id, new=(label, category),
+           user_id=user_id)
     return True
 
 
@@ -103,6 +124,8 @@ def clear_post_label(session: Session, *, post_id: int, user_id: int | None, ori
     row = session.scalar(select(Label).where(Label.dedup_key == post_label_key(post_id, user_id, origin)))
     if row is None:
         return False
+    _event(session, action="deleted", text_hash=row.text_hash, label_id=row.id, old=(row.label, row.category),
+           user_id=user_id)
     session.delete(row)
     session.flush()
     return True
@@ -133,6 +156,7 @@ def import_labels_csv(session: Session, path: Path, *, user_id: int | None = Non
     if not path.is_file():
         raise NotFound(f"找不到文件 {path}")
     result = LabelImport()
+    seen: dict[str, tuple[int, int]] = {}  # text key -> (line, label) within this file
     for line, row in csv_rows(path, ("text", "label"), "text,label（可选 category）"):
         text = (row.get("text") or "").strip()
         if not text:
@@ -147,14 +171,36 @@ def import_labels_csv(session: Session, path: Path, *, user_id: int | None = Non
         except InvalidInput as err:
             result.errors.append(f"第 {line} 行：{err}")
             continue
-        key = f"import:{text_key(text)}:{label}"
-        changed = _upsert(session, dedup_key=key, text=text, label=label, origin="import", user_id=user_id,
-                          category=category)
+        first = seen.setdefault(text_key(text), (line, label))
+        if first[1] != label:  # one file cannot say both: neither row silently wins
+            result.errors.append(f"第 {line} 行：与第 {first[0]} 行是同一文本但结论相反，未导入")
+            continue
+        changed = _import_one(session, text, label, category, user_id)
         if changed:
             result.new += 1
         else:
             result.unchanged += 1
     return result
+
+
+def _import_one(session: Session, text: str, label: int, category: str | None, user_id: int | None) -> bool:
+    """One imported verdict per text: a re-import with another label corrects it (recorded in the
+    history) instead of adding a second, conflicting row."""
+    key = text_key(text)
+    row = session.scalar(select(Label).where(Label.origin == "import", Label.text_hash == key).order_by(Label.id))
+    if row is not None:
+        changed = _set(session, row, label, category, action="corrected", user_id=user_id)
+        if row.post_id is None:
+            row.post_id = _post_with_text(session, text)
+        return changed
+    return _upsert(session, dedup_key=f"import:{key}", text=text, label=label, origin="import",
+                   user_id=user_id, category=category, post_id=_post_with_text(session, text))
+
+
+def _post_with_text(session: Session, text: str) -> int | None:
+    """A stored post whose text is exactly ``text`` (untitled posts, by their indexed content
+    hash), so an imported label shows, and can be corrected, where that post is shown."""
+    return session.scalar(select(func.min(Post.id)).where(Post.content_hash == content_hash(text)))
 
 
 @dataclass
@@ -249,3 +295,146 @@ def active_learning_queue(session: Session, *, model_version_id: int | None = No
 
 def _queue_order(item: QueueItem) -> tuple[float, int]:
     return -item.priority, item.post_id
+
+
+# ----------------------------------------------------------------------------- labels as data
+
+
+@dataclass
+class LabelFilters:
+    origin: str | None = None  # review | manual | import
+    label: int | None = None
+    conflicts_only: bool = False
+    q: str | None = None  # words the text contains
+    post_id: int | None = None
+
+
+def _filtered(filters: LabelFilters) -> Any:
+    stmt = select(Label)
+    if filters.origin:
+        stmt = stmt.where(Label.origin == filters.origin)
+    if filters.label is not None:
+        stmt = stmt.where(Label.label == filters.label)
+    if filters.post_id is not None:
+        stmt = stmt.where(Label.post_id == filters.post_id)
+    if filters.q:
+        stmt = stmt.where(Label.text.contains(filters.q.strip(), autoescape=True))
+    if filters.conflicts_only:
+        hashes = select(Label.text_hash).group_by(Label.text_hash).having(func.count(func.distinct(Label.label)) > 1)
+        stmt = stmt.where(Label.text_hash.in_(hashes))
+    return stmt
+
+
+def list_labels(session: Session, filters: LabelFilters | None = None, *, limit: int = 50,
+                offset: int = 0) -> tuple[list[Label], int]:
+    """Labels, newest first, with the total for the filters."""
+    stmt = _filtered(filters or LabelFilters())
+    total = int(session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+    rows = list(session.scalars(stmt.order_by(Label.id.desc()).limit(limit).offset(offset)))
+    return rows, total
+
+
+def get_label(session: Session, label_id: int) -> Label:
+    row = session.get(Label, label_id)
+    if row is None:
+        raise NotFound(f"标注 {label_id} 不存在")
+    return row
+
+
+_UNSET: Any = object()
+
+
+def correct_label(session: Session, label_id: int, *, label: int | None = None, category: Any = _UNSET,
+                  user_id: int | None = None) -> Label:
+    """Correct a label's verdict and/or category; the earlier value stays in the history."""
+    row = get_label(session, label_id)
+    if label is not None and label not in (0, 1):
+        raise InvalidInput("标注只能是 1（谣言）或 0（非谣言）")
+    new_category = row.category if category is _UNSET else check_category(category)
+    _set(session, row, row.label if label is None else label, new_category, action="corrected", user_id=user_id)
+    session.flush()
+    return row
+
+
+def delete_label(session: Session, label_id: int, *, user_id: int | None = None) -> None:
+    """Delete a label (its history stays)."""
+    row = get_label(session, label_id)
+    _event(session, action="deleted", text_hash=row.text_hash, label_id=row.id, old=(row.label, row.category),
+           user_id=user_id)
+    session.delete(row)
+    session.flush()
+
+
+def find_text_hash(session: Session, prefix: str) -> str:
+    """The full text hash a prefix (at least 8 characters, as the CLI shows it) stands for."""
+    prefix = prefix.strip().lower()
+    if len(prefix) < 8:
+        raise InvalidInput("文本编号至少给出前 8 位")
+    found = list(session.scalars(select(Label.text_hash).where(Label.text_hash.startswith(prefix)).distinct().limit(2)))
+    if not found:
+        raise NotFound(f"没有编号以 {prefix} 开头的标注文本")
+    if len(found) > 1:
+        raise InvalidInput(f"编号 {prefix} 对应多条文本：请多给几位")
+    return found[0]
+
+
+def resolve_conflict(session: Session, text_hash: str, *, label: int, user_id: int | None = None) -> int:
+    """Decide a conflict: every label on the text takes the chosen verdict (recorded as
+    ``resolved`` in the history). Returns how many labels changed."""
+    if label not in (0, 1):
+        raise InvalidInput("标注只能是 1（谣言）或 0（非谣言）")
+    rows = list(session.scalars(select(Label).where(Label.text_hash == text_hash)))
+    if not rows:
+        raise NotFound("没有这条文本的标注")
+    changed = sum(_set(session, r, label, r.category, action="resolved", user_id=user_id) for r in rows)
+    session.flush()
+    return changed
+
+
+@dataclass
+class BulkItem:
+    post_id: int
+    label: int
+    category: str | None = None
+
+
+def label_posts(session: Session, items: list[BulkItem], *, user_id: int | None) -> list[Label]:
+    """Label many posts in one call (each as :func:`label_post`: labelling again replaces)."""
+    return [label_post(session, post_id=i.post_id, label=i.label, user_id=user_id, category=i.category)
+            for i in items]
+
+
+def label_history(session: Session, label_id: int) -> list[LabelEvent]:
+    """Every change of a label's text (all of its labels: a correction of a copy shows too)."""
+    row = session.get(Label, label_id)
+    text_hash = row.text_hash if row is not None else session.scalar(
+        select(LabelEvent.text_hash).where(LabelEvent.label_id == label_id).limit(1))
+    if text_hash is None:
+        raise NotFound(f"标注 {label_id} 不存在")
+    return list(session.scalars(select(LabelEvent).where(LabelEvent.text_hash == text_hash)
+                                .order_by(LabelEvent.id)))
+
+
+EXPORT_COLUMNS = ("id", "text", "label", "category", "role", "origin", "post_id", "user", "created_at", "updated_at")
+
+
+def export_rows(session: Session, filters: LabelFilters | None = None) -> Iterator[dict[str, Any]]:
+    """Labels as CSV rows (the columns of :data:`EXPORT_COLUMNS`); `text,label,category` re-import as they are."""
+    names = {uid: name for uid, name in session.execute(select(User.id, User.username))}
+    stmt = _filtered(filters or LabelFilters()).order_by(Label.id)
+    for row in session.scalars(stmt.execution_options(yield_per=1000)):
+        yield {"id": row.id, "text": row.text, "label": row.label, "category": row.category or "",
+               "role": row.role or "", "origin": row.origin, "post_id": row.post_id or "",
+               "user": names.get(row.user_id, "") if row.user_id else "",
+               "created_at": row.created_at.isoformat(timespec="seconds"),
+               "updated_at": row.updated_at.isoformat(timespec="seconds") if row.updated_at else ""}
+
+
+def write_export(session: Session, handle: Any, filters: LabelFilters | None = None) -> int:
+    """Write the labels as CSV to an open text handle; returns how many."""
+    writer = csv.DictWriter(handle, fieldnames=EXPORT_COLUMNS)
+    writer.writeheader()
+    n = 0
+    for n, row in enumerate(export_rows(session, filters), start=1):  # noqa: B007
+        writer.writerow(row)
+    return n

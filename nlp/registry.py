@@ -3,8 +3,11 @@
 - The shipped model lives read-only under ``<model_dir>/rumor/<version>/`` (in the repository);
   models trained here go to ``<data_dir>/models/rumor/<version>/``. The database says which
   version is active; exactly one per name is.
-- Promotion compares the candidate with the active model on the registry's fixed evaluation set
-  (see :mod:`nlp.retrain`) and refuses a worse candidate unless forced with a reason.
+- Promotion compares the candidate with the active model on the texts of the registry's fixed
+  evaluation set that neither was trained on (:mod:`nlp.model_compare`), with n and a bootstrap
+  interval; it does not decide below a minimum n and refuses a candidate only when it is worse
+  beyond the interval, unless forced with a reason.
+- Every transition is appended to ``model_events`` (who, when, why); notes are never overwritten.
 - :class:`ModelHolder` gives a running process the active model and switches to a newly
   promoted one without a restart: the swap is one reference assignment, so scoring that already
   holds the old model finishes on it.
@@ -14,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +25,14 @@ from sqlalchemy.orm import Session
 
 from core.errors import Conflict, InvalidInput, NotFound
 from core.settings import get_settings
-from core.tables import ModelVersion, utcnow
+from core.tables import ModelEvent, ModelVersion, utcnow
 from nlp.classifier import RumorModel, default_model_path
+from nlp.model_compare import MIN_EVAL_N, MIN_PER_CLASS, Comparison, compare
 from nlp.scoring import ModelFileError, RumorScorer, load_scorer
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "rumor"
-#: A candidate may be this much worse (macro-F1 on the evaluation set) and still be promoted.
-PROMOTION_TOLERANCE = 0.005
 
 
 def trained_dir(name: str = MODEL_NAME) -> Path:
@@ -53,8 +54,23 @@ def _metrics(path: Path) -> dict[str, Any]:
     return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
 
 
+def record_event(session: Session, version: str, action: str, *, name: str = MODEL_NAME,
+                 previous: str | None = None, reason: str | None = None, detail: dict[str, Any] | None = None,
+                 user_id: int | None = None) -> None:
+    """Append one transition to the registry's history (``model_events``)."""
+    session.add(ModelEvent(name=name, version=version, action=action, previous_version=previous, reason=reason,
+                           detail=detail or {}, user_id=user_id, at=utcnow()))
+
+
+def model_history(session: Session, name: str = MODEL_NAME, limit: int = 200) -> list[ModelEvent]:
+    """The registry's transitions, newest first."""
+    return list(session.scalars(select(ModelEvent).where(ModelEvent.name == name)
+                                .order_by(ModelEvent.id.desc()).limit(limit)))
+
+
 def register_version(session: Session, path: Path, *, name: str = MODEL_NAME, status: str = "candidate",
-                     user_id: int | None = None, note: str | None = None) -> ModelVersion:
+                     user_id: int | None = None, note: str | None = None,
+                     action: str = "registered") -> ModelVersion:
     """Record a model directory in the database (idempotent by name + version)."""
     card = _card(path)
     version = str(card.get("version") or path.name)
@@ -71,6 +87,8 @@ def register_version(session: Session, path: Path, *, name: str = MODEL_NAME, st
     )
     session.add(row)
     session.flush()
+    record_event(session, version, action, name=name, reason=note, user_id=user_id,
+                 detail={"status": status, "path": row.path})
     return row
 
 
@@ -115,63 +133,74 @@ def get_version(session: Session, version: str, name: str = MODEL_NAME) -> Model
     return row
 
 
-@dataclass
-class Comparison:
-    candidate: dict[str, float]
-    active: dict[str, float]
-    n: int
+def compare_versions(session: Session, candidate: str, active: str | None = None, *, name: str = MODEL_NAME,
+                     details: bool = True) -> Comparison:
+    """``candidate`` against ``active`` (default: the active version) on the evaluation texts
+    neither was trained on: a dry run, nothing is written."""
+    from nlp.retrain import evalset_path
 
-    @property
-    def delta(self) -> float:
-        return self.candidate["macro_f1"] - self.active["macro_f1"]
+    a = get_version(session, candidate, name)
+    b = get_version(session, active, name) if active else active_version(session, name)
+    return compare(session, a, b, evalset_path(name), details=details)
 
 
-def compare_on_evalset(candidate: RumorModel, active: RumorModel, name: str = MODEL_NAME) -> Comparison:
-    from nlp.classifier import evaluate
-    from nlp.retrain import load_evalset
-
-    texts, labels = load_evalset(name)
-    if len(set(labels)) < 2:
-        raise InvalidInput(
-            f"评估集只有 {len(labels)} 条且不含两类标注，无法比较模型：先用 `yuqing train` 训练（会建立评估集），"
-            "或用 --force 并说明理由"
-        )
-    return Comparison(evaluate(candidate, texts, labels), evaluate(active, texts, labels), len(labels))
+def gate(comparison: Comparison) -> str | None:
+    """Why the candidate must not be promoted without --force, or None when it may be."""
+    if not comparison.enough:
+        return (f"评估集中两个模型都没训练过的标注只有 {comparison.n} 条（谣言 {comparison.per_class[0]} / "
+                f"非谣言 {comparison.per_class[1]}），少于作出判断所需的 {MIN_EVAL_N} 条（每类至少 "
+                f"{MIN_PER_CLASS} 条）：大约还需要 {comparison.labels_needed()} 条审核或人工标注（约五分之一进入评估集）。"
+                "确需启用请加 --force 并用 --reason 说明理由")
+    if comparison.clearly_worse:
+        return (f"候选模型 {comparison.candidate_version} 明显更差，未启用。{comparison.sentence()}。"
+                "确需启用请加 --force 并用 --reason 说明理由")
+    return None
 
 
 def promote(session: Session, version: str, *, force: bool = False, reason: str | None = None,
-            user_id: int | None = None, name: str = MODEL_NAME,
-            tolerance: float = PROMOTION_TOLERANCE) -> tuple[ModelVersion, Comparison | None]:
-    """Make ``version`` the active model, unless it is worse than the active one on the evaluation set."""
+            user_id: int | None = None, name: str = MODEL_NAME) -> tuple[ModelVersion, Comparison | None]:
+    """Make ``version`` the active model, unless the fair comparison says no (see :func:`gate`)."""
     candidate = get_version(session, version, name)
     current = active_version(session, name)
     if candidate.id == current.id:
         raise Conflict(f"模型 {version} 已经是当前使用的版本")
     if force and not (reason and reason.strip()):
         raise InvalidInput("强制启用必须说明理由（--reason）")
-    comparison: Comparison | None = None
-    try:
-        comparison = compare_on_evalset(RumorModel.load(candidate.path), RumorModel.load(current.path), name)
-    except InvalidInput:
-        if not force:
-            raise
-    if comparison is not None and comparison.delta < -tolerance and not force:
-        raise Conflict(
-            f"候选模型 {version} 在评估集（{comparison.n} 条）上 macro-F1 为 {comparison.candidate['macro_f1']:.4f}，"
-            f"低于当前模型 {current.version} 的 {comparison.active['macro_f1']:.4f}（容差 {tolerance}）：未启用。"
-            "确需启用请加 --force 并用 --reason 说明理由"
-        )
+    comparison = compare_versions(session, candidate.version, current.version, name=name, details=False)
+    refusal = gate(comparison)
+    if refusal and not force:
+        raise (InvalidInput if not comparison.enough else Conflict)(refusal)
     now = utcnow()
     current.status = "retired"
     candidate.status, candidate.promoted_at, candidate.promoted_by = "active", now, user_id
-    if comparison is not None:
-        candidate.metrics = {**candidate.metrics, "evalset_at_promotion": comparison.candidate,
-                             "previous_on_evalset": comparison.active}
-    if force:
-        candidate.note = f"强制启用：{reason}"
+    candidate.metrics = {**candidate.metrics, "evalset_at_promotion": comparison.candidate,
+                         "previous_on_evalset": comparison.active, "comparison_n": comparison.n,
+                         "comparison_ci": [comparison.ci_low, comparison.ci_high]}
+    record_event(session, candidate.version, "forced" if refusal else "promoted", name=name,
+                 previous=current.version, reason=reason if force else None, user_id=user_id,
+                 detail={"n": comparison.n, "delta": comparison.delta,
+                         "ci": [comparison.ci_low, comparison.ci_high], "refusal_overridden": refusal})
     session.flush()
-    log.info("model promoted", extra={"version": version, "forced": force})
+    log.info("model promoted", extra={"version": version, "forced": bool(refusal)})
     return candidate, comparison
+
+
+def delete_version(session: Session, version: str, *, user_id: int | None = None, name: str = MODEL_NAME) -> None:
+    """Delete a candidate that was never active: its row and its folder under this instance's
+    registry (never the shipped model's folder). The history keeps the event."""
+    import shutil
+
+    row = get_version(session, version, name)
+    if row.status != "candidate" or row.promoted_at is not None:
+        raise Conflict(f"模型 {version} 曾经启用过（或正在使用），只能删除从未启用的候选版本：它要留作历史和回滚目标")
+    folder = Path(row.path)
+    folder = folder.parent if folder.is_file() else folder
+    root = trained_dir(name).resolve()
+    if folder.resolve().is_relative_to(root) and folder.resolve() != root:
+        shutil.rmtree(folder, ignore_errors=True)
+    record_event(session, version, "deleted", name=name, user_id=user_id, detail={"path": row.path})
+    session.delete(row)
+    session.flush()
 
 
 def rollback_target(session: Session, name: str = MODEL_NAME) -> ModelVersion | None:
@@ -197,7 +226,7 @@ def rollback(session: Session, *, user_id: int | None = None, name: str = MODEL_
         raise Conflict("没有可以回滚到的历史版本")
     current.status = "rolled_back"
     previous.status, previous.promoted_at, previous.promoted_by = "active", utcnow(), user_id
-    previous.note = f"由 {current.version} 回滚"
+    record_event(session, previous.version, "rolled_back", name=name, previous=current.version, user_id=user_id)
     session.flush()
     return previous
 

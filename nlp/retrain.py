@@ -148,8 +148,9 @@ def gather(session: Session | None, *, data: Sequence[Path] = (), include_db_lab
     if include_db_labels:
         if session is None:
             raise InvalidInput("--include-db-labels 需要数据库")
-        texts, labels, _ = training_labels(session)
+        texts, labels, conflicts = training_labels(session)
         dataset.add("database labels", texts, labels)
+        dataset.conflicts += len(conflicts)  # left out before they reached the dataset: still dropped
     dataset.clean()
     return dataset
 
@@ -244,14 +245,19 @@ def _reference(model: RumorModel, texts: list[str]) -> dict[str, Any]:
 
 
 def _save_candidate(session: Session | None, model: RumorModel, metrics: dict[str, Any],
-                    user_id: int | None, note: str | None = None) -> TrainResult:
+                    user_id: int | None, note: str | None = None, *, fitted_on: Sequence[str] = (),
+                    action: str = "trained") -> TrainResult:
+    """Save, write the card, record which texts were fitted on (for fair comparisons), register."""
+    from nlp.model_compare import write_seen_keys
+
     path = trained_dir() / model.version
     model.save(path)
+    write_seen_keys(path, [text_key(t) for t in fitted_on])
     (path / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2), encoding="utf-8")
     (path / "card.md").write_text(render_card(model.card, model.version), encoding="utf-8")
     version_id = None
     if session is not None:
-        version_id = register_version(session, path, user_id=user_id, note=note).id
+        version_id = register_version(session, path, user_id=user_id, note=note, action=action).id
     return TrainResult(model.version, path, metrics, version_id)
 
 
@@ -283,7 +289,7 @@ def train_candidate(session: Session | None, *, data: Sequence[Path] = (), inclu
         "local_dictionary_lines": len(segmenter.extra_entries),
         "terms": RESEARCH_TERMS if base == "shipped" else "Trained on this office's own labels.",
     })
-    result = _save_candidate(session, model, metrics, user_id)
+    result = _save_candidate(session, model, metrics, user_id, fitted_on=train_texts)
     _keep_evalset(split)
     return result
 
@@ -353,7 +359,8 @@ def recalibrate_candidate(session: Session, *, data: Sequence[Path] = (), includ
         "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     })
     result = _save_candidate(session, model, metrics, user_id,
-                             note=f"由 {active.version} 重新校准（{len(texts)} 条标注）")
+                             note=f"由 {active.version} 重新校准（{len(texts)} 条标注）", fitted_on=texts,
+                             action="recalibrated")
     _keep_evalset(split)
     return result
 

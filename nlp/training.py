@@ -109,7 +109,8 @@ Trained {date} with `python -m nlp.training ship --version {version}` (seed {see
 ## Training data (research use only)
 Trained on {n_train} distinct texts: the union of the three public Weibo datasets below,
 deduplicated by text key and normalised text; texts whose copies disagree on the label were
-dropped; weibo21 items of category 无法确定 excluded.
+dropped; weibo21 items of category 无法确定 excluded. `seen_keys.npy` lists them as 64-bit hashes
+of their text keys (no text), so a promotion never judges a model on a text it was trained on.
 
 | dataset | source | terms |
 |---|---|---|
@@ -211,6 +212,7 @@ def ship(version: str = DEFAULT_VERSION, *, models_dir: Path | None = None,
     base = (models_dir or REPO_ROOT / "models") / "rumor"
     out = base / version
     model.save(out)
+    write_shipped_seen_keys(out, s.texts)
     _write_metrics_and_card(out, model, metrics)
     if activate:
         (base / "ACTIVE").write_text(version + "\n", encoding="utf-8")
@@ -231,6 +233,15 @@ def refresh_card(metrics: dict[str, Any], version: str = DEFAULT_VERSION, *,
     return out
 
 
+def write_shipped_seen_keys(out: Path, texts: list[str] | None = None) -> Path:
+    """Which research texts the shipped model was fitted on (64-bit prefixes of their text keys),
+    so a promotion never compares models on texts one of them was trained on (nlp.model_compare)."""
+    from nlp.labels import text_key
+    from nlp.model_compare import write_seen_keys
+
+    return write_seen_keys(out, [text_key(t) for t in (texts if texts is not None else data.all_three_dedup().texts)])
+
+
 def _write_metrics_and_card(out: Path, model: RumorModel, metrics: dict[str, Any]) -> None:
     (out / "metrics.json").write_text(json.dumps({"version": model.version, "date": _dt.date.today().isoformat(),
                                                   **metrics}, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -248,6 +259,9 @@ def main(argv: list[str] | None = None) -> None:
     s1.add_argument("--models-dir", type=Path, default=None)
     s1.add_argument("--metrics", type=Path, default=None, help="已算好的评估结果 (JSON)，跳过重新评估")
     sub.add_parser("protocols", help="只运行评估协议并打印结果")
+    s4 = sub.add_parser("seen-keys", help="记录已发布模型训练用过的研究文本（只存哈希），供公平比较模型")
+    s4.add_argument("--version", default=DEFAULT_VERSION)
+    s4.add_argument("--models-dir", type=Path, default=None)
     s3 = sub.add_parser("card", help="用新的评估结果重写已有版本的 card 与 metrics（不重新训练）")
     s3.add_argument("--version", default=DEFAULT_VERSION)
     s3.add_argument("--models-dir", type=Path, default=None)
@@ -259,6 +273,9 @@ def main(argv: list[str] | None = None) -> None:
             metrics = json.loads(a.metrics.read_text(encoding="utf-8"))
             metrics = metrics.get("protocols", metrics)
             print(f"模型说明已更新：{refresh_card(metrics, a.version, models_dir=a.models_dir)}")
+        elif a.cmd == "seen-keys":
+            out = (a.models_dir or REPO_ROOT / "models") / "rumor" / a.version
+            print(f"已写入 {write_shipped_seen_keys(out)}")
         elif a.cmd == "ship":
             metrics = json.loads(a.metrics.read_text(encoding="utf-8")) if a.metrics else None
             out = ship(a.version, models_dir=a.models_dir, metrics=metrics)

@@ -467,6 +467,19 @@ def models(session: Session) -> list[dict[str, Any]]:
     return out
 
 
+MODEL_EVENT_ZH = {"registered": "登记", "trained": "训练", "recalibrated": "校准", "promoted": "启用",
+                  "forced": "强制启用", "rolled_back": "回滚", "deleted": "删除"}
+
+
+def model_history(session: Session, limit: int = 50) -> list[dict[str, Any]]:
+    """The registry's transitions, newest first, with who did each (nlp.registry.model_history)."""
+    from nlp.registry import model_history as history
+
+    users = dict(session.execute(select(User.id, func.coalesce(User.display_name, User.username))).all())
+    return [{"event": e, "action_zh": MODEL_EVENT_ZH.get(e.action, e.action), "who": users.get(e.user_id or -1)}
+            for e in history(session, limit=limit)]
+
+
 def open_alert_counts(session: Session) -> dict[str, int]:
     """Open alerts per severity, for the navigation badge."""
     return dict(session.execute(select(Alert.severity, func.count()).where(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import tempfile
-from pathlib import Path
-from typing import Annotated, Any
+from pathlib import Path as FilePath
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, UploadFile
+from fastapi import APIRouter, File, Path, Query, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AnalystUser, SessionDep, StaffUser
@@ -70,6 +71,47 @@ class LabelPublic(BaseModel):
     label: int
     origin: str
     created_at: dt.datetime
+    text: str
+    text_hash: str
+    category: str | None
+    role: str | None
+    user_id: int | None
+    updated_at: dt.datetime | None
+
+
+class LabelUpdate(BaseModel):
+    """A correction: the new verdict and/or category (omitted fields stay as they are)."""
+
+    model_config = ConfigDict(extra="forbid")
+    label: Annotated[int | None, Field(ge=0, le=1, description="1 谣言，0 非谣言")] = None
+    category: Annotated[str | None, Field(max_length=50)] = None
+
+
+class BulkLabelBody(BaseModel):
+    items: Annotated[list[LabelBody], Field(min_length=1, max_length=500)]
+
+
+class ResolveBody(BaseModel):
+    label: Annotated[int, Field(ge=0, le=1, description="选定的结论：1 谣言，0 非谣言")]
+
+
+class ResolveResult(BaseModel):
+    text_hash: str
+    label: int
+    changed: int
+
+
+class LabelEventPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    label_id: int | None
+    action: str
+    old_label: int | None
+    new_label: int | None
+    old_category: str | None
+    new_category: str | None
+    user_id: int | None
+    at: dt.datetime
 
 
 class LabelImportResult(BaseModel):
@@ -79,6 +121,7 @@ class LabelImportResult(BaseModel):
 
 
 class ConflictPublic(BaseModel):
+    text_hash: str
     text: str
     rumor_votes: int
     not_rumor_votes: int
@@ -99,6 +142,42 @@ def list_models(_: AnalystUser, session: SessionDep, page: PageDep) -> Page[Mode
     chunk = versions[page.offset:page.offset + page.page_size]
     return Page(items=[ModelVersionPublic.model_validate(v) for v in chunk], total=len(versions),
                 page=page.page, page_size=page.page_size)
+
+
+class ModelEventPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    version: str
+    action: str
+    previous_version: str | None
+    reason: str | None
+    detail: dict[str, Any]
+    user_id: int | None
+    at: dt.datetime
+
+
+@router.get("/models/compare", summary="比较两个模型版本（只读，只用两者都没训练过的评估标注）")
+def compare_models(
+    _: AnalystUser, session: SessionDep,
+    candidate: Annotated[str, Query(max_length=100, description="候选版本")],
+    active: Annotated[str | None, Query(max_length=100, description="对照版本，默认为在用版本")] = None,
+) -> dict[str, Any]:
+    """Both versions on the fixed evaluation set's texts that neither was trained on: n, a paired
+    bootstrap interval of the macro-F1 difference, per category/source/channel, the texts they
+    disagree on, calibration. Nothing is written."""
+    cmp = registry.compare_versions(session, candidate, active)
+    return cmp.as_dict() | {"sentence": cmp.sentence(), "refusal": registry.gate(cmp)}
+
+
+@router.get("/models/history", response_model=list[ModelEventPublic], summary="模型操作记录")
+def model_history(_: AnalystUser, session: SessionDep) -> list[ModelEventPublic]:
+    return [ModelEventPublic.model_validate(e) for e in registry.model_history(session)]
+
+
+@router.delete("/models/{version}", status_code=204, summary="删除从未启用过的候选版本")
+def delete_model(version: Annotated[str, Path(max_length=100)], user: AnalystUser, session: SessionDep) -> Response:
+    registry.delete_version(session, version, user_id=user.id)
+    return Response(status_code=204)
 
 
 @router.post("/models/{version}/promote", response_model=PromoteResult, summary="启用模型版本（评估更差时拒绝）")
@@ -148,7 +227,7 @@ def import_labels(user: AnalystUser, session: SessionDep,
                   file: Annotated[UploadFile, File(description="CSV（UTF-8 或 GBK），列 text,label")]
                   ) -> LabelImportResult:
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "labels.csv"
+        path = FilePath(tmp) / "labels.csv"
         path.write_bytes(file.file.read(50 * 1024 * 1024))
         result = label_service.import_labels_csv(session, path, user_id=user.id)
     return LabelImportResult(new=result.new, unchanged=result.unchanged, errors=result.errors)
@@ -158,7 +237,7 @@ def import_labels(user: AnalystUser, session: SessionDep,
 def list_conflicts(_: AnalystUser, session: SessionDep, page: PageDep) -> Page[ConflictPublic]:
     conflicts = label_service.label_conflicts(session)
     chunk = conflicts[page.offset:page.offset + page.page_size]
-    return Page(items=[ConflictPublic(text=c.text, rumor_votes=c.labels.get(1, 0), not_rumor_votes=c.labels.get(0, 0),
+    return Page(items=[ConflictPublic(text_hash=c.text_hash, text=c.text, rumor_votes=c.labels.get(1, 0), not_rumor_votes=c.labels.get(0, 0),
                                       origins=c.origins) for c in chunk],
                 total=len(conflicts), page=page.page, page_size=page.page_size)
 
@@ -171,3 +250,70 @@ def labelling_queue(_: AnalystUser, session: SessionDep, page: PageDep) -> Page[
     return Page(items=[QueueItemPublic(post_id=i.post_id, text=i.text, rumor_probability=i.rumor_probability,
                                        reach=i.reach, priority=i.priority) for i in items],
                 total=total, page=page.page, page_size=page.page_size)
+
+
+_HASH = Annotated[str, Path(pattern="^[0-9a-f]{64}$", description="标注文本的编号（text_hash）")]
+
+
+@router.get("/labels", response_model=Page[LabelPublic], summary="标注列表（可筛选）")
+def list_labels(
+    _: AnalystUser, session: SessionDep, page: PageDep,
+    origin: Annotated[Literal["review", "manual", "import"] | None, Query(description="来源")] = None,
+    label: Annotated[int | None, Query(ge=0, le=1)] = None,
+    conflicts: Annotated[bool, Query(description="只看结论互相矛盾的文本")] = False,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    post_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+) -> Page[LabelPublic]:
+    filters = label_service.LabelFilters(origin=origin, label=label, conflicts_only=conflicts, q=q, post_id=post_id)
+    rows, total = label_service.list_labels(session, filters, limit=page.page_size, offset=page.offset)
+    return Page(items=[LabelPublic.model_validate(r) for r in rows], total=total, page=page.page,
+                page_size=page.page_size)
+
+
+@router.get("/labels/export", summary="导出标注 CSV（UTF-8 带 BOM，Excel 可直接打开）",
+            response_class=Response, responses={200: {"content": {"text/csv": {}}}})
+def export_labels(_: AnalystUser, session: SessionDep) -> Response:
+    buffer = io.StringIO()
+    buffer.write("\ufeff")
+    label_service.write_export(session, buffer)
+    return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="labels.csv"'})
+
+
+@router.post("/labels/bulk", response_model=list[LabelPublic], status_code=201, summary="批量标注帖子")
+def bulk_labels(body: BulkLabelBody, user: AnalystUser, session: SessionDep) -> list[LabelPublic]:
+    items = [label_service.BulkItem(post_id=i.post_id, label=i.label, category=i.category) for i in body.items]
+    return [LabelPublic.model_validate(r) for r in label_service.label_posts(session, items, user_id=user.id)]
+
+
+@router.post("/labels/conflicts/{text_hash}/resolve", response_model=ResolveResult, summary="裁定矛盾的标注")
+def resolve_conflict(text_hash: _HASH, body: ResolveBody, user: AnalystUser, session: SessionDep) -> ResolveResult:
+    changed = label_service.resolve_conflict(session, text_hash, label=body.label, user_id=user.id)
+    return ResolveResult(text_hash=text_hash, label=body.label, changed=changed)
+
+
+@router.get("/labels/{label_id}", response_model=LabelPublic, summary="一条标注")
+def get_label(label_id: Annotated[int, Path(ge=1, le=2**62)], _: AnalystUser, session: SessionDep) -> LabelPublic:
+    return LabelPublic.model_validate(label_service.get_label(session, label_id))
+
+
+@router.get("/labels/{label_id}/history", response_model=list[LabelEventPublic], summary="标注的修改记录")
+def label_history(label_id: Annotated[int, Path(ge=1, le=2**62)], _: AnalystUser,
+                  session: SessionDep) -> list[LabelEventPublic]:
+    return [LabelEventPublic.model_validate(e) for e in label_service.label_history(session, label_id)]
+
+
+@router.patch("/labels/{label_id}", response_model=LabelPublic, summary="更正标注（旧值记入修改记录）")
+def correct_label(label_id: Annotated[int, Path(ge=1, le=2**62)], body: LabelUpdate, user: AnalystUser,
+                  session: SessionDep) -> LabelPublic:
+    changes: dict[str, Any] = {"label": body.label}
+    if "category" in body.model_fields_set:
+        changes["category"] = body.category
+    row = label_service.correct_label(session, label_id, user_id=user.id, **changes)
+    return LabelPublic.model_validate(row)
+
+
+@router.delete("/labels/{label_id}", status_code=204, summary="删除标注（修改记录保留）")
+def delete_label(label_id: Annotated[int, Path(ge=1, le=2**62)], user: AnalystUser, session: SessionDep) -> Response:
+    label_service.delete_label(session, label_id, user_id=user.id)
+    return Response(status_code=204)

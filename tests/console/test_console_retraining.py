@@ -186,10 +186,11 @@ def test_promote_is_refused_when_worse_then_forced_with_a_reason_then_rolled_bac
     confirm = c.get("/models/good/promote")
     assert confirm.status_code == 200 and "确认启用" in confirm.text and trained_models["active"] in confirm.text
     assert "<details class=\"force\">" in confirm.text  # closed until a refusal
+    assert "两个模型都没训练过" in confirm.text and "按类别" in confirm.text  # the dry-run comparison first
     token = csrf_of(confirm.text)
     r = c.post("/models/good/promote", data={"csrf_token": token})
     assert r.status_code == 303 and r.headers["location"].startswith("/models?msg=")
-    assert "已启用模型 good" in unquote(r.headers["location"]) and "固定评估集" in unquote(r.headers["location"])
+    assert "已启用模型 good" in unquote(r.headers["location"]) and "两个模型都没训练过" in unquote(r.headers["location"])
     assert _active(live).version == "good"
     page = c.get(r.headers["location"]).text
     assert "当前在用：rumor good" in page and f"回滚到 {trained_models['active']}" in page
@@ -200,7 +201,7 @@ def test_promote_is_refused_when_worse_then_forced_with_a_reason_then_rolled_bac
     r = c.post("/models/bad/promote", data={"csrf_token": token})
     assert r.status_code == 303 and r.headers["location"].startswith("/models/bad/promote?refused=1&err=")
     refused = c.get(r.headers["location"]).text
-    assert "低于当前模型 good" in refused and '<details class="force" open>' in refused
+    assert "明显更差" in refused and '<details class="force" open>' in refused
     assert _active(live).version == "good"
     r = c.post("/models/bad/promote", data={"csrf_token": token, "force": "1", "reason": "  "})
     assert "强制启用必须填写理由" in unquote(r.headers["location"])
@@ -208,10 +209,11 @@ def test_promote_is_refused_when_worse_then_forced_with_a_reason_then_rolled_bac
     r = c.post("/models/bad/promote", data={"csrf_token": token, "force": "1", "reason": "覆盖本镇新出现的停水谣言"})
     assert r.status_code == 303 and "理由已记录" in unquote(r.headers["location"])
     active = _active(live)
-    assert active.version == "bad" and active.note == "强制启用：覆盖本镇新出现的停水谣言"
+    assert active.version == "bad"
     with session_scope(live.engine) as s:
         assert s.get(User, active.promoted_by).username == "wangfang"
-    assert "强制启用：覆盖本镇新出现的停水谣言" in c.get("/models").text
+    history = c.get("/models").text.split('id="history"', 1)[1]  # the reason is in the history, notes stay
+    assert "强制启用" in history and "覆盖本镇新出现的停水谣言" in history and "<code>bad</code>" in history
 
     # Roll back: a confirmation page, then the previous version is active again.
     confirm = c.get("/models/rollback").text
@@ -326,3 +328,45 @@ def test_the_shipped_model_shows_its_cross_validation_until_an_evaluation_set_ex
     assert numbers["macro_f1"] == pytest.approx(shipped[SHIPPED_CV]["macro_f1"]) and len(numbers) >= 4
     trained_here = {**shipped, "evalset": {"macro_f1": 0.81, "rumor_f1": 0.8}}
     assert model_metrics(trained_here) == {"macro_f1": 0.81, "rumor_f1": 0.8}
+
+
+def test_labels_are_corrected_resolved_deleted_and_exported_in_the_console(live, client_as, tmp_path) -> None:
+    from sqlalchemy import select
+
+    from core.ingest import ingest_posts
+    from core.tables import Label, LabelEvent, Post
+    from nlp.labels import import_labels_csv, label_post
+
+    with session_scope(live.engine) as s:
+        ingest_posts(s, [{"source": "控制台标注", "external_id": "lab-1", "text": "南坪村的桥被冲垮了，别走"}])
+        post_id = s.scalar(select(Post.id).where(Post.external_id == "lab-1"))
+        label_post(s, post_id=post_id, label=1, user_id=None)
+    path = tmp_path / "imp.csv"
+    path.write_text("text,label\n南坪村的桥被冲垮了，别走,0\n", encoding="utf-8")
+    with session_scope(live.engine) as s:
+        import_labels_csv(s, path)
+    c = client_as("wangfang")
+    page = c.get("/labels")
+    assert page.status_code == 200 and 'action="/labels/resolve"' in page.text and 'id="all-labels"' in page.text
+    token = csrf_of(page.text)
+    with session_scope(live.engine) as s:
+        text_hash = s.scalar(select(Label.text_hash).where(Label.post_id == post_id))
+        manual_id = s.scalar(select(Label.id).where(Label.origin == "manual"))
+    r = c.post("/labels/resolve", data={"csrf_token": token, "text_hash": text_hash, "label": "0"})
+    assert r.status_code == 303 and "已裁定为「非谣言」" in unquote(r.headers["location"])
+    assert "没有矛盾的标注" in c.get("/labels").text
+    r = c.post(f"/labels/{manual_id}/set", data={"csrf_token": token, "label": "1"})
+    assert r.status_code == 303 and "已改为「谣言」" in unquote(r.headers["location"])
+    exported = c.get("/labels/export.csv")
+    assert exported.status_code == 200 and "南坪村的桥被冲垮了" in exported.content.decode("utf-8-sig")
+    r = c.post(f"/labels/{manual_id}/delete", data={"csrf_token": token})
+    assert r.status_code == 303 and "已删除标注" in unquote(r.headers["location"])
+    assert c.post("/labels/99999999/delete", data={"csrf_token": token}).status_code == 404
+    assert c.post(f"/labels/{manual_id}/set", data={"csrf_token": token}).status_code == 303  # no verdict: a message
+    with session_scope(live.engine) as s:
+        actions = [e.action for e in s.scalars(select(LabelEvent).order_by(LabelEvent.id))]
+    assert actions == ["created", "created", "resolved", "corrected", "deleted"]
+    viewer = client_as("chenkz")
+    refused = viewer.post("/labels/resolve", data={"csrf_token": csrf_of(viewer.get("/").text),
+                                                   "text_hash": text_hash, "label": "1"})
+    assert refused.status_code == 403

@@ -47,7 +47,10 @@ def test_text_key_ignores_width_and_spacing() -> None:
 
 
 def test_conflicts_are_reported_and_left_out_of_training(session: Session, tmp_path: Path) -> None:
-    import_labels_csv(session, _csv(tmp_path, "text,label\n柳树村的井水不能喝了,1\n柳树村的井水不能喝了 ,0\n南坪村修路,0\n"))
+    ingest_posts(session, [{"source": "冲突测试", "external_id": "c1", "text": "柳树村的井水不能喝了 "}])
+    post = session.query(Post).filter_by(external_id="c1").one()
+    label_post(session, post_id=post.id, label=1, user_id=None)
+    import_labels_csv(session, _csv(tmp_path, "text,label\n柳树村的井水不能喝了,0\n南坪村修路,0\n"))
     conflicts = label_conflicts(session)
     assert len(conflicts) == 1 and conflicts[0].labels == {1: 1, 0: 1}
     texts, labels, left_out = training_labels(session)

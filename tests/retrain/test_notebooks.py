@@ -47,7 +47,6 @@ def notebook_db(fresh_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("LABELS_CSV", str(tmp_path / "labels.csv"))
     monkeypatch.setenv("CV_FOLDS", "0")
     monkeypatch.setenv("PYTHONPATH", str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     get_settings.cache_clear()
     return tmp_path
 
@@ -57,13 +56,38 @@ def notebook_db(fresh_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_notebook_runs(name: str, notebook_db: Path) -> None:
     book = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     NotebookClient(book, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(notebook_db)}}).execute()
-    text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
-                     for c in book.cells if c.cell_type == "code" for o in c.outputs)
+    outputs = [o for c in book.cells if c.cell_type == "code" for o in c.outputs]
+    text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert "Traceback" not in text
+    # charts render inline: an analyst sees them in the notebook, not in a file somewhere
+    assert any("image/png" in o.get("data", {}) for o in outputs), f"{name}: no chart in the executed notebook"
     if name == "01_explore_data":
         assert "100 posts and messages" in text
     if name == "02_error_analysis":
-        assert "active model: tiny-shipped" in text and "labelled texts: 100" in text
+        assert "active model: tiny-shipped" in text and "distinct labelled texts: 100" in text
+        held_out = int(text.split("held-out labels (evaluation bucket, never trained on): ")[1].split()[0])
+        assert 0 < held_out < 100  # judged only on the evaluation bucket, not on what it could learn from
+        assert "类别" in text and "渠道" in text
     if name == "03_retrain_and_compare":
-        assert "candidate:" in text and ("promoted" in text)
-        assert "recalibrated:" in text and "from tiny-shipped" in text
+        assert "candidate:" in text and "recalibrated:" in text and "from tiny-shipped" in text
+        assert "条留出标注" in text or "两个模型都没训练过" in text
+        # a scratch registry by default: nothing promoted, nothing kept in the database or data folder
+        assert "scratch registry: nothing promoted" in text
+        before, after = text.split("model versions in the database: ")[1].split()[0:3:2]
+        assert before == after
+        assert not (notebook_db / "var" / "models" / "rumor").exists()
+
+
+@pytest.mark.slow
+def test_retrain_notebook_promotes_only_when_told(notebook_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROMOTE", "1")
+    book = nbformat.read(NOTEBOOKS / "03_retrain_and_compare.ipynb", as_version=4)
+    NotebookClient(book, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(notebook_db)}}).execute()
+    text = "\n".join(str(o.get("text", "")) for c in book.cells if c.cell_type == "code" for o in c.outputs)
+    # the live registry: the candidates are kept; the gate decides (this small fixture has too few
+    # held-out labels to decide, so it says how many more are needed instead of promoting)
+    assert "scratch" not in text.split("candidate:")[1]
+    before, after = text.split("model versions in the database: ")[1].split()[0:3:2]
+    assert int(after) >= int(before) + 2
+    assert ("promoted" in text and "not promoted" not in text) or "还需要" in text
+    assert (notebook_db / "var" / "models" / "rumor" / "evalset.csv").is_file()

@@ -31,7 +31,7 @@ def env(fresh_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ship
     monkeypatch.setenv("YUQING_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("COLUMNS", "200")
     get_settings.cache_clear()
-    texts, labels = labelled_texts(110, seed=11)
+    texts, labels = labelled_texts(150, seed=11)  # enough that promotion can decide (one in five is evaluated)
     write_csv(tmp_path / "labels.csv", texts, labels)
     return tmp_path
 
@@ -84,8 +84,14 @@ def test_cli_labels_import_and_conflicts(env: Path) -> None:
     path = env / "mixed.csv"
     path.write_text("text,label\n石桥村要封村了,1\n石桥村要封村了,0\n镇政府发布停水通知,0\n", encoding="utf-8")
     out = runner.invoke(app, ["labels", "import", str(path)])
-    assert out.exit_code == 0 and "新增或更新 3 条" in out.output and "矛盾" in out.output
-    assert "石桥村要封村了" in runner.invoke(app, ["labels", "conflicts"]).output
+    # one file cannot say both: the contradicting row is reported by line, neither silently wins
+    assert out.exit_code == 0 and "新增或更新 2 条" in out.output and "跳过 1 行" in out.output
+    assert "第 3 行" in out.output and "结论相反" in out.output
+    # a corrected re-import replaces the earlier verdict instead of making a conflict
+    path.write_text("text,label\n石桥村要封村了,0\n", encoding="utf-8")
+    again = runner.invoke(app, ["labels", "import", str(path)])
+    assert again.exit_code == 0 and "新增或更新 1 条" in again.output and "矛盾" not in again.output
+    assert "石桥村要封村了" not in runner.invoke(app, ["labels", "conflicts"]).output
     bad = runner.invoke(app, ["labels", "import", str(env / "nope.csv")])
     assert bad.exit_code == 1
 

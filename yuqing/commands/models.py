@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -103,12 +103,16 @@ def recalibrate(
 
 
 @models_app.command("list")
-def models_list() -> None:
+def models_list(as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False) -> None:
     """List model versions with their status and metrics."""
     from core.db import session_scope
     from nlp.registry import list_versions
 
     with session_scope() as session:
+        if as_json:
+            _print_json([{k: getattr(v, k) for k in ("version", "status", "metrics", "trained_at", "promoted_at",
+                                                     "note", "path")} for v in list_versions(session)])
+            return
         table = Table("版本", "状态", "训练时间", "评估集 macro-F1", "交叉验证 macro-F1", "备注")
         for v in list_versions(session):
             m = v.metrics or {}
@@ -137,8 +141,88 @@ def models_promote(
     except YuqingError as err:
         raise _fail(str(err)) from err
     if comparison is not None:
-        _console().print(f"评估集 {comparison.n} 条：新 {comparison.candidate['macro_f1']:.4f} / 旧 {comparison.active['macro_f1']:.4f}")
+        _console().print(comparison.sentence())
     _console().print(f"已启用模型 {row.version}；运行中的服务会自动切换。")
+
+
+@models_app.command("compare")
+def models_compare(
+    candidate: Annotated[str, typer.Argument(help="候选版本")],
+    other: Annotated[str | None, typer.Argument(help="对照版本，默认为当前在用的版本")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="输出 JSON（含分类别、来源、渠道的结果和判断不同的文本）")] = False,
+) -> None:
+    """Compare two versions on the evaluation texts neither was trained on (a dry run: writes nothing)."""
+    from core.db import session_scope
+    from core.errors import YuqingError
+    from nlp.registry import compare_versions, gate
+
+    try:
+        with session_scope() as session:
+            cmp = compare_versions(session, candidate, other)
+            session.rollback()  # a dry run, whatever a lazy registration did
+    except YuqingError as err:
+        raise _fail(str(err)) from err
+    except FileNotFoundError as err:
+        raise _fail(f"模型文件找不到：{err}") from err
+    if as_json:
+        _print_json(cmp.as_dict())
+        return
+    _console().print(cmp.sentence())
+    verdict = gate(cmp)
+    _console().print(verdict.split("。确需")[0] if verdict else "可以启用：候选模型不比对照版本明显更差。")
+    for dim, title in (("category", "类别"), ("source", "来源"), ("channel", "渠道")):
+        rows = cmp.slices.get(dim) or []
+        if rows:
+            table = Table(title, "条数", "谣言", cmp.candidate_version, cmp.active_version)
+            for r in rows[:15]:
+                table.add_row(str(r["value"]), str(r["n"]), str(r["rumors"]), f"{r['candidate_macro_f1']:.3f}",
+                              f"{r['active_macro_f1']:.3f}")
+            _console().print(table)
+    if cmp.disagreements:
+        _console().print(f"判断不同的文本 {len(cmp.disagreements)} 条（--json 查看全部），前 5 条：")
+        for d in cmp.disagreements[:5]:
+            _console().print(f"  [{'谣言' if d['label'] else '非谣言'}] {d['candidate']:.2f} / {d['active']:.2f}  {d['text'][:40]}")
+
+
+@models_app.command("delete")
+def models_delete(
+    version: Annotated[str, typer.Argument(help="要删除的候选版本（从未启用过）")],
+    user: Annotated[str | None, typer.Option(help="操作人用户名")] = None,
+) -> None:
+    """Delete a candidate that was never active (its files under this instance's registry too)."""
+    from core.db import session_scope
+    from core.errors import YuqingError
+    from nlp.registry import delete_version
+
+    try:
+        with session_scope() as session:
+            delete_version(session, version, user_id=_user_id(session, user))
+    except YuqingError as err:
+        raise _fail(str(err)) from err
+    _console().print(f"已删除候选模型 {version}。")
+
+
+_EVENT_ZH = {"registered": "登记", "trained": "训练", "recalibrated": "校准", "promoted": "启用",
+             "forced": "强制启用", "rolled_back": "回滚", "deleted": "删除"}
+
+
+@models_app.command("history")
+def models_history(as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False) -> None:
+    """The registry's log: trained, recalibrated, promoted, forced (with the reason), rolled back, deleted."""
+    from core.db import session_scope
+    from nlp.registry import model_history
+
+    with session_scope() as session:
+        events: list[dict[str, Any]] = [{"at": e.at, "action": e.action, "version": e.version, "previous_version": e.previous_version,
+                   "reason": e.reason, "user_id": e.user_id, "detail": e.detail} for e in model_history(session)]
+    if as_json:
+        _print_json(events)
+        return
+    table = Table("时间", "操作", "版本", "之前在用", "理由")
+    for e in events:
+        table.add_row(e["at"].isoformat(timespec="minutes"), _EVENT_ZH.get(str(e["action"]), str(e["action"])),
+                      str(e["version"]), str(e["previous_version"] or "-"), str(e["reason"] or ""))
+    _console().print(table)
 
 
 @models_app.command("rollback")
@@ -156,19 +240,32 @@ def models_rollback(user: Annotated[str | None, typer.Option(help="操作人用�
     _console().print(f"已回滚到模型 {row.version}。")
 
 
+def _stdin_to_file(file: Path, tmp: str) -> Path:
+    """``-`` means standard input: spooled to a file so the CSV reader can sniff its encoding."""
+    if str(file) != "-":
+        return file
+    import sys
+
+    path = Path(tmp) / "stdin.csv"
+    path.write_bytes(sys.stdin.buffer.read())
+    return path
+
+
 @labels_app.command("import")
 def labels_import(
-    file: Annotated[Path, typer.Argument(help="CSV，列 text,label（1/0 或 谣言/非谣言），可选 category")],
+    file: Annotated[Path, typer.Argument(help="CSV，列 text,label（1/0 或 谣言/非谣言），可选 category；- 表示标准输入")],
     user: Annotated[str | None, typer.Option(help="标注人用户名")] = None,
 ) -> None:
     """Import labelled texts for retraining (re-importing the same file changes nothing)."""
+    import tempfile
+
     from core.db import session_scope
     from core.errors import YuqingError
     from nlp.labels import import_labels_csv, label_conflicts
 
     try:
-        with session_scope() as session:
-            result = import_labels_csv(session, file, user_id=_user_id(session, user))
+        with tempfile.TemporaryDirectory() as tmp, session_scope() as session:
+            result = import_labels_csv(session, _stdin_to_file(file, tmp), user_id=_user_id(session, user))
             conflicts = len(label_conflicts(session))
     except YuqingError as err:
         raise _fail(str(err)) from err
@@ -180,16 +277,153 @@ def labels_import(
 
 
 @labels_app.command("conflicts")
-def labels_conflicts() -> None:
+def labels_conflicts(as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False) -> None:
     """Texts labelled both rumor and not rumor (left out of training until resolved)."""
     from core.db import session_scope
     from nlp.labels import label_conflicts
 
     with session_scope() as session:
-        table = Table("文本", "谣言票", "非谣言票", "来源")
-        for c in label_conflicts(session):
-            table.add_row(c.text[:60], str(c.labels.get(1, 0)), str(c.labels.get(0, 0)), ", ".join(c.origins))
+        conflicts = label_conflicts(session)
+    if as_json:
+        _print_json([{"text_hash": c.text_hash, "text": c.text, "rumor_votes": c.labels.get(1, 0),
+                      "not_rumor_votes": c.labels.get(0, 0), "origins": c.origins} for c in conflicts])
+        return
+    table = Table("编号", "文本", "谣言票", "非谣言票", "来源")
+    for c in conflicts:
+        table.add_row(c.text_hash[:10], c.text[:60], str(c.labels.get(1, 0)), str(c.labels.get(0, 0)),
+                      ", ".join(c.origins))
     _console().print(table)
+    if conflicts:
+        _console().print("裁定：yuqing labels resolve 编号 谣言|非谣言")
+
+
+_ORIGIN_ZH = {"review": "审核", "manual": "人工", "import": "导入"}
+
+
+def _print_json(payload: object) -> None:
+    import json
+
+    print(json.dumps(payload, ensure_ascii=False, indent=1, default=str))
+
+
+def _label_dict(row: object) -> dict[str, object]:
+    return {k: getattr(row, k) for k in ("id", "text", "text_hash", "label", "category", "role", "origin",
+                                         "post_id", "user_id", "created_at", "updated_at")}
+
+
+@labels_app.command("list")
+def labels_list(
+    origin: Annotated[str | None, typer.Option(help="来源：review（审核）、manual（人工）、import（导入）")] = None,
+    label: Annotated[str | None, typer.Option(help="只看某一结论：谣言 / 非谣言（或 1 / 0）")] = None,
+    conflicts: Annotated[bool, typer.Option("--conflicts", help="只看结论互相矛盾的文本")] = False,
+    search: Annotated[str | None, typer.Option(help="文本包含的字词")] = None,
+    limit: Annotated[int, typer.Option(help="显示条数")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False,
+) -> None:
+    """List labels, newest first."""
+    from core.db import session_scope
+    from core.errors import YuqingError
+    from nlp.labels import LabelFilters, list_labels, parse_label
+
+    try:
+        verdict = parse_label(label) if label is not None else None
+        if origin is not None and origin not in _ORIGIN_ZH:
+            raise _fail(f"未知来源 '{origin}'：可选 review、manual、import")
+        with session_scope() as session:
+            rows, total = list_labels(session, LabelFilters(origin=origin, label=verdict, conflicts_only=conflicts,
+                                                            q=search), limit=limit)
+            items = [_label_dict(r) for r in rows]
+    except YuqingError as err:
+        raise _fail(str(err)) from err
+    if as_json:
+        _print_json({"total": total, "items": items})
+        return
+    table = Table("编号", "结论", "类别", "来源", "文本")
+    for r in items:
+        table.add_row(str(r["id"]), "谣言" if r["label"] == 1 else "非谣言", str(r["category"] or "-"),
+                      _ORIGIN_ZH.get(str(r["origin"]), str(r["origin"])), str(r["text"])[:50])
+    _console().print(table)
+    _console().print(f"共 {total} 条")
+
+
+@labels_app.command("set")
+def labels_set(
+    label_id: Annotated[int, typer.Argument(help="标注编号（yuqing labels list 的第一列）")],
+    label: Annotated[str, typer.Argument(help="新结论：谣言 / 非谣言（或 1 / 0）")],
+    category: Annotated[str | None, typer.Option(help="同时更改类别")] = None,
+    user: Annotated[str | None, typer.Option(help="操作人用户名")] = None,
+) -> None:
+    """Correct a label (the earlier verdict stays in its history)."""
+    from core.db import session_scope
+    from core.errors import YuqingError
+    from nlp.labels import correct_label, parse_label
+
+    try:
+        with session_scope() as session:
+            changes = {"category": category} if category is not None else {}
+            row = correct_label(session, label_id, label=parse_label(label), user_id=_user_id(session, user),
+                                **changes)
+            verdict = "谣言" if row.label == 1 else "非谣言"
+    except YuqingError as err:
+        raise _fail(str(err)) from err
+    _console().print(f"标注 {label_id} 现为：{verdict}")
+
+
+@labels_app.command("delete")
+def labels_delete(
+    label_id: Annotated[int, typer.Argument(help="标注编号")],
+    user: Annotated[str | None, typer.Option(help="操作人用户名")] = None,
+) -> None:
+    """Delete a label (its history stays)."""
+    from core.db import session_scope
+    from core.errors import YuqingError
+    from nlp.labels import delete_label
+
+    try:
+        with session_scope() as session:
+            delete_label(session, label_id, user_id=_user_id(session, user))
+    except YuqingError as err:
+        raise _fail(str(err)) from err
+    _console().print(f"已删除标注 {label_id}。")
+
+
+@labels_app.command("resolve")
+def labels_resolve(
+    text: Annotated[str, typer.Argument(help="矛盾文本的编号（yuqing labels conflicts 的第一列，至少 8 位）")],
+    label: Annotated[str, typer.Argument(help="裁定的结论：谣言 / 非谣言（或 1 / 0）")],
+    user: Annotated[str | None, typer.Option(help="操作人用户名")] = None,
+) -> None:
+    """Decide a conflict: every label on that text takes the chosen verdict."""
+    from core.db import session_scope
+    from core.errors import YuqingError
+    from nlp.labels import find_text_hash, parse_label, resolve_conflict
+
+    try:
+        with session_scope() as session:
+            changed = resolve_conflict(session, find_text_hash(session, text), label=parse_label(label),
+                                       user_id=_user_id(session, user))
+    except YuqingError as err:
+        raise _fail(str(err)) from err
+    _console().print(f"已裁定，更改了 {changed} 条标注。")
+
+
+@labels_app.command("export")
+def labels_export(
+    output: Annotated[str, typer.Argument(help="输出 CSV 文件；- 表示标准输出")] = "-",
+) -> None:
+    """Export every label as CSV (UTF-8 with BOM for Excel; text,label,category re-import as they are)."""
+    import sys
+
+    from core.db import session_scope
+    from nlp.labels import write_export
+
+    with session_scope() as session:
+        if output == "-":
+            write_export(session, sys.stdout)
+            return
+        with open(output, "w", encoding="utf-8-sig", newline="") as handle:
+            n = write_export(session, handle)
+    _console().print(f"已导出 {n} 条标注到 {output}")
 
 
 @labels_app.command("queue")

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 10:42:13.170603
+Create Date: 2026-12-06 10:45:06.174476
 """
 from __future__ import annotations
 
@@ -189,6 +189,40 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('fetch_state', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_fetch_state_source_id'), ['source_id'], unique=False)
+
+    op.create_table('label_events',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('label_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('text_hash', sa.String(length=64), nullable=False),
+    sa.Column('action', sa.String(length=12), nullable=False),
+    sa.Column('old_label', sa.Integer(), nullable=True),
+    sa.Column('new_label', sa.Integer(), nullable=True),
+    sa.Column('old_category', sa.String(length=50), nullable=True),
+    sa.Column('new_category', sa.String(length=50), nullable=True),
+    sa.Column('user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('at', core.tables.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_label_events_user_id_users'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_label_events'))
+    )
+    with op.batch_alter_table('label_events', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_label_events_label_id'), ['label_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_label_events_text_hash'), ['text_hash'], unique=False)
+
+    op.create_table('model_events',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('version', sa.String(length=100), nullable=False),
+    sa.Column('action', sa.String(length=20), nullable=False),
+    sa.Column('previous_version', sa.String(length=100), nullable=True),
+    sa.Column('reason', sa.Text(), nullable=True),
+    sa.Column('detail', sa.JSON(), nullable=False),
+    sa.Column('user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('at', core.tables.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_model_events_user_id_users'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_model_events'))
+    )
+    with op.batch_alter_table('model_events', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_model_events_version'), ['version'], unique=False)
 
     op.create_table('model_versions',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -467,8 +501,10 @@ def upgrade() -> None:
     sa.Column('label', sa.Integer(), nullable=False),
     sa.Column('category', sa.String(length=50), nullable=True),
     sa.Column('origin', sa.String(length=20), nullable=False),
+    sa.Column('role', sa.String(length=12), nullable=True),
     sa.Column('user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('created_at', core.tables.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', core.tables.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['alert_id'], ['alerts.id'], name=op.f('fk_labels_alert_id_alerts'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['post_id'], ['posts.id'], name=op.f('fk_labels_post_id_posts'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_labels_user_id_users'), ondelete='SET NULL'),
@@ -625,6 +661,15 @@ def downgrade() -> None:
 
     op.drop_table('source_runs')
     op.drop_table('model_versions')
+    with op.batch_alter_table('model_events', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_model_events_version'))
+
+    op.drop_table('model_events')
+    with op.batch_alter_table('label_events', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_label_events_text_hash'))
+        batch_op.drop_index(batch_op.f('ix_label_events_label_id'))
+
+    op.drop_table('label_events')
     with op.batch_alter_table('fetch_state', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_fetch_state_source_id'))
 
