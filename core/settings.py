@@ -56,6 +56,15 @@ class Settings(BaseSettings):
     crawl_max_idle_seconds: int = Field(10, ge=1, description="Distributed workers stop after this long idle.")
     redis_prefix: str = Field("yuqing", description="Prefix of every Redis key (queues, duplicate filter).")
     demo_site_port: int = Field(0, ge=0, description="Port of the bundled demo site for `run --demo`; 0 = random.")
+    label_queue_band: tuple[float, float] = Field(
+        (0.15, 0.85), description="The labelling queue holds posts whose rumor probability lies in this band "
+                                  '(JSON, e.g. [0.1, 0.9]): the ones the active model is least sure about.')
+    label_queue_reach_weight: float = Field(
+        1.0, ge=0, description="How much a post's reach (story posts + groups) raises its place in the labelling "
+                               "queue: priority = uncertainty x (1 + weight x ln(1 + reach)); 0 ignores reach.")
+    label_queue_days: int = Field(
+        30, ge=1, description="Posts of the last N days that the active model has not scored yet are scored "
+                              "when the labelling queue is read (so it never empties after a promotion).")
 
     smtp_host: str | None = None
     smtp_port: int = 25
@@ -111,6 +120,14 @@ class Settings(BaseSettings):
     notify_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one delivery attempt.")
     notify_interval_seconds: int = Field(30, ge=1, description="How often the outbox is delivered.")
     alerts_interval_seconds: int = Field(60, ge=1, description="How often new analysis is turned into alerts.")
+
+    @field_validator("label_queue_band", mode="after")
+    @classmethod
+    def _band(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0.0 <= low < high <= 1.0:
+            raise ValueError(f"YUQING_LABEL_QUEUE_BAND must be two probabilities, low < high, e.g. [0.1, 0.9]: got {value}")
+        return value
 
     @field_validator("data_dir", "model_dir", mode="after")
     @classmethod

@@ -256,10 +256,11 @@ class QueueItem:
 
 
 def active_learning_queue(session: Session, *, model_version_id: int | None = None, limit: int = 50,
-                          offset: int = 0, band: tuple[float, float] = (0.15, 0.85)) -> tuple[list[QueueItem], int]:
+                          offset: int = 0, band: tuple[float, float] = (0.15, 0.85),
+                          reach_weight: float = 1.0) -> tuple[list[QueueItem], int]:
     """Unlabelled texts the model is least sure about, weighted by how far their story spread.
 
-    priority = uncertainty x (1 + ln(1 + posts in the story + groups reached)), where
+    priority = uncertainty x (1 + w ln(1 + posts in the story + groups reached)), where
     uncertainty = 1 - |2p - 1| (1 at p = 0.5, 0 at p = 0 or 1). A label is a verdict on a text
     (`text_key`), so a text appears once (its highest-priority copy: one notice copied by two
     sites is one question) and not at all once any copy of it is labelled.
@@ -285,7 +286,7 @@ def active_learning_queue(session: Session, *, model_version_id: int | None = No
             continue
         uncertainty = 1.0 - abs(2.0 * p - 1.0)
         reach = int(posts) + int(groups)
-        item = QueueItem(post_id, text, p, uncertainty, reach, uncertainty * (1.0 + math.log1p(reach)))
+        item = QueueItem(post_id, text, p, uncertainty, reach, uncertainty * (1.0 + reach_weight * math.log1p(reach)))
         kept = best.get(key)
         if kept is None or _queue_order(item) < _queue_order(kept):
             best[key] = item

@@ -51,8 +51,8 @@ def labels_page(request: Request, user: PageUser, session: SessionDep, page: str
     need_role(user, "analyst", "查看待标注帖子")
     page_no = _page_number(page)
     active = services.models().active_version(session)
-    items, total = services.labels().active_learning_queue(
-        session, model_version_id=active.id, limit=LABEL_PAGE_SIZE, offset=(page_no - 1) * LABEL_PAGE_SIZE)
+    items, total = services.retraining().labelling_queue(session, limit=LABEL_PAGE_SIZE,
+                                                         offset=(page_no - 1) * LABEL_PAGE_SIZE)
     posts = [{"id": i.post_id, "raw_text": i.text} for i in items]
     conflicts = services.labels().label_conflicts(session)
     q = q.strip()[:200].replace("\x00", "")

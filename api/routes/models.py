@@ -244,9 +244,7 @@ def list_conflicts(_: AnalystUser, session: SessionDep, page: PageDep) -> Page[C
 
 @router.get("/labels/queue", response_model=Page[QueueItemPublic], summary="主动学习：最值得标注的帖子")
 def labelling_queue(_: AnalystUser, session: SessionDep, page: PageDep) -> Page[QueueItemPublic]:
-    active = registry.active_version(session)
-    items, total = label_service.active_learning_queue(session, model_version_id=active.id,
-                                                       limit=page.page_size, offset=page.offset)
+    items, total = retrain.labelling_queue(session, limit=page.page_size, offset=page.offset)
     return Page(items=[QueueItemPublic(post_id=i.post_id, text=i.text, rumor_probability=i.rumor_probability,
                                        reach=i.reach, priority=i.priority) for i in items],
                 total=total, page=page.page, page_size=page.page_size)

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from api.deps import MAX_ROW_ID, SessionDep, ViewerUser
 from api.pagination import Page, PageDep, fetch_page
 from core.errors import NotFound
-from core.tables import AlertPost, ChatGroup, Debunk, DebunkMatch, Post, PostScore, Source
+from core.tables import AlertPost, ChatGroup, Debunk, DebunkMatch, Label, Post, PostScore, Source
 
 router = APIRouter(tags=["posts"])
 PostId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="帖子编号")]
@@ -39,6 +39,8 @@ class PostPublic(BaseModel):
     is_local: bool | None
     places: list[Any]
     rumor_probability: float | None
+    role: str | None = None
+    incident_id: int | None = None
 
 
 class PostDetail(PostPublic):
@@ -82,6 +84,8 @@ def _base() -> Any:
             Post.is_local,
             Post.places,
             best.c.p.label("rumor_probability"),
+            Post.role,
+            Post.incident_id,
         )
         .outerjoin(Source, Source.id == Post.source_id)
         .outerjoin(ChatGroup, ChatGroup.id == Post.group_id)
@@ -104,6 +108,11 @@ def search_posts(
     category: Annotated[str | None, Query(max_length=50)] = None,
     is_local: Annotated[bool | None, Query()] = None,
     min_probability: Annotated[float | None, Query(ge=0, le=1, description="谣言概率不低于")] = None,
+    max_probability: Annotated[float | None, Query(ge=0, le=1, description="谣言概率不高于")] = None,
+    role: Annotated[Literal["claim", "question", "reaction", "refutation", "notice", "complaint", "other"] | None,
+                    Query(description="帖子的作用（传播说法、询问真假、反应、辟谣澄清、官方通知、投诉诉求、闲聊）")] = None,
+    labelled: Annotated[bool | None, Query(description="true：只看已标注的文本；false：只看未标注的")] = None,
+    incident_id: BigInt = None,
     since: Annotated[dt.datetime | None, Query(description="发布时间不早于")] = None,
     until: Annotated[dt.datetime | None, Query(description="发布时间早于")] = None,
 ) -> dict[str, Any]:
@@ -122,17 +131,25 @@ def search_posts(
         (Post.topic_id, topic_id),
         (Post.category, category),
         (Post.is_local, is_local),
+        (Post.role, role),
+        (Post.incident_id, incident_id),
     ):
         if value is not None:
             conds.append(column == value)
     if min_probability is not None:
         conds.append(best.c.p >= min_probability)
+    if max_probability is not None:
+        conds.append(best.c.p <= max_probability)
+    if labelled is not None:
+        # a label is a verdict on a post (or, imported, on its text, linked to the post with that text)
+        has_label = select(Label.id).where(Label.post_id == Post.id).exists()
+        conds.append(has_label if labelled else ~has_label)
     if since is not None:
         conds.append(Post.published_at >= _aware(since))
     if until is not None:
         conds.append(Post.published_at < _aware(until))
     count_q = select(func.count()).select_from(Post).where(*conds)
-    if min_probability is not None:
+    if min_probability is not None or max_probability is not None:
         count_q = count_q.outerjoin(best, best.c.post_id == Post.id)
     return fetch_page(session, query.where(*conds).order_by(Post.published_at.desc(), Post.id.desc()),
                       count_q, page)

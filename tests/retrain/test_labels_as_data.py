@@ -185,3 +185,37 @@ def test_cli_lists_corrects_resolves_deletes_and_exports(env: Path, fresh_db_url
     rows = list(csv.DictReader(io.StringIO(out.output)))
     assert [(r["origin"], r["label"]) for r in rows] == [("import", "1")]
     assert [a for a, *_ in _events(fresh_db_url)] == ["created", "created", "resolved", "corrected", "deleted"]
+
+
+@pytest.mark.slow
+def test_the_queue_survives_a_promotion_and_follows_its_settings(
+        env: Path, fresh_db_url: str, monkeypatch: pytest.MonkeyPatch, shipped_model_dir: Path) -> None:
+    from tests.fixtures.labelled_texts import labelled_texts, write_csv
+
+    monkeypatch.setenv("YUQING_LABEL_QUEUE_BAND", "[0.0, 1.0]")  # every unlabelled post, for a tiny model
+    get_settings.cache_clear()
+    texts, labels = labelled_texts(150, seed=12)
+    write_csv(env / "train.csv", texts, labels)
+    ids = _posts(fresh_db_url, [f"{t}（群里转的）" for t in texts[:30]])
+    with TestClient(create_app(make_engine(fresh_db_url)), raise_server_exceptions=False) as client:
+        analyst = _headers(fresh_db_url, "analyst")
+        first = client.get("/api/v1/labels/queue", headers=analyst).json()
+        assert first["total"] == 30  # scored on demand by the shipped model: no `yuqing rescore` needed
+        assert runner.invoke(app, ["train", "--data", str(env / "train.csv"), "--name", "next", "--cv-folds", "0"]
+                             ).exit_code == 0
+        assert runner.invoke(app, ["models", "promote", "next", "--force", "--reason", "测试"]).exit_code == 0
+        after = client.get("/api/v1/labels/queue", headers=analyst).json()
+        assert after["total"] == 30  # the new active model scored them when the queue was read
+        client.post("/api/v1/labels", headers=analyst, json={"post_id": ids[0], "label": 1})
+        assert client.get("/api/v1/labels/queue", headers=analyst).json()["total"] == 29
+        # /posts filters: labelled or not, probability range
+        assert client.get("/api/v1/posts", headers=analyst, params={"labelled": True}).json()["total"] == 1
+        assert client.get("/api/v1/posts", headers=analyst, params={"labelled": False}).json()["total"] == 29
+        top = client.get("/api/v1/posts", headers=analyst, params={"min_probability": 0.5}).json()["total"]
+        low = client.get("/api/v1/posts", headers=analyst, params={"max_probability": 0.4999999}).json()["total"]
+        assert top + low == 30
+        assert client.get("/api/v1/posts", headers=analyst, params={"role": "gossip"}).status_code == 422
+    monkeypatch.setenv("YUQING_LABEL_QUEUE_BAND", "[0.9, 0.1]")
+    get_settings.cache_clear()
+    with pytest.raises(ValueError, match="LABEL_QUEUE_BAND"):
+        get_settings()

@@ -58,19 +58,24 @@ def _candidate_with_progress(make: Callable[[Session, Callable[[str], None]], Tr
 
 
 def train(
-    data: Annotated[list[Path] | None, typer.Option("--data", help="标注 CSV（列 text,label），可多次指定")] = None,
+    data: Annotated[list[Path] | None, typer.Option("--data", help="标注 CSV（列 text,label），可多次指定；- 表示标准输入")] = None,
     include_db_labels: Annotated[bool, typer.Option("--include-db-labels", help="加入数据库中的审核与人工标注")] = False,
-    base: Annotated[str, typer.Option(help="shipped：加上研究数据集（../shared/data）；none：只用给出的标注")] = "none",
+    base: Annotated[str, typer.Option(help="shipped：加上研究数据集（../shared/data，或 YUQING_SHARED_DATA）；none：只用给出的标注（只用本单位标注重新训练）")] = "none",
     name: Annotated[str | None, typer.Option(help="版本名，默认按时间生成")] = None,
     seed: Annotated[int, typer.Option(help="随机种子（记录在模型卡中）")] = 20261128,
     cv_folds: Annotated[int, typer.Option(help="交叉验证折数，0 为跳过")] = 5,
+    jobs: Annotated[int | None, typer.Option("--jobs", help="交叉验证并行的进程数，默认每个 CPU 核一个")] = None,
 ) -> None:
     """Train a candidate rumor model (not used until `yuqing models promote`)."""
+    import tempfile
+
     from nlp.retrain import train_candidate
 
+    tmp = tempfile.TemporaryDirectory()
+    data = [_stdin_to_file(p, tmp.name) for p in data or []]
     result = _candidate_with_progress(lambda session, progress: train_candidate(
         session, data=data or [], include_db_labels=include_db_labels, base=base, name=name, seed=seed,
-        cv_folds=cv_folds, progress=progress))
+        cv_folds=cv_folds, progress=progress, n_jobs=jobs))
     ev, cv = result.metrics.get("evalset", {}), result.metrics.get("cv", {})
     _console().print(f"已训练候选模型 [bold]{result.version}[/bold]：{result.path}")
     _console().print(f"固定评估集（{result.metrics['evalset_size']} 条）macro-F1 {_f(ev.get('macro_f1'))}；"
@@ -427,14 +432,17 @@ def labels_export(
 
 
 @labels_app.command("queue")
-def labels_queue(limit: Annotated[int, typer.Option(help="显示条数")] = 20) -> None:
+def labels_queue(limit: Annotated[int, typer.Option(help="显示条数")] = 20,
+                 as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False) -> None:
     """Posts the model is least sure about, weighted by reach: label these first."""
     from core.db import session_scope
-    from nlp.labels import active_learning_queue
-    from nlp.registry import active_version
+    from nlp.retrain import labelling_queue
 
     with session_scope() as session:
-        items, total = active_learning_queue(session, model_version_id=active_version(session).id, limit=limit)
+        items, total = labelling_queue(session, limit=limit)
+        if as_json:
+            _print_json({"total": total, "items": [i.__dict__ for i in items]})
+            return
         table = Table("帖子", "谣言概率", "传播", "优先级", "文本")
         for i in items:
             table.add_row(str(i.post_id), f"{i.rumor_probability:.2f}", str(i.reach), f"{i.priority:.2f}", i.text[:50])
