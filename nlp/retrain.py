@@ -435,7 +435,10 @@ def labelling_queue(session: Session, *, limit: int = 50, offset: int = 0,
     settings = get_settings()
     since = dt.datetime.now(dt.UTC) - dt.timedelta(days=settings.label_queue_days)
     if score_missing:
-        rescore(session, since=since, limit=score_missing)
+        try:
+            rescore(session, since=since, limit=score_missing)
+        except FileNotFoundError as err:  # the queue still shows what was scored; the models page says why
+            log.warning("labelling queue: the active model could not score new posts: %s", err)
     return active_learning_queue(session, model_version_id=active_version(session).id, limit=limit, offset=offset,
                                  band=settings.label_queue_band, reach_weight=settings.label_queue_reach_weight)
 
