@@ -81,15 +81,32 @@ def _set(session: Session, row: Label, label: int, category: str | None, *, acti
     return True
 
 
+def check_role(role: str | None) -> str | None:
+    """A person's verdict on what a post does (nlp.roles.ROLES), or None. Only a person's: a label
+    never copies the role model's own guess, or that model would learn from itself."""
+    role = (role or "").strip() or None
+    if role is None:
+        return None
+    from nlp.roles import ROLE_ZH, ROLES
+
+    by_zh = {zh: r for r, zh in ROLE_ZH.items()}
+    role = by_zh.get(role, role)
+    if role not in ROLES:
+        raise InvalidInput(f"作用“{role}”无法识别；可用：{'、'.join(f'{r}（{ROLE_ZH[r]}）' for r in ROLES)}")
+    return role
+
+
 def _upsert(session: Session, *, dedup_key: str, text: str, label: int, origin: str,
             post_id: int | None = None, alert_id: int | None = None, user_id: int | None = None,
-            category: str | None = None) -> bool:
+            category: str | None = None, role: str | None = None) -> bool:
     """Insert or correct one label; True when it was new or changed. Both are recorded in the
     label history (`label_events`)."""
     row = session.scalar(select(Label).where(Label.dedup_key == dedup_key))
     if row is not None:
-        return _set(session, row, label, category, action="corrected", user_id=user_id)
-    role = session.scalar(select(Post.role).where(Post.id == post_id)) if post_id is not None else None
+        changed = _set(session, row, label, category, action="corrected", user_id=user_id)
+        if role is not None and row.role != role:
+            row.role, changed = role, True
+        return changed
     row = Label(dedup_key=dedup_key, text=text, text_hash=text_key(text), label=label, origin=origin,
                 post_id=post_id, alert_id=alert_id, user_id=user_id, category=category, role=role)
     session.add(row)
@@ -105,17 +122,17 @@ def post_label_key(post_id: int, user_id: int | None, origin: str = "manual") ->
 
 
 def label_post(session: Session, *, post_id: int, label: int, user_id: int | None,
-               origin: str = "manual", category: str | None = None) -> Label:
+               origin: str = "manual", category: str | None = None, role: str | None = None) -> Label:
     """An analyst's verdict on a stored post (one per user and post; labelling again replaces it)."""
     post = session.get(Post, post_id)
     if post is None:
         raise NotFound(f"帖子 {post_id} 不存在")
     if label not in (0, 1):
         raise InvalidInput("标注只能是 1（谣言）或 0（非谣言）")
-    category = check_category(category)
+    category, role = check_category(category), check_role(role)
     key = post_label_key(post_id, user_id, origin)
     _upsert(session, dedup_key=key, text=post.raw_text, label=label, origin=origin, post_id=post_id,
-            user_id=user_id, category=category)
+            user_id=user_id, category=category, role=role)
     return session.scalars(select(Label).where(Label.dedup_key == key)).one()
 
 
@@ -152,7 +169,7 @@ def csv_rows(path: Path, columns: tuple[str, ...], header: str,
 
 
 def import_labels_csv(session: Session, path: Path, *, user_id: int | None = None) -> LabelImport:
-    """Import a labelled CSV (columns text,label[,category]); re-importing changes nothing."""
+    """Import a labelled CSV (columns text,label[,category][,role]); re-importing changes nothing."""
     if not path.is_file():
         raise NotFound(f"找不到文件 {path}")
     result = LabelImport()
@@ -168,6 +185,7 @@ def import_labels_csv(session: Session, path: Path, *, user_id: int | None = Non
         try:
             label = parse_label(row.get("label"))
             category = check_category(row.get("category"))
+            role = check_role(row.get("role"))
         except InvalidInput as err:
             result.errors.append(f"第 {line} 行：{err}")
             continue
@@ -175,7 +193,7 @@ def import_labels_csv(session: Session, path: Path, *, user_id: int | None = Non
         if first[1] != label:  # one file cannot say both: neither row silently wins
             result.errors.append(f"第 {line} 行：与第 {first[0]} 行是同一文本但结论相反，未导入")
             continue
-        changed = _import_one(session, text, label, category, user_id)
+        changed = _import_one(session, text, label, category, user_id, role)
         if changed:
             result.new += 1
         else:
@@ -183,18 +201,21 @@ def import_labels_csv(session: Session, path: Path, *, user_id: int | None = Non
     return result
 
 
-def _import_one(session: Session, text: str, label: int, category: str | None, user_id: int | None) -> bool:
+def _import_one(session: Session, text: str, label: int, category: str | None, user_id: int | None,
+                role: str | None = None) -> bool:
     """One imported verdict per text: a re-import with another label corrects it (recorded in the
     history) instead of adding a second, conflicting row."""
     key = text_key(text)
     row = session.scalar(select(Label).where(Label.origin == "import", Label.text_hash == key).order_by(Label.id))
     if row is not None:
         changed = _set(session, row, label, category, action="corrected", user_id=user_id)
+        if role is not None and row.role != role:
+            row.role, changed = role, True
         if row.post_id is None:
             row.post_id = _post_with_text(session, text)
         return changed
     return _upsert(session, dedup_key=f"import:{key}", text=text, label=label, origin="import",
-                   user_id=user_id, category=category, post_id=_post_with_text(session, text))
+                   user_id=user_id, category=category, post_id=_post_with_text(session, text), role=role)
 
 
 def _post_with_text(session: Session, text: str) -> int | None:
@@ -397,11 +418,12 @@ class BulkItem:
     post_id: int
     label: int
     category: str | None = None
+    role: str | None = None
 
 
 def label_posts(session: Session, items: list[BulkItem], *, user_id: int | None) -> list[Label]:
     """Label many posts in one call (each as :func:`label_post`: labelling again replaces)."""
-    return [label_post(session, post_id=i.post_id, label=i.label, user_id=user_id, category=i.category)
+    return [label_post(session, post_id=i.post_id, label=i.label, user_id=user_id, category=i.category, role=i.role)
             for i in items]
 
 

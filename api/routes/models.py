@@ -62,6 +62,8 @@ class LabelBody(BaseModel):
     post_id: Annotated[int, Field(ge=1, le=2**62)]
     label: Annotated[int, Field(ge=0, le=1, description="1 谣言，0 非谣言")]
     category: Annotated[str | None, Field(max_length=50)] = None
+    role: Annotated[Literal["claim", "question", "reaction", "refutation", "notice", "complaint", "other"] | None,
+                    Field(description="这条帖子的作用（人工判断），供作用模型学习")] = None
 
 
 class LabelPublic(BaseModel):
@@ -218,7 +220,7 @@ def score_texts(body: ScoreBody, _: StaffUser, session: SessionDep) -> ScoreResu
 @router.post("/labels", response_model=LabelPublic, status_code=201, summary="给帖子打标注（分析员）")
 def create_label(body: LabelBody, user: AnalystUser, session: SessionDep) -> LabelPublic:
     row = label_service.label_post(session, post_id=body.post_id, label=body.label, user_id=user.id,
-                                   category=body.category)
+                                   category=body.category, role=body.role)
     return LabelPublic.model_validate(row)
 
 
@@ -280,7 +282,8 @@ def export_labels(_: AnalystUser, session: SessionDep) -> Response:
 
 @router.post("/labels/bulk", response_model=list[LabelPublic], status_code=201, summary="批量标注帖子")
 def bulk_labels(body: BulkLabelBody, user: AnalystUser, session: SessionDep) -> list[LabelPublic]:
-    items = [label_service.BulkItem(post_id=i.post_id, label=i.label, category=i.category) for i in body.items]
+    items = [label_service.BulkItem(post_id=i.post_id, label=i.label, category=i.category, role=i.role)
+             for i in body.items]
     return [LabelPublic.model_validate(r) for r in label_service.label_posts(session, items, user_id=user.id)]
 
 

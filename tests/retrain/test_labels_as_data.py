@@ -74,9 +74,13 @@ def test_correct_delete_history_and_filters_through_the_api(client: TestClient, 
     analyst, viewer = _headers(fresh_db_url, "analyst"), _headers(fresh_db_url, "viewer")
     first, second = _posts(fresh_db_url, ["东湾村明天停水，赶紧存水", "镇卫生院周六照常开诊"])
     made = client.post("/api/v1/labels/bulk", headers=analyst,
-                       json={"items": [{"post_id": first, "label": 1}, {"post_id": second, "label": 0}]})
+                       json={"items": [{"post_id": first, "label": 1, "role": "claim"},
+                                       {"post_id": second, "label": 0}]})
     assert made.status_code == 201, made.text
     ids = [item["id"] for item in made.json()]
+    assert [item["role"] for item in made.json()] == ["claim", None]  # a person's verdict only, never a guess
+    assert client.post("/api/v1/labels/bulk", headers=analyst,
+                       json={"items": [{"post_id": first, "label": 1, "role": "rumour"}]}).status_code == 422
     assert client.get("/api/v1/labels", headers=viewer).status_code == 403
 
     listed = client.get("/api/v1/labels", headers=analyst, params={"label": 1}).json()
@@ -126,7 +130,7 @@ def test_imported_labels_link_to_posts_and_export_round_trips(client: TestClient
     analyst = _headers(fresh_db_url, "analyst")
     (post,) = _posts(fresh_db_url, ["南坪村的桥被冲垮了，别走那条路"])
     csv_file = env / "imp.csv"
-    csv_file.write_text("text,label,category\n南坪村的桥被冲垮了，别走那条路,0,交通出行\n石桥村要封村了,1,\n",
+    csv_file.write_text("text,label,category,role\n南坪村的桥被冲垮了，别走那条路,0,交通出行,官方通知\n石桥村要封村了,1,,claim\n",
                         encoding="utf-8")
     with csv_file.open("rb") as fh:
         client.post("/api/v1/labels/import", headers=analyst, files={"file": fh})
@@ -134,6 +138,7 @@ def test_imported_labels_link_to_posts_and_export_round_trips(client: TestClient
     by_text = {i["text"]: i for i in labels}
     assert by_text["南坪村的桥被冲垮了，别走那条路"]["post_id"] == post  # reachable where the post is shown
     assert by_text["石桥村要封村了"]["post_id"] is None
+    assert (by_text["石桥村要封村了"]["role"], by_text["南坪村的桥被冲垮了，别走那条路"]["role"]) == ("claim", "notice")
 
     exported = client.get("/api/v1/labels/export", headers=analyst)
     assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
