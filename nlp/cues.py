@@ -293,14 +293,14 @@ def cue_matrix(texts: list[str], *, normalized: bool = True):  # -> np.ndarray (
 ROLE_CUES: Mapping[str, tuple[str, ...]] = {
     # asking whether a claim is true (Zhao, Resnick & Mei 2015: enquiries are the early signal)
     "truth_question": (
-        r"真的假的", r"真的还是假的", r"是不是真的", r"是(?<!不是)真的(?:吗|么|嘛|\?)", r"真的(?:吗|么|嘛)",
+        r"真的假的", r"真的还是假的", r"是不是真的", r"是(?<!不是)真的(?:吗|么|嘛|吧|\?)", r"真的(?:吗|么|嘛)",
         r"真的\?", r"假的(?:吧|吗|么|\?)", r"是不是(?:谣言|谣传|假消息|假的)", r"是(?<![不非]是)(?:谣言|谣传|假消息|假的)(?:吗|么|嘛|吧|\?)",
         r"(?:谣言|谣传|假消息)(?:吗|么|嘛|\?)", r"有没有(?:正式|官方|正规)?(?:的)?(?:通知|文件|消息|说法)",
         r"有(?:正式|官方)?(?:的)?(?:通知|文件|消息|说法)(?:吗|么|没)", r"官方(?:怎么说|说了吗|有说法吗)",
-        r"(?:谁|有人|有谁|哪位)(?:能|可以)?(?:知道|清楚|了解)", r"知道的(?:人)?(?:说一下|说说|讲讲|回一下)",
+        r"(?:谁|有人|有谁|哪位)(?:能|可以)?(?:知道|清楚|了解)(?!.{0,10}(?:哪里|哪儿|在哪|哪家|怎么走|电话|下载|买|借))", r"知道的(?:人)?(?:说一下|说说|讲讲|回一下)",
         r"求证", r"求辟谣", r"求真相", r"(?:靠谱|可信|可靠|属实|确定|准|当真)(?:吗|么|嘛|不)",
         r"有(?<![没不]有)这(?:回|么回)?事(?:吗|么|儿吗|\?)", r"真有(?:此|这)事(?:吗|么|\?)", r"(?:什么|啥|咋|怎么)(?:情况|回事)",
-        r"(?:哪|哪里|哪儿)(?:来|听|看)的(?:消息)?", r"谁说的", r"(?:消息|说法)(?:来源|出处)",
+        r"(?:哪|哪里|哪儿)(?:来|听|看)(?:说|到|见)?的(?:消息)?", r"谁说的", r"(?:消息|说法)(?:来源|出处)",
         r"是(?:不是)?真(?:的)?要", r"会不会(?:真的)?", r"(?:确认|证实)(?:一下|了吗|过吗)", r"核实一下",
     ),
     # emotion or comment on a matter, without asserting or asking anything new
@@ -321,8 +321,8 @@ ROLE_CUES: Mapping[str, tuple[str, ...]] = {
     ),
     # a denial in chat words (refutation_cues holds the written ones): "假的别传", "没有这回事"
     "chat_denial": (
-        r"假(?<![不是]假)的(?!吧|吗|么|\?)", r"别(?:再|乱|瞎)?传了?", r"不要(?:再|乱|瞎)?传", r"没有?这(?:回|么回)?事",
-        r"没有的事", r"(?:瞎|胡|乱)(?:说|讲|扯|编)", r"(?:已经|早就|官方|镇里|村里|政府)(?:已经|早就)?辟谣",
+        r"假(?<![不是]假)的(?!吧|吗|么|\?)", r"没有?这(?:回|么回)?事",
+        r"没有的事", r"(?:胡说|胡扯|瞎编|乱编)", r"(?:已经|早就|官方|镇里|村里|政府)(?:已经|早就)?辟谣",
         r"不(?<!是不)是真的(?!吗|么|\?)", r"根本没有", r"(?:我|刚)(?:刚)?(?:问|打电话问)(?:过|了).{0,12}?没有",
         # it is a scam, a misunderstanding, a forged paper
         r"(?:是|系|实为|纯属|都是)(?:电信|网络)?(?:骗子|骗人的|诈骗|误会|假文件|假通知|假的)(?![吧吗么?])",
@@ -333,7 +333,7 @@ ROLE_CUES: Mapping[str, tuple[str, ...]] = {
     ),
     # a denial word that does not deny: the claim affirmed ("不是谣言，是真的"), witnessed, come true
     "affirm": (
-        r"是(?<!不是)真的(?![吗么嘛?])", r"确有其事", r"千真万确", r"属(?<!不属)实(?![吗么嘛?])", r"亲眼", r"亲耳",
+        r"是(?<!不是)真的(?![吗么嘛吧?])", r"确有其事", r"千真万确", r"属(?<!不属)实(?![吗么嘛?])", r"亲眼", r"亲耳",
         r"真(?<![没不]真)(?:的)?(?:封|关|停|拆|涨|来|死|抓)了(?![?吗么])",
         r"(?:不是|并非|可不是|根本不是)(?:什么)?(?:谣言|谣传|假的|假消息)",
     ),
@@ -369,7 +369,7 @@ ROLE_CUES: Mapping[str, tuple[str, ...]] = {
         # the need itself: nothing to be had, still broken, cold, no water
         r"(?:还是|一直|到现在)(?:还是)?(?:凉|冷|不热|没(?:水|电|来|修|人))", r"(?:都|也|又)没(?:有)?(?:水|电|暖气|药|货)",
         r"断货", r"进不到货", r"跑了.{1,4}(?:家|趟).{0,6}(?:都|也)没", r"饭都做不了", r"冻得", r"睡不着",
-        r"(?:打|找)12345", r"交了.{0,8}(?:费|钱)", r"又停(?:水|电|暖)了", r"三天两头", r"不提前通知",
+        r"(?:打|找)12345", r"(?:去|给|向|找).{0,6}反映", r"有人管没", r"(?:再|还)(?:不|停|没).{0,6}(?:就|我就)(?:去|打|找)", r"交了.{0,8}(?:费|钱)", r"又停(?:水|电|暖)了", r"三天两头", r"不提前通知",
     ),
     # what a matter is about: events and worries a township office answers for. Chatter holding one
     # of these is not left to the chatter rule, and an unexplained line holding one is a claim.
@@ -378,7 +378,8 @@ ROLE_CUES: Mapping[str, tuple[str, ...]] = {
         r"感染", r"确诊", r"传染", r"发烧", r"死(?:了|亡|人)", r"去世", r"身亡", r"遇难", r"伤亡", r"受伤", r"事故", r"车祸",
         r"火灾", r"着火", r"起火", r"爆炸", r"地震", r"洪水", r"决堤", r"塌", r"滑坡", r"泥石流", r"暴雨", r"拆迁", r"征地",
         r"补贴", r"涨(?:价|到|了)", r"超标", r"吃坏", r"能治", r"治(?:癌|好)", r"抓(?:人|了|走)", r"警察", r"被抓", r"跑路", r"倒闭", r"失踪", r"拐", r"偷", r"抢", r"骗",
-        r"化工厂", r"水源", r"自来水", r"疫苗", r"食品安全", r"有毒", r"致癌", r"放假", r"学校", r"医院", r"工厂", r"辐射",
+        r"化工厂", r"水源", r"自来水", r"疫苗", r"施工", r"修(?:路|桥)", r"津贴", r"社保", r"医保", r"绕行",
+        r"封闭", r"检修", r"供暖", r"暖气", r"限行", r"管制", r"低保", r"食品安全", r"有毒", r"致癌", r"放假", r"学校", r"医院", r"工厂", r"辐射",
     ),
     # chatter: greetings, acknowledgements, logistics, ads, congratulations, weather, meals
     "chatter": (
@@ -391,7 +392,7 @@ ROLE_CUES: Mapping[str, tuple[str, ...]] = {
         r"出售", r"转让", r"出租", r"招聘", r"招工", r"日结", r"兼职", r"接单", r"上门服务", r"到货", r"预订", r"秒杀",
         r"砍一刀", r"帮我砍", r"助力", r"帮忙投(?:个)?票", r"投票", r"下雨", r"收衣服", r"衣服快收", r"晒(?:被子|衣服)",
         r"天气(?:真|好|不错)", r"吃(?:饭)?了(?:吗|没)", r"开饭", r"广场舞", r"打牌", r"麻将", r"钓鱼", r"红包", r"接龙",
-        r"^\[(?:图片|语音|视频|表情|动画表情|文件|链接)\]$",
+        r"^\[(?:图片|语音|视频|表情|动画表情|文件|链接)\]$", r"(?:哪里|哪儿|在哪)(?:能)?(?:买|卖|修|借|下载)", r"借(?:用|我用)(?:一下)?",
     ),
 }
 
@@ -421,6 +422,8 @@ def _phrases_re(groups: tuple[str, ...]) -> re.Pattern[str]:
 _HEARSAY_RE = _phrases_re(("hearsay", "share_pressure", "deletion_claim"))
 _SPREAD_CALL_RE = _phrases_re(("urgent_spread",))
 _FORWARD_PREFIX_RE = re.compile(r"^(?:转发|转)(?:微博)?[:\s]")
+# "没听说" (never heard it), "先不要转发" (do not pass it on), "大家注意" alone (a reminder) do not spread
+_NOT_SPREAD_RE = re.compile(r"没(?:有)?听(?:说|过|到)|(?:不要|别|勿|先别|不再|不)(?:再)?(?:转发|扩散|转)|大家注意|务必")
 
 
 def role_cues(text: str, *, normalized: bool = True) -> frozenset[str]:
@@ -435,10 +438,11 @@ def role_cues(text: str, *, normalized: bool = True) -> frozenset[str]:
     for name, (anchored, floating) in _ROLE_CUE_RES.items():
         if (floating is not None and floating.search(t)) or (anchored is not None and anchored.match(t)):
             found.add(name)
-    if _HEARSAY_RE.search(t):
+    s = _NOT_SPREAD_RE.sub(" ", t) if _NOT_SPREAD_RE.search(t) else t
+    if _HEARSAY_RE.search(s):
         found.add("hearsay")
     # "转发：…" only says the line was forwarded (a notice is forwarded too), not "spread it"
-    if _SPREAD_CALL_RE.search(_FORWARD_PREFIX_RE.sub("", t, count=1)):
+    if _SPREAD_CALL_RE.search(_FORWARD_PREFIX_RE.sub("", s, count=1)):
         found.add("spread_call")
     if refutation_cues(t, normalized=True):
         found.add("refutation")

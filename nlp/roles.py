@@ -78,8 +78,29 @@ def words_of(norm_text: str) -> str:
     return _NOT_WORDS_RE.sub("", norm_text)
 
 
+# The last clause asks: a question word, an A-not-A choice ("停不停", "要不要") or a tag ("对吧").
+_CLAUSE_SPLIT_RE = re.compile(r"[,.!;:。，！；：\s]+")
+_CLAUSE_ASKS_RE = re.compile(
+    r"(.)不\1|有没有|是不是|能不能|要不要|会不会|到底|对吧$|是吧$|不是.{1,10}吧$|(?:吗|么|嘛|呢)(?:啊|呀)?$|[了过]没$"
+)
+
+
 def _asks(norm_text: str) -> bool:
-    return _ASKS_RE.search(norm_text) is not None
+    """The line asks something: a question mark, or its last clause is a question."""
+    if _ASKS_RE.search(norm_text):
+        return True
+    clauses = [c for c in _CLAUSE_SPLIT_RE.split(PLACEHOLDER_RE.sub("", norm_text)) if c]
+    return bool(clauses) and _CLAUSE_ASKS_RE.search(clauses[-1]) is not None
+
+
+def _ends_asking(norm_text: str) -> bool:
+    """The line ends on its question ("天哪 那我明天还能去上班吗"), not on a remark after it
+    ("啥?我家刚拉了两吨煤" is surprise)."""
+    clauses = [c for c in _CLAUSE_SPLIT_RE.split(PLACEHOLDER_RE.sub("", norm_text).replace("?", "? ")) if c]
+    if not clauses:
+        return False
+    last = clauses[-1]
+    return last.endswith("?") or _CLAUSE_ASKS_RE.search(last) is not None
 
 
 def role_rules(norm_text: str, context: RoleContext | None = None) -> tuple[str, float] | None:
@@ -117,18 +138,25 @@ def _rules(norm_text: str, words: str, cues: frozenset[str], ctx: RoleContext) -
         # 工作人员微信"); real notices also say "请相互转告".
         if cues & _FORGED_NOTICE:
             return ("claim", 0.75)
-        return ("notice", 0.9)
+        if "matter" in cues or norm_text.startswith("【") or len(words) > 40:
+            return ("notice", 0.9)
+        # A routine notice about no public matter (homework, a residents' meeting, a cold day) is
+        # the group's everyday business: the model weighs it.
     if cues & _SPREAD:
+        if "hearsay" in cues and _ends_asking(norm_text):
+            return ("question", 0.75)  # "听说杏林村要封路了？": asks about what was heard
         return ("claim", 0.85)
     if "complaint" in cues:
         return ("complaint", 0.85)
     if "reaction" in cues and len(words) <= 24:
+        if _ends_asking(norm_text):
+            return ("question", 0.7)  # "天哪 那我明天还能去镇上上班吗"
         return ("reaction", 0.85)
     if "chatter" in cues and "matter" not in cues:
         return ("other", 0.9)
     if "matter" in cues and _asks(norm_text) and len(words) <= 30:
         return ("question", 0.7)  # "学校明天停课吗？": asks whether the matter holds
-    if _asks(norm_text) and "chatter" not in cues and len(words) <= 30:
+    if _ends_asking(norm_text) and "chatter" not in cues and len(words) <= 30:
         # Asked lines in a chat are mostly about the evening's matters ("报警了没？", "小孩能打吗");
         # everyday questions hold chatter words or go to the model's "other".
         return ("question", 0.6)
