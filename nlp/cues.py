@@ -321,7 +321,7 @@ ROLE_CUES: Mapping[str, tuple[str, ...]] = {
     ),
     # a denial in chat words (refutation_cues holds the written ones): "假的别传", "没有这回事"
     "chat_denial": (
-        r"假(?<![不是]假)的(?!吧|吗|么|\?)", r"没有?这(?:回|么回)?事",
+        r"假(?<![不是有]假)的(?!吧|吗|么|\?)", r"没有?这(?:回|么回)?事",
         r"没有的事", r"(?:胡说|胡扯|瞎编|乱编)", r"(?:已经|早就|官方|镇里|村里|政府)(?:已经|早就)?辟谣",
         r"不(?<!是不)是真的(?!吗|么|\?)", r"根本没有", r"(?:我|刚)(?:刚)?(?:问|打电话问)(?:过|了).{0,12}?没有",
         # it is a scam, a misunderstanding, a forged paper

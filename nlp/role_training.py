@@ -55,6 +55,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "ngram": (1, 3),
     "dense_weight": 0.5,
     "C": 4.0,
+    "max_iter": 300,
 }
 
 
@@ -346,7 +347,7 @@ def train_role_model(examples: Sequence[Example], params: dict[str, Any] | None 
     per_class = np.bincount(y, weights=w, minlength=len(ROLES))
     balance = np.where(per_class > 0, per_class.sum() / (len(ROLES) * np.maximum(per_class, 1e-9)), 0.0)
     w = w * balance[y]
-    clf = LogisticRegression(C=p["C"], max_iter=300, tol=1e-4)
+    clf = LogisticRegression(C=p["C"], max_iter=p["max_iter"], tol=1e-4)
     clf.fit(x, y, sample_weight=w)
     coef = np.zeros((len(ROLES), x.shape[1]), dtype=np.float32)
     intercept = np.full(len(ROLES), -30.0, dtype=np.float32)  # a role never seen is never predicted

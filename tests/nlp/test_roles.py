@@ -200,10 +200,37 @@ def test_the_model_decides_what_the_rules_leave() -> None:
     assert len(no_model) == 2 and np.all(conf > 0)
 
 
+@pytest.mark.slow
 def test_training_on_our_own_lines_learns_the_roles() -> None:
     """A model trained on the template lines (no research data) beats chance by far on the dev set."""
     from nlp.role_training import dev_set, evaluate, synthetic_chat, train_role_model, undecided
 
-    model = train_role_model(undecided(synthetic_chat(n_per_role=150, seed=1)), {"n_features": 1 << 14})
+    model = train_role_model(undecided(synthetic_chat(n_per_role=80, seed=1)), {"n_features": 1 << 12, "max_iter": 60})
     r = evaluate(RoleClassifier(model), *dev_set(DEV_SET))
     assert r["accuracy"] >= 0.85
+
+
+@pytest.mark.parametrize("text, role", [
+    # a forged notice asks for money or personal data through a private channel: it spreads a claim
+    ("【取暖补贴发放通知】今年每户可领800元，请添加工作人员微信，提供身份证号和银行卡号", "claim"),
+    # relief at a denial reacts to it; it does not deny anything itself
+    ("哦 原来是谣言", "reaction"),
+    ("那就好 吓我一跳", "reaction"),
+    # asking about what one heard is a question, repeating it is a claim
+    ("听说杏林村要封路了？", "question"),
+    ("听说杏林村要封路了，大家绕着走", "claim"),
+    # a corrected detail and a named cause deny the claim
+    ("停水不是一个星期 就停半天", "refutation"),
+    ("老杨是心脏病走的 跟禽流感没关系", "refutation"),
+    # "there are fakes" is a comment, not a denial; telling someone to stop is not a denial either
+    ("现在连红头文件都有假的", "reaction"),
+])
+def test_look_alikes(text: str, role: str) -> None:
+    assert role_of(text) == role
+
+
+def test_training_never_reads_the_held_out_scenarios(tmp_path: Path) -> None:
+    from nlp.role_training import scenario_examples
+
+    with pytest.raises(ValueError, match="held-out"):
+        scenario_examples(tmp_path / "scenarios" / "heldout")
