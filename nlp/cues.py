@@ -311,6 +311,9 @@ ROLE_CUES: Mapping[str, tuple[str, ...]] = {
         r"我家(?:孩子|小孩|娃|老人)?也在", r"我们(?:家|那|村)?也在", r"咋办", r"怎么办", r"慌", r"心慌",
         r"吓得", r"平安", r"太惨", r"好惨", r"难受", r"震惊", r"阿弥陀佛", r"谢天谢地", r"急死",
         r"抢钱", r"疯了", r"(?:这|那)?(?:咋|怎么|还怎么)活", r"真能(?:传|编|吹)", r"传来传去",
+        # a verdict on the matter or the people in it
+        r"怪不得", r"早该", r"不靠谱", r"抓起来", r"不放过", r"现在的人", r"太厉害了", r"好了好了", r"活该",
+        r"黑心", r"丧尽天良", r"不要脸", r"可恶", r"气人", r"可惜",
     ),
     # relief or regret once a claim turns out false: a reaction, though it names the denial
     # ("原来是谣言", "那就好", "吓我一跳", "我那三十桶水白卖了")
