@@ -66,8 +66,9 @@ _DEFAULT_CONTEXT = RoleContext()
 _NOT_WORDS_RE = re.compile(r"[\s!?,.:;'\"()\[\]{}<>~\-_/\\|…。、，；：“”‘’《》【】（）·]+")
 # A bare enquiry: the whole post asks "is it true?" of whatever it answers.
 _BARE_ENQUIRY_RE = re.compile(r"^(?:真的|真的吗|真的么|真的嘛|真的啊|真的呀|真的假的|真假|是真的吗|假的吧|真滴吗)$")
-_ASKS_RE = re.compile(r"(?:吗|么|嘛|\?)(?:\s|<[A-Z_]+>)*$|\?")
+_ASKS_RE = re.compile(r"(?:吗|么|嘛|呢|\?)(?:\s|<[A-Z_]+>)*$|\?|(?:了|过)没(?:有)?$")
 _SPREAD = frozenset({"hearsay", "spread_call"})
+_FORGED_NOTICE = frozenset({"hearsay", "hearsay_chat", "scam"})
 
 
 def words_of(norm_text: str) -> str:
@@ -77,8 +78,29 @@ def words_of(norm_text: str) -> str:
     return _NOT_WORDS_RE.sub("", norm_text)
 
 
+# The last clause asks: a question word, an A-not-A choice ("停不停", "要不要") or a tag ("对吧").
+_CLAUSE_SPLIT_RE = re.compile(r"[,.!;:。，！；：\s]+")
+_CLAUSE_ASKS_RE = re.compile(
+    r"(.)不\1|有没有|是不是|能不能|要不要|会不会|到底|对吧$|是吧$|不是.{1,10}吧$|(?:吗|么|嘛|呢)(?:啊|呀)?$|[了过]没$"
+)
+
+
 def _asks(norm_text: str) -> bool:
-    return _ASKS_RE.search(norm_text) is not None
+    """The line asks something: a question mark, or its last clause is a question."""
+    if _ASKS_RE.search(norm_text):
+        return True
+    clauses = [c for c in _CLAUSE_SPLIT_RE.split(PLACEHOLDER_RE.sub("", norm_text)) if c]
+    return bool(clauses) and _CLAUSE_ASKS_RE.search(clauses[-1]) is not None
+
+
+def _ends_asking(norm_text: str) -> bool:
+    """The line ends on its question ("天哪 那我明天还能去上班吗"), not on a remark after it
+    ("啥?我家刚拉了两吨煤" is surprise)."""
+    clauses = [c for c in _CLAUSE_SPLIT_RE.split(PLACEHOLDER_RE.sub("", norm_text).replace("?", "? ")) if c]
+    if not clauses:
+        return False
+    last = clauses[-1]
+    return last.endswith("?") or _CLAUSE_ASKS_RE.search(last) is not None
 
 
 def role_rules(norm_text: str, context: RoleContext | None = None) -> tuple[str, float] | None:
@@ -102,6 +124,8 @@ def _rules(norm_text: str, words: str, cues: frozenset[str], ctx: RoleContext) -
         if "refutation" in cues and not _asks(norm_text):
             return ("refutation", 0.8)  # "有人问是不是真的？经核实不实"
         return ("question", 0.9 if cues & _SPREAD else 0.95)
+    if "relief" in cues and len(words) <= 30:
+        return ("reaction", 0.8)  # "原来是谣言", "那就好": feeling about a denial, not making one
     if "refutation" in cues:
         return ("refutation", 0.95)
     if "affirm" in cues:
@@ -109,21 +133,33 @@ def _rules(norm_text: str, words: str, cues: frozenset[str], ctx: RoleContext) -
     if "chat_denial" in cues and not _asks(norm_text):
         return ("refutation", 0.85)
     if "notice" in cues:
-        # A notice forwarded on hearsay, with pressure to share or a deletion warning, is a
-        # claim ("官方通报：明天起全镇封城，看到的都转"); real notices also say "请相互转告".
-        if "hearsay" in cues:
-            return ("claim", 0.7)
-        return ("notice", 0.9)
+        # A notice forwarded on hearsay, with pressure to share, or asking for money or personal
+        # data through a private channel is a claim (a forged notice: "【…补贴发放通知】…请添加
+        # 工作人员微信"); real notices also say "请相互转告".
+        if cues & _FORGED_NOTICE:
+            return ("claim", 0.75)
+        if "matter" in cues or norm_text.startswith("【") or len(words) > 40:
+            return ("notice", 0.9)
+        # A routine notice about no public matter (homework, a residents' meeting, a cold day) is
+        # the group's everyday business: the model weighs it.
     if cues & _SPREAD:
+        if "hearsay" in cues and _ends_asking(norm_text):
+            return ("question", 0.75)  # "听说杏林村要封路了？": asks about what was heard
         return ("claim", 0.85)
     if "complaint" in cues:
         return ("complaint", 0.85)
     if "reaction" in cues and len(words) <= 24:
+        if _ends_asking(norm_text):
+            return ("question", 0.7)  # "天哪 那我明天还能去镇上上班吗"
         return ("reaction", 0.85)
     if "chatter" in cues and "matter" not in cues:
         return ("other", 0.9)
     if "matter" in cues and _asks(norm_text) and len(words) <= 30:
         return ("question", 0.7)  # "学校明天停课吗？": asks whether the matter holds
+    if _ends_asking(norm_text) and "chatter" not in cues and len(words) <= 30:
+        # Asked lines in a chat are mostly about the evening's matters ("报警了没？", "小孩能打吗");
+        # everyday questions hold chatter words or go to the model's "other".
+        return ("question", 0.6)
     return None
 
 
