@@ -38,6 +38,7 @@ __all__ = [
     "anchors_conflict",
     "default_extractor",
     "extract_anchors",
+    "named_place_marks",
     "place_parents",
 ]
 
@@ -106,6 +107,8 @@ _UNITS_RE = "|".join(sorted({*_AMOUNT_UNITS, *_DATE_UNITS}, key=len, reverse=Tru
 _NUMBER_RE = re.compile(
     r"(\d+(?:[.,]\d+)*)([万亿千百]?)\s*(" + _UNITS_RE + r")?"
     r"|([" + _CN_NUM + r"]{1,12})(" + _UNITS_RE + r")"
+    # a spoken number without a unit, when it cannot be a word: "一千", "三百", "五万"
+    r"|([一二两三四五六七八九][十百千万亿][" + _CN_NUM + r"]*)"
 )
 _MULT = {"万": 1e4, "亿": 1e8, "千": 1e3, "百": 1e2}
 _HAS_NUMBER_RE = re.compile(r"[\d" + _CN_NUM + r"]")
@@ -140,7 +143,9 @@ def _numbers(text: str) -> tuple[set[str], set[str]]:
     amounts: set[str] = set()
     if not _HAS_NUMBER_RE.search(text):
         return numbers, amounts
-    for raw, mul, unit_a, cn, unit_c in _NUMBER_RE.findall(text):
+    for raw, mul, unit_a, cn, unit_c, spoken in _NUMBER_RE.findall(text):
+        if spoken:
+            cn, unit_c = spoken, ""
         if raw:
             try:
                 value = float(raw.replace(",", "")) if raw.count(".") <= 1 else float(raw.split(".")[0])
@@ -157,6 +162,9 @@ def _numbers(text: str) -> tuple[set[str], set[str]]:
                 continue
             unit = unit_c
             if cn == "一" and unit[0] in _NOT_ONE and unit != "个月":
+                continue
+            # "一户补偿", "一人一份": one as "each", not a count that tells claims apart
+            if cn == "一" and unit in _COUNTERS:
                 continue
             parsed = _cn_value(cn)
             if parsed is None:
@@ -178,6 +186,7 @@ def _numbers(text: str) -> tuple[set[str], set[str]]:
 
 
 _BARE_MULTIPLIERS = frozenset({"万", "亿", "千", "百", "十"})
+_COUNTERS = frozenset({"户", "家", "人", "名", "只", "头", "辆", "所", "间", "套", "栋", "层"})
 
 
 # ----------------------------------------------------------------------------- named things
@@ -225,11 +234,17 @@ def _names(key: str) -> set[str]:
 
 # The character just before a place suffix that makes the mark a reference, not a name:
 # "全村", "本镇", "隔壁村", "回到村" (place_marks takes two characters + the suffix).
-_REFERENCE_CHARS = frozenset("全本该此各每邻外隔到回去在进出来的了个整满同别")
+# Verbs before a place suffix make it an action, not a name: "封村", "封镇", "离村", "驻村", "返乡".
+_REFERENCE_CHARS = frozenset("全本该此各每邻外隔到回去在进出来的了个整满同别封离驻返入留")
 
 
 def _good_mark(mark: str) -> bool:
     return mark[1] not in _REFERENCE_CHARS and mark[0] not in "的了在到去回从"
+
+
+def named_place_marks(key: str) -> frozenset[str]:
+    """``nlp.similarity.place_marks`` without the marks that name no place ("全村", "封镇")."""
+    return frozenset(m for m in place_marks(key) if _good_mark(m))
 
 
 class AnchorExtractor:
@@ -423,20 +438,32 @@ def _head(name: str) -> str:
 _HEADS_SORTED = sorted(_NAME_HEADS, key=len, reverse=True)
 
 
+# Heads of one kind: a 中学 and a 小学 are two schools.
+_HEAD_CLASS = {h: "school" for h in ("小学", "中学", "大学", "学校", "幼儿园", "学院")} | {
+    h: "hospital" for h in ("医院", "卫生院", "诊所")
+} | {h: "plant" for h in ("化工厂", "自来水厂", "水厂", "电厂", "工厂", "厂")}
+
+
+def _kind(name: str) -> tuple[str, str]:
+    """(class of the name's head, the head)."""
+    head = _head(name)
+    return _HEAD_CLASS.get(head, head), head
+
+
 def _names_conflict(a: frozenset[str], b: frozenset[str]) -> bool:
     if not a or not b or a == b:
         return False
-    # Two specific names with one head where neither ends the other: 中心小学 vs 实验小学
-    # (化工厂 vs 东湾化工厂 is one plant, said shorter). A bare head names nothing specific.
+    # Two specific names of one kind where neither ends the other: 中心小学 vs 实验小学, 青禾中学
+    # vs 实验小学 (化工厂 vs 东湾化工厂 is one plant, said shorter). A bare head names nothing.
     heads_a: dict[str, set[str]] = {}
     for n in a:
-        heads_a.setdefault(_head(n), set()).add(n)
+        heads_a.setdefault(_kind(n)[0], set()).add(n)
     heads_b: dict[str, set[str]] = {}
     for n in b:
-        heads_b.setdefault(_head(n), set()).add(n)
+        heads_b.setdefault(_kind(n)[0], set()).add(n)
     for head in heads_a.keys() & heads_b.keys():
-        sa = {n for n in heads_a[head] if len(n) - len(head) >= 2}
-        sb = {n for n in heads_b[head] if len(n) - len(head) >= 2}
+        sa = {n for n in heads_a[head] if len(n) - len(_kind(n)[1]) >= 2}
+        sb = {n for n in heads_b[head] if len(n) - len(_kind(n)[1]) >= 2}
         if not sa or not sb:
             continue
         only_a = {n for n in sa if not any(n.endswith(m) or m.endswith(n) for m in heads_b[head])}
@@ -453,8 +480,14 @@ def anchors_conflict(a: Anchors, b: Anchors, parents: Mapping[str, frozenset[str
     return (
         _places_conflict(a.places, b.places, parents)
         or _amounts_conflict(a.amounts, b.amounts)
-        or _names_conflict(a.names, b.names)
+        or _names_conflict(_named(a), _named(b))
     )
+
+
+def _named(x: Anchors) -> frozenset[str]:
+    """Names plus the gazetteer's landmarks that end in a name head (青禾中学, 青禾镇卫生院)."""
+    landmarks = [p for p in x.places if _head(p) != p]
+    return x.names | frozenset(landmarks) if landmarks else x.names
 
 
 # Weights of one shared anchor by kind: a shared place or name binds more than a shared number.

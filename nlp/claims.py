@@ -16,7 +16,7 @@ How a pair is scored:
   larger lacks, anchor agreement and conflict, lengths;
 * a small classifier (trained on pairs mined from the research data, see
   ``nlp/claims_training.py``) turns the features into P(same claim); a pair whose anchors
-  conflict is never the same claim.
+  conflict, or that says opposite things (涨价 / 降价, 男孩 / 女孩), is never the same claim.
 
 :class:`ClaimIndex` is the incremental, sublinear index for debunk matching and incident
 grouping: ``add(key, text)`` then ``query(texts, k)``. Candidates come from an inverted index
@@ -119,6 +119,7 @@ class ClaimDoc:
     gram_seq: tuple[int, ...]  # hashed bigrams in order (for the longest shared run)
     chars: Mapping[str, float]  # character -> IDF (characters carry meaning in Chinese)
     word_chars: tuple[tuple[int, str], ...]  # (hashed word, the word) for partial word credit
+    cut: bytes  # lengths of the words in order (the key cut again without the segmenter)
     anchors: Anchors
     word_weight: float
     gram_weight: float
@@ -175,26 +176,48 @@ class ClaimFeaturizer:
     def doc(self, norm_text: str) -> ClaimDoc:
         """The document of one normalised text (``nlp.normalize.normalize`` output)."""
         key = claim_key(norm_text)
+        words = self.segmenter.cut(key) if key else []
+        extractor = self.extractor or default_extractor()
+        anchors = extractor.extract(norm_text) if norm_text else Anchors()
+        return self._build(key, words, anchors)
+
+    def _build(self, key: str, cut: Sequence[str], anchors: Anchors) -> ClaimDoc:
         idf = self.idf
         words: dict[int, float] = {}
         word_chars: list[tuple[int, str]] = []
-        if key:
-            for w in self.segmenter.cut(key):
-                h = word_hash(w)
-                if h not in words:
-                    words[h] = float(idf[h])
-                    word_chars.append((h, w))
+        for w in cut:
+            h = word_hash(w)
+            if h not in words:
+                words[h] = float(idf[h])
+                word_chars.append((h, w))
         chars = {ch: float(idf[char_hash(ch)]) for ch in key}
         seq = tuple(gram_hash(key[i : i + 2]) for i in range(len(key) - 1)) if len(key) > 1 else (
             (gram_hash(key),) if key else ()
         )
         grams = {h: float(idf[h]) for h in seq}
-        extractor = self.extractor or default_extractor()
-        anchors = extractor.extract(norm_text) if norm_text else Anchors()
+        lengths = [len(w) for w in cut]
+        cut_bytes = bytes(lengths) if max(lengths, default=0) < 256 and sum(lengths) == len(key) else b""
         return ClaimDoc(
-            key, words, grams, seq, chars, tuple(word_chars), anchors,
+            key, words, grams, seq, chars, tuple(word_chars), cut_bytes, anchors,
             sum(words.values()), sum(grams.values()), sum(chars.values()),
         )
+
+    def pack(self, doc: ClaimDoc) -> tuple[str, bytes, Anchors]:
+        """A small stand-in for a document (about a tenth of its memory): the key, the lengths
+        of its words in order, its anchors. :meth:`unpack` rebuilds the document without
+        segmenting or extracting again."""
+        return doc.key, doc.cut, doc.anchors
+
+    def unpack(self, packed: tuple[str, bytes, Anchors]) -> ClaimDoc:
+        key, lengths, anchors = packed
+        if sum(lengths) != len(key):
+            return self._build(key, self.segmenter.cut(key) if key else [], anchors)
+        words: list[str] = []
+        pos = 0
+        for n in lengths:
+            words.append(key[pos : pos + n])
+            pos += n
+        return self._build(key, words, anchors)
 
     def docs(self, norm_texts: Iterable[str]) -> list[ClaimDoc]:
         return [self.doc(t) for t in norm_texts]
@@ -263,6 +286,30 @@ class ClaimFeaturizer:
         return out
 
 
+# Opposites: one side says the one where the other says the other, and neither says both
+# ("涨价" / "降价", "增加" / "减少", "男孩" / "女孩", "停水" / "停电"): the wording is shared, the claim
+# is not. Characters for the common ones, words where a character alone is too loose.
+_OPPOSED_CHARS = (("涨", "降"), ("涨", "跌"), ("增", "减"), ("加", "减"), ("升", "降"), ("男", "女"), ("水", "电"))
+_OPPOSED_WORDS = (
+    ("提前", "推迟"), ("延长", "缩短"), ("允许", "禁止"), ("停课", "复课"), ("停工", "复工"), ("上调", "下调"),
+    ("提高", "降低"), ("开放", "关闭"), ("解封", "封锁"), ("确诊", "排除"), ("上涨", "下跌"),
+)
+
+
+def opposed(a: ClaimDoc, b: ClaimDoc) -> bool:
+    """True when one text says one of a pair of opposites and the other says the other."""
+    ka, kb = a.key, b.key
+    for x, y in _OPPOSED_CHARS:
+        ax, ay, bx, by = x in a.chars, y in a.chars, x in b.chars, y in b.chars
+        if (ax and not ay and by and not bx) or (ay and not ax and bx and not by):
+            return True
+    for x, y in _OPPOSED_WORDS:
+        ax, ay, bx, by = x in ka, y in ka, x in kb, y in kb
+        if (ax and not ay and by and not bx) or (ay and not ax and bx and not by):
+            return True
+    return False
+
+
 def _shared(small: Mapping[int, float], large: Mapping[int, float]) -> float:
     if len(small) > len(large):
         small, large = large, small
@@ -310,8 +357,10 @@ class ClaimMatcher:
             return np.zeros(0)
         x = self.featurizer.features(a, b, self._parents())
         p = self.model.predict_proba(x)[:, 1]
-        # Another village, another amount: another claim, whatever the wording shares.
+        # Another village, another amount, the opposite change: another claim, whatever the
+        # wording shares.
         p[x[:, FEATURES.index("anchor_conflict")] > 0] = 0.0
+        p[[opposed(d, e) for d, e in zip(a, b, strict=True)]] = 0.0
         empty = np.array([not d.key or not e.key for d, e in zip(a, b, strict=True)])
         p[empty] = 0.0
         return np.asarray(p, dtype=np.float64)
@@ -353,7 +402,11 @@ class ClaimIndex:
         self.block_size = block_size
         self._keys: list[Any] = []  # row -> key (None once removed)
         self._row: dict[Any, int] = {}
-        self._docs: list[ClaimDoc | None] = []
+        # Rows keep a packed document (about 1 KB); the documents of recent candidates are cached.
+        self._packed: list[tuple[str, bytes, Anchors] | None] = []
+        self._cache: dict[int, ClaimDoc] = {}
+        self.cache_size = 4096
+        self._pending_tokens: list[dict[int, float]] = []
         self._weights: list[float] = []  # retrieval weight of each row
         self._blocks: list[tuple[int, sp.csc_matrix]] = []  # (first row, tokens x rows)
         self._pending: list[int] = []
@@ -381,9 +434,11 @@ class ClaimIndex:
         row = len(self._keys)
         self._keys.append(key)
         self._row[key] = row
-        self._docs.append(doc)
-        self._weights.append(sum(self._tokens(doc).values()))
+        self._packed.append(self.matcher.featurizer.pack(doc))
+        tokens = self._tokens(doc)
+        self._weights.append(sum(tokens.values()))
         self._pending.append(row)
+        self._pending_tokens.append(tokens)
         if len(self._pending) >= self.block_size:
             self._freeze()
 
@@ -394,29 +449,42 @@ class ClaimIndex:
     def remove(self, key: Any) -> None:
         row = self._row.pop(key, None)
         if row is not None:
+            # the row stays in its block (its postings are skipped: its key is None)
             self._keys[row] = None
-            self._docs[row] = None
+            self._packed[row] = None
+            self._cache.pop(row, None)
 
-    def _matrix(self, rows: Sequence[int]) -> sp.csc_matrix:
+    def _doc(self, row: int) -> ClaimDoc | None:
+        doc = self._cache.get(row)
+        if doc is None:
+            packed = self._packed[row]
+            if packed is None:
+                return None
+            if len(self._cache) >= self.cache_size:
+                self._cache.clear()
+            doc = self._cache[row] = self.matcher.featurizer.unpack(packed)
+        return doc
+
+    @staticmethod
+    def _matrix(token_rows: Sequence[Mapping[int, float]]) -> sp.csr_matrix:
         indptr = [0]
         indices: list[int] = []
         data: list[float] = []
-        for r in rows:
-            doc = self._docs[r]
-            toks = self._tokens(doc) if doc is not None else {}
+        for toks in token_rows:
             indices.extend(toks)
             data.extend(toks.values())
             indptr.append(len(indices))
         m = sp.csr_matrix(
             (np.asarray(data, dtype=np.float32), np.asarray(indices, dtype=np.int64), np.asarray(indptr)),
-            shape=(len(rows), 2 * N_BUCKETS),
+            shape=(len(token_rows), 2 * N_BUCKETS),
         )
         return m.T.tocsr()  # tokens x rows: a query row times this is one posting-list pass
 
     def _freeze(self) -> None:
         if self._pending:
-            self._blocks.append((self._pending[0], self._matrix(self._pending)))
+            self._blocks.append((self._pending[0], self._matrix(self._pending_tokens)))
             self._pending = []
+            self._pending_tokens = []
 
     def _query_matrix(self, docs: Sequence[ClaimDoc]) -> sp.csr_matrix:
         indptr = [0]
@@ -440,7 +508,7 @@ class ClaimIndex:
         weights = np.asarray(self._weights, dtype=np.float64)
         parts: list[tuple[int, sp.csr_matrix]] = list(self._blocks)
         if self._pending:
-            parts.append((self._pending[0], self._matrix(self._pending)))
+            parts.append((self._pending[0], self._matrix(self._pending_tokens)))
         best: list[list[tuple[float, int]]] = [[] for _ in docs]
         for first, block in parts:
             shared = (q @ block).tocoo()  # queries x rows of this block
@@ -470,7 +538,7 @@ class ClaimIndex:
         owner: list[tuple[int, int]] = []
         for qi, rows in enumerate(cands):
             for r in rows:
-                doc = self._docs[r]
+                doc = self._doc(r)
                 if doc is not None:
                     left.append(docs[qi])
                     right.append(doc)
@@ -480,7 +548,7 @@ class ClaimIndex:
             return out
         scores = self.matcher.score_docs(left, right)
         for (qi, r), s in zip(owner, scores.tolist(), strict=True):
-            if s >= limit:
+            if s >= limit and s > 0.0:  # a conflict (0) is never returned, whatever min_score
                 out[qi].append((self._keys[r], float(s)))
         for hits in out:
             hits.sort(key=lambda x: -x[1])

@@ -47,6 +47,7 @@ from core.db import upsert_insert
 from core.encoding import decode_text
 from core.errors import Conflict, InvalidInput, NotFound
 from core.tables import Debunk, DebunkMatch, Incident, Post, utcnow
+from nlp.anchors import Anchors, anchors_conflict, default_extractor, named_place_marks
 from nlp.claims import ClaimDoc, ClaimMatcher, ClaimModelMissing, load_claim_matcher
 from nlp.normalize import normalize
 from nlp.similarity import (
@@ -448,6 +449,8 @@ class DebunkMatcher:
         self.index = BandedIndex(minhash_threshold)
         self._claim_grams: list[np.ndarray] = []
         self._places = [place_marks(k) for k in self.keys]
+        self._named_places = [named_place_marks(k) for k in self.keys]
+        self._claim_anchors: list[Anchors] = [default_extractor().extract(norms[i]) for i in keep]
         if not self.keys:
             self._matrix = sp.csr_matrix((0, N_FEATURES))
             self._idf = np.ones(N_FEATURES)
@@ -473,9 +476,9 @@ class DebunkMatcher:
         kwargs.setdefault("place_parents", gazetteer_place_parents())
         return cls([r.id for r in rows], [r.claim for r in rows], **kwargs)
 
-    def _post_places(self, key: str) -> frozenset[str]:
+    def _post_places(self, key: str, marks: frozenset[str] | None = None) -> frozenset[str]:
         """The places a post names, with the places they lie in."""
-        places = place_marks(key)
+        places = place_marks(key) if marks is None else marks
         if not self.place_parents or not places:
             return places
         return places.union(*(self.place_parents.get(p, ()) for p in places))
@@ -515,15 +518,20 @@ class DebunkMatcher:
             if not key:
                 continue
             places = self._post_places(key)
+            memo: dict[str, Anchors] = {}
             hit = next(
-                ((pos, sim) for pos, sim in near[i] if not places_conflict(places, self._places[pos])), None
+                (
+                    (pos, sim) for pos, sim in near[i]
+                    if not places_conflict(places, self._places[pos]) and not self._anchors_conflict(key, pos, memo)
+                ),
+                None,
             )
             if hit is not None:
                 out[i] = DebunkHit(int(self.ids[hit[0]]), round(hit[1], 4), "minhash")
                 continue
             claim_pos = int(best_claim[i])
             c = float(best_cos[i])
-            if places_conflict(places, self._places[claim_pos]):
+            if places_conflict(places, self._places[claim_pos]) or self._anchors_conflict(key, claim_pos, memo):
                 continue
             if c >= self.cosine_threshold:
                 out[i] = DebunkHit(int(self.ids[claim_pos]), round(c, 4), "tfidf")
@@ -536,6 +544,20 @@ class DebunkMatcher:
         if self.claim_matcher is not None:
             self._paraphrases(keys, cos, out)
         return out
+
+    def _anchors_conflict(self, key: str, pos: int, memo: dict[str, Anchors]) -> bool:
+        """Another amount, named thing or place than the claim's: "每户补偿50万" is not the
+        "每户补偿20万" rumor however many characters they share."""
+        extractor = default_extractor()
+        if len(self._claim_anchors) != len(self.keys):
+            self._claim_anchors = [extractor.extract(k) for k in self.keys]
+        claim = self._claim_anchors[pos]
+        if not claim:
+            return False
+        post = memo.get(key)
+        if post is None:
+            post = memo[key] = extractor.extract(key, key)
+        return anchors_conflict(post, claim, extractor.parents)
 
     def _paraphrases(self, keys: Sequence[str], cos: np.ndarray, out: list[DebunkHit | None]) -> None:
         """The paraphrase path for posts still unmatched: the claims nearest by TF-IDF, scored
@@ -551,13 +573,17 @@ class DebunkMatcher:
         left: list[ClaimDoc] = []
         right: list[ClaimDoc] = []
         owner: list[tuple[int, int]] = []
+        if len(self._named_places) != len(self.keys):
+            self._named_places = [named_place_marks(k) for k in self.keys]
         for i in todo:
             row = cos[i]
             near = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
             doc = self.claim_matcher.doc(keys[i])
-            places = self._post_places(keys[i])
+            # Place marks that name a place ("封镇" is an action): a village debunk never
+            # covers another village or the whole town; the town's covers its villages.
+            places = self._post_places(keys[i], named_place_marks(keys[i]))
             for pos in near.tolist():
-                if row[pos] < self.paraphrase_min_cosine or places_conflict(places, self._places[pos]):
+                if row[pos] < self.paraphrase_min_cosine or places_conflict(places, self._named_places[pos]):
                     continue
                 left.append(doc)
                 right.append(self._claim_docs[pos])
