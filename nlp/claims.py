@@ -374,7 +374,7 @@ class ClaimMatcher:
     def same_claim(self, a: str, b: str) -> bool:
         return bool(self.score_pairs([a], [b])[0] >= self.threshold)
 
-    def index(self, *, candidates: int = 20) -> ClaimIndex:
+    def index(self, *, candidates: int = 10) -> ClaimIndex:
         """An empty incremental index that scores with this matcher."""
         return ClaimIndex(self, candidates=candidates)
 
@@ -394,10 +394,19 @@ class ClaimIndex:
     """
 
     def __init__(
-        self, matcher: ClaimMatcher, *, candidates: int = 20, min_idf: float = 3.0, block_size: int = 2048
+        self,
+        matcher: ClaimMatcher,
+        *,
+        candidates: int = 10,
+        min_idf: float = 3.0,
+        min_share: float = 0.3,
+        block_size: int = 2048,
     ) -> None:
         self.matcher = matcher
         self.candidates = candidates
+        # Rows sharing less than this share of the smaller side's rare-token weight are no
+        # candidates (a retelling shares far more; the classifier never sees the rest).
+        self.min_share = min_share
         self.min_idf = min_idf
         self.block_size = block_size
         self._keys: list[Any] = []  # row -> key (None once removed)
@@ -509,23 +518,32 @@ class ClaimIndex:
         parts: list[tuple[int, sp.csr_matrix]] = list(self._blocks)
         if self._pending:
             parts.append((self._pending[0], self._matrix(self._pending_tokens)))
-        best: list[list[tuple[float, int]]] = [[] for _ in docs]
+        qs: list[np.ndarray] = []
+        rs: list[np.ndarray] = []
+        ss: list[np.ndarray] = []
         for first, block in parts:
             shared = (q @ block).tocoo()  # queries x rows of this block
             if not shared.nnz:
                 continue
-            rows = shared.col + first
-            denom = np.minimum(qw[shared.row], weights[rows])
-            score = shared.data / np.maximum(denom, 1e-9)
-            keep = score >= 0.15
-            for qi, r, s in zip(shared.row[keep].tolist(), rows[keep].tolist(), score[keep].tolist(), strict=True):
-                best[qi].append((s, r))
-        k = self.candidates
-        for qi, cands in enumerate(best):
-            if len(cands) > k:
-                cands.sort(reverse=True)
-                cands = cands[:k]
-            out[qi] = [r for _, r in cands if self._keys[r] is not None]
+            rows = shared.col.astype(np.int64) + first
+            score = shared.data / np.maximum(np.minimum(qw[shared.row], weights[rows]), 1e-9)
+            keep = score >= self.min_share
+            qs.append(shared.row[keep].astype(np.int64))
+            rs.append(rows[keep])
+            ss.append(score[keep])
+        if not qs:
+            return out
+        qa, ra, sa = np.concatenate(qs), np.concatenate(rs), np.concatenate(ss)
+        # best first within each query, then the first `candidates` of each query (no Python loop
+        # over all pairs: a common word can touch thousands of rows)
+        order = np.lexsort((-sa, qa))
+        qa, ra = qa[order], ra[order]
+        starts = np.searchsorted(qa, qa, side="left")
+        rank = np.arange(len(qa)) - starts
+        take = rank < self.candidates
+        for qi, r in zip(qa[take].tolist(), ra[take].tolist(), strict=True):
+            if self._keys[r] is not None:
+                out[qi].append(r)
         return out
 
     def query_docs(
