@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> None:  # pragma: no cover - offline t
     train = [p for p in mined if p.fold not in HELDOUT_FOLDS]
     x_m = _features(fz, [(p.a, p.b) for p in train])
     y_m = np.array([p.label for p in train])
-    hand, owner = hand_pairs(Path(args.hand), "tune")
+    hand, _ = hand_pairs(Path(args.hand), "tune")
     x_h = _features(fz, [(normalize(a), normalize(b)) for a, b, _, _ in hand])
     y_h = np.array([lab for _, _, lab, _ in hand])
     conflict = FEATURES.index("anchor_conflict")
@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:  # pragma: no cover - offline t
     print(json.dumps(card, ensure_ascii=False, indent=1))
 
 
-def write_card_md(folder: Path, card: dict[str, object]) -> None:
+def write_card_md(folder: Path, card: dict[str, Any]) -> None:
     """The human-readable card next to card.json (held-out figures: bench/results/claims.md)."""
     lines = [
         f"# Claim matcher {card['version']}",
