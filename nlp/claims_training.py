@@ -259,18 +259,6 @@ def _features(fz: ClaimFeaturizer, pairs: list[tuple[str, str]]) -> np.ndarray:
     return np.array([fz.pair_features(doc(a), doc(b)) for a, b in pairs], dtype=np.float64)
 
 
-def threshold_for(y: np.ndarray, p: np.ndarray, precision: float = 0.95) -> float:
-    """The lowest score at which precision >= ``precision`` (over pairs scored at or above it)."""
-    order = np.argsort(-p)
-    tp = np.cumsum(y[order] == 1)
-    prec = tp / np.arange(1, len(order) + 1)
-    ok = np.flatnonzero(prec >= precision)
-    if not len(ok):
-        return 1.0
-    # the deepest cut that still holds the precision
-    return float(p[order][ok.max()])
-
-
 #: Monotonic constraints per feature (see nlp.claims.FEATURES): +1 increasing, -1 decreasing.
 MONOTONIC = [1, 1, 1, 1, 1, 1, 1, 1, 1, -1, 1, 0, 0, 0, 0]
 
