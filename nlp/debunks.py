@@ -418,7 +418,7 @@ class DebunkMatcher:
         place_parents: Mapping[str, frozenset[str]] | None = None,
         claim_matcher: ClaimMatcher | str | None = "auto",
         paraphrase_candidates: int = 3,
-        paraphrase_min_cosine: float = 0.05,
+        paraphrase_min_cosine: float = 0.15,
         paraphrase_threshold: float | None = None,
     ) -> None:
         self.minhash_threshold = minhash_threshold
@@ -430,6 +430,8 @@ class DebunkMatcher:
         self.containment_min_cosine = containment_min_cosine
         self.min_claim_chars = min_claim_chars
         # The paraphrase path: "auto" loads the shipped claim matcher (none shipped: no path).
+        # Only claims with a TF-IDF cosine >= paraphrase_min_cosine are scored (0.15 loses no
+        # retelling of the hand-written tune part and spares most unrelated posts the scoring).
         self.claim_matcher = _claim_matcher(claim_matcher)
         self.paraphrase_candidates = paraphrase_candidates
         self.paraphrase_min_cosine = paraphrase_min_cosine
