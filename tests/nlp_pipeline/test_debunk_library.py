@@ -145,3 +145,20 @@ def test_a_debunk_about_the_town_covers_its_villages_not_the_reverse(session: Se
     assert hits[2] is None  # nor about another village
     flat = DebunkMatcher(matcher.ids.tolist(), [session.get(Debunk, i).claim for i in matcher.ids.tolist()])
     assert flat.match([match_key(normalize(posts[0]))]) == [None]  # without the hierarchy: two places
+
+
+def test_reworded_retellings_match_through_the_claim_matcher_and_amounts_stay_apart() -> None:
+    claims = ["镇政府给每户发800元取暖补贴，带身份证去村委会领", "柳树村后天开始拆迁，每户补偿20万"]
+    posts = [
+        "取暖补贴每户800元，去村委会领，转给身边的人",  # reworded: the paraphrase path
+        "镇政府给每户发500元取暖补贴，带身份证去村委会领",  # another amount: no path may match it
+        "柳树村后天拆迁，每户补偿50万",
+        "紧急扩散！柳树村后天拆迁，每户补偿20万",  # a near-copy: MinHash, as before
+    ]
+    keys = [match_key(normalize(t)) for t in posts]
+    hits = DebunkMatcher([1, 2], claims).match(keys)
+    assert hits[0] is not None and hits[0].debunk_id == 1 and hits[0].method == "paraphrase"
+    assert hits[1] is None and hits[2] is None
+    assert hits[3] is not None and hits[3].debunk_id == 2 and hits[3].method == "minhash"
+    # Without the claim matcher (the matcher before): the rewording is missed.
+    assert DebunkMatcher([1, 2], claims, claim_matcher=None).match(keys[:1]) == [None]
