@@ -248,8 +248,12 @@ def run(
     console.print("按 Ctrl+C 停止。")
     try:
         _serve(host, port)
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl+C it handled; stopping is what was asked for
     finally:
         scheduler.shutdown(wait=False)
+        _crawl.stop_crawls()  # crawls in progress record themselves as interrupted
+    console.print("已停止。")
 
 
 # ----------------------------------------------------------------------------- stage commands
