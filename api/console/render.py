@@ -43,6 +43,8 @@ ACTION_ZH = {"created": "创建预警", "rising": "正在扩散", "realert": "�
              "severity": "级别变化"}
 SOURCE_KIND_ZH = {"feed": "RSS 订阅", "html": "网页", "json": "接口", "custom": "定制", "chat_export": "群聊导出",
                   "bot": "群机器人", "api": "接口推送"}
+#: Sources that are never crawled: they name how messages arrive (pushed by a bot or script, imported).
+RECEIVED_KINDS = {"bot": "接口推送", "api": "接口推送", "chat_export": "导入"}
 PLATFORM_ZH = {"qq": "QQ 群", "wechat": "微信群", "telegram": "Telegram", "web": "网页版块", "other": "其他"}
 RUN_STATUS_ZH = {"running": "运行中", "ok": "正常", "partial": "部分失败", "failed": "失败", "interrupted": "已中断"}
 MODEL_STATUS_ZH = {"candidate": "候选", "active": "在用", "retired": "已停用", "rolled_back": "已回滚"}
@@ -194,7 +196,7 @@ def environment() -> Environment:
     env.globals.update(
         SEVERITIES=SEVERITIES, SEVERITY_ZH=SEVERITY_ZH, STATUSES=STATUSES, STATUS_ZH=STATUS_ZH,
         OPEN_STATUSES=OPEN_STATUSES, KIND_ZH=KIND_ZH, highlight=highlight, role_rank=role_rank,
-        sparkline=charts.sparkline, static_version=_static_version(),
+        sparkline=charts.sparkline, static_version=_static_version(), RECEIVED_KINDS=RECEIVED_KINDS,
     )
     return env
 
