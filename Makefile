@@ -7,23 +7,33 @@
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
 PIP       := $(PY) -m pip install -q --disable-pip-version-check
+UV        := $(VENV)/bin/uv
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 PYTHON    ?= python3
+# uv installs the same packages as pip about ten times faster (parallel, no bytecode compile at
+# install). It does not read pip's config: pass on an index mirror set there (common in China).
+PIP_INDEX  = $(shell $(PYTHON) -m pip config get global.index-url 2>/dev/null)
+UV_PIP     = $(UV) pip install -q --python $(PY) $(if $(PIP_INDEX),--default-index $(PIP_INDEX))
 
 .PHONY: run test install install-dev system-deps bench lint clean
 
 $(PY):
 	@$(PYTHON) -m venv $(VENV)
 
-$(STAMP_RUN): pyproject.toml | $(PY)
-	@echo "正在安装运行所需的软件包（首次约 1 分钟，之后几秒）…"
-	$(PIP) -e .
+# uv itself comes from the package registry with pip; without it (offline mirror, no wheel for
+# this platform) everything installs with pip, only slower.
+$(UV): | $(PY)
+	@$(PIP) uv 2>/dev/null || echo "（未能安装 uv，改用 pip 安装，会慢一些）"
+
+$(STAMP_RUN): pyproject.toml | $(UV)
+	@echo "正在安装运行所需的软件包（首次约半分钟，用 pip 时约 3 分钟；之后几秒）…"
+	@if [ -x $(UV) ]; then $(UV_PIP) -e .; else $(PIP) -e .; fi
 	@touch $(STAMP_RUN)
 
 $(STAMP_DEV): pyproject.toml $(STAMP_RUN)
-	@echo "正在安装测试与开发工具（pytest、playwright、mypy 等，首次约 2-3 分钟）…"
-	$(PIP) -e '.[dev]'
+	@echo "正在安装测试与开发工具（pytest、playwright、mypy 等，首次约 1 分钟，用 pip 时约 3 分钟）…"
+	@if [ -x $(UV) ]; then $(UV_PIP) -e '.[dev]'; else $(PIP) -e '.[dev]'; fi
 	@touch $(STAMP_DEV)
 
 install: $(STAMP_RUN)
