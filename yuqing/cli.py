@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -156,12 +159,24 @@ def tokens_create(
 # ----------------------------------------------------------------------------- serving and the main job
 
 
-def _serve(host: str, port: int) -> None:
+def _serve(host: str, port: int, on_started: Callable[[], object] | None = None) -> None:
+    """Serve the API; ``on_started`` runs once it answers (in a thread, the server keeps serving)."""
     import uvicorn
 
     from api.app import create_app
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="warning", proxy_headers=False)
+    server = uvicorn.Server(uvicorn.Config(create_app(), host=host, port=port, log_level="warning",
+                                           proxy_headers=False))
+    if on_started is not None:
+        def wait_then_start() -> None:
+            while not server.started:
+                if server.should_exit:
+                    return
+                time.sleep(0.1)
+            on_started()
+
+        threading.Thread(target=wait_then_start, name="start-jobs", daemon=True).start()
+    server.run()
 
 
 @app.command()
@@ -242,16 +257,23 @@ def run(
         settings = get_settings()
     jobs = collect_jobs(settings)
     scheduler = build_scheduler(settings, jobs)
-    scheduler.start()
     host, port = host or settings.api_host, port or settings.api_port
-    console.print(f"定时任务 {len(jobs)} 个已启动。审核台：http://{host}:{port}/  接口文档：http://{host}:{port}/docs")
-    console.print("按 Ctrl+C 停止。")
+
+    def start_jobs() -> None:
+        # Jobs start once the console answers: the first crawls and the first analysis load
+        # Scrapy and the model, which on a fresh install would keep the console from starting.
+        scheduler.start()
+        console.print(f"审核台：http://{host}:{port}/  接口文档：http://{host}:{port}/docs  "
+                      f"（定时任务 {len(jobs)} 个已启动，按 Ctrl+C 停止）")
+
+    console.print("正在启动审核台…")
     try:
-        _serve(host, port)
+        _serve(host, port, on_started=start_jobs)
     except KeyboardInterrupt:
         pass  # uvicorn re-raises the Ctrl+C it handled; stopping is what was asked for
     finally:
-        scheduler.shutdown(wait=False)
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
         _crawl.stop_crawls()  # crawls in progress record themselves as interrupted
     console.print("已停止。")
 
