@@ -35,6 +35,7 @@ class _Static(StaticFiles):
 
 
 def install(app: FastAPI) -> None:
+    from api.console.notifications import router as notifications_router
     from api.console.pages import auth_router, router
     from api.console.retraining import router as retraining_router
 
@@ -43,6 +44,7 @@ def install(app: FastAPI) -> None:
     app.include_router(auth_router)
     app.include_router(router)
     app.include_router(retraining_router)
+    app.include_router(notifications_router)
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, _: LoginRequired) -> RedirectResponse:

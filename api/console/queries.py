@@ -17,6 +17,7 @@ from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from alerts import service
+from alerts.delivery_health import DeliveryHealth, delivery_health
 from core.tables import (
     Alert,
     AlertEvent,
@@ -511,6 +512,15 @@ DRIFT_TTL = 60.0
 def drift(session: Session) -> DriftStatus:
     """The active model's drift status (nlp.drift), cached for a minute: every page's header shows it."""
     return _cached(session, "drift", DRIFT_TTL, lambda: drift_status(session))
+
+
+def notify_health(session: Session, *, fresh: bool = False) -> DeliveryHealth:
+    """Whether alert notifications can reach anyone (alerts.delivery_health), cached for a minute:
+    every page's header warns when none can. ``fresh``: compute now (the 通知 page)."""
+    if fresh:
+        for key in [k for k in _CACHE if k[1] == "notify_health"]:
+            _CACHE.pop(key, None)
+    return _cached(session, "notify_health", DRIFT_TTL, lambda: delivery_health(session))
 
 
 def forget_drift() -> None:

@@ -216,6 +216,7 @@ def render(request: Request, template: str, context: Mapping[str, Any], *, statu
         "user": getattr(state, "console_user", None),
         "csrf_token": getattr(state, "csrf_token", "") or "",
         "drift": getattr(state, "drift", None),
+        "notify_health": getattr(state, "notify_health", None),
         "flash": request.query_params.get("msg"),
         "flash_error": request.query_params.get("err"),
         "url_with": lambda **kw: url_with(request, **kw),
