@@ -174,6 +174,20 @@ def safe_href(url: str | None) -> str | None:
     return None
 
 
+def recipients_zh(recipients: Sequence[Any] | None, limit: int = 3) -> str:
+    """A recipient list by its people: "王书记、张镇长、李主任 等 5 人" (names, else addresses)."""
+    names = []
+    for r in recipients or ():
+        if isinstance(r, Mapping):
+            names.append(str(r.get("name") or r.get("email") or "?"))
+        else:
+            names.append(str(r))
+    if not names:
+        return "（无）"
+    shown = "、".join(names[:limit])
+    return f"{shown} 等 {len(names)} 人" if len(names) > limit else shown
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     env = Environment(
@@ -192,6 +206,7 @@ def environment() -> Environment:
         platform_zh=lambda s: PLATFORM_ZH.get(s, s), run_status_zh=lambda s: RUN_STATUS_ZH.get(s, s),
         model_status_zh=lambda s: MODEL_STATUS_ZH.get(s, s), model_metrics=model_metrics, label_origin_zh=lambda s: LABEL_ORIGIN_ZH.get(s, s),
         digest_status_zh=lambda s: DIGEST_STATUS_ZH.get(s, s), metric_zh=lambda s: METRIC_ZH.get(s, s),
+        recipients_zh=recipients_zh,
     )
     env.globals.update(
         SEVERITIES=SEVERITIES, SEVERITY_ZH=SEVERITY_ZH, STATUSES=STATUSES, STATUS_ZH=STATUS_ZH,

@@ -60,7 +60,7 @@ def _pages(live) -> dict[str, str]:
         "debunk-new": "/debunks/new", "debunk-edit": f"/debunks/{debunk_id}/edit", "sources": "/sources",
         "digests": "/digests", "digest": f"/digests/{scene.digest_id}", "labels": "/labels", "models": "/models",
         "model-promote": f"/models/{candidate}/promote", "model-rollback": "/models/rollback",
-        "notifications": "/notifications",
+        "notifications": "/notifications", "digest-today": "/digests/today",
     }
 
 
@@ -109,3 +109,17 @@ def test_alert_page_fits_a_phone_after_a_response(live, new_page) -> None:
     page.goto(f"/alerts/{alert_id}")
     problems = _problems(page, "alert-responded")
     assert not problems, "\n".join(problems)
+
+
+def test_archived_digest_is_one_page_on_a_phone(live, new_page) -> None:
+    """No fixed-height frame with its own scrollbar: the frame grows to the digest's length."""
+    page = new_page(WIDTH, HEIGHT, is_mobile=True, has_touch=True)
+    browser_as(page, live, "zhangmin")
+    page.goto(f"/digests/{live.scene.digest_id}")
+    page.wait_for_function("document.querySelector('iframe.digest-frame').classList.contains('fitted')")
+    frame_h, content_h = page.evaluate("""() => {
+      const f = document.querySelector('iframe.digest-frame');
+      return [f.getBoundingClientRect().height, f.contentDocument.documentElement.scrollHeight];
+    }""")
+    assert abs(frame_h - content_h) <= 4, (frame_h, content_h)
+    assert page.title() != "pwned"  # still no script runs inside the frame

@@ -36,6 +36,21 @@
     });
   });
 
+  // Digests: the frame grows to its content, so a phone scrolls one page, not a box inside it.
+  // The frame runs no script (sandbox without allow-scripts); same-origin only lets us measure it.
+  Array.prototype.forEach.call(document.querySelectorAll("iframe.digest-frame"), function (frame) {
+    function fit() {
+      try {
+        var doc = frame.contentDocument;
+        if (!doc || !doc.documentElement) return;
+        frame.style.height = (doc.documentElement.scrollHeight + 2) + "px";
+        frame.classList.add("fitted");
+      } catch (e) { /* keep the CSS height */ }
+    }
+    frame.addEventListener("load", fit);
+    fit();
+  });
+
   // Forms: confirmation and no double submit.
   document.addEventListener("submit", function (ev) {
     var form = ev.target;
