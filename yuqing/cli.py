@@ -84,8 +84,10 @@ def _safe_url(url: str) -> str:
 
 
 def _read_password(password_stdin: bool) -> str:
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
+    # Without a terminal (a script, a pipe, CI) getpass cannot hide the input and aborted with a
+    # GetPassWarning: read one line from stdin, as --password-stdin does.
+    if password_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = typer.prompt("密码", hide_input=True, confirmation_prompt=True)
     if len(password) < 8:
@@ -96,8 +98,9 @@ def _read_password(password_stdin: bool) -> str:
 @users_app.command("add")
 def users_add(
     name: Annotated[str, typer.Argument(help="登录名")],
-    role: Annotated[str, typer.Option("--role", help="admin | analyst | staff | viewer")] = "staff",
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="从标准输入读取密码（一行）")] = False,
+    role: Annotated[str, typer.Option("--role", help="admin 管理员 | analyst 分析员 | staff 工作人员 | viewer 只读")] = "staff",
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="从标准输入读取密码（一行）；没有终端时自动如此")] = False,
     display_name: Annotated[str | None, typer.Option(help="显示名，如 张科长")] = None,
     email: Annotated[str | None, typer.Option(help="邮箱，用于预警与日报")] = None,
 ) -> None:
@@ -129,7 +132,8 @@ def users_list() -> None:
         users, total = accounts.list_users(session, limit=10_000)
         table = Table("ID", "用户名", "角色", "显示名", "启用", "最近登录")
         for u in users:
-            table.add_row(str(u.id), u.username, u.role, u.display_name or "", "是" if u.is_active else "否",
+            table.add_row(str(u.id), u.username, accounts.ROLE_NAMES_ZH.get(u.role, u.role), u.display_name or "",
+                          "是" if u.is_active else "否",
                           u.last_login_at.isoformat(timespec="minutes") if u.last_login_at else "-")
     console.print(table)
     console.print(f"共 {total} 个用户")
@@ -317,6 +321,7 @@ _nlp_commands.register(app)
 from yuqing import help_zh as _help_zh  # noqa: E402
 
 _help_zh.apply(app)
+_help_zh.translate_framework()
 
 
 def main() -> None:

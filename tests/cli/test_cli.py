@@ -36,7 +36,7 @@ def _all_command_paths() -> list[list[str]]:
 def test_every_command_has_help(path: list[str]) -> None:
     result = runner.invoke(app, [*path, "--help"])
     assert result.exit_code == 0, result.output
-    assert "Usage" in result.output
+    assert "用法：" in result.output and "Show this message" not in result.output
 
 
 def test_users_add_and_list(fresh_db_url: str) -> None:
