@@ -53,12 +53,13 @@ log = logging.getLogger(__name__)
 DEFAULT_NOTIFY_FILE = Path(__file__).resolve().parent / "notify.yaml"
 CHANNELS = ("email", "dingtalk", "wecom", "feishu", "webhook")
 EVENTS = ("created", "rising", "escalated", "realert", "manual")
+#: The one set of words for alert kinds: notifications, the console and the digest all use it.
 KIND_ZH = {
     "rumor": "疑似谣言",
-    "debunk_match": "已辟谣信息再传播",
+    "debunk_match": "匹配已辟谣",
     "spread": "多群扩散",
     "concern": "热点关切",
-    "keyword": "监测方案命中",
+    "keyword": "关键词命中",
     "manual": "人工预警",
 }
 EVENT_ZH = {

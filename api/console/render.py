@@ -21,7 +21,7 @@ from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from alerts import service
+from alerts import notify, service
 from api.accounts import ROLE_NAMES_ZH, role_rank
 from api.console import charts
 from core.settings import get_settings
@@ -36,8 +36,7 @@ STATUS_ZH = dict(service.STATE_ZH)  # the alert service's own names for its stat
 STATUSES = tuple(STATUS_ZH)
 #: What still needs someone: the queue shows these by default.
 OPEN_STATUSES = ("new", "acknowledged", "confirmed_rumor", "confirmed_concern")
-KIND_ZH = {"rumor": "疑似谣言", "debunk_match": "匹配已辟谣", "spread": "跨群扩散", "concern": "热点关切",
-           "keyword": "关键词命中", "manual": "人工创建"}
+KIND_ZH = dict(notify.KIND_ZH)  # the alert service's words, as in notifications
 ACTION_ZH = {"created": "创建预警", "rising": "正在扩散", "realert": "重新预警", "status": "状态变更", "assigned": "指派",
              "comment": "评论", "responded": "记录回应", "escalated": "升级提醒", "reopened": "重新打开",
              "severity": "级别变化"}
