@@ -408,7 +408,9 @@ def search_debunks(session: Session, q: str | None, *, offset: int = 0, limit: i
     if not include_inactive:
         stmt = stmt.where(Debunk.active.is_(True))
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = list(session.scalars(stmt.order_by(Debunk.updated_at.desc(), Debunk.id.desc()).offset(offset).limit(limit)))
+    # by date, newest first, like every other list: when it was published, else when it was added
+    when = func.coalesce(Debunk.published_at, Debunk.created_at)
+    rows = list(session.scalars(stmt.order_by(when.desc(), Debunk.id.desc()).offset(offset).limit(limit)))
     return rows, total
 
 

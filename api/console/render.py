@@ -173,6 +173,15 @@ def safe_href(url: str | None) -> str | None:
     return None
 
 
+def taxonomy_categories() -> list[str]:
+    """The categories of the editable taxonomy (nlp/concerns/taxonomy.yaml): one list for
+    alerts, hot concerns and the debunk library."""
+    from nlp.concerns.taxonomy import load_taxonomy
+
+    taxonomy = load_taxonomy()
+    return [*taxonomy.categories, taxonomy.default]
+
+
 def recipients_zh(recipients: Sequence[Any] | None, limit: int = 3) -> str:
     """A recipient list by its people: "王书记、张镇长、李主任 等 5 人" (names, else addresses)."""
     names = []
@@ -211,6 +220,7 @@ def environment() -> Environment:
         SEVERITIES=SEVERITIES, SEVERITY_ZH=SEVERITY_ZH, STATUSES=STATUSES, STATUS_ZH=STATUS_ZH,
         OPEN_STATUSES=OPEN_STATUSES, KIND_ZH=KIND_ZH, highlight=highlight, role_rank=role_rank,
         sparkline=charts.sparkline, static_version=_static_version(), RECEIVED_KINDS=RECEIVED_KINDS,
+        taxonomy_categories=taxonomy_categories,
     )
     return env
 
