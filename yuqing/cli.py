@@ -168,7 +168,9 @@ def _serve(host: str, port: int, on_started: Callable[[], object] | None = None)
     import uvicorn
 
     from api.app import create_app
+    from yuqing.digest_actions import register as register_digest_actions
 
+    register_digest_actions()  # the console's digest preview and "send now" (api cannot import digest)
     server = uvicorn.Server(uvicorn.Config(create_app(), host=host, port=port, log_level="warning",
                                            proxy_headers=False))
     if on_started is not None:

@@ -24,6 +24,14 @@ recipients:
 """
 
 
+@pytest.fixture(autouse=True)
+def digest_actions() -> None:
+    """What `yuqing serve` / `yuqing run` do before serving: connect the digest stage to the console."""
+    from yuqing.digest_actions import register
+
+    register()
+
+
 @pytest.fixture
 def configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MailSink]:
     from aiosmtpd.controller import Controller

@@ -49,6 +49,13 @@ MEASURE = """(vw) => {
 }"""
 
 
+@pytest.fixture(autouse=True)
+def _digest_actions() -> None:
+    from yuqing.digest_actions import register
+
+    register()  # as `yuqing serve` does: the digest preview page
+
+
 def _pages(live) -> dict[str, str]:
     with session_scope(live.engine) as s:
         debunk_id = s.scalar(select(Debunk.id).order_by(Debunk.id))
