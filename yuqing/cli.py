@@ -247,7 +247,9 @@ def load_demo_debunks() -> None:
 
 @app.command()
 def run(
-    demo: Annotated[bool, typer.Option("--demo", help="演示模式：建库、建演示管理员、在本机提供示例信息源")] = False,
+    demo: Annotated[bool, typer.Option("--demo", help="演示模式：建库、建演示管理员、在本机提供示例信息源，并重放青禾镇的一天")] = False,
+    demo_speed: Annotated[float, typer.Option(
+        "--demo-speed", min=0.01, help="演示的一天按几倍速重放：1 约 15 分钟，10 约 1.5 分钟；0.01 以上")] = 1.0,
     host: Annotated[str, typer.Option(help="监听地址")] = "",
     port: Annotated[int, typer.Option(help="端口")] = 0,
 ) -> None:
@@ -271,6 +273,8 @@ def run(
         scheduler.start()
         console.print(f"审核台：http://{host}:{port}/  接口文档：http://{host}:{port}/docs  "
                       f"（定时任务 {len(jobs)} 个已启动，按 Ctrl+C 停止）")
+        if demo:
+            _start_demo_day(demo_speed)
 
     console.print("正在启动审核台…")
     try:
@@ -282,6 +286,17 @@ def run(
             scheduler.shutdown(wait=False)
         _crawl.stop_crawls()  # crawls in progress record themselves as interrupted
     console.print("已停止。")
+
+
+def _start_demo_day(speed: float) -> None:
+    """The live demo: a scripted day of 青禾镇 (crawler/demo/day.yaml), pushed and posted as it goes."""
+    from crawler.demo import post_demo_news
+    from crawler.demo.replay import Replay, load_script
+
+    script = load_script()
+    Replay(script, speed=speed, post_news=post_demo_news).start()
+    console.print(f"演示：正在按 {speed:g} 倍速重放青禾镇的一天（约 {script.minutes / speed:.1f} 分钟）："
+                  "谣言在几个群里传开又被辟谣，菜价关切升温，然后归于平静。")
 
 
 # ----------------------------------------------------------------------------- stage commands
