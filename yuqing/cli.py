@@ -295,7 +295,9 @@ def _start_demo_day(speed: float) -> None:
 
     script = load_script()
     Replay(script, speed=speed, post_news=post_demo_news).start()
-    console.print(f"演示：正在按 {speed:g} 倍速重放青禾镇的一天（约 {script.minutes / speed:.1f} 分钟）："
+    seconds = script.minutes * 60 / speed
+    length = f"约 {seconds / 60:.0f} 分钟" if seconds >= 90 else f"约 {seconds:.0f} 秒"
+    console.print(f"演示：正在按 {speed:g} 倍速重放青禾镇的一天（{length}）："
                   "谣言在几个群里传开又被辟谣，菜价关切升温，然后归于平静。")
 
 
