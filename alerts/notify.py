@@ -53,12 +53,13 @@ log = logging.getLogger(__name__)
 DEFAULT_NOTIFY_FILE = Path(__file__).resolve().parent / "notify.yaml"
 CHANNELS = ("email", "dingtalk", "wecom", "feishu", "webhook")
 EVENTS = ("created", "rising", "escalated", "realert", "manual")
+#: The one set of words for alert kinds: notifications, the console and the digest all use it.
 KIND_ZH = {
     "rumor": "疑似谣言",
-    "debunk_match": "已辟谣信息再传播",
+    "debunk_match": "匹配已辟谣",
     "spread": "多群扩散",
     "concern": "热点关切",
-    "keyword": "监测方案命中",
+    "keyword": "关键词命中",
     "manual": "人工预警",
 }
 EVENT_ZH = {
@@ -295,7 +296,8 @@ def enqueue(
         if route.channel == "email":
             addresses = _emails_for(session, route)
             if not addresses:
-                log.warning("route %s has no email addresses; alert %s not mailed", route.name, alert.id)
+                log.warning("通知路由“%s”没有收件邮箱，预警 #%s 未发邮件：请为用户填写邮箱或在路由里写 to 地址"
+                            "（审核台“通知”页列出每条路由能否送达）", route.name, alert.id)
                 continue
             target = ",".join(addresses)
         else:
@@ -527,7 +529,7 @@ def deliver_due(
     try:
         config = config or load_notify_config()
     except AlertsConfigError as err:
-        log.error("notification config unusable, routes unknown (messages are still sent): %s", err)
+        log.error("通知路由文件有误，按无路由处理（已排队的通知照常发送）：%s", err)
         config = NotifyConfig()
     with session_scope(engine) as s:
         due_ids = list(
@@ -564,7 +566,7 @@ def deliver_due(
         except DeliveryError as err:
             ok, code, error = False, err.status_code, str(err)
         except Exception as err:  # a bug in one channel must not stop the others
-            log.exception("notification %s: unexpected delivery error", nid)
+            log.exception("通知 #%s 发送时出现意外错误（稍后重试）", nid)
             ok, error = False, f"{type(err).__name__}: {err}"
         duration = (time.perf_counter() - t0) * 1000
         finished = now()
@@ -591,7 +593,7 @@ def deliver_due(
                 stats.failed += 1
                 stats.errors.append(f"#{nid} {n.channel}: {error}")
                 log.warning(
-                    "notification %s (%s) failed, attempt %s, retry at %s: %s",
+                    "通知 #%s（%s）发送失败，第 %s 次，将于 %s 重试：%s",
                     nid,
                     n.channel,
                     row.attempts,

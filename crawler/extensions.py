@@ -1,7 +1,8 @@
 """Records every crawl of a source in ``source_runs``: pages, items new/updated/dropped, errors.
 
 Status: ``ok`` (no errors), ``partial`` (errors, but pages were read), ``failed`` (not one page of
-the source could be read, or its posts could not be written).
+the source could be read, or its posts could not be written), ``interrupted`` (stopped on purpose
+before the end: Ctrl+C or SIGTERM, which Scrapy turns into a graceful close with reason "shutdown").
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from crawler import service
 from crawler.pipelines import crawler_engine
 
 log = logging.getLogger(__name__)
+
+#: The error recorded for a crawl stopped on purpose (what was stored stays; the next run goes on).
+INTERRUPTED_REASON = "已中断：抓取在结束前被停止（Ctrl+C 或停止服务），已入库的内容保留，下次运行继续。"
 
 
 @dataclass
@@ -79,17 +83,22 @@ class RunRecorder:
         stats = self.crawler.stats
         get = stats.get_value
         pages_ok = int(get("yuqing/pages_ok", 0))
+        status = classify(pages_ok, len(spider.run_errors), int(get("yuqing/spilled", 0)),
+                          distributed=self.crawler.settings.getbool("YUQING_DISTRIBUTED"))
+        errors = list(spider.run_errors)
+        if reason == "shutdown":  # a signal asked Scrapy to stop: the run is cut short, not broken
+            status = "interrupted"
+            errors.append({"url": None, "reason": INTERRUPTED_REASON, "kind": "run"})
         summary = RunSummary(
             source=spider.source.name,
             run_id=self.run_id,
-            status=classify(pages_ok, len(spider.run_errors), int(get("yuqing/spilled", 0)),
-                            distributed=self.crawler.settings.getbool("YUQING_DISTRIBUTED")),
+            status=status,
             pages_fetched=int(get("response_received_count", 0)) - int(get("robotstxt/response_count", 0)),
             items_new=int(get("yuqing/items_new", 0)),
             items_updated=int(get("yuqing/items_updated", 0)),
             items_unchanged=int(get("yuqing/items_unchanged", 0)),
             items_dropped=int(get("yuqing/items_dropped", 0)),
-            errors=list(spider.run_errors),
+            errors=errors,
         )
         summary.stats = {
             "finish_reason": reason,

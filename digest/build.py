@@ -169,7 +169,8 @@ def change_words(current: float, base: float) -> dict[str, str]:
         return {"long": "基本持平", "short": "持平"}
     word, sign = ("增加", "+") if current > base else ("减少", "−")
     if base < SMALL_BASE:
-        n = f"{round(abs(current - base), 1):g}"
+        # posts are counted in whole numbers, even when the base is an average ("日均 2.3 条")
+        n = str(max(1, int(abs(current - base) + 0.5)))
         return {"long": f"{word} {n} 条", "short": f"{sign}{n} 条"}
     return {"long": f"{word} {abs(pct):g}%", "short": f"{sign}{abs(pct):.0f}%"}
 
@@ -358,9 +359,9 @@ def build_summary(
             "severity_zh": SEVERITY_ZH.get(alert.severity, alert.severity),
             "status": status_at[alert.id],
             "status_zh": STATUS_ZH.get(status_at[alert.id], status_at[alert.id]),
-            "holder": holders.get(alert.assignee_id or -1, "未分配"),
+            "holder": holders.get(alert.assignee_id or -1, "未指派"),
             "assigned": alert.assignee_id is not None,
-            "age_hours": round(age_h, 1),
+            "age_hours": round(age_h, 2),
             "overdue": age_h > limit,
             "overdue_hours": round(max(0.0, age_h - limit), 1),
             "link": alert_link(settings, alert.id),
@@ -397,7 +398,7 @@ def build_summary(
             "severity_zh": SEVERITY_ZH.get(alert.severity, alert.severity),
             "status": rumor_status[alert.id],
             "status_zh": STATUS_ZH.get(rumor_status[alert.id], rumor_status[alert.id]),
-            "holder": holders.get(alert.assignee_id or -1, "未分配"),
+            "holder": holders.get(alert.assignee_id or -1, "未指派"),
             "posts_today": story_today.get(alert.story_id or -1, 0),
             "posts_total": story.post_count if story else None,
             "groups": story.group_count if story else None,
@@ -464,7 +465,7 @@ def build_summary(
             "mood_rising": mood_rising,
             "alert": ({"id": handling.id, "status": topic_status[handling.id],
                        "status_zh": STATUS_ZH.get(topic_status[handling.id], topic_status[handling.id]),
-                       "holder": topic_holders.get(handling.assignee_id or -1, "未分配"),
+                       "holder": topic_holders.get(handling.assignee_id or -1, "未指派"),
                        "responded": handling.id in answered, "link": alert_link(settings, handling.id)}
                       if handling else None),
         })

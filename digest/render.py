@@ -48,8 +48,15 @@ def _num(value: float) -> str:
 
 
 def _hours(value: float) -> str:
+    """A duration given in hours, as staff say it: 6 分钟, 2 小时 30 分钟, 20 小时, 3 天."""
+    minutes = max(1, int(value * 60 + 0.5))
+    if minutes < 60:
+        return f"{minutes} 分钟"
+    if minutes < 10 * 60:
+        hours, rest = divmod(minutes, 60)
+        return f"{hours} 小时 {rest} 分钟" if rest else f"{hours} 小时"
     if value < 48:
-        return f"{round(value, 1):g} 小时"
+        return f"{int(value + 0.5)} 小时"
     return f"{round(value / 24, 1):g} 天"
 
 

@@ -90,6 +90,21 @@ _CHUNK = 500
 # ----------------------------------------------------------------------------- schemas
 
 
+def _taxonomy_category(value: str | None) -> str | None:
+    """A debunk's category is one of the concern taxonomy's (nlp/concerns/taxonomy.yaml), so the
+    library, alerts and hot concerns file a matter under the same word."""
+    if value is None:
+        return None
+    from nlp.concerns.taxonomy import load_taxonomy
+
+    taxonomy = load_taxonomy()
+    allowed = [*taxonomy.categories, taxonomy.default]
+    if value not in allowed:
+        raise ValueError(f"类别“{value}”不在分类表中，可选：{'、'.join(allowed)}"
+                         f"（分类表 {taxonomy.source or 'nlp/concerns/taxonomy.yaml'}，可在其中增加类别）")
+    return value
+
+
 class DebunkIn(BaseModel):
     """One debunk as imported or created: the rumor's claim and the official refutation."""
 
@@ -119,6 +134,11 @@ class DebunkIn(BaseModel):
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("category", mode="after")
+    @classmethod
+    def _known_category(cls, value: str | None) -> str | None:
+        return _taxonomy_category(value)
 
     @field_validator("published_at", mode="before")
     @classmethod
@@ -160,6 +180,11 @@ class DebunkUpdate(BaseModel):
     category: str | None = Field(None, max_length=50)
     tags: list[str] | None = Field(None, max_length=50)
     active: bool | None = None
+
+    @field_validator("category", mode="after")
+    @classmethod
+    def _known_category(cls, value: str | None) -> str | None:
+        return _taxonomy_category(value)
 
 
 def claim_key(claim: str) -> str:
@@ -385,7 +410,8 @@ def list_debunks(
     if active is not None:
         stmt = stmt.where(Debunk.active.is_(active))
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = session.scalars(stmt.order_by(Debunk.id.desc()).offset(offset).limit(limit)).all()
+    when = func.coalesce(Debunk.published_at, Debunk.created_at)  # by date, as the console lists them
+    rows = session.scalars(stmt.order_by(when.desc(), Debunk.id.desc()).offset(offset).limit(limit)).all()
     return list(rows), int(total)
 
 

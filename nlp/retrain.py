@@ -349,10 +349,14 @@ def recalibrate_candidate(session: Session, *, data: Sequence[Path] = (), includ
     y = np.asarray(labels, dtype=int)
     per_class = (int((y == 1).sum()), int((y == 0).sum()))
     if min(per_class) < MIN_CALIBRATION_PER_CLASS:
+        # Say where the other labels went: about one in five is kept aside for the fixed evaluation
+        # set, so "现有 0 / 0" after two labels read as if the labels had been lost.
+        held = len(dataset.texts) - len(texts)
+        aside = f"；另有 {held} 条标注划入了固定评估集，用来检验校准结果，不参与校准" if held else ""
         raise InvalidInput(
             f"校准需要评估集之外至少 {MIN_CALIBRATION_PER_CLASS} 条谣言和 {MIN_CALIBRATION_PER_CLASS} 条非谣言标注，"
-            f"现有 {per_class[0]} / {per_class[1]}：先审核预警，或在控制台“待标注”页补标注"
-            "（命令行：`yuqing labels queue`，或用 --data 给出标注 CSV）")
+            f"现有谣言 {per_class[0]} 条、非谣言 {per_class[1]} 条{aside}。请先审核预警，或在“待标注”页补标注"
+            "（命令行 yuqing labels queue，或用 --data 给出标注 CSV）")
     active = active_version(session)
     step(f"用 {len(texts)} 条标注重新校准模型 {active.version}")
     model = RumorModel.load(active.path)

@@ -27,7 +27,7 @@ from functools import lru_cache
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, case, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from core.tables import Post, Story, utcnow
@@ -201,9 +201,11 @@ class StoryUpdate:
 
     def add(self, member: StoryMember, count_hour: bool = True) -> None:
         self.posts += 1
+        # Reach is distinct groups plus distinct sources *outside* groups: a chat message's source is
+        # the way it arrived (接口推送, a chat export, a group board's site), not one more place.
         if member.group_id is not None:
             self.groups.add(member.group_id)
-        if member.source_id is not None:
+        elif member.source_id is not None:
             self.sources.add(member.source_id)
         if count_hour:
             self.hourly[hour_bucket(member.when)] += 1
@@ -440,7 +442,8 @@ def refresh_counts(session: Session, story_ids: Sequence[int]) -> None:
                 table.c.story_id,
                 func.count(),
                 func.count(table.c.group_id.distinct()),
-                func.count(table.c.source_id.distinct()),
+                # sources outside groups only (see StoryUpdate.add)
+                func.count(case((table.c.group_id.is_(None), table.c.source_id)).distinct()),
             )
             .where(table.c.story_id.in_(chunk))
             .group_by(table.c.story_id)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -81,8 +84,10 @@ def _safe_url(url: str) -> str:
 
 
 def _read_password(password_stdin: bool) -> str:
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
+    # Without a terminal (a script, a pipe, CI) getpass cannot hide the input and aborted with a
+    # GetPassWarning: read one line from stdin, as --password-stdin does.
+    if password_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = typer.prompt("密码", hide_input=True, confirmation_prompt=True)
     if len(password) < 8:
@@ -93,8 +98,9 @@ def _read_password(password_stdin: bool) -> str:
 @users_app.command("add")
 def users_add(
     name: Annotated[str, typer.Argument(help="登录名")],
-    role: Annotated[str, typer.Option("--role", help="admin | analyst | staff | viewer")] = "staff",
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="从标准输入读取密码（一行）")] = False,
+    role: Annotated[str, typer.Option("--role", help="admin 管理员 | analyst 分析员 | staff 工作人员 | viewer 只读")] = "staff",
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="从标准输入读取密码（一行）；没有终端时自动如此")] = False,
     display_name: Annotated[str | None, typer.Option(help="显示名，如 张科长")] = None,
     email: Annotated[str | None, typer.Option(help="邮箱，用于预警与日报")] = None,
 ) -> None:
@@ -126,7 +132,8 @@ def users_list() -> None:
         users, total = accounts.list_users(session, limit=10_000)
         table = Table("ID", "用户名", "角色", "显示名", "启用", "最近登录")
         for u in users:
-            table.add_row(str(u.id), u.username, u.role, u.display_name or "", "是" if u.is_active else "否",
+            table.add_row(str(u.id), u.username, accounts.ROLE_NAMES_ZH.get(u.role, u.role), u.display_name or "",
+                          "是" if u.is_active else "否",
                           u.last_login_at.isoformat(timespec="minutes") if u.last_login_at else "-")
     console.print(table)
     console.print(f"共 {total} 个用户")
@@ -156,12 +163,26 @@ def tokens_create(
 # ----------------------------------------------------------------------------- serving and the main job
 
 
-def _serve(host: str, port: int) -> None:
+def _serve(host: str, port: int, on_started: Callable[[], object] | None = None) -> None:
+    """Serve the API; ``on_started`` runs once it answers (in a thread, the server keeps serving)."""
     import uvicorn
 
     from api.app import create_app
+    from yuqing.digest_actions import register as register_digest_actions
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="warning", proxy_headers=False)
+    register_digest_actions()  # the console's digest preview and "send now" (api cannot import digest)
+    server = uvicorn.Server(uvicorn.Config(create_app(), host=host, port=port, log_level="warning",
+                                           proxy_headers=False))
+    if on_started is not None:
+        def wait_then_start() -> None:
+            while not server.started:
+                if server.should_exit:
+                    return
+                time.sleep(0.1)
+            on_started()
+
+        threading.Thread(target=wait_then_start, name="start-jobs", daemon=True).start()
+    server.run()
 
 
 @app.command()
@@ -226,7 +247,9 @@ def load_demo_debunks() -> None:
 
 @app.command()
 def run(
-    demo: Annotated[bool, typer.Option("--demo", help="演示模式：建库、建演示管理员、在本机提供示例信息源")] = False,
+    demo: Annotated[bool, typer.Option("--demo", help="演示模式：建库、建演示管理员、在本机提供示例信息源，并重放青禾镇的一天")] = False,
+    demo_speed: Annotated[float, typer.Option(
+        "--demo-speed", min=0.01, help="演示的一天按几倍速重放：1 约 15 分钟，10 约 1.5 分钟；0.01 以上")] = 1.0,
     host: Annotated[str, typer.Option(help="监听地址")] = "",
     port: Annotated[int, typer.Option(help="端口")] = 0,
 ) -> None:
@@ -242,14 +265,40 @@ def run(
         settings = get_settings()
     jobs = collect_jobs(settings)
     scheduler = build_scheduler(settings, jobs)
-    scheduler.start()
     host, port = host or settings.api_host, port or settings.api_port
-    console.print(f"定时任务 {len(jobs)} 个已启动。审核台：http://{host}:{port}/  接口文档：http://{host}:{port}/docs")
-    console.print("按 Ctrl+C 停止。")
+
+    def start_jobs() -> None:
+        # Jobs start once the console answers: the first crawls and the first analysis load
+        # Scrapy and the model, which on a fresh install would keep the console from starting.
+        scheduler.start()
+        console.print(f"审核台：http://{host}:{port}/  接口文档：http://{host}:{port}/docs  "
+                      f"（定时任务 {len(jobs)} 个已启动，按 Ctrl+C 停止）")
+        if demo:
+            _start_demo_day(demo_speed)
+
+    console.print("正在启动审核台…")
     try:
-        _serve(host, port)
+        _serve(host, port, on_started=start_jobs)
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl+C it handled; stopping is what was asked for
     finally:
-        scheduler.shutdown(wait=False)
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
+        _crawl.stop_crawls()  # crawls in progress record themselves as interrupted
+    console.print("已停止。")
+
+
+def _start_demo_day(speed: float) -> None:
+    """The live demo: a scripted day of 青禾镇 (crawler/demo/day.yaml), pushed and posted as it goes."""
+    from crawler.demo import post_demo_news
+    from crawler.demo.replay import Replay, load_script
+
+    script = load_script()
+    Replay(script, speed=speed, post_news=post_demo_news).start()
+    seconds = script.minutes * 60 / speed
+    length = f"约 {seconds / 60:.0f} 分钟" if seconds >= 90 else f"约 {seconds:.0f} 秒"
+    console.print(f"演示：正在按 {speed:g} 倍速重放青禾镇的一天（{length}）："
+                  "谣言在几个群里传开又被辟谣，菜价关切升温，然后归于平静。")
 
 
 # ----------------------------------------------------------------------------- stage commands
@@ -291,6 +340,7 @@ _nlp_commands.register(app)
 from yuqing import help_zh as _help_zh  # noqa: E402
 
 _help_zh.apply(app)
+_help_zh.translate_framework()
 
 
 def main() -> None:

@@ -7,6 +7,8 @@ the command tree is built; a test checks that every command has a line here.
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 COMMAND_HELP: dict[str, str] = {
@@ -68,3 +70,72 @@ def apply(app: typer.Typer, prefix: str = "") -> None:
     for group in app.registered_groups:
         if group.typer_instance is not None and group.name:
             apply(group.typer_instance, f"{prefix}{group.name} ")
+
+
+#: Click's and Typer's own words on a help page and in usage errors (they pass them through
+#: gettext's ``_``): with only the command lines in Chinese, a help page read half English.
+FRAMEWORK_ZH: dict[str, str] = {
+    "Usage:": "用法：",
+    "Options": "选项",
+    "Arguments": "参数",
+    "Commands": "命令",
+    "Show this message and exit.": "显示本帮助并退出。",
+    "default: {default}": "默认：{default}",
+    "required": "必填",
+    "Error: {message}": "错误：{message}",
+    "Try '{command} {option}' for help.": "运行 '{command} {option}' 查看帮助。",
+    "Invalid value: {message}": "取值无效：{message}",
+    "Invalid value for {param_hint}: {message}": "{param_hint} 的取值无效：{message}",
+    "Missing argument": "缺少参数",
+    "Missing option": "缺少选项",
+    "Missing parameter": "缺少参数",
+    "No such option {name!r}.": "没有选项 {name!r}。",
+    "No such command {name!r}.": "没有命令 {name!r}。",
+    "Got unexpected extra argument ({args})": "多余的参数（{args}）",
+    "Got unexpected extra arguments ({args})": "多余的参数（{args}）",
+}
+
+
+def _zh(message: str) -> str:
+    return FRAMEWORK_ZH.get(message, message)
+
+
+def translate_framework() -> None:
+    """Swap the ``_`` that Click and Typer call at run time for our table (no locale files needed)."""
+    import click.core
+    import click.exceptions
+    import click.formatting
+    import click.parser
+    import typer.core
+
+    for module in (click.core, click.exceptions, click.formatting, click.parser, typer.core):
+        if hasattr(module, "_"):
+            module._ = _zh  # type: ignore[attr-defined]
+    _translate_vendored_click()
+
+
+def _translate_vendored_click() -> None:
+    """Typer (0.29) carries its own copy of Click whose usage line and help option are plain
+    strings: wrap the two methods that print them. A Typer without them keeps its English."""
+    try:
+        from typer._click.core import Command
+        from typer._click.formatting import HelpFormatter
+    except ImportError:
+        return
+    if getattr(HelpFormatter.write_usage, "_zh", False):
+        return
+    write_usage = HelpFormatter.write_usage
+    get_help_option = Command.get_help_option
+
+    def usage_zh(self: Any, prog: str, args: str = "", prefix: str | None = None) -> None:
+        write_usage(self, prog, args, "用法：" if prefix is None else prefix)
+
+    def help_option_zh(self: Any, ctx: Any) -> Any:
+        option = get_help_option(self, ctx)
+        if option is not None:
+            option.help = FRAMEWORK_ZH["Show this message and exit."]
+        return option
+
+    usage_zh._zh = True  # type: ignore[attr-defined]
+    HelpFormatter.write_usage = usage_zh  # type: ignore[method-assign]
+    Command.get_help_option = help_option_zh  # type: ignore[method-assign]

@@ -12,5 +12,6 @@ def configure_logging(level: str = "INFO") -> None:
     )
     # jieba prints its dictionary loading at DEBUG/INFO on every start.
     logging.getLogger("jieba").setLevel(logging.WARNING)
-    for noisy in ("scrapy", "apscheduler.executors", "httpx", "alembic"):
+    # APScheduler logs every job it adds ("Adding job tentatively ...", 14 lines at start) at INFO.
+    for noisy in ("scrapy", "apscheduler", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))

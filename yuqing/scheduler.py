@@ -111,6 +111,8 @@ def build_scheduler(settings: Settings, jobs: list[Job] | None = None) -> Backgr
             trigger: object = CronTrigger(hour=int(hour), minute=int(minute), timezone=settings.timezone)
         else:
             trigger = IntervalTrigger(seconds=job.seconds or 60)
-        extra = {"next_run_time": dt.datetime.now(dt.UTC)} if job.run_now else {}
+        # "now" is when the jobs were built; the scheduler starts once the console answers, seconds
+        # later, and APScheduler skips a run late by more than its grace time (1 s): no limit here.
+        extra = {"next_run_time": dt.datetime.now(dt.UTC), "misfire_grace_time": None} if job.run_now else {}
         scheduler.add_job(_guarded(job), trigger, id=job.id, name=job.id, replace_existing=True, **extra)
     return scheduler

@@ -35,14 +35,18 @@ class _Static(StaticFiles):
 
 
 def install(app: FastAPI) -> None:
+    from api.console.digest_actions import router as digest_router
+    from api.console.notifications import router as notifications_router
     from api.console.pages import auth_router, router
     from api.console.retraining import router as retraining_router
 
     app.add_middleware(ConsoleSessionMiddleware)
     app.mount("/static", _Static(directory=str(STATIC)), name="console-static")
     app.include_router(auth_router)
+    app.include_router(digest_router)  # before /digests/{digest_id}
     app.include_router(router)
     app.include_router(retraining_router)
+    app.include_router(notifications_router)
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, _: LoginRequired) -> RedirectResponse:

@@ -77,7 +77,9 @@ def bar_chart(series: Sequence[tuple[dt.datetime, int]], tz: ZoneInfo, *,
         offset = (marker.astimezone(dt.UTC) - series[0][0]) / HOUR
         if 0 <= offset <= n:
             left = 100 * offset / n
-            marker_html = (f'<span class="marker" style="left:{left:.2f}%">'
+            # the label reads leftwards from a marker in the right half, so it stays on the chart
+            side = " right" if left > 50 else ""
+            marker_html = (f'<span class="marker{side}" style="left:{left:.2f}%">'
                            f"<b>{escape(marker_label)} {marker.astimezone(tz):%H:%M}</b></span>")
     return Markup(
         f'<figure class="chart" role="img" aria-label="每小时帖子数，共 {n} 小时，峰值 {peak} 条">'

@@ -423,8 +423,9 @@ def digest_page(request: Request, digest_id: int, user: PageUser, session: Sessi
 def digest_srcdoc(digest: Digest) -> str:
     """The digest's HTML as sent, with its inline images (cid:) turned into data: URLs.
 
-    It is shown in a sandboxed iframe (no scripts, no same-origin), so even a flaw in the
-    digest's own escaping could not reach the console.
+    It is shown in a sandboxed iframe without scripts, so even a flaw in the digest's own escaping
+    could not run anything; the sandbox allows same-origin only so console.js can size the frame
+    to its content.
     """
     html = digest.html or ""
     for cid, fig in (digest.figures or {}).items():

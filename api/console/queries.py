@@ -17,6 +17,7 @@ from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from alerts import service
+from alerts.delivery_health import DeliveryHealth, delivery_health
 from core.tables import (
     Alert,
     AlertEvent,
@@ -407,7 +408,9 @@ def search_debunks(session: Session, q: str | None, *, offset: int = 0, limit: i
     if not include_inactive:
         stmt = stmt.where(Debunk.active.is_(True))
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = list(session.scalars(stmt.order_by(Debunk.updated_at.desc(), Debunk.id.desc()).offset(offset).limit(limit)))
+    # by date, newest first, like every other list: when it was published, else when it was added
+    when = func.coalesce(Debunk.published_at, Debunk.created_at)
+    rows = list(session.scalars(stmt.order_by(when.desc(), Debunk.id.desc()).offset(offset).limit(limit)))
     return rows, total
 
 
@@ -524,6 +527,15 @@ DRIFT_TTL = 60.0
 def drift(session: Session) -> DriftStatus:
     """The active model's drift status (nlp.drift), cached for a minute: every page's header shows it."""
     return _cached(session, "drift", DRIFT_TTL, lambda: drift_status(session))
+
+
+def notify_health(session: Session, *, fresh: bool = False) -> DeliveryHealth:
+    """Whether alert notifications can reach anyone (alerts.delivery_health), cached for a minute:
+    every page's header warns when none can. ``fresh``: compute now (the 通知 page)."""
+    if fresh:
+        for key in [k for k in _CACHE if k[1] == "notify_health"]:
+            _CACHE.pop(key, None)
+    return _cached(session, "notify_health", DRIFT_TTL, lambda: delivery_health(session))
 
 
 def forget_drift() -> None:

@@ -21,7 +21,7 @@ from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from alerts import service
+from alerts import notify, service
 from api.accounts import ROLE_NAMES_ZH, role_rank
 from api.console import charts
 from core.settings import get_settings
@@ -36,15 +36,16 @@ STATUS_ZH = dict(service.STATE_ZH)  # the alert service's own names for its stat
 STATUSES = tuple(STATUS_ZH)
 #: What still needs someone: the queue shows these by default.
 OPEN_STATUSES = ("new", "acknowledged", "confirmed_rumor", "confirmed_concern")
-KIND_ZH = {"rumor": "疑似谣言", "debunk_match": "匹配已辟谣", "spread": "跨群扩散", "concern": "热点关切",
-           "keyword": "关键词命中", "manual": "人工创建"}
+KIND_ZH = dict(notify.KIND_ZH)  # the alert service's words, as in notifications
 ACTION_ZH = {"created": "创建预警", "rising": "正在扩散", "realert": "重新预警", "status": "状态变更", "assigned": "指派",
              "comment": "评论", "responded": "记录回应", "escalated": "升级提醒", "reopened": "重新打开",
              "severity": "级别变化"}
 SOURCE_KIND_ZH = {"feed": "RSS 订阅", "html": "网页", "json": "接口", "custom": "定制", "chat_export": "群聊导出",
                   "bot": "群机器人", "api": "接口推送"}
+#: Sources that are never crawled: they name how messages arrive (pushed by a bot or script, imported).
+RECEIVED_KINDS = {"bot": "接口推送", "api": "接口推送", "chat_export": "导入"}
 PLATFORM_ZH = {"qq": "QQ 群", "wechat": "微信群", "telegram": "Telegram", "web": "网页版块", "other": "其他"}
-RUN_STATUS_ZH = {"running": "运行中", "ok": "正常", "partial": "部分失败", "failed": "失败"}
+RUN_STATUS_ZH = {"running": "运行中", "ok": "正常", "partial": "部分失败", "failed": "失败", "interrupted": "已中断"}
 MODEL_STATUS_ZH = {"candidate": "候选", "active": "在用", "retired": "已停用", "rolled_back": "已回滚"}
 LABEL_ORIGIN_ZH = {"review": "复核结论", "manual": "人工标注", "import": "导入"}
 METRIC_ZH = {"macro_f1": "宏平均 F1", "f1": "F1", "auc": "AUC", "accuracy": "准确率", "precision": "精确率",
@@ -172,6 +173,29 @@ def safe_href(url: str | None) -> str | None:
     return None
 
 
+def taxonomy_categories() -> list[str]:
+    """The categories of the editable taxonomy (nlp/concerns/taxonomy.yaml): one list for
+    alerts, hot concerns and the debunk library."""
+    from nlp.concerns.taxonomy import load_taxonomy
+
+    taxonomy = load_taxonomy()
+    return [*taxonomy.categories, taxonomy.default]
+
+
+def recipients_zh(recipients: Sequence[Any] | None, limit: int = 3) -> str:
+    """A recipient list by its people: "王书记、张镇长、李主任 等 5 人" (names, else addresses)."""
+    names = []
+    for r in recipients or ():
+        if isinstance(r, Mapping):
+            names.append(str(r.get("name") or r.get("email") or "?"))
+        else:
+            names.append(str(r))
+    if not names:
+        return "（无）"
+    shown = "、".join(names[:limit])
+    return f"{shown} 等 {len(names)} 人" if len(names) > limit else shown
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     env = Environment(
@@ -190,11 +214,13 @@ def environment() -> Environment:
         platform_zh=lambda s: PLATFORM_ZH.get(s, s), run_status_zh=lambda s: RUN_STATUS_ZH.get(s, s),
         model_status_zh=lambda s: MODEL_STATUS_ZH.get(s, s), model_metrics=model_metrics, label_origin_zh=lambda s: LABEL_ORIGIN_ZH.get(s, s),
         digest_status_zh=lambda s: DIGEST_STATUS_ZH.get(s, s), metric_zh=lambda s: METRIC_ZH.get(s, s),
+        recipients_zh=recipients_zh,
     )
     env.globals.update(
         SEVERITIES=SEVERITIES, SEVERITY_ZH=SEVERITY_ZH, STATUSES=STATUSES, STATUS_ZH=STATUS_ZH,
         OPEN_STATUSES=OPEN_STATUSES, KIND_ZH=KIND_ZH, highlight=highlight, role_rank=role_rank,
-        sparkline=charts.sparkline, static_version=_static_version(),
+        sparkline=charts.sparkline, static_version=_static_version(), RECEIVED_KINDS=RECEIVED_KINDS,
+        taxonomy_categories=taxonomy_categories,
     )
     return env
 
@@ -214,6 +240,7 @@ def render(request: Request, template: str, context: Mapping[str, Any], *, statu
         "user": getattr(state, "console_user", None),
         "csrf_token": getattr(state, "csrf_token", "") or "",
         "drift": getattr(state, "drift", None),
+        "notify_health": getattr(state, "notify_health", None),
         "flash": request.query_params.get("msg"),
         "flash_error": request.query_params.get("err"),
         "url_with": lambda **kw: url_with(request, **kw),

@@ -121,9 +121,11 @@ async def check_csrf(request: Request) -> None:
 
 
 def note_drift(request: Request, session: SessionDep) -> None:
-    """Put the active model's drift status on the request for the header badge (logged-in pages only)."""
+    """Put the active model's drift status and whether alerts reach anyone on the request, for the
+    header's warnings (logged-in pages only)."""
     if getattr(request.state, "user_id", None) is not None:
         request.state.drift = queries.drift(session)
+        request.state.notify_health = queries.notify_health(session)
 
 
 def safe_next(value: str | None) -> str:

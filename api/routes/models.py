@@ -15,6 +15,7 @@ from api.deps import AnalystUser, SessionDep, StaffUser
 from api.pagination import Page, PageDep
 from nlp import labels as label_service
 from nlp import registry, retrain
+from nlp.cues import term_label
 
 router = APIRouter(tags=["models"])
 
@@ -212,7 +213,8 @@ def score_texts(body: ScoreBody, _: StaffUser, session: SessionDep) -> ScoreResu
     proba = model.predict_proba(body.texts)
     reasons = model.explain(body.texts, k=5)
     return ScoreResult(model_version=model.version, items=[
-        Scored(rumor_probability=float(p), label=int(p >= 0.5), top_terms=why)
+        Scored(rumor_probability=float(p), label=int(p >= 0.5),
+               top_terms=[(term_label(term), weight) for term, weight in why])  # cues in Chinese
         for p, why in zip(proba, reasons, strict=True)
     ])
 

@@ -13,6 +13,7 @@ from api.deps import MAX_ROW_ID, SessionDep, ViewerUser
 from api.pagination import Page, PageDep, fetch_page
 from core.errors import NotFound
 from core.tables import AlertPost, ChatGroup, Debunk, DebunkMatch, Label, Post, PostScore, Source
+from nlp.cues import term_label
 
 router = APIRouter(tags=["posts"])
 PostId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="帖子编号")]
@@ -47,6 +48,17 @@ class PostDetail(PostPublic):
     explanation: list[Any]
     debunk_matches: list[dict[str, Any]]
     alert_ids: list[int]
+
+
+def _labelled(explanation: list[Any]) -> list[Any]:
+    """[term, weight] pairs with each term as staff read it: a cue's Chinese label, not "cue:short"."""
+    out = []
+    for item in explanation:
+        if isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str):
+            out.append([term_label(item[0]), item[1]])
+        else:
+            out.append(item)
+    return out
 
 
 def _like(q: str) -> str:
@@ -180,7 +192,7 @@ def get_post(post_id: PostId, _: ViewerUser, session: SessionDep) -> dict[str, A
     ).all()
     alert_ids = list(session.scalars(select(AlertPost.alert_id).where(AlertPost.post_id == post_id)))
     return row._asdict() | {
-        "explanation": explanation,
+        "explanation": _labelled(explanation),
         "debunk_matches": [m._asdict() for m in matches],
         "alert_ids": sorted(alert_ids),
     }

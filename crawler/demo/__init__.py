@@ -6,16 +6,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
+from typing import Any
 
-from crawler.demo.site import Site, load_content, serve
+from crawler.demo.site import TZ, Site, load_content, serve
 
 DEMO_DIR = Path(__file__).resolve().parent
 DEMO_CONTENT = DEMO_DIR / "content.yaml"
 DEMO_SOURCES = DEMO_DIR / "sources.yaml"
 
 _servers: list[object] = []
+_sites: list[Site] = []
 
 
 def serve_demo_site(port: int | None = None, host: str = "127.0.0.1") -> str:
@@ -25,9 +28,23 @@ def serve_demo_site(port: int | None = None, host: str = "127.0.0.1") -> str:
     """
     if port is None:
         port = int(os.environ.get("YUQING_DEMO_SITE_PORT") or 0)
-    server, base = serve(Site(load_content(DEMO_CONTENT)), host=host, port=port)
+    site = Site(load_content(DEMO_CONTENT))
+    server, base = serve(site, host=host, port=port)
     _servers.append(server)  # keep it alive for the life of the process
+    _sites.append(site)
     return base
+
+
+def post_demo_news(article: dict[str, Any]) -> None:
+    """A new article on the running demo site (the live demo's news: crawled on the next round)."""
+    if not _sites:
+        return
+    site = _sites[-1]
+    with site.lock:
+        news = site.content.setdefault("news", [])
+        ident = max((int(n.get("id", 0)) for n in news), default=0) + 1
+        when = dt.datetime.now(TZ)
+        news.insert(0, {"id": ident, "time": f"{when:%Y-%m-%d %H:%M}", **article})
 
 
 def demo_sources_text(base: str) -> str:

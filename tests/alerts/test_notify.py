@@ -276,7 +276,7 @@ def test_message_text_is_chinese_and_escapes_markdown() -> None:
     message = notify.render_message(alert, "created", get_settings())
     assert message["subject"].startswith("【紧急】新预警：")
     assert "](x)" not in message["markdown"] and "**紧急**" not in message["markdown"]
-    assert "已辟谣信息再传播" in message["text"] and "相似度 0.93" in message["text"]
+    assert "匹配已辟谣" in message["text"] and "相似度 0.93" in message["text"]
     assert json.dumps(message, ensure_ascii=False)
 
 

@@ -36,7 +36,7 @@ def _all_command_paths() -> list[list[str]]:
 def test_every_command_has_help(path: list[str]) -> None:
     result = runner.invoke(app, [*path, "--help"])
     assert result.exit_code == 0, result.output
-    assert "Usage" in result.output
+    assert "用法：" in result.output and "Show this message" not in result.output
 
 
 def test_users_add_and_list(fresh_db_url: str) -> None:
@@ -46,7 +46,7 @@ def test_users_add_and_list(fresh_db_url: str) -> None:
     token = added.output.strip().splitlines()[-1]
     assert token.startswith("yq_")
     listed = runner.invoke(app, ["users", "list"])
-    assert "zhao" in listed.output and "analyst" in listed.output
+    assert "zhao" in listed.output and "分析员" in listed.output  # the role as `users add` names it
     again = runner.invoke(app, ["users", "add", "zhao", "--password-stdin"], input="a-good-password\n")
     assert again.exit_code == 1 and "已存在" in again.output
     short = runner.invoke(app, ["users", "add", "qian", "--password-stdin"], input="short\n")

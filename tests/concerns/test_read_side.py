@@ -60,6 +60,13 @@ def test_topics_command_prints_the_hot_topic(fresh_db_url: str) -> None:
     assert "热点话题" in result.output and "口罩" in result.output and "物资供应" in result.output
     assert "东湾村" in result.output and "热点中" in result.output
     assert "菜市场" not in result.output.split("突增关键词")[0]
+    narrow = runner.invoke(app, ["topics", "--since", "24h", "--now", "2026-11-28T15:00"], env={"COLUMNS": "80"})
+    assert narrow.exit_code == 0, narrow.output
+    lines = narrow.output.split("突增关键词")[0].splitlines()
+    assert max(len(line) for line in lines) <= 80 and "┃" not in narrow.output  # blocks, not a folded table
+    block = next(line for line in lines if "口罩" in line)
+    assert block.startswith("#") and "热点中" in block
+    assert any("类别 物资供应" in line and "地点" in line and "东湾村" in line for line in lines)
     quiet = runner.invoke(app, ["topics", "--since", "24h", "--now", "2026-11-25T15:00"])
     assert quiet.exit_code == 0 and "没有热点话题" in quiet.output
     bad = runner.invoke(app, ["topics", "--since", "yesterday"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 
 from core.db import session_scope
@@ -63,3 +65,25 @@ def test_staff_add_edit_and_import_debunks(live, client_as) -> None:
     r = c.post("/debunks/import", data={"csrf_token": token},
                files={"file": ("x.csv", b"\xff\xfe\x00garbage\x81", "text/csv")})
     assert r.status_code == 303 and "err=" in r.headers["location"]
+
+
+def test_one_taxonomy_and_the_library_by_date(live, client_as) -> None:
+    """Debunks are filed under the concern taxonomy's categories (as alerts and hot concerns are),
+    and listed newest first by date, as every other list."""
+    from nlp.concerns.taxonomy import load_taxonomy
+
+    c = client_as("zhangmin")
+    form = c.get("/debunks/new").text
+    for name in load_taxonomy().categories:
+        assert f'<option value="{name}">' in form
+    token = csrf_of(form)
+    unknown = c.post("/debunks", data={"csrf_token": token, "claim": "石桥要拆了", "refutation": "只是检修。",
+                                       "category": "城乡建设"})
+    assert unknown.status_code == 422 and "不在分类表中" in unknown.text and "交通出行" in unknown.text
+    for claim, day in (("南坪村要修机场", "2026-11-30"), ("东湾村要建化工厂", "2026-10-01")):
+        r = c.post("/debunks", data={"csrf_token": token, "claim": claim, "refutation": "没有此事。",
+                                     "published_at": day, "category": "政策咨询"})
+        assert r.status_code == 303, r.text
+    page = c.get("/debunks").text
+    claims = re.findall(r"<td><strong>([^<]+)</strong>", page)
+    assert claims.index("南坪村要修机场") < claims.index("东湾村要建化工厂")  # added later, published earlier

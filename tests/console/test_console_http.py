@@ -386,9 +386,18 @@ def test_a_concern_alert_shows_what_people_say_and_the_topic_words(live, client_
 
 
 def test_sources_page_shows_runs_and_errors(live, client_as) -> None:
+    from core.tables import Source
+
+    with session_scope(live.engine) as s:  # how pushed messages arrive: never crawled, so never "从未运行"
+        s.add_all([Source(name="接口推送", kind="api", config={}, enabled=True),
+                   Source(name="群聊导入（QQ）", kind="chat_export", config={}, enabled=True)])
     page = client_as("zhangmin").get("/sources")
     assert page.status_code == 200
     assert "青禾县政府网站" in page.text and "部分失败" in page.text and "HTTP 503" in page.text
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"<tr[^>]*>\s*<td><strong>([^<]+)</strong>(.*?)</tr>",
+                                                         page.text, re.S)}
+    assert "接口推送，不抓取" in rows["接口推送"] and "从未运行" not in rows["接口推送"]
+    assert "导入，不抓取" in rows["群聊导入（QQ）"]
     assert "东湾村村民群" in page.text and "/enabled" not in page.text  # staff: no switches
 
 

@@ -160,7 +160,8 @@ def test_labels_page_lists_the_least_certain_posts_by_reach_and_pages_through_th
 
     item = _post_item(first.text + second, ids["hostile"])
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;石桥村停电" in item and "<script>alert" not in item
-    assert "谣言概率 60%" in item and "传播 3" in item
+    assert "谣言概率 60%" in item and "传播 3" in item and "prob-mid" in item
+    assert "prob-low" in _post_item(first.text + second, filler_ids[0])  # 30%: not coloured as an alarm
 
     # Labelling from the list takes the post off it and comes back to the same page.
     token = csrf_of(first.text)
@@ -266,7 +267,9 @@ def test_analyst_recalibrates_on_the_offices_labels_then_promotes(live, client_a
 
     # Too few labels in the database: refused, with what to do.
     r = c.post("/models/recalibrate", data={"csrf_token": token})
-    assert r.status_code == 303 and "至少 20 条谣言" in unquote(r.headers["location"])
+    refused = unquote(r.headers["location"])
+    assert r.status_code == 303 and "至少 20 条谣言" in refused
+    assert re.search(r"现有谣言 \d+ 条、非谣言 \d+ 条", refused) and "`" not in refused  # no CLI markup on a page
 
     # The office calls only the most alarming third of these texts rumors: same ranking, a stricter threshold.
     active = RumorModel.load(_active(live).path)

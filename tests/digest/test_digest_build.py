@@ -67,7 +67,7 @@ def test_figures_match_the_database(db: Session, busy_day: BusyDay) -> None:
     overdue = {i["id"] for i in s["open_items"] if i["overdue"]}
     assert overdue == {a["a2"].id, a["a4"].id}  # urgent for ~10 h; low for ~3.6 days
     holders = {i["id"]: i["holder"] for i in s["open_items"]}
-    assert holders == {a["a2"].id: "未分配", a["a3"].id: "王芳", a["a4"].id: "李明"}
+    assert holders == {a["a2"].id: "未指派", a["a3"].id: "王芳", a["a4"].id: "李明"}
     assert s["unassigned_count"] == 1
 
     # top rumors of the day: the urgent one first; not the dismissed one, not the concern,
@@ -218,7 +218,8 @@ def test_model_drift_is_a_line_in_the_digest(db: Session, busy_day: BusyDay) -> 
 
 @pytest.mark.parametrize(("current", "base", "long", "short"), [
     (42, 2, "增加 40 条", "+40 条"),          # a percentage of a tiny base says nothing
-    (1, 9.5, "减少 8.5 条", "−8.5 条"),
+    (1, 9.5, "减少 9 条", "−9 条"),          # posts are whole, even against an average
+    (42, 2.3, "增加 40 条", "+40 条"),
     (135, 100, "增加 35%", "+35%"),
     (60, 120, "减少 50%", "−50%"),
     (102, 100, "基本持平", "持平"),

@@ -106,3 +106,13 @@ def _quiet_summary() -> dict:
             "partial": False, "cutoff_local": "24:00", "generated_at": "2026-06-02 08:00", "quiet": True,
             "headline": "2026年6月1日今日无异常。", "alerts": {"total": 0}, "rumors_confirmed": 0,
             "open_count": 0, "overdue_count": 0}
+
+
+def test_durations_and_counts_are_said_as_staff_say_them(db: Session, busy_day: BusyDay) -> None:
+    """"已 0.1 小时" and "增加 39.7 条" read like a machine: minutes and whole posts instead."""
+    make_alert(db, title="刚刚出现的传言", created_at=local(DAY, 17, 55), severity="low")
+    s = build_summary(db, DAY, settings=SETTINGS, now=local(DAY, 18))
+    text = render(s, title="青禾镇舆情日报").text
+    assert "刚刚出现的传言" in text and "已 5 分钟" in text
+    assert not re.search(r"\d+\.\d+ 小时", text) and not re.search(r"[增减][加少] \d+\.\d+ 条", text)
+    assert "负责人：未指派" in text and "未分配" not in text  # one word, as in the console

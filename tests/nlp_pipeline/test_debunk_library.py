@@ -41,7 +41,7 @@ def test_csv_import_updates_changed_rows_and_reports_bad_ones(session: Session, 
     path = tmp_path / "debunks.csv"
     path.write_text(
         CSV_HEADER
-        + "石桥村的石桥要拆了,石桥只是例行检修,青禾镇人民政府,,2026-11-24,城乡建设,石桥村;拆迁\n"
+        + "石桥村的石桥要拆了,石桥只是例行检修,青禾镇人民政府,,2026-11-24,交通出行,石桥村;拆迁\n"
         + ",没有谣言内容的一行,,,,,\n"
         + "南坪村猪肉是病死猪肉,经检查均有检疫合格证明,青禾县市场监督管理局,,not-a-date,,\n",
         encoding="utf-8",

@@ -85,7 +85,7 @@ def test_csv_upload_is_idempotent(api_client: TestClient, make_user) -> None:
     staff, viewer = make_user("staff"), make_user("viewer")
     csv_text = (
         "claim,refutation,publisher,url,published_at,category,tags\n"
-        "南坪村菜市场的猪肉是病死猪肉,检查均有检疫合格证明,青禾县市场监督管理局,,2026-11-25,食品安全,南坪村;猪肉\n"
+        "南坪村菜市场的猪肉是病死猪肉,检查均有检疫合格证明,青禾县市场监督管理局,,2026-11-25,公共安全,南坪村;猪肉\n"
         ",缺少谣言内容,,,,,\n"
     )
     files = {"file": ("debunks.csv", csv_text.encode("utf-8"), "text/csv")}

@@ -7,10 +7,14 @@ each source on its interval; a crash or a memory-hungry site then never takes th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -29,7 +33,7 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 sources_app = typer.Typer(help="信息源：检查和查看信息源配置文件（YAML）。", no_args_is_help=True)
 
-STATUS_ZH = {"ok": "正常", "partial": "部分出错", "failed": "失败", "running": "运行中"}
+STATUS_ZH = {"ok": "正常", "partial": "部分失败", "failed": "失败", "running": "运行中", "interrupted": "已中断"}
 
 
 
@@ -127,7 +131,7 @@ def crawl(
         raise _fail(str(err)) from err
     table = Table("信息源", "状态", "页面", "新增", "更新", "未变", "丢弃", "错误", title="抓取结果")
     for r in results:
-        style = {"ok": "green", "partial": "yellow", "failed": "red"}.get(r.status, "")
+        style = {"ok": "green", "partial": "yellow", "failed": "red", "interrupted": "yellow"}.get(r.status, "")
         table.add_row(r.source, f"[{style}]{STATUS_ZH.get(r.status, r.status)}[/{style}]", str(r.pages_fetched),
                       str(r.items_new), str(r.items_updated), str(r.items_unchanged), str(r.items_dropped),
                       str(r.stats.get("errors_total", len(r.errors))))
@@ -145,26 +149,69 @@ def crawl(
 # ----------------------------------------------------------------------------- `yuqing run`
 
 
+#: Crawl children now running, so a stopping `yuqing run` can ask each to stop cleanly.
+_RUNNING: set[subprocess.Popen[str]] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
 def crawl_subprocess(name: str, sources_file: Path, timeout: float) -> int:
-    """Run one source's crawl in a child process (see the module docstring for why)."""
+    """Run one source's crawl in a child process (see the module docstring for why).
+
+    The child runs in its own session: Ctrl+C in the terminal reaches `yuqing run` only, which then
+    sends each child exactly one SIGINT (:func:`stop_crawls`). Two signals would make Scrapy stop
+    uncleanly, without recording the run.
+    """
     from core.db import session_scope
     from crawler import service
 
     with session_scope() as session:
         if service.source_enabled(session, name) is False:
-            log.info("source %r is disabled; not crawling", name)
+            log.info("信息源 %r 已停用，不抓取", name)
             return 0
     cmd = [sys.executable, "-m", "yuqing.cli", "crawl", "--source", name, "--sources", str(sources_file)]
     env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
                                                                      os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    with _RUNNING_LOCK:
+        _RUNNING.add(proc)
     try:
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+        stdout, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        log.error("crawl of %r took longer than %.0f s and was stopped", name, timeout)
+        proc.kill()
+        proc.communicate()
+        log.error("信息源 %r 的抓取超过 %.0f 秒，已被终止", name, timeout)
         return -1
-    level = logging.INFO if done.returncode == 0 else logging.WARNING
-    log.log(level, "crawl of %r finished with code %d\n%s", name, done.returncode, done.stdout[-2000:])
-    return done.returncode
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(proc)
+    level = logging.INFO if proc.returncode == 0 else logging.WARNING
+    log.log(level, "信息源 %r 抓取结束（退出码 %d）\n%s", name, proc.returncode, stdout[-2000:])
+    return proc.returncode
+
+
+def stop_crawls(grace_seconds: float = 20.0) -> int:
+    """Ask every running crawl child to stop and wait for it to record its run as interrupted.
+
+    A child still running after the grace period is killed; the next run of its source then finds
+    the run left open. Returns how many children were asked to stop.
+    """
+    with _RUNNING_LOCK:
+        procs = list(_RUNNING)
+    if not procs:
+        return 0
+    log.info("正在停止 %d 个抓取进程（最多等待 %.0f 秒，让它们记下进度）", len(procs), grace_seconds)
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + grace_seconds
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("抓取进程 %d 未在 %.0f 秒内停止，已强制结束", proc.pid, grace_seconds)
+            proc.kill()
+    return len(procs)
 
 
 def crawl_schedule(settings: Settings) -> list[tuple[str, int, Callable[[], object]]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
@@ -14,6 +14,36 @@ from rich.table import Table
 from core.settings import get_settings
 
 err_console = Console(stderr=True)
+
+#: Below this many columns the ten-column table folds every cell into a few characters per line
+#: (an 80-column terminal, a phone's SSH app): each topic is printed as a short block instead.
+WIDE_TABLE = 120
+
+
+def _fields(t: Any, zone: ZoneInfo) -> dict[str, str]:
+    """One topic's cells, escaped (labels and places come from posts: untrusted)."""
+    mood = f"{t.negativity:.2f}" if t.negativity is not None else "-"
+    if t.negativity_rising:
+        mood += " ↑情绪升温"
+    state = "热点中" if t.is_hot else "已回落"
+    if t.is_local:
+        state += " · 本地"
+    peak = t.peak_burst_score if t.peak_burst_score is not None else t.burst_score
+    return {
+        "category": escape(t.category or "-"), "places": escape("、".join(t.places[:3]) or "-"),
+        "posts": f"{t.recent_count}/{t.post_count}", "reach": f"{t.group_count}/{t.source_count}",
+        "mood": mood, "peak": f"{peak:.1f}" if peak is not None else "-",
+        "first": t.first_seen.astimezone(zone).strftime("%m-%d %H:%M"), "state": state,
+    }
+
+
+def _print_block(console: Console, t: Any, zone: ZoneInfo) -> None:
+    f = _fields(t, zone)
+    console.print(f"\n[bold]#{t.id} {escape(t.label)}[/bold]  {f['state']}")
+    console.print(f"  类别 {f['category']} · 地点 {f['places']} · 窗口内/总帖 {f['posts']} · 群/来源 {f['reach']}")
+    console.print(f"  负面度 {f['mood']} · 爆发分 {f['peak']} · 首次出现 {f['first']}")
+    if t.representative_text:
+        console.print(f"  [dim]{escape(t.representative_text[:60])}[/dim]")
 
 
 def _parse_now(value: str) -> dt.datetime:
@@ -54,6 +84,10 @@ def topics(
     local_now = at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
     if not found:
         console.print(f"最近 {since} 没有热点话题（截至 {local_now}）。")
+    elif console.width < WIDE_TABLE:
+        console.print(f"热点话题：最近 {since}，截至 {local_now}（共 {total} 个）")
+        for t in found:
+            _print_block(console, t, zone)
     else:
         table = Table(title=f"热点话题：最近 {since}，截至 {local_now}（共 {total} 个）", show_lines=False)
         columns = ("ID", "话题", "类别", "地点", "窗口内/总帖", "群/来源",
@@ -61,25 +95,12 @@ def topics(
         for col in columns:
             table.add_column(col, overflow="fold")
         for t in found:
-            mood = f"{t.negativity:.2f}" if t.negativity is not None else "-"
-            if t.negativity_rising:
-                mood += " ↑情绪升温"
-            state = "热点中" if t.is_hot else "已回落"
-            if t.is_local:
-                state += " · 本地"
-            peak = t.peak_burst_score if t.peak_burst_score is not None else t.burst_score
+            f = _fields(t, zone)
             table.add_row(
                 str(t.id),
                 # Post text is untrusted: escape rich markup.
                 escape(t.label) + ("\n[dim]" + escape((t.representative_text or "")[:60]) + "[/dim]"),
-                escape(t.category or "-"),
-                escape("、".join(t.places[:3]) or "-"),
-                f"{t.recent_count}/{t.post_count}",
-                f"{t.group_count}/{t.source_count}",
-                mood,
-                f"{peak:.1f}" if peak is not None else "-",
-                t.first_seen.astimezone(zone).strftime("%m-%d %H:%M"),
-                state,
+                f["category"], f["places"], f["posts"], f["reach"], f["mood"], f["peak"], f["first"], f["state"],
             )
         console.print(table)
     if rising:

@@ -23,6 +23,34 @@
     form.submit();
   }
 
+  // Tables: each cell carries its column's name, which the phone layout shows in front of it
+  // (there a row is a card and the header row is hidden). A cell's own data-label wins.
+  Array.prototype.forEach.call(document.querySelectorAll("table.grid"), function (table) {
+    var names = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) {
+      return th.textContent.trim();
+    });
+    Array.prototype.forEach.call(table.querySelectorAll("tbody tr"), function (tr) {
+      Array.prototype.forEach.call(tr.children, function (td, i) {
+        if (!td.hasAttribute("data-label") && names[i]) td.setAttribute("data-label", names[i]);
+      });
+    });
+  });
+
+  // Digests: the frame grows to its content, so a phone scrolls one page, not a box inside it.
+  // The frame runs no script (sandbox without allow-scripts); same-origin only lets us measure it.
+  Array.prototype.forEach.call(document.querySelectorAll("iframe.digest-frame"), function (frame) {
+    function fit() {
+      try {
+        var doc = frame.contentDocument;
+        if (!doc || !doc.documentElement) return;
+        frame.style.height = (doc.documentElement.scrollHeight + 2) + "px";
+        frame.classList.add("fitted");
+      } catch (e) { /* keep the CSS height */ }
+    }
+    frame.addEventListener("load", fit);
+    fit();
+  });
+
   // Forms: confirmation and no double submit.
   document.addEventListener("submit", function (ev) {
     var form = ev.target;
