@@ -123,13 +123,19 @@ def users_add(
 
 
 @users_app.command("list")
-def users_list() -> None:
+def users_list(as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False) -> None:
     """List users with their roles."""
     from api import accounts
     from core.db import session_scope
+    from yuqing.jsonout import print_json
 
     with session_scope() as session:
         users, total = accounts.list_users(session, limit=10_000)
+        if as_json:
+            print_json({"total": total, "items": [
+                {"id": u.id, "username": u.username, "role": u.role, "display_name": u.display_name,
+                 "is_active": u.is_active, "last_login_at": u.last_login_at} for u in users]})
+            return
         table = Table("ID", "用户名", "角色", "显示名", "启用", "最近登录")
         for u in users:
             table.add_row(str(u.id), u.username, accounts.ROLE_NAMES_ZH.get(u.role, u.role), u.display_name or "",

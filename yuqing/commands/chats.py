@@ -155,13 +155,18 @@ def purge(
 def groups_list(
     platform: Annotated[str | None, typer.Option(help="qq / wechat / telegram")] = None,
     limit: Annotated[int, typer.Option(help="最多显示多少个", min=1)] = 200,
+    as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False,
 ) -> None:
     """List chat groups with their message counts."""
     from core.db import session_scope
     from crawler.chats.groups import list_groups
+    from yuqing.jsonout import print_json
 
     with session_scope() as session:
         rows, total = list_groups(session, platform=platform, limit=limit)
+    if as_json:
+        print_json({"total": total, "items": rows})
+        return
     tz = ZoneInfo(get_settings().timezone)
     table = Table("ID", "平台", "群名", "消息数", "最近消息", "标签", "保留昵称", "启用")
     for r in rows:

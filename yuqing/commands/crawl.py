@@ -75,13 +75,23 @@ def sources_validate(
 
 
 @sources_app.command("list")
-def sources_list() -> None:
+def sources_list(as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False) -> None:
     """List the sources in the database with their last run."""
     from core.db import session_scope
     from crawler import service
+    from yuqing.jsonout import print_json
 
     with session_scope() as session:
         rows, total = service.list_sources(session, limit=10_000)
+        if as_json:
+            print_json({"total": total, "items": [
+                {"id": r.source.id, "name": r.source.name, "kind": r.source.kind, "enabled": r.source.enabled,
+                 "posts": r.post_count,
+                 "last_run": None if r.last_run is None else {
+                     "started_at": r.last_run.started_at, "finished_at": r.last_run.finished_at,
+                     "status": r.last_run.status, "items_new": r.last_run.items_new,
+                     "errors": len(r.last_run.errors or [])}} for r in rows]})
+            return
         table = Table("ID", "名称", "类型", "启用", "最近运行", "状态", "新增", "错误", "已存帖子")
         for row in rows:
             run = row.last_run

@@ -306,9 +306,9 @@ _ORIGIN_ZH = {"review": "审核", "manual": "人工", "import": "导入"}
 
 
 def _print_json(payload: object) -> None:
-    import json
+    from yuqing.jsonout import print_json
 
-    print(json.dumps(payload, ensure_ascii=False, indent=1, default=str))
+    print_json(payload)
 
 
 def _label_dict(row: object) -> dict[str, object]:

@@ -62,6 +62,7 @@ def topics(
     now: Annotated[str, typer.Option("--now", help="以此时间为“现在”（复盘用，ISO 格式，默认当前时间）")
                    ] = "",
     keywords: Annotated[bool, typer.Option("--keywords/--no-keywords", help="同时列出突增的关键词")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="输出 JSON")] = False,
 ) -> None:
     """Print the hot topics (significant rises over their own baseline) of the last --since."""
     from core.db import session_scope
@@ -82,6 +83,11 @@ def topics(
         found, total = hot_topics(session, now=at, since=window, limit=limit)
         rising = hot_keywords(session, now=at, limit=15) if keywords else []
     local_now = at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    if as_json:
+        from yuqing.jsonout import print_json
+
+        print_json({"since": since, "now": at, "total": total, "topics": found, "rising_keywords": rising})
+        return
     if not found:
         console.print(f"最近 {since} 没有热点话题（截至 {local_now}）。")
     elif console.width < WIDE_TABLE:
