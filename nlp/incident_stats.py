@@ -31,9 +31,10 @@ from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from core.tables import DebunkMatch, Incident, ModelVersion, Post, PostScore, utcnow
+from nlp.anchors import Anchors, default_extractor
 from nlp.bulk import constant, executemany
 from nlp.headline import headline
-from nlp.incident_text import Anchors, IncidentText, PostFacts
+from nlp.incident_text import PostFacts, cue_flags
 from nlp.stories import hour_bucket
 
 __all__ = [
@@ -292,7 +293,6 @@ def load_stats(
     *,
     exclude_posts: Iterable[int] = (),
     model_version_id: int | None = None,
-    facts: IncidentText | None = None,
 ) -> dict[int, IncidentStats]:
     """The stats of these incidents from the posts in them (as analysed and written), leaving out
     ``exclude_posts`` (posts the caller is about to fold in again). Scores are the active model's
@@ -305,7 +305,6 @@ def load_stats(
     skip = set(exclude_posts)
     if model_version_id is None:
         model_version_id = _model_version(session)
-    text_part = facts or IncidentText()
     t = Post.__table__
     members: list[tuple[int, Any]] = []
     for chunk in _chunks(ids):
@@ -328,7 +327,7 @@ def load_stats(
             if pid not in matches or sim > matches[pid][1]:
                 matches[pid] = (did, float(sim))
     stating = [r for _, r in members if (r.role or "") in STATING_ROLES]
-    read = dict(zip((r.id for r in stating), _facts_without_roles(text_part, [r.norm_text or "" for r in stating]),
+    read = dict(zip((r.id for r in stating), _facts_without_roles([r.norm_text or "" for r in stating]),
                     strict=True))
     for incident_id, r in sorted(members, key=lambda m: (m[1].published_at or m[1].collected_at, m[1].id)):
         hit = matches.get(r.id)
@@ -340,12 +339,10 @@ def load_stats(
     return out
 
 
-def _facts_without_roles(part: IncidentText, texts: list[str]) -> list[PostFacts]:
+def _facts_without_roles(texts: list[str]) -> list[PostFacts]:
     """Anchors and cues of texts whose role is already known (no role model needed)."""
-    from nlp.incident_text import _HEARSAY_RE, _URGENT_RE, extract_anchors
-
-    return [PostFacts("", 0.0, extract_anchors(t), bool(_HEARSAY_RE.search(t)), bool(_URGENT_RE.search(t)))
-            for t in texts]
+    extractor = default_extractor()
+    return [PostFacts("", 0.0, extractor.extract(t), *cue_flags(t)) for t in texts]
 
 
 def write_stats(session: Session, stats: dict[int, IncidentStats], *, now: dt.datetime | None = None,

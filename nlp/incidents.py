@@ -51,10 +51,18 @@ from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from core.tables import ConcernState, Incident, IncidentConstraint, Post, utcnow
+from nlp.anchors import Anchors, anchor_overlap, anchors_conflict, default_extractor
 from nlp.bulk import constant
 from nlp.concerns import topics as tp
-from nlp.incident_stats import IncidentStats, Member, load_stats, recompute_incidents, stat_values, write_stats
-from nlp.incident_text import STARTER_ROLES, Anchors, IncidentText, PostFacts, anchor_overlap, anchors_conflict
+from nlp.incident_stats import (
+    IncidentStats,
+    Member,
+    load_stats,
+    recompute_incidents,
+    stat_values,
+    write_stats,
+)
+from nlp.incident_text import STARTER_ROLES, IncidentText, PostFacts
 
 __all__ = [
     "STAGE_NAME",
@@ -155,6 +163,7 @@ class IncidentIndex:
         self.cannot: dict[int, set[int]] = {}
         self.must: dict[int, set[int]] = {}
         self.parents: dict[str, frozenset[str]] = {}  # place -> its ancestors (gazetteer)
+        self.home: frozenset[str] = frozenset()  # the office's own area: named by nearly every post
         # Slot for a paraphrase matcher (nlp.claims): (post text, incident) -> similarity 0..1.
         self.paraphrase: Callable[[str, _Open], float] | None = None
         self.dfreq: tp.DocFreq | None = None
@@ -189,12 +198,8 @@ class IncidentIndex:
             links = index.must if kind == "must_link" else index.cannot
             links.setdefault(a, set()).add(b)
             links.setdefault(b, set()).add(a)
-        try:
-            from nlp.debunks import gazetteer_place_parents
-
-            index.parents = gazetteer_place_parents()
-        except Exception:  # noqa: BLE001 - the hierarchy only refines conflicts
-            index.parents = {}
+        index.parents = default_extractor().parents
+        index.home = _home_places()
         log.debug("incident index loaded", extra={"open": len(index.open), "window_days": window_days})
         return index
 
@@ -306,13 +311,39 @@ def _conflicts(index: IncidentIndex, p: _Post, inc: _Open) -> bool:
     return bool(p.facts.anchors) and bool(inc.anchors) and anchors_conflict(p.facts.anchors, inc.anchors, index.parents)
 
 
+def _specific(index: IncidentIndex, a: Anchors) -> Anchors:
+    """``a`` without the office's own area (青禾镇 is in nearly every post: it binds nothing)."""
+    if not a.places or not index.home or not (a.places & index.home):
+        return a
+    return Anchors(a.places - index.home, a.numbers, a.amounts, a.names)
+
+
+def _specific_overlap(index: IncidentIndex, a: Anchors, b: Anchors) -> float:
+    if not a or not b:
+        return 0.0
+    return anchor_overlap(_specific(index, a), _specific(index, b))
+
+
+def _home_places() -> frozenset[str]:
+    """The office's own area and its place marks (from the gazetteer), or nothing."""
+    from nlp.concerns.errors import ConcernConfigError
+    from nlp.concerns.places import load_gazetteer
+    from nlp.similarity import match_key, place_marks
+
+    try:
+        home = load_gazetteer().home()
+    except ConcernConfigError:
+        return frozenset()
+    return frozenset(home) | frozenset(m for h in home for m in place_marks(match_key(h)))
+
+
 def _score(index: IncidentIndex, p: _Post, inc: _Open, shared: float, n_shared: int) -> float:
     """How well ``p`` fits ``inc`` (joins at JOIN_SCORE); -1 when it must not join."""
     if _conflicts(index, p, inc):
         return -1.0
     mass = p.mass
     content = shared / mass if mass > 0 else 0.0
-    overlap = anchor_overlap(p.facts.anchors, inc.anchors) if p.facts.anchors and inc.anchors else 0.0
+    overlap = _specific_overlap(index, p.facts.anchors, inc.anchors)
     recent = index.group_last.get(p.group_id) if p.group_id is not None else None
     talked = recent is not None and recent[1] is inc and p.when - recent[0] <= CONVERSATION
     if n_shared < MIN_SHARED and overlap == 0.0 and not (talked and n_shared >= 1):
@@ -551,14 +582,16 @@ def _fold_stats(ctx: Any, batch: Any, index: IncidentIndex, placed: list[_Open |
     changed = {inc.id: inc for inc in touched if inc.id is not None and inc not in new}
     changed |= {i: index.open[i] for i in left if i in index.open and i not in changed}
     since = ctx.now - index.window
-    stats, extra, emptied = {}, {}, []
+    stats: dict[int, IncidentStats] = {}
+    extra: dict[int, dict[str, Any]] = {}
+    emptied: list[int] = []
     for iid, inc in changed.items():
-        s = inc.stats
-        if s is None or s.post_count == 0:
+        st = inc.stats
+        if st is None or st.post_count == 0:
             emptied.append(iid)
             continue
-        stats[iid] = s
-        active = s.last_seen is not None and s.last_seen >= since
+        stats[iid] = st
+        active = st.last_seen is not None and st.last_seen >= since
         extra[iid] = {"centroid": pack_terms(inc.terms), "status": "active" if active else "dormant"}
     write_stats(session, stats, extra=extra, now=ctx.now)
     if emptied:
