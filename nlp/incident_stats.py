@@ -7,7 +7,9 @@ built from the posts already in it (`load_stats`), so a run never double counts 
 
 Column meanings (``incidents``):
 
-* ``post_count``: posts in the incident (chatter never is: it gets no incident).
+* ``post_count``: posts in the incident, including the chatter of its conversations (role
+  ``other``); ``role_counts`` tells them apart. Chatter counts nowhere else (reach, hourly,
+  risk, kind): it never makes a matter alert-worthy.
 * ``group_count`` / ``source_count``: reach. A chat message counts its group, never its source
   (a pushed message's source is the push channel, 接口推送, not a place people read); a post
   without a group (a web page) counts its source. ``spread`` holds the per-place counts,
@@ -31,10 +33,10 @@ from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from core.tables import DebunkMatch, Incident, ModelVersion, Post, PostScore, utcnow
-from nlp.anchors import Anchors, default_extractor
+from nlp.anchors import Anchors
 from nlp.bulk import constant, executemany
 from nlp.headline import headline
-from nlp.incident_text import PostFacts, cue_flags
+from nlp.incident_text import PostFacts, anchors_of, cue_flags
 from nlp.stories import hour_bucket
 
 __all__ = [
@@ -92,6 +94,10 @@ class IncidentStats:
     roles: Counter[str] = field(default_factory=Counter)
     hourly: Counter[str] = field(default_factory=Counter)
     spread: Counter[str] = field(default_factory=Counter)
+    # Where and when its claims and questions appeared: what risk measures (reach, velocity);
+    # refutations, notices and reactions are the response, never spread.
+    spreading: Counter[str] = field(default_factory=Counter)
+    spreading_hourly: Counter[str] = field(default_factory=Counter)
     claim_probs: list[float] = field(default_factory=list)  # every claim's score (small lists)
     hearsay: int = 0  # claims passing on hearsay
     urgent: int = 0  # claims pressing to share or act
@@ -108,10 +114,17 @@ class IncidentStats:
         self.first_seen = m.when if self.first_seen is None else min(self.first_seen, m.when)
         self.last_seen = m.when if self.last_seen is None else max(self.last_seen, m.when)
         self.roles[m.role] += 1
-        self.hourly[hour_bucket(m.when)] += 1
+        if m.role == "other":
+            return  # chatter in a conversation about the matter: counted, never weighed
+        hour = hour_bucket(m.when)
+        self.hourly[hour] += 1
         key = m.place_key
         if key is not None:
             self.spread[key] += 1
+        if m.role in ("claim", "question"):
+            self.spreading_hourly[hour] += 1
+            if key is not None:
+                self.spreading[key] += 1
         if m.role == "claim":
             if m.probability is not None:
                 self.claim_probs.append(float(m.probability))
@@ -217,15 +230,14 @@ def risk_of(s: IncidentStats) -> tuple[float, dict[str, Any]]:
                        else "没有传播性说法（只有询问、反应、辟谣或通知）"))
     parts.append(_part("questions", questions / 5.0, "引发的询问",
                        f"{questions} 条询问（“是真的吗”之类）" if questions else "没有人询问"))
-    reach_keys = [k for k in s.spread if claims or questions]
-    groups = sum(1 for k in reach_keys if k.startswith("g:"))
-    sources = sum(1 for k in reach_keys if k.startswith("s:"))
+    groups = sum(1 for k in s.spreading if k.startswith("g:"))
+    sources = sum(1 for k in s.spreading if k.startswith("s:"))
     reach = groups + sources
     parts.append(_part("reach", (reach - 1) / 4.0 if claims else 0.0, "传播范围",
-                       f"出现在 {groups} 个群、{sources} 个网站或来源"))
-    busiest = max(s.hourly.values()) if s.hourly else 0
+                       f"说法和询问出现在 {groups} 个群、{sources} 个网站或来源"))
+    busiest = max(s.spreading_hourly.values()) if s.spreading_hourly else 0
     parts.append(_part("velocity", (busiest - 1) / 9.0 if claims else 0.0, "传播速度",
-                       f"最集中的一小时内 {busiest} 条相关消息"))
+                       f"最集中的一小时内 {busiest} 条说法或询问"))
     cue_share = (s.hearsay + s.urgent) / (2.0 * claims) if claims else 0.0
     parts.append(_part("cues", cue_share * 2.0, "消息来源不明或催促转发",
                        f"{s.hearsay} 条说法称“听说/网传”，{s.urgent} 条催促转发或行动"))
@@ -341,8 +353,7 @@ def load_stats(
 
 def _facts_without_roles(texts: list[str]) -> list[PostFacts]:
     """Anchors and cues of texts whose role is already known (no role model needed)."""
-    extractor = default_extractor()
-    return [PostFacts("", 0.0, extractor.extract(t), *cue_flags(t)) for t in texts]
+    return [PostFacts("", 0.0, anchors_of(t), *cue_flags(t)) for t in texts]
 
 
 def write_stats(session: Session, stats: dict[int, IncidentStats], *, now: dt.datetime | None = None,

@@ -12,6 +12,7 @@ process gets finished `PostFacts` and only groups. Pure: no database, no run sta
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -19,13 +20,17 @@ from typing import Any, NamedTuple
 from nlp.anchors import Anchors, default_extractor
 from nlp.cues import CUE_GROUPS
 from nlp.roles import ROLES, RoleContext, load_role_classifier
+from nlp.similarity import match_key
 
 __all__ = [
     "ROLES",
     "STARTER_ROLES",
     "IncidentText",
     "PostFacts",
+    "anchors_of",
+    "clean_anchors",
     "cue_flags",
+    "grams_of",
 ]
 # Roles whose post states a matter by itself and may found an incident (a question may too, when
 # it names enough of the matter: "中心小学真的停课两周吗"; see nlp.incidents).
@@ -40,12 +45,55 @@ class PostFacts(NamedTuple):
     anchors: Anchors
     hearsay: bool  # passes on unverifiable hearsay (听说, 网传, 内部消息)
     urgent: bool  # presses people to share or act (紧急扩散, 赶紧去, 不转不是中国人)
+    grams: tuple[int, ...] = ()  # distinct hashed character bigrams of its match key (see grams_of)
 
 
 _URGENT = tuple(CUE_GROUPS["urgent_spread"]) + tuple(CUE_GROUPS["share_pressure"]) + ("赶紧", "快去", "赶快", "抓紧")
 _HEARSAY = tuple(CUE_GROUPS["hearsay"])
 _URGENT_RE = re.compile("|".join(map(re.escape, _URGENT)))
 _HEARSAY_RE = re.compile("|".join(map(re.escape, _HEARSAY)))
+
+
+GRAM_BITS = 19
+GRAM_FEATURES = 1 << GRAM_BITS
+_GRAM_MASK = (1 << 32) - 1
+
+
+def grams_of(key: str) -> tuple[int, ...]:
+    """Distinct character bigrams of a match key, hashed into GRAM_FEATURES buckets (stable
+    across processes, unlike ``hash()``: worker processes compute them).
+
+    Why characters, not words: a paraphrase is segmented differently from its claim ("水污染" /
+    "污染", "宏达化工厂" / "化工厂", "两个星期" / "两周"), and bigrams of both still meet.
+    """
+    if len(key) < 2:
+        return ()
+    out = dict.fromkeys(
+        (((ord(a) * 0x9E3779B1) ^ (ord(b) * 0x85EBCA6B)) & _GRAM_MASK) >> (32 - GRAM_BITS)
+        for a, b in itertools.pairwise(key)
+    )
+    return tuple(out)
+
+
+# Characters that never begin a village's or town's own name but often precede 村/镇 in a sentence:
+# "咱们村", "报给镇里", "失修镇交通站", "杏林村村口" (place marks are two characters + a suffix).
+_NOT_NAME_CHARS = frozenset("们我你他她咱这那哪报给修的了在是有个每各本全整该此到去回从上下里村镇乡县区市也都还就")
+
+
+def clean_anchors(a: Anchors, known: frozenset[str] | Any = frozenset()) -> Anchors:
+    """``a`` without place marks that are sentence fragments rather than names ("咱们村",
+    "报给镇"): a fragment would make two posts about one matter "name different places".
+    Places in ``known`` (the gazetteer's) always stay."""
+    if not a.places:
+        return a
+    kept = frozenset(p for p in a.places if p in known or not (set(p[:-1]) & _NOT_NAME_CHARS))
+    return a if kept == a.places else Anchors(kept, a.numbers, a.amounts, a.names)
+
+
+def anchors_of(norm: str, key: str | None = None) -> Anchors:
+    """The anchors the incident stage uses: nlp.anchors' less the fragments (`clean_anchors`)."""
+    extractor = default_extractor()
+    return clean_anchors(extractor.extract(norm, key), extractor.parents.keys())
 
 
 def cue_flags(norm: str) -> tuple[bool, bool]:
@@ -85,8 +133,8 @@ class IncidentText:
         if not texts:
             return []
         roles, confidences = self.roles().predict(texts, _role_contexts(contexts, len(texts)))
-        extractor = default_extractor()
         out = []
         for text, role, conf in zip(texts, roles, confidences, strict=True):
-            out.append(PostFacts(str(role), float(conf), extractor.extract(text), *cue_flags(text)))
+            key = match_key(text)
+            out.append(PostFacts(str(role), float(conf), anchors_of(text, key), *cue_flags(text), grams_of(key)))
         return out
