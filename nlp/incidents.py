@@ -690,9 +690,9 @@ def _fold_stats(ctx: Any, batch: Any, index: IncidentIndex, placed: list[_Open |
     reload |= {i for i in left if i in index.open}
     if reload:
         loaded = load_stats(session, sorted(reload), exclude_posts=ids, model_version_id=ctx.model_version_id)
-        for iid, st in loaded.items():
+        for iid, counted in loaded.items():
             if iid in index.open:
-                index.open[iid].stats = st
+                index.open[iid].stats = counted
     cols = batch.post_columns
     cats = cols.get("category") or [None] * len(rows)
     places = cols.get("places") or [[] for _ in rows]
@@ -703,9 +703,7 @@ def _fold_stats(ctx: Any, batch: Any, index: IncidentIndex, placed: list[_Open |
         if inc is None:
             continue
         r, hit = rows[i], debunks[i]
-        if inc.stats is None:  # a dormant incident reopened through a link: count it from scratch
-            inc.stats = load_stats(session, [inc.id], exclude_posts=ids,
-                                   model_version_id=ctx.model_version_id).get(inc.id, IncidentStats())
+        assert inc.stats is not None  # new ones start empty, the others were loaded above
         inc.stats.add(Member(r.id, r.when, r.group_id, r.source_id, facts[i].role, float(proba[i]),
                              hit.debunk_id if hit else None, hit.similarity if hit else None, cats[i], places[i],
                              local[i], facts[i], norm[i]))
