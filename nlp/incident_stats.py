@@ -108,6 +108,15 @@ class IncidentStats:
     places: Counter[str] = field(default_factory=Counter)
     anchors: dict[str, Counter[str]] = field(default_factory=dict)
     rep: tuple[int, dt.datetime, int, str] | None = None  # (role rank, when, post id, text)
+    _title: tuple[int, str | None] | None = None  # (representative post id, its headline), cached
+
+    def title(self) -> str | None:
+        """The headline of the representative post (computed once per representative)."""
+        if self.rep is None:
+            return None
+        if self._title is None or self._title[0] != self.rep[2]:
+            self._title = (self.rep[2], headline(self.rep[3]) or None)
+        return self._title[1]
 
     def add(self, m: Member) -> None:
         self.post_count += 1
@@ -260,11 +269,10 @@ def stat_values(s: IncidentStats) -> dict[str, Any]:
     """The ``incidents`` columns these stats determine (everything but the grouping's own)."""
     risk, parts = risk_of(s)
     claim_probs = s.claim_probs
-    rep_text = s.rep[3] if s.rep else ""
     places = [p for p, _ in s.places.most_common(MAX_PLACES)]
     return {
         "kind": kind_of(s),
-        "title": (headline(rep_text) or None) if rep_text else None,
+        "title": s.title(),
         "representative_post_id": s.rep[2] if s.rep else None,
         "first_seen": s.first_seen,
         "last_seen": s.last_seen,

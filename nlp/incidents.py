@@ -44,10 +44,11 @@ dormant at the start of a run (a story, reply or staff link to one reopens it).
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
@@ -89,9 +90,11 @@ CONVERSATION_BONUS = 0.15  # the incident was just talked about in the post's gr
 CONVERSATION = dt.timedelta(minutes=15)  # "right after" in a chat group
 QUIET_PENALTY = ((dt.timedelta(days=5), 0.2), (dt.timedelta(days=2), 0.1))
 POST_TERMS = 96  # rarest character bigrams kept per post (a chat line has fewer)
-SCORED_CANDIDATES = 6  # candidates scored in full (the best by the probe terms)
+SCORED_CANDIDATES = 4  # candidates scored in full (the best by the probe terms)
 PROFILE_TERMS = 160  # bigrams kept per incident (by accumulated IDF weight)
-INDEXED_TERMS = 48  # of which the strongest are in the inverted index
+INDEXED_TERMS = 48  # bigrams a founder is listed under in the inverted index
+MAX_INDEXED = 96  # bigrams an incident is listed under at most (it gains some as it grows)
+PROBE_TERMS = 12  # a post's rarest bigrams that other posts have too: what it looks up
 POSTING_CAP = 48  # incidents kept per bigram in the index (the most recent ones)
 MIN_SHARED = 3  # bigrams in common, unless anchors or the conversation bind too
 START_TERMS = 4  # bigrams a post needs to start an incident ("收到了" starts nothing)
@@ -156,7 +159,8 @@ class GramFreq:
 class _Open:
     """An open incident as the grouping sees it (its id is filled in once the row exists)."""
 
-    __slots__ = ("anchors", "debunk_id", "first_seen", "id", "last_seen", "mass", "stats", "terms")
+    __slots__ = ("anchors", "debunk_id", "first_seen", "id", "indexed", "last_seen", "mass", "packed", "stats",
+                 "terms")
 
     def __init__(self, incident_id: int | None, first_seen: dt.datetime, last_seen: dt.datetime,
                  terms: dict[int, float], anchors: Anchors, debunk_id: int | None = None) -> None:
@@ -164,15 +168,19 @@ class _Open:
         self.first_seen, self.last_seen = first_seen, last_seen
         self.terms = terms  # hashed bigram -> accumulated IDF weight
         self.mass = 0.0  # IDF mass of its bigrams (each counted once), for reverse containment
+        self.indexed = 0  # bigrams it is listed under in the inverted index
+        self.packed: bytes | None = None  # pack_terms(terms) as last written (None: terms changed)
         self.anchors = anchors
         self.debunk_id = debunk_id
         self.stats: IncidentStats | None = None  # loaded when first touched in the run
 
 
 def pack_terms(terms: dict[int, float]) -> bytes:
-    """An incident's bigrams for ``incidents.centroid``: a count, int32 ids, float32 weights."""
-    keys = np.fromiter(terms.keys(), dtype=np.int32, count=len(terms))
-    vals = np.fromiter(terms.values(), dtype=np.float32, count=len(terms))
+    """An incident's bigrams for ``incidents.centroid``: a count, int32 ids, float32 weights,
+    strongest first (the load indexes the first ones without sorting again)."""
+    order = sorted(terms, key=terms.__getitem__, reverse=True)
+    keys = np.fromiter(order, dtype=np.int32, count=len(order))
+    vals = np.fromiter((terms[t] for t in order), dtype=np.float32, count=len(order))
     return len(terms).to_bytes(4, "little") + keys.tobytes() + vals.tobytes()
 
 
@@ -200,6 +208,7 @@ class _Post:
     terms: list[int]
     idf: list[float]
     text: str = ""
+    probe: list[tuple[int, float]] = field(default_factory=list)  # rarest bigrams another post has too
 
     @property
     def mass(self) -> float:
@@ -267,7 +276,7 @@ class IncidentIndex:
         self.open[row.id] = inc
         if inc.terms:
             inc.mass = float(self.grams.idf(np.fromiter(inc.terms, dtype=np.int64, count=len(inc.terms))).sum())
-        self._index_terms(inc, list(inc.terms))
+        self._index_terms(inc, list(inc.terms)[:INDEXED_TERMS])  # stored strongest first
         self._index_anchors(inc, inc.anchors)
         if row.debunk_id is not None:
             self.by_debunk.setdefault(row.debunk_id, inc)
@@ -294,43 +303,36 @@ class IncidentIndex:
     # ------------------------------------------------------------------ the inverted indexes
 
     def _index_terms(self, inc: _Open, new_terms: Sequence[int]) -> None:
-        """Put ``inc`` under its strongest bigrams (among ``new_terms``, the ones it just gained)."""
-        if len(inc.terms) > INDEXED_TERMS:
-            # The strongest by weight, where a bigram no other post has yet (df 1: the batch is
-            # counted in before grouping) weighs half: indexed alone it finds nothing, while a
-            # founder's shared bigrams ("面包车", "小学门口") are what its paraphrases will probe.
-            df, w = self.grams.df, inc.terms
-            strongest = set(sorted(w, key=lambda t: w[t] if df[t] > 1.5 else 0.5 * w[t], reverse=True)[:INDEXED_TERMS])
-            new_terms = [t for t in new_terms if t in strongest]
-        for t in new_terms:
+        """List ``inc`` under ``new_terms`` (in order) until it is listed under MAX_INDEXED."""
+        room = MAX_INDEXED - inc.indexed
+        if room <= 0:
+            return
+        for t in new_terms[:room]:
             _post(self.postings.setdefault(t, []), inc)
+        inc.indexed += min(room, len(new_terms))
 
     def _index_anchors(self, inc: _Open, anchors: Anchors) -> None:
         for a in (*anchors.amounts, *anchors.names):
             _post(self.anchor_postings.setdefault(a, []), inc)
 
-    def candidates(self, p: _Post) -> list[tuple[_Open, float, int]]:
-        """The incidents ``p`` may join, found through its bigrams, its specific anchors and its
-        group's conversation; the best SCORED_CANDIDATES with the IDF mass and the number of
-        ``p``'s bigrams they share. Posting lists are capped, so this costs the same with 1,000
-        or 100,000 open incidents."""
+    def candidates(self, p: _Post, recent: Iterable[_Open] = ()) -> list[tuple[_Open, float, int]]:
+        """The incidents ``p`` may join, found through its rarest shared bigrams (`_Post.probe`),
+        its specific anchors and its group's conversation (``recent``); the best
+        SCORED_CANDIDATES with the IDF mass and the number of ``p``'s bigrams they hold. Posting
+        lists are capped, so this costs the same with 1,000 or 100,000 open incidents."""
         probe: dict[_Open, float] = {}
-        for t, w in zip(p.terms, p.idf, strict=True):
-            for inc in self.postings.get(t, ()):
-                if t in inc.terms:
-                    probe[inc] = probe.get(inc, 0.0) + w
+        postings = self.postings
+        for t, w in p.probe:
+            for inc in postings.get(t, ()):
+                probe[inc] = probe.get(inc, 0.0) + w
         for a in (*p.facts.anchors.amounts, *p.facts.anchors.names):
             for inc in self.anchor_postings.get(a, ()):
                 probe.setdefault(inc, 0.0)
-        for _when, inc in self.group_recent.get(p.group_id, ()) if p.group_id is not None else ():
+        for inc in recent:
             probe.setdefault(inc, 0.0)
-        best = sorted(probe, key=probe.__getitem__, reverse=True)[:SCORED_CANDIDATES]
-        out = []
-        for inc in best:
-            terms = inc.terms
-            shared = [w for t, w in zip(p.terms, p.idf, strict=True) if t in terms]
-            out.append((inc, sum(shared), len(shared)))
-        return out
+        best = heapq.nlargest(SCORED_CANDIDATES, probe, key=probe.__getitem__) if len(probe) > SCORED_CANDIDATES \
+            else list(probe)
+        return [_shared(p, inc) for inc in best]
 
     def recent_in_group(self, p: _Post) -> list[tuple[dt.datetime, _Open]]:
         """Incidents talked about in ``p``'s group within CONVERSATION before it, newest first."""
@@ -341,9 +343,11 @@ class IncidentIndex:
 
     # ------------------------------------------------------------------ growing an incident
 
-    def absorb(self, inc: _Open, p: _Post) -> None:
-        """``p`` joined ``inc``: its bigrams and anchors (if it states something), time, conversation."""
-        if p.role in STATING_ROLES and p.terms:
+    def absorb(self, inc: _Open, p: _Post, copy: bool = False) -> None:
+        """``p`` joined ``inc``: its bigrams and anchors (if it states something and is not a
+        near-copy, ``copy``, of a text the incident has), time, conversation."""
+        if p.role in STATING_ROLES and p.terms and not copy:
+            inc.packed = None
             terms = inc.terms
             gained = []
             for t, w in zip(p.terms, p.idf, strict=True):
@@ -355,10 +359,12 @@ class IncidentIndex:
                 else:
                     terms[t] = old + w
             if len(terms) > PROFILE_TERMS * 4 // 3:
-                keep = sorted(terms, key=terms.__getitem__, reverse=True)[:PROFILE_TERMS]
-                inc.mass *= sum(min(terms[t], 1.0) for t in keep) / sum(min(w, 1.0) for w in terms.values())
+                keep = heapq.nlargest(PROFILE_TERMS, terms, key=terms.__getitem__)
+                inc.mass *= len(keep) / len(terms)
                 inc.terms = {t: terms[t] for t in keep}
-            self._index_terms(inc, gained)
+            if gained and inc.indexed < MAX_INDEXED:
+                shared = {t for t, _w in p.probe}  # bigrams other posts have: what paraphrases will probe
+                self._index_terms(inc, [t for t in gained if t in shared] + [t for t in gained if t not in shared])
             if p.facts.anchors:
                 inc.anchors = inc.anchors.union(p.facts.anchors)
                 self._index_anchors(inc, p.facts.anchors)
@@ -388,6 +394,17 @@ def timedelta_ok(gap: dt.timedelta) -> bool:
     """A gap short enough to be the same conversation (a little negative too: two importers'
     clocks disagree by seconds)."""
     return -CONVERSATION <= gap <= CONVERSATION
+
+
+def _shared(p: _Post, inc: _Open) -> tuple[_Open, float, int]:
+    """``inc`` with the IDF mass and number of ``p``'s bigrams it holds."""
+    terms = inc.terms
+    mass, n = 0.0, 0
+    for t, w in zip(p.terms, p.idf, strict=True):
+        if t in terms:
+            mass += w
+            n += 1
+    return inc, mass, n
 
 
 def _post(lst: list[_Open], inc: _Open) -> None:
@@ -530,14 +547,15 @@ def place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | No
     forbidden = {inc for q in index.cannot.get(p.id, ()) if (inc := index.by_post.get(q) or lookups.partner.get(q))}
     inc, why = _bound(index, p, forbidden, lookups)
     if inc is None:
-        recent = {i for _w, i in index.recent_in_group(p)}
+        recent = [i for _w, i in index.recent_in_group(p)]
+        # Chatter is only ever compared with the matters of its own conversation.
+        scored = [_shared(p, i) for i in recent] if p.role == "other" else index.candidates(p, recent)
         need = CHATTER_JOIN_SCORE if p.role == "other" else JOIN_SCORE
         best, best_score = None, need
-        for cand, shared, n_shared in index.candidates(p):
-            talked = cand in recent
-            if cand in forbidden or (p.role == "other" and not talked):
+        for cand, shared, n_shared in scored:
+            if cand in forbidden:
                 continue
-            s = _score(index, p, cand, shared, n_shared, talked)
+            s = _score(index, p, cand, shared, n_shared, cand in recent)
             if s > best_score or (s == best_score and best is None):
                 best, best_score = cand, s
         if best is not None:
@@ -546,7 +564,7 @@ def place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | No
         inc = _conversation(index, p, forbidden)
         why = "conversation"
     if inc is not None:
-        index.absorb(inc, p)
+        index.absorb(inc, p, copy=why == "story")
         return inc, why
     if _can_start(p):
         return index.found(p), "new"
@@ -576,22 +594,27 @@ def _index(ctx: Any) -> IncidentIndex:
 
 
 def _post_terms(index: IncidentIndex, facts: Sequence[PostFacts], fresh: Sequence[bool]
-                ) -> tuple[list[list[int]], list[list[float]]]:
-    """Each post's rarest bigrams (rarest first) and their IDF. Posts analysed for the first
-    time are counted into the frequencies first (at a cold start there is no history; a
-    re-analysed post is not counted twice)."""
+                ) -> tuple[list[list[int]], list[list[float]], list[list[tuple[int, float]]]]:
+    """Each post's rarest bigrams (rarest first) with their IDF, and its probe: the rarest of
+    those that some other post has too. Posts analysed for the first time are counted into the
+    frequencies first (at a cold start there is no history; a re-analysed post is not counted
+    twice)."""
     index.grams.add([f.grams for f, new in zip(facts, fresh, strict=True) if new])
     flat = np.fromiter((g for f in facts for g in f.grams), dtype=np.int64)
     idf_flat = index.grams.idf(flat).tolist() if flat.size else []
-    terms, idfs, k = [], [], 0
+    seen_flat = (index.grams.df[flat] > 1.5).tolist() if flat.size else []
+    terms, idfs, probes, k = [], [], [], 0
     for f in facts:
         g = f.grams
-        w = idf_flat[k : k + len(g)]
-        k += len(g)
-        order = sorted(range(len(g)), key=w.__getitem__, reverse=True)[:POST_TERMS]
+        n = len(g)
+        w = idf_flat[k : k + n]
+        seen = seen_flat[k : k + n]
+        k += n
+        order = sorted(range(n), key=w.__getitem__, reverse=True)[:POST_TERMS]
         terms.append([g[j] for j in order])
         idfs.append([w[j] for j in order])
-    return terms, idfs
+        probes.append([(g[j], w[j]) for j in order if seen[j]][:PROBE_TERMS])
+    return terms, idfs, probes
 
 
 def _lookup(session: Session, column: Any, values: Iterable[int], key: Any) -> dict[int, int]:
@@ -651,7 +674,7 @@ def incidents_stage(ctx: Any, batch: Any) -> None:
         facts = incidents_text_part(ctx)(batch.norm, [r.context for r in rows])
     ids = [r.id for r in rows]
     before, seen = _previous(session, ids)
-    terms, idfs = _post_terms(index, facts, [i not in seen for i in ids])
+    terms, idfs, probes = _post_terms(index, facts, [i not in seen for i in ids])
     story_ids = batch.story_ids or [r.story_id for r in rows]
     debunks = batch.debunks
     lookups = _lookups(session, index, rows, story_ids)
@@ -660,7 +683,7 @@ def incidents_stage(ctx: Any, batch: Any) -> None:
     for i in order:
         r, hit = rows[i], debunks[i]
         p = _Post(r.id, r.when, r.group_id, r.parent_id, story_ids[i], hit.debunk_id if hit else None,
-                  facts[i].role, facts[i], terms[i], idfs[i], batch.norm[i])
+                  facts[i].role, facts[i], terms[i], idfs[i], batch.norm[i], probes[i])
         placed[i], why = place(index, p, lookups)
         ctx.count(f"incident_{why}")
     ctx.timings["incidents.group"] = ctx.timings.get("incidents.group", 0.0) + time.perf_counter() - t0
@@ -724,7 +747,7 @@ def _fold_stats(ctx: Any, batch: Any, index: IncidentIndex, placed: list[_Open |
             continue
         stats[iid] = st
         active = st.last_seen is not None and st.last_seen >= since
-        extra[iid] = {"centroid": pack_terms(inc.terms), "status": "active" if active else "dormant"}
+        extra[iid] = {"centroid": _packed(inc), "status": "active" if active else "dormant"}
     write_stats(session, stats, extra=extra, now=ctx.now)
     if emptied:
         _write_empty(session, emptied, ctx.now)
@@ -732,6 +755,12 @@ def _fold_stats(ctx: Any, batch: Any, index: IncidentIndex, placed: list[_Open |
             index.close(iid)
     ctx.count("incidents_new", len(new))
     ctx.count("incidents_updated", len(changed))
+
+
+def _packed(inc: _Open) -> bytes:
+    if inc.packed is None:
+        inc.packed = pack_terms(inc.terms)
+    return inc.packed
 
 
 def _write_empty(session: Session, ids: list[int], now: dt.datetime) -> None:
@@ -754,7 +783,7 @@ def _insert(session: Session, index: IncidentIndex, new: list[_Open]) -> None:
     rows = []
     for inc in new:
         assert inc.stats is not None
-        rows.append(stat_values(inc.stats) | {"centroid": pack_terms(inc.terms), "status": "active"})
+        rows.append(stat_values(inc.stats) | {"centroid": _packed(inc), "status": "active"})
     stmt = (
         insert(table)
         .values(created_at=constant(conn, table.c.created_at, stamp),

@@ -62,6 +62,13 @@ def run_township(slug: str, verbose: bool) -> dict[str, Any]:
 
     from sqlalchemy import select
 
+    import nlp.incidents as incidents
+
+    for name, value in json.loads(os.environ.get("INCIDENT_PARAMS", "{}")).items():
+        if not hasattr(incidents, name):
+            raise SystemExit(f"INCIDENT_PARAMS: nlp.incidents has no {name}")
+        setattr(incidents, name, value)
+
     from core.db import make_engine, session_scope
     from core.ingest import ingest_posts
     from core.migrate import upgrade
