@@ -126,7 +126,7 @@ def measure_load(index: Any, n_open: int) -> dict[str, float]:
         upgrade(url)
         engine = make_engine(url)
         rows = [{"kind": "rumor", "title": "t", "first_seen": now, "last_seen": now, "status": "active",
-                 "centroid": pack_terms(inc.terms), "anchors": inc.anchors.to_dict(), "role_counts": {},
+                 "centroid": pack_terms(inc.terms, inc.mass), "anchors": inc.anchors.to_dict(), "role_counts": {},
                  "hourly_counts": {}, "spread": {}, "risk_parts": {}, "places": [], "post_count": 1,
                  "created_at": now, "updated_at": now}
                 for inc in list(index.open.values())[:n_open]]

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -93,6 +94,7 @@ POST_TERMS = 96  # rarest character bigrams kept per post (a chat line has fewer
 SCORED_CANDIDATES = 4  # candidates scored in full (the best by the probe terms)
 PROFILE_TERMS = 160  # bigrams kept per incident (by accumulated IDF weight)
 INDEXED_TERMS = 48  # bigrams a founder is listed under in the inverted index
+LOAD_INDEXED = 32  # bigrams an incident loaded at the start of a run is listed under (its strongest)
 MAX_INDEXED = 96  # bigrams an incident is listed under at most (it gains some as it grows)
 PROBE_TERMS = 12  # a post's rarest bigrams that other posts have too: what it looks up
 POSTING_CAP = 48  # incidents kept per bigram in the index (the most recent ones)
@@ -175,22 +177,24 @@ class _Open:
         self.stats: IncidentStats | None = None  # loaded when first touched in the run
 
 
-def pack_terms(terms: dict[int, float]) -> bytes:
-    """An incident's bigrams for ``incidents.centroid``: a count, int32 ids, float32 weights,
-    strongest first (the load indexes the first ones without sorting again)."""
+def pack_terms(terms: dict[int, float], mass: float = 0.0) -> bytes:
+    """An incident's bigrams for ``incidents.centroid``: a count, its IDF mass (float32), int32
+    ids and float32 weights, strongest first (the load indexes the first ones without sorting)."""
     order = sorted(terms, key=terms.__getitem__, reverse=True)
     keys = np.fromiter(order, dtype=np.int32, count=len(order))
     vals = np.fromiter((terms[t] for t in order), dtype=np.float32, count=len(order))
-    return len(terms).to_bytes(4, "little") + keys.tobytes() + vals.tobytes()
+    return len(terms).to_bytes(4, "little") + np.float32(mass).tobytes() + keys.tobytes() + vals.tobytes()
 
 
-def unpack_terms(blob: bytes | None) -> dict[int, float]:
-    if not blob or len(blob) < 4:
-        return {}
+def unpack_terms(blob: bytes | None) -> tuple[dict[int, float], float]:
+    """`pack_terms` undone: (bigram -> weight, strongest first; IDF mass)."""
+    if not blob or len(blob) < 8:
+        return {}, 0.0
     n = int.from_bytes(blob[:4], "little")
-    keys = np.frombuffer(blob[4 : 4 + 4 * n], dtype=np.int32)
-    vals = np.frombuffer(blob[4 + 4 * n : 4 + 8 * n], dtype=np.float32)
-    return dict(zip(keys.tolist(), vals.tolist(), strict=True))
+    mass = float(np.frombuffer(blob[4:8], dtype=np.float32)[0])
+    keys = np.frombuffer(blob[8 : 8 + 4 * n], dtype=np.int32)
+    vals = np.frombuffer(blob[8 + 4 * n : 8 + 8 * n], dtype=np.float32)
+    return dict(zip(keys.tolist(), vals.tolist(), strict=True)), mass
 
 
 @dataclass
@@ -271,12 +275,11 @@ class IncidentIndex:
         return index
 
     def _add_open(self, row: Any) -> _Open:
-        inc = _Open(row.id, row.first_seen, row.last_seen, unpack_terms(row.centroid),
-                    Anchors.from_dict(row.anchors), row.debunk_id)
+        terms, mass = unpack_terms(row.centroid)
+        inc = _Open(row.id, row.first_seen, row.last_seen, terms, Anchors.from_dict(row.anchors), row.debunk_id)
+        inc.mass = mass
         self.open[row.id] = inc
-        if inc.terms:
-            inc.mass = float(self.grams.idf(np.fromiter(inc.terms, dtype=np.int64, count=len(inc.terms))).sum())
-        self._index_terms(inc, list(inc.terms)[:INDEXED_TERMS])  # stored strongest first
+        self._index_terms(inc, list(itertools.islice(terms, LOAD_INDEXED)))  # stored strongest first
         self._index_anchors(inc, inc.anchors)
         if row.debunk_id is not None:
             self.by_debunk.setdefault(row.debunk_id, inc)
@@ -759,7 +762,7 @@ def _fold_stats(ctx: Any, batch: Any, index: IncidentIndex, placed: list[_Open |
 
 def _packed(inc: _Open) -> bytes:
     if inc.packed is None:
-        inc.packed = pack_terms(inc.terms)
+        inc.packed = pack_terms(inc.terms, inc.mass)
     return inc.packed
 
 
