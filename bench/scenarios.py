@@ -92,7 +92,7 @@ class Debunk:
     ``id`` and ``matter`` are extra keys the import ignores)."""
 
     id: str
-    matter: str
+    matter: str | None  # None: a distractor, about no matter of the corpus (matching it is wrong)
     claim: str
     refutation: str
     publisher: str = ""
@@ -162,7 +162,8 @@ def _debunks(folder: Path) -> list[Debunk]:
     out = []
     for i, d in enumerate(raw.get("debunks", [])):
         try:
-            out.append(Debunk(id=str(d["id"]), matter=str(d["matter"]), claim=str(d["claim"]),
+            matter = None if d.get("matter") is None else str(d["matter"])
+            out.append(Debunk(id=str(d["id"]), matter=matter, claim=str(d["claim"]),
                               refutation=str(d["refutation"]), publisher=str(d.get("publisher", "")),
                               published_at=str(d.get("published_at", ""))))
         except KeyError as exc:
@@ -234,6 +235,9 @@ def validate_evening(ev: Evening) -> list[str]:
             problems.append(f"{where}: matter {m.id} has kind {m.kind!r}, not one of {KINDS}")
         if m.kind == "rumor" and m.truth is True:
             problems.append(f"{where}: rumor {m.id} is true: make it a notice")
+    if ev.date > dt.datetime.now(TZ).date():
+        # the product refuses posts dated more than a day ahead, so a future evening is never stored
+        problems.append(f"{where}: the evening's date {ev.date} is in the future; date evenings in the past")
     ids = Counter(m.id for m in ev.messages)
     problems += [f"{where}: message id {i} used {n} times" for i, n in ids.items() if n > 1]
     seen: set[str] = set()
@@ -285,7 +289,7 @@ def validate_corpus(root: Path = ROOT) -> list[str]:
         problems += validate_evening(ev)
         matter_ids = {m.id for e in everything if e.slug == ev.slug for m in e.matters}
         problems += [f"{ev.slug}/debunks.yaml: {d.id} names unknown matter {d.matter}"
-                     for d in ev.debunks if d.matter not in matter_ids]
+                     for d in ev.debunks if d.matter is not None and d.matter not in matter_ids]
     overlap = {e.slug for e in by_part["tune"]} & {e.slug for e in by_part["heldout"]}
     problems += [f"township {s} is in both tune and heldout" for s in sorted(overlap)]
     for part, minimum in MINIMUMS.items():

@@ -305,17 +305,31 @@ ROLE_CUES: Mapping[str, tuple[str, ...]] = {
     ),
     # emotion or comment on a matter, without asserting or asking anything new
     "reaction": (
-        r"吓死", r"吓人", r"好怕", r"害怕", r"可怕", r"天哪", r"天啊", r"我的天", r"妈呀", r"我去",
-        r"不会吧", r"怎么会这样", r"担心", r"揪心", r"心疼", r"可怜", r"作孽", r"造孽", r"唉", r"哎",
+        r"吓死", r"吓人", r"好怕", r"害怕", r"可怕", r"天哪", r"天啊", r"我的天", r"妈呀", r"好家伙",
+        r"不会吧", r"怎么会这样", r"担心", r"揪心", r"心疼", r"可怜", r"作孽", r"造孽", r"缺德",
         r"无语", r"离谱", r"过分", r"气死", r"愤怒", r"太坏了", r"祈祷", r"保佑", r"希望(?:没事|平安|是假的)",
         r"我家(?:孩子|小孩|娃|老人)?也在", r"我们(?:家|那|村)?也在", r"咋办", r"怎么办", r"慌", r"心慌",
-        r"吓得", r"平安", r"太惨", r"好惨", r"难受", r"震惊",
+        r"吓得", r"平安", r"太惨", r"好惨", r"难受", r"震惊", r"阿弥陀佛", r"谢天谢地", r"急死",
+        r"抢钱", r"疯了", r"(?:这|那)?(?:咋|怎么|还怎么)活", r"真能(?:传|编|吹)", r"传来传去",
+    ),
+    # relief or regret once a claim turns out false: a reaction, though it names the denial
+    # ("原来是谣言", "那就好", "吓我一跳", "我那三十桶水白卖了")
+    "relief": (
+        r"那就好", r"(?:这下|总算|终于)?放心了", r"吓我一跳", r"虚惊一场", r"我就说(?:嘛|吧|呢)?", r"还好(?:没|不是)",
+        r"幸亏", r"幸好", r"原来(?:都)?是(?:谣言|假的|误会|骗子|骗人的|谣传|瞎传)", r"白(?:买|卖|囤|担心|跑)",
+        r"没白(?:买|囤)",
     ),
     # a denial in chat words (refutation_cues holds the written ones): "假的别传", "没有这回事"
     "chat_denial": (
         r"假(?<![不是]假)的(?!吧|吗|么|\?)", r"别(?:再|乱|瞎)?传了?", r"不要(?:再|乱|瞎)?传", r"没有?这(?:回|么回)?事",
         r"没有的事", r"(?:瞎|胡|乱)(?:说|讲|扯|编)", r"(?:已经|早就|官方|镇里|村里|政府)(?:已经|早就)?辟谣",
         r"不(?<!是不)是真的(?!吗|么|\?)", r"根本没有", r"(?:我|刚)(?:刚)?(?:问|打电话问)(?:过|了).{0,12}?没有",
+        # it is a scam, a misunderstanding, a forged paper
+        r"(?:是|系|实为|纯属|都是)(?:电信|网络)?(?:骗子|骗人的|诈骗|误会|假文件|假通知|假的)(?![吧吗么?])",
+        # an authority has said so, with a negation after it: "派出所说了没有抢孩子", "监管所说了 盐不涨价"
+        r"(?:所|局|站|队|院|厂|镇里|镇上|村里|村委会?|政府|派出所|网警|警察|老师|书记|主任|会计|医生)(?:都|也|已经|刚|刚才)?"
+        r"(?:说了|说|讲了|通报了|发了|回复了?|证实了?)\s?[^?]{0,14}?(?:没有|没|不|假|骗|误会)",
+        r"别(?:再)?(?:囤|慌|加|转|信|去(?:抢|囤))", r"没(?:有)?(?:接到|收到)(?:任何)?(?:通知|文件|消息)",
     ),
     # a denial word that does not deny: the claim affirmed ("不是谣言，是真的"), witnessed, come true
     "affirm": (
@@ -326,13 +340,22 @@ ROLE_CUES: Mapping[str, tuple[str, ...]] = {
     # official information: an opener or a body addressed to residents
     "notice": (
         r"^(?:【|\[)?(?:紧急)?(?:通知|公告|通告|告知书|提醒|温馨提示|重要提示|重要通知|友情提示)(?:】|\])?[:,]?",
-        r"^(?:【|\[)[^】\]]{0,12}(?:通知|公告|通告|提示|提醒|通报)(?:】|\])",
+        r"^(?:【|\[)[^】\]]{0,30}(?:通知|公告|通告|提示|提醒|通报)(?:】|\])",
         r"各位(?:村民|居民|家长|业主|乡亲|群友|同学|老师|租户|住户|商户|父老乡亲)",
         r"请(?:各位|大家|广大)(?:村民|居民|家长|群众|业主)?(?:于|在|到|带好|按时|注意|相互转告|提前|做好|配合|不要|勿)",
         r"特此(?:通知|公告|告知)", r"接上级(?:通知|要求)", r"(?:根据|按照).{0,12}(?:要求|规定|安排)",
         r"(?:镇|乡|县|区|市)?(?:人民)?(?:政府|村委会?|居委会?|社区|派出所|卫生院|供电所|自来水厂|水厂|学校|中心小学|中学|幼儿园|医院)"
         r"(?:发布|通知|通报|公告|提醒|温馨提示)[:,]",
         r"(?:办理|领取|报名|接种|缴费|发放)(?:时间|地点)", r"联系电话", r"咨询电话",
+    ),
+    # what a forged notice asks for: money or personal data through a private channel
+    "scam": (
+        r"(?:添加|加)(?:工作人员|客服|专员)?(?:的)?(?:微信|QQ|qq|<WECHAT>|<QQ>)", r"手续费", r"保证金", r"验证码",
+        r"(?:提供|发送|上传)(?:你的|本人)?(?:身份证|银行卡|卡号)", r"银行卡(?:号|信息)", r"转账", r"扫码(?:领取|登记|缴费)",
+    ),
+    # hearsay in chat words ("听内部人说", "村东头老赵说的"): the source is a person, not a notice
+    "hearsay_chat": (
+        r"听[^,。!?\s]{1,8}说", r"[^,。!?\s]{1,8}说的(?!话)", r"传(?:言|闻)说", r"有人说",
     ),
     # a grievance or an unmet need
     "complaint": (
@@ -343,6 +366,10 @@ ROLE_CUES: Mapping[str, tuple[str, ...]] = {
         r"(?:请|求|麻烦)(?:有关部门|相关部门|领导|村里|镇里|村委|物业)", r"解决一下", r"太(?:脏|臭|吵|乱|贵|差|冷)",
         r"停暖", r"没(?:有)?暖气", r"暖气不热", r"拖欠", r"欠薪", r"不给(?:退|修|办|报)", r"乱收费", r"扰民",
         r"(?:臭|脏)(?:死|得)", r"没法(?:过|住|睡|出门)", r"(?:垃圾|污水|路灯|路面)(?:.{0,6})(?:没人|堆|坏)",
+        # the need itself: nothing to be had, still broken, cold, no water
+        r"(?:还是|一直|到现在)(?:还是)?(?:凉|冷|不热|没(?:水|电|来|修|人))", r"(?:都|也|又)没(?:有)?(?:水|电|暖气|药|货)",
+        r"断货", r"进不到货", r"跑了.{1,4}(?:家|趟).{0,6}(?:都|也)没", r"饭都做不了", r"冻得", r"睡不着",
+        r"(?:打|找)12345", r"交了.{0,8}(?:费|钱)", r"又停(?:水|电|暖)了", r"三天两头", r"不提前通知",
     ),
     # what a matter is about: events and worries a township office answers for. Chatter holding one
     # of these is not left to the chatter rule, and an unexplained line holding one is a claim.
@@ -358,7 +385,7 @@ ROLE_CUES: Mapping[str, tuple[str, ...]] = {
         r"早上好", r"早安", r"晚安", r"大家好", r"你好", r"(?:中午|下午|晚上)好", r"(?:新年|节日|中秋|春节|元旦|端午|国庆|生日)快乐",
         r"^(?:早|早啊|在吗|在不在|来了|好的?|好嘞|好滴|嗯+|哦+|哈+|呵呵|ok|OK|收到|明白|知道了|谢谢|多谢|感谢|辛苦了?|赞|点赞|\+1|1|对|行|可以|没问题|是的|嗯嗯)[!。.~]*$",
         r"^收到", r"谢谢", r"感谢", r"辛苦(?:了|大家|您)", r"恭喜", r"祝贺", r"贺喜", r"喜得", r"新婚", r"满月酒", r"喜酒", r"升学宴",
-        r"考上(?:了)?(?:大学|研究生|公务员|重点)", r"快递", r"取件", r"驿站", r"拼车", r"顺风车", r"有车吗", r"捎(?:一|个|带)",
+        r"考上(?:了)?(?:大学|研究生|公务员|重点)", r"快递", r"取件", r"驿站", r"拼(?:个|一下)?车", r"顺风车", r"有车吗", r"捎(?:一|个|带)",
         r"几点(?:出发|集合|走|到)", r"接孩子", r"谁家的", r"失物", r"捡到", r"招领", r"钥匙",
         r"优惠", r"特价", r"打折", r"促销", r"团购", r"代购", r"加(?:我)?微信", r"扫码", r"下单", r"包邮", r"批发",
         r"出售", r"转让", r"出租", r"招聘", r"招工", r"日结", r"兼职", r"接单", r"上门服务", r"到货", r"预订", r"秒杀",
@@ -393,6 +420,7 @@ def _phrases_re(groups: tuple[str, ...]) -> re.Pattern[str]:
 
 _HEARSAY_RE = _phrases_re(("hearsay", "share_pressure", "deletion_claim"))
 _SPREAD_CALL_RE = _phrases_re(("urgent_spread",))
+_FORWARD_PREFIX_RE = re.compile(r"^(?:转发|转)(?:微博)?[:\s]")
 
 
 def role_cues(text: str, *, normalized: bool = True) -> frozenset[str]:
@@ -409,7 +437,8 @@ def role_cues(text: str, *, normalized: bool = True) -> frozenset[str]:
             found.add(name)
     if _HEARSAY_RE.search(t):
         found.add("hearsay")
-    if _SPREAD_CALL_RE.search(t):
+    # "转发：…" only says the line was forwarded (a notice is forwarded too), not "spread it"
+    if _SPREAD_CALL_RE.search(_FORWARD_PREFIX_RE.sub("", t, count=1)):
         found.add("spread_call")
     if refutation_cues(t, normalized=True):
         found.add("refutation")

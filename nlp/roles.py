@@ -66,8 +66,9 @@ _DEFAULT_CONTEXT = RoleContext()
 _NOT_WORDS_RE = re.compile(r"[\s!?,.:;'\"()\[\]{}<>~\-_/\\|…。、，；：“”‘’《》【】（）·]+")
 # A bare enquiry: the whole post asks "is it true?" of whatever it answers.
 _BARE_ENQUIRY_RE = re.compile(r"^(?:真的|真的吗|真的么|真的嘛|真的啊|真的呀|真的假的|真假|是真的吗|假的吧|真滴吗)$")
-_ASKS_RE = re.compile(r"(?:吗|么|嘛|\?)(?:\s|<[A-Z_]+>)*$|\?")
+_ASKS_RE = re.compile(r"(?:吗|么|嘛|呢|\?)(?:\s|<[A-Z_]+>)*$|\?|(?:了|过)没(?:有)?$")
 _SPREAD = frozenset({"hearsay", "spread_call"})
+_FORGED_NOTICE = frozenset({"hearsay", "hearsay_chat", "scam"})
 
 
 def words_of(norm_text: str) -> str:
@@ -102,6 +103,8 @@ def _rules(norm_text: str, words: str, cues: frozenset[str], ctx: RoleContext) -
         if "refutation" in cues and not _asks(norm_text):
             return ("refutation", 0.8)  # "有人问是不是真的？经核实不实"
         return ("question", 0.9 if cues & _SPREAD else 0.95)
+    if "relief" in cues and len(words) <= 30:
+        return ("reaction", 0.8)  # "原来是谣言", "那就好": feeling about a denial, not making one
     if "refutation" in cues:
         return ("refutation", 0.95)
     if "affirm" in cues:
@@ -109,10 +112,11 @@ def _rules(norm_text: str, words: str, cues: frozenset[str], ctx: RoleContext) -
     if "chat_denial" in cues and not _asks(norm_text):
         return ("refutation", 0.85)
     if "notice" in cues:
-        # A notice forwarded on hearsay, with pressure to share or a deletion warning, is a
-        # claim ("官方通报：明天起全镇封城，看到的都转"); real notices also say "请相互转告".
-        if "hearsay" in cues:
-            return ("claim", 0.7)
+        # A notice forwarded on hearsay, with pressure to share, or asking for money or personal
+        # data through a private channel is a claim (a forged notice: "【…补贴发放通知】…请添加
+        # 工作人员微信"); real notices also say "请相互转告".
+        if cues & _FORGED_NOTICE:
+            return ("claim", 0.75)
         return ("notice", 0.9)
     if cues & _SPREAD:
         return ("claim", 0.85)
@@ -124,6 +128,10 @@ def _rules(norm_text: str, words: str, cues: frozenset[str], ctx: RoleContext) -
         return ("other", 0.9)
     if "matter" in cues and _asks(norm_text) and len(words) <= 30:
         return ("question", 0.7)  # "学校明天停课吗？": asks whether the matter holds
+    if _asks(norm_text) and "chatter" not in cues and len(words) <= 30:
+        # Asked lines in a chat are mostly about the evening's matters ("报警了没？", "小孩能打吗");
+        # everyday questions hold chatter words or go to the model's "other".
+        return ("question", 0.6)
     return None
 
 

@@ -1,0 +1,490 @@
+"""Train the role model (`nlp.role_model`) and ship it under models/roles/<version>/.
+
+Labels come from three places, none of them hand-labelled research text:
+
+* weak labels on the research sets (../shared/data, research use only): the rumor datasets'
+  source posts assert something (label 1: a rumor claim; label 0: news, a notice when it speaks
+  with an official voice), and the comments under them ask (真的假的, 求辟谣), deny (假的, 已辟谣)
+  or react; `weak_comment_label` reads the role cues of `nlp.cues`. The cue words themselves
+  are sometimes cut out of a training line, so the model learns what *else* a question or a
+  reaction looks like: it only ever sees lines the rules could not decide.
+* chat lines generated from our own templates (`synthetic_chat`): complaints, notices, chatter
+  and short local claims, which the research sets lack.
+* a labelled corpus of our own chat lines (the scenario corpus's tune part), when given.
+
+Run ``python -m nlp.role_training ship --version 2026.12.0`` (scikit-learn is needed here, never
+at scoring time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gzip
+import json
+import logging
+import random
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nlp.cues import CUE_GROUPS, ROLE_CUES, role_cues
+from nlp.normalize import normalize
+from nlp.role_model import MODELS_DIR, RoleModel, dense_row, featurize
+from nlp.roles import ROLES, RoleClassifier, RoleContext, _rules, words_of
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "Example",
+    "confusion_table",
+    "evaluate",
+    "research_examples",
+    "synthetic_chat",
+    "train_role_model",
+    "weak_comment_label",
+]
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "n_features": 1 << 17,
+    "ngram": (1, 3),
+    "dense_weight": 0.5,
+    "C": 4.0,
+}
+
+
+@dataclass
+class Example:
+    norm: str
+    role: str
+    weight: float = 1.0
+    context: RoleContext = field(default_factory=RoleContext)
+    source: str = ""
+
+
+# --------------------------------------------------------------------------- weak labels
+_REPOST_CHAIN_RE = re.compile(r"//\s*<AT>.*$|//@.*$")
+_LEADING_AT_RE = re.compile(r"^(?:\s*<AT>\s*[:：]?)+")
+# Weibo's emoticons of feeling: a comment made only of these reacts ([泪][蜡烛][怒]).
+_EMOTICON_RE = re.compile(r"\[(?:泪|蜡烛|怒|吃惊|抓狂|衰|悲伤|伤心|鄙视|汗|晕|惊恐|可怜|愤怒|哀悼|生病|委屈|囧|怒骂|哼|打脸)\]")
+_REPOST_ONLY_RE = re.compile(r"^(?:转发微博|转发|repost|轉發微博|分享图片|分享|mark|马克|围观|顶|沙发)[。.!]*$", re.I)
+_CUE_SPANS: dict[str, re.Pattern[str]] = {
+    name: re.compile("|".join(f"(?:{p.lstrip('^')})" for p in ROLE_CUES[name]))
+    for name in ("truth_question", "reaction", "chat_denial")
+}
+
+
+def comment_text(raw: str) -> str:
+    """A repost's own words: the part before the forwarded chain, without leading @mentions."""
+    t = normalize(raw)
+    t = _REPOST_CHAIN_RE.sub("", t)
+    return _LEADING_AT_RE.sub("", t).strip()
+
+
+def weak_comment_label(norm: str) -> tuple[str, float] | None:
+    """(role, weight) for a comment under a post, from its cues; None when unsure.
+
+    Questions, denials and spreading calls are named by cues; a comment of feelings only, or a
+    short remark with no cue, reacts (a comment on it, weight 0.3: many are off-topic); a bare
+    repost is chatter.
+    """
+    words = words_of(norm)
+    if not words or _REPOST_ONLY_RE.match(words):
+        return ("other", 0.5)
+    cues = role_cues(norm)
+    if "truth_question" in cues and "refutation" not in cues:
+        return ("question", 1.0)
+    if "refutation" in cues or ("chat_denial" in cues and "?" not in norm):
+        return ("refutation", 1.0)
+    if cues & {"hearsay", "spread_call"}:
+        return ("claim", 0.5)
+    if "reaction" in cues or (_EMOTICON_RE.search(norm) and len(_EMOTICON_RE.sub("", words)) <= 4):
+        return ("reaction", 1.0)
+    if 4 <= len(words) <= 40 and not cues:
+        return ("reaction", 0.3)
+    return None
+
+
+def mask_cues(norm: str, role: str) -> str:
+    """The line with the words that named its role cut out (so the model learns the rest)."""
+    rx = {"question": _CUE_SPANS["truth_question"], "reaction": _CUE_SPANS["reaction"],
+          "refutation": _CUE_SPANS["chat_denial"]}.get(role)
+    return rx.sub("", norm).strip() if rx is not None else norm
+
+
+def _sentences(text: str, rng: random.Random) -> str:
+    """A chat-length piece of a long post: its first sentences up to 15-80 characters."""
+    limit = rng.randint(15, 80)
+    parts = re.split(r"(?<=[。!?；;])", text)
+    out = ""
+    for p in parts:
+        if out and len(out) + len(p) > limit:
+            break
+        out += p
+    return out[: max(limit, 15)].strip()
+
+
+def _iter_jsonl_gz(path: Path) -> Iterator[dict[str, Any]]:
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            yield json.loads(line)
+
+
+def research_examples(data_dir: Path, *, per_post: int = 12, seed: int = 0) -> list[Example]:
+    """Weakly labelled examples from the research sets (research use only; numbers ship, not text)."""
+    rng = random.Random(seed)
+    out: list[Example] = []
+    official = re.compile("|".join(re.escape(p) for p in CUE_GROUPS["official_source"]))
+    for name, file in (("weibo_ced", data_dir / "weibo_ced" / "ced.jsonl"),
+                       ("weibo_ma2016", data_dir / "weibo_ma2016" / "ma2016_weibo.jsonl")):
+        with file.open(encoding="utf-8") as fh:
+            for line in fh:
+                row = json.loads(line)
+                text = normalize(row.get("text") or "")
+                if not text:
+                    continue
+                piece = _sentences(text, rng)
+                if row["label"] == 1:
+                    out.append(Example(piece, "claim", 0.5, source=f"{name}:source"))
+                elif official.search(text) or text.startswith("【"):
+                    out.append(Example(piece, "notice", 0.3, source=f"{name}:source"))
+                else:
+                    out.append(Example(piece, "claim", 0.3, source=f"{name}:source"))
+    reposts = (
+        (data_dir / "weibo_ced" / "ced_reposts.jsonl.gz", "reposts", "text"),
+        (data_dir / "weibo_ma2016" / "ma2016_reposts_first50.jsonl.gz", "reposts_first", "text"),
+    )
+    for path, key, text_key in reposts:
+        for row in _iter_jsonl_gz(path):
+            records = row.get(key) or []
+            rng.shuffle(records)
+            taken = 0
+            for rec in records:
+                if taken >= per_post:
+                    break
+                norm = comment_text(rec.get(text_key) or "")
+                labelled = weak_comment_label(norm)
+                if labelled is None:
+                    continue
+                role, w = labelled
+                if role in ("question", "reaction", "refutation") and rng.random() < 0.5:
+                    norm = mask_cues(norm, role)
+                    if not words_of(norm):
+                        continue
+                out.append(Example(norm, role, w, RoleContext(is_reply=rng.random() < 0.3),
+                                   source=f"{path.parent.name}:comment"))
+                taken += 1
+    return out
+
+
+# --------------------------------------------------------------------------- our own chat lines
+_PLACES = ("东湾村", "石桥村", "南坪村", "青禾镇", "镇上", "村里", "县城", "中心小学", "镇卫生院", "菜市场",
+           "小区", "化工厂", "水库", "镇东头", "新街", "老街", "三组", "幼儿园")
+_TIMES = ("明天", "今晚", "下周", "刚才", "昨天", "周末", "今天下午", "后天", "月底", "")
+_PEOPLE = ("我表哥", "我婶子", "隔壁老王", "我同学", "村头的张姐", "我家那口子", "楼下大爷", "我妈")
+_EVENTS = ("出事了", "着火了", "有人被车撞了", "来了好多警车", "封路了", "死了人", "有人打架", "好几个人中毒了",
+           "要拆了", "水是黄的", "墙塌了", "有人跳河了", "丢了个小孩", "出了车祸", "冒黑烟", "的桥裂了",
+           "来了一帮收地的", "在抓人", "被查封了", "停产了")
+_PLANS = ("停水", "停电", "封路", "拆迁", "涨价", "收费", "挨家检查", "整体搬迁", "停课", "限电", "征地")
+_THINGS = ("自来水", "米", "猪肉", "牛奶", "疫苗", "青菜", "井水", "鸡蛋", "奶粉", "食堂的饭")
+_BAD = ("有问题", "被污染了", "过期了", "不能吃了", "有毒", "检出来不合格", "被人动过手脚", "是假的货")
+_FEELINGS = ("太吓人了", "好担心", "哎呀", "这可怎么办", "我的妈呀", "看得我心里发毛", "真是的", "这世道啊",
+             "作孽哦", "不敢相信", "太不像话了", "但愿没事", "心里慌慌的", "这也太惨了吧", "气人", "唉这日子",
+             "听着就难受", "老天保佑", "真揪心", "我都不敢让孩子出门了", "这叫什么事", "造孽")
+_INFRA = ("路灯", "自来水管", "下水道", "村口的路", "暖气", "网络", "公交", "垃圾桶", "桥上的栏杆", "井盖")
+_BROKEN = ("坏了", "堵了", "漏水", "不通", "塌了个坑", "没了", "满了")
+_DURS = ("三天", "一个星期", "半个月", "一个多月", "好几天", "两天")
+_NOBODY = ("也没人修", "都没人管", "找谁都没用", "打电话也不接", "村里也不管", "反映了也没用", "到现在还没弄")
+_ORGS = ("村委会", "镇政府", "社区", "镇卫生院", "中心小学", "供电所", "自来水厂", "派出所", "居委会", "镇农办")
+_ACTIVITIES = ("停电检修", "发放米面油", "接种流感疫苗", "免费体检", "召开村民大会", "消防演练", "收缴医保",
+               "发放补贴", "开展环境整治", "道路施工", "办理社保卡", "发放口罩")
+_ACTIONS = ("准时参加", "带好身份证", "提前储水", "相互转告", "按时到场", "提前做好准备", "带好户口本", "注意绕行")
+_AUDIENCE = ("各位村民", "各位居民", "各位家长", "广大群众", "各户")
+_CHATTER = (
+    "早", "早上好啊", "在吗", "我到家了", "在路上了", "马上到", "晚上打牌三缺一", "谁在县城帮我带个充电器",
+    "孩子作业写完没", "今天太阳真好", "饺子包好了，过来吃", "这周末谁去赶集", "我家的狗跑哪去了",
+    "有人要小猫吗，刚生的", "二手电动车出售，九成新", "明天早上六点出发，别迟到", "谁有水电工的电话",
+    "今晚的月亮好圆", "新开的理发店还不错", "孩子期末考了第一，开心", "谢谢大家的祝福", "大家中秋快乐",
+    "麻烦让一下车，挡住门口了", "下午三点篮球场，来不来", "新鲜土鸡蛋，一块五一个", "帮忙点个赞",
+    "欢迎新朋友进群", "这个视频笑死我了", "明天降温了，多穿点", "老张你的快递到了", "刚才那个视频谁发的",
+    "好久不见，最近怎么样", "周六喝喜酒别忘了", "诚招服务员，包吃住", "到了说一声", "今天菜价挺便宜",
+)
+
+
+def _pick(rng: random.Random, xs: Sequence[str]) -> str:
+    return xs[rng.randrange(len(xs))]
+
+
+def _claim(rng: random.Random) -> str:
+    p, t = _pick(rng, _PLACES), _pick(rng, _TIMES)
+    forms = (
+        lambda: f"{p}{_pick(rng, _EVENTS)}",
+        lambda: f"{t}{p}要{_pick(rng, _PLANS)}",
+        lambda: f"{p}的{_pick(rng, _THINGS)}{_pick(rng, _BAD)}",
+        lambda: f"{_pick(rng, _PEOPLE)}说{p}{_pick(rng, _EVENTS)}",
+        lambda: f"{p}{rng.randint(2, 30)}个人{_pick(rng, ('住院了', '被抓了', '失踪了', '发烧了', '被带走了'))}",
+        lambda: f"{t}开始{p}{_pick(rng, _PLANS)}，{_pick(rng, ('一直到月底', '要一个星期', '具体时间没定', '大家准备好'))}",
+    )
+    return _pick_fn(rng, forms)
+
+
+def _question(rng: random.Random) -> str:
+    p, t = _pick(rng, _PLACES), _pick(rng, _TIMES)
+    forms = (
+        lambda: f"{p}{t}还{_pick(rng, _PLANS)}吗?",
+        lambda: f"{p}是不是{_pick(rng, _EVENTS)}?",
+        lambda: f"{p}到底怎么了?",
+        lambda: f"{_pick(rng, _THINGS)}还能吃吗",
+        lambda: f"{p}那边现在什么样了?",
+        lambda: f"{t}到底{_pick(rng, _PLANS)}不{_pick(rng, _PLANS)[:1]}?",
+        lambda: f"{p}{_pick(rng, _EVENTS)}?",
+    )
+    return _pick_fn(rng, forms)
+
+
+def _reaction(rng: random.Random) -> str:
+    f = _pick(rng, _FEELINGS)
+    forms = (
+        lambda: f,
+        lambda: f"{f}，{_pick(rng, _FEELINGS)}",
+        lambda: f"我们家{_pick(rng, ('孩子', '老人', '亲戚'))}就在{_pick(rng, _PLACES)}，{f}",
+        lambda: f"{f}<EMO>",
+    )
+    return _pick_fn(rng, forms)
+
+
+def _complaint(rng: random.Random) -> str:
+    forms = (
+        lambda: f"{_pick(rng, _INFRA)}{_pick(rng, _BROKEN)}{_pick(rng, _DURS)}了，{_pick(rng, _NOBODY)}",
+        lambda: f"{_pick(rng, ('药店', '超市', '镇上'))}买不到{_pick(rng, ('退烧药', '口罩', '米', '煤气', '化肥'))}",
+        lambda: f"{_pick(rng, ('水费', '电费', '物业费', '停车费'))}又涨了，老百姓怎么活",
+        lambda: f"排了{_pick(rng, _DURS[-2:])}队还没{_pick(rng, ('办上', '看上病', '轮到'))}",
+        lambda: f"{_pick(rng, _INFRA)}{_pick(rng, _BROKEN)}了，{_pick(rng, _NOBODY)}",
+        lambda: f"{_pick(rng, ('工地', '养猪场', '饭店'))}{_pick(rng, ('天天半夜', '一直', '每天早上'))}{_pick(rng, ('吵', '臭', '排污水'))}，{_pick(rng, _NOBODY)}",
+    )
+    return _pick_fn(rng, forms)
+
+
+def _notice(rng: random.Random) -> str:
+    o, t, a = _pick(rng, _ORGS), _pick(rng, _TIMES) or "本周六", _pick(rng, _ACTIVITIES)
+    forms = (
+        lambda: f"{o}通知：{t}{a}，请{_pick(rng, _AUDIENCE)}{_pick(rng, _ACTIONS)}",
+        lambda: f"【{o}】{t}上午{rng.randint(8, 10)}点{a}，{_pick(rng, _ACTIONS)}",
+        lambda: f"{_pick(rng, _AUDIENCE)}：{t}{a}，地点在{o}门口",
+        lambda: f"{o}提醒：{t}{a}，{_pick(rng, _ACTIONS)}",
+    )
+    return _pick_fn(rng, forms)
+
+
+def _pick_fn(rng: random.Random, forms: Sequence[Any]) -> str:
+    return str(forms[rng.randrange(len(forms))]())
+
+
+def synthetic_chat(n_per_role: int = 600, seed: int = 0) -> list[Example]:
+    """Chat lines from our own templates, one batch per role (our text: may ship in tests)."""
+    rng = random.Random(seed)
+    makers = {"claim": _claim, "question": _question, "reaction": _reaction, "complaint": _complaint,
+              "notice": _notice, "other": lambda r: _pick(r, _CHATTER)}
+    out = []
+    for role, make in makers.items():
+        for _ in range(n_per_role):
+            out.append(Example(normalize(make(rng)), role, 1.0,
+                               RoleContext(is_reply=rng.random() < 0.2), source="synthetic"))
+    return out
+
+
+# --------------------------------------------------------------------------- our own labelled chats
+def scenario_examples(folder: Path, *, weight: float = 3.0) -> list[Example]:
+    """Every message of the scenario evenings under ``folder`` (tests/fixtures/scenarios/tune: our
+    own writing, the truth of every role). Never pass the held-out part."""
+    import yaml
+
+    if "heldout" in folder.parts:
+        raise ValueError(f"{folder}: the held-out scenarios are for measuring only, never for training")
+    out = []
+    for file in sorted(folder.rglob("evening-*.yaml")):
+        doc = yaml.safe_load(file.read_text(encoding="utf-8"))
+        for m in doc.get("messages") or []:
+            out.append(Example(normalize(str(m.get("text") or "")), m["role"], weight,
+                               RoleContext(is_reply=m.get("reply_to") is not None),
+                               source=f"scenario:{file.parent.name}"))
+    return out
+
+
+# --------------------------------------------------------------------------- training
+def undecided(examples: Iterable[Example]) -> list[Example]:
+    """The examples the rules leave to the model: the only kind it will ever see."""
+    out = []
+    for ex in examples:
+        words = words_of(ex.norm)
+        if words and _rules(ex.norm, words, role_cues(ex.norm), ex.context) is None:
+            out.append(ex)
+    return out
+
+
+def _dense(examples: Sequence[Example]) -> np.ndarray:
+    return np.asarray(
+        [dense_row(role_cues(e.norm), len(words_of(e.norm)), e.norm, e.context) for e in examples],
+        dtype=np.float32,
+    )
+
+
+def train_role_model(examples: Sequence[Example], params: dict[str, Any] | None = None, *,
+                     version: str = "") -> RoleModel:
+    """A softmax role model fit on ``examples`` (class-balanced sample weights)."""
+    from sklearn.linear_model import LogisticRegression
+
+    p = {**DEFAULT_PARAMS, **(params or {})}
+    x = featurize([e.norm for e in examples], _dense(examples), p["n_features"], p["ngram"], p["dense_weight"])
+    y = np.asarray([ROLES.index(e.role) for e in examples])
+    w = np.asarray([e.weight for e in examples], dtype=np.float64)
+    per_class = np.bincount(y, weights=w, minlength=len(ROLES))
+    balance = np.where(per_class > 0, per_class.sum() / (len(ROLES) * np.maximum(per_class, 1e-9)), 0.0)
+    w = w * balance[y]
+    clf = LogisticRegression(C=p["C"], max_iter=300, tol=1e-4)
+    clf.fit(x, y, sample_weight=w)
+    coef = np.zeros((len(ROLES), x.shape[1]), dtype=np.float32)
+    intercept = np.full(len(ROLES), -30.0, dtype=np.float32)  # a role never seen is never predicted
+    coef[clf.classes_] = clf.coef_
+    intercept[clf.classes_] = clf.intercept_
+    return RoleModel(coef, intercept, ROLES, n_features=p["n_features"], ngram=p["ngram"],
+                     dense_weight=p["dense_weight"], version=version)
+
+
+def evaluate(clf: RoleClassifier, norms: Sequence[str], contexts: Sequence[RoleContext],
+             gold: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, per-role recall and the confusion counts (gold -> predicted) of the full classifier."""
+    pred, _ = clf.predict(norms, contexts)
+    conf = Counter(zip(gold, pred, strict=True))
+    n = len(gold)
+    return {
+        "n": n,
+        "accuracy": sum(g == p for g, p in zip(gold, pred, strict=True)) / n if n else 0.0,
+        "recall": {r: (conf[(r, r)] / c if (c := sum(v for (g, _), v in conf.items() if g == r)) else None)
+                   for r in ROLES},
+        "confusion": {g: {p: conf[(g, p)] for p in ROLES} for g in ROLES},
+    }
+
+
+def confusion_table(confusion: dict[str, dict[str, int]]) -> str:
+    """A markdown table: gold roles down, predicted roles across."""
+    head = "| gold \\ predicted | " + " | ".join(ROLES) + " |"
+    rule = "|---" * (len(ROLES) + 1) + "|"
+    rows = [f"| {g} | " + " | ".join(str(confusion[g][p]) for p in ROLES) + " |" for g in ROLES]
+    return "\n".join([head, rule, *rows])
+
+
+def dev_set(path: Path) -> tuple[list[str], list[RoleContext], list[str]]:
+    """tests/fixtures/roles_dev.yaml as (normalised texts, contexts, gold roles)."""
+    import yaml
+
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    norms, ctxs, gold = [], [], []
+    for role, items in data.items():
+        for item in items:
+            it = {"text": item} if isinstance(item, str) else item
+            norms.append(normalize(it["text"]))
+            ctxs.append(RoleContext(is_reply=bool(it.get("reply", False)), channel=it.get("channel", "chat"),
+                                    has_title=bool(it.get("title", False))))
+            gold.append(role)
+    return norms, ctxs, gold
+
+
+def build_examples(data_dir: Path | None, *, seed: int = 0, extra: Sequence[Example] = ()) -> list[Example]:
+    """Every training example, as the model sees them (rule-decided lines dropped)."""
+    examples = synthetic_chat(seed=seed)
+    if data_dir is not None:
+        examples += research_examples(data_dir, seed=seed)
+    examples += list(extra)
+    return undecided(examples)
+
+
+def _write_card_md(d: Path, card: dict[str, Any]) -> None:
+    lines = [
+        f"# Role model {card['version']}",
+        "",
+        "Post roles (claim, question, reaction, refutation, notice, complaint, other) for lines the",
+        "rules of `nlp.roles` leave undecided. Trained " + card["trained_at"] + " with",
+        f"`python -m nlp.role_training ship --version {card['version']}` (seed {card['seed']}).",
+        "",
+        "## Model",
+        f"- Features: character {card['ngram'][0]}-{card['ngram'][1]}-grams hashed into {card['n_features']} columns",
+        "  (binary, rows at unit length) plus the role cue flags of `nlp.cues.role_cues`, the post's",
+        "  context (reply, web, titled) and length bins.",
+        "- Classifier: multinomial logistic regression, class-balanced.",
+        "- The files hold numbers only (`weights.npz`, read with `allow_pickle=False`) and this card:",
+        "  **no vocabulary strings and no texts.**",
+        "",
+        "## Training data",
+        "Examples the rules leave undecided, by source: " + json.dumps(card["sources"], ensure_ascii=False),
+        "Roles: " + json.dumps(card["roles_trained"], ensure_ascii=False),
+        "",
+        "- Weak labels on the research sets (research use only, no licence stated by any of them):",
+        "  weibo_ced (Song et al., CED, arXiv:1811.04175; thunlp/Chinese_Rumor_Dataset) and",
+        "  weibo_ma2016 (Ma et al., IJCAI 2016; ww-rm/weibo-rmdt, labels from TianBian95/BiGCN).",
+        "  Source posts are claims (rumor) or claims/notices (non-rumor); comments are labelled by",
+        "  the role cues (questions, denials, reactions), the cue words sometimes cut out.",
+        "- Chat lines from our own templates (`nlp.role_training.synthetic_chat`).",
+        "- Our own labelled chat lines: " + card.get("own_labels", "none"),
+        "",
+        "Deployers should retrain on their own reviewed labels.",
+        "",
+        "## Metrics (full classifier: rules + this model)",
+        "```",
+        json.dumps(card["metrics"], ensure_ascii=False, indent=1),
+        "```",
+    ]
+    (d / "card.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def ship(version: str, *, seed: int = 0, extra: Sequence[Example] = (), own_labels: str = "none",
+         dev: Path | None = None) -> Path:
+    """Train on everything, write models/roles/<version>/ and make it ACTIVE."""
+    from nlp import data
+
+    try:
+        data_dir: Path | None = data.shared_data_dir()
+    except data.SharedDataMissing:
+        log.warning("shared research data absent: training on our own chat lines only")
+        data_dir = None
+    examples = build_examples(data_dir, seed=seed, extra=extra)
+    model = train_role_model(examples, version=version)
+    metrics: dict[str, Any] = {}
+    if dev is not None:
+        r = evaluate(RoleClassifier(model), *dev_set(dev))
+        metrics["dev_set"] = {"n": r["n"], "accuracy": round(r["accuracy"], 4)}
+    card = {
+        "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "seed": seed,
+        "sources": dict(Counter(e.source for e in examples)),
+        "roles_trained": dict(Counter(e.role for e in examples)),
+        "own_labels": own_labels,
+        "params": {k: list(v) if isinstance(v, tuple) else v for k, v in DEFAULT_PARAMS.items()},
+        "metrics": metrics,
+        "data_terms": "research use only (no licence stated); numeric weights only",
+    }
+    d = model.save(MODELS_DIR / version, card)
+    _write_card_md(d, {**card, "version": version, "ngram": model.ngram, "n_features": model.n_features})
+    (MODELS_DIR / "ACTIVE").write_text(version + "\n", encoding="utf-8")
+    return d
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m nlp.role_training")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("ship", help="train on everything and write models/roles/<version>/")
+    s.add_argument("--version", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    dev = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "roles_dev.yaml"
+    print(ship(args.version, seed=args.seed, dev=dev if dev.is_file() else None))
+
+
+if __name__ == "__main__":
+    main()
