@@ -81,7 +81,9 @@ log = logging.getLogger(__name__)
 
 STAGE_NAME = "incidents"
 DEFAULT_WINDOW_DAYS = 7
-JOIN_SCORE = 0.5  # content score a post needs to join an incident (see _score)
+JOIN_SCORE = 0.3  # content score a post needs to join an incident (see _score)
+CHATTER_FOLLOW_MINUTES = 2  # chatter this soon after a matter in its group is part of its conversation
+CHATTER_MIN_TERMS = 4  # bigrams such a line needs ("收到", "好的" have fewer)
 CHATTER_JOIN_SCORE = 0.6  # what a post of role "other" needs, and only in a conversation
 NORM_MASS = 80.0  # IDF mass that counts as "all of it" (see _score)
 ANCHOR_BONUS = 0.3  # at most, for anchors in common
@@ -534,6 +536,12 @@ def _conversation(index: IncidentIndex, p: _Post, forbidden: set[_Open]) -> _Ope
     if p.role in ("question", "reaction"):
         return recent[0]
     if p.role == "other":
+        # A line of the conversation itself ("村东头老赵说的", "我去问问"), within a few minutes of
+        # the matter in its group and saying something (not "收到", "好的").
+        last = index.group_recent.get(p.group_id or -1, [])
+        if CHATTER_FOLLOW_MINUTES and last and len(p.terms) >= CHATTER_MIN_TERMS and last[-1][1] is recent[0] \
+                and p.when - last[-1][0] <= dt.timedelta(minutes=CHATTER_FOLLOW_MINUTES):
+            return recent[0]
         return None
     for inc in recent:
         if any(t in inc.terms for t in p.terms):

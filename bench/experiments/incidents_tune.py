@@ -140,7 +140,7 @@ def main() -> None:
         print(json.dumps(run_township(args.township, args.verbose), ensure_ascii=False))
         return
     results = []
-    for slug in ("liuhe", "baisha", "guishan"):
+    for slug in ("liuhe", "baisha", "guishan", "jintang"):
         cmd = [sys.executable, "-m", "bench.experiments.incidents_tune", "--township", slug]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
         if out.returncode:

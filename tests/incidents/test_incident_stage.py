@@ -102,18 +102,38 @@ def test_a_reply_joins_its_parents_incident(db: Session, rumor_model: Any) -> No
     assert claim is not None and incident_of(db, "m3") == claim
 
 
-def test_chatter_gets_no_incident(db: Session, rumor_model: Any) -> None:
+def test_chatter_starts_nothing_and_never_counts_in_reach_or_risk(db: Session, rumor_model: Any) -> None:
     run(db, rumor_model, [
         msg("听说中心小学甲流，全校停课两周", 1, "qh-1"),
         msg("收到", 2, "qh-1", 1),
         msg("哈哈哈哈", 3, "qh-1", 2),
         msg("晚安各位", 4, "qh-1", 3),
+        msg("今晚谁家包饺子 我家白菜吃不完了 谁要来拿", 5, "qh-7", 4),
+        msg("谁家有梯子借用一下 房顶灯泡坏了", 6, "qh-8", 30),
     ])
-    for n in (2, 3, 4):
+    for n in (2, 3, 4, 5, 6):
         post = post_of(db, f"m{n}")
-        assert post.role == "other" and post.incident_id is None
+        assert post.role == "other"
+    for n in (2, 3, 4, 5, 6):  # too short, another group, or nothing to follow: no incident
+        assert post_of(db, f"m{n}").incident_id is None
     inc = db.get(Incident, incident_of(db, "m1"))
     assert inc is not None and "other" not in inc.role_counts and inc.post_count == 1
+
+
+def test_chatter_inside_a_conversation_is_counted_but_never_weighed(db: Session, rumor_model: Any) -> None:
+    run(db, rumor_model, [
+        msg("听说中心小学甲流，全校停课两周", 1, "qh-1"),
+        msg("我等会去村委会那边看看情况再说", 2, "qh-2", 1),
+    ])
+    run(db, rumor_model, [msg("我等会去村委会那边看看情况再说", 3, "qh-1", 1)])
+    post = post_of(db, "m3")
+    inc = db.get(Incident, incident_of(db, "m1"))
+    assert inc is not None
+    assert post.role == "other", "the role model calls this line chatter (precondition of the test)"
+    assert post.incident_id == inc.id  # a minute after the rumor in its group: part of that conversation
+    assert inc.role_counts.get("other") == 1 and inc.post_count == 2
+    assert sum(inc.spread.values()) == 1 and sum(inc.hourly_counts.values()) == 1 and inc.group_count == 1
+    assert post_of(db, "m2").incident_id is None  # said in another group: not that conversation
 
 
 def test_a_refutation_joins_its_matter_but_never_raises_its_risk(db: Session, rumor_model: Any) -> None:
