@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from core.tables import ConcernState, Incident, IncidentConstraint, Post, utcnow
@@ -656,6 +656,37 @@ def _previous(session: Session, ids: list[int]) -> tuple[dict[int, int], set[int
     return incident, seen
 
 
+def _recent_conversations(session: Session, index: IncidentIndex, rows: Sequence[Any]) -> None:
+    """The matters talked about in the batch's groups just before its posts, by posts analysed in
+    earlier runs (`yuqing run` analyses every minute: "真的吗？" often arrives in the run after
+    its claim). Fills ``index.group_recent`` for the groups this run has not seen yet."""
+    t = Post.__table__
+    groups = sorted({r.group_id for r in rows if r.group_id is not None and r.group_id not in index.group_recent})
+    if not groups:
+        return
+    lo = min(r.when for r in rows) - CONVERSATION
+    hi = max(r.when for r in rows)
+    batch = {r.id for r in rows}
+    when = func.coalesce(t.c.published_at, t.c.collected_at)
+    found: dict[int, list[tuple[dt.datetime, int]]] = {}
+    for start in range(0, len(groups), _CHUNK):
+        for pid, gid, iid, at in session.execute(
+            select(t.c.id, t.c.group_id, t.c.incident_id, when)
+            .where(t.c.group_id.in_(groups[start : start + _CHUNK]), t.c.incident_id.is_not(None),
+                   t.c.role != "other", t.c.published_at >= lo, t.c.published_at <= hi)
+        ):
+            if pid not in batch:
+                found.setdefault(gid, []).append((at, iid))
+    index.reopen(session, [iid for items in found.values() for _at, iid in items])
+    for gid, items in found.items():
+        recent: list[tuple[dt.datetime, _Open]] = []
+        for at, iid in sorted(items, key=lambda x: x[0]):
+            inc = index.open.get(iid)
+            if inc is not None:
+                recent = [(w, i) for w, i in recent if i is not inc] + [(at, inc)]
+        index.group_recent[gid] = recent[-RECENT_PER_GROUP:]
+
+
 def _lookups(session: Session, index: IncidentIndex, rows: Sequence[Any], story_ids: Sequence[int | None]) -> _Lookups:
     t = Post.__table__
     ids = {r.id for r in rows}
@@ -689,6 +720,7 @@ def incidents_stage(ctx: Any, batch: Any) -> None:
     story_ids = batch.story_ids or [r.story_id for r in rows]
     debunks = batch.debunks
     lookups = _lookups(session, index, rows, story_ids)
+    _recent_conversations(session, index, rows)
     order = sorted(range(len(rows)), key=lambda i: (rows[i].when, rows[i].id))
     placed: list[_Open | None] = [None] * len(rows)
     for i in order:
