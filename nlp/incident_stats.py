@@ -170,11 +170,17 @@ class IncidentStats:
         return sum(top) / len(top) if top else 0.0
 
     def anchors_dict(self) -> dict[str, list[str]]:
-        return {k: [v for v, _ in c.most_common(MAX_ANCHORS)] for k, c in sorted(self.anchors.items()) if c}
+        return {k: _top(c, MAX_ANCHORS) for k, c in sorted(self.anchors.items()) if c}
 
     def anchor_set(self) -> Anchors:
         d = self.anchors_dict()
         return Anchors.from_dict(d)
+
+
+def _top(counts: Counter[str], n: int) -> list[str]:
+    """The ``n`` most frequent keys, ties in first-seen order (Counter.most_common, without its
+    heap: these counters are small and read for every incident a batch touches)."""
+    return sorted(counts, key=counts.__getitem__, reverse=True)[:n]
 
 
 def kind_of(s: IncidentStats) -> str:
@@ -269,7 +275,7 @@ def stat_values(s: IncidentStats) -> dict[str, Any]:
     """The ``incidents`` columns these stats determine (everything but the grouping's own)."""
     risk, parts = risk_of(s)
     claim_probs = s.claim_probs
-    places = [p for p, _ in s.places.most_common(MAX_PLACES)]
+    places = _top(s.places, MAX_PLACES)
     return {
         "kind": kind_of(s),
         "title": s.title(),
@@ -287,7 +293,7 @@ def stat_values(s: IncidentStats) -> dict[str, Any]:
         "risk_parts": parts,
         "debunk_id": s.debunk_id,
         "debunk_similarity": s.debunk_similarity,
-        "category": s.categories.most_common(1)[0][0] if s.categories else None,
+        "category": _top(s.categories, 1)[0] if s.categories else None,
         "places": places,
         "anchors": s.anchors_dict(),
     }

@@ -98,8 +98,8 @@ PROFILE_TERMS = 160  # bigrams kept per incident (by accumulated IDF weight)
 INDEXED_TERMS = 48  # bigrams a founder is listed under in the inverted index
 LOAD_INDEXED = 32  # bigrams an incident loaded at the start of a run is listed under (its strongest)
 MAX_INDEXED = 96  # bigrams an incident is listed under at most (it gains some as it grows)
-PROBE_TERMS = 12  # a post's rarest bigrams that other posts have too: what it looks up
-POSTING_CAP = 48  # incidents kept per bigram in the index (the most recent ones)
+PROBE_TERMS = 8  # a post's rarest bigrams that other posts have too: what it looks up
+POSTING_CAP = 32  # incidents kept per bigram in the index (the most recent ones)
 MIN_SHARED = 3  # bigrams in common, unless anchors or the conversation bind too
 START_TERMS = 4  # bigrams a post needs to start an incident ("收到了" starts nothing)
 QUESTION_START_TERMS = 8  # a question must name its matter to start one ("中心小学真的停课两周吗")
@@ -335,8 +335,8 @@ class IncidentIndex:
                 probe.setdefault(inc, 0.0)
         for inc in recent:
             probe.setdefault(inc, 0.0)
-        best = heapq.nlargest(SCORED_CANDIDATES, probe, key=probe.__getitem__) if len(probe) > SCORED_CANDIDATES \
-            else list(probe)
+        best = sorted(probe, key=probe.__getitem__, reverse=True)[:SCORED_CANDIDATES] \
+            if len(probe) > SCORED_CANDIDATES else list(probe)
         return [_shared(p, inc) for inc in best]
 
     def recent_in_group(self, p: _Post) -> list[tuple[dt.datetime, _Open]]:
@@ -459,7 +459,8 @@ def _conflicts(index: IncidentIndex, p: _Post, inc: _Open) -> bool:
 
 
 def _score(index: IncidentIndex, p: _Post, inc: _Open, shared: float, n_shared: int, talked: bool) -> float:
-    """How well ``p`` fits ``inc`` (joins at JOIN_SCORE); -1 when it must not join.
+    """How well ``p`` fits ``inc`` (joins at JOIN_SCORE); anchors that conflict are checked by
+    the caller, on the candidate that would join (`_best`).
 
     The IDF share of the post's bigrams the incident holds (containment: a paraphrase or a
     question shares most of what it says with its matter, while the matter says much more),
@@ -467,8 +468,6 @@ def _score(index: IncidentIndex, p: _Post, inc: _Open, shared: float, n_shared: 
     penalty for a matter quiet for days. Too few bigrams in common count for nothing unless an
     anchor or the conversation backs them.
     """
-    if _conflicts(index, p, inc):
-        return -1.0
     # Containment, normalised by the smaller side (a short question inside a long claim, a short
     # claim quoted whole in a long refutation) and at most NORM_MASS (about 16 distinctive
     # bigrams in common say "the same matter" however long both texts are).
@@ -526,6 +525,21 @@ class _Lookups:
     partner: dict[int, _Open]
 
 
+def _best(index: IncidentIndex, p: _Post, scored: list[tuple[_Open, float, int]], recent: list[_Open],
+          forbidden: set[_Open], need: float) -> _Open | None:
+    """The best-scoring candidate at ``need`` or above whose anchors do not conflict with ``p``'s
+    (checked only on the candidates that would join: the check costs more than the score)."""
+    ranked = sorted(((_score(index, p, inc, shared, n, inc in recent), k, inc)
+                     for k, (inc, shared, n) in enumerate(scored) if inc not in forbidden),
+                    key=lambda x: (-x[0], x[1]))
+    for score, _k, inc in ranked:
+        if score < need:
+            return None
+        if not _conflicts(index, p, inc):
+            return inc
+    return None
+
+
 def _conversation(index: IncidentIndex, p: _Post, forbidden: set[_Open]) -> _Open | None:
     """A short line right after a matter in its group: a question or reaction ("真的吗？",
     "天哪") belongs to the latest matter talked about; any other short line ("这可咋整 结核会
@@ -562,13 +576,7 @@ def place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | No
         # Chatter is only ever compared with the matters of its own conversation.
         scored = [_shared(p, i) for i in recent] if p.role == "other" else index.candidates(p, recent)
         need = CHATTER_JOIN_SCORE if p.role == "other" else JOIN_SCORE
-        best, best_score = None, need
-        for cand, shared, n_shared in scored:
-            if cand in forbidden:
-                continue
-            s = _score(index, p, cand, shared, n_shared, cand in recent)
-            if s > best_score or (s == best_score and best is None):
-                best, best_score = cand, s
+        best = _best(index, p, scored, recent, forbidden, need)
         if best is not None:
             inc, why = best, "content"
     if inc is None and len(p.terms) <= SMALL_POST_TERMS:
