@@ -98,7 +98,7 @@ class IncidentStats:
     # refutations, notices and reactions are the response, never spread.
     spreading: Counter[str] = field(default_factory=Counter)
     spreading_hourly: Counter[str] = field(default_factory=Counter)
-    claim_probs: list[float] = field(default_factory=list)  # every claim's score (small lists)
+    top_claims: list[float] = field(default_factory=list)  # the best TOP_CLAIMS claim scores, best first
     hearsay: int = 0  # claims passing on hearsay
     urgent: int = 0  # claims pressing to share or act
     local: int = 0  # claims and questions about the office's own area
@@ -136,7 +136,12 @@ class IncidentStats:
                 self.spreading[key] += 1
         if m.role == "claim":
             if m.probability is not None:
-                self.claim_probs.append(float(m.probability))
+                top = self.top_claims
+                p = float(m.probability)
+                if len(top) < TOP_CLAIMS or p > top[-1]:
+                    top.append(p)
+                    top.sort(reverse=True)
+                    del top[TOP_CLAIMS:]
             if m.facts is not None:
                 self.hearsay += m.facts.hearsay
                 self.urgent += m.facts.urgent
@@ -166,7 +171,7 @@ class IncidentStats:
     # ------------------------------------------------------------------ derived
 
     def claim_score(self) -> float:
-        top = sorted(self.claim_probs, reverse=True)[:TOP_CLAIMS]
+        top = self.top_claims
         return sum(top) / len(top) if top else 0.0
 
     def anchors_dict(self) -> dict[str, list[str]]:
@@ -239,7 +244,7 @@ def risk_of(s: IncidentStats) -> tuple[float, dict[str, Any]]:
     claims, questions = r["claim"], r["question"]
     parts: list[dict[str, Any]] = []
     score = s.claim_score()
-    n_top = min(TOP_CLAIMS, len(s.claim_probs))
+    n_top = len(s.top_claims)
     parts.append(_part("claims", score, "传言本身的可疑程度",
                        f"{claims} 条传播性说法，最可疑的 {n_top} 条平均谣言概率 {score:.2f}" if claims
                        else "没有传播性说法（只有询问、反应、辟谣或通知）"))
@@ -274,7 +279,6 @@ def risk_of(s: IncidentStats) -> tuple[float, dict[str, Any]]:
 def stat_values(s: IncidentStats) -> dict[str, Any]:
     """The ``incidents`` columns these stats determine (everything but the grouping's own)."""
     risk, parts = risk_of(s)
-    claim_probs = s.claim_probs
     places = _top(s.places, MAX_PLACES)
     return {
         "kind": kind_of(s),
@@ -285,10 +289,11 @@ def stat_values(s: IncidentStats) -> dict[str, Any]:
         "post_count": s.post_count,
         "group_count": sum(1 for k in s.spread if k.startswith("g:")),
         "source_count": sum(1 for k in s.spread if k.startswith("s:")),
-        "role_counts": {k: v for k, v in sorted(s.roles.items()) if v > 0},
-        "hourly_counts": {k: v for k, v in sorted(s.hourly.items()) if v > 0},
-        "spread": {k: v for k, v in sorted(s.spread.items()) if v > 0},
-        "max_rumor_probability": max(claim_probs) if claim_probs else None,
+        # Counts only ever grow here (a post leaving is handled by a recount), so no zeros to drop.
+        "role_counts": dict(s.roles),
+        "hourly_counts": dict(s.hourly),
+        "spread": dict(s.spread),
+        "max_rumor_probability": s.top_claims[0] if s.top_claims else None,
         "risk": risk,
         "risk_parts": parts,
         "debunk_id": s.debunk_id,

@@ -136,5 +136,7 @@ class IncidentText:
         out = []
         for text, role, conf in zip(texts, roles, confidences, strict=True):
             key = match_key(text)
-            out.append(PostFacts(str(role), float(conf), anchors_of(text, key), *cue_flags(text), grams_of(key)))
+            # Cues feed the risk of claims only; chatter and the rest skip the two regexes.
+            cues = cue_flags(text) if role == "claim" else (False, False)
+            out.append(PostFacts(str(role), float(conf), anchors_of(text, key), *cues, grams_of(key)))
         return out
