@@ -137,9 +137,9 @@ class IncidentStats:
         if m.role == "claim":
             if m.probability is not None:
                 top = self.top_claims
-                p = float(m.probability)
-                if len(top) < TOP_CLAIMS or p > top[-1]:
-                    top.append(p)
+                prob = float(m.probability)
+                if len(top) < TOP_CLAIMS or prob > top[-1]:
+                    top.append(prob)
                     top.sort(reverse=True)
                     del top[TOP_CLAIMS:]
             if m.facts is not None:
