@@ -105,6 +105,7 @@ START_TERMS = 4  # bigrams a post needs to start an incident ("收到了" starts
 QUESTION_START_TERMS = 8  # a question must name its matter to start one ("中心小学真的停课两周吗")
 SMALL_POST_TERMS = 14  # "真的吗？", "天哪 我刚烧了一壶水喝了": a line of its own, the conversation decides
 RECENT_PER_GROUP = 3  # incidents remembered per chat group for the conversation
+FLUSH_BATCHES = 8  # batches between writes of the incidents they touched (and at the end of a run)
 GRAM_STATE = "incident_gram_df"  # concern_state row of the bigram document frequencies
 _CHUNK = 500
 
@@ -240,6 +241,8 @@ class IncidentIndex:
         # Slot for a paraphrase matcher (nlp.claims): (post text, incident) -> similarity 0..1.
         self.paraphrase: Callable[[str, _Open], float] | None = None
         self.grams = GramFreq()
+        self.dirty: dict[int, _Open] = {}  # incidents whose row is behind (written by _flush)
+        self.batches = 0
 
     def __len__(self) -> int:
         return len(self.open)
@@ -787,25 +790,49 @@ def _fold_stats(ctx: Any, batch: Any, index: IncidentIndex, placed: list[_Open |
     new_set = set(new)
     changed = {inc.id: inc for inc in touched if inc.id is not None and inc not in new_set}
     changed |= {i: index.open[i] for i in left if i in index.open and i not in changed}
-    since = ctx.now - index.window
+    emptied = [iid for iid, inc in changed.items() if inc.stats is None or inc.stats.post_count == 0]
+    if emptied:
+        _write_empty(session, emptied, ctx.now)
+        for iid in emptied:
+            index.dirty.pop(iid, None)
+            index.close(iid)
+    index.dirty.update((iid, inc) for iid, inc in changed.items() if iid not in emptied)
+    index.batches += 1
+    if index.batches % FLUSH_BATCHES == 0:
+        _flush(session, index, ctx.now)
+    ctx.count("incidents_new", len(new))
+    ctx.count("incidents_updated", len(changed))
+
+
+def incidents_finish(ctx: Any) -> None:
+    """End of the run: write the stats of the incidents changed since the last flush."""
+    index = ctx.state.get("incidents_index")
+    if index is not None:
+        _flush(ctx.session, index, ctx.now)
+    if index is not None and index.grams.unsaved:
+        index.grams.save(ctx.session)
+
+
+def _flush(session: Session, index: IncidentIndex, now: dt.datetime) -> None:
+    """Write the stats, profile and status of the incidents changed since the last flush.
+
+    An incident a hot rumor keeps touching is rewritten once per FLUSH_BATCHES batches and at the
+    end of the run, not after every batch (its JSON columns were most of the stage's cost). A run
+    that dies before its flush leaves those rows behind their posts; the next run that touches
+    them recounts them from their posts (`load_stats`), and `recompute_incidents` does it on demand.
+    """
+    since = now - index.window
     stats: dict[int, IncidentStats] = {}
     extra: dict[int, dict[str, Any]] = {}
-    emptied: list[int] = []
-    for iid, inc in changed.items():
+    for iid, inc in index.dirty.items():
         st = inc.stats
-        if st is None or st.post_count == 0:
-            emptied.append(iid)
+        if st is None or st.post_count == 0 or iid not in index.open:
             continue
         stats[iid] = st
         active = st.last_seen is not None and st.last_seen >= since
         extra[iid] = {"centroid": _packed(inc), "status": "active" if active else "dormant"}
-    write_stats(session, stats, extra=extra, now=ctx.now)
-    if emptied:
-        _write_empty(session, emptied, ctx.now)
-        for iid in emptied:
-            index.close(iid)
-    ctx.count("incidents_new", len(new))
-    ctx.count("incidents_updated", len(changed))
+    write_stats(session, stats, extra=extra, now=now)
+    index.dirty.clear()
 
 
 def _packed(inc: _Open) -> bytes:

@@ -64,7 +64,7 @@ from nlp.concerns.pipeline_stage import concerns_stage, concerns_text_part
 from nlp.cues import DEBUNK_TERM_PREFIX
 from nlp.debunks import DebunkHit, DebunkMatcher
 from nlp.incidents import STAGE_NAME as INCIDENTS_STAGE
-from nlp.incidents import incidents_stage, incidents_text_part
+from nlp.incidents import incidents_finish, incidents_stage, incidents_text_part
 from nlp.normalize import normalize
 from nlp.similarity import BandedIndex, match_key, shingle_batch
 from nlp.stories import (
@@ -388,6 +388,9 @@ class Stage:
     # Builds, once per run, this stage's per-text part: run with the text stage (see the module
     # docstring), its result reaches `run` as batch.extra(name).
     text_part: Callable[[AnalysisContext], TextPart] | None = None
+    # Called once after the last batch (then the run commits): work a stage batches up across
+    # batches, e.g. rows it rewrites often (the incident stage's stats).
+    finish: Callable[[AnalysisContext], None] | None = None
 
 
 def text_stage(ctx: AnalysisContext, batch: Batch) -> None:
@@ -513,7 +516,7 @@ STAGES: list[Stage] = [
     Stage("text", text_stage),
     Stage("stories", story_stage),
     Stage(CONCERNS_STAGE, concerns_stage, text_part=concerns_text_part),
-    Stage(INCIDENTS_STAGE, incidents_stage, text_part=incidents_text_part),
+    Stage(INCIDENTS_STAGE, incidents_stage, text_part=incidents_text_part, finish=incidents_finish),
     Stage("write", write_stage),
 ]
 
@@ -724,6 +727,17 @@ def analyze(session: Session, **kwargs: Any) -> AnalysisResult:
         lock.release()
 
 
+def _finish(ctx: AnalysisContext, pipeline: Sequence[Stage]) -> None:
+    """Each stage's `Stage.finish`, then a commit."""
+    for stage in pipeline:
+        if stage.finish is not None:
+            t, c = time.perf_counter(), time.process_time()
+            stage.finish(ctx)
+            ctx.timings[stage.name] = ctx.timings.get(stage.name, 0.0) + time.perf_counter() - t
+            ctx.timings["cpu." + stage.name] = ctx.timings.get("cpu." + stage.name, 0.0) + time.process_time() - c
+    ctx.session.commit()
+
+
 @_fewer_collections()
 def run_analysis(
     session: Session,
@@ -818,6 +832,7 @@ def run_analysis(
             if progress is not None:
                 progress(done, total)
             refill()
+        _finish(ctx, pipeline)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
