@@ -717,7 +717,10 @@ def _lookups(session: Session, index: IncidentIndex, rows: Sequence[Any], story_
 
 
 def incidents_stage(ctx: Any, batch: Any) -> None:
-    """nlp.pipeline stage: each post's role and incident; incidents founded and their stats."""
+    """nlp.pipeline stage: each post's role and incident; incidents founded and their stats.
+
+    Give the Stage ``finish=incidents_finish`` too (nlp.pipeline's default does): the rows of
+    incidents touched since the last flush are written there."""
     session: Session = ctx.session
     index = _index(ctx)
     t0 = time.perf_counter()

@@ -27,10 +27,15 @@ in the same UPDATE), or writes its own tables with ``ctx.session``; keep per-run
 loaded once) in ``ctx.state``. Then ``register_stage(Stage("my_stage", my_stage), before="write")``
 or pass ``stages=`` to :func:`analyze`.
 
+A stage that batches work up across batches gives ``finish=`` a function of the context, called
+once after the last batch (then the run commits).
+
 Work that depends only on each post's text can run with the ``text`` stage, in its worker
 processes: give the stage ``text_part=`` a function of the context that returns a picklable
 callable (module-level class or function) ``part(norm_texts) -> result``; its result for the
-batch comes back as ``batch.extra("my_stage")`` (None where the text stage ran without it).
+batch comes back as ``batch.extra("my_stage")`` (None where the text stage ran without it). A part
+with ``wants_context = True`` is called ``part(norm_texts, contexts)``, one `PostContext` (is it a
+reply, web or chat, titled) per post.
 
 Idempotent and incremental: a post is analysed once per text (core.ingest resets
 ``analyzed_at`` when the text changes, and the final UPDATE only marks a post whose
