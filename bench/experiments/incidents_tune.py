@@ -62,12 +62,14 @@ def run_township(slug: str, verbose: bool) -> dict[str, Any]:
 
     from sqlalchemy import select
 
+    import nlp.incident_index as incident_index
     import nlp.incidents as incidents
 
     for name, value in json.loads(os.environ.get("INCIDENT_PARAMS", "{}")).items():
-        if not hasattr(incidents, name):
-            raise SystemExit(f"INCIDENT_PARAMS: nlp.incidents has no {name}")
-        setattr(incidents, name, value)
+        module = next((m for m in (incidents, incident_index) if name in vars(m)), None)
+        if module is None:
+            raise SystemExit(f"INCIDENT_PARAMS: neither nlp.incidents nor nlp.incident_index has {name}")
+        setattr(module, name, value)
 
     from core.db import make_engine, session_scope
     from core.ingest import ingest_posts
