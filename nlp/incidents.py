@@ -1,0 +1,547 @@
+"""Incidents (一件事): the matter a post belongs to, built incrementally as posts are analysed.
+
+An incident holds a rumor's claim, its near-copies (stories) and paraphrases, the questions and
+reactions it draws, and the refutations and notices about it; or one concern's complaints and
+questions. This is the unit staff work on; alerts are raised per incident.
+
+The stage ``incidents`` runs in `yuqing analyze` after ``concerns`` (it uses each post's story,
+category and places) and before ``write``. It puts ``incident_id``, ``role`` and
+``role_confidence`` into ``batch.post_columns`` (written by the write stage's UPDATE) and inserts
+and updates ``incidents`` rows (stats: nlp.incident_stats).
+
+How a post finds its incident (in this order; nothing is ever re-clustered):
+
+1. Chatter (role ``other``: "收到", "哈哈", "晚安", "谁家有梯子") never starts an incident, and
+   joins one only through a reply, a story, a staff link, or a close content match with a matter
+   just talked about in its own group ("800块？咱们村也有吗" under the subsidy scam): staff see
+   the conversation whole. It then counts only in ``post_count`` and ``role_counts["other"]``:
+   never in reach, hourly volume, risk or kind, so chatter can never make a matter alert-worthy.
+2. Staff decisions first: a post never joins the incident of a post it ``cannot_link`` to; a
+   ``must_link`` partner's incident takes it.
+3. Bindings that are stronger than any wording: a reply or quote joins its parent's incident
+   (posts.parent_id), a post joins its story's incident (every near-copy of a text is one
+   matter), and a post matching a debunk joins the incident holding that debunk's matches.
+4. Content: candidate incidents come from an inverted index on the incident's strongest
+   character bigrams (IDF-weighted, our own document frequencies: a paraphrase is segmented
+   differently from its claim, "水污染"/"污染", "宏达化工厂"/"化工厂", while its bigrams still meet)
+   and specific anchors (800元, 中心小学), with capped posting lists, so a
+   post's cost does not grow with the number of open incidents. Score = the IDF share of the
+   post's bigrams that the incident has (containment: a short paraphrase or question shares
+   most of what it says with a matter, not the other way round) + a bonus for
+   shared specific anchors + a bonus for following the matter in the same chat group, minus a
+   penalty for a matter quiet for days. Named things that conflict (东湾村 vs 柳树村, 800元 vs
+   500元) forbid joining, whatever the words share. A paraphrase matcher (nlp.claims) can plug in
+   (`IncidentIndex.paraphrase`), its similarity competing with the content score.
+5. Conversation: a short question or reaction (few words of its own) right after a message of an
+   incident in the same chat group joins that incident ("真的吗？" after the water rumor).
+6. Otherwise a post that states something (claim, complaint, notice, refutation; a question that
+   names enough of its matter) starts an incident; a bare question or reaction never does.
+
+Only incidents active in the last ``incident_window_days`` (setting, 7) are open; older ones go
+dormant at the start of a run (a story, reply or staff link to one reopens it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from core.tables import Incident, Post, utcnow
+from nlp.anchors import Anchors, anchors_conflict
+from nlp.bulk import constant
+from nlp.incident_index import (
+    CONVERSATION,
+    RECENT_PER_GROUP,
+    IncidentIndex,
+    _Open,
+    _Post,
+    _shared,
+    pack_terms,
+)
+from nlp.incident_stats import (
+    IncidentStats,
+    Member,
+    load_stats,
+    recompute_incidents,
+    stat_values,
+    write_stats,
+)
+from nlp.incident_text import STARTER_ROLES, IncidentText, PostFacts
+
+__all__ = [
+    "STAGE_NAME",
+    "IncidentIndex",
+    "incidents_stage",
+    "incidents_text_part",
+    "recompute_incidents",
+]
+
+log = logging.getLogger(__name__)
+
+STAGE_NAME = "incidents"
+JOIN_SCORE = 0.3  # content score a post needs to join an incident (see _score)
+CHATTER_FOLLOW_MINUTES = 2  # chatter this soon after a matter in its group is part of its conversation
+CHATTER_MIN_TERMS = 4  # bigrams such a line needs ("收到", "好的" have fewer)
+CHATTER_JOIN_SCORE = 0.6  # what a post of role "other" needs, and only in a conversation
+NORM_MASS = 80.0  # IDF mass that counts as "all of it" (see _score)
+ANCHOR_BONUS = 0.3  # at most, for anchors in common
+THING_BONUS = 0.2  # per shared amount or named thing
+PLACE_BONUS = 0.08  # per shared place (other than the office's own area)
+CONVERSATION_BONUS = 0.15  # the incident was just talked about in the post's group
+QUIET_PENALTY = ((dt.timedelta(days=5), 0.2), (dt.timedelta(days=2), 0.1))
+POST_TERMS = 96  # rarest character bigrams kept per post (a chat line has fewer)
+PROBE_TERMS = 8  # a post's rarest bigrams that other posts have too: what it looks up
+MIN_SHARED = 3  # bigrams in common, unless anchors or the conversation bind too
+START_TERMS = 4  # bigrams a post needs to start an incident ("收到了" starts nothing)
+QUESTION_START_TERMS = 8  # a question must name its matter to start one ("中心小学真的停课两周吗")
+SMALL_POST_TERMS = 14  # "真的吗？", "天哪 我刚烧了一壶水喝了": a line of its own, the conversation decides
+FLUSH_BATCHES = 8  # batches between writes of the incidents they touched (and at the end of a run)
+_CHUNK = 500
+
+
+# ----------------------------------------------------------------------------- placing one post
+
+
+def _specific(index: IncidentIndex, a: Anchors) -> Anchors:
+    """``a`` without the office's own area (named in nearly every post, it binds nothing)."""
+    if not a.places or not index.home or not (a.places & index.home):
+        return a
+    return Anchors(a.places - index.home, a.numbers, a.amounts, a.names)
+
+
+def _anchor_bonus(index: IncidentIndex, a: Anchors, b: Anchors) -> float:
+    """What shared anchors add: a shared amount or named thing (800元, 中心小学) binds strongly;
+    a shared place only a little (one village has many matters: its water, its bridge)."""
+    if not a or not b:
+        return 0.0
+    things = len(a.amounts & b.amounts) + len(a.names & b.names)
+    places = len((a.places & b.places) - index.home)
+    return min(ANCHOR_BONUS, THING_BONUS * things + PLACE_BONUS * places)
+
+
+def _conflicts(index: IncidentIndex, p: _Post, inc: _Open) -> bool:
+    return bool(p.facts.anchors) and bool(inc.anchors) and anchors_conflict(p.facts.anchors, inc.anchors, index.parents)
+
+
+def _score(index: IncidentIndex, p: _Post, inc: _Open, shared: float, n_shared: int, talked: bool) -> float:
+    """How well ``p`` fits ``inc`` (joins at JOIN_SCORE); anchors that conflict are checked by
+    the caller, on the candidate that would join (`_best`).
+
+    The IDF share of the post's bigrams the incident holds (containment: a paraphrase or a
+    question shares most of what it says with its matter, while the matter says much more),
+    plus shared specific anchors, plus having just been talked about in the same group; minus a
+    penalty for a matter quiet for days. Too few bigrams in common count for nothing unless an
+    anchor or the conversation backs them.
+    """
+    # Containment, normalised by the smaller side (a short question inside a long claim, a short
+    # claim quoted whole in a long refutation) and at most NORM_MASS (about 16 distinctive
+    # bigrams in common say "the same matter" however long both texts are).
+    norm = min(p.mass, inc.mass or p.mass, NORM_MASS)
+    content = shared / norm if norm > 0 else 0.0
+    overlap = _anchor_bonus(index, p.facts.anchors, inc.anchors)
+    if n_shared < MIN_SHARED and overlap == 0.0 and not talked:
+        content = 0.0
+    score = min(content, 1.0) + overlap + (CONVERSATION_BONUS if talked else 0.0)
+    quiet = p.when - inc.last_seen
+    for after, penalty in QUIET_PENALTY:
+        if quiet > after:
+            score -= penalty
+            break
+    if index.paraphrase is not None and score < JOIN_SCORE:
+        score = max(score, index.paraphrase(p.text, inc))
+    return score
+
+
+def _bound(index: IncidentIndex, p: _Post, forbidden: set[_Open], lookups: _Lookups) -> tuple[_Open | None, str]:
+    """The incident a staff link, reply, story or debunk binds ``p`` to (before any wording)."""
+    for q in sorted(index.must.get(p.id, ())):
+        inc = index.by_post.get(q) or lookups.partner.get(q)
+        if inc is not None and inc not in forbidden:
+            return inc, "must_link"
+    if p.parent_id is not None:
+        inc = index.by_post.get(p.parent_id) or lookups.parent.get(p.parent_id)
+        if inc is not None and inc not in forbidden:
+            return inc, "reply"
+    if p.story_id is not None:
+        inc = index.by_story.get(p.story_id) or lookups.story.get(p.story_id)
+        if inc is not None and inc not in forbidden:
+            return inc, "story"
+    if p.debunk_id is not None and p.role not in ("refutation", "notice", "other"):
+        inc = index.by_debunk.get(p.debunk_id)
+        if inc is not None and inc not in forbidden and not _conflicts(index, p, inc):
+            return inc, "debunk"
+    return None, ""
+
+
+def _can_start(p: _Post) -> bool:
+    if p.role in STARTER_ROLES:
+        return len(p.terms) >= START_TERMS
+    if p.role == "question":
+        return len(p.terms) >= QUESTION_START_TERMS
+    return False
+
+
+@dataclass
+class _Lookups:
+    """Incidents of a batch's parents, stories and staff-linked partners found in the database."""
+
+    parent: dict[int, _Open]
+    story: dict[int, _Open]
+    partner: dict[int, _Open]
+
+
+def _best(index: IncidentIndex, p: _Post, scored: list[tuple[_Open, float, int]], recent: list[_Open],
+          forbidden: set[_Open], need: float) -> _Open | None:
+    """The best-scoring candidate at ``need`` or above whose anchors do not conflict with ``p``'s
+    (checked only on the candidates that would join: the check costs more than the score)."""
+    ranked = sorted(((_score(index, p, inc, shared, n, inc in recent), k, inc)
+                     for k, (inc, shared, n) in enumerate(scored) if inc not in forbidden),
+                    key=lambda x: (-x[0], x[1]))
+    for score, _k, inc in ranked:
+        if score < need:
+            return None
+        if not _conflicts(index, p, inc):
+            return inc
+    return None
+
+
+def _conversation(index: IncidentIndex, p: _Post, forbidden: set[_Open]) -> _Open | None:
+    """A short line right after a matter in its group: a question or reaction ("真的吗？",
+    "天哪") belongs to the latest matter talked about; any other short line ("这可咋整 结核会
+    传染的") to the latest one it shares a bigram with."""
+    recent = [inc for _w, inc in index.recent_in_group(p) if inc not in forbidden and not _conflicts(index, p, inc)]
+    if not recent:
+        return None
+    if p.role in ("question", "reaction"):
+        return recent[0]
+    if p.role == "other":
+        # A line of the conversation itself ("村东头老赵说的", "我去问问"), within a few minutes of
+        # the matter in its group and saying something (not "收到", "好的").
+        last = index.group_recent.get(p.group_id or -1, [])
+        if CHATTER_FOLLOW_MINUTES and last and len(p.terms) >= CHATTER_MIN_TERMS and last[-1][1] is recent[0] \
+                and p.when - last[-1][0] <= dt.timedelta(minutes=CHATTER_FOLLOW_MINUTES):
+            return recent[0]
+        return None
+    for inc in recent:
+        if any(t in inc.terms for t in p.terms):
+            return inc
+    return None
+
+
+def place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | None, str]:
+    """The incident ``p`` joins or founds, and why (a word for the run's counts); None: none.
+
+    Chatter (role ``other``) joins only through a reply, a story, a staff link, or a close match
+    in the conversation it is part of, and never starts an incident.
+    """
+    forbidden = {inc for q in index.cannot.get(p.id, ()) if (inc := index.by_post.get(q) or lookups.partner.get(q))}
+    inc, why = _bound(index, p, forbidden, lookups)
+    if inc is None:
+        recent = [i for _w, i in index.recent_in_group(p)]
+        # Chatter is only ever compared with the matters of its own conversation.
+        scored = [_shared(p, i) for i in recent] if p.role == "other" else index.candidates(p, recent)
+        need = CHATTER_JOIN_SCORE if p.role == "other" else JOIN_SCORE
+        best = _best(index, p, scored, recent, forbidden, need)
+        if best is not None:
+            inc, why = best, "content"
+    if inc is None and len(p.terms) <= SMALL_POST_TERMS:
+        inc = _conversation(index, p, forbidden)
+        why = "conversation"
+    if inc is not None:
+        index.absorb(inc, p, copy=why == "story")
+        return inc, why
+    if _can_start(p):
+        return index.found(p), "new"
+    return None, "chatter" if p.role == "other" else "alone"
+
+
+# ----------------------------------------------------------------------------- the stage
+
+
+def incidents_text_part(ctx: Any) -> IncidentText:
+    """The stage's per-text part (roles, anchors, cues, bigrams), run with the text stage."""
+    part = ctx.state.get("incidents_text")
+    if part is None:
+        part = ctx.state["incidents_text"] = IncidentText()
+    return cast(IncidentText, part)
+
+
+def _index(ctx: Any) -> IncidentIndex:
+    index = ctx.state.get("incidents_index")
+    if index is None:
+        from core.settings import get_settings
+
+        index = ctx.state["incidents_index"] = IncidentIndex.load(
+            ctx.session, now=ctx.now, window_days=get_settings().incident_window_days
+        )
+    return cast(IncidentIndex, index)
+
+
+def _post_terms(index: IncidentIndex, facts: Sequence[PostFacts], fresh: Sequence[bool]
+                ) -> tuple[list[list[int]], list[list[float]], list[list[tuple[int, float]]]]:
+    """Each post's rarest bigrams (rarest first) with their IDF, and its probe: the rarest of
+    those that some other post has too. Posts analysed for the first time are counted into the
+    frequencies first (at a cold start there is no history; a re-analysed post is not counted
+    twice)."""
+    index.grams.add([f.grams for f, new in zip(facts, fresh, strict=True) if new])
+    flat = np.fromiter((g for f in facts for g in f.grams), dtype=np.int64)
+    idf_flat = index.grams.idf(flat).tolist() if flat.size else []
+    seen_flat = (index.grams.df[flat] > 1.5).tolist() if flat.size else []
+    terms, idfs, probes, k = [], [], [], 0
+    for f in facts:
+        g = f.grams
+        n = len(g)
+        w = idf_flat[k : k + n]
+        seen = seen_flat[k : k + n]
+        k += n
+        order = sorted(range(n), key=w.__getitem__, reverse=True)[:POST_TERMS]
+        terms.append([g[j] for j in order])
+        idfs.append([w[j] for j in order])
+        probes.append([(g[j], w[j]) for j in order if seen[j]][:PROBE_TERMS])
+    return terms, idfs, probes
+
+
+def _lookup(session: Session, column: Any, values: Iterable[int], key: Any) -> dict[int, int]:
+    """``key -> posts.incident_id`` for posts whose ``column`` is in ``values`` (one per key)."""
+    out: dict[int, int] = {}
+    vals = sorted(set(values))
+    t = Post.__table__
+    for start in range(0, len(vals), _CHUNK):
+        for k, iid in session.execute(
+            select(key, t.c.incident_id).where(column.in_(vals[start : start + _CHUNK]), t.c.incident_id.is_not(None))
+        ):
+            out.setdefault(k, iid)
+    return out
+
+
+def _previous(session: Session, ids: list[int]) -> tuple[dict[int, int], set[int]]:
+    """Of the batch's posts analysed before: their incident (if any), and which they are."""
+    t = Post.__table__
+    incident: dict[int, int] = {}
+    seen: set[int] = set()
+    for start in range(0, len(ids), _CHUNK):
+        for pid, iid in session.execute(
+            select(t.c.id, t.c.incident_id).where(t.c.id.in_(ids[start : start + _CHUNK]), t.c.role.is_not(None))
+        ):
+            seen.add(pid)
+            if iid is not None:
+                incident[pid] = iid
+    return incident, seen
+
+
+def _recent_conversations(session: Session, index: IncidentIndex, rows: Sequence[Any]) -> None:
+    """The matters talked about in the batch's groups just before its posts, by posts analysed in
+    earlier runs (`yuqing run` analyses every minute: "真的吗？" often arrives in the run after
+    its claim). Fills ``index.group_recent`` for the groups this run has not seen yet."""
+    t = Post.__table__
+    groups = sorted({r.group_id for r in rows if r.group_id is not None and r.group_id not in index.group_recent})
+    if not groups:
+        return
+    lo = min(r.when for r in rows) - CONVERSATION
+    hi = max(r.when for r in rows)
+    batch = {r.id for r in rows}
+    when = func.coalesce(t.c.published_at, t.c.collected_at)
+    found: dict[int, list[tuple[dt.datetime, int]]] = {}
+    for start in range(0, len(groups), _CHUNK):
+        for pid, gid, iid, at in session.execute(
+            select(t.c.id, t.c.group_id, t.c.incident_id, when)
+            .where(t.c.group_id.in_(groups[start : start + _CHUNK]), t.c.incident_id.is_not(None),
+                   t.c.role != "other", t.c.published_at >= lo, t.c.published_at <= hi)
+        ):
+            if pid not in batch:
+                found.setdefault(gid, []).append((at, iid))
+    index.reopen(session, [iid for items in found.values() for _at, iid in items])
+    for gid, items in found.items():
+        recent: list[tuple[dt.datetime, _Open]] = []
+        for at, iid in sorted(items, key=lambda x: x[0]):
+            inc = index.open.get(iid)
+            if inc is not None:
+                recent = [(w, i) for w, i in recent if i is not inc] + [(at, inc)]
+        index.group_recent[gid] = recent[-RECENT_PER_GROUP:]
+
+
+def _lookups(session: Session, index: IncidentIndex, rows: Sequence[Any], story_ids: Sequence[int | None]) -> _Lookups:
+    t = Post.__table__
+    ids = {r.id for r in rows}
+    parents = [r.parent_id for r in rows if r.parent_id is not None and r.parent_id not in index.by_post
+               and r.parent_id not in ids]
+    stories = [s for s in story_ids if s is not None and s not in index.by_story]
+    partners = [q for i in ids for q in (*index.must.get(i, ()), *index.cannot.get(i, ())) if q not in index.by_post]
+    parent_iid = _lookup(session, t.c.id, parents, t.c.id)
+    story_iid = _lookup(session, t.c.story_id, stories, t.c.story_id)
+    partner_iid = _lookup(session, t.c.id, partners, t.c.id)
+    index.reopen(session, [*parent_iid.values(), *story_iid.values(), *partner_iid.values()])
+    return _Lookups(
+        {k: index.open[v] for k, v in parent_iid.items() if v in index.open},
+        {k: index.open[v] for k, v in story_iid.items() if v in index.open},
+        {k: index.open[v] for k, v in partner_iid.items() if v in index.open},
+    )
+
+
+def incidents_stage(ctx: Any, batch: Any) -> None:
+    """nlp.pipeline stage: each post's role and incident; incidents founded and their stats.
+
+    Give the Stage ``finish=incidents_finish`` too (nlp.pipeline's default does): the rows of
+    incidents touched since the last flush are written there."""
+    session: Session = ctx.session
+    index = _index(ctx)
+    t0 = time.perf_counter()
+    rows = batch.rows
+    facts: list[PostFacts] | None = batch.extra(STAGE_NAME)
+    if facts is None:
+        facts = incidents_text_part(ctx)(batch.norm, [r.context for r in rows])
+    ids = [r.id for r in rows]
+    before, seen = _previous(session, ids)
+    terms, idfs, probes = _post_terms(index, facts, [i not in seen for i in ids])
+    story_ids = batch.story_ids or [r.story_id for r in rows]
+    debunks = batch.debunks
+    lookups = _lookups(session, index, rows, story_ids)
+    _recent_conversations(session, index, rows)
+    order = sorted(range(len(rows)), key=lambda i: (rows[i].when, rows[i].id))
+    placed: list[_Open | None] = [None] * len(rows)
+    for i in order:
+        r, hit = rows[i], debunks[i]
+        p = _Post(r.id, r.when, r.group_id, r.parent_id, story_ids[i], hit.debunk_id if hit else None,
+                  facts[i].role, facts[i], terms[i], idfs[i], batch.norm[i], probes[i])
+        placed[i], why = place(index, p, lookups)
+        ctx.count(f"incident_{why}")
+    ctx.timings["incidents.group"] = ctx.timings.get("incidents.group", 0.0) + time.perf_counter() - t0
+    _fold_stats(ctx, batch, index, placed, facts, before, order)
+    if index.grams.should_save(len(rows)):
+        index.grams.save(session)
+    batch.post_columns["role"] = [f.role for f in facts]
+    batch.post_columns["role_confidence"] = [round(float(f.confidence), 4) for f in facts]
+    batch.post_columns["incident_id"] = [inc.id if inc is not None else None for inc in placed]
+
+
+def _fold_stats(ctx: Any, batch: Any, index: IncidentIndex, placed: list[_Open | None], facts: list[PostFacts],
+                before: dict[int, int], order: list[int]) -> None:
+    """Fold the batch's posts into their incidents' stats and write the incidents.
+
+    An incident touched for the first time in the run, or one a re-analysed post left (or
+    re-enters), is recounted from the database without the batch's posts; then the batch is
+    folded in, so nothing is counted twice.
+    """
+    session: Session = ctx.session
+    rows = batch.rows
+    ids = [r.id for r in rows]
+    left = set(before.values())
+    index.reopen(session, left)
+    touched = {inc for inc in placed if inc is not None}
+    reload = {inc.id for inc in touched if inc.stats is None and inc.id is not None}
+    reload |= {i for i in left if i in index.open}
+    if reload:
+        loaded = load_stats(session, sorted(reload), exclude_posts=ids, model_version_id=ctx.model_version_id)
+        for iid, counted in loaded.items():
+            if iid in index.open:
+                index.open[iid].stats = counted
+    cols = batch.post_columns
+    cats = cols.get("category") or [None] * len(rows)
+    places = cols.get("places") or [[] for _ in rows]
+    local = cols.get("is_local") or [None] * len(rows)
+    proba, debunks, norm = batch.proba, batch.debunks, batch.norm
+    for i in order:
+        inc = placed[i]
+        if inc is None:
+            continue
+        r, hit = rows[i], debunks[i]
+        assert inc.stats is not None  # new ones start empty, the others were loaded above
+        inc.stats.add(Member(r.id, r.when, r.group_id, r.source_id, facts[i].role, float(proba[i]),
+                             hit.debunk_id if hit else None, hit.similarity if hit else None, cats[i], places[i],
+                             local[i], facts[i], norm[i]))
+    new = [inc for inc in touched if inc.id is None]
+    if new:
+        _insert(session, index, new)
+    new_set = set(new)
+    changed = {inc.id: inc for inc in touched if inc.id is not None and inc not in new_set}
+    changed |= {i: index.open[i] for i in left if i in index.open and i not in changed}
+    emptied = [iid for iid, inc in changed.items() if inc.stats is None or inc.stats.post_count == 0]
+    if emptied:
+        _write_empty(session, emptied, ctx.now)
+        for iid in emptied:
+            index.dirty.pop(iid, None)
+            index.close(iid)
+    index.dirty.update((iid, inc) for iid, inc in changed.items() if iid not in emptied)
+    index.batches += 1
+    if index.batches % FLUSH_BATCHES == 0:
+        _flush(session, index, ctx.now)
+    ctx.count("incidents_new", len(new))
+    ctx.count("incidents_updated", len(changed))
+
+
+def incidents_finish(ctx: Any) -> None:
+    """End of the run: write the stats of the incidents changed since the last flush."""
+    index = ctx.state.get("incidents_index")
+    if index is not None:
+        _flush(ctx.session, index, ctx.now)
+    if index is not None and index.grams.unsaved:
+        index.grams.save(ctx.session)
+
+
+def _flush(session: Session, index: IncidentIndex, now: dt.datetime) -> None:
+    """Write the stats, profile and status of the incidents changed since the last flush.
+
+    An incident a hot rumor keeps touching is rewritten once per FLUSH_BATCHES batches and at the
+    end of the run, not after every batch (its JSON columns were most of the stage's cost). A run
+    that dies before its flush leaves those rows behind their posts; the next run that touches
+    them recounts them from their posts (`load_stats`), and `recompute_incidents` does it on demand.
+    """
+    since = now - index.window
+    stats: dict[int, IncidentStats] = {}
+    extra: dict[int, dict[str, Any]] = {}
+    for iid, inc in index.dirty.items():
+        st = inc.stats
+        if st is None or st.post_count == 0 or iid not in index.open:
+            continue
+        stats[iid] = st
+        active = st.last_seen is not None and st.last_seen >= since
+        extra[iid] = {"centroid": _packed(inc), "status": "active" if active else "dormant"}
+    write_stats(session, stats, extra=extra, now=now)
+    index.dirty.clear()
+
+
+def _packed(inc: _Open) -> bytes:
+    if inc.packed is None:
+        inc.packed = pack_terms(inc.terms, inc.mass)
+    return inc.packed
+
+
+def _write_empty(session: Session, ids: list[int], now: dt.datetime) -> None:
+    """Incidents left with no post (their posts were re-analysed into others): zero, dormant."""
+    table = cast(Table, Incident.__table__)
+    session.execute(
+        update(table).where(table.c.id.in_(ids)).values(
+            post_count=0, group_count=0, source_count=0, role_counts={}, hourly_counts={}, spread={},
+            risk=0.0, risk_parts={"parts": [], "notes": ["事件中已没有消息"]}, max_rumor_probability=None,
+            status="dormant", updated_at=now,
+        )
+    )
+
+
+def _insert(session: Session, index: IncidentIndex, new: list[_Open]) -> None:
+    """INSERT the batch's new incidents (one statement), give them their ids and open them."""
+    table = cast(Table, Incident.__table__)
+    conn = session.connection()
+    stamp = utcnow()
+    rows = []
+    for inc in new:
+        assert inc.stats is not None
+        rows.append(stat_values(inc.stats) | {"centroid": _packed(inc), "status": "active"})
+    stmt = (
+        insert(table)
+        .values(created_at=constant(conn, table.c.created_at, stamp),
+                updated_at=constant(conn, table.c.updated_at, stamp))
+        .returning(table.c.id, sort_by_parameter_order=True)
+    )
+    got = session.execute(stmt, rows).scalars().all()
+    for inc, iid in zip(new, got, strict=True):
+        inc.id = iid
+        index.open[iid] = inc
