@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from alerts import service
+from alerts import common, states, workflow
 from api import accounts
 from api.console import charts, queries, services
 from api.console.render import (
@@ -228,7 +228,7 @@ def alert_page(request: Request, alert_id: int, user: PageUser, session: Session
     hourly = story.hourly_counts if story else (detail["topic"].hourly_counts if detail["topic"] else {})
     series = charts.hourly_series(hourly, end=marker, min_hours=12)
     chart = charts.bar_chart(series, tz(), marker=marker)
-    allowed = service.allowed_transitions(alert.status)
+    allowed = states.allowed_transitions(alert.status)
     actions = [{"to": to, "label": TRANSITION_BUTTONS[to][0], "style": TRANSITION_BUTTONS[to][1],
                 "confirm": TRANSITION_BUTTONS[to][2]}
                for to in allowed if to in TRANSITION_BUTTONS and not (to == "acknowledged" and alert.status == "new")]
@@ -248,7 +248,7 @@ def alert_page(request: Request, alert_id: int, user: PageUser, session: Session
     })
 
 
-# --------------------------------------------------------------------------- actions (alerts.service)
+# --------------------------------------------------------------------------- actions (alerts.workflow)
 
 RESPONDABLE = ("confirmed_rumor", "confirmed_concern", "responded")
 
@@ -275,9 +275,9 @@ NextField = Annotated[str | None, Form(max_length=2000)]
 def claim(alert_id: int, user: PageUser, session: SessionDep, next: NextField = None) -> Response:
     """认领: assign to me, and acknowledge it if nobody had."""
     def work() -> None:
-        service.assign(session, alert_id, user.id, actor=user)
-        if service.get_alert(session, alert_id).status == "new":
-            service.transition(session, alert_id, "acknowledged", actor=user)
+        workflow.assign(session, alert_id, user.id, actor=user)
+        if common.get_alert(session, alert_id).status == "new":
+            workflow.transition(session, alert_id, "acknowledged", actor=user)
 
     return _act(session, user, alert_id, next, f"已认领预警 #{alert_id}", work)
 
@@ -287,23 +287,23 @@ def assign(alert_id: int, user: PageUser, session: SessionDep,
            user_id: Annotated[str, Form(max_length=20)] = "", next: NextField = None) -> Response:
     target = int(user_id) if user_id.isdigit() else None
     return _act(session, user, alert_id, next, "已更新负责人",
-                lambda: service.assign(session, alert_id, target, actor=user))
+                lambda: workflow.assign(session, alert_id, target, actor=user))
 
 
 @router.post("/alerts/{alert_id}/status")
 def change_status(alert_id: int, user: PageUser, session: SessionDep,
                   to: Annotated[str, Form(max_length=30)] = "",
                   comment: Annotated[str, Form(max_length=5000)] = "", next: NextField = None) -> Response:
-    label = service.STATE_ZH.get(to, to)
+    label = states.STATE_ZH.get(to, to)
     return _act(session, user, alert_id, next, f"预警 #{alert_id} 已改为「{label}」",
-                lambda: service.transition(session, alert_id, to, actor=user, comment=comment.strip() or None))
+                lambda: workflow.transition(session, alert_id, to, actor=user, comment=comment.strip() or None))
 
 
 @router.post("/alerts/{alert_id}/comment")
 def comment(alert_id: int, user: PageUser, session: SessionDep,
             comment: Annotated[str, Form(max_length=5000)] = "", next: NextField = None) -> Response:
     return _act(session, user, alert_id, next, "已添加评论",
-                lambda: service.add_comment(session, alert_id, comment, actor=user))
+                lambda: workflow.add_comment(session, alert_id, comment, actor=user))
 
 
 @router.post("/alerts/{alert_id}/respond")
@@ -322,7 +322,7 @@ def respond(
     if link and not safe_href(link):
         return back(f"/alerts/{alert_id}", err="链接需以 http:// 或 https:// 开头。")
     return _act(session, user, alert_id, next, "已记录回应，系统会比较回应前后的传播量",
-                lambda: service.respond(session, alert_id, text=text, channels=channels or [], url=link,
+                lambda: workflow.respond(session, alert_id, text=text, channels=channels or [], url=link,
                                         published_at=when, actor=user))
 
 
@@ -357,7 +357,7 @@ def alert_from_topic(topic_id: int, user: PageUser, session: SessionDep) -> Resp
     """A manual alert for a hot topic (the alert service keeps one open alert per topic)."""
     need_role(user, "staff", "创建预警")
     with committing(session, "/concerns"):
-        alert = service.create_manual(session, actor=user, topic_id=topic_id)
+        alert = workflow.create_manual(session, actor=user, topic_id=topic_id)
     return back(f"/alerts/{alert.id}", msg="已为此话题创建预警")
 
 

@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from alerts import service
+from alerts import common, states
+from alerts import evaluate as evaluation
 from core.tables import (
     Alert,
     AlertEvent,
@@ -177,7 +178,7 @@ def queue(session: Session, f: QueueFilter, user_id: int | None, page_size: int 
 
 #: Finished alerts are most of the table and change slowly; their counts may be a little old.
 ARCHIVE_STATUSES = ("dismissed", "closed")
-LIVE_STATUSES = tuple(s for s in service.STATES if s not in ARCHIVE_STATUSES)
+LIVE_STATUSES = tuple(s for s in states.STATES if s not in ARCHIVE_STATUSES)
 ARCHIVE_COUNT_TTL = 30.0
 
 
@@ -274,11 +275,11 @@ def alert_detail(session: Session, alert_id: int) -> dict[str, Any] | None:
                   .order_by(func.coalesce(Post.published_at, Post.collected_at), Post.id).limit(EVIDENCE_LIMIT))
     posts = [r._asdict() for r in session.execute(posts_stmt)]
     for p in posts:  # a post that refutes the claim it quotes is marked, as in the API's evidence
-        p["refutation_cues"] = service.refutation_of(p.pop("norm_text"))
+        p["refutation_cues"] = common.refutation_of(p.pop("norm_text"))
     evidence_total = session.scalar(select(func.count()).select_from(Post).where(evidence_where)) or 0
 
     # The representative post: the story's, or what the topic's people say, else the first evidence post.
-    voice = service.topic_voice(session, topic) if topic and not story else None
+    voice = evaluation.topic_voice(session, topic) if topic and not story else None
     rep_id = (story.representative_post_id if story and story.representative_post_id
               else voice[0] if voice else posts[0]["id"] if posts else None)
     representative = None

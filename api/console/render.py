@@ -21,7 +21,7 @@ from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from alerts import service
+from alerts import queries, states
 from api.accounts import ROLE_NAMES_ZH, role_rank
 from api.console import charts
 from core.settings import get_settings
@@ -32,7 +32,7 @@ STATIC = HERE / "static"
 
 SEVERITY_ZH = {"urgent": "紧急", "high": "高", "medium": "中", "low": "低"}
 SEVERITIES = ("urgent", "high", "medium", "low")
-STATUS_ZH = dict(service.STATE_ZH)  # the alert service's own names for its states
+STATUS_ZH = dict(states.STATE_ZH)  # the alert service's own names for its states
 STATUSES = tuple(STATUS_ZH)
 #: What still needs someone: the queue shows these by default.
 OPEN_STATUSES = ("new", "acknowledged", "confirmed_rumor", "confirmed_concern")
@@ -106,9 +106,9 @@ def ago(value: dt.datetime | None, now: dt.datetime | None = None) -> str:
 
 def highlight(text: str | None, terms: Iterable[str]) -> Markup:
     """``text`` escaped, every occurrence of ``terms`` wrapped in ``<mark>`` (see
-    `alerts.service.highlight`: it splits the raw text first and escapes each piece, so a term
+    `alerts.queries.highlight`: it splits the raw text first and escapes each piece, so a term
     never matches inside an entity that escaping produced)."""
-    return Markup(service.highlight(text or "", terms)[0])
+    return Markup(queries.highlight(text or "", terms)[0])
 
 
 def driving_terms(explanation: Sequence[Any] | None, limit: int = 8) -> list[str]:
