@@ -21,12 +21,23 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from alerts import notify
-from alerts.common import chunks, hour_key, insert_ignore, refutation_of, short_title
+from alerts.common import chunks, insert_ignore, refutation_of, short_title
+from alerts.merge import fold_merged_incident
 from alerts.queries import forget_counts
 from alerts.rules import SEVERITIES, SEVERITY_ZH, KeywordRule, RulesConfig, load_rules
 from alerts.severity import Features, risk, severity_for, severity_rank
 from alerts.spread import remeasure_responses
 from alerts.states import OPEN_STATES, STATE_ZH
+from alerts.subjects import (
+    INERT_ROLES,
+    Subject,
+    hourly_of,
+    incident_of_topic,
+    incident_subjects,
+    matter_kind,
+    spread_window,
+    velocity,
+)
 from core.errors import InvalidInput
 from core.tables import (
     Alert,
@@ -35,6 +46,7 @@ from core.tables import (
     AlertRun,
     Debunk,
     DebunkMatch,
+    Incident,
     Post,
     PostScore,
     Story,
@@ -59,32 +71,6 @@ EVALUATE_LOCK_KEY = 72_416_001  # pg_advisory_xact_lock key of `evaluate`
 
 
 # ----------------------------------------------------------------------------- features
-
-
-@dataclass
-class Subject:
-    """Something that may deserve an alert: a story, a hot topic, or a post without a story."""
-
-    kind: str  # story | topic | post
-    id: int
-    title: str
-    summary: str
-    features: Features
-    post_ids: list[int] = field(default_factory=list)  # evidence (new posts, or all for a new alert)
-    new_post_ids: list[int] = field(default_factory=list)
-    hourly: dict[str, int] = field(default_factory=dict)
-    debunk_id: int | None = None
-    known_evidence: set[int] | None = None  # new_post_ids already in the open alert's evidence
-
-
-
-def _velocity(hourly: dict[str, Any], last_seen: dt.datetime | None, window: int) -> float:
-    if not hourly or last_seen is None:
-        return 0.0
-    end = last_seen.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
-    keys = {hour_key(end - dt.timedelta(hours=i)) for i in range(window)}
-    total = sum(int(v) for k, v in hourly.items() if k[:13] in keys and isinstance(v, (int, float)))
-    return total / window
 
 
 def story_subjects(
@@ -144,7 +130,7 @@ def story_subjects(
         groups = {("g", r.group_id) for r in spreading if r.group_id} | {
             ("s", r.source_id) for r in spreading if r.source_id and not r.group_id
         }
-        window_start = (story.last_seen or utcnow()) - dt.timedelta(hours=_spread_window(cfg))
+        window_start = (story.last_seen or utcnow()) - dt.timedelta(hours=spread_window(cfg))
         in_window = {
             ("g", r.group_id) if r.group_id else ("s", r.source_id)
             for r in spreading
@@ -155,14 +141,14 @@ def story_subjects(
         places = Counter(p for r in spreading for p in (r.places or []) if isinstance(p, str))
         if story.id in mixed:
             post_count, reached = len(spreading), len(groups)
-            hourly = _hourly_of(spreading)
+            hourly = hourly_of(spreading)
             probability = prob.get(story.id)
             did, sim = debunk.get(story.id, (None, None))
         else:
             post_count = max(story.post_count or 0, len(rows))
             reached = max(story.group_count + story.source_count, len(groups))
             counts = (story.hourly_counts or {}).items()
-            hourly = {k: int(v) for k, v in counts if isinstance(v, (int, float))} or _hourly_of(rows)
+            hourly = {k: int(v) for k, v in counts if isinstance(v, (int, float))} or hourly_of(rows)
             probability = (
                 story.max_rumor_probability if story.max_rumor_probability is not None else prob.get(story.id)
             )
@@ -174,7 +160,7 @@ def story_subjects(
             rumor_probability=probability,
             debunk_id=did,
             debunk_similarity=sim if did else None,
-            velocity=_velocity(hourly, story.last_seen, cfg.velocity_window_hours),
+            velocity=velocity(hourly, story.last_seen, cfg.velocity_window_hours),
             groups=reached,
             groups_in_window=len(in_window),
             local_share=(sum(1 for r in spreading if r.is_local) / len(spreading)) if spreading else 0.0,
@@ -213,13 +199,6 @@ def _title_post(story: Story, rows: Sequence[Any], refuting: set[int]) -> int | 
     return min(spreading, key=lambda r: (r.published_at or r.collected_at, r.id)).id
 
 
-def _hourly_of(rows: Sequence[Any]) -> dict[str, int]:
-    hourly: dict[str, int] = defaultdict(int)
-    for r in rows:
-        hourly[hour_key(r.published_at or r.collected_at)] += 1
-    return dict(hourly)
-
-
 def _max_probability(session: Session, key: Any, keys: Sequence[int]) -> dict[int, float]:
     """Best rumor probability per story, over the posts whose ``key`` (story or post id) is in ``keys``."""
     best: dict[int, float] = {}
@@ -252,11 +231,6 @@ def _best_debunk(session: Session, key: Any, keys: Sequence[int]) -> dict[int, t
     return best
 
 
-def _spread_window(cfg: RulesConfig) -> float:
-    windows = [r.window_hours for r in cfg.enabled("spread")]
-    return max(windows) if windows else 6.0
-
-
 def topic_voice(session: Session, topic: Topic) -> tuple[int, str] | None:
     """The post (id, raw text) that shows what a topic's people say: its representative (most
     central) post, unless that is the official answer ("经核实…不实"), then the latest post that
@@ -287,7 +261,7 @@ def topic_subject(session: Session, topic: Topic, cfg: RulesConfig) -> Subject:
     hourly = {k: int(v) for k, v in (topic.hourly_counts or {}).items() if isinstance(v, (int, float))}
     f = Features(
         post_count=max(topic.post_count or 0, len(rows)),
-        velocity=_velocity(hourly, topic.last_seen, cfg.velocity_window_hours),
+        velocity=velocity(hourly, topic.last_seen, cfg.velocity_window_hours),
         groups=topic.group_count or 0,
         groups_in_window=topic.group_count or 0,
         local_share=local,
@@ -308,7 +282,9 @@ def topic_subject(session: Session, topic: Topic, cfg: RulesConfig) -> Subject:
 
 
 def fire_rules(f: Features, cfg: RulesConfig, subject_kind: str) -> list[dict[str, Any]]:
-    """The enabled rules a subject meets, as ``{"id", "name", "kind", "points", "why"}``."""
+    """The enabled rules a subject meets, as ``{"id", "name", "kind", "points", "why"}``.
+
+    ``subject_kind``: story | topic | post, or a matter's kind (rumor | concern | notice | unknown)."""
     fired: list[dict[str, Any]] = []
 
     def add(rule: Any, why: str) -> None:
@@ -325,10 +301,12 @@ def fire_rules(f: Features, cfg: RulesConfig, subject_kind: str) -> list[dict[st
     for rule in cfg.enabled("spread"):
         if f.groups_in_window >= rule.min_groups:
             add(rule, f"{rule.window_hours:g} 小时内在 {f.groups_in_window} 个群或来源出现")
-    if subject_kind == "topic":
+    if subject_kind in ("topic", "concern"):
         for rule in cfg.enabled("hot_concern"):
+            # a topic is hot by nlp's measure; a concern incident by its complaints and questions
+            hot = f.is_hot if subject_kind == "topic" else f.post_count >= rule.min_posts
             if (
-                f.is_hot
+                hot
                 and (not rule.require_local or f.local_share > 0)
                 and (not rule.categories or f.category in rule.categories)
             ):
@@ -341,16 +319,88 @@ def fire_rules(f: Features, cfg: RulesConfig, subject_kind: str) -> list[dict[st
 
 def _kind(fired: list[dict[str, Any]], default: str, subject_kind: str = "story") -> str:
     kinds = {_KIND_OF_RULE[r["kind"]] for r in fired}
+    if subject_kind in ("concern", "notice"):
+        return subject_kind  # a matter's kind was decided by its roles
     if subject_kind == "topic" and "concern" in kinds:
         return "concern"  # a topic is a concern first, whatever else it also meets
     return next((k for k in _KIND_ORDER if k in kinds), default)
 
 
+def _rule_kind(subject: Subject) -> str:
+    """What :func:`fire_rules` is told the subject is (a matter by its kind)."""
+    if subject.incident is not None:
+        return matter_kind(subject.incident)
+    return subject.kind
+
+
 def score_subject(
     subject: Subject, cfg: RulesConfig, fired: list[dict[str, Any]]
 ) -> tuple[float, dict[str, Any], str]:
-    score, parts = risk(subject.features, cfg, fired)
+    if subject.incident is not None:
+        score, parts = incident_score(subject, cfg, fired)
+    else:
+        score, parts = risk(subject.features, cfg, fired)
     return score, parts, severity_for(score, cfg)
+
+
+def incident_score(subject: Subject, cfg: RulesConfig, fired: list[dict[str, Any]]) -> tuple[float, dict[str, Any]]:
+    """A matter's risk score (0-100) and its explained parts.
+
+    A rumor whose analysis computed its risk (``Incident.risk`` with ``risk_parts``: claims,
+    questions, reach, velocity, cues, debunk, locality, each with a Chinese phrase) is scored from
+    those parts, scaled to ``weights.incident`` points, plus the category's weight and the points of
+    the rules that fired (the office's own rules file stays in charge of severity). Without them
+    (an older analysis) the alert computes the parts itself from the claims. A concern is scored
+    from its complaints; an official notice is information: always low.
+    """
+    inc = subject.incident
+    assert inc is not None
+    kind = matter_kind(inc)
+    f = subject.features
+    rules_part = {
+        "value": [r["id"] for r in fired],
+        "points": round(sum(r["points"] for r in fired), 2),
+        "max": None,
+        "text": "触发规则：" + ("、".join(r["name"] for r in fired) or "无"),
+    }
+    if kind == "notice":
+        notice_parts: dict[str, Any] = {
+            "notice": {
+                "value": f.groups,
+                "points": 0.0,
+                "max": None,
+                "text": f"官方通知在 {f.groups} 个群或来源传播：是信息，不是谣言",
+            },
+            "rules": rules_part | {"points": 0.0},
+        }
+        return 0.0, notice_parts
+    matter_parts = (inc.risk_parts or {}).get("parts") if isinstance(inc.risk_parts, dict) else None
+    if kind == "concern" or inc.risk is None or not isinstance(matter_parts, list) or not matter_parts:
+        return risk(f, cfg, fired)
+    scale = cfg.weights.incident
+    parts: dict[str, Any] = {}
+    for p in matter_parts:
+        if not isinstance(p, dict) or not p.get("key"):
+            continue
+        parts[f"matter_{p['key']}"] = {
+            "value": p.get("value"),
+            "points": round(float(p.get("contribution") or 0.0) * scale, 2),
+            "max": round(float(p.get("weight") or 0.0) * scale, 2),
+            "text": f"{p.get('label') or p['key']}：{p.get('detail') or ''}".rstrip("："),
+        }
+    cw = cfg.category_weight(f.category)
+    parts["category"] = {
+        "value": f.category,
+        "points": round(cw * cfg.weights.category, 2),
+        "max": cfg.weights.category,
+        "text": f"类别：{f.category or '未分类'}（权重 {cw:.1f}）",
+    }
+    notes = [n for n in (inc.risk_parts or {}).get("notes") or [] if isinstance(n, str)]
+    if notes:
+        parts["response"] = {"value": len(notes), "points": 0.0, "max": None, "text": "；".join(notes)}
+    parts["rules"] = rules_part
+    total = sum(float(p["points"]) for p in parts.values())
+    return round(min(100.0, total), 2), parts
 
 
 # ----------------------------------------------------------------------------- suggested responses
@@ -395,6 +445,8 @@ class EvaluateResult:
     posts_seen: int = 0
     stories_seen: int = 0
     topics_seen: int = 0
+    incidents_seen: int = 0
+    merged: list[int] = field(default_factory=list)
     created: list[int] = field(default_factory=list)
     folded: list[int] = field(default_factory=list)
     rising: list[int] = field(default_factory=list)
@@ -408,6 +460,8 @@ class EvaluateResult:
             "posts_seen": self.posts_seen,
             "stories_seen": self.stories_seen,
             "topics_seen": self.topics_seen,
+            "incidents_seen": self.incidents_seen,
+            "merged": len(self.merged),
             "created": len(self.created),
             "folded": len(self.folded),
             "rising": len(self.rising),
@@ -479,15 +533,31 @@ def evaluate(
     )
     post_since = last.post_watermark - WATERMARK_OVERLAP if last and last.post_watermark else None
     topic_since = last.topic_watermark - WATERMARK_OVERLAP if last and last.topic_watermark else None
-
-    # 1. new posts: which stories they touch, and the watched keywords they contain
-    q = select(Post.id, Post.story_id, Post.title, Post.raw_text, Post.norm_text, Post.analyzed_at).where(
-        Post.analyzed_at.is_not(None)
+    incident_since = (
+        last.incident_watermark - WATERMARK_OVERLAP if last and last.incident_watermark else None
     )
+
+    # 1. new posts: which incidents and stories they touch, and the watched keywords they contain.
+    # A post the roles stage has seen (role set) is part of the incident world: its matter carries
+    # it, or, without one (chatter), only the keyword watch may; its story never alerts on its own.
+    # Posts analysed before roles existed (role NULL) keep the story path.
+    q = select(
+        Post.id,
+        Post.story_id,
+        Post.incident_id,
+        Post.role,
+        Post.title,
+        Post.raw_text,
+        Post.norm_text,
+        Post.analyzed_at,
+    ).where(Post.analyzed_at.is_not(None))
     if post_since is not None:
         q = q.where(Post.analyzed_at > post_since)
     keyword_rules: list[KeywordRule] = cfg.enabled("keyword")
     new_by_story: dict[int, list[int]] = defaultdict(list)
+    in_matter: set[int] = set()  # stories whose posts have roles: their incidents speak for them
+    new_by_incident: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    hits_by_incident: dict[int, dict[str, list[str]]] = defaultdict(dict)
     lone: list[tuple[int, str]] = []
     hits_by_story: dict[int, dict[str, list[str]]] = defaultdict(dict)
     hits_by_post: dict[int, dict[str, list[str]]] = {}
@@ -499,7 +569,17 @@ def evaluate(
         # A refutation that quotes the watched words is not the thing being watched for.
         refutes = bool(keyword_rules) and bool(refutation_of(row.norm_text))
         hits = {} if refutes else {r.id: r.hits(scored) for r in keyword_rules if r.matches(scored)}
-        if row.story_id is not None:
+        if row.role is not None and row.role in INERT_ROLES:
+            hits = {}  # a refutation, a notice or chatter is not what the office watches for
+        if row.role is not None and row.story_id is not None:
+            in_matter.add(row.story_id)
+        if row.incident_id is not None:
+            new_by_incident[row.incident_id].append((row.id, row.role or "other"))
+            for rid, words in hits.items():
+                hits_by_incident[row.incident_id][rid] = sorted(
+                    set(hits_by_incident[row.incident_id].get(rid, [])) | set(words)
+                )
+        elif row.story_id is not None and row.role is None:
             new_by_story[row.story_id].append(row.id)
             for rid, words in hits.items():
                 hits_by_story[row.story_id].setdefault(rid, [])
@@ -509,8 +589,13 @@ def evaluate(
             hits_by_post[row.id] = hits
     run.post_watermark = post_mark
 
-    # 2. stories
-    story_ids = sorted(new_by_story)
+    # 2. incidents (matters): changed since the last run, or touched by new posts
+    _evaluate_incidents(
+        session, run, last, incident_since, new_by_incident, hits_by_incident, cfg, now, notifier, result, pending
+    )
+
+    # 3. stories of posts analysed before roles existed
+    story_ids = sorted(set(new_by_story) - in_matter)
     stories: list[Story] = []
     for chunk in chunks(story_ids):
         stories += list(session.scalars(select(Story).where(Story.id.in_(chunk))))
@@ -533,7 +618,7 @@ def evaluate(
         subject.known_evidence = known_by_story.get(sid, set())
         _apply(session, subject, latest.get(sid), cfg, now, notifier, result, pending)
 
-    # 3. hot topics changed since the last run
+    # 4. hot topics changed since the last run
     tq = select(Topic).where(Topic.is_hot.is_(True))
     if topic_since is not None:
         tq = tq.where(Topic.updated_at > topic_since)
@@ -545,11 +630,14 @@ def evaluate(
     run.topic_watermark = topic_mark
     latest_t = latest_alerts(session, Alert.topic_id, [t.id for t in topics], story_null=True)
     for t in topics:
+        if t.id not in latest_t and incident_of_topic(session, t.id) is not None:
+            # Most of the topic's posts are one matter: the incident's alert is the alert on it.
+            continue
         subject = topic_subject(session, t, cfg)
         subject.new_post_ids = subject.post_ids
         _apply(session, subject, latest_t.get(t.id), cfg, now, notifier, result, pending)
 
-    # 4. watched keywords in posts that belong to no story
+    # 5. watched keywords in posts that belong to no incident and no story
     if lone:
         known = {e["post_id"] for e in pending.evidence}
         known |= {pid for _a, subj, *_rest in pending.created for pid in subj.post_ids}
@@ -592,6 +680,61 @@ def evaluate(
     return result
 
 
+def _evaluate_incidents(
+    session: Session,
+    run: AlertRun,
+    last: AlertRun | None,
+    since: dt.datetime | None,
+    new_by_incident: dict[int, list[tuple[int, str]]],
+    hits: dict[int, dict[str, list[str]]],
+    cfg: RulesConfig,
+    now: dt.datetime,
+    notifier: Notifier,
+    result: EvaluateResult,
+    pending: _Pending,
+) -> None:
+    """One alert per incident: raise, fold, re-alert; a merged incident's alert folds into its
+    target's."""
+    iq = select(Incident)
+    if since is not None:
+        iq = iq.where(Incident.updated_at > since)
+    changed = {i.id: i for i in session.scalars(iq)}
+    missing = [i for i in new_by_incident if i not in changed]
+    for chunk in chunks(missing):
+        changed |= {i.id: i for i in session.scalars(select(Incident).where(Incident.id.in_(chunk)))}
+    mark = last.incident_watermark if last else None
+    for inc in changed.values():
+        mark = inc.updated_at if mark is None or inc.updated_at > mark else mark
+    run.incident_watermark = mark
+    merged = [i for i in changed.values() if i.status == "merged"]
+    for inc in merged:
+        target = fold_merged_incident(session, inc, now=now)
+        if target is not None:
+            result.merged.append(inc.id)
+        if target is not None and target.id not in changed:
+            changed[target.id] = target
+    incidents = [i for i in changed.values() if i.status != "merged"]
+    result.incidents_seen = len(incidents)
+    if not incidents:
+        return
+    subjects = incident_subjects(session, incidents, cfg, hits)
+    latest = latest_alerts(session, Alert.incident_id, [i.id for i in incidents])
+    open_alerts = {a.id: iid for iid, a in latest.items() if a.status in OPEN_STATES}
+    known: dict[int, set[int]] = defaultdict(set)
+    for chunk in chunks(list(open_alerts)):
+        for alert_id, post_id in session.execute(
+            select(AlertPost.alert_id, AlertPost.post_id).where(AlertPost.alert_id.in_(chunk))
+        ):
+            known[open_alerts[alert_id]].add(post_id)
+    for iid, subject in subjects.items():
+        # Every post of the matter is evidence (the grouping may have moved older posts in); the
+        # roles of those not yet in its alert decide whether severity may rise.
+        subject.new_post_ids = subject.post_ids
+        subject.known_evidence = known.get(iid, set())
+        subject.new_roles = {r for pid, r in subject.roles.items() if pid not in subject.known_evidence}
+        _apply(session, subject, latest.get(iid), cfg, now, notifier, result, pending)
+
+
 def latest_alerts(
     session: Session, column: Any, ids: list[int], story_null: bool = False
 ) -> dict[int, Alert]:
@@ -625,12 +768,14 @@ def _apply(
     result: EvaluateResult,
     pending: _Pending,
 ) -> None:
-    fired = fire_rules(subject.features, cfg, subject.kind)
+    fired = fire_rules(subject.features, cfg, _rule_kind(subject))
     if existing is not None and existing.status in OPEN_STATES:
         _fold(session, existing, subject, cfg, fired, now, notifier, result, pending)
         return
     if not fired:
         return
+    if subject.incident is not None and subject.features.post_count == 0:
+        return  # questions, reactions or refutations alone are not a matter going round
     score, parts, severity = score_subject(subject, cfg, fired)
     if severity_rank(severity) < SEVERITIES.index(cfg.min_severity):
         return
@@ -643,7 +788,7 @@ def _apply(
         ):
             return
     alert = _build(
-        session, subject, cfg, fired, score, parts, severity, now, kind=_kind(fired, "rumor", subject.kind)
+        session, subject, cfg, fired, score, parts, severity, now, kind=_kind(fired, "rumor", _rule_kind(subject))
     )
     session.add(alert)
     pending.created.append((alert, subject, fired, severity, existing, base))
@@ -683,7 +828,8 @@ def _finish(
             )
             result.realerted.append(alert.id)
         result.created.append(alert.id)
-        notifier(session, alert, "realert" if existing is not None else "created", now, note)
+        if alert.kind != "notice":  # information spreading: shown in the queue, nobody is paged
+            notifier(session, alert, "realert" if existing is not None else "created", now, note)
     if events:
         session.execute(insert(AlertEvent), events)
 
@@ -729,6 +875,7 @@ def _build(
 ) -> Alert:
     f = subject.features
     return Alert(
+        incident_id=subject.id if subject.kind == "incident" else None,
         story_id=subject.id if subject.kind == "story" else None,
         topic_id=subject.id if subject.kind == "topic" else None,
         kind=kind,
@@ -815,6 +962,9 @@ def _fold(
     ]
     score, parts, severity = score_subject(subject, cfg, fired)
     old_rank, old_count = alert.severity_rank, alert.noted_post_count or alert.post_count
+    if _only_response(subject, alert) and (severity_rank(severity) > old_rank or score > alert.risk_score):
+        # Refutations, notices and chatter are the answer, not the spread: they never raise it.
+        score, severity = alert.risk_score, alert.severity
     changed = f.post_count != alert.post_count or f.groups != alert.group_count or parts != alert.score_parts
     if not changed and not new_ids:
         return  # nothing new: the alert keeps its place in the queue
@@ -823,6 +973,8 @@ def _fold(
     alert.risk_score = max(score, alert.risk_score) if severity_rank(severity) <= old_rank else score
     if alert.category is None and f.category:
         alert.category = f.category
+    if subject.incident is not None:
+        _follow_matter(alert, subject, fired)
     if alert.suggested_response is None or (
         f.debunk_id and "【辟谣】" not in (alert.suggested_response or "")
     ):
@@ -868,3 +1020,28 @@ def _fold(
             notifier(session, alert, f"rising:{severity}", now, note)
 
 
+
+
+def _only_response(subject: Subject, alert: Alert) -> bool:
+    """The matter's new posts are all inert (refutations, notices, chatter) and no debunk newly
+    reached it: nothing that may raise the alert's severity arrived."""
+    if subject.incident is None or not subject.new_roles or not subject.new_roles <= INERT_ROLES:
+        return False
+    return not (subject.features.debunk_id and "【辟谣】" not in (alert.suggested_response or ""))
+
+
+def _follow_matter(alert: Alert, subject: Subject, fired: list[dict[str, Any]]) -> None:
+    """An incident alert's title and kind follow its matter (nlp rewrites the headline as the
+    matter grows; a matter found to be an official notice is never left as a rumor alert)."""
+    inc = subject.incident
+    assert inc is not None
+    if inc.title:
+        alert.title = short_title(inc.title)[:500]
+    alert.summary = subject.summary or alert.summary
+    if alert.kind == "manual":
+        return
+    kind = matter_kind(inc)
+    if kind in ("concern", "notice"):
+        alert.kind = kind
+    elif alert.kind in ("notice", "concern", "keyword", "spread", "rumor"):
+        alert.kind = _kind(fired, "rumor", kind)

@@ -14,14 +14,13 @@ import datetime as dt
 import hashlib
 import logging
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from alerts import notify
 from alerts.common import get_alert, short_title
 from alerts.evaluate import (
     Notifier,
-    Subject,
     create_alert,
     fire_rules,
     latest_alerts,
@@ -34,11 +33,13 @@ from alerts.rules import SEVERITIES, SEVERITY_ZH, RulesConfig, load_rules
 from alerts.severity import Features
 from alerts.spread import measure_spread
 from alerts.states import FINISHED_STATES, OPEN_STATES, STATE_ZH, STATES, TRANSITIONS
+from alerts.subjects import Subject, spreading_count
 from core.errors import Conflict, InvalidInput, NotFound
 from core.tables import (
     Alert,
     AlertEvent,
     AlertPost,
+    Incident,
     Label,
     Post,
     Response,
@@ -106,8 +107,10 @@ def transition(
             comment=comment,
         )
     )
-    # A dismissed concern is not a verdict on rumors; a confirmed rumor always is.
-    if to == "confirmed_rumor" or (to == "dismissed" and alert.kind != "concern" and alert.topic_id is None):
+    # A dismissed concern or notice is not a verdict on rumors; a confirmed rumor always is.
+    if to == "confirmed_rumor" or (
+        to == "dismissed" and alert.kind not in ("concern", "notice") and alert.topic_id is None
+    ):
         _review_labels(session, alert, 1 if to == "confirmed_rumor" else 0, actor_id, now)
     session.flush()
     forget_counts()
@@ -115,6 +118,10 @@ def transition(
 
 
 def _current_post_count(session: Session, alert: Alert) -> int:
+    if alert.incident_id is not None:
+        incident = session.get(Incident, alert.incident_id)
+        if incident is not None:
+            return max(spreading_count(incident), alert.post_count)
     if alert.story_id is not None:
         story = session.get(Story, alert.story_id)
         if story is not None:
@@ -126,13 +133,16 @@ def _review_labels(
     session: Session, alert: Alert, label: int, actor_id: int | None, now: dt.datetime
 ) -> None:
     """Each evidence post becomes a label with the text as it was scored (for retraining)."""
-    rows = session.execute(
+    q = (
         select(Post.id, Post.norm_text, Post.raw_text, Post.category)
         .join(AlertPost, AlertPost.post_id == Post.id)
         .where(AlertPost.alert_id == alert.id)
-        .order_by(Post.id)
-        .limit(MAX_LABEL_POSTS)
-    ).all()
+    )
+    if alert.incident_id is not None:
+        # A verdict on a matter is a verdict on its claims: its questions, reactions and
+        # refutations say nothing of whether the claim is a rumor.
+        q = q.where(or_(Post.role.is_(None), Post.role == "claim"))
+    rows = session.execute(q.order_by(Post.id).limit(MAX_LABEL_POSTS)).all()
     if not rows:
         return
     keys = [f"review:{r.id}" for r in rows]
