@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, column, func, select, text
 from sqlalchemy.orm import Session
 
+from alerts import matters
 from alerts.common import REFUTES_ZH, get_alert, refutation_of
 from alerts.rules import SEVERITIES
 from alerts.severity import severity_rank
@@ -31,6 +32,7 @@ from core.tables import (
     ChatGroup,
     Debunk,
     DebunkMatch,
+    Incident,
     Post,
     PostScore,
     Response,
@@ -55,6 +57,7 @@ class AlertFilters:
     q: str | None = None
     story_id: int | None = None
     topic_id: int | None = None
+    incident_id: int | None = None
 
 
 def _like(q: str) -> str:
@@ -66,7 +69,7 @@ def _like(q: str) -> str:
 # query itself. Typed binds and result columns keep times as aware UTC, as everywhere else.
 _LIST_SELECT = (
     "SELECT a.id, a.kind, a.title, a.severity, a.risk_score, a.category, a.status, a.assignee_id, "
-    "a.story_id, a.topic_id, a.post_count, a.group_count, a.escalation_level, a.created_at, a.updated_at, "
+    "a.story_id, a.topic_id, a.incident_id, a.post_count, a.group_count, a.escalation_level, a.created_at, a.updated_at, "
     "u.username AS assignee FROM alerts a LEFT OUTER JOIN users u ON u.id = a.assignee_id"
 )
 _ORDER = " ORDER BY a.severity_rank DESC, a.updated_at DESC, a.id DESC LIMIT :limit OFFSET :offset"
@@ -107,7 +110,7 @@ def _where(f: AlertFilters, dialect: str) -> tuple[str, dict[str, Any]]:
     if f.until is not None:
         parts.append("a.created_at < :until")
         params["until"] = f.until
-    for name, value in (("story_id", f.story_id), ("topic_id", f.topic_id)):
+    for name, value in (("story_id", f.story_id), ("topic_id", f.topic_id), ("incident_id", f.incident_id)):
         if value is not None:
             parts.append(f"a.{name} = :{name}")
             params[name] = value
@@ -140,6 +143,7 @@ def _statement(sql: str) -> Any:
                         "assignee_id",
                         "story_id",
                         "topic_id",
+                        "incident_id",
                         "post_count",
                         "group_count",
                         "escalation_level",
@@ -181,6 +185,7 @@ def _filters_key(f: AlertFilters) -> Any:
         f.q,
         f.story_id,
         f.topic_id,
+        f.incident_id,
     )
 
 
@@ -429,6 +434,12 @@ def alert_detail(
         for r in session.scalars(select(Response).where(Response.alert_id == alert.id).order_by(Response.id))
     ]
     names = _usernames(session, {alert.assignee_id} if alert.assignee_id else set())
+    incident = session.get(Incident, alert.incident_id) if alert.incident_id else None
+    matter = (
+        matters.incident_row(incident, alert.id) | matters.incident_parts(session, incident)
+        if incident is not None
+        else None
+    )
     return {
         "id": alert.id,
         "kind": alert.kind,
@@ -445,6 +456,8 @@ def alert_detail(
         "assignee": names.get(alert.assignee_id or -1),
         "story_id": alert.story_id,
         "topic_id": alert.topic_id,
+        "incident_id": alert.incident_id,
+        "incident": matter,
         "post_count": alert.post_count,
         "group_count": alert.group_count,
         "escalation_level": alert.escalation_level,

@@ -14,10 +14,12 @@ from sqlalchemy.orm import Session
 
 from alerts.common import get_alert, hour_key, parse_hour
 from alerts.rules import RulesConfig, load_rules
+from alerts.subjects import SPREADING_ROLES, matter_kind
 from core.errors import InvalidInput
 from core.tables import (
     Alert,
     AlertPost,
+    Incident,
     Post,
     Response,
     Story,
@@ -28,6 +30,22 @@ from core.tables import (
 log = logging.getLogger(__name__)
 
 def hourly_for(session: Session, alert: Alert) -> dict[str, int]:
+    """Posts per UTC hour of what the alert is about. For a matter, only the posts that carry it
+    (claims of a rumor, complaints of a concern): the refutations a response brings are its
+    effect, not more spread."""
+    if alert.incident_id is not None:
+        incident = session.get(Incident, alert.incident_id)
+        if incident is not None:
+            carrying = SPREADING_ROLES[matter_kind(incident)]
+            counts: dict[str, int] = {}
+            for published, collected in session.execute(
+                select(Post.published_at, Post.collected_at).where(
+                    Post.incident_id == incident.id, Post.role.in_(carrying)
+                )
+            ):
+                key = hour_key(published or collected)
+                counts[key] = counts.get(key, 0) + 1
+            return counts
     source: dict[str, Any] = {}
     if alert.story_id is not None:
         story = session.get(Story, alert.story_id)

@@ -18,7 +18,7 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from alerts import notify
-from alerts.common import get_alert, short_title
+from alerts.common import get_alert, insert_ignore, short_title
 from alerts.evaluate import (
     Notifier,
     create_alert,
@@ -28,6 +28,7 @@ from alerts.evaluate import (
     story_subjects,
     topic_subject,
 )
+from alerts.merge import final_incident, fold_alert_into, open_alert_of
 from alerts.queries import forget_counts
 from alerts.rules import SEVERITIES, SEVERITY_ZH, RulesConfig, load_rules
 from alerts.severity import Features
@@ -48,6 +49,7 @@ from core.tables import (
     User,
     utcnow,
 )
+from nlp import incident_edits
 
 log = logging.getLogger(__name__)
 
@@ -427,3 +429,155 @@ def create_manual(
     return alert
 
 
+
+
+# ----------------------------------------------------------------------------- staff correct the grouping
+
+
+def _open_alert(session: Session, incident_id: int | None) -> Alert | None:
+    return open_alert_of(session, incident_id) if incident_id else None
+
+
+def _sync_counts(session: Session, alert: Alert | None, now: dt.datetime) -> None:
+    """An incident alert's counts follow its matter after staff moved posts around."""
+    if alert is None or alert.incident_id is None:
+        return
+    incident = session.get(Incident, alert.incident_id)
+    if incident is None:
+        return
+    alert.post_count = spreading_count(incident)
+    alert.group_count = (incident.group_count or 0) + (incident.source_count or 0)
+    alert.updated_at = now
+
+
+def merge_alerts(
+    session: Session,
+    alert_id: int,
+    other_alert_id: int,
+    *,
+    actor: User | int | None,
+    now: dt.datetime | None = None,
+) -> Alert:
+    """Staff say two alerts are one matter: the other alert's posts move into this alert's
+    incident (the other incident becomes merged into it, must_link pairs are recorded), and the
+    other alert closes into this one with history on both. Idempotent."""
+    now = now or utcnow()
+    if alert_id == other_alert_id:
+        raise InvalidInput("不能把预警和它自己合并：请选择另一条预警")
+    alert = get_alert(session, alert_id, lock=True)
+    other = get_alert(session, other_alert_id, lock=True)
+    actor_id = _actor(session, actor)
+    already = session.scalar(
+        select(AlertEvent.id).where(AlertEvent.alert_id == other.id, AlertEvent.action == "merged",
+                                    AlertEvent.to_status == "closed").limit(1)
+    )
+    if already is not None and other.status == "closed":
+        into = (session.get(AlertEvent, already).detail or {}).get("into_alert_id")  # type: ignore[union-attr]
+        if into == alert.id:
+            return alert
+        raise Conflict(f"预警 #{other.id} 已并入预警 #{into}：请在预警 #{into} 上操作")
+    if alert.status not in OPEN_STATES:
+        raise Conflict(f"预警 #{alert.id} 已{STATE_ZH[alert.status]}：请把其他预警并入一条未结束的预警")
+    if other.status == "closed":
+        raise Conflict(f"预警 #{other.id} 已关闭：关闭的预警不能再合并")
+    into_incident = _incident_of_alert(session, alert, now)
+    other_incident = _incident_of_alert(session, other, now)
+    if other_incident.id != into_incident.id:
+        incident_edits.merge_incidents(session, into_incident.id, other_incident.id, actor_id=actor_id, now=now)
+    # the other alert keeps its own incident (now merged): "the latest alert of an incident" must
+    # stay this one, or the next evaluation would take the closed alert for the matter's verdict
+    alert.incident_id = into_incident.id
+    fold_alert_into(session, other, alert, actor_id=actor_id, now=now, reason="人工合并")
+    _sync_counts(session, alert, now)
+    session.flush()
+    forget_counts()
+    return alert
+
+
+def _incident_of_alert(session: Session, alert: Alert, now: dt.datetime) -> Incident:
+    """The alert's matter; an alert raised before incidents existed gets one from its evidence."""
+    if alert.incident_id is not None:
+        incident = session.get(Incident, alert.incident_id)
+        if incident is not None:
+            final = final_incident(session, incident)
+            if final is not None:
+                return final
+    post_ids = list(session.scalars(select(AlertPost.post_id).where(AlertPost.alert_id == alert.id)))
+    if not post_ids:
+        raise Conflict(f"预警 #{alert.id} 没有证据帖子，无法合并")
+    owners = set(session.scalars(select(Post.incident_id).where(Post.id.in_(post_ids[:2000]))))
+    owners.discard(None)
+    if len(owners) == 1:
+        return incident_edits.get_incident(session, owners.pop())  # type: ignore[arg-type]
+    return incident_edits.incident_for_posts(session, post_ids, now=now)
+
+
+def split_incident_post(
+    session: Session,
+    incident_id: int,
+    post_id: int,
+    *,
+    new_incident: bool = True,
+    actor: User | int | None,
+    now: dt.datetime | None = None,
+) -> incident_edits.EditResult:
+    """Take a post out of its incident (it starts its own, or none): it leaves the open alert's
+    evidence, cannot_link pairs are recorded, the alert's history says so. Idempotent."""
+    now = now or utcnow()
+    actor_id = _actor(session, actor)
+    result = incident_edits.split_post(
+        session, incident_id, post_id, new_incident=new_incident, actor_id=actor_id, now=now
+    )
+    if not result.changed:
+        return result
+    alert = _open_alert(session, incident_id)
+    if alert is not None:
+        session.execute(delete(AlertPost).where(AlertPost.alert_id == alert.id, AlertPost.post_id == post_id))
+        where = f"成为新事件 #{result.new_incident_id}" if result.new_incident_id else "不再属于任何事件"
+        session.add(
+            AlertEvent(
+                alert_id=alert.id,
+                at=now,
+                actor_id=actor_id,
+                action="split",
+                comment=f"帖子 #{post_id} 已从本事件拆出，{where}",
+                detail={"post_id": post_id, "incident_id": incident_id, "new_incident_id": result.new_incident_id},
+            )
+        )
+        _sync_counts(session, alert, now)
+    session.flush()
+    forget_counts()
+    return result
+
+
+def move_incident_post(
+    session: Session,
+    incident_id: int,
+    post_id: int,
+    to_incident_id: int,
+    *,
+    actor: User | int | None,
+    now: dt.datetime | None = None,
+) -> incident_edits.EditResult:
+    """Move a post to another incident: its evidence follows it from one open alert to the other,
+    must_link / cannot_link pairs are recorded, both histories say so. Idempotent."""
+    now = now or utcnow()
+    actor_id = _actor(session, actor)
+    result = incident_edits.move_post(session, incident_id, post_id, to_incident_id, actor_id=actor_id, now=now)
+    if not result.changed:
+        return result
+    source, target = _open_alert(session, incident_id), _open_alert(session, to_incident_id)
+    detail = {"post_id": post_id, "from_incident_id": incident_id, "to_incident_id": to_incident_id}
+    if source is not None:
+        session.execute(delete(AlertPost).where(AlertPost.alert_id == source.id, AlertPost.post_id == post_id))
+        session.add(AlertEvent(alert_id=source.id, at=now, actor_id=actor_id, action="moved",
+                               comment=f"帖子 #{post_id} 已移到事件 #{to_incident_id}", detail=detail))
+        _sync_counts(session, source, now)
+    if target is not None:
+        insert_ignore(session, AlertPost.__table__, [{"alert_id": target.id, "post_id": post_id, "added_at": now}])
+        session.add(AlertEvent(alert_id=target.id, at=now, actor_id=actor_id, action="moved",
+                               comment=f"帖子 #{post_id} 从事件 #{incident_id} 移入本事件", detail=detail))
+        _sync_counts(session, target, now)
+    session.flush()
+    forget_counts()
+    return result

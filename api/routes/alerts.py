@@ -43,6 +43,7 @@ from api.deps import (
 )
 from api.pagination import Page
 from api.problems import Problem
+from api.routes.incidents import IncidentParts
 from api.security import hash_token
 from core.settings import get_settings
 from core.tables import Notification, NotificationAttempt
@@ -54,7 +55,7 @@ Status = Literal[
     "new", "acknowledged", "confirmed_rumor", "confirmed_concern", "dismissed", "responded", "closed"
 ]
 Severity = Literal["low", "medium", "high", "urgent"]
-Kind = Literal["rumor", "debunk_match", "spread", "concern", "keyword", "manual"]
+Kind = Literal["rumor", "debunk_match", "spread", "concern", "keyword", "manual", "notice"]
 AlertId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="预警编号")]
 
 
@@ -85,6 +86,7 @@ class AlertPublic(BaseModel):
     assignee: str | None
     story_id: int | None
     topic_id: int | None
+    incident_id: int | None
     post_count: int
     group_count: int
     escalation_level: int
@@ -176,6 +178,10 @@ class AlertDetail(BaseModel):
     assignee: str | None
     story_id: int | None
     topic_id: int | None
+    incident_id: int | None
+    incident: IncidentParts | None = Field(
+        description="这件事：按角色分组的帖子（说法、询问、反应、辟谣与通知）、各群传播、时间线"
+    )
     post_count: int
     group_count: int
     escalation_level: int
@@ -232,6 +238,11 @@ class ManualAlertBody(BaseModel):
     ) = None
     severity: Severity | None = None
     comment: Annotated[str, NoNul, StringConstraints(max_length=5000)] | None = None
+
+
+class MergeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    other_alert_id: Annotated[int, Field(ge=1, le=MAX_ROW_ID, description="并入本预警的另一条预警")]
 
 
 class CommentPublic(BaseModel):
@@ -468,6 +479,16 @@ def transition(
     alert_id: AlertId, body: TransitionBody, user: StaffUser, session: SessionDep
 ) -> dict[str, Any]:
     workflow.transition(session, alert_id, body.to, actor=user, comment=body.comment)
+    return queries.alert_detail(session, alert_id)
+
+
+@router.post(
+    "/alerts/{alert_id}/merge",
+    response_model=AlertDetail,
+    summary="合并预警：另一条预警是同一件事（其帖子并入本预警的事件，另一条预警关闭并入本预警）",
+)
+def merge(alert_id: AlertId, body: MergeBody, user: StaffUser, session: SessionDep) -> dict[str, Any]:
+    workflow.merge_alerts(session, alert_id, body.other_alert_id, actor=user)
     return queries.alert_detail(session, alert_id)
 
 
