@@ -37,10 +37,10 @@ STATUSES = tuple(STATUS_ZH)
 #: What still needs someone: the queue shows these by default.
 OPEN_STATUSES = ("new", "acknowledged", "confirmed_rumor", "confirmed_concern")
 KIND_ZH = {"rumor": "疑似谣言", "debunk_match": "匹配已辟谣", "spread": "跨群扩散", "concern": "热点关切",
-           "keyword": "关键词命中", "manual": "人工创建"}
+           "keyword": "关键词命中", "manual": "人工创建", "notice": "官方通知传播"}
 ACTION_ZH = {"created": "创建预警", "rising": "正在扩散", "realert": "重新预警", "status": "状态变更", "assigned": "指派",
              "comment": "评论", "responded": "记录回应", "escalated": "升级提醒", "reopened": "重新打开",
-             "severity": "级别变化"}
+             "severity": "级别变化", "merged": "合并", "split": "拆出帖子", "moved": "移动帖子"}
 SOURCE_KIND_ZH = {"feed": "RSS 订阅", "html": "网页", "json": "接口", "custom": "定制", "chat_export": "群聊导出",
                   "bot": "群机器人", "api": "接口推送"}
 PLATFORM_ZH = {"qq": "QQ 群", "wechat": "微信群", "telegram": "Telegram", "web": "网页版块", "other": "其他"}
