@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     )
     analyze_interval_seconds: int = Field(60, ge=5, description="How often `yuqing run` analyses new posts.")
     story_window_days: int = Field(14, ge=1, description="New posts join stories active within this many days.")
+    incident_window_days: int = Field(
+        7, ge=1, description="New posts join incidents (matters) active within this many days; older ones go dormant."
+    )
     alert_rules_file: Path | None = Field(None, description="Alert rules YAML; empty: alerts/rules.yaml.")
     notify_config_file: Path | None = Field(None, description="Notification routing YAML; empty: alerts/notify.yaml.")
     notify_backoff_seconds: float = Field(30.0, gt=0, description="First retry delay of a failed notification.")

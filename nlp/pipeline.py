@@ -13,6 +13,9 @@ going through :data:`STAGES` in order:
 ``concerns``
     hot concerns (:mod:`nlp.concerns`): category, mood and places of each post, topics and
     bursts. Run analyze without it with ``stages=stages_without("concerns")``.
+``incidents``
+    the matter (一件事) of each post, with its role (:mod:`nlp.incidents`): incidents founded and
+    their stats, risk and title.
 ``write``
     post_scores / debunk_matches upserts, one executemany UPDATE of posts (norm_text, story_id,
     analyzed_at and any ``batch.post_columns``), story stats. Then the batch commits.
@@ -47,7 +50,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 import numpy as np
 from sqlalchemy import Table, bindparam, delete, func, select, update
@@ -60,6 +63,8 @@ from nlp.concerns.pipeline_stage import STAGE_NAME as CONCERNS_STAGE
 from nlp.concerns.pipeline_stage import concerns_stage, concerns_text_part
 from nlp.cues import DEBUNK_TERM_PREFIX
 from nlp.debunks import DebunkHit, DebunkMatcher
+from nlp.incidents import STAGE_NAME as INCIDENTS_STAGE
+from nlp.incidents import incidents_stage, incidents_text_part
 from nlp.normalize import normalize
 from nlp.similarity import BandedIndex, match_key, shingle_batch
 from nlp.stories import (
@@ -79,6 +84,7 @@ __all__ = [
     "AnalysisResult",
     "Batch",
     "Classifier",
+    "PostContext",
     "Stage",
     "TextFeatures",
     "analyze",
@@ -138,7 +144,15 @@ class TextFeatures:
     extras: dict[str, Any] = field(default_factory=dict)  # stage name -> its text part's result
 
 
-TextPart = Callable[[list[str]], Any]
+TextPart = Callable[..., Any]  # part(norm_texts) or, with ``wants_context``, part(norm_texts, contexts)
+
+
+class PostContext(NamedTuple):
+    """What a text part may know of a post besides its text (picklable, sent to the workers)."""
+
+    is_reply: bool  # a reply to, or quote of, another post (posts.parent_id / parent_key)
+    channel: str  # web | chat
+    has_title: bool
 
 
 def _positive_column(proba: Any) -> np.ndarray:
@@ -153,12 +167,15 @@ def text_features(
     explain_k: int = EXPLAIN_TERMS,
     banding: BandedIndex | None = None,
     parts: dict[str, TextPart] | None = None,
+    contexts: Sequence[PostContext] | None = None,
 ) -> TextFeatures:
     """Normalise, classify + explain, sign and match debunks: the CPU-heavy, database-free part.
 
     With ``banding`` (the story index, or its empty twin) also the story grouping's
     `prepare_batch`, so the main process only looks stories up. ``parts``: the stages' per-text
-    parts (`Stage.text_part`), each run on the normalised texts into ``extras[stage name]``.
+    parts (`Stage.text_part`), each run on the normalised texts into ``extras[stage name]``; a
+    part with ``wants_context = True`` is called ``part(norm, contexts)`` (one `PostContext` per
+    text, or None when the caller has none).
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -185,7 +202,7 @@ def text_features(
     extras = {}
     for name, part in (parts or {}).items():
         t6 = time.perf_counter()
-        extras[name] = part(norm)
+        extras[name] = part(norm, contexts) if getattr(part, "wants_context", False) else part(norm)
         timings[f"{name}.text"] = time.perf_counter() - t6
     return TextFeatures(norm, keys, signatures, proba, explanations, debunks, timings, prep, extras)
 
@@ -258,9 +275,9 @@ def _worker_init(
     logging.getLogger("jieba").setLevel(logging.WARNING)
 
 
-def _worker_run(texts: list[str]) -> TextFeatures:
+def _worker_run(texts: list[str], contexts: list[PostContext] | None = None) -> TextFeatures:
     w = _WORKER
-    return text_features(texts, w["model"], w["matcher"], w["explain_k"], w["banding"], w["parts"])
+    return text_features(texts, w["model"], w["matcher"], w["explain_k"], w["banding"], w["parts"], contexts)
 
 
 # ----------------------------------------------------------------------------- batches and stages
@@ -278,6 +295,12 @@ class PostRow:
     published_at: dt.datetime | None
     collected_at: dt.datetime
     story_id: int | None
+    parent_id: int | None = None
+    parent_key: str | None = None
+
+    @property
+    def context(self) -> PostContext:
+        return PostContext(self.parent_id is not None or self.parent_key is not None, self.channel, bool(self.title))
 
     @property
     def text(self) -> str:
@@ -376,7 +399,8 @@ def text_stage(ctx: AnalysisContext, batch: Batch) -> None:
         ctx.timings["wait_workers"] = ctx.timings.get("wait_workers", 0.0) + time.perf_counter() - t0
     elif batch.features is None:
         batch.features = text_features(
-            [r.text for r in batch.rows], ctx.model, ctx.matcher, ctx.explain_k, ctx.stories.lsh, ctx.text_parts
+            [r.text for r in batch.rows], ctx.model, ctx.matcher, ctx.explain_k, ctx.stories.lsh, ctx.text_parts,
+            [r.context for r in batch.rows],
         )
     for name, seconds in batch.features.timings.items():
         ctx.timings[name] = ctx.timings.get(name, 0.0) + seconds
@@ -489,6 +513,7 @@ STAGES: list[Stage] = [
     Stage("text", text_stage),
     Stage("stories", story_stage),
     Stage(CONCERNS_STAGE, concerns_stage, text_part=concerns_text_part),
+    Stage(INCIDENTS_STAGE, incidents_stage, text_part=incidents_text_part),
     Stage("write", write_stage),
 ]
 
@@ -616,6 +641,8 @@ def _read_batches(session: Session, batch_size: int, limit: int | None) -> Itera
         t.c.published_at,
         t.c.collected_at,
         t.c.story_id,
+        t.c.parent_id,
+        t.c.parent_key,
     ]
     last = 0
     taken = 0
@@ -770,7 +797,7 @@ def run_analysis(
                     return
                 batch = Batch(rows=rows, segmenter=ctx.segmenter)
                 if pool is not None:
-                    batch.pending = pool.submit(_worker_run, [r.text for r in rows])
+                    batch.pending = pool.submit(_worker_run, [r.text for r in rows], [r.context for r in rows])
                 queue.append(batch)
 
         refill()

@@ -1,0 +1,115 @@
+"""Headlines: a title a person would write for a matter, cut from what its posts say.
+
+`headline` takes candidate texts (the best first: a representative claim or complaint), drops the
+forwarding hooks and share-pressure tails ("【转】", "紧急扩散！", "转发：", "不转不是中国人"),
+placeholders (<URL>, <AT>, emoji) and repeated punctuation, and keeps whole clauses up to about
+30 characters, so the title reads "青禾镇明天封城，所有人不准出门" rather than a keyword list.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from nlp.normalize import PLACEHOLDER_RE, normalize
+
+__all__ = ["TITLE_CHARS", "clean_hooks", "headline"]
+
+TITLE_CHARS = 30
+_MIN_CHARS = 4  # a shorter clean text says nothing ("转发", "收到")
+
+# Leading hooks, applied repeatedly: "【转】紧急扩散！转发：..." loses all three. A bracketed lead is
+# a hook only when short or a forward/urgency marker ("【转】", "【紧急通知】"), never a headline
+# of its own ("【青禾镇人民政府关于停水的通知】" keeps its words).
+_LEAD_RE = re.compile(
+    r"^\s*(?:"
+    r"【(?:转|转发|转载|转帖|扩散|紧急|紧急扩散|紧急通知|紧急提醒|重要|重要通知|必看|速看|注意|提醒)?】"
+    r"|\[(?:转|转发|转载|转帖)\]|\((?:转|转发|转载)\)"
+    r"|(?:转发|转载|转帖|转自[^:：!！,，\s]{0,20}|转|紧急扩散|紧急转发|紧急提醒|扩散|速转|急转|求扩散|求转发"
+    r"|重要提醒|大家注意|注意了?|震惊|突发|刚刚|最新消息|速看|必看|急急急|急)"
+    r"\s*[:：!！,，。.、~\s]+"
+    r")"
+)
+# Trailing calls to share, applied repeatedly.
+_TAIL_RE = re.compile(
+    r"[\s,，。.!！~]*(?:不转不是中国人|是中国人就转|转发扩散|请转发|请扩散|扩散周知|互相转告|相互转告|请转告|速转"
+    r"|转起来|大家转告|转给身边的人|告诉身边的人|转发积德|好人一生平安|看到请转|看完请转|求扩散|求转发"
+    r"|扩散出去|帮忙扩散|帮忙转发|扩散|转发)[\s!！。.~,，]*$"
+)
+_WEIBO_CHAIN_RE = re.compile(r"//\s*<AT>\s*:?.*$")
+_SPACES_RE = re.compile(r"\s+")
+_REPEAT_RE = re.compile(r"([，。！？；、,.!?;])\1+")
+# Half-width punctuation back to full width next to Chinese (normalize makes it half width).
+_FULL = str.maketrans({",": "，", "!": "！", "?": "？", ":": "：", ";": "；"})
+_CLAUSE_END = "。！？；!?;"
+_CLAUSE_SEP = "，,、：:"
+_TRAILING = " ，,、：:；;。.~-—"
+
+
+def clean_hooks(text: str) -> str:
+    """``text`` (raw or normalised) without forwarding hooks, share-pressure tails, placeholders
+    and repeated punctuation; punctuation full width."""
+    t = normalize(text)
+    t = _WEIBO_CHAIN_RE.sub("", t)
+    t = PLACEHOLDER_RE.sub(" ", t)
+    t = _SPACES_RE.sub(" ", t).strip()
+    for _ in range(6):
+        before = t
+        t = _LEAD_RE.sub("", t, count=1).strip()
+        t = _TAIL_RE.sub("", t, count=1).strip()
+        if t == before:
+            break
+    t = _CJK_SPACE_RE.sub("", t)
+    t = t.translate(_FULL)
+    t = _REPEAT_RE.sub(r"\1", t)
+    return t.strip(_TRAILING)
+
+
+_CJK_SPACE_RE = re.compile(r"(?<=[\u4e00-\u9fff，。！？；：、])\s+|\s+(?=[\u4e00-\u9fff，。！？；：、])")
+
+
+def _clauses(text: str) -> list[str]:
+    """Clauses with their closing punctuation ("青禾镇明天封城，", "所有人不准出门。")."""
+    out: list[str] = []
+    start = 0
+    for i, ch in enumerate(text):
+        if ch in _CLAUSE_END or ch in _CLAUSE_SEP:
+            out.append(text[start : i + 1])
+            start = i + 1
+    if start < len(text):
+        out.append(text[start:])
+    return [c for c in out if c.strip(_TRAILING)]
+
+
+def _cut(text: str, limit: int) -> str:
+    """Whole clauses up to ``limit`` characters; a first clause longer than that is cut at the
+    last space before the limit, else hard, and marked with an ellipsis."""
+    taken = ""
+    for clause in _clauses(text):
+        if len(taken) + len(clause.rstrip(_TRAILING)) > limit:
+            break
+        taken += clause
+        if clause[-1:] in _CLAUSE_END and len(taken) >= limit * 0.6:
+            break  # a full sentence that already says it: stop at its end
+    taken = taken.strip(_TRAILING)
+    if taken:
+        return taken
+    head = text[:limit]
+    space = head.rfind(" ")
+    if space >= limit // 2:
+        head = head[:space]
+    return head.rstrip(_TRAILING) + "…"
+
+
+def headline(*texts: str | None, limit: int = TITLE_CHARS, fallback: Iterable[str] = ()) -> str:
+    """A headline for a matter: the first of ``texts`` (best first) that still says something once
+    its hooks are gone, cut at a clause boundary near ``limit`` characters. ``fallback`` words
+    (e.g. keywords) are joined only when no text says anything; "" when nothing does."""
+    for text in texts:
+        if not text:
+            continue
+        clean = clean_hooks(text)
+        if len(clean) >= _MIN_CHARS:
+            return _cut(clean, limit)
+    words = [w for w in fallback if w]
+    return "、".join(words[:4])

@@ -1,0 +1,407 @@
+"""What an incident (一件事) adds up to: counts, spread, kind, rumor risk and title.
+
+One code path for both callers: the incident stage folds each new post into `IncidentStats`
+(`IncidentStats.add`), and the stats of an incident it touches for the first time in a run are
+built from the posts already in it (`load_stats`), so a run never double counts and
+`recompute_incidents` (after staff merge, split or move posts) gives what a fresh count gives.
+
+Column meanings (``incidents``):
+
+* ``post_count``: posts in the incident, including the chatter of its conversations (role
+  ``other``); ``role_counts`` tells them apart. Chatter counts nowhere else (reach, hourly,
+  risk, kind): it never makes a matter alert-worthy.
+* ``group_count`` / ``source_count``: reach. A chat message counts its group, never its source
+  (a pushed message's source is the push channel, 接口推送, not a place people read); a post
+  without a group (a web page) counts its source. ``spread`` holds the per-place counts,
+  ``{"g:12": 3, "s:4": 1}``.
+* ``role_counts``: posts per role; ``hourly_counts``: posts per UTC hour (``2026-11-28T14``).
+* ``max_rumor_probability``: the highest rumor score among its claims only (a refutation that
+  quotes the rumor scores high and must not count).
+* ``risk`` (0..1) and ``risk_parts``: see `risk_of`. ``kind``: see `kind_of`.
+* ``anchors``: the specific things its claims name (places, amounts, numbers, names).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy.orm import Session
+
+from core.tables import DebunkMatch, Incident, ModelVersion, Post, PostScore, utcnow
+from nlp.anchors import Anchors
+from nlp.bulk import constant, executemany
+from nlp.headline import headline
+from nlp.incident_text import PostFacts, anchors_of, cue_flags
+from nlp.stories import hour_bucket
+
+__all__ = [
+    "IncidentStats",
+    "Member",
+    "kind_of",
+    "load_stats",
+    "recompute_incidents",
+    "risk_of",
+    "stat_values",
+]
+
+_CHUNK = 500
+TOP_CLAIMS = 3  # the claim score of a matter: the mean of its best few claims, not one message
+MAX_ANCHORS = 12  # per kind, kept on the incident row
+MAX_PLACES = 8
+# Roles whose text says what the matter is (the title and anchors come from these).
+STATING_ROLES = ("claim", "complaint", "notice", "refutation", "question")
+# The representative post: the first role of this order that the incident has, earliest first.
+_REP_ORDER = {"claim": 0, "complaint": 1, "notice": 2, "refutation": 3, "question": 4, "reaction": 5}
+
+
+@dataclass
+class Member:
+    """What the stats need of one post of an incident."""
+
+    post_id: int
+    when: dt.datetime
+    group_id: int | None
+    source_id: int | None
+    role: str
+    probability: float | None
+    debunk_id: int | None
+    debunk_similarity: float | None
+    category: str | None
+    places: Sequence[str]
+    is_local: bool | None
+    facts: PostFacts | None
+    text: str  # normalised
+
+    @property
+    def place_key(self) -> str | None:
+        if self.group_id is not None:
+            return f"g:{self.group_id}"
+        return f"s:{self.source_id}" if self.source_id is not None else None
+
+
+@dataclass
+class IncidentStats:
+    """The additive stats of one incident (rebuilt from its posts, then folded post by post)."""
+
+    first_seen: dt.datetime | None = None
+    last_seen: dt.datetime | None = None
+    post_count: int = 0
+    roles: Counter[str] = field(default_factory=Counter)
+    hourly: Counter[str] = field(default_factory=Counter)
+    spread: Counter[str] = field(default_factory=Counter)
+    # Where and when its claims and questions appeared: what risk measures (reach, velocity);
+    # refutations, notices and reactions are the response, never spread.
+    spreading: Counter[str] = field(default_factory=Counter)
+    spreading_hourly: Counter[str] = field(default_factory=Counter)
+    claim_probs: list[float] = field(default_factory=list)  # every claim's score (small lists)
+    hearsay: int = 0  # claims passing on hearsay
+    urgent: int = 0  # claims pressing to share or act
+    local: int = 0  # claims and questions about the office's own area
+    debunk_id: int | None = None
+    debunk_similarity: float | None = None
+    categories: Counter[str] = field(default_factory=Counter)
+    places: Counter[str] = field(default_factory=Counter)
+    anchors: dict[str, Counter[str]] = field(default_factory=dict)
+    rep: tuple[int, dt.datetime, int, str] | None = None  # (role rank, when, post id, text)
+
+    def add(self, m: Member) -> None:
+        self.post_count += 1
+        self.first_seen = m.when if self.first_seen is None else min(self.first_seen, m.when)
+        self.last_seen = m.when if self.last_seen is None else max(self.last_seen, m.when)
+        self.roles[m.role] += 1
+        if m.role == "other":
+            return  # chatter in a conversation about the matter: counted, never weighed
+        hour = hour_bucket(m.when)
+        self.hourly[hour] += 1
+        key = m.place_key
+        if key is not None:
+            self.spread[key] += 1
+        if m.role in ("claim", "question"):
+            self.spreading_hourly[hour] += 1
+            if key is not None:
+                self.spreading[key] += 1
+        if m.role == "claim":
+            if m.probability is not None:
+                self.claim_probs.append(float(m.probability))
+            if m.facts is not None:
+                self.hearsay += m.facts.hearsay
+                self.urgent += m.facts.urgent
+        if m.role in ("claim", "question") and m.is_local:
+            self.local += 1
+        if m.debunk_id is not None and m.role not in ("refutation", "notice") and (
+            self.debunk_similarity is None or (m.debunk_similarity or 0.0) > self.debunk_similarity
+        ):
+            self.debunk_id, self.debunk_similarity = m.debunk_id, m.debunk_similarity
+        if m.role in STATING_ROLES:
+            if m.category:
+                self.categories[m.category] += 1
+            for p in m.places or ():
+                if isinstance(p, str):
+                    self.places[p] += 1
+            if m.facts is not None:
+                for kind in ("places", "numbers", "amounts", "names"):
+                    values = getattr(m.facts.anchors, kind)
+                    if values:
+                        self.anchors.setdefault(kind, Counter()).update(values)
+        rank = _REP_ORDER.get(m.role)
+        if rank is not None and m.text:
+            cand = (rank, m.when, m.post_id, m.text)
+            if self.rep is None or cand[:3] < self.rep[:3]:
+                self.rep = cand
+
+    # ------------------------------------------------------------------ derived
+
+    def claim_score(self) -> float:
+        top = sorted(self.claim_probs, reverse=True)[:TOP_CLAIMS]
+        return sum(top) / len(top) if top else 0.0
+
+    def anchors_dict(self) -> dict[str, list[str]]:
+        return {k: [v for v, _ in c.most_common(MAX_ANCHORS)] for k, c in sorted(self.anchors.items()) if c}
+
+    def anchor_set(self) -> Anchors:
+        d = self.anchors_dict()
+        return Anchors.from_dict(d)
+
+
+def kind_of(s: IncidentStats) -> str:
+    """rumor | concern | notice | unknown, from the roles mix and scores.
+
+    An official notice that spreads (its posts notices, its claims, if any, scored low) is a
+    notice, not a rumor; complaints outnumbering claims make a concern; claims scored as rumors
+    (or a debunk match, or a refutation of it) make a rumor; claims that score low (an ordinary
+    statement) stay unknown.
+    """
+    r = s.roles
+    claims, notices, complaints = r["claim"], r["notice"], r["complaint"]
+    score = s.claim_score()
+    if notices and notices >= claims and (score < 0.5 or not claims) and s.debunk_id is None:
+        return "notice"
+    if complaints and complaints >= claims:
+        return "concern"
+    if s.debunk_id is not None or (claims and score >= 0.5) or (r["refutation"] and not notices):
+        return "rumor"
+    if claims and (s.hearsay or s.urgent):
+        return "rumor"
+    return "unknown"
+
+
+# The weights of the risk parts: they sum to 1, so risk stays in 0..1 and each part's
+# contribution reads as "points of risk". The claims' own scores weigh most; what the matter does
+# in the groups (questions, reach, speed) comes next; cues, a debunk match and locality refine it.
+RISK_WEIGHTS = {
+    "claims": 0.35,
+    "questions": 0.12,
+    "reach": 0.15,
+    "velocity": 0.10,
+    "cues": 0.10,
+    "debunk": 0.10,
+    "local": 0.08,
+}
+
+
+def _part(key: str, value: float, label: str, detail: str) -> dict[str, Any]:
+    value = max(0.0, min(1.0, value))
+    w = RISK_WEIGHTS[key]
+    return {"key": key, "label": label, "value": round(value, 3), "weight": w,
+            "contribution": round(w * value, 3), "detail": detail}
+
+
+def risk_of(s: IncidentStats) -> tuple[float, dict[str, Any]]:
+    """The rumor risk of a matter (0..1) and its explained parts (Chinese, for the alert page).
+
+    Only claims and the questions they draw count: refutations and notices never raise it (a
+    refuted rumor is no riskier for being refuted), reactions add nothing, chatter is never in an
+    incident. Parts: the claims' scores (mean of the best few, not one message's maximum), the
+    questions asked about it, reach (groups and sources), velocity (claims and questions in the
+    busiest hour), hearsay and urgency cues, a debunk match, locality.
+    """
+    r = s.roles
+    claims, questions = r["claim"], r["question"]
+    parts: list[dict[str, Any]] = []
+    score = s.claim_score()
+    n_top = min(TOP_CLAIMS, len(s.claim_probs))
+    parts.append(_part("claims", score, "传言本身的可疑程度",
+                       f"{claims} 条传播性说法，最可疑的 {n_top} 条平均谣言概率 {score:.2f}" if claims
+                       else "没有传播性说法（只有询问、反应、辟谣或通知）"))
+    parts.append(_part("questions", questions / 5.0, "引发的询问",
+                       f"{questions} 条询问（“是真的吗”之类）" if questions else "没有人询问"))
+    groups = sum(1 for k in s.spreading if k.startswith("g:"))
+    sources = sum(1 for k in s.spreading if k.startswith("s:"))
+    reach = groups + sources
+    parts.append(_part("reach", (reach - 1) / 4.0 if claims else 0.0, "传播范围",
+                       f"说法和询问出现在 {groups} 个群、{sources} 个网站或来源"))
+    busiest = max(s.spreading_hourly.values()) if s.spreading_hourly else 0
+    parts.append(_part("velocity", (busiest - 1) / 9.0 if claims else 0.0, "传播速度",
+                       f"最集中的一小时内 {busiest} 条说法或询问"))
+    cue_share = (s.hearsay + s.urgent) / (2.0 * claims) if claims else 0.0
+    parts.append(_part("cues", cue_share * 2.0, "消息来源不明或催促转发",
+                       f"{s.hearsay} 条说法称“听说/网传”，{s.urgent} 条催促转发或行动"))
+    parts.append(_part("debunk", 1.0 if s.debunk_id is not None else 0.0, "与辟谣库相符",
+                       f"与辟谣库 #{s.debunk_id} 相符（相似度 {s.debunk_similarity or 0:.2f}）"
+                       if s.debunk_id is not None else "辟谣库中没有相符条目"))
+    local_share = s.local / float(claims + questions) if (claims + questions) else 0.0
+    parts.append(_part("local", local_share if claims else 0.0, "涉及本地",
+                       f"{s.local} 条说法或询问提到本辖区地名"))
+    risk = round(min(1.0, sum(p["contribution"] for p in parts)), 4)
+    notes = []
+    if r["refutation"]:
+        notes.append(f"已有 {r['refutation']} 条辟谣或澄清（不计入风险）")
+    if r["notice"]:
+        notes.append(f"{r['notice']} 条官方通知（不计入风险）")
+    return risk, {"parts": parts, "notes": notes}
+
+
+def stat_values(s: IncidentStats) -> dict[str, Any]:
+    """The ``incidents`` columns these stats determine (everything but the grouping's own)."""
+    risk, parts = risk_of(s)
+    claim_probs = s.claim_probs
+    rep_text = s.rep[3] if s.rep else ""
+    places = [p for p, _ in s.places.most_common(MAX_PLACES)]
+    return {
+        "kind": kind_of(s),
+        "title": (headline(rep_text) or None) if rep_text else None,
+        "representative_post_id": s.rep[2] if s.rep else None,
+        "first_seen": s.first_seen,
+        "last_seen": s.last_seen,
+        "post_count": s.post_count,
+        "group_count": sum(1 for k in s.spread if k.startswith("g:")),
+        "source_count": sum(1 for k in s.spread if k.startswith("s:")),
+        "role_counts": {k: v for k, v in sorted(s.roles.items()) if v > 0},
+        "hourly_counts": {k: v for k, v in sorted(s.hourly.items()) if v > 0},
+        "spread": {k: v for k, v in sorted(s.spread.items()) if v > 0},
+        "max_rumor_probability": max(claim_probs) if claim_probs else None,
+        "risk": risk,
+        "risk_parts": parts,
+        "debunk_id": s.debunk_id,
+        "debunk_similarity": s.debunk_similarity,
+        "category": s.categories.most_common(1)[0][0] if s.categories else None,
+        "places": places,
+        "anchors": s.anchors_dict(),
+    }
+
+
+# ----------------------------------------------------------------------------- from the database
+
+
+def _chunks(seq: Sequence[Any], n: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+def _model_version(session: Session) -> int | None:
+    return session.scalar(
+        select(ModelVersion.id).where(ModelVersion.name == "rumor", ModelVersion.status == "active").limit(1)
+    )
+
+
+def load_stats(
+    session: Session,
+    incident_ids: Sequence[int],
+    *,
+    exclude_posts: Iterable[int] = (),
+    model_version_id: int | None = None,
+) -> dict[int, IncidentStats]:
+    """The stats of these incidents from the posts in them (as analysed and written), leaving out
+    ``exclude_posts`` (posts the caller is about to fold in again). Scores are the active model's
+    (or ``model_version_id``'s); roles are the stored ones; anchors and cues are re-read from each
+    stating post's normalised text."""
+    ids = sorted({i for i in incident_ids if i is not None and i > 0})
+    out: dict[int, IncidentStats] = {i: IncidentStats() for i in ids}
+    if not ids:
+        return out
+    skip = set(exclude_posts)
+    if model_version_id is None:
+        model_version_id = _model_version(session)
+    t = Post.__table__
+    members: list[tuple[int, Any]] = []
+    for chunk in _chunks(ids):
+        rows = session.execute(
+            select(t.c.id, t.c.incident_id, t.c.group_id, t.c.source_id, t.c.published_at, t.c.collected_at,
+                   t.c.role, t.c.category, t.c.places, t.c.is_local, t.c.norm_text)
+            .where(t.c.incident_id.in_(chunk))
+        ).all()
+        members.extend((r.incident_id, r) for r in rows if r.id not in skip)
+    post_ids = [r.id for _, r in members]
+    probs: dict[int, float] = {}
+    matches: dict[int, tuple[int, float]] = {}
+    for chunk in _chunks(post_ids):
+        q = select(PostScore.post_id, PostScore.rumor_probability).where(PostScore.post_id.in_(chunk))
+        q = q.where(PostScore.model_version_id == model_version_id) if model_version_id is not None else q
+        probs.update({pid: float(p) for pid, p in session.execute(q)})
+        for pid, did, sim in session.execute(
+            select(DebunkMatch.post_id, DebunkMatch.debunk_id, DebunkMatch.similarity).where(DebunkMatch.post_id.in_(chunk))
+        ):
+            if pid not in matches or sim > matches[pid][1]:
+                matches[pid] = (did, float(sim))
+    stating = [r for _, r in members if (r.role or "") in STATING_ROLES]
+    read = dict(zip((r.id for r in stating), _facts_without_roles([r.norm_text or "" for r in stating]),
+                    strict=True))
+    for incident_id, r in sorted(members, key=lambda m: (m[1].published_at or m[1].collected_at, m[1].id)):
+        hit = matches.get(r.id)
+        out[incident_id].add(Member(
+            r.id, r.published_at or r.collected_at, r.group_id, r.source_id, r.role or "other",
+            probs.get(r.id), hit[0] if hit else None, hit[1] if hit else None, r.category, r.places or [],
+            r.is_local, read.get(r.id), r.norm_text or "",
+        ))
+    return out
+
+
+def _facts_without_roles(texts: list[str]) -> list[PostFacts]:
+    """Anchors and cues of texts whose role is already known (no role model needed)."""
+    return [PostFacts("", 0.0, anchors_of(t), *cue_flags(t)) for t in texts]
+
+
+def write_stats(session: Session, stats: dict[int, IncidentStats], *, now: dt.datetime | None = None,
+                extra: dict[int, dict[str, Any]] | None = None) -> None:
+    """UPDATE the stat columns of existing incidents (one executemany); ``extra``: more columns
+    per incident (the grouping's own: status, centroid)."""
+    if not stats:
+        return
+    table = cast(Table, Incident.__table__)
+    conn = session.connection()
+    params = []
+    for incident_id, s in stats.items():
+        if s.post_count == 0:
+            continue  # emptied: see recompute_incidents
+        row = stat_values(s) | (extra or {}).get(incident_id, {})
+        row["_id"] = incident_id
+        params.append(row)
+    if not params:
+        return
+    keys = sorted(k for k in params[0] if k != "_id")
+    if any(len(p) != len(keys) + 1 for p in params):
+        raise ValueError("write_stats: give `extra` columns for every incident or for none")
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("_id"))
+        .values({k: bindparam(k) for k in keys} | {"updated_at": constant(conn, table.c.updated_at, now or utcnow())})
+    )
+    executemany(conn, stmt, params)
+
+
+def recompute_incidents(session: Session, incident_ids: Sequence[int], *, now: dt.datetime | None = None) -> int:
+    """Recount the stats of these incidents from their posts (after staff merged, split or moved
+    posts); an incident left with no posts becomes ``merged`` if it was merged away, else
+    ``dormant`` with zero counts. Returns how many incidents were rewritten. Does not commit."""
+    ids = sorted({i for i in incident_ids if i})
+    if not ids:
+        return 0
+    stats = load_stats(session, ids)
+    write_stats(session, stats, now=now)
+    empty = [i for i, s in stats.items() if s.post_count == 0]
+    if empty:
+        table = cast(Table, Incident.__table__)
+        session.execute(
+            update(table).where(table.c.id.in_(empty)).values(
+                post_count=0, group_count=0, source_count=0, role_counts={}, hourly_counts={}, spread={},
+                risk=0.0, risk_parts={"parts": [], "notes": ["事件中已没有消息"]}, max_rumor_probability=None,
+                status=func.coalesce(func.nullif(table.c.status, "active"), "dormant"),
+                updated_at=now or utcnow(),
+            )
+        )
+    return len(ids)

@@ -1,0 +1,187 @@
+"""The role of each post in its matter: claim, question, reaction, refutation, notice, complaint, other.
+
+Roles drive the incident stage: only claims spread a rumor; questions and corrections around a
+claim are the strongest early rumor signal in chats (Zhao, Resnick & Mei, "Enquiring Minds",
+WWW 2015); refutations and notices are the response, never evidence of spread; chatter
+("恭喜…考上大学", "快递柜满了") never raises anything on its own.
+
+Two layers:
+
+* `role_rules` decides where a surface cue is certain (a truth question, a written denial, a
+  greeting, a notice opener); the cue lists live in `nlp.cues.ROLE_CUES`.
+* the shipped model (`nlp.role_model`, hashed character n-grams + role cues, numeric weights
+  only) decides the rest. Without a model file the rules fall back to "a line about a matter is
+  a claim, anything else is chatter", so the stage works on a fresh checkout.
+
+`RoleClassifier` is picklable and stateless after load (worker processes receive it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from nlp.cues import role_cues
+from nlp.normalize import PLACEHOLDER_RE
+from nlp.role_model import RoleModel, dense_row, load_role_model
+
+__all__ = [
+    "ROLES",
+    "ROLE_ZH",
+    "RoleClassifier",
+    "RoleContext",
+    "load_role_classifier",
+    "role_rules",
+]
+
+ROLES: tuple[str, ...] = ("claim", "question", "reaction", "refutation", "notice", "complaint", "other")
+# What staff read (console, digest).
+ROLE_ZH: dict[str, str] = {
+    "claim": "传播说法",
+    "question": "询问真假",
+    "reaction": "情绪反应",
+    "refutation": "辟谣澄清",
+    "notice": "官方通知",
+    "complaint": "投诉诉求",
+    "other": "闲聊",
+}
+
+
+@dataclass(frozen=True)
+class RoleContext:
+    """Where a post sits: replies inherit their parent's matter, titled web posts are articles."""
+
+    is_reply: bool = False  # replies to / quotes another message
+    channel: str = "chat"  # chat | web
+    has_title: bool = False  # web posts with a title (forum/news)
+
+
+_DEFAULT_CONTEXT = RoleContext()
+
+# Punctuation, spaces and placeholders: what is left is what the post says in words.
+_NOT_WORDS_RE = re.compile(r"[\s!?,.:;'\"()\[\]{}<>~\-_/\\|…。、，；：“”‘’《》【】（）·]+")
+# A bare enquiry: the whole post asks "is it true?" of whatever it answers.
+_BARE_ENQUIRY_RE = re.compile(r"^(?:真的|真的吗|真的么|真的嘛|真的啊|真的呀|真的假的|真假|是真的吗|假的吧|真滴吗)$")
+_ASKS_RE = re.compile(r"(?:吗|么|嘛|\?)(?:\s|<[A-Z_]+>)*$|\?")
+_SPREAD = frozenset({"hearsay", "spread_call"})
+
+
+def words_of(norm_text: str) -> str:
+    """The post's words without punctuation, spaces and placeholders (<EMO>, <URL> ...)."""
+    if "<" in norm_text:
+        norm_text = PLACEHOLDER_RE.sub("", norm_text)
+    return _NOT_WORDS_RE.sub("", norm_text)
+
+
+def _asks(norm_text: str) -> bool:
+    return _ASKS_RE.search(norm_text) is not None
+
+
+def role_rules(norm_text: str, context: RoleContext | None = None) -> tuple[str, float] | None:
+    """(role, confidence) where a cue makes the role certain, else None (the model decides).
+
+    The order is the order of precedence: a truth question outranks the reaction around it
+    ("真的假的？我家孩子也在中心小学" asks); a denial outranks its official source; an affirmed
+    denial word is a claim ("不是谣言，是真的"); a claim's own cues outrank chatter words.
+    """
+    return _rules(norm_text, words_of(norm_text), role_cues(norm_text), context or _DEFAULT_CONTEXT)
+
+
+def _rules(norm_text: str, words: str, cues: frozenset[str], ctx: RoleContext) -> tuple[str, float] | None:
+    if not words:
+        return ("other", 0.95)  # an emoji, a picture, a link alone
+    if _BARE_ENQUIRY_RE.match(words):
+        # Alone and without a question mark, "真的吗" may be surprise at anything; as a reply, or
+        # asked, it asks about a claim.
+        return ("question", 0.95 if ctx.is_reply or "?" in norm_text else 0.7)
+    if "truth_question" in cues:
+        if "refutation" in cues and not _asks(norm_text):
+            return ("refutation", 0.8)  # "有人问是不是真的？经核实不实"
+        return ("question", 0.9 if cues & _SPREAD else 0.95)
+    if "refutation" in cues:
+        return ("refutation", 0.95)
+    if "affirm" in cues:
+        return ("claim", 0.9)
+    if "chat_denial" in cues and not _asks(norm_text):
+        return ("refutation", 0.85)
+    if "notice" in cues:
+        # A notice forwarded on hearsay, with pressure to share or a deletion warning, is a
+        # claim ("官方通报：明天起全镇封城，看到的都转"); real notices also say "请相互转告".
+        if "hearsay" in cues:
+            return ("claim", 0.7)
+        return ("notice", 0.9)
+    if cues & _SPREAD:
+        return ("claim", 0.85)
+    if "complaint" in cues:
+        return ("complaint", 0.85)
+    if "reaction" in cues and len(words) <= 24:
+        return ("reaction", 0.85)
+    if "chatter" in cues and "matter" not in cues:
+        return ("other", 0.9)
+    if "matter" in cues and _asks(norm_text) and len(words) <= 30:
+        return ("question", 0.7)  # "学校明天停课吗？": asks whether the matter holds
+    return None
+
+
+def fallback_role(cues: frozenset[str]) -> tuple[str, float]:
+    """The role without a model: a line about a matter asserts it; anything else is chatter."""
+    if "matter" in cues:
+        return ("claim", 0.55)
+    if "reaction" in cues:
+        return ("reaction", 0.55)
+    return ("other", 0.5)
+
+
+class RoleClassifier:
+    """Rules first, the model for the rest. Picklable; holds only numbers after load."""
+
+    def __init__(self, model: RoleModel | None = None) -> None:
+        self.model = model
+
+    def predict(
+        self, norm_texts: Sequence[str], contexts: Sequence[RoleContext] | None = None
+    ) -> tuple[list[str], np.ndarray]:
+        """A role per text (one of ROLES) and a confidence in [0, 1] per text."""
+        if contexts is not None and len(contexts) != len(norm_texts):
+            raise ValueError(
+                f"RoleClassifier.predict: {len(norm_texts)} texts but {len(contexts)} contexts; "
+                "pass one RoleContext per text or none"
+            )
+        n = len(norm_texts)
+        roles: list[str] = [""] * n
+        conf = np.zeros(n, dtype=np.float64)
+        undecided: list[int] = []
+        dense: list[list[float]] = []
+        for i, t in enumerate(norm_texts):
+            t = t or ""
+            ctx = contexts[i] if contexts is not None else _DEFAULT_CONTEXT
+            words = words_of(t)
+            cues = role_cues(t) if words else frozenset()
+            ruled = _rules(t, words, cues, ctx)
+            if ruled is not None:
+                roles[i], conf[i] = ruled
+            elif self.model is None:
+                roles[i], conf[i] = fallback_role(cues)
+            else:
+                undecided.append(i)
+                dense.append(dense_row(cues, len(words), t, ctx))
+        if undecided and self.model is not None:
+            m_roles, m_conf = self.model.predict(
+                [norm_texts[i] or "" for i in undecided], np.asarray(dense, dtype=np.float32)
+            )
+            for j, i in enumerate(undecided):
+                roles[i], conf[i] = m_roles[j], float(m_conf[j])
+        return roles, conf
+
+    def __repr__(self) -> str:
+        return f"RoleClassifier(model={self.model!r})"
+
+
+@lru_cache(maxsize=1)
+def load_role_classifier() -> RoleClassifier:
+    """The rules plus the shipped role model when one is present (cached)."""
+    return RoleClassifier(model=load_role_model())
