@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from core.db import upsert_insert
 from core.errors import Conflict, InvalidInput, NotFound
-from core.tables import Incident, IncidentConstraint, Post, PostScore, utcnow
+from core.tables import Incident, IncidentConstraint, Post, utcnow
+from nlp.incident_stats import recompute_incidents
 
 #: How many of an incident's posts stand for it in constraint pairs.
 REPRESENTATIVES = 5
@@ -247,7 +248,8 @@ def incident_for_posts(
     session: Session, post_ids: Sequence[int], *, now: dt.datetime | None = None
 ) -> Incident:
     """An incident for posts that have none (an alert raised before incidents existed, which staff
-    now merge): the posts without an incident join a new one."""
+    now merge): the posts without an incident join a new one (its kind, title and stats from the
+    recount)."""
     now = now or utcnow()
     rows = session.execute(
         select(Post.id, Post.published_at, Post.collected_at, Post.category).where(
@@ -274,64 +276,12 @@ def incident_for_posts(
     return incident
 
 
-def _kind_of(roles: dict[str, int], best: float | None) -> str:
-    claims, complaints, notices = roles.get("claim", 0), roles.get("complaint", 0), roles.get("notice", 0)
-    if complaints and complaints >= claims:
-        return "concern"
-    if notices and not claims:
-        return "notice"
-    return "rumor" if claims and (best or 0) >= 0.5 else "unknown"
-
-
 def recompute(session: Session, incident_ids: Sequence[int], *, now: dt.datetime | None = None) -> None:
-    """Recount the incidents' stats from their posts after an edit.
-
-    A small recount of the counts staff see (posts, roles, hours, places reached, best claim score),
-    standing in until nlp.incidents' own recount is merged; ``risk`` is cleared because it no longer
-    describes the posts (the alert then measures the claims itself)."""
-    now = now or utcnow()
-    for incident_id in sorted({i for i in incident_ids if i}):
+    """Recount the incidents' stats from their posts after an edit (nlp.incident_stats, the same
+    count the grouping stage writes: roles, spread, risk and its parts, kind, headline), then let
+    the session re-read them (the recount writes with plain UPDATEs)."""
+    recompute_incidents(session, incident_ids, now=now or utcnow())
+    for incident_id in {i for i in incident_ids if i}:
         incident = session.get(Incident, incident_id)
-        if incident is None:
-            continue
-        rows = session.execute(
-            select(Post.id, Post.role, Post.group_id, Post.source_id, Post.published_at, Post.collected_at).where(
-                Post.incident_id == incident_id
-            )
-        ).all()
-        roles: dict[str, int] = {}
-        hourly: dict[str, int] = {}
-        spread: dict[str, int] = {}
-        for r in rows:
-            roles[r.role or "other"] = roles.get(r.role or "other", 0) + 1
-            hour = (r.published_at or r.collected_at).astimezone(dt.UTC).strftime("%Y-%m-%dT%H")
-            hourly[hour] = hourly.get(hour, 0) + 1
-            key = f"g:{r.group_id}" if r.group_id else (f"s:{r.source_id}" if r.source_id else None)
-            if key:
-                spread[key] = spread.get(key, 0) + 1
-        claims = [r.id for r in rows if r.role == "claim"]
-        best = None
-        if claims:
-            best = session.scalar(
-                select(PostScore.rumor_probability).where(PostScore.post_id.in_(claims))
-                .order_by(PostScore.rumor_probability.desc()).limit(1)
-            )
-        incident.post_count = len(rows)
-        incident.role_counts = dict(sorted(roles.items()))
-        incident.hourly_counts = dict(sorted(hourly.items()))
-        incident.spread = dict(sorted(spread.items()))
-        incident.group_count = sum(1 for k in spread if k.startswith("g:"))
-        incident.source_count = sum(1 for k in spread if k.startswith("s:"))
-        incident.max_rumor_probability = best
-        incident.risk, incident.risk_parts = None, {}
-        if rows:
-            times = [r.published_at or r.collected_at for r in rows]
-            incident.first_seen, incident.last_seen = min(times), max(times)
-            if incident.representative_post_id not in {r.id for r in rows}:
-                incident.representative_post_id = (claims or [r.id for r in rows])[0]
-            if incident.kind == "unknown":  # a new incident (a split, an old alert's posts)
-                incident.kind = _kind_of(roles, best)
-        elif incident.status == "active":
-            incident.status = "dormant"
-        incident.updated_at = now
-    session.flush()
+        if incident is not None:
+            session.expire(incident)
