@@ -90,7 +90,7 @@ _AMOUNT_UNITS = (
     "天", "周", "星期", "个月", "年", "小时", "分钟", "秒",
     "人", "名", "例", "户", "家", "所", "辆", "头", "只",
     "斤", "公斤", "千克", "克", "吨", "升", "毫升", "米", "公里", "千米", "亩", "平方米", "平米",
-    "度", "倍", "层", "栋", "套", "间", "%", "‰", "成",
+    "度", "倍", "层", "栋", "套", "间", "%", "‰", "成", "级", "立方", "方",
 )
 # Units that make a number a date or time of day: kept as numbers ("12月", "5日"), never a
 # conflict: a rumor is retold with "昨天" for "12月5日" and with a neighbouring date.
@@ -149,6 +149,9 @@ def _numbers(text: str) -> tuple[set[str], set[str]]:
             if mul:
                 value *= _MULT[mul]
             unit = unit_a
+            if mul in ("万", "亿") and not unit:
+                # "每亩补偿3万": an amount whose unit was left unsaid
+                amounts.add(_fmt(value))
         else:
             if cn in _BARE_MULTIPLIERS:
                 continue
@@ -159,6 +162,8 @@ def _numbers(text: str) -> tuple[set[str], set[str]]:
             if parsed is None:
                 continue
             value = float(parsed)
+            if not unit_c and cn[-1] in "万亿":
+                amounts.add(_fmt(value))
         if value > 1e12:
             continue
         number = _fmt(value)
@@ -188,6 +193,8 @@ _NAME_HEADS = (
     "派出所", "政府", "村委会", "居委会", "养老院", "敬老院", "殡仪馆", "垃圾场", "寺",
     # people by their title: "钟南山院士", "王书记"
     "院士", "教授", "专家", "书记", "镇长", "村长", "县长", "市长", "主任", "局长", "所长", "校长", "院长",
+    # offices and named kinds: "社保局" is not "公安局", "狂犬疫苗" not "流感疫苗"
+    "局", "疫苗", "病毒",
 )
 _HEADS_RE = "|".join(sorted(_NAME_HEADS, key=len, reverse=True))
 # Characters that end the modifier going leftwards: particles, verbs of saying, pronouns.
@@ -374,12 +381,26 @@ def _places_conflict(a: frozenset[str], b: frozenset[str], parents: Mapping[str,
     return bool(a - _expand(b, parents)) and bool(b - _expand(a, parents))
 
 
-def _by_unit(amounts: frozenset[str]) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
+# Time spans compare in days: "两周" is "14天", "三个月" is not "一周".
+_SPAN_DAYS = {"天": 1.0, "周": 7.0, "个月": 30.0, "年": 365.0}
+
+
+def _by_unit(amounts: frozenset[str]) -> dict[str, set[float]]:
+    out: dict[str, set[float]] = {}
     for amount in amounts:
         m = _AMOUNT_UNIT_RE.match(amount)
-        if m:
-            out.setdefault(m.group(1), set()).add(amount)
+        if not m:
+            continue
+        try:
+            value = float(m.group(0)[: len(m.group(0)) - len(m.group(1))])
+        except ValueError:
+            continue
+        unit = m.group(1)
+        days = _SPAN_DAYS.get(unit)
+        if days is not None and not (unit == "年" and value >= 1900):  # "2026年" is a date
+            out.setdefault("span", set()).add(value * days)
+        else:
+            out.setdefault(unit, set()).add(value)
     return out
 
 

@@ -14,6 +14,14 @@ Matching (:class:`DebunkMatcher`) combines two signals on the same character n-g
   long post that quotes a short claim has a low cosine, the best TF-IDF candidate also passes
   when most of the claim's bigrams occur in the post: method ``containment``, similarity = the
   share of the claim's bigrams found in the post.
+* The claim matcher (:mod:`nlp.claims`) catches reworded and shortened retellings the two
+  above miss ("84岁钟南山院士再度出征" / "84岁钟南山院士再次出征北京"): the few claims nearest by
+  TF-IDF are scored for P(same claim), which must reach the matcher's operating point (chosen
+  for precision >= 0.95): method ``paraphrase``, similarity = that probability.
+
+:func:`match_open_incidents` matches new or edited debunks against the claims of the open
+incidents at once, so a refutation reaches the matter staff are working on without waiting
+for those posts to be analysed again.
 """
 
 from __future__ import annotations
@@ -38,7 +46,8 @@ from sqlalchemy.orm import Session
 from core.db import upsert_insert
 from core.encoding import decode_text
 from core.errors import Conflict, InvalidInput, NotFound
-from core.tables import Debunk, utcnow
+from core.tables import Debunk, DebunkMatch, Incident, Post, utcnow
+from nlp.claims import ClaimDoc, ClaimMatcher, ClaimModelMissing, load_claim_matcher
 from nlp.normalize import normalize
 from nlp.similarity import (
     N_FEATURES,
@@ -63,6 +72,7 @@ __all__ = [
     "get_debunk",
     "import_debunks",
     "list_debunks",
+    "match_open_incidents",
     "read_debunk_file",
     "update_debunk",
     "upsert_debunks",
@@ -277,11 +287,18 @@ def upsert_debunks(
     result.new = len(fresh)
     result.updated = len(changed)
     result.unchanged = len(batch) - len(fresh) - len(changed)
+    touched: list[int] = [row.id for row, _ in changed]
+    fresh_keys = {v["dedup_key"] for v in fresh}
     for start in range(0, len(keys), _CHUNK):
-        result.ids.extend(
-            session.scalars(select(Debunk.id).where(Debunk.dedup_key.in_(keys[start : start + _CHUNK])))
-        )
+        for row_id, key in session.execute(
+            select(Debunk.id, Debunk.dedup_key).where(Debunk.dedup_key.in_(keys[start : start + _CHUNK]))
+        ):
+            result.ids.append(row_id)
+            if key in fresh_keys:
+                touched.append(row_id)
     session.expire_all()
+    # New and changed debunks reach the open incidents at once (unchanged ones already have).
+    match_open_incidents(session, touched)
     return result
 
 
@@ -306,6 +323,7 @@ def create_debunk(session: Session, item: DebunkIn, *, created_by: int | None = 
     row = Debunk(dedup_key=key, created_by=created_by, active=True, **_values(item))
     session.add(row)
     session.flush()
+    match_open_incidents(session, [row.id])
     return row
 
 
@@ -337,6 +355,8 @@ def update_debunk(session: Session, debunk_id: int, changes: DebunkUpdate) -> De
         setattr(row, name, value)
     row.updated_at = utcnow()
     session.flush()
+    if row.active:
+        match_open_incidents(session, [row.id])
     return row
 
 
@@ -375,7 +395,7 @@ def list_debunks(
 class DebunkHit:
     debunk_id: int
     similarity: float
-    method: str  # minhash | tfidf | containment
+    method: str  # minhash | tfidf | containment | paraphrase
 
 
 class DebunkMatcher:
@@ -395,6 +415,10 @@ class DebunkMatcher:
         containment_min_cosine: float = 0.2,
         min_claim_chars: int = 4,
         place_parents: Mapping[str, frozenset[str]] | None = None,
+        claim_matcher: ClaimMatcher | str | None = "auto",
+        paraphrase_candidates: int = 3,
+        paraphrase_min_cosine: float = 0.05,
+        paraphrase_threshold: float | None = None,
     ) -> None:
         self.minhash_threshold = minhash_threshold
         # place mark -> the marks of the places it lies in (石桥村 -> 青禾镇, 青禾县): a debunk about
@@ -404,8 +428,21 @@ class DebunkMatcher:
         self.containment_threshold = containment_threshold
         self.containment_min_cosine = containment_min_cosine
         self.min_claim_chars = min_claim_chars
-        keys = [match_key(normalize(c)) for c in claims]
+        # The paraphrase path: "auto" loads the shipped claim matcher (none shipped: no path).
+        self.claim_matcher = _claim_matcher(claim_matcher)
+        self.paraphrase_candidates = paraphrase_candidates
+        self.paraphrase_min_cosine = paraphrase_min_cosine
+        self.paraphrase_threshold = (
+            paraphrase_threshold
+            if paraphrase_threshold is not None or self.claim_matcher is None
+            else self.claim_matcher.threshold
+        )
+        norms = [normalize(c) for c in claims]
+        keys = [match_key(n) for n in norms]
         keep = [i for i, k in enumerate(keys) if len(k) >= min_claim_chars]
+        self._claim_docs: list[ClaimDoc] = (
+            [self.claim_matcher.doc(norms[i]) for i in keep] if self.claim_matcher is not None else []
+        )
         self.ids = np.array([ids[i] for i in keep], dtype=np.int64)
         self.keys = [keys[i] for i in keep]
         self.index = BandedIndex(minhash_threshold)
@@ -496,7 +533,53 @@ class DebunkMatcher:
                 contained = float(np.isin(claim, post).mean()) if len(claim) else 0.0
                 if contained >= self.containment_threshold:
                     out[i] = DebunkHit(int(self.ids[claim_pos]), round(contained, 4), "containment")
+        if self.claim_matcher is not None:
+            self._paraphrases(keys, cos, out)
         return out
+
+    def _paraphrases(self, keys: Sequence[str], cos: np.ndarray, out: list[DebunkHit | None]) -> None:
+        """The paraphrase path for posts still unmatched: the claims nearest by TF-IDF, scored
+        by the claim matcher (which keeps different villages, amounts and things apart)."""
+        assert self.claim_matcher is not None
+        todo = [
+            i for i, hit in enumerate(out)
+            if hit is None and len(keys[i]) >= self.min_claim_chars and cos[i].max() >= self.paraphrase_min_cosine
+        ]
+        if not todo:
+            return
+        k = min(self.paraphrase_candidates, cos.shape[1])
+        left: list[ClaimDoc] = []
+        right: list[ClaimDoc] = []
+        owner: list[tuple[int, int]] = []
+        for i in todo:
+            row = cos[i]
+            near = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
+            doc = self.claim_matcher.doc(keys[i])
+            places = self._post_places(keys[i])
+            for pos in near.tolist():
+                if row[pos] < self.paraphrase_min_cosine or places_conflict(places, self._places[pos]):
+                    continue
+                left.append(doc)
+                right.append(self._claim_docs[pos])
+                owner.append((i, pos))
+        if not owner:
+            return
+        scores = self.claim_matcher.score_docs(left, right)
+        limit = self.paraphrase_threshold if self.paraphrase_threshold is not None else 1.0
+        for (i, pos), p in zip(owner, scores.tolist(), strict=True):
+            best = out[i]
+            if p >= limit and (best is None or p > best.similarity):
+                out[i] = DebunkHit(int(self.ids[pos]), round(float(p), 4), "paraphrase")
+
+
+def _claim_matcher(spec: ClaimMatcher | str | None) -> ClaimMatcher | None:
+    if spec != "auto":
+        return spec if isinstance(spec, ClaimMatcher) else None
+    try:
+        return load_claim_matcher()
+    except ClaimModelMissing as err:
+        log.warning("debunk matching without the paraphrase path: %s", err)
+        return None
 
 
 def gazetteer_place_parents() -> dict[str, frozenset[str]]:
@@ -520,3 +603,92 @@ def gazetteer_place_parents() -> dict[str, frozenset[str]]:
             if above and key.endswith(mark):  # the name's own suffix, not "东湾村委会"'s village
                 out[mark] = out.get(mark, frozenset()) | above
     return out
+
+
+# ----------------------------------------------------------------------------- open incidents
+
+#: Roles whose posts state an incident's claim (a question or a refutation about it does not).
+CLAIM_ROLES = ("claim",)
+
+
+def match_open_incidents(
+    session: Session, debunk_ids: Sequence[int], *, matcher: DebunkMatcher | None = None, chunk: int = 2000
+) -> int:
+    """Match these debunks against the claim posts (role 'claim' or not yet known) of the
+    active incidents; write ``debunk_matches`` rows and point each incident at its best
+    debunk (``debunk_id``, ``debunk_similarity``, ``updated_at`` bumped so the alert evaluation
+    folds the refutation into the open alert). Idempotent. Returns the number of incidents
+    changed. Inactive or unknown debunks are skipped."""
+    ids = sorted({int(i) for i in debunk_ids})
+    if not ids:
+        return 0
+    rows = session.execute(
+        select(Debunk.id, Debunk.claim).where(Debunk.id.in_(ids), Debunk.active.is_(True)).order_by(Debunk.id)
+    ).all()
+    if not rows:
+        return 0
+    if matcher is None:
+        matcher = DebunkMatcher([r.id for r in rows], [r.claim for r in rows], place_parents=gazetteer_place_parents())
+    if not len(matcher):
+        return 0
+    stmt = (
+        select(Post.id, Post.norm_text, Post.raw_text, Post.incident_id)
+        .join(Incident, Incident.id == Post.incident_id)
+        .where(Incident.status == "active", or_(Post.role.in_(CLAIM_ROLES), Post.role.is_(None)))
+        .order_by(Post.id)
+    )
+    best: dict[int, DebunkHit] = {}
+    last_id = 0
+    while True:
+        batch = session.execute(stmt.where(Post.id > last_id).limit(chunk)).all()
+        if not batch:
+            break
+        last_id = batch[-1].id
+        keys = [match_key(r.norm_text if r.norm_text is not None else normalize(r.raw_text)) for r in batch]
+        hits = matcher.match(keys)
+        found = [(r, h) for r, h in zip(batch, hits, strict=True) if h is not None]
+        _write_matches(session, [(r.id, h) for r, h in found])
+        for r, h in found:
+            cur = best.get(r.incident_id)
+            if cur is None or h.similarity > cur.similarity:
+                best[r.incident_id] = h
+    return _point_incidents(session, best)
+
+
+def _write_matches(session: Session, found: Sequence[tuple[int, DebunkHit]]) -> None:
+    if not found:
+        return
+    values = [
+        {"post_id": pid, "debunk_id": h.debunk_id, "similarity": h.similarity, "method": h.method,
+         "matched_at": utcnow()}
+        for pid, h in found
+    ]
+    table = DebunkMatch.__table__
+    stmt = upsert_insert(session, table)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["post_id", "debunk_id"],
+            set_={"similarity": stmt.excluded.similarity, "method": stmt.excluded.method,
+                  "matched_at": stmt.excluded.matched_at},
+        ),
+        values,
+    )
+
+
+def _point_incidents(session: Session, best: Mapping[int, DebunkHit]) -> int:
+    """Point each incident at its best debunk, unless it already has one at least as close."""
+    changed = 0
+    now = utcnow()
+    for incident in session.scalars(select(Incident).where(Incident.id.in_(list(best)))):
+        hit = best[incident.id]
+        same = incident.debunk_id == hit.debunk_id
+        if not same and incident.debunk_id is not None and (incident.debunk_similarity or 0.0) >= hit.similarity:
+            continue
+        if same and incident.debunk_similarity is not None and incident.debunk_similarity >= hit.similarity:
+            continue
+        incident.debunk_id = hit.debunk_id
+        incident.debunk_similarity = hit.similarity
+        incident.updated_at = now
+        changed += 1
+    session.flush()
+    return changed

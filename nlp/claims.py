@@ -1,0 +1,571 @@
+"""The claim matcher: do two texts state the same claim? Survives rewording, shortening, hooks.
+
+A rumor is retold: "84岁钟南山院士再度出征！" becomes "84岁钟南山院士再次出征北京", "石桥村又停水了，
+听说水被污染了" becomes "听说石桥村的水被污染了，别喝". Near-duplicate machinery (MinHash) misses
+those; this module scores them, and keeps the specific things apart (another village, another
+amount: :mod:`nlp.anchors`).
+
+How a pair is scored:
+
+* each text becomes a :class:`ClaimDoc`: its match key without chat hooks ("听说", "是真的吗"),
+  its words (rjieba) and character bigrams, each weighted by an IDF learned offline from the
+  research corpora and shipped as hashed numbers only (no strings), and its anchors;
+* :meth:`ClaimFeaturizer.pair_features` measures the pair: IDF-weighted containment of the
+  smaller text in the larger (a short claim inside a long retelling) both ways, on words and on
+  bigrams, weighted Jaccard, the longest shared run, the heaviest word of the smaller text the
+  larger lacks, anchor agreement and conflict, lengths;
+* a small classifier (trained on pairs mined from the research data, see
+  ``nlp/claims_training.py``) turns the features into P(same claim); a pair whose anchors
+  conflict is never the same claim.
+
+:class:`ClaimIndex` is the incremental, sublinear index for debunk matching and incident
+grouping: ``add(key, text)`` then ``query(texts, k)``. Candidates come from an inverted index
+over the rarer words and bigrams (sparse matrix blocks: one sparse product per query batch),
+and only the best few candidates per text are scored by the classifier.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from nlp.anchors import AnchorExtractor, Anchors, anchor_overlap, anchors_conflict, default_extractor
+from nlp.segment import Segmenter
+from nlp.similarity import match_key
+
+__all__ = [
+    "FEATURES",
+    "MODEL_DIR",
+    "ClaimDoc",
+    "ClaimFeaturizer",
+    "ClaimIndex",
+    "ClaimMatcher",
+    "claim_key",
+    "load_claim_matcher",
+    "save_claim_matcher",
+]
+
+log = logging.getLogger(__name__)
+
+MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "claims"
+HASH_BITS = 20
+N_BUCKETS = 1 << HASH_BITS
+_MASK = N_BUCKETS - 1
+_WORD_SEED = 0x5EED
+_GRAM_SEED = 0xB16A
+_CHAR_SEED = 0xC4A2
+
+# ----------------------------------------------------------------------------- keys
+
+# Hooks people put around a claim in chats: "听说", "网传", "是真的吗". match_key already drops
+# forward decoration ("转发", "紧急扩散"); these are the spoken ones, stripped from the key.
+_LEAD_HOOK_RE = re.compile(
+    r"^(?:我?听(?:人|别人|朋友|群里)?说|据说|据悉|网传|网上(?:说|传)|有人说|朋友说|群里(?:说|在传|都在传)"
+    r"|大家(?:注意|小心)了?|注意了?|刚刚|刚才|今天|真的假的|求证|辟谣|好像|又)+"
+)
+_TAIL_HOOK_RE = re.compile(
+    r"(?:是(?:不是)?真的吗?|真的吗|真的假的|是不是真的|有没有人知道|谁知道|求证|求辟谣|大家注意|注意安全"
+    r"|吗|么|呢|吧|啊|呀|了吧|没有)+$"
+)
+
+
+def claim_key(norm_text: str | None) -> str:
+    """The match key of a normalised text without spoken hooks (听说 ..., ... 是真的吗)."""
+    key = match_key(norm_text)
+    if len(key) > 6:
+        stripped = _TAIL_HOOK_RE.sub("", _LEAD_HOOK_RE.sub("", key))
+        if len(stripped) >= 4:
+            return stripped
+    return key
+
+
+def _hash(seed: int, token: str) -> int:
+    return zlib.crc32(token.encode("utf-8"), seed) & _MASK
+
+
+def word_hash(word: str) -> int:
+    return _hash(_WORD_SEED, word)
+
+
+def gram_hash(gram: str) -> int:
+    return _hash(_GRAM_SEED, gram)
+
+
+def char_hash(ch: str) -> int:
+    return _hash(_CHAR_SEED, ch)
+
+
+# ----------------------------------------------------------------------------- documents
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimDoc:
+    """One text as the matcher sees it."""
+
+    key: str
+    words: Mapping[int, float]  # hashed word -> IDF
+    grams: Mapping[int, float]  # hashed bigram -> IDF
+    gram_seq: tuple[int, ...]  # hashed bigrams in order (for the longest shared run)
+    chars: Mapping[str, float]  # character -> IDF (characters carry meaning in Chinese)
+    word_chars: tuple[tuple[int, str], ...]  # (hashed word, the word) for partial word credit
+    anchors: Anchors
+    word_weight: float
+    gram_weight: float
+    char_weight: float
+
+
+#: The pair features, in order (the classifier's columns).
+FEATURES = (
+    "word_cont_small",  # IDF share of the smaller text's words found in the larger
+    "word_cont_large",  # ... of the larger text's words found in the smaller
+    "gram_cont_small",
+    "gram_cont_large",
+    "char_cont_small",  # IDF share of the smaller text's characters found in the larger
+    "soft_word_cont_small",  # words of the smaller text, partly credited by their characters
+    "word_jaccard",  # IDF-weighted
+    "gram_jaccard",
+    "run_share",  # longest run of shared bigrams / bigrams of the shorter key
+    "missing_max_idf",  # the heaviest word of the smaller text that the larger lacks (scaled)
+    "anchor_overlap",
+    "anchor_conflict",
+    "anchors_both",  # both texts name some anchor
+    "log_len_small",
+    "log_len_large",
+)
+
+
+class ClaimFeaturizer:
+    """Texts -> :class:`ClaimDoc`, pairs -> feature rows. Picklable (the segmenter is rebuilt lazily).
+
+    ``idf`` is one array of ``2**20`` hashed IDF values shared by words and bigrams (their
+    hashes use different seeds); ``max_idf`` is the value for a bucket never seen.
+    """
+
+    def __init__(
+        self,
+        idf: np.ndarray,
+        *,
+        segmenter: Segmenter | None = None,
+        extractor: AnchorExtractor | None = None,
+    ) -> None:
+        self.idf = np.asarray(idf, dtype=np.float32)
+        if self.idf.shape != (N_BUCKETS,):
+            raise ValueError(f"claim IDF table must have {N_BUCKETS} values, got {self.idf.shape}")
+        self.max_idf = float(self.idf.max()) if len(self.idf) else 1.0
+        self.segmenter = segmenter or Segmenter()
+        self.extractor = extractor  # None: the office's gazetteer (default_extractor)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"idf": self.idf, "max_idf": self.max_idf, "segmenter": self.segmenter, "extractor": self.extractor}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def doc(self, norm_text: str) -> ClaimDoc:
+        """The document of one normalised text (``nlp.normalize.normalize`` output)."""
+        key = claim_key(norm_text)
+        idf = self.idf
+        words: dict[int, float] = {}
+        word_chars: list[tuple[int, str]] = []
+        if key:
+            for w in self.segmenter.cut(key):
+                h = word_hash(w)
+                if h not in words:
+                    words[h] = float(idf[h])
+                    word_chars.append((h, w))
+        chars = {ch: float(idf[char_hash(ch)]) for ch in key}
+        seq = tuple(gram_hash(key[i : i + 2]) for i in range(len(key) - 1)) if len(key) > 1 else (
+            (gram_hash(key),) if key else ()
+        )
+        grams = {h: float(idf[h]) for h in seq}
+        extractor = self.extractor or default_extractor()
+        anchors = extractor.extract(norm_text) if norm_text else Anchors()
+        return ClaimDoc(
+            key, words, grams, seq, chars, tuple(word_chars), anchors,
+            sum(words.values()), sum(grams.values()), sum(chars.values()),
+        )
+
+    def docs(self, norm_texts: Iterable[str]) -> list[ClaimDoc]:
+        return [self.doc(t) for t in norm_texts]
+
+    def pair_features(
+        self, a: ClaimDoc, b: ClaimDoc, parents: Mapping[str, frozenset[str]] | None = None
+    ) -> list[float]:
+        """One feature row (see :data:`FEATURES`)."""
+        small, large = (a, b) if a.gram_weight <= b.gram_weight else (b, a)
+        w_shared = _shared(small.words, large.words)
+        g_shared = _shared(small.grams, large.grams)
+        wc_s = w_shared / small.word_weight if small.word_weight else 0.0
+        wc_l = w_shared / large.word_weight if large.word_weight else 0.0
+        gc_s = g_shared / small.gram_weight if small.gram_weight else 0.0
+        gc_l = g_shared / large.gram_weight if large.gram_weight else 0.0
+        w_union = small.word_weight + large.word_weight - w_shared
+        g_union = small.gram_weight + large.gram_weight - g_shared
+        short = small if len(small.gram_seq) <= len(large.gram_seq) else large
+        other = large if short is small else small
+        run = best = 0
+        for h in short.gram_seq:
+            if h in other.grams:
+                run += 1
+                best = max(best, run)
+            else:
+                run = 0
+        missing = 0.0
+        soft = w_shared
+        for h, w in small.word_chars:
+            if h not in large.words:
+                v = small.words[h]
+                missing = max(missing, v)
+                # "农商行" in "农商银行", "再度" against "再次": credit the share of its characters
+                soft += v * sum(1 for ch in w if ch in large.chars) / len(w)
+        c_shared = sum(v for ch, v in small.chars.items() if ch in large.chars)
+        both = bool(a.anchors) and bool(b.anchors)
+        return [
+            wc_s,
+            wc_l,
+            gc_s,
+            gc_l,
+            c_shared / small.char_weight if small.char_weight else 0.0,
+            soft / small.word_weight if small.word_weight else 0.0,
+            w_shared / w_union if w_union > 0 else 0.0,
+            g_shared / g_union if g_union > 0 else 0.0,
+            best / len(short.gram_seq) if short.gram_seq else 0.0,
+            missing / self.max_idf,
+            anchor_overlap(a.anchors, b.anchors),
+            1.0 if both and anchors_conflict(a.anchors, b.anchors, parents) else 0.0,
+            1.0 if both else 0.0,
+            math.log1p(len(small.key)),
+            math.log1p(len(large.key)),
+        ]
+
+    def features(
+        self,
+        a: Sequence[ClaimDoc],
+        b: Sequence[ClaimDoc],
+        parents: Mapping[str, frozenset[str]] | None = None,
+    ) -> np.ndarray:
+        if len(a) != len(b):
+            raise ValueError(f"score_pairs needs aligned pairs: {len(a)} texts on one side, {len(b)} on the other")
+        out = np.zeros((len(a), len(FEATURES)), dtype=np.float64)
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            out[i] = self.pair_features(x, y, parents)
+        return out
+
+
+def _shared(small: Mapping[int, float], large: Mapping[int, float]) -> float:
+    if len(small) > len(large):
+        small, large = large, small
+    return sum(v for h, v in small.items() if h in large)
+
+
+# ----------------------------------------------------------------------------- the matcher
+
+
+class ClaimMatcher:
+    """P(same claim) for pairs of normalised texts, and an incremental index. Picklable.
+
+    ``model`` is any fitted classifier with ``predict_proba`` over :data:`FEATURES`;
+    ``threshold`` the operating point (chosen for precision >= 0.95 on the tune data, see the
+    model card); ``parents`` the place hierarchy for anchor conflicts (the office's gazetteer
+    when None).
+    """
+
+    def __init__(
+        self,
+        featurizer: ClaimFeaturizer,
+        model: Any,
+        *,
+        threshold: float = 0.5,
+        parents: Mapping[str, frozenset[str]] | None = None,
+        version: str = "",
+    ) -> None:
+        self.featurizer = featurizer
+        self.model = model
+        self.threshold = threshold
+        self.parents = dict(parents) if parents is not None else None
+        self.version = version
+
+    def _parents(self) -> Mapping[str, frozenset[str]]:
+        if self.parents is not None:
+            return self.parents
+        return default_extractor().parents
+
+    def doc(self, norm_text: str) -> ClaimDoc:
+        return self.featurizer.doc(norm_text)
+
+    def score_docs(self, a: Sequence[ClaimDoc], b: Sequence[ClaimDoc]) -> np.ndarray:
+        """P(same claim) for aligned pairs of documents."""
+        if not len(a):
+            return np.zeros(0)
+        x = self.featurizer.features(a, b, self._parents())
+        p = self.model.predict_proba(x)[:, 1]
+        # Another village, another amount: another claim, whatever the wording shares.
+        p[x[:, FEATURES.index("anchor_conflict")] > 0] = 0.0
+        empty = np.array([not d.key or not e.key for d, e in zip(a, b, strict=True)])
+        p[empty] = 0.0
+        return np.asarray(p, dtype=np.float64)
+
+    def score_pairs(self, a: Sequence[str], b: Sequence[str]) -> np.ndarray:
+        """P(same claim) for aligned pairs of texts (normalised: ``nlp.normalize.normalize``)."""
+        if len(a) != len(b):
+            raise ValueError(f"score_pairs needs aligned pairs: {len(a)} texts on one side, {len(b)} on the other")
+        return self.score_docs(self.featurizer.docs(a), self.featurizer.docs(b))
+
+    def same_claim(self, a: str, b: str) -> bool:
+        return bool(self.score_pairs([a], [b])[0] >= self.threshold)
+
+    def index(self, *, candidates: int = 20) -> ClaimIndex:
+        """An empty incremental index that scores with this matcher."""
+        return ClaimIndex(self, candidates=candidates)
+
+
+# ----------------------------------------------------------------------------- the index
+
+
+class ClaimIndex:
+    """Incremental claim index: ``add(key, text)``, ``remove(key)``, ``query(texts, k)``.
+
+    Retrieval is an inverted index kept as sparse matrix blocks (items x hashed tokens, IDF
+    weights, only tokens with IDF >= ``min_idf``): one sparse product per query batch gives
+    every indexed item's shared weight with every query, which only touches the posting lists
+    of the query's tokens. The ``candidates`` best items by shared-weight containment are then
+    scored by the classifier. Added items wait in a small pending list and are frozen into a
+    block every ``block_size`` adds, so adding costs no rebuild.
+    """
+
+    def __init__(
+        self, matcher: ClaimMatcher, *, candidates: int = 20, min_idf: float = 3.0, block_size: int = 2048
+    ) -> None:
+        self.matcher = matcher
+        self.candidates = candidates
+        self.min_idf = min_idf
+        self.block_size = block_size
+        self._keys: list[Any] = []  # row -> key (None once removed)
+        self._row: dict[Any, int] = {}
+        self._docs: list[ClaimDoc | None] = []
+        self._weights: list[float] = []  # retrieval weight of each row
+        self._blocks: list[tuple[int, sp.csc_matrix]] = []  # (first row, tokens x rows)
+        self._pending: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._row
+
+    def _tokens(self, doc: ClaimDoc) -> dict[int, float]:
+        """Retrieval tokens: rarer words and bigrams (bigram buckets offset to keep them apart)."""
+        lo = self.min_idf
+        out = {h: v for h, v in doc.words.items() if v >= lo}
+        out.update({h + N_BUCKETS: v for h, v in doc.grams.items() if v >= lo})
+        return out
+
+    def add(self, key: Any, text: str) -> None:
+        """Index a normalised text under ``key`` (a key already present is replaced)."""
+        self.add_doc(key, self.matcher.doc(text))
+
+    def add_doc(self, key: Any, doc: ClaimDoc) -> None:
+        if key in self._row:
+            self.remove(key)
+        row = len(self._keys)
+        self._keys.append(key)
+        self._row[key] = row
+        self._docs.append(doc)
+        self._weights.append(sum(self._tokens(doc).values()))
+        self._pending.append(row)
+        if len(self._pending) >= self.block_size:
+            self._freeze()
+
+    def add_many(self, items: Iterable[tuple[Any, str]]) -> None:
+        for key, text in items:
+            self.add(key, text)
+
+    def remove(self, key: Any) -> None:
+        row = self._row.pop(key, None)
+        if row is not None:
+            self._keys[row] = None
+            self._docs[row] = None
+
+    def _matrix(self, rows: Sequence[int]) -> sp.csc_matrix:
+        indptr = [0]
+        indices: list[int] = []
+        data: list[float] = []
+        for r in rows:
+            doc = self._docs[r]
+            toks = self._tokens(doc) if doc is not None else {}
+            indices.extend(toks)
+            data.extend(toks.values())
+            indptr.append(len(indices))
+        m = sp.csr_matrix(
+            (np.asarray(data, dtype=np.float32), np.asarray(indices, dtype=np.int64), np.asarray(indptr)),
+            shape=(len(rows), 2 * N_BUCKETS),
+        )
+        return m.T.tocsr()  # tokens x rows: a query row times this is one posting-list pass
+
+    def _freeze(self) -> None:
+        if self._pending:
+            self._blocks.append((self._pending[0], self._matrix(self._pending)))
+            self._pending = []
+
+    def _query_matrix(self, docs: Sequence[ClaimDoc]) -> sp.csr_matrix:
+        indptr = [0]
+        indices: list[int] = []
+        for doc in docs:
+            indices.extend(self._tokens(doc))
+            indptr.append(len(indices))
+        return sp.csr_matrix(
+            (np.ones(len(indices), dtype=np.float32), np.asarray(indices, dtype=np.int64), np.asarray(indptr)),
+            shape=(len(docs), 2 * N_BUCKETS),
+        )
+
+    def candidates_of(self, docs: Sequence[ClaimDoc]) -> list[list[int]]:
+        """For each document, the rows with the most shared token weight relative to the
+        smaller side (at most ``candidates``)."""
+        out: list[list[int]] = [[] for _ in docs]
+        if not docs or not self._row:
+            return out
+        q = self._query_matrix(docs)
+        qw = np.array([sum(self._tokens(d).values()) for d in docs])
+        weights = np.asarray(self._weights, dtype=np.float64)
+        parts: list[tuple[int, sp.csr_matrix]] = list(self._blocks)
+        if self._pending:
+            parts.append((self._pending[0], self._matrix(self._pending)))
+        best: list[list[tuple[float, int]]] = [[] for _ in docs]
+        for first, block in parts:
+            shared = (q @ block).tocoo()  # queries x rows of this block
+            if not shared.nnz:
+                continue
+            rows = shared.col + first
+            denom = np.minimum(qw[shared.row], weights[rows])
+            score = shared.data / np.maximum(denom, 1e-9)
+            keep = score >= 0.15
+            for qi, r, s in zip(shared.row[keep].tolist(), rows[keep].tolist(), score[keep].tolist(), strict=True):
+                best[qi].append((s, r))
+        k = self.candidates
+        for qi, cands in enumerate(best):
+            if len(cands) > k:
+                cands.sort(reverse=True)
+                cands = cands[:k]
+            out[qi] = [r for _, r in cands if self._keys[r] is not None]
+        return out
+
+    def query_docs(
+        self, docs: Sequence[ClaimDoc], k: int = 5, min_score: float | None = None
+    ) -> list[list[tuple[Any, float]]]:
+        limit = self.matcher.threshold if min_score is None else min_score
+        cands = self.candidates_of(docs)
+        left: list[ClaimDoc] = []
+        right: list[ClaimDoc] = []
+        owner: list[tuple[int, int]] = []
+        for qi, rows in enumerate(cands):
+            for r in rows:
+                doc = self._docs[r]
+                if doc is not None:
+                    left.append(docs[qi])
+                    right.append(doc)
+                    owner.append((qi, r))
+        out: list[list[tuple[Any, float]]] = [[] for _ in docs]
+        if not owner:
+            return out
+        scores = self.matcher.score_docs(left, right)
+        for (qi, r), s in zip(owner, scores.tolist(), strict=True):
+            if s >= limit:
+                out[qi].append((self._keys[r], float(s)))
+        for hits in out:
+            hits.sort(key=lambda x: -x[1])
+            del hits[k:]
+        return out
+
+    def query(
+        self, texts: Sequence[str], k: int = 5, min_score: float | None = None
+    ) -> list[list[tuple[Any, float]]]:
+        """For each normalised text, up to ``k`` indexed keys stating the same claim (P >=
+        ``min_score``, default the matcher's threshold), best first."""
+        return self.query_docs(self.matcher.featurizer.docs(texts), k, min_score)
+
+
+# ----------------------------------------------------------------------------- saving and loading
+
+IDF_FILE = "idf.npy"
+MODEL_FILE = "model.skops"
+CARD_FILE = "card.json"
+#: What a claim model file may hold (skops refuses anything else).
+TRUSTED_TYPES = [
+    "sklearn._loss.link.Interval",
+    "sklearn._loss.link.LogitLink",
+    "sklearn._loss.loss.HalfBinomialLoss",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.linear_model._logistic.LogisticRegression",
+]
+
+
+class ClaimModelMissing(RuntimeError):
+    """No trained claim matcher where one was looked for."""
+
+
+def save_claim_matcher(matcher: ClaimMatcher, folder: Path, card: Mapping[str, Any]) -> None:
+    """Numbers only: the hashed IDF table (float16), the classifier (skops) and its card."""
+    import skops.io as sio
+
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / IDF_FILE, matcher.featurizer.idf.astype(np.float16))
+    sio.dump(matcher.model, folder / MODEL_FILE)
+    (folder / CARD_FILE).write_text(json.dumps(dict(card), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+def load_matcher_files(folder: Path) -> ClaimMatcher:
+    import skops.io as sio
+
+    for name in (IDF_FILE, MODEL_FILE, CARD_FILE):
+        if not (folder / name).is_file():
+            raise ClaimModelMissing(
+                f"claim matcher {folder} lacks {name}: retrain with `python -m nlp.claims_training --out {folder}`"
+            )
+    info = json.loads((folder / CARD_FILE).read_text(encoding="utf-8"))
+    untrusted = sio.get_untrusted_types(file=folder / MODEL_FILE)
+    unknown = [t for t in untrusted if t not in TRUSTED_TYPES]
+    if unknown:
+        raise ClaimModelMissing(f"claim model {folder / MODEL_FILE} holds unexpected types {unknown}: refusing to load it")
+    model = sio.load(folder / MODEL_FILE, trusted=untrusted)
+    idf = np.load(folder / IDF_FILE, allow_pickle=False).astype(np.float32)
+    return ClaimMatcher(
+        ClaimFeaturizer(idf), model, threshold=float(info["threshold"]), version=str(info.get("version", folder.name))
+    )
+
+
+def active_version(base: Path = MODEL_DIR) -> str:
+    active = base / "ACTIVE"
+    if not active.is_file():
+        raise ClaimModelMissing(
+            f"no claim matcher in {base}: train one with `python -m nlp.claims_training --out {base}/<version>`"
+        )
+    return active.read_text(encoding="utf-8").strip()
+
+
+@lru_cache(maxsize=4)
+def _load(path: str) -> ClaimMatcher:
+    return load_matcher_files(Path(path))
+
+
+def load_claim_matcher(version: str | None = None, base: Path = MODEL_DIR) -> ClaimMatcher:
+    """The shipped claim matcher (``models/claims/<ACTIVE>/``), loaded once per process."""
+    v = version or active_version(base)
+    return _load(str(base / v))
+
+
+def card(version: str | None = None, base: Path = MODEL_DIR) -> dict[str, Any]:
+    v = version or active_version(base)
+    data: dict[str, Any] = json.loads((base / v / CARD_FILE).read_text(encoding="utf-8"))
+    return data

@@ -1,0 +1,372 @@
+"""Training data and training for the claim matcher, from the research corpora (research use only).
+
+Run ``python -m nlp.claims_training --out models/claims/<version>``. Needs ``../shared/data``.
+
+What is mined (weibo_ced and weibo_ma2016 hold each source post with its reposts/comments):
+
+* **events**: the source posts, grouped where two sources are near-identical (one rumor
+  posted twice, or in both datasets), so no event is on both sides of a split;
+* **restatements** (positives): a repost or comment whose own text (before the "//@" chain)
+  restates its source: at least 8 characters of content, at least 60% of its IDF-weighted
+  words found in the source, and three or more of the source's rarer words (IDF >= 7). Reactions ("转发微博",
+  "[蜡烛]", "太可怕了") fail that. This is lexical by construction: it finds shortened and
+  partly reworded restatements, not free paraphrases (those are in the hand-written set);
+* **hard negatives**: the same restatements paired with the sources of *other* events that
+  share the most rare words with them (and random other sources).
+
+The split is by event (``fold`` of the event's hash): folds 0-6 train, 7-9 held out for
+``bench/bench_claims.py``. Nothing here is written into the repository except numbers: the
+hashed IDF table and the classifier's weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import logging
+import random
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nlp.claims import N_BUCKETS, ClaimDoc, ClaimFeaturizer, char_hash, claim_key, gram_hash, word_hash
+from nlp.data import shared_data_dir
+from nlp.normalize import normalize
+from nlp.segment import Segmenter
+from nlp.similarity import BandedIndex, shingle_batch
+
+log = logging.getLogger(__name__)
+
+HELDOUT_FOLDS = frozenset({7, 8, 9})
+DATA_TERMS = (
+    "Trained on weibo_ced (Song et al., CED, arXiv:1811.04175; thunlp/Chinese_Rumor_Dataset) and "
+    "weibo_ma2016 (Ma et al., IJCAI 2016) source posts with their reposts/comments, IDF also over "
+    "weibo21 (Nan et al. 2021, MDFEND): research use only, no license stated by the sources. The "
+    "model holds numbers only (hashed IDF values and tree weights, no strings, no texts), plus our "
+    "own hand-written tune pairs (bench/data/reworded_claims.yaml, part 'tune'). Deployers should "
+    "retrain on their own reviewed pairs."
+)
+_CHAIN_RE = re.compile(r"//\s*@")
+_REPLY_RE = re.compile(r"^\s*回复\s*@[^:：]{1,30}[:：]")
+
+
+@dataclass
+class Event:
+    eid: str  # dataset:id
+    label: int
+    source: str  # normalised source text
+    reposts: list[str]  # normalised own texts of reposts/comments (non-empty)
+    group: int = -1  # event group (near-identical sources share one)
+    fold: int = 0
+
+
+def own_text(text: str) -> str:
+    """The repost's own words: before the "//@..." chain, without "回复@x:"."""
+    return _REPLY_RE.sub("", _CHAIN_RE.split(text, 1)[0]).strip()
+
+
+def _iter_ced(root: Path, max_reposts: int) -> Iterator[Event]:
+    sources = {}
+    with open(root / "weibo_ced" / "ced.jsonl", encoding="utf-8") as f:
+        for line in f:
+            d = json.loads(line)
+            sources[d["id"]] = (d["label"], d["text"] or "")
+    with gzip.open(root / "weibo_ced" / "ced_reposts.jsonl.gz", "rt", encoding="utf-8") as f:
+        for line in f:
+            d = json.loads(line)
+            label, text = sources.get(d["id"], (d["label"], ""))
+            if not text:
+                continue
+            own = [own_text(r.get("text") or "") for r in d["reposts"]]
+            own = [t for t in own if len(t) >= 6][:max_reposts]
+            yield Event(f"ced:{d['id']}", int(label), normalize(text), [normalize(t) for t in own])
+
+
+def _iter_ma(root: Path, max_reposts: int) -> Iterator[Event]:
+    sources = {}
+    with open(root / "weibo_ma2016" / "ma2016_weibo.jsonl", encoding="utf-8") as f:
+        for line in f:
+            d = json.loads(line)
+            if d.get("text"):
+                sources[str(d["eid"])] = (d["label"], d["text"])
+    with gzip.open(root / "weibo_ma2016" / "ma2016_reposts_first50.jsonl.gz", "rt", encoding="utf-8") as f:
+        for line in f:
+            d = json.loads(line)
+            got = sources.get(str(d["eid"]))
+            if got is None:
+                continue
+            own = [own_text(r.get("text") or "") for r in d.get("reposts_first") or []]
+            own = [t for t in own if len(t) >= 6][:max_reposts]
+            yield Event(f"ma:{d['eid']}", int(got[0]), normalize(got[1]), [normalize(t) for t in own])
+
+
+def load_events(max_reposts: int = 120) -> list[Event]:
+    """All source posts with their reposts, grouped into events and assigned a fold."""
+    root = shared_data_dir()
+    events = [*_iter_ced(root, max_reposts), *_iter_ma(root, max_reposts)]
+    keys = [claim_key(e.source) for e in events]
+    sigs = shingle_batch(keys).signatures()
+    index = BandedIndex(0.5)
+    parent = list(range(len(events)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, hits in enumerate(index.batch_pairs(sigs)):
+        for j, _ in hits:
+            parent[find(i)] = find(j)
+    for i, e in enumerate(events):
+        root_i = find(i)
+        e.group = root_i
+        e.fold = zlib.crc32(keys[root_i].encode("utf-8")) % 10
+    return events
+
+
+# ----------------------------------------------------------------------------- IDF
+
+
+def build_idf(texts: list[str], segmenter: Segmenter) -> np.ndarray:
+    """Hashed IDF (words, bigrams and characters of the claim keys) over ``texts``: float32, 2**20 values."""
+    df = np.zeros(N_BUCKETS, dtype=np.int64)
+    n = 0
+    for text in texts:
+        key = claim_key(text)
+        if not key:
+            continue
+        n += 1
+        hs = {word_hash(w) for w in segmenter.cut(key)}
+        hs.update(gram_hash(key[i : i + 2]) for i in range(len(key) - 1))
+        hs.update(char_hash(ch) for ch in key)
+        df[list(hs)] += 1
+    idf = np.log((n + 1) / (df + 1)).astype(np.float32) + 1.0
+    return idf
+
+
+# ----------------------------------------------------------------------------- pairs
+
+
+@dataclass
+class Pair:
+    a: str  # the source (claim side)
+    b: str  # the restatement or the other text
+    label: int
+    event: int  # group of a
+    fold: int
+    kind: str  # restate | copy | hard | random
+
+
+def _restates(fz: ClaimFeaturizer, src: ClaimDoc, rep: ClaimDoc) -> str | None:
+    """'restate', 'copy' or None (a reaction, not a restatement)."""
+    if len(rep.key) < 8 or not rep.word_weight:
+        return None
+    shared = [v for h, v in rep.words.items() if h in src.words]
+    if sum(shared) / rep.word_weight < 0.6 or sum(1 for v in shared if v >= 7.0) < 3:
+        return None
+    # A copy: most of the source's bigrams are in the repost (MinHash finds those already).
+    if src.gram_weight and sum(v for h, v in src.grams.items() if h in rep.grams) / src.gram_weight >= 0.7:
+        return "copy"
+    return "restate"
+
+
+def mine_pairs(
+    events: list[Event], fz: ClaimFeaturizer, *, per_event: int = 6, hard: int = 3, seed: int = 7
+) -> list[Pair]:
+    """Positive (source, restatement) pairs and hard/random negatives, for every event."""
+    rng = random.Random(seed)
+    src_docs = [fz.doc(e.source) for e in events]
+    from nlp.claims import ClaimIndex, ClaimMatcher
+
+    # Retrieval only (no classifier needed): an index over the sources, scored by shared weight.
+    idx = ClaimIndex(ClaimMatcher(fz, model=None), candidates=hard + 8)
+    for i, d in enumerate(src_docs):
+        idx.add_doc(i, d)
+    out: list[Pair] = []
+    queries: list[tuple[int, ClaimDoc, str]] = []
+    for i, e in enumerate(events):
+        if not src_docs[i].key:
+            continue
+        found = 0
+        seen: set[str] = set()
+        for text in e.reposts:
+            doc = fz.doc(text)
+            if doc.key in seen:
+                continue
+            kind = _restates(fz, src_docs[i], doc)
+            if kind is None:
+                continue
+            seen.add(doc.key)
+            out.append(Pair(e.source, text, 1, e.group, e.fold, kind))
+            queries.append((i, doc, text))
+            found += 1
+            if found >= per_event:
+                break
+    cands = idx.candidates_of([d for _, d, _ in queries])
+    for (i, _doc, text), rows in zip(queries, cands, strict=True):
+        e = events[i]
+        others = [r for r in rows if events[r].group != e.group][:hard]
+        for r in others:
+            out.append(Pair(events[r].source, text, 0, events[r].group, e.fold, "hard"))
+        r = rng.randrange(len(events))
+        if events[r].group != e.group:
+            out.append(Pair(events[r].source, text, 0, events[r].group, e.fold, "random"))
+    return out
+
+
+# ----------------------------------------------------------------------------- hand-written pairs
+
+
+def hand_pairs(path: Path, part: str) -> tuple[list[tuple[str, str, int, str]], list[str]]:
+    """(claim, text, label, kind) pairs of one part of the hand-written set, and each pair's
+    group: kind ``same`` (a rewording), ``hard`` (another village/amount/thing) or ``cross``
+    (a rewording of another group's claim)."""
+    import yaml
+
+    groups = [g for g in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"] if g["part"] == part]
+    out: list[tuple[str, str, int, str]] = []
+    owner: list[str] = []
+    for g in groups:
+        for t in g["same"]:
+            out.append((g["claim"], t, 1, "same"))
+            owner.append(g["id"])
+        for t in g["other"]:
+            out.append((g["claim"], t, 0, "hard"))
+            owner.append(g["id"])
+        for h in groups:
+            if h is not g:
+                out.append((g["claim"], h["same"][0], 0, "cross"))
+                owner.append(g["id"])
+    return out, owner
+
+
+def _features(fz: ClaimFeaturizer, pairs: list[tuple[str, str]]) -> np.ndarray:
+    cache: dict[str, ClaimDoc] = {}
+
+    def doc(text: str) -> ClaimDoc:
+        got = cache.get(text)
+        if got is None:
+            got = cache[text] = fz.doc(text)
+        return got
+
+    return np.array([fz.pair_features(doc(a), doc(b)) for a, b in pairs], dtype=np.float64)
+
+
+def threshold_for(y: np.ndarray, p: np.ndarray, precision: float = 0.95) -> float:
+    """The lowest score at which precision >= ``precision`` (over pairs scored at or above it)."""
+    order = np.argsort(-p)
+    tp = np.cumsum(y[order] == 1)
+    prec = tp / np.arange(1, len(order) + 1)
+    ok = np.flatnonzero(prec >= precision)
+    if not len(ok):
+        return 1.0
+    # the deepest cut that still holds the precision
+    return float(p[order][ok.max()])
+
+
+def main(argv: list[str] | None = None) -> None:  # pragma: no cover - offline tool
+    import datetime as dt
+    import pickle
+
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from nlp.claims import FEATURES, ClaimMatcher, save_claim_matcher
+
+    parser = argparse.ArgumentParser(description="Train the claim matcher (needs ../shared/data).")
+    parser.add_argument("--out", required=True, help="models/claims/<version>")
+    parser.add_argument("--hand", default="bench/data/reworded_claims.yaml")
+    parser.add_argument("--hand-weight", type=float, default=20.0)
+    parser.add_argument("--cache", default="", help="pickle of the mined events (speeds reruns)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    seg = Segmenter()
+    cache = Path(args.cache) if args.cache else None
+    if cache is not None and cache.is_file():
+        events = pickle.loads(cache.read_bytes())
+    else:
+        events = load_events()
+        if cache is not None:
+            cache.write_bytes(pickle.dumps(events))
+    from nlp.data import load_combined
+
+    df = load_combined()
+    texts = [e.source for e in events] + [r for e in events for r in e.reposts]
+    texts += df[df["dataset"] == "weibo21"]["norm"].tolist()
+    idf = build_idf(texts, seg)
+    fz = ClaimFeaturizer(idf.astype(np.float16).astype(np.float32), segmenter=seg)
+    mined = mine_pairs(events, fz)
+    train = [p for p in mined if p.fold not in HELDOUT_FOLDS]
+    x_m = _features(fz, [(p.a, p.b) for p in train])
+    y_m = np.array([p.label for p in train])
+    hand, owner = hand_pairs(Path(args.hand), "tune")
+    x_h = _features(fz, [(normalize(a), normalize(b)) for a, b, _, _ in hand])
+    y_h = np.array([lab for _, _, lab, _ in hand])
+    conflict = FEATURES.index("anchor_conflict")
+
+    def fit(xh: np.ndarray, yh: np.ndarray) -> HistGradientBoostingClassifier:
+        x = np.vstack([x_m, xh])
+        y = np.concatenate([y_m, yh])
+        w = np.concatenate([np.ones(len(y_m)), np.full(len(yh), args.hand_weight)])
+        keep = x[:, conflict] == 0  # conflicts are decided by rule, not learned
+        model = HistGradientBoostingClassifier(max_iter=100, max_depth=3, random_state=0)
+        return model.fit(x[keep], y[keep], sample_weight=w[keep])
+
+    # Out-of-fold scores of the hand-written tune part (by group) choose the threshold.
+    groups = sorted(set(owner))
+    oof = np.zeros(len(y_h))
+    for k in range(5):
+        held = np.array([groups.index(g) % 5 == k for g in owner])
+        model = fit(x_h[~held], y_h[~held])
+        oof[held] = model.predict_proba(x_h[held])[:, 1]
+    oof[x_h[:, conflict] > 0] = 0.0
+    threshold = threshold_for(y_h, oof, 0.95)
+    model = fit(x_h, y_h)
+    matcher = ClaimMatcher(fz, model, threshold=threshold, version=Path(args.out).name)
+    card = {
+        "name": "claims",
+        "version": Path(args.out).name,
+        "trained": dt.date.today().isoformat(),
+        "model": "HistGradientBoostingClassifier(max_iter=100, max_depth=3) over pair features",
+        "features": list(FEATURES),
+        "threshold": threshold,
+        "threshold_rule": "lowest score with precision >= 0.95 on out-of-fold scores of the hand-written tune part",
+        "data_terms": DATA_TERMS,
+        "data": {
+            "mined_pairs_train": len(train),
+            "mined_positive": int(y_m.sum()),
+            "hand_tune_pairs": len(hand),
+            "hand_weight": args.hand_weight,
+            "idf_texts": len(texts),
+        },
+    }
+    save_claim_matcher(matcher, Path(args.out), card)
+    write_card_md(Path(args.out), card)
+    print(json.dumps(card, ensure_ascii=False, indent=1))
+
+
+def write_card_md(folder: Path, card: dict[str, object]) -> None:
+    """The human-readable card next to card.json (held-out figures: bench/results/claims.md)."""
+    lines = [
+        f"# Claim matcher {card['version']}",
+        "",
+        "P(two texts state the same claim), for debunk matching and incident grouping (nlp/claims.py).",
+        "",
+        f"- Model: {card['model']}; features: {', '.join(map(str, card['features']))} (list, in order).",
+        f"- Operating point: {card['threshold']} ({card['threshold_rule']}).",
+        f"- Trained: {card['trained']}. Data: {json.dumps(card['data'], ensure_ascii=False)}.",
+        f"- Data and terms: {card['data_terms']}",
+        "- Files: idf.npy (2**20 hashed IDF values, float16), model.skops (the classifier), card.json.",
+        "- Held-out figures: bench/results/claims.md (bench/bench_claims.py).",
+        "",
+    ]
+    (folder / "card.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
