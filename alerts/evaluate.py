@@ -382,6 +382,12 @@ def incident_score(subject: Subject, cfg: RulesConfig, fired: list[dict[str, Any
     for p in matter_parts:
         if not isinstance(p, dict) or not p.get("key"):
             continue
+        if p["key"] == "debunk" and inc.debunk_id is not None and not p.get("contribution"):
+            # a debunk matched after the matter was last counted (the claims stage points the
+            # incident at it without recounting): the part says so now
+            weight = float(p.get("weight") or 0.0)
+            p = p | {"value": 1.0, "contribution": weight,
+                     "detail": f"与辟谣库 #{inc.debunk_id} 相符（相似度 {inc.debunk_similarity or 0:.2f}）"}
         parts[f"matter_{p['key']}"] = {
             "value": p.get("value"),
             "points": round(float(p.get("contribution") or 0.0) * scale, 2),
@@ -965,7 +971,13 @@ def _fold(
     if _only_response(subject, alert) and (severity_rank(severity) > old_rank or score > alert.risk_score):
         # Refutations, notices and chatter are the answer, not the spread: they never raise it.
         score, severity = alert.risk_score, alert.severity
-    changed = f.post_count != alert.post_count or f.groups != alert.group_count or parts != alert.score_parts
+    debunk_new = bool(f.debunk_id) and "【辟谣】" not in (alert.suggested_response or "")
+    changed = (
+        f.post_count != alert.post_count
+        or f.groups != alert.group_count
+        or parts != alert.score_parts
+        or debunk_new
+    )
     if not changed and not new_ids:
         return  # nothing new: the alert keeps its place in the queue
     alert.post_count, alert.group_count = f.post_count, f.groups

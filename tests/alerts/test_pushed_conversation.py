@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from alerts import evaluate as evaluation
 from alerts.notify import NotifyConfig
+from alerts.rules import load_rules
 from api import accounts
 from core.db import session_scope
 from core.tables import Alert, AlertEvent, Incident, Post, utcnow
@@ -131,3 +132,45 @@ def test_a_pushed_evening_ends_as_one_alert_per_matter(
     assert again.created == [] and again.rising == []
     with session_scope(api_engine) as s:
         assert s.scalar(select(func.count()).select_from(AlertEvent)) == events
+
+
+def test_a_debunk_added_later_reaches_the_open_alert(
+    api_client: TestClient, api_engine: Engine, bot: dict[str, str], rumor_model: Any,
+    make_user: Any,
+) -> None:
+    start = utcnow() - dt.timedelta(hours=3)
+    _push(api_client, bot, start, EVENING[:5])
+    _analyze_and_evaluate(api_engine, rumor_model, start + dt.timedelta(minutes=20))
+    with session_scope(api_engine) as s:
+        rumor = _incident_of(s, EVENING[0][2])
+        alert = s.scalar(select(Alert).where(Alert.incident_id == rumor))
+        assert alert is not None and "【辟谣】" not in (alert.suggested_response or "")
+        alert_id = alert.id
+
+    # staff add the school's denial to the debunk library: the claims stage matches it to the
+    # open incident (reworded claims included), and the next evaluation folds it into the alert
+    staff = make_user("staff")
+    created = api_client.post("/api/v1/debunks", headers=staff, json={
+        "claim": "中心小学因为甲流全校停课两周",
+        "refutation": "青禾镇中心小学说明：学校没有停课安排，正常上课。",
+        "publisher": "青禾镇中心小学", "category": "教育",
+    })
+    assert created.status_code == 201, created.text
+    with session_scope(api_engine) as s:
+        matter = s.get(Incident, rumor)
+        assert matter is not None and matter.debunk_id == created.json()["id"]
+    result = _analyze_and_evaluate(api_engine, rumor_model, start + dt.timedelta(minutes=30))
+
+    assert result.created == [] and alert_id in result.folded
+    with session_scope(api_engine) as s:
+        alert = s.get(Alert, alert_id)
+        assert alert is not None
+        assert (alert.suggested_response or "").startswith("【辟谣】") and "正常上课" in alert.suggested_response
+        part = alert.score_parts["matter_debunk"]
+        assert part["points"] > 0 and f"#{created.json()['id']}" in part["text"]
+        # the debunk-match rule (and the kind it names) follows the office's similarity threshold
+        matter = s.get(Incident, rumor)
+        assert matter is not None and matter.debunk_similarity is not None
+        fired = any(r["kind"] == "debunk_match" for r in alert.rules_fired)
+        threshold = load_rules().enabled("debunk_match")[0].min_similarity
+        assert fired == (matter.debunk_similarity >= threshold) and (alert.kind == "debunk_match") == fired
