@@ -358,6 +358,10 @@ def create_manual(
         if post is None:
             raise NotFound(f"帖子 #{post_id} 不存在")
         story_id = post.story_id
+        if post.incident_id is not None:  # one open alert per matter
+            existing_alert = open_alert_of(session, post.incident_id)
+            if existing_alert is not None:
+                raise Conflict(f"这件事已有未结束的预警 #{existing_alert.id}：请直接处理该预警")
     subject: Subject
     if story_id is not None:
         story = session.get(Story, story_id)

@@ -353,6 +353,7 @@ class AlertQuery(BaseModel):
     )
     story_id: int | None = Field(None, ge=1, le=2**62)
     topic_id: int | None = Field(None, ge=1, le=2**62)
+    incident_id: int | None = Field(None, ge=1, le=2**62, description="只看这件事（事件）的预警")
 
 
 _LIST_PARAMS = frozenset(n for n, f in AlertQuery.model_fields.items() if "list" in str(f.annotation))
@@ -433,6 +434,7 @@ async def list_alerts(
             q=q.strip() if q and q.strip() else None,
             story_id=query.story_id,
             topic_id=query.topic_id,
+            incident_id=query.incident_id,
         )
         with request.app.state.engine.connect() as conn:
             items, total = queries.list_alerts(conn, filters, offset=(page - 1) * page_size, limit=page_size)

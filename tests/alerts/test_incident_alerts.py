@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from alerts import evaluate as evaluation
 from alerts import workflow
 from alerts.notify import NotifyConfig, Route
+from core.errors import Conflict
 from core.tables import Alert, AlertEvent, AlertPost, Incident, Label, Notification, Post
 from tests.factories import (
     incident_posts,
@@ -302,3 +303,13 @@ def test_a_merged_incident_folds_its_alert_into_the_targets(session: Session) ->
     kinds = {(e.alert_id, e.action) for e in session.scalars(select(AlertEvent).where(AlertEvent.action == "merged"))}
     assert kinds == {(alert_a.id, "merged"), (alert_b.id, "merged")}
     assert evaluation.evaluate(session, now=later + dt.timedelta(minutes=1), notify_config=QUIET).created == []
+
+
+def test_a_manual_alert_on_a_post_of_an_alerted_matter_is_refused(session: Session) -> None:
+    incident = _rumor(session, 3)
+    evaluation.evaluate(session, now=NOW, notify_config=QUIET)
+    [alert] = _alerts_of(session, incident)
+    post_id = session.scalar(select(Post.id).where(Post.incident_id == incident.id).limit(1))
+    assert post_id is not None
+    with pytest.raises(Conflict, match=f"#{alert.id}"):
+        workflow.create_manual(session, actor=make_user(session, "staff"), post_id=post_id, now=NOW)

@@ -69,6 +69,8 @@ def test_the_alert_page_shows_the_matter_by_role_with_its_spread_and_timeline(
     assert sum(h["count"] for h in matter["timeline"]) == 5
     assert sum(h["count"] for h in body["timeline"]) == 3  # the alert's chart: the claims that carry it
 
+    queue = api_client.get(f"{API}/alerts?incident_id={incident_id}", headers=viewer).json()
+    assert [a["id"] for a in queue["items"]] == [alert_id] and queue["items"][0]["incident_id"] == incident_id
     listed = api_client.get(f"{API}/incidents", headers=viewer).json()
     assert listed["total"] == 1 and listed["items"][0]["alert_id"] == alert_id
     assert listed["items"][0]["spreading_count"] == 3 and listed["items"][0]["kind_zh"] == "疑似谣言"
