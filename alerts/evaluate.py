@@ -1,5 +1,5 @@
-"""Turn new analysis into alerts: features of what the analysis wrote, the rules it meets, and
-raising or folding alerts.
+"""Turn new analysis into alerts: raising, folding and re-alerting (the features are
+:mod:`alerts.subjects`', the rules and scores :mod:`alerts.scoring`').
 
 :func:`evaluate` reads what the analysis wrote since the last run (posts.analyzed_at and
 topics.updated_at watermarks, with an overlap: re-reading is harmless because every step is
@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 from alerts import notify
@@ -25,18 +24,18 @@ from alerts.common import chunks, insert_ignore, refutation_of, short_title
 from alerts.merge import fold_merged_incident
 from alerts.queries import forget_counts
 from alerts.rules import SEVERITIES, SEVERITY_ZH, KeywordRule, RulesConfig, load_rules
-from alerts.severity import Features, risk, severity_for, severity_rank
+from alerts.scoring import alert_kind, fire_rules, rule_kind, score_subject, suggest_response
+from alerts.severity import Features, severity_rank
 from alerts.spread import remeasure_responses
 from alerts.states import OPEN_STATES, STATE_ZH
 from alerts.subjects import (
     INERT_ROLES,
     Subject,
-    hourly_of,
     incident_of_topic,
     incident_subjects,
     matter_kind,
-    spread_window,
-    velocity,
+    story_subjects,
+    topic_subject,
 )
 from core.errors import InvalidInput
 from core.tables import (
@@ -44,11 +43,8 @@ from core.tables import (
     AlertEvent,
     AlertPost,
     AlertRun,
-    Debunk,
-    DebunkMatch,
     Incident,
     Post,
-    PostScore,
     Story,
     Topic,
     utcnow,
@@ -56,391 +52,9 @@ from core.tables import (
 
 log = logging.getLogger(__name__)
 
-#: Which fired rule names the alert's kind, strongest first.
-_KIND_OF_RULE = {
-    "debunk_match": "debunk_match",
-    "rumor_probability": "rumor",
-    "spread": "spread",
-    "keyword": "keyword",
-    "hot_concern": "concern",
-}
-_KIND_ORDER = ("debunk_match", "rumor", "spread", "keyword", "concern", "manual")
 #: Re-read this much before the last watermark: rows committed late by a concurrent analyze.
 WATERMARK_OVERLAP = dt.timedelta(minutes=10)
 EVALUATE_LOCK_KEY = 72_416_001  # pg_advisory_xact_lock key of `evaluate`
-
-
-# ----------------------------------------------------------------------------- features
-
-
-def story_subjects(
-    session: Session, stories: list[Story], cfg: RulesConfig, keyword_hits: dict[int, dict[str, list[str]]]
-) -> dict[int, Subject]:
-    """Features of many stories in a few set-based queries.
-
-    Posts that refute the story's claim stay in its evidence but are left out of every feature:
-    they neither open an alert nor raise its severity. The story's own aggregates (counts, hourly
-    counts, best score and debunk match) include them, so a story holding refutations is measured
-    from its spreading posts instead.
-    """
-    ids = [s.id for s in stories]
-    rows_by_story: dict[int, list[Any]] = defaultdict(list)
-    refuting: set[int] = set()
-    for chunk in chunks(ids):
-        for row in session.execute(
-            select(
-                Post.story_id,
-                Post.id,
-                Post.group_id,
-                Post.source_id,
-                Post.published_at,
-                Post.collected_at,
-                Post.is_local,
-                Post.negativity,
-                Post.category,
-                Post.places,
-                Post.norm_text,
-            ).where(Post.story_id.in_(chunk))
-        ):
-            rows_by_story[row.story_id].append(row)
-            if refutation_of(row.norm_text):
-                refuting.add(row.id)
-    mixed = {sid for sid, rows in rows_by_story.items() if any(r.id in refuting for r in rows)}
-    spreading_of_mixed = [r.id for sid in mixed for r in rows_by_story[sid] if r.id not in refuting]
-    # Mixed stories: from their spreading posts; the others: only what the story does not hold.
-    need_prob = [s.id for s in stories if s.max_rumor_probability is None and s.id not in mixed]
-    prob = _max_probability(session, Post.story_id, need_prob)
-    prob |= _max_probability(session, Post.id, spreading_of_mixed)
-    need_debunk = [s.id for s in stories if s.debunk_id is None and s.id not in mixed]
-    debunk = _best_debunk(session, Post.story_id, need_debunk)
-    debunk |= _best_debunk(session, Post.id, spreading_of_mixed)
-    title_post = {s.id: _title_post(s, rows_by_story.get(s.id, []), refuting) for s in stories}
-    reps = {pid for pid in title_post.values() if pid}
-    rep_text: dict[int, tuple[str | None, str]] = {}
-    for chunk in chunks(list(reps)):
-        for pid, title, body in session.execute(
-            select(Post.id, Post.title, Post.raw_text).where(Post.id.in_(chunk))
-        ):
-            rep_text[pid] = (title, body)
-
-    subjects: dict[int, Subject] = {}
-    for story in stories:
-        rows = rows_by_story.get(story.id, [])
-        spreading = [r for r in rows if r.id not in refuting]
-        groups = {("g", r.group_id) for r in spreading if r.group_id} | {
-            ("s", r.source_id) for r in spreading if r.source_id and not r.group_id
-        }
-        window_start = (story.last_seen or utcnow()) - dt.timedelta(hours=spread_window(cfg))
-        in_window = {
-            ("g", r.group_id) if r.group_id else ("s", r.source_id)
-            for r in spreading
-            if (r.group_id or r.source_id) and (r.published_at or r.collected_at) >= window_start
-        }
-        negs = [r.negativity for r in spreading if r.negativity is not None]
-        cats = Counter(r.category for r in spreading if r.category)
-        places = Counter(p for r in spreading for p in (r.places or []) if isinstance(p, str))
-        if story.id in mixed:
-            post_count, reached = len(spreading), len(groups)
-            hourly = hourly_of(spreading)
-            probability = prob.get(story.id)
-            did, sim = debunk.get(story.id, (None, None))
-        else:
-            post_count = max(story.post_count or 0, len(rows))
-            reached = max(story.group_count + story.source_count, len(groups))
-            counts = (story.hourly_counts or {}).items()
-            hourly = {k: int(v) for k, v in counts if isinstance(v, (int, float))} or hourly_of(rows)
-            probability = (
-                story.max_rumor_probability if story.max_rumor_probability is not None else prob.get(story.id)
-            )
-            did, sim = story.debunk_id, story.debunk_similarity
-            if did is None and story.id in debunk:
-                did, sim = debunk[story.id]
-        f = Features(
-            post_count=post_count,
-            rumor_probability=probability,
-            debunk_id=did,
-            debunk_similarity=sim if did else None,
-            velocity=velocity(hourly, story.last_seen, cfg.velocity_window_hours),
-            groups=reached,
-            groups_in_window=len(in_window),
-            local_share=(sum(1 for r in spreading if r.is_local) / len(spreading)) if spreading else 0.0,
-            category=cats.most_common(1)[0][0] if cats else None,
-            negativity=sum(negs) / len(negs) if negs else None,
-            places=[p for p, _ in places.most_common(5)],
-            keyword_hits=keyword_hits.get(story.id, {}),
-        )
-        title_pid = title_post[story.id]
-        title, text = rep_text.get(title_pid or -1, (None, ""))
-        subjects[story.id] = Subject(
-            kind="story",
-            id=story.id,
-            # the post as written (a forum post's own title, else its text), not the story's
-            # normalised title: staff read "封城了？" with the poster's full-width marks
-            title=short_title(title or text or story.title),
-            summary=short_title(text, 300),
-            features=f,
-            post_ids=[r.id for r in rows],
-            hourly=hourly,
-            debunk_id=did,
-        )
-    return subjects
-
-
-def _title_post(story: Story, rows: Sequence[Any], refuting: set[int]) -> int | None:
-    """The post an alert on ``story`` is titled and summarised by: its founder, unless the founder
-    refutes the claim ("网传…不实") and a post spreads it; then the first spreading post, since the
-    alert is about the claim going round and staff should read the claim, not its denial."""
-    rep = story.representative_post_id
-    if rep not in refuting:
-        return rep
-    spreading = [r for r in rows if r.id not in refuting]
-    if not spreading:
-        return rep
-    return min(spreading, key=lambda r: (r.published_at or r.collected_at, r.id)).id
-
-
-def _max_probability(session: Session, key: Any, keys: Sequence[int]) -> dict[int, float]:
-    """Best rumor probability per story, over the posts whose ``key`` (story or post id) is in ``keys``."""
-    best: dict[int, float] = {}
-    for chunk in chunks(keys):
-        for sid, p in session.execute(
-            select(Post.story_id, func.max(PostScore.rumor_probability))
-            .join(PostScore, PostScore.post_id == Post.id)
-            .where(key.in_(chunk))
-            .group_by(Post.story_id)
-        ):
-            if sid is None:  # a post without a story (by post id): it counts for none
-                continue
-            best[sid] = max(best.get(sid, 0.0), float(p))  # a chunk of post ids may split a story
-    return best
-
-
-def _best_debunk(session: Session, key: Any, keys: Sequence[int]) -> dict[int, tuple[int, float]]:
-    """Most similar debunk match per story, over the posts whose ``key`` is in ``keys``."""
-    best: dict[int, tuple[int, float]] = {}
-    for chunk in chunks(keys):
-        for sid, match_id, match_sim in session.execute(
-            select(Post.story_id, DebunkMatch.debunk_id, DebunkMatch.similarity)
-            .join(DebunkMatch, DebunkMatch.post_id == Post.id)
-            .where(key.in_(chunk))
-        ):
-            if sid is None:  # a post without a story (by post id): it counts for none
-                continue
-            if sid not in best or match_sim > best[sid][1]:
-                best[sid] = (match_id, float(match_sim))
-    return best
-
-
-def topic_voice(session: Session, topic: Topic) -> tuple[int, str] | None:
-    """The post (id, raw text) that shows what a topic's people say: its representative (most
-    central) post, unless that is the official answer ("经核实…不实"), then the latest post that
-    does not refute it."""
-    rep = (session.execute(select(Post.id, Post.raw_text, Post.norm_text)
-                           .where(Post.id == topic.representative_post_id)).first()
-           if topic.representative_post_id else None)
-    if rep is not None and not refutation_of(rep.norm_text):
-        return rep.id, rep.raw_text
-    latest = session.execute(select(Post.id, Post.raw_text, Post.norm_text).where(Post.topic_id == topic.id)
-                             .order_by(Post.id.desc()).limit(500))
-    saying = next((r for r in latest if not refutation_of(r.norm_text)), None)
-    if saying is not None:
-        return saying.id, saying.raw_text
-    return (rep.id, rep.raw_text) if rep is not None else None
-
-
-def topic_subject(session: Session, topic: Topic, cfg: RulesConfig) -> Subject:
-    rows = session.execute(
-        select(Post.id, Post.is_local, Post.raw_text, Post.norm_text)
-        .where(Post.topic_id == topic.id)
-        .order_by(Post.id.desc())
-        .limit(500)
-    ).all()
-    voice = topic_voice(session, topic)
-    rep = voice[1] if voice else None
-    local = 1.0 if topic.places else (sum(1 for r in rows if r.is_local) / len(rows) if rows else 0.0)
-    hourly = {k: int(v) for k, v in (topic.hourly_counts or {}).items() if isinstance(v, (int, float))}
-    f = Features(
-        post_count=max(topic.post_count or 0, len(rows)),
-        velocity=velocity(hourly, topic.last_seen, cfg.velocity_window_hours),
-        groups=topic.group_count or 0,
-        groups_in_window=topic.group_count or 0,
-        local_share=local,
-        category=topic.category,
-        negativity=topic.negativity,
-        is_hot=topic.is_hot,
-        places=[p for p in (topic.places or []) if isinstance(p, str)],
-    )
-    return Subject(
-        kind="topic",
-        id=topic.id,
-        title=short_title(topic.label),
-        summary=short_title(rep or topic.label, 300),
-        features=f,
-        post_ids=[r.id for r in rows],
-        hourly=hourly,
-    )
-
-
-def fire_rules(f: Features, cfg: RulesConfig, subject_kind: str) -> list[dict[str, Any]]:
-    """The enabled rules a subject meets, as ``{"id", "name", "kind", "points", "why"}``.
-
-    ``subject_kind``: story | topic | post, or a matter's kind (rumor | concern | notice | unknown)."""
-    fired: list[dict[str, Any]] = []
-
-    def add(rule: Any, why: str) -> None:
-        fired.append(
-            {"id": rule.id, "name": rule.name, "kind": rule.kind, "points": rule.severity, "why": why}
-        )
-
-    for rule in cfg.enabled("rumor_probability"):
-        if f.rumor_probability is not None and f.rumor_probability >= rule.min_probability:
-            add(rule, f"谣言概率 {f.rumor_probability:.2f} ≥ {rule.min_probability}")
-    for rule in cfg.enabled("debunk_match"):
-        if f.debunk_id and (f.debunk_similarity or 0) >= rule.min_similarity:
-            add(rule, f"与已辟谣信息 #{f.debunk_id} 相似度 {f.debunk_similarity or 0:.2f}")
-    for rule in cfg.enabled("spread"):
-        if f.groups_in_window >= rule.min_groups:
-            add(rule, f"{rule.window_hours:g} 小时内在 {f.groups_in_window} 个群或来源出现")
-    if subject_kind in ("topic", "concern"):
-        for rule in cfg.enabled("hot_concern"):
-            # a topic is hot by nlp's measure; a concern incident by its complaints and questions
-            hot = f.is_hot if subject_kind == "topic" else f.post_count >= rule.min_posts
-            if (
-                hot
-                and (not rule.require_local or f.local_share > 0)
-                and (not rule.categories or f.category in rule.categories)
-            ):
-                add(rule, "本地热点关切" if rule.require_local else "热点关切")
-    for rule in cfg.enabled("keyword"):
-        if rule.id in f.keyword_hits:
-            add(rule, "命中关键词：" + "、".join(f.keyword_hits[rule.id][:8]))
-    return fired
-
-
-def _kind(fired: list[dict[str, Any]], default: str, subject_kind: str = "story") -> str:
-    kinds = {_KIND_OF_RULE[r["kind"]] for r in fired}
-    if subject_kind in ("concern", "notice"):
-        return subject_kind  # a matter's kind was decided by its roles
-    if subject_kind == "topic" and "concern" in kinds:
-        return "concern"  # a topic is a concern first, whatever else it also meets
-    return next((k for k in _KIND_ORDER if k in kinds), default)
-
-
-def _rule_kind(subject: Subject) -> str:
-    """What :func:`fire_rules` is told the subject is (a matter by its kind)."""
-    if subject.incident is not None:
-        return matter_kind(subject.incident)
-    return subject.kind
-
-
-def score_subject(
-    subject: Subject, cfg: RulesConfig, fired: list[dict[str, Any]]
-) -> tuple[float, dict[str, Any], str]:
-    if subject.incident is not None:
-        score, parts = incident_score(subject, cfg, fired)
-    else:
-        score, parts = risk(subject.features, cfg, fired)
-    return score, parts, severity_for(score, cfg)
-
-
-def incident_score(subject: Subject, cfg: RulesConfig, fired: list[dict[str, Any]]) -> tuple[float, dict[str, Any]]:
-    """A matter's risk score (0-100) and its explained parts.
-
-    A rumor whose analysis computed its risk (``Incident.risk`` with ``risk_parts``: claims,
-    questions, reach, velocity, cues, debunk, locality, each with a Chinese phrase) is scored from
-    those parts, scaled to ``weights.incident`` points, plus the category's weight and the points of
-    the rules that fired (the office's own rules file stays in charge of severity). Without them
-    (an older analysis) the alert computes the parts itself from the claims. A concern is scored
-    from its complaints; an official notice is information: always low.
-    """
-    inc = subject.incident
-    assert inc is not None
-    kind = matter_kind(inc)
-    f = subject.features
-    rules_part = {
-        "value": [r["id"] for r in fired],
-        "points": round(sum(r["points"] for r in fired), 2),
-        "max": None,
-        "text": "触发规则：" + ("、".join(r["name"] for r in fired) or "无"),
-    }
-    if kind == "notice":
-        notice_parts: dict[str, Any] = {
-            "notice": {
-                "value": f.groups,
-                "points": 0.0,
-                "max": None,
-                "text": f"官方通知在 {f.groups} 个群或来源传播：是信息，不是谣言",
-            },
-            "rules": rules_part | {"points": 0.0},
-        }
-        return 0.0, notice_parts
-    matter_parts = (inc.risk_parts or {}).get("parts") if isinstance(inc.risk_parts, dict) else None
-    if kind == "concern" or inc.risk is None or not isinstance(matter_parts, list) or not matter_parts:
-        return risk(f, cfg, fired)
-    scale = cfg.weights.incident
-    parts: dict[str, Any] = {}
-    for p in matter_parts:
-        if not isinstance(p, dict) or not p.get("key"):
-            continue
-        if p["key"] == "debunk" and inc.debunk_id is not None and not p.get("contribution"):
-            # a debunk matched after the matter was last counted (the claims stage points the
-            # incident at it without recounting): the part says so now
-            weight = float(p.get("weight") or 0.0)
-            p = p | {"value": 1.0, "contribution": weight,
-                     "detail": f"与辟谣库 #{inc.debunk_id} 相符（相似度 {inc.debunk_similarity or 0:.2f}）"}
-        parts[f"matter_{p['key']}"] = {
-            "value": p.get("value"),
-            "points": round(float(p.get("contribution") or 0.0) * scale, 2),
-            "max": round(float(p.get("weight") or 0.0) * scale, 2),
-            "text": f"{p.get('label') or p['key']}：{p.get('detail') or ''}".rstrip("："),
-        }
-    cw = cfg.category_weight(f.category)
-    parts["category"] = {
-        "value": f.category,
-        "points": round(cw * cfg.weights.category, 2),
-        "max": cfg.weights.category,
-        "text": f"类别：{f.category or '未分类'}（权重 {cw:.1f}）",
-    }
-    notes = [n for n in (inc.risk_parts or {}).get("notes") or [] if isinstance(n, str)]
-    if notes:
-        parts["response"] = {"value": len(notes), "points": 0.0, "max": None, "text": "；".join(notes)}
-    parts["rules"] = rules_part
-    total = sum(float(p["points"]) for p in parts.values())
-    return round(min(100.0, total), 2), parts
-
-
-# ----------------------------------------------------------------------------- suggested responses
-
-
-def suggest_response(
-    session: Session,
-    *,
-    debunk_id: int | None,
-    category: str | None,
-    title: str,
-    places: list[str],
-    cfg: RulesConfig,
-) -> str | None:
-    """A draft for staff to edit: from the debunk's official text, else the category's template."""
-    if debunk_id:
-        d = session.get(Debunk, debunk_id)
-        if d is not None:
-            source = "、".join(x for x in (d.publisher, d.url) if x)
-            return (
-                f"【辟谣】近期有人在群聊和网络上转发“{short_title(d.claim, 80)}”的说法。"
-                f"经核实，{d.refutation.strip()}"
-                + (f"（来源：{source}）" if source else "")
-                + " 请大家不信谣、不传谣，以官方发布的信息为准。"
-            )
-    template = cfg.response_templates.get(category or "") or cfg.response_templates.get("其他")
-    if not template:
-        return None
-    return template.format(
-        title=short_title(title, 40),
-        places="、".join(places[:3]) or "相关地区",
-        category=category or "其他",
-        office=cfg.office_name,
-    )
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -774,7 +388,7 @@ def _apply(
     result: EvaluateResult,
     pending: _Pending,
 ) -> None:
-    fired = fire_rules(subject.features, cfg, _rule_kind(subject))
+    fired = fire_rules(subject.features, cfg, rule_kind(subject))
     if existing is not None and existing.status in OPEN_STATES:
         _fold(session, existing, subject, cfg, fired, now, notifier, result, pending)
         return
@@ -794,7 +408,7 @@ def _apply(
         ):
             return
     alert = _build(
-        session, subject, cfg, fired, score, parts, severity, now, kind=_kind(fired, "rumor", _rule_kind(subject))
+        session, subject, cfg, fired, score, parts, severity, now, kind=alert_kind(fired, "rumor", rule_kind(subject))
     )
     session.add(alert)
     pending.created.append((alert, subject, fired, severity, existing, base))
@@ -1056,4 +670,4 @@ def _follow_matter(alert: Alert, subject: Subject, fired: list[dict[str, Any]]) 
     if kind in ("concern", "notice"):
         alert.kind = kind
     elif alert.kind in ("notice", "concern", "keyword", "spread", "rumor"):
-        alert.kind = _kind(fired, "rumor", kind)
+        alert.kind = alert_kind(fired, "rumor", kind)

@@ -19,22 +19,15 @@ from sqlalchemy.orm import Session
 
 from alerts import notify
 from alerts.common import get_alert, insert_ignore, short_title
-from alerts.evaluate import (
-    Notifier,
-    create_alert,
-    fire_rules,
-    latest_alerts,
-    score_subject,
-    story_subjects,
-    topic_subject,
-)
+from alerts.evaluate import Notifier, create_alert, latest_alerts
 from alerts.merge import final_incident, fold_alert_into, open_alert_of
 from alerts.queries import forget_counts
 from alerts.rules import SEVERITIES, SEVERITY_ZH, RulesConfig, load_rules
+from alerts.scoring import fire_rules, score_subject
 from alerts.severity import Features
 from alerts.spread import measure_spread
 from alerts.states import FINISHED_STATES, OPEN_STATES, STATE_ZH, STATES, TRANSITIONS
-from alerts.subjects import Subject, spreading_count
+from alerts.subjects import Subject, spreading_count, story_subjects, topic_subject
 from core.errors import Conflict, InvalidInput, NotFound
 from core.tables import (
     Alert,

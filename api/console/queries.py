@@ -16,8 +16,7 @@ from typing import Any
 from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from alerts import common, matters, states
-from alerts import evaluate as evaluation
+from alerts import common, matters, states, subjects
 from core.tables import (
     Alert,
     AlertEvent,
@@ -285,7 +284,7 @@ def alert_detail(session: Session, alert_id: int) -> dict[str, Any] | None:
               if incident is not None else None)
     # The representative post: the matter's claim, the story's, or what the topic's people say, else the
     # first evidence post.
-    voice = evaluation.topic_voice(session, topic) if topic and not story and not incident else None
+    voice = subjects.topic_voice(session, topic) if topic and not story and not incident else None
     rep_id = (incident.representative_post_id if incident and incident.representative_post_id
               else story.representative_post_id if story and story.representative_post_id
               else voice[0] if voice else posts[0]["id"] if posts else None)
