@@ -61,6 +61,7 @@ KIND_ZH = {
     "concern": "热点关切",
     "keyword": "关键词命中",
     "manual": "人工预警",
+    "notice": "官方通知传播",
 }
 EVENT_ZH = {
     "created": "新预警",

@@ -2,7 +2,7 @@
 
 A rules file has the severity model (weights of each risk part, category weights, the score
 thresholds of each severity), the folding margins, per-category response templates, and a list
-of rules. A rule says *when* a subject (a story, a hot topic, a lone post) deserves an alert and
+of rules. A rule says *when* a subject (an incident, a story, a hot topic, a lone post) deserves an alert and
 how many points it adds to the risk score. Every rule has an ``id``, a Chinese ``name`` shown to
 staff, an ``enabled`` flag and a ``severity`` contribution (points on the 0-100 risk scale).
 """
@@ -59,6 +59,9 @@ class HotConcernRule(_Rule):
     kind: Literal["hot_concern"]
     require_local: bool = True
     categories: list[str] = Field(default_factory=list, description="empty: every category")
+    min_posts: int = Field(
+        3, ge=1, description="a concern incident is hot with this many complaints and questions about it"
+    )
 
 
 class KeywordRule(_Rule):
@@ -110,6 +113,10 @@ class Weights(BaseModel):
     local: float = Field(10, ge=0)
     category: float = Field(10, ge=0)
     negativity: float = Field(10, ge=0)
+    enquiry: float = Field(10, ge=0, description="questions and reactions a matter drew")
+    incident: float = Field(
+        90, ge=0, description="points of a matter's whole rumor risk (nlp's Incident.risk = 1)"
+    )
 
 
 class Thresholds(BaseModel):

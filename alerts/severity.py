@@ -1,7 +1,9 @@
 """Risk score and severity, with every part kept so staff can see why.
 
-The score (0-100) is the sum of seven parts, each scaled to its weight in the rules file, plus
-the points of the rules that fired, capped at 100. Each part is stored on the alert as
+The score (0-100) is the sum of seven parts (eight for a matter: the enquiries it drew), each
+scaled to its weight in the rules file, plus the points of the rules that fired, capped at 100.
+A matter whose analysis computed its rumor risk (``Incident.risk``) is scored from that instead
+(see :func:`alerts.evaluate.incident_score`). Each part is stored on the alert as
 ``{"value": raw measurement, "points": its share of the score, "max": its weight, "text": a
 Chinese phrase for the console}``.
 """
@@ -32,6 +34,7 @@ class Features:
     is_hot: bool = False
     places: list[str] = field(default_factory=list)
     keyword_hits: dict[str, list[str]] = field(default_factory=dict)  # rule id -> words found
+    enquiries: int | None = None  # questions and reactions a matter drew (None: not an incident)
 
 
 def severity_for(score: float, cfg: RulesConfig) -> str:
@@ -101,6 +104,14 @@ def risk(features: Features, cfg: RulesConfig, fired: list[dict[str, Any]]) -> t
     part("category", f.category, cw, w.category, f"类别：{f.category or '未分类'}（权重 {cw:.1f}）")
     neg = f.negativity or 0.0
     part("negativity", round(neg, 3), _clamp(neg), w.negativity, f"负面情绪 {neg:.2f}")
+    if f.enquiries is not None:  # a matter: the questions and reactions it drew (never refutations)
+        part(
+            "enquiry",
+            f.enquiries,
+            _saturating(f.enquiries, cfg.groups_full),
+            w.enquiry,
+            f"引发 {f.enquiries} 条询问或反应",
+        )
     rule_points = sum(r["points"] for r in fired)
     parts["rules"] = {
         "value": [r["id"] for r in fired],

@@ -1,7 +1,7 @@
 """Alert benchmarks, written to bench/results/alerts.json and alerts.md.
 
 1. Evaluation: 10,000 newly analysed posts (in ~1,200 stories, scored, some matching debunks)
-   -> ``alerts.service.evaluate``; then a second batch of 10,000 posts that mostly fold into the
+   -> ``alerts.evaluate.evaluate``; then a second batch of 10,000 posts that mostly fold into the
    alerts already open. Target: each under 5 s.
 2. The alert list endpoint with 100,000 alerts in the database, on one uvicorn worker, with 32
    concurrent clients from a loopback load generator: wrk (Debian package) when installed, else
@@ -37,7 +37,7 @@ from sqlalchemy import Engine, insert, text
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from alerts import service  # noqa: E402
+from alerts import evaluate as evaluation  # noqa: E402
 from alerts.notify import NotifyConfig  # noqa: E402
 from api import accounts  # noqa: E402
 from core.db import make_engine, session_scope  # noqa: E402
@@ -126,7 +126,7 @@ def bench_evaluate(engine: Engine) -> dict[str, Any]:
             time.sleep(1.1)  # a new analyzed_at second, past the first run's watermark
         t0 = time.perf_counter()
         with session_scope(engine) as s:
-            result = service.evaluate(s, notify_config=quiet)
+            result = evaluation.evaluate(s, notify_config=quiet)
         seconds = time.perf_counter() - t0
         out[label] = {"seconds": round(seconds, 3), **result.as_dict()}
         print(f"evaluate {label}: {seconds:.2f} s {result.as_dict()}", flush=True)

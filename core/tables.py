@@ -462,6 +462,7 @@ class AlertRun(Base):
     # Highest posts.analyzed_at / topics.updated_at seen; the next run starts a little before it.
     post_watermark: Mapped[dt.datetime | None]
     topic_watermark: Mapped[dt.datetime | None]
+    incident_watermark: Mapped[dt.datetime | None]  # highest incidents.updated_at seen
     stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 

@@ -30,6 +30,7 @@ from core.tables import (
     AlertPost,
     Debunk,
     DebunkMatch,
+    Incident,
     Post,
     PostScore,
     Response,
@@ -199,6 +200,62 @@ def _status_at(session: Session, alerts: Sequence[Alert], cutoff: dt.datetime) -
     return {a.id: before.get(a.id) or after.get(a.id) or a.status for a in alerts}
 
 
+MatterKey = tuple[str, int]
+
+
+def matter_keys(session: Session, alerts: Sequence[Alert]) -> dict[int, MatterKey]:
+    """The matter (一件事) each alert is about: ``("i", incident id)`` (following merges to the
+    incident that holds it now), or for an alert raised before incidents existed, the incident
+    most of its evidence posts belong to; ``("a", alert id)`` when it has none. Alerts on one
+    matter count once in the digest."""
+    direct: dict[int, int] = {a.id: a.incident_id for a in alerts if a.incident_id is not None}
+    legacy = [a.id for a in alerts if a.incident_id is None]
+    for start in range(0, len(legacy), 500):
+        votes: dict[int, Counter[int]] = defaultdict(Counter)
+        for alert_id, incident_id, n in session.execute(
+            select(AlertPost.alert_id, Post.incident_id, func.count())
+            .join(Post, Post.id == AlertPost.post_id)
+            .where(AlertPost.alert_id.in_(legacy[start:start + 500]), Post.incident_id.is_not(None))
+            .group_by(AlertPost.alert_id, Post.incident_id)
+        ):
+            if incident_id is not None:
+                votes[alert_id][incident_id] += n
+        direct |= {aid: v.most_common(1)[0][0] for aid, v in votes.items()}
+    final = _final_incidents(session, set(direct.values()))
+    return {a.id: ("i", final[direct[a.id]]) if a.id in direct else ("a", a.id) for a in alerts}
+
+
+def _final_incidents(session: Session, ids: set[int]) -> dict[int, int]:
+    """Each incident id -> the incident that holds its matter now (merged ones follow merged_into)."""
+    into: dict[int, int | None] = {}
+    todo = set(ids)
+    for _ in range(20):  # merge chains are short; a cycle stops here
+        if not todo:
+            break
+        for iid, status, target in session.execute(
+            select(Incident.id, Incident.status, Incident.merged_into_id).where(Incident.id.in_(list(todo)))
+        ):
+            into[iid] = target if status == "merged" else None
+        into |= {i: None for i in todo if i not in into}  # a deleted incident holds itself
+        todo = {t for t in into.values() if t is not None and t not in into}
+    out = {}
+    for iid in ids:
+        current, seen = iid, {iid}
+        while into.get(current) is not None and into[current] not in seen:
+            current = into[current]  # type: ignore[assignment]
+            seen.add(current)
+        out[iid] = current
+    return out
+
+
+def one_per_matter(alerts: Sequence[Alert], keys: dict[int, MatterKey]) -> list[tuple[Alert, int]]:
+    """One alert per matter (the most severe, then the oldest) with how many alerts the matter has."""
+    groups: dict[MatterKey, list[Alert]] = defaultdict(list)
+    for a in alerts:
+        groups[keys[a.id]].append(a)
+    return [(min(g, key=lambda a: (-a.severity_rank, a.created_at, a.id)), len(g)) for g in groups.values()]
+
+
 def _holders(session: Session, user_ids: Iterable[int | None]) -> dict[int, str]:
     wanted = {u for u in user_ids if u is not None}
     if not wanted:
@@ -261,7 +318,7 @@ def build_summary(
     # ---- volume, per hour, per category
     rows = session.execute(
         select(Post.id, Post.channel, Post.published_at, Post.collected_at, Post.category,
-               Post.story_id, Post.topic_id, Post.negativity)
+               Post.story_id, Post.topic_id, Post.negativity, Post.incident_id)
         .where(_post_time_in(win.start, win.cutoff))
     ).all()
     rumor_ids = _rumor_post_ids(session, select(Post.id).where(_post_time_in(win.start, win.cutoff)))
@@ -269,6 +326,7 @@ def build_summary(
     hourly_rumor = [0] * 24
     categories: Counter[str] = Counter()
     story_today: Counter[int] = Counter()
+    incident_today: Counter[int] = Counter()
     topic_today: Counter[int] = Counter()
     topic_neg_today: dict[int, list[float]] = defaultdict(list)
     volume = {"web": 0, "chat": 0}
@@ -283,6 +341,8 @@ def build_summary(
         categories[row.category or UNCATEGORISED] += 1
         if row.story_id is not None:
             story_today[row.story_id] += 1
+        if row.incident_id is not None:
+            incident_today[row.incident_id] += 1
         if row.topic_id is not None:
             topic_today[row.topic_id] += 1
             if row.negativity is not None:
@@ -322,7 +382,11 @@ def build_summary(
         )
     ).all()
     status_at = _status_at(session, candidates, win.cutoff)
-    open_alerts = [a for a in candidates if status_at[a.id] in OPEN_STATUSES]
+    # one pending item per matter: six alerts on two matters are two things to do
+    open_keys = matter_keys(session, [a for a in candidates if status_at[a.id] in OPEN_STATUSES])
+    open_groups = one_per_matter([a for a in candidates if a.id in open_keys], open_keys)
+    open_alerts = [a for a, _n in open_groups]
+    alerts_per_item = {a.id: n for a, n in open_groups}
 
     # ---- rumor alerts active today
     active_ids = set(session.scalars(
@@ -331,20 +395,33 @@ def build_summary(
     ever_confirmed = select(AlertEvent.alert_id).where(
         AlertEvent.to_status == "confirmed_rumor", AlertEvent.at < win.cutoff)
     rumor_alerts = session.scalars(
-        select(Alert).outerjoin(Story, Story.id == Alert.story_id).where(
+        select(Alert).outerjoin(Story, Story.id == Alert.story_id)
+        .outerjoin(Incident, Incident.id == Alert.incident_id).where(
             Alert.created_at < win.cutoff,
             or_(Alert.kind.in_(RUMOR_KINDS), Alert.status == "confirmed_rumor", Alert.id.in_(ever_confirmed)),
             or_(
                 Alert.created_at >= win.start,
                 Alert.id.in_(active_ids) if active_ids else false(),
                 and_(Story.last_seen >= win.start, Story.first_seen < win.cutoff),
+                and_(Incident.last_seen >= win.start, Incident.first_seen < win.cutoff),
             ),
         )
     ).all()
     rumor_status = _status_at(session, rumor_alerts, win.cutoff)
     rumor_alerts = [a for a in rumor_alerts if rumor_status[a.id] not in ("dismissed", "confirmed_concern")]
-    rumor_alerts.sort(key=lambda a: (-a.severity_rank, -story_today.get(a.story_id or -1, 0),
-                                     -a.risk_score, a.id))
+    # one top rumor per matter (its alerts' stories were copies and rewordings of one claim)
+    rumor_keys = matter_keys(session, rumor_alerts)
+    rumor_alerts = [a for a, _n in one_per_matter(rumor_alerts, rumor_keys)]
+    incidents = {i.id: i for i in session.scalars(select(Incident).where(
+        Incident.id.in_([k[1] for k in rumor_keys.values() if k[0] == "i"])))}
+
+    def _today(alert: Alert) -> int:
+        key = rumor_keys[alert.id]
+        if key[0] == "i":
+            return incident_today.get(key[1], 0)
+        return story_today.get(alert.story_id or -1, 0)
+
+    rumor_alerts.sort(key=lambda a: (-a.severity_rank, -_today(a), -a.risk_score, a.id))
 
     holders = _holders(session, [a.assignee_id for a in open_alerts] + [a.assignee_id for a in rumor_alerts])
     limits = settings.digest_overdue_hours
@@ -365,6 +442,7 @@ def build_summary(
             "overdue": age_h > limit,
             "overdue_hours": round(max(0.0, age_h - limit), 1),
             "link": alert_link(settings, alert.id),
+            "alerts": alerts_per_item.get(alert.id, 1),
         }
 
     open_items = sorted((_open_item(a) for a in open_alerts),
@@ -377,8 +455,9 @@ def build_summary(
     shown = rumor_alerts[:top_n]
     stories = {s.id: s for s in session.scalars(
         select(Story).where(Story.id.in_([a.story_id for a in shown if a.story_id is not None])))}
-    debunks = {d.id: d for d in session.scalars(
-        select(Debunk).where(Debunk.id.in_([s.debunk_id for s in stories.values() if s.debunk_id])))}
+    debunk_ids = [s.debunk_id for s in stories.values() if s.debunk_id]
+    debunk_ids += [i.debunk_id for i in incidents.values() if i.debunk_id]
+    debunks = {d.id: d for d in session.scalars(select(Debunk).where(Debunk.id.in_(debunk_ids)))}
     latest_response: dict[int, Response] = {}
     for resp in session.scalars(
         select(Response)
@@ -388,7 +467,12 @@ def build_summary(
         latest_response[resp.alert_id] = resp
     for alert in shown:
         story = stories.get(alert.story_id or -1)
-        debunk = debunks.get(story.debunk_id) if story and story.debunk_id else None
+        key = rumor_keys[alert.id]
+        matter = incidents.get(key[1]) if key[0] == "i" else None
+        debunk_id = (matter.debunk_id if matter else None) or (story.debunk_id if story else None)
+        debunk = debunks.get(debunk_id) if debunk_id else None
+        total_posts = matter.post_count if matter else (story.post_count if story else None)
+        reached = (matter.group_count + matter.source_count) if matter else (story.group_count if story else None)
         answer = latest_response.get(alert.id)
         top_rumors.append({
             "id": alert.id,
@@ -399,9 +483,9 @@ def build_summary(
             "status": rumor_status[alert.id],
             "status_zh": STATUS_ZH.get(rumor_status[alert.id], rumor_status[alert.id]),
             "holder": holders.get(alert.assignee_id or -1, "未指派"),
-            "posts_today": story_today.get(alert.story_id or -1, 0),
-            "posts_total": story.post_count if story else None,
-            "groups": story.group_count if story else None,
+            "posts_today": _today(alert),
+            "posts_total": total_posts,
+            "groups": reached,
             "debunk": ({"claim": _clip(debunk.claim, 80), "publisher": debunk.publisher, "url": debunk.url}
                        if debunk else None),
             "response": ({"text": _clip(answer.text, 120), "channels": [str(c) for c in answer.channels],

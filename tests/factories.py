@@ -19,6 +19,7 @@ from core.tables import (
     ChatGroup,
     Debunk,
     DebunkMatch,
+    Incident,
     Post,
     PostScore,
     Source,
@@ -219,3 +220,111 @@ def story_with_posts(
     story.updated_at = now
     session.flush()
     return story, posts
+
+
+def make_incident(session: Session, **kw: Any) -> Incident:
+    """An incident row as nlp.incidents writes it (counts are the caller's to keep consistent;
+    :func:`incident_with_posts` does that)."""
+    now = kw.pop("now", None) or utcnow()
+    values: dict[str, Any] = {
+        "kind": "rumor",
+        "title": "青禾镇明天封路？",
+        "first_seen": now - dt.timedelta(hours=2),
+        "last_seen": now,
+        "post_count": 0,
+        "group_count": 0,
+        "source_count": 0,
+        "role_counts": {},
+        "hourly_counts": {},
+        "spread": {},
+        "risk_parts": {},
+        "places": [],
+        "anchors": {},
+        "status": "active",
+        "created_at": now,
+        "updated_at": now,
+    }
+    return _add(session, Incident(**(values | kw)))
+
+
+#: Texts per role for incident factories (ours, about the fictional 青禾镇).
+ROLE_TEXTS = {
+    "claim": "听说青禾镇明天要封路，东湾村的赶紧囤菜！",
+    "question": "青禾镇明天真的要封路吗？有没有人知道",
+    "reaction": "天哪，那我明天怎么去上班",
+    "refutation": "经核实，青禾镇明天封路的说法不实，道路正常通行，请勿转发。",
+    "notice": "青禾镇人民政府通知：明天上午东湾村停水检修，请提前储水。",
+    "complaint": "东湾村药店口罩断货好几天了，老人买不到，谁来管管",
+    "other": "今天天气不错",
+}
+
+
+def incident_posts(
+    session: Session,
+    incident: Incident,
+    roles: dict[str, int],
+    *,
+    groups: list[ChatGroup] | None = None,
+    probability: float = 0.9,
+    now: dt.datetime | None = None,
+    spread_minutes: int = 60,
+    texts: dict[str, str] | None = None,
+) -> list[Post]:
+    """Add posts by role (``{"claim": 3, "question": 1}``) to ``incident``, round-robin over
+    ``groups`` (one new group when none are given), claims scored ``probability``; then recount
+    the incident's stats from all of its posts (as nlp.incidents would)."""
+    now = now or utcnow()
+    groups = groups or [make_group(session)]
+    wanted = [role for role, n in roles.items() for _ in range(n)]
+    posts = []
+    for i, role in enumerate(wanted):
+        at = now - dt.timedelta(minutes=spread_minutes * (len(wanted) - 1 - i) / max(1, len(wanted) - 1))
+        text = (texts or {}).get(role) or ROLE_TEXTS[role]
+        post = make_post(
+            session,
+            f"{text}（{_n()}）",
+            group_id=groups[i % len(groups)].id,
+            published_at=at,
+            now=now,
+            role=role,
+            role_confidence=0.9,
+            incident_id=incident.id,
+        )
+        make_score(session, post, probability if role == "claim" else 0.1)
+        posts.append(post)
+    recount_incident(session, incident, now=now)
+    return posts
+
+
+def recount_incident(session: Session, incident: Incident, *, now: dt.datetime | None = None) -> Incident:
+    """The incident's counts from its posts (a test's stand-in for nlp.incidents' stats)."""
+    members = session.query(Post).filter(Post.incident_id == incident.id).order_by(Post.id).all()
+    roles: dict[str, int] = {}
+    hourly: dict[str, int] = {}
+    spread: dict[str, int] = {}
+    for p in members:
+        roles[p.role or "other"] = roles.get(p.role or "other", 0) + 1
+        key = (p.published_at or p.collected_at).astimezone(dt.UTC).strftime("%Y-%m-%dT%H")
+        hourly[key] = hourly.get(key, 0) + 1
+        place = f"g:{p.group_id}" if p.group_id else (f"s:{p.source_id}" if p.source_id else None)
+        if place:
+            spread[place] = spread.get(place, 0) + 1
+    claims = [p for p in members if p.role == "claim"]
+    probs = [
+        s.rumor_probability
+        for s in session.query(PostScore).filter(PostScore.post_id.in_([p.id for p in claims] or [-1]))
+    ]
+    incident.post_count = len(members)
+    incident.role_counts = roles
+    incident.hourly_counts = hourly
+    incident.spread = spread
+    incident.group_count = sum(1 for k in spread if k.startswith("g:"))
+    incident.source_count = sum(1 for k in spread if k.startswith("s:"))
+    incident.max_rumor_probability = max(probs) if probs else None
+    if members:
+        incident.first_seen = min(p.published_at or p.collected_at for p in members)
+        incident.last_seen = max(p.published_at or p.collected_at for p in members)
+    incident.representative_post_id = (claims or members or [None])[0] and (claims or members)[0].id
+    incident.updated_at = now or utcnow()
+    session.flush()
+    return incident

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from alerts import service
+from alerts import common, spread, states, workflow
 from api import accounts
 from api.console import charts, queries, services
 from api.console.render import (
@@ -48,7 +48,7 @@ from api.console.web import (
     throttle,
 )
 from api.deps import SessionDep
-from core.errors import NotFound, YuqingError
+from core.errors import InvalidInput, NotFound, YuqingError
 from core.tables import Debunk, Digest, utcnow
 from nlp.cues import DEBUNK_TERM_PREFIX, term_label
 
@@ -225,10 +225,13 @@ def alert_page(request: Request, alert_id: int, user: PageUser, session: Session
     terms = [t for t in drivers if not t.startswith(("cue:", DEBUNK_TERM_PREFIX))]
     reasons = [term_label(t) for t in drivers]
     marker = detail["responses"][0]["published_at"] if detail["responses"] else None
-    hourly = story.hourly_counts if story else (detail["topic"].hourly_counts if detail["topic"] else {})
+    if alert.incident_id is not None:  # a matter: the posts that carry it (its claims, or complaints)
+        hourly = spread.hourly_for(session, alert)
+    else:
+        hourly = story.hourly_counts if story else (detail["topic"].hourly_counts if detail["topic"] else {})
     series = charts.hourly_series(hourly, end=marker, min_hours=12)
     chart = charts.bar_chart(series, tz(), marker=marker)
-    allowed = service.allowed_transitions(alert.status)
+    allowed = states.allowed_transitions(alert.status)
     actions = [{"to": to, "label": TRANSITION_BUTTONS[to][0], "style": TRANSITION_BUTTONS[to][1],
                 "confirm": TRANSITION_BUTTONS[to][2]}
                for to in allowed if to in TRANSITION_BUTTONS and not (to == "acknowledged" and alert.status == "new")]
@@ -237,6 +240,8 @@ def alert_page(request: Request, alert_id: int, user: PageUser, session: Session
         names.add("assign")
     if alert.status in RESPONDABLE:
         names.add("respond")
+    if alert.status in states.OPEN_STATES:
+        names.add("regroup")  # merge alerts, split or move a matter's posts
     return render(request, "alert.html", {
         "nav": "queue", **detail, "terms": terms, "reasons": reasons, "reasons_label": reasons_label, "chart": chart, "score_lines": score_lines(alert.score_parts),
         "can_act": accounts.role_rank(user.role) >= accounts.role_rank("staff"),
@@ -248,7 +253,7 @@ def alert_page(request: Request, alert_id: int, user: PageUser, session: Session
     })
 
 
-# --------------------------------------------------------------------------- actions (alerts.service)
+# --------------------------------------------------------------------------- actions (alerts.workflow)
 
 RESPONDABLE = ("confirmed_rumor", "confirmed_concern", "responded")
 
@@ -275,9 +280,9 @@ NextField = Annotated[str | None, Form(max_length=2000)]
 def claim(alert_id: int, user: PageUser, session: SessionDep, next: NextField = None) -> Response:
     """认领: assign to me, and acknowledge it if nobody had."""
     def work() -> None:
-        service.assign(session, alert_id, user.id, actor=user)
-        if service.get_alert(session, alert_id).status == "new":
-            service.transition(session, alert_id, "acknowledged", actor=user)
+        workflow.assign(session, alert_id, user.id, actor=user)
+        if common.get_alert(session, alert_id).status == "new":
+            workflow.transition(session, alert_id, "acknowledged", actor=user)
 
     return _act(session, user, alert_id, next, f"已认领预警 #{alert_id}", work)
 
@@ -287,23 +292,23 @@ def assign(alert_id: int, user: PageUser, session: SessionDep,
            user_id: Annotated[str, Form(max_length=20)] = "", next: NextField = None) -> Response:
     target = int(user_id) if user_id.isdigit() else None
     return _act(session, user, alert_id, next, "已更新负责人",
-                lambda: service.assign(session, alert_id, target, actor=user))
+                lambda: workflow.assign(session, alert_id, target, actor=user))
 
 
 @router.post("/alerts/{alert_id}/status")
 def change_status(alert_id: int, user: PageUser, session: SessionDep,
                   to: Annotated[str, Form(max_length=30)] = "",
                   comment: Annotated[str, Form(max_length=5000)] = "", next: NextField = None) -> Response:
-    label = service.STATE_ZH.get(to, to)
+    label = states.STATE_ZH.get(to, to)
     return _act(session, user, alert_id, next, f"预警 #{alert_id} 已改为「{label}」",
-                lambda: service.transition(session, alert_id, to, actor=user, comment=comment.strip() or None))
+                lambda: workflow.transition(session, alert_id, to, actor=user, comment=comment.strip() or None))
 
 
 @router.post("/alerts/{alert_id}/comment")
 def comment(alert_id: int, user: PageUser, session: SessionDep,
             comment: Annotated[str, Form(max_length=5000)] = "", next: NextField = None) -> Response:
     return _act(session, user, alert_id, next, "已添加评论",
-                lambda: service.add_comment(session, alert_id, comment, actor=user))
+                lambda: workflow.add_comment(session, alert_id, comment, actor=user))
 
 
 @router.post("/alerts/{alert_id}/respond")
@@ -322,8 +327,50 @@ def respond(
     if link and not safe_href(link):
         return back(f"/alerts/{alert_id}", err="链接需以 http:// 或 https:// 开头。")
     return _act(session, user, alert_id, next, "已记录回应，系统会比较回应前后的传播量",
-                lambda: service.respond(session, alert_id, text=text, channels=channels or [], url=link,
+                lambda: workflow.respond(session, alert_id, text=text, channels=channels or [], url=link,
                                         published_at=when, actor=user))
+
+
+def _row_id(value: str, what: str) -> int:
+    """A number typed into a form (an alert or incident number); anything else is refused in Chinese."""
+    value = (value or "").strip().lstrip("#")
+    if not value.isdigit() or not 1 <= int(value) <= 2**62:
+        raise InvalidInput(f"请填写{what}编号（数字），例如 12")
+    return int(value)
+
+
+@router.post("/alerts/{alert_id}/merge")
+def merge(alert_id: int, user: PageUser, session: SessionDep,
+          other_alert_id: Annotated[str, Form(max_length=30)] = "", next: NextField = None) -> Response:
+    """合并预警: the other alert is the same matter; it closes into this one."""
+    def work() -> None:
+        workflow.merge_alerts(session, alert_id, _row_id(other_alert_id, "预警"), actor=user)
+
+    return _act(session, user, alert_id, next, f"已把预警 #{other_alert_id.strip().lstrip('#')} 并入本预警", work)
+
+
+@router.post("/incidents/{incident_id}/posts/{post_id}/split")
+def split_post(incident_id: int, post_id: int, user: PageUser, session: SessionDep,
+               alert_id: Annotated[str, Form(max_length=30)] = "", next: NextField = None) -> Response:
+    """拆出: the post is not this matter; it starts its own."""
+    back_to = int(alert_id) if alert_id.isdigit() else 0
+    return _act(session, user, back_to, next or (f"/alerts/{back_to}" if back_to else "/"),
+                f"已把帖子 #{post_id} 拆出，成为单独的一件事",
+                lambda: workflow.split_incident_post(session, incident_id, post_id, actor=user))
+
+
+@router.post("/incidents/{incident_id}/posts/{post_id}/move")
+def move_post(incident_id: int, post_id: int, user: PageUser, session: SessionDep,
+              to_incident_id: Annotated[str, Form(max_length=30)] = "",
+              alert_id: Annotated[str, Form(max_length=30)] = "", next: NextField = None) -> Response:
+    """移到另一件事: the post belongs to another incident."""
+    back_to = int(alert_id) if alert_id.isdigit() else 0
+
+    def work() -> None:
+        workflow.move_incident_post(session, incident_id, post_id, _row_id(to_incident_id, "事件"), actor=user)
+
+    return _act(session, user, back_to, next or (f"/alerts/{back_to}" if back_to else "/"),
+                f"已把帖子 #{post_id} 移到事件 #{to_incident_id.strip().lstrip('#')}", work)
 
 
 def parse_local_datetime(value: str) -> dt.datetime | None:
@@ -357,7 +404,7 @@ def alert_from_topic(topic_id: int, user: PageUser, session: SessionDep) -> Resp
     """A manual alert for a hot topic (the alert service keeps one open alert per topic)."""
     need_role(user, "staff", "创建预警")
     with committing(session, "/concerns"):
-        alert = service.create_manual(session, actor=user, topic_id=topic_id)
+        alert = workflow.create_manual(session, actor=user, topic_id=topic_id)
     return back(f"/alerts/{alert.id}", msg="已为此话题创建预警")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from alerts import service
+from alerts import common, matters, states, subjects
 from alerts.delivery_health import DeliveryHealth, delivery_health
 from core.tables import (
     Alert,
@@ -26,6 +26,7 @@ from core.tables import (
     Debunk,
     DebunkMatch,
     Digest,
+    Incident,
     Label,
     ModelVersion,
     Post,
@@ -178,7 +179,7 @@ def queue(session: Session, f: QueueFilter, user_id: int | None, page_size: int 
 
 #: Finished alerts are most of the table and change slowly; their counts may be a little old.
 ARCHIVE_STATUSES = ("dismissed", "closed")
-LIVE_STATUSES = tuple(s for s in service.STATES if s not in ARCHIVE_STATUSES)
+LIVE_STATUSES = tuple(s for s in states.STATES if s not in ARCHIVE_STATUSES)
 ARCHIVE_COUNT_TTL = 30.0
 
 
@@ -275,12 +276,18 @@ def alert_detail(session: Session, alert_id: int) -> dict[str, Any] | None:
                   .order_by(func.coalesce(Post.published_at, Post.collected_at), Post.id).limit(EVIDENCE_LIMIT))
     posts = [r._asdict() for r in session.execute(posts_stmt)]
     for p in posts:  # a post that refutes the claim it quotes is marked, as in the API's evidence
-        p["refutation_cues"] = service.refutation_of(p.pop("norm_text"))
+        p["refutation_cues"] = common.refutation_of(p.pop("norm_text"))
     evidence_total = session.scalar(select(func.count()).select_from(Post).where(evidence_where)) or 0
 
-    # The representative post: the story's, or what the topic's people say, else the first evidence post.
-    voice = service.topic_voice(session, topic) if topic and not story else None
-    rep_id = (story.representative_post_id if story and story.representative_post_id
+    # The matter (incident) the alert is about: its posts by role, where it spread, its timeline.
+    incident = session.get(Incident, alert.incident_id) if alert.incident_id else None
+    matter = (matters.incident_row(incident, alert.id) | matters.incident_parts(session, incident, per_role=100)
+              if incident is not None else None)
+    # The representative post: the matter's claim, the story's, or what the topic's people say, else the
+    # first evidence post.
+    voice = subjects.topic_voice(session, topic) if topic and not story and not incident else None
+    rep_id = (incident.representative_post_id if incident and incident.representative_post_id
+              else story.representative_post_id if story and story.representative_post_id
               else voice[0] if voice else posts[0]["id"] if posts else None)
     representative = None
     score = None
@@ -329,7 +336,7 @@ def alert_detail(session: Session, alert_id: int) -> dict[str, Any] | None:
                Response.spread_before, Response.spread_after, User.display_name, User.username)
         .outerjoin(User, User.id == Response.created_by).where(Response.alert_id == alert.id)
         .order_by(Response.published_at))]
-    return {"alert": alert, "story": story, "topic": topic, "assignee": assignee, "posts": posts,
+    return {"alert": alert, "story": story, "topic": topic, "matter": matter, "assignee": assignee, "posts": posts,
             "evidence_total": evidence_total, "representative": representative, "score": score,
             "groups": groups, "sources": sources, "debunks": debunks, "events": events,
             "responses": responses}

@@ -21,7 +21,7 @@ from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from alerts import notify, service
+from alerts import notify, queries, states
 from api.accounts import ROLE_NAMES_ZH, role_rank
 from api.console import charts
 from core.settings import get_settings
@@ -32,14 +32,14 @@ STATIC = HERE / "static"
 
 SEVERITY_ZH = {"urgent": "紧急", "high": "高", "medium": "中", "low": "低"}
 SEVERITIES = ("urgent", "high", "medium", "low")
-STATUS_ZH = dict(service.STATE_ZH)  # the alert service's own names for its states
+STATUS_ZH = dict(states.STATE_ZH)  # the alert service's own names for its states
 STATUSES = tuple(STATUS_ZH)
 #: What still needs someone: the queue shows these by default.
 OPEN_STATUSES = ("new", "acknowledged", "confirmed_rumor", "confirmed_concern")
 KIND_ZH = dict(notify.KIND_ZH)  # the alert service's words, as in notifications
 ACTION_ZH = {"created": "创建预警", "rising": "正在扩散", "realert": "重新预警", "status": "状态变更", "assigned": "指派",
              "comment": "评论", "responded": "记录回应", "escalated": "升级提醒", "reopened": "重新打开",
-             "severity": "级别变化"}
+             "severity": "级别变化", "merged": "合并", "split": "拆出帖子", "moved": "移动帖子"}
 SOURCE_KIND_ZH = {"feed": "RSS 订阅", "html": "网页", "json": "接口", "custom": "定制", "chat_export": "群聊导出",
                   "bot": "群机器人", "api": "接口推送"}
 #: Sources that are never crawled: they name how messages arrive (pushed by a bot or script, imported).
@@ -107,9 +107,9 @@ def ago(value: dt.datetime | None, now: dt.datetime | None = None) -> str:
 
 def highlight(text: str | None, terms: Iterable[str]) -> Markup:
     """``text`` escaped, every occurrence of ``terms`` wrapped in ``<mark>`` (see
-    `alerts.service.highlight`: it splits the raw text first and escapes each piece, so a term
+    `alerts.queries.highlight`: it splits the raw text first and escapes each piece, so a term
     never matches inside an entity that escaping produced)."""
-    return Markup(service.highlight(text or "", terms)[0])
+    return Markup(queries.highlight(text or "", terms)[0])
 
 
 def driving_terms(explanation: Sequence[Any] | None, limit: int = 8) -> list[str]:

@@ -1,4 +1,5 @@
-"""Alerts and the review workflow over HTTP. Thin: every action is an ``alerts.service`` call.
+"""Alerts and the review workflow over HTTP. Thin: every action is an ``alerts.workflow`` call,
+every read an ``alerts.queries`` one.
 
 Roles: viewers read; staff work alerts (transition, assign, comment, respond, create); analysts
 also read and validate the alert rules.
@@ -29,7 +30,7 @@ from pydantic import (
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alerts import service
+from alerts import common, queries, workflow
 from alerts.rules import AlertsConfigError, load_rules, parse_rules, rules_path, save_rules
 from api.deps import (
     MAX_ROW_ID,
@@ -42,6 +43,7 @@ from api.deps import (
 )
 from api.pagination import Page
 from api.problems import Problem
+from api.routes.incidents import IncidentParts
 from api.security import hash_token
 from core.settings import get_settings
 from core.tables import Notification, NotificationAttempt
@@ -53,7 +55,7 @@ Status = Literal[
     "new", "acknowledged", "confirmed_rumor", "confirmed_concern", "dismissed", "responded", "closed"
 ]
 Severity = Literal["low", "medium", "high", "urgent"]
-Kind = Literal["rumor", "debunk_match", "spread", "concern", "keyword", "manual"]
+Kind = Literal["rumor", "debunk_match", "spread", "concern", "keyword", "manual", "notice"]
 AlertId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="预警编号")]
 
 
@@ -84,6 +86,7 @@ class AlertPublic(BaseModel):
     assignee: str | None
     story_id: int | None
     topic_id: int | None
+    incident_id: int | None
     post_count: int
     group_count: int
     escalation_level: int
@@ -175,6 +178,10 @@ class AlertDetail(BaseModel):
     assignee: str | None
     story_id: int | None
     topic_id: int | None
+    incident_id: int | None
+    incident: IncidentParts | None = Field(
+        description="这件事：按角色分组的帖子（说法、询问、反应、辟谣与通知）、各群传播、时间线"
+    )
     post_count: int
     group_count: int
     escalation_level: int
@@ -231,6 +238,11 @@ class ManualAlertBody(BaseModel):
     ) = None
     severity: Severity | None = None
     comment: Annotated[str, NoNul, StringConstraints(max_length=5000)] | None = None
+
+
+class MergeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    other_alert_id: Annotated[int, Field(ge=1, le=MAX_ROW_ID, description="并入本预警的另一条预警")]
 
 
 class CommentPublic(BaseModel):
@@ -341,6 +353,7 @@ class AlertQuery(BaseModel):
     )
     story_id: int | None = Field(None, ge=1, le=2**62)
     topic_id: int | None = Field(None, ge=1, le=2**62)
+    incident_id: int | None = Field(None, ge=1, le=2**62, description="只看这件事（事件）的预警")
 
 
 _LIST_PARAMS = frozenset(n for n, f in AlertQuery.model_fields.items() if "list" in str(f.annotation))
@@ -409,7 +422,7 @@ async def list_alerts(
             with request.app.state.sessionmaker() as session, session.begin():
                 user_id = _queue_user_id(request, session, credentials)
         assignee_id, unassigned = _assignee_filter(query.assignee, user_id)
-        filters = service.AlertFilters(
+        filters = queries.AlertFilters(
             status=query.status,
             severity=query.severity,
             category=query.category,
@@ -421,9 +434,10 @@ async def list_alerts(
             q=q.strip() if q and q.strip() else None,
             story_id=query.story_id,
             topic_id=query.topic_id,
+            incident_id=query.incident_id,
         )
         with request.app.state.engine.connect() as conn:
-            items, total = service.list_alerts(conn, filters, offset=(page - 1) * page_size, limit=page_size)
+            items, total = queries.list_alerts(conn, filters, offset=(page - 1) * page_size, limit=page_size)
         body = {"items": items, "total": total, "page": page, "page_size": page_size}
         return json.dumps(body, ensure_ascii=False, default=_json_default).encode("utf-8")
 
@@ -437,7 +451,7 @@ async def list_alerts(
     "/alerts", response_model=AlertDetail, status_code=201, summary="人工创建预警（从话题、事件或帖子）"
 )
 def create_alert(body: ManualAlertBody, user: StaffUser, session: SessionDep) -> dict[str, Any]:
-    alert = service.create_manual(
+    alert = workflow.create_manual(
         session,
         actor=user,
         topic_id=body.topic_id,
@@ -447,7 +461,7 @@ def create_alert(body: ManualAlertBody, user: StaffUser, session: SessionDep) ->
         severity=body.severity,
         comment=body.comment,
     )
-    return service.alert_detail(session, alert.id)
+    return queries.alert_detail(session, alert.id)
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertDetail, summary="预警详情与证据")
@@ -457,7 +471,7 @@ def get_alert(
     session: SessionDep,
     posts_limit: Annotated[int, Query(ge=1, le=500, description="最多返回多少条证据帖子")] = 50,
 ) -> dict[str, Any]:
-    return service.alert_detail(session, alert_id, posts_limit=posts_limit)
+    return queries.alert_detail(session, alert_id, posts_limit=posts_limit)
 
 
 @router.post(
@@ -466,8 +480,18 @@ def get_alert(
 def transition(
     alert_id: AlertId, body: TransitionBody, user: StaffUser, session: SessionDep
 ) -> dict[str, Any]:
-    service.transition(session, alert_id, body.to, actor=user, comment=body.comment)
-    return service.alert_detail(session, alert_id)
+    workflow.transition(session, alert_id, body.to, actor=user, comment=body.comment)
+    return queries.alert_detail(session, alert_id)
+
+
+@router.post(
+    "/alerts/{alert_id}/merge",
+    response_model=AlertDetail,
+    summary="合并预警：另一条预警是同一件事（其帖子并入本预警的事件，另一条预警关闭并入本预警）",
+)
+def merge(alert_id: AlertId, body: MergeBody, user: StaffUser, session: SessionDep) -> dict[str, Any]:
+    workflow.merge_alerts(session, alert_id, body.other_alert_id, actor=user)
+    return queries.alert_detail(session, alert_id)
 
 
 @router.post("/alerts/{alert_id}/assign", response_model=AlertDetail, summary="指派处理人")
@@ -475,13 +499,13 @@ def assign(alert_id: AlertId, body: AssignBody, user: StaffUser, session: Sessio
     target = user.id if body.assignee == "me" else body.assignee
     if isinstance(target, int) and not 1 <= target <= 2**62:
         raise Problem(404, "未找到", f"用户 #{target} 不存在")
-    service.assign(session, alert_id, target, actor=user)
-    return service.alert_detail(session, alert_id)
+    workflow.assign(session, alert_id, target, actor=user)
+    return queries.alert_detail(session, alert_id)
 
 
 @router.post("/alerts/{alert_id}/comments", response_model=CommentPublic, status_code=201, summary="添加备注")
 def comment(alert_id: AlertId, body: CommentBody, user: StaffUser, session: SessionDep) -> CommentPublic:
-    event = service.add_comment(session, alert_id, body.text, actor=user)
+    event = workflow.add_comment(session, alert_id, body.text, actor=user)
     return CommentPublic(id=event.id, at=event.at, actor_id=event.actor_id, comment=event.comment or "")
 
 
@@ -492,7 +516,7 @@ def comment(alert_id: AlertId, body: CommentBody, user: StaffUser, session: Sess
     summary="记录已发布的回应（并计算回应前后的传播）",
 )
 def respond(alert_id: AlertId, body: RespondBody, user: StaffUser, session: SessionDep) -> dict[str, Any]:
-    r = service.respond(
+    r = workflow.respond(
         session,
         alert_id,
         text=body.text,
@@ -501,7 +525,7 @@ def respond(alert_id: AlertId, body: RespondBody, user: StaffUser, session: Sess
         published_at=body.published_at,
         actor=user,
     )
-    return service.response_dict(r)
+    return queries.response_dict(r)
 
 
 @router.get(
@@ -510,7 +534,7 @@ def respond(alert_id: AlertId, body: RespondBody, user: StaffUser, session: Sess
     summary="这条预警的通知及每次发送尝试",
 )
 def alert_notifications(alert_id: AlertId, _: ViewerUser, session: SessionDep) -> list[dict[str, Any]]:
-    service.get_alert(session, alert_id)
+    common.get_alert(session, alert_id)
     rows = list(
         session.scalars(
             select(Notification).where(Notification.alert_id == alert_id).order_by(Notification.id)

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
-from alerts.service import alert_stats
+from alerts.queries import alert_stats
 from api.deps import SessionDep, ViewerUser
 from core.tables import AlertRun, AnalysisRun, Debunk, Notification, Post, Story, Topic, utcnow
 

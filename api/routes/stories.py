@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
-from alerts.service import hour_key, parse_hour
+from alerts.common import hour_key, parse_hour
 from api.deps import MAX_ROW_ID, SessionDep, ViewerUser
 from api.pagination import Page, PageDep, fetch_page
 from core.errors import NotFound

@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from alerts import service
+from alerts import evaluate as evaluation
+from alerts import queries, severity, workflow
 from alerts.notify import NotifyConfig, parse_notify_config
 from alerts.rules import load_rules, parse_rules
 from core.errors import Conflict, InvalidInput, NotFound
@@ -29,7 +30,7 @@ QUIET = NotifyConfig()
 
 
 def evaluate(session: Session, now: dt.datetime = NOW, **kw):
-    return service.evaluate(session, now=now, notify_config=kw.pop("notify_config", QUIET), **kw)
+    return evaluation.evaluate(session, now=now, notify_config=kw.pop("notify_config", QUIET), **kw)
 
 
 def alerts_for(session: Session, story_id: int) -> list[Alert]:
@@ -56,7 +57,7 @@ def test_a_likely_rumor_story_raises_one_alert_with_stored_parts(session: Sessio
     assert parts["groups"]["value"] == 4 and "4 个群" in parts["groups"]["text"]
     total = sum(p["points"] for p in parts.values())
     assert alert.risk_score == pytest.approx(min(100, total), abs=0.01)
-    assert alert.severity == service.severity_for(alert.risk_score, load_rules())
+    assert alert.severity == severity.severity_for(alert.risk_score, load_rules())
     evidence = set(session.scalars(select(AlertPost.post_id).where(AlertPost.alert_id == alert.id)))
     assert evidence == {p.id for p in posts}
     # a second run over the same analysis changes nothing (idempotent)
@@ -102,8 +103,8 @@ def test_severity_orders_the_risks(session: Session) -> None:
     # the category weight matters: the same story in 其他 scores lower
     other = cfg.model_copy(update={"category_weights": {"公共安全": 0.2}})
     assert (
-        service.risk(service.Features(category="公共安全"), other, [])[0]
-        < service.risk(service.Features(category="公共安全"), cfg, [])[0]
+        severity.risk(severity.Features(category="公共安全"), other, [])[0]
+        < severity.risk(severity.Features(category="公共安全"), cfg, [])[0]
     )
     # the draft response is built from the debunk's official text and link
     assert "全镇道路正常通行" in a_big.suggested_response and debunk.url in a_big.suggested_response
@@ -151,7 +152,7 @@ def test_dismissed_story_realerts_only_past_the_margin(session: Session) -> None
     story, _ = story_with_posts(session, 10, groups=3, probability=0.9, now=NOW)
     evaluate(session)
     [first] = alerts_for(session, story.id)
-    service.transition(session, first.id, "dismissed", actor=staff, comment="老谣言，已无人转发")
+    workflow.transition(session, first.id, "dismissed", actor=staff, comment="老谣言，已无人转发")
     assert first.post_count_at_close == 10
     t1 = NOW + dt.timedelta(hours=1)
     story_with_posts(session, 5, groups=1, probability=0.9, story=story, now=t1)
@@ -208,27 +209,27 @@ def test_workflow_state_machine_history_and_labels(session: Session) -> None:
     evaluate(session)
     [alert] = alerts_for(session, story.id)
     with pytest.raises(Conflict, match="不能直接改为"):
-        service.transition(session, alert.id, "closed", actor=staff)
+        workflow.transition(session, alert.id, "closed", actor=staff)
     with pytest.raises(InvalidInput):
-        service.transition(session, alert.id, "flying", actor=staff)
+        workflow.transition(session, alert.id, "flying", actor=staff)
     with pytest.raises(NotFound):
-        service.transition(session, 999_999, "acknowledged", actor=staff)
-    service.assign(session, alert.id, other.id, actor=staff)
-    service.transition(session, alert.id, "acknowledged", actor=other)
+        workflow.transition(session, 999_999, "acknowledged", actor=staff)
+    workflow.assign(session, alert.id, other.id, actor=staff)
+    workflow.transition(session, alert.id, "acknowledged", actor=other)
     assert alert.acknowledged_at is not None
-    service.transition(session, alert.id, "confirmed_rumor", actor=other)
+    workflow.transition(session, alert.id, "confirmed_rumor", actor=other)
     with pytest.raises(Conflict, match="还没有回应"):
-        service.transition(session, alert.id, "responded", actor=other)
+        workflow.transition(session, alert.id, "responded", actor=other)
     assert alert.status == "confirmed_rumor"
     labels = list(session.scalars(select(Label).where(Label.alert_id == alert.id)))
     assert sorted(lab.post_id for lab in labels) == sorted(p.id for p in posts)
     assert all(lab.label == 1 and lab.origin == "review" and lab.user_id == other.id for lab in labels)
     assert labels[0].text == session.get(Post, labels[0].post_id).norm_text
-    service.add_comment(session, alert.id, "已联系交通局核实", actor=other)
+    workflow.add_comment(session, alert.id, "已联系交通局核实", actor=other)
     with pytest.raises(InvalidInput):
-        service.add_comment(session, alert.id, "  ", actor=other)
+        workflow.add_comment(session, alert.id, "  ", actor=other)
     with pytest.raises(InvalidInput, match="只读"):
-        service.assign(session, alert.id, make_user(session, "viewer").id, actor=staff)
+        workflow.assign(session, alert.id, make_user(session, "viewer").id, actor=staff)
     history = [
         (e.action, e.to_status, e.actor_id)
         for e in session.scalars(
@@ -249,11 +250,11 @@ def test_dismissal_labels_posts_as_not_rumor_and_reopening_withdraws_them(sessio
     story, _posts = story_with_posts(session, 2, groups=3, probability=0.9, now=NOW)
     evaluate(session)
     [alert] = alerts_for(session, story.id)
-    service.transition(session, alert.id, "dismissed", actor=staff)
+    workflow.transition(session, alert.id, "dismissed", actor=staff)
     assert {lab.label for lab in session.scalars(select(Label))} == {0}
-    service.transition(session, alert.id, "acknowledged", actor=staff)
+    workflow.transition(session, alert.id, "acknowledged", actor=staff)
     assert session.scalar(select(func.count()).select_from(Label)) == 0
-    service.transition(session, alert.id, "confirmed_rumor", actor=staff)
+    workflow.transition(session, alert.id, "confirmed_rumor", actor=staff)
     assert {lab.label for lab in session.scalars(select(Label))} == {1}
 
 
@@ -269,13 +270,13 @@ def test_response_records_spread_before_and_after(session: Session) -> None:
     evaluate(session)
     [alert] = alerts_for(session, story.id)
     with pytest.raises(Conflict, match="请先确认"):
-        service.respond(session, alert.id, text="辟谣", channels=["镇政府公众号"], actor=staff, now=NOW)
-    service.transition(session, alert.id, "confirmed_rumor", actor=staff)
+        workflow.respond(session, alert.id, text="辟谣", channels=["镇政府公众号"], actor=staff, now=NOW)
+    workflow.transition(session, alert.id, "confirmed_rumor", actor=staff)
     with pytest.raises(InvalidInput):
-        service.respond(session, alert.id, text=" ", channels=[], actor=staff, now=NOW)
+        workflow.respond(session, alert.id, text=" ", channels=[], actor=staff, now=NOW)
     published = dt.datetime(2026, 11, 28, 6, 5, tzinfo=dt.UTC)
     later = dt.datetime(2026, 11, 28, 9, 30, tzinfo=dt.UTC)
-    response = service.respond(
+    response = workflow.respond(
         session,
         alert.id,
         text="青禾镇没有封路安排，请勿轻信。",
@@ -294,9 +295,9 @@ def test_response_records_spread_before_and_after(session: Session) -> None:
     story.hourly_counts = hourly | {"2026-11-28T10": 1, "2026-11-28T11": 1}
     evaluate(session, now=dt.datetime(2026, 11, 28, 12, 30, tzinfo=dt.UTC))
     assert response.spread_after["complete"] is True and response.spread_after["posts"] == 10
-    service.transition(session, alert.id, "closed", actor=staff)
+    workflow.transition(session, alert.id, "closed", actor=staff)
     with pytest.raises(Conflict, match="已关闭"):
-        service.transition(session, alert.id, "acknowledged", actor=staff)
+        workflow.transition(session, alert.id, "acknowledged", actor=staff)
     assert session.scalar(select(func.count()).select_from(Response)) == 1
 
 
@@ -318,11 +319,11 @@ escalation:
     high = make_alert(session, severity="high", now=NOW)
     medium = make_alert(session, severity="medium", now=NOW)
     acked = make_alert(session, severity="urgent", now=NOW, status="acknowledged")
-    assert service.escalate(session, now=NOW + dt.timedelta(minutes=10), config=config) == []
-    assert service.escalate(session, now=NOW + dt.timedelta(minutes=20), config=config) == [urgent.id]
-    assert service.escalate(session, now=NOW + dt.timedelta(minutes=21), config=config) == []
+    assert workflow.escalate(session, now=NOW + dt.timedelta(minutes=10), config=config) == []
+    assert workflow.escalate(session, now=NOW + dt.timedelta(minutes=20), config=config) == [urgent.id]
+    assert workflow.escalate(session, now=NOW + dt.timedelta(minutes=21), config=config) == []
     assert urgent.escalation_level == 1 and urgent.escalated_at is not None
-    assert set(service.escalate(session, now=NOW + dt.timedelta(minutes=61), config=config)) == {
+    assert set(workflow.escalate(session, now=NOW + dt.timedelta(minutes=61), config=config)) == {
         high.id,
         urgent.id,
     }
@@ -335,7 +336,7 @@ escalation:
 def test_manual_alert_from_topic_post_and_conflicts(session: Session) -> None:
     staff = make_user(session, "staff")
     topic = make_topic(session, now=NOW, is_hot=False, category="交通出行", places=["柳树村"])
-    alert = service.create_manual(
+    alert = workflow.create_manual(
         session,
         actor=staff,
         topic_id=topic.id,
@@ -347,14 +348,14 @@ def test_manual_alert_from_topic_post_and_conflicts(session: Session) -> None:
     assert alert.kind == "manual" and alert.severity == "high" and alert.topic_id == topic.id
     assert "柳树村" in alert.suggested_response
     with pytest.raises(Conflict):
-        service.create_manual(session, actor=staff, topic_id=topic.id, now=NOW)
+        workflow.create_manual(session, actor=staff, topic_id=topic.id, now=NOW)
     story, posts = story_with_posts(session, 2, groups=1, probability=0.3, now=NOW)
-    from_post = service.create_manual(session, actor=staff, post_id=posts[0].id, now=NOW)
+    from_post = workflow.create_manual(session, actor=staff, post_id=posts[0].id, now=NOW)
     assert from_post.story_id == story.id and from_post.post_count == 2
     with pytest.raises(InvalidInput):
-        service.create_manual(session, actor=staff, now=NOW)
+        workflow.create_manual(session, actor=staff, now=NOW)
     with pytest.raises(NotFound):
-        service.create_manual(session, actor=staff, post_id=10**9, now=NOW)
+        workflow.create_manual(session, actor=staff, post_id=10**9, now=NOW)
     # new posts of that story now fold into the manual alert
     story_with_posts(session, 2, groups=1, probability=0.95, story=story, now=NOW + dt.timedelta(minutes=5))
     evaluate(session, now=NOW + dt.timedelta(minutes=6))
@@ -370,14 +371,14 @@ def test_debunk_match_without_story_link_uses_post_matches(session: Session) -> 
     evaluate(session)
     [alert] = alerts_for(session, story.id)
     assert alert.kind == "debunk_match" and "debunk-match" in {r["id"] for r in alert.rules_fired}
-    detail = service.alert_detail(session, alert.id, now=NOW)
+    detail = queries.alert_detail(session, alert.id, now=NOW)
     assert detail["debunks"][0]["similarity"] == pytest.approx(0.88)
     [p] = detail["posts"]
     assert "<mark>封路</mark>" in p["text_html"] and [s[2] for s in p["highlights"]].count("封路") == 1
 
 
 def test_highlight_escapes_untrusted_text() -> None:
-    html_text, spans = service.highlight("<img src=x onerror=alert(1)>封路<script>", ["封路", "<img"])
+    html_text, spans = queries.highlight("<img src=x onerror=alert(1)>封路<script>", ["封路", "<img"])
     assert "<img" not in html_text and "<script>" not in html_text
     assert "<mark>&lt;img</mark>" in html_text and "<mark>封路</mark>" in html_text
     assert spans[0] == [0, 4, "<img"]
@@ -385,7 +386,7 @@ def test_highlight_escapes_untrusted_text() -> None:
 
 def test_highlight_ignores_case() -> None:
     # the model's terms are lower-cased; the post keeps its own case
-    html_text, spans = service.highlight("加我QQ：2718，口罩", ["qq", "口罩"])
+    html_text, spans = queries.highlight("加我QQ：2718，口罩", ["qq", "口罩"])
     assert "<mark>QQ</mark>" in html_text and [s[2] for s in spans] == ["QQ", "口罩"]
 
 
@@ -421,7 +422,7 @@ def test_concurrent_evaluations_raise_one_alert_per_story(fresh_db_url: str) -> 
         try:
             barrier.wait()
             with session_scope(engine) as s:
-                service.evaluate(s, now=NOW, notify_config=QUIET)
+                evaluation.evaluate(s, now=NOW, notify_config=QUIET)
         except BaseException as err:  # pragma: no cover - reported below
             errors.append(err)
 

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from alerts import service
+from alerts import evaluate as evaluation
 from alerts.notify import deliver_due, parse_notify_config
 from core.db import session_scope
 from core.tables import Alert, Label, User, utcnow
@@ -51,7 +51,7 @@ routes:
         debunk = make_debunk(s)
         make_debunk_match(s, posts[0], debunk, 0.91)
         calm, _ = story_with_posts(s, 2, groups=1, probability=0.1, now=now, text="青禾镇周末集市照常开放")
-        result = service.evaluate(s, now=now, notify_config=config)
+        result = evaluation.evaluate(s, now=now, notify_config=config)
         rumor_id, calm_id = rumor.id, calm.id
     assert len(result.created) == 1 and result.notifications == 2
     # a second analysis batch of the same story folds into the same alert
@@ -61,7 +61,7 @@ routes:
         )
         # as the analysis counted it: 10 posts an hour in the 6 hours before now
         story.hourly_counts = {(now - dt.timedelta(hours=h)).strftime("%Y-%m-%dT%H"): 10 for h in range(1, 7)}
-        again = service.evaluate(s, now=now + dt.timedelta(seconds=30), notify_config=config)
+        again = evaluation.evaluate(s, now=now + dt.timedelta(seconds=30), notify_config=config)
     assert again.created == [] and again.folded == result.created
     with session_scope(api_engine) as s:
         assert s.scalar(select(func.count()).select_from(Alert).where(Alert.story_id == calm_id)) == 0
@@ -263,7 +263,7 @@ def test_stories_posts_and_stats(api_client: TestClient, api_engine, make_user) 
         p = make_post(s, "南坪村今晚停电到几点？", story_id=other.id, category="其他", is_local=True)
         make_score(s, p, 0.05)
         make_topic(s)
-        service.evaluate(s, now=now, notify_config=parse_notify_config("{}"))
+        evaluation.evaluate(s, now=now, notify_config=parse_notify_config("{}"))
         story_id, post_id = story.id, posts[0].id
     stories = api_client.get("/api/v1/stories", headers=viewer).json()
     assert stories["items"][0]["id"] == story_id and stories["total"] == 2

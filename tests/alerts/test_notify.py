@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from alerts import notify, service
+from alerts import evaluate as evaluation
+from alerts import notify
 from alerts.notify import deliver_due, parse_notify_config, quiet_until
 from core.db import make_engine, session_scope
 from core.errors import InvalidInput
@@ -249,7 +250,7 @@ def test_evaluate_writes_outbox_rows_in_the_same_transaction(fresh_db_url: str) 
     )
     with pytest.raises(RuntimeError), session_scope(engine) as s:
         story_with_posts(s, 3, groups=3, probability=0.95, now=NOON)
-        result = service.evaluate(s, now=NOON, notify_config=config)
+        result = evaluation.evaluate(s, now=NOON, notify_config=config)
         assert result.created and result.notifications == 1
         raise RuntimeError("crash before commit")
     with session_scope(engine) as s:

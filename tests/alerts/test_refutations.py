@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alerts import service
+from alerts import evaluate as evaluation
 from alerts.notify import NotifyConfig
 from alerts.rules import load_rules, parse_rules
 from core.db import session_scope
@@ -74,7 +74,7 @@ def test_spreading_post_opens_an_alert_and_a_refuting_one_does_not(session: Sess
     refuting, _ = _story_of(session, (REFUTING, 0.9, 0.92), (REFUTING_TOO, 0.85, 0.9), debunk=debunk)
     negated, _ = _story_of(session, (NEGATED, 0.6, 0.9), debunk=debunk)
 
-    service.evaluate(session, now=NOW, notify_config=QUIET)
+    evaluation.evaluate(session, now=NOW, notify_config=QUIET)
 
     [alert] = _alerts(session, spreading)
     assert alert.kind == "debunk_match" and alert.severity in ("medium", "high", "urgent")
@@ -91,7 +91,7 @@ rules:
     spreads = make_post(session, SPREADING, now=NOW)
     refutes = make_post(session, REFUTING, now=NOW)
 
-    result = service.evaluate(session, now=NOW, rules=rules, notify_config=QUIET)
+    result = evaluation.evaluate(session, now=NOW, rules=rules, notify_config=QUIET)
 
     [alert] = session.scalars(select(Alert).where(Alert.id.in_(result.created)))
     assert alert.kind == "keyword"
@@ -102,14 +102,14 @@ rules:
 def test_refutations_folding_into_an_open_alert_do_not_raise_it(session: Session) -> None:
     debunk = _debunk(session)
     story, [first] = _story_of(session, (SPREADING, 0.6, 0.8), debunk=debunk)
-    service.evaluate(session, now=NOW, notify_config=QUIET)
+    evaluation.evaluate(session, now=NOW, notify_config=QUIET)
     [alert] = _alerts(session, story)
     severity, score, parts = alert.severity, alert.risk_score, alert.score_parts
 
     later = NOW + dt.timedelta(minutes=30)
     refutations = [_add_post(session, story, text, probability=0.97, debunk=debunk, similarity=0.97, now=later)
                    for text in (REFUTING, REFUTING_TOO, "别信群里的传言，镇里没有封城的计划", "纯属谣言，青禾镇不会封城")]
-    result = service.evaluate(session, now=later, notify_config=QUIET)
+    result = evaluation.evaluate(session, now=later, notify_config=QUIET)
 
     assert result.created == [] and result.rising == []
     assert (alert.severity, alert.risk_score, alert.score_parts) == (severity, score, parts)
@@ -121,7 +121,7 @@ def test_refutations_folding_into_an_open_alert_do_not_raise_it(session: Session
     even_later = later + dt.timedelta(minutes=30)
     for _ in range(4):
         _add_post(session, story, SPREADING, probability=0.97, debunk=debunk, similarity=0.97, now=even_later)
-    result = service.evaluate(session, now=even_later, notify_config=QUIET)
+    result = evaluation.evaluate(session, now=even_later, notify_config=QUIET)
     assert result.rising == [alert.id] and alert.risk_score > score and alert.post_count == 5
 
 
@@ -135,7 +135,7 @@ def test_story_with_both_is_scored_on_spreading_posts_and_marks_refutations_in_e
         story, posts = _story_of(
             s, (SPREADING, 0.6, 0.82), (REFUTING, 0.97, 0.95), (REFUTING_TOO, 0.95, 0.93), debunk=debunk, now=now
         )
-        service.evaluate(s, now=now, notify_config=QUIET)
+        evaluation.evaluate(s, now=now, notify_config=QUIET)
         [alert] = _alerts(s, story)
         alert_id, rules_fired = alert.id, {r["id"] for r in alert.rules_fired}
         parts, post_count = alert.score_parts, alert.post_count
@@ -169,7 +169,7 @@ def test_a_story_founded_by_a_refutation_is_titled_by_its_first_spreading_post(s
     _add_post(session, story, SPREADING, probability=0.8, debunk=debunk, similarity=0.85, now=later)
     _add_post(session, story, NEGATED, probability=0.8, debunk=debunk, similarity=0.8,
               now=later + dt.timedelta(minutes=5))
-    service.evaluate(session, now=later + dt.timedelta(minutes=10), notify_config=QUIET)
+    evaluation.evaluate(session, now=later + dt.timedelta(minutes=10), notify_config=QUIET)
     [alert] = _alerts(session, story)
     assert alert.title.startswith("听说青禾镇下周要封城了") and "不实" not in alert.title
     assert alert.summary.startswith("听说青禾镇下周要封城了")

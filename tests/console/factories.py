@@ -245,9 +245,10 @@ def add_user(session: Session, username: str, role: str, display_name: str | Non
 
 def seed_scene(session: Session, now: dt.datetime | None = None) -> Scene:
     """A small but complete office day in 青禾镇: users, debunks, stories and topics that the alert
-    service (alerts.service.evaluate) turns into alerts, then worked through the service's own
+    service (alerts.evaluate.evaluate) turns into alerts, then worked through the service's own
     workflow; sources with runs, groups, a digest and model versions."""
-    from alerts import service
+    from alerts import evaluate as evaluation
+    from alerts import workflow
     from core.tables import Digest, ModelVersion, Source, SourceRun
 
     now = now or utcnow()
@@ -310,20 +311,20 @@ def seed_scene(session: Session, now: dt.datetime | None = None) -> Scene:
         said=[Said("青禾论坛", "镇卫生院门口今天免费发口罩，每人两个", 22)])
     session.flush()
 
-    service.evaluate(session, now=now, full=True)
+    evaluation.evaluate(session, now=now, full=True)
     alerts = {name: alert_for_story(session, sid) for name, sid in stories.items()}
     topic_alert = session.scalar(select(Alert.id).where(Alert.topic_id == supply.id, Alert.story_id.is_(None)))
     if topic_alert is None:
-        topic_alert = service.create_manual(session, actor=users["zhangmin"], topic_id=supply.id).id
+        topic_alert = workflow.create_manual(session, actor=users["zhangmin"], topic_id=supply.id).id
     alerts["eggs"] = topic_alert
 
     # Work some of them through the service's own workflow.
-    service.assign(session, alerts["water"], users["zhangmin"], actor=users["zhangmin"], now=now)
-    service.transition(session, alerts["water"], "acknowledged", actor=users["zhangmin"], now=now)
-    service.assign(session, alerts["quarantine"], users["liwei"], actor=users["liwei"], now=now)
-    service.transition(session, alerts["quarantine"], "confirmed_rumor", actor=users["liwei"], now=now,
+    workflow.assign(session, alerts["water"], users["zhangmin"], actor=users["zhangmin"], now=now)
+    workflow.transition(session, alerts["water"], "acknowledged", actor=users["zhangmin"], now=now)
+    workflow.assign(session, alerts["quarantine"], users["liwei"], actor=users["liwei"], now=now)
+    workflow.transition(session, alerts["quarantine"], "confirmed_rumor", actor=users["liwei"], now=now,
                        comment="已电话联系南坪村村委，没有确诊病例。")
-    service.transition(session, alerts["mask"], "dismissed", actor=users["liwei"], now=now,
+    workflow.transition(session, alerts["mask"], "dismissed", actor=users["liwei"], now=now,
                        comment="卫生院确有发放，属实，不是谣言。")
 
     src = session.scalar(select(Source).where(Source.name == "青禾论坛"))

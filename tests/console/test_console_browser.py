@@ -138,9 +138,9 @@ def test_hostile_post_text_renders_inert(live, new_page) -> None:
                             explanation=[["<script>", 0.9], ["封村", 0.8]],
                             said=[Said(v, t, 2 - i * 0.5) for i, (v, t) in
                                   enumerate(zip(["东湾村", "柳树村", "南坪村"], HOSTILE, strict=True))])
-        from alerts import service
+        from alerts import evaluate as evaluation
 
-        service.evaluate(s)
+        evaluation.evaluate(s)
         alert_id = alert_for_story(s, story)
         seed_alert(s, title=HOSTILE[1], said=[Said("青禾论坛", HOSTILE[2], url="javascript:alert(4)")])
     page = new_page()

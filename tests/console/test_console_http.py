@@ -425,7 +425,7 @@ def test_admin_disables_and_enables_a_source_and_a_group(live, client_as) -> Non
 
 
 def test_a_story_that_keeps_spreading_is_flagged_in_the_queue_and_the_notice(live, client_as) -> None:
-    from alerts import service
+    from alerts import evaluate as evaluation
     from core.tables import Story
 
     c = client_as("zhangmin")
@@ -438,7 +438,7 @@ def test_a_story_that_keeps_spreading_is_flagged_in_the_queue_and_the_notice(liv
         before = s.get(Story, story_id).post_count
         grow_story(s, story_id, [Said(v, f"{v}也有人说自来水污染了，不能喝 {i}", 0.2)
                                  for i, v in enumerate(["石桥村", "青禾镇", "南坪村", "东湾村"])])
-        service.evaluate(s)
+        evaluation.evaluate(s)
         alert = s.get(Alert, water)
         assert alert.post_count >= before + 4
     assert c.get(url).json() == {"new": 0, "rising": 1}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from alerts import service
+from alerts import workflow
 from core.db import session_scope
 from core.tables import Debunk, ModelVersion
 from tests.console.conftest import browser_as, shot
@@ -107,8 +107,8 @@ def test_alert_page_fits_a_phone_after_a_response(live, new_page) -> None:
     """A recorded response adds the before/after chart, the response text and its link."""
     alert_id = live.scene.alerts["road"]
     with session_scope(live.engine) as s:
-        service.transition(s, alert_id, "confirmed_rumor", actor=live.scene.users["zhangmin"])
-        service.respond(s, alert_id, text="经核实，青禾镇没有封路计划。" * 4, channels=["微信公众号", "村广播", "村民群"],
+        workflow.transition(s, alert_id, "confirmed_rumor", actor=live.scene.users["zhangmin"])
+        workflow.respond(s, alert_id, text="经核实，青禾镇没有封路计划。" * 4, channels=["微信公众号", "村广播", "村民群"],
                         url="https://mp.qinghe.example/piyao/2026/11/29/a-very-long-link-that-does-not-break-anywhere",
                         actor=live.scene.users["zhangmin"])
     page = new_page(WIDTH, HEIGHT, is_mobile=True, has_touch=True)

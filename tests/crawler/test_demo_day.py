@@ -12,8 +12,8 @@ import time
 import pytest
 from sqlalchemy import func, select
 
+from alerts.evaluate import evaluate
 from alerts.notify import NotifyConfig
-from alerts.service import evaluate
 from core.db import session_scope
 from core.errors import InvalidInput
 from core.tables import Alert, ChatGroup, Post

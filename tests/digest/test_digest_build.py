@@ -12,7 +12,7 @@ from core.settings import Settings
 from core.tables import Alert, AlertEvent, DebunkMatch, Post, PostScore, Response
 from digest.build import build_summary, change_words, make_window
 from digest.errors import DigestConfigError
-from digest.render import render
+from digest.render import render, subject_for
 from tests.digest.factories import local, make_alert, make_post, move
 from tests.digest.scenario import DAY, BusyDay
 
@@ -228,3 +228,44 @@ def test_model_drift_is_a_line_in_the_digest(db: Session, busy_day: BusyDay) -> 
 def test_changes_are_worded_for_a_reader(current, base, long, short) -> None:
     assert change_words(current, base) == {"long": long, "short": short}
 
+
+
+def test_pending_items_and_top_rumors_count_matters_not_alerts(db: Session) -> None:
+    """Six open alerts on two matters are two things to do: alerts raised per story before
+    incidents existed (their posts now in one incident), an alert on the incident itself, and one
+    on an incident since merged into it, all count once."""
+    from tests.factories import make_incident
+
+    day = dt.date(2026, 6, 5)
+    at = local(day, 9)
+    lockdown = make_incident(db, title="青禾镇要封城？", now=at, first_seen=at, last_seen=at, post_count=5,
+                             group_count=3)
+    merged_away = make_incident(db, title="青禾镇封城了", now=at, first_seen=at, last_seen=at, status="merged",
+                                merged_into_id=lockdown.id)
+    water = make_incident(db, title="东湾村自来水有毒？", now=at, first_seen=at, last_seen=at, post_count=2)
+    posts = [make_post(db, text=f"听说青禾镇下周封城（{i}）", at=at, rumor=True) for i in range(4)]
+    water_posts = [make_post(db, text=f"东湾村自来水有毒（{i}）", at=at, rumor=True) for i in range(2)]
+    for p in posts:
+        p.incident_id = lockdown.id
+    for p in water_posts:
+        p.incident_id = water.id
+    db.flush()
+    for i in range(3):  # per-story alerts of the old unit, evidence in the lockdown incident
+        make_alert(db, title=f"封城传言 {i}", created_at=at, posts=[posts[i]])
+    on_lockdown = make_alert(db, title="青禾镇要封城？", created_at=at, severity="high")
+    on_lockdown.incident_id = lockdown.id
+    on_merged = make_alert(db, title="青禾镇封城了", created_at=at)
+    on_merged.incident_id = merged_away.id
+    on_water = make_alert(db, title="东湾村自来水有毒？", created_at=at)
+    on_water.incident_id = water.id
+    db.flush()
+    assert db.scalar(select(func.count()).select_from(Alert).where(Alert.status == "new")) == 6
+
+    s = build_summary(db, day, settings=SETTINGS, now=local(day, 20))
+
+    assert s["open_count"] == 2 and len(s["open_items"]) == 2
+    assert {i["id"]: i["alerts"] for i in s["open_items"]} == {on_lockdown.id: 5, on_water.id: 1}
+    assert s["rumor_alert_count"] == 2
+    lockdown_item = next(r for r in s["top_rumors"] if r["id"] == on_lockdown.id)
+    assert lockdown_item["posts_today"] == 4 and lockdown_item["posts_total"] == 5
+    assert "待处理 2 项" in subject_for(s, "舆情日报")

@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from alerts.evaluate import evaluate
 from alerts.notify import NotifyConfig
-from alerts.service import evaluate
 from api import accounts
 from core.db import session_scope
 from core.tables import Alert, Story

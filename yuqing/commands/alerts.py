@@ -29,22 +29,22 @@ def _fail(message: str) -> typer.Exit:
 
 def evaluate_job(full: bool = False) -> dict[str, int]:
     """One evaluation in its own transaction (the scheduler's job and the command)."""
-    from alerts import service
+    from alerts import evaluate as evaluation
     from core.db import session_scope
 
     with session_scope() as session:
-        result = service.evaluate(session, full=full)
+        result = evaluation.evaluate(session, full=full)
     if result.notify_error:
         err_console.print(f"[yellow]警告：[/yellow]预警已生成，但没有写入通知：{result.notify_error}")
     return result.as_dict()
 
 
 def escalate_job() -> int:
-    from alerts import service
+    from alerts import workflow
     from core.db import session_scope
 
     with session_scope() as session:
-        return len(service.escalate(session))
+        return len(workflow.escalate(session))
 
 
 def deliver_job(limit: int = 200) -> dict[str, int]:

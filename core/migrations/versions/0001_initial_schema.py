@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 10:45:06.174476
+Create Date: 2026-12-06 12:12:21.527732
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ def upgrade() -> None:
     sa.Column('finished_at', core.tables.UTCDateTime(), nullable=True),
     sa.Column('post_watermark', core.tables.UTCDateTime(), nullable=True),
     sa.Column('topic_watermark', core.tables.UTCDateTime(), nullable=True),
+    sa.Column('incident_watermark', core.tables.UTCDateTime(), nullable=True),
     sa.Column('stats', sa.JSON(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_alert_runs'))
     )
