@@ -109,3 +109,34 @@ def test_threshold_meets_the_target_and_moves_with_the_prior() -> None:
     assert raw_cut_high < raw_cut_low
     assert precision_threshold(np.array([]), 0.8) == 0.8
     assert precision_threshold(np.array([0.1, 0.2]), 0.8) == 0.8  # nothing reaches it: the target itself
+
+
+@pytest.mark.parametrize("prior", [0.01, 0.03, 0.1])
+def test_bbe_recovers_a_known_prior_when_non_rumors_drift(prior: float) -> None:
+    from nlp.prevalence import PositiveTail, bbe_prior
+
+    held_out, y_held = _stream(0.5, 20_000, seed=8)
+    tail = PositiveTail.from_scores(held_out[y_held == 1])
+    p, y = _stream(prior, 20_000, seed=9)
+    assert bbe_prior(p, tail) == pytest.approx(y.mean(), rel=0.3, abs=0.003)
+    # non-rumors that look more rumor-like on the new stream: EM overestimates, BBE much less
+    logit = np.log(p / (1 - p))
+    drifted = np.where(y == 0, 1 / (1 + np.exp(-(logit + 1.0))), p)
+    em, bbe = em_prior(drifted, 0.5), bbe_prior(drifted, tail)
+    assert em > 1.3 * y.mean()
+    assert bbe < em and bbe < 1.6 * y.mean()
+    # reviewed non-rumors tighten the bound
+    known = np.where((y == 0) & (drifted > 0.5), 0.0, -1.0)
+    assert bbe_prior(drifted, tail, known=known) <= bbe_prior(drifted, tail)
+
+
+def test_bbe_estimate_with_interval() -> None:
+    from nlp.prevalence import PositiveTail
+
+    held_out, y_held = _stream(0.5, 10_000, seed=11)
+    p, y = _stream(0.05, 5_000, seed=12)
+    e = estimate_prior(p, 0.5, method="bbe", tail=PositiveTail.from_scores(held_out[y_held == 1]), resamples=40)
+    assert e.method == "bbe" and e.lower <= e.value <= e.upper
+    assert e.value == pytest.approx(y.mean(), rel=0.3)
+    with pytest.raises(ValueError, match="held-out"):
+        estimate_prior(p, 0.5, method="bbe")
