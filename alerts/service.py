@@ -35,7 +35,14 @@ from sqlalchemy import Connection, bindparam, column, delete, func, insert, sele
 from sqlalchemy.orm import Session
 
 from alerts import notify
-from alerts.rules import SEVERITIES, SEVERITY_ZH, KeywordRule, RulesConfig, load_rules
+from alerts.rules import (
+    SEVERITIES,
+    SEVERITY_ZH,
+    KeywordRule,
+    RulesConfig,
+    load_rules,
+    resolve_rumor_thresholds,
+)
 from alerts.severity import Features, risk, severity_for, severity_rank
 from core.db import upsert_insert
 from core.errors import Conflict, InvalidInput, NotFound
@@ -402,8 +409,8 @@ def fire_rules(f: Features, cfg: RulesConfig, subject_kind: str) -> list[dict[st
         )
 
     for rule in cfg.enabled("rumor_probability"):
-        if f.rumor_probability is not None and f.rumor_probability >= rule.min_probability:
-            add(rule, f"谣言概率 {f.rumor_probability:.2f} ≥ {rule.min_probability}")
+        if f.rumor_probability is not None and f.rumor_probability >= rule.threshold():
+            add(rule, f"谣言概率 {f.rumor_probability:.2f} ≥ {rule.threshold():.2f}")
     for rule in cfg.enabled("debunk_match"):
         if f.debunk_id and (f.debunk_similarity or 0) >= rule.min_similarity:
             add(rule, f"与已辟谣信息 #{f.debunk_id} 相似度 {f.debunk_similarity or 0:.2f}")
@@ -542,7 +549,7 @@ def evaluate(
 ) -> EvaluateResult:
     """Raise or fold alerts for what the analysis wrote since the last run. Idempotent."""
     now = now or utcnow()
-    cfg = rules or load_rules()
+    cfg = resolve_rumor_thresholds(rules or load_rules(), session)
     notifier = _Notifier(notify_config)
     result = EvaluateResult()
     # One evaluation at a time (the scheduler's and a CLI run may overlap): otherwise both could

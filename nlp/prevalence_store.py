@@ -41,6 +41,7 @@ __all__ = [
     "decider_for",
     "model_profile",
     "reestimate",
+    "threshold_for_target",
     "train_prior_of",
 ]
 
@@ -318,3 +319,42 @@ def moved(session: Session, channel: str = "all") -> tuple[PrevalenceEstimate, P
     latest, previous = last_two
     lo, hi = sorted((max(latest.estimate, 1e-6), max(previous.estimate, 1e-6)))
     return (previous, latest) if hi / lo > NOTABLE_MOVE else None
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """The adjusted probability at which a post counts as a rumor, and why (for staff)."""
+
+    value: float
+    target_precision: float
+    estimate: PrevalenceEstimate | None  # the pooled estimate it rests on (None: no estimate yet)
+
+    def why(self) -> str:
+        """One sentence in Chinese: what the threshold is and what it rests on."""
+        head = f"调整后谣言概率 ≥ {self.value:.2f} 判为疑似谣言"
+        if self.estimate is None:
+            return (f"{head}：尚无谣言占比估计（评分帖子不足），按默认占比（网页 {DEFAULT_PRIORS['web']:.0%}、"
+                    f"群聊 {DEFAULT_PRIORS['chat']:.0%}）调整概率，阈值即目标精确率 {self.target_precision:.0%}。")
+        e = self.estimate
+        return (f"{head}：近 {max((e.window_end - e.window_start).days, 1)} 天 {e.n} 条可判断帖子中估计谣言约占 "
+                f"{e.estimate:.1%}，按此调整概率后，达到这一阈值的帖子预计约 {self.target_precision:.0%} 确为谣言"
+                f"（目标精确率 {self.target_precision:.0%}）。")
+
+
+def threshold_for_target(session: Session, target: float = DEFAULT_TARGET_PRECISION, *,
+                         model_version_id: int | None = None, now: dt.datetime | None = None) -> Threshold:
+    """The threshold for ``target`` precision at the latest estimate of the active model: the
+    stored one when the estimate was made for this target, else computed from the window's
+    adjusted probabilities (a rules file may ask for another target than the pipeline's)."""
+    if model_version_id is None:
+        model_version_id = session.scalar(select(ModelVersion.id).where(
+            ModelVersion.name == "rumor", ModelVersion.status == "active"))
+    latest = current(session, model_version_id).get("all")
+    if latest is None:
+        return Threshold(float(target), float(target), None)
+    if abs(latest.target_precision - target) < 1e-9:
+        return Threshold(latest.threshold, float(target), latest)
+    w = _window(session, model_version_id, (now or utcnow()) - dt.timedelta(days=WINDOW_DAYS))
+    q = session.execute(select(PostScore.rumor_probability).where(PostScore.id.in_(w.score_ids.tolist()[:50_000])))
+    values = np.array([r[0] for r in q], dtype=np.float64)
+    return Threshold(precision_threshold(values, target) if len(values) else float(target), float(target), latest)
