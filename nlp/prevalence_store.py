@@ -39,7 +39,9 @@ __all__ = [
     "Decider",
     "current",
     "decider_for",
+    "describe",
     "model_profile",
+    "move_note",
     "reestimate",
     "threshold_for_target",
     "train_prior_of",
@@ -358,3 +360,45 @@ def threshold_for_target(session: Session, target: float = DEFAULT_TARGET_PRECIS
     q = session.execute(select(PostScore.rumor_probability).where(PostScore.id.in_(w.score_ids.tolist()[:50_000])))
     values = np.array([r[0] for r in q], dtype=np.float64)
     return Threshold(precision_threshold(values, target) if len(values) else float(target), float(target), latest)
+
+
+CHANNEL_ZH = {"web": "网页", "chat": "群聊", "all": "全部"}
+METHOD_ZH = {"bbe": "最优分段估计（BBE）", "em": "EM 估计", "bbse": "黑盒偏移估计（BBSE）", "default": "默认值"}
+
+
+def method_zh(method: str) -> str:
+    base, _, labels = method.partition("+")
+    return METHOD_ZH.get(base, base) + ("，含审核结论" if labels else "")
+
+
+def describe(e: PrevalenceEstimate) -> str:
+    """One estimate as staff read it: "群聊 1.2%（90% 区间 0.8%–1.9%，3,410 条，BBE）"."""
+    return (f"{CHANNEL_ZH.get(e.channel, e.channel)} {e.estimate:.1%}（90% 区间 {e.lower:.1%}–{e.upper:.1%}，"
+            f"{e.n:,} 条可判断帖子{f'，其中 {e.n_labels} 条已审核' if e.n_labels else ''}，{method_zh(e.method)}）")
+
+
+def _latest_before(session: Session, channel: str, when: dt.datetime) -> PrevalenceEstimate | None:
+    return session.scalar(
+        select(PrevalenceEstimate).where(PrevalenceEstimate.channel == channel, PrevalenceEstimate.created_at <= when)
+        .order_by(PrevalenceEstimate.created_at.desc(), PrevalenceEstimate.id.desc()).limit(1))
+
+
+def move_note(session: Session, *, now: dt.datetime | None = None,
+              period: dt.timedelta = dt.timedelta(hours=24)) -> str | None:
+    """A sentence for the digest when a channel's estimated rumor share at ``now`` differs by more
+    than `NOTABLE_MOVE` times from its estimate ``period`` earlier, else None."""
+    now = now or utcnow()
+    notes = []
+    for ch in CHANNELS:
+        after, before = _latest_before(session, ch, now), _latest_before(session, ch, now - period)
+        if after is None or before is None or after.id == before.id:
+            continue
+        lo, hi = sorted((max(after.estimate, 1e-6), max(before.estimate, 1e-6)))
+        if hi / lo <= NOTABLE_MOVE:
+            continue
+        way = "上升" if after.estimate > before.estimate else "下降"
+        notes.append(f"{CHANNEL_ZH[ch]}谣言占比估计由 {before.estimate:.1%} {way}到 {after.estimate:.1%}"
+                     f"（90% 区间 {after.lower:.1%}–{after.upper:.1%}）")
+    if not notes:
+        return None
+    return "；".join(notes) + "。判定阈值已随之调整，帖子的谣言概率按新的占比重新换算。"

@@ -467,6 +467,22 @@ def models(session: Session) -> list[dict[str, Any]]:
     return out
 
 
+def prevalence(session: Session) -> dict[str, Any]:
+    """The rumor share estimates the decisions rest on (nlp.prevalence_store), their recent history,
+    and what the rumor threshold currently is and why (the rules file's target, resolved)."""
+    from alerts.rules import load_rules, resolve_rumor_thresholds, rumor_threshold_note
+    from nlp import prevalence_store as ps
+
+    latest = ps.current(session)
+    return {
+        "channels": [{"name": ps.CHANNEL_ZH[ch], "e": latest[ch], "method": ps.method_zh(latest[ch].method)}
+                     for ch in ("web", "chat", "all") if ch in latest],
+        "history": ps.history(session, "all", 10),
+        "threshold_note": rumor_threshold_note(resolve_rumor_thresholds(load_rules(), session)),
+        "defaults": ps.DEFAULT_PRIORS,
+    }
+
+
 def open_alert_counts(session: Session) -> dict[str, int]:
     """Open alerts per severity, for the navigation badge."""
     return dict(session.execute(select(Alert.severity, func.count()).where(
