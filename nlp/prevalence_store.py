@@ -188,6 +188,8 @@ class _Window:
     channel: np.ndarray
     known: np.ndarray
     debunked: np.ndarray
+    stored: np.ndarray  # the adjusted probability stored now
+    label: np.ndarray  # the label stored now
 
 
 def _window(session: Session, model_version_id: int | None, since: dt.datetime) -> _Window:
@@ -196,7 +198,7 @@ def _window(session: Session, model_version_id: int | None, since: dt.datetime) 
     when = p.published_at
     q = (
         select(ps.id, ps.post_id, p.story_id, ps.raw_probability, p.channel,
-               exists().where(DebunkMatch.post_id == ps.post_id).label("debunked"))
+               exists().where(DebunkMatch.post_id == ps.post_id).label("debunked"), ps.rumor_probability, ps.label)
         .join(p, p.id == ps.post_id)
         .where(ps.raw_probability.is_not(None), ps.label != LABEL_ABSTAIN,
                ((when >= since) | (when.is_(None) & (p.collected_at >= since))))
@@ -214,6 +216,8 @@ def _window(session: Session, model_version_id: int | None, since: dt.datetime) 
         channel=np.array([r[4] for r in rows], dtype=object),
         known=np.array([verdicts.get(pid, -1) for pid in post_ids.tolist()], dtype=np.float64),
         debunked=np.array([bool(r[5]) for r in rows], dtype=bool),
+        stored=np.array([r[6] for r in rows], dtype=np.float64),
+        label=np.array([r[7] for r in rows], dtype=np.int64),
     )
 
 
@@ -264,7 +268,7 @@ def reestimate(
         rows[ch] = PrevalenceEstimate(
             channel=ch, window_start=since, window_end=now, estimate=e.value, lower=e.lower, upper=e.upper,
             method=profile.method + ("+labels" if e.n_labels else ""), n=n, n_labels=e.n_labels,
-            model_version_id=model_version_id, target_precision=target, threshold=target)
+            model_version_id=model_version_id, target_precision=target, threshold=target, created_at=now)
     decider = Decider(train_prior, priors, target, target)
     q = decider.adjusted(w.raw, w.channel.tolist())
     threshold = precision_threshold(q, target, known=w.known) if len(q) else target
@@ -282,7 +286,7 @@ def reestimate(
             upper=max((r.upper for r in rows.values()), default=pooled),
             method=(profile.method if rows else "default") + ("+labels" if n_labels else ""),
             n=len(q), n_labels=n_labels,
-            model_version_id=model_version_id, target_precision=target, threshold=threshold)
+            model_version_id=model_version_id, target_precision=target, threshold=threshold, created_at=now)
     for r in rows.values():
         session.add(r)
     session.flush()
@@ -300,8 +304,10 @@ def _readjust(session: Session, w: _Window, q: np.ndarray, threshold: float) -> 
     conn = session.connection()
     stmt = update(table).where(table.c.id == bindparam("_id")).values(
         rumor_probability=bindparam("_q"), label=bindparam("_l"))
-    executemany(conn, stmt, [{"_id": int(i), "_q": float(p), "_l": int(lab)}
-                             for i, p, lab in zip(w.score_ids.tolist(), q.tolist(), labels.tolist(), strict=True)])
+    # only the rows that change: an estimate that did not move writes nothing
+    changed = np.flatnonzero((np.abs(q - w.stored) > 1e-9) | (labels != w.label))
+    executemany(conn, stmt, [{"_id": int(w.score_ids[i]), "_q": float(q[i]), "_l": int(labels[i])}
+                             for i in changed.tolist()])
     best: dict[int, float] = {}
     for sid, p in zip(w.story_ids.tolist(), q.tolist(), strict=True):
         if sid >= 0 and p > best.get(sid, -1.0):

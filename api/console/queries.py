@@ -296,14 +296,17 @@ def alert_detail(session: Session, alert_id: int) -> dict[str, Any] | None:
     # Scores of every shown post, for a per-post probability.
     ids = [p["id"] for p in posts]
     if ids:
-        latest: dict[int, tuple[float, dt.datetime]] = {}
-        for pid, prob, at in session.execute(
-                select(PostScore.post_id, PostScore.rumor_probability, PostScore.scored_at)
+        latest: dict[int, tuple[float, dt.datetime, int]] = {}
+        for pid, prob, at, label in session.execute(
+                select(PostScore.post_id, PostScore.rumor_probability, PostScore.scored_at, PostScore.label)
                 .where(PostScore.post_id.in_(ids))):
             if pid not in latest or at > latest[pid][1]:
-                latest[pid] = (prob, at)
+                latest[pid] = (prob, at, label)
         for p in posts:
-            p["rumor_probability"] = latest.get(p["id"], (None, None))[0]
+            prob, _at, label = latest.get(p["id"], (None, None, None))
+            # a post the model cannot judge (label -1) shows 无法判断, not its channel's rumor share
+            p["rumor_probability"] = None if label == -1 else prob
+            p["unjudged"] = label == -1
 
     groups = [r._asdict() for r in session.execute(
         select(ChatGroup.id, ChatGroup.name, ChatGroup.platform, ChatGroup.member_count,

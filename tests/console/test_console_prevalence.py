@@ -52,3 +52,22 @@ def test_models_list_prints_the_estimates(fresh_db_url: str) -> None:
     assert "群聊 1.2%（90% 区间 0.7%–1.9%，2,310 条可判断帖子，其中 3 条已审核" in said
     assert "网页 3.1%" in said and "≥ 0.63" in said
     engine.dispose()
+
+
+def test_a_post_the_model_cannot_judge_shows_no_number(live, client_as) -> None:
+    import re
+
+    from sqlalchemy import update
+
+    from core.tables import Alert, Post, PostScore
+
+    with session_scope(live.engine) as s:
+        story_id = s.get(Alert, live.scene.alerts["road"]).story_id
+        post_id = s.scalars(select(Post.id).where(Post.story_id == story_id).order_by(Post.id)).first()
+        if s.scalar(select(PostScore.id).where(PostScore.post_id == post_id)) is None:
+            s.add(PostScore(post_id=post_id, rumor_probability=0.4, raw_probability=0.9, label=0, explanation=[]))
+        s.execute(update(PostScore).where(PostScore.post_id == post_id).values(label=-1, rumor_probability=0.01))
+    page = client_as("zhangmin").get(f"/alerts/{live.scene.alerts['road']}").text
+    item = re.search(rf'<li id="post-{post_id}"[^>]*>(.*?)</li>', page, re.S)
+    assert item is not None
+    assert "无法判断" in item.group(1) and "1%" not in item.group(1)
