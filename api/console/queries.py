@@ -303,10 +303,11 @@ def alert_detail(session: Session, alert_id: int) -> dict[str, Any] | None:
             if pid not in latest or at > latest[pid][1]:
                 latest[pid] = (prob, at, label)
         for p in posts:
-            prob, _at, label = latest.get(p["id"], (None, None, None))
+            found = latest.get(p["id"])
+            unjudged = found is not None and found[2] == -1
             # a post the model cannot judge (label -1) shows 无法判断, not its channel's rumor share
-            p["rumor_probability"] = None if label == -1 else prob
-            p["unjudged"] = label == -1
+            p["rumor_probability"] = None if found is None or unjudged else found[0]
+            p["unjudged"] = unjudged
 
     groups = [r._asdict() for r in session.execute(
         select(ChatGroup.id, ChatGroup.name, ChatGroup.platform, ChatGroup.member_count,

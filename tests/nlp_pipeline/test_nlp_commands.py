@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -47,13 +48,20 @@ def test_debunks_import_bad_file(fresh_db_url: str, tmp_path) -> None:
 
 def test_analyze_command(fresh_db_url: str) -> None:
     engine = make_engine(fresh_db_url)
+    recent = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)  # inside the rumor-share window
     with session_scope(engine) as session:
-        ingest_posts(session, sample_items())
+        ingest_posts(session, [{**item, "published_at": recent + dt.timedelta(minutes=n)}
+                               for n, item in enumerate(sample_items())])
     result = runner.invoke(app, ["analyze", "--quiet"])
     assert result.exit_code == 0, result.output
-    assert f"已分析 {len(sample_items())} 条" in result.output
+    said = " ".join(result.output.split())
+    assert f"已分析 {len(sample_items())} 条" in said and "无法判断 1 条" in said  # "收到"
+    # the first run estimates the rumor share (too few chat posts for their own: the default)
+    assert "谣言占比估计：全部 1.0%" in said and "默认值" in said
     again = runner.invoke(app, ["analyze", "--quiet"])
     assert "没有待分析的帖子" in again.output
+    now = runner.invoke(app, ["analyze", "--quiet", "--reestimate"])
+    assert now.exit_code == 0 and "谣言占比估计：全部" in now.output
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM posts WHERE analyzed_at IS NULL")).scalar() == 0
     engine.dispose()

@@ -33,6 +33,9 @@ def analyze(
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="最多处理多少条（默认全部）")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="不显示进度条")] = False,
+    reestimate: Annotated[
+        bool, typer.Option("--reestimate", help="分析后立即重新估计各渠道的谣言占比（默认每小时最多一次）")
+    ] = False,
 ) -> None:
     """Score every unanalysed post: rumor probability with reasons, debunk matches, story grouping."""
     from tqdm import tqdm
@@ -49,6 +52,9 @@ def analyze(
             if limit is not None:
                 total = min(total, limit)
             if not total:
+                if reestimate:
+                    _reestimate_now(session)
+                    return
                 console.print("没有待分析的帖子。")
                 return
             bar = tqdm(total=total, unit="条", desc="分析", disable=quiet, file=sys.stderr)
@@ -64,6 +70,7 @@ def analyze(
                     limit=limit,
                     progress=progress,
                     window_days=get_settings().story_window_days,
+                    reestimate_prevalence=reestimate,
                 )
             finally:
                 bar.close()
@@ -78,14 +85,45 @@ def analyze(
     console.print(
         f"已分析 {result.posts} 条（{result.posts_per_second:.0f} 条/秒），"
         f"匹配辟谣库 {c.get('debunk_matches', 0)} 条，新故事 {c.get('stories_new', 0)} 个。"
+        + (f"无法判断 {c['abstained']} 条。" if c.get("abstained") else "")
         + (
-            f" 平均谣言概率 {result.mean_score:.2f}，高分（≥0.8）占 {result.high_share:.1%}。"
+            f" 模型原始分平均 {result.mean_score:.2f}，原始分高（≥0.8）占 {result.high_share:.1%}。"
             if result.mean_score is not None and result.high_share is not None
             else ""
         ),
         highlight=False,
         markup=False,
     )
+    if "prevalence" in result.timings:
+        _print_estimates()
+
+
+def _reestimate_now(session: Any) -> None:
+    """Re-estimate the rumor share of each channel now (no new posts to analyse)."""
+    from nlp.prevalence_store import reestimate
+    from nlp.registry import active_version
+
+    row = active_version(session)
+    reestimate(session, model_version_id=row.id, card=row.card, path=row.path)
+    session.flush()
+    _print_estimates(session)
+
+
+def _print_estimates(session: Any = None) -> None:
+    from core.db import session_scope
+    from nlp.prevalence_store import current, describe
+
+    def lines(s: Any) -> list[str]:
+        latest = current(s)
+        return [describe(latest[ch]) for ch in ("web", "chat", "all") if ch in latest]
+
+    if session is not None:
+        found = lines(session)
+    else:
+        with session_scope() as s:
+            found = lines(s)
+    if found:
+        console.print("谣言占比估计：" + "；".join(found), highlight=False, markup=False)
 
 
 def classify(
