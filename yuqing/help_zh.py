@@ -25,7 +25,7 @@ COMMAND_HELP: dict[str, str] = {
     "rescore": "用当前启用的模型重新评分近期帖子（可中断后继续；已评分的帖子会跳过）。",
     "import-chats": "导入群聊导出文件或文件夹（流式读取；重复导入不会重复保存）。",
     "purge": "删除超过保留期限的群消息原文（预警证据和事件保留）。",
-    "analyze": "分析所有未分析的帖子：谣言概率（按各渠道估计的谣言占比换算）及理由、辟谣库匹配、事件归并；--reestimate 立即重新估计谣言占比。",
+    "analyze": "分析所有未分析的帖子：谣言概率及理由（概率按各渠道估计的谣言占比换算）、辟谣库匹配、事件归并；--reestimate 立即重新估计谣言占比。",
     "classify": "用当前启用的模型为任意 CSV 评分：按文件本身估计（或 --prevalence 指定）的谣言占比调整概率，增加 rumor_probability、label（1 / 0 / 无法判断）、raw_score、abstain_reason 和 top_terms。",
     "db upgrade": "创建或升级数据库表结构到最新版本（可重复运行）。",
     "users add": "添加用户并指定角色，打印一次新的 API 令牌（会提示输入密码）。",
