@@ -223,11 +223,10 @@ def main() -> None:
 
     try:
         a = prevalence_scores.load()
+        c = data.cross_dataset("weibo_ced")
     except data.SharedDataMissing as err:
         print(f"bench_prevalence skipped: {err}")
         return
-
-    c = data.cross_dataset("weibo_ced")
     ab = Abstainer(build_profile(c["train"].texts))
     abstain = ab.mask([normalize(t) for t in c["test"].texts])
     oof_p, oof_y = a["oof_p"], a["oof_y"]
