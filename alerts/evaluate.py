@@ -23,7 +23,14 @@ from alerts import notify
 from alerts.common import chunks, insert_ignore, refutation_of, short_title
 from alerts.merge import fold_merged_incident
 from alerts.queries import forget_counts
-from alerts.rules import SEVERITIES, SEVERITY_ZH, KeywordRule, RulesConfig, load_rules
+from alerts.rules import (
+    SEVERITIES,
+    SEVERITY_ZH,
+    KeywordRule,
+    RulesConfig,
+    load_rules,
+    resolve_rumor_thresholds,
+)
 from alerts.scoring import alert_kind, fire_rules, rule_kind, score_subject, suggest_response
 from alerts.severity import Features, severity_rank
 from alerts.spread import remeasure_responses
@@ -131,7 +138,7 @@ def evaluate(
 ) -> EvaluateResult:
     """Raise or fold alerts for what the analysis wrote since the last run. Idempotent."""
     now = now or utcnow()
-    cfg = rules or load_rules()
+    cfg = resolve_rumor_thresholds(rules or load_rules(), session)
     notifier = Notifier(notify_config)
     result = EvaluateResult()
     # One evaluation at a time (the scheduler's and a CLI run may overlap): otherwise both could

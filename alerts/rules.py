@@ -40,8 +40,21 @@ class _Rule(BaseModel):
 
 
 class RumorProbabilityRule(_Rule):
+    """Fires where a subject's (prior-adjusted) rumor probability reaches the threshold at which
+    posts are expected to be rumors ``target_precision`` of the time, at the current estimate of
+    the rumor share (nlp.prevalence_store). ``min_probability``, when given, fixes the threshold
+    instead (the old behaviour; it ignores how rare rumors are on the stream)."""
+
     kind: Literal["rumor_probability"]
-    min_probability: Annotated[float, Field(ge=0, le=1)] = 0.8
+    target_precision: Annotated[float, Field(gt=0, lt=1)] = 0.8
+    min_probability: Annotated[float | None, Field(ge=0, le=1)] = None
+    # set by `resolve_rumor_thresholds`: why the threshold is what it is (shown to staff)
+    threshold_note: str | None = None
+
+    def threshold(self) -> float:
+        """The probability this rule fires at (unresolved: the target precision itself, which a
+        post whose own calibrated probability reaches meets alone)."""
+        return self.min_probability if self.min_probability is not None else self.target_precision
 
 
 class DebunkMatchRule(_Rule):
@@ -243,6 +256,33 @@ def save_rules(text: str) -> tuple[Path, RulesConfig]:
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
     return path, cfg
+
+
+def resolve_rumor_thresholds(cfg: RulesConfig, session: Any) -> RulesConfig:
+    """``cfg`` with every rumor-probability rule's threshold filled in: the one that gives its
+    target precision at the current rumor-share estimate (a rule with a fixed
+    ``min_probability`` keeps it). Call once per evaluation; the file on disk is unchanged."""
+    from nlp.prevalence_store import threshold_for_target
+
+    rules: list[Any] = []
+    changed = False
+    for rule in cfg.rules:
+        if isinstance(rule, RumorProbabilityRule) and rule.min_probability is None:
+            t = threshold_for_target(session, rule.target_precision)
+            rule = rule.model_copy(update={"min_probability": round(t.value, 4), "threshold_note": t.why()})
+            changed = True
+        rules.append(rule)
+    return cfg.model_copy(update={"rules": rules}) if changed else cfg
+
+
+def rumor_threshold_note(cfg: RulesConfig) -> str | None:
+    """What the (resolved) rumor rule's threshold is and why, for the console."""
+    for rule in cfg.enabled("rumor_probability"):
+        if rule.threshold_note:
+            return str(rule.threshold_note)
+        if rule.min_probability is not None:
+            return f"规则文件固定阈值：谣言概率 ≥ {rule.min_probability:.2f}（不随谣言占比变化）。"
+    return None
 
 
 def load_rules(path: Path | None = None) -> RulesConfig:

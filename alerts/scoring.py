@@ -36,8 +36,8 @@ def fire_rules(f: Features, cfg: RulesConfig, subject_kind: str) -> list[dict[st
         )
 
     for rule in cfg.enabled("rumor_probability"):
-        if f.rumor_probability is not None and f.rumor_probability >= rule.min_probability:
-            add(rule, f"谣言概率 {f.rumor_probability:.2f} ≥ {rule.min_probability}")
+        if f.rumor_probability is not None and f.rumor_probability >= rule.threshold():
+            add(rule, f"谣言概率 {f.rumor_probability:.2f} ≥ {rule.threshold():.2f}")
     for rule in cfg.enabled("debunk_match"):
         if f.debunk_id and (f.debunk_similarity or 0) >= rule.min_similarity:
             add(rule, f"与已辟谣信息 #{f.debunk_id} 相似度 {f.debunk_similarity or 0:.2f}")

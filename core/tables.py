@@ -224,10 +224,39 @@ class PostScore(Base):
     id: Mapped[int] = _pk()
     post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), index=True)
     model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    # P(rumor) adjusted to the estimated rumor share of the post's channel (nlp.prevalence);
+    # for a post the model abstains on (label -1), the channel's rumor share itself.
     rumor_probability: Mapped[float] = mapped_column(Float)
-    label: Mapped[int] = mapped_column(Integer)
+    # The model's own score (at its training data's rumor share): a new prevalence estimate
+    # re-adjusts rumor_probability and label from it without scoring again. NULL on rows
+    # written before it existed.
+    raw_probability: Mapped[float | None] = mapped_column(Float)
+    label: Mapped[int] = mapped_column(Integer)  # 1 rumor, 0 not, -1 无法判断 (the model abstains)
     explanation: Mapped[list[Any]] = mapped_column(default=list)  # [[term, weight], ...]
     scored_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class PrevalenceEstimate(Base):
+    """One estimate of the rumor share of a channel (web, chat, or all) over a rolling window,
+    from the model's unlabelled scores and any reviewed verdicts (nlp.prevalence_store), with
+    the decision threshold it implies for the target precision."""
+
+    __tablename__ = "prevalence_estimates"
+    __table_args__ = (Index("ix_prevalence_channel_created", "channel", "created_at"),)
+    id: Mapped[int] = _pk()
+    channel: Mapped[str] = mapped_column(String(10))  # web | chat | all
+    window_start: Mapped[dt.datetime]
+    window_end: Mapped[dt.datetime]
+    estimate: Mapped[float] = mapped_column(Float)
+    lower: Mapped[float] = mapped_column(Float)
+    upper: Mapped[float] = mapped_column(Float)
+    method: Mapped[str] = mapped_column(String(20))  # em | em+labels | bbse | default
+    n: Mapped[int] = mapped_column(Integer)  # scored posts in the window
+    n_labels: Mapped[int] = mapped_column(Integer, default=0)  # reviewed verdicts among them
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    target_precision: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)  # adjusted P at which a post is called a rumor
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class AnalysisRun(Base):

@@ -593,7 +593,15 @@ def build_summary(
     )
     summary["headline"] = headline(summary)
     summary["model_drift"] = _model_drift(session, win)
+    summary["prevalence_note"] = _prevalence_note(session, win)
     return summary
+
+
+def _prevalence_note(session: Session, win: Window) -> str | None:
+    """A note when the estimated rumor share of a channel moved during the day (nlp.prevalence_store)."""
+    from nlp.prevalence_store import move_note
+
+    return move_note(session, now=win.cutoff)
 
 
 def _model_drift(session: Session, win: Window) -> str | None:

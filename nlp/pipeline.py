@@ -63,6 +63,7 @@ from sqlalchemy.orm import Session
 
 from core.db import upsert_insert
 from core.tables import AnalysisRun, DebunkMatch, ModelVersion, Post, PostScore, utcnow
+from nlp.abstain import Abstainer, load_abstainer
 from nlp.bulk import constant, executemany
 from nlp.concerns.pipeline_stage import STAGE_NAME as CONCERNS_STAGE
 from nlp.concerns.pipeline_stage import concerns_stage, concerns_text_part
@@ -71,6 +72,8 @@ from nlp.debunks import DebunkHit, DebunkMatcher
 from nlp.incidents import STAGE_NAME as INCIDENTS_STAGE
 from nlp.incidents import incidents_finish, incidents_stage, incidents_text_part
 from nlp.normalize import normalize
+from nlp.prevalence import DEFAULT_TARGET_PRECISION
+from nlp.prevalence_store import LABEL_ABSTAIN, Decider, decider_for, reestimate, train_prior_of
 from nlp.similarity import BandedIndex, match_key, shingle_batch
 from nlp.stories import (
     DEFAULT_WINDOW_DAYS,
@@ -107,8 +110,15 @@ log = logging.getLogger(__name__)
 
 MODEL_NAME = "rumor"
 HIST_BINS = 20
-HIGH_SCORE = 0.8
-LABEL_THRESHOLD = 0.5
+HIGH_SCORE = 0.8  # a "high" raw model score, for drift (nlp.drift compares raw score histograms)
+# The label threshold is no fixed number: a post is labelled a rumor where its adjusted
+# probability reaches the threshold that gives the target precision at the current prevalence
+# estimate (nlp.prevalence_store.Decider). This is the target; before any estimate exists the
+# threshold equals it (a post whose own calibrated probability reaches the target meets it).
+TARGET_PRECISION = DEFAULT_TARGET_PRECISION
+LABEL_THRESHOLD = TARGET_PRECISION
+#: Re-estimate the rumor share at most this often (a run also re-estimates when none exists).
+REESTIMATE_EVERY = dt.timedelta(hours=1)
 EXPLAIN_TERMS = 5
 RECENT_TEXTS = 20_000  # texts a shared segmenter remembers: a batch or more, cut by the model then a stage
 PARALLEL_MIN_POSTS = 6_000  # below this a process pool costs more (start + model load) than it saves
@@ -147,6 +157,11 @@ class TextFeatures:
     timings: dict[str, float]
     story_prep: BatchPrep | None = None
     extras: dict[str, Any] = field(default_factory=dict)  # stage name -> its text part's result
+    # Set by `decide` in the main process: the model's own scores (``proba`` then holds the
+    # probabilities adjusted to the channel's rumor share) and each post's label (1, 0, or
+    # LABEL_ABSTAIN where the model cannot judge the text).
+    raw: np.ndarray | None = None
+    labels: np.ndarray | None = None
 
 
 TextPart = Callable[..., Any]  # part(norm_texts) or, with ``wants_context``, part(norm_texts, contexts)
@@ -345,7 +360,14 @@ class Batch:
 
     @property
     def proba(self) -> np.ndarray:
+        """P(rumor) adjusted to each post's channel (after the text stage)."""
         return self._f().proba
+
+    @property
+    def raw_proba(self) -> np.ndarray:
+        """The model's own scores, before the prevalence adjustment."""
+        f = self._f()
+        return f.raw if f.raw is not None else f.proba
 
     @property
     def debunks(self) -> list[DebunkHit | None]:
@@ -412,6 +434,23 @@ def text_stage(ctx: AnalysisContext, batch: Batch) -> None:
         )
     for name, seconds in batch.features.timings.items():
         ctx.timings[name] = ctx.timings.get(name, 0.0) + seconds
+    decide(ctx, batch)
+
+
+def decide(ctx: AnalysisContext, batch: Batch) -> None:
+    """Adjust the batch's scores to each channel's estimated rumor share, abstain on texts the
+    model cannot judge, and label the rest at the current threshold (nlp.prevalence_store)."""
+    f = batch._f()
+    if f.raw is not None:
+        return
+    t0 = time.perf_counter()
+    decider: Decider = ctx.state.get("decider") or Decider(train_prior_of(getattr(ctx.model, "card", None)))
+    abstainer: Abstainer = ctx.state.get("abstainer") or Abstainer()
+    channels = [r.channel for r in batch.rows]
+    f.raw = np.asarray(f.proba, dtype=np.float64)
+    f.proba, f.labels = decider.decide(f.raw, channels, abstainer.mask(f.norm))
+    ctx.count("abstained", int((f.labels == LABEL_ABSTAIN).sum()))
+    ctx.timings["decide"] = ctx.timings.get("decide", 0.0) + time.perf_counter() - t0
 
 
 def story_stage(ctx: AnalysisContext, batch: Batch) -> None:
@@ -464,14 +503,18 @@ def write_stage(ctx: AnalysisContext, batch: Batch) -> None:
     tick("matches")
 
     scores = []
+    raw = batch.raw_proba
     for i, r in enumerate(batch.rows):
         p = float(f.proba[i])
         hit = f.debunks[i]
         explanation = f.explanations[i]
         if hit is not None:  # a known rumor is flagged whatever the classifier says
             explanation = [[f"{DEBUNK_TERM_PREFIX}{hit.debunk_id}", hit.similarity], *explanation]
-        label = 1 if (p >= LABEL_THRESHOLD or hit is not None) else 0
-        scores.append({"post_id": r.id, "rumor_probability": p, "label": label, "explanation": explanation})
+        label = int(f.labels[i]) if f.labels is not None else int(p >= LABEL_THRESHOLD)
+        if hit is not None:
+            label = 1
+        scores.append({"post_id": r.id, "rumor_probability": p, "raw_probability": float(raw[i]),
+                       "label": label, "explanation": explanation})
     _upsert_scores(session, scores, ctx.model_version_id, now)
     tick("scores")
 
@@ -568,7 +611,8 @@ def _upsert_scores(
     )
     stmt = ins.on_conflict_do_update(
         index_elements=["post_id", "model_version_id"],
-        set_={c: ins.excluded[c] for c in ("rumor_probability", "label", "explanation", "scored_at")},
+        set_={c: ins.excluded[c] for c in ("rumor_probability", "raw_probability", "label", "explanation",
+                                           "scored_at")},
     )
     conn.execute(stmt, rows)
 
@@ -624,6 +668,18 @@ def load_active_model(session: Session) -> tuple[Classifier, int]:
 
 
 # ----------------------------------------------------------------------------- the run
+
+
+def _abstainer(session: Session, model_version_id: int | None) -> Abstainer:
+    row = session.get(ModelVersion, model_version_id) if model_version_id is not None else None
+    return load_abstainer(row.path if row is not None and row.path else None)
+
+
+def _estimate_due(session: Session, model_version_id: int | None, now: dt.datetime) -> bool:
+    from nlp.prevalence_store import current
+
+    latest = current(session, model_version_id).get("all")
+    return latest is None or latest.created_at <= now - REESTIMATE_EVERY
 
 
 def score_histogram(proba: np.ndarray, bins: int = HIST_BINS) -> list[int]:
@@ -756,12 +812,15 @@ def run_analysis(
     window_days: int = DEFAULT_WINDOW_DAYS,
     progress: Callable[[int, int], None] | None = None,
     now: dt.datetime | None = None,
+    reestimate_prevalence: bool = False,
 ) -> AnalysisResult:
     """Analyse every post with ``analyzed_at IS NULL``; commits after each batch.
 
     ``model`` defaults to the active model (registered on first use). ``workers``: processes for
     the text stage (None: both cores when the backlog is large, else none; 0 or 1: in-process).
-    ``progress(done, total)`` is called after each batch.
+    ``progress(done, total)`` is called after each batch. After the batches the rumor share of
+    each channel is re-estimated (at most every `REESTIMATE_EVERY`, or always with
+    ``reestimate_prevalence``) and recent scores re-adjusted to it (nlp.prevalence_store).
     """
     started = time.perf_counter()
     run_started_at = utcnow()
@@ -783,6 +842,8 @@ def run_analysis(
         stories=index,
         now=now or utcnow(),
     )
+    ctx.state["decider"] = decider_for(session, model_version_id, card=getattr(model, "card", None))
+    ctx.state["abstainer"] = _abstainer(session, model_version_id)
     ctx.timings["load_indexes"] = time.perf_counter() - t0
     pipeline = list(stages) if stages is not None else list(STAGES)
     ctx.text_parts = {s.name: s.text_part(ctx) for s in pipeline if s.text_part is not None}
@@ -832,7 +893,7 @@ def run_analysis(
             t_commit = time.perf_counter()
             session.commit()
             ctx.timings["commit"] = ctx.timings.get("commit", 0.0) + time.perf_counter() - t_commit
-            probas.append(batch.proba)
+            probas.append(batch.raw_proba)
             done += len(batch)
             if progress is not None:
                 progress(done, total)
@@ -869,5 +930,10 @@ def run_analysis(
         session.add(run)
         session.commit()
         run_id = run.id
+    if done and (reestimate_prevalence or _estimate_due(session, model_version_id, ctx.now)):
+        t_est = time.perf_counter()
+        reestimate(session, model_version_id=model_version_id, card=getattr(model, "card", None), now=ctx.now)
+        session.commit()
+        ctx.timings["prevalence"] = time.perf_counter() - t_est
     log.info("analyze done", extra={"posts": done, "seconds": round(seconds, 2), "workers": workers})
     return AnalysisResult(run_id, done, seconds, dict(ctx.counts), dict(ctx.timings), mean, high, workers)

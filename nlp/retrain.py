@@ -309,10 +309,28 @@ def train_candidate(session: Session | None, *, data: Sequence[Path] = (), inclu
         "metrics": metrics, "reference_distribution": _reference(model, train_texts), "seed": seed,
         "local_dictionary_lines": len(segmenter.extra_entries),
         "terms": RESEARCH_TERMS if base == "shipped" else "Trained on this office's own labels.",
+        **_prevalence_profile(model, train_labels, eval_texts, eval_labels),
     })
     result = _save_candidate(session, model, metrics, user_id, fitted_on=train_texts)
     _keep_evalset(split)
     return result
+
+
+#: Fewest rumors of the evaluation set whose scores stand for the rumor class on new streams.
+MIN_HELDOUT_RUMORS = 20
+
+
+def _prevalence_profile(model: RumorModel, train_labels: Sequence[int], eval_texts: Sequence[str],
+                        eval_labels: Sequence[int]) -> dict[str, Any]:
+    """What nlp.prevalence_store needs of a model trained here: the rumor share of its training
+    labels, and the quantiles of its scores on the evaluation set's rumors (held out) when there
+    are enough of them (then the best-bin estimator is used, else EM)."""
+    out: dict[str, Any] = {"train_prior": round(float(np.mean(train_labels)), 6)}
+    rumors = [t for t, y in zip(eval_texts, eval_labels, strict=True) if int(y) == 1]
+    if len(rumors) >= MIN_HELDOUT_RUMORS:
+        scores = np.asarray(model.predict_proba(rumors), dtype=np.float64)
+        out["heldout_positive_quantiles"] = [round(float(v), 6) for v in np.quantile(scores, np.linspace(0, 1, 201))]
+    return out
 
 
 #: Fewest labels of each class (outside the evaluation set) a recalibration is fitted on: fewer
@@ -377,6 +395,7 @@ def recalibrate_candidate(session: Session, *, data: Sequence[Path] = (), includ
         "data": dataset.origins, "n_train": model.card.get("n_train"), "n_calibration": len(texts),
         "conflicts_dropped": dataset.conflicts, "metrics": metrics,
         "reference_distribution": _reference(model, texts),
+        **_prevalence_profile(model, labels, eval_texts, eval_labels),
         "recalibrated_from": active.version,
         "calibration": {"before": {"a": old[0], "b": old[1], "threshold_margin": -old[1] / old[0]},
                         "after": {"a": model.clf.calib_a_, "b": model.clf.calib_b_,

@@ -181,7 +181,17 @@ def write_card(directory: Path, model: RumorModel, metrics: dict[str, Any]) -> N
                                                  ensure_ascii=False),
         n_train=model.card.get("n_train"), metric_rows="\n".join(rows),
     )
-    (directory / "card.md").write_text(text, encoding="utf-8")
+    (directory / "card.md").write_text(text + DERIVED_FILES_NOTE, encoding="utf-8")
+
+
+# Files beside the model derived without retraining it (issue 21), kept when the card is rewritten.
+DERIVED_FILES_NOTE = """
+Derived files (numbers only, no text): `prevalence.json` holds the training data's rumor share and
+the quantiles, per class, of held-out scores of this recipe (3-fold CV on its training data,
+`bench/experiments/shipped_heldout_scores.py`), which the rumor-share estimators read
+(`nlp.prevalence`); `coverage.npz` is a hashed character-bigram presence profile of the training
+texts (bigrams seen at least 3 times, 2^20 buckets), which abstention reads (`nlp.abstain`).
+"""
 
 
 def ship(version: str = DEFAULT_VERSION, *, models_dir: Path | None = None,

@@ -304,14 +304,18 @@ def alert_detail(session: Session, alert_id: int) -> dict[str, Any] | None:
     # Scores of every shown post, for a per-post probability.
     ids = [p["id"] for p in posts]
     if ids:
-        latest: dict[int, tuple[float, dt.datetime]] = {}
-        for pid, prob, at in session.execute(
-                select(PostScore.post_id, PostScore.rumor_probability, PostScore.scored_at)
+        latest: dict[int, tuple[float, dt.datetime, int]] = {}
+        for pid, prob, at, label in session.execute(
+                select(PostScore.post_id, PostScore.rumor_probability, PostScore.scored_at, PostScore.label)
                 .where(PostScore.post_id.in_(ids))):
             if pid not in latest or at > latest[pid][1]:
-                latest[pid] = (prob, at)
+                latest[pid] = (prob, at, label)
         for p in posts:
-            p["rumor_probability"] = latest.get(p["id"], (None, None))[0]
+            found = latest.get(p["id"])
+            unjudged = found is not None and found[2] == -1
+            # a post the model cannot judge (label -1) shows 无法判断, not its channel's rumor share
+            p["rumor_probability"] = None if found is None or unjudged else found[0]
+            p["unjudged"] = unjudged
 
     groups = [r._asdict() for r in session.execute(
         select(ChatGroup.id, ChatGroup.name, ChatGroup.platform, ChatGroup.member_count,
@@ -488,6 +492,22 @@ def model_history(session: Session, limit: int = 50) -> list[dict[str, Any]]:
     users = dict(session.execute(select(User.id, func.coalesce(User.display_name, User.username))).all())
     return [{"event": e, "action_zh": MODEL_EVENT_ZH.get(e.action, e.action), "who": users.get(e.user_id or -1)}
             for e in history(session, limit=limit)]
+
+
+def prevalence(session: Session) -> dict[str, Any]:
+    """The rumor share estimates the decisions rest on (nlp.prevalence_store), their recent history,
+    and what the rumor threshold currently is and why (the rules file's target, resolved)."""
+    from alerts.rules import load_rules, resolve_rumor_thresholds, rumor_threshold_note
+    from nlp import prevalence_store as ps
+
+    latest = ps.current(session)
+    return {
+        "channels": [{"name": ps.CHANNEL_ZH[ch], "e": latest[ch], "method": ps.method_zh(latest[ch].method)}
+                     for ch in ("web", "chat", "all") if ch in latest],
+        "history": ps.history(session, "all", 10),
+        "threshold_note": rumor_threshold_note(resolve_rumor_thresholds(load_rules(), session)),
+        "defaults": ps.DEFAULT_PRIORS,
+    }
 
 
 def open_alert_counts(session: Session) -> dict[str, int]:

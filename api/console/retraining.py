@@ -140,7 +140,8 @@ def models_page(request: Request, user: PageUser, session: SessionDep) -> Respon
     target = reg.rollback_target(session) if active else None
     return render(request, "models.html", {"nav": "models", "rows": rows, "active": active,
                                            "rollback_to": target, "drift_status": queries.drift(session),
-                                           "history": queries.model_history(session)})
+                                           "history": queries.model_history(session),
+                                           "prevalence": queries.prevalence(session)})
 
 
 def _version_or_404(session: Any, version: str) -> Any:

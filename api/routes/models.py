@@ -8,11 +8,13 @@ import tempfile
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from fastapi import APIRouter, File, Path, Query, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AnalystUser, SessionDep, StaffUser
 from api.pagination import Page, PageDep
+from core.tables import ModelVersion
 from nlp import labels as label_service
 from nlp import registry, retrain
 from nlp.cues import term_label
@@ -46,11 +48,14 @@ class PromoteResult(BaseModel):
 
 class ScoreBody(BaseModel):
     texts: Annotated[list[Annotated[str, Field(max_length=20_000)]], Field(min_length=1, max_length=500)]
+    channel: Annotated[Literal["web", "chat"], Field(description="按哪个渠道的谣言占比换算概率")] = "chat"
 
 
 class Scored(BaseModel):
-    rumor_probability: float
-    label: int
+    rumor_probability: Annotated[float, Field(description="按渠道估计的谣言占比换算后的概率（无法判断时为该占比）")]
+    raw_score: Annotated[float, Field(description="模型原始分（训练数据的谣言占比下）")]
+    label: Annotated[int, Field(description="1 疑似谣言，0 否，-1 无法判断")]
+    abstain_reason: str | None = None
     top_terms: list[tuple[str, float]]
 
 
@@ -209,13 +214,25 @@ def rollback_model(user: AnalystUser, session: SessionDep) -> ModelVersionPublic
 
 @router.post("/models/score", response_model=ScoreResult, summary="用当前模型给文本打谣言分")
 def score_texts(body: ScoreBody, _: StaffUser, session: SessionDep) -> ScoreResult:
-    _version_id, model = registry.holder.get(session)
-    proba = model.predict_proba(body.texts)
-    reasons = model.explain(body.texts, k=5)
+    """The same decision the analysis makes: the probability adjusted to the channel's estimated
+    rumor share, the label at the current threshold, and no decision on texts the model cannot judge."""
+    from nlp.abstain import REASON_ZH, load_abstainer
+    from nlp.normalize import normalize
+    from nlp.prevalence_store import decider_for
+
+    version_id, model = registry.holder.get(session)
+    row = session.get(ModelVersion, version_id)
+    norms = [normalize(t) for t in body.texts]
+    raw = model.predict_proba(norms)
+    reasons = model.explain(norms, k=5)
+    why_not = load_abstainer(row.path if row is not None else None).reasons(norms)
+    q, labels = decider_for(session, version_id).decide(raw, [body.channel] * len(norms),
+                                                        np.array([r is not None for r in why_not]))
     return ScoreResult(model_version=model.version, items=[
-        Scored(rumor_probability=float(p), label=int(p >= 0.5),
+        Scored(rumor_probability=float(p), raw_score=float(r), label=int(lab),
+               abstain_reason=REASON_ZH[w] if w else None,
                top_terms=[(term_label(term), weight) for term, weight in why])  # cues in Chinese
-        for p, why in zip(proba, reasons, strict=True)
+        for p, r, lab, w, why in zip(q, raw, labels, why_not, reasons, strict=True)
     ])
 
 

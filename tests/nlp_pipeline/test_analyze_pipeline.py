@@ -11,6 +11,8 @@ from core.ingest import ingest_posts
 from core.tables import AnalysisRun, Debunk, DebunkMatch, ModelVersion, Post, PostScore, Story
 from nlp.debunks import import_debunks
 from nlp.pipeline import HIST_BINS, Stage, analyze, backlog, register_stage
+from nlp.prevalence import adjust
+from nlp.prevalence_store import DEFAULT_PRIORS, LABEL_ABSTAIN, train_prior_of
 from tests.nlp_pipeline.conftest import DEMO_DEBUNKS, ORDINARY, STORY_A, STORY_B, chat, sample_items
 
 
@@ -37,8 +39,17 @@ def test_analyze_scores_matches_groups_and_is_idempotent(db: Session, rumor_mode
     assert len(scores) == len(items) and {s.model_version_id for s in scores.values()} == {version.id}
     texts = [i["text"] for i in items]
     expected = rumor_model.predict_proba(texts)
+    # the model's own score is kept; the probability is adjusted to the chat channel's rumor share
+    # (the default before any estimate), and a line the model cannot judge ("收到") gets no label
+    train_prior = train_prior_of(version.card, version.path)
     for text, p in zip(texts, expected, strict=True):
-        assert abs(scores[text].rumor_probability - float(p)) < 1e-6
+        s = scores[text]
+        assert abs(s.raw_probability - float(p)) < 1e-6
+        if s.label == LABEL_ABSTAIN:
+            assert s.rumor_probability == DEFAULT_PRIORS["chat"]
+        else:
+            assert abs(s.rumor_probability - float(adjust(p, train_prior, DEFAULT_PRIORS["chat"]))) < 1e-6
+    assert scores["收到"].label == LABEL_ABSTAIN
 
     # Every copy of the 封城 rumor matches the official refutation and is flagged, whatever its score.
     debunk = db.scalar(select(Debunk).where(Debunk.claim.like("青禾镇明天封城%")))
@@ -132,7 +143,7 @@ def test_worker_processes_give_the_same_result(db: Session, rumor_model) -> None
     assert result.workers == 2 and result.posts == len(items)
     scores = _scores(db)
     expected = rumor_model.predict_proba([i["text"] for i in items])
-    assert np.allclose([scores[i["text"]].rumor_probability for i in items], expected, atol=1e-6)
+    assert np.allclose([scores[i["text"]].raw_probability for i in items], expected, atol=1e-6)
     story_ids = {db.scalar(select(Post.story_id).where(Post.raw_text == t)) for t in STORY_A}
     assert len(story_ids) == 1 and None not in story_ids
     # the workers' sklearn-free model explains exactly like the model itself

@@ -46,6 +46,12 @@ def test_recalibration_keeps_weights_and_moves_the_threshold(session: Session, i
     before, after = result.metrics["evalset_before"], result.metrics["evalset"]
     assert after["macro_f1"] > before["macro_f1"] + 0.1
     assert "Recalibrated" in (result.path / "card.md").read_text(encoding="utf-8")
+    # the prevalence estimators' profile: the labels' rumor share, and held-out rumor scores if enough
+    from nlp.prevalence_store import model_profile
+
+    profile = model_profile(candidate.card, result.path)
+    assert 0 < profile.train_prior < 1 and profile.train_prior == candidate.card["train_prior"]
+    assert (profile.tail is not None) == ("heldout_positive_quantiles" in candidate.card)
     # The fast reader the pipeline uses sees the new sigmoid too.
     texts, _ = labelled_texts(20, seed=9)
     np.testing.assert_allclose(load_scorer(result.path).predict_proba(texts), candidate.predict_proba(texts), rtol=1e-6)

@@ -109,7 +109,14 @@ def test_api_roles_labels_and_queue(env: Path, fresh_db_url: str) -> None:
         listed = client.get("/api/v1/models", headers=analyst).json()
         assert listed["total"] == 1 and listed["items"][0]["status"] == "active"
         scored = client.post("/api/v1/models/score", json={"texts": ["紧急扩散！！青禾镇明天封城，快去抢菜"]}, headers=staff)
-        assert scored.status_code == 200 and scored.json()["items"][0]["rumor_probability"] > 0.5
+        item = scored.json()["items"][0]
+        # the raw score is the model's; the probability is adjusted to the chat channel's (default) rumor share
+        assert scored.status_code == 200 and item["raw_score"] > 0.5 and item["label"] in (0, 1)
+        assert item["rumor_probability"] < item["raw_score"] and item["abstain_reason"] is None
+        chatter = client.post("/api/v1/models/score", json={"texts": ["大家早上好"], "channel": "chat"}, headers=staff)
+        assert chatter.json()["items"][0]["label"] == -1 and chatter.json()["items"][0]["abstain_reason"]
+        assert client.post("/api/v1/models/score", json={"texts": ["x"], "channel": "sms"},
+                           headers=staff).status_code == 422
         assert client.post("/api/v1/models/score", json={"texts": []}, headers=staff).status_code == 422
         assert client.post("/api/v1/labels", json={"post_id": post_id, "label": 1}, headers=staff).status_code == 403
         assert client.post("/api/v1/labels", json={"post_id": post_id, "label": 1}, headers=analyst).status_code == 201

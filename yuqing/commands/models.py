@@ -125,7 +125,24 @@ def models_list(as_json: Annotated[bool, typer.Option("--json", help="输出 JSO
             table.add_row(v.version, status, v.trained_at.isoformat(timespec="minutes") if v.trained_at else "-",
                           _f((m.get("evalset") or {}).get("macro_f1")), _f((m.get("cv") or {}).get("macro_f1")),
                           v.note or "")
+        notes = _prevalence_lines(session)
     _console().print(table)
+    for line in notes:
+        _console().print(line, highlight=False, markup=False)
+
+
+def _prevalence_lines(session: Any) -> list[str]:
+    """The rumor share estimates and the rumor threshold, as `yuqing models list` prints them."""
+    from alerts.rules import load_rules, resolve_rumor_thresholds, rumor_threshold_note
+    from nlp.prevalence_store import CHANNELS, DEFAULT_PRIORS, current, describe
+
+    latest = current(session)
+    lines = ["谣言占比估计：" + ("；".join(describe(latest[ch]) for ch in (*CHANNELS, "all") if ch in latest)
+                            if latest else f"尚无（按默认占比：网页 {DEFAULT_PRIORS['web']:.0%}、群聊 {DEFAULT_PRIORS['chat']:.0%}）")]
+    note = rumor_threshold_note(resolve_rumor_thresholds(load_rules(), session))
+    if note:
+        lines.append("判定阈值：" + note)
+    return lines
 
 
 @models_app.command("promote")

@@ -33,6 +33,9 @@ def analyze(
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="最多处理多少条（默认全部）")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="不显示进度条")] = False,
+    reestimate: Annotated[
+        bool, typer.Option("--reestimate", help="分析后立即重新估计各渠道的谣言占比（默认每小时最多一次）")
+    ] = False,
 ) -> None:
     """Score every unanalysed post: rumor probability with reasons, debunk matches, story grouping."""
     from tqdm import tqdm
@@ -49,6 +52,9 @@ def analyze(
             if limit is not None:
                 total = min(total, limit)
             if not total:
+                if reestimate:
+                    _reestimate_now(session)
+                    return
                 console.print("没有待分析的帖子。")
                 return
             bar = tqdm(total=total, unit="条", desc="分析", disable=quiet, file=sys.stderr)
@@ -64,6 +70,7 @@ def analyze(
                     limit=limit,
                     progress=progress,
                     window_days=get_settings().story_window_days,
+                    reestimate_prevalence=reestimate,
                 )
             finally:
                 bar.close()
@@ -78,14 +85,45 @@ def analyze(
     console.print(
         f"已分析 {result.posts} 条（{result.posts_per_second:.0f} 条/秒），"
         f"匹配辟谣库 {c.get('debunk_matches', 0)} 条，新故事 {c.get('stories_new', 0)} 个。"
+        + (f"无法判断 {c['abstained']} 条。" if c.get("abstained") else "")
         + (
-            f" 平均谣言概率 {result.mean_score:.2f}，高分（≥0.8）占 {result.high_share:.1%}。"
+            f" 模型原始分平均 {result.mean_score:.2f}，原始分高（≥0.8）占 {result.high_share:.1%}。"
             if result.mean_score is not None and result.high_share is not None
             else ""
         ),
         highlight=False,
         markup=False,
     )
+    if "prevalence" in result.timings:
+        _print_estimates()
+
+
+def _reestimate_now(session: Any) -> None:
+    """Re-estimate the rumor share of each channel now (no new posts to analyse)."""
+    from nlp.prevalence_store import reestimate
+    from nlp.registry import active_version
+
+    row = active_version(session)
+    reestimate(session, model_version_id=row.id, card=row.card, path=row.path)
+    session.flush()
+    _print_estimates(session)
+
+
+def _print_estimates(session: Any = None) -> None:
+    from core.db import session_scope
+    from nlp.prevalence_store import current, describe
+
+    def lines(s: Any) -> list[str]:
+        latest = current(s)
+        return [describe(latest[ch]) for ch in ("web", "chat", "all") if ch in latest]
+
+    if session is not None:
+        found = lines(session)
+    else:
+        with session_scope() as s:
+            found = lines(s)
+    if found:
+        console.print("谣言占比估计：" + "；".join(found), highlight=False, markup=False)
 
 
 def classify(
@@ -94,20 +132,38 @@ def classify(
     text_column: Annotated[str, typer.Option(help="正文所在的列名")] = "text",
     chunk_size: Annotated[int, typer.Option(min=1, max=1_000_000, help="每次读入的行数")] = 5000,
     model_path: Annotated[
-        Path | None, typer.Option("--model", help="模型目录（默认：随软件发布的模型）")
+        Path | None, typer.Option("--model", help="模型目录（默认：数据库中当前启用的模型；没有数据库时用随软件发布的模型）")
     ] = None,
+    prevalence: Annotated[
+        str, typer.Option("--prevalence", help="文件中谣言的大致占比：auto（默认，由文件本身估计）或 0 到 1 之间的数，如 0.02")
+    ] = "auto",
+    target_precision: Annotated[
+        float, typer.Option("--target-precision", min=0.05, max=0.99, help="判为谣言的帖子中，预计有多大比例真是谣言")
+    ] = 0.8,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="不显示进度条")] = False,
 ) -> None:
-    """Score any CSV without touching the database: adds rumor_probability, label and top_terms."""
+    """Score any CSV with the active model: adds rumor_probability (adjusted to the file's rumor
+    share), label (1 / 0 / 无法判断), raw_score, abstain_reason and top_terms."""
     import pandas as pd
     from tqdm import tqdm
 
-    from nlp.classify_csv import classify_frame
+    from nlp.abstain import load_abstainer
+    from nlp.classify_csv import (
+        CHANNEL,
+        RAW_COLUMN,
+        REASON_COLUMN,
+        decide_frame,
+        estimate_from_scores,
+        score_frame,
+        threshold_for,
+    )
+    from nlp.prevalence_store import Decider, model_profile
 
     if not input.is_file():
         raise _fail(f"输入文件不存在：{input}")
     if input.resolve() == output.resolve():
         raise _fail("输出文件不能和输入文件相同：请换一个 --output 路径。")
+    given_prior = _prevalence_option(prevalence)
     encoding = file_encoding(input)  # Excel on Chinese Windows saves CSV as GBK
     try:
         header = pd.read_csv(input, nrows=0, encoding=encoding).columns.tolist()
@@ -120,22 +176,61 @@ def classify(
             f"请用 --text-column 指定正文所在的列。"
         )
     try:
-        model = _load_model(model_path)
+        model, model_dir, which = _classify_model(model_path)
     except FileNotFoundError as err:
         raise _fail(f"找不到谣言模型：{err}。请用 --model 指定模型目录。") from err
+    console.print(f"使用模型 {model.version}（{which}）", highlight=False, markup=False)
+    profile = model_profile(getattr(model, "card", None), model_dir)
+    abstainer = load_abstainer(model_dir)
     with input.open("rb") as fh:
         total_rows = max(0, sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b"")) - 1)
     bar = tqdm(total=total_rows, unit="行", desc="打分", disable=quiet, file=sys.stderr)
+    scored_tmp = output.with_name(output.name + ".scored.part")
     tmp = output.with_name(output.name + ".part")
     written = 0
-    flagged = 0
+    judged_raw: list[float] = []
     try:
         reader = pd.read_csv(
             input, chunksize=chunk_size, encoding=encoding, dtype=str, keep_default_na=False
         )
         for n, chunk in enumerate(reader):
-            scored = classify_frame(chunk, model, text_column)
-            scored.to_csv(
+            scored = score_frame(chunk, model, text_column, abstainer=abstainer)
+            scored.to_csv(scored_tmp, mode="w" if n == 0 else "a", header=n == 0, index=False, encoding="utf-8")
+            judged_raw.extend(scored.loc[scored[REASON_COLUMN] == "", RAW_COLUMN].astype(float).tolist())
+            written += len(scored)
+            bar.update(len(scored))
+    except pd.errors.ParserError as err:
+        scored_tmp.unlink(missing_ok=True)
+        raise _fail(f"CSV 文件 {input.name} 第 {written + 1} 行附近格式错误：{err}") from err
+    except UnicodeDecodeError as err:
+        scored_tmp.unlink(missing_ok=True)
+        raise _fail(f"CSV 文件 {input.name} 第 {written + 1} 行之后有无法识别的字符（不是 UTF-8 或 GBK 文本）："
+                    "请在 Excel 中另存为“CSV UTF-8”。") from err
+    finally:
+        bar.close()
+    # the rumor share of the file (estimated from its own judged rows, or given), then the decisions
+    if given_prior is not None:
+        prior, how = given_prior, f"按指定的谣言占比 {given_prior:.1%}"
+    elif len(judged_raw) >= _MIN_ROWS_FOR_ESTIMATE:
+        est = estimate_from_scores(judged_raw, profile)
+        prior = est.value
+        how = (f"由文件估计的谣言占比 {est.value:.1%}（90% 区间 {est.lower:.1%}–{est.upper:.1%}，"
+               f"{len(judged_raw)} 行，方法 {est.method.upper()}）")
+    else:
+        prior = _DEFAULT_FILE_PRIOR
+        how = f"可判断的行太少（{len(judged_raw)} 行，至少 {_MIN_ROWS_FOR_ESTIMATE} 行才估计），按默认谣言占比 {prior:.0%}"
+    decider = Decider(profile.train_prior, {CHANNEL: prior}, target_precision, target_precision)
+    decider.threshold = threshold_for(judged_raw, decider)
+    flagged = abstained = 0
+    if written == 0:
+        pd.DataFrame(columns=[*header, "rumor_probability", "label", RAW_COLUMN, REASON_COLUMN, "top_terms"]).to_csv(
+            tmp, index=False, encoding="utf-8-sig"
+        )
+    else:
+        for n, chunk in enumerate(pd.read_csv(scored_tmp, chunksize=chunk_size, encoding="utf-8", dtype=str,
+                                              keep_default_na=False)):
+            decided = decide_frame(chunk, decider)
+            decided.to_csv(
                 tmp,
                 mode="w" if n == 0 else "a",
                 header=n == 0,
@@ -143,34 +238,74 @@ def classify(
                 encoding="utf-8-sig" if n == 0 else "utf-8",  # a BOM once: Excel then reads it as UTF-8
                 quoting=csv.QUOTE_MINIMAL,
             )
-            written += len(scored)
-            flagged += int(scored["label"].sum())
-            bar.update(len(scored))
-    except pd.errors.ParserError as err:
-        tmp.unlink(missing_ok=True)
-        raise _fail(f"CSV 文件 {input.name} 第 {written + 1} 行附近格式错误：{err}") from err
-    except UnicodeDecodeError as err:
-        tmp.unlink(missing_ok=True)
-        raise _fail(f"CSV 文件 {input.name} 第 {written + 1} 行之后有无法识别的字符（不是 UTF-8 或 GBK 文本）："
-                    "请在 Excel 中另存为“CSV UTF-8”。") from err
-    finally:
-        bar.close()
-    if written == 0:
-        pd.DataFrame(columns=[*header, "rumor_probability", "label", "top_terms"]).to_csv(
-            tmp, index=False, encoding="utf-8-sig"
-        )
+            labels = decided["label"].astype(str)
+            flagged += int((labels == "1").sum())
+            abstained += int((labels == "无法判断").sum())
+    scored_tmp.unlink(missing_ok=True)
     tmp.replace(output)
     console.print(
-        f"已打分 {written} 行，其中疑似谣言 {flagged} 行，结果写入 {output}", highlight=False, markup=False
+        f"{how}；阈值：调整后概率 ≥ {decider.threshold:.2f} 判为疑似谣言（预计其中约 {target_precision:.0%} 确为谣言）",
+        highlight=False, markup=False,
+    )
+    console.print(
+        f"已打分 {written} 行，其中疑似谣言 {flagged} 行，无法判断 {abstained} 行，结果写入 {output}",
+        highlight=False, markup=False,
     )
 
 
-def _load_model(path: Path | None):  # -> RumorScorer
-    # The scoring reader: no scikit-learn import, about a second less before the first row.
+_MIN_ROWS_FOR_ESTIMATE = 30
+_DEFAULT_FILE_PRIOR = 0.03
+
+
+def _prevalence_option(value: str) -> float | None:
+    """``auto`` -> None; a share in (0, 1) (``0.02`` or ``2%``) -> that share; else a clear error."""
+    text = value.strip().lower()
+    if text == "auto":
+        return None
+    try:
+        share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        share = -1.0
+    if not 0.0 < share < 1.0:
+        raise _fail(f"--prevalence 应为 auto 或 0 到 1 之间的数（如 0.02 或 2%），收到的是 '{value}'。")
+    return share
+
+
+def _classify_model(path: Path | None) -> tuple[Any, Path, str]:
+    """The model to classify with, its folder, and which one it is (said in the output): the
+    given folder, else the registry's active model, else (no database yet) the shipped one."""
     from nlp.registry import load_for_scoring
     from nlp.scoring import default_model_path
 
-    return load_for_scoring(path or default_model_path())
+    if path is not None:
+        return load_for_scoring(path), path, "--model 指定"
+    active = _active_model_path()
+    if active is not None:
+        return load_for_scoring(active), active, "数据库中当前启用的模型"
+    shipped = default_model_path()
+    return load_for_scoring(shipped), shipped, "随软件发布的模型；数据库中还没有启用的模型"
+
+
+def _active_model_path() -> Path | None:
+    """The active model's folder from the registry, read only (None without a usable database)."""
+    from sqlalchemy import select
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from core.db import session_scope
+    from core.settings import get_settings
+    from core.tables import ModelVersion
+
+    url = make_url(get_settings().effective_database_url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).is_file():
+        return None  # no database yet: do not create an empty file by asking
+    try:
+        with session_scope() as session:
+            path = session.scalar(select(ModelVersion.path).where(
+                ModelVersion.name == "rumor", ModelVersion.status == "active"))
+    except SQLAlchemyError:
+        return None
+    return Path(path) if path and Path(path).exists() else None
 
 
 @debunks_app.command("import")

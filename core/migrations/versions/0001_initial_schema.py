@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 12:12:21.527732
+Create Date: 2026-12-06 12:12:44.474043
 """
 from __future__ import annotations
 
@@ -324,6 +324,27 @@ def upgrade() -> None:
     with op.batch_alter_table('incidents', schema=None) as batch_op:
         batch_op.create_index('ix_incidents_status_last_seen', ['status', 'last_seen'], unique=False)
 
+    op.create_table('prevalence_estimates',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('channel', sa.String(length=10), nullable=False),
+    sa.Column('window_start', core.tables.UTCDateTime(), nullable=False),
+    sa.Column('window_end', core.tables.UTCDateTime(), nullable=False),
+    sa.Column('estimate', sa.Float(), nullable=False),
+    sa.Column('lower', sa.Float(), nullable=False),
+    sa.Column('upper', sa.Float(), nullable=False),
+    sa.Column('method', sa.String(length=20), nullable=False),
+    sa.Column('n', sa.Integer(), nullable=False),
+    sa.Column('n_labels', sa.Integer(), nullable=False),
+    sa.Column('model_version_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('target_precision', sa.Float(), nullable=False),
+    sa.Column('threshold', sa.Float(), nullable=False),
+    sa.Column('created_at', core.tables.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['model_version_id'], ['model_versions.id'], name=op.f('fk_prevalence_estimates_model_version_id_model_versions'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_prevalence_estimates'))
+    )
+    with op.batch_alter_table('prevalence_estimates', schema=None) as batch_op:
+        batch_op.create_index('ix_prevalence_channel_created', ['channel', 'created_at'], unique=False)
+
     op.create_table('stories',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('representative_post_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
@@ -543,6 +564,7 @@ def upgrade() -> None:
     sa.Column('post_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('model_version_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('rumor_probability', sa.Float(), nullable=False),
+    sa.Column('raw_probability', sa.Float(), nullable=True),
     sa.Column('label', sa.Integer(), nullable=False),
     sa.Column('explanation', sa.JSON(), nullable=False),
     sa.Column('scored_at', core.tables.UTCDateTime(), nullable=False),
@@ -648,6 +670,10 @@ def downgrade() -> None:
 
     op.drop_table('alerts')
     op.drop_table('stories')
+    with op.batch_alter_table('prevalence_estimates', schema=None) as batch_op:
+        batch_op.drop_index('ix_prevalence_channel_created')
+
+    op.drop_table('prevalence_estimates')
     with op.batch_alter_table('incidents', schema=None) as batch_op:
         batch_op.drop_index('ix_incidents_status_last_seen')
 

@@ -3,7 +3,7 @@
 Question: do word vectors trained by us on the UNLABELLED repost and comment texts in
 ``../shared/data`` (weibo_ced ``ced_reposts.jsonl.gz``, weibo_ma2016
 ``ma2016_reposts_first50.jsonl.gz``) improve the shipped classifier on the selection
-protocols of `bench/exp_quality.py` (val, proxy)?
+protocols of `bench/experiments/exp_quality.py` (val, proxy)?
 
 What would ship is numbers only: a float16 table of B rows (B a power of two), row
 ``col % B`` for the word-unigram column ``col`` that `nlp.scoring.hash_word_ngrams`
@@ -16,16 +16,16 @@ l2-normalised: ``E = rownorm((Xu . weights) @ T)`` from the unigram count matrix
 Contamination: the unlabelled corpus of a protocol holds no cascade of a source post whose
 text_key is in that protocol's test set (see `corpus_mask`).
 
-    /work/venv/bin/python bench/exp_embed.py prep          # normalise + segment + hash (cached)
-    /work/venv/bin/python bench/exp_embed.py train CORPUS  # Word2Vec on one corpus (cached)
-    /work/venv/bin/python bench/exp_embed.py run [--seeds 0,1,2] [--out F.jsonl] [VARIANT ...]
+    python -m bench.experiments.exp_embed prep          # normalise + segment + hash (cached)
+    python -m bench.experiments.exp_embed train CORPUS  # Word2Vec on one corpus (cached)
+    python -m bench.experiments.exp_embed run [--seeds 0,1,2] [--out F.jsonl] [VARIANT ...]
 
 ``train val+train`` / ``train proxy+train5``: the protocol's repost corpus plus its own labelled
 TRAINING texts (text only; 1 or 5 copies). Variants (``VARIANTS``): ``aug`` (dense block
 appended to the sparse features, shipped ensemble, NB ratio on the sparse columns only),
 ``stack`` (LR on the embeddings, its margin combined with the ensemble's by a logistic fit on
 out-of-fold margins), ``clu`` (bag of k-means word clusters), ``rand*`` (control: random
-vectors in the same hashed table). Results: bench/results/classifier_embed_experiments.{md,jsonl}.
+vectors in the same hashed table). Results: bench/experiments/results/classifier_embed_experiments.{md,jsonl}.
 No variant met the bar for the test protocols, so no test mode was written.
 """
 
@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
@@ -162,7 +162,7 @@ def corpus_mask(name: str, corpus=None) -> tuple[np.ndarray, dict]:
 def train_side_sentences(prot: str) -> list[list[str]]:
     """Hashed unigram columns of the labelled TRAINING texts of protocol ``prot`` (no labels
     used; the test side never enters)."""
-    from bench import exp_quality as q
+    from bench.experiments import exp_quality as q
     df = q.frame()
     tr = q.protocols(df)[prot][0]
     X = unigram_counts(df)[tr].tocsr()
@@ -309,7 +309,7 @@ def cluster_counts(Xu: sp.csr_matrix, cmap: np.ndarray) -> sp.csr_matrix:
 
 # --------------------------------------------------------------------------- fits
 def nb_ratio(X, y, alpha=0.005):
-    from bench.exp_quality import _nb
+    from bench.experiments.exp_quality import _nb
     return _nb(X, y, alpha)
 
 
@@ -319,7 +319,7 @@ def fit_aug(X, y, n_dense: int, seed=0, C_svc=2.0, C_nb=1.0, nb_alpha=0.005):
     the sparse columns only (dense columns get ratio 1). One coefficient vector."""
     from sklearn.svm import LinearSVC
 
-    from bench.exp_quality import Lin
+    from bench.experiments.exp_quality import Lin
     ns = X.shape[1] - n_dense
     r = np.ones(X.shape[1])
     if ns:
@@ -341,7 +341,7 @@ def fit_emb_lr(E, y, C=1.0, seed=0):
     """Linear model on the doc embeddings alone (the second margin of the stack)."""
     from sklearn.linear_model import LogisticRegression
 
-    from bench.exp_quality import Lin
+    from bench.experiments.exp_quality import Lin
     m = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(E, y)
     return Lin(m.coef_.ravel().astype(np.float64), float(m.intercept_[0]))
 
@@ -356,7 +356,7 @@ def run_variant(Xs_tr, Xs_te, E_tr, E_te, ytr, yte, cfg, seed, groups):
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupKFold
 
-    from bench.exp_quality import best_threshold_f1, scores
+    from bench.experiments.exp_quality import best_threshold_f1, scores
     mode = cfg.get("mode", "base")
     w = cfg.get("w", 1.0)
     if cfg.get("clu") is not None:  # bag-of-clusters block: sparse, joins the NB-scaled part
@@ -442,7 +442,7 @@ class Ctx:
     """Per-process cache: frame, protocols, sparse designs, doc vectors."""
 
     def __init__(self):
-        from bench import exp_quality as q
+        from bench.experiments import exp_quality as q
         self.q = q
         self.df = q.frame()
         self.y = self.df["label"].to_numpy()
@@ -529,6 +529,6 @@ if __name__ == "__main__":
         kw = {k: (float(v) if "." in v or "e-" in v else int(v)) for k, v in (a.split("=") for a in sys.argv[3:])}
         train(sys.argv[2], **kw)
     elif cmd == "run":
-        from bench.exp_quality import seeds_and_out
+        from bench.experiments.exp_quality import seeds_and_out
 
         main(*seeds_and_out(sys.argv[2:]))

@@ -10,12 +10,12 @@ linear fits. Selection protocols (never the test sets):
 Reported only for the chosen candidates: weibo21 train(+val) -> test (dedup) and the
 cross-dataset weibo_ced protocol (with the real training code, `nlp.training`).
 
-    /work/venv/bin/python bench/exp_quality.py [VARIANT ...]   # default: every variant
+    python -m bench.experiments.exp_quality [VARIANT ...]   # default: every variant
 
 prints val and proxy scores of the calibrated variants (results of a full run:
-bench/results/classifier_quality_experiments.{json,md}).
+bench/experiments/results/classifier_quality_experiments.{json,md}).
 
-    /work/venv/bin/python bench/exp_quality.py --round2 [--seeds 0,1,2] [--out F.jsonl] [VARIANT ...]
+    python -m bench.experiments.exp_quality --round2 [--seeds 0,1,2] [--out F.jsonl] [VARIANT ...]
 
 runs the round-2 variants (`ROUND2`: multi-source feature stability, source-balanced
 weights, more ensemble members, extra n-gram views, calibration folds); each line holds val
@@ -30,7 +30,7 @@ import pickle
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
