@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
@@ -24,8 +29,33 @@ from api.routes import (
 )
 from api.routes import sources as sources_routes
 from core.db import get_engine, session_factory
+from core.settings import get_settings
+from crawler.chats.push import replay_spill
 
 API_PREFIX = "/api/v1"
+log = logging.getLogger(__name__)
+
+
+def _replay_loop(app: FastAPI, stop: threading.Event) -> None:
+    """Replay pushes spilled during a database outage, every YUQING_SPILL_REPLAY_SECONDS."""
+    interval = get_settings().spill_replay_seconds
+    while not stop.wait(interval):
+        try:
+            replay_spill(app.state.sessionmaker)
+        except Exception:  # the loop must outlive any one failure; the next round tries again
+            log.exception("push spill replay failed; trying again in %.0f s", interval)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    stop = threading.Event()
+    worker = threading.Thread(target=_replay_loop, args=(app, stop), name="push-spill-replay", daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        worker.join(timeout=5)
 
 
 def create_app(engine: Engine | None = None) -> FastAPI:
@@ -38,6 +68,7 @@ def create_app(engine: Engine | None = None) -> FastAPI:
         description="谣言与热点关切监测：预警、审核流程、辟谣库、话题、日报、模型。除 /health 外均需 Bearer 令牌。",
         docs_url="/docs",
         redoc_url=None,
+        lifespan=_lifespan,
     )
     app.state.engine = engine or get_engine()
     app.state.sessionmaker = session_factory(app.state.engine)

@@ -62,6 +62,7 @@ def test_onebot_push_is_stored_once(api_client: TestClient, api_engine, bot: dic
         "rejected": [],
         "skipped": {},
         "ignored": None,
+        "spooled": 0,
     }
     again = api_client.post(ONEBOT, json=event(), headers=bot)
     assert again.json()["unchanged"] == 1 and again.json()["new"] == 0
