@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from core.db import upsert_insert
 from core.errors import NotFound
 from core.ingest import canonical_url
+from core.privacy import mask_personal_data
 from core.tables import FetchState, Post, Source, SourceRun, utcnow
 from crawler.config import SourceConfig
 from crawler.items import FetchMark
@@ -124,7 +125,8 @@ def finish_run(session: Session, run_id: int, *, status: str, pages_fetched: int
     run.status = status
     run.pages_fetched, run.items_new, run.items_updated = pages_fetched, items_new, items_updated
     run.items_unchanged, run.items_dropped = items_unchanged, items_dropped
-    run.errors = errors
+    # Reasons and URLs only, and masked: a URL or a server's message can carry a phone number.
+    run.errors = [{k: mask_personal_data(v) if isinstance(v, str) else v for k, v in e.items()} for e in errors]
     run.stats = (run.stats or {}) | stats
     source = session.get(Source, run.source_id)
     if source is not None:

@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.ingest import ingest_posts, link_orphans
+from core.privacy import mask_personal_data
 from core.settings import get_settings
 from core.tables import ChatGroup, Source, SourceRun, utcnow
 from crawler.chats.detect import detect_format, open_events
@@ -350,8 +351,10 @@ def _close_run(session: Session, run: SourceRun, report: ImportReport) -> None:
     )
     run.items_new, run.items_updated, run.items_unchanged = c.new, c.updated, c.unchanged
     run.items_dropped = c.rejected_count + report.issue_count
-    errors = [{"line": i.line, "reason": i.reason} for i in report.issues[:100]]
-    errors += [{"line": line, "reason": reason} for line, reason in c.rejected[:100]]
+    # A position and a reason, never the line's content (a phone number, a sender's QQ number):
+    # the parsers say why without quoting, and masking here is the belt to those braces.
+    errors = [{"line": i.line, "reason": mask_personal_data(i.reason)} for i in report.issues[:100]]
+    errors += [{"line": line, "reason": mask_personal_data(reason)} for line, reason in c.rejected[:100]]
     if not report.completed:
         errors.append({"line": None, "reason": "导入中断；重新运行同一命令即可，已入库的消息不会重复"})
     run.errors = errors
