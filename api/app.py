@@ -12,6 +12,7 @@ from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 
 from api.console import install as install_console
+from api.guards import RequestGuard
 from api.problems import install_problem_handlers
 from api.routes import (
     alerts,
@@ -87,4 +88,6 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     app.include_router(debunks.router, prefix=API_PREFIX)
     app.include_router(topics.router, prefix=API_PREFIX)
     install_console(app)  # the review console at /, last: its pages must not shadow the API
+    # outermost of our middleware: sees the raw request first and any error last
+    app.add_middleware(RequestGuard, max_bytes=int(get_settings().max_request_mb * 1024 * 1024))
     return app
