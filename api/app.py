@@ -12,6 +12,7 @@ from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 
 from api.console import install as install_console
+from api.docs import install_private_docs
 from api.guards import RequestGuard
 from api.problems import install_problem_handlers
 from api.routes import (
@@ -63,14 +64,17 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     """Build the app; ``engine`` defaults to the configured database (tests pass their own)."""
     # FastAPIOffline: FastAPI whose /docs loads Swagger UI from the package instead of a CDN, so
     # the API documentation works on an office network without internet.
+    public_docs = get_settings().public_docs
     app = FastAPIOffline(
         title="舆情哨兵 yuqing API",
         version="0.1.0",
         description="谣言与热点关切监测：预警、审核流程、辟谣库、话题、日报、模型。除 /health 外均需 Bearer 令牌。",
-        docs_url="/docs",
+        docs_url="/docs" if public_docs else None,
         redoc_url=None,
         lifespan=_lifespan,
     )
+    if not public_docs:
+        install_private_docs(app)
     app.state.engine = engine or get_engine()
     app.state.sessionmaker = session_factory(app.state.engine)
     install_problem_handlers(app)

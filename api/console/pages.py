@@ -91,17 +91,17 @@ def login(
         return _login_form(request, next=target, username=username, status=400,
                            error="登录页面已过期（或浏览器禁用了 Cookie），请重新输入后登录。")
     username = username.strip()
-    key = (request.client.host if request.client else "-", username.lower())
-    wait = throttle.wait_seconds(key)
+    address = request.client.host if request.client else "-"
+    wait = throttle.wait_seconds(session, address, username)
     if wait:
         return _login_form(request, next=target, username=username, status=429,
                            error=f"登录失败次数过多，请 {wait} 秒后再试。")
     user = accounts.authenticate_password(session, username, password) if username and password else None
     if user is None:
-        throttle.failed(key)
+        throttle.failed(session, address, username)
         return _login_form(request, next=target, username=username, status=401,
                            error="用户名或密码错误。忘记密码请联系管理员（yuqing users passwd 用户名）。")
-    throttle.succeeded(key)
+    throttle.succeeded(session, address, username)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(SESSION_COOKIE, dump_session(user.id, new_csrf_token()), max_age=SESSION_HOURS * 3600,
                         httponly=True, samesite="lax", secure=cookie_secure(request), path="/")
