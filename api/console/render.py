@@ -44,7 +44,7 @@ ACTION_ZH = {"created": "创建预警", "rising": "正在扩散", "realert": "�
 SOURCE_KIND_ZH = {"feed": "RSS 订阅", "html": "网页", "json": "接口", "custom": "定制", "chat_export": "群聊导出",
                   "bot": "群机器人", "api": "接口推送"}
 PLATFORM_ZH = {"qq": "QQ 群", "wechat": "微信群", "telegram": "Telegram", "web": "网页版块", "other": "其他"}
-RUN_STATUS_ZH = {"running": "运行中", "ok": "正常", "partial": "部分失败", "failed": "失败"}
+RUN_STATUS_ZH = {"running": "运行中", "ok": "正常", "partial": "部分失败", "failed": "失败", "interrupted": "已中断"}
 MODEL_STATUS_ZH = {"candidate": "候选", "active": "在用", "retired": "已停用", "rolled_back": "已回滚"}
 LABEL_ORIGIN_ZH = {"review": "复核结论", "manual": "人工标注", "import": "导入"}
 METRIC_ZH = {"macro_f1": "宏平均 F1", "f1": "F1", "auc": "AUC", "accuracy": "准确率", "precision": "精确率",

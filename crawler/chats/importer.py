@@ -27,11 +27,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.ingest import ingest_posts, link_orphans
+from core.lifecycle import worker_id
 from core.privacy import mask_personal_data
 from core.settings import get_settings
 from core.tables import ChatGroup, Source, SourceRun, utcnow
 from crawler.chats.detect import detect_format, open_events
 from crawler.chats.model import ChatMessage, ParseIssue, Skipped
+from crawler.service import close_dead_runs
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +289,9 @@ def import_chat_file(
     events, bytes_read = open_events(path, fmt, file_group=stem)
     report = ImportReport(path=str(path), format=fmt, size=path.stat().st_size)
     source = _source(session, SOURCE_NAMES[fmt], "chat_export")
-    run = SourceRun(source_id=source.id, status="running", stats={"file": path.name, "format": fmt})
+    close_dead_runs(session, source.id)  # an import killed earlier: interrupted, not "running" forever
+    run = SourceRun(source_id=source.id, status="running",
+                    stats={"file": path.name, "format": fmt, "worker": worker_id()})
     session.add(run)
     session.commit()
 

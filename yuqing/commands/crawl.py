@@ -29,7 +29,7 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 sources_app = typer.Typer(help="信息源：检查和查看信息源配置文件（YAML）。", no_args_is_help=True)
 
-STATUS_ZH = {"ok": "正常", "partial": "部分出错", "failed": "失败", "running": "运行中"}
+STATUS_ZH = {"ok": "正常", "partial": "部分出错", "failed": "失败", "running": "运行中", "interrupted": "已中断"}
 
 
 
