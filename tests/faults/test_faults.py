@@ -1,0 +1,229 @@
+"""Fault injection, counted: items lost and duplicated, 5xx answers, recovery time; the figures go
+to bench/results/faults.md. Target: 0 lost, 0 duplicated, 0 5xx.
+
+- a PostgreSQL crash (pg_ctl stop -m immediate) and restart in the middle of a stream of bot
+  pushes from a client that never retries (go-cqhttp);
+- kill -9 of `yuqing analyze` (backlog 6,000, two worker processes) mid-run, then a new run;
+- kill -9 of `yuqing import-chats` mid-file, then the same command again.
+
+SMTP and webhook outages are covered where the outbox lives (tests/alerts/test_notify.py:
+receiver down mid-run, SMTP unreachable) and their figures are not repeated here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import func, select, text
+
+from api import accounts
+from api.app import create_app
+from core.db import make_engine, session_scope
+from core.settings import get_settings
+from core.tables import AnalysisRun, Post, PostScore, SourceRun
+from tests.faults.conftest import REPO, Figures, OwnPostgres, wait_until
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    folder = tmp_path / "data"
+    monkeypatch.setenv("YUQING_DATA_DIR", str(folder))
+    monkeypatch.setenv("YUQING_SPILL_REPLAY_SECONDS", "0.5")
+    get_settings.cache_clear()
+    yield folder
+    get_settings.cache_clear()
+
+
+def _serve(app) -> tuple[uvicorn.Server, threading.Thread, str]:  # type: ignore[no-untyped-def]
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="critical"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    assert wait_until(lambda: server.started, 15) is not None
+    return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_database_crash_and_restart_mid_push(
+    own_postgres: OwnPostgres, data_dir: Path, fault_figures: Figures
+) -> None:
+    engine = make_engine(own_postgres.url)
+    with session_scope(engine) as s:
+        owner = accounts.create_user(s, username="qq-bot-owner", role="staff")
+        token = accounts.create_token(s, owner, "qq-bot-1", kind="bot")
+    server, thread, base = _serve(create_app(engine))
+    answers: dict[int, int] = {}
+    restarted_at = 0.0
+    try:
+        with httpx.Client(base_url=base, timeout=10, headers={"Authorization": f"Bearer {token}"}) as client:
+            start = time.monotonic()
+            n = 0
+            crashed = restarted = False
+            while time.monotonic() - start < 7.0:
+                elapsed = time.monotonic() - start
+                if elapsed > 2.0 and not crashed:
+                    own_postgres.stop()
+                    crashed = True
+                if elapsed > 4.5 and not restarted:
+                    own_postgres.start()
+                    restarted, restarted_at = True, time.monotonic()
+                n += 1
+                event = {"time": 1764036000 + n, "post_type": "message", "message_type": "group",
+                         "message_id": n, "group_id": 880001, "user_id": 20000 + n % 7,
+                         "message": f"第{n}条：东湾村的消息", "sender": {"nickname": f"村民{n % 7}"}}
+                try:  # like go-cqhttp: one POST per message, no retry
+                    answers[n] = client.post("/api/v1/ingest/onebot", json=event).status_code
+                except httpx.HTTPError:
+                    answers[n] = 0
+        accepted = {i for i, code in answers.items() if code in (200, 202)}
+
+        def stored() -> set[int]:
+            with session_scope(engine) as s:
+                return {int(x) for x in s.scalars(select(Post.external_id))}
+
+        recovery = wait_until(lambda: accepted <= stored(), 60, step=0.2)
+        recovery_s = round(time.monotonic() - restarted_at, 1) if recovery is not None else None
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    with session_scope(engine) as s:
+        rows = s.scalar(select(func.count()).select_from(Post)) or 0
+        distinct = s.scalar(select(func.count(func.distinct(Post.external_id)))) or 0
+    engine.dispose()
+    lost = len(set(answers) - stored_ids(own_postgres.url))
+    spooled = sum(1 for code in answers.values() if code == 202)
+    fifth = sum(1 for code in answers.values() if code >= 500 or code == 0)
+    fault_figures.add(fault="PostgreSQL crash + restart mid-push (no client retry)", items=len(answers), lost=lost,
+                      duplicated=rows - distinct, **{"5xx": fifth}, recovery_s=recovery_s,
+                      note=f"{spooled} answered 202 (spilled), replayed after restart")
+    assert spooled > 0, "the outage was not hit"
+    assert (lost, rows - distinct, fifth) == (0, 0, 0)
+
+
+def stored_ids(url: str) -> set[int]:
+    engine = make_engine(url)
+    try:
+        with session_scope(engine) as s:
+            return {int(x) for x in s.scalars(select(Post.external_id))}
+    finally:
+        engine.dispose()
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_kill_9_of_analyze_leaves_no_workers_and_loses_nothing(
+    fresh_db_url: str, data_dir: Path, fault_figures: Figures
+) -> None:
+    from core.ingest import ingest_posts
+
+    total = 6_000
+    engine = make_engine(fresh_db_url)
+    with session_scope(engine) as s:
+        ingest_posts(s, [{"source": "故障测试", "external_id": str(i), "title": f"通知{i}",
+                          "text": f"听说第{i % 97}村要停水{i}天，大家转告，不转不是中国人 {i}"} for i in range(total)])
+    env = os.environ | {"PYTHONPATH": str(REPO), "YUQING_DATABASE_URL": fresh_db_url}
+    cmd = [sys.executable, "-m", "yuqing.cli", "analyze", "--workers", "2", "--batch-size", "500"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def partial_recorded() -> bool:
+        with session_scope(engine) as s:
+            return bool(s.scalar(select(func.max(AnalysisRun.posts_processed))))
+
+    assert wait_until(partial_recorded, 240, step=0.2) is not None, "analyze never committed a batch"
+    workers = _children(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = time.monotonic()
+    gone = wait_until(lambda: not any(_alive(p) for p in workers), 30)
+    with session_scope(engine) as s:
+        partial = s.scalar(select(AnalysisRun.posts_processed).order_by(AnalysisRun.id.desc()).limit(1))
+    again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert again.returncode == 0, again.stdout + again.stderr
+    with session_scope(engine) as s:
+        left = s.scalar(select(func.count()).select_from(Post).where(Post.analyzed_at.is_(None)))
+        scores = s.scalar(select(func.count()).select_from(PostScore)) or 0
+        scored = s.scalar(select(func.count(func.distinct(PostScore.post_id)))) or 0
+        states = [r.stats.get("state") for r in s.scalars(select(AnalysisRun).order_by(AnalysisRun.id))]
+    engine.dispose()
+    fault_figures.add(fault="kill -9 of yuqing analyze (6,000 backlog, 2 workers)", items=total, lost=left,
+                      duplicated=scores - scored, **{"5xx": "-"},
+                      recovery_s=round(gone, 1) if gone is not None else "workers survived",
+                      note=f"{len(workers)} worker processes gone after the kill; killed run kept "
+                           f"{partial} posts of work, marked {states[0]}")
+    assert len(workers) >= 1 and gone is not None, "worker processes outlived their parent"
+    assert (left, scores - scored) == (0, 0)
+    assert states[0] == "interrupted" and states[-1] == "finished"
+    del killed_at
+
+
+def test_kill_9_of_an_import_then_the_same_command(
+    fresh_db_url: str, data_dir: Path, tmp_path: Path, fault_figures: Figures
+) -> None:
+    from tests.chats.conftest import QQ_HEADER
+
+    total = 40_000
+    export = tmp_path / "东湾村群.txt"
+    with export.open("w", encoding="utf-8") as f:
+        f.write(QQ_HEADER.format(group="东湾村群"))
+        for i in range(total):
+            f.write(f"2026-11-{1 + i // 3600 % 28:02d} {i // 60 % 24:02d}:{i % 60:02d}:{i % 59:02d} "
+                    f"村民{i % 50}({100000 + i % 50})\n第{i}条消息 东湾村\n\n")
+    env = os.environ | {"PYTHONPATH": str(REPO), "YUQING_DATABASE_URL": fresh_db_url}
+    cmd = [sys.executable, "-m", "yuqing.cli", "import-chats", str(export)]
+    engine = make_engine(fresh_db_url)
+
+    def some_stored() -> bool:
+        with session_scope(engine) as s:
+            return (s.scalar(select(func.count()).select_from(Post)) or 0) > 2_000
+
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert wait_until(some_stored, 240, step=0.1) is not None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    started = time.monotonic()
+    again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert again.returncode == 0, again.stdout + again.stderr
+    seconds = time.monotonic() - started
+    with session_scope(engine) as s:
+        rows = s.scalar(select(func.count()).select_from(Post)) or 0
+        distinct = s.scalar(select(func.count(func.distinct(Post.dedup_key)))) or 0
+        statuses = list(s.scalars(select(SourceRun.status).order_by(SourceRun.id)))
+        texts = s.scalar(text("SELECT count(DISTINCT raw_text) FROM posts")) or 0
+    engine.dispose()
+    fault_figures.add(fault="kill -9 of yuqing import-chats, then the same command", items=total,
+                      lost=total - texts, duplicated=rows - distinct, **{"5xx": "-"}, recovery_s=round(seconds, 1),
+                      note=f"runs: {' → '.join(statuses)}")
+    assert (total - texts, rows - distinct) == (0, 0)
+    assert statuses[0] == "interrupted" and statuses[-1] in ("ok", "partial")
