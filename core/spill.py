@@ -177,3 +177,14 @@ class Spill:
             return
         with self._connect(tokens=True) as conn:
             conn.execute("DELETE FROM push_tokens WHERE token_hash = ?", (token_hash,))
+
+
+def seal(payload: dict[str, Any], secret: bytes | None = None) -> str:
+    """One record encrypted for a spill file of another kind (the crawl spill's lines)."""
+    return _fernet(secret or get_settings().secret()).encrypt(orjson.dumps(payload)).decode("ascii")
+
+
+def unseal(token: str, secret: bytes | None = None) -> dict[str, Any]:
+    """The record :func:`seal` made; raises ``InvalidToken`` under another instance secret."""
+    value: dict[str, Any] = orjson.loads(_fernet(secret or get_settings().secret()).decrypt(token.encode("ascii")))
+    return value

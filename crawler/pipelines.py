@@ -14,7 +14,9 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +29,12 @@ from twisted.internet import task
 from core.db import make_engine
 from core.ingest import ingest_posts, link_orphans
 from core.settings import get_settings
+from core.spill import seal, unseal
 from crawler import service
 from crawler.items import FetchMark
 
 log = logging.getLogger(__name__)
+_MARK = "__fetch_mark__"
 
 
 def database_url(crawler: Crawler) -> str:
@@ -91,6 +95,10 @@ class IngestPipeline:
     def open_spider(self) -> None:
         self.engine = crawler_engine(self.crawler)
         self._replay_spills()
+        if self.posts or self.marks:
+            # stored before the spider asks for anything: a page whose posts were spilled is then
+            # known, and not fetched again
+            self.flush()
         self._loop = task.LoopingCall(self._tick)
         self._loop.start(self.flush_seconds, now=False)
 
@@ -108,7 +116,7 @@ class IngestPipeline:
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         ok = self.flush()
-        if not ok and self.posts:
+        if not ok and (self.posts or self.marks):
             self._spill()
         if self.engine is not None:
             try:
@@ -186,9 +194,15 @@ class IngestPipeline:
     def _spill(self) -> None:
         path = self._spill_path()
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Sealed (encrypted under the instance secret): the posts are not masked yet. The fetch
+        # marks go too, so the next run does not fetch again the pages whose posts are here.
         with path.open("w", encoding="utf-8") as fh:
             for post in self.posts:
-                fh.write(json.dumps(_jsonable(post), ensure_ascii=False) + "\n")
+                fh.write(seal(_jsonable(post)) + "\n")
+            for mark in self.marks:
+                fh.write(seal({_MARK: asdict(mark)}) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
         for old in self.replayed:  # their posts are in the new file now
             old.unlink(missing_ok=True)
         self.spider.record_error(None, f"数据库不可用：{len(self.posts)} 条已暂存到 {path}，下次运行时自动补写",
@@ -203,8 +217,14 @@ class IngestPipeline:
         for path in sorted(self.spill_dir.glob(f"{digest}-*.jsonl")):
             with path.open(encoding="utf-8") as fh:
                 for line in fh:
-                    if line.strip():
-                        self.posts.append(json.loads(line))
+                    if not line.strip():
+                        continue
+                    # plain JSON lines: a spill written before spills were sealed
+                    record = json.loads(line) if line.startswith("{") else unseal(line.strip())
+                    if _MARK in record:
+                        self.marks.append(FetchMark(**record[_MARK]))
+                    else:
+                        self.posts.append(record)
             self.replayed.append(path)
             self.crawler.stats.inc_value("yuqing/replayed_from_spill", 1)
             log.info("source %r: replaying spilled posts from %s", self.spider.source.name, path)
