@@ -3,6 +3,7 @@ port) that a test may stop and start, and the figures table written to bench/res
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import glob
 import os
@@ -78,10 +79,8 @@ def own_postgres() -> Iterator[OwnPostgres]:
 
     upgrade(pg.url)
     yield pg
-    try:
+    with contextlib.suppress(subprocess.CalledProcessError):
         pg.stop()
-    except subprocess.CalledProcessError:
-        pass
     shutil.rmtree(folder, ignore_errors=True)
 
 
