@@ -35,6 +35,16 @@ class _TooLarge(Exception):
     pass
 
 
+class _HasNul(Exception):
+    pass
+
+
+# NUL in a JSON string (\u0000) or a form field (%00): PostgreSQL refuses it, SQLite would store
+# it. Refused with 422 on both, except for pushes, whose importer strips it (chat text carries it).
+_NUL_IN_BODY = {b"application/json": b"\\u0000", b"application/x-www-form-urlencoded": b"%00"}
+_NUL_ALLOWED = ("/api/v1/ingest/",)
+
+
 class RequestGuard:
     """413 for a body over ``max_bytes`` (by Content-Length before reading, else while reading),
     422 for control characters in the query string, and a clean 500 for anything unexpected."""
@@ -52,25 +62,35 @@ class RequestGuard:
             await early(scope, receive, send)
             return
         started = False
-        too_large = False
+        too_large = has_nul = False
         seen = 0
+        content_type = dict(scope.get("headers") or ()).get(b"content-type", b"").split(b";")[0].strip().lower()
+        nul_marker = None if str(scope.get("path", "")).startswith(_NUL_ALLOWED) else _NUL_IN_BODY.get(content_type)
+        tail = b""
 
         async def counted_receive() -> Message:
-            nonlocal seen, too_large
+            nonlocal seen, too_large, has_nul, tail
             message = await receive()
             if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                seen += len(chunk)
                 if seen > self.max_bytes:
                     too_large = True
                     raise _TooLarge
+                if nul_marker is not None:
+                    window = tail + chunk  # a marker split across two chunks is still seen
+                    if nul_marker in window:
+                        has_nul = True
+                        raise _HasNul
+                    tail = window[-5:]
             return message
 
         async def tracked_send(message: Message) -> None:
             nonlocal started
-            if too_large:  # whatever the app made of the cut-off body, the answer is 413
+            if too_large or has_nul:  # whatever the app made of the cut-off body, we answer
                 if not started:
                     started = True
-                    await self._too_large()(scope, receive, send)
+                    await (self._too_large() if too_large else _nul_refused())(scope, receive, send)
                 return
             if message["type"] == "http.response.start":
                 started = True
@@ -82,6 +102,10 @@ class RequestGuard:
             if too_large or isinstance(err, _TooLarge):
                 if not started:
                     await self._too_large()(scope, receive, send)
+                return
+            if has_nul or isinstance(err, _HasNul):
+                if not started:
+                    await _nul_refused()(scope, receive, send)
                 return
             if isinstance(err, OverflowError | DataError):
                 # a value the database cannot hold (an integer past 64 bits, a NUL on PostgreSQL)
@@ -108,6 +132,10 @@ class RequestGuard:
         mb = self.max_bytes / 1024 / 1024
         return problem_response(413, f"请求体超过 {mb:g} MB 上限（YUQING_MAX_REQUEST_MB）：请分批发送。",
                                 headers={"Connection": "close"})
+
+
+def _nul_refused() -> Any:
+    return problem_response(422, "请求内容含有 NUL 字符（\\u0000）：请去掉后重试。")
 
 
 def _server_error(scope: Scope) -> Any:

@@ -133,3 +133,15 @@ def test_a_500_answers_cleanly_and_keeps_the_connection(api_engine: Engine) -> N
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+def test_nul_in_a_json_or_form_body_is_422_on_both_databases(
+    api_client: TestClient, console: TestClient, make_user: Callable
+) -> None:
+    staff = make_user("staff")
+    before = api_client.get("/api/v1/debunks", headers=staff).json()["total"]
+    res = api_client.post("/api/v1/debunks", json={"claim": "东湾村\x00封村了", "refutation": "不实"}, headers=staff)
+    assert res.status_code == 422 and "NUL" in res.json()["detail"]
+    assert api_client.get("/api/v1/debunks", headers=staff).json()["total"] == before
+    form = console.post("/debunks", data={"claim": "东湾村\x00封村了", "refutation": "不实"})
+    assert form.status_code == 422
