@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,8 +34,6 @@ def analyze(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="不显示进度条")] = False,
 ) -> None:
     """Score every unanalysed post: rumor probability with reasons, debunk matches, story grouping."""
-    from tqdm import tqdm
-
     from core.db import session_scope
     from core.errors import YuqingError
     from core.settings import get_settings
@@ -51,7 +48,7 @@ def analyze(
             if not total:
                 console.print("没有待分析的帖子。")
                 return
-            bar = tqdm(total=total, unit="条", desc="分析", disable=quiet, file=sys.stderr)
+            bar = _Bar(total, "分析", quiet=quiet)
 
             def progress(done: int, _total: int) -> None:
                 bar.update(done - bar.n)
@@ -100,7 +97,6 @@ def classify(
 ) -> None:
     """Score any CSV without touching the database: adds rumor_probability, label and top_terms."""
     import pandas as pd
-    from tqdm import tqdm
 
     from nlp.classify_csv import classify_frame
 
@@ -125,7 +121,7 @@ def classify(
         raise _fail(f"找不到谣言模型：{err}。请用 --model 指定模型目录。") from err
     with input.open("rb") as fh:
         total_rows = max(0, sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b"")) - 1)
-    bar = tqdm(total=total_rows, unit="行", desc="打分", disable=quiet, file=sys.stderr)
+    bar = _Bar(total_rows, "打分", quiet=quiet)
     tmp = output.with_name(output.name + ".part")
     written = 0
     flagged = 0
@@ -163,6 +159,28 @@ def classify(
     console.print(
         f"已打分 {written} 行，其中疑似谣言 {flagged} 行，结果写入 {output}", highlight=False, markup=False
     )
+
+
+class _Bar:
+    """A progress bar on stderr (rich, the one progress library of the CLI): ``update(k)`` adds
+    ``k``, ``n`` is the count so far; nothing is drawn when ``quiet``."""
+
+    def __init__(self, total: int, description: str, *, quiet: bool) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.n = 0
+        self._progress = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                  console=Console(stderr=True), disable=quiet)
+        self._task = self._progress.add_task(description, total=total)
+        self._progress.start()
+
+    def update(self, count: int) -> None:
+        self.n += count
+        self._progress.update(self._task, completed=self.n)
+
+    def close(self) -> None:
+        self._progress.stop()
 
 
 def _load_model(path: Path | None):  # -> RumorScorer
