@@ -4,10 +4,12 @@ to bench/results/faults.md. Target: 0 lost, 0 duplicated, 0 5xx.
 - a PostgreSQL crash (pg_ctl stop -m immediate) and restart in the middle of a stream of bot
   pushes from a client that never retries (go-cqhttp);
 - kill -9 of `yuqing analyze` (backlog 6,000, two worker processes) mid-run, then a new run;
-- kill -9 of `yuqing import-chats` mid-file, then the same command again.
+- kill -9 of `yuqing import-chats` mid-file, then the same command again;
+- a crawl with the database crashing under it, then a crawl after it is back;
+- the SMTP server down while alert mails are due, then back.
 
-SMTP and webhook outages are covered where the outbox lives (tests/alerts/test_notify.py:
-receiver down mid-run, SMTP unreachable) and their figures are not repeated here.
+Webhook receivers going down mid-run are tested where the outbox lives
+(tests/alerts/test_notify.py::test_receiver_down_mid_run_every_notification_delivered_exactly_once).
 """
 
 from __future__ import annotations
@@ -309,3 +311,51 @@ def test_crawl_while_the_database_is_down_then_after(
     assert fetched_down == pages, down.stdout[-2000:] + down.stderr[-3000:]
     assert (pages - distinct, rows - distinct) == (0, 0)
     assert refetched == 0, "pages whose posts were spilled were fetched again"
+
+
+def test_smtp_outage_then_back(fresh_db_url: str, monkeypatch: pytest.MonkeyPatch, fault_figures: Figures) -> None:
+    """Twenty alert mails while the mail server is down, then up: each arrives once."""
+    import datetime as dt
+    from email import message_from_bytes, policy
+
+    from aiosmtpd.controller import Controller
+
+    from alerts import notify
+    from alerts.notify import deliver_due, parse_notify_config
+    from tests.alerts.receivers import MailSink, free_port
+    from tests.factories import make_alert
+
+    port = free_port()
+    monkeypatch.setenv("YUQING_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("YUQING_SMTP_PORT", str(port))
+    monkeypatch.setenv("YUQING_SMTP_SECURITY", "none")
+    get_settings.cache_clear()
+    noon = dt.datetime(2026, 11, 28, 4, 0, tzinfo=dt.UTC)
+    engine = make_engine(fresh_db_url)
+    config = parse_notify_config("routes:\n  - {name: m, channel: email, to: [duty@qinghe.example.org]}\n")
+    total = 20
+    with session_scope(engine) as s:
+        for i in range(total):
+            notify.enqueue(s, make_alert(s, severity="high", title=f"传言{i}"), "created", now=noon, config=config)
+    down = deliver_due(engine, now=lambda: noon, config=config)
+    sink = MailSink()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    started = time.monotonic()
+    try:
+        later = noon
+        for _ in range(10):
+            later += dt.timedelta(seconds=get_settings().notify_backoff_max_seconds + 1)
+            deliver_due(engine, now=lambda: later, config=config)  # noqa: B023 - called at once
+            if len(sink.messages) >= total:
+                break
+        recovery = time.monotonic() - started
+    finally:
+        controller.stop()
+        engine.dispose()
+    ids = [message_from_bytes(e.content, policy=policy.default)["Message-ID"] for e in sink.messages]
+    fault_figures.add(fault="SMTP server down, then back (alert mails)", items=total, lost=total - len(set(ids)),
+                      duplicated=len(ids) - len(set(ids)), **{"5xx": "-"}, recovery_s=round(recovery, 1),
+                      note=f"{down.failed} failed attempts while down, retried with backoff")
+    assert down.failed == total and down.sent == 0
+    assert (total - len(set(ids)), len(ids) - len(set(ids))) == (0, 0)
