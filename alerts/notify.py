@@ -30,7 +30,7 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from email.utils import formataddr, make_msgid
+from email.utils import formataddr
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session
 
 from alerts.rules import SEVERITIES, SEVERITY_ZH, AlertsConfigError, _format_errors
 from core.db import session_scope
-from core.mail import smtp_login
+from core.mail import smtp_login, stable_message_id
 from core.settings import Settings, get_settings
 from core.tables import Alert, Notification, NotificationAttempt, User, utcnow
 
@@ -356,7 +356,7 @@ def send_email(n: Notification, settings: Settings) -> int | None:
     msg["Subject"] = n.subject or "舆情哨兵预警"
     msg["From"] = formataddr(("舆情哨兵", settings.smtp_sender))
     msg["To"] = n.target
-    msg["Message-ID"] = make_msgid(idstring=f"yuqing-n{n.id}")
+    msg["Message-ID"] = stable_message_id(f"notification:{n.id}:{n.dedup_key}", settings.smtp_sender)
     msg["X-Yuqing-Delivery"] = str(n.id)
     msg.set_content(str(n.payload.get("text", "")))
     timeout = settings.notify_timeout_seconds

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 
 from api.console import install as install_console
+from api.docs import install_private_docs
+from api.guards import RequestGuard
 from api.problems import install_problem_handlers
 from api.routes import (
     alerts,
@@ -25,21 +32,50 @@ from api.routes import (
 )
 from api.routes import sources as sources_routes
 from core.db import get_engine, session_factory
+from core.settings import get_settings
+from crawler.chats.push import replay_spill
 
 API_PREFIX = "/api/v1"
+log = logging.getLogger(__name__)
+
+
+def _replay_loop(app: FastAPI, stop: threading.Event) -> None:
+    """Replay pushes spilled during a database outage, every YUQING_SPILL_REPLAY_SECONDS."""
+    interval = get_settings().spill_replay_seconds
+    while not stop.wait(interval):
+        try:
+            replay_spill(app.state.sessionmaker)
+        except Exception:  # the loop must outlive any one failure; the next round tries again
+            log.exception("push spill replay failed; trying again in %.0f s", interval)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    stop = threading.Event()
+    worker = threading.Thread(target=_replay_loop, args=(app, stop), name="push-spill-replay", daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        worker.join(timeout=5)
 
 
 def create_app(engine: Engine | None = None) -> FastAPI:
     """Build the app; ``engine`` defaults to the configured database (tests pass their own)."""
     # FastAPIOffline: FastAPI whose /docs loads Swagger UI from the package instead of a CDN, so
     # the API documentation works on an office network without internet.
+    public_docs = get_settings().public_docs
     app = FastAPIOffline(
         title="舆情哨兵 yuqing API",
         version="0.1.0",
         description="谣言与热点关切监测：预警、审核流程、辟谣库、话题、日报、模型。除 /health 外均需 Bearer 令牌。",
-        docs_url="/docs",
+        docs_url="/docs" if public_docs else None,
         redoc_url=None,
+        lifespan=_lifespan,
     )
+    if not public_docs:
+        install_private_docs(app)
     app.state.engine = engine or get_engine()
     app.state.sessionmaker = session_factory(app.state.engine)
     install_problem_handlers(app)
@@ -58,4 +94,6 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     app.include_router(topics.router, prefix=API_PREFIX)
     app.include_router(incidents.router, prefix=API_PREFIX)
     install_console(app)  # the review console at /, last: its pages must not shadow the API
+    # outermost of our middleware: sees the raw request first and any error last
+    app.add_middleware(RequestGuard, max_bytes=int(get_settings().max_request_mb * 1024 * 1024))
     return app

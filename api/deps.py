@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import Field
 from sqlalchemy.orm import Session
 
 from api.accounts import console_session_live, role_rank, user_for_token
@@ -80,3 +81,6 @@ MAX_ROW_ID = 2**62
 # A row id path parameter, named in the API docs. Spelled out (not built by a function) so that
 # mypy sees the type; the routes' own aliases (AlertId, ...) follow the same form.
 RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="编号")]
+
+#: A row id anywhere else (query lists, JSON bodies): the same bound, for the same reason.
+DbId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]

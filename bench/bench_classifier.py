@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+from rich.progress import track  # noqa: E402
 
 from nlp import data, training  # noqa: E402
 from nlp.classifier import RumorModel, evaluate, train_rumor_model  # noqa: E402
@@ -53,7 +53,7 @@ def ablation(seed: int) -> dict:
     o = data.weibo21_official()
     full = data.weibo21_official(dedup_test=False)["test"]
     out = {}
-    for name, params in tqdm(CANDIDATES.items(), desc="ablation", unit="cand"):
+    for name, params in track(list(CANDIDATES.items()), description="ablation"):
         p = {**params, "clf__calibration_cv": 0}  # in-sample Platt: threshold only, faster
         m = train_rumor_model(o["train"].texts, o["train"].labels, seed=seed, params=p)
         out[name] = {

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+from rich.progress import track  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 console = Console()
@@ -75,7 +75,7 @@ def run(draws: int, sizes: list[int], seed: int) -> dict:
     rows = []
     for n in sizes:
         old, new, thr = [], [], []
-        for d in tqdm(range(draws), desc=f"{n} reviewed posts", unit="draw"):
+        for d in track(range(draws), description=f"{n} reviewed posts"):
             pick = rng.choice(len(texts), n, replace=False)
             rest = np.setdiff1d(np.arange(len(texts)), pick)
             draw_dir = work / f"n{n}-d{d}"

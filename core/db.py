@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -118,3 +119,12 @@ def upsert_insert(session: Session, table: Any) -> Any:
     from sqlalchemy.dialects import postgresql, sqlite
 
     return postgresql.insert(table) if is_postgres(session) else sqlite.insert(table)
+
+
+def is_outage(err: BaseException) -> bool:
+    """Whether ``err`` means "the database is away" (down, unreachable, locked, out of
+    connections), as opposed to a bad statement or bad data: the first is worth a spill and a
+    retry, the second is not."""
+    if isinstance(err, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
+        return True
+    return isinstance(err, sa_exc.DBAPIError) and bool(err.connection_invalidated)

@@ -187,8 +187,10 @@ def _ensure_groups(session: Session, items: Iterable[PostItem]) -> dict[tuple[st
             wanted[(i.group.platform, i.group.external_id)] = i.group
     if not wanted:
         return {}
+    masked = get_settings().mask_personal_data
     rows: list[dict[str, Any]] = [
-        {"platform": p, "external_id": e, "name": g.name or e, "member_count": g.member_count, "tags": []}
+        {"platform": p, "external_id": e, "member_count": g.member_count, "tags": [],
+         "name": mask_personal_data(g.name or e) if masked else g.name or e}
         for (p, e), g in wanted.items()
     ]
     stmt = upsert_insert(session, ChatGroup.__table__).on_conflict_do_nothing(index_elements=["platform", "external_id"])
@@ -215,6 +217,8 @@ def _row(item: PostItem, body_hash: str, ids: dict[str, int],
     if settings.mask_personal_data:
         text = mask_personal_data(text)
         title = mask_personal_data(title) if title else title
+        # a name kept as written (web authors, groups that keep names) can carry a number too
+        author = mask_personal_data(author) if author else author
     parent_key = item.parent_key
     if parent_key is None and item.parent_external_id:
         parent_key = f"{_scope(item)}|id|{item.parent_external_id}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import smtplib
 
 
@@ -25,3 +26,13 @@ def smtp_login(smtp: smtplib.SMTP, user: str, password: str) -> None:
     # 503: already authenticated on this connection, which is what we wanted.
     if code not in (235, 503):
         raise smtplib.SMTPAuthenticationError(code, reply)
+
+
+def stable_message_id(key: str, sender: str) -> str:
+    """A Message-ID that is the same on every attempt to send one thing (a notification, a digest
+    revision): when a crash between the server's "250 OK" and our record of it makes us send
+    again, mail clients and servers see the same message twice and show it once.
+    ``email.utils.make_msgid`` would give each attempt a new id (time and random in it)."""
+    domain = sender.rpartition("@")[2] or "yuqing.local"
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
+    return f"<yuqing.{digest}@{domain}>"

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     onebot_secret: SecretStr | None = Field(
         None, description="OneBot v11 secret: pushes to /api/v1/ingest/onebot need X-Signature (HMAC-SHA1)."
     )
+    spill_replay_seconds: float = Field(
+        5.0, gt=0, description="How often the API and `yuqing run` replay pushes spilled during a database outage."
+    )
+    max_request_mb: float = Field(16.0, gt=0, description="Larger request bodies are refused with 413 before parsing.")
+    public_docs: bool = Field(False, description="Serve /docs and /openapi.json without a login.")
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     base_url: str = "http://127.0.0.1:8000"

@@ -608,6 +608,19 @@ class User(Base):
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan")
 
 
+class LoginFailure(Base):
+    """Recent failed console logins per key: ``user:<name>`` (a password guessed from many
+    addresses) and ``addr:<client address>`` (one address spraying many names). In the database,
+    so a restart or a second worker does not reset the count; rows past the window are deleted as
+    new failures come in, so the table stays small."""
+
+    __tablename__ = "login_failures"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
 class EndedSession(Base):
     """A console session ended by 退出 before its signed cookie expired, kept by the SHA-256 of its
     CSRF token until it would have expired anyway. In the database, not in process memory, so a

@@ -50,9 +50,11 @@ RESULTS: dict[str, RunSummary] = {}
 def classify(pages_ok: int, errors: int, spilled: int, *, distributed: bool = False) -> str:
     if distributed and pages_ok == 0 and not errors:
         return "ok"  # the other workers took all the work
-    if pages_ok == 0 or spilled:
+    if pages_ok == 0:
         return "failed"
-    return "partial" if errors else "ok"
+    # posts spilled during a database outage are safe on disk and written by the next run:
+    # the source was read, so the run is partial, not failed
+    return "partial" if errors or spilled else "ok"
 
 
 class RunRecorder:

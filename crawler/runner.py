@@ -22,12 +22,12 @@ import json
 import logging
 import os
 import time
+from functools import lru_cache
 from typing import Any
 
 from scrapy import signals
 from scrapy.crawler import CrawlerProcess
 from scrapy.settings import Settings as ScrapySettings
-from scrapy_redis.spiders import RedisMixin
 
 from core.settings import Settings, get_settings
 from crawler.config import SourceConfig
@@ -91,53 +91,66 @@ def per_source_settings(source: SourceConfig, *, distributed: bool = False) -> d
     return custom
 
 
-class _Distributed(RedisMixin):
-    """Mixed in front of a source spider: requests come from the shared Redis queue."""
+@lru_cache(maxsize=1)
+def _distributed_mixin() -> type:
+    """The mixin that feeds a source spider from Redis. Built on first use: scrapy-redis is the
+    optional ``distributed`` extra (``pip install 'yuqing[distributed]'``)."""
+    try:
+        from scrapy_redis.spiders import RedisMixin
+    except ImportError as err:  # pragma: no cover - depends on the installation
+        from crawler.config import SourcesFileError
 
-    source: SourceConfig
+        raise SourcesFileError("分布式抓取需要 scrapy-redis：请运行 pip install 'yuqing[distributed]'。") from err
 
-    @classmethod
-    def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> Any:
-        spider = super().from_crawler(crawler, *args, **kwargs)
-        spider.setup_redis(crawler)
-        spider.seed_round(crawler.settings)
-        # RedisMixin counts idle time from a class attribute set at import, and resets it only when
-        # start URLs wait in Redis: count from the last response instead, so a busy worker stays.
-        spider.spider_idle_start_time = int(time.time())
-        crawler.signals.connect(spider._touch, signal=signals.response_received)
-        crawler.signals.connect(spider._touch, signal=signals.spider_opened)
-        return spider
+    class _Distributed(RedisMixin):
+        """Mixed in front of a source spider: requests come from the shared Redis queue."""
 
-    def _touch(self, *args: Any, **kwargs: Any) -> None:
-        self.spider_idle_start_time = int(time.time())
+        source: SourceConfig
 
-    async def start(self) -> Any:
-        # Nothing from start_urls: the idle handler of RedisMixin pulls start requests from Redis.
-        return
-        yield  # pragma: no cover - makes this an async generator
+        @classmethod
+        def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> Any:
+            spider = super().from_crawler(crawler, *args, **kwargs)
+            spider.setup_redis(crawler)
+            spider.seed_round(crawler.settings)
+            # RedisMixin counts idle time from a class attribute set at import, and resets it only when
+            # start URLs wait in Redis: count from the last response instead, so a busy worker stays.
+            spider.spider_idle_start_time = int(time.time())
+            crawler.signals.connect(spider._touch, signal=signals.response_received)
+            crawler.signals.connect(spider._touch, signal=signals.spider_opened)
+            return spider
 
-    def seed_round(self, settings: Any) -> bool:
-        """The first worker of a round clears the last round's state and pushes the start URLs."""
-        prefix = get_settings().redis_prefix
-        lock = f"{prefix}:{self.name}:round-lock"
-        ttl = max(30, min(self.source.interval // 2, 3600))
-        if not self.server.set(lock, os.getpid(), nx=True, ex=ttl):
-            return False
-        names = {"spider": self.name}
-        self.server.delete(settings.get("SCHEDULER_QUEUE_KEY") % names,
-                           settings.get("SCHEDULER_DUPEFILTER_KEY") % names, self.redis_key)
-        for url, meta in self.initial():
-            self.server.rpush(self.redis_key, json.dumps({"url": url, "meta": meta}, ensure_ascii=False))
-        log.info("source %r: seeded a new distributed round (%s)", self.name, self.redis_key)
-        return True
+        def _touch(self, *args: Any, **kwargs: Any) -> None:
+            self.spider_idle_start_time = int(time.time())
 
-    def make_request_from_data(self, data: bytes) -> Any:
-        payload = json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
-        return self.start_request(payload["url"], payload.get("meta") or {})
+        async def start(self) -> Any:
+            # Nothing from start_urls: the idle handler of RedisMixin pulls start requests from Redis.
+            return
+            yield  # pragma: no cover - makes this an async generator
+
+        def seed_round(self, settings: Any) -> bool:
+            """The first worker of a round clears the last round's state and pushes the start URLs."""
+            prefix = get_settings().redis_prefix
+            lock = f"{prefix}:{self.name}:round-lock"
+            ttl = max(30, min(self.source.interval // 2, 3600))
+            if not self.server.set(lock, os.getpid(), nx=True, ex=ttl):
+                return False
+            names = {"spider": self.name}
+            self.server.delete(settings.get("SCHEDULER_QUEUE_KEY") % names,
+                               settings.get("SCHEDULER_DUPEFILTER_KEY") % names, self.redis_key)
+            for url, meta in self.initial():
+                self.server.rpush(self.redis_key, json.dumps({"url": url, "meta": meta}, ensure_ascii=False))
+            log.info("source %r: seeded a new distributed round (%s)", self.name, self.redis_key)
+            return True
+
+        def make_request_from_data(self, data: bytes) -> Any:
+            payload = json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
+            return self.start_request(payload["url"], payload.get("meta") or {})
+
+    return _Distributed
 
 
 def distributed_class(cls: type[SourceSpider]) -> type[SourceSpider]:
-    return type(f"Distributed{cls.__name__}", (_Distributed, cls), {})
+    return type(f"Distributed{cls.__name__}", (_distributed_mixin(), cls), {})
 
 
 def run_crawl(sources: list[SourceConfig], *, refresh: bool = False, distributed: bool = False,

@@ -11,12 +11,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.db import upsert_insert
 from core.errors import NotFound
 from core.ingest import canonical_url
+from core.lifecycle import owner_gone, worker_id
+from core.privacy import mask_personal_data
 from core.tables import FetchState, Post, Source, SourceRun, utcnow
 from crawler.config import SourceConfig
 from crawler.items import FetchMark
@@ -95,19 +97,36 @@ def list_sources(session: Session, *, offset: int = 0, limit: int = 50,
 # ----------------------------------------------------------------------------- runs
 
 
+INTERRUPTED = {"url": None, "reason": "运行中断：进程在结束前被终止（超时或被杀死）；已入库的内容保留", "kind": "run"}
+
+
+def close_dead_runs(session: Session, source_id: int, *, older_than: dt.datetime | None = None) -> int:
+    """Mark this source's runs still 'running' as interrupted when their process is gone (same
+    host: at once) or, for any host, when they started before ``older_than``."""
+    count = 0
+    now = utcnow()
+    for run in session.scalars(select(SourceRun).where(SourceRun.source_id == source_id,
+                                                       SourceRun.status == "running")):
+        started = run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=dt.UTC)
+        stale = older_than is not None and started < older_than
+        if stale or owner_gone((run.stats or {}).get("worker")):
+            run.status = "interrupted"
+            run.finished_at = now
+            run.errors = [*(run.errors or []), INTERRUPTED]
+            count += 1
+    session.flush()
+    return count
+
+
 def start_run(session: Session, source: SourceConfig, *, stats: dict[str, Any] | None = None) -> int:
-    """Record a new run; runs of this source still 'running' long after any crawl could take
-    (killed, or stopped by the scheduler's timeout) are closed as failed."""
+    """Record a new run; runs of this source still 'running' whose process has exited (killed),
+    or that started long before any crawl could take (another host), are marked interrupted."""
     ids = sync_sources(session, [source])
     now = utcnow()
     cutoff = now - dt.timedelta(seconds=max(STALE_RUN_SECONDS, 3 * source.interval))
-    session.execute(
-        update(SourceRun)
-        .where(SourceRun.source_id == ids[source.name], SourceRun.status == "running", SourceRun.started_at < cutoff)
-        .values(status="failed", finished_at=now,
-                errors=[{"url": None, "reason": "运行中断：抓取进程在结束前被终止（超时或被杀死）", "kind": "run"}])
-    )
-    run = SourceRun(source_id=ids[source.name], status="running", errors=[], stats=stats or {})
+    close_dead_runs(session, ids[source.name], older_than=cutoff)
+    run = SourceRun(source_id=ids[source.name], status="running", errors=[],
+                    stats={"worker": worker_id()} | (stats or {}))
     session.add(run)
     session.flush()
     return run.id
@@ -124,7 +143,8 @@ def finish_run(session: Session, run_id: int, *, status: str, pages_fetched: int
     run.status = status
     run.pages_fetched, run.items_new, run.items_updated = pages_fetched, items_new, items_updated
     run.items_unchanged, run.items_dropped = items_unchanged, items_dropped
-    run.errors = errors
+    # Reasons and URLs only, and masked: a URL or a server's message can carry a phone number.
+    run.errors = [{k: mask_personal_data(v) if isinstance(v, str) else v for k, v in e.items()} for e in errors]
     run.stats = (run.stats or {}) | stats
     source = session.get(Source, run.source_id)
     if source is not None:

@@ -22,7 +22,7 @@ import ssl
 from collections.abc import Mapping, Sequence
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 from typing import Any
 
 from core.mail import smtp_login
@@ -33,11 +33,6 @@ log = logging.getLogger(__name__)
 
 SENDER_NAME = "舆情哨兵"
 SECURITY_MODES = ("none", "starttls", "ssl")
-
-
-def new_message_id(settings: Settings, hint: str) -> str:
-    domain = settings.smtp_sender.rpartition("@")[2] or "yuqing.local"
-    return make_msgid(idstring=hint, domain=domain)
 
 
 def _address(email: str, name: str | None) -> Address:

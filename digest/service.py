@@ -28,6 +28,7 @@ from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.mail import stable_message_id
 from core.settings import Settings, get_settings
 from core.tables import Digest, utcnow
 from digest import charts
@@ -35,7 +36,7 @@ from digest.build import build_summary, today
 from digest.config import Audience, audiences
 from digest.errors import DigestConfigError, DigestError
 from digest.render import SECTIONS, Rendered, render
-from digest.send import build_message, deliver, new_message_id
+from digest.send import build_message, deliver
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,8 @@ def _store(session: Session, row: Digest | None, *, day: dt.date, audience: Audi
            settings: Settings) -> Digest:
     if row is None:
         row = Digest(day=day, recipients_key=audience.key, revision=revision, attempts=0,
-                     message_id=new_message_id(settings, f"digest-{day.isoformat()}-r{revision}"))
+                     message_id=stable_message_id(f"digest:{day.isoformat()}:{audience.key}:r{revision}",
+                                                settings.smtp_sender))
         session.add(row)
     row.recipients = audience.as_json()
     row.subject = rendered.subject
@@ -221,7 +223,8 @@ def _attempt(session: Session, row: Digest, *, settings: Settings, now: dt.datet
         return Outcome(row.id, emails, "skipped", row.revision, "另一个进程正在发送这份日报。")
     msg = build_message(subject=row.subject, text=row.text, html=row.html, figures=row.figures,
                         recipients=row.recipients, sender=settings.smtp_sender,
-                        message_id=row.message_id or new_message_id(settings, f"digest-{row.id}"), date=now)
+                        message_id=row.message_id or stable_message_id(f"digest:{row.id}", settings.smtp_sender),
+                        date=now)
     try:
         refused = deliver(msg, settings)
     except Exception as err:  # whatever happens, the row must not stay 'sending'

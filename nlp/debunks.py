@@ -105,6 +105,10 @@ def _taxonomy_category(value: str | None) -> str | None:
     return value
 
 
+#: Only web links: a javascript: or data: URL in a debunk would run in the console when clicked.
+WEB_URL = r"^https?://[^\s<>\"]+$"
+
+
 class DebunkIn(BaseModel):
     """One debunk as imported or created: the rumor's claim and the official refutation."""
 
@@ -112,7 +116,7 @@ class DebunkIn(BaseModel):
     claim: str = Field(min_length=2, max_length=5000, description="谣言内容（原话或概括）")
     refutation: str = Field(min_length=2, max_length=20000, description="官方辟谣内容")
     publisher: str | None = Field(None, max_length=200, description="发布机构，如 青禾镇人民政府")
-    url: str | None = Field(None, max_length=2048)
+    url: str | None = Field(None, max_length=2048, pattern=WEB_URL, description="辟谣原文链接（http/https）")
     published_at: dt.datetime | None = None
     category: str | None = Field(None, max_length=50)
     tags: list[str] = Field(default_factory=list, max_length=50)
@@ -175,7 +179,7 @@ class DebunkUpdate(BaseModel):
     claim: str | None = Field(None, min_length=2, max_length=5000)
     refutation: str | None = Field(None, min_length=2, max_length=20000)
     publisher: str | None = Field(None, max_length=200)
-    url: str | None = Field(None, max_length=2048)
+    url: str | None = Field(None, max_length=2048, pattern=WEB_URL)
     published_at: dt.datetime | None = None
     category: str | None = Field(None, max_length=50)
     tags: list[str] | None = Field(None, max_length=50)

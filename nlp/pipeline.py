@@ -62,6 +62,7 @@ from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from core.db import upsert_insert
+from core.lifecycle import die_with_parent, owner_gone, worker_id
 from core.tables import AnalysisRun, DebunkMatch, ModelVersion, Post, PostScore, utcnow
 from nlp.abstain import Abstainer, load_abstainer
 from nlp.bulk import constant, executemany
@@ -287,7 +288,10 @@ def _worker_init(
     explain_k: int,
     banding: BandedIndex | None,
     parts: dict[str, TextPart],
+    parent_pid: int | None = None,
 ) -> None:
+    if parent_pid is not None:
+        die_with_parent(parent_pid)  # a kill -9 of `yuqing analyze` must not leave workers behind
     _share_segmenter(model, parts)
     _WORKER.update(model=model, matcher=matcher, explain_k=explain_k, banding=banding, parts=parts)
     young, *older = gc.get_threshold()
@@ -799,6 +803,38 @@ def _finish(ctx: AnalysisContext, pipeline: Sequence[Stage]) -> None:
     ctx.session.commit()
 
 
+def _record_progress(session: Session, run: AnalysisRun | None, started_at: dt.datetime,
+                     model_version_id: int | None, done: int, probas: list[np.ndarray],
+                     workers: int) -> AnalysisRun:
+    """Create or update this run's ``analysis_runs`` row (in the batch's transaction)."""
+    if run is None:
+        run = AnalysisRun(started_at=started_at, model_version_id=model_version_id, score_histogram=[],
+                          stats={"state": "running", "worker": worker_id(), "workers": workers})
+        session.add(run)
+    proba = np.concatenate(probas) if probas else np.zeros(0)
+    run.posts_processed = done
+    run.score_histogram = score_histogram(proba)
+    run.mean_score = float(proba.mean()) if len(proba) else None
+    run.high_share = float((proba >= HIGH_SCORE).mean()) if len(proba) else None
+    return run
+
+
+def mark_interrupted_runs(session: Session) -> int:
+    """Runs still "running" whose process is gone (killed) are marked interrupted, keeping the
+    work they recorded; returns how many."""
+    count = 0
+    for run in session.scalars(select(AnalysisRun).where(AnalysisRun.finished_at.is_(None))):
+        stats = dict(run.stats or {})
+        if stats.get("state") == "running" and owner_gone(stats.get("worker")):
+            run.stats = stats | {"state": "interrupted"}
+            run.finished_at = utcnow()
+            count += 1
+    if count:
+        session.commit()
+        log.warning("marked %d killed analysis run(s) as interrupted", count)
+    return count
+
+
 @_fewer_collections()
 def run_analysis(
     session: Session,
@@ -857,12 +893,15 @@ def run_analysis(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_worker_init,
-            initargs=(_portable(model), matcher, ctx.explain_k, index.lsh.empty_like(), ctx.text_parts),
+            initargs=(_portable(model), matcher, ctx.explain_k, index.lsh.empty_like(), ctx.text_parts,
+                      os.getpid()),
         )
     else:
         workers = 0
     probas: list[np.ndarray] = []
     done = 0
+    mark_interrupted_runs(session)
+    run: AnalysisRun | None = None
     try:
         reader = _read_batches(session, batch_size, limit)
         queue: list[Batch] = []
@@ -890,11 +929,13 @@ def run_analysis(
                     ctx.timings[stage.name] = ctx.timings.get(stage.name, 0.0) + time.perf_counter() - t_stage
                     cpu_key = "cpu." + stage.name
                     ctx.timings[cpu_key] = ctx.timings.get(cpu_key, 0.0) + time.process_time() - c_stage
+            probas.append(batch.raw_proba)  # drift is measured on the model's own scores
+            done += len(batch)
+            # the run's record rides on the batch's commit: a killed run leaves what it did
+            run = _record_progress(session, run, run_started_at, model_version_id, done, probas, workers)
             t_commit = time.perf_counter()
             session.commit()
             ctx.timings["commit"] = ctx.timings.get("commit", 0.0) + time.perf_counter() - t_commit
-            probas.append(batch.raw_proba)
-            done += len(batch)
             if progress is not None:
                 progress(done, total)
             refill()
@@ -907,27 +948,23 @@ def run_analysis(
     run_id = None
     mean = float(proba.mean()) if len(proba) else None
     high = float((proba >= HIGH_SCORE).mean()) if len(proba) else None
-    if done:
-        run = AnalysisRun(
-            started_at=run_started_at,
-            finished_at=utcnow(),
-            model_version_id=model_version_id,
-            posts_processed=done,
-            score_histogram=score_histogram(proba),
-            mean_score=mean,
-            high_share=high,
-            stats={
-                "seconds": round(seconds, 3),
-                "posts_per_second": round(done / seconds, 1),
-                "workers": workers,
-                "batch_size": batch_size,
-                "counts": dict(ctx.counts),
-                "timings": {k: round(v, 3) for k, v in ctx.timings.items()},
-                "histogram_bins": HIST_BINS,
-                "high_threshold": HIGH_SCORE,
-            },
-        )
-        session.add(run)
+    if done and run is not None:
+        run.finished_at = utcnow()
+        run.posts_processed = done
+        run.score_histogram = score_histogram(proba)
+        run.mean_score, run.high_share = mean, high
+        run.stats = {
+            "seconds": round(seconds, 3),
+            "posts_per_second": round(done / seconds, 1),
+            "workers": workers,
+            "batch_size": batch_size,
+            "counts": dict(ctx.counts),
+            "timings": {k: round(v, 3) for k, v in ctx.timings.items()},
+            "histogram_bins": HIST_BINS,
+            "high_threshold": HIGH_SCORE,
+            "state": "finished",
+            "worker": worker_id(),
+        }
         session.commit()
         run_id = run.id
     if done and (reestimate_prevalence or _estimate_due(session, model_version_id, ctx.now)):

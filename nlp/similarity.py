@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 from datasketch import MinHash
-from datasketch.lsh import _optimal_param
+from scipy.integrate import quad
 
 __all__ = [
     "NUM_PERM",
@@ -65,6 +65,31 @@ _PLACEHOLDER_RE = re.compile(r"<[A-Z_]{2,14}>")
 _WEIBO_CHAIN_RE = re.compile(r"//\s*<AT>\s*:?")
 # Keep letters, digits and CJK; everything else (punctuation, symbols, spaces) goes.
 _NON_WORD_RE = re.compile(r"[^0-9a-z\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+
+
+# Bands and rows for a threshold: datasketch's private ``lsh._optimal_param`` (MIT licence),
+# owned here because a private function may change or go in any release of datasketch.
+def _false_positive_probability(threshold: float, bands: int, rows: int) -> float:
+    area, _ = quad(lambda s: 1 - (1 - s ** float(rows)) ** float(bands), 0.0, threshold)
+    return float(area)
+
+
+def _false_negative_probability(threshold: float, bands: int, rows: int) -> float:
+    area, _ = quad(lambda s: 1 - (1 - (1 - s ** float(rows)) ** float(bands)), threshold, 1.0)
+    return float(area)
+
+
+def _optimal_param(threshold: float, num_perm: int, fp_weight: float, fn_weight: float) -> tuple[int, int]:
+    """(bands, rows) with bands * rows <= num_perm minimising the weighted false positive and
+    false negative areas of the LSH S-curve around ``threshold``."""
+    best, best_error = (0, 0), float("inf")
+    for bands in range(1, num_perm + 1):
+        for rows in range(1, num_perm // bands + 1):
+            error = (fp_weight * _false_positive_probability(threshold, bands, rows)
+                     + fn_weight * _false_negative_probability(threshold, bands, rows))
+            if error < best_error:
+                best, best_error = (bands, rows), error
+    return best
 
 
 def match_key(norm_text: str | None) -> str:

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
-from tqdm import tqdm
 
 from nlp import data
 from nlp.classifier import REPO_ROOT, RumorModel, evaluate, train_rumor_model
@@ -78,9 +77,10 @@ def protocol_cv(params: dict[str, Any], seed: int = SEED, folds: int = 5) -> dic
     texts, y = np.array(s.texts, dtype=object), np.array(s.labels)
     scores = []
     skf = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    for tr, te in tqdm(list(skf.split(texts, y)), desc="5-fold CV", unit="fold"):
+    for fold, (tr, te) in enumerate(skf.split(texts, y), start=1):
         m = train_rumor_model(list(texts[tr]), list(y[tr]), seed=seed, params=params)
         scores.append(evaluate(m, list(texts[te]), list(y[te])))
+        log.info("cross-validation fold %d/%d done", fold, folds)
     keys = [k for k in scores[0] if k != "n"]
     return {
         "folds": folds,
@@ -202,15 +202,13 @@ def ship(version: str = DEFAULT_VERSION, *, models_dir: Path | None = None,
     not given.
     """
     if metrics is None:
-        steps = tqdm(total=3, desc="protocols", unit="protocol")
         metrics = {}
         metrics["weibo21"] = protocol_weibo21(SHIPPED_PARAMS, seed)
-        steps.update()
+        log.info("protocol 1/3 (weibo21) done")
         metrics["cross_weibo_ced"] = protocol_cross(SHIPPED_PARAMS, seed)
-        steps.update()
+        log.info("protocol 2/3 (cross weibo_ced) done")
         metrics["cv5_all_three"] = protocol_cv(SHIPPED_PARAMS, seed)
-        steps.update()
-        steps.close()
+        log.info("protocol 3/3 (5-fold CV) done")
     s = data.all_three_dedup()
     model = train_rumor_model(
         s.texts, s.labels, seed=seed, params=SHIPPED_PARAMS, version=version,

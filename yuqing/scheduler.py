@@ -40,6 +40,15 @@ def collect_jobs(settings: Settings) -> list[Job]:
 
     for job_id, seconds, func in crawl_schedule(settings):
         jobs.append(Job(id=job_id, func=func, seconds=seconds, run_now=True))
+    # ingest: pushes spilled while the database was away, stored in order once it is back
+    def replay_push_spill() -> None:
+        from core.db import session_factory
+        from crawler.chats.push import replay_spill
+
+        replay_spill(session_factory())
+
+    jobs.append(Job("ingest.spill-replay", replay_push_spill, seconds=max(1, int(settings.spill_replay_seconds)),
+                    run_now=True))
     # alerts: new analysis -> alerts; the notification outbox; escalation of unacknowledged alerts
     from yuqing.commands.alerts import deliver_job, escalate_job, evaluate_job
 

@@ -47,7 +47,7 @@ from api.console.web import (
     safe_next,
     throttle,
 )
-from api.deps import SessionDep
+from api.deps import MAX_ROW_ID, RowId, SessionDep
 from core.errors import InvalidInput, NotFound, YuqingError
 from core.tables import Debunk, Digest, utcnow
 from nlp.cues import DEBUNK_TERM_PREFIX, term_label
@@ -91,17 +91,17 @@ def login(
         return _login_form(request, next=target, username=username, status=400,
                            error="登录页面已过期（或浏览器禁用了 Cookie），请重新输入后登录。")
     username = username.strip()
-    key = (request.client.host if request.client else "-", username.lower())
-    wait = throttle.wait_seconds(key)
+    address = request.client.host if request.client else "-"
+    wait = throttle.wait_seconds(session, address, username)
     if wait:
         return _login_form(request, next=target, username=username, status=429,
                            error=f"登录失败次数过多，请 {wait} 秒后再试。")
     user = accounts.authenticate_password(session, username, password) if username and password else None
     if user is None:
-        throttle.failed(key)
+        throttle.failed(session, address, username)
         return _login_form(request, next=target, username=username, status=401,
                            error="用户名或密码错误。忘记密码请联系管理员（yuqing users passwd 用户名）。")
-    throttle.succeeded(key)
+    throttle.succeeded(session, address, username)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(SESSION_COOKIE, dump_session(user.id, new_csrf_token()), max_age=SESSION_HOURS * 3600,
                         httponly=True, samesite="lax", secure=cookie_secure(request), path="/")
@@ -132,7 +132,7 @@ def _queue_filter(
         status=status if status in (*STATUSES, "open", "all") else "open",
         severity=severity if severity in SEVERITIES else None,
         category=category[:50] or None,
-        assignee=assignee if assignee == "none" or assignee.isdigit() else None,
+        assignee=assignee if assignee == "none" or (assignee.isdigit() and int(assignee) <= MAX_ROW_ID) else None,
         mine=mine in ("1", "on", "true"),
         q=q.strip()[:100] or None,
         sort=sort if sort in ("severity", "recent") else "severity",
@@ -208,7 +208,7 @@ TRANSITION_BUTTONS = {
 
 
 @router.get("/alerts/{alert_id}")
-def alert_page(request: Request, alert_id: int, user: PageUser, session: SessionDep) -> Response:
+def alert_page(request: Request, alert_id: RowId, user: PageUser, session: SessionDep) -> Response:
     detail = queries.alert_detail(session, alert_id)
     if detail is None:
         raise ConsolePageError(404, f"预警 #{alert_id} 不存在（可能已被删除）。")
@@ -277,7 +277,7 @@ NextField = Annotated[str | None, Form(max_length=2000)]
 
 
 @router.post("/alerts/{alert_id}/claim")
-def claim(alert_id: int, user: PageUser, session: SessionDep, next: NextField = None) -> Response:
+def claim(alert_id: RowId, user: PageUser, session: SessionDep, next: NextField = None) -> Response:
     """认领: assign to me, and acknowledge it if nobody had."""
     def work() -> None:
         workflow.assign(session, alert_id, user.id, actor=user)
@@ -288,7 +288,7 @@ def claim(alert_id: int, user: PageUser, session: SessionDep, next: NextField = 
 
 
 @router.post("/alerts/{alert_id}/assign")
-def assign(alert_id: int, user: PageUser, session: SessionDep,
+def assign(alert_id: RowId, user: PageUser, session: SessionDep,
            user_id: Annotated[str, Form(max_length=20)] = "", next: NextField = None) -> Response:
     target = int(user_id) if user_id.isdigit() else None
     return _act(session, user, alert_id, next, "已更新负责人",
@@ -296,7 +296,7 @@ def assign(alert_id: int, user: PageUser, session: SessionDep,
 
 
 @router.post("/alerts/{alert_id}/status")
-def change_status(alert_id: int, user: PageUser, session: SessionDep,
+def change_status(alert_id: RowId, user: PageUser, session: SessionDep,
                   to: Annotated[str, Form(max_length=30)] = "",
                   comment: Annotated[str, Form(max_length=5000)] = "", next: NextField = None) -> Response:
     label = states.STATE_ZH.get(to, to)
@@ -305,7 +305,7 @@ def change_status(alert_id: int, user: PageUser, session: SessionDep,
 
 
 @router.post("/alerts/{alert_id}/comment")
-def comment(alert_id: int, user: PageUser, session: SessionDep,
+def comment(alert_id: RowId, user: PageUser, session: SessionDep,
             comment: Annotated[str, Form(max_length=5000)] = "", next: NextField = None) -> Response:
     return _act(session, user, alert_id, next, "已添加评论",
                 lambda: workflow.add_comment(session, alert_id, comment, actor=user))
@@ -313,7 +313,7 @@ def comment(alert_id: int, user: PageUser, session: SessionDep,
 
 @router.post("/alerts/{alert_id}/respond")
 def respond(
-    alert_id: int, user: PageUser, session: SessionDep,
+    alert_id: RowId, user: PageUser, session: SessionDep,
     text: Annotated[str, Form(max_length=5000)] = "",
     channels: Annotated[list[str] | None, Form(max_length=100)] = None,
     url: Annotated[str, Form(max_length=2000)] = "",
@@ -400,7 +400,7 @@ def concerns_page(request: Request, user: PageUser, session: SessionDep, show: s
 
 
 @router.post("/concerns/{topic_id}/alert")
-def alert_from_topic(topic_id: int, user: PageUser, session: SessionDep) -> Response:
+def alert_from_topic(topic_id: RowId, user: PageUser, session: SessionDep) -> Response:
     """A manual alert for a hot topic (the alert service keeps one open alert per topic)."""
     need_role(user, "staff", "创建预警")
     with committing(session, "/concerns"):
@@ -437,7 +437,7 @@ def _toggle(user: Any, session: SessionDep, what: str, work: Callable[[], object
 
 
 @router.post("/sources/{source_id}/enabled")
-def source_enabled(source_id: int, user: PageUser, session: SessionDep,
+def source_enabled(source_id: RowId, user: PageUser, session: SessionDep,
                    enabled: Annotated[str, Form(max_length=5)] = "") -> Response:
     svc = services.sources()
     on = enabled == "1"
@@ -446,7 +446,7 @@ def source_enabled(source_id: int, user: PageUser, session: SessionDep,
 
 
 @router.post("/groups/{group_id}/enabled")
-def group_enabled(group_id: int, user: PageUser, session: SessionDep,
+def group_enabled(group_id: RowId, user: PageUser, session: SessionDep,
                   enabled: Annotated[str, Form(max_length=5)] = "") -> Response:
     svc = services.groups()
     on = enabled == "1"
@@ -460,7 +460,7 @@ def digests_page(request: Request, user: PageUser, session: SessionDep) -> Respo
 
 
 @router.get("/digests/{digest_id}")
-def digest_page(request: Request, digest_id: int, user: PageUser, session: SessionDep) -> Response:
+def digest_page(request: Request, digest_id: RowId, user: PageUser, session: SessionDep) -> Response:
     digest = session.get(Digest, digest_id)
     if digest is None:
         raise ConsolePageError(404, f"日报 #{digest_id} 不存在。")
@@ -549,7 +549,7 @@ async def debunk_create(request: Request, user: PageUser, session: SessionDep) -
 
 
 @router.get("/debunks/{debunk_id:int}/edit")
-def debunk_edit(request: Request, debunk_id: int, user: PageUser, session: SessionDep) -> Response:
+def debunk_edit(request: Request, debunk_id: RowId, user: PageUser, session: SessionDep) -> Response:
     _debunk_service(user)
     row = session.get(Debunk, debunk_id)
     if row is None:
@@ -561,7 +561,7 @@ def debunk_edit(request: Request, debunk_id: int, user: PageUser, session: Sessi
 
 
 @router.post("/debunks/{debunk_id:int}")
-async def debunk_update(request: Request, debunk_id: int, user: PageUser, session: SessionDep) -> Response:
+async def debunk_update(request: Request, debunk_id: RowId, user: PageUser, session: SessionDep) -> Response:
     svc = _debunk_service(user)
     form = await request.form()
     values = _debunk_values(form)

@@ -27,7 +27,7 @@ from api.console.web import (
     note_drift,
     safe_next,
 )
-from api.deps import SessionDep
+from api.deps import RowId, SessionDep
 from core.errors import NotFound
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf), Depends(note_drift)])
@@ -110,7 +110,7 @@ def export_labels(user: PageUser, session: SessionDep) -> Response:
 
 
 @router.post("/posts/{post_id}/label")
-def label_post(post_id: int, user: PageUser, session: SessionDep,
+def label_post(post_id: RowId, user: PageUser, session: SessionDep,
                label: Annotated[str, Form(max_length=10)] = "", next: NextField = None) -> Response:
     """Label a post 谣言 (1) / 非谣言 (0), or clear one's own label ("clear"); labelling again replaces."""
     need_role(user, "analyst", "标注帖子")

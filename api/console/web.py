@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -13,6 +12,8 @@ from urllib.parse import quote
 
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
 
 from api.accounts import role_rank
 from api.console import queries
@@ -22,7 +23,7 @@ from api.problems import Problem
 from core.db import transaction
 from core.errors import NotFound, YuqingError
 from core.settings import get_settings
-from core.tables import User
+from core.tables import LoginFailure, User, utcnow
 
 
 @dataclass(frozen=True)
@@ -163,32 +164,56 @@ def new_login_token() -> str:
 
 
 class LoginThrottle:
-    """After 5 failures for one name from one address, wait a little (grows to 5 minutes)."""
+    """Slows password guessing down, per user name and per client address, in the database.
 
-    def __init__(self, free: int = 5, window: float = 900.0) -> None:
-        self.free, self.window = free, window
-        self._fails: dict[tuple[str, str], list[float]] = {}
-        self._lock = threading.Lock()
+    A name gets ``free`` failures within ``window`` seconds, then a wait that doubles up to 5
+    minutes (guessing one account's password, from however many addresses). An address gets
+    ``free_per_address`` failures (spraying one password across many names from one address).
+    The counts live in ``login_failures``: a restart, a second worker or a spray of 10,000 names
+    does not reset them; rows older than the window are deleted as failures come in.
+    """
 
-    def wait_seconds(self, key: tuple[str, str]) -> int:
-        now = time.monotonic()
-        with self._lock:
-            fails = [t for t in self._fails.get(key, []) if now - t < self.window]
-            self._fails[key] = fails
-            if len(fails) < self.free:
-                return 0
-            delay = min(300, 15 * 2 ** (len(fails) - self.free))
-            return max(0, int(fails[-1] + delay - now))
+    def __init__(self, free: int = 5, window: float = 900.0, free_per_address: int = 20) -> None:
+        self.free, self.window, self.free_per_address = free, window, free_per_address
 
-    def failed(self, key: tuple[str, str]) -> None:
-        with self._lock:
-            self._fails.setdefault(key, []).append(time.monotonic())
-            if len(self._fails) > 10_000:  # bounded memory under a spray of names
-                self._fails.clear()
+    @staticmethod
+    def keys(address: str, username: str) -> tuple[str, str]:
+        return f"user:{username.strip().lower()[:150]}", f"addr:{address[:150]}"
 
-    def succeeded(self, key: tuple[str, str]) -> None:
-        with self._lock:
-            self._fails.pop(key, None)
+    def wait_seconds(self, session: Session, address: str, username: str) -> int:
+        user_key, addr_key = self.keys(address, username)
+        now = utcnow()
+        waits = [self._wait(session.get(LoginFailure, user_key), self.free, now),
+                 self._wait(session.get(LoginFailure, addr_key), self.free_per_address, now)]
+        return max(waits)
+
+    def _wait(self, row: LoginFailure | None, free: int, now: dt.datetime) -> int:
+        if row is None or (now - _aware(row.last_at)).total_seconds() > self.window or row.failures < free:
+            return 0
+        delay = min(300, 15 * 2 ** min(10, row.failures - free))
+        return max(0, int(delay - (now - _aware(row.last_at)).total_seconds()))
+
+    def failed(self, session: Session, address: str, username: str) -> None:
+        now = utcnow()
+        stale = now - dt.timedelta(seconds=self.window)
+        session.execute(delete(LoginFailure).where(LoginFailure.last_at < stale))
+        for key in self.keys(address, username):
+            row = session.get(LoginFailure, key)
+            if row is None:
+                session.add(LoginFailure(key=key, failures=1, first_at=now, last_at=now))
+            else:
+                row.failures += 1
+                row.last_at = now
+        session.flush()
+
+    def succeeded(self, session: Session, address: str, username: str) -> None:
+        # only the name's count: one right password must not reset an address that sprays names
+        user_key, _ = self.keys(address, username)
+        session.execute(delete(LoginFailure).where(LoginFailure.key == user_key))
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 throttle = LoginThrottle()

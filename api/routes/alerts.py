@@ -35,6 +35,7 @@ from alerts.rules import AlertsConfigError, load_rules, parse_rules, rules_path,
 from api.deps import (
     MAX_ROW_ID,
     AnalystUser,
+    DbId,
     SessionDep,
     StaffUser,
     ViewerUser,
@@ -207,7 +208,7 @@ class TransitionBody(BaseModel):
 
 class AssignBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    assignee: int | Literal["me"] | None = Field(description='用户 ID、"me"（指派给自己）或 null（取消指派）')
+    assignee: DbId | Literal["me"] | None = Field(description='用户 ID、"me"（指派给自己）或 null（取消指派）')
 
 
 class CommentBody(BaseModel):

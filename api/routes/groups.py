@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import AdminUser, RowId, SessionDep, ViewerUser
+from api.deps import AdminUser, DbId, RowId, SessionDep, ViewerUser
 from api.pagination import Page, PageDep
 from core.chat_stats import hourly_counts
 from core.tables import utcnow
@@ -74,7 +74,7 @@ def activity(
     _: ViewerUser,
     session: SessionDep,
     hours: Annotated[int, Query(ge=1, le=24 * 31, description="最近多少小时")] = 24,
-    group_id: Annotated[list[int] | None, Query(description="只看这些群")] = None,
+    group_id: Annotated[list[DbId] | None, Query(description="只看这些群", max_length=500)] = None,
 ) -> list[HourlyCount]:
     until = utcnow()
     rows = hourly_counts(session, until - dt.timedelta(hours=hours), until, group_ids=group_id)

@@ -9,20 +9,39 @@ convention). When ``YUQING_ONEBOT_SECRET`` is set, OneBot pushes must carry
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
 
 from api.accounts import role_rank, user_for_token
 from api.deps import SessionDep
 from api.problems import Problem
+from api.security import hash_token
+from core.db import is_outage, transaction
 from core.settings import get_settings
+from core.spill import Spill, SpillError
 from core.tables import User
 from crawler.chats.onebot import OneBotEvent, signature_ok
-from crawler.chats.push import MessageBatch, PushResult, store_message_batch, store_onebot_event
+from crawler.chats.push import (
+    SPILL_BATCH,
+    SPILL_ONEBOT,
+    MessageBatch,
+    PushResult,
+    not_a_group_message,
+    spooled_count,
+    store_message_batch,
+    store_onebot_event,
+)
 
 router = APIRouter(prefix="/ingest", tags=["ingest"])
+log = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = 30
 _bearer = HTTPBearer(auto_error=False, description="机器人令牌：`yuqing tokens create qq-bot-1 --bot`")
 
 
@@ -35,15 +54,26 @@ def pusher(
         Query(max_length=200, description="令牌也可放在查询参数里（OneBot 惯例，供不能设请求头的框架）"),
     ] = None,
 ) -> User:
-    """A bot token, or a user of role staff or above; from the Authorization header or ?access_token=."""
+    """A bot token, or a user of role staff or above; from the Authorization header or ?access_token=.
+
+    While the database is away, a token it confirmed within the last week (remembered by hash in
+    the push spill) is still accepted, so pushes can be spooled instead of lost."""
     token = credentials.credentials if credentials is not None else access_token
     if not token:
         raise Problem(401, "需要登录",
                       "推送缺少令牌：加请求头 'Authorization: Bearer <令牌>'，"
                       "或在地址后加 ?access_token=<令牌>。",
                       headers={"WWW-Authenticate": "Bearer"})
-    found = user_for_token(session, token)
+    spill = _spill(request)
+    try:
+        found = user_for_token(session, token)
+    except Exception as err:
+        if not is_outage(err):
+            raise
+        session.rollback()
+        return _remembered_pusher(request, spill, token)
     if found is None:
+        spill.forget_token(hash_token(token))
         raise Problem(401, "令牌无效",
                       "令牌无效、已过期或已吊销：请用 `yuqing tokens create NAME --bot` 重新生成。",
                       headers={"WWW-Authenticate": "Bearer"})
@@ -52,7 +82,44 @@ def pusher(
         raise Problem(403, "权限不足",
                       "推送消息需要机器人令牌（yuqing tokens create NAME --bot）或工作人员以上角色。")
     request.state.token_kind = tok.kind
+    _remember(spill, token, user, tok.kind)
     return user
+
+
+_REMEMBERED: dict[str, float] = {}  # token hash -> when it was last written to the spill's token table
+_REMEMBER_EVERY = 3600.0
+
+
+def _spill(request: Request) -> Spill:
+    spill = getattr(request.app.state, "push_spill", None)
+    if spill is None:
+        spill = request.app.state.push_spill = Spill.default()
+    return spill
+
+
+def _remember(spill: Spill, token: str, user: User, kind: str) -> None:
+    key = hash_token(token)
+    now = time.monotonic()
+    if now - _REMEMBERED.get(key, -_REMEMBER_EVERY) < _REMEMBER_EVERY:
+        return
+    if len(_REMEMBERED) > 10_000:
+        _REMEMBERED.clear()
+    spill.remember_token(key, user.id, user.role, kind)
+    _REMEMBERED[key] = now
+
+
+def _remembered_pusher(request: Request, spill: Spill, token: str) -> User:
+    known = spill.known_token(hash_token(token))
+    if known is None:
+        raise Problem(503, "数据库暂不可用",
+                      "数据库暂时不可用，且此令牌最近未验证过：请稍后重试。",
+                      headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    user_id, role, kind = known
+    if kind != "bot" and role_rank(role) < role_rank("staff"):
+        raise Problem(403, "权限不足",
+                      "推送消息需要机器人令牌（yuqing tokens create NAME --bot）或工作人员以上角色。")
+    request.state.token_kind = kind
+    return User(id=user_id, username=f"user{user_id}", role=role)
 
 
 Pusher = Annotated[User, Depends(pusher)]
@@ -144,11 +211,23 @@ BATCH_EXAMPLES: dict[str, Any] = {
 }
 
 
+OUTAGE_NOTE = (
+    "\n\n数据库暂不可用时，消息先加密暂存在本机（数据目录下 push-spill.db），返回 **202** 与 `spooled`，"
+    "数据库恢复后按到达顺序自动入库、不会重复；只有暂存区也无法写入时才返回 **503** 并带 `Retry-After`，"
+    "此时请按该秒数后重发。"
+)
+PUSH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"model": PushResult, "description": "数据库暂不可用：已暂存，恢复后自动入库"},
+    503: {"description": "数据库与本机暂存区均不可用：按 Retry-After 重发"},
+}
+
+
 @router.post(
     "/onebot",
     response_model=PushResult,
     summary="接收 OneBot v11 群消息推送（QQ 机器人）",
     dependencies=[Depends(onebot_signature)],
+    responses=PUSH_RESPONSES,
     description=(
         "把 go-cqhttp / NapCat / LLOneBot / Lagrange 等 OneBot v11 实现的 **HTTP POST 上报地址** 设为 "
         "`http://<服务器>/api/v1/ingest/onebot`，机器人令牌放在请求头 `Authorization: Bearer <令牌>`；"
@@ -156,31 +235,60 @@ BATCH_EXAMPLES: dict[str, Any] = {
         "配置了 `YUQING_ONEBOT_SECRET` 时，必须带 `X-Signature: sha1=<请求体的 HMAC-SHA1>`。"
         "只保存群消息；心跳、通知、私聊会被接受并忽略。发送者 QQ 号与昵称以化名保存，手机号、身份证号打码。"
         "重复推送同一条消息只保存一次（按群号 + message_id）。"
+        + OUTAGE_NOTE
     ),
 )
 def push_onebot(
-    event: Annotated[OneBotEvent, Body(openapi_examples=ONEBOT_EXAMPLES)], session: SessionDep, _: Pusher
-) -> PushResult:
-    if event.is_group_message:
-        missing = event.missing_fields()
-        if missing:
-            raise Problem(
-                422, "输入无效", f"群消息缺少字段：{', '.join(missing)}。", extra={"missing": missing}
-            )
-    return store_onebot_event(session, event)
+    event: Annotated[OneBotEvent, Body(openapi_examples=ONEBOT_EXAMPLES)], request: Request, _: Pusher
+) -> PushResult | JSONResponse:
+    ignored = not_a_group_message(event)
+    if ignored is not None:
+        return ignored
+    missing = event.missing_fields()
+    if missing:
+        raise Problem(422, "输入无效", f"群消息缺少字段：{', '.join(missing)}。", extra={"missing": missing})
+    return _store_or_spill(request, SPILL_ONEBOT, event.model_dump(mode="json"),
+                           lambda session: store_onebot_event(session, event))
 
 
 @router.post(
     "/messages",
     response_model=PushResult,
+    responses=PUSH_RESPONSES,
     summary="批量推送群消息（通用 JSON）",
     description=(
         "供其他采集脚本使用：一次最多 5000 条。`group` 可写在外层（整批同一群）或每条消息里。"
         "没有 `id` 的消息按 (群, 时间, 发送者, 内容, 同秒内序号) 生成稳定 ID，重复推送不会重复保存。"
         "格式错误时返回 422，且一条都不保存；单条内容不合理（如时间在未来）时其余照常保存，见 `rejected`。"
+        + OUTAGE_NOTE
     ),
 )
 def push_messages(
-    batch: Annotated[MessageBatch, Body(openapi_examples=BATCH_EXAMPLES)], session: SessionDep, _: Pusher
-) -> PushResult:
-    return store_message_batch(session, batch)
+    batch: Annotated[MessageBatch, Body(openapi_examples=BATCH_EXAMPLES)], request: Request, _: Pusher
+) -> PushResult | JSONResponse:
+    return _store_or_spill(request, SPILL_BATCH, batch.model_dump(mode="json"),
+                           lambda session: store_message_batch(session, batch))
+
+
+def _store_or_spill(
+    request: Request, kind: str, payload: dict[str, Any], store: Callable[[Session], PushResult]
+) -> PushResult | JSONResponse:
+    """Store and commit; if the database is away, spill the request and answer 202; if even the
+    spill cannot be written, 503 with Retry-After. Never a 500 for an outage: a bot that does not
+    retry would lose the message."""
+    try:
+        with transaction(request.app.state.sessionmaker()) as session:
+            return store(session)
+    except Exception as err:
+        if not is_outage(err):
+            raise
+        log.warning("database unavailable during a push; spilling it: %s", type(err).__name__)
+    try:
+        _spill(request).append(kind, payload)
+    except SpillError:
+        log.exception("push could be neither stored nor spilled")
+        raise Problem(503, "暂时无法接收",
+                      "数据库暂不可用，本机暂存区也无法写入：请稍后重试（机器人框架应按 Retry-After 重发）。",
+                      headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+    body = PushResult(spooled=spooled_count(kind, payload))
+    return JSONResponse(body.model_dump(mode="json"), status_code=202)

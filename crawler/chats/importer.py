@@ -27,10 +27,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.ingest import ingest_posts, link_orphans
+from core.lifecycle import worker_id
+from core.privacy import mask_personal_data
 from core.settings import get_settings
 from core.tables import ChatGroup, Source, SourceRun, utcnow
 from crawler.chats.detect import detect_format, open_events
 from crawler.chats.model import ChatMessage, ParseIssue, Skipped
+from crawler.service import close_dead_runs
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +289,9 @@ def import_chat_file(
     events, bytes_read = open_events(path, fmt, file_group=stem)
     report = ImportReport(path=str(path), format=fmt, size=path.stat().st_size)
     source = _source(session, SOURCE_NAMES[fmt], "chat_export")
-    run = SourceRun(source_id=source.id, status="running", stats={"file": path.name, "format": fmt})
+    close_dead_runs(session, source.id)  # an import killed earlier: interrupted, not "running" forever
+    run = SourceRun(source_id=source.id, status="running",
+                    stats={"file": path.name, "format": fmt, "worker": worker_id()})
     session.add(run)
     session.commit()
 
@@ -350,8 +355,10 @@ def _close_run(session: Session, run: SourceRun, report: ImportReport) -> None:
     )
     run.items_new, run.items_updated, run.items_unchanged = c.new, c.updated, c.unchanged
     run.items_dropped = c.rejected_count + report.issue_count
-    errors = [{"line": i.line, "reason": i.reason} for i in report.issues[:100]]
-    errors += [{"line": line, "reason": reason} for line, reason in c.rejected[:100]]
+    # A position and a reason, never the line's content (a phone number, a sender's QQ number):
+    # the parsers say why without quoting, and masking here is the belt to those braces.
+    errors = [{"line": i.line, "reason": mask_personal_data(i.reason)} for i in report.issues[:100]]
+    errors += [{"line": line, "reason": mask_personal_data(reason)} for line, reason in c.rejected[:100]]
     if not report.completed:
         errors.append({"line": None, "reason": "导入中断；重新运行同一命令即可，已入库的消息不会重复"})
     run.errors = errors

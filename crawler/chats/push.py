@@ -7,11 +7,17 @@ same :class:`MessageSink` as file imports, so a duplicate push is stored once.
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from core.db import is_outage, transaction
+from core.spill import Spill
 from crawler.chats.importer import MessageSink
 from crawler.chats.model import ChatMessage
 from crawler.chats.onebot import OneBotEvent
@@ -19,6 +25,7 @@ from crawler.chats.onebot import OneBotEvent
 ONEBOT_SOURCE = "OneBot机器人推送"
 API_SOURCE = "接口推送"
 MAX_BATCH = 5000
+log = logging.getLogger(__name__)
 
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -34,6 +41,9 @@ class PushResult(BaseModel):
         default_factory=dict, description="按原因跳过的消息数，如 disabled=群已停用"
     )
     ignored: str | None = Field(None, description="整个事件被忽略的原因（如心跳、私聊）")
+    spooled: int = Field(
+        0, description="数据库暂不可用时已暂存在本机、恢复后自动入库的消息数（此时状态码为 202）"
+    )
 
 
 def _result(sink: MessageSink) -> PushResult:
@@ -47,10 +57,18 @@ def _result(sink: MessageSink) -> PushResult:
     )
 
 
+def not_a_group_message(event: OneBotEvent) -> PushResult | None:
+    """The answer to an event that is not a group message (nothing to store), else None."""
+    if event.is_group_message:
+        return None
+    what = f"{event.post_type}/{event.message_type}" if event.message_type else event.post_type
+    return PushResult(ignored=f"不是群消息（{what}），已忽略")
+
+
 def store_onebot_event(session: Session, event: OneBotEvent) -> PushResult:
-    if not event.is_group_message:
-        what = f"{event.post_type}/{event.message_type}" if event.message_type else event.post_type
-        return PushResult(ignored=f"不是群消息（{what}），已忽略")
+    ignored = not_a_group_message(event)
+    if ignored is not None:
+        return ignored
     sink = MessageSink(session, source=ONEBOT_SOURCE, source_kind="bot")
     message = event.to_message()
     if not message.text:
@@ -119,3 +137,80 @@ def store_message_batch(session: Session, batch: MessageBatch) -> PushResult:
         )
     sink.finish()
     return _result(sink)
+
+
+# --------------------------------------------------------------------------- the outage spill
+
+SPILL_ONEBOT = "onebot"
+SPILL_BATCH = "messages"
+
+
+def spill_store(kind: str, payload: dict[str, Any]) -> Callable[[Session], PushResult]:
+    """The store function for a spilled request (the same one the route would have called)."""
+    if kind == SPILL_ONEBOT:
+        event = OneBotEvent.model_validate(payload)
+        return lambda session: store_onebot_event(session, event)
+    if kind == SPILL_BATCH:
+        batch = MessageBatch.model_validate(payload)
+        return lambda session: store_message_batch(session, batch)
+    raise ValueError(f"unknown push spill kind {kind!r}")
+
+
+def spooled_count(kind: str, payload: dict[str, Any]) -> int:
+    return len(payload.get("messages", ())) if kind == SPILL_BATCH else 1
+
+
+@dataclass
+class ReplayResult:
+    replayed: int = 0  # spill entries stored and removed
+    failed: int = 0  # entries that failed for a reason other than an outage (kept, retried later)
+    left: int = 0  # entries still in the spill
+    outage: bool = False  # stopped because the database is still away
+
+
+_replaying = threading.Lock()  # one replay per process: the API's task and the scheduler share it
+
+
+def replay_spill(factory: sessionmaker[Session], spill: Spill | None = None, *, limit: int = 10_000) -> ReplayResult:
+    """Store what the spill holds, oldest first, one committed transaction per entry; an entry is
+    removed only after its commit (a crash in between replays it again, which stores nothing twice).
+    Stops at the first sign the database is still away."""
+    spill = spill or Spill.default()
+    result = ReplayResult()
+    if not _replaying.acquire(blocking=False):
+        result.left = spill.count()
+        return result
+    try:
+        done = 0
+        while done < limit:
+            entries = spill.pending(100)
+            if not entries:
+                break
+            progressed = False
+            for entry in entries:
+                done += 1
+                try:
+                    store = spill_store(entry.kind, entry.payload)
+                    with transaction(factory()) as session:
+                        store(session)
+                except Exception as err:
+                    if is_outage(err):
+                        result.outage = True
+                        result.left = spill.count()
+                        return result
+                    # A bug or an entry no version can read: keep it (nothing is dropped), go on.
+                    log.exception("push spill entry %d could not be stored; kept for a later replay", entry.id)
+                    spill.note_attempt(entry.id)
+                    result.failed += 1
+                    continue
+                spill.remove(entry.id)
+                result.replayed += 1
+                progressed = True
+            if not progressed:
+                break
+        result.left = spill.count()
+        if result.replayed:
+            log.info("push spill replayed", extra={"entries": result.replayed, "left": result.left})
+        return result
+    finally:
+        _replaying.release()

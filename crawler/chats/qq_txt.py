@@ -68,6 +68,11 @@ class _Pending:
         if self.truncated:
             return True
         if self.chars + len(text) + 1 > MAX_MESSAGE_CHARS:
+            # Keep what fits: a first line past the limit must be truncated, not lost whole.
+            room = MAX_MESSAGE_CHARS - self.chars - 1
+            if room > 0:
+                self.lines.append(text[:room])
+                self.chars += room + 1
             self.truncated = True
             return False
         self.lines.append(text)
@@ -119,7 +124,7 @@ def parse_qq_txt(reader: LineReader) -> Iterator[ParseEvent]:
                 when = dt.datetime(y, mo, d, h, mi, s)
             except ValueError:
                 broken = True
-                yield ParseIssue(line.number, f"消息时间无效：{text[:19]}")
+                yield ParseIssue(line.number, "消息时间无效，整条消息跳过")
                 continue
             sender_id = header.group(8) or header.group(9) or ""
             current = _Pending(line.number, when, header.group(7).strip(), sender_id)
@@ -141,13 +146,13 @@ def parse_qq_txt(reader: LineReader) -> Iterator[ParseEvent]:
                 yield finish(current)
                 current = None
             broken = True
-            yield ParseIssue(line.number, f"消息头不完整，整条消息跳过：{text[:40]}")
+            yield ParseIssue(line.number, "消息头不完整，整条消息跳过")
             continue
         if current is not None:
             if not current.add(text):
                 yield ParseIssue(line.number, f"消息超过 {MAX_MESSAGE_CHARS} 字，其后内容已截断")
         elif text.strip() and not (broken or orphan_reported or text.startswith("消息记录")):
             orphan_reported = True
-            yield ParseIssue(line.number, f"不属于任何消息的内容，已跳过：{text[:40]}")
+            yield ParseIssue(line.number, "不属于任何消息的内容，已跳过")
     if current is not None:
         yield finish(current)

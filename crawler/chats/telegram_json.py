@@ -98,20 +98,16 @@ def parse_telegram_json(path: Path, *, counter: list[CountingFile] | None = None
                     chat = _Chat()
                 elif prefix in _META_PREFIXES and event in ("string", "number", "null"):
                     setattr(chat, _META_PREFIXES[prefix], None if value is None else str(value))
-        except ijson.common.IncompleteJSONError as err:
+        except ijson.common.IncompleteJSONError:
             yield ParseIssue(
                 number + 1,
-                f"JSON 文件不完整或格式错误（第 {number} 条消息之后），其余无法读取：{_first_line(err)}",
+                f"JSON 文件不完整或格式错误（第 {number} 条消息之后），其余无法读取",
                 unit="条",
             )
-        except ijson.common.JSONError as err:
+        except ijson.common.JSONError:
             yield ParseIssue(
-                number + 1, f"JSON 格式错误（第 {number} 条消息之后）：{_first_line(err)}", unit="条"
+                number + 1, f"JSON 格式错误（第 {number} 条消息之后）", unit="条"
             )
-
-
-def _first_line(err: Exception) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def _message(obj: Any, chat: _Chat, number: int) -> ParseEvent:
@@ -131,7 +127,7 @@ def _message(obj: Any, chat: _Chat, number: int) -> ParseEvent:
     except (ValueError, TypeError, OverflowError):
         when = None
     if when is None:
-        return ParseIssue(number, f"消息 id={obj.get('id')} 的时间无法识别：{obj.get('date')!r}", unit="条")
+        return ParseIssue(number, "消息时间无法识别，整条消息跳过", unit="条")
     text = flatten_text(obj.get("text")).strip()
     media = ""
     if obj.get("photo"):

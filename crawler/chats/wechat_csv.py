@@ -250,7 +250,7 @@ def _row_event(layout: _Layout, row: list[str], line_no: int, file_group: str | 
         return ParseIssue(line_no, f"列数不足（{len(row)} 列，表头有 {layout.width} 列）")
     when = parse_time(layout.get(row, "time"))
     if when is None:
-        return ParseIssue(line_no, f"时间无法识别：{layout.get(row, 'time')[:30]!r}")
+        return ParseIssue(line_no, f"时间无法识别（{len(layout.get(row, 'time'))} 个字符），整条消息跳过")
     mtype = layout.get(row, "type")
     subtype = layout.get(row, "subtype")
     text = layout.get(row, "content")

@@ -4,6 +4,7 @@ server and a loopback webhook -> review via the API -> response recorded -> spre
 from __future__ import annotations
 
 import datetime as dt
+import os
 import warnings
 from collections import Counter
 from email import message_from_bytes, policy
@@ -418,7 +419,7 @@ def test_no_route_returns_500_under_schemathesis(
         story, _ = story_with_posts(s, 2, groups=2)
         make_alert(s, story_id=story.id)
         make_topic(s)
-    schema = schemathesis.openapi.from_asgi("/openapi.json", api_client.app)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", api_client.app, headers=admin)
     failures: list[str] = []
     statuses: Counter[int] = Counter()
 
@@ -426,7 +427,7 @@ def test_no_route_returns_500_under_schemathesis(
         op = operation.ok()
 
         @settings(
-            max_examples=10,
+            max_examples=int(os.environ.get("YUQING_SCHEMATHESIS_EXAMPLES", "25")),
             deadline=None,
             database=None,
             suppress_health_check=list(HealthCheck),
@@ -459,12 +460,13 @@ def test_no_route_returns_500_under_schemathesis(
 
 
 def test_nul_characters_are_refused_not_500(api_client: TestClient, api_engine, make_user) -> None:
-    """PostgreSQL text cannot hold NUL: it is a 422 (or ignored in a search), never a 500."""
+    """PostgreSQL text cannot hold NUL: it is a 422 on every route and both databases, never a 500
+    (api.guards refuses NUL and control characters in any query string)."""
     staff = make_user("staff")
     with session_scope(api_engine) as s:
         alert_id = make_alert(s).id
     bad = api_client.post(f"/api/v1/alerts/{alert_id}/comments", json={"text": "a\x00b"}, headers=staff)
     assert bad.status_code == 422 and "NUL" in bad.json()["detail"]
     assert api_client.get("/api/v1/alerts", params={"q": "\x00"}, headers=staff).status_code == 422
-    assert api_client.get("/api/v1/posts", params={"q": "封\x00路"}, headers=staff).status_code == 200
-    assert api_client.get("/api/v1/stories", params={"q": "\x00"}, headers=staff).status_code == 200
+    assert api_client.get("/api/v1/posts", params={"q": "封\x00路"}, headers=staff).status_code == 422
+    assert api_client.get("/api/v1/stories", params={"q": "\x00"}, headers=staff).status_code == 422

@@ -324,3 +324,25 @@ def test_email_over_tls_with_login(fresh_db_url: str, tmp_path, monkeypatch, mod
     finally:
         server.stop()
         engine.dispose()
+
+
+def test_an_email_sent_again_after_a_crash_keeps_its_message_id(fresh_db_url: str, smtp_server) -> None:
+    """The server accepted the mail, then the process died before recording it: the retry is the
+    same message (same Message-ID), so mail clients show it once."""
+    from email import message_from_bytes, policy
+
+    from sqlalchemy import update
+
+    from core.tables import Notification
+
+    engine = make_engine(fresh_db_url)
+    config = parse_notify_config("routes:\n  - {name: 值班, channel: email, to: [duty@qinghe.example.org]}\n")
+    with session_scope(engine) as s:
+        notify.enqueue(s, make_alert(s, severity="high", title="青禾镇要封路的传言"), "created", now=NOON, config=config)
+    assert deliver_due(engine, now=lambda: NOON, config=config).sent == 1
+    with session_scope(engine) as s:  # what a kill -9 between "250 OK" and the commit leaves
+        s.execute(update(Notification).values(status="pending", sent_at=None, next_attempt_at=NOON))
+    assert deliver_due(engine, now=lambda: NOON, config=config).sent == 1
+    ids = [message_from_bytes(e.content, policy=policy.default)["Message-ID"] for e in smtp_server.messages]
+    assert len(ids) == 2 and ids[0] == ids[1] and ids[0].startswith("<yuqing.")
+    engine.dispose()

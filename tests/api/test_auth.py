@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
+
+from core.settings import get_settings
 
 
 def test_health_needs_no_token(api_client: TestClient) -> None:
@@ -76,9 +79,28 @@ def test_admin_lists_and_revokes_tokens(api_client: TestClient, make_user) -> No
     assert api_client.delete("/api/v1/tokens/0", headers=admin).status_code == 422
 
 
-def test_api_docs_work_without_internet(api_client: TestClient) -> None:
+def test_api_docs_need_a_login_unless_made_public(
+    api_client: TestClient, make_user, api_engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README: every route but /health needs a token; the schema names every route and role."""
+    assert api_client.get("/openapi.json").status_code == 401
+    docs = api_client.get("/docs", follow_redirects=False)
+    assert docs.status_code == 303 and docs.headers["location"].startswith("/login")
+    assert api_client.get("/openapi.json", headers={"Authorization": "Bearer yq_wrong"}).status_code == 401
+    assert api_client.get("/openapi.json", headers=make_user("viewer")).status_code == 200
+    monkeypatch.setenv("YUQING_PUBLIC_DOCS", "1")
+    get_settings.cache_clear()
+    from api.app import create_app
+
+    with TestClient(create_app(api_engine)) as public:
+        assert public.get("/openapi.json").status_code == 200 and public.get("/docs").status_code == 200
+    get_settings.cache_clear()
+
+
+def test_api_docs_work_without_internet(api_client: TestClient, make_user) -> None:
     """/docs loads Swagger UI from our own server (offices often have no internet), and the
     schema it renders comes from /openapi.json."""
+    api_client.headers.update({"Authorization": make_user("viewer")["Authorization"]})
     page = api_client.get("/docs")
     assert page.status_code == 200
     assert "cdn.jsdelivr" not in page.text and "https://" not in page.text.split("<body>")[0]

@@ -284,3 +284,17 @@ def test_onebot_signature() -> None:
     )
     assert not signature_ok(b"s3cret", body + b" ", sig)
     assert not signature_ok(b"s3cret", body, None) and not signature_ok(b"s3cret", body, "sha1=签名")
+
+
+def test_a_first_line_past_the_limit_is_truncated_not_dropped(tmp_path: Path) -> None:
+    from crawler.chats.qq_txt import MAX_MESSAGE_CHARS
+
+    long_line = "谣" * (MAX_MESSAGE_CHARS + 5_000)
+    path = tmp_path / "long.txt"
+    path.write_text(qq_export([("2026-11-20 08:01:02", "张三", "3141592653", long_line + "\n第二行")]),
+                    encoding="utf-8")
+    evs = events(path, "qq-txt")
+    msgs = messages(evs)
+    assert len(msgs) == 1 and msgs[0].text.startswith("谣谣") and len(msgs[0].text) < MAX_MESSAGE_CHARS
+    assert len(msgs[0].text) > MAX_MESSAGE_CHARS - 10
+    assert any("截断" in e.reason for e in evs if isinstance(e, ParseIssue))

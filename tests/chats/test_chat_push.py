@@ -62,6 +62,7 @@ def test_onebot_push_is_stored_once(api_client: TestClient, api_engine, bot: dic
         "rejected": [],
         "skipped": {},
         "ignored": None,
+        "spooled": 0,
     }
     again = api_client.post(ONEBOT, json=event(), headers=bot)
     assert again.json()["unchanged"] == 1 and again.json()["new"] == 0
@@ -276,7 +277,7 @@ def test_activity_and_openapi_examples(
         api_client.post(ONEBOT, json=event(70000 + i, time=now - 60 * i), headers=bot)
     rows = api_client.get("/api/v1/groups/activity", params={"hours": 2}, headers=make_user("viewer")).json()
     assert sum(r["count"] for r in rows) == 3 and {r["group_id"] for r in rows} == {1}
-    spec = api_client.get("/openapi.json").json()
+    spec = api_client.get("/openapi.json", headers=make_user("viewer")).json()
     op = spec["paths"]["/api/v1/ingest/onebot"]["post"]
     examples = op["requestBody"]["content"]["application/json"]["examples"]
     assert {"segments", "cq_string", "heartbeat"} <= set(examples)

@@ -242,6 +242,11 @@ def test_api_docs_render_without_internet(live, new_page) -> None:
     page = new_page(1366, 768)
     external: list[str] = []
     page.on("request", lambda r: external.append(r.url) if not r.url.startswith(live.url) else None)
+    from api.console.session import SESSION_COOKIE
+    from tests.console.conftest import session_cookie
+
+    page.context.add_cookies([{"name": SESSION_COOKIE, "value": session_cookie(live.engine, "zhangmin"),
+                               "url": live.url}])  # the docs need a login
     page.goto("/docs")
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("舆情哨兵 yuqing API")
     expect(page.locator(".opblock").first).to_be_visible()

@@ -525,3 +525,20 @@ def test_unknown_pages_answer_a_console_page_and_the_api_keeps_json(live, client
     assert api.status_code == 404 and api.headers["content-type"].startswith("application/problem+json")
     script = httpx.get(f"{live.url}/no-such-page", timeout=10)  # no browser Accept header: JSON
     assert script.status_code == 404 and "json" in script.headers["content-type"]
+
+
+def test_password_spraying_across_names_is_slowed_down_and_survives_a_restart(api_engine) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    def attempt(client: TestClient, name: str) -> int:
+        token = re.search(r'name="login_token" value="([^"]+)"', client.get("/login").text).group(1)
+        return client.post("/login", data={"username": name, "password": "123456", "login_token": token},
+                           follow_redirects=False).status_code
+
+    with TestClient(create_app(api_engine)) as c:
+        codes = [attempt(c, f"user{i}") for i in range(21)]  # one address, a new name every time
+    assert codes == [401] * 20 + [429]
+    with TestClient(create_app(api_engine)) as c:  # a restarted server (or another worker)
+        assert attempt(c, "someone-else") == 429

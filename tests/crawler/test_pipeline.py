@@ -123,3 +123,32 @@ def test_rejected_items_are_counted_and_reported(fresh_db_url: str, tmp_path: Pa
     assert _count(db_url) == 1
     assert crawler.stats.get_value("yuqing/items_dropped") == 1
     assert crawler.spider.run_errors[0]["url"] == "http://127.0.0.1:1/empty"
+
+
+def test_a_spill_is_sealed_and_keeps_the_fetch_marks(fresh_db_url: str, tmp_path: Path) -> None:
+    """The spill holds posts before masking: sealed under the instance secret. It also holds the
+    pages' fetch marks, so the run that writes it does not fetch those pages again."""
+    from core.tables import FetchState
+    from crawler.extensions import classify
+
+    db_url = fresh_db_url
+    _, pipeline = _pipeline(db_url, tmp_path / "spill", YUQING_DB_ATTEMPTS=1, YUQING_BATCH_SIZE=100)
+    lock = _Lock(db_url)
+    for item in _items(3):
+        item["text"] += " 联系电话13987654323"
+        pipeline.process_item(item)
+    pipeline.process_item(FetchMark(url=SOURCE.urls[0], status=200, etag='"abc"', content_hash="h"))
+    pipeline.close_spider()
+    lock.release()
+    lock.close()
+    [spilled] = (tmp_path / "spill").glob("*.jsonl")
+    raw = spilled.read_text(encoding="utf-8")
+    assert "13987654323" not in raw and "石桥村" not in raw and len(raw.splitlines()) == 4
+    assert classify(pages_ok=1, errors=0, spilled=3) == "partial"  # read fine, stored later: not failed
+    _, again = _pipeline(db_url, tmp_path / "spill")
+    again.close_spider()
+    assert _count(db_url) == 3
+    engine = make_engine(db_url)
+    with Session(engine) as s:
+        assert s.scalar(select(FetchState.etag).where(FetchState.url == SOURCE.urls[0])) == '"abc"'
+    engine.dispose()

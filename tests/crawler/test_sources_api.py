@@ -94,6 +94,31 @@ def test_runs_left_running_by_a_killed_crawl_are_closed(session: Session) -> Non
     new_id = service.start_run(session, src)
     session.refresh(old)
     session.refresh(recent)
-    assert old.status == "failed" and "运行中断" in old.errors[0]["reason"] and old.finished_at is not None
+    assert old.status == "interrupted" and "运行中断" in old.errors[0]["reason"] and old.finished_at is not None
     assert recent.status == "running"  # might still be alive (another worker, a manual run)
     assert session.get(SourceRun, new_id).status == "running"
+
+
+def test_a_run_whose_process_is_gone_is_interrupted_at_once(session: Session) -> None:
+    import subprocess
+    import sys
+
+    from core.lifecycle import worker_id
+
+    src = parse_sources({"sources": [{"name": "刚被杀的源", "kind": "feed", "urls": ["https://k.example.cn/rss"],
+                                      "interval": "10m"}]}).sources[0]
+    sid = service.sync_sources(session, [src])["刚被杀的源"]
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # its pid now names no process
+    host = worker_id().rpartition(":")[0]
+    killed = SourceRun(source_id=sid, status="running", stats={"worker": f"{host}:{gone.pid}"},
+                       started_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30))
+    alive = SourceRun(source_id=sid, status="running", stats={"worker": worker_id()},
+                      started_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30))
+    session.add_all([killed, alive])
+    session.flush()
+    service.start_run(session, src)
+    session.refresh(killed)
+    session.refresh(alive)
+    assert killed.status == "interrupted" and killed.finished_at is not None
+    assert alive.status == "running"  # our own process: alive

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -38,8 +37,6 @@ def analyze(
     ] = False,
 ) -> None:
     """Score every unanalysed post: rumor probability with reasons, debunk matches, story grouping."""
-    from tqdm import tqdm
-
     from core.db import session_scope
     from core.errors import YuqingError
     from core.settings import get_settings
@@ -57,7 +54,7 @@ def analyze(
                     return
                 console.print("没有待分析的帖子。")
                 return
-            bar = tqdm(total=total, unit="条", desc="分析", disable=quiet, file=sys.stderr)
+            bar = _Bar(total, "分析", quiet=quiet)
 
             def progress(done: int, _total: int) -> None:
                 bar.update(done - bar.n)
@@ -145,7 +142,6 @@ def classify(
     """Score any CSV with the active model: adds rumor_probability (adjusted to the file's rumor
     share), label (1 / 0 / 无法判断), raw_score, abstain_reason and top_terms."""
     import pandas as pd
-    from tqdm import tqdm
 
     from nlp.abstain import load_abstainer
     from nlp.classify_csv import (
@@ -184,7 +180,7 @@ def classify(
     abstainer = load_abstainer(model_dir)
     with input.open("rb") as fh:
         total_rows = max(0, sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b"")) - 1)
-    bar = tqdm(total=total_rows, unit="行", desc="打分", disable=quiet, file=sys.stderr)
+    bar = _Bar(total_rows, "打分", quiet=quiet)
     scored_tmp = output.with_name(output.name + ".scored.part")
     tmp = output.with_name(output.name + ".part")
     written = 0
@@ -251,6 +247,28 @@ def classify(
         f"已打分 {written} 行，其中疑似谣言 {flagged} 行，无法判断 {abstained} 行，结果写入 {output}",
         highlight=False, markup=False,
     )
+
+
+class _Bar:
+    """A progress bar on stderr (rich, the one progress library of the CLI): ``update(k)`` adds
+    ``k``, ``n`` is the count so far; nothing is drawn when ``quiet``."""
+
+    def __init__(self, total: int, description: str, *, quiet: bool) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.n = 0
+        self._progress = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                  console=Console(stderr=True), disable=quiet)
+        self._task = self._progress.add_task(description, total=total)
+        self._progress.start()
+
+    def update(self, count: int) -> None:
+        self.n += count
+        self._progress.update(self._task, completed=self.n)
+
+    def close(self) -> None:
+        self._progress.stop()
 
 
 _MIN_ROWS_FOR_ESTIMATE = 30

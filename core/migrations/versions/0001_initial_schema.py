@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 12:12:44.474043
+Create Date: 2026-12-06 12:13:13.701327
 """
 from __future__ import annotations
 
@@ -70,6 +70,16 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_digests')),
     sa.UniqueConstraint('day', 'recipients_key', 'revision', name=op.f('uq_digests_day_recipients_key_revision'))
     )
+    op.create_table('login_failures',
+    sa.Column('key', sa.String(length=200), nullable=False),
+    sa.Column('failures', sa.Integer(), nullable=False),
+    sa.Column('first_at', core.tables.UTCDateTime(), nullable=False),
+    sa.Column('last_at', core.tables.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('key', name=op.f('pk_login_failures'))
+    )
+    with op.batch_alter_table('login_failures', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_login_failures_last_at'), ['last_at'], unique=False)
+
     op.create_table('sources',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
@@ -717,6 +727,10 @@ def downgrade() -> None:
 
     op.drop_table('topics')
     op.drop_table('sources')
+    with op.batch_alter_table('login_failures', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_login_failures_last_at'))
+
+    op.drop_table('login_failures')
     op.drop_table('digests')
     op.drop_table('concern_state')
     op.drop_table('chat_groups')

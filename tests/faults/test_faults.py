@@ -1,0 +1,361 @@
+"""Fault injection, counted: items lost and duplicated, 5xx answers, recovery time; the figures go
+to bench/results/faults.md. Target: 0 lost, 0 duplicated, 0 5xx.
+
+- a PostgreSQL crash (pg_ctl stop -m immediate) and restart in the middle of a stream of bot
+  pushes from a client that never retries (go-cqhttp);
+- kill -9 of `yuqing analyze` (backlog 6,000, two worker processes) mid-run, then a new run;
+- kill -9 of `yuqing import-chats` mid-file, then the same command again;
+- a crawl with the database crashing under it, then a crawl after it is back;
+- the SMTP server down while alert mails are due, then back.
+
+Webhook receivers going down mid-run are tested where the outbox lives
+(tests/alerts/test_notify.py::test_receiver_down_mid_run_every_notification_delivered_exactly_once).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import func, select, text
+
+from api import accounts
+from api.app import create_app
+from core.db import make_engine, session_scope
+from core.settings import get_settings
+from core.tables import AnalysisRun, Post, PostScore, SourceRun
+from tests.faults.conftest import REPO, Figures, OwnPostgres, wait_until
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    folder = tmp_path / "data"
+    monkeypatch.setenv("YUQING_DATA_DIR", str(folder))
+    monkeypatch.setenv("YUQING_SPILL_REPLAY_SECONDS", "0.5")
+    get_settings.cache_clear()
+    yield folder
+    get_settings.cache_clear()
+
+
+def _serve(app) -> tuple[uvicorn.Server, threading.Thread, str]:  # type: ignore[no-untyped-def]
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="critical"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    assert wait_until(lambda: server.started, 15) is not None
+    return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_database_crash_and_restart_mid_push(
+    own_postgres: OwnPostgres, data_dir: Path, fault_figures: Figures
+) -> None:
+    engine = make_engine(own_postgres.url)
+    with session_scope(engine) as s:
+        owner = accounts.create_user(s, username="qq-bot-owner", role="staff")
+        token = accounts.create_token(s, owner, "qq-bot-1", kind="bot")
+    server, thread, base = _serve(create_app(engine))
+    answers: dict[int, int] = {}
+    restarted_at = 0.0
+    try:
+        with httpx.Client(base_url=base, timeout=10, headers={"Authorization": f"Bearer {token}"}) as client:
+            start = time.monotonic()
+            n = 0
+            crashed = restarted = False
+            while time.monotonic() - start < 7.0:
+                elapsed = time.monotonic() - start
+                if elapsed > 2.0 and not crashed:
+                    own_postgres.stop()
+                    crashed = True
+                if elapsed > 4.5 and not restarted:
+                    own_postgres.start()
+                    restarted, restarted_at = True, time.monotonic()
+                n += 1
+                event = {"time": 1764036000 + n, "post_type": "message", "message_type": "group",
+                         "message_id": n, "group_id": 880001, "user_id": 20000 + n % 7,
+                         "message": f"第{n}条：东湾村的消息", "sender": {"nickname": f"村民{n % 7}"}}
+                try:  # like go-cqhttp: one POST per message, no retry
+                    answers[n] = client.post("/api/v1/ingest/onebot", json=event).status_code
+                except httpx.HTTPError:
+                    answers[n] = 0
+        accepted = {i for i, code in answers.items() if code in (200, 202)}
+
+        def stored() -> set[int]:
+            with session_scope(engine) as s:
+                return {int(x) for x in s.scalars(select(Post.external_id))}
+
+        recovery = wait_until(lambda: accepted <= stored(), 60, step=0.2)
+        recovery_s = round(time.monotonic() - restarted_at, 1) if recovery is not None else None
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    with session_scope(engine) as s:
+        rows = s.scalar(select(func.count()).select_from(Post)) or 0
+        distinct = s.scalar(select(func.count(func.distinct(Post.external_id)))) or 0
+    engine.dispose()
+    lost = len(set(answers) - stored_ids(own_postgres.url))
+    spooled = sum(1 for code in answers.values() if code == 202)
+    fifth = sum(1 for code in answers.values() if code >= 500 or code == 0)
+    fault_figures.add(fault="PostgreSQL crash + restart mid-push (no client retry)", items=len(answers), lost=lost,
+                      duplicated=rows - distinct, **{"5xx": fifth}, recovery_s=recovery_s,
+                      note=f"{spooled} answered 202 (spilled), replayed after restart")
+    assert spooled > 0, "the outage was not hit"
+    assert (lost, rows - distinct, fifth) == (0, 0, 0)
+
+
+def stored_ids(url: str) -> set[int]:
+    engine = make_engine(url)
+    try:
+        with session_scope(engine) as s:
+            return {int(x) for x in s.scalars(select(Post.external_id))}
+    finally:
+        engine.dispose()
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_kill_9_of_analyze_leaves_no_workers_and_loses_nothing(
+    fresh_db_url: str, data_dir: Path, fault_figures: Figures
+) -> None:
+    from core.ingest import ingest_posts
+
+    total = 6_000
+    engine = make_engine(fresh_db_url)
+    with session_scope(engine) as s:
+        ingest_posts(s, [{"source": "故障测试", "external_id": str(i), "title": f"通知{i}",
+                          "text": f"听说第{i % 97}村要停水{i}天，大家转告，不转不是中国人 {i}"} for i in range(total)])
+    env = os.environ | {"PYTHONPATH": str(REPO), "YUQING_DATABASE_URL": fresh_db_url}
+    cmd = [sys.executable, "-m", "yuqing.cli", "analyze", "--workers", "2", "--batch-size", "500"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def partial_recorded() -> bool:
+        with session_scope(engine) as s:
+            return bool(s.scalar(select(func.max(AnalysisRun.posts_processed))))
+
+    assert wait_until(partial_recorded, 240, step=0.2) is not None, "analyze never committed a batch"
+    workers = _children(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = time.monotonic()
+    gone = wait_until(lambda: not any(_alive(p) for p in workers), 30)
+    with session_scope(engine) as s:
+        partial = s.scalar(select(AnalysisRun.posts_processed).order_by(AnalysisRun.id.desc()).limit(1))
+    again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert again.returncode == 0, again.stdout + again.stderr
+    with session_scope(engine) as s:
+        left = s.scalar(select(func.count()).select_from(Post).where(Post.analyzed_at.is_(None)))
+        scores = s.scalar(select(func.count()).select_from(PostScore)) or 0
+        scored = s.scalar(select(func.count(func.distinct(PostScore.post_id)))) or 0
+        states = [r.stats.get("state") for r in s.scalars(select(AnalysisRun).order_by(AnalysisRun.id))]
+    engine.dispose()
+    fault_figures.add(fault="kill -9 of yuqing analyze (6,000 backlog, 2 workers)", items=total, lost=left,
+                      duplicated=scores - scored, **{"5xx": "-"},
+                      recovery_s=round(gone, 1) if gone is not None else "workers survived",
+                      note=f"{len(workers)} worker processes gone after the kill; killed run kept "
+                           f"{partial} posts of work, marked {states[0]}")
+    assert len(workers) >= 1 and gone is not None, "worker processes outlived their parent"
+    assert (left, scores - scored) == (0, 0)
+    assert states[0] == "interrupted" and states[-1] == "finished"
+    del killed_at
+
+
+def test_kill_9_of_an_import_then_the_same_command(
+    fresh_db_url: str, data_dir: Path, tmp_path: Path, fault_figures: Figures
+) -> None:
+    from tests.chats.conftest import QQ_HEADER
+
+    total = 40_000
+    export = tmp_path / "东湾村群.txt"
+    with export.open("w", encoding="utf-8") as f:
+        f.write(QQ_HEADER.format(group="东湾村群"))
+        for i in range(total):
+            f.write(f"2026-11-{1 + i // 3600 % 28:02d} {i // 60 % 24:02d}:{i % 60:02d}:{i % 59:02d} "
+                    f"村民{i % 50}({100000 + i % 50})\n第{i}条消息 东湾村\n\n")
+    env = os.environ | {"PYTHONPATH": str(REPO), "YUQING_DATABASE_URL": fresh_db_url}
+    cmd = [sys.executable, "-m", "yuqing.cli", "import-chats", str(export)]
+    engine = make_engine(fresh_db_url)
+
+    def some_stored() -> bool:
+        with session_scope(engine) as s:
+            return (s.scalar(select(func.count()).select_from(Post)) or 0) > 2_000
+
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert wait_until(some_stored, 240, step=0.1) is not None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    started = time.monotonic()
+    again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert again.returncode == 0, again.stdout + again.stderr
+    seconds = time.monotonic() - started
+    with session_scope(engine) as s:
+        rows = s.scalar(select(func.count()).select_from(Post)) or 0
+        distinct = s.scalar(select(func.count(func.distinct(Post.dedup_key)))) or 0
+        statuses = list(s.scalars(select(SourceRun.status).order_by(SourceRun.id)))
+        texts = s.scalar(text("SELECT count(DISTINCT raw_text) FROM posts")) or 0
+    engine.dispose()
+    fault_figures.add(fault="kill -9 of yuqing import-chats, then the same command", items=total,
+                      lost=total - texts, duplicated=rows - distinct, **{"5xx": "-"}, recovery_s=round(seconds, 1),
+                      note=f"runs: {' → '.join(statuses)}")
+    assert (total - texts, rows - distinct) == (0, 0)
+    assert statuses[0] == "interrupted" and statuses[-1] in ("ok", "partial")
+
+
+def test_crawl_while_the_database_is_down_then_after(
+    own_postgres: OwnPostgres, data_dir: Path, tmp_path: Path, fault_figures: Figures
+) -> None:
+    """The crawl goes on at full speed while every write fails (retries run off the reactor),
+    the posts are spilled, and the next run stores them without fetching those pages again."""
+    from collections import Counter
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.crawler.conftest import crawl_env, run_crawl, write_sources
+
+    pages = 40
+    hits: Counter[str] = Counter()
+    crash_on_list = threading.Event()
+
+    class Site(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits[self.path] += 1
+            if self.path == "/list.html" and crash_on_list.is_set():
+                crash_on_list.clear()
+                own_postgres.stop()  # the database goes away once the crawl is under way
+            if self.path == "/list.html":
+                links = "".join(f'<a class="t" href="/a/{i}.html">通知{i}</a>' for i in range(pages))
+                body = f"<html><body>{links}</body></html>"
+            elif self.path.startswith("/a/"):
+                i = self.path.split("/")[-1].split(".")[0]
+                body = (f'<html><body><h1>东湾村通知第{i}号</h1><div class="b">东湾村第{i}次停水检修，'
+                        f'请提前储水。</div><span class="t">2026-11-22 10:{int(i) % 60:02d}</span></body></html>')
+            else:
+                self.send_response(404)
+                self.end_headers()
+                return
+            data = body.encode("utf-8")
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Site)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    sources = write_sources(tmp_path / "sources.yaml", {
+        "name": "停库测试站", "kind": "html", "interval": "10m", "urls": [base + "/list.html"], "obey_robots": False,
+        "list": {"item_links": "a.t::attr(href)"},
+        "detail": {"title": "h1::text", "body": "div.b", "published": "span.t::text"}})
+    env = crawl_env(YUQING_DATA_DIR=str(data_dir), YUQING_DATABASE_URL=own_postgres.url,
+                    YUQING_CRAWL_BATCH_SIZE="5")
+    try:
+        crash_on_list.set()
+        started = time.monotonic()
+        down = run_crawl("--sources", str(sources), env=env, timeout=300)
+        down_seconds = time.monotonic() - started
+        fetched_down = sum(n for p, n in hits.items() if p.startswith("/a/"))
+        own_postgres.start()
+        hits.clear()
+        started = time.monotonic()
+        up = run_crawl("--sources", str(sources), env=env, timeout=300)
+        up_seconds = time.monotonic() - started
+        refetched = sum(n for p, n in hits.items() if p.startswith("/a/"))
+    finally:
+        server.shutdown()
+    assert up.returncode == 0, up.stdout + up.stderr
+    engine = make_engine(own_postgres.url)
+    with session_scope(engine) as s:
+        rows = s.scalar(select(func.count()).select_from(Post).where(Post.title.like("东湾村通知第%"))) or 0
+        distinct = s.scalar(select(func.count(func.distinct(Post.dedup_key)))
+                            .where(Post.title.like("东湾村通知第%"))) or 0
+    engine.dispose()
+    fault_figures.add(fault="crawl with the database down, then a crawl after it is back", items=pages,
+                      lost=pages - distinct, duplicated=rows - distinct, **{"5xx": "-"},
+                      recovery_s=round(down_seconds, 1),
+                      note=f"the down crawl fetched {fetched_down} pages in {down_seconds:.1f} s (exit "
+                           f"{down.returncode}, partial; its writes retried off the reactor, then spilled); the next run "
+                           f"({up_seconds:.1f} s) stored them and fetched {refetched} of them again")
+    assert fetched_down == pages, down.stdout[-2000:] + down.stderr[-3000:]
+    assert (pages - distinct, rows - distinct) == (0, 0)
+    assert refetched == 0, "pages whose posts were spilled were fetched again"
+
+
+def test_smtp_outage_then_back(fresh_db_url: str, monkeypatch: pytest.MonkeyPatch, fault_figures: Figures) -> None:
+    """Twenty alert mails while the mail server is down, then up: each arrives once."""
+    import datetime as dt
+    from email import message_from_bytes, policy
+
+    from aiosmtpd.controller import Controller
+
+    from alerts import notify
+    from alerts.notify import deliver_due, parse_notify_config
+    from tests.alerts.receivers import MailSink, free_port
+    from tests.factories import make_alert
+
+    port = free_port()
+    monkeypatch.setenv("YUQING_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("YUQING_SMTP_PORT", str(port))
+    monkeypatch.setenv("YUQING_SMTP_SECURITY", "none")
+    get_settings.cache_clear()
+    noon = dt.datetime(2026, 11, 28, 4, 0, tzinfo=dt.UTC)
+    engine = make_engine(fresh_db_url)
+    config = parse_notify_config("routes:\n  - {name: m, channel: email, to: [duty@qinghe.example.org]}\n")
+    total = 20
+    with session_scope(engine) as s:
+        for i in range(total):
+            notify.enqueue(s, make_alert(s, severity="high", title=f"传言{i}"), "created", now=noon, config=config)
+    down = deliver_due(engine, now=lambda: noon, config=config)
+    sink = MailSink()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    started = time.monotonic()
+    try:
+        later = noon
+        for _ in range(10):
+            later += dt.timedelta(seconds=get_settings().notify_backoff_max_seconds + 1)
+            deliver_due(engine, now=lambda: later, config=config)  # noqa: B023 - called at once
+            if len(sink.messages) >= total:
+                break
+        recovery = time.monotonic() - started
+    finally:
+        controller.stop()
+        engine.dispose()
+    ids = [message_from_bytes(e.content, policy=policy.default)["Message-ID"] for e in sink.messages]
+    fault_figures.add(fault="SMTP server down, then back (alert mails)", items=total, lost=total - len(set(ids)),
+                      duplicated=len(ids) - len(set(ids)), **{"5xx": "-"}, recovery_s=round(recovery, 1),
+                      note=f"{down.failed} failed attempts while down, retried with backoff")
+    assert down.failed == total and down.sent == 0
+    assert (total - len(set(ids)), len(ids) - len(set(ids))) == (0, 0)
