@@ -223,11 +223,14 @@ def _conversation(index: IncidentIndex, p: _Post, forbidden: set[_Open]) -> _Ope
     if p.role in ("question", "reaction"):
         return recent[0]
     if p.role == "other":
-        # A line of the conversation itself ("村东头老赵说的", "我去问问"), within a few minutes of
-        # the matter in its group and saying something (not "收到", "好的").
+        # A line of the conversation itself, within a few minutes of the matter in its group,
+        # saying something (not "收到", "好的") and sharing a word with it ("停课了孩子谁管"
+        # after the school rumor): being next to a matter is not enough, or "今晚吃饺子还是面条"
+        # after a notice would join the notice.
         last = index.group_recent.get(p.group_id or -1, [])
         if CHATTER_FOLLOW_MINUTES and last and len(p.terms) >= CHATTER_MIN_TERMS and last[-1][1] is recent[0] \
-                and p.when - last[-1][0] <= dt.timedelta(minutes=CHATTER_FOLLOW_MINUTES):
+                and p.when - last[-1][0] <= dt.timedelta(minutes=CHATTER_FOLLOW_MINUTES) \
+                and any(t in recent[0].terms for t in p.terms):
             return recent[0]
         return None
     for inc in recent:

@@ -32,10 +32,10 @@ def test_the_script_tells_a_day_in_about_fifteen_minutes() -> None:
 
 
 def _rumor_alerts(session) -> list[Alert]:
-    """The alerts on the story of the day's first message (the rumor as it started)."""
-    story = session.scalar(select(Post.story_id).where(Post.external_id.like("demo-%-0")))
-    assert story is not None, "the first message joined no story"
-    return list(session.scalars(select(Alert).where(Alert.story_id == story).order_by(Alert.id)))
+    """The alerts on the matter of the day's first message (the rumor as it started)."""
+    incident = session.scalar(select(Post.incident_id).where(Post.external_id.like("demo-%-0")))
+    assert incident is not None, "the first message joined no matter"
+    return list(session.scalars(select(Alert).where(Alert.incident_id == incident).order_by(Alert.id)))
 
 
 def test_folding_shows_in_the_first_minutes_at_high_speed(fresh_db_url: str) -> None:

@@ -123,9 +123,11 @@ def test_chatter_starts_nothing_and_never_counts_in_reach_or_risk(db: Session, r
 def test_chatter_inside_a_conversation_is_counted_but_never_weighed(db: Session, rumor_model: Any) -> None:
     run(db, rumor_model, [
         msg("听说中心小学甲流，全校停课两周", 1, "qh-1"),
-        msg("我等会去村委会那边看看情况再说", 2, "qh-2", 1),
+        msg("我等会去中心小学看看情况", 2, "qh-2", 1),
     ])
-    run(db, rumor_model, [msg("我等会去村委会那边看看情况再说", 3, "qh-1", 1)])
+    run(db, rumor_model, [msg("我等会去中心小学看看情况", 3, "qh-1", 1),
+                          msg("今晚吃饺子还是面条 大家说说", 4, "qh-1", 2)])
+    assert post_of(db, "m4").incident_id is None  # next to a matter but about something else
     post = post_of(db, "m3")
     inc = db.get(Incident, incident_of(db, "m1"))
     assert inc is not None
