@@ -21,8 +21,8 @@ REPO = NOTEBOOKS.parent
 
 def test_notebooks_are_stored_without_outputs() -> None:
     books = sorted(NOTEBOOKS.glob("*.ipynb"))
-    assert [b.name for b in books][:3] == ["01_explore_data.ipynb", "02_error_analysis.ipynb",
-                                           "03_retrain_and_compare.ipynb"]
+    assert [b.name for b in books][:4] == ["01_explore_data.ipynb", "02_error_analysis.ipynb",
+                                           "03_retrain_and_compare.ipynb", "04_prevalence_and_threshold.ipynb"]
     for book in books:
         for cell in nbformat.read(book, as_version=4).cells:
             if cell.cell_type == "code":
@@ -52,8 +52,18 @@ def notebook_db(fresh_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["01_explore_data", "02_error_analysis", "03_retrain_and_compare"])
-def test_notebook_runs(name: str, notebook_db: Path) -> None:
+@pytest.mark.parametrize("name", ["01_explore_data", "02_error_analysis", "03_retrain_and_compare",
+                                  "04_prevalence_and_threshold"])
+def test_notebook_runs(name: str, notebook_db: Path, fresh_db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if name == "04_prevalence_and_threshold":  # scores and an estimate to look at
+        from nlp.pipeline import analyze
+
+        monkeypatch.setenv("DAYS", "3650")  # the fixture's posts are from late November
+
+        engine = make_engine(fresh_db_url)
+        with session_scope(engine) as s:
+            analyze(s, reestimate_prevalence=True)
+        engine.dispose()
     book = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     NotebookClient(book, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(notebook_db)}}).execute()
     outputs = [o for c in book.cells if c.cell_type == "code" for o in c.outputs]
@@ -76,6 +86,8 @@ def test_notebook_runs(name: str, notebook_db: Path) -> None:
         before, after = text.split("model versions in the database: ")[1].split()[0:3:2]
         assert before == after
         assert not (notebook_db / "var" / "models" / "rumor").exists()
+    if name == "04_prevalence_and_threshold":
+        assert "scored posts in the window: 100" in text and "判为疑似谣言" in text
 
 
 @pytest.mark.slow
