@@ -14,6 +14,7 @@ from api.routes import (
     digests,
     groups,
     health,
+    images,
     ingest,
     models,
     posts,
@@ -55,5 +56,6 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     app.include_router(groups.router, prefix=API_PREFIX)
     app.include_router(debunks.router, prefix=API_PREFIX)
     app.include_router(topics.router, prefix=API_PREFIX)
+    app.include_router(images.router, prefix=API_PREFIX)
     install_console(app)  # the review console at /, last: its pages must not shadow the API
     return app

@@ -193,6 +193,7 @@ class MessageSink:
                 "published_at": msg.time,
                 "is_forward": msg.is_forward,
                 "extra": msg.extra,
+                "images": msg.images,
             }
         )
         self._lines.append(msg.line)
