@@ -101,7 +101,7 @@ def chat_screenshot(rng: random.Random, *, width: int = 720) -> Rendered:
     n = rng.randint(4, 7)
     img = Image.new("RGB", (width, 140 + n * 120), (237, 237, 237))
     d = ImageDraw.Draw(img)
-    f_title, f_name, f_msg = font(30), font(20), font(28)
+    f_title, f_msg = font(30), font(28)
     title = f"{place}村民群({rng.randint(120, 499)})"
     d.rectangle([0, 0, width, 80], fill=(245, 245, 245))
     d.text(((width - d.textlength(title, font=f_title)) / 2, 22), title, font=f_title, fill=(20, 20, 20))

@@ -25,7 +25,7 @@ import io
 import logging
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,17 @@ class ImageRefused(InvalidInput):
     """Bytes that are not a picture we keep (the message says why, in Chinese)."""
 
 
+class VerifyLater(Exception):
+    """A hash candidate whose text is not read yet: the copy waits until it can be compared."""
+
+
+#: ``verify(candidate row, new picture) -> same picture?`` (None: cannot tell yet). Layout hashes
+#: cannot tell two notices printed on one template apart (a red header, a title, body lines: at
+#: 32x32 pixels the text is a grey texture, and such pairs sit at distance 0). nlp.images gives a
+#: verifier that re-reads only the candidate's longest text lines at the same place in the copy.
+Verifier = Callable[[Image, Any], "bool | None"]
+
+
 def images_dir() -> Path:
     return get_settings().data_dir / "images"
 
@@ -88,11 +99,11 @@ def decode(data: bytes) -> Any:
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as err:
         raise ImageRefused(f"图片像素过多：{err}") from err
     fmt = str(img.format)
-    img = ImageOps.exif_transpose(img) or img
-    img = img.convert("RGB")
-    img.info.clear()
-    img.format = fmt  # kept for clean_bytes; the pixels carry no metadata any more
-    return img
+    turned: Any = ImageOps.exif_transpose(img) or img
+    rgb: Any = turned.convert("RGB")
+    rgb.info.clear()
+    rgb.format = fmt  # kept for clean_bytes; the pixels carry no metadata any more
+    return rgb
 
 
 def clean_bytes(img: Any) -> tuple[bytes, str, str]:
@@ -173,8 +184,13 @@ def _write_file(rel: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def store_image(session: Session, data: bytes, *, index: NearDupIndex | None = None) -> Stored:
-    """Store a picture once (caller commits); an exact or near-duplicate copy returns the stored one."""
+def store_image(
+    session: Session, data: bytes, *, index: NearDupIndex | None = None, verify: Verifier | None = None
+) -> Stored:
+    """Store a picture once (caller commits); an exact or near-duplicate copy returns the stored one.
+
+    A near-duplicate by hash is confirmed by ``verify`` when given (raises :class:`VerifyLater`
+    while the candidate is unread); without it the hashes decide."""
     img = decode(data)
     clean, mime, ext = clean_bytes(img)
     sha = hashlib.sha256(clean).hexdigest()
@@ -182,6 +198,12 @@ def store_image(session: Session, data: bytes, *, index: NearDupIndex | None = N
     same = session.scalar(select(Image.id).where(Image.sha256 == sha))
     ph, dh = hashes(img)
     near = same if same is not None else (index or NearDupIndex.load(session)).find(ph, dh)
+    if near is not None and same is None and verify is not None:
+        candidate = session.get(Image, near)
+        verdict = verify(candidate, img) if candidate is not None else False
+        if verdict is None:
+            raise VerifyLater(f"与图片 {near} 相似，等它识别文字后再核对")
+        near = near if verdict else None
     if near is not None:
         session.execute(update(Image).where(Image.id == near).values(copies=Image.copies + 1, last_seen=now))
         return Stored(near, new=False, near_duplicate=same is None)
@@ -208,7 +230,7 @@ def queue_refs(session: Session, refs_by_key: dict[str, list[str]]) -> int:
     """post_images rows (pending) for the pictures of posts just ingested; idempotent per position."""
     if not refs_by_key:
         return 0
-    ids = dict(session.execute(select(Post.dedup_key, Post.id).where(Post.dedup_key.in_(list(refs_by_key)))).tuples())
+    ids = dict(session.execute(select(Post.dedup_key, Post.id).where(Post.dedup_key.in_(list(refs_by_key)))).all())
     now = utcnow()
     rows = [
         {"post_id": ids[key], "position": pos, "ref": ref[:2048], "status": "pending", "created_at": now}
@@ -237,7 +259,7 @@ def refresh_post_image_text(session: Session, post_ids: Iterable[int]) -> int:
         for post_id, text in rows:
             if text and text not in texts[post_id]:
                 texts[post_id].append(text)
-        current = dict(session.execute(select(Post.id, Post.image_text).where(Post.id.in_(chunk))).tuples())
+        current = dict(session.execute(select(Post.id, Post.image_text).where(Post.id.in_(chunk))).all())
         for post_id, parts in texts.items():
             joined = "\n".join(parts) or None
             if post_id in current and current[post_id] != joined:

@@ -24,7 +24,14 @@ import httpx
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from core.images import ImageRefused, NearDupIndex, refresh_post_image_text, store_image
+from core.images import (
+    ImageRefused,
+    NearDupIndex,
+    Verifier,
+    VerifyLater,
+    refresh_post_image_text,
+    store_image,
+)
 from core.settings import get_settings
 from core.tables import PostImage, utcnow
 
@@ -118,8 +125,13 @@ def _claim(session: Session, limit: int) -> list[tuple[int, int, str]]:
     return mine
 
 
-def fetch_pending(session: Session, *, limit: int = 200, client: httpx.Client | None = None) -> FetchReport:
-    """Fetch and store up to ``limit`` queued pictures; each reference is committed as it ends."""
+def fetch_pending(
+    session: Session, *, limit: int = 200, client: httpx.Client | None = None, verify: Verifier | None = None
+) -> FetchReport:
+    """Fetch and store up to ``limit`` queued pictures; each reference is committed as it ends.
+
+    ``verify`` confirms a near-duplicate by hash (core.images.Verifier); a copy of a picture not
+    read yet goes back to the queue (``waiting``) and is compared once it has been read."""
     report = FetchReport()
     claimed = _claim(session, limit)
     if not claimed:
@@ -133,12 +145,12 @@ def fetch_pending(session: Session, *, limit: int = 200, client: httpx.Client | 
     index = NearDupIndex.load(session)
     try:
         for ref_id, post_id, ref in claimed:
-            status, error, image_id = _fetch_one(session, http, ref, index)
+            status, error, image_id = _fetch_one(session, http, ref, index, verify)
             report.counts[status if status != "stored" or error is None else "duplicate"] += 1
             session.execute(
                 update(PostImage).where(PostImage.id == ref_id)
-                .values(status=status, error=None if status == "stored" else error, image_id=image_id,
-                        fetched_at=utcnow())
+                .values(status="pending" if status == "waiting" else status,
+                        error=None if status == "stored" else error, image_id=image_id, fetched_at=utcnow())
             )
             if image_id is not None:
                 refresh_post_image_text(session, [post_id])  # a picture read before: its text at once
@@ -150,11 +162,15 @@ def fetch_pending(session: Session, *, limit: int = 200, client: httpx.Client | 
     return report
 
 
-def _fetch_one(session: Session, http: httpx.Client, ref: str, index: NearDupIndex) -> tuple[str, str | None, int | None]:
+def _fetch_one(
+    session: Session, http: httpx.Client, ref: str, index: NearDupIndex, verify: Verifier | None
+) -> tuple[str, str | None, int | None]:
     """(status, error or the duplicate marker, image id)."""
     try:
         data = fetch_url(http, ref) if ref.startswith(("http://", "https://")) else read_file(ref)
-        stored = store_image(session, data, index=index)
+        stored = store_image(session, data, index=index, verify=verify)
+    except VerifyLater as err:
+        return "waiting", str(err)[:500], None
     except (FetchRefused, ImageRefused) as err:
         return "refused", str(err)[:500], None
     except (httpx.HTTPError, OSError) as err:

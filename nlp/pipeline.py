@@ -634,7 +634,7 @@ def _read_batches(session: Session, batch_size: int, limit: int | None) -> Itera
             return
         last = rows[-1].id
         taken += len(rows)
-        yield [PostRow(*row[:-1], image_text=row[-1]) for row in rows]
+        yield [PostRow(**row._mapping) for row in rows]  # by column name: PostRow's fields are posts' columns
 
 
 @dataclass
