@@ -17,6 +17,7 @@ from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from alerts import service
+from api.console.pictures import pictures_of
 from core.tables import (
     Alert,
     AlertEvent,
@@ -275,6 +276,9 @@ def alert_detail(session: Session, alert_id: int) -> dict[str, Any] | None:
     posts = [r._asdict() for r in session.execute(posts_stmt)]
     for p in posts:  # a post that refutes the claim it quotes is marked, as in the API's evidence
         p["refutation_cues"] = service.refutation_of(p.pop("norm_text"))
+    pictures = pictures_of(session, [p["id"] for p in posts])
+    for p in posts:
+        p["pictures"] = pictures.get(p["id"], [])
     evidence_total = session.scalar(select(func.count()).select_from(Post).where(evidence_where)) or 0
 
     # The representative post: the story's, or what the topic's people say, else the first evidence post.
