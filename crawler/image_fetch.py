@@ -169,6 +169,7 @@ def _fetch_one(
     try:
         data = fetch_url(http, ref) if ref.startswith(("http://", "https://")) else read_file(ref)
         stored = store_image(session, data, index=index, verify=verify)
+        _drop_crawl_copy(ref)
     except VerifyLater as err:
         return "waiting", str(err)[:500], None
     except (FetchRefused, ImageRefused) as err:
@@ -176,3 +177,12 @@ def _fetch_one(
     except (httpx.HTTPError, OSError) as err:
         return "failed", f"{type(err).__name__}: {err}"[:500], None
     return "stored", None if stored.new else "duplicate", stored.image_id
+
+
+def _drop_crawl_copy(ref: str) -> None:
+    """A picture the crawler downloaded is stored now: its download copy goes (an export's file stays)."""
+    if not ref.startswith("file://"):
+        return
+    path = Path(ref.removeprefix("file://"))
+    if (get_settings().data_dir / "crawl-images").resolve() in path.resolve().parents:
+        path.unlink(missing_ok=True)
