@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+import numpy as np
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
@@ -99,7 +100,23 @@ def read_file(ref: str) -> bytes:
         raise FileNotFoundError(f"导出文件夹里没有这张图片：{path}")
     if path.stat().st_size > settings.image_max_mb * 1024 * 1024:
         raise FetchRefused(f"图片超过 {settings.image_max_mb:g} MB（YUQING_IMAGE_MAX_MB）")
-    return path.read_bytes()
+    data = path.read_bytes()
+    return decode_wechat_dat(data) if path.suffix.lower() == ".dat" else data
+
+
+# WeChat for PC keeps pictures as .dat files: the image bytes XOR one key byte. The key is found
+# from the first two bytes against the known signatures (JPEG FF D8, PNG 89 50, GIF 47 49).
+_SIGNATURES = ((0xFF, 0xD8), (0x89, 0x50), (0x47, 0x49), (0x42, 0x4D))
+
+
+def decode_wechat_dat(data: bytes) -> bytes:
+    if len(data) < 2:
+        return data
+    for first, second in _SIGNATURES:
+        key = data[0] ^ first
+        if data[1] ^ key == second:
+            return (np.frombuffer(data, dtype=np.uint8) ^ np.uint8(key)).tobytes() if key else data
+    return data  # not an XOR'd picture: decoding will say it is not a picture
 
 
 def _claim(session: Session, limit: int) -> list[tuple[int, int, str]]:
