@@ -10,7 +10,7 @@ PYTHON ?= python3
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,ocr]'
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -53,6 +53,7 @@ DHASH_MAX = 16
 FORMATS = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png"), "GIF": ("image/png", "png"),
            "WEBP": ("image/png", "png"), "BMP": ("image/png", "png")}
 MAX_REFS_PER_POST = 20
+MAX_CANDIDATES = 5  # near-duplicates by hash checked by the verifier, closest first
 
 
 class ImageRefused(InvalidInput):
@@ -160,15 +161,19 @@ class NearDupIndex:
 
     def find(self, phash: str, dhash: str, *, phash_max: int = PHASH_MAX, dhash_max: int = DHASH_MAX) -> int | None:
         """The id of the closest stored picture within both thresholds, or None."""
+        found = self.candidates(phash, dhash, phash_max=phash_max, dhash_max=dhash_max, limit=1)
+        return found[0] if found else None
+
+    def candidates(self, phash: str, dhash: str, *, phash_max: int = PHASH_MAX, dhash_max: int = DHASH_MAX,
+                   limit: int = MAX_CANDIDATES) -> list[int]:
+        """Ids of stored pictures within both thresholds, closest first (at most ``limit``)."""
         if not len(self.ids):
-            return None
+            return []
         dp = _popcount(self.ph ^ np.uint64(int(phash, 16))).astype(np.int64)
         dd = _popcount(self.dh ^ np.uint64(int(dhash, 16))).astype(np.int64)
-        ok = (dp <= phash_max) & (dd <= dhash_max)
-        if not ok.any():
-            return None
-        score = np.where(ok, dp + dd, 1 << 20)
-        return int(self.ids[int(score.argmin())])
+        ok = np.nonzero((dp <= phash_max) & (dd <= dhash_max))[0]
+        order = ok[np.argsort(dp[ok] + dd[ok], kind="stable")][:limit]
+        return [int(self.ids[i]) for i in order]
 
     def add(self, image_id: int, phash: str, dhash: str) -> None:
         self.ids = np.append(self.ids, np.int64(image_id))
@@ -209,13 +214,7 @@ def store_image(
     now = utcnow()
     same = session.scalar(select(Image.id).where(Image.sha256 == sha))
     ph, dh = hashes(img)
-    near = same if same is not None else (index or NearDupIndex.load(session)).find(ph, dh)
-    if near is not None and same is None and verify is not None:
-        candidate = session.get(Image, near)
-        verdict = verify(candidate, img) if candidate is not None else False
-        if verdict is None:
-            raise VerifyLater(f"与图片 {near} 相似，等它识别文字后再核对")
-        near = near if verdict else None
+    near = same if same is not None else _confirmed(session, img, (index or NearDupIndex.load(session)).candidates(ph, dh), verify)
     if near is not None:
         session.execute(update(Image).where(Image.id == near).values(copies=Image.copies + 1, last_seen=now))
         return Stored(near, new=False, near_duplicate=same is None)
@@ -229,6 +228,20 @@ def store_image(
     if index is not None:
         index.add(image_id, ph, dh)
     return Stored(image_id, new=True)
+
+
+def _confirmed(session: Session, img: Any, candidates: list[int], verify: Verifier | None) -> int | None:
+    """The first candidate the verifier confirms (the closest, without a verifier)."""
+    if verify is None:
+        return candidates[0] if candidates else None
+    for image_id in candidates:
+        candidate = session.get(Image, image_id)
+        verdict = verify(candidate, img) if candidate is not None else False
+        if verdict is None:
+            raise VerifyLater(f"与图片 {image_id} 相似，等它识别文字后再核对")
+        if verdict:
+            return image_id
+    return None
 
 
 def image_path(image: Image) -> Path:

@@ -120,8 +120,9 @@ def load_rgb(path: Any) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- same picture, same text?
 
-VERIFY_LINES = 3
-VERIFY_MIN_SIMILARITY = 0.75
+VERIFY_LINES = 5
+VERIFY_MIN_SIMILARITY = 0.8  # mean over the lines
+VERIFY_MIN_LINE = 0.5  # and no line unlike its counterpart
 
 
 def content_box(gray: np.ndarray) -> tuple[int, int, int, int]:
@@ -149,8 +150,7 @@ class TextVerifier:
     def __call__(self, candidate: Image, new_img: Any) -> bool | None:
         if candidate.ocr_status in ("pending", "reading"):
             return None
-        lines = sorted((ln for ln in candidate.ocr_lines or [] if len(ln[1]) >= 4 and "*" not in ln[1]),
-                       key=lambda ln: -len(ln[1]))[:VERIFY_LINES]
+        lines = pick_lines(candidate.ocr_lines or [])
         if not lines:
             return True  # no text to tell them apart: the hashes decide
         old = load_rgb(image_path(candidate))
@@ -164,7 +164,23 @@ class TextVerifier:
             return False
         texts = self.engine.recognise(crops)
         sims = [SequenceMatcher(None, ln[1], t).ratio() for ln, t in zip(lines, texts, strict=True)]
-        return float(np.mean(sims)) >= VERIFY_MIN_SIMILARITY
+        return float(np.mean(sims)) >= VERIFY_MIN_SIMILARITY and min(sims) >= VERIFY_MIN_LINE
+
+
+def pick_lines(ocr_lines: list[Any]) -> list[Any]:
+    """The lines that tell a picture apart: the top and bottom ones (a notice's issuer, a
+    screenshot's group name, a date) and the longest ones, unmasked, 4 characters or more."""
+    usable = [ln for ln in ocr_lines if len(ln[1]) >= 4 and "*" not in ln[1]]
+    if len(usable) <= VERIFY_LINES:
+        return usable
+    by_top = sorted(usable, key=lambda ln: min(p[1] for p in ln[0]))
+    chosen = [by_top[0], by_top[-1]]
+    for ln in sorted(usable, key=lambda ln: -len(ln[1])):
+        if len(chosen) >= VERIFY_LINES:
+            break
+        if ln not in chosen:
+            chosen.append(ln)
+    return chosen
 
 
 def _map_crop(box: list[list[float]], old: np.ndarray, new: np.ndarray) -> np.ndarray | None:

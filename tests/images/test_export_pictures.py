@@ -50,3 +50,25 @@ def test_wechat_export_pictures_are_read(db_session: Session, tmp_path: Path) ->
     # importing again stores nothing twice
     assert import_chat_file(db_session, csv).counts.new == 0
     assert len(db_session.scalars(select(PostImage)).all()) == 1
+
+
+def test_purge_deletes_pictures_no_message_refers_to(db_session: Session, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from core.images import images_dir
+    from yuqing.cli import app
+
+    pic = caption_photo(random.Random(8))
+    (tmp_path / "image").mkdir()
+    (tmp_path / "image" / "b.jpg").write_bytes(jpeg(pic.image, 85))
+    csv = tmp_path / "g.csv"
+    csv.write_text(HEADER + "1,9101,图片,0,wxid_a,2026@chatroom,,b.jpg,2026-11-22 10:02:00\n", encoding="utf-8")
+    import_chat_file(db_session, csv)
+    assert fetch_pending(db_session).counts == {"stored": 1}
+    stored = images_dir() / db_session.scalars(select(Image.path)).one()
+    assert stored.is_file()
+    db_session.close()
+    out = CliRunner().invoke(app, ["purge", "--days", "1"])
+    assert out.exit_code == 0, out.output
+    assert "不再被引用的图片 1 张" in out.output
+    assert db_session.scalar(select(Image.id)) is None and not stored.exists()
