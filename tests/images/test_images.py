@@ -241,3 +241,19 @@ def _debunk_csv(claim: str):
         encoding="utf-8",
     )
     return path
+
+
+def test_cq_code_and_batch_pushes_carry_picture_addresses(api_client: TestClient, api_engine, bot: dict) -> None:
+    body = {"time": 1764036000, "post_type": "message", "message_type": "group", "message_id": 77,
+            "group_id": 880009, "user_id": 1,
+            "message": "看图[CQ:image,file=abc.image,url=https://gchat.qpic.cn/x?a=1&amp;b=2]"}
+    assert api_client.post(ONEBOT, json=body, headers=bot).json()["new"] == 1
+    batch = {"group": {"platform": "wechat", "external_id": "g1@chatroom"},
+             "messages": [{"id": "m1", "time": "2026-11-22T10:00:00+08:00", "text": "[图片]",
+                           "images": ["http://127.0.0.1:9/a.jpg"]}]}
+    assert api_client.post("/api/v1/ingest/messages", json=batch, headers=bot).json()["new"] == 1
+    bad = batch | {"messages": [batch["messages"][0] | {"images": ["file:///etc/passwd"]}]}
+    assert api_client.post("/api/v1/ingest/messages", json=bad, headers=bot).status_code == 422  # no local files
+    with Session(api_engine) as s:
+        refs = sorted(s.scalars(select(PostImage.ref)))
+    assert refs == ["http://127.0.0.1:9/a.jpg", "https://gchat.qpic.cn/x?a=1&b=2"]
