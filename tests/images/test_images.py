@@ -257,3 +257,22 @@ def test_cq_code_and_batch_pushes_carry_picture_addresses(api_client: TestClient
     with Session(api_engine) as s:
         refs = sorted(s.scalars(select(PostImage.ref)))
     assert refs == ["http://127.0.0.1:9/a.jpg", "https://gchat.qpic.cn/x?a=1&b=2"]
+
+
+def test_run_starts_the_picture_worker_when_pictures_wait(
+    api_client: TestClient, api_engine, bot: dict, picture_server
+) -> None:
+    """`yuqing run`'s images.work job: a real `yuqing images work --once` subprocess reads what waits."""
+    pytest.importorskip("rapidocr_onnxruntime")
+    from yuqing.scheduler import collect_jobs
+
+    base, files = picture_server
+    pic = caption_photo(random.Random(21))
+    files["/c.jpg"] = jpeg(pic.image, 80)
+    job = next(j for j in collect_jobs(get_settings()) if j.id == "images.work")
+    job.func()  # nothing waits: returns without starting a process
+    push(api_client, bot, 5, 880001, f"{base}/c.jpg")
+    job.func()
+    with Session(api_engine) as s:
+        assert s.scalar(select(PostImage.status)) == "stored"
+        assert s.scalar(select(Post.image_text)) == pic.text
