@@ -32,8 +32,8 @@ $(STAMP_RUN): pyproject.toml | $(UV)
 	@touch $(STAMP_RUN)
 
 $(STAMP_DEV): pyproject.toml $(STAMP_RUN)
-	@echo "正在安装测试与开发工具（pytest、playwright、mypy 等，首次约 1 分钟，用 pip 时约 3 分钟）…"
-	@if [ -x $(UV) ]; then $(UV_PIP) -e '.[dev]'; else $(PIP) -e '.[dev]'; fi
+	@echo "正在安装测试与开发工具（pytest、playwright、mypy、图片识别等，首次约 1 分钟，用 pip 时约 3 分钟）…"
+	@if [ -x $(UV) ]; then $(UV_PIP) -e '.[dev,ocr]'; else $(PIP) -e '.[dev,ocr]'; fi
 	@touch $(STAMP_DEV)
 
 install: $(STAMP_RUN)

@@ -63,6 +63,10 @@ class PostItem(BaseModel):
     published_at: dt.datetime | None = None
     is_forward: bool = False
     extra: dict[str, Any] = Field(default_factory=dict)
+    images: list[str] = Field(
+        default_factory=list, max_length=50,
+        description="Pictures of the post: http(s) URLs or files of an export (queued for core.images)",
+    )
 
     @field_validator("external_id", "author_id", mode="before")
     @classmethod
@@ -257,9 +261,12 @@ def ingest_posts(session: Session, items: Sequence[Mapping[str, Any] | PostItem]
     groups = _ensure_groups(session, (i for _, i in good))
 
     batch: dict[str, dict[str, Any]] = {}  # last occurrence of a key in a batch wins
+    image_refs: dict[str, list[str]] = {}
     for _, item in good:
         row = _row(item, content_hash(item.text, item.title), source_ids, groups, secret)
         batch[row["dedup_key"]] = row
+        if item.images:
+            image_refs[row["dedup_key"]] = item.images
 
     existing = _existing(session, list(batch))
     fresh = [row for key, row in batch.items() if key not in existing]
@@ -270,6 +277,7 @@ def ingest_posts(session: Session, items: Sequence[Mapping[str, Any] | PostItem]
     inserted = _insert_new(session, fresh)
     _update_changed(session, changed)
     _link_parents(session, [r["dedup_key"] for r in fresh + changed if r["parent_key"]])
+    _queue_images(session, image_refs)
 
     for key in batch:
         if key in inserted:
@@ -283,6 +291,15 @@ def ingest_posts(session: Session, items: Sequence[Mapping[str, Any] | PostItem]
     result.unchanged = sum(1 for s in result.keys.values() if s == "unchanged")
     log.debug("ingest", extra={"new": result.new, "updated": result.updated, "rejected": len(rejected)})
     return result
+
+
+def _queue_images(session: Session, refs: dict[str, list[str]]) -> None:
+    """The pictures of the batch's posts wait in post_images for the picture worker."""
+    if not refs:
+        return
+    from core.images import queue_refs  # Pillow/numpy only when a batch has pictures
+
+    queue_refs(session, refs)
 
 
 def _existing(session: Session, keys: list[str]) -> dict[str, tuple[str, str | None]]:

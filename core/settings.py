@@ -129,6 +129,18 @@ class Settings(BaseSettings):
     notify_interval_seconds: int = Field(30, ge=1, description="How often the outbox is delivered.")
     alerts_interval_seconds: int = Field(60, ge=1, description="How often new analysis is turned into alerts.")
 
+    # Pictures in posts and chat messages (core.images, crawler.image_fetch, nlp.images).
+    image_hosts: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "localhost"],
+        description="Hosts pictures may be fetched from (JSON list; the bot framework's host, e.g. "
+                    '["127.0.0.1", "gchat.qpic.cn"]); a leading dot also allows subdomains (".qpic.cn").')
+    image_max_mb: float = Field(10.0, gt=0, description="Larger pictures are refused (and reported on the message).")
+    image_max_pixels: int = Field(40_000_000, ge=1, description="Pictures with more pixels are refused (decompression bombs).")
+    image_fetch_timeout: float = Field(15.0, gt=0, description="Seconds before fetching one picture gives up.")
+    image_ocr_per_minute: int = Field(120, ge=1, description="Budget of pictures read (OCR) per minute per worker.")
+    image_workers: int = Field(1, ge=0, description="OCR worker processes `yuqing run` starts (0: none).")
+    image_interval_seconds: int = Field(10, ge=1, description="How often the picture worker looks for new pictures.")
+
     @field_validator("label_queue_band", mode="after")
     @classmethod
     def _band(cls, value: tuple[float, float]) -> tuple[float, float]:

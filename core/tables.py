@@ -190,6 +190,56 @@ class Post(Base):
     incident_id: Mapped[int | None] = mapped_column(
         ForeignKey("incidents.id", ondelete="SET NULL"), index=True
     )
+    # Text recognised in the post's pictures (nlp.images), masked like raw_text; analysed with it.
+    image_text: Mapped[str | None] = mapped_column(Text)
+
+
+class Image(Base):
+    """One distinct picture, stored once on disk (``<data_dir>/images/<sha256[:2]>/<sha256>.<ext>``,
+    EXIF stripped); a forwarded, recompressed, resized or lightly cropped copy is the same row
+    (near-duplicate by pHash and dHash, see core.images). The OCR result lives here, so each
+    distinct picture is read once.
+    """
+
+    __tablename__ = "images"
+    id: Mapped[int] = _pk()
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)  # of the stored (EXIF-free) bytes
+    phash: Mapped[str] = mapped_column(String(16), index=True)  # 64-bit perceptual hash, hex
+    dhash: Mapped[str] = mapped_column(String(16))  # 64-bit difference hash, hex
+    path: Mapped[str] = mapped_column(String(300))  # relative to <data_dir>/images
+    mime: Mapped[str] = mapped_column(String(40))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    first_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    copies: Mapped[int] = mapped_column(Integer, default=1)  # how many times it arrived (any copy)
+    ocr_status: Mapped[str] = mapped_column(String(10), default="pending", index=True)  # pending|done|failed
+    ocr_text: Mapped[str | None] = mapped_column(Text)  # masked like any text
+    ocr_lines: Mapped[list[Any]] = mapped_column(default=list)  # [[box(4 points), text, confidence], ...]
+    ocr_confidence: Mapped[float | None] = mapped_column(Float)
+    ocr_at: Mapped[dt.datetime | None]
+    ocr_error: Mapped[str | None] = mapped_column(String(500))
+    # Document-like picture (a notice with a red header or a seal): rules over measured features.
+    is_document: Mapped[bool | None] = mapped_column(Boolean)
+    document: Mapped[dict[str, Any]] = mapped_column(default=dict)  # features, headline, issuer
+
+
+class PostImage(Base):
+    """A picture referenced by a post: queued by core.ingest (``status`` pending), fetched or read
+    from an export folder (stored / failed / refused), then linked to its :class:`Image`."""
+
+    __tablename__ = "post_images"
+    __table_args__ = (UniqueConstraint("post_id", "position"),)
+    id: Mapped[int] = _pk()
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    ref: Mapped[str] = mapped_column(String(2048))  # URL (http/https) or a local file path of an export
+    status: Mapped[str] = mapped_column(String(10), default="pending", index=True)
+    error: Mapped[str | None] = mapped_column(String(500))
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    fetched_at: Mapped[dt.datetime | None]
 
 
 # --------------------------------------------------------------------------- analysis

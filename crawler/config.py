@@ -93,8 +93,10 @@ class DetailConfig(_Strict):
     author_id: str | None = None
     published: str | None = None
     replies: RepliesConfig | None = None
+    images: str | None = Field(None, description="the post's pictures, e.g. \"div.post-body img::attr(src)\": "
+                                                "fetched by Scrapy (same politeness), stored and read by `yuqing images`")
 
-    _sel = field_validator("title", "body", "author", "author_id", "published")(
+    _sel = field_validator("title", "body", "author", "author_id", "published", "images")(
         lambda v: check_selector(v) if v is not None else v)
 
 

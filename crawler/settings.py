@@ -35,7 +35,7 @@ DOWNLOADER_MIDDLEWARES = {
     # process_response runs from high to low: after decompression (590), before anything parses.
     "crawler.middlewares.ChineseEncodingMiddleware": 120,
 }
-ITEM_PIPELINES = {"crawler.pipelines.IngestPipeline": 300}
+ITEM_PIPELINES = {"crawler.pictures.PicturesPipeline": 200, "crawler.pipelines.IngestPipeline": 300}
 EXTENSIONS = {"crawler.extensions.RunRecorder": 500}
 
 LOG_LEVEL = "WARNING"

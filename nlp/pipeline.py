@@ -319,6 +319,7 @@ class PostRow:
     published_at: dt.datetime | None
     collected_at: dt.datetime
     story_id: int | None
+    image_text: str | None = None  # recognised in the post's pictures (nlp.images), analysed with the text
     parent_id: int | None = None
     parent_key: str | None = None
 
@@ -328,7 +329,8 @@ class PostRow:
 
     @property
     def text(self) -> str:
-        return f"{self.title}\n{self.raw_text}" if self.title else self.raw_text
+        text = f"{self.title}\n{self.raw_text}" if self.title else self.raw_text
+        return f"{text}\n{self.image_text}" if self.image_text else text
 
     @property
     def when(self) -> dt.datetime:
@@ -535,12 +537,15 @@ def write_stage(ctx: AnalysisContext, batch: Batch) -> None:
     new_values |= {name: bindparam(f"_x_{name}") for name in extra_cols}
     stmt = (
         update(table)
-        .where(table.c.id == bindparam("_id"), table.c.content_hash == bindparam("_hash"))
+        .where(table.c.id == bindparam("_id"), table.c.content_hash == bindparam("_hash"),
+               # pictures read while this batch was analysed leave the post for the next run
+               table.c.image_text.is_not_distinct_from(bindparam("_img")))
         .values(new_values)
     )
     params: list[dict[str, Any]] = []
     for i, r in enumerate(batch.rows):
-        row = {"_id": r.id, "_hash": r.content_hash, "_norm": f.norm[i], "_story": batch.story_ids[i]}
+        row = {"_id": r.id, "_hash": r.content_hash, "_norm": f.norm[i], "_story": batch.story_ids[i],
+               "_img": r.image_text}
         for name, column in extra_cols.items():
             row[f"_x_{name}"] = column[i]
         params.append(row)
@@ -713,17 +718,18 @@ def _read_batches(session: Session, batch_size: int, limit: int | None) -> Itera
         t.c.parent_key,
     ]
     last = 0
+    image_text = t.c.image_text
     taken = 0
     while limit is None or taken < limit:
         size = batch_size if limit is None else min(batch_size, limit - taken)
         rows = session.execute(
-            select(*cols).where(t.c.analyzed_at.is_(None), t.c.id > last).order_by(t.c.id).limit(size)
+            select(*cols, image_text).where(t.c.analyzed_at.is_(None), t.c.id > last).order_by(t.c.id).limit(size)
         ).all()
         if not rows:
             return
         last = rows[-1].id
         taken += len(rows)
-        yield [PostRow(*row) for row in rows]
+        yield [PostRow(**row._mapping) for row in rows]  # by column name: PostRow's fields are posts' columns
 
 
 @dataclass

@@ -343,6 +343,10 @@ from yuqing.commands import nlp as _nlp_commands  # noqa: E402  (analyze, classi
 
 _nlp_commands.register(app)
 
+from yuqing.commands import images as _images_commands  # noqa: E402  (the picture worker)
+
+_images_commands.register(app)
+
 from yuqing import help_zh as _help_zh  # noqa: E402
 
 _help_zh.apply(app)

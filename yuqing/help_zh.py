@@ -27,6 +27,8 @@ COMMAND_HELP: dict[str, str] = {
     "rescore": "用当前启用的模型重新评分近期帖子（可中断后继续；已评分的帖子会跳过）。",
     "import-chats": "导入群聊导出文件或文件夹（流式读取；重复导入不会重复保存）。",
     "purge": "删除超过保留期限的群消息原文（预警证据和事件保留）。",
+    "images work": "图片处理：抓取排队的图片（只从 YUQING_IMAGE_HOSTS），去重保存，按每分钟预算识别文字。",
+    "images status": "按状态统计图片（待识别、已识别……）和图片引用（待抓取、已保存、已拒绝……）。",
     "analyze": "分析所有未分析的帖子：谣言概率及理由（概率按各渠道估计的谣言占比换算）、辟谣库匹配、事件归并；--reestimate 立即重新估计谣言占比。",
     "classify": "用当前启用的模型为任意 CSV 评分：按文件本身估计（或 --prevalence 指定）的谣言占比调整概率，增加 rumor_probability、label（1 / 0 / 无法判断）、raw_score、abstain_reason 和 top_terms。",
     "db upgrade": "创建或升级数据库表结构到最新版本（可重复运行）。",

@@ -71,6 +71,10 @@ def collect_jobs(settings: Settings) -> list[Job]:
 
         with session_scope() as session:
             result = purge_chat_messages(session)
+            from core.images import purge_orphans
+
+            purge_orphans(session)  # pictures no remaining message refers to
+            session.commit()
         log.info("purged %d chat messages (kept %d as evidence)", result.deleted, result.kept_as_evidence)
 
     jobs.append(Job(id="chats.purge", func=purge_old_chat_messages, cron="03:30"))
@@ -98,7 +102,32 @@ def collect_jobs(settings: Settings) -> list[Job]:
             refresh(session)
 
     jobs.append(Job("nlp.concerns.refresh", refresh_topic_bursts, seconds=settings.topic_refresh_seconds))
+
+    # pictures: fetch, deduplicate and read (OCR) in their own processes, within a budget per minute,
+    # so a flood of pictures never delays text analysis (nlp/images.py); started only when some wait.
+    if settings.image_workers > 0:
+        jobs.append(Job("images.work", read_pictures, seconds=settings.image_interval_seconds, run_now=True))
     return jobs
+
+
+def read_pictures() -> None:
+    """Start `yuqing images work --once` in YUQING_IMAGE_WORKERS processes when pictures wait."""
+    import subprocess
+    import sys
+
+    from core.db import session_scope
+    from core.images import counts
+    from core.settings import get_settings
+
+    with session_scope() as session:
+        waiting = {k: v for k, v in counts(session).items() if k in ("images.pending", "refs.pending")}
+    if not any(waiting.values()):
+        return
+    cmd = [sys.executable, "-m", "yuqing.cli", "images", "work", "--once"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL) for _ in range(get_settings().image_workers)]
+    for proc in procs:
+        if proc.wait() != 0:
+            log.warning("picture worker exited with %s", proc.returncode)
 
 
 def _guarded(job: Job) -> Callable[[], None]:

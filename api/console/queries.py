@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from alerts import common, matters, states, subjects
 from alerts.delivery_health import DeliveryHealth, delivery_health
+from api.console.pictures import pictures_of
 from core.tables import (
     Alert,
     AlertEvent,
@@ -277,6 +278,9 @@ def alert_detail(session: Session, alert_id: int) -> dict[str, Any] | None:
     posts = [r._asdict() for r in session.execute(posts_stmt)]
     for p in posts:  # a post that refutes the claim it quotes is marked, as in the API's evidence
         p["refutation_cues"] = common.refutation_of(p.pop("norm_text"))
+    pictures = pictures_of(session, [p["id"] for p in posts])
+    for p in posts:
+        p["pictures"] = pictures.get(p["id"], [])
     evidence_total = session.scalar(select(func.count()).select_from(Post).where(evidence_where)) or 0
 
     # The matter (incident) the alert is about: its posts by role, where it spread, its timeline.

@@ -196,6 +196,7 @@ class MessageSink:
                 "published_at": msg.time,
                 "is_forward": msg.is_forward,
                 "extra": msg.extra,
+                "images": msg.images,
             }
         )
         self._lines.append(msg.line)
@@ -314,6 +315,8 @@ def import_chat_file(
     try:
         for n, event in enumerate(events, start=1):
             if isinstance(event, ChatMessage):
+                if event.images:
+                    event.images = export_pictures(path.parent, event.images)
                 sink.add(event)
             elif isinstance(event, Skipped):
                 sink.skip(event)
@@ -344,6 +347,29 @@ def import_chat_file(
         report.seconds,
     )
     return report
+
+
+_PICTURE_FOLDERS = ("", "image", "images", "img", "Image", "pic")
+
+
+def export_pictures(folder: Path, refs: list[str]) -> list[str]:
+    """``file://`` references to the pictures of an export that are present next to it.
+
+    PyWxDump writes the phone's path (``FileStorage\\Image\\2026-11\\a.dat``); exports copy the
+    files beside the CSV keeping that path, or flat into an ``image``/``img`` folder. Looked up
+    under the export's folder only; a picture not there is left out (the message keeps [图片])."""
+    out: list[str] = []
+    base = folder.resolve()
+    for ref in refs:
+        rel = ref.replace("\\", "/").lstrip("/")
+        if not rel or ".." in rel.split("/") or ":" in rel.split("/")[0]:
+            rel = rel.split("/")[-1]  # an absolute Windows path: look for its file name only
+        name = rel.split("/")[-1]
+        candidates = [base / rel] + [base / sub / name for sub in _PICTURE_FOLDERS]
+        found = next((c for c in candidates if c.is_file() and base in c.resolve().parents), None)
+        if found is not None:
+            out.append(f"file://{found.resolve()}")
+    return out
 
 
 def _close_run(session: Session, run: SourceRun, report: ImportReport) -> None:

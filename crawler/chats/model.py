@@ -41,6 +41,7 @@ class ChatMessage:
     is_forward: bool = False
     line: int = 0  # line number (text formats) or record number (JSON) where the message starts
     extra: dict[str, Any] = field(default_factory=dict)  # message type etc.; never personal data
+    images: list[str] = field(default_factory=list)  # picture URLs or export files (core.images)
 
 
 @dataclass(slots=True)

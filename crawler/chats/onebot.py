@@ -100,6 +100,25 @@ def render_segments(segments: list[dict[str, Any]]) -> tuple[str, str | None, bo
     return "".join(parts).strip(), reply_to, forward
 
 
+def image_refs(segments: list[dict[str, Any]]) -> list[str]:
+    """The fetchable address of each ``image`` segment (``url``, else a ``file`` that is a URL).
+
+    Frameworks put a temporary download address of the picture in ``url`` (go-cqhttp, NapCat,
+    LLOneBot, Lagrange); ``file`` alone is usually a cache name only the framework can resolve.
+    Whether the host may be fetched from is decided later (YUQING_IMAGE_HOSTS)."""
+    refs: list[str] = []
+    for seg in segments:
+        data = seg.get("data") or {}
+        if seg.get("type") != "image" or not isinstance(data, dict):
+            continue
+        for key in ("url", "file"):
+            value = str(data.get(key) or "").strip()
+            if value.startswith(("http://", "https://")):
+                refs.append(value)
+                break
+    return refs
+
+
 def _card_prompt(raw: Any) -> str:
     try:
         card = json.loads(raw) if isinstance(raw, str) else raw
@@ -177,6 +196,7 @@ class OneBotEvent(BaseModel):
             reply_to=reply_to,
             is_forward=forward,
             extra={"via": "onebot", "sub_type": self.sub_type} if self.sub_type else {"via": "onebot"},
+            images=image_refs(segments),
         )
 
 

@@ -99,6 +99,10 @@ class MessageIn(BaseModel):
     text: str = Field(min_length=1, max_length=200_000)
     reply_to: Annotated[str | int | None, Field(description="被回复/引用的消息 ID")] = None
     is_forward: bool = False
+    images: list[Annotated[str, Field(max_length=2048, pattern=r"^https?://")]] = Field(
+        default_factory=list, max_length=20,
+        description="消息里的图片地址（http/https，只从 YUQING_IMAGE_HOSTS 抓取），识别出的文字与消息一起分析",
+    )
 
 
 class MessageBatch(BaseModel):
@@ -133,6 +137,7 @@ def store_message_batch(session: Session, batch: MessageBatch) -> PushResult:
                 reply_to=str(m.reply_to) if m.reply_to is not None else None,
                 is_forward=m.is_forward,
                 line=index,
+                images=list(m.images),
             )
         )
     sink.finish()

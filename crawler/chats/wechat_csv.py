@@ -82,7 +82,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "group_name": ("group", "group_name", "群名", "群聊", "群名称"),
     "reply_to": ("reply_to", "quote_id", "回复", "引用"),
     "is_forward": ("is_forward", "forwarded", "转发"),
+    "src": ("src", "图片路径", "文件路径"),
 }
+_PICTURE_FILE = re.compile(r"\.(?:jpe?g|png|gif|webp|bmp|dat)$", re.I)
 # "sender" is an id column in MemoTrace/PyWxDump but a name in simple tables: decided per layout.
 _TYPE_PLACEHOLDERS = {
     "3": "[图片]",
@@ -254,6 +256,7 @@ def _row_event(layout: _Layout, row: list[str], line_no: int, file_group: str | 
     mtype = layout.get(row, "type")
     subtype = layout.get(row, "subtype")
     text = layout.get(row, "content")
+    picture = _picture_path(mtype, text, layout.get(row, "src"))
     reply_to = layout.get(row, "reply_to") or None
     is_forward = layout.get(row, "is_forward").lower() in _TRUE
     system = False
@@ -294,4 +297,15 @@ def _row_event(layout: _Layout, row: list[str], line_no: int, file_group: str | 
         is_forward=is_forward,
         line=line_no,
         extra={"msg_type": mtype} if mtype else {},
+        images=[picture] if picture else [],
     )
+
+
+def _picture_path(mtype: str, content: str, src: str) -> str | None:
+    """The file of an image message as the export names it (resolved later against the export's folder)."""
+    if mtype != "3" and "图片" not in mtype:
+        return None
+    for value in (src, content):
+        if value and _PICTURE_FILE.search(value.strip()):
+            return value.strip()
+    return None

@@ -108,6 +108,7 @@ class HtmlSpider(SourceSpider):
                 url=url, external_id=thread_id(url) if self.is_group else None, title=title, text=body or "",
                 author=first_text(response, detail.author), author_id=first_text(response, detail.author_id),
                 published_at=published, extra={"published_raw": published_raw} if published_raw else {},
+                image_urls=picture_urls(response, detail.images) or None,
             )
         if detail.replies is not None:
             yield from self.parse_replies(response, url)
@@ -176,6 +177,14 @@ class HtmlSpider(SourceSpider):
                 extra={"reply_to": thread_url, "position": position},
                 **({"parent_external_id": f"{prefix}{quoted}"[:200]} if quoted else thread_link),
             )
+
+
+def picture_urls(response: TextResponse, selector: str | None, limit: int = 20) -> list[str]:
+    """Absolute http(s) addresses of the post's pictures (data: URIs and the like are skipped)."""
+    if not selector:
+        return []
+    urls = [response.urljoin(u) for u in all_values(response, selector)]
+    return list(dict.fromkeys(u for u in urls if u.startswith(("http://", "https://"))))[:limit]
 
 
 def thread_id(thread_url: str) -> str:

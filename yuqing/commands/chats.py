@@ -144,10 +144,15 @@ def purge(
 
     with session_scope() as session:
         result = purge_chat_messages(session, days=days, dry_run=dry_run)
+        from core.images import purge_orphans  # pictures no remaining message refers to
+
+        pictures = purge_orphans(session, dry_run=dry_run)
+        session.commit()
     when = result.cutoff.astimezone(ZoneInfo(get_settings().timezone)).strftime("%Y-%m-%d %H:%M")
     verb = "将删除" if dry_run else "已删除"
     console.print(
-        f"{verb} {when} 之前的群消息 {result.deleted} 条；作为预警证据保留 {result.kept_as_evidence} 条。"
+        f"{verb} {when} 之前的群消息 {result.deleted} 条；作为预警证据保留 {result.kept_as_evidence} 条；"
+        f"{verb}不再被引用的图片 {pictures} 张。"
     )
 
 

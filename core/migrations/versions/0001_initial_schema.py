@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 12:13:13.701327
+Create Date: 2026-12-06 12:24:51.601761
 """
 from __future__ import annotations
 
@@ -70,6 +70,34 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_digests')),
     sa.UniqueConstraint('day', 'recipients_key', 'revision', name=op.f('uq_digests_day_recipients_key_revision'))
     )
+    op.create_table('images',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('sha256', sa.String(length=64), nullable=False),
+    sa.Column('phash', sa.String(length=16), nullable=False),
+    sa.Column('dhash', sa.String(length=16), nullable=False),
+    sa.Column('path', sa.String(length=300), nullable=False),
+    sa.Column('mime', sa.String(length=40), nullable=False),
+    sa.Column('width', sa.Integer(), nullable=False),
+    sa.Column('height', sa.Integer(), nullable=False),
+    sa.Column('size_bytes', sa.Integer(), nullable=False),
+    sa.Column('first_seen', core.tables.UTCDateTime(), nullable=False),
+    sa.Column('last_seen', core.tables.UTCDateTime(), nullable=False),
+    sa.Column('copies', sa.Integer(), nullable=False),
+    sa.Column('ocr_status', sa.String(length=10), nullable=False),
+    sa.Column('ocr_text', sa.Text(), nullable=True),
+    sa.Column('ocr_lines', sa.JSON(), nullable=False),
+    sa.Column('ocr_confidence', sa.Float(), nullable=True),
+    sa.Column('ocr_at', core.tables.UTCDateTime(), nullable=True),
+    sa.Column('ocr_error', sa.String(length=500), nullable=True),
+    sa.Column('is_document', sa.Boolean(), nullable=True),
+    sa.Column('document', sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_images')),
+    sa.UniqueConstraint('sha256', name=op.f('uq_images_sha256'))
+    )
+    with op.batch_alter_table('images', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_images_ocr_status'), ['ocr_status'], unique=False)
+        batch_op.create_index(batch_op.f('ix_images_phash'), ['phash'], unique=False)
+
     op.create_table('login_failures',
     sa.Column('key', sa.String(length=200), nullable=False),
     sa.Column('failures', sa.Integer(), nullable=False),
@@ -445,6 +473,7 @@ def upgrade() -> None:
     sa.Column('role', sa.String(length=12), nullable=True),
     sa.Column('role_confidence', sa.Float(), nullable=True),
     sa.Column('incident_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('image_text', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['group_id'], ['chat_groups.id'], name=op.f('fk_posts_group_id_chat_groups'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['incident_id'], ['incidents.id'], name=op.f('fk_posts_incident_id_incidents'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['parent_id'], ['posts.id'], name=op.f('fk_posts_parent_id_posts'), ondelete='SET NULL'),
@@ -569,6 +598,26 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_notifications_alert_id'), ['alert_id'], unique=False)
         batch_op.create_index('ix_notifications_due', ['status', 'next_attempt_at'], unique=False)
 
+    op.create_table('post_images',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('post_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('position', sa.Integer(), nullable=False),
+    sa.Column('ref', sa.String(length=2048), nullable=False),
+    sa.Column('status', sa.String(length=10), nullable=False),
+    sa.Column('error', sa.String(length=500), nullable=True),
+    sa.Column('image_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('created_at', core.tables.UTCDateTime(), nullable=False),
+    sa.Column('fetched_at', core.tables.UTCDateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['image_id'], ['images.id'], name=op.f('fk_post_images_image_id_images'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['post_id'], ['posts.id'], name=op.f('fk_post_images_post_id_posts'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_post_images')),
+    sa.UniqueConstraint('post_id', 'position', name=op.f('uq_post_images_post_id_position'))
+    )
+    with op.batch_alter_table('post_images', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_post_images_image_id'), ['image_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_post_images_post_id'), ['post_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_post_images_status'), ['status'], unique=False)
+
     op.create_table('post_scores',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('post_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -635,6 +684,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_post_scores_post_id'))
 
     op.drop_table('post_scores')
+    with op.batch_alter_table('post_images', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_post_images_status'))
+        batch_op.drop_index(batch_op.f('ix_post_images_post_id'))
+        batch_op.drop_index(batch_op.f('ix_post_images_image_id'))
+
+    op.drop_table('post_images')
     with op.batch_alter_table('notifications', schema=None) as batch_op:
         batch_op.drop_index('ix_notifications_due')
         batch_op.drop_index(batch_op.f('ix_notifications_alert_id'))
@@ -731,6 +786,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_login_failures_last_at'))
 
     op.drop_table('login_failures')
+    with op.batch_alter_table('images', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_images_phash'))
+        batch_op.drop_index(batch_op.f('ix_images_ocr_status'))
+
+    op.drop_table('images')
     op.drop_table('digests')
     op.drop_table('concern_state')
     op.drop_table('chat_groups')

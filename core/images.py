@@ -1,0 +1,326 @@
+"""Pictures of posts and chat messages: stored once, EXIF-free, content-addressed, deduplicated.
+
+A picture arrives as bytes (fetched from a bot framework or a site by crawler.image_fetch, or
+read from an export's image folder). :func:`store_image` decodes it (refusing what is not a
+picture, too large, or a decompression bomb), re-encodes it without metadata (EXIF carries GPS
+positions and camera serials: personal data we have no use for), and looks for a near-duplicate
+among the pictures already stored: a forward, a recompression, a resize or a light crop of a
+known picture is that picture (pHash **and** dHash within a few bits), so it is stored and read
+(OCR) once. Files live under ``<data_dir>/images/<sha[:2]>/<sha>.<ext>``; the ``images`` row keeps
+the hashes (so incident grouping can use them), the OCR result and the document flags.
+
+Posts point at pictures through ``post_images`` (queued by core.ingest). A post's
+``image_text`` is the text recognised in its pictures, joined in order, masked like any text;
+when it changes the post's ``analyzed_at`` is reset so nlp analyses it again with the picture's
+words (:func:`refresh_post_image_text`).
+
+TODO (documented): an S3-compatible object store instead of the data dir (the ``path`` column
+is already relative, so a second backend only has to read and write by that key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from core.db import upsert_insert
+from core.errors import InvalidInput
+from core.settings import get_settings
+from core.tables import Image, Post, PostImage, utcnow
+
+log = logging.getLogger(__name__)
+
+IMAGES: Table = Image.__table__  # type: ignore[assignment]
+POST_IMAGES: Table = PostImage.__table__  # type: ignore[assignment]
+
+# Near-duplicate thresholds (Hamming distance over 64 bits), both must hold. Chosen on
+# bench/bench_images.py's forwarding transformations (recompression, resize, rotation, light
+# crop, screenshot borders) against distinct renders of the same layout: see
+# bench/results/images.md for recall and precision at these values.
+PHASH_MAX = 16
+DHASH_MAX = 16
+FORMATS = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png"), "GIF": ("image/png", "png"),
+           "WEBP": ("image/png", "png"), "BMP": ("image/png", "png")}
+MAX_REFS_PER_POST = 20
+MAX_CANDIDATES = 5  # near-duplicates by hash checked by the verifier, closest first
+
+
+class ImageRefused(InvalidInput):
+    """Bytes that are not a picture we keep (the message says why, in Chinese)."""
+
+
+class VerifyLater(Exception):
+    """A hash candidate whose text is not read yet: the copy waits until it can be compared."""
+
+
+#: ``verify(candidate row, new picture) -> same picture?`` (None: cannot tell yet). Layout hashes
+#: cannot tell two notices printed on one template apart (a red header, a title, body lines: at
+#: 32x32 pixels the text is a grey texture, and such pairs sit at distance 0). nlp.images gives a
+#: verifier that re-reads only the candidate's longest text lines at the same place in the copy.
+Verifier = Callable[[Image, Any], "bool | None"]
+
+
+def images_dir() -> Path:
+    return get_settings().data_dir / "images"
+
+
+# ----------------------------------------------------------------------------- decode and hash
+
+
+def decode(data: bytes) -> Any:
+    """Bytes -> an RGB PIL image (first frame, EXIF orientation applied) or :class:`ImageRefused`."""
+    from PIL import Image as PILImage
+    from PIL import ImageOps, UnidentifiedImageError
+
+    settings = get_settings()
+    if len(data) > settings.image_max_mb * 1024 * 1024:
+        raise ImageRefused(f"图片超过 {settings.image_max_mb:g} MB（YUQING_IMAGE_MAX_MB）")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            img = PILImage.open(io.BytesIO(data))
+            if img.format not in FORMATS:
+                raise ImageRefused(f"不支持的图片格式：{img.format}")
+            if img.width * img.height > settings.image_max_pixels:
+                raise ImageRefused(f"图片像素过多（{img.width}x{img.height}，YUQING_IMAGE_MAX_PIXELS）")
+            img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageRefused(f"不是可读的图片：{err}") from err
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as err:
+        raise ImageRefused(f"图片像素过多：{err}") from err
+    fmt = str(img.format)
+    turned: Any = ImageOps.exif_transpose(img) or img
+    rgb: Any = turned.convert("RGB")
+    rgb.info.clear()
+    rgb.format = fmt  # kept for clean_bytes; the pixels carry no metadata any more
+    return rgb
+
+
+def clean_bytes(img: Any) -> tuple[bytes, str, str]:
+    """Re-encode without any metadata (EXIF, XMP, ICC, text chunks): (bytes, mime, extension)."""
+    mime, ext = FORMATS.get(str(img.format), ("image/png", "png"))
+    out = io.BytesIO()
+    if ext == "jpg":
+        img.save(out, format="JPEG", quality=92, optimize=False)
+    else:
+        img.save(out, format="PNG", optimize=False)
+    return out.getvalue(), mime, ext
+
+
+HASH_SIDE = 128  # hashes read a 32x32 (pHash) and 9x8 (dHash) picture: shrink once, cheaply, first
+
+
+def hashes(img: Any) -> tuple[str, str]:
+    """(pHash, dHash) as 16 hex digits each.
+
+    The grey picture is reduced to 128 px with a box filter before imagehash's own LANCZOS
+    resize: the same hashes within a bit or two, five times faster on phone-sized pictures."""
+    import imagehash
+    from PIL import Image as PILImage
+
+    grey = img.convert("L")
+    if max(grey.size) > HASH_SIDE:
+        factor = max(1, min(grey.size) // 64)
+        grey = grey.reduce(factor) if factor > 1 else grey
+        grey = grey.resize((HASH_SIDE, HASH_SIDE), PILImage.Resampling.BOX)
+    return str(imagehash.phash(grey)), str(imagehash.dhash(grey))
+
+
+def _bits(hex_values: Sequence[str]) -> np.ndarray:
+    return np.array([int(h, 16) for h in hex_values], dtype=np.uint64)
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    return np.bitwise_count(x) if hasattr(np, "bitwise_count") else np.unpackbits(x.view(np.uint8)).reshape(-1, 64).sum(1)
+
+
+class NearDupIndex:
+    """Every stored picture's (pHash, dHash) in two uint64 arrays: a lookup is one vectorised
+    XOR + popcount (100,000 pictures in about a millisecond), no tree to maintain."""
+
+    def __init__(self, ids: Sequence[int] = (), phashes: Sequence[str] = (), dhashes: Sequence[str] = ()) -> None:
+        self.ids = np.array(list(ids), dtype=np.int64)
+        self.ph = _bits(phashes)
+        self.dh = _bits(dhashes)
+
+    @classmethod
+    def load(cls, session: Session) -> NearDupIndex:
+        rows = session.execute(select(Image.id, Image.phash, Image.dhash).order_by(Image.id)).all()
+        return cls([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+
+    def find(self, phash: str, dhash: str, *, phash_max: int = PHASH_MAX, dhash_max: int = DHASH_MAX) -> int | None:
+        """The id of the closest stored picture within both thresholds, or None."""
+        found = self.candidates(phash, dhash, phash_max=phash_max, dhash_max=dhash_max, limit=1)
+        return found[0] if found else None
+
+    def candidates(self, phash: str, dhash: str, *, phash_max: int = PHASH_MAX, dhash_max: int = DHASH_MAX,
+                   limit: int = MAX_CANDIDATES) -> list[int]:
+        """Ids of stored pictures within both thresholds, closest first (at most ``limit``)."""
+        if not len(self.ids):
+            return []
+        dp = _popcount(self.ph ^ np.uint64(int(phash, 16))).astype(np.int64)
+        dd = _popcount(self.dh ^ np.uint64(int(dhash, 16))).astype(np.int64)
+        ok = np.nonzero((dp <= phash_max) & (dd <= dhash_max))[0]
+        order = ok[np.argsort(dp[ok] + dd[ok], kind="stable")][:limit]
+        return [int(self.ids[i]) for i in order]
+
+    def add(self, image_id: int, phash: str, dhash: str) -> None:
+        self.ids = np.append(self.ids, np.int64(image_id))
+        self.ph = np.append(self.ph, _bits([phash]))
+        self.dh = np.append(self.dh, _bits([dhash]))
+
+
+# ----------------------------------------------------------------------------- store
+
+
+@dataclass
+class Stored:
+    image_id: int
+    new: bool  # a new distinct picture (False: an exact or near-duplicate of a stored one)
+    near_duplicate: bool = False
+
+
+def _write_file(rel: str, data: bytes) -> None:
+    path = images_dir() / rel
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def store_image(
+    session: Session, data: bytes, *, index: NearDupIndex | None = None, verify: Verifier | None = None
+) -> Stored:
+    """Store a picture once (caller commits); an exact or near-duplicate copy returns the stored one.
+
+    A near-duplicate by hash is confirmed by ``verify`` when given (raises :class:`VerifyLater`
+    while the candidate is unread); without it the hashes decide."""
+    img = decode(data)
+    clean, mime, ext = clean_bytes(img)
+    sha = hashlib.sha256(clean).hexdigest()
+    now = utcnow()
+    same = session.scalar(select(Image.id).where(Image.sha256 == sha))
+    ph, dh = hashes(img)
+    near = same if same is not None else _confirmed(session, img, (index or NearDupIndex.load(session)).candidates(ph, dh), verify)
+    if near is not None:
+        session.execute(update(Image).where(Image.id == near).values(copies=Image.copies + 1, last_seen=now))
+        return Stored(near, new=False, near_duplicate=same is None)
+    rel = f"{sha[:2]}/{sha}.{ext}"
+    _write_file(rel, clean)
+    row = {"sha256": sha, "phash": ph, "dhash": dh, "path": rel, "mime": mime, "width": img.width,
+           "height": img.height, "size_bytes": len(clean), "first_seen": now, "last_seen": now, "copies": 1,
+           "ocr_status": "pending", "ocr_lines": [], "document": {}}
+    session.execute(upsert_insert(session, IMAGES).on_conflict_do_nothing(index_elements=["sha256"]), [row])
+    image_id = int(session.scalar(select(Image.id).where(Image.sha256 == sha)) or 0)
+    if index is not None:
+        index.add(image_id, ph, dh)
+    return Stored(image_id, new=True)
+
+
+def _confirmed(session: Session, img: Any, candidates: list[int], verify: Verifier | None) -> int | None:
+    """The first candidate the verifier confirms (the closest, without a verifier)."""
+    if verify is None:
+        return candidates[0] if candidates else None
+    for image_id in candidates:
+        candidate = session.get(Image, image_id)
+        verdict = verify(candidate, img) if candidate is not None else False
+        if verdict is None:
+            raise VerifyLater(f"与图片 {image_id} 相似，等它识别文字后再核对")
+        if verdict:
+            return image_id
+    return None
+
+
+def image_path(image: Image) -> Path:
+    return images_dir() / image.path
+
+
+# ----------------------------------------------------------------------------- posts and pictures
+
+
+def queue_refs(session: Session, refs_by_key: dict[str, list[str]]) -> int:
+    """post_images rows (pending) for the pictures of posts just ingested; idempotent per position."""
+    if not refs_by_key:
+        return 0
+    ids = dict(session.execute(select(Post.dedup_key, Post.id).where(Post.dedup_key.in_(list(refs_by_key)))).all())
+    now = utcnow()
+    rows = [
+        {"post_id": ids[key], "position": pos, "ref": ref[:2048], "status": "pending", "created_at": now}
+        for key, refs in refs_by_key.items() if key in ids
+        for pos, ref in enumerate(refs[:MAX_REFS_PER_POST])
+    ]
+    if rows:
+        stmt = upsert_insert(session, POST_IMAGES).on_conflict_do_nothing(index_elements=["post_id", "position"])
+        session.execute(stmt, rows)
+    return len(rows)
+
+
+def refresh_post_image_text(session: Session, post_ids: Iterable[int]) -> int:
+    """Set each post's ``image_text`` from its read pictures; a change resets ``analyzed_at``."""
+    ids = sorted(set(post_ids))
+    changed = 0
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        texts: dict[int, list[str]] = {i: [] for i in chunk}
+        rows = session.execute(
+            select(PostImage.post_id, Image.ocr_text)
+            .join(Image, Image.id == PostImage.image_id)
+            .where(PostImage.post_id.in_(chunk), Image.ocr_status == "done")
+            .order_by(PostImage.post_id, PostImage.position)
+        ).all()
+        for post_id, text in rows:
+            if text and text not in texts[post_id]:
+                texts[post_id].append(text)
+        current = dict(session.execute(select(Post.id, Post.image_text).where(Post.id.in_(chunk))).all())
+        for post_id, parts in texts.items():
+            joined = "\n".join(parts) or None
+            if post_id in current and current[post_id] != joined:
+                session.execute(update(Post).where(Post.id == post_id).values(image_text=joined, analyzed_at=None))
+                changed += 1
+    return changed
+
+
+def posts_of_images(session: Session, image_ids: Iterable[int]) -> list[int]:
+    ids = list(set(image_ids))
+    if not ids:
+        return []
+    return list(session.scalars(select(PostImage.post_id).where(PostImage.image_id.in_(ids)).distinct()))
+
+
+def purge_orphans(session: Session, *, dry_run: bool = False) -> int:
+    """Delete pictures no post refers to any more (after `yuqing purge`), files and rows."""
+    linked = select(PostImage.image_id).where(PostImage.image_id.is_not(None))
+    orphans = session.execute(select(Image.id, Image.path).where(Image.id.not_in(linked))).all()
+    if dry_run or not orphans:
+        return len(orphans)
+    for start in range(0, len(orphans), 500):
+        chunk = orphans[start:start + 500]
+        session.execute(delete(Image).where(Image.id.in_([r[0] for r in chunk])))
+        for _, rel in chunk:
+            (images_dir() / rel).unlink(missing_ok=True)
+            for thumb in (images_dir() / "thumbs").glob(f"*/{Path(rel).stem}.jpg"):
+                thumb.unlink(missing_ok=True)
+    return len(orphans)
+
+
+def counts(session: Session) -> dict[str, int]:
+    """Pictures by OCR status and references by fetch status (for `yuqing images status`)."""
+    out: dict[str, int] = {}
+    for status, n in session.execute(select(Image.ocr_status, func.count()).group_by(Image.ocr_status)):
+        out[f"images.{status}"] = int(n)
+    for status, n in session.execute(select(PostImage.status, func.count()).group_by(PostImage.status)):
+        out[f"refs.{status}"] = int(n)
+    return out

@@ -1,0 +1,205 @@
+"""Fetch the pictures queued in ``post_images`` and store them (core.images).
+
+A reference is an http(s) URL (a OneBot framework's temporary picture address, a crawled page's
+picture) or a file of a chat export's image folder (``file://`` + absolute path, set only by the
+importers run from the command line; pushes over the API cannot name local files).
+
+URLs are fetched only from ``YUQING_IMAGE_HOSTS`` (a push names any URL it likes; without the
+list the server would fetch whatever a bot, or whoever holds its token, points it at), redirects
+are followed only to allowed hosts, and a body over ``YUQING_IMAGE_MAX_MB`` is abandoned while
+streaming. Every reference ends ``stored`` (linked to its picture), ``refused`` (host not
+allowed, not a picture, too large) or ``failed`` (network, missing file), with the reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import numpy as np
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from core.images import (
+    ImageRefused,
+    NearDupIndex,
+    Verifier,
+    VerifyLater,
+    refresh_post_image_text,
+    store_image,
+)
+from core.settings import get_settings
+from core.tables import PostImage, utcnow
+
+log = logging.getLogger(__name__)
+
+STALE_CLAIM = dt.timedelta(minutes=10)  # a worker that died mid-fetch gives its claims back
+MAX_REDIRECTS = 3
+
+
+class FetchRefused(Exception):
+    """Not fetched on purpose (host not allowed, too large): the reference ends ``refused``."""
+
+
+@dataclass
+class FetchReport:
+    counts: Counter[str] = field(default_factory=Counter)  # stored | duplicate | refused | failed
+
+    def __str__(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())) or "nothing to fetch"
+
+
+def host_allowed(url: str, hosts: list[str]) -> bool:
+    """``gchat.qpic.cn`` allows that host; ``.qpic.cn`` allows it and its subdomains."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host:
+        return False
+    for entry in (h.strip().lower() for h in hosts):
+        if entry.startswith(".") and (host.endswith(entry) or host == entry[1:]):
+            return True
+        if host == entry:
+            return True
+    return False
+
+
+def fetch_url(client: httpx.Client, url: str) -> bytes:
+    settings = get_settings()
+    limit = int(settings.image_max_mb * 1024 * 1024)
+    for _ in range(MAX_REDIRECTS + 1):
+        if not host_allowed(url, settings.image_hosts):
+            raise FetchRefused(f"图片地址的主机不在 YUQING_IMAGE_HOSTS 中：{urlsplit(url).hostname}")
+        with client.stream("GET", url) as resp:
+            if resp.is_redirect and "location" in resp.headers:
+                url = urljoin(url, resp.headers["location"])
+                continue
+            resp.raise_for_status()
+            declared = int(resp.headers.get("content-length") or 0)
+            if declared > limit:
+                raise FetchRefused(f"图片超过 {settings.image_max_mb:g} MB（YUQING_IMAGE_MAX_MB）")
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in resp.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise FetchRefused(f"图片超过 {settings.image_max_mb:g} MB（YUQING_IMAGE_MAX_MB）")
+                chunks.append(chunk)
+            return b"".join(chunks)
+    raise FetchRefused(f"重定向超过 {MAX_REDIRECTS} 次")
+
+
+def read_file(ref: str) -> bytes:
+    path = Path(ref.removeprefix("file://"))
+    settings = get_settings()
+    if not path.is_file():
+        raise FileNotFoundError(f"导出文件夹里没有这张图片：{path}")
+    if path.stat().st_size > settings.image_max_mb * 1024 * 1024:
+        raise FetchRefused(f"图片超过 {settings.image_max_mb:g} MB（YUQING_IMAGE_MAX_MB）")
+    data = path.read_bytes()
+    return decode_wechat_dat(data) if path.suffix.lower() == ".dat" else data
+
+
+# WeChat for PC keeps pictures as .dat files: the image bytes XOR one key byte. The key is found
+# from the first two bytes against the known signatures (JPEG FF D8, PNG 89 50, GIF 47 49).
+_SIGNATURES = ((0xFF, 0xD8), (0x89, 0x50), (0x47, 0x49), (0x42, 0x4D))
+
+
+def decode_wechat_dat(data: bytes) -> bytes:
+    if len(data) < 2:
+        return data
+    for first, second in _SIGNATURES:
+        key = data[0] ^ first
+        if data[1] ^ key == second:
+            return (np.frombuffer(data, dtype=np.uint8) ^ np.uint8(key)).tobytes() if key else data
+    return data  # not an XOR'd picture: decoding will say it is not a picture
+
+
+def _claim(session: Session, limit: int) -> list[tuple[int, int, str]]:
+    """Take up to ``limit`` pending references for this worker (committed, so others skip them)."""
+    now = utcnow()
+    stale = now - STALE_CLAIM
+    rows = session.execute(
+        select(PostImage.id, PostImage.post_id, PostImage.ref)
+        .where(or_(PostImage.status == "pending",
+                   (PostImage.status == "fetching") & (PostImage.fetched_at < stale)))
+        .order_by(PostImage.id).limit(limit)
+    ).all()
+    mine = []
+    for ref_id, post_id, ref in rows:
+        res = session.execute(
+            update(PostImage)
+            .where(PostImage.id == ref_id, PostImage.status.in_(("pending", "fetching")))
+            .values(status="fetching", fetched_at=now)
+        )
+        if getattr(res, "rowcount", 0):
+            mine.append((ref_id, post_id, ref))
+    session.commit()
+    return mine
+
+
+def fetch_pending(
+    session: Session, *, limit: int = 200, client: httpx.Client | None = None, verify: Verifier | None = None
+) -> FetchReport:
+    """Fetch and store up to ``limit`` queued pictures; each reference is committed as it ends.
+
+    ``verify`` confirms a near-duplicate by hash (core.images.Verifier); a copy of a picture not
+    read yet goes back to the queue (``waiting``) and is compared once it has been read."""
+    report = FetchReport()
+    claimed = _claim(session, limit)
+    if not claimed:
+        return report
+    settings = get_settings()
+    own = client is None
+    http = client or httpx.Client(
+        timeout=settings.image_fetch_timeout, follow_redirects=False,
+        headers={"User-Agent": settings.user_agent} if getattr(settings, "user_agent", None) else None,
+    )
+    index = NearDupIndex.load(session)
+    try:
+        for ref_id, post_id, ref in claimed:
+            status, error, image_id = _fetch_one(session, http, ref, index, verify)
+            report.counts[status if status != "stored" or error is None else "duplicate"] += 1
+            session.execute(
+                update(PostImage).where(PostImage.id == ref_id)
+                .values(status="pending" if status == "waiting" else status,
+                        error=None if status == "stored" else error, image_id=image_id, fetched_at=utcnow())
+            )
+            if image_id is not None:
+                refresh_post_image_text(session, [post_id])  # a picture read before: its text at once
+            session.commit()
+    finally:
+        if own:
+            http.close()
+    log.info("images fetched", extra={"counts": dict(report.counts)})
+    return report
+
+
+def _fetch_one(
+    session: Session, http: httpx.Client, ref: str, index: NearDupIndex, verify: Verifier | None
+) -> tuple[str, str | None, int | None]:
+    """(status, error or the duplicate marker, image id)."""
+    try:
+        data = fetch_url(http, ref) if ref.startswith(("http://", "https://")) else read_file(ref)
+        stored = store_image(session, data, index=index, verify=verify)
+        _drop_crawl_copy(ref)
+    except VerifyLater as err:
+        return "waiting", str(err)[:500], None
+    except (FetchRefused, ImageRefused) as err:
+        return "refused", str(err)[:500], None
+    except (httpx.HTTPError, OSError) as err:
+        return "failed", f"{type(err).__name__}: {err}"[:500], None
+    return "stored", None if stored.new else "duplicate", stored.image_id
+
+
+def _drop_crawl_copy(ref: str) -> None:
+    """A picture the crawler downloaded is stored now: its download copy goes (an export's file stays)."""
+    if not ref.startswith("file://"):
+        return
+    path = Path(ref.removeprefix("file://"))
+    if (get_settings().data_dir / "crawl-images").resolve() in path.resolve().parents:
+        path.unlink(missing_ok=True)

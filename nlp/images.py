@@ -1,0 +1,423 @@
+"""Reading pictures: OCR of each distinct picture once, document-like flags, and the post's image_text.
+
+Its own stage with its own queue (``images.ocr_status = 'pending'``) and worker processes
+(`yuqing images work`, started by `yuqing run` as ``YUQING_IMAGE_WORKERS`` subprocesses), each
+with a budget of ``YUQING_IMAGE_OCR_PER_MINUTE`` pictures, so a flood of pictures never delays
+text analysis: the text of a message is analysed as soon as it arrives; when its pictures have
+been read, core.images sets ``posts.image_text`` and resets ``analyzed_at``, and the next
+`yuqing analyze` scores, matches, groups and classifies the post again with the picture's words.
+
+OCR is RapidOCR (``rapidocr-onnxruntime``, PP-OCRv4 detection and recognition as ONNX models
+inside its wheel: nothing is downloaded at run time). It is the optional extra ``ocr``
+(``pip install 'yuqing[ocr]'``); without it pictures are still stored and deduplicated, and the
+worker says what to install.
+
+Document-like pictures (a photographed or forged 红头文件 is a known rumor form) are flagged by
+rules over measured features, no deep model: a red header band or rule near the top, a red round
+seal in the lower part, a mostly white page, and the OCR's official wording (发文字号 〔2026〕12号,
+关于……的通知, an issuing body). Its headline and issuing body are read from the OCR lines.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from difflib import SequenceMatcher
+from typing import Any
+
+import numpy as np
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from core.errors import InvalidInput
+from core.images import image_path, posts_of_images, refresh_post_image_text
+from core.privacy import mask_personal_data
+from core.settings import get_settings
+from core.tables import Image, utcnow
+
+log = logging.getLogger(__name__)
+
+STALE_CLAIM = dt.timedelta(minutes=10)
+MIN_LINE_CONFIDENCE = 0.5
+MAX_SIDE = 2000  # larger pictures are scaled down before detection (long screenshots stay readable)
+
+
+class OcrUnavailable(InvalidInput):
+    """rapidocr-onnxruntime is not installed."""
+
+
+# ----------------------------------------------------------------------------- OCR
+
+
+@dataclass
+class OcrLine:
+    box: list[list[float]]  # 4 corner points
+    text: str
+    confidence: float
+
+
+@dataclass
+class OcrResult:
+    lines: list[OcrLine] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(line.text for line in self.lines)
+
+    @property
+    def confidence(self) -> float | None:
+        if not self.lines:
+            return None
+        weights = [max(1, len(x.text)) for x in self.lines]
+        return float(np.average([x.confidence for x in self.lines], weights=weights))
+
+
+class OcrEngine:
+    """RapidOCR with one intra-op thread: parallelism comes from worker processes, and one
+    thread per process keeps a flood of pictures from starving the text analysis of its cores."""
+
+    def __init__(self, threads: int = 1) -> None:
+        try:
+            from rapidocr_onnxruntime import RapidOCR
+        except ImportError as err:
+            raise OcrUnavailable(
+                "没有安装文字识别组件：请运行 pip install 'yuqing[ocr]'（或 pip install rapidocr-onnxruntime），"
+                "图片仍会保存和去重，装好后会补读。"
+            ) from err
+        self._engine = RapidOCR(
+            intra_op_num_threads=threads, inter_op_num_threads=1, use_cls=False, print_verbose=False
+        )
+
+    def read(self, rgb: np.ndarray) -> OcrResult:
+        result, _ = self._engine(rgb)
+        lines = [
+            OcrLine([[float(x), float(y)] for x, y in box], str(text).strip(), float(score))
+            for box, text, score in (result or [])
+            if float(score) >= MIN_LINE_CONFIDENCE and str(text).strip()
+        ]
+        lines.sort(key=lambda ln: (round(ln.box[0][1] / 12), ln.box[0][0]))  # rows, then left to right
+        return OcrResult(lines)
+
+    def recognise(self, crops: list[np.ndarray]) -> list[str]:
+        """Text of each crop (one line each), recognition only: no detection pass."""
+        result, _ = self._engine.text_rec(crops, False)
+        return [str(r[0]).strip() for r in result]
+
+
+def load_rgb(path: Any) -> np.ndarray:
+    from PIL import Image as PILImage
+
+    with PILImage.open(path) as img:
+        rgb = img.convert("RGB")
+        if max(rgb.size) > MAX_SIDE:
+            rgb.thumbnail((MAX_SIDE, MAX_SIDE))
+        return np.asarray(rgb)
+
+
+# ----------------------------------------------------------------------------- same picture, same text?
+
+VERIFY_LINES = 5
+VERIFY_MIN_SIMILARITY = 0.9  # mean over the lines
+VERIFY_MIN_LINE = 0.85  # and every line: a notice on the same template differs in its header or date only
+
+
+def content_box(gray: np.ndarray) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of what differs from the background (the most common border
+    shade): a border added by a screenshot, or a margin cropped away, leaves it in place."""
+    a = gray.astype(np.int16)
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    bg = int(np.bincount(border.astype(np.int64), minlength=256).argmax())
+    fg = np.abs(a - bg) > 48
+    rows = np.nonzero(fg.mean(axis=1) > 0.002)[0]
+    cols = np.nonzero(fg.mean(axis=0) > 0.002)[0]
+    if not len(rows) or not len(cols):
+        return 0, 0, gray.shape[1], gray.shape[0]
+    return int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1
+
+
+class TextVerifier:
+    """Confirms a near-duplicate by hash: the candidate's longest recognised lines are cut from the
+    same place of the new copy (mapped through both pictures' content boxes) and only recognised
+    (no detection): a few tens of milliseconds instead of a full read. Same words: same picture."""
+
+    def __init__(self, engine: OcrEngine) -> None:
+        self.engine = engine
+
+    def __call__(self, candidate: Image, new_img: Any) -> bool | None:
+        if candidate.ocr_status in ("pending", "reading"):
+            return None
+        lines = pick_lines(candidate.ocr_lines or [])
+        if not lines:
+            return True  # no text to tell them apart: the hashes decide
+        old = load_rgb(image_path(candidate))
+        new = np.asarray(new_img.convert("RGB"))
+        if max(new.shape[:2]) > MAX_SIDE:
+            scale = MAX_SIDE / max(new.shape[:2])
+            new = np.asarray(new_img.convert("RGB").resize(
+                (int(new.shape[1] * scale), int(new.shape[0] * scale))))
+        crops = [c for c in (_map_crop(ln[0], old, new) for ln in lines) if c is not None]
+        if len(crops) < len(lines):
+            return False
+        # The same cut of the candidate is recognised too (not compared with its full read): a line
+        # the full read got slightly wrong (a seal over a date) is then wrong the same way in both.
+        own = [c for c in (_map_crop(ln[0], old, old) for ln in lines) if c is not None]
+        texts = self.engine.recognise(own + crops) if len(own) == len(lines) else []
+        if not texts:
+            return False
+        sims = [SequenceMatcher(None, _letters(a), _letters(b)).ratio()
+                for a, b in zip(texts[: len(lines)], texts[len(lines):], strict=True)]
+        log.debug("line check %s: %s", candidate.id,
+                  list(zip(texts[: len(lines)], texts[len(lines):], sims, strict=True)))
+        return float(np.mean(sims)) >= VERIFY_MIN_SIMILARITY and min(sims) >= VERIFY_MIN_LINE
+
+
+_NOT_LETTERS = re.compile(r"[\W_]+")
+
+
+def _letters(text: str) -> str:
+    """Characters, letters and digits only: brackets and punctuation are what recognition varies on."""
+    return _NOT_LETTERS.sub("", text)
+
+
+def pick_lines(ocr_lines: list[Any]) -> list[Any]:
+    """The lines that tell a picture apart: the top and bottom ones (a notice's issuer, a
+    screenshot's group name, a date) and the longest ones, unmasked, 4 characters or more."""
+    usable = [ln for ln in ocr_lines if len(ln[1]) >= 4 and "*" not in ln[1]]
+    if len(usable) <= VERIFY_LINES:
+        return usable
+    by_top = sorted(usable, key=lambda ln: min(p[1] for p in ln[0]))
+    chosen = [by_top[0], by_top[-1]]
+    for ln in sorted(usable, key=lambda ln: -len(ln[1])):
+        if len(chosen) >= VERIFY_LINES:
+            break
+        if ln not in chosen:
+            chosen.append(ln)
+    return chosen
+
+
+def _map_crop(box: list[list[float]], old: np.ndarray, new: np.ndarray) -> np.ndarray | None:
+    ol, ot, orr, ob = content_box(old.mean(axis=2))
+    nl, nt, nr, nb = content_box(new.mean(axis=2))
+    sx, sy = (nr - nl) / max(1, orr - ol), (nb - nt) / max(1, ob - ot)
+    xs, ys = [p[0] for p in box], [p[1] for p in box]
+    height = (max(ys) - min(ys)) * sy
+    x0 = nl + (min(xs) - ol) * sx - 0.3 * height
+    x1 = nl + (max(xs) - ol) * sx + 0.3 * height
+    y0 = nt + (min(ys) - ot) * sy - 0.25 * height
+    y1 = nt + (max(ys) - ot) * sy + 0.25 * height
+    h, w = new.shape[:2]
+    x0, x1, y0, y1 = max(0, int(x0)), min(w, int(x1)), max(0, int(y0)), min(h, int(y1))
+    if x1 - x0 < 8 or y1 - y0 < 6:
+        return None
+    return np.ascontiguousarray(new[y0:y1, x0:x1])
+
+
+# ----------------------------------------------------------------------------- document-like pictures
+
+_DOC_NUMBER = re.compile(r"[\u4e00-\u9fff]{1,8}[〔\[［(（【]\s*20\d{2}\s*[〕\]］)）】]\s*\d{1,4}\s*号")
+_HEADLINE = re.compile(r"关于.{2,40}?的(?:紧急)?(?:通知|通告|公告|决定|函|意见|通报|批复|办法)")
+_NOTICE_WORD = re.compile(r"(紧急)?(通知|通告|公告|通报)$")
+_ISSUER = re.compile(
+    r"([\u4e00-\u9fff]{2,24}?(?:人民政府|委员会|办公室|办事处|指挥部|领导小组|卫生健康局|卫健委|公安局|派出所|"
+    r"教育局|应急管理局|市场监督管理局|管理局|街道办|村委会|居委会|政府))"
+)
+_OFFICIAL = ("人民政府", "委员会", "办公室", "指挥部", "文件", "通知", "通告", "公告", "各村", "各单位", "特此通知",
+             "请各", "印发", "发文", "抄送", "盖章")
+
+
+def red_mask(rgb: np.ndarray) -> np.ndarray:
+    r, g, b = (rgb[..., i].astype(np.int16) for i in range(3))
+    return (r > 140) & (r - g > 70) & (r - b > 70)
+
+
+def measure(rgb: np.ndarray) -> dict[str, float]:
+    """Layout features of a picture, all in [0, 1] (numpy only, a few ms)."""
+    h, w = rgb.shape[:2]
+    red = red_mask(rgb)
+    gray = rgb.mean(axis=2)
+    top = red[: max(1, int(h * 0.3))]
+    rows_red = top.mean(axis=1)  # a red rule under the header spans most of the width
+    bottom = red[int(h * 0.4):]
+    seal = 0.0
+    if bottom.any():
+        ys, xs = np.nonzero(bottom)
+        bh, bw = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+        aspect = min(bh, bw) / max(bh, bw)
+        fill = len(ys) / float(bh * bw)
+        size = max(bh, bw) / float(w)
+        # a round stamp: a near-square bounding box, a ring or textured fill, a tenth to a half of the width
+        seal = float(aspect > 0.7 and 0.08 < fill < 0.7 and 0.08 < size < 0.5)
+    return {
+        "red_top": float(top.mean()),
+        "red_rule": float(rows_red.max() if len(rows_red) else 0.0),
+        "red_bottom": float(bottom.mean()) if bottom.size else 0.0,
+        "seal": seal,
+        "white": float((gray > 200).mean()),
+    }
+
+
+def document_flags(rgb: np.ndarray, ocr: OcrResult) -> tuple[bool, dict[str, Any]]:
+    """(looks like an official document, details: features, cues, headline, issuer)."""
+    features = measure(rgb)
+    text = ocr.text
+    cues = [word for word in _OFFICIAL if word in text]
+    number = _DOC_NUMBER.search(text.replace(" ", ""))
+    red_header = features["red_top"] > 0.004 and (features["red_rule"] > 0.45 or features["red_top"] > 0.01)
+    page = features["white"] > 0.6
+    headline = _headline(ocr.lines)
+    issuer = _issuer(ocr.lines)
+    score = (
+        1.5 * red_header + 1.5 * features["seal"] + 0.5 * page + 1.5 * bool(number)
+        + 1.0 * bool(headline) + 0.5 * bool(issuer) + 0.25 * min(len(cues), 4)
+    )
+    is_doc = score >= 3.0 and (red_header or bool(features["seal"]) or bool(number) or bool(headline))
+    return is_doc, {
+        "score": round(score, 2),
+        "features": {k: round(v, 4) for k, v in features.items()},
+        "red_header": bool(red_header),
+        "seal": bool(features["seal"]),
+        "doc_number": number.group(0) if number else None,
+        "headline": headline,
+        "issuer": issuer,
+        "cues": cues,
+    }
+
+
+def _headline(lines: Sequence[OcrLine]) -> str | None:
+    for line in lines:
+        m = _HEADLINE.search(line.text)
+        if m:
+            return line.text.strip()
+    for line in lines:
+        if _NOTICE_WORD.search(line.text.strip()) and len(line.text.strip()) <= 40:
+            return line.text.strip()
+    return None
+
+
+def _issuer(lines: Sequence[OcrLine]) -> str | None:
+    for line in [*lines[:3], *lines[-4:]]:  # the red header on top, the signature above the seal at the end
+        m = _ISSUER.search(line.text)
+        if m:
+            return m.group(1)
+    return None
+
+
+# ----------------------------------------------------------------------------- the queue
+
+
+def _claim(session: Session, limit: int) -> list[tuple[int, str]]:
+    now = utcnow()
+    rows = session.execute(
+        select(Image.id, Image.path)
+        .where(or_(Image.ocr_status == "pending",
+                   (Image.ocr_status == "reading") & (Image.ocr_at < now - STALE_CLAIM)))
+        .order_by(Image.id).limit(limit)
+    ).all()
+    mine = []
+    for image_id, rel in rows:
+        res = session.execute(
+            update(Image).where(Image.id == image_id, Image.ocr_status.in_(("pending", "reading")))
+            .values(ocr_status="reading", ocr_at=now)
+        )
+        if getattr(res, "rowcount", 0):
+            mine.append((image_id, rel))
+    session.commit()
+    return mine
+
+
+@dataclass
+class ReadReport:
+    read: int = 0
+    failed: int = 0
+    documents: int = 0
+    posts_changed: int = 0
+    seconds: float = 0.0
+
+
+def read_pending(session: Session, engine: OcrEngine, *, limit: int = 10) -> ReadReport:
+    """Read up to ``limit`` pictures waiting for OCR; each is committed as soon as it is read."""
+    report = ReadReport()
+    t0 = time.perf_counter()
+    masked = get_settings().mask_personal_data
+    for image_id, _ in _claim(session, limit):
+        image = session.get(Image, image_id)
+        assert image is not None
+        try:
+            rgb = load_rgb(image_path(image))
+            ocr = engine.read(rgb)
+            is_doc, doc = document_flags(rgb, ocr)
+        except (OSError, ValueError, RuntimeError) as err:
+            session.execute(update(Image).where(Image.id == image_id).values(
+                ocr_status="failed", ocr_error=f"{type(err).__name__}: {err}"[:500], ocr_at=utcnow()))
+            session.commit()
+            report.failed += 1
+            continue
+        clean = mask_personal_data if masked else (lambda s: s)
+        text = clean(ocr.text) or None
+        session.execute(update(Image).where(Image.id == image_id).values(
+            ocr_status="done", ocr_text=text, ocr_confidence=ocr.confidence, ocr_at=utcnow(), ocr_error=None,
+            ocr_lines=[[ln.box, clean(ln.text), round(ln.confidence, 4)] for ln in ocr.lines],
+            is_document=is_doc,
+            document={**doc, "headline": clean(doc["headline"]) if doc["headline"] else None},
+        ))
+        report.posts_changed += refresh_post_image_text(session, posts_of_images(session, [image_id]))
+        session.commit()
+        report.read += 1
+        report.documents += int(is_doc)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def work(
+    session_factory: Callable[[], Any],
+    *,
+    per_minute: int | None = None,
+    once: bool = False,
+    fetch: Callable[..., object] | None = None,
+    stop: Callable[[], bool] = lambda: False,
+    idle_seconds: float | None = None,
+) -> ReadReport:
+    """The picture worker: fetch what is queued (``fetch``), read pictures within the budget, repeat.
+
+    The budget is a token bucket of ``per_minute`` pictures refilled continuously, so a burst of a
+    thousand pictures is read at the budgeted pace while text analysis keeps its CPU."""
+    settings = get_settings()
+    per_minute = per_minute or settings.image_ocr_per_minute
+    idle = idle_seconds if idle_seconds is not None else settings.image_interval_seconds
+    engine = OcrEngine()
+    verifier = TextVerifier(engine)
+    total = ReadReport()
+    tokens, last = float(per_minute), time.monotonic()
+    while not stop():
+        now = time.monotonic()
+        tokens = min(float(per_minute), tokens + (now - last) * per_minute / 60.0)
+        last = now
+        with session_factory() as session:
+            fetched = fetch(session, verify=verifier) if fetch is not None else None
+            take = int(tokens)
+            report = read_pending(session, engine, limit=take) if take >= 1 else ReadReport()
+        if take < 1:  # budget spent: wait for the next picture's worth of time
+            time.sleep(60.0 / per_minute)
+        tokens -= report.read + report.failed
+        for name in ("read", "failed", "documents", "posts_changed"):
+            setattr(total, name, getattr(total, name) + getattr(report, name))
+        total.seconds += report.seconds
+        if once:
+            waiting_refs = getattr(fetched, "counts", {}).get("waiting", 0)
+            with session_factory() as session:
+                if not _waiting(session) and not waiting_refs:
+                    break
+            continue
+        if report.read + report.failed == 0 and take >= 1:
+            time.sleep(idle)
+    return total
+
+
+def _waiting(session: Session) -> int:
+    from sqlalchemy import func
+
+    return int(session.scalar(select(func.count()).select_from(Image).where(Image.ocr_status == "pending")) or 0)

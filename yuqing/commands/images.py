@@ -1,0 +1,53 @@
+"""`yuqing images work` / `images status`: the picture worker (fetch, deduplicate, OCR) and its queue."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+images_app = typer.Typer(help="图片：抓取、去重、文字识别。", no_args_is_help=True)
+console = Console()
+
+
+@images_app.command("work")
+def work(
+    once: Annotated[bool, typer.Option("--once", help="处理完当前队列就退出（默认一直运行）")] = False,
+    per_minute: Annotated[int | None, typer.Option(help="每分钟最多识别多少张；默认 YUQING_IMAGE_OCR_PER_MINUTE",
+                                                   min=1)] = None,
+) -> None:
+    """Fetch queued pictures, store them once, and read them (OCR) within a budget per minute."""
+    from core.db import session_scope
+    from crawler.image_fetch import fetch_pending
+    from nlp.images import OcrUnavailable
+    from nlp.images import work as run_worker
+
+    try:
+        report = run_worker(session_scope, per_minute=per_minute, once=once, fetch=fetch_pending)
+    except OcrUnavailable as err:
+        console.print(f"[red]错误：[/red]{err}")
+        raise typer.Exit(1) from err
+    except KeyboardInterrupt:
+        return
+    console.print(f"识别图片 {report.read} 张（失败 {report.failed}，疑似公文 {report.documents}），"
+                  f"{report.posts_changed} 条帖子的图片文字已更新，待重新分析。")
+
+
+@images_app.command("status")
+def status() -> None:
+    """Pictures by OCR status and picture references by fetch status."""
+    from core.db import session_scope
+    from core.images import counts
+
+    with session_scope() as session:
+        found = counts(session)
+    names = {"images.pending": "待识别", "images.reading": "识别中", "images.done": "已识别", "images.failed": "识别失败",
+             "refs.pending": "待抓取", "refs.fetching": "抓取中", "refs.stored": "已保存", "refs.failed": "抓取失败",
+             "refs.refused": "已拒绝"}
+    for key, n in sorted(found.items()):
+        console.print(f"{names.get(key, key)}\t{n}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(images_app, name="images")
