@@ -17,6 +17,7 @@ from core.tables import Debunk
 _KIND_OF_RULE = {
     "debunk_match": "debunk_match",
     "rumor_probability": "rumor",
+    "incident_risk": "rumor",
     "spread": "spread",
     "keyword": "keyword",
     "hot_concern": "concern",
@@ -38,6 +39,10 @@ def fire_rules(f: Features, cfg: RulesConfig, subject_kind: str) -> list[dict[st
     for rule in cfg.enabled("rumor_probability"):
         if f.rumor_probability is not None and f.rumor_probability >= rule.threshold():
             add(rule, f"谣言概率 {f.rumor_probability:.2f} ≥ {rule.threshold():.2f}")
+    if subject_kind == "rumor":
+        for rule in cfg.enabled("incident_risk"):
+            if f.incident_risk is not None and f.incident_risk >= rule.min_risk:
+                add(rule, f"这件事的谣言风险 {f.incident_risk:.2f} ≥ {rule.min_risk:.2f}（说法、询问、传播等各部分见下）")
     for rule in cfg.enabled("debunk_match"):
         if f.debunk_id and (f.debunk_similarity or 0) >= rule.min_similarity:
             add(rule, f"与已辟谣信息 #{f.debunk_id} 相似度 {f.debunk_similarity or 0:.2f}")

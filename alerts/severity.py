@@ -35,6 +35,7 @@ class Features:
     places: list[str] = field(default_factory=list)
     keyword_hits: dict[str, list[str]] = field(default_factory=dict)  # rule id -> words found
     enquiries: int | None = None  # questions and reactions a matter drew (None: not an incident)
+    incident_risk: float | None = None  # a rumor matter's risk from the analysis (Incident.risk, 0-1)
 
 
 def severity_for(score: float, cfg: RulesConfig) -> str:

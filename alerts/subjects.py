@@ -176,6 +176,7 @@ def _incident_subject(
         places=places[:5],
         keyword_hits=hits,
         enquiries=questions + reactions if kind != "notice" else None,
+        incident_risk=incident.risk if kind == "rumor" else None,
     )
     by_id = {r.id: r for r in rows}
     rep = by_id.get(incident.representative_post_id or -1)

@@ -8,7 +8,7 @@ on a fresh database of its own through the real interfaces, as time passes:
    one event per message, replies as reply segments), WeChat groups as a JSON batch
    (``POST /api/v1/ingest/messages``), with a bot token, via FastAPI's TestClient;
 2. the township's debunks whose ``published_at`` has passed are imported (``nlp.debunks``);
-3. ``nlp.pipeline.analyze`` and ``alerts.service.evaluate`` run with ``now`` = the round's end.
+3. ``nlp.pipeline.analyze`` and ``alerts.evaluate.evaluate`` run with ``now`` = the round's end.
 
 The township's folder is the config dir (YUQING_CONFIG_DIR), so its places.yaml is the gazetteer.
 Then the database is read against the corpus's truth (per part; the held-out part is the

@@ -76,6 +76,10 @@ class Member:
     is_local: bool | None
     facts: PostFacts | None
     text: str  # normalised
+    # The model's own score, before the stream's rumor share is applied: how rumor-like the text
+    # is. A matter's claims part reads this: the share of rumors among single chat lines (about 1%)
+    # is not the share among matters stated in several groups and asked about.
+    raw: float | None = None
 
     @property
     def place_key(self) -> str | None:
@@ -99,6 +103,7 @@ class IncidentStats:
     spreading: Counter[str] = field(default_factory=Counter)
     spreading_hourly: Counter[str] = field(default_factory=Counter)
     top_claims: list[float] = field(default_factory=list)  # the best TOP_CLAIMS claim scores, best first
+    top_raw: list[float] = field(default_factory=list)  # the same of the model's raw scores (Member.raw)
     hearsay: int = 0  # claims passing on hearsay
     urgent: int = 0  # claims pressing to share or act
     local: int = 0  # claims and questions about the office's own area
@@ -142,6 +147,12 @@ class IncidentStats:
                     top.append(prob)
                     top.sort(reverse=True)
                     del top[TOP_CLAIMS:]
+            if m.raw is not None:
+                raw = self.top_raw
+                if len(raw) < TOP_CLAIMS or m.raw > raw[-1]:
+                    raw.append(float(m.raw))
+                    raw.sort(reverse=True)
+                    del raw[TOP_CLAIMS:]
             if m.facts is not None:
                 self.hearsay += m.facts.hearsay
                 self.urgent += m.facts.urgent
@@ -171,7 +182,9 @@ class IncidentStats:
     # ------------------------------------------------------------------ derived
 
     def claim_score(self) -> float:
-        top = self.top_claims
+        """How rumor-like the matter's claims read: the mean of the best few raw model scores (the
+        prior-adjusted probabilities where no raw score was kept)."""
+        top = self.top_raw or self.top_claims
         return sum(top) / len(top) if top else 0.0
 
     def anchors_dict(self) -> dict[str, list[str]]:
@@ -244,9 +257,9 @@ def risk_of(s: IncidentStats) -> tuple[float, dict[str, Any]]:
     claims, questions = r["claim"], r["question"]
     parts: list[dict[str, Any]] = []
     score = s.claim_score()
-    n_top = len(s.top_claims)
+    n_top = len(s.top_raw or s.top_claims)
     parts.append(_part("claims", score, "传言本身的可疑程度",
-                       f"{claims} 条传播性说法，最可疑的 {n_top} 条平均谣言概率 {score:.2f}" if claims
+                       f"{claims} 条传播性说法，最可疑的 {n_top} 条模型得分平均 {score:.2f}" if claims
                        else "没有传播性说法（只有询问、反应、辟谣或通知）"))
     parts.append(_part("questions", questions / 5.0, "引发的询问",
                        f"{questions} 条询问（“是真的吗”之类）" if questions else "没有人询问"))
@@ -347,11 +360,16 @@ def load_stats(
         members.extend((r.incident_id, r) for r in rows if r.id not in skip)
     post_ids = [r.id for _, r in members]
     probs: dict[int, float] = {}
+    raws: dict[int, float] = {}
     matches: dict[int, tuple[int, float]] = {}
     for chunk in _chunks(post_ids):
-        q = select(PostScore.post_id, PostScore.rumor_probability).where(PostScore.post_id.in_(chunk))
+        q = select(PostScore.post_id, PostScore.rumor_probability, PostScore.raw_probability).where(
+            PostScore.post_id.in_(chunk))
         q = q.where(PostScore.model_version_id == model_version_id) if model_version_id is not None else q
-        probs.update({pid: float(p) for pid, p in session.execute(q)})
+        for pid, p, raw in session.execute(q):
+            probs[pid] = float(p)
+            if raw is not None:
+                raws[pid] = float(raw)
         for pid, did, sim in session.execute(
             select(DebunkMatch.post_id, DebunkMatch.debunk_id, DebunkMatch.similarity).where(DebunkMatch.post_id.in_(chunk))
         ):
@@ -365,7 +383,7 @@ def load_stats(
         out[incident_id].add(Member(
             r.id, r.published_at or r.collected_at, r.group_id, r.source_id, r.role or "other",
             probs.get(r.id), hit[0] if hit else None, hit[1] if hit else None, r.category, r.places or [],
-            r.is_local, read.get(r.id), r.norm_text or "",
+            r.is_local, read.get(r.id), r.norm_text or "", raws.get(r.id),
         ))
     return out
 

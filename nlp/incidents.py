@@ -450,7 +450,7 @@ def _fold_stats(ctx: Any, batch: Any, index: IncidentIndex, placed: list[_Open |
     cats = cols.get("category") or [None] * len(rows)
     places = cols.get("places") or [[] for _ in rows]
     local = cols.get("is_local") or [None] * len(rows)
-    proba, debunks, norm = batch.proba, batch.debunks, batch.norm
+    proba, raw, debunks, norm = batch.proba, batch.raw_proba, batch.debunks, batch.norm
     for i in order:
         inc = placed[i]
         if inc is None:
@@ -459,7 +459,7 @@ def _fold_stats(ctx: Any, batch: Any, index: IncidentIndex, placed: list[_Open |
         assert inc.stats is not None  # new ones start empty, the others were loaded above
         inc.stats.add(Member(r.id, r.when, r.group_id, r.source_id, facts[i].role, float(proba[i]),
                              hit.debunk_id if hit else None, hit.similarity if hit else None, cats[i], places[i],
-                             local[i], facts[i], norm[i]))
+                             local[i], facts[i], norm[i], float(raw[i])))
     new = [inc for inc in touched if inc.id is None]
     if new:
         _insert(session, index, new)

@@ -313,3 +313,26 @@ def test_a_manual_alert_on_a_post_of_an_alerted_matter_is_refused(session: Sessi
     assert post_id is not None
     with pytest.raises(Conflict, match=f"#{alert.id}"):
         workflow.create_manual(session, actor=make_user(session, "staff"), post_id=post_id, now=NOW)
+
+
+def test_a_risky_matter_alerts_on_its_risk_though_no_single_line_reaches_the_rumor_threshold(
+        session: Session) -> None:
+    # Claims in two groups, adjusted to a 1% stream (no line near the precision-target threshold),
+    # with no debunk: only the matter's own risk can say it is worth a look.
+    risky, calm = _rumor(session, 2, groups=2, question=2), _rumor(session, 2, groups=2)
+    for incident, risk in ((risky, 0.62), (calm, 0.2)):
+        incident.max_rumor_probability, incident.risk = 0.05, risk
+    session.flush()
+    evaluation.evaluate(session, now=NOW, notify_config=QUIET)
+    [alert] = _alerts_of(session, risky)
+    assert "incident-risk" in [r["id"] for r in alert.rules_fired]
+    why = next(r["why"] for r in alert.rules_fired if r["id"] == "incident-risk")
+    assert "0.62" in why
+    # the calm one may alert on other rules (the office's 封路 keyword watch), never on its risk
+    assert all("incident-risk" not in [r["id"] for r in a.rules_fired] for a in _alerts_of(session, calm))
+    # a notice's or a concern's risk never makes a rumor alert
+    notice = _rumor(session, 0, groups=3, notice=3)
+    notice.kind, notice.risk = "notice", 0.9
+    session.flush()
+    evaluation.evaluate(session, now=NOW + dt.timedelta(minutes=5), notify_config=QUIET)
+    assert all(a.kind == "notice" for a in _alerts_of(session, notice))
