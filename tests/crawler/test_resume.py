@@ -56,5 +56,5 @@ def test_kill_and_resume(site: FixtureSite, fresh_db_url: str, tmp_path: Path) -
     with Session(engine) as s:
         runs = list(s.scalars(select(SourceRun).order_by(SourceRun.id)))
     engine.dispose()
-    assert runs[0].status == "running"  # the killed run is visible as never finished
+    assert runs[0].status == "interrupted"  # the killed run, marked at once by the next run (its process is gone)
     assert runs[-1].status == "ok" and runs[-1].items_new == 40 - len(before)
