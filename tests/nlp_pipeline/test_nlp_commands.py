@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import json
 from pathlib import Path
 
@@ -211,3 +212,25 @@ def test_classify_missing_column_says_which_columns_exist(tmp_path) -> None:
     assert missing.exit_code == 1 and "不存在" in missing.output
     same = runner.invoke(app, ["classify", "--input", str(source), "--output", str(source)])
     assert same.exit_code == 1 and "不能和输入文件相同" in same.output
+
+
+def test_classify_keeps_an_input_column_named_like_its_own(tmp_path) -> None:
+    source = tmp_path / "labelled.csv"
+    source.write_text("text,label\n紧急扩散！！明天全县封城，赶紧去超市抢购,0\n县卫生健康局通报今日新增病例0例,1\n",
+                      encoding="utf-8")
+    out = tmp_path / "o.csv"
+    result = runner.invoke(app, ["classify", "-i", str(source), "-o", str(out), "--prevalence", "0.3", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "label → label_原始" in result.output
+    with out.open(encoding="utf-8-sig") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["label_原始"] for r in rows] == ["0", "1"]  # the analyst's own verdicts, untouched
+    assert [r["label"] for r in rows] == ["1", "0"]  # the model's
+
+
+def test_classify_reads_standard_input_and_writes_standard_output() -> None:
+    result = runner.invoke(app, ["classify", "-i", "-", "-o", "-", "--prevalence", "0.3", "-q"],
+                           input="text\n紧急扩散！！明天全县封城，赶紧去超市抢购\n县卫生健康局通报今日新增病例0例\n")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["label"] for r in rows] == ["1", "0"] and "rumor_probability" in rows[0]

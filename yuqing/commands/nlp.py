@@ -124,8 +124,8 @@ def _print_estimates(session: Any = None) -> None:
 
 
 def classify(
-    input: Annotated[Path, typer.Option("--input", "-i", help="输入 CSV 文件（UTF-8 或 GBK，带表头）")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="输出 CSV 文件（带 BOM 的 UTF-8，Excel 可直接打开）")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="输入 CSV 文件（UTF-8 或 GBK，带表头）；- 表示标准输入")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="输出 CSV 文件（带 BOM 的 UTF-8，Excel 可直接打开）；- 表示标准输出")],
     text_column: Annotated[str, typer.Option(help="正文所在的列名")] = "text",
     chunk_size: Annotated[int, typer.Option(min=1, max=1_000_000, help="每次读入的行数")] = 5000,
     model_path: Annotated[
@@ -140,7 +140,30 @@ def classify(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="不显示进度条")] = False,
 ) -> None:
     """Score any CSV with the active model: adds rumor_probability (adjusted to the file's rumor
-    share), label (1 / 0 / 无法判断), raw_score, abstain_reason and top_terms."""
+    share), label (1 / 0 / 无法判断), raw_score, abstain_reason and top_terms. ``-`` reads standard
+    input or writes standard output (the messages then go to standard error)."""
+    import sys
+    import tempfile
+
+    if str(input) != "-" and str(output) != "-":
+        _classify_file(input, output, text_column, chunk_size, model_path, prevalence, target_precision, quiet,
+                       console)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        source = input
+        if str(input) == "-":
+            source = Path(tmp) / "stdin.csv"
+            source.write_bytes(sys.stdin.buffer.read())
+        target = Path(tmp) / "out.csv" if str(output) == "-" else output
+        _classify_file(source, target, text_column, chunk_size, model_path, prevalence, target_precision, quiet,
+                       err_console if str(output) == "-" else console)
+        if str(output) == "-":
+            sys.stdout.write(target.read_text(encoding="utf-8-sig"))
+            sys.stdout.flush()
+
+
+def _classify_file(input: Path, output: Path, text_column: str, chunk_size: int, model_path: Path | None,
+                   prevalence: str, target_precision: float, quiet: bool, say: Console) -> None:
     import pandas as pd
 
     from nlp.abstain import load_abstainer
@@ -171,11 +194,18 @@ def classify(
             f"现有的列：{', '.join(map(str, header)) or '无'}。"
             f"请用 --text-column 指定正文所在的列。"
         )
+    # An input column named like one we add (an analyst's own "label", say) is kept, renamed,
+    # never overwritten: comparing it with the model's is often why the file is classified.
+    kept = {c: f"{c}_原始" for c in ("rumor_probability", "label", RAW_COLUMN, REASON_COLUMN, "top_terms")
+            if c in header and c != text_column}
+    if kept:
+        say.print("输入文件已有同名列，原样保留为：" + "、".join(f"{a} → {b}" for a, b in kept.items()),
+                      highlight=False, markup=False)
     try:
         model, model_dir, which = _classify_model(model_path)
     except FileNotFoundError as err:
         raise _fail(f"找不到谣言模型：{err}。请用 --model 指定模型目录。") from err
-    console.print(f"使用模型 {model.version}（{which}）", highlight=False, markup=False)
+    say.print(f"使用模型 {model.version}（{which}）", highlight=False, markup=False)
     profile = model_profile(getattr(model, "card", None), model_dir)
     abstainer = load_abstainer(model_dir)
     with input.open("rb") as fh:
@@ -190,7 +220,7 @@ def classify(
             input, chunksize=chunk_size, encoding=encoding, dtype=str, keep_default_na=False
         )
         for n, chunk in enumerate(reader):
-            scored = score_frame(chunk, model, text_column, abstainer=abstainer)
+            scored = score_frame(chunk.rename(columns=kept), model, text_column, abstainer=abstainer)
             scored.to_csv(scored_tmp, mode="w" if n == 0 else "a", header=n == 0, index=False, encoding="utf-8")
             judged_raw.extend(scored.loc[scored[REASON_COLUMN] == "", RAW_COLUMN].astype(float).tolist())
             written += len(scored)
@@ -239,11 +269,11 @@ def classify(
             abstained += int((labels == "无法判断").sum())
     scored_tmp.unlink(missing_ok=True)
     tmp.replace(output)
-    console.print(
+    say.print(
         f"{how}；阈值：调整后概率 ≥ {decider.threshold:.2f} 判为疑似谣言（预计其中约 {target_precision:.0%} 确为谣言）",
         highlight=False, markup=False,
     )
-    console.print(
+    say.print(
         f"已打分 {written} 行，其中疑似谣言 {flagged} 行，无法判断 {abstained} 行，结果写入 {output}",
         highlight=False, markup=False,
     )
