@@ -97,16 +97,18 @@ def escalate() -> None:
 
 @rules_app.command("validate")
 def validate(
-    file: Annotated[Path | None, typer.Argument(help="规则文件（默认为当前使用的规则）")] = None,
+    file: Annotated[Path | None, typer.Argument(help="规则文件（默认为当前使用的规则）；- 表示标准输入")] = None,
     notify_file: Annotated[Path | None, typer.Option("--notify", help="同时检查这个通知路由文件")] = None,
 ) -> None:
     """Check an alert rules YAML file (and optionally a notification routing file); exit 1 if invalid."""
     from alerts.notify import load_notify_config, notify_config_path
     from alerts.rules import AlertsConfigError, load_rules, rules_path
+    from yuqing.stdio import readable
 
     path = file or rules_path()
     try:
-        cfg = load_rules(path)
+        with readable(path, ".yaml") as readable_path:
+            cfg = load_rules(readable_path)
     except AlertsConfigError as err:
         raise _fail(str(err)) from err
     table = Table("规则", "名称", "类型", "加分", "启用")

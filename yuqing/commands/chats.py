@@ -53,7 +53,7 @@ def _expand(paths: list[Path]) -> list[Path]:
 
 def import_chats(
     paths: Annotated[
-        list[Path], typer.Argument(help="导出文件或文件夹（QQ .txt、微信 .csv、Telegram result.json）")
+        list[Path], typer.Argument(help="导出文件或文件夹（QQ .txt、微信 .csv、Telegram result.json）；- 表示标准输入（需 --format）")
     ],
     group: Annotated[
         str | None, typer.Option("--group", help="群名：文件里没有群名时使用，或覆盖文件里的群名")
@@ -67,6 +67,15 @@ def import_chats(
 
     if fmt not in ("auto", "qq-txt", "wechat-csv", "telegram-json"):
         raise _fail(f"未知格式 '{fmt}'：可选 auto、qq-txt、wechat-csv、telegram-json。")
+    if any(str(p) == "-" for p in paths):
+        if fmt == "auto" or len(paths) > 1:
+            raise _fail("从标准输入（-）导入时只能给这一个来源，并用 --format 指明格式（qq-txt、wechat-csv 或 telegram-json）。")
+        from yuqing.stdio import readable
+
+        suffix = {"qq-txt": ".txt", "wechat-csv": ".csv", "telegram-json": ".json"}[fmt]
+        with readable(paths[0], suffix) as spooled:
+            import_chats([spooled], group=group, fmt=fmt, batch_size=batch_size)
+        return
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise _fail(f"找不到文件：{'、'.join(missing)}。请检查路径。")

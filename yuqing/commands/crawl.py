@@ -53,15 +53,17 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 @sources_app.command("validate")
 def sources_validate(
-    file: Annotated[Path | None, typer.Argument(help="信息源 YAML 文件；不写则用 YUQING_SOURCES_FILE")] = None,
+    file: Annotated[Path | None, typer.Argument(help="信息源 YAML 文件；不写则用 YUQING_SOURCES_FILE；- 表示标准输入")] = None,
 ) -> None:
     """Check a sources file and point at the exact source and key of every error."""
     from crawler.config import load_sources
     from crawler.spiders import spider_class
+    from yuqing.stdio import is_stdin, readable
 
-    path = _sources_path(file)
+    path = Path("-") if is_stdin(file) else _sources_path(file)
     try:
-        parsed = load_sources(path)
+        with readable(path, ".yaml") as readable_path:
+            parsed = load_sources(readable_path)
         for src in parsed.sources:
             spider_class(src)  # custom spiders must import
     except YuqingError as err:

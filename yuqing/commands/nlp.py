@@ -361,18 +361,22 @@ def debunks_import(
     file: Annotated[
         Path,
         typer.Argument(
-            help="辟谣库文件：.csv（表头 claim,refutation,publisher,url,published_at,category,tags）或 .yaml"
+            help="辟谣库文件：.csv（表头 claim,refutation,publisher,url,published_at,category,tags）或 .yaml；- 表示标准输入"
         ),
     ],
+    fmt: Annotated[str, typer.Option("--format", help="标准输入（-）的格式：csv 或 yaml")] = "csv",
 ) -> None:
     """Import debunks from CSV or YAML; importing the same file again changes nothing."""
     from core.db import session_scope
     from core.errors import YuqingError
     from nlp.debunks import import_debunks
+    from yuqing.stdio import readable
 
+    if fmt not in ("csv", "yaml"):
+        raise _fail(f"--format 只能是 csv 或 yaml，收到 '{fmt}'。")
     try:
-        with session_scope() as session:
-            result = import_debunks(session, file)
+        with readable(file, f".{fmt}") as path, session_scope() as session:
+            result = import_debunks(session, path)
     except YuqingError as err:
         raise _fail(str(err)) from err
     console.print(

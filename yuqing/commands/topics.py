@@ -115,7 +115,7 @@ def topics(
 
 
 def categories_train(
-    csv_file: Annotated[str, typer.Option("--csv", help="另附 text,category 两列的 CSV（类别须在分类文件中）")] = "",
+    csv_file: Annotated[str, typer.Option("--csv", help="另附 text,category 两列的 CSV（类别须在分类文件中）；- 表示标准输入")] = "",
     output: Annotated[str, typer.Option("--output", help="模型保存路径（.skops），默认 <数据目录>/models/category/")
                       ] = "",
     min_per_category: Annotated[int, typer.Option("--min-per-category", min=2, help="每类至少几条标注")] = 5,
@@ -143,7 +143,10 @@ def categories_train(
             rows = labels_from_table(session)
         check_categories(rows, taxonomy)
         if csv_file:
-            rows += read_category_csv(csv_file, taxonomy)
+            from yuqing.stdio import readable
+
+            with readable(Path(csv_file), ".csv") as path:
+                rows += read_category_csv(str(path), taxonomy)
         model, info = train_categories(rows, min_per_category=min_per_category)
     except YuqingError as err:
         err_console.print(f"[red]错误：[/red]{escape(str(err))}")
