@@ -11,7 +11,6 @@ transaction.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 
 from sqlalchemy import delete, func, or_, select
@@ -35,6 +34,7 @@ from core.tables import (
     AlertPost,
     Incident,
     Label,
+    LabelEvent,
     Post,
     Response,
     Story,
@@ -43,6 +43,7 @@ from core.tables import (
     utcnow,
 )
 from nlp import incident_edits
+from nlp.labels import text_key
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,9 @@ def _review_labels(
         text = r.norm_text or r.raw_text
         key = f"review:{r.id}"
         lab = existing.get(key)
+        # the text's identity as every other label has it (nlp.labels.text_key), so a review and
+        # an import of the same text meet as one text (conflicts, the labelling queue)
+        text_hash = text_key(text)
         if lab is None:
             session.add(
                 Label(
@@ -153,7 +157,7 @@ def _review_labels(
                     post_id=r.id,
                     alert_id=alert.id,
                     text=text,
-                    text_hash=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                    text_hash=text_hash,
                     label=label,
                     category=r.category or alert.category,
                     origin="review",
@@ -161,8 +165,12 @@ def _review_labels(
                     created_at=now,
                 )
             )
-        else:  # the latest verdict on a post wins
-            lab.label, lab.alert_id, lab.user_id, lab.created_at = label, alert.id, actor_id, now
+            session.add(LabelEvent(text_hash=text_hash, action="created", new_label=label, user_id=actor_id, at=now))
+        else:  # the latest verdict on a post wins; the earlier one stays in the history
+            if lab.label != label:
+                session.add(LabelEvent(label_id=lab.id, text_hash=lab.text_hash, action="corrected",
+                                       old_label=lab.label, new_label=label, user_id=actor_id, at=now))
+            lab.label, lab.alert_id, lab.user_id, lab.updated_at = label, alert.id, actor_id, now
 
 
 def assign(

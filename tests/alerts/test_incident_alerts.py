@@ -336,3 +336,25 @@ def test_a_risky_matter_alerts_on_its_risk_though_no_single_line_reaches_the_rum
     session.flush()
     evaluation.evaluate(session, now=NOW + dt.timedelta(minutes=5), notify_config=QUIET)
     assert all(a.kind == "notice" for a in _alerts_of(session, notice))
+
+
+def test_a_review_verdict_and_an_import_of_the_same_text_meet_as_one_text(session: Session, tmp_path) -> None:
+    from core.tables import LabelEvent
+    from nlp.labels import import_labels_csv, label_conflicts
+
+    incident = _rumor(session, 2, groups=2)
+    evaluation.evaluate(session, now=NOW, notify_config=QUIET)
+    [alert] = _alerts_of(session, incident)
+    user = make_user(session)
+    workflow.transition(session, alert.id, "dismissed", actor=user)
+    claim = session.scalar(select(Post).where(Post.incident_id == incident.id, Post.role == "claim"))
+    assert claim is not None
+    path = tmp_path / "labels.csv"
+    path.write_text(f"text,label\n{claim.raw_text},1\n", encoding="utf-8")
+    import_labels_csv(session, path)
+    # the review said "not a rumor", the import "rumor": one text, so one conflict, not two strangers
+    [conflict] = label_conflicts(session)
+    assert conflict.labels[1] == 1 and conflict.labels[0] >= 1 and set(conflict.origins) == {"review", "import"}
+    reviews = session.scalar(select(func.count()).select_from(Label).where(Label.origin == "review"))
+    actions = list(session.scalars(select(LabelEvent.action).order_by(LabelEvent.id)))
+    assert reviews == 2 and actions == ["created"] * 3  # each verdict in the history too
