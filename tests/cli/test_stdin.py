@@ -55,3 +55,12 @@ def test_config_files_validate_from_standard_input(env: str) -> None:
                "    interval: 10m\n")
     ok = runner.invoke(app, ["sources", "validate", "-"], input=sources)
     assert ok.exit_code == 0 and "检查通过" in ok.output
+
+
+def test_categories_train_reads_its_csv_from_standard_input(env: str, tmp_path: Path) -> None:
+    texts = ["河水涨到河堤了", "堤坝有渗水", "防汛物资到了吗", "水库开闸泄洪", "河道水位上涨", "沙袋够不够"]
+    rows = "".join(f"{t}{i},防汛\n" for i in range(2) for t in texts)
+    few = runner.invoke(app, ["categories-train", "--csv", "-", "--min-per-category", "2"],
+                        input="text,category\n" + rows)
+    # our default taxonomy has no 防汛: the refusal names the line, read from standard input
+    assert few.exit_code == 1 and "防汛" in few.output

@@ -366,8 +366,9 @@ def test_labels_are_corrected_resolved_deleted_and_exported_in_the_console(live,
     assert r.status_code == 303 and "已删除标注" in unquote(r.headers["location"])
     assert c.post("/labels/99999999/delete", data={"csrf_token": token}).status_code == 404
     assert c.post(f"/labels/{manual_id}/set", data={"csrf_token": token}).status_code == 303  # no verdict: a message
-    with session_scope(live.engine) as s:
-        actions = [e.action for e in s.scalars(select(LabelEvent).order_by(LabelEvent.id))]
+    with session_scope(live.engine) as s:  # this text's history (the scene's reviews have their own)
+        actions = [e.action for e in s.scalars(select(LabelEvent).where(LabelEvent.text_hash == text_hash)
+                                                .order_by(LabelEvent.id))]
     assert actions == ["created", "created", "resolved", "corrected", "deleted"]
     viewer = client_as("chenkz")
     refused = viewer.post("/labels/resolve", data={"csrf_token": csrf_of(viewer.get("/").text),

@@ -145,8 +145,8 @@ def categories_train(
         if csv_file:
             from yuqing.stdio import readable
 
-            with readable(Path(csv_file), ".csv") as path:
-                rows += read_category_csv(str(path), taxonomy)
+            with readable(Path(csv_file), ".csv") as csv_path:
+                rows += read_category_csv(str(csv_path), taxonomy)
         model, info = train_categories(rows, min_per_category=min_per_category)
     except YuqingError as err:
         err_console.print(f"[red]错误：[/red]{escape(str(err))}")
