@@ -21,7 +21,8 @@ Matching (:class:`DebunkMatcher`) combines two signals on the same character n-g
 
 :func:`match_open_incidents` matches new or edited debunks against the claims of the open
 incidents at once, so a refutation reaches the matter staff are working on without waiting
-for those posts to be analysed again.
+for those posts to be analysed again; :func:`unlink_open_incidents` takes back what a debunk
+matched there when its claim is edited or it is withdrawn.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ __all__ = [
     "list_debunks",
     "match_open_incidents",
     "read_debunk_file",
+    "unlink_open_incidents",
     "update_debunk",
     "upsert_debunks",
 ]
@@ -385,6 +387,8 @@ def update_debunk(session: Session, debunk_id: int, changes: DebunkUpdate) -> De
         setattr(row, name, value)
     row.updated_at = utcnow()
     session.flush()
+    if "claim" in values or values.get("active") is False:
+        unlink_open_incidents(session, row.id)
     if row.active:
         match_open_incidents(session, [row.id])
     return row
@@ -711,6 +715,35 @@ def match_open_incidents(
             if cur is None or h.similarity > cur.similarity:
                 best[r.incident_id] = h
     return _point_incidents(session, best)
+
+
+def unlink_open_incidents(session: Session, debunk_id: int) -> int:
+    """Forget what a debunk matched in the open matters, because its claim changed or it was
+    withdrawn: its matches on the posts of active incidents go, and each incident that pointed
+    at it points at its next best active debunk (or none), with ``updated_at`` bumped so the
+    alert page and the next evaluation read the change. Closed matters keep their history.
+    Returns the number of incidents changed."""
+    open_posts = select(Post.id).join(Incident, Incident.id == Post.incident_id).where(Incident.status == "active")
+    session.execute(delete(DebunkMatch).where(DebunkMatch.debunk_id == debunk_id, DebunkMatch.post_id.in_(open_posts)))
+    incidents = session.scalars(
+        select(Incident).where(Incident.debunk_id == debunk_id, Incident.status == "active")
+    ).all()
+    now = utcnow()
+    for incident in incidents:
+        nxt = session.execute(
+            select(DebunkMatch.debunk_id, func.max(DebunkMatch.similarity).label("similarity"))
+            .join(Post, Post.id == DebunkMatch.post_id)
+            .join(Debunk, Debunk.id == DebunkMatch.debunk_id)
+            .where(Post.incident_id == incident.id, Debunk.active.is_(True), DebunkMatch.debunk_id != debunk_id)
+            .group_by(DebunkMatch.debunk_id)
+            .order_by(func.max(DebunkMatch.similarity).desc(), DebunkMatch.debunk_id)
+            .limit(1)
+        ).first()
+        incident.debunk_id = nxt.debunk_id if nxt else None
+        incident.debunk_similarity = float(nxt.similarity) if nxt else None
+        incident.updated_at = now
+    session.flush()
+    return len(incidents)
 
 
 def _write_matches(session: Session, found: Sequence[tuple[int, DebunkHit]]) -> None:

@@ -133,3 +133,45 @@ def test_another_amount_is_another_claim(api_client: TestClient, make_user: Any,
     with session_scope(api_engine) as s:
         assert s.scalar(select(func.count()).select_from(DebunkMatch)) == 0
         assert s.scalar(select(func.count()).select_from(Post)) == 1
+
+
+def test_edited_or_withdrawn_debunk_leaves_the_matters_it_no_longer_covers(
+    api_client: TestClient, make_user: Any, api_engine: Engine
+) -> None:
+    staff = make_user("staff")
+    water = _incident(api_engine, [("紧急扩散！石桥村自来水被化工厂污染了，千万不能喝", "claim")])
+    power = _incident(api_engine, [("南坪村明天停电一天，大家提前准备", "claim")])
+    closed = _incident(api_engine, [("石桥村自来水被化工厂污染了，不能喝", "claim")], status="dormant")
+    ids = {}
+    for name, claim in (("water", "石桥村自来水被化工厂污染了，不能喝"), ("power", "南坪村明天停电一天")):
+        created = api_client.post(BASE, json={"claim": claim, "refutation": REFUTATION}, headers=staff)
+        assert created.status_code == 201, created.text
+        ids[name] = created.json()["id"]
+    assert _state(api_engine, water["id"])[0] == ids["water"]
+    assert _state(api_engine, power["id"])[0] == ids["power"]
+    # the closed matter is given its link by hand, as an earlier analysis would have
+    with session_scope(api_engine) as s:
+        inc = s.get(Incident, closed["id"])
+        assert inc is not None
+        inc.debunk_id, inc.debunk_similarity = ids["water"], 0.9
+    before = _state(api_engine, water["id"])[2]
+
+    # The water debunk's claim is corrected to another rumor: the water matter loses it at once.
+    patched = api_client.patch(f"{BASE}/{ids['water']}", json={"claim": "东湾村菜市场明天关门"}, headers=staff)
+    assert patched.status_code == 200, patched.text
+    debunk, similarity, updated = _state(api_engine, water["id"])
+    assert (debunk, similarity) == (None, None)
+    assert _naive(updated) > _naive(before)
+    assert not _matched_posts(api_engine, ids["water"]) & set(water["posts"])
+    assert _state(api_engine, closed["id"])[0] == ids["water"]  # history of a closed matter stays
+    page = api_client.get(f"/api/v1/debunks/{ids['water']}", headers=staff)
+    assert page.status_code == 200
+
+    # Withdrawing the power debunk unlinks its matter; reactivating links it again.
+    off = api_client.patch(f"{BASE}/{ids['power']}", json={"active": False}, headers=staff)
+    assert off.status_code == 200, off.text
+    assert _state(api_engine, power["id"])[0] is None
+    assert not _matched_posts(api_engine, ids["power"])
+    on = api_client.patch(f"{BASE}/{ids['power']}", json={"active": True}, headers=staff)
+    assert on.status_code == 200, on.text
+    assert _state(api_engine, power["id"])[0] == ids["power"]
