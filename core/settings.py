@@ -141,6 +141,24 @@ class Settings(BaseSettings):
     image_workers: int = Field(1, ge=0, description="OCR worker processes `yuqing run` starts (0: none).")
     image_interval_seconds: int = Field(10, ge=1, description="How often the picture worker looks for new pictures.")
 
+    # Publishing approved responses (alerts.publish): the bot's OneBot v11 HTTP API, approval, the card.
+    onebot_api_url: str | None = Field(
+        None, description="OneBot v11 HTTP API of the office's bot (e.g. http://127.0.0.1:3000): where "
+                          "send_group_msg / send_private_msg go.")
+    onebot_access_token: SecretStr | None = Field(
+        None, description="The bot framework's access_token, sent as 'Authorization: Bearer <token>'.")
+    onebot_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one call to the bot's HTTP API.")
+    office_public_name: str = Field("青禾镇人民政府", min_length=1, max_length=100,
+                                    description="The office's public name: the publisher on 辟谣 cards and posters.")
+    publish_single_approver: bool = Field(
+        False, description="One person may draft and approve a publication (default: a second person approves).")
+    publish_approver_role: str = Field(
+        "analyst", pattern=r"^(staff|analyst|admin)$",
+        description="Least role that may approve a publication (staff | analyst | admin); staff draft.")
+    publish_send_interval_seconds: float = Field(
+        1.5, ge=0, description="Pause between two group messages of the bot (rate limit; QQ bans floods).")
+    publish_max_attempts: int = Field(5, ge=1, description="Send attempts per group before it is given up.")
+
     @field_validator("label_queue_band", mode="after")
     @classmethod
     def _band(cls, value: tuple[float, float]) -> tuple[float, float]:

@@ -585,6 +585,53 @@ class Response(Base):
     spread_after: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+class Publication(Base):
+    """An approved response sent out: drafted by one person, approved by another (or by one person
+    where the office allows it), then sent to chat groups through the bot and drawn as a 辟谣 card.
+    Nothing is sent before ``approved_at`` is set; approval also records the ``responses`` row."""
+
+    __tablename__ = "publications"
+    id: Mapped[int] = _pk()
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    content_hash: Mapped[str] = mapped_column(String(64))  # a repeated draft of the same content is one draft
+    status: Mapped[str] = mapped_column(String(12), default="draft")  # draft | approved | rejected
+    claim: Mapped[str] = mapped_column(Text)  # the rumor as people tell it (on the card)
+    text: Mapped[str] = mapped_column(Text)  # the official answer: the message sent and the card's body
+    url: Mapped[str | None] = mapped_column(String(2048))  # the full refutation (the card's QR code)
+    publisher: Mapped[str] = mapped_column(String(200))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    decided_at: Mapped[dt.datetime | None]
+    reject_reason: Mapped[str | None] = mapped_column(Text)
+    response_id: Mapped[int | None] = mapped_column(ForeignKey("responses.id", ondelete="SET NULL"))
+
+
+class PublicationTarget(Base):
+    """One chat group a publication goes to, and what happened: an outbox row with a stable key.
+
+    Sent at most once: a row is marked ``sending`` (committed) before the bot is called, so a crash
+    mid-send leaves it ``unknown`` (staff check the group) instead of sending it twice."""
+
+    __tablename__ = "publication_targets"
+    __table_args__ = (Index("ix_publication_targets_due", "status", "next_attempt_at"),)
+    id: Mapped[int] = _pk()
+    publication_id: Mapped[int] = mapped_column(ForeignKey("publications.id", ondelete="CASCADE"), index=True)
+    dedup_key: Mapped[str] = mapped_column(String(300), unique=True)  # publication:<id>:group:<platform>:<number>
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("chat_groups.id", ondelete="SET NULL"))
+    platform: Mapped[str] = mapped_column(String(20))
+    external_id: Mapped[str] = mapped_column(String(200))  # the group number the bot sends to
+    group_name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(12), default="waiting")  # waiting|pending|sending|sent|failed|unknown|dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[dt.datetime | None]
+    sent_at: Mapped[dt.datetime | None]
+    message_id: Mapped[str | None] = mapped_column(String(100))  # the bot's id of the sent message
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class Label(Base):
     """A human verdict on a text, for retraining (from reviews, manual labelling or imports)."""
 
