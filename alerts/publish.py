@@ -397,3 +397,33 @@ def list_publications(session: Session, alert_id: int) -> list[dict[str, Any]]:
     rows = list(session.scalars(select(Publication).where(Publication.alert_id == alert_id).order_by(Publication.id.desc())))
     names = _user_names(session, [x for p in rows for x in (p.created_by, p.decided_by)])
     return [publication_dict(session, p, names=names) for p in rows]
+
+
+def publications_of_day(session: Session, day: dt.date, tz: dt.tzinfo) -> dict[str, Any]:
+    """The measure per day: publications approved on ``day`` (local), each with its matter's spread
+    (posts per hour) before and after, and the groups reached; plus the day's totals."""
+    start = dt.datetime.combine(day, dt.time(0), tzinfo=tz)
+    end = start + dt.timedelta(days=1)
+    rows = list(session.scalars(
+        select(Publication).where(Publication.status == "approved", Publication.decided_at >= start,
+                                  Publication.decided_at < end).order_by(Publication.decided_at, Publication.id)
+    ))
+    names = _user_names(session, [x for p in rows for x in (p.created_by, p.decided_by)])
+    items = []
+    for p in rows:
+        alert = session.get(Alert, p.alert_id)
+        item = publication_dict(session, p, names=names)
+        item |= {"alert_title": alert.title if alert else None,
+                 "incident_id": alert.incident_id if alert else None,
+                 "change": (item["spread_after"] or {}).get("change")}
+        items.append(item)
+    sent = sum(i["target_counts"].get("sent", 0) for i in items)
+    changes = [i["change"] for i in items if i["change"] is not None]
+    return {
+        "day": day.isoformat(),
+        "publications": len(items),
+        "groups_sent": sent,
+        "groups_not_sent": sum(n for i in items for k, n in i["target_counts"].items() if k != "sent"),
+        "median_change": sorted(changes)[len(changes) // 2] if changes else None,
+        "items": items,
+    }
