@@ -234,3 +234,16 @@ def test_pacing_between_group_messages(api_engine: Engine, onebot: OneBotApi, mo
     pauses: list[float] = []
     deliver_publications(api_engine, sleep=pauses.append)
     assert pauses == [2.5, 2.5] and len(onebot.sent_to()) == 3
+
+
+def test_yuqing_run_delivers_what_is_due(api_engine: Engine, onebot: OneBotApi) -> None:
+    from core.settings import get_settings as settings_now
+    from yuqing.commands.alerts import publish_deliver_job
+    from yuqing.scheduler import collect_jobs
+
+    assert "publish-deliver" in {j.id for j in collect_jobs(settings_now())}
+    m = seed_matter(api_engine)
+    pid = _draft(api_engine, m, [m.groups[2]])
+    _approve(api_engine, pid, m.analyst)
+    assert publish_deliver_job()["sent"] == 1  # the configured database (YUQING_DATABASE_URL)
+    assert onebot.sent_to() == [m.numbers[2]]
