@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from alerts import common, spread, states, workflow
 from api import accounts
 from api.console import charts, queries, services
+from api.console.publish_pages import publish_context
 from api.console.render import (
     OPEN_STATUSES,
     SEVERITIES,
@@ -250,6 +251,7 @@ def alert_page(request: Request, alert_id: RowId, user: PageUser, session: Sessi
         "labels": queries.label_info(session, detail["posts"]),
         "can_label": accounts.role_rank(user.role) >= accounts.role_rank("analyst"),
         "now": utcnow(),
+        **publish_context(session, alert, user),
     })
 
 
