@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     onebot_secret: SecretStr | None = Field(
         None, description="OneBot v11 secret: pushes to /api/v1/ingest/onebot need X-Signature (HMAC-SHA1)."
     )
+    onebot_api_url: str | None = Field(
+        None, description="The bot framework's OneBot v11 HTTP API (e.g. http://127.0.0.1:5700): replies to QQ "
+                          "tips go out through send_private_msg, publications through send_group_msg.")
+    onebot_api_token: SecretStr | None = Field(None, description="access-token of that HTTP API (Bearer).")
     spill_replay_seconds: float = Field(
         5.0, gt=0, description="How often the API and `yuqing run` replay pushes spilled during a database outage."
     )
