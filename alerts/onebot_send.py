@@ -26,9 +26,10 @@ MAX_MESSAGE_CHARS = 4500
 class OneBotSendError(Exception):
     """The framework could not be reached or refused to send; ``status_code`` when it answered."""
 
-    def __init__(self, message: str, status_code: int | None = None) -> None:
+    def __init__(self, message: str, status_code: int | None = None, *, maybe_sent: bool = False) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.maybe_sent = maybe_sent  # the request went out but no answer came (a read timeout)
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,11 @@ def _call(api: OneBotApi, action: str, params: dict[str, Any]) -> dict[str, Any]
     try:
         with httpx.Client(timeout=api.timeout, follow_redirects=False, trust_env=False) as client:
             response = client.post(url, json=params, headers=headers)
-    except httpx.HTTPError as err:
+    except (httpx.ConnectError, httpx.ConnectTimeout) as err:
         raise OneBotSendError(f"无法连接 QQ 机器人接口 {api.url}：{type(err).__name__} {err}") from err
+    except httpx.HTTPError as err:
+        raise OneBotSendError(f"QQ 机器人接口 {api.url} 没有回答（{type(err).__name__}）：消息可能已发出",
+                              maybe_sent=True) from err
     if response.status_code in (401, 403):
         raise OneBotSendError(
             f"QQ 机器人接口拒绝了令牌（HTTP {response.status_code}）：检查 YUQING_ONEBOT_API_TOKEN "
