@@ -36,7 +36,8 @@ GroupSender = Callable[[str, str], "str | None"]
 
 
 def send_via_bot(group: str, message: str) -> str | None:
-    return onebot_send.send_group_msg(group, message)
+    mid = onebot_send.send_group_msg(group, message).get("message_id")
+    return None if mid is None else str(mid)
 
 
 @dataclass
@@ -121,7 +122,7 @@ def deliver_publications(
         try:
             message_id = sender(group, message)
         except onebot_send.OneBotSendError as err:
-            error, maybe = str(err), err.sent_maybe
+            error, maybe = str(err), err.maybe_sent
         except Exception as err:  # a bug must not stop the other groups; we cannot know what went out
             log.exception("publication target #%s: unexpected error while sending", tid)
             error, maybe = f"{type(err).__name__}: {err}", True

@@ -490,6 +490,46 @@ class IncidentConstraint(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class Tip(Base):
+    """A resident's report or question (举报线索) from the tip page, the QQ bot, the 公众号 or a
+    hotline export. The reporter is a keyed hash (core.tips.reporter_key); how to reach them is
+    encrypted with the instance secret (``contact_sealed``) and only ever read to send a reply.
+    The text also enters the pipeline as a post (``post_id``), so it joins or starts an incident."""
+
+    __tablename__ = "tips"
+    __table_args__ = (Index("ix_tips_received_at", "received_at"), Index("ix_tips_reporter", "reporter_key"))
+    id: Mapped[int] = _pk()
+    dedup_key: Mapped[str] = mapped_column(String(200), unique=True)  # channel + message id / form token
+    channel: Mapped[str] = mapped_column(String(12))  # web | qq | wechat | hotline
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    text: Mapped[str] = mapped_column(Text)  # personal numbers masked
+    images: Mapped[list[Any]] = mapped_column(default=list)  # picture refs (URLs or stored files)
+    reporter_key: Mapped[str] = mapped_column(String(64))  # HMAC(instance secret, channel:address), hex
+    contact_sealed: Mapped[str | None] = mapped_column(Text)  # Fernet token of {"channel", "address"}
+    wants_answer: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="acknowledged", index=True)
+    # auto_answered | acknowledged | answered | abuse | closed
+    debunk_id: Mapped[int | None] = mapped_column(ForeignKey("debunks.id", ondelete="SET NULL"))
+    debunk_score: Mapped[float | None] = mapped_column(Float)
+    debunk_method: Mapped[str | None] = mapped_column(String(20))
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id", ondelete="SET NULL"), index=True)
+    first_reply: Mapped[str | None] = mapped_column(Text)  # what the resident got at once
+    answer: Mapped[str | None] = mapped_column(Text)  # the staff answer, when one was sent
+    answered_at: Mapped[dt.datetime | None]  # auto-answer or staff answer: for the time-to-answer
+    response_id: Mapped[int | None] = mapped_column(ForeignKey("responses.id", ondelete="SET NULL"))
+    closed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class TipBlock(Base):
+    """A blocked reporter (by reporter key): their tips are kept out of the pipeline and unanswered."""
+
+    __tablename__ = "tip_blocks"
+    reporter_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str | None] = mapped_column(String(500))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 # --------------------------------------------------------------------------- decisions
 
 

@@ -75,6 +75,9 @@ def collect_jobs(settings: Settings) -> list[Job]:
             from core.images import purge_orphans
 
             purge_orphans(session)  # pictures no remaining message refers to
+            from core.tips import purge_tips
+
+            purge_tips(session)  # residents' tips follow the same retention
             session.commit()
         log.info("purged %d chat messages (kept %d as evidence)", result.deleted, result.kept_as_evidence)
 

@@ -20,7 +20,7 @@ def onebot(monkeypatch: pytest.MonkeyPatch) -> Iterator[OneBotApi]:
     api = OneBotApi()
     api.start()
     monkeypatch.setenv("YUQING_ONEBOT_API_URL", api.url)
-    monkeypatch.setenv("YUQING_ONEBOT_ACCESS_TOKEN", api.token)
+    monkeypatch.setenv("YUQING_ONEBOT_API_TOKEN", api.token)
     monkeypatch.setenv("YUQING_PUBLISH_SEND_INTERVAL_SECONDS", "0")
     get_settings.cache_clear()
     yield api

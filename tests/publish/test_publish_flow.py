@@ -138,7 +138,7 @@ def test_per_group_results_retry_what_surely_failed(api_engine: Engine, onebot: 
 
 def test_a_timeout_is_never_resent_by_itself(api_engine: Engine, onebot: OneBotApi,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("YUQING_ONEBOT_TIMEOUT_SECONDS", "0.5")
+    monkeypatch.setenv("YUQING_NOTIFY_TIMEOUT_SECONDS", "0.5")
     get_settings.cache_clear()
     m = seed_matter(api_engine)
     onebot.slow_groups, onebot.slow_seconds = {m.numbers[0]}, 2.0
