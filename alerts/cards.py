@@ -236,7 +236,8 @@ def _centered(d: ImageDraw.ImageDraw, text: str, f: ImageFont.FreeTypeFont, widt
 
 def png_bytes(img: Image.Image, dpi: int | None = None) -> bytes:
     buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=True, **({"dpi": (dpi, dpi)} if dpi else {}))
+    # no optimize: 3 % larger, 3.6 times faster (the card is drawn on each download)
+    img.save(buf, format="PNG", **({"dpi": (dpi, dpi)} if dpi else {}))
     return buf.getvalue()
 
 
