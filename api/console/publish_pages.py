@@ -7,7 +7,9 @@ after approval (and by `yuqing run`'s delivery job).
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
 from fastapi.responses import Response
@@ -15,6 +17,7 @@ from fastapi.responses import Response
 from alerts import publish, states
 from alerts.publish_delivery import deliver_publications
 from api import accounts
+from api.console.render import render
 from api.console.web import PageUser, back, check_csrf, committing, need_role, note_drift
 from api.deps import RowId, SessionDep
 from core.settings import get_settings
@@ -47,6 +50,19 @@ def _back(alert_id: int, *, msg: str) -> Response:
 
 def _send_after(request: Request, background: BackgroundTasks, publication_id: int) -> None:
     background.add_task(deliver_publications, request.app.state.engine, publication_id=publication_id)
+
+
+@router.get("/publications")
+def day_page(request: Request, user: PageUser, session: SessionDep, day: str = "") -> Response:
+    """The day's approved publications: groups reached and the spread before/after each."""
+    tz = ZoneInfo(get_settings().timezone)
+    try:
+        chosen = dt.date.fromisoformat(day) if day else dt.datetime.now(tz).date()
+    except ValueError:
+        return back("/publications", err=f"日期“{day[:20]}”无法识别：请用日期选择器选择")
+    return render(request, "publications.html", {
+        "day": publish.publications_of_day(session, chosen, tz), "publish_status_zh": publish.TARGET_STATUS_ZH,
+    })
 
 
 @router.post("/alerts/{alert_id}/publications")

@@ -69,6 +69,9 @@ def test_draft_then_a_second_person_approves_and_the_groups_get_it(live, client_
     assert onebot.sent_to() == m.numbers[:2]
     page = analyst.get(path).text
     assert page.count(">已发送<") == 2 and "已发到群" in page and "批准发布" in page  # results and history
+    day = analyst.get("/publications").text
+    assert f'href="/alerts/{m.alert_id}#publication-{pid}"' in day and "已发送 2" in day
+    assert analyst.get("/publications?day=nope").status_code == 303
     card = analyst.get(f"/api/v1/alerts/{m.alert_id}/publications/{pid}/card.png")
     assert card.status_code == 200 and card.headers["content-type"] == "image/png"
 
@@ -100,4 +103,6 @@ def test_publish_section_on_a_phone(live, new_page, onebot: OneBotApi) -> None: 
     assert sorted(onebot.sent_to()) == sorted(m.numbers[:2])
     problems = _problems(approver, "publish-approved")
     shot(approver, "phone-publish")
+    approver.goto("/publications")
+    problems += _problems(approver, "publications-day")
     assert not problems, "\n".join(problems)
