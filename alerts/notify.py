@@ -344,9 +344,10 @@ def enqueue(
 
 
 class DeliveryError(Exception):
-    def __init__(self, message: str, status_code: int | None = None) -> None:
+    def __init__(self, message: str, status_code: int | None = None, *, maybe_sent: bool = False) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.maybe_sent = maybe_sent  # an at-most-once row is then left unsure, not retried
 
 
 def send_email(n: Notification, settings: Settings) -> int | None:
@@ -483,9 +484,19 @@ def send_webhook(n: Notification, route: Route | None, settings: Settings) -> in
 
 
 Sender = Callable[[Notification, "Route | None", Settings], "int | None"]
+#: Answers to residents (alerts.tip_delivery): sent at most once, since a resident must never be
+#: answered twice. Marked ``sending`` in a commit before the call; a crash leaves it ``unsure``.
+AT_MOST_ONCE_CHANNELS = ("qq_private", "wechat_user", "tip_email")
 
 
 def send(n: Notification, route: Route | None, settings: Settings) -> int | None:
+    if n.channel in AT_MOST_ONCE_CHANNELS:
+        from alerts.tip_delivery import TipDeliveryError, send_tip_message
+
+        try:
+            return send_tip_message(n, settings)
+        except TipDeliveryError as err:
+            raise DeliveryError(str(err), err.status_code, maybe_sent=err.maybe_sent) from err
     if n.channel == "email":
         return send_email(n, settings)
     if n.channel in ("dingtalk", "wecom", "feishu", "webhook"):
@@ -533,17 +544,17 @@ def deliver_due(
         log.error("通知路由文件有误，按无路由处理（已排队的通知照常发送）：%s", err)
         config = NotifyConfig()
     with session_scope(engine) as s:
-        due_ids = list(
-            s.scalars(
-                select(Notification.id)
-                .where(Notification.status == "pending", Notification.next_attempt_at <= now())
-                .order_by(Notification.next_attempt_at, Notification.id)
-                .limit(limit)
-            )
-        )
-    stats.due = len(due_ids)
-    for nid in due_ids:
+        _give_up_interrupted(s, now())
+        due = s.execute(
+            select(Notification.id, Notification.channel)
+            .where(Notification.status == "pending", Notification.next_attempt_at <= now())
+            .order_by(Notification.next_attempt_at, Notification.id)
+            .limit(limit)
+        ).all()
+    stats.due = len(due)
+    for nid, channel in due:
         start = now()
+        once = {"status": "sending"} if channel in AT_MOST_ONCE_CHANNELS else {}
         with session_scope(engine) as s:
             claimed = s.execute(  # type: ignore[attr-defined]
                 update(Notification)
@@ -552,7 +563,7 @@ def deliver_due(
                     Notification.status == "pending",
                     Notification.next_attempt_at <= start,
                 )
-                .values(next_attempt_at=start + dt.timedelta(seconds=CLAIM_SECONDS))
+                .values(next_attempt_at=start + dt.timedelta(seconds=CLAIM_SECONDS), **once)
                 .execution_options(synchronize_session=False)
             ).rowcount
             if not claimed:
@@ -561,14 +572,15 @@ def deliver_due(
             assert n is not None
             s.expunge(n)
         t0 = time.perf_counter()
-        ok, code, error = True, None, None
+        ok, code, error, maybe_sent = True, None, None, False
         try:
             code = sender(n, config.route(str(n.payload.get("route", ""))), settings)
         except DeliveryError as err:
-            ok, code, error = False, err.status_code, str(err)
+            ok, code, error, maybe_sent = False, err.status_code, str(err), err.maybe_sent
         except Exception as err:  # a bug in one channel must not stop the others
             log.exception("通知 #%s 发送时出现意外错误（稍后重试）", nid)
             ok, error = False, f"{type(err).__name__}: {err}"
+            maybe_sent = True  # for an answer to a resident: it may have gone out before the bug
         duration = (time.perf_counter() - t0) * 1000
         finished = now()
         with session_scope(engine) as s:
@@ -588,7 +600,12 @@ def deliver_due(
             if ok:
                 row.status, row.sent_at, row.last_error = "sent", finished, None
                 stats.sent += 1
+            elif channel in AT_MOST_ONCE_CHANNELS and maybe_sent:
+                row.status, row.last_error = "unsure", error
+                stats.failed += 1
+                stats.errors.append(f"#{nid} {n.channel}: {error}")
             else:
+                row.status = "pending"  # an at-most-once row the other side refused: not delivered
                 row.last_error = error
                 row.next_attempt_at = finished + dt.timedelta(seconds=backoff_seconds(row.attempts, settings))
                 stats.failed += 1
@@ -602,3 +619,14 @@ def deliver_due(
                     error,
                 )
     return stats
+
+
+def _give_up_interrupted(session: Session, now: dt.datetime) -> None:
+    """At-most-once rows still ``sending`` after their claim window: the sender died between the
+    call and the record, so the message may have gone out. They become ``unsure``, never re-sent."""
+    for row in session.scalars(
+        select(Notification).where(Notification.status == "sending", Notification.next_attempt_at <= now)
+    ):
+        row.status = "unsure"
+        row.last_error = "发送过程中断，可能已送达也可能未送达：为免重复答复，不再自动重发，请人工核实"
+        log.warning("通知 #%s（%s）发送中断，标记为待核实，不再重发", row.id, row.channel)

@@ -16,7 +16,7 @@ import logging
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from alerts import notify
+from alerts import notify, tip_delivery
 from alerts.common import get_alert, insert_ignore, short_title
 from alerts.evaluate import Notifier, create_alert, latest_alerts
 from alerts.merge import final_incident, fold_alert_into, open_alert_of
@@ -262,6 +262,7 @@ def respond(
     session.add(response)
     session.flush()
     measure_spread(session, response, alert, now=now)
+    tip_delivery.answer_tips(session, alert, response)  # residents who asked about it and want an answer
     if alert.status != "responded":
         session.add(
             AlertEvent(

@@ -26,10 +26,14 @@ from api.routes import (
     ingest,
     models,
     posts,
+    publications,
     stats,
     stories,
+    tip_page,
+    tips,
     topics,
     users,
+    wechat,
 )
 from api.routes import sources as sources_routes
 from core.db import get_engine, session_factory
@@ -95,6 +99,11 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     app.include_router(topics.router, prefix=API_PREFIX)
     app.include_router(incidents.router, prefix=API_PREFIX)
     app.include_router(images.router, prefix=API_PREFIX)
+    app.include_router(publications.router, prefix=API_PREFIX)
+    app.include_router(tips.router, prefix=API_PREFIX)
+    # Public on purpose (no token): the resident tip page and the signed 公众号 callback.
+    app.include_router(tip_page.router)
+    app.include_router(wechat.router)
     install_console(app)  # the review console at /, last: its pages must not shadow the API
     # outermost of our middleware: sees the raw request first and any error last
     app.add_middleware(RequestGuard, max_bytes=int(get_settings().max_request_mb * 1024 * 1024))

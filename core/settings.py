@@ -44,6 +44,28 @@ class Settings(BaseSettings):
     onebot_secret: SecretStr | None = Field(
         None, description="OneBot v11 secret: pushes to /api/v1/ingest/onebot need X-Signature (HMAC-SHA1)."
     )
+    onebot_api_url: str | None = Field(
+        None, description="The bot framework's OneBot v11 HTTP API (e.g. http://127.0.0.1:5700): replies to QQ "
+                          "tips go out through send_private_msg, publications through send_group_msg.")
+    onebot_api_token: SecretStr | None = Field(None, description="access-token of that HTTP API (Bearer).")
+    # Residents' tips (core.tips, alerts.tips, api/routes/tips.py).
+    tip_auto_reply_channels: list[str] = Field(
+        default_factory=lambda: ["web", "qq", "wechat"],
+        description="Channels whose tips matching a known rumor get the official refutation at once "
+                    '(JSON list of web, qq, wechat); others get "已收到，正在核实…".')
+    tip_auto_reply_min_score: float = Field(
+        0.84, gt=0, le=1, description="Claim-matcher score (tip vs the matched debunk's claim) needed for an "
+                                     "automatic refutation: the high-precision band chosen by bench/bench_tips.py.")
+    tip_rate_per_minute: float = Field(4.0, gt=0, description="Tips one client address may send per minute.")
+    tip_rate_burst: int = Field(6, ge=1, description="... and in one burst.")
+    tip_form_min_seconds: float = Field(
+        3.0, ge=0, description="A tip form sent sooner than this after it was served is refused (a script).")
+    tip_form_max_hours: float = Field(24.0, gt=0, description="A tip form older than this must be reloaded.")
+    wechat_token: SecretStr | None = Field(
+        None, description="公众号 developer-mode Token: the /wechat/callback signature check.")
+    wechat_app_id: str | None = Field(None, description="公众号 AppID, for staff answers (客服消息).")
+    wechat_app_secret: SecretStr | None = Field(None, description="公众号 AppSecret, for staff answers.")
+    wechat_api_url: str = Field("https://api.weixin.qq.com", description="WeChat API base URL.")
     spill_replay_seconds: float = Field(
         5.0, gt=0, description="How often the API and `yuqing run` replay pushes spilled during a database outage."
     )
@@ -140,6 +162,19 @@ class Settings(BaseSettings):
     image_ocr_per_minute: int = Field(120, ge=1, description="Budget of pictures read (OCR) per minute per worker.")
     image_workers: int = Field(1, ge=0, description="OCR worker processes `yuqing run` starts (0: none).")
     image_interval_seconds: int = Field(10, ge=1, description="How often the picture worker looks for new pictures.")
+
+    # Publishing approved responses (alerts.publish): approval, pacing, the card. The bot's HTTP API
+    # is onebot_api_url / onebot_api_token above (shared with the tipline's replies).
+    office_public_name: str = Field("青禾镇人民政府", min_length=1, max_length=100,
+                                    description="The office's public name: the publisher on 辟谣 cards and posters.")
+    publish_single_approver: bool = Field(
+        False, description="One person may draft and approve a publication (default: a second person approves).")
+    publish_approver_role: str = Field(
+        "analyst", pattern=r"^(staff|analyst|admin)$",
+        description="Least role that may approve a publication (staff | analyst | admin); staff draft.")
+    publish_send_interval_seconds: float = Field(
+        1.5, ge=0, description="Pause between two group messages of the bot (rate limit; QQ bans floods).")
+    publish_max_attempts: int = Field(5, ge=1, description="Send attempts per group before it is given up.")
 
     @field_validator("label_queue_band", mode="after")
     @classmethod

@@ -490,6 +490,46 @@ class IncidentConstraint(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class Tip(Base):
+    """A resident's report or question (举报线索) from the tip page, the QQ bot, the 公众号 or a
+    hotline export. The reporter is a keyed hash (core.tips.reporter_key); how to reach them is
+    encrypted with the instance secret (``contact_sealed``) and only ever read to send a reply.
+    The text also enters the pipeline as a post (``post_id``), so it joins or starts an incident."""
+
+    __tablename__ = "tips"
+    __table_args__ = (Index("ix_tips_received_at", "received_at"), Index("ix_tips_reporter", "reporter_key"))
+    id: Mapped[int] = _pk()
+    dedup_key: Mapped[str] = mapped_column(String(200), unique=True)  # channel + message id / form token
+    channel: Mapped[str] = mapped_column(String(12))  # web | qq | wechat | hotline
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    text: Mapped[str] = mapped_column(Text)  # personal numbers masked
+    images: Mapped[list[Any]] = mapped_column(default=list)  # picture refs (URLs or stored files)
+    reporter_key: Mapped[str] = mapped_column(String(64))  # HMAC(instance secret, channel:address), hex
+    contact_sealed: Mapped[str | None] = mapped_column(Text)  # Fernet token of {"channel", "address"}
+    wants_answer: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="acknowledged", index=True)
+    # auto_answered | acknowledged | answered | abuse | closed
+    debunk_id: Mapped[int | None] = mapped_column(ForeignKey("debunks.id", ondelete="SET NULL"))
+    debunk_score: Mapped[float | None] = mapped_column(Float)
+    debunk_method: Mapped[str | None] = mapped_column(String(20))
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id", ondelete="SET NULL"), index=True)
+    first_reply: Mapped[str | None] = mapped_column(Text)  # what the resident got at once
+    answer: Mapped[str | None] = mapped_column(Text)  # the staff answer, when one was sent
+    answered_at: Mapped[dt.datetime | None]  # auto-answer or staff answer: for the time-to-answer
+    response_id: Mapped[int | None] = mapped_column(ForeignKey("responses.id", ondelete="SET NULL"))
+    closed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class TipBlock(Base):
+    """A blocked reporter (by reporter key): their tips are kept out of the pipeline and unanswered."""
+
+    __tablename__ = "tip_blocks"
+    reporter_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str | None] = mapped_column(String(500))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 # --------------------------------------------------------------------------- decisions
 
 
@@ -583,6 +623,53 @@ class Response(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     spread_before: Mapped[dict[str, Any]] = mapped_column(default=dict)
     spread_after: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Publication(Base):
+    """An approved response sent out: drafted by one person, approved by another (or by one person
+    where the office allows it), then sent to chat groups through the bot and drawn as a 辟谣 card.
+    Nothing is sent before ``approved_at`` is set; approval also records the ``responses`` row."""
+
+    __tablename__ = "publications"
+    id: Mapped[int] = _pk()
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    content_hash: Mapped[str] = mapped_column(String(64))  # a repeated draft of the same content is one draft
+    status: Mapped[str] = mapped_column(String(12), default="draft")  # draft | approved | rejected
+    claim: Mapped[str] = mapped_column(Text)  # the rumor as people tell it (on the card)
+    text: Mapped[str] = mapped_column(Text)  # the official answer: the message sent and the card's body
+    url: Mapped[str | None] = mapped_column(String(2048))  # the full refutation (the card's QR code)
+    publisher: Mapped[str] = mapped_column(String(200))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    decided_at: Mapped[dt.datetime | None]
+    reject_reason: Mapped[str | None] = mapped_column(Text)
+    response_id: Mapped[int | None] = mapped_column(ForeignKey("responses.id", ondelete="SET NULL"))
+
+
+class PublicationTarget(Base):
+    """One chat group a publication goes to, and what happened: an outbox row with a stable key.
+
+    Sent at most once: a row is marked ``sending`` (committed) before the bot is called, so a crash
+    mid-send leaves it ``unknown`` (staff check the group) instead of sending it twice."""
+
+    __tablename__ = "publication_targets"
+    __table_args__ = (Index("ix_publication_targets_due", "status", "next_attempt_at"),)
+    id: Mapped[int] = _pk()
+    publication_id: Mapped[int] = mapped_column(ForeignKey("publications.id", ondelete="CASCADE"), index=True)
+    dedup_key: Mapped[str] = mapped_column(String(300), unique=True)  # publication:<id>:group:<platform>:<number>
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("chat_groups.id", ondelete="SET NULL"))
+    platform: Mapped[str] = mapped_column(String(20))
+    external_id: Mapped[str] = mapped_column(String(200))  # the group number the bot sends to
+    group_name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(12), default="waiting")  # waiting|pending|sending|sent|failed|unknown|dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[dt.datetime | None]
+    sent_at: Mapped[dt.datetime | None]
+    message_id: Mapped[str | None] = mapped_column(String(100))  # the bot's id of the sent message
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class Label(Base):

@@ -33,6 +33,8 @@ from core.tables import (
     Incident,
     Post,
     PostScore,
+    Publication,
+    PublicationTarget,
     Response,
     Story,
     Topic,
@@ -490,7 +492,8 @@ def build_summary(
                        if debunk else None),
             "response": ({"text": _clip(answer.text, 120), "channels": [str(c) for c in answer.channels],
                           "url": answer.url,
-                          "at": answer.published_at.astimezone(win.tz).strftime("%m-%d %H:%M")}
+                          "at": answer.published_at.astimezone(win.tz).strftime("%m-%d %H:%M"),
+                          "effect": response_effect(answer)}
                          if answer else None),
             "link": alert_link(settings, alert.id),
         })
@@ -578,6 +581,7 @@ def build_summary(
         "rumors_confirmed": len(confirmed_ids),
         "concerns_confirmed": len(concern_ids),
         "responses": len(responses_today),
+        "publications": _publications_sent(session, win),
         "open_count": len(open_items),
         "overdue_count": len(overdue_items),
         "unassigned_count": sum(1 for i in open_items if not i["assigned"]),
@@ -595,6 +599,26 @@ def build_summary(
     summary["model_drift"] = _model_drift(session, win)
     summary["prevalence_note"] = _prevalence_note(session, win)
     return summary
+
+
+def response_effect(response: Response) -> str | None:
+    """The spread before and after a response, in words: posts per hour of its matter."""
+    before, after = response.spread_before or {}, response.spread_after or {}
+    if before.get("per_hour") is None or after.get("per_hour") is None:
+        return None
+    words = f"发布前每小时 {before['per_hour']:g} 条，发布后 {after['per_hour']:g} 条"
+    if after.get("change") is not None:
+        words += f"（{after['change'] * 100:+.0f}%）"
+    return words + ("" if after.get("complete") else "，仍在观察")
+
+
+def _publications_sent(session: Session, win: Window) -> dict[str, int]:
+    """Approved publications of the day and the chat groups the bot posted them to."""
+    ids = list(session.scalars(select(Publication.id).where(
+        Publication.status == "approved", Publication.decided_at >= win.start, Publication.decided_at < win.cutoff)))
+    sent = session.scalar(select(func.count()).select_from(PublicationTarget).where(
+        PublicationTarget.publication_id.in_(ids), PublicationTarget.status == "sent")) if ids else 0
+    return {"count": len(ids), "groups_sent": int(sent or 0)}
 
 
 def _prevalence_note(session: Session, win: Window) -> str | None:

@@ -347,6 +347,10 @@ from yuqing.commands import images as _images_commands  # noqa: E402  (the pictu
 
 _images_commands.register(app)
 
+from yuqing.commands import tips as _tips_commands  # noqa: E402  (residents' tips)
+
+_tips_commands.register(app)
+
 from yuqing import help_zh as _help_zh  # noqa: E402
 
 _help_zh.apply(app)

@@ -31,6 +31,7 @@ COMMAND_HELP: dict[str, str] = {
     "images status": "按状态统计图片（待识别、已识别……）和图片引用（待抓取、已保存、已拒绝……）。",
     "analyze": "分析所有未分析的帖子：谣言概率及理由（概率按各渠道估计的谣言占比换算）、辟谣库匹配、事件归并；--reestimate 立即重新估计谣言占比。",
     "classify": "用当前启用的模型为任意 CSV 评分：按文件本身估计（或 --prevalence 指定）的谣言占比调整概率，增加 rumor_probability、label（1 / 0 / 无法判断）、raw_score、abstain_reason 和 top_terms。",
+    "tips import": "导入 12345 热线导出的 CSV（时间、来电人、内容）作为群众举报线索；编码自动识别，重复导入不会重复保存。",
     "db upgrade": "创建或升级数据库表结构到最新版本（可重复运行）。",
     "users add": "添加用户并指定角色，打印一次新的 API 令牌（会提示输入密码）。",
     "users list": "列出用户及其角色。",

@@ -50,11 +50,12 @@ def collect_jobs(settings: Settings) -> list[Job]:
     jobs.append(Job("ingest.spill-replay", replay_push_spill, seconds=max(1, int(settings.spill_replay_seconds)),
                     run_now=True))
     # alerts: new analysis -> alerts; the notification outbox; escalation of unacknowledged alerts
-    from yuqing.commands.alerts import deliver_job, escalate_job, evaluate_job
+    from yuqing.commands.alerts import deliver_job, escalate_job, evaluate_job, publish_deliver_job
 
     jobs += [
         Job("alerts-evaluate", evaluate_job, seconds=settings.alerts_interval_seconds),
         Job("notify-deliver", deliver_job, seconds=settings.notify_interval_seconds, run_now=True),
+        Job("publish-deliver", publish_deliver_job, seconds=settings.notify_interval_seconds, run_now=True),
         Job("alerts-escalate", escalate_job, seconds=60),
     ]
 
@@ -74,6 +75,9 @@ def collect_jobs(settings: Settings) -> list[Job]:
             from core.images import purge_orphans
 
             purge_orphans(session)  # pictures no remaining message refers to
+            from core.tips import purge_tips
+
+            purge_tips(session)  # residents' tips follow the same retention
             session.commit()
         log.info("purged %d chat messages (kept %d as evidence)", result.deleted, result.kept_as_evidence)
 

@@ -38,7 +38,9 @@ def install(app: FastAPI) -> None:
     from api.console.digest_actions import router as digest_router
     from api.console.notifications import router as notifications_router
     from api.console.pages import auth_router, router
+    from api.console.publish_pages import router as publish_router
     from api.console.retraining import router as retraining_router
+    from api.console.tips import router as tips_router
 
     app.add_middleware(ConsoleSessionMiddleware)
     app.mount("/static", _Static(directory=str(STATIC)), name="console-static")
@@ -47,6 +49,8 @@ def install(app: FastAPI) -> None:
     app.include_router(router)
     app.include_router(retraining_router)
     app.include_router(notifications_router)
+    app.include_router(tips_router)
+    app.include_router(publish_router)
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, _: LoginRequired) -> RedirectResponse:

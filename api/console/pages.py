@@ -13,9 +13,10 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from alerts import common, spread, states, workflow
+from alerts import common, spread, states, tip_queries, workflow
 from api import accounts
 from api.console import charts, queries, services
+from api.console.publish_pages import publish_context
 from api.console.render import (
     OPEN_STATUSES,
     SEVERITIES,
@@ -250,6 +251,8 @@ def alert_page(request: Request, alert_id: RowId, user: PageUser, session: Sessi
         "labels": queries.label_info(session, detail["posts"]),
         "can_label": accounts.role_rank(user.role) >= accounts.role_rank("analyst"),
         "now": utcnow(),
+        "tips": tip_queries.list_tips(session, alert_id=alert.id, limit=50)[0],  # residents who asked about it
+        **publish_context(session, alert, user),
     })
 
 

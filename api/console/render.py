@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from alerts import notify, queries, states
+from alerts.publish import ACTION_ZH as PUBLISH_ACTION_ZH
 from api.accounts import ROLE_NAMES_ZH, role_rank
 from api.console import charts
 from core.settings import get_settings
@@ -39,7 +40,7 @@ OPEN_STATUSES = ("new", "acknowledged", "confirmed_rumor", "confirmed_concern")
 KIND_ZH = dict(notify.KIND_ZH)  # the alert service's words, as in notifications
 ACTION_ZH = {"created": "创建预警", "rising": "正在扩散", "realert": "重新预警", "status": "状态变更", "assigned": "指派",
              "comment": "评论", "responded": "记录回应", "escalated": "升级提醒", "reopened": "重新打开",
-             "severity": "级别变化", "merged": "合并", "split": "拆出帖子", "moved": "移动帖子"}
+             "severity": "级别变化", "merged": "合并", "split": "拆出帖子", "moved": "移动帖子"} | PUBLISH_ACTION_ZH
 SOURCE_KIND_ZH = {"feed": "RSS 订阅", "html": "网页", "json": "接口", "custom": "定制", "chat_export": "群聊导出",
                   "bot": "群机器人", "api": "接口推送"}
 #: Sources that are never crawled: they name how messages arrive (pushed by a bot or script, imported).

@@ -9,6 +9,7 @@ convention). When ``YUQING_ONEBOT_SECRET`` is set, OneBot pushes must carry
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -233,7 +234,8 @@ PUSH_RESPONSES: dict[int | str, dict[str, Any]] = {
         "`http://<服务器>/api/v1/ingest/onebot`，机器人令牌放在请求头 `Authorization: Bearer <令牌>`；"
         "框架不能设置请求头时（如 go-cqhttp 的 post 配置）改用 `…/onebot?access_token=<令牌>`。"
         "配置了 `YUQING_ONEBOT_SECRET` 时，必须带 `X-Signature: sha1=<请求体的 HMAC-SHA1>`。"
-        "只保存群消息；心跳、通知、私聊会被接受并忽略。发送者 QQ 号与昵称以化名保存，手机号、身份证号打码。"
+        "群消息入库；私聊消息作为群众举报线索处理（已辟谣的谣言自动回复辟谣，其余回复“已收到，正在核实”，"
+        "经 YUQING_ONEBOT_API_URL 的 send_private_msg 发出）；心跳、通知会被接受并忽略。发送者 QQ 号与昵称以化名保存，手机号、身份证号打码。"
         "重复推送同一条消息只保存一次（按群号 + message_id）。"
         + OUTAGE_NOTE
     ),
@@ -241,6 +243,8 @@ PUSH_RESPONSES: dict[int | str, dict[str, Any]] = {
 def push_onebot(
     event: Annotated[OneBotEvent, Body(openapi_examples=ONEBOT_EXAMPLES)], request: Request, _: Pusher
 ) -> PushResult | JSONResponse:
+    if event.post_type == "message" and event.message_type == "private":
+        return _private_tip(request, event)  # a resident writing to the office's bot: a tip
     ignored = not_a_group_message(event)
     if ignored is not None:
         return ignored
@@ -268,6 +272,32 @@ def push_messages(
 ) -> PushResult | JSONResponse:
     return _store_or_spill(request, SPILL_BATCH, batch.model_dump(mode="json"),
                            lambda session: store_message_batch(session, batch))
+
+
+def _private_tip(request: Request, event: OneBotEvent) -> PushResult:
+    """A private message to the bot becomes a tip; the reply goes out through the outbox."""
+    from alerts.tips import receive_tip
+    from core.tips import TipError, TipIn
+
+    if event.user_id in (None, "") or event.message_id in (None, ""):
+        raise Problem(422, "输入无效", "私聊消息缺少 user_id 或 message_id。")
+    message = event.to_message()
+    text = message.text
+    tip = TipIn(channel="qq", message_id=f"{event.self_id or '-'}:{event.message_id}", text=text or "",
+                address=str(event.user_id), wants_answer=True,
+                received_at=dt.datetime.fromtimestamp(event.time, dt.UTC),
+                images=list(message.images))
+    try:
+        with transaction(request.app.state.sessionmaker()) as session:
+            outcome = receive_tip(session, tip)
+    except TipError as err:
+        return PushResult(ignored=f"私聊消息未作为线索保存：{err}")
+    except Exception as err:
+        if not is_outage(err):
+            raise
+        raise Problem(503, "暂时无法接收", "数据库暂不可用：请稍后重发（机器人框架应按 Retry-After 重发）。",
+                      headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+    return PushResult(new=int(outcome.new), unchanged=int(not outcome.new), ignored=None)
 
 
 def _store_or_spill(

@@ -94,9 +94,13 @@ def test_non_group_events_are_acknowledged_and_ignored(api_client: TestClient, a
     beat = {"time": 1764036000, "self_id": 10001, "post_type": "meta_event", "meta_event_type": "heartbeat"}
     res = api_client.post(ONEBOT, json=beat, headers=bot)
     assert res.status_code == 200 and "不是群消息" in res.json()["ignored"]
-    private = event(message_type="private")
-    assert api_client.post(ONEBOT, json=private, headers=bot).json()["ignored"]
+    notice = {"time": 1764036000, "self_id": 10001, "post_type": "notice", "notice_type": "group_increase"}
+    assert api_client.post(ONEBOT, json=notice, headers=bot).json()["ignored"]
     assert posts(api_engine) == []
+    # A private message to the bot is a resident's tip (tests/tips): stored in the tip line, not a group.
+    private = event(message_type="private")
+    assert api_client.post(ONEBOT, json=private, headers=bot).json()["new"] == 1
+    assert [p.extra.get("tip_channel") for p in posts(api_engine)] == ["qq"]
 
 
 MALFORMED_ONEBOT = [

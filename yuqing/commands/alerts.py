@@ -54,6 +54,15 @@ def deliver_job(limit: int = 200) -> dict[str, int]:
     return {"due": stats.due, "sent": stats.sent, "failed": stats.failed}
 
 
+def publish_deliver_job(limit: int = 100) -> dict[str, int]:
+    """Approved publications' group messages still due (the API sends them right after approval;
+    this sends what that left: retries, and rows of a process that stopped)."""
+    from alerts.publish_delivery import deliver_publications
+
+    stats = deliver_publications(limit=limit)
+    return {"due": stats.due, "sent": stats.sent, "failed": stats.failed, "unknown": stats.unknown}
+
+
 @alerts_app.command("evaluate")
 def evaluate(
     full: Annotated[

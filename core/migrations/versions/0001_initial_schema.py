@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 12:24:51.601761
+Create Date: 2026-12-06 14:21:15.504786
 """
 from __future__ import annotations
 
@@ -302,6 +302,14 @@ def upgrade() -> None:
     with op.batch_alter_table('source_runs', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_source_runs_source_id'), ['source_id'], unique=False)
 
+    op.create_table('tip_blocks',
+    sa.Column('reporter_key', sa.String(length=64), nullable=False),
+    sa.Column('reason', sa.String(length=500), nullable=True),
+    sa.Column('created_by', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('created_at', core.tables.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['created_by'], ['users.id'], name=op.f('fk_tip_blocks_created_by_users'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('reporter_key', name=op.f('pk_tip_blocks'))
+    )
     op.create_table('topic_bursts',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('topic_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -667,11 +675,109 @@ def upgrade() -> None:
     with op.batch_alter_table('notification_attempts', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_notification_attempts_notification_id'), ['notification_id'], unique=False)
 
+    op.create_table('publications',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('alert_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('content_hash', sa.String(length=64), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('claim', sa.Text(), nullable=False),
+    sa.Column('text', sa.Text(), nullable=False),
+    sa.Column('url', sa.String(length=2048), nullable=True),
+    sa.Column('publisher', sa.String(length=200), nullable=False),
+    sa.Column('created_by', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('created_at', core.tables.UTCDateTime(), nullable=False),
+    sa.Column('decided_by', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('decided_at', core.tables.UTCDateTime(), nullable=True),
+    sa.Column('reject_reason', sa.Text(), nullable=True),
+    sa.Column('response_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.ForeignKeyConstraint(['alert_id'], ['alerts.id'], name=op.f('fk_publications_alert_id_alerts'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['created_by'], ['users.id'], name=op.f('fk_publications_created_by_users'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['decided_by'], ['users.id'], name=op.f('fk_publications_decided_by_users'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['response_id'], ['responses.id'], name=op.f('fk_publications_response_id_responses'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_publications'))
+    )
+    with op.batch_alter_table('publications', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_publications_alert_id'), ['alert_id'], unique=False)
+
+    op.create_table('tips',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('dedup_key', sa.String(length=200), nullable=False),
+    sa.Column('channel', sa.String(length=12), nullable=False),
+    sa.Column('received_at', core.tables.UTCDateTime(), nullable=False),
+    sa.Column('text', sa.Text(), nullable=False),
+    sa.Column('images', sa.JSON(), nullable=False),
+    sa.Column('reporter_key', sa.String(length=64), nullable=False),
+    sa.Column('contact_sealed', sa.Text(), nullable=True),
+    sa.Column('wants_answer', sa.Boolean(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('debunk_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('debunk_score', sa.Float(), nullable=True),
+    sa.Column('debunk_method', sa.String(length=20), nullable=True),
+    sa.Column('post_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('first_reply', sa.Text(), nullable=True),
+    sa.Column('answer', sa.Text(), nullable=True),
+    sa.Column('answered_at', core.tables.UTCDateTime(), nullable=True),
+    sa.Column('response_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('closed_by', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.ForeignKeyConstraint(['closed_by'], ['users.id'], name=op.f('fk_tips_closed_by_users'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['debunk_id'], ['debunks.id'], name=op.f('fk_tips_debunk_id_debunks'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['post_id'], ['posts.id'], name=op.f('fk_tips_post_id_posts'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['response_id'], ['responses.id'], name=op.f('fk_tips_response_id_responses'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_tips')),
+    sa.UniqueConstraint('dedup_key', name=op.f('uq_tips_dedup_key'))
+    )
+    with op.batch_alter_table('tips', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_tips_post_id'), ['post_id'], unique=False)
+        batch_op.create_index('ix_tips_received_at', ['received_at'], unique=False)
+        batch_op.create_index('ix_tips_reporter', ['reporter_key'], unique=False)
+        batch_op.create_index(batch_op.f('ix_tips_status'), ['status'], unique=False)
+
+    op.create_table('publication_targets',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('publication_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('dedup_key', sa.String(length=300), nullable=False),
+    sa.Column('group_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('platform', sa.String(length=20), nullable=False),
+    sa.Column('external_id', sa.String(length=200), nullable=False),
+    sa.Column('group_name', sa.String(length=200), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', core.tables.UTCDateTime(), nullable=False),
+    sa.Column('claimed_at', core.tables.UTCDateTime(), nullable=True),
+    sa.Column('sent_at', core.tables.UTCDateTime(), nullable=True),
+    sa.Column('message_id', sa.String(length=100), nullable=True),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('created_at', core.tables.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['group_id'], ['chat_groups.id'], name=op.f('fk_publication_targets_group_id_chat_groups'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['publication_id'], ['publications.id'], name=op.f('fk_publication_targets_publication_id_publications'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_publication_targets')),
+    sa.UniqueConstraint('dedup_key', name=op.f('uq_publication_targets_dedup_key'))
+    )
+    with op.batch_alter_table('publication_targets', schema=None) as batch_op:
+        batch_op.create_index('ix_publication_targets_due', ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_publication_targets_publication_id'), ['publication_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('publication_targets', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_publication_targets_publication_id'))
+        batch_op.drop_index('ix_publication_targets_due')
+
+    op.drop_table('publication_targets')
+    with op.batch_alter_table('tips', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_tips_status'))
+        batch_op.drop_index('ix_tips_reporter')
+        batch_op.drop_index('ix_tips_received_at')
+        batch_op.drop_index(batch_op.f('ix_tips_post_id'))
+
+    op.drop_table('tips')
+    with op.batch_alter_table('publications', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_publications_alert_id'))
+
+    op.drop_table('publications')
     with op.batch_alter_table('notification_attempts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_notification_attempts_notification_id'))
 
@@ -748,6 +854,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_topic_bursts_hour')
 
     op.drop_table('topic_bursts')
+    op.drop_table('tip_blocks')
     with op.batch_alter_table('source_runs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_source_runs_source_id'))
 

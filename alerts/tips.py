@@ -1,0 +1,163 @@
+"""What happens to a tip: stored, matched against the debunk library, answered or acknowledged.
+
+:func:`receive_tip` is the one flow every channel calls (tip page, QQ private messages, 公众号,
+hotline import), in the caller's transaction:
+
+1. the tip is stored (core.tips.store_tip: idempotent, reporter pseudonymous, contact sealed,
+   the text enters the pipeline as a post so it joins or starts an incident);
+2. it is matched against the active debunks with the claim matcher (nlp.debunks.DebunkMatcher);
+3. a match inside the high-precision band (YUQING_TIP_AUTO_REPLY_BAND, per matching method,
+   chosen by bench/bench_tips.py) on a channel with automatic replies
+   (YUQING_TIP_AUTO_REPLY_CHANNELS) is answered at once with the official refutation, its
+   source and link; anything else gets "已收到，正在核实…". A match outside the band is still
+   recorded on the tip as a hint for staff. A wrong automatic answer is worse than none.
+
+The first reply is returned to the channel (the page shows it, the 公众号 answers it passively);
+for QQ it goes through the notification outbox (alerts.tip_delivery) in the same transaction.
+A re-sent tip gets the same first reply again and nothing new is stored.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from alerts.tip_delivery import enqueue_first_reply
+from core.settings import get_settings
+from core.tables import Debunk, Tip, utcnow
+from core.tips import StoredTip, TipIn, store_tip
+from nlp.debunks import DebunkHit, DebunkMatcher
+from nlp.normalize import normalize
+from nlp.similarity import match_key
+
+ACKNOWLEDGEMENT = "已收到，正在核实…我们核实后会尽快答复。感谢您的反映！"
+ACKNOWLEDGEMENT_NO_ANSWER = "已收到，正在核实…感谢您的反映！如需答复，请留下联系方式。"
+BLOCKED_REPLY = "已收到。"
+
+
+@dataclass
+class TipOutcome:
+    tip: Tip
+    new: bool
+    reply: str  # what the resident is told at once
+    auto_answered: bool
+
+
+# ----------------------------------------------------------------------------- the matcher
+
+
+_MATCHER: dict[str, Any] = {}
+_MATCHER_LOCK = threading.Lock()
+
+
+def _library_version(session: Session) -> tuple[Any, ...]:
+    row = session.execute(
+        select(func.count(Debunk.id), func.max(Debunk.updated_at), func.max(Debunk.id)).where(Debunk.active.is_(True))
+    ).one()
+    return (session.get_bind().engine.url.render_as_string(hide_password=True), *row)
+
+
+def debunk_matcher(session: Session) -> DebunkMatcher:
+    """The matcher of the active debunks, rebuilt only when the library changed (building it
+    for 5,000 debunks takes seconds; a 公众号 callback has 5)."""
+    version = _library_version(session)
+    with _MATCHER_LOCK:
+        if _MATCHER.get("version") != version:
+            _MATCHER["matcher"] = DebunkMatcher.from_session(session)
+            _MATCHER["version"] = version
+        matcher: DebunkMatcher = _MATCHER["matcher"]
+    return matcher
+
+
+@dataclass(frozen=True)
+class TipMatch:
+    """The debunk a tip matched (or None) and the claim matcher's score of the pair."""
+
+    hit: DebunkHit | None
+    score: float
+
+
+def match_tip(matcher: DebunkMatcher, text: str, claims: dict[int, str]) -> TipMatch:
+    """Match one tip; ``claims`` maps debunk id -> claim text (the matched one is re-scored).
+
+    The debunk matcher finds the candidate (and refuses other villages, amounts and things); the
+    band is then read on one scale for every path, the claim matcher's P(same claim), because
+    the paths' own similarities (MinHash Jaccard, TF-IDF cosine) mean different things and the
+    MinHash path matched hard negatives on short texts (bench/results/tips.md)."""
+    key = match_key(normalize(text))
+    hit = matcher.match([key])[0]
+    if hit is None:
+        return TipMatch(None, 0.0)
+    if hit.method == "paraphrase" or matcher.claim_matcher is None:
+        return TipMatch(hit, hit.similarity if hit.method == "paraphrase" else 0.0)
+    claim = claims.get(hit.debunk_id, "")
+    cm = matcher.claim_matcher
+    score = float(cm.score_docs([cm.doc(key)], [cm.doc(normalize(claim))])[0])
+    return TipMatch(hit, round(score, 4))
+
+
+def in_band(match: TipMatch, least: float | None = None) -> bool:
+    """Whether a match is sure enough to answer automatically."""
+    least = least if least is not None else get_settings().tip_auto_reply_min_score
+    return match.hit is not None and match.score >= least
+
+
+# ----------------------------------------------------------------------------- messages
+
+
+def refutation_message(debunk: Debunk) -> str:
+    """The automatic answer: the official refutation, its source and link (plain text)."""
+    lines = [f"【官方辟谣】您询问的“{_short(debunk.claim, 60)}”经核实不实。", debunk.refutation.strip()]
+    source = debunk.publisher or "官方发布"
+    when = debunk.published_at.date().isoformat() if debunk.published_at else None
+    lines.append(f"来源：{source}" + (f"（{when}）" if when else ""))
+    if debunk.url:
+        lines.append(f"链接：{debunk.url}")
+    lines.append("如仍有疑问，可继续留言。")
+    return "\n".join(lines)
+
+
+def _short(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ----------------------------------------------------------------------------- the flow
+
+
+def receive_tip(session: Session, tip: TipIn, *, matcher: DebunkMatcher | None = None) -> TipOutcome:
+    """Store, match and answer one tip (caller commits). Idempotent per channel + message id."""
+    stored: StoredTip = store_tip(session, tip)
+    row = stored.tip
+    if not stored.new:
+        return TipOutcome(row, False, row.first_reply or ACKNOWLEDGEMENT, row.status == "auto_answered")
+    if stored.blocked:
+        row.first_reply = BLOCKED_REPLY
+        return TipOutcome(row, True, BLOCKED_REPLY, False)
+    settings = get_settings()
+    found = _match(session, matcher or debunk_matcher(session), row.text) if row.text else TipMatch(None, 0.0)
+    debunk = session.get(Debunk, found.hit.debunk_id) if found.hit is not None else None
+    if debunk is not None and found.hit is not None:
+        row.debunk_id, row.debunk_score, row.debunk_method = debunk.id, found.score, found.hit.method
+    if debunk is not None and in_band(found) and row.channel in settings.tip_auto_reply_channels:
+        reply = refutation_message(debunk)
+        row.status, row.answered_at, auto = "auto_answered", utcnow(), True
+    else:
+        reply = ACKNOWLEDGEMENT if row.wants_answer else ACKNOWLEDGEMENT_NO_ANSWER
+        auto = False
+    row.first_reply = reply
+    session.flush()
+    enqueue_first_reply(session, row)
+    return TipOutcome(row, True, reply, auto)
+
+
+def _match(session: Session, matcher: DebunkMatcher, text: str) -> TipMatch:
+    hit = matcher.match([match_key(normalize(text))])[0] if len(matcher) else None
+    if hit is None:
+        return TipMatch(None, 0.0)
+    claim = session.scalar(select(Debunk.claim).where(Debunk.id == hit.debunk_id)) or ""
+    return match_tip(matcher, text, {hit.debunk_id: claim})

@@ -1,0 +1,41 @@
+"""The console's 举报线索 page and the tips on an alert page, over a real uvicorn server: a viewer
+sees tips but never a contact and cannot mark abuse; staff can."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from alerts.tips import receive_tip
+from core.db import session_scope
+from core.tables import AlertPost, Tip
+from core.tips import TipIn
+from tests.console.conftest import csrf_of
+
+
+def test_tip_list_and_alert_page_show_tips_without_contacts(live: Any, client_as: Any) -> None:
+    alert_id = live.scene.alerts["water"]
+    with session_scope(live.engine) as s:
+        tip = receive_tip(s, TipIn(channel="qq", message_id="c1", text="石桥村的水还能喝吗？", address="55501234",
+                                   wants_answer=True)).tip
+        receive_tip(s, TipIn(channel="web", message_id="c2", text="菜市场的肉有问题吗", address="me@example.org",
+                             wants_answer=True))
+        s.add(AlertPost(alert_id=alert_id, post_id=tip.post_id))
+    viewer = client_as("chenkz")
+    page = viewer.get("/tips")
+    assert page.status_code == 200 and "举报线索" in page.text and "石桥村的水还能喝吗" in page.text
+    assert "55501234" not in page.text and "me@example.org" not in page.text and "收到 <strong>2</strong>" in page.text
+    alert_page = viewer.get(f"/alerts/{alert_id}")
+    assert "居民举报与询问" in alert_page.text and "石桥村的水还能喝吗" in alert_page.text
+    assert "55501234" not in alert_page.text
+    with session_scope(live.engine) as s:
+        tip_id = s.scalar(select(Tip.id).where(Tip.dedup_key == "qq:c1"))
+    refused = viewer.post(f"/tips/{tip_id}/abuse", data={"csrf_token": csrf_of(page.text)})
+    assert refused.status_code == 403
+    staff = client_as("zhangmin")
+    token = csrf_of(staff.get("/tips").text)
+    done = staff.post(f"/tips/{tip_id}/abuse", data={"csrf_token": token, "block": "1"})
+    assert done.status_code == 303
+    with session_scope(live.engine) as s:
+        assert s.get(Tip, tip_id).status == "abuse"  # type: ignore[union-attr]

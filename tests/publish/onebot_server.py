@@ -1,0 +1,87 @@
+"""An in-process OneBot v11 HTTP API server on 127.0.0.1 for tests: it records every call.
+
+Serves ``POST /send_group_msg`` and ``POST /send_private_msg`` as go-cqhttp / NapCat do: checks
+``Authorization: Bearer <token>`` (401 otherwise), answers
+``{"status": "ok", "retcode": 0, "data": {"message_id": n}}``. ``fail_groups`` answer
+``{"status": "failed", "retcode": 100}`` (the bot refused: not sent); ``slow_groups`` are recorded
+as sent and answered only after ``slow_seconds`` (a client timing out does not know it went out).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from tests.alerts.receivers import free_port
+
+
+class OneBotApi:
+    def __init__(self, token: str = "bot-token") -> None:
+        self.port = free_port()
+        self.token = token
+        self.calls: list[dict[str, Any]] = []
+        self.fail_groups: set[int] = set()
+        self.slow_groups: set[int] = set()
+        self.slow_seconds = 3.0
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def sent_to(self, action: str = "send_group_msg") -> list[int]:
+        """Group (or user) ids of the messages the bot sent, in order."""
+        key = "group_id" if action == "send_group_msg" else "user_id"
+        return [c["json"][key] for c in self.calls if c["action"] == action and c["sent"]]
+
+    def start(self) -> None:
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                action = self.path.strip("/").split("?")[0]
+                if self.headers.get("Authorization") != f"Bearer {api.token}":
+                    return self._answer(401, {"status": "failed", "retcode": 1403, "msg": "token"})
+                if action not in ("send_group_msg", "send_private_msg"):
+                    return self._answer(404, {"status": "failed", "retcode": 1404})
+                body = json.loads(raw)
+                target = body.get("group_id", body.get("user_id"))
+                failed = target in api.fail_groups
+                with api._lock:
+                    n = len(api.calls) + 1
+                    api.calls.append({"action": action, "json": body, "headers": dict(self.headers),
+                                      "sent": not failed})
+                if failed:
+                    return self._answer(200, {"status": "failed", "retcode": 100, "msg": "群不存在", "data": None})
+                if target in api.slow_groups:
+                    time.sleep(api.slow_seconds)
+                return self._answer(200, {"status": "ok", "retcode": 0, "data": {"message_id": 9000 + n}})
+
+            def _answer(self, status: int, body: dict[str, Any]) -> None:
+                out = json.dumps(body).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(out)))
+                    self.end_headers()
+                    self.wfile.write(out)
+                except OSError:
+                    pass  # the client gave up waiting
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

@@ -1,0 +1,22 @@
+"""Tip fixtures: an in-process OneBot HTTP API server on loopback, set as YUQING_ONEBOT_API_URL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from core.settings import get_settings
+from tests.tips.onebot_api import OneBotApiServer
+
+
+@pytest.fixture
+def onebot_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[OneBotApiServer]:
+    server = OneBotApiServer()
+    server.start()
+    monkeypatch.setenv("YUQING_ONEBOT_API_URL", server.url)
+    monkeypatch.setenv("YUQING_ONEBOT_API_TOKEN", server.token)
+    get_settings.cache_clear()
+    yield server
+    server.stop()
+    get_settings.cache_clear()

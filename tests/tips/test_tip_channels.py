@@ -1,0 +1,172 @@
+"""Each tip channel end to end through its real protocol: the tip page (form token, minimum fill
+time, rate limit, pictures), OneBot private messages through the push endpoint (replies reach a
+recording OneBot HTTP API server on loopback), the 公众号 callback with a signing client, and
+the staff list (no contacts, ever)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import xml.etree.ElementTree as ET
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from alerts.notify import NotifyConfig, deliver_due
+from core.db import session_scope
+from core.settings import get_settings
+from core.tables import Post, Tip
+from tests.factories import make_debunk
+from tests.tips.onebot_api import OneBotApiServer
+
+CLAIM = "青禾镇将全面封路，所有车辆禁止通行"
+WECHAT_TOKEN = "wechat-test-token"
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS\xde\x00"
+       b"\x00\x00\x0cIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7V\x87\x1f\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+@pytest.fixture
+def tip_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YUQING_TIP_FORM_MIN_SECONDS", "0.3")
+    monkeypatch.setenv("YUQING_TIP_RATE_BURST", "5")
+    monkeypatch.setenv("YUQING_TIP_RATE_PER_MINUTE", "1")
+    monkeypatch.setenv("YUQING_WECHAT_TOKEN", WECHAT_TOKEN)
+    get_settings.cache_clear()
+    from api import flood
+
+    flood._BUCKETS.clear()
+
+
+def _library(api_engine: Any) -> None:
+    with session_scope(api_engine) as s:
+        make_debunk(s, claim=CLAIM)
+
+
+def _form(client: Any) -> str:
+    page = client.get("/tip")
+    assert page.status_code == 200 and "width=device-width" in page.text and "联系方式" in page.text
+    found = re.search(r'name="form_token" value="([^"]+)"', page.text)
+    assert found is not None
+    return found.group(1)
+
+
+def test_tip_page_answers_a_known_claim_and_stores_an_unknown_one_once(
+    api_client: Any, api_engine: Any, tip_settings: None
+) -> None:
+    _library(api_engine)
+    token = _form(api_client)
+    assert api_client.post("/tip", data={"form_token": token, "text": "有人说"}).status_code == 422  # too fast
+    time.sleep(0.35)
+    known = api_client.post("/tip", data={"form_token": token, "text": "青禾镇将全面封路，所有车辆禁止通行，是真的吗"})
+    assert known.status_code == 200 and "【官方辟谣】" in known.text and "没有封路安排" in known.text
+    again = api_client.post("/tip", data={"form_token": token, "text": "青禾镇将全面封路，所有车辆禁止通行，是真的吗"})
+    assert "【官方辟谣】" in again.text  # a double submit: the same answer, one tip
+    token2 = _form(api_client)
+    time.sleep(0.35)
+    unknown = api_client.post(
+        "/tip", data={"form_token": token2, "text": "东湾村的桥<script>alert(1)</script>塌了吗", "contact": "13912345678",
+                      "wants_answer": "1"},
+        files=[("images", ("a.png", PNG, "image/png"))])
+    assert unknown.status_code == 200 and "已收到，正在核实" in unknown.text
+    assert "<script>alert(1)</script>" not in unknown.text
+    with session_scope(api_engine) as s:
+        tips = list(s.scalars(select(Tip).order_by(Tip.id)))
+        assert [t.status for t in tips] == ["auto_answered", "acknowledged"]
+        assert tips[1].wants_answer and len(tips[1].images) == 1 and "13912345678" not in (tips[1].contact_sealed or "")
+        post = s.get(Post, tips[1].post_id)
+        assert post is not None and post.channel == "chat" and post.extra.get("tip_channel") == "web"
+
+
+def test_tip_page_refuses_forged_tokens_too_many_pictures_and_floods(
+    api_client: Any, api_engine: Any, tip_settings: None
+) -> None:
+    assert api_client.post("/tip", data={"form_token": "forged", "text": "x"}).status_code == 422
+    token = _form(api_client)
+    time.sleep(0.35)
+    many = [("images", (f"{i}.png", PNG, "image/png")) for i in range(4)]
+    assert api_client.post("/tip", data={"form_token": token, "text": "x"}, files=many).status_code == 422
+    codes = [api_client.post("/tip", data={"form_token": "forged", "text": "x"}).status_code for _ in range(4)]
+    assert codes == [422, 422, 422, 429]  # a burst of 5 used up
+    flood = api_client.post("/tip", data={"form_token": token, "text": "x"})
+    assert flood.status_code == 429 and int(flood.headers["Retry-After"]) >= 1
+    with session_scope(api_engine) as s:
+        assert s.scalars(select(Tip)).all() == []
+
+
+def test_qq_private_messages_become_tips_answered_through_the_bot_api(
+    api_client: Any, api_engine: Any, make_user: Any, onebot_api: OneBotApiServer
+) -> None:
+    _library(api_engine)
+    bot = make_user("staff")
+    event = {"time": int(time.time()), "self_id": 99, "post_type": "message", "message_type": "private",
+             "sub_type": "friend", "message_id": 501, "user_id": 10001,
+             "message": [{"type": "text", "data": {"text": "青禾镇将全面封路，所有车辆禁止通行？"}}],
+             "sender": {"user_id": 10001, "nickname": "张三"}}
+    first = api_client.post("/api/v1/ingest/onebot", json=event, headers=bot)
+    again = api_client.post("/api/v1/ingest/onebot", json=event, headers=bot)
+    assert first.status_code == 200 and first.json()["new"] == 1 and again.json()["unchanged"] == 1
+    deliver_due(api_engine, config=NotifyConfig())
+    sent = onebot_api.sent("send_private_msg")
+    assert len(sent) == 1 and sent[0]["user_id"] == 10001 and "没有封路安排" in sent[0]["message"]
+
+
+def _signed(params: dict[str, str] | None = None, token: str = WECHAT_TOKEN) -> dict[str, str]:
+    ts, nonce = str(int(time.time())), "n0nce"
+    sig = hashlib.sha1("".join(sorted([token, ts, nonce])).encode()).hexdigest()
+    return {"signature": sig, "timestamp": ts, "nonce": nonce} | (params or {})
+
+
+def _wechat_text(openid: str, text: str, msg_id: int) -> bytes:
+    return (f"<xml><ToUserName><![CDATA[gh_office]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
+            f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+            f"<Content><![CDATA[{text}]]></Content><MsgId>{msg_id}</MsgId></xml>").encode()
+
+
+def test_wechat_callback_checks_signatures_and_replies_passively(
+    api_client: Any, api_engine: Any, tip_settings: None
+) -> None:
+    _library(api_engine)
+    check = api_client.get("/wechat/callback", params=_signed({"echostr": "abc123"}))
+    assert check.status_code == 200 and check.text == "abc123"
+    assert api_client.get("/wechat/callback", params=_signed({"echostr": "x"}, token="wrong")).status_code == 403
+    bad = api_client.post("/wechat/callback", params=_signed(token="wrong"), content=_wechat_text("o1", "x", 1))
+    assert bad.status_code == 403
+    body = _wechat_text("oResident1", "青禾镇将全面封路，所有车辆禁止通行，是真的吗？", 7001)
+    answer = api_client.post("/wechat/callback", params=_signed(), content=body)
+    retry = api_client.post("/wechat/callback", params=_signed(), content=body)  # WeChat's retry
+    xml = ET.fromstring(answer.text)
+    assert xml.findtext("ToUserName") == "oResident1" and xml.findtext("FromUserName") == "gh_office"
+    assert "没有封路安排" in (xml.findtext("Content") or "")
+    assert ET.fromstring(retry.text).findtext("Content") == xml.findtext("Content")
+    image = (b"<xml><ToUserName>gh_office</ToUserName><FromUserName>oResident2</FromUserName><CreateTime>1</CreateTime>"
+             b"<MsgType>image</MsgType><PicUrl>http://127.0.0.1:9/p.jpg</PicUrl><MediaId>m</MediaId><MsgId>7002</MsgId></xml>")
+    got = ET.fromstring(api_client.post("/wechat/callback", params=_signed(), content=image).text)
+    assert "已收到，正在核实" in (got.findtext("Content") or "")
+    bomb = b'<!DOCTYPE x [<!ENTITY a "aaaa">]><xml><FromUserName>&a;</FromUserName></xml>'
+    assert api_client.post("/wechat/callback", params=_signed(), content=bomb).status_code == 422
+    with session_scope(api_engine) as s:
+        assert sorted(t.channel for t in s.scalars(select(Tip))) == ["wechat", "wechat"]
+
+
+def test_viewers_and_staff_never_see_contacts_and_staff_mark_abuse(
+    api_client: Any, api_engine: Any, make_user: Any, tip_settings: None
+) -> None:
+    token = _form(api_client)
+    time.sleep(0.35)
+    api_client.post("/tip", data={"form_token": token, "text": "东湾村的桥塌了吗", "contact": "resident@example.org",
+                                  "wants_answer": "1"})
+    assert api_client.get("/api/v1/tips").status_code == 401
+    for role in ("viewer", "staff", "admin"):
+        listing = api_client.get("/api/v1/tips", headers=make_user(role))
+        assert listing.status_code == 200 and listing.json()["total"] == 1
+        raw = listing.text
+        assert "resident@example.org" not in raw and "contact_sealed" not in raw and listing.json()["items"][0]["has_contact"]
+    tip_id = listing.json()["items"][0]["id"]
+    assert api_client.post(f"/api/v1/tips/{tip_id}/abuse", headers=make_user("viewer")).status_code == 403
+    marked = api_client.post(f"/api/v1/tips/{tip_id}/abuse", json={"block": True, "reason": "骚扰"},
+                             headers=make_user("staff"))
+    assert marked.status_code == 200 and marked.json()["status"] == "abuse"
+    stats = api_client.get("/api/v1/tips/stats", headers=make_user("viewer")).json()
+    assert stats["total"]["received"] == 1 and stats["total"]["abuse"] == 1
