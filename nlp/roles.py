@@ -233,35 +233,49 @@ class RoleClassifier:
                 f"RoleClassifier.predict: {len(norm_texts)} texts but {len(contexts)} contexts; "
                 "pass one RoleContext per text or none"
             )
-        roles, conf = self._predict_each(norm_texts, contexts)
+        roles, conf, facts, open_ = self._predict_each(norm_texts, contexts)
         if contexts is None or not any(c.group is not None and c.at is not None for c in contexts):
             return roles, conf
-        again = [i for i, f in enumerate(follows_matter_flags(contexts, roles)) if f and not contexts[i].follows_matter]
+        # Only a post the rules left open can change: `follows_matter` enters the rules only where
+        # they would otherwise leave the post to the model (`_alone`).
+        flags = follows_matter_flags(contexts, roles)
+        again = [i for i, f in enumerate(flags) if f and open_[i] and not contexts[i].follows_matter]
         if again:
-            r2, c2 = self._predict_each([norm_texts[i] for i in again],
-                                        [replace(contexts[i], follows_matter=True) for i in again])
+            r2, c2, _, _ = self._predict_each([norm_texts[i] for i in again],
+                                              [replace(contexts[i], follows_matter=True) for i in again],
+                                              [facts[i] for i in again])
             for k, i in enumerate(again):
                 roles[i], conf[i] = r2[k], c2[k]
         return roles, conf
 
     def _predict_each(
-        self, norm_texts: Sequence[str], contexts: Sequence[RoleContext] | None
-    ) -> tuple[list[str], np.ndarray]:
-        """Each post on its own (its context as given)."""
+        self, norm_texts: Sequence[str], contexts: Sequence[RoleContext] | None,
+        facts: Sequence[tuple[str, frozenset[str]]] | None = None,
+    ) -> tuple[list[str], np.ndarray, list[tuple[str, frozenset[str]]], list[bool]]:
+        """Each post on its own (its context as given): roles, confidences, each post's (words,
+        cues) for a second pass (``facts``), and which posts the rules left open."""
         n = len(norm_texts)
         roles: list[str] = [""] * n
         conf = np.zeros(n, dtype=np.float64)
+        open_ = [False] * n
+        out_facts: list[tuple[str, frozenset[str]]] = []
         undecided: list[int] = []
         dense: list[list[float]] = []
         for i, t in enumerate(norm_texts):
             t = t or ""
             ctx = contexts[i] if contexts is not None else _DEFAULT_CONTEXT
-            words = words_of(t)
-            cues = role_cues(t) if words else frozenset()
+            if facts is not None:
+                words, cues = facts[i]
+            else:
+                words = words_of(t)
+                cues = role_cues(t) if words else frozenset()
+            out_facts.append((words, cues))
             ruled = _rules(t, words, cues, ctx)
             if ruled is not None:
                 roles[i], conf[i] = ruled
-            elif self.model is None:
+                continue
+            open_[i] = True
+            if self.model is None:
                 roles[i], conf[i] = fallback_role(cues)
             else:
                 undecided.append(i)
@@ -272,7 +286,7 @@ class RoleClassifier:
             )
             for j, i in enumerate(undecided):
                 roles[i], conf[i] = m_roles[j], float(m_conf[j])
-        return roles, conf
+        return roles, conf, out_facts, open_
 
     def __repr__(self) -> str:
         return f"RoleClassifier(model={self.model!r})"
