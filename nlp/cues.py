@@ -126,6 +126,8 @@ NOT_REFUTATION: tuple[str, ...] = (
     r"(?:谣言|谣传|假消息|假新闻|不实|辟谣)(?:吗|么|嘛|\?)",
     r"(?:求|请|希望|等|盼|还没|没有)(?:官方|政府)?(?:出来)?辟谣",
     r"(?:别|不要|勿)(?:相)?信(?:官方|政府|镇里|县里|通报|上面)",
+    # a verdict on whoever spreads it is a reaction, not a denial: "造谣的要抓", "传谣的人该罚"
+    r"(?:造谣|传谣)(?:的|的人|者)?(?:就)?(?:要|该|应该|必须|得)(?:抓|罚|严惩|处理|拘留)",
 )
 # The post asserts the claim: then it spreads it, whatever denial words it also holds.
 # Hearsay or a call to act also asserts it: "谣言满天飞，听说明天封城" spreads while naming rumors.
@@ -314,6 +316,7 @@ ROLE_CUES: Mapping[str, tuple[str, ...]] = {
         # a verdict on the matter or the people in it
         r"怪不得", r"早该", r"不靠谱", r"抓起来", r"不放过", r"现在的人", r"太厉害了", r"好了好了", r"活该",
         r"黑心", r"丧尽天良", r"不要脸", r"可恶", r"气人", r"可惜",
+        r"(?:造谣|传谣)(?:的|的人|者)?(?:就)?(?:要|该|应该|必须|得)(?:抓|罚|严惩|处理|拘留)",
     ),
     # relief or regret once a claim turns out false: a reaction, though it names the denial
     # ("原来是谣言", "那就好", "吓我一跳", "我那三十桶水白卖了")

@@ -48,6 +48,7 @@ _SHAPE_NAMES: tuple[str, ...] = (
     "ctx:reply", "ctx:web", "ctx:title",
     "len:<=4", "len:<=10", "len:<=20", "len:<=40", "len:>40",
     "asks", "exclaims", "headline",
+    "ctx:follows", "ctx:follows&len<=10", "ctx:follows&asks",
 )
 DENSE_NAMES: tuple[str, ...] = tuple(f"cue:{c}" for c in CUE_FLAGS) + _SHAPE_NAMES
 _CUE_INDEX = {c: i for i, c in enumerate(CUE_FLAGS)}
@@ -86,6 +87,10 @@ def dense_row(cues: frozenset[str], n_words: int, norm: str, ctx: RoleContext | 
     row[k + 8] = float(stripped.endswith(("?", "吗", "么", "呢")) or "?" in norm)
     row[k + 9] = float("!" in norm)
     row[k + 10] = float(norm.startswith("【"))
+    if ctx is not None and ctx.follows_matter:
+        row[k + 11] = 1.0
+        row[k + 12] = float(n_words <= 10)
+        row[k + 13] = row[k + 8]
     return row
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -58,6 +58,13 @@ class RoleContext:
     is_reply: bool = False  # replies to / quotes another message
     channel: str = "chat"  # chat | web
     has_title: bool = False  # web posts with a title (forum/news)
+    # The conversation: which chat group it was posted in and when (seconds since the epoch). With
+    # both, `RoleClassifier.predict` marks posts that follow a matter's message in their group
+    # (`follows_matter`): there a short line with no cue of its own reacts to or asks about what
+    # came before ("太好了", "那你还取"), where alone it would be chatter.
+    group: int | str | None = None
+    at: float | None = None
+    follows_matter: bool = False  # set by the conversation pass; callers leave it False
 
 
 _DEFAULT_CONTEXT = RoleContext()
@@ -82,6 +89,7 @@ def words_of(norm_text: str) -> str:
 _CLAUSE_SPLIT_RE = re.compile(r"[,.!;:。，！；：\s]+")
 _CLAUSE_ASKS_RE = re.compile(
     r"(.)不\1|有没有|是不是|能不能|要不要|会不会|到底|对吧$|是吧$|不是.{1,10}吧$|(?:吗|么|嘛|呢)(?:啊|呀)?$|[了过]没$"
+    r"|(?<![别就])(?!不会吧$|不是吧$|不至于吧$|没事吧$)(?:不|没)[^,.!?;:。，！；：\s吧]{0,6}吧$"
 )
 
 
@@ -156,11 +164,17 @@ def _rules(norm_text: str, words: str, cues: frozenset[str], ctx: RoleContext) -
         return ("other", 0.9)
     if "matter" in cues and _asks(norm_text) and len(words) <= 30:
         return ("question", 0.7)  # "学校明天停课吗？": asks whether the matter holds
-    if _ends_asking(norm_text) and "chatter" not in cues and len(words) <= 30:
+    if _ends_asking(norm_text) and "chatter" not in cues and len(words) <= 30 and not _alone(ctx):
         # Asked lines in a chat are mostly about the evening's matters ("报警了没？", "小孩能打吗");
-        # everyday questions hold chatter words or go to the model's "other".
+        # everyday questions hold chatter words or go to the model's "other". A line known to
+        # stand alone in its group ("明天镇上有集吗") is left to the model.
         return ("question", 0.6)
     return None
+
+
+def _alone(ctx: RoleContext) -> bool:
+    """The conversation is known (group and time) and the post follows no matter's message."""
+    return ctx.group is not None and ctx.at is not None and not ctx.follows_matter and not ctx.is_reply
 
 
 def fallback_role(cues: frozenset[str]) -> tuple[str, float]:
@@ -172,6 +186,34 @@ def fallback_role(cues: frozenset[str]) -> tuple[str, float]:
     return ("other", 0.5)
 
 
+# A chat message follows a matter when one of the last FOLLOW_BACK messages of its group, posted at
+# most FOLLOW_WINDOW_S before it, is about a matter (any role but "other"). Group chats interleave
+# several conversations, so one look back is too few; minutes later the thread has moved on.
+FOLLOW_WINDOW_S = 600.0
+FOLLOW_BACK = 3
+
+
+def follows_matter_flags(contexts: Sequence[RoleContext], roles: Sequence[str]) -> list[bool]:
+    """For each post, whether it follows a matter's message in its group (see FOLLOW_WINDOW_S);
+    posts without a group or a time never do."""
+    by_group: dict[int | str, list[int]] = {}
+    for i, c in enumerate(contexts):
+        if c.group is not None and c.at is not None and c.channel == "chat":
+            by_group.setdefault(c.group, []).append(i)
+    flags = [False] * len(contexts)
+    for idx in by_group.values():
+        idx.sort(key=lambda i: (contexts[i].at, i))
+        for k, i in enumerate(idx):
+            at = contexts[i].at
+            for j in reversed(idx[max(0, k - FOLLOW_BACK) : k]):
+                if at - contexts[j].at > FOLLOW_WINDOW_S:  # type: ignore[operator]
+                    break
+                if roles[j] != "other":
+                    flags[i] = True
+                    break
+    return flags
+
+
 class RoleClassifier:
     """Rules first, the model for the rest. Picklable; holds only numbers after load."""
 
@@ -181,26 +223,59 @@ class RoleClassifier:
     def predict(
         self, norm_texts: Sequence[str], contexts: Sequence[RoleContext] | None = None
     ) -> tuple[list[str], np.ndarray]:
-        """A role per text (one of ROLES) and a confidence in [0, 1] per text."""
+        """A role per text (one of ROLES) and a confidence in [0, 1] per text.
+
+        When contexts name a chat group and a time, a second pass asks again about the posts that
+        follow a matter's message in their group (`follows_matter_flags` on the first pass's roles).
+        """
         if contexts is not None and len(contexts) != len(norm_texts):
             raise ValueError(
                 f"RoleClassifier.predict: {len(norm_texts)} texts but {len(contexts)} contexts; "
                 "pass one RoleContext per text or none"
             )
+        roles, conf, facts, open_ = self._predict_each(norm_texts, contexts)
+        if contexts is None or not any(c.group is not None and c.at is not None for c in contexts):
+            return roles, conf
+        # Only a post the rules left open can change: `follows_matter` enters the rules only where
+        # they would otherwise leave the post to the model (`_alone`).
+        flags = follows_matter_flags(contexts, roles)
+        again = [i for i, f in enumerate(flags) if f and open_[i] and not contexts[i].follows_matter]
+        if again:
+            r2, c2, _, _ = self._predict_each([norm_texts[i] for i in again],
+                                              [replace(contexts[i], follows_matter=True) for i in again],
+                                              [facts[i] for i in again])
+            for k, i in enumerate(again):
+                roles[i], conf[i] = r2[k], c2[k]
+        return roles, conf
+
+    def _predict_each(
+        self, norm_texts: Sequence[str], contexts: Sequence[RoleContext] | None,
+        facts: Sequence[tuple[str, frozenset[str]]] | None = None,
+    ) -> tuple[list[str], np.ndarray, list[tuple[str, frozenset[str]]], list[bool]]:
+        """Each post on its own (its context as given): roles, confidences, each post's (words,
+        cues) for a second pass (``facts``), and which posts the rules left open."""
         n = len(norm_texts)
         roles: list[str] = [""] * n
         conf = np.zeros(n, dtype=np.float64)
+        open_ = [False] * n
+        out_facts: list[tuple[str, frozenset[str]]] = []
         undecided: list[int] = []
         dense: list[list[float]] = []
         for i, t in enumerate(norm_texts):
             t = t or ""
             ctx = contexts[i] if contexts is not None else _DEFAULT_CONTEXT
-            words = words_of(t)
-            cues = role_cues(t) if words else frozenset()
+            if facts is not None:
+                words, cues = facts[i]
+            else:
+                words = words_of(t)
+                cues = role_cues(t) if words else frozenset()
+            out_facts.append((words, cues))
             ruled = _rules(t, words, cues, ctx)
             if ruled is not None:
                 roles[i], conf[i] = ruled
-            elif self.model is None:
+                continue
+            open_[i] = True
+            if self.model is None:
                 roles[i], conf[i] = fallback_role(cues)
             else:
                 undecided.append(i)
@@ -211,7 +286,7 @@ class RoleClassifier:
             )
             for j, i in enumerate(undecided):
                 roles[i], conf[i] = m_roles[j], float(m_conf[j])
-        return roles, conf
+        return roles, conf, out_facts, open_
 
     def __repr__(self) -> str:
         return f"RoleClassifier(model={self.model!r})"

@@ -234,3 +234,54 @@ def test_training_never_reads_the_held_out_scenarios(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="held-out"):
         scenario_examples(tmp_path / "scenarios" / "heldout")
+
+
+# --------------------------------------------------------------------------- general forms, conversation
+@pytest.mark.parametrize("text", ["不收钱吧", "上门检查不用交钱吧", "明天没课吧", "那边没封吧？"])
+def test_negated_tag_questions_ask(text: str) -> None:
+    assert role_of(text) == "question"
+
+
+@pytest.mark.parametrize("text", ["那就明天吧", "别去了吧", "不会吧"])
+def test_a_suggestion_or_disbelief_ending_in_ba_does_not_ask(text: str) -> None:
+    assert role_of(text) != "question"
+
+
+@pytest.mark.parametrize("text", ["造谣的要抓", "传谣的人就该罚", "造谣者必须严惩"])
+def test_a_verdict_on_rumor_mongers_reacts_and_denies_nothing(text: str) -> None:
+    assert role_of(text) == "reaction"
+
+
+def chat(group: str, minute: float, *, reply: bool = False) -> RoleContext:
+    return RoleContext(is_reply=reply, group=group, at=1_800_000_000.0 + 60 * minute)
+
+
+def test_follows_matter_looks_back_in_the_same_group_within_the_window() -> None:
+    from nlp.roles import FOLLOW_WINDOW_S, follows_matter_flags
+
+    contexts = [chat("a", 0), chat("a", 1), chat("b", 2), chat("a", 3 + FOLLOW_WINDOW_S / 60), RoleContext()]
+    roles = ["claim", "other", "other", "other", "other"]
+    assert follows_matter_flags(contexts, roles) == [False, True, False, False, False]
+    # chatter before does not make a matter; the order is the time, not the list's
+    assert follows_matter_flags([chat("a", 5), chat("a", 4)], ["other", "question"]) == [True, False]
+
+
+def test_an_asked_line_standing_alone_in_its_group_is_not_forced_to_a_question() -> None:
+    """The rule "an asked line in a chat asks about the evening's matter" needs a matter before it
+    when the conversation is known; alone, the model weighs the line (everyday questions)."""
+    line = normalize("有没有人明天要拉砖")
+    assert role_rules(line, chat("a", 0)) is None
+    after = RoleContext(group="a", at=0.0, follows_matter=True)
+    assert role_rules(line, after) == ("question", pytest.approx(0.6))
+    assert role_rules(line) == ("question", pytest.approx(0.6))  # conversation unknown: as before
+
+
+def test_the_conversation_pass_only_changes_posts_that_follow_a_matter() -> None:
+    texts = [normalize(t) for t in ["听说镇小明天停课，要停一周", "有没有人明天要拉砖", "今晚谁去跳广场舞", "有没有人明天要拉砖"]]
+    contexts = [chat("a", 0), chat("a", 1), chat("b", 0), chat("b", 1)]
+    roles, _ = load_role_classifier().predict(texts, contexts)
+    assert roles[0] == "claim"
+    assert roles[1] == "question"  # right after the claim: asks about it
+    assert roles[3] != "question"  # the same words after chatter: not forced to ask
+    alone, _ = load_role_classifier().predict(texts)  # without group and time: each post alone
+    assert alone[1] == alone[3]
