@@ -105,7 +105,8 @@ def _role_contexts(contexts: Sequence[Any] | None, n: int) -> list[RoleContext]:
     """nlp.roles' RoleContext of each post (the pipeline's PostContext has the same fields)."""
     if contexts is None:
         return [RoleContext(False, "web", False)] * n
-    return [RoleContext(False, "web", False) if c is None else RoleContext(c.is_reply, c.channel, c.has_title)
+    return [RoleContext(False, "web", False) if c is None
+            else RoleContext(c.is_reply, c.channel, c.has_title, group=c.group, at=c.at)
             for c in contexts]
 
 

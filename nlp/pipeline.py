@@ -174,6 +174,8 @@ class PostContext(NamedTuple):
     is_reply: bool  # a reply to, or quote of, another post (posts.parent_id / parent_key)
     channel: str  # web | chat
     has_title: bool
+    group: int | None = None  # chat group id: the role classifier reads the conversation
+    at: float | None = None  # posted at, seconds since the epoch
 
 
 def _positive_column(proba: Any) -> np.ndarray:
@@ -325,7 +327,8 @@ class PostRow:
 
     @property
     def context(self) -> PostContext:
-        return PostContext(self.parent_id is not None or self.parent_key is not None, self.channel, bool(self.title))
+        return PostContext(self.parent_id is not None or self.parent_key is not None, self.channel, bool(self.title),
+                           self.group_id, self.when.timestamp())
 
     @property
     def text(self) -> str:
