@@ -31,6 +31,7 @@ from alerts.common import chunks, hour_key, refutation_of, short_title
 from alerts.rules import RulesConfig
 from alerts.severity import Features
 from core.tables import DebunkMatch, Incident, Post, PostScore, Story, Topic, utcnow
+from nlp.headline import headline, is_keyword_list
 
 #: Posts that carry a matter of each kind through the groups ("spreading" posts). Everything else
 #: in the incident (reactions, refutations, notices of a rumor, chatter) is shown, not counted.
@@ -415,7 +416,11 @@ def topic_subject(session: Session, topic: Topic, cfg: RulesConfig) -> Subject:
     return Subject(
         kind="topic",
         id=topic.id,
-        title=short_title(topic.label),
+        # a headline of what the topic's people say, not its keyword list ("封城、一倍、菜价")
+        title=short_title(
+            headline(rep, None if is_keyword_list(topic.label) else topic.label, fallback=topic.keyword_words(4))
+            or "（无标题）"
+        ),
         summary=short_title(rep or topic.label, 300),
         features=f,
         post_ids=[r.id for r in rows],

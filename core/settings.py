@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     base_url: str = "http://127.0.0.1:8000"
+    office_public_name: str = Field(
+        "青禾镇人民政府", min_length=1, max_length=100,
+        description="The name response drafts speak as (the office's public name, not an internal team).",
+    )
     log_level: str = "INFO"
     user_agent: str = "yuqing-crawler/0.1 (+https://github.com/yuqing/yuqing; public-opinion monitoring)"
     crawl_autothrottle: bool = Field(True, description="AutoThrottle on for every source (per-source override).")

@@ -585,6 +585,20 @@ class Response(Base):
     spread_after: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+class ResponseTemplate(Base):
+    """An analyst's own wording of the response draft for one kind of matter (rumor | concern |
+    notice) and category ("" = every category of that kind); alerts.drafts holds the defaults."""
+
+    __tablename__ = "response_templates"
+    __table_args__ = (UniqueConstraint("kind", "category"),)
+    id: Mapped[int] = _pk()
+    kind: Mapped[str] = mapped_column(String(20))
+    category: Mapped[str] = mapped_column(String(50), default="")
+    body: Mapped[str] = mapped_column(Text)
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class Label(Base):
     """A human verdict on a text, for retraining (from reviews, manual labelling or imports)."""
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from nlp.normalize import PLACEHOLDER_RE, normalize
 
-__all__ = ["TITLE_CHARS", "clean_hooks", "headline"]
+__all__ = ["TITLE_CHARS", "clean_hooks", "headline", "is_keyword_list"]
 
 TITLE_CHARS = 30
 _MIN_CHARS = 4  # a shorter clean text says nothing ("转发", "收到")
@@ -113,3 +113,13 @@ def headline(*texts: str | None, limit: int = TITLE_CHARS, fallback: Iterable[st
             return _cut(clean, limit)
     words = [w for w in fallback if w]
     return "、".join(words[:4])
+
+
+_LIST_SEP_RE = re.compile(r"[、,，\s]+")
+
+
+def is_keyword_list(text: str | None) -> bool:
+    """True for a label that is a list of words ("封城、一倍、菜价、超市"), not a sentence: what older
+    topic labels were, and never a title."""
+    parts = [p for p in _LIST_SEP_RE.split(text or "") if p]
+    return len(parts) >= 2 and "、" in (text or "") and all(len(p) <= 4 for p in parts)
