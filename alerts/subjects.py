@@ -318,8 +318,9 @@ def story_subjects(
             kind="story",
             id=story.id,
             # the post as written (a forum post's own title, else its text), not the story's
-            # normalised title: staff read "封城了？" with the poster's full-width marks
-            title=short_title(title or text or story.title),
+            # normalised title: staff read "封城了？" with the poster's full-width marks; cut as
+            # a headline, without the forwarding hooks ("转发：", "紧急扩散！")
+            title=short_title(headline(title, text) or title or text or story.title),
             summary=short_title(text, 300),
             features=f,
             post_ids=[r.id for r in rows],

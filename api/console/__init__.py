@@ -38,6 +38,7 @@ def install(app: FastAPI) -> None:
     from api.console.digest_actions import router as digest_router
     from api.console.notifications import router as notifications_router
     from api.console.pages import auth_router, router
+    from api.console.response_templates import router as templates_router
     from api.console.retraining import router as retraining_router
 
     app.add_middleware(ConsoleSessionMiddleware)
@@ -47,6 +48,7 @@ def install(app: FastAPI) -> None:
     app.include_router(router)
     app.include_router(retraining_router)
     app.include_router(notifications_router)
+    app.include_router(templates_router)
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, _: LoginRequired) -> RedirectResponse:
