@@ -146,33 +146,43 @@ def _forget(session: Session) -> None:
 
 
 def template_for(session: Session, kind: str, category: str | None) -> tuple[str, bool]:
-    """(body, edited) for ``kind`` and ``category``: the category's own edited template, else the
-    shipped one for the category where it has its own advice, else the kind's edited general one,
-    else the shipped general one."""
+    """(body, edited) for ``kind`` and ``category``: see :func:`_template_source`."""
+    body, source = _template_source(session, kind, category)
+    return body, source != "default"
+
+
+def _template_source(session: Session, kind: str, category: str | None) -> tuple[str, str]:
+    """(body, source) for ``kind`` and ``category``; source is "edited" (the category's own edited
+    template), "default" (the shipped wording for a category with its own advice), "inherited" (the
+    kind's edited general template) or "default" again (the shipped general one)."""
     stored = _stored(session)
     cat = category or ""
     if (kind, cat) in stored:
-        return stored[(kind, cat)].body, True
-    if cat in _ADVICE:
-        return default_template(kind, cat), False
+        return stored[(kind, cat)].body, "edited"
+    own = default_template(kind, cat)
+    if cat and own != default_template(kind):
+        return own, "default"
     if (kind, "") in stored:
-        return stored[(kind, "")].body, True
-    return default_template(kind), False
+        return stored[(kind, "")].body, "inherited" if cat else "edited"
+    return default_template(kind), "default"
 
 
 def list_templates(session: Session, categories: list[str]) -> list[dict[str, Any]]:
-    """Every kind x ("" + categories), with its current body and whether analysts edited it."""
+    """Every kind x ("" + categories), with its current body and whether analysts edited it
+    (``edited``: this very template; ``inherited``: it follows its kind's edited general one;
+    ``general``: a category without wording of its own, which reads as its kind's general one)."""
     stored = _stored(session)
     users = {u.id: u.display_name or u.username for u in session.scalars(select(User)
              .where(User.id.in_([t.updated_by for t in stored.values() if t.updated_by])))}
     out = []
     for kind in KINDS:
-        for cat in ["", *categories]:
-            body, edited = template_for(session, kind, cat)
+        for cat in ["", *dict.fromkeys(c for c in categories if c)]:
+            body, source = _template_source(session, kind, cat)
             row = stored.get((kind, cat))
             out.append({
                 "kind": kind, "kind_zh": KIND_ZH[kind], "category": cat, "body": body,
-                "edited": row is not None, "inherited": edited and row is None,
+                "edited": row is not None, "inherited": source == "inherited",
+                "general": bool(cat) and row is None and default_template(kind, cat) == default_template(kind),
                 "default": default_template(kind, cat),
                 "updated_at": row.updated_at if row else None,
                 "updated_by": users.get(row.updated_by) if row and row.updated_by else None,

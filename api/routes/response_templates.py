@@ -30,7 +30,8 @@ class TemplatePublic(BaseModel):
     category: str
     body: str = Field(description="模板正文：{变量} 由系统填写，【…】由工作人员发布前填写")
     edited: bool = Field(description="为真时是本单位修改过的模板")
-    inherited: bool = Field(description="为真时沿用该类型的通用模板（已修改）")
+    inherited: bool = Field(description="为真时沿用该类型修改过的通用模板")
+    general: bool = Field(description="为真时该类别没有专门写法，与通用模板相同")
     default: str = Field(description="系统自带的写法")
     updated_at: dt.datetime | None
     updated_by: str | None
@@ -52,7 +53,7 @@ class TemplateUpdate(BaseModel):
 def categories() -> list[str]:
     """The categories of the editable taxonomy (one list for alerts, concerns and debunks)."""
     taxonomy = load_taxonomy()
-    return [*taxonomy.categories, taxonomy.default]
+    return list(dict.fromkeys([*taxonomy.categories, taxonomy.default]))
 
 
 def _listing(session: Any) -> TemplateList:

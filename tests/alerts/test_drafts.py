@@ -37,7 +37,7 @@ URL_RE = re.compile(r"https?://\S+")
 
 def _categories() -> list[str]:
     t = load_taxonomy()
-    return [*t.categories, t.default]
+    return list(dict.fromkeys([*t.categories, t.default]))
 
 
 def _assert_publishable_shape(text: str) -> None:
