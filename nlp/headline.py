@@ -46,10 +46,11 @@ _CLAUSE_SEP = "，,、：:"
 _TRAILING = " ，,、：:；;。.~-—"
 
 
-def clean_hooks(text: str) -> str:
+def clean_hooks(text: str, *, normalized: bool = False) -> str:
     """``text`` (raw or normalised) without forwarding hooks, share-pressure tails, placeholders
-    and repeated punctuation; punctuation full width."""
-    t = normalize(text)
+    and repeated punctuation; punctuation full width. ``normalized``: ``text`` is already
+    nlp.normalize's output (a post's norm_text), so normalising again is skipped."""
+    t = text if normalized else normalize(text)
     t = _WEIBO_CHAIN_RE.sub("", t)
     t = PLACEHOLDER_RE.sub(" ", t)
     t = _SPACES_RE.sub(" ", t).strip()
@@ -101,14 +102,16 @@ def _cut(text: str, limit: int) -> str:
     return head.rstrip(_TRAILING) + "…"
 
 
-def headline(*texts: str | None, limit: int = TITLE_CHARS, fallback: Iterable[str] = ()) -> str:
+def headline(*texts: str | None, limit: int = TITLE_CHARS, fallback: Iterable[str] = (),
+             normalized: bool = False) -> str:
     """A headline for a matter: the first of ``texts`` (best first) that still says something once
     its hooks are gone, cut at a clause boundary near ``limit`` characters. ``fallback`` words
-    (e.g. keywords) are joined only when no text says anything; "" when nothing does."""
+    (e.g. keywords) are joined only when no text says anything; "" when nothing does.
+    ``normalized``: the texts are nlp.normalize's output already (see :func:`clean_hooks`)."""
     for text in texts:
         if not text:
             continue
-        clean = clean_hooks(text)
+        clean = clean_hooks(text, normalized=normalized)
         if len(clean) >= _MIN_CHARS:
             return _cut(clean, limit)
     words = [w for w in fallback if w]

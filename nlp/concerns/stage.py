@@ -934,7 +934,7 @@ def _label_topics(folded: list[tuple[_TopicRow, str | None]], dfreq: tp.DocFreq)
     for topic, text in folded:
         if text is None:
             continue
-        sentence = headline(text)
+        sentence = headline(text, normalized=True)  # members carry their norm_text
         if sentence:
             topic.label = sentence[:500]
         else:
