@@ -106,7 +106,15 @@ def test_templates_and_the_refused_draft_on_a_phone(live, new_page) -> None:
     staff.goto(f"/alerts/{live.scene.alerts['quarantine']}")
     text = staff.locator("#respond textarea[name=text]")
     assert text.input_value().startswith("青禾镇人民政府关于“")
+    text.fill(text.input_value() + "\n联系电话：0571-1234567")  # the staff member's own edit
     staff.get_by_role("button", name="保存回应").click()
-    assert "未填写的占位符" in staff.locator(".flash.err").inner_text()
+    # said at once, and the edit stays in the box (the server refuses it too: see above)
+    assert "未填写的占位符：【核实情况】" in staff.locator("#respond .flash.err").inner_text()
+    assert text.input_value().endswith("联系电话：0571-1234567")
     problems += _problems(staff, "alert-draft-refused")
+    text.fill(text.input_value().replace("【核实情况】", "南坪村没有发现确诊病例"))
+    staff.get_by_role("button", name="保存回应").click()
+    assert "已记录回应" in staff.locator(".flash.ok").inner_text()
+    with session_scope(live.engine) as s:
+        assert "南坪村没有发现确诊病例" in s.scalar(select(Response.text))
     assert not problems, "\n".join(problems)
