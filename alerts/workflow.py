@@ -44,6 +44,7 @@ from core.tables import (
     utcnow,
 )
 from nlp import incident_edits
+from nlp.headline import headline
 from nlp.labels import text_key
 
 log = logging.getLogger(__name__)
@@ -404,7 +405,7 @@ def create_manual(
         subject = Subject(
             kind="post",
             id=post_id,
-            title=short_title(text),
+            title=short_title(headline(post.title, post.raw_text) or text),  # without its hooks
             summary=short_title(text, 300),
             features=Features(
                 post_count=1,
