@@ -522,7 +522,8 @@ def _build(
         created_at=now,
         updated_at=now,
         suggested_response=suggest_response(
-            session, debunk_id=f.debunk_id, category=f.category, title=subject.title, places=f.places, cfg=cfg
+            session, debunk_id=f.debunk_id, category=f.category, title=subject.title, places=f.places, cfg=cfg,
+            kind="concern" if kind == "manual" and subject.kind == "topic" else kind,
         ),
     )
 
@@ -592,7 +593,14 @@ def _fold(
     if _only_response(subject, alert) and (severity_rank(severity) > old_rank or score > alert.risk_score):
         # Refutations, notices and chatter are the answer, not the spread: they never raise it.
         score, severity = alert.risk_score, alert.severity
-    debunk_new = bool(f.debunk_id) and "【辟谣】" not in (alert.suggested_response or "")
+    # a debunk reached the alert when the draft it makes differs from the one stored (only
+    # rendered for alerts with a debunk: a few, and cached templates)
+    draft_now = (
+        suggest_response(session, debunk_id=f.debunk_id, category=alert.category or f.category,
+                         title=alert.title, places=f.places, cfg=cfg, kind=alert.kind)
+        if f.debunk_id else None
+    )
+    debunk_new = draft_now is not None and draft_now != alert.suggested_response
     changed = (
         f.post_count != alert.post_count
         or f.groups != alert.group_count
@@ -608,19 +616,12 @@ def _fold(
         alert.category = f.category
     if subject.incident is not None:
         _follow_matter(alert, subject, fired)
-    if alert.suggested_response is None or (
-        f.debunk_id and "【辟谣】" not in (alert.suggested_response or "")
-    ):
-        alert.suggested_response = (
-            suggest_response(
-                session,
-                debunk_id=f.debunk_id,
-                category=alert.category,
-                title=alert.title,
-                places=f.places,
-                cfg=cfg,
-            )
-            or alert.suggested_response
+    if debunk_new:
+        alert.suggested_response = draft_now
+    elif alert.suggested_response is None:
+        alert.suggested_response = suggest_response(
+            session, debunk_id=f.debunk_id, category=alert.category, title=alert.title, places=f.places,
+            cfg=cfg, kind=alert.kind,
         )
     alert.updated_at = now
     result.folded.append(alert.id)

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from alerts import workflow
+from alerts import drafts, workflow
 from alerts.common import get_alert, short_title
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from core.settings import get_settings
@@ -134,8 +134,8 @@ _URL = re.compile(r"^https?://[^\s<>\"']+$")
 
 
 def default_texts(session: Session, alert: Alert) -> dict[str, str]:
-    """What the draft form starts with: the matter's headline as the claim, the suggested response
-    (or the matched debunk's refutation) as the answer, and the debunk's link."""
+    """What the draft form starts with: the matter's headline as the claim, the draft its response
+    templates give now (or the matched debunk's refutation) as the answer, and the debunk's link."""
     claim = alert.title
     debunk = None
     if alert.incident_id is not None:
@@ -143,7 +143,7 @@ def default_texts(session: Session, alert: Alert) -> dict[str, str]:
         if incident is not None:
             claim = incident.title or claim
             debunk = session.get(Debunk, incident.debunk_id) if incident.debunk_id else None
-    text = alert.suggested_response or (debunk.refutation if debunk else "")
+    text = drafts.draft_for_alert(session, alert) or (debunk.refutation if debunk else "")
     return {"claim": short_title(claim, MAX_CLAIM), "text": (text or "")[:MAX_TEXT],
             "url": (debunk.url or "") if debunk else ""}
 
@@ -169,6 +169,9 @@ def draft(
         raise Conflict(f"预警 #{alert_id} 已{'排除' if alert.status == 'dismissed' else '关闭'}，不能再发布回应")
     claim = _clean(claim, "网传说法", MAX_CLAIM)
     text = _clean(text, "辟谣/回应内容", MAX_TEXT)
+    unfilled = drafts.unfilled_placeholders(text)
+    if unfilled:
+        raise InvalidInput(f"发布稿中还有未填写的{'、'.join(unfilled)}：请换成实际情况后再提交")
     url = (url or "").strip() or None
     if url is not None and (len(url) > 2048 or not _URL.match(url)):
         raise InvalidInput("链接需以 http:// 或 https:// 开头，且不含空格")

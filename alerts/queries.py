@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, column, func, select, text
 from sqlalchemy.orm import Session
 
-from alerts import matters
+from alerts import drafts, matters
 from alerts.common import REFUTES_ZH, get_alert, refutation_of
 from alerts.rules import SEVERITIES
 from alerts.severity import severity_rank
@@ -463,7 +463,10 @@ def alert_detail(
         "escalation_level": alert.escalation_level,
         "escalated_at": alert.escalated_at,
         "acknowledged_at": alert.acknowledged_at,
-        "suggested_response": alert.suggested_response,
+        # rendered now, so an analyst's edited template shows on the next look
+        "suggested_response": drafts.draft_for_alert(
+            session, alert, debunk_id=debunks[0]["id"] if debunks else None
+        ),
         "created_at": alert.created_at,
         "updated_at": alert.updated_at,
         "posts": posts,

@@ -180,8 +180,10 @@ class RulesConfig(BaseModel):
         "low", description="a subject whose rules fire is still not alerted below this severity"
     )
     folding: Folding = Field(default_factory=Folding)
-    office_name: str = Field("我们", max_length=100, description="{office} in response templates")
+    office_name: str = Field("我们", max_length=100, description="no longer used: drafts sign as office_public_name")
     response_hours: int = Field(6, ge=1, le=168, description="hours before/after a response to compare")
+    # no longer used (drafts come from alerts.drafts' editable templates); still parsed so that
+    # an office's older rules file loads
     response_templates: dict[str, str] = Field(default_factory=dict)
     rules: list[Rule] = Field(default_factory=list)
 

@@ -7,11 +7,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from alerts.common import short_title
+from alerts.drafts import draft, response_kind
 from alerts.rules import RulesConfig
 from alerts.severity import Features, risk, severity_for
 from alerts.subjects import Subject, matter_kind
-from core.tables import Debunk
 
 #: Which fired rule names the alert's kind, strongest first.
 _KIND_OF_RULE = {
@@ -168,26 +167,11 @@ def suggest_response(
     title: str,
     places: list[str],
     cfg: RulesConfig,
+    kind: str = "rumor",
 ) -> str | None:
-    """A draft for staff to edit: from the debunk's official text, else the category's template."""
-    if debunk_id:
-        d = session.get(Debunk, debunk_id)
-        if d is not None:
-            source = "、".join(x for x in (d.publisher, d.url) if x)
-            return (
-                f"【辟谣】近期有人在群聊和网络上转发“{short_title(d.claim, 80)}”的说法。"
-                f"经核实，{d.refutation.strip()}"
-                + (f"（来源：{source}）" if source else "")
-                + " 请大家不信谣、不传谣，以官方发布的信息为准。"
-            )
-    template = cfg.response_templates.get(category or "") or cfg.response_templates.get("其他")
-    if not template:
-        return None
-    return template.format(
-        title=short_title(title, 40),
-        places="、".join(places[:3]) or "相关地区",
-        category=category or "其他",
-        office=cfg.office_name,
-    )
-
-
+    """A draft for staff to edit (alerts.drafts): the template of the matter's kind and category,
+    with the matched debunk's facts where there is one. ``cfg`` is kept for callers; the wording
+    now lives in the editable templates, not in the rules file."""
+    del cfg
+    return draft(session, kind=response_kind(kind), category=category, claim=title, places=places,
+                 debunk_id=debunk_id)

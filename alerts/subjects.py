@@ -31,6 +31,7 @@ from alerts.common import chunks, hour_key, refutation_of, short_title
 from alerts.rules import RulesConfig
 from alerts.severity import Features
 from core.tables import DebunkMatch, Incident, Post, PostScore, Story, Topic, utcnow
+from nlp.headline import headline, is_keyword_list
 
 #: Posts that carry a matter of each kind through the groups ("spreading" posts). Everything else
 #: in the incident (reactions, refutations, notices of a rumor, chatter) is shown, not counted.
@@ -317,8 +318,9 @@ def story_subjects(
             kind="story",
             id=story.id,
             # the post as written (a forum post's own title, else its text), not the story's
-            # normalised title: staff read "封城了？" with the poster's full-width marks
-            title=short_title(title or text or story.title),
+            # normalised title: staff read "封城了？" with the poster's full-width marks; cut as
+            # a headline, without the forwarding hooks ("转发：", "紧急扩散！")
+            title=short_title(headline(title, text) or title or text or story.title),
             summary=short_title(text, 300),
             features=f,
             post_ids=[r.id for r in rows],
@@ -415,7 +417,11 @@ def topic_subject(session: Session, topic: Topic, cfg: RulesConfig) -> Subject:
     return Subject(
         kind="topic",
         id=topic.id,
-        title=short_title(topic.label),
+        # a headline of what the topic's people say, not its keyword list ("封城、一倍、菜价")
+        title=short_title(
+            headline(rep, None if is_keyword_list(topic.label) else topic.label, fallback=topic.keyword_words(4))
+            or "（无标题）"
+        ),
         summary=short_title(rep or topic.label, 300),
         features=f,
         post_ids=[r.id for r in rows],

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from alerts import notify, tip_delivery
 from alerts.common import get_alert, insert_ignore, short_title
+from alerts.drafts import unfilled_placeholders
 from alerts.evaluate import Notifier, create_alert, latest_alerts
 from alerts.merge import final_incident, fold_alert_into, open_alert_of
 from alerts.queries import forget_counts
@@ -43,6 +44,7 @@ from core.tables import (
     utcnow,
 )
 from nlp import incident_edits
+from nlp.headline import headline
 from nlp.labels import text_key
 
 log = logging.getLogger(__name__)
@@ -239,6 +241,11 @@ def respond(
     text = (text or "").strip()
     if not text:
         raise InvalidInput("回应内容不能为空：请填写发布的辟谣或答复文字")
+    unfilled = unfilled_placeholders(text)
+    if unfilled:
+        raise InvalidInput(
+            f"回应里还有未填写的占位符：{'、'.join(unfilled)}。请换成实际内容后再记录发布"
+        )
     published_at = published_at or now
     if published_at.tzinfo is None:
         raise InvalidInput("发布时间需要带时区，例如 2026-11-28T15:00:00+08:00")
@@ -399,7 +406,7 @@ def create_manual(
         subject = Subject(
             kind="post",
             id=post_id,
-            title=short_title(text),
+            title=short_title(headline(post.title, post.raw_text) or text),  # without its hooks
             summary=short_title(text, 300),
             features=Features(
                 post_count=1,

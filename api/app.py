@@ -35,6 +35,7 @@ from api.routes import (
     users,
     wechat,
 )
+from api.routes import response_templates as response_templates_routes
 from api.routes import sources as sources_routes
 from core.db import get_engine, session_factory
 from core.settings import get_settings
@@ -104,6 +105,7 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     # Public on purpose (no token): the resident tip page and the signed 公众号 callback.
     app.include_router(tip_page.router)
     app.include_router(wechat.router)
+    app.include_router(response_templates_routes.router, prefix=API_PREFIX)
     install_console(app)  # the review console at /, last: its pages must not shadow the API
     # outermost of our middleware: sees the raw request first and any error last
     app.add_middleware(RequestGuard, max_bytes=int(get_settings().max_request_mb * 1024 * 1024))

@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     base_url: str = "http://127.0.0.1:8000"
+    office_public_name: str = Field(
+        "青禾镇人民政府", min_length=1, max_length=100,
+        description="The office's public name: response drafts speak as it, 辟谣 cards and posters name it as publisher.",
+    )
     log_level: str = "INFO"
     user_agent: str = "yuqing-crawler/0.1 (+https://github.com/yuqing/yuqing; public-opinion monitoring)"
     crawl_autothrottle: bool = Field(True, description="AutoThrottle on for every source (per-source override).")
@@ -165,8 +169,6 @@ class Settings(BaseSettings):
 
     # Publishing approved responses (alerts.publish): approval, pacing, the card. The bot's HTTP API
     # is onebot_api_url / onebot_api_token above (shared with the tipline's replies).
-    office_public_name: str = Field("青禾镇人民政府", min_length=1, max_length=100,
-                                    description="The office's public name: the publisher on 辟谣 cards and posters.")
     publish_single_approver: bool = Field(
         False, description="One person may draft and approve a publication (default: a second person approves).")
     publish_approver_role: str = Field(

@@ -670,6 +670,18 @@ class PublicationTarget(Base):
     message_id: Mapped[str | None] = mapped_column(String(100))  # the bot's id of the sent message
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+class ResponseTemplate(Base):
+    """An analyst's own wording of the response draft for one kind of matter (rumor | concern |
+    notice) and category ("" = every category of that kind); alerts.drafts holds the defaults."""
+
+    __tablename__ = "response_templates"
+    __table_args__ = (UniqueConstraint("kind", "category"),)
+    id: Mapped[int] = _pk()
+    kind: Mapped[str] = mapped_column(String(20))
+    category: Mapped[str] = mapped_column(String(50), default="")
+    body: Mapped[str] = mapped_column(Text)
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class Label(Base):

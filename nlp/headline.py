@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from nlp.normalize import PLACEHOLDER_RE, normalize
 
-__all__ = ["TITLE_CHARS", "clean_hooks", "headline"]
+__all__ = ["TITLE_CHARS", "clean_hooks", "headline", "is_keyword_list"]
 
 TITLE_CHARS = 30
 _MIN_CHARS = 4  # a shorter clean text says nothing ("转发", "收到")
@@ -46,10 +46,11 @@ _CLAUSE_SEP = "，,、：:"
 _TRAILING = " ，,、：:；;。.~-—"
 
 
-def clean_hooks(text: str) -> str:
+def clean_hooks(text: str, *, normalized: bool = False) -> str:
     """``text`` (raw or normalised) without forwarding hooks, share-pressure tails, placeholders
-    and repeated punctuation; punctuation full width."""
-    t = normalize(text)
+    and repeated punctuation; punctuation full width. ``normalized``: ``text`` is already
+    nlp.normalize's output (a post's norm_text), so normalising again is skipped."""
+    t = text if normalized else normalize(text)
     t = _WEIBO_CHAIN_RE.sub("", t)
     t = PLACEHOLDER_RE.sub(" ", t)
     t = _SPACES_RE.sub(" ", t).strip()
@@ -101,15 +102,27 @@ def _cut(text: str, limit: int) -> str:
     return head.rstrip(_TRAILING) + "…"
 
 
-def headline(*texts: str | None, limit: int = TITLE_CHARS, fallback: Iterable[str] = ()) -> str:
+def headline(*texts: str | None, limit: int = TITLE_CHARS, fallback: Iterable[str] = (),
+             normalized: bool = False) -> str:
     """A headline for a matter: the first of ``texts`` (best first) that still says something once
     its hooks are gone, cut at a clause boundary near ``limit`` characters. ``fallback`` words
-    (e.g. keywords) are joined only when no text says anything; "" when nothing does."""
+    (e.g. keywords) are joined only when no text says anything; "" when nothing does.
+    ``normalized``: the texts are nlp.normalize's output already (see :func:`clean_hooks`)."""
     for text in texts:
         if not text:
             continue
-        clean = clean_hooks(text)
+        clean = clean_hooks(text, normalized=normalized)
         if len(clean) >= _MIN_CHARS:
             return _cut(clean, limit)
     words = [w for w in fallback if w]
     return "、".join(words[:4])
+
+
+_LIST_SEP_RE = re.compile(r"[、,，\s]+")
+
+
+def is_keyword_list(text: str | None) -> bool:
+    """True for a label that is a list of words ("封城、一倍、菜价、超市"), not a sentence: what older
+    topic labels were, and never a title."""
+    parts = [p for p in _LIST_SEP_RE.split(text or "") if p]
+    return len(parts) >= 2 and "、" in (text or "") and all(len(p) <= 4 for p in parts)

@@ -39,6 +39,7 @@ def install(app: FastAPI) -> None:
     from api.console.notifications import router as notifications_router
     from api.console.pages import auth_router, router
     from api.console.publish_pages import router as publish_router
+    from api.console.response_templates import router as templates_router
     from api.console.retraining import router as retraining_router
     from api.console.tips import router as tips_router
 
@@ -51,6 +52,7 @@ def install(app: FastAPI) -> None:
     app.include_router(notifications_router)
     app.include_router(tips_router)
     app.include_router(publish_router)
+    app.include_router(templates_router)
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, _: LoginRequired) -> RedirectResponse:

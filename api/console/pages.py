@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from alerts import common, spread, states, tip_queries, workflow
+from alerts import common, drafts, spread, states, tip_queries, workflow
 from api import accounts
 from api.console import charts, queries, services
 from api.console.publish_pages import publish_context
@@ -249,6 +249,7 @@ def alert_page(request: Request, alert_id: RowId, user: PageUser, session: Sessi
         "actions": actions, "action_names": names, "assignees": queries.staff_users(session),
         "user_names": queries.user_names(session),
         "labels": queries.label_info(session, detail["posts"]),
+        "placeholder_headings": ",".join(sorted(drafts.HEADINGS)),  # 【辟谣】 heads a text, asks for nothing
         "can_label": accounts.role_rank(user.role) >= accounts.role_rank("analyst"),
         "now": utcnow(),
         "tips": tip_queries.list_tips(session, alert_id=alert.id, limit=50)[0],  # residents who asked about it

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from alerts import common, matters, states, subjects
+from alerts import common, drafts, matters, states, subjects
 from alerts.delivery_health import DeliveryHealth, delivery_health
 from api.console.pictures import pictures_of
 from core.tables import (
@@ -347,7 +347,9 @@ def alert_detail(session: Session, alert_id: int) -> dict[str, Any] | None:
     return {"alert": alert, "story": story, "topic": topic, "matter": matter, "assignee": assignee, "posts": posts,
             "evidence_total": evidence_total, "representative": representative, "score": score,
             "groups": groups, "sources": sources, "debunks": debunks, "events": events,
-            "responses": responses}
+            "responses": responses,
+            # the draft as the templates read now (an analyst's edit shows on the next look)
+            "draft": drafts.draft_for_alert(session, alert, debunk_id=debunks[0]["debunk"].id if debunks else None)}
 
 
 def debunks_for(session: Session, evidence_where: Any, story: Story | None) -> list[dict[str, Any]]:

@@ -188,7 +188,9 @@ class AlertDetail(BaseModel):
     escalation_level: int
     escalated_at: dt.datetime | None
     acknowledged_at: dt.datetime | None
-    suggested_response: str | None = Field(description="回应草稿，工作人员修改后再发布；不会自动发布")
+    suggested_response: str | None = Field(
+        description="回应草稿（按当前回应模板生成），工作人员修改后再发布；【】中的内容须换成实际情况才能记录发布；不会自动发布"
+    )
     created_at: dt.datetime
     updated_at: dt.datetime
     posts: list[EvidencePost]

@@ -48,6 +48,8 @@ from nlp.concerns.bursts import BurstParams, burst, hour_floor, hour_key
 from nlp.concerns.mood import mood
 from nlp.concerns.places import Gazetteer, load_gazetteer
 from nlp.concerns.taxonomy import Taxonomy, load_taxonomy
+from nlp.cues import refutation_cues
+from nlp.headline import headline
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,8 @@ _BURSTS: Table = TopicBurst.__table__  # type: ignore[assignment]
 DF_STATE = "topic_docfreq"
 KEEP_HOURLY = dt.timedelta(days=30)
 TOPIC_KEYWORDS = 30  # keyword counts kept per topic
-LABEL_WORDS = 4
+LABEL_WORDS = 4  # keywords in a label of last resort (no member says anything once its hooks go)
+LABEL_TEXT_CHARS = 120  # of a member's text kept to cut its headline from
 SINGLETON_MATCH_HOURS = 24  # pending one-post matters older than this are no longer offered for joining
 COLD_START_DOCS = 1_000  # posts seen before the stored document frequencies are trusted for IDF
 _IN_CHUNK = 500
@@ -445,7 +448,7 @@ def _process(session: Session, an: ConcernAnalyzer, posts: list[PostView], now: 
     topic_of: dict[int, _TopicRow] = {}  # cluster position -> its topic (None: still one post, pending)
     promoted: list[tuple[pend.PendingPost, _TopicRow]] = []
     singles: list[int] = []
-    folded: list[tuple[_TopicRow, str]] = []  # each folded topic and its label of last resort
+    folded: list[tuple[_TopicRow, str | None]] = []  # each folded topic, the text to label it from
     for ci, mem in members.items():
         if ci < n_topics:
             topic = loaded[clusters.keys[ci]]  # type: ignore[index]
@@ -532,13 +535,13 @@ class _Member:
     similarity: float
     group_id: int | None
     source_id: int | None
-    text: str = ""  # the start of its text, a label of last resort
+    text: str = ""  # the start of its text: the label is cut from it (a headline)
 
 
 def _member(posts: list[PostView], r: _Rules, i: int, sims: np.ndarray) -> _Member:
     p = posts[i]
     return _Member(p.id, r.times[i], r.hours[i], r.negativity[i], r.cats[i], r.places[i], r.local[i], r.strongest[i],
-                   float(sims[i]), p.group_id, p.source_id, (p.norm_text or "")[:40])
+                   float(sims[i]), p.group_id, p.source_id, (p.norm_text or "")[:LABEL_TEXT_CHARS])
 
 
 def _pending(p: PostView, r: _Rules, i: int) -> pend.PendingPost:
@@ -839,10 +842,11 @@ def _member_facets(session: Session, topics: list[_TopicRow]) -> None:
                 f["sources"][str(source)] = f["sources"].get(str(source), 0) + n
 
 
-def _fold(topic: _TopicRow, members: list[_Member], an: ConcernAnalyzer) -> str:
+def _fold(topic: _TopicRow, members: list[_Member], an: ConcernAnalyzer) -> str | None:
     """Fold a batch's member posts into a topic's counts, keywords and facets (plain dict work:
-    this runs for every touched topic of every batch); returns the start of its best member's
-    text, the label of last resort (labels are made for all folded topics at once, `_label_topics`)."""
+    this runs for every touched topic of every batch); returns the text to label the topic from
+    when its representative changed, else None: the label stays (labels are made for all folded
+    topics at once, `_label_topics`)."""
     n_old = topic.post_count or 0
     hourly = dict(topic.hourly_counts or {})
     neg_hourly = dict(topic.hourly_negativity or {})
@@ -905,15 +909,41 @@ def _fold(topic: _TopicRow, members: list[_Member], an: ConcernAnalyzer) -> str:
 
     best = max(members, key=lambda m: m.similarity)
     if topic.representative_score is None or best.similarity >= topic.representative_score \
-            or topic.representative_post_id is None:
+            or topic.representative_post_id is None or not topic.label:
         topic.representative_post_id = best.id
         topic.representative_score = round(best.similarity, 4)
-    return best.text
+        return _label_text(members)
+    return None
 
 
-def _label_topics(folded: list[tuple[_TopicRow, str]], dfreq: tp.DocFreq) -> None:
-    """Each folded topic's label: its keywords with the most weight (count and IDF), or
-    ``fallback``; the IDF of all their keywords in one lookup."""
+def _label_text(members: list[_Member]) -> str:
+    """The text a topic's label is cut from: its most central member that does not refute what the
+    others say (the label says what people ask or complain about, not the official answer)."""
+    for m in sorted(members, key=lambda m: -m.similarity)[:8]:
+        if m.text and not refutation_cues(m.text, normalized=True):
+            return m.text
+    return max(members, key=lambda m: m.similarity).text
+
+
+def _label_topics(folded: list[tuple[_TopicRow, str | None]], dfreq: tp.DocFreq) -> None:
+    """Each folded topic whose representative changed is labelled by a headline cut from its
+    central post ("东湾村药店口罩断货，什么时候补货？"), not a list of keywords; only when no post
+    says anything once its hooks go is the label its heaviest keywords (count and IDF), whose IDF
+    is looked up for all such topics at once. Topics whose representative stayed keep their label."""
+    need_words: list[tuple[_TopicRow, str]] = []
+    for topic, text in folded:
+        if text is None:
+            continue
+        sentence = headline(text, normalized=True)  # members carry their norm_text
+        if sentence:
+            topic.label = sentence[:500]
+        else:
+            need_words.append((topic, text[:40]))
+    _keyword_labels(need_words, dfreq)
+
+
+def _keyword_labels(folded: list[tuple[_TopicRow, str]], dfreq: tp.DocFreq) -> None:
+    """Each topic's label of last resort: its keywords with the most weight, or ``fallback``."""
     words = [w for topic, _ in folded for w, _ in topic.keywords]
     if not words:
         for topic, fallback in folded:

@@ -182,7 +182,10 @@ def test_hot_local_concern_and_keyword_watch(session: Session) -> None:
     evaluate(session)
     [concern] = session.scalars(select(Alert).where(Alert.topic_id == topic.id))
     assert concern.kind == "concern" and concern.category == "物资供应"
-    assert "东湾村" in concern.suggested_response and "物资供应" in concern.suggested_response
+    # titled by what people say, and the draft answers it with the 物资供应 template
+    assert concern.title.startswith("东湾村药店的口罩卖完了") and "、" not in concern.title
+    assert "“东湾村药店的口罩卖完了" in concern.suggested_response and "按需购买" in concern.suggested_response
+    assert "【核实情况】" in concern.suggested_response
     assert session.scalar(select(Alert).where(Alert.topic_id == far.id)) is None  # not local
     [kw] = session.scalars(select(Alert).join(AlertPost).where(AlertPost.post_id == lone.id))
     assert (
@@ -346,7 +349,9 @@ def test_manual_alert_from_topic_post_and_conflicts(session: Session) -> None:
         rules=load_rules(),
     )
     assert alert.kind == "manual" and alert.severity == "high" and alert.topic_id == topic.id
-    assert "柳树村" in alert.suggested_response
+    # a manual alert on a topic is answered as a concern, with its category's advice
+    assert alert.suggested_response.startswith("关于群众反映“")
+    assert "交通运输部门" in alert.suggested_response
     with pytest.raises(Conflict):
         workflow.create_manual(session, actor=staff, topic_id=topic.id, now=NOW)
     story, posts = story_with_posts(session, 2, groups=1, probability=0.3, now=NOW)

@@ -201,7 +201,8 @@ def test_a_debunk_added_later_reaches_the_open_alert(session: Session) -> None:
     incident = _rumor(session, 3)
     evaluation.evaluate(session, now=NOW, notify_config=QUIET)
     [alert] = _alerts_of(session, incident)
-    assert "【辟谣】" not in (alert.suggested_response or "")
+    # no debunk yet: what was verified is for staff to fill in
+    assert "经核实，【核实情况】" in (alert.suggested_response or "")
 
     # the claims stage matches a new debunk to the incident and bumps updated_at
     later = NOW + dt.timedelta(hours=2)
@@ -212,8 +213,8 @@ def test_a_debunk_added_later_reaches_the_open_alert(session: Session) -> None:
 
     [same] = _alerts_of(session, incident)
     assert same.id == alert.id
-    assert same.suggested_response and same.suggested_response.startswith("【辟谣】")
-    assert "没有封路安排" in same.suggested_response
+    assert same.suggested_response and "【核实情况】" not in same.suggested_response
+    assert "经核实，" in same.suggested_response and "没有封路安排" in same.suggested_response
     assert any(r["kind"] == "debunk_match" for r in same.rules_fired) and same.kind == "debunk_match"
     assert same.score_parts["debunk"]["value"] == pytest.approx(0.91)
 

@@ -144,7 +144,7 @@ def test_a_debunk_added_later_reaches_the_open_alert(
     with session_scope(api_engine) as s:
         rumor = _incident_of(s, EVENING[0][2])
         alert = s.scalar(select(Alert).where(Alert.incident_id == rumor))
-        assert alert is not None and "【辟谣】" not in (alert.suggested_response or "")
+        assert alert is not None and "【核实情况】" in (alert.suggested_response or "")
         alert_id = alert.id
 
     # staff add the school's denial to the debunk library: the claims stage matches it to the
@@ -165,7 +165,7 @@ def test_a_debunk_added_later_reaches_the_open_alert(
     with session_scope(api_engine) as s:
         alert = s.get(Alert, alert_id)
         assert alert is not None
-        assert (alert.suggested_response or "").startswith("【辟谣】") and "正常上课" in alert.suggested_response
+        assert "【核实情况】" not in (alert.suggested_response or "") and "正常上课" in alert.suggested_response
         part = alert.score_parts["matter_debunk"]
         assert part["points"] > 0 and f"#{created.json()['id']}" in part["text"]
         # the debunk-match rule (and the kind it names) follows the office's similarity threshold

@@ -67,7 +67,7 @@ def _pages(live) -> dict[str, str]:
         "debunk-new": "/debunks/new", "debunk-edit": f"/debunks/{debunk_id}/edit", "sources": "/sources",
         "digests": "/digests", "digest": f"/digests/{scene.digest_id}", "labels": "/labels", "models": "/models",
         "model-promote": f"/models/{candidate}/promote", "model-rollback": "/models/rollback",
-        "notifications": "/notifications", "digest-today": "/digests/today",
+        "notifications": "/notifications", "digest-today": "/digests/today", "templates": "/response-templates",
     }
 
 

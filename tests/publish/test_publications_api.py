@@ -33,7 +33,11 @@ def test_draft_approve_and_per_group_results(api_client, api_engine: Engine, mak
     form = api_client.get(f"/api/v1/alerts/{m.alert_id}/publication-form", headers=viewer).json()
     assert [g["id"] for g in form["groups"] if g["default"]] == m.groups
     assert {g["id"]: g["sendable"] for g in form["groups"]}[m.wechat_group] is False
-    assert form["text"].startswith("经核实") and form["publisher"] == "青禾镇人民政府"
+    # the form starts from the response templates as they read now: a draft staff must complete
+    assert form["text"].count("经核实") == 1 and "【核实情况】" in form["text"]
+    assert form["publisher"] == "青禾镇人民政府"
+    unfilled = _draft(api_client, m.alert_id, staff, text=form["text"])
+    assert unfilled.status_code == 422 and "【核实情况】" in unfilled.text, unfilled.text
     r = _draft(api_client, m.alert_id, staff)
     assert r.status_code == 201, r.text
     pid = r.json()["id"]

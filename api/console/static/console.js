@@ -51,9 +51,37 @@
     fit();
   });
 
+  // A response still holding a placeholder (【核实情况】) is refused by the server; say so before
+  // sending, so the staff member's edits stay in the box. Headings such as 【辟谣】 are not placeholders.
+  function unfilledPlaceholders(form) {
+    var box = form.querySelector("textarea[data-placeholders]");
+    if (!box) return [];
+    var headings = (box.getAttribute("data-headings") || "").split(",");
+    var found = [], re = /【([^【】\n]{1,30})】/g, m;
+    while ((m = re.exec(box.value)) !== null) {
+      var token = "【" + m[1] + "】";
+      if (headings.indexOf(m[1].trim()) < 0 && found.indexOf(token) < 0) found.push(token);
+    }
+    return found;
+  }
+
   // Forms: confirmation and no double submit.
   document.addEventListener("submit", function (ev) {
     var form = ev.target;
+    var unfilled = unfilledPlaceholders(form);
+    if (unfilled.length) {
+      ev.preventDefault();
+      var note = form.querySelector(".placeholder-note");
+      if (!note) {
+        note = document.createElement("div");
+        note.className = "flash err placeholder-note";
+        note.setAttribute("role", "alert");
+        form.insertBefore(note, form.firstChild);
+      }
+      note.textContent = "回应里还有未填写的占位符：" + unfilled.join("、") + "。请换成实际内容后再记录发布";
+      form.querySelector("textarea[data-placeholders]").focus();
+      return;
+    }
     var question = form.getAttribute("data-confirm");
     if (question && !window.confirm(question)) { ev.preventDefault(); return; }
     if (form.method.toLowerCase() === "post") {

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 14:21:15.504786
+Create Date: 2026-12-06 14:53:52.178838
 """
 from __future__ import annotations
 
@@ -282,6 +282,17 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['promoted_by'], ['users.id'], name=op.f('fk_model_versions_promoted_by_users'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_model_versions')),
     sa.UniqueConstraint('name', 'version', name=op.f('uq_model_versions_name_version'))
+    )
+    op.create_table('response_templates',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('kind', sa.String(length=20), nullable=False),
+    sa.Column('category', sa.String(length=50), nullable=False),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('updated_by', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('updated_at', core.tables.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['updated_by'], ['users.id'], name=op.f('fk_response_templates_updated_by_users'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_response_templates')),
+    sa.UniqueConstraint('kind', 'category', name=op.f('uq_response_templates_kind_category'))
     )
     op.create_table('source_runs',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -859,6 +870,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_source_runs_source_id'))
 
     op.drop_table('source_runs')
+    op.drop_table('response_templates')
     op.drop_table('model_versions')
     with op.batch_alter_table('model_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_model_events_version'))

@@ -1,0 +1,34 @@
+"""Headlines (nlp.headline): a sentence someone wrote, without hooks, about 30 characters; a
+keyword list is recognised as not being a title."""
+
+from __future__ import annotations
+
+import pytest
+
+from nlp.headline import TITLE_CHARS, headline, is_keyword_list
+from nlp.normalize import normalize
+
+
+@pytest.mark.parametrize("text, title", [
+    ("紧急扩散！青禾镇明天封城，所有人不准出门，不转不是中国人", "青禾镇明天封城，所有人不准出门"),
+    ("【转】速看：青禾镇明天起停水三天？？？ http://t.cn/abc", "青禾镇明天起停水三天？"),
+    ("转发：青禾镇超市的菜太贵了，青菜八块一斤，有没有人管管", "青禾镇超市的菜太贵了，青菜八块一斤，有没有人管管"),
+])
+def test_headline_drops_hooks_and_keeps_the_sentence(text: str, title: str) -> None:
+    assert headline(text) == title
+    # a post's normalised text gives the same headline without normalising it again
+    assert headline(normalize(text), normalized=True) == title
+
+
+def test_a_long_text_is_cut_at_a_clause_near_thirty_characters() -> None:
+    text = "东湾村药店的口罩卖完了，跑了三家都没有，老人孩子都等着用，什么时候补货，有没有人管一管这个事情"
+    title = headline(text)
+    assert len(title) <= TITLE_CHARS and text.startswith(title) and not title.endswith("，")
+
+
+def test_keyword_lists_are_not_titles() -> None:
+    assert is_keyword_list("封城、一倍、菜价、超市") and is_keyword_list("晚上、各位、小区、半年")
+    assert not is_keyword_list("青禾镇超市菜价涨了一倍") and not is_keyword_list("口罩、消毒液断货，什么时候补货？")
+    assert not is_keyword_list("") and not is_keyword_list("封城")
+    # with nothing said, the keywords are the last resort
+    assert headline("转发", fallback=["封城", "菜价"]) == "封城、菜价"
