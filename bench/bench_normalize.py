@@ -128,7 +128,8 @@ def compare(old: Any, sets: dict[str, list[str]]) -> dict[str, Any]:
         for t in nfkc:
             a, b = old.convert(t), to_simplified(t)
             if a != b:
-                diffs.append({"old": a, "new": b, "changed": sorted({f"{x}->{y}" for x, y in zip(a, b, strict=False) if x != y})})
+                # only the changed characters: the posts are research data, not ours to copy
+                diffs.append({"changed": sorted({f"{x}->{y}" for x, y in zip(a, b, strict=False) if x != y})})
         out[name] = {"texts": len(texts), "different": len(diffs), "examples": diffs[:10]}
     return out
 
