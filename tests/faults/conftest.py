@@ -121,7 +121,8 @@ def fault_figures() -> Iterator[Figures]:
         "# Fault injection (tests/faults, `pytest -m faults`)",
         "",
         f"Last written {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on this machine (each row is its test's "
-        "latest run). Target: 0 lost, 0 duplicated, 0 5xx.",
+        f"latest run; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores when written: times on a "
+        "shared machine are upper bounds). Target: 0 lost, 0 duplicated, 0 5xx.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
