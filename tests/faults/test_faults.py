@@ -468,6 +468,8 @@ def test_bounded_load_during_analyze(fresh_db_url: str, data_dir: Path, fault_fi
     (two workers: both cores busy): every push is kept once, no read fails, and the next run
     analyzes the pushed posts. The backlog is small to keep the test short: analyze costs about
     9 s of CPU to start and 25 ms per post here."""
+    from collections import Counter
+
     from core.ingest import ingest_posts
 
     backlog, push_rate, read_rate, max_load_s = 600, 20.0, 10.0, 10.0
@@ -483,6 +485,7 @@ def test_bounded_load_during_analyze(fresh_db_url: str, data_dir: Path, fault_fi
     cmd = [sys.executable, "-m", "yuqing.cli", "analyze", "--workers", "2", "--batch-size", "100"]
     pushes: dict[int, int] = {}
     reads: dict[int, int] = {}
+    errors: list[str] = []
     push_s: list[float] = []
     read_s: list[float] = []
     reads_at = ["/api/v1/posts?limit=20", "/api/v1/stats", "/api/v1/stories?limit=20", "/api/v1/posts?q=停电"]
@@ -507,18 +510,26 @@ def test_bounded_load_during_analyze(fresh_db_url: str, data_dir: Path, fault_fi
                 pushes[n] = 0  # no answer, unless one comes
                 t0 = time.monotonic()
                 try:
-                    pushes[n] = pusher.post("/api/v1/ingest/onebot", json=event).status_code
-                except httpx.HTTPError:
+                    answer = pusher.post("/api/v1/ingest/onebot", json=event)
+                    pushes[n] = answer.status_code
+                    if answer.status_code >= 500:
+                        errors.append(f"{answer.status_code} {answer.text[:160]}")
+                except httpx.HTTPError as err:
                     pushes[n] = 0
+                    errors.append(f"no answer: {type(err).__name__}")
                 push_s.append(time.monotonic() - t0)
 
             def read(k: int) -> None:
                 reads[k] = 0
                 t0 = time.monotonic()
                 try:
-                    reads[k] = reader.get(reads_at[k % len(reads_at)]).status_code
-                except httpx.HTTPError:
+                    answer = reader.get(reads_at[k % len(reads_at)])
+                    reads[k] = answer.status_code
+                    if answer.status_code >= 500:
+                        errors.append(f"read {answer.status_code} {answer.text[:160]}")
+                except httpx.HTTPError as err:
                     reads[k] = 0
+                    errors.append(f"read, no answer: {type(err).__name__}")
                 read_s.append(time.monotonic() - t0)
 
             load = [threading.Thread(target=_paced, args=(rate, stop, fn), daemon=True)
@@ -566,7 +577,7 @@ def test_bounded_load_during_analyze(fresh_db_url: str, data_dir: Path, fault_fi
              f"of analyze; p95 {_p95_ms(push_s)} ms push, {_p95_ms(read_s)} ms read; {spooled} pushes spilled (202); "
              f"recovery = load end until the next run had analyzed every pushed post")
     assert len(pushes) >= 20 and len(reads) >= 10, "the load did not run"
-    assert (lost, duplicated, fifth, left) == (0, 0, 0, 0)
+    assert (lost, duplicated, fifth, left) == (0, 0, 0, 0), sorted(Counter(errors).items())[:10]
     assert all(code == 200 for code in reads.values())
 
 
