@@ -28,6 +28,10 @@ $(UV): | $(PY)
 
 $(STAMP_RUN): pyproject.toml | $(UV)
 	@echo "正在安装运行所需的软件包（首次约半分钟，用 pip 时约 3 分钟；之后几秒）…"
+	@# opencc-python-reimplemented (replaced by opencc) installs the same `opencc` folder: remove both
+	@# from an older venv so that opencc installs whole
+	@if $(PY) -m pip show -q opencc-python-reimplemented >/dev/null 2>&1; then \
+		$(PY) -m pip uninstall -y -q opencc-python-reimplemented opencc; fi
 	@if [ -x $(UV) ]; then $(UV_PIP) -e .; else $(PIP) -e .; fi
 	@touch $(STAMP_RUN)
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from core.encoding import file_encoding
 from core.errors import InvalidInput, NotFound
 from core.ingest import content_hash
+from core.privacy import mask_personal_data
 from core.tables import Label, LabelEvent, Post, PostScore, Story, User, utcnow
 from nlp.normalize import normalize
 
@@ -175,7 +176,9 @@ def import_labels_csv(session: Session, path: Path, *, user_id: int | None = Non
     result = LabelImport()
     seen: dict[str, tuple[int, int]] = {}  # text key -> (line, label) within this file
     for line, row in csv_rows(path, ("text", "label"), "text,label（可选 category）"):
-        text = (row.get("text") or "").strip()
+        # masked as every post is (core.ingest): no raw phone, ID or QQ number in the labels table
+        written = (row.get("text") or "").strip()
+        text = mask_personal_data(written)
         if not text:
             result.errors.append(f"第 {line} 行：text 为空")
             continue
@@ -193,7 +196,7 @@ def import_labels_csv(session: Session, path: Path, *, user_id: int | None = Non
         if first[1] != label:  # one file cannot say both: neither row silently wins
             result.errors.append(f"第 {line} 行：与第 {first[0]} 行是同一文本但结论相反，未导入")
             continue
-        changed = _import_one(session, text, label, category, user_id, role)
+        changed = _import_one(session, text, label, category, user_id, role, written=written)
         if changed:
             result.new += 1
         else:
@@ -202,9 +205,10 @@ def import_labels_csv(session: Session, path: Path, *, user_id: int | None = Non
 
 
 def _import_one(session: Session, text: str, label: int, category: str | None, user_id: int | None,
-                role: str | None = None) -> bool:
+                role: str | None = None, *, written: str | None = None) -> bool:
     """One imported verdict per text: a re-import with another label corrects it (recorded in the
-    history) instead of adding a second, conflicting row."""
+    history) instead of adding a second, conflicting row. ``text`` is masked; ``written`` is the
+    text as the file had it (a post's content hash is of its text before masking)."""
     key = text_key(text)
     row = session.scalar(select(Label).where(Label.origin == "import", Label.text_hash == key).order_by(Label.id))
     if row is not None:
@@ -212,16 +216,17 @@ def _import_one(session: Session, text: str, label: int, category: str | None, u
         if role is not None and row.role != role:
             row.role, changed = role, True
         if row.post_id is None:
-            row.post_id = _post_with_text(session, text)
+            row.post_id = _post_with_text(session, written or text, text)
         return changed
-    return _upsert(session, dedup_key=f"import:{key}", text=text, label=label, origin="import",
-                   user_id=user_id, category=category, post_id=_post_with_text(session, text), role=role)
+    return _upsert(session, dedup_key=f"import:{key}", text=text, label=label, origin="import", user_id=user_id,
+                   category=category, post_id=_post_with_text(session, written or text, text), role=role)
 
 
-def _post_with_text(session: Session, text: str) -> int | None:
-    """A stored post whose text is exactly ``text`` (untitled posts, by their indexed content
-    hash), so an imported label shows, and can be corrected, where that post is shown."""
-    return session.scalar(select(func.min(Post.id)).where(Post.content_hash == content_hash(text)))
+def _post_with_text(session: Session, *texts: str) -> int | None:
+    """A stored post whose text is exactly one of ``texts`` (untitled posts, by their indexed
+    content hash), so an imported label shows, and can be corrected, where that post is shown."""
+    hashes = list(dict.fromkeys(content_hash(t) for t in texts))
+    return session.scalar(select(func.min(Post.id)).where(Post.content_hash.in_(hashes)))
 
 
 @dataclass

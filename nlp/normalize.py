@@ -4,9 +4,7 @@
 segmenter, the cue extractor and the classifier all share:
 
 * NFKC (full-width letters, digits and punctuation become half-width);
-* traditional characters become simplified (OpenCC ``t2s``), but only when the text holds
-  a character that OpenCC could change: the reimplemented OpenCC is pure Python and slow,
-  and almost all mainland posts need no conversion (see ``needs_t2s``);
+* traditional characters become simplified (OpenCC ``t2s``, the C++ library's binding);
 * HTML tags are stripped and entities unescaped;
 * URLs, @mentions and emoji become placeholder tokens (``<URL>``, ``<AT>``, ``<EMO>``);
 * runs of ``!``/``?`` collapse to one mark followed by ``<REPEAT_PUNCT>``, so the *fact* of
@@ -20,15 +18,14 @@ from __future__ import annotations
 
 import html
 import re
-import threading
 import unicodedata
 from functools import lru_cache
-from pathlib import Path
+from typing import Any
 
 __all__ = [
     "PLACEHOLDERS",
     "PLACEHOLDER_RE",
-    "needs_t2s",
+    "ConverterMissing",
     "normalize",
     "to_simplified",
 ]
@@ -99,60 +96,46 @@ def _strip_tag(m: re.Match[str]) -> str:
 
 
 # --------------------------------------------------------------------------- OpenCC
-_OPENCC_LOCK = threading.Lock()
+class ConverterMissing(RuntimeError):
+    """The ``opencc`` package (OpenCC's C++ library with its Python binding) is not usable here."""
+
+
+_INSTALL_HINT = (
+    "请安装 opencc 软件包（OpenCC 1.4 的 C++ 库及其 Python 绑定）：pip install 'opencc>=1.4,<1.5'。"
+    "没有预编译包的平台需先装 cmake 与 C++ 编译器，pip 会从源码构建。"
+)
 
 
 @lru_cache(maxsize=1)
-def _t2s_trigger_chars() -> frozenset[str]:
-    """Characters whose presence means OpenCC ``t2s`` *could* change the text.
-
-    Built from OpenCC's own t2s dictionaries: every character of a character-table key
-    whose value differs, and every position where a phrase key differs from its value.
-    A text with none of these characters is left unchanged by ``t2s`` (every conversion
-    replaces a matched key by a different value at some position that holds one of
-    them), so skipping OpenCC there is exact, not a heuristic. tests/nlp checks this on
-    real data when it is available.
-    """
-    import opencc
-
-    base = Path(opencc.__file__).parent / "dictionary"
-    chars: set[str] = set()
-    for line in (base / "TSCharacters.txt").read_text(encoding="utf-8").splitlines():
-        key, _, values = line.partition("\t")
-        if values and values.split()[0] != key:  # OpenCC takes the first candidate
-            chars.update(key)
-    # A phrase can only match when all its characters are present, so one trigger
-    # character per changing phrase is enough; most already hold a changing character.
-    for line in (base / "TSPhrases.txt").read_text(encoding="utf-8").splitlines():
-        key, _, values = line.partition("\t")
-        if not values or values.split()[0] == key or chars.intersection(key):
-            continue
-        value = values.split()[0]
-        if len(value) == len(key):
-            chars.update(k for k, v in zip(key, value, strict=True) if k != v)
-        else:
-            chars.update(key)
-    return frozenset(chars)
-
-
-@lru_cache(maxsize=1)
-def _converter():  # -> opencc.OpenCC; untyped library
-    import opencc
-
-    return opencc.OpenCC("t2s")
-
-
-def needs_t2s(text: str) -> bool:
-    """True when ``text`` holds at least one character OpenCC t2s may convert."""
-    return not _t2s_trigger_chars().isdisjoint(text)
+def _converter() -> Any:  # opencc.OpenCC
+    """OpenCC ``t2s``, built once. Raises `ConverterMissing` with what to install."""
+    try:
+        import opencc
+    except ImportError as err:  # no wheel for this platform, or its native library failed to load
+        raise ConverterMissing(f"繁简转换不可用（{err}）。{_INSTALL_HINT}") from err
+    # opencc-python-reimplemented installs a package of the same name; if it was installed after
+    # opencc it shadows it (pure Python, ~10x slower, older dictionaries). Refuse it rather than
+    # give different output.
+    if not hasattr(opencc, "__version__"):
+        raise ConverterMissing(
+            "导入的 opencc 是已停用的 opencc-python-reimplemented（两者安装到同一个 opencc 目录）。"
+            "请先卸载两者：pip uninstall -y opencc-python-reimplemented opencc，再重新安装。" + _INSTALL_HINT
+        )
+    # Without the "tofu risk" dictionary (TSCharactersExt): it maps some traditional characters to
+    # simplified ones that only CJK extension fonts hold, and normalised text reaches story and
+    # alert titles that must render everywhere.
+    return opencc.OpenCC("t2s.json", include_tofu_risk_dictionaries=False)
 
 
 def to_simplified(text: str) -> str:
-    """Traditional to simplified Chinese; a no-op (and no OpenCC call) for simplified text."""
-    if not needs_t2s(text):
+    """Traditional to simplified Chinese (OpenCC ``t2s``: phrases first, then characters).
+
+    The native converter takes about 4 µs for a typical post, so every text goes through it;
+    its ``convert`` is const in C++ and safe to call from several threads.
+    """
+    if text.isascii():
         return text
-    with _OPENCC_LOCK:  # the reimplementation keeps per-call state on the instance
-        return _converter().convert(text)
+    return str(_converter().convert(text))
 
 
 # --------------------------------------------------------------------------- normalize

@@ -92,23 +92,43 @@ class Figures:
         self.rows.append(row)
 
 
+COLUMNS = ["fault", "items", "lost", "duplicated", "5xx", "recovery_s", "note"]
+
+
+def _rows_in(path: Path) -> list[dict[str, object]]:
+    """The table rows already in the results file (so running one test keeps the others' figures)."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if line.startswith("| ") and len(cells) == len(COLUMNS) and cells[0] != "fault":
+            rows.append(dict(zip(COLUMNS, cells, strict=True)))
+    return rows
+
+
 @pytest.fixture(scope="session")
 def fault_figures() -> Iterator[Figures]:
     figures = Figures()
     yield figures
     if not figures.rows:
         return
-    columns = ["fault", "items", "lost", "duplicated", "5xx", "recovery_s", "note"]
+    fresh = {str(row["fault"]): row for row in figures.rows}
+    old = _rows_in(RESULTS)
+    rows = [fresh.get(str(row["fault"]), row) for row in old]  # in place, the order kept
+    rows += [row for name, row in fresh.items() if name not in {str(r["fault"]) for r in old}]
     lines = [
         "# Fault injection (tests/faults, `pytest -m faults`)",
         "",
-        f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on this machine. Target: 0 lost, 0 duplicated, 0 5xx.",
+        f"Last written {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on this machine (each row is its test's "
+        f"latest run; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores when written: times on a "
+        "shared machine are upper bounds). Target: 0 lost, 0 duplicated, 0 5xx.",
         "",
-        "| " + " | ".join(columns) + " |",
-        "|" + "---|" * len(columns),
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
     ]
-    for row in figures.rows:
-        lines.append("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
+    for row in rows:
+        lines.append("| " + " | ".join(str(row.get(c, "")) for c in COLUMNS) + " |")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines) + "\n", encoding="utf-8")
 

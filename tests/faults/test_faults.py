@@ -5,11 +5,14 @@ to bench/results/faults.md. Target: 0 lost, 0 duplicated, 0 5xx.
   pushes from a client that never retries (go-cqhttp);
 - kill -9 of `yuqing analyze` (backlog 6,000, two worker processes) mid-run, then a new run;
 - kill -9 of `yuqing import-chats` mid-file, then the same command again;
+- kill -9 of `yuqing crawl` half-way through a slow site, then the next run;
 - a crawl with the database crashing under it, then a crawl after it is back;
-- the SMTP server down while alert mails are due, then back.
-
-Webhook receivers going down mid-run are tested where the outbox lives
-(tests/alerts/test_notify.py::test_receiver_down_mid_run_every_notification_delivered_exactly_once).
+- the SMTP server down while alert mails are due, then back;
+- a webhook receiver that crashes mid-request and stays down for a few seconds, then comes back,
+  with delivery running in real time (the outbox's retry logic step by step is tested in
+  tests/alerts/test_notify.py);
+- bounded load (bot pushes and API reads at fixed rates) while `yuqing analyze` works through a
+  backlog.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from api import accounts
 from api.app import create_app
 from core.db import make_engine, session_scope
 from core.settings import get_settings
-from core.tables import AnalysisRun, Post, PostScore, SourceRun
+from core.tables import AnalysisRun, Notification, Post, PostScore, SourceRun
 from tests.faults.conftest import REPO, Figures, OwnPostgres, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
@@ -231,6 +234,84 @@ def test_kill_9_of_an_import_then_the_same_command(
     assert statuses[0] == "interrupted" and statuses[-1] in ("ok", "partial")
 
 
+def test_kill_9_of_a_crawl_then_the_next_run(fresh_db_url: str, data_dir: Path, tmp_path: Path,
+                                              fault_figures: Figures) -> None:
+    """kill -9 of `yuqing crawl` half-way through a slow site; the next run stores the rest,
+    fetches none of the stored pages again, and marks the killed run interrupted."""
+    from collections import Counter
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.crawler.conftest import crawl_env, run_crawl, write_sources
+
+    pages = 30
+    hits: Counter[str] = Counter()
+
+    class SlowSite(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits[self.path] += 1
+            if self.path == "/list.html":
+                body = "<html><body>" + "".join(f'<a class="t" href="/a/{i}.html">通知{i}</a>' for i in range(pages))
+            elif self.path.startswith("/a/"):
+                time.sleep(0.3)  # slow enough to kill the crawl half-way
+                i = self.path.split("/")[-1].split(".")[0]
+                body = (f'<html><body><h1>南坪村公告第{i}号</h1><div class="b">南坪村第{i}次道路施工，请绕行。</div>'
+                        f'<span class="t">2026-11-23 09:{int(i) % 60:02d}</span>')
+            else:
+                self.send_response(404)
+                self.end_headers()
+                return
+            data = (body + "</body></html>").encode("utf-8")
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowSite)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    sources = write_sources(tmp_path / "sources.yaml", {
+        "name": "慢速公告站", "kind": "html", "interval": "10m", "urls": [base + "/list.html"], "obey_robots": False,
+        "concurrency": 2, "list": {"item_links": "a.t::attr(href)"},
+        "detail": {"title": "h1::text", "body": "div.b", "published": "span.t::text"}})
+    env = crawl_env(YUQING_DATA_DIR=str(data_dir), YUQING_DATABASE_URL=fresh_db_url, YUQING_CRAWL_BATCH_SIZE="3")
+    engine = make_engine(fresh_db_url)
+
+    def stored() -> list[str]:
+        with session_scope(engine) as s:
+            return list(s.scalars(select(Post.url).where(Post.title.like("南坪村公告第%"))))
+
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "yuqing.cli", "crawl", "--sources", str(sources)], cwd=REPO,
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert wait_until(lambda: len(stored()) >= 8, 240, step=0.1) is not None, "the crawl stored nothing"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        before = set(stored())
+        hits.clear()
+        started = time.monotonic()
+        again = run_crawl("--sources", str(sources), env=env, timeout=300)
+        seconds = time.monotonic() - started
+    finally:
+        server.shutdown()
+    assert again.returncode == 0, again.stdout + again.stderr
+    after = stored()
+    with session_scope(engine) as s:
+        statuses = list(s.scalars(select(SourceRun.status).order_by(SourceRun.id)))
+    engine.dispose()
+    refetched = sum(hits[u.removeprefix(base)] for u in before)
+    fault_figures.add(fault="kill -9 of yuqing crawl, then the next run", items=pages, lost=pages - len(set(after)),
+                      duplicated=len(after) - len(set(after)), **{"5xx": "-"}, recovery_s=round(seconds, 1),
+                      note=f"{len(before)} pages stored before the kill, {refetched} of them fetched again; "
+                           f"runs: {' → '.join(statuses)}")
+    assert len(before) < pages, "the crawl finished before the kill"
+    assert (pages - len(set(after)), len(after) - len(set(after)), refetched) == (0, 0, 0)
+    assert statuses[0] == "interrupted" and statuses[-1] == "ok"
+
+
 def test_crawl_while_the_database_is_down_then_after(
     own_postgres: OwnPostgres, data_dir: Path, tmp_path: Path, fault_figures: Figures
 ) -> None:
@@ -359,3 +440,232 @@ def test_smtp_outage_then_back(fresh_db_url: str, monkeypatch: pytest.MonkeyPatc
                       note=f"{down.failed} failed attempts while down, retried with backoff")
     assert down.failed == total and down.sent == 0
     assert (total - len(set(ids)), len(ids) - len(set(ids))) == (0, 0)
+
+
+def _paced(rate: float, stop: threading.Event, call) -> None:  # type: ignore[no-untyped-def]
+    """Call ``call(k)`` at ``rate`` per second until ``stop``: an open loop (calls start on a fixed
+    schedule, up to 8 at once, whether or not earlier ones have answered), as independent clients do."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = time.monotonic()
+    k = 0
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        while not stop.is_set():
+            delay = start + k / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(call, k)
+            k += 1
+
+
+def _p95_ms(seconds: list[float]) -> int:
+    return round(sorted(seconds)[int(0.95 * (len(seconds) - 1))] * 1000) if seconds else 0
+
+
+@pytest.mark.timeout(900)  # about 30 s on two idle cores; a shared machine takes many times that
+def test_bounded_load_during_analyze(fresh_db_url: str, data_dir: Path, fault_figures: Figures) -> None:
+    """Bot pushes at 20/s and API reads at 10/s while `yuqing analyze` scores a 600-post backlog
+    (two workers: both cores busy): every push is kept once, no read fails, and the next run
+    analyzes the pushed posts. The backlog is small to keep the test short: analyze costs about
+    9 s of CPU to start and 25 ms per post here."""
+    from collections import Counter
+
+    from core.ingest import ingest_posts
+
+    backlog, push_rate, read_rate, max_load_s = 600, 20.0, 10.0, 10.0
+    engine = make_engine(fresh_db_url)
+    with session_scope(engine) as s:
+        ingest_posts(s, [{"source": "负载测试", "external_id": f"b{i}", "title": f"通知{i}",
+                          "text": f"听说第{i % 89}村要停电{i}小时，大家转告 {i}"} for i in range(backlog)])
+        bot = accounts.create_token(s, accounts.create_user(s, username="qq-bot-load", role="staff"), "qq-bot-load",
+                                    kind="bot")
+        viewer = accounts.create_token(s, accounts.create_user(s, username="duty-viewer", role="viewer"), "duty")
+    server, thread, base = _serve(create_app(engine))
+    env = os.environ | {"PYTHONPATH": str(REPO), "YUQING_DATABASE_URL": fresh_db_url}
+    cmd = [sys.executable, "-m", "yuqing.cli", "analyze", "--workers", "2", "--batch-size", "100"]
+    pushes: dict[int, int] = {}
+    reads: dict[int, int] = {}
+    errors: list[str] = []
+    push_s: list[float] = []
+    read_s: list[float] = []
+    reads_at = ["/api/v1/posts?limit=20", "/api/v1/stats", "/api/v1/stories?limit=20", "/api/v1/posts?q=停电"]
+    try:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+        def running() -> bool:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            with session_scope(engine) as s:
+                return bool(s.scalar(select(func.count()).select_from(AnalysisRun)))
+
+        assert wait_until(running, 240, step=0.2) is not None, "analyze never committed a batch"
+        stop = threading.Event()
+        with (httpx.Client(base_url=base, timeout=10, headers={"Authorization": f"Bearer {bot}"}) as pusher,
+              httpx.Client(base_url=base, timeout=10, headers={"Authorization": f"Bearer {viewer}"}) as reader):
+
+            def push(k: int) -> None:
+                n = 1_000_000 + k
+                event = {"time": 1764036000 + k, "post_type": "message", "message_type": "group",
+                         "message_id": n, "group_id": 880002, "user_id": 30000 + k % 11,
+                         "message": f"第{k}条：西岭村今晚停电吗", "sender": {"nickname": f"村民{k % 11}"}}
+                pushes[n] = 0  # no answer, unless one comes
+                t0 = time.monotonic()
+                try:
+                    answer = pusher.post("/api/v1/ingest/onebot", json=event)
+                    pushes[n] = answer.status_code
+                    if answer.status_code >= 500:
+                        errors.append(f"{answer.status_code} {answer.text[:160]}")
+                except httpx.HTTPError as err:
+                    pushes[n] = 0
+                    errors.append(f"no answer: {type(err).__name__}")
+                push_s.append(time.monotonic() - t0)
+
+            def read(k: int) -> None:
+                reads[k] = 0
+                t0 = time.monotonic()
+                try:
+                    answer = reader.get(reads_at[k % len(reads_at)])
+                    reads[k] = answer.status_code
+                    if answer.status_code >= 500:
+                        errors.append(f"read {answer.status_code} {answer.text[:160]}")
+                except httpx.HTTPError as err:
+                    reads[k] = 0
+                    errors.append(f"read, no answer: {type(err).__name__}")
+                read_s.append(time.monotonic() - t0)
+
+            load = [threading.Thread(target=_paced, args=(rate, stop, fn), daemon=True)
+                    for rate, fn in ((push_rate, push), (read_rate, read))]
+            started = time.monotonic()
+            for t in load:
+                t.start()
+            while proc.poll() is None and time.monotonic() - started < max_load_s:
+                time.sleep(0.1)
+            stop.set()
+            for t in load:
+                t.join(timeout=15)
+            load_s = time.monotonic() - started
+        load_ended = time.monotonic()
+        assert proc.wait(timeout=600) == 0, proc.stderr.read().decode() if proc.stderr else ""
+        accepted = {n for n, code in pushes.items() if code in (200, 202)}
+
+        def stored_pushes() -> list[int]:
+            with session_scope(engine) as s:
+                return [int(x) for x in s.scalars(select(Post.external_id).where(Post.external_id.not_like("b%")))]
+
+        assert wait_until(lambda: accepted <= set(stored_pushes()), 30, step=0.2) is not None
+        # the next scheduled run, with its default workers (in-process for a small backlog)
+        again = subprocess.run([*cmd[:4], "--quiet"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+                               check=False)
+        assert again.returncode == 0, again.stdout + again.stderr
+        recovery_s = time.monotonic() - load_ended
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    pushed = stored_pushes()
+    with session_scope(engine) as s:
+        left = s.scalar(select(func.count()).select_from(Post).where(Post.analyzed_at.is_(None)))
+        scores = s.scalar(select(func.count()).select_from(PostScore)) or 0
+        scored = s.scalar(select(func.count(func.distinct(PostScore.post_id)))) or 0
+    engine.dispose()
+    lost = len(set(pushes) - set(pushed))
+    duplicated = len(pushed) - len(set(pushed)) + scores - scored
+    fifth = sum(1 for code in [*pushes.values(), *reads.values()] if code >= 500 or code == 0)
+    spooled = sum(1 for code in pushes.values() if code == 202)
+    fault_figures.add(
+        fault=f"bounded load during yuqing analyze ({backlog:,} backlog, 2 workers)", items=len(pushes) + len(reads),
+        lost=lost, duplicated=duplicated, **{"5xx": fifth}, recovery_s=round(recovery_s, 1),
+        note=f"{len(pushes)} pushes ({push_rate:g}/s offered) and {len(reads)} reads ({read_rate:g}/s) over {load_s:.1f} s "
+             f"of analyze; p95 {_p95_ms(push_s)} ms push, {_p95_ms(read_s)} ms read; {spooled} pushes spilled (202); "
+             f"recovery = load end until the next run had analyzed every pushed post")
+    assert len(pushes) >= 20 and len(reads) >= 10, "the load did not run"
+    assert (lost, duplicated, fifth, left) == (0, 0, 0, 0), sorted(Counter(errors).items())[:10]
+    assert all(code == 200 for code in reads.values())
+
+
+def test_webhook_receiver_crash_and_outage_then_back(
+    fresh_db_url: str, monkeypatch: pytest.MonkeyPatch, fault_figures: Figures
+) -> None:
+    """Twenty alert notifications to a webhook, delivered in real time: the receiver drops the
+    connection after reading the 6th request (it crashed before answering), stays down 3 s, and
+    comes back on the same port. Each notification arrives under one delivery key."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from alerts import notify
+    from alerts.notify import deliver_due, parse_notify_config
+    from tests.alerts.receivers import free_port
+    from tests.factories import make_alert
+
+    monkeypatch.setenv("YUQING_NOTIFY_BACKOFF_SECONDS", "0.5")
+    monkeypatch.setenv("YUQING_NOTIFY_BACKOFF_MAX_SECONDS", "1")
+    monkeypatch.setenv("YUQING_NOTIFY_TIMEOUT_SECONDS", "2")
+    get_settings.cache_clear()
+    total, crash_at, down_for = 20, 6, 3.0
+    port = free_port()
+    received: list[tuple[str, str]] = []  # (X-Yuqing-Notification, X-Yuqing-Delivery)
+    crashed = threading.Event()
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            received.append((self.headers["X-Yuqing-Notification"], self.headers["X-Yuqing-Delivery"]))
+            if len(received) == crash_at and not crashed.is_set():
+                crashed.set()
+                self.close_connection = True  # the request arrived; the answer never leaves
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    def serve() -> ThreadingHTTPServer:
+        ThreadingHTTPServer.allow_reuse_address = True
+        server = ThreadingHTTPServer(("127.0.0.1", port), Receiver)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+    engine = make_engine(fresh_db_url)
+    config = parse_notify_config(f"routes:\n  - {{name: 指挥中心, channel: webhook, url: 'http://127.0.0.1:{port}/hook', "
+                                 "min_severity: low}\n")
+    with session_scope(engine) as s:
+        for i in range(total):
+            notify.enqueue(s, make_alert(s, severity="high", title=f"停电传言{i}"), "created", config=config)
+    server: ThreadingHTTPServer | None = serve()
+    back_at = None
+    failed, down_since = 0, 0.0
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < 60:
+            failed += deliver_due(engine, config=config, limit=5).failed  # the scheduler's loop, faster
+            if crashed.is_set() and server is not None and back_at is None:
+                server.shutdown()
+                server.server_close()
+                server, down_since = None, time.monotonic()
+            if server is None and time.monotonic() - down_since >= down_for:
+                server, back_at = serve(), time.monotonic()
+            with session_scope(engine) as s:
+                pending = s.scalar(select(func.count()).select_from(Notification).where(Notification.status != "sent"))
+            if not pending and back_at is not None:
+                break
+            time.sleep(0.1)
+        recovery_s = time.monotonic() - back_at if back_at is not None else None
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        engine.dispose()
+    keys_per_notification: dict[str, set[str]] = {}
+    for nid, key in received:
+        keys_per_notification.setdefault(nid, set()).add(key)
+    duplicated = sum(len(keys) - 1 for keys in keys_per_notification.values())
+    redelivered = len(received) - len({key for _, key in received})
+    fault_figures.add(
+        fault="webhook receiver crashes mid-request, down 3 s, then back", items=total,
+        lost=total - len(keys_per_notification), duplicated=duplicated, **{"5xx": "-"},
+        recovery_s=round(recovery_s, 1) if recovery_s is not None else "never",
+        note=f"{failed} failed attempts, retried with backoff; {redelivered} request(s) received again after the "
+             f"receiver's answer was lost, under the same X-Yuqing-Delivery (a receiver dedupes on it)")
+    assert back_at is not None and recovery_s is not None, "the receiver never came back or delivery never finished"
+    assert (total - len(keys_per_notification), duplicated) == (0, 0)
+    assert failed >= 1 and redelivered >= 1  # the outage and the lost answer were both hit

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +97,57 @@ def test_remembered_texts_are_cut_once_and_alike(tmp_path):
     assert seg == Segmenter(cache_dir=tmp_path) and pickle.loads(pickle.dumps(seg)).cut(texts[1]) == plain[1]
     seg.remember_recent(0)
     assert seg.cut(texts[0]) is not first
+
+
+def test_rjieba_serves_without_jieba(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "jieba", None)  # what `import jieba` meets when the extra is absent
+    seg = Segmenter(cache_dir=tmp_path)
+    assert "全员核酸" in seg.cut("县卫生健康局说明天全员核酸") and seg.backend_used == "rjieba"
+    with pytest.raises(ImportError, match=r"yuqing\[jieba\]"):
+        Segmenter(backend="jieba", cache_dir=tmp_path).cut("全员核酸")
+
+
+def test_no_segmentation_library_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "jieba", None)
+    monkeypatch.setitem(sys.modules, "rjieba", None)
+    with pytest.raises(ImportError, match="pip install rjieba"):
+        Segmenter(cache_dir=tmp_path).cut("全员核酸")
+
+
+RUNTIME_ONLY = """
+import sys
+sys.modules["jieba"] = None  # the optional extra is not installed
+from yuqing.cli import main
+sys.argv = ["yuqing", "analyze", "--quiet"]
+main()
+"""
+
+
+@pytest.mark.slow
+def test_analyze_needs_no_jieba(fresh_db_url: str) -> None:
+    """`yuqing analyze` with the shipped model, on simplified and traditional posts, with jieba absent."""
+    import datetime as dt
+
+    from core.db import make_engine, session_scope
+    from core.ingest import ingest_posts
+
+    texts = ["青禾镇明天封城，所有人不准出门，赶紧去超市囤货", "聽說青禾鎮自來水被污染了，千萬不要喝",
+             "县卫生健康局通知：本周六举办健康讲座", "收到"]
+    engine = make_engine(fresh_db_url)
+    recent = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    with session_scope(engine) as s:
+        ingest_posts(s, [{"source": "无结巴测试", "external_id": str(i), "text": t,
+                          "published_at": recent + dt.timedelta(minutes=i)} for i, t in enumerate(texts)])
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", RUNTIME_ONLY], cwd=repo, capture_output=True, text=True,
+                          env=os.environ | {"PYTHONPATH": str(repo)}, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"已分析 {len(texts)} 条" in " ".join(done.stdout.split())
+    with session_scope(engine) as s:
+        from sqlalchemy import select
+
+        from core.tables import Post
+
+        norm = set(s.scalars(select(Post.norm_text)))
+    engine.dispose()
+    assert any("自来水被污染" in t for t in norm)  # converted to simplified on the way in

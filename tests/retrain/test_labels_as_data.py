@@ -224,3 +224,21 @@ def test_the_queue_survives_a_promotion_and_follows_its_settings(
     get_settings.cache_clear()
     with pytest.raises(ValueError, match="LABEL_QUEUE_BAND"):
         get_settings()
+
+
+def test_imported_label_texts_are_masked_and_meet_their_post(env: Path, fresh_db_url: str) -> None:
+    text = "东湾村停水，有事打13987654323或加QQ：2718281828问"
+    (post_id,) = _posts(fresh_db_url, [text])
+    labels = env / "labels.csv"
+    labels.write_text(f"text,label\n{text},1\n", encoding="utf-8")
+    engine = make_engine(fresh_db_url)
+    for _ in range(2):  # a re-import changes nothing
+        with session_scope(engine) as s:
+            result = import_labels_csv(s, labels)
+    with session_scope(engine) as s:
+        (row,) = s.scalars(select(Label)).all()
+        stored, linked = row.text, row.post_id
+    engine.dispose()
+    assert (result.new, result.unchanged) == (0, 1)
+    assert "13987654323" not in stored and "2718281828" not in stored and "139****4323" in stored
+    assert linked == post_id
