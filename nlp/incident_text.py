@@ -31,6 +31,7 @@ __all__ = [
     "clean_anchors",
     "cue_flags",
     "grams_of",
+    "quoted_part",
 ]
 # Roles whose post states a matter by itself and may found an incident (a question may too, when
 # it names enough of the matter: "中心小学真的停课两周吗"; see nlp.incidents).
@@ -73,6 +74,17 @@ def grams_of(key: str) -> tuple[int, ...]:
         for a, b in itertools.pairwise(key)
     )
     return tuple(out)
+
+
+_QUOTE_RE = re.compile(r"“([^”]{4,80})”|\"([^\"]{4,80})\"|「([^」]{4,80})」|『([^』]{4,80})』|《([^》]{4,80})》")
+
+
+def quoted_part(norm: str) -> str:
+    """What a text quotes (“…”, "…", 「…」, 《…》), joined; "" when it quotes nothing. A refutation
+    or notice names the rumor it answers in quotes: 网传“金塘农商银行资金链断裂、即将倒闭”不实."""
+    if "“" not in norm and '"' not in norm and "「" not in norm and "『" not in norm and "《" not in norm:
+        return ""
+    return "，".join(next(g for g in m.groups() if g) for m in _QUOTE_RE.finditer(norm))
 
 
 # Characters that never begin a village's or town's own name but often precede 村/镇 in a sentence:
