@@ -25,7 +25,7 @@ from sqlalchemy import Table, update
 from sqlalchemy.orm import Session
 
 from core.tables import Incident, Post
-from nlp.anchors import anchors_conflict
+from nlp.anchors import Anchors, anchors_conflict
 from nlp.incident_index import PROFILE_TERMS, IncidentIndex, _Open, _Post, live
 
 __all__ = ["LINKING_ROLES", "merge_linked", "write_merges"]
@@ -33,10 +33,12 @@ __all__ = ["LINKING_ROLES", "merge_linked", "write_merges"]
 #: Roles of posts that can tie two incidents: they state the matter (a reaction or chatter that
 #: names two matters, "又是银行又是鼠疫 今天咋了", ties nothing).
 LINKING_ROLES = frozenset({"claim", "refutation", "notice", "complaint", "question"})
-MERGE_SCORE = 0.55  # the post's fit to each of the two incidents (nlp.incidents._score)
+MERGE_SCORE = 0.5  # the post's fit to each of the two incidents (nlp.incidents._score)
+STRONG_FIT = 1.0  # ... or to one of them, when it fits the other at least as a member would
+MEMBER_FIT = 0.3  # (nlp.incidents.JOIN_SCORE)
 MERGE_MIN_SHARED = 4  # bigrams the post shares with each of them
 LINK_MIN_TERMS = 8  # bigrams the post needs at all (a short line fits anything)
-PAIR_OVERLAP = 0.15  # IDF share of the smaller incident's profile the other holds
+PAIR_OVERLAP = 0.12  # IDF share of the smaller incident's profile the other holds
 
 
 def _pair_overlap(index: IncidentIndex, a: _Open, b: _Open) -> float:
@@ -51,11 +53,20 @@ def _pair_overlap(index: IncidentIndex, a: _Open, b: _Open) -> float:
     return float(idf[inside].sum()) / total if total > 0 else 0.0
 
 
+def _solid(index: IncidentIndex, a: Anchors) -> Anchors:
+    """The anchors of an incident that can be trusted to tell two matters apart: the gazetteer's
+    places and the amounts. An incident's anchors are the union over its posts, and the place
+    marks and named things read off chat lines include fragments ("冒充镇", "问请联系村委会")
+    that would make any two incidents "conflict"."""
+    return Anchors(frozenset(p for p in a.places if p in index.parents), frozenset(), a.amounts, frozenset())
+
+
 def mergeable(index: IncidentIndex, a: _Open, b: _Open) -> bool:
     """Whether two incidents may become one without a staff decision."""
     if a is b or a.guarded or b.guarded:
         return False
-    if a.anchors and b.anchors and anchors_conflict(a.anchors, b.anchors, index.parents):
+    sa, sb = _solid(index, a.anchors), _solid(index, b.anchors)
+    if sa and sb and anchors_conflict(sa, sb, index.parents):
         return False
     return _pair_overlap(index, a, b) >= PAIR_OVERLAP
 
@@ -68,12 +79,17 @@ def merge_linked(index: IncidentIndex, p: _Post, joined: _Open, ranked: list[tup
     incident ``p`` ends in after a merge, else None."""
     if len(p.terms) < LINK_MIN_TERMS:
         return None
-    fit = {live(inc): (score, n) for score, _k, inc, n in ranked}
+    fit: dict[_Open, tuple[float, int]] = {}
+    for score, _k, inc, n in ranked:
+        fit.setdefault(live(inc), (score, n))
     own = fit.get(joined)
-    if own is None or own[0] < MERGE_SCORE or own[1] < MERGE_MIN_SHARED:
+    if own is None or own[0] < MEMBER_FIT:
         return None
     for other, (score, n) in fit.items():
-        if other is joined or score < MERGE_SCORE or n < MERGE_MIN_SHARED:
+        if other is joined or n < MERGE_MIN_SHARED or score < MEMBER_FIT:
+            continue
+        both = min(own[0], score) >= MERGE_SCORE and own[1] >= MERGE_MIN_SHARED
+        if not both and max(own[0], score) < STRONG_FIT:
             continue
         if p.facts.anchors and other.anchors and anchors_conflict(p.facts.anchors, other.anchors, index.parents):
             continue

@@ -102,6 +102,8 @@ CONVERSATION_BONUS = 0.15  # the incident was just talked about in the post's gr
 MEMORY_BONUS = 0.08  # ... within the last GROUP_MEMORY (the group comes back to its matter)
 GROUP_MEMORY = dt.timedelta(minutes=90)
 FOLLOW_MINUTES = 5  # a short statement this soon after a matter in its group carries it on
+FOLLOW_TERMS = 40  # ... and a longer one up to this many bigrams, when it shares a word with it
+FOLLOW_BARE_TERMS = 24  # ... or up to this many when it shares none ("我一个跑县城的朋友说的 高速口都在设卡了")
 QUOTE_SCORE = 0.5  # what the quoted part of a post ("网传“…”不实") needs to join a matter by itself
 QUIET_PENALTY = ((dt.timedelta(days=5), 0.2), (dt.timedelta(days=2), 0.1))
 POST_TERMS = 96  # rarest character bigrams kept per post (a chat line has fewer)
@@ -157,7 +159,8 @@ def _score(index: IncidentIndex, p: _Post, inc: _Open, shared: float, n_shared: 
     overlap = _anchor_bonus(index, p.facts.anchors, inc.anchors)
     if n_shared < MIN_SHARED and overlap == 0.0 and talked < CONVERSATION_BONUS:
         content = 0.0
-    score = min(content, 1.0) + overlap + (talked if n_shared else 0.0)
+    talk = talked if n_shared else 0.0
+    score = min(content, 1.0) + overlap + talk
     quiet = p.when - inc.last_seen
     for after, penalty in QUIET_PENALTY:
         if quiet > after:
@@ -239,9 +242,17 @@ def _best(index: IncidentIndex, p: _Post, ranked: list[tuple[float, int, _Open, 
 def _conversation(index: IncidentIndex, p: _Post, forbidden: set[_Open]) -> _Open | None:
     """A short line right after a matter in its group: a question or reaction ("真的吗？",
     "天哪") belongs to the latest matter talked about; any other short line ("这可咋整 结核会
-    传染的") to the latest one it shares a bigram with."""
+    传染的") to the latest one it shares a bigram with. A longer statement only carries on the
+    matter just before it ("我表姐在化工厂上班说的，内部消息" a few minutes after the water rumor)."""
     recent = [inc for _w, inc in index.recent_in_group(p) if inc not in forbidden and not _conflicts(index, p, inc)]
     if not recent:
+        return None
+    if len(p.terms) > SMALL_POST_TERMS:
+        w0 = next(w for w, i in index.recent_in_group(p) if i is recent[0])
+        if p.role in STARTER_ROLES and p.when - w0 <= dt.timedelta(minutes=FOLLOW_MINUTES) \
+                and not _names_new_thing(index, p, recent[0]) \
+                and (len(p.terms) <= FOLLOW_BARE_TERMS or any(t in recent[0].terms for t in p.terms)):
+            return recent[0]
         return None
     if p.role in ("question", "reaction"):
         return recent[0]
@@ -294,18 +305,19 @@ def place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | No
             talked = index.recent_in_group(p, GROUP_MEMORY)
             ranked = _ranked(index, p, index.candidates(p, [i for _w, i in talked]), _talk_bonus(p, talked),
                              forbidden)
-    if inc is None:
-        best = _best(index, p, ranked, CHATTER_JOIN_SCORE if p.role == "other" else JOIN_SCORE)
-        if best is not None:
-            inc, why = best, "content"
     if inc is None and p.quote is not None:
         # A refutation or notice quoting the rumor it answers (网传“盐和大米将大幅涨价”不实):
-        # the quote, not the whole text, says which matter it is about.
+        # the quote, not the rest of the text (which may name the true story), says which
+        # matter it is about.
         q = p.quote
         quoted = _best(index, q, _ranked(index, q, index.candidates(q), {}, forbidden), QUOTE_SCORE)
         if quoted is not None:
             inc, why = quoted, "quote"
-    if inc is None and len(p.terms) <= SMALL_POST_TERMS:
+    if inc is None:
+        best = _best(index, p, ranked, CHATTER_JOIN_SCORE if p.role == "other" else JOIN_SCORE)
+        if best is not None:
+            inc, why = best, "content"
+    if inc is None and len(p.terms) <= FOLLOW_TERMS:
         inc = _conversation(index, p, forbidden)
         why = "conversation"
     if inc is not None:
