@@ -53,19 +53,19 @@ def _pair_overlap(index: IncidentIndex, a: _Open, b: _Open) -> float:
     return float(idf[inside].sum()) / total if total > 0 else 0.0
 
 
-def _solid(index: IncidentIndex, a: Anchors) -> Anchors:
-    """The anchors of an incident that can be trusted to tell two matters apart: the gazetteer's
-    places and the amounts. An incident's anchors are the union over its posts, and the place
-    marks and named things read off chat lines include fragments ("冒充镇", "问请联系村委会")
-    that would make any two incidents "conflict"."""
-    return Anchors(frozenset(p for p in a.places if p in index.parents), frozenset(), a.amounts, frozenset())
+def _solid(a: Anchors) -> Anchors:
+    """The anchors of an incident that tell two matters apart reliably enough for a merge: its
+    places and amounts. Named things are left out: an incident's anchors are the union over its
+    posts, and the named things read off chat lines include fragments ("问请联系村委会",
+    "电信诈骗政府") that would make any two incidents "conflict"."""
+    return Anchors(a.places, frozenset(), a.amounts, frozenset())
 
 
 def mergeable(index: IncidentIndex, a: _Open, b: _Open) -> bool:
     """Whether two incidents may become one without a staff decision."""
     if a is b or a.guarded or b.guarded:
         return False
-    sa, sb = _solid(index, a.anchors), _solid(index, b.anchors)
+    sa, sb = _solid(a.anchors), _solid(b.anchors)
     if sa and sb and anchors_conflict(sa, sb, index.parents):
         return False
     return _pair_overlap(index, a, b) >= PAIR_OVERLAP

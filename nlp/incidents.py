@@ -104,7 +104,7 @@ GROUP_MEMORY = dt.timedelta(minutes=90)
 FOLLOW_MINUTES = 5  # a short statement this soon after a matter in its group carries it on
 FOLLOW_TERMS = 40  # ... and a longer one up to this many bigrams, when it shares a word with it
 FOLLOW_BARE_TERMS = 24  # ... or up to this many when it shares none ("我一个跑县城的朋友说的 高速口都在设卡了")
-QUOTE_SCORE = 0.5  # what the quoted part of a post ("网传“…”不实") needs to join a matter by itself
+QUOTE_SCORE = 0.4  # what the quoted part of a post ("网传“…”不实") needs to join a matter by itself
 QUIET_PENALTY = ((dt.timedelta(days=5), 0.2), (dt.timedelta(days=2), 0.1))
 POST_TERMS = 96  # rarest character bigrams kept per post (a chat line has fewer)
 PROBE_TERMS = 8  # a post's rarest bigrams that other posts have too: what it looks up
