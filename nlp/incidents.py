@@ -76,7 +76,15 @@ from nlp.incident_stats import (
     stat_values,
     write_stats,
 )
-from nlp.incident_text import STARTER_ROLES, IncidentText, PostFacts, anchors_of, grams_of, quoted_part
+from nlp.incident_text import (
+    HOOK_GRAMS,
+    STARTER_ROLES,
+    IncidentText,
+    PostFacts,
+    anchors_of,
+    grams_of,
+    quoted_part,
+)
 from nlp.similarity import match_key
 
 __all__ = [
@@ -137,6 +145,11 @@ def _anchor_bonus(index: IncidentIndex, a: Anchors, b: Anchors) -> float:
     return min(ANCHOR_BONUS, THING_BONUS * things + PLACE_BONUS * places)
 
 
+def _shares_thing(a: Anchors, b: Anchors) -> bool:
+    """Whether the two name the same amount or named thing (800元, 中心小学)."""
+    return bool(a and b and ((a.amounts & b.amounts) or (a.names & b.names)))
+
+
 def _conflicts(index: IncidentIndex, p: _Post, inc: _Open) -> bool:
     return bool(p.facts.anchors) and bool(inc.anchors) and anchors_conflict(p.facts.anchors, inc.anchors, index.parents)
 
@@ -157,8 +170,8 @@ def _score(index: IncidentIndex, p: _Post, inc: _Open, shared: float, n_shared: 
     norm = min(p.mass, inc.mass or p.mass, NORM_MASS)
     content = shared / norm if norm > 0 else 0.0
     overlap = _anchor_bonus(index, p.facts.anchors, inc.anchors)
-    if n_shared < MIN_SHARED and overlap == 0.0 and talked < CONVERSATION_BONUS:
-        content = 0.0
+    if n_shared < MIN_SHARED and not _shares_thing(p.facts.anchors, inc.anchors) and talked < CONVERSATION_BONUS:
+        content = 0.0  # a shared place alone is weak: one village has many matters
     talk = talked if n_shared else 0.0
     score = min(content, 1.0) + overlap + talk
     quiet = p.when - inc.last_seen
@@ -372,7 +385,8 @@ def _post_terms(index: IncidentIndex, facts: Sequence[PostFacts], fresh: Sequenc
         w = idf_flat[k : k + n]
         seen = seen_flat[k : k + n]
         k += n
-        order = sorted(range(n), key=w.__getitem__, reverse=True)[:POST_TERMS]
+        # Hook bigrams ("真的假的", "听说") say nothing about which matter: left out.
+        order = sorted((j for j in range(n) if g[j] not in HOOK_GRAMS), key=w.__getitem__, reverse=True)[:POST_TERMS]
         terms.append([g[j] for j in order])
         idfs.append([w[j] for j in order])
         probes.append([(g[j], w[j]) for j in order if seen[j]][:PROBE_TERMS])

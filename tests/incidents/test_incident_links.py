@@ -92,3 +92,14 @@ def test_an_incident_staff_kept_apart_is_never_merged_by_the_grouping(db: Sessio
     run(db, rumor_model, [KINDER_LINK])
     assert incident_of(db, "m1") != incident_of(db, "m2")
     assert not db.scalars(select(Incident).where(Incident.status == "merged")).all()
+
+
+def test_asking_whether_it_is_true_names_no_matter(db: Session, rumor_model: Any) -> None:
+    run(db, rumor_model, [
+        msg("听说农商银行资金链断了要倒闭 存的钱可能取不出来了 赶紧去取钱", 1, "qh-1", 0),
+        msg("真的假的", 2, "qh-1", 1),  # right after the rumor in its group: part of it
+        msg("真的假的", 3, "qh-7", 20),  # another group, nothing said there: the words name no matter
+    ])
+    bank = incident_of(db, "m1")
+    assert bank is not None and incident_of(db, "m2") == bank
+    assert incident_of(db, "m3") is None
