@@ -308,7 +308,8 @@ def place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | No
                  if (inc := index.by_post.get(q) or lookups.partner.get(q))}
     inc, why = _bound(index, p, forbidden, lookups)
     ranked: list[tuple[float, int, _Open, int]] = []
-    if inc is None or p.role in LINKING_ROLES:
+    # A near-copy (story) says what a member already says: it cannot tie two matters together.
+    if inc is None or (p.role in LINKING_ROLES and why != "story"):
         if p.role == "other":
             # Chatter is only ever compared with the matters of its own conversation.
             recent = [i for _w, i in index.recent_in_group(p)]
