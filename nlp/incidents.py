@@ -32,10 +32,21 @@ How a post finds its incident (in this order; nothing is ever re-clustered):
    penalty for a matter quiet for days. Named things that conflict (东湾村 vs 柳树村, 800元 vs
    500元) forbid joining, whatever the words share. A paraphrase matcher (nlp.claims) can plug in
    (`IncidentIndex.paraphrase`), its similarity competing with the content score.
-5. Conversation: a short question or reaction (few words of its own) right after a message of an
-   incident in the same chat group joins that incident ("真的吗？" after the water rumor).
-6. Otherwise a post that states something (claim, complaint, notice, refutation; a question that
+   Being talked about in the post's group counts more within 15 minutes and a little within
+   GROUP_MEMORY (90 minutes: a group comes back to its matter). Hook bigrams ("真的假的", "听说",
+   "有没有正式通知") are left out of the terms: they name no matter.
+5. Quotes: a refutation or notice that quotes the rumor it answers (网传“…”不实) joins the matter
+   its quote fits (QUOTE_SCORE), before its other words are weighed.
+6. Conversation: a short question or reaction (few words of its own) right after a message of an
+   incident in the same chat group joins that incident ("真的吗？" after the water rumor); a short
+   statement within FOLLOW_MINUTES carries the matter on unless it names another place or amount
+   ("我亲眼看见救护车拉走的"); a longer one too when it shares a word with it.
+7. Otherwise a post that states something (claim, complaint, notice, refutation; a question that
    names enough of its matter) starts an incident; a bare question or reaction never does.
+8. A post that fits two open incidents well merges the younger into the older
+   (nlp.incident_merge): in memory at once, in the database after the batch (its posts move, it
+   becomes ``merged``; the alert evaluation folds its alert into the older one's). Conflicting
+   places or amounts, or a staff cannot_link inside either incident, forbid it.
 
 Only incidents active in the last ``incident_window_days`` (setting, 7) are open; older ones go
 dormant at the start of a run (a story, reply or staff link to one reopens it).
