@@ -40,8 +40,10 @@ from alerts.subjects import (
     Subject,
     incident_of_topic,
     incident_subjects,
+    incidents_with_alerts,
     matter_kind,
     story_subjects,
+    topic_in_alerted_matters,
     topic_subject,
 )
 from core.errors import InvalidInput
@@ -256,9 +258,14 @@ def evaluate(
         topic_mark = t.updated_at if topic_mark is None or t.updated_at > topic_mark else topic_mark
     run.topic_watermark = topic_mark
     latest_t = latest_alerts(session, Alert.topic_id, [t.id for t in topics], story_null=True)
+    fresh = [t.id for t in topics if t.id not in latest_t]
+    alerted = incidents_with_alerts(session, fresh) if fresh else set()
+    alerted |= {subj.incident.id for _a, subj, *_rest in pending.created if subj.incident is not None}
     for t in topics:
-        if t.id not in latest_t and incident_of_topic(session, t.id) is not None:
-            # Most of the topic's posts are one matter: the incident's alert is the alert on it.
+        if t.id not in latest_t and (incident_of_topic(session, t.id) is not None
+                                     or topic_in_alerted_matters(session, t.id, alerted)):
+            # Most of the topic's posts are one matter, or matters already alerted: their
+            # incidents' alerts are the alerts on them (one alert per matter).
             continue
         subject = topic_subject(session, t, cfg)
         subject.new_post_ids = subject.post_ids

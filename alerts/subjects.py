@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from alerts.common import chunks, hour_key, refutation_of, short_title
 from alerts.rules import RulesConfig
 from alerts.severity import Features
-from core.tables import DebunkMatch, Incident, Post, PostScore, Story, Topic, utcnow
+from core.tables import Alert, DebunkMatch, Incident, Post, PostScore, Story, Topic, utcnow
 from nlp.headline import headline, is_keyword_list
 
 #: Posts that carry a matter of each kind through the groups ("spreading" posts). Everything else
@@ -211,6 +211,36 @@ def incident_of_topic(session: Session, topic_id: int, share: float = 0.6) -> in
     if top and top[0][1] / total >= share:
         return top[0][0]
     return None
+
+
+def topic_in_alerted_matters(session: Session, topic_id: int, alerted: set[int], share: float = 0.6) -> bool:
+    """Whether most of a topic's posts that say something (chatter left out) belong to matters
+    that have an alert (``alerted``: incident ids): then those alerts speak for them, and the
+    topic (a bag of words spanning the split parts of one matter, or several matters, plus the
+    chatter around them) must not raise another. A topic of chatter alone raises nothing either:
+    chatter never raises anything on its own."""
+    rows = session.execute(
+        select(Post.incident_id, Post.role).where(Post.topic_id == topic_id).limit(2000)
+    ).all()
+    saying = [iid for iid, role in rows if role != "other"]
+    if not saying:
+        return bool(rows)
+    inside = sum(1 for iid in saying if iid is not None and iid in alerted)
+    return inside / len(saying) >= share
+
+
+def incidents_with_alerts(session: Session, topic_ids: Sequence[int]) -> set[int]:
+    """The incidents of these topics' posts that have an alert (any state: a matter staff
+    already handled is handled)."""
+    out: set[int] = set()
+    for chunk in chunks(list(topic_ids)):
+        ids = set(session.scalars(
+            select(Post.incident_id).where(Post.topic_id.in_(chunk), Post.incident_id.is_not(None)).distinct()
+        ))
+        for part in chunks(sorted(i for i in ids if i is not None)):
+            out |= {i for i in session.scalars(select(Alert.incident_id).where(Alert.incident_id.in_(part)))
+                    if i is not None}
+    return out
 
 
 # ----------------------------------------------------------------------------- stories and topics

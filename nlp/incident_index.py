@@ -27,7 +27,7 @@ from nlp.anchors import Anchors, default_extractor
 from nlp.incident_stats import IncidentStats
 from nlp.incident_text import GRAM_FEATURES, PostFacts
 
-__all__ = ["GramFreq", "IncidentIndex", "pack_terms", "unpack_terms"]
+__all__ = ["GramFreq", "IncidentIndex", "live", "pack_terms", "unpack_terms"]
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ INDEXED_TERMS = 48  # bigrams a founder is listed under in the inverted index
 LOAD_INDEXED = 32  # bigrams an incident loaded at the start of a run is listed under (its strongest)
 MAX_INDEXED = 96  # bigrams an incident is listed under at most (it gains some as it grows)
 POSTING_CAP = 32  # incidents kept per bigram in the index (the most recent ones)
-RECENT_PER_GROUP = 3  # incidents remembered per chat group for the conversation
+RECENT_PER_GROUP = 4  # incidents remembered per chat group for the conversation
 GRAM_STATE = "incident_gram_df"  # concern_state row of the bigram document frequencies
 _CHUNK = 500
 
@@ -98,8 +98,8 @@ class GramFreq:
 class _Open:
     """An open incident as the grouping sees it (its id is filled in once the row exists)."""
 
-    __slots__ = ("anchors", "debunk_id", "first_seen", "id", "indexed", "last_seen", "mass", "packed", "stats",
-                 "terms")
+    __slots__ = ("anchors", "debunk_id", "first_seen", "guarded", "id", "indexed", "last_seen", "mass",
+                 "merged_into", "packed", "stats", "terms")
 
     def __init__(self, incident_id: int | None, first_seen: dt.datetime, last_seen: dt.datetime,
                  terms: dict[int, float], anchors: Anchors, debunk_id: int | None = None) -> None:
@@ -112,6 +112,8 @@ class _Open:
         self.anchors = anchors
         self.debunk_id = debunk_id
         self.stats: IncidentStats | None = None  # loaded when first touched in the run
+        self.merged_into: _Open | None = None  # set when the grouping merged it into another
+        self.guarded = False  # holds a post staff kept apart from another (never merged automatically)
 
 
 def pack_terms(terms: dict[int, float], mass: float = 0.0) -> bytes:
@@ -150,6 +152,7 @@ class _Post:
     idf: list[float]
     text: str = ""
     probe: list[tuple[int, float]] = field(default_factory=list)  # rarest bigrams another post has too
+    quote: _Post | None = None  # the part it quotes ("网传“…”不实"), as a post of its own
 
     @property
     def mass(self) -> float:
@@ -176,6 +179,7 @@ class IncidentIndex:
         self.paraphrase: Callable[[str, _Open], float] | None = None
         self.grams = GramFreq()
         self.dirty: dict[int, _Open] = {}  # incidents whose row is behind (written by _flush)
+        self.merges: list[tuple[_Open, _Open]] = []  # (merged away, into) not yet written (nlp.incident_merge)
         self.batches = 0
 
     def __len__(self) -> int:
@@ -208,10 +212,26 @@ class IncidentIndex:
             links = index.must if kind == "must_link" else index.cannot
             links.setdefault(a, set()).add(b)
             links.setdefault(b, set()).add(a)
+        index._guard(session)
         index.parents = default_extractor().parents
         index.home = _home_places()
         log.debug("incident index loaded", extra={"open": len(index.open), "window_days": window_days})
         return index
+
+    def _guard(self, session: Session) -> None:
+        """Mark the open incidents holding a post staff kept apart from another (cannot_link):
+        the grouping never merges those on its own."""
+        from core.tables import Post
+
+        ids = sorted(self.cannot)
+        t = cast(Table, Post.__table__)
+        for start in range(0, len(ids), _CHUNK):
+            for (iid,) in session.execute(
+                select(t.c.incident_id).where(t.c.id.in_(ids[start : start + _CHUNK]), t.c.incident_id.is_not(None))
+            ):
+                inc = self.open.get(iid)
+                if inc is not None:
+                    inc.guarded = True
 
     def _add_open(self, row: Any) -> _Open:
         terms, mass = unpack_terms(row.centroid)
@@ -257,6 +277,9 @@ class IncidentIndex:
         for a in (*anchors.amounts, *anchors.names):
             _post(self.anchor_postings.setdefault(a, []), inc)
 
+    index_terms = _index_terms
+    index_anchors = _index_anchors
+
     def candidates(self, p: _Post, recent: Iterable[_Open] = ()) -> list[tuple[_Open, float, int]]:
         """The incidents ``p`` may join, found through its rarest shared bigrams (`_Post.probe`),
         its specific anchors and its group's conversation (``recent``); the best
@@ -266,22 +289,29 @@ class IncidentIndex:
         postings = self.postings
         for t, w in p.probe:
             for inc in postings.get(t, ()):
+                if inc.merged_into is not None:
+                    inc = live(inc)
                 probe[inc] = probe.get(inc, 0.0) + w
         for a in (*p.facts.anchors.amounts, *p.facts.anchors.names):
             for inc in self.anchor_postings.get(a, ()):
-                probe.setdefault(inc, 0.0)
+                probe.setdefault(live(inc), 0.0)
         for inc in recent:
             probe.setdefault(inc, 0.0)
         best = sorted(probe, key=probe.__getitem__, reverse=True)[:SCORED_CANDIDATES] \
             if len(probe) > SCORED_CANDIDATES else list(probe)
         return [_shared(p, inc) for inc in best]
 
-    def recent_in_group(self, p: _Post) -> list[tuple[dt.datetime, _Open]]:
-        """Incidents talked about in ``p``'s group within CONVERSATION before it, newest first."""
+    def recent_in_group(self, p: _Post, within: dt.timedelta = CONVERSATION) -> list[tuple[dt.datetime, _Open]]:
+        """Incidents talked about in ``p``'s group within ``within`` before it, newest first."""
         if p.group_id is None:
             return []
-        return [(w, inc) for w, inc in reversed(self.group_recent.get(p.group_id, ()))
-                if timedelta_ok(p.when - w) and (inc.id is None or inc.id in self.open)]
+        out: list[tuple[dt.datetime, _Open]] = []
+        for w, inc in reversed(self.group_recent.get(p.group_id, ())):
+            inc = live(inc)
+            if timedelta_ok(p.when - w, within) and (inc.id is None or inc.id in self.open) \
+                    and all(inc is not i for _w, i in out):
+                out.append((w, inc))
+        return out
 
     # ------------------------------------------------------------------ growing an incident
 
@@ -312,6 +342,8 @@ class IncidentIndex:
                 self._index_anchors(inc, p.facts.anchors)
         inc.last_seen = max(inc.last_seen, p.when)
         inc.first_seen = min(inc.first_seen, p.when)
+        if p.id in self.cannot:
+            inc.guarded = True
         if p.group_id is not None and p.role != "other":
             recent = [(w, i) for w, i in self.group_recent.get(p.group_id, ()) if i is not inc]
             recent.append((p.when, inc))
@@ -332,10 +364,17 @@ class IncidentIndex:
 STATING_ROLES = frozenset({"claim", "complaint", "notice", "refutation", "question"})
 
 
-def timedelta_ok(gap: dt.timedelta) -> bool:
+def timedelta_ok(gap: dt.timedelta, within: dt.timedelta = CONVERSATION) -> bool:
     """A gap short enough to be the same conversation (a little negative too: two importers'
     clocks disagree by seconds)."""
-    return -CONVERSATION <= gap <= CONVERSATION
+    return -CONVERSATION <= gap <= within
+
+
+def live(inc: _Open) -> _Open:
+    """Where ``inc``'s matter lives now: itself, or the incident the grouping merged it into."""
+    while inc.merged_into is not None:
+        inc = inc.merged_into
+    return inc
 
 
 def _shared(p: _Post, inc: _Open) -> tuple[_Open, float, int]:

@@ -23,6 +23,7 @@ from nlp.roles import ROLES, RoleContext, load_role_classifier
 from nlp.similarity import match_key
 
 __all__ = [
+    "HOOK_GRAMS",
     "ROLES",
     "STARTER_ROLES",
     "IncidentText",
@@ -31,6 +32,7 @@ __all__ = [
     "clean_anchors",
     "cue_flags",
     "grams_of",
+    "quoted_part",
 ]
 # Roles whose post states a matter by itself and may found an incident (a question may too, when
 # it names enough of the matter: "中心小学真的停课两周吗"; see nlp.incidents).
@@ -73,6 +75,29 @@ def grams_of(key: str) -> tuple[int, ...]:
         for a, b in itertools.pairwise(key)
     )
     return tuple(out)
+
+
+_QUOTE_RE = re.compile(r"“([^”]{4,80})”|\"([^\"]{4,80})\"|「([^」]{4,80})」|『([^』]{4,80})』|《([^》]{4,80})》")
+
+
+def quoted_part(norm: str) -> str:
+    """What a text quotes (“…”, "…", 「…」, 《…》), joined; "" when it quotes nothing. A refutation
+    or notice names the rumor it answers in quotes: 网传“金塘农商银行资金链断裂、即将倒闭”不实."""
+    if "“" not in norm and '"' not in norm and "「" not in norm and "『" not in norm and "《" not in norm:
+        return ""
+    return "，".join(next(g for g in m.groups() if g) for m in _QUOTE_RE.finditer(norm))
+
+
+# What people say around any matter in a chat: asking whether it is true, where it came from,
+# being scared. Their bigrams say nothing about which matter it is ("真的假的" after the bank
+# rumor in one group must not join the kidnapping rumor whose questions said it too), so the
+# grouping leaves them out of a post's terms.
+_HOOK_PHRASES = (
+    "真的假的", "是不是真的", "真的吗", "是真的吗", "有没有正式通知", "有没有官方说法", "有通知吗", "谁说的",
+    "哪来的消息", "听谁说的", "听说", "据说", "有人说", "群里都在传", "都在传", "大家注意", "吓死我了", "吓死了",
+    "天哪", "我的妈呀", "不会吧", "别瞎说", "别乱传", "别信谣", "不信谣不传谣", "请勿转发", "有人知道吗",
+)
+HOOK_GRAMS = frozenset(g for phrase in _HOOK_PHRASES for g in grams_of(phrase))
 
 
 # Characters that never begin a village's or town's own name but often precede 村/镇 in a sentence:

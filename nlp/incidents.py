@@ -32,10 +32,21 @@ How a post finds its incident (in this order; nothing is ever re-clustered):
    penalty for a matter quiet for days. Named things that conflict (东湾村 vs 柳树村, 800元 vs
    500元) forbid joining, whatever the words share. A paraphrase matcher (nlp.claims) can plug in
    (`IncidentIndex.paraphrase`), its similarity competing with the content score.
-5. Conversation: a short question or reaction (few words of its own) right after a message of an
-   incident in the same chat group joins that incident ("真的吗？" after the water rumor).
-6. Otherwise a post that states something (claim, complaint, notice, refutation; a question that
+   Being talked about in the post's group counts more within 15 minutes and a little within
+   GROUP_MEMORY (90 minutes: a group comes back to its matter). Hook bigrams ("真的假的", "听说",
+   "有没有正式通知") are left out of the terms: they name no matter.
+5. Quotes: a refutation or notice that quotes the rumor it answers (网传“…”不实) joins the matter
+   its quote fits (QUOTE_SCORE), before its other words are weighed.
+6. Conversation: a short question or reaction (few words of its own) right after a message of an
+   incident in the same chat group joins that incident ("真的吗？" after the water rumor); a short
+   statement within FOLLOW_MINUTES carries the matter on unless it names another place or amount
+   ("我亲眼看见救护车拉走的"); a longer one too when it shares a word with it.
+7. Otherwise a post that states something (claim, complaint, notice, refutation; a question that
    names enough of its matter) starts an incident; a bare question or reaction never does.
+8. A post that fits two open incidents well merges the younger into the older
+   (nlp.incident_merge): in memory at once, in the database after the batch (its posts move, it
+   becomes ``merged``; the alert evaluation folds its alert into the older one's). Conflicting
+   places or amounts, or a staff cannot_link inside either incident, forbid it.
 
 Only incidents active in the last ``incident_window_days`` (setting, 7) are open; older ones go
 dormant at the start of a run (a story, reply or staff link to one reopens it).
@@ -64,8 +75,10 @@ from nlp.incident_index import (
     _Open,
     _Post,
     _shared,
+    live,
     pack_terms,
 )
+from nlp.incident_merge import LINKING_ROLES, merge_linked, write_merges
 from nlp.incident_stats import (
     IncidentStats,
     Member,
@@ -74,7 +87,16 @@ from nlp.incident_stats import (
     stat_values,
     write_stats,
 )
-from nlp.incident_text import STARTER_ROLES, IncidentText, PostFacts
+from nlp.incident_text import (
+    HOOK_GRAMS,
+    STARTER_ROLES,
+    IncidentText,
+    PostFacts,
+    anchors_of,
+    grams_of,
+    quoted_part,
+)
+from nlp.similarity import match_key
 
 __all__ = [
     "STAGE_NAME",
@@ -96,6 +118,12 @@ ANCHOR_BONUS = 0.3  # at most, for anchors in common
 THING_BONUS = 0.2  # per shared amount or named thing
 PLACE_BONUS = 0.08  # per shared place (other than the office's own area)
 CONVERSATION_BONUS = 0.15  # the incident was just talked about in the post's group
+MEMORY_BONUS = 0.08  # ... within the last GROUP_MEMORY (the group comes back to its matter)
+GROUP_MEMORY = dt.timedelta(minutes=90)
+FOLLOW_MINUTES = 5  # a short statement this soon after a matter in its group carries it on
+FOLLOW_TERMS = 40  # ... and a longer one up to this many bigrams, when it shares a word with it
+FOLLOW_BARE_TERMS = 24  # ... or up to this many when it shares none ("我一个跑县城的朋友说的 高速口都在设卡了")
+QUOTE_SCORE = 0.4  # what the quoted part of a post ("网传“…”不实") needs to join a matter by itself
 QUIET_PENALTY = ((dt.timedelta(days=5), 0.2), (dt.timedelta(days=2), 0.1))
 POST_TERMS = 96  # rarest character bigrams kept per post (a chat line has fewer)
 PROBE_TERMS = 8  # a post's rarest bigrams that other posts have too: what it looks up
@@ -103,6 +131,7 @@ MIN_SHARED = 3  # bigrams in common, unless anchors or the conversation bind too
 START_TERMS = 4  # bigrams a post needs to start an incident ("收到了" starts nothing)
 QUESTION_START_TERMS = 8  # a question must name its matter to start one ("中心小学真的停课两周吗")
 SMALL_POST_TERMS = 14  # "真的吗？", "天哪 我刚烧了一壶水喝了": a line of its own, the conversation decides
+QUOTING_ROLES = frozenset({"refutation", "notice", "question", "claim"})  # posts whose quote is the matter
 FLUSH_BATCHES = 8  # batches between writes of the incidents they touched (and at the end of a run)
 _CHUNK = 500
 
@@ -127,19 +156,24 @@ def _anchor_bonus(index: IncidentIndex, a: Anchors, b: Anchors) -> float:
     return min(ANCHOR_BONUS, THING_BONUS * things + PLACE_BONUS * places)
 
 
+def _shares_thing(a: Anchors, b: Anchors) -> bool:
+    """Whether the two name the same amount or named thing (800元, 中心小学)."""
+    return bool(a and b and ((a.amounts & b.amounts) or (a.names & b.names)))
+
+
 def _conflicts(index: IncidentIndex, p: _Post, inc: _Open) -> bool:
     return bool(p.facts.anchors) and bool(inc.anchors) and anchors_conflict(p.facts.anchors, inc.anchors, index.parents)
 
 
-def _score(index: IncidentIndex, p: _Post, inc: _Open, shared: float, n_shared: int, talked: bool) -> float:
+def _score(index: IncidentIndex, p: _Post, inc: _Open, shared: float, n_shared: int, talked: float) -> float:
     """How well ``p`` fits ``inc`` (joins at JOIN_SCORE); anchors that conflict are checked by
     the caller, on the candidate that would join (`_best`).
 
     The IDF share of the post's bigrams the incident holds (containment: a paraphrase or a
     question shares most of what it says with its matter, while the matter says much more),
-    plus shared specific anchors, plus having just been talked about in the same group; minus a
-    penalty for a matter quiet for days. Too few bigrams in common count for nothing unless an
-    anchor or the conversation backs them.
+    plus shared specific anchors, plus ``talked``: the bonus for the matter having just been
+    talked about in the same group (`_talk_bonus`); minus a penalty for a matter quiet for days.
+    Too few bigrams in common count for nothing unless an anchor or the conversation backs them.
     """
     # Containment, normalised by the smaller side (a short question inside a long claim, a short
     # claim quoted whole in a long refutation) and at most NORM_MASS (about 16 distinctive
@@ -147,9 +181,10 @@ def _score(index: IncidentIndex, p: _Post, inc: _Open, shared: float, n_shared: 
     norm = min(p.mass, inc.mass or p.mass, NORM_MASS)
     content = shared / norm if norm > 0 else 0.0
     overlap = _anchor_bonus(index, p.facts.anchors, inc.anchors)
-    if n_shared < MIN_SHARED and overlap == 0.0 and not talked:
-        content = 0.0
-    score = min(content, 1.0) + overlap + (CONVERSATION_BONUS if talked else 0.0)
+    if n_shared < MIN_SHARED and not _shares_thing(p.facts.anchors, inc.anchors) and talked < CONVERSATION_BONUS:
+        content = 0.0  # a shared place alone is weak: one village has many matters
+    talk = talked if n_shared else 0.0
+    score = min(content, 1.0) + overlap + talk
     quiet = p.when - inc.last_seen
     for after, penalty in QUIET_PENALTY:
         if quiet > after:
@@ -160,23 +195,34 @@ def _score(index: IncidentIndex, p: _Post, inc: _Open, shared: float, n_shared: 
     return score
 
 
+def _talk_bonus(p: _Post, talked: list[tuple[dt.datetime, _Open]]) -> dict[_Open, float]:
+    """What having been talked about in ``p``'s group adds to each incident: CONVERSATION_BONUS
+    within CONVERSATION ("right after"), MEMORY_BONUS within GROUP_MEMORY (a group comes back to
+    its matter an hour later: "老杨是心脏病走的 跟禽流感没关系")."""
+    out: dict[_Open, float] = {}
+    for w, inc in talked:
+        bonus = CONVERSATION_BONUS if p.when - w <= CONVERSATION else MEMORY_BONUS
+        out[inc] = max(out.get(inc, 0.0), bonus)
+    return out
+
+
 def _bound(index: IncidentIndex, p: _Post, forbidden: set[_Open], lookups: _Lookups) -> tuple[_Open | None, str]:
     """The incident a staff link, reply, story or debunk binds ``p`` to (before any wording)."""
     for q in sorted(index.must.get(p.id, ())):
         inc = index.by_post.get(q) or lookups.partner.get(q)
-        if inc is not None and inc not in forbidden:
+        if inc is not None and (inc := live(inc)) not in forbidden:
             return inc, "must_link"
     if p.parent_id is not None:
         inc = index.by_post.get(p.parent_id) or lookups.parent.get(p.parent_id)
-        if inc is not None and inc not in forbidden:
+        if inc is not None and (inc := live(inc)) not in forbidden:
             return inc, "reply"
     if p.story_id is not None:
         inc = index.by_story.get(p.story_id) or lookups.story.get(p.story_id)
-        if inc is not None and inc not in forbidden:
+        if inc is not None and (inc := live(inc)) not in forbidden:
             return inc, "story"
     if p.debunk_id is not None and p.role not in ("refutation", "notice", "other"):
         inc = index.by_debunk.get(p.debunk_id)
-        if inc is not None and inc not in forbidden and not _conflicts(index, p, inc):
+        if inc is not None and (inc := live(inc)) not in forbidden and not _conflicts(index, p, inc):
             return inc, "debunk"
     return None, ""
 
@@ -198,14 +244,18 @@ class _Lookups:
     partner: dict[int, _Open]
 
 
-def _best(index: IncidentIndex, p: _Post, scored: list[tuple[_Open, float, int]], recent: list[_Open],
-          forbidden: set[_Open], need: float) -> _Open | None:
+def _ranked(index: IncidentIndex, p: _Post, scored: list[tuple[_Open, float, int]], talk: dict[_Open, float],
+            forbidden: set[_Open]) -> list[tuple[float, int, _Open, int]]:
+    """The candidates by score, best first: (score, rank, incident, bigrams in common)."""
+    return sorted(((_score(index, p, inc, shared, n, talk.get(inc, 0.0)), k, inc, n)
+                   for k, (inc, shared, n) in enumerate(scored) if inc not in forbidden),
+                  key=lambda x: (-x[0], x[1]))
+
+
+def _best(index: IncidentIndex, p: _Post, ranked: list[tuple[float, int, _Open, int]], need: float) -> _Open | None:
     """The best-scoring candidate at ``need`` or above whose anchors do not conflict with ``p``'s
     (checked only on the candidates that would join: the check costs more than the score)."""
-    ranked = sorted(((_score(index, p, inc, shared, n, inc in recent), k, inc)
-                     for k, (inc, shared, n) in enumerate(scored) if inc not in forbidden),
-                    key=lambda x: (-x[0], x[1]))
-    for score, _k, inc in ranked:
+    for score, _k, inc, _n in ranked:
         if score < need:
             return None
         if not _conflicts(index, p, inc):
@@ -216,9 +266,17 @@ def _best(index: IncidentIndex, p: _Post, scored: list[tuple[_Open, float, int]]
 def _conversation(index: IncidentIndex, p: _Post, forbidden: set[_Open]) -> _Open | None:
     """A short line right after a matter in its group: a question or reaction ("真的吗？",
     "天哪") belongs to the latest matter talked about; any other short line ("这可咋整 结核会
-    传染的") to the latest one it shares a bigram with."""
+    传染的") to the latest one it shares a bigram with. A longer statement only carries on the
+    matter just before it ("我表姐在化工厂上班说的，内部消息" a few minutes after the water rumor)."""
     recent = [inc for _w, inc in index.recent_in_group(p) if inc not in forbidden and not _conflicts(index, p, inc)]
     if not recent:
+        return None
+    if len(p.terms) > SMALL_POST_TERMS:
+        w0 = next(w for w, i in index.recent_in_group(p) if i is recent[0])
+        if p.role in STARTER_ROLES and p.when - w0 <= dt.timedelta(minutes=FOLLOW_MINUTES) \
+                and not _names_new_thing(index, p, recent[0]) \
+                and (len(p.terms) <= FOLLOW_BARE_TERMS or any(t in recent[0].terms for t in p.terms)):
+            return recent[0]
         return None
     if p.role in ("question", "reaction"):
         return recent[0]
@@ -233,33 +291,67 @@ def _conversation(index: IncidentIndex, p: _Post, forbidden: set[_Open]) -> _Ope
                 and any(t in recent[0].terms for t in p.terms):
             return recent[0]
         return None
+    w0 = next(w for w, i in index.recent_in_group(p) if i is recent[0])
+    if p.when - w0 <= dt.timedelta(minutes=FOLLOW_MINUTES) and not _names_new_thing(index, p, recent[0]):
+        # "我亲眼看见救护车拉走的", "我家也没水 饭都做不了": a short statement right after a
+        # matter in its group carries it on, unless it names a place or amount the matter lacks.
+        return recent[0]
     for inc in recent:
         if any(t in inc.terms for t in p.terms):
             return inc
     return None
 
 
+def _names_new_thing(index: IncidentIndex, p: _Post, inc: _Open) -> bool:
+    """Whether ``p`` names a place or an amount ``inc`` does not (a new matter, not its follow-up)."""
+    a = _specific(index, p.facts.anchors)
+    return bool((a.places - inc.anchors.places) or (a.amounts - inc.anchors.amounts))
+
+
 def place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | None, str]:
     """The incident ``p`` joins or founds, and why (a word for the run's counts); None: none.
 
     Chatter (role ``other``) joins only through a reply, a story, a staff link, or a close match
-    in the conversation it is part of, and never starts an incident.
+    in the conversation it is part of, and never starts an incident. A post that binds two open
+    incidents of one matter merges them (`nlp.incident_merge`).
     """
-    forbidden = {inc for q in index.cannot.get(p.id, ()) if (inc := index.by_post.get(q) or lookups.partner.get(q))}
+    forbidden = {live(inc) for q in index.cannot.get(p.id, ())
+                 if (inc := index.by_post.get(q) or lookups.partner.get(q))}
     inc, why = _bound(index, p, forbidden, lookups)
+    ranked: list[tuple[float, int, _Open, int]] = []
+    # A near-copy (story) says what a member already says: it cannot tie two matters together.
+    if inc is None or (p.role in LINKING_ROLES and why != "story"):
+        if p.role == "other":
+            # Chatter is only ever compared with the matters of its own conversation.
+            recent = [i for _w, i in index.recent_in_group(p)]
+            ranked = _ranked(index, p, [_shared(p, i) for i in recent], _talk_bonus(p, index.recent_in_group(p)),
+                             forbidden)
+        else:
+            talked = index.recent_in_group(p, GROUP_MEMORY)
+            ranked = _ranked(index, p, index.candidates(p, [i for _w, i in talked]), _talk_bonus(p, talked),
+                             forbidden)
+    if inc is None and p.quote is not None:
+        # A refutation or notice quoting the rumor it answers (网传“盐和大米将大幅涨价”不实):
+        # the quote, not the rest of the text (which may name the true story), says which
+        # matter it is about.
+        q = p.quote
+        quoted = _best(index, q, _ranked(index, q, index.candidates(q), {}, forbidden), QUOTE_SCORE)
+        if quoted is not None:
+            inc, why = quoted, "quote"
     if inc is None:
-        recent = [i for _w, i in index.recent_in_group(p)]
-        # Chatter is only ever compared with the matters of its own conversation.
-        scored = [_shared(p, i) for i in recent] if p.role == "other" else index.candidates(p, recent)
-        need = CHATTER_JOIN_SCORE if p.role == "other" else JOIN_SCORE
-        best = _best(index, p, scored, recent, forbidden, need)
+        best = _best(index, p, ranked, CHATTER_JOIN_SCORE if p.role == "other" else JOIN_SCORE)
         if best is not None:
             inc, why = best, "content"
-    if inc is None and len(p.terms) <= SMALL_POST_TERMS:
+    if inc is None and len(p.terms) <= FOLLOW_TERMS:
         inc = _conversation(index, p, forbidden)
         why = "conversation"
     if inc is not None:
+        inc = live(inc)
         index.absorb(inc, p, copy=why == "story")
+        if ranked and p.role in LINKING_ROLES:
+            merged = merge_linked(index, p, inc, ranked)
+            if merged is not None:
+                return merged, why
         return inc, why
     if _can_start(p):
         return index.found(p), "new"
@@ -305,11 +397,32 @@ def _post_terms(index: IncidentIndex, facts: Sequence[PostFacts], fresh: Sequenc
         w = idf_flat[k : k + n]
         seen = seen_flat[k : k + n]
         k += n
-        order = sorted(range(n), key=w.__getitem__, reverse=True)[:POST_TERMS]
+        # Hook bigrams ("真的假的", "听说") say nothing about which matter: left out.
+        order = sorted((j for j in range(n) if g[j] not in HOOK_GRAMS), key=w.__getitem__, reverse=True)[:POST_TERMS]
         terms.append([g[j] for j in order])
         idfs.append([w[j] for j in order])
         probes.append([(g[j], w[j]) for j in order if seen[j]][:PROBE_TERMS])
     return terms, idfs, probes
+
+
+def _quote_post(index: IncidentIndex, p: _Post) -> _Post | None:
+    """The part of a stating post it quotes (网传“盐和大米将大幅涨价”不实, 《关于全面禁止散煤取暖的
+    紧急通知》系伪造) as a post of its own, or None (no quote, or too short to say anything)."""
+    if p.role not in QUOTING_ROLES:
+        return None
+    quote = quoted_part(p.text)
+    if not quote:
+        return None
+    key = match_key(quote)
+    grams = list(grams_of(key))
+    if len(grams) < START_TERMS:
+        return None
+    idf = index.grams.idf(np.asarray(grams, dtype=np.int64)).tolist()
+    seen = (index.grams.df[np.asarray(grams, dtype=np.int64)] > 1.5).tolist()
+    order = sorted(range(len(grams)), key=idf.__getitem__, reverse=True)
+    facts = p.facts._replace(anchors=anchors_of(quote, key))
+    return _Post(p.id, p.when, p.group_id, None, None, None, p.role, facts, [grams[j] for j in order],
+                 [idf[j] for j in order], quote, [(grams[j], idf[j]) for j in order if seen[j]][:PROBE_TERMS])
 
 
 def _lookup(session: Session, column: Any, values: Iterable[int], key: Any) -> dict[int, int]:
@@ -348,7 +461,7 @@ def _recent_conversations(session: Session, index: IncidentIndex, rows: Sequence
     groups = sorted({r.group_id for r in rows if r.group_id is not None and r.group_id not in index.group_recent})
     if not groups:
         return
-    lo = min(r.when for r in rows) - CONVERSATION
+    lo = min(r.when for r in rows) - GROUP_MEMORY
     hi = max(r.when for r in rows)
     batch = {r.id for r in rows}
     when = func.coalesce(t.c.published_at, t.c.collected_at)
@@ -414,8 +527,15 @@ def incidents_stage(ctx: Any, batch: Any) -> None:
         r, hit = rows[i], debunks[i]
         p = _Post(r.id, r.when, r.group_id, r.parent_id, story_ids[i], hit.debunk_id if hit else None,
                   facts[i].role, facts[i], terms[i], idfs[i], batch.norm[i], probes[i])
+        p.quote = _quote_post(index, p)
         placed[i], why = place(index, p, lookups)
         ctx.count(f"incident_{why}")
+    placed = [None if inc is None else live(inc) for inc in placed]
+    if index.merges:
+        ctx.count("incidents_merged", len(index.merges))
+        for iid in write_merges(session, index, ctx.now):
+            if iid in index.open:
+                index.open[iid].stats = None  # recounted below, with the posts it received
     ctx.timings["incidents.group"] = ctx.timings.get("incidents.group", 0.0) + time.perf_counter() - t0
     _fold_stats(ctx, batch, index, placed, facts, before, order)
     if index.grams.should_save(len(rows)):

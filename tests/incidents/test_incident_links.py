@@ -1,0 +1,105 @@
+"""What ties a post to its matter when the words alone do not, through `analyze` on a real database:
+the conversation right after a matter, the rumor a refutation quotes, and a later post that shows
+two open incidents are one matter (they merge; two villages never do)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from core.tables import Incident, IncidentConstraint, Post
+from tests.incidents.conftest import msg
+from tests.incidents.test_incident_stage import incident_of, post_of, run, snapshot
+
+KINDER_QUESTION = msg("各位家长 听说幼儿园中午饭有问题 好多孩子拉肚子住院了 真的吗？？", 1, "qh-1", 0)
+KINDER_CLAIM = msg("转发：青禾镇中心幼儿园食物中毒 二十多个娃送到县医院抢救 家长快去", 2, "qh-2", 2)
+KINDER_LINK = msg("幼儿园中午饭有问题 二十多个孩子食物中毒拉肚子 送到县医院住院了 家长们注意", 3, "qh-3", 30)
+
+
+def test_a_short_statement_right_after_a_matter_carries_it_on(db: Session, rumor_model: Any) -> None:
+    run(db, rumor_model, [
+        msg("出大事了 东湾村后头老杨家死了人 说是得了禽流感 家里鸡全死了 镇上要来封村了", 1, "dw-1", 0),
+        msg("我亲眼看见救护车拉走的", 2, "dw-1", 1),  # no word in common, a minute later
+        msg("柳树村今晚8点停电检修", 3, "dw-1", 2),  # names another village: another matter
+        msg("刚才路口看见一辆车开过去了", 4, "qh-5", 2),  # said in another group: not that conversation
+    ])
+    rumor = incident_of(db, "m1")
+    assert rumor is not None
+    assert post_of(db, "m2").role == "claim", "precondition: the role model calls this line a claim"
+    assert incident_of(db, "m2") == rumor
+    assert incident_of(db, "m3") != rumor
+    assert incident_of(db, "m4") != rumor
+
+
+def test_a_refutation_joins_the_rumor_it_quotes(db: Session, rumor_model: Any) -> None:
+    run(db, rumor_model, [
+        msg("下个月盐和大米都要大涨价 涨一倍 老街超市已经被抢空了 赶紧去囤", 1, "qh-1", 0),
+        msg("青禾镇关于新街道路改造施工的通告：12月5日起新街半幅封闭施工，大车请绕行环镇路", 2, "qh-2", 10),
+        # Most of its words are about prices in general and the roadworks; the quote is the rumor.
+        msg("【提醒】近日有传言称“盐和大米将大幅涨价”，经核实，我镇货源充足，价格平稳，新街施工期间超市照常营业，请勿抢购。",
+            3, "qh-3", 60),
+    ])
+    rumor, notice = incident_of(db, "m1"), incident_of(db, "m2")
+    assert rumor is not None and notice is not None and rumor != notice
+    assert incident_of(db, "m3") == rumor
+
+
+def test_a_post_that_fits_two_open_incidents_merges_them(db: Session, rumor_model: Any) -> None:
+    run(db, rumor_model, [KINDER_QUESTION, KINDER_CLAIM])
+    first, second = incident_of(db, "m1"), incident_of(db, "m2")
+    assert first is not None and second is not None and first != second, "precondition: two incidents"
+    run(db, rumor_model, [KINDER_LINK])
+    db.expire_all()
+    kept = incident_of(db, "m1")
+    assert incident_of(db, "m2") == kept and incident_of(db, "m3") == kept
+    gone = db.get(Incident, second if kept == first else first)
+    assert gone is not None and gone.status == "merged" and gone.merged_into_id == kept and gone.post_count == 0
+    inc = db.get(Incident, kept)
+    assert inc is not None and inc.status == "active" and inc.post_count == 3 and inc.group_count == 3
+    # Re-running analyze changes nothing; from scratch, the same matter and stats.
+    before = snapshot(db)
+    run(db, rumor_model, [])
+    assert snapshot(db) == before
+    db.execute(update(Post).values(analyzed_at=None))
+    db.commit()
+    run(db, rumor_model, [])
+    after = snapshot(db)
+    assert {p[1] for p in after["posts"]} == {kept}
+    assert after["incidents"][kept]["post_count"] == 3
+
+
+def test_a_post_naming_two_villages_merges_nothing(db: Session, rumor_model: Any) -> None:
+    run(db, rumor_model, [
+        msg("东湾村的自来水被化工厂污染了，千万别喝，水都是黄的", 1, "qh-1", 0),
+        msg("柳树村的自来水被化工厂污染了，千万别喝，水都是黄的", 2, "qh-2", 2),
+    ])
+    run(db, rumor_model, [msg("东湾村和柳树村的自来水都被化工厂污染了，千万别喝，水都是黄的", 3, "qh-3", 30)])
+    a, b = incident_of(db, "m1"), incident_of(db, "m2")
+    assert a is not None and b is not None and a != b
+    assert not db.scalars(select(Incident).where(Incident.status == "merged")).all()
+
+
+def test_an_incident_staff_kept_apart_is_never_merged_by_the_grouping(db: Session, rumor_model: Any) -> None:
+    run(db, rumor_model, [KINDER_QUESTION, KINDER_CLAIM, msg("幼儿园的事谁知道 真的假的", 4, "qh-2", 3)])
+    second = incident_of(db, "m2")
+    assert second is not None and incident_of(db, "m1") != second
+    # Staff decided a post of the second incident is not part of the first.
+    db.add(IncidentConstraint(kind="cannot_link", post_id=post_of(db, "m1").id, other_post_id=post_of(db, "m4").id,
+                              action="split"))
+    db.commit()
+    run(db, rumor_model, [KINDER_LINK])
+    assert incident_of(db, "m1") != incident_of(db, "m2")
+    assert not db.scalars(select(Incident).where(Incident.status == "merged")).all()
+
+
+def test_asking_whether_it_is_true_names_no_matter(db: Session, rumor_model: Any) -> None:
+    run(db, rumor_model, [
+        msg("听说农商银行资金链断了要倒闭 存的钱可能取不出来了 赶紧去取钱", 1, "qh-1", 0),
+        msg("真的假的", 2, "qh-1", 1),  # right after the rumor in its group: part of it
+        msg("真的假的", 3, "qh-7", 20),  # another group, nothing said there: the words name no matter
+    ])
+    bank = incident_of(db, "m1")
+    assert bank is not None and incident_of(db, "m2") == bank
+    assert incident_of(db, "m3") is None
