@@ -34,7 +34,7 @@ from core.images import (
     store_image,
 )
 from core.settings import get_settings
-from core.tables import PostImage, utcnow
+from core.tables import Post, PostImage, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -169,14 +169,20 @@ def fetch_pending(
                 .values(status="pending" if status == "waiting" else status,
                         error=None if status == "stored" else error, image_id=image_id, fetched_at=utcnow())
             )
-            if image_id is not None:
-                refresh_post_image_text(session, [post_id])  # a picture read before: its text at once
+            if image_id is not None and not refresh_post_image_text(session, [post_id]):
+                _analyse_again(session, post_id)  # a picture read before gave its text at once
             session.commit()
     finally:
         if own:
             http.close()
     log.info("images fetched", extra={"counts": dict(report.counts)})
     return report
+
+
+def _analyse_again(session: Session, post_id: int) -> None:
+    """The post's picture is known now: analysed again, so it joins the incident of the other
+    posts showing that picture (nlp.incident_pictures) even when the picture has no text."""
+    session.execute(update(Post).where(Post.id == post_id, Post.analyzed_at.is_not(None)).values(analyzed_at=None))
 
 
 def _fetch_one(

@@ -66,6 +66,7 @@ from nlp.incident_index import (
     _shared,
     pack_terms,
 )
+from nlp.incident_pictures import PictureIncidents
 from nlp.incident_stats import (
     IncidentStats,
     Member,
@@ -174,6 +175,9 @@ def _bound(index: IncidentIndex, p: _Post, forbidden: set[_Open], lookups: _Look
         inc = index.by_story.get(p.story_id) or lookups.story.get(p.story_id)
         if inc is not None and inc not in forbidden:
             return inc, "story"
+    inc = lookups.pictures.incident_of(index, p.id, forbidden) if lookups.pictures is not None else None
+    if inc is not None:
+        return inc, "picture"  # the same picture (nlp.incident_pictures)
     if p.debunk_id is not None and p.role not in ("refutation", "notice", "other"):
         inc = index.by_debunk.get(p.debunk_id)
         if inc is not None and inc not in forbidden and not _conflicts(index, p, inc):
@@ -196,6 +200,7 @@ class _Lookups:
     parent: dict[int, _Open]
     story: dict[int, _Open]
     partner: dict[int, _Open]
+    pictures: PictureIncidents | None = None  # image id -> incident (nlp.incident_pictures)
 
 
 def _best(index: IncidentIndex, p: _Post, scored: list[tuple[_Open, float, int]], recent: list[_Open],
@@ -407,6 +412,8 @@ def incidents_stage(ctx: Any, batch: Any) -> None:
     story_ids = batch.story_ids or [r.story_id for r in rows]
     debunks = batch.debunks
     lookups = _lookups(session, index, rows, story_ids)
+    pictures = lookups.pictures = ctx.state.setdefault("incidents_pictures", PictureIncidents())
+    pictures.prepare(session, index, ids)
     _recent_conversations(session, index, rows)
     order = sorted(range(len(rows)), key=lambda i: (rows[i].when, rows[i].id))
     placed: list[_Open | None] = [None] * len(rows)
@@ -415,6 +422,7 @@ def incidents_stage(ctx: Any, batch: Any) -> None:
         p = _Post(r.id, r.when, r.group_id, r.parent_id, story_ids[i], hit.debunk_id if hit else None,
                   facts[i].role, facts[i], terms[i], idfs[i], batch.norm[i], probes[i])
         placed[i], why = place(index, p, lookups)
+        pictures.note(r.id, placed[i])
         ctx.count(f"incident_{why}")
     ctx.timings["incidents.group"] = ctx.timings.get("incidents.group", 0.0) + time.perf_counter() - t0
     _fold_stats(ctx, batch, index, placed, facts, before, order)
