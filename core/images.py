@@ -248,6 +248,27 @@ def image_path(image: Image) -> Path:
     return images_dir() / image.path
 
 
+def thumbnail(image: Image, size: int) -> Path:
+    """A JPEG of the picture at most ``size`` px on its longest side, made once and kept under
+    ``images/thumbs/<size>/`` (the console's evidence and the digest's top rumors show these)."""
+    from PIL import Image as PILImage
+
+    thumb = images_dir() / "thumbs" / str(size) / f"{image.sha256}.jpg"
+    if thumb.is_file():
+        return thumb
+    source = image_path(image)
+    if not source.is_file():
+        raise FileNotFoundError(f"图片 {image.id} 的文件不在数据目录中（{image.path}）")
+    thumb.parent.mkdir(parents=True, exist_ok=True)
+    with PILImage.open(source) as pic:
+        small = pic.convert("RGB")
+        small.thumbnail((size, size))
+        tmp = thumb.with_suffix(f".{os.getpid()}.tmp")
+        small.save(tmp, format="JPEG", quality=80)
+        os.replace(tmp, thumb)
+    return thumb
+
+
 # ----------------------------------------------------------------------------- posts and pictures
 
 
