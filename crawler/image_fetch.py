@@ -8,7 +8,8 @@ URLs are fetched only from ``YUQING_IMAGE_HOSTS`` (a push names any URL it likes
 list the server would fetch whatever a bot, or whoever holds its token, points it at), redirects
 are followed only to allowed hosts, and a body over ``YUQING_IMAGE_MAX_MB`` is abandoned while
 streaming. Every reference ends ``stored`` (linked to its picture), ``refused`` (host not
-allowed, not a picture, too large) or ``failed`` (network, missing file), with the reason.
+allowed, not a picture, too large), ``missing`` (a picture an export names but does not hold)
+or ``failed`` (network, unreadable file), with the reason.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class FetchRefused(Exception):
 
 @dataclass
 class FetchReport:
-    counts: Counter[str] = field(default_factory=Counter)  # stored | duplicate | refused | failed
+    counts: Counter[str] = field(default_factory=Counter)  # stored | duplicate | refused | missing | failed
 
     def __str__(self) -> str:
         return ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())) or "nothing to fetch"
@@ -195,6 +196,8 @@ def _fetch_one(
         _drop_crawl_copy(ref)
     except VerifyLater as err:
         return "waiting", str(err)[:500], None
+    except FileNotFoundError as err:  # an export's picture that was not exported with it: not an error
+        return "missing", str(err)[:500], None
     except (FetchRefused, ImageRefused) as err:
         return "refused", str(err)[:500], None
     except (httpx.HTTPError, OSError) as err:
