@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -41,6 +43,14 @@ log = logging.getLogger(__name__)
 
 STALE_CLAIM = dt.timedelta(minutes=10)  # a worker that died mid-fetch gives its claims back
 MAX_REDIRECTS = 3
+# Transient failures are tried again: a bot framework's picture cache answering 502/503 while it
+# restarts, a dropped connection, a read timeout. Connection failures are retried by httpx's own
+# transport (with its exponential backoff); answers and broken reads here, with ours.
+RETRIES = 2  # after the first attempt
+BACKOFF_SECONDS = 0.5  # doubled after each failure; a Retry-After answer is honoured up to MAX_WAIT
+MAX_WAIT_SECONDS = 10.0
+TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
 class FetchRefused(Exception):
@@ -69,6 +79,36 @@ def host_allowed(url: str, hosts: list[str]) -> bool:
     return False
 
 
+class Transient(Exception):
+    """A failure worth another try (see TRANSIENT_STATUS): ``wait`` is the server's Retry-After."""
+
+    def __init__(self, message: str, wait: float | None = None) -> None:
+        super().__init__(message)
+        self.wait = wait
+
+
+def fetch_with_retry(client: httpx.Client, url: str, *, sleep: Callable[[float], None] = time.sleep) -> bytes:
+    """`fetch_url`, tried again after transient failures with exponential backoff."""
+    for attempt in range(RETRIES + 1):
+        try:
+            return fetch_url(client, url)
+        except (Transient, *TRANSIENT_ERRORS) as err:
+            if attempt == RETRIES:
+                raise httpx.TransportError(f"{RETRIES + 1} 次尝试均失败：{err}") from err
+            wait = getattr(err, "wait", None)
+            delay = min(MAX_WAIT_SECONDS, wait if wait is not None else BACKOFF_SECONDS * 2**attempt)
+            log.info("picture fetch: %s, trying again in %.1f s", err, delay)
+            sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None  # an HTTP date: our own backoff is as good
+
+
 def fetch_url(client: httpx.Client, url: str) -> bytes:
     settings = get_settings()
     limit = int(settings.image_max_mb * 1024 * 1024)
@@ -79,6 +119,8 @@ def fetch_url(client: httpx.Client, url: str) -> bytes:
             if resp.is_redirect and "location" in resp.headers:
                 url = urljoin(url, resp.headers["location"])
                 continue
+            if resp.status_code in TRANSIENT_STATUS:
+                raise Transient(f"HTTP {resp.status_code}", _retry_after(resp.headers.get("retry-after")))
             resp.raise_for_status()
             declared = int(resp.headers.get("content-length") or 0)
             if declared > limit:
@@ -158,6 +200,7 @@ def fetch_pending(
     own = client is None
     http = client or httpx.Client(
         timeout=settings.image_fetch_timeout, follow_redirects=False,
+        transport=httpx.HTTPTransport(retries=RETRIES),  # connection failures, with httpcore's backoff
         headers={"User-Agent": settings.user_agent} if getattr(settings, "user_agent", None) else None,
     )
     index = NearDupIndex.load(session)
@@ -191,7 +234,7 @@ def _fetch_one(
 ) -> tuple[str, str | None, int | None]:
     """(status, error or the duplicate marker, image id)."""
     try:
-        data = fetch_url(http, ref) if ref.startswith(("http://", "https://")) else read_file(ref)
+        data = fetch_with_retry(http, ref) if ref.startswith(("http://", "https://")) else read_file(ref)
         stored = store_image(session, data, index=index, verify=verify)
         _drop_crawl_copy(ref)
     except VerifyLater as err:
