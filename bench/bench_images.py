@@ -33,14 +33,15 @@ RESULTS = Path(__file__).resolve().parent / "results" / "images.md"
 NOTES = """
 ## Reading these figures
 
-- OCR speed: CPU seconds per picture is the stable figure (0.6-0.8 s with one onnxruntime thread per
-  worker), so two workers on two otherwise idle cores read about 2.5-3.3 distinct pictures a second;
+- OCR speed: CPU seconds per picture is the stable figure (0.5-0.65 s with one onnxruntime thread per
+  worker), so two workers on two otherwise idle cores read about 3-4 distinct pictures a second;
   the wall-clock rate here is taken on a machine at a load average of about 8 (nine people on two
   cores) and is a floor, not the product's rate. Each distinct picture is read once; copies cost a
   hash and, for a near-duplicate candidate, the line check.
-- Memory: one OCR worker peaks at about 0.7 GB (onnxruntime with PP-OCRv4 det/rec at 736 px); the
-  sum over this benchmark's main process and two workers is just over the 1.5 GB target. `yuqing run`
-  starts one worker by default (`YUQING_IMAGE_WORKERS=1`), about 0.9 GB with the main process.
+- Memory: one OCR worker peaks at about 0.5 GB (onnxruntime with PP-OCRv4 det/rec, detection at
+  <= 720 px on the shorter side; it was 0.7-0.9 GB when RapidOCR enlarged every picture to 736 px);
+  the main process and two workers stay under the 1.5 GB target (--part ocr measures it).
+  `yuqing run` starts one worker by default (`YUQING_IMAGE_WORKERS=1`).
 - The evaluation set is rendered: real photographs of screens and paper are harder than these
   degradations; the figures are an upper bound for such pictures.
 """
@@ -72,11 +73,19 @@ def char_accuracy(pairs: list[tuple[str, str]]) -> float:
 _ENGINE: Any = None
 
 
+BASELINE = os.environ.get("BENCH_OCR_BASELINE") == "1"  # the settings before 2026-12-06, to compare
+
+
 def _init_worker() -> None:
     global _ENGINE
     from nlp.images import OcrEngine
 
     _ENGINE = OcrEngine()
+    if BASELINE:  # RapidOCR's detection default (shorter side enlarged or shrunk to 736), no scaling of ours
+        from rapidocr_onnxruntime import RapidOCR
+
+        _ENGINE._engine = RapidOCR(intra_op_num_threads=1, inter_op_num_threads=1, use_cls=False,
+                                   print_verbose=False)
 
 
 def _read(png_bytes: bytes) -> tuple[str, float, int]:
@@ -88,7 +97,8 @@ def _read(png_bytes: bytes) -> tuple[str, float, int]:
     from nlp.images import fit_for_ocr
 
     t0 = time.process_time()
-    rgb = np.asarray(fit_for_ocr(Image.open(io.BytesIO(png_bytes))))  # as the worker's load_rgb does
+    pic = Image.open(io.BytesIO(png_bytes))
+    rgb = np.asarray(pic.convert("RGB") if BASELINE else fit_for_ocr(pic))  # as the worker's load_rgb does
     text = _ENGINE.read(rgb).text
     return text, time.process_time() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
