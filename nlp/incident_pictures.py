@@ -7,9 +7,11 @@ recompression, a resize or a light crop is folded into the stored picture (pHash
 within a few bits, confirmed by re-reading its lines, so two notices printed on one template stay
 two pictures). So here "the same picture" is simply the same ``images.id``.
 
-This is one small signal of the incident stage (nlp.incidents consults it in ``_bound``, after a
-reply and a story, before a debunk): ``image id -> incident``, filled from the database for the
-pictures of a batch's posts, and from the posts placed during the run.
+This is one small signal of the incident stage (nlp.incidents consults it in ``place`` when
+neither a binding (staff link, reply, story, debunk) nor the post's own words placed it, before
+the conversation): ``image id -> incident``, filled from the database for the pictures of a
+batch's posts, and from the posts placed during the run. A picture whose posts are already in
+two or more incidents (a sticker, a meme, a QR code sent under many matters) binds nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class PictureIncidents:
     def __init__(self) -> None:
         self.by_image: dict[int, _Open] = {}
         self.of_post: dict[int, list[int]] = {}  # the batch's posts -> their stored pictures, in order
+        self.ambiguous: set[int] = set()  # pictures seen in several incidents: they tell nothing
 
     def prepare(self, session: Session, index: IncidentIndex, post_ids: Sequence[int]) -> None:
         """Load the batch's pictures and the incidents other posts showing them are in."""
@@ -41,16 +44,17 @@ class PictureIncidents:
         if not wanted:
             return
         found = _incidents_of(session, wanted, set(post_ids))
-        index.reopen(session, found.values())
-        for image_id, incident_id in found.items():
-            inc = index.open.get(incident_id)
-            if inc is not None:
+        self.ambiguous |= {i for i, incidents in found.items() if len(incidents) > 1}
+        index.reopen(session, [ids[0] for i, ids in found.items() if i not in self.ambiguous])
+        for image_id, incidents in found.items():
+            inc = index.open.get(incidents[0])
+            if inc is not None and image_id not in self.ambiguous:
                 self.by_image.setdefault(image_id, inc)
 
     def incident_of(self, index: IncidentIndex, post_id: int, forbidden: set[_Open]) -> _Open | None:
         """The incident of the first of the post's pictures that has one (and is still open)."""
         for image_id in self.of_post.get(post_id, ()):
-            inc = self.by_image.get(image_id)
+            inc = self.by_image.get(image_id) if image_id not in self.ambiguous else None
             if inc is not None and inc not in forbidden and (inc.id is None or inc.id in index.open):
                 return inc
         return None
@@ -60,7 +64,8 @@ class PictureIncidents:
         if inc is None:
             return
         for image_id in self.of_post.get(post_id, ()):
-            self.by_image.setdefault(image_id, inc)
+            if self.by_image.setdefault(image_id, inc) is not inc:
+                self.ambiguous.add(image_id)
 
 
 def _pictures_of(session: Session, post_ids: Sequence[int]) -> dict[int, list[int]]:
@@ -77,9 +82,9 @@ def _pictures_of(session: Session, post_ids: Sequence[int]) -> dict[int, list[in
     return out
 
 
-def _incidents_of(session: Session, image_ids: Sequence[int], skip_posts: set[int]) -> dict[int, int]:
-    """image id -> the incident of the earliest other post showing it (posts of the batch aside)."""
-    out: dict[int, int] = {}
+def _incidents_of(session: Session, image_ids: Sequence[int], skip_posts: set[int]) -> dict[int, list[int]]:
+    """image id -> the incidents of the other posts showing it, earliest post first (the batch's aside)."""
+    out: dict[int, list[int]] = {}
     for start in range(0, len(image_ids), _CHUNK):
         for image_id, post_id, incident_id in session.execute(
             select(PostImage.image_id, Post.id, Post.incident_id)
@@ -88,5 +93,7 @@ def _incidents_of(session: Session, image_ids: Sequence[int], skip_posts: set[in
             .order_by(PostImage.image_id, Post.id)
         ):
             if post_id not in skip_posts and image_id is not None and incident_id is not None:
-                out.setdefault(image_id, incident_id)
+                seen = out.setdefault(image_id, [])
+                if incident_id not in seen:
+                    seen.append(incident_id)
     return out

@@ -175,9 +175,6 @@ def _bound(index: IncidentIndex, p: _Post, forbidden: set[_Open], lookups: _Look
         inc = index.by_story.get(p.story_id) or lookups.story.get(p.story_id)
         if inc is not None and inc not in forbidden:
             return inc, "story"
-    inc = lookups.pictures.incident_of(index, p.id, forbidden) if lookups.pictures is not None else None
-    if inc is not None:
-        return inc, "picture"  # the same picture (nlp.incident_pictures)
     if p.debunk_id is not None and p.role not in ("refutation", "notice", "other"):
         inc = index.by_debunk.get(p.debunk_id)
         if inc is not None and inc not in forbidden and not _conflicts(index, p, inc):
@@ -260,6 +257,9 @@ def place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | No
         best = _best(index, p, scored, recent, forbidden, need)
         if best is not None:
             inc, why = best, "content"
+    if inc is None and lookups.pictures is not None:  # its words place it nowhere: the picture it shows
+        inc = lookups.pictures.incident_of(index, p.id, forbidden)
+        why = "picture"  # the same picture (nlp.incident_pictures)
     if inc is None and len(p.terms) <= SMALL_POST_TERMS:
         inc = _conversation(index, p, forbidden)
         why = "conversation"

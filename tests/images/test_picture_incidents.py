@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from alerts import evaluate as evaluation
 from bench.image_corpus import forward, jpeg
-from core.tables import Alert, AlertPost, Image, Post
+from core.tables import Alert, AlertPost, Image, Post, PostImage
 from crawler.image_fetch import fetch_pending
 from nlp.images import OcrEngine, TextVerifier, read_pending
 from nlp.pipeline import analyze
@@ -84,3 +84,16 @@ def test_the_same_picture_in_three_groups_is_one_incident_and_one_alert(
         [alert_id] = s.scalars(select(Alert.id).where(Alert.incident_id == incident["1"]))
         assert {"1", "2", "3"} <= evidence[alert_id]  # one alert shows the picture's every group
         assert not [a for a, ids in evidence.items() if a != alert_id and ids & {"1", "2", "3"}]
+
+
+def test_stickers_are_not_pictures(api_client: TestClient, api_engine, bot: dict) -> None:  # noqa: F811
+    """A QQ sticker (image segment with subType 1) is sent under every matter: it is not kept,
+    so it can never tie matters together; a real picture in the same message is."""
+    segments = [{"type": "text", "data": {"text": "哈哈"}},
+                {"type": "image", "data": {"file": "s.image", "url": "http://127.0.0.1:9/sticker.gif", "subType": 1}},
+                {"type": "image", "data": {"file": "p.image", "url": "http://127.0.0.1:9/photo.jpg", "subType": 0}}]
+    body = {"time": 1764036000, "post_type": "message", "message_type": "group", "message_id": 31,
+            "group_id": 880031, "user_id": 1, "message": segments}
+    assert api_client.post("/api/v1/ingest/onebot", json=body, headers=bot).json()["new"] == 1
+    with Session(api_engine) as s:
+        assert list(s.scalars(select(PostImage.ref))) == ["http://127.0.0.1:9/photo.jpg"]
