@@ -7,6 +7,7 @@ YUQING_TEST_DATABASE=postgres."""
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -97,3 +98,36 @@ def test_stickers_are_not_pictures(api_client: TestClient, api_engine, bot: dict
     assert api_client.post("/api/v1/ingest/onebot", json=body, headers=bot).json()["new"] == 1
     with Session(api_engine) as s:
         assert list(s.scalars(select(PostImage.ref))) == ["http://127.0.0.1:9/photo.jpg"]
+
+
+def push_now(client: TestClient, headers: dict, message_id: int, group_id: int, url: str, text: str) -> None:
+    """A OneBot push sent just now (the matters it founds are open to the next analysis runs)."""
+    body = {"time": int(time.time()) - 600 + message_id, "post_type": "message", "message_type": "group",
+            "message_id": message_id, "group_id": group_id, "user_id": 20000 + message_id,
+            "message": [{"type": "text", "data": {"text": text}},
+                        {"type": "image", "data": {"file": f"{message_id}.image", "url": url}}]}
+    assert client.post("/api/v1/ingest/onebot", json=body, headers=headers).json()["new"] == 1
+
+
+def test_a_picture_already_in_two_matters_ties_nothing(
+    api_client: TestClient, api_engine, bot: dict, picture_server, rumor_model_any,  # noqa: F811
+) -> None:
+    """The same photo under two matters that their words keep apart (a meme, a QR code): it is
+    ambiguous, and a later post showing only that photo joins neither."""
+    base, files = picture_server
+    files["/meme.jpg"] = jpeg(photo(7), 85)
+    push_now(api_client, bot, 41, 880041, f"{base}/meme.jpg", text="自来水厂检修，东湾村明天停水一整天，记得提前接水")
+    push_now(api_client, bot, 42, 880042, f"{base}/meme.jpg", text="中心小学下周起停课两周，说是有学生得了肺结核")
+    with Session(api_engine) as s:
+        analyze(s, model=rumor_model_any, workers=0)
+        assert fetch_pending(s).counts == {"stored": 1, "duplicate": 1}
+        analyze(s, model=rumor_model_any, workers=0)
+        incident = dict(s.execute(select(Post.external_id, Post.incident_id)).all())
+        assert None not in (incident["41"], incident["42"]) and incident["41"] != incident["42"]
+    push_now(api_client, bot, 43, 880043, f"{base}/meme.jpg", text="转发")
+    with Session(api_engine) as s:
+        analyze(s, model=rumor_model_any, workers=0)
+        assert fetch_pending(s).counts == {"duplicate": 1}
+        analyze(s, model=rumor_model_any, workers=0)
+        third = s.scalars(select(Post).where(Post.external_id == "43")).one()
+        assert third.analyzed_at is not None and third.incident_id is None
