@@ -2,6 +2,8 @@
 transformations, OCR and hashing speed, peak memory with OCR workers.
 
     python -m bench.bench_images [--originals 30] [--out bench/results/images.md]
+    python -m bench.bench_images --part ocr [--seed 77]   # only OCR speed and memory: its section
+
 
 The evaluation set is rendered here (bench/image_corpus.py: forged notices with a red header and
 a seal, chat screenshots, captioned photos, in WenQuanYi Micro Hei) and degraded (JPEG 30-70,
@@ -31,14 +33,15 @@ RESULTS = Path(__file__).resolve().parent / "results" / "images.md"
 NOTES = """
 ## Reading these figures
 
-- OCR speed: CPU seconds per picture is the stable figure (0.6-0.8 s with one onnxruntime thread per
-  worker), so two workers on two otherwise idle cores read about 2.5-3.3 distinct pictures a second;
+- OCR speed: CPU seconds per picture is the stable figure (0.5-0.65 s with one onnxruntime thread per
+  worker), so two workers on two otherwise idle cores read about 3-4 distinct pictures a second;
   the wall-clock rate here is taken on a machine at a load average of about 8 (nine people on two
   cores) and is a floor, not the product's rate. Each distinct picture is read once; copies cost a
   hash and, for a near-duplicate candidate, the line check.
-- Memory: one OCR worker peaks at about 0.7 GB (onnxruntime with PP-OCRv4 det/rec at 736 px); the
-  sum over this benchmark's main process and two workers is just over the 1.5 GB target. `yuqing run`
-  starts one worker by default (`YUQING_IMAGE_WORKERS=1`), about 0.9 GB with the main process.
+- Memory: one OCR worker peaks at about 0.5 GB (onnxruntime with PP-OCRv4 det/rec, detection at
+  <= 720 px on the shorter side; it was 0.7-0.9 GB when RapidOCR enlarged every picture to 736 px);
+  the main process and two workers stay under the 1.5 GB target (--part ocr measures it).
+  `yuqing run` starts one worker by default (`YUQING_IMAGE_WORKERS=1`).
 - The evaluation set is rendered: real photographs of screens and paper are harder than these
   degradations; the figures are an upper bound for such pictures.
 """
@@ -70,11 +73,19 @@ def char_accuracy(pairs: list[tuple[str, str]]) -> float:
 _ENGINE: Any = None
 
 
+BASELINE = os.environ.get("BENCH_OCR_BASELINE") == "1"  # the settings before 2026-12-06, to compare
+
+
 def _init_worker() -> None:
     global _ENGINE
     from nlp.images import OcrEngine
 
     _ENGINE = OcrEngine()
+    if BASELINE:  # RapidOCR's detection default (shorter side enlarged or shrunk to 736), no scaling of ours
+        from rapidocr_onnxruntime import RapidOCR
+
+        _ENGINE._engine = RapidOCR(intra_op_num_threads=1, inter_op_num_threads=1, use_cls=False,
+                                   print_verbose=False)
 
 
 def _read(png_bytes: bytes) -> tuple[str, float, int]:
@@ -83,8 +94,11 @@ def _read(png_bytes: bytes) -> tuple[str, float, int]:
 
     from PIL import Image
 
-    rgb = np.asarray(Image.open(io.BytesIO(png_bytes)).convert("RGB"))
+    from nlp.images import fit_for_ocr
+
     t0 = time.process_time()
+    pic = Image.open(io.BytesIO(png_bytes))
+    rgb = np.asarray(pic.convert("RGB") if BASELINE else fit_for_ocr(pic))  # as the worker's load_rgb does
     text = _ENGINE.read(rgb).text
     return text, time.process_time() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
@@ -284,12 +298,76 @@ def near_duplicates(renders: list[Any], texts: list[str], rng: random.Random) ->
     }
 
 
+OCR_SECTION = "## OCR speed and memory (--part ocr)"
+
+
+def ocr_part(originals: int, seed: int, out: Path) -> str:
+    """OCR only, on a set rendered from ``seed`` at two sizes (as rendered, and 1.5x: a phone's
+    1080 px wide screenshot), 2 worker processes: rate, CPU, accuracy, peak memory. Its section of
+    ``out`` is replaced; the rest of the file is kept."""
+    rng = random.Random(seed)
+    renders = make_set(originals, seed=seed)
+    degraded = [degrade(r.image, rng) for r in renders[: max(6, originals // 2)]]
+    pictures = [r.image for r in renders] + degraded
+    truth = [r.text for r in renders] + [r.text for r in renders[: len(degraded)]]
+    rows = []
+    load_avg = os.getloadavg()
+    for label, factor in (("as rendered (630-900 px wide)", 1.0), ("phone size (x1.5, 945-1350 px)", 1.5)):
+        jobs = [_png(p if factor == 1.0 else p.resize((int(p.width * factor), int(p.height * factor)), 3))
+                for p in pictures]
+        with ProcessPoolExecutor(max_workers=2, initializer=_init_worker) as pool:
+            list(pool.map(_read, jobs[:2]))  # model load, not counted
+            t1 = time.perf_counter()
+            results = list(pool.map(_read, jobs))
+            wall = time.perf_counter() - t1
+        n_clean = len(renders)
+        acc_clean = char_accuracy(list(zip(truth[:n_clean], [r[0] for r in results[:n_clean]], strict=True)))
+        acc_deg = char_accuracy(list(zip(truth[n_clean:], [r[0] for r in results[n_clean:]], strict=True)))
+        worker_mb = max(r[2] for r in results) / 1024
+        main_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        cpu = sum(r[1] for r in results) / len(jobs)
+        rows.append(f"| {label} | {len(jobs) / wall:.2f} | {cpu:.2f} | {2 / cpu:.1f} | {acc_clean:.3f} | "
+                    f"{acc_deg:.3f} | {worker_mb:.0f} | {main_mb + 2 * worker_mb:.0f} |")
+    load_end = os.getloadavg()
+    section = "\n".join([
+        OCR_SECTION,
+        "",
+        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, `nice python -m bench.bench_images --part ocr "
+        f"--seed {seed} --originals {originals}`: {len(pictures)} distinct pictures per size ({len(renders)} "
+        f"renders, seed {seed}, none of them seen while choosing the settings, + {len(degraded)} degraded), "
+        f"2 worker processes, 1 onnxruntime thread each, no angle classifier, detection at the shorter side "
+        f"<= 720 px (never enlarged). Load average {load_avg[0]:.1f} / {load_avg[1]:.1f} / {load_avg[2]:.1f} "
+        f"(1/5/15 min) at the start, {load_end[0]:.1f} at the end, on 2 cores shared with other work.",
+        "",
+        "| pictures | images/s (wall, 2 workers) | CPU s per image | images/s on 2 idle cores (2 / CPU s) | "
+        "characters, clean | characters, degraded | peak MB, one worker | peak MB, main + 2 workers |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "The wall-clock rate is what this shared machine gave at that load; CPU seconds per image are the "
+        "stable figure, and 2 / CPU s is the rate two workers reach on two otherwise idle cores. Peak MB sums "
+        "peak RSS (pages the forked workers share with the main process are counted in each): an upper bound.",
+        "",
+    ])
+    old = out.read_text(encoding="utf-8") if out.exists() else ""
+    if OCR_SECTION in old:
+        head, _, rest = old.partition(OCR_SECTION)
+        tail = rest[rest.find("\n## ") + 1:] if "\n## " in rest else ""
+        text = head + section + ("\n" + tail if tail else "")
+    else:
+        text = old.rstrip("\n") + "\n\n" + section
+    out.write_text(text, encoding="utf-8")
+    return section
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--originals", type=int, default=30)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--part", choices=("all", "ocr"), default="all")
+    parser.add_argument("--seed", type=int, default=77, help="renders of --part ocr (the full run uses 26)")
     args = parser.parse_args()
-    print(run(args.originals, args.out))
+    print(ocr_part(args.originals, args.seed, args.out) if args.part == "ocr" else run(args.originals, args.out))
 
 
 if __name__ == "__main__":

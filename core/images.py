@@ -248,6 +248,27 @@ def image_path(image: Image) -> Path:
     return images_dir() / image.path
 
 
+def thumbnail(image: Image, size: int) -> Path:
+    """A JPEG of the picture at most ``size`` px on its longest side, made once and kept under
+    ``images/thumbs/<size>/`` (the console's evidence and the digest's top rumors show these)."""
+    from PIL import Image as PILImage
+
+    thumb = images_dir() / "thumbs" / str(size) / f"{image.sha256}.jpg"
+    if thumb.is_file():
+        return thumb
+    source = image_path(image)
+    if not source.is_file():
+        raise FileNotFoundError(f"图片 {image.id} 的文件不在数据目录中（{image.path}）")
+    thumb.parent.mkdir(parents=True, exist_ok=True)
+    with PILImage.open(source) as pic:
+        small = pic.convert("RGB")
+        small.thumbnail((size, size))
+        tmp = thumb.with_suffix(f".{os.getpid()}.tmp")
+        small.save(tmp, format="JPEG", quality=80)
+        os.replace(tmp, thumb)
+    return thumb
+
+
 # ----------------------------------------------------------------------------- posts and pictures
 
 
@@ -265,7 +286,24 @@ def queue_refs(session: Session, refs_by_key: dict[str, list[str]]) -> int:
     if rows:
         stmt = upsert_insert(session, POST_IMAGES).on_conflict_do_nothing(index_elements=["post_id", "position"])
         session.execute(stmt, rows)
+        _requeue_found(session, rows)
     return len(rows)
+
+
+def _requeue_found(session: Session, rows: list[dict[str, Any]]) -> None:
+    """An export imported again after its missing pictures were copied in: those go back to the queue."""
+    wanted = {(r["post_id"], r["position"]): r["ref"] for r in rows if r["ref"].startswith("file://")}
+    if not wanted:
+        return
+    missing = session.execute(
+        select(PostImage.id, PostImage.post_id, PostImage.position)
+        .where(PostImage.post_id.in_({k[0] for k in wanted}), PostImage.status == "missing")
+    ).all()
+    for ref_id, post_id, position in missing:
+        ref = wanted.get((post_id, position))
+        if ref is not None and Path(ref.removeprefix("file://")).is_file():
+            session.execute(update(PostImage).where(PostImage.id == ref_id)
+                            .values(status="pending", ref=ref, error=None))
 
 
 def refresh_post_image_text(session: Session, post_ids: Iterable[int]) -> int:

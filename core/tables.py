@@ -227,7 +227,7 @@ class Image(Base):
 
 class PostImage(Base):
     """A picture referenced by a post: queued by core.ingest (``status`` pending), fetched or read
-    from an export folder (stored / failed / refused), then linked to its :class:`Image`."""
+    from an export folder (stored / failed / refused / missing), then linked to its :class:`Image`."""
 
     __tablename__ = "post_images"
     __table_args__ = (UniqueConstraint("post_id", "position"),)

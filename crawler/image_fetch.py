@@ -8,14 +8,17 @@ URLs are fetched only from ``YUQING_IMAGE_HOSTS`` (a push names any URL it likes
 list the server would fetch whatever a bot, or whoever holds its token, points it at), redirects
 are followed only to allowed hosts, and a body over ``YUQING_IMAGE_MAX_MB`` is abandoned while
 streaming. Every reference ends ``stored`` (linked to its picture), ``refused`` (host not
-allowed, not a picture, too large) or ``failed`` (network, missing file), with the reason.
+allowed, not a picture, too large), ``missing`` (a picture an export names but does not hold)
+or ``failed`` (network, unreadable file), with the reason.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -34,12 +37,20 @@ from core.images import (
     store_image,
 )
 from core.settings import get_settings
-from core.tables import PostImage, utcnow
+from core.tables import Post, PostImage, utcnow
 
 log = logging.getLogger(__name__)
 
 STALE_CLAIM = dt.timedelta(minutes=10)  # a worker that died mid-fetch gives its claims back
 MAX_REDIRECTS = 3
+# Transient failures are tried again: a bot framework's picture cache answering 502/503 while it
+# restarts, a dropped connection, a read timeout. Connection failures are retried by httpx's own
+# transport (with its exponential backoff); answers and broken reads here, with ours.
+RETRIES = 2  # after the first attempt
+BACKOFF_SECONDS = 0.5  # doubled after each failure; a Retry-After answer is honoured up to MAX_WAIT
+MAX_WAIT_SECONDS = 10.0
+TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
 class FetchRefused(Exception):
@@ -48,7 +59,7 @@ class FetchRefused(Exception):
 
 @dataclass
 class FetchReport:
-    counts: Counter[str] = field(default_factory=Counter)  # stored | duplicate | refused | failed
+    counts: Counter[str] = field(default_factory=Counter)  # stored | duplicate | refused | missing | failed
 
     def __str__(self) -> str:
         return ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())) or "nothing to fetch"
@@ -68,6 +79,36 @@ def host_allowed(url: str, hosts: list[str]) -> bool:
     return False
 
 
+class Transient(Exception):
+    """A failure worth another try (see TRANSIENT_STATUS): ``wait`` is the server's Retry-After."""
+
+    def __init__(self, message: str, wait: float | None = None) -> None:
+        super().__init__(message)
+        self.wait = wait
+
+
+def fetch_with_retry(client: httpx.Client, url: str, *, sleep: Callable[[float], None] = time.sleep) -> bytes:
+    """`fetch_url`, tried again after transient failures with exponential backoff."""
+    for attempt in range(RETRIES + 1):
+        try:
+            return fetch_url(client, url)
+        except (Transient, *TRANSIENT_ERRORS) as err:
+            if attempt == RETRIES:
+                raise httpx.TransportError(f"{RETRIES + 1} 次尝试均失败：{err}") from err
+            wait = getattr(err, "wait", None)
+            delay = min(MAX_WAIT_SECONDS, wait if wait is not None else BACKOFF_SECONDS * 2**attempt)
+            log.info("picture fetch: %s, trying again in %.1f s", err, delay)
+            sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None  # an HTTP date: our own backoff is as good
+
+
 def fetch_url(client: httpx.Client, url: str) -> bytes:
     settings = get_settings()
     limit = int(settings.image_max_mb * 1024 * 1024)
@@ -78,6 +119,8 @@ def fetch_url(client: httpx.Client, url: str) -> bytes:
             if resp.is_redirect and "location" in resp.headers:
                 url = urljoin(url, resp.headers["location"])
                 continue
+            if resp.status_code in TRANSIENT_STATUS:
+                raise Transient(f"HTTP {resp.status_code}", _retry_after(resp.headers.get("retry-after")))
             resp.raise_for_status()
             declared = int(resp.headers.get("content-length") or 0)
             if declared > limit:
@@ -157,6 +200,7 @@ def fetch_pending(
     own = client is None
     http = client or httpx.Client(
         timeout=settings.image_fetch_timeout, follow_redirects=False,
+        transport=httpx.HTTPTransport(retries=RETRIES),  # connection failures, with httpcore's backoff
         headers={"User-Agent": settings.user_agent} if getattr(settings, "user_agent", None) else None,
     )
     index = NearDupIndex.load(session)
@@ -169,8 +213,8 @@ def fetch_pending(
                 .values(status="pending" if status == "waiting" else status,
                         error=None if status == "stored" else error, image_id=image_id, fetched_at=utcnow())
             )
-            if image_id is not None:
-                refresh_post_image_text(session, [post_id])  # a picture read before: its text at once
+            if image_id is not None and not refresh_post_image_text(session, [post_id]):
+                _analyse_again(session, post_id)  # a picture read before gave its text at once
             session.commit()
     finally:
         if own:
@@ -179,16 +223,24 @@ def fetch_pending(
     return report
 
 
+def _analyse_again(session: Session, post_id: int) -> None:
+    """The post's picture is known now: analysed again, so it joins the incident of the other
+    posts showing that picture (nlp.incident_pictures) even when the picture has no text."""
+    session.execute(update(Post).where(Post.id == post_id, Post.analyzed_at.is_not(None)).values(analyzed_at=None))
+
+
 def _fetch_one(
     session: Session, http: httpx.Client, ref: str, index: NearDupIndex, verify: Verifier | None
 ) -> tuple[str, str | None, int | None]:
     """(status, error or the duplicate marker, image id)."""
     try:
-        data = fetch_url(http, ref) if ref.startswith(("http://", "https://")) else read_file(ref)
+        data = fetch_with_retry(http, ref) if ref.startswith(("http://", "https://")) else read_file(ref)
         stored = store_image(session, data, index=index, verify=verify)
         _drop_crawl_copy(ref)
     except VerifyLater as err:
         return "waiting", str(err)[:500], None
+    except FileNotFoundError as err:  # an export's picture that was not exported with it: not an error
+        return "missing", str(err)[:500], None
     except (FetchRefused, ImageRefused) as err:
         return "refused", str(err)[:500], None
     except (httpx.HTTPError, OSError) as err:

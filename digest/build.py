@@ -32,6 +32,7 @@ from core.tables import (
     DebunkMatch,
     Incident,
     Post,
+    PostImage,
     PostScore,
     Publication,
     PublicationTarget,
@@ -248,6 +249,36 @@ def _final_incidents(session: Session, ids: set[int]) -> dict[int, int]:
             seen.add(current)
         out[iid] = current
     return out
+
+
+def matter_pictures(session: Session, keys: dict[int, MatterKey]) -> dict[int, int]:
+    """alert id -> the picture shown by most posts of its matter (an incident's posts, or the
+    alert's evidence when it has no incident), for the digest's thumbnail; none without pictures."""
+    counts: dict[int, Counter[int]] = defaultdict(Counter)
+    by_incident: dict[int, list[int]] = defaultdict(list)
+    for alert_id, (kind, ref) in keys.items():
+        if kind == "i":
+            by_incident[ref].append(alert_id)
+    ids = sorted(by_incident)
+    for start in range(0, len(ids), 500):
+        for incident_id, image_id, n in session.execute(
+            select(Post.incident_id, PostImage.image_id, func.count(func.distinct(Post.id)))
+            .join(PostImage, PostImage.post_id == Post.id)
+            .where(Post.incident_id.in_(ids[start:start + 500]), PostImage.image_id.is_not(None))
+            .group_by(Post.incident_id, PostImage.image_id)
+        ):
+            for alert_id in by_incident[incident_id or -1]:
+                counts[alert_id][image_id or -1] += n
+    alone = sorted(a for a, (kind, _ref) in keys.items() if kind == "a")
+    for start in range(0, len(alone), 500):
+        for alert_id, image_id, n in session.execute(
+            select(AlertPost.alert_id, PostImage.image_id, func.count(func.distinct(AlertPost.post_id)))
+            .join(PostImage, PostImage.post_id == AlertPost.post_id)
+            .where(AlertPost.alert_id.in_(alone[start:start + 500]), PostImage.image_id.is_not(None))
+            .group_by(AlertPost.alert_id, PostImage.image_id)
+        ):
+            counts[alert_id][image_id or -1] += n
+    return {a: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0] for a, c in counts.items() if c}
 
 
 def one_per_matter(alerts: Sequence[Alert], keys: dict[int, MatterKey]) -> list[tuple[Alert, int]]:
@@ -467,6 +498,7 @@ def build_summary(
         .order_by(Response.published_at, Response.id)
     ):
         latest_response[resp.alert_id] = resp
+    pictures = matter_pictures(session, {a.id: rumor_keys[a.id] for a in shown})
     for alert in shown:
         story = stories.get(alert.story_id or -1)
         key = rumor_keys[alert.id]
@@ -496,6 +528,7 @@ def build_summary(
                           "effect": response_effect(answer)}
                          if answer else None),
             "link": alert_link(settings, alert.id),
+            "picture": pictures.get(alert.id),  # image id: a thumbnail in the mail (digest.service)
         })
 
     # ---- hot concerns

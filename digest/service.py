@@ -54,6 +54,7 @@ class Prepared:
     summary: dict[str, Any]
     charts: dict[str, bytes] = field(default_factory=dict)  # name -> PNG
     charts_note: str = ""
+    pictures: dict[str, bytes] = field(default_factory=dict)  # "picture-<alert id>" -> JPEG thumbnail
 
 
 @dataclass
@@ -75,6 +76,7 @@ def prepare(session: Session, day: dt.date, *, settings: Settings | None = None,
     prepared = Prepared(day=day, summary=summary)
     if summary["quiet"]:
         return prepared
+    prepared.pictures = rumor_thumbnails(session, summary)
     try:
         families = [charts.find_cjk_family(settings.digest_font)]
         if summary["volume"]["total"]:
@@ -87,6 +89,28 @@ def prepare(session: Session, day: dt.date, *, settings: Settings | None = None,
         log.warning("digest charts skipped: %s", err)
         prepared.charts_note = f"（图表未生成：{err}）"
     return prepared
+
+
+PICTURE_SIDE = 240  # px, shown at 120 px wide: sharp on a phone's screen, about 10 KB each
+
+
+def rumor_thumbnails(session: Session, summary: dict[str, Any]) -> dict[str, bytes]:
+    """A small JPEG of each top rumor's picture (build.matter_pictures chose it), attached to the
+    mail as an inline CID image: phone mail apps (Gmail, Outlook) show those and block data: URIs.
+    A picture whose file is gone (purged) is left out."""
+    from core.images import thumbnail
+    from core.tables import Image
+
+    out: dict[str, bytes] = {}
+    for rumor in summary.get("top_rumors", []):
+        image = session.get(Image, rumor["picture"]) if rumor.get("picture") else None
+        if image is None:
+            continue
+        try:
+            out[f"picture-{rumor['id']}"] = thumbnail(image, PICTURE_SIDE).read_bytes()
+        except OSError as err:
+            log.warning("digest: no thumbnail for picture %s: %s", image.id, err)
+    return out
 
 
 def _cid(name: str, day: dt.date, key: str, revision: int) -> str:
@@ -104,6 +128,12 @@ def compose(prepared: Prepared, *, title: str, sections: tuple[str, ...] | list[
             images[name] = cid
             figures[cid] = {"content_type": "image/png", "filename": f"{name}.png",
                             "title": CHART_TITLES[name], "b64": base64.b64encode(png).decode("ascii")}
+    if "rumors" in sections:
+        for name, jpeg in prepared.pictures.items():
+            cid = _cid(name, prepared.day, key, revision)
+            images[name] = cid
+            figures[cid] = {"content_type": "image/jpeg", "filename": f"{name}.jpg",
+                            "title": "谣言图片", "b64": base64.b64encode(jpeg).decode("ascii")}
     rendered = render(prepared.summary, title=title, sections=sections, images=images,
                       charts_note=prepared.charts_note, console_url=settings.base_url,
                       template_dir=settings.digest_template_dir)
@@ -309,7 +339,8 @@ def scheduled_retry(session: Session, *, settings: Settings | None = None,
 def write_files(prepared: Prepared, out: Path, *, title: str, settings: Settings) -> list[Path]:
     """digest.html (charts as files next to it), digest.txt and the PNGs, with every section."""
     out.mkdir(parents=True, exist_ok=True)
-    images = {name: f"{name}.png" for name in prepared.charts}
+    images = {name: f"{name}.png" for name in prepared.charts} | {name: f"{name}.jpg" for name in prepared.pictures}
+    files = prepared.charts | prepared.pictures
     rendered = render(prepared.summary, title=title, sections=SECTIONS, images=images,
                       charts_note=prepared.charts_note, console_url=settings.base_url,
                       template_dir=settings.digest_template_dir)
@@ -317,7 +348,7 @@ def write_files(prepared: Prepared, out: Path, *, title: str, settings: Settings
     html = rendered.html
     for name, filename in images.items():
         html = html.replace(f"cid:{filename}", filename)
-        (out / filename).write_bytes(prepared.charts[name])
+        (out / filename).write_bytes(files[name])
         written.append(out / filename)
     (out / "digest.html").write_text(html, encoding="utf-8")
     (out / "digest.txt").write_text(rendered.text, encoding="utf-8")

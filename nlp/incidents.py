@@ -79,6 +79,7 @@ from nlp.incident_index import (
     pack_terms,
 )
 from nlp.incident_merge import LINKING_ROLES, merge_linked, write_merges
+from nlp.incident_pictures import PictureIncidents
 from nlp.incident_stats import (
     IncidentStats,
     Member,
@@ -242,6 +243,7 @@ class _Lookups:
     parent: dict[int, _Open]
     story: dict[int, _Open]
     partner: dict[int, _Open]
+    pictures: PictureIncidents | None = None  # image id -> incident (nlp.incident_pictures)
 
 
 def _ranked(index: IncidentIndex, p: _Post, scored: list[tuple[_Open, float, int]], talk: dict[_Open, float],
@@ -342,6 +344,9 @@ def place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | No
         best = _best(index, p, ranked, CHATTER_JOIN_SCORE if p.role == "other" else JOIN_SCORE)
         if best is not None:
             inc, why = best, "content"
+    if inc is None and lookups.pictures is not None:  # its words place it nowhere: the picture it shows
+        inc = lookups.pictures.incident_of(index, p.id, forbidden)
+        why = "picture"  # the same picture (nlp.incident_pictures)
     if inc is None and len(p.terms) <= FOLLOW_TERMS:
         inc = _conversation(index, p, forbidden)
         why = "conversation"
@@ -520,6 +525,8 @@ def incidents_stage(ctx: Any, batch: Any) -> None:
     story_ids = batch.story_ids or [r.story_id for r in rows]
     debunks = batch.debunks
     lookups = _lookups(session, index, rows, story_ids)
+    pictures = lookups.pictures = ctx.state.setdefault("incidents_pictures", PictureIncidents())
+    pictures.prepare(session, index, ids)
     _recent_conversations(session, index, rows)
     order = sorted(range(len(rows)), key=lambda i: (rows[i].when, rows[i].id))
     placed: list[_Open | None] = [None] * len(rows)
@@ -529,6 +536,7 @@ def incidents_stage(ctx: Any, batch: Any) -> None:
                   facts[i].role, facts[i], terms[i], idfs[i], batch.norm[i], probes[i])
         p.quote = _quote_post(index, p)
         placed[i], why = place(index, p, lookups)
+        pictures.note(r.id, placed[i])
         ctx.count(f"incident_{why}")
     placed = [None if inc is None else live(inc) for inc in placed]
     if index.merges:

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from api.deps import MAX_ROW_ID, SessionDep, StaffUser
 from core.errors import NotFound
-from core.images import image_path, images_dir
+from core.images import image_path, thumbnail
 from core.tables import ChatGroup, Image, Post, PostImage
 
 router = APIRouter(tags=["images"])
@@ -120,20 +120,10 @@ def image_thumb(
     image_id: ImageId, session: SessionDep, _: StaffUser,
     size: Annotated[int, Query(description="最长边像素：120 / 240 / 480")] = 240,
 ) -> FileResponse:
-    from PIL import Image as PILImage
-
     img = _image(session, image_id)
     size = min(THUMB_SIZES, key=lambda s: abs(s - size))
-    thumb = images_dir() / "thumbs" / str(size) / f"{img.sha256}.jpg"
-    if not thumb.is_file():
-        source = image_path(img)
-        if not source.is_file():
-            raise NotFound(f"图片 {image_id} 的文件不在数据目录中（{img.path}）")
-        thumb.parent.mkdir(parents=True, exist_ok=True)
-        with PILImage.open(source) as pic:
-            small = pic.convert("RGB")
-            small.thumbnail((size, size))
-            tmp = thumb.with_suffix(".tmp")
-            small.save(tmp, format="JPEG", quality=80)
-            tmp.replace(thumb)
+    try:
+        thumb = thumbnail(img, size)
+    except FileNotFoundError as err:
+        raise NotFound(str(err)) from err
     return FileResponse(thumb, media_type="image/jpeg", headers=_HEADERS)

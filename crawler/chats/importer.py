@@ -300,6 +300,7 @@ def import_chat_file(
         if progress is not None:
             progress(bytes_read(), sink.counts.messages)
 
+    pictures = ExportPictures(path.parent)
     sink = MessageSink(
         session,
         source=source.name,
@@ -316,7 +317,7 @@ def import_chat_file(
         for n, event in enumerate(events, start=1):
             if isinstance(event, ChatMessage):
                 if event.images:
-                    event.images = export_pictures(path.parent, event.images)
+                    event.images = pictures.refs(event.images)
                 sink.add(event)
             elif isinstance(event, Skipped):
                 sink.skip(event)
@@ -350,26 +351,54 @@ def import_chat_file(
 
 
 _PICTURE_FOLDERS = ("", "image", "images", "img", "Image", "pic")
+_PICTURE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".dat"}
+MAX_INDEXED_FILES = 200_000  # pictures of one export indexed by name (md5: references)
 
 
-def export_pictures(folder: Path, refs: list[str]) -> list[str]:
-    """``file://`` references to the pictures of an export that are present next to it.
+class ExportPictures:
+    """The pictures of one export: each reference of a message -> a ``file://`` reference.
 
     PyWxDump writes the phone's path (``FileStorage\\Image\\2026-11\\a.dat``); exports copy the
-    files beside the CSV keeping that path, or flat into an ``image``/``img`` folder. Looked up
-    under the export's folder only; a picture not there is left out (the message keeps [图片])."""
-    out: list[str] = []
-    base = folder.resolve()
-    for ref in refs:
+    files beside the CSV keeping that path, or flat into an ``image``/``img`` folder; MemoTrace
+    names them by the picture's md5 (``md5:<hash>``, from its XML); QQ by a ``{GUID}.jpg`` name.
+    Looked up under the export's folder only (never outside it). A picture that is not there
+    is still referenced, at the place it would be: the picture worker records it ``missing``
+    (the message keeps [图片]; copy the files in and they are read on the next import's fetch)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.base = folder.resolve()
+        self._by_stem: dict[str, Path] | None = None
+
+    def refs(self, refs: list[str]) -> list[str]:
+        return [f"file://{self._find(ref)}" for ref in refs if ref.strip()]
+
+    def _find(self, ref: str) -> Path:
+        if ref.startswith("md5:"):
+            stem = ref[4:].lower()
+            return self._stems().get(stem) or self.base / stem
         rel = ref.replace("\\", "/").lstrip("/")
         if not rel or ".." in rel.split("/") or ":" in rel.split("/")[0]:
             rel = rel.split("/")[-1]  # an absolute Windows path: look for its file name only
         name = rel.split("/")[-1]
-        candidates = [base / rel] + [base / sub / name for sub in _PICTURE_FOLDERS]
-        found = next((c for c in candidates if c.is_file() and base in c.resolve().parents), None)
-        if found is not None:
-            out.append(f"file://{found.resolve()}")
-    return out
+        candidates = [self.base / rel] + [self.base / sub / name for sub in _PICTURE_FOLDERS]
+        found = next((c for c in candidates if c.is_file() and self.base in c.resolve().parents), None)
+        return found.resolve() if found is not None else self.base / name
+
+    def _stems(self) -> dict[str, Path]:
+        """File name (without suffix, lower case) -> picture file, under the picture folders."""
+        if self._by_stem is None:
+            self._by_stem = {}
+            for sub in _PICTURE_FOLDERS[1:]:
+                folder = self.base / sub
+                if not folder.is_dir():
+                    continue
+                for path in folder.rglob("*"):
+                    if len(self._by_stem) >= MAX_INDEXED_FILES:
+                        break
+                    if path.suffix.lower() in _PICTURE_SUFFIXES and path.is_file() \
+                            and self.base in path.resolve().parents:
+                        self._by_stem.setdefault(path.stem.lower(), path.resolve())
+        return self._by_stem
 
 
 def _close_run(session: Session, run: SourceRun, report: ImportReport) -> None:

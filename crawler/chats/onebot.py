@@ -105,12 +105,15 @@ def image_refs(segments: list[dict[str, Any]]) -> list[str]:
 
     Frameworks put a temporary download address of the picture in ``url`` (go-cqhttp, NapCat,
     LLOneBot, Lagrange); ``file`` alone is usually a cache name only the framework can resolve.
+    Stickers (``subType`` 1) are left out.
     Whether the host may be fetched from is decided later (YUQING_IMAGE_HOSTS)."""
     refs: list[str] = []
     for seg in segments:
         data = seg.get("data") or {}
         if seg.get("type") != "image" or not isinstance(data, dict):
             continue
+        if str(data.get("subType", data.get("sub_type", "0"))) == "1":
+            continue  # a sticker (表情包): no evidence, and sent under every matter it would glue them
         for key in ("url", "file"):
             value = str(data.get(key) or "").strip()
             if value.startswith(("http://", "https://")):

@@ -18,8 +18,11 @@ Layout (one file may hold several conversations)::
 
 A message starts with ``YYYY-MM-DD H:MM:SS 昵称(QQ号)`` or ``昵称<邮箱>`` and runs until the next
 such line; its content can span several lines. ``[图片]`` / ``[表情]`` placeholders stay in the
-text. The system sender (``系统消息(10000)``) and recall/join lines are skipped; conversations under
-a ``消息分组`` of friends (私聊) are skipped too: only group messages are imported.
+text. A picture named in the text, as QQ names its picture files (``{GUID}.jpg``, how the chat
+record and its MHT export refer to them) or as exporters write it (``[图片:abc.jpg]``,
+``[图片: Image/abc.png]``), becomes ``[图片]`` in the text and a picture reference of the message
+(looked up next to the export by crawler.chats.importer). The system sender (``系统消息(10000)``)
+and recall/join lines are skipped; conversations under a ``消息分组`` of friends (私聊) are skipped too: only group messages are imported.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ HEADER = re.compile(
 _HEADER_START = re.compile(r"^\d{4}[-/]\d{1,2}[-/]\d{1,2} \d{1,2}:\d{2}:\d{2} \S.*[(<][^)>]*$")
 _SEPARATOR = re.compile(r"^={10,}\s*$")
 _META = re.compile(r"^(消息分组|消息对象)\s*[:：]\s*(.*?)\s*$")
+_PICTURE_NAMED = re.compile(r"\[图片\s*[:：]\s*([^\]\r\n]{1,300}?\.(?:jpe?g|png|gif|bmp|webp))\s*\]", re.I)
+_PICTURE_GUID = re.compile(
+    r"\{[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}\}\.(?:jpe?g|png|gif|bmp)", re.I)
 SYSTEM_IDS = {"10000", "1000000"}
 SYSTEM_NAMES = {"系统消息", "系统提示"}
 
@@ -80,6 +86,25 @@ class _Pending:
         return True
 
 
+def picture_refs(text: str) -> tuple[str, list[str]]:
+    """(text with each named picture as ``[图片]``, the pictures' file names in order)."""
+    refs: list[str] = []
+
+    def named(m: re.Match[str]) -> str:
+        refs.append(m.group(1).strip())
+        return "[图片]"
+
+    def guid(m: re.Match[str]) -> str:
+        refs.append(m.group(0))
+        return "[图片]"
+
+    if "." not in text:  # no file name: the common case costs one scan
+        return text, refs
+    text = _PICTURE_NAMED.sub(named, text)
+    text = _PICTURE_GUID.sub(guid, text)
+    return text, refs
+
+
 def parse_qq_txt(reader: LineReader) -> Iterator[ParseEvent]:
     group: str | None = None
     private = False
@@ -90,7 +115,7 @@ def parse_qq_txt(reader: LineReader) -> Iterator[ParseEvent]:
     def finish(msg: _Pending) -> ParseEvent:
         while msg.lines and not msg.lines[-1].strip():
             msg.lines.pop()
-        text = "\n".join(msg.lines).strip()
+        text, pictures = picture_refs("\n".join(msg.lines).strip())
         if private:
             return Skipped("private", msg.line, "私聊记录不导入")
         if msg.sender_id in SYSTEM_IDS or msg.name in SYSTEM_NAMES or looks_like_system_text(text):
@@ -105,6 +130,7 @@ def parse_qq_txt(reader: LineReader) -> Iterator[ParseEvent]:
             sender_id=msg.sender_id,
             group_name=group,
             line=msg.line,
+            images=pictures,
         )
 
     for line in reader:

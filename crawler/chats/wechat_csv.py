@@ -84,6 +84,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "is_forward": ("is_forward", "forwarded", "转发"),
     "src": ("src", "图片路径", "文件路径"),
 }
+_XML_MD5 = re.compile(r"<img\b[^>]*?\smd5\s*=\s*[\"']([0-9a-fA-F]{32})[\"']")
 _PICTURE_FILE = re.compile(r"\.(?:jpe?g|png|gif|webp|bmp|dat)$", re.I)
 # "sender" is an id column in MemoTrace/PyWxDump but a name in simple tables: decided per layout.
 _TYPE_PLACEHOLDERS = {
@@ -302,10 +303,14 @@ def _row_event(layout: _Layout, row: list[str], line_no: int, file_group: str | 
 
 
 def _picture_path(mtype: str, content: str, src: str) -> str | None:
-    """The file of an image message as the export names it (resolved later against the export's folder)."""
+    """The file of an image message as the export names it (resolved later against the export's
+    folder): a path in ``src`` or the content, or for MemoTrace, whose CSV keeps WeChat's XML of
+    the picture (``<msg><img md5="…" …/></msg>``), ``md5:<hash>``: its image folder names the
+    picture files by that hash."""
     if mtype != "3" and "图片" not in mtype:
         return None
     for value in (src, content):
         if value and _PICTURE_FILE.search(value.strip()):
             return value.strip()
-    return None
+    md5 = _XML_MD5.search(content) if content.lstrip().startswith("<") else None
+    return f"md5:{md5.group(1).lower()}" if md5 else None

@@ -1,5 +1,7 @@
-"""A WeChat export with its picture folder (PyWxDump layout, WeChat's XOR'd .dat files): the
-pictures present are stored and read; a missing one leaves the message as [图片]."""
+"""Chat exports with their picture folders: PyWxDump (WeChat's XOR'd .dat files), MemoTrace (its
+CSV names a picture by the md5 in WeChat's XML) and QQ's text export (``{GUID}.jpg`` /
+``[图片:a.jpg]``). The pictures present are stored and read; a missing one is recorded as missing
+(the message keeps [图片]) and is read once the file is there and the export imported again."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import random
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bench.image_corpus import caption_photo, jpeg
@@ -39,9 +41,13 @@ def test_wechat_export_pictures_are_read(db_session: Session, tmp_path: Path) ->
     )
     report = import_chat_file(db_session, csv)
     assert report.counts.new == 3
-    refs = db_session.scalars(select(PostImage)).all()
-    assert len(refs) == 1 and refs[0].ref.endswith("a.dat")  # only the picture present in the export
-    assert fetch_pending(db_session).counts == {"stored": 1}
+    refs = db_session.scalars(select(PostImage).order_by(PostImage.id)).all()
+    assert len(refs) == 3 and refs[0].ref.endswith("a.dat")
+    export = (tmp_path / "export").resolve()
+    assert all(Path(r.ref.removeprefix("file://")).parent.is_relative_to(export) for r in refs)  # never outside
+    assert fetch_pending(db_session).counts == {"stored": 1, "missing": 2}
+    assert [r.status for r in db_session.scalars(select(PostImage).order_by(PostImage.id))] == [
+        "stored", "missing", "missing"]
     assert (folder / "a.dat").exists()  # an export's own files are never touched
     assert read_pending(db_session, OcrEngine()).read == 1
     post = db_session.scalars(select(Post).where(Post.external_id == "9001")).one()
@@ -49,7 +55,7 @@ def test_wechat_export_pictures_are_read(db_session: Session, tmp_path: Path) ->
     assert db_session.scalar(select(Image.ocr_status)) == "done"
     # importing again stores nothing twice
     assert import_chat_file(db_session, csv).counts.new == 0
-    assert len(db_session.scalars(select(PostImage)).all()) == 1
+    assert len(db_session.scalars(select(PostImage)).all()) == 3
 
 
 def test_purge_deletes_pictures_no_message_refers_to(db_session: Session, tmp_path: Path) -> None:
@@ -72,3 +78,80 @@ def test_purge_deletes_pictures_no_message_refers_to(db_session: Session, tmp_pa
     assert out.exit_code == 0, out.output
     assert "不再被引用的图片 1 张" in out.output
     assert db_session.scalar(select(Image.id)) is None and not stored.exists()
+
+
+MEMOTRACE = ["localId", "TalkerId", "Type", "SubType", "IsSender", "CreateTime", "Status", "StrContent", "StrTime",
+             "Remark", "NickName", "Sender"]
+
+
+def _img_xml(md5: str) -> str:
+    return (f'<?xml version="1.0"?><msg><img aeskey="0f1e2d" encryver="1" cdnthumblength="3412" length="52311" '
+            f'md5="{md5}" hevc_mid_size="0" /></msg>')
+
+
+def test_memotrace_export_pictures_by_md5(db_session: Session, tmp_path: Path) -> None:
+    import csv
+
+    export = tmp_path / "留痕导出"
+    (export / "image" / "2026-11").mkdir(parents=True)
+    here, gone = "9f" * 16, "ab" * 16
+    (export / "image" / "2026-11" / f"{here}.jpg").write_bytes(jpeg(caption_photo(random.Random(9)).image, 85))
+    path = export / "东湾村村民群_utf8.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(MEMOTRACE)
+        out.writerow([1, 5, 1, 0, 0, 1795831200, 2, "大家看这个通知", "2026-11-28 10:00:00", "", "王五", "wxid_w"])
+        out.writerow([2, 5, 3, 0, 0, 1795831260, 2, _img_xml(here), "2026-11-28 10:01:00", "", "王五", "wxid_w"])
+        out.writerow([3, 5, 3, 0, 0, 1795831320, 2, _img_xml(gone), "2026-11-28 10:02:00", "", "李四", "wxid_l"])
+    report = import_chat_file(db_session, path)
+    assert report.counts.new == 3 and report.issue_count == 0
+    posts = {p.raw_text for p in db_session.scalars(select(Post))}
+    assert posts == {"大家看这个通知", "[图片]"}  # the XML is not the message's text
+    assert fetch_pending(db_session).counts == {"stored": 1, "missing": 1}
+    missing = db_session.scalars(select(PostImage).where(PostImage.status == "missing")).one()
+    assert gone in missing.ref and missing.error and "没有这张图片" in missing.error
+
+    # The missing picture is copied in later and the export imported again: it is read then.
+    (export / "image" / "2026-11" / f"{gone}.jpg").write_bytes(jpeg(caption_photo(random.Random(10)).image, 85))
+    assert import_chat_file(db_session, path).counts.new == 0
+    assert fetch_pending(db_session).counts == {"stored": 1}
+    assert db_session.scalar(select(func.count()).select_from(Image)) == 2
+
+
+QQ_TXT = """消息记录（此消息记录为文本格式，不支持重新导入）
+
+================================================================
+消息分组:我的QQ群
+================================================================
+消息对象:南坪村村民群
+================================================================
+
+2026-11-28 08:01:02 村民甲(10001)
+看看这个通知 {1A2B3C4D-0000-1111-2222-333344445555}.jpg
+
+2026-11-28 08:02:13 村民乙(10002)
+[图片:IMG_2026.png]
+
+2026-11-28 08:03:00 村民丙(10003)
+{99999999-0000-1111-2222-333344445555}.jpg
+"""
+
+
+def test_qq_export_picture_references(db_session: Session, tmp_path: Path) -> None:
+    export = tmp_path / "qq"
+    (export / "Image").mkdir(parents=True)
+    (export / "Image" / "{1A2B3C4D-0000-1111-2222-333344445555}.jpg").write_bytes(
+        jpeg(caption_photo(random.Random(12)).image, 85))
+    (export / "IMG_2026.png").write_bytes(jpeg(caption_photo(random.Random(13)).image, 85))
+    path = export / "南坪村村民群.txt"
+    path.write_text(QQ_TXT, encoding="utf-8")
+    report = import_chat_file(db_session, path)
+    assert report.counts.new == 3 and report.issue_count == 0
+    texts = {p.external_id or p.raw_text: p.raw_text for p in db_session.scalars(select(Post))}
+    assert sorted(texts.values()) == sorted(["看看这个通知 [图片]", "[图片]", "[图片]"])
+    assert fetch_pending(db_session).counts == {"stored": 2, "missing": 1}
+    missing = db_session.scalars(select(PostImage).where(PostImage.status == "missing")).one()
+    assert "{99999999-0000-1111-2222-333344445555}.jpg" in missing.ref
+    linked = db_session.scalars(select(Post).join(PostImage, PostImage.post_id == Post.id)
+                                .where(PostImage.status == "stored")).all()
+    assert sorted(p.raw_text for p in linked) == ["[图片]", "看看这个通知 [图片]"]
