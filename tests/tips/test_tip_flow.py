@@ -132,3 +132,14 @@ def test_blocked_reporters_are_kept_out_and_retention_applies(session) -> None:
     assert purge_tips(session, days=180) == 1
     session.flush()
     assert session.get(Tip, old.tip.id) is None
+
+
+def test_the_digest_counts_the_days_tips(session) -> None:
+    from zoneinfo import ZoneInfo
+
+    from digest.build import build_summary
+
+    receive_tip(session, TipIn(channel="hotline", message_id="d1", text="东湾村的桥塌了吗"))
+    receive_tip(session, TipIn(channel="web", message_id="d2", text="菜市场的肉有问题吗"))
+    summary = build_summary(session, utcnow().astimezone(ZoneInfo("Asia/Shanghai")).date())
+    assert summary["tips_note"].startswith("收到 2 条") and "待核实 2 条" in summary["tips_note"]
