@@ -143,3 +143,14 @@ def test_the_digest_counts_the_days_tips(session) -> None:
     receive_tip(session, TipIn(channel="web", message_id="d2", text="菜市场的肉有问题吗"))
     summary = build_summary(session, utcnow().astimezone(ZoneInfo("Asia/Shanghai")).date())
     assert summary["tips_note"].startswith("收到 2 条") and "待核实 2 条" in summary["tips_note"]
+
+
+def test_without_auto_replies_a_known_claim_is_acknowledged_with_the_match_noted(session, monkeypatch) -> None:
+    from core.settings import get_settings
+
+    monkeypatch.delenv("YUQING_TIP_AUTO_REPLY_CHANNELS")
+    get_settings.cache_clear()
+    make_debunk(session, claim=CLAIM)
+    outcome = receive_tip(session, _qq("青禾镇将全面封路，所有车辆禁止通行，是真的吗", "m9"))
+    assert not outcome.auto_answered and outcome.reply == ACKNOWLEDGEMENT
+    assert outcome.tip.debunk_id is not None and outcome.tip.status == "acknowledged"
