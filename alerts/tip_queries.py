@@ -146,3 +146,16 @@ def tip_measures(session: Session, *, days: int = 14, now: dt.datetime | None = 
         "by_day": [{"day": d, **_summary(ts)} for d, ts in sorted(by_day.items(), reverse=True)],
         "by_incident": [{"incident_id": i, **_summary(ts)} for i, ts in busiest],
     }
+
+
+def tips_sentence(session: Session, start: dt.datetime, end: dt.datetime) -> str | None:
+    """One sentence on the tips received in [start, end), for the digest; None when there were none."""
+    tips = list(session.scalars(select(Tip).where(Tip.received_at >= start, Tip.received_at < end)))
+    if not tips:
+        return None
+    m = _summary(tips)
+    text = (f"收到 {m['received']} 条，自动答复 {m['auto_answered']} 条，工作人员答复 {m['answered_by_staff']} 条，"
+            f"待核实 {m['waiting']} 条")
+    if m["median_minutes_to_answer"] is not None:
+        text += f"；答复用时中位数 {m['median_minutes_to_answer']:g} 分钟"
+    return text + "。"

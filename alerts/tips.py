@@ -19,6 +19,7 @@ A re-sent tip gets the same first reply again and nothing new is stored.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ from nlp.debunks import DebunkHit, DebunkMatcher
 from nlp.normalize import normalize
 from nlp.similarity import match_key
 
+log = logging.getLogger(__name__)
 ACKNOWLEDGEMENT = "已收到，正在核实…我们核实后会尽快答复。感谢您的反映！"
 ACKNOWLEDGEMENT_NO_ANSWER = "已收到，正在核实…感谢您的反映！如需答复，请留下联系方式。"
 BLOCKED_REPLY = "已收到。"
@@ -51,6 +53,8 @@ class TipOutcome:
 
 
 _MATCHER: dict[str, Any] = {}
+#: Libraries at least this large are rebuilt in the background (a build takes seconds).
+BACKGROUND_BUILD_FROM = 1000
 _MATCHER_LOCK = threading.Lock()
 
 
@@ -62,15 +66,48 @@ def _library_version(session: Session) -> tuple[Any, ...]:
 
 
 def debunk_matcher(session: Session) -> DebunkMatcher:
-    """The matcher of the active debunks, rebuilt only when the library changed (building it
-    for 5,000 debunks takes seconds; a 公众号 callback has 5)."""
+    """The matcher of the active debunks. Building it for 5,000 debunks takes seconds and a
+    公众号 callback has 5, so it is built once, and when the library changes it is rebuilt in a
+    background thread while the previous one keeps answering (a tip may meet a library a few
+    seconds old). Only the very first build is waited for (:func:`warm_matcher` does it at start)."""
     version = _library_version(session)
     with _MATCHER_LOCK:
-        if _MATCHER.get("version") != version:
-            _MATCHER["matcher"] = DebunkMatcher.from_session(session)
-            _MATCHER["version"] = version
-        matcher: DebunkMatcher = _MATCHER["matcher"]
-    return matcher
+        current = _MATCHER.get("matcher")
+        stale = _MATCHER.get("version") != version
+        if stale and (current is None or int(version[1] or 0) < BACKGROUND_BUILD_FROM or not len(current)):
+            current = None  # a small library (or none before) is rebuilt at once: under a second
+        elif current is not None and stale and not _MATCHER.get("building"):
+            _MATCHER["building"] = True
+            engine = session.get_bind().engine
+            threading.Thread(target=_rebuild, args=(engine, version), name="tip-matcher", daemon=True).start()
+    if current is not None:
+        return current
+    built = DebunkMatcher.from_session(session)
+    with _MATCHER_LOCK:
+        _MATCHER.update(matcher=built, version=version)
+    return built
+
+
+def _rebuild(engine: Any, version: tuple[Any, ...]) -> None:
+    try:
+        with Session(engine) as session:
+            built = DebunkMatcher.from_session(session)
+        with _MATCHER_LOCK:
+            _MATCHER.update(matcher=built, version=version)
+    except Exception:  # the old matcher keeps serving; the next tip tries again
+        log.exception("rebuilding the tip matcher failed")
+    finally:
+        with _MATCHER_LOCK:
+            _MATCHER["building"] = False
+
+
+def warm_matcher(engine: Any) -> None:
+    """Build the matcher before the first tip arrives (called in a thread at server start)."""
+    try:
+        with Session(engine) as session:
+            debunk_matcher(session)
+    except Exception:
+        log.exception("warming the tip matcher failed; the first tip builds it")
 
 
 @dataclass(frozen=True)

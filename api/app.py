@@ -60,6 +60,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     stop = threading.Event()
     worker = threading.Thread(target=_replay_loop, args=(app, stop), name="push-spill-replay", daemon=True)
     worker.start()
+    from alerts.tips import warm_matcher  # tips answer within WeChat's 5 s from the first one on
+
+    threading.Thread(target=warm_matcher, args=(app.state.engine,), name="tip-matcher-warm", daemon=True).start()
     try:
         yield
     finally:

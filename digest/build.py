@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 from sqlalchemy.orm import Session
 
+from alerts import tip_queries
 from core.settings import Settings, get_settings
 from core.tables import (
     Alert,
@@ -631,6 +632,7 @@ def build_summary(
     summary["headline"] = headline(summary)
     summary["model_drift"] = _model_drift(session, win)
     summary["prevalence_note"] = _prevalence_note(session, win)
+    summary["tips_note"] = tip_queries.tips_sentence(session, win.start, win.cutoff)
     return summary
 
 

@@ -10,6 +10,15 @@ from core.settings import get_settings
 from tests.tips.onebot_api import OneBotApiServer
 
 
+@pytest.fixture(autouse=True)
+def auto_replies_on(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Automatic refutations are off by default (see README); these tests turn them on."""
+    monkeypatch.setenv("YUQING_TIP_AUTO_REPLY_CHANNELS", '["web", "qq", "wechat"]')
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
 @pytest.fixture
 def onebot_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[OneBotApiServer]:
     server = OneBotApiServer()

@@ -53,11 +53,16 @@ def _form(client: Any) -> str:
 
 
 def test_tip_page_answers_a_known_claim_and_stores_an_unknown_one_once(
-    api_client: Any, api_engine: Any, tip_settings: None
+    api_client: Any, api_engine: Any, tip_settings: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _library(api_engine)
     token = _form(api_client)
-    assert api_client.post("/tip", data={"form_token": token, "text": "有人说"}).status_code == 422  # too fast
+    monkeypatch.setenv("YUQING_TIP_FORM_MIN_SECONDS", "60")  # no person fills the form this fast
+    get_settings.cache_clear()
+    too_fast = api_client.post("/tip", data={"form_token": token, "text": "有人说"})
+    assert too_fast.status_code == 422 and "提交太快" in too_fast.text
+    monkeypatch.setenv("YUQING_TIP_FORM_MIN_SECONDS", "0.3")
+    get_settings.cache_clear()
     time.sleep(0.35)
     known = api_client.post("/tip", data={"form_token": token, "text": "青禾镇将全面封路，所有车辆禁止通行，是真的吗"})
     assert known.status_code == 200 and "【官方辟谣】" in known.text and "没有封路安排" in known.text

@@ -132,3 +132,25 @@ def test_blocked_reporters_are_kept_out_and_retention_applies(session) -> None:
     assert purge_tips(session, days=180) == 1
     session.flush()
     assert session.get(Tip, old.tip.id) is None
+
+
+def test_the_digest_counts_the_days_tips(session) -> None:
+    from zoneinfo import ZoneInfo
+
+    from digest.build import build_summary
+
+    receive_tip(session, TipIn(channel="hotline", message_id="d1", text="东湾村的桥塌了吗"))
+    receive_tip(session, TipIn(channel="web", message_id="d2", text="菜市场的肉有问题吗"))
+    summary = build_summary(session, utcnow().astimezone(ZoneInfo("Asia/Shanghai")).date())
+    assert summary["tips_note"].startswith("收到 2 条") and "待核实 2 条" in summary["tips_note"]
+
+
+def test_without_auto_replies_a_known_claim_is_acknowledged_with_the_match_noted(session, monkeypatch) -> None:
+    from core.settings import get_settings
+
+    monkeypatch.delenv("YUQING_TIP_AUTO_REPLY_CHANNELS")
+    get_settings.cache_clear()
+    make_debunk(session, claim=CLAIM)
+    outcome = receive_tip(session, _qq("青禾镇将全面封路，所有车辆禁止通行，是真的吗", "m9"))
+    assert not outcome.auto_answered and outcome.reply == ACKNOWLEDGEMENT
+    assert outcome.tip.debunk_id is not None and outcome.tip.status == "acknowledged"
