@@ -50,7 +50,7 @@ def prepare(engine: Engine) -> dict[str, int]:
         created = _ensure_index(conn)
     filled = {table: _backfill(engine, table) for table in SEARCH_FIELDS}
     if created or any(filled.values()):
-        log.info("search index ready", extra={"created": created, "filled": filled})
+        log.info("search index ready", extra={"index_created": created, "rows_filled": filled})
     return filled
 
 
