@@ -18,10 +18,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from sqlalchemy import Engine, create_engine, text  # noqa: E402
+from sqlalchemy import Engine, create_engine, text
 
-from bench.bench_console import TITLES, VILLAGES  # noqa: E402
-from core.textsearch import document_tokens, query_tokens  # noqa: E402
+from bench.bench_console import TITLES, VILLAGES
+from core.textsearch import document_tokens, query_tokens
 
 ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DB = "yq_search_compare"
