@@ -55,7 +55,7 @@ system-deps:
 ## make run: create the SQLite database, a demo admin (password printed once), serve the bundled
 ## sample sources on loopback, and run everything with the API and console on 127.0.0.1:8000.
 run: install
-	@echo "正在启动（建库、载入模型，约 10 秒）…"
+	@echo "正在启动（建库、启动审核台，约 15 秒；模型在审核台启动后载入）…"
 	$(VENV)/bin/yuqing run --demo
 
 ## make test: the whole suite on SQLite, then every database test again on PostgreSQL.
