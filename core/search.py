@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import Connection, Engine, column, text
+from sqlalchemy import Connection, Engine, column, inspect, text
 from sqlalchemy.sql.elements import ColumnElement, TextClause
 
 from core.textsearch import SEARCH_FIELDS, document_tokens, query_tokens
@@ -47,11 +47,19 @@ def include_object(obj: Any, name: str | None, type_: str, reflected: bool, comp
 def prepare(engine: Engine) -> dict[str, int]:
     """Make the full-text index where it is missing and fill missing tokens; {table: rows filled}."""
     with engine.begin() as conn:
+        if not _has_words_column(conn):
+            # a database from an older development version: core.migrate.missing_schema says so
+            return {}
         created = _ensure_index(conn)
     filled = {table: _backfill(engine, table) for table in SEARCH_FIELDS}
     if any(filled.values()):  # a fresh database's empty index is no news
         log.info("search words filled in", extra={"index_created": created, "rows_filled": filled})
     return filled
+
+
+def _has_words_column(conn: Connection) -> bool:
+    found = inspect(conn)
+    return all(any(c["name"] == "search_tokens" for c in found.get_columns(table)) for table in SEARCH_FIELDS)
 
 
 def _ensure_index(conn: Connection) -> list[str]:
