@@ -25,6 +25,7 @@ from alerts.rules import SEVERITIES
 from alerts.severity import severity_rank
 from alerts.spread import hourly_for
 from alerts.states import OPEN_STATES, STATES, allowed_transitions
+from core import search
 from core.tables import (
     Alert,
     AlertEvent,
@@ -116,8 +117,13 @@ def _where(f: AlertFilters, dialect: str) -> tuple[str, dict[str, Any]]:
             params[name] = value
     if f.q:
         like = "ILIKE" if dialect == "postgresql" else "LIKE"  # SQLite's LIKE ignores ASCII case already
-        parts.append(f"(a.title {like} :q ESCAPE '\\' OR a.summary {like} :q ESCAPE '\\')")
+        found = [f"a.title {like} :q ESCAPE '\\'", f"a.summary {like} :q ESCAPE '\\'"]
         params["q"] = _like(f.q)
+        words = search.match_params(f.q, dialect)
+        if words is not None:  # every word of the query, wherever it stands (core.search)
+            found.append(search.match_sql("alerts", dialect, "a.id"))
+            params["words"] = words
+        parts.append(f"({' OR '.join(found)})")
     return (" WHERE " + " AND ".join(parts)) if parts else "", params
 
 

@@ -25,6 +25,7 @@ from core.db import upsert_insert
 from core.privacy import mask_personal_data, pseudonym
 from core.settings import get_settings
 from core.tables import ChatGroup, Post, Source, utcnow
+from core.textsearch import row_tokens
 
 log = logging.getLogger(__name__)
 POSTS: Table = Post.__table__  # type: ignore[assignment]
@@ -274,6 +275,8 @@ def ingest_posts(session: Session, items: Sequence[Mapping[str, Any] | PostItem]
         row for key, row in batch.items()
         if key in existing and existing[key] != (row["content_hash"], row["title"])
     ]
+    for row in (*fresh, *changed):
+        row["search_tokens"] = row_tokens("posts", row)  # the words core.search finds it by
     inserted = _insert_new(session, fresh)
     _update_changed(session, changed)
     _link_parents(session, [r["dedup_key"] for r in fresh + changed if r["parent_key"]])
@@ -333,7 +336,7 @@ def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[str]:
 
 
 _UPDATABLE = ("title", "raw_text", "content_hash", "author", "published_at", "url", "extra", "is_forward",
-              "parent_key")
+              "parent_key", "search_tokens")
 
 
 def _update_changed(session: Session, rows: list[dict[str, Any]]) -> None:

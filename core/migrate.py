@@ -20,6 +20,20 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
+    if revision == "head":
+        _prepare_search(url)
+
+
+def _prepare_search(url: str) -> None:
+    """The full-text index Alembic cannot describe (FTS5), and tokens for rows that lack them."""
+    from core.db import make_engine
+    from core.search import prepare
+
+    engine = make_engine(url)
+    try:
+        prepare(engine)
+    finally:
+        engine.dispose()
 
 
 def missing_schema(url: str) -> list[str]:
@@ -34,12 +48,14 @@ def missing_schema(url: str) -> list[str]:
     from alembic.migration import MigrationContext
 
     from core.db import make_engine
+    from core.search import include_object
     from core.tables import metadata
 
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+            diff = compare_metadata(MigrationContext.configure(conn, opts={"include_object": include_object}),
+                                    metadata)
     finally:
         engine.dispose()
     # Alembic's own model/database comparison; only what is absent matters here (a list entry is

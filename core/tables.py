@@ -192,6 +192,8 @@ class Post(Base):
     )
     # Text recognised in the post's pictures (nlp.images), masked like raw_text; analysed with it.
     image_text: Mapped[str | None] = mapped_column(Text)
+    # jieba words of the searchable text, space-separated (core.textsearch; full-text indexed by core.search)
+    search_tokens: Mapped[str | None] = mapped_column(Text)
 
 
 class Image(Base):
@@ -426,6 +428,8 @@ class Debunk(Base):
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # jieba words of the searchable text, space-separated (core.textsearch; full-text indexed by core.search)
+    search_tokens: Mapped[str | None] = mapped_column(Text)
 
 
 class DebunkMatch(Base):
@@ -569,6 +573,8 @@ class Alert(Base):
     noted_post_count: Mapped[int] = mapped_column(Integer, default=0)  # post count at the last "rising" note
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # jieba words of the searchable text, space-separated (core.textsearch; full-text indexed by core.search)
+    search_tokens: Mapped[str | None] = mapped_column(Text)
 
 
 class AlertRun(Base):
@@ -854,3 +860,5 @@ class NotificationAttempt(Base):
 
 
 metadata = Base.metadata
+
+import core.textsearch  # noqa: E402,F401  (fills search_tokens on every ORM flush)

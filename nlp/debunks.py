@@ -44,10 +44,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from core import search
 from core.db import upsert_insert
 from core.encoding import decode_text
 from core.errors import Conflict, InvalidInput, NotFound
 from core.tables import Debunk, DebunkMatch, Incident, Post, utcnow
+from core.textsearch import row_tokens
 from nlp.anchors import Anchors, anchors_conflict, default_extractor, named_place_marks
 from nlp.claims import ClaimDoc, ClaimMatcher, ClaimModelMissing, load_claim_matcher
 from nlp.normalize import normalize
@@ -307,7 +309,8 @@ def upsert_debunks(
             existing[row.dedup_key] = row
     now = utcnow()
     fresh = [
-        {"dedup_key": k, **v, "active": True, "created_by": created_by, "created_at": now, "updated_at": now}
+        {"dedup_key": k, **v, "active": True, "created_by": created_by, "created_at": now, "updated_at": now,
+         "search_tokens": row_tokens("debunks", v)}
         for k, v in batch.items()
         if k not in existing
     ]
@@ -315,7 +318,8 @@ def upsert_debunks(
     if fresh:
         session.execute(upsert_insert(session, Debunk.__table__).on_conflict_do_nothing(index_elements=["dedup_key"]), fresh)
     for row, values in changed:
-        session.execute(update(Debunk).where(Debunk.id == row.id).values(**values, updated_at=now))
+        session.execute(update(Debunk).where(Debunk.id == row.id).values(
+            **values, updated_at=now, search_tokens=row_tokens("debunks", values)))
     result.new = len(fresh)
     result.updated = len(changed)
     result.unchanged = len(batch) - len(fresh) - len(changed)
@@ -407,12 +411,14 @@ def list_debunks(
     stmt = select(Debunk)
     if q:
         like = f"%{q.strip()}%"
+        words = search.matches("debunks", Debunk.id, q.strip(), session.get_bind().dialect.name)
         stmt = stmt.where(
             or_(
                 Debunk.claim.ilike(like),
                 Debunk.refutation.ilike(like),
                 Debunk.publisher.ilike(like),
                 Debunk.category.ilike(like),
+                *([words] if words is not None else []),  # every word of the query, apart
             )
         )
     if active is not None:

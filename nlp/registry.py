@@ -26,7 +26,6 @@ from sqlalchemy.orm import Session
 from core.errors import Conflict, InvalidInput, NotFound
 from core.settings import get_settings
 from core.tables import ModelEvent, ModelVersion, utcnow
-from nlp.classifier import RumorModel, default_model_path
 from nlp.model_compare import MIN_EVAL_N, MIN_PER_CLASS, Comparison, compare
 from nlp.scoring import ModelFileError, RumorScorer, load_scorer
 
@@ -109,6 +108,8 @@ def ensure_registered(session: Session, name: str = MODEL_NAME) -> ModelVersion:
     active = session.scalar(select(ModelVersion).where(ModelVersion.name == name, ModelVersion.status == "active"))
     if active is not None:
         return active
+    from nlp.classifier import default_model_path  # scikit-learn: only when a model is needed
+
     shipped = default_model_path()
     row = register_version(session, shipped, name=name, status="active", note="随软件发布的默认模型")
     if row.status != "active":  # registered before but nothing is active (e.g. all retired by hand)
@@ -243,6 +244,8 @@ def load_for_scoring(path: str | Path) -> RumorScorer:
         return load_scorer(path)
     except ModelFileError as e:
         log.warning("fast model reader declined; loading with skops", extra={"path": str(path), "reason": str(e)})
+        from nlp.classifier import RumorModel
+
         return RumorModel.load(path)
 
 

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from sqlalchemy import Table
@@ -25,11 +25,13 @@ from sqlalchemy.orm import Session
 from core.encoding import decode_text
 from core.errors import InvalidInput
 from core.settings import get_settings
-from nlp.classifier import RumorModel, evaluate, train_rumor_model
 from nlp.concerns.places import load_gazetteer
 from nlp.labels import csv_rows, parse_label, text_key, training_labels
 from nlp.registry import MODEL_NAME, register_version, trained_dir
 from nlp.segment import Segmenter
+
+if TYPE_CHECKING:  # scikit-learn loads with the model, not with the console
+    from nlp.classifier import RumorModel
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +175,8 @@ def local_segmenter() -> Segmenter:
 
 def _fold_score(texts: list[str], y: np.ndarray, tr: np.ndarray, te: np.ndarray, seed: int,
                 segmenter: Segmenter | None) -> dict[str, float]:
+    from nlp.classifier import evaluate, train_rumor_model
+
     model = train_rumor_model([texts[j] for j in tr], y[tr].tolist(), seed=seed, segmenter=segmenter)
     return evaluate(model, [texts[j] for j in te], y[te].tolist())
 
@@ -300,6 +304,8 @@ def train_candidate(session: Session | None, *, data: Sequence[Path] = (), inclu
     cv = (cross_validate(train_texts, train_labels, folds=cv_folds, seed=seed, progress=step, segmenter=segmenter,
                          n_jobs=n_jobs) if cv_folds else {})
     step("训练最终模型")
+    from nlp.classifier import evaluate, train_rumor_model
+
     model = train_rumor_model(train_texts, train_labels, seed=seed, version=version, segmenter=segmenter)
     step("在固定评估集上评估")
     held_out = evaluate(model, eval_texts, eval_labels) if len(set(eval_labels)) == 2 else {}
@@ -377,6 +383,8 @@ def recalibrate_candidate(session: Session, *, data: Sequence[Path] = (), includ
             "（命令行 yuqing labels queue，或用 --data 给出标注 CSV）")
     active = active_version(session)
     step(f"用 {len(texts)} 条标注重新校准模型 {active.version}")
+    from nlp.classifier import RumorModel, evaluate
+
     model = RumorModel.load(active.path)
     before = evaluate(model, eval_texts, eval_labels) if len(set(eval_labels)) == 2 else {}
     old = (model.clf.calib_a_, model.clf.calib_b_)

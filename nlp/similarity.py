@@ -19,11 +19,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
-from datasketch import MinHash
-from scipy.integrate import quad
+
+if TYPE_CHECKING:
+    from datasketch import MinHash
 
 __all__ = [
     "NUM_PERM",
@@ -70,11 +72,15 @@ _NON_WORD_RE = re.compile(r"[^0-9a-z\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 # Bands and rows for a threshold: datasketch's private ``lsh._optimal_param`` (MIT licence),
 # owned here because a private function may change or go in any release of datasketch.
 def _false_positive_probability(threshold: float, bands: int, rows: int) -> float:
+    from scipy.integrate import quad  # here, not at import: the console starts without it
+
     area, _ = quad(lambda s: 1 - (1 - s ** float(rows)) ** float(bands), 0.0, threshold)
     return float(area)
 
 
 def _false_negative_probability(threshold: float, bands: int, rows: int) -> float:
+    from scipy.integrate import quad
+
     area, _ = quad(lambda s: 1 - (1 - (1 - s ** float(rows)) ** float(bands)), threshold, 1.0)
     return float(area)
 
@@ -166,10 +172,13 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
 
 def _permutations(num_perm: int) -> np.ndarray:
     # datasketch's own affine32 permutations, so our signatures are datasketch MinHashes.
+    # Imported here: datasketch pulls scipy.stats (3-4 s on a first run), which serving needs not.
+    from datasketch import MinHash
+
     return MinHash(num_perm=num_perm, seed=SEED).permutations
 
 
-_PERMS = {NUM_PERM: _permutations(NUM_PERM)}
+_PERMS: dict[int, np.ndarray] = {}  # filled on first use
 
 
 @dataclass
@@ -275,6 +284,8 @@ def unpack_signature(blob: bytes | None, num_perm: int = NUM_PERM) -> np.ndarray
 
 def to_datasketch(sig: np.ndarray) -> MinHash:
     """A datasketch MinHash with these hash values (for analysts' own LSH experiments)."""
+    from datasketch import MinHash
+
     num_perm = len(sig)
     return MinHash(
         num_perm=num_perm,

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from alerts import common, drafts, matters, states, subjects
 from alerts.delivery_health import DeliveryHealth, delivery_health
 from api.console.pictures import pictures_of
+from core import search
 from core.tables import (
     Alert,
     AlertEvent,
@@ -110,7 +111,9 @@ def _filtered(stmt: Select[Any], f: QueueFilter, user_id: int | None, *, with_st
         stmt = stmt.where(Alert.assignee_id == int(f.assignee))
     if f.q:
         q = f.q.strip()
-        stmt = stmt.where(or_(_text_match(Alert.title, q, dialect), _text_match(Alert.summary, q, dialect)))
+        found = [_text_match(Alert.title, q, dialect), _text_match(Alert.summary, q, dialect)]
+        words = search.matches("alerts", Alert.id, q, dialect)  # every word, wherever it stands
+        stmt = stmt.where(or_(*found, *([words] if words is not None else [])))
     return stmt
 
 
@@ -420,8 +423,10 @@ def search_debunks(session: Session, q: str | None, *, offset: int = 0, limit: i
     stmt = select(Debunk)
     if q and q.strip():
         pattern = like_pattern(q.strip())
-        stmt = stmt.where(or_(Debunk.claim.like(pattern, escape="\\"), Debunk.refutation.like(pattern, escape="\\"),
-                              Debunk.publisher.like(pattern, escape="\\")))
+        found = [Debunk.claim.like(pattern, escape="\\"), Debunk.refutation.like(pattern, escape="\\"),
+                 Debunk.publisher.like(pattern, escape="\\")]
+        words = search.matches("debunks", Debunk.id, q.strip(), session.get_bind().dialect.name)
+        stmt = stmt.where(or_(*found, *([words] if words is not None else [])))
     if not include_inactive:
         stmt = stmt.where(Debunk.active.is_(True))
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0

@@ -7,10 +7,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from api.deps import MAX_ROW_ID, SessionDep, ViewerUser
 from api.pagination import Page, PageDep, fetch_page
+from core import search
 from core.errors import NotFound
 from core.tables import AlertPost, ChatGroup, Debunk, DebunkMatch, Label, Post, PostScore, Source
 from nlp.cues import term_label
@@ -133,7 +134,9 @@ def search_posts(
     q = q.replace("\x00", "") if q else q
     if q and q.strip():
         pattern = _like(q.strip())
-        conds.append(Post.raw_text.ilike(pattern, escape="\\") | Post.title.ilike(pattern, escape="\\"))
+        found = [Post.raw_text.ilike(pattern, escape="\\"), Post.title.ilike(pattern, escape="\\")]
+        words = search.matches("posts", Post.id, q.strip(), session.get_bind().dialect.name)
+        conds.append(or_(*found, *([words] if words is not None else [])))  # or every word, apart
     category = category.replace("\x00", "") if category else category
     for column, value in (
         (Post.channel, channel),

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from core.db import make_engine
+from core.search import include_object
 from core.settings import get_settings
 from core.tables import metadata
 
@@ -14,7 +15,8 @@ url = config.get_main_option("sqlalchemy.url") or get_settings().effective_datab
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=url, target_metadata=metadata, literal_binds=True, render_as_batch=True)
+    context.configure(url=url, target_metadata=metadata, literal_binds=True, render_as_batch=True,
+                      include_object=include_object)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -32,8 +34,9 @@ def run_migrations_online() -> None:
 
 def _run(connection: Connection) -> None:
     # render_as_batch: SQLite cannot ALTER most things in place; batch mode copies the table.
+    # include_object: the full-text index is core.search's (FTS5 tables are no Alembic objects)
     context.configure(connection=connection, target_metadata=metadata, render_as_batch=True,
-                      compare_type=True)
+                      compare_type=True, include_object=include_object)
     with context.begin_transaction():
         context.run_migrations()
 

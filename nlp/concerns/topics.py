@@ -37,7 +37,6 @@ from typing import NamedTuple, cast
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.utils import murmurhash3_32
 
 N_FEATURES = 1 << 20
 TOP_TERMS = 12  # strongest terms kept per post
@@ -80,6 +79,9 @@ def feature_index(word: str) -> int:
     if i is None:
         if len(_FEATURE_INDEX) >= 1 << 20:  # bound the memo (a long-running `yuqing run`)
             _FEATURE_INDEX.clear()
+        # imported here: scikit-learn is a third of the console's start on a first run
+        from sklearn.utils import murmurhash3_32
+
         i = _FEATURE_INDEX[word] = murmurhash3_32(word, seed=0, positive=True) % N_FEATURES
     return i
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from core.errors import InvalidInput
 from nlp import registry
-from nlp.classifier import RumorModel
+from nlp.classifier import RumorModel, default_model_path
 from nlp.labels import text_key
 from nlp.retrain import evalset_path, in_evalset, load_evalset, recalibrate_candidate
 from nlp.scoring import load_scorer
@@ -94,7 +94,7 @@ def test_recalibration_refuses_labels_that_reverse_the_ranking(session: Session,
 def test_cli_recalibrate(isolated_registry: Path, fresh_db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     runner = CliRunner()
-    active = RumorModel.load(registry.default_model_path())
+    active = RumorModel.load(default_model_path())
     csv_path, _ = _stricter_office(isolated_registry / "office.csv", active)
     out = runner.invoke(app, ["recalibrate", "--data", str(csv_path), "--name", "cli-cal"])
     assert out.exit_code == 0, out.output
@@ -126,7 +126,7 @@ def test_api_recalibrate(isolated_registry: Path, fresh_db_url: str) -> None:
         assert client.post("/api/v1/models/recalibrate").status_code == 401
         few = client.post("/api/v1/models/recalibrate", headers=headers["analyst"])
         assert few.status_code == 422 and "至少 20 条谣言" in few.text
-        csv_path, _ = _stricter_office(isolated_registry / "office.csv", RumorModel.load(registry.default_model_path()))
+        csv_path, _ = _stricter_office(isolated_registry / "office.csv", RumorModel.load(default_model_path()))
         with session_scope(engine) as s:
             import_labels_csv(s, csv_path)
         made = client.post("/api/v1/models/recalibrate", headers=headers["analyst"])

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 14:53:52.178838
+Create Date: 2026-12-06 15:08:35.188515
 """
 from __future__ import annotations
 
@@ -198,6 +198,7 @@ def upgrade() -> None:
     sa.Column('created_by', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('created_at', core.tables.UTCDateTime(), nullable=False),
     sa.Column('updated_at', core.tables.UTCDateTime(), nullable=False),
+    sa.Column('search_tokens', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['created_by'], ['users.id'], name=op.f('fk_debunks_created_by_users'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_debunks')),
     sa.UniqueConstraint('dedup_key', name=op.f('uq_debunks_dedup_key'))
@@ -449,6 +450,7 @@ def upgrade() -> None:
     sa.Column('noted_post_count', sa.Integer(), nullable=False),
     sa.Column('created_at', core.tables.UTCDateTime(), nullable=False),
     sa.Column('updated_at', core.tables.UTCDateTime(), nullable=False),
+    sa.Column('search_tokens', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['assignee_id'], ['users.id'], name=op.f('fk_alerts_assignee_id_users'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['incident_id'], ['incidents.id'], name=op.f('fk_alerts_incident_id_incidents'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['story_id'], ['stories.id'], name=op.f('fk_alerts_story_id_stories'), ondelete='SET NULL'),
@@ -493,6 +495,7 @@ def upgrade() -> None:
     sa.Column('role_confidence', sa.Float(), nullable=True),
     sa.Column('incident_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('image_text', sa.Text(), nullable=True),
+    sa.Column('search_tokens', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['group_id'], ['chat_groups.id'], name=op.f('fk_posts_group_id_chat_groups'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['incident_id'], ['incidents.id'], name=op.f('fk_posts_incident_id_incidents'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['parent_id'], ['posts.id'], name=op.f('fk_posts_parent_id_posts'), ondelete='SET NULL'),
