@@ -123,7 +123,10 @@ def store_tip(session: Session, tip: TipIn) -> StoredTip:
     A blocked reporter's tip is stored as ``abuse`` and kept out of the pipeline (no post)."""
     if tip.channel not in CHANNELS:
         raise TipError(f"未知渠道 '{tip.channel}'：可选 {', '.join(CHANNELS)}")
-    text = " ".join(tip.text.split()) if tip.text else ""
+    # Mask before folding whitespace: two numbers on two lines must not become one digit run
+    # that no mask pattern recognises.
+    raw = mask_personal_data(tip.text) if tip.text and get_settings().mask_personal_data else tip.text
+    text = " ".join(raw.split()) if raw else ""
     if not text and not tip.images:
         raise TipError("线索没有内容：请写上文字或附上图片")
     if len(text) > MAX_TIP_CHARS:
@@ -137,7 +140,7 @@ def store_tip(session: Session, tip: TipIn) -> StoredTip:
     reporter = reporter_key(tip.channel, identity, secret)
     blocked = is_blocked(session, reporter)
     received = tip.received_at or utcnow()
-    masked = mask_personal_data(text) if get_settings().mask_personal_data else text
+    masked = text
     post_id = None if blocked else _as_post(session, tip, key, reporter, masked, received)
     row: dict[str, Any] = {
         "dedup_key": key, "channel": tip.channel, "received_at": received, "text": masked,

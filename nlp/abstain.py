@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.arrays import load_npz
 from nlp.cues import CUE_GROUPS
 from nlp.normalize import PLACEHOLDER_RE, normalize
 from nlp.scoring import _char_text, hash_char_ngrams
@@ -127,7 +128,7 @@ def load_abstainer(model_path: str | Path | None) -> Abstainer:
         d = Path(model_path)
         f = (d if d.is_dir() else d.parent) / PROFILE_FILE
         if f.is_file():
-            with np.load(f) as z:
-                n = int(z["n"][0])
-                return Abstainer(np.unpackbits(z["bits"])[:n].astype(bool))
+            z = load_npz(f)
+            n = int(z["n"][0])
+            return Abstainer(np.unpackbits(z["bits"])[:n].astype(bool))
     return Abstainer()

@@ -41,6 +41,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from core.arrays import load_npy, reading_arrays
 from nlp.anchors import AnchorExtractor, Anchors, anchor_overlap, anchors_conflict, default_extractor
 from nlp.segment import Segmenter
 from nlp.similarity import match_key
@@ -627,8 +628,9 @@ def load_matcher_files(folder: Path) -> ClaimMatcher:
     unknown = [t for t in untrusted if t not in TRUSTED_TYPES]
     if unknown:
         raise ClaimModelMissing(f"claim model {folder / MODEL_FILE} holds unexpected types {unknown}: refusing to load it")
-    model = sio.load(folder / MODEL_FILE, trusted=untrusted)
-    idf = np.load(folder / IDF_FILE, allow_pickle=False).astype(np.float32)
+    with reading_arrays():
+        model = sio.load(folder / MODEL_FILE, trusted=untrusted)
+    idf = load_npy(folder / IDF_FILE).astype(np.float32)
     return ClaimMatcher(
         ClaimFeaturizer(idf), model, threshold=float(info["threshold"]), version=str(info.get("version", folder.name))
     )

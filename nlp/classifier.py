@@ -40,6 +40,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 from sklearn.utils.validation import check_is_fitted
 
+from core.arrays import reading_arrays
 from nlp.cues import CUE_NAMES
 from nlp.normalize import normalize
 from nlp.scoring import (
@@ -267,7 +268,8 @@ def _load_pipeline(file: Path) -> Pipeline:
             f"model file {file} contains types outside yuqing's allowlist: {bad}; "
             "refusing to load it (retrain with nlp.training or check where the file came from)"
         )
-    return sio.load(file, trusted=list(untrusted))
+    with reading_arrays():
+        return sio.load(file, trusted=list(untrusted))
 
 
 class RumorModel(RumorScorer):

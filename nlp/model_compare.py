@@ -29,6 +29,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.arrays import load_npy
 from core.tables import ChatGroup, Label, ModelVersion, Post, Source
 
 SEEN_FILE = "seen_keys.npy"
@@ -60,7 +61,7 @@ def seen_keys(folder: Path) -> np.ndarray:
     path = Path(folder) / SEEN_FILE
     if not path.is_file():
         return np.zeros(0, dtype=np.uint64)
-    return np.load(path, allow_pickle=False).astype(np.uint64)
+    return load_npy(path).astype(np.uint64)
 
 
 def seen_by(session: Session, row: ModelVersion, _depth: int = 0) -> np.ndarray:

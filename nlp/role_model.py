@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
+from core.arrays import load_npz
 from nlp.normalize import PLACEHOLDER_RE
 from nlp.scoring import hash_char_ngrams
 
@@ -211,8 +212,7 @@ def load_role_model(directory: str | os.PathLike[str] | None = None) -> RoleMode
         )
     card = json.loads(card_file.read_text(encoding="utf-8"))
     try:
-        with np.load(weights, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        arrays = load_npz(weights)
     except ValueError as e:  # an object array needs pickle: refused
         raise RoleModelFileError(f"role model file {weights} holds non-numeric data ({e}); refusing to load it") from e
     for name, a in arrays.items():

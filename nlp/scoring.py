@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from core.arrays import load_npy
 from nlp.cues import CUE_NAMES, cue_matrix
 from nlp.normalize import PLACEHOLDER_RE, PLACEHOLDERS, normalize
 from nlp.segment import Segmenter, load_stopwords
@@ -686,7 +687,7 @@ class _SchemaReader:
             if node.get("type") != "numpy":
                 raise ModelFileError(f"model file {self.file}: array stored as {node.get('type')!r}")
             with self.archive.open(node["file"]) as fh:
-                return np.load(fh, allow_pickle=False)
+                return load_npy(fh)
         kind = f"{node.get('__module__')}.{node.get('__class__')}"
         if kind not in MODEL_TYPES:
             raise ModelFileError(

@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.svm import LinearSVC
 
+from core.arrays import reading_arrays
 from nlp.segment import Segmenter
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,8 @@ def load(path: str | Path) -> CategoryClassifier:
         raise ConcernConfigError(
             f"类别模型 {path} 含有未知类型 {unknown}：拒绝加载。请用 yuqing 重新训练并保存。"
         )
-    model: Any = sio.load(path, trusted=untrusted)
+    with reading_arrays():
+        model: Any = sio.load(path, trusted=untrusted)
     return model
 
 
