@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
-from api import accounts
 from alerts.tip_import import import_hotline
+from api import accounts
 from api.app import create_app
 from core.db import make_engine, session_scope
 from core.privacy import _SEPARATORS, _fold, mask_personal_data
