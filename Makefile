@@ -63,10 +63,17 @@ run: install
 	@echo "正在启动（建库、启动审核台，约 15 秒；模型在审核台启动后载入）…"
 	$(VENV)/bin/yuqing run --demo
 
-## make test: the whole suite on SQLite, then every database test again on PostgreSQL.
+## make test: the whole suite on SQLite and, side by side, every database test again on
+## PostgreSQL (its report follows the SQLite one). One pytest process keeps about one core busy
+## and often waits on servers, subprocesses and the database, so two runs on two cores take
+## little longer than one. They share nothing: each makes its own databases, temp dirs and Redis keys.
 test: install-dev system-deps
-	$(PY) -m pytest
-	YUQING_TEST_DATABASE=postgres $(PY) -m pytest -m db
+	@mkdir -p var
+	@YUQING_TEST_DATABASE=postgres $(PY) -m pytest -m db -p no:cacheprovider > var/test-postgres.log 2>&1 & pg=$$!; \
+	$(PY) -m pytest; sqlite=$$?; \
+	echo "（SQLite 测试结束，等待 PostgreSQL 测试…）"; wait $$pg; postgres=$$?; \
+	echo "=============== PostgreSQL: the database tests again ==============="; cat var/test-postgres.log; \
+	test $$sqlite -eq 0 && test $$postgres -eq 0
 
 bench: install-dev
 	$(PY) -m bench
