@@ -8,6 +8,7 @@ to bench/results/faults.md. Target: 0 lost, 0 duplicated, 0 5xx.
 - kill -9 of `yuqing crawl` half-way through a slow site, then the next run;
 - a crawl with the database crashing under it, then a crawl after it is back;
 - the SMTP server down while alert mails are due, then back;
+- kill -9 of `yuqing notify deliver` while it mails alerts to a slow mail server, then the next runs;
 - a webhook receiver that crashes mid-request and stays down for a few seconds, then comes back,
   with delivery running in real time (the outbox's retry logic step by step is tested in
   tests/alerts/test_notify.py);
@@ -669,3 +670,75 @@ def test_webhook_receiver_crash_and_outage_then_back(
     assert back_at is not None and recovery_s is not None, "the receiver never came back or delivery never finished"
     assert (total - len(keys_per_notification), duplicated) == (0, 0)
     assert failed >= 1 and redelivered >= 1  # the outage and the lost answer were both hit
+
+
+def test_kill_9_of_notification_delivery_then_the_next_runs(
+    fresh_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_figures: Figures
+) -> None:
+    """`yuqing notify deliver` killed while it mails 30 alerts to a slow mail server: the
+    next run sends what was never claimed, the mail in flight goes out once its claim window has
+    passed, and every mail that arrives twice carries the same Message-ID (clients show it once)."""
+    import asyncio
+    import datetime as dt
+    from email import message_from_bytes, policy
+
+    from aiosmtpd.controller import Controller
+
+    from alerts import notify
+    from alerts.notify import CLAIM_SECONDS, deliver_due, parse_notify_config
+    from tests.alerts.receivers import MailSink, free_port
+    from tests.factories import make_alert
+
+    class SlowSink(MailSink):
+        async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(0.3)  # a slow relay: the kill lands mid-batch
+            return await super().handle_DATA(server, session, envelope)
+
+    total = 30
+    port = free_port()
+    routes = tmp_path / "notify.yaml"
+    routes.write_text("routes:\n  - {name: 值班, channel: email, to: [duty@qinghe.example.org]}\n", encoding="utf-8")
+    env = os.environ | {"PYTHONPATH": str(REPO), "YUQING_DATABASE_URL": fresh_db_url, "YUQING_SMTP_HOST": "127.0.0.1",
+                        "YUQING_SMTP_PORT": str(port), "YUQING_SMTP_SECURITY": "none",
+                        "YUQING_NOTIFY_CONFIG_FILE": str(routes)}
+    for name in ("YUQING_SMTP_HOST", "YUQING_SMTP_PORT", "YUQING_SMTP_SECURITY"):
+        monkeypatch.setenv(name, env[name])  # the last run is in this process
+    get_settings.cache_clear()
+    engine = make_engine(fresh_db_url)
+    config = parse_notify_config(routes.read_text(encoding="utf-8"))
+    with session_scope(engine) as s:
+        for i in range(total):
+            notify.enqueue(s, make_alert(s, severity="high", title=f"传言{i}"), "created", config=config)
+    sink = SlowSink()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    cmd = [sys.executable, "-m", "yuqing.cli", "notify", "deliver"]
+    try:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert wait_until(lambda: len(sink.messages) >= 5 or proc.poll() is not None, 240, step=0.05) is not None
+        assert proc.poll() is None, "delivery ended before it could be killed"
+        at_kill = len(sink.messages)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        killed_at = time.monotonic()
+        again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+        assert again.returncode == 0, again.stdout + again.stderr
+        # the row that was in flight waits out its claim window; the run after that sends it
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=CLAIM_SECONDS + 1)
+        deliver_due(engine, now=lambda: later, config=config)
+        recovery = time.monotonic() - killed_at
+    finally:
+        controller.stop()
+    with session_scope(engine) as s:
+        statuses = dict(s.execute(select(Notification.status, func.count()).group_by(Notification.status)).all())
+    engine.dispose()
+    ids = [message_from_bytes(e.content, policy=policy.default)["Message-ID"] for e in sink.messages]
+    lost, duplicated = total - len(set(ids)), len(ids) - len(set(ids))
+    fault_figures.add(fault="kill -9 of yuqing notify deliver (slow mail server), then the next runs",
+                      items=total, lost=lost, duplicated=f"{duplicated} (same Message-ID)", **{"5xx": "-"},
+                      recovery_s=round(recovery, 1),
+                      note=f"killed when {at_kill} mails had arrived; the mail in flight is "
+                           f"sent again after its {CLAIM_SECONDS} s claim window, under its Message-ID")
+    assert lost == 0 and statuses == {"sent": total}, statuses
+    # a mail that arrived twice is the one in flight, under the Message-ID it had the first time
+    assert len(set(ids)) == total and duplicated <= 1, (len(ids), len(set(ids)))
