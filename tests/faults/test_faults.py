@@ -9,6 +9,7 @@ to bench/results/faults.md. Target: 0 lost, 0 duplicated, 0 5xx.
 - a crawl with the database crashing under it, then a crawl after it is back;
 - the SMTP server down while alert mails are due, then back;
 - kill -9 of `yuqing notify deliver` while it mails alerts to a slow mail server, then the next runs;
+- kill -9 of `yuqing digest --send` mid-send (three recipient lists), then the next runs;
 - a webhook receiver that crashes mid-request and stays down for a few seconds, then comes back,
   with delivery running in real time (the outbox's retry logic step by step is tested in
   tests/alerts/test_notify.py);
@@ -742,3 +743,86 @@ def test_kill_9_of_notification_delivery_then_the_next_runs(
     assert lost == 0 and statuses == {"sent": total}, statuses
     # a mail that arrived twice is the one in flight, under the Message-ID it had the first time
     assert len(set(ids)) == total and duplicated <= 1, (len(ids), len(set(ids)))
+
+
+def test_kill_9_of_a_digest_send_then_the_next_runs(
+    fresh_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault_figures: Figures
+) -> None:
+    """`yuqing digest --send` killed while it mails three recipient lists through a slow mail
+    server: the same command again sends the lists that never went, the one in flight is resent
+    by the scheduled retry once it is stale, under its Message-ID, and each list's archive row is
+    one row, sent."""
+    import asyncio
+    import datetime as dt
+    from email import message_from_bytes, policy
+
+    import yaml
+    from aiosmtpd.controller import Controller
+
+    from core.tables import Digest
+    from digest.service import SENDING_STALE, retry_failed
+    from tests.alerts.receivers import MailSink, free_port
+
+    class SlowSink(MailSink):
+        async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(1.0)  # a slow relay: the kill lands mid-send
+            return await super().handle_DATA(server, session, envelope)
+
+    port = free_port()
+    recipients = tmp_path / "digest.yaml"
+    lists = [{"email": "shuji@qinghe.example", "sections": ["rumors"]},
+             {"email": "zhenzhang@qinghe.example", "sections": ["concerns"]},
+             {"email": "duty@qinghe.example"}]
+    recipients.write_text(yaml.safe_dump({"title": "青禾镇舆情日报", "recipients": lists}, allow_unicode=True),
+                          encoding="utf-8")
+    env = os.environ | {"PYTHONPATH": str(REPO), "YUQING_DATABASE_URL": fresh_db_url,
+                        "YUQING_SMTP_HOST": "127.0.0.1", "YUQING_SMTP_PORT": str(port),
+                        "YUQING_SMTP_SECURITY": "none", "YUQING_DIGEST_RECIPIENTS_FILE": str(recipients)}
+    for name in ("YUQING_DATABASE_URL", "YUQING_SMTP_HOST", "YUQING_SMTP_PORT", "YUQING_SMTP_SECURITY",
+                 "YUQING_DIGEST_RECIPIENTS_FILE"):
+        monkeypatch.setenv(name, env[name])  # the scheduled retry runs in this process
+    get_settings.cache_clear()
+    day = "2026-11-28"
+    cmd = [sys.executable, "-m", "yuqing.cli", "digest", "--date", day, "--send"]
+    sink = SlowSink()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    engine = make_engine(fresh_db_url)
+
+    def sending_started() -> bool:
+        with session_scope(engine) as s:
+            return bool(s.scalar(select(func.count()).select_from(Digest).where(Digest.status == "sending")))
+
+    try:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert wait_until(lambda: sending_started() or proc.poll() is not None, 240, step=0.05) is not None
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        time.sleep(0.3)  # the mail is in the server's DATA step
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        killed_at = time.monotonic()
+        at_kill = len(sink.messages)
+        again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+        assert again.returncode == 0, again.stdout + again.stderr
+        later = dt.datetime.now(dt.UTC) + SENDING_STALE + dt.timedelta(seconds=1)
+        with session_scope(engine) as s:  # the scheduled retry, once the killed send is stale
+            retry_failed(s, now=later)
+        recovery = time.monotonic() - killed_at
+    finally:
+        controller.stop()
+    with session_scope(engine) as s:
+        rows = [(r.recipients_key, r.status, r.message_id) for r in s.scalars(select(Digest))]
+    engine.dispose()
+    ids = [message_from_bytes(e.content, policy=policy.default)["Message-ID"] for e in sink.messages]
+    lost = len(lists) - len(set(ids))
+    duplicated = len(ids) - len(set(ids))
+    fault_figures.add(fault="kill -9 of yuqing digest --send (3 recipient lists, slow mail server), then the next runs",
+                      items=len(lists), lost=lost, duplicated=f"{duplicated} (same Message-ID)", **{"5xx": "-"},
+                      recovery_s=round(recovery, 1),
+                      note=f"killed mid-send with {at_kill} mail(s) accepted; the same command sent the lists that "
+                           f"never went; the killed one was resent by the scheduled retry once stale "
+                           f"({int(SENDING_STALE.total_seconds() // 60)} min), under its Message-ID")
+    assert sorted(status for _, status, _ in rows) == ["sent"] * len(lists), rows
+    assert len({key for key, _, _ in rows}) == len(lists)  # one archive row per list
+    assert set(ids) == {mid for _, _, mid in rows}  # every list arrived, each under its own stable id
+    assert duplicated <= 1, ids
