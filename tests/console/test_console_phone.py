@@ -68,6 +68,7 @@ def _pages(live) -> dict[str, str]:
         "digests": "/digests", "digest": f"/digests/{scene.digest_id}", "labels": "/labels", "models": "/models",
         "model-promote": f"/models/{candidate}/promote", "model-rollback": "/models/rollback",
         "notifications": "/notifications", "digest-today": "/digests/today", "templates": "/response-templates",
+        "tips": "/tips", "publications": "/publications", "tip-page": "/tip",  # /tip: the residents' page
     }
 
 
