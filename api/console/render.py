@@ -180,7 +180,7 @@ def taxonomy_categories() -> list[str]:
     from nlp.concerns.taxonomy import load_taxonomy
 
     taxonomy = load_taxonomy()
-    return [*taxonomy.categories, taxonomy.default]
+    return list(dict.fromkeys([*taxonomy.categories, taxonomy.default]))  # the default may be listed already
 
 
 def recipients_zh(recipients: Sequence[Any] | None, limit: int = 3) -> str:

@@ -87,3 +87,11 @@ def test_one_taxonomy_and_the_library_by_date(live, client_as) -> None:
     page = c.get("/debunks").text
     claims = re.findall(r"<td><strong>([^<]+)</strong>", page)
     assert claims.index("南坪村要修机场") < claims.index("东湾村要建化工厂")  # added later, published earlier
+
+
+def test_the_category_list_names_each_category_once(live, client_as) -> None:
+    """The taxonomy's default (其他) is also one of its categories: the form lists it once."""
+    form = client_as("zhangmin").get("/debunks/new")
+    assert form.status_code == 200
+    options = re.findall(r'<option value="([^"]+)"', form.text)
+    assert "其他" in options and len(options) == len(set(options)), options
