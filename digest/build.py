@@ -559,6 +559,9 @@ def build_summary(
         .order_by(Alert.created_at, Alert.id)
     ):
         topic_alerts[alert.topic_id] = alert  # type: ignore[index]
+    for topic_id, alert in _matter_alerts_of_topics(
+            session, [t.id for t in shown_topics if t.id not in topic_alerts], win.cutoff).items():
+        topic_alerts[topic_id] = alert
     topic_status = _status_at(session, list(topic_alerts.values()), win.cutoff)
     answered = set(session.scalars(
         select(Response.alert_id).where(Response.alert_id.in_([a.id for a in topic_alerts.values()]),
@@ -634,6 +637,31 @@ def build_summary(
     summary["prevalence_note"] = _prevalence_note(session, win)
     summary["tips_note"] = tip_queries.tips_sentence(session, win.start, win.cutoff)
     return summary
+
+
+def _matter_alerts_of_topics(session: Session, topic_ids: list[int], cutoff: dt.datetime) -> dict[int, Alert]:
+    """A hot concern without an alert of its own is handled through the matter most of its posts
+    belong to (the alert stage raises none for a topic whose matters are alerted already): topic id
+    -> the latest alert, before ``cutoff``, of the incident holding most of the topic's posts."""
+    if not topic_ids:
+        return {}
+    best: dict[int, tuple[int, int]] = {}  # topic -> (posts, incident); ties: the older incident
+    rows = session.execute(
+        select(Post.topic_id, Post.incident_id, func.count())
+        .where(Post.topic_id.in_(topic_ids), Post.incident_id.is_not(None))
+        .group_by(Post.topic_id, Post.incident_id)
+        .order_by(Post.incident_id)
+    ).tuples()
+    for topic_id, incident_id, n in rows:
+        if topic_id is not None and incident_id is not None and n > best.get(topic_id, (0, 0))[0]:
+            best[topic_id] = (int(n), incident_id)
+    latest: dict[int, Alert] = {}
+    for alert in session.scalars(
+        select(Alert).where(Alert.incident_id.in_({i for _, i in best.values()}), Alert.created_at < cutoff)
+        .order_by(Alert.created_at, Alert.id)
+    ):
+        latest[alert.incident_id] = alert  # type: ignore[index]
+    return {t: latest[i] for t, (_, i) in best.items() if i in latest}
 
 
 def response_effect(response: Response) -> str | None:

@@ -117,6 +117,8 @@ def test_a_concern_is_titled_by_a_complaint_in_the_api_and_the_digest(
     # and the alert waiting for staff under its title
     assert labels and any(f"{label}（" in printed.output for label in labels), printed.output
     assert "话题关键词：" in printed.output
+    # its handling is the alert of the matter the complaints form, not "no alert yet"
+    assert "尚无预警和回应" not in printed.output and "处置：待处理" in printed.output, printed.output
     titles = [api_client.get(f"/api/v1/alerts/{i}", headers=viewer).json()["title"] for i in alert_ids]
     assert any(f"] {t}" in printed.output for t in titles), printed.output
     listed = api_client.get("/api/v1/alerts", headers=viewer).json()["items"]
