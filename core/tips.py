@@ -36,7 +36,7 @@ from core.db import upsert_insert
 from core.ingest import GroupRef, PostItem, ingest_posts
 from core.privacy import mask_personal_data
 from core.settings import get_settings
-from core.tables import Post, Tip, TipBlock, utcnow
+from core.tables import ChatGroup, Post, Tip, TipBlock, utcnow
 
 CHANNELS = ("web", "qq", "wechat", "hotline")
 CHANNEL_ZH = {"web": "网页", "qq": "QQ", "wechat": "公众号", "hotline": "热线"}
@@ -156,6 +156,12 @@ def store_tip(session: Session, tip: TipIn) -> StoredTip:
     stored = session.scalar(select(Tip).where(Tip.dedup_key == key))
     assert stored is not None
     return StoredTip(stored, new=bool(result.rowcount), blocked=blocked)  # type: ignore[attr-defined]
+
+
+def tipline_group_id(session: Session) -> int | None:
+    """The id of the chat group tips are posted in (None before the first tip)."""
+    return session.scalar(select(ChatGroup.id).where(ChatGroup.platform == TIP_GROUP.platform,
+                                                     ChatGroup.external_id == TIP_GROUP.external_id))
 
 
 def _as_post(session: Session, tip: TipIn, key: str, reporter: str, text: str, received: dt.datetime) -> int | None:

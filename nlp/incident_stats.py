@@ -33,6 +33,7 @@ from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from core.tables import DebunkMatch, Incident, ModelVersion, Post, PostScore, utcnow
+from core.tips import tipline_group_id
 from nlp.anchors import Anchors
 from nlp.bulk import constant, executemany
 from nlp.headline import headline
@@ -80,6 +81,7 @@ class Member:
     # is. A matter's claims part reads this: the share of rumors among single chat lines (about 1%)
     # is not the share among matters stated in several groups and asked about.
     raw: float | None = None
+    tip: bool = False  # a resident's tip to the office (core.tips), not a group message
 
     @property
     def place_key(self) -> str | None:
@@ -107,6 +109,7 @@ class IncidentStats:
     hearsay: int = 0  # claims passing on hearsay
     urgent: int = 0  # claims pressing to share or act
     local: int = 0  # claims and questions about the office's own area
+    tips: int = 0  # residents who asked the office about it (core.tips)
     debunk_id: int | None = None
     debunk_similarity: float | None = None
     categories: Counter[str] = field(default_factory=Counter)
@@ -128,6 +131,8 @@ class IncidentStats:
         self.first_seen = m.when if self.first_seen is None else min(self.first_seen, m.when)
         self.last_seen = m.when if self.last_seen is None else max(self.last_seen, m.when)
         self.roles[m.role] += 1
+        if m.tip:
+            self.tips += 1
         if m.role == "other":
             return  # chatter in a conversation about the matter: counted, never weighed
         hour = hour_bucket(m.when)
@@ -226,6 +231,9 @@ def kind_of(s: IncidentStats) -> str:
 # The weights of the risk parts: they sum to 1, so risk stays in 0..1 and each part's
 # contribution reads as "points of risk". The claims' own scores weigh most; what the matter does
 # in the groups (questions, reach, speed) comes next; cues, a debunk match and locality refine it.
+#: How many group questions one resident's tip to the office counts as in the questions part.
+TIP_QUESTIONS = 2
+
 RISK_WEIGHTS = {
     "claims": 0.35,
     "questions": 0.12,
@@ -261,8 +269,13 @@ def risk_of(s: IncidentStats) -> tuple[float, dict[str, Any]]:
     parts.append(_part("claims", score, "传言本身的可疑程度",
                        f"{claims} 条传播性说法，最可疑的 {n_top} 条模型得分平均 {score:.2f}" if claims
                        else "没有传播性说法（只有询问、反应、辟谣或通知）"))
-    parts.append(_part("questions", questions / 5.0, "引发的询问",
-                       f"{questions} 条询问（“是真的吗”之类）" if questions else "没有人询问"))
+    # A resident who asks the office itself weighs as much as two questions in a group: several
+    # residents asking about the same thing is news (the tipline issue).
+    asked = questions + TIP_QUESTIONS * s.tips
+    detail = f"{questions} 条询问（“是真的吗”之类）" if questions else "群里没有人询问"
+    if s.tips:
+        detail += f"；{s.tips} 条群众举报线索问到此事"
+    parts.append(_part("questions", asked / 5.0, "引发的询问", detail if (questions or s.tips) else "没有人询问"))
     groups = sum(1 for k in s.spreading if k.startswith("g:"))
     sources = sum(1 for k in s.spreading if k.startswith("s:"))
     reach = groups + sources
@@ -375,6 +388,7 @@ def load_stats(
         ):
             if pid not in matches or sim > matches[pid][1]:
                 matches[pid] = (did, float(sim))
+    tipline = tipline_group_id(session)
     stating = [r for _, r in members if (r.role or "") in STATING_ROLES]
     read = dict(zip((r.id for r in stating), _facts_without_roles([r.norm_text or "" for r in stating]),
                     strict=True))
@@ -384,6 +398,7 @@ def load_stats(
             r.id, r.published_at or r.collected_at, r.group_id, r.source_id, r.role or "other",
             probs.get(r.id), hit[0] if hit else None, hit[1] if hit else None, r.category, r.places or [],
             r.is_local, read.get(r.id), r.norm_text or "", raws.get(r.id),
+            tip=tipline is not None and r.group_id == tipline,
         ))
     return out
 

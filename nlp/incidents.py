@@ -66,6 +66,7 @@ from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from core.tables import Incident, Post, utcnow
+from core.tips import tipline_group_id
 from nlp.anchors import Anchors, anchors_conflict
 from nlp.bulk import constant
 from nlp.incident_index import (
@@ -579,6 +580,7 @@ def _fold_stats(ctx: Any, batch: Any, index: IncidentIndex, placed: list[_Open |
     places = cols.get("places") or [[] for _ in rows]
     local = cols.get("is_local") or [None] * len(rows)
     proba, raw, debunks, norm = batch.proba, batch.raw_proba, batch.debunks, batch.norm
+    tipline = tipline_group_id(session)
     for i in order:
         inc = placed[i]
         if inc is None:
@@ -587,7 +589,8 @@ def _fold_stats(ctx: Any, batch: Any, index: IncidentIndex, placed: list[_Open |
         assert inc.stats is not None  # new ones start empty, the others were loaded above
         inc.stats.add(Member(r.id, r.when, r.group_id, r.source_id, facts[i].role, float(proba[i]),
                              hit.debunk_id if hit else None, hit.similarity if hit else None, cats[i], places[i],
-                             local[i], facts[i], norm[i], float(raw[i])))
+                             local[i], facts[i], norm[i], float(raw[i]),
+                             tip=tipline is not None and r.group_id == tipline))
     new = [inc for inc in touched if inc.id is None]
     if new:
         _insert(session, index, new)

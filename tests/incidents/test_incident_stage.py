@@ -232,3 +232,31 @@ def test_the_school_rumor_in_three_groups_is_one_incident(db: Session, rumor_mod
     assert len(ids) == 1 and None not in ids
     inc = db.get(Incident, ids.pop())
     assert inc is not None and inc.group_count == n_groups and inc.kind in ("rumor", "unknown")
+
+
+def test_residents_tips_about_a_matter_raise_its_risk(db: Session, rumor_model: Any) -> None:
+    """Tips to the office join the matter they ask about and weigh in its risk as strong questions."""
+    from core.tips import TipIn, store_tip, tipline_group_id
+
+    run(db, rumor_model, [
+        msg("紧急扩散！中心小学甲流，全校停课两周，不转不是中国人", 1, "qh-1"),
+        msg("中心小学甲流全校停课两周，家长们注意", 2, "dw-1", 3),
+    ])
+    incident_id = incident_of(db, "m1")
+    inc = db.get(Incident, incident_id)
+    assert inc is not None and inc.risk is not None
+    before = inc.risk
+    for k, text in enumerate(("听说中心小学甲流全校停课两周，是真的吗？", "中心小学真的要停课两周吗？孩子明天还去不去")):
+        store_tip(db, TipIn(channel="web", message_id=f"tip-{k}", text=text,
+                            received_at=EVENING + dt.timedelta(minutes=10 + k)))
+    db.commit()
+    analyze(db, model=rumor_model, workers=0, now=NOW)
+    tips = list(db.scalars(select(Post.incident_id).where(Post.group_id == tipline_group_id(db))))
+    assert tips == [incident_id, incident_id], tips
+    db.expire_all()
+    inc = db.get(Incident, incident_id)
+    assert inc is not None and inc.risk is not None and inc.risk > before
+    questions = {p["key"]: p for p in inc.risk_parts["parts"]}["questions"]
+    assert "2 条群众举报线索" in questions["detail"], questions
+    # the same two lines as group questions would weigh half as much
+    assert questions["value"] >= min(1.0, (inc.role_counts.get("question", 0) + 2) / 5.0)
