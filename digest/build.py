@@ -651,7 +651,7 @@ def _matter_alerts_of_topics(session: Session, topic_ids: list[int], cutoff: dt.
         .where(Post.topic_id.in_(topic_ids), Post.incident_id.is_not(None))
         .group_by(Post.topic_id, Post.incident_id)
         .order_by(Post.incident_id)
-    ).tuples()
+    )
     for topic_id, incident_id, n in rows:
         if topic_id is not None and incident_id is not None and n > best.get(topic_id, (0, 0))[0]:
             best[topic_id] = (int(n), incident_id)

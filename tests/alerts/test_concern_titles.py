@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,6 +20,7 @@ from alerts import evaluate as evaluation
 from alerts.notify import NotifyConfig
 from api import accounts
 from core.db import session_scope
+from core.settings import get_settings
 from core.tables import Alert, AlertPost, Post, Topic, utcnow
 from nlp.headline import clean_hooks, is_keyword_list
 from nlp.pipeline import analyze
@@ -77,13 +79,23 @@ def _is_a_complaint_headline(title: str) -> None:
     assert any(c.startswith(title.rstrip("…")) for c in cleaned), title
 
 
+def _an_evening_within_one_local_day() -> tuple[dt.datetime, str]:
+    """Two hours ago, moved one hour earlier when the office's midnight falls inside the 40 minutes
+    (CI runs at any hour), and the office's date of that evening for `yuqing digest --date`."""
+    zone = ZoneInfo(get_settings().timezone)
+    start = utcnow() - dt.timedelta(hours=2)
+    if start.astimezone(zone).date() != (start + dt.timedelta(minutes=40)).astimezone(zone).date():
+        start -= dt.timedelta(hours=1)
+    return start, start.astimezone(zone).date().isoformat()
+
+
 def test_a_concern_is_titled_by_a_complaint_in_the_api_and_the_digest(
     api_client: TestClient, api_engine: Engine, rumor_model: Any, make_user
 ) -> None:
     with session_scope(api_engine) as s:
         owner = accounts.create_user(s, username="bot-owner", role="staff")
         bot = {"Authorization": f"Bearer {accounts.create_token(s, owner, 'bot', kind='bot')}"}
-    start = utcnow() - dt.timedelta(hours=2)
+    start, day = _an_evening_within_one_local_day()
     _push(api_client, bot, start)
     session = Session(api_engine, expire_on_commit=False)
     try:
@@ -111,7 +123,7 @@ def test_a_concern_is_titled_by_a_complaint_in_the_api_and_the_digest(
     for label in labels:
         _is_a_complaint_headline(label)
 
-    printed = CliRunner().invoke(app, ["digest"], env={"COLUMNS": "200"})
+    printed = CliRunner().invoke(app, ["digest", "--date", day], env={"COLUMNS": "200"})
     assert printed.exit_code == 0, printed.output
     # the hot concern is listed under its sentence, with its keywords on a line of their own,
     # and the alert waiting for staff under its title
