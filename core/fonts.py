@@ -1,6 +1,6 @@
 """Finding a font file that draws Chinese, for pictures drawn with Pillow (辟谣 cards, posters).
 
-The same fonts as the digest charts look for (digest/charts.py, through matplotlib): WenQuanYi
+The digest charts (digest/charts.py) use this too, when matplotlib's font cache lacks them: WenQuanYi
 Micro Hei (Debian ``fonts-wqy-microhei``, installed by scripts/system-deps.sh) first, then Noto /
 Source Han Sans CJK; ``YUQING_DIGEST_FONT`` names a file to use instead. Without one we refuse to
 draw (:class:`CJKFontMissing`) rather than print boxes (tofu) where the characters should be.
@@ -29,7 +29,7 @@ def find_cjk_font_file(explicit: Path | None = None) -> Path:
         if not explicit.is_file():
             raise CJKFontMissing(f"字体文件不存在：{explicit}。请检查 YUQING_DIGEST_FONT。")
         return explicit
-    found = _installed_cjk_font()
+    found = installed_cjk_font_file()
     if found is None:
         raise CJKFontMissing(
             "找不到可显示中文的字体，无法生成图片。请安装文泉驿微米黑：apt-get install -y fonts-wqy-microhei"
@@ -39,7 +39,8 @@ def find_cjk_font_file(explicit: Path | None = None) -> Path:
 
 
 @lru_cache(maxsize=1)
-def _installed_cjk_font() -> Path | None:
+def installed_cjk_font_file() -> Path | None:
+    """The first known CJK font file found on disk, best first; None when there is none."""
     for name in CJK_FILES:
         for folder in FONT_DIRS:
             if folder.is_dir():

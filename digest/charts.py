@@ -26,16 +26,13 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from core.errors import YuqingError
+from core.fonts import installed_cjk_font_file
 
 log = logging.getLogger(__name__)
 
 #: CJK families we know, best first.
 CJK_FAMILIES = ("WenQuanYi Micro Hei", "Noto Sans CJK SC", "Source Han Sans SC", "Noto Sans SC",
                 "WenQuanYi Zen Hei", "Droid Sans Fallback")
-#: File names of those fonts, for when matplotlib's font cache predates their installation.
-_CJK_FILES = ("wqy-microhei.ttc", "NotoSansCJK-Regular.ttc", "NotoSansCJKsc-Regular.otf",
-              "SourceHanSansSC-Regular.otf", "wqy-zenhei.ttc", "DroidSansFallbackFull.ttf")
-_FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Path.home() / ".local/share/fonts")
 
 BASE_COLOR = "#9db4cf"
 RUMOR_COLOR = "#d64541"
@@ -63,15 +60,12 @@ def find_cjk_family(font_file: Path | None = None) -> str:
     for family in CJK_FAMILIES:
         if family in known:
             return family
-    for folder in _FONT_DIRS:
-        if not folder.is_dir():
-            continue
-        for name in _CJK_FILES:
-            for path in folder.rglob(name):
-                font_manager.fontManager.addfont(str(path))
-                family = font_manager.FontProperties(fname=str(path)).get_name()
-                log.info("registered CJK font %s (%s) with matplotlib", family, path)
-                return family
+    path = installed_cjk_font_file()  # matplotlib's font cache may predate the font's installation
+    if path is not None:
+        font_manager.fontManager.addfont(str(path))
+        family = font_manager.FontProperties(fname=str(path)).get_name()
+        log.info("registered CJK font %s (%s) with matplotlib", family, path)
+        return family
     raise ChartFontMissing(
         "找不到可显示中文的字体，日报图表无法生成。请安装文泉驿微米黑："
         "apt-get install -y fonts-wqy-microhei（或 fonts-noto-cjk），或用 YUQING_DIGEST_FONT 指定字体文件。"

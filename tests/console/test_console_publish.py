@@ -15,8 +15,8 @@ from core.db import session_scope
 from core.tables import PublicationTarget, User
 from tests.console.conftest import browser_as, csrf_of, shot
 from tests.console.test_console_phone import HEIGHT, WIDTH, _problems
+from tests.onebot_server import OneBotApi
 from tests.publish.conftest import onebot, seed_matter  # noqa: F401 (a fixture)
-from tests.publish.onebot_server import OneBotApi
 
 
 def _name(live, uid: int) -> str:
@@ -79,7 +79,7 @@ def test_draft_then_a_second_person_approves_and_the_groups_get_it(live, client_
 @pytest.mark.browser
 def test_publish_section_on_a_phone(live, new_page, onebot: OneBotApi) -> None:  # noqa: F811
     m = seed_matter(live.engine)
-    onebot.fail_groups = {m.numbers[2]}
+    onebot.refused = {m.numbers[2]}
     page = new_page(WIDTH, HEIGHT, is_mobile=True, has_touch=True)
     page.on("dialog", lambda d: d.accept())
     browser_as(page, live, _name(live, m.staff))

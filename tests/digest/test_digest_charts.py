@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core import fonts
 from digest import charts
 
 HOURLY = [0, 0, 0, 0, 0, 0, 1, 4, 9, 12, 7, 5, 3, 6, 15, 22, 11, 8, 6, 4, 2, 1, 0, 0]
@@ -100,7 +101,7 @@ def test_font_installed_after_matplotlib_built_its_cache(monkeypatch: pytest.Mon
     """A font cache from before `apt-get install fonts-wqy-microhei` lacks the font: we find it on disk."""
     from matplotlib import font_manager
 
-    if not any(Path(d).is_dir() and any(Path(d).rglob("wqy-microhei.ttc")) for d in charts._FONT_DIRS):
+    if not any(Path(d).is_dir() and any(Path(d).rglob("wqy-microhei.ttc")) for d in fonts.FONT_DIRS):
         pytest.skip("fonts-wqy-microhei is not installed")
     stale = [f for f in font_manager.fontManager.ttflist if f.name not in charts.CJK_FAMILIES]
     monkeypatch.setattr(font_manager.fontManager, "ttflist", stale)

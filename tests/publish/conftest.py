@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from core.db import session_scope
 from core.settings import get_settings
 from tests.factories import make_alert, make_group, make_incident, make_post, make_user
-from tests.publish.onebot_server import OneBotApi
+from tests.onebot_server import OneBotApi
 
 
 @pytest.fixture

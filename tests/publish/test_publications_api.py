@@ -10,8 +10,8 @@ from collections.abc import Callable
 from PIL import Image
 from sqlalchemy import Engine
 
+from tests.onebot_server import OneBotApi
 from tests.publish.conftest import seed_matter
-from tests.publish.onebot_server import OneBotApi
 
 Headers = dict[str, str]
 
@@ -119,12 +119,12 @@ def test_reject_and_retry(api_client, api_engine: Engine, make_user: Callable[..
     r = api_client.post(f"{_base(m.alert_id)}/{pid}/reject", json={"reason": "措辞再改"}, headers=analyst)
     assert r.status_code == 200 and r.json()["status"] == "rejected"
     assert api_client.post(f"{_base(m.alert_id)}/{pid}/approve", headers=analyst).status_code == 409
-    onebot.fail_groups = {m.numbers[1]}
+    onebot.refused = {m.numbers[1]}
     pid = _draft(api_client, m.alert_id, staff, group_ids=[m.groups[1]], text="道路正常通行").json()["id"]
     r = api_client.post(f"{_base(m.alert_id)}/{pid}/approve", headers=analyst)
     target = api_client.get(f"{_base(m.alert_id)}/{pid}", headers=staff).json()["targets"][0]
     assert target["status"] == "failed" and "群不存在" in target["last_error"]
-    onebot.fail_groups = set()
+    onebot.refused = set()
     r = api_client.post(f"{_base(m.alert_id)}/{pid}/targets/{target['id']}/retry", headers=staff)
     assert r.status_code == 200
     assert api_client.get(f"{_base(m.alert_id)}/{pid}", headers=staff).json()["targets"][0]["status"] == "sent"

@@ -19,8 +19,8 @@ from core.db import session_scope
 from core.errors import Conflict, InvalidInput, PermissionDenied
 from core.settings import get_settings
 from core.tables import AlertEvent, Publication, PublicationTarget, Response, User, utcnow
+from tests.onebot_server import OneBotApi
 from tests.publish.conftest import Matter, seed_matter
-from tests.publish.onebot_server import OneBotApi
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -119,7 +119,7 @@ def test_approved_publication_goes_to_each_group_once_with_history(api_engine: E
 
 def test_per_group_results_retry_what_surely_failed(api_engine: Engine, onebot: OneBotApi) -> None:
     m = seed_matter(api_engine)
-    onebot.fail_groups = {m.numbers[1]}
+    onebot.refused = {m.numbers[1]}
     pid = _draft(api_engine, m)
     _approve(api_engine, pid, m.analyst)
     stats = deliver_publications(api_engine)
@@ -129,7 +129,7 @@ def test_per_group_results_retry_what_surely_failed(api_engine: Engine, onebot: 
     with session_scope(api_engine) as s:
         failed = s.scalar(select(PublicationTarget).where(PublicationTarget.external_id == str(m.numbers[1])))
         assert failed is not None and "群不存在" in (failed.last_error or "")
-    onebot.fail_groups = set()
+    onebot.refused = set()
     later = utcnow() + dt.timedelta(hours=1)  # past the backoff
     deliver_publications(api_engine, now=lambda: later)
     assert sorted(onebot.sent_to()) == sorted(m.numbers)  # each once, the failed one on the retry
@@ -141,7 +141,7 @@ def test_a_timeout_is_never_resent_by_itself(api_engine: Engine, onebot: OneBotA
     monkeypatch.setenv("YUQING_NOTIFY_TIMEOUT_SECONDS", "0.5")
     get_settings.cache_clear()
     m = seed_matter(api_engine)
-    onebot.slow_groups, onebot.slow_seconds = {m.numbers[0]}, 2.0
+    onebot.slow, onebot.slow_seconds = {m.numbers[0]}, 2.0
     pid = _draft(api_engine, m, [m.groups[0]])
     _approve(api_engine, pid, m.analyst)
     stats = deliver_publications(api_engine)
@@ -154,7 +154,7 @@ def test_a_timeout_is_never_resent_by_itself(api_engine: Engine, onebot: OneBotA
         target = s.scalar(select(PublicationTarget).where(PublicationTarget.publication_id == pid))
         assert target is not None
         publish.retry_target(s, pid, target.id, actor=_user(s, m.staff))
-    onebot.slow_groups = set()
+    onebot.slow = set()
     deliver_publications(api_engine)
     assert onebot.sent_to() == [m.numbers[0], m.numbers[0]]
     assert _targets(api_engine, pid) == {str(m.numbers[0]): "sent"}

@@ -13,8 +13,8 @@ from alerts.publish_delivery import deliver_publications
 from core.db import session_scope
 from core.tables import Response, User, utcnow
 from tests.factories import make_post
+from tests.onebot_server import OneBotApi
 from tests.publish.conftest import seed_matter
-from tests.publish.onebot_server import OneBotApi
 
 
 def test_spread_before_and_after_per_publication_and_per_day(api_engine: Engine, onebot: OneBotApi) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from core.settings import get_settings
-from tests.tips.onebot_api import OneBotApiServer
+from tests.onebot_server import OneBotApi as OneBotApiServer
 
 
 @pytest.fixture(autouse=True)

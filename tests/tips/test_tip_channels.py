@@ -19,7 +19,7 @@ from core.db import session_scope
 from core.settings import get_settings
 from core.tables import Post, Tip
 from tests.factories import make_debunk
-from tests.tips.onebot_api import OneBotApiServer
+from tests.onebot_server import OneBotApi as OneBotApiServer
 
 CLAIM = "青禾镇将全面封路，所有车辆禁止通行"
 WECHAT_TOKEN = "wechat-test-token"

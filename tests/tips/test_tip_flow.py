@@ -16,7 +16,7 @@ from core.db import make_engine, session_scope
 from core.tables import Notification, Post, Tip, utcnow
 from core.tips import TipIn, block_reporter, open_contact, purge_tips, reporter_key
 from tests.factories import make_alert, make_debunk, make_incident, make_user
-from tests.tips.onebot_api import OneBotApiServer
+from tests.onebot_server import OneBotApi as OneBotApiServer
 
 CLAIM = "青禾镇将全面封路，所有车辆禁止通行"
 
@@ -114,10 +114,10 @@ def test_a_refusing_bot_is_retried_and_answers_once_it_can(fresh_db_url: str, on
     engine = make_engine(fresh_db_url)
     with session_scope(engine) as s:
         receive_tip(s, _qq("东湾村的桥是不是塌了？", "m4", user="30003"))
-    onebot_api.refuse_users.add(30003)
+    onebot_api.refused.add(30003)
     stats = deliver_due(engine, config=NotifyConfig())
     assert stats.failed == 1 and onebot_api.sent("send_private_msg") == []
-    onebot_api.refuse_users.clear()
+    onebot_api.refused.clear()
     deliver_due(engine, config=NotifyConfig(), now=lambda: utcnow() + dt.timedelta(hours=1))
     assert len(onebot_api.sent("send_private_msg")) == 1
     engine.dispose()
