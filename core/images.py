@@ -38,6 +38,7 @@ from core.db import upsert_insert
 from core.errors import InvalidInput
 from core.settings import get_settings
 from core.tables import Image, Post, PostImage, utcnow
+from core.textsearch import row_tokens
 
 log = logging.getLogger(__name__)
 
@@ -322,11 +323,16 @@ def refresh_post_image_text(session: Session, post_ids: Iterable[int]) -> int:
         for post_id, text in rows:
             if text and text not in texts[post_id]:
                 texts[post_id].append(text)
-        current = dict(session.execute(select(Post.id, Post.image_text).where(Post.id.in_(chunk))).all())
+        current = {row.id: row for row in session.execute(
+            select(Post.id, Post.title, Post.raw_text, Post.image_text).where(Post.id.in_(chunk)))}
         for post_id, parts in texts.items():
             joined = "\n".join(parts) or None
-            if post_id in current and current[post_id] != joined:
-                session.execute(update(Post).where(Post.id == post_id).values(image_text=joined, analyzed_at=None))
+            row = current.get(post_id)
+            if row is not None and row.image_text != joined:
+                # a Core update skips the ORM flush hook that keeps the search words in step
+                words = row_tokens("posts", {"title": row.title, "raw_text": row.raw_text, "image_text": joined})
+                session.execute(update(Post).where(Post.id == post_id)
+                                .values(image_text=joined, analyzed_at=None, search_tokens=words))
                 changed += 1
     return changed
 

@@ -31,7 +31,7 @@ __all__ = ["SEARCH_FIELDS", "document_tokens", "query_tokens", "row_tokens"]
 # The text columns each searchable table's tokens are made of.
 SEARCH_FIELDS: dict[str, tuple[str, ...]] = {
     "alerts": ("title", "summary"),
-    "posts": ("title", "raw_text"),
+    "posts": ("title", "raw_text", "image_text"),  # image_text: words read in its pictures
     "debunks": ("claim", "refutation", "publisher", "category"),
 }
 

@@ -134,7 +134,7 @@ def search_posts(
     q = q.replace("\x00", "") if q else q
     if q and q.strip():
         pattern = _like(q.strip())
-        found = [Post.raw_text.ilike(pattern, escape="\\"), Post.title.ilike(pattern, escape="\\")]
+        found = [column.ilike(pattern, escape="\\") for column in (Post.raw_text, Post.title, Post.image_text)]
         words = search.matches("posts", Post.id, q.strip(), session.get_bind().dialect.name)
         conds.append(or_(*found, *([words] if words is not None else [])))  # or every word, apart
     category = category.replace("\x00", "") if category else category

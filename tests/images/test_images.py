@@ -23,6 +23,7 @@ from core.db import session_scope
 from core.images import VerifyLater, images_dir, purge_orphans, store_image
 from core.settings import get_settings
 from core.tables import DebunkMatch, Image, Post, PostImage, PostScore
+from core.textsearch import query_tokens
 from crawler.image_fetch import fetch_pending, host_allowed
 from nlp.debunks import import_debunks
 from nlp.images import OcrEngine, TextVerifier, read_pending
@@ -170,6 +171,11 @@ def test_pushed_picture_is_read_masked_analysed_and_deduplicated(
     listed = api_client.get(f"/api/v1/posts/{second_id}/images", headers=staff).json()
     assert listed[0]["image"]["image_text"] and PHONE not in str(listed)
     assert api_client.get("/api/v1/images/999999", headers=staff).status_code == 404
+    # Search finds the posts by the words in their picture (neither post's own text holds them),
+    # word by word, not only as a substring
+    for q in (claim, " ".join(reversed(query_tokens(claim)[-2:]))):
+        found = api_client.get("/api/v1/posts", params={"q": q}, headers=viewer).json()["items"]
+        assert {p["id"] for p in found} >= {second_id}, (q, found)
 
 
 def test_hosts_and_sizes_are_enforced(
