@@ -8,9 +8,11 @@ prevalence estimate, and its label to the new threshold, without scoring anythin
 * `Decider` turns raw scores into adjusted probabilities and labels (the analysis pipeline and
   `yuqing classify` use it).
 * `reestimate` estimates the rumor share of each channel over the last `WINDOW_DAYS` days of
-  scores (reviewed verdicts in the ``labels`` table count as known classes), stores the estimates
-  with their bootstrap intervals and the threshold for the target precision in
-  ``prevalence_estimates``, and re-adjusts the window's scores.
+  scores (reviewed verdicts in the ``labels`` table count as known classes), fits the channel's
+  calibration map once it has enough verdicts (`nlp.channel_calibration`; the model's held-out
+  calibration before that), stores the estimates with their bootstrap intervals, the map and the
+  threshold for the target precision in ``prevalence_estimates``, and re-adjusts the window's
+  scores.
 * `current` reads the latest estimates back (console, CLI, digest, alert rules).
 """
 
@@ -30,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from core.tables import DebunkMatch, Label, ModelVersion, Post, PostScore, PrevalenceEstimate, Story, utcnow
 from nlp.bulk import executemany
+from nlp.channel_calibration import HELDOUT, MIN_LABELS, MIN_PER_CLASS, CalibrationMap, calibrated_estimate
 from nlp.prevalence import DEFAULT_TARGET_PRECISION, PositiveTail, adjust, estimate_prior, precision_threshold
 
 __all__ = [
@@ -110,15 +113,20 @@ def train_prior_of(card: dict[str, Any] | None, path: str | Path | None = None) 
 
 @dataclass
 class Decider:
-    """Raw model scores -> adjusted probabilities and labels at the current estimates."""
+    """Raw model scores -> adjusted probabilities and labels at the current estimates: each
+    channel's calibration map first, then the move from the training prior to its rumor share."""
 
     train_prior: float
     priors: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PRIORS))
     threshold: float = DEFAULT_TARGET_PRECISION
     target_precision: float = DEFAULT_TARGET_PRECISION
+    maps: dict[str, CalibrationMap] = field(default_factory=dict)
 
     def prior(self, channel: str) -> float:
         return self.priors.get(channel, DEFAULT_PRIORS.get(channel, min(DEFAULT_PRIORS.values())))
+
+    def calibration(self, channel: str) -> CalibrationMap:
+        return self.maps.get(channel, HELDOUT)
 
     def adjusted(self, raw: np.ndarray, channels: Sequence[str]) -> np.ndarray:
         raw = np.asarray(raw, dtype=np.float64)
@@ -126,7 +134,7 @@ class Decider:
         chans = np.asarray(list(channels), dtype=object)
         for ch in set(chans.tolist()):
             m = chans == ch
-            out[m] = adjust(raw[m], self.train_prior, self.prior(ch))
+            out[m] = adjust(self.calibration(ch).apply(raw[m]), self.train_prior, self.prior(ch))
         return out
 
     def decide(
@@ -174,9 +182,10 @@ def decider_for(session: Session, model_version_id: int | None, *, card: dict[st
     est = current(session, model_version_id)
     priors = dict(DEFAULT_PRIORS)
     priors.update({ch: e.estimate for ch, e in est.items() if ch in CHANNELS})
+    maps = {ch: CalibrationMap.from_json(e.calibration) for ch, e in est.items() if ch in CHANNELS}
     overall = est.get("all")
     threshold = overall.threshold if overall is not None and abs(overall.target_precision - target) < 1e-9 else target
-    return Decider(train_prior_of(card, path), priors, threshold, target)
+    return Decider(train_prior_of(card, path), priors, threshold, target, maps)
 
 
 @dataclass
@@ -256,6 +265,7 @@ def reestimate(
     train_prior = profile.train_prior
     w = _window(session, model_version_id, since)
     priors: dict[str, float] = dict(DEFAULT_PRIORS)
+    maps: dict[str, CalibrationMap] = {}
     rows: dict[str, PrevalenceEstimate] = {}
     for ch in CHANNELS:
         m = w.channel == ch
@@ -264,12 +274,18 @@ def reestimate(
             continue
         e = estimate_prior(w.raw[m], train_prior, method=profile.method, known=w.known[m], tail=profile.tail,
                            resamples=RESAMPLES)
-        priors[ch] = e.value
+        method = profile.method
+        cal, calibrated = calibrated_estimate(w.raw[m], w.known[m], train_prior, e.value, resamples=RESAMPLES)
+        if calibrated is not None:
+            # the channel's own verdicts calibrate its scores; the estimate is the one the map implies
+            e, method = calibrated, "calibrated"
+        priors[ch], maps[ch] = e.value, cal
         rows[ch] = PrevalenceEstimate(
             channel=ch, window_start=since, window_end=now, estimate=e.value, lower=e.lower, upper=e.upper,
-            method=profile.method + ("+labels" if e.n_labels else ""), n=n, n_labels=e.n_labels,
-            model_version_id=model_version_id, target_precision=target, threshold=target, created_at=now)
-    decider = Decider(train_prior, priors, target, target)
+            method=method + ("+labels" if e.n_labels else ""), n=n, n_labels=e.n_labels,
+            model_version_id=model_version_id, target_precision=target, threshold=target, created_at=now,
+            calibration=cal.to_json())
+    decider = Decider(train_prior, priors, target, target, maps)
     q = decider.adjusted(w.raw, w.channel.tolist())
     threshold = precision_threshold(q, target, known=w.known) if len(q) else target
     decider.threshold = threshold
@@ -369,7 +385,8 @@ def threshold_for_target(session: Session, target: float = DEFAULT_TARGET_PRECIS
 
 
 CHANNEL_ZH = {"web": "网页", "chat": "群聊", "all": "全部"}
-METHOD_ZH = {"bbe": "最优分段估计（BBE）", "em": "EM 估计", "bbse": "黑盒偏移估计（BBSE）", "default": "默认值"}
+METHOD_ZH = {"bbe": "最优分段估计（BBE）", "em": "EM 估计", "bbse": "黑盒偏移估计（BBSE）", "default": "默认值",
+             "calibrated": "按本渠道校准后的概率估计"}
 
 
 def method_zh(method: str) -> str:
@@ -377,10 +394,23 @@ def method_zh(method: str) -> str:
     return METHOD_ZH.get(base, base) + ("，含审核结论" if labels else "")
 
 
+def calibration_zh(e: PrevalenceEstimate) -> str:
+    """Which calibration a channel's scores went through, for staff: "按本渠道 120 条审核结论校准" or
+    "按模型留出数据校准（本渠道审核结论不足 30 条）"."""
+    if e.channel == "all":
+        return ""
+    cal = CalibrationMap.from_json(e.calibration)
+    if cal.kind == "labels":
+        return f"按本渠道 {cal.n_labels} 条审核结论校准（其中谣言 {cal.n_rumors} 条）"
+    return f"按模型留出数据校准（本渠道审核结论不足 {MIN_LABELS} 条，或谣言、非谣言各不足 {MIN_PER_CLASS} 条）"
+
+
 def describe(e: PrevalenceEstimate) -> str:
-    """One estimate as staff read it: "群聊 1.2%（90% 区间 0.8%–1.9%，3,410 条，BBE）"."""
+    """One estimate as staff read it: "群聊 1.2%（90% 区间 0.8%–1.9%，3,410 条，BBE，按模型留出数据校准…）"."""
+    cal = calibration_zh(e)
     return (f"{CHANNEL_ZH.get(e.channel, e.channel)} {e.estimate:.1%}（90% 区间 {e.lower:.1%}–{e.upper:.1%}，"
-            f"{e.n:,} 条可判断帖子{f'，其中 {e.n_labels} 条已审核' if e.n_labels else ''}，{method_zh(e.method)}）")
+            f"{e.n:,} 条可判断帖子{f'，其中 {e.n_labels} 条已审核' if e.n_labels else ''}，{method_zh(e.method)}"
+            f"{f'，{cal}' if cal else ''}）")
 
 
 def _latest_before(session: Session, channel: str, when: dt.datetime) -> PrevalenceEstimate | None:
