@@ -235,6 +235,7 @@ class PrevalencePublic(BaseModel):
     window_end: dt.datetime
     created_at: dt.datetime
     calibration: CalibrationPublic | None
+    too_uncertain: Annotated[bool, Field(description="90% 区间上下限相差超过 2.25 倍：可判断的帖子太少，估计仅供参考")]
     description: str
 
 
@@ -243,7 +244,7 @@ def prevalence_estimates(_: StaffUser, session: SessionDep) -> list[PrevalencePu
     """The latest rumor-share estimate per channel (web, chat, all) with its interval, the
     calibration map its channel's scores went through, and the threshold it implies."""
     from nlp.channel_calibration import CalibrationMap
-    from nlp.prevalence_store import calibration_zh, current, describe
+    from nlp.prevalence_store import calibration_zh, current, describe, too_uncertain
 
     out = []
     for ch, e in current(session).items():
@@ -256,6 +257,7 @@ def prevalence_estimates(_: StaffUser, session: SessionDep) -> list[PrevalencePu
             channel=ch, estimate=e.estimate, lower=e.lower, upper=e.upper, method=e.method, n=e.n,
             n_labels=e.n_labels, threshold=e.threshold, target_precision=e.target_precision,
             window_start=e.window_start, window_end=e.window_end, created_at=e.created_at, calibration=cal,
+            too_uncertain=too_uncertain(e),
             description=describe(e)))
     return out
 
