@@ -308,7 +308,9 @@ def write_md(res: dict, n_draws: int) -> str:
     L += ["## Targets", "",
           "- weibo_ced streams: the default decision's F1 within 0.03 of the oracle threshold's F1 at every "
           "prevalence, no labels; the prevalence estimate within a factor 1.5 of the truth.",
-          "- Scenario corpus: no chatter line gets a rumor decision.", ""]
+          "- Scenario corpus: no chatter line gets a rumor decision.", "",
+          "What was tried to close the gap (label-free and with verdicts), tuned on the other half: "
+          "`bench/experiments/results/prevalence_heldout_notes.md`.", ""]
     L += ["## Scenario corpus (group-chat evenings; the shipped model)", ""]
     for part, sc in (res.get("scenarios") or {}).items():
         if not sc:
