@@ -157,16 +157,17 @@ def test_a_too_uncertain_estimate_widens_its_window_and_says_so(db: Session, rum
     # so low a share is far too uncertain, so the channel is estimated again over longer windows
     texts, labels = labelled_texts(100, seed=5)
     ordinary = [t for t, lab in zip(texts, labels, strict=True) if lab == 0]
-    week = [chat(t, n, minute=n % 60) for n, t in enumerate(ordinary[:40] + [STORY_A[0]])]
+    week = [chat(t, n, minute=n % 60) for n, t in enumerate([*ordinary[:40], STORY_A[0]])]
     old = [{**chat(t, 100 + n, minute=n % 60), "published_at": NOW - dt.timedelta(days=18, minutes=n)}
-           for n, t in enumerate(ordinary[40:80] + [STORY_B[0]])]
+           for n, t in enumerate([*ordinary[40:80], STORY_B[0]])]
     ingest_posts(db, week + old)
     analyze(db, model=rumor_model, workers=0, now=NOW)
     version = db.scalar(select(ModelVersion).where(ModelVersion.version == rumor_model.version))
+    assert version is not None
 
     def judged(days: int) -> int:
         return db.scalar(select(func.count()).select_from(PostScore).join(Post, Post.id == PostScore.post_id)
-                         .where(PostScore.label != LABEL_ABSTAIN, Post.published_at >= NOW - dt.timedelta(days=days)))
+                         .where(PostScore.label != LABEL_ABSTAIN, Post.published_at >= NOW - dt.timedelta(days=days))) or 0
 
     rows = reestimate(db, model_version_id=version.id, now=NOW, min_posts=5)
     chat_est = rows["chat"]
