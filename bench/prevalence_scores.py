@@ -60,6 +60,19 @@ def load(folds: int = 3) -> dict[str, np.ndarray]:
     return out
 
 
+def heldout_half(y: np.ndarray, near_copy: np.ndarray, seed: int = 20261206) -> np.ndarray:
+    """True for the held-out half of weibo_ced (stratified by label and by near-copy); the other
+    half is the one experiments may tune on."""
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(y), dtype=bool)
+    for lab in (0, 1):
+        for nc in (False, True):
+            idx = np.flatnonzero((np.asarray(y) == lab) & (np.asarray(near_copy, dtype=bool) == nc))
+            rng.shuffle(idx)
+            held[idx[: len(idx) // 2]] = True
+    return held
+
+
 def _near_copy(train: list[str], test: list[str], n: int = 5, share: float = 0.5) -> np.ndarray:
     """Whether each test text shares at least ``share`` of its character n-grams with one
     training text (a forward or small edit of a text the model saw)."""

@@ -309,6 +309,9 @@ class PrevalenceEstimate(Base):
     target_precision: Mapped[float] = mapped_column(Float)
     threshold: Mapped[float] = mapped_column(Float)  # adjusted P at which a post is called a rumor
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # the channel's calibration map applied before the estimate (nlp.channel_calibration): kind
+    # heldout (the model's own) or labels (fitted on the channel's reviewed verdicts), a, b, counts
+    calibration: Mapped[dict[str, Any] | None]
 
 
 class AnalysisRun(Base):

@@ -8,9 +8,11 @@ prevalence estimate, and its label to the new threshold, without scoring anythin
 * `Decider` turns raw scores into adjusted probabilities and labels (the analysis pipeline and
   `yuqing classify` use it).
 * `reestimate` estimates the rumor share of each channel over the last `WINDOW_DAYS` days of
-  scores (reviewed verdicts in the ``labels`` table count as known classes), stores the estimates
-  with their bootstrap intervals and the threshold for the target precision in
-  ``prevalence_estimates``, and re-adjusts the window's scores.
+  scores (reviewed verdicts in the ``labels`` table count as known classes), fits the channel's
+  calibration map once it has enough verdicts (`nlp.channel_calibration`; the model's held-out
+  calibration before that), stores the estimates with their bootstrap intervals, the map and the
+  threshold for the target precision in ``prevalence_estimates``, and re-adjusts the window's
+  scores.
 * `current` reads the latest estimates back (console, CLI, digest, alert rules).
 """
 
@@ -20,7 +22,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -30,13 +32,22 @@ from sqlalchemy.orm import Session
 
 from core.tables import DebunkMatch, Label, ModelVersion, Post, PostScore, PrevalenceEstimate, Story, utcnow
 from nlp.bulk import executemany
-from nlp.prevalence import DEFAULT_TARGET_PRECISION, PositiveTail, adjust, estimate_prior, precision_threshold
+from nlp.channel_calibration import HELDOUT, MIN_LABELS, MIN_PER_CLASS, CalibrationMap, calibrated_estimate
+from nlp.prevalence import (
+    DEFAULT_TARGET_PRECISION,
+    Estimate,
+    PositiveTail,
+    adjust,
+    estimate_prior,
+    precision_threshold,
+)
 
 __all__ = [
     "CHANNELS",
     "DEFAULT_PRIORS",
     "LABEL_ABSTAIN",
     "Decider",
+    "calibration_zh",
     "current",
     "decider_for",
     "describe",
@@ -44,7 +55,9 @@ __all__ = [
     "move_note",
     "reestimate",
     "threshold_for_target",
+    "too_uncertain",
     "train_prior_of",
+    "with_count_noise",
 ]
 
 log = logging.getLogger(__name__)
@@ -57,6 +70,16 @@ DEFAULT_PRIORS = {"web": 0.03, "chat": 0.01}
 #: Fewest judged posts in a channel's window for its own estimate (fewer: the default stays).
 MIN_POSTS = 200
 WINDOW_DAYS = 7
+#: A channel whose estimate over `WINDOW_DAYS` is too uncertain (its 90% interval spans more than
+#: `MAX_SPAN` times: it cannot say whether the share is within 1.5x either way) is estimated again
+#: over twice, then four times the window, up to `MAX_WINDOW_DAYS`. The interval is at least the
+#: counting noise of the rumors it implies (`with_count_noise`), so that takes some 19 rumors: at
+#: 1% about 2,000 judged posts, more than a quiet township's chats hold in a week
+#: (bench/experiments/results/prevalence_heldout.md). If even the longest window is too uncertain,
+#: the estimate says so.
+MAX_SPAN = 2.25
+_Z90 = 1.645
+MAX_WINDOW_DAYS = 28
 RESAMPLES = 50  # bootstrap draws of an interval
 #: An estimate moving by more than this factor (either way) since the previous one is news for
 #: the digest.
@@ -110,15 +133,20 @@ def train_prior_of(card: dict[str, Any] | None, path: str | Path | None = None) 
 
 @dataclass
 class Decider:
-    """Raw model scores -> adjusted probabilities and labels at the current estimates."""
+    """Raw model scores -> adjusted probabilities and labels at the current estimates: each
+    channel's calibration map first, then the move from the training prior to its rumor share."""
 
     train_prior: float
     priors: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PRIORS))
     threshold: float = DEFAULT_TARGET_PRECISION
     target_precision: float = DEFAULT_TARGET_PRECISION
+    maps: dict[str, CalibrationMap] = field(default_factory=dict)
 
     def prior(self, channel: str) -> float:
         return self.priors.get(channel, DEFAULT_PRIORS.get(channel, min(DEFAULT_PRIORS.values())))
+
+    def calibration(self, channel: str) -> CalibrationMap:
+        return self.maps.get(channel, HELDOUT)
 
     def adjusted(self, raw: np.ndarray, channels: Sequence[str]) -> np.ndarray:
         raw = np.asarray(raw, dtype=np.float64)
@@ -126,7 +154,7 @@ class Decider:
         chans = np.asarray(list(channels), dtype=object)
         for ch in set(chans.tolist()):
             m = chans == ch
-            out[m] = adjust(raw[m], self.train_prior, self.prior(ch))
+            out[m] = adjust(self.calibration(ch).apply(raw[m]), self.train_prior, self.prior(ch))
         return out
 
     def decide(
@@ -174,9 +202,10 @@ def decider_for(session: Session, model_version_id: int | None, *, card: dict[st
     est = current(session, model_version_id)
     priors = dict(DEFAULT_PRIORS)
     priors.update({ch: e.estimate for ch, e in est.items() if ch in CHANNELS})
+    maps = {ch: CalibrationMap.from_json(e.calibration) for ch, e in est.items() if ch in CHANNELS}
     overall = est.get("all")
     threshold = overall.threshold if overall is not None and abs(overall.target_precision - target) < 1e-9 else target
-    return Decider(train_prior_of(card, path), priors, threshold, target)
+    return Decider(train_prior_of(card, path), priors, threshold, target, maps)
 
 
 @dataclass
@@ -190,6 +219,10 @@ class _Window:
     debunked: np.ndarray
     stored: np.ndarray  # the adjusted probability stored now
     label: np.ndarray  # the label stored now
+    when: np.ndarray  # published (else collected) time, as datetime64[us] UTC
+
+    def subset(self, mask: np.ndarray) -> _Window:
+        return replace(self, **{f.name: getattr(self, f.name)[mask] for f in fields(self)})
 
 
 def _window(session: Session, model_version_id: int | None, since: dt.datetime) -> _Window:
@@ -198,7 +231,8 @@ def _window(session: Session, model_version_id: int | None, since: dt.datetime) 
     when = p.published_at
     q = (
         select(ps.id, ps.post_id, p.story_id, ps.raw_probability, p.channel,
-               exists().where(DebunkMatch.post_id == ps.post_id).label("debunked"), ps.rumor_probability, ps.label)
+               exists().where(DebunkMatch.post_id == ps.post_id).label("debunked"), ps.rumor_probability, ps.label,
+               p.published_at, p.collected_at)
         .join(p, p.id == ps.post_id)
         .where(ps.raw_probability.is_not(None), ps.label != LABEL_ABSTAIN,
                ((when >= since) | (when.is_(None) & (p.collected_at >= since))))
@@ -218,7 +252,16 @@ def _window(session: Session, model_version_id: int | None, since: dt.datetime) 
         debunked=np.array([bool(r[5]) for r in rows], dtype=bool),
         stored=np.array([r[6] for r in rows], dtype=np.float64),
         label=np.array([r[7] for r in rows], dtype=np.int64),
+        when=np.array([_utc64(r[8] or r[9]) for r in rows], dtype="datetime64[us]"),
     )
+
+
+def _utc64(t: dt.datetime | None) -> np.datetime64:
+    if t is None:
+        return np.datetime64("NaT")
+    if t.tzinfo is not None:
+        t = t.astimezone(dt.UTC).replace(tzinfo=None)
+    return np.datetime64(t, "us")
 
 
 def _verdicts(session: Session, post_ids: list[int]) -> dict[int, int]:
@@ -254,22 +297,31 @@ def reestimate(
             card, path = mv.card, mv.path
     profile = model_profile(card, path)
     train_prior = profile.train_prior
-    w = _window(session, model_version_id, since)
+    widest = max(window_days, MAX_WINDOW_DAYS)
+    wide = _window(session, model_version_id, now - dt.timedelta(days=widest))
+    w = wide.subset(wide.when >= _utc64(since))
     priors: dict[str, float] = dict(DEFAULT_PRIORS)
+    maps: dict[str, CalibrationMap] = {}
     rows: dict[str, PrevalenceEstimate] = {}
     for ch in CHANNELS:
-        m = w.channel == ch
-        n = int(m.sum())
-        if n < min_posts:
+        days = window_days
+        while True:
+            start = now - dt.timedelta(days=days)
+            m = (wide.channel == ch) & (wide.when >= _utc64(start))
+            found = _estimate_channel(wide.raw[m], wide.known[m], profile, min_posts)
+            if days >= widest or (found is not None and found[0].upper <= MAX_SPAN * max(found[0].lower, 1e-9)):
+                break
+            days = min(days * 2, widest)  # too few posts for a reliable estimate: a longer window
+        if found is None:
             continue
-        e = estimate_prior(w.raw[m], train_prior, method=profile.method, known=w.known[m], tail=profile.tail,
-                           resamples=RESAMPLES)
-        priors[ch] = e.value
+        e, method, cal = found
+        priors[ch], maps[ch] = e.value, cal
         rows[ch] = PrevalenceEstimate(
-            channel=ch, window_start=since, window_end=now, estimate=e.value, lower=e.lower, upper=e.upper,
-            method=profile.method + ("+labels" if e.n_labels else ""), n=n, n_labels=e.n_labels,
-            model_version_id=model_version_id, target_precision=target, threshold=target, created_at=now)
-    decider = Decider(train_prior, priors, target, target)
+            channel=ch, window_start=start, window_end=now, estimate=e.value, lower=e.lower, upper=e.upper,
+            method=method + ("+labels" if e.n_labels else ""), n=e.n, n_labels=e.n_labels,
+            model_version_id=model_version_id, target_precision=target, threshold=target, created_at=now,
+            calibration=cal.to_json())
+    decider = Decider(train_prior, priors, target, target, maps)
     q = decider.adjusted(w.raw, w.channel.tolist())
     threshold = precision_threshold(q, target, known=w.known) if len(q) else target
     decider.threshold = threshold
@@ -293,6 +345,39 @@ def reestimate(
     _readjust(session, w, q, threshold)
     log.info("prevalence re-estimated", extra={"priors": priors, "threshold": round(threshold, 4), "n": len(q)})
     return rows
+
+
+def _estimate_channel(raw: np.ndarray, known: np.ndarray, profile: ModelProfile,
+                      min_posts: int) -> tuple[Estimate, str, CalibrationMap] | None:
+    """A channel's estimate over one window: the model profile's estimator, or, once the channel
+    has enough reviewed verdicts, the share its calibration map implies. None below ``min_posts``."""
+    if len(raw) < min_posts:
+        return None
+    e = estimate_prior(raw, profile.train_prior, method=profile.method, known=known, tail=profile.tail,
+                       resamples=RESAMPLES)
+    cal, calibrated = calibrated_estimate(raw, known, profile.train_prior, e.value, resamples=RESAMPLES)
+    if calibrated is not None:
+        # the channel's own verdicts calibrate its scores; the estimate is the one the map implies
+        e = calibrated
+    return with_count_noise(e), ("calibrated" if calibrated is not None else profile.method), cal
+
+
+def with_count_noise(e: Estimate) -> Estimate:
+    """The interval widened to at least the counting noise of the rumors the estimate implies
+    (a Poisson 90% interval on ``estimate * n``). A bootstrap over a window with three rumors in it
+    can come out narrow; three rumors cannot say a share to better than several times."""
+    k = e.value * e.n
+    half = _Z90 * np.sqrt(max(k, 1.0))
+    lower = max(k - half, 0.0) / e.n
+    upper = min((k + half) / e.n, 1.0)
+    return replace(e, lower=min(e.lower, lower), upper=max(e.upper, upper))
+
+
+def too_uncertain(e: PrevalenceEstimate) -> bool:
+    """Whether an estimate's 90% interval spans more than `MAX_SPAN` times (it cannot tell whether
+    the share is within 1.5x either way): too few judged posts, even over the longest window. The
+    pooled row's interval spans its channels' intervals, so it is never called uncertain itself."""
+    return e.channel != "all" and e.upper > MAX_SPAN * max(e.lower, 1e-9)
 
 
 def _readjust(session: Session, w: _Window, q: np.ndarray, threshold: float) -> None:
@@ -369,7 +454,8 @@ def threshold_for_target(session: Session, target: float = DEFAULT_TARGET_PRECIS
 
 
 CHANNEL_ZH = {"web": "网页", "chat": "群聊", "all": "全部"}
-METHOD_ZH = {"bbe": "最优分段估计（BBE）", "em": "EM 估计", "bbse": "黑盒偏移估计（BBSE）", "default": "默认值"}
+METHOD_ZH = {"bbe": "最优分段估计（BBE）", "em": "EM 估计", "bbse": "黑盒偏移估计（BBSE）", "default": "默认值",
+             "calibrated": "按本渠道校准后的概率估计"}
 
 
 def method_zh(method: str) -> str:
@@ -377,10 +463,31 @@ def method_zh(method: str) -> str:
     return METHOD_ZH.get(base, base) + ("，含审核结论" if labels else "")
 
 
+def calibration_zh(e: PrevalenceEstimate) -> str:
+    """Which calibration a channel's scores went through, for staff: "按本渠道 120 条审核结论校准" or
+    "按模型留出数据校准（本渠道审核结论不足 30 条）"."""
+    if e.channel == "all":
+        return ""
+    cal = CalibrationMap.from_json(e.calibration)
+    if cal.kind == "labels":
+        return f"按本渠道 {cal.n_labels} 条审核结论校准（其中谣言 {cal.n_rumors} 条）"
+    return f"按模型留出数据校准（本渠道审核结论不足 {MIN_LABELS} 条，或谣言、非谣言各不足 {MIN_PER_CLASS} 条）"
+
+
 def describe(e: PrevalenceEstimate) -> str:
-    """One estimate as staff read it: "群聊 1.2%（90% 区间 0.8%–1.9%，3,410 条，BBE）"."""
+    """One estimate as staff read it: "群聊 1.2%（90% 区间 0.8%–1.9%，3,410 条，BBE，按模型留出数据校准…）"."""
+    cal = calibration_zh(e)
     return (f"{CHANNEL_ZH.get(e.channel, e.channel)} {e.estimate:.1%}（90% 区间 {e.lower:.1%}–{e.upper:.1%}，"
-            f"{e.n:,} 条可判断帖子{f'，其中 {e.n_labels} 条已审核' if e.n_labels else ''}，{method_zh(e.method)}）")
+            f"近 {window_days(e)} 天 {e.n:,} 条可判断帖子{f'，其中 {e.n_labels} 条已审核' if e.n_labels else ''}，"
+            f"{method_zh(e.method)}{f'，{cal}' if cal else ''}）" + (f"：{UNCERTAIN_ZH}" if too_uncertain(e) else ""))
+
+
+#: What staff read when an estimate is too uncertain (`too_uncertain`).
+UNCERTAIN_ZH = "可判断的帖子太少，估计不可靠（区间上下限相差超过 2 倍），仅供参考"
+
+
+def window_days(e: PrevalenceEstimate) -> int:
+    return max(round((e.window_end - e.window_start).total_seconds() / 86400), 1)
 
 
 def _latest_before(session: Session, channel: str, when: dt.datetime) -> PrevalenceEstimate | None:

@@ -513,7 +513,9 @@ def prevalence(session: Session) -> dict[str, Any]:
 
     latest = ps.current(session)
     return {
-        "channels": [{"name": ps.CHANNEL_ZH[ch], "e": latest[ch], "method": ps.method_zh(latest[ch].method)}
+        "channels": [{"name": ps.CHANNEL_ZH[ch], "e": latest[ch], "method": ps.method_zh(latest[ch].method),
+                      "calibration": ps.calibration_zh(latest[ch]), "days": ps.window_days(latest[ch]),
+                      "uncertain": ps.UNCERTAIN_ZH if ps.too_uncertain(latest[ch]) else None}
                      for ch in ("web", "chat", "all") if ch in latest],
         "history": ps.history(session, "all", 10),
         "threshold_note": rumor_threshold_note(resolve_rumor_thresholds(load_rules(), session)),

@@ -212,6 +212,56 @@ def rollback_model(user: AnalystUser, session: SessionDep) -> ModelVersionPublic
     return ModelVersionPublic.model_validate(registry.rollback(session, user_id=user.id))
 
 
+class CalibrationPublic(BaseModel):
+    kind: Annotated[str, Field(description="heldout：模型留出数据的校准；labels：按本渠道审核结论拟合")]
+    a: float
+    b: float
+    n_labels: int
+    n_rumors: int
+    description: str
+
+
+class PrevalencePublic(BaseModel):
+    channel: Annotated[str, Field(description="web、chat 或 all（合并）")]
+    estimate: float
+    lower: float
+    upper: float
+    method: str
+    n: int
+    n_labels: int
+    threshold: float
+    target_precision: float
+    window_start: dt.datetime
+    window_end: dt.datetime
+    created_at: dt.datetime
+    calibration: CalibrationPublic | None
+    too_uncertain: Annotated[bool, Field(description="90% 区间上下限相差超过 2.25 倍：可判断的帖子太少，估计仅供参考")]
+    description: str
+
+
+@router.get("/models/prevalence", response_model=list[PrevalencePublic], summary="各渠道的谣言占比估计与校准")
+def prevalence_estimates(_: StaffUser, session: SessionDep) -> list[PrevalencePublic]:
+    """The latest rumor-share estimate per channel (web, chat, all) with its interval, the
+    calibration map its channel's scores went through, and the threshold it implies."""
+    from nlp.channel_calibration import CalibrationMap
+    from nlp.prevalence_store import calibration_zh, current, describe, too_uncertain
+
+    out = []
+    for ch, e in current(session).items():
+        cal = None
+        if ch != "all":
+            m = CalibrationMap.from_json(e.calibration)
+            cal = CalibrationPublic(kind=m.kind, a=m.a, b=m.b, n_labels=m.n_labels, n_rumors=m.n_rumors,
+                                    description=calibration_zh(e))
+        out.append(PrevalencePublic(
+            channel=ch, estimate=e.estimate, lower=e.lower, upper=e.upper, method=e.method, n=e.n,
+            n_labels=e.n_labels, threshold=e.threshold, target_precision=e.target_precision,
+            window_start=e.window_start, window_end=e.window_end, created_at=e.created_at, calibration=cal,
+            too_uncertain=too_uncertain(e),
+            description=describe(e)))
+    return out
+
+
 @router.post("/models/score", response_model=ScoreResult, summary="用当前模型给文本打谣言分")
 def score_texts(body: ScoreBody, _: StaffUser, session: SessionDep) -> ScoreResult:
     """The same decision the analysis makes: the probability adjusted to the channel's estimated

@@ -21,7 +21,9 @@ def _estimates(session, version_id: int | None) -> None:
         session.add(PrevalenceEstimate(channel=ch, window_start=now - dt.timedelta(days=7), window_end=now,
                                        estimate=value, lower=lo, upper=hi, method="bbe", n=n, n_labels=3 if ch != "web" else 0,
                                        model_version_id=version_id, target_precision=0.8, threshold=0.63,
-                                       created_at=now))
+                                       created_at=now,
+                                       calibration={"kind": "labels", "a": -0.4, "b": 1.2, "n_labels": 80, "n_rumors": 9}
+                                       if ch == "chat" else None))
 
 
 def test_models_page_shows_the_estimates_and_the_threshold(live, client_as) -> None:
@@ -37,6 +39,8 @@ def test_models_page_shows_the_estimates_and_the_threshold(live, client_as) -> N
     assert "群聊" in panel and "网页" in panel and "最优分段估计（BBE）" in panel
     assert "调整后谣言概率 ≥ 0.63 判为疑似谣言" in panel and "估计谣言约占 1.6%" in panel
     assert "无法判断" in panel
+    assert "按本渠道 80 条审核结论校准（其中谣言 9 条）" in panel and "按模型留出数据校准" in panel  # chat; web
+    assert panel.count("估计不可靠") == 1 and "2310（近 7 天）" in panel  # the chat interval spans 2.7 times
 
 
 def test_models_list_prints_the_estimates(fresh_db_url: str) -> None:
@@ -49,8 +53,13 @@ def test_models_list_prints_the_estimates(fresh_db_url: str) -> None:
     with session_scope(engine) as s:
         _estimates(s, ensure_registered(s).id)
     said = " ".join(runner.invoke(app, ["models", "list"]).output.split())
-    assert "群聊 1.2%（90% 区间 0.7%–1.9%，2,310 条可判断帖子，其中 3 条已审核" in said
+    assert "群聊 1.2%（90% 区间 0.7%–1.9%，近 7 天 2,310 条可判断帖子，其中 3 条已审核" in said
+    # the chat interval spans 2.7 times: said to be unreliable; the web one (1.9 times) is not
+    chat_line = said.split("群聊 1.2%", 1)[1].split("；", 1)[0]
+    web_line = said.split("网页 3.1%", 1)[1].split("；", 1)[0]
+    assert "估计不可靠" in chat_line and "估计不可靠" not in web_line
     assert "网页 3.1%" in said and "≥ 0.63" in said
+    assert "按本渠道 80 条审核结论校准" in said and "按模型留出数据校准" in said
     engine.dispose()
 
 

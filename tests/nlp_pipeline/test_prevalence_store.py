@@ -8,7 +8,7 @@ import datetime as dt
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.ingest import ingest_posts
@@ -147,3 +147,36 @@ def test_a_web_channel_gets_its_own_estimate(db: Session, rumor_model) -> None:
     version = db.scalar(select(ModelVersion).where(ModelVersion.version == rumor_model.version))
     rows = reestimate(db, model_version_id=version.id, now=NOW, min_posts=5)
     assert "web" in rows and "chat" not in rows
+
+
+def test_a_too_uncertain_estimate_widens_its_window_and_says_so(db: Session, rumor_model) -> None:
+    from nlp.prevalence_store import MAX_WINDOW_DAYS, UNCERTAIN_ZH, describe, too_uncertain
+    from tests.fixtures.labelled_texts import labelled_texts
+
+    # forty ordinary lines and a rumor this week, as many eighteen days ago: a week's estimate of
+    # so low a share is far too uncertain, so the channel is estimated again over longer windows
+    texts, labels = labelled_texts(100, seed=5)
+    ordinary = [t for t, lab in zip(texts, labels, strict=True) if lab == 0]
+    week = [chat(t, n, minute=n % 60) for n, t in enumerate([*ordinary[:40], STORY_A[0]])]
+    old = [{**chat(t, 100 + n, minute=n % 60), "published_at": NOW - dt.timedelta(days=18, minutes=n)}
+           for n, t in enumerate([*ordinary[40:80], STORY_B[0]])]
+    ingest_posts(db, week + old)
+    analyze(db, model=rumor_model, workers=0, now=NOW)
+    version = db.scalar(select(ModelVersion).where(ModelVersion.version == rumor_model.version))
+    assert version is not None
+
+    def judged(days: int) -> int:
+        return db.scalar(select(func.count()).select_from(PostScore).join(Post, Post.id == PostScore.post_id)
+                         .where(PostScore.label != LABEL_ABSTAIN, Post.published_at >= NOW - dt.timedelta(days=days))) or 0
+
+    rows = reestimate(db, model_version_id=version.id, now=NOW, min_posts=5)
+    chat_est = rows["chat"]
+    assert chat_est.window_end - chat_est.window_start == dt.timedelta(days=MAX_WINDOW_DAYS)
+    assert chat_est.n == judged(MAX_WINDOW_DAYS) > judged(7)
+    # eighty lines still leave the interval far wider than 2.25x: said, not hidden
+    assert too_uncertain(chat_est) and UNCERTAIN_ZH in describe(chat_est)
+    assert "近 28 天" in describe(chat_est)
+    assert not too_uncertain(rows["all"])
+    # the pooled row, and the scores re-adjusted, are the base week's
+    assert rows["all"].window_end - rows["all"].window_start == dt.timedelta(days=7)
+    assert rows["all"].n == judged(7)
