@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 15:08:35.188515
+Create Date: 2026-12-06 17:15:33.242516
 """
 from __future__ import annotations
 
@@ -397,6 +397,7 @@ def upgrade() -> None:
     sa.Column('target_precision', sa.Float(), nullable=False),
     sa.Column('threshold', sa.Float(), nullable=False),
     sa.Column('created_at', core.tables.UTCDateTime(), nullable=False),
+    sa.Column('calibration', sa.JSON(), nullable=True),
     sa.ForeignKeyConstraint(['model_version_id'], ['model_versions.id'], name=op.f('fk_prevalence_estimates_model_version_id_model_versions'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_prevalence_estimates'))
     )
