@@ -442,12 +442,12 @@ def topic_voice(session: Session, topic: Topic) -> tuple[int, str] | None:
                            .where(Post.topic_id == topic.id).order_by(Post.id.desc()).limit(500)).all()
     if any(r.role is not None for r in rows):
         voices = [r for r in rows if r.role in CONCERN_VOICE_ROLES and not refutation_of(r.norm_text)]
-        rep = next((r for r in voices if r.id == topic.representative_post_id), None)
-        if rep is None and voices:
-            rep = min(voices, key=lambda r: (CONCERN_VOICE_ROLES.index(r.role),
-                                             -min(len(r.norm_text or ""), SAYS_ENOUGH),
-                                             r.published_at or r.collected_at, r.id))
-        return (rep.id, rep.raw_text) if rep is not None else None
+        voice = next((r for r in voices if r.id == topic.representative_post_id), None)
+        if voice is None and voices:
+            voice = min(voices, key=lambda r: (CONCERN_VOICE_ROLES.index(r.role),
+                                               -min(len(r.norm_text or ""), SAYS_ENOUGH),
+                                               r.published_at or r.collected_at, r.id))
+        return (voice.id, voice.raw_text) if voice is not None else None
     rep = (session.execute(select(Post.id, Post.raw_text, Post.norm_text)
                            .where(Post.id == topic.representative_post_id)).first()
            if topic.representative_post_id else None)
