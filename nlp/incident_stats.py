@@ -135,7 +135,11 @@ class IncidentStats:
     def rep(self) -> tuple[dt.datetime, int, str] | None:
         """(when, post id, text) of the representative post (see REP_ORDER), or None."""
         order = REP_ORDER.get(kind_of(self), REP_ORDER["rumor"])
-        best = next((self.reps[r] for r in order if r in self.reps), None)
+        # Of the kind's two voices (a concern's complaints, then its claims), the first that says
+        # enough: a concern's "给我留一瓶" gives way to a claim saying what is short. Otherwise
+        # the first role of the order, whatever it says.
+        best = next((self.reps[r] for r in order[:2] if r in self.reps and -self.reps[r][0] >= SAYS_ENOUGH),
+                    None) or next((self.reps[r] for r in order if r in self.reps), None)
         return None if best is None else best[1:]
 
     def title(self) -> str | None:
