@@ -44,6 +44,7 @@ from alerts.subjects import (
     matter_kind,
     story_subjects,
     topic_in_alerted_matters,
+    topic_is_concern,
     topic_subject,
 )
 from core.errors import InvalidInput
@@ -263,9 +264,12 @@ def evaluate(
     alerted |= {subj.incident.id for _a, subj, *_rest in pending.created if subj.incident is not None}
     for t in topics:
         if t.id not in latest_t and (incident_of_topic(session, t.id) is not None
-                                     or topic_in_alerted_matters(session, t.id, alerted)):
+                                     or topic_in_alerted_matters(session, t.id, alerted)
+                                     or not topic_is_concern(session, t.id)):
             # Most of the topic's posts are one matter, or matters already alerted: their
-            # incidents' alerts are the alerts on them (one alert per matter).
+            # incidents' alerts are the alerts on them (one alert per matter). A topic whose
+            # posts do not complain (chatter, a rumor's questions and reactions, a notice) is
+            # no concern: a hot topic raises only a concern alert.
             continue
         subject = topic_subject(session, t, cfg)
         subject.new_post_ids = subject.post_ids

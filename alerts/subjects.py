@@ -32,6 +32,7 @@ from alerts.rules import RulesConfig
 from alerts.severity import Features
 from core.tables import Alert, DebunkMatch, Incident, Post, PostScore, Story, Topic, utcnow
 from nlp.headline import headline, is_keyword_list
+from nlp.incident_stats import SAYS_ENOUGH
 
 #: Posts that carry a matter of each kind through the groups ("spreading" posts). Everything else
 #: in the incident (reactions, refutations, notices of a rumor, chatter) is shown, not counted.
@@ -405,18 +406,54 @@ def _best_debunk(session: Session, key: Any, keys: Sequence[int]) -> dict[int, t
     return best
 
 
+#: Roles whose posts may speak for a hot topic raised as a concern: what people complain about,
+#: or state; never a question, a reaction, a refutation or notice, or chatter ("晚上好各位").
+CONCERN_VOICE_ROLES = ("complaint", "claim")
+#: A topic with roles is a concern only when this many of its posts complain ...
+CONCERN_MIN_COMPLAINTS = 3
+#: ... and its complaints are at least as many as its claims, notices and refutations together
+#: (a topic of a rumor or a notice is its incidents' to alert on).
+
+
+def topic_is_concern(session: Session, topic_id: int) -> bool:
+    """Whether a hot topic is people's concern, by the roles of its posts: enough complaints,
+    and more complaints than posts stating a rumor or a notice. A topic of chatter with a few
+    reactions around ("二愣你家的牛跑我家地里了", "吓死了") or the questions around a rumor is not.
+    Posts analysed before roles existed (role NULL everywhere) keep the older measure: hot is
+    enough."""
+    roles = Counter(session.scalars(select(Post.role).where(Post.topic_id == topic_id).limit(2000)))
+    if not roles or set(roles) == {None}:
+        return True
+    complaints = roles["complaint"]
+    stating = roles["claim"] + roles["notice"] + roles["refutation"]
+    return complaints >= CONCERN_MIN_COMPLAINTS and complaints >= stating
+
+
 def topic_voice(session: Session, topic: Topic) -> tuple[int, str] | None:
-    """The post (id, raw text) that shows what a topic's people say: its representative (most
-    central) post, unless that is the official answer ("经核实…不实"), then the latest post that
-    does not refute it."""
+    """The post (id, raw text) that shows what a topic's people say.
+
+    With roles: its representative (most central) post when that complains or states the
+    matter, else the earliest complaint (then claim) that says enough; never chatter, a question
+    or reaction, or the official answer; None when no post complains or states anything. Without
+    roles (posts analysed before roles existed): its representative, unless that is the official
+    answer ("经核实…不实"), then the latest post that does not refute it."""
+    rows = session.execute(select(Post.id, Post.raw_text, Post.norm_text, Post.role, Post.published_at,
+                                  Post.collected_at)
+                           .where(Post.topic_id == topic.id).order_by(Post.id.desc()).limit(500)).all()
+    if any(r.role is not None for r in rows):
+        voices = [r for r in rows if r.role in CONCERN_VOICE_ROLES and not refutation_of(r.norm_text)]
+        voice = next((r for r in voices if r.id == topic.representative_post_id), None)
+        if voice is None and voices:
+            voice = min(voices, key=lambda r: (CONCERN_VOICE_ROLES.index(r.role),
+                                               -min(len(r.norm_text or ""), SAYS_ENOUGH),
+                                               r.published_at or r.collected_at, r.id))
+        return (voice.id, voice.raw_text) if voice is not None else None
     rep = (session.execute(select(Post.id, Post.raw_text, Post.norm_text)
                            .where(Post.id == topic.representative_post_id)).first()
            if topic.representative_post_id else None)
     if rep is not None and not refutation_of(rep.norm_text):
         return rep.id, rep.raw_text
-    latest = session.execute(select(Post.id, Post.raw_text, Post.norm_text).where(Post.topic_id == topic.id)
-                             .order_by(Post.id.desc()).limit(500))
-    saying = next((r for r in latest if not refutation_of(r.norm_text)), None)
+    saying = next((r for r in rows if not refutation_of(r.norm_text)), None)
     if saying is not None:
         return saying.id, saying.raw_text
     return (rep.id, rep.raw_text) if rep is not None else None

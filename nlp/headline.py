@@ -24,9 +24,9 @@ _MIN_CHARS = 4  # a shorter clean text says nothing ("转发", "收到")
 _LEAD_RE = re.compile(
     r"^\s*(?:"
     r"【(?:转|转发|转载|转帖|扩散|紧急|紧急扩散|紧急通知|紧急提醒|重要|重要通知|必看|速看|注意|提醒)?】"
-    r"|\[(?:转|转发|转载|转帖)\]|\((?:转|转发|转载)\)"
-    r"|(?:转发|转载|转帖|转自[^:：!！,，\s]{0,20}|转|紧急扩散|紧急转发|紧急提醒|扩散|速转|急转|求扩散|求转发"
-    r"|重要提醒|大家注意|注意了?|震惊|突发|刚刚|最新消息|速看|必看|急急急|急)"
+    r"|\[(?:转|转发|转载|转帖|语音转文字|语音|图片|表情|视频)\]|\((?:转|转发|转载)\)"
+    r"|(?:转发|转载|转帖|转自[^:：!！,，\s]{0,20}|转|紧急扩散|紧急转发|紧急提醒|紧急通知|扩散|速转|急转|求扩散|求转发"
+    r"|重要提醒|大家注意|注意了?|震惊|突发|刚刚|最新消息|速看|必看|急急急|急|好消息|大新闻|出大事了|号外|重磅)"
     r"\s*[:：!！,，。.、~\s]+"
     r")"
 )
@@ -40,10 +40,11 @@ _WEIBO_CHAIN_RE = re.compile(r"//\s*<AT>\s*:?.*$")
 _SPACES_RE = re.compile(r"\s+")
 _REPEAT_RE = re.compile(r"([，。！？；、,.!?;])\1+")
 # Half-width punctuation back to full width next to Chinese (normalize makes it half width).
-_FULL = str.maketrans({",": "，", "!": "！", "?": "？", ":": "：", ";": "；"})
+_FULL = str.maketrans({",": "，", "!": "！", "?": "？", ":": "：", ";": "；", "(": "（", ")": "）"})
 _CLAUSE_END = "。！？；!?;"
-_CLAUSE_SEP = "，,、：:"
+_CLAUSE_SEP = "，、："  # half-width "," and ":" are left between digits ("8:00", "1,000"): no clause ends there
 _TRAILING = " ，,、：:；;。.~-—"
+_TRAILING_LEN = _TRAILING + "…"  # what does not count in a clause's length
 
 
 def clean_hooks(text: str, *, normalized: bool = False) -> str:
@@ -60,13 +61,22 @@ def clean_hooks(text: str, *, normalized: bool = False) -> str:
         t = _TAIL_RE.sub("", t, count=1).strip()
         if t == before:
             break
+    t = _HALF_MARK_RE.sub(lambda m: m.group(0).translate(_FULL), t)
+    t = _SPACE_CLAUSE_RE.sub("，", t)
     t = _CJK_SPACE_RE.sub("", t)
-    t = t.translate(_FULL)
     t = _REPEAT_RE.sub(r"\1", t)
     return t.strip(_TRAILING)
 
 
-_CJK_SPACE_RE = re.compile(r"(?<=[\u4e00-\u9fff，。！？；：、])\s+|\s+(?=[\u4e00-\u9fff，。！？；：、])")
+# Chat lines mark their clauses with spaces ("暖气还是凉的 交了两千多暖气费 屋里才十五度"): a space
+# between two words of Chinese is a clause break, written as "，" in a title; a space next to a
+# mark is dropped; one next to Latin letters or digits stays ("加微信 sgsw2000 就能领").
+_SPACE_CLAUSE_RE = re.compile(r"(?<=[\u4e00-\u9fff）)」”》】])\s+(?=[\u4e00-\u9fff（(「“《【])")
+_CJK_SPACE_RE = re.compile(r"(?<=[，。！？；：、（）“”「」《》【】…])\s+|\s+(?=[，。！？；：、（）“”「」《》【】…])")
+# A half-width mark (normalize makes them so) next to Chinese is written full width again; between
+# digits or letters it stays ("8:00-17:00", "1,000").
+_HALF_MARK_RE = re.compile(r"(?<=[\u4e00-\u9fff])[,!?:;()]|[,!?:;()](?=[\u4e00-\u9fff])"
+                           r"|(?<=[\u4e00-\u9fff])\([^()\u4e00-\u9fff]{0,12}\)|\([^()]{0,12}\)(?=[\u4e00-\u9fff])")
 
 
 def _clauses(text: str) -> list[str]:
@@ -82,13 +92,36 @@ def _clauses(text: str) -> list[str]:
     return [c for c in out if c.strip(_TRAILING)]
 
 
+# Clauses that open an official notice without saying what it is about ("接白沙供电所通知，",
+# "根据上级文件精神，", "为改善群众出行条件，"): a title starts after them.
+_PREAMBLE_RE = re.compile(
+    r"^(?:【[^】]{1,20}】)?(?:(?:接|根据|按照|依据)[^，。！？；]{1,24}(?:通知|精神|要求|规定|安排|部署)"
+    r"|为了?[^，。！？；]{1,24}(?:条件|质量|安全|秩序|需要|保卫战|工作|环境)"
+    r"|因[^，。！？；]{0,12}(?:检修|施工|维修|改造|工作需要))[，、]$"
+)
+
+
+def _skip_preamble(clauses: list[str]) -> list[str]:
+    """``clauses`` without up to two preamble clauses at their start, when something follows."""
+    out = list(clauses)
+    for _ in range(2):
+        if len(out) < 2 or not _PREAMBLE_RE.match(out[0]):
+            break
+        lead = re.match(r"^【[^】]{1,20}】", out[0])
+        out = out[1:]
+        if lead:  # the notice's own bracketed title stays in front ("【停电通知】")
+            out[0] = lead.group(0) + out[0]
+    return out
+
+
 def _cut(text: str, limit: int) -> str:
     """Whole clauses up to ``limit`` characters; a first clause longer than that is cut at the
     last space before the limit, else hard, and marked with an ellipsis."""
     taken = ""
-    for clause in _clauses(text):
-        if len(taken) + len(clause.rstrip(_TRAILING)) > limit:
-            break
+    for clause in _skip_preamble(_clauses(text)):
+        size = len(taken) + len(clause.rstrip(_TRAILING_LEN))
+        if size > limit and (taken or size > limit + limit // 4):
+            break  # (a first clause a little over the limit is taken whole rather than cut)
         taken += clause
         if clause[-1:] in _CLAUSE_END and len(taken) >= limit * 0.6:
             break  # a full sentence that already says it: stop at its end

@@ -56,8 +56,20 @@ MAX_ANCHORS = 12  # per kind, kept on the incident row
 MAX_PLACES = 8
 # Roles whose text says what the matter is (the title and anchors come from these).
 STATING_ROLES = ("claim", "complaint", "notice", "refutation", "question")
-# The representative post: the first role of this order that the incident has, earliest first.
-_REP_ORDER = {"claim": 0, "complaint": 1, "notice": 2, "refutation": 3, "question": 4, "reaction": 5}
+# The representative post (it titles the incident and its alert): the first role of its kind's
+# order that the incident has. A rumor is what its claims say, a concern what its complaints say,
+# a notice what its notices say; a question or reaction stands for a matter only when nothing
+# states it, and chatter never does.
+REP_ORDER: dict[str, tuple[str, ...]] = {
+    "rumor": ("claim", "complaint", "notice", "refutation", "question", "reaction"),
+    "unknown": ("claim", "complaint", "notice", "refutation", "question", "reaction"),
+    "concern": ("complaint", "claim", "notice", "question", "refutation", "reaction"),
+    "notice": ("notice", "claim", "complaint", "refutation", "question", "reaction"),
+}
+_REP_ROLES = frozenset(REP_ORDER["rumor"])
+# Within a role, a post that says enough (this many characters) is preferred to an earlier one
+# that does not: "我们单位群里都在传" or "供电所的人说的" is a claim, but not what the matter is.
+SAYS_ENOUGH = 12
 
 
 @dataclass
@@ -115,15 +127,28 @@ class IncidentStats:
     categories: Counter[str] = field(default_factory=Counter)
     places: Counter[str] = field(default_factory=Counter)
     anchors: dict[str, Counter[str]] = field(default_factory=dict)
-    rep: tuple[int, dt.datetime, int, str] | None = None  # (role rank, when, post id, text)
+    # per role, the post that best says the matter: (-what it says, when, post id, text), least first
+    reps: dict[str, tuple[int, dt.datetime, int, str]] = field(default_factory=dict)
     _title: tuple[int, str | None] | None = None  # (representative post id, its headline), cached
+
+    @property
+    def rep(self) -> tuple[dt.datetime, int, str] | None:
+        """(when, post id, text) of the representative post (see REP_ORDER), or None."""
+        order = REP_ORDER.get(kind_of(self), REP_ORDER["rumor"])
+        # Of the kind's two voices (a concern's complaints, then its claims), the first that says
+        # enough: a concern's "给我留一瓶" gives way to a claim saying what is short. Otherwise
+        # the first role of the order, whatever it says.
+        best = next((self.reps[r] for r in order[:2] if r in self.reps and -self.reps[r][0] >= SAYS_ENOUGH),
+                    None) or next((self.reps[r] for r in order if r in self.reps), None)
+        return None if best is None else best[1:]
 
     def title(self) -> str | None:
         """The headline of the representative post (computed once per representative)."""
-        if self.rep is None:
+        rep = self.rep
+        if rep is None:
             return None
-        if self._title is None or self._title[0] != self.rep[2]:
-            self._title = (self.rep[2], headline(self.rep[3]) or None)
+        if self._title is None or self._title[0] != rep[1]:
+            self._title = (rep[1], headline(rep[2], normalized=True) or None)
         return self._title[1]
 
     def add(self, m: Member) -> None:
@@ -178,11 +203,11 @@ class IncidentStats:
                     values = getattr(m.facts.anchors, kind)
                     if values:
                         self.anchors.setdefault(kind, Counter()).update(values)
-        rank = _REP_ORDER.get(m.role)
-        if rank is not None and m.text:
-            cand = (rank, m.when, m.post_id, m.text)
-            if self.rep is None or cand[:3] < self.rep[:3]:
-                self.rep = cand
+        if m.role in _REP_ROLES and m.text:
+            cand = (-min(len(m.text), SAYS_ENOUGH), m.when, m.post_id, m.text)
+            held = self.reps.get(m.role)
+            if held is None or cand[:3] < held[:3]:
+                self.reps[m.role] = cand
 
     # ------------------------------------------------------------------ derived
 
@@ -309,7 +334,7 @@ def stat_values(s: IncidentStats) -> dict[str, Any]:
     return {
         "kind": kind_of(s),
         "title": s.title(),
-        "representative_post_id": s.rep[2] if s.rep else None,
+        "representative_post_id": rep[1] if (rep := s.rep) else None,
         "first_seen": s.first_seen,
         "last_seen": s.last_seen,
         "post_count": s.post_count,

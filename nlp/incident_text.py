@@ -105,20 +105,28 @@ HOOK_GRAMS = frozenset(g for phrase in _HOOK_PHRASES for g in grams_of(phrase))
 _NOT_NAME_CHARS = frozenset("们我你他她咱这那哪报给修的了在是有个每各本全整该此到去回从上下里村镇乡县区市也都还就")
 
 
-def clean_anchors(a: Anchors, known: frozenset[str] | Any = frozenset()) -> Anchors:
+def clean_anchors(a: Anchors, known: frozenset[str] | Any = frozenset(), text: str | None = None) -> Anchors:
     """``a`` without place marks that are sentence fragments rather than names ("咱们村",
     "报给镇"): a fragment would make two posts about one matter "name different places".
-    Places in ``known`` (the gazetteer's) always stay."""
-    if not a.places:
+    Places in ``known`` (the gazetteer's) always stay. Given the ``text`` they were read from (its
+    normalised form), a place or named thing not written in it as one piece goes too: the match
+    key runs clauses together, and "心脏病，镇卫生院" or "芦苇湾没事 村支书" would name "脏病镇" or
+    "没事村"."""
+    if not a.places and not (a.names and text is not None):
         return a
-    kept = frozenset(p for p in a.places if p in known or not (set(p[:-1]) & _NOT_NAME_CHARS))
-    return a if kept == a.places else Anchors(kept, a.numbers, a.amounts, a.names)
+    def written(x: str) -> bool:
+        return text is None or x in text
+
+    kept = frozenset(p for p in a.places
+                     if p in known or (not (set(p[:-1]) & _NOT_NAME_CHARS) and written(p)))
+    names = frozenset(n for n in a.names if written(n)) if text is not None else a.names
+    return a if kept == a.places and names == a.names else Anchors(kept, a.numbers, a.amounts, names)
 
 
 def anchors_of(norm: str, key: str | None = None) -> Anchors:
     """The anchors the incident stage uses: nlp.anchors' less the fragments (`clean_anchors`)."""
     extractor = default_extractor()
-    return clean_anchors(extractor.extract(norm, key), extractor.parents.keys())
+    return clean_anchors(extractor.extract(norm, key), extractor.parents.keys(), norm)
 
 
 def cue_flags(norm: str) -> tuple[bool, bool]:

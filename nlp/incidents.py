@@ -353,6 +353,13 @@ def place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | No
         why = "conversation"
     if inc is not None:
         inc = live(inc)
+        if why == "quote" and ranked and all(live(r[2]) is not inc for r in ranked):
+            # Placed by its quote, the post's own words never looked this incident up: their fit
+            # is measured all the same, so a refutation quoting one part of a matter and naming
+            # another ties the two (`merge_linked`).
+            talked = index.recent_in_group(p, GROUP_MEMORY)
+            ranked = sorted(ranked + _ranked(index, p, [_shared(p, inc)], _talk_bonus(p, talked), forbidden),
+                            key=lambda x: (-x[0], x[1]))
         index.absorb(inc, p, copy=why == "story")
         if ranked and p.role in LINKING_ROLES:
             merged = merge_linked(index, p, inc, ranked)

@@ -8,6 +8,7 @@ YUQING_TEST_DATABASE=postgres).
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -23,6 +24,7 @@ from tests.factories import (
     make_debunk,
     make_group,
     make_incident,
+    make_post,
     make_story,
     make_topic,
     make_user,
@@ -359,3 +361,50 @@ def test_a_review_verdict_and_an_import_of_the_same_text_meet_as_one_text(sessio
     reviews = session.scalar(select(func.count()).select_from(Label).where(Label.origin == "review"))
     actions = list(session.scalars(select(LabelEvent.action).order_by(LabelEvent.id)))
     assert reviews == 2 and actions == ["created"] * 3  # each verdict in the history too
+
+
+def _topic_with(session: Session, posts: list[tuple[str, str]], *, rep: int) -> tuple[Any, list[Post]]:
+    """A hot local topic holding ``posts`` ((role, text), as nlp wrote them), whose most central post
+    is ``posts[rep]``; no incident speaks for it."""
+    topic = make_topic(session, now=NOW, post_count=len(posts), group_count=3, hourly_counts={"2026-11-28T12": 9})
+    groups = [make_group(session) for _ in range(3)]
+    made = [make_post(session, text, role=role, topic_id=topic.id, is_local=True, group_id=groups[n % 3].id,
+                      now=NOW - dt.timedelta(minutes=len(posts) - n))
+            for n, (role, text) in enumerate(posts)]
+    topic.representative_post_id = made[rep].id
+    session.flush()
+    return topic, made
+
+
+def test_a_concern_is_titled_by_a_complaint_never_by_chatter(session: Session) -> None:
+    # The topic's most central post is a greeting; its people complain about the street lights.
+    topic, posts = _topic_with(session, [
+        ("other", "晚上好各位"),
+        ("complaint", "东湾村路灯坏了一个多月了，晚上黑灯瞎火的，老人摔了好几回"),
+        ("other", "我家那条狗又跑丢了，谁看见一条黄狗脖子上系红绳"),
+        ("complaint", "路灯的事报了好几次了，一直没人来修"),
+        ("reaction", "太吓人了"),
+        ("complaint", "东湾村口那段路灯也不亮，孩子晚上放学不敢走"),
+    ], rep=0)
+
+    evaluation.evaluate(session, now=NOW, notify_config=QUIET)
+
+    [alert] = session.scalars(select(Alert).where(Alert.topic_id == topic.id))
+    assert alert.kind == "concern"
+    assert alert.title.startswith("东湾村路灯坏了一个多月了") and alert.summary == posts[1].raw_text
+
+
+def test_a_topic_of_chatter_and_a_rumors_questions_is_no_concern(session: Session) -> None:
+    topic, _posts = _topic_with(session, [
+        ("other", "晚上好各位"),
+        ("question", "东湾村封村是真的吗"),
+        ("reaction", "天哪吓死了"),
+        ("claim", "听说东湾村明天要封村了"),
+        ("other", "二愣你家的牛跑我家地里了"),
+        ("complaint", "东湾村的路灯又坏了"),
+        ("reaction", "我家孩子天天从那过"),
+    ], rep=0)
+
+    evaluation.evaluate(session, now=NOW, notify_config=QUIET)
+
+    assert session.scalar(select(func.count()).select_from(Alert).where(Alert.topic_id == topic.id)) == 0

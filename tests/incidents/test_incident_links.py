@@ -103,3 +103,62 @@ def test_asking_whether_it_is_true_names_no_matter(db: Session, rumor_model: Any
     bank = incident_of(db, "m1")
     assert bank is not None and incident_of(db, "m2") == bank
     assert incident_of(db, "m3") is None
+
+
+def test_a_refutation_quoting_one_part_and_naming_the_other_ties_them(db: Session, rumor_model: Any) -> None:
+    run(db, rumor_model, [
+        msg("出大事了 东湾村后头老杨家死了人 说是得了禽流感 家里鸡全死了 镇上要来封村了 大家别出门", 1, "dw-1", 0),
+        msg("听说东湾有人得禽流感死了？孩子还要不要去上学啊", 2, "qh-2", 20),
+    ])
+    first, second = incident_of(db, "m1"), incident_of(db, "m2")
+    assert first is not None and second is not None and first != second, "precondition: two incidents"
+    run(db, rumor_model, [
+        # its quote is the question's wording; the rest names the claim's village and family
+        msg("大家好，东湾村后头老杨家死了人是心脏病，家里鸡全死了是黄鼠狼咬的，镇上没要来封村。请大家不要转发“东湾有人得禽流感"
+            "死了，孩子不要去上学”的消息，这是谣言！", 3, "dw-1", 80),
+    ])
+    db.expire_all()
+    kept = incident_of(db, "m1")
+    assert incident_of(db, "m2") == kept and incident_of(db, "m3") == kept
+
+
+def test_a_rumor_is_titled_by_the_claim_that_says_it(db: Session, rumor_model: Any) -> None:
+    run(db, rumor_model, [
+        msg("东湾村明天开始停电三天是真的吗 谁知道", 1, "dw-1", 0),
+        msg("我们单位群里都在传", 2, "dw-1", 1),
+        msg("东湾村明天开始停电 要停三天 作买卖的赶紧准备发电机", 3, "dw-1", 3),
+    ])
+    rumor = incident_of(db, "m1")
+    assert rumor is not None and incident_of(db, "m2") == rumor and incident_of(db, "m3") == rumor, "precondition"
+    assert (post_of(db, "m2").role, post_of(db, "m3").role) == ("claim", "claim"), "precondition: roles"
+    inc = db.get(Incident, rumor)
+    assert inc is not None and inc.representative_post_id == post_of(db, "m3").id
+    assert inc.title == "东湾村明天开始停电，要停三天，作买卖的赶紧准备发电机"
+
+
+def test_a_concern_is_titled_by_its_complaint(db: Session, rumor_model: Any) -> None:
+    run(db, rumor_model, [
+        msg("东湾村的垃圾桶已经满出来一个多星期了 没人来拉 臭死了", 2, "dw-1", 0),
+        msg("打了 说转给镇里了", 1, "dw-1", 1),  # the model reads a report of what was done as a claim
+        msg("东湾村垃圾堆成山了 一个多星期没人拉 谁管管", 3, "dw-1", 3),
+        msg("+1 东湾村垃圾桶满出来好多天了 没人来拉", 4, "dw-1", 4),
+    ])
+    concern = incident_of(db, "m2")
+    assert concern is not None and incident_of(db, "m1") == concern and incident_of(db, "m3") == concern
+    assert post_of(db, "m1").role == "claim", "precondition: a claim inside the concern"
+    inc = db.get(Incident, concern)
+    assert inc is not None and inc.kind == "concern"
+    rep = db.get(Post, inc.representative_post_id)
+    assert rep is not None and rep.role == "complaint" and inc.title and inc.title.startswith("东湾村的垃圾桶")
+
+
+def test_clauses_run_together_name_no_place() -> None:
+    # The match key drops punctuation and spaces: "心脏病，镇卫生院" and "东湾没事 村支书" would
+    # read as places ("脏病镇", "没事村") that make a matter's parts "name different places".
+    from nlp.incident_text import anchors_of
+    from nlp.normalize import normalize
+
+    assert anchors_of(normalize("老杨家的事是心脏病，镇卫生院已经确认了")).places <= {"青禾镇卫生院", "青禾镇"}
+    assert "没事村" not in anchors_of(normalize("东湾没事 村支书说了是谣言")).places
+    assert "一倍老街超市" not in anchors_of(normalize("涨一倍 老街超市已经被抢空了")).names
+    assert "东湾村" in anchors_of(normalize("东湾村的自来水被化工厂污染了")).places

@@ -32,3 +32,22 @@ def test_keyword_lists_are_not_titles() -> None:
     assert not is_keyword_list("") and not is_keyword_list("封城")
     # with nothing said, the keywords are the last resort
     assert headline("转发", fallback=["封城", "菜价"]) == "封城、菜价"
+
+
+@pytest.mark.parametrize("text, title", [
+    # a chat line marks its clauses with spaces: they read as commas in a title
+    ("出大事了 芦苇湾村后头老杨家死了人 说是得了禽流感 家里鸡全死了 镇上要来封村了",
+     "芦苇湾村后头老杨家死了人，说是得了禽流感，家里鸡全死了"),
+    ("暖气到现在还是凉的 交了两千多暖气费 屋里才十五度", "暖气到现在还是凉的，交了两千多暖气费，屋里才十五度"),
+    # a space next to Latin letters or digits stays; so do marks between digits
+    ("加微信 sgsw2000 就能领", "加微信 sgsw2000 就能领"),
+    ("【停电通知】接白沙供电所通知，因线路检修，11月29日（周六）8:00-17:00上坝村全村停电，请提前准备",
+     "【停电通知】11月29日（周六）8:00-17:00上坝村全村停电"),
+    # attention hooks and chat-app markers are not the matter
+    ("紧急通知：听内部人说下个月盐和大米都要大涨价 涨一倍 赶紧去囤！！", "听内部人说下个月盐和大米都要大涨价，涨一倍，赶紧去囤！"),
+    ("[语音转文字] 那个烧煤罚款的事儿到底是不是真的", "那个烧煤罚款的事儿到底是不是真的"),
+    ("大家赶紧去农商银行取钱！！ 听说资金链断了", "大家赶紧去农商银行取钱！听说资金链断了"),
+])
+def test_a_chat_line_keeps_its_punctuation(text: str, title: str) -> None:
+    assert headline(text) == title
+    assert headline(normalize(text), normalized=True) == title
