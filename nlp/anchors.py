@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from core.settings import get_settings
 from nlp.similarity import match_key, place_marks
 
 if TYPE_CHECKING:
@@ -336,19 +337,22 @@ def place_parents(gazetteer: Gazetteer) -> dict[str, frozenset[str]]:
 _lock = threading.Lock()
 _default: AnchorExtractor | None = None
 _default_src: tuple[str, float] | None = None
+_default_dir: object = None
 _checked_at = 0.0
 _RECHECK_S = 30.0
 
 
 def default_extractor() -> AnchorExtractor:
-    """The extractor of the office's gazetteer; the file is re-checked at most every 30 s, and
-    an unreadable gazetteer means place marks only."""
-    global _default, _default_src, _checked_at
+    """The extractor of the office's gazetteer; the file is re-checked at most every 30 s (at
+    once when the settings name another config folder), and an unreadable gazetteer means place
+    marks only."""
+    global _default, _default_src, _default_dir, _checked_at
     now = time.monotonic()
-    if _default is not None and now - _checked_at < _RECHECK_S:
+    config_dir = get_settings().config_dir
+    if _default is not None and now - _checked_at < _RECHECK_S and config_dir == _default_dir:
         return _default
     with _lock:
-        if _default is not None and now - _checked_at < _RECHECK_S:
+        if _default is not None and now - _checked_at < _RECHECK_S and config_dir == _default_dir:
             return _default
         from nlp.concerns.config import config_path
         from nlp.concerns.errors import ConcernConfigError
@@ -365,7 +369,7 @@ def default_extractor() -> AnchorExtractor:
             except ConcernConfigError:
                 _default = AnchorExtractor(None)
             _default_src = src
-        _checked_at = now
+        _default_dir, _checked_at = config_dir, now
         return _default
 
 

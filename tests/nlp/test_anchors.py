@@ -120,3 +120,22 @@ def test_default_extractor_reads_the_office_gazetteer() -> None:
     # The shipped places.yaml holds 石桥村 with the alias 石桥.
     assert "石桥村" in extract_anchors(normalize("石桥那边停水了")).places
     assert extract_anchors("") == Anchors()
+
+
+def test_another_config_folder_is_read_at_once(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An office (or a benchmark going from one township to the next) that names another config
+    folder gets that folder's places at once, not after the 30 s re-check."""
+    from core.settings import get_settings
+
+    assert "石桥村" in extract_anchors(normalize("石桥那边停水了")).places  # the shipped places, cached
+    (tmp_path / "places.yaml").write_text(
+        "version: 1\nplaces:\n  - name: 芦苇湾村\n    kind: village\n    aliases: [芦苇湾]\n", encoding="utf-8")
+    monkeypatch.setenv("YUQING_CONFIG_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        places = extract_anchors(normalize("芦苇湾那边停水了，石桥那边也是")).places
+        assert "芦苇湾村" in places and "石桥村" not in places
+    finally:
+        monkeypatch.delenv("YUQING_CONFIG_DIR")
+        get_settings.cache_clear()
+    assert "石桥村" in extract_anchors(normalize("石桥那边停水了")).places
