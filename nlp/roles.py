@@ -73,7 +73,8 @@ _DEFAULT_CONTEXT = RoleContext()
 _NOT_WORDS_RE = re.compile(r"[\s!?,.:;'\"()\[\]{}<>~\-_/\\|…。、，；：“”‘’《》【】（）·]+")
 # A bare enquiry: the whole post asks "is it true?" of whatever it answers.
 _BARE_ENQUIRY_RE = re.compile(r"^(?:真的|真的吗|真的么|真的嘛|真的啊|真的呀|真的假的|真假|是真的吗|假的吧|真滴吗)$")
-_ASKS_RE = re.compile(r"(?:吗|么|嘛|呢|\?)(?:\s|<[A-Z_]+>)*$|\?|(?:了|过)没(?:有)?$")
+# "嘛" ends statements ("好嘛", "宁可信其有嘛", "我就说嘛"); "吗/么/呢" ask.
+_ASKS_RE = re.compile(r"(?:吗|么|呢|\?)(?:\s|<[A-Z_]+>)*$|\?|(?:了|过)没(?:有|得)?$")
 _SPREAD = frozenset({"hearsay", "spread_call"})
 _FORGED_NOTICE = frozenset({"hearsay", "hearsay_chat", "scam"})
 
@@ -85,10 +86,12 @@ def words_of(norm_text: str) -> str:
     return _NOT_WORDS_RE.sub("", norm_text)
 
 
-# The last clause asks: a question word, an A-not-A choice ("停不停", "要不要") or a tag ("对吧").
+# The last clause asks: a question word, an A-not-A choice ("停不停", "要不要"), a tag ("对吧"), or
+# the spoken yes-no tags without a question mark: "…发的不", "还要交不", "涨了没得", "有这事没".
 _CLAUSE_SPLIT_RE = re.compile(r"[,.!;:。，！；：\s]+")
 _CLAUSE_ASKS_RE = re.compile(
-    r"(.)不\1|有没有|是不是|能不能|要不要|会不会|到底|对吧$|是吧$|不是.{1,10}吧$|(?:吗|么|嘛|呢)(?:啊|呀)?$|[了过]没$"
+    r"(.)不\1|有没有|是不是|能不能|要不要|会不会|到底|对吧$|是吧$|不是.{1,10}吧$|(?:吗|么|呢)(?:啊|呀)?$|[了过]没(?:有|得)?$"
+    r"|^.{2,}[^不没别才也都就]不$|有[^有没]{1,6}没(?:有|得)?$"
     r"|(?<![别就])(?!不会吧$|不是吧$|不至于吧$|没事吧$)(?:不|没)[^,.!?;:。，！；：\s吧]{0,6}吧$"
 )
 
