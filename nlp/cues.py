@@ -364,6 +364,12 @@ ROLE_CUES: Mapping[str, tuple[str, ...]] = {
     "scam": (
         r"(?:添加|加)(?:工作人员|客服|专员)?(?:的)?(?:微信|QQ|qq|<WECHAT>|<QQ>)", r"手续费", r"保证金", r"验证码",
         r"(?:提供|发送|上传)(?:你的|本人)?(?:身份证|银行卡|卡号)", r"银行卡(?:号|信息)", r"转账", r"扫码(?:领取|登记|缴费)",
+        r"点击(?:下方|以下|短信)?链接", r"(?:恢复|解冻|激活|认证)费",
+    ),
+    # naming only where one heard it, with a shrug ("不清楚 别的群里说的", "我也是听人说的"): passes
+    # nothing on, backs nothing
+    "source_shrug": (
+        r"(?:不知道|不清楚|不晓得|我也是|也是)[\s,]*(?:从|在)?[^,。!?\s]{0,8}(?:听|看|转|传|说|讲)[^,。!?\s]{0,6}的",
     ),
     # hearsay in chat words ("听内部人说", "村东头老赵说的"): the source is a person, not a notice
     "hearsay_chat": (

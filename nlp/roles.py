@@ -153,10 +153,14 @@ def _rules(norm_text: str, words: str, cues: frozenset[str], ctx: RoleContext) -
             return ("notice", 0.9)
         # A routine notice about no public matter (homework, a residents' meeting, a cold day) is
         # the group's everyday business: the model weighs it.
+    if "source_shrug" in cues and "matter" not in cues and len(words) <= 24 and not _asks(norm_text):
+        return ("other", 0.75)  # "不清楚 别的家长群里说的": where it was heard, nothing passed on
     if cues & _SPREAD:
         if "hearsay" in cues and _ends_asking(norm_text):
             return ("question", 0.75)  # "听说杏林村要封路了？": asks about what was heard
         return ("claim", 0.85)
+    if "scam" in cues and "matter" in cues and "骗" not in norm_text and not _asks(norm_text):
+        return ("claim", 0.7)  # an offer of money for a fee or a link passed on: the scam itself
     if "complaint" in cues:
         return ("complaint", 0.85)
     if "reaction" in cues and len(words) <= 24:
