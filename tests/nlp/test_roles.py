@@ -283,6 +283,23 @@ def test_a_paid_offer_passed_on_is_the_scam_claim(text: str) -> None:
     assert role_of(text) == "claim"
 
 
+@pytest.mark.parametrize("text", ["这是谣言 赶紧删了吧", "卫生院的人说了 没有人感染", "人家水厂出通知了 水质合格 能喝",
+                                  "学校群里老师说了 明天正常上课", "哪有什么狼 就是条野狗",
+                                  "又是谣言 镇政府已经辟谣了 大家别转了"])
+def test_chat_denials_in_other_words_refute(text: str) -> None:
+    assert role_of(text) == "refutation"
+
+
+@pytest.mark.parametrize("text", ["我就知道是假的", "是假的就好", "还以为是真的 白紧张了", "又是谣言 烦不烦",
+                                  "这种谣言也有人信", "差点就信了", "谢天谢地是假的", "辟谣了就好"])
+def test_feeling_about_a_denial_reacts(text: str) -> None:
+    assert role_of(text) == "reaction"
+
+
+def test_resuming_normal_supply_is_no_denial() -> None:
+    assert role_rules(normalize("明天恢复正常供水")) is None
+
+
 def chat(group: str, minute: float, *, reply: bool = False) -> RoleContext:
     return RoleContext(is_reply=reply, group=group, at=1_800_000_000.0 + 60 * minute)
 
