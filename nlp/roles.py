@@ -73,8 +73,12 @@ _DEFAULT_CONTEXT = RoleContext()
 _NOT_WORDS_RE = re.compile(r"[\s!?,.:;'\"()\[\]{}<>~\-_/\\|…。、，；：“”‘’《》【】（）·]+")
 # A bare enquiry: the whole post asks "is it true?" of whatever it answers.
 _BARE_ENQUIRY_RE = re.compile(r"^(?:真的|真的吗|真的么|真的嘛|真的啊|真的呀|真的假的|真假|是真的吗|假的吧|真滴吗)$")
-_ASKS_RE = re.compile(r"(?:吗|么|嘛|呢|\?)(?:\s|<[A-Z_]+>)*$|\?|(?:了|过)没(?:有)?$")
+# "嘛" ends statements ("好嘛", "宁可信其有嘛", "我就说嘛"); "吗/么/呢" ask.
+_ASKS_RE = re.compile(r"(?:吗|么|呢|\?)(?:\s|<[A-Z_]+>)*$|\?|(?:了|过)没(?:有|得)?$")
 _SPREAD = frozenset({"hearsay", "spread_call"})
+# Relief that also tells the group to stop or says the denial is out passes the denial on: "又是谣言
+# 镇里已经辟谣了 大家别转了" refutes.
+_PASSES_DENIAL_ON_RE = re.compile(r"(?:别|不要|勿|莫)(?:再)?(?:转|传|信)|已经辟谣|辟谣了(?!就好)")
 _FORGED_NOTICE = frozenset({"hearsay", "hearsay_chat", "scam"})
 
 
@@ -85,10 +89,13 @@ def words_of(norm_text: str) -> str:
     return _NOT_WORDS_RE.sub("", norm_text)
 
 
-# The last clause asks: a question word, an A-not-A choice ("停不停", "要不要") or a tag ("对吧").
+# The last clause asks: a question word, an A-not-A choice ("停不停", "要不要"), a tag ("对吧"), or
+# the spoken yes-no tags without a question mark: "…发的不", "给钱不", "涨了没得", "看清没" (not "我才不",
+# "还没", "都没").
 _CLAUSE_SPLIT_RE = re.compile(r"[,.!;:。，！；：\s]+")
 _CLAUSE_ASKS_RE = re.compile(
-    r"(.)不\1|有没有|是不是|能不能|要不要|会不会|到底|对吧$|是吧$|不是.{1,10}吧$|(?:吗|么|嘛|呢)(?:啊|呀)?$|[了过]没$"
+    r"(.)不\1|有没有|是不是|能不能|要不要|会不会|到底|对吧$|是吧$|不是.{1,10}吧$|(?:吗|么|呢)(?:啊|呀)?$|[了过]没(?:有|得)?$"
+    r"|^.+[^不没别才也都就]不$|[^还都也就啥么并从不]没(?:有|得)?$"
     r"|(?<![别就])(?!不会吧$|不是吧$|不至于吧$|没事吧$)(?:不|没)[^,.!?;:。，！；：\s吧]{0,6}吧$"
 )
 
@@ -132,7 +139,7 @@ def _rules(norm_text: str, words: str, cues: frozenset[str], ctx: RoleContext) -
         if "refutation" in cues and not _asks(norm_text):
             return ("refutation", 0.8)  # "有人问是不是真的？经核实不实"
         return ("question", 0.9 if cues & _SPREAD else 0.95)
-    if "relief" in cues and len(words) <= 30:
+    if "relief" in cues and len(words) <= 30 and not _PASSES_DENIAL_ON_RE.search(norm_text):
         return ("reaction", 0.8)  # "原来是谣言", "那就好": feeling about a denial, not making one
     if "refutation" in cues:
         return ("refutation", 0.95)
@@ -150,10 +157,14 @@ def _rules(norm_text: str, words: str, cues: frozenset[str], ctx: RoleContext) -
             return ("notice", 0.9)
         # A routine notice about no public matter (homework, a residents' meeting, a cold day) is
         # the group's everyday business: the model weighs it.
+    if "source_shrug" in cues and "matter" not in cues and len(words) <= 24 and not _asks(norm_text):
+        return ("other", 0.75)  # "不清楚 别的家长群里说的": where it was heard, nothing passed on
     if cues & _SPREAD:
         if "hearsay" in cues and _ends_asking(norm_text):
             return ("question", 0.75)  # "听说杏林村要封路了？": asks about what was heard
         return ("claim", 0.85)
+    if "scam" in cues and "matter" in cues and "骗" not in norm_text and not _asks(norm_text):
+        return ("claim", 0.7)  # an offer of money for a fee or a link passed on: the scam itself
     if "complaint" in cues:
         return ("complaint", 0.85)
     if "reaction" in cues and len(words) <= 24:

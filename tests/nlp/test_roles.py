@@ -252,6 +252,54 @@ def test_a_verdict_on_rumor_mongers_reacts_and_denies_nothing(text: str) -> None
     assert role_of(text) == "reaction"
 
 
+@pytest.mark.parametrize("text", ["唐老师这个是官方发的不", "我68了还要交不", "今年又涨了没得", "有这事没",
+                                  "有人晓得为啥子停工不"])
+def test_spoken_yes_no_tags_ask_without_a_question_mark(text: str) -> None:
+    assert role_of(text) == "question"
+
+
+@pytest.mark.parametrize("text", ["宁可信其有嘛", "好嘛 又开始了", "我才不"])
+def test_a_final_ma_or_bu_in_a_statement_does_not_ask(text: str) -> None:
+    assert role_of(text) != "question"
+
+
+@pytest.mark.parametrize("text", ["造谣的真该抓起来 害得在外面的人担惊受怕", "这些造谣的人良心遭狗吃了"])
+def test_more_verdicts_on_rumor_mongers_react(text: str) -> None:
+    assert role_of(text) == "reaction"
+
+
+@pytest.mark.parametrize("text", ["不清楚 别的家长群里说的", "我也是听人说的 对不起大家", "不知道 朋友圈看到的"])
+def test_a_shrug_naming_where_it_was_heard_passes_nothing_on(text: str) -> None:
+    assert role_of(text) == "other"
+
+
+def test_a_shrug_that_also_says_the_thing_still_spreads_it() -> None:
+    assert role_of("我也是听人说的 明天全镇停水") == "claim"
+
+
+@pytest.mark.parametrize("text", ["大家快看 60岁以上老人能领800元养老补贴 加微信登记交50手续费就行",
+                                  "好消息！每户可领取取暖补贴1000元，请点击链接登记，需缴纳激活费20元"])
+def test_a_paid_offer_passed_on_is_the_scam_claim(text: str) -> None:
+    assert role_of(text) == "claim"
+
+
+@pytest.mark.parametrize("text", ["这是谣言 赶紧删了吧", "卫生院的人说了 没有人感染", "人家水厂出通知了 水质合格 能喝",
+                                  "学校群里老师说了 明天正常上课", "哪有什么狼 就是条野狗",
+                                  "又是谣言 镇政府已经辟谣了 大家别转了"])
+def test_chat_denials_in_other_words_refute(text: str) -> None:
+    assert role_of(text) == "refutation"
+
+
+@pytest.mark.parametrize("text", ["我就知道是假的", "是假的就好", "还以为是真的 白紧张了", "又是谣言 烦不烦",
+                                  "这种谣言也有人信", "差点就信了", "谢天谢地是假的", "辟谣了就好"])
+def test_feeling_about_a_denial_reacts(text: str) -> None:
+    assert role_of(text) == "reaction"
+
+
+def test_resuming_normal_supply_is_no_denial() -> None:
+    assert role_rules(normalize("明天恢复正常供水")) is None
+
+
 def chat(group: str, minute: float, *, reply: bool = False) -> RoleContext:
     return RoleContext(is_reply=reply, group=group, at=1_800_000_000.0 + 60 * minute)
 
