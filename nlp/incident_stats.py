@@ -235,8 +235,8 @@ def _top(counts: Counter[str], n: int) -> list[str]:
 def kind_of(s: IncidentStats) -> str:
     """rumor | concern | notice | unknown, from the roles mix and scores.
 
-    An official notice that spreads (its posts notices, its claims, if any, scored low, and no
-    more corrections than notices) is a notice, not a rumor; complaints outnumbering claims make a
+    An official notice that spreads (its posts notices, its claims, if any, fewer or scored low,
+    and no more corrections than notices) is a notice, not a rumor; complaints outnumbering claims make a
     concern; claims scored as rumors (or a debunk match, or a refutation of it) make a rumor;
     claims that score low (an ordinary statement) stay unknown.
     """
@@ -247,7 +247,11 @@ def kind_of(s: IncidentStats) -> str:
     # a notice was grouped with, not a notice that spreads (a true notice draws questions and
     # thanks, rarely "没这回事").
     contested = r["refutation"] > notices
-    if notices and notices >= claims and (score < 0.5 or not claims) and s.debunk_id is None and not contested:
+    # Claims outnumbered by the notice they retell ("听说9号停电") are the notice spreading, however
+    # rumor-like the model reads a retelling; as many claims as notices are a notice only when
+    # they read low.
+    retold = notices > claims or score < 0.5 or not claims
+    if notices and notices >= claims and retold and s.debunk_id is None and not contested:
         return "notice"
     if complaints and complaints >= claims:
         return "concern"
