@@ -43,6 +43,7 @@ from nlp.stories import hour_bucket
 __all__ = [
     "IncidentStats",
     "Member",
+    "doubt_of",
     "kind_of",
     "load_stats",
     "recompute_incidents",
@@ -234,15 +235,23 @@ def _top(counts: Counter[str], n: int) -> list[str]:
 def kind_of(s: IncidentStats) -> str:
     """rumor | concern | notice | unknown, from the roles mix and scores.
 
-    An official notice that spreads (its posts notices, its claims, if any, scored low) is a
-    notice, not a rumor; complaints outnumbering claims make a concern; claims scored as rumors
-    (or a debunk match, or a refutation of it) make a rumor; claims that score low (an ordinary
-    statement) stay unknown.
+    An official notice that spreads (its posts notices, its claims, if any, fewer or scored low,
+    and no more corrections than notices) is a notice, not a rumor; complaints outnumbering claims make a
+    concern; claims scored as rumors (or a debunk match, or a refutation of it) make a rumor;
+    claims that score low (an ordinary statement) stay unknown.
     """
     r = s.roles
     claims, notices, complaints = r["claim"], r["notice"], r["complaint"]
     score = s.claim_score()
-    if notices and notices >= claims and (score < 0.5 or not claims) and s.debunk_id is None:
+    # Residents correcting it more often than an office notice states it: a contested claim that
+    # a notice was grouped with, not a notice that spreads (a true notice draws questions and
+    # thanks, rarely "没这回事").
+    contested = r["refutation"] > notices
+    # Claims outnumbered by the notice they retell ("听说9号停电") are the notice spreading, however
+    # rumor-like the model reads a retelling; as many claims as notices are a notice only when
+    # they read low.
+    retold = notices > claims or score < 0.5 or not claims
+    if notices and notices >= claims and retold and s.debunk_id is None and not contested:
         return "notice"
     if complaints and complaints >= claims:
         return "concern"
@@ -268,6 +277,24 @@ RISK_WEIGHTS = {
     "debunk": 0.10,
     "local": 0.08,
 }
+#: The residents' doubt (see `doubt_of`) reaches 1 at this many enquiries and corrections beyond
+#: the first: one "真的吗" is any line's fate, several are a matter being contested.
+DOUBT_FULL = 5
+
+
+def doubt_of(s: IncidentStats) -> tuple[float, int, int]:
+    """How much the groups themselves doubt a matter's claims (0..1), with its enquiries and
+    corrections: questions asking whether it is true (a resident's tip to the office counting as
+    TIP_QUESTIONS of them) and refutations ("没这回事", "谣言") around it. Enquiries and corrections
+    are the strongest early rumor signal in chats (Zhao, Resnick & Mei, "Enquiring Minds", WWW
+    2015), and they read the same whatever the wording, where the rumor model, trained on Weibo
+    posts, scores a short chat line low. The first one counts nothing, so a fragment of a matter
+    (one claim and the question under it) gains nothing from it."""
+    r = s.roles
+    enquiries = r["question"] + TIP_QUESTIONS * s.tips
+    corrections = r["refutation"]
+    value = max(0.0, enquiries + corrections - 1) / DOUBT_FULL
+    return min(1.0, value), enquiries, corrections
 
 
 def _part(key: str, value: float, label: str, detail: str) -> dict[str, Any]:
@@ -280,20 +307,27 @@ def _part(key: str, value: float, label: str, detail: str) -> dict[str, Any]:
 def risk_of(s: IncidentStats) -> tuple[float, dict[str, Any]]:
     """The rumor risk of a matter (0..1) and its explained parts (Chinese, for the alert page).
 
-    Only claims and the questions they draw count: refutations and notices never raise it (a
-    refuted rumor is no riskier for being refuted), reactions add nothing, chatter is never in an
-    incident. Parts: the claims' scores (mean of the best few, not one message's maximum), the
-    questions asked about it, reach (groups and sources), velocity (claims and questions in the
-    busiest hour), hearsay and urgency cues, a debunk match, locality.
+    Only claims and the response they draw count: notices never raise it, reactions add nothing,
+    chatter is never in an incident; refutations count only as the groups' doubt of its claims.
+    Parts: the claims' scores (mean of the best few, not one message's maximum, or the groups'
+    doubt of them, `doubt_of`, where that is higher), the questions asked about it, reach (groups
+    and sources), velocity (claims and questions in the busiest hour), hearsay and urgency cues, a
+    debunk match, locality.
     """
     r = s.roles
     claims, questions = r["claim"], r["question"]
     parts: list[dict[str, Any]] = []
     score = s.claim_score()
     n_top = len(s.top_raw or s.top_claims)
-    parts.append(_part("claims", score, "传言本身的可疑程度",
-                       f"{claims} 条传播性说法，最可疑的 {n_top} 条模型得分平均 {score:.2f}" if claims
-                       else "没有传播性说法（只有询问、反应、辟谣或通知）"))
+    detail = (f"{claims} 条传播性说法，最可疑的 {n_top} 条模型得分平均 {score:.2f}" if claims
+              else "没有传播性说法（只有询问、反应、辟谣或通知）")
+    # The claims read as the model reads them, or as the groups do when they doubt them more
+    # (a chat line is out of the model's domain; the residents asking and correcting are not).
+    doubt, enquiries, corrections = doubt_of(s) if claims else (0.0, 0, 0)
+    if doubt > score:
+        detail += (f"；群里 {enquiries} 次询问、{corrections} 条辟谣或澄清在质疑这些说法，"
+                   f"按群众的质疑程度 {doubt:.2f} 计")
+    parts.append(_part("claims", max(score, doubt), "传言本身的可疑程度", detail))
     # A resident who asks the office itself weighs as much as two questions in a group: several
     # residents asking about the same thing is news (the tipline issue).
     asked = questions + TIP_QUESTIONS * s.tips
@@ -321,7 +355,8 @@ def risk_of(s: IncidentStats) -> tuple[float, dict[str, Any]]:
     risk = round(min(1.0, sum(p["contribution"] for p in parts)), 4)
     notes = []
     if r["refutation"]:
-        notes.append(f"已有 {r['refutation']} 条辟谣或澄清（不计入风险）")
+        notes.append(f"已有 {r['refutation']} 条辟谣或澄清" + (
+            "（作为群众的质疑计入说法的可疑程度）" if doubt > score else "（不计入风险）"))
     if r["notice"]:
         notes.append(f"{r['notice']} 条官方通知（不计入风险）")
     return risk, {"parts": parts, "notes": notes}
