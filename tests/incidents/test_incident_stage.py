@@ -139,6 +139,10 @@ def test_chatter_inside_a_conversation_is_counted_but_never_weighed(db: Session,
 
 
 def test_a_refutation_joins_its_matter_but_never_raises_its_risk(db: Session, rumor_model: Any) -> None:
+    # A claim that already reads as a rumor: a refutation adds nothing to its risk. (Where the model
+    # reads the claims low, residents' corrections do count as their doubt of it, nlp.incident_stats
+    # .doubt_of; an alert's severity never rises on refutations either way: tests/alerts
+    # test_refutations_are_shown_but_never_raise_severity.)
     run(db, rumor_model, [
         msg("紧急扩散！中心小学甲流，全校停课两周，不转不是中国人", 1, "qh-1"),
         msg("中心小学停课两周是真的吗？", 2, "qh-2", 4),
