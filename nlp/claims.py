@@ -521,6 +521,9 @@ class ClaimMatcher:
         # One thread: the trees are small, and OpenMP threads on a busy machine cost 7x the work.
         with threadpool_limits(1, "openmp"):
             p = self.model.predict_proba(x)[:, 1]
+        # One claim key (the same words once hooks are gone and wording is canonical): the same
+        # claim, whatever the model makes of the lengths.
+        p[[d.key == e.key for d, e in zip(a, b, strict=True)]] = 1.0
         # Another village, another amount, the opposite change: another claim, whatever the
         # wording shares.
         p[x[:, FEATURES.index("anchor_conflict")] > 0] = 0.0
