@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nlp.claim_words import canonical_key
 from nlp.claims import (
     FEATURES,
     ClaimMatcher,
@@ -17,7 +18,6 @@ from nlp.claims import (
     load_claim_matcher,
     save_claim_matcher,
 )
-from nlp.claim_words import canonical_key
 from nlp.normalize import normalize
 
 
