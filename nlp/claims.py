@@ -26,6 +26,7 @@ and only the best few candidates per text are scored by the classifier.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import math
@@ -43,6 +44,7 @@ from threadpoolctl import threadpool_limits
 
 from core.arrays import load_npy, reading_arrays
 from nlp.anchors import AnchorExtractor, Anchors, anchor_overlap, anchors_conflict, default_extractor
+from nlp.claim_words import canonical_key, canonical_words
 from nlp.segment import Segmenter
 from nlp.similarity import match_key
 
@@ -92,6 +94,60 @@ def claim_key(norm_text: str | None) -> str:
     return key
 
 
+def _without_lead_hooks(norm_text: str) -> str:
+    """The normalised text without the spoken hooks it opens with, for anchors: "听说市场里卖
+    假大米" names no place "听说市"."""
+    m = _LEAD_HOOK_RE.match(norm_text)
+    return norm_text[m.end() :] if m and len(norm_text) - m.end() >= 4 else norm_text
+
+
+# A denial or a negated event ("没有伤人", "未发现", "不是真的"): the retelling of a claim says
+# what it says, a text that denies it is another claim (the model weighs it, a feature).
+_DENIAL_RE = re.compile(r"没有|没事|未|不是|并非|否认|不实|谣言|假消息")
+# A number with the thing it counts ("10桌", "3个月", "20多人"): two texts counting one thing
+# with different numbers are two claims, whatever the unit (the anchors know only common units).
+# Dates and times of day are retold loosely ("昨天" for "12月5日"): not counted.
+_COUNT_RE = re.compile(r"(\d+(?:\.\d+)?)(?:多|几|余)?([\u4e00-\u9fff])")
+_NOT_COUNTED = frozenset("月日号点时分秒年")
+
+
+def _counts(key: str) -> frozenset[tuple[str, str]]:
+    return frozenset((unit, value) for value, unit in _COUNT_RE.findall(key) if unit not in _NOT_COUNTED)
+
+
+def counts_conflict(a: ClaimDoc, b: ClaimDoc) -> bool:
+    """True when both count one thing and each has a number the other lacks ("10桌" / "20桌")."""
+    if not a.counts or not b.counts:
+        return False
+    units = {u for u, _ in a.counts} & {u for u, _ in b.counts}
+    for unit in units:
+        va = {v for u, v in a.counts if u == unit}
+        vb = {v for u, v in b.counts if u == unit}
+        if va - vb and vb - va:
+            return True
+    return False
+
+
+# Words that say when, not what: a claim about another thing at the same time is another claim.
+_TIME_WORDS = frozenset({
+    "今天", "明天", "后天", "昨天", "前天", "今晚", "昨晚", "明晚", "今年", "明年", "去年", "本月", "下个月", "上个月", "月底", "月初", "年底",
+    "周末", "下周", "上周", "本周", "周一", "周二", "周三", "周四", "周五", "周六", "周日", "早上", "上午", "中午", "下午", "晚上", "夜里",
+    "凌晨", "现在", "刚刚", "最近", "以后", "马上", "已经",
+})
+_EVENT_MIN_IDF = 6.0
+
+
+def _is_event_word(word: str, anchors: Anchors) -> bool:
+    """A word that says what happened: not part of a place, name or amount, no number, no time."""
+    if word in _TIME_WORDS or any(ch.isdigit() for ch in word):
+        return False
+    for group in (anchors.places, anchors.names, anchors.amounts):
+        for a in group:
+            if word in a or a in word:
+                return False
+    return True
+
+
 def _hash(seed: int, token: str) -> int:
     return zlib.crc32(token.encode("utf-8"), seed) & _MASK
 
@@ -126,6 +182,9 @@ class ClaimDoc:
     word_weight: float
     gram_weight: float
     char_weight: float
+    denial: bool = False
+    counts: frozenset[tuple[str, str]] = frozenset()
+    event: frozenset[int] = frozenset()  # hashed words that say what happened (no anchor, time or hook)
 
 
 #: The pair features, in order (the classifier's columns).
@@ -145,6 +204,18 @@ FEATURES = (
     "anchors_both",  # both texts name some anchor
     "log_len_small",
     "log_len_large",
+    "soft_word_cont_large",  # words of the larger text, partly credited by their characters
+    "char_cont_large",
+    "missing_max_idf_large",  # the heaviest word of the larger text that the smaller lacks (scaled)
+    "denial_mismatch",  # one side denies or negates, the other does not
+    "seq_ratio",  # difflib ratio of the two keys (order-aware overlap)
+    "replaced_small",  # IDF share of the smaller key's characters replaced by others in the larger
+    "replaced_large",
+    "max_swap",  # the heaviest single replacement (min of both sides' IDF sums), scaled
+    "event_cont_small",  # IDF share of the smaller text's event words found (partly by characters) in the larger
+    "event_cont_large",
+    "event_missing_small",  # the heaviest event word of the smaller text with no character in the larger, scaled
+    "event_missing_large",
 )
 
 
@@ -177,18 +248,19 @@ class ClaimFeaturizer:
 
     def doc(self, norm_text: str) -> ClaimDoc:
         """The document of one normalised text (``nlp.normalize.normalize`` output)."""
-        key = claim_key(norm_text)
+        key = canonical_key(claim_key(norm_text))
         words = self.segmenter.cut(key) if key else []
         extractor = self.extractor or default_extractor()
-        anchors = extractor.extract(norm_text) if norm_text else Anchors()
+        anchors = extractor.extract(_without_lead_hooks(norm_text)) if norm_text else Anchors()
         return self._build(key, words, anchors)
 
     def _build(self, key: str, cut: Sequence[str], anchors: Anchors) -> ClaimDoc:
         idf = self.idf
         words: dict[int, float] = {}
         word_chars: list[tuple[int, str]] = []
-        for w in cut:
-            h = word_hash(w)
+        # one-character synonyms ("娃" for "孩子") count as their canonical word
+        for w, cw in zip(cut, canonical_words(cut), strict=True):
+            h = word_hash(cw)
             if h not in words:
                 words[h] = float(idf[h])
                 word_chars.append((h, w))
@@ -197,11 +269,14 @@ class ClaimFeaturizer:
             (gram_hash(key),) if key else ()
         )
         grams = {h: float(idf[h]) for h in seq}
+        event = frozenset(h for h, w in word_chars if _is_event_word(w, anchors) and words[h] >= _EVENT_MIN_IDF)
         lengths = [len(w) for w in cut]
         cut_bytes = bytes(lengths) if max(lengths, default=0) < 256 and sum(lengths) == len(key) else b""
         return ClaimDoc(
             key, words, grams, seq, chars, tuple(word_chars), cut_bytes, anchors,
-            sum(words.values()), sum(grams.values()), sum(chars.values()),
+            sum(words.values()), sum(grams.values()), sum(chars.values()), bool(_DENIAL_RE.search(key)),
+            _counts(key) if any(ch.isdigit() for ch in key) else frozenset(),
+            event,
         )
 
     def pack(self, doc: ClaimDoc) -> tuple[str, bytes, Anchors]:
@@ -255,6 +330,17 @@ class ClaimFeaturizer:
                 # "农商行" in "农商银行", "再度" against "再次": credit the share of its characters
                 soft += v * sum(1 for ch in w if ch in large.chars) / len(w)
         c_shared = sum(v for ch, v in small.chars.items() if ch in large.chars)
+        missing_l = 0.0
+        soft_l = w_shared
+        for h, w in large.word_chars:
+            if h not in small.words:
+                v = large.words[h]
+                missing_l = max(missing_l, v)
+                soft_l += v * sum(1 for ch in w if ch in small.chars) / len(w)
+        c_shared_l = sum(v for ch, v in large.chars.items() if ch in small.chars)
+        ratio, rep_s, rep_l, swap = _replacements(small, large)
+        ev_s, miss_s = _event_cover(small, large)
+        ev_l, miss_l = _event_cover(large, small)
         both = bool(a.anchors) and bool(b.anchors)
         return [
             wc_s,
@@ -272,6 +358,18 @@ class ClaimFeaturizer:
             1.0 if both else 0.0,
             math.log1p(len(small.key)),
             math.log1p(len(large.key)),
+            soft_l / large.word_weight if large.word_weight else 0.0,
+            c_shared_l / large.char_weight if large.char_weight else 0.0,
+            missing_l / self.max_idf,
+            1.0 if a.denial != b.denial else 0.0,
+            ratio,
+            rep_s / small.char_weight if small.char_weight else 0.0,
+            rep_l / large.char_weight if large.char_weight else 0.0,
+            swap / (4 * self.max_idf),
+            ev_s,
+            ev_l,
+            miss_s / self.max_idf,
+            miss_l / self.max_idf,
         ]
 
     def features(
@@ -293,13 +391,35 @@ class ClaimFeaturizer:
 # is not. Characters for the common ones, words where a character alone is too loose.
 _OPPOSED_CHARS = (("涨", "降"), ("涨", "跌"), ("增", "减"), ("加", "减"), ("升", "降"), ("男", "女"), ("水", "电"))
 _OPPOSED_WORDS = (
-    ("提前", "推迟"), ("延长", "缩短"), ("允许", "禁止"), ("停课", "复课"), ("停工", "复工"), ("上调", "下调"),
+    ("提前", "推迟"), ("延长", "缩短"), ("允许", "禁止"), ("停课", "复课"), ("停水", "停电"), ("停工", "复工"), ("上调", "下调"),
     ("提高", "降低"), ("开放", "关闭"), ("解封", "封锁"), ("确诊", "排除"), ("上涨", "下跌"),
 )
 
 
+# Who did what to whom: "老师把学生打了" / "学生被老师打了" (agent, patient) = (老师, 学生).
+_BA_RE = re.compile(r"([\u4e00-\u9fff]{2})把([\u4e00-\u9fff]{2})")
+_BEI_RE = re.compile(r"([\u4e00-\u9fff]{2})被([\u4e00-\u9fff]{2})")
+
+
+def _roles(key: str) -> set[tuple[str, str]]:
+    out = {(m.group(1), m.group(2)) for m in _BA_RE.finditer(key)}
+    out.update((m.group(2), m.group(1)) for m in _BEI_RE.finditer(key))
+    return out
+
+
+def roles_swapped(a: ClaimDoc, b: ClaimDoc) -> bool:
+    """True when one text has X do it to Y and the other Y to X ("老师把学生" / "学生把老师")."""
+    if ("把" not in a.key and "被" not in a.key) or ("把" not in b.key and "被" not in b.key):
+        return False
+    ra = _roles(a.key)
+    return bool(ra) and any((y, x) in ra and x != y for x, y in _roles(b.key))
+
+
 def opposed(a: ClaimDoc, b: ClaimDoc) -> bool:
-    """True when one text says one of a pair of opposites and the other says the other."""
+    """True when one text says one of a pair of opposites and the other says the other, or
+    the two swap who did what to whom."""
+    if roles_swapped(a, b):
+        return True
     ka, kb = a.key, b.key
     for x, y in _OPPOSED_CHARS:
         ax, ay, bx, by = x in a.chars, y in a.chars, x in b.chars, y in b.chars
@@ -310,6 +430,46 @@ def opposed(a: ClaimDoc, b: ClaimDoc) -> bool:
         if (ax and not ay and by and not bx) or (ay and not ax and bx and not by):
             return True
     return False
+
+
+def _event_cover(x: ClaimDoc, y: ClaimDoc) -> tuple[float, float]:
+    """How much of what happens in ``x`` ``y`` says too: the IDF share of x's event words in y
+    (a word y lacks gets the share of its characters y has), and the heaviest event word of x
+    none of whose characters y has. 1.0, 0.0 when x names no event word."""
+    total = covered = missing = 0.0
+    for h, w in x.word_chars:
+        if h not in x.event:
+            continue
+        v = x.words[h]
+        total += v
+        if h in y.words:
+            covered += v
+            continue
+        share = sum(1 for ch in w if ch in y.chars) / len(w)
+        covered += v * share
+        if share == 0.0:
+            missing = max(missing, v)
+    return (covered / total if total else 1.0), missing
+
+
+def _replacements(small: ClaimDoc, large: ClaimDoc) -> tuple[float, float, float, float]:
+    """How the smaller key becomes the larger: the ratio of matched characters, the IDF of the
+    characters replaced on each side, and the heaviest single replacement. A retelling deletes
+    and inserts (hooks, detail); a claim about another thing keeps the frame and replaces its
+    core ("中考取消体育" / "高考取消英语")."""
+    # difflib indexes its second sequence: the smaller key is the cheaper one to index
+    sm = difflib.SequenceMatcher(None, large.key, small.key, autojunk=False)
+    rep_s = rep_l = swap = 0.0
+    for op, j1, j2, i1, i2 in sm.get_opcodes():
+        if op == "replace":
+            ws = sum(small.chars.get(ch, 0.0) for ch in small.key[i1:i2])
+            wl = sum(large.chars.get(ch, 0.0) for ch in large.key[j1:j2])
+            rep_s += ws
+            rep_l += wl
+            swap = max(swap, min(ws, wl))
+    total = len(small.key) + len(large.key)
+    ratio = 2.0 * sum(b.size for b in sm.get_matching_blocks()) / total if total else 0.0
+    return ratio, rep_s, rep_l, swap
 
 
 def _shared(small: Mapping[int, float], large: Mapping[int, float]) -> float:
@@ -361,10 +521,13 @@ class ClaimMatcher:
         # One thread: the trees are small, and OpenMP threads on a busy machine cost 7x the work.
         with threadpool_limits(1, "openmp"):
             p = self.model.predict_proba(x)[:, 1]
+        # One claim key (the same words once hooks are gone and wording is canonical): the same
+        # claim, whatever the model makes of the lengths.
+        p[[d.key == e.key for d, e in zip(a, b, strict=True)]] = 1.0
         # Another village, another amount, the opposite change: another claim, whatever the
         # wording shares.
         p[x[:, FEATURES.index("anchor_conflict")] > 0] = 0.0
-        p[[opposed(d, e) for d, e in zip(a, b, strict=True)]] = 0.0
+        p[[opposed(d, e) or counts_conflict(d, e) for d, e in zip(a, b, strict=True)]] = 0.0
         empty = np.array([not d.key or not e.key for d, e in zip(a, b, strict=True)])
         p[empty] = 0.0
         return np.asarray(p, dtype=np.float64)
@@ -598,6 +761,8 @@ TRUSTED_TYPES = [
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.pipeline.Pipeline",
+    "sklearn.preprocessing._data.StandardScaler",
 ]
 
 

@@ -221,6 +221,34 @@ def mine_pairs(
     return out
 
 
+def swap_negatives(pairs: list[Pair], fz: ClaimFeaturizer, *, per_pair: int = 1, seed: int = 11) -> list[Pair]:
+    """Hard negatives made from positives: the restatement with its heaviest word shared with
+    the source replaced by a word of similar weight from another event ("中考取消体育考试" ->
+    "中考取消英语考试"). The frame stays, the core changes: another claim. Mined hard negatives
+    rarely look like that, and claims about another thing in the same words do."""
+    rng = random.Random(seed)
+    seg = fz.segmenter
+    pool: dict[int, list[str]] = {}
+    for p in pairs:
+        if p.label == 1:
+            for w in seg.cut(claim_key(p.b)):
+                if len(w) >= 2 and not any(ch.isdigit() for ch in w):
+                    pool.setdefault(int(fz.idf[word_hash(w)]), []).append(w)
+    out: list[Pair] = []
+    for p in pairs:
+        if p.label != 1:
+            continue
+        src = fz.doc(p.a)
+        words = [w for w in seg.cut(p.b) if len(w) >= 2 and word_hash(w) in src.words]
+        words.sort(key=lambda w: -fz.idf[word_hash(w)])
+        for w in words[:per_pair]:
+            choices = pool.get(int(fz.idf[word_hash(w)])) or []
+            other = rng.choice(choices) if choices else ""
+            if other and other not in p.a and other != w:
+                out.append(Pair(p.a, p.b.replace(w, other, 1), 0, p.event, p.fold, "swap"))
+    return out
+
+
 # ----------------------------------------------------------------------------- hand-written pairs
 
 
@@ -259,8 +287,77 @@ def _features(fz: ClaimFeaturizer, pairs: list[tuple[str, str]]) -> np.ndarray:
     return np.array([fz.pair_features(doc(a), doc(b)) for a, b in pairs], dtype=np.float64)
 
 
-#: Monotonic constraints per feature (see nlp.claims.FEATURES): +1 increasing, -1 decreasing.
-MONOTONIC = [1, 1, 1, 1, 1, 1, 1, 1, 1, -1, 1, 0, 0, 0, 0]
+#: The classifier: a regularised logistic regression over standardised features. On the tune
+#: part's grouped cross-validation it kept 0.68 recall at precision 0.95 where the earlier
+#: monotonic trees kept 0.29 on the same features (trees learn the mined pairs' quirks).
+LR_C = 0.1
+CV_FOLDS = 5
+
+
+#: The sign each feature's weight may take (see nlp.claims.FEATURES): +1 never negative, 0
+#: free. Free weights on the correlated overlap features came out with both signs, and a near
+#: copy scored below a looser retelling ("...再次出征北京" / "...再度出征！" 0.59); the overlaps
+#: of the larger side, the Jaccards and the sequence ratio must not count against a pair.
+#: (All 27 signed, grouped CV on tune fell from 0.68 to 0.17 recall at precision 0.95: some
+#: contrasts, such as characters shared without their bigrams, are real paraphrase signals.)
+SIGNS = [0, 0, 0, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]
+
+
+def fit_signed_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, signs: list[int], c: float) -> Any:
+    """Weighted L2 logistic regression on standardised features with sign-constrained weights
+    (L-BFGS-B with bounds), returned as a fitted scikit-learn pipeline (scaler + LogisticRegression)."""
+    from scipy.optimize import minimize
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x)
+    z = scaler.transform(x)
+    t = 2.0 * y - 1.0
+    w = w / w.mean()
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        margin = t * (z @ theta[:-1] + theta[-1])
+        p = 0.5 * (1.0 - np.tanh(0.5 * margin))  # sigmoid(-margin), stable
+        value = float(np.sum(w * np.logaddexp(0.0, -margin)) + 0.5 / c * theta[:-1] @ theta[:-1])
+        g = -(w * t * p)
+        grad = np.append(z.T @ g + theta[:-1] / c, g.sum())
+        return value, grad
+
+    bounds = [(0.0, None) if s > 0 else (None, 0.0) if s < 0 else (None, None) for s in signs] + [(None, None)]
+    res = minimize(loss, np.zeros(z.shape[1] + 1), jac=True, method="L-BFGS-B", bounds=bounds)
+    lr = LogisticRegression(C=c)
+    lr.coef_ = res.x[None, :-1].copy()
+    lr.intercept_ = res.x[-1:].copy()
+    lr.classes_ = np.array([0, 1])
+    lr.n_features_in_ = z.shape[1]
+    lr.n_iter_ = np.array([res.nit])
+    return make_pipeline(scaler, lr)
+
+
+def fit_model(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> Any:
+    """Fit on the rows without an anchor conflict (conflicts are decided by rule, not learned)."""
+    from nlp.claims import FEATURES
+
+    keep = x[:, FEATURES.index("anchor_conflict")] == 0
+    return fit_signed_logistic(x[keep], y[keep], w[keep], SIGNS, LR_C)
+
+
+def group_folds(owner: list[str], k: int = CV_FOLDS, seed: int = 0) -> np.ndarray:
+    """A fold per hand-written pair, by its group (a claim's retellings stay in one fold)."""
+    groups = sorted(set(owner))
+    order = np.random.default_rng(seed).permutation(len(groups))
+    fold_of = {groups[i]: n % k for n, i in enumerate(order)}
+    return np.array([fold_of[o] for o in owner])
+
+
+def pair_threshold(y: np.ndarray, s: np.ndarray, precision: float) -> float:
+    """The lowest threshold whose pairs above it have at least ``precision`` (1.0 if none)."""
+    order = np.argsort(-s, kind="stable")
+    tp = np.cumsum(y[order] == 1)
+    prec = tp / np.arange(1, len(order) + 1)
+    ok = np.flatnonzero((prec >= precision) & (s[order] > 0))
+    return float(s[order][ok.max()]) if len(ok) else 1.0
 
 
 def library_scores(matcher: Any, path: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
@@ -294,14 +391,16 @@ def main(argv: list[str] | None = None) -> None:  # pragma: no cover - offline t
     import datetime as dt
     import pickle
 
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    from nlp.claims import FEATURES, ClaimMatcher, save_claim_matcher
+    from nlp.claims import FEATURES, ClaimMatcher, counts_conflict, opposed, save_claim_matcher
 
     parser = argparse.ArgumentParser(description="Train the claim matcher (needs ../shared/data).")
     parser.add_argument("--out", required=True, help="models/claims/<version>")
     parser.add_argument("--hand", default="bench/data/reworded_claims.yaml")
     parser.add_argument("--hand-weight", type=float, default=20.0)
+    # Swap negatives teach "same frame, other core"; weighed low, they cost the mined
+    # restatements (shortened retellings of long posts) less recall (grouped CV on tune, and
+    # train fold 6 of the mined pairs held out of fitting for the check).
+    parser.add_argument("--swap-weight", type=float, default=0.3)
     parser.add_argument("--cache", default="", help="pickle of the mined events (speeds reruns)")
     parser.add_argument("--idf", default="", help="reuse an IDF table built by an earlier run (idf.npy)")
     args = parser.parse_args(argv)
@@ -325,42 +424,55 @@ def main(argv: list[str] | None = None) -> None:  # pragma: no cover - offline t
     train = [p for p in mined if p.fold not in HELDOUT_FOLDS]
     x_m = _features(fz, [(p.a, p.b) for p in train])
     y_m = np.array([p.label for p in train])
-    hand, _ = hand_pairs(Path(args.hand), "tune")
+    hand, owner = hand_pairs(Path(args.hand), "tune")
     x_h = _features(fz, [(normalize(a), normalize(b)) for a, b, _, _ in hand])
     y_h = np.array([lab for _, _, lab, _ in hand])
     conflict = FEATURES.index("anchor_conflict")
 
-    def fit(xh: np.ndarray, yh: np.ndarray) -> HistGradientBoostingClassifier:
-        x = np.vstack([x_m, xh])
-        y = np.concatenate([y_m, yh])
-        w = np.concatenate([np.ones(len(y_m)), np.full(len(yh), args.hand_weight)])
-        keep = x[:, conflict] == 0  # conflicts are decided by rule, not learned
-        # More shared content never makes "same claim" less likely, a heavier missing word
-        # never more: monotonic constraints keep the trees from learning the tune set's quirks.
-        model = HistGradientBoostingClassifier(
-            max_iter=100, max_depth=3, monotonic_cst=MONOTONIC, random_state=0
-        )
-        return model.fit(x[keep], y[keep], sample_weight=w[keep])
+    swaps = swap_negatives(train, fz)
+    x_s = _features(fz, [(p.a, p.b) for p in swaps])
+    hand_docs = [(fz.doc(normalize(a)), fz.doc(normalize(b))) for a, b, _, _ in hand]
+    ruled = np.array([opposed(d, e) or counts_conflict(d, e) for d, e in hand_docs]) | (x_h[:, conflict] > 0)
 
-    model = fit(x_h, y_h)
+    def fit(keep_hand: np.ndarray) -> Any:
+        x = np.vstack([x_m, x_s, x_h[keep_hand]])
+        y = np.concatenate([y_m, np.zeros(len(x_s)), y_h[keep_hand]])
+        w = np.concatenate([
+            np.ones(len(y_m)), np.full(len(x_s), args.swap_weight), np.full(int(keep_hand.sum()), args.hand_weight)
+        ])
+        return fit_model(x, y, w)
+
+    # The operating point from out-of-fold scores of the tune pairs (grouped folds: a claim's
+    # retellings are never scored by a model that saw them), then the model on all of them.
+    folds = group_folds(owner)
+    oof = np.zeros(len(y_h))
+    for k in range(CV_FOLDS):
+        oof[folds == k] = fit(folds != k).predict_proba(x_h[folds == k])[:, 1]
+    oof[ruled] = 0.0
+    pair_t = pair_threshold(y_h, oof, 0.95)
+    model = fit(np.ones(len(y_h), dtype=bool))
     matcher = ClaimMatcher(fz, model, threshold=0.5, version=Path(args.out).name)
-    # The operating point: debunk matching on the tune part (its claims are the library, its
-    # retellings and hard negatives the posts), the lowest threshold with precision >= 0.95.
-    threshold = library_threshold(matcher, Path(args.hand), "tune", 0.95)
+    # Debunk matching on the tune part (its claims are the library, its retellings and hard
+    # negatives the posts) must also keep precision >= 0.95: the higher of the two thresholds.
+    threshold = round(max(pair_t, library_threshold(matcher, Path(args.hand), "tune", 0.95)), 3)
     matcher.threshold = threshold
     card = {
         "name": "claims",
         "version": Path(args.out).name,
         "trained": dt.date.today().isoformat(),
-        "model": "HistGradientBoostingClassifier(max_iter=100, max_depth=3, monotonic) over pair features",
+        "model": f"StandardScaler + LogisticRegression(C={LR_C}, sign-constrained weights) over pair features",
         "features": list(FEATURES),
         "threshold": threshold,
-        "threshold_rule": "lowest threshold with precision >= 0.95 for debunk matching on the hand-written tune part "
-        "(top claim per post; retellings must find their claim, hard negatives nothing)",
+        "threshold_rule": "the higher of: the lowest threshold with precision >= 0.95 on the hand-written tune pairs, "
+        f"scored out of fold ({CV_FOLDS} folds by claim); the lowest with precision >= 0.95 for debunk matching on the "
+        "tune part (top claim per post; retellings must find their claim, hard negatives nothing)",
+        "tune_cv": {"pair_threshold": round(pair_t, 3), "pairs": len(y_h), "positives": int(y_h.sum())},
         "data_terms": DATA_TERMS,
         "data": {
             "mined_pairs_train": len(train),
             "mined_positive": int(y_m.sum()),
+            "swap_negatives": len(swaps),
+            "swap_weight": args.swap_weight,
             "hand_tune_pairs": len(hand),
             "hand_weight": args.hand_weight,
             "idf_texts": len(texts),
@@ -381,6 +493,7 @@ def write_card_md(folder: Path, card: dict[str, Any]) -> None:
         f"- Model: {card['model']}; features: {', '.join(map(str, card['features']))} (list, in order).",
         f"- Operating point: {card['threshold']} ({card['threshold_rule']}).",
         f"- Trained: {card['trained']}. Data: {json.dumps(card['data'], ensure_ascii=False)}.",
+        f"- Tune cross-validation: {json.dumps(card.get('tune_cv', {}), ensure_ascii=False)}.",
         f"- Data and terms: {card['data_terms']}",
         "- Files: idf.npy (2**20 hashed IDF values, float16), model.skops (the classifier), card.json.",
         "- Held-out figures: bench/results/claims.md (bench/bench_claims.py).",

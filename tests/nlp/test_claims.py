@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nlp.claim_words import canonical_key
 from nlp.claims import (
     FEATURES,
     ClaimMatcher,
@@ -30,9 +31,9 @@ def n(text: str) -> str:
 
 
 # Our own examples, not the benchmark's: (claim, retelling).
-RETOLD = [  # shortened, with forward decoration: the operating point accepts these
+RETOLD = [  # shortened, with forward decoration, synonyms: the operating point accepts these
     ("柳树村后天开始拆迁，每户补偿20万", "紧急扩散！柳树村后天拆迁，每户补偿20万"),
-    ("84岁钟南山院士再度出征，赶赴武汉", "84岁钟南山院士再次出征北京"),
+    ("84岁钟南山院士再度出征，赶赴武汉", "84岁的钟南山院士又一次出征，赶赴武汉"),
 ]
 REWORDED = [  # freer rewordings: they must score far above unrelated text (the benchmark measures
     # how many pass the operating point: bench/results/claims.md)
@@ -40,12 +41,18 @@ REWORDED = [  # freer rewordings: they must score far above unrelated text (the 
     ("青禾中学食堂的饭菜吃坏了好几个学生", "青禾中学食堂饭菜把几个学生吃坏了？"),
 ]
 SAME = RETOLD + REWORDED
+# Another destination (武汉 / 北京): a retelling or another claim; the matcher may doubt it, but
+# it must still rank far above unrelated text.
+DOUBTFUL = ("84岁钟南山院士再度出征，赶赴武汉", "84岁钟南山院士再次出征北京")
 DIFFERENT = [
     # another village, another amount, another school, the opposite change: same words, another claim
     ("南坪村的井水被养猪场污染了，喝了会生病", "东湾村的井水被养猪场污染了，喝了会生病"),
     ("柳树村后天开始拆迁，每户补偿20万", "柳树村后天开始拆迁，每户补偿50万"),
     ("青禾中学食堂的饭菜吃坏了好几个学生", "实验小学食堂的饭菜吃坏了好几个学生"),
     ("燃气下个月每方涨价五毛", "燃气下个月每方降价五毛"),
+    # another count of a thing the anchors have no unit for; who did it to whom swapped
+    ("村里办酒席以后不能超过8桌", "村里办酒席以后不能超过12桌"),
+    ("东湾小学一个老师把学生打伤了", "东湾小学一个学生把老师打伤了"),
 ]
 UNRELATED = "明天镇上有集市，大家去赶集"
 
@@ -62,11 +69,21 @@ def test_retellings_are_the_same_claim_and_anchors_keep_claims_apart(cm: ClaimMa
     same = cm.score_pairs([n(a) for a, _ in SAME], [n(b) for _, b in SAME])
     unrelated = cm.score_pairs([n(a) for a, _ in SAME], [n(UNRELATED)] * len(SAME))
     assert (same - unrelated >= 0.3).all(), (same, unrelated)
+    doubtful = cm.score_pairs([n(DOUBTFUL[0]), n(DOUBTFUL[0])], [n(DOUBTFUL[1]), n(UNRELATED)])
+    assert doubtful[0] - doubtful[1] >= 0.3, doubtful
     diff = cm.score_pairs([n(a) for a, _ in DIFFERENT], [n(b) for _, b in DIFFERENT])
     assert diff.tolist() == [0.0] * len(DIFFERENT)  # a conflict is never the same claim
     # symmetric enough to be used either way round
     back = cm.score_pairs([n(b) for _, b in SAME], [n(a) for a, _ in SAME])
     assert np.allclose(same, back, atol=0.05)
+
+
+def test_claim_key_is_rewritten_to_canonical_words() -> None:
+    assert canonical_key("南坪村八岁小姑娘又一次走丢了") == "南坪村8岁女孩再次失踪了"
+    assert canonical_key("每方涨一块钱二十多户不同意") == "每方涨1元20多户不同意"
+    assert canonical_key("一个人") == "一个人"  # "一个" is a word, not a count
+    # a canonical word stays itself inside a longer one ("菜市场" holds "市场")
+    assert canonical_key("菜市场和农贸市场") == "菜市场和菜市场"
 
 
 def test_score_pairs_edges(cm: ClaimMatcher) -> None:
