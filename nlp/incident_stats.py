@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -44,10 +44,13 @@ __all__ = [
     "IncidentStats",
     "Member",
     "kind_of",
+    "load_members",
     "load_stats",
+    "member_order",
     "recompute_incidents",
     "risk_of",
     "stat_values",
+    "stats_of",
 ]
 
 _CHUNK = 500
@@ -60,7 +63,7 @@ STATING_ROLES = ("claim", "complaint", "notice", "refutation", "question")
 _REP_ORDER = {"claim": 0, "complaint": 1, "notice": 2, "refutation": 3, "question": 4, "reaction": 5}
 
 
-@dataclass
+@dataclass(slots=True)
 class Member:
     """What the stats need of one post of an incident."""
 
@@ -350,13 +353,44 @@ def load_stats(
     *,
     exclude_posts: Iterable[int] = (),
     model_version_id: int | None = None,
+    known_facts: Mapping[int, PostFacts] | None = None,
 ) -> dict[int, IncidentStats]:
     """The stats of these incidents from the posts in them (as analysed and written), leaving out
     ``exclude_posts`` (posts the caller is about to fold in again). Scores are the active model's
     (or ``model_version_id``'s); roles are the stored ones; anchors and cues are re-read from each
-    stating post's normalised text."""
+    stating post's normalised text, unless ``known_facts`` has them (see `load_members`)."""
+    members = load_members(session, incident_ids, exclude_posts=exclude_posts, model_version_id=model_version_id,
+                           known_facts=known_facts)
+    return {iid: stats_of(ms) for iid, ms in members.items()}
+
+
+def stats_of(members: Iterable[Member]) -> IncidentStats:
+    """The stats of an incident's members, folded in the order given (`load_members`' order:
+    by time, then post id)."""
+    stats = IncidentStats()
+    for m in members:
+        stats.add(m)
+    return stats
+
+
+def member_order(m: Member) -> tuple[dt.datetime, int]:
+    """The order an incident's posts are folded in when its stats are rebuilt."""
+    return m.when, m.post_id
+
+
+def load_members(
+    session: Session,
+    incident_ids: Sequence[int],
+    *,
+    exclude_posts: Iterable[int] = (),
+    model_version_id: int | None = None,
+    known_facts: Mapping[int, PostFacts] | None = None,
+) -> dict[int, list[Member]]:
+    """The `Member` of each post of these incidents (as analysed and written), by time then post
+    id, leaving out ``exclude_posts``. ``known_facts``: post id -> the facts the incident stage
+    read from the same text in this run (saves reading each stating text again)."""
     ids = sorted({i for i in incident_ids if i is not None and i > 0})
-    out: dict[int, IncidentStats] = {i: IncidentStats() for i in ids}
+    out: dict[int, list[Member]] = {i: [] for i in ids}
     if not ids:
         return out
     skip = set(exclude_posts)
@@ -389,12 +423,20 @@ def load_stats(
             if pid not in matches or sim > matches[pid][1]:
                 matches[pid] = (did, float(sim))
     tipline = tipline_group_id(session)
-    stating = [r for _, r in members if (r.role or "") in STATING_ROLES]
-    read = dict(zip((r.id for r in stating), _facts_without_roles([r.norm_text or "" for r in stating]),
-                    strict=True))
+    known = known_facts or {}
+    read: dict[int, PostFacts] = {}
+    unread = []
+    for _, r in members:
+        if (r.role or "") in STATING_ROLES:
+            facts = known.get(r.id)
+            if facts is None:
+                unread.append(r)
+            else:
+                read[r.id] = facts
+    read.update(zip((r.id for r in unread), _facts_without_roles([r.norm_text or "" for r in unread]), strict=True))
     for incident_id, r in sorted(members, key=lambda m: (m[1].published_at or m[1].collected_at, m[1].id)):
         hit = matches.get(r.id)
-        out[incident_id].add(Member(
+        out[incident_id].append(Member(
             r.id, r.published_at or r.collected_at, r.group_id, r.source_id, r.role or "other",
             probs.get(r.id), hit[0] if hit else None, hit[1] if hit else None, r.category, r.places or [],
             r.is_local, read.get(r.id), r.norm_text or "", raws.get(r.id),
