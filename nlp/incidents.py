@@ -596,7 +596,8 @@ def _fold_stats(ctx: Any, batch: Any, index: IncidentIndex, placed: list[_Open |
     proba, raw, debunks, norm = batch.proba, batch.raw_proba, batch.debunks, batch.norm
     tipline = tipline_group_id(session)
     # The facts the stats read (anchors, cues: stating posts only), without the bigrams: kept for the run.
-    lite = [f._replace(grams=()) if f.role in STATING_ROLES else None for f in facts]
+    lite = [PostFacts(f.role, f.confidence, f.anchors, f.hearsay, f.urgent) if f.role in STATING_ROLES else None
+            for f in facts]
     known.update((r.id, f) for r, f in zip(rows, lite, strict=True) if f is not None)
     founded: dict[_Open, list[Member]] = {}
     for i in order:
