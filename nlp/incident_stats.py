@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -353,14 +353,12 @@ def load_stats(
     *,
     exclude_posts: Iterable[int] = (),
     model_version_id: int | None = None,
-    known_facts: Mapping[int, PostFacts] | None = None,
 ) -> dict[int, IncidentStats]:
     """The stats of these incidents from the posts in them (as analysed and written), leaving out
     ``exclude_posts`` (posts the caller is about to fold in again). Scores are the active model's
     (or ``model_version_id``'s); roles are the stored ones; anchors and cues are re-read from each
-    stating post's normalised text, unless ``known_facts`` has them (see `load_members`)."""
-    members = load_members(session, incident_ids, exclude_posts=exclude_posts, model_version_id=model_version_id,
-                           known_facts=known_facts)
+    stating post's normalised text."""
+    members = load_members(session, incident_ids, exclude_posts=exclude_posts, model_version_id=model_version_id)
     return {iid: stats_of(ms) for iid, ms in members.items()}
 
 
@@ -384,11 +382,9 @@ def load_members(
     *,
     exclude_posts: Iterable[int] = (),
     model_version_id: int | None = None,
-    known_facts: Mapping[int, PostFacts] | None = None,
 ) -> dict[int, list[Member]]:
     """The `Member` of each post of these incidents (as analysed and written), by time then post
-    id, leaving out ``exclude_posts``. ``known_facts``: post id -> the facts the incident stage
-    read from the same text in this run (saves reading each stating text again)."""
+    id, leaving out ``exclude_posts`` (see `load_stats`)."""
     ids = sorted({i for i in incident_ids if i is not None and i > 0})
     out: dict[int, list[Member]] = {i: [] for i in ids}
     if not ids:
@@ -423,17 +419,9 @@ def load_members(
             if pid not in matches or sim > matches[pid][1]:
                 matches[pid] = (did, float(sim))
     tipline = tipline_group_id(session)
-    known = known_facts or {}
-    read: dict[int, PostFacts] = {}
-    unread = []
-    for _, r in members:
-        if (r.role or "") in STATING_ROLES:
-            facts = known.get(r.id)
-            if facts is None:
-                unread.append(r)
-            else:
-                read[r.id] = facts
-    read.update(zip((r.id for r in unread), _facts_without_roles([r.norm_text or "" for r in unread]), strict=True))
+    stating = [r for _, r in members if (r.role or "") in STATING_ROLES]
+    read = dict(zip((r.id for r in stating), _facts_without_roles([r.norm_text or "" for r in stating]),
+                    strict=True))
     for incident_id, r in sorted(members, key=lambda m: (m[1].published_at or m[1].collected_at, m[1].id)):
         hit = matches.get(r.id)
         out[incident_id].append(Member(

@@ -574,15 +574,14 @@ def _fold_stats(ctx: Any, batch: Any, index: IncidentIndex, placed: list[_Open |
     touched = {inc for inc in placed if inc is not None}
     reload = {inc.id for inc in touched if inc.stats is None and inc.id is not None}
     reload |= {i for i in left if i in index.open}
-    known, members = _known_facts(ctx), _members(ctx)
+    members = _members(ctx)
     batch_ids = set(ids)
     for iid in left & members.keys():  # the batch's posts are folded in again below
         members[iid] = [m for m in members[iid] if m.post_id not in batch_ids]
     if reload:
         unknown = sorted(reload - members.keys())
         if unknown:
-            members.update(load_members(session, unknown, exclude_posts=ids, model_version_id=ctx.model_version_id,
-                                        known_facts=known))
+            members.update(load_members(session, unknown, exclude_posts=ids, model_version_id=ctx.model_version_id))
         for iid in sorted(reload):
             if iid in index.open:
                 # What load_stats would count from the database, from the run's own copy of it.
@@ -595,10 +594,10 @@ def _fold_stats(ctx: Any, batch: Any, index: IncidentIndex, placed: list[_Open |
     local = cols.get("is_local") or [None] * len(rows)
     proba, raw, debunks, norm = batch.proba, batch.raw_proba, batch.debunks, batch.norm
     tipline = tipline_group_id(session)
-    # The facts the stats read (anchors, cues: stating posts only), without the bigrams: kept for the run.
+    # What the stats read of a post is kept for the run (`_members`), so no more than that: the facts of
+    # stating posts without their bigrams, no text for chatter (never an incident's title), no empty lists.
     lite = [PostFacts(f.role, f.confidence, f.anchors, f.hearsay, f.urgent) if f.role in STATING_ROLES else None
             for f in facts]
-    known.update((r.id, f) for r, f in zip(rows, lite, strict=True) if f is not None)
     founded: dict[_Open, list[Member]] = {}
     for i in order:
         inc = placed[i]
@@ -607,8 +606,9 @@ def _fold_stats(ctx: Any, batch: Any, index: IncidentIndex, placed: list[_Open |
         r, hit = rows[i], debunks[i]
         assert inc.stats is not None  # new ones start empty, the others were loaded above
         m = Member(r.id, r.when, r.group_id, r.source_id, facts[i].role, float(proba[i]),
-                   hit.debunk_id if hit else None, hit.similarity if hit else None, cats[i], places[i],
-                   local[i], lite[i], norm[i], float(raw[i]), tip=tipline is not None and r.group_id == tipline)
+                   hit.debunk_id if hit else None, hit.similarity if hit else None, cats[i], places[i] or (),
+                   local[i], lite[i], norm[i] if facts[i].role != "other" else "", float(raw[i]),
+                   tip=tipline is not None and r.group_id == tipline)
         inc.stats.add(m)
         kept = founded.setdefault(inc, []) if inc.id is None else members.get(inc.id)
         if kept is not None:
@@ -633,12 +633,6 @@ def _fold_stats(ctx: Any, batch: Any, index: IncidentIndex, placed: list[_Open |
         _flush(session, index, ctx.now)
     ctx.count("incidents_new", len(new))
     ctx.count("incidents_updated", len(changed))
-
-
-def _known_facts(ctx: Any) -> dict[int, PostFacts]:
-    """The facts of the stating posts analysed in this run, by post id: an incident recounted from
-    the database (`load_members`) takes them instead of reading each text again."""
-    return cast(dict[int, PostFacts], ctx.state.setdefault("incidents_facts", {}))
 
 
 def _members(ctx: Any) -> dict[int, list[Member]]:
