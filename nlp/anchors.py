@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from core.settings import get_settings
@@ -432,6 +433,9 @@ def _amounts_conflict(a: frozenset[str], b: frozenset[str]) -> bool:
     return any(ua[u] - ub[u] and ub[u] - ua[u] for u in ua.keys() & ub.keys())
 
 
+# Memoised: the grouping compares a post's anchors with several incidents' (anchors_conflict),
+# and the heads of the same few hundred names were looked up a hundred thousand times a run.
+@lru_cache(maxsize=1 << 16)
 def _head(name: str) -> str:
     for head in _HEADS_SORTED:
         if name.endswith(head):
@@ -448,6 +452,7 @@ _HEAD_CLASS = {h: "school" for h in ("小学", "中学", "大学", "学校", "�
 } | {h: "plant" for h in ("化工厂", "自来水厂", "水厂", "电厂", "工厂", "厂")}
 
 
+@lru_cache(maxsize=1 << 16)
 def _kind(name: str) -> tuple[str, str]:
     """(class of the name's head, the head)."""
     head = _head(name)
@@ -489,9 +494,15 @@ def anchors_conflict(a: Anchors, b: Anchors, parents: Mapping[str, frozenset[str
 
 
 def _named(x: Anchors) -> frozenset[str]:
-    """Names plus the gazetteer's landmarks that end in a name head (青禾中学, 青禾镇卫生院)."""
-    landmarks = [p for p in x.places if _head(p) != p]
-    return x.names | frozenset(landmarks) if landmarks else x.names
+    """Names plus the gazetteer's landmarks that end in a name head (青禾中学, 青禾镇卫生院).
+
+    Kept on the (immutable) object: an incident's anchors are compared with post after post."""
+    named: frozenset[str] | None = x.__dict__.get("_named")
+    if named is None:
+        landmarks = [p for p in x.places if _head(p) != p]
+        named = x.names | frozenset(landmarks) if landmarks else x.names
+        object.__setattr__(x, "_named", named)  # not a field: equality, hashing and to_dict ignore it
+    return named
 
 
 # Weights of one shared anchor by kind: a shared place or name binds more than a shared number.

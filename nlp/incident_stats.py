@@ -45,10 +45,13 @@ __all__ = [
     "Member",
     "doubt_of",
     "kind_of",
+    "load_members",
     "load_stats",
+    "member_order",
     "recompute_incidents",
     "risk_of",
     "stat_values",
+    "stats_of",
 ]
 
 _CHUNK = 500
@@ -73,7 +76,7 @@ _REP_ROLES = frozenset(REP_ORDER["rumor"])
 SAYS_ENOUGH = 12
 
 
-@dataclass
+@dataclass(slots=True)
 class Member:
     """What the stats need of one post of an incident."""
 
@@ -415,8 +418,35 @@ def load_stats(
     ``exclude_posts`` (posts the caller is about to fold in again). Scores are the active model's
     (or ``model_version_id``'s); roles are the stored ones; anchors and cues are re-read from each
     stating post's normalised text."""
+    members = load_members(session, incident_ids, exclude_posts=exclude_posts, model_version_id=model_version_id)
+    return {iid: stats_of(ms) for iid, ms in members.items()}
+
+
+def stats_of(members: Iterable[Member]) -> IncidentStats:
+    """The stats of an incident's members, folded in the order given (`load_members`' order:
+    by time, then post id)."""
+    stats = IncidentStats()
+    for m in members:
+        stats.add(m)
+    return stats
+
+
+def member_order(m: Member) -> tuple[dt.datetime, int]:
+    """The order an incident's posts are folded in when its stats are rebuilt."""
+    return m.when, m.post_id
+
+
+def load_members(
+    session: Session,
+    incident_ids: Sequence[int],
+    *,
+    exclude_posts: Iterable[int] = (),
+    model_version_id: int | None = None,
+) -> dict[int, list[Member]]:
+    """The `Member` of each post of these incidents (as analysed and written), by time then post
+    id, leaving out ``exclude_posts`` (see `load_stats`)."""
     ids = sorted({i for i in incident_ids if i is not None and i > 0})
-    out: dict[int, IncidentStats] = {i: IncidentStats() for i in ids}
+    out: dict[int, list[Member]] = {i: [] for i in ids}
     if not ids:
         return out
     skip = set(exclude_posts)
@@ -454,7 +484,7 @@ def load_stats(
                     strict=True))
     for incident_id, r in sorted(members, key=lambda m: (m[1].published_at or m[1].collected_at, m[1].id)):
         hit = matches.get(r.id)
-        out[incident_id].add(Member(
+        out[incident_id].append(Member(
             r.id, r.published_at or r.collected_at, r.group_id, r.source_id, r.role or "other",
             probs.get(r.id), hit[0] if hit else None, hit[1] if hit else None, r.category, r.places or [],
             r.is_local, read.get(r.id), r.norm_text or "", raws.get(r.id),

@@ -82,11 +82,14 @@ from nlp.incident_index import (
 from nlp.incident_merge import LINKING_ROLES, merge_linked, write_merges
 from nlp.incident_pictures import PictureIncidents
 from nlp.incident_stats import (
+    STATING_ROLES,
     IncidentStats,
     Member,
-    load_stats,
+    load_members,
+    member_order,
     recompute_incidents,
     stat_values,
+    stats_of,
     write_stats,
 )
 from nlp.incident_text import (
@@ -549,6 +552,7 @@ def incidents_stage(ctx: Any, batch: Any) -> None:
     placed = [None if inc is None else live(inc) for inc in placed]
     if index.merges:
         ctx.count("incidents_merged", len(index.merges))
+        _move_members(_members(ctx), index)
         for iid in write_merges(session, index, ctx.now):
             if iid in index.open:
                 index.open[iid].stats = None  # recounted below, with the posts it received
@@ -577,30 +581,49 @@ def _fold_stats(ctx: Any, batch: Any, index: IncidentIndex, placed: list[_Open |
     touched = {inc for inc in placed if inc is not None}
     reload = {inc.id for inc in touched if inc.stats is None and inc.id is not None}
     reload |= {i for i in left if i in index.open}
+    members = _members(ctx)
+    batch_ids = set(ids)
+    for iid in left & members.keys():  # the batch's posts are folded in again below
+        members[iid] = [m for m in members[iid] if m.post_id not in batch_ids]
     if reload:
-        loaded = load_stats(session, sorted(reload), exclude_posts=ids, model_version_id=ctx.model_version_id)
-        for iid, counted in loaded.items():
+        unknown = sorted(reload - members.keys())
+        if unknown:
+            members.update(load_members(session, unknown, exclude_posts=ids, model_version_id=ctx.model_version_id))
+        for iid in sorted(reload):
             if iid in index.open:
-                index.open[iid].stats = counted
+                # What load_stats would count from the database, from the run's own copy of it.
+                mine = sorted((m for m in members[iid] if m.post_id not in batch_ids), key=member_order)
+                members[iid] = mine
+                index.open[iid].stats = stats_of(mine)
     cols = batch.post_columns
     cats = cols.get("category") or [None] * len(rows)
     places = cols.get("places") or [[] for _ in rows]
     local = cols.get("is_local") or [None] * len(rows)
     proba, raw, debunks, norm = batch.proba, batch.raw_proba, batch.debunks, batch.norm
     tipline = tipline_group_id(session)
+    # What the stats read of a post is kept for the run (`_members`), so no more than that: the facts of
+    # stating posts without their bigrams, no text for chatter (never an incident's title), no empty lists.
+    lite = [PostFacts(f.role, f.confidence, _slim(f.anchors), f.hearsay, f.urgent) if f.role in STATING_ROLES
+            else None for f in facts]
+    founded: dict[_Open, list[Member]] = {}
     for i in order:
         inc = placed[i]
         if inc is None:
             continue
         r, hit = rows[i], debunks[i]
         assert inc.stats is not None  # new ones start empty, the others were loaded above
-        inc.stats.add(Member(r.id, r.when, r.group_id, r.source_id, facts[i].role, float(proba[i]),
-                             hit.debunk_id if hit else None, hit.similarity if hit else None, cats[i], places[i],
-                             local[i], facts[i], norm[i], float(raw[i]),
-                             tip=tipline is not None and r.group_id == tipline))
+        m = Member(r.id, r.when, r.group_id, r.source_id, facts[i].role, float(proba[i]),
+                   hit.debunk_id if hit else None, hit.similarity if hit else None, cats[i], places[i] or (),
+                   local[i], lite[i], norm[i] if facts[i].role != "other" else "", float(raw[i]),
+                   tip=tipline is not None and r.group_id == tipline)
+        inc.stats.add(m)
+        kept = founded.setdefault(inc, []) if inc.id is None else members.get(inc.id)
+        if kept is not None:
+            kept.append(m)
     new = [inc for inc in touched if inc.id is None]
     if new:
         _insert(session, index, new)
+        members.update((inc.id, founded.get(inc, [])) for inc in new if inc.id is not None)
     new_set = set(new)
     changed = {inc.id: inc for inc in touched if inc.id is not None and inc not in new_set}
     changed |= {i: index.open[i] for i in left if i in index.open and i not in changed}
@@ -610,12 +633,46 @@ def _fold_stats(ctx: Any, batch: Any, index: IncidentIndex, placed: list[_Open |
         for iid in emptied:
             index.dirty.pop(iid, None)
             index.close(iid)
+            members.pop(iid, None)
     index.dirty.update((iid, inc) for iid, inc in changed.items() if iid not in emptied)
     index.batches += 1
     if index.batches % FLUSH_BATCHES == 0:
         _flush(session, index, ctx.now)
     ctx.count("incidents_new", len(new))
     ctx.count("incidents_updated", len(changed))
+
+
+_NO_ANCHORS = Anchors()
+
+
+def _slim(a: Anchors) -> Anchors:
+    """``a`` with the shared empty set for each kind it lacks (anchors from a worker process
+    arrive with four sets of their own, about a kilobyte a post kept for the run)."""
+    if not a:
+        return _NO_ANCHORS
+    return Anchors(*(v or _NO_ANCHORS.places for v in (a.places, a.numbers, a.amounts, a.names)))
+
+
+def _members(ctx: Any) -> dict[int, list[Member]]:
+    """Incident id -> the `Member` of each of its posts, for the incidents founded or recounted in
+    this run: what the database holds once the batch is written. An incident's stats are rebuilt
+    after a merge (and when a re-analysed post leaves it); from this copy instead of reading
+    every post of a large matter back (`load_members`), which cost a quarter of the stage."""
+    return cast(dict[int, list[Member]], ctx.state.setdefault("incidents_members", {}))
+
+
+def _move_members(members: dict[int, list[Member]], index: IncidentIndex) -> None:
+    """The merges `write_merges` is about to write, in the run's copy: the merged-away incident's
+    posts go where its matter lives now (an incident whose copy is incomplete loses it)."""
+    for gone, _keep in index.merges:
+        target = live(gone)
+        moved = members.pop(gone.id, None) if gone.id is not None else None
+        if target.id is None:
+            continue
+        if moved is not None and target.id in members:
+            members[target.id].extend(moved)
+        else:
+            members.pop(target.id, None)
 
 
 def incidents_finish(ctx: Any) -> None:
