@@ -84,38 +84,51 @@ MEMOTRACE = ["localId", "TalkerId", "Type", "SubType", "IsSender", "CreateTime",
              "Remark", "NickName", "Sender"]
 
 
-def _img_xml(md5: str) -> str:
-    return (f'<?xml version="1.0"?><msg><img aeskey="0f1e2d" encryver="1" cdnthumblength="3412" length="52311" '
-            f'md5="{md5}" hevc_mid_size="0" /></msg>')
+def _img_xml(md5: str, length: int = 52311) -> str:
+    """WeChat's XML of a picture message, as MemoTrace's CSV keeps it in StrContent (several lines)."""
+    return (f'<?xml version="1.0"?>\n<msg>\n\t<img aeskey="bc37a58c32cb203ee9ac587b068e5853" encryver="1" '
+            f'cdnthumbaeskey="bc37a58c32cb203ee9ac587b068e5853" cdnthumburl="3057020100044b3049" '
+            f'cdnthumblength="3097" cdnthumbheight="120" cdnthumbwidth="68" cdnmidheight="0" cdnmidwidth="0" '
+            f'cdnhdheight="0" cdnhdwidth="0" cdnmidimgurl="3057020100044b3049" length="{length}" md5="{md5}" '
+            f'originsourcemd5="1dfdfa24922270ea1cb5daba103f45ca" />\n\t<platform_signature></platform_signature>\n'
+            f'\t<imgdatahash></imgdatahash>\n</msg>\n')
 
 
 def test_memotrace_export_pictures_by_md5(db_session: Session, tmp_path: Path) -> None:
+    """MemoTrace's layout: ``data/聊天记录/<群名>/<群名>_utf8.csv`` (UTF-8 with a BOM) and, from its
+    picture export, a flat ``image/`` folder beside it whose files are named after WeChat's .dat
+    files (``image/<dat name>.jpg``): by the XML's md5 or not, the picture is found by its content."""
     import csv
+    import hashlib
 
-    export = tmp_path / "留痕导出"
-    (export / "image" / "2026-11").mkdir(parents=True)
-    here, gone = "9f" * 16, "ab" * 16
-    (export / "image" / "2026-11" / f"{here}.jpg").write_bytes(jpeg(caption_photo(random.Random(9)).image, 85))
+    export = tmp_path / "data" / "聊天记录" / "东湾村村民群"
+    (export / "image").mkdir(parents=True)
+    named = jpeg(caption_photo(random.Random(9)).image, 85)
+    other = jpeg(caption_photo(random.Random(11)).image, 85)
+    here, there, gone = hashlib.md5(named).hexdigest(), hashlib.md5(other).hexdigest(), "ab" * 16
+    (export / "image" / f"{here}.jpg").write_bytes(named)
+    (export / "image" / "6b02292eecea118f06be3a5b20075afc.jpg").write_bytes(other)  # the .dat's name
     path = export / "东湾村村民群_utf8.csv"
-    with path.open("w", encoding="utf-8", newline="") as f:
+    with path.open("w", encoding="utf-8-sig", newline="") as f:
         out = csv.writer(f)
         out.writerow(MEMOTRACE)
         out.writerow([1, 5, 1, 0, 0, 1795831200, 2, "大家看这个通知", "2026-11-28 10:00:00", "", "王五", "wxid_w"])
         out.writerow([2, 5, 3, 0, 0, 1795831260, 2, _img_xml(here), "2026-11-28 10:01:00", "", "王五", "wxid_w"])
-        out.writerow([3, 5, 3, 0, 0, 1795831320, 2, _img_xml(gone), "2026-11-28 10:02:00", "", "李四", "wxid_l"])
+        out.writerow([3, 5, 3, 0, 0, 1795831290, 2, _img_xml(there), "2026-11-28 10:01:30", "", "赵六", "wxid_z"])
+        out.writerow([4, 5, 3, 0, 0, 1795831320, 2, _img_xml(gone), "2026-11-28 10:02:00", "", "李四", "wxid_l"])
     report = import_chat_file(db_session, path)
-    assert report.counts.new == 3 and report.issue_count == 0
+    assert report.counts.new == 4 and report.issue_count == 0
     posts = {p.raw_text for p in db_session.scalars(select(Post))}
     assert posts == {"大家看这个通知", "[图片]"}  # the XML is not the message's text
-    assert fetch_pending(db_session).counts == {"stored": 1, "missing": 1}
+    assert fetch_pending(db_session).counts == {"stored": 2, "missing": 1}
     missing = db_session.scalars(select(PostImage).where(PostImage.status == "missing")).one()
     assert gone in missing.ref and missing.error and "没有这张图片" in missing.error
 
     # The missing picture is copied in later and the export imported again: it is read then.
-    (export / "image" / "2026-11" / f"{gone}.jpg").write_bytes(jpeg(caption_photo(random.Random(10)).image, 85))
+    (export / "image" / f"{gone}.jpg").write_bytes(jpeg(caption_photo(random.Random(10)).image, 85))
     assert import_chat_file(db_session, path).counts.new == 0
     assert fetch_pending(db_session).counts == {"stored": 1}
-    assert db_session.scalar(select(func.count()).select_from(Image)) == 2
+    assert db_session.scalar(select(func.count()).select_from(Image)) == 3
 
 
 QQ_TXT = """消息记录（此消息记录为文本格式，不支持重新导入）
