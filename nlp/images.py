@@ -138,11 +138,11 @@ class OcrEngine:
             return []
         left, top, right, bottom = region
         part = rgb[top:bottom, left:right]
-        h, w = part.shape[:2]
         det = self._engine.text_det
-        preds = det.infer(_det_input(part))[0]
+        x, (h, w) = _det_input(part)
+        preds = det.infer(x)[0]
         boxes, _ = det.postprocess_op(preds, (h, w))
-        boxes = det.filter_tag_det_res(boxes, (h, w))
+        boxes = det.filter_tag_det_res(boxes, part.shape[:2])
         if not len(boxes):
             return []
         boxes = np.asarray(boxes, dtype=np.float32) + np.array([left, top], dtype=np.float32)
@@ -202,20 +202,29 @@ def inked_region(rgb: np.ndarray) -> tuple[int, int, int, int] | None:
             min(w, step * (int(cols[-1]) + 1) + INK_MARGIN), min(h, step * (int(rows[-1]) + 1) + INK_MARGIN))
 
 
-def _det_input(rgb: np.ndarray) -> np.ndarray:
-    """The detector's input: at most DET_LONG_SIDE, sides multiples of 32, scaled to [-1, 1], NCHW float32."""
+def _det_input(rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """The detector's input (NCHW float32 in [-1, 1], sides multiples of 32) and the (height,
+    width) in ``rgb``'s pixels that its output map covers.
+
+    At its own size a picture is padded to the next multiple of 32 with its edge pixels, not
+    resized (resizing by a few percent blurs the strokes; the boxes stay in its coordinates);
+    beyond DET_LONG_SIDE it is shrunk."""
     import cv2
 
     h, w = rgb.shape[:2]
     scale = min(1.0, DET_LONG_SIDE / max(h, w))
     if min(h, w) * scale < DET_MIN_SIDE:
         scale = DET_MIN_SIDE / min(h, w)
-    size = (max(32, round(w * scale / 32) * 32), max(32, round(h * scale / 32) * 32))
-    if size != (w, h):
+    if scale == 1.0:
+        covered = (-(-h // 32) * 32, -(-w // 32) * 32)
+        rgb = cv2.copyMakeBorder(rgb, 0, covered[0] - h, 0, covered[1] - w, cv2.BORDER_REPLICATE)
+    else:
+        size = (max(32, round(w * scale / 32) * 32), max(32, round(h * scale / 32) * 32))
         interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         rgb = cv2.resize(rgb, size, interpolation=interpolation)
+        covered = (h, w)
     x = rgb.astype(np.float32) * np.float32(2 / 255) - np.float32(1)
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[np.newaxis])
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[np.newaxis]), covered
 
 
 def fit_for_ocr(img: Any) -> Any:
