@@ -41,10 +41,11 @@ BATCH_SIZE = 1000
 MAX_ISSUES = 500  # kept for the report; the count goes on beyond it
 SOURCE_NAMES = {
     "qq-txt": "QQ聊天记录导入",
+    "qq-json": "QQ聊天记录导入",
     "wechat-csv": "微信聊天记录导入",
     "telegram-json": "Telegram聊天记录导入",
 }
-PLATFORMS = {"qq-txt": "qq", "wechat-csv": "wechat", "telegram-json": "telegram"}
+PLATFORMS = {"qq-txt": "qq", "qq-json": "qq", "wechat-csv": "wechat", "telegram-json": "telegram"}
 
 
 @dataclass
@@ -350,7 +351,7 @@ def import_chat_file(
     return report
 
 
-_PICTURE_FOLDERS = ("", "image", "images", "img", "Image", "pic")
+_PICTURE_FOLDERS = ("", "image", "images", "img", "Image", "pic", "resources/images", "resources")
 _PICTURE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".dat"}
 MAX_INDEXED_FILES = 200_000  # pictures of one export indexed by name (md5: references)
 

@@ -168,3 +168,50 @@ def test_qq_export_picture_references(db_session: Session, tmp_path: Path) -> No
     linked = db_session.scalars(select(Post).join(PostImage, PostImage.post_id == Post.id)
                                 .where(PostImage.status == "stored")).all()
     assert sorted(p.raw_text for p in linked) == ["[图片]", "看看这个通知 [图片]"]
+
+
+def _qce_message(seq: int, uin: str, name: str, ms: int, text: str, resources: list[dict]) -> dict:
+    """One message as QQ Chat Exporter (QQ NT) writes it in its JSON export."""
+    return {"id": f"73120000000{seq}", "seq": str(seq), "timestamp": ms,
+            "time": "2026-11-28T00:00:00.000Z", "sender": {"uid": f"u_{uin}", "uin": uin, "name": name},
+            "type": "text", "content": {"text": text, "html": "", "elements": [], "resources": resources,
+                                        "mentions": []},
+            "recalled": False, "system": False}
+
+
+def test_qq_nt_export_pictures(db_session: Session, tmp_path: Path) -> None:
+    """QQ NT's export by QQ Chat Exporter: a JSON whose messages list their pictures as resources
+    (``localPath`` relative to the export, where QCE downloaded them, or only a ``filename``)."""
+    import json
+
+    export = tmp_path / "qce"
+    (export / "images").mkdir(parents=True)
+    (export / "images" / "A1B2C3.jpg").write_bytes(jpeg(caption_photo(random.Random(14)).image, 85))
+    (export / "images" / "D4E5F6.jpg").write_bytes(jpeg(caption_photo(random.Random(15)).image, 85))
+    start = 1795831200000
+    image = {"type": "image", "filename": "A1B2C3.jpg", "size": 52311, "url": "https://multimedia.nt.qq.com.cn/x",
+             "localPath": "images/A1B2C3.jpg"}
+    only_name = {"type": "image", "filename": "D4E5F6.jpg", "size": 4000}
+    gone = {"type": "image", "filename": "FFFFFF.jpg", "size": 4000, "localPath": "images/FFFFFF.jpg"}
+    data = {
+        "metadata": {"name": "QQChatExporter V5", "version": "5.0.0"},
+        "chatInfo": {"name": "南坪村村民群", "type": "group"},
+        "statistics": {"totalMessages": 5},
+        "messages": [
+            _qce_message(101, "10001", "村民甲", start, "看看这个通知[图片]", [image]),
+            _qce_message(102, "10002", "村民乙", start + 60_000, "", [only_name]),
+            _qce_message(103, "10003", "村民丙", start + 120_000, "[图片]", [gone]),
+            _qce_message(104, "10004", "村民丁", start + 180_000, "大家别慌", []),
+            {**_qce_message(105, "10000", "系统消息", start + 240_000, "村民戊撤回了一条消息", []), "system": True},
+        ],
+    }
+    path = export / "group_南坪村村民群_20261128.json"
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+    report = import_chat_file(db_session, path)
+    assert report.counts.new == 4 and report.issue_count == 0
+    assert sorted(p.raw_text for p in db_session.scalars(select(Post))) == sorted(
+        ["看看这个通知[图片]", "[图片]", "[图片]", "大家别慌"])
+    assert fetch_pending(db_session).counts == {"stored": 2, "missing": 1}
+    missing = db_session.scalars(select(PostImage).where(PostImage.status == "missing")).one()
+    assert "FFFFFF.jpg" in missing.ref
+    assert import_chat_file(db_session, path).counts.new == 0  # the group's seq: imported once
