@@ -33,11 +33,11 @@ RESULTS = Path(__file__).resolve().parent / "results" / "images.md"
 NOTES = """
 ## Reading these figures
 
-- OCR speed: CPU seconds per picture is the stable figure (0.5-0.65 s with one onnxruntime thread per
-  worker), so two workers on two otherwise idle cores read about 3-4 distinct pictures a second;
-  the wall-clock rate here is taken on a machine at a load average of about 8 (nine people on two
-  cores) and is a floor, not the product's rate. Each distinct picture is read once; copies cost a
-  hash and, for a near-duplicate candidate, the line check.
+- OCR speed: CPU seconds per picture is the stable figure (about 0.3 s with one onnxruntime thread
+  per worker since the staged engine; 0.45-0.5 s before), so two workers on two otherwise idle cores
+  read about 6-7 distinct pictures a second; the wall-clock rate here is taken on a machine shared
+  with other work (load average 8-12 on two cores) and is a floor, not the product's rate. Each
+  distinct picture is read once; copies cost a hash and, for a near-duplicate candidate, the line check.
 - Memory: one OCR worker peaks at about 0.5 GB (onnxruntime with PP-OCRv4 det/rec, detection at
   <= 720 px on the shorter side; it was 0.7-0.9 GB when RapidOCR enlarged every picture to 736 px);
   the main process and two workers stay under the 1.5 GB target (--part ocr measures it).

@@ -149,8 +149,17 @@ class OcrEngine:
         return list(boxes)
 
     def recognise(self, crops: list[np.ndarray]) -> list[str]:
-        """Text of each crop (one line each), recognition only: no detection pass."""
-        result, _ = self._engine.text_rec(crops, False)
+        """Text of each crop (one line each), recognition only: no detection pass.
+
+        In batches of six, as RapidOCR does (the line check recognises the same line cut from two
+        pictures; sorted by width, the pair lands in one batch padded alike and reads alike: the
+        bench's near-duplicate recall is 0.80 one line at a time, 0.85 in batches)."""
+        rec = self._engine.text_rec
+        rec.rec_batch_num = 6
+        try:
+            result, _ = rec(crops, False)
+        finally:
+            rec.rec_batch_num = 1
         return [str(r[0]).strip() for r in result]
 
 
