@@ -242,7 +242,7 @@ def near_duplicates(renders: list[Any], texts: list[str], rng: random.Random) ->
     from core.images import DHASH_MAX, MAX_CANDIDATES, PHASH_MAX, NearDupIndex, hashes
     from core.settings import get_settings
     from core.tables import Image
-    from nlp.images import VERIFY_LINES, OcrEngine, TextVerifier
+    from nlp.images import VERIFY_LINES, OcrEngine, TextVerifier, load_rgb
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-images-"))
     os.environ["YUQING_DATA_DIR"] = str(tmp)
@@ -254,7 +254,7 @@ def near_duplicates(renders: list[Any], texts: list[str], rng: random.Random) ->
         rel = f"o/{i}.jpg"
         (tmp / "images" / "o").mkdir(parents=True, exist_ok=True)
         (tmp / "images" / rel).write_bytes(jpeg(r.image, 92))
-        lines = engine.read(np.asarray(r.image)).lines
+        lines = engine.read(load_rgb(tmp / "images" / rel)).lines  # as the worker reads the stored file
         rows.append(Image(id=i + 1, path=rel, ocr_status="done",
                           ocr_lines=[[ln.box, ln.text, ln.confidence] for ln in lines]))
         hs.append(hashes(r.image))
