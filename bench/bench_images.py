@@ -33,11 +33,11 @@ RESULTS = Path(__file__).resolve().parent / "results" / "images.md"
 NOTES = """
 ## Reading these figures
 
-- OCR speed: CPU seconds per picture is the stable figure (0.5-0.65 s with one onnxruntime thread per
-  worker), so two workers on two otherwise idle cores read about 3-4 distinct pictures a second;
-  the wall-clock rate here is taken on a machine at a load average of about 8 (nine people on two
-  cores) and is a floor, not the product's rate. Each distinct picture is read once; copies cost a
-  hash and, for a near-duplicate candidate, the line check.
+- OCR speed: CPU seconds per picture is the stable figure (about 0.3 s with one onnxruntime thread
+  per worker since the staged engine; 0.45-0.5 s before), so two workers on two otherwise idle cores
+  read about 6-7 distinct pictures a second; the wall-clock rate here is taken on a machine shared
+  with other work (load average 8-12 on two cores) and is a floor, not the product's rate. Each
+  distinct picture is read once; copies cost a hash and, for a near-duplicate candidate, the line check.
 - Memory: one OCR worker peaks at about 0.5 GB (onnxruntime with PP-OCRv4 det/rec, detection at
   <= 720 px on the shorter side; it was 0.7-0.9 GB when RapidOCR enlarged every picture to 736 px);
   the main process and two workers stay under the 1.5 GB target (--part ocr measures it).
@@ -73,19 +73,34 @@ def char_accuracy(pairs: list[tuple[str, str]]) -> float:
 _ENGINE: Any = None
 
 
-BASELINE = os.environ.get("BENCH_OCR_BASELINE") == "1"  # the settings before 2026-12-06, to compare
+BASELINE = os.environ.get("BENCH_OCR_BASELINE") == "1"  # the engine before 2026-12-06 17:30 UTC, to compare
+
+
+class _WholeCall:
+    """The earlier engine: one ``RapidOCR.__call__`` per picture (detection on the whole picture,
+    recognition in batches of 6 padded to >= 320 px, RapidOCR's own sessions without the memory arena)."""
+
+    def __init__(self) -> None:
+        from rapidocr_onnxruntime import RapidOCR
+
+        self.engine = RapidOCR(intra_op_num_threads=1, inter_op_num_threads=1, use_cls=False, print_verbose=False,
+                               det_limit_type="max", det_limit_side_len=4000)
+
+    def read(self, rgb: np.ndarray) -> Any:
+        from nlp.images import MIN_LINE_CONFIDENCE, OcrLine, OcrResult
+
+        result, _ = self.engine(rgb)
+        lines = [OcrLine([[float(x), float(y)] for x, y in box], str(text).strip(), float(score))
+                 for box, text, score in (result or []) if float(score) >= MIN_LINE_CONFIDENCE and str(text).strip()]
+        lines.sort(key=lambda ln: (round(ln.box[0][1] / 12), ln.box[0][0]))
+        return OcrResult(lines)
 
 
 def _init_worker() -> None:
     global _ENGINE
     from nlp.images import OcrEngine
 
-    _ENGINE = OcrEngine()
-    if BASELINE:  # RapidOCR's detection default (shorter side enlarged or shrunk to 736), no scaling of ours
-        from rapidocr_onnxruntime import RapidOCR
-
-        _ENGINE._engine = RapidOCR(intra_op_num_threads=1, inter_op_num_threads=1, use_cls=False,
-                                   print_verbose=False)
+    _ENGINE = _WholeCall() if BASELINE else OcrEngine()
 
 
 def _read(png_bytes: bytes) -> tuple[str, float, int]:
@@ -98,7 +113,7 @@ def _read(png_bytes: bytes) -> tuple[str, float, int]:
 
     t0 = time.process_time()
     pic = Image.open(io.BytesIO(png_bytes))
-    rgb = np.asarray(pic.convert("RGB") if BASELINE else fit_for_ocr(pic))  # as the worker's load_rgb does
+    rgb = np.asarray(fit_for_ocr(pic))  # as the worker's load_rgb does
     text = _ENGINE.read(rgb).text
     return text, time.process_time() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
@@ -227,7 +242,7 @@ def near_duplicates(renders: list[Any], texts: list[str], rng: random.Random) ->
     from core.images import DHASH_MAX, MAX_CANDIDATES, PHASH_MAX, NearDupIndex, hashes
     from core.settings import get_settings
     from core.tables import Image
-    from nlp.images import VERIFY_LINES, OcrEngine, TextVerifier
+    from nlp.images import VERIFY_LINES, OcrEngine, TextVerifier, load_rgb
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-images-"))
     os.environ["YUQING_DATA_DIR"] = str(tmp)
@@ -239,7 +254,7 @@ def near_duplicates(renders: list[Any], texts: list[str], rng: random.Random) ->
         rel = f"o/{i}.jpg"
         (tmp / "images" / "o").mkdir(parents=True, exist_ok=True)
         (tmp / "images" / rel).write_bytes(jpeg(r.image, 92))
-        lines = engine.read(np.asarray(r.image)).lines
+        lines = engine.read(load_rgb(tmp / "images" / rel)).lines  # as the worker reads the stored file
         rows.append(Image(id=i + 1, path=rel, ocr_status="done",
                           ocr_lines=[[ln.box, ln.text, ln.confidence] for ln in lines]))
         hs.append(hashes(r.image))
@@ -335,8 +350,11 @@ def ocr_part(originals: int, seed: int, out: Path) -> str:
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, `nice python -m bench.bench_images --part ocr "
         f"--seed {seed} --originals {originals}`: {len(pictures)} distinct pictures per size ({len(renders)} "
         f"renders, seed {seed}, none of them seen while choosing the settings, + {len(degraded)} degraded), "
-        f"2 worker processes, 1 onnxruntime thread each, no angle classifier, detection at the shorter side "
-        f"<= 720 px (never enlarged). Load average {load_avg[0]:.1f} / {load_avg[1]:.1f} / {load_avg[2]:.1f} "
+        f"2 worker processes, 1 onnxruntime thread each, "
+        + ("the earlier engine (BENCH_OCR_BASELINE=1: one RapidOCR call per picture)" if BASELINE else
+           "the staged engine (blank pictures skipped, detection on the inked part only, one line per "
+           "recognition run)")
+        + f", no angle classifier, pictures at the shorter side <= 720 px (never enlarged). Load average {load_avg[0]:.1f} / {load_avg[1]:.1f} / {load_avg[2]:.1f} "
         f"(1/5/15 min) at the start, {load_end[0]:.1f} at the end, on 2 cores shared with other work.",
         "",
         "| pictures | images/s (wall, 2 workers) | CPU s per image | images/s on 2 idle cores (2 / CPU s) | "

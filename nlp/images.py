@@ -83,8 +83,17 @@ class OcrResult:
 
 
 class OcrEngine:
-    """RapidOCR with one intra-op thread: parallelism comes from worker processes, and one
-    thread per process keeps a flood of pictures from starving the text analysis of its cores."""
+    """RapidOCR's models, run stage by stage: blank pictures are skipped, detection sees only the
+    picture's inked part, and each line is recognised on its own.
+
+    One intra-op thread: parallelism comes from worker processes, and one thread per process keeps
+    a flood of pictures from starving the text analysis of its cores. One engine per process
+    (``work`` builds it once; loading the models takes about two seconds).
+
+    Why not ``RapidOCR.__call__``: it detects on the whole picture (a notice's blank lower third
+    costs as much as its text: detection is ~0.3 CPU s per megapixel) and recognises in batches of
+    six padded to the widest line and to at least 320 px, which costs more than one line at a time
+    (onnxruntime on one thread gains nothing from a batch). Measured in bench/bench_images.py."""
 
     def __init__(self, threads: int = 1) -> None:
         try:
@@ -95,27 +104,136 @@ class OcrEngine:
                 "图片仍会保存和去重，装好后会补读。"
             ) from err
         # No angle classifier (screenshots and notices are upright; rotation of a few degrees is
-        # read anyway); detection at the size fit_for_ocr gave (limit "max" at the long side cap:
-        # RapidOCR resizes nothing further, only to a multiple of 32).
+        # read anyway). Recognition: one line per run, as wide as the line (no 320 px minimum).
         self._engine = RapidOCR(
             intra_op_num_threads=threads, inter_op_num_threads=1, use_cls=False, print_verbose=False,
-            det_limit_type="max", det_limit_side_len=OCR_LONG_SIDE,
+            rec_batch_num=1, rec_img_shape=[3, 48, REC_MIN_WIDTH],
         )
+        from rapidocr_onnxruntime.main import DEFAULT_CFG_PATH
+        from rapidocr_onnxruntime.utils import read_yaml, update_model_path
+
+        models = update_model_path(read_yaml(DEFAULT_CFG_PATH))  # the models inside the wheel
+        self._engine.text_det.infer.session = _session(models["Det"]["model_path"], threads)
+        self._engine.text_rec.session.session = _session(models["Rec"]["model_path"], threads)
 
     def read(self, rgb: np.ndarray) -> OcrResult:
-        result, _ = self._engine(rgb)
+        """The text lines of a picture (as ``fit_for_ocr`` gave it; boxes in its coordinates)."""
+        boxes = self.detect(rgb)
+        if not boxes:
+            return OcrResult()
+        crops = self._engine.get_crop_img_list(rgb, boxes)
+        result, _ = self._engine.text_rec(crops, False)
         lines = [
-            OcrLine([[float(x), float(y)] for x, y in box], str(text).strip(), float(score))
-            for box, text, score in (result or [])
+            OcrLine([[float(x), float(y)] for x, y in box.tolist()], str(text).strip(), float(score))
+            for box, (text, score) in zip(boxes, result, strict=True)
             if float(score) >= MIN_LINE_CONFIDENCE and str(text).strip()
         ]
         lines.sort(key=lambda ln: (round(ln.box[0][1] / 12), ln.box[0][0]))  # rows, then left to right
         return OcrResult(lines)
 
+    def detect(self, rgb: np.ndarray) -> list[np.ndarray]:
+        """Text line boxes (4 corner points each, float32) in ``rgb``'s coordinates; none for a blank picture."""
+        region = inked_region(rgb)
+        if region is None:
+            return []
+        left, top, right, bottom = region
+        part = rgb[top:bottom, left:right]
+        det = self._engine.text_det
+        x, (h, w) = _det_input(part)
+        preds = det.infer(x)[0]
+        boxes, _ = det.postprocess_op(preds, (h, w))
+        boxes = det.filter_tag_det_res(boxes, part.shape[:2])
+        if not len(boxes):
+            return []
+        boxes = np.asarray(boxes, dtype=np.float32) + np.array([left, top], dtype=np.float32)
+        return list(boxes)
+
     def recognise(self, crops: list[np.ndarray]) -> list[str]:
-        """Text of each crop (one line each), recognition only: no detection pass."""
-        result, _ = self._engine.text_rec(crops, False)
+        """Text of each crop (one line each), recognition only: no detection pass.
+
+        In batches of six, as RapidOCR does (the line check recognises the same line cut from two
+        pictures; sorted by width, the pair lands in one batch padded alike and reads alike: the
+        bench's near-duplicate recall is 0.80 one line at a time, 0.85 in batches)."""
+        rec = self._engine.text_rec
+        rec.rec_batch_num = 6
+        try:
+            result, _ = rec(crops, False)
+        finally:
+            rec.rec_batch_num = 1
         return [str(r[0]).strip() for r in result]
+
+
+# Recognition input: 48 px high and as wide as the line, at least this (RapidOCR pads every line
+# to 320 px: a 5-character line then costs as much as a 12-character one).
+REC_MIN_WIDTH = 48
+# Detection: the picture's longer side at most this (RapidOCR's own cap), sides multiples of 32.
+DET_LONG_SIDE = 2000
+DET_MIN_SIDE = 32
+# A picture is "inked" where it differs from its background (the commonest border shade) by more
+# than INK_CONTRAST grey levels; detection sees the inked box plus INK_MARGIN px (the detector's
+# boxes reach past the strokes). Nothing inked at all: a blank picture, not read.
+INK_CONTRAST = 32
+INK_MARGIN = 24
+INK_MIN_PIXELS = 5  # of the pixels looked at (every other one on both axes)
+
+
+def _session(model_path: str, threads: int) -> Any:
+    """An onnxruntime session as RapidOCR makes one, but with the CPU memory arena on: RapidOCR
+    turns it off, and every run then allocates its buffers afresh (about 5% of the CPU; the arena
+    costs about 10 MB)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.enable_cpu_mem_arena = True
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(model_path, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def inked_region(rgb: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(left, top, right, bottom) of what differs from the background, with a margin; None when nothing does.
+
+    A notice's blank lower third and a screenshot's empty margins cost detection as much as text
+    (in proportion to the pixels); a photo has no uniform background and is kept whole."""
+    step = 2  # every other pixel: a stroke is wider than that, and the margin covers the rest
+    gray = rgb[::step, ::step].astype(np.int16).sum(axis=2)  # 0..765: three times the grey level
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    bg = int(np.bincount(border, minlength=766).argmax())
+    ink = np.abs(gray - bg) > 3 * INK_CONTRAST
+    if int(np.count_nonzero(ink)) < INK_MIN_PIXELS:
+        return None
+    rows = np.flatnonzero(ink.any(axis=1))
+    cols = np.flatnonzero(ink.any(axis=0))
+    h, w = rgb.shape[:2]
+    return (max(0, step * int(cols[0]) - INK_MARGIN), max(0, step * int(rows[0]) - INK_MARGIN),
+            min(w, step * (int(cols[-1]) + 1) + INK_MARGIN), min(h, step * (int(rows[-1]) + 1) + INK_MARGIN))
+
+
+def _det_input(rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """The detector's input (NCHW float32 in [-1, 1], sides multiples of 32) and the (height,
+    width) in ``rgb``'s pixels that its output map covers.
+
+    At its own size a picture is padded to the next multiple of 32 with its edge pixels, not
+    resized (resizing by a few percent blurs the strokes; the boxes stay in its coordinates);
+    beyond DET_LONG_SIDE it is shrunk."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    scale = min(1.0, DET_LONG_SIDE / max(h, w))
+    if min(h, w) * scale < DET_MIN_SIDE:
+        scale = DET_MIN_SIDE / min(h, w)
+    if scale == 1.0:
+        covered = (-(-h // 32) * 32, -(-w // 32) * 32)
+        rgb = cv2.copyMakeBorder(rgb, 0, covered[0] - h, 0, covered[1] - w, cv2.BORDER_REPLICATE)
+    else:
+        size = (max(32, round(w * scale / 32) * 32), max(32, round(h * scale / 32) * 32))
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        rgb = cv2.resize(rgb, size, interpolation=interpolation)
+        covered = (h, w)
+    x = rgb.astype(np.float32) * np.float32(2 / 255) - np.float32(1)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[np.newaxis]), covered
 
 
 def fit_for_ocr(img: Any) -> Any:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from crawler.chats.model import FORMATS, ChatFormatError, ParseEvent
+from crawler.chats.qq_json import is_qq_json, parse_qq_json
 from crawler.chats.qq_txt import is_qq_txt, parse_qq_txt
 from crawler.chats.reader import CountingFile, LineReader
 from crawler.chats.telegram_json import is_telegram_json, parse_telegram_json
@@ -13,11 +14,13 @@ from crawler.chats.wechat_csv import check_wechat_header, is_wechat_csv, parse_w
 
 
 def detect_format(path: Path) -> str:
-    """``qq-txt``, ``wechat-csv`` or ``telegram-json``; a clear Chinese error otherwise."""
+    """``qq-txt``, ``qq-json``, ``wechat-csv`` or ``telegram-json``; a clear Chinese error otherwise."""
     with path.open("rb") as f:
         head_bytes = f.read(64 * 1024)
     if not head_bytes.strip():
         raise ChatFormatError(f"文件 {path} 是空的，没有可导入的消息。")
+    if is_qq_json(head_bytes):
+        return "qq-json"
     if is_telegram_json(head_bytes) or (
         path.suffix.lower() == ".json" and head_bytes.lstrip().startswith(b"{")
     ):
@@ -29,9 +32,9 @@ def detect_format(path: Path) -> str:
         return "wechat-csv"
     raise ChatFormatError(
         f"无法识别 {path.name} 的格式：不是 QQ 文本导出"
-        "（.txt，含“消息对象:”或“2026-11-20 08:00:00 昵称(QQ号)”行）、"
+        "（.txt，含“消息对象:”或“2026-11-20 08:00:00 昵称(QQ号)”行）、QQ Chat Exporter 的 JSON、"
         "微信 CSV 导出（带表头的 .csv）或 Telegram 的 result.json。"
-        "请确认文件，或用 --format qq-txt / wechat-csv / telegram-json 指定格式。"
+        "请确认文件，或用 --format qq-txt / qq-json / wechat-csv / telegram-json 指定格式。"
     )
 
 
@@ -41,9 +44,10 @@ def open_events(
     """The parser's event stream for a file, and a function telling how many bytes it has read."""
     if fmt not in FORMATS:
         raise ChatFormatError(f"未知格式 '{fmt}'：可选 auto、{'、'.join(FORMATS)}。")
-    if fmt == "telegram-json":
+    if fmt in ("telegram-json", "qq-json"):
         holder: list[CountingFile] = []
-        events = parse_telegram_json(path, counter=holder)
+        parse = parse_qq_json if fmt == "qq-json" else parse_telegram_json
+        events = parse(path, counter=holder)
         return events, lambda: holder[0].bytes_read if holder else 0
     reader = LineReader(path)
     if fmt == "qq-txt":

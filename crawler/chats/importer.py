@@ -41,10 +41,11 @@ BATCH_SIZE = 1000
 MAX_ISSUES = 500  # kept for the report; the count goes on beyond it
 SOURCE_NAMES = {
     "qq-txt": "QQ聊天记录导入",
+    "qq-json": "QQ聊天记录导入",
     "wechat-csv": "微信聊天记录导入",
     "telegram-json": "Telegram聊天记录导入",
 }
-PLATFORMS = {"qq-txt": "qq", "wechat-csv": "wechat", "telegram-json": "telegram"}
+PLATFORMS = {"qq-txt": "qq", "qq-json": "qq", "wechat-csv": "wechat", "telegram-json": "telegram"}
 
 
 @dataclass
@@ -350,7 +351,7 @@ def import_chat_file(
     return report
 
 
-_PICTURE_FOLDERS = ("", "image", "images", "img", "Image", "pic")
+_PICTURE_FOLDERS = ("", "image", "images", "img", "Image", "pic", "resources/images", "resources")
 _PICTURE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".dat"}
 MAX_INDEXED_FILES = 200_000  # pictures of one export indexed by name (md5: references)
 
@@ -359,23 +360,29 @@ class ExportPictures:
     """The pictures of one export: each reference of a message -> a ``file://`` reference.
 
     PyWxDump writes the phone's path (``FileStorage\\Image\\2026-11\\a.dat``); exports copy the
-    files beside the CSV keeping that path, or flat into an ``image``/``img`` folder; MemoTrace
-    names them by the picture's md5 (``md5:<hash>``, from its XML); QQ by a ``{GUID}.jpg`` name.
+    files beside the CSV keeping that path, or flat into an ``image``/``img`` folder; QQ names a
+    picture ``{GUID}.jpg``. MemoTrace's CSV names none: its row keeps WeChat's XML of the picture,
+    whose ``md5`` is the md5 of the picture file (``md5:<hash>``), while the picture it copies into
+    ``image/`` is named after WeChat's own ``.dat`` file (MemoTrace ``app/util/image.py``:
+    ``image/<dat name>.jpg``), which is not always that md5: a file named by the md5 is taken
+    first, else the file whose content has that md5 (WeChat's XOR'd ``.dat`` decoded first).
     Looked up under the export's folder only (never outside it). A picture that is not there
     is still referenced, at the place it would be: the picture worker records it ``missing``
     (the message keeps [图片]; copy the files in and they are read on the next import's fetch)."""
 
     def __init__(self, folder: Path) -> None:
         self.base = folder.resolve()
+        self._files: list[Path] | None = None
         self._by_stem: dict[str, Path] | None = None
+        self._by_md5: dict[str, Path] | None = None
 
     def refs(self, refs: list[str]) -> list[str]:
         return [f"file://{self._find(ref)}" for ref in refs if ref.strip()]
 
     def _find(self, ref: str) -> Path:
         if ref.startswith("md5:"):
-            stem = ref[4:].lower()
-            return self._stems().get(stem) or self.base / stem
+            digest = ref[4:].lower()
+            return self._stems().get(digest) or self._contents().get(digest) or self.base / digest
         rel = ref.replace("\\", "/").lstrip("/")
         if not rel or ".." in rel.split("/") or ":" in rel.split("/")[0]:
             rel = rel.split("/")[-1]  # an absolute Windows path: look for its file name only
@@ -384,21 +391,48 @@ class ExportPictures:
         found = next((c for c in candidates if c.is_file() and self.base in c.resolve().parents), None)
         return found.resolve() if found is not None else self.base / name
 
-    def _stems(self) -> dict[str, Path]:
-        """File name (without suffix, lower case) -> picture file, under the picture folders."""
-        if self._by_stem is None:
-            self._by_stem = {}
+    def _pictures(self) -> list[Path]:
+        """The picture files under the picture folders (at most MAX_INDEXED_FILES)."""
+        if self._files is None:
+            self._files = []
             for sub in _PICTURE_FOLDERS[1:]:
                 folder = self.base / sub
                 if not folder.is_dir():
                     continue
                 for path in folder.rglob("*"):
-                    if len(self._by_stem) >= MAX_INDEXED_FILES:
+                    if len(self._files) >= MAX_INDEXED_FILES:
                         break
                     if path.suffix.lower() in _PICTURE_SUFFIXES and path.is_file() \
                             and self.base in path.resolve().parents:
-                        self._by_stem.setdefault(path.stem.lower(), path.resolve())
+                        self._files.append(path.resolve())
+        return self._files
+
+    def _stems(self) -> dict[str, Path]:
+        """File name (without suffix, lower case) -> picture file."""
+        if self._by_stem is None:
+            self._by_stem = {}
+            for path in self._pictures():
+                self._by_stem.setdefault(path.stem.lower(), path)
         return self._by_stem
+
+    def _contents(self) -> dict[str, Path]:
+        """md5 of the picture (a ``.dat`` decoded) -> picture file; read once, on the first miss by name."""
+        if self._by_md5 is None:
+            from crawler.image_fetch import decode_wechat_dat
+
+            limit = int(get_settings().image_max_mb * 1024 * 1024)
+            self._by_md5 = {}
+            for path in self._pictures():
+                try:
+                    if path.stat().st_size > limit:
+                        continue
+                    data = path.read_bytes()
+                except OSError:
+                    continue
+                if path.suffix.lower() == ".dat":
+                    data = decode_wechat_dat(data)
+                self._by_md5.setdefault(hashlib.md5(data, usedforsecurity=False).hexdigest(), path)
+        return self._by_md5
 
 
 def _close_run(session: Session, run: SourceRun, report: ImportReport) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from core.errors import InvalidInput
 
 #: The formats ``yuqing import-chats --format`` accepts ("auto" detects one of these).
-FORMATS = ("qq-txt", "wechat-csv", "telegram-json")
+FORMATS = ("qq-txt", "qq-json", "wechat-csv", "telegram-json")
 
 
 class ChatFormatError(InvalidInput):

@@ -84,38 +84,51 @@ MEMOTRACE = ["localId", "TalkerId", "Type", "SubType", "IsSender", "CreateTime",
              "Remark", "NickName", "Sender"]
 
 
-def _img_xml(md5: str) -> str:
-    return (f'<?xml version="1.0"?><msg><img aeskey="0f1e2d" encryver="1" cdnthumblength="3412" length="52311" '
-            f'md5="{md5}" hevc_mid_size="0" /></msg>')
+def _img_xml(md5: str, length: int = 52311) -> str:
+    """WeChat's XML of a picture message, as MemoTrace's CSV keeps it in StrContent (several lines)."""
+    return (f'<?xml version="1.0"?>\n<msg>\n\t<img aeskey="bc37a58c32cb203ee9ac587b068e5853" encryver="1" '
+            f'cdnthumbaeskey="bc37a58c32cb203ee9ac587b068e5853" cdnthumburl="3057020100044b3049" '
+            f'cdnthumblength="3097" cdnthumbheight="120" cdnthumbwidth="68" cdnmidheight="0" cdnmidwidth="0" '
+            f'cdnhdheight="0" cdnhdwidth="0" cdnmidimgurl="3057020100044b3049" length="{length}" md5="{md5}" '
+            f'originsourcemd5="1dfdfa24922270ea1cb5daba103f45ca" />\n\t<platform_signature></platform_signature>\n'
+            f'\t<imgdatahash></imgdatahash>\n</msg>\n')
 
 
 def test_memotrace_export_pictures_by_md5(db_session: Session, tmp_path: Path) -> None:
+    """MemoTrace's layout: ``data/聊天记录/<群名>/<群名>_utf8.csv`` (UTF-8 with a BOM) and, from its
+    picture export, a flat ``image/`` folder beside it whose files are named after WeChat's .dat
+    files (``image/<dat name>.jpg``): by the XML's md5 or not, the picture is found by its content."""
     import csv
+    import hashlib
 
-    export = tmp_path / "留痕导出"
-    (export / "image" / "2026-11").mkdir(parents=True)
-    here, gone = "9f" * 16, "ab" * 16
-    (export / "image" / "2026-11" / f"{here}.jpg").write_bytes(jpeg(caption_photo(random.Random(9)).image, 85))
+    export = tmp_path / "data" / "聊天记录" / "东湾村村民群"
+    (export / "image").mkdir(parents=True)
+    named = jpeg(caption_photo(random.Random(9)).image, 85)
+    other = jpeg(caption_photo(random.Random(11)).image, 85)
+    here, there, gone = hashlib.md5(named).hexdigest(), hashlib.md5(other).hexdigest(), "ab" * 16
+    (export / "image" / f"{here}.jpg").write_bytes(named)
+    (export / "image" / "6b02292eecea118f06be3a5b20075afc.jpg").write_bytes(other)  # the .dat's name
     path = export / "东湾村村民群_utf8.csv"
-    with path.open("w", encoding="utf-8", newline="") as f:
+    with path.open("w", encoding="utf-8-sig", newline="") as f:
         out = csv.writer(f)
         out.writerow(MEMOTRACE)
         out.writerow([1, 5, 1, 0, 0, 1795831200, 2, "大家看这个通知", "2026-11-28 10:00:00", "", "王五", "wxid_w"])
         out.writerow([2, 5, 3, 0, 0, 1795831260, 2, _img_xml(here), "2026-11-28 10:01:00", "", "王五", "wxid_w"])
-        out.writerow([3, 5, 3, 0, 0, 1795831320, 2, _img_xml(gone), "2026-11-28 10:02:00", "", "李四", "wxid_l"])
+        out.writerow([3, 5, 3, 0, 0, 1795831290, 2, _img_xml(there), "2026-11-28 10:01:30", "", "赵六", "wxid_z"])
+        out.writerow([4, 5, 3, 0, 0, 1795831320, 2, _img_xml(gone), "2026-11-28 10:02:00", "", "李四", "wxid_l"])
     report = import_chat_file(db_session, path)
-    assert report.counts.new == 3 and report.issue_count == 0
+    assert report.counts.new == 4 and report.issue_count == 0
     posts = {p.raw_text for p in db_session.scalars(select(Post))}
     assert posts == {"大家看这个通知", "[图片]"}  # the XML is not the message's text
-    assert fetch_pending(db_session).counts == {"stored": 1, "missing": 1}
+    assert fetch_pending(db_session).counts == {"stored": 2, "missing": 1}
     missing = db_session.scalars(select(PostImage).where(PostImage.status == "missing")).one()
     assert gone in missing.ref and missing.error and "没有这张图片" in missing.error
 
     # The missing picture is copied in later and the export imported again: it is read then.
-    (export / "image" / "2026-11" / f"{gone}.jpg").write_bytes(jpeg(caption_photo(random.Random(10)).image, 85))
+    (export / "image" / f"{gone}.jpg").write_bytes(jpeg(caption_photo(random.Random(10)).image, 85))
     assert import_chat_file(db_session, path).counts.new == 0
     assert fetch_pending(db_session).counts == {"stored": 1}
-    assert db_session.scalar(select(func.count()).select_from(Image)) == 2
+    assert db_session.scalar(select(func.count()).select_from(Image)) == 3
 
 
 QQ_TXT = """消息记录（此消息记录为文本格式，不支持重新导入）
@@ -155,3 +168,50 @@ def test_qq_export_picture_references(db_session: Session, tmp_path: Path) -> No
     linked = db_session.scalars(select(Post).join(PostImage, PostImage.post_id == Post.id)
                                 .where(PostImage.status == "stored")).all()
     assert sorted(p.raw_text for p in linked) == ["[图片]", "看看这个通知 [图片]"]
+
+
+def _qce_message(seq: int, uin: str, name: str, ms: int, text: str, resources: list[dict]) -> dict:
+    """One message as QQ Chat Exporter (QQ NT) writes it in its JSON export."""
+    return {"id": f"73120000000{seq}", "seq": str(seq), "timestamp": ms,
+            "time": "2026-11-28T00:00:00.000Z", "sender": {"uid": f"u_{uin}", "uin": uin, "name": name},
+            "type": "text", "content": {"text": text, "html": "", "elements": [], "resources": resources,
+                                        "mentions": []},
+            "recalled": False, "system": False}
+
+
+def test_qq_nt_export_pictures(db_session: Session, tmp_path: Path) -> None:
+    """QQ NT's export by QQ Chat Exporter: a JSON whose messages list their pictures as resources
+    (``localPath`` relative to the export, where QCE downloaded them, or only a ``filename``)."""
+    import json
+
+    export = tmp_path / "qce"
+    (export / "images").mkdir(parents=True)
+    (export / "images" / "A1B2C3.jpg").write_bytes(jpeg(caption_photo(random.Random(14)).image, 85))
+    (export / "images" / "D4E5F6.jpg").write_bytes(jpeg(caption_photo(random.Random(15)).image, 85))
+    start = 1795831200000
+    image = {"type": "image", "filename": "A1B2C3.jpg", "size": 52311, "url": "https://multimedia.nt.qq.com.cn/x",
+             "localPath": "images/A1B2C3.jpg"}
+    only_name = {"type": "image", "filename": "D4E5F6.jpg", "size": 4000}
+    gone = {"type": "image", "filename": "FFFFFF.jpg", "size": 4000, "localPath": "images/FFFFFF.jpg"}
+    data = {
+        "metadata": {"name": "QQChatExporter V5", "version": "5.0.0"},
+        "chatInfo": {"name": "南坪村村民群", "type": "group"},
+        "statistics": {"totalMessages": 5},
+        "messages": [
+            _qce_message(101, "10001", "村民甲", start, "看看这个通知[图片]", [image]),
+            _qce_message(102, "10002", "村民乙", start + 60_000, "", [only_name]),
+            _qce_message(103, "10003", "村民丙", start + 120_000, "[图片]", [gone]),
+            _qce_message(104, "10004", "村民丁", start + 180_000, "大家别慌", []),
+            {**_qce_message(105, "10000", "系统消息", start + 240_000, "村民戊撤回了一条消息", []), "system": True},
+        ],
+    }
+    path = export / "group_南坪村村民群_20261128.json"
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+    report = import_chat_file(db_session, path)
+    assert report.counts.new == 4 and report.issue_count == 0
+    assert sorted(p.raw_text for p in db_session.scalars(select(Post))) == sorted(
+        ["看看这个通知[图片]", "[图片]", "[图片]", "大家别慌"])
+    assert fetch_pending(db_session).counts == {"stored": 2, "missing": 1}
+    missing = db_session.scalars(select(PostImage).where(PostImage.status == "missing")).one()
+    assert "FFFFFF.jpg" in missing.ref
+    assert import_chat_file(db_session, path).counts.new == 0  # the group's seq: imported once

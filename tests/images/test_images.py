@@ -282,3 +282,26 @@ def test_run_starts_the_picture_worker_when_pictures_wait(
     with Session(api_engine) as s:
         assert s.scalar(select(PostImage.status)) == "stored"
         assert s.scalar(select(Post.image_text)) == pic.text
+
+
+
+def test_blank_pictures_have_no_text_and_lines_at_the_edges_are_read(db_session: Session, engine_ocr: OcrEngine) -> None:
+    from PIL import ImageDraw
+
+    from bench.image_corpus import font
+
+    blank = PILImage.new("RGB", (720, 960), (250, 250, 250))
+    page = PILImage.new("RGB", (720, 1280), (255, 255, 255))  # mostly empty: only its inked part is searched
+    lines = [((2, 2), "东湾村今晚停水", (0, 0, 0)),  # touching the top-left corner
+             ((200, 640), "青禾镇人民政府", (0, 0, 0)),
+             ((440, 1244), "超市都排长队了", (170, 170, 170))]  # faint grey, touching the bottom edge
+    draw = ImageDraw.Draw(page)
+    for xy, text, colour in lines:
+        draw.text(xy, text, font=font(34), fill=colour)
+    ids = [store_image(db_session, jpeg(img, 90)).image_id for img in (blank, page)]
+    db_session.commit()
+    assert read_pending(db_session, engine_ocr).read == 2
+    empty, read = (db_session.get(Image, i) for i in ids)
+    assert empty is not None and read is not None
+    assert empty.ocr_status == "done" and not empty.ocr_text and empty.ocr_lines == []
+    assert read.ocr_status == "done" and [ln[1] for ln in read.ocr_lines] == [text for _, text, _ in lines]

@@ -53,26 +53,26 @@ def _expand(paths: list[Path]) -> list[Path]:
 
 def import_chats(
     paths: Annotated[
-        list[Path], typer.Argument(help="导出文件或文件夹（QQ .txt、微信 .csv、Telegram result.json）；- 表示标准输入（需 --format）")
+        list[Path], typer.Argument(help="导出文件或文件夹（QQ .txt 或 QQ Chat Exporter 的 .json、微信 .csv、Telegram result.json）；- 表示标准输入（需 --format）")
     ],
     group: Annotated[
         str | None, typer.Option("--group", help="群名：文件里没有群名时使用，或覆盖文件里的群名")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="auto | qq-txt | wechat-csv | telegram-json")] = "auto",
+    fmt: Annotated[str, typer.Option("--format", help="auto | qq-txt | qq-json | wechat-csv | telegram-json")] = "auto",
     batch_size: Annotated[int, typer.Option(help="每批入库条数", min=1, max=20_000)] = 1000,
 ) -> None:
     """Import chat export files or folders (streamed; re-running stores nothing twice)."""
     from core.db import session_scope
     from crawler.chats import ChatFormatError, import_chat_file
 
-    if fmt not in ("auto", "qq-txt", "wechat-csv", "telegram-json"):
-        raise _fail(f"未知格式 '{fmt}'：可选 auto、qq-txt、wechat-csv、telegram-json。")
+    if fmt not in ("auto", "qq-txt", "qq-json", "wechat-csv", "telegram-json"):
+        raise _fail(f"未知格式 '{fmt}'：可选 auto、qq-txt、qq-json、wechat-csv、telegram-json。")
     if any(str(p) == "-" for p in paths):
         if fmt == "auto" or len(paths) > 1:
-            raise _fail("从标准输入（-）导入时只能给这一个来源，并用 --format 指明格式（qq-txt、wechat-csv 或 telegram-json）。")
+            raise _fail("从标准输入（-）导入时只能给这一个来源，并用 --format 指明格式（qq-txt、qq-json、wechat-csv 或 telegram-json）。")
         from yuqing.stdio import readable
 
-        suffix = {"qq-txt": ".txt", "wechat-csv": ".csv", "telegram-json": ".json"}[fmt]
+        suffix = {"qq-txt": ".txt", "qq-json": ".json", "wechat-csv": ".csv", "telegram-json": ".json"}[fmt]
         with readable(paths[0], suffix) as spooled:
             import_chats([spooled], group=group, fmt=fmt, batch_size=batch_size)
         return
