@@ -230,9 +230,10 @@ class IncidentStats:
 
 
 def _top(counts: Counter[str], n: int) -> list[str]:
-    """The ``n`` most frequent keys, ties in first-seen order (Counter.most_common, without its
-    heap: these counters are small and read for every incident a batch touches)."""
-    return sorted(counts, key=counts.__getitem__, reverse=True)[:n]
+    """The ``n`` most frequent keys, ties by the key itself: first-seen order would follow the
+    iteration order of a post's anchor sets, which changes with each process's string hashing, and
+    the cut at ``n`` would then differ from run to run."""
+    return sorted(counts, key=lambda k: (-counts[k], k))[:n]
 
 
 def kind_of(s: IncidentStats) -> str:

@@ -578,7 +578,9 @@ def _fold_stats(ctx: Any, batch: Any, index: IncidentIndex, placed: list[_Open |
     ids = [r.id for r in rows]
     left = set(before.values())
     index.reopen(session, left)
-    touched = {inc for inc in placed if inc is not None}
+    # In the order they were placed (not a set's): new incidents get their ids in that order, and
+    # ids decide which incident survives a later merge, so runs of the same posts agree.
+    touched: list[_Open] = list(dict.fromkeys(inc for inc in (placed[i] for i in order) if inc is not None))
     reload = {inc.id for inc in touched if inc.stats is None and inc.id is not None}
     reload |= {i for i in left if i in index.open}
     members = _members(ctx)
