@@ -166,6 +166,9 @@ class Settings(BaseSettings):
     image_fetch_timeout: float = Field(15.0, gt=0, description="Seconds before fetching one picture gives up.")
     image_ocr_per_minute: int = Field(120, ge=1, description="Budget of pictures read (OCR) per minute per worker.")
     image_workers: int = Field(1, ge=0, description="OCR worker processes `yuqing run` starts (0: none).")
+    image_worker_nice: int = Field(10, ge=0, le=19, description=(
+        "How much lower the picture worker's CPU priority is (Unix nice), so text analysis keeps the cores "
+        "when both are busy; 0 keeps the normal priority."))
     image_interval_seconds: int = Field(10, ge=1, description="How often the picture worker looks for new pictures.")
 
     # Publishing approved responses (alerts.publish): approval, pacing, the card. The bot's HTTP API

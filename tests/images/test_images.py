@@ -285,6 +285,27 @@ def test_run_starts_the_picture_worker_when_pictures_wait(
 
 
 
+def test_the_picture_worker_runs_below_text_analysis(api_engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker lowers its own CPU priority (YUQING_IMAGE_WORKER_NICE, or --nice), so on a
+    2-core office machine text analysis keeps the cores while pictures queue."""
+    pytest.importorskip("rapidocr_onnxruntime")
+    import os
+    import subprocess
+    import sys
+
+    def niceness_of(*args: str, **env: str) -> int:
+        out = subprocess.run([sys.executable, "-m", "yuqing.cli", "images", "work", "--once", *args],
+                             capture_output=True, text=True, timeout=120, env=os.environ | env)
+        assert out.returncode == 0, out.stdout + out.stderr
+        [line] = [x for x in out.stdout.splitlines() if "优先级" in x]
+        return int(line.rsplit("nice", 1)[1])
+
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    assert niceness_of() == min(19, mine + 10)  # the default
+    assert niceness_of(YUQING_IMAGE_WORKER_NICE="3") == min(19, mine + 3)
+    assert niceness_of("--nice", "0") == mine
+
+
 def test_blank_pictures_have_no_text_and_lines_at_the_edges_are_read(db_session: Session, engine_ocr: OcrEngine) -> None:
     from PIL import ImageDraw
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import Annotated
 
 import typer
@@ -16,13 +18,17 @@ def work(
     once: Annotated[bool, typer.Option("--once", help="处理完当前队列就退出（默认一直运行）")] = False,
     per_minute: Annotated[int | None, typer.Option(help="每分钟最多识别多少张；默认 YUQING_IMAGE_OCR_PER_MINUTE",
                                                    min=1)] = None,
+    nice: Annotated[int | None, typer.Option(help="把本进程的 CPU 优先级降低多少（0–19），让文本分析优先；"
+                                                  "默认 YUQING_IMAGE_WORKER_NICE", min=0, max=19)] = None,
 ) -> None:
     """Fetch queued pictures, store them once, and read them (OCR) within a budget per minute."""
     from core.db import session_scope
+    from core.settings import get_settings
     from crawler.image_fetch import fetch_pending
     from nlp.images import OcrUnavailable
     from nlp.images import work as run_worker
 
+    console.print(f"图片识别进程优先级：nice {_lower_priority(get_settings().image_worker_nice if nice is None else nice)}")
     try:
         report = run_worker(session_scope, per_minute=per_minute, once=once, fetch=fetch_pending)
     except OcrUnavailable as err:
@@ -32,6 +38,15 @@ def work(
         return
     console.print(f"识别图片 {report.read} 张（失败 {report.failed}，疑似公文 {report.documents}），"
                   f"{report.posts_changed} 条帖子的图片文字已更新，待重新分析。")
+
+
+def _lower_priority(by: int) -> int:
+    """Lower this process's CPU priority (OCR is the slow part: on a small office machine the text
+    analysis must keep the cores when both are busy); the niceness it now has."""
+    if by > 0 and hasattr(os, "nice"):
+        with contextlib.suppress(OSError):
+            os.nice(by)
+    return os.getpriority(os.PRIO_PROCESS, 0) if hasattr(os, "getpriority") else 0
 
 
 @images_app.command("status")
