@@ -321,23 +321,8 @@ class ClaimFeaturizer:
                 best = max(best, run)
             else:
                 run = 0
-        missing = 0.0
-        soft = w_shared
-        for h, w in small.word_chars:
-            if h not in large.words:
-                v = small.words[h]
-                missing = max(missing, v)
-                # "农商行" in "农商银行", "再度" against "再次": credit the share of its characters
-                soft += v * sum(1 for ch in w if ch in large.chars) / len(w)
-        c_shared = sum(v for ch, v in small.chars.items() if ch in large.chars)
-        missing_l = 0.0
-        soft_l = w_shared
-        for h, w in large.word_chars:
-            if h not in small.words:
-                v = large.words[h]
-                missing_l = max(missing_l, v)
-                soft_l += v * sum(1 for ch in w if ch in small.chars) / len(w)
-        c_shared_l = sum(v for ch, v in large.chars.items() if ch in small.chars)
+        missing, soft, c_shared = _cover(small, large, w_shared)
+        missing_l, soft_l, c_shared_l = _cover(large, small, w_shared)
         ratio, rep_s, rep_l, swap = _replacements(small, large)
         ev_s, miss_s = _event_cover(small, large)
         ev_l, miss_l = _event_cover(large, small)
@@ -450,6 +435,20 @@ def _event_cover(x: ClaimDoc, y: ClaimDoc) -> tuple[float, float]:
         if share == 0.0:
             missing = max(missing, v)
     return (covered / total if total else 1.0), missing
+
+
+def _cover(a: ClaimDoc, b: ClaimDoc, w_shared: float) -> tuple[float, float, float]:
+    """How much of ``a`` ``b`` covers: the rarest word of ``a`` it lacks (its IDF), the shared word
+    weight with partial credit for words ``b`` says in part, and the shared character weight."""
+    missing = 0.0
+    soft = w_shared
+    for h, w in a.word_chars:
+        if h not in b.words:
+            v = a.words[h]
+            missing = max(missing, v)
+            # "农商行" in "农商银行", "再度" against "再次": credit the share of its characters
+            soft += v * sum(1 for ch in w if ch in b.chars) / len(w)
+    return missing, soft, sum(v for ch, v in a.chars.items() if ch in b.chars)
 
 
 def _replacements(small: ClaimDoc, large: ClaimDoc) -> tuple[float, float, float, float]:
