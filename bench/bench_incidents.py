@@ -468,16 +468,16 @@ def score(runs: list[TownshipRun]) -> dict[str, Any]:
         if not a.evidence:
             empty += 1
         elif label is None or (kind_of_label in ("notice", "concern") and a.kind in RUMOR_ALERT_KINDS):
-            false_alerts.append(a.id)
+            false_alerts.append((r.slug, a.id))
         if label is not None:
             per_matter_alerted[label].append(a.id)
         if rep_role in ("question", "reaction"):
-            qr_alerts.append(a.id)
+            qr_alerts.append((r.slug, a.id))
         rows.append({"township": r.slug, "alert": a.id, "kind": a.kind, "title": a.title[:30],
                      "evidence": len(a.evidence),
                      "mostly": ("-" if not a.evidence else "chatter") if label is None else label[1],
                      "share": round(share, 2), "representative_role": rep_role or "-",
-                     "false": a.id in false_alerts})
+                     "false": (r.slug, a.id) in false_alerts})
     alerted_matters = [k for k in touching if touching[k]]
     alerts_touching = sum(len(touching[k]) for k in alerted_matters)
     rumor_touched = [k for k in rumor_keys if touching.get(k)]
