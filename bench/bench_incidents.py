@@ -256,8 +256,9 @@ def fresh_database(postgres: bool, workdir: Path) -> Iterator[str]:
 
 
 @contextmanager
-def township_settings(ev: Evening, url: str, workdir: Path) -> Iterator[None]:
-    """The township's settings: its database, its folder as the config dir, a data dir of its own."""
+def township_settings(ev: Evening, url: str, workdir: Path, *, shipped_config: bool = False) -> Iterator[None]:
+    """The township's settings: its database, its folder as the config dir (or, with
+    ``shipped_config``, none: the office that never wrote its own gazetteer), a data dir of its own."""
     from core.settings import get_settings
 
     keys = ("YUQING_DATABASE_URL", "YUQING_CONFIG_DIR", "YUQING_DATA_DIR")
@@ -266,6 +267,8 @@ def township_settings(ev: Evening, url: str, workdir: Path) -> Iterator[None]:
     data_dir.mkdir(exist_ok=True)
     os.environ.update({"YUQING_DATABASE_URL": url, "YUQING_CONFIG_DIR": str(ev.path.parent),
                        "YUQING_DATA_DIR": str(data_dir)})
+    if shipped_config:
+        os.environ.pop("YUQING_CONFIG_DIR")
     os.environ.setdefault("YUQING_SECRET_KEY", "bench-secret-not-for-production")
     get_settings.cache_clear()
     try:
@@ -289,7 +292,8 @@ def _evaluate_function() -> Any:
 
 
 def run_township(evenings: list[Evening], url: str, *, round_minutes: int = 60,
-                 workdir: Path | None = None, progress: bool = True) -> TownshipRun:
+                 workdir: Path | None = None, progress: bool = True,
+                 shipped_config: bool = False) -> TownshipRun:
     """Push, analyse and evaluate one township's evenings round by round on the migrated, empty
     database at ``url``; read back what came out."""
     from fastapi.testclient import TestClient
@@ -304,7 +308,7 @@ def run_township(evenings: list[Evening], url: str, *, round_minutes: int = 60,
     first = evenings[0]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-incidents-") as tmp, \
-            township_settings(first, url, workdir or Path(tmp)):
+            township_settings(first, url, workdir or Path(tmp), shipped_config=shipped_config):
         engine = make_engine(url)
         try:
             with session_scope(engine) as s:
@@ -687,7 +691,8 @@ def render(result: dict[str, Any]) -> str:
         "# Incident benchmark: scenario evenings through the real push, analysis and alert paths",
         "",
         f"Run {result['run_at']} on {result['database']} ({result['machine']}), round = "
-        f"{result['round_minutes']} min of chat time. Command: `{result['command']}`.",
+        f"{result['round_minutes']} min of chat time. Command: `{result['command']}`. "
+        f"Configuration: {result.get('config', 'the township folder')}.",
         "Targets are the incidents issue's; figures are measured, never asserted. Columns found: "
         + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in result["columns"].items()) + ".",
         "Grouping is scored on posts.incident_id when any post has one, else on posts.story_id "
@@ -702,7 +707,7 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_part(part: str, *, postgres: bool, round_minutes: int) -> dict[str, Any]:
+def run_part(part: str, *, postgres: bool, round_minutes: int, shipped_config: bool = False) -> dict[str, Any]:
     evenings = load_scenarios(part)  # type: ignore[arg-type]
     by_town: dict[str, list[Evening]] = defaultdict(list)
     for ev in evenings:
@@ -712,7 +717,7 @@ def run_part(part: str, *, postgres: bool, round_minutes: int) -> dict[str, Any]
         for slug, evs in by_town.items():
             print(f"== {part}/{slug}: {len(evs)} evenings", flush=True)
             with fresh_database(postgres, Path(tmp)) as url:
-                runs.append(run_township(evs, url, round_minutes=round_minutes))
+                runs.append(run_township(evs, url, round_minutes=round_minutes, shipped_config=shipped_config))
     return score(runs)
 
 
@@ -721,8 +726,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--part", choices=("all", "tune", "heldout"), default="all")
     ap.add_argument("--postgres", action="store_true", help="PostgreSQL at 127.0.0.1 instead of SQLite")
     ap.add_argument("--round-minutes", type=int, default=60)
-    ap.add_argument("--out", default=str(RESULTS / "incidents"), help="results path without suffix")
+    ap.add_argument("--out", default=None,
+                    help="results path without suffix (default bench/results/incidents, or incidents_shipped_config)")
+    ap.add_argument("--shipped-config", action="store_true",
+                    help="run every township on the shipped configuration instead of its own folder: no "
+                         "places.yaml of its own, as an office that never wrote its gazetteer")
     args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = str(RESULTS / ("incidents_shipped_config" if args.shipped_config else "incidents"))
     import logging
 
     logging.basicConfig(level=logging.WARNING)
@@ -733,8 +744,11 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}",
         "round_minutes": args.round_minutes,
         "command": "python -m bench.bench_incidents" + (" --postgres" if args.postgres else "")
-                   + ("" if args.part == "all" else f" --part {args.part}"),
-        "parts": {p: run_part(p, postgres=args.postgres, round_minutes=args.round_minutes) for p in parts},
+                   + ("" if args.part == "all" else f" --part {args.part}")
+                   + (" --shipped-config" if args.shipped_config else ""),
+        "config": "shipped (no township gazetteer)" if args.shipped_config else "the township's folder",
+        "parts": {p: run_part(p, postgres=args.postgres, round_minutes=args.round_minutes,
+                              shipped_config=args.shipped_config) for p in parts},
         "corpus": {p: corpus_stats(load_scenarios(p)) for p in parts},  # type: ignore[arg-type]
     }
     result["columns"] = next(iter(result["parts"].values()))["columns"]
