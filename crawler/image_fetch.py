@@ -9,7 +9,9 @@ list the server would fetch whatever a bot, or whoever holds its token, points i
 are followed only to allowed hosts, and a body over ``YUQING_IMAGE_MAX_MB`` is abandoned while
 streaming. Every reference ends ``stored`` (linked to its picture), ``refused`` (host not
 allowed, not a picture, too large), ``missing`` (a picture an export names but does not hold)
-or ``failed`` (network, unreadable file), with the reason.
+or ``failed`` (network, unreadable file), with the reason. When the picture store itself fails
+(core.picture_store.StoreUnavailable: the S3 server down, the disk full) the reference goes back
+to ``pending`` with the store's error, and the rest of the batch waits too: nothing is lost.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from core.images import (
     refresh_post_image_text,
     store_image,
 )
+from core.picture_store import StoreUnavailable
 from core.settings import get_settings
 from core.tables import Post, PostImage, utcnow
 
@@ -59,7 +62,8 @@ class FetchRefused(Exception):
 
 @dataclass
 class FetchReport:
-    counts: Counter[str] = field(default_factory=Counter)  # stored | duplicate | refused | missing | failed
+    counts: Counter[str] = field(default_factory=Counter)  # stored | duplicate | refused | missing | failed | ...
+    unavailable: str | None = None  # the picture store's error, if it failed (the references stay queued)
 
     def __str__(self) -> str:
         return ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())) or "nothing to fetch"
@@ -205,8 +209,14 @@ def fetch_pending(
     )
     index = NearDupIndex.load(session)
     try:
-        for ref_id, post_id, ref in claimed:
+        for n, (ref_id, post_id, ref) in enumerate(claimed):
             status, error, image_id = _fetch_one(session, http, ref, index, verify)
+            if status == "unavailable":
+                report.counts["unavailable"] += 1
+                report.unavailable = error
+                _unclaim(session, [c[0] for c in claimed[n:]], error)
+                log.warning("picture store unavailable, %d references stay queued: %s", len(claimed) - n, error)
+                break
             report.counts[status if status != "stored" or error is None else "duplicate"] += 1
             session.execute(
                 update(PostImage).where(PostImage.id == ref_id)
@@ -221,6 +231,13 @@ def fetch_pending(
             http.close()
     log.info("images fetched", extra={"counts": dict(report.counts)})
     return report
+
+
+def _unclaim(session: Session, ref_ids: list[int], error: str | None) -> None:
+    """Back to the queue, with the reason shown to staff (`images status`, the post's pictures)."""
+    session.execute(update(PostImage).where(PostImage.id.in_(ref_ids), PostImage.status == "fetching")
+                    .values(status="pending", error=error, fetched_at=None))
+    session.commit()
 
 
 def _analyse_again(session: Session, post_id: int) -> None:
@@ -239,6 +256,8 @@ def _fetch_one(
         _drop_crawl_copy(ref)
     except VerifyLater as err:
         return "waiting", str(err)[:500], None
+    except StoreUnavailable as err:  # the store, not the picture: tried again later
+        return "unavailable", str(err)[:500], None
     except FileNotFoundError as err:  # an export's picture that was not exported with it: not an error
         return "missing", str(err)[:500], None
     except (FetchRefused, ImageRefused) as err:

@@ -73,8 +73,12 @@ def collect_jobs(settings: Settings) -> list[Job]:
         with session_scope() as session:
             result = purge_chat_messages(session)
             from core.images import purge_orphans
+            from core.picture_store import StoreUnavailable
 
-            purge_orphans(session)  # pictures no remaining message refers to
+            try:
+                purge_orphans(session)  # pictures no remaining message refers to
+            except StoreUnavailable as err:  # the rest waits for tomorrow's purge
+                log.warning("picture purge stopped: %s", err)
             from core.tips import purge_tips
 
             purge_tips(session)  # residents' tips follow the same retention

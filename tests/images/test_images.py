@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import io
 import random
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,7 +15,6 @@ from sqlalchemy.orm import Session
 
 from api import accounts
 from bench.image_corpus import caption_photo, forward, jpeg, notice
-from core.db import session_scope
 from core.images import VerifyLater, images_dir, purge_orphans, store_image
 from core.settings import get_settings
 from core.tables import DebunkMatch, Image, Post, PostImage, PostScore
@@ -31,52 +26,6 @@ from nlp.pipeline import analyze
 
 ONEBOT = "/api/v1/ingest/onebot"
 PHONE = "13912345678"
-
-
-class _Pictures(BaseHTTPRequestHandler):
-    files: ClassVar[dict[str, bytes]] = {}
-
-    def do_GET(self) -> None:
-        body = self.files.get(self.path)
-        if body is None:
-            self.send_response(404)
-            self.end_headers()
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "image/jpeg")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def picture_server() -> Iterator[tuple[str, dict[str, bytes]]]:
-    """A loopback HTTP server standing in for the bot framework's picture cache: serves ``files``."""
-    files: dict[str, bytes] = {}
-    handler = type("Handler", (_Pictures,), {"files": files})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", files
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture(scope="module")
-def engine_ocr() -> OcrEngine:
-    pytest.importorskip("rapidocr_onnxruntime")
-    return OcrEngine()
-
-
-@pytest.fixture
-def bot(api_engine) -> dict[str, str]:
-    with session_scope(api_engine) as s:
-        user = accounts.create_user(s, username="bot-owner", role="staff")
-        token = accounts.create_token(s, user, "qq-bot", kind="bot")
-    return {"Authorization": f"Bearer {token}"}
 
 
 def with_gps_exif(img: PILImage.Image, quality: int = 90) -> bytes:

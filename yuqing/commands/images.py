@@ -38,6 +38,8 @@ def work(
         return
     console.print(f"识别图片 {report.read} 张（失败 {report.failed}，疑似公文 {report.documents}），"
                   f"{report.posts_changed} 条帖子的图片文字已更新，待重新分析。")
+    if report.unavailable:
+        console.print(f"[yellow]图片存储不可用，未处理的图片留在队列中：[/yellow]{report.unavailable}")
 
 
 def _lower_priority(by: int) -> int:
@@ -51,10 +53,18 @@ def _lower_priority(by: int) -> int:
 
 @images_app.command("status")
 def status() -> None:
-    """Pictures by OCR status and picture references by fetch status."""
+    """Where pictures are stored (and whether the store answers), pictures by OCR status and
+    picture references by fetch status."""
     from core.db import session_scope
     from core.images import counts
+    from core.picture_store import StoreUnavailable, picture_store
 
+    try:
+        store = picture_store()
+        store.check()
+        console.print(f"图片存储\t{store.where}（可用）")
+    except StoreUnavailable as err:
+        console.print(f"[yellow]图片存储\t不可用：{err}[/yellow]")
     with session_scope() as session:
         found = counts(session)
     names = {"images.pending": "待识别", "images.reading": "识别中", "images.done": "已识别", "images.failed": "识别失败",
