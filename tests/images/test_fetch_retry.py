@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from bench.image_corpus import caption_photo, jpeg
 from core.tables import PostImage
 from crawler.image_fetch import fetch_pending
-from tests.images.test_images import bot, push  # noqa: F401 (fixture)
+from tests.images.test_images import push
 
 pytestmark = pytest.mark.db
 
@@ -71,7 +71,7 @@ def flaky_server() -> Iterator[tuple[str, type[_Flaky]]]:
 
 
 def test_transient_failures_are_retried_with_backoff_permanent_ones_are_not(
-    api_client: TestClient, api_engine, bot: dict, flaky_server,  # noqa: F811
+    api_client: TestClient, api_engine, bot: dict, flaky_server,
 ) -> None:
     base, handler = flaky_server
     handler.body = jpeg(caption_photo(random.Random(4)).image, 80)

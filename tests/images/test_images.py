@@ -4,6 +4,7 @@ served to staff only. SQLite, and PostgreSQL with YUQING_TEST_DATABASE=postgres.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import random
 
@@ -102,6 +103,12 @@ def test_pushed_picture_is_read_masked_analysed_and_deduplicated(
         second = s.scalars(select(Post).where(Post.external_id == "2")).one()
         assert second.image_text and "紧急通知" in second.image_text and second.analyzed_at is None
         second_id = second.id
+        # the copy, captionless, joins the first post's story ("now" just after the pushes, which are
+        # dated November 2025: the story index holds the stories of the last days only)
+        analyze(s, model=rumor_model_any, workers=0, now=dt.datetime.fromtimestamp(1764036000 + 3600, dt.UTC))
+        first, second = (s.scalars(select(Post).where(Post.external_id == x)).one() for x in ("1", "2"))
+        assert first.story_id is not None and second.story_id == first.story_id
+        assert second.incident_id == first.incident_id is not None
 
     # Staff see the picture and where it spread; viewers and strangers do not.
     with Session(api_engine) as s:
