@@ -126,9 +126,11 @@ def read_pictures() -> None:
     from core.db import session_scope
     from core.images import counts
     from core.settings import get_settings
+    from crawler.image_fetch import due_retries
 
     with session_scope() as session:
         waiting = {k: v for k, v in counts(session).items() if k in ("images.pending", "refs.pending")}
+        waiting["refs.retry"] = due_retries(session)  # failed fetches whose next try is due
     if not any(waiting.values()):
         return
     cmd = [sys.executable, "-m", "yuqing.cli", "images", "work", "--once"]

@@ -51,7 +51,7 @@ class ImagePublic(BaseModel):
 
 class PostImagePublic(BaseModel):
     position: int
-    status: str  # pending | fetching | stored | failed | refused
+    status: str  # pending | fetching | stored | retry (tried again later) | failed | refused | missing
     error: str | None
     image: ImagePublic | None
 

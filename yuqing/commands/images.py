@@ -69,7 +69,7 @@ def status() -> None:
         found = counts(session)
     names = {"images.pending": "待识别", "images.reading": "识别中", "images.done": "已识别", "images.failed": "识别失败",
              "refs.pending": "待抓取", "refs.fetching": "抓取中", "refs.stored": "已保存", "refs.failed": "抓取失败",
-             "refs.refused": "已拒绝"}
+             "refs.refused": "已拒绝", "refs.retry": "抓取失败，稍后重试", "refs.missing": "导出中缺少文件"}
     for key, n in sorted(found.items()):
         console.print(f"{names.get(key, key)}\t{n}")
 
