@@ -23,7 +23,7 @@ import io
 import logging
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from core.db import upsert_insert
 from core.errors import InvalidInput
-from core.picture_store import PictureMissing, picture_store
+from core.picture_store import LocalStore, PictureMissing, picture_store
 from core.settings import get_settings
 from core.tables import Image, Post, PostImage, utcnow
 from core.textsearch import row_tokens
@@ -362,6 +362,35 @@ def purge_orphans(session: Session, *, dry_run: bool = False) -> int:
         store.delete([key for _, rel, sha in chunk for key in (rel, *(_thumb_key(sha, s) for s in THUMB_SIZES))])
         session.execute(delete(Image).where(Image.id.in_([r[0] for r in chunk])))
     return len(orphans)
+
+
+@dataclass
+class CopyReport:
+    copied: int = 0
+    missing: list[str] = field(default_factory=list)  # rows whose local file is not there
+
+
+def copy_local_to_store(session: Session, *, progress: Callable[[int, int], None] | None = None) -> CopyReport:
+    """Copy every stored picture from ``<data_dir>/images`` into the configured store (S3), for an
+    installation switching stores: idempotent (a key already there is not written again), the
+    local files are left in place (delete them once `yuqing images status` shows the store works).
+    Thumbnails are not copied: they are made again on first view."""
+    local, store = LocalStore(images_dir()), picture_store()
+    if isinstance(store, LocalStore):
+        raise InvalidInput("图片存储仍是数据目录：先设置 YUQING_IMAGE_S3_ENDPOINT 等，再复制")
+    rows = session.execute(select(Image.path, Image.mime).order_by(Image.id)).all()
+    report = CopyReport()
+    for n, (key, mime) in enumerate(rows, start=1):
+        try:
+            data = local.get(key)
+        except PictureMissing:
+            report.missing.append(key)
+            continue
+        store.put(key, data, mime)
+        report.copied += 1
+        if progress is not None:
+            progress(n, len(rows))
+    return report
 
 
 def counts(session: Session) -> dict[str, int]:

@@ -77,15 +77,19 @@ def s3_server() -> Iterator[S3Server]:
     server.stop()
 
 
-@pytest.fixture
-def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The settings point at the loopback S3 server, a bucket of this test's own (created on first write)."""
+def _point_at(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Settings naming the loopback S3 server and a bucket of the test's own (created on first write)."""
     bucket = f"yuqing-{uuid.uuid4().hex[:12]}"
     for name, value in {"ENDPOINT": s3_server.endpoint, "BUCKET": bucket, "ACCESS_KEY": KEY, "SECRET_KEY": SECRET,
                         "REGION": "us-east-1", "TIMEOUT": "2"}.items():
         monkeypatch.setenv(f"YUQING_IMAGE_S3_{name}", value)
     get_settings.cache_clear()
-    yield bucket
+    return bucket
+
+
+@pytest.fixture
+def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    yield _point_at(s3_server, monkeypatch)
     get_settings.cache_clear()
 
 
@@ -222,3 +226,38 @@ def test_a_purge_while_the_store_is_down_deletes_nothing_and_finishes_later(
     assert purge_orphans(db_session) == 2
     db_session.commit()
     assert _objects(s3_env, s3_server.endpoint) == {}
+
+
+def test_switching_to_s3_copies_the_pictures_and_status_tells_whether_the_store_answers(
+    db_session: Session, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An installation with pictures in its data dir sets YUQING_IMAGE_S3_* and runs
+    `yuqing images copy-to-store`; `yuqing images status` says where pictures are and if it answers."""
+    from typer.testing import CliRunner
+
+    from core.images import image_bytes, store_image
+    from yuqing.cli import app
+
+    stored = [store_image(db_session, jpeg(caption_photo(random.Random(n)).image, 80)) for n in (51, 52)]
+    db_session.commit()
+    local = {img.path: (images_dir() / img.path).read_bytes() for img in db_session.scalars(select(Image))}
+    runner = CliRunner()
+    refused = runner.invoke(app, ["images", "copy-to-store"])
+    assert refused.exit_code == 1 and "YUQING_IMAGE_S3_ENDPOINT" in refused.output  # still the data dir
+
+    bucket = _point_at(s3_server, monkeypatch)
+    for _ in range(2):  # a second run writes nothing new and says the same
+        out = runner.invoke(app, ["images", "copy-to-store"])
+        assert out.exit_code == 0 and "已复制 2 张图片" in out.output, out.output
+    assert _objects(bucket, s3_server.endpoint) == local
+    image = db_session.get(Image, stored[0].image_id)
+    assert image is not None and image_bytes(image) == local[image.path]  # now read from the bucket
+
+    assert "可用" in runner.invoke(app, ["images", "status"]).output
+    s3_server.stop()
+    try:
+        status = runner.invoke(app, ["images", "status"])
+        assert status.exit_code == 0 and "不可用" in status.output and s3_server.endpoint in status.output
+    finally:
+        s3_server.start()
+

@@ -74,5 +74,24 @@ def status() -> None:
         console.print(f"{names.get(key, key)}\t{n}")
 
 
+@images_app.command("copy-to-store")
+def copy_to_store() -> None:
+    """Copy the pictures kept in the data dir into the S3 store now configured (switching stores)."""
+    from core.db import session_scope
+    from core.errors import InvalidInput
+    from core.images import copy_local_to_store
+    from core.picture_store import StoreUnavailable, picture_store
+
+    try:
+        with session_scope() as session:
+            report = copy_local_to_store(session)
+    except (InvalidInput, StoreUnavailable) as err:
+        console.print(f"[red]错误：[/red]{err}")
+        raise typer.Exit(1) from err
+    console.print(f"已复制 {report.copied} 张图片到 {picture_store().where}（已有的不重复写入）。")
+    if report.missing:
+        console.print(f"[yellow]{len(report.missing)} 张图片的文件不在数据目录中，未复制：{', '.join(report.missing[:5])}[/yellow]")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(images_app, name="images")
