@@ -138,6 +138,8 @@ def _message(obj: Any, chat: dict[str, str | None], number: int, seqs: OrderedDi
     sender: dict[str, Any] = obj["sender"] if isinstance(obj.get("sender"), dict) else {}
     sender_id = sender.get("uin") or sender.get("uid")
     seq = obj.get("seq")
+    if reply_to is not None and reply_to == str(seq):
+        reply_to = None  # a reply never quotes itself (a field naming the reply's own id)
     return ChatMessage(
         platform="qq",
         time=when,
