@@ -165,8 +165,9 @@ class S3Store:
         code = getattr(err, "code", None)
         if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
             hint = "存储拒绝了访问密钥：请检查 YUQING_IMAGE_S3_ACCESS_KEY / YUQING_IMAGE_S3_SECRET_KEY"
-        else:
-            hint = f"{type(err).__name__}: {str(err)[:200]}"
+        else:  # urllib3 wraps the cause (connection refused, timeout) in MaxRetryError: name the cause
+            cause = getattr(err, "reason", None) or err
+            hint = f"{type(cause).__name__}: {str(cause).split('): ', 1)[-1][:160]}"
         return StoreUnavailable(f"图片存储（S3 {self.where}）不可用，{doing}失败：{hint}；图片留在队列中，稍后重试")
 
     def _call(self, doing: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
