@@ -6,16 +6,14 @@ picture, too large, or a decompression bomb), re-encodes it without metadata (EX
 positions and camera serials: personal data we have no use for), and looks for a near-duplicate
 among the pictures already stored: a forward, a recompression, a resize or a light crop of a
 known picture is that picture (pHash **and** dHash within a few bits), so it is stored and read
-(OCR) once. Files live under ``<data_dir>/images/<sha[:2]>/<sha>.<ext>``; the ``images`` row keeps
+(OCR) once. Files are kept by core.picture_store under the key ``<sha[:2]>/<sha>.<ext>``, in
+``<data_dir>/images/`` or an S3-compatible bucket (``YUQING_IMAGE_S3_*``); the ``images`` row keeps
 the hashes (so incident grouping can use them), the OCR result and the document flags.
 
 Posts point at pictures through ``post_images`` (queued by core.ingest). A post's
 ``image_text`` is the text recognised in its pictures, joined in order, masked like any text;
 when it changes the post's ``analyzed_at`` is reset so nlp analyses it again with the picture's
 words (:func:`refresh_post_image_text`).
-
-TODO (documented): an S3-compatible object store instead of the data dir (the ``path`` column
-is already relative, so a second backend only has to read and write by that key).
 """
 
 from __future__ import annotations
@@ -23,10 +21,9 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from core.db import upsert_insert
 from core.errors import InvalidInput
+from core.picture_store import LocalStore, PictureMissing, picture_store
 from core.settings import get_settings
 from core.tables import Image, Post, PostImage, utcnow
 from core.textsearch import row_tokens
@@ -55,6 +53,9 @@ FORMATS = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png"), "GIF": ("
            "WEBP": ("image/png", "png"), "BMP": ("image/png", "png")}
 MAX_REFS_PER_POST = 20
 MAX_CANDIDATES = 5  # near-duplicates by hash checked by the verifier, closest first
+#: Thumbnail sizes (longest side, px): the console's 120/240/480 and the digest's 240. Only these
+#: are made, so a purge knows every thumbnail key of a picture without listing the store.
+THUMB_SIZES = (120, 240, 480)
 
 
 class ImageRefused(InvalidInput):
@@ -73,6 +74,7 @@ Verifier = Callable[[Image, Any], "bool | None"]
 
 
 def images_dir() -> Path:
+    """The local store's folder (pictures are there unless YUQING_IMAGE_S3_ENDPOINT is set)."""
     return get_settings().data_dir / "images"
 
 
@@ -192,23 +194,14 @@ class Stored:
     near_duplicate: bool = False
 
 
-def _write_file(rel: str, data: bytes) -> None:
-    path = images_dir() / rel
-    if path.exists():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def store_image(
     session: Session, data: bytes, *, index: NearDupIndex | None = None, verify: Verifier | None = None
 ) -> Stored:
     """Store a picture once (caller commits); an exact or near-duplicate copy returns the stored one.
 
     A near-duplicate by hash is confirmed by ``verify`` when given (raises :class:`VerifyLater`
-    while the candidate is unread); without it the hashes decide."""
+    while the candidate is unread); without it the hashes decide. The file is written before the
+    row, so a store that is down (:class:`StoreUnavailable`) leaves no row without its picture."""
     img = decode(data)
     clean, mime, ext = clean_bytes(img)
     sha = hashlib.sha256(clean).hexdigest()
@@ -220,7 +213,7 @@ def store_image(
         session.execute(update(Image).where(Image.id == near).values(copies=Image.copies + 1, last_seen=now))
         return Stored(near, new=False, near_duplicate=same is None)
     rel = f"{sha[:2]}/{sha}.{ext}"
-    _write_file(rel, clean)
+    picture_store().put(rel, clean, mime)
     row = {"sha256": sha, "phash": ph, "dhash": dh, "path": rel, "mime": mime, "width": img.width,
            "height": img.height, "size_bytes": len(clean), "first_seen": now, "last_seen": now, "copies": 1,
            "ocr_status": "pending", "ocr_lines": [], "document": {}}
@@ -245,29 +238,38 @@ def _confirmed(session: Session, img: Any, candidates: list[int], verify: Verifi
     return None
 
 
-def image_path(image: Image) -> Path:
-    return images_dir() / image.path
+def image_bytes(image: Image) -> bytes:
+    """The stored (EXIF-free) picture; :class:`PictureMissing` if it is gone, :class:`StoreUnavailable`."""
+    try:
+        return picture_store().get(image.path)
+    except PictureMissing as err:
+        raise PictureMissing(f"图片 {image.id} 的文件不在图片存储中（{image.path}）") from err
 
 
-def thumbnail(image: Image, size: int) -> Path:
-    """A JPEG of the picture at most ``size`` px on its longest side, made once and kept under
-    ``images/thumbs/<size>/`` (the console's evidence and the digest's top rumors show these)."""
+def _thumb_key(sha: str, size: int) -> str:
+    return f"thumbs/{size}/{sha}.jpg"
+
+
+def thumbnail(image: Image, size: int) -> bytes:
+    """A JPEG of the picture at most ``size`` px (one of THUMB_SIZES) on its longest side, made
+    once and kept in the store beside it (the console's evidence and the digest's top rumors)."""
     from PIL import Image as PILImage
 
-    thumb = images_dir() / "thumbs" / str(size) / f"{image.sha256}.jpg"
-    if thumb.is_file():
-        return thumb
-    source = image_path(image)
-    if not source.is_file():
-        raise FileNotFoundError(f"图片 {image.id} 的文件不在数据目录中（{image.path}）")
-    thumb.parent.mkdir(parents=True, exist_ok=True)
-    with PILImage.open(source) as pic:
+    if size not in THUMB_SIZES:
+        raise ValueError(f"thumbnail size {size} is not one of {THUMB_SIZES}")
+    store = picture_store()
+    key = _thumb_key(image.sha256, size)
+    try:
+        return store.get(key)
+    except PictureMissing:
+        pass
+    with PILImage.open(io.BytesIO(image_bytes(image))) as pic:
         small = pic.convert("RGB")
         small.thumbnail((size, size))
-        tmp = thumb.with_suffix(f".{os.getpid()}.tmp")
-        small.save(tmp, format="JPEG", quality=80)
-        os.replace(tmp, thumb)
-    return thumb
+        out = io.BytesIO()
+        small.save(out, format="JPEG", quality=80)
+    store.put(key, out.getvalue(), "image/jpeg")
+    return out.getvalue()
 
 
 # ----------------------------------------------------------------------------- posts and pictures
@@ -345,19 +347,50 @@ def posts_of_images(session: Session, image_ids: Iterable[int]) -> list[int]:
 
 
 def purge_orphans(session: Session, *, dry_run: bool = False) -> int:
-    """Delete pictures no post refers to any more (after `yuqing purge`), files and rows."""
+    """Delete pictures no post refers to any more (after `yuqing purge`): files, thumbnails, rows.
+
+    Files go first, then their rows: if the store fails half-way (:class:`StoreUnavailable` is
+    raised), the rows deleted so far had their files deleted, and the rest are still orphans the
+    next purge deletes. A row whose file is already gone is harmless (nothing refers to it)."""
     linked = select(PostImage.image_id).where(PostImage.image_id.is_not(None))
-    orphans = session.execute(select(Image.id, Image.path).where(Image.id.not_in(linked))).all()
+    orphans = session.execute(select(Image.id, Image.path, Image.sha256).where(Image.id.not_in(linked))).all()
     if dry_run or not orphans:
         return len(orphans)
+    store = picture_store()
     for start in range(0, len(orphans), 500):
         chunk = orphans[start:start + 500]
+        store.delete([key for _, rel, sha in chunk for key in (rel, *(_thumb_key(sha, s) for s in THUMB_SIZES))])
         session.execute(delete(Image).where(Image.id.in_([r[0] for r in chunk])))
-        for _, rel in chunk:
-            (images_dir() / rel).unlink(missing_ok=True)
-            for thumb in (images_dir() / "thumbs").glob(f"*/{Path(rel).stem}.jpg"):
-                thumb.unlink(missing_ok=True)
     return len(orphans)
+
+
+@dataclass
+class CopyReport:
+    copied: int = 0
+    missing: list[str] = field(default_factory=list)  # rows whose local file is not there
+
+
+def copy_local_to_store(session: Session, *, progress: Callable[[int, int], None] | None = None) -> CopyReport:
+    """Copy every stored picture from ``<data_dir>/images`` into the configured store (S3), for an
+    installation switching stores: idempotent (a key already there is not written again), the
+    local files are left in place (delete them once `yuqing images status` shows the store works).
+    Thumbnails are not copied: they are made again on first view."""
+    local, store = LocalStore(images_dir()), picture_store()
+    if isinstance(store, LocalStore):
+        raise InvalidInput("图片存储仍是数据目录：先设置 YUQING_IMAGE_S3_ENDPOINT 等，再复制")
+    rows = session.execute(select(Image.path, Image.mime).order_by(Image.id)).all()
+    report = CopyReport()
+    for n, (key, mime) in enumerate(rows, start=1):
+        try:
+            data = local.get(key)
+        except PictureMissing:
+            report.missing.append(key)
+            continue
+        store.put(key, data, mime)
+        report.copied += 1
+        if progress is not None:
+            progress(n, len(rows))
+    return report
 
 
 def counts(session: Session) -> dict[str, int]:

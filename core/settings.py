@@ -170,6 +170,19 @@ class Settings(BaseSettings):
         "How much lower the picture worker's CPU priority is (Unix nice), so text analysis keeps the cores "
         "when both are busy; 0 keeps the normal priority."))
     image_interval_seconds: int = Field(10, ge=1, description="How often the picture worker looks for new pictures.")
+    # Picture files in an S3-compatible object store (MinIO, Ceph, a cloud's OSS/COS/S3) instead of
+    # <data_dir>/images (core.picture_store); needs the `s3` extra. The rows stay in the database.
+    image_s3_endpoint: str | None = Field(
+        None, description="S3 endpoint URL, e.g. http://127.0.0.1:9000 or https://oss-cn-hangzhou.aliyuncs.com; "
+                          "empty: pictures are kept under <data_dir>/images.")
+    image_s3_bucket: str = Field("yuqing-images", min_length=3, max_length=63, description="Bucket (created if missing).")
+    image_s3_prefix: str = Field("", max_length=200, description="Key prefix inside the bucket, e.g. yuqing/.")
+    image_s3_region: str | None = Field(None, description="Region, when the store needs one (e.g. us-east-1).")
+    image_s3_access_key: SecretStr | None = Field(None, description="Access key id of the S3 store.")
+    image_s3_secret_key: SecretStr | None = Field(None, description="Secret key of the S3 store.")
+    image_s3_timeout: float = Field(
+        10.0, gt=0, description="Seconds before one request to the S3 store gives up (it is then unavailable: "
+                                "pictures stay queued).")
 
     # Publishing approved responses (alerts.publish): approval, pacing, the card. The bot's HTTP API
     # is onebot_api_url / onebot_api_token above (shared with the tipline's replies).
@@ -189,6 +202,18 @@ class Settings(BaseSettings):
         if not 0.0 <= low < high <= 1.0:
             raise ValueError(f"YUQING_LABEL_QUEUE_BAND must be two probabilities, low < high, e.g. [0.1, 0.9]: got {value}")
         return value
+
+    @field_validator("image_s3_endpoint", mode="after")
+    @classmethod
+    def _s3_endpoint(cls, value: str | None) -> str | None:
+        from urllib.parse import urlsplit
+
+        if not value or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
+            raise ValueError(f"YUQING_IMAGE_S3_ENDPOINT must be http(s)://host[:port] without a path: got {value!r}")
+        return value.strip().rstrip("/")
 
     @field_validator("data_dir", "model_dir", mode="after")
     @classmethod

@@ -9,7 +9,12 @@ list the server would fetch whatever a bot, or whoever holds its token, points i
 are followed only to allowed hosts, and a body over ``YUQING_IMAGE_MAX_MB`` is abandoned while
 streaming. Every reference ends ``stored`` (linked to its picture), ``refused`` (host not
 allowed, not a picture, too large), ``missing`` (a picture an export names but does not hold)
-or ``failed`` (network, unreadable file), with the reason.
+or ``failed`` (network, unreadable file), with the reason. A fetch that still fails transiently
+after its quick retries (the bot framework restarting for a few minutes) ends ``retry`` and is
+tried again every RETRY_AFTER until RETRY_WINDOW after the picture arrived; only then ``failed``.
+When the picture store itself fails
+(core.picture_store.StoreUnavailable: the S3 server down, the disk full) the reference goes back
+to ``pending`` with the store's error, and the rest of the batch waits too: nothing is lost.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 import numpy as np
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.images import (
@@ -36,6 +41,7 @@ from core.images import (
     refresh_post_image_text,
     store_image,
 )
+from core.picture_store import StoreUnavailable
 from core.settings import get_settings
 from core.tables import Post, PostImage, utcnow
 
@@ -51,6 +57,10 @@ BACKOFF_SECONDS = 0.5  # doubled after each failure; a Retry-After answer is hon
 MAX_WAIT_SECONDS = 10.0
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+# Later tries, for an outage longer than the quick retries above: every RETRY_AFTER, until the
+# picture has waited RETRY_WINDOW (a OneBot framework's picture address stays valid for hours).
+RETRY_AFTER = dt.timedelta(minutes=5)
+RETRY_WINDOW = dt.timedelta(hours=6)
 
 
 class FetchRefused(Exception):
@@ -59,7 +69,8 @@ class FetchRefused(Exception):
 
 @dataclass
 class FetchReport:
-    counts: Counter[str] = field(default_factory=Counter)  # stored | duplicate | refused | missing | failed
+    counts: Counter[str] = field(default_factory=Counter)  # stored | duplicate | refused | missing | failed | ...
+    unavailable: str | None = None  # the picture store's error, if it failed (the references stay queued)
 
     def __str__(self) -> str:
         return ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())) or "nothing to fetch"
@@ -169,20 +180,30 @@ def _claim(session: Session, limit: int) -> list[tuple[int, int, str]]:
     rows = session.execute(
         select(PostImage.id, PostImage.post_id, PostImage.ref)
         .where(or_(PostImage.status == "pending",
-                   (PostImage.status == "fetching") & (PostImage.fetched_at < stale)))
+                   (PostImage.status == "fetching") & (PostImage.fetched_at < stale),
+                   _due_retry(now)))
         .order_by(PostImage.id).limit(limit)
     ).all()
     mine = []
     for ref_id, post_id, ref in rows:
         res = session.execute(
             update(PostImage)
-            .where(PostImage.id == ref_id, PostImage.status.in_(("pending", "fetching")))
+            .where(PostImage.id == ref_id, PostImage.status.in_(("pending", "fetching", "retry")))
             .values(status="fetching", fetched_at=now)
         )
         if getattr(res, "rowcount", 0):
             mine.append((ref_id, post_id, ref))
     session.commit()
     return mine
+
+
+def _due_retry(now: dt.datetime) -> ColumnElement[bool]:
+    return (PostImage.status == "retry") & (PostImage.fetched_at < now - RETRY_AFTER)
+
+
+def due_retries(session: Session) -> int:
+    """References whose next try is due (`yuqing run` starts a worker for them)."""
+    return int(session.scalar(select(func.count()).select_from(PostImage).where(_due_retry(utcnow()))) or 0)
 
 
 def fetch_pending(
@@ -205,8 +226,16 @@ def fetch_pending(
     )
     index = NearDupIndex.load(session)
     try:
-        for ref_id, post_id, ref in claimed:
+        for n, (ref_id, post_id, ref) in enumerate(claimed):
             status, error, image_id = _fetch_one(session, http, ref, index, verify)
+            if status == "retry" and _arrived(session, ref_id) < utcnow() - RETRY_WINDOW:
+                status = "failed"  # tried for RETRY_WINDOW: given up
+            if status == "unavailable":
+                report.counts["unavailable"] += 1
+                report.unavailable = error
+                _unclaim(session, [c[0] for c in claimed[n:]], error)
+                log.warning("picture store unavailable, %d references stay queued: %s", len(claimed) - n, error)
+                break
             report.counts[status if status != "stored" or error is None else "duplicate"] += 1
             session.execute(
                 update(PostImage).where(PostImage.id == ref_id)
@@ -221,6 +250,17 @@ def fetch_pending(
             http.close()
     log.info("images fetched", extra={"counts": dict(report.counts)})
     return report
+
+
+def _arrived(session: Session, ref_id: int) -> dt.datetime:
+    return session.scalar(select(PostImage.created_at).where(PostImage.id == ref_id)) or utcnow()
+
+
+def _unclaim(session: Session, ref_ids: list[int], error: str | None) -> None:
+    """Back to the queue, with the reason shown to staff (`images status`, the post's pictures)."""
+    session.execute(update(PostImage).where(PostImage.id.in_(ref_ids), PostImage.status == "fetching")
+                    .values(status="pending", error=error, fetched_at=None))
+    session.commit()
 
 
 def _analyse_again(session: Session, post_id: int) -> None:
@@ -239,10 +279,14 @@ def _fetch_one(
         _drop_crawl_copy(ref)
     except VerifyLater as err:
         return "waiting", str(err)[:500], None
+    except StoreUnavailable as err:  # the store, not the picture: tried again later
+        return "unavailable", str(err)[:500], None
     except FileNotFoundError as err:  # an export's picture that was not exported with it: not an error
         return "missing", str(err)[:500], None
     except (FetchRefused, ImageRefused) as err:
         return "refused", str(err)[:500], None
+    except httpx.TransportError as err:  # still unreachable after the quick retries: later again
+        return "retry", f"{type(err).__name__}: {err}"[:500], None
     except (httpx.HTTPError, OSError) as err:
         return "failed", f"{type(err).__name__}: {err}"[:500], None
     return "stored", None if stored.new else "duplicate", stored.image_id

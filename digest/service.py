@@ -97,8 +97,9 @@ PICTURE_SIDE = 240  # px, shown at 120 px wide: sharp on a phone's screen, about
 def rumor_thumbnails(session: Session, summary: dict[str, Any]) -> dict[str, bytes]:
     """A small JPEG of each top rumor's picture (build.matter_pictures chose it), attached to the
     mail as an inline CID image: phone mail apps (Gmail, Outlook) show those and block data: URIs.
-    A picture whose file is gone (purged) is left out."""
+    A picture whose file is gone (purged), or whose store is down, is left out: the digest goes."""
     from core.images import thumbnail
+    from core.picture_store import StoreUnavailable
     from core.tables import Image
 
     out: dict[str, bytes] = {}
@@ -107,8 +108,8 @@ def rumor_thumbnails(session: Session, summary: dict[str, Any]) -> dict[str, byt
         if image is None:
             continue
         try:
-            out[f"picture-{rumor['id']}"] = thumbnail(image, PICTURE_SIDE).read_bytes()
-        except OSError as err:
+            out[f"picture-{rumor['id']}"] = thumbnail(image, PICTURE_SIDE)
+        except (OSError, StoreUnavailable) as err:
             log.warning("digest: no thumbnail for picture %s: %s", image.id, err)
     return out
 

@@ -34,7 +34,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput
-from core.images import image_path, posts_of_images, refresh_post_image_text
+from core.images import image_bytes, posts_of_images, refresh_post_image_text
+from core.picture_store import PictureMissing, StoreUnavailable
 from core.privacy import mask_personal_data
 from core.settings import get_settings
 from core.tables import Image, utcnow
@@ -248,11 +249,14 @@ def fit_for_ocr(img: Any) -> Any:
     return rgb
 
 
-def load_rgb(path: Any) -> np.ndarray:
-    """The stored picture as OCR reads it (the boxes of its lines are in these coordinates)."""
+def load_rgb(source: Any) -> np.ndarray:
+    """The stored picture as OCR reads it (the boxes of its lines are in these coordinates).
+    ``source``: a path, a file object, or the picture's bytes (as the picture store returns them)."""
+    import io
+
     from PIL import Image as PILImage
 
-    with PILImage.open(path) as img:
+    with PILImage.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
         return np.asarray(fit_for_ocr(img))
 
 
@@ -291,7 +295,10 @@ class TextVerifier:
         lines = pick_lines(candidate.ocr_lines or [])
         if not lines:
             return True  # no text to tell them apart: the hashes decide
-        old = load_rgb(image_path(candidate))
+        try:
+            old = load_rgb(image_bytes(candidate))
+        except PictureMissing:
+            return False  # its file was purged: nothing to compare, so not this one
         new = np.asarray(fit_for_ocr(new_img))
         crops = [c for c in (_map_crop(ln[0], old, new) for ln in lines) if c is not None]
         if len(crops) < len(lines):
@@ -470,6 +477,7 @@ class ReadReport:
     documents: int = 0
     posts_changed: int = 0
     seconds: float = 0.0
+    unavailable: str | None = None  # the picture store's error, if it failed (the pictures stay queued)
 
 
 def read_pending(session: Session, engine: OcrEngine, *, limit: int = 10) -> ReadReport:
@@ -477,14 +485,21 @@ def read_pending(session: Session, engine: OcrEngine, *, limit: int = 10) -> Rea
     report = ReadReport()
     t0 = time.perf_counter()
     masked = get_settings().mask_personal_data
-    for image_id, _ in _claim(session, limit):
+    claimed = _claim(session, limit)
+    for n, (image_id, _) in enumerate(claimed):
         image = session.get(Image, image_id)
         assert image is not None
         try:
-            rgb = load_rgb(image_path(image))
+            rgb = load_rgb(image_bytes(image))
             ocr = engine.read(rgb)
             is_doc, doc = document_flags(rgb, ocr)
-        except (OSError, ValueError, RuntimeError) as err:
+        except StoreUnavailable as err:
+            # The store is down: this picture and the rest of the batch go back to the queue.
+            _unclaim(session, [i for i, _ in claimed[n:]])
+            report.unavailable = str(err)
+            log.warning("picture store unavailable, %d pictures stay queued: %s", len(claimed) - n, err)
+            break
+        except (OSError, ValueError, RuntimeError) as err:  # a file gone (PictureMissing), not a picture
             session.execute(update(Image).where(Image.id == image_id).values(
                 ocr_status="failed", ocr_error=f"{type(err).__name__}: {err}"[:500], ocr_at=utcnow()))
             session.commit()
@@ -504,6 +519,12 @@ def read_pending(session: Session, engine: OcrEngine, *, limit: int = 10) -> Rea
         report.documents += int(is_doc)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _unclaim(session: Session, image_ids: list[int]) -> None:
+    session.execute(update(Image).where(Image.id.in_(image_ids), Image.ocr_status == "reading")
+                    .values(ocr_status="pending", ocr_at=None))
+    session.commit()
 
 
 def work(
@@ -540,6 +561,13 @@ def work(
         for name in ("read", "failed", "documents", "posts_changed"):
             setattr(total, name, getattr(total, name) + getattr(report, name))
         total.seconds += report.seconds
+        down = report.unavailable or getattr(fetched, "unavailable", None)
+        if down:  # the picture store is down: everything stays queued; try again after a pause
+            total.unavailable = down
+            if once:
+                break
+            time.sleep(idle)
+            continue
         if once:
             waiting_refs = getattr(fetched, "counts", {}).get("waiting", 0)
             with session_factory() as session:

@@ -73,8 +73,12 @@ def collect_jobs(settings: Settings) -> list[Job]:
         with session_scope() as session:
             result = purge_chat_messages(session)
             from core.images import purge_orphans
+            from core.picture_store import StoreUnavailable
 
-            purge_orphans(session)  # pictures no remaining message refers to
+            try:
+                purge_orphans(session)  # pictures no remaining message refers to
+            except StoreUnavailable as err:  # the rest waits for tomorrow's purge
+                log.warning("picture purge stopped: %s", err)
             from core.tips import purge_tips
 
             purge_tips(session)  # residents' tips follow the same retention
@@ -122,9 +126,11 @@ def read_pictures() -> None:
     from core.db import session_scope
     from core.images import counts
     from core.settings import get_settings
+    from crawler.image_fetch import due_retries
 
     with session_scope() as session:
         waiting = {k: v for k, v in counts(session).items() if k in ("images.pending", "refs.pending")}
+        waiting["refs.retry"] = due_retries(session)  # failed fetches whose next try is due
     if not any(waiting.values()):
         return
     cmd = [sys.executable, "-m", "yuqing.cli", "images", "work", "--once"]

@@ -2,7 +2,8 @@
 
 A picture is evidence and may show people, so only staff roles (staff, analyst, admin) see it,
 with the console session or a token; viewers and anonymous callers get 403/401. Files are served
-from the data dir by id (never by a path from a request) with ``nosniff`` and a private cache.
+from the picture store (the data dir or S3, core.picture_store) by id, never by a path from a
+request, with ``nosniff`` and a private cache; a store that is down answers 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -11,19 +12,20 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from api.deps import MAX_ROW_ID, SessionDep, StaffUser
+from api.problems import Problem
 from core.errors import NotFound
-from core.images import image_path, thumbnail
+from core.images import THUMB_SIZES, image_bytes, thumbnail
+from core.picture_store import PictureMissing, StoreUnavailable
 from core.tables import ChatGroup, Image, Post, PostImage
 
 router = APIRouter(tags=["images"])
 ImageId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="图片编号")]
 PostId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="帖子编号")]
-THUMB_SIZES = (120, 240, 480)
 _HEADERS = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff",
             "Content-Security-Policy": "default-src 'none'; sandbox"}
 
@@ -49,7 +51,7 @@ class ImagePublic(BaseModel):
 
 class PostImagePublic(BaseModel):
     position: int
-    status: str  # pending | fetching | stored | failed | refused
+    status: str  # pending | fetching | stored | retry (tried again later) | failed | refused | missing
     error: str | None
     image: ImagePublic | None
 
@@ -106,24 +108,35 @@ def image_spread(image_id: ImageId, session: SessionDep, _: StaffUser) -> Spread
         {"group_id": gid, "group": name, "posts": int(n), "first_seen": first} for gid, name, n, first in rows])
 
 
-@router.get("/images/{image_id}", summary="图片原图（已去除 EXIF）", response_class=FileResponse)
-def image_file(image_id: ImageId, session: SessionDep, _: StaffUser) -> FileResponse:
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/jpeg": {}, "image/png": {}}, "description": "图片字节"},
+    503: {"description": "图片存储暂不可用（按 Retry-After 重试）"},
+}
+
+
+def _from_store(read: Any) -> bytes:
+    """The picture's bytes, or 404 (file gone) / 503 (the store is down: not the caller's fault)."""
+    try:
+        return bytes(read())
+    except PictureMissing as err:
+        raise NotFound(str(err)) from err
+    except StoreUnavailable as err:
+        raise Problem(503, "图片存储暂不可用", str(err), headers={"Retry-After": "30"}) from err
+
+
+@router.get("/images/{image_id}", summary="图片原图（已去除 EXIF）", response_class=Response,
+            responses=_RESPONSES)
+def image_file(image_id: ImageId, session: SessionDep, _: StaffUser) -> Response:
     img = _image(session, image_id)
-    path = image_path(img)
-    if not path.is_file():
-        raise NotFound(f"图片 {image_id} 的文件不在数据目录中（{img.path}）")
-    return FileResponse(path, media_type=img.mime, headers=_HEADERS)
+    return Response(_from_store(lambda: image_bytes(img)), media_type=img.mime, headers=_HEADERS)
 
 
-@router.get("/images/{image_id}/thumb", summary="图片缩略图", response_class=FileResponse)
+@router.get("/images/{image_id}/thumb", summary="图片缩略图", response_class=Response,
+            responses=_RESPONSES)
 def image_thumb(
     image_id: ImageId, session: SessionDep, _: StaffUser,
     size: Annotated[int, Query(description="最长边像素：120 / 240 / 480")] = 240,
-) -> FileResponse:
+) -> Response:
     img = _image(session, image_id)
     size = min(THUMB_SIZES, key=lambda s: abs(s - size))
-    try:
-        thumb = thumbnail(img, size)
-    except FileNotFoundError as err:
-        raise NotFound(str(err)) from err
-    return FileResponse(thumb, media_type="image/jpeg", headers=_HEADERS)
+    return Response(_from_store(lambda: thumbnail(img, size)), media_type="image/jpeg", headers=_HEADERS)

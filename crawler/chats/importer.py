@@ -173,6 +173,16 @@ class MessageSink:
         # random inserts), which keeps a multi-million-message import fast
         return f"t{msg.time:%Y%m%d%H%M%S}-{digest}"
 
+    def quoted_id(self, msg: ChatMessage, group_external_id: str) -> str | None:
+        """The derived id of the message ``msg`` quotes (as :meth:`derived_id` gave it, assuming it
+        was the first of that text by that sender within its second, as nearly every message is)."""
+        q = msg.quoted
+        if q is None or not q.text or msg.message_id:  # a format with real ids names the quoted one by id
+            return None
+        digest = keyed_digest(self._secret, msg.platform, group_external_id, q.time.isoformat(timespec="seconds"),
+                              q.sender_id, q.text, "0")
+        return f"t{q.time:%Y%m%d%H%M%S}-{digest}"
+
     # ------------------------------------------------------------------ batching
 
     def add(self, msg: ChatMessage) -> None:
@@ -181,7 +191,8 @@ class MessageSink:
             self.counts.skipped["disabled"] += 1
             return
         external_id = clean_text(msg.message_id) or self.derived_id(msg, group.ref["external_id"])
-        if msg.reply_to:
+        reply_to = msg.reply_to or (self.quoted_id(msg, group.ref["external_id"]) if msg.quoted else None)
+        if reply_to:
             self.had_replies = True
         self._batch.append(
             {
@@ -190,7 +201,7 @@ class MessageSink:
                 "source_kind": self.source_kind,
                 "group": group.ref,
                 "external_id": external_id[:200],
-                "parent_external_id": clean_text(msg.reply_to[:200]) if msg.reply_to else None,
+                "parent_external_id": clean_text(reply_to[:200]) if reply_to else None,
                 "text": clean_text(msg.text),
                 "author": clean_text(msg.sender_name[:255]) if msg.sender_name else None,
                 "author_id": clean_text(msg.sender_id[:255]) if msg.sender_id else None,

@@ -21,6 +21,17 @@ class ChatFormatError(InvalidInput):
     """A whole file cannot be read as the given or detected format (the message says why, in Chinese)."""
 
 
+@dataclass(slots=True, frozen=True)
+class Quoted:
+    """The message a reply quotes, known by what it was (an export that gives quoted messages no id
+    both sides share: MemoTrace's rows have none). The importer derives the quoted message's id
+    from it the way it derives every id: the reply is linked if that message was imported."""
+
+    time: dt.datetime
+    sender_id: str
+    text: str
+
+
 @dataclass(slots=True)
 class ChatMessage:
     """One message as read from an export or a bot push, before pseudonymisation.
@@ -38,6 +49,7 @@ class ChatMessage:
     group_name: str | None = None
     message_id: str | None = None
     reply_to: str | None = None  # message id of the quoted / replied-to message
+    quoted: Quoted | None = None  # the quoted message itself, when the export names it by no id
     is_forward: bool = False
     line: int = 0  # line number (text formats) or record number (JSON) where the message starts
     extra: dict[str, Any] = field(default_factory=dict)  # message type etc.; never personal data

@@ -8,6 +8,10 @@ Accepted layouts (the header row decides; names are matched case-insensitively):
   ``TalkerId`` are row numbers of one phone's database).
   ``Type`` is WeChat's numeric type (1 text, 3 image, 34 voice, 43 video, 47 sticker, 49 app
   message with sub-types 57 quote-reply and 19 merged forward, 10000/10002 system and recall).
+  A quote-reply's XML names the quoted message by its server id (``<refermsg><svrid>``), which
+  MemoTrace's rows do not carry; it also gives the quoted message's time, sender and content
+  (``<createtime>``, ``<chatusr>``, ``<content>``), from which the importer derives that message's
+  id as it did when importing it (crawler.chats.model.Quoted), so the reply is linked all the same.
 * **PyWxDump (and the WeClone/WeFlow exports that reuse it)**: ``id,MsgSvrID,type_name,
   is_sender,talker,room_name,msg|content,src,CreateTime``; ``room_name`` is the group id
   (``…@chatroom``), ``talker`` the sender's wxid, ``MsgSvrID`` the server's message id (``id``
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import html
 import re
 from collections.abc import Iterator
 
@@ -33,6 +38,7 @@ from crawler.chats.model import (
     ChatMessage,
     ParseEvent,
     ParseIssue,
+    Quoted,
     Skipped,
     looks_like_system_text,
 )
@@ -108,6 +114,7 @@ _TYPE_NAME_PLACEHOLDERS = {
 }
 _XML_TITLE = re.compile(r"<title>(?:<!\[CDATA\[)?(.*?)(?:\]\]>)?</title>", re.S)
 _XML_SVRID = re.compile(r"<refermsg>.*?<svrid>(\d+)</svrid>", re.S)
+_XML_REFER = re.compile(r"<refermsg>(.*?)</refermsg>", re.S)
 _TRUE = {"1", "true", "yes", "是", "y"}
 
 
@@ -259,6 +266,7 @@ def _row_event(layout: _Layout, row: list[str], line_no: int, file_group: str | 
     text = layout.get(row, "content")
     picture = _picture_path(mtype, text, layout.get(row, "src"))
     reply_to = layout.get(row, "reply_to") or None
+    quoted: Quoted | None = None
     is_forward = layout.get(row, "is_forward").lower() in _TRUE
     system = False
     if layout.kind == "memotrace" or mtype.isdigit():
@@ -270,6 +278,8 @@ def _row_event(layout: _Layout, row: list[str], line_no: int, file_group: str | 
             if text.lstrip().startswith("<"):
                 refer = _XML_SVRID.search(text)
                 reply_to = reply_to or (refer.group(1) if refer else None)
+                if layout.kind == "memotrace":  # rows without server ids: the quote by what it was
+                    quoted, reply_to = _quoted(text), None
                 title = _XML_TITLE.search(text)
                 text = title.group(1).strip() if title else ""
             text = text or ("[合并转发的聊天记录]" if subtype == "19" else "[链接或文件]")
@@ -295,11 +305,39 @@ def _row_event(layout: _Layout, row: list[str], line_no: int, file_group: str | 
         group_name=layout.get(row, "group_name") or file_group,
         message_id=layout.get(row, "message_id") or None,
         reply_to=reply_to,
+        quoted=quoted,
         is_forward=is_forward,
         line=line_no,
         extra={"msg_type": mtype} if mtype else {},
         images=[picture] if picture else [],
     )
+
+
+def _xml_field(xml: str, name: str) -> str:
+    found = re.search(rf"<{name}>(?:<!\[CDATA\[)?(.*?)(?:\]\]>)?</{name}>", xml, re.S)
+    return html.unescape(found.group(1)).strip() if found else ""
+
+
+def _quoted(xml: str) -> Quoted | None:
+    """The quoted message of a quote-reply, as this parser gave it when it read that message's row:
+    its time (epoch seconds), its sender's wxid and its text (a placeholder such as [图片] for
+    a picture, the title of a link or of an earlier quote)."""
+    refer = _XML_REFER.search(xml)
+    if refer is None:
+        return None
+    body = refer.group(1)
+    when, sender = parse_time(_xml_field(body, "createtime")), _xml_field(body, "chatusr")
+    mtype, content = _xml_field(body, "type"), _xml_field(body, "content")
+    if mtype in _TYPE_PLACEHOLDERS:
+        content = _TYPE_PLACEHOLDERS[mtype]
+    elif mtype == "49":
+        title = _XML_TITLE.search(content)
+        content = title.group(1).strip() if title else ""
+    elif mtype not in ("", "1"):
+        return None
+    if when is None or not sender or not content:
+        return None
+    return Quoted(when, sender, content)
 
 
 def _picture_path(mtype: str, content: str, src: str) -> str | None:

@@ -90,6 +90,46 @@ def test_replies_forwards_and_masking_are_stored(db: Session) -> None:
     assert all(p.startswith("用户") for p in db.scalars(select(Post.author).where(Post.channel == "chat")))
 
 
+def test_memotrace_quote_replies_are_linked_to_what_they_quote(db: Session) -> None:
+    """MemoTrace's rows have no server id; the quote's time, sender and text find the quoted post."""
+    import_chat_file(db, FIXTURES / "石桥村群_utf8.csv")
+    reply = db.scalars(select(Post).where(Post.raw_text == "谢谢周站长🙏")).one()
+    parent = db.get(Post, reply.parent_id) if reply.parent_id else None
+    assert parent is not None and parent.raw_text == "石桥村明天停电吗？我家冰箱里还有疫苗"
+    assert db.scalars(select(Post).where(Post.parent_id.is_not(None))).all() == [reply]
+
+
+def test_qq_nt_replies_are_linked_by_the_quoted_seq(db: Session, tmp_path: Path) -> None:
+    """QQ Chat Exporter names the quoted message by its id; posts are known by seq. The quote QCE
+    writes into the text ([回复 名字: 原文]) is cut, so the reply is not a copy of what it quotes."""
+    import json
+
+    def message(seq: int, text: str, elements: list[dict]) -> dict:
+        return {"id": f"7312000000{seq}", "seq": str(seq), "timestamp": 1795831200000 + seq * 1000,
+                "sender": {"uid": f"u_{seq}", "uin": str(10000 + seq), "name": f"村民{seq}"}, "type": "text",
+                "content": {"text": text, "elements": elements, "resources": []}, "recalled": False, "system": False}
+
+    def quote(seq: int, content: str) -> dict:
+        return {"type": "reply", "data": {"messageId": f"7312000000{seq}", "referencedMessageId": f"7312000000{seq}",
+                                          "senderName": f"村民{seq}", "content": content}}
+
+    original = "东湾村的水[图片]不能喝了，大家别买桶装水"
+    data = {"metadata": {"name": "QQChatExporter V5"}, "chatInfo": {"name": "东湾村村民群", "type": "group"},
+            "messages": [
+                message(101, original, []),
+                message(102, f"[回复 村民101: {original}]\n谁说的？镇上刚通知水质合格", [quote(101, original)]),
+                message(103, "[回复消息]收到", [{"type": "reply", "data": {"replyMsgId": "7312000000102"}}]),
+                message(104, "[回复 : 早先的消息]\n这条引用的不在导出里", [quote(99, "早先的消息")]),
+            ]}
+    path = tmp_path / "qce.json"
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    assert import_chat_file(db, path, fmt="qq-json").counts.new == 4
+    posts = {p.external_id: p for p in db.scalars(select(Post))}
+    assert posts["102"].parent_id == posts["101"].id and posts["103"].parent_id == posts["102"].id
+    assert posts["102"].raw_text == "谁说的？镇上刚通知水质合格" and posts["103"].raw_text == "收到"
+    assert posts["104"].parent_id is None and posts["104"].raw_text == "这条引用的不在导出里"
+
+
 def test_interrupted_import_resumes_without_duplicates(db: Session, tmp_path: Path) -> None:
     rows = [
         (

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crawler.chats.detect import detect_format, open_events
-from crawler.chats.model import ChatFormatError, ChatMessage, ParseIssue, Skipped
+from crawler.chats.model import ChatFormatError, ChatMessage, ParseIssue, Quoted, Skipped
 from crawler.chats.onebot import OneBotEvent, parse_cq, render_segments, signature, signature_ok
 from crawler.chats.qq_txt import SYSTEM_IDS, SYSTEM_NAMES, parse_qq_txt
 from crawler.chats.reader import LineReader
@@ -136,7 +136,9 @@ def test_wechat_memotrace_layout() -> None:
     assert msgs[1].text.count("\n") == 2 and msgs[1].line == 3  # a quoted multi-line field
     assert msgs[0].time == dt.datetime(2026, 11, 22, 1, 0, tzinfo=dt.UTC)  # epoch: exact instant
     assert msgs[2].text == "[图片]"
-    assert msgs[3].text == "谢谢周站长🙏" and msgs[3].reply_to == "9001"
+    # a quote-reply names the quoted row by a server id MemoTrace's rows lack: by what it was instead
+    assert msgs[3].text == "谢谢周站长🙏" and msgs[3].reply_to is None
+    assert msgs[3].quoted == Quoted(msgs[0].time, "wxid_shiqiao_chen01", msgs[0].text)
     assert msgs[4].is_forward and not msgs[3].is_forward
     assert [(s.kind, s.line) for s in evs if isinstance(s, Skipped)] == [("system", 7), ("system", 11)]
     assert [(i.line, i.reason[:6]) for i in evs if isinstance(i, ParseIssue)] == [

@@ -4,12 +4,9 @@ served to staff only. SQLite, and PostgreSQL with YUQING_TEST_DATABASE=postgres.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import random
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,7 +16,6 @@ from sqlalchemy.orm import Session
 
 from api import accounts
 from bench.image_corpus import caption_photo, forward, jpeg, notice
-from core.db import session_scope
 from core.images import VerifyLater, images_dir, purge_orphans, store_image
 from core.settings import get_settings
 from core.tables import DebunkMatch, Image, Post, PostImage, PostScore
@@ -31,52 +27,6 @@ from nlp.pipeline import analyze
 
 ONEBOT = "/api/v1/ingest/onebot"
 PHONE = "13912345678"
-
-
-class _Pictures(BaseHTTPRequestHandler):
-    files: ClassVar[dict[str, bytes]] = {}
-
-    def do_GET(self) -> None:
-        body = self.files.get(self.path)
-        if body is None:
-            self.send_response(404)
-            self.end_headers()
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "image/jpeg")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def picture_server() -> Iterator[tuple[str, dict[str, bytes]]]:
-    """A loopback HTTP server standing in for the bot framework's picture cache: serves ``files``."""
-    files: dict[str, bytes] = {}
-    handler = type("Handler", (_Pictures,), {"files": files})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", files
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture(scope="module")
-def engine_ocr() -> OcrEngine:
-    pytest.importorskip("rapidocr_onnxruntime")
-    return OcrEngine()
-
-
-@pytest.fixture
-def bot(api_engine) -> dict[str, str]:
-    with session_scope(api_engine) as s:
-        user = accounts.create_user(s, username="bot-owner", role="staff")
-        token = accounts.create_token(s, user, "qq-bot", kind="bot")
-    return {"Authorization": f"Bearer {token}"}
 
 
 def with_gps_exif(img: PILImage.Image, quality: int = 90) -> bytes:
@@ -153,6 +103,12 @@ def test_pushed_picture_is_read_masked_analysed_and_deduplicated(
         second = s.scalars(select(Post).where(Post.external_id == "2")).one()
         assert second.image_text and "紧急通知" in second.image_text and second.analyzed_at is None
         second_id = second.id
+        # the copy, captionless, joins the first post's story ("now" just after the pushes, which are
+        # dated November 2025: the story index holds the stories of the last days only)
+        analyze(s, model=rumor_model_any, workers=0, now=dt.datetime.fromtimestamp(1764036000 + 3600, dt.UTC))
+        first, second = (s.scalars(select(Post).where(Post.external_id == x)).one() for x in ("1", "2"))
+        assert first.story_id is not None and second.story_id == first.story_id
+        assert second.incident_id == first.incident_id is not None
 
     # Staff see the picture and where it spread; viewers and strangers do not.
     with Session(api_engine) as s:

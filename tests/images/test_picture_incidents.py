@@ -22,7 +22,7 @@ from core.tables import Alert, AlertPost, Image, Post, PostImage
 from crawler.image_fetch import fetch_pending
 from nlp.images import OcrEngine, TextVerifier, read_pending
 from nlp.pipeline import analyze
-from tests.images.test_images import bot, engine_ocr, picture_server, push  # noqa: F401 (fixtures)
+from tests.images.test_images import push
 
 pytestmark = pytest.mark.db
 
@@ -48,7 +48,7 @@ def _fetch_and_read(session: Session, engine: OcrEngine) -> None:
 
 
 def test_the_same_picture_in_three_groups_is_one_incident_and_one_alert(
-    api_client: TestClient, api_engine, bot: dict, picture_server, engine_ocr: OcrEngine, rumor_model_any,  # noqa: F811
+    api_client: TestClient, api_engine, bot: dict, picture_server, engine_ocr: OcrEngine, rumor_model_any,
 ) -> None:
     base, files = picture_server
     rng = random.Random(5)
@@ -87,7 +87,7 @@ def test_the_same_picture_in_three_groups_is_one_incident_and_one_alert(
         assert not [a for a, ids in evidence.items() if a != alert_id and ids & {"1", "2", "3"}]
 
 
-def test_stickers_are_not_pictures(api_client: TestClient, api_engine, bot: dict) -> None:  # noqa: F811
+def test_stickers_are_not_pictures(api_client: TestClient, api_engine, bot: dict) -> None:
     """A QQ sticker (image segment with subType 1) is sent under every matter: it is not kept,
     so it can never tie matters together; a real picture in the same message is."""
     segments = [{"type": "text", "data": {"text": "哈哈"}},
@@ -110,7 +110,7 @@ def push_now(client: TestClient, headers: dict, message_id: int, group_id: int, 
 
 
 def test_a_picture_already_in_two_matters_ties_nothing(
-    api_client: TestClient, api_engine, bot: dict, picture_server, rumor_model_any,  # noqa: F811
+    api_client: TestClient, api_engine, bot: dict, picture_server, rumor_model_any,
 ) -> None:
     """The same photo under two matters that their words keep apart (a meme, a QR code): it is
     ambiguous, and a later post showing only that photo joins neither."""

@@ -154,8 +154,13 @@ def purge(
     with session_scope() as session:
         result = purge_chat_messages(session, days=days, dry_run=dry_run)
         from core.images import purge_orphans  # pictures no remaining message refers to
+        from core.picture_store import StoreUnavailable
 
-        pictures = purge_orphans(session, dry_run=dry_run)
+        try:
+            pictures: int | str = purge_orphans(session, dry_run=dry_run)
+        except StoreUnavailable as err:  # the messages are purged all the same; pictures next time
+            pictures = "部分"
+            console.print(f"[yellow]图片存储不可用，其余不再被引用的图片下次清理时删除：{err}[/yellow]")
         session.commit()
     when = result.cutoff.astimezone(ZoneInfo(get_settings().timezone)).strftime("%Y-%m-%d %H:%M")
     verb = "将删除" if dry_run else "已删除"

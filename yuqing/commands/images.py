@@ -38,6 +38,8 @@ def work(
         return
     console.print(f"识别图片 {report.read} 张（失败 {report.failed}，疑似公文 {report.documents}），"
                   f"{report.posts_changed} 条帖子的图片文字已更新，待重新分析。")
+    if report.unavailable:
+        console.print(f"[yellow]图片存储不可用，未处理的图片留在队列中：[/yellow]{report.unavailable}")
 
 
 def _lower_priority(by: int) -> int:
@@ -51,17 +53,44 @@ def _lower_priority(by: int) -> int:
 
 @images_app.command("status")
 def status() -> None:
-    """Pictures by OCR status and picture references by fetch status."""
+    """Where pictures are stored (and whether the store answers), pictures by OCR status and
+    picture references by fetch status."""
     from core.db import session_scope
     from core.images import counts
+    from core.picture_store import StoreUnavailable, picture_store
 
+    try:
+        store = picture_store()
+        store.check()
+        console.print(f"图片存储\t{store.where}（可用）")
+    except StoreUnavailable as err:
+        console.print(f"[yellow]图片存储\t不可用：{err}[/yellow]")
     with session_scope() as session:
         found = counts(session)
     names = {"images.pending": "待识别", "images.reading": "识别中", "images.done": "已识别", "images.failed": "识别失败",
              "refs.pending": "待抓取", "refs.fetching": "抓取中", "refs.stored": "已保存", "refs.failed": "抓取失败",
-             "refs.refused": "已拒绝"}
+             "refs.refused": "已拒绝", "refs.retry": "抓取失败，稍后重试", "refs.missing": "导出中缺少文件"}
     for key, n in sorted(found.items()):
         console.print(f"{names.get(key, key)}\t{n}")
+
+
+@images_app.command("copy-to-store")
+def copy_to_store() -> None:
+    """Copy the pictures kept in the data dir into the S3 store now configured (switching stores)."""
+    from core.db import session_scope
+    from core.errors import InvalidInput
+    from core.images import copy_local_to_store
+    from core.picture_store import StoreUnavailable, picture_store
+
+    try:
+        with session_scope() as session:
+            report = copy_local_to_store(session)
+    except (InvalidInput, StoreUnavailable) as err:
+        console.print(f"[red]错误：[/red]{err}")
+        raise typer.Exit(1) from err
+    console.print(f"已复制 {report.copied} 张图片到 {picture_store().where}（已有的不重复写入）。")
+    if report.missing:
+        console.print(f"[yellow]{len(report.missing)} 张图片的文件不在数据目录中，未复制：{', '.join(report.missing[:5])}[/yellow]")
 
 
 def register(app: typer.Typer) -> None:
