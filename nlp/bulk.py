@@ -59,20 +59,27 @@ def executemany(conn: Connection, stmt: UpdateBase, rows: Sequence[Mapping[str, 
         return
     given = rows[0].keys()
     fixed: dict[str, Any] = {}
-    convert: list[tuple[str, Any]] = []  # (name, processor) of values taken from the rows
+    processors: dict[str, Any] = {}  # name -> processor of the values taken from the rows (None: as is)
     for name in dict.fromkeys(names):
         bind = compiled.binds[name]
         process = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if name in given:
-            convert.append((name, process))
+            processors[name] = process
         else:
             value = bind.effective_value
             fixed[name] = process(value) if process else value
-    done: list[dict[str, Any]] = []
+    # One pass per row: a list (positional drivers: SQLite) or dict (named: psycopg) built from
+    # a template of the fixed values, the rows' values put in place, each converted once.
+    keys = list(names) if compiled.positional else list(dict.fromkeys(names))
+    template = [fixed.get(n) for n in keys]
+    plain = [(i, n) for i, n in enumerate(keys) if n in processors and processors[n] is None]
+    typed = [(i, n, processors[n]) for i, n in enumerate(keys) if n in processors and processors[n] is not None]
+    params: list[Any] = []
     for row in rows:
-        values = dict(fixed)
-        for name, process in convert:
-            values[name] = process(row[name]) if process is not None else row[name]
-        done.append(values)
-    params: list[Any] = [tuple(v[n] for n in names) for v in done] if compiled.positional else done
+        values = template.copy()
+        for i, n in plain:
+            values[i] = row[n]
+        for i, n, process in typed:
+            values[i] = process(row[n])
+        params.append(tuple(values) if compiled.positional else dict(zip(keys, values, strict=True)))
     conn.exec_driver_sql(compiled.string, params)

@@ -27,6 +27,7 @@ matched there when its claim is edited or it is withdrawn.
 
 from __future__ import annotations
 
+import copy
 import csv
 import datetime as dt
 import hashlib
@@ -53,6 +54,7 @@ from core.textsearch import row_tokens
 from nlp.anchors import Anchors, anchors_conflict, default_extractor, named_place_marks
 from nlp.claims import ClaimDoc, ClaimMatcher, ClaimModelMissing, counts_conflict, load_claim_matcher, opposed
 from nlp.normalize import normalize
+from nlp.scoring import ScaledLogistic
 from nlp.similarity import (
     N_FEATURES,
     BandedIndex,
@@ -515,6 +517,19 @@ class DebunkMatcher:
         n = len(self.keys)
         self._idf = np.log((1.0 + n) / (1.0 + df)) + 1.0  # sklearn's smooth idf
         self._matrix = self._tfidf(counts).T.tocsr()
+
+    def portable(self) -> DebunkMatcher:
+        """This matcher for the analysis workers: the claim matcher's scikit-learn model swapped
+        for its numpy twin (nlp.scoring.ScaledLogistic, the same probabilities), so unpickling it
+        imports no scikit-learn. Itself when there is no such twin."""
+        cm = self.claim_matcher
+        twin = ScaledLogistic.of(cm.model) if cm is not None else None
+        if cm is None or twin is None:
+            return self
+        out = copy.copy(self)
+        out.claim_matcher = copy.copy(cm)
+        out.claim_matcher.model = twin
+        return out
 
     @classmethod
     def from_session(cls, session: Session, **kwargs: Any) -> DebunkMatcher:

@@ -48,6 +48,8 @@ import datetime as dt
 import gc
 import logging
 import os
+import pickle
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -200,33 +202,35 @@ def text_features(
     part with ``wants_context = True`` is called ``part(norm, contexts)`` (one `PostContext` per
     text, or None when the caller has none).
     """
+    # CPU seconds, not wall: on a shared machine a worker's wall time measures its neighbours.
+    clock = time.process_time
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
+    t0 = clock()
     norm = [normalize(t) for t in texts]
     keys = [match_key(n) for n in norm]
-    t1 = time.perf_counter()
+    t1 = clock()
     timings["normalize"] = t1 - t0
     proba, explanations = _classify_and_explain(model, norm, explain_k)
-    t2 = time.perf_counter()
+    t2 = clock()
     timings["classify_explain"] = t2 - t1
     shingles = shingle_batch(keys)
     signatures = shingles.signatures()
-    t4 = time.perf_counter()
+    t4 = clock()
     timings["signatures"] = t4 - t2
     debunks: list[DebunkHit | None] = (
         matcher.match(keys, signatures, shingles)
         if matcher is not None and len(matcher)
         else [None] * len(texts)
     )
-    t5 = time.perf_counter()
+    t5 = clock()
     timings["debunks"] = t5 - t4
     prep = prepare_batch(banding, keys, signatures) if banding is not None else None
-    timings["story_prep"] = time.perf_counter() - t5
+    timings["story_prep"] = clock() - t5
     extras = {}
     for name, part in (parts or {}).items():
-        t6 = time.perf_counter()
+        t6 = clock()
         extras[name] = part(norm, contexts) if getattr(part, "wants_context", False) else part(norm)
-        timings[f"{name}.text"] = time.perf_counter() - t6
+        timings[f"{name}.text"] = clock() - t6
     return TextFeatures(norm, keys, signatures, proba, explanations, debunks, timings, prep, extras)
 
 
@@ -284,21 +288,34 @@ def _share_segmenter(model: Classifier, parts: dict[str, TextPart]) -> None:
         part.share_segmenter(seg)
 
 
-def _worker_init(
-    model: Classifier,
-    matcher: DebunkMatcher | None,
-    explain_k: int,
-    banding: BandedIndex | None,
-    parts: dict[str, TextPart],
-    parent_pid: int | None = None,
-) -> None:
+def _worker_init(state_file: str, parent_pid: int | None = None) -> None:
+    """Set a worker up from the state `_write_worker_state` pickled to ``state_file``."""
     if parent_pid is not None:
         die_with_parent(parent_pid)  # a kill -9 of `yuqing analyze` must not leave workers behind
+    with open(state_file, "rb") as fh:
+        model, matcher, explain_k, banding, parts = pickle.load(fh)  # our own file (mode 0600)
     _share_segmenter(model, parts)
     _WORKER.update(model=model, matcher=matcher, explain_k=explain_k, banding=banding, parts=parts)
     young, *older = gc.get_threshold()
     gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), *older)  # our own process: for its lifetime
     logging.getLogger("jieba").setLevel(logging.WARNING)
+
+
+def _write_worker_state(model: Classifier, matcher: DebunkMatcher | None, explain_k: int,
+                        banding: BandedIndex | None, parts: dict[str, TextPart]) -> str:
+    """Pickle what each worker needs (about 35 MB: the models' arrays) to a private temporary file
+    that the workers read, instead of passing it as the pool's ``initargs``.
+
+    Why: a spawned worker receives its initargs through a pipe, and the parent's write blocks
+    until the child has read them, i.e. until the child has started Python and imported
+    everything the pickle names (seconds on this machine, longer under load). The pool starts
+    its workers one after the other from ``submit``, so the run stood still for both starts
+    before its first batch. A path is a few bytes: the workers now start in parallel with the run.
+    """
+    fd, path = tempfile.mkstemp(prefix="yuqing-analyze-", suffix=".pickle")  # mode 0600
+    with os.fdopen(fd, "wb") as fh:
+        pickle.dump((model, matcher, explain_k, banding, parts), fh, protocol=pickle.HIGHEST_PROTOCOL)
+    return path
 
 
 def _worker_run(texts: list[str], contexts: list[PostContext] | None = None) -> TextFeatures:
@@ -559,6 +576,18 @@ def write_stage(ctx: AnalysisContext, batch: Batch) -> None:
     ctx.count("posts", len(batch))
 
 
+@contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Add the block's wall seconds to ``timings[name]`` and its CPU seconds to
+    ``timings["cpu." + name]`` (on a shared machine the CPU seconds are the steadier figure)."""
+    t, c = time.perf_counter(), time.process_time()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t
+        timings["cpu." + name] = timings.get("cpu." + name, 0.0) + time.process_time() - c
+
+
 class _Ticker:
     """Adds the CPU time since the last tick to ``ctx.timings["cpu." + prefix + name]``."""
 
@@ -805,11 +834,10 @@ def _finish(ctx: AnalysisContext, pipeline: Sequence[Stage]) -> None:
     """Each stage's `Stage.finish`, then a commit."""
     for stage in pipeline:
         if stage.finish is not None:
-            t, c = time.perf_counter(), time.process_time()
-            stage.finish(ctx)
-            ctx.timings[stage.name] = ctx.timings.get(stage.name, 0.0) + time.perf_counter() - t
-            ctx.timings["cpu." + stage.name] = ctx.timings.get("cpu." + stage.name, 0.0) + time.process_time() - c
-    ctx.session.commit()
+            with _timed(ctx.timings, stage.name):
+                stage.finish(ctx)
+    with _timed(ctx.timings, "commit"):
+        ctx.session.commit()
 
 
 def _record_progress(session: Session, run: AnalysisRun | None, started_at: dt.datetime,
@@ -876,34 +904,38 @@ def run_analysis(
     total = backlog(session)
     if limit is not None:
         total = min(total, limit)
-    t0 = time.perf_counter()
-    matcher = DebunkMatcher.from_session(session)
-    index = StoryIndex.load(session, now=now, window_days=window_days)
-    ctx = AnalysisContext(
-        session=session,
-        model=model,
-        model_version_id=model_version_id,
-        matcher=matcher,
-        stories=index,
-        now=now or utcnow(),
-    )
-    ctx.state["decider"] = decider_for(session, model_version_id, card=getattr(model, "card", None))
-    ctx.state["abstainer"] = _abstainer(session, model_version_id)
-    ctx.timings["load_indexes"] = time.perf_counter() - t0
+    timings: dict[str, float] = {}
+    with _timed(timings, "load_indexes"):
+        matcher = DebunkMatcher.from_session(session)
+        index = StoryIndex.load(session, now=now, window_days=window_days)
+        ctx = AnalysisContext(
+            session=session,
+            model=model,
+            model_version_id=model_version_id,
+            matcher=matcher,
+            stories=index,
+            now=now or utcnow(),
+            timings=timings,
+        )
+        ctx.state["decider"] = decider_for(session, model_version_id, card=getattr(model, "card", None))
+        ctx.state["abstainer"] = _abstainer(session, model_version_id)
     pipeline = list(stages) if stages is not None else list(STAGES)
     ctx.text_parts = {s.name: s.text_part(ctx) for s in pipeline if s.text_part is not None}
     if workers is None:
         workers = min(2, os.cpu_count() or 1) if total >= PARALLEL_MIN_POSTS else 0
     pool: ProcessPoolExecutor | None = None
+    state_file: str | None = None
     if workers > 1 and total > batch_size:
         import multiprocessing  # spawn: a forked child would share (and close) our DB connections
 
+        with _timed(ctx.timings, "start_workers"):
+            state_file = _write_worker_state(_portable(model), matcher.portable(), ctx.explain_k,
+                                             index.lsh.empty_like(), ctx.text_parts)
         pool = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_worker_init,
-            initargs=(_portable(model), matcher, ctx.explain_k, index.lsh.empty_like(), ctx.text_parts,
-                      os.getpid()),
+            initargs=(state_file, os.getpid()),
         )
     else:
         workers = 0
@@ -918,9 +950,8 @@ def run_analysis(
 
         def refill() -> None:
             while len(queue) < depth:
-                t_read = time.perf_counter()
-                rows = next(reader, None)
-                ctx.timings["read"] = ctx.timings.get("read", 0.0) + time.perf_counter() - t_read
+                with _timed(ctx.timings, "read"):
+                    rows = next(reader, None)
                 if rows is None:
                     return
                 batch = Batch(rows=rows, segmenter=ctx.segmenter)
@@ -932,19 +963,15 @@ def run_analysis(
         while queue:
             batch = queue.pop(0)
             for stage in pipeline:
-                t_stage, c_stage = time.perf_counter(), time.process_time()
-                stage.run(ctx, batch)
-                if stage.name != "text":
-                    ctx.timings[stage.name] = ctx.timings.get(stage.name, 0.0) + time.perf_counter() - t_stage
-                    cpu_key = "cpu." + stage.name
-                    ctx.timings[cpu_key] = ctx.timings.get(cpu_key, 0.0) + time.process_time() - c_stage
+                # "text" in the main process: waiting for a worker, or the text work itself without one
+                with _timed(ctx.timings, "text_main" if stage.name == "text" else stage.name):
+                    stage.run(ctx, batch)
             probas.append(batch.raw_proba)  # drift is measured on the model's own scores
             done += len(batch)
-            # the run's record rides on the batch's commit: a killed run leaves what it did
-            run = _record_progress(session, run, run_started_at, model_version_id, done, probas, workers)
-            t_commit = time.perf_counter()
-            session.commit()
-            ctx.timings["commit"] = ctx.timings.get("commit", 0.0) + time.perf_counter() - t_commit
+            with _timed(ctx.timings, "commit"):
+                # the run's record rides on the batch's commit: a killed run leaves what it did
+                run = _record_progress(session, run, run_started_at, model_version_id, done, probas, workers)
+                session.commit()
             if progress is not None:
                 progress(done, total)
             refill()
@@ -952,6 +979,8 @@ def run_analysis(
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        if state_file is not None:
+            Path(state_file).unlink(missing_ok=True)
     proba = np.concatenate(probas) if probas else np.zeros(0)
     seconds = time.perf_counter() - started
     run_id = None
@@ -977,9 +1006,8 @@ def run_analysis(
         session.commit()
         run_id = run.id
     if done and (reestimate_prevalence or _estimate_due(session, model_version_id, ctx.now)):
-        t_est = time.perf_counter()
-        reestimate(session, model_version_id=model_version_id, card=getattr(model, "card", None), now=ctx.now)
-        session.commit()
-        ctx.timings["prevalence"] = time.perf_counter() - t_est
+        with _timed(ctx.timings, "prevalence"):
+            reestimate(session, model_version_id=model_version_id, card=getattr(model, "card", None), now=ctx.now)
+            session.commit()
     log.info("analyze done", extra={"posts": done, "seconds": round(seconds, 2), "workers": workers})
     return AnalysisResult(run_id, done, seconds, dict(ctx.counts), dict(ctx.timings), mean, high, workers)

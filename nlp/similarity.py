@@ -171,11 +171,14 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
 
 
 def _permutations(num_perm: int) -> np.ndarray:
-    # datasketch's own affine32 permutations, so our signatures are datasketch MinHashes.
-    # Imported here: datasketch pulls scipy.stats (3-4 s on a first run), which serving needs not.
-    from datasketch import MinHash
-
-    return MinHash(num_perm=num_perm, seed=SEED).permutations
+    """datasketch 2's affine32 permutations (``MinHash(num_perm, seed=SEED).permutations``), so our
+    signatures are datasketch MinHashes: drawn here the way datasketch draws them, because
+    importing datasketch pulls in scipy.stats (about a CPU-second in each analysis worker, 3-4 s
+    on a first run). tests/nlp/test_similarity.py checks them against datasketch's own."""
+    gen = np.random.RandomState(SEED)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)  # odd: a bijection
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return np.array([a, b])
 
 
 _PERMS: dict[int, np.ndarray] = {}  # filled on first use

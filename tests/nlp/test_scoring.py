@@ -17,6 +17,7 @@ from nlp.normalize import normalize
 from nlp.scoring import (
     ModelFileError,
     RumorScorer,
+    ScaledLogistic,
     _display,
     is_telling_term,
     load_scorer,
@@ -235,3 +236,27 @@ def test_shipped_explanations_skip_function_words(shipped):
     shown = [t for t, _ in terms if not t.startswith("cue:")]
     assert shown and all(is_telling_term(t) for t in shown)
     assert "了" not in shown and "被" not in shown
+
+
+def test_scaled_logistic_gives_the_fitted_pipelines_probabilities_to_the_bit():
+    """The claim matcher's model in the analysis workers (nlp.scoring.ScaledLogistic): the same
+    probabilities as scikit-learn's StandardScaler + LogisticRegression, bit for bit."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(400, 12)) * rng.uniform(0.1, 50, size=12) + rng.normal(size=12)
+    y = (x[:, 0] / 50 + x[:, 3] + rng.normal(size=400) > 0).astype(int)
+    for scaler in (StandardScaler(), StandardScaler(with_mean=False)):
+        model = make_pipeline(scaler, LogisticRegression(C=0.1)).fit(x, y)
+        twin = ScaledLogistic.of(model)
+        assert twin is not None
+        probe = rng.normal(size=(1000, 12)) * 80
+        np.testing.assert_array_equal(twin.predict_proba(probe), model.predict_proba(probe))
+        np.testing.assert_array_equal(twin.predict_proba(probe.astype(np.float32)),
+                                      model.predict_proba(probe.astype(np.float32)))
+    # anything else has no twin: it keeps its own predict_proba
+    assert ScaledLogistic.of(LogisticRegression().fit(x, y)) is None
+    assert ScaledLogistic.of(make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y % 1 + (x[:, 1] > 0) +
+                                                                                         (x[:, 2] > 0))) is None

@@ -162,3 +162,39 @@ def test_reworded_retellings_match_through_the_claim_matcher_and_amounts_stay_ap
     assert hits[3] is not None and hits[3].debunk_id == 2 and hits[3].method == "minhash"
     # Without the claim matcher (the matcher before): the rewording is missed.
     assert DebunkMatcher([1, 2], claims, claim_matcher=None).match(keys[:1]) == [None]
+
+
+def test_the_workers_matcher_matches_alike_without_importing_sklearn(tmp_path) -> None:
+    """What `yuqing analyze` sends its worker processes (DebunkMatcher.portable): the same hits on
+    reworded, near-copied and unrelated posts, and unpickled in a fresh interpreter without
+    scikit-learn (importing it cost each worker about 3 CPU-seconds)."""
+    import json
+    import pickle
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    rows = [DebunkIn.model_validate(r) for r in read_debunk_file(DEMO_DEBUNKS)]
+    claims = [r.claim for r in rows] + ["镇政府给每户发800元取暖补贴，带身份证去村委会领"]
+    matcher = DebunkMatcher(list(range(1, len(claims) + 1)), claims)
+    portable = matcher.portable()
+    assert portable.claim_matcher is not None and portable.claim_matcher.model is not matcher.claim_matcher.model
+    texts = [*POSTS, *UNRELATED, "取暖补贴每户800元，去村委会领，转给身边的人", "镇政府给每户发500元取暖补贴"]
+    keys = [match_key(normalize(t)) for t in texts]
+    expected = matcher.match(keys)
+    assert any(h is not None and h.method == "paraphrase" for h in expected)  # the claim model was used
+    (tmp_path / "matcher.pickle").write_bytes(pickle.dumps(portable))
+    (tmp_path / "keys.json").write_text(json.dumps(keys, ensure_ascii=False), encoding="utf-8")
+    code = (
+        "import json, pickle, sys\n"
+        f"m = pickle.loads(open({str(tmp_path / 'matcher.pickle')!r}, 'rb').read())\n"
+        f"keys = json.loads(open({str(tmp_path / 'keys.json')!r}, encoding='utf-8').read())\n"
+        "hits = [None if h is None else [h.debunk_id, h.similarity, h.method] for h in m.match(keys)]\n"
+        "print(json.dumps({'hits': hits, 'sklearn': any(k.startswith('sklearn') for k in sys.modules)}))\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, check=True,
+                         env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"})
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["sklearn"] is False
+    assert got["hits"] == [None if h is None else [h.debunk_id, h.similarity, h.method] for h in expected]
