@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +29,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from alerts.tip_delivery import enqueue_first_reply
+from core.db import transaction, write_turn
 from core.settings import get_settings
 from core.tables import Debunk, Tip, utcnow
-from core.tips import StoredTip, TipIn, store_tip
+from core.throttle import RateLimit
+from core.tips import StoredTip, TipIn, find_tip, reporter_key, store_tip, tip_key, tip_text
 from nlp.debunks import DebunkHit, DebunkMatcher
 from nlp.normalize import normalize
 from nlp.similarity import match_key
@@ -39,6 +42,7 @@ log = logging.getLogger(__name__)
 ACKNOWLEDGEMENT = "已收到，正在核实…我们核实后会尽快答复。感谢您的反映！"
 ACKNOWLEDGEMENT_NO_ANSWER = "已收到，正在核实…感谢您的反映！如需答复，请留下联系方式。"
 BLOCKED_REPLY = "已收到。"
+FLOOD_REPLY = "您发送得太频繁了，请过几分钟再发。"
 
 
 @dataclass
@@ -118,15 +122,16 @@ class TipMatch:
     score: float
 
 
-def match_tip(matcher: DebunkMatcher, text: str, claims: dict[int, str]) -> TipMatch:
+def match_tip(matcher: DebunkMatcher, text: str, claims: dict[int, str], *, hit: DebunkHit | None = None) -> TipMatch:
     """Match one tip; ``claims`` maps debunk id -> claim text (the matched one is re-scored).
+    ``hit``: the matcher's answer for ``text`` when the caller has it already (one match, not two).
 
     The debunk matcher finds the candidate (and refuses other villages, amounts and things); the
     band is then read on one scale for every path, the claim matcher's P(same claim), because
     the paths' own similarities (MinHash Jaccard, TF-IDF cosine) mean different things and the
     MinHash path matched hard negatives on short texts (bench/results/tips.md)."""
     key = match_key(normalize(text))
-    hit = matcher.match([key])[0]
+    hit = matcher.match([key])[0] if hit is None else hit
     if hit is None:
         return TipMatch(None, 0.0)
     if hit.method == "paraphrase" or matcher.claim_matcher is None:
@@ -166,18 +171,78 @@ def _short(text: str, limit: int) -> str:
 # ----------------------------------------------------------------------------- the flow
 
 
+def flood_wait(session: Session, tip: TipIn) -> float:
+    """0.0 when this resident may send this tip now, else the seconds until they may.
+
+    For channels where a resident is known by an account (QQ number, 公众号 openid): one person
+    sending hundreds of messages must not store hundreds of tips and queue hundreds of replies.
+    The limit (YUQING_TIP_RATE_PER_MINUTE / _BURST, as for one address on the tip page) is kept
+    in the database (core.throttle), in the caller's transaction. A message already stored (a
+    bot or WeChat retrying it) is never refused: it gets its first reply again."""
+    if not tip.address or session.scalar(select(Tip.id).where(Tip.dedup_key == tip_key(tip.channel, tip.message_id))):
+        return 0.0
+    settings = get_settings()
+    key = f"tip:reporter:{reporter_key(tip.channel, tip.address)}"
+    return RateLimit(settings.tip_rate_per_minute, settings.tip_rate_burst).take(session, key)
+
+
+
+@dataclass
+class _Prepared:
+    """What a tip's matching found, before anything is written."""
+
+    text: str
+    found: TipMatch
+    debunk_id: int | None
+
+
+def _prepare(session: Session, tip: TipIn, matcher: DebunkMatcher | None) -> _Prepared:
+    text = tip_text(tip)
+    found = _match(session, matcher or debunk_matcher(session), text) if text else TipMatch(None, 0.0)
+    return _Prepared(text, found, found.hit.debunk_id if found.hit is not None else None)
+
+
 def receive_tip(session: Session, tip: TipIn, *, matcher: DebunkMatcher | None = None) -> TipOutcome:
-    """Store, match and answer one tip (caller commits). Idempotent per channel + message id."""
-    stored: StoredTip = store_tip(session, tip)
+    """Store, match and answer one tip (caller commits). Idempotent per channel + message id.
+
+    The tip is matched *before* anything is written: on SQLite the first write takes the
+    database's one write lock until the commit, and matching against 5,000 debunks is the slow
+    part. Request paths use :func:`take_tip`, which also commits in a short turn of its own."""
+    before = find_tip(session, tip)
+    if before is not None:
+        return _again(before)
+    return _store(session, tip, _prepare(session, tip, matcher))
+
+
+def take_tip(sessions: Callable[[], Session], tip: TipIn, *, limit_reporter: bool = False) -> TipOutcome | None:
+    """:func:`receive_tip` for a request (tip page, QQ, 公众号), committed: matched in a read-only
+    session, then stored in a short write transaction taken in turn (core.db.write_turn), so a
+    burst of tips queues for the write instead of polling SQLite's lock, and no write waits for
+    another tip's matching. ``limit_reporter``: refuse (None) a resident over the rate limit
+    (:func:`flood_wait`), in the same write."""
+    with transaction(sessions()) as session:
+        before = find_tip(session, tip)
+        if before is not None:
+            return _again(before)
+        prepared = _prepare(session, tip, None)
+        engine = session.get_bind().engine
+    with write_turn(engine), transaction(sessions()) as session:
+        if limit_reporter and flood_wait(session, tip):
+            return None
+        return _store(session, tip, prepared)
+
+
+def _store(session: Session, tip: TipIn, prepared: _Prepared) -> TipOutcome:
+    stored: StoredTip = store_tip(session, tip, text=prepared.text)
     row = stored.tip
-    if not stored.new:
-        return TipOutcome(row, False, row.first_reply or ACKNOWLEDGEMENT, row.status == "auto_answered")
+    if not stored.new:  # the same message stored meanwhile by a concurrent delivery
+        return _again(row)
     if stored.blocked:
         row.first_reply = BLOCKED_REPLY
         return TipOutcome(row, True, BLOCKED_REPLY, False)
     settings = get_settings()
-    found = _match(session, matcher or debunk_matcher(session), row.text) if row.text else TipMatch(None, 0.0)
-    debunk = session.get(Debunk, found.hit.debunk_id) if found.hit is not None else None
+    found = prepared.found
+    debunk = session.get(Debunk, prepared.debunk_id) if prepared.debunk_id is not None else None
     if debunk is not None and found.hit is not None:
         row.debunk_id, row.debunk_score, row.debunk_method = debunk.id, found.score, found.hit.method
     if debunk is not None and in_band(found) and row.channel in settings.tip_auto_reply_channels:
@@ -192,9 +257,25 @@ def receive_tip(session: Session, tip: TipIn, *, matcher: DebunkMatcher | None =
     return TipOutcome(row, True, reply, auto)
 
 
+def send_first_reply_later(sessions: Callable[[], Session], tip_id: int) -> bool:
+    """The channel's request was answered before this tip's first reply was ready (the 公众号's
+    deadline): send that reply through the outbox instead (the 公众号 customer-service message).
+    Only a refutation is worth it: the resident was already told "已收到，正在核实"."""
+    with write_turn(sessions().get_bind().engine), transaction(sessions()) as session:
+        tip = session.get(Tip, tip_id)
+        if tip is None or tip.status != "auto_answered":
+            return False
+        return enqueue_first_reply(session, tip, late=True) is not None
+
+
+def _again(row: Tip) -> TipOutcome:
+    """A re-sent tip: the first reply again, nothing new."""
+    return TipOutcome(row, False, row.first_reply or ACKNOWLEDGEMENT, row.status == "auto_answered")
+
+
 def _match(session: Session, matcher: DebunkMatcher, text: str) -> TipMatch:
     hit = matcher.match([match_key(normalize(text))])[0] if len(matcher) else None
     if hit is None:
         return TipMatch(None, 0.0)
     claim = session.scalar(select(Debunk.claim).where(Debunk.id == hit.debunk_id)) or ""
-    return match_tip(matcher, text, {hit.debunk_id: claim})
+    return match_tip(matcher, text, {hit.debunk_id: claim}, hit=hit)
