@@ -34,7 +34,7 @@ from core.settings import get_settings
 from core.tables import Debunk, Tip, utcnow
 from core.throttle import RateLimit
 from core.tips import StoredTip, TipIn, find_tip, reporter_key, store_tip, tip_key, tip_text
-from nlp.debunks import DebunkHit, DebunkMatcher
+from nlp.debunks import DebunkHit, DebunkMatcher, gazetteer_place_parents
 from nlp.normalize import normalize
 from nlp.similarity import match_key
 
@@ -60,6 +60,17 @@ _MATCHER: dict[str, Any] = {}
 #: Libraries at least this large are rebuilt in the background (a build takes seconds).
 BACKGROUND_BUILD_FROM = 1000
 _MATCHER_LOCK = threading.Lock()
+#: One build at a time: tips arriving while the library is built wait for that one build (a
+#: burst of tips at start must not each build their own, seconds of CPU apiece).
+_BUILD_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Library:
+    """The tip matcher of the active debunks and their claims (for the claim matcher's score)."""
+
+    matcher: DebunkMatcher
+    claims: dict[int, str]
 
 
 def _library_version(session: Session) -> tuple[Any, ...]:
@@ -69,35 +80,68 @@ def _library_version(session: Session) -> tuple[Any, ...]:
     return (session.get_bind().engine.url.render_as_string(hide_password=True), *row)
 
 
-def debunk_matcher(session: Session) -> DebunkMatcher:
-    """The matcher of the active debunks. Building it for 5,000 debunks takes seconds and a
-    公众号 callback has 5, so it is built once, and when the library changes it is rebuilt in a
-    background thread while the previous one keeps answering (a tip may meet a library a few
-    seconds old). Only the very first build is waited for (:func:`warm_matcher` does it at start)."""
+def _library_rows(session: Session) -> dict[int, str]:
+    rows = session.execute(select(Debunk.id, Debunk.claim).where(Debunk.active.is_(True)).order_by(Debunk.id)).all()
+    return {int(r.id): r.claim for r in rows}
+
+
+def _build(claims: dict[int, str]) -> Library:
+    # as DebunkMatcher.from_session, from rows already read (no connection held while it builds)
+    return Library(DebunkMatcher(list(claims), list(claims.values()), place_parents=gazetteer_place_parents()), claims)
+
+
+def _cached(session: Session) -> tuple[Library | None, tuple[Any, ...]]:
+    """The cached library if it may serve (None: build one now) and the library's version. A
+    large library that changed is rebuilt in a background thread while the old one serves."""
     version = _library_version(session)
     with _MATCHER_LOCK:
-        current = _MATCHER.get("matcher")
+        current: Library | None = _MATCHER.get("library")
         stale = _MATCHER.get("version") != version
-        if stale and (current is None or int(version[1] or 0) < BACKGROUND_BUILD_FROM or not len(current)):
+        if stale and (current is None or int(version[1] or 0) < BACKGROUND_BUILD_FROM or not len(current.matcher)):
             current = None  # a small library (or none before) is rebuilt at once: under a second
         elif current is not None and stale and not _MATCHER.get("building"):
             _MATCHER["building"] = True
             engine = session.get_bind().engine
             threading.Thread(target=_rebuild, args=(engine, version), name="tip-matcher", daemon=True).start()
+    return current, version
+
+
+def _install(claims: Callable[[], dict[int, str]], version: tuple[Any, ...]) -> Library:
+    """Build the library of ``version`` once: whoever comes second takes the first one's build."""
+    with _BUILD_LOCK:
+        with _MATCHER_LOCK:
+            if _MATCHER.get("version") == version and _MATCHER.get("library") is not None:
+                return _MATCHER["library"]
+        built = _build(claims())
+        with _MATCHER_LOCK:
+            _MATCHER.update(library=built, version=version)
+        return built
+
+
+def tip_library(session: Session) -> Library:
+    """The matcher of the active debunks, with their claims. Building it for 5,000 debunks takes
+    seconds and a 公众号 callback has 5, so it is built once, and when the library changes it is
+    rebuilt in a background thread while the previous one keeps answering (a tip may meet a
+    library a few seconds old). Only the very first build is waited for (:func:`warm_matcher`
+    does it at start). Reads through ``session``, so it sees the caller's own new debunks."""
+    current, version = _cached(session)
     if current is not None:
         return current
-    built = DebunkMatcher.from_session(session)
-    with _MATCHER_LOCK:
-        _MATCHER.update(matcher=built, version=version)
-    return built
+    return _install(lambda: _library_rows(session), version)
+
+
+def debunk_matcher(session: Session) -> DebunkMatcher:
+    """:func:`tip_library`'s matcher (the hotline import matches a whole file with it)."""
+    return tip_library(session).matcher
 
 
 def _rebuild(engine: Any, version: tuple[Any, ...]) -> None:
     try:
         with Session(engine) as session:
-            built = DebunkMatcher.from_session(session)
+            claims = _library_rows(session)
+        built = _build(claims)
         with _MATCHER_LOCK:
-            _MATCHER.update(matcher=built, version=version)
+            _MATCHER.update(library=built, version=version)
     except Exception:  # the old matcher keeps serving; the next tip tries again
         log.exception("rebuilding the tip matcher failed")
     finally:
@@ -109,7 +153,10 @@ def warm_matcher(engine: Any) -> None:
     """Build the matcher before the first tip arrives (called in a thread at server start)."""
     try:
         with Session(engine) as session:
-            debunk_matcher(session)
+            current, version = _cached(session)
+            claims = None if current is not None else _library_rows(session)
+        if claims is not None:
+            _install(lambda: claims, version)
     except Exception:
         log.exception("warming the tip matcher failed; the first tip builds it")
 
@@ -198,7 +245,13 @@ class _Prepared:
 
 def _prepare(session: Session, tip: TipIn, matcher: DebunkMatcher | None) -> _Prepared:
     text = tip_text(tip)
-    found = _match(session, matcher or debunk_matcher(session), text) if text else TipMatch(None, 0.0)
+    if not text:
+        return _Prepared(text, TipMatch(None, 0.0), None)
+    if matcher is not None:  # the caller's matcher (a hotline file): claims read as needed
+        found = _match(matcher, text, lambda i: session.scalar(select(Debunk.claim).where(Debunk.id == i)) or "")
+    else:
+        library = tip_library(session)
+        found = _match(library.matcher, text, lambda i: library.claims.get(i, ""))
     return _Prepared(text, found, found.hit.debunk_id if found.hit is not None else None)
 
 
@@ -215,21 +268,32 @@ def receive_tip(session: Session, tip: TipIn, *, matcher: DebunkMatcher | None =
 
 
 def take_tip(sessions: Callable[[], Session], tip: TipIn, *, limit_reporter: bool = False) -> TipOutcome | None:
-    """:func:`receive_tip` for a request (tip page, QQ, 公众号), committed: matched in a read-only
-    session, then stored in a short write transaction taken in turn (core.db.write_turn), so a
-    burst of tips queues for the write instead of polling SQLite's lock, and no write waits for
-    another tip's matching. ``limit_reporter``: refuse (None) a resident over the rate limit
-    (:func:`flood_wait`), in the same write."""
+    """:func:`receive_tip` for a request (tip page, QQ, 公众号), committed. Three short steps: a
+    read (a re-send? the library's version), the matching with no database connection held (a
+    burst of tips must not empty the connection pool), then the store in a short write taken in
+    turn (core.db.write_turn), so a burst queues for the write instead of polling SQLite's lock
+    and no write waits for another tip's matching. ``limit_reporter``: refuse (None) a resident
+    over the rate limit (:func:`flood_wait`), in the same write."""
+    text = tip_text(tip)
     with transaction(sessions()) as session:
         before = find_tip(session, tip)
         if before is not None:
             return _again(before)
-        prepared = _prepare(session, tip, None)
+        library, version = _cached(session)
         engine = session.get_bind().engine
+    if library is None:
+        library = _install(lambda: _rows_now(sessions), version)
+    found = _match(library.matcher, text, lambda i: library.claims.get(i, "")) if text else TipMatch(None, 0.0)
+    prepared = _Prepared(text, found, found.hit.debunk_id if found.hit is not None else None)
     with write_turn(engine), transaction(sessions()) as session:
         if limit_reporter and flood_wait(session, tip):
             return None
         return _store(session, tip, prepared)
+
+
+def _rows_now(sessions: Callable[[], Session]) -> dict[int, str]:
+    with transaction(sessions()) as session:
+        return _library_rows(session)
 
 
 def _store(session: Session, tip: TipIn, prepared: _Prepared) -> TipOutcome:
@@ -273,9 +337,8 @@ def _again(row: Tip) -> TipOutcome:
     return TipOutcome(row, False, row.first_reply or ACKNOWLEDGEMENT, row.status == "auto_answered")
 
 
-def _match(session: Session, matcher: DebunkMatcher, text: str) -> TipMatch:
+def _match(matcher: DebunkMatcher, text: str, claim_of: Callable[[int], str]) -> TipMatch:
     hit = matcher.match([match_key(normalize(text))])[0] if len(matcher) else None
     if hit is None:
         return TipMatch(None, 0.0)
-    claim = session.scalar(select(Debunk.claim).where(Debunk.id == hit.debunk_id)) or ""
-    return match_tip(matcher, text, {hit.debunk_id: claim}, hit=hit)
+    return match_tip(matcher, text, {hit.debunk_id: claim_of(hit.debunk_id)}, hit=hit)
