@@ -15,11 +15,12 @@ import hashlib
 import json
 import re
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from alerts import drafts, workflow
+from alerts import cards, drafts, wecom_send, workflow
 from alerts.common import get_alert, short_title
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from core.settings import get_settings
@@ -40,8 +41,10 @@ from core.tables import (
 
 #: api.accounts.ROLES (alerts may not import api): least to most privileged.
 ROLE_ORDER = ("viewer", "staff", "analyst", "admin")
-#: Platforms the bot can send to (OneBot v11 speaks QQ groups).
-SENDABLE_PLATFORMS = ("qq",)
+#: Platforms a publication can go to: QQ groups through the OneBot bot, 企业微信 groups (and WeChat
+#: groups that are 企业微信 groups) through a group robot configured in YUQING_WECOM_ROBOTS.
+SENDABLE_PLATFORMS = ("qq", *wecom_send.PLATFORMS)
+CHANNEL_ZH = {"qq": "QQ群", "wechat": "企业微信群", "wecom": "企业微信群"}
 MAX_CLAIM = 300
 MAX_TEXT = 1000
 MAX_TARGETS = 200
@@ -92,17 +95,23 @@ def spread_group_ids(session: Session, alert: Alert) -> list[int]:
 
 
 def _sendable(group: ChatGroup) -> bool:
-    return group.platform in SENDABLE_PLATFORMS and group.external_id.isdigit() and group.enabled
+    if not group.enabled:
+        return False
+    if group.platform == "qq":
+        return group.external_id.isdigit()
+    return group.platform in wecom_send.PLATFORMS and wecom_send.robot_for(group.external_id, group.name) is not None
 
 
 def group_choices(session: Session, alert: Alert) -> list[dict[str, Any]]:
     """Groups a publication may go to: the ones the matter spread in first (chosen by default),
-    then the office's other QQ groups. Groups the bot cannot reach are listed as such."""
+    then the office's other QQ groups and robot-served 企业微信 groups. Groups no bot or robot
+    can reach are listed as such."""
     spread = spread_group_ids(session, alert)
     rank = {gid: i for i, gid in enumerate(spread)}
     groups = list(session.scalars(
         select(ChatGroup).where((ChatGroup.id.in_(spread)) | (ChatGroup.platform.in_(SENDABLE_PLATFORMS)))
     ))
+    groups = [g for g in groups if g.id in rank or _sendable(g)]
     groups.sort(key=lambda g: (rank.get(g.id, len(rank)), g.name, g.id))
     return [
         {"id": g.id, "name": g.name, "platform": g.platform, "spread": g.id in rank,
@@ -218,7 +227,8 @@ def _chosen_groups(session: Session, alert: Alert, group_ids: list[int] | None) 
         raise InvalidInput(f"群 #{', #'.join(map(str, missing))} 不存在：请从列表中选择")
     unreachable = [found[i].name for i in ids if not _sendable(found[i])]
     if unreachable:
-        raise InvalidInput(f"机器人不能发到这些群：{'、'.join(unreachable)}（只能发 QQ 群，且群须启用）")
+        raise InvalidInput(f"机器人不能发到这些群：{'、'.join(unreachable)}（只能发 QQ 群和在 YUQING_WECOM_ROBOTS "
+                           "中配置了群机器人的企业微信群，且群须启用）")
     return [found[i] for i in ids]
 
 
@@ -260,7 +270,7 @@ def approve(
         )
     alert = get_alert(session, publication.alert_id)
     targets = _targets(session, publication.id)
-    channels = ["QQ群"] if targets else []
+    channels = list(dict.fromkeys(CHANNEL_ZH.get(t.platform, t.platform) for t in targets))
     response = workflow.respond(
         session, alert.id, text=publication.text, channels=[*channels, "辟谣卡片"], url=publication.url,
         published_at=now, actor=actor, now=now,
@@ -349,6 +359,27 @@ def group_message(publication: Publication, alert: Alert) -> str:
              f"{'答复' if word == '回应' else '真相'}：{publication.text}"]
     if publication.url:
         lines.append(f"详情：{publication.url}")
+    return "\n".join(lines)
+
+
+def card_png(publication: Publication, alert: Alert) -> bytes:
+    """The publication's 辟谣 card (1080 px PNG), dated the day it was approved (or drafted)."""
+    when = publication.decided_at or publication.created_at
+    card = cards.CardText(claim=publication.claim, text=publication.text, publisher=publication.publisher,
+                          date=when.astimezone(ZoneInfo(get_settings().timezone)).date(), url=publication.url,
+                          concern=is_concern(alert))
+    return cards.png_bytes(cards.refutation_card(card))
+
+
+def group_markdown(publication: Publication, alert: Alert) -> str:
+    """The publication as WeCom markdown: a bold heading and the staff's text shown as is."""
+    word = "回应" if is_concern(alert) else "辟谣"
+    esc = wecom_send.markdown_escape
+    lines = [f"**【{esc(publication.publisher)}{word}】**",
+             f"> {'群众关切' if word == '回应' else '网传'}：{esc(publication.claim)}",
+             f"**{'答复' if word == '回应' else '真相'}**：{esc(publication.text)}"]
+    if publication.url:
+        lines.append(f"[查看详情]({publication.url.replace(')', '%29')})")
     return "\n".join(lines)
 
 

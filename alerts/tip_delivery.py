@@ -75,9 +75,11 @@ def _enqueue(session: Session, tip: Tip, kind: str, text: str, *, alert_id: int 
     return row
 
 
-def enqueue_first_reply(session: Session, tip: Tip) -> Notification | None:
-    """Queue the first reply where the channel has no way to answer in the request (QQ)."""
-    if tip.channel != "qq" or not tip.first_reply:
+def enqueue_first_reply(session: Session, tip: Tip, *, late: bool = False) -> Notification | None:
+    """Queue the first reply where the channel has no way to answer in the request (QQ), or
+    (``late``) where the request was answered before the reply was ready (a 公众号 message
+    answered with the acknowledgement at its deadline: its refutation follows as a message)."""
+    if not tip.first_reply or (tip.channel != "qq" and not late):
         return None
     return _enqueue(session, tip, "first", tip.first_reply)
 

@@ -148,6 +148,28 @@ def tip_measures(session: Session, *, days: int = 14, now: dt.datetime | None = 
     }
 
 
+def tips_of_incidents(session: Session, incident_ids: list[int], end: dt.datetime) -> dict[int, dict[str, Any]]:
+    """Per incident, the tips received before ``end`` (received, auto-answered, answered by staff,
+    waiting, median minutes to answer): the digest shows them with each matter."""
+    if not incident_ids:
+        return {}
+    rows = session.execute(_base().where(Post.incident_id.in_(incident_ids), Tip.received_at < end)).all()
+    grouped: dict[int, list[Tip]] = {}
+    for tip, incident in rows:
+        if incident is not None:
+            grouped.setdefault(int(incident), []).append(tip)
+    return {i: _summary(ts) for i, ts in grouped.items()}
+
+
+def tips_phrase(m: dict[str, Any]) -> str:
+    """居民举报 … for one matter's tips (the digest's line under a rumor)."""
+    text = (f"居民举报 {m['received']} 条（自动答复 {m['auto_answered']}，工作人员答复 {m['answered_by_staff']}，"
+            f"待核实 {m['waiting']}")
+    if m["median_minutes_to_answer"] is not None:
+        text += f"；答复用时中位数 {m['median_minutes_to_answer']:g} 分钟"
+    return text + "）"
+
+
 def tips_sentence(session: Session, start: dt.datetime, end: dt.datetime) -> str | None:
     """One sentence on the tips received in [start, end), for the digest; None when there were none."""
     tips = list(session.scalars(select(Tip).where(Tip.received_at >= start, Tip.received_at < end)))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +29,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from alerts.tip_delivery import enqueue_first_reply
+from core.db import transaction, write_turn
 from core.settings import get_settings
 from core.tables import Debunk, Tip, utcnow
-from core.tips import StoredTip, TipIn, store_tip
-from nlp.debunks import DebunkHit, DebunkMatcher
+from core.throttle import RateLimit
+from core.tips import StoredTip, TipIn, find_tip, reporter_key, store_tip, tip_key, tip_text
+from nlp.debunks import DebunkHit, DebunkMatcher, gazetteer_place_parents
 from nlp.normalize import normalize
 from nlp.similarity import match_key
 
@@ -39,6 +42,7 @@ log = logging.getLogger(__name__)
 ACKNOWLEDGEMENT = "已收到，正在核实…我们核实后会尽快答复。感谢您的反映！"
 ACKNOWLEDGEMENT_NO_ANSWER = "已收到，正在核实…感谢您的反映！如需答复，请留下联系方式。"
 BLOCKED_REPLY = "已收到。"
+FLOOD_REPLY = "您发送得太频繁了，请过几分钟再发。"
 
 
 @dataclass
@@ -56,6 +60,17 @@ _MATCHER: dict[str, Any] = {}
 #: Libraries at least this large are rebuilt in the background (a build takes seconds).
 BACKGROUND_BUILD_FROM = 1000
 _MATCHER_LOCK = threading.Lock()
+#: One build at a time: tips arriving while the library is built wait for that one build (a
+#: burst of tips at start must not each build their own, seconds of CPU apiece).
+_BUILD_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Library:
+    """The tip matcher of the active debunks and their claims (for the claim matcher's score)."""
+
+    matcher: DebunkMatcher
+    claims: dict[int, str]
 
 
 def _library_version(session: Session) -> tuple[Any, ...]:
@@ -65,35 +80,68 @@ def _library_version(session: Session) -> tuple[Any, ...]:
     return (session.get_bind().engine.url.render_as_string(hide_password=True), *row)
 
 
-def debunk_matcher(session: Session) -> DebunkMatcher:
-    """The matcher of the active debunks. Building it for 5,000 debunks takes seconds and a
-    公众号 callback has 5, so it is built once, and when the library changes it is rebuilt in a
-    background thread while the previous one keeps answering (a tip may meet a library a few
-    seconds old). Only the very first build is waited for (:func:`warm_matcher` does it at start)."""
+def _library_rows(session: Session) -> dict[int, str]:
+    rows = session.execute(select(Debunk.id, Debunk.claim).where(Debunk.active.is_(True)).order_by(Debunk.id)).all()
+    return {int(r.id): r.claim for r in rows}
+
+
+def _build(claims: dict[int, str]) -> Library:
+    # as DebunkMatcher.from_session, from rows already read (no connection held while it builds)
+    return Library(DebunkMatcher(list(claims), list(claims.values()), place_parents=gazetteer_place_parents()), claims)
+
+
+def _cached(session: Session) -> tuple[Library | None, tuple[Any, ...]]:
+    """The cached library if it may serve (None: build one now) and the library's version. A
+    large library that changed is rebuilt in a background thread while the old one serves."""
     version = _library_version(session)
     with _MATCHER_LOCK:
-        current = _MATCHER.get("matcher")
+        current: Library | None = _MATCHER.get("library")
         stale = _MATCHER.get("version") != version
-        if stale and (current is None or int(version[1] or 0) < BACKGROUND_BUILD_FROM or not len(current)):
+        if stale and (current is None or int(version[1] or 0) < BACKGROUND_BUILD_FROM or not len(current.matcher)):
             current = None  # a small library (or none before) is rebuilt at once: under a second
         elif current is not None and stale and not _MATCHER.get("building"):
             _MATCHER["building"] = True
             engine = session.get_bind().engine
             threading.Thread(target=_rebuild, args=(engine, version), name="tip-matcher", daemon=True).start()
+    return current, version
+
+
+def _install(claims: Callable[[], dict[int, str]], version: tuple[Any, ...]) -> Library:
+    """Build the library of ``version`` once: whoever comes second takes the first one's build."""
+    with _BUILD_LOCK:
+        with _MATCHER_LOCK:
+            if _MATCHER.get("version") == version and _MATCHER.get("library") is not None:
+                return _MATCHER["library"]
+        built = _build(claims())
+        with _MATCHER_LOCK:
+            _MATCHER.update(library=built, version=version)
+        return built
+
+
+def tip_library(session: Session) -> Library:
+    """The matcher of the active debunks, with their claims. Building it for 5,000 debunks takes
+    seconds and a 公众号 callback has 5, so it is built once, and when the library changes it is
+    rebuilt in a background thread while the previous one keeps answering (a tip may meet a
+    library a few seconds old). Only the very first build is waited for (:func:`warm_matcher`
+    does it at start). Reads through ``session``, so it sees the caller's own new debunks."""
+    current, version = _cached(session)
     if current is not None:
         return current
-    built = DebunkMatcher.from_session(session)
-    with _MATCHER_LOCK:
-        _MATCHER.update(matcher=built, version=version)
-    return built
+    return _install(lambda: _library_rows(session), version)
+
+
+def debunk_matcher(session: Session) -> DebunkMatcher:
+    """:func:`tip_library`'s matcher (the hotline import matches a whole file with it)."""
+    return tip_library(session).matcher
 
 
 def _rebuild(engine: Any, version: tuple[Any, ...]) -> None:
     try:
         with Session(engine) as session:
-            built = DebunkMatcher.from_session(session)
+            claims = _library_rows(session)
+        built = _build(claims)
         with _MATCHER_LOCK:
-            _MATCHER.update(matcher=built, version=version)
+            _MATCHER.update(library=built, version=version)
     except Exception:  # the old matcher keeps serving; the next tip tries again
         log.exception("rebuilding the tip matcher failed")
     finally:
@@ -105,7 +153,10 @@ def warm_matcher(engine: Any) -> None:
     """Build the matcher before the first tip arrives (called in a thread at server start)."""
     try:
         with Session(engine) as session:
-            debunk_matcher(session)
+            current, version = _cached(session)
+            claims = None if current is not None else _library_rows(session)
+        if claims is not None:
+            _install(lambda: claims, version)
     except Exception:
         log.exception("warming the tip matcher failed; the first tip builds it")
 
@@ -118,15 +169,16 @@ class TipMatch:
     score: float
 
 
-def match_tip(matcher: DebunkMatcher, text: str, claims: dict[int, str]) -> TipMatch:
+def match_tip(matcher: DebunkMatcher, text: str, claims: dict[int, str], *, hit: DebunkHit | None = None) -> TipMatch:
     """Match one tip; ``claims`` maps debunk id -> claim text (the matched one is re-scored).
+    ``hit``: the matcher's answer for ``text`` when the caller has it already (one match, not two).
 
     The debunk matcher finds the candidate (and refuses other villages, amounts and things); the
     band is then read on one scale for every path, the claim matcher's P(same claim), because
     the paths' own similarities (MinHash Jaccard, TF-IDF cosine) mean different things and the
     MinHash path matched hard negatives on short texts (bench/results/tips.md)."""
     key = match_key(normalize(text))
-    hit = matcher.match([key])[0]
+    hit = matcher.match([key])[0] if hit is None else hit
     if hit is None:
         return TipMatch(None, 0.0)
     if hit.method == "paraphrase" or matcher.claim_matcher is None:
@@ -166,18 +218,95 @@ def _short(text: str, limit: int) -> str:
 # ----------------------------------------------------------------------------- the flow
 
 
+def flood_wait(session: Session, tip: TipIn) -> float:
+    """0.0 when this resident may send this tip now, else the seconds until they may.
+
+    For channels where a resident is known by an account (QQ number, 公众号 openid): one person
+    sending hundreds of messages must not store hundreds of tips and queue hundreds of replies.
+    The limit (YUQING_TIP_RATE_PER_MINUTE / _BURST, as for one address on the tip page) is kept
+    in the database (core.throttle), in the caller's transaction. A message already stored (a
+    bot or WeChat retrying it) is never refused: it gets its first reply again."""
+    if not tip.address or session.scalar(select(Tip.id).where(Tip.dedup_key == tip_key(tip.channel, tip.message_id))):
+        return 0.0
+    settings = get_settings()
+    key = f"tip:reporter:{reporter_key(tip.channel, tip.address)}"
+    return RateLimit(settings.tip_rate_per_minute, settings.tip_rate_burst).take(session, key)
+
+
+
+@dataclass
+class _Prepared:
+    """What a tip's matching found, before anything is written."""
+
+    text: str
+    found: TipMatch
+    debunk_id: int | None
+
+
+def _prepare(session: Session, tip: TipIn, matcher: DebunkMatcher | None) -> _Prepared:
+    text = tip_text(tip)
+    if not text:
+        return _Prepared(text, TipMatch(None, 0.0), None)
+    if matcher is not None:  # the caller's matcher (a hotline file): claims read as needed
+        found = _match(matcher, text, lambda i: session.scalar(select(Debunk.claim).where(Debunk.id == i)) or "")
+    else:
+        library = tip_library(session)
+        found = _match(library.matcher, text, lambda i: library.claims.get(i, ""))
+    return _Prepared(text, found, found.hit.debunk_id if found.hit is not None else None)
+
+
 def receive_tip(session: Session, tip: TipIn, *, matcher: DebunkMatcher | None = None) -> TipOutcome:
-    """Store, match and answer one tip (caller commits). Idempotent per channel + message id."""
-    stored: StoredTip = store_tip(session, tip)
+    """Store, match and answer one tip (caller commits). Idempotent per channel + message id.
+
+    The tip is matched *before* anything is written: on SQLite the first write takes the
+    database's one write lock until the commit, and matching against 5,000 debunks is the slow
+    part. Request paths use :func:`take_tip`, which also commits in a short turn of its own."""
+    before = find_tip(session, tip)
+    if before is not None:
+        return _again(before)
+    return _store(session, tip, _prepare(session, tip, matcher))
+
+
+def take_tip(sessions: Callable[[], Session], tip: TipIn, *, limit_reporter: bool = False) -> TipOutcome | None:
+    """:func:`receive_tip` for a request (tip page, QQ, 公众号), committed. Three short steps: a
+    read (a re-send? the library's version), the matching with no database connection held (a
+    burst of tips must not empty the connection pool), then the store in a short write taken in
+    turn (core.db.write_turn), so a burst queues for the write instead of polling SQLite's lock
+    and no write waits for another tip's matching. ``limit_reporter``: refuse (None) a resident
+    over the rate limit (:func:`flood_wait`), in the same write."""
+    text = tip_text(tip)
+    with transaction(sessions()) as session:
+        before = find_tip(session, tip)
+        if before is not None:
+            return _again(before)
+        library, version = _cached(session)
+        engine = session.get_bind().engine
+    if library is None:
+        library = _install(lambda: _rows_now(sessions), version)
+    found = _match(library.matcher, text, lambda i: library.claims.get(i, "")) if text else TipMatch(None, 0.0)
+    prepared = _Prepared(text, found, found.hit.debunk_id if found.hit is not None else None)
+    with write_turn(engine), transaction(sessions()) as session:
+        if limit_reporter and flood_wait(session, tip):
+            return None
+        return _store(session, tip, prepared)
+
+
+def _rows_now(sessions: Callable[[], Session]) -> dict[int, str]:
+    with transaction(sessions()) as session:
+        return _library_rows(session)
+
+
+def _store(session: Session, tip: TipIn, prepared: _Prepared) -> TipOutcome:
+    stored: StoredTip = store_tip(session, tip, text=prepared.text)
     row = stored.tip
-    if not stored.new:
-        return TipOutcome(row, False, row.first_reply or ACKNOWLEDGEMENT, row.status == "auto_answered")
+    if not stored.new:  # the same message stored meanwhile by a concurrent delivery
+        return _again(row)
     if stored.blocked:
         row.first_reply = BLOCKED_REPLY
         return TipOutcome(row, True, BLOCKED_REPLY, False)
     settings = get_settings()
-    found = _match(session, matcher or debunk_matcher(session), row.text) if row.text else TipMatch(None, 0.0)
-    debunk = session.get(Debunk, found.hit.debunk_id) if found.hit is not None else None
+    found = prepared.found
+    debunk = session.get(Debunk, prepared.debunk_id) if prepared.debunk_id is not None else None
     if debunk is not None and found.hit is not None:
         row.debunk_id, row.debunk_score, row.debunk_method = debunk.id, found.score, found.hit.method
     if debunk is not None and in_band(found) and row.channel in settings.tip_auto_reply_channels:
@@ -192,9 +321,24 @@ def receive_tip(session: Session, tip: TipIn, *, matcher: DebunkMatcher | None =
     return TipOutcome(row, True, reply, auto)
 
 
-def _match(session: Session, matcher: DebunkMatcher, text: str) -> TipMatch:
+def send_first_reply_later(sessions: Callable[[], Session], tip_id: int) -> bool:
+    """The channel's request was answered before this tip's first reply was ready (the 公众号's
+    deadline): send that reply through the outbox instead (the 公众号 customer-service message).
+    Only a refutation is worth it: the resident was already told "已收到，正在核实"."""
+    with write_turn(sessions().get_bind().engine), transaction(sessions()) as session:
+        tip = session.get(Tip, tip_id)
+        if tip is None or tip.status != "auto_answered":
+            return False
+        return enqueue_first_reply(session, tip, late=True) is not None
+
+
+def _again(row: Tip) -> TipOutcome:
+    """A re-sent tip: the first reply again, nothing new."""
+    return TipOutcome(row, False, row.first_reply or ACKNOWLEDGEMENT, row.status == "auto_answered")
+
+
+def _match(matcher: DebunkMatcher, text: str, claim_of: Callable[[int], str]) -> TipMatch:
     hit = matcher.match([match_key(normalize(text))])[0] if len(matcher) else None
     if hit is None:
         return TipMatch(None, 0.0)
-    claim = session.scalar(select(Debunk.claim).where(Debunk.id == hit.debunk_id)) or ""
-    return match_tip(matcher, text, {hit.debunk_id: claim})
+    return match_tip(matcher, text, {hit.debunk_id: claim_of(hit.debunk_id)}, hit=hit)

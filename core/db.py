@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,27 @@ def upsert_insert(session: Session, table: Any) -> Any:
     from sqlalchemy.dialects import postgresql, sqlite
 
     return postgresql.insert(table) if is_postgres(session) else sqlite.insert(table)
+
+
+_WRITE_TURNS: dict[str, threading.Lock] = {}
+_WRITE_TURNS_GUARD = threading.Lock()
+
+
+def write_turn(engine: Engine) -> AbstractContextManager[object]:
+    """Hold while a short write transaction runs and commits, on request paths where many
+    threads of one server write at once (tips, rate limits).
+
+    SQLite has one write lock per database, and a connection waiting for it polls with growing
+    sleeps (busy_timeout): under a burst of requests one writer can lose every round and wait
+    seconds while others pass (the 公众号 must answer within 5 s). Taking turns on a lock in the
+    process first makes the threads queue instead of poll. Other processes still meet at
+    SQLite's own lock. PostgreSQL locks rows, not the database: nothing to do there."""
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    key = engine.url.render_as_string(hide_password=True)
+    with _WRITE_TURNS_GUARD:
+        lock = _WRITE_TURNS.setdefault(key, threading.Lock())
+    return lock
 
 
 def is_outage(err: BaseException) -> bool:

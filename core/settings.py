@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     tip_form_max_hours: float = Field(24.0, gt=0, description="A tip form older than this must be reloaded.")
     wechat_token: SecretStr | None = Field(
         None, description="公众号 developer-mode Token: the /wechat/callback signature check.")
+    wechat_reply_deadline_seconds: float = Field(
+        4.0, gt=0, le=4.5, description="公众号 callback: a tip not answered by then gets the acknowledgement as its "
+                                      "passive reply (WeChat waits 5 s); a refutation found later follows as a "
+                                      "customer-service message (needs the AppID/AppSecret below).")
     wechat_app_id: str | None = Field(None, description="公众号 AppID, for staff answers (客服消息).")
     wechat_app_secret: SecretStr | None = Field(None, description="公众号 AppSecret, for staff answers.")
     wechat_api_url: str = Field("https://api.weixin.qq.com", description="WeChat API base URL.")
@@ -194,6 +198,20 @@ class Settings(BaseSettings):
     publish_send_interval_seconds: float = Field(
         1.5, ge=0, description="Pause between two group messages of the bot (rate limit; QQ bans floods).")
     publish_max_attempts: int = Field(5, ge=1, description="Send attempts per group before it is given up.")
+    # 企业微信 (WeCom) groups: publications go out through each group's robot webhook (alerts.wecom_send).
+    wecom_robots: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="企业微信 group robots, a JSON object: the group's id or name (as the group list shows it) -> "
+                    "its robot's webhook key (or the whole webhook address). Secret: from the environment or "
+                    ".env only, never stored in the database.")
+    wecom_webhook_url: str = Field(
+        "https://qyapi.weixin.qq.com/cgi-bin/webhook/send", description="WeCom group robot webhook (without ?key=).")
+    wecom_message_format: str = Field(
+        "text", pattern=r"^(text|markdown)$",
+        description="text (shown everywhere) or markdown (bold heading; WeCom clients only) for publications.")
+    wecom_send_card: bool = Field(True, description="Post the 辟谣 card picture after the text in WeCom groups.")
+    wecom_per_minute: int = Field(
+        20, ge=2, description="WeCom's limit per robot: messages a minute (paced at one under it).")
 
     @field_validator("label_queue_band", mode="after")
     @classmethod

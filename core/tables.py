@@ -677,8 +677,13 @@ class PublicationTarget(Base):
     claimed_at: Mapped[dt.datetime | None]
     sent_at: Mapped[dt.datetime | None]
     message_id: Mapped[str | None] = mapped_column(String(100))  # the bot's id of the sent message
+    # Messages of this group's send confirmed so far: a WeCom group gets the text, then the card
+    # picture; a retry goes on from here (never sends the text again).
+    parts_sent: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class ResponseTemplate(Base):
     """An analyst's own wording of the response draft for one kind of matter (rumor | concern |
     notice) and category ("" = every category of that kind); alerts.drafts holds the defaults."""
@@ -766,15 +771,19 @@ class User(Base):
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan")
 
 
-class LoginFailure(Base):
-    """Recent failed console logins per key: ``user:<name>`` (a password guessed from many
-    addresses) and ``addr:<client address>`` (one address spraying many names). In the database,
-    so a restart or a second worker does not reset the count; rows past the window are deleted as
-    new failures come in, so the table stays small."""
+class RateCounter(Base):
+    """Rate limits that hold across processes and restarts, one row per key (core.throttle).
 
-    __tablename__ = "login_failures"
+    Keys name their user: ``login:user:<name>`` / ``login:addr:<address>`` count recent failed
+    console logins (``hits`` failures, the last at ``last_at``); ``tip:addr:<address>``,
+    ``tip:reporter:<key>`` and ``send:<channel>:<account>`` are rate limits (GCRA: ``last_at`` is
+    the theoretical arrival time of the next request, ``hits`` a version for compare-and-set).
+    In the database, so a restart, a second worker or a second process does not reset them;
+    rows that no longer limit anything are deleted as new keys come in, so the table stays small."""
+
+    __tablename__ = "rate_counters"
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
-    failures: Mapped[int] = mapped_column(Integer, default=0)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
     first_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
 

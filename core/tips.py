@@ -117,10 +117,9 @@ class StoredTip:
     blocked: bool = False
 
 
-def store_tip(session: Session, tip: TipIn) -> StoredTip:
-    """Store a tip (caller commits); the same channel + message id again returns the stored one.
-
-    A blocked reporter's tip is stored as ``abuse`` and kept out of the pipeline (no post)."""
+def tip_text(tip: TipIn) -> str:
+    """The text a tip is stored and matched with (personal numbers masked, whitespace folded);
+    TipError when the tip cannot be stored (unknown channel, nothing in it, too long)."""
     if tip.channel not in CHANNELS:
         raise TipError(f"未知渠道 '{tip.channel}'：可选 {', '.join(CHANNELS)}")
     # Mask before folding whitespace: two numbers on two lines must not become one digit run
@@ -131,6 +130,20 @@ def store_tip(session: Session, tip: TipIn) -> StoredTip:
         raise TipError("线索没有内容：请写上文字或附上图片")
     if len(text) > MAX_TIP_CHARS:
         raise TipError(f"线索太长（{len(text)} 字）：最多 {MAX_TIP_CHARS} 字")
+    return text
+
+
+def find_tip(session: Session, tip: TipIn) -> Tip | None:
+    """The tip already stored for this channel + message id (a re-send), or None."""
+    return session.scalar(select(Tip).where(Tip.dedup_key == tip_key(tip.channel, tip.message_id)))
+
+
+def store_tip(session: Session, tip: TipIn, *, text: str | None = None) -> StoredTip:
+    """Store a tip (caller commits); the same channel + message id again returns the stored one.
+    ``text``: :func:`tip_text` of the tip when the caller has it already.
+
+    A blocked reporter's tip is stored as ``abuse`` and kept out of the pipeline (no post)."""
+    text = tip_text(tip) if text is None else text
     key = tip_key(tip.channel, tip.message_id)
     found = session.scalar(select(Tip).where(Tip.dedup_key == key))
     if found is not None:

@@ -500,6 +500,8 @@ def build_summary(
     ):
         latest_response[resp.alert_id] = resp
     pictures = matter_pictures(session, {a.id: rumor_keys[a.id] for a in shown})
+    matter_tips = tip_queries.tips_of_incidents(
+        session, [rumor_keys[a.id][1] for a in shown if rumor_keys[a.id][0] == "i"], win.cutoff)
     for alert in shown:
         story = stories.get(alert.story_id or -1)
         key = rumor_keys[alert.id]
@@ -530,6 +532,8 @@ def build_summary(
                          if answer else None),
             "link": alert_link(settings, alert.id),
             "picture": pictures.get(alert.id),  # image id: a thumbnail in the mail (digest.service)
+            "tips": (tip_queries.tips_phrase(matter_tips[key[1]])
+                     if key[0] == "i" and key[1] in matter_tips else None),  # residents who asked the office
         })
 
     # ---- hot concerns

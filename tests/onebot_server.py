@@ -5,7 +5,7 @@ Serves ``POST /send_group_msg`` and ``POST /send_private_msg`` as go-cqhttp / Na
 ``{"status": "ok", "retcode": 0, "data": {"message_id": n}}``. Targets (group or user ids) in
 ``refused`` answer ``{"status": "failed", "retcode": 100}`` (the bot may not write there: not
 sent); ``slow`` targets are recorded as sent and answered only after ``slow_seconds`` (a client
-timing out does not know it went out).
+timing out does not know it went out). Each call keeps its arrival time (``time.monotonic()``).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class OneBotApi:
                 refused = target in api.refused
                 with api._lock:
                     api.calls.append({"action": action, "json": body, "headers": dict(self.headers),
-                                      "sent": not refused})
+                                      "sent": not refused, "at": time.monotonic()})
                     message_id = 9000 + len(api.calls)
                 if refused:
                     return self._answer(200, {"status": "failed", "retcode": 100, "msg": "不是好友或群不存在",

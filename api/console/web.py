@@ -23,7 +23,7 @@ from api.problems import Problem
 from core.db import transaction
 from core.errors import NotFound, YuqingError
 from core.settings import get_settings
-from core.tables import LoginFailure, User, utcnow
+from core.tables import RateCounter, User, utcnow
 
 
 @dataclass(frozen=True)
@@ -169,8 +169,9 @@ class LoginThrottle:
     A name gets ``free`` failures within ``window`` seconds, then a wait that doubles up to 5
     minutes (guessing one account's password, from however many addresses). An address gets
     ``free_per_address`` failures (spraying one password across many names from one address).
-    The counts live in ``login_failures``: a restart, a second worker or a spray of 10,000 names
-    does not reset them; rows older than the window are deleted as failures come in.
+    The counts live in ``rate_counters`` (keys ``login:...``, next to the tip page's and the
+    publishing rate limits of core.throttle): a restart, a second worker or a spray of 10,000
+    names does not reset them; rows older than the window are deleted as failures come in.
     """
 
     def __init__(self, free: int = 5, window: float = 900.0, free_per_address: int = 20) -> None:
@@ -178,38 +179,38 @@ class LoginThrottle:
 
     @staticmethod
     def keys(address: str, username: str) -> tuple[str, str]:
-        return f"user:{username.strip().lower()[:150]}", f"addr:{address[:150]}"
+        return f"login:user:{username.strip().lower()[:150]}", f"login:addr:{address[:150]}"
 
     def wait_seconds(self, session: Session, address: str, username: str) -> int:
         user_key, addr_key = self.keys(address, username)
         now = utcnow()
-        waits = [self._wait(session.get(LoginFailure, user_key), self.free, now),
-                 self._wait(session.get(LoginFailure, addr_key), self.free_per_address, now)]
+        waits = [self._wait(session.get(RateCounter, user_key), self.free, now),
+                 self._wait(session.get(RateCounter, addr_key), self.free_per_address, now)]
         return max(waits)
 
-    def _wait(self, row: LoginFailure | None, free: int, now: dt.datetime) -> int:
-        if row is None or (now - _aware(row.last_at)).total_seconds() > self.window or row.failures < free:
+    def _wait(self, row: RateCounter | None, free: int, now: dt.datetime) -> int:
+        if row is None or (now - _aware(row.last_at)).total_seconds() > self.window or row.hits < free:
             return 0
-        delay = min(300, 15 * 2 ** min(10, row.failures - free))
+        delay = min(300, 15 * 2 ** min(10, row.hits - free))
         return max(0, int(delay - (now - _aware(row.last_at)).total_seconds()))
 
     def failed(self, session: Session, address: str, username: str) -> None:
         now = utcnow()
         stale = now - dt.timedelta(seconds=self.window)
-        session.execute(delete(LoginFailure).where(LoginFailure.last_at < stale))
+        session.execute(delete(RateCounter).where(RateCounter.key.startswith("login:"), RateCounter.last_at < stale))
         for key in self.keys(address, username):
-            row = session.get(LoginFailure, key)
+            row = session.get(RateCounter, key)
             if row is None:
-                session.add(LoginFailure(key=key, failures=1, first_at=now, last_at=now))
+                session.add(RateCounter(key=key, hits=1, first_at=now, last_at=now))
             else:
-                row.failures += 1
+                row.hits += 1
                 row.last_at = now
         session.flush()
 
     def succeeded(self, session: Session, address: str, username: str) -> None:
         # only the name's count: one right password must not reset an address that sprays names
         user_key, _ = self.keys(address, username)
-        session.execute(delete(LoginFailure).where(LoginFailure.key == user_key))
+        session.execute(delete(RateCounter).where(RateCounter.key == user_key))
 
 
 def _aware(value: dt.datetime) -> dt.datetime:

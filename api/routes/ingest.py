@@ -276,7 +276,7 @@ def push_messages(
 
 def _private_tip(request: Request, event: OneBotEvent) -> PushResult:
     """A private message to the bot becomes a tip; the reply goes out through the outbox."""
-    from alerts.tips import receive_tip
+    from alerts.tips import take_tip
     from core.tips import TipError, TipIn
 
     if event.user_id in (None, "") or event.message_id in (None, ""):
@@ -288,8 +288,7 @@ def _private_tip(request: Request, event: OneBotEvent) -> PushResult:
                 received_at=dt.datetime.fromtimestamp(event.time, dt.UTC),
                 images=list(message.images))
     try:
-        with transaction(request.app.state.sessionmaker()) as session:
-            outcome = receive_tip(session, tip)
+        outcome = take_tip(request.app.state.sessionmaker, tip, limit_reporter=True)
     except TipError as err:
         return PushResult(ignored=f"私聊消息未作为线索保存：{err}")
     except Exception as err:
@@ -297,6 +296,8 @@ def _private_tip(request: Request, event: OneBotEvent) -> PushResult:
             raise
         raise Problem(503, "暂时无法接收", "数据库暂不可用：请稍后重发（机器人框架应按 Retry-After 重发）。",
                       headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+    if outcome is None:  # no reply either: answering a flood would flood the resident and the bot
+        return PushResult(ignored="私聊消息未作为线索保存：该用户发送太频繁，稍后再发的会照常受理")
     return PushResult(new=int(outcome.new), unchanged=int(not outcome.new), ignored=None)
 
 

@@ -209,11 +209,7 @@ def retry_target(alert_id: AlertId, publication_id: PublicationId, target_id: Ta
 def publication_card(alert_id: AlertId, publication_id: PublicationId, _: ViewerUser, session: SessionDep) -> Response:
     publication = publish.get_publication(session, publication_id, alert_id=alert_id)
     alert = get_alert(session, alert_id)
-    when = publication.decided_at or publication.created_at
-    card = cards.CardText(claim=publication.claim, text=publication.text, publisher=publication.publisher,
-                          date=when.astimezone(ZoneInfo(get_settings().timezone)).date(), url=publication.url,
-                          concern=publish.is_concern(alert))
-    return Response(cards.png_bytes(cards.refutation_card(card)), media_type="image/png", headers={
+    return Response(publish.card_png(publication, alert), media_type="image/png", headers={
         "Content-Disposition": f'inline; filename="piyao-{alert_id}-{publication_id}.png"',
         "Cache-Control": "private, max-age=60"})
 

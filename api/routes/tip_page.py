@@ -2,7 +2,7 @@
 
 This is, with /health and the 公众号 callback (whose requests are signed by WeChat), the one
 deliberate exception to "every route needs a token": a resident has no account. It is guarded
-instead by a per-address token bucket and a signed form token with a minimum fill time
+instead by a per-address rate limit kept in the database and a signed form token with a minimum fill time
 (api.flood), a body size limit (RequestGuard), at most 3 pictures of at most
 YUQING_IMAGE_MAX_MB each, and it never shows anything but the resident's own reply.
 """
@@ -17,9 +17,8 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from alerts.tips import receive_tip
-from api.flood import FormRefused, check_form_token, new_form_token, tip_buckets
-from core.db import transaction
+from alerts.tips import take_tip
+from api.flood import FormRefused, check_form_token, new_form_token, tip_wait
 from core.settings import get_settings
 from core.tips import MAX_TIP_CHARS, TipError, TipIn
 
@@ -89,7 +88,7 @@ def tip_submit(
     wants_answer: Annotated[str | None, Form(max_length=5)] = None,
     images: Annotated[list[UploadFile] | None, File()] = None,
 ) -> HTMLResponse:
-    wait = tip_buckets().take(_client(request))
+    wait = tip_wait(request.app.state.engine, _client(request))
     if wait > 0:
         response = _page(429, error=f"提交太频繁，请 {int(wait) + 1} 秒后再试。", form_token=form_token or "",
                          text=text, contact=contact)
@@ -108,8 +107,8 @@ def tip_submit(
         refs = _save_images(files)
         tip = TipIn(channel="web", message_id=nonce, text=text.strip(), address=contact or None,
                     wants_answer=bool(wants_answer) and bool(contact), images=refs, reporter=f"addr:{_client(request)}")
-        with transaction(request.app.state.sessionmaker()) as session:
-            outcome = receive_tip(session, tip)
+        outcome = take_tip(request.app.state.sessionmaker, tip)  # the address's limit was taken above
     except TipError as err:
         return _page(422, error=str(err), form_token=form_token, **keep)
+    assert outcome is not None
     return _page(reply=outcome.reply, auto=outcome.auto_answered)

@@ -3,10 +3,13 @@
 * ``GET /wechat/callback?signature=&timestamp=&nonce=&echostr=``: WeChat checks the server once;
   we answer ``echostr`` when ``signature`` = SHA1 of the sorted [Token, timestamp, nonce].
 * ``POST /wechat/callback?signature=&timestamp=&nonce=``: a resident's message as XML. Text and
-  image messages become tips (alerts.tips.receive_tip); the answer (the official refutation of a
+  image messages become tips (alerts.tips.take_tip); the answer (the official refutation of a
   known rumor, or "已收到，正在核实…") goes back as the passive XML reply, which WeChat allows
   within 5 s. WeChat retries a message it got no answer to (same MsgId): the tip is stored once
-  and the retry gets the same reply. Other message types and events get a short help text.
+  and the retry gets the same reply. A tip not answered within YUQING_WECHAT_REPLY_DEADLINE_SECONDS
+  (a very busy server) gets the acknowledgement at once; the work goes on, and a refutation it
+  finds is sent afterwards through the outbox (customer-service message). Other message types and events get a short help text. One
+  openid sending faster than YUQING_TIP_RATE_PER_MINUTE is told to wait; nothing is stored.
 
 Not a token-protected API route: WeChat cannot send our bearer token, so every request must carry
 the signature made with YUQING_WECHAT_TOKEN (403 otherwise; 404 when no token is configured).
@@ -15,21 +18,25 @@ The XML is parsed with a DOCTYPE refused (no entity expansion) and a 64 KB cap.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
+import threading
 import time
 import xml.etree.ElementTree as ET
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
 
-from alerts.tips import receive_tip
+from alerts.tips import ACKNOWLEDGEMENT, FLOOD_REPLY, send_first_reply_later, take_tip
 from api.problems import Problem
-from core.db import transaction
 from core.settings import get_settings
 from core.tips import TipError, TipIn
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/wechat", tags=["tips"], include_in_schema=False)
 MAX_XML_BYTES = 64 * 1024
 HELP = "您好！把看到的可疑消息（文字或截图）直接发给我们，我们会核实并答复。"
@@ -91,18 +98,54 @@ async def message(request: Request, signature: Sig, timestamp: Sig, nonce: Sig) 
     tip = TipIn(channel="wechat", message_id=msg_id, address=openid, wants_answer=True,
                 text=fields.get("Content", "") if kind == "text" else "",
                 images=[fields["PicUrl"]] if kind == "image" and fields.get("PicUrl", "").startswith("http") else [])
-    from starlette.concurrency import run_in_threadpool
-
+    handover = _Handover()
+    work = asyncio.ensure_future(run_in_threadpool(_receive, request, tip, handover))
     try:
-        outcome = await run_in_threadpool(_receive, request, tip)
+        reply = await asyncio.wait_for(asyncio.shield(work), timeout=get_settings().wechat_reply_deadline_seconds)
+    except TimeoutError:
+        if handover.give_up():  # the tip is still stored and matched; a refutation follows later
+            log.warning("公众号 tip %s not answered within the deadline: acknowledged", msg_id)
+            return _xml(passive_reply(openid, office, ACKNOWLEDGEMENT))
+        try:
+            reply = await work  # it finished just now
+        except TipError as err:
+            return _xml(passive_reply(openid, office, str(err)))
     except TipError as err:
         return _xml(passive_reply(openid, office, str(err)))
-    return _xml(passive_reply(openid, office, outcome))
+    return _xml(passive_reply(openid, office, reply))
 
 
-def _receive(request: Request, tip: TipIn) -> str:
-    with transaction(request.app.state.sessionmaker()) as session:
-        return receive_tip(session, tip).reply
+class _Handover:
+    """Who answers the resident when the work ends near the deadline: the passive reply (the
+    request still waits) or the outbox (the request gave up and sent the acknowledgement)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._gave_up = False
+        self._taken = False
+
+    def take(self) -> bool:
+        """The worker's reply is ready: True when the passive reply will carry it."""
+        with self._lock:
+            self._taken = not self._gave_up
+            return self._taken
+
+    def give_up(self) -> bool:
+        """The deadline passed: True when the worker has not handed its reply over yet."""
+        with self._lock:
+            self._gave_up = not self._taken
+            return self._gave_up
+
+
+def _receive(request: Request, tip: TipIn, handover: _Handover) -> str:
+    try:
+        outcome = take_tip(request.app.state.sessionmaker, tip, limit_reporter=True)
+    except TipError:
+        handover.take()
+        raise
+    if not handover.take() and outcome is not None and outcome.new and outcome.auto_answered:
+        send_first_reply_later(request.app.state.sessionmaker, outcome.tip.id)
+    return FLOOD_REPLY if outcome is None else outcome.reply
 
 
 def _xml(text: str) -> Response:

@@ -231,8 +231,14 @@ def test_pacing_between_group_messages(api_engine: Engine, onebot: OneBotApi, mo
     m = seed_matter(api_engine)
     pid = _draft(api_engine, m)
     _approve(api_engine, pid, m.analyst)
+    clock = {"now": utcnow()}
     pauses: list[float] = []
-    deliver_publications(api_engine, sleep=pauses.append)
+
+    def sleep(seconds: float) -> None:  # a clock that moves only when the sender waits
+        pauses.append(round(seconds, 3))
+        clock["now"] += dt.timedelta(seconds=seconds)
+
+    deliver_publications(api_engine, sleep=sleep, now=lambda: clock["now"])
     assert pauses == [2.5, 2.5] and len(onebot.sent_to()) == 3
 
 

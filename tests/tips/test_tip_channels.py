@@ -6,6 +6,7 @@ the staff list (no contacts, ever)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 import xml.etree.ElementTree as ET
@@ -34,9 +35,6 @@ def tip_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("YUQING_TIP_RATE_PER_MINUTE", "1")
     monkeypatch.setenv("YUQING_WECHAT_TOKEN", WECHAT_TOKEN)
     get_settings.cache_clear()
-    from api import flood
-
-    flood._BUCKETS.clear()
 
 
 def _library(api_engine: Any) -> None:
@@ -175,3 +173,71 @@ def test_viewers_and_staff_never_see_contacts_and_staff_mark_abuse(
     assert marked.status_code == 200 and marked.json()["status"] == "abuse"
     stats = api_client.get("/api/v1/tips/stats", headers=make_user("viewer")).json()
     assert stats["total"]["received"] == 1 and stats["total"]["abuse"] == 1
+
+
+def test_the_tip_page_limit_holds_across_processes(api_engine: Any, fresh_db_url: str, tip_settings: None) -> None:
+    """Two server processes (two workers, or a restart) on one database share one address's
+    budget: the limit is in the database, not in a process's memory."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    code = ("import json, sys; from fastapi.testclient import TestClient; from api.app import create_app; "
+            "from core.db import make_engine\n"
+            "with TestClient(create_app(make_engine(sys.argv[1]))) as c:\n"
+            "    print(json.dumps([c.post('/tip', data={'form_token': 'forged', 'text': 'x'}).status_code "
+            "for _ in range(3)]))")
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    codes = [json.loads(subprocess.run([sys.executable, "-c", code, fresh_db_url], cwd=repo, env=env, check=True,
+                                       capture_output=True, text=True, timeout=300).stdout.strip().splitlines()[-1])
+             for _ in range(2)]
+    assert codes == [[422, 422, 422], [422, 422, 429]]  # a burst of 5 in all, not 5 per process
+
+
+def test_one_resident_flooding_the_bot_or_the_official_account_is_cut_off(
+    api_client: Any, api_engine: Any, make_user: Any, onebot_api: OneBotApiServer, tip_settings: None
+) -> None:
+    bot = make_user("staff")
+
+    def private(message_id: int, user: int = 10001) -> Any:
+        event = {"time": int(time.time()), "self_id": 99, "post_type": "message", "message_type": "private",
+                 "sub_type": "friend", "message_id": message_id, "user_id": user,
+                 "message": [{"type": "text", "data": {"text": f"东湾村的桥塌了吗？第{message_id}次问"}}]}
+        return api_client.post("/api/v1/ingest/onebot", json=event, headers=bot)
+
+    answers = [private(600 + k).json() for k in range(7)]
+    assert [a["new"] for a in answers] == [1] * 5 + [0, 0] and "太频繁" in answers[5]["ignored"]
+    assert private(600).json()["unchanged"] == 1  # the bot re-sending a stored message is not refused
+    assert private(700, user=10002).json()["new"] == 1  # another resident is not held up
+    wechat = [ET.fromstring(api_client.post("/wechat/callback", params=_signed(),
+                                            content=_wechat_text("oFlood", f"桥塌了吗{k}", 8000 + k)).text)
+              .findtext("Content") for k in range(6)]
+    assert all("已收到" in (w or "") for w in wechat[:5]) and "太频繁" in (wechat[5] or "")
+    deliver_due(api_engine, config=NotifyConfig())
+    assert len(onebot_api.sent("send_private_msg")) == 6  # one reply per stored tip, none to the flood
+    with session_scope(api_engine) as s:
+        assert len(s.scalars(select(Tip)).all()) == 11
+
+
+def test_a_slow_official_account_reply_acknowledges_in_time_and_the_refutation_follows(
+    api_client: Any, api_engine: Any, tip_settings: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.tables import Notification
+
+    _library(api_engine)
+    monkeypatch.setenv("YUQING_WECHAT_REPLY_DEADLINE_SECONDS", "0.001")  # no tip is answered this fast
+    get_settings.cache_clear()
+    body = _wechat_text("oResident9", "青禾镇将全面封路，所有车辆禁止通行，是真的吗？", 7101)
+    answer = ET.fromstring(api_client.post("/wechat/callback", params=_signed(), content=body).text)
+    assert "已收到，正在核实" in (answer.findtext("Content") or "")
+    for _ in range(100):  # the work goes on after the reply
+        with session_scope(api_engine) as s:
+            queued = s.scalars(select(Notification).where(Notification.channel == "wechat_user")).all()
+            tip = s.scalar(select(Tip))
+        if queued:
+            break
+        time.sleep(0.1)
+    assert tip is not None and tip.status == "auto_answered"
+    assert len(queued) == 1 and queued[0].dedup_key == f"tip:{tip.id}:first" and "没有封路安排" in queued[0].payload["text"]

@@ -154,3 +154,28 @@ def test_without_auto_replies_a_known_claim_is_acknowledged_with_the_match_noted
     outcome = receive_tip(session, _qq("青禾镇将全面封路，所有车辆禁止通行，是真的吗", "m9"))
     assert not outcome.auto_answered and outcome.reply == ACKNOWLEDGEMENT
     assert outcome.tip.debunk_id is not None and outcome.tip.status == "acknowledged"
+
+
+def test_the_digest_shows_each_rumors_tips(session) -> None:
+    """Per incident: the tips residents sent about a matter appear under it in the digest."""
+    from zoneinfo import ZoneInfo
+
+    from digest.build import build_summary
+    from digest.render import render
+
+    at = utcnow() - dt.timedelta(minutes=30)
+    incident = make_incident(session, title="东湾村的桥塌了？", now=at, first_seen=at, last_seen=at, post_count=3)
+    alert = make_alert(session, title="东湾村的桥塌了？", created_at=at, severity="high")
+    alert.incident_id = incident.id
+    for k in range(3):
+        tip = receive_tip(session, _qq("东湾村的桥是不是塌了？", f"dg{k}", user=f"4000{k}")).tip
+        post = session.get(Post, tip.post_id)
+        assert post is not None
+        post.incident_id = incident.id  # as the analysis places them
+    receive_tip(session, _qq("菜市场的肉有问题吗", "dg9", user="40009"))  # another matter
+    session.flush()
+    summary = build_summary(session, utcnow().astimezone(ZoneInfo("Asia/Shanghai")).date())
+    item = next(r for r in summary["top_rumors"] if r["id"] == alert.id)
+    assert item["tips"].startswith("居民举报 3 条") and "待核实 3" in item["tips"]
+    out = render(summary, title="舆情日报")
+    assert "居民举报 3 条" in out.text and "居民举报 3 条" in out.html

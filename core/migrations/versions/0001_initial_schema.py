@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 17:15:33.242516
+Create Date: 2026-12-06 19:38:34.448333
 """
 from __future__ import annotations
 
@@ -98,15 +98,15 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_images_ocr_status'), ['ocr_status'], unique=False)
         batch_op.create_index(batch_op.f('ix_images_phash'), ['phash'], unique=False)
 
-    op.create_table('login_failures',
+    op.create_table('rate_counters',
     sa.Column('key', sa.String(length=200), nullable=False),
-    sa.Column('failures', sa.Integer(), nullable=False),
+    sa.Column('hits', sa.Integer(), nullable=False),
     sa.Column('first_at', core.tables.UTCDateTime(), nullable=False),
     sa.Column('last_at', core.tables.UTCDateTime(), nullable=False),
-    sa.PrimaryKeyConstraint('key', name=op.f('pk_login_failures'))
+    sa.PrimaryKeyConstraint('key', name=op.f('pk_rate_counters'))
     )
-    with op.batch_alter_table('login_failures', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_login_failures_last_at'), ['last_at'], unique=False)
+    with op.batch_alter_table('rate_counters', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_rate_counters_last_at'), ['last_at'], unique=False)
 
     op.create_table('sources',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -761,6 +761,7 @@ def upgrade() -> None:
     sa.Column('claimed_at', core.tables.UTCDateTime(), nullable=True),
     sa.Column('sent_at', core.tables.UTCDateTime(), nullable=True),
     sa.Column('message_id', sa.String(length=100), nullable=True),
+    sa.Column('parts_sent', sa.Integer(), nullable=False),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('created_at', core.tables.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['group_id'], ['chat_groups.id'], name=op.f('fk_publication_targets_group_id_chat_groups'), ondelete='SET NULL'),
@@ -905,10 +906,10 @@ def downgrade() -> None:
 
     op.drop_table('topics')
     op.drop_table('sources')
-    with op.batch_alter_table('login_failures', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_login_failures_last_at'))
+    with op.batch_alter_table('rate_counters', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_rate_counters_last_at'))
 
-    op.drop_table('login_failures')
+    op.drop_table('rate_counters')
     with op.batch_alter_table('images', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_images_phash'))
         batch_op.drop_index(batch_op.f('ix_images_ocr_status'))
