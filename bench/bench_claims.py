@@ -301,7 +301,7 @@ def render(res: dict[str, Any]) -> str:
         f"{s['index_items']} items: {s['index_adds_per_s']} adds/s, {s['index_queries_per_s']} queries/s (k=5).",
         "The speed texts are synthetic and repetitive (9 places x 13 events): every query shares rare "
         "words with thousands of rows, a worst case for candidate retrieval. The machine was shared "
-        "(load ~10 on 2 cores) when these figures were taken.",
+        "with other work (2 cores): figures move with its load.",
         "",
     ]
     return "\n".join(lines)
