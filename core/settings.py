@@ -55,8 +55,9 @@ class Settings(BaseSettings):
                     '(JSON list of web, qq, wechat, e.g. ["web", "qq", "wechat"]); others get "已收到，正在核实…". '
                     "Off by default: bench/bench_tips.py has not yet shown precision >= 0.98 on held-out tips.")
     tip_auto_reply_min_score: float = Field(
-        0.86, gt=0, le=1, description="Claim-matcher score (tip vs the matched debunk's claim) needed for an "
-                                     "automatic refutation: the high-precision band chosen by bench/bench_tips.py.")
+        0.945, gt=0, le=1, description="Claim-matcher score (tip vs the matched debunk's claim) needed for an "
+                                      "automatic refutation: the high-precision band chosen on the tune sets by "
+                                      "bench/bench_tips.py for claim matcher 2026.12.2 (0.86 was 2026.12.1's).")
     tip_rate_per_minute: float = Field(4.0, gt=0, description="Tips one client address may send per minute.")
     tip_rate_burst: int = Field(6, ge=1, description="... and in one burst.")
     tip_form_min_seconds: float = Field(

@@ -34,6 +34,7 @@ import re
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import replace as dc_replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -152,14 +153,19 @@ def _hash(seed: int, token: str) -> int:
     return zlib.crc32(token.encode("utf-8"), seed) & _MASK
 
 
+# Memoised: the same words, bigrams and characters recur across posts, and hashing them was a
+# sixth of the time of building a document (profile of debunk matching on the analyze bench's posts).
+@lru_cache(maxsize=1 << 17)
 def word_hash(word: str) -> int:
     return _hash(_WORD_SEED, word)
 
 
+@lru_cache(maxsize=1 << 17)
 def gram_hash(gram: str) -> int:
     return _hash(_GRAM_SEED, gram)
 
 
+@lru_cache(maxsize=1 << 14)
 def char_hash(ch: str) -> int:
     return _hash(_CHAR_SEED, ch)
 
@@ -216,6 +222,13 @@ FEATURES = (
     "event_cont_large",
     "event_missing_small",  # the heaviest event word of the smaller text with no character in the larger, scaled
     "event_missing_large",
+    # Products of the above: the trees split on one feature at a time, and these contrasts
+    # (a short restatement with its words found, but one heavy word of its own; a shortened
+    # retelling of a long post) separate retellings from other claims in fewer splits.
+    "cover_x_missing",  # word_cont_small * missing_max_idf
+    "cover_x_event",  # word_cont_small * event_cont_small
+    "cover_x_len_gap",  # word_cont_small * (log_len_large - log_len_small)
+    "gram_cover_x_run",  # gram_cont_small * run_share
 )
 
 
@@ -327,6 +340,9 @@ class ClaimFeaturizer:
         ev_s, miss_s = _event_cover(small, large)
         ev_l, miss_l = _event_cover(large, small)
         both = bool(a.anchors) and bool(b.anchors)
+        run_share = best / len(short.gram_seq) if short.gram_seq else 0.0
+        missing_s = missing / self.max_idf
+        len_s, len_l = math.log1p(len(small.key)), math.log1p(len(large.key))
         return [
             wc_s,
             wc_l,
@@ -336,13 +352,13 @@ class ClaimFeaturizer:
             soft / small.word_weight if small.word_weight else 0.0,
             w_shared / w_union if w_union > 0 else 0.0,
             g_shared / g_union if g_union > 0 else 0.0,
-            best / len(short.gram_seq) if short.gram_seq else 0.0,
-            missing / self.max_idf,
+            run_share,
+            missing_s,
             anchor_overlap(a.anchors, b.anchors),
             1.0 if both and anchors_conflict(a.anchors, b.anchors, parents) else 0.0,
             1.0 if both else 0.0,
-            math.log1p(len(small.key)),
-            math.log1p(len(large.key)),
+            len_s,
+            len_l,
             soft_l / large.word_weight if large.word_weight else 0.0,
             c_shared_l / large.char_weight if large.char_weight else 0.0,
             missing_l / self.max_idf,
@@ -355,6 +371,10 @@ class ClaimFeaturizer:
             ev_l,
             miss_s / self.max_idf,
             miss_l / self.max_idf,
+            wc_s * missing_s,
+            wc_s * ev_s,
+            wc_s * (len_l - len_s),
+            gc_s * run_share,
         ]
 
     def features(
@@ -516,10 +536,14 @@ class ClaimMatcher:
         """P(same claim) for aligned pairs of documents."""
         if not len(a):
             return np.zeros(0)
-        x = self.featurizer.features(a, b, self._parents())
+        parents = self._parents()
+        if parents:
+            a, b = self._lift_places(a, b, parents)
+        x = self.featurizer.features(a, b, parents)
         # One thread: the trees are small, and OpenMP threads on a busy machine cost 7x the work.
         with threadpool_limits(1, "openmp"):
-            p = self.model.predict_proba(x)[:, 1]
+            # features are only ever appended: an older model reads the columns it was trained on
+            p = self.model.predict_proba(x[:, : getattr(self.model, "n_features_in_", x.shape[1])])[:, 1]
         # One claim key (the same words once hooks are gone and wording is canonical): the same
         # claim, whatever the model makes of the lengths.
         p[[d.key == e.key for d, e in zip(a, b, strict=True)]] = 1.0
@@ -530,6 +554,35 @@ class ClaimMatcher:
         empty = np.array([not d.key or not e.key for d, e in zip(a, b, strict=True)])
         p[empty] = 0.0
         return np.asarray(p, dtype=np.float64)
+
+    def _lift_places(
+        self, a: Sequence[ClaimDoc], b: Sequence[ClaimDoc], parents: Mapping[str, frozenset[str]]
+    ) -> tuple[list[ClaimDoc], list[ClaimDoc]]:
+        """Pairs whose places nest (石桥村 lies in 青禾镇) measured as if both named the larger
+        place: a claim about the town covers its villages, and the model, which learned that
+        another place name is another claim, would count the village as a word the other lacks.
+        Rare (both sides name places, and they differ), so the rebuilt documents are not cached."""
+        a, b = list(a), list(b)
+        for i, (d, e) in enumerate(zip(a, b, strict=True)):
+            pd, pe = d.anchors.places, e.anchors.places
+            if pd and pe and pd != pe:
+                a[i] = self._lifted(d, pe, parents)
+                b[i] = self._lifted(e, pd, parents)
+        return a, b
+
+    def _lifted(self, doc: ClaimDoc, other: frozenset[str], parents: Mapping[str, frozenset[str]]) -> ClaimDoc:
+        """``doc`` with each of its places that lies inside one of ``other``'s named as that place."""
+        key, places = doc.key, set(doc.anchors.places)
+        for place in sorted(doc.anchors.places - other):
+            outer = sorted(parents.get(place, frozenset()) & other)
+            if outer and place in key:
+                key = key.replace(place, outer[0])
+                places.discard(place)
+                places.add(outer[0])
+        if key == doc.key:
+            return doc
+        fz = self.featurizer
+        return fz._build(key, fz.segmenter.cut(key), dc_replace(doc.anchors, places=frozenset(places)))
 
     def score_pairs(self, a: Sequence[str], b: Sequence[str]) -> np.ndarray:
         """P(same claim) for aligned pairs of texts (normalised: ``nlp.normalize.normalize``)."""

@@ -149,3 +149,21 @@ def test_shipped_card_says_what_it_was_trained_on() -> None:
     info = card()
     assert 0 < info["threshold"] < 1 and info["features"] == list(FEATURES)
     assert "weibo_ced" in info["data_terms"] and "research" in info["data_terms"]
+
+
+def test_a_claim_about_the_town_covers_its_villages(cm: ClaimMatcher) -> None:
+    # places.yaml: 石桥村 and 东湾村 lie in 青禾镇, 柳树村 elsewhere (our own gazetteer)
+    town, village = n("青禾镇的井水被养猪场污染了，不能喝"), n("石桥村的井水被养猪场污染了，不能喝")
+    sibling = n("东湾村的井水被养猪场污染了，不能喝")
+    s = cm.score_pairs([town, village, village], [village, town, sibling])
+    assert s[0] >= cm.threshold and s[1] == s[0], s  # nested places: one claim, either way round
+    assert s[2] == 0.0  # two villages: two claims
+
+
+def test_an_older_model_still_loads_and_scores() -> None:
+    # features are only appended: 2026.12.1 (27 columns) reads the first columns of today's rows
+    old = load_claim_matcher("2026.12.1")
+    assert old.model.n_features_in_ < len(FEATURES)
+    a, b = n("柳树村后天开始拆迁，每户补偿20万"), n("紧急扩散！柳树村后天拆迁，每户补偿20万")
+    s = old.score_pairs([a, a], [b, n(UNRELATED)])
+    assert s[0] >= old.threshold > s[1], s
