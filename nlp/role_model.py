@@ -102,11 +102,20 @@ def dense_row(cues: frozenset[str], n_words: int, norm: str, ctx: RoleContext | 
     row[k + 8] = float(stripped.endswith(("?", "吗", "么", "呢")) or "?" in norm)
     row[k + 9] = float("!" in norm)
     row[k + 10] = float(norm.startswith("【"))
-    if ctx is not None and ctx.follows_matter:
+    if ctx is not None:
+        conversation_columns(row, ctx, n_words)
+    return row
+
+
+def conversation_columns(row: Any, ctx: RoleContext, n_words: int) -> None:
+    """Write the conversation's columns of a dense row (a list or an array row whose conversation
+    columns are still zero): the classifier's second look changes only these."""
+    k = len(CUE_FLAGS)
+    if ctx.follows_matter:
         row[k + 11] = 1.0
         row[k + 12] = float(n_words <= 10)
         row[k + 13] = row[k + 8]
-    if ctx is not None and ctx.conversation:
+    if ctx.conversation:
         at = _CONV_AT
         prev = _PREV_INDEX.get(ctx.prev_role)
         if prev is not None:
@@ -116,7 +125,6 @@ def dense_row(cues: frozenset[str], n_words: int, norm: str, ctx: RoleContext | 
         row[at + 1] = float(ctx.shares >= 2)
         row[at + 2] = float(ctx.follows_matter and not ctx.shares)
         row[at + 3] = float(ctx.shares > 0 and n_words <= 10)
-    return row
 
 
 def featurize(

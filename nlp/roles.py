@@ -28,7 +28,7 @@ import numpy as np
 
 from nlp.cues import role_cues
 from nlp.normalize import PLACEHOLDER_RE
-from nlp.role_model import RoleModel, dense_row, load_role_model
+from nlp.role_model import RoleModel, conversation_columns, dense_row, load_role_model
 
 __all__ = [
     "ROLES",
@@ -345,7 +345,8 @@ class RoleClassifier:
                 self._rules_again(texts, ctxs, roles, conf, facts, open_)
             return roles, conf
         sparse = self.model.sparse_logits([texts[i] for i in undecided])
-        first = self.model.predict_logits(sparse, self._dense(undecided, texts, ctxs, facts))
+        dense = self._dense(undecided, texts, ctxs, facts)
+        first = self.model.predict_logits(sparse, dense)
         for j, i in enumerate(undecided):
             roles[i], conf[i] = first[0][j], float(first[1][j])
         if not known:
@@ -354,7 +355,10 @@ class RoleClassifier:
         still = [j for j, i in enumerate(undecided) if open_[i] and ctxs[i].conversation]
         if still:
             rows = [undecided[j] for j in still]
-            again = self.model.predict_logits(sparse[still], self._dense(rows, texts, ctxs, facts))
+            dense2 = dense[still]  # a copy: only the conversation's columns change
+            for k, i in enumerate(rows):
+                conversation_columns(dense2[k], ctxs[i], len(facts[i][0]))
+            again = self.model.predict_logits(sparse[still], dense2)
             for k, i in enumerate(rows):
                 roles[i], conf[i] = again[0][k], float(again[1][k])
         return roles, conf
