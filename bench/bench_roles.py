@@ -155,7 +155,7 @@ def render(out: dict[str, Any]) -> str:
                       + (f" and {conv:.3f} with the conversation" if conv is not None else "") + f" (n={loto['n']})."]
     lines += ["", "Rows marked \"conversation\" give the classifier each message's group and time (it then looks "
                   "at what came before in the group: `RoleContext.group`/`at`); the others give each message alone "
-                  "(only whether it is a reply), as `yuqing analyze` does until the pipeline passes group and time."]
+                  "(only whether it is a reply). `yuqing analyze` passes each chat post's group and time (`PostRow.context`)."]
     lines += [
         "",
         f"Speed, one core, batches of 5,000 short chat lines (mean {out['speed_mean_chars']} characters), "

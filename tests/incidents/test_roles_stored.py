@@ -49,3 +49,23 @@ def test_reanalysing_keeps_the_stored_roles(db: Session, rumor_model: Any) -> No
     db.expire_all()
     again = {r.raw_text: r.role for r in db.execute(select(Post.raw_text, Post.role))}
     assert again == first
+
+
+def test_a_line_that_takes_up_a_complaint_complains_and_the_same_line_after_chatter_does_not(
+        db: Session, rumor_model: Any) -> None:
+    """The conversation through ingest and analyze: "三号楼一样 冰凉" right after a complaint about
+    the heating of 三号楼 in the same group takes up its words and complains; posted after
+    chatter in another group it is chatter."""
+    ingest_posts(db, [
+        msg("新区三号楼暖气到现在还是凉的 屋里才十三度", 1, "qh-7", 0),
+        msg("三号楼一样 冰凉", 2, "qh-7", 1),
+        msg("今晚谁去打球", 3, "qh-8", 0),
+        msg("三号楼一样 冰凉", 4, "qh-8", 1),
+    ])
+    db.commit()
+    analyze(db, model=rumor_model, workers=0, now=EVENING + dt.timedelta(hours=2))
+    db.expire_all()
+    roles = dict(db.execute(select(Post.external_id, Post.role)).tuples().all())
+    assert roles["m1"] == "complaint"
+    assert roles["m2"] == "complaint"
+    assert roles["m4"] == "other"

@@ -333,3 +333,19 @@ def test_the_conversation_pass_only_changes_posts_that_follow_a_matter() -> None
     assert roles[3] != "question"  # the same words after chatter: not forced to ask
     alone, _ = load_role_classifier().predict(texts)  # without group and time: each post alone
     assert alone[1] == alone[3]
+
+
+def test_the_conversation_names_the_matter_before_and_the_words_taken_up_from_it() -> None:
+    from nlp.roles import conversation_context, words_of
+
+    texts = ["小区暖气到现在还是凉的 屋里才十五度", "今晚谁打牌", "我家暖气也凉 屋里十五度", "暖气费交了没",
+             "小区暖气片漏水了", "暖气片的事"]
+    contexts = [chat("a", 0), chat("a", 1), chat("a", 2), chat("b", 2), chat("a", 60), chat("a", 70)]
+    roles = ["complaint", "other", "complaint", "other", "other", "other"]
+    convs = conversation_context(contexts, roles, [words_of(normalize(t)) for t in texts])
+    assert (convs[1].follows_matter, convs[1].prev_role, convs[1].shares) == (True, "complaint", 0)
+    assert convs[2].prev_role == "complaint" and convs[2].shares >= 2  # 暖气, 屋里, 十五度: the matter's words
+    assert not convs[3].follows_matter and convs[3].shares == 0  # another group shares nothing with it
+    assert not convs[4].follows_matter and convs[4].shares == 0  # an hour later the thread has moved on
+    assert convs[5].shares == 0  # words shared with chatter do not count: only matter messages
+    assert conversation_context(contexts, roles)[2].shares == 0  # without the words: no sharing measured
