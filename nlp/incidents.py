@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -136,6 +137,11 @@ MIN_SHARED = 3  # bigrams in common, unless anchors or the conversation bind too
 START_TERMS = 4  # bigrams a post needs to start an incident ("收到了" starts nothing)
 QUESTION_START_TERMS = 8  # a question must name its matter to start one ("中心小学真的停课两周吗")
 SMALL_POST_TERMS = 14  # "真的吗？", "天哪 我刚烧了一壶水喝了": a line of its own, the conversation decides
+SMALL_COUNT = 10  # amounts below this, other than money, are details ("两天", "两只羊"), not telling
+NEW_MONEY_PENALTY = 0.45  # a long statement naming a sum its candidate lacks (see _new_money)
+MONEY_ROLES = frozenset({"claim", "notice", "complaint"})  # ... of these roles (a refutation names both)
+TALK_CONTENT = 0.2  # content a post that could start a matter needs before the conversation counts
+_AMOUNT_RE = re.compile(r"^([\d.]+)(.*)$")
 QUOTING_ROLES = frozenset({"refutation", "notice", "question", "claim"})  # posts whose quote is the matter
 FLUSH_BATCHES = 8  # batches between writes of the incidents they touched (and at the end of a run)
 _CHUNK = 500
@@ -189,7 +195,13 @@ def _score(index: IncidentIndex, p: _Post, inc: _Open, shared: float, n_shared: 
     if n_shared < MIN_SHARED and not _shares_thing(p.facts.anchors, inc.anchors) and talked < CONVERSATION_BONUS:
         content = 0.0  # a shared place alone is weak: one village has many matters
     talk = talked if n_shared else 0.0
+    if talk and len(p.terms) > SMALL_POST_TERMS and p.role in STARTER_ROLES and content < TALK_CONTENT:
+        # A statement of its own that shares a word or two with the matter just talked about is
+        # a new matter ("建设路要拆迁了 每平米补偿8000" after the gas inspection on 建设路).
+        talk = 0.0
     score = min(content, 1.0) + overlap + talk
+    if p.role in MONEY_ROLES and len(p.terms) > SMALL_POST_TERMS and _new_money(p, inc):
+        score -= NEW_MONEY_PENALTY
     quiet = p.when - inc.last_seen
     for after, penalty in QUIET_PENALTY:
         if quiet > after:
@@ -309,9 +321,29 @@ def _conversation(index: IncidentIndex, p: _Post, forbidden: set[_Open]) -> _Ope
 
 
 def _names_new_thing(index: IncidentIndex, p: _Post, inc: _Open) -> bool:
-    """Whether ``p`` names a place or an amount ``inc`` does not (a new matter, not its follow-up)."""
+    """Whether ``p`` names a place or a telling amount ``inc`` does not (a new matter, not its
+    follow-up). A small count ("这两天", "叼走两只羊", "三吨煤") is a detail a follow-up adds."""
     a = _specific(index, p.facts.anchors)
-    return bool((a.places - inc.anchors.places) or (a.amounts - inc.anchors.amounts))
+    return bool((a.places - inc.anchors.places) or (_telling(a.amounts) - inc.anchors.amounts))
+
+
+def _telling(amounts: frozenset[str]) -> frozenset[str]:
+    """The amounts that tell matters apart: money, and quantities of ten or more."""
+    out = []
+    for x in amounts:
+        m = _AMOUNT_RE.match(x)
+        if m is None:
+            continue
+        if m.group(2) == "元" or float(m.group(1)) >= SMALL_COUNT:
+            out.append(x)
+    return frozenset(out)
+
+
+def _new_money(p: _Post, inc: _Open) -> bool:
+    """Whether ``p`` names a sum of money and ``inc`` names none of its sums: "每户收费200元" is
+    another matter than a free inspection's notice, "补贴800元" than "补贴500元"."""
+    mine = {x for x in p.facts.anchors.amounts if x.endswith("元")}
+    return bool(mine) and not (mine & inc.anchors.amounts)
 
 
 def place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | None, str]:
