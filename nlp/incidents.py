@@ -127,6 +127,7 @@ CONVERSATION_BONUS = 0.15  # the incident was just talked about in the post's gr
 MEMORY_BONUS = 0.08  # ... within the last GROUP_MEMORY (the group comes back to its matter)
 GROUP_MEMORY = dt.timedelta(minutes=90)
 FOLLOW_MINUTES = 5  # a short statement this soon after a matter in its group carries it on
+FOLLOW_ROLES = STARTER_ROLES | {"question", "reaction"}  # roles a longer line carries a matter on with
 FOLLOW_TERMS = 40  # ... and a longer one up to this many bigrams, when it shares a word with it
 FOLLOW_BARE_TERMS = 24  # ... or up to this many when it shares none ("我一个跑县城的朋友说的 高速口都在设卡了")
 QUOTE_SCORE = 0.4  # what the quoted part of a post ("网传“…”不实") needs to join a matter by itself
@@ -291,7 +292,9 @@ def _conversation(index: IncidentIndex, p: _Post, forbidden: set[_Open]) -> _Ope
         return None
     if len(p.terms) > SMALL_POST_TERMS:
         w0 = next(w for w, i in index.recent_in_group(p) if i is recent[0])
-        if p.role in STARTER_ROLES and p.when - w0 <= dt.timedelta(minutes=FOLLOW_MINUTES) \
+        # A longer question or reaction too ("那到底是不是真的欠费了呀 今晚要是停电…" a minute
+        # after the scam text): it answers what was just said.
+        if p.role in FOLLOW_ROLES and p.when - w0 <= dt.timedelta(minutes=FOLLOW_MINUTES) \
                 and not _names_new_thing(index, p, recent[0]) \
                 and (len(p.terms) <= FOLLOW_BARE_TERMS or any(t in recent[0].terms for t in p.terms)):
             return recent[0]
