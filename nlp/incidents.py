@@ -30,8 +30,8 @@ How a post finds its incident (in this order; nothing is ever re-clustered):
    most of what it says with a matter, not the other way round) + a bonus for
    shared specific anchors + a bonus for following the matter in the same chat group, minus a
    penalty for a matter quiet for days. Named things that conflict (东湾村 vs 柳树村, 800元 vs
-   500元) forbid joining, whatever the words share. A paraphrase matcher (nlp.claims) can plug in
-   (`IncidentIndex.paraphrase`), its similarity competing with the content score.
+   500元) forbid joining, whatever the words share. A claim its words do not place is compared
+   by the claim matcher (nlp.claims) with its best few candidates (nlp.incident_paraphrase).
    Being talked about in the post's group counts more within 15 minutes and a little within
    GROUP_MEMORY (90 minutes: a group comes back to its matter). Hook bigrams ("真的假的", "听说",
    "有没有正式通知") are left out of the terms: they name no matter.
@@ -81,6 +81,7 @@ from nlp.incident_index import (
     pack_terms,
 )
 from nlp.incident_merge import LINKING_ROLES, merge_linked, write_merges
+from nlp.incident_paraphrase import keep_claim, load_paraphrase
 from nlp.incident_pictures import PictureIncidents
 from nlp.incident_stats import (
     STATING_ROLES,
@@ -208,8 +209,6 @@ def _score(index: IncidentIndex, p: _Post, inc: _Open, shared: float, n_shared: 
         if quiet > after:
             score -= penalty
             break
-    if index.paraphrase is not None and score < JOIN_SCORE:
-        score = max(score, index.paraphrase(p.text, inc))
     return score
 
 
@@ -383,6 +382,13 @@ def place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | No
         best = _best(index, p, ranked, CHATTER_JOIN_SCORE if p.role == "other" else JOIN_SCORE)
         if best is not None:
             inc, why = best, "content"
+    if inc is None and index.paraphrase is not None and index.paraphrase.wants(p) and ranked:
+        # A claim in other words ("大米要涨价了 赶紧买几袋" for "下个月盐和大米都要大涨价"): the claim
+        # matcher on the candidates its words found (nlp.incident_paraphrase).
+        for _prob, cand in index.paraphrase.best(p, ranked):
+            if not _conflicts(index, p, cand):
+                inc, why = cand, "paraphrase"
+                break
     if inc is None and lookups.pictures is not None:  # its words place it nowhere: the picture it shows
         inc = lookups.pictures.incident_of(index, p.id, forbidden)
         why = "picture"  # the same picture (nlp.incident_pictures)
@@ -399,13 +405,16 @@ def place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | No
             ranked = sorted(ranked + _ranked(index, p, [_shared(p, inc)], _talk_bonus(p, talked), forbidden),
                             key=lambda x: (-x[0], x[1]))
         index.absorb(inc, p, copy=why == "story")
+        keep_claim(inc, p)
         if ranked and p.role in LINKING_ROLES:
             merged = merge_linked(index, p, inc, ranked)
             if merged is not None:
                 return merged, why
         return inc, why
     if _can_start(p):
-        return index.found(p), "new"
+        inc = index.found(p)
+        keep_claim(inc, p)
+        return inc, "new"
     return None, "chatter" if p.role == "other" else "alone"
 
 
@@ -428,7 +437,15 @@ def _index(ctx: Any) -> IncidentIndex:
         index = ctx.state["incidents_index"] = IncidentIndex.load(
             ctx.session, now=ctx.now, window_days=get_settings().incident_window_days
         )
+        index.paraphrase = _paraphrase(ctx)
     return cast(IncidentIndex, index)
+
+
+def _paraphrase(ctx: Any) -> Any:
+    """The run's paraphrase signal (the claim matcher itself is loaded once per process)."""
+    if "incidents_paraphrase" not in ctx.state:
+        ctx.state["incidents_paraphrase"] = load_paraphrase()
+    return ctx.state["incidents_paraphrase"]
 
 
 def _post_terms(index: IncidentIndex, facts: Sequence[PostFacts], fresh: Sequence[bool]
