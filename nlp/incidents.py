@@ -139,6 +139,7 @@ MIN_SHARED = 3  # bigrams in common, unless anchors or the conversation bind too
 START_TERMS = 4  # bigrams a post needs to start an incident ("收到了" starts nothing)
 QUESTION_START_TERMS = 8  # a question must name its matter to start one ("中心小学真的停课两周吗")
 SMALL_POST_TERMS = 14  # "真的吗？", "天哪 我刚烧了一壶水喝了": a line of its own, the conversation decides
+PLACE_ASKED = dt.timedelta(minutes=60)  # a question naming a place asks about its matter of the last hour
 SMALL_COUNT = 10  # amounts below this, other than money, are details ("两天", "两只羊"), not telling
 NEW_MONEY_PENALTY = 0.45  # a long statement naming a sum its candidate lacks (see _new_money)
 MONEY_ROLES = frozenset({"claim", "notice", "complaint"})  # ... of these roles (a refutation names both)
@@ -322,6 +323,22 @@ def _conversation(index: IncidentIndex, p: _Post, forbidden: set[_Open]) -> _Ope
     return None
 
 
+def _asked_about_place(index: IncidentIndex, p: _Post, ranked: list[tuple[float, int, _Open, int]]) -> _Open | None:
+    """A question or reaction naming a specific place ("后山真有狼啊", "后山狼的事有人知道不") asks
+    about the one matter of that place talked about within PLACE_ASKED (in any group), when its
+    candidates hold exactly one such matter and it shares a bigram with it: a village has many
+    matters over a week, rarely two in one hour."""
+    places = _specific(index, p.facts.anchors).places
+    if not places:
+        return None
+    near = [inc for _s, _k, inc, n in ranked
+            if n and places & inc.anchors.places and abs(p.when - inc.last_seen) <= PLACE_ASKED]
+    near = list(dict.fromkeys(live(inc) for inc in near))
+    if len(near) != 1 or _conflicts(index, p, near[0]):
+        return None
+    return near[0]
+
+
 def _names_new_thing(index: IncidentIndex, p: _Post, inc: _Open) -> bool:
     """Whether ``p`` names a place or a telling amount ``inc`` does not (a new matter, not its
     follow-up). A small count ("这两天", "叼走两只羊", "三吨煤") is a detail a follow-up adds."""
@@ -382,6 +399,9 @@ def place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | No
         best = _best(index, p, ranked, CHATTER_JOIN_SCORE if p.role == "other" else JOIN_SCORE)
         if best is not None:
             inc, why = best, "content"
+    if inc is None and p.role in ("question", "reaction") and ranked:
+        inc = _asked_about_place(index, p, ranked)
+        why = "place"
     if inc is None and index.paraphrase is not None and index.paraphrase.wants(p) and ranked:
         # A claim in other words ("大米要涨价了 赶紧买几袋" for "下个月盐和大米都要大涨价"): the claim
         # matcher on the candidates its words found (nlp.incident_paraphrase).
