@@ -263,6 +263,10 @@ def kind_of(s: IncidentStats) -> str:
         return "rumor"
     if claims and (s.hearsay or s.urgent):
         return "rumor"
+    if claims and doubt_of(s)[0] >= DOUBT_RUMOR:
+        # Claims the groups keep asking about or correcting ("后山真有狼啊", "后山狼的事有人知道
+        #不"), however plainly they read to the model: the residents treat them as a rumor.
+        return "rumor"
     return "unknown"
 
 
@@ -283,7 +287,9 @@ RISK_WEIGHTS = {
 }
 #: The residents' doubt (see `doubt_of`) reaches 1 at this many enquiries and corrections beyond
 #: the first: one "真的吗" is any line's fate, several are a matter being contested.
-DOUBT_FULL = 5
+DOUBT_FULL = 4
+#: Claims doubted this much (see `doubt_of`: three enquiries or corrections) make a rumor matter.
+DOUBT_RUMOR = 0.4
 
 
 def doubt_of(s: IncidentStats) -> tuple[float, int, int]:

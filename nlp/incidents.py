@@ -296,7 +296,10 @@ def _conversation(index: IncidentIndex, p: _Post, forbidden: set[_Open]) -> _Ope
         # after the scam text): it answers what was just said.
         if p.role in FOLLOW_ROLES and p.when - w0 <= dt.timedelta(minutes=FOLLOW_MINUTES) \
                 and not _names_new_thing(index, p, recent[0]) \
-                and (len(p.terms) <= FOLLOW_BARE_TERMS or any(t in recent[0].terms for t in p.terms)):
+                and ((len(p.terms) <= FOLLOW_BARE_TERMS and p.role != "complaint")
+                     or any(t in recent[0].terms for t in p.terms)):
+            # A complaint sharing no word with the matter before it opens a concern of its own
+            # ("就是 我上街赶场 一脚的泥巴" after the rumor about the school gate).
             return recent[0]
         return None
     if p.role in ("question", "reaction"):
