@@ -208,7 +208,9 @@ class IncidentStats:
                     if values:
                         self.anchors.setdefault(kind, Counter()).update(values)
         if m.role in _REP_ROLES and m.text:
-            cand = (-min(len(m.text), SAYS_ENOUGH), m.when, m.post_id, m.text)
+            # A line that asks ("…我们双河的没事吧") says less than one that states, whatever its role.
+            said = 0 if m.role != "question" and _asks(m.text) else -min(len(m.text), SAYS_ENOUGH)
+            cand = (said, m.when, m.post_id, m.text)
             held = self.reps.get(m.role)
             if held is None or cand[:3] < held[:3]:
                 self.reps[m.role] = cand
@@ -227,6 +229,14 @@ class IncidentStats:
     def anchor_set(self) -> Anchors:
         d = self.anchors_dict()
         return Anchors.from_dict(d)
+
+
+_ASKING_ENDS = ("?", "？", "吗", "吧", "呢", "么")
+
+
+def _asks(text: str) -> bool:
+    """Whether a line ends as a question does (the role model reads some asking lines as claims)."""
+    return text.rstrip("。.!！~～ ").endswith(_ASKING_ENDS)
 
 
 def _top(counts: Counter[str], n: int) -> list[str]:
