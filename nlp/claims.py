@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from core.arrays import load_npy, reading_arrays
 from nlp.anchors import AnchorExtractor, Anchors, anchor_overlap, anchors_conflict, default_extractor
@@ -480,6 +480,13 @@ def _shared(small: Mapping[int, float], large: Mapping[int, float]) -> float:
 # ----------------------------------------------------------------------------- the matcher
 
 
+@lru_cache(maxsize=1)
+def _threadpools() -> ThreadpoolController:
+    """The process's thread pools, found once: `threadpool_limits` rescans the loaded libraries
+    (/proc/self/maps) on every call, half the cost of scoring a few pairs."""
+    return ThreadpoolController()
+
+
 class ClaimMatcher:
     """P(same claim) for pairs of normalised texts, and an incremental index. Picklable.
 
@@ -518,7 +525,7 @@ class ClaimMatcher:
             return np.zeros(0)
         x = self.featurizer.features(a, b, self._parents())
         # One thread: the trees are small, and OpenMP threads on a busy machine cost 7x the work.
-        with threadpool_limits(1, "openmp"):
+        with _threadpools().limit(limits=1, user_api="openmp"):
             p = self.model.predict_proba(x)[:, 1]
         # One claim key (the same words once hooks are gone and wording is canonical): the same
         # claim, whatever the model makes of the lengths.

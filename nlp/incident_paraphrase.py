@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 CLAIMS_KEPT = 2  # claim texts an incident keeps for the matcher
 PARAPHRASE_CANDIDATES = 2  # candidates a claim is compared with
-PARAPHRASE_FLOOR = 0.1  # content score a candidate needs to be compared at all
+PARAPHRASE_FLOOR = 0.15  # content score a candidate needs to be compared at all
 MIN_TERMS = 6  # bigrams a claim needs ("明天可能就涨了" says too little to be matched)
 CLAIM_CHARS = 160  # characters of a claim kept (the matcher reads its start)
 DOC_CACHE = 4096  # claim documents cached (texts of the incidents being talked about)

@@ -616,6 +616,7 @@ def incidents_stage(ctx: Any, batch: Any) -> None:
     _recent_conversations(session, index, rows)
     order = sorted(range(len(rows)), key=lambda i: (rows[i].when, rows[i].id))
     placed: list[_Open | None] = [None] * len(rows)
+    calls = index.paraphrase.calls if index.paraphrase is not None else 0
     for i in order:
         r, hit = rows[i], debunks[i]
         p = _Post(r.id, r.when, r.group_id, r.parent_id, story_ids[i], hit.debunk_id if hit else None,
@@ -625,6 +626,8 @@ def incidents_stage(ctx: Any, batch: Any) -> None:
         pictures.note(r.id, placed[i])
         ctx.count(f"incident_{why}")
     placed = [None if inc is None else live(inc) for inc in placed]
+    if index.paraphrase is not None:
+        ctx.count("incident_matcher_calls", index.paraphrase.calls - calls)
     if index.merges:
         ctx.count("incidents_merged", len(index.merges))
         _move_members(_members(ctx), index)
