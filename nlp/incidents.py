@@ -33,20 +33,29 @@ How a post finds its incident (in this order; nothing is ever re-clustered):
    500元) forbid joining, whatever the words share. A claim its words do not place is compared
    by the claim matcher (nlp.claims) with its best few candidates (nlp.incident_paraphrase).
    Being talked about in the post's group counts more within 15 minutes and a little within
-   GROUP_MEMORY (90 minutes: a group comes back to its matter). Hook bigrams ("真的假的", "听说",
-   "有没有正式通知") are left out of the terms: they name no matter.
+   GROUP_MEMORY (90 minutes: a group comes back to its matter), but not for a statement that
+   shares a word or two only. A long statement naming a sum of money its candidate lacks needs
+   much more (NEW_MONEY_PENALTY: "每户收费200元换报警器" is not the free inspection's notice).
+   Hook bigrams ("真的假的", "听说", "有没有正式通知") are left out of the terms: they name no matter.
+   A question naming a place ("后山真有狼啊") asks about the one matter of that place talked about
+   within PLACE_ASKED in any group. A claim or question still unplaced is compared by the claim
+   matcher with its two best candidates (nlp.incident_paraphrase; no new retrieval, so its cost
+   does not grow with the open incidents either).
 5. Quotes: a refutation or notice that quotes the rumor it answers (网传“…”不实) joins the matter
    its quote fits (QUOTE_SCORE), before its other words are weighed.
 6. Conversation: a short question or reaction (few words of its own) right after a message of an
    incident in the same chat group joins that incident ("真的吗？" after the water rumor); a short
    statement within FOLLOW_MINUTES carries the matter on unless it names another place or amount
-   ("我亲眼看见救护车拉走的"); a longer one too when it shares a word with it.
+   ("我亲眼看见救护车拉走的"; a small count, "这两天", "两只羊", is no new amount); a longer one
+   (a longer question or reaction too) when it shares a word with it, or up to FOLLOW_BARE_TERMS
+   without (a complaint then opens its own concern).
 7. Otherwise a post that states something (claim, complaint, notice, refutation; a question that
    names enough of its matter) starts an incident; a bare question or reaction never does.
 8. A post that fits two open incidents well merges the younger into the older
    (nlp.incident_merge): in memory at once, in the database after the batch (its posts move, it
    becomes ``merged``; the alert evaluation folds its alert into the older one's). Conflicting
-   places or amounts, or a staff cannot_link inside either incident, forbid it.
+   places or amounts, a staff cannot_link inside either incident, or a post that tells the two
+   apart or asks whether they are one ("不是一回事", "是一回事吗") forbid it.
 
 Only incidents active in the last ``incident_window_days`` (setting, 7) are open; older ones go
 dormant at the start of a run (a story, reply or staff link to one reopens it).
