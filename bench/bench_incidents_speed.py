@@ -111,6 +111,7 @@ def measure(n_open: int, n_posts: int) -> dict[str, Any]:
         "us_per_post_wall": round(1e6 * wall / n_posts, 1), "us_per_post_cpu": round(1e6 * cpu / n_posts, 1),
         "decisions": whys, "postings": len(index.postings), "longest_posting": longest,
         "matcher_calls": para.calls if para else None, "matcher_pairs": para.pairs if para else None,
+        "matcher_skipped": para.skipped if para else None,
         "load": measure_load(index, n_open),
     }
 
@@ -154,14 +155,14 @@ def render_md(r: dict[str, Any]) -> str:
         f"opened from earlier synthetic posts; {r['machine']}. The load column is `IncidentIndex.load` of N "
         "open incidents from SQLite (once per `yuqing analyze` run).",
         "",
-        "| open incidents | µs per post (wall) | µs per post (CPU) | decisions | claim matcher calls (pairs) "
+        "| open incidents | µs per post (wall) | µs per post (CPU) | decisions | claim matcher calls (pairs; refused by its budget) "
         "| bigram postings | longest posting list | load s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for m in r["sizes"]:
         d = ", ".join(f"{k} {v}" for k, v in sorted(m["decisions"].items()))
         lines.append(f"| {m['open_incidents']:,} | {m['us_per_post_wall']} | {m['us_per_post_cpu']} | {d} | "
-                     f"{m.get('matcher_calls')} ({m.get('matcher_pairs')}) | {m['postings']:,} | {m['longest_posting']} | {m['load']['seconds']} |")
+                     f"{m.get('matcher_calls')} ({m.get('matcher_pairs')}; {m.get('matcher_skipped')}) | {m['postings']:,} | {m['longest_posting']} | {m['load']['seconds']} |")
     lines += ["", "Posting lists are capped (the newest incidents per bigram are kept), so a post looks at a "
               "bounded number of candidates whatever N is; the CPU column is the robust one on a shared machine. "
               "The claim matcher (the paraphrase signal, nlp.incident_paraphrase) scores only claims and "

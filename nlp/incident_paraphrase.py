@@ -15,7 +15,12 @@ post's whole grouping costs about a tenth of one):
   capped inverted index of nlp.incident_index: the number of open incidents never enters), and
   only those whose content score reached PARAPHRASE_FLOOR (some wording in common);
 * each incident keeps the texts of its first CLAIMS_KEPT claims (its title when it was loaded
-  from the database at the start of the run); their claim documents are cached.
+  from the database at the start of the run); their claim documents are cached;
+* rationed: every post placed adds MATCHER_RATE of a call to a bucket of at most MATCHER_BUCKET
+  calls (full at the start), and a call spends one. A chat evening is compared in full; a flood
+  of template-like claims (where most calls find nothing) costs at most MATCHER_RATE calls a post
+  on average, and a claim past the budget is placed by its words alone. The bucket follows the
+  order posts are placed in, so a run's output stays the same from run to run.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ PARAPHRASE_FLOOR = 0.15  # content score a candidate needs to be compared at all
 MIN_TERMS = 6  # bigrams a claim needs ("明天可能就涨了" says too little to be matched)
 CLAIM_CHARS = 160  # characters of a claim kept (the matcher reads its start)
 DOC_CACHE = 4096  # claim documents cached (texts of the incidents being talked about)
+MATCHER_RATE = 0.01  # matcher calls earned per post placed (one per hundred posts)
+MATCHER_BUCKET = 50.0  # calls that can be saved up (and the budget at the start)
 
 
 class Paraphrase:
@@ -47,6 +54,12 @@ class Paraphrase:
         self._docs: OrderedDict[str, Any] = OrderedDict()
         self.calls = 0
         self.pairs = 0
+        self.skipped = 0  # calls the budget refused
+        self.budget = MATCHER_BUCKET
+
+    def tick(self) -> None:
+        """One post placed: the budget grows by MATCHER_RATE (up to MATCHER_BUCKET)."""
+        self.budget = min(MATCHER_BUCKET, self.budget + MATCHER_RATE)
 
     def _doc(self, text: str) -> Any:
         doc = self._docs.get(text)
@@ -69,6 +82,10 @@ class Paraphrase:
             :PARAPHRASE_CANDIDATES]
         if not cands:
             return []
+        if self.budget < 1.0:
+            self.skipped += 1
+            return []
+        self.budget -= 1.0
         mine = self._doc(p.text[:CLAIM_CHARS])
         left, right, owner = [], [], []
         for inc in cands:

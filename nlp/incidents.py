@@ -384,6 +384,8 @@ def place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | No
     in the conversation it is part of, and never starts an incident. A post that binds two open
     incidents of one matter merges them (`nlp.incident_merge`).
     """
+    if index.paraphrase is not None:
+        index.paraphrase.tick()
     forbidden = {live(inc) for q in index.cannot.get(p.id, ())
                  if (inc := index.by_post.get(q) or lookups.partner.get(q))}
     inc, why = _bound(index, p, forbidden, lookups)
@@ -625,7 +627,7 @@ def incidents_stage(ctx: Any, batch: Any) -> None:
     _recent_conversations(session, index, rows)
     order = sorted(range(len(rows)), key=lambda i: (rows[i].when, rows[i].id))
     placed: list[_Open | None] = [None] * len(rows)
-    calls = index.paraphrase.calls if index.paraphrase is not None else 0
+    calls, skipped = (index.paraphrase.calls, index.paraphrase.skipped) if index.paraphrase is not None else (0, 0)
     for i in order:
         r, hit = rows[i], debunks[i]
         p = _Post(r.id, r.when, r.group_id, r.parent_id, story_ids[i], hit.debunk_id if hit else None,
@@ -637,6 +639,7 @@ def incidents_stage(ctx: Any, batch: Any) -> None:
     placed = [None if inc is None else live(inc) for inc in placed]
     if index.paraphrase is not None:
         ctx.count("incident_matcher_calls", index.paraphrase.calls - calls)
+        ctx.count("incident_matcher_skipped", index.paraphrase.skipped - skipped)
     if index.merges:
         ctx.count("incidents_merged", len(index.merges))
         _move_members(_members(ctx), index)
