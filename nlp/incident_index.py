@@ -172,6 +172,7 @@ class IncidentIndex:
         self.by_debunk: dict[int, _Open] = {}
         self.by_post: dict[int, _Open] = {}  # posts placed in this run
         self.group_recent: dict[int, list[tuple[dt.datetime, _Open]]] = {}  # newest last
+        self.group_last: dict[int, _Open | None] = {}  # the incident of each group's last message placed
         self.cannot: dict[int, set[int]] = {}
         self.must: dict[int, set[int]] = {}
         self.parents: dict[str, frozenset[str]] = {}  # place -> the places it lies in (gazetteer)

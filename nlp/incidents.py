@@ -12,8 +12,9 @@ and updates ``incidents`` rows (stats: nlp.incident_stats).
 How a post finds its incident (in this order; nothing is ever re-clustered):
 
 1. Chatter (role ``other``: "收到", "哈哈", "晚安", "谁家有梯子") never starts an incident, and
-   joins one only through a reply, a story, a staff link, or a close content match with a matter
-   just talked about in its own group ("800块？咱们村也有吗" under the subsidy scam): staff see
+   joins one only through a reply, a story, a staff link, a close content match with a matter
+   just talked about in its own group ("800块？咱们村也有吗" under the subsidy scam), or by being
+   the line right after a message of the matter ("我也是听人说的 对不起大家"): staff see
    the conversation whole. It then counts only in ``post_count`` and ``role_counts["other"]``:
    never in reach, hourly volume, risk or kind, so chatter can never make a matter alert-worthy.
 2. Staff decisions first: a post never joins the incident of a post it ``cannot_link`` to; a
@@ -321,7 +322,10 @@ def _conversation(index: IncidentIndex, p: _Post, forbidden: set[_Open]) -> _Ope
         last = index.group_recent.get(p.group_id or -1, [])
         if CHATTER_FOLLOW_MINUTES and last and len(p.terms) >= CHATTER_MIN_TERMS and last[-1][1] is recent[0] \
                 and p.when - last[-1][0] <= dt.timedelta(minutes=CHATTER_FOLLOW_MINUTES) \
-                and any(t in recent[0].terms for t in p.terms):
+                and (index.group_last.get(p.group_id or -1) is recent[0]
+                     or any(t in recent[0].terms for t in p.terms)):
+            # ... or the message just before it in its group is of the matter ("我也是听人说的
+            # 对不起大家" right after the refutation): a reply in all but the button.
             return recent[0]
         return None
     w0 = next(w for w, i in index.recent_in_group(p) if i is recent[0])
@@ -379,6 +383,16 @@ def _new_money(p: _Post, inc: _Open) -> bool:
 
 def place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | None, str]:
     """The incident ``p`` joins or founds, and why (a word for the run's counts); None: none.
+    The group's last message is remembered (`_conversation` reads it for the chatter after it)."""
+    inc, why = _place(index, p, lookups)
+    if p.group_id is not None:
+        # Chatter placed next to a matter does not pass it on to the line after it.
+        index.group_last[p.group_id] = inc if p.role != "other" else None
+    return inc, why
+
+
+def _place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | None, str]:
+    """The incident ``p`` joins or founds, and why; None: none.
 
     Chatter (role ``other``) joins only through a reply, a story, a staff link, or a close match
     in the conversation it is part of, and never starts an incident. A post that binds two open

@@ -104,3 +104,17 @@ def test_a_claim_that_asks_does_not_title_its_matter() -> None:
         s.add(Member(n, NOW + dt.timedelta(minutes=n), 1, None, "claim", 0.2, None, None, None, [], True,
                      PostFacts("claim", 0.9, anchors_of(text), False, False), text, 0.2))
     assert s.rep is not None and s.rep[1] == 2
+
+
+def test_chatter_right_after_a_matter_in_its_group_is_part_of_it_and_passes_nothing_on(
+        db: Session, rumor_model: Any) -> None:
+    run(db, rumor_model, [
+        msg("东湾村的自来水被化工厂污染了 千万别喝 赶紧告诉家里人", 1, "qh-1"),
+        msg("我也是听人家讲的 对不起大家", 2, "qh-1", 1),  # the next message: part of the matter
+        msg("今晚吃饺子还是吃面条", 3, "qh-1", 1.5),  # after that chatter line: nothing to do with it
+    ])
+    water = incident_of(db, "m1")
+    roles = [db.scalar(select(Post.role).where(Post.external_id == f"m{n}")) for n in (2, 3)]
+    assert water is not None and roles == ["other", "other"], "precondition: two chatter lines"
+    assert incident_of(db, "m2") == water
+    assert incident_of(db, "m3") is None
