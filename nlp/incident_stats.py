@@ -142,8 +142,12 @@ class IncidentStats:
         # Of the kind's two voices (a concern's complaints, then its claims), the first that says
         # enough: a concern's "给我留一瓶" gives way to a claim saying what is short. Otherwise
         # the first role of the order, whatever it says.
+        # Then the first that states rather than asks (a claim ending "…没事吧" gives way to the
+        # refutation naming the matter), and only then any.
         best = next((self.reps[r] for r in order[:2] if r in self.reps and -self.reps[r][0] >= SAYS_ENOUGH),
-                    None) or next((self.reps[r] for r in order if r in self.reps), None)
+                    None) or next((self.reps[r] for r in order if r in self.reps and r not in _ASKING_ROLES
+                                   and self.reps[r][0] < 0), None) \
+            or next((self.reps[r] for r in order if r in self.reps), None)
         return None if best is None else best[1:]
 
     def title(self) -> str | None:
@@ -231,6 +235,7 @@ class IncidentStats:
         return Anchors.from_dict(d)
 
 
+_ASKING_ROLES = frozenset({"question", "reaction"})
 _ASKING_ENDS = ("?", "？", "吗", "吧", "呢", "么")
 
 

@@ -118,3 +118,16 @@ def test_chatter_right_after_a_matter_in_its_group_is_part_of_it_and_passes_noth
     assert water is not None and roles == ["other", "other"], "precondition: two chatter lines"
     assert incident_of(db, "m2") == water
     assert incident_of(db, "m3") is None
+
+
+def test_a_matter_whose_only_claim_asks_is_titled_by_a_line_that_states_it() -> None:
+    from nlp.incident_stats import IncidentStats, Member
+    from nlp.incident_text import PostFacts, anchors_of
+
+    s = IncidentStats()
+    lines = [("claim", "听说梅村的井水有砷，我们村的井水没事吧", 1), ("question", "梅村井水有砷是真的吗", 2),
+             ("refutation", "水站刚测过了 梅村井水没有砷 别信", 3)]
+    for role, text, n in lines:
+        s.add(Member(n, NOW + dt.timedelta(minutes=n), 1, None, role, 0.2, None, None, None, [], True,
+                     PostFacts(role, 0.9, anchors_of(text), False, False), text, 0.2))
+    assert s.rep is not None and s.rep[1] == 3
