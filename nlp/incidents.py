@@ -128,6 +128,7 @@ log = logging.getLogger(__name__)
 STAGE_NAME = "incidents"
 JOIN_SCORE = 0.3  # content score a post needs to join an incident (see _score)
 CHATTER_FOLLOW_MINUTES = 2  # chatter this soon after a matter in its group is part of its conversation
+ADJACENT_MINUTES = 1  # ... or this soon, as the very next message after the matter's, sharing no word
 CHATTER_MIN_TERMS = 4  # bigrams such a line needs ("收到", "好的" have fewer)
 CHATTER_JOIN_SCORE = 0.6  # what a post of role "other" needs, and only in a conversation
 NORM_MASS = 80.0  # IDF mass that counts as "all of it" (see _score)
@@ -322,7 +323,8 @@ def _conversation(index: IncidentIndex, p: _Post, forbidden: set[_Open]) -> _Ope
         last = index.group_recent.get(p.group_id or -1, [])
         if CHATTER_FOLLOW_MINUTES and last and len(p.terms) >= CHATTER_MIN_TERMS and last[-1][1] is recent[0] \
                 and p.when - last[-1][0] <= dt.timedelta(minutes=CHATTER_FOLLOW_MINUTES) \
-                and (index.group_last.get(p.group_id or -1) is recent[0]
+                and ((index.group_last.get(p.group_id or -1) is recent[0]
+                      and p.when - last[-1][0] <= dt.timedelta(minutes=ADJACENT_MINUTES))
                      or any(t in recent[0].terms for t in p.terms)):
             # ... or the message just before it in its group is of the matter ("我也是听人说的
             # 对不起大家" right after the refutation): a reply in all but the button.
