@@ -69,9 +69,12 @@ def _name(rng: random.Random) -> str:
 
 def measure(n_open: int, n_posts: int) -> dict[str, Any]:
     """Place synthetic posts until ``n_open`` incidents are open, then time ``n_posts`` more."""
+    from nlp.incident_paraphrase import keep_claim, load_paraphrase
     from nlp.incidents import IncidentIndex, _Lookups, place
 
     index = IncidentIndex()
+    # The paraphrase signal as the stage switches it on (the claim matcher; None without a model).
+    index.paraphrase = para = load_paraphrase()
     lookups = _Lookups({}, {}, {})
     # N incidents opened from synthetic posts. The templates repeat, so each founder gets a
     # made-up four-character name (a shop, a person, a lane) that makes it a matter of its own,
@@ -83,6 +86,7 @@ def measure(n_open: int, n_posts: int) -> dict[str, Any]:
     facts = _facts([r[0] for r in rows])
     for k, p in enumerate(_posts(index, rows, facts, 1)):
         inc = index.found(p)
+        keep_claim(inc, p)
         inc.id = k + 1
         index.open[inc.id] = inc
     opened, next_id, built = n_open, n_open + 1, n_open
@@ -106,6 +110,8 @@ def measure(n_open: int, n_posts: int) -> dict[str, Any]:
         "open_incidents": n_open, "posts_placed": n_posts, "build_posts": built, "build_seconds": round(build_s, 1),
         "us_per_post_wall": round(1e6 * wall / n_posts, 1), "us_per_post_cpu": round(1e6 * cpu / n_posts, 1),
         "decisions": whys, "postings": len(index.postings), "longest_posting": longest,
+        "matcher_calls": para.calls if para else None, "matcher_pairs": para.pairs if para else None,
+        "matcher_skipped": para.skipped if para else None,
         "load": measure_load(index, n_open),
     }
 
@@ -149,15 +155,18 @@ def render_md(r: dict[str, Any]) -> str:
         f"opened from earlier synthetic posts; {r['machine']}. The load column is `IncidentIndex.load` of N "
         "open incidents from SQLite (once per `yuqing analyze` run).",
         "",
-        "| open incidents | µs per post (wall) | µs per post (CPU) | decisions | bigram postings | longest posting list | load s |",
-        "|---|---|---|---|---|---|---|",
+        "| open incidents | µs per post (wall) | µs per post (CPU) | decisions | claim matcher calls (pairs; refused by its budget) "
+        "| bigram postings | longest posting list | load s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for m in r["sizes"]:
         d = ", ".join(f"{k} {v}" for k, v in sorted(m["decisions"].items()))
         lines.append(f"| {m['open_incidents']:,} | {m['us_per_post_wall']} | {m['us_per_post_cpu']} | {d} | "
-                     f"{m['postings']:,} | {m['longest_posting']} | {m['load']['seconds']} |")
+                     f"{m.get('matcher_calls')} ({m.get('matcher_pairs')}; {m.get('matcher_skipped')}) | {m['postings']:,} | {m['longest_posting']} | {m['load']['seconds']} |")
     lines += ["", "Posting lists are capped (the newest incidents per bigram are kept), so a post looks at a "
-              "bounded number of candidates whatever N is; the CPU column is the robust one on a shared machine."]
+              "bounded number of candidates whatever N is; the CPU column is the robust one on a shared machine. "
+              "The claim matcher (the paraphrase signal, nlp.incident_paraphrase) scores only claims and "
+              "questions their words did not place, against at most two of their candidates."]
     return "\n".join(lines) + "\n"
 
 

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from core.arrays import load_npy, reading_arrays
 from nlp.anchors import AnchorExtractor, Anchors, anchor_overlap, anchors_conflict, default_extractor
@@ -500,6 +500,13 @@ def _shared(small: Mapping[int, float], large: Mapping[int, float]) -> float:
 # ----------------------------------------------------------------------------- the matcher
 
 
+@lru_cache(maxsize=1)
+def _threadpools() -> ThreadpoolController:
+    """The process's thread pools, found once: `threadpool_limits` rescans the loaded libraries
+    (/proc/self/maps) on every call, half the cost of scoring a few pairs."""
+    return ThreadpoolController()
+
+
 class ClaimMatcher:
     """P(same claim) for pairs of normalised texts, and an incremental index. Picklable.
 
@@ -541,7 +548,7 @@ class ClaimMatcher:
             a, b = self._lift_places(a, b, parents)
         x = self.featurizer.features(a, b, parents)
         # One thread: the trees are small, and OpenMP threads on a busy machine cost 7x the work.
-        with threadpool_limits(1, "openmp"):
+        with _threadpools().limit(limits=1, user_api="openmp"):
             # features are only ever appended: an older model reads the columns it was trained on
             p = self.model.predict_proba(x[:, : getattr(self.model, "n_features_in_", x.shape[1])])[:, 1]
         # One claim key (the same words once hooks are gone and wording is canonical): the same

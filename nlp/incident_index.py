@@ -14,7 +14,7 @@ import datetime as dt
 import heapq
 import itertools
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -98,7 +98,7 @@ class GramFreq:
 class _Open:
     """An open incident as the grouping sees it (its id is filled in once the row exists)."""
 
-    __slots__ = ("anchors", "debunk_id", "first_seen", "guarded", "id", "indexed", "last_seen", "mass",
+    __slots__ = ("anchors", "claims", "debunk_id", "first_seen", "guarded", "id", "indexed", "last_seen", "mass",
                  "merged_into", "packed", "stats", "terms")
 
     def __init__(self, incident_id: int | None, first_seen: dt.datetime, last_seen: dt.datetime,
@@ -114,6 +114,7 @@ class _Open:
         self.stats: IncidentStats | None = None  # loaded when first touched in the run
         self.merged_into: _Open | None = None  # set when the grouping merged it into another
         self.guarded = False  # holds a post staff kept apart from another (never merged automatically)
+        self.claims: tuple[str, ...] = ()  # its first claims' texts, for the paraphrase signal
 
 
 def pack_terms(terms: dict[int, float], mass: float = 0.0) -> bytes:
@@ -171,12 +172,13 @@ class IncidentIndex:
         self.by_debunk: dict[int, _Open] = {}
         self.by_post: dict[int, _Open] = {}  # posts placed in this run
         self.group_recent: dict[int, list[tuple[dt.datetime, _Open]]] = {}  # newest last
+        self.group_last: dict[int, _Open | None] = {}  # the incident of each group's last message placed
         self.cannot: dict[int, set[int]] = {}
         self.must: dict[int, set[int]] = {}
         self.parents: dict[str, frozenset[str]] = {}  # place -> the places it lies in (gazetteer)
         self.home: frozenset[str] = frozenset()  # the office's own area: named by nearly every post
-        # Slot for a paraphrase matcher (nlp.claims): (post text, incident) -> similarity 0..1.
-        self.paraphrase: Callable[[str, _Open], float] | None = None
+        # The paraphrase signal (nlp.incident_paraphrase.Paraphrase: the claim matcher), or None.
+        self.paraphrase: Any = None
         self.grams = GramFreq()
         self.dirty: dict[int, _Open] = {}  # incidents whose row is behind (written by _flush)
         self.merges: list[tuple[_Open, _Open]] = []  # (merged away, into) not yet written (nlp.incident_merge)
@@ -200,7 +202,7 @@ class IncidentIndex:
         index.grams = GramFreq.load(session)
         rows = session.execute(
             select(table.c.id, table.c.first_seen, table.c.last_seen, table.c.centroid, table.c.anchors,
-                   table.c.debunk_id)
+                   table.c.debunk_id, table.c.title)
             .where(table.c.status == "active", table.c.last_seen >= since)
             .order_by(table.c.last_seen)
         )
@@ -237,6 +239,8 @@ class IncidentIndex:
         terms, mass = unpack_terms(row.centroid)
         inc = _Open(row.id, row.first_seen, row.last_seen, terms, Anchors.from_dict(row.anchors), row.debunk_id)
         inc.mass = mass
+        if row.title:  # its headline: its representative claim, for the paraphrase signal
+            inc.claims = (row.title,)
         self.open[row.id] = inc
         self._index_terms(inc, list(itertools.islice(terms, LOAD_INDEXED)))  # stored strongest first
         self._index_anchors(inc, inc.anchors)
@@ -257,7 +261,7 @@ class IncidentIndex:
         for start in range(0, len(want), _CHUNK):
             for row in session.execute(
                 select(table.c.id, table.c.first_seen, table.c.last_seen, table.c.centroid, table.c.anchors,
-                       table.c.debunk_id)
+                       table.c.debunk_id, table.c.title)
                 .where(table.c.id.in_(want[start : start + _CHUNK]), table.c.status != "merged")
             ):
                 self._add_open(row)

@@ -39,6 +39,10 @@ MEMBER_FIT = 0.3  # (nlp.incidents.JOIN_SCORE)
 MERGE_MIN_SHARED = 4  # bigrams the post shares with each of them
 LINK_MIN_TERMS = 8  # bigrams the post needs at all (a short line fits anything)
 PAIR_OVERLAP = 0.12  # IDF share of the smaller incident's profile the other holds
+# A post that names two matters to tell them apart or asks whether they are one ("收费换报警器
+# 的跟免费检查不是一回事", "跟网格员说的是一回事吗",
+# "两码事") ties nothing together, however well it fits both.
+APART_CUES = ("一回事", "一码事", "两码事", "两回事", "不是同一", "别搞混", "别弄混", "不要混淆")
 
 
 def _pair_overlap(index: IncidentIndex, a: _Open, b: _Open) -> float:
@@ -77,7 +81,7 @@ def merge_linked(index: IncidentIndex, p: _Post, joined: _Open, ranked: list[tup
     its words must fit ``joined`` all the same); when they also fit another open incident well,
     the two merge. ``ranked``: ``p``'s candidates by score (nlp.incidents._ranked). Returns the
     incident ``p`` ends in after a merge, else None."""
-    if len(p.terms) < LINK_MIN_TERMS:
+    if len(p.terms) < LINK_MIN_TERMS or any(c in p.text for c in APART_CUES):
         return None
     fit: dict[_Open, tuple[float, int]] = {}
     for score, _k, inc, n in ranked:

@@ -142,8 +142,12 @@ class IncidentStats:
         # Of the kind's two voices (a concern's complaints, then its claims), the first that says
         # enough: a concern's "给我留一瓶" gives way to a claim saying what is short. Otherwise
         # the first role of the order, whatever it says.
+        # Then the first that states rather than asks (a claim ending "…没事吧" gives way to the
+        # refutation naming the matter), and only then any.
         best = next((self.reps[r] for r in order[:2] if r in self.reps and -self.reps[r][0] >= SAYS_ENOUGH),
-                    None) or next((self.reps[r] for r in order if r in self.reps), None)
+                    None) or next((self.reps[r] for r in order if r in self.reps and r not in _ASKING_ROLES
+                                   and self.reps[r][0] < 0), None) \
+            or next((self.reps[r] for r in order if r in self.reps), None)
         return None if best is None else best[1:]
 
     def title(self) -> str | None:
@@ -208,7 +212,9 @@ class IncidentStats:
                     if values:
                         self.anchors.setdefault(kind, Counter()).update(values)
         if m.role in _REP_ROLES and m.text:
-            cand = (-min(len(m.text), SAYS_ENOUGH), m.when, m.post_id, m.text)
+            # A line that asks ("…我们双河的没事吧") says less than one that states, whatever its role.
+            said = 0 if m.role != "question" and _asks(m.text) else -min(len(m.text), SAYS_ENOUGH)
+            cand = (said, m.when, m.post_id, m.text)
             held = self.reps.get(m.role)
             if held is None or cand[:3] < held[:3]:
                 self.reps[m.role] = cand
@@ -227,6 +233,15 @@ class IncidentStats:
     def anchor_set(self) -> Anchors:
         d = self.anchors_dict()
         return Anchors.from_dict(d)
+
+
+_ASKING_ROLES = frozenset({"question", "reaction"})
+_ASKING_ENDS = ("?", "？", "吗", "吧", "呢", "么")
+
+
+def _asks(text: str) -> bool:
+    """Whether a line ends as a question does (the role model reads some asking lines as claims)."""
+    return text.rstrip("。.!！~～ ").endswith(_ASKING_ENDS)
 
 
 def _top(counts: Counter[str], n: int) -> list[str]:
@@ -263,6 +278,10 @@ def kind_of(s: IncidentStats) -> str:
         return "rumor"
     if claims and (s.hearsay or s.urgent):
         return "rumor"
+    if claims and doubt_of(s)[0] >= DOUBT_RUMOR:
+        # Claims the groups keep asking about or correcting ("后山真有狼啊", "后山狼的事有人知道
+        #不"), however plainly they read to the model: the residents treat them as a rumor.
+        return "rumor"
     return "unknown"
 
 
@@ -283,7 +302,9 @@ RISK_WEIGHTS = {
 }
 #: The residents' doubt (see `doubt_of`) reaches 1 at this many enquiries and corrections beyond
 #: the first: one "真的吗" is any line's fate, several are a matter being contested.
-DOUBT_FULL = 5
+DOUBT_FULL = 4
+#: Claims doubted this much (see `doubt_of`: three enquiries or corrections) make a rumor matter.
+DOUBT_RUMOR = 0.4
 
 
 def doubt_of(s: IncidentStats) -> tuple[float, int, int]:

@@ -12,8 +12,9 @@ and updates ``incidents`` rows (stats: nlp.incident_stats).
 How a post finds its incident (in this order; nothing is ever re-clustered):
 
 1. Chatter (role ``other``: "收到", "哈哈", "晚安", "谁家有梯子") never starts an incident, and
-   joins one only through a reply, a story, a staff link, or a close content match with a matter
-   just talked about in its own group ("800块？咱们村也有吗" under the subsidy scam): staff see
+   joins one only through a reply, a story, a staff link, a close content match with a matter
+   just talked about in its own group ("800块？咱们村也有吗" under the subsidy scam), or by being
+   the line right after a message of the matter ("我也是听人说的 对不起大家"): staff see
    the conversation whole. It then counts only in ``post_count`` and ``role_counts["other"]``:
    never in reach, hourly volume, risk or kind, so chatter can never make a matter alert-worthy.
 2. Staff decisions first: a post never joins the incident of a post it ``cannot_link`` to; a
@@ -30,23 +31,32 @@ How a post finds its incident (in this order; nothing is ever re-clustered):
    most of what it says with a matter, not the other way round) + a bonus for
    shared specific anchors + a bonus for following the matter in the same chat group, minus a
    penalty for a matter quiet for days. Named things that conflict (东湾村 vs 柳树村, 800元 vs
-   500元) forbid joining, whatever the words share. A paraphrase matcher (nlp.claims) can plug in
-   (`IncidentIndex.paraphrase`), its similarity competing with the content score.
+   500元) forbid joining, whatever the words share. A claim its words do not place is compared
+   by the claim matcher (nlp.claims) with its best few candidates (nlp.incident_paraphrase).
    Being talked about in the post's group counts more within 15 minutes and a little within
-   GROUP_MEMORY (90 minutes: a group comes back to its matter). Hook bigrams ("真的假的", "听说",
-   "有没有正式通知") are left out of the terms: they name no matter.
+   GROUP_MEMORY (90 minutes: a group comes back to its matter), but not for a statement that
+   shares a word or two only. A long statement naming a sum of money its candidate lacks needs
+   much more (NEW_MONEY_PENALTY: "每户收费200元换报警器" is not the free inspection's notice).
+   Hook bigrams ("真的假的", "听说", "有没有正式通知") are left out of the terms: they name no matter.
+   A question naming a place ("后山真有狼啊") asks about the one matter of that place talked about
+   within PLACE_ASKED in any group. A claim or question still unplaced is compared by the claim
+   matcher with its two best candidates (nlp.incident_paraphrase; no new retrieval, so its cost
+   does not grow with the open incidents either).
 5. Quotes: a refutation or notice that quotes the rumor it answers (网传“…”不实) joins the matter
    its quote fits (QUOTE_SCORE), before its other words are weighed.
 6. Conversation: a short question or reaction (few words of its own) right after a message of an
    incident in the same chat group joins that incident ("真的吗？" after the water rumor); a short
    statement within FOLLOW_MINUTES carries the matter on unless it names another place or amount
-   ("我亲眼看见救护车拉走的"); a longer one too when it shares a word with it.
+   ("我亲眼看见救护车拉走的"; a small count, "这两天", "两只羊", is no new amount); a longer one
+   (a longer question or reaction too) when it shares a word with it, or up to FOLLOW_BARE_TERMS
+   without (a complaint then opens its own concern).
 7. Otherwise a post that states something (claim, complaint, notice, refutation; a question that
    names enough of its matter) starts an incident; a bare question or reaction never does.
 8. A post that fits two open incidents well merges the younger into the older
    (nlp.incident_merge): in memory at once, in the database after the batch (its posts move, it
    becomes ``merged``; the alert evaluation folds its alert into the older one's). Conflicting
-   places or amounts, or a staff cannot_link inside either incident, forbid it.
+   places or amounts, a staff cannot_link inside either incident, or a post that tells the two
+   apart or asks whether they are one ("不是一回事", "是一回事吗") forbid it.
 
 Only incidents active in the last ``incident_window_days`` (setting, 7) are open; older ones go
 dormant at the start of a run (a story, reply or staff link to one reopens it).
@@ -56,6 +66,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -80,6 +91,7 @@ from nlp.incident_index import (
     pack_terms,
 )
 from nlp.incident_merge import LINKING_ROLES, merge_linked, write_merges
+from nlp.incident_paraphrase import keep_claim, load_paraphrase
 from nlp.incident_pictures import PictureIncidents
 from nlp.incident_stats import (
     STATING_ROLES,
@@ -116,6 +128,7 @@ log = logging.getLogger(__name__)
 STAGE_NAME = "incidents"
 JOIN_SCORE = 0.3  # content score a post needs to join an incident (see _score)
 CHATTER_FOLLOW_MINUTES = 2  # chatter this soon after a matter in its group is part of its conversation
+ADJACENT_MINUTES = 1  # ... or this soon, as the very next message after the matter's, sharing no word
 CHATTER_MIN_TERMS = 4  # bigrams such a line needs ("收到", "好的" have fewer)
 CHATTER_JOIN_SCORE = 0.6  # what a post of role "other" needs, and only in a conversation
 NORM_MASS = 80.0  # IDF mass that counts as "all of it" (see _score)
@@ -126,6 +139,7 @@ CONVERSATION_BONUS = 0.15  # the incident was just talked about in the post's gr
 MEMORY_BONUS = 0.08  # ... within the last GROUP_MEMORY (the group comes back to its matter)
 GROUP_MEMORY = dt.timedelta(minutes=90)
 FOLLOW_MINUTES = 5  # a short statement this soon after a matter in its group carries it on
+FOLLOW_ROLES = STARTER_ROLES | {"question", "reaction"}  # roles a longer line carries a matter on with
 FOLLOW_TERMS = 40  # ... and a longer one up to this many bigrams, when it shares a word with it
 FOLLOW_BARE_TERMS = 24  # ... or up to this many when it shares none ("我一个跑县城的朋友说的 高速口都在设卡了")
 QUOTE_SCORE = 0.4  # what the quoted part of a post ("网传“…”不实") needs to join a matter by itself
@@ -136,6 +150,12 @@ MIN_SHARED = 3  # bigrams in common, unless anchors or the conversation bind too
 START_TERMS = 4  # bigrams a post needs to start an incident ("收到了" starts nothing)
 QUESTION_START_TERMS = 8  # a question must name its matter to start one ("中心小学真的停课两周吗")
 SMALL_POST_TERMS = 14  # "真的吗？", "天哪 我刚烧了一壶水喝了": a line of its own, the conversation decides
+PLACE_ASKED = dt.timedelta(minutes=60)  # a question naming a place asks about its matter of the last hour
+SMALL_COUNT = 10  # amounts below this, other than money, are details ("两天", "两只羊"), not telling
+NEW_MONEY_PENALTY = 0.45  # a long statement naming a sum its candidate lacks (see _new_money)
+MONEY_ROLES = frozenset({"claim", "notice", "complaint"})  # ... of these roles (a refutation names both)
+TALK_CONTENT = 0.2  # content a post that could start a matter needs before the conversation counts
+_AMOUNT_RE = re.compile(r"^([\d.]+)(.*)$")
 QUOTING_ROLES = frozenset({"refutation", "notice", "question", "claim"})  # posts whose quote is the matter
 FLUSH_BATCHES = 8  # batches between writes of the incidents they touched (and at the end of a run)
 _CHUNK = 500
@@ -189,14 +209,18 @@ def _score(index: IncidentIndex, p: _Post, inc: _Open, shared: float, n_shared: 
     if n_shared < MIN_SHARED and not _shares_thing(p.facts.anchors, inc.anchors) and talked < CONVERSATION_BONUS:
         content = 0.0  # a shared place alone is weak: one village has many matters
     talk = talked if n_shared else 0.0
+    if talk and len(p.terms) > SMALL_POST_TERMS and p.role in STARTER_ROLES and content < TALK_CONTENT:
+        # A statement of its own that shares a word or two with the matter just talked about is
+        # a new matter ("建设路要拆迁了 每平米补偿8000" after the gas inspection on 建设路).
+        talk = 0.0
     score = min(content, 1.0) + overlap + talk
+    if p.role in MONEY_ROLES and len(p.terms) > SMALL_POST_TERMS and _new_money(p, inc):
+        score -= NEW_MONEY_PENALTY
     quiet = p.when - inc.last_seen
     for after, penalty in QUIET_PENALTY:
         if quiet > after:
             score -= penalty
             break
-    if index.paraphrase is not None and score < JOIN_SCORE:
-        score = max(score, index.paraphrase(p.text, inc))
     return score
 
 
@@ -279,9 +303,14 @@ def _conversation(index: IncidentIndex, p: _Post, forbidden: set[_Open]) -> _Ope
         return None
     if len(p.terms) > SMALL_POST_TERMS:
         w0 = next(w for w, i in index.recent_in_group(p) if i is recent[0])
-        if p.role in STARTER_ROLES and p.when - w0 <= dt.timedelta(minutes=FOLLOW_MINUTES) \
+        # A longer question or reaction too ("那到底是不是真的欠费了呀 今晚要是停电…" a minute
+        # after the scam text): it answers what was just said.
+        if p.role in FOLLOW_ROLES and p.when - w0 <= dt.timedelta(minutes=FOLLOW_MINUTES) \
                 and not _names_new_thing(index, p, recent[0]) \
-                and (len(p.terms) <= FOLLOW_BARE_TERMS or any(t in recent[0].terms for t in p.terms)):
+                and ((len(p.terms) <= FOLLOW_BARE_TERMS and p.role != "complaint")
+                     or any(t in recent[0].terms for t in p.terms)):
+            # A complaint sharing no word with the matter before it opens a concern of its own
+            # ("就是 我上街赶场 一脚的泥巴" after the rumor about the school gate).
             return recent[0]
         return None
     if p.role in ("question", "reaction"):
@@ -294,7 +323,11 @@ def _conversation(index: IncidentIndex, p: _Post, forbidden: set[_Open]) -> _Ope
         last = index.group_recent.get(p.group_id or -1, [])
         if CHATTER_FOLLOW_MINUTES and last and len(p.terms) >= CHATTER_MIN_TERMS and last[-1][1] is recent[0] \
                 and p.when - last[-1][0] <= dt.timedelta(minutes=CHATTER_FOLLOW_MINUTES) \
-                and any(t in recent[0].terms for t in p.terms):
+                and ((index.group_last.get(p.group_id or -1) is recent[0]
+                      and p.when - last[-1][0] <= dt.timedelta(minutes=ADJACENT_MINUTES))
+                     or any(t in recent[0].terms for t in p.terms)):
+            # ... or the message just before it in its group is of the matter ("我也是听人说的
+            # 对不起大家" right after the refutation): a reply in all but the button.
             return recent[0]
         return None
     w0 = next(w for w, i in index.recent_in_group(p) if i is recent[0])
@@ -308,19 +341,67 @@ def _conversation(index: IncidentIndex, p: _Post, forbidden: set[_Open]) -> _Ope
     return None
 
 
+def _asked_about_place(index: IncidentIndex, p: _Post, ranked: list[tuple[float, int, _Open, int]]) -> _Open | None:
+    """A question or reaction naming a specific place ("后山真有狼啊", "后山狼的事有人知道不") asks
+    about the one matter of that place talked about within PLACE_ASKED (in any group), when its
+    candidates hold exactly one such matter and it shares a bigram with it: a village has many
+    matters over a week, rarely two in one hour."""
+    places = _specific(index, p.facts.anchors).places
+    if not places:
+        return None
+    near = [inc for _s, _k, inc, n in ranked
+            if n and places & inc.anchors.places and abs(p.when - inc.last_seen) <= PLACE_ASKED]
+    near = list(dict.fromkeys(live(inc) for inc in near))
+    if len(near) != 1 or _conflicts(index, p, near[0]):
+        return None
+    return near[0]
+
+
 def _names_new_thing(index: IncidentIndex, p: _Post, inc: _Open) -> bool:
-    """Whether ``p`` names a place or an amount ``inc`` does not (a new matter, not its follow-up)."""
+    """Whether ``p`` names a place or a telling amount ``inc`` does not (a new matter, not its
+    follow-up). A small count ("这两天", "叼走两只羊", "三吨煤") is a detail a follow-up adds."""
     a = _specific(index, p.facts.anchors)
-    return bool((a.places - inc.anchors.places) or (a.amounts - inc.anchors.amounts))
+    return bool((a.places - inc.anchors.places) or (_telling(a.amounts) - inc.anchors.amounts))
+
+
+def _telling(amounts: frozenset[str]) -> frozenset[str]:
+    """The amounts that tell matters apart: money, and quantities of ten or more."""
+    out = []
+    for x in amounts:
+        m = _AMOUNT_RE.match(x)
+        if m is None:
+            continue
+        if m.group(2) == "元" or float(m.group(1)) >= SMALL_COUNT:
+            out.append(x)
+    return frozenset(out)
+
+
+def _new_money(p: _Post, inc: _Open) -> bool:
+    """Whether ``p`` names a sum of money and ``inc`` names none of its sums: "每户收费200元" is
+    another matter than a free inspection's notice, "补贴800元" than "补贴500元"."""
+    mine = {x for x in p.facts.anchors.amounts if x.endswith("元")}
+    return bool(mine) and not (mine & inc.anchors.amounts)
 
 
 def place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | None, str]:
     """The incident ``p`` joins or founds, and why (a word for the run's counts); None: none.
+    The group's last message is remembered (`_conversation` reads it for the chatter after it)."""
+    inc, why = _place(index, p, lookups)
+    if p.group_id is not None:
+        # Chatter placed next to a matter does not pass it on to the line after it.
+        index.group_last[p.group_id] = inc if p.role != "other" else None
+    return inc, why
+
+
+def _place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | None, str]:
+    """The incident ``p`` joins or founds, and why; None: none.
 
     Chatter (role ``other``) joins only through a reply, a story, a staff link, or a close match
     in the conversation it is part of, and never starts an incident. A post that binds two open
     incidents of one matter merges them (`nlp.incident_merge`).
     """
+    if index.paraphrase is not None:
+        index.paraphrase.tick()
     forbidden = {live(inc) for q in index.cannot.get(p.id, ())
                  if (inc := index.by_post.get(q) or lookups.partner.get(q))}
     inc, why = _bound(index, p, forbidden, lookups)
@@ -348,6 +429,16 @@ def place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | No
         best = _best(index, p, ranked, CHATTER_JOIN_SCORE if p.role == "other" else JOIN_SCORE)
         if best is not None:
             inc, why = best, "content"
+    if inc is None and p.role in ("question", "reaction") and ranked:
+        inc = _asked_about_place(index, p, ranked)
+        why = "place"
+    if inc is None and index.paraphrase is not None and index.paraphrase.wants(p) and ranked:
+        # A claim in other words ("大米要涨价了 赶紧买几袋" for "下个月盐和大米都要大涨价"): the claim
+        # matcher on the candidates its words found (nlp.incident_paraphrase).
+        for _prob, cand in index.paraphrase.best(p, ranked):
+            if not _conflicts(index, p, cand):
+                inc, why = cand, "paraphrase"
+                break
     if inc is None and lookups.pictures is not None:  # its words place it nowhere: the picture it shows
         inc = lookups.pictures.incident_of(index, p.id, forbidden)
         why = "picture"  # the same picture (nlp.incident_pictures)
@@ -364,13 +455,16 @@ def place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | No
             ranked = sorted(ranked + _ranked(index, p, [_shared(p, inc)], _talk_bonus(p, talked), forbidden),
                             key=lambda x: (-x[0], x[1]))
         index.absorb(inc, p, copy=why == "story")
+        keep_claim(inc, p)
         if ranked and p.role in LINKING_ROLES:
             merged = merge_linked(index, p, inc, ranked)
             if merged is not None:
                 return merged, why
         return inc, why
     if _can_start(p):
-        return index.found(p), "new"
+        inc = index.found(p)
+        keep_claim(inc, p)
+        return inc, "new"
     return None, "chatter" if p.role == "other" else "alone"
 
 
@@ -393,7 +487,15 @@ def _index(ctx: Any) -> IncidentIndex:
         index = ctx.state["incidents_index"] = IncidentIndex.load(
             ctx.session, now=ctx.now, window_days=get_settings().incident_window_days
         )
+        index.paraphrase = _paraphrase(ctx)
     return cast(IncidentIndex, index)
+
+
+def _paraphrase(ctx: Any) -> Any:
+    """The run's paraphrase signal (the claim matcher itself is loaded once per process)."""
+    if "incidents_paraphrase" not in ctx.state:
+        ctx.state["incidents_paraphrase"] = load_paraphrase()
+    return ctx.state["incidents_paraphrase"]
 
 
 def _post_terms(index: IncidentIndex, facts: Sequence[PostFacts], fresh: Sequence[bool]
@@ -541,6 +643,7 @@ def incidents_stage(ctx: Any, batch: Any) -> None:
     _recent_conversations(session, index, rows)
     order = sorted(range(len(rows)), key=lambda i: (rows[i].when, rows[i].id))
     placed: list[_Open | None] = [None] * len(rows)
+    calls, skipped = (index.paraphrase.calls, index.paraphrase.skipped) if index.paraphrase is not None else (0, 0)
     for i in order:
         r, hit = rows[i], debunks[i]
         p = _Post(r.id, r.when, r.group_id, r.parent_id, story_ids[i], hit.debunk_id if hit else None,
@@ -550,6 +653,9 @@ def incidents_stage(ctx: Any, batch: Any) -> None:
         pictures.note(r.id, placed[i])
         ctx.count(f"incident_{why}")
     placed = [None if inc is None else live(inc) for inc in placed]
+    if index.paraphrase is not None:
+        ctx.count("incident_matcher_calls", index.paraphrase.calls - calls)
+        ctx.count("incident_matcher_skipped", index.paraphrase.skipped - skipped)
     if index.merges:
         ctx.count("incidents_merged", len(index.merges))
         _move_members(_members(ctx), index)

@@ -108,14 +108,15 @@ def test_asking_whether_it_is_true_names_no_matter(db: Session, rumor_model: Any
 def test_a_refutation_quoting_one_part_and_naming_the_other_ties_them(db: Session, rumor_model: Any) -> None:
     run(db, rumor_model, [
         msg("出大事了 东湾村后头老杨家死了人 说是得了禽流感 家里鸡全死了 镇上要来封村了 大家别出门", 1, "dw-1", 0),
-        msg("听说东湾有人得禽流感死了？孩子还要不要去上学啊", 2, "qh-2", 20),
+        # more than an hour later: a question naming the village no longer asks about "its" matter
+        msg("听说东湾有人得禽流感死了？孩子还要不要去上学啊", 2, "qh-2", 70),
     ])
     first, second = incident_of(db, "m1"), incident_of(db, "m2")
     assert first is not None and second is not None and first != second, "precondition: two incidents"
     run(db, rumor_model, [
         # its quote is the question's wording; the rest names the claim's village and family
         msg("大家好，东湾村后头老杨家死了人是心脏病，家里鸡全死了是黄鼠狼咬的，镇上没要来封村。请大家不要转发“东湾有人得禽流感"
-            "死了，孩子不要去上学”的消息，这是谣言！", 3, "dw-1", 80),
+            "死了，孩子不要去上学”的消息，这是谣言！", 3, "dw-1", 130),
     ])
     db.expire_all()
     kept = incident_of(db, "m1")

@@ -36,7 +36,7 @@ def test_the_groups_doubt_reads_the_claims_the_model_scores_low() -> None:
                      + [("refutation", "没这回事，村里没接到通知", None)])
     assert _claims_part(quiet)["value"] < 0.2
     part = _claims_part(doubted)
-    assert part["value"] == 0.6 and "3 次询问、1 条辟谣或澄清" in part["detail"]
+    assert part["value"] == 0.75 and "3 次询问、1 条辟谣或澄清" in part["detail"]  # (3 + 1 - 1) / DOUBT_FULL
     assert risk_of(quiet)[0] < 0.4 <= risk_of(doubted)[0]  # the rules' min_risk line
     assert any("计入说法的可疑程度" in note for note in risk_of(doubted)[1]["notes"])
 

@@ -1,0 +1,133 @@
+"""The grouping's signals beyond shared words, through `analyze` on a real database: the claim
+matcher for a claim retold in other words, a question naming a place, a sum of money that makes
+another matter, posts that tell two matters apart, and the groups' doubt."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.ingest import ingest_posts
+from core.tables import Incident, Post
+from nlp.pipeline import AnalysisResult, analyze
+from tests.incidents.conftest import EVENING, msg
+
+NOW = EVENING + dt.timedelta(hours=4)
+
+
+def run(db: Session, model: Any, items: list[dict[str, Any]]) -> AnalysisResult:
+    ingest_posts(db, items)
+    db.commit()
+    return analyze(db, model=model, workers=0, now=NOW)
+
+
+def incident_of(db: Session, external_id: str) -> int | None:
+    return db.scalar(select(Post.incident_id).where(Post.external_id == external_id))
+
+
+def test_a_claim_retold_in_other_words_in_another_group_joins_its_matter(db: Session, rumor_model: Any) -> None:
+    result = run(db, rumor_model, [
+        msg("听说明天全镇停电一整天 变电站要检修", 1, "qh-1"),
+        msg("明天停一天电 说是变电站检修 大家提前准备", 2, "dw-1", 6),
+    ])
+    first = incident_of(db, "m1")
+    assert first is not None and incident_of(db, "m2") == first
+    # the words alone do not place it: the claim matcher does
+    assert result.counts.get("incident_paraphrase") == 1
+
+
+def test_the_same_claim_about_two_villages_stays_apart(db: Session, rumor_model: Any) -> None:
+    run(db, rumor_model, [
+        msg("东湾村要停水三天 水厂的管子坏了", 1, "qh-1"),
+        msg("听说柳树村要停水三天了 水厂管子坏了", 2, "dw-1", 6),
+    ])
+    a, b = incident_of(db, "m1"), incident_of(db, "m2")
+    assert a is not None and b is not None and a != b
+
+
+def test_a_question_naming_a_place_asks_about_its_matter_of_the_hour(db: Session, rumor_model: Any) -> None:
+    run(db, rumor_model, [
+        msg("我跟你们说 东湾村后山下来狼了 昨天把放羊的老吴胳膊咬了 晚上都别上山", 1, "qh-1"),
+        msg("东湾村真有狼啊 我家羊还在坡上呢", 2, "dw-1", 4),
+        msg("东湾村狼的事有人知道不", 3, "lsc-1", 80),  # more than an hour later: its own
+    ])
+    wolf = incident_of(db, "m1")
+    assert wolf is not None and incident_of(db, "m2") == wolf
+    assert incident_of(db, "m3") != wolf
+
+
+def test_a_fee_is_another_matter_than_a_free_notice_and_telling_them_apart_ties_nothing(
+        db: Session, rumor_model: Any) -> None:
+    run(db, rumor_model, [
+        msg("【通知】青禾燃气公司将于12月5日至12月20日对幸福小区居民开展免费入户燃气安全检查，检查人员佩戴工作证，"
+            "不收取任何费用", 1, "qh-1"),
+        msg("青禾燃气公司紧急通知：所有用户必须在12月10日前更换新型燃气报警器，每户收费200元，工作人员上门安装，"
+            "拒不更换的停气", 2, "dw-1", 6),
+        msg("不是一回事！燃气公司的入户检查是免费的，不强制更换报警器，收费换报警器的是骗子", 3, "lsc-1", 20),
+    ])
+    notice, scam = incident_of(db, "m1"), incident_of(db, "m2")
+    assert notice is not None and scam is not None and notice != scam
+    db.expire_all()
+    assert {i.status for i in db.scalars(select(Incident).where(Incident.id.in_([notice, scam])))} == {"active"}
+
+
+def test_claims_asked_about_in_several_groups_are_a_rumor(db: Session, rumor_model: Any) -> None:
+    run(db, rumor_model, [msg("东湾村后山下来狼了 把放羊的老吴胳膊咬了", 1, "qh-1")])
+    wolf = incident_of(db, "m1")
+    assert wolf is not None
+    first = db.get(Incident, wolf)
+    assert first is not None and first.kind != "rumor", "precondition: the claim alone reads plain"
+    run(db, rumor_model, [
+        msg("东湾村后山真的有狼吗", 2, "dw-1", 3),
+        msg("东湾村有狼是真的吗 谁看见了", 3, "lsc-1", 5),
+        msg("东湾村后山狼咬人的事有人知道吗", 4, "qh-2", 7),
+        msg("东湾村后山哪来的狼 别瞎传了", 5, "dw-1", 9),
+    ])
+    db.expire_all()
+    inc = db.get(Incident, wolf)
+    assert inc is not None
+    doubted = inc.role_counts.get("question", 0) + inc.role_counts.get("refutation", 0)
+    assert doubted >= 3, "precondition: the groups ask and correct"
+    assert inc.kind == "rumor"
+
+
+def test_a_claim_that_asks_does_not_title_its_matter() -> None:
+    from nlp.incident_stats import IncidentStats, Member
+    from nlp.incident_text import PostFacts, anchors_of
+
+    s = IncidentStats()
+    lines = [("听说梅村的井水有砷，我们村的井水没事吧", 1), ("梅村的井水查出来砷超标了 千万别喝", 2)]
+    for text, n in lines:  # the asking one first: it would be the representative by time
+        s.add(Member(n, NOW + dt.timedelta(minutes=n), 1, None, "claim", 0.2, None, None, None, [], True,
+                     PostFacts("claim", 0.9, anchors_of(text), False, False), text, 0.2))
+    assert s.rep is not None and s.rep[1] == 2
+
+
+def test_chatter_right_after_a_matter_in_its_group_is_part_of_it_and_passes_nothing_on(
+        db: Session, rumor_model: Any) -> None:
+    run(db, rumor_model, [
+        msg("东湾村的自来水被化工厂污染了 千万别喝 赶紧告诉家里人", 1, "qh-1"),
+        msg("我也是听人家讲的 对不起大家", 2, "qh-1", 1),  # the next message: part of the matter
+        msg("今晚吃饺子还是吃面条", 3, "qh-1", 1.5),  # after that chatter line: nothing to do with it
+    ])
+    water = incident_of(db, "m1")
+    roles = [db.scalar(select(Post.role).where(Post.external_id == f"m{n}")) for n in (2, 3)]
+    assert water is not None and roles == ["other", "other"], "precondition: two chatter lines"
+    assert incident_of(db, "m2") == water
+    assert incident_of(db, "m3") is None
+
+
+def test_a_matter_whose_only_claim_asks_is_titled_by_a_line_that_states_it() -> None:
+    from nlp.incident_stats import IncidentStats, Member
+    from nlp.incident_text import PostFacts, anchors_of
+
+    s = IncidentStats()
+    lines = [("claim", "听说梅村的井水有砷，我们村的井水没事吧", 1), ("question", "梅村井水有砷是真的吗", 2),
+             ("refutation", "水站刚测过了 梅村井水没有砷 别信", 3)]
+    for role, text, n in lines:
+        s.add(Member(n, NOW + dt.timedelta(minutes=n), 1, None, role, 0.2, None, None, None, [], True,
+                     PostFacts(role, 0.9, anchors_of(text), False, False), text, 0.2))
+    assert s.rep is not None and s.rep[1] == 3
