@@ -794,6 +794,8 @@ class ScaledLogistic:
     def __init__(self, mean: np.ndarray | None, scale: np.ndarray | None, coef: np.ndarray,
                  intercept: np.ndarray, classes: np.ndarray) -> None:
         self.mean, self.scale, self.coef, self.intercept, self.classes_ = mean, scale, coef, intercept, classes
+        # as scikit-learn names it: the claim matcher gives an older model only its own columns
+        self.n_features_in_ = int(coef.shape[1])
 
     @classmethod
     def of(cls, model: Any) -> ScaledLogistic | None:

@@ -165,9 +165,12 @@ def test_reworded_retellings_match_through_the_claim_matcher_and_amounts_stay_ap
 
 
 def test_the_workers_matcher_matches_alike_without_importing_sklearn(tmp_path) -> None:
-    """What `yuqing analyze` sends its worker processes (DebunkMatcher.portable): the same hits on
-    reworded, near-copied and unrelated posts, and unpickled in a fresh interpreter without
-    scikit-learn (importing it cost each worker about 3 CPU-seconds)."""
+    """What `yuqing analyze` sends its worker processes (DebunkMatcher.portable) when the claim
+    model is a logistic one (2026.12.1; the shipped trees of 2026.12.2 have no numpy twin and go
+    as they are): the same hits on reworded, near-copied and unrelated posts, and unpickled in a
+    fresh interpreter without scikit-learn (importing it cost each worker about 3 CPU-seconds)."""
+    from nlp.claims import load_claim_matcher
+
     import json
     import pickle
     import subprocess
@@ -176,7 +179,7 @@ def test_the_workers_matcher_matches_alike_without_importing_sklearn(tmp_path) -
 
     rows = [DebunkIn.model_validate(r) for r in read_debunk_file(DEMO_DEBUNKS)]
     claims = [r.claim for r in rows] + ["镇政府给每户发800元取暖补贴，带身份证去村委会领"]
-    matcher = DebunkMatcher(list(range(1, len(claims) + 1)), claims)
+    matcher = DebunkMatcher(list(range(1, len(claims) + 1)), claims, claim_matcher=load_claim_matcher("2026.12.1"))
     portable = matcher.portable()
     assert portable.claim_matcher is not None and portable.claim_matcher.model is not matcher.claim_matcher.model
     texts = [*POSTS, *UNRELATED, "取暖补贴每户800元，去村委会领，转给身边的人", "镇政府给每户发500元取暖补贴"]
