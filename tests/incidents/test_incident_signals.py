@@ -42,7 +42,7 @@ def test_a_claim_retold_in_other_words_in_another_group_joins_its_matter(db: Ses
 def test_the_same_claim_about_two_villages_stays_apart(db: Session, rumor_model: Any) -> None:
     run(db, rumor_model, [
         msg("东湾村要停水三天 水厂的管子坏了", 1, "qh-1"),
-        msg("明儿个全镇停一天电 变电站检修 都准备准备", 2, "dw-1", 6),
+        msg("听说柳树村要停水三天了 水厂管子坏了", 2, "dw-1", 6),
     ])
     a, b = incident_of(db, "m1"), incident_of(db, "m2")
     assert a is not None and b is not None and a != b

@@ -169,13 +169,13 @@ def test_the_workers_matcher_matches_alike_without_importing_sklearn(tmp_path) -
     model is a logistic one (2026.12.1; the shipped trees of 2026.12.2 have no numpy twin and go
     as they are): the same hits on reworded, near-copied and unrelated posts, and unpickled in a
     fresh interpreter without scikit-learn (importing it cost each worker about 3 CPU-seconds)."""
-    from nlp.claims import load_claim_matcher
-
     import json
     import pickle
     import subprocess
     import sys
     from pathlib import Path
+
+    from nlp.claims import load_claim_matcher
 
     rows = [DebunkIn.model_validate(r) for r in read_debunk_file(DEMO_DEBUNKS)]
     claims = [r.claim for r in rows] + ["镇政府给每户发800元取暖补贴，带身份证去村委会领"]
