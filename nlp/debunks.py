@@ -441,6 +441,13 @@ class DebunkHit:
     method: str  # minhash | tfidf | containment | paraphrase
 
 
+#: A hit this similar is a near copy of the debunk's claim (MinHash Jaccard on shingles).
+NEAR_COPY = 0.8
+#: The claim matcher's score below which its rules have ruled a pair out (a different count,
+#: place or predicate scores about 0); a near copy is vetoed only then.
+RULED_OUT = 0.05
+
+
 class DebunkMatcher:
     """Matches post keys against the active debunks; picklable (plain arrays), so workers can use it.
 
@@ -630,7 +637,11 @@ class DebunkMatcher:
         return doc
 
     def _veto(self, keys: Sequence[str], out: list[DebunkHit | None], docs: dict[str, ClaimDoc]) -> None:
-        """Drops the near-duplicate hits the claim matcher scores below ``veto_below``."""
+        """Drops the near-duplicate hits the claim matcher scores below ``veto_below``; a near
+        copy (similarity NEAR_COPY or more: the same words, a hook or a particle apart) only when
+        the matcher's rules rule it out (another count, place or predicate: a score of about 0).
+        The learned part reads such a copy worse than its surface says: matcher 2026.12.2 gives
+        "紧急通知！青禾镇自来水被污染了…赶紧去买桶装水！" 0.54 against the library's "…快去买桶装水"."""
         assert self.claim_matcher is not None
         todo = [i for i, hit in enumerate(out) if hit is not None]
         if not todo or self.veto_below <= 0:
@@ -642,7 +653,8 @@ class DebunkMatcher:
         right = [self._claim_docs[pos_of[out[i].debunk_id]] for i in todo]  # type: ignore[union-attr]
         scores = self.claim_matcher.score_docs(left, right)
         for i, p in zip(todo, scores.tolist(), strict=True):
-            if p < self.veto_below:
+            near_copy = out[i].similarity >= NEAR_COPY  # type: ignore[union-attr]
+            if p < (RULED_OUT if near_copy else self.veto_below):
                 out[i] = None
 
     def _anchors_conflict(self, key: str, pos: int, memo: dict[str, Anchors]) -> bool:
