@@ -70,7 +70,7 @@ def test_stopped_crawl_is_recorded_as_interrupted(slow_site: str, fresh_db_url: 
     engine.dispose()
     assert run.status == "interrupted", out
     assert run.finished_at is not None
-    assert 0 < stored < 40 and run.items_new == stored  # what was stored before the stop is counted
+    assert 0 < stored < 40 and run.items_new == stored, (stored, out)  # what was stored before the stop is counted
     assert [e["reason"] for e in run.errors if e.get("kind") == "run"] == [
         "已中断：抓取在结束前被停止（Ctrl+C 或停止服务），已入库的内容保留，下次运行继续。"]
     assert "爬虫未能启动" not in out and "已中断" in out
