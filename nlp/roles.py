@@ -161,7 +161,7 @@ def _rules(norm_text: str, words: str, cues: frozenset[str], ctx: RoleContext) -
         # A notice forwarded on hearsay, with pressure to share, or asking for money or personal
         # data through a private channel is a claim (a forged notice: "【…补贴发放通知】…请添加
         # 工作人员微信"); real notices also say "请相互转告".
-        if cues & _FORGED_NOTICE:
+        if cues & _FORGED_NOTICE or _panics_unsigned(norm_text):
             return ("claim", 0.75)
         if "matter" in cues or norm_text.startswith("【") or len(words) > 40:
             return ("notice", 0.9)
@@ -191,6 +191,18 @@ def _rules(norm_text: str, words: str, cues: frozenset[str], ctx: RoleContext) -
         # stand alone in its group ("明天镇上有集吗") is left to the model.
         return ("question", 0.6)
     return None
+
+
+# A notice opener over a call to panic ("紧急通知！自来水被污染了，千万不要喝，赶紧去买桶装水！")
+# with nobody signing it is a rumor wearing a notice's hook: real notices give arrangements and
+# say who issues them, they do not tell people to hoard or flee.
+_PANIC_RE = re.compile(r"千万(?:不要|别|不能)|赶紧(?:去)?(?:买|囤|抢|跑|撤|转移)|快(?:去)?(?:买|囤|抢)|(?:囤|抢购)(?:起来|点|些)")
+_ISSUER_RE = re.compile(r"特此|联系电话|咨询电话|(?:政府|村委会?|居委会?|社区|派出所|卫生院|供电所|水厂|学校|医院)"
+                        r"(?:发布|通知|通报|公告|提醒)|(?:村|居)民委员会|人民政府")
+
+
+def _panics_unsigned(norm_text: str) -> bool:
+    return bool(_PANIC_RE.search(norm_text)) and not _ISSUER_RE.search(norm_text)
 
 
 def _alone(ctx: RoleContext) -> bool:

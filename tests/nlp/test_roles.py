@@ -85,6 +85,20 @@ def test_official_notices_are_notices(text: str) -> None:
     assert role_of(text) == "notice"
 
 
+@pytest.mark.parametrize("text", [
+    "紧急通知！青禾镇自来水被污染了，千万不要喝自来水，赶紧去买桶装水！",
+    "【紧急通知】大米下周要涨价一倍，赶紧去超市囤起来",
+])
+def test_a_notice_hook_over_a_call_to_panic_is_a_claim(text: str) -> None:
+    # nobody signs it and it tells people to hoard: a rumor wearing a notice's opener
+    assert role_rules(normalize(text)) == ("claim", 0.75)
+
+
+def test_a_signed_notice_that_warns_stays_a_notice() -> None:
+    text = "【紧急通知】今晚寒潮来袭，千万不要在屋里烧炭取暖，注意防冻。青禾镇人民政府"
+    assert role_rules(normalize(text)) == ("notice", 0.9)
+
+
 @pytest.mark.parametrize("text", ["药店买不到退烧药", "垃圾三天没人清运", "停暖了没人管", "路灯坏了一个月了，一直没人修"])
 def test_complaints_are_complaints(text: str) -> None:
     assert role_of(text) == "complaint"
