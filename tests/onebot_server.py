@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
-from tests.alerts.receivers import free_port
+from tests.alerts.receivers import JsonHandler, free_port, serve, shut
 
 ACTIONS = ("send_group_msg", "send_private_msg")
 
@@ -49,7 +49,7 @@ class OneBotApi:
     def start(self) -> None:
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 action = self.path.strip("/").split("?")[0]
@@ -71,26 +71,8 @@ class OneBotApi:
                     time.sleep(api.slow_seconds)
                 return self._answer(200, {"status": "ok", "retcode": 0, "data": {"message_id": message_id}})
 
-            def _answer(self, status: int, body: dict[str, Any]) -> None:
-                out = json.dumps(body).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(out)))
-                    self.end_headers()
-                    self.wfile.write(out)
-                except OSError:
-                    pass  # the client gave up waiting
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = serve(self.port, Handler)
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        shut(self._server)
+        self._server = None

@@ -15,6 +15,39 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet request handler that answers JSON (the loopback test servers' common part)."""
+
+    def _answer(self, status: int, body: dict[str, Any]) -> None:
+        out = json.dumps(body).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+        except OSError:
+            pass  # the client gave up waiting
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def serve(port: int, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """``handler`` served on 127.0.0.1:``port`` from a daemon thread."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def shut(server: ThreadingHTTPServer | None) -> None:
+    """Stop a server from `serve` (None: nothing to stop)."""
+    if server is not None:
+        server.shutdown()
+        server.server_close()
+
+
 class WebhookReceiver:
     """A real HTTP server thread on 127.0.0.1 that records every POST; can be stopped and restarted
     on the same port (to play a channel that goes down and comes back)."""
