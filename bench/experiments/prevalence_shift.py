@@ -191,6 +191,25 @@ def main() -> None:
             return result(p, y, post >= t, prior)
         return fn
 
+    def tail_f1_with(estimate: Callable[[np.ndarray], float], spread: tuple[float, ...] = (1.0,)) -> Variant:
+        """tail F1 at another estimate; with ``spread``, the F1 curve averaged over the estimate
+        times each factor (a hedge against an estimate that is too low)"""
+        def fn(p: np.ndarray, y: np.ndarray, _k: int) -> dict[str, float]:
+            prior = estimate(p)
+            curves = []
+            for f in spread:
+                s_, tp, above = tail_curve(p, tail, min(prior * f, 0.5))
+                curves.append(2 * tp / (above + min(prior * f, 0.5) * len(p)))
+            t = float(s_[int(np.argmax(np.mean(curves, axis=0)))])
+            return result(p, y, p >= t, prior)
+        return fn
+
+    def bbe_lodo(p: np.ndarray) -> float:
+        return pv.bbe_prior(p, lodo_tail)
+
+    def bbe_geo(p: np.ndarray) -> float:
+        return float(np.sqrt(pv.bbe_prior(p, tail) * pv.bbe_prior(p, lodo_tail)))
+
     def truth_prior(rule: str) -> Variant:
         """diagnostic only: the stream's true rumor share, to see what the estimate costs"""
         def fn(p: np.ndarray, y: np.ndarray, _k: int) -> dict[str, float]:
@@ -217,6 +236,12 @@ def main() -> None:
         "LODO Platt, BBE estimate, expected F1": calibrated(platt, lodo_prior, "bbe", "ef1"),
         "stream mixture (rumor shift free), precision 0.8": mixture("precision"),
         "stream mixture (rumor shift free), expected F1": mixture("ef1"),
+        "tail F1 at the LODO-tail estimate": tail_f1_with(bbe_lodo),
+        "tail F1 at the geometric mean of the two estimates": tail_f1_with(bbe_geo),
+        "tail F1 (BBE), F1 averaged over 1x / 1.5x / 2x the estimate": tail_f1_with(
+            lambda p: pv.bbe_prior(p, tail), (1.0, 1.5, 2.0)),
+        "tail F1 (BBE), F1 averaged over 1x / 2x / 3x the estimate": tail_f1_with(
+            lambda p: pv.bbe_prior(p, tail), (1.0, 2.0, 3.0)),
         "DIAGNOSTIC true share: calibrated precision 0.8": truth_prior("precision"),
         "DIAGNOSTIC true share: expected F1": truth_prior("ef1"),
         "DIAGNOSTIC true share: tail F1": truth_prior("tail F1"),
