@@ -16,7 +16,8 @@ Same model, halves and streams as prevalence_heldout.py (no abstention here). Va
   score -> probability map and the rumor tail reflect a change of domain.
 * a two-component mixture fitted on the stream's own logits: non-rumors a free two-Gaussian
   mixture, rumors the held-out rumors' logit density (a kernel estimate) shifted by a free
-  offset; threshold by the mixture's posterior at precision 0.8 or by its expected F1.
+  offset; threshold by the mixture's posterior at precision 0.8 or by its expected F1. And an
+  affine mixture: both classes' held-out logit densities moved and stretched by maximum likelihood.
 * reference only, not a candidate: calibration and tail fitted on weibo_ced's tune half (labels
   of the target domain, which the protocol's model must not see).
 * diagnostic only: the same rules at the stream's true rumor share, to separate what the estimate
@@ -119,12 +120,53 @@ class Mixture:
         return pi, delta, a / (a + (1 - pi) * g.sum(1) + 1e-300)
 
 
+class AffineMixture:
+    """Stream logits as (1 - pi) * g0((z - a) / b) / b + pi * g1((z - c) / d) / d, where g0 / g1 are the
+    held-out non-rumor / rumor logit densities (kernel estimates): both classes may move and stretch
+    (a change of domain), by maximum likelihood (Nelder-Mead from the best-bin share, no shift)."""
+
+    def __init__(self, neg_logits: np.ndarray, pos_logits: np.ndarray, bandwidth: float = 0.3) -> None:
+        self.grid = np.linspace(-16, 16, 641)
+        self.g = [self._kde(np.asarray(x, dtype=np.float64), bandwidth) for x in (neg_logits, pos_logits)]
+        self.sf1 = 1.0 - np.cumsum(self.g[1]) * (self.grid[1] - self.grid[0])
+
+    def _kde(self, x: np.ndarray, h: float) -> np.ndarray:
+        x = x if len(x) <= 3000 else np.quantile(x, np.linspace(0, 1, 3000))
+        d = (self.grid[:, None] - x[None, :]) / h
+        return np.exp(-0.5 * d * d).mean(1) / (h * np.sqrt(2 * np.pi))
+
+    def _dens(self, k: int, z: np.ndarray, loc: float, scale: float) -> np.ndarray:
+        return np.interp((z - loc) / scale, self.grid, self.g[k], left=0.0, right=0.0) / scale + 1e-12
+
+    def fit(self, z: np.ndarray, pi0: float) -> tuple[float, np.ndarray, float, float]:
+        """(share, posterior per post, rumor location, rumor scale)"""
+        from scipy.optimize import minimize
+
+        z = np.asarray(z, dtype=np.float64)
+
+        def unpack(v: np.ndarray) -> tuple[float, float, float, float, float]:
+            pi = float(np.clip(1 / (1 + np.exp(-np.clip(v[4], -30, 30))), 1e-4, 0.5))
+            return float(v[0]), float(np.exp(np.clip(v[1], -1, 1))), float(v[2]), float(np.exp(np.clip(v[3], -1, 1))), pi
+
+        def nll(v: np.ndarray) -> float:
+            a, b, c, d, pi = unpack(v)
+            return -float(np.log((1 - pi) * self._dens(0, z, a, b) + pi * self._dens(1, z, c, d)).sum())
+
+        pi0 = float(np.clip(pi0, 1e-3, 0.4))
+        v = minimize(nll, np.array([0.0, 0.0, 0.0, 0.0, np.log(pi0 / (1 - pi0))]), method="Nelder-Mead",
+                     options={"maxiter": 600, "xatol": 1e-3, "fatol": 1e-3}).x
+        a, b, c, d, pi = unpack(v)
+        f0, f1 = (1 - pi) * self._dens(0, z, a, b), pi * self._dens(1, z, c, d)
+        return pi, f1 / (f0 + f1), c, d
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--draws", type=int, default=100)
     ap.add_argument("--tune-draws", type=int, default=60)
     ap.add_argument("--seed", type=int, default=20261207)
     ap.add_argument("--only", default="", help="comma-separated variant name prefixes (quick looks)")
+    ap.add_argument("--suffix", default="_quick", help="results file suffix with --only")
     args = ap.parse_args()
     t0 = time.process_time()
     a = prevalence_scores.load()
@@ -210,6 +252,17 @@ def main() -> None:
     def bbe_geo(p: np.ndarray) -> float:
         return float(np.sqrt(pv.bbe_prior(p, tail) * pv.bbe_prior(p, lodo_tail)))
 
+    amix = AffineMixture(logit(oof_p[oof_y == 0]), logit(oof_p[oof_y == 1]))
+
+    def affine(rule: str) -> Variant:
+        def fn(p: np.ndarray, y: np.ndarray, _k: int) -> dict[str, float]:
+            prior, post, _c, _d = amix.fit(logit(p), pv.bbe_prior(p, tail))
+            if rule == "tail F1":
+                return result(p, y, p >= tail_threshold(p, tail, prior, "f1"), prior)
+            t = pv.precision_threshold(post, TARGET) if rule == "precision" else expected_f1_threshold(post)
+            return result(p, y, post >= t, prior)
+        return fn
+
     def truth_prior(rule: str) -> Variant:
         """diagnostic only: the stream's true rumor share, to see what the estimate costs"""
         def fn(p: np.ndarray, y: np.ndarray, _k: int) -> dict[str, float]:
@@ -242,6 +295,9 @@ def main() -> None:
             lambda p: pv.bbe_prior(p, tail), (1.0, 1.5, 2.0)),
         "tail F1 (BBE), F1 averaged over 1x / 2x / 3x the estimate": tail_f1_with(
             lambda p: pv.bbe_prior(p, tail), (1.0, 2.0, 3.0)),
+        "affine mixture (both classes move): tail F1 at its share": affine("tail F1"),
+        "affine mixture: its posterior, expected F1": affine("ef1"),
+        "affine mixture: its posterior, precision 0.8": affine("precision"),
         "DIAGNOSTIC true share: calibrated precision 0.8": truth_prior("precision"),
         "DIAGNOSTIC true share: expected F1": truth_prior("ef1"),
         "DIAGNOSTIC true share: tail F1": truth_prior("tail F1"),
@@ -269,7 +325,7 @@ def main() -> None:
                 print(part, sname, prev, f"{time.process_time() - t0:.0f} CPU s", flush=True)
     res["cpu_seconds"] = round(time.process_time() - t0, 1)
     OUT.mkdir(parents=True, exist_ok=True)
-    suffix = "_quick" if args.only else ""
+    suffix = args.suffix if args.only else ""
     (OUT / f"prevalence_shift{suffix}.json").write_text(json.dumps(res, ensure_ascii=False, indent=2), encoding="utf-8")
     md = write_md(res)
     (OUT / f"prevalence_shift{suffix}.md").write_text(md, encoding="utf-8")
