@@ -45,7 +45,14 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from bench import prevalence_scores  # noqa: E402
 from bench.bench_prevalence import prf  # noqa: E402
 from bench.experiments import prevalence_lodo_scores  # noqa: E402
-from bench.experiments.prevalence_heldout import PREVALENCES, TARGET, expected_f1_threshold, stream_rows  # noqa: E402
+from bench.experiments.prevalence_heldout import (  # noqa: E402
+    PREVALENCES,
+    TARGET,
+    decide,
+    expected_f1_threshold,
+    stream_rows,
+)
+from nlp import channel_calibration as cc  # noqa: E402
 from nlp import prevalence as pv  # noqa: E402
 
 OUT = ROOT / "bench" / "experiments" / "results"
@@ -263,6 +270,24 @@ def main() -> None:
             return result(p, y, post >= t, prior)
         return fn
 
+    def reviewed(k: int, rule: str) -> Variant:
+        """the top k posts reviewed: the product's channel map and its share (nlp.channel_calibration),
+        then today's rule or tail F1 at that share for the unreviewed posts"""
+        def fn(p: np.ndarray, y: np.ndarray, _k: int) -> dict[str, float]:
+            known = np.full(len(p), -1.0)
+            top = np.argsort(-p, kind="stable")[:k]
+            known[top] = y[top]
+            guess = pv.bbe_prior(p, tail, known=known)
+            m, share = cc.fit_channel_map(p, known, train_prior, guess)
+            prior = share if share is not None else guess
+            if rule == "precision":
+                return decide(p, y, prior, train_prior, "precision", known, m)
+            pred = np.where(known >= 0, known == 1, p >= tail_threshold(p, tail, prior, "f1"))
+            out = result(p, y, pred, prior)
+            out["f1_unreviewed"] = prf(y[known < 0], pred[known < 0])[2]
+            return out
+        return fn
+
     def truth_prior(rule: str) -> Variant:
         """diagnostic only: the stream's true rumor share, to see what the estimate costs"""
         def fn(p: np.ndarray, y: np.ndarray, _k: int) -> dict[str, float]:
@@ -298,6 +323,10 @@ def main() -> None:
         "affine mixture (both classes move): tail F1 at its share": affine("tail F1"),
         "affine mixture: its posterior, expected F1": affine("ef1"),
         "affine mixture: its posterior, precision 0.8": affine("precision"),
+        "reviewed 50: channel map, precision 0.8 (shipped)": reviewed(50, "precision"),
+        "reviewed 50: channel map's share, tail F1": reviewed(50, "tail F1"),
+        "reviewed 100: channel map, precision 0.8 (shipped)": reviewed(100, "precision"),
+        "reviewed 100: channel map's share, tail F1": reviewed(100, "tail F1"),
         "DIAGNOSTIC true share: calibrated precision 0.8": truth_prior("precision"),
         "DIAGNOSTIC true share: expected F1": truth_prior("ef1"),
         "DIAGNOSTIC true share: tail F1": truth_prior("tail F1"),
