@@ -629,6 +629,35 @@ class DebunkMatcher:
             self._paraphrases(keys, cos, out, docs)
         return out
 
+    def rival_score(self, key: str, debunk_id: int) -> float:
+        """The claim matcher's best score of the post ``key`` against the debunks other than
+        ``debunk_id`` among the ``paraphrase_candidates`` nearest by TF-IDF, leaving out those
+        whose claim it reads as ``debunk_id``'s own (one rumor debunked twice is no rival).
+        The automatic tip reply (nlp.reply_gate) wants the matched debunk to win by a margin:
+        a tip two debunks fit nearly as well is for a person to answer. 0.0 without a claim
+        matcher or another candidate."""
+        cm = self.claim_matcher
+        if cm is None or len(self.keys) < 2 or not key:
+            return 0.0
+        pos_of = self._pos_of
+        if len(pos_of) != len(self.ids):
+            pos_of = self._pos_of = {int(d): p for p, d in enumerate(self.ids.tolist())}
+        own = pos_of.get(int(debunk_id))
+        cos = (self._tfidf(shingle_batch([key]).counts()) @ self._matrix).toarray()[0]
+        k = min(self.paraphrase_candidates + 1, len(cos))
+        near = [p for p in np.argsort(-cos, kind="stable")[:k].tolist() if p != own][: self.paraphrase_candidates]
+        if not near:
+            return 0.0
+        doc = cm.doc(key)
+        scores = cm.score_docs([doc] * len(near), [self._claim_docs[p] for p in near])
+        order = np.argsort(-scores, kind="stable").tolist()
+        for i in order:
+            p = near[i]
+            if own is not None and cm.score_docs([self._claim_docs[own]], [self._claim_docs[p]])[0] >= cm.threshold:
+                continue  # the same rumor in another debunk
+            return float(scores[i])
+        return 0.0
+
     def _doc(self, key: str, docs: dict[str, ClaimDoc]) -> ClaimDoc:
         assert self.claim_matcher is not None
         doc = docs.get(key)
