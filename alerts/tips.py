@@ -7,8 +7,8 @@ hotline import), in the caller's transaction:
    the text enters the pipeline as a post so it joins or starts an incident);
 2. it is matched against the active debunks with the claim matcher (nlp.debunks.DebunkMatcher);
 3. a match inside the high-precision band (YUQING_TIP_AUTO_REPLY_MIN_SCORE, chosen by
-   bench/bench_tips.py) that passes the gate (nlp.reply_gate: the same places, amounts, dates,
-   named things and event, no denial, a margin over the best other debunk) on a channel with
+   bench/bench_tips.py) that passes the gate (nlp.reply_gate: the same places, amounts, dates
+   and event, no denial, a margin over the best other debunk) on a channel with
    automatic replies
    (YUQING_TIP_AUTO_REPLY_CHANNELS) is answered at once with the official refutation, its
    source and link; anything else gets "已收到，正在核实…". A match outside the band is still
@@ -190,8 +190,8 @@ def match_tip(matcher: DebunkMatcher, text: str, claims: dict[int, str], *, hit:
     band is then read on one scale for every path, the claim matcher's P(same claim), because
     the paths' own similarities (MinHash Jaccard, TF-IDF cosine) mean different things and the
     MinHash path matched hard negatives on short texts (bench/results/tips.md). The gate
-    (nlp.reply_gate) then compares the tip with the claim: places, amounts, dates, named things,
-    the event, a denial, and the best other debunk's score."""
+    (nlp.reply_gate) then compares the tip with the claim: places, amounts, dates, the event,
+    a denial, and the best other debunk's score."""
     norm = normalize(text)
     key = match_key(norm)
     hit = matcher.match([key])[0] if hit is None else hit

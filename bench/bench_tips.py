@@ -18,7 +18,7 @@ Parts (``--part``, default all):
     4-6 (optimistic); held-out: its held-out folds 7-9.
   The band is the smallest score at which every tune set, and the tune pairs of the reworded
   set, have precision >= 0.98. A match in the band is then answered only through the gate
-  (nlp/reply_gate.py: places, amounts, dates, named things, the event, a denial, a margin over
+  (nlp/reply_gate.py: places, amounts, dates, the event, a denial, a margin over
   the best other debunk); the margin is chosen on the tune sets too (``choose_margin``). Tune tips see the tune claims; held-out tips see every claim.
   Held-out precision (with a 95% Wilson interval) and recall at the band are the headline.
 * ``callback``: the 公众号 callback (signed POST, XML text message, passive XML reply) against a
@@ -514,7 +514,7 @@ def _render_band(b: dict[str, Any]) -> list[str]:
     ]
     if gated:
         lines += [
-            "Then the gate (nlp/reply_gate.py): places, amounts and counts, dates, named things, the event "
+            "Then the gate (nlp/reply_gate.py): places, amounts and counts, dates, the event "
             "(nlp/dicts/claim_predicates.txt), a denial, and a margin over the best other debunk of "
             f"**{b['chosen_margin']}** (the largest of {b['margin_grid']} keeping precision >= {b['target_precision']} "
             f"on every tune set and {MARGIN_RECALL_KEPT:.0%} of the tune right answers). A tip is answered "
