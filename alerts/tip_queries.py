@@ -18,10 +18,9 @@ from sqlalchemy.orm import Session
 from core.errors import Conflict, NotFound
 from core.settings import get_settings
 from core.tables import Alert, Notification, Post, Tip, utcnow
-from core.tips import CHANNEL_ZH, STATUS_ZH, block_reporter, enter_pipeline, is_blocked
+from core.tips import CHANNEL_ZH, FLAG_ZH, STATUS_ZH, block_reporter, enter_pipeline, is_blocked
 
 log = logging.getLogger(__name__)
-FLAG_ZH = {"insult": "含辱骂"}
 DELIVERY_ZH = {"pending": "待发送", "sending": "发送中", "sent": "已送达", "dead": "发送失败",
                "unsure": "中断，待人工核实"}
 
@@ -106,6 +105,8 @@ def clear_flag(session: Session, tip_id: int, *, user_id: int | None) -> Tip:
         raise Conflict(f"线索 #{tip_id} 没有被标记为辱骂")
     reopen = tip.status == "abuse" and tip.closed_by is None and not is_blocked(session, tip.reporter_key)
     tip.flag = None
+    if tip.auto_reply_held:  # the held reason the flag gave goes with it
+        tip.auto_reply_held = "；".join(r for r in tip.auto_reply_held.split("；") if r != FLAG_ZH["insult"]) or None
     if reopen:
         tip.status = "acknowledged"
         enter_pipeline(session, tip)

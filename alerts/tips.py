@@ -40,7 +40,7 @@ from core.db import transaction, write_turn
 from core.settings import get_settings
 from core.tables import Debunk, Tip, utcnow
 from core.throttle import RateLimit
-from core.tips import StoredTip, TipIn, find_tip, reporter_key, store_tip, tip_key, tip_text
+from core.tips import FLAG_ZH, StoredTip, TipIn, find_tip, reporter_key, store_tip, tip_key, tip_text
 from nlp.abuse import find_insults, has_substance
 from nlp.debunks import DebunkHit, DebunkMatcher, gazetteer_place_parents
 from nlp.normalize import normalize
@@ -352,7 +352,7 @@ def _store(session: Session, tip: TipIn, prepared: _Prepared) -> TipOutcome:
         held = held_reasons(found)
         if (held or prepared.insults) and found.score >= settings.tip_auto_reply_min_score:
             # staff see why it waits for them
-            row.auto_reply_held = "；".join([REASONS[r] for r in held] + (["含辱骂"] if prepared.insults else []))
+            row.auto_reply_held = "；".join([REASONS[r] for r in held] + ([FLAG_ZH["insult"]] if prepared.insults else []))
     # A tip with insults is never answered automatically: a person reads it first.
     if (debunk is not None and in_band(found) and not prepared.insults
             and row.channel in settings.tip_auto_reply_channels):

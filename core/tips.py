@@ -46,6 +46,8 @@ STATUS_ZH = {"auto_answered": "已自动答复", "acknowledged": "已受理，�
 TIP_SOURCE = "群众举报线索"
 TIP_GROUP = GroupRef(platform="other", external_id="tipline", name="群众举报线索")
 MAX_TIP_CHARS = 2000
+#: Automatic flags on a tip (alerts.tips): staff see them in the list and may clear them.
+FLAG_ZH = {"insult": "含辱骂"}
 
 
 class TipError(ValueError):

@@ -107,6 +107,8 @@ def test_insults_alone_close_the_tip_without_a_reply_and_staff_can_reopen_it(
         assert post is not None and post.extra.get("tip_channel") == "web"
     listed = api_client.get("/api/v1/tips", params={"status": "abuse"}, headers=viewer).json()
     assert listed["total"] == 0
+    open_one = api_client.post(f"/api/v1/tips/{flagged['id']}/flag/clear", headers=staff).json()
+    assert open_one["flag"] is None and open_one["status"] == "acknowledged" and open_one["auto_reply_held"] is None
 
 
 def test_a_qq_message_of_insults_gets_no_reply_from_the_bot(
