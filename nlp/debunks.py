@@ -648,15 +648,13 @@ class DebunkMatcher:
         near = [p for p in np.argsort(-cos, kind="stable")[:k].tolist() if p != own][: self.paraphrase_candidates]
         if not near:
             return 0.0
-        doc = cm.doc(key)
-        scores = cm.score_docs([doc] * len(near), [self._claim_docs[p] for p in near])
-        order = np.argsort(-scores, kind="stable").tolist()
-        for i in order:
-            p = near[i]
-            if own is not None and cm.score_docs([self._claim_docs[own]], [self._claim_docs[p]])[0] >= cm.threshold:
-                continue  # the same rumor in another debunk
-            return float(scores[i])
-        return 0.0
+        # one call: the tip against each candidate, and the matched claim against each (same rumor?)
+        others = [self._claim_docs[p] for p in near]
+        left = [cm.doc(key)] * len(near) + ([self._claim_docs[own]] * len(near) if own is not None else [])
+        scores = cm.score_docs(left, others * (2 if own is not None else 1))
+        tip_scores, same = scores[: len(near)], scores[len(near) :]
+        rivals = [float(s) for i, s in enumerate(tip_scores.tolist()) if own is None or same[i] < cm.threshold]
+        return max(rivals, default=0.0)
 
     def _doc(self, key: str, docs: dict[str, ClaimDoc]) -> ClaimDoc:
         assert self.claim_matcher is not None
