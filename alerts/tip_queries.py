@@ -7,6 +7,7 @@ was left, never the contact itself (it is opened only to send an answer, alerts.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import statistics
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,11 +15,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from core.errors import NotFound
+from core.errors import Conflict, NotFound
 from core.settings import get_settings
 from core.tables import Alert, Notification, Post, Tip, utcnow
-from core.tips import CHANNEL_ZH, STATUS_ZH, block_reporter
+from core.tips import CHANNEL_ZH, FLAG_ZH, STATUS_ZH, block_reporter, enter_pipeline, is_blocked
 
+log = logging.getLogger(__name__)
 DELIVERY_ZH = {"pending": "待发送", "sending": "发送中", "sent": "已送达", "dead": "发送失败",
                "unsure": "中断，待人工核实"}
 
@@ -86,7 +88,31 @@ def tip_view(tip: Tip, incident_id: int | None, deliveries: dict[str, str]) -> d
         "answer": tip.answer, "answered_at": tip.answered_at, "incident_id": incident_id, "post_id": tip.post_id,
         "delivery": {k: DELIVERY_ZH.get(v, v) for k, v in deliveries.items()},
         "needs_call_back": tip.wants_answer and tip.status == "acknowledged" and tip.answer is not None,
+        "flag": tip.flag, "flag_zh": FLAG_ZH.get(tip.flag or "", tip.flag), "flag_terms": tip.flag_terms,
+        "auto_reply_held": tip.auto_reply_held,
     }
+
+
+def clear_flag(session: Session, tip_id: int, *, user_id: int | None) -> Tip:
+    """Staff say a flagged tip is not abusive after all: the flag goes, and a tip the flag had
+    closed (insults and nothing else) is reopened: it waits for staff like any tip, and its
+    text enters the pipeline. A tip staff closed themselves, or whose reporter is blocked,
+    stays closed."""
+    tip = session.get(Tip, tip_id)
+    if tip is None:
+        raise NotFound(f"线索 #{tip_id} 不存在")
+    if tip.flag is None:
+        raise Conflict(f"线索 #{tip_id} 没有被标记为辱骂")
+    reopen = tip.status == "abuse" and tip.closed_by is None and not is_blocked(session, tip.reporter_key)
+    tip.flag = None
+    if tip.auto_reply_held:  # the held reason the flag gave goes with it
+        tip.auto_reply_held = "；".join(r for r in tip.auto_reply_held.split("；") if r != FLAG_ZH["insult"]) or None
+    if reopen:
+        tip.status = "acknowledged"
+        enter_pipeline(session, tip)
+    log.info("tip flag cleared", extra={"tip_id": tip_id, "user_id": user_id, "reopened": reopen})
+    session.flush()
+    return tip
 
 
 def mark_abuse(session: Session, tip_id: int, *, user_id: int | None, block: bool = False,

@@ -6,11 +6,18 @@ hotline import), in the caller's transaction:
 1. the tip is stored (core.tips.store_tip: idempotent, reporter pseudonymous, contact sealed,
    the text enters the pipeline as a post so it joins or starts an incident);
 2. it is matched against the active debunks with the claim matcher (nlp.debunks.DebunkMatcher);
-3. a match inside the high-precision band (YUQING_TIP_AUTO_REPLY_BAND, per matching method,
-   chosen by bench/bench_tips.py) on a channel with automatic replies
+3. a match inside the high-precision band (YUQING_TIP_AUTO_REPLY_MIN_SCORE, chosen by
+   bench/bench_tips.py) that passes the gate (nlp.reply_gate: the same places, amounts, dates
+   and event, no denial, a margin over the best other debunk) on a channel with
+   automatic replies
    (YUQING_TIP_AUTO_REPLY_CHANNELS) is answered at once with the official refutation, its
    source and link; anything else gets "已收到，正在核实…". A match outside the band is still
    recorded on the tip as a hint for staff. A wrong automatic answer is worse than none.
+
+A tip holding insults (nlp.abuse's lexicon) is flagged for staff and never answered
+automatically; one holding nothing else (no question, claim or complaint) is closed as abuse at
+once, kept out of the pipeline, and gets no reply (the channel shows "已收到。", as for a blocked
+reporter). Staff can clear the flag (alerts.tip_queries.clear_flag), which reopens such a tip.
 
 The first reply is returned to the channel (the page shows it, the 公众号 answers it passively);
 for QQ it goes through the notification outbox (alerts.tip_delivery) in the same transaction.
@@ -33,9 +40,11 @@ from core.db import transaction, write_turn
 from core.settings import get_settings
 from core.tables import Debunk, Tip, utcnow
 from core.throttle import RateLimit
-from core.tips import StoredTip, TipIn, find_tip, reporter_key, store_tip, tip_key, tip_text
+from core.tips import FLAG_ZH, StoredTip, TipIn, find_tip, reporter_key, store_tip, tip_key, tip_text
+from nlp.abuse import find_insults, has_substance
 from nlp.debunks import DebunkHit, DebunkMatcher, gazetteer_place_parents
 from nlp.normalize import normalize
+from nlp.reply_gate import REASONS, gate
 from nlp.similarity import match_key
 
 log = logging.getLogger(__name__)
@@ -163,10 +172,14 @@ def warm_matcher(engine: Any) -> None:
 
 @dataclass(frozen=True)
 class TipMatch:
-    """The debunk a tip matched (or None) and the claim matcher's score of the pair."""
+    """The debunk a tip matched (or None), the claim matcher's score of the pair, its best score
+    against any other candidate debunk (``rival``), and the automatic-reply gate's reasons to
+    hold the tip back from an automatic answer (``held``: nlp.reply_gate, the margin aside)."""
 
     hit: DebunkHit | None
     score: float
+    rival: float = 0.0
+    held: tuple[str, ...] = ()
 
 
 def match_tip(matcher: DebunkMatcher, text: str, claims: dict[int, str], *, hit: DebunkHit | None = None) -> TipMatch:
@@ -176,23 +189,36 @@ def match_tip(matcher: DebunkMatcher, text: str, claims: dict[int, str], *, hit:
     The debunk matcher finds the candidate (and refuses other villages, amounts and things); the
     band is then read on one scale for every path, the claim matcher's P(same claim), because
     the paths' own similarities (MinHash Jaccard, TF-IDF cosine) mean different things and the
-    MinHash path matched hard negatives on short texts (bench/results/tips.md)."""
-    key = match_key(normalize(text))
+    MinHash path matched hard negatives on short texts (bench/results/tips.md). The gate
+    (nlp.reply_gate) then compares the tip with the claim: places, amounts, dates, the event,
+    a denial, and the best other debunk's score."""
+    norm = normalize(text)
+    key = match_key(norm)
     hit = matcher.match([key])[0] if hit is None else hit
     if hit is None:
         return TipMatch(None, 0.0)
     if hit.method == "paraphrase" or matcher.claim_matcher is None:
-        return TipMatch(hit, hit.similarity if hit.method == "paraphrase" else 0.0)
-    claim = claims.get(hit.debunk_id, "")
-    cm = matcher.claim_matcher
-    score = float(cm.score_docs([cm.doc(key)], [cm.doc(normalize(claim))])[0])
-    return TipMatch(hit, round(score, 4))
+        score = hit.similarity if hit.method == "paraphrase" else 0.0
+    else:
+        cm = matcher.claim_matcher
+        score = float(cm.score_docs([cm.doc(key)], [cm.doc(normalize(claims.get(hit.debunk_id, "")))])[0])
+    claim = normalize(claims.get(hit.debunk_id, ""))
+    verdict = gate(norm, claim)
+    return TipMatch(hit, round(score, 4), round(matcher.rival_score(key, hit.debunk_id), 4), verdict.reasons)
 
 
-def in_band(match: TipMatch, least: float | None = None) -> bool:
-    """Whether a match is sure enough to answer automatically."""
+def held_reasons(match: TipMatch, margin: float | None = None) -> tuple[str, ...]:
+    """The gate's reasons to hold a match back from an automatic answer, the margin over the
+    best other debunk (YUQING_TIP_AUTO_REPLY_MARGIN) included."""
+    margin = margin if margin is not None else get_settings().tip_auto_reply_margin
+    return match.held + (("margin",) if match.score - match.rival < margin else ())
+
+
+def in_band(match: TipMatch, least: float | None = None, margin: float | None = None) -> bool:
+    """Whether a match is sure enough to answer automatically: the claim matcher's score in the
+    band, and the gate has no reason to hold it back."""
     least = least if least is not None else get_settings().tip_auto_reply_min_score
-    return match.hit is not None and match.score >= least
+    return match.hit is not None and match.score >= least and not held_reasons(match, margin)
 
 
 # ----------------------------------------------------------------------------- messages
@@ -236,23 +262,33 @@ def flood_wait(session: Session, tip: TipIn) -> float:
 
 @dataclass
 class _Prepared:
-    """What a tip's matching found, before anything is written."""
+    """What a tip's matching found, before anything is written. ``insults``: the abuse
+    lexicon's words in it (nlp.abuse); ``abuse_only``: insults and nothing staff must read."""
 
     text: str
     found: TipMatch
     debunk_id: int | None
+    insults: tuple[str, ...] = ()
+    abuse_only: bool = False
+
+
+def _abuse(text: str) -> tuple[tuple[str, ...], bool]:
+    """(the insults in a tip, whether it holds nothing else: no question, claim or complaint)."""
+    insults = tuple(find_insults(text))
+    return insults, bool(insults) and not has_substance(text)
 
 
 def _prepare(session: Session, tip: TipIn, matcher: DebunkMatcher | None) -> _Prepared:
     text = tip_text(tip)
-    if not text:
-        return _Prepared(text, TipMatch(None, 0.0), None)
+    insults, abuse_only = _abuse(text)
+    if not text or abuse_only:
+        return _Prepared(text, TipMatch(None, 0.0), None, insults, abuse_only)
     if matcher is not None:  # the caller's matcher (a hotline file): claims read as needed
         found = _match(matcher, text, lambda i: session.scalar(select(Debunk.claim).where(Debunk.id == i)) or "")
     else:
         library = tip_library(session)
         found = _match(library.matcher, text, lambda i: library.claims.get(i, ""))
-    return _Prepared(text, found, found.hit.debunk_id if found.hit is not None else None)
+    return _Prepared(text, found, found.hit.debunk_id if found.hit is not None else None, insults)
 
 
 def receive_tip(session: Session, tip: TipIn, *, matcher: DebunkMatcher | None = None) -> TipOutcome:
@@ -283,8 +319,10 @@ def take_tip(sessions: Callable[[], Session], tip: TipIn, *, limit_reporter: boo
         engine = session.get_bind().engine
     if library is None:
         library = _install(lambda: _rows_now(sessions), version)
-    found = _match(library.matcher, text, lambda i: library.claims.get(i, "")) if text else TipMatch(None, 0.0)
-    prepared = _Prepared(text, found, found.hit.debunk_id if found.hit is not None else None)
+    insults, abuse_only = _abuse(text)
+    found = (_match(library.matcher, text, lambda i: library.claims.get(i, "")) if text and not abuse_only
+             else TipMatch(None, 0.0))
+    prepared = _Prepared(text, found, found.hit.debunk_id if found.hit is not None else None, insults, abuse_only)
     with write_turn(engine), transaction(sessions()) as session:
         if limit_reporter and flood_wait(session, tip):
             return None
@@ -297,10 +335,12 @@ def _rows_now(sessions: Callable[[], Session]) -> dict[int, str]:
 
 
 def _store(session: Session, tip: TipIn, prepared: _Prepared) -> TipOutcome:
-    stored: StoredTip = store_tip(session, tip, text=prepared.text)
+    stored: StoredTip = store_tip(session, tip, text=prepared.text, abusive=prepared.abuse_only)
     row = stored.tip
     if not stored.new:  # the same message stored meanwhile by a concurrent delivery
         return _again(row)
+    if prepared.insults:  # staff see the flag in the list and may clear it (alerts.tip_queries)
+        row.flag, row.flag_terms = "insult", "、".join(prepared.insults)[:200]
     if stored.blocked:
         row.first_reply = BLOCKED_REPLY
         return TipOutcome(row, True, BLOCKED_REPLY, False)
@@ -309,7 +349,13 @@ def _store(session: Session, tip: TipIn, prepared: _Prepared) -> TipOutcome:
     debunk = session.get(Debunk, prepared.debunk_id) if prepared.debunk_id is not None else None
     if debunk is not None and found.hit is not None:
         row.debunk_id, row.debunk_score, row.debunk_method = debunk.id, found.score, found.hit.method
-    if debunk is not None and in_band(found) and row.channel in settings.tip_auto_reply_channels:
+        held = held_reasons(found)
+        if (held or prepared.insults) and found.score >= settings.tip_auto_reply_min_score:
+            # staff see why it waits for them
+            row.auto_reply_held = "；".join([REASONS[r] for r in held] + ([FLAG_ZH["insult"]] if prepared.insults else []))
+    # A tip with insults is never answered automatically: a person reads it first.
+    if (debunk is not None and in_band(found) and not prepared.insults
+            and row.channel in settings.tip_auto_reply_channels):
         reply = refutation_message(debunk)
         row.status, row.answered_at, auto = "auto_answered", utcnow(), True
     else:

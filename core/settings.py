@@ -58,6 +58,10 @@ class Settings(BaseSettings):
         0.945, gt=0, le=1, description="Claim-matcher score (tip vs the matched debunk's claim) needed for an "
                                       "automatic refutation: the high-precision band chosen on the tune sets by "
                                       "bench/bench_tips.py for claim matcher 2026.12.2 (0.86 was 2026.12.1's).")
+    tip_auto_reply_margin: float = Field(
+        0.0, ge=0, le=1, description="How far the matched debunk's claim-matcher score must be above the best other "
+                                      "debunk's for an automatic refutation (nlp.reply_gate; chosen on the tune sets "
+                                      "by bench/bench_tips.py).")
     tip_rate_per_minute: float = Field(4.0, gt=0, description="Tips one client address may send per minute.")
     tip_rate_burst: int = Field(6, ge=1, description="... and in one burst.")
     tip_form_min_seconds: float = Field(

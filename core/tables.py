@@ -519,6 +519,11 @@ class Tip(Base):
     debunk_id: Mapped[int | None] = mapped_column(ForeignKey("debunks.id", ondelete="SET NULL"))
     debunk_score: Mapped[float | None] = mapped_column(Float)
     debunk_method: Mapped[str | None] = mapped_column(String(20))
+    # why a match in the score band was not answered automatically (nlp.reply_gate, Chinese)
+    auto_reply_held: Mapped[str | None] = mapped_column(String(200))
+    # insult | None: flagged by the abuse lexicon (alerts.tip_abuse); staff may clear it
+    flag: Mapped[str | None] = mapped_column(String(20))
+    flag_terms: Mapped[str | None] = mapped_column(String(200))  # the lexicon's words found, for staff
     post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id", ondelete="SET NULL"), index=True)
     first_reply: Mapped[str | None] = mapped_column(Text)  # what the resident got at once
     answer: Mapped[str | None] = mapped_column(Text)  # the staff answer, when one was sent

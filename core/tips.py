@@ -46,6 +46,8 @@ STATUS_ZH = {"auto_answered": "已自动答复", "acknowledged": "已受理，�
 TIP_SOURCE = "群众举报线索"
 TIP_GROUP = GroupRef(platform="other", external_id="tipline", name="群众举报线索")
 MAX_TIP_CHARS = 2000
+#: Automatic flags on a tip (alerts.tips): staff see them in the list and may clear them.
+FLAG_ZH = {"insult": "含辱骂"}
 
 
 class TipError(ValueError):
@@ -138,11 +140,12 @@ def find_tip(session: Session, tip: TipIn) -> Tip | None:
     return session.scalar(select(Tip).where(Tip.dedup_key == tip_key(tip.channel, tip.message_id)))
 
 
-def store_tip(session: Session, tip: TipIn, *, text: str | None = None) -> StoredTip:
+def store_tip(session: Session, tip: TipIn, *, text: str | None = None, abusive: bool = False) -> StoredTip:
     """Store a tip (caller commits); the same channel + message id again returns the stored one.
     ``text``: :func:`tip_text` of the tip when the caller has it already.
 
-    A blocked reporter's tip is stored as ``abuse`` and kept out of the pipeline (no post)."""
+    A blocked reporter's tip, and an ``abusive`` one (insults and nothing else, alerts.tips), is
+    stored as ``abuse`` and kept out of the pipeline (no post)."""
     text = tip_text(tip) if text is None else text
     key = tip_key(tip.channel, tip.message_id)
     found = session.scalar(select(Tip).where(Tip.dedup_key == key))
@@ -151,7 +154,7 @@ def store_tip(session: Session, tip: TipIn, *, text: str | None = None) -> Store
     secret = _secret()
     identity = tip.address or tip.reporter or key
     reporter = reporter_key(tip.channel, identity, secret)
-    blocked = is_blocked(session, reporter)
+    blocked = abusive or is_blocked(session, reporter)
     received = tip.received_at or utcnow()
     masked = text
     post_id = None if blocked else _as_post(session, tip, key, reporter, masked, received)
@@ -188,6 +191,17 @@ def _as_post(session: Session, tip: TipIn, key: str, reporter: str, text: str, r
     if result.rejected:
         raise TipError(f"线索无法入库：{result.rejected[0].reason}")
     return session.scalar(select(Post.id).where(Post.dedup_key == next(iter(result.keys))))
+
+
+def enter_pipeline(session: Session, row: Tip) -> int | None:
+    """Put a stored tip kept out of the pipeline (closed as abuse) into it after all: staff
+    cleared its abuse flag, so its text joins or starts an incident like any tip's."""
+    if row.post_id is not None:
+        return row.post_id
+    channel = row.channel
+    item = TipIn(channel=channel, message_id=row.dedup_key.split(":", 1)[-1], text=row.text, images=list(row.images or []))
+    row.post_id = _as_post(session, item, row.dedup_key, row.reporter_key, row.text, row.received_at)
+    return row.post_id
 
 
 def block_reporter(session: Session, key: str, *, reason: str | None = None, user_id: int | None = None) -> bool:

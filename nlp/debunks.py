@@ -629,6 +629,33 @@ class DebunkMatcher:
             self._paraphrases(keys, cos, out, docs)
         return out
 
+    def rival_score(self, key: str, debunk_id: int) -> float:
+        """The claim matcher's best score of the post ``key`` against the debunks other than
+        ``debunk_id`` among the ``paraphrase_candidates`` nearest by TF-IDF, leaving out those
+        whose claim it reads as ``debunk_id``'s own (one rumor debunked twice is no rival).
+        The automatic tip reply (nlp.reply_gate) wants the matched debunk to win by a margin:
+        a tip two debunks fit nearly as well is for a person to answer. 0.0 without a claim
+        matcher or another candidate."""
+        cm = self.claim_matcher
+        if cm is None or len(self.keys) < 2 or not key:
+            return 0.0
+        pos_of = self._pos_of
+        if len(pos_of) != len(self.ids):
+            pos_of = self._pos_of = {int(d): p for p, d in enumerate(self.ids.tolist())}
+        own = pos_of.get(int(debunk_id))
+        cos = (self._tfidf(shingle_batch([key]).counts()) @ self._matrix).toarray()[0]
+        k = min(self.paraphrase_candidates + 1, len(cos))
+        near = [p for p in np.argsort(-cos, kind="stable")[:k].tolist() if p != own][: self.paraphrase_candidates]
+        if not near:
+            return 0.0
+        # one call: the tip against each candidate, and the matched claim against each (same rumor?)
+        others = [self._claim_docs[p] for p in near]
+        left = [cm.doc(key)] * len(near) + ([self._claim_docs[own]] * len(near) if own is not None else [])
+        scores = cm.score_docs(left, others * (2 if own is not None else 1))
+        tip_scores, same = scores[: len(near)], scores[len(near) :]
+        rivals = [float(s) for i, s in enumerate(tip_scores.tolist()) if own is None or same[i] < cm.threshold]
+        return max(rivals, default=0.0)
+
     def _doc(self, key: str, docs: dict[str, ClaimDoc]) -> ClaimDoc:
         assert self.claim_matcher is not None
         doc = docs.get(key)

@@ -1,5 +1,6 @@
 """The console's 举报线索 page: residents' tips with channel, time, what was replied, and the
-measures (per day and per incident); staff mark a tip as abuse (closed without a reply).
+measures (per day and per incident); staff mark a tip as abuse (closed without a reply) and
+clear the automatic insult flag.
 Contacts are never shown (alerts.tip_queries has no field for them)."""
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ def tips_page(request: Request, user: PageUser, session: SessionDep, status: str
         "measures": tip_queries.tip_measures(session, days=14),
         "can_act": accounts.role_rank(user.role) >= accounts.role_rank("staff"),
     })
+
+
+@router.post("/tips/{tip_id}/unflag")
+def tip_unflag(tip_id: RowId, user: PageUser, session: SessionDep) -> Response:
+    need_role(user, "staff", "取消辱骂标记")
+    with committing(session, "/tips"):
+        tip = tip_queries.clear_flag(session, tip_id, user_id=user.id)
+    return back("/tips", msg=f"线索 #{tip_id} 已取消辱骂标记" + ("，已重新打开待核实" if tip.status == "acknowledged" else ""))
 
 
 @router.post("/tips/{tip_id}/abuse")

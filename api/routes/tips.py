@@ -2,7 +2,8 @@
 
 Viewers and above read the list; contacts are never returned to anyone (the API has no field
 for them: a contact is opened only to send an answer). Staff mark a tip as abuse (closed
-without a reply), optionally blocking its reporter.
+without a reply), optionally blocking its reporter, and clear the automatic insult flag
+(``flag``: a tip of insults alone was closed by it, and is reopened).
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ class TipPublic(BaseModel):
     post_id: int | None
     delivery: dict[str, str] = Field(description="答复送达情况：first=首次回复，answer=工作人员答复")
     needs_call_back: bool = Field(description="已有答复但无法自动送达（电话、热线）：需人工回电")
+    flag: Literal["insult"] | None = Field(description="自动标记：insult=含辱骂（只有辱骂的线索直接关闭、不答复；"
+                                                       "另有诉求的留待人工，从不自动答复）")
+    flag_zh: str | None
+    flag_terms: str | None = Field(description="命中的辱骂词")
+    auto_reply_held: str | None = Field(description="与辟谣匹配但未自动答复的原因（地点、数字、时间、事件不一致等）")
 
 
 class AbuseIn(BaseModel):
@@ -70,6 +76,13 @@ def tip_stats(
     _: ViewerUser, session: SessionDep, days: Annotated[int, Query(ge=1, le=366, description="最近几天")] = 14,
 ) -> dict[str, Any]:
     return tip_queries.tip_measures(session, days=days)
+
+
+@router.post("/{tip_id}/flag/clear", response_model=TipPublic,
+             summary="取消辱骂标记（被自动关闭的线索重新打开，待人工核实）")
+def clear_flag(tip_id: TipId, user: StaffUser, session: SessionDep) -> dict[str, Any]:
+    tip_queries.clear_flag(session, tip_id, user_id=user.id)
+    return tip_queries.get_tip_view(session, tip_id)
 
 
 @router.post("/{tip_id}/abuse", response_model=TipPublic, summary="标记为恶意/骚扰（关闭，不答复）")

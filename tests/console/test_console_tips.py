@@ -39,3 +39,23 @@ def test_tip_list_and_alert_page_show_tips_without_contacts(live: Any, client_as
     assert done.status_code == 303
     with session_scope(live.engine) as s:
         assert s.get(Tip, tip_id).status == "abuse"  # type: ignore[union-attr]
+
+
+def test_staff_see_the_insult_flag_and_clear_it(live: Any, client_as: Any) -> None:
+    with session_scope(live.engine) as s:
+        outcome = receive_tip(s, TipIn(channel="web", message_id="c3", text="你们这帮 狗 官"))
+        tip_id = outcome.tip.id
+        assert outcome.tip.status == "abuse" and outcome.tip.flag == "insult"
+    viewer = client_as("chenkz")
+    page = viewer.get("/tips")
+    assert "含辱骂" in page.text and "取消辱骂标记" not in page.text  # viewers see the flag, cannot act
+    assert viewer.post(f"/tips/{tip_id}/unflag", data={"csrf_token": csrf_of(page.text)}).status_code == 403
+    staff = client_as("zhangmin")
+    page = staff.get("/tips")
+    assert "取消辱骂标记" in page.text and f'action="/tips/{tip_id}/unflag"' in page.text
+    done = staff.post(f"/tips/{tip_id}/unflag", data={"csrf_token": csrf_of(page.text)})
+    assert done.status_code == 303
+    with session_scope(live.engine) as s:
+        tip = s.get(Tip, tip_id)
+        assert tip is not None and tip.flag is None and tip.status == "acknowledged" and tip.post_id is not None
+    assert "取消辱骂标记" not in staff.get("/tips").text

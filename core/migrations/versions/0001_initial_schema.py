@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-06 19:38:34.448333
+Create Date: 2026-12-06 22:41:20.804896
 """
 from __future__ import annotations
 
@@ -728,6 +728,9 @@ def upgrade() -> None:
     sa.Column('debunk_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('debunk_score', sa.Float(), nullable=True),
     sa.Column('debunk_method', sa.String(length=20), nullable=True),
+    sa.Column('auto_reply_held', sa.String(length=200), nullable=True),
+    sa.Column('flag', sa.String(length=20), nullable=True),
+    sa.Column('flag_terms', sa.String(length=200), nullable=True),
     sa.Column('post_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('first_reply', sa.Text(), nullable=True),
     sa.Column('answer', sa.Text(), nullable=True),
