@@ -44,6 +44,11 @@ How a post finds its incident (in this order; nothing is ever re-clustered):
    does not grow with the open incidents either).
 5. Quotes: a refutation or notice that quotes the rumor it answers (网传“…”不实) joins the matter
    its quote fits (QUOTE_SCORE), before its other words are weighed.
+   The sender's thread: a sender's next line in the same group within SENDER_MINUTES carries their
+   matter on (a forward and then its caption, "社保所通知 转给家里有老人的"; one claim split over
+   two lines) while that matter is still the group's latest, unless its words fit another matter
+   closely (SENDER_YIELD), it names another village or named thing, tells two matters apart, or
+   is a long text of its own (`_sender_thread`; the sender is posts.author, a pseudonym in chat).
 6. Conversation: a short question or reaction (few words of its own) right after a message of an
    incident in the same chat group joins that incident ("真的吗？" after the water rumor); a short
    statement within FOLLOW_MINUTES carries the matter on unless it names another place or amount
