@@ -367,10 +367,13 @@ def _sender_thread(index: IncidentIndex, p: _Post, forbidden: set[_Open]) -> _Op
     ("说是修路欠的钱要收回来 收费站都盖好了 就在岔路口那" after his toll claim). Their next line
     within SENDER_MINUTES carries it on, while that matter is still the latest one talked about in
     the group (someone else's new matter in between draws the replies: "翻一倍？那还卖个啥"), unless
-    it names a conflicting place or amount, or tells two matters apart ("不是一回事"). A new
+    it names another village, street or named thing (`_thread_conflicts`), tells two matters apart
+    ("不是一回事"), or is a text of its own sharing little with the matter. A new
     landmark or sum is a detail the same person adds ("就在岔路口那", "一家五口两千块"), not the
     new matter it would be from someone else (`_names_new_thing`)."""
-    if p.group_id is None or p.sender is None:
+    if p.group_id is None or p.sender is None or p.role == "other":
+        # Chatter keeps its own rule (the line right after a matter, `_conversation`): let through
+        # here too, the tune part's chatter joined matters it is not part of.
         return None
     last = index.sender_last.get((p.group_id, p.sender))
     if last is None or not timedelta_ok(p.when - last[0], dt.timedelta(minutes=SENDER_MINUTES)):
@@ -380,8 +383,6 @@ def _sender_thread(index: IncidentIndex, p: _Post, forbidden: set[_Open]) -> _Op
     if not recent or live(recent[-1][1]) is not inc or inc in forbidden or (inc.id is not None
                                                                            and inc.id not in index.open):
         return None
-    if p.role == "other" and len(p.terms) < CHATTER_MIN_TERMS:
-        return None  # "对", "好的": says nothing of its own
     if len(p.terms) > FOLLOW_TERMS or (len(p.terms) > FOLLOW_BARE_TERMS and _content(p, inc) < TALK_CONTENT):
         # A text of its own is the sender's next matter unless its words say otherwise (the
         # village secretary's insurance notice three minutes after his word on the scam text).
