@@ -31,13 +31,15 @@ RESULTS = REPO / "bench" / "results"
 sys.path.insert(0, str(REPO))
 
 
-def _texts(n: int, seed: int) -> list[tuple[str, str, dt.datetime]]:
+def _texts(n: int, seed: int) -> list[tuple[str, str, dt.datetime, str | None]]:
+    """(text, group or site, time, sender: chat posts only) of ``n`` synthetic posts."""
     from bench.synth_posts import synthetic_posts
 
     out = []
     for item in synthetic_posts(n, seed=seed):
         group = (item.get("group") or {}).get("external_id") or item.get("source") or "web"
-        out.append((item["text"], group, item["published_at"]))
+        sender = item.get("author") if item.get("channel") == "chat" else None
+        out.append((item["text"], group, item["published_at"], sender))
     return out
 
 
@@ -52,15 +54,17 @@ def _facts(texts: list[str]) -> list[Any]:
     return out
 
 
-def _posts(index: Any, rows: list[tuple[str, str, dt.datetime]], facts: list[Any], first_id: int) -> list[Any]:
-    """The stage's view of each post (its rarest bigrams and probe, as `incidents_stage` builds them)."""
+def _posts(index: Any, rows: list[tuple[str, str, dt.datetime, str | None]], facts: list[Any],
+           first_id: int) -> list[Any]:
+    """The stage's view of each post (its rarest bigrams and probe, its sender, as `incidents_stage`
+    builds them)."""
     from nlp.incidents import _Post, _post_terms
 
     groups: dict[str, int] = {}
     terms, idfs, probes = _post_terms(index, facts, [True] * len(facts))
     return [_Post(first_id + k, when, groups.setdefault(group, len(groups) + 1), None, None, None, f.role, f,
-                  terms[k], idfs[k], text, probes[k])
-            for k, ((text, group, when), f) in enumerate(zip(rows, facts, strict=True))]
+                  terms[k], idfs[k], text, probes[k], sender=sender)
+            for k, ((text, group, when, sender), f) in enumerate(zip(rows, facts, strict=True))]
 
 
 def _name(rng: random.Random) -> str:
@@ -82,7 +86,7 @@ def measure(n_open: int, n_posts: int) -> dict[str, Any]:
     rng = random.Random(n_open)
     t_build = time.perf_counter()
     rows = _texts(n_open, 1)
-    rows = [(f"{_name(rng)}{text}", group, when) for text, group, when in rows]
+    rows = [(f"{_name(rng)}{text}", group, when, sender) for text, group, when, sender in rows]
     facts = _facts([r[0] for r in rows])
     for k, p in enumerate(_posts(index, rows, facts, 1)):
         inc = index.found(p)

@@ -154,6 +154,7 @@ class _Post:
     text: str = ""
     probe: list[tuple[int, float]] = field(default_factory=list)  # rarest bigrams another post has too
     quote: _Post | None = None  # the part it quotes ("网传“…”不实"), as a post of its own
+    sender: str | None = None  # who sent it (posts.author: a pseudonym in chat), for the sender's thread
 
     @property
     def mass(self) -> float:
@@ -173,10 +174,14 @@ class IncidentIndex:
         self.by_post: dict[int, _Open] = {}  # posts placed in this run
         self.group_recent: dict[int, list[tuple[dt.datetime, _Open]]] = {}  # newest last
         self.group_last: dict[int, _Open | None] = {}  # the incident of each group's last message placed
+        # (group, sender) -> (when, incident) of the sender's last message placed in the group: one
+        # person carries a matter on over several lines (a forward, then its caption)
+        self.sender_last: dict[tuple[int, str], tuple[dt.datetime, _Open]] = {}
         self.cannot: dict[int, set[int]] = {}
         self.must: dict[int, set[int]] = {}
         self.parents: dict[str, frozenset[str]] = {}  # place -> the places it lies in (gazetteer)
         self.home: frozenset[str] = frozenset()  # the office's own area: named by nearly every post
+        self.landmarks: frozenset[str] = frozenset()  # the gazetteer's offices, schools, plants (kind landmark)
         # The paraphrase signal (nlp.incident_paraphrase.Paraphrase: the claim matcher), or None.
         self.paraphrase: Any = None
         self.grams = GramFreq()
@@ -216,7 +221,7 @@ class IncidentIndex:
             links.setdefault(b, set()).add(a)
         index._guard(session)
         index.parents = default_extractor().parents
-        index.home = _home_places()
+        index.home, index.landmarks = _home_places(), _landmarks()
         log.debug("incident index loaded", extra={"open": len(index.open), "window_days": window_days})
         return index
 
@@ -399,6 +404,18 @@ def _post(lst: list[_Open], inc: _Open) -> None:
     lst.append(inc)
     if len(lst) > POSTING_CAP:
         del lst[: len(lst) - POSTING_CAP // 2]
+
+
+def _landmarks() -> frozenset[str]:
+    """The gazetteer's landmarks (白沙供电所, 中心小学), or nothing."""
+    from nlp.concerns.errors import ConcernConfigError
+    from nlp.concerns.places import load_gazetteer
+
+    try:
+        places = load_gazetteer().places
+    except ConcernConfigError:
+        return frozenset()
+    return frozenset(name for name, spec in places.items() if spec.kind == "landmark")
 
 
 def _home_places() -> frozenset[str]:

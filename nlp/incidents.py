@@ -44,6 +44,11 @@ How a post finds its incident (in this order; nothing is ever re-clustered):
    does not grow with the open incidents either).
 5. Quotes: a refutation or notice that quotes the rumor it answers (网传“…”不实) joins the matter
    its quote fits (QUOTE_SCORE), before its other words are weighed.
+   The sender's thread: a sender's next line in the same group within SENDER_MINUTES carries their
+   matter on (a forward and then its caption, "社保所通知 转给家里有老人的"; one claim split over
+   two lines) while that matter is still the group's latest, unless its words fit another matter
+   closely (SENDER_YIELD), it names another village or named thing, tells two matters apart, or
+   is a long text of its own (`_sender_thread`; the sender is posts.author, a pseudonym in chat).
 6. Conversation: a short question or reaction (few words of its own) right after a message of an
    incident in the same chat group joins that incident ("真的吗？" after the water rumor); a short
    statement within FOLLOW_MINUTES carries the matter on unless it names another place or amount
@@ -89,8 +94,9 @@ from nlp.incident_index import (
     _shared,
     live,
     pack_terms,
+    timedelta_ok,
 )
-from nlp.incident_merge import LINKING_ROLES, merge_linked, write_merges
+from nlp.incident_merge import APART_CUES, LINKING_ROLES, merge_linked, write_merges
 from nlp.incident_paraphrase import keep_claim, load_paraphrase
 from nlp.incident_pictures import PictureIncidents
 from nlp.incident_stats import (
@@ -142,6 +148,8 @@ FOLLOW_MINUTES = 5  # a short statement this soon after a matter in its group ca
 FOLLOW_ROLES = STARTER_ROLES | {"question", "reaction"}  # roles a longer line carries a matter on with
 FOLLOW_TERMS = 40  # ... and a longer one up to this many bigrams, when it shares a word with it
 FOLLOW_BARE_TERMS = 24  # ... or up to this many when it shares none ("我一个跑县城的朋友说的 高速口都在设卡了")
+SENDER_MINUTES = 3  # a sender's next line this soon in the same group carries their matter on (`_sender_thread`)
+SENDER_YIELD = 0.6  # ... unless its words fit another matter this well
 QUOTE_SCORE = 0.4  # what the quoted part of a post ("网传“…”不实") needs to join a matter by itself
 QUIET_PENALTY = ((dt.timedelta(days=5), 0.2), (dt.timedelta(days=2), 0.1))
 POST_TERMS = 96  # rarest character bigrams kept per post (a chat line has fewer)
@@ -293,6 +301,18 @@ def _best(index: IncidentIndex, p: _Post, ranked: list[tuple[float, int, _Open, 
     return None
 
 
+def _content(p: _Post, inc: _Open) -> float:
+    """The content part of `_score`: the IDF share of ``p``'s bigrams ``inc`` holds."""
+    _inc, shared, _n = _shared(p, inc)
+    norm = min(p.mass, inc.mass or p.mass, NORM_MASS)
+    return shared / norm if norm > 0 else 0.0
+
+
+def _fit(ranked: list[tuple[float, int, _Open, int]], inc: _Open) -> float:
+    """``inc``'s score among ``ranked`` (0 when it is not a candidate)."""
+    return next((score for score, _k, cand, _n in ranked if cand is inc), 0.0)
+
+
 def _conversation(index: IncidentIndex, p: _Post, forbidden: set[_Open]) -> _Open | None:
     """A short line right after a matter in its group: a question or reaction ("真的吗？",
     "天哪") belongs to the latest matter talked about; any other short line ("这可咋整 结核会
@@ -339,6 +359,49 @@ def _conversation(index: IncidentIndex, p: _Post, forbidden: set[_Open]) -> _Ope
         if any(t in inc.terms for t in p.terms):
             return inc
     return None
+
+
+def _sender_thread(index: IncidentIndex, p: _Post, forbidden: set[_Open]) -> _Open | None:
+    """The matter ``p``'s sender was just talking about in its group: one person forwards a
+    notice and then its caption ("社保所通知 转给家里有老人的"), or splits one claim over two lines
+    ("说是修路欠的钱要收回来 收费站都盖好了 就在岔路口那" after his toll claim). Their next line
+    within SENDER_MINUTES carries it on, while that matter is still the latest one talked about in
+    the group (someone else's new matter in between draws the replies: "翻一倍？那还卖个啥"), unless
+    it names another village, street or named thing (`_thread_conflicts`), tells two matters apart
+    ("不是一回事"), or is a text of its own sharing little with the matter. A new
+    landmark or sum is a detail the same person adds ("就在岔路口那", "一家五口两千块"), not the
+    new matter it would be from someone else (`_names_new_thing`)."""
+    if p.group_id is None or p.sender is None or p.role == "other":
+        # Chatter keeps its own rule (the line right after a matter, `_conversation`): let through
+        # here too, the tune part's chatter joined matters it is not part of.
+        return None
+    last = index.sender_last.get((p.group_id, p.sender))
+    if last is None or not timedelta_ok(p.when - last[0], dt.timedelta(minutes=SENDER_MINUTES)):
+        return None
+    inc = live(last[1])
+    recent = index.group_recent.get(p.group_id)
+    if not recent or live(recent[-1][1]) is not inc or inc in forbidden or (inc.id is not None
+                                                                           and inc.id not in index.open):
+        return None
+    if len(p.terms) > FOLLOW_TERMS or (len(p.terms) > FOLLOW_BARE_TERMS and _content(p, inc) < TALK_CONTENT):
+        # A text of its own is the sender's next matter unless its words say otherwise (the
+        # village secretary's insurance notice three minutes after his word on the scam text).
+        return None
+    if _thread_conflicts(index, p, inc) or any(c in p.text for c in APART_CUES):
+        return None
+    return inc
+
+
+def _thread_conflicts(index: IncidentIndex, p: _Post, inc: _Open) -> bool:
+    """Whether ``p`` names another village, street or named thing than its sender's matter
+    (`_sender_thread`). A landmark is where the news came from or a detail ("供电所的人说的",
+    "就在岔路口那"), and a sum the sender's own arithmetic ("一家五口两千块" after "每人400元"):
+    neither moves the same person to another matter."""
+    a = p.facts.anchors
+    if not a or not inc.anchors:
+        return False
+    mine = Anchors(a.places - index.landmarks, a.numbers, frozenset(), a.names)
+    return anchors_conflict(mine, inc.anchors, index.parents)
 
 
 def _asked_about_place(index: IncidentIndex, p: _Post, ranked: list[tuple[float, int, _Open, int]]) -> _Open | None:
@@ -390,6 +453,8 @@ def place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | No
     if p.group_id is not None:
         # Chatter placed next to a matter does not pass it on to the line after it.
         index.group_last[p.group_id] = inc if p.role != "other" else None
+        if inc is not None and p.sender is not None:
+            index.sender_last[(p.group_id, p.sender)] = (p.when, inc)
     return inc, why
 
 
@@ -427,7 +492,11 @@ def _place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | N
             inc, why = quoted, "quote"
     if inc is None:
         best = _best(index, p, ranked, CHATTER_JOIN_SCORE if p.role == "other" else JOIN_SCORE)
-        if best is not None:
+        own = _sender_thread(index, p, forbidden)
+        if own is not None and best is not own and (best is None or _fit(ranked, best) < SENDER_YIELD):
+            # The sender carries their matter on; only a close fit to another matter says otherwise.
+            inc, why = own, "sender"
+        elif best is not None:
             inc, why = best, "content"
     if inc is None and p.role in ("question", "reaction") and ranked:
         inc = _asked_about_place(index, p, ranked)
@@ -584,15 +653,22 @@ def _recent_conversations(session: Session, index: IncidentIndex, rows: Sequence
     batch = {r.id for r in rows}
     when = func.coalesce(t.c.published_at, t.c.collected_at)
     found: dict[int, list[tuple[dt.datetime, int]]] = {}
+    senders: dict[tuple[int, str], tuple[dt.datetime, int]] = {}
     for start in range(0, len(groups), _CHUNK):
-        for pid, gid, iid, at in session.execute(
-            select(t.c.id, t.c.group_id, t.c.incident_id, when)
+        for pid, gid, iid, at, author in session.execute(
+            select(t.c.id, t.c.group_id, t.c.incident_id, when, t.c.author)
             .where(t.c.group_id.in_(groups[start : start + _CHUNK]), t.c.incident_id.is_not(None),
                    t.c.role != "other", t.c.published_at >= lo, t.c.published_at <= hi)
         ):
             if pid not in batch:
                 found.setdefault(gid, []).append((at, iid))
+                if author is not None and (gid, author) not in index.sender_last \
+                        and ((gid, author) not in senders or senders[(gid, author)][0] < at):
+                    senders[(gid, author)] = (at, iid)  # the sender's thread (`_sender_thread`)
     index.reopen(session, [iid for items in found.values() for _at, iid in items])
+    for key, (at, iid) in senders.items():
+        if iid in index.open:
+            index.sender_last[key] = (at, index.open[iid])
     for gid, items in found.items():
         recent: list[tuple[dt.datetime, _Open]] = []
         for at, iid in sorted(items, key=lambda x: x[0]):
@@ -647,7 +723,7 @@ def incidents_stage(ctx: Any, batch: Any) -> None:
     for i in order:
         r, hit = rows[i], debunks[i]
         p = _Post(r.id, r.when, r.group_id, r.parent_id, story_ids[i], hit.debunk_id if hit else None,
-                  facts[i].role, facts[i], terms[i], idfs[i], batch.norm[i], probes[i])
+                  facts[i].role, facts[i], terms[i], idfs[i], batch.norm[i], probes[i], sender=r.author)
         p.quote = _quote_post(index, p)
         placed[i], why = place(index, p, lookups)
         pictures.note(r.id, placed[i])

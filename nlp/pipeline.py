@@ -341,6 +341,7 @@ class PostRow:
     image_text: str | None = None  # recognised in the post's pictures (nlp.images), analysed with the text
     parent_id: int | None = None
     parent_key: str | None = None
+    author: str | None = None  # the sender (a pseudonym in chat): grouping reads who carries a matter on
 
     @property
     def context(self) -> PostContext:
@@ -748,6 +749,7 @@ def _read_batches(session: Session, batch_size: int, limit: int | None) -> Itera
         t.c.story_id,
         t.c.parent_id,
         t.c.parent_key,
+        t.c.author,
     ]
     last = 0
     image_text = t.c.image_text
