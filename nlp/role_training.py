@@ -514,13 +514,13 @@ def leave_one_township_out(folder: Path, data_dir: Path | None = None, *, seed: 
         pred += clf.predict(norms, [replace(e.context, group=None, at=None) for e in test])[0]
         pred_conv += clf.predict(norms, [e.context for e in test])[0]
         gold += [e.role for e in test]
-    conf = Counter(zip(gold, pred, strict=True))
+    conf = Counter(zip(gold, pred_conv, strict=True))
 
     def accuracy(p: list[str]) -> float:
         return round(sum(g == q for g, q in zip(gold, p, strict=True)) / len(gold), 4)
 
     return {"n": len(gold), "accuracy": accuracy(pred), "accuracy_conversation": accuracy(pred_conv),
-            "confusion": {g: {q: conf[(g, q)] for q in ROLES} for g in ROLES}}
+            "confusion_conversation": {g: {q: conf[(g, q)] for q in ROLES} for g in ROLES}}
 
 
 def _write_card_md(d: Path, card: dict[str, Any]) -> None:
@@ -601,7 +601,7 @@ def ship(version: str, *, seed: int = 0, research: bool = False, scenarios: Path
         metrics["scenario_tune_seen"] = {"n": r["n"], "accuracy": round(r["accuracy"], 4),
                                          "note": "trained on these: an upper bound"}
         metrics["scenario_tune_leave_one_township_out"] = {
-            k: v for k, v in leave_one_township_out(scenarios, data_dir, seed=seed).items() if k != "confusion"}
+            k: v for k, v in leave_one_township_out(scenarios, data_dir, seed=seed).items() if k != "confusion_conversation"}
     card = {
         "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "seed": seed,
@@ -629,8 +629,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--research", action="store_true",
                    help="add weak labels from ../shared/data (lowered held-out-township accuracy here)")
+    lo = sub.add_parser("loto", help="leave-one-township-out accuracy on the scenario tune part (no file written)")
+    lo.add_argument("--seed", type=int, default=0)
+    lo.add_argument("--params", default="{}", help='JSON overrides of DEFAULT_PARAMS, e.g. \'{"C": 4}\'')
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
+    if args.cmd == "loto":
+        r = leave_one_township_out(TUNE_SCENARIOS, seed=args.seed, params=json.loads(args.params))
+        print(json.dumps({k: v for k, v in r.items() if k != "confusion_conversation"}))
+        print(confusion_table(r["confusion_conversation"]))
+        return
     dev = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "roles_dev.yaml"
     print(ship(args.version, seed=args.seed, research=args.research, dev=dev if dev.is_file() else None))
 

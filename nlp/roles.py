@@ -84,7 +84,8 @@ _NOT_WORDS_RE = re.compile(r"[\s!?,.:;'\"()\[\]{}<>~\-_/\\|…。、，；：“
 # A bare enquiry: the whole post asks "is it true?" of whatever it answers.
 _BARE_ENQUIRY_RE = re.compile(r"^(?:真的|真的吗|真的么|真的嘛|真的啊|真的呀|真的假的|真假|是真的吗|假的吧|真滴吗)$")
 # "嘛" ends statements ("好嘛", "宁可信其有嘛", "我就说嘛"); "吗/么/呢" ask.
-_ASKS_RE = re.compile(r"(?:吗|么|呢|\?)(?:\s|<[A-Z_]+>)*$|\?|(?:了|过)没(?:有|得)?$")
+# "…着呢" states ("水位低着呢", "早着呢"): only a bare "呢" asks.
+_ASKS_RE = re.compile(r"(?:吗|么|(?<!着)呢|\?)(?:\s|<[A-Z_]+>)*$|\?|(?:了|过)没(?:有|得)?$")
 _SPREAD = frozenset({"hearsay", "spread_call"})
 # Relief that also tells the group to stop or says the denial is out passes the denial on: "又是谣言
 # 镇里已经辟谣了 大家别转了" refutes.
@@ -104,7 +105,7 @@ def words_of(norm_text: str) -> str:
 # "还没", "都没").
 _CLAUSE_SPLIT_RE = re.compile(r"[,.!;:。，！；：\s]+")
 _CLAUSE_ASKS_RE = re.compile(
-    r"(.)不\1|有没有|是不是|能不能|要不要|会不会|到底|对吧$|是吧$|不是.{1,10}吧$|(?:吗|么|呢)(?:啊|呀)?$|[了过]没(?:有|得)?$"
+    r"(.)不\1|有没有|是不是|能不能|要不要|会不会|到底|对吧$|是吧$|不是.{1,10}吧$|(?:吗|么|(?<!着)呢)(?:啊|呀)?$|[了过]没(?:有|得)?$"
     r"|^.+[^不没别才也都就]不$|[^还都也就啥么并从不]没(?:有|得)?$"
     r"|(?<![别就])(?!不会吧$|不是吧$|不至于吧$|没事吧$)(?:不|没)[^,.!?;:。，！；：\s吧]{0,6}吧$"
 )
