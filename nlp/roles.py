@@ -119,14 +119,24 @@ def _asks(norm_text: str) -> bool:
     return bool(clauses) and _CLAUSE_ASKS_RE.search(clauses[-1]) is not None
 
 
+# A question word asks without a question mark in voice-to-text and elderly writing ("违反了咋罚",
+# "这几天是几天", "那我们去镇上赶集咋走啊"). Laments and exclamations built on the same words do not:
+# "咋办/怎么办", "咋活", "咋了", "咋这么…", "哪有…", a clause ending in "嘛" ("咋搬嘛"). Only
+# `_ends_asking` reads it: a denial's rhetorical "哪有什么…" must not turn into a question where
+# `_asks` guards the denial rules.
+_WH_RE = re.compile(r"咋(?!办|整|样|回事|了|活|过|这么|那么|弄)|怎么(?!办|回事|这么|那么|样|了|活|过)|啥时候|什么时候|"
+                    r"几(?:天|号|点|时|岁|块)|哪(?:个|家|天|里|儿)(?!有)|多少|为啥|为什么")
+
+
 def _ends_asking(norm_text: str) -> bool:
-    """The line ends on its question ("天哪 那我明天还能去上班吗"), not on a remark after it
-    ("啥?我家刚拉了两吨煤" is surprise)."""
+    """The line ends on its question ("天哪 那我明天还能去上班吗", "违反了咋罚"), not on a remark after
+    it ("啥?我家刚拉了两吨煤" is surprise)."""
     clauses = [c for c in _CLAUSE_SPLIT_RE.split(PLACEHOLDER_RE.sub("", norm_text).replace("?", "? ")) if c]
     if not clauses:
         return False
     last = clauses[-1]
-    return last.endswith("?") or _CLAUSE_ASKS_RE.search(last) is not None
+    return (last.endswith("?") or _CLAUSE_ASKS_RE.search(last) is not None
+            or (not last.endswith("嘛") and _WH_RE.search(last) is not None))
 
 
 def role_rules(norm_text: str, context: RoleContext | None = None) -> tuple[str, float] | None:

@@ -390,3 +390,14 @@ def test_urging_is_not_a_complaint_after_the_fact() -> None:
     # "早该…" is a verdict on a matter (a reaction), and a question about a denial still asks
     assert role_rules(normalize("早该修了"))[0] == "reaction"
     assert role_rules(normalize("没这回事吧?"))[0] == "question"
+
+
+@pytest.mark.parametrize("text", ["违反了咋罚", "这几天是几天", "又收费 啥时候开始", "那我们去镇上赶集咋走啊"])
+def test_a_question_word_asks_without_a_question_mark(text: str) -> None:
+    assert role_rules(normalize(text)) == ("question", 0.6)
+
+
+@pytest.mark.parametrize("text", ["这咋活", "现在的人心咋这么黑", "猪还在圈里 咋搬嘛", "不能吧 农村哪有那么多电"])
+def test_a_lament_on_a_question_word_does_not_ask(text: str) -> None:
+    ruled = role_rules(normalize(text))
+    assert ruled is None or ruled[0] != "question"
