@@ -84,7 +84,8 @@ _NOT_WORDS_RE = re.compile(r"[\s!?,.:;'\"()\[\]{}<>~\-_/\\|…。、，；：“
 # A bare enquiry: the whole post asks "is it true?" of whatever it answers.
 _BARE_ENQUIRY_RE = re.compile(r"^(?:真的|真的吗|真的么|真的嘛|真的啊|真的呀|真的假的|真假|是真的吗|假的吧|真滴吗)$")
 # "嘛" ends statements ("好嘛", "宁可信其有嘛", "我就说嘛"); "吗/么/呢" ask.
-_ASKS_RE = re.compile(r"(?:吗|么|呢|\?)(?:\s|<[A-Z_]+>)*$|\?|(?:了|过)没(?:有|得)?$")
+# "…着呢" states ("水位低着呢", "早着呢"): only a bare "呢" asks.
+_ASKS_RE = re.compile(r"(?:吗|么|(?<!着)呢|\?)(?:\s|<[A-Z_]+>)*$|\?|(?:了|过)没(?:有|得)?$")
 _SPREAD = frozenset({"hearsay", "spread_call"})
 # Relief that also tells the group to stop or says the denial is out passes the denial on: "又是谣言
 # 镇里已经辟谣了 大家别转了" refutes.
@@ -104,7 +105,7 @@ def words_of(norm_text: str) -> str:
 # "还没", "都没").
 _CLAUSE_SPLIT_RE = re.compile(r"[,.!;:。，！；：\s]+")
 _CLAUSE_ASKS_RE = re.compile(
-    r"(.)不\1|有没有|是不是|能不能|要不要|会不会|到底|对吧$|是吧$|不是.{1,10}吧$|(?:吗|么|呢)(?:啊|呀)?$|[了过]没(?:有|得)?$"
+    r"(.)不\1|有没有|是不是|能不能|要不要|会不会|到底|对吧$|是吧$|不是.{1,10}吧$|(?:吗|么|(?<!着)呢)(?:啊|呀)?$|[了过]没(?:有|得)?$"
     r"|^.+[^不没别才也都就]不$|[^还都也就啥么并从不]没(?:有|得)?$"
     r"|(?<![别就])(?!不会吧$|不是吧$|不至于吧$|没事吧$)(?:不|没)[^,.!?;:。，！；：\s吧]{0,6}吧$"
 )
@@ -118,14 +119,24 @@ def _asks(norm_text: str) -> bool:
     return bool(clauses) and _CLAUSE_ASKS_RE.search(clauses[-1]) is not None
 
 
+# A question word asks without a question mark in voice-to-text and elderly writing ("违反了咋罚",
+# "这几天是几天", "那我们去镇上赶集咋走啊"). Laments and exclamations built on the same words do not:
+# "咋办/怎么办", "咋活", "咋了", "咋这么…", "哪有…", a clause ending in "嘛" ("咋搬嘛"). Only
+# `_ends_asking` reads it: a denial's rhetorical "哪有什么…" must not turn into a question where
+# `_asks` guards the denial rules.
+_WH_RE = re.compile(r"咋(?!办|整|样|回事|了|活|过|这么|那么|弄)|怎么(?!办|回事|这么|那么|样|了|活|过)|啥时候|什么时候|"
+                    r"几(?:天|号|点|时|岁|块)|哪(?:个|家|天|里|儿)(?!有)|多少|为啥|为什么")
+
+
 def _ends_asking(norm_text: str) -> bool:
-    """The line ends on its question ("天哪 那我明天还能去上班吗"), not on a remark after it
-    ("啥?我家刚拉了两吨煤" is surprise)."""
+    """The line ends on its question ("天哪 那我明天还能去上班吗", "违反了咋罚"), not on a remark after
+    it ("啥?我家刚拉了两吨煤" is surprise)."""
     clauses = [c for c in _CLAUSE_SPLIT_RE.split(PLACEHOLDER_RE.sub("", norm_text).replace("?", "? ")) if c]
     if not clauses:
         return False
     last = clauses[-1]
-    return last.endswith("?") or _CLAUSE_ASKS_RE.search(last) is not None
+    return (last.endswith("?") or _CLAUSE_ASKS_RE.search(last) is not None
+            or (not last.endswith("嘛") and _WH_RE.search(last) is not None))
 
 
 def role_rules(norm_text: str, context: RoleContext | None = None) -> tuple[str, float] | None:

@@ -363,3 +363,41 @@ def test_the_conversation_names_the_matter_before_and_the_words_taken_up_from_it
     assert not convs[4].follows_matter and convs[4].shares == 0  # an hour later the thread has moved on
     assert convs[5].shares == 0  # words shared with chatter do not count: only matter messages
     assert conversation_context(contexts, roles)[2].shares == 0  # without the words: no sharing measured
+
+
+@pytest.mark.parametrize("text", [
+    "问了我老公 他表哥在水库 说没这回事 水位低着呢",  # "…着呢" states, it does not ask
+    "问了 我表哥说莫得这回事",  # dialect 莫得 = 没有
+    "我打电话问了交警队的哥们 他说没听说",  # an informed denial: asked someone who would know
+    "目前没有接到停电通知",
+    "银行发声明了 没倒闭",
+])
+def test_informed_denials_in_chat_words_refute(text: str) -> None:
+    assert role_rules(normalize(text)) == ("refutation", 0.85)
+
+
+@pytest.mark.parametrize("text", ["还早着呢", "人多着呢"])
+def test_a_zhe_ne_ending_states(text: str) -> None:
+    assert role_rules(normalize(text)) is None or role_rules(normalize(text))[0] != "question"
+
+
+@pytest.mark.parametrize("text", ["路的事哪个再去催一下嘛 下个礼拜还要下雨", "石岭那条路真的该修了 车底盘刮了好几回"])
+def test_urging_a_fix_complains(text: str) -> None:
+    assert role_rules(normalize(text)) == ("complaint", 0.85)
+
+
+def test_urging_is_not_a_complaint_after_the_fact() -> None:
+    # "早该…" is a verdict on a matter (a reaction), and a question about a denial still asks
+    assert role_rules(normalize("早该修了"))[0] == "reaction"
+    assert role_rules(normalize("没这回事吧?"))[0] == "question"
+
+
+@pytest.mark.parametrize("text", ["违反了咋罚", "这几天是几天", "又收费 啥时候开始", "那我们去镇上赶集咋走啊"])
+def test_a_question_word_asks_without_a_question_mark(text: str) -> None:
+    assert role_rules(normalize(text)) == ("question", 0.6)
+
+
+@pytest.mark.parametrize("text", ["这咋活", "现在的人心咋这么黑", "猪还在圈里 咋搬嘛", "不能吧 农村哪有那么多电"])
+def test_a_lament_on_a_question_word_does_not_ask(text: str) -> None:
+    ruled = role_rules(normalize(text))
+    assert ruled is None or ruled[0] != "question"
