@@ -54,7 +54,7 @@ from core.textsearch import row_tokens
 from nlp.anchors import Anchors, anchors_conflict, default_extractor, named_place_marks
 from nlp.claims import ClaimDoc, ClaimMatcher, ClaimModelMissing, counts_conflict, load_claim_matcher, opposed
 from nlp.normalize import normalize
-from nlp.scoring import ScaledLogistic
+from nlp.scoring import numpy_twin
 from nlp.similarity import (
     N_FEATURES,
     BandedIndex,
@@ -534,10 +534,10 @@ class DebunkMatcher:
 
     def portable(self) -> DebunkMatcher:
         """This matcher for the analysis workers: the claim matcher's scikit-learn model swapped
-        for its numpy twin (nlp.scoring.ScaledLogistic, the same probabilities), so unpickling it
-        imports no scikit-learn. Itself when there is no such twin."""
+        for its numpy twin (nlp.scoring.numpy_twin: ScaledLogistic or BoostedTrees, the same
+        probabilities), so unpickling it imports no scikit-learn. Itself when there is no such twin."""
         cm = self.claim_matcher
-        twin = ScaledLogistic.of(cm.model) if cm is not None else None
+        twin = numpy_twin(cm.model) if cm is not None else None
         if cm is None or twin is None:
             return self
         out = copy.copy(self)

@@ -15,12 +15,14 @@ import pytest
 from nlp.classifier import RumorModel, default_model_path, train_rumor_model
 from nlp.normalize import normalize
 from nlp.scoring import (
+    BoostedTrees,
     ModelFileError,
     RumorScorer,
     ScaledLogistic,
     _display,
     is_telling_term,
     load_scorer,
+    numpy_twin,
     snap_to_words,
     word_text,
 )
@@ -260,3 +262,49 @@ def test_scaled_logistic_gives_the_fitted_pipelines_probabilities_to_the_bit():
     assert ScaledLogistic.of(LogisticRegression().fit(x, y)) is None
     assert ScaledLogistic.of(make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y % 1 + (x[:, 1] > 0) +
                                                                                          (x[:, 2] > 0))) is None
+
+
+def test_boosted_trees_give_the_fitted_classifiers_probabilities_to_the_bit():
+    """The claim matcher's tree model in the analysis workers (nlp.scoring.BoostedTrees), built
+    from the fitted estimator's own trees: the same probabilities as scikit-learn's
+    HistGradientBoostingClassifier, bit for bit, missing values included; and for the shipped
+    claim model, whichever version is active."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from nlp.claims import load_claim_matcher
+
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(3000, 9)) * rng.uniform(0.1, 40, size=9) + rng.normal(size=9)
+    x[rng.random(x.shape) < 0.03] = np.nan
+    y = (np.nan_to_num(x[:, 0]) / 40 + np.nan_to_num(x[:, 4]) + rng.normal(size=3000) > 0).astype(int)
+    shipped = load_claim_matcher().model
+    for model in (HistGradientBoostingClassifier(max_iter=60, max_leaf_nodes=15, random_state=0).fit(x, y), shipped):
+        twin = numpy_twin(model)
+        assert isinstance(twin, BoostedTrees)
+        k = model.n_features_in_
+        probe = rng.normal(size=(5_000, k)) * rng.uniform(0.05, 60, size=k) + rng.normal(size=k)
+        probe[rng.random(probe.shape) < 0.05] = np.nan
+        np.testing.assert_array_equal(twin.predict_proba(probe), model.predict_proba(probe))
+        np.testing.assert_array_equal(twin.predict_proba(probe[:1]), model.predict_proba(probe[:1]))
+        np.testing.assert_array_equal(twin.predict_proba(probe.astype(np.float32)),
+                                      model.predict_proba(probe.astype(np.float32)))
+    # a multi-class or categorical model has no twin: it keeps its own predict_proba
+    assert BoostedTrees.of(HistGradientBoostingClassifier(max_iter=5).fit(x, y + (x[:, 1] > 0))) is None
+    cat = np.column_stack([x[:, :3], rng.integers(0, 4, size=3000)])
+    assert BoostedTrees.of(HistGradientBoostingClassifier(max_iter=5, categorical_features=[3]).fit(cat, y)) is None
+
+
+def test_the_workers_debunk_matcher_imports_no_scikit_learn(tmp_path):
+    """What the analysis workers unpickle (DebunkMatcher.portable) names no scikit-learn class:
+    a fresh interpreter loads it, matches and scores without importing scikit-learn."""
+    from nlp.debunks import DebunkMatcher
+
+    matcher = DebunkMatcher([1], ["青禾镇自来水被污染了 千万不要喝"]).portable()
+    file = tmp_path / "matcher.pickle"
+    file.write_bytes(pickle.dumps(matcher))
+    code = ("import pickle, sys; m = pickle.load(open(sys.argv[1], 'rb'));"
+            "hits = m.match(['听说青禾镇的自来水被污染了不能喝']);"
+            "print(hits[0] is not None, 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(file)], capture_output=True, text=True, check=True,
+                         cwd=REPO)
+    assert out.stdout.split() == ["True", "False"]
