@@ -430,7 +430,7 @@ def test_no_route_returns_500_under_schemathesis(
         auth = {"Authorization": make_user("admin")["Authorization"]}
 
         @settings(
-            max_examples=int(os.environ.get("YUQING_SCHEMATHESIS_EXAMPLES", "15")),
+            max_examples=int(os.environ.get("YUQING_SCHEMATHESIS_EXAMPLES", "25")),
             deadline=None,
             database=None,
             suppress_health_check=list(HealthCheck),
