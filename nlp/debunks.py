@@ -232,15 +232,10 @@ def read_debunk_file(
     except UnicodeDecodeError as err:
         raise InvalidInput(f"辟谣库文件 {p.name} 的编码无法识别：请另存为 UTF-8 或 GBK 后再导入。") from err
     if kind == "csv":
-        reader = csv.DictReader(io.StringIO(text))
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        missing = [c for c in ("claim", "refutation") if c not in header]
-        if missing:
-            raise InvalidInput(
-                f"CSV 文件 {p.name} 缺少列 {', '.join(missing)}；需要的列：{', '.join(FIELDS)}"
-                f"（现有列：{', '.join(header) or '无'}）。"
-            )
-        return [{(k or "").strip(): v for k, v in row.items()} for row in reader]
+        try:
+            return _csv_rows(text, p.name)
+        except csv.Error as err:  # a stray carriage return or quote: the file's fault, not ours
+            raise InvalidInput(f"CSV 文件 {p.name} 格式错误：{err}。请用表格软件另存为 CSV 后再导入。") from err
     if kind in {"yaml", "yml"}:
         try:
             loaded = yaml.safe_load(text)
@@ -254,6 +249,18 @@ def read_debunk_file(
             )
         return [dict(r) for r in loaded]
     raise InvalidInput(f"不支持的辟谣库文件类型 '{p.suffix or kind}'：请用 .csv 或 .yaml/.yml。")
+
+
+def _csv_rows(text: str, name: str) -> list[dict[str, Any]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    missing = [c for c in ("claim", "refutation") if c not in header]
+    if missing:
+        raise InvalidInput(
+            f"CSV 文件 {name} 缺少列 {', '.join(missing)}；需要的列：{', '.join(FIELDS)}"
+            f"（现有列：{', '.join(header) or '无'}）。"
+        )
+    return [{(k or "").strip(): v for k, v in row.items()} for row in reader]
 
 
 def _validate_rows(

@@ -201,3 +201,18 @@ def test_the_workers_matcher_matches_alike_without_importing_sklearn(tmp_path) -
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["sklearn"] is False
     assert got["hits"] == [None if h is None else [h.debunk_id, h.similarity, h.method] for h in expected]
+
+
+
+def test_a_csv_with_a_stray_carriage_return_is_a_clear_error_or_reads() -> None:
+    """Found by schemathesis: a lone carriage return in an unquoted field made the csv module
+    raise, and the import route answered 500."""
+    from nlp.debunks import read_debunk_file
+
+    data = "claim,refutation\n甲村停水\r了,不实\n".encode()
+    try:
+        rows = read_debunk_file("x.csv", data=data)
+    except InvalidInput as err:
+        assert "CSV" in str(err)
+    else:
+        assert rows and rows[0]["claim"].startswith("甲村停水")
