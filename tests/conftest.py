@@ -222,6 +222,17 @@ def api_engine(fresh_db_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
+def bot(api_engine: Engine) -> dict[str, str]:
+    """Headers of a chat bot's token (kind bot, owned by a staff user), for the push routes."""
+    from api import accounts
+
+    with session_scope(api_engine) as s:
+        user = accounts.create_user(s, username="bot-owner", role="staff")
+        token = accounts.create_token(s, user, "bot-1", kind="bot")
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
 def api_client(api_engine: Engine) -> Iterator[Any]:
     """The app (API + console) on a fresh database, through Starlette's TestClient."""
     from fastapi.testclient import TestClient

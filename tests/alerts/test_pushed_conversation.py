@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 from alerts import evaluate as evaluation
 from alerts.notify import NotifyConfig
 from alerts.rules import load_rules
-from api import accounts
 from core.db import session_scope
 from core.tables import Alert, AlertEvent, Incident, Post, utcnow
 from nlp.pipeline import analyze
@@ -48,14 +47,6 @@ def rumor_model() -> Any:
     from nlp.classifier import RumorModel
 
     return RumorModel.load()
-
-
-@pytest.fixture
-def bot(api_engine: Engine) -> dict[str, str]:
-    with session_scope(api_engine) as s:
-        user = accounts.create_user(s, username="wechat-bot-owner", role="staff")
-        token = accounts.create_token(s, user, "wechat-bot-1", kind="bot")
-    return {"Authorization": f"Bearer {token}"}
 
 
 def _push(client: TestClient, bot: dict[str, str], start: dt.datetime, lines: list[tuple[str, int, str]],

@@ -7,13 +7,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from api import accounts
 from core.db import session_scope
 from core.tables import Post, utcnow
 from nlp.pipeline import AnalysisResult, analyze
@@ -25,21 +23,6 @@ WATER = (0, "老马", "听说东湾村明天开始停水三天 水厂的管子�
 REACTION = (1, "王婶", "三天？那饭咋做")
 SOURCE = (2, "老马", "镇卫生院的人说的")  # names a landmark the matter lacks: only its sender ties it
 ELSEWHERE = (4, "老马", "柳树村那边也要停电了 变压器烧了")  # the same man, another village's matter
-
-
-@pytest.fixture(scope="module")
-def rumor_model() -> Any:
-    from nlp.classifier import RumorModel
-
-    return RumorModel.load()
-
-
-@pytest.fixture
-def bot(api_engine: Engine) -> dict[str, str]:
-    with session_scope(api_engine) as s:
-        user = accounts.create_user(s, username="wechat-bot-owner", role="staff")
-        token = accounts.create_token(s, user, "wechat-bot-1", kind="bot")
-    return {"Authorization": f"Bearer {token}"}
 
 
 def _push(client: TestClient, bot: dict[str, str], start: dt.datetime, lines: list[tuple[int, str, str]],

@@ -8,26 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from alerts.evaluate import evaluate
 from alerts.notify import NotifyConfig
-from api import accounts
 from core.db import session_scope
 from core.tables import Alert, Post, Story
 from nlp.pipeline import analyze
 
 RUMOR = "紧急通知：青禾镇明天起封城，所有超市停止营业，大家赶紧去抢购大米和食用油"
-
-
-@pytest.fixture
-def bot(api_engine) -> dict[str, str]:
-    with session_scope(api_engine) as s:
-        user = accounts.create_user(s, username="bot-owner", role="staff")
-        token = accounts.create_token(s, user, "bot-1", kind="bot")
-    return {"Authorization": f"Bearer {token}"}
 
 
 def _push(client: TestClient, bot: dict[str, str], group: str, n: int, start: int) -> None:
