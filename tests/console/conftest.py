@@ -50,7 +50,7 @@ def live(api_engine: Engine, scene: Scene) -> Iterator[Live]:
     server = uvicorn.Server(uvicorn.Config(create_app(api_engine), log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # a loaded CI machine can take seconds to start a thread
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")
@@ -76,7 +76,7 @@ def session_cookie(engine: Engine, username: str) -> str:
 
 def login_client(base_url: str, username: str, password: str = PASSWORD) -> httpx.Client:
     """An HTTP client holding a console session (logged in through the real form)."""
-    client = httpx.Client(base_url=base_url, follow_redirects=False, timeout=10)
+    client = httpx.Client(base_url=base_url, follow_redirects=False, timeout=30)
     page = client.get("/login")
     token = re.search(r'name="login_token" value="([^"]+)"', page.text)
     assert token, page.text
@@ -97,7 +97,7 @@ def client_as(live: Live) -> Iterator[Callable[[str], httpx.Client]]:
     made: list[httpx.Client] = []
 
     def make(username: str) -> httpx.Client:
-        c = httpx.Client(base_url=live.url, follow_redirects=False, timeout=10,
+        c = httpx.Client(base_url=live.url, follow_redirects=False, timeout=30,
                          cookies={SESSION_COOKIE: session_cookie(live.engine, username)})
         made.append(c)
         return c
