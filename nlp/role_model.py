@@ -46,7 +46,7 @@ CARD_FILE = "card.json"
 # The role cue flags the model reads (names from nlp.cues.role_cues), in column order.
 CUE_FLAGS: tuple[str, ...] = (
     "truth_question", "reaction", "chat_denial", "affirm", "notice", "complaint", "matter", "chatter",
-    "hearsay", "spread_call", "refutation", "relief", "scam", "hearsay_chat",
+    "hearsay", "spread_call", "refutation", "relief", "scam", "hearsay_chat", "notice_format",
 )
 _SHAPE_NAMES: tuple[str, ...] = (
     "ctx:reply", "ctx:web", "ctx:title",

@@ -28,6 +28,7 @@ import numpy as np
 
 from nlp.cues import role_cues
 from nlp.normalize import PLACEHOLDER_RE
+from nlp.regional import plain_mandarin
 from nlp.role_model import RoleModel, conversation_columns, dense_row, load_role_model
 
 __all__ = [
@@ -146,6 +147,7 @@ def role_rules(norm_text: str, context: RoleContext | None = None) -> tuple[str,
     ("真的假的？我家孩子也在中心小学" asks); a denial outranks its official source; an affirmed
     denial word is a claim ("不是谣言，是真的"); a claim's own cues outrank chatter words.
     """
+    norm_text = plain_mandarin(norm_text)
     return _rules(norm_text, words_of(norm_text), role_cues(norm_text), context or _DEFAULT_CONTEXT)
 
 
@@ -353,7 +355,8 @@ class RoleClassifier:
                 f"RoleClassifier.predict: {len(norm_texts)} texts but {len(contexts)} contexts; "
                 "pass one RoleContext per text or none"
             )
-        texts = [t or "" for t in norm_texts]
+        # regional function words in common Mandarin first: the cues and the model read those
+        texts = [plain_mandarin(t) if t else "" for t in norm_texts]
         ctxs = list(contexts) if contexts is not None else [_DEFAULT_CONTEXT] * len(texts)
         roles, conf, facts, open_ = self._rule_pass(texts, ctxs)
         undecided = [i for i, o in enumerate(open_) if o]

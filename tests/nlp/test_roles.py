@@ -401,3 +401,62 @@ def test_a_question_word_asks_without_a_question_mark(text: str) -> None:
 def test_a_lament_on_a_question_word_does_not_ask(text: str) -> None:
     ruled = role_rules(normalize(text))
     assert ruled is None or ruled[0] != "question"
+
+
+# --------------------------------------------------------------------------- regional speech, forwarded notices
+@pytest.mark.parametrize("text, plain", [
+    ("明朝停电伐", "明天停电吗"),
+    ("冇呢回事 唔好乱传", "没有这回事 不要乱传"),
+    ("莫信 啥子事都莫得", "别信 啥事都没得"),
+    ("那娃儿明天还去学校不嘛", "那孩子明天还去学校不"),
+    ("咋整啊", "咋办啊"),
+    ("今天天气真好 大家出来晒太阳吧", "今天天气真好 大家出来晒太阳吧"),
+])
+def test_regional_function_words_read_as_common_mandarin(text: str, plain: str) -> None:
+    from nlp.regional import plain_mandarin
+
+    assert plain_mandarin(text) == plain
+    assert plain_mandarin(plain) == plain  # idempotent: training and scoring may both pass it
+
+
+@pytest.mark.parametrize("text", ["冇呢回事 我啱啱问咗居委", "阿拉问过了 呒没这桩事体", "我刚问了村委 莫得这回事"])
+def test_informed_denials_in_regional_speech_refute(text: str) -> None:
+    assert role_rules(normalize(text)) == ("refutation", pytest.approx(0.85))
+
+
+@pytest.mark.parametrize("text", ["侬晓得伐 明朝阿要停水伐", "那娃儿明天还去学校不嘛", "系唔系真嘅"])
+def test_regional_questions_ask(text: str) -> None:
+    ruled = role_rules(normalize(text))
+    assert ruled is not None and ruled[0] == "question"
+
+
+@pytest.mark.parametrize("text", [
+    "转给家里有老人的：【民政办通知】高龄津贴本月15日发放到社保卡，无需缴纳任何费用，谨防诈骗",
+    "转发镇卫生院通知：本周六上午在卫生院二楼免费接种流感疫苗，请带好身份证",
+])
+def test_a_captioned_forwarded_notice_is_a_notice(text: str) -> None:
+    assert role_rules(normalize(text)) == ("notice", pytest.approx(0.9))
+
+
+def test_a_captioned_forged_notice_stays_a_claim() -> None:
+    text = "转给家里有老人的：【养老补贴通知】六十岁以上老人每人可领三千元，请添加工作人员微信登记"
+    assert role_rules(normalize(text)) == ("claim", pytest.approx(0.75))
+
+
+def test_the_evaluation_lines_are_never_trained_on() -> None:
+    from nlp.role_training import EVAL_LINES, written_examples
+
+    with pytest.raises(ValueError, match="measuring only"):
+        written_examples((EVAL_LINES,))
+
+
+@pytest.mark.parametrize("text, signed", [
+    ("【停电通知】因线路检修，12月9日8:00-17:00东湾村停电，敬请谅解。镇供电所", True),
+    ("请各户本月20日前到村部缴纳医保 东湾村村委会", True),
+    ("我打电话问下我表哥 他在派出所", False),  # a place named at the end is no signature
+    ("今晚谁去打牌", False),
+])
+def test_the_form_of_a_written_notice_is_a_cue_for_the_model(text: str, signed: bool) -> None:
+    from nlp.cues import role_cues
+
+    assert ("notice_format" in role_cues(normalize(text))) is signed
