@@ -13,10 +13,12 @@ card as a picture). A group's messages are its *parts*; each confirmed part is c
 (``parts_sent``) before the next is sent, so a retry goes on where it stopped and never repeats
 a message the group already has.
 
-Sends are paced per sending account with a rate limit kept in the database (core.throttle): one
-bot account (YUQING_PUBLISH_SEND_INTERVAL_SECONDS between two messages, so it is not banned for
+Sends are paced per sending account with a turn kept in the database (core.throttle.sending_turn):
+one bot account (YUQING_PUBLISH_SEND_INTERVAL_SECONDS between two messages, so it is not banned for
 flooding) and each WeCom robot (under its 20 messages a minute). The pace holds across processes:
-the API's send right after approval and ``yuqing run``'s job, or two workers, share it.
+the API's send right after approval and ``yuqing run``'s job, or two workers, share it; the pause
+is counted from the end of the previous send, so a message that left late does not bunch up with
+the next one.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, select, update
@@ -35,7 +38,7 @@ from alerts.publish import card_png, group_markdown, group_message
 from core.db import session_scope
 from core.settings import get_settings
 from core.tables import Alert, AlertEvent, Publication, PublicationTarget, utcnow
-from core.throttle import RateLimit, pace
+from core.throttle import sending_turn
 
 log = logging.getLogger(__name__)
 
@@ -93,20 +96,23 @@ def message_parts(dest: Destination, publication: Publication, alert: Alert) -> 
     return [first, Part("image", card_png(publication, alert))] if settings.wecom_send_card else [first]
 
 
-def _pace_key(dest: Destination) -> tuple[str, RateLimit] | None:
-    """The sending account's rate-limit key and limit (None: no pacing)."""
+def _pace(dest: Destination) -> tuple[str, float] | None:
+    """The sending account's pace key and the seconds between two of its messages (None: no pacing)."""
     settings = get_settings()
     interval = settings.publish_send_interval_seconds
     if dest.platform == "qq":
-        return ("send:qq:bot", RateLimit(60.0 / interval)) if interval > 0 else None
+        return ("send:qq:bot", interval) if interval > 0 else None
     robot = wecom_send.robot_for(dest.external_id, dest.name)
     if robot is None:
         return None
     # one under the limit: a send exactly a minute after the first of 20 still counts in its minute
-    per_minute = float(settings.wecom_per_minute - 1)
-    if interval > 0:
-        per_minute = min(per_minute, 60.0 / interval)
-    return f"send:wecom:{robot.account}", RateLimit(per_minute)
+    return f"send:wecom:{robot.account}", max(interval, 60.0 / (settings.wecom_per_minute - 1))
+
+
+def _hold_seconds() -> float:
+    """How long a send may hold its account's turn: longer than one HTTP send can take (connect,
+    write and read may each take the timeout); past it a sender is taken for dead."""
+    return 3 * get_settings().notify_timeout_seconds + 5.0
 
 
 @dataclass
@@ -174,16 +180,14 @@ def deliver_publications(
         dest, parts, done, attempts = claimed
         message_id, error, maybe = None, None, False
         for index in range(done, len(parts)):
-            paced = _pace_key(dest)
-            if paced is not None:
-                pace(engine, paced[1], paced[0], sleep, now)
-            try:
-                message_id = sender(dest, parts[index]) or message_id
-            except SEND_ERRORS as err:
-                error, maybe = str(err), err.maybe_sent
-            except Exception as err:  # a bug must not stop the other groups; we cannot know what went out
-                log.exception("publication target #%s: unexpected error while sending", tid)
-                error, maybe = f"{type(err).__name__}: {err}", True
+            with _account_turn(engine, dest, sleep, now):
+                try:
+                    message_id = sender(dest, parts[index]) or message_id
+                except SEND_ERRORS as err:
+                    error, maybe = str(err), err.maybe_sent
+                except Exception as err:  # a bug must not stop the other groups; we cannot know what went out
+                    log.exception("publication target #%s: unexpected error while sending", tid)
+                    error, maybe = f"{type(err).__name__}: {err}", True
             if error is not None:
                 break
             if index + 1 < len(parts):
@@ -191,6 +195,16 @@ def deliver_publications(
         _record(engine, tid, now(), message_id, error, maybe, attempts, settings.publish_max_attempts, stats,
                 parts=len(parts))
     return stats
+
+
+def _account_turn(engine: Engine | None, dest: Destination, sleep: Callable[[float], None],
+                  now: Callable[[], dt.datetime]) -> AbstractContextManager[object]:
+    """The sending account's turn (its pace, across processes) for one message; nothing when unpaced."""
+    paced = _pace(dest)
+    if paced is None:
+        return nullcontext()
+    key, interval = paced
+    return sending_turn(engine, key, interval=interval, hold=_hold_seconds(), sleep=sleep, now=now)
 
 
 def _claim(engine: Engine | None, tid: int, start: dt.datetime) -> tuple[Destination, list[Part], int, int] | None:

@@ -167,11 +167,13 @@ def store_tip(session: Session, tip: TipIn, *, text: str | None = None, abusive:
     }
     # Two deliveries of one message racing (a bot retrying while the first is in flight) meet
     # at the unique key: the second inserts nothing and reads the first.
-    result = session.execute(upsert_insert(session, Tip.__table__).on_conflict_do_nothing(index_elements=["dedup_key"]),
-                             [row])
+    # Told by RETURNING: the rowcount of INSERT ... ON CONFLICT DO NOTHING is -1 on PostgreSQL.
+    inserted = session.execute(upsert_insert(session, Tip.__table__).values(**row)
+                               .on_conflict_do_nothing(index_elements=["dedup_key"])
+                               .returning(Tip.__table__.c.id)).first()
     stored = session.scalar(select(Tip).where(Tip.dedup_key == key))
     assert stored is not None
-    return StoredTip(stored, new=bool(result.rowcount), blocked=blocked)  # type: ignore[attr-defined]
+    return StoredTip(stored, new=inserted is not None, blocked=blocked)
 
 
 def tipline_group_id(session: Session) -> int | None:

@@ -61,6 +61,27 @@ def live(api_engine: Engine, scene: Scene) -> Iterator[Live]:
     sock.close()
 
 
+def console_pages(live: Live) -> dict[str, str]:
+    """Every console page, by a short name, on the scene (the phone test and the HTTP sweep)."""
+    from sqlalchemy import select
+
+    from core.tables import Debunk, ModelVersion
+
+    with session_scope(live.engine) as s:
+        debunk_id = s.scalar(select(Debunk.id).order_by(Debunk.id))
+        candidate = s.scalar(select(ModelVersion.version).where(ModelVersion.status == "retired"))
+    scene = live.scene
+    return {
+        "queue": "/", "queue-closed": "/?status=closed", "alert": f"/alerts/{scene.alerts['road']}",
+        "alert-topic": f"/alerts/{scene.alerts['eggs']}", "concerns": "/concerns", "debunks": "/debunks",
+        "debunk-new": "/debunks/new", "debunk-edit": f"/debunks/{debunk_id}/edit", "sources": "/sources",
+        "digests": "/digests", "digest": f"/digests/{scene.digest_id}", "labels": "/labels", "models": "/models",
+        "model-promote": f"/models/{candidate}/promote", "model-rollback": "/models/rollback",
+        "notifications": "/notifications", "digest-today": "/digests/today", "templates": "/response-templates",
+        "tips": "/tips", "publications": "/publications", "tip-page": "/tip",  # /tip: the residents' page
+    }
+
+
 def session_cookie(engine: Engine, username: str) -> str:
     """A signed session cookie for ``username``, as the login form would set it (skips Argon2)."""
     from sqlalchemy import select

@@ -14,7 +14,7 @@ from api.console.session import SESSION_HOURS
 from api.security import hash_token
 from core.db import session_scope
 from core.tables import Alert, AlertEvent, EndedSession, Post, PostScore, Topic, User, utcnow
-from tests.console.conftest import csrf_of, login_client
+from tests.console.conftest import console_pages, csrf_of, login_client
 from tests.console.factories import PASSWORD, Said, add_topic, build_story, grow_story, seed_alert
 
 
@@ -283,6 +283,18 @@ def test_new_alert_notice_counts_only_what_is_new(live, client_as) -> None:
         seed_alert(s, title="新的传言", said=[Said("南坪村", "南坪村又有人说要封村")], severity="high")
         seed_alert(s, title="已排除的", said=[Said("南坪村", "无关消息")], status="dismissed")
     assert c.get(url).json() == {"new": 1, "rising": 0}
+
+
+def test_every_page_answers(live, client_as) -> None:
+    """Each console page's server side on this database (the browser tests look at the same pages
+    in chromium, on SQLite only: layout and scripts do not depend on the database)."""
+    from yuqing.digest_actions import register
+
+    register()  # as `yuqing serve` does: the digest preview page
+    admin = client_as("admin")
+    failed = {name: (path, r.status_code) for name, path in console_pages(live).items()
+              if (r := admin.get(path)).status_code != 200 or "</html>" not in r.text}
+    assert not failed, failed
 
 
 def test_pages_escape_hostile_text(live, client_as) -> None:

@@ -9,12 +9,10 @@ with its column's name), every button on screen. Screenshots go to test-artifact
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
 
 from alerts import workflow
 from core.db import session_scope
-from core.tables import Debunk, ModelVersion
-from tests.console.conftest import browser_as, shot
+from tests.console.conftest import browser_as, console_pages, shot
 
 pytestmark = pytest.mark.browser
 
@@ -56,22 +54,6 @@ def _digest_actions() -> None:
     register()  # as `yuqing serve` does: the digest preview page
 
 
-def _pages(live) -> dict[str, str]:
-    with session_scope(live.engine) as s:
-        debunk_id = s.scalar(select(Debunk.id).order_by(Debunk.id))
-        candidate = s.scalar(select(ModelVersion.version).where(ModelVersion.status == "retired"))
-    scene = live.scene
-    return {
-        "queue": "/", "queue-closed": "/?status=closed", "alert": f"/alerts/{scene.alerts['road']}",
-        "alert-topic": f"/alerts/{scene.alerts['eggs']}", "concerns": "/concerns", "debunks": "/debunks",
-        "debunk-new": "/debunks/new", "debunk-edit": f"/debunks/{debunk_id}/edit", "sources": "/sources",
-        "digests": "/digests", "digest": f"/digests/{scene.digest_id}", "labels": "/labels", "models": "/models",
-        "model-promote": f"/models/{candidate}/promote", "model-rollback": "/models/rollback",
-        "notifications": "/notifications", "digest-today": "/digests/today", "templates": "/response-templates",
-        "tips": "/tips", "publications": "/publications", "tip-page": "/tip",  # /tip: the residents' page
-    }
-
-
 def _problems(page, name: str) -> list[str]:
     m = page.evaluate(MEASURE, WIDTH)
     shot(page, f"phone-{name}")
@@ -91,7 +73,7 @@ def test_every_page_fits_a_phone(live, new_page) -> None:
     page = new_page(WIDTH, HEIGHT, is_mobile=True, has_touch=True)
     browser_as(page, live, "admin")
     problems = []
-    for name, path in _pages(live).items():
+    for name, path in console_pages(live).items():
         response = page.goto(path)
         assert response is not None and response.status == 200, (name, path, response and response.status)
         problems += _problems(page, name)

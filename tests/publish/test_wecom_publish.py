@@ -217,7 +217,8 @@ def test_a_crash_between_text_and_card_never_repeats_the_text(api_engine: Engine
         target = s.scalar(select(PublicationTarget).where(PublicationTarget.publication_id == pid))
         assert target is not None and "文字已发出" in (target.last_error or "")
         publish.retry_target(s, pid, target.id, actor=_user(s, m.staff))
-    deliver_publications(api_engine)
+    # by the clock of the staff's retry, minutes later: the dead sender's turn on the robot has lapsed
+    deliver_publications(api_engine, now=lambda: later)
     assert robots.kinds("wx-1") == ["text", "image", "image"]  # the text never twice
     assert _status(api_engine, pid)["wx-1"] == ("sent", 2)
 
@@ -228,7 +229,7 @@ def test_the_pace_holds_across_two_processes(api_engine: Engine, onebot: OneBotA
     m = seed_matter(api_engine)
     for groups in ([m.groups[0], m.groups[1]], [m.groups[2], m.other_group]):
         _publish(api_engine, m, groups)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "YUQING_PUBLISH_SEND_INTERVAL_SECONDS": "2.0"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "YUQING_PUBLISH_SEND_INTERVAL_SECONDS": "1.0"}
     code = ("import sys; from alerts.publish_delivery import deliver_publications; from core.db import make_engine; "
             "deliver_publications(make_engine(sys.argv[1]))")
     procs = [subprocess.Popen([sys.executable, "-c", code, fresh_db_url], cwd=REPO, env=env) for _ in range(2)]
@@ -237,7 +238,7 @@ def test_the_pace_holds_across_two_processes(api_engine: Engine, onebot: OneBotA
         times = sorted(c["at"] for c in onebot.calls)
     assert len(times) == 4 and len(set(onebot.sent_to())) == 4  # every group once, by one process or the other
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    # slots two seconds apart; a message may reach the bot later than its slot (a fresh process's
-    # first request on a busy machine), so the gaps shrink by that lateness, never to "at once"
-    assert min(gaps) > 1.0, gaps
-    assert times[-1] - times[0] >= 4.0, gaps  # one process after the other, not two at a time
+    # the full pace between arrivals, though each process's first message leaves late (its first
+    # connection and HTTP client): the pause counts from the end of the previous send. 5 ms for the
+    # senders' wall clock against the bot's monotonic one.
+    assert min(gaps) >= 1.0 - 0.005, gaps

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from alerts.notify import NotifyConfig, deliver_due
 from alerts.tips import ACKNOWLEDGEMENT, receive_tip
@@ -179,3 +179,31 @@ def test_the_digest_shows_each_rumors_tips(session) -> None:
     assert item["tips"].startswith("居民举报 3 条") and "待核实 3" in item["tips"]
     out = render(summary, title="舆情日报")
     assert "居民举报 3 条" in out.text and "居民举报 3 条" in out.html
+
+
+def test_two_deliveries_racing_store_one_new_tip(fresh_db_url: str) -> None:
+    """The second of two deliveries of one message in flight at once finds nothing yet, meets the
+    first at the unique key and must learn the tip is not new (else it is answered twice)."""
+    import threading
+
+    from core.tips import store_tip
+
+    engine = make_engine(fresh_db_url)
+    tip = _qq("青禾镇明天封路吗", "race-1")
+    second: list[bool] = []
+    with session_scope(engine) as s:
+        assert store_tip(s, tip).new  # inserted, not yet committed
+        other = threading.Thread(target=lambda: second.append(_store_new(engine, tip)))
+        other.start()
+        other.join(0.5)  # it waits on the unique key (PostgreSQL) or the write lock (SQLite)
+    other.join(30)
+    assert second == [False]
+    with session_scope(engine) as s:
+        assert len(s.scalars(select(Tip)).all()) == 1
+
+
+def _store_new(engine: Engine, tip: TipIn) -> bool:
+    from core.tips import store_tip
+
+    with session_scope(engine) as s:
+        return store_tip(s, tip).new
