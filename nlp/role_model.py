@@ -76,6 +76,7 @@ _CONV_AT = len(CUE_FLAGS) + len(_SHAPE_NAMES)
 _PREV_INDEX = {r: i for i, r in enumerate(_PREV_ROLES)}
 _REPLY_AT = _CONV_AT + len(_CONVERSATION_NAMES)
 _PARENT_INDEX = {r: i for i, r in enumerate(_PARENT_ROLES)}
+_NO_REPLY = [0.0] * len(_REPLY_NAMES)
 _CUE_INDEX = {c: i for i, c in enumerate(CUE_FLAGS)}
 
 # Placeholders become one private-use character each, as in nlp.scoring's char n-grams.
@@ -122,8 +123,7 @@ def dense_row(cues: frozenset[str], n_words: int, norm: str, ctx: RoleContext | 
 def reply_columns(row: Any, ctx: RoleContext, n_words: int) -> None:
     """Write the replied-to message's columns (all of them: a second look may change the role)."""
     at = _REPLY_AT
-    for j in range(len(_REPLY_NAMES)):
-        row[at + j] = 0.0
+    row[at : at + len(_REPLY_NAMES)] = _NO_REPLY
     p = _PARENT_INDEX.get(ctx.parent_role)
     if p is None:
         return
