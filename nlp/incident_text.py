@@ -19,7 +19,8 @@ from typing import Any, NamedTuple
 
 from nlp.anchors import Anchors, default_extractor
 from nlp.cues import CUE_GROUPS
-from nlp.roles import ROLES, RoleContext, load_role_classifier
+from nlp.regional import plain_mandarin
+from nlp.roles import ROLES, RoleContext, load_role_classifier, words_of
 from nlp.similarity import match_key
 
 __all__ = [
@@ -139,8 +140,16 @@ def _role_contexts(contexts: Sequence[Any] | None, n: int) -> list[RoleContext]:
     if contexts is None:
         return [RoleContext(False, "web", False)] * n
     return [RoleContext(False, "web", False) if c is None
-            else RoleContext(c.is_reply, c.channel, c.has_title, group=c.group, at=c.at)
+            else RoleContext(c.is_reply, c.channel, c.has_title, group=c.group, at=c.at,
+                             key=getattr(c, "post", None), parent=getattr(c, "parent", None),
+                             parent_role=getattr(c, "parent_role", "") or "",
+                             parent_words=_stored_words(getattr(c, "parent_text", "")))
             for c in contexts]
+
+
+def _stored_words(norm: str) -> str:
+    """A stored parent's words as the role classifier reads a post's (regional words in Mandarin)."""
+    return words_of(plain_mandarin(norm)) if norm else ""
 
 
 class IncidentText:

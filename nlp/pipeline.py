@@ -178,6 +178,12 @@ class PostContext(NamedTuple):
     has_title: bool
     group: int | None = None  # chat group id: the role classifier reads the conversation
     at: float | None = None  # posted at, seconds since the epoch
+    # The post's id and the id of the post it replies to: the role classifier reads the replied-to
+    # message's role and words (from the batch, or as stored when an earlier batch analysed it).
+    post: int | None = None
+    parent: int | None = None
+    parent_role: str = ""  # the parent's stored role, when it is not in this batch
+    parent_text: str = ""  # the parent's stored normalised text, with parent_role
 
 
 def _positive_column(proba: Any) -> np.ndarray:
@@ -342,11 +348,16 @@ class PostRow:
     parent_id: int | None = None
     parent_key: str | None = None
     author: str | None = None  # the sender (a pseudonym in chat): grouping reads who carries a matter on
+    # The replied-to post's stored role and normalised text when an earlier batch analysed it
+    # (`_with_stored_parents`).
+    parent_role: str = ""
+    parent_text: str = ""
 
     @property
     def context(self) -> PostContext:
         return PostContext(self.parent_id is not None or self.parent_key is not None, self.channel, bool(self.title),
-                           self.group_id, self.when.timestamp())
+                           self.group_id, self.when.timestamp(), self.id, self.parent_id, self.parent_role,
+                           self.parent_text)
 
     @property
     def text(self) -> str:
@@ -763,7 +774,34 @@ def _read_batches(session: Session, batch_size: int, limit: int | None) -> Itera
             return
         last = rows[-1].id
         taken += len(rows)
-        yield [PostRow(**row._mapping) for row in rows]  # by column name: PostRow's fields are posts' columns
+        batch = [PostRow(**row._mapping) for row in rows]  # by column name: PostRow's fields are posts' columns
+        _with_stored_parents(session, batch)
+        yield batch
+
+
+# Of a stored parent the role classifier reads the words it shares with the reply: its first
+# characters are enough, and they bound what one batch reads.
+_PARENT_TEXT_CHARS = 300
+
+
+def _with_stored_parents(session: Session, rows: list[PostRow]) -> None:
+    """Give each reply whose parent is outside the batch the parent's stored role and text: one
+    query per batch (a chunk of at most _CHUNK ids), never one per post. A parent not analysed yet
+    (no role: a batch still with a worker) stays unknown."""
+    inside = {r.id for r in rows}
+    wanted = sorted({r.parent_id for r in rows if r.parent_id is not None and r.parent_id not in inside})
+    if not wanted:
+        return
+    t = Post.__table__
+    stored: dict[int, tuple[str, str]] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        q = select(t.c.id, t.c.role, func.substr(t.c.norm_text, 1, _PARENT_TEXT_CHARS)).where(
+            t.c.id.in_(wanted[start : start + _CHUNK]), t.c.role.is_not(None))
+        for pid, role, text in session.execute(q):
+            stored[pid] = (role, text or "")
+    for r in rows:
+        if r.parent_id in stored:
+            r.parent_role, r.parent_text = stored[r.parent_id]
 
 
 @dataclass

@@ -63,9 +63,20 @@ _CONVERSATION_NAMES: tuple[str, ...] = (
     *(f"conv:after:{r}" for r in _PREV_ROLES),
     "conv:shares:1", "conv:shares:2+", "conv:shares:0&follows", "conv:shares&len<=10",
 )
-DENSE_NAMES: tuple[str, ...] = tuple(f"cue:{c}" for c in CUE_FLAGS) + _SHAPE_NAMES + _CONVERSATION_NAMES
+# The replied-to (quoted) message, when the post replies to one whose role is known
+# (`RoleContext.parent_role`, `parent_shares`): a short reply to a claim or notice reacts or asks, a
+# reply to chatter chats.
+_PARENT_ROLES: tuple[str, ...] = (*_PREV_ROLES, "other")
+_REPLY_NAMES: tuple[str, ...] = (
+    *(f"reply:to:{r}" for r in _PARENT_ROLES), "reply:shares", "reply:to:matter&len<=10",
+)
+DENSE_NAMES: tuple[str, ...] = (tuple(f"cue:{c}" for c in CUE_FLAGS) + _SHAPE_NAMES + _CONVERSATION_NAMES
+                                + _REPLY_NAMES)
 _CONV_AT = len(CUE_FLAGS) + len(_SHAPE_NAMES)
 _PREV_INDEX = {r: i for i, r in enumerate(_PREV_ROLES)}
+_REPLY_AT = _CONV_AT + len(_CONVERSATION_NAMES)
+_PARENT_INDEX = {r: i for i, r in enumerate(_PARENT_ROLES)}
+_NO_REPLY = [0.0] * len(_REPLY_NAMES)
 _CUE_INDEX = {c: i for i, c in enumerate(CUE_FLAGS)}
 
 # Placeholders become one private-use character each, as in nlp.scoring's char n-grams.
@@ -104,7 +115,21 @@ def dense_row(cues: frozenset[str], n_words: int, norm: str, ctx: RoleContext | 
     row[k + 10] = float(norm.startswith("【"))
     if ctx is not None:
         conversation_columns(row, ctx, n_words)
+        if ctx.parent_role and not ctx.conversation:
+            reply_columns(row, ctx, n_words)  # a parent stored earlier: known at the first look
     return row
+
+
+def reply_columns(row: Any, ctx: RoleContext, n_words: int) -> None:
+    """Write the replied-to message's columns (all of them: a second look may change the role)."""
+    at = _REPLY_AT
+    row[at : at + len(_REPLY_NAMES)] = _NO_REPLY
+    p = _PARENT_INDEX.get(ctx.parent_role)
+    if p is None:
+        return
+    row[at + p] = 1.0
+    row[at + len(_PARENT_ROLES)] = float(ctx.parent_shares > 0)
+    row[at + len(_PARENT_ROLES) + 1] = float(ctx.parent_role != "other" and n_words <= 10)
 
 
 def conversation_columns(row: Any, ctx: RoleContext, n_words: int) -> None:
@@ -125,6 +150,7 @@ def conversation_columns(row: Any, ctx: RoleContext, n_words: int) -> None:
         row[at + 1] = float(ctx.shares >= 2)
         row[at + 2] = float(ctx.follows_matter and not ctx.shares)
         row[at + 3] = float(ctx.shares > 0 and n_words <= 10)
+        reply_columns(row, ctx, n_words)
 
 
 def featurize(

@@ -12,7 +12,7 @@ Labels come from three places, none of them hand-labelled research text:
   and short local claims, which the research sets lack.
 * a labelled corpus of our own chat lines (the scenario corpus's tune part), when given.
 
-Run ``python -m nlp.role_training ship --version 2026.12.6`` (scikit-learn is needed here, never
+Run ``python -m nlp.role_training ship --version 2026.12.7`` (scikit-learn is needed here, never
 at scoring time).
 """
 
@@ -43,6 +43,7 @@ from nlp.roles import (
     RoleContext,
     _rules,
     conversation_context,
+    reply_context,
     with_conversation,
     words_of,
 )
@@ -335,8 +336,10 @@ def scenario_examples(folder: Path, *, weight: float = 8.0) -> list[Example]:
     for file in sorted(folder.rglob("evening-*.yaml")):
         doc = yaml.safe_load(file.read_text(encoding="utf-8"))
         for m in doc.get("messages") or []:
-            ctx = RoleContext(is_reply=m.get("reply_to") is not None, group=f"{file}:{m.get('group')}",
-                              at=_evening_seconds(str(m.get("time") or "0:00")))
+            reply = m.get("reply_to")
+            ctx = RoleContext(is_reply=reply is not None, group=f"{file}:{m.get('group')}",
+                              at=_evening_seconds(str(m.get("time") or "0:00")),
+                              key=f"{file}:{m.get('id')}", parent=f"{file}:{reply}" if reply is not None else None)
             out.append(Example(plain_mandarin(normalize(str(m.get("text") or ""))), m["role"], weight, ctx,
                                source=f"scenario:{file.parent.name}"))
     return out
@@ -356,11 +359,12 @@ def with_gold_follows(examples: Sequence[Example]) -> list[Example]:
     """The examples with their conversation (`RoleContext.follows_matter`, `prev_role`, `shares`)
     taken from the true roles of the messages before them (what the classifier's conversation pass
     estimates from its first pass). Examples without a group and a time are left as they are."""
-    convs = conversation_context([e.context for e in examples], [e.role for e in examples],
-                                 [words_of(e.norm) for e in examples])
-    return [replace(e, context=with_conversation(e.context, c))
-            if e.context.group is not None and e.context.at is not None else e
-            for e, c in zip(examples, convs, strict=True)]
+    ctxs, roles, words = [e.context for e in examples], [e.role for e in examples], [words_of(e.norm) for e in examples]
+    convs = conversation_context(ctxs, roles, words)
+    replies = reply_context(ctxs, roles, words)
+    return [replace(e, context=with_conversation(e.context, c, r))
+            if (e.context.group is not None and e.context.at is not None) or r is not None else e
+            for e, c, r in zip(examples, convs, replies, strict=True)]
 
 
 # The classifier's first pass, whose roles make the conversation, errs on about one line in five of
@@ -381,10 +385,12 @@ def with_noisy_conversation(examples: Sequence[Example], rate: float = CONTEXT_N
     matter_roles = [r for r in ROLES if r != "other"]
     roles = [e.role if rng.random() >= rate else ("other" if e.role != "other" else rng.choice(matter_roles))
              for e in examples]
-    convs = conversation_context([e.context for e in examples], roles, [words_of(e.norm) for e in examples])
-    return [replace(e, context=with_conversation(e.context, c), source=e.source + ":noisy")
-            if e.context.group is not None and e.context.at is not None else e
-            for e, c in zip(examples, convs, strict=True)]
+    ctxs, words = [e.context for e in examples], [words_of(e.norm) for e in examples]
+    convs = conversation_context(ctxs, roles, words)
+    replies = reply_context(ctxs, roles, words)
+    return [replace(e, context=with_conversation(e.context, c, r), source=e.source + ":noisy")
+            if (e.context.group is not None and e.context.at is not None) or r is not None else e
+            for e, c, r in zip(examples, convs, replies, strict=True)]
 
 
 def own_examples(scenarios: Sequence[Example], *, seed: int = 0) -> list[Example]:
@@ -641,6 +647,11 @@ VERSION_CHANGES: tuple[str, ...] = (
     " turn-marked lines): 0.804 / 0.821 against 0.801 / 0.814,"
     " evaluation lines 0.789, fresh 0.743 (the table helps the writing the tune townships lack). C 4:"
     " 0.802 / 0.817, evaluation lines 0.800, fresh 0.757.",
+    "- 2026.12.7: the replied-to (quoted) message: its role (`RoleContext.parent_role`, from the batch's first"
+    " pass or as stored by an earlier batch; in training the true role) and whether the reply takes up its"
+    " content bigrams (`parent_shares`), as dense columns reply:to:<role>, reply:shares, reply:to:matter&len<=10."
+    " Leave-one-township-out 0.805 / 0.8214 before, 0.806 / 0.8253 with them (32 of the 1,036 tune lines"
+    " reply to another).",
 )
 
 

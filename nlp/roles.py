@@ -37,6 +37,7 @@ __all__ = [
     "RoleClassifier",
     "RoleContext",
     "load_role_classifier",
+    "reply_context",
     "role_rules",
 ]
 
@@ -76,6 +77,16 @@ class RoleContext:
     # chatter shares nothing.
     shares: int = 0
     conversation: bool = False  # the conversation pass has set the three fields above
+    # The message it replies to / quotes: ``key`` names this post and ``parent`` the replied-to one
+    # among the posts classified together (the pass reads the parent's role and words there). A
+    # parent classified earlier (an earlier batch) is given by the caller as its stored role and
+    # words. `reply_context` sets ``parent_role`` (when the parent is in the batch) and
+    # ``parent_shares``: a reply to a claim asks or reacts, a reply to chatter chats.
+    key: int | str | None = None
+    parent: int | str | None = None
+    parent_role: str = ""
+    parent_words: str = ""
+    parent_shares: int = 0
 
 
 _DEFAULT_CONTEXT = RoleContext()
@@ -327,11 +338,36 @@ def follows_matter_flags(contexts: Sequence[RoleContext], roles: Sequence[str]) 
     return [c.follows_matter for c in conversation_context(contexts, roles)]
 
 
-def with_conversation(ctx: RoleContext, conv: Conversation) -> RoleContext:
-    """The context with what the conversation pass found (`RoleContext.conversation` set)."""
+def with_conversation(ctx: RoleContext, conv: Conversation, reply: tuple[str, int] | None = None) -> RoleContext:
+    """The context with what the conversation pass found (`RoleContext.conversation` set) and, with
+    ``reply``, the replied-to message's (role, shared content bigrams)."""
     # built field by field: dataclasses.replace costs more than the rest of the second look
+    role, shares = reply if reply is not None else (ctx.parent_role, ctx.parent_shares)
     return RoleContext(ctx.is_reply, ctx.channel, ctx.has_title, ctx.group, ctx.at,
-                       conv.follows_matter, conv.prev_role, conv.shares, True)
+                       conv.follows_matter, conv.prev_role, conv.shares, True,
+                       ctx.key, ctx.parent, role, ctx.parent_words, shares)
+
+
+def reply_context(contexts: Sequence[RoleContext], roles: Sequence[str], words: Sequence[str],
+                  wanted: Sequence[bool] | None = None) -> list[tuple[str, int] | None]:
+    """For each reply whose parent is known: (the parent's role, content bigrams shared with it).
+    The parent is looked up among ``contexts`` by its key (its role from ``roles``), else taken as
+    the caller gave it (``parent_role`` / ``parent_words``: stored by an earlier batch); None for
+    posts that reply to nothing known or are not ``wanted``."""
+    at: dict[int | str, int] = {}
+    for i, c in enumerate(contexts):
+        if c.key is not None:
+            at[c.key] = i
+    out: list[tuple[str, int] | None] = [None] * len(contexts)
+    for i, c in enumerate(contexts):
+        if c.parent is None or (wanted is not None and not wanted[i]):
+            continue
+        j = at.get(c.parent)
+        role, theirs = (roles[j], words[j]) if j is not None and j != i else (c.parent_role, c.parent_words)
+        if not role:
+            continue
+        out[i] = (role, len(content_bigrams(words[i]) & content_bigrams(theirs)) if theirs else 0)
+    return out
 
 
 class RoleClassifier:
@@ -365,7 +401,8 @@ class RoleClassifier:
                 roles[i], conf[i] = fallback_role(facts[i][1])
         if not undecided:
             return roles, conf
-        known = contexts is not None and any(c.group is not None and c.at is not None for c in ctxs)
+        known = contexts is not None and any((c.group is not None and c.at is not None) or c.parent is not None
+                                             for c in ctxs)
         if self.model is None:
             if known:  # only the rules can change: an asked line that follows a matter
                 self._rules_again(texts, ctxs, roles, conf, facts, open_)
@@ -417,13 +454,15 @@ class RoleClassifier:
         """The open posts' contexts with their conversation (from the first pass's roles); the rules
         asked again where the post follows a matter (`follows_matter` enters them only there:
         `_alone`). Updates ``roles``, ``conf`` and ``open_`` in place."""
-        convs = conversation_context(ctxs, roles, [f[0] for f in facts], open_)
+        words = [f[0] for f in facts]
+        convs = conversation_context(ctxs, roles, words, open_)
+        replies = reply_context(ctxs, roles, words, open_)
         out = list(ctxs)
         for i, o in enumerate(open_):
             c = ctxs[i]
-            if not o or convs[i] is _NO_CONVERSATION or c.conversation:
+            if not o or (convs[i] is _NO_CONVERSATION and replies[i] is None) or c.conversation:
                 continue  # nothing before it: its first look already saw all there is
-            out[i] = with_conversation(c, convs[i])
+            out[i] = with_conversation(c, convs[i], replies[i])
             if convs[i].follows_matter:
                 ruled = _rules(texts[i], facts[i][0], facts[i][1], out[i])
                 if ruled is not None:

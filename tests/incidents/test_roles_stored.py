@@ -69,3 +69,31 @@ def test_a_line_that_takes_up_a_complaint_complains_and_the_same_line_after_chat
     assert roles["m1"] == "complaint"
     assert roles["m2"] == "complaint"
     assert roles["m4"] == "other"
+
+
+def test_a_quoted_reply_reads_the_role_of_the_message_it_quotes(db: Session, rumor_model: Any) -> None:
+    """A bare "好几个" quoting a claim made forty minutes earlier (beyond the conversation's window)
+    reacts to it; the same words quoting chatter are chatter. The claim is analysed in an earlier
+    run than the replies: its stored role reaches them (one query per batch)."""
+    ingest_posts(db, [msg("听说镇小食堂的饭有问题 好几个孩子吐了", 1, "qh-7", 0),
+                      msg("今晚谁去打球", 2, "qh-8", 0)])
+    db.commit()
+    analyze(db, model=rumor_model, workers=0, now=EVENING + dt.timedelta(hours=1))
+    ingest_posts(db, [msg("好几个", 3, "qh-7", 40, reply_to=1), msg("好几个", 4, "qh-8", 40, reply_to=2)])
+    db.commit()
+    analyze(db, model=rumor_model, workers=0, now=EVENING + dt.timedelta(hours=2))
+    db.expire_all()
+    roles = dict(db.execute(select(Post.external_id, Post.role)).tuples().all())
+    assert roles["m1"] == "claim"
+    assert roles["m3"] == "reaction"
+    assert roles["m4"] == "other"
+
+
+def test_a_reply_in_the_same_batch_reads_its_parent_there(db: Session, rumor_model: Any) -> None:
+    ingest_posts(db, [msg("听说镇小食堂的饭有问题 好几个孩子吐了", 1, "qh-7", 0), msg("今晚谁去打球", 2, "qh-8", 0),
+                      msg("好几个", 3, "qh-7", 40, reply_to=1), msg("好几个", 4, "qh-8", 40, reply_to=2)])
+    db.commit()
+    analyze(db, model=rumor_model, workers=0, now=EVENING + dt.timedelta(hours=2))
+    db.expire_all()
+    roles = dict(db.execute(select(Post.external_id, Post.role)).tuples().all())
+    assert (roles["m3"], roles["m4"]) == ("reaction", "other")

@@ -460,3 +460,23 @@ def test_the_form_of_a_written_notice_is_a_cue_for_the_model(text: str, signed: 
     from nlp.cues import role_cues
 
     assert ("notice_format" in role_cues(normalize(text))) is signed
+
+
+def test_a_reply_knows_the_role_and_words_of_the_message_it_quotes() -> None:
+    """The replied-to message is found by its key among the posts classified together, else taken as
+    the caller gives it (a parent stored by an earlier batch); a post replying to nothing known gets
+    nothing."""
+    from nlp.roles import reply_context, words_of
+
+    texts = ["听说镇东头的桥裂了 车都不让过", "哪座桥裂了", "今晚谁打牌", "桥裂了我也看见了", "吓死人"]
+    contexts = [RoleContext(key=1), RoleContext(key=2, parent=1), RoleContext(key=3),
+                RoleContext(key=4, parent=99, parent_role="claim", parent_words=words_of("镇东头的桥裂了")),
+                RoleContext(key=5, parent=98)]
+    roles = ["claim", "question", "other", "claim", "reaction"]
+    got = reply_context(contexts, roles, [words_of(normalize(t)) for t in texts])
+    assert got[0] is None and got[2] is None
+    assert got[1] == ("claim", 1)  # 桥裂 is taken up: a content bigram
+    assert got[3] == ("claim", 1)
+    assert got[4] is None  # its parent is neither in the batch nor given
+    assert reply_context(contexts, roles, [words_of(normalize(t)) for t in texts],
+                         [True, False, True, True, True])[1] is None  # not wanted
