@@ -56,6 +56,8 @@ from nlp.normalize import normalize  # noqa: E402
 
 HAND = REPO / "bench" / "data" / "reworded_claims.yaml"
 TIPS = REPO / "bench" / "data" / "tips.yaml"  # residents' tips, our own text
+#: More tune tips, mostly hard negatives (another claim in the same place, amount or words), our own text.
+HARD = REPO / "bench" / "data" / "tips_tune_hard.yaml"
 #: Research-data events the band may be chosen on (training folds of the claim matcher).
 MINED_TUNE_FOLDS = frozenset({4, 5, 6})
 RESULTS = REPO / "bench" / "results"
@@ -77,6 +79,24 @@ def hand_tips(path: Path, part: str, offset: int = 0) -> tuple[list[str], list[t
         tips += [(t, offset + i) for t in g["same"]] + [(t, None) for t in g["other"]]
     tips += [(t, None) for t in (data.get("unrelated") or {}).get(part, [])]
     return claims, tips
+
+
+def hard_tips(path: Path, claims_before: list[tuple[str, str]], offset: int) -> tuple[list[str], list[tuple[str, int | None]]]:
+    """(claims, tips) of the tune-only file of hard negatives: its own claims (index + ``offset``
+    in the library) with their tips, and tips about the claims already in the library
+    (``extends``, by group id: ``claims_before`` lists (id, claim) in library order)."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    claims, tips = hand_tips(path, "tune", offset)
+    index = {gid: i for i, (gid, _) in enumerate(claims_before)}
+    for ext in data.get("extends") or []:
+        i = index[ext["id"]]  # a tune claim: an unknown id is a mistake in the file
+        tips += [(t, i) for t in ext.get("same") or []] + [(t, None) for t in ext.get("other") or []]
+    return claims, tips
+
+
+def _tune_ids(path: Path) -> list[tuple[str, str]]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return [(g["id"], g["claim"]) for g in data["groups"] if g["part"] == "tune"]
 
 
 def mined_tips(folds: frozenset[int], per_event: int = 6) -> tuple[list[str], list[tuple[str, set[int] | None]]]:
@@ -118,11 +138,11 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
     return round(centre - half, 4), round(centre + half, 4)
 
 
-def at(scores: list[Row], t: float, margin: float | None = None) -> dict[str, Any]:
+def at(scores: list[Row], t: float, margin: float | None = None, ignore: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Answers at band ``t``: by the score alone (``margin`` None) or through the gate
-    (nlp.reply_gate: its reasons, and a margin over the best other debunk)."""
+    (nlp.reply_gate: its reasons but ``ignore``, and a margin over the best other debunk)."""
     answered = [r for hit, s, r, _, held, rival in scores
-                if hit and s >= t and (margin is None or (not held and s - rival >= margin))]
+                if hit and s >= t and (margin is None or (not set(held) - ignore and s - rival >= margin))]
     right = sum(answered)
     positives = sum(1 for _, _, _, want, _, _ in scores if want)
     return {"threshold": t, "margin": margin, "tips": len(scores), "should_answer": positives, "answered": len(answered),
@@ -141,7 +161,7 @@ def _pool(parts: list[list[Row]]) -> list[Row]:
     return [row for part in parts for row in part]
 
 
-def band_part(skip_mined: bool = False) -> dict[str, Any]:
+def band_part(skip_mined: bool = False, tune_only: bool = False) -> dict[str, Any]:
     """Choose the band on the tune sets, report it on the held-out sets (one library per part:
     tune tips see only tune claims; held-out tips see every claim, so a held-out tip can also be
     wrongly answered with a tune claim's refutation)."""
@@ -151,32 +171,43 @@ def band_part(skip_mined: bool = False) -> dict[str, Any]:
     y = np.array([lab for _, _, lab, _ in pairs])
     tune_claims_r, tune_tips_r = hand_tips(HAND, "tune")
     tune_claims_t, tune_tips_t = hand_tips(TIPS, "tune", len(tune_claims_r))
-    tune_lib = tune_claims_r + tune_claims_t
+    tune_claims_h, tune_tips_h = hard_tips(HARD, _tune_ids(HAND) + _tune_ids(TIPS),
+                                           len(tune_claims_r) + len(tune_claims_t))
+    tune_lib = tune_claims_r + tune_claims_t + tune_claims_h
     held_claims_r, held_tips_r = hand_tips(HAND, "heldout", len(tune_lib))
     held_claims_t, held_tips_t = hand_tips(TIPS, "heldout", len(tune_lib) + len(held_claims_r))
     held_lib = tune_lib + held_claims_r + held_claims_t
-    tune = {"reworded": tip_scores(tune_lib, tune_tips_r), "tips": tip_scores(tune_lib, tune_tips_t)}
-    held = {"reworded": tip_scores(held_lib, held_tips_r), "tips": tip_scores(held_lib, held_tips_t)}
+    tune = {"reworded": tip_scores(tune_lib, tune_tips_r), "tips": tip_scores(tune_lib, tune_tips_t),
+            "hard": tip_scores(tune_lib, tune_tips_h)}
     mined_sizes: dict[str, int] = {}
-    if not skip_mined:
-        from nlp.data import SharedDataMissing
+    from nlp.data import SharedDataMissing
 
+    if not skip_mined:
         try:
             lib, tips = mined_tips(MINED_TUNE_FOLDS)
             tune["mined"] = tip_scores(lib, tips)
-            lib, tips = mined_tips(HELDOUT_FOLDS)
-            held["mined"] = tip_scores(lib, tips)
-            mined_sizes = {"tune_library": len(lib)}
         except SharedDataMissing as err:
             print(f"mined tips skipped: {err}")
-    chosen = 1.0
-    for t in GRID:
-        ok = all((p := at(part, t)["precision"]) is None or p >= TARGET for part in tune.values())
-        pw = pairwise_precision(t, s, y)
-        if ok and at(_pool(list(tune.values())), t)["answered"] and (pw is None or pw >= TARGET):
-            chosen = t
-            break
+            skip_mined = True
+    chosen = choose_band(tune, s, y)
     margin = choose_margin(tune, chosen)
+    # what each of the gate's rules buys on tune: the band and margin again without it
+    ablation = {}
+    for rule in ABLATED_RULES:
+        band_without = choose_band(tune, s, y, frozenset({rule}))
+        ablation[rule] = {"band": band_without,
+                          "pooled": at(_pool(list(tune.values())), band_without, margin, frozenset({rule})),
+                          "pooled_at_chosen": at(_pool(list(tune.values())), chosen, margin, frozenset({rule}))}
+    if tune_only:  # while the rules are chosen: the held-out sets are neither scored nor read
+        return {"chosen_min_score": chosen, "chosen_margin": margin, "tune_ablation": ablation,
+                "tune": {k: at(v, chosen, margin) for k, v in tune.items()} | {"pooled": at(_pool(list(tune.values())), chosen, margin)},
+                "tune_score_alone": {k: at(v, chosen) for k, v in tune.items()} | {"pooled": at(_pool(list(tune.values())), chosen)},
+                "tune_held": _held_counts(tune, chosen, margin)}
+    held = {"reworded": tip_scores(held_lib, held_tips_r), "tips": tip_scores(held_lib, held_tips_t)}
+    if not skip_mined:
+        lib, tips = mined_tips(HELDOUT_FOLDS)
+        held["mined"] = tip_scores(lib, tips)
+        mined_sizes = {"tune_library": len(lib)}
     curve_at = (0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
     return {
         "target_precision": TARGET,
@@ -189,6 +220,7 @@ def band_part(skip_mined: bool = False) -> dict[str, Any]:
         "tune": {k: at(v, chosen, margin) for k, v in tune.items()} | {"pooled": at(_pool(list(tune.values())), chosen, margin)},
         "tune_score_alone": {k: at(v, chosen) for k, v in tune.items()} | {"pooled": at(_pool(list(tune.values())), chosen)},
         "tune_held": _held_counts(tune, chosen, margin),
+        "tune_ablation": ablation,
         "tune_pairwise_precision": pairwise_precision(chosen, s, y),
         "tune_pairs": len(pairs),
         "heldout": {k: at(v, chosen, margin) for k, v in held.items()} | {"pooled": at(_pool(list(held.values())), chosen, margin)},
@@ -198,6 +230,23 @@ def band_part(skip_mined: bool = False) -> dict[str, Any]:
         "heldout_matcher_alone": {k: {"answered": sum(1 for h, *_ in v if h), "right": sum(1 for h, _, r, *_ in v if h and r)}
                                   for k, v in held.items()},
     }
+
+
+#: The gate's newer rules, each measured on tune by leaving it out (the band chosen again without it).
+ABLATED_RULES = ("event", "actor")
+
+
+def choose_band(tune: dict[str, list[Row]], s: np.ndarray, y: np.ndarray, ignore: frozenset[str] = frozenset()) -> float:
+    """The smallest claim-matcher score at which every tune set, answered through the gate (no
+    margin; its rules but ``ignore``), has precision >= TARGET, and so have the tune pairs by
+    the score alone. Through the gate: the tune hard negatives share the claim's words and score
+    as high as its retellings, and only the gate's rules tell them apart."""
+    for t in GRID:
+        ok = all((p := at(part, t, 0.0, ignore)["precision"]) is None or p >= TARGET for part in tune.values())
+        pw = pairwise_precision(t, s, y)
+        if ok and at(_pool(list(tune.values())), t, 0.0, ignore)["answered"] and (pw is None or pw >= TARGET):
+            return t
+    return 1.0
 
 
 #: Margins (matched debunk's score over the best other debunk's) the gate may require.
@@ -301,8 +350,14 @@ def _signed_text_message(token: str, i: int, text: str) -> tuple[dict[str, str],
     return {"signature": sig, "timestamp": ts, "nonce": nonce}, body.encode()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (/proc/<pid>/stat, Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def callback_part(n_debunks: int = 5000, requests: int = 400, rate: float = 2.0,
-                  tip_page_clients: int = 4) -> dict[str, Any]:
+                  tip_page_clients: int = 4, sequential: int = 100) -> dict[str, Any]:
     """公众号 messages arrive at ``rate`` per second (exponential gaps: independent residents,
     each message its own request as WeChat sends them, several in flight at once) while
     ``tip_page_clients`` residents post the tip page on the same server, each taking 1.5 s to
@@ -356,6 +411,12 @@ def callback_part(n_debunks: int = 5000, requests: int = 400, rate: float = 2.0,
             for k in range(30):  # let the start-up build of the matcher finish (tips meanwhile wait for it)
                 if one(10**6 + k) < 1.0 and k >= 2:
                     break
+            # CPU per callback: the server's own CPU time over messages sent one at a time (no
+            # other traffic), which the machine's load does not inflate as it does wall time
+            cpu0, seq = _cpu_seconds(proc.pid), []
+            for k in range(sequential):
+                seq.append(one(3 * 10**6 + k))
+            cpu_per_callback = (_cpu_seconds(proc.pid) - cpu0) / max(sequential, 1)
             background = [threading.Thread(target=resident, args=(k,)) for k in range(tip_page_clients)]
             for t in background:
                 t.start()
@@ -393,12 +454,16 @@ def callback_part(n_debunks: int = 5000, requests: int = 400, rate: float = 2.0,
             proc.terminate()
             proc.wait(60)
     arr = np.array(times) * 1000
+    seq_ms = np.array(seq) * 1000
     return {"debunks": n_debunks, "requests": len(times), "rate_per_second": rate,
             "tip_page_clients": tip_page_clients, "tip_page_posts": page_posts[0],
             "p50_ms": round(float(np.percentile(arr, 50)), 1),
             "p95_ms": round(float(np.percentile(arr, 95)), 1), "p99_ms": round(float(np.percentile(arr, 99)), 1),
             "max_ms": round(float(arr.max()), 1), "saturated_per_second": round(saturated, 1),
-            "load": os.getloadavg()[0]}
+            "sequential": sequential, "cpu_ms_per_callback": round(cpu_per_callback * 1000, 1),
+            "sequential_p50_ms": round(float(np.percentile(seq_ms, 50)), 1),
+            "sequential_p99_ms": round(float(np.percentile(seq_ms, 99)), 1),
+            "load": os.getloadavg()[0], "loadavg": Path("/proc/loadavg").read_text().split()[:3]}
 
 
 def flood_part(clients: int = 50, seconds: float = 30.0, lift_limit: bool = False) -> dict[str, Any]:
@@ -489,6 +554,7 @@ def _nonce(token: str) -> str:
 _SETS = {
     "reworded": "reworded claims (bench/data/reworded_claims.yaml)",
     "tips": "residents' tips (bench/data/tips.yaml)",
+    "hard": "hard negatives and more retellings (bench/data/tips_tune_hard.yaml, tune only)",
     "mined": "real restatements (weibo_ced + weibo_ma2016)",
     "pooled": "all tips of the part",
 }
@@ -563,6 +629,10 @@ def render(res: dict[str, Any]) -> str:
                   f"p95 {c['p95_ms']} ms, **p99 {c['p99_ms']} ms** (target < 1000 ms), max {c['max_ms']} ms; "
                   f"load average {c['load']:.1f} (2 cores shared with other work). One server process "
                   f"saturated by 8 senders back to back: {c.get('saturated_per_second')} messages/s.", ""]
+        if "cpu_ms_per_callback" in c:
+            lines += [f"Server CPU per callback ({c['sequential']} messages one at a time, nothing else sent): "
+                      f"**{c['cpu_ms_per_callback']} ms**; their latency p50 {c['sequential_p50_ms']} ms, "
+                      f"p99 {c['sequential_p99_ms']} ms. /proc/loadavg at the end: {' '.join(c['loadavg'])}.", ""]
         b = res.get("callback_before")
         if b:
             lines += [f"The same protocol on {b['code']}: p50 {b['p50_ms']} ms, p95 {b['p95_ms']} ms, "
@@ -593,11 +663,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--callback-rate", type=float, default=2.0, help="公众号 messages per second")
     parser.add_argument("--skip-mined", action="store_true", help="band without the research-data tips")
+    parser.add_argument("--tune-only", action="store_true",
+                        help="band on the tune sets only (choosing rules: held-out neither scored nor written)")
     parser.add_argument("--lift-limit", action="store_true", help="flood with the per-address limit lifted")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "tips.json"
     res: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    if args.tune_only:
+        tune = band_part(args.skip_mined, tune_only=True)
+        print(json.dumps(tune, ensure_ascii=False, indent=1))
+        res["band_tune"] = tune
+        out.write_text(json.dumps(res, ensure_ascii=False, indent=2), encoding="utf-8")
+        return
     if args.part in ("band", "all"):
         res["band"] = band_part(args.skip_mined)
     if args.part in ("callback", "all"):
