@@ -17,9 +17,9 @@ nearly as well. So on top of the score, :func:`gate` holds back a tip unless
   is not "下周六", "明天" is not "周六", "12月5日" is not "12月6日");
 * **predicates** — no family of ``nlp/dicts/claim_predicates.txt`` in which each names a member
   and they share none ("停水" / "停电", "爆炸" / "泄漏", "死亡" / "受伤");
-* **event** — every member the claim names the tip names too: a tip about the rumor's place or
-  thing that leaves out its event (a question about a true notice, another event at the same
-  school) is another claim, however many words it shares ("宣传免费体检" / "把病人治死了");
+* **event** — where the claim names members of some families, the tip names one of them: a tip
+  about the rumor's place or thing that leaves out its event (a question about a true notice)
+  is another claim, however many words it shares ("宣传免费体检" / "把病人治死了");
 * **actor** — where the claim says who did it to whom ("老师把学生…"), a tip naming the one it
   was done to names the one who did it too ("两个学生打架" is not "老师把学生打进了医院");
 * **denial** — the tip denies nothing the claim does not ("没有伤人", "被救上来了", "没事");
@@ -259,22 +259,32 @@ def predicates_disagree(tip_key: str, claim_key: str) -> bool:
     return any(a and b and not a & b for a, b in _family_members(tip_key, claim_key))
 
 
+# People a rumor says did something to someone. The two characters before "把" or after "被"
+# are often no doer at all ("已经把钱", "说是被"), so only these count as one.
+_DOERS = frozenset({
+    "老师", "教师", "校长", "医生", "护士", "警察", "民警", "辅警", "城管", "干部", "村长", "书记", "镇长",
+    "家长", "学生", "司机", "老板", "保安", "村民", "工人", "病人", "患者", "儿子", "女儿", "父亲", "母亲",
+    "丈夫", "妻子", "老人", "孩子", "小孩", "邻居", "商贩", "摊主", "房东", "物业",
+})
+
+
 def actor_missing(tip_key: str, claim_key: str) -> bool:
     """The claim says who did it to whom ("老师把学生打进了医院") and the tip names the one it
     was done to but not the one who did it: another event about the same people ("两个学生打架，
     有一个被打进了医院"). A tip naming neither is judged by the rest of the gate."""
-    return any(patient in tip_key and agent not in tip_key for agent, patient in agent_patient(claim_key))
+    return any(agent in _DOERS and patient in tip_key and agent not in tip_key
+               for agent, patient in agent_patient(claim_key))
 
 
 def event_missing(tip_key: str, claim_key: str) -> bool:
-    """A member the claim names in some family that the tip does not, where the tip names none
-    the claim lacks (that is :func:`predicates_disagree`): the tip does not say what the rumor
-    says happened. A question about a true notice names the rumor's place and thing but not its
-    event ("松林卫生院门口拉横幅宣传免费体检" against "...医生把病人治死了，家属在门口拉横幅",
-    "南坪水库下游明天搞防汛演练，要撤离吗" against "南坪水库要溃坝了，下游赶紧撤离"), and
-    another event at the same school leaves out who did it ("两个学生打架，一个被打进了医院"
-    against "一个老师把学生打进了医院")."""
-    return any(b and not b <= a and not (a and not a & b) for a, b in _family_members(tip_key, claim_key))
+    """The claim names members of some families and the tip names none of them: the tip does
+    not say what the rumor says happened. A question about a true notice names the rumor's place
+    and thing but not its event ("松林卫生院门口拉横幅宣传免费体检" against "...医生把病人治死了，
+    家属在门口拉横幅", "南坪水库下游明天搞防汛演练，要撤离吗" against "南坪水库要溃坝了，下游
+    赶紧撤离"). One member of one family is enough: a retelling keeps the rumor's main event and
+    drops the rest ("养狗的罚五百" for "要把狗都打死，养狗的人家罚款500元")."""
+    named = [(a, b) for a, b in _family_members(tip_key, claim_key) if b]
+    return bool(named) and not any(a & b for a, b in named)
 
 
 # Asking forms that contain a denial's characters but deny nothing: "是不是", "有没有官方说法",
