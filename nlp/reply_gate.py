@@ -283,8 +283,21 @@ def event_missing(tip_key: str, claim_key: str) -> bool:
     家属在门口拉横幅", "南坪水库下游明天搞防汛演练，要撤离吗" against "南坪水库要溃坝了，下游
     赶紧撤离"). One member of one family is enough: a retelling keeps the rumor's main event and
     drops the rest ("养狗的罚五百" for "要把狗都打死，养狗的人家罚款500元")."""
-    named = [(a, b) for a, b in _family_members(tip_key, claim_key) if b]
+    tip_text = tip_key + " " + canonical_key(tip_key)
+    named = [(a | _loose_members(tip_text, f, b), b)
+             for f, (a, b) in zip(load_predicate_families(), _family_members(tip_key, claim_key), strict=True) if b]
     return bool(named) and not any(a & b for a, b in named)
+
+
+@lru_cache(maxsize=1024)
+def _split_spelling(spelling: str) -> re.Pattern[str]:
+    return re.compile(re.escape(spelling[0]) + ".{0,2}" + re.escape(spelling[1]))
+
+
+def _loose_members(text: str, family: tuple[tuple[str, ...], ...], wanted: set[int]) -> set[int]:
+    """Members of ``wanted`` whose two-character spelling ``text`` says with up to two characters
+    inside it: a verb and its object split by a count or a particle ("停一天水", "罚了款")."""
+    return {i for i in wanted for sp in family[i] if len(sp) == 2 and _split_spelling(sp).search(text)}
 
 
 # Asking forms that contain a denial's characters but deny nothing: "是不是", "有没有官方说法",
