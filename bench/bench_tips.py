@@ -697,6 +697,15 @@ def render(res: dict[str, Any]) -> str:
     b = res.get("band")
     if b and "pooled" in b.get("heldout", {}):
         lines += _render_band(b)
+    bt = res.get("band_tune")
+    if bt:
+        q = bt["tune"]["pooled"]
+        lines += ["Latest tune-only run (`--tune-only`: the held-out sets neither scored nor read; here after the "
+                  "held-out run above, the event rule reading split verbs such as 停一天水): band "
+                  f"{bt['chosen_min_score']}, margin {bt['chosen_margin']}: {q['answered']} answered, {q['right']} right, "
+                  f"precision {q['precision']} (95% Wilson {q['precision_wilson95']}), recall {q['recall']}; at the shipped "
+                  f"{PREVIOUS_BAND}: " + (lambda c: f"{c['answered']} answered, {c['right']} right, recall {c['recall']}")(
+                      bt["tune_curve"][str(PREVIOUS_BAND)]["pooled"]) + ".", ""]
     c = res.get("callback")
     if c:
         lines += ["## 公众号 callback (signed POST, passive XML reply, uvicorn on loopback)", "",
@@ -710,7 +719,7 @@ def render(res: dict[str, Any]) -> str:
             lines += [f"Server CPU per callback ({c['sequential']} messages one at a time, nothing else sent): "
                       f"**{c['cpu_ms_per_callback']} ms**; their latency p50 {c['sequential_p50_ms']} ms, "
                       f"p99 {c['sequential_p99_ms']} ms. /proc/loadavg at the end: {' '.join(c['loadavg'])}. "
-                      "Of that CPU, the matching is the part below (about 7 ms, flat in the library's size); the rest "
+                      "Of that CPU, the matching is the part below (about 5 ms, flat in the library's size); the rest "
                       "is the HTTP stack and the database: the reporter's rate limit, the re-send lookup, the "
                       "library-version query, storing the tip and ingesting it as a post, the outbox. On 2 shared "
                       "cores at a load average near 10 a process gets a fifth of a core, so the wall time is about "
