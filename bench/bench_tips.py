@@ -724,6 +724,11 @@ def render(res: dict[str, Any]) -> str:
                       "library-version query, storing the tip and ingesting it as a post, the outbox. On 2 shared "
                       "cores at a load average near 10 a process gets a fifth of a core, so the wall time is about "
                       "ten times the CPU time and p99 follows the machine's load more than the code.", ""]
+        lo = res.get("callback_loaded")
+        if lo:
+            lines += [f"An earlier run of this code on a busier machine (load average {lo['load']:.1f}): p50 {lo['p50_ms']} ms, "
+                      f"p99 {lo['p99_ms']} ms, saturated at {lo.get('saturated_per_second')} messages/s, server CPU per "
+                      f"callback {lo.get('cpu_ms_per_callback')} ms.", ""]
         b = res.get("callback_before")
         if b:
             cpu = (f"; server CPU per callback {b['cpu_ms_per_callback']} ms (one at a time: p50 "
