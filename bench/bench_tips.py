@@ -729,6 +729,12 @@ def render(res: dict[str, Any]) -> str:
             lines += [f"An earlier run of this code on a busier machine (load average {lo['load']:.1f}): p50 {lo['p50_ms']} ms, "
                       f"p99 {lo['p99_ms']} ms, saturated at {lo.get('saturated_per_second')} messages/s, server CPU per "
                       f"callback {lo.get('cpu_ms_per_callback')} ms.", ""]
+        bh = res.get("callback_before_same_hour")
+        if bh:
+            lines += [f"{bh['code']} (before this branch) right after, on a quieter machine (load average {bh['load']:.1f}): "
+                      f"p50 {bh['p50_ms']} ms, p95 {bh['p95_ms']} ms, p99 {bh['p99_ms']} ms, max {bh['max_ms']} ms, "
+                      f"saturated at {bh.get('saturated_per_second')} messages/s: below 1 s at p99 too. Compare CPU, not "
+                      "wall, across runs.", ""]
         b = res.get("callback_before")
         if b:
             cpu = (f"; server CPU per callback {b['cpu_ms_per_callback']} ms (one at a time: p50 "
