@@ -199,6 +199,8 @@ def match_tip(matcher: DebunkMatcher, text: str, claims: dict[int, str], *, hit:
         return TipMatch(None, 0.0)
     if hit.method == "paraphrase" or matcher.claim_matcher is None:
         score = hit.similarity if hit.method == "paraphrase" else 0.0
+    elif hit.claim_score is not None:  # the matcher's veto scored this pair already
+        score = hit.claim_score
     else:
         cm = matcher.claim_matcher
         score = float(cm.score_docs([cm.doc(key)], [cm.doc(normalize(claims.get(hit.debunk_id, "")))])[0])

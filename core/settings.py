@@ -57,7 +57,9 @@ class Settings(BaseSettings):
     tip_auto_reply_min_score: float = Field(
         0.945, gt=0, le=1, description="Claim-matcher score (tip vs the matched debunk's claim) needed for an "
                                       "automatic refutation: the high-precision band chosen on the tune sets by "
-                                      "bench/bench_tips.py for claim matcher 2026.12.2 (0.86 was 2026.12.1's).")
+                                      "bench/bench_tips.py for claim matcher 2026.12.2 (0.86 was 2026.12.1's); "
+                                      "kept when the tune choice with more hard negatives, 0.9, did worse "
+                                      "held-out (bench/results/tips.md).")
     tip_auto_reply_margin: float = Field(
         0.0, ge=0, le=1, description="How far the matched debunk's claim-matcher score must be above the best other "
                                       "debunk's for an automatic refutation (nlp.reply_gate; chosen on the tune sets "

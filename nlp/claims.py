@@ -407,7 +407,9 @@ _BA_RE = re.compile(r"([\u4e00-\u9fff]{2})把([\u4e00-\u9fff]{2})")
 _BEI_RE = re.compile(r"([\u4e00-\u9fff]{2})被([\u4e00-\u9fff]{2})")
 
 
-def _roles(key: str) -> set[tuple[str, str]]:
+def agent_patient(key: str) -> set[tuple[str, str]]:
+    """Who did it to whom, as (agent, patient) pairs of two characters: "老师把学生打了" and
+    "学生被老师打了" both give (老师, 学生)."""
     out = {(m.group(1), m.group(2)) for m in _BA_RE.finditer(key)}
     out.update((m.group(2), m.group(1)) for m in _BEI_RE.finditer(key))
     return out
@@ -417,8 +419,8 @@ def roles_swapped(a: ClaimDoc, b: ClaimDoc) -> bool:
     """True when one text has X do it to Y and the other Y to X ("老师把学生" / "学生把老师")."""
     if ("把" not in a.key and "被" not in a.key) or ("把" not in b.key and "被" not in b.key):
         return False
-    ra = _roles(a.key)
-    return bool(ra) and any((y, x) in ra and x != y for x, y in _roles(b.key))
+    ra = agent_patient(a.key)
+    return bool(ra) and any((y, x) in ra and x != y for x, y in agent_patient(b.key))
 
 
 def opposed(a: ClaimDoc, b: ClaimDoc) -> bool:

@@ -17,6 +17,11 @@ nearly as well. So on top of the score, :func:`gate` holds back a tip unless
   is not "下周六", "明天" is not "周六", "12月5日" is not "12月6日");
 * **predicates** — no family of ``nlp/dicts/claim_predicates.txt`` in which each names a member
   and they share none ("停水" / "停电", "爆炸" / "泄漏", "死亡" / "受伤");
+* **event** — where the claim names members of some families, the tip names one of them: a tip
+  about the rumor's place or thing that leaves out its event (a question about a true notice)
+  is another claim, however many words it shares ("宣传免费体检" / "把病人治死了");
+* **actor** — where the claim says who did it to whom ("老师把学生…"), a tip naming the one it
+  was done to names the one who did it too ("两个学生打架" is not "老师把学生打进了医院");
 * **denial** — the tip denies nothing the claim does not ("没有伤人", "被救上来了", "没事");
 * **margin** — the claim matcher scores the tip against every other candidate debunk at least
   ``margin`` lower (two debunks that fit one tip: a person picks).
@@ -39,6 +44,7 @@ from pathlib import Path
 
 from nlp.anchors import Anchors, default_extractor
 from nlp.claim_words import canonical_key
+from nlp.claims import agent_patient
 from nlp.similarity import match_key
 
 __all__ = ["PREDICATES_FILE", "GateVerdict", "gate", "load_predicate_families"]
@@ -51,6 +57,8 @@ REASONS = {
     "amount": "数字或金额与辟谣不一致",
     "date": "时间与辟谣不一致",
     "predicate": "所说事件与辟谣不一致",
+    "event": "未提及辟谣所说的事件",
+    "actor": "所说的人与辟谣不一致",
     "denial": "表述含否定，与辟谣方向不一致",
     "margin": "与另一条辟谣难以区分",
 }
@@ -239,15 +247,57 @@ def _members(text: str, family: tuple[tuple[str, ...], ...]) -> set[int]:
     return {i for i, spellings in enumerate(family) if any(s in text for s in spellings)}
 
 
-def predicates_disagree(tip_key: str, claim_key: str) -> bool:
-    """A family in which each text names a member and they share none ("停水" / "停电")."""
+def _family_members(tip_key: str, claim_key: str) -> list[tuple[set[int], set[int]]]:
+    """Per family of the predicates file, (the tip's members, the claim's members)."""
     tip_text = tip_key + " " + canonical_key(tip_key)
     claim_text = claim_key + " " + canonical_key(claim_key)
-    for family in load_predicate_families():
-        a, b = _members(tip_text, family), _members(claim_text, family)
-        if a and b and not a & b:
-            return True
-    return False
+    return [(_members(tip_text, f), _members(claim_text, f)) for f in load_predicate_families()]
+
+
+def predicates_disagree(tip_key: str, claim_key: str) -> bool:
+    """A family in which each text names a member and they share none ("停水" / "停电")."""
+    return any(a and b and not a & b for a, b in _family_members(tip_key, claim_key))
+
+
+# People a rumor says did something to someone. The two characters before "把" or after "被"
+# are often no doer at all ("已经把钱", "说是被"), so only these count as one.
+_DOERS = frozenset({
+    "老师", "教师", "校长", "医生", "护士", "警察", "民警", "辅警", "城管", "干部", "村长", "书记", "镇长",
+    "家长", "学生", "司机", "老板", "保安", "村民", "工人", "病人", "患者", "儿子", "女儿", "父亲", "母亲",
+    "丈夫", "妻子", "老人", "孩子", "小孩", "邻居", "商贩", "摊主", "房东", "物业",
+})
+
+
+def actor_missing(tip_key: str, claim_key: str) -> bool:
+    """The claim says who did it to whom ("老师把学生打进了医院") and the tip names the one it
+    was done to but not the one who did it: another event about the same people ("两个学生打架，
+    有一个被打进了医院"). A tip naming neither is judged by the rest of the gate."""
+    return any(agent in _DOERS and patient in tip_key and agent not in tip_key
+               for agent, patient in agent_patient(claim_key))
+
+
+def event_missing(tip_key: str, claim_key: str) -> bool:
+    """The claim names members of some families and the tip names none of them: the tip does
+    not say what the rumor says happened. A question about a true notice names the rumor's place
+    and thing but not its event ("松林卫生院门口拉横幅宣传免费体检" against "...医生把病人治死了，
+    家属在门口拉横幅", "南坪水库下游明天搞防汛演练，要撤离吗" against "南坪水库要溃坝了，下游
+    赶紧撤离"). One member of one family is enough: a retelling keeps the rumor's main event and
+    drops the rest ("养狗的罚五百" for "要把狗都打死，养狗的人家罚款500元")."""
+    tip_text = tip_key + " " + canonical_key(tip_key)
+    named = [(a | _loose_members(tip_text, f, b), b)
+             for f, (a, b) in zip(load_predicate_families(), _family_members(tip_key, claim_key), strict=True) if b]
+    return bool(named) and not any(a & b for a, b in named)
+
+
+@lru_cache(maxsize=1024)
+def _split_spelling(spelling: str) -> re.Pattern[str]:
+    return re.compile(re.escape(spelling[0]) + ".{0,2}" + re.escape(spelling[1]))
+
+
+def _loose_members(text: str, family: tuple[tuple[str, ...], ...], wanted: set[int]) -> set[int]:
+    """Members of ``wanted`` whose two-character spelling ``text`` says with up to two characters
+    inside it: a verb and its object split by a count or a particle ("停一天水", "罚了款")."""
+    return {i for i in wanted for sp in family[i] if len(sp) == 2 and _split_spelling(sp).search(text)}
 
 
 # Asking forms that contain a denial's characters but deny nothing: "是不是", "有没有官方说法",
@@ -302,6 +352,10 @@ def gate(
         reasons.append("date")
     if predicates_disagree(tip_key, claim_key):
         reasons.append("predicate")
+    elif event_missing(tip_key, claim_key):
+        reasons.append("event")
+    if actor_missing(tip_key, claim_key):
+        reasons.append("actor")
     if denial_disagrees(tip_key, claim_key):
         reasons.append("denial")
     if score - rival_score < margin:

@@ -31,6 +31,7 @@ def test_a_restatement_passes(tip: str) -> None:
     ("东湾村明天停水一天，自来水厂检修管道", "date"),
     ("东湾村本周六停电一天，自来水厂检修管道，每户补贴20元", "predicate"),
     ("东湾村本周六没有停水，自来水厂检修管道已经结束了", "denial"),
+    ("东湾村本周六自来水厂开放参观，每户补贴20元", "event"),  # the place and the notice, not the outage
 ])
 def test_one_difference_holds_the_tip_back(tip: str, reason: str) -> None:
     assert reason in reasons(tip)
@@ -50,3 +51,17 @@ def test_a_tip_two_debunks_fit_alike_waits_for_a_person() -> None:
 
 def test_asking_forms_are_no_denial() -> None:
     assert reasons("东湾村是不是本周六停水一天？有没有官方说法，每户补贴20元") == ()
+
+
+def test_a_tip_naming_whom_it_was_done_to_but_not_the_doer_is_another_event() -> None:
+    claim = "红旗小学一个老师把学生打进了医院"
+    assert reasons("听说红旗小学有老师打学生，打进医院了", claim) == ()
+    assert reasons("红旗小学两个学生打架，一个被打进了医院", claim) == ("actor",)
+    # two characters before "把" that are no person are no doer
+    assert reasons("听说有人偷了钱，钱被追回", "小偷已经把钱还回去了") == ()
+
+
+def test_one_of_the_claims_events_is_enough() -> None:
+    claim = "松江镇要把狗都打死，养狗的人家罚款500元"
+    assert reasons("听说松江镇养狗的要罚500元，是真的吗", claim) == ()
+    assert "event" in reasons("松江镇养狗的人家要打疫苗，是真的吗", claim)
