@@ -176,7 +176,8 @@ def test_viewers_and_staff_never_see_contacts_and_staff_mark_abuse(
     assert stats["total"]["received"] == 1 and stats["total"]["abuse"] == 1
 
 
-def test_the_tip_page_limit_holds_across_processes(api_engine: Any, fresh_db_url: str, tip_settings: None) -> None:
+def test_the_tip_page_limit_holds_across_processes(api_engine: Any, fresh_db_url: str, tip_settings: None,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Two server processes (two workers, or a restart) on one database share one address's
     budget: the limit is in the database, not in a process's memory."""
     import os
@@ -184,6 +185,8 @@ def test_the_tip_page_limit_holds_across_processes(api_engine: Any, fresh_db_url
     import sys
     from pathlib import Path
 
+    # A refill of one token in 100 minutes: two process starts on a loaded machine can take a minute.
+    monkeypatch.setenv("YUQING_TIP_RATE_PER_MINUTE", "0.01")
     repo = Path(__file__).resolve().parents[2]
     code = ("import json, sys; from fastapi.testclient import TestClient; from api.app import create_app; "
             "from core.db import make_engine\n"
