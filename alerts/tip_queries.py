@@ -18,7 +18,15 @@ from sqlalchemy.orm import Session
 from core.errors import Conflict, NotFound
 from core.settings import get_settings
 from core.tables import Alert, Notification, Post, Tip, utcnow
-from core.tips import CHANNEL_ZH, FLAG_ZH, STATUS_ZH, block_reporter, enter_pipeline, is_blocked
+from core.tips import (
+    CHANNEL_ZH,
+    FLAG_ZH,
+    STATUS_ZH,
+    block_reporter,
+    enter_pipeline,
+    is_blocked,
+    unblock_reporter,
+)
 
 log = logging.getLogger(__name__)
 DELIVERY_ZH = {"pending": "待发送", "sending": "发送中", "sent": "已送达", "dead": "发送失败",
@@ -129,6 +137,23 @@ def mark_abuse(session: Session, tip_id: int, *, user_id: int | None, block: boo
         row.status, row.last_error = "dead", "线索已标记为恶意/骚扰，不再答复"
     if block:
         block_reporter(session, tip.reporter_key, reason=reason, user_id=user_id)
+    session.flush()
+    return tip
+
+
+def reopen(session: Session, tip_id: int, *, user_id: int | None, unblock: bool = False) -> Tip:
+    """Undo "abuse": staff closed a tip (or the insult flag did) by mistake. The tip waits for
+    staff again and its text enters the pipeline; answers cancelled when it was closed are not
+    sent (staff answer it afresh). ``unblock`` also takes its reporter off the block list."""
+    tip = session.get(Tip, tip_id)
+    if tip is None:
+        raise NotFound(f"线索 #{tip_id} 不存在")
+    if tip.status != "abuse":
+        raise Conflict(f"线索 #{tip_id} 没有被标记为恶意/骚扰，无需重新打开")
+    unblocked = unblock and unblock_reporter(session, tip.reporter_key)
+    tip.status, tip.closed_by = "acknowledged", None
+    enter_pipeline(session, tip)
+    log.info("tip reopened", extra={"tip_id": tip_id, "user_id": user_id, "unblocked": unblocked})
     session.flush()
     return tip
 

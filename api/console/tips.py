@@ -1,6 +1,6 @@
 """The console's 举报线索 page: residents' tips with channel, time, what was replied, and the
-measures (per day and per incident); staff mark a tip as abuse (closed without a reply) and
-clear the automatic insult flag.
+measures (per day and per incident); staff mark a tip as abuse (closed without a reply), reopen
+one marked by mistake, and clear the automatic insult flag.
 Contacts are never shown (alerts.tip_queries has no field for them)."""
 
 from __future__ import annotations
@@ -51,3 +51,12 @@ def tip_abuse(tip_id: RowId, user: PageUser, session: SessionDep,
     with committing(session, "/tips"):
         tip_queries.mark_abuse(session, tip_id, user_id=user.id, block=block == "1", reason="审核台标记")
     return back("/tips", msg=f"线索 #{tip_id} 已标记为恶意/骚扰，不再答复" + ("，举报人已加入黑名单" if block == "1" else ""))
+
+
+@router.post("/tips/{tip_id}/reopen")
+def tip_reopen(tip_id: RowId, user: PageUser, session: SessionDep,
+               unblock: Annotated[str, Form(max_length=5)] = "") -> Response:
+    need_role(user, "staff", "重新打开线索")
+    with committing(session, "/tips"):
+        tip_queries.reopen(session, tip_id, user_id=user.id, unblock=unblock == "1")
+    return back("/tips", msg=f"线索 #{tip_id} 已重新打开，待人工核实" + ("，举报人已移出黑名单" if unblock == "1" else ""))

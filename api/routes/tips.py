@@ -91,3 +91,14 @@ def mark_abuse(tip_id: TipId, user: StaffUser, session: SessionDep,
     body = body or AbuseIn()
     tip_queries.mark_abuse(session, tip_id, user_id=user.id, block=body.block, reason=body.reason)
     return tip_queries.get_tip_view(session, tip_id)
+
+
+class ReopenIn(BaseModel):
+    unblock: bool = Field(False, description="同时把此举报人移出黑名单")
+
+
+@router.post("/{tip_id}/reopen", response_model=TipPublic, summary="重新打开被标记为恶意/骚扰的线索（待人工核实）")
+def reopen(tip_id: TipId, user: StaffUser, session: SessionDep,
+           body: Annotated[ReopenIn | None, Body()] = None) -> dict[str, Any]:
+    tip_queries.reopen(session, tip_id, user_id=user.id, unblock=(body or ReopenIn()).unblock)
+    return tip_queries.get_tip_view(session, tip_id)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from alerts.tips import receive_tip
 from core.db import session_scope
 from core.tables import AlertPost, Tip
-from core.tips import TipIn
+from core.tips import TipIn, is_blocked
 from tests.console.conftest import csrf_of
 
 
@@ -39,6 +39,17 @@ def test_tip_list_and_alert_page_show_tips_without_contacts(live: Any, client_as
     assert done.status_code == 303
     with session_scope(live.engine) as s:
         assert s.get(Tip, tip_id).status == "abuse"  # type: ignore[union-attr]
+        assert is_blocked(s, s.get(Tip, tip_id).reporter_key)  # type: ignore[union-attr]
+    # marked by mistake: staff reopen it and take the reporter off the block list
+    page = staff.get("/tips")
+    assert f'action="/tips/{tip_id}/reopen"' in page.text and "重新打开" in page.text
+    assert f'action="/tips/{tip_id}/reopen"' not in viewer.get("/tips").text
+    done = staff.post(f"/tips/{tip_id}/reopen", data={"csrf_token": csrf_of(page.text), "unblock": "1"})
+    assert done.status_code == 303
+    with session_scope(live.engine) as s:
+        tip = s.get(Tip, tip_id)
+        assert tip is not None and tip.status == "acknowledged" and tip.closed_by is None
+        assert not is_blocked(s, tip.reporter_key)
 
 
 def test_staff_see_the_insult_flag_and_clear_it(live: Any, client_as: Any) -> None:

@@ -20,6 +20,7 @@ from alerts.notify import NotifyConfig, deliver_due
 from core.db import session_scope
 from core.settings import get_settings
 from core.tables import Post, Tip
+from core.tips import is_blocked
 from tests.factories import make_debunk
 from tests.onebot_server import OneBotApi as OneBotApiServer
 
@@ -174,6 +175,15 @@ def test_viewers_and_staff_never_see_contacts_and_staff_mark_abuse(
     assert marked.status_code == 200 and marked.json()["status"] == "abuse"
     stats = api_client.get("/api/v1/tips/stats", headers=make_user("viewer")).json()
     assert stats["total"]["received"] == 1 and stats["total"]["abuse"] == 1
+    # marked by mistake: reopened (viewers may not), with the reporter off the block list on request
+    assert api_client.post(f"/api/v1/tips/{tip_id}/reopen", headers=make_user("viewer")).status_code == 403
+    reopened = api_client.post(f"/api/v1/tips/{tip_id}/reopen", json={"unblock": True}, headers=make_user("staff"))
+    assert reopened.status_code == 200 and reopened.json()["status"] == "acknowledged"
+    again = api_client.post(f"/api/v1/tips/{tip_id}/reopen", headers=make_user("staff"))
+    assert again.status_code == 409  # only a tip closed as abuse can be reopened
+    with session_scope(api_engine) as s:
+        tip = s.get(Tip, tip_id)
+        assert tip is not None and tip.post_id is not None and not is_blocked(s, tip.reporter_key)
 
 
 def test_the_tip_page_limit_holds_across_processes(api_engine: Any, fresh_db_url: str, tip_settings: None,
