@@ -17,6 +17,8 @@ from core.tables import Alert, AlertEvent, EndedSession, Post, PostScore, Topic,
 from tests.console.conftest import console_pages, csrf_of, login_client
 from tests.console.factories import PASSWORD, Said, add_topic, build_story, grow_story, seed_alert
 
+TIMEOUT = 30  # seconds per request: a loaded CI machine answers slowly, the default 5 s is not enough
+
 
 def _events(engine, alert_id: int, action: str) -> int:
     with session_scope(engine) as s:
@@ -28,7 +30,7 @@ def _events(engine, alert_id: int, action: str) -> int:
 
 
 def test_pages_need_a_login_and_come_back_after_it(live) -> None:
-    with httpx.Client(base_url=live.url, follow_redirects=False) as c:
+    with httpx.Client(base_url=live.url, follow_redirects=False, timeout=TIMEOUT) as c:
         r = c.get("/alerts/1?x=1")
         assert r.status_code == 303
         assert r.headers["location"] == "/login?next=%2Falerts%2F1%3Fx%3D1"
@@ -46,7 +48,7 @@ def test_pages_need_a_login_and_come_back_after_it(live) -> None:
 
 
 def test_wrong_password_is_refused_in_chinese_and_nothing_is_set(live) -> None:
-    with httpx.Client(base_url=live.url, follow_redirects=False) as c:
+    with httpx.Client(base_url=live.url, follow_redirects=False, timeout=TIMEOUT) as c:
         token = re.search(r'name="login_token" value="([^"]+)"', c.get("/login").text).group(1)
         r = c.post("/login", data={"username": "zhangmin", "password": "wrong-password", "login_token": token})
         assert r.status_code == 401
@@ -56,7 +58,7 @@ def test_wrong_password_is_refused_in_chinese_and_nothing_is_set(live) -> None:
 
 
 def test_login_form_needs_its_own_token_and_refuses_open_redirects(live) -> None:
-    with httpx.Client(base_url=live.url, follow_redirects=False) as c:
+    with httpx.Client(base_url=live.url, follow_redirects=False, timeout=TIMEOUT) as c:
         r = c.post("/login", data={"username": "zhangmin", "password": PASSWORD, "login_token": "forged"})
         assert r.status_code == 400 and "登录页面已过期" in r.text
         token = re.search(r'name="login_token" value="([^"]+)"', c.get("/login").text).group(1)
@@ -70,7 +72,7 @@ def test_secure_cookie_behind_https(live, monkeypatch) -> None:
 
     monkeypatch.setenv("YUQING_BASE_URL", "https://yuqing.qinghe.example")
     get_settings.cache_clear()
-    with httpx.Client(base_url=live.url, follow_redirects=False) as c:
+    with httpx.Client(base_url=live.url, follow_redirects=False, timeout=TIMEOUT) as c:
         page = c.get("/login")
         assert "Secure" in page.headers["set-cookie"]
         token = re.search(r'name="login_token" value="([^"]+)"', page.text).group(1)
@@ -89,7 +91,7 @@ def test_logout_ends_the_session_even_for_a_copied_cookie(live, client_as) -> No
     csrf = csrf_of(page.text)
     r = c.post("/logout", data={"csrf_token": csrf})
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
-    with httpx.Client(base_url=str(c.base_url), cookies=stolen, follow_redirects=False) as replay:
+    with httpx.Client(base_url=str(c.base_url), cookies=stolen, follow_redirects=False, timeout=TIMEOUT) as replay:
         assert replay.get("/").status_code == 303
         assert replay.get("/api/v1/me").status_code == 401
         # logging out again with the copied cookie records nothing new
@@ -133,7 +135,7 @@ def test_a_new_password_ends_the_sessions_signed_before_it(live, client_as) -> N
 
 
 def test_forged_or_tampered_cookie_is_no_session(live) -> None:
-    with httpx.Client(base_url=live.url, cookies={"yuqing_session": "eyJ1IjoxLCJjIjoieCJ9.abc.def"},
+    with httpx.Client(base_url=live.url, cookies={"yuqing_session": "eyJ1IjoxLCJjIjoieCJ9.abc.def"}, timeout=TIMEOUT,
                       follow_redirects=False) as c:
         assert c.get("/").status_code == 303
         assert c.get("/api/v1/me").status_code == 401
@@ -182,7 +184,7 @@ def test_api_accepts_the_cookie_for_reading_and_only_with_the_csrf_header_for_wr
 def test_bearer_tokens_keep_working_for_scripts(live) -> None:
     with session_scope(live.engine) as s:
         token = accounts.create_token(s, accounts.get_user(s, "wangfang"), "report-script")
-    with httpx.Client(base_url=live.url) as c:
+    with httpx.Client(base_url=live.url, timeout=TIMEOUT) as c:
         r = c.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 200 and r.json()["username"] == "wangfang"
 
@@ -460,7 +462,7 @@ def test_a_story_that_keeps_spreading_is_flagged_in_the_queue_and_the_notice(liv
 
 
 def test_repeated_wrong_passwords_are_slowed_down(live) -> None:
-    with httpx.Client(base_url=live.url, follow_redirects=False) as c:
+    with httpx.Client(base_url=live.url, follow_redirects=False, timeout=TIMEOUT) as c:
         codes = []
         for _ in range(6):
             token = re.search(r'name="login_token" value="([^"]+)"', c.get("/login").text).group(1)
