@@ -49,6 +49,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from core.settings import Settings  # noqa: E402
 from nlp.claims import load_claim_matcher  # noqa: E402
 from nlp.claims_training import HELDOUT_FOLDS, hand_pairs  # noqa: E402
 from nlp.debunks import DebunkMatcher, gazetteer_place_parents  # noqa: E402
@@ -211,6 +212,8 @@ def band_part(skip_mined: bool = False, tune_only: bool = False) -> dict[str, An
         held["mined"] = tip_scores(lib, tips)
         mined_sizes = {"tune_library": len(lib)}
     curve_at = (0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+    shipped_band = Settings.model_fields["tip_auto_reply_min_score"].default
+    shipped_margin = Settings.model_fields["tip_auto_reply_margin"].default
     return {
         "target_precision": TARGET,
         "matcher": cm.version,
@@ -233,6 +236,12 @@ def band_part(skip_mined: bool = False, tune_only: bool = False) -> dict[str, An
         | {"pooled": at(_pool(list(held.values())), PREVIOUS_BAND, 0.0, NEW_RULES)},
         "tune_previous_rule": {k: at(v, PREVIOUS_BAND, 0.0, NEW_RULES) for k, v in tune.items()}
         | {"pooled": at(_pool(list(tune.values())), PREVIOUS_BAND, 0.0, NEW_RULES)},
+        # the band and margin shipped in core/settings.py, through the whole gate (fixed, not chosen here)
+        "shipped": {"band": shipped_band, "margin": shipped_margin},
+        "heldout_shipped": {k: at(v, shipped_band, shipped_margin) for k, v in held.items()}
+        | {"pooled": at(_pool(list(held.values())), shipped_band, shipped_margin)},
+        "tune_shipped": {k: at(v, shipped_band, shipped_margin) for k, v in tune.items()}
+        | {"pooled": at(_pool(list(tune.values())), shipped_band, shipped_margin)},
         "heldout_curve": {k: [at(v, t, margin) for t in curve_at] for k, v in held.items()},
         "heldout_matcher_alone": {k: {"answered": sum(1 for h, *_ in v if h), "right": sum(1 for h, _, r, *_ in v if h and r)}
                                   for k, v in held.items()},
@@ -650,6 +659,10 @@ def _render_band(b: dict[str, Any]) -> list[str]:
         "### Held-out (reported only)" + (": band and gate" if gated else ""), "", *head,
         *[_row(k, v) for k, v in b["heldout"].items()], "",
     ]
+    if b.get("heldout_shipped"):
+        lines += [f"The same held-out tips at the shipped band {b['shipped']['band']} and margin "
+                  f"{b['shipped']['margin']} (core/settings.py), through the whole gate:", "", *head,
+                  *[_row(k, v) for k, v in b["heldout_shipped"].items()], ""]
     if b.get("heldout_previous_rule"):
         lines += [f"The same held-out tips under the previous rule (band {PREVIOUS_BAND}, no margin, the gate without "
                   "its event and doer rules; the predicates file as now):", "", *head,
