@@ -78,6 +78,7 @@ __all__ = [
     "delete_debunk",
     "get_debunk",
     "import_debunks",
+    "insert_new_debunks",
     "list_debunks",
     "match_open_incidents",
     "read_debunk_file",
@@ -301,6 +302,18 @@ def _same(row: Any, values: Mapping[str, Any]) -> bool:
     return all(getattr(row, k) == v for k, v in values.items())
 
 
+def insert_new_debunks(session: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Insert debunk rows whose claim is not in the library; the claim keys this call inserted.
+    Another import may add the same claim between our look-up and the insert: its row stays, and
+    the key is not ours (RETURNING says which rows were written; rowcount cannot, psycopg gives -1
+    for an executemany)."""
+    if not rows:
+        return set()
+    stmt = (upsert_insert(session, Debunk.__table__).on_conflict_do_nothing(index_elements=["dedup_key"])
+            .returning(Debunk.__table__.c.dedup_key))
+    return set(session.scalars(stmt, list(rows)).all())
+
+
 def upsert_debunks(
     session: Session, items: Sequence[Mapping[str, Any] | DebunkIn], *, created_by: int | None = None
 ) -> ImportResult:
@@ -325,16 +338,14 @@ def upsert_debunks(
         if k not in existing
     ]
     changed = [(existing[k], v) for k, v in batch.items() if k in existing and not _same(existing[k], v)]
-    if fresh:
-        session.execute(upsert_insert(session, Debunk.__table__).on_conflict_do_nothing(index_elements=["dedup_key"]), fresh)
+    fresh_keys = insert_new_debunks(session, fresh)
     for row, values in changed:
         session.execute(update(Debunk).where(Debunk.id == row.id).values(
             **values, updated_at=now, search_tokens=row_tokens("debunks", values)))
-    result.new = len(fresh)
+    result.new = len(fresh_keys)
     result.updated = len(changed)
-    result.unchanged = len(batch) - len(fresh) - len(changed)
+    result.unchanged = len(batch) - len(fresh_keys) - len(changed)
     touched: list[int] = [row.id for row, _ in changed]
-    fresh_keys = {v["dedup_key"] for v in fresh}
     for start in range(0, len(keys), _CHUNK):
         for row_id, key in session.execute(
             select(Debunk.id, Debunk.dedup_key).where(Debunk.dedup_key.in_(keys[start : start + _CHUNK]))

@@ -16,6 +16,7 @@ from nlp.debunks import (
     create_debunk,
     delete_debunk,
     import_debunks,
+    insert_new_debunks,
     list_debunks,
     read_debunk_file,
     update_debunk,
@@ -35,6 +36,26 @@ def test_yaml_import_is_idempotent(session: Session) -> None:
     assert session.scalar(select(func.count()).select_from(Debunk)) == first.new
     row = session.scalar(select(Debunk).where(Debunk.publisher == "青禾县水务局"))
     assert row is not None and "自来水" in row.claim and row.published_at.tzinfo is not None
+
+
+def test_a_claim_another_import_added_meanwhile_is_not_counted_new(session: Session, monkeypatch) -> None:
+    """Two imports racing: the other one inserts the claim between our look-up and our insert.
+    Nothing is duplicated and the claim is reported unchanged, not new (psycopg's rowcount is -1
+    for the insert, so only RETURNING can say which rows were ours)."""
+    import nlp.debunks as debunks
+
+    claim = "网传石桥村水源被化工厂污染"
+    row = {"claim": claim, "refutation": "经检测水质达标。", "publisher": "镇政府"}
+
+    def racing_insert(s: Session, rows):
+        insert_new_debunks(s, rows)  # the other process's import wins the race
+        return insert_new_debunks(s, rows)
+
+    monkeypatch.setattr(debunks, "insert_new_debunks", racing_insert)
+    result = debunks.upsert_debunks(session, [row])
+    assert (result.new, result.unchanged) == (0, 1)
+    assert session.scalar(select(func.count()).select_from(Debunk)) == 1
+    assert len(result.ids) == 1
 
 
 def test_csv_import_updates_changed_rows_and_reports_bad_ones(session: Session, tmp_path) -> None:
