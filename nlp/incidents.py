@@ -696,6 +696,13 @@ def _lookups(session: Session, index: IncidentIndex, rows: Sequence[Any], story_
     )
 
 
+def _fake_notice(f: PostFacts, hit: Any) -> PostFacts:
+    """A "notice" that states a claim of the debunk library is the rumor dressed as a notice (a
+    fake 燃气公司 notice charging 200元 for an alarm, a forged 红头文件): it spreads the claim, so it
+    is a claim. A refutation matching its debunk restates what it denies and stays one."""
+    return f._replace(role="claim") if f.role == "notice" and hit is not None else f
+
+
 def incidents_stage(ctx: Any, batch: Any) -> None:
     """nlp.pipeline stage: each post's role and incident; incidents founded and their stats.
 
@@ -708,11 +715,12 @@ def incidents_stage(ctx: Any, batch: Any) -> None:
     facts: list[PostFacts] | None = batch.extra(STAGE_NAME)
     if facts is None:
         facts = incidents_text_part(ctx)(batch.norm, [r.context for r in rows])
+    debunks = batch.debunks
+    facts = [_fake_notice(f, hit) for f, hit in zip(facts, debunks, strict=True)]
     ids = [r.id for r in rows]
     before, seen = _previous(session, ids)
     terms, idfs, probes = _post_terms(index, facts, [i not in seen for i in ids])
     story_ids = batch.story_ids or [r.story_id for r in rows]
-    debunks = batch.debunks
     lookups = _lookups(session, index, rows, story_ids)
     pictures = lookups.pictures = ctx.state.setdefault("incidents_pictures", PictureIncidents())
     pictures.prepare(session, index, ids)

@@ -79,6 +79,26 @@ def test_two_villages_stay_apart(db: Session, rumor_model: Any) -> None:
     assert a is not None and b is not None and a != b
 
 
+def test_a_notice_stating_a_debunked_claim_is_a_claim_of_a_rumor_matter(db: Session, rumor_model: Any) -> None:
+    """A fake notice (the rumor dressed as one) reads as a notice to the role model; stating a
+    claim of the debunk library makes it a claim, and its matter a rumor. A true notice and a
+    refutation stay what they are."""
+    from nlp.debunks import DebunkIn, create_debunk
+
+    create_debunk(db, DebunkIn(claim="燃气公司要求每户有偿更换燃气报警器，不换就停止供气",
+                               refutation="燃气公司入户安全检查一律免费，不强制更换报警器。", publisher="燃气公司"))
+    run(db, rumor_model, [
+        msg("青禾燃气公司紧急通知：根据上级安全要求，所有用户必须在11月20日前更换新型燃气报警器，每户收费200元，"
+            "不按时更换的将停止供气。", 1, "qh-1"),
+        msg("【通知】青禾燃气公司将于11月15日至11月30日对东湾村片区开展免费入户安全检查，请居民配合。", 2, "dw-1", 30),
+        msg("燃气公司辟谣了：入户检查是免费的，不强制更换报警器，收费换报警器的是骗子。", 3, "lsc-1", 60),
+    ])
+    fake, true_notice, refutation = post_of(db, "m1"), post_of(db, "m2"), post_of(db, "m3")
+    assert (fake.role, true_notice.role, refutation.role) == ("claim", "notice", "refutation")
+    inc = db.get(Incident, fake.incident_id)
+    assert inc is not None and inc.kind == "rumor" and inc.debunk_id is not None
+
+
 def test_a_question_right_after_a_claim_joins_it_and_alone_starts_nothing(db: Session, rumor_model: Any) -> None:
     run(db, rumor_model, [
         msg("听说东湾村明天开始停水三天，赶紧存水", 1, "dw-1"),
