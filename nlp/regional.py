@@ -1,7 +1,8 @@
 """Regional chat words in their common Mandarin form, for the role rules and the role model.
 
 Township chats are written as people speak: southwestern 莫得/晓得/啥子/啷个/屋头, northeastern
-咋整/嘎哈/俺, Cantonese-influenced 冇/唔系/佢/嘅/边度, Wu-influenced 阿拉/侬/伐/呒没/事体. The role
+咋整/嘎哈/俺/扯犊子, central plains 木有/弄啥嘞/恁们, Cantonese-influenced 冇/唔系/佢/嘅/边度/系咪, Wu-
+influenced 阿拉/侬/伐/呒没/事体/覅, Minnan 无影/敢是/歹势/免惊/代志. The role
 cues (`nlp.cues.ROLE_CUES`) are written in common Mandarin and the role model learns character
 n-grams of the townships it was trained on, so a denial in 冇呢回事 or a question ending in 伐 is
 missed in a township that writes that way. `plain_mandarin` rewrites the function words (not the
@@ -10,7 +11,8 @@ content words: a matter is named the same way everywhere) before either looks at
 The table is our own, written for this project. Every replacement is idempotent (no output contains
 a source), so text that has been through it passes through unchanged, and only multi-character
 words or words that are not also common Mandarin are mapped ("系" alone is 是 in Cantonese but
-关系/系统 in Mandarin: only the unambiguous 系唔系/唔系 are).
+关系/系统 in Mandarin: only the unambiguous 系唔系/唔系 are). Left out on purpose, being Mandarin too:
+伊拉 (伊拉克), 会使 (这会使), 么个 (怎么个), 听日 (听日本人说), 有影 (有影响), 嘎嘎 (laughter).
 """
 
 from __future__ import annotations
@@ -36,6 +38,23 @@ REGIONAL_WORDS: dict[str, str] = {
     # Wu-influenced (Shanghai, Zhejiang, south Jiangsu)
     "阿拉": "我们", "侬": "你", "呒没": "没有", "事体": "事", "交关": "很", "明朝": "明天",
     "吓煞": "吓死", "阿是": "是不是", "晓得伐": "知道吗",
+    "覅": "不要", "勿是": "不是", "弗是": "不是", "勿要": "不要", "弗要": "不要",
+    "哪能": "怎么", "啥个": "什么", "辰光": "时候", "昨日": "昨天", "勿晓得": "不知道", "弗晓得": "不知道",
+    # central plains and Shandong (Henan, Shandong, north Anhui, north Jiangsu)
+    "木有": "没有", "弄啥嘞": "干啥", "弄啥哩": "干啥", "得劲": "舒服", "夜儿个": "昨天", "夜个": "昨天",
+    "今儿个": "今天", "明儿个": "明天", "恁们": "你们", "恁家": "你家", "俺娘": "我妈", "中不中": "行不行",
+    "瞎咧咧": "胡说", "胡咧咧": "胡说", "瞎胡扯": "胡扯",
+    # more northeastern
+    "净扯犊子": "胡扯", "扯犊子": "胡扯", "净扯": "胡扯", "瞎白话": "胡说", "咋地": "怎么了", "埋汰": "脏",
+    # Min (Minnan: Fujian, Taiwan, Chaoshan; Hokkien as typed in characters)
+    "无影无踪": "不见踪影", "无影": "没有这回事", "嘸影": "没有这回事", "有影无影": "是真是假",
+    "敢是": "是不是", "毋是": "不是", "毋知": "不知道", "唔知": "不知道", "嘸知": "不知道",
+    "歹势": "不好意思", "拍谢": "不好意思", "免惊": "别怕", "惊死": "吓死", "按怎": "怎么", "安怎": "怎么",
+    "啥物": "什么", "佗位": "哪里", "代志": "事", "囡仔": "孩子", "阮兜": "我家", "阮厝": "我家", "厝内": "家里",
+    "袂使": "不行", "毋通": "不要", "嘸通": "不要", "嘸": "没有",
+    # Hakka and more Cantonese (Guangdong, Guangxi, Hong Kong)
+    "系咪": "是不是", "真系": "真的", "唔使": "不用", "唔会": "不会", "唔得": "不行", "点算": "怎么办",
+    "琴日": "昨天", "寻日": "昨天", "睇到": "看到",
 }
 # Sentence-final 伐 asks (Wu): "明朝停电伐" -> "明天停电吗"; particles after a spoken yes-no tag
 # ("还去学校不嘛", "来水没哦") only soften it: "…不" / "…没" then asks as the rules expect.

@@ -410,6 +410,12 @@ def test_a_lament_on_a_question_word_does_not_ask(text: str) -> None:
     ("莫信 啥子事都莫得", "别信 啥事都没得"),
     ("那娃儿明天还去学校不嘛", "那孩子明天还去学校不"),
     ("咋整啊", "咋办啊"),
+    ("无影啦 免惊", "没有这回事啦 别怕"),
+    ("净扯犊子 木有封路", "胡扯 没有封路"),
+    ("系咪真系要封村", "是不是真的要封村"),
+    # words that are Mandarin too stay as they are
+    ("消失得无影无踪", "消失得不见踪影"),
+    ("这会使大家担心 有影响吗 怎么个事", "这会使大家担心 有影响吗 怎么个事"),
     ("今天天气真好 大家出来晒太阳吧", "今天天气真好 大家出来晒太阳吧"),
 ])
 def test_regional_function_words_read_as_common_mandarin(text: str, plain: str) -> None:
@@ -419,12 +425,13 @@ def test_regional_function_words_read_as_common_mandarin(text: str, plain: str) 
     assert plain_mandarin(plain) == plain  # idempotent: training and scoring may both pass it
 
 
-@pytest.mark.parametrize("text", ["冇呢回事 我啱啱问咗居委", "阿拉问过了 呒没这桩事体", "我刚问了村委 莫得这回事"])
+@pytest.mark.parametrize("text", ["冇呢回事 我啱啱问咗居委", "阿拉问过了 呒没这桩事体", "我刚问了村委 莫得这回事",
+                                  "无影啦 阮问过村里了", "净扯犊子 根本没封路", "木有这回事 俺刚去镇上看了"])
 def test_informed_denials_in_regional_speech_refute(text: str) -> None:
     assert role_rules(normalize(text)) == ("refutation", pytest.approx(0.85))
 
 
-@pytest.mark.parametrize("text", ["侬晓得伐 明朝阿要停水伐", "那娃儿明天还去学校不嘛", "系唔系真嘅"])
+@pytest.mark.parametrize("text", ["侬晓得伐 明朝阿要停水伐", "那娃儿明天还去学校不嘛", "系唔系真嘅", "系咪真系要封村"])
 def test_regional_questions_ask(text: str) -> None:
     ruled = role_rules(normalize(text))
     assert ruled is not None and ruled[0] == "question"
