@@ -867,7 +867,11 @@ def match_open_incidents(
             cur = best.get(r.incident_id)
             if cur is None or h.similarity > cur.similarity:
                 best[r.incident_id] = h
-    return _point_incidents(session, best)
+    changed = _point_incidents(session, best)
+    # Matters none of whose posts matched alone: compared with the debunks as a whole.
+    from nlp.incident_debunks import link_incidents  # it imports this module's place parents
+
+    return changed + link_incidents(session, debunk_ids=ids, parents=matcher.place_parents)
 
 
 def unlink_open_incidents(session: Session, debunk_id: int) -> int:

@@ -85,6 +85,7 @@ from core.tables import Incident, Post, utcnow
 from core.tips import tipline_group_id
 from nlp.anchors import Anchors, anchors_conflict
 from nlp.bulk import constant
+from nlp.incident_debunks import link_incidents
 from nlp.incident_index import (
     CONVERSATION,
     RECENT_PER_GROUP,
@@ -816,6 +817,8 @@ def _fold_stats(ctx: Any, batch: Any, index: IncidentIndex, placed: list[_Open |
     if new:
         _insert(session, index, new)
         members.update((inc.id, founded.get(inc, [])) for inc in new if inc.id is not None)
+        # New incidents are written whole here, not by a flush: the end of the run links them too.
+        ctx.state.setdefault("incidents_touched", set()).update(inc.id for inc in new if inc.id is not None)
     new_set = set(new)
     changed = {inc.id: inc for inc in touched if inc.id is not None and inc not in new_set}
     changed |= {i: index.open[i] for i in left if i in index.open and i not in changed}
@@ -829,7 +832,7 @@ def _fold_stats(ctx: Any, batch: Any, index: IncidentIndex, placed: list[_Open |
     index.dirty.update((iid, inc) for iid, inc in changed.items() if iid not in emptied)
     index.batches += 1
     if index.batches % FLUSH_BATCHES == 0:
-        _flush(session, index, ctx.now)
+        ctx.state.setdefault("incidents_touched", set()).update(_flush(session, index, ctx.now))
     ctx.count("incidents_new", len(new))
     ctx.count("incidents_updated", len(changed))
 
@@ -871,12 +874,15 @@ def incidents_finish(ctx: Any) -> None:
     """End of the run: write the stats of the incidents changed since the last flush."""
     index = ctx.state.get("incidents_index")
     if index is not None:
-        _flush(ctx.session, index, ctx.now)
+        ctx.state.setdefault("incidents_touched", set()).update(_flush(ctx.session, index, ctx.now))
     if index is not None and index.grams.unsaved:
         index.grams.save(ctx.session)
+    touched = ctx.state.pop("incidents_touched", set())
+    if touched:
+        ctx.count("incidents_debunk_linked", link_incidents(ctx.session, incident_ids=sorted(touched), now=ctx.now))
 
 
-def _flush(session: Session, index: IncidentIndex, now: dt.datetime) -> None:
+def _flush(session: Session, index: IncidentIndex, now: dt.datetime) -> set[int]:
     """Write the stats, profile and status of the incidents changed since the last flush.
 
     An incident a hot rumor keeps touching is rewritten once per FLUSH_BATCHES batches and at the
@@ -896,6 +902,7 @@ def _flush(session: Session, index: IncidentIndex, now: dt.datetime) -> None:
         extra[iid] = {"centroid": _packed(inc), "status": "active" if active else "dormant"}
     write_stats(session, stats, extra=extra, now=now)
     index.dirty.clear()
+    return set(stats)
 
 
 def _packed(inc: _Open) -> bytes:

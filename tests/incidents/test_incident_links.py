@@ -4,14 +4,16 @@ two open incidents are one matter (they merge; two villages never do)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from core.tables import Incident, IncidentConstraint, Post
+from core.tables import DebunkMatch, Incident, IncidentConstraint, Post
+from nlp.pipeline import analyze
 from tests.incidents.conftest import msg
-from tests.incidents.test_incident_stage import incident_of, post_of, run, snapshot
+from tests.incidents.test_incident_stage import NOW, incident_of, post_of, run, snapshot
 
 KINDER_QUESTION = msg("各位家长 听说幼儿园中午饭有问题 好多孩子拉肚子住院了 真的吗？？", 1, "qh-1", 0)
 KINDER_CLAIM = msg("转发：青禾镇中心幼儿园食物中毒 二十多个娃送到县医院抢救 家长快去", 2, "qh-2", 2)
@@ -163,3 +165,67 @@ def test_clauses_run_together_name_no_place() -> None:
     assert "没事村" not in anchors_of(normalize("东湾没事 村支书说了是谣言")).places
     assert "一倍老街超市" not in anchors_of(normalize("涨一倍 老街超市已经被抢空了")).names
     assert "东湾村" in anchors_of(normalize("东湾村的自来水被化工厂污染了")).places
+
+
+# --------------------------------------------------------------------------- a matter linked to its debunk as a whole
+KID_DEBUNK = ("石岭小学放学时有白色面包车在校门口拉走小孩",
+              "经派出所民警现场核实，当日在石岭小学门口停放的白色面包车系校服厂家送货车辆，司机等候学校签收，"
+              "未发生拉扯、拐带学生的情况，也没有学生走失。")
+KID_EVENING: list[tuple[str, int, str, int, int | None]] = [
+    ("石岭小学门口有人抢娃娃 看紧点", 1, "qh-1", 0, None),
+    ("哪个班的娃 报警没有", 2, "qh-1", 1, None),
+    ("家长群里都在说 石岭小学门口那辆白车是拐娃娃的", 3, "qh-2", 4, None),
+    ("我孙女在石岭小学 真有人拉走小孩吗", 4, "qh-2", 5, None),
+    ("派出所的人去看过了 那个白色面包车是校服厂家送货的 司机在等学校签收 没有拐带学生", 5, "qh-1", 20, 1),
+]
+
+
+def _kid_matter(db: Session, rumor_model: Any, school: str = "石岭小学", leave_out: int | None = None) -> int:
+    run(db, rumor_model, [msg(t.replace("石岭小学", school), n, g, minute, reply_to=parent)
+                          for t, n, g, minute, parent in KID_EVENING if n != leave_out])
+    incident = incident_of(db, "m1")
+    assert incident is not None
+    assert {incident_of(db, f"m{n}") for n in range(2, 6) if n != leave_out} == {incident}
+    return incident
+
+
+def test_a_debunk_no_single_post_matches_links_the_matter_as_a_whole(db: Session, rumor_model: Any) -> None:
+    """The office's refutation names the school, the white van, the pupils; no chat line says
+    enough of it to match alone, the matter's lines together do. A debunk added while the matter
+    is open reaches it at once."""
+    from nlp.debunks import DebunkIn, create_debunk
+
+    incident = _kid_matter(db, rumor_model)
+    row = create_debunk(db, DebunkIn(claim=KID_DEBUNK[0], refutation=KID_DEBUNK[1], publisher="青禾镇派出所"))
+    db.commit()
+    inc = db.get(Incident, incident)
+    assert inc is not None and inc.debunk_id == row.id
+    methods = set(db.scalars(select(DebunkMatch.method).where(DebunkMatch.debunk_id == row.id)))
+    assert methods == {"incident"}, db.execute(select(DebunkMatch.post_id, DebunkMatch.method)).all()
+    analyze(db, model=rumor_model, workers=0, now=NOW + dt.timedelta(minutes=5))  # a recount keeps it
+    db.expire_all()
+    assert db.get(Incident, incident).debunk_id == row.id
+
+
+def test_a_debunk_in_the_library_links_a_matter_formed_later(db: Session, rumor_model: Any) -> None:
+    from nlp.debunks import DebunkIn, create_debunk
+
+    row = create_debunk(db, DebunkIn(claim=KID_DEBUNK[0], refutation=KID_DEBUNK[1], publisher="青禾镇派出所"))
+    db.commit()
+    # Without the grandmother's question, which the claim matcher pairs with the debunk's claim alone.
+    incident = _kid_matter(db, rumor_model, leave_out=4)
+    inc = db.get(Incident, incident)
+    assert inc is not None and inc.debunk_id == row.id and inc.kind == "rumor"
+    methods = set(db.scalars(select(DebunkMatch.method).where(DebunkMatch.debunk_id == row.id)))
+    assert methods == {"incident"}, db.execute(select(DebunkMatch.post_id, DebunkMatch.method)).all()
+
+
+def test_a_debunk_about_another_village_never_links_by_its_words(db: Session, rumor_model: Any) -> None:
+    from nlp.debunks import DebunkIn, create_debunk
+
+    incident = _kid_matter(db, rumor_model, school="东湾村小学")
+    create_debunk(db, DebunkIn(claim=KID_DEBUNK[0].replace("石岭小学", "柳树村小学"),
+                               refutation=KID_DEBUNK[1].replace("石岭小学", "柳树村小学"), publisher="青禾镇派出所"))
+    db.commit()
+    inc = db.get(Incident, incident)
+    assert inc is not None and inc.debunk_id is None
