@@ -200,10 +200,12 @@ def link_incidents(
     incident_ids: Sequence[int] | None = None,
     debunk_ids: Sequence[int] | None = None,
     parents: Mapping[str, frozenset[str]] | None = None,
+    freq: GramFreq | None = None,
     now: dt.datetime | None = None,
 ) -> int:
     """Link active incidents that have no debunk (these, or all) to the debunks (these, or the
-    whole active library) they state as a whole. Returns the number of incidents linked."""
+    whole active library) they state as a whole. ``freq``: the stream's bigram frequencies when
+    the caller holds them (the incident stage does). Returns the number of incidents linked."""
     incidents = _incidents(session, incident_ids)
     if not incidents:
         return 0
@@ -221,7 +223,7 @@ def link_incidents(
         return 0
     every = np.unique(np.concatenate([x.grams for x in (*sides, *debunks)]))
     column = {g: k for k, g in enumerate(every.tolist())}
-    idf = GramFreq.load(session).idf(every)
+    idf = (freq or GramFreq.load(session)).idf(every)
     by_debunk = {d.key: d for d in debunks}
     stamp = now or utcnow()
     linked = 0

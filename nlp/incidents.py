@@ -880,7 +880,8 @@ def incidents_finish(ctx: Any) -> None:
     touched = ctx.state.pop("incidents_touched", set())
     if touched:
         t0 = time.perf_counter()
-        ctx.count("incidents_debunk_linked", link_incidents(ctx.session, incident_ids=sorted(touched), now=ctx.now))
+        ctx.count("incidents_debunk_linked", link_incidents(
+            ctx.session, incident_ids=sorted(touched), freq=index.grams if index is not None else None, now=ctx.now))
         ctx.timings["incidents.debunk_link"] = ctx.timings.get("incidents.debunk_link", 0.0) + time.perf_counter() - t0
 
 
