@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,7 +50,7 @@ MIN_SHARED = 4  # bigrams in common at least
 POSTS_READ = 40  # stating posts of an incident read (its first ones: the claim and what followed)
 LINKED_ROLES = ("claim", "question", "refutation", "complaint")  # posts whose words state the matter
 HOLDER_ROLES = ("claim", "question", "complaint")  # a post that can carry the link (never a refutation)
-MIN_POSTS = 2  # a matter of one post was compared with the library when that post was analysed
+RECENT_INCIDENTS = 2000  # a debunk added is compared with this many matters, the latest talked about
 _CHUNK = 500
 
 
@@ -68,21 +68,33 @@ def _grams(texts: Iterable[str]) -> np.ndarray:
     return np.fromiter(sorted(out), dtype=np.int64, count=len(out))
 
 
-def _solid(a: Anchors) -> Anchors:
-    """Places and amounts: what tells two matters apart reliably (see nlp.incident_merge)."""
-    return Anchors(a.places, frozenset(), a.amounts, frozenset())
+def _conflict(debunk: Anchors, incident: Anchors, parents: Mapping[str, frozenset[str]]) -> bool:
+    """Whether the debunk's claim is about another place or amount than the matter. The matter's
+    anchors are the union over its posts (retellings name the village, the county, a neighbour's
+    amount), so it conflicts only when none of its places or amounts agrees with the debunk's:
+    东湾村 vs 柳树村, 800元 vs 500元 (a place inside the other agrees: 石桥村 in 青禾镇)."""
+    return _none_agree(debunk.places, incident.places, lambda x: Anchors(places=frozenset({x})), parents) \
+        or _none_agree(debunk.amounts, incident.amounts, lambda x: Anchors(amounts=frozenset({x})), parents)
 
 
-def _conflict(a: Anchors, b: Anchors, parents: Mapping[str, frozenset[str]]) -> bool:
-    sa, sb = _solid(a), _solid(b)
-    return bool(sa and sb and anchors_conflict(sa, sb, parents))
+def _none_agree(a: frozenset[str], b: frozenset[str], wrap: Callable[[str], Anchors],
+                parents: Mapping[str, frozenset[str]]) -> bool:
+    """Both name some, none of ``a`` agrees with one of ``b``, and some pair disagrees (two
+    amounts in other units neither agree nor disagree)."""
+    if not a or not b or a & b:
+        return False
+    clash = [anchors_conflict(wrap(x), wrap(y), parents) for x in a for y in b]
+    return any(clash) and all(clash)
 
 
 def _incidents(session: Session, incident_ids: Sequence[int] | None) -> dict[int, Incident]:
     q = select(Incident).where(Incident.status == "active", Incident.debunk_id.is_(None),
-                               Incident.kind != "notice", Incident.post_count >= MIN_POSTS)
+                               Incident.kind != "notice")
     if incident_ids is None:
-        return {i.id: i for i in session.scalars(q)}
+        # A debunk just added: the matters talked about most lately (the analysis links the
+        # others as they go on), at most RECENT_INCIDENTS of them, so adding one stays a short request.
+        recent = q.order_by(Incident.last_seen.desc(), Incident.id.desc())
+        return {i.id: i for i in session.scalars(recent.limit(RECENT_INCIDENTS))}
     out: dict[int, Incident] = {}
     ids = sorted(set(incident_ids))
     for start in range(0, len(ids), _CHUNK):
@@ -112,7 +124,18 @@ def _debunks(session: Session, debunk_ids: Sequence[int] | None) -> list[_Side]:
     out = []
     for did, claim, refutation in session.execute(q.order_by(Debunk.id)):
         text = normalize(f"{claim} {refutation or ''}")
-        out.append(_Side(did, _grams([text]), anchors_of(text)))
+        # What the debunk is about is its claim's place and amounts; the refutation may name others
+        # (the office, the real cause, a fee that is not charged).
+        out.append(_Side(did, _grams([text]), anchors_of(normalize(claim))))
+    return out
+
+
+def _anchors(incident: Incident, posts: list[tuple[int, str, str]]) -> Anchors:
+    """What the matter names: its stored anchors and those of the posts read (a matter written
+    before its anchors were kept, or whose stored list was cut at its most frequent)."""
+    out = Anchors.from_dict(incident.anchors or {})
+    for _pid, _role, text in posts:
+        out = out.union(anchors_of(text))
     return out
 
 
@@ -143,32 +166,32 @@ def _scores(debunks: Sequence[_Side], incidents: Sequence[_Side], idf: np.ndarra
 def _best_pairs(debunks: Sequence[_Side], incidents: Sequence[_Side], idf: np.ndarray, column: dict[int, int],
                 parents: Mapping[str, frozenset[str]]) -> list[tuple[int, int, float]]:
     """(debunk, incident, score) pairs that clear the score and lead over their runners-up on
-    both sides; anchors that conflict rule a pair out (checked on the pairs that would link, in
-    order, so a conflicting best gives way to the next)."""
+    both sides (the next incident for this debunk, the next debunk for this incident). A pair
+    whose anchors conflict scores nothing, and is nobody's runner-up."""
     if not debunks or not incidents:
         return []
     scores = np.zeros((len(debunks), len(incidents)))
     for start in range(0, len(incidents), _CHUNK):
         scores[:, start:start + _CHUNK] = _scores(debunks, incidents[start:start + _CHUNK], idf, column)
+    for r, d in enumerate(debunks):
+        for c in np.flatnonzero(scores[r] >= LINK_SCORE / LINK_LEAD).tolist():
+            if _conflict(d.anchors, incidents[c].anchors, parents):
+                scores[r, c] = 0.0
     pairs = []
     for r, d in enumerate(debunks):
-        row = scores[r]
-        while True:
-            c = int(np.argmax(row))
-            top = float(row[c])
-            if top < LINK_SCORE:
-                break
-            if _conflict(d.anchors, incidents[c].anchors, parents):
-                row = row.copy()
-                row[c] = 0.0
-                scores[r, c] = 0.0
-                continue
-            row_next = float(np.partition(row, -2)[-2]) if len(row) > 1 else 0.0
-            col_next = float(np.partition(scores[:, c], -2)[-2]) if len(debunks) > 1 else 0.0
-            if top >= LINK_LEAD * row_next and top >= LINK_LEAD * col_next:
-                pairs.append((d.key, incidents[c].key, top))
-            break
+        order = np.argsort(-scores[r], kind="stable")[:2].tolist()
+        top = [float(scores[r, c]) for c in order] + [0.0]
+        best = order[0]
+        if top[0] >= LINK_SCORE and top[0] >= LINK_LEAD * top[1] \
+                and top[0] >= LINK_LEAD * _next_in_column(scores, r, best):
+            pairs.append((d.key, incidents[best].key, top[0]))
     return pairs
+
+
+def _next_in_column(scores: np.ndarray, row: int, col: int) -> float:
+    """The best score of another debunk for incident ``col``."""
+    column = np.delete(scores[:, col], row)
+    return float(column.max()) if column.size else 0.0
 
 
 def _holder(posts: list[tuple[int, str, str]], debunk: _Side, idf: np.ndarray, column: dict[int, int]) -> int | None:
@@ -217,7 +240,7 @@ def link_incidents(
 
         parents = gazetteer_place_parents()
     posts = _posts(session, sorted(incidents))
-    sides = [_Side(iid, _grams(t for _p, _r, t in posts[iid]), Anchors.from_dict(incidents[iid].anchors or {}))
+    sides = [_Side(iid, _grams(t for _p, _r, t in posts[iid]), _anchors(incidents[iid], posts[iid]))
              for iid in sorted(incidents) if posts.get(iid)]
     if not sides:
         return 0
@@ -227,7 +250,8 @@ def link_incidents(
     by_debunk = {d.key: d for d in debunks}
     stamp = now or utcnow()
     linked = 0
-    for did, iid, score in _best_pairs(debunks, sides, idf, column, parents):
+    pairs = _best_pairs(debunks, sides, idf, column, parents)
+    for did, iid, score in pairs:
         holder = _holder(posts[iid], by_debunk[did], idf, column)
         if holder is None:
             continue
