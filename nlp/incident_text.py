@@ -98,17 +98,7 @@ _HOOK_PHRASES = (
     "哪来的消息", "听谁说的", "听说", "据说", "有人说", "群里都在传", "都在传", "大家注意", "吓死我了", "吓死了",
     "天哪", "我的妈呀", "不会吧", "别瞎说", "别乱传", "别信谣", "不信谣不传谣", "请勿转发", "有人知道吗",
 )
-# The frame of an official text, in any notice or fake notice whatever it is about ("根据上级文件精神",
-# "进行登记" / "进行维修", "请相互转告"): a notice about bridge works and a subsidy scam dressed as a
-# notice share these and nothing else.
-_FRAME_PHRASES = ("根据上级", "文件精神", "进行", "特此通知", "请各位", "相互转告", "届时", "现将", "如下")
-# Digits next to digits or date marks ("11", "1月", "5日", "8点"): any two texts written in one month
-# share them. Dates and amounts that do tell matters apart (800元, 12月5日) are anchors (nlp.anchors).
-_DIGITS = "0123456789"
-_DATE_MARKS = "月日号点时分年天周"
-_NUMBER_GRAMS = tuple(a + b for a in _DIGITS for b in _DIGITS + _DATE_MARKS) + tuple(
-    a + b for a in _DATE_MARKS for b in _DIGITS)
-HOOK_GRAMS = frozenset(g for phrase in (*_HOOK_PHRASES, *_FRAME_PHRASES, *_NUMBER_GRAMS) for g in grams_of(phrase))
+HOOK_GRAMS = frozenset(g for phrase in _HOOK_PHRASES for g in grams_of(phrase))
 
 
 # Characters that never begin a village's or town's own name but often precede 村/镇 in a sentence:
