@@ -567,9 +567,10 @@ def snap_to_words(term: str, text: str, ends: list[int]) -> str:
         i = bisect_right(ends, at)
         j = bisect_left(ends, at + len(term))
         if j < len(ends):
-            starts = [0, *ends]
-            snapped = _longest_piece(text[starts[i] : ends[j]])
+            # word n starts where word n - 1 ends (the first at 0)
+            snapped = _longest_piece(text[ends[i - 1] if i else 0 : ends[j]])
             if not snapped or len(snapped) > _SNAP_LIMIT:
+                starts = [0, *ends]
                 covered = [(min(ends[n], at + len(term)) - max(starts[n], at), text[starts[n] : ends[n]])
                            for n in range(i, j + 1)]
                 snapped = _longest_piece(max(covered, key=_overlap_size)[1])
