@@ -589,15 +589,16 @@ def _post_terms(index: IncidentIndex, facts: Sequence[PostFacts], fresh: Sequenc
     at = at[np.lexsort((at, -idf[at], owner[at]))]
     starts = np.searchsorted(owner[at], np.arange(len(facts) + 1))
     at = at[np.arange(len(at)) - starts[owner[at]] < POST_TERMS]
-    bounds = np.searchsorted(owner[at], np.arange(len(facts) + 1)).tolist()
     gram_list, idf_list = flat[at].tolist(), idf[at].tolist()
-    seen_list = (index.grams.df[flat[at]] > 1.5).tolist()
-    terms, idfs, probes = [], [], []
-    for lo, hi in itertools.pairwise(bounds):
-        g, w = gram_list[lo:hi], idf_list[lo:hi]
-        terms.append(g)
-        idfs.append(w)
-        probes.append([(g[j], w[j]) for j in range(hi - lo) if seen_list[lo + j]][:PROBE_TERMS])
+    bounds = list(itertools.pairwise(np.searchsorted(owner[at], np.arange(len(facts) + 1)).tolist()))
+    terms = [gram_list[lo:hi] for lo, hi in bounds]
+    idfs = [idf_list[lo:hi] for lo, hi in bounds]
+    # The probe: the first PROBE_TERMS of those that some other post has too.
+    seen = at[index.grams.df[flat[at]] > 1.5]
+    starts = np.searchsorted(owner[seen], np.arange(len(facts) + 1))
+    seen = seen[np.arange(len(seen)) - starts[owner[seen]] < PROBE_TERMS]
+    pairs = list(zip(flat[seen].tolist(), idf[seen].tolist(), strict=True))
+    probes = [pairs[lo:hi] for lo, hi in itertools.pairwise(np.searchsorted(owner[seen], np.arange(len(facts) + 1)).tolist())]
     return terms, idfs, probes
 
 
