@@ -659,15 +659,18 @@ def _upsert_scores(
             )
         conn.execute(table.insert().values(model_version_id=None, scored_at=scored_at), rows)
         return
+    # Named binds, so nlp.bulk.executemany can run it: SQLAlchemy's general executemany path
+    # processed every row's five values one by one (a third of the write stage's Python work).
+    cols = list(rows[0])
     ins = upsert_insert(session, table).values(
-        model_version_id=model_version_id, scored_at=scored_at
+        {c: bindparam(f"_{c}") for c in cols} | {"model_version_id": model_version_id, "scored_at": scored_at}
     )
     stmt = ins.on_conflict_do_update(
         index_elements=["post_id", "model_version_id"],
         set_={c: ins.excluded[c] for c in ("rumor_probability", "raw_probability", "label", "explanation",
                                            "scored_at")},
     )
-    conn.execute(stmt, rows)
+    executemany(conn, stmt, [{f"_{c}": r[c] for c in cols} for r in rows])
 
 
 # ----------------------------------------------------------------------------- the model registry
