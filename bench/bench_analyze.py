@@ -201,7 +201,7 @@ def cold_load(runs: int = 3) -> dict[str, dict[str, float]]:
 
 TEXT_STEPS = ("normalize", "classify_explain", "signatures", "debunks", "story_prep", "incidents.text")
 MAIN_STEPS = ("load_indexes", "start_workers", "read", "text_main", "stories", "incidents", "write", "commit",
-              "prevalence")
+              "collect", "prevalence")
 
 
 def shares(timings: dict[str, float]) -> dict[str, dict[str, float]]:

@@ -49,7 +49,7 @@ def executemany(conn: Connection, stmt: UpdateBase, rows: Sequence[Mapping[str, 
     if not rows:
         return
     dialect = conn.dialect
-    compiled = stmt.compile(dialect=dialect)
+    compiled = stmt.compile(dialect=dialect, for_executemany=True)  # no implicit RETURNING of an INSERT
     names = list(compiled.positiontup or []) if compiled.positional else list(compiled.binds)
     # Python-side defaults (e.g. an ``onupdate`` stamp the statement does not set) are computed by
     # SQLAlchemy per execution: such statements take the ordinary path.

@@ -70,6 +70,7 @@ dormant at the start of a run (a story, reply or staff link to one reopens it).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import re
 import time
@@ -568,6 +569,9 @@ def _paraphrase(ctx: Any) -> Any:
     return ctx.state["incidents_paraphrase"]
 
 
+_HOOK_ARRAY = np.fromiter(sorted(HOOK_GRAMS), dtype=np.int64)
+
+
 def _post_terms(index: IncidentIndex, facts: Sequence[PostFacts], fresh: Sequence[bool]
                 ) -> tuple[list[list[int]], list[list[float]], list[list[tuple[int, float]]]]:
     """Each post's rarest bigrams (rarest first) with their IDF, and its probe: the rarest of
@@ -575,21 +579,27 @@ def _post_terms(index: IncidentIndex, facts: Sequence[PostFacts], fresh: Sequenc
     frequencies first (at a cold start there is no history; a re-analysed post is not counted
     twice)."""
     index.grams.add([f.grams for f, new in zip(facts, fresh, strict=True) if new])
-    flat = np.fromiter((g for f in facts for g in f.grams), dtype=np.int64)
-    idf_flat = index.grams.idf(flat).tolist() if flat.size else []
-    seen_flat = (index.grams.df[flat] > 1.5).tolist() if flat.size else []
-    terms, idfs, probes, k = [], [], [], 0
-    for f in facts:
-        g = f.grams
-        n = len(g)
-        w = idf_flat[k : k + n]
-        seen = seen_flat[k : k + n]
-        k += n
-        # Hook bigrams ("真的假的", "听说") say nothing about which matter: left out.
-        order = sorted((j for j in range(n) if g[j] not in HOOK_GRAMS), key=w.__getitem__, reverse=True)[:POST_TERMS]
-        terms.append([g[j] for j in order])
-        idfs.append([w[j] for j in order])
-        probes.append([(g[j], w[j]) for j in order if seen[j]][:PROBE_TERMS])
+    lens = np.fromiter((len(f.grams) for f in facts), dtype=np.int64, count=len(facts))
+    flat = np.fromiter((g for f in facts for g in f.grams), dtype=np.int64, count=int(lens.sum()))
+    idf = index.grams.idf(flat)
+    owner = np.repeat(np.arange(len(facts)), lens)
+    # Hook bigrams ("真的假的", "听说") say nothing about which matter: left out. The rest of each
+    # post by IDF, highest first, equal IDF in the post's own order (what a stable sort gives),
+    # cut at POST_TERMS: one sort for the whole batch rather than one per post.
+    at = np.flatnonzero(~np.isin(flat, _HOOK_ARRAY))
+    at = at[np.lexsort((at, -idf[at], owner[at]))]
+    starts = np.searchsorted(owner[at], np.arange(len(facts) + 1))
+    at = at[np.arange(len(at)) - starts[owner[at]] < POST_TERMS]
+    gram_list, idf_list = flat[at].tolist(), idf[at].tolist()
+    bounds = list(itertools.pairwise(np.searchsorted(owner[at], np.arange(len(facts) + 1)).tolist()))
+    terms = [gram_list[lo:hi] for lo, hi in bounds]
+    idfs = [idf_list[lo:hi] for lo, hi in bounds]
+    # The probe: the first PROBE_TERMS of those that some other post has too.
+    seen = at[index.grams.df[flat[at]] > 1.5]
+    starts = np.searchsorted(owner[seen], np.arange(len(facts) + 1))
+    seen = seen[np.arange(len(seen)) - starts[owner[seen]] < PROBE_TERMS]
+    pairs = list(zip(flat[seen].tolist(), idf[seen].tolist(), strict=True))
+    probes = [pairs[lo:hi] for lo, hi in itertools.pairwise(np.searchsorted(owner[seen], np.arange(len(facts) + 1)).tolist())]
     return terms, idfs, probes
 
 
@@ -799,6 +809,7 @@ def _fold_stats(ctx: Any, batch: Any, index: IncidentIndex, placed: list[_Open |
     lite = [PostFacts(f.role, f.confidence, _slim(f.anchors), f.hearsay, f.urgent) if f.role in STATING_ROLES
             else None for f in facts]
     founded: dict[_Open, list[Member]] = {}
+    joined: dict[_Open, list[Member]] = {}  # each incident's new members in order, folded at once below
     for i in order:
         inc = placed[i]
         if inc is None:
@@ -809,10 +820,12 @@ def _fold_stats(ctx: Any, batch: Any, index: IncidentIndex, placed: list[_Open |
                    hit.debunk_id if hit else None, hit.similarity if hit else None, cats[i], places[i] or (),
                    local[i], lite[i], norm[i] if facts[i].role != "other" else "", float(raw[i]),
                    tip=tipline is not None and r.group_id == tipline)
-        inc.stats.add(m)
+        joined.setdefault(inc, []).append(m)
         kept = founded.setdefault(inc, []) if inc.id is None else members.get(inc.id)
         if kept is not None:
             kept.append(m)
+    for inc, ms in joined.items():
+        cast(IncidentStats, inc.stats).add_many(ms)
     new = [inc for inc in touched if inc.id is None]
     if new:
         _insert(session, index, new)

@@ -26,6 +26,7 @@ import zipfile
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
@@ -567,9 +568,10 @@ def snap_to_words(term: str, text: str, ends: list[int]) -> str:
         i = bisect_right(ends, at)
         j = bisect_left(ends, at + len(term))
         if j < len(ends):
-            starts = [0, *ends]
-            snapped = _longest_piece(text[starts[i] : ends[j]])
+            # word n starts where word n - 1 ends (the first at 0)
+            snapped = _longest_piece(text[ends[i - 1] if i else 0 : ends[j]])
             if not snapped or len(snapped) > _SNAP_LIMIT:
+                starts = [0, *ends]
                 covered = [(min(ends[n], at + len(term)) - max(starts[n], at), text[starts[n] : ends[n]])
                            for n in range(i, j + 1)]
                 snapped = _longest_piece(max(covered, key=_overlap_size)[1])
@@ -585,6 +587,12 @@ def _overlap_size(item: tuple[int, str]) -> int:
 _PUNCT_RUN_RE = re.compile("[" + re.escape(_EDGE_PUNCT) + "]+")
 
 
+# Pure functions of a term, and the explanation's terms repeat from post to post (a few thousand
+# distinct ones per batch): remembered rather than worked out for each of a row's candidates.
+_TERM_CACHE = 1 << 16
+
+
+@lru_cache(maxsize=_TERM_CACHE)
 def _longest_piece(term: str) -> str:
     """The longest run of ``term`` between punctuation (the first of equal length)."""
     pieces = _PUNCT_RUN_RE.split(term)
@@ -597,6 +605,7 @@ _STOPWORDS = load_stopwords()
 _FUNCTION_CHARS = frozenset(w for w in _STOPWORDS if len(w) == 1) | frozenset(" ,，.。、:：;；")
 
 
+@lru_cache(maxsize=_TERM_CACHE)
 def is_telling_term(term: str) -> bool:
     """False for a stopword, a term made only of stopword characters and separators, or one
     with no letter at all (digits of a phone number, punctuation)."""
