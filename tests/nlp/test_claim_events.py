@@ -8,7 +8,7 @@ import pytest
 
 from nlp.claim_events import event_families, load_event_families
 from nlp.claim_words import canonical_key
-from nlp.claims import claim_key
+from nlp.claims import FEATURES, claim_key, load_claim_matcher
 from nlp.normalize import normalize
 
 
@@ -47,3 +47,11 @@ def test_every_line_of_the_file_is_a_family(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="name: spelling"):
         load_event_families(str(bad))
 
+
+def test_the_matcher_reads_the_family_columns() -> None:
+    cm = load_claim_matcher()
+    a, b, c = (cm.doc(normalize(t)) for t in ("南坪村停水了", "南坪村莫得水了", "南坪村停电了"))
+    row = dict(zip(FEATURES, cm.featurizer.pair_features(a, b), strict=True))
+    assert row["family_agree"] == 1.0 and row["family_disagree"] == 0.0
+    row = dict(zip(FEATURES, cm.featurizer.pair_features(a, c), strict=True))
+    assert row["family_disagree"] == 1.0 and row["family_cover_small"] == 0.0
