@@ -45,6 +45,7 @@ from threadpoolctl import ThreadpoolController
 
 from core.arrays import load_npy, reading_arrays
 from nlp.anchors import AnchorExtractor, Anchors, anchor_overlap, anchors_conflict, default_extractor
+from nlp.claim_events import event_families
 from nlp.claim_words import canonical_key, canonical_words
 from nlp.scoring import numpy_twin
 from nlp.segment import Segmenter
@@ -192,6 +193,7 @@ class ClaimDoc:
     denial: bool = False
     counts: frozenset[tuple[str, str]] = frozenset()
     event: frozenset[int] = frozenset()  # hashed words that say what happened (no anchor, time or hook)
+    families: frozenset[str] = frozenset()  # event families named (nlp/dicts/claim_events.txt)
 
 
 #: The pair features, in order (the classifier's columns).
@@ -230,6 +232,14 @@ FEATURES = (
     "cover_x_event",  # word_cont_small * event_cont_small
     "cover_x_len_gap",  # word_cont_small * (log_len_large - log_len_small)
     "gram_cover_x_run",  # gram_cont_small * run_share
+    # What happens, by event family (nlp/claim_events.py): a retelling names the claim's event
+    # in other words, another claim about the same place and numbers names another event.
+    "family_both",  # both texts name some event family
+    "family_agree",  # ... and they share one
+    "family_disagree",  # ... and they share none (停水检修 / 水被污染)
+    "family_one_side",  # only one text names an event family
+    "family_cover_small",  # share of the smaller text's families the larger names (1.0 if it names none)
+    "family_cover_large",  # share of the larger text's families the smaller names (1.0 if it names none)
 )
 
 
@@ -291,6 +301,7 @@ class ClaimFeaturizer:
             sum(words.values()), sum(grams.values()), sum(chars.values()), bool(_DENIAL_RE.search(key)),
             _counts(key) if any(ch.isdigit() for ch in key) else frozenset(),
             event,
+            event_families(key),
         )
 
     def pack(self, doc: ClaimDoc) -> tuple[str, bytes, Anchors]:
@@ -376,6 +387,7 @@ class ClaimFeaturizer:
             wc_s * ev_s,
             wc_s * (len_l - len_s),
             gc_s * run_share,
+            *_family_features(small.families, large.families),
         ]
 
     def features(
@@ -458,6 +470,21 @@ def _event_cover(x: ClaimDoc, y: ClaimDoc) -> tuple[float, float]:
         if share == 0.0:
             missing = max(missing, v)
     return (covered / total if total else 1.0), missing
+
+
+def _family_features(small: frozenset[str], large: frozenset[str]) -> tuple[float, ...]:
+    """family_both, family_agree, family_disagree, family_one_side, family_cover_small,
+    family_cover_large (see :data:`FEATURES`)."""
+    shared = len(small & large)
+    both = bool(small) and bool(large)
+    return (
+        float(both),
+        float(both and shared > 0),
+        float(both and shared == 0),
+        float(bool(small) != bool(large)),
+        shared / len(small) if small else 1.0,
+        shared / len(large) if large else 1.0,
+    )
 
 
 def _cover(a: ClaimDoc, b: ClaimDoc, w_shared: float) -> tuple[float, float, float]:

@@ -303,6 +303,8 @@ HGB_PARAMS: dict[str, Any] = {
     "random_state": 0,
 }
 CV_FOLDS = 5
+#: Fold assignments (seeds of group_folds) whose out-of-fold thresholds give the operating point (their median).
+THRESHOLD_SEEDS = 5
 
 
 def fit_model(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> Any:
@@ -417,12 +419,17 @@ def main(argv: list[str] | None = None) -> None:  # pragma: no cover - offline t
 
     # The operating point from out-of-fold scores of the tune pairs (grouped folds: a claim's
     # retellings are never scored by a model that saw them), then the model on all of them.
-    folds = group_folds(owner)
-    oof = np.zeros(len(y_h))
-    for k in range(CV_FOLDS):
-        oof[folds == k] = fit(folds != k).predict_proba(x_h[folds == k])[:, 1]
-    oof[ruled] = 0.0
-    pair_t = pair_threshold(y_h, oof, 0.95)
+    # The median over THRESHOLD_SEEDS fold assignments: with 115 retellings one assignment's
+    # threshold moves by up to 0.1 (2026.12.2's recipe: 0.65-0.79 over seeds 0-4).
+    pair_ts = []
+    for seed in range(THRESHOLD_SEEDS):
+        folds = group_folds(owner, seed=seed)
+        oof = np.zeros(len(y_h))
+        for k in range(CV_FOLDS):
+            oof[folds == k] = fit(folds != k).predict_proba(x_h[folds == k])[:, 1]
+        oof[ruled] = 0.0
+        pair_ts.append(round(pair_threshold(y_h, oof, 0.95), 3))
+    pair_t = float(np.median(pair_ts))
     model = fit(np.ones(len(y_h), dtype=bool))
     matcher = ClaimMatcher(fz, model, threshold=0.5, version=Path(args.out).name)
     # Debunk matching on the tune part (its claims are the library, its retellings and hard
@@ -437,9 +444,9 @@ def main(argv: list[str] | None = None) -> None:  # pragma: no cover - offline t
         "features": list(FEATURES),
         "threshold": threshold,
         "threshold_rule": "the higher of: the lowest threshold with precision >= 0.95 on the hand-written tune pairs, "
-        f"scored out of fold ({CV_FOLDS} folds by claim); the lowest with precision >= 0.95 for debunk matching on the "
+        f"scored out of fold ({CV_FOLDS} folds by claim; the median over {THRESHOLD_SEEDS} fold assignments); the lowest with precision >= 0.95 for debunk matching on the "
         "tune part (top claim per post; retellings must find their claim, hard negatives nothing)",
-        "tune_cv": {"pair_threshold": round(pair_t, 3), "pairs": len(y_h), "positives": int(y_h.sum())},
+        "tune_cv": {"pair_threshold": round(pair_t, 3), "pair_thresholds_by_seed": pair_ts, "pairs": len(y_h), "positives": int(y_h.sum())},
         "data_terms": DATA_TERMS,
         "data": {
             "mined_pairs_train": len(train),

@@ -43,6 +43,8 @@ from nlp.normalize import normalize  # noqa: E402
 
 CACHE = Path("/tmp/matcher")
 HAND = REPO / "bench" / "data" / "reworded_claims.yaml"
+TIPS = REPO / "bench" / "data" / "tips.yaml"
+TIPS_HARD = REPO / "bench" / "data" / "tips_tune_hard.yaml"
 CHECK_FOLD = 6
 
 
@@ -70,6 +72,31 @@ def predicate_swap(fz: ClaimFeaturizer, a: str, b: str) -> list[float]:
     return [swap / fz.max_idf, any_pair / fz.max_idf]
 
 
+def tips_pairs() -> list[tuple[str, str, str, int]]:
+    """(claim id, claim, tip, label) of the residents' tips, tune parts only (never fitted on here): each
+    claim with its retellings (1) and its hard negatives (0), the `extends` tips of
+    tips_tune_hard.yaml with the tune claims they name. Scored by every fold's model: how the
+    matcher ranks tips written in another voice than its training pairs (or, with the config's
+    ``tips_train``, folded by claim id with the hand-written pairs and fitted on out of fold)."""
+    import yaml
+
+    claims: dict[str, str] = {}
+    out: list[tuple[str, str, str, int]] = []
+    for path in (HAND, TIPS, TIPS_HARD):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for g in data["groups"]:
+            if g["part"] != "tune":
+                continue
+            claims[g["id"]] = g["claim"]
+            if path != HAND:
+                out += [(g["id"], g["claim"], t, 1) for t in g["same"]] + [(g["id"], g["claim"], t, 0) for t in g["other"]]
+        for ext in data.get("extends") or []:
+            claim = claims[ext["id"]]
+            gid = ext["id"]
+            out += [(gid, claim, t, 1) for t in ext.get("same") or []] + [(gid, claim, t, 0) for t in ext.get("other") or []]
+    return out
+
+
 def prepare(per_event: int, idf_path: Path, tag: str) -> dict[str, Any]:
     path = CACHE / f"feat_{tag}_{per_event}.pkl"
     if path.is_file():
@@ -81,6 +108,8 @@ def prepare(per_event: int, idf_path: Path, tag: str) -> dict[str, Any]:
     swaps = swap_negatives(mined, fz)
     hand, owner = hand_pairs(HAND, "tune")
     hand_n = [(normalize(a), normalize(b)) for a, b, _, _ in hand]
+    tips = tips_pairs()
+    tips_n = [(normalize(a), normalize(b)) for _, a, b, _ in tips]
 
     def ruled(pairs: list[tuple[str, str]]) -> np.ndarray:
         return np.array([opposed(d, e) or counts_conflict(d, e) for d, e in ((fz.doc(a), fz.doc(b)) for a, b in pairs)])
@@ -101,12 +130,17 @@ def prepare(per_event: int, idf_path: Path, tag: str) -> dict[str, Any]:
         "y_h": np.array([lab for _, _, lab, _ in hand]),
         "k_h": np.array([k for _, _, _, k in hand]),
         "r_h": ruled(hand_n),
+        "x_t": _features(fz, tips_n),
+        "y_t": np.array([lab for *_, lab in tips]),
+        "o_t": [gid for gid, *_ in tips],
+        "r_t": ruled(tips_n),
         "owner": owner,
     }
     if tag == "pred":
         data["x_m"] = np.hstack([data["x_m"], extra([(p.a, p.b) for p in mined])])
         data["x_s"] = np.hstack([data["x_s"], extra([(p.a, p.b) for p in swaps])])
         data["x_h"] = np.hstack([data["x_h"], extra(hand_n)])
+        data["x_t"] = np.hstack([data["x_t"], extra(tips_n)])
     data["cpu_features"] = time.process_time() - t0
     data["n_feature_rows"] = len(data["x_m"]) + len(data["x_s"]) + len(data["x_h"])
     path.write_bytes(pickle.dumps(data))
@@ -139,8 +173,15 @@ def evaluate_once(data: dict[str, Any], cfg: dict[str, Any], seed: int) -> dict[
     fit_s = f_s != CHECK_FOLD
     chk = f_m == CHECK_FOLD
     folds = group_folds(data["owner"], seed=seed)
+    train_tips = bool(cfg.get("tips_train"))
+    if train_tips:
+        # the tips pairs join the hand-written ones, folded by claim with them
+        both = group_folds(list(data["owner"]) + list(data["o_t"]), seed=seed)
+        folds, folds_t = both[: len(y_h)], both[len(y_h):]
+        oof_t = np.zeros(len(data["y_t"]))
     oof = np.zeros(len(y_h))
     chk_scores = []
+    tip_scores = []
     params = {**cfg["hgb"]}
     mono = cfg.get("monotonic")
     if mono:
@@ -154,17 +195,38 @@ def evaluate_once(data: dict[str, Any], cfg: dict[str, Any], seed: int) -> dict[
             np.full(fit_s.sum(), cfg["swap_weight"]),
             np.full(keep_h.sum(), cfg["hand_weight"]),
         ])
+        if train_tips:
+            keep_t = folds_t != k
+            x = np.vstack([x, data["x_t"][keep_t]])
+            y = np.concatenate([y, data["y_t"][keep_t]])
+            w = np.concatenate([w, np.full(keep_t.sum(), cfg["hand_weight"])])
         keep = x[:, conflict] == 0
         model = HistGradientBoostingClassifier(**params).fit(x[keep][:, cols], y[keep], sample_weight=w[keep])
         oof[folds == k] = model.predict_proba(x_h[folds == k][:, cols])[:, 1]
         chk_scores.append(model.predict_proba(x_m[chk][:, cols])[:, 1])
+        if train_tips:
+            oof_t[folds_t == k] = model.predict_proba(data["x_t"][folds_t == k][:, cols])[:, 1]
+        elif "x_t" in data:
+            tip_scores.append(model.predict_proba(data["x_t"][:, cols])[:, 1])
     oof[data["r_h"] | (x_h[:, conflict] > 0)] = 0.0
     s_chk = np.mean(chk_scores, axis=0)
     s_chk[data["r_m"][chk] | (x_m[chk][:, conflict] > 0)] = 0.0
     y_chk = y_m[chk]
     t = pair_threshold(y_h, oof, 0.95)
     pred = s_chk >= t
+    tips: dict[str, Any] = {}
+    if tip_scores or train_tips:
+        y_t, s_t = data["y_t"], (oof_t if train_tips else np.mean(tip_scores, axis=0))
+        s_t[data["r_t"] | (data["x_t"][:, conflict] > 0)] = 0.0
+        above = s_t >= t
+        tips = {
+            "tips_r95": round(recall_at(y_t, s_t), 4),
+            "tips_ap": round(float(average_precision_score(y_t, s_t)), 4),
+            "tips_at_t": {"P": round(float((above & (y_t == 1)).sum() / max(1, above.sum())), 4),
+                          "R": round(float((above & (y_t == 1)).sum() / max(1, (y_t == 1).sum())), 4)},
+        }
     return {
+        **tips,
         "hand_r95": round(recall_at(y_h, oof), 4),
         "hand_r90": round(recall_at(y_h, oof, 0.90), 4),
         "hand_ap": round(float(average_precision_score(y_h, oof)), 4),
@@ -179,9 +241,23 @@ BASE_HGB = {"max_iter": 200, "learning_rate": 0.05, "max_leaf_nodes": 15, "l2_re
             "min_samples_leaf": 40, "random_state": 0}
 
 
+#: The columns of matcher 2026.12.2 (the event-family columns come after them).
+N_2026_12_2 = 31
+
+
 def configs() -> dict[str, dict[str, Any]]:
-    base = {"hgb": BASE_HGB, "hand_weight": 20.0, "swap_weight": 0.3}
+    base = {"hgb": BASE_HGB, "hand_weight": 20.0, "swap_weight": 0.3, "cols": list(range(N_2026_12_2))}
     out: dict[str, dict[str, Any]] = {"base": base}
+    # + the event-family columns (nlp/claim_events.py)
+    out["family"] = {**base, "cols": None}
+    out["family_hw40"] = {**base, "cols": None, "hand_weight": 40.0}
+    # only the columns that say "another event" (no reward for a shared family: hard negatives share it too)
+    n = N_2026_12_2
+    out["family_against"] = {**base, "cols": [*range(n), n + 2, n + 4]}  # disagree, cover_small
+    out["family_no_agree"] = {**base, "cols": [*range(n), n + 2, n + 3, n + 4, n + 5]}
+    # + the residents' tune tips pairs as training pairs (folded by claim with the hand-written ones)
+    out["base_tips"] = {**base, "tips_train": True}
+    out["family_tips"] = {**base, "cols": None, "tips_train": True}
     for hw in (1.0, 3.0, 8.0):
         out[f"hw{hw:g}"] = {**base, "hand_weight": hw}
     out["shallow"] = {**base, "hgb": {**BASE_HGB, "max_leaf_nodes": 7, "min_samples_leaf": 80, "max_iter": 150}}
