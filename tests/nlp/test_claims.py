@@ -147,7 +147,8 @@ def test_pickle_and_save_load_round_trip(cm: ClaimMatcher, tmp_path: Path) -> No
 
 def test_shipped_card_says_what_it_was_trained_on() -> None:
     info = card()
-    assert 0 < info["threshold"] < 1 and info["features"] == list(FEATURES)
+    # the active model reads the first columns of today's rows (features are only appended)
+    assert 0 < info["threshold"] < 1 and info["features"] == list(FEATURES[:len(info["features"])])
     assert "weibo_ced" in info["data_terms"] and "research" in info["data_terms"]
 
 
