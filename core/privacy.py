@@ -23,8 +23,9 @@ from functools import lru_cache
 _SEPARATORS = " \t.-_·/,、|—–~()+'。\u200b\u200c\u200d\u2060\ufeff"
 _SEP = "[" + re.escape(_SEPARATORS) + "]"
 # A run of digits with at most eight separator characters between neighbours (" - " with
-# zero-width characters around it), with an optional final X (the check character of an ID).
-_RUN = re.compile(rf"[0-9](?:{_SEP}{{0,8}}[0-9])*(?:[Xx](?![0-9A-Za-z]))?")
+# zero-width characters around it), with an optional final X (the check character of an ID),
+# separated like the digits are ("391276 2016 0628 275 X", or a zero-width space before it).
+_RUN = re.compile(rf"[0-9](?:{_SEP}{{0,8}}[0-9])*(?:{_SEP}{{0,8}}[Xx](?![0-9A-Za-z]))?")
 # Mainland mobile numbers and 18-character resident ID numbers (with a plausible birth date).
 # Landlines and short hotlines (12345, 0571-...) are public and kept.
 _MOBILE = re.compile(r"(?:0086|86)?1[3-9]\d{9}", re.ASCII)
