@@ -145,8 +145,8 @@ def test_every_form_is_masked(rnd: random.Random) -> None:
 def test_an_id_number_whose_check_x_is_set_apart_is_masked() -> None:
     # found by the test above: every character zero-width separated, so the X came after a separator
     number = "39127620160628275X"
-    for text in ("联系电话" + "\u200b".join("391276 2016 0628 275X"), "身份证 391276 2016 0628 275 X 大家注意"):
-        assert leaked([number], mask_personal_data(text)) == [], text
+    for written in ("联系电话" + "\u200b".join("391276 2016 0628 275X"), "身份证 391276 2016 0628 275 X 大家注意"):
+        assert leaked([number], mask_personal_data(written)) == [], written
 
 
 # --------------------------------------------------------------------------- push and import, end to end
