@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -174,8 +175,10 @@ class LoginThrottle:
     names does not reset them; rows older than the window are deleted as failures come in.
     """
 
-    def __init__(self, free: int = 5, window: float = 900.0, free_per_address: int = 20) -> None:
+    def __init__(self, free: int = 5, window: float = 900.0, free_per_address: int = 20,
+                 first_wait: float = 15.0) -> None:
         self.free, self.window, self.free_per_address = free, window, free_per_address
+        self.first_wait = first_wait  # seconds after the first failure past the free ones, then doubling
 
     @staticmethod
     def keys(address: str, username: str) -> tuple[str, str]:
@@ -191,8 +194,8 @@ class LoginThrottle:
     def _wait(self, row: RateCounter | None, free: int, now: dt.datetime) -> int:
         if row is None or (now - _aware(row.last_at)).total_seconds() > self.window or row.hits < free:
             return 0
-        delay = min(300, 15 * 2 ** min(10, row.hits - free))
-        return max(0, int(delay - (now - _aware(row.last_at)).total_seconds()))
+        delay = min(300.0, self.first_wait * 2 ** min(10, row.hits - free))
+        return max(0, math.ceil(delay - (now - _aware(row.last_at)).total_seconds()))
 
     def failed(self, session: Session, address: str, username: str) -> None:
         now = utcnow()
