@@ -202,10 +202,7 @@ class IncidentStats:
                 self.urgent += m.facts.urgent
         if m.role in ("claim", "question") and m.is_local:
             self.local += 1
-        if m.debunk_id is not None and m.role not in ("refutation", "notice") and (
-            self.debunk_similarity is None or (m.debunk_similarity or 0.0) > self.debunk_similarity
-        ):
-            self.debunk_id, self.debunk_similarity = m.debunk_id, m.debunk_similarity
+        self._take_debunk(m)
         if m.role in STATING_ROLES:
             if m.category:
                 self.categories[m.category] += 1
@@ -213,26 +210,41 @@ class IncidentStats:
                 if isinstance(p, str):
                     self.places[p] += 1
             if m.facts is not None:
-                # A plain loop: this runs for every stating post each time an incident is recounted,
-                # and Counter.update (plus a spare Counter per kind) cost a sixth of the stage.
-                anchors, a = self.anchors, m.facts.anchors
-                for kind, values in (("places", a.places), ("numbers", a.numbers), ("amounts", a.amounts),
-                                     ("names", a.names)):
-                    if values:
-                        counts = anchors.get(kind)
-                        if counts is None:
-                            counts = anchors[kind] = Counter()
-                        for v in values:
-                            counts[v] += 1
-        if m.role in _REP_ROLES and m.text:
-            # A line that asks ("…我们双河的没事吧") says less than one that states, whatever its role.
-            said = m.said
-            if said is None:
-                said = m.said = 0 if m.role != "question" and _asks(m.text) else -min(len(m.text), SAYS_ENOUGH)
-            cand = (said, m.when, m.post_id, m.text)
-            held = self.reps.get(m.role)
-            if held is None or cand[:3] < held[:3]:
-                self.reps[m.role] = cand
+                self._count_anchors(m.facts.anchors)
+        self._offer_rep(m)
+
+    def _take_debunk(self, m: Member) -> None:
+        """The closest debunk match of a post that spreads or asks (a refutation restates the claim
+        it denies, a notice is not the rumor)."""
+        if m.debunk_id is not None and m.role not in ("refutation", "notice") and (
+            self.debunk_similarity is None or (m.debunk_similarity or 0.0) > self.debunk_similarity
+        ):
+            self.debunk_id, self.debunk_similarity = m.debunk_id, m.debunk_similarity
+
+    def _count_anchors(self, a: Anchors) -> None:
+        # A plain loop: this runs for every stating post each time an incident is recounted, and
+        # Counter.update (plus a spare Counter per kind) cost a sixth of the stage.
+        anchors = self.anchors
+        for kind, values in (("places", a.places), ("numbers", a.numbers), ("amounts", a.amounts),
+                             ("names", a.names)):
+            if values:
+                counts = anchors.get(kind)
+                if counts is None:
+                    counts = anchors[kind] = Counter()
+                for v in values:
+                    counts[v] += 1
+
+    def _offer_rep(self, m: Member) -> None:
+        """``m`` as its role's representative, if it says more, or as much and earlier."""
+        if m.role not in _REP_ROLES or not m.text:
+            return
+        # A line that asks ("…我们双河的没事吧") says less than one that states, whatever its role.
+        said = m.said
+        if said is None:
+            said = m.said = 0 if m.role != "question" and _asks(m.text) else -min(len(m.text), SAYS_ENOUGH)
+        held = self.reps.get(m.role)
+        if held is None or (said, m.when, m.post_id) < held[:3]:
+            self.reps[m.role] = (said, m.when, m.post_id, m.text)
 
     def add_many(self, members: Sequence[Member]) -> None:
         """`add` of each member in turn, with the same result (counts, the counters' key order,
@@ -272,33 +284,15 @@ class IncidentStats:
                 self.urgent += m.facts.urgent
         self.local += sum(1 for m in said if m.is_local and m.role in ("claim", "question"))
         for m in said:
-            if m.debunk_id is not None and m.role not in ("refutation", "notice") and (
-                self.debunk_similarity is None or (m.debunk_similarity or 0.0) > self.debunk_similarity
-            ):
-                self.debunk_id, self.debunk_similarity = m.debunk_id, m.debunk_similarity
+            self._take_debunk(m)
         stating = [m for m in said if m.role in STATING_ROLES]
         self.categories.update([m.category for m in stating if m.category])
         self.places.update([p for m in stating for p in (m.places or ()) if isinstance(p, str)])
-        anchors = self.anchors
         for m in stating:
             if m.facts is not None:
-                a = m.facts.anchors
-                for kind, values in (("places", a.places), ("numbers", a.numbers), ("amounts", a.amounts),
-                                     ("names", a.names)):
-                    if values:
-                        counts = anchors.get(kind)
-                        if counts is None:
-                            counts = anchors[kind] = Counter()
-                        counts.update(values)
-        reps = self.reps
+                self._count_anchors(m.facts.anchors)
         for m in said:
-            if m.role in _REP_ROLES and m.text:
-                said_ = m.said
-                if said_ is None:
-                    said_ = m.said = 0 if m.role != "question" and _asks(m.text) else -min(len(m.text), SAYS_ENOUGH)
-                held = reps.get(m.role)
-                if held is None or (said_, m.when, m.post_id) < held[:3]:
-                    reps[m.role] = (said_, m.when, m.post_id, m.text)
+            self._offer_rep(m)
 
     # ------------------------------------------------------------------ derived
 
