@@ -85,6 +85,7 @@ __all__ = [
     "unlink_open_incidents",
     "update_debunk",
     "upsert_debunks",
+    "write_matches",
 ]
 
 log = logging.getLogger(__name__)
@@ -862,14 +863,14 @@ def match_open_incidents(
         keys = [match_key(r.norm_text if r.norm_text is not None else normalize(r.raw_text)) for r in batch]
         hits = matcher.match(keys)
         found = [(r, h) for r, h in zip(batch, hits, strict=True) if h is not None]
-        _write_matches(session, [(r.id, h) for r, h in found])
+        write_matches(session, [(r.id, h) for r, h in found])
         for r, h in found:
             cur = best.get(r.incident_id)
             if cur is None or h.similarity > cur.similarity:
                 best[r.incident_id] = h
     changed = _point_incidents(session, best)
     # Matters none of whose posts matched alone: compared with the debunks as a whole.
-    from nlp.incident_debunks import link_incidents  # it imports this module's place parents
+    from nlp.incident_debunks import link_incidents  # it imports this module: import late
 
     return changed + link_incidents(session, debunk_ids=ids, parents=matcher.place_parents)
 
@@ -903,7 +904,8 @@ def unlink_open_incidents(session: Session, debunk_id: int) -> int:
     return len(incidents)
 
 
-def _write_matches(session: Session, found: Sequence[tuple[int, DebunkHit]]) -> None:
+def write_matches(session: Session, found: Sequence[tuple[int, DebunkHit]]) -> None:
+    """Upsert ``debunk_matches`` rows of (post id, hit): a post matched again keeps one row."""
     if not found:
         return
     values = [

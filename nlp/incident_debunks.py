@@ -34,9 +34,9 @@ import scipy.sparse as sp
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.db import upsert_insert
-from core.tables import Debunk, DebunkMatch, Incident, Post, utcnow
+from core.tables import Debunk, Incident, Post, utcnow
 from nlp.anchors import Anchors, anchors_conflict
+from nlp.debunks import DebunkHit, gazetteer_place_parents, write_matches
 from nlp.incident_index import GramFreq
 from nlp.incident_text import HOOK_GRAMS, anchors_of, grams_of
 from nlp.normalize import normalize
@@ -207,16 +207,6 @@ def _holder(posts: list[tuple[int, str, str]], debunk: _Side, idf: np.ndarray, c
     return best
 
 
-def _write_link(session: Session, post_id: int, debunk_id: int, score: float, stamp: dt.datetime) -> None:
-    stmt = upsert_insert(session, DebunkMatch.__table__)
-    session.execute(stmt.on_conflict_do_update(
-        index_elements=["post_id", "debunk_id"],
-        set_={"similarity": stmt.excluded.similarity, "method": stmt.excluded.method,
-              "matched_at": stmt.excluded.matched_at},
-    ), [{"post_id": post_id, "debunk_id": debunk_id, "similarity": round(score, 4), "method": "incident",
-         "matched_at": stamp}])
-
-
 def link_incidents(
     session: Session,
     *,
@@ -236,8 +226,6 @@ def link_incidents(
     if not debunks:
         return 0
     if parents is None:
-        from nlp.debunks import gazetteer_place_parents  # nlp.debunks calls this module: import late
-
         parents = gazetteer_place_parents()
     posts = _posts(session, sorted(incidents))
     sides = [_Side(iid, _grams(t for _p, _r, t in posts[iid]), _anchors(incidents[iid], posts[iid]))
@@ -255,7 +243,7 @@ def link_incidents(
         holder = _holder(posts[iid], by_debunk[did], idf, column)
         if holder is None:
             continue
-        _write_link(session, holder, did, score, stamp)
+        write_matches(session, [(holder, DebunkHit(did, round(score, 4), "incident"))])
         incident = incidents[iid]
         incident.debunk_id, incident.debunk_similarity, incident.updated_at = did, round(score, 4), stamp
         linked += 1
