@@ -209,7 +209,8 @@ def _import_due_debunks(session: Any, evenings: list[Evening], until: dt.datetim
         at = _debunk_time(d.published_at)
         if d.id not in done and (at is None or at <= until):
             rows.append({"claim": d.claim, "refutation": d.refutation, "publisher": d.publisher or None,
-                         "published_at": d.published_at or None})
+                         "published_at": d.published_at or None, "category": d.category or None,
+                         "tags": list(d.tags)})
             done[d.id] = round_no
     if rows:
         result = upsert_debunks(session, rows)

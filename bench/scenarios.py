@@ -97,6 +97,8 @@ class Debunk:
     refutation: str
     publisher: str = ""
     published_at: str = ""  # ISO 8601
+    category: str = ""  # one of the concern taxonomy's (nlp/concerns/taxonomy.yaml), as the import checks
+    tags: tuple[str, ...] = ()
 
 
 @dataclass
@@ -165,7 +167,8 @@ def _debunks(folder: Path) -> list[Debunk]:
             matter = None if d.get("matter") is None else str(d["matter"])
             out.append(Debunk(id=str(d["id"]), matter=matter, claim=str(d["claim"]),
                               refutation=str(d["refutation"]), publisher=str(d.get("publisher", "")),
-                              published_at=str(d.get("published_at", ""))))
+                              published_at=str(d.get("published_at", "")), category=str(d.get("category") or ""),
+                              tags=tuple(str(t) for t in d.get("tags") or ())))
         except KeyError as exc:
             raise CorpusError(f"{path}: debunk #{i} lacks {exc}") from exc
     return out
@@ -280,6 +283,24 @@ def corpus_stats(evenings: list[Evening]) -> dict[str, Any]:
     }
 
 
+def _debunk_import_problems(files: set[Path | None]) -> list[str]:
+    """What the product's debunk import (`yuqing debunks import`) would reject in these files."""
+    from pydantic import ValidationError
+
+    from nlp.debunks import DebunkIn, read_debunk_file
+
+    problems = []
+    for path in sorted(p for p in files if p is not None):
+        for number, row in enumerate(read_debunk_file(path), 1):
+            try:
+                DebunkIn.model_validate(row)
+            except ValidationError as err:
+                first = err.errors()[0]
+                problems.append(f"{path.parent.name}/debunks.yaml: entry {number} is refused by the import: "
+                                f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+    return problems
+
+
 def validate_corpus(root: Path = ROOT) -> list[str]:
     """Every evening's problems, debunks that name unknown matters, and the per-part minimums."""
     problems: list[str] = []
@@ -290,6 +311,7 @@ def validate_corpus(root: Path = ROOT) -> list[str]:
         matter_ids = {m.id for e in everything if e.slug == ev.slug for m in e.matters}
         problems += [f"{ev.slug}/debunks.yaml: {d.id} names unknown matter {d.matter}"
                      for d in ev.debunks if d.matter is not None and d.matter not in matter_ids]
+    problems += _debunk_import_problems({ev.debunks_file for ev in everything} - {None})
     overlap = {e.slug for e in by_part["tune"]} & {e.slug for e in by_part["heldout"]}
     problems += [f"township {s} is in both tune and heldout" for s in sorted(overlap)]
     for part, minimum in MINIMUMS.items():

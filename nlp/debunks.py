@@ -107,7 +107,7 @@ def _taxonomy_category(value: str | None) -> str | None:
     from nlp.concerns.taxonomy import load_taxonomy
 
     taxonomy = load_taxonomy()
-    allowed = [*taxonomy.categories, taxonomy.default]
+    allowed = list(dict.fromkeys([*taxonomy.categories, taxonomy.default]))  # the default may be listed
     if value not in allowed:
         raise ValueError(f"类别“{value}”不在分类表中，可选：{'、'.join(allowed)}"
                          f"（分类表 {taxonomy.source or 'nlp/concerns/taxonomy.yaml'}，可在其中增加类别）")

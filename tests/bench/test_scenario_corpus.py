@@ -70,6 +70,25 @@ def test_the_validator_names_what_is_wrong(tmp_path: Path) -> None:
     assert any("heldout: 0 townships" in p for p in validate_corpus(tmp_path))
 
 
+def test_a_debunk_the_product_would_refuse_is_named(tmp_path: Path) -> None:
+    folder = tmp_path / "tune" / "testtown"
+    folder.mkdir(parents=True)
+    (tmp_path / "heldout").mkdir()
+    (folder / "evening-2026-11-01.yaml").write_text(
+        "township: 试验镇\ndate: 2026-11-01\ngroups: [{id: g1, name: 甲群, platform: qq}]\nmatters: []\n"
+        "messages: [{id: m1, group: g1, time: '19:00', sender: 甲, text: 你好, matter: null, role: other}]\n",
+        encoding="utf-8",
+    )
+    (folder / "debunks.yaml").write_text(
+        "debunks:\n"
+        "  - {id: d1, matter: null, claim: 甲村停水, refutation: 甲村供水正常, category: 公共安全}\n"
+        "  - {id: d2, matter: null, claim: 乙村停电, refutation: 乙村供电正常, category: 诈骗}\n",
+        encoding="utf-8",
+    )
+    problems = [p for p in validate_corpus(tmp_path) if "debunks.yaml" in p]
+    assert len(problems) == 1 and "entry 2" in problems[0] and "诈骗" in problems[0]
+
+
 def test_a_bad_time_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "evening-2026-11-01.yaml"
     path.write_text(
