@@ -459,6 +459,17 @@ def _kind(name: str) -> tuple[str, str]:
     return _HEAD_CLASS.get(head, head), head
 
 
+def _same_name(a: str, b: str) -> bool:
+    """Whether two names of one head can be one thing: one ends the other (化工厂, 东湾化工厂), or
+    they end alike in two characters before the head. A name's modifier is cut from running text
+    and often drags a verb or a date along ("号打流感疫苗", "接种流感疫苗": both 流感疫苗), while
+    two things of one kind differ right before it (中心小学 / 实验小学, 狂犬疫苗 / 流感疫苗)."""
+    if a.endswith(b) or b.endswith(a):
+        return True
+    tail = len(_kind(a)[1]) + 2
+    return len(a) >= tail and len(b) >= tail and a[-tail:] == b[-tail:]
+
+
 def _names_conflict(a: frozenset[str], b: frozenset[str]) -> bool:
     if not a or not b or a == b:
         return False
@@ -475,8 +486,8 @@ def _names_conflict(a: frozenset[str], b: frozenset[str]) -> bool:
         sb = {n for n in heads_b[head] if len(n) - len(_kind(n)[1]) >= 2}
         if not sa or not sb:
             continue
-        only_a = {n for n in sa if not any(n.endswith(m) or m.endswith(n) for m in heads_b[head])}
-        only_b = {n for n in sb if not any(n.endswith(m) or m.endswith(n) for m in heads_a[head])}
+        only_a = {n for n in sa if not any(_same_name(n, m) for m in heads_b[head])}
+        only_b = {n for n in sb if not any(_same_name(n, m) for m in heads_a[head])}
         if only_a and only_b:
             return True
     return False

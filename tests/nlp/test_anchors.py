@@ -98,6 +98,9 @@ def test_conflict_on_amounts_and_names(ex: AnchorExtractor) -> None:
     assert not anchors_conflict(a(ex, "12月5日停电"), a(ex, "12月6日停电"))  # dates never conflict
     assert anchors_conflict(a(ex, "中心小学有学生中毒"), a(ex, "实验小学有学生中毒"))
     assert not anchors_conflict(a(ex, "化工厂爆炸了"), a(ex, "东湾化工厂爆炸了"))
+    # A name cut from running text drags a date or a verb along: still the same vaccine.
+    assert not anchors_conflict(a(ex, "22号到24号打流感疫苗 老人免费"), a(ex, "卫生院接种流感疫苗"))
+    assert anchors_conflict(a(ex, "卫生院今天打狂犬疫苗"), a(ex, "卫生院接种流感疫苗"))
 
 
 def test_overlap(ex: AnchorExtractor) -> None:
