@@ -2,7 +2,8 @@
 
 Township chats are written as people speak: southwestern 莫得/晓得/啥子/啷个/屋头, northeastern
 咋整/嘎哈/俺/扯犊子, central plains 木有/弄啥嘞/恁们, Cantonese-influenced 冇/唔系/佢/嘅/边度/系咪, Wu-
-influenced 阿拉/侬/伐/呒没/事体/覅, Minnan 无影/敢是/歹势/免惊/代志. The role
+influenced 阿拉/侬/伐/呒没/事体/覅, Minnan 无影/敢是/歹势/免惊/代志, Xiang and Gan 么子/冇得, northwestern
+额/嫑/么有/做撒, and the southern 讲 for 说. The role
 cues (`nlp.cues.ROLE_CUES`) are written in common Mandarin and the role model learns character
 n-grams of the townships it was trained on, so a denial in 冇呢回事 or a question ending in 伐 is
 missed in a township that writes that way. `plain_mandarin` rewrites the function words (not the
@@ -54,7 +55,21 @@ REGIONAL_WORDS: dict[str, str] = {
     "袂使": "不行", "毋通": "不要", "嘸通": "不要", "嘸": "没有",
     # Hakka and more Cantonese (Guangdong, Guangxi, Hong Kong)
     "系咪": "是不是", "真系": "真的", "唔使": "不用", "唔会": "不会", "唔得": "不行", "点算": "怎么办",
-    "琴日": "昨天", "寻日": "昨天", "睇到": "看到",
+    "琴日": "昨天", "寻日": "昨天", "睇到": "看到", "睇": "看", "揾": "找", "咁": "这么", "嘢": "东西", "啲": "些",
+    "係": "是",
+    # Xiang and Gan (Hunan, Jiangxi)
+    "搞么子": "干什么", "么子": "什么", "冇得": "没有", "晓得啵": "知道吗",
+    # northwestern (Shaanxi, Gansu, Ningxia)
+    "嫑": "不要", "么有": "没有", "做撒": "做啥", "干撒": "干啥", "为撒": "为啥", "说撒": "说啥", "有撒": "有啥",
+}
+# Words that are regional only in some places of a sentence, matched with what may not surround them:
+# 讲 is 说 across the south (听隔壁人讲的) but not in 讲究, 讲座, 演讲; 勿 is Wu 不 (勿好讲) but not in
+# 请勿, 切勿; 额 is the northwest's 我 (额家) but not in 金额, 名额, 额度; sentence-final 咧 is 了 (死咧).
+_CONTEXT_WORDS: dict[str, tuple[str, str]] = {
+    "讲": ("说", r"(?<![演宣主开])讲(?![究座课解台义师理述堂价卫道稿])"),
+    "勿": ("不", r"(?<![请切务])勿"),
+    "额": ("我", r"(?<![金数名超限定余差份配总面税巨])额(?![度外头])"),
+    "咧": ("了", r"(?<![大嘴咧])咧(?![嘴开])(?=$|[\s?!,.。，！？])"),
 }
 # Sentence-final 伐 asks (Wu): "明朝停电伐" -> "明天停电吗"; particles after a spoken yes-no tag
 # ("还去学校不嘛", "来水没哦") only soften it: "…不" / "…没" then asks as the rules expect.
@@ -62,7 +77,9 @@ _END = r"(?=$|[\s?!,.。，！？])"
 _ONE_RE = re.compile(
     "|".join(re.escape(w) for w in sorted(REGIONAL_WORDS, key=len, reverse=True))
     + rf"|(?P<ask>伐){_END}|(?P<soft>[不没])(?:嘛|哦|噻|咯|哟|撒|嘞){_END}"
+    + "".join(f"|(?P<c{i}>{pattern})" for i, (_w, pattern) in enumerate(_CONTEXT_WORDS.values()))
 )
+_CONTEXT_BY_GROUP = {f"c{i}": plain for i, (plain, _p) in enumerate(_CONTEXT_WORDS.values())}
 
 
 def _replace(m: re.Match[str]) -> str:
@@ -70,6 +87,8 @@ def _replace(m: re.Match[str]) -> str:
         return "吗"
     if m.group("soft"):
         return m.group("soft")
+    if m.lastgroup in _CONTEXT_BY_GROUP:
+        return _CONTEXT_BY_GROUP[m.lastgroup]
     return REGIONAL_WORDS[m.group(0)]
 
 
@@ -77,7 +96,8 @@ def _replace(m: re.Match[str]) -> str:
 # only regional words hold (each word keeps at least one of its characters out of _COMMON) answers
 # for them, at a fifth of the full rewrite's cost.
 _COMMON = frozenset("一要这那好今明听点呢老不没有是事个啥下去信传乱慌们家里着看什么吓我你他的了得头儿关度拉该意")
-_KEYS = {c for w in REGIONAL_WORDS for c in (set(w) - _COMMON or set(w))} | {"伐", "嘛", "哦", "噻", "咯", "哟", "撒", "嘞"}
+_KEYS = ({c for w in REGIONAL_WORDS for c in (set(w) - _COMMON or set(w))} | {"伐", "嘛", "哦", "噻", "咯", "哟", "撒", "嘞"}
+         | set(_CONTEXT_WORDS))
 _KEY_RE = re.compile("[" + re.escape("".join(sorted(_KEYS))) + "]")
 
 
