@@ -111,7 +111,7 @@ def test_chatter_right_after_a_matter_in_its_group_is_part_of_it_and_passes_noth
     run(db, rumor_model, [
         msg("东湾村的自来水被化工厂污染了 千万别喝 赶紧告诉家里人", 1, "qh-1"),
         msg("我也是听人家讲的 对不起大家", 2, "qh-1", 1),  # the next message: part of the matter
-        msg("今晚吃饺子还是吃面条", 3, "qh-1", 1.5),  # after that chatter line: nothing to do with it
+        msg("谁家有梯子借用一下", 3, "qh-1", 1.5),  # after that chatter line: nothing to do with it
     ])
     water = incident_of(db, "m1")
     roles = [db.scalar(select(Post.role).where(Post.external_id == f"m{n}")) for n in (2, 3)]
