@@ -107,6 +107,11 @@ REFUTATION_CUES: Mapping[str, tuple[tuple[str, str], ...]] = {
         # "没有封城安排", "没有任何封控计划": the arrangement ends the clause (so "没有通知就安排封城"
         # is not one)
         ("没有…安排", r"没有(?:任何)?[\u4e00-\u9fff]{0,6}?(?:的)?(?:安排|计划)(?![\u4e00-\u9fff])"),
+        # how an office's verification words it: "不存在扑杀、禁止买卖的情况", "相关内容系伪造",
+        # "我局从未制定该方案"
+        ("不存在", r"不存在[^。!?；;]{0,16}?(?:情况|问题|现象|事实|此事|行为)"),
+        ("系伪造", r"(?:系|均系|纯系)(?:伪造|编造|捏造|虚构|谣传|误传)"),
+        ("从未", r"从未(?:制定|制发|发布|下发|出台|发出|印发|作出|发过)"),
     ),
     # an authority has spoken: shown with a denial, never enough alone ("官方通报：明天起封城" is a
     # classic fake notice)

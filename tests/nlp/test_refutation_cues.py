@@ -16,6 +16,9 @@ from nlp.normalize import normalize
     ("纯属捏造！青禾镇没有任何封控计划", {"纯属", "没有…安排"}),
     ("關於封城的傳言，鎮政府已經闢謠了", {"辟谣"}),  # traditional script, normalised first
     ("网传东湾村真封了？经核实不实，村里一切正常", {"不实", "经核实"}),  # quoting the claim as a question
+    # an office's verification, in its own words
+    ("近日有群众称“东湾村羊得了口蹄疫”。经现场查看，我镇不存在扑杀、禁止买卖的情况", {"不存在"}),
+    ("关于网传“学区调整方案”的说明：我局从未制定该方案，相关内容系伪造", {"从未", "系伪造"}),
 ])
 def test_refutations_name_their_cues(text: str, expected: set[str]) -> None:
     assert set(refutation_cues(text)) == expected
@@ -39,6 +42,8 @@ def test_refutations_name_their_cues(text: str, expected: set[str]) -> None:
     "别管什么谣言不谣言，赶紧去超市囤米",  # "没有…安排" only where the arrangement ends the clause
     "网上都说是谣言，可我表哥亲眼看到路口设卡了",  # a witness affirms it
     "都说是谣言，结果今天真封了",  # the claim came true
+    "这种情况不存在吗？我看村里都在传",  # asked, and no situation named as absent
+    "通知上说从未发生过这么大的火",  # 从未 alone, not an office saying it never issued something
 ])
 def test_spreading_posts_and_look_alikes_are_not_refutations(text: str) -> None:
     assert refutation_cues(text) == ()
