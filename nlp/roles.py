@@ -187,6 +187,10 @@ def _rules(norm_text: str, words: str, cues: frozenset[str], ctx: RoleContext) -
         # 工作人员微信"); real notices also say "请相互转告".
         if cues & _FORGED_NOTICE or _panics_unsigned(norm_text):
             return ("claim", 0.75)
+        if _NAMES_RUMOR_RE.search(norm_text) and not _asks(norm_text):
+            # An office's word that names, in quotes, what is being passed around ("群里在传“疫苗
+            # 每人280元”。跟大家说明：…免费、自愿") answers that rumor, whatever its denial words.
+            return ("refutation", 0.85)
         if "matter" in cues or norm_text.startswith("【") or len(words) > 40:
             return ("notice", 0.9)
         # A routine notice about no public matter (homework, a residents' meeting, a cold day) is
@@ -223,6 +227,10 @@ def _rules(norm_text: str, words: str, cues: frozenset[str], ctx: RoleContext) -
 _PANIC_RE = re.compile(r"千万(?:不要|别|不能)|赶紧(?:去)?(?:买|囤|抢|跑|撤|转移)|快(?:去)?(?:买|囤|抢)|(?:囤|抢购)(?:起来|点|些)")
 _ISSUER_RE = re.compile(r"特此|联系电话|咨询电话|(?:政府|村委会?|居委会?|社区|派出所|卫生院|供电所|水厂|学校|医院)"
                         r"(?:发布|通知|通报|公告|提醒)|(?:村|居)民委员会|人民政府")
+
+
+# What is passed around, named in quotes: "群里传的“停水三天”", "网传“…”", "网民称“…”".
+_NAMES_RUMOR_RE = re.compile(r"(?:网传|在传|流传|传言|传的|转的|有人说|有人称|群众称|网民称|网友称)[^“”]{0,8}“[^”]{4,}”")
 
 
 def _panics_unsigned(norm_text: str) -> bool:

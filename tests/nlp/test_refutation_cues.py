@@ -19,6 +19,7 @@ from nlp.normalize import normalize
     # an office's verification, in its own words
     ("近日有群众称“东湾村羊得了口蹄疫”。经现场查看，我镇不存在扑杀、禁止买卖的情况", {"不存在"}),
     ("关于网传“学区调整方案”的说明：我局从未制定该方案，相关内容系伪造", {"从未", "系伪造"}),
+    ("停工是因为台风预警，陈总在东莞谈订单，不存在“跑路”。请大家不要传谣", {"不存在", "别信"}),
 ])
 def test_refutations_name_their_cues(text: str, expected: set[str]) -> None:
     assert set(refutation_cues(text)) == expected

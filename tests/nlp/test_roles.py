@@ -449,6 +449,15 @@ def test_a_captioned_forwarded_notice_is_a_notice(text: str) -> None:
     assert role_rules(normalize(text)) == ("notice", pytest.approx(0.9))
 
 
+@pytest.mark.parametrize("text", [
+    "各位家长，刚看到群里在传“疫苗每人280元、不打不准进校”。跟大家说明：这周六卫生院到校接种流感疫苗，学生免费、完全自愿",
+    "各位业主：群里传的“停水三天”通知不是水司发的。如有计划停水，我们会提前张贴通知",
+])
+def test_a_notice_naming_what_is_passed_around_answers_it(text: str) -> None:
+    assert role_rules(normalize(text)) == ("refutation", pytest.approx(0.85))
+
+
+
 def test_a_captioned_forged_notice_stays_a_claim() -> None:
     text = "转给家里有老人的：【养老补贴通知】六十岁以上老人每人可领三千元，请添加工作人员微信登记"
     assert role_rules(normalize(text)) == ("claim", pytest.approx(0.75))
