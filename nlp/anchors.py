@@ -107,7 +107,9 @@ _UNITS_RE = "|".join(sorted({*_AMOUNT_UNITS, *_DATE_UNITS}, key=len, reverse=Tru
 # An Arabic number (with an optional 万/亿 multiplier and unit), or a Chinese numeral that
 # only counts with a unit ("三天", "八百元"): bare "一" / "万一" are words.
 _NUMBER_RE = re.compile(
-    r"(\d+(?:[.,]\d+)*)([万亿千百]?)\s*(" + _UNITS_RE + r")?"
+    # a space between a number and its unit only before money ("400 元"): chat writes clauses apart
+    # with spaces, and "每人400 年底前交完" is 400 of something, not 400 years
+    r"(\d+(?:[.,]\d+)*)([万亿千百]?)(?:\s+(?=元|块|美元|毛|角))?(" + _UNITS_RE + r")?"
     r"|([" + _CN_NUM + r"]{1,12})(" + _UNITS_RE + r")"
     # a spoken number without a unit, when it cannot be a word: "一千", "三百", "五万"
     r"|([一二两三四五六七八九][十百千万亿][" + _CN_NUM + r"]*)"

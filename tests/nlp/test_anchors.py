@@ -49,6 +49,7 @@ def test_places_from_gazetteer_aliases_and_marks(ex: AnchorExtractor) -> None:
     assert a(ex, "全村的人都知道了").places == frozenset()
     # Everyday words ending in a suffix are not places (place_marks' exceptions).
     assert a(ex, "我刚去超市买菜").places == frozenset()
+    assert a(ex, "网传学区调整方案是伪造的").places == frozenset()  # 学区 is a word, not 网传 district
 
 
 def test_gazetteer_name_wins_over_mark_inside_it(ex: AnchorExtractor) -> None:
@@ -67,6 +68,9 @@ def test_numbers_and_amounts(ex: AnchorExtractor) -> None:
     d = a(ex, "12月5日下午3点停电")
     assert d.amounts == frozenset() and {"12月", "5日", "3点"} <= d.numbers
     assert not a(ex, "他一直说一定会一起去，万一出事呢")
+    # Chat writes clauses apart with spaces: a unit after a space counts only for money.
+    assert a(ex, "每人400 年底前交完").amounts == frozenset()
+    assert a(ex, "每人补贴 800 元").amounts == {"800元"}
 
 
 def test_names(ex: AnchorExtractor) -> None:
