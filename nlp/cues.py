@@ -27,6 +27,7 @@ __all__ = [
     "refutation_cues",
     "role_cues",
     "term_label",
+    "without_thanks",
 ]
 
 # Each group is one feature: log1p(number of phrase hits). Phrases are matched on the
@@ -471,6 +472,22 @@ def _phrases_re(groups: tuple[str, ...]) -> re.Pattern[str]:
 
 _HEARSAY_RE = _phrases_re(("hearsay", "share_pressure", "deletion_claim"))
 _SPREAD_CALL_RE = _phrases_re(("urgent_spread",))
+# Thanks for sharing ("谢谢大家转发", "找到了 好人一生平安") asks nobody to share anything: a lost
+# wallet found is not a chain letter. The blessing counts as pressure only beside a call to share.
+_THANKS_FOR_SHARING_RE = re.compile(r"(?:谢谢|感谢|多谢)(?:大家|各位|你们|亲们|朋友们)?(?:的)?(?:帮忙)?(?:转发|扩散|转)")
+_BLESSING_RE = re.compile(r"好人一生平安|功德无量")
+_ASKS_TO_SHARE_RE = re.compile(r"转|扩散|分享")
+
+
+def without_thanks(text: str) -> str:
+    """``text`` without thanks for sharing, and without a blessing that no call to share goes with."""
+    if "谢" in text:
+        text = _THANKS_FOR_SHARING_RE.sub(" ", text)
+    if _BLESSING_RE.search(text) and not _ASKS_TO_SHARE_RE.search(_BLESSING_RE.sub(" ", text)):
+        text = _BLESSING_RE.sub(" ", text)
+    return text
+
+
 _FORWARD_PREFIX_RE = re.compile(r"^(?:转发|转)(?:微博)?[:\s]|^(?:转发|转)[^:,\s]{0,12}(?:通知|公告|通告|提醒|通报)[:\s]")
 # A caption before the forwarded text: "转给家里有老人的：", "转自镇政府公众号 【…】", "转发："
 _CAPTION_RE = re.compile(r"^(?:转发|转给|转自|转)[^:【]{0,16}(?::\s*|\s*(?=【))")
@@ -496,6 +513,7 @@ def role_cues(text: str, *, normalized: bool = True) -> frozenset[str]:
         ):
             found.add(name)
     s = _NOT_SPREAD_RE.sub(" ", t) if _NOT_SPREAD_RE.search(t) else t
+    s = without_thanks(s)
     if _HEARSAY_RE.search(s):
         found.add("hearsay")
     # "转发：…" only says the line was forwarded (a notice is forwarded too), not "spread it"

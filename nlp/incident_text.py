@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from nlp.anchors import Anchors, default_extractor
-from nlp.cues import CUE_GROUPS
+from nlp.cues import CUE_GROUPS, without_thanks
 from nlp.regional import plain_mandarin
 from nlp.roles import ROLES, RoleContext, load_role_classifier, words_of
 from nlp.similarity import match_key
@@ -132,7 +132,8 @@ def anchors_of(norm: str, key: str | None = None) -> Anchors:
 
 def cue_flags(norm: str) -> tuple[bool, bool]:
     """(passes on hearsay, presses to share or act) of a normalised text."""
-    return bool(_HEARSAY_RE.search(norm)), bool(_URGENT_RE.search(norm))
+    pressing = without_thanks(norm)
+    return bool(_HEARSAY_RE.search(norm)), bool(_URGENT_RE.search(pressing))
 
 
 def _role_contexts(contexts: Sequence[Any] | None, n: int) -> list[RoleContext]:

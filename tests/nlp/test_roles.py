@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
+from nlp.cues import role_cues
 from nlp.normalize import normalize
 from nlp.roles import ROLE_ZH, ROLES, RoleClassifier, RoleContext, load_role_classifier, role_rules
 
@@ -500,3 +501,19 @@ def test_a_reply_knows_the_role_and_words_of_the_message_it_quotes() -> None:
     assert got[4] is None  # its parent is neither in the batch nor given
     assert reply_context(contexts, roles, [words_of(normalize(t)) for t in texts],
                          [True, False, True, True, True])[1] is None  # not wanted
+
+
+@pytest.mark.parametrize("text", ["钱包找到了！公交站旁边小卖部老板捡到了 好人一生平安", "手机的主人找到了 谢谢大家转发"])
+def test_thanks_for_sharing_presses_nobody(text: str) -> None:
+    from nlp.incident_text import cue_flags
+
+    cues = role_cues(normalize(text))
+    assert not cues & {"hearsay", "spread_call"}
+    assert cue_flags(normalize(text)) == (False, False)
+
+
+def test_a_chain_letter_blessing_still_presses() -> None:
+    from nlp.incident_text import cue_flags
+
+    assert cue_flags(normalize("紧急扩散！转发的人好人一生平安"))[1]
+    assert "spread_call" in role_cues(normalize("谢谢大家 请继续转发 孩子还没找到"))
