@@ -66,6 +66,9 @@ class IncidentRiskRule(_Rule):
 
     kind: Literal["incident_risk"]
     min_risk: Annotated[float, Field(ge=0, le=1)] = 0.4
+    min_posts: int = Field(
+        2, ge=1, description="claims, questions and reactions the matter holds at least: one line nobody "
+        "repeated or answered is not yet a matter")
 
 
 class DebunkMatchRule(_Rule):

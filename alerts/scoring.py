@@ -40,7 +40,8 @@ def fire_rules(f: Features, cfg: RulesConfig, subject_kind: str) -> list[dict[st
             add(rule, f"谣言概率 {f.rumor_probability:.2f} ≥ {rule.threshold():.2f}")
     if subject_kind == "rumor":
         for rule in cfg.enabled("incident_risk"):
-            if f.incident_risk is not None and f.incident_risk >= rule.min_risk:
+            if (f.incident_risk is not None and f.incident_risk >= rule.min_risk
+                    and f.post_count + (f.enquiries or 0) >= rule.min_posts):
                 add(rule, f"这件事的谣言风险 {f.incident_risk:.2f} ≥ {rule.min_risk:.2f}（说法、询问、传播等各部分见下）")
     for rule in cfg.enabled("debunk_match"):
         if f.debunk_id and (f.debunk_similarity or 0) >= rule.min_similarity:

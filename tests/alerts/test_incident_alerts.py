@@ -341,6 +341,24 @@ def test_a_risky_matter_alerts_on_its_risk_though_no_single_line_reaches_the_rum
     assert all(a.kind == "notice" for a in _alerts_of(session, notice))
 
 
+def test_one_line_nobody_repeated_or_answered_is_not_yet_a_matter(session: Session) -> None:
+    # One chat line scored risky on its own words (a claim, hearsay, a local place) with no second
+    # line about it: not yet a matter for the queue. The question it then draws makes it one.
+    texts = {"claim": "我爸说东湾村井水有毒 群里都在传 千万别喝", "question": "东湾村井水有毒是真的吗"}
+    lone = make_incident(session, title="东湾村井水有毒", places=["东湾村"], now=NOW)
+    incident_posts(session, lone, {"claim": 1}, probability=0.05, now=NOW, texts=texts)
+    lone.risk = 0.9
+    session.flush()
+    evaluation.evaluate(session, now=NOW, notify_config=QUIET)
+    assert all("incident-risk" not in [r["id"] for r in a.rules_fired] for a in _alerts_of(session, lone))
+    later = NOW + dt.timedelta(minutes=10)
+    incident_posts(session, lone, {"question": 1}, probability=0.05, now=later, texts=texts)
+    lone.risk = 0.9
+    session.flush()
+    evaluation.evaluate(session, now=later, notify_config=QUIET)
+    assert any("incident-risk" in [r["id"] for r in a.rules_fired] for a in _alerts_of(session, lone))
+
+
 def test_a_review_verdict_and_an_import_of_the_same_text_meet_as_one_text(session: Session, tmp_path) -> None:
     from core.tables import LabelEvent
     from nlp.labels import import_labels_csv, label_conflicts
