@@ -284,21 +284,12 @@ def corpus_stats(evenings: list[Evening]) -> dict[str, Any]:
 
 
 def _debunk_import_problems(files: set[Path | None]) -> list[str]:
-    """What the product's debunk import (`yuqing debunks import`) would reject in these files."""
-    from pydantic import ValidationError
+    """What the product's debunk import (`yuqing debunks import`) would refuse in these files."""
+    from nlp.debunks import read_debunk_file, validate_debunk_rows
 
-    from nlp.debunks import DebunkIn, read_debunk_file
-
-    problems = []
-    for path in sorted(p for p in files if p is not None):
-        for number, row in enumerate(read_debunk_file(path), 1):
-            try:
-                DebunkIn.model_validate(row)
-            except ValidationError as err:
-                first = err.errors()[0]
-                problems.append(f"{path.parent.name}/debunks.yaml: entry {number} is refused by the import: "
-                                f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
-    return problems
+    return [f"{path.parent.name}/debunks.yaml: refused by the import: {reason}"
+            for path in sorted(p for p in files if p is not None)
+            for _number, reason in validate_debunk_rows(read_debunk_file(path))[1]]
 
 
 def validate_corpus(root: Path = ROOT) -> list[str]:

@@ -85,6 +85,7 @@ __all__ = [
     "unlink_open_incidents",
     "update_debunk",
     "upsert_debunks",
+    "validate_debunk_rows",
     "write_matches",
 ]
 
@@ -266,9 +267,11 @@ def _csv_rows(text: str, name: str) -> list[dict[str, Any]]:
     return [{(k or "").strip(): v for k, v in row.items()} for row in reader]
 
 
-def _validate_rows(
+def validate_debunk_rows(
     rows: Sequence[Mapping[str, Any] | DebunkIn],
 ) -> tuple[list[tuple[int, DebunkIn]], list[tuple[int, str]]]:
+    """Rows as the import reads them: (row number, DebunkIn) of the good ones, (row number, reason in
+    Chinese) of the refused ones."""
     good: list[tuple[int, DebunkIn]] = []
     bad: list[tuple[int, str]] = []
     for number, row in enumerate(rows, 1):
@@ -319,7 +322,7 @@ def upsert_debunks(
     session: Session, items: Sequence[Mapping[str, Any] | DebunkIn], *, created_by: int | None = None
 ) -> ImportResult:
     """Insert new debunks and update changed ones, keyed by the claim's hash. Set-based."""
-    good, rejected = _validate_rows(items)
+    good, rejected = validate_debunk_rows(items)
     result = ImportResult(rejected=rejected)
     batch: dict[str, dict[str, Any]] = {}
     for _, item in good:  # the last row for a claim wins

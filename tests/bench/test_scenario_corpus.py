@@ -48,20 +48,22 @@ def test_every_township_has_debunks_of_its_rumors_and_places() -> None:
         assert {d.matter for d in ev.debunks} - {None} <= rumors
 
 
-def test_the_validator_names_what_is_wrong(tmp_path: Path) -> None:
-    folder = tmp_path / "tune" / "testtown"
+def _township(root: Path, matters: str, messages: str) -> Path:
+    """A one-evening tune township ``testtown`` under ``root`` (and an empty held-out part)."""
+    folder = root / "tune" / "testtown"
     folder.mkdir(parents=True)
-    (tmp_path / "heldout").mkdir()
+    (root / "heldout").mkdir()
     (folder / "evening-2026-11-01.yaml").write_text(
-        "township: 试验镇\ndate: 2026-11-01\n"
-        "groups: [{id: g1, name: 甲群, platform: qq}]\n"
-        "matters: [{id: x1, kind: rumor, truth: false, title: 甲}]\n"
-        "messages:\n"
-        "  - {id: m1, group: g1, time: '19:00', sender: 甲, text: 网传甲村停水, matter: x1, role: claim}\n"
-        "  - {id: m2, group: g2, time: '19:01', sender: 乙, text: 真的吗, matter: x2, role: ask, reply_to: m9}\n"
-        "  - {id: m3, group: g1, time: '19:02', sender: 丙, text: 收到, matter: null, role: question}\n",
-        encoding="utf-8",
-    )
+        "township: 试验镇\ndate: 2026-11-01\ngroups: [{id: g1, name: 甲群, platform: qq}]\n"
+        f"matters: {matters}\nmessages:\n{messages}", encoding="utf-8")
+    return folder
+
+
+def test_the_validator_names_what_is_wrong(tmp_path: Path) -> None:
+    _township(tmp_path, "[{id: x1, kind: rumor, truth: false, title: 甲}]",
+              "  - {id: m1, group: g1, time: '19:00', sender: 甲, text: 网传甲村停水, matter: x1, role: claim}\n"
+              "  - {id: m2, group: g2, time: '19:01', sender: 乙, text: 真的吗, matter: x2, role: ask, reply_to: m9}\n"
+              "  - {id: m3, group: g1, time: '19:02', sender: 丙, text: 收到, matter: null, role: question}\n")
     (ev,) = load_scenarios("tune", root=tmp_path)
     problems = " | ".join(validate_evening(ev))
     for expected in ("role 'ask'", "unknown group 'g2'", "unknown matter 'x2'", "unknown message 'm9'",
@@ -71,14 +73,8 @@ def test_the_validator_names_what_is_wrong(tmp_path: Path) -> None:
 
 
 def test_a_debunk_the_product_would_refuse_is_named(tmp_path: Path) -> None:
-    folder = tmp_path / "tune" / "testtown"
-    folder.mkdir(parents=True)
-    (tmp_path / "heldout").mkdir()
-    (folder / "evening-2026-11-01.yaml").write_text(
-        "township: 试验镇\ndate: 2026-11-01\ngroups: [{id: g1, name: 甲群, platform: qq}]\nmatters: []\n"
-        "messages: [{id: m1, group: g1, time: '19:00', sender: 甲, text: 你好, matter: null, role: other}]\n",
-        encoding="utf-8",
-    )
+    folder = _township(tmp_path, "[]",
+                       "  - {id: m1, group: g1, time: '19:00', sender: 甲, text: 你好, matter: null, role: other}\n")
     (folder / "debunks.yaml").write_text(
         "debunks:\n"
         "  - {id: d1, matter: null, claim: 甲村停水, refutation: 甲村供水正常, category: 公共安全}\n"
@@ -86,7 +82,7 @@ def test_a_debunk_the_product_would_refuse_is_named(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     problems = [p for p in validate_corpus(tmp_path) if "debunks.yaml" in p]
-    assert len(problems) == 1 and "entry 2" in problems[0] and "诈骗" in problems[0]
+    assert len(problems) == 1 and "第 2 条" in problems[0] and "诈骗" in problems[0]
 
 
 def test_a_bad_time_is_a_clear_error(tmp_path: Path) -> None:
