@@ -149,7 +149,10 @@ def render(out: dict[str, Any]) -> str:
     loto = out.get("tune_leave_one_township_out")
     if loto:
         conv = loto.get("accuracy_conversation")
-        lines += ["", f"The model is trained on the tune part, so its tune rows are an upper bound; trained without "
+        tune_n = out["accuracy"]["tune"]["shipped"]["n"]
+        trained = (f"The model was trained on {loto['n']} of the tune part's {tune_n} messages (the townships added "
+                   "since are new to it)" if loto["n"] < tune_n else "The model is trained on the tune part")
+        lines += ["", trained + ", so its tune rows are an upper bound; trained without "
                       f"the township it is tested on (leave-one-township-out, from the model card) the tune accuracy "
                       f"is {loto['accuracy']:.3f} per post"
                       + (f" and {conv:.3f} with the conversation" if conv is not None else "") + f" (n={loto['n']})."]
