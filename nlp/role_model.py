@@ -23,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from core.arrays import load_npz
+from nlp.asking import asks_in_a_clause, ends_asking
 from nlp.normalize import PLACEHOLDER_RE
 from nlp.scoring import hash_char_ngrams
 
@@ -46,13 +47,15 @@ CARD_FILE = "card.json"
 # The role cue flags the model reads (names from nlp.cues.role_cues), in column order.
 CUE_FLAGS: tuple[str, ...] = (
     "truth_question", "reaction", "chat_denial", "affirm", "notice", "complaint", "matter", "chatter",
-    "hearsay", "spread_call", "refutation", "relief", "scam", "hearsay_chat", "notice_format",
+    "hearsay", "spread_call", "refutation", "relief", "scam", "hearsay_chat", "notice_format", "metoo",
+    "disruption_when",
 )
 _SHAPE_NAMES: tuple[str, ...] = (
     "ctx:reply", "ctx:web", "ctx:title",
     "len:<=4", "len:<=10", "len:<=20", "len:<=40", "len:>40",
     "asks", "exclaims", "headline",
     "ctx:follows", "ctx:follows&len<=10", "ctx:follows&asks",
+    "asks:clause", "asks:end",
 )
 # What the conversation pass found (`RoleContext.conversation`): the role of the matter message the
 # post follows and the content words it shares with the recent matter messages. Only evidence of a
@@ -62,6 +65,9 @@ _PREV_ROLES: tuple[str, ...] = ("claim", "question", "reaction", "refutation", "
 _CONVERSATION_NAMES: tuple[str, ...] = (
     *(f"conv:after:{r}" for r in _PREV_ROLES),
     "conv:shares:1", "conv:shares:2+", "conv:shares:0&follows", "conv:shares&len<=10",
+    # "me too" with nothing before it to be like ("三号楼一样 冰凉" after chatter): the one line whose
+    # standing alone is evidence (a general "stands alone" flag made first claims chatter, see above)
+    "conv:metoo&alone",
 )
 # The replied-to (quoted) message, when the post replies to one whose role is known
 # (`RoleContext.parent_role`, `parent_shares`): a short reply to a claim or notice reacts or asks, a
@@ -113,6 +119,8 @@ def dense_row(cues: frozenset[str], n_words: int, norm: str, ctx: RoleContext | 
     row[k + 8] = float(stripped.endswith(("?", "吗", "么", "呢")) or "?" in norm)
     row[k + 9] = float("!" in norm)
     row[k + 10] = float(norm.startswith("【"))
+    row[k + 14] = float(asks_in_a_clause(norm))
+    row[k + 15] = float(ends_asking(norm))
     if ctx is not None:
         conversation_columns(row, ctx, n_words)
         if ctx.parent_role and not ctx.conversation:
@@ -150,6 +158,7 @@ def conversation_columns(row: Any, ctx: RoleContext, n_words: int) -> None:
         row[at + 1] = float(ctx.shares >= 2)
         row[at + 2] = float(ctx.follows_matter and not ctx.shares)
         row[at + 3] = float(ctx.shares > 0 and n_words <= 10)
+        row[at + 4] = float(bool(row[_CUE_INDEX["metoo"]]) and not ctx.follows_matter and not ctx.shares)
         reply_columns(row, ctx, n_words)
 
 

@@ -26,6 +26,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from nlp.asking import asks, ends_asking
 from nlp.cues import role_cues
 from nlp.normalize import PLACEHOLDER_RE
 from nlp.regional import plain_mandarin
@@ -95,9 +96,6 @@ _DEFAULT_CONTEXT = RoleContext()
 _NOT_WORDS_RE = re.compile(r"[\s!?,.:;'\"()\[\]{}<>~\-_/\\|…。、，；：“”‘’《》【】（）·]+")
 # A bare enquiry: the whole post asks "is it true?" of whatever it answers.
 _BARE_ENQUIRY_RE = re.compile(r"^(?:真的|真的吗|真的么|真的嘛|真的啊|真的呀|真的假的|真假|是真的吗|假的吧|真滴吗)$")
-# "嘛" ends statements ("好嘛", "宁可信其有嘛", "我就说嘛"); "吗/么/呢" ask.
-# "…着呢" states ("水位低着呢", "早着呢"): only a bare "呢" asks.
-_ASKS_RE = re.compile(r"(?:吗|么|(?<!着)呢|\?)(?:\s|<[A-Z_]+>)*$|\?|(?:了|过)没(?:有|得)?$")
 _SPREAD = frozenset({"hearsay", "spread_call"})
 # Relief that also tells the group to stop or says the denial is out passes the denial on: "又是谣言
 # 镇里已经辟谣了 大家别转了" refutes.
@@ -110,45 +108,6 @@ def words_of(norm_text: str) -> str:
     if "<" in norm_text:
         norm_text = PLACEHOLDER_RE.sub("", norm_text)
     return _NOT_WORDS_RE.sub("", norm_text)
-
-
-# The last clause asks: a question word, an A-not-A choice ("停不停", "要不要"), a tag ("对吧"), or
-# the spoken yes-no tags without a question mark: "…发的不", "给钱不", "涨了没得", "看清没" (not "我才不",
-# "还没", "都没").
-_CLAUSE_SPLIT_RE = re.compile(r"[,.!;:。，！；：\s]+")
-_CLAUSE_ASKS_RE = re.compile(
-    r"(.)不\1|有没有|是不是|能不能|要不要|会不会|到底|对吧$|是吧$|不是.{1,10}吧$|(?:吗|么|(?<!着)呢)(?:啊|呀)?$|[了过]没(?:有|得)?$"
-    r"|^.+[^不没别才也都就]不$|[^还都也就啥么并从不]没(?:有|得)?$"
-    r"|(?<![别就])(?!不会吧$|不是吧$|不至于吧$|没事吧$)(?:不|没)[^,.!?;:。，！；：\s吧]{0,6}吧$"
-)
-
-
-def _asks(norm_text: str) -> bool:
-    """The line asks something: a question mark, or its last clause is a question."""
-    if _ASKS_RE.search(norm_text):
-        return True
-    clauses = [c for c in _CLAUSE_SPLIT_RE.split(PLACEHOLDER_RE.sub("", norm_text)) if c]
-    return bool(clauses) and _CLAUSE_ASKS_RE.search(clauses[-1]) is not None
-
-
-# A question word asks without a question mark in voice-to-text and elderly writing ("违反了咋罚",
-# "这几天是几天", "那我们去镇上赶集咋走啊"). Laments and exclamations built on the same words do not:
-# "咋办/怎么办", "咋活", "咋了", "咋这么…", "哪有…", a clause ending in "嘛" ("咋搬嘛"). Only
-# `_ends_asking` reads it: a denial's rhetorical "哪有什么…" must not turn into a question where
-# `_asks` guards the denial rules.
-_WH_RE = re.compile(r"咋(?!办|整|样|回事|了|活|过|这么|那么|弄)|怎么(?!办|回事|这么|那么|样|了|活|过)|啥时候|什么时候|"
-                    r"几(?:天|号|点|时|岁|块)|哪(?:个|家|天|里|儿)(?!有)|多少|为啥|为什么")
-
-
-def _ends_asking(norm_text: str) -> bool:
-    """The line ends on its question ("天哪 那我明天还能去上班吗", "违反了咋罚"), not on a remark after
-    it ("啥?我家刚拉了两吨煤" is surprise)."""
-    clauses = [c for c in _CLAUSE_SPLIT_RE.split(PLACEHOLDER_RE.sub("", norm_text).replace("?", "? ")) if c]
-    if not clauses:
-        return False
-    last = clauses[-1]
-    return (last.endswith("?") or _CLAUSE_ASKS_RE.search(last) is not None
-            or (not last.endswith("嘛") and _WH_RE.search(last) is not None))
 
 
 def role_rules(norm_text: str, context: RoleContext | None = None) -> tuple[str, float] | None:
@@ -170,7 +129,7 @@ def _rules(norm_text: str, words: str, cues: frozenset[str], ctx: RoleContext) -
         # asked, it asks about a claim.
         return ("question", 0.95 if ctx.is_reply or "?" in norm_text else 0.7)
     if "truth_question" in cues:
-        if "refutation" in cues and not _asks(norm_text):
+        if "refutation" in cues and not asks(norm_text):
             return ("refutation", 0.8)  # "有人问是不是真的？经核实不实"
         return ("question", 0.9 if cues & _SPREAD else 0.95)
     if "relief" in cues and len(words) <= 30 and not _PASSES_DENIAL_ON_RE.search(norm_text):
@@ -179,7 +138,7 @@ def _rules(norm_text: str, words: str, cues: frozenset[str], ctx: RoleContext) -
         return ("refutation", 0.95)
     if "affirm" in cues:
         return ("claim", 0.9)
-    if "chat_denial" in cues and not _asks(norm_text):
+    if "chat_denial" in cues and not asks(norm_text):
         return ("refutation", 0.85)
     if "notice" in cues:
         # A notice forwarded on hearsay, with pressure to share, or asking for money or personal
@@ -187,7 +146,7 @@ def _rules(norm_text: str, words: str, cues: frozenset[str], ctx: RoleContext) -
         # 工作人员微信"); real notices also say "请相互转告".
         if cues & _FORGED_NOTICE or _panics_unsigned(norm_text):
             return ("claim", 0.75)
-        if _NAMES_RUMOR_RE.search(norm_text) and not _asks(norm_text):
+        if _NAMES_RUMOR_RE.search(norm_text) and not asks(norm_text):
             # An office's word that names, in quotes, what is being passed around ("群里在传“疫苗
             # 每人280元”。跟大家说明：…免费、自愿") answers that rumor, whatever its denial words.
             return ("refutation", 0.85)
@@ -195,25 +154,25 @@ def _rules(norm_text: str, words: str, cues: frozenset[str], ctx: RoleContext) -
             return ("notice", 0.9)
         # A routine notice about no public matter (homework, a residents' meeting, a cold day) is
         # the group's everyday business: the model weighs it.
-    if "source_shrug" in cues and "matter" not in cues and len(words) <= 24 and not _asks(norm_text):
+    if "source_shrug" in cues and "matter" not in cues and len(words) <= 24 and not asks(norm_text):
         return ("other", 0.75)  # "不清楚 别的家长群里说的": where it was heard, nothing passed on
     if cues & _SPREAD:
-        if "hearsay" in cues and _ends_asking(norm_text):
+        if "hearsay" in cues and ends_asking(norm_text):
             return ("question", 0.75)  # "听说杏林村要封路了？": asks about what was heard
         return ("claim", 0.85)
-    if "scam" in cues and "matter" in cues and "骗" not in norm_text and not _asks(norm_text):
+    if "scam" in cues and "matter" in cues and "骗" not in norm_text and not asks(norm_text):
         return ("claim", 0.7)  # an offer of money for a fee or a link passed on: the scam itself
     if "complaint" in cues:
         return ("complaint", 0.85)
     if "reaction" in cues and len(words) <= 24:
-        if _ends_asking(norm_text):
+        if ends_asking(norm_text):
             return ("question", 0.7)  # "天哪 那我明天还能去镇上上班吗"
         return ("reaction", 0.85)
     if "chatter" in cues and "matter" not in cues:
         return ("other", 0.9)
-    if "matter" in cues and _asks(norm_text) and len(words) <= 30:
+    if "matter" in cues and asks(norm_text) and len(words) <= 30:
         return ("question", 0.7)  # "学校明天停课吗？": asks whether the matter holds
-    if _ends_asking(norm_text) and "chatter" not in cues and len(words) <= 30 and not _alone(ctx):
+    if ends_asking(norm_text) and "chatter" not in cues and len(words) <= 30 and not _alone(ctx):
         # Asked lines in a chat are mostly about the evening's matters ("报警了没？", "小孩能打吗");
         # everyday questions hold chatter words or go to the model's "other". A line known to
         # stand alone in its group ("明天镇上有集吗") is left to the model.
@@ -338,6 +297,12 @@ def conversation_context(
             if follows or shared:
                 out[i] = Conversation(follows, prev_role, shared)
     return out
+
+
+def _metoo_alone(ctx: RoleContext, cues: frozenset[str]) -> bool:
+    """A "me too" line in a chat group with no matter message before it: its standing alone is
+    itself evidence (there is nothing to be like), so it gets the second look too."""
+    return "metoo" in cues and ctx.group is not None and ctx.at is not None and ctx.channel == "chat"
 
 
 def follows_matter_flags(contexts: Sequence[RoleContext], roles: Sequence[str]) -> list[bool]:
@@ -468,7 +433,9 @@ class RoleClassifier:
         out = list(ctxs)
         for i, o in enumerate(open_):
             c = ctxs[i]
-            if not o or (convs[i] is _NO_CONVERSATION and replies[i] is None) or c.conversation:
+            if not o or c.conversation:
+                continue
+            if convs[i] is _NO_CONVERSATION and replies[i] is None and not _metoo_alone(c, facts[i][1]):
                 continue  # nothing before it: its first look already saw all there is
             out[i] = with_conversation(c, convs[i], replies[i])
             if convs[i].follows_matter:
