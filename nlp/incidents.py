@@ -218,6 +218,12 @@ def _score(index: IncidentIndex, p: _Post, inc: _Open, shared: float, n_shared: 
     overlap = _anchor_bonus(index, p.facts.anchors, inc.anchors)
     if n_shared < MIN_SHARED and not _shares_thing(p.facts.anchors, inc.anchors) and talked < CONVERSATION_BONUS:
         content = 0.0  # a shared place alone is weak: one village has many matters
+    elif len(p.terms) > SMALL_POST_TERMS and talked < CONVERSATION_BONUS \
+            and _words_beyond_places(p, inc, n_shared) < MIN_SHARED:
+        # The bigrams of one place name ("御景华庭": 御景, 景华, 华庭) are one word in common, not
+        # three: a new matter at the same compound ("御景华庭要划出实小学区了" after its lift)
+        # shares nothing else.
+        content = 0.0
     talk = talked if n_shared else 0.0
     if talk and len(p.terms) > SMALL_POST_TERMS and p.role in STARTER_ROLES and content < TALK_CONTENT:
         # A statement of its own that shares a word or two with the matter just talked about is
@@ -232,6 +238,19 @@ def _score(index: IncidentIndex, p: _Post, inc: _Open, shared: float, n_shared: 
             score -= penalty
             break
     return score
+
+
+def _words_beyond_places(p: _Post, inc: _Open, n_shared: int) -> int:
+    """``n_shared`` with the shared bigrams inside the post's place names counted as one each."""
+    places = p.facts.anchors.places if p.facts.anchors else frozenset()
+    if not places:
+        return n_shared
+    terms = inc.terms
+    out = n_shared
+    for name in places:
+        inside = [t for t in grams_of(match_key(name)) if t in terms]
+        out -= max(len(inside) - 1, 0)
+    return out
 
 
 def _talk_bonus(p: _Post, talked: list[tuple[dt.datetime, _Open]]) -> dict[_Open, float]:

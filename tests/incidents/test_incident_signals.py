@@ -48,6 +48,18 @@ def test_the_same_claim_about_two_villages_stays_apart(db: Session, rumor_model:
     assert a is not None and b is not None and a != b
 
 
+def test_a_new_matter_at_the_same_market_does_not_join_the_last_one_by_its_name(
+        db: Session, rumor_model: Any) -> None:
+    """A statement that shares only a place's name with the matter its group talked about an hour
+    ago starts its own matter: the bigrams of "青禾菜市场" are one word in common, not four."""
+    run(db, rumor_model, [
+        msg("青禾菜市场的猪肉注水了 好多人买了", 1, "qh-1"),
+        msg("听说青禾菜市场明年要整体拆掉搬到城南去 摊主们都在找新铺面 大家早做打算", 2, "qh-1", 40),
+    ])
+    pork, moving = incident_of(db, "m1"), incident_of(db, "m2")
+    assert pork is not None and moving is not None and moving != pork
+
+
 def test_a_question_naming_a_place_asks_about_its_matter_of_the_hour(db: Session, rumor_model: Any) -> None:
     run(db, rumor_model, [
         msg("我跟你们说 东湾村后山下来狼了 昨天把放羊的老吴胳膊咬了 晚上都别上山", 1, "qh-1"),
