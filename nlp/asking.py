@@ -38,7 +38,7 @@ def asks(norm_text: str) -> bool:
 # `ends_asking` reads it: a denial's rhetorical "哪有什么…" must not turn into a question where
 # `asks` guards the denial rules.
 WH_RE = re.compile(r"咋(?!办|整|样|回事|了|活|过|这么|那么|弄)|怎么(?!办|回事|这么|那么|样|了|活|过)|啥时候|什么时候|"
-           r"几(?:天|号|点|时|岁|块)|哪(?:个|家|天|里|儿)(?!有)|多少|为啥|为什么")
+            r"几(?:天|号|点|时|岁|块)|哪(?:个|家|天|里|儿)(?!有)|多少|为啥|为什么")
 
 
 def ends_asking(norm_text: str) -> bool:

@@ -222,7 +222,9 @@ def _score(index: IncidentIndex, p: _Post, inc: _Open, shared: float, n_shared: 
             and _words_beyond_places(p, inc, n_shared) < MIN_SHARED:
         # The bigrams of one place name ("御景华庭": 御景, 景华, 华庭) are one word in common, not
         # three: a new matter at the same compound ("御景华庭要划出实小学区了" after its lift)
-        # shares nothing else.
+        # shares nothing else. A shared named thing or amount does not exempt it, unlike the gate
+        # above: name marks are often junk ("明年青禾中学"), and on the tune part exempting them
+        # (or amounts alone) alerted one rumor matter fewer and grouped less precisely.
         content = 0.0
     talk = talked if n_shared else 0.0
     if talk and len(p.terms) > SMALL_POST_TERMS and p.role in STARTER_ROLES and content < TALK_CONTENT:

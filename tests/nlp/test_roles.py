@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
+from nlp.asking import asks_in_a_clause, ends_asking
 from nlp.cues import role_cues
 from nlp.normalize import normalize
 from nlp.roles import ROLE_ZH, ROLES, RoleClassifier, RoleContext, load_role_classifier, role_rules
@@ -517,3 +518,30 @@ def test_a_chain_letter_blessing_still_presses() -> None:
 
     assert cue_flags(normalize("紧急扩散！转发的人好人一生平安"))[1]
     assert "spread_call" in role_cues(normalize("谢谢大家 请继续转发 孩子还没找到"))
+
+
+@pytest.mark.parametrize(("text", "some_clause", "at_the_end"), [
+    ("养殖区受影响不 我的扇贝笼子在外边", True, False),  # asks, then explains
+    ("我的扇贝笼子在外边 养殖区受影响不", True, True),
+    ("那明天到底停不停水嘛", True, True),
+    ("我才不 去就去", False, False),  # "我才不" refuses, it does not ask
+    ("今天太阳真好 晒被子", False, False),
+])
+def test_asking_reads_every_clause_and_the_last(text: str, some_clause: bool, at_the_end: bool) -> None:
+    norm = normalize(text)
+    assert (asks_in_a_clause(norm), ends_asking(norm)) == (some_clause, at_the_end)
+
+
+@pytest.mark.parametrize("text", ["说了多少回了 年年冻年年修", "反映了 推来推去没人管", "明天再不来人 我们自己去乡上",
+                                  "黑成那样 我差点摔进坑里"])
+def test_grievances_in_peoples_words_complain(text: str) -> None:
+    assert role_rules(normalize(text)) == ("complaint", 0.85)
+
+
+def test_model_flags_name_a_me_too_line_and_a_disruption_given_a_time() -> None:
+    assert "metoo" in role_cues(normalize("三号楼一样 冰凉"))
+    assert "metoo" in role_cues(normalize("我家也是"))
+    assert "metoo" not in role_cues(normalize("跟去年一样好吃"))
+    assert "disruption_when" in role_cues(normalize("明天全镇停一天电 变电站检修"))
+    assert "disruption_when" not in role_cues(normalize("停电那天我在县城"))
+    assert "matter" in role_cues(normalize("后天停两天水"))  # a duration inside still names the matter
