@@ -147,7 +147,10 @@ def _numbers(text: str) -> tuple[set[str], set[str]]:
     amounts: set[str] = set()
     if not _HAS_NUMBER_RE.search(text):
         return numbers, amounts
-    for raw, mul, unit_a, cn, unit_c, spoken in _NUMBER_RE.findall(text):
+    for match in _NUMBER_RE.finditer(text):
+        raw, mul, unit_a, cn, unit_c, spoken = match.groups(default="")
+        if _vague_span(text, match.start(), cn, unit_c):
+            continue
         if spoken:
             cn, unit_c = spoken, ""
         if raw:
@@ -189,6 +192,15 @@ def _numbers(text: str) -> tuple[set[str], set[str]]:
     return numbers, amounts
 
 
+def _vague_span(text: str, start: int, cn: str, unit: str) -> bool:
+    """Whether a spoken span is a vague "lately" or "soon" ("这两天", "前两天", "过两天再说"), not a
+    length of time: it told a refutation ("这两天就是小到中雪") apart from the claim it answers
+    ("道路封闭15天")."""
+    return cn in _VAGUE_COUNTS and unit in ("天", "周", "个月", "年") and start > 0 and text[start - 1] in _VAGUE_BEFORE
+
+
+_VAGUE_COUNTS = frozenset({"两", "一两", "两三"})
+_VAGUE_BEFORE = frozenset("这那前过头近")
 _BARE_MULTIPLIERS = frozenset({"万", "亿", "千", "百", "十"})
 _COUNTERS = frozenset({"户", "家", "人", "名", "只", "头", "辆", "所", "间", "套", "栋", "层"})
 

@@ -347,7 +347,11 @@ def kind_of(s: IncidentStats) -> str:
     retold = notices > claims or score < 0.5 or not claims
     if notices and notices >= claims and retold and s.debunk_id is None and not contested:
         return "notice"
-    if complaints and complaints >= claims:
+    # A grievance nobody disputes is a concern; one whose claims the groups correct and ask
+    # about ("又要交钱？" beside "疫苗每人280元，不打不准进校" and three "不收钱，没有的事") is a
+    # rumor that people complain about.
+    disputed = claims and r["refutation"] and doubt_of(s)[0] >= DOUBT_RUMOR
+    if complaints and complaints >= claims and not disputed:
         return "concern"
     if s.debunk_id is not None or (claims and score >= 0.5) or (r["refutation"] and not notices):
         return "rumor"

@@ -55,3 +55,16 @@ def test_a_notice_stays_a_notice_unless_residents_contest_it() -> None:
     contested = _stats([("notice", notice, None)] * 2 + [("claim", "听说南坪村要停三天电", 0.3)] * 2
                        + [("refutation", "没这回事", None)] * 3)
     assert kind_of(contested) == "rumor"
+
+
+def test_a_grievance_stays_a_concern_unless_its_claims_are_disputed() -> None:
+    claim = ("claim", "学校流感疫苗每人要交280元 不打不准进校", 0.7)
+    grievance = [("complaint", "又要交钱？这学期都交了好几回了", None)]
+    asked = [("question", "有没有通知啊 我怎么没看到", None)] * 2
+    assert kind_of(_stats([claim, *grievance, *asked])) == "concern"  # asked about, nobody says it is wrong
+    corrected = [("refutation", "不收钱，学生接种免费，也不强制", None)] * 3
+    assert kind_of(_stats([claim, *grievance, *asked, *corrected])) == "rumor"
+    # One correction of a grievance ("已经在修了" read as a refutation) is not a dispute.
+    pipes = [("complaint", "自来水又是黄的 放了十分钟还是黄", None)] * 2
+    assert kind_of(_stats([("claim", "听说是水管老化要全换", 0.4), *pipes,
+                           ("refutation", "不是水管的事", None)])) == "concern"

@@ -71,6 +71,12 @@ def test_numbers_and_amounts(ex: AnchorExtractor) -> None:
     # Chat writes clauses apart with spaces: a unit after a space counts only for money.
     assert a(ex, "每人400 年底前交完").amounts == frozenset()
     assert a(ex, "每人补贴 800 元").amounts == {"800元"}
+    # "这两天", "前两天", "过两天" say "lately" or "soon", not how long: no amount to conflict
+    # with a claim's "封路15天"; "停水两天" is a length of time.
+    for vague in ("这两天就是小到中雪", "前两天下了点雨", "过两天再说", "这一两天就到"):
+        assert a(ex, vague).amounts == frozenset(), vague
+    assert a(ex, "前两天停了两天水").amounts == {"2天"}
+    assert not anchors_conflict(a(ex, "这两天就是小到中雪 根本没有一米的雪"), a(ex, "积雪1米 道路封闭15天以上"))
 
 
 def test_names(ex: AnchorExtractor) -> None:
