@@ -197,7 +197,24 @@ def _shares_thing(a: Anchors, b: Anchors) -> bool:
 
 
 def _conflicts(index: IncidentIndex, p: _Post, inc: _Open) -> bool:
-    return bool(p.facts.anchors) and bool(inc.anchors) and anchors_conflict(p.facts.anchors, inc.anchors, index.parents)
+    if not p.facts.anchors or not inc.anchors:
+        return False
+    return anchors_conflict(_beyond_sources(p), inc.anchors, index.parents)
+
+
+#: Heads of the offices a refutation cites as its source ("问了派出所老杨", "旗气象局说的").
+SOURCE_HEADS = ("派出所", "局", "所", "政府", "委会", "办")
+
+
+def _beyond_sources(p: _Post) -> Anchors:
+    """``p``'s anchors, without the offices a refutation names as where the word came from: "我打
+    电话问了芦门派出所" denies the van rumor at 北栅桥 wherever that rumor's other posts were
+    (芦门自来水厂), and is no other place than the rumor's."""
+    a = p.facts.anchors
+    if p.role != "refutation" or not a.places:
+        return a
+    kept = frozenset(x for x in a.places if not x.endswith(SOURCE_HEADS))
+    return a if len(kept) == len(a.places) else Anchors(kept, a.numbers, a.amounts, a.names)
 
 
 def _score(index: IncidentIndex, p: _Post, inc: _Open, shared: float, n_shared: int, talked: float) -> float:

@@ -60,6 +60,18 @@ def test_a_new_matter_at_the_same_market_does_not_join_the_last_one_by_its_name(
     assert pork is not None and moving is not None and moving != pork
 
 
+
+def test_a_refutation_citing_an_office_as_its_source_joins_the_rumor_it_denies(db: Session, rumor_model: Any) -> None:
+    """"问了镇政府" says where the denial came from: the office is no other place than the rumor's
+    market and school, so the refutation joins the rumor (and counts as the groups' doubt)."""
+    run(db, rumor_model, [
+        msg("大家当心 青禾菜市场门口有辆白色面包车 车里两个男的专门盯小孩 青禾小学放学的时候也停在那", 1, "qh-1"),
+        msg("我打电话问了镇政府的人 菜市场门口那辆白色面包车是收旧家具的 根本没有盯小孩这回事 别再转了", 2, "qh-1", 20),
+    ])
+    rumor, denial = incident_of(db, "m1"), incident_of(db, "m2")
+    assert rumor is not None and denial == rumor
+
+
 def test_a_question_naming_a_place_asks_about_its_matter_of_the_hour(db: Session, rumor_model: Any) -> None:
     run(db, rumor_model, [
         msg("我跟你们说 东湾村后山下来狼了 昨天把放羊的老吴胳膊咬了 晚上都别上山", 1, "qh-1"),
