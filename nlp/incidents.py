@@ -204,17 +204,39 @@ def _conflicts(index: IncidentIndex, p: _Post, inc: _Open) -> bool:
 
 #: Heads of the offices a refutation cites as its source ("问了派出所老杨", "旗气象局说的").
 SOURCE_HEADS = ("派出所", "局", "所", "政府", "委会", "办")
+# A clause naming who said it or where it was heard: "集上卖水果的阿兰讲的", "镇卫生院的人说的".
+_SOURCE_CLAUSE_RE = re.compile(r"(?:讲|说|传|转|听来|看到)的$")
+_CLAUSES_RE = re.compile(r"[\s,.!?;:，。！？；：]+")
+
+
+def _source_places(p: _Post) -> frozenset[str]:
+    """The places ``p`` names only as where the word came from: those of a clause ending "…讲的",
+    "…说的", in a line that says more ("集上卖水果的阿兰讲的 厂门锁哒" answers "你听哪个讲的": 集上
+    is no place of the matter). A line that only names a source ("镇卫生院的人说的") says nothing
+    of any matter: only its sender's thread carries it on (`_sender_thread`)."""
+    if "的" not in p.text or not p.facts.anchors.places:
+        return frozenset()
+    out: set[str] = set()
+    says_more = False
+    for clause in _CLAUSES_RE.split(p.text):
+        if _SOURCE_CLAUSE_RE.search(clause):
+            out |= anchors_of(clause).places
+        elif clause:
+            says_more = True
+    return frozenset(out) if says_more else frozenset()
 
 
 def _beyond_sources(p: _Post) -> Anchors:
-    """``p``'s anchors, without the offices a refutation names as where the word came from: "我打
-    电话问了芦门派出所" denies the van rumor at 北栅桥 wherever that rumor's other posts were
-    (芦门自来水厂), and is no other place than the rumor's."""
+    """``p``'s anchors without the places it names as its source: a clause saying who said it
+    (`_source_places`), and the offices a refutation cites ("我打电话问了芦门派出所" denies the van
+    rumor at 北栅桥 wherever that rumor's other posts were, 芦门自来水厂)."""
     a = p.facts.anchors
-    if p.role != "refutation" or not a.places:
+    if not a.places:
         return a
-    kept = frozenset(x for x in a.places if not x.endswith(SOURCE_HEADS))
-    return a if len(kept) == len(a.places) else Anchors(kept, a.numbers, a.amounts, a.names)
+    drop = _source_places(p)
+    if p.role == "refutation":
+        drop |= {x for x in a.places if x.endswith(SOURCE_HEADS)}
+    return Anchors(a.places - drop, a.numbers, a.amounts, a.names) if drop & a.places else a
 
 
 def _score(index: IncidentIndex, p: _Post, inc: _Open, shared: float, n_shared: int, talked: float) -> float:
@@ -462,9 +484,14 @@ def _asked_about_place(index: IncidentIndex, p: _Post, ranked: list[tuple[float,
 
 def _names_new_thing(index: IncidentIndex, p: _Post, inc: _Open) -> bool:
     """Whether ``p`` names a place or a telling amount ``inc`` does not (a new matter, not its
-    follow-up). A small count ("这两天", "叼走两只羊", "三吨煤") is a detail a follow-up adds."""
+    follow-up). A small count ("这两天", "叼走两只羊", "三吨煤") is a detail a follow-up adds, and
+    the place of a line naming where the word came from ("集上卖水果的阿兰讲的 厂门锁哒" after "你听
+    哪个讲的") is its source, not a new matter's place."""
     a = _specific(index, p.facts.anchors)
-    return bool((a.places - inc.anchors.places) or (_telling(a.amounts) - inc.anchors.amounts))
+    new_places = a.places - inc.anchors.places
+    if new_places:
+        new_places -= _source_places(p)
+    return bool(new_places or (_telling(a.amounts) - inc.anchors.amounts))
 
 
 def _telling(amounts: frozenset[str]) -> frozenset[str]:

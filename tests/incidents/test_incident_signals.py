@@ -72,6 +72,19 @@ def test_a_refutation_citing_an_office_as_its_source_joins_the_rumor_it_denies(d
     assert rumor is not None and denial == rumor
 
 
+
+def test_a_line_naming_where_the_word_came_from_carries_the_matter_on(db: Session, rumor_model: Any) -> None:
+    """"菜市场卖菜的王姐说的" answers "你听谁说的": the market is where the word was heard, not
+    another place than the village the claim is about."""
+    run(db, rumor_model, [
+        msg("听说东湾村那个砖厂老板跑路了 欠的工钱都不给了", 1, "qh-1"),
+        msg("啥时候的事 你听谁说的", 2, "qh-1", 1),
+        msg("菜市场卖菜的王姐说的 厂门都锁了", 3, "qh-1", 2),
+    ])
+    claim = incident_of(db, "m1")
+    assert claim is not None and incident_of(db, "m3") == claim
+
+
 def test_a_question_naming_a_place_asks_about_its_matter_of_the_hour(db: Session, rumor_model: Any) -> None:
     run(db, rumor_model, [
         msg("我跟你们说 东湾村后山下来狼了 昨天把放羊的老吴胳膊咬了 晚上都别上山", 1, "qh-1"),
