@@ -182,6 +182,7 @@ class IncidentIndex:
         self.parents: dict[str, frozenset[str]] = {}  # place -> the places it lies in (gazetteer)
         self.home: frozenset[str] = frozenset()  # the office's own area: named by nearly every post
         self.landmarks: frozenset[str] = frozenset()  # the gazetteer's offices, schools, plants (kind landmark)
+        self.spots: frozenset[str] = frozenset()  # its landmarks and streets: places of one matter or few
         # The paraphrase signal (nlp.incident_paraphrase.Paraphrase: the claim matcher), or None.
         self.paraphrase: Any = None
         self.grams = GramFreq()
@@ -222,6 +223,7 @@ class IncidentIndex:
         index._guard(session)
         index.parents = default_extractor().parents
         index.home, index.landmarks = _home_places(), _landmarks()
+        index.spots = index.landmarks | _landmarks(("street",))
         log.debug("incident index loaded", extra={"open": len(index.open), "window_days": window_days})
         return index
 
@@ -406,8 +408,8 @@ def _post(lst: list[_Open], inc: _Open) -> None:
         del lst[: len(lst) - POSTING_CAP // 2]
 
 
-def _landmarks() -> frozenset[str]:
-    """The gazetteer's landmarks (白沙供电所, 中心小学), or nothing."""
+def _landmarks(kinds: tuple[str, ...] = ("landmark",)) -> frozenset[str]:
+    """The gazetteer's landmarks (白沙供电所, 中心小学), or its places of other ``kinds``, or nothing."""
     from nlp.concerns.errors import ConcernConfigError
     from nlp.concerns.places import load_gazetteer
 
@@ -415,7 +417,7 @@ def _landmarks() -> frozenset[str]:
         places = load_gazetteer().places
     except ConcernConfigError:
         return frozenset()
-    return frozenset(name for name, spec in places.items() if spec.kind == "landmark")
+    return frozenset(name for name, spec in places.items() if spec.kind in kinds)
 
 
 def _home_places() -> frozenset[str]:

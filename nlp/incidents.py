@@ -143,6 +143,7 @@ NORM_MASS = 80.0  # IDF mass that counts as "all of it" (see _score)
 ANCHOR_BONUS = 0.3  # at most, for anchors in common
 THING_BONUS = 0.2  # per shared amount or named thing
 PLACE_BONUS = 0.08  # per shared place (other than the office's own area)
+SPOT_BONUS = 0.15  # per shared street or landmark (a village has many matters, a street few)
 CONVERSATION_BONUS = 0.15  # the incident was just talked about in the post's group
 MEMORY_BONUS = 0.08  # ... within the last GROUP_MEMORY (the group comes back to its matter)
 GROUP_MEMORY = dt.timedelta(minutes=90)
@@ -187,8 +188,9 @@ def _anchor_bonus(index: IncidentIndex, a: Anchors, b: Anchors) -> float:
     if not a or not b:
         return 0.0
     things = len(a.amounts & b.amounts) + len(a.names & b.names)
-    places = len((a.places & b.places) - index.home)
-    return min(ANCHOR_BONUS, THING_BONUS * things + PLACE_BONUS * places)
+    shared = (a.places & b.places) - index.home
+    spots = len(shared & index.spots)
+    return min(ANCHOR_BONUS, THING_BONUS * things + SPOT_BONUS * spots + PLACE_BONUS * (len(shared) - spots))
 
 
 def _shares_thing(a: Anchors, b: Anchors) -> bool:

@@ -85,6 +85,18 @@ def test_a_line_naming_where_the_word_came_from_carries_the_matter_on(db: Sessio
     assert claim is not None and incident_of(db, "m3") == claim
 
 
+
+def test_complaints_about_one_street_in_two_groups_are_one_concern(db: Session, rumor_model: Any) -> None:
+    """A street or landmark has few matters at a time, unlike a village: sharing one binds more
+    than sharing a village's name, so the same grievance told apart in two groups is one concern."""
+    run(db, rumor_model, [
+        msg("新华路口那个大坑又积水了 电动车都过不去 反映了好几次也没人来填", 1, "qh-1"),
+        msg("新华路那个坑到底有没有人管 昨晚我家老头骑电动车差点摔进去", 2, "dw-1", 40),
+    ])
+    first = incident_of(db, "m1")
+    assert first is not None and incident_of(db, "m2") == first
+
+
 def test_a_question_naming_a_place_asks_about_its_matter_of_the_hour(db: Session, rumor_model: Any) -> None:
     run(db, rumor_model, [
         msg("我跟你们说 东湾村后山下来狼了 昨天把放羊的老吴胳膊咬了 晚上都别上山", 1, "qh-1"),
