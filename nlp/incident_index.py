@@ -16,6 +16,7 @@ import itertools
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, cast
 
 import numpy as np
@@ -27,7 +28,7 @@ from nlp.anchors import Anchors, default_extractor
 from nlp.incident_stats import IncidentStats
 from nlp.incident_text import GRAM_FEATURES, PostFacts
 
-__all__ = ["GramFreq", "IncidentIndex", "live", "pack_terms", "unpack_terms"]
+__all__ = ["GramFreq", "IncidentIndex", "event_families_of", "live", "pack_terms", "unpack_terms"]
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +99,8 @@ class GramFreq:
 class _Open:
     """An open incident as the grouping sees it (its id is filled in once the row exists)."""
 
-    __slots__ = ("anchors", "claims", "debunk_id", "first_seen", "guarded", "id", "indexed", "last_seen", "mass",
-                 "merged_into", "packed", "stats", "terms")
+    __slots__ = ("anchors", "claims", "debunk_id", "families", "first_seen", "guarded", "id", "indexed", "last_seen",
+                 "mass", "merged_into", "packed", "stats", "terms")
 
     def __init__(self, incident_id: int | None, first_seen: dt.datetime, last_seen: dt.datetime,
                  terms: dict[int, float], anchors: Anchors, debunk_id: int | None = None) -> None:
@@ -115,6 +116,7 @@ class _Open:
         self.merged_into: _Open | None = None  # set when the grouping merged it into another
         self.guarded = False  # holds a post staff kept apart from another (never merged automatically)
         self.claims: tuple[str, ...] = ()  # its first claims' texts, for the paraphrase signal
+        self.families: frozenset[str] = frozenset()  # the kinds of event its statements name (`event_families_of`)
 
 
 def pack_terms(terms: dict[int, float], mass: float = 0.0) -> bytes:
@@ -248,6 +250,7 @@ class IncidentIndex:
         inc.mass = mass
         if row.title:  # its headline: its representative claim, for the paraphrase signal
             inc.claims = (row.title,)
+            inc.families = event_families_of(row.title)
         self.open[row.id] = inc
         self._index_terms(inc, list(itertools.islice(terms, LOAD_INDEXED)))  # stored strongest first
         self._index_anchors(inc, inc.anchors)
@@ -351,6 +354,8 @@ class IncidentIndex:
             if p.facts.anchors:
                 inc.anchors = inc.anchors.union(p.facts.anchors)
                 self._index_anchors(inc, p.facts.anchors)
+                if p.facts.anchors.places:
+                    inc.families |= event_families_of(p.text)
         inc.last_seen = max(inc.last_seen, p.when)
         inc.first_seen = min(inc.first_seen, p.when)
         if p.id in self.cannot:
@@ -406,6 +411,16 @@ def _post(lst: list[_Open], inc: _Open) -> None:
     lst.append(inc)
     if len(lst) > POSTING_CAP:
         del lst[: len(lst) - POSTING_CAP // 2]
+
+
+@lru_cache(maxsize=1 << 14)
+def event_families_of(norm_text: str) -> frozenset[str]:
+    """The kinds of event a text names (nlp.claim_events: water cut, garbage, pollution ...)."""
+    from nlp.claim_events import event_families
+    from nlp.claim_words import canonical_key
+    from nlp.claims import claim_key
+
+    return event_families(canonical_key(claim_key(norm_text)))
 
 
 def _landmarks(kinds: tuple[str, ...] = ("landmark",)) -> frozenset[str]:

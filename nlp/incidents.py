@@ -94,6 +94,7 @@ from nlp.incident_index import (
     _Open,
     _Post,
     _shared,
+    event_families_of,
     live,
     pack_terms,
     timedelta_ok,
@@ -161,6 +162,11 @@ MIN_SHARED = 3  # bigrams in common, unless anchors or the conversation bind too
 START_TERMS = 4  # bigrams a post needs to start an incident ("收到了" starts nothing)
 QUESTION_START_TERMS = 8  # a question must name its matter to start one ("中心小学真的停课两周吗")
 SMALL_POST_TERMS = 14  # "真的吗？", "天哪 我刚烧了一壶水喝了": a line of its own, the conversation decides
+EVENT_WINDOW = dt.timedelta(hours=12)  # a statement of the same kind of event at the same place (`_same_event_at_place`)
+EVENT_ROLES = frozenset({"claim", "complaint"})
+# Kinds of event that are the background of many matters at one place, not one matter: money paid
+# or free ("免费入户检查" / "每平米补偿8000"), works, weather, housing.
+BACKGROUND_FAMILIES = frozenset({"subsidy", "fee_collect", "maintenance", "construction", "weather", "real_estate"})
 PLACE_ASKED = dt.timedelta(minutes=60)  # a question naming a place asks about its matter of the last hour
 SMALL_COUNT = 10  # amounts below this, other than money, are details ("两天", "两只羊"), not telling
 NEW_MONEY_PENALTY = 0.45  # a long statement naming a sum its candidate lacks (see _new_money)
@@ -484,6 +490,26 @@ def _asked_about_place(index: IncidentIndex, p: _Post, ranked: list[tuple[float,
     return near[0]
 
 
+def _same_event_at_place(index: IncidentIndex, p: _Post, ranked: list[tuple[float, int, _Open, int]]) -> _Open | None:
+    """A statement naming a specific place and a kind of event ("下坝的垃圾有人管没管啊") joins the
+    one matter of its candidates that names the same place and the same kind of event within
+    EVENT_WINDOW ("下坝那边的垃圾桶已经满出来一个多星期了"), however differently the two are worded: one
+    place has many matters, rarely two of one kind in an evening."""
+    places = _specific(index, p.facts.anchors).places
+    if not places:
+        return None
+    families = event_families_of(p.text) - BACKGROUND_FAMILIES
+    if not families:
+        return None
+    near = [inc for _s, _k, inc, n in ranked
+            if n and places & inc.anchors.places and families & inc.families
+            and abs(p.when - inc.last_seen) <= EVENT_WINDOW]
+    near = list(dict.fromkeys(live(inc) for inc in near))
+    if len(near) != 1 or _conflicts(index, p, near[0]):
+        return None
+    return near[0]
+
+
 def _names_new_thing(index: IncidentIndex, p: _Post, inc: _Open) -> bool:
     """Whether ``p`` names a place or a telling amount ``inc`` does not (a new matter, not its
     follow-up). A small count ("这两天", "叼走两只羊", "三吨煤") is a detail a follow-up adds, and
@@ -570,6 +596,9 @@ def _place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | N
     if inc is None and p.role in ("question", "reaction") and ranked:
         inc = _asked_about_place(index, p, ranked)
         why = "place"
+    if inc is None and p.role in EVENT_ROLES and ranked:
+        inc = _same_event_at_place(index, p, ranked)
+        why = "event"
     if inc is None and index.paraphrase is not None and index.paraphrase.wants(p) and ranked:
         # A claim in other words ("大米要涨价了 赶紧买几袋" for "下个月盐和大米都要大涨价"): the claim
         # matcher on the candidates its words found (nlp.incident_paraphrase).

@@ -97,6 +97,22 @@ def test_complaints_about_one_street_in_two_groups_are_one_concern(db: Session, 
     assert first is not None and incident_of(db, "m2") == first
 
 
+
+def test_the_same_kind_of_event_at_one_village_in_one_evening_is_one_matter(db: Session, rumor_model: Any) -> None:
+    """Two groups complain about 东湾's garbage in other words: one concern. Another village's
+    garbage, and another kind of event at 东湾 (a power cut), are other matters."""
+    result = run(db, rumor_model, [
+        msg("东湾村的垃圾桶满出来一个多星期了 没人来拉 臭死了", 1, "qh-1"),
+        msg("东湾的垃圾到底有没有人管 风一刮都吹到路上了", 2, "dw-1", 50),
+        msg("柳树村的垃圾站也满了 一股味", 3, "dw-1", 60),
+        msg("东湾村今晚停电了 说是线路检修", 4, "qh-1", 70),
+    ])
+    garbage = incident_of(db, "m1")
+    assert garbage is not None and incident_of(db, "m2") == garbage
+    assert result.counts.get("incident_event") == 1  # the words alone did not place it
+    assert incident_of(db, "m3") not in (None, garbage) and incident_of(db, "m4") not in (None, garbage)
+
+
 def test_a_question_naming_a_place_asks_about_its_matter_of_the_hour(db: Session, rumor_model: Any) -> None:
     run(db, rumor_model, [
         msg("我跟你们说 东湾村后山下来狼了 昨天把放羊的老吴胳膊咬了 晚上都别上山", 1, "qh-1"),

@@ -25,6 +25,10 @@ def fam(text: str) -> frozenset[str]:
         ("death", ["河里淹死了一个人", "有个老人去世了", "出人命了"]),
         ("missing_abduction", ["菜市场有人贩子抢孩子", "一个小孩走失了"]),
         ("price_rise", ["猪肉又涨价了", "燃气费上调了"]),
+        # grievances: what a concern is about
+        ("garbage", ["下坝的垃圾桶满出来了", "垃圾一个礼拜没人拉"]),
+        ("streetlight", ["工业大道的路灯坏了一个月", "晚上黑灯瞎火的"]),
+        ("medicine_shortage", ["卫生院又没药了", "降压药配不到"]),
     ],
 )
 def test_one_event_in_other_words_is_one_family(family: str, texts: list[str]) -> None:
