@@ -188,15 +188,30 @@ def _specific(index: IncidentIndex, a: Anchors) -> Anchors:
     return Anchors(a.places - index.home, a.numbers, a.amounts, a.names)
 
 
-def _anchor_bonus(index: IncidentIndex, a: Anchors, b: Anchors) -> float:
+def _anchor_bonus(index: IncidentIndex, p: _Post, inc: _Open, words: int) -> float:
     """What shared anchors add: a shared amount or named thing (800元, 中心小学) binds strongly;
-    a shared place only a little (one village has many matters: its water, its bridge)."""
+    a shared street or landmark less, and only when the two do not name different kinds of event
+    there (a chlorine leak at the chemical park is not the lorries on its road) and they share a
+    word beyond the places' names; a shared village only a little (one village has many
+    matters: its water, its bridge)."""
+    a, b = p.facts.anchors, inc.anchors
     if not a or not b:
         return 0.0
     things = len(a.amounts & b.amounts) + len(a.names & b.names)
     shared = (a.places & b.places) - index.home
     spots = len(shared & index.spots)
+    if spots and (not words or _other_events(p, inc)):
+        spots = 0
     return min(ANCHOR_BONUS, THING_BONUS * things + SPOT_BONUS * spots + PLACE_BONUS * (len(shared) - spots))
+
+
+def _other_events(p: _Post, inc: _Open) -> bool:
+    """Whether ``p`` and ``inc`` each name kinds of event (nlp.claim_events) and none in common."""
+    if not inc.families:
+        return False
+    mine = event_families_of(p.text) - BACKGROUND_FAMILIES
+    theirs = inc.families - BACKGROUND_FAMILIES
+    return bool(mine) and bool(theirs) and not (mine & theirs)
 
 
 def _shares_thing(a: Anchors, b: Anchors) -> bool:
@@ -207,7 +222,14 @@ def _shares_thing(a: Anchors, b: Anchors) -> bool:
 def _conflicts(index: IncidentIndex, p: _Post, inc: _Open) -> bool:
     if not p.facts.anchors or not inc.anchors:
         return False
-    return anchors_conflict(_beyond_sources(p), inc.anchors, index.parents)
+    mine = _beyond_sources(p)
+    common = mine.places & inc.anchors.places
+    if len(common - index.home) >= 2:
+        # Two places in common, others around them ("化工园 … 周边西滩、港前路一带" of the leak the
+        # groups placed at "化工园 … 西滩 … 东口"): one matter told with its surroundings. (The
+        # common ones stay: a landmark is also a named thing, "宏锦制衣厂".)
+        mine = Anchors(common, mine.numbers, mine.amounts, mine.names)
+    return anchors_conflict(mine, inc.anchors, index.parents)
 
 
 #: Heads of the offices a refutation cites as its source ("问了派出所老杨", "旗气象局说的").
@@ -262,7 +284,7 @@ def _score(index: IncidentIndex, p: _Post, inc: _Open, shared: float, n_shared: 
     # bigrams in common say "the same matter" however long both texts are).
     norm = min(p.mass, inc.mass or p.mass, NORM_MASS)
     content = shared / norm if norm > 0 else 0.0
-    overlap = _anchor_bonus(index, p.facts.anchors, inc.anchors)
+    overlap = _anchor_bonus(index, p, inc, _words_beyond_places(p, inc, n_shared) if n_shared else 0)
     if n_shared < MIN_SHARED and not _shares_thing(p.facts.anchors, inc.anchors) and talked < CONVERSATION_BONUS:
         content = 0.0  # a shared place alone is weak: one village has many matters
     elif len(p.terms) > SMALL_POST_TERMS and talked < CONVERSATION_BONUS \

@@ -113,6 +113,30 @@ def test_the_same_kind_of_event_at_one_village_in_one_evening_is_one_matter(db: 
     assert incident_of(db, "m3") not in (None, garbage) and incident_of(db, "m4") not in (None, garbage)
 
 
+
+def test_another_kind_of_event_on_the_same_street_is_another_matter(db: Session, rumor_model: Any) -> None:
+    """The street binds a pothole complaint to the next pothole complaint, not to a stabbing
+    rumor on the same street that happens to share a few words."""
+    run(db, rumor_model, [
+        msg("新华路口那个大坑又积水了 电动车都过不去 反映了好几次也没人来填", 1, "qh-1"),
+        msg("新华路那个路口有人骑电动车被人持刀砍了 流了好多血 大家晚上别出门", 2, "dw-1", 40),
+    ])
+    pothole, stabbing = incident_of(db, "m1"), incident_of(db, "m2")
+    assert pothole is not None and stabbing is not None and stabbing != pothole
+
+
+
+def test_a_matter_retold_with_other_surroundings_is_one_matter(db: Session, rumor_model: Any) -> None:
+    """Two places in common and one more on each side: the same leak told with the villages
+    around it, not two places' matters (one place each would be: see the two villages above)."""
+    run(db, rumor_model, [
+        msg("东湾村化工厂下午泄漏了 柳树村和新华路那边都闻到了 味道很冲", 1, "qh-1"),
+        msg("紧急扩散 东湾村化工厂漏气 柳树村石桥村一带的今晚千万别开窗", 2, "dw-1", 30),
+    ])
+    first = incident_of(db, "m1")
+    assert first is not None and incident_of(db, "m2") == first
+
+
 def test_a_question_naming_a_place_asks_about_its_matter_of_the_hour(db: Session, rumor_model: Any) -> None:
     run(db, rumor_model, [
         msg("我跟你们说 东湾村后山下来狼了 昨天把放羊的老吴胳膊咬了 晚上都别上山", 1, "qh-1"),

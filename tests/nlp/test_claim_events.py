@@ -41,6 +41,8 @@ def test_another_event_at_the_same_place_is_another_family() -> None:
     assert polluted and notice and not polluted & notice
     # a retelling that mentions both events still shares the claim's
     assert fam("南坪村又停水了，听说水被污染了") & polluted
+    # a thing is not an event: the lorries at the chemical park are no pollution
+    assert "pollution" not in fam("化工园工地的渣土车半夜还在跑") and "pollution" in fam("化工厂偷排废水")
 
 
 def test_every_line_of_the_file_is_a_family(tmp_path: Path) -> None:
