@@ -14,9 +14,12 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["EVENTS_FILE", "event_families", "load_event_families"]
+__all__ = ["BACKGROUND_FAMILIES", "EVENTS_FILE", "event_families", "load_event_families"]
 
 EVENTS_FILE = Path(__file__).resolve().parent / "dicts" / "claim_events.txt"
+# Kinds of event that are the background of many matters at one place, not one matter: money paid
+# or free ("免费入户检查" / "每平米补偿8000"), works, weather, housing.
+BACKGROUND_FAMILIES = frozenset({"subsidy", "fee_collect", "maintenance", "construction", "weather", "real_estate"})
 
 
 def _spelling_pattern(spelling: str) -> str:
@@ -47,3 +50,4 @@ def event_families(key: str) -> frozenset[str]:
     if not key:
         return frozenset()
     return frozenset(name for name, pattern in load_event_families() if pattern.search(key))
+

@@ -86,6 +86,7 @@ from core.tables import Incident, Post, utcnow
 from core.tips import tipline_group_id
 from nlp.anchors import Anchors, anchors_conflict
 from nlp.bulk import constant
+from nlp.claim_events import BACKGROUND_FAMILIES
 from nlp.incident_debunks import link_incidents
 from nlp.incident_index import (
     CONVERSATION,
@@ -164,9 +165,6 @@ QUESTION_START_TERMS = 8  # a question must name its matter to start one ("中�
 SMALL_POST_TERMS = 14  # "真的吗？", "天哪 我刚烧了一壶水喝了": a line of its own, the conversation decides
 EVENT_WINDOW = dt.timedelta(hours=12)  # a statement of the same kind of event at the same place (`_same_event_at_place`)
 EVENT_ROLES = frozenset({"claim", "complaint"})
-# Kinds of event that are the background of many matters at one place, not one matter: money paid
-# or free ("免费入户检查" / "每平米补偿8000"), works, weather, housing.
-BACKGROUND_FAMILIES = frozenset({"subsidy", "fee_collect", "maintenance", "construction", "weather", "real_estate"})
 PLACE_ASKED = dt.timedelta(minutes=60)  # a question naming a place asks about its matter of the last hour
 SMALL_COUNT = 10  # amounts below this, other than money, are details ("两天", "两只羊"), not telling
 NEW_MONEY_PENALTY = 0.45  # a long statement naming a sum its candidate lacks (see _new_money)
