@@ -127,6 +127,8 @@ def merge(index: IncidentIndex, keep: _Open, gone: _Open) -> None:
     keep.packed = None
     index.index_terms(keep, sorted(new_terms, key=gone.terms.__getitem__, reverse=True))
     keep.anchors = keep.anchors.union(gone.anchors)
+    keep.families |= gone.families
+    keep.event_texts += gone.event_texts
     index.index_anchors(keep, gone.anchors)
     keep.first_seen = min(keep.first_seen, gone.first_seen)
     keep.last_seen = max(keep.last_seen, gone.last_seen)

@@ -96,6 +96,7 @@ from nlp.incident_index import (
     _Post,
     _shared,
     event_families_of,
+    families_of,
     live,
     pack_terms,
     timedelta_ok,
@@ -205,10 +206,10 @@ def _anchor_bonus(index: IncidentIndex, p: _Post, inc: _Open, words: int) -> flo
 
 def _other_events(p: _Post, inc: _Open) -> bool:
     """Whether ``p`` and ``inc`` each name kinds of event (nlp.claim_events) and none in common."""
-    if not inc.families:
+    theirs = families_of(inc) - BACKGROUND_FAMILIES
+    if not theirs:
         return False
     mine = event_families_of(p.text) - BACKGROUND_FAMILIES
-    theirs = inc.families - BACKGROUND_FAMILIES
     return bool(mine) and bool(theirs) and not (mine & theirs)
 
 
@@ -522,7 +523,7 @@ def _same_event_at_place(index: IncidentIndex, p: _Post, ranked: list[tuple[floa
     if not families:
         return None
     near = [inc for _s, _k, inc, n in ranked
-            if n and places & inc.anchors.places and families & inc.families
+            if n and places & inc.anchors.places and families & families_of(inc)
             and abs(p.when - inc.last_seen) <= EVENT_WINDOW]
     near = list(dict.fromkeys(live(inc) for inc in near))
     if len(near) != 1 or _conflicts(index, p, near[0]):
