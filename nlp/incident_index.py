@@ -160,6 +160,7 @@ class _Post:
     probe: list[tuple[int, float]] = field(default_factory=list)  # rarest bigrams another post has too
     quote: _Post | None = None  # the part it quotes ("网传“…”不实"), as a post of its own
     sender: str | None = None  # who sent it (posts.author: a pseudonym in chat), for the sender's thread
+    source_places: frozenset[str] | None = None  # places it names only as its source (nlp.incidents), once read
 
     @property
     def mass(self) -> float:

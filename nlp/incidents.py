@@ -187,19 +187,19 @@ def _specific(index: IncidentIndex, a: Anchors) -> Anchors:
     return Anchors(a.places - index.home, a.numbers, a.amounts, a.names)
 
 
-def _anchor_bonus(index: IncidentIndex, p: _Post, inc: _Open, words: int) -> float:
+def _anchor_bonus(index: IncidentIndex, p: _Post, inc: _Open, n_shared: int) -> float:
     """What shared anchors add: a shared amount or named thing (800元, 中心小学) binds strongly;
     a shared street or landmark less, and only when the two do not name different kinds of event
     there (a chlorine leak at the chemical park is not the lorries on its road) and they share a
-    word beyond the places' names; a shared village only a little (one village has many
-    matters: its water, its bridge)."""
+    word beyond the places' names (of their ``n_shared`` bigrams); a shared village only a little
+    (one village has many matters: its water, its bridge)."""
     a, b = p.facts.anchors, inc.anchors
     if not a or not b:
         return 0.0
     things = len(a.amounts & b.amounts) + len(a.names & b.names)
     shared = (a.places & b.places) - index.home
     spots = len(shared & index.spots)
-    if spots and (not words or _other_events(p, inc)):
+    if spots and (not n_shared or not _words_beyond_places(p, inc, n_shared) or _other_events(p, inc)):
         spots = 0
     return min(ANCHOR_BONUS, THING_BONUS * things + SPOT_BONUS * spots + PLACE_BONUS * (len(shared) - spots))
 
@@ -243,6 +243,12 @@ def _source_places(p: _Post) -> frozenset[str]:
     "…说的", in a line that says more ("集上卖水果的阿兰讲的 厂门锁哒" answers "你听哪个讲的": 集上
     is no place of the matter). A line that only names a source ("镇卫生院的人说的") says nothing
     of any matter: only its sender's thread carries it on (`_sender_thread`)."""
+    if p.source_places is None:
+        p.source_places = _find_source_places(p)
+    return p.source_places
+
+
+def _find_source_places(p: _Post) -> frozenset[str]:
     if "的" not in p.text or not p.facts.anchors.places:
         return frozenset()
     out: set[str] = set()
@@ -283,7 +289,7 @@ def _score(index: IncidentIndex, p: _Post, inc: _Open, shared: float, n_shared: 
     # bigrams in common say "the same matter" however long both texts are).
     norm = min(p.mass, inc.mass or p.mass, NORM_MASS)
     content = shared / norm if norm > 0 else 0.0
-    overlap = _anchor_bonus(index, p, inc, _words_beyond_places(p, inc, n_shared) if n_shared else 0)
+    overlap = _anchor_bonus(index, p, inc, n_shared)
     if n_shared < MIN_SHARED and not _shares_thing(p.facts.anchors, inc.anchors) and talked < CONVERSATION_BONUS:
         content = 0.0  # a shared place alone is weak: one village has many matters
     elif len(p.terms) > SMALL_POST_TERMS and talked < CONVERSATION_BONUS \
