@@ -525,13 +525,12 @@ def _same_event_at_place(index: IncidentIndex, p: _Post, ranked: list[tuple[floa
     places = _specific(index, p.facts.anchors).places
     if not places:
         return None
-    families = event_families_of(p.text) - BACKGROUND_FAMILIES
-    if not families:
-        return None
     near = [inc for _s, _k, inc, n in ranked
-            if n and places & inc.anchors.places and families & families_of(inc)
-            and abs(p.when - inc.last_seen) <= EVENT_WINDOW]
-    near = list(dict.fromkeys(live(inc) for inc in near))
+            if n and places & inc.anchors.places and abs(p.when - inc.last_seen) <= EVENT_WINDOW]
+    if not near:
+        return None  # (the kinds of event are read only when a candidate shares a place)
+    families = event_families_of(p.text) - BACKGROUND_FAMILIES
+    near = list(dict.fromkeys(live(inc) for inc in near if families & families_of(inc)))
     if len(near) != 1 or _conflicts(index, p, near[0]):
         return None
     return near[0]
