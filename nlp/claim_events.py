@@ -50,4 +50,3 @@ def event_families(key: str) -> frozenset[str]:
     if not key:
         return frozenset()
     return frozenset(name for name, pattern in load_event_families() if pattern.search(key))
-

@@ -85,6 +85,7 @@ from sqlalchemy.orm import Session
 from core.tables import Incident, Post, utcnow
 from core.tips import tipline_group_id
 from nlp.anchors import Anchors, anchors_conflict
+from nlp.asking import CLAUSE_SPLIT_RE
 from nlp.bulk import constant
 from nlp.claim_events import BACKGROUND_FAMILIES
 from nlp.incident_debunks import link_incidents
@@ -210,7 +211,7 @@ def _other_events(p: _Post, inc: _Open) -> bool:
     if not theirs:
         return False
     mine = event_families_of(p.text) - BACKGROUND_FAMILIES
-    return bool(mine) and bool(theirs) and not (mine & theirs)
+    return bool(mine) and not (mine & theirs)
 
 
 def _shares_thing(a: Anchors, b: Anchors) -> bool:
@@ -235,7 +236,6 @@ def _conflicts(index: IncidentIndex, p: _Post, inc: _Open) -> bool:
 SOURCE_HEADS = ("派出所", "局", "所", "政府", "委会", "办")
 # A clause naming who said it or where it was heard: "集上卖水果的阿兰讲的", "镇卫生院的人说的".
 _SOURCE_CLAUSE_RE = re.compile(r"(?:讲|说|传|转|听来|看到)的$")
-_CLAUSES_RE = re.compile(r"[\s,.!?;:，。！？；：]+")
 
 
 def _source_places(p: _Post) -> frozenset[str]:
@@ -253,7 +253,7 @@ def _find_source_places(p: _Post) -> frozenset[str]:
         return frozenset()
     out: set[str] = set()
     says_more = False
-    for clause in _CLAUSES_RE.split(p.text):
+    for clause in CLAUSE_SPLIT_RE.split(p.text):
         if _SOURCE_CLAUSE_RE.search(clause):
             out |= anchors_of(clause).places
         elif clause:
