@@ -955,6 +955,7 @@ def run_analysis(
         model, model_version_id = load_active_model(session)
     elif model_version_id is None:
         model_version_id = ensure_model_version(session, model)
+    session.commit()  # a model registered just now: the write lock is not held through loading
     total = backlog(session)
     if limit is not None:
         total = min(total, limit)
@@ -996,6 +997,10 @@ def run_analysis(
     probas: list[np.ndarray] = []
     done = 0
     mark_interrupted_runs(session)
+    # Whatever else setup wrote commits now: on SQLite an open write holds the database's one write
+    # lock, here while the workers start and the first batch runs, and every push and token touch
+    # would wait for it (10 s and more measured on a fresh database).
+    session.commit()
     run: AnalysisRun | None = None
     try:
         reader = _read_batches(session, batch_size, limit)
