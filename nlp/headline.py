@@ -41,6 +41,9 @@ _TAIL_RE = re.compile(
     r"|扩散出去|帮忙扩散|帮忙转发|扩散|转发)[\s!！。.~,，]*$"
 )
 _WEIBO_CHAIN_RE = re.compile(r"//\s*<AT>\s*:?.*$")
+# What a chat export writes for a message's media ("水是黄的[图片]"): nothing a title says. A mark
+# between two clauses stands for a break ("停水 [图片] 大家存水" -> "停水，大家存水").
+_MEDIA_MARK_RE = re.compile(r"\[(?:图片|语音|视频|表情|动画表情|文件|链接)\]")
 _SPACES_RE = re.compile(r"\s+")
 _REPEAT_RE = re.compile(r"([，。！？；、,.!?;])\1+")
 # Half-width punctuation back to full width next to Chinese (normalize makes it half width).
@@ -57,6 +60,7 @@ def clean_hooks(text: str, *, normalized: bool = False) -> str:
     nlp.normalize's output (a post's norm_text), so normalising again is skipped."""
     t = text if normalized else normalize(text)
     t = _WEIBO_CHAIN_RE.sub("", t)
+    t = _MEDIA_MARK_RE.sub(" ", t)
     t = PLACEHOLDER_RE.sub(" ", t)
     t = _SPACES_RE.sub(" ", t).strip()
     for _ in range(6):

@@ -54,6 +54,9 @@ def test_keyword_lists_are_not_titles() -> None:
     ("紧急通知：听内部人说下个月盐和大米都要大涨价 涨一倍 赶紧去囤！！", "听内部人说下个月盐和大米都要大涨价，涨一倍，赶紧去囤！"),
     ("[语音转文字] 那个烧煤罚款的事儿到底是不是真的", "那个烧煤罚款的事儿到底是不是真的"),
     ("大家赶紧去农商银行取钱！！ 听说资金链断了", "大家赶紧去农商银行取钱！听说资金链断了"),
+    # a media mark anywhere in the line is no part of the title
+    ("自来水厂被污染了 [图片] [图片] 别喝了", "自来水厂被污染了，别喝了"),
+    ("有图有真相[表情]，水是黄的[语音]", "有图有真相，水是黄的"),
 ])
 def test_a_chat_line_keeps_its_punctuation(text: str, title: str) -> None:
     assert headline(text) == title
