@@ -451,6 +451,18 @@ def test_a_captioned_forwarded_notice_is_a_notice(text: str) -> None:
     assert role_rules(normalize(text)) == ("notice", pytest.approx(0.9))
 
 
+@pytest.mark.parametrize("text, role", [
+    # an office that signs its post up front speaks with an official voice
+    ("【青溪镇电商办】温馨提示：按镇里统一规划，快递集散点自12日起迁至原农机站大院，营业时间8:00—22:00", "notice"),
+    ("【县人社局】养老金资格认证可在手机上办理，全年均可，不收任何费用", "notice"),
+    # the same opener on a forged notice asking for a card number stays a claim
+    ("【县人社局】养老金补发，请添加工作人员微信提供银行卡号", "claim"),
+])
+def test_an_office_signing_up_front(text: str, role: str) -> None:
+    ruled = role_rules(normalize(text))
+    assert ruled is not None and ruled[0] == role
+
+
 @pytest.mark.parametrize("text", [
     "各位家长，刚看到群里在传“疫苗每人280元、不打不准进校”。跟大家说明：这周六卫生院到校接种流感疫苗，学生免费、完全自愿",
     "各位业主：群里传的“停水三天”通知不是水司发的。如有计划停水，我们会提前张贴通知",
