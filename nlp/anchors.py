@@ -222,8 +222,10 @@ _NAME_HEADS = (
     "局", "疫苗", "病毒",
 )
 _HEADS_RE = "|".join(sorted(_NAME_HEADS, key=len, reverse=True))
-# Characters that end the modifier going leftwards: particles, verbs of saying, pronouns.
-_STOP_CHARS = "村镇乡县区市岁元块的了在是和与及跟到去从把被说讲听有这那我你他她它们个给对为让里边旁近附都也就还又要会能该本各全整该此其某吗呢吧啊呀哦嘛么啦"
+# Characters that end the modifier going leftwards: particles, verbs of saying, pronouns, and
+# verbs that take the place as their object ("我一刚问过学校了" names no school "一刚问过学校").
+_STOP_CHARS = ("村镇乡县区市岁元块的了在是和与及跟到去从把被说讲听有这那我你他她它们个给对为让里边旁近附都也就还又要会能该本"
+               "各全整该此其某吗呢吧啊呀哦嘛么啦问找送拉往至过")
 _HEAD_FIND_RE = re.compile("|".join(sorted(_NAME_HEADS, key=len, reverse=True)))
 _STOP_SET = frozenset(_STOP_CHARS)
 # Generic words ending in a head that name nothing specific ("这家超市" names a referent only).
@@ -250,8 +252,9 @@ def _names(key: str) -> set[str]:
 
 # The character just before a place suffix that makes the mark a reference, not a name:
 # "全村", "本镇", "隔壁村", "回到村" (place_marks takes two characters + the suffix).
-# Verbs before a place suffix make it an action, not a name: "封村", "封镇", "离村", "驻村", "返乡".
-_REFERENCE_CHARS = frozenset("全本该此各每邻外隔到回去在进出来的了个整满同别封离驻返入留")
+# Verbs before a place suffix make it an action, not a name: "封村", "封镇", "离村", "驻村", "返乡",
+# and the verbs of taking someone somewhere: "当夜送镇卫生院" names no township "夜送镇".
+_REFERENCE_CHARS = frozenset("全本该此各每邻外隔到回去在进出来的了个整满同别封离驻返入留送往奔拉赶至")
 
 
 def _good_mark(mark: str) -> bool:

@@ -50,6 +50,9 @@ def test_places_from_gazetteer_aliases_and_marks(ex: AnchorExtractor) -> None:
     # Everyday words ending in a suffix are not places (place_marks' exceptions).
     assert a(ex, "我刚去超市买菜").places == frozenset()
     assert a(ex, "网传学区调整方案是伪造的").places == frozenset()  # 学区 is a word, not 网传 district
+    # Taken somewhere is no place's name: "当夜送镇卫生院" names no township "夜送镇".
+    assert a(ex, "值班老师当夜送镇卫生院看的").places == {"青禾镇卫生院"}
+    assert a(ex, "送至镇医院").places == frozenset()
 
 
 def test_gazetteer_name_wins_over_mark_inside_it(ex: AnchorExtractor) -> None:
@@ -86,6 +89,9 @@ def test_names(ex: AnchorExtractor) -> None:
     # A village before the plant is the place, not part of the plant's name.
     x = a(ex, "东湾村化工厂排污")
     assert x.names == {"化工厂"} and x.places == {"东湾村"}
+    # A verb that takes the school as its object ends the name: "我一刚问过学校了" asked the school.
+    assert a(ex, "我一刚问过学校了 没有这个事").names == {"学校"}
+    assert a(ex, "我找过派出所了").names == {"派出所"}
 
 
 def test_conflict_on_places_with_nesting(ex: AnchorExtractor, gaz: Gazetteer) -> None:
