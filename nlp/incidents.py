@@ -214,6 +214,18 @@ def _other_events(p: _Post, inc: _Open) -> bool:
     return bool(mine) and not (mine & theirs)
 
 
+def _event_spots(index: IncidentIndex, places: frozenset[str]) -> frozenset[str]:
+    """The streets and landmarks of ``places`` where something happens: not the offices that
+    answer for it (a power cut on 滨江路 and one in 上坝村 both name the 供电所)."""
+    return frozenset(x for x in places & index.spots if not x.endswith(SOURCE_HEADS))
+
+
+def _same_events(p: _Post, inc: _Open) -> bool:
+    """Whether ``p`` and ``inc`` name a kind of event (nlp.claim_events) in common."""
+    mine = event_families_of(p.text) - BACKGROUND_FAMILIES
+    return bool(mine) and bool(mine & families_of(inc))
+
+
 def _shares_thing(a: Anchors, b: Anchors) -> bool:
     """Whether the two name the same amount or named thing (800元, 中心小学)."""
     return bool(a and b and ((a.amounts & b.amounts) or (a.names & b.names)))
@@ -224,7 +236,8 @@ def _conflicts(index: IncidentIndex, p: _Post, inc: _Open) -> bool:
         return False
     mine = _beyond_sources(p)
     common = mine.places & inc.anchors.places
-    if len(common - index.home) >= 2:
+    specific = common - index.home
+    if len(specific) >= 2 or (_event_spots(index, specific) and _same_events(p, inc)):
         # Two places in common, others around them ("化工园 … 周边西滩、港前路一带" of the leak the
         # groups placed at "化工园 … 西滩 … 东口"): one matter told with its surroundings. (The
         # common ones stay: a landmark is also a named thing, "宏锦制衣厂".)

@@ -137,6 +137,18 @@ def test_a_matter_retold_with_other_surroundings_is_one_matter(db: Session, rumo
     assert first is not None and incident_of(db, "m2") == first
 
 
+def test_a_retelling_at_the_same_landmark_with_another_hospital_is_one_matter(db: Session, rumor_model: Any) -> None:
+    """The same kind of event at the same school: where the children were taken (the clinic, a
+    village health room) grows as the rumor spreads, and does not make it another matter. An
+    office both name (the 供电所 of two power cuts) is not such a landmark: see the two villages."""
+    run(db, rumor_model, [
+        msg("青禾小学食堂的辣条有问题 好几个学生吃了中毒 都拉到镇卫生院了", 1, "qh-1"),
+        msg("青禾小学十几个学生吃辣条中毒了 东湾的几个送到东湾村卫生室了 千万别让小孩吃辣条", 2, "dw-1", 40),
+    ])
+    first = incident_of(db, "m1")
+    assert first is not None and incident_of(db, "m2") == first
+
+
 def test_a_question_naming_a_place_asks_about_its_matter_of_the_hour(db: Session, rumor_model: Any) -> None:
     run(db, rumor_model, [
         msg("我跟你们说 东湾村后山下来狼了 昨天把放羊的老吴胳膊咬了 晚上都别上山", 1, "qh-1"),
