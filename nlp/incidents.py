@@ -493,13 +493,19 @@ def _sender_thread(index: IncidentIndex, p: _Post, forbidden: set[_Open]) -> _Op
     if not recent or live(recent[-1][1]) is not inc or inc in forbidden or (inc.id is not None
                                                                            and inc.id not in index.open):
         return None
-    if len(p.terms) > FOLLOW_TERMS or (len(p.terms) > FOLLOW_BARE_TERMS and _content(p, inc) < TALK_CONTENT):
+    if len(p.terms) > FOLLOW_TERMS or (len(p.terms) > FOLLOW_BARE_TERMS and not _CAPTION_RE.match(p.text)
+                                       and _content(p, inc) < TALK_CONTENT):
         # A text of its own is the sender's next matter unless its words say otherwise (the
         # village secretary's insurance notice three minutes after his word on the scam text).
         return None
     if _thread_conflicts(index, p, inc) or any(c in p.text for c in APART_CUES):
         return None
     return inc
+
+
+# A forwarder's caption under what they just forwarded: "转给老同事们看看，我们喝了几十年自来水…"
+# says in its own words why it was passed on, sharing few of the forward's.
+_CAPTION_RE = re.compile(r"^(?:转给|转发给|转发一下|转一下|转个|给大家转|转过来)")
 
 
 def _thread_conflicts(index: IncidentIndex, p: _Post, inc: _Open) -> bool:

@@ -90,3 +90,26 @@ def test_someone_elses_line_does_not_ride_a_senders_thread(
 
     water = _post(api_engine, WATER[2])[0]
     assert water is not None and _post(api_engine, SOURCE[2])[0] != water
+
+
+def test_a_forwarders_caption_in_their_own_words_carries_the_forward_on(
+    api_client: TestClient, api_engine: Engine, bot: dict[str, str], rumor_model: Any
+) -> None:
+    """One man forwards a health article, then says in his own words why he passes it on: few of
+    the article's words, but his caption is about his forward."""
+    # Earlier the group talked about its tap water: the words the two lines share are common here.
+    earlier = [(0, "刘姐", "今天自来水有点黄 放一会就好了"), (1, "小周", "自来水公司的人来抄表了 家里有人吗"),
+               (2, "老杨", "我家自来水管冻裂了 找谁修"), (3, "刘姐", "自来水费是不是涨了"),
+               (4, "小周", "楼下自来水阀门谁关的")]
+    article = (90, "文师傅", "【重要健康提醒 转发就是积德】自来水厂为了消毒，往水里加大量的氯！氯和水里的有机物一反应，"
+                           "生成三氯甲烷，是一级致癌物，烧开了也去不掉，家里一定要装净水器")
+    caption = (91, "文师傅", "转给老同事们看看，我们喝了几十年自来水，难怪厂里那么多人得了癌[流泪]")
+    start = utcnow() - dt.timedelta(hours=3)
+    _push(api_client, bot, start, [*earlier, article, caption])
+    result = _analyze(api_engine, rumor_model, start + dt.timedelta(minutes=120))
+
+    forwarded, _role, _who = _post(api_engine, article[2])
+    said, role, _who = _post(api_engine, caption[2])
+    assert forwarded is not None and role != "other", "precondition: the caption is a line of its own"
+    assert said == forwarded
+    assert result.counts.get("incident_sender") == 1  # his thread placed it, not the line after a matter
