@@ -169,6 +169,12 @@ def tokens_create(
 # ----------------------------------------------------------------------------- serving and the main job
 
 
+# Longer than clients keep an idle connection (httpx and many bot frameworks: 5 s, uvicorn's own
+# default): a server that closes a kept-alive connection just as the client reuses it makes that
+# request fail with no answer (a push lost unless the bot retries).
+KEEP_ALIVE_SECONDS = 75
+
+
 def _serve(host: str, port: int, on_started: Callable[[], object] | None = None) -> None:
     """Serve the API; ``on_started`` runs once it answers (in a thread, the server keeps serving)."""
     import uvicorn
@@ -178,7 +184,7 @@ def _serve(host: str, port: int, on_started: Callable[[], object] | None = None)
 
     register_digest_actions()  # the console's digest preview and "send now" (api cannot import digest)
     server = uvicorn.Server(uvicorn.Config(create_app(), host=host, port=port, log_level="warning",
-                                           proxy_headers=False))
+                                           proxy_headers=False, timeout_keep_alive=KEEP_ALIVE_SECONDS))
     if on_started is not None:
         def wait_then_start() -> None:
             while not server.started:

@@ -40,6 +40,7 @@ from core.db import make_engine, session_scope
 from core.settings import get_settings
 from core.tables import AnalysisRun, Notification, Post, PostScore, SourceRun
 from tests.faults.conftest import REPO, Figures, OwnPostgres, wait_until
+from yuqing.cli import KEEP_ALIVE_SECONDS
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -57,7 +58,8 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def _serve(app) -> tuple[uvicorn.Server, threading.Thread, str]:  # type: ignore[no-untyped-def]
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="critical"))
+    # as `yuqing serve` keeps connections alive (a shorter keep-alive races the clients' reuse)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="critical", timeout_keep_alive=KEEP_ALIVE_SECONDS))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     assert wait_until(lambda: server.started, 15) is not None
