@@ -205,12 +205,17 @@ def _anchor_bonus(index: IncidentIndex, p: _Post, inc: _Open, n_shared: int) -> 
     return min(ANCHOR_BONUS, THING_BONUS * things + SPOT_BONUS * spots + PLACE_BONUS * (len(shared) - spots))
 
 
+def _events_of(p: _Post) -> frozenset[str]:
+    """The kinds of event ``p`` names (nlp.claim_events), without the background ones."""
+    return event_families_of(p.text) - BACKGROUND_FAMILIES
+
+
 def _other_events(p: _Post, inc: _Open) -> bool:
     """Whether ``p`` and ``inc`` each name kinds of event (nlp.claim_events) and none in common."""
     theirs = families_of(inc) - BACKGROUND_FAMILIES
     if not theirs:
         return False
-    mine = event_families_of(p.text) - BACKGROUND_FAMILIES
+    mine = _events_of(p)
     return bool(mine) and not (mine & theirs)
 
 
@@ -222,7 +227,7 @@ def _event_spots(index: IncidentIndex, places: frozenset[str]) -> frozenset[str]
 
 def _same_events(p: _Post, inc: _Open) -> bool:
     """Whether ``p`` and ``inc`` name a kind of event (nlp.claim_events) in common."""
-    mine = event_families_of(p.text) - BACKGROUND_FAMILIES
+    mine = _events_of(p)
     return bool(mine) and bool(mine & families_of(inc))
 
 
@@ -548,7 +553,7 @@ def _same_event_at_place(index: IncidentIndex, p: _Post, ranked: list[tuple[floa
             if n and places & inc.anchors.places and abs(p.when - inc.last_seen) <= EVENT_WINDOW]
     if not near:
         return None  # (the kinds of event are read only when a candidate shares a place)
-    families = event_families_of(p.text) - BACKGROUND_FAMILIES
+    families = _events_of(p)
     near = list(dict.fromkeys(live(inc) for inc in near if families & families_of(inc)))
     if len(near) != 1 or _conflicts(index, p, near[0]):
         return None
