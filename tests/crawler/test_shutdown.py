@@ -22,10 +22,16 @@ from core.tables import Post, SourceRun
 from tests.crawler.conftest import NEWS, REPO, crawl_env, source, start_site, write_sources
 
 
+ARTICLES = 400
+
+
 @pytest.fixture(scope="module")
 def slow_site() -> Iterator[str]:
-    """The fixture site with its /slow-news/ articles answering after 0.5 s each (40 of them)."""
-    proc, base = start_site("--delay", "0.5")
+    """The fixture site with its /slow-news/ articles answering after 0.5 s each, 400 of them.
+
+    A crawl of all of them takes over 200 s, so the stop lands in the middle even when a loaded
+    machine makes the first batch write late (on CI a crawl of 40 once stored all 40 before the stop took hold)."""
+    proc, base = start_site("--delay", "0.5", "--big", str(ARTICLES))
     yield base
     assert proc.stdin is not None
     proc.stdin.close()
@@ -52,7 +58,7 @@ def _wait_for_posts(url: str, proc: subprocess.Popen[str], deadline: float) -> N
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_stopped_crawl_is_recorded_as_interrupted(slow_site: str, fresh_db_url: str, tmp_path: Path,
                                                    signum: signal.Signals) -> None:
-    news = source(NEWS, slow_site, "/slow-news/list-1.html", concurrency=1, max_pages=10)
+    news = source(NEWS, slow_site, "/slow-news/list-1.html", concurrency=1, max_pages=ARTICLES // 10)
     sources = write_sources(tmp_path / "s.yaml", news)
     proc = subprocess.Popen([sys.executable, "-m", "yuqing.cli", "crawl", "--sources", str(sources)],
                             cwd=REPO, env=crawl_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -70,7 +76,7 @@ def test_stopped_crawl_is_recorded_as_interrupted(slow_site: str, fresh_db_url: 
     engine.dispose()
     assert run.status == "interrupted", out
     assert run.finished_at is not None
-    assert 0 < stored < 40 and run.items_new == stored, (stored, out)  # what was stored before the stop is counted
+    assert 0 < stored < ARTICLES and run.items_new == stored, (stored, out)  # what was stored before the stop is counted
     assert [e["reason"] for e in run.errors if e.get("kind") == "run"] == [
         "已中断：抓取在结束前被停止（Ctrl+C 或停止服务），已入库的内容保留，下次运行继续。"]
     assert "爬虫未能启动" not in out and "已中断" in out
@@ -81,7 +87,7 @@ def test_stopped_crawl_is_recorded_as_interrupted(slow_site: str, fresh_db_url: 
 def test_stopping_yuqing_run_stops_its_crawls_cleanly(slow_site: str, fresh_db_url: str, tmp_path: Path) -> None:
     """Ctrl+C on `yuqing run` reaches only the scheduler (crawl children run in their own session),
     which asks each crawl in progress to stop once and waits for it to record itself."""
-    news = source(NEWS, slow_site, "/slow-news/list-1.html", concurrency=1, max_pages=10)
+    news = source(NEWS, slow_site, "/slow-news/list-1.html", concurrency=1, max_pages=ARTICLES // 10)
     sources = write_sources(tmp_path / "s.yaml", news)
     env = crawl_env(YUQING_SOURCES_FILE=str(sources), YUQING_DATA_DIR=str(tmp_path / "var"),
                     YUQING_ANALYZE_INTERVAL_SECONDS="3600")
