@@ -23,10 +23,11 @@ def declared_encoding(body: bytes, content_type: str | None) -> str | None:
     bom, _ = read_bom(body)
     if bom:
         return bom
-    from_header = http_content_type_encoding(content_type) if content_type else None
-    if from_header:
-        return from_header
-    return html_body_declared_encoding(body[:4096])
+    # w3lib maps the GB names to one of its own choosing (gb18030 before 2.6, gbk since): widen
+    # here so a page declared GB2312 with a character outside it still decodes.
+    declared = (http_content_type_encoding(content_type) if content_type else None) \
+        or html_body_declared_encoding(body[:4096])
+    return widen(declared) if declared else None
 
 
 def detect_encoding(body: bytes) -> str:

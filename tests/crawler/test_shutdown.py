@@ -21,7 +21,6 @@ from core.db import make_engine
 from core.tables import Post, SourceRun
 from tests.crawler.conftest import NEWS, REPO, crawl_env, source, start_site, write_sources
 
-
 ARTICLES = 400
 
 
