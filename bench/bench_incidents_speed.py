@@ -61,9 +61,9 @@ def _posts(index: Any, rows: list[tuple[str, str, dt.datetime, str | None]], fac
     from nlp.incidents import _Post, _post_terms
 
     groups: dict[str, int] = {}
-    terms, idfs, probes = _post_terms(index, facts, [True] * len(facts))
+    terms, idfs, probes, wides = _post_terms(index, facts, [True] * len(facts))
     return [_Post(first_id + k, when, groups.setdefault(group, len(groups) + 1), None, None, None, f.role, f,
-                  terms[k], idfs[k], text, probes[k], sender=sender)
+                  terms[k], idfs[k], text, probes[k], wide=wides[k], sender=sender)
             for k, ((text, group, when, sender), f) in enumerate(zip(rows, facts, strict=True))]
 
 

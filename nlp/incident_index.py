@@ -158,6 +158,7 @@ class _Post:
     idf: list[float]
     text: str = ""
     probe: list[tuple[int, float]] = field(default_factory=list)  # rarest bigrams another post has too
+    wide: list[tuple[int, float]] = field(default_factory=list)  # ... more of them, for a second look
     quote: _Post | None = None  # the part it quotes ("网传“…”不实"), as a post of its own
     sender: str | None = None  # who sent it (posts.author: a pseudonym in chat), for the sender's thread
     source_places: frozenset[str] | None = None  # places it names only as its source (nlp.incidents), once read
@@ -298,14 +299,15 @@ class IncidentIndex:
     index_terms = _index_terms
     index_anchors = _index_anchors
 
-    def candidates(self, p: _Post, recent: Iterable[_Open] = ()) -> list[tuple[_Open, float, int]]:
+    def candidates(self, p: _Post, recent: Iterable[_Open] = (),
+                   probe_terms: list[tuple[int, float]] | None = None) -> list[tuple[_Open, float, int]]:
         """The incidents ``p`` may join, found through its rarest shared bigrams (`_Post.probe`),
         its specific anchors and its group's conversation (``recent``); the best
         SCORED_CANDIDATES with the IDF mass and the number of ``p``'s bigrams they hold. Posting
         lists are capped, so this costs the same with 1,000 or 100,000 open incidents."""
         probe: dict[_Open, float] = {}
         postings = self.postings
-        for t, w in p.probe:
+        for t, w in p.probe if probe_terms is None else probe_terms:
             for inc in postings.get(t, ()):
                 if inc.merged_into is not None:
                     inc = live(inc)

@@ -161,6 +161,8 @@ QUOTE_SCORE = 0.4  # what the quoted part of a post ("网传“…”不实") ne
 QUIET_PENALTY = ((dt.timedelta(days=5), 0.2), (dt.timedelta(days=2), 0.1))
 POST_TERMS = 96  # rarest character bigrams kept per post (a chat line has fewer)
 PROBE_TERMS = 8  # a post's rarest bigrams that other posts have too: what it looks up
+WIDE_PROBE_TERMS = 24  # ... and what a statement about to found a matter looks up before it does
+WIDE_CONTENT = 0.45  # ... and the share of its words a matter found that way must hold (no anchor bonus)
 MIN_SHARED = 3  # bigrams in common, unless anchors or the conversation bind too
 START_TERMS = 4  # bigrams a post needs to start an incident ("收到了" starts nothing)
 QUESTION_START_TERMS = 8  # a question must name its matter to start one ("中心小学真的停课两周吗")
@@ -377,6 +379,20 @@ def _bound(index: IncidentIndex, p: _Post, forbidden: set[_Open], lookups: _Look
         if inc is not None and (inc := live(inc)) not in forbidden and not _conflicts(index, p, inc):
             return inc, "debunk"
     return None, ""
+
+
+def _second_look(index: IncidentIndex, p: _Post, forbidden: set[_Open],
+                 ranked: list[tuple[float, int, _Open, int]]) -> _Open | None:
+    """A statement that found no matter looks again through more of its bigrams before it founds
+    one. The probe takes a post's rarest bigrams, and a matter's own words stop being rare as it
+    spreads: "自来水千万不能直接烧了喝！自来水加氯会生成致癌物" probed 直接, 反而, 更毒 and never
+    met the claim about chlorine in tap water it retells. Found by common words, the matter must
+    hold much of what the post says (WIDE_CONTENT), not only share its place or a number: on the
+    tune part, a lower bar put one in three of these posts into a neighbouring matter."""
+    seen = {id(r[2]) for r in ranked}
+    wide = [c for c in index.candidates(p, probe_terms=p.wide) if id(c[0]) not in seen]
+    worded = [r for r in _ranked(index, p, wide, {}, forbidden) if _content(p, r[2]) >= WIDE_CONTENT]
+    return _best(index, p, worded, JOIN_SCORE) if worded else None
 
 
 def _can_start(p: _Post) -> bool:
@@ -678,6 +694,13 @@ def _place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | N
             if merged is not None:
                 return merged, why
         return inc, why
+    if _can_start(p) and p.role in STARTER_ROLES and len(p.wide) > len(p.probe):
+        inc = _second_look(index, p, forbidden, ranked)
+        if inc is not None:
+            inc = live(inc)
+            index.absorb(inc, p)
+            keep_claim(inc, p)
+            return inc, "wide"
     if _can_start(p):
         inc = index.found(p)
         keep_claim(inc, p)
@@ -719,9 +742,10 @@ _HOOK_ARRAY = np.fromiter(sorted(HOOK_GRAMS), dtype=np.int64)
 
 
 def _post_terms(index: IncidentIndex, facts: Sequence[PostFacts], fresh: Sequence[bool]
-                ) -> tuple[list[list[int]], list[list[float]], list[list[tuple[int, float]]]]:
+                ) -> tuple[list[list[int]], list[list[float]], list[list[tuple[int, float]]],
+                           list[list[tuple[int, float]]]]:
     """Each post's rarest bigrams (rarest first) with their IDF, and its probe: the rarest of
-    those that some other post has too. Posts analysed for the first time are counted into the
+    those that some other post has too, and its wide probe: more of them. Posts analysed for the first time are counted into the
     frequencies first (at a cold start there is no history; a re-analysed post is not counted
     twice)."""
     index.grams.add([f.grams for f, new in zip(facts, fresh, strict=True) if new])
@@ -741,12 +765,13 @@ def _post_terms(index: IncidentIndex, facts: Sequence[PostFacts], fresh: Sequenc
     terms = [gram_list[lo:hi] for lo, hi in bounds]
     idfs = [idf_list[lo:hi] for lo, hi in bounds]
     # The probe: the first PROBE_TERMS of those that some other post has too.
+    # (and the first WIDE_PROBE_TERMS, for a statement's second look: `_second_look`).
     seen = at[index.grams.df[flat[at]] > 1.5]
     starts = np.searchsorted(owner[seen], np.arange(len(facts) + 1))
-    seen = seen[np.arange(len(seen)) - starts[owner[seen]] < PROBE_TERMS]
+    seen = seen[np.arange(len(seen)) - starts[owner[seen]] < WIDE_PROBE_TERMS]
     pairs = list(zip(flat[seen].tolist(), idf[seen].tolist(), strict=True))
-    probes = [pairs[lo:hi] for lo, hi in itertools.pairwise(np.searchsorted(owner[seen], np.arange(len(facts) + 1)).tolist())]
-    return terms, idfs, probes
+    wides = [pairs[lo:hi] for lo, hi in itertools.pairwise(np.searchsorted(owner[seen], np.arange(len(facts) + 1)).tolist())]
+    return terms, idfs, [w[:PROBE_TERMS] for w in wides], wides
 
 
 def _quote_post(index: IncidentIndex, p: _Post) -> _Post | None:
@@ -876,7 +901,7 @@ def incidents_stage(ctx: Any, batch: Any) -> None:
     facts = [_fake_notice(f, hit) for f, hit in zip(facts, debunks, strict=True)]
     ids = [r.id for r in rows]
     before, seen = _previous(session, ids)
-    terms, idfs, probes = _post_terms(index, facts, [i not in seen for i in ids])
+    terms, idfs, probes, wides = _post_terms(index, facts, [i not in seen for i in ids])
     story_ids = batch.story_ids or [r.story_id for r in rows]
     lookups = _lookups(session, index, rows, story_ids)
     pictures = lookups.pictures = ctx.state.setdefault("incidents_pictures", PictureIncidents())
@@ -888,7 +913,8 @@ def incidents_stage(ctx: Any, batch: Any) -> None:
     for i in order:
         r, hit = rows[i], debunks[i]
         p = _Post(r.id, r.when, r.group_id, r.parent_id, story_ids[i], hit.debunk_id if hit else None,
-                  facts[i].role, facts[i], terms[i], idfs[i], batch.norm[i], probes[i], sender=r.author)
+                  facts[i].role, facts[i], terms[i], idfs[i], batch.norm[i], probes[i],
+                  wide=wides[i], sender=r.author)
         p.quote = _quote_post(index, p)
         placed[i], why = place(index, p, lookups)
         pictures.note(r.id, placed[i])

@@ -149,6 +149,26 @@ def test_a_retelling_at_the_same_landmark_with_another_hospital_is_one_matter(db
     assert first is not None and incident_of(db, "m2") == first
 
 
+def test_a_retelling_whose_rarest_words_are_everyday_ones_finds_its_matter(db: Session, rumor_model: Any) -> None:
+    """A matter's own words stop being rare as it spreads, so a retelling's rarest words may be
+    the everyday ones around them (千万, 直接, 反而): before it founds a matter of its own, a
+    statement looks again through more of its words."""
+    run(db, rumor_model, [
+        msg("自来水厂为了消毒 往水里加大量的氯 会生成三氯甲烷 是一级致癌物 烧开也没用 赶紧装净水器", 1, "qh-1"),
+        msg("自来水会生成三氯甲烷 烧开也没用 真的假的", 2, "qh-1", 2),
+        msg("三氯甲烷会致癌 就是烧开也没用 赶紧装净水器吧", 3, "dw-1", 5),
+        msg("自来水里加大量的氯 是真的吗 要不要赶紧装净水器", 4, "lsc-1", 9),
+        # the retelling's everyday words, each said once in chatter
+        msg("出门千万不能忘带钥匙 上次直接锁外面了", 5, "qh-1", 30),
+        msg("天冷了吃火锅反而更舒服", 6, "dw-1", 35),
+        msg("家人们晚安 早点休息", 7, "lsc-1", 40),
+        msg("小区门口新开了一家水果店 能不能直接送货上门", 8, "dw-1", 50),
+        msg("家人们千万不能直接喝 烧开反而更毒 自来水里加大量的氯生成三氯甲烷 赶紧装净水器", 9, "xh-1", 150),
+    ])
+    water = incident_of(db, "m1")
+    assert water is not None and incident_of(db, "m9") == water
+
+
 def test_a_question_naming_a_place_asks_about_its_matter_of_the_hour(db: Session, rumor_model: Any) -> None:
     run(db, rumor_model, [
         msg("我跟你们说 东湾村后山下来狼了 昨天把放羊的老吴胳膊咬了 晚上都别上山", 1, "qh-1"),
