@@ -61,3 +61,24 @@ def test_keyword_lists_are_not_titles() -> None:
 def test_a_chat_line_keeps_its_punctuation(text: str, title: str) -> None:
     assert headline(text) == title
     assert headline(normalize(text), normalized=True) == title
+
+
+@pytest.mark.parametrize("text, title", [
+    # a salutation, a call to listen or a document's header says nothing of the matter
+    ("讲件事 宗祠修缮理事会话每丁要交600 交唔齐就唔俾入祠堂", "宗祠修缮理事会话每丁要交600 交唔齐就唔俾入祠堂"),
+    ("我跟你们说个事哈，水厂那边的水源被化工厂污染了", "水厂那边的水源被化工厂污染了"),
+    ("【通知】各位老板：云捷快递花桥集散点明天（11月12日）起搬到新地址：花桥大道东段",
+     "【通知】云捷快递花桥集散点明天（11月12日）起搬到新地址"),
+    ("转发：原森工林业局退休的职工注意了！听说明年一月起林场的养老金要统一并到地方",
+     "听说明年一月起林场的养老金要统一并到地方"),
+    ("白沙镇人民政府文件 白政发〔2026〕47号 关于全面禁止散煤取暖的紧急通知", "关于全面禁止散煤取暖的紧急通知"),
+    ("【草原补奖补发通知】根据国家新政策，2026年度草原生态补奖标准上调，每户牧民可补发3800元",
+     "【草原补奖补发通知】2026年度草原生态补奖标准上调"),
+    ("各位家长注意了！明天中心小学停课", "明天中心小学停课"),
+    # ... but a clause that says something stays, and an opener alone is kept rather than nothing
+    ("跟大伙说个好事，北马坊要拆了", "跟大伙说个好事，北马坊要拆了"),
+    ("各位村民：", "各位村民"),
+])
+def test_an_opener_that_says_nothing_is_no_part_of_the_title(text: str, title: str) -> None:
+    assert headline(text) == title
+
