@@ -169,6 +169,17 @@ def test_a_retelling_whose_rarest_words_are_everyday_ones_finds_its_matter(db: S
     assert water is not None and incident_of(db, "m9") == water
 
 
+def test_calling_the_group_the_same_way_ties_no_two_matters(db: Session, rumor_model: Any) -> None:
+    """"家人们" opens many lines of a chat and says nothing of any matter: a school closing after a
+    rumor of a death at the vocational school is a matter of its own."""
+    run(db, rumor_model, [
+        msg("家人们谁懂啊 职校那边有人跳楼了 救护车都来了", 1, "qh-1"),
+        msg("家人们！！！初二停课一周！！！", 2, "qh-1", 12),
+    ])
+    jump = incident_of(db, "m1")
+    assert jump is not None and incident_of(db, "m2") != jump
+
+
 def test_a_question_naming_a_place_asks_about_its_matter_of_the_hour(db: Session, rumor_model: Any) -> None:
     run(db, rumor_model, [
         msg("我跟你们说 东湾村后山下来狼了 昨天把放羊的老吴胳膊咬了 晚上都别上山", 1, "qh-1"),
