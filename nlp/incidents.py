@@ -170,6 +170,7 @@ SMALL_POST_TERMS = 14  # "真的吗？", "天哪 我刚烧了一壶水喝了": a
 EVENT_WINDOW = dt.timedelta(hours=12)  # a statement of the same kind of event at the same place (`_same_event_at_place`)
 EVENT_ROLES = frozenset({"claim", "complaint"})
 PLACE_ASKED = dt.timedelta(minutes=60)  # a question naming a place asks about its matter of the last hour
+PLACE_ASKED_TERMS = 24  # ... when it is short (a longer one is placed by its own words)
 SMALL_COUNT = 10  # amounts below this, other than money, are details ("两天", "两只羊"), not telling
 NEW_MONEY_PENALTY = 0.45  # a long statement naming a sum its candidate lacks (see _new_money)
 MONEY_ROLES = frozenset({"claim", "notice", "complaint"})  # ... of these roles (a refutation names both)
@@ -545,9 +546,11 @@ def _asked_about_place(index: IncidentIndex, p: _Post, ranked: list[tuple[float,
     """A question or reaction naming a specific place ("后山真有狼啊", "后山狼的事有人知道不") asks
     about the one matter of that place talked about within PLACE_ASKED (in any group), when its
     candidates hold exactly one such matter and it shares a bigram with it: a village has many
-    matters over a week, rarely two in one hour."""
+    matters over a week, rarely two in one hour. A long question says what it asks about in words
+    of its own, and is placed by them ("我听隔壁班家长说明年御景华庭要划出实小学区了 改去城东三小 是真的吗"
+    is not about the lift that broke down at 御景华庭 that evening)."""
     places = _specific(index, p.facts.anchors).places
-    if not places:
+    if not places or len(p.terms) > PLACE_ASKED_TERMS:
         return None
     near = [inc for _s, _k, inc, n in ranked
             if n and places & inc.anchors.places and abs(p.when - inc.last_seen) <= PLACE_ASKED]

@@ -191,6 +191,20 @@ def test_a_question_naming_a_place_asks_about_its_matter_of_the_hour(db: Session
     assert incident_of(db, "m3") != wolf
 
 
+def test_a_long_question_naming_the_place_of_a_matter_is_placed_by_its_own_words(db: Session, rumor_model: Any) -> None:
+    """A question that says what it asks about at length is not about whatever happened at the place
+    it names that hour: the rumor of the village school closing, asked about at 东湾村, is not the
+    burst water main there."""
+    run(db, rumor_model, [
+        msg("东湾村自来水管爆了 整个村停水 路上全是水", 1, "qh-1"),
+        msg("家长们有个事问问 我听隔壁班家长说明年东湾村的村小要撤了 孩子都要去镇上读书 是真的吗", 2, "dw-1", 20),
+        msg("东湾村水管的事有人知道不", 3, "lsc-1", 30),
+    ])
+    burst = incident_of(db, "m1")
+    assert burst is not None and incident_of(db, "m2") != burst
+    assert incident_of(db, "m3") == burst  # a short question naming the place still asks about its matter
+
+
 def test_a_fee_is_another_matter_than_a_free_notice_and_telling_them_apart_ties_nothing(
         db: Session, rumor_model: Any) -> None:
     run(db, rumor_model, [
