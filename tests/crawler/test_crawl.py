@@ -143,6 +143,7 @@ def test_faults_are_reported_and_the_crawl_goes_on(site: FixtureSite, fresh_db_u
     assert stored["enc/gbk-header.html"].title == "青禾镇集中供暖通知（GBK，HTTP头声明）"
     assert "十二月一日" in stored["enc/gbk-header.html"].raw_text
     assert stored["enc/gbk-meta.html"].title == "柳树村菜价平稳（GB2312，meta 声明）"
+    assert "刘䶮" in stored["enc/gbk-meta.html"].raw_text  # a page declaring GB2312 is read as GB18030
     assert stored["enc/gbk-none.html"].title == "南坪村停水检修公告（GBK，未声明编码）"
     assert "请村民提前储水" in stored["enc/gbk-none.html"].raw_text
     assert stored["enc/big5-meta.html"].title == "青禾鎮口罩供應充足（BIG5）"
