@@ -5,7 +5,7 @@ an office's words ("经派出所民警现场核实，当日在石岭小学门口
 the chat in the residents' ("石岭小学门口有面包车抢娃娃", "派出所说了 那个面包车是送校服的"): no single
 line says enough of it to match, while the matter's claims, questions and refutations together
 hold most of what the debunk says. So an incident is compared with the debunk's claim and
-refutation together: the IDF mass of the character bigrams they share, as a share of the smaller
+refutation together, and with its claim alone (a long refutation dilutes a claim retold closely): the IDF mass of the character bigrams they share, as a share of the smaller
 side (the grouping's own containment measure and the stream's bigram frequencies, nlp.incidents).
 
 A link needs the score, a clear lead over the runner-up on both sides (the next incident for this
@@ -46,6 +46,7 @@ __all__ = ["LINK_SCORE", "link_incidents"]
 
 LINK_SCORE = 0.2  # IDF share of the smaller side's bigrams held by the other
 LINK_LEAD = 1.5  # ... and this many times the runner-up's score, on both sides
+CLAIM_LINK_SCORE = 0.3  # the same share of the debunk's claim alone (its refutation left out)
 MIN_SHARED = 4  # bigrams in common at least
 POSTS_READ = 40  # stating posts of an incident read (its first ones: the claim and what followed)
 LINKED_ROLES = ("claim", "question", "refutation", "complaint")  # posts whose words state the matter
@@ -59,6 +60,7 @@ class _Side:
     key: int
     grams: np.ndarray  # distinct hashed bigrams, sorted
     anchors: Anchors
+    claim_grams: np.ndarray | None = None  # a debunk's: those of its claim alone
 
 
 def _grams(texts: Iterable[str]) -> np.ndarray:
@@ -126,7 +128,7 @@ def _debunks(session: Session, debunk_ids: Sequence[int] | None) -> list[_Side]:
         text = normalize(f"{claim} {refutation or ''}")
         # What the debunk is about is its claim's place and amounts; the refutation may name others
         # (the office, the real cause, a fee that is not charged).
-        out.append(_Side(did, _grams([text]), anchors_of(normalize(claim))))
+        out.append(_Side(did, _grams([text]), anchors_of(normalize(claim)), _grams([normalize(claim)])))
     return out
 
 
@@ -171,8 +173,16 @@ def _best_pairs(debunks: Sequence[_Side], incidents: Sequence[_Side], idf: np.nd
     if not debunks or not incidents:
         return []
     scores = np.zeros((len(debunks), len(incidents)))
+    # The claim with its refutation, or the claim alone: a long refutation in an office's words
+    # dilutes a claim the matter retells almost word for word. The claim alone is short, so shares
+    # more by chance with a matter of the same kind elsewhere: it needs CLAIM_LINK_SCORE (on the tune
+    # part, LINK_SCORE linked 13 more matters and 3 to the wrong debunk; this bar 5, none wrong).
+    claims = [_Side(d.key, d.claim_grams if d.claim_grams is not None else d.grams, d.anchors) for d in debunks]
     for start in range(0, len(incidents), _CHUNK):
-        scores[:, start:start + _CHUNK] = _scores(debunks, incidents[start:start + _CHUNK], idf, column)
+        part = incidents[start:start + _CHUNK]
+        alone = _scores(claims, part, idf, column)
+        alone[alone < CLAIM_LINK_SCORE] = 0.0
+        scores[:, start:start + _CHUNK] = np.maximum(_scores(debunks, part, idf, column), alone)
     for r, d in enumerate(debunks):
         for c in np.flatnonzero(scores[r] >= LINK_SCORE / LINK_LEAD).tolist():
             if _conflict(d.anchors, incidents[c].anchors, parents):

@@ -220,6 +220,30 @@ def test_a_debunk_in_the_library_links_a_matter_formed_later(db: Session, rumor_
     assert methods == {"incident"}, db.execute(select(DebunkMatch.post_id, DebunkMatch.method)).all()
 
 
+def test_a_matter_retelling_a_debunks_claim_links_however_long_its_refutation(db: Session, rumor_model: Any) -> None:
+    """An office's refutation is long and in its own words ("经派出所调查核实，近期辖区未接到…"); the
+    matter retells the claim ("工业大道…白色面包车…下夜班…女工") and shares little of the refutation.
+    Measured against the claim alone, the matter holds most of it."""
+    from nlp.debunks import DebunkIn, create_debunk
+
+    run(db, rumor_model, [
+        msg("转发：紧急提醒！工业大道最近有一辆白色面包车，专门在晚上十一点以后拉下夜班落单的女工，已经有两个女孩失踪，"
+            "被拉去割肾！！女同胞下班千万别一个人走！！", 1, "qh-1"),
+        msg("女生们注意：工业大道有面包车拉落单女工 听说已经有人不见了 下班结伴走", 2, "qh-1", 6, reply_to=1),
+        msg("真的假的 我老婆就是上夜班的 工业大道那段路黑", 3, "qh-1", 8, reply_to=2),
+    ])
+    incident = incident_of(db, "m1")
+    assert incident is not None and incident_of(db, "m2") == incident
+    row = create_debunk(db, DebunkIn(
+        claim="工业大道夜间有白色面包车掳走下夜班女工摘取器官",
+        refutation="经青禾镇派出所调查核实，近期辖区未接到任何女性失踪报警，也未发生强行拉人上车事件。网传视频系"
+                   "外省旧闻，与本地无关。请广大群众不信谣、不传谣，如发现可疑情况请及时拨打110报警。",
+        publisher="青禾镇派出所"))
+    db.commit()
+    inc = db.get(Incident, incident)
+    assert inc is not None and inc.debunk_id == row.id
+
+
 def test_a_debunk_about_another_village_never_links_by_its_words(db: Session, rumor_model: Any) -> None:
     from nlp.debunks import DebunkIn, create_debunk
 
