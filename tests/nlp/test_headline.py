@@ -75,6 +75,7 @@ def test_a_chat_line_keeps_its_punctuation(text: str, title: str) -> None:
     ("【草原补奖补发通知】根据国家新政策，2026年度草原生态补奖标准上调，每户牧民可补发3800元",
      "【草原补奖补发通知】2026年度草原生态补奖标准上调"),
     ("各位家长注意了！明天中心小学停课", "明天中心小学停课"),
+    ("家人们谁懂啊 职校那边有人跳楼了 救护车都来了", "职校那边有人跳楼了，救护车都来了"),
     # ... but a clause that says something stays, and an opener alone is kept rather than nothing
     ("跟大伙说个好事，北马坊要拆了", "跟大伙说个好事，北马坊要拆了"),
     ("各位村民：", "各位村民"),
