@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 from typing import Any
 
 from scrapy import Request
@@ -64,8 +63,7 @@ class ChineseEncodingMiddleware:
         content_type = response.headers.get(b"Content-Type")
         declared = declared_encoding(response.body, content_type.decode("latin-1") if content_type else None)
         if declared:  # (widened: GBK and GB2312 read as GB18030, whatever Scrapy's w3lib chose)
-            return response if codecs.lookup(response.encoding).name == codecs.lookup(declared).name \
-                else response.replace(encoding=declared)
+            return response if response.encoding.lower() == declared.lower() else response.replace(encoding=declared)
         if request.meta.get("feed") or request.url.endswith("/robots.txt"):
             return response  # XML declares its encoding itself; feedparser reads it
         self.crawler.stats.inc_value("yuqing/encoding_detected")

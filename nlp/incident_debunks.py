@@ -5,8 +5,9 @@ an office's words ("经派出所民警现场核实，当日在石岭小学门口
 the chat in the residents' ("石岭小学门口有面包车抢娃娃", "派出所说了 那个面包车是送校服的"): no single
 line says enough of it to match, while the matter's claims, questions and refutations together
 hold most of what the debunk says. So an incident is compared with the debunk's claim and
-refutation together, and with its claim alone (a long refutation dilutes a claim retold closely): the IDF mass of the character bigrams they share, as a share of the smaller
-side (the grouping's own containment measure and the stream's bigram frequencies, nlp.incidents).
+refutation together, and with its claim alone (a long refutation dilutes a claim retold closely):
+the IDF mass of the character bigrams they share, as a share of the smaller side (the grouping's
+own containment measure and the stream's bigram frequencies, nlp.incidents).
 
 A link needs the score, a clear lead over the runner-up on both sides (the next incident for this
 debunk, the next debunk for this incident) and no conflicting place or amount (东湾村 / 柳树村,

@@ -390,8 +390,8 @@ def _second_look(index: IncidentIndex, p: _Post, forbidden: set[_Open],
     met the claim about chlorine in tap water it retells. Found by common words, the matter must
     hold much of what the post says (WIDE_CONTENT), not only share its place or a number: on the
     tune part, a lower bar put one in three of these posts into a neighbouring matter."""
-    seen = {id(r[2]) for r in ranked}
-    wide = [c for c in index.candidates(p, probe_terms=p.wide) if id(c[0]) not in seen]
+    seen = {r[2] for r in ranked}
+    wide = [c for c in index.candidates(p, probe_terms=p.wide) if c[0] not in seen]
     worded = [r for r in _ranked(index, p, wide, {}, forbidden) if _content(p, r[2]) >= WIDE_CONTENT]
     return _best(index, p, worded, JOIN_SCORE) if worded else None
 
@@ -681,6 +681,9 @@ def _place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | N
     if inc is None and len(p.terms) <= FOLLOW_TERMS:
         inc = _conversation(index, p, forbidden)
         why = "conversation"
+    if inc is None and p.role in STARTER_ROLES and len(p.wide) > len(p.probe) and _can_start(p):
+        inc = _second_look(index, p, forbidden, ranked)
+        why = "wide"
     if inc is not None:
         inc = live(inc)
         if why == "quote" and ranked and all(live(r[2]) is not inc for r in ranked):
@@ -697,13 +700,6 @@ def _place(index: IncidentIndex, p: _Post, lookups: _Lookups) -> tuple[_Open | N
             if merged is not None:
                 return merged, why
         return inc, why
-    if _can_start(p) and p.role in STARTER_ROLES and len(p.wide) > len(p.probe):
-        inc = _second_look(index, p, forbidden, ranked)
-        if inc is not None:
-            inc = live(inc)
-            index.absorb(inc, p)
-            keep_claim(inc, p)
-            return inc, "wide"
     if _can_start(p):
         inc = index.found(p)
         keep_claim(inc, p)
@@ -747,10 +743,10 @@ _HOOK_ARRAY = np.fromiter(sorted(HOOK_GRAMS), dtype=np.int64)
 def _post_terms(index: IncidentIndex, facts: Sequence[PostFacts], fresh: Sequence[bool]
                 ) -> tuple[list[list[int]], list[list[float]], list[list[tuple[int, float]]],
                            list[list[tuple[int, float]]]]:
-    """Each post's rarest bigrams (rarest first) with their IDF, and its probe: the rarest of
-    those that some other post has too, and its wide probe: more of them. Posts analysed for the first time are counted into the
-    frequencies first (at a cold start there is no history; a re-analysed post is not counted
-    twice)."""
+    """Each post's rarest bigrams (rarest first) with their IDF, its probe: the rarest of those
+    that some other post has too, and its wide probe: more of them. Posts analysed for the first
+    time are counted into the frequencies first (at a cold start there is no history; a
+    re-analysed post is not counted twice)."""
     index.grams.add([f.grams for f, new in zip(facts, fresh, strict=True) if new])
     lens = np.fromiter((len(f.grams) for f in facts), dtype=np.int64, count=len(facts))
     flat = np.fromiter((g for f in facts for g in f.grams), dtype=np.int64, count=int(lens.sum()))
